@@ -1,0 +1,59 @@
+# sessa.c — build, test and train.
+#   make train_sessa test_sessa        CPU trainer and its test (gcc/clang + OpenMP, no BLAS)
+#   make train_sessacu test_sessacu    CUDA trainer and its test (needs nvcc; builds without a GPU)
+#   make test                          the whole suite (installs Python deps, writes reference dumps, runs all)
+#   make train                         prepares the embedded corpus and trains a small model on the CPU
+
+CC ?= gcc
+CFLAGS ?= -O3 -march=native -ffp-contract=fast -Wall -Wextra -Wno-unused-function
+OMPFLAGS ?= -fopenmp
+LDLIBS = -lm
+PYTHON ?= python3
+
+NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+# default GPU arch: the local GPU's if one answers, else Hopper (sm_90)
+GPU_ARCH ?= $(shell nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d '.' | sed 's/^/sm_/' | grep -E '^sm_[0-9]+$$' || echo sm_90)
+NVCCFLAGS ?= -O3 -arch=$(GPU_ARCH) -std=c++17 --expt-relaxed-constexpr
+NVLIBS = -lcublas -lcublasLt -lnccl   # -lnccl: llmc/zero.cuh (data parallelism in train_sessa.cu)
+
+HEADERS = $(wildcard llmc/*.h)
+CUHEADERS = $(wildcard llmc/*.cuh) $(HEADERS)
+REFS = dev/refs
+
+.PHONY: all cpu cuda test test-python test-c test-cuda-build refs deps train clean
+
+all: cpu $(if $(NVCC),cuda)
+cpu: train_sessa test_sessa
+cuda: train_sessacu test_sessacu
+
+# ---------------------------------------------------------------------------- CPU
+train_sessa: train_sessa.c $(HEADERS)
+	$(CC) $(CFLAGS) $(OMPFLAGS) $< $(LDLIBS) -o $@
+
+test_sessa: test_sessa.c train_sessa.c $(HEADERS)
+	$(CC) $(CFLAGS) $(OMPFLAGS) $< $(LDLIBS) -o $@
+
+# ---------------------------------------------------------------------------- CUDA
+train_sessacu: train_sessa.cu $(CUHEADERS)
+	$(NVCC) $(NVCCFLAGS) $< $(NVLIBS) -o $@
+
+test_sessacu: test_sessa.cu train_sessa.cu $(CUHEADERS)
+	$(NVCC) $(NVCCFLAGS) $< $(NVLIBS) -o $@
+
+# ---------------------------------------------------------------------------- tests
+# Python packages (torch, numpy, tokenizers, tqdm, matplotlib, pytest); a no-op when present
+deps: .deps_installed
+.deps_installed: requirements.txt
+	$(PYTHON) -m pip install -q -r requirements.txt
+	touch $@
+
+# reference dumps from the PyTorch reference (float64 math, float32 files)
+refs: deps
+	$(PYTHON) train_sessa.py --write_refs $(REFS)
+
+test: deps refs test-c test-python
+	@echo "all tests passed"
+
+clean:
+	rm -f train_sessa test_sessa train_sessacu test_sessacu .deps_installed
+	rm -rf $(REFS) dev/test/bin

@@ -1,0 +1,161 @@
+/*
+ Shared by feedback_forward.cu and feedback_backward.cu (included, no main of its own):
+ 1) the CPU reference: the naive O(T^2 D) formulas of SPEC §1/§2, double accumulation, independent of the
+    blocked schedule of llmc/feedback.cuh;
+ 2) the dense cuBLAS baseline, as the official PyTorch layer does it: materialise the (B,T,T) matrix
+    A = I - diag(gamma) alpha (logits by a cuBLAS GEMM, a row softmax kernel) and solve with cublasStrsmBatched.
+ Layouts as llmc/feedback.cuh: qb, kb rows of width D with row stride ld; everything else (B,T,D) / (B,T).
+*/
+#include <cublas_v2.h>
+#include "common.h"
+#include "../../llmc/feedback.cuh"
+
+#define cublasCheck(status) do { cublasStatus_t s_ = (status); \
+    if (s_ != CUBLAS_STATUS_SUCCESS) fatal("cuBLAS error %d", (int)s_); } while (0)
+
+// ----------------------------------------------------------------------------
+// CPU reference
+
+// alpha (T,T) of one batch element, strictly lower, row 0 empty; lse (T) = log sum_{j<t} exp(Z[t,j]), -inf at t = 0
+static void alpha_cpu(double *alpha, float *lse, const float *qb, const float *kb, int ld, int T, int D) {
+    double scale = 1.0 / sqrt((double)D);
+    for (int t = 0; t < T; t++) {
+        double mx = -INFINITY, sum = 0.0;
+        for (int j = 0; j < t; j++) {
+            double z = 0.0;
+            for (int i = 0; i < D; i++) z += (double)qb[(size_t)t * ld + i] * kb[(size_t)j * ld + i];
+            alpha[(size_t)t * T + j] = z * scale;
+            mx = fmax(mx, z * scale);
+        }
+        for (int j = 0; j < t; j++) sum += (alpha[(size_t)t * T + j] = exp(alpha[(size_t)t * T + j] - mx));
+        for (int j = 0; j < T; j++) alpha[(size_t)t * T + j] = j < t ? alpha[(size_t)t * T + j] / sum : 0.0;
+        if (lse) lse[t] = t == 0 ? -INFINITY : (float)(mx + log(sum));
+    }
+}
+
+// s_t = f_t + gamma_t c_t, c_t = sum_{j<t} alpha[t,j] s_j, lse as above; all (B,T,D) / (B,T)
+static void feedback_forward_cpu(float *s, float *c, float *lse, const float *f, const float *qb, const float *kb,
+                                 int ld, const float *gamma, int B, int T, int D) {
+    double *alpha = (double *)mallocCheck((size_t)T * T * sizeof(double));
+    double *sd = (double *)mallocCheck((size_t)T * D * sizeof(double));
+    for (int b = 0; b < B; b++) {
+        alpha_cpu(alpha, lse + (size_t)b * T, qb + (size_t)b * T * ld, kb + (size_t)b * T * ld, ld, T, D);
+        for (int t = 0; t < T; t++) for (int i = 0; i < D; i++) {
+            double ct = 0.0;
+            for (int j = 0; j < t; j++) ct += alpha[(size_t)t * T + j] * sd[(size_t)j * D + i];
+            size_t o = ((size_t)b * T + t) * D + i;
+            sd[(size_t)t * D + i] = f[o] + gamma[(size_t)b * T + t] * ct;
+            s[o] = (float)sd[(size_t)t * D + i];
+            c[o] = (float)ct;
+        }
+    }
+    free(alpha); free(sd);
+}
+
+// SPEC §2 given gs and the forward's s: u (B,T,D), dgamma (B,T), dqb, dkb (B,T,D) unstrided
+static void feedback_backward_cpu(float *u, float *dgamma, float *dqb, float *dkb, const float *gs, const float *s,
+                                  const float *qb, const float *kb, int ld, const float *gamma, int B, int T, int D) {
+    double *alpha = (double *)mallocCheck((size_t)T * T * sizeof(double));
+    double *ud = (double *)mallocCheck((size_t)T * D * sizeof(double));
+    double *dq = (double *)mallocCheck((size_t)T * D * sizeof(double)), *dk = (double *)mallocCheck((size_t)T * D * sizeof(double));
+    double scale = 1.0 / sqrt((double)D);
+    for (int b = 0; b < B; b++) {
+        const float *q = qb + (size_t)b * T * ld, *k = kb + (size_t)b * T * ld, *g = gamma + (size_t)b * T;
+        const float *sb = s + (size_t)b * T * D, *gsb = gs + (size_t)b * T * D;
+        alpha_cpu(alpha, NULL, q, k, ld, T, D);
+        for (int j = T - 1; j >= 0; j--) for (int i = 0; i < D; i++) {
+            double v = gsb[(size_t)j * D + i];
+            for (int t = j + 1; t < T; t++) v += g[t] * alpha[(size_t)t * T + j] * ud[(size_t)t * D + i];
+            ud[(size_t)j * D + i] = v;
+        }
+        memset(dq, 0, (size_t)T * D * sizeof(double)); memset(dk, 0, (size_t)T * D * sizeof(double));
+        for (int t = 0; t < T; t++) {
+            double dg = 0.0;
+            for (int j = 0; j < t; j++) for (int i = 0; i < D; i++) dg += ud[(size_t)t * D + i] * alpha[(size_t)t * T + j] * sb[(size_t)j * D + i];
+            dgamma[(size_t)b * T + t] = (float)dg;
+            for (int j = 0; j < t; j++) {
+                double us = 0.0;
+                for (int i = 0; i < D; i++) us += ud[(size_t)t * D + i] * sb[(size_t)j * D + i];
+                double dz = g[t] * alpha[(size_t)t * T + j] * (us - dg) * scale;
+                for (int i = 0; i < D; i++) {
+                    dq[(size_t)t * D + i] += dz * k[(size_t)j * ld + i];
+                    dk[(size_t)j * D + i] += dz * q[(size_t)t * ld + i];
+                }
+            }
+        }
+        for (size_t e = 0; e < (size_t)T * D; e++) {
+            u[(size_t)b * T * D + e] = (float)ud[e];
+            dqb[(size_t)b * T * D + e] = (float)dq[e];
+            dkb[(size_t)b * T * D + e] = (float)dk[e];
+        }
+    }
+    free(alpha); free(ud); free(dq); free(dk);
+}
+
+// ----------------------------------------------------------------------------
+// dense cuBLAS baseline
+
+// in place, one warp per row t of Z (B*T rows of T): A[t,j] = 1 (j == t), -gamma_t alpha[t,j] (j < t), 0 (j > t)
+__global__ void dense_A_from_logits_kernel(float *A, const float *gamma, int BT, int T) {
+    int row = blockIdx.x * (blockDim.x / WARP_SIZE) + threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE;
+    if (row >= BT) return;
+    int t = row % T;
+    float *a = A + (size_t)row * T;
+    float mx = -INFINITY, sum = 0.0f;
+    for (int j = lane; j < t; j += WARP_SIZE) mx = fmaxf(mx, a[j]);
+    mx = warp_reduce_max(mx);
+    for (int j = lane; j < t; j += WARP_SIZE) sum += expf(a[j] - mx);
+    sum = warp_reduce_sum(sum);
+    float g = gamma[row];
+    for (int j = lane; j < T; j += WARP_SIZE) a[j] = j < t ? -g * expf(a[j] - mx) / sum : (j == t ? 1.0f : 0.0f);
+}
+
+typedef struct {
+    cublasHandle_t handle;
+    float *A;              // (B,T,T)
+    float **A_ptr, **X_ptr; // device pointer arrays for the batched solve
+    int B, T, D;
+} DenseBaseline;
+
+static DenseBaseline dense_baseline_create(float *X, int B, int T, int D) { // X: the (B,T,D) right-hand side / solution
+    DenseBaseline db = {};
+    db.B = B; db.T = T; db.D = D;
+    cublasCheck(cublasCreate(&db.handle));
+    cudaMallocCheck(&db.A, (size_t)B * T * T * sizeof(float));
+    float **hA = (float **)mallocCheck(B * sizeof(float *)), **hX = (float **)mallocCheck(B * sizeof(float *));
+    for (int b = 0; b < B; b++) { hA[b] = db.A + (size_t)b * T * T; hX[b] = X + (size_t)b * T * D; }
+    cudaMallocCheck(&db.A_ptr, B * sizeof(float *));
+    cudaMallocCheck(&db.X_ptr, B * sizeof(float *));
+    cudaCheck(cudaMemcpy(db.A_ptr, hA, B * sizeof(float *), cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemcpy(db.X_ptr, hX, B * sizeof(float *), cudaMemcpyHostToDevice));
+    free(hA); free(hX);
+    return db;
+}
+static size_t dense_baseline_bytes(const DenseBaseline *db) { return (size_t)db->B * db->T * db->T * sizeof(float); }
+static void dense_baseline_destroy(DenseBaseline *db) {
+    cublasCheck(cublasDestroy(db->handle));
+    cudaCheck(cudaFree(db->A)); cudaCheck(cudaFree(db->A_ptr)); cudaCheck(cudaFree(db->X_ptr));
+}
+
+// A = I - diag(gamma) alpha, dense (B,T,T)
+static void dense_baseline_build_A(DenseBaseline *db, const floatX *qb, const floatX *kb, int ld, const float *gamma) {
+    int B = db->B, T = db->T, D = db->D;
+    float scale = 1.0f / sqrtf((float)D), zero = 0.0f;
+    // row-major Z (T,T) = qb kb^T, i.e. column-major Z^T = kb_cm^T qb_cm with kb_cm, qb_cm (D,T) of leading dim ld
+    cublasCheck(cublasGemmStridedBatchedEx(db->handle, CUBLAS_OP_T, CUBLAS_OP_N, T, T, D, &scale,
+                                           kb, CUDA_R_16BF, ld, (long long)T * ld, qb, CUDA_R_16BF, ld, (long long)T * ld,
+                                           &zero, db->A, CUDA_R_32F, T, (long long)T * T, B,
+                                           CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    dense_A_from_logits_kernel<<<ceil_div((long long)B * T, 8), 8 * WARP_SIZE>>>(db->A, gamma, B * T, T);
+    cudaCheck(cudaGetLastError());
+}
+
+// X <- A^{-1} X (forward: X = f on entry, s on exit) or X <- A^{-T} X (backward: gs -> u).
+// Row-major A (T,T) is the column-major upper-triangular M = A^T, and row-major X (T,D) is column-major X^T (D,T):
+// A X = F  <=>  X^T M = F^T (right side, upper, no transpose);  A^T U = G  <=>  U^T M^T = G^T (transpose).
+static void dense_baseline_solve(DenseBaseline *db, int transpose) {
+    float one = 1.0f;
+    cublasCheck(cublasStrsmBatched(db->handle, CUBLAS_SIDE_RIGHT, CUBLAS_FILL_MODE_UPPER,
+                                   transpose ? CUBLAS_OP_T : CUBLAS_OP_N, CUBLAS_DIAG_UNIT, db->D, db->T, &one,
+                                   (const float *const *)db->A_ptr, db->T, db->X_ptr, db->D, db->B));
+}

@@ -1,0 +1,48 @@
+/*
+ AdamW in PyTorch's form (torch.optim.AdamW): decoupled weight decay, bias-corrected moments,
+   p <- p (1 - lr wd);  m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
+   p <- p - lr (m / bc1) / (sqrt(v / bc2) + eps),  bc_i = 1 - b_i^step   (as train_sessa.c)
+ on the flat fp32 master weights, moments fp32; g = grad * grad_scale (gradient clipping).
+ Every step also writes the bf16 copy of the weights that the forward and backward use.
+*/
+#ifndef SESSA_ADAMW_CUH
+#define SESSA_ADAMW_CUH
+
+#include <math.h>
+#include "cuda_common.h"
+
+__global__ void adamw_kernel(float *params, floatX *params_bf16, const float *grads, float *m, float *v, size_t n,
+                             float lr, float beta1, float beta2, float bc1, float bc2, float eps, float wd,
+                             float grad_scale) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float g = grads[i] * grad_scale;
+    float mi = beta1 * m[i] + (1.0f - beta1) * g;
+    float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
+    float p = params[i] * (1.0f - lr * wd);
+    p -= lr * (mi / bc1) / (sqrtf(vi / bc2) + eps);
+    m[i] = mi; v[i] = vi; params[i] = p;
+    params_bf16[i] = __float2bfloat16(p);
+}
+
+// step counts from 1
+static void adamw_update(float *params, floatX *params_bf16, const float *grads, float *m, float *v, size_t n,
+                         float lr, float beta1, float beta2, float eps, float wd, float grad_scale, int step,
+                         cudaStream_t stream) {
+    float bc1 = 1.0f - powf(beta1, (float)step), bc2 = 1.0f - powf(beta2, (float)step);
+    adamw_kernel<<<ceil_div((long long)n, 512), 512, 0, stream>>>(params, params_bf16, grads, m, v, n, lr, beta1, beta2,
+                                                                 bc1, bc2, eps, wd, grad_scale);
+    cudaCheck(cudaGetLastError());
+}
+
+// dst (n) = bf16(src): the working copy of freshly loaded master weights
+__global__ void float_to_bf16_kernel(floatX *dst, const float *src, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) dst[i] = __float2bfloat16(src[i]);
+}
+static void float_to_bf16(floatX *dst, const float *src, size_t n, cudaStream_t stream) {
+    float_to_bf16_kernel<<<ceil_div((long long)n, 512), 512, 0, stream>>>(dst, src, n);
+    cudaCheck(cudaGetLastError());
+}
+
+#endif // SESSA_ADAMW_CUH

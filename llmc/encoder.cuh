@@ -1,0 +1,83 @@
+/*
+ Token embedding: x0[n] = wte[tokens[n]] (no positional table; positions enter through RoPE).
+ Backward: dwte[v] += sum over the positions n with tokens[n] == v of dout[n], deterministic without
+ atomics: the host sorts the positions by token (a counting sort, stable, so each token's positions are
+ summed in increasing order), and one thread block column per distinct token sums its rows.
+*/
+#ifndef SESSA_ENCODER_CUH
+#define SESSA_ENCODER_CUH
+
+#include "cuda_common.h"
+
+// out (N, C) = wte[tokens] (tokens already checked against the vocabulary by the data loader)
+__global__ void encoder_forward_kernel(floatX *out, const int *tokens, const floatX *wte, int N, int C) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)N * C) return;
+    size_t n = i / C, c = i % C;
+    out[i] = wte[(size_t)tokens[n] * C + c];
+}
+
+static void encoder_forward(floatX *out, const int *tokens, const floatX *wte, int N, int C, cudaStream_t stream) {
+    encoder_forward_kernel<<<ceil_div((long long)N * C, 256), 256, 0, stream>>>(out, tokens, wte, N, C);
+    cudaCheck(cudaGetLastError());
+}
+
+// the positions of a batch grouped by token: [tokens (nb) | starts (nb + 1) | positions (N)]
+typedef struct {
+    int V, N;           // vocabulary, max positions
+    int nbuckets;       // distinct tokens of the current batch
+    int *count;         // host (V + 1) counting-sort offsets
+    int *plan;          // host, 2 * nbuckets + 1 + N <= 3 * N + 1 ints
+    int *d_plan;        // device copy of plan
+} EncoderBackward;
+
+static void encoder_backward_init(EncoderBackward *e, int V, int N) {
+    e->V = V; e->N = N; e->nbuckets = 0;
+    e->count = (int *)mallocCheck((size_t)(V + 1) * sizeof(int));
+    e->plan = (int *)mallocCheck((size_t)(3 * N + 1) * sizeof(int));
+    cudaMallocCheck(&e->d_plan, (size_t)(3 * N + 1) * sizeof(int));
+}
+static void encoder_backward_free(EncoderBackward *e) {
+    free(e->count); free(e->plan);
+    cudaCheck(cudaFree(e->d_plan));
+}
+
+// sort the N host tokens into buckets and upload the plan (call before encoder_backward)
+static void encoder_backward_plan(EncoderBackward *e, const int *tokens, int N, cudaStream_t stream) {
+    if (N > e->N) fatal("encoder_backward_plan: %d positions, planned for %d", N, e->N);
+    int V = e->V;
+    memset(e->count, 0, (size_t)(V + 1) * sizeof(int));
+    for (int n = 0; n < N; n++) e->count[tokens[n] + 1]++;
+    int nb = 0;
+    for (int v = 0; v < V; v++) nb += e->count[v + 1] > 0;
+    int *btok = e->plan, *bstart = e->plan + nb, *pos = e->plan + 2 * nb + 1;
+    int b = 0;
+    for (int v = 0; v < V; v++) {         // bucket starts, in token order
+        if (e->count[v + 1] > 0) { btok[b] = v; bstart[b] = e->count[v]; b++; }
+        e->count[v + 1] += e->count[v];   // count[v] = first slot of token v
+    }
+    bstart[nb] = N;
+    for (int n = 0; n < N; n++) pos[e->count[tokens[n]]++] = n;
+    e->nbuckets = nb;
+    cudaCheck(cudaMemcpyAsync(e->d_plan, e->plan, (size_t)(2 * nb + 1 + N) * sizeof(int), cudaMemcpyHostToDevice, stream));
+}
+
+// dwte[tok, c] += sum of dout[pos, c] over the bucket's positions, in order
+__global__ void encoder_backward_kernel(float *dwte, const floatX *dout, const int *plan, int nb, int C) {
+    int b = blockIdx.x, c = blockIdx.y * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    const int *starts = plan + nb, *pos = plan + 2 * nb + 1;
+    float acc = 0.0f;
+    for (int i = starts[b]; i < starts[b + 1]; i++) acc += __bfloat162float(dout[(size_t)pos[i] * C + c]);
+    dwte[(size_t)plan[b] * C + c] += acc;
+}
+
+// dwte (Vp, C) += scatter of dout (N, C); encoder_backward_plan must have run for this batch
+static void encoder_backward(float *dwte, const floatX *dout, const EncoderBackward *e, int C, cudaStream_t stream) {
+    if (e->nbuckets == 0) return;
+    dim3 grid(e->nbuckets, ceil_div(C, 256));
+    encoder_backward_kernel<<<grid, 256, 0, stream>>>(dwte, dout, e->d_plan, e->nbuckets, C);
+    cudaCheck(cudaGetLastError());
+}
+
+#endif // SESSA_ENCODER_CUH

@@ -1,0 +1,385 @@
+/*
+ The Sessa feedback branch on the GPU (SPEC §1-§3): a strictly causal single-head softmax over the full
+ width D placed inside a recurrent path, i.e. the unit-lower-triangular solve (I - diag(gamma) alpha) s = f.
+ Memory is O(B*T*D) + O(B*T): alpha is never stored whole, it is recomputed tile by tile from qb, kb and
+ the per-row log-sum-exp.
+
+ API (row-major, token-major; qb, kb, dqb, dkb are rows of width D with row stride ld, so they can be the
+ two halves of one (B,T,2D) buffer: qb[(b*T+t)*ld + i]):
+
+   void feedback_forward(float *s, float *c, float *lse, const floatX *f, const floatX *qb, const floatX *kb,
+                         int ld, const float *gamma, int B, int T, int D, float *scratch, cudaStream_t stream);
+       in:  f (B,T,D), qb/kb (B,T,D) strided, gamma (B,T) = gamma_max*tanh(r) already
+       out: s (B,T,D)   s_t = f_t + gamma_t c_t
+            c (B,T,D)   c_t = sum_{j<t} alpha[t,j] s_j   (the feedback context; the backward's dgamma = u.c)
+            lse (B,T)   log sum_{j<t} exp(Z[t,j]), Z = qb kb^T / sqrt(D); -inf for the empty row t = 0
+
+   void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dkb, int ld, const float *gs,
+                          const float *s, const float *c, const float *lse, const floatX *qb, const floatX *kb,
+                          const float *gamma, int B, int T, int D, float *scratch, cudaStream_t stream);
+       in:  gs = dL/ds (B,T,D) and the forward's s, c, lse, qb, kb, gamma
+       out: df = u = dL/df (B,T,D), dgamma (B,T), dqb/dkb (B,T,D) strided by ld (overwritten, not accumulated)
+
+   size_t feedback_scratch_bytes(int B, int T, int D);   // scratch of either call, 256-byte aligned pointer
+
+ Precision: s and c are fp32, and so is u inside the backward. s feeds every later row through a chain
+ whose gain approaches 1 (gamma_max = 0.999): a bf16 s would re-inject a 2^-9 relative rounding error at
+ every row and the chain would carry it almost undamped, while fp32 keeps it at 2^-24 (the same holds for
+ u in the transposed chain). c costs one more fp32 (B,T,D) buffer, and buys an exact dgamma_t = u_t.c_t
+ without dividing (s_t - f_t) by a gamma_t that may be near 0. All sums are fp32 in a fixed order and
+ no atomics are used: results are bitwise identical run to run.
+
+ Algorithm (block size FB_C = 64 rows), SPEC §3:
+   forward:  lse for all rows in parallel (online softmax over key tiles), then for each query block I in order
+               P      = alpha[I, 0:i0+C]                     (C, i0+C) recomputed from qb, kb, lse
+               acc    = P[:, 0:i0] s[0:i0]                   GEMM, parallel over batch and D columns
+               c_t    = acc_t + sum_{j in I, j<t} P[t,j] s_j;  s_t = f_t + gamma_t c_t    (in-block solve, in order)
+   backward: for each key block J from last to first
+               Pc     = gamma_t alpha[t, J] for t >= j0      (T-j0, C)
+               acc    = Pc[t >= j0+C]^T u[t >= j0+C]         GEMM
+               u_j    = gs_j + acc_j + sum_{t in J, t>j} Pc[t,j] u_t   (in-block solve, last row first)
+             dgamma_t = u_t . c_t; then, R query rows at a time (R ~ D so the chunk is O(T*D)):
+               dZ[t,j] = gamma_t alpha[t,j] (u_t.s_j - dgamma_t)   (R, T) tile-parallel
+               dqb[R rows] = dZ kb / sqrt(D);   dkb += dZ^T qb[R rows] / sqrt(D)   GEMMs, fp32 accumulation
+ dev/test/test_feedback_blocked.c runs exactly this schedule on the CPU against the dense formula.
+*/
+#ifndef SESSA_FEEDBACK_CUH
+#define SESSA_FEEDBACK_CUH
+
+#include <math.h>
+#include "cuda_common.h"
+
+#define FB_C 64          // rows per block of the substitution, and the edge of every square tile
+#define FB_TK 32         // depth of one shared-memory slice of a dot-product tile
+#define FB_THREADS 256   // threads of a 64x64 tile kernel: each owns 4x4 entries
+
+__device__ __forceinline__ float fb_load(float x) { return x; }
+__device__ __forceinline__ float fb_load(floatX x) { return __bfloat162float(x); }
+__device__ __forceinline__ void fb_store(float *p, float x) { *p = x; }
+__device__ __forceinline__ void fb_store(floatX *p, float x) { *p = __float2bfloat16(x); }
+
+// ----------------------------------------------------------------------------
+// one 64x64 tile of row dot products: acc[i][j] = A[a0 + ty+16i, :] . Bm[b0 + tx+16j, :]  over K columns
+// (ty = tid/16, tx = tid%16); rows at or past a_end / b_end read as zero. Called by all FB_THREADS threads.
+template <typename TA, typename TB>
+__device__ void fb_tile_dot(float acc[4][4], const TA *A, int lda, int a0, int a_end,
+                            const TB *Bm, int ldb, int b0, int b_end, int K) {
+    __shared__ float As[FB_C][FB_TK + 1], Bs[FB_C][FB_TK + 1];
+    int tid = threadIdx.x, ty = tid / 16, tx = tid % 16;
+    for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
+    for (int k0 = 0; k0 < K; k0 += FB_TK) {
+        for (int e = tid; e < FB_C * FB_TK; e += FB_THREADS) {
+            int r = e / FB_TK, k = e % FB_TK, gk = k0 + k;
+            As[r][k] = (a0 + r < a_end && gk < K) ? fb_load(A[(size_t)(a0 + r) * lda + gk]) : 0.0f;
+            Bs[r][k] = (b0 + r < b_end && gk < K) ? fb_load(Bm[(size_t)(b0 + r) * ldb + gk]) : 0.0f;
+        }
+        __syncthreads();
+        for (int k = 0; k < FB_TK; k++) {
+            float a[4], b[4];
+            for (int i = 0; i < 4; i++) a[i] = As[ty + 16 * i][k];
+            for (int j = 0; j < 4; j++) b[j] = Bs[tx + 16 * j][k];
+            for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+        }
+        __syncthreads();
+    }
+}
+
+// ----------------------------------------------------------------------------
+// batched strided GEMM: out(m,n) = beta*out(m,n) + scale * sum_{k<K} A(m,k) Bm(k,n)  for m<M, n<N
+//   A(m,k) = A[z*sA + m*a_m + k*a_k],  Bm(k,n) = Bm[z*sB + k*b_k + n],  out(m,n) = out[z*sO + m*o_m + n]
+// grid (ceil(N/64), ceil(M/64), batch), FB_THREADS threads; beta == 0 never reads out. K = 0 gives beta*out.
+#define FB_GK 16
+template <typename TA, typename TB, typename TO>
+__global__ void __launch_bounds__(FB_THREADS)
+fb_gemm_kernel(TO *out, size_t sO, int o_m, const TA *A, size_t sA, int a_m, int a_k,
+               const TB *Bm, size_t sB, int b_k, int M, int N, int K, float scale, float beta) {
+    __shared__ float As[FB_GK][FB_C], Bs[FB_GK][FB_C];
+    int tid = threadIdx.x, ty = tid / 16, tx = tid % 16;
+    int m0 = blockIdx.y * FB_C, n0 = blockIdx.x * FB_C, z = blockIdx.z;
+    A += z * sA; Bm += z * sB; out += z * sO;
+    float acc[4][4] = {};
+    for (int k0 = 0; k0 < K; k0 += FB_GK) {
+        for (int e = tid; e < FB_GK * FB_C; e += FB_THREADS) {
+            // walk A along its unit-stride axis so that neighbouring threads read neighbouring addresses
+            int m = (a_k == 1) ? e / FB_GK : e % FB_C, k = (a_k == 1) ? e % FB_GK : e / FB_C;
+            As[k][m] = (m0 + m < M && k0 + k < K) ? fb_load(A[(size_t)(m0 + m) * a_m + (size_t)(k0 + k) * a_k]) : 0.0f;
+            int n = e % FB_C, kb = e / FB_C;
+            Bs[kb][n] = (n0 + n < N && k0 + kb < K) ? fb_load(Bm[(size_t)(k0 + kb) * b_k + n0 + n]) : 0.0f;
+        }
+        __syncthreads();
+        for (int k = 0; k < FB_GK; k++) {
+            float a[4], b[4];
+            for (int i = 0; i < 4; i++) a[i] = As[k][ty + 16 * i];
+            for (int j = 0; j < 4; j++) b[j] = Bs[k][tx + 16 * j];
+            for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+        }
+        __syncthreads();
+    }
+    for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) {
+        int m = m0 + ty + 16 * i, n = n0 + tx + 16 * j;
+        if (m >= M || n >= N) continue;
+        TO *p = out + (size_t)m * o_m + n;
+        fb_store(p, scale * acc[i][j] + (beta != 0.0f ? beta * fb_load(*p) : 0.0f));
+    }
+}
+
+template <typename TA, typename TB, typename TO>
+static void fb_gemm(TO *out, size_t sO, int o_m, const TA *A, size_t sA, int a_m, int a_k, const TB *Bm, size_t sB,
+                    int b_k, int M, int N, int K, float scale, float beta, int batch, cudaStream_t stream) {
+    dim3 grid(ceil_div(N, FB_C), ceil_div(M, FB_C), batch);
+    fb_gemm_kernel<<<grid, FB_THREADS, 0, stream>>>(out, sO, o_m, A, sA, a_m, a_k, Bm, sB, b_k, M, N, K, scale, beta);
+    cudaCheck(cudaGetLastError());
+}
+
+// ----------------------------------------------------------------------------
+// softmax statistics of the strictly causal logits: lse[b,t] = log sum_{j<t} exp(qb_t.kb_j/sqrt(D))
+// grid (ceil(T/64), B). 4 threads share a row (16 columns of each key tile each), merged at the end.
+__global__ void __launch_bounds__(FB_THREADS)
+feedback_lse_kernel(float *lse, const floatX *qb, const floatX *kb, int ld, int T, int D) {
+    __shared__ float Zs[FB_C][FB_C + 1];
+    int tid = threadIdx.x, ty = tid / 16, tx = tid % 16, b = blockIdx.y, i0 = blockIdx.x * FB_C;
+    qb += (size_t)b * T * ld; kb += (size_t)b * T * ld;
+    float scale = rsqrtf((float)D);
+    int row = tid / 4, part = tid % 4, t = i0 + row;
+    float m = -INFINITY, l = 0.0f;                 // running max and sum of this thread's share of row t
+    for (int j0 = 0; j0 <= i0; j0 += FB_C) {      // key tiles holding some j < t
+        float acc[4][4];
+        fb_tile_dot(acc, qb, ld, i0, T, kb, ld, j0, T, D);
+        for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) Zs[ty + 16 * i][tx + 16 * j] = acc[i][j] * scale;
+        __syncthreads();
+        for (int k = part * 16; k < part * 16 + 16; k++) {
+            if (j0 + k >= t) break;
+            float z = Zs[row][k], m_new = fmaxf(m, z);
+            l = l * expf(m - m_new) + expf(z - m_new);
+            m = m_new;
+        }
+        __syncthreads();
+    }
+    for (int o = 1; o < 4; o <<= 1) {             // merge the 4 shares of the row (lanes differ in their low 2 bits)
+        float m2 = __shfl_xor_sync(0xffffffffu, m, o), l2 = __shfl_xor_sync(0xffffffffu, l, o);
+        float mm = fmaxf(m, m2);
+        l = (mm == -INFINITY) ? 0.0f : l * expf(m - mm) + l2 * expf(m2 - mm);
+        m = mm;
+    }
+    if (part == 0 && t < T) lse[(size_t)b * T + t] = (t == 0) ? -INFINITY : m + logf(l);
+}
+
+// ----------------------------------------------------------------------------
+// forward, one query block I = [i0, i0+C): P[b][r][j] = alpha[i0+r, j] for j < i0+C (0 where j >= t or t >= T)
+// P: (B, C, T) scratch. grid (i0/C + 1, B): key tile blockIdx.x, the last one is the diagonal tile.
+__global__ void __launch_bounds__(FB_THREADS)
+feedback_alpha_rows_kernel(float *P, const floatX *qb, const floatX *kb, int ld, const float *lse,
+                           int i0, int T, int D) {
+    int tid = threadIdx.x, ty = tid / 16, tx = tid % 16, b = blockIdx.y, j0 = blockIdx.x * FB_C;
+    qb += (size_t)b * T * ld; kb += (size_t)b * T * ld; lse += (size_t)b * T; P += (size_t)b * FB_C * T;
+    float acc[4][4];
+    fb_tile_dot(acc, qb, ld, i0, T, kb, ld, j0, T, D);
+    float scale = rsqrtf((float)D);
+    for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) {
+        int r = ty + 16 * i, t = i0 + r, jj = j0 + tx + 16 * j;
+        if (jj >= T) continue;
+        P[(size_t)r * T + jj] = (jj < t && t < T) ? expf(acc[i][j] * scale - lse[t]) : 0.0f;
+    }
+}
+
+// forward in-block solve, rows in order: c_t = acc[r] + sum_{j<r} P[r][i0+j] s_{i0+j};  s_t = f_t + gamma_t c_t
+// acc: (B, C, D) = P[:, 0:i0] s[0:i0]. grid (ceil(D/128), B), 128 threads: one column each, the block's s in registers.
+#define FB_SOLVE_THREADS 128
+__global__ void __launch_bounds__(FB_SOLVE_THREADS)
+feedback_solve_rows_kernel(float *s, float *c, const float *acc, const float *P, const floatX *f,
+                           const float *gamma, int i0, int T, int D) {
+    __shared__ float Pd[FB_C][FB_C];   // alpha[i0+r, i0+j], the diagonal tile (strictly lower)
+    __shared__ float g[FB_C];
+    int b = blockIdx.y, n = blockIdx.x * FB_SOLVE_THREADS + threadIdx.x;
+    P += (size_t)b * FB_C * T;
+    for (int e = threadIdx.x; e < FB_C * FB_C; e += FB_SOLVE_THREADS) {
+        int r = e / FB_C, j = e % FB_C;
+        Pd[r][j] = (i0 + j < T) ? P[(size_t)r * T + i0 + j] : 0.0f;
+    }
+    for (int r = threadIdx.x; r < FB_C; r += FB_SOLVE_THREADS) g[r] = (i0 + r < T) ? gamma[(size_t)b * T + i0 + r] : 0.0f;
+    __syncthreads();
+    if (n >= D) return;
+    acc += (size_t)b * FB_C * D + n;
+    size_t base = ((size_t)b * T + i0) * D + n;
+    float sv[FB_C];
+#pragma unroll
+    for (int r = 0; r < FB_C; r++) {
+        float cr = acc[(size_t)r * D];
+#pragma unroll
+        for (int j = 0; j < r; j++) cr = fmaf(Pd[r][j], sv[j], cr);
+        bool live = i0 + r < T;
+        sv[r] = live ? fb_load(f[base + (size_t)r * D]) + g[r] * cr : 0.0f;
+        if (live) { s[base + (size_t)r * D] = sv[r]; c[base + (size_t)r * D] = cr; }
+    }
+}
+
+// ----------------------------------------------------------------------------
+// backward, one key block J = [j0, j0+C): Pc[b][t][r] = gamma_t alpha[t, j0+r] for t >= j0 (0 where j0+r >= t)
+// Pc: (B, T, C) scratch. grid (ceil((T-j0)/C), B): query tile t0 = j0 + C*blockIdx.x, the first is diagonal.
+__global__ void __launch_bounds__(FB_THREADS)
+feedback_alpha_cols_kernel(float *Pc, const floatX *qb, const floatX *kb, int ld, const float *lse,
+                           const float *gamma, int j0, int T, int D) {
+    int tid = threadIdx.x, ty = tid / 16, tx = tid % 16, b = blockIdx.y, t0 = j0 + blockIdx.x * FB_C;
+    qb += (size_t)b * T * ld; kb += (size_t)b * T * ld; lse += (size_t)b * T; gamma += (size_t)b * T;
+    Pc += (size_t)b * T * FB_C;
+    float acc[4][4];
+    fb_tile_dot(acc, qb, ld, t0, T, kb, ld, j0, T, D);
+    float scale = rsqrtf((float)D);
+    for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) {
+        int t = t0 + ty + 16 * i, r = tx + 16 * j;
+        if (t >= T) continue;
+        Pc[(size_t)t * FB_C + r] = (j0 + r < t) ? gamma[t] * expf(acc[i][j] * scale - lse[t]) : 0.0f;
+    }
+}
+
+// backward in-block solve, last row first: u_j = gs_j + acc[r] + sum_{r'>r} Pc[j0+r'][r] u_{j0+r'}, j = j0+r
+// acc: (B, C, D) = Pc[j0+C:, :]^T u[j0+C:]. grid (ceil(D/128), B), 128 threads: one column each.
+__global__ void __launch_bounds__(FB_SOLVE_THREADS)
+feedback_solve_cols_kernel(float *u, floatX *df, const float *acc, const float *Pc, const float *gs,
+                           int j0, int T, int D) {
+    __shared__ float Pd[FB_C][FB_C];   // Pd[r'][r] = gamma alpha[j0+r', j0+r], the diagonal tile
+    int b = blockIdx.y, n = blockIdx.x * FB_SOLVE_THREADS + threadIdx.x;
+    Pc += (size_t)b * T * FB_C;
+    for (int e = threadIdx.x; e < FB_C * FB_C; e += FB_SOLVE_THREADS) {
+        int rr = e / FB_C, r = e % FB_C;
+        Pd[rr][r] = (j0 + rr < T) ? Pc[(size_t)(j0 + rr) * FB_C + r] : 0.0f;
+    }
+    __syncthreads();
+    if (n >= D) return;
+    acc += (size_t)b * FB_C * D + n;
+    size_t base = ((size_t)b * T + j0) * D + n;
+    float uv[FB_C];
+#pragma unroll
+    for (int r = FB_C - 1; r >= 0; r--) {
+        float ur = acc[(size_t)r * D];
+#pragma unroll
+        for (int rr = FB_C - 1; rr > r; rr--) ur = fmaf(Pd[rr][r], uv[rr], ur);
+        bool live = j0 + r < T;
+        uv[r] = live ? gs[base + (size_t)r * D] + ur : 0.0f;
+        if (live) { u[base + (size_t)r * D] = uv[r]; df[base + (size_t)r * D] = __float2bfloat16(uv[r]); }
+    }
+}
+
+// dgamma_t = u_t . c_t (one warp per row); this is also the Delta_t of the softmax backward
+__global__ void feedback_dgamma_kernel(float *dgamma, const float *u, const float *c, int BT, int D) {
+    int row = blockIdx.x * (blockDim.x / WARP_SIZE) + threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE;
+    if (row >= BT) return;
+    u += (size_t)row * D; c += (size_t)row * D;
+    float acc = 0.0f;
+    for (int i = lane; i < D; i += WARP_SIZE) acc = fmaf(u[i], c[i], acc);
+    acc = warp_reduce_sum(acc);
+    if (lane == 0) dgamma[row] = acc;
+}
+
+// dZ for query rows [g0, g0+R): dZ[b][t-g0][j] = gamma_t alpha[t,j] (u_t.s_j - dgamma_t) for j < t, else 0
+// dZ: (B, R, T) scratch, written for j < min(g0+R, T). grid (ceil(min(g0+R,T)/C), R/C, B).
+__global__ void __launch_bounds__(FB_THREADS)
+feedback_dz_kernel(float *dZ, const floatX *qb, const floatX *kb, int ld, const float *u, const float *s,
+                   const float *lse, const float *gamma, const float *dgamma, int g0, int R, int T, int D) {
+    int tid = threadIdx.x, ty = tid / 16, tx = tid % 16, b = blockIdx.z;
+    int j0 = blockIdx.x * FB_C, t0 = g0 + blockIdx.y * FB_C;
+    qb += (size_t)b * T * ld; kb += (size_t)b * T * ld; u += (size_t)b * T * D; s += (size_t)b * T * D;
+    lse += (size_t)b * T; gamma += (size_t)b * T; dgamma += (size_t)b * T; dZ += (size_t)b * R * T;
+    float z[4][4] = {}, us[4][4] = {};
+    if (j0 < t0 + FB_C - 1) {                      // the tile holds some j < t: compute it
+        fb_tile_dot(z, qb, ld, t0, T, kb, ld, j0, T, D);
+        fb_tile_dot(us, u, D, t0, T, s, D, j0, T, D);
+    }
+    float scale = rsqrtf((float)D);
+    for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) {
+        int t = t0 + ty + 16 * i, jj = j0 + tx + 16 * j;
+        if (t >= T || jj >= T) continue;
+        float v = 0.0f;
+        if (jj < t) v = gamma[t] * expf(z[i][j] * scale - lse[t]) * (us[i][j] - dgamma[t]);
+        dZ[(size_t)(t - g0) * T + jj] = v;
+    }
+}
+
+__global__ void feedback_store_strided_kernel(floatX *dst, int ld, const float *src, int BT, int D) {
+    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (size_t)BT * D) return;
+    size_t row = idx / D, col = idx % D;
+    dst[row * ld + col] = __float2bfloat16(src[idx]);
+}
+
+// ----------------------------------------------------------------------------
+// scratch layout (floats): forward P (B,C,T) | acc (B,C,D);  backward Pc (B,T,C) | acc (B,C,D) | u (B,T,D) |
+// dkb accumulator (B,T,D) | dZ chunk (B,R,T) with R = the dZ rows per chunk (a multiple of C, about D)
+
+static inline int feedback_dz_rows(int T, int D) {
+    int R = FB_C * ceil_div(D, FB_C);
+    int Tc = FB_C * ceil_div(T, FB_C);
+    return R < Tc ? R : Tc;
+}
+
+static size_t feedback_scratch_bytes(int B, int T, int D) {
+    size_t BT = (size_t)B * T, Pn = BT * FB_C, accn = (size_t)B * FB_C * D;
+    size_t fwd = Pn + accn;
+    size_t bwd = Pn + accn + 2 * BT * D + (size_t)B * feedback_dz_rows(T, D) * T;
+    return (fwd > bwd ? fwd : bwd) * sizeof(float);
+}
+
+static void feedback_forward(float *s, float *c, float *lse, const floatX *f, const floatX *qb, const floatX *kb,
+                             int ld, const float *gamma, int B, int T, int D, float *scratch, cudaStream_t stream) {
+    float *P = scratch;                              // (B, C, T)
+    float *acc = P + (size_t)B * FB_C * T;           // (B, C, D)
+    feedback_lse_kernel<<<dim3(ceil_div(T, FB_C), B), FB_THREADS, 0, stream>>>(lse, qb, kb, ld, T, D);
+    cudaCheck(cudaGetLastError());
+    for (int i0 = 0; i0 < T; i0 += FB_C) {
+        feedback_alpha_rows_kernel<<<dim3(i0 / FB_C + 1, B), FB_THREADS, 0, stream>>>(P, qb, kb, ld, lse, i0, T, D);
+        cudaCheck(cudaGetLastError());
+        // acc (C, D) = P[:, 0:i0] (C, i0) . s[0:i0] (i0, D)
+        fb_gemm(acc, (size_t)FB_C * D, D, P, (size_t)FB_C * T, T, 1, s, (size_t)T * D, D,
+                FB_C, D, i0, 1.0f, 0.0f, B, stream);
+        feedback_solve_rows_kernel<<<dim3(ceil_div(D, FB_SOLVE_THREADS), B), FB_SOLVE_THREADS, 0, stream>>>(
+            s, c, acc, P, f, gamma, i0, T, D);
+        cudaCheck(cudaGetLastError());
+    }
+}
+
+static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dkb, int ld, const float *gs,
+                              const float *s, const float *c, const float *lse, const floatX *qb, const floatX *kb,
+                              const float *gamma, int B, int T, int D, float *scratch, cudaStream_t stream) {
+    size_t BT = (size_t)B * T;
+    int R = feedback_dz_rows(T, D);
+    float *Pc = scratch;                             // (B, T, C)
+    float *acc = Pc + BT * FB_C;                     // (B, C, D)
+    float *u = acc + (size_t)B * FB_C * D;           // (B, T, D)
+    float *dkb_acc = u + BT * D;                     // (B, T, D)
+    float *dZ = dkb_acc + BT * D;                    // (B, R, T)
+    // 1) the transposed chain for u = dL/df, key blocks from last to first
+    for (int j0 = FB_C * ((T - 1) / FB_C); j0 >= 0; j0 -= FB_C) {
+        feedback_alpha_cols_kernel<<<dim3(ceil_div(T - j0, FB_C), B), FB_THREADS, 0, stream>>>(
+            Pc, qb, kb, ld, lse, gamma, j0, T, D);
+        cudaCheck(cudaGetLastError());
+        // acc (C, D) = Pc[j1:T, :]^T (C, T-j1) . u[j1:T] (T-j1, D), j1 = j0 + C
+        int j1 = j0 + FB_C < T ? j0 + FB_C : T;
+        fb_gemm(acc, (size_t)FB_C * D, D, Pc + (size_t)j1 * FB_C, (size_t)T * FB_C, 1, FB_C,
+                u + (size_t)j1 * D, (size_t)T * D, D, FB_C, D, T - j1, 1.0f, 0.0f, B, stream);
+        feedback_solve_cols_kernel<<<dim3(ceil_div(D, FB_SOLVE_THREADS), B), FB_SOLVE_THREADS, 0, stream>>>(
+            u, df, acc, Pc, gs, j0, T, D);
+        cudaCheck(cudaGetLastError());
+    }
+    // 2) dgamma_t = u_t . c_t
+    feedback_dgamma_kernel<<<ceil_div(BT, 8), 8 * WARP_SIZE, 0, stream>>>(dgamma, u, c, (int)BT, D);
+    cudaCheck(cudaGetLastError());
+    // 3) dZ, R query rows at a time, and its two GEMMs
+    float scale = rsqrtf((float)D);
+    cudaCheck(cudaMemsetAsync(dkb_acc, 0, BT * D * sizeof(float), stream));
+    for (int g0 = 0; g0 < T; g0 += R) {
+        int g1 = g0 + R < T ? g0 + R : T;            // rows [g0, g1); their keys are j < g1
+        feedback_dz_kernel<<<dim3(ceil_div(g1, FB_C), R / FB_C, B), FB_THREADS, 0, stream>>>(
+            dZ, qb, kb, ld, u, s, lse, gamma, dgamma, g0, R, T, D);
+        cudaCheck(cudaGetLastError());
+        // dqb[g0:g1] (g1-g0, D) = dZ (g1-g0, g1) . kb[0:g1] (g1, D) / sqrt(D)
+        fb_gemm(dqb + (size_t)g0 * ld, (size_t)T * ld, ld, dZ, (size_t)R * T, T, 1, kb, (size_t)T * ld, ld,
+                g1 - g0, D, g1, scale, 0.0f, B, stream);
+        // dkb[0:g1] (g1, D) += dZ^T (g1, g1-g0) . qb[g0:g1] (g1-g0, D) / sqrt(D), chunks in order (deterministic)
+        fb_gemm(dkb_acc, (size_t)T * D, D, dZ, (size_t)R * T, 1, T, qb + (size_t)g0 * ld, (size_t)T * ld, ld,
+                g1, D, g1 - g0, scale, 1.0f, B, stream);
+    }
+    feedback_store_strided_kernel<<<ceil_div(BT * D, 256), 256, 0, stream>>>(dkb, ld, dkb_acc, (int)BT, D);
+    cudaCheck(cudaGetLastError());
+}
+
+#endif // SESSA_FEEDBACK_CUH

@@ -1,0 +1,59 @@
+/*
+ The feedback gain per token (SPEC sections 1-2):
+   r_t = gamma_b + abar_t . w_gamma,   gamma_t = gamma_max tanh(r_t)
+ Backward, given dgamma_t = dL/dgamma_t from the feedback solve:
+   dr_t = dgamma_t gamma_max (1 - tanh^2 r_t)   (tanh r_t = gamma_t / gamma_max)
+   dgamma_b += sum_t dr_t;  dw_gamma += sum_t dr_t abar_t;  dabar_t += dr_t w_gamma
+ One warp per token; the parameter sums go through the deterministic column_sums.
+*/
+#ifndef SESSA_GAMMA_CUH
+#define SESSA_GAMMA_CUH
+
+#include "cuda_common.h"
+#include "reduce.cuh"
+
+#define GAMMA_WARPS 8
+
+// gamma (N) from abar (N, D), w (D), b (1)
+__global__ void gamma_forward_kernel(float *gamma, const floatX *abar, const floatX *w, const floatX *b,
+                                     int N, int D, float gamma_max) {
+    int lane = threadIdx.x % WARP_SIZE;
+    int n = blockIdx.x * GAMMA_WARPS + threadIdx.x / WARP_SIZE;
+    if (n >= N) return;
+    const floatX *x = abar + (size_t)n * D;
+    float dot = 0.0f;
+    for (int c = lane; c < D; c += WARP_SIZE) dot += __bfloat162float(x[c]) * __bfloat162float(w[c]);
+    float r = __bfloat162float(b[0]) + warp_reduce_sum(dot);
+    if (lane == 0) gamma[n] = gamma_max * tanhf(r);
+}
+
+// dr (N) = dgamma * gamma_max * (1 - tanh^2 r); dabar (N, D) += dr w
+__global__ void gamma_backward_kernel(float *dr, floatX *dabar, const float *dgamma, const float *gamma,
+                                      const floatX *w, int N, int D, float gamma_max) {
+    int lane = threadIdx.x % WARP_SIZE;
+    int n = blockIdx.x * GAMMA_WARPS + threadIdx.x / WARP_SIZE;
+    if (n >= N) return;
+    float th = gamma[n] / gamma_max;
+    float d = dgamma[n] * gamma_max * (1.0f - th * th);
+    floatX *dx = dabar + (size_t)n * D;
+    for (int c = lane; c < D; c += WARP_SIZE) dx[c] = __float2bfloat16(__bfloat162float(dx[c]) + d * __bfloat162float(w[c]));
+    if (lane == 0) dr[n] = d;
+}
+
+static void gamma_forward(float *gamma, const floatX *abar, const floatX *w, const floatX *b, int N, int D,
+                          float gamma_max, cudaStream_t stream) {
+    gamma_forward_kernel<<<ceil_div(N, GAMMA_WARPS), GAMMA_WARPS * WARP_SIZE, 0, stream>>>(gamma, abar, w, b, N, D, gamma_max);
+    cudaCheck(cudaGetLastError());
+}
+
+// dr: (N) scratch fp32; scratch: column_sums_scratch_bytes(N, D)
+static void gamma_backward(floatX *dabar, float *dw, float *db, float *dr, const float *dgamma, const float *gamma,
+                           const floatX *abar, const floatX *w, int N, int D, float gamma_max,
+                           float2 *scratch, cudaStream_t stream) {
+    gamma_backward_kernel<<<ceil_div(N, GAMMA_WARPS), GAMMA_WARPS * WARP_SIZE, 0, stream>>>(dr, dabar, dgamma, gamma, w, N, D, gamma_max);
+    cudaCheck(cudaGetLastError());
+    column_sums(dw, NULL, WeightedRowsOp{dr, abar, D}, N, D, scratch, stream);
+    column_sums(db, NULL, WeightedRowsOp{dr, NULL, 0}, N, 1, scratch, stream);
+}
+
+#endif // SESSA_GAMMA_CUH

@@ -1,0 +1,94 @@
+/*
+ Deterministic reductions shared by the CUDA kernels.
+ - block_reduce_sum: sum over a thread block (fixed shuffle tree, every thread gets the result)
+ - column_sums: out0[c] += sum_n op(n,c).x, out1[c] += sum_n op(n,c).y over rows n of an (N, C) matrix.
+   Used for bias gradients, LayerNorm weight/bias gradients and the gamma path's gradients.
+   No atomics: rows are cut into fixed chunks of COLSUM_ROWS, each chunk summed in row order into a
+   scratch buffer, then the chunks are summed in chunk order. The result is bitwise the same on every run.
+*/
+#ifndef SESSA_REDUCE_CUH
+#define SESSA_REDUCE_CUH
+
+#include "cuda_common.h"
+
+// sum of v over the block; blockDim.x must be a multiple of 32 (at most 1024); every thread gets the sum
+__device__ inline float block_reduce_sum(float v) {
+    __shared__ float shared[WARP_SIZE];
+    int lane = threadIdx.x % WARP_SIZE, warp = threadIdx.x / WARP_SIZE, nwarps = blockDim.x / WARP_SIZE;
+    v = warp_reduce_sum(v);
+    __syncthreads(); // shared may still be read by a previous call
+    if (lane == 0) shared[warp] = v;
+    __syncthreads();
+    v = lane < nwarps ? shared[lane] : 0.0f;
+    return warp_reduce_sum(v);
+}
+
+#define COLSUM_ROWS 128    // rows per chunk: fixed, so the order of additions never depends on the GPU
+#define COLSUM_THREADS 256
+
+// partial[chunk, c] = sum over the chunk's rows, in order, of op(n, c)
+template <class Op>
+__global__ void column_partial_sums_kernel(float2 *partial, Op op, int N, int C) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    int n0 = blockIdx.y * COLSUM_ROWS, n1 = min(N, n0 + COLSUM_ROWS);
+    float2 acc = make_float2(0.0f, 0.0f);
+    for (int n = n0; n < n1; n++) {
+        float2 v = op(n, c);
+        acc.x += v.x;
+        acc.y += v.y;
+    }
+    partial[(size_t)blockIdx.y * C + c] = acc;
+}
+
+// out0[c] += sum_chunk partial[chunk, c].x; out1[c] += ... .y (out1 may be NULL)
+__global__ void column_finish_kernel(float *out0, float *out1, const float2 *partial, int nchunks, int C) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    float2 acc = make_float2(0.0f, 0.0f);
+    for (int i = 0; i < nchunks; i++) {
+        float2 v = partial[(size_t)i * C + c];
+        acc.x += v.x;
+        acc.y += v.y;
+    }
+    out0[c] += acc.x;
+    if (out1 != NULL) out1[c] += acc.y;
+}
+
+static inline size_t column_sums_scratch_bytes(int N, int C) {
+    return (size_t)ceil_div(N, COLSUM_ROWS) * C * sizeof(float2);
+}
+
+// out0[c] (+ out1[c]) += column sums of op over N rows; scratch holds column_sums_scratch_bytes(N, C)
+template <class Op>
+static void column_sums(float *out0, float *out1, Op op, int N, int C, float2 *scratch, cudaStream_t stream) {
+    int nchunks = ceil_div(N, COLSUM_ROWS);
+    if (nchunks > 65535) fatal("column_sums: %d rows is more than %d", N, 65535 * COLSUM_ROWS);
+    dim3 grid(ceil_div(C, COLSUM_THREADS), nchunks);
+    column_partial_sums_kernel<<<grid, COLSUM_THREADS, 0, stream>>>(scratch, op, N, C);
+    cudaCheck(cudaGetLastError());
+    column_finish_kernel<<<ceil_div(C, COLSUM_THREADS), COLSUM_THREADS, 0, stream>>>(out0, out1, scratch, nchunks, C);
+    cudaCheck(cudaGetLastError());
+}
+
+// ----------------------------------------------------------------------------
+// ops for column_sums
+
+// bias gradient: rows of dout (N, C) with row stride ld
+struct RowsOp {
+    const floatX *x; int ld;
+    __device__ float2 operator()(int n, int c) const {
+        return make_float2(__bfloat162float(x[(size_t)n * ld + c]), 0.0f);
+    }
+};
+
+// sum_n w[n] * x[n, c] (x with row stride ld); with x == NULL it is sum_n w[n] (use C = 1)
+struct WeightedRowsOp {
+    const float *w; const floatX *x; int ld;
+    __device__ float2 operator()(int n, int c) const {
+        float xv = x != NULL ? __bfloat162float(x[(size_t)n * ld + c]) : 1.0f;
+        return make_float2(w[n] * xv, 0.0f);
+    }
+};
+
+#endif // SESSA_REDUCE_CUH

@@ -1,0 +1,57 @@
+/*
+ Rotary position embedding on interleaved pairs (SPEC section 1), in place on (N, nh, hd) tensors,
+ N = B*T rows, position t = n % T:
+   w_i = 10000^(-2i/hd), theta = t w_i,  (x0, x1) -> (x0 cos - x1 sin, x0 sin + x1 cos)
+ The backward is the inverse rotation (theta -> -theta) applied to the gradient.
+ cos/sin come from a table made once on the host in double precision.
+*/
+#ifndef SESSA_ROPE_CUH
+#define SESSA_ROPE_CUH
+
+#include <math.h>
+#include "cuda_common.h"
+
+// device table (T, hd/2) of (cos theta, sin theta)
+static float2 *rope_table_create(int T, int hd) {
+    int half = hd / 2;
+    float2 *h = (float2 *)mallocCheck((size_t)T * half * sizeof(float2));
+    for (int t = 0; t < T; t++) {
+        for (int i = 0; i < half; i++) {
+            double theta = t * pow(10000.0, -2.0 * i / hd);
+            h[(size_t)t * half + i] = make_float2((float)cos(theta), (float)sin(theta));
+        }
+    }
+    float2 *d;
+    cudaMallocCheck(&d, (size_t)T * half * sizeof(float2));
+    cudaCheck(cudaMemcpy(d, h, (size_t)T * half * sizeof(float2), cudaMemcpyHostToDevice));
+    free(h);
+    return d;
+}
+
+// sign = +1 rotates by theta (forward), -1 by -theta (backward)
+__global__ void rope_kernel(floatX *x, const float2 *table, int N, int T, int nh, int hd, float sign) {
+    int half = hd / 2;
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)N * nh * half) return;
+    int p = i % half;
+    size_t n = i / ((size_t)half * nh);
+    float2 cs = table[(size_t)(n % T) * half + p];
+    float sn = sign * cs.y;
+    floatX *xp = x + 2 * i;  // pairs are contiguous: element 2i of the flat (N, nh, hd) tensor
+    float x0 = __bfloat162float(xp[0]), x1 = __bfloat162float(xp[1]);
+    xp[0] = __float2bfloat16(x0 * cs.x - x1 * sn);
+    xp[1] = __float2bfloat16(x0 * sn + x1 * cs.x);
+}
+
+// x (N, nh, hd), in place
+static void rope_forward(floatX *x, const float2 *table, int N, int T, int nh, int hd, cudaStream_t stream) {
+    rope_kernel<<<ceil_div((long long)N * nh * (hd / 2), 256), 256, 0, stream>>>(x, table, N, T, nh, hd, 1.0f);
+    cudaCheck(cudaGetLastError());
+}
+// dx (N, nh, hd) in place: gradient with respect to the input of rope_forward
+static void rope_backward(floatX *dx, const float2 *table, int N, int T, int nh, int hd, cudaStream_t stream) {
+    rope_kernel<<<ceil_div((long long)N * nh * (hd / 2), 256), 256, 0, stream>>>(dx, table, N, T, nh, hd, -1.0f);
+    cudaCheck(cudaGetLastError());
+}
+
+#endif // SESSA_ROPE_CUH

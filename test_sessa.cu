@@ -1,0 +1,154 @@
+/*
+ Checks the CUDA trainer (train_sessa.cu, included below) against the PyTorch reference dumps:
+   ./test_sessacu -m MODEL.bin -d DEBUG_STATE.bin
+ One line per tensor: logits, loss, every gradient tensor, every step's loss (AdamW on the same batch),
+ with the max abs error, the max relative error and the tolerance; exit 0 only when all pass.
+ Two exact checks on top: the backward run twice gives bitwise equal gradients (determinism), and the
+ backward with recompute (-r 1) gives bitwise the gradients of the one without (same kernels, same inputs).
+
+ Tolerances, bf16 storage with fp32 accumulation: every stored activation and weight is rounded to
+ 8 mantissa bits (relative error up to 2^-9 = 0.2%), and a value passes through about ten such roundings
+ per layer (LayerNorm, two Linears, GELU, attention, feedback, gate, residual). So we compare each tensor's
+ max abs error to its own largest reference magnitude:
+   logits       max|err| <= 2e-2 * max|ref|                 (~5 x 2^-9 after a few layers)
+   gradients    max|err| <= 5e-2 * max|ref| + 1e-6          (the backward adds the bf16 dlogits and bf16
+                                                             gradient activations; the absolute floor covers
+                                                             tensors whose gradient is ~0, e.g. padded rows)
+   losses       |err| <= 1e-2 absolute                       (loss ~ log V; logits errors of ~1e-3 move it ~1e-3)
+*/
+#define TESTING
+#include "train_sessa.cu"
+
+typedef struct { int fails; } Report;
+
+// max abs error, max relative error over elements with |ref| >= 0.1 max|ref|; pass if maxerr <= rtol*maxref + atol
+static void check_tensor(Report *r, const char *name, const float *got, const float *ref, size_t n, float rtol,
+                         float atol) {
+    double maxref = 0.0, maxerr = 0.0, maxrel = 0.0;
+    int finite = 1;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(got[i])) finite = 0;
+        maxref = fmax(maxref, fabs(ref[i]));
+    }
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)got[i] - ref[i]);
+        maxerr = fmax(maxerr, e);
+        if (fabs(ref[i]) >= 0.1 * maxref && maxref > 0) maxrel = fmax(maxrel, e / fabs(ref[i]));
+    }
+    double tol = rtol * maxref + atol;
+    int ok = finite && maxerr <= tol;
+    printf("%-8s %-10s n=%-10zu max|ref| %.4e  max abs err %.4e  max rel err %.4e  tol %.4e\n", ok ? "OK" : "FAIL",
+           name, n, maxref, maxerr, maxrel, tol);
+    if (!ok) r->fails++;
+}
+
+static void check_scalar(Report *r, const char *name, float got, float ref, float atol) {
+    float err = fabsf(got - ref);
+    int ok = isfinite(got) && err <= atol;
+    printf("%-8s %-10s got %.6f  ref %.6f  abs err %.4e  tol %.4e\n", ok ? "OK" : "FAIL", name, got, ref, err, atol);
+    if (!ok) r->fails++;
+}
+
+// exact equality of two gradient vectors
+static void check_identical(Report *r, const char *what, const float *a, const float *b, size_t n) {
+    size_t diff = 0;
+    for (size_t i = 0; i < n; i++) diff += memcmp(&a[i], &b[i], sizeof(float)) != 0;
+    printf("%-8s %s: %zu of %zu gradients differ (bitwise)\n", diff == 0 ? "OK" : "FAIL", what, diff, n);
+    if (diff != 0) r->fails++;
+}
+
+// zero the gradients, forward, loss with gradient, backward; returns the loss, gradients to h_grads
+static float grads_of_batch(Model *m, const SessaDebugState *ds, float *h_grads) {
+    int B = ds->B, T = ds->T;
+    cudaCheck(cudaMemsetAsync(m->grads, 0, m->padded_parameters * sizeof(float), main_stream));
+    model_forward(m, ds->inputs, B, T);
+    float loss = model_loss(m, ds->targets, B, T, 1.0f / (B * T));
+    model_backward(m, ds->inputs, B, T);
+    cudaCheck(cudaMemcpyAsync(h_grads, m->grads, m->num_parameters * sizeof(float), cudaMemcpyDeviceToHost, main_stream));
+    cudaCheck(cudaStreamSynchronize(main_stream));
+    return loss;
+}
+
+int main(int argc, char **argv) {
+    const char *model_path = NULL, *debug_path = NULL;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "-m") == 0) model_path = argv[i + 1];
+        else if (strcmp(argv[i], "-d") == 0) debug_path = argv[i + 1];
+        else fatal("unknown flag '%s' (usage: %s -m MODEL.bin -d DEBUG_STATE.bin)", argv[i], argv[0]);
+    }
+    if (model_path == NULL || debug_path == NULL || argc % 2 == 0)
+        fatal("usage: %s -m MODEL.bin -d DEBUG_STATE.bin", argv[0]);
+
+    MultiGpuConfig mg = multi_gpu_config_init(0, NULL);
+    if (mg.num_processes != 1) fatal("test_sessacu runs on one GPU (got a world of %d processes)", mg.num_processes);
+    cudaCheck(cudaStreamCreate(&main_stream));
+    matmul_init();
+    cudaDeviceProp prop;
+    cudaCheck(cudaGetDeviceProperties(&prop, mg.local_device_idx));
+    printf("device %s\n", prop.name);
+
+    SessaConfig config;
+    float *h_params = sessa_checkpoint_read(model_path, &config);
+    sessa_config_print(&config);
+    SessaDebugState ds;
+    sessa_debug_state_read(&ds, debug_path, &config);
+    int B = ds.B, T = ds.T, N = B * T, V = config.vocab_size, Vp = config.padded_vocab_size;
+    printf("B %d | T %d | %d steps | lr %g wd %g betas %g %g eps %g\n", B, T, ds.n_steps, ds.lr, ds.weight_decay,
+           ds.beta1, ds.beta2, ds.eps);
+
+    Model model;
+    model_build(&model, &config, h_params, &mg);
+    model_alloc_activations(&model, B, T, 0);
+    size_t n = model.num_parameters;
+    Report rep = { 0 };
+
+    // 1) logits and loss
+    model_forward(&model, ds.inputs, B, T);
+    floatX *logits16 = (floatX *)mallocCheck((size_t)N * V * sizeof(floatX));
+    cudaCheck(cudaMemcpy2DAsync(logits16, V * sizeof(floatX), model.logits, Vp * sizeof(floatX), V * sizeof(floatX), N,
+                                cudaMemcpyDeviceToHost, main_stream));
+    float loss = model_loss(&model, ds.targets, B, T, 0.0f);
+    float *logits = (float *)mallocCheck((size_t)N * V * sizeof(float));
+    for (size_t i = 0; i < (size_t)N * V; i++) logits[i] = __bfloat162float(logits16[i]);
+    check_tensor(&rep, "logits", logits, ds.logits, (size_t)N * V, 2e-2f, 0.0f);
+    check_scalar(&rep, "loss", loss, ds.loss, 1e-2f);
+
+    // 2) gradients, tensor by tensor
+    float *grads = (float *)mallocCheck(n * sizeof(float));
+    float *grads2 = (float *)mallocCheck(n * sizeof(float));
+    grads_of_batch(&model, &ds, grads);
+    for (int t = 0; t < NUM_PARAMETER_TENSORS; t++) {
+        if (model.sizes[t] == 0) continue;
+        check_tensor(&rep, sessa_param_names[t], grads + model.offsets[t], ds.grads + model.offsets[t], model.sizes[t],
+                     5e-2f, 1e-6f);
+    }
+
+    // 3) determinism, and recompute (-r 1) against no recompute
+    grads_of_batch(&model, &ds, grads2);
+    check_identical(&rep, "backward run twice", grads, grads2, n);
+    Model model_r;
+    model_build(&model_r, &config, h_params, &mg);
+    model_alloc_activations(&model_r, B, T, 1);
+    grads_of_batch(&model_r, &ds, grads2);
+    check_identical(&rep, "recompute -r 1 vs -r 0", grads, grads2, n);
+    model_free(&model_r);
+
+    // 4) AdamW steps on the same batch (every parameter decays, as in the reference); losses[0] is the loss above
+    check_scalar(&rep, "step 0", loss, ds.losses[0], 1e-2f);
+    for (int i = 1; i < ds.n_steps; i++) {
+        model_update(&model, ds.lr, ds.beta1, ds.beta2, ds.eps, ds.weight_decay, 1, 1.0f, i, &mg);
+        float step_loss = grads_of_batch(&model, &ds, grads);
+        char name[32];
+        snprintf(name, sizeof(name), "step %d", i);
+        check_scalar(&rep, name, step_loss, ds.losses[i], 1e-2f);
+    }
+
+    printf(rep.fails == 0 ? "all checks passed\n" : "%d checks FAILED\n", rep.fails);
+    free(h_params); free(logits16); free(logits); free(grads); free(grads2);
+    sessa_debug_state_free(&ds);
+    model_free(&model);
+    matmul_free();
+    cudaCheck(cudaStreamDestroy(main_stream));
+    multi_gpu_config_free(&mg);
+    return rep.fails == 0 ? 0 : 1;
+}

@@ -1,0 +1,970 @@
+/*
+ train_sessa.c: trains a Sessa language model on the CPU in fp32, in the manner of llm.c's train_gpt2.c.
+ Every forward and its backward are written by hand, side by side; OpenMP, no BLAS.
+ The model, its init, the feedback backward and the files follow /work/shared/SPEC.md (sections 1-5).
+
+ Build: gcc -O3 -march=native -ffp-contract=fast -fopenmp train_sessa.c -lm -o train_sessa
+ Run:   ./train_sessa -e d4w256h4 -V 256 -b 4 -t 256 -i 'data/default/train_*.bin' -o out    (-h for flags)
+
+ Memory is O(B*T*D) per layer: no (T,T) matrix is ever stored. The attention keeps a log-sum-exp per
+ query row and recomputes the probabilities in its backward (FlashAttention's idea); the feedback
+ branch keeps s, the context c and a log-sum-exp per row, and recomputes alpha in its backward.
+ The forward is written over the rows [t0, t1) of each sequence, with the rows before t0 already
+ computed: training runs it over [0, T), sampling over one new row at a time against those earlier
+ rows, which are then exactly the recurrent decode caches (k, v, kb, s): each new token costs O(T).
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <stdint.h>
+#include <string.h>
+#include <math.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <omp.h>
+#include "llmc/utils.h"
+#include "llmc/sessa.h"
+#include "llmc/args.h"
+#include "llmc/schedule.h"
+#include "llmc/sampler.h"
+#include "llmc/train_state.h"
+#include "llmc/dataloader.h"
+#include "llmc/tokenizer.h"
+
+// ----------------------------------------------------------------------------
+// matmul: C (M,N) (+)= A (M,K) B (K,N). A(m,k) = A[m*sam + k*sak], so A can be read transposed;
+// B and C are row-major with leading dimensions ldb, ldc. Register tiles of MR x NR accumulators,
+// vectorised along N; tiles are independent, so the result does not depend on the thread count.
+
+#define MR 8
+#define NR 32
+
+static inline void gemm_tile(float *C, int ldc, const float *A, long sam, long sak, const float *B, int ldb,
+                             int K, int accumulate) {
+    float acc[MR][NR];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) acc[i][j] = accumulate ? C[(size_t)i * ldc + j] : 0.0f;
+    for (int k = 0; k < K; k++) {
+        const float *b = B + (size_t)k * ldb;
+        for (int i = 0; i < MR; i++) {
+            float a = A[i * sam + k * sak];
+            #pragma omp simd
+            for (int j = 0; j < NR; j++) acc[i][j] += a * b[j];
+        }
+    }
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) C[(size_t)i * ldc + j] = acc[i][j];
+}
+
+// the same for a partial tile at the edges (mr <= MR, nr <= NR)
+static inline void gemm_tile_edge(float *C, int ldc, const float *A, long sam, long sak, const float *B, int ldb,
+                                  int K, int accumulate, int mr, int nr) {
+    float acc[MR][NR];
+    for (int i = 0; i < mr; i++)
+        for (int j = 0; j < nr; j++) acc[i][j] = accumulate ? C[(size_t)i * ldc + j] : 0.0f;
+    for (int k = 0; k < K; k++) {
+        const float *b = B + (size_t)k * ldb;
+        for (int i = 0; i < mr; i++) {
+            float a = A[i * sam + k * sak];
+            for (int j = 0; j < nr; j++) acc[i][j] += a * b[j];
+        }
+    }
+    for (int i = 0; i < mr; i++)
+        for (int j = 0; j < nr; j++) C[(size_t)i * ldc + j] = acc[i][j];
+}
+
+static void gemm(float *C, int ldc, const float *A, long sam, long sak, const float *B, int ldb,
+                 int M, int N, int K, int accumulate) {
+    int mt = (M + MR - 1) / MR, nt = (N + NR - 1) / NR;
+    #pragma omp parallel for collapse(2) schedule(static)
+    for (int im = 0; im < mt; im++) {
+        for (int in = 0; in < nt; in++) {
+            int m0 = im * MR, n0 = in * NR;
+            int mr = M - m0 < MR ? M - m0 : MR, nr = N - n0 < NR ? N - n0 : NR;
+            float *c = C + (size_t)m0 * ldc + n0;
+            const float *a = A + m0 * sam, *b = B + n0;
+            if (mr == MR && nr == NR) gemm_tile(c, ldc, a, sam, sak, b, ldb, K, accumulate);
+            else gemm_tile_edge(c, ldc, a, sam, sak, b, ldb, K, accumulate, mr, nr);
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------
+// Linear: out = inp W^T + b, W (OC, C) as PyTorch stores it. Rows have strides ldo / ldi.
+
+static void linear_forward(float *out, int ldo, const float *inp, int ldi, const float *W, const float *b,
+                           int N, int C, int OC, float *wT /* scratch (C, OC) */) {
+    #pragma omp parallel for
+    for (int c = 0; c < C; c++)
+        for (int o = 0; o < OC; o++) wT[(size_t)c * OC + o] = W[(size_t)o * C + c];
+    gemm(out, ldo, inp, ldi, 1, wT, OC, N, OC, C, 0);
+    if (b == NULL) return;
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++) out[(size_t)n * ldo + o] += b[o];
+}
+
+// dinp (N,C) += dout W;  dW (OC,C) += dout^T inp;  db (OC) += column sums of dout. dinp may be NULL.
+static void linear_backward(float *dinp, int ldd, float *dW, float *db, const float *dout, int ldo,
+                            const float *inp, int ldi, const float *W, int N, int C, int OC) {
+    if (dinp) gemm(dinp, ldd, dout, ldo, 1, W, C, N, C, OC, 1);
+    gemm(dW, C, dout, 1, ldo, inp, ldi, OC, C, N, 1);
+    if (db == NULL) return;
+    #pragma omp parallel for
+    for (int o = 0; o < OC; o++) {
+        float sum = 0.0f;
+        for (int n = 0; n < N; n++) sum += dout[(size_t)n * ldo + o];
+        db[o] += sum;
+    }
+}
+
+// ----------------------------------------------------------------------------
+// LayerNorm over D, affine; keeps mean and 1/std per row for the backward
+
+static void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                              const float *b, int N, int D, float eps) {
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * D;
+        float m = 0.0f, v = 0.0f;
+        for (int i = 0; i < D; i++) m += x[i];
+        m /= D;
+        for (int i = 0; i < D; i++) v += (x[i] - m) * (x[i] - m);
+        float s = 1.0f / sqrtf(v / D + eps);
+        for (int i = 0; i < D; i++) out[(size_t)n * D + i] = (x[i] - m) * s * w[i] + b[i];
+        mean[n] = m; rstd[n] = s;
+    }
+}
+
+// dinp += LN backward; dw, db accumulate (columns split over threads: no races, fixed order)
+static void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                               const float *w, const float *mean, const float *rstd, int N, int D) {
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * D, *dy = dout + (size_t)n * D;
+        float m = mean[n], s = rstd[n], dnorm_mean = 0.0f, dnorm_norm_mean = 0.0f;
+        for (int i = 0; i < D; i++) {
+            float dnorm = w[i] * dy[i];
+            dnorm_mean += dnorm;
+            dnorm_norm_mean += dnorm * (x[i] - m) * s;
+        }
+        dnorm_mean /= D; dnorm_norm_mean /= D;
+        for (int i = 0; i < D; i++) {
+            float norm = (x[i] - m) * s;
+            dinp[(size_t)n * D + i] += (w[i] * dy[i] - dnorm_mean - norm * dnorm_norm_mean) * s;
+        }
+    }
+    #pragma omp parallel for
+    for (int i = 0; i < D; i++) {
+        float gw = 0.0f, gb = 0.0f;
+        for (int n = 0; n < N; n++) {
+            float dy = dout[(size_t)n * D + i];
+            gw += dy * (inp[(size_t)n * D + i] - mean[n]) * rstd[n];
+            gb += dy;
+        }
+        dw[i] += gw; db[i] += gb;
+    }
+}
+
+// ----------------------------------------------------------------------------
+// GELU, exact erf form: gelu(x) = x Phi(x)
+
+static void gelu_forward(float *out, int ldo, const float *inp, int ldi, int N, int D) {
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++)
+        for (int i = 0; i < D; i++) {
+            float x = inp[(size_t)n * ldi + i];
+            out[(size_t)n * ldo + i] = 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2));
+        }
+}
+
+// dinp = dout * gelu'(x), gelu'(x) = Phi(x) + x phi(x)
+static void gelu_backward(float *dinp, int ldd, const float *dout, int ldo, const float *inp, int ldi, int N, int D) {
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++)
+        for (int i = 0; i < D; i++) {
+            float x = inp[(size_t)n * ldi + i];
+            float cdf = 0.5f * (1.0f + erff(x * (float)M_SQRT1_2));
+            float pdf = expf(-0.5f * x * x) * 0.3989422804014327f;
+            dinp[(size_t)n * ldd + i] = dout[(size_t)n * ldo + i] * (cdf + x * pdf);
+        }
+}
+
+// ----------------------------------------------------------------------------
+// RoPE, interleaved pairs: (x[2i], x[2i+1]) rotated by theta = pos * 10000^(-2i/d).
+// Rows r of x (stride ld) have position r % T; sign = +1 forward, -1 backward (rotation by -theta).
+
+static void rope_rotate(float *x, int ld, int N, int T, int r0, int n_heads, int hd, const float *cos_t,
+                        const float *sin_t, float sign) {
+    int half = hd / 2;
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        int pos = (r0 + n) % T;
+        const float *cs = cos_t + (size_t)pos * half, *sn = sin_t + (size_t)pos * half;
+        for (int h = 0; h < n_heads; h++) {
+            float *v = x + (size_t)n * ld + h * hd;
+            for (int i = 0; i < half; i++) {
+                float a = v[2 * i], b = v[2 * i + 1], c = cs[i], s = sign * sn[i];
+                v[2 * i] = a * c - b * s;
+                v[2 * i + 1] = a * s + b * c;
+            }
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------
+// small helpers for the causal parts
+
+static inline float dot(const float *a, const float *b, int n) {
+    float s = 0.0f;
+    #pragma omp simd reduction(+:s)
+    for (int i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+static inline void axpy(float *y, float a, const float *x, int n) {
+    #pragma omp simd
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+// out (cols, rows) with row stride ldo = transpose of the first `cols` columns of rows [0, rows) of x (stride ldx)
+static inline void transpose_rows(float *out, int ldo, const float *x, int ldx, int rows, int cols) {
+    for (int j = 0; j < rows; j++)
+        for (int i = 0; i < cols; i++) out[(size_t)i * ldo + j] = x[(size_t)j * ldx + i];
+}
+
+// Both causal parts run over blocks of QB query rows, FlashAttention style: the logits of a block
+// against all earlier keys are one matmul into a (QB, T) tile, softmaxed per row, and used at once.
+// Per-thread scratch: two (D, T) transposed operands and two (QB, T) tiles: O(T D), never (T, T).
+#ifndef QB
+#define QB 64   // dev/test: build test_sessa with -DQB=5 to run the many-block paths on the short reference dumps
+#endif
+static inline size_t causal_scratch_floats(int T, int D) { return 2 * (size_t)D * T + 2 * (size_t)QB * T + 64; }
+
+// ----------------------------------------------------------------------------
+// causal grouped-query attention; query head h reads kv head h / g; scale 1/sqrt(hd).
+// q (B*T, H*hd), k/v (B*T, Hkv*hd) (pointers at row 0 of the batch), att (B*T, H*hd), lse (B*T, H).
+
+// rows [t0, t1) of each sequence: att_t = sum_{j<=t} softmax_j(q_t . k_j / sqrt(hd)) v_j
+static void attention_forward(float *att, float *lse, const float *q, const float *k, const float *v,
+                              int B, int T, int t0, int t1, int H, int Hkv, int hd, float *scratch, size_t stride) {
+    int g = H / Hkv, Dq = H * hd, Dkv = Hkv * hd;
+    float scale = 1.0f / sqrtf((float)hd);
+    #pragma omp parallel for collapse(2) schedule(dynamic, 1)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            float *kT = scratch + (size_t)omp_get_thread_num() * stride, *p = kT + (size_t)hd * T;
+            size_t r0 = (size_t)b * T;
+            const float *kh = k + r0 * Dkv + (h / g) * hd, *vh = v + r0 * Dkv + (h / g) * hd;
+            transpose_rows(kT, T, kh, Dkv, t1, hd);                             // (hd, t1)
+            for (int i0 = t0; i0 < t1; i0 += QB) {
+                int n = t1 - i0 < QB ? t1 - i0 : QB, nk = i0 + n;               // keys j <= t < i0 + n
+                const float *qI = q + (r0 + i0) * Dq + h * hd;
+                gemm(p, T, qI, Dq, 1, kT, T, n, nk, hd, 0);                     // (n, nk) logits
+                for (int i = 0; i < n; i++) {
+                    int t = i0 + i;
+                    float *pr = p + (size_t)i * T, maxv = -INFINITY, sum = 0.0f;
+                    for (int j = 0; j <= t; j++) maxv = fmaxf(maxv, pr[j] * scale);
+                    for (int j = 0; j <= t; j++) { pr[j] = expf(pr[j] * scale - maxv); sum += pr[j]; }
+                    for (int j = 0; j <= t; j++) pr[j] /= sum;
+                    for (int j = t + 1; j < nk; j++) pr[j] = 0.0f;
+                    lse[(r0 + t) * H + h] = maxv + logf(sum);
+                }
+                gemm(att + (r0 + i0) * Dq + h * hd, Dq, p, T, 1, vh, Dkv, n, hd, nk, 0);   // P V
+            }
+        }
+}
+
+// P recomputed from lse; dP = dO V^T; dS = P (dP - rowsum(dO * O)); dq += dS k / sqrt(hd),
+// dk += dS^T q / sqrt(hd), dv += P^T dO. dq, dk, dv zeroed by the caller.
+// Threads own (b, kv head) pairs, so dk and dv are written without races.
+static void attention_backward(float *dq, float *dk, float *dv, const float *datt, const float *att,
+                               const float *lse, const float *q, const float *k, const float *v,
+                               int B, int T, int H, int Hkv, int hd, float *scratch, size_t stride) {
+    int g = H / Hkv, Dq = H * hd, Dkv = Hkv * hd;
+    float scale = 1.0f / sqrtf((float)hd);
+    #pragma omp parallel for collapse(2) schedule(dynamic, 1)
+    for (int b = 0; b < B; b++)
+        for (int kvh = 0; kvh < Hkv; kvh++) {
+            float *kT = scratch + (size_t)omp_get_thread_num() * stride, *vT = kT + (size_t)hd * T;
+            float *p = vT + (size_t)hd * T, *dp = p + (size_t)QB * T;
+            size_t r0 = (size_t)b * T;
+            const float *kh = k + r0 * Dkv + kvh * hd, *vh = v + r0 * Dkv + kvh * hd;
+            float *dkh = dk + r0 * Dkv + kvh * hd, *dvh = dv + r0 * Dkv + kvh * hd;
+            transpose_rows(kT, T, kh, Dkv, T, hd);
+            transpose_rows(vT, T, vh, Dkv, T, hd);
+            for (int h = kvh * g; h < (kvh + 1) * g; h++)
+                for (int i0 = 0; i0 < T; i0 += QB) {
+                    int n = T - i0 < QB ? T - i0 : QB, nk = i0 + n;
+                    size_t rI = (r0 + i0) * Dq + h * hd;
+                    gemm(p, T, q + rI, Dq, 1, kT, T, n, nk, hd, 0);
+                    gemm(dp, T, datt + rI, Dq, 1, vT, T, n, nk, hd, 0);
+                    for (int i = 0; i < n; i++) {
+                        int t = i0 + i;
+                        size_t rt = (r0 + t) * Dq + h * hd;
+                        float *pr = p + (size_t)i * T, *dpr = dp + (size_t)i * T, row_lse = lse[(r0 + t) * H + h];
+                        float delta = dot(datt + rt, att + rt, hd);
+                        for (int j = 0; j <= t; j++) {
+                            pr[j] = expf(pr[j] * scale - row_lse);
+                            dpr[j] = pr[j] * (dpr[j] - delta) * scale;
+                        }
+                        for (int j = t + 1; j < nk; j++) pr[j] = dpr[j] = 0.0f;
+                    }
+                    gemm(dq + rI, Dq, dp, T, 1, kh, Dkv, n, hd, nk, 1);          // dS K
+                    gemm(dkh, Dkv, dp, 1, T, q + rI, Dq, nk, hd, n, 1);          // dS^T Q
+                    gemm(dvh, Dkv, p, 1, T, datt + rI, Dq, nk, hd, n, 1);        // P^T dO
+                }
+        }
+}
+
+// ----------------------------------------------------------------------------
+// the feedback branch (SPEC sections 1-3): one head over the full width D, strictly causal.
+//   alpha[t,j] = softmax_{j<t}(qb_t . kb_j / sqrt(D)),  c_t = sum_{j<t} alpha[t,j] s_j,  s_t = f_t + gamma_t c_t
+// Blocked forward substitution (SPEC section 3): for each block I of query rows, alpha[I, :] is one
+// matmul and a row softmax; c_I = alpha[I, <I] s[<I] is one matmul; only the c x c part inside the block
+// is sequential. s, c, f rows have stride D; qb, kb rows stride ldqk; pointers at row 0 of the batch.
+
+// rows [t0, t1) of each sequence (rows < t0 already computed); lse (B*T) per row (0 for row 0, which has no keys)
+static void feedback_forward(float *s, float *c, float *lse, const float *f, const float *qb, const float *kb,
+                             int ldqk, const float *gamma, int B, int T, int t0, int t1, int D,
+                             float *scratch, size_t stride) {
+    float scale = 1.0f / sqrtf((float)D);
+    #pragma omp parallel for schedule(static, 1)
+    for (int b = 0; b < B; b++) {
+        float *kbT = scratch + (size_t)omp_get_thread_num() * stride, *alpha = kbT + (size_t)D * T;
+        size_t r0 = (size_t)b * T;
+        float *sb = s + r0 * D, *cb = c + r0 * D;
+        const float *qbb = qb + r0 * ldqk, *kbb = kb + r0 * ldqk;
+        transpose_rows(kbT, T, kbb, ldqk, t1 - 1 > 0 ? t1 - 1 : 0, D);        // keys j < t1 - 1
+        for (int i0 = t0; i0 < t1; i0 += QB) {
+            int n = t1 - i0 < QB ? t1 - i0 : QB, nk = i0 + n - 1;               // keys j < t <= i0 + n - 1
+            if (nk > 0) gemm(alpha, T, qbb + (size_t)i0 * ldqk, ldqk, 1, kbT, T, n, nk, D, 0);
+            for (int i = 0; i < n; i++) {                                        // row softmax over j < t
+                int t = i0 + i;
+                float *ar = alpha + (size_t)i * T, maxv = -INFINITY, sum = 0.0f, row_lse = 0.0f;
+                for (int j = 0; j < t; j++) maxv = fmaxf(maxv, ar[j] * scale);
+                for (int j = 0; j < t; j++) sum += expf(ar[j] * scale - maxv);
+                if (t > 0) row_lse = maxv + logf(sum);
+                for (int j = 0; j < t; j++) ar[j] = expf(ar[j] * scale - row_lse);
+                for (int j = t; j < nk; j++) ar[j] = 0.0f;
+                lse[r0 + t] = row_lse;
+            }
+            if (i0 > 0) gemm(cb + (size_t)i0 * D, D, alpha, T, 1, sb, D, n, D, i0, 0);   // alpha[I, <I] s[<I]
+            else memset(cb, 0, (size_t)n * D * sizeof(float));
+            for (int i = 0; i < n; i++) {                                        // inside the block, in order
+                int t = i0 + i;
+                float *ct = cb + (size_t)t * D, *st = sb + (size_t)t * D, g = gamma[r0 + t];
+                for (int j = i0; j < t; j++) axpy(ct, alpha[(size_t)i * T + j], sb + (size_t)j * D, D);
+                for (int e = 0; e < D; e++) st[e] = f[(r0 + t) * D + e] + g * ct[e];
+            }
+        }
+    }
+}
+
+// Given gs = dL/ds, the transposed solve u_j = gs_j + sum_{t>j} gamma_t alpha[t,j] u_t (u = dL/df) runs over
+// query blocks from last to first: with W = gamma alpha, the block's own rows are finished in reverse order
+// (each final u_t pushes into the u_j below it inside the block), then u_I is final and gives
+//   dgamma_t = u_t . c_t,  dZ[t,j] = W[t,j] (u_t . s_j - dgamma_t) (the softmax backward, Delta_t = dgamma_t),
+//   dqb_I += dZ kb / sqrt(D),  dkb += dZ^T qb_I / sqrt(D),  and u[<I] += W[I, <I]^T u_I (one matmul).
+// u (B*T, D) holds gs on entry (in place); dqb/dkb (stride ldqk) zeroed by the caller.
+static void feedback_backward(float *u, float *dgamma, float *dqb, float *dkb, const float *s, const float *c,
+                              const float *lse, const float *qb, const float *kb, int ldqk, const float *gamma,
+                              int B, int T, int D, float *scratch, size_t stride) {
+    float scale = 1.0f / sqrtf((float)D);
+    #pragma omp parallel for schedule(static, 1)
+    for (int b = 0; b < B; b++) {
+        float *kbT = scratch + (size_t)omp_get_thread_num() * stride, *sT = kbT + (size_t)D * T;
+        float *w = sT + (size_t)D * T, *dz = w + (size_t)QB * T;
+        size_t r0 = (size_t)b * T;
+        float *ub = u + r0 * D, *dqbb = dqb + r0 * ldqk, *dkbb = dkb + r0 * ldqk;
+        const float *sb = s + r0 * D, *qbb = qb + r0 * ldqk, *kbb = kb + r0 * ldqk;
+        transpose_rows(kbT, T, kbb, ldqk, T, D);
+        transpose_rows(sT, T, sb, D, T, D);
+        for (int i0 = (T - 1) / QB * QB; i0 >= 0; i0 -= QB) {
+            int n = T - i0 < QB ? T - i0 : QB, nk = i0 + n - 1;
+            if (nk > 0) gemm(w, T, qbb + (size_t)i0 * ldqk, ldqk, 1, kbT, T, n, nk, D, 0);
+            for (int i = 0; i < n; i++) {                                        // W = gamma alpha, recomputed
+                int t = i0 + i;
+                float *wr = w + (size_t)i * T, g = gamma[r0 + t], row_lse = lse[r0 + t];
+                for (int j = 0; j < t; j++) wr[j] = g * expf(wr[j] * scale - row_lse);
+                for (int j = t; j < nk; j++) wr[j] = 0.0f;
+            }
+            for (int i = n - 1; i >= 0; i--) {                                   // finish u_I in reverse
+                int t = i0 + i;
+                for (int j = i0; j < t; j++) axpy(ub + (size_t)j * D, w[(size_t)i * T + j], ub + (size_t)t * D, D);
+            }
+            if (nk == 0) { dgamma[r0] = 0.0f; continue; }                        // the block is row 0 alone
+            gemm(dz, T, ub + (size_t)i0 * D, D, 1, sT, T, n, nk, D, 0);          // u_t . s_j
+            for (int i = 0; i < n; i++) {
+                int t = i0 + i;
+                float dg = dot(ub + (size_t)t * D, c + (r0 + t) * D, D), *dzr = dz + (size_t)i * T, *wr = w + (size_t)i * T;
+                dgamma[r0 + t] = dg;
+                for (int j = 0; j < nk; j++) dzr[j] = wr[j] * (dzr[j] - dg) * scale;  // wr = 0 for j >= t
+            }
+            gemm(dqbb + (size_t)i0 * ldqk, ldqk, dz, T, 1, kbb, ldqk, n, D, nk, 1);      // dZ kb
+            gemm(dkbb, ldqk, dz, 1, T, qbb + (size_t)i0 * ldqk, ldqk, nk, D, n, 1);      // dZ^T qb_I
+            if (i0 > 0) gemm(ub, D, w, 1, T, ub + (size_t)i0 * D, D, i0, D, n, 1);       // u[<I] += W^T u_I
+        }
+    }
+}
+
+// gamma_t = gamma_max tanh(gamma_b + abar_t . w_gamma)
+static void gamma_forward(float *gamma, const float *abar, const float *w, float b, float gamma_max, int N, int D) {
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++) gamma[n] = gamma_max * tanhf(b + dot(abar + (size_t)n * D, w, D));
+}
+
+// dr = dgamma gamma_max (1 - tanh^2 r) = dgamma (gamma_max - gamma^2 / gamma_max);
+// dgamma_b += sum dr, dw_gamma += sum dr abar, dabar += dr w_gamma
+static void gamma_backward(float *dabar, float *dw, float *db, const float *dgamma, const float *gamma,
+                           const float *abar, const float *w, float gamma_max, int N, int D) {
+    float sum = 0.0f;
+    for (int n = 0; n < N; n++) sum += dgamma[n] * (gamma_max - gamma[n] * gamma[n] / gamma_max);
+    *db += sum;
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        float dr = dgamma[n] * (gamma_max - gamma[n] * gamma[n] / gamma_max);
+        axpy(dabar + (size_t)n * D, dr, w, D);
+    }
+    #pragma omp parallel for
+    for (int i = 0; i < D; i++) {
+        float acc = 0.0f;
+        for (int n = 0; n < N; n++)
+            acc += dgamma[n] * (gamma_max - gamma[n] * gamma[n] / gamma_max) * abar[(size_t)n * D + i];
+        dw[i] += acc;
+    }
+}
+
+// ----------------------------------------------------------------------------
+// the model
+
+typedef struct {
+    float *x;                  // (L+1, N, D) residual stream: x[0] = wte[tokens], x[l+1] = layer l output
+    float *ln_mean, *ln_rstd;  // (L, N)
+    float *xn;                 // (L, N, D) LayerNorm output
+    float *ag;                 // (L, N, 2D) Linear_in output [a | gt]
+    float *abar;               // (L, N, D) GELU(a)
+    float *q;                  // (L, N, H*hd) after RoPE
+    float *k, *v;              // (L, N, Hkv*hd), k after RoPE
+    float *att, *att_lse;      // (L, N, D), (L, N, H)
+    float *f;                  // (L, N, D) Linear_o output; the same buffer as att when H == 1
+    float *fb;                 // (L, N, 2D) Linear_fb output [qb | kb]
+    float *gamma;              // (L, N)
+    float *s, *c, *fb_lse;     // (L, N, D), (L, N, D), (L, N)
+    float *gated;              // (L, N, D) s * gt
+    float *lnf, *lnf_mean, *lnf_rstd; // (N, D), (N), (N)
+    float *row_loss;           // (N)
+} Activations;
+
+typedef struct {
+    float *dres;               // (N, D) dL/dx of the residual stream
+    float *dgated, *dabar, *u, *datt, *dq, *dxn; // (N, D)
+    float *dk, *dv;            // (N, Hkv*hd)
+    float *dag, *dfb;          // (N, 2D)
+    float *dgamma;             // (N)
+} GradBuffers;
+
+typedef struct {
+    SessaConfig config;
+    ParameterTensors params, grads;
+    float *params_memory, *grads_memory, *m_memory, *v_memory;
+    size_t num_parameters;
+    // activations, allocated at the first forward for up to N rows
+    int max_rows;
+    Activations acts;
+    GradBuffers gb;
+    float *wT;                 // transposed weight scratch: (max(2D, V), D)
+    float *logits;             // (chunk rows, V)
+    int chunk_rows;
+    float *rope_cos, *rope_sin;// (max_rows, hd/2)
+    float *scratch;            // (threads, scratch_stride) per-thread buffers of the causal parts
+    size_t scratch_stride;
+    // the last forward
+    int B, T;
+    float mean_loss;
+    float *logits_out;         // when set, the forward copies the (B*T, V) logits here (tests)
+} Sessa;
+
+static void sessa_build(Sessa *m, const SessaConfig *cfg, float *params_memory) {
+    memset(m, 0, sizeof(*m));
+    m->config = *cfg;
+    m->num_parameters = sessa_num_parameters(cfg);
+    m->params_memory = params_memory;
+    sessa_carve_parameters(&m->params, params_memory, cfg);
+    m->grads_memory = (float *)callocCheck(m->num_parameters, sizeof(float));
+    sessa_carve_parameters(&m->grads, m->grads_memory, cfg);
+}
+
+static float *alloc_floats(size_t n) { return (float *)callocCheck(n, sizeof(float)); }
+
+static void sessa_alloc_activations(Sessa *m, int max_rows) {
+    const SessaConfig *c = &m->config;
+    size_t N = max_rows, L = c->n_layer, D = c->d_model, H = c->n_head, hd = D / H, Dkv = c->n_kv_head * hd;
+    size_t V = c->vocab_size;
+    m->max_rows = max_rows;
+    Activations *a = &m->acts;
+    a->x = alloc_floats((L + 1) * N * D);
+    a->ln_mean = alloc_floats(L * N); a->ln_rstd = alloc_floats(L * N);
+    a->xn = alloc_floats(L * N * D);
+    a->ag = alloc_floats(L * N * 2 * D);
+    a->abar = alloc_floats(L * N * D);
+    a->q = alloc_floats(L * N * D);
+    a->k = alloc_floats(L * N * Dkv); a->v = alloc_floats(L * N * Dkv);
+    a->att = alloc_floats(L * N * D); a->att_lse = alloc_floats(L * N * H);
+    a->f = H > 1 ? alloc_floats(L * N * D) : a->att;
+    a->fb = alloc_floats(L * N * 2 * D);
+    a->gamma = alloc_floats(L * N);
+    a->s = alloc_floats(L * N * D); a->c = alloc_floats(L * N * D); a->fb_lse = alloc_floats(L * N);
+    a->gated = alloc_floats(L * N * D);
+    a->lnf = alloc_floats(N * D); a->lnf_mean = alloc_floats(N); a->lnf_rstd = alloc_floats(N);
+    a->row_loss = alloc_floats(N);
+    GradBuffers *g = &m->gb;
+    g->dres = alloc_floats(N * D); g->dgated = alloc_floats(N * D); g->dabar = alloc_floats(N * D);
+    g->u = alloc_floats(N * D); g->datt = alloc_floats(N * D); g->dq = alloc_floats(N * D); g->dxn = alloc_floats(N * D);
+    g->dk = alloc_floats(N * Dkv); g->dv = alloc_floats(N * Dkv);
+    g->dag = alloc_floats(N * 2 * D); g->dfb = alloc_floats(N * 2 * D);
+    g->dgamma = alloc_floats(N);
+    m->wT = alloc_floats((V > 2 * D ? V : 2 * D) * D);
+    m->chunk_rows = (int)(N < 256 ? N : 256);
+    m->logits = alloc_floats((size_t)m->chunk_rows * V);
+    // RoPE tables in double, rounded once
+    m->rope_cos = alloc_floats(N * hd / 2); m->rope_sin = alloc_floats(N * hd / 2);
+    for (size_t t = 0; t < N; t++)
+        for (size_t i = 0; i < hd / 2; i++) {
+            double theta = (double)t * pow(10000.0, -2.0 * (double)i / (double)hd);
+            m->rope_cos[t * hd / 2 + i] = (float)cos(theta);
+            m->rope_sin[t * hd / 2 + i] = (float)sin(theta);
+        }
+    m->scratch_stride = causal_scratch_floats((int)N, (int)D);
+    m->scratch = alloc_floats((size_t)omp_get_max_threads() * m->scratch_stride);
+}
+
+static void sessa_free(Sessa *m) {
+    Activations *a = &m->acts;
+    if (m->max_rows) {
+        if (a->f != a->att) free(a->f);
+        float *bufs[] = { a->x, a->ln_mean, a->ln_rstd, a->xn, a->ag, a->abar, a->q, a->k, a->v, a->att,
+                          a->att_lse, a->fb, a->gamma, a->s, a->c, a->fb_lse, a->gated, a->lnf, a->lnf_mean,
+                          a->lnf_rstd, a->row_loss, m->gb.dres, m->gb.dgated, m->gb.dabar, m->gb.u, m->gb.datt,
+                          m->gb.dq, m->gb.dxn, m->gb.dk, m->gb.dv, m->gb.dag, m->gb.dfb, m->gb.dgamma, m->wT,
+                          m->logits, m->rope_cos, m->rope_sin, m->scratch };
+        for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
+    }
+    free(m->params_memory); free(m->grads_memory); free(m->m_memory); free(m->v_memory);
+}
+
+// ----------------------------------------------------------------------------
+// forward over rows [t0, t1) of each of B sequences of length T (rows before t0 already computed).
+// Either the whole sequences (t0 = 0, t1 = T) or one sequence (B = 1), so the rows are contiguous.
+// targets may be NULL (no loss).
+
+// m->wT = wte[:V]^T (D, V)
+static void transpose_wte(Sessa *m) {
+    int V = m->config.vocab_size, D = m->config.d_model;
+    #pragma omp parallel for
+    for (int i = 0; i < D; i++)
+        for (int k = 0; k < V; k++) m->wT[(size_t)i * V + k] = m->params.wte[(size_t)k * D + i];
+}
+
+// the tied head over rows [r0, r0+n): per row log-sum-exp, loss, optional logits copy; chunked, so the
+// (rows, V) logits never exist at once
+static void head_forward(Sessa *m, const int *targets, int r0, int n) {
+    const SessaConfig *c = &m->config;
+    int V = c->vocab_size, D = c->d_model;
+    transpose_wte(m);
+    for (int rc = r0; rc < r0 + n; rc += m->chunk_rows) {
+        int R = r0 + n - rc < m->chunk_rows ? r0 + n - rc : m->chunk_rows;
+        gemm(m->logits, V, m->acts.lnf + (size_t)rc * D, D, 1, m->wT, V, R, V, D, 0);
+        #pragma omp parallel for
+        for (int i = 0; i < R; i++) {
+            const float *lg = m->logits + (size_t)i * V;
+            float maxv = -INFINITY, sum = 0.0f;
+            for (int k = 0; k < V; k++) maxv = fmaxf(maxv, lg[k]);
+            for (int k = 0; k < V; k++) sum += expf(lg[k] - maxv);
+            m->acts.row_loss[rc + i] = targets ? maxv + logf(sum) - lg[targets[rc + i]] : 0.0f;
+        }
+        if (m->logits_out) memcpy(m->logits_out + (size_t)rc * V, m->logits, (size_t)R * V * sizeof(float));
+    }
+}
+
+static void sessa_forward(Sessa *m, const int *inputs, const int *targets, int B, int T, int t0, int t1) {
+    const SessaConfig *c = &m->config;
+    int L = c->n_layer, D = c->d_model, H = c->n_head, Hkv = c->n_kv_head, hd = D / H, Dkv = Hkv * hd;
+    if (!(t0 >= 0 && t0 < t1 && t1 <= T && (B == 1 || (t0 == 0 && t1 == T))))
+        fatal("sessa_forward: bad rows [%d, %d) of B=%d sequences of T=%d", t0, t1, B, T);
+    if (m->max_rows == 0) sessa_alloc_activations(m, B * T);
+    if (B * T > m->max_rows) fatal("sessa_forward: B*T = %d exceeds the %d rows allocated", B * T, m->max_rows);
+    m->B = B; m->T = T;
+    int r0 = t0, N = B * (t1 - t0);
+    size_t NA = m->max_rows; // layer stride of the activation arrays, in rows
+    ParameterTensors *p = &m->params;
+    Activations *a = &m->acts;
+    for (int r = r0; r < r0 + N; r++) {
+        int tok = inputs[r];
+        if (tok < 0 || tok >= c->vocab_size) fatal("token %d at position %d is out of range [0, %d)", tok, r, c->vocab_size);
+        if (targets && (targets[r] < 0 || targets[r] >= c->vocab_size))
+            fatal("target %d at position %d is out of range [0, %d)", targets[r], r, c->vocab_size);
+        memcpy(a->x + (size_t)r * D, p->wte + (size_t)tok * D, D * sizeof(float));
+    }
+    for (int l = 0; l < L; l++) {
+        size_t lr = l * NA + r0; // first row of this layer's slice
+        float *x = a->x + (l * NA + r0) * D, *y = a->x + ((l + 1) * NA + r0) * D;
+        float *xn = a->xn + lr * D, *ag = a->ag + lr * 2 * D, *abar = a->abar + lr * D;
+        float *fb = a->fb + lr * 2 * D, *gated = a->gated + lr * D;
+        // sequence-level arrays of this layer (row 0 = first row of the layer) for the causal parts
+        float *q = a->q + l * NA * D, *k = a->k + l * NA * Dkv, *v = a->v + l * NA * Dkv;
+        float *att = a->att + l * NA * D, *f = a->f + l * NA * D, *fbl = a->fb + l * NA * 2 * D;
+        float *s = a->s + l * NA * D, *cc = a->c + l * NA * D, *gamma = a->gamma + l * NA;
+        // xn = LN(x); [a, gt] = Linear_in(xn); abar = GELU(a)
+        layernorm_forward(xn, a->ln_mean + lr, a->ln_rstd + lr, x, p->ln_w + l * D, p->ln_b + l * D, N, D, c->ln_eps);
+        linear_forward(ag, 2 * D, xn, D, p->in_w + (size_t)l * 2 * D * D, p->in_b + l * 2 * D, N, D, 2 * D, m->wT);
+        gelu_forward(abar, D, ag, 2 * D, N, D);
+        // q, k, v, RoPE, causal GQA attention, Linear_o
+        linear_forward(q + (size_t)r0 * D, D, abar, D, p->q_w + (size_t)l * D * D, p->q_b + l * D, N, D, D, m->wT);
+        linear_forward(k + (size_t)r0 * Dkv, Dkv, abar, D, p->k_w + (size_t)l * Dkv * D, p->k_b + l * Dkv, N, D, Dkv, m->wT);
+        linear_forward(v + (size_t)r0 * Dkv, Dkv, abar, D, p->v_w + (size_t)l * Dkv * D, p->v_b + l * Dkv, N, D, Dkv, m->wT);
+        if (c->use_rope) {
+            rope_rotate(q + (size_t)r0 * D, D, N, T, r0, H, hd, m->rope_cos, m->rope_sin, 1.0f);
+            rope_rotate(k + (size_t)r0 * Dkv, Dkv, N, T, r0, Hkv, hd, m->rope_cos, m->rope_sin, 1.0f);
+        }
+        attention_forward(att, a->att_lse + l * NA * H, q, k, v, B, T, t0, t1, H, Hkv, hd, m->scratch, m->scratch_stride);
+        if (H > 1)
+            linear_forward(f + (size_t)r0 * D, D, att + (size_t)r0 * D, D, p->o_w + (size_t)l * D * D, NULL, N, D, D, m->wT);
+        // feedback: [qb, kb] = Linear_fb(abar); gamma; s = (I - diag(gamma) alpha)^{-1} f
+        linear_forward(fb, 2 * D, abar, D, p->fb_w + (size_t)l * 2 * D * D, p->fb_b + l * 2 * D, N, D, 2 * D, m->wT);
+        gamma_forward(gamma + r0, abar, p->gamma_w + l * D, p->gamma_b[l], c->gamma_max, N, D);
+        feedback_forward(s, cc, a->fb_lse + l * NA, f, fbl, fbl + D, 2 * D, gamma, B, T, t0, t1, D, m->scratch, m->scratch_stride);
+        // y = x + Linear_out(s * gt)
+        #pragma omp parallel for
+        for (int n = 0; n < N; n++)
+            for (int i = 0; i < D; i++) gated[(size_t)n * D + i] = s[(size_t)(r0 + n) * D + i] * ag[(size_t)n * 2 * D + D + i];
+        linear_forward(y, D, gated, D, p->out_w + (size_t)l * D * D, p->out_b + l * D, N, D, D, m->wT);
+        #pragma omp parallel for
+        for (int n = 0; n < N; n++)
+            for (int i = 0; i < D; i++) y[(size_t)n * D + i] += x[(size_t)n * D + i];
+    }
+    layernorm_forward(a->lnf + (size_t)r0 * D, a->lnf_mean + r0, a->lnf_rstd + r0, a->x + ((size_t)L * NA + r0) * D,
+                      p->lnf_w, p->lnf_b, N, D, c->ln_eps);
+    head_forward(m, targets, r0, N);
+    if (targets) {
+        double sum = 0.0;
+        for (int r = r0; r < r0 + N; r++) sum += a->row_loss[r];
+        m->mean_loss = (float)(sum / N);
+    }
+}
+
+// ----------------------------------------------------------------------------
+// backward of the last full forward (t0 = 0, t1 = T); gradients accumulate into m->grads,
+// scaled by dloss (= 1 / gradient-accumulation steps for a mean over the whole step)
+
+// tied head + cross-entropy: recompute each chunk's logits, dlogits = (softmax - onehot) dloss / N,
+// dlnf = dlogits wte[:V], dwte[:V] += dlogits^T lnf
+static void head_backward(Sessa *m, float *dlnf, const int *targets, int N, float dloss) {
+    const SessaConfig *c = &m->config;
+    int V = c->vocab_size, D = c->d_model;
+    transpose_wte(m);
+    for (int rc = 0; rc < N; rc += m->chunk_rows) {
+        int R = N - rc < m->chunk_rows ? N - rc : m->chunk_rows;
+        gemm(m->logits, V, m->acts.lnf + (size_t)rc * D, D, 1, m->wT, V, R, V, D, 0);
+        #pragma omp parallel for
+        for (int i = 0; i < R; i++) {
+            float *lg = m->logits + (size_t)i * V;
+            float lse = m->acts.row_loss[rc + i] + lg[targets[rc + i]]; // row_loss = lse - logit[target]
+            for (int k = 0; k < V; k++) lg[k] = expf(lg[k] - lse) * dloss / N;
+            lg[targets[rc + i]] -= dloss / N;
+        }
+        gemm(dlnf + (size_t)rc * D, D, m->logits, V, 1, m->params.wte, D, R, D, V, 0);
+        gemm(m->grads.wte, D, m->logits, 1, V, m->acts.lnf + (size_t)rc * D, D, V, D, R, 1);
+    }
+}
+
+static void sessa_backward(Sessa *m, const int *inputs, const int *targets, float dloss) {
+    const SessaConfig *c = &m->config;
+    int B = m->B, T = m->T, N = B * T;
+    int L = c->n_layer, D = c->d_model, H = c->n_head, Hkv = c->n_kv_head, hd = D / H, Dkv = Hkv * hd;
+    size_t NA = m->max_rows;
+    ParameterTensors *p = &m->params, *g = &m->grads;
+    Activations *a = &m->acts;
+    GradBuffers *gb = &m->gb;
+    // final LayerNorm and head: dres = dL/dx_L
+    head_backward(m, gb->dxn, targets, N, dloss);
+    memset(gb->dres, 0, (size_t)N * D * sizeof(float));
+    layernorm_backward(gb->dres, g->lnf_w, g->lnf_b, gb->dxn, a->x + (size_t)L * NA * D, p->lnf_w,
+                       a->lnf_mean, a->lnf_rstd, N, D);
+    for (int l = L - 1; l >= 0; l--) {
+        size_t lr = l * NA;
+        float *x = a->x + lr * D, *xn = a->xn + lr * D, *ag = a->ag + lr * 2 * D, *abar = a->abar + lr * D;
+        float *q = a->q + lr * D, *k = a->k + lr * Dkv, *v = a->v + lr * Dkv, *att = a->att + lr * D;
+        float *fb = a->fb + lr * 2 * D, *gamma = a->gamma + lr, *s = a->s + lr * D, *cc = a->c + lr * D;
+        // y = x + Linear_out(s * gt): dgated; then ds = dgated * gt (into u), dgt = dgated * s
+        memset(gb->dgated, 0, (size_t)N * D * sizeof(float));
+        linear_backward(gb->dgated, D, g->out_w + (size_t)l * D * D, g->out_b + l * D, gb->dres, D,
+                        a->gated + lr * D, D, p->out_w + (size_t)l * D * D, N, D, D);
+        #pragma omp parallel for
+        for (int n = 0; n < N; n++)
+            for (int i = 0; i < D; i++) {
+                size_t e = (size_t)n * D + i;
+                gb->u[e] = gb->dgated[e] * ag[(size_t)n * 2 * D + D + i];
+                gb->dag[(size_t)n * 2 * D + D + i] = gb->dgated[e] * s[e];
+            }
+        // feedback: u = dL/df, dgamma, d[qb, kb]; then the gamma path and Linear_fb
+        memset(gb->dfb, 0, (size_t)N * 2 * D * sizeof(float));
+        feedback_backward(gb->u, gb->dgamma, gb->dfb, gb->dfb + D, s, cc, a->fb_lse + lr, fb, fb + D, 2 * D,
+                          gamma, B, T, D, m->scratch, m->scratch_stride);
+        memset(gb->dabar, 0, (size_t)N * D * sizeof(float));
+        gamma_backward(gb->dabar, g->gamma_w + l * D, g->gamma_b + l, gb->dgamma, gamma, abar, p->gamma_w + l * D,
+                       c->gamma_max, N, D);
+        linear_backward(gb->dabar, D, g->fb_w + (size_t)l * 2 * D * D, g->fb_b + l * 2 * D, gb->dfb, 2 * D,
+                        abar, D, p->fb_w + (size_t)l * 2 * D * D, N, D, 2 * D);
+        // Linear_o (H > 1), attention, RoPE, q/k/v
+        float *datt = gb->u;
+        if (H > 1) {
+            memset(gb->datt, 0, (size_t)N * D * sizeof(float));
+            linear_backward(gb->datt, D, g->o_w + (size_t)l * D * D, NULL, gb->u, D, att, D,
+                            p->o_w + (size_t)l * D * D, N, D, D);
+            datt = gb->datt;
+        }
+        memset(gb->dq, 0, (size_t)N * D * sizeof(float));
+        memset(gb->dk, 0, (size_t)N * Dkv * sizeof(float));
+        memset(gb->dv, 0, (size_t)N * Dkv * sizeof(float));
+        attention_backward(gb->dq, gb->dk, gb->dv, datt, att, a->att_lse + lr * H, q, k, v, B, T, H, Hkv, hd,
+                           m->scratch, m->scratch_stride);
+        if (c->use_rope) {
+            rope_rotate(gb->dq, D, N, T, 0, H, hd, m->rope_cos, m->rope_sin, -1.0f);
+            rope_rotate(gb->dk, Dkv, N, T, 0, Hkv, hd, m->rope_cos, m->rope_sin, -1.0f);
+        }
+        linear_backward(gb->dabar, D, g->q_w + (size_t)l * D * D, g->q_b + l * D, gb->dq, D, abar, D,
+                        p->q_w + (size_t)l * D * D, N, D, D);
+        linear_backward(gb->dabar, D, g->k_w + (size_t)l * Dkv * D, g->k_b + l * Dkv, gb->dk, Dkv, abar, D,
+                        p->k_w + (size_t)l * Dkv * D, N, D, Dkv);
+        linear_backward(gb->dabar, D, g->v_w + (size_t)l * Dkv * D, g->v_b + l * Dkv, gb->dv, Dkv, abar, D,
+                        p->v_w + (size_t)l * Dkv * D, N, D, Dkv);
+        // GELU, Linear_in, LayerNorm; dres accumulates the LayerNorm path (residual: dx = dy + ...)
+        gelu_backward(gb->dag, 2 * D, gb->dabar, D, ag, 2 * D, N, D);
+        memset(gb->dxn, 0, (size_t)N * D * sizeof(float));
+        linear_backward(gb->dxn, D, g->in_w + (size_t)l * 2 * D * D, g->in_b + l * 2 * D, gb->dag, 2 * D, xn, D,
+                        p->in_w + (size_t)l * 2 * D * D, N, D, 2 * D);
+        layernorm_backward(gb->dres, g->ln_w + l * D, g->ln_b + l * D, gb->dxn, x, p->ln_w + l * D,
+                           a->ln_mean + lr, a->ln_rstd + lr, N, D);
+    }
+    // encoder: dwte[tok] += dres (serial: tokens repeat)
+    for (int r = 0; r < N; r++) axpy(g->wte + (size_t)inputs[r] * D, 1.0f, gb->dres + (size_t)r * D, D);
+}
+
+static void sessa_zero_grad(Sessa *m) { memset(m->grads_memory, 0, m->num_parameters * sizeof(float)); }
+
+// global L2 norm of the gradient; fixed-size blocks summed in order (independent of the thread count)
+static float sessa_grad_norm(Sessa *m) {
+    size_t n = m->num_parameters, nb = (n + 65535) / 65536;
+    double *part = (double *)callocCheck(nb, sizeof(double));
+    #pragma omp parallel for
+    for (size_t b = 0; b < nb; b++) {
+        double s = 0.0;
+        for (size_t i = b * 65536; i < n && i < (b + 1) * 65536; i++) s += (double)m->grads_memory[i] * m->grads_memory[i];
+        part[b] = s;
+    }
+    double total = 0.0;
+    for (size_t b = 0; b < nb; b++) total += part[b];
+    free(part);
+    return (float)sqrt(total);
+}
+
+// AdamW in PyTorch's form: p -= lr wd p; m, v moments; p -= lr mhat / (sqrt(vhat) + eps). step t >= 1.
+// decay_all = 1 decays every parameter (the reference's setting); 0 only the 2D weight matrices.
+static void sessa_update(Sessa *m, float lr, float beta1, float beta2, float eps, float wd, int t, int decay_all,
+                         float grad_scale) {
+    if (m->m_memory == NULL) {
+        m->m_memory = alloc_floats(m->num_parameters);
+        m->v_memory = alloc_floats(m->num_parameters);
+    }
+    size_t sizes[NUM_PARAMETER_TENSORS], off = 0;
+    sessa_param_sizes(&m->config, sizes);
+    float bc1 = 1.0f - powf(beta1, (float)t), bc2 = 1.0f - powf(beta2, (float)t);
+    for (int k = 0; k < NUM_PARAMETER_TENSORS; k++) {
+        int is_matrix = k == P_WTE || k == P_IN_W || k == P_Q_W || k == P_K_W || k == P_V_W || k == P_FB_W ||
+                        k == P_O_W || k == P_OUT_W;
+        float decay = decay_all || is_matrix ? wd : 0.0f;
+        #pragma omp parallel for
+        for (size_t i = off; i < off + sizes[k]; i++) {
+            float grad = m->grads_memory[i] * grad_scale, param = m->params_memory[i];
+            float mm = beta1 * m->m_memory[i] + (1.0f - beta1) * grad;
+            float vv = beta2 * m->v_memory[i] + (1.0f - beta2) * grad * grad;
+            m->m_memory[i] = mm; m->v_memory[i] = vv;
+            param -= lr * decay * param;
+            m->params_memory[i] = param - lr * (mm / bc1) / (sqrtf(vv / bc2) + eps);
+        }
+        off += sizes[k];
+    }
+}
+
+// ----------------------------------------------------------------------------
+// sampling through the recurrent decode path: one new row per token against the cached rows
+
+static void sessa_generate(Sessa *m, int *tokens, int n_tokens, Rng *rng, Tokenizer *tok) {
+    int V = m->config.vocab_size;
+    float *logits_row = m->logits;
+    for (int t = 0; t + 1 < n_tokens; t++) {
+        sessa_forward(m, tokens, NULL, 1, n_tokens, t, t + 1);
+        // head_forward left row t's logits in the first row of m->logits
+        int next = sample_logits(logits_row, V, 1.0f, rng_f32(rng));
+        tokens[t + 1] = next;
+        if (tok->init_ok && (uint32_t)next < tok->vocab_size) safe_printf(tokenizer_decode(tok, next));
+        else printf("<%d>", next);
+        fflush(stdout);
+    }
+    printf("\n");
+}
+
+// ----------------------------------------------------------------------------
+// training
+
+#ifndef TESTING
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static float evaluate(Sessa *m, DataLoader *loader, int steps, int B, int T) {
+    dataloader_reset(loader);
+    double sum = 0.0;
+    for (int i = 0; i < steps; i++) {
+        dataloader_next_batch(loader);
+        sessa_forward(m, loader->inputs, loader->targets, B, T, 0, T);
+        sum += m->mean_loss;
+    }
+    return (float)(sum / steps);
+}
+
+static void save_checkpoint(Sessa *m, const char *dir, int step, DataLoader *loader, Rng *rng) {
+    char model_path[4096], state_path[4096], done_path[4096];
+    train_state_paths(model_path, state_path, done_path, sizeof(model_path), dir, step);
+    sessa_checkpoint_write(model_path, &m->config, m->params_memory, 1);
+    DataLoaderState st;
+    dataloader_get_state(loader, &st);
+    train_state_write(state_path, step, m->num_parameters, m->m_memory, m->v_memory, &st, sizeof(st), rng->s);
+    train_state_mark_done(done_path);
+    printf("saved checkpoint %s\n", model_path);
+}
+
+int main(int argc, char **argv) {
+    TrainArgs args;
+    train_args_parse(&args, argc, argv, NULL, NULL);
+    Tokenizer tok;
+    tokenizer_init(&tok, args.tokenizer);
+
+    // the run directory and the checkpoint to resume from
+    int start_step = 0;
+    char resume_model[4096] = "", resume_state[4096] = "", done_path[4096];
+    if (args.out_dir) {
+        if (mkdir(args.out_dir, 0755) != 0 && errno != EEXIST) fatal("cannot create output dir '%s': %s", args.out_dir, strerror(errno));
+        if (args.resume) {
+            int latest = train_state_latest(args.out_dir);
+            if (latest < 0) printf("no checkpoint in '%s' to resume from: starting from scratch\n", args.out_dir);
+            else {
+                train_state_paths(resume_model, resume_state, done_path, sizeof(resume_model), args.out_dir, latest);
+                start_step = latest;
+            }
+        }
+    }
+
+    // the model: resumed checkpoint, a checkpoint file given by -e, or a descriptor
+    SessaConfig cfg;
+    float *params;
+    const char *init = resume_model[0] ? resume_model : args.init;
+    if (access(init, F_OK) == 0) {
+        params = sessa_checkpoint_read(init, &cfg);
+        printf("model from checkpoint %s\n", init);
+    } else {
+        int V = args.vocab_size > 0 ? args.vocab_size : tok.init_ok ? (int)tok.vocab_size : 50257;
+        char err[512];
+        if (sessa_config_from_descriptor(&cfg, init, V, args.T, err, sizeof(err)) != 0)
+            fatal("-e '%s' is not a checkpoint file, and: %s", init, err);
+        params = (float *)mallocCheck(sessa_num_parameters(&cfg) * sizeof(float));
+        sessa_init_parameters(params, &cfg, args.seed);
+        printf("model from descriptor %s, seed %llu\n", init, args.seed);
+    }
+    if (tok.init_ok && tok.vocab_size != (uint32_t)cfg.vocab_size)
+        printf("warning: tokenizer has %u tokens, the model %d\n", tok.vocab_size, cfg.vocab_size);
+    if (args.T > cfg.max_seq_len) cfg.max_seq_len = args.T;
+    sessa_config_print(&cfg);
+    Sessa model;
+    sessa_build(&model, &cfg, params);
+    printf("| parameters %zu | B %d | T %d | grad accumulation %d | threads %d |\n", model.num_parameters,
+           args.B, args.T, args.total_batch / (args.B * args.T), omp_get_max_threads());
+
+    // data
+    int B = args.B, T = args.T, accum = args.total_batch / (B * T);
+    DataLoader train_loader, val_loader;
+    dataloader_init(&train_loader, args.train_glob, B, T, 0, 1, args.shuffle, args.seed, cfg.vocab_size);
+    if (args.val_every > 0) dataloader_init(&val_loader, args.val_glob, B, T, 0, 1, 0, args.seed, cfg.vocab_size);
+    int max_steps = args.max_steps > 0 ? args.max_steps : (int)(train_loader.steps_per_epoch / accum);
+    if (max_steps < 1) fatal("the training data holds less than one step of %d tokens", args.total_batch);
+    Rng rng;
+    rng_seed(&rng, args.seed ^ 0x5e55a);
+    sessa_alloc_activations(&model, B * T);
+    model.m_memory = alloc_floats(model.num_parameters);
+    model.v_memory = alloc_floats(model.num_parameters);
+    if (resume_state[0]) {
+        DataLoaderState st;
+        train_state_read(resume_state, model.num_parameters, model.m_memory, model.v_memory, &st, sizeof(st), rng.s);
+        dataloader_set_state(&train_loader, &st);
+        printf("resumed from step %d (%s)\n", start_step, resume_state);
+    }
+    FILE *log = NULL;
+    if (args.out_dir) {
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/main.log", args.out_dir);
+        log = fopenCheck(path, start_step > 0 ? "a" : "w");
+    }
+    int *gen_tokens = (int *)mallocCheck((size_t)B * T * sizeof(int));
+
+    for (int step = start_step; step <= max_steps; step++) {
+        int last = step == max_steps;
+        if (args.val_every > 0 && (step % args.val_every == 0 || last)) {
+            float val_loss = evaluate(&model, &val_loader, args.val_steps, B, T);
+            printf("step %d | val loss %.6f\n", step, val_loss);
+            if (log) { fprintf(log, "step %d val_loss %.6f\n", step, val_loss); fflush(log); }
+        }
+        if (args.sample_every > 0 && step > 0 && (step % args.sample_every == 0 || last)) {
+            int n = args.gen_tokens + 1 < B * T ? args.gen_tokens + 1 : B * T;
+            gen_tokens[0] = tok.init_ok && tok.eot_token >= 0 && tok.eot_token < cfg.vocab_size ? (int)tok.eot_token : 0;
+            printf("generating:\n---\n");
+            sessa_generate(&model, gen_tokens, n, &rng, &tok);
+            printf("---\n");
+        }
+        if (args.out_dir && step > start_step && ((args.ckpt_every > 0 && step % args.ckpt_every == 0) || last))
+            save_checkpoint(&model, args.out_dir, step, &train_loader, &rng);
+        if (last) break;
+
+        double t_start = now_s();
+        sessa_zero_grad(&model);
+        double loss = 0.0;
+        for (int micro = 0; micro < accum; micro++) {
+            dataloader_next_batch(&train_loader);
+            sessa_forward(&model, train_loader.inputs, train_loader.targets, B, T, 0, T);
+            sessa_backward(&model, train_loader.inputs, train_loader.targets, 1.0f / accum);
+            loss += model.mean_loss;
+        }
+        loss /= accum;
+        float norm = sessa_grad_norm(&model);
+        float scale = args.grad_clip > 0.0f && norm > args.grad_clip ? args.grad_clip / (norm + 1e-6f) : 1.0f;
+        float lr = lr_at_step(args.lr, step, args.warmup, max_steps, args.final_lr_frac);
+        sessa_update(&model, lr, 0.9f, 0.95f, 1e-8f, args.weight_decay, step + 1, 0, scale);
+        double dt = now_s() - t_start;
+        float tok_s = (float)(args.total_batch / dt);
+        printf("step %d/%d | loss %.6f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s\n", step + 1, max_steps, loss,
+               lr, norm, dt * 1e3, tok_s);
+        if (log) {
+            fprintf(log, "step %d train_loss %.6f lr %.6e norm %.6f tok_s %.1f\n", step + 1, loss, lr, norm, tok_s);
+            fflush(log);
+        }
+    }
+    if (log) fcloseCheck(log, "main.log");
+    free(gen_tokens);
+    dataloader_free(&train_loader);
+    if (args.val_every > 0) dataloader_free(&val_loader);
+    tokenizer_free(&tok);
+    sessa_free(&model);
+    return 0;
+}
+#endif // TESTING

@@ -1,0 +1,665 @@
+/*
+ Sessa language model training on CUDA GPUs (llm.c's train_gpt2.cu shape), SPEC sections 1-5.
+ - bf16 weights and activations, fp32 accumulation everywhere, fp32 master weights + AdamW moments,
+   fp32 gradients (flat, checkpoint order, so NCCL reduces them as one buffer)
+ - per-layer activations are O(B*T*D): attention and the feedback solve never form a T x T matrix
+ - deterministic: no order-varying atomics (matmuls by cuBLASLt, fixed-order reductions elsewhere)
+ - data parallel over GPUs with NCCL (llmc/zero.cuh), ZeRO stage 0 or 1 (-z); world size 1 is the plain path
+ - -r 1 recomputes LayerNorm and GELU outputs in the backward instead of keeping them per layer
+ Same flags and files as train_sessa.c (llmc/args.h) plus -r, -z, -pi.
+ Sampling runs the parallel forward on the growing prefix (no recurrent decode path on the GPU yet).
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include "llmc/utils.h"
+#include "llmc/sessa.h"
+#include "llmc/args.h"
+#include "llmc/train_state.h"
+#include "llmc/schedule.h"
+#include "llmc/sampler.h"
+#include "llmc/flops.h"
+#include "llmc/dataloader.h"
+#include "llmc/tokenizer.h"
+#include "llmc/cuda_common.h"
+#include "llmc/matmul.cuh"
+#include "llmc/layernorm.cuh"
+#include "llmc/gelu.cuh"
+#include "llmc/rope.cuh"
+#include "llmc/gate.cuh"
+#include "llmc/gamma.cuh"
+#include "llmc/encoder.cuh"
+#include "llmc/fused_classifier.cuh"
+#include "llmc/adamw.cuh"
+#include "llmc/global_norm.cuh"
+#include "llmc/attention.cuh"
+#include "llmc/feedback.cuh"
+#include "llmc/zero.cuh"
+
+static cudaStream_t main_stream;
+
+// ----------------------------------------------------------------------------
+// a bump allocator: run a layout once with base NULL to size it, then again on the real allocation
+
+typedef struct { char *base; size_t off; } Arena;
+static void *arena_take(Arena *a, size_t bytes) {
+    void *p = a->base != NULL ? a->base + a->off : NULL;
+    a->off += (bytes + 255) / 256 * 256;   // 256-byte aligned, as cuBLASLt and the feedback scratch like
+    return p;
+}
+
+// ----------------------------------------------------------------------------
+// activations of one layer (N = B*T rows)
+
+typedef struct {
+    floatX *x, *y;               // (N, D) layer input and output: the residual stream
+    float *ln_mean, *ln_rstd;    // (N)
+    floatX *xn;                  // (N, D) LayerNorm(x)          (shared by all layers with -r 1)
+    floatX *ag;                  // (N, 2D) Linear_in(xn) = [a | gt]
+    floatX *abar;                // (N, D) GELU(a)               (shared by all layers with -r 1)
+    floatX *q, *k, *v;           // (N, H*hd), (N, Hkv*hd), (N, Hkv*hd); q and k after RoPE
+    floatX *qbkb;                // (N, 2D) Linear_fb(abar) = [qb | kb]
+    floatX *att;                 // (N, D) attention output (heads concatenated)
+    float *att_lse;              // (B, H, T)
+    floatX *f;                   // (N, D) att Wo^T, or att itself when H == 1
+    float *gamma;                // (N) gamma_max tanh(r)
+    float *s, *c, *fb_lse;       // (N, D) feedback output, (N, D) feedback context, (N) its log-sum-exp
+    floatX *gated;               // (N, D) s * gt
+} LayerActs;
+
+// gradients flowing backward through one layer: one set, reused by every layer
+typedef struct {
+    floatX *dres;                // (N, D) dL/dx of the residual stream
+    floatX *dxn;                 // (N, D) dL/dxn, also dL/dabar and the head's dL/d(lnf out)
+    floatX *dag;                 // (N, 2D) [da | dgt]
+    floatX *dgated, *df, *datt;  // (N, D)
+    floatX *dqbkb;               // (N, 2D)
+    floatX *dq, *dk, *dv;        // (N, H*hd), (N, Hkv*hd), (N, Hkv*hd)
+    float *ds;                   // (N, D) dL/ds (fp32, the feedback backward's input)
+    float *dgamma, *dr;          // (N)
+    float2 *colsum;              // column_sums scratch
+    float *fb_scratch, *att_scratch;
+    float *norm_scratch, *norm;  // global norm partials, result (device)
+} BackwardBufs;
+
+typedef struct {
+    SessaConfig config;
+    int hd, Dq, Dkv;                            // head width, H*hd, Hkv*hd
+    size_t num_parameters, padded_parameters;   // real, and padded for the ZeRO shards
+    size_t sizes[NUM_PARAMETER_TENSORS], offsets[NUM_PARAMETER_TENSORS];
+    float *master;                              // (padded) fp32 master weights, checkpoint order
+    floatX *params;                             // (padded) bf16 working copy
+    float *grads;                               // (padded) fp32 gradients
+    float *m, *v;                               // (shard) AdamW moments of this rank's shard
+    ShardInfo shard;                            // the part of the flat vector this rank's optimizer owns
+    // activations, allocated for B x T (a forward may use smaller B, T)
+    int B, T, recompute;
+    void *act_memory;
+    LayerActs *layers;                          // (L)
+    floatX *res;                                // (L+1, N, D) residual stream x_0 .. x_L
+    floatX *lnf;                                // (N, D)
+    float *lnf_mean, *lnf_rstd;                 // (N)
+    floatX *logits;                             // (N, Vp), V columns used; overwritten by dlogits
+    float *losses;                              // (N)
+    int *tokens, *targets;                      // (N) device
+    float *h_losses;                            // (N) host
+    float2 *rope;                               // (T, hd/2) cos, sin
+    BackwardBufs bw;
+    EncoderBackward enc;
+} Model;
+
+// pointer to layer l of parameter tensor t in a flat buffer
+template <typename Tp>
+static Tp *layer_ptr(Tp *base, const Model *m, int t, int l) {
+    return base + m->offsets[t] + (size_t)l * (m->sizes[t] / m->config.n_layer);
+}
+
+// ----------------------------------------------------------------------------
+// setup
+
+static void model_build(Model *m, const SessaConfig *c, const float *h_params, const MultiGpuConfig *mg) {
+    memset(m, 0, sizeof(*m));
+    m->config = *c;
+    m->hd = c->d_model / c->n_head;
+    m->Dq = c->n_head * m->hd;
+    m->Dkv = c->n_kv_head * m->hd;
+    sessa_param_sizes(c, m->sizes);
+    size_t off = 0;
+    for (int t = 0; t < NUM_PARAMETER_TENSORS; t++) { m->offsets[t] = off; off += m->sizes[t]; }
+    m->num_parameters = off;
+    m->padded_parameters = multi_gpu_padded_size(off, mg);
+    m->shard = multi_gpu_get_shard_offset(off, mg, 1);
+    size_t P = m->padded_parameters;
+    cudaMallocCheck(&m->master, P * sizeof(float));
+    cudaMallocCheck(&m->params, P * sizeof(floatX));
+    cudaMallocCheck(&m->grads, P * sizeof(float));
+    cudaMallocCheck(&m->m, m->shard.size * sizeof(float));
+    cudaMallocCheck(&m->v, m->shard.size * sizeof(float));
+    cudaCheck(cudaMemset(m->master, 0, P * sizeof(float)));
+    cudaCheck(cudaMemcpy(m->master, h_params, off * sizeof(float), cudaMemcpyHostToDevice));
+    float_to_bf16(m->params, m->master, P, main_stream);
+    cudaCheck(cudaMemset(m->grads, 0, P * sizeof(float)));
+    cudaCheck(cudaMemset(m->m, 0, m->shard.size * sizeof(float)));
+    cudaCheck(cudaMemset(m->v, 0, m->shard.size * sizeof(float)));
+}
+
+// carve every activation and backward buffer for B x T out of the arena
+static void model_layout(Model *m, Arena *a) {
+    const SessaConfig *c = &m->config;
+    size_t B = m->B, T = m->T, N = B * T, D = c->d_model, L = c->n_layer, Vp = c->padded_vocab_size;
+    m->res = (floatX *)arena_take(a, (L + 1) * N * D * sizeof(floatX));
+    for (size_t l = 0; l < L; l++) {
+        LayerActs *la = &m->layers[l];
+        la->x = m->res + l * N * D;
+        la->y = m->res + (l + 1) * N * D;
+        la->ln_mean = (float *)arena_take(a, N * sizeof(float));
+        la->ln_rstd = (float *)arena_take(a, N * sizeof(float));
+        bool own = !m->recompute || l == 0;
+        la->xn = own ? (floatX *)arena_take(a, N * D * sizeof(floatX)) : m->layers[0].xn;
+        la->abar = own ? (floatX *)arena_take(a, N * D * sizeof(floatX)) : m->layers[0].abar;
+        la->ag = (floatX *)arena_take(a, N * 2 * D * sizeof(floatX));
+        la->q = (floatX *)arena_take(a, N * m->Dq * sizeof(floatX));
+        la->k = (floatX *)arena_take(a, N * m->Dkv * sizeof(floatX));
+        la->v = (floatX *)arena_take(a, N * m->Dkv * sizeof(floatX));
+        la->qbkb = (floatX *)arena_take(a, N * 2 * D * sizeof(floatX));
+        la->att = (floatX *)arena_take(a, N * D * sizeof(floatX));
+        la->att_lse = (float *)arena_take(a, B * c->n_head * T * sizeof(float));
+        la->f = c->n_head > 1 ? (floatX *)arena_take(a, N * D * sizeof(floatX)) : la->att;
+        la->gamma = (float *)arena_take(a, N * sizeof(float));
+        la->s = (float *)arena_take(a, N * D * sizeof(float));
+        la->c = (float *)arena_take(a, N * D * sizeof(float));
+        la->fb_lse = (float *)arena_take(a, N * sizeof(float));
+        la->gated = (floatX *)arena_take(a, N * D * sizeof(floatX));
+    }
+    m->lnf = (floatX *)arena_take(a, N * D * sizeof(floatX));
+    m->lnf_mean = (float *)arena_take(a, N * sizeof(float));
+    m->lnf_rstd = (float *)arena_take(a, N * sizeof(float));
+    m->logits = (floatX *)arena_take(a, N * Vp * sizeof(floatX));
+    m->losses = (float *)arena_take(a, N * sizeof(float));
+    m->tokens = (int *)arena_take(a, N * sizeof(int));
+    m->targets = (int *)arena_take(a, N * sizeof(int));
+    BackwardBufs *g = &m->bw;
+    g->dres = (floatX *)arena_take(a, N * D * sizeof(floatX));
+    g->dxn = (floatX *)arena_take(a, N * D * sizeof(floatX));
+    g->dag = (floatX *)arena_take(a, N * 2 * D * sizeof(floatX));
+    g->dgated = (floatX *)arena_take(a, N * D * sizeof(floatX));
+    g->df = (floatX *)arena_take(a, N * D * sizeof(floatX));
+    g->datt = (floatX *)arena_take(a, N * D * sizeof(floatX));
+    g->dqbkb = (floatX *)arena_take(a, N * 2 * D * sizeof(floatX));
+    g->dq = (floatX *)arena_take(a, N * m->Dq * sizeof(floatX));
+    g->dk = (floatX *)arena_take(a, N * m->Dkv * sizeof(floatX));
+    g->dv = (floatX *)arena_take(a, N * m->Dkv * sizeof(floatX));
+    g->ds = (float *)arena_take(a, N * D * sizeof(float));
+    g->dgamma = (float *)arena_take(a, N * sizeof(float));
+    g->dr = (float *)arena_take(a, N * sizeof(float));
+    g->colsum = (float2 *)arena_take(a, column_sums_scratch_bytes((int)N, (int)(2 * D)));
+    g->fb_scratch = (float *)arena_take(a, feedback_scratch_bytes((int)B, (int)T, (int)D));
+    g->att_scratch = (float *)arena_take(a, attention_backward_scratch_bytes((int)B, (int)T, c->n_head, c->n_kv_head, m->hd));
+    g->norm_scratch = (float *)arena_take(a, global_norm_scratch_bytes());
+    g->norm = (float *)arena_take(a, sizeof(float));
+}
+
+static void model_alloc_activations(Model *m, int B, int T, int recompute) {
+    m->B = B; m->T = T; m->recompute = recompute;
+    m->layers = (LayerActs *)callocCheck(m->config.n_layer, sizeof(LayerActs));
+    Arena sizing = { NULL, 0 };
+    model_layout(m, &sizing);
+    cudaMallocCheck(&m->act_memory, sizing.off);
+    Arena real = { (char *)m->act_memory, 0 };
+    model_layout(m, &real);
+    m->h_losses = (float *)mallocCheck((size_t)B * T * sizeof(float));
+    m->rope = rope_table_create(T, m->hd);
+    encoder_backward_init(&m->enc, m->config.vocab_size, B * T);
+    printf("activations and scratch: %.2f GiB for B=%d T=%d (recompute %d)\n",
+           (double)sizing.off / (1 << 30), B, T, recompute);
+}
+
+static void model_free(Model *m) {
+    cudaCheck(cudaFree(m->master)); cudaCheck(cudaFree(m->params)); cudaCheck(cudaFree(m->grads));
+    cudaCheck(cudaFree(m->m)); cudaCheck(cudaFree(m->v));
+    cudaCheck(cudaFree(m->act_memory)); cudaCheck(cudaFree(m->rope));
+    encoder_backward_free(&m->enc);
+    free(m->layers); free(m->h_losses);
+}
+
+// ----------------------------------------------------------------------------
+// forward
+
+static void layer_forward(Model *m, int l, int B, int T) {
+    const SessaConfig *c = &m->config;
+    const LayerActs *a = &m->layers[l];
+    int N = B * T, D = c->d_model, H = c->n_head, Hkv = c->n_kv_head, hd = m->hd;
+    cudaStream_t st = main_stream;
+    #define PW(t) layer_ptr(m->params, m, t, l)
+    // xn = LayerNorm(x); [a | gt] = Linear_in(xn); abar = GELU(a)
+    layernorm_forward(a->xn, a->ln_mean, a->ln_rstd, a->x, PW(P_LN_W), PW(P_LN_B), N, D, c->ln_eps, st);
+    matmul_forward(a->ag, 2 * D, a->xn, PW(P_IN_W), PW(P_IN_B), NULL, N, D, 2 * D, st);
+    gelu_forward(a->abar, a->ag, 2 * D, N, D, st);
+    // q, k, v, [qb | kb] from abar
+    matmul_forward(a->q, m->Dq, a->abar, PW(P_Q_W), PW(P_Q_B), NULL, N, D, m->Dq, st);
+    matmul_forward(a->k, m->Dkv, a->abar, PW(P_K_W), PW(P_K_B), NULL, N, D, m->Dkv, st);
+    matmul_forward(a->v, m->Dkv, a->abar, PW(P_V_W), PW(P_V_B), NULL, N, D, m->Dkv, st);
+    matmul_forward(a->qbkb, 2 * D, a->abar, PW(P_FB_W), PW(P_FB_B), NULL, N, D, 2 * D, st);
+    if (c->use_rope) {
+        rope_forward(a->q, m->rope, N, T, H, hd, st);
+        rope_forward(a->k, m->rope, N, T, Hkv, hd, st);
+    }
+    // forward branch: f = softmax(q k^T / sqrt(hd) + causal) v, then Linear_o when H > 1
+    attention_forward(a->att, a->att_lse, a->q, a->k, a->v, B, T, H, Hkv, hd, st);
+    if (H > 1) matmul_forward(a->f, D, a->att, PW(P_O_W), NULL, NULL, N, D, D, st);
+    // feedback branch: gamma = gamma_max tanh(gamma_b + abar.w_gamma); solve s = f + gamma alpha s
+    gamma_forward(a->gamma, a->abar, PW(P_GAMMA_W), PW(P_GAMMA_B), N, D, c->gamma_max, st);
+    feedback_forward(a->s, a->c, a->fb_lse, a->f, a->qbkb, a->qbkb + D, 2 * D, a->gamma, B, T, D,
+                     m->bw.fb_scratch, st);
+    // y = x + Linear_out(s * gt)
+    gate_forward(a->gated, a->s, a->ag + D, 2 * D, N, D, st);
+    matmul_forward(a->y, D, a->gated, PW(P_OUT_W), PW(P_OUT_B), a->x, N, D, D, st);
+    #undef PW
+}
+
+// logits for B x T host tokens (B, T at most the allocated sizes)
+static void model_forward(Model *m, const int *h_tokens, int B, int T) {
+    const SessaConfig *c = &m->config;
+    if (B > m->B || T > m->T) fatal("forward of B=%d T=%d, but activations were made for B=%d T=%d", B, T, m->B, m->T);
+    int N = B * T, D = c->d_model;
+    cudaCheck(cudaMemcpyAsync(m->tokens, h_tokens, N * sizeof(int), cudaMemcpyHostToDevice, main_stream));
+    encoder_forward(m->res, m->tokens, m->params + m->offsets[P_WTE], N, D, main_stream);
+    for (int l = 0; l < c->n_layer; l++) layer_forward(m, l, B, T);
+    layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, m->layers[c->n_layer - 1].y,
+                      m->params + m->offsets[P_LNF_W], m->params + m->offsets[P_LNF_B], N, D, c->ln_eps, main_stream);
+    // tied head over the V real rows of wte only: padded rows never produce logits
+    matmul_forward(m->logits, c->padded_vocab_size, m->lnf, m->params + m->offsets[P_WTE], NULL, NULL,
+                   N, D, c->vocab_size, main_stream);
+}
+
+// mean cross-entropy of the last forward against host targets; with dloss != 0 the logits become
+// dloss * dL/dlogits for the backward (dloss = 1 / (B*T*grad_accum_steps) for a mean loss)
+static float model_loss(Model *m, const int *h_targets, int B, int T, float dloss) {
+    int N = B * T;
+    cudaCheck(cudaMemcpyAsync(m->targets, h_targets, N * sizeof(int), cudaMemcpyHostToDevice, main_stream));
+    fused_classifier(m->logits, m->losses, m->targets, N, m->config.vocab_size, m->config.padded_vocab_size,
+                     dloss, main_stream);
+    cudaCheck(cudaMemcpyAsync(m->h_losses, m->losses, N * sizeof(float), cudaMemcpyDeviceToHost, main_stream));
+    cudaCheck(cudaStreamSynchronize(main_stream));
+    double sum = 0.0;
+    for (int i = 0; i < N; i++) sum += m->h_losses[i];
+    return (float)(sum / N);
+}
+
+// ----------------------------------------------------------------------------
+// backward: on entry bw.dres = dL/dy of layer l, on exit dL/dx; gradients accumulate (+=) into m->grads
+
+static void layer_backward(Model *m, int l, int B, int T) {
+    const SessaConfig *c = &m->config;
+    const LayerActs *a = &m->layers[l];
+    const BackwardBufs *g = &m->bw;
+    int N = B * T, D = c->d_model, H = c->n_head, Hkv = c->n_kv_head, hd = m->hd;
+    cudaStream_t st = main_stream;
+    #define PW(t) layer_ptr(m->params, m, t, l)
+    #define GW(t) layer_ptr(m->grads, m, t, l)
+    if (m->recompute) {   // xn and abar are shared by all layers: rebuild this layer's
+        layernorm_forward(a->xn, NULL, NULL, a->x, PW(P_LN_W), PW(P_LN_B), N, D, c->ln_eps, st);
+        gelu_forward(a->abar, a->ag, 2 * D, N, D, st);
+    }
+    // y = x + Linear_out(gated): dx = dy (dres stays), dgated, dout_w, dout_b
+    matmul_backward_input(g->dgated, g->dres, D, PW(P_OUT_W), N, D, D, false, st);
+    matmul_backward_weight(GW(P_OUT_W), GW(P_OUT_B), g->dres, D, a->gated, N, D, D, g->colsum, st);
+    // gated = s * gt
+    gate_backward(g->ds, g->dag + D, g->dgated, a->s, a->ag + D, 2 * D, N, D, st);
+    // feedback solve: u = dL/df, dgamma, dqb, dkb
+    feedback_backward(g->df, g->dgamma, g->dqbkb, g->dqbkb + D, 2 * D, g->ds, a->s, a->c, a->fb_lse,
+                      a->qbkb, a->qbkb + D, a->gamma, B, T, D, g->fb_scratch, st);
+    // [qb | kb] = Linear_fb(abar): the first contribution to dabar (g->dxn holds dabar until GELU's backward)
+    floatX *dabar = g->dxn;
+    matmul_backward_input(dabar, g->dqbkb, 2 * D, PW(P_FB_W), N, D, 2 * D, false, st);
+    matmul_backward_weight(GW(P_FB_W), GW(P_FB_B), g->dqbkb, 2 * D, a->abar, N, D, 2 * D, g->colsum, st);
+    // gamma = gamma_max tanh(gamma_b + abar.w_gamma)
+    gamma_backward(dabar, GW(P_GAMMA_W), GW(P_GAMMA_B), g->dr, g->dgamma, a->gamma, a->abar, PW(P_GAMMA_W),
+                   N, D, c->gamma_max, g->colsum, st);
+    // f = att Wo^T (H > 1)
+    const floatX *datt = g->df;
+    if (H > 1) {
+        matmul_backward_input(g->datt, g->df, D, PW(P_O_W), N, D, D, false, st);
+        matmul_backward_weight(GW(P_O_W), NULL, g->df, D, a->att, N, D, D, g->colsum, st);
+        datt = g->datt;
+    }
+    // causal attention, then RoPE
+    attention_backward(g->dq, g->dk, g->dv, datt, a->att, a->att_lse, a->q, a->k, a->v, g->att_scratch,
+                       B, T, H, Hkv, hd, st);
+    if (c->use_rope) {
+        rope_backward(g->dq, m->rope, N, T, H, hd, st);
+        rope_backward(g->dk, m->rope, N, T, Hkv, hd, st);
+    }
+    // q, k, v = Linear_{q,k,v}(abar)
+    matmul_backward_input(dabar, g->dq, m->Dq, PW(P_Q_W), N, D, m->Dq, true, st);
+    matmul_backward_weight(GW(P_Q_W), GW(P_Q_B), g->dq, m->Dq, a->abar, N, D, m->Dq, g->colsum, st);
+    matmul_backward_input(dabar, g->dk, m->Dkv, PW(P_K_W), N, D, m->Dkv, true, st);
+    matmul_backward_weight(GW(P_K_W), GW(P_K_B), g->dk, m->Dkv, a->abar, N, D, m->Dkv, g->colsum, st);
+    matmul_backward_input(dabar, g->dv, m->Dkv, PW(P_V_W), N, D, m->Dkv, true, st);
+    matmul_backward_weight(GW(P_V_W), GW(P_V_B), g->dv, m->Dkv, a->abar, N, D, m->Dkv, g->colsum, st);
+    // abar = GELU(a): da into the first half of dag (its second half holds dgt)
+    gelu_backward(g->dag, 2 * D, dabar, a->ag, 2 * D, N, D, st);
+    // [a | gt] = Linear_in(xn)
+    floatX *dxn = g->dxn;   // dabar is consumed: the buffer now holds dxn
+    matmul_backward_input(dxn, g->dag, 2 * D, PW(P_IN_W), N, D, 2 * D, false, st);
+    matmul_backward_weight(GW(P_IN_W), GW(P_IN_B), g->dag, 2 * D, a->xn, N, D, 2 * D, g->colsum, st);
+    // xn = LayerNorm(x): dx += ...
+    layernorm_backward(g->dres, GW(P_LN_W), GW(P_LN_B), dxn, a->x, a->ln_mean, a->ln_rstd, PW(P_LN_W), N, D,
+                       g->colsum, st);
+    #undef PW
+    #undef GW
+}
+
+// after model_loss(..., dloss != 0) on the same batch: grads += dL/dparams
+static void model_backward(Model *m, const int *h_tokens, int B, int T) {
+    const SessaConfig *c = &m->config;
+    const BackwardBufs *g = &m->bw;
+    int N = B * T, D = c->d_model, V = c->vocab_size, Vp = c->padded_vocab_size;
+    const floatX *wte = m->params + m->offsets[P_WTE];
+    // logits = lnf wte[:V]^T (m->logits now holds dlogits)
+    matmul_backward_input(g->dxn, m->logits, Vp, wte, N, D, V, false, main_stream);
+    matmul_backward_weight(m->grads + m->offsets[P_WTE], NULL, m->logits, Vp, m->lnf, N, D, V, g->colsum, main_stream);
+    // lnf = LayerNorm_f(x_L)
+    cudaCheck(cudaMemsetAsync(g->dres, 0, (size_t)N * D * sizeof(floatX), main_stream));
+    layernorm_backward(g->dres, m->grads + m->offsets[P_LNF_W], m->grads + m->offsets[P_LNF_B], g->dxn,
+                       m->layers[c->n_layer - 1].y, m->lnf_mean, m->lnf_rstd,
+                       m->params + m->offsets[P_LNF_W], N, D, g->colsum, main_stream);
+    for (int l = c->n_layer - 1; l >= 0; l--) layer_backward(m, l, B, T);
+    // x0 = wte[tokens]
+    encoder_backward_plan(&m->enc, h_tokens, N, main_stream);
+    encoder_backward(m->grads + m->offsets[P_WTE], g->dres, &m->enc, D, main_stream);
+}
+
+// ----------------------------------------------------------------------------
+// optimizer
+
+// the global gradient norm (all ranks); gradients already reduced
+static float model_grad_norm(Model *m, const MultiGpuConfig *mg) {
+    global_norm_squared(m->bw.norm, m->grads + m->shard.offset, m->shard.valid, m->bw.norm_scratch, main_stream);
+    float norm2;
+    cudaCheck(cudaMemcpyAsync(&norm2, m->bw.norm, sizeof(float), cudaMemcpyDeviceToHost, main_stream));
+    cudaCheck(cudaStreamSynchronize(main_stream));
+    if (mg->zero_stage == 1) norm2 = multi_gpu_cpu_float_sum(norm2, mg);
+    return sqrtf(norm2);
+}
+
+// weight decay applies to the 2D weight matrices only, unless decay_all (PyTorch's AdamW on every
+// parameter, as the reference debug state does)
+static int decays(int t, int decay_all) {
+    return decay_all || t == P_WTE || t == P_IN_W || t == P_Q_W || t == P_K_W || t == P_V_W ||
+           t == P_FB_W || t == P_O_W || t == P_OUT_W;
+}
+
+// AdamW on this rank's shard, tensor by tensor (for the weight decay mask), then all ranks get the weights
+static void model_update(Model *m, float lr, float beta1, float beta2, float eps, float wd, int decay_all,
+                         float grad_scale, int step, MultiGpuConfig *mg) {
+    size_t s0 = m->shard.offset, s1 = m->shard.offset + m->shard.valid;
+    for (int t = 0; t < NUM_PARAMETER_TENSORS; t++) {
+        size_t b = m->offsets[t] > s0 ? m->offsets[t] : s0;
+        size_t e = m->offsets[t] + m->sizes[t] < s1 ? m->offsets[t] + m->sizes[t] : s1;
+        if (b >= e) continue;
+        adamw_update(m->master + b, m->params + b, m->grads + b, m->m + (b - s0), m->v + (b - s0), e - b,
+                     lr, beta1, beta2, eps, decays(t, decay_all) ? wd : 0.0f, grad_scale, step, main_stream);
+    }
+    multi_gpu_gather_params(m->params, m->num_parameters, mg, main_stream);
+}
+
+// ----------------------------------------------------------------------------
+// checkpoints (rank 0 writes; every rank takes part in gathering the shards)
+
+static void save_checkpoint(Model *m, const char *dir, int step, DataLoader *loader, const Rng *rng,
+                            const MultiGpuConfig *mg) {
+    size_t n = m->num_parameters;
+    int rank0 = mg->process_rank == 0;
+    float *h = rank0 ? (float *)mallocCheck(n * sizeof(float)) : NULL;
+    float *hm = rank0 ? (float *)mallocCheck(n * sizeof(float)) : NULL;
+    float *hv = rank0 ? (float *)mallocCheck(n * sizeof(float)) : NULL;
+    cudaCheck(cudaStreamSynchronize(main_stream));
+    multi_gpu_gather_to_host(m->master + m->shard.offset, n, h, mg);
+    multi_gpu_gather_to_host(m->m, n, hm, mg);
+    multi_gpu_gather_to_host(m->v, n, hv, mg);
+    if (rank0) {
+        char model_path[4096], state_path[4096], done_path[4096];
+        train_state_paths(model_path, state_path, done_path, sizeof(model_path), dir, step);
+        DataLoaderState ls;
+        dataloader_get_state(loader, &ls);
+        sessa_checkpoint_write(model_path, &m->config, h, 1);
+        train_state_write(state_path, step, n, hm, hv, &ls, sizeof(ls), rng->s);
+        train_state_mark_done(done_path);
+        printf("saved checkpoint %s\n", model_path);
+    }
+    free(h); free(hm); free(hv);
+    multi_gpu_barrier(mg);
+}
+
+// ----------------------------------------------------------------------------
+// sampling: parallel forward over the prefix, one new token at a time (rank 0 prints).
+// tok NULL (no tokenizer, or one of another vocabulary): token ids are printed, starting from token 0.
+
+static void sample_and_print(Model *m, const Tokenizer *tok, int eot, int n_tokens, Rng *rng) {
+    int V = m->config.vocab_size, Vp = m->config.padded_vocab_size;
+    int n = n_tokens + 1 < m->T ? n_tokens + 1 : m->T;
+    int *seq = (int *)mallocCheck(n * sizeof(int));
+    floatX *row = (floatX *)mallocCheck(V * sizeof(floatX));
+    float *logits = (float *)mallocCheck(V * sizeof(float));
+    seq[0] = eot;
+    printf("generating:\n---\n");
+    for (int t = 1; t < n; t++) {
+        model_forward(m, seq, 1, t);
+        cudaCheck(cudaMemcpyAsync(row, m->logits + (size_t)(t - 1) * Vp, V * sizeof(floatX), cudaMemcpyDeviceToHost,
+                                  main_stream));
+        cudaCheck(cudaStreamSynchronize(main_stream));
+        for (int i = 0; i < V; i++) logits[i] = __bfloat162float(row[i]);
+        seq[t] = sample_logits(logits, V, 1.0f, rng_f32(rng));
+        if (tok != NULL) safe_printf(tokenizer_decode((Tokenizer *)tok, seq[t]));
+        else printf("%d ", seq[t]);
+        fflush(stdout);
+    }
+    printf("\n---\n");
+    free(seq); free(row); free(logits);
+}
+
+// ----------------------------------------------------------------------------
+// MFU
+
+// dense bf16 peak of the GPU in FLOP/s, or 0 when unknown
+static double gpu_peak_flops(const char *name, float override_tflops) {
+    if (override_tflops > 0) return override_tflops * 1e12;
+    if (strstr(name, "H100") || strstr(name, "H200") || strstr(name, "GH200")) return 989e12;
+    if (strstr(name, "A100")) return 312e12;
+    return 0.0;
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+#ifndef TESTING
+// ----------------------------------------------------------------------------
+// main training loop
+
+typedef struct { int recompute; int zero_stage; float peak_tflops; } CudaArgs;
+
+static int cuda_extra_flags(void *ctx, const char *flag, const char *value) {
+    CudaArgs *ca = (CudaArgs *)ctx;
+    if (strcmp(flag, "-r") == 0) { ca->recompute = (int)args_int_(flag, value, 0, 1); return 1; }
+    if (strcmp(flag, "-z") == 0) { ca->zero_stage = (int)args_int_(flag, value, 0, 1); return 1; }
+    if (strcmp(flag, "-pi") == 0) { ca->peak_tflops = args_float_(flag, value, 0.0f, 1e6f); return 1; }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    TrainArgs args;
+    CudaArgs ca = { 0, 0, 0.0f };
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            train_args_usage(argv[0]);
+            fprintf(stderr, "CUDA trainer only:\n  -r 0/1   recompute LayerNorm and GELU in the backward (default 0)\n"
+                            "  -z 0/1   ZeRO stage with several GPUs (default 0)\n"
+                            "  -pi TF   peak bf16 TFLOPS for the MFU (default: from the GPU name)\n");
+            return 0;
+        }
+    }
+    train_args_parse(&args, argc, argv, cuda_extra_flags, &ca);
+    MultiGpuConfig mg = multi_gpu_config_init(ca.zero_stage, NULL);
+    int rank0 = mg.process_rank == 0;
+    if (!rank0) freopen("/dev/null", "w", stdout);
+    cudaCheck(cudaStreamCreate(&main_stream));
+    matmul_init();
+    cudaDeviceProp prop;
+    cudaCheck(cudaGetDeviceProperties(&prop, mg.local_device_idx));
+    double peak = gpu_peak_flops(prop.name, ca.peak_tflops);
+    printf("device %s (%d processes, ZeRO stage %d), peak %.0f TFLOPS%s\n", prop.name, mg.num_processes,
+           mg.zero_stage, peak / 1e12, peak > 0 ? "" : " (unknown: no MFU; set -pi)");
+
+    Tokenizer tokenizer;
+    tokenizer_init(&tokenizer, args.tokenizer);
+
+    // resume: the latest complete checkpoint in -o replaces -e
+    int start_step = 0;
+    char resume_model[4096], resume_state[4096], resume_done[4096];
+    if (args.resume) {
+        int latest = train_state_latest(args.out_dir);
+        if (latest < 0) fatal("-y 1: no complete checkpoint (DONE_NNNNNNNN) in '%s'", args.out_dir);
+        train_state_paths(resume_model, resume_state, resume_done, sizeof(resume_model), args.out_dir, latest);
+        args.init = resume_model;
+        start_step = latest;
+    }
+
+    // model: from a checkpoint file, or a descriptor with SPEC init
+    SessaConfig config;
+    float *h_params;
+    if (access(args.init, F_OK) == 0) {
+        h_params = sessa_checkpoint_read(args.init, &config);
+        printf("loaded checkpoint %s\n", args.init);
+    } else {
+        int V = args.vocab_size > 0 ? args.vocab_size : tokenizer.init_ok ? (int)tokenizer.vocab_size : 50257;
+        char err[512];
+        if (sessa_config_from_descriptor(&config, args.init, V, args.T, err, sizeof(err)) != 0)
+            fatal("-e '%s' is neither an existing checkpoint file nor a model descriptor: %s", args.init, err);
+        h_params = (float *)mallocCheck(sessa_num_parameters(&config) * sizeof(float));
+        sessa_init_parameters(h_params, &config, args.seed);
+    }
+    sessa_config_print(&config);
+    if (tokenizer.init_ok && (int)tokenizer.vocab_size != config.vocab_size)
+        printf("warning: tokenizer has %u tokens, the model %d: samples print token ids\n",
+               tokenizer.vocab_size, config.vocab_size);
+    const Tokenizer *sample_tok = tokenizer.init_ok && (int)tokenizer.vocab_size == config.vocab_size ? &tokenizer : NULL;
+    int eot = sample_tok != NULL && tokenizer.eot_token >= 0 && tokenizer.eot_token < config.vocab_size ? tokenizer.eot_token : 0;
+
+    Model model;
+    model_build(&model, &config, h_params, &mg);
+    free(h_params);
+    model_alloc_activations(&model, args.B, args.T, ca.recompute);
+    printf("parameters: %zu\n", model.num_parameters);
+
+    // data
+    int B = args.B, T = args.T;
+    // -d counts the tokens of all GPUs together; its default (B*T) means one micro-batch per GPU
+    if (args.total_batch == B * T) args.total_batch = B * T * mg.num_processes;
+    int grad_accum = args.total_batch / (B * T * mg.num_processes);
+    if (grad_accum < 1 || grad_accum * B * T * mg.num_processes != args.total_batch)
+        fatal("-d %d tokens per step is not a multiple of B*T*GPUs = %d", args.total_batch, B * T * mg.num_processes);
+    DataLoader train_loader, val_loader;
+    dataloader_init(&train_loader, args.train_glob, B, T, mg.process_rank, mg.num_processes, args.shuffle, args.seed,
+                    config.vocab_size);
+    if (args.val_every > 0)
+        dataloader_init(&val_loader, args.val_glob, B, T, mg.process_rank, mg.num_processes, 0, args.seed,
+                        config.vocab_size);
+    int max_steps = args.max_steps > 0 ? args.max_steps : (int)(train_loader.steps_per_epoch / grad_accum);
+    if (max_steps < 1) fatal("the training data holds less than one step of %d tokens", args.total_batch);
+    printf("B %d | T %d | grad accumulation %d | %d tokens per step | %d steps\n", B, T, grad_accum,
+           args.total_batch, max_steps);
+
+    Rng rng;
+    rng_seed(&rng, args.seed);
+    if (args.resume) {
+        size_t n = model.num_parameters;
+        float *hm = (float *)mallocCheck(n * sizeof(float)), *hv = (float *)mallocCheck(n * sizeof(float));
+        DataLoaderState ls;
+        int step = train_state_read(resume_state, n, hm, hv, &ls, sizeof(ls), rng.s);
+        if (step != start_step) fatal("resume state '%s' is for step %d, expected %d", resume_state, step, start_step);
+        multi_gpu_copy_shard_from_host(model.m, hm, n, &mg);
+        multi_gpu_copy_shard_from_host(model.v, hv, n, &mg);
+        dataloader_set_state(&train_loader, &ls);
+        free(hm); free(hv);
+        printf("resumed from step %d\n", start_step);
+    }
+
+    FILE *logf = NULL;
+    if (args.out_dir != NULL && rank0) {
+        mkdir(args.out_dir, 0755);
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/main.log", args.out_dir);
+        logf = fopenCheck(path, args.resume ? "a" : "w");
+    }
+
+    double flops_per_step = sessa_flops_per_token(&config, T) * args.total_batch;
+    float dloss = 1.0f / (B * T * grad_accum);
+    for (int step = start_step; step < max_steps; step++) {
+        if (args.val_every > 0 && step % args.val_every == 0) {
+            dataloader_reset(&val_loader);
+            double val = 0.0;
+            for (int i = 0; i < args.val_steps; i++) {
+                dataloader_next_batch(&val_loader);
+                model_forward(&model, val_loader.inputs, B, T);
+                val += model_loss(&model, val_loader.targets, B, T, 0.0f);
+            }
+            float val_loss = multi_gpu_cpu_float_sum((float)(val / args.val_steps), &mg) / mg.num_processes;
+            printf("step %d | val loss %.6f\n", step, val_loss);
+            if (logf) { fprintf(logf, "s:%d tel:%f\n", step, val_loss); fflush(logf); }
+        }
+        if (args.sample_every > 0 && step % args.sample_every == 0 && rank0)
+            sample_and_print(&model, sample_tok, eot, args.gen_tokens, &rng);
+
+        // one optimizer step: grad_accum micro-batches, gradients reduced over GPUs, clipped, AdamW
+        double t0 = now_seconds();
+        cudaCheck(cudaMemsetAsync(model.grads, 0, model.padded_parameters * sizeof(float), main_stream));
+        double loss = 0.0;
+        for (int micro = 0; micro < grad_accum; micro++) {
+            dataloader_next_batch(&train_loader);
+            model_forward(&model, train_loader.inputs, B, T);
+            loss += model_loss(&model, train_loader.targets, B, T, dloss);
+            model_backward(&model, train_loader.inputs, B, T);
+        }
+        multi_gpu_reduce_gradient(model.grads, model.num_parameters, &mg, main_stream);
+        multi_gpu_wait_gradients(&mg, main_stream);
+        float norm = model_grad_norm(&model, &mg);
+        float scale = args.grad_clip > 0.0f && norm > args.grad_clip ? args.grad_clip / norm : 1.0f;
+        float lr = lr_at_step(args.lr, step, args.warmup, max_steps, args.final_lr_frac);
+        model_update(&model, lr, 0.9f, 0.95f, 1e-8f, args.weight_decay, 0, scale, step + 1, &mg);
+        cudaCheck(cudaStreamSynchronize(main_stream));
+        float train_loss = multi_gpu_cpu_float_sum((float)(loss / grad_accum), &mg) / mg.num_processes;
+        double dt = now_seconds() - t0;
+        double tok_s = args.total_batch / dt;
+        if (!(train_loss == train_loss)) fatal("step %d: the loss is NaN", step + 1);
+        if (peak > 0) {
+            printf("step %d/%d | loss %.6f | lr %.2e | norm %.4f | %.1f ms | %.1f%% MFU | %.0f tok/s\n", step + 1,
+                   max_steps, train_loss, lr, norm, dt * 1e3, 100.0 * flops_per_step / dt / (peak * mg.num_processes),
+                   tok_s);
+        } else {
+            printf("step %d/%d | loss %.6f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s\n", step + 1, max_steps,
+                   train_loss, lr, norm, dt * 1e3, tok_s);
+        }
+        if (logf) { fprintf(logf, "s:%d trl:%f\n", step + 1, train_loss); fflush(logf); }
+        int done = step + 1;
+        if (args.out_dir != NULL && ((args.ckpt_every > 0 && done % args.ckpt_every == 0) || done == max_steps))
+            save_checkpoint(&model, args.out_dir, done, &train_loader, &rng, &mg);
+    }
+
+    if (logf) fcloseCheck(logf, "main.log");
+    dataloader_free(&train_loader);
+    if (args.val_every > 0) dataloader_free(&val_loader);
+    tokenizer_free(&tokenizer);
+    model_free(&model);
+    matmul_free();
+    cudaCheck(cudaStreamDestroy(main_stream));
+    multi_gpu_config_free(&mg);
+    return 0;
+}
+#endif // TESTING
