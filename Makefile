@@ -54,6 +54,31 @@ refs: deps
 test: deps refs test-c test-python
 	@echo "all tests passed"
 
+# --- helper PY: pytest of the PyTorch reference train_sessa.py (< 60 s on 2 cores)
+test-python: deps
+	$(PYTHON) -m pytest -q dev/test/test_reference.py
+
 clean:
 	rm -f train_sessa test_sessa train_sessacu test_sessacu .deps_installed
 	rm -rf $(REFS) dev/test/bin
+
+# ---------------------------------------------------------------------------- data (helper DATA)
+# make test-data: C loader/tokenizer tests + pytest of data/;  make data-default: data/default/ (Austen, bytes)
+# make fuzz FUZZ_SECONDS=60: libFuzzer on the shard, tokenizer and checkpoint parsers (clang)
+DATA_TESTS = dev/test/bin/test_dataloader dev/test/bin/test_tokenizer
+$(DATA_TESTS): dev/test/bin/test_%: dev/test/test_%.c dev/test/data_testing.h $(HEADERS)
+	@mkdir -p dev/test/bin
+	$(CC) $(CFLAGS) -I. $< -o $@
+
+test-data: $(DATA_TESTS) deps
+	dev/test/bin/test_dataloader
+	dev/test/bin/test_tokenizer
+	$(PYTHON) -m pytest -q dev/test/test_data.py
+
+data-default:
+	bash data/prepare_default.sh
+
+FUZZ_SECONDS ?= 60
+fuzz:
+	$(MAKE) -C dev/fuzz fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
+.PHONY: test-data data-default fuzz

@@ -111,10 +111,10 @@ static void linear_backward(float *dinp, int ldd, float *dW, float *db, const fl
     gemm(dW, C, dout, 1, ldo, inp, ldi, OC, C, N, 1);
     if (db == NULL) return;
     #pragma omp parallel for
-    for (int o = 0; o < OC; o++) {
-        float sum = 0.0f;
-        for (int n = 0; n < N; n++) sum += dout[(size_t)n * ldo + o];
-        db[o] += sum;
+    for (int o0 = 0; o0 < OC; o0 += 64) {                       // blocks of 64 columns, rows in order
+        int oe = o0 + 64 < OC ? o0 + 64 : OC;
+        for (int n = 0; n < N; n++)
+            for (int o = o0; o < oe; o++) db[o] += dout[(size_t)n * ldo + o];
     }
 }
 
@@ -225,6 +225,32 @@ static inline void axpy(float *y, float a, const float *x, int n) {
     #pragma omp simd
     for (int i = 0; i < n; i++) y[i] += a * x[i];
 }
+// exp(x) for the softmaxes (arguments <= 0 up to rounding), in a form the compiler vectorises:
+// x = n ln2 + r, |r| <= ln2/2 (ln2 in two parts), exp(r) by Cephes' degree-6 polynomial (about 2 ulp),
+// times 2^n built in the exponent bits. x is clamped to [-87, 88]: exp(-87) = 1.6e-38 stands for 0.
+static inline float exp_fast(float x) {
+    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
+    float n = floorf(x * 1.44269504088896341f + 0.5f);
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, 4);
+    return p * scale;
+}
+
+static inline float max_of(const float *x, int n) {
+    float m = -INFINITY;
+    #pragma omp simd reduction(max:m)
+    for (int i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
 // out (cols, rows) with row stride ldo = transpose of the first `cols` columns of rows [0, rows) of x (stride ldx)
 static inline void transpose_rows(float *out, int ldo, const float *x, int ldx, int rows, int cols) {
     for (int j = 0; j < rows; j++)
@@ -261,9 +287,9 @@ static void attention_forward(float *att, float *lse, const float *q, const floa
                 gemm(p, T, qI, Dq, 1, kT, T, n, nk, hd, 0);                     // (n, nk) logits
                 for (int i = 0; i < n; i++) {
                     int t = i0 + i;
-                    float *pr = p + (size_t)i * T, maxv = -INFINITY, sum = 0.0f;
-                    for (int j = 0; j <= t; j++) maxv = fmaxf(maxv, pr[j] * scale);
-                    for (int j = 0; j <= t; j++) { pr[j] = expf(pr[j] * scale - maxv); sum += pr[j]; }
+                    float *pr = p + (size_t)i * T, maxv = max_of(pr, t + 1) * scale, sum = 0.0f;
+                    #pragma omp simd reduction(+:sum)
+                    for (int j = 0; j <= t; j++) { pr[j] = exp_fast(pr[j] * scale - maxv); sum += pr[j]; }
                     for (int j = 0; j <= t; j++) pr[j] /= sum;
                     for (int j = t + 1; j < nk; j++) pr[j] = 0.0f;
                     lse[(r0 + t) * H + h] = maxv + logf(sum);
@@ -303,7 +329,7 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dat
                         float *pr = p + (size_t)i * T, *dpr = dp + (size_t)i * T, row_lse = lse[(r0 + t) * H + h];
                         float delta = dot(datt + rt, att + rt, hd);
                         for (int j = 0; j <= t; j++) {
-                            pr[j] = expf(pr[j] * scale - row_lse);
+                            pr[j] = exp_fast(pr[j] * scale - row_lse);
                             dpr[j] = pr[j] * (dpr[j] - delta) * scale;
                         }
                         for (int j = t + 1; j < nk; j++) pr[j] = dpr[j] = 0.0f;
@@ -333,17 +359,19 @@ static void feedback_forward(float *s, float *c, float *lse, const float *f, con
         size_t r0 = (size_t)b * T;
         float *sb = s + r0 * D, *cb = c + r0 * D;
         const float *qbb = qb + r0 * ldqk, *kbb = kb + r0 * ldqk;
-        transpose_rows(kbT, T, kbb, ldqk, t1 - 1 > 0 ? t1 - 1 : 0, D);        // keys j < t1 - 1
+        transpose_rows(kbT, T, kbb, ldqk, t1, D);
         for (int i0 = t0; i0 < t1; i0 += QB) {
-            int n = t1 - i0 < QB ? t1 - i0 : QB, nk = i0 + n - 1;               // keys j < t <= i0 + n - 1
-            if (nk > 0) gemm(alpha, T, qbb + (size_t)i0 * ldqk, ldqk, 1, kbT, T, n, nk, D, 0);
+            // keys j < t <= i0 + n - 1; the tile spans nk = i0 + n columns (a multiple of QB for full
+            // blocks: no edge tiles), the ones at j >= t are masked to zero
+            int n = t1 - i0 < QB ? t1 - i0 : QB, nk = i0 + n;
+            gemm(alpha, T, qbb + (size_t)i0 * ldqk, ldqk, 1, kbT, T, n, nk, D, 0);
             for (int i = 0; i < n; i++) {                                        // row softmax over j < t
                 int t = i0 + i;
-                float *ar = alpha + (size_t)i * T, maxv = -INFINITY, sum = 0.0f, row_lse = 0.0f;
-                for (int j = 0; j < t; j++) maxv = fmaxf(maxv, ar[j] * scale);
-                for (int j = 0; j < t; j++) sum += expf(ar[j] * scale - maxv);
+                float *ar = alpha + (size_t)i * T, maxv = max_of(ar, t) * scale, sum = 0.0f, row_lse = 0.0f;
+                #pragma omp simd reduction(+:sum)
+                for (int j = 0; j < t; j++) sum += exp_fast(ar[j] * scale - maxv);
                 if (t > 0) row_lse = maxv + logf(sum);
-                for (int j = 0; j < t; j++) ar[j] = expf(ar[j] * scale - row_lse);
+                for (int j = 0; j < t; j++) ar[j] = exp_fast(ar[j] * scale - row_lse);
                 for (int j = t; j < nk; j++) ar[j] = 0.0f;
                 lse[r0 + t] = row_lse;
             }
@@ -379,25 +407,28 @@ static void feedback_backward(float *u, float *dgamma, float *dqb, float *dkb, c
         transpose_rows(kbT, T, kbb, ldqk, T, D);
         transpose_rows(sT, T, sb, D, T, D);
         for (int i0 = (T - 1) / QB * QB; i0 >= 0; i0 -= QB) {
-            int n = T - i0 < QB ? T - i0 : QB, nk = i0 + n - 1;
-            if (nk > 0) gemm(w, T, qbb + (size_t)i0 * ldqk, ldqk, 1, kbT, T, n, nk, D, 0);
+            int n = T - i0 < QB ? T - i0 : QB, nk = i0 + n;                     // as in the forward
+            gemm(w, T, qbb + (size_t)i0 * ldqk, ldqk, 1, kbT, T, n, nk, D, 0);
             for (int i = 0; i < n; i++) {                                        // W = gamma alpha, recomputed
                 int t = i0 + i;
                 float *wr = w + (size_t)i * T, g = gamma[r0 + t], row_lse = lse[r0 + t];
-                for (int j = 0; j < t; j++) wr[j] = g * expf(wr[j] * scale - row_lse);
+                for (int j = 0; j < t; j++) wr[j] = g * exp_fast(wr[j] * scale - row_lse);
                 for (int j = t; j < nk; j++) wr[j] = 0.0f;
             }
             for (int i = n - 1; i >= 0; i--) {                                   // finish u_I in reverse
                 int t = i0 + i;
                 for (int j = i0; j < t; j++) axpy(ub + (size_t)j * D, w[(size_t)i * T + j], ub + (size_t)t * D, D);
             }
-            if (nk == 0) { dgamma[r0] = 0.0f; continue; }                        // the block is row 0 alone
             gemm(dz, T, ub + (size_t)i0 * D, D, 1, sT, T, n, nk, D, 0);          // u_t . s_j
             for (int i = 0; i < n; i++) {
                 int t = i0 + i;
                 float dg = dot(ub + (size_t)t * D, c + (r0 + t) * D, D), *dzr = dz + (size_t)i * T, *wr = w + (size_t)i * T;
                 dgamma[r0 + t] = dg;
                 for (int j = 0; j < nk; j++) dzr[j] = wr[j] * (dzr[j] - dg) * scale;  // wr = 0 for j >= t
+#ifdef BREAK_FEEDBACK   // a deliberate sign error (Delta_t added, not subtracted), built only by
+                        // dev/test/test_cpu_errors.sh to show that test_sessa catches a wrong feedback gradient
+                for (int j = 0; j < nk; j++) dzr[j] += 2.0f * wr[j] * dg * scale;
+#endif
             }
             gemm(dqbb + (size_t)i0 * ldqk, ldqk, dz, T, 1, kbb, ldqk, n, D, nk, 1);      // dZ kb
             gemm(dkbb, ldqk, dz, 1, T, qbb + (size_t)i0 * ldqk, ldqk, nk, D, n, 1);      // dZ^T qb_I
@@ -576,9 +607,9 @@ static void head_forward(Sessa *m, const int *targets, int r0, int n) {
         #pragma omp parallel for
         for (int i = 0; i < R; i++) {
             const float *lg = m->logits + (size_t)i * V;
-            float maxv = -INFINITY, sum = 0.0f;
-            for (int k = 0; k < V; k++) maxv = fmaxf(maxv, lg[k]);
-            for (int k = 0; k < V; k++) sum += expf(lg[k] - maxv);
+            float maxv = max_of(lg, V), sum = 0.0f;
+            #pragma omp simd reduction(+:sum)
+            for (int k = 0; k < V; k++) sum += exp_fast(lg[k] - maxv);
             m->acts.row_loss[rc + i] = targets ? maxv + logf(sum) - lg[targets[rc + i]] : 0.0f;
         }
         if (m->logits_out) memcpy(m->logits_out + (size_t)rc * V, m->logits, (size_t)R * V * sizeof(float));
@@ -668,7 +699,7 @@ static void head_backward(Sessa *m, float *dlnf, const int *targets, int N, floa
         for (int i = 0; i < R; i++) {
             float *lg = m->logits + (size_t)i * V;
             float lse = m->acts.row_loss[rc + i] + lg[targets[rc + i]]; // row_loss = lse - logit[target]
-            for (int k = 0; k < V; k++) lg[k] = expf(lg[k] - lse) * dloss / N;
+            for (int k = 0; k < V; k++) lg[k] = exp_fast(lg[k] - lse) * dloss / N;
             lg[targets[rc + i]] -= dloss / N;
         }
         gemm(dlnf + (size_t)rc * D, D, m->logits, V, 1, m->params.wte, D, R, D, V, 0);

@@ -88,9 +88,14 @@ typedef struct {
 typedef struct {
     SessaConfig config;
     int hd, Dq, Dkv;                            // head width, H*hd, Hkv*hd
-    size_t num_parameters, padded_parameters;   // real, and padded for the ZeRO shards
-    size_t sizes[NUM_PARAMETER_TENSORS], offsets[NUM_PARAMETER_TENSORS];
-    float *master;                              // (padded) fp32 master weights, checkpoint order
+    // On the GPU every tensor starts at a multiple of GPU_ALIGN elements (256 bytes of bf16), so that cuBLASLt
+    // gets aligned operands and biases whatever L is (in checkpoint order gamma_b's L elements would shift
+    // all later tensors). The gaps are zero and have zero gradients; checkpoints are converted on the host.
+    size_t num_parameters;                      // real parameters (checkpoint order, SPEC section 4)
+    size_t gpu_parameters;                      // length of the GPU layout, gaps included
+    size_t padded_parameters;                   // gpu_parameters rounded up for the ZeRO shards
+    size_t sizes[NUM_PARAMETER_TENSORS], offsets[NUM_PARAMETER_TENSORS], ckpt_offsets[NUM_PARAMETER_TENSORS];
+    float *master;                              // (padded) fp32 master weights, GPU layout
     floatX *params;                             // (padded) bf16 working copy
     float *grads;                               // (padded) fp32 gradients
     float *m, *v;                               // (shard) AdamW moments of this rank's shard
@@ -120,6 +125,20 @@ static Tp *layer_ptr(Tp *base, const Model *m, int t, int l) {
 // ----------------------------------------------------------------------------
 // setup
 
+#define GPU_ALIGN 128
+
+// checkpoint order (num_parameters) -> GPU layout (gpu_parameters, gaps zero)
+static void ckpt_to_gpu_layout(const Model *m, float *dst, const float *src) {
+    memset(dst, 0, m->gpu_parameters * sizeof(float));
+    for (int t = 0; t < NUM_PARAMETER_TENSORS; t++)
+        memcpy(dst + m->offsets[t], src + m->ckpt_offsets[t], m->sizes[t] * sizeof(float));
+}
+// GPU layout -> checkpoint order
+static void gpu_to_ckpt_layout(const Model *m, float *dst, const float *src) {
+    for (int t = 0; t < NUM_PARAMETER_TENSORS; t++)
+        memcpy(dst + m->ckpt_offsets[t], src + m->offsets[t], m->sizes[t] * sizeof(float));
+}
+
 static void model_build(Model *m, const SessaConfig *c, const float *h_params, const MultiGpuConfig *mg) {
     memset(m, 0, sizeof(*m));
     m->config = *c;
@@ -127,19 +146,28 @@ static void model_build(Model *m, const SessaConfig *c, const float *h_params, c
     m->Dq = c->n_head * m->hd;
     m->Dkv = c->n_kv_head * m->hd;
     sessa_param_sizes(c, m->sizes);
-    size_t off = 0;
-    for (int t = 0; t < NUM_PARAMETER_TENSORS; t++) { m->offsets[t] = off; off += m->sizes[t]; }
+    size_t off = 0, gpu_off = 0;
+    for (int t = 0; t < NUM_PARAMETER_TENSORS; t++) {
+        m->ckpt_offsets[t] = off;
+        m->offsets[t] = gpu_off;
+        off += m->sizes[t];
+        gpu_off += (m->sizes[t] + GPU_ALIGN - 1) / GPU_ALIGN * GPU_ALIGN;
+    }
     m->num_parameters = off;
-    m->padded_parameters = multi_gpu_padded_size(off, mg);
-    m->shard = multi_gpu_get_shard_offset(off, mg, 1);
+    m->gpu_parameters = gpu_off;
+    m->padded_parameters = multi_gpu_padded_size(gpu_off, mg);
+    m->shard = multi_gpu_get_shard_offset(gpu_off, mg, 1);
     size_t P = m->padded_parameters;
     cudaMallocCheck(&m->master, P * sizeof(float));
     cudaMallocCheck(&m->params, P * sizeof(floatX));
     cudaMallocCheck(&m->grads, P * sizeof(float));
     cudaMallocCheck(&m->m, m->shard.size * sizeof(float));
     cudaMallocCheck(&m->v, m->shard.size * sizeof(float));
+    float *h = (float *)mallocCheck(gpu_off * sizeof(float));
+    ckpt_to_gpu_layout(m, h, h_params);
     cudaCheck(cudaMemset(m->master, 0, P * sizeof(float)));
-    cudaCheck(cudaMemcpy(m->master, h_params, off * sizeof(float), cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemcpy(m->master, h, gpu_off * sizeof(float), cudaMemcpyHostToDevice));
+    free(h);
     float_to_bf16(m->params, m->master, P, main_stream);
     cudaCheck(cudaMemset(m->grads, 0, P * sizeof(float)));
     cudaCheck(cudaMemset(m->m, 0, m->shard.size * sizeof(float)));
@@ -203,6 +231,7 @@ static void model_layout(Model *m, Arena *a) {
 }
 
 static void model_alloc_activations(Model *m, int B, int T, int recompute) {
+    attention_check_shape(B, T, m->config.n_head, m->config.n_kv_head, m->hd);   // fail now, not mid-forward
     m->B = B; m->T = T; m->recompute = recompute;
     m->layers = (LayerActs *)callocCheck(m->config.n_layer, sizeof(LayerActs));
     Arena sizing = { NULL, 0 };
@@ -404,7 +433,7 @@ static void model_update(Model *m, float lr, float beta1, float beta2, float eps
         adamw_update(m->master + b, m->params + b, m->grads + b, m->m + (b - s0), m->v + (b - s0), e - b,
                      lr, beta1, beta2, eps, decays(t, decay_all) ? wd : 0.0f, grad_scale, step, main_stream);
     }
-    multi_gpu_gather_params(m->params, m->num_parameters, mg, main_stream);
+    multi_gpu_gather_params(m->params, m->gpu_parameters, mg, main_stream);
 }
 
 // ----------------------------------------------------------------------------
@@ -412,26 +441,27 @@ static void model_update(Model *m, float lr, float beta1, float beta2, float eps
 
 static void save_checkpoint(Model *m, const char *dir, int step, DataLoader *loader, const Rng *rng,
                             const MultiGpuConfig *mg) {
-    size_t n = m->num_parameters;
+    size_t n = m->num_parameters, ng = m->gpu_parameters;
     int rank0 = mg->process_rank == 0;
-    float *h = rank0 ? (float *)mallocCheck(n * sizeof(float)) : NULL;
-    float *hm = rank0 ? (float *)mallocCheck(n * sizeof(float)) : NULL;
-    float *hv = rank0 ? (float *)mallocCheck(n * sizeof(float)) : NULL;
+    float *hg[3] = { NULL, NULL, NULL }, *h[3] = { NULL, NULL, NULL };  // master, m, v: GPU layout, checkpoint order
+    const float *parts[3] = { m->master + m->shard.offset, m->m, m->v };
     cudaCheck(cudaStreamSynchronize(main_stream));
-    multi_gpu_gather_to_host(m->master + m->shard.offset, n, h, mg);
-    multi_gpu_gather_to_host(m->m, n, hm, mg);
-    multi_gpu_gather_to_host(m->v, n, hv, mg);
+    for (int i = 0; i < 3; i++) {
+        if (rank0) { hg[i] = (float *)mallocCheck(ng * sizeof(float)); h[i] = (float *)mallocCheck(n * sizeof(float)); }
+        multi_gpu_gather_to_host(parts[i], ng, hg[i], mg);
+        if (rank0) gpu_to_ckpt_layout(m, h[i], hg[i]);
+    }
     if (rank0) {
         char model_path[4096], state_path[4096], done_path[4096];
         train_state_paths(model_path, state_path, done_path, sizeof(model_path), dir, step);
         DataLoaderState ls;
         dataloader_get_state(loader, &ls);
-        sessa_checkpoint_write(model_path, &m->config, h, 1);
-        train_state_write(state_path, step, n, hm, hv, &ls, sizeof(ls), rng->s);
+        sessa_checkpoint_write(model_path, &m->config, h[0], 1);
+        train_state_write(state_path, step, n, h[1], h[2], &ls, sizeof(ls), rng->s);
         train_state_mark_done(done_path);
         printf("saved checkpoint %s\n", model_path);
     }
-    free(h); free(hm); free(hv);
+    for (int i = 0; i < 3; i++) { free(hg[i]); free(h[i]); }
     multi_gpu_barrier(mg);
 }
 
@@ -579,15 +609,18 @@ int main(int argc, char **argv) {
     Rng rng;
     rng_seed(&rng, args.seed);
     if (args.resume) {
-        size_t n = model.num_parameters;
+        size_t n = model.num_parameters, ng = model.gpu_parameters;
         float *hm = (float *)mallocCheck(n * sizeof(float)), *hv = (float *)mallocCheck(n * sizeof(float));
+        float *hg = (float *)mallocCheck(ng * sizeof(float));
         DataLoaderState ls;
         int step = train_state_read(resume_state, n, hm, hv, &ls, sizeof(ls), rng.s);
         if (step != start_step) fatal("resume state '%s' is for step %d, expected %d", resume_state, step, start_step);
-        multi_gpu_copy_shard_from_host(model.m, hm, n, &mg);
-        multi_gpu_copy_shard_from_host(model.v, hv, n, &mg);
+        ckpt_to_gpu_layout(&model, hg, hm);
+        multi_gpu_copy_shard_from_host(model.m, hg, ng, &mg);
+        ckpt_to_gpu_layout(&model, hg, hv);
+        multi_gpu_copy_shard_from_host(model.v, hg, ng, &mg);
         dataloader_set_state(&train_loader, &ls);
-        free(hm); free(hv);
+        free(hm); free(hv); free(hg);
         printf("resumed from step %d\n", start_step);
     }
 
@@ -627,7 +660,7 @@ int main(int argc, char **argv) {
             loss += model_loss(&model, train_loader.targets, B, T, dloss);
             model_backward(&model, train_loader.inputs, B, T);
         }
-        multi_gpu_reduce_gradient(model.grads, model.num_parameters, &mg, main_stream);
+        multi_gpu_reduce_gradient(model.grads, model.gpu_parameters, &mg, main_stream);
         multi_gpu_wait_gradients(&mg, main_stream);
         float norm = model_grad_norm(&model, &mg);
         float scale = args.grad_clip > 0.0f && norm > args.grad_clip ? args.grad_clip / norm : 1.0f;

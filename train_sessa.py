@@ -321,7 +321,7 @@ def checkpoint_tensors(model):
               ("out_w", [l.lin_out.weight for l in ls]), ("out_b", [l.lin_out.bias for l in ls]),
               ("lnf_w", [model.lnf.weight]), ("lnf_b", [model.lnf.bias])]
     n_table = sum(t.numel() for _, ts in table for t in ts)
-    assert n_table == sum(p.numel() for p in model.parameters()), "checkpoint table misses a parameter"
+    assert n_table == sum(p.numel() for p in model.parameters()) == num_parameters(model.cfg), "bad param table"
     return table
 
 
@@ -331,6 +331,14 @@ def flat_params(model, grads=False):
     if grads:
         ts = [torch.zeros_like(t) if t.grad is None else t.grad for t in ts]
     return torch.cat([t.detach().reshape(-1).float().cpu() for t in ts])
+
+
+def num_parameters(cfg):
+    """the parameter count of SPEC section 4, from the config alone (checked before allocating a model)"""
+    D, Hd, Kd = cfg.d_model, cfg.n_head * cfg.head_dim, cfg.n_kv_head * cfg.head_dim
+    per_layer = (2 * D + (2 * D * D + 2 * D) + (Hd * D + Hd) + 2 * (Kd * D + Kd) + (2 * D * D + 2 * D)
+                 + (D * D if cfg.n_head > 1 else 0) + (D + 1) + (D * D + D))
+    return cfg.padded_vocab * D + cfg.n_layer * per_layer + 2 * D
 
 
 def model_header(cfg, version):
@@ -370,8 +378,7 @@ def read_checkpoint(path):
     if h[1] not in (1, 2):
         fatal(f"checkpoint '{path}': unsupported version {h[1]} (expected 1 = fp32 or 2 = bf16)")
     cfg = SessaConfig(*[int(x) for x in h[2:10]], gamma_max=bits_f32(h[10]), ln_eps=bits_f32(h[11]))
-    with torch.device("meta"):  # count the parameters before allocating any
-        n = sum(p.numel() for p in SessaLM(cfg).parameters())
+    n = num_parameters(cfg)
     width = 4 if h[1] == 1 else 2
     if len(data) != 4 * HEADER_INTS + width * n:
         fatal(f"checkpoint '{path}' is {len(data)} bytes, but its header implies {4 * HEADER_INTS + width * n} "

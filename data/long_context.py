@@ -17,13 +17,13 @@ The tasks share one vocabulary of 256 ids (tokenizer.bin spells them out):
     99..194 values " V00".." V95"   195..255 noise words " n00".." n60"
 Tasks (d = a distance from --distances, drawn uniformly per sequence; val cycles through them evenly):
   mqar    multi-query associative recall: --num-pairs (key, value) pairs with distinct keys, then noise,
-          then --num-queries of those keys again, each followed by its value (scored). The pairs end
-          d tokens before the first query; distance = answer position - position of that key's value.
+          then --num-queries of those keys again, each followed by its value (scored). d noise tokens
+          separate the pairs from the queries; distance = answer position - that key's value position >= d+2.
   needle  noise with one " !" v needle; the sequence ends with " ?" v. Scored: the prediction at " ?";
           distance = answer position - needle value position = d exactly.
-  style   --num-classes classes, each a noise distribution (a random Dirichlet draw, sharpened); a segment
-          of --style-len tokens from the class's distribution (mixed with uniform by --style-noise) ends
-          d tokens before the final " ?", everything else is uniform noise. Answer: the class's value token.
+  style   --num-classes classes, each a noise distribution (a seeded Dirichlet(0.3) draw: sharp); a segment
+          of --style-len tokens from the class's distribution (mixed with uniform by --style-noise) ends at
+          position T-2-d (the final " ?" is at T-2); everything else is uniform noise. Answer: the class's value token.
           distance = answer position - last token of the styled segment = d + 1.
 """
 import argparse

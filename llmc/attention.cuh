@@ -23,33 +23,55 @@
 #define SESSA_ATTENTION_CUH
 
 #include <math.h>
+#include <mma.h>
 #include "cuda_common.h"
 
 #define ATT_BT 64        // rows of every tile (queries and keys)
 #define ATT_THREADS 256  // thread (ty = tid/16, tx = tid%16) owns rows ty+16i (i<4), columns tx+16j
 
-// dst (64, HD) in shared memory with row stride HD+1 <- rows [row0, row0+64) of src (row r at src[r*stride]);
-// rows at or past T read as zero
+// Tiles live in shared memory as bf16 (exact copies of the inputs), rows of HD + 8 elements: 16-byte aligned
+// rows for the tensor-core loads, and the padding spreads the rows over the banks.
+template <int HD> struct AttTile { static constexpr int LD = HD + 8; };
+#define ATT_ZLD (ATT_BT + 4)   // row stride of the fp32 (64, 64) staging tile of att_dot_tile
+#define ATT_PLD (ATT_BT + 1)   // row stride of the fp32 (64, 64) P / dS tiles
+
+// dst (64, HD) <- rows [row0, row0+64) of src (row r at src[r*stride]); rows at or past T read as zero
 template <int HD>
-__device__ void att_load_tile(float *dst, const floatX *src, int stride, int row0, int T) {
+__device__ void att_load_tile(floatX *dst, const floatX *src, int stride, int row0, int T) {
+    const floatX zero = __float2bfloat16(0.0f);
     for (int e = threadIdx.x; e < ATT_BT * HD; e += ATT_THREADS) {
         int r = e / HD, c = e % HD;
-        dst[r * (HD + 1) + c] = (row0 + r < T) ? __bfloat162float(src[(size_t)(row0 + r) * stride + c]) : 0.0f;
+        dst[r * AttTile<HD>::LD + c] = (row0 + r < T) ? src[(size_t)(row0 + r) * stride + c] : zero;
     }
 }
 
-// acc[i][j] = X[ty+16i, :] . Y[tx+16j, :]  over HD, both (64, HD) tiles in shared memory
+// acc[i][j] = X[ty+16i, :] . Y[tx+16j, :]  over HD, X and Y (64, HD) bf16 tiles, on the tensor cores (bf16
+// products are exact in fp32). Warp w owns rows 16(w/2).., columns 32(w%2).. (two 16x16 accumulators), staged
+// through Zs (64, ATT_ZLD) fp32 into the 4x4-per-thread layout. Called by all threads.
 template <int HD>
-__device__ __forceinline__ void att_dot_tile(float acc[4][4], const float *X, const float *Y) {
-    int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
-    for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
-    for (int k = 0; k < HD; k++) {
-        float a[4], b[4];
-        for (int i = 0; i < 4; i++) a[i] = X[(ty + 16 * i) * (HD + 1) + k];
-        for (int j = 0; j < 4; j++) b[j] = Y[(tx + 16 * j) * (HD + 1) + k];
-        for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+__device__ void att_dot_tile(float acc[4][4], const floatX *X, const floatX *Y, float *Zs) {
+    using namespace nvcuda;
+    constexpr int LD = AttTile<HD>::LD;
+    int ty = threadIdx.x / 16, tx = threadIdx.x % 16, wr = (threadIdx.x / WARP_SIZE) / 2, wc = (threadIdx.x / WARP_SIZE) % 2;
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> c[2];
+    wmma::fill_fragment(c[0], 0.0f);
+    wmma::fill_fragment(c[1], 0.0f);
+    for (int kk = 0; kk < HD; kk += 16) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, floatX, wmma::row_major> a;
+        wmma::load_matrix_sync(a, X + 16 * wr * LD + kk, LD);
+        for (int j = 0; j < 2; j++) {
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, floatX, wmma::col_major> b;   // Y's rows as columns
+            wmma::load_matrix_sync(b, Y + (32 * wc + 16 * j) * LD + kk, LD);
+            wmma::mma_sync(c[j], a, b, c[j]);
+        }
     }
+    for (int j = 0; j < 2; j++) wmma::store_matrix_sync(Zs + 16 * wr * ATT_ZLD + 32 * wc + 16 * j, c[j], ATT_ZLD, wmma::mem_row_major);
+    __syncthreads();
+    for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) acc[i][j] = Zs[(ty + 16 * i) * ATT_ZLD + tx + 16 * j];
+    __syncthreads();   // Zs is read before a next call stores into it
 }
+
+__device__ __forceinline__ float att_f(floatX x) { return __bfloat162float(x); }
 
 // max and sum over the 16 threads that share a row (they are 16 consecutive lanes of one warp)
 __device__ __forceinline__ float att_row_max(float v) {
@@ -67,9 +89,10 @@ template <int HD>
 __global__ void __launch_bounds__(ATT_THREADS)
 attention_forward_kernel(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
                          int T, int H, int Hkv) {
-    constexpr int LDS = HD + 1, NC = HD / 16;
-    extern __shared__ float smem[];
-    float *Qs = smem, *KVs = Qs + ATT_BT * LDS, *Ps = KVs + ATT_BT * LDS;   // Ps (64, 65)
+    constexpr int LD = AttTile<HD>::LD, NC = HD / 16;
+    extern __shared__ __align__(128) unsigned char att_smem[];
+    float *Zs = (float *)att_smem, *Ps = Zs + ATT_BT * ATT_ZLD;                  // fp32 (64, ATT_ZLD), (64, ATT_PLD)
+    floatX *Qs = (floatX *)(Ps + ATT_BT * ATT_PLD), *KVs = Qs + ATT_BT * LD;     // bf16 (64, LD) each
     int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
     int i0 = blockIdx.x * ATT_BT, h = blockIdx.y, b = blockIdx.z, hk = h / (H / Hkv);
     const float scale = rsqrtf((float)HD);
@@ -82,7 +105,7 @@ attention_forward_kernel(floatX *out, float *lse, const floatX *q, const floatX 
         att_load_tile<HD>(KVs, kb, Hkv * HD, j0, T);
         __syncthreads();
         float sc[4][4];
-        att_dot_tile<HD>(sc, Qs, KVs);
+        att_dot_tile<HD>(sc, Qs, KVs, Zs);
         for (int i = 0; i < 4; i++) {
             int t = i0 + ty + 16 * i;
             float mx = -INFINITY;
@@ -95,7 +118,7 @@ attention_forward_kernel(floatX *out, float *lse, const floatX *q, const floatX 
             float corr = expf(m[i] - m_new), rs = 0.0f;
             for (int j = 0; j < 4; j++) {
                 float p = expf(sc[i][j] - m_new);
-                Ps[(ty + 16 * i) * (ATT_BT + 1) + tx + 16 * j] = p;
+                Ps[(ty + 16 * i) * ATT_PLD + tx + 16 * j] = p;
                 rs += p;
             }
             l[i] = l[i] * corr + att_row_sum(rs);
@@ -107,9 +130,9 @@ attention_forward_kernel(floatX *out, float *lse, const floatX *q, const floatX 
         __syncthreads();
         for (int kk = 0; kk < ATT_BT; kk++) {            // o += P V
             float p[4];
-            for (int i = 0; i < 4; i++) p[i] = Ps[(ty + 16 * i) * (ATT_BT + 1) + kk];
+            for (int i = 0; i < 4; i++) p[i] = Ps[(ty + 16 * i) * ATT_PLD + kk];
             for (int c = 0; c < NC; c++) {
-                float vv = KVs[kk * LDS + tx + 16 * c];
+                float vv = att_f(KVs[kk * LD + tx + 16 * c]);
                 for (int i = 0; i < 4; i++) o[i][c] = fmaf(p[i], vv, o[i][c]);
             }
         }
@@ -144,10 +167,11 @@ template <int HD>
 __global__ void __launch_bounds__(ATT_THREADS)
 attention_backward_dq_kernel(floatX *dq, const floatX *dout, const float *lse, const float *delta,
                              const floatX *q, const floatX *k, const floatX *v, int T, int H, int Hkv) {
-    constexpr int LDS = HD + 1, NC = HD / 16;
-    extern __shared__ float smem[];
-    float *Qs = smem, *dOs = Qs + ATT_BT * LDS, *Ks = dOs + ATT_BT * LDS, *Vs = Ks + ATT_BT * LDS;
-    float *dSs = Vs + ATT_BT * LDS;                                          // (64, 65)
+    constexpr int LD = AttTile<HD>::LD, NC = HD / 16;
+    extern __shared__ __align__(128) unsigned char att_smem[];
+    float *Zs = (float *)att_smem, *dSs = Zs + ATT_BT * ATT_ZLD;                 // fp32 (64, ATT_ZLD), (64, ATT_PLD)
+    floatX *Qs = (floatX *)(dSs + ATT_BT * ATT_PLD), *dOs = Qs + ATT_BT * LD;    // bf16 (64, LD) each
+    floatX *Ks = dOs + ATT_BT * LD, *Vs = Ks + ATT_BT * LD;
     int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
     int i0 = blockIdx.x * ATT_BT, h = blockIdx.y, b = blockIdx.z, hk = h / (H / Hkv);
     const float scale = rsqrtf((float)HD);
@@ -166,19 +190,19 @@ attention_backward_dq_kernel(floatX *dq, const floatX *dout, const float *lse, c
         att_load_tile<HD>(Vs, v + ((size_t)b * T * Hkv + hk) * HD, Hkv * HD, j0, T);
         __syncthreads();
         float sc[4][4], dp[4][4];
-        att_dot_tile<HD>(sc, Qs, Ks);
-        att_dot_tile<HD>(dp, dOs, Vs);
+        att_dot_tile<HD>(sc, Qs, Ks, Zs);
+        att_dot_tile<HD>(dp, dOs, Vs, Zs);
         for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) {
             int t = i0 + ty + 16 * i, jj = j0 + tx + 16 * j;
             float p = (jj <= t && t < T) ? expf(sc[i][j] * scale - lse_r[i]) : 0.0f;
-            dSs[(ty + 16 * i) * (ATT_BT + 1) + tx + 16 * j] = p * (dp[i][j] - delta_r[i]);
+            dSs[(ty + 16 * i) * ATT_PLD + tx + 16 * j] = p * (dp[i][j] - delta_r[i]);
         }
         __syncthreads();
         for (int kk = 0; kk < ATT_BT; kk++) {            // acc += dS K
             float ds[4];
-            for (int i = 0; i < 4; i++) ds[i] = dSs[(ty + 16 * i) * (ATT_BT + 1) + kk];
+            for (int i = 0; i < 4; i++) ds[i] = dSs[(ty + 16 * i) * ATT_PLD + kk];
             for (int c = 0; c < NC; c++) {
-                float kv = Ks[kk * LDS + tx + 16 * c];
+                float kv = att_f(Ks[kk * LD + tx + 16 * c]);
                 for (int i = 0; i < 4; i++) acc[i][c] = fmaf(ds[i], kv, acc[i][c]);
             }
         }
@@ -196,10 +220,11 @@ template <int HD>
 __global__ void __launch_bounds__(ATT_THREADS)
 attention_backward_dkv_kernel(floatX *dk, floatX *dv, const floatX *dout, const float *lse, const float *delta,
                               const floatX *q, const floatX *k, const floatX *v, int T, int H, int Hkv) {
-    constexpr int LDS = HD + 1, NC = HD / 16;
-    extern __shared__ float smem[];
-    float *Ks = smem, *Vs = Ks + ATT_BT * LDS, *Qs = Vs + ATT_BT * LDS, *dOs = Qs + ATT_BT * LDS;
-    float *Ps = dOs + ATT_BT * LDS, *dSs = Ps + ATT_BT * (ATT_BT + 1);        // (64, 65) each
+    constexpr int LD = AttTile<HD>::LD, NC = HD / 16;
+    extern __shared__ __align__(128) unsigned char att_smem[];
+    float *Zs = (float *)att_smem, *Ps = Zs + ATT_BT * ATT_ZLD, *dSs = Ps + ATT_BT * ATT_PLD;   // fp32
+    floatX *Ks = (floatX *)(dSs + ATT_BT * ATT_PLD), *Vs = Ks + ATT_BT * LD;                     // bf16 (64, LD)
+    floatX *Qs = Vs + ATT_BT * LD, *dOs = Qs + ATT_BT * LD;
     int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
     int j0 = blockIdx.x * ATT_BT, hk = blockIdx.y, b = blockIdx.z, g = H / Hkv;
     const float scale = rsqrtf((float)HD);
@@ -215,27 +240,27 @@ attention_backward_dkv_kernel(floatX *dk, floatX *dv, const floatX *dout, const 
             att_load_tile<HD>(dOs, dout + ((size_t)b * T * H + h) * HD, H * HD, i0, T);
             __syncthreads();
             float sc[4][4], dp[4][4];                    // rows: queries ty+16i, columns: keys tx+16j
-            att_dot_tile<HD>(sc, Qs, Ks);
-            att_dot_tile<HD>(dp, dOs, Vs);
+            att_dot_tile<HD>(sc, Qs, Ks, Zs);
+            att_dot_tile<HD>(dp, dOs, Vs, Zs);
             for (int i = 0; i < 4; i++) {
                 int t = i0 + ty + 16 * i;
                 float lse_t = t < T ? lse_h[t] : 0.0f, delta_t = t < T ? delta_h[t] : 0.0f;
                 for (int j = 0; j < 4; j++) {
                     int jj = j0 + tx + 16 * j;
                     float p = (jj <= t && t < T) ? expf(sc[i][j] * scale - lse_t) : 0.0f;
-                    Ps[(ty + 16 * i) * (ATT_BT + 1) + tx + 16 * j] = p;
-                    dSs[(ty + 16 * i) * (ATT_BT + 1) + tx + 16 * j] = p * (dp[i][j] - delta_t);
+                    Ps[(ty + 16 * i) * ATT_PLD + tx + 16 * j] = p;
+                    dSs[(ty + 16 * i) * ATT_PLD + tx + 16 * j] = p * (dp[i][j] - delta_t);
                 }
             }
             __syncthreads();
             for (int tt = 0; tt < ATT_BT; tt++) {        // dv += P^T dO,  dk += dS^T Q
                 float p[4], ds[4];
                 for (int i = 0; i < 4; i++) {
-                    p[i] = Ps[tt * (ATT_BT + 1) + ty + 16 * i];
-                    ds[i] = dSs[tt * (ATT_BT + 1) + ty + 16 * i];
+                    p[i] = Ps[tt * ATT_PLD + ty + 16 * i];
+                    ds[i] = dSs[tt * ATT_PLD + ty + 16 * i];
                 }
                 for (int c = 0; c < NC; c++) {
-                    float dov = dOs[tt * LDS + tx + 16 * c], qv = Qs[tt * LDS + tx + 16 * c];
+                    float dov = att_f(dOs[tt * LD + tx + 16 * c]), qv = att_f(Qs[tt * LD + tx + 16 * c]);
                     for (int i = 0; i < 4; i++) {
                         dv_acc[i][c] = fmaf(p[i], dov, dv_acc[i][c]);
                         dk_acc[i][c] = fmaf(ds[i], qv, dk_acc[i][c]);
@@ -258,9 +283,13 @@ attention_backward_dkv_kernel(floatX *dk, floatX *dv, const floatX *dout, const 
 // ----------------------------------------------------------------------------
 // launchers
 
-static size_t attention_forward_smem(int HD) { return (size_t)(2 * ATT_BT * (HD + 1) + ATT_BT * (ATT_BT + 1)) * sizeof(float); }
-static size_t attention_dq_smem(int HD) { return (size_t)(4 * ATT_BT * (HD + 1) + ATT_BT * (ATT_BT + 1)) * sizeof(float); }
-static size_t attention_dkv_smem(int HD) { return (size_t)(4 * ATT_BT * (HD + 1) + 2 * ATT_BT * (ATT_BT + 1)) * sizeof(float); }
+// dynamic shared memory of a kernel: the fp32 staging tile, n_p fp32 P/dS tiles, n_t bf16 (64, HD+8) tiles
+static size_t att_smem_bytes(int HD, int n_p, int n_t) {
+    return (size_t)ATT_BT * (ATT_ZLD + n_p * ATT_PLD) * sizeof(float) + (size_t)n_t * ATT_BT * (HD + 8) * sizeof(floatX);
+}
+static size_t attention_forward_smem(int HD) { return att_smem_bytes(HD, 1, 2); }
+static size_t attention_dq_smem(int HD) { return att_smem_bytes(HD, 1, 4); }
+static size_t attention_dkv_smem(int HD) { return att_smem_bytes(HD, 2, 4); }
 
 static void attention_check_shape(int B, int T, int H, int Hkv, int d) {
     if (B < 1 || T < 1 || H < 1 || Hkv < 1 || H % Hkv != 0)

@@ -53,7 +53,7 @@ typedef struct {
 
 // header: the first 256 int32 of the file; file_bytes: the file's size in bytes
 static inline int shard_header_check(const int32_t *header, long long file_bytes, ShardHeader *sh,
-                              char *err, size_t errlen) {
+                                     char *err, size_t errlen) {
     if (file_bytes < (long long)SHARD_HEADER_BYTES) {
         snprintf(err, errlen, "file has %lld bytes, shorter than the %zu-byte shard header",
                  file_bytes, SHARD_HEADER_BYTES);
@@ -87,7 +87,7 @@ static inline int shard_header_check(const int32_t *header, long long file_bytes
 // raw: n little-endian tokens of bytes_per_token bytes -> out[n] ints.
 // Returns -1 when every id is < vocab_size, else the index of the first id that is not (*bad_id gets it).
 static inline long long shard_tokens_decode(const uint8_t *raw, size_t n, size_t bytes_per_token, int vocab_size,
-                                     int *out, uint32_t *bad_id) {
+                                            int *out, uint32_t *bad_id) {
     for (size_t i = 0; i < n; i++) {
         const uint8_t *p = raw + i * bytes_per_token;
         uint32_t id = bytes_per_token == 2 ? (uint32_t)p[0] | (uint32_t)p[1] << 8
@@ -211,8 +211,9 @@ static inline void dataloader_reset(DataLoader *l) {
     dataloader_load_shard(l);
 }
 
+// pattern: glob of the shard files; vocab_size: every token id must be < it; shuffle: 0/1, with seed
 static inline void dataloader_init(DataLoader *l, const char *pattern, size_t B, size_t T, int rank, int world_size,
-                     int shuffle, uint64_t seed, int vocab_size) {
+                                   int shuffle, uint64_t seed, int vocab_size) {
     memset(l, 0, sizeof(*l));
     if (B == 0 || T == 0) fatal("dataloader: B and T must be positive (got B=%zu, T=%zu)", B, T);
     if (world_size < 1 || rank < 0 || rank >= world_size)

@@ -21,10 +21,11 @@
              and receive the id. P = $SESSA_TCP_PORT if set, else MASTER_PORT (default 29500), plus 1
              under torchrun (whose own rendezvous store already listens on MASTER_PORT).
    "fs:DIR"  rank 0 writes DIR/sessa_nccl_id_<job>.bin atomically (write a temp file, fsync, rename);
-             the others poll for it. DIR must be on a filesystem shared by all nodes. <job> is
-             SLURM_JOB_ID or TORCHELASTIC_RUN_ID when set, else "0". Rank 0 removes the file once the
-             communicator is up (all ranks have read it by then); a file left by a crashed run with the
-             same <job> must be removed by hand.
+             the others poll for it. DIR must be on a filesystem shared by all nodes. <job> is the first
+             set of SLURM_JOB_ID, OMPI_MCA_ess_base_jobid, TORCHELASTIC_RUN_ID, MASTER_PORT, else "0".
+             Rank 0 removes the file once the communicator is up (all ranks have read it by then); a file
+             left by a crashed run with the same <job> must be removed by hand (else NCCL fails to
+             connect to the dead rank 0 of that run).
    "auto"    mpi when built with MPI and launched by mpirun; else tcp when MASTER_ADDR is set; else an
              error that lists the choices.
  The trainer passes a method, or NULL: then $SESSA_ID_METHOD when set, else "auto".
@@ -121,9 +122,15 @@ static DistEnv dist_env_parse(void) {
     if (strcmp(e.launcher, "torchrun") == 0) port += 1;
     e.tcp_port = getenv("SESSA_TCP_PORT") ? dist_env_int("SESSA_TCP_PORT", 1, 65535) : port;
     if (e.tcp_port > 65535) fatal("tcp port %d (MASTER_PORT + 1 under torchrun) is out of range: set SESSA_TCP_PORT", e.tcp_port);
-    const char *job = getenv("SLURM_JOB_ID") ? getenv("SLURM_JOB_ID") : getenv("TORCHELASTIC_RUN_ID");
-    snprintf(e.job, sizeof(e.job), "%s", job ? job : "0");
-    for (char *c = e.job; *c; c++) if (*c == '/') *c = '_';   // the tag becomes part of a file name
+    // the run's tag: the first of these that is set (torchrun's default run id "none" is no tag)
+    const char *tags[] = { "SLURM_JOB_ID", "OMPI_MCA_ess_base_jobid", "TORCHELASTIC_RUN_ID", "MASTER_PORT" };
+    snprintf(e.job, sizeof(e.job), "0");
+    for (int i = 0; i < 4; i++) {
+        const char *v = getenv(tags[i]);
+        if (v != NULL && v[0] != '\0' && strcmp(v, "none") != 0) { snprintf(e.job, sizeof(e.job), "%s", v); break; }
+    }
+    for (char *c = e.job; *c; c++)   // the tag becomes part of a file name
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '-' || *c == '.')) *c = '_';
     e.timeout_s = DIST_DEFAULT_TIMEOUT;
     const char *t = getenv("SESSA_DIST_TIMEOUT");
     if (t != NULL) {
@@ -321,6 +328,25 @@ static void dist_tcp_serve(const unsigned char *id, const DistEnv *e) {
     close(fd);
 }
 
+// connect that gives up at the deadline (a blocking connect to an unreachable host can take minutes);
+// returns 0 when connected, else -1 with errno set
+static int dist_connect(int fd, const struct sockaddr *addr, socklen_t len, double deadline) {
+    int flags = fcntl(fd, F_GETFL, 0);
+    fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    int r = connect(fd, addr, len);
+    if (r != 0 && errno == EINPROGRESS) {
+        int ms = (int)((deadline - dist_now()) * 1000.0);
+        struct pollfd pfd = { fd, POLLOUT, 0 };
+        int err = 0;
+        socklen_t err_len = sizeof(err);
+        if (ms <= 0 || poll(&pfd, 1, ms) <= 0) { errno = ETIMEDOUT; r = -1; }
+        else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &err_len) != 0 || err != 0) { errno = err; r = -1; }
+        else r = 0;
+    }
+    fcntl(fd, F_SETFL, flags);
+    return r;
+}
+
 static void dist_tcp_fetch(unsigned char *id, const DistEnv *e) {
     char port[16];
     snprintf(port, sizeof(port), "%d", e->tcp_port);
@@ -334,7 +360,7 @@ static void dist_tcp_fetch(unsigned char *id, const DistEnv *e) {
     for (;;) {   // rank 0 may not listen yet: retry until the deadline
         int fd = socket(AF_INET, SOCK_STREAM, 0);
         if (fd < 0) fatal("tcp id exchange: socket: %s", strerror(errno));
-        if (connect(fd, res->ai_addr, res->ai_addrlen) == 0) {
+        if (dist_connect(fd, res->ai_addr, res->ai_addrlen, deadline) == 0) {
             int32_t hello[3] = { DIST_ID_MAGIC, e->rank, e->world_size };
             int32_t magic = 0;
             dist_send_all(fd, hello, sizeof(hello), "hello");

@@ -47,10 +47,10 @@
 #define SESSA_FEEDBACK_CUH
 
 #include <math.h>
+#include <mma.h>
 #include "cuda_common.h"
 
 #define FB_C 64          // rows per block of the substitution, and the edge of every square tile
-#define FB_TK 32         // depth of one shared-memory slice of a dot-product tile
 #define FB_THREADS 256   // threads of a 64x64 tile kernel: each owns 4x4 entries
 
 __device__ __forceinline__ float fb_load(float x) { return x; }
@@ -59,45 +59,122 @@ __device__ __forceinline__ void fb_store(float *p, float x) { *p = x; }
 __device__ __forceinline__ void fb_store(floatX *p, float x) { *p = __float2bfloat16(x); }
 
 // ----------------------------------------------------------------------------
-// one 64x64 tile of row dot products: acc[i][j] = A[a0 + ty+16i, :] . Bm[b0 + tx+16j, :]  over K columns
-// (ty = tid/16, tx = tid%16); rows at or past a_end / b_end read as zero. Called by all FB_THREADS threads.
-template <typename TA, typename TB>
-__device__ void fb_tile_dot(float acc[4][4], const TA *A, int lda, int a0, int a_end,
-                            const TB *Bm, int ldb, int b0, int b_end, int K) {
-    __shared__ float As[FB_C][FB_TK + 1], Bs[FB_C][FB_TK + 1];
-    int tid = threadIdx.x, ty = tid / 16, tx = tid % 16;
-    for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
-    for (int k0 = 0; k0 < K; k0 += FB_TK) {
-        for (int e = tid; e < FB_C * FB_TK; e += FB_THREADS) {
-            int r = e / FB_TK, k = e % FB_TK, gk = k0 + k;
-            As[r][k] = (a0 + r < a_end && gk < K) ? fb_load(A[(size_t)(a0 + r) * lda + gk]) : 0.0f;
-            Bs[r][k] = (b0 + r < b_end && gk < K) ? fb_load(Bm[(size_t)(b0 + r) * ldb + gk]) : 0.0f;
-        }
-        __syncthreads();
-        for (int k = 0; k < FB_TK; k++) {
-            float a[4], b[4];
-            for (int i = 0; i < 4; i++) a[i] = As[ty + 16 * i][k];
-            for (int j = 0; j < 4; j++) b[j] = Bs[tx + 16 * j][k];
-            for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
-        }
-        __syncthreads();
+// one 64x64 tile of row dot products on the tensor cores: acc[i][j] = A[a0 + ty+16i, :] . Bm[b0 + tx+16j, :]
+// over K columns (ty = tid/16, tx = tid%16); rows at or past a_end / b_end read as zero. Called by all
+// FB_THREADS threads. Each of the 8 warps owns a 16x32 block of the tile (two 16x16 accumulators), staged through
+// fb_Zs into the 4x4-per-thread layout. Two versions: bf16 rows (the logits qb kb^T; bf16 products are exact in
+// fp32) and fp32 rows (u s^T in the backward, in 3xTF32, see fb_split_tf32).
+#define FB_TK 32         // depth of one shared-memory slice
+#define FB_TKH 40        // row stride of the bf16 slices: 32 columns + 8 of padding (80 bytes, a multiple of 16)
+#define FB_TKF 36        // row stride of the fp32 slices: 32 columns + 4 of padding (144 bytes)
+#define FB_ZLD (FB_C + 4)
+__shared__ __align__(32) float fb_Zs[FB_C][FB_ZLD];   // staging tile shared by both versions
+
+// 3xTF32 (x = hi + lo, hi = tf32(x), lo = tf32(x - hi); a*b ~ a_lo b_hi + a_hi b_lo + a_hi b_hi): the tensor cores
+// give fp32-grade products (relative error ~2^-21 against fp32's 2^-24, where one tf32 product alone has 2^-11):
+// the substitution chain carries these sums from row to row with a gain near 1, so plain tf32 is not enough.
+// hi holds x on entry; the operation is elementwise, so it does not depend on the fragment's thread mapping.
+template <class Frag>
+__device__ __forceinline__ void fb_split_tf32(Frag &hi, Frag &lo) {
+    for (int i = 0; i < hi.num_elements; i++) {
+        float x = hi.x[i];
+        hi.x[i] = nvcuda::wmma::__float_to_tf32(x);
+        lo.x[i] = nvcuda::wmma::__float_to_tf32(x - hi.x[i]);
     }
 }
 
-// ----------------------------------------------------------------------------
+__device__ void fb_tile_from_staging(float acc[4][4]) {
+    int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
+    __syncthreads();
+    for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) acc[i][j] = fb_Zs[ty + 16 * i][tx + 16 * j];
+    __syncthreads();   // fb_Zs is read before a next tile stores into it
+}
+
+__device__ void fb_tile_dot(float acc[4][4], const floatX *A, int lda, int a0, int a_end,
+                            const floatX *Bm, int ldb, int b0, int b_end, int K) {
+    using namespace nvcuda;
+    __shared__ __align__(32) floatX As[FB_C][FB_TKH], Bs[FB_C][FB_TKH];
+    int tid = threadIdx.x, wr = (tid / WARP_SIZE) / 2, wc = (tid / WARP_SIZE) % 2;
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> c[2];
+    wmma::fill_fragment(c[0], 0.0f);
+    wmma::fill_fragment(c[1], 0.0f);
+    const floatX zero = __float2bfloat16(0.0f);
+    for (int k0 = 0; k0 < K; k0 += FB_TK) {
+        for (int e = tid; e < FB_C * FB_TK; e += FB_THREADS) {
+            int r = e / FB_TK, k = e % FB_TK, gk = k0 + k;
+            As[r][k] = (a0 + r < a_end && gk < K) ? A[(size_t)(a0 + r) * lda + gk] : zero;
+            Bs[r][k] = (b0 + r < b_end && gk < K) ? Bm[(size_t)(b0 + r) * ldb + gk] : zero;
+        }
+        __syncthreads();
+        for (int kk = 0; kk < FB_TK; kk += 16) {
+            // rows 16wr.. of A times columns 32wc.. of Bm^T: Bm's rows read as a column-major operand
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, floatX, wmma::row_major> a;
+            wmma::load_matrix_sync(a, &As[16 * wr][kk], FB_TKH);
+            for (int j = 0; j < 2; j++) {
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, floatX, wmma::col_major> b;
+                wmma::load_matrix_sync(b, &Bs[32 * wc + 16 * j][kk], FB_TKH);
+                wmma::mma_sync(c[j], a, b, c[j]);
+            }
+        }
+        __syncthreads();
+    }
+    for (int j = 0; j < 2; j++) wmma::store_matrix_sync(&fb_Zs[16 * wr][32 * wc + 16 * j], c[j], FB_ZLD, wmma::mem_row_major);
+    fb_tile_from_staging(acc);
+}
+
+__device__ void fb_tile_dot(float acc[4][4], const float *A, int lda, int a0, int a_end,
+                            const float *Bm, int ldb, int b0, int b_end, int K) {
+    using namespace nvcuda;
+    __shared__ __align__(32) float As[FB_C][FB_TKF], Bs[FB_C][FB_TKF];
+    int tid = threadIdx.x, wr = (tid / WARP_SIZE) / 2, wc = (tid / WARP_SIZE) % 2;
+    wmma::fragment<wmma::accumulator, 16, 16, 8, float> c[2];
+    wmma::fill_fragment(c[0], 0.0f);
+    wmma::fill_fragment(c[1], 0.0f);
+    for (int k0 = 0; k0 < K; k0 += FB_TK) {
+        for (int e = tid; e < FB_C * FB_TK; e += FB_THREADS) {
+            int r = e / FB_TK, k = e % FB_TK, gk = k0 + k;
+            As[r][k] = (a0 + r < a_end && gk < K) ? A[(size_t)(a0 + r) * lda + gk] : 0.0f;
+            Bs[r][k] = (b0 + r < b_end && gk < K) ? Bm[(size_t)(b0 + r) * ldb + gk] : 0.0f;
+        }
+        __syncthreads();
+        for (int kk = 0; kk < FB_TK; kk += 8) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> a_hi, a_lo;
+            wmma::load_matrix_sync(a_hi, &As[16 * wr][kk], FB_TKF);
+            fb_split_tf32(a_hi, a_lo);
+            for (int j = 0; j < 2; j++) {
+                wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::col_major> b_hi, b_lo;
+                wmma::load_matrix_sync(b_hi, &Bs[32 * wc + 16 * j][kk], FB_TKF);
+                fb_split_tf32(b_hi, b_lo);
+                wmma::mma_sync(c[j], a_lo, b_hi, c[j]);   // small terms first
+                wmma::mma_sync(c[j], a_hi, b_lo, c[j]);
+                wmma::mma_sync(c[j], a_hi, b_hi, c[j]);
+            }
+        }
+        __syncthreads();
+    }
+    for (int j = 0; j < 2; j++) wmma::store_matrix_sync(&fb_Zs[16 * wr][32 * wc + 16 * j], c[j], FB_ZLD, wmma::mem_row_major);
+    fb_tile_from_staging(acc);
+}
+
 // batched strided GEMM: out(m,n) = beta*out(m,n) + scale * sum_{k<K} A(m,k) Bm(k,n)  for m<M, n<N
 //   A(m,k) = A[z*sA + m*a_m + k*a_k],  Bm(k,n) = Bm[z*sB + k*b_k + n],  out(m,n) = out[z*sO + m*o_m + n]
 // grid (ceil(N/64), ceil(M/64), batch), FB_THREADS threads; beta == 0 never reads out. K = 0 gives beta*out.
-#define FB_GK 16
+// A 64x64 tile per block on the tensor cores in 3xTF32; each of the 8 warps owns a 16x32 block (two accumulators).
+#define FB_GK 16          // depth of one shared-memory slice
+#define FB_GLD (FB_C + 4) // row stride of the fp32 slices and of the output staging tile (16-byte multiple)
 template <typename TA, typename TB, typename TO>
 __global__ void __launch_bounds__(FB_THREADS)
 fb_gemm_kernel(TO *out, size_t sO, int o_m, const TA *A, size_t sA, int a_m, int a_k,
                const TB *Bm, size_t sB, int b_k, int M, int N, int K, float scale, float beta) {
-    __shared__ float As[FB_GK][FB_C], Bs[FB_GK][FB_C];
-    int tid = threadIdx.x, ty = tid / 16, tx = tid % 16;
+    using namespace nvcuda;
+    __shared__ __align__(32) float As[FB_GK][FB_GLD], Bs[FB_GK][FB_GLD];   // As[k][m] = A(m0+m, k0+k), Bs[k][n]
+    __shared__ __align__(32) float Cs[FB_C][FB_GLD];
+    int tid = threadIdx.x, ty = tid / 16, tx = tid % 16, wr = (tid / WARP_SIZE) / 2, wc = (tid / WARP_SIZE) % 2;
     int m0 = blockIdx.y * FB_C, n0 = blockIdx.x * FB_C, z = blockIdx.z;
     A += z * sA; Bm += z * sB; out += z * sO;
-    float acc[4][4] = {};
+    wmma::fragment<wmma::accumulator, 16, 16, 8, float> c[2];
+    wmma::fill_fragment(c[0], 0.0f);
+    wmma::fill_fragment(c[1], 0.0f);
     for (int k0 = 0; k0 < K; k0 += FB_GK) {
         for (int e = tid; e < FB_GK * FB_C; e += FB_THREADS) {
             // walk A along its unit-stride axis so that neighbouring threads read neighbouring addresses
@@ -107,19 +184,28 @@ fb_gemm_kernel(TO *out, size_t sO, int o_m, const TA *A, size_t sA, int a_m, int
             Bs[kb][n] = (n0 + n < N && k0 + kb < K) ? fb_load(Bm[(size_t)(k0 + kb) * b_k + n0 + n]) : 0.0f;
         }
         __syncthreads();
-        for (int k = 0; k < FB_GK; k++) {
-            float a[4], b[4];
-            for (int i = 0; i < 4; i++) a[i] = As[k][ty + 16 * i];
-            for (int j = 0; j < 4; j++) b[j] = Bs[k][tx + 16 * j];
-            for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+        for (int kk = 0; kk < FB_GK; kk += 8) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::col_major> a_hi, a_lo;
+            wmma::load_matrix_sync(a_hi, &As[kk][16 * wr], FB_GLD);
+            fb_split_tf32(a_hi, a_lo);
+            for (int j = 0; j < 2; j++) {
+                wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> b_hi, b_lo;
+                wmma::load_matrix_sync(b_hi, &Bs[kk][32 * wc + 16 * j], FB_GLD);
+                fb_split_tf32(b_hi, b_lo);
+                wmma::mma_sync(c[j], a_lo, b_hi, c[j]);   // small terms first
+                wmma::mma_sync(c[j], a_hi, b_lo, c[j]);
+                wmma::mma_sync(c[j], a_hi, b_hi, c[j]);
+            }
         }
         __syncthreads();
     }
+    for (int j = 0; j < 2; j++) wmma::store_matrix_sync(&Cs[16 * wr][32 * wc + 16 * j], c[j], FB_GLD, wmma::mem_row_major);
+    __syncthreads();
     for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) {
         int m = m0 + ty + 16 * i, n = n0 + tx + 16 * j;
         if (m >= M || n >= N) continue;
         TO *p = out + (size_t)m * o_m + n;
-        fb_store(p, scale * acc[i][j] + (beta != 0.0f ? beta * fb_load(*p) : 0.0f));
+        fb_store(p, scale * Cs[ty + 16 * i][tx + 16 * j] + (beta != 0.0f ? beta * fb_load(*p) : 0.0f));
     }
 }
 

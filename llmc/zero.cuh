@@ -116,10 +116,12 @@ static void multi_gpu_config_free(MultiGpuConfig *c) {
 // sum of one float over all ranks (loss averaging, gradient norm of ZeRO shards); blocks
 static float multi_gpu_cpu_float_sum(float value, const MultiGpuConfig *c) {
     if (c->num_processes == 1) return value;
-    cudaCheck(cudaMemcpy(c->d_scalar, &value, sizeof(float), cudaMemcpyHostToDevice));
+    // all three on the NCCL stream: a plain cudaMemcpy runs on the legacy stream, which the
+    // non-blocking NCCL stream does not wait for
+    cudaCheck(cudaMemcpyAsync(c->d_scalar, &value, sizeof(float), cudaMemcpyHostToDevice, c->nccl_stream));
     ncclCheck(ncclAllReduce(c->d_scalar, c->d_scalar, 1, ncclFloat, ncclSum, c->nccl_comm, c->nccl_stream));
+    cudaCheck(cudaMemcpyAsync(&value, c->d_scalar, sizeof(float), cudaMemcpyDeviceToHost, c->nccl_stream));
     cudaCheck(cudaStreamSynchronize(c->nccl_stream));
-    cudaCheck(cudaMemcpy(&value, c->d_scalar, sizeof(float), cudaMemcpyDeviceToHost));
     return value;
 }
 
@@ -212,8 +214,9 @@ static void multi_gpu_gather_params(T *params, size_t num_parameters, MultiGpuCo
 // checkpoints: full arrays in SPEC order, whatever the world size
 
 // `d_part` is this rank's part of a flat optimizer-state array of `elements` (its shard in stage 1,
-// the whole array in stage 0). Rank 0 receives every part into h_full[elements] (the padding is
-// dropped); the other ranks pass h_full = NULL. Blocking; every rank must call it.
+// the whole array in stage 0), complete (synchronize the stream that wrote it first). Rank 0 receives
+// every part into h_full[elements] (the padding is dropped); the other ranks pass h_full = NULL.
+// Blocking; every rank must call it.
 template <typename T>
 static void multi_gpu_gather_to_host(const T *d_part, size_t elements, T *h_full, const MultiGpuConfig *c) {
     ShardInfo mine = multi_gpu_get_shard_offset(elements, c, 1);
@@ -241,6 +244,7 @@ static void multi_gpu_copy_shard_from_host(T *d_part, const T *h_full, size_t el
     ShardInfo mine = multi_gpu_get_shard_offset(elements, c, 1);
     cudaCheck(cudaMemcpy(d_part, h_full + mine.offset, mine.valid * sizeof(T), cudaMemcpyHostToDevice));
     cudaCheck(cudaMemset(d_part + mine.valid, 0, (mine.size - mine.valid) * sizeof(T)));
+    cudaCheck(cudaDeviceSynchronize());   // done before any stream (blocking or not) reads d_part
 }
 
 #endif // SESSA_ZERO_CUH

@@ -12,6 +12,8 @@ cd "$(dirname "$0")/.."
 : "${HOSTS:?set HOSTS=node1,node2,... (the nodes to run on)}"
 GPN=${GPUS_PER_NODE:-8}
 DATA=${DATA:-data/fineweb10B}
+OUT=${OUT:-log_d12_multinode}
+RESUME=0; if ls "$OUT"/DONE_* > /dev/null 2>&1; then RESUME=1; fi   # -y 1 only when a checkpoint exists
 IFS=, read -r -a NODES <<< "$HOSTS"
 NP=$(( ${#NODES[@]} * GPN ))
 export MASTER_ADDR=${MASTER_ADDR:-${NODES[0]}}
@@ -24,5 +26,5 @@ exec mpirun -np "$NP" --host "${HOSTSPEC%,}" --map-by ppr:"$GPN":node --bind-to 
     -x MASTER_ADDR -x MASTER_PORT -x PATH ${LD_LIBRARY_PATH:+-x LD_LIBRARY_PATH} ${SESSA_ID_METHOD:+-x SESSA_ID_METHOD} ${MPIRUN_ARGS:-} \
     ./train_sessacu \
     -i "$DATA/fineweb_train_*.bin" -j "$DATA/fineweb_val_*.bin" -k "$DATA/tokenizer.bin" \
-    -o "${OUT:-log_d12_multinode}" -e d12 -b "${B:-16}" -t 1024 -d 524288 -x 18865 -l 6e-4 -u 700 -q 0.0 \
-    -c 0.1 -G 1.0 -v 250 -m 20 -s 5000 -g 128 -n 2000 -y 1 -z "${ZERO:-1}" "$@"
+    -o "$OUT" -e d12 -b "${B:-16}" -t 1024 -d 524288 -x 18865 -l 6e-4 -u 700 -q 0.0 \
+    -c 0.1 -G 1.0 -v 250 -m 20 -s 5000 -g 128 -n 2000 -y "$RESUME" -z "${ZERO:-1}" "$@"

@@ -67,11 +67,11 @@ static int check(int B, int T, int D, int version) {
     float *s_ref = (float *)mallocCheck(n * sizeof(float)), *c_ref = (float *)mallocCheck(n * sizeof(float));
     float *lse_ref = (float *)mallocCheck((size_t)B * T * sizeof(float));
     feedback_forward_cpu(s_ref, c_ref, lse_ref, p.f, p.qkb, p.qkb + D, p.ld, p.gamma, B, T, D);
-    // GPU fp32 vs CPU double on the same bf16 inputs: the GPU sums D-long dot products and T-long rows in fp32
-    // (relative error ~1e-6 each, carried by a chain of gain < 1) and uses expf; the errors seen are ~1e-5 of
-    // max|s|. 1e-3 (absolute, scaled by max|ref|, plus relative) keeps a 100x margin while a wrong mask, block
-    // boundary or stride shows up at 1e-1.
-    float as = 1e-3f * max_abs(s_ref, n), ac = 1e-3f * max_abs(c_ref, n), rtol = 1e-3f;
+    // GPU vs CPU double on the same bf16 inputs. The GPU sums in fp32 (logits: exact bf16 products; the chain's
+    // GEMMs in 3xTF32, fp32-grade) and uses expf: the errors are ~1e-6 of max|s| (seen on the CPU emulation of
+    // these kernels). atol 2e-5 of max|ref| (+ rtol 1e-4) keeps a 20x margin, yet fails a plain-TF32 chain
+    // (~6e-5) and, by far, a wrong mask, block boundary or stride (~1e-1).
+    float as = 2e-5f * max_abs(s_ref, n), ac = 2e-5f * max_abs(c_ref, n), rtol = 1e-4f;
     int ok = 1;
     if (version == 0 || version == 1) {
         printf(" version 1 (blocked)\n");
@@ -80,7 +80,7 @@ static int check(int B, int T, int D, int version) {
         cudaCheck(cudaDeviceSynchronize());
         ok &= validate_result(k.s, s_ref, "s", B * T, D, D, as, rtol);
         ok &= validate_result(k.c, c_ref, "c", B * T, D, D, ac, rtol);
-        ok &= validate_result(k.lse + 1, lse_ref + 1, "lse", B, T - 1, T, 1e-4f, 1e-4f); // row 0 is -inf: skipped
+        ok &= validate_result(k.lse, lse_ref, "lse", B, T, T, 1e-4f, 1e-4f);   // fp32, magnitude ~log T
         // determinism: a second run gives the same bits
         float *s1 = (float *)mallocCheck(n * sizeof(float)), *s2 = (float *)mallocCheck(n * sizeof(float));
         from_device(s1, k.s, n);

@@ -257,9 +257,13 @@ def test_mqar_invariants(tmp_path):
         # the key occurs exactly twice (pair and query) and the pairs end nom tokens before the first query
         assert (seq == key).sum() == 2
         assert dist >= nom + 2
-    for seq in seqs:
+    noms = {s: nom for s, t, dist, ans, nom in recs}
+    for s, seq in enumerate(seqs):
         pair_keys = seq[(seq >= lc.KEY0) & (seq < lc.KEY0 + lc.NUM_KEYS)][:8]
         assert len(set(pair_keys)) == 8
+        # exactly d noise tokens between the last pair's value and the first query (at T - 2*4)
+        d, q0 = noms[s], 128 - 8
+        assert lc.VAL0 <= seq[q0 - d - 1] < lc.VAL0 + lc.NUM_VALS and (seq[q0 - d:q0] >= lc.NOISE0).all()
 
 
 def test_style_invariants_and_solvable(tmp_path):
@@ -288,3 +292,42 @@ def test_generators_deterministic():
     a, ra = lc.gen_mqar(rng1, 100, 20, lc_args())
     b, rb = lc.gen_mqar(rng2, 100, 20, lc_args())
     assert np.array_equal(a, b) and ra == rb
+
+# ----------------------------------------------------------------------------
+# the C loader and tokenizer read what the Python side writes
+
+C_READER = r"""
+#include "llmc/dataloader.h"
+#include "llmc/tokenizer.h"
+int main(int argc, char **argv) {
+    Tokenizer tok; tokenizer_init(&tok, argv[2]);
+    DataLoader l; dataloader_init(&l, argv[1], 2, 16, 0, 1, 0, 0, (int)tok.vocab_size);
+    printf("%zu %zu %u %d\n", l.num_tokens, l.steps_per_epoch, tok.vocab_size, tok.eot_token);
+    for (size_t i = 0; i < l.steps_per_epoch; i++) {
+        dataloader_next_batch(&l);
+        for (int k = 0; k < 32; k++) printf("%d %d\n", l.inputs[k], l.targets[k]);
+    }
+    dataloader_free(&l); tokenizer_free(&tok);
+    return 0;
+}
+"""
+
+
+def test_c_loader_reads_prepared_shards(tmp_path):
+    out = str(tmp_path / "out")
+    prepare.prepare(write_docs(tmp_path), out, "c", "bpe", vocab_size=300, val_fraction=0.1)
+    src, exe = tmp_path / "reader.c", str(tmp_path / "reader")
+    src.write_text(C_READER)
+    r = subprocess.run(["gcc", "-O1", "-I", ROOT, str(src), "-o", exe], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    shard = os.path.join(out, "c_train_000000.bin")
+    r = subprocess.run([exe, shard, os.path.join(out, "tokenizer.bin")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.split("\n")
+    _, toks = dc.read_datafile(shard)
+    n, steps, vocab, eot = map(int, lines[0].split())
+    pieces, want_eot = dc.read_tokenizer(os.path.join(out, "tokenizer.bin"))
+    assert n == len(toks) and steps == (len(toks) - 1) // 32 and vocab == len(pieces) and eot == want_eot
+    pairs = np.array([list(map(int, x.split())) for x in lines[1:] if x])
+    # unshuffled, one rank: the batches are the shard itself, in order, targets shifted by one
+    assert np.array_equal(pairs[:, 0], toks[:steps * 32]) and np.array_equal(pairs[:, 1], toks[1:steps * 32 + 1])

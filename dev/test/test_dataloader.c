@@ -211,6 +211,33 @@ static void test_uint16_shards(void) {
     dataloader_free(&l);
 }
 
+// a shard too short for one step of all ranks (but not for one batch) is skipped with a warning
+static void run_mixed(void *arg) {
+    DataLoader l;
+    dataloader_init(&l, path_in("mixed/*.bin"), NB, NT, *(int *)arg, NW, 1, 3, VOCAB);
+    int from_small = 0;
+    for (size_t i = 0; i < 3 * l.steps_per_epoch; i++) {
+        dataloader_next_batch(&l);
+        from_small += l.inputs[0] / STRIDE == 5;
+    }
+    printf("steps_per_epoch=%zu from_small=%d epoch=%zu\n", l.steps_per_epoch, from_small, l.epoch);
+    dataloader_free(&l);
+}
+
+static void test_skip_small_shard(void) {
+    write_positions_shard(path_in("mixed/a.bin"), 0, (size_t)NB * NW * 2 * NT + 1, 2);   // 2 steps
+    write_positions_shard(path_in("mixed/b.bin"), 5, (size_t)NB * NT + 1, 2);            // one batch, not NW
+    for (int rank = 0; rank < 2; rank++) {
+        char out[4096];
+        int status = run_child(run_mixed, &rank, out, sizeof(out));
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "loader with a too-small shard still runs: %s", out);
+        int warned = strstr(out, "mixed/b.bin' has 17 tokens, too few for one batch on each of 3 ranks") != NULL;
+        CHECK(warned == (rank == 0), "rank %d: the skip warning is printed by rank 0 only: %s", rank, out);
+        CHECK(strstr(out, "steps_per_epoch=2 from_small=0 epoch=2") != NULL,
+              "small shard skipped over 3 epochs: %s", out);
+    }
+}
+
 // ----------------------------------------------------------------------------
 // bad inputs: each must exit non-zero with a message naming the cause
 
@@ -238,6 +265,19 @@ static void run_bad_state(void *arg) {
     DataLoaderState st;
     dataloader_get_state(&a, &st);
     dataloader_set_state(&b, &st);
+}
+
+// a state with a corrupted field: which = 0 magic, 1 shard position, 2 step
+static void run_corrupt_state(void *arg) {
+    int which = *(int *)arg;
+    DataLoader l;
+    dataloader_init(&l, path_in("good/shard_*.bin"), NB, NT, 0, 1, 1, 0, VOCAB);
+    DataLoaderState st;
+    dataloader_get_state(&l, &st);
+    if (which == 0) st.magic ^= 1;
+    if (which == 1) st.shard_pos = 3;
+    if (which == 2) st.step = 1000;
+    dataloader_set_state(&l, &st);
 }
 
 static void test_bad_inputs(void) {
@@ -273,6 +313,10 @@ static void test_bad_inputs(void) {
     expect_init_fatal("zero B", path_in("good/shard_*.bin"), 0, NT, 0, 1, VOCAB, 0, "B and T must be positive");
     expect_init_fatal("bad vocab", path_in("good/shard_*.bin"), NB, NT, 0, 1, 0, 0, "vocab_size must be positive");
     expect_fatal("state from another geometry", run_bad_state, NULL, "dataloader state was saved with B=2 T=8");
+    int which[3] = { 0, 1, 2 };
+    expect_fatal("state bad magic", run_corrupt_state, &which[0], "dataloader state: bad magic");
+    expect_fatal("state shard out of range", run_corrupt_state, &which[1], "(shard 3, step 0) is outside the data");
+    expect_fatal("state step out of range", run_corrupt_state, &which[2], "step 1000) is outside the data");
 
     // the rows before the bad token load fine: row 3 = tokens 24..32 (the bad id is token 40, in rows 4 and 5)
     DataLoader l;
@@ -285,7 +329,7 @@ static void test_bad_inputs(void) {
 int main(void) {
     snprintf(dir, sizeof(dir), "/tmp/sessa_test_dataloader_%d", (int)getpid());
     char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "mkdir -p %s/good %s/u16 %s/bad", dir, dir, dir);
+    snprintf(cmd, sizeof(cmd), "mkdir -p %s/good %s/u16 %s/bad %s/mixed", dir, dir, dir, dir);
     if (system(cmd) != 0) fatal("cannot create %s", dir);
 
     make_good_shards();
@@ -299,6 +343,7 @@ int main(void) {
     test_resume(1, 9);    // exactly at the epoch boundary
     test_resume(1, 20);   // inside epoch 2
     test_uint16_shards();
+    test_skip_small_shard();
     test_bad_inputs();
 
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);

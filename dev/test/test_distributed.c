@@ -19,7 +19,7 @@
 static const char *launcher_vars[] = {
     "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK", "RANK", "WORLD_SIZE",
     "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID", "SLURM_JOB_ID",
-    "TORCHELASTIC_RUN_ID", "MASTER_ADDR", "MASTER_PORT", "SESSA_TCP_PORT", "SESSA_DIST_TIMEOUT", "SESSA_ID_METHOD", NULL };
+    "TORCHELASTIC_RUN_ID", "OMPI_MCA_ess_base_jobid", "MASTER_ADDR", "MASTER_PORT", "SESSA_TCP_PORT", "SESSA_DIST_TIMEOUT", "SESSA_ID_METHOD", NULL };
 
 // clear every launcher variable, then set "NAME=VALUE" pairs (NULL-terminated)
 static void set_env(const char *const *pairs) {
@@ -69,7 +69,17 @@ static void test_launchers(void) {
     CHECK(strcmp(e.job, "4242") == 0 && e.timeout_s == DIST_DEFAULT_TIMEOUT, "srun job tag '%s'", e.job);
     set_env(torch);
     e = dist_env_parse();
-    CHECK(strcmp(e.master_addr, "node7") == 0, "MASTER_ADDR '%s'", e.master_addr);
+    CHECK(strcmp(e.master_addr, "node7") == 0 && strcmp(e.job, "29600") == 0, "MASTER_ADDR '%s', job tag '%s'",
+          e.master_addr, e.job);
+    const char *torch_id[] = { "RANK=0", "WORLD_SIZE=2", "LOCAL_RANK=0", "TORCHELASTIC_RUN_ID=my/run 1", NULL };
+    set_env(torch_id);
+    e = dist_env_parse();
+    CHECK(strcmp(e.job, "my_run_1") == 0 && e.timeout_s == DIST_DEFAULT_TIMEOUT, "job tag from the run id: '%s'", e.job);
+    const char *timeout[] = { "SESSA_DIST_TIMEOUT=2.5", "TORCHELASTIC_RUN_ID=none", NULL };
+    set_env(timeout);
+    e = dist_env_parse();
+    CHECK(strcmp(e.job, "0") == 0 && e.timeout_s == 2.5, "job tag '%s' (torchrun's 'none' is no tag), timeout %g",
+          e.job, e.timeout_s);
 
     static const char *rank_big[] = { "OMPI_COMM_WORLD_RANK=4", "OMPI_COMM_WORLD_SIZE=4", "OMPI_COMM_WORLD_LOCAL_RANK=0", NULL };
     static const char *no_world[] = { "RANK=1", "LOCAL_RANK=1", NULL };
@@ -148,37 +158,34 @@ static void make_id(unsigned char *id, unsigned seed) {
     for (int i = 0; i < DIST_ID_BYTES; i++) id[i] = (unsigned char)((i * 131u + seed * 7u + 1u) & 0xff);
 }
 
-// world ranks run `exchange`: rank 0 in this process, ranks 1.. in children that exit 0 when they
-// received the id rank 0 sent. Children start first, so they also exercise waiting for rank 0.
+// world ranks run `exchange`, each in a fork()ed child that exits 0 when it ends up with the id rank 0
+// made; rank 0 starts last, so the others also exercise waiting for it. A fatal() in any rank is a
+// failed check, not the end of this test program.
 static void run_exchange(const char *name, void (*exchange)(unsigned char *, const DistEnv *, const void *),
                          const void *arg, int world, int port) {
     unsigned char sent[DIST_ID_BYTES];
     make_id(sent, (unsigned)world * 1000u + (unsigned)port);
     pid_t pids[16];
     fflush(stdout);
-    for (int r = 1; r < world; r++) {
+    for (int r = world - 1; r >= 0; r--) {
         pids[r] = fork();
         if (pids[r] == 0) {
             alarm(30);   // a bug that hangs must not hang the test suite
             unsigned char got[DIST_ID_BYTES];
-            memset(got, 0, sizeof(got));
+            if (r == 0) memcpy(got, sent, sizeof(got)); else memset(got, 0, sizeof(got));
             DistEnv e = env_of(r, world, "127.0.0.1", port, 20);
             exchange(got, &e, arg);
             _exit(memcmp(got, sent, DIST_ID_BYTES) == 0 ? 0 : 3);
         }
+        if (r == 1) usleep(100 * 1000);
     }
-    usleep(100 * 1000);
-    DistEnv e0 = env_of(0, world, "127.0.0.1", port, 20);
-    unsigned char id0[DIST_ID_BYTES];
-    memcpy(id0, sent, sizeof(id0));
-    exchange(id0, &e0, arg);
     int ok = 0;
-    for (int r = 1; r < world; r++) {
+    for (int r = 0; r < world; r++) {
         int status;
         waitpid(pids[r], &status, 0);
         ok += WIFEXITED(status) && WEXITSTATUS(status) == 0;
     }
-    CHECK(ok == world - 1, "%s world %d: %d of %d ranks got the id", name, world, ok, world - 1);
+    CHECK(ok == world, "%s world %d: %d of %d ranks have the id", name, world, ok, world);
 }
 
 static void tcp_exchange(unsigned char *id, const DistEnv *e, const void *arg) { (void)arg; dist_id_exchange_tcp(id, e); }

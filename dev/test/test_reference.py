@@ -229,6 +229,7 @@ def test_debug_state_layout(tmp_path):
     (lambda b: np.int32(123).tobytes() + b[4:], "bad magic"),
     (lambda b: b[:4] + np.int32(7).tobytes() + b[8:], "unsupported version"),
     (lambda b: b[:4 * 5] + np.int32(3).tobytes() + b[4 * 6:], "not a multiple of n_kv_head"),
+    (lambda b: b[:4 * 4] + np.int32(1 << 30).tobytes() + b[4 * 5:], "not matching its header"),  # huge L
 ])
 def test_bad_checkpoint_errors(tmp_path, damage, message):
     model, _, _, _ = ts.reference_model("gqa_rope")
@@ -275,32 +276,53 @@ def test_dataloader_and_shard_errors(tmp_path):
         ts.DataLoader(str(tmp_path / "none_*.bin"), 2, 4, 50)
 
 
-def test_train_eval_sample_command_lines(tmp_path):
-    """a few steps on a repetitive shard: the loss falls, one line per step ends in tok/s, the checkpoint
-    written by the trainer evaluates and samples (run in tmp_path: no default data/ or tokenizer there)"""
-    write_shard(str(tmp_path / "train.bin"), np.tile(np.arange(32), 64))
-    py = [sys.executable, os.path.join(ROOT, "train_sessa.py"), "--threads", "2"]
-    run = lambda *a: subprocess.run(py + list(a), capture_output=True, text=True, cwd=tmp_path)  # noqa: E731
-    out = run("-i", "train.bin", "-j", "train.bin", "-o", "out", "-e", "d1w32h2k1", "-V", "32", "-b", "2",
-              "-t", "16", "-d", "64", "-x", "20", "-l", "1e-2", "-v", "10", "-m", "2", "-s", "0")
-    assert out.returncode == 0, out.stderr
-    steps = [l for l in out.stdout.splitlines() if l.startswith("step ") and "tok/s" in l]
-    assert len(steps) == 20 and all(l.endswith("tok/s") for l in steps), out.stdout
+def test_train_eval_sample_command_lines(tmp_path, monkeypatch, capsys):
+    """main() in-process: a few steps on a repetitive shard, the loss falls, one line per step ends in tok/s,
+    the checkpoint written by the trainer evaluates and samples (in tmp_path: no default data/ or tokenizer)"""
+    monkeypatch.chdir(tmp_path)
+
+    def run(*argv):
+        monkeypatch.setattr(sys, "argv", ["train_sessa.py", "--threads", "2", *argv])
+        ts.main()
+        return capsys.readouterr().out
+
+    write_shard("train.bin", np.tile(np.arange(32), 64))
+    out = run("-i", "train.bin", "-j", "train.bin", "-o", "out", "-e", "d1w32h2k1", "-V", "32", "-b", "2", "-t", "16",
+              "-d", "64", "-x", "20", "-l", "1e-2", "-v", "10", "-m", "2", "-s", "0")
+    steps = [l for l in out.splitlines() if l.startswith("step ") and "tok/s" in l]
+    assert len(steps) == 20 and all(l.endswith("tok/s") for l in steps), out
     first, last = (float(l.split("| loss ")[1].split()[0]) for l in (steps[0], steps[-1]))
-    assert last < first - 1.0, out.stdout  # a 32-token cycle is easy to learn
-    log = open(tmp_path / "out" / "main.log").read().splitlines()
+    assert last < first - 1.0, out  # a 32-token cycle is easy to learn
+    log = open("out/main.log").read().splitlines()
     assert log[0].startswith("step 0 val_loss ") and log[1].startswith("step 1 train_loss ")
-    ckpt = os.path.join("out", "model_00000020.bin")
-    ev = run("--eval", ckpt, "-j", "train.bin", "-b", "2", "-t", "16", "-m", "2")
-    assert ev.returncode == 0 and ev.stdout.startswith("val loss "), ev.stderr
-    sm = run("--sample", ckpt, "-g", "5").stdout
+    ckpt = "out/model_00000020.bin"
+    assert run("--eval", ckpt, "-j", "train.bin", "-b", "2", "-t", "16", "-m", "2").startswith("val loss ")
+    sm = run("--sample", ckpt, "-g", "5")
     assert len(sm.split()) == 5 and all(0 <= int(t) < 32 for t in sm.split())
     tok = np.zeros(256, dtype="<i4")
     tok[:4] = [20240328, 2, 32, 31]  # 32 one-byte tokens 'A'.. , end-of-text 31
-    open(tmp_path / "tok.bin", "wb").write(tok.tobytes() + b"".join(bytes([1, 65 + i]) for i in range(32)))
-    sm = run("--sample", ckpt, "-g", "7", "-k", "tok.bin").stdout
-    assert len(sm.strip()) == 7 and all("A" <= ch <= "`" for ch in sm.strip())
-    bad = run("--eval", "train.bin", "-j", "train.bin")
-    assert bad.returncode != 0 and "bad magic" in bad.stderr
-    bad = run("-i", "train.bin", "-e", "d1w32h2k1", "-V", "32", "-b", "2", "-t", "16", "-d", "40")
-    assert bad.returncode != 0 and "multiple of B*T" in bad.stderr
+    open("tok.bin", "wb").write(tok.tobytes() + b"".join(bytes([1, 65 + i]) for i in range(32)))
+    sm = run("--sample", ckpt, "-g", "7", "-k", "tok.bin").strip()
+    assert len(sm) == 7 and all("A" <= ch <= "`" for ch in sm)
+    with pytest.raises(SystemExit, match="bad magic"):
+        run("--eval", "train.bin", "-j", "train.bin")
+    with pytest.raises(SystemExit, match="multiple of B.T"):
+        run("-i", "train.bin", "-e", "d1w32h2k1", "-V", "32", "-b", "2", "-t", "16", "-d", "40")
+
+
+@pytest.mark.skipif(not os.access(os.path.join(ROOT, "train_sessa"), os.X_OK), reason="./train_sessa not built")
+def test_checkpoint_of_the_c_trainer(tmp_path):
+    """./train_sessa trains 2 steps and saves; this model, read from its checkpoint, gives the same val loss
+    on the same batches (fp32 both sides, different summation order: agreement to ~1e-6, tolerance 1e-5)"""
+    write_shard(str(tmp_path / "train.bin"), np.random.default_rng(0).integers(0, 64, 2000))
+    write_shard(str(tmp_path / "val.bin"), np.random.default_rng(1).integers(0, 64, 200))
+    cmd = [os.path.join(ROOT, "train_sessa"), "-i", "train.bin", "-j", "val.bin", "-o", "out", "-e", "d1w32h2k1",
+           "-V", "64", "-b", "2", "-t", "16", "-x", "2", "-v", "2", "-m", "3", "-s", "0"]
+    out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert out.returncode == 0, out.stdout + out.stderr
+    c_val = float([l for l in out.stdout.splitlines() if l.startswith("step 2 | val loss")][0].split()[-1])
+    model = ts.read_checkpoint(str(tmp_path / "out" / "model_00000002.bin"))
+    loader = ts.DataLoader(str(tmp_path / "val.bin"), 2, 16, 64)
+    py_val = ts.evaluate(model, loader, 3, torch.autocast("cpu", enabled=False), torch.device("cpu"))
+    print(f"val loss: C {c_val:.6f}  PyTorch {py_val:.6f}")
+    assert abs(c_val - py_val) < 1e-5

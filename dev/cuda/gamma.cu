@@ -1,0 +1,93 @@
+/*
+ The feedback gain (llmc/gamma.cuh): gamma_t = gamma_max tanh(gamma_b + abar_t . w_gamma), and its backward
+ dr_t = dgamma_t gamma_max (1 - tanh^2), dabar += dr w, dw += sum_t dr_t abar_t, db += sum_t dr_t.
+   version 1: one warp per token; parameter sums by the deterministic column sums
+ make -C dev/cuda && dev/cuda/bin/gamma check    (or bench)
+*/
+#include "common.h"
+#include "../../llmc/gamma.cuh"
+
+static void gamma_cpu(float *gamma, float *dabar, float *dw, float *db, const float *abar, const float *w, float b,
+                      const float *dgamma, int N, int D, float gmax) {
+    double *gw = (double *)callocCheck(D, sizeof(double)), gb = 0.0;
+    for (int n = 0; n < N; n++) {
+        double r = b;
+        for (int c = 0; c < D; c++) r += (double)abar[(size_t)n * D + c] * w[c];
+        double th = tanh(r), dr = dgamma[n] * gmax * (1.0 - th * th);
+        gamma[n] = (float)(gmax * th);
+        for (int c = 0; c < D; c++) {
+            dabar[(size_t)n * D + c] += (float)(dr * w[c]);
+            gw[c] += dr * abar[(size_t)n * D + c];
+        }
+        gb += dr;
+    }
+    for (int c = 0; c < D; c++) dw[c] += (float)gw[c];
+    db[0] += (float)gb;
+    free(gw);
+}
+
+static int check(int N, int D) {
+    printf("check N=%d D=%d\n", N, D);
+    const float gmax = 0.999f;
+    size_t nd = (size_t)N * D;
+    float *abar = make_random_float(nd, -1, 1), *w = make_random_float(D, -0.2f, 0.2f), *b = make_random_float(1, 0.5f, 1.5f);
+    float *dgamma = make_random_float(N, -1, 1), *dabar = make_random_float(nd, -1, 1);
+    float *dw = make_random_float(D, -1, 1), *db = make_random_float(1, -1, 1);
+    round_to_bf16(abar, nd); round_to_bf16(w, D); round_to_bf16(b, 1); round_to_bf16(dabar, nd);
+    floatX *d_abar = to_device_bf16(abar, nd), *d_w = to_device_bf16(w, D), *d_b = to_device_bf16(b, 1);
+    floatX *d_dabar = to_device_bf16(dabar, nd);
+    float *d_dgamma = to_device_f32(dgamma, N), *d_dw = to_device_f32(dw, D), *d_db = to_device_f32(db, 1);
+    float *d_gamma, *d_dr;
+    float2 *d_scratch;
+    cudaMallocCheck(&d_gamma, N * sizeof(float)); cudaMallocCheck(&d_dr, N * sizeof(float));
+    cudaMallocCheck(&d_scratch, column_sums_scratch_bytes(N, D));
+    float *gamma = (float *)mallocCheck(N * sizeof(float));
+    gamma_cpu(gamma, dabar, dw, db, abar, w, b[0], dgamma, N, D, gmax);
+    gamma_forward(d_gamma, d_abar, d_w, d_b, N, D, gmax, 0);
+    gamma_backward(d_dabar, d_dw, d_db, d_dr, d_dgamma, d_gamma, d_abar, d_w, N, D, gmax, d_scratch, 0);
+    cudaCheck(cudaDeviceSynchronize());
+    // gamma: fp32 dot of D bf16-exact products, 1e-5. dabar bf16: rtol 8e-3, atol 1e-2 (O(1) values).
+    // dw, db: fp32 sums over N tokens of O(1) terms: 1e-4 relative, 1e-3 absolute.
+    int ok = validate_result(d_gamma, gamma, "gamma", 1, N, N, 1e-5f, 1e-5f);
+    ok &= validate_result(d_dabar, dabar, "dabar", N, D, D, 1e-2f, 8e-3f);
+    ok &= validate_result(d_dw, dw, "dw_gamma", 1, D, D, 1e-3f, 1e-4f);
+    ok &= validate_result(d_db, db, "dgamma_b", 1, 1, 1, 1e-3f, 1e-4f);
+    free(abar); free(w); free(b); free(dgamma); free(dabar); free(dw); free(db); free(gamma);
+    cudaCheck(cudaFree(d_abar)); cudaCheck(cudaFree(d_w)); cudaCheck(cudaFree(d_b)); cudaCheck(cudaFree(d_dabar));
+    cudaCheck(cudaFree(d_dgamma)); cudaCheck(cudaFree(d_dw)); cudaCheck(cudaFree(d_db)); cudaCheck(cudaFree(d_gamma));
+    cudaCheck(cudaFree(d_dr)); cudaCheck(cudaFree(d_scratch));
+    return ok;
+}
+
+typedef struct { int N, D; floatX *abar, *w, *b, *dabar; float *gamma, *dgamma, *dr, *dw, *db; float2 *scratch; } GammaBench;
+static void run(GammaBench *p) {
+    gamma_forward(p->gamma, p->abar, p->w, p->b, p->N, p->D, 0.999f, 0);
+    gamma_backward(p->dabar, p->dw, p->db, p->dr, p->dgamma, p->gamma, p->abar, p->w, p->N, p->D, 0.999f, p->scratch, 0);
+}
+
+static void bench(int N, int D) {
+    size_t nd = (size_t)N * D;
+    float *h = make_random_float(nd, -0.1f, 0.1f);
+    GammaBench p = { N, D, to_device_bf16(h, nd), to_device_bf16(h, D), to_device_bf16(h, 1), to_device_bf16(h, nd) };
+    p.dgamma = to_device_f32(h, N); p.dw = to_device_f32(h, D); p.db = to_device_f32(h, 1);
+    cudaMallocCheck(&p.gamma, N * sizeof(float)); cudaMallocCheck(&p.dr, N * sizeof(float));
+    cudaMallocCheck(&p.scratch, column_sums_scratch_bytes(N, D));
+    float ms = benchmark_kernel(20, run, &p);
+    printf("N=%d D=%d  version 1 forward+backward  %8.3f ms  %7.1f GB/s\n", N, D, ms, 8.0 * nd / (ms * 1e-3) / 1e9);
+    free(h);
+    cudaCheck(cudaFree(p.abar)); cudaCheck(cudaFree(p.w)); cudaCheck(cudaFree(p.b)); cudaCheck(cudaFree(p.dabar));
+    cudaCheck(cudaFree(p.dgamma)); cudaCheck(cudaFree(p.dw)); cudaCheck(cudaFree(p.db)); cudaCheck(cudaFree(p.gamma));
+    cudaCheck(cudaFree(p.dr)); cudaCheck(cudaFree(p.scratch));
+}
+
+int main(int argc, char **argv) {
+    DevArgs a = parse_dev_args(argc, argv, 1);
+    cudaCheck(cudaSetDevice(0));
+    if (a.check) {
+        int ok = check(300, 64) & check(13, 100);
+        printf(ok ? "gamma: all checks passed\n" : "gamma: CHECK FAILED\n");
+        return ok ? 0 : 1;
+    }
+    bench(8 * 1024, 768);
+    return 0;
+}

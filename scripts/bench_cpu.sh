@@ -1,0 +1,31 @@
+#!/bin/bash
+# CPU speed: ./train_sessa (fp32, OpenMP) vs python train_sessa.py (PyTorch, the official layer's dense
+# triangular solve) on the same cores and the same config and data, in alternating rounds so both see the
+# same machine load. Prints per round the median tok/s of each side (steps after the first two) and their
+# ratio, then the median ratio over the rounds.
+# Usage: scripts/bench_cpu.sh [THREADS=2] [STEPS=8] [ROUNDS=2]     (run from the repo root; needs data/default)
+# Extra flags for both trainers can be given in BENCH_FLAGS (default: the config).
+set -eu
+THREADS=${1:-2}; STEPS=${2:-8}; ROUNDS=${3:-2}
+FLAGS=${BENCH_FLAGS:--e d4w256h4 -V 256 -b 4 -t 256}
+DATA=${BENCH_DATA:-data/default/*_train_*.bin}
+[ -x ./train_sessa ] || { echo "error: ./train_sessa not built (make train_sessa)"; exit 1; }
+ls $DATA >/dev/null 2>&1 || { echo "error: no training shards match '$DATA' (make train prepares data/default)"; exit 1; }
+PY=${PYTHON:-python3}
+COMMON="$FLAGS -x $STEPS -v 0 -s 0 -n 0 -i $DATA"
+
+# median tok/s of the step lines after the first two (warm-up, allocation)
+median_toks() { grep -E "tok/s" | tail -n +3 | sed -E 's/.* ([0-9.]+) tok\/s.*/\1/' | sort -n |
+                awk '{a[NR]=$1} END {if (NR == 0) exit 1; print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+
+ratios=()
+for r in $(seq "$ROUNDS"); do
+    c=$(OMP_NUM_THREADS=$THREADS taskset -c 0-$((THREADS - 1)) ./train_sessa $COMMON 2>&1 | median_toks)
+    py=$(OMP_NUM_THREADS=$THREADS taskset -c 0-$((THREADS - 1)) $PY train_sessa.py $COMMON --threads "$THREADS" 2>&1 | median_toks)
+    ratio=$(awk -v c="$c" -v p="$py" 'BEGIN { printf "%.2f", c / p }')
+    echo "round $r: train_sessa $c tok/s | train_sessa.py $py tok/s | ratio ${ratio}x"
+    ratios+=("$ratio")
+done
+# the machine may be shared: each round's two runs are back to back, so the per-round ratio is the measure
+echo "config: $FLAGS | threads $THREADS | $ROUNDS rounds"
+printf '%s\n' "${ratios[@]}" | sort -n | awk '{a[NR]=$1} END { printf "median ratio C / PyTorch: %.2fx (rounds: min %.2fx, max %.2fx)\n", (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2, a[1], a[NR] }'
