@@ -82,3 +82,23 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	$(MAKE) -C dev/fuzz fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
 .PHONY: test-data data-default fuzz
+
+# ---------------------------------------------------------------------------- CPU tests (helper CPU)
+# make test-cpu: test_sessa on every reference dump (+ the bf16 checkpoint reader), again built with QB=5
+# (many query blocks in the blocked attention/feedback on the short dumps), then the trainer's behaviour
+# tests (bad inputs, interrupted checkpoint write, exact resume, a broken feedback gradient is caught).
+# make bench-cpu: scripts/bench_cpu.sh, C vs PyTorch tok/s on 2 threads (needs data/default).
+test_sessa_qb5: test_sessa.c train_sessa.c $(HEADERS)
+	$(CC) $(CFLAGS) $(OMPFLAGS) -DQB=5 $< $(LDLIBS) -o $@
+
+test-cpu: train_sessa test_sessa test_sessa_qb5 refs
+	@for d in $(REFS)/*_debug.bin; do m=$${d%_debug.bin}; \
+	  for t in test_sessa test_sessa_qb5; do \
+	    ./$$t -m $${m}_model.bin -d $$d -c $${m}_model_bf16.bin > $$m.$$t.log 2>&1 || { cat $$m.$$t.log; exit 1; }; \
+	    echo "$$t $$(basename $$m): $$(tail -1 $$m.$$t.log)"; \
+	  done; done
+	dev/test/test_cpu_errors.sh $(REFS)
+
+bench-cpu: train_sessa
+	scripts/bench_cpu.sh
+.PHONY: test-cpu bench-cpu

@@ -11,15 +11,17 @@
  sums of O(D) products in fp32 (unit roundoff 6e-8) through L layers and the feedback solve, whose
  error is amplified by the conditioning of (I - diag(gamma) alpha) (up to ~1/(1 - gamma_max) for long
  chains). We compare a tensor as a whole: max |ours - ref| <= rtol * max |ref| + atol, with
-   logits, loss:  rtol 1e-5  (observed ~1e-6: a few ulps of O(1) values times the depth)
-   gradients:     rtol 1e-4  (observed <= ~1e-5; the backward is ~3x the forward's chain length and
-                              the transposed solve repeats the amplification)
+   logits, loss:  rtol 1e-5  (observed <= 9e-7: a few ulps of O(1) values times the depth)
+   gradients:     rtol 5e-4  (observed <= 2e-6 on the well-conditioned dumps, but 3.3e-5 (gamma_w) on
+                              gamma_hi, where gamma ~ 0.999 makes the chain ill-conditioned and the
+                              transposed solve amplifies the rounding: 15x margin over the worst case)
    AdamW losses:  atol 1e-4  (a few steps of Adam: m/sqrt(v) turns a relative gradient error into a
                               parameter error of up to ~lr * rel_err per step; loss moves by << 1e-4)
- atol (1e-7 for logits/loss, 1e-10 for gradients, far below every non-zero gradient tensor's scale in the
- dumps) only absorbs tensors whose exact value is zero (e.g. k_b: softmax ignores a shift shared by all keys). A wrong sign or a missing
- term gives errors of the order of the tensor itself (rel ~1), far outside these bounds: see
- -DBREAK_FEEDBACK in dev/test/test_cpu_break.sh.
+ atol only serves tensors whose exact value is zero (padded wte rows; k_b without RoPE, since softmax ignores
+ a shift shared by all keys): there only rounding residue remains, ~1e-9 of the model's largest gradient
+ (observed 4e-10 against 0.5), so atol = 1e-7 * max|any reference gradient| (1e-7 for logits and loss).
+ A wrong sign or a missing term gives errors of the order of the tensor itself (rel ~1), far outside these
+ bounds: dev/test/test_cpu_errors.sh builds this test with -DBREAK_FEEDBACK and checks that it fails.
 */
 #define TESTING
 #include "train_sessa.c"
@@ -81,7 +83,7 @@ int main(int argc, char **argv) {
 
     // the recurrent decode path (one new row at a time against the cached rows, as sampling runs it)
     // gives the parallel forward's logits: sequence 0, every position (checked against the reference)
-    sessa_alloc_activations(&model, B * T);
+    sessa_alloc_activations(&model, B, T);
     float *dec = (float *)mallocCheck((size_t)T * V * sizeof(float));
     for (int t = 0; t < T; t++) {
         sessa_forward(&model, ds.inputs, NULL, 1, T, t, t + 1);
@@ -103,8 +105,11 @@ int main(int argc, char **argv) {
     sessa_backward(&model, ds.inputs, ds.targets, 1.0f);
     size_t sizes[NUM_PARAMETER_TENSORS], off = 0;
     sessa_param_sizes(&cfg, sizes);
+    float grad_scale = 0.0f;                 // max |reference gradient| over all tensors
+    for (size_t i = 0; i < model.num_parameters; i++) grad_scale = fmaxf(grad_scale, fabsf(ds.grads[i]));
     for (int k = 0; k < NUM_PARAMETER_TENSORS; k++) {
-        if (sizes[k]) check_tensor(sessa_param_names[k], model.grads_memory + off, ds.grads + off, sizes[k], 1e-4f, 1e-10f);
+        if (sizes[k]) check_tensor(sessa_param_names[k], model.grads_memory + off, ds.grads + off, sizes[k], 5e-4f,
+                                   1e-7f * grad_scale);
         off += sizes[k];
     }
 

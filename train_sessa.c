@@ -353,7 +353,8 @@ static void feedback_forward(float *s, float *c, float *lse, const float *f, con
                              int ldqk, const float *gamma, int B, int T, int t0, int t1, int D,
                              float *scratch, size_t stride) {
     float scale = 1.0f / sqrtf((float)D);
-    #pragma omp parallel for schedule(static, 1)
+    // threads over sequences; with fewer sequences than threads, the matmuls inside use the threads instead
+    #pragma omp parallel for schedule(static, 1) if (B >= omp_get_max_threads())
     for (int b = 0; b < B; b++) {
         float *kbT = scratch + (size_t)omp_get_thread_num() * stride, *alpha = kbT + (size_t)D * T;
         size_t r0 = (size_t)b * T;
@@ -397,7 +398,8 @@ static void feedback_backward(float *u, float *dgamma, float *dqb, float *dkb, c
                               const float *lse, const float *qb, const float *kb, int ldqk, const float *gamma,
                               int B, int T, int D, float *scratch, size_t stride) {
     float scale = 1.0f / sqrtf((float)D);
-    #pragma omp parallel for schedule(static, 1)
+    // threads over sequences; with fewer sequences than threads, the matmuls inside use the threads instead
+    #pragma omp parallel for schedule(static, 1) if (B >= omp_get_max_threads())
     for (int b = 0; b < B; b++) {
         float *kbT = scratch + (size_t)omp_get_thread_num() * stride, *sT = kbT + (size_t)D * T;
         float *w = sT + (size_t)D * T, *dz = w + (size_t)QB * T;
@@ -499,13 +501,13 @@ typedef struct {
     float *params_memory, *grads_memory, *m_memory, *v_memory;
     size_t num_parameters;
     // activations, allocated at the first forward for up to N rows
-    int max_rows;
+    int max_rows, max_T;       // B*T and T of the allocation
     Activations acts;
     GradBuffers gb;
     float *wT;                 // transposed weight scratch: (max(2D, V), D)
     float *logits;             // (chunk rows, V)
     int chunk_rows;
-    float *rope_cos, *rope_sin;// (max_rows, hd/2)
+    float *rope_cos, *rope_sin;// (max_T, hd/2)
     float *scratch;            // (threads, scratch_stride) per-thread buffers of the causal parts
     size_t scratch_stride;
     // the last forward
@@ -526,11 +528,11 @@ static void sessa_build(Sessa *m, const SessaConfig *cfg, float *params_memory) 
 
 static float *alloc_floats(size_t n) { return (float *)callocCheck(n, sizeof(float)); }
 
-static void sessa_alloc_activations(Sessa *m, int max_rows) {
+static void sessa_alloc_activations(Sessa *m, int B, int T) {
     const SessaConfig *c = &m->config;
-    size_t N = max_rows, L = c->n_layer, D = c->d_model, H = c->n_head, hd = D / H, Dkv = c->n_kv_head * hd;
+    size_t N = (size_t)B * T, L = c->n_layer, D = c->d_model, H = c->n_head, hd = D / H, Dkv = c->n_kv_head * hd;
     size_t V = c->vocab_size;
-    m->max_rows = max_rows;
+    m->max_rows = B * T; m->max_T = T;
     Activations *a = &m->acts;
     a->x = alloc_floats((L + 1) * N * D);
     a->ln_mean = alloc_floats(L * N); a->ln_rstd = alloc_floats(L * N);
@@ -557,14 +559,14 @@ static void sessa_alloc_activations(Sessa *m, int max_rows) {
     m->chunk_rows = (int)(N < 256 ? N : 256);
     m->logits = alloc_floats((size_t)m->chunk_rows * V);
     // RoPE tables in double, rounded once
-    m->rope_cos = alloc_floats(N * hd / 2); m->rope_sin = alloc_floats(N * hd / 2);
-    for (size_t t = 0; t < N; t++)
+    m->rope_cos = alloc_floats((size_t)T * hd / 2); m->rope_sin = alloc_floats((size_t)T * hd / 2);
+    for (size_t t = 0; t < (size_t)T; t++)
         for (size_t i = 0; i < hd / 2; i++) {
             double theta = (double)t * pow(10000.0, -2.0 * (double)i / (double)hd);
             m->rope_cos[t * hd / 2 + i] = (float)cos(theta);
             m->rope_sin[t * hd / 2 + i] = (float)sin(theta);
         }
-    m->scratch_stride = causal_scratch_floats((int)N, (int)D);
+    m->scratch_stride = causal_scratch_floats(T, (int)D);
     m->scratch = alloc_floats((size_t)omp_get_max_threads() * m->scratch_stride);
 }
 
@@ -621,8 +623,9 @@ static void sessa_forward(Sessa *m, const int *inputs, const int *targets, int B
     int L = c->n_layer, D = c->d_model, H = c->n_head, Hkv = c->n_kv_head, hd = D / H, Dkv = Hkv * hd;
     if (!(t0 >= 0 && t0 < t1 && t1 <= T && (B == 1 || (t0 == 0 && t1 == T))))
         fatal("sessa_forward: bad rows [%d, %d) of B=%d sequences of T=%d", t0, t1, B, T);
-    if (m->max_rows == 0) sessa_alloc_activations(m, B * T);
-    if (B * T > m->max_rows) fatal("sessa_forward: B*T = %d exceeds the %d rows allocated", B * T, m->max_rows);
+    if (m->max_rows == 0) sessa_alloc_activations(m, B, T);
+    if (B * T > m->max_rows || T > m->max_T)
+        fatal("sessa_forward: B=%d T=%d exceed the allocation for B*T=%d rows of T<=%d", B, T, m->max_rows, m->max_T);
     m->B = B; m->T = T;
     int r0 = t0, N = B * (t1 - t0);
     size_t NA = m->max_rows; // layer stride of the activation arrays, in rows
@@ -932,7 +935,7 @@ int main(int argc, char **argv) {
     if (max_steps < 1) fatal("the training data holds less than one step of %d tokens", args.total_batch);
     Rng rng;
     rng_seed(&rng, args.seed ^ 0x5e55a);
-    sessa_alloc_activations(&model, B * T);
+    sessa_alloc_activations(&model, B, T);
     model.m_memory = alloc_floats(model.num_parameters);
     model.v_memory = alloc_floats(model.num_parameters);
     if (resume_state[0]) {
@@ -957,7 +960,7 @@ int main(int argc, char **argv) {
             if (log) { fprintf(log, "step %d val_loss %.6f\n", step, val_loss); fflush(log); }
         }
         if (args.sample_every > 0 && step > 0 && (step % args.sample_every == 0 || last)) {
-            int n = args.gen_tokens + 1 < B * T ? args.gen_tokens + 1 : B * T;
+            int n = args.gen_tokens + 1 < T ? args.gen_tokens + 1 : T;   // the prompt token + up to T-1 new
             gen_tokens[0] = tok.init_ok && tok.eot_token >= 0 && tok.eot_token < cfg.vocab_size ? (int)tok.eot_token : 0;
             printf("generating:\n---\n");
             sessa_generate(&model, gen_tokens, n, &rng, &tok);

@@ -17,6 +17,8 @@
 
  Backward (recompute from lse): P = exp(S - lse), dP = dO V^T, Delta_t = dO_t.O_t, dS = P (dP - Delta);
  dQ = dS K / sqrt(d) (kernel per query tile), dV = P^T dO, dK = dS^T Q / sqrt(d) (kernel per key tile).
+ S = Q K^T and dP = dO V^T run on the tensor cores (bf16 wmma, exact products, fp32 sums); P V, dS K, P^T dO
+ and dS^T Q keep P and dS in fp32 and run as fp32 FMAs. Tiles of bf16 inputs live in shared memory.
  dev/test/test_feedback_blocked.c runs this tiling on the CPU against naive attention.
 */
 #ifndef SESSA_ATTENTION_CUH

@@ -312,25 +312,35 @@ static inline void dataloader_get_state(const DataLoader *l, DataLoaderState *st
     st->epoch = l->epoch; st->shard_pos = l->shard_pos; st->step = l->step;
 }
 
+// Apply a saved position. The state is the same on every rank (the ranks move in lockstep), so a state
+// saved by rank 0 restores every rank. It may come from another world size W: the global row sequence
+// does not depend on W (only how its rows are dealt to ranks), so the position inside the shard,
+// step * B * W rows, carries over when it is a whole number of steps of the new world size.
 static inline void dataloader_set_state(DataLoader *l, const DataLoaderState *st) {
     if (st->magic != DATALOADER_STATE_MAGIC) fatal("dataloader state: bad magic 0x%08x", st->magic);
-    if (st->B != l->B || st->T != l->T || st->rank != l->rank || st->world_size != l->world_size ||
-        st->shuffle != l->shuffle || st->seed != l->seed)
-        fatal("dataloader state was saved with B=%llu T=%llu rank=%d world_size=%d shuffle=%d seed=%llu, "
-              "this loader has B=%zu T=%zu rank=%d world_size=%d shuffle=%d seed=%llu",
-              (unsigned long long)st->B, (unsigned long long)st->T, st->rank, st->world_size, st->shuffle,
-              (unsigned long long)st->seed, l->B, l->T, l->rank, l->world_size, l->shuffle,
-              (unsigned long long)l->seed);
+    if (st->B != l->B || st->T != l->T || st->shuffle != l->shuffle || st->seed != l->seed || st->world_size < 1)
+        fatal("dataloader state was saved with B=%llu T=%llu shuffle=%d seed=%llu world_size=%d, "
+              "this loader has B=%zu T=%zu shuffle=%d seed=%llu",
+              (unsigned long long)st->B, (unsigned long long)st->T, st->shuffle,
+              (unsigned long long)st->seed, st->world_size, l->B, l->T, l->shuffle, (unsigned long long)l->seed);
     if (st->num_shards != l->num_shards || st->num_tokens != l->num_tokens)
         fatal("dataloader state was saved over %llu shards / %llu tokens, the files now have %zu shards / %zu tokens",
               (unsigned long long)st->num_shards, (unsigned long long)st->num_tokens, l->num_shards, l->num_tokens);
+    uint64_t rows_done = st->step * st->B * (uint64_t)st->world_size;   // rows of this shard already used
+    uint64_t rows_per_step = (uint64_t)l->B * (uint64_t)l->world_size;
+    if (rows_done % rows_per_step != 0)
+        fatal("dataloader state: saved at world size %d after %llu rows of the shard, which is not a whole "
+              "number of steps of %llu rows at world size %d; resume at a world size W with B*W dividing %llu",
+              st->world_size, (unsigned long long)rows_done, (unsigned long long)rows_per_step, l->world_size,
+              (unsigned long long)rows_done);
+    uint64_t step = rows_done / rows_per_step;
     l->epoch = (size_t)st->epoch;
     dataloader_order_shards(l);
-    if (st->shard_pos >= l->num_shards || st->step > l->shard_steps[l->shard_order[st->shard_pos]])
+    if (st->shard_pos >= l->num_shards || step > l->shard_steps[l->shard_order[st->shard_pos]])
         fatal("dataloader state: position (shard %llu, step %llu) is outside the data",
-              (unsigned long long)st->shard_pos, (unsigned long long)st->step);
+              (unsigned long long)st->shard_pos, (unsigned long long)step);
     l->shard_pos = (size_t)st->shard_pos;
-    l->step = (size_t)st->step;
+    l->step = (size_t)step;
     dataloader_load_shard(l);
 }
 

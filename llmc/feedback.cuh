@@ -20,7 +20,7 @@
        in:  gs = dL/ds (B,T,D) and the forward's s, c, lse, qb, kb, gamma
        out: df = u = dL/df (B,T,D), dgamma (B,T), dqb/dkb (B,T,D) strided by ld (overwritten, not accumulated)
 
-   size_t feedback_scratch_bytes(int B, int T, int D);   // scratch of either call, 256-byte aligned pointer
+   size_t feedback_scratch_bytes(int B, int T, int D);   // device scratch for either call (nothing kept between)
 
  Precision: s and c are fp32, and so is u inside the backward. s feeds every later row through a chain
  whose gain approaches 1 (gamma_max = 0.999): a bf16 s would re-inject a 2^-9 relative rounding error at
@@ -28,17 +28,21 @@
  u in the transposed chain). c costs one more fp32 (B,T,D) buffer, and buys an exact dgamma_t = u_t.c_t
  without dividing (s_t - f_t) by a gamma_t that may be near 0. All sums are fp32 in a fixed order and
  no atomics are used: results are bitwise identical run to run.
+ Tensor cores: the logits qb kb^T are bf16 wmma (exact products, fp32 sums); every product that involves
+ s, u, alpha or dZ (the chain GEMMs, u s^T, dqb, dkb) runs in 3xTF32 wmma, which is fp32-grade (plain TF32
+ would put 2^-11 relative errors into the chain). Only the small in-block solves are plain fp32 FMAs.
+ Memory: outputs s, c (B,T,D) fp32, lse (B,T); scratch (feedback_scratch_bytes) about 3 B*T*D floats.
 
  Algorithm (block size FB_C = 64 rows), SPEC §3:
    forward:  lse for all rows in parallel (online softmax over key tiles), then for each query block I in order
                P      = alpha[I, 0:i0+C]                     (C, i0+C) recomputed from qb, kb, lse
-               acc    = P[:, 0:i0] s[0:i0]                   GEMM, parallel over batch and D columns
+               acc    = P[:, 0:i0] s[0:i0]                   GEMM, parallel over batch, D columns and split-K
                c_t    = acc_t + sum_{j in I, j<t} P[t,j] s_j;  s_t = f_t + gamma_t c_t    (in-block solve, in order)
    backward: for each key block J from last to first
                Pc     = gamma_t alpha[t, J] for t >= j0      (T-j0, C)
                acc    = Pc[t >= j0+C]^T u[t >= j0+C]         GEMM
                u_j    = gs_j + acc_j + sum_{t in J, t>j} Pc[t,j] u_t   (in-block solve, last row first)
-             dgamma_t = u_t . c_t; then, R query rows at a time (R ~ D so the chunk is O(T*D)):
+             dgamma_t = u_t . c_t; then, R = 256 query rows at a time (so the chunk is O(T*256)):
                dZ[t,j] = gamma_t alpha[t,j] (u_t.s_j - dgamma_t)   (R, T) tile-parallel
                dqb[R rows] = dZ kb / sqrt(D);   dkb += dZ^T qb[R rows] / sqrt(D)   GEMMs, fp32 accumulation
  dev/test/test_feedback_blocked.c runs exactly this schedule on the CPU against the dense formula.
@@ -68,7 +72,7 @@ __device__ __forceinline__ void fb_store(floatX *p, float x) { *p = __float2bflo
 #define FB_TKH 40        // row stride of the bf16 slices: 32 columns + 8 of padding (80 bytes, a multiple of 16)
 #define FB_TKF 36        // row stride of the fp32 slices: 32 columns + 4 of padding (144 bytes)
 #define FB_ZLD (FB_C + 4)
-__shared__ __align__(32) float fb_Zs[FB_C][FB_ZLD];   // staging tile shared by both versions
+static __shared__ __align__(32) float fb_Zs[FB_C][FB_ZLD];   // staging tile shared by both versions
 
 // 3xTF32 (x = hi + lo, hi = tf32(x), lo = tf32(x - hi); a*b ~ a_lo b_hi + a_hi b_lo + a_hi b_hi): the tensor cores
 // give fp32-grade products (relative error ~2^-21 against fp32's 2^-24, where one tf32 product alone has 2^-11):
@@ -158,30 +162,34 @@ __device__ void fb_tile_dot(float acc[4][4], const float *A, int lda, int a0, in
 
 // batched strided GEMM: out(m,n) = beta*out(m,n) + scale * sum_{k<K} A(m,k) Bm(k,n)  for m<M, n<N
 //   A(m,k) = A[z*sA + m*a_m + k*a_k],  Bm(k,n) = Bm[z*sB + k*b_k + n],  out(m,n) = out[z*sO + m*o_m + n]
-// grid (ceil(N/64), ceil(M/64), batch), FB_THREADS threads; beta == 0 never reads out. K = 0 gives beta*out.
+// grid (ceil(N/64), ceil(M/64), batch*splits), FB_THREADS threads; beta == 0 never reads out. K = 0 gives beta*out.
+// Split-K: the block of split p sums k in [p*KS, (p+1)*KS) and writes its partial sum to out + p*s_split
+// (the caller adds the partials in order); it gives the chain's GEMMs, short in M, enough blocks at long T.
 // A 64x64 tile per block on the tensor cores in 3xTF32; each of the 8 warps owns a 16x32 block (two accumulators).
 #define FB_GK 16          // depth of one shared-memory slice
 #define FB_GLD (FB_C + 4) // row stride of the fp32 slices and of the output staging tile (16-byte multiple)
 template <typename TA, typename TB, typename TO>
 __global__ void __launch_bounds__(FB_THREADS)
 fb_gemm_kernel(TO *out, size_t sO, int o_m, const TA *A, size_t sA, int a_m, int a_k,
-               const TB *Bm, size_t sB, int b_k, int M, int N, int K, float scale, float beta) {
+               const TB *Bm, size_t sB, int b_k, int M, int N, int K, float scale, float beta,
+               int splits, int KS, size_t s_split) {
     using namespace nvcuda;
     __shared__ __align__(32) float As[FB_GK][FB_GLD], Bs[FB_GK][FB_GLD];   // As[k][m] = A(m0+m, k0+k), Bs[k][n]
     __shared__ __align__(32) float Cs[FB_C][FB_GLD];
     int tid = threadIdx.x, ty = tid / 16, tx = tid % 16, wr = (tid / WARP_SIZE) / 2, wc = (tid / WARP_SIZE) % 2;
-    int m0 = blockIdx.y * FB_C, n0 = blockIdx.x * FB_C, z = blockIdx.z;
-    A += z * sA; Bm += z * sB; out += z * sO;
+    int m0 = blockIdx.y * FB_C, n0 = blockIdx.x * FB_C, z = blockIdx.z / splits, split = blockIdx.z % splits;
+    A += z * sA; Bm += z * sB; out += z * sO + split * s_split;
+    int kb0 = split * KS, kb1 = min(K, kb0 + KS);
     wmma::fragment<wmma::accumulator, 16, 16, 8, float> c[2];
     wmma::fill_fragment(c[0], 0.0f);
     wmma::fill_fragment(c[1], 0.0f);
-    for (int k0 = 0; k0 < K; k0 += FB_GK) {
+    for (int k0 = kb0; k0 < kb1; k0 += FB_GK) {
         for (int e = tid; e < FB_GK * FB_C; e += FB_THREADS) {
             // walk A along its unit-stride axis so that neighbouring threads read neighbouring addresses
             int m = (a_k == 1) ? e / FB_GK : e % FB_C, k = (a_k == 1) ? e % FB_GK : e / FB_C;
-            As[k][m] = (m0 + m < M && k0 + k < K) ? fb_load(A[(size_t)(m0 + m) * a_m + (size_t)(k0 + k) * a_k]) : 0.0f;
+            As[k][m] = (m0 + m < M && k0 + k < kb1) ? fb_load(A[(size_t)(m0 + m) * a_m + (size_t)(k0 + k) * a_k]) : 0.0f;
             int n = e % FB_C, kb = e / FB_C;
-            Bs[kb][n] = (n0 + n < N && k0 + kb < K) ? fb_load(Bm[(size_t)(k0 + kb) * b_k + n0 + n]) : 0.0f;
+            Bs[kb][n] = (n0 + n < N && k0 + kb < kb1) ? fb_load(Bm[(size_t)(k0 + kb) * b_k + n0 + n]) : 0.0f;
         }
         __syncthreads();
         for (int kk = 0; kk < FB_GK; kk += 8) {
@@ -209,11 +217,17 @@ fb_gemm_kernel(TO *out, size_t sO, int o_m, const TA *A, size_t sA, int a_m, int
     }
 }
 
+#define FB_KSPLIT 256   // K per split of the chain GEMMs
+static inline int fb_splits(int K) { return K <= FB_KSPLIT ? 1 : ceil_div(K, FB_KSPLIT); }
+
 template <typename TA, typename TB, typename TO>
 static void fb_gemm(TO *out, size_t sO, int o_m, const TA *A, size_t sA, int a_m, int a_k, const TB *Bm, size_t sB,
-                    int b_k, int M, int N, int K, float scale, float beta, int batch, cudaStream_t stream) {
-    dim3 grid(ceil_div(N, FB_C), ceil_div(M, FB_C), batch);
-    fb_gemm_kernel<<<grid, FB_THREADS, 0, stream>>>(out, sO, o_m, A, sA, a_m, a_k, Bm, sB, b_k, M, N, K, scale, beta);
+                    int b_k, int M, int N, int K, float scale, float beta, int batch, int splits, size_t s_split,
+                    cudaStream_t stream) {
+    int KS = FB_GK * ceil_div(ceil_div(K, splits), FB_GK);
+    dim3 grid(ceil_div(N, FB_C), ceil_div(M, FB_C), batch * splits);
+    fb_gemm_kernel<<<grid, FB_THREADS, 0, stream>>>(out, sO, o_m, A, sA, a_m, a_k, Bm, sB, b_k, M, N, K, scale, beta,
+                                                    splits, KS, s_split);
     cudaCheck(cudaGetLastError());
 }
 
@@ -269,11 +283,12 @@ feedback_alpha_rows_kernel(float *P, const floatX *qb, const floatX *kb, int ld,
 }
 
 // forward in-block solve, rows in order: c_t = acc[r] + sum_{j<r} P[r][i0+j] s_{i0+j};  s_t = f_t + gamma_t c_t
-// acc: (B, C, D) = P[:, 0:i0] s[0:i0]. grid (ceil(D/128), B), 128 threads: one column each, the block's s in registers.
+// acc = P[:, 0:i0] s[0:i0] as `splits` partial sums (splits, B, C, D), added in order here.
+// grid (ceil(D/128), B), 128 threads: one column each, the block's s in registers.
 #define FB_SOLVE_THREADS 128
 __global__ void __launch_bounds__(FB_SOLVE_THREADS)
-feedback_solve_rows_kernel(float *s, float *c, const float *acc, const float *P, const floatX *f,
-                           const float *gamma, int i0, int T, int D) {
+feedback_solve_rows_kernel(float *s, float *c, const float *acc, int splits, const float *P, const floatX *f,
+                           const float *gamma, int i0, int T, int D, int B) {
     __shared__ float Pd[FB_C][FB_C];   // alpha[i0+r, i0+j], the diagonal tile (strictly lower)
     __shared__ float g[FB_C];
     int b = blockIdx.y, n = blockIdx.x * FB_SOLVE_THREADS + threadIdx.x;
@@ -290,7 +305,8 @@ feedback_solve_rows_kernel(float *s, float *c, const float *acc, const float *P,
     float sv[FB_C];
 #pragma unroll
     for (int r = 0; r < FB_C; r++) {
-        float cr = acc[(size_t)r * D];
+        float cr = 0.0f;
+        for (int p = 0; p < splits; p++) cr += acc[((size_t)p * B * FB_C + r) * D];
 #pragma unroll
         for (int j = 0; j < r; j++) cr = fmaf(Pd[r][j], sv[j], cr);
         bool live = i0 + r < T;
@@ -319,10 +335,10 @@ feedback_alpha_cols_kernel(float *Pc, const floatX *qb, const floatX *kb, int ld
 }
 
 // backward in-block solve, last row first: u_j = gs_j + acc[r] + sum_{r'>r} Pc[j0+r'][r] u_{j0+r'}, j = j0+r
-// acc: (B, C, D) = Pc[j0+C:, :]^T u[j0+C:]. grid (ceil(D/128), B), 128 threads: one column each.
+// acc = Pc[j0+C:, :]^T u[j0+C:] as `splits` partial sums (splits, B, C, D). grid (ceil(D/128), B), 128 threads.
 __global__ void __launch_bounds__(FB_SOLVE_THREADS)
-feedback_solve_cols_kernel(float *u, floatX *df, const float *acc, const float *Pc, const float *gs,
-                           int j0, int T, int D) {
+feedback_solve_cols_kernel(float *u, floatX *df, const float *acc, int splits, const float *Pc, const float *gs,
+                           int j0, int T, int D, int B) {
     __shared__ float Pd[FB_C][FB_C];   // Pd[r'][r] = gamma alpha[j0+r', j0+r], the diagonal tile
     int b = blockIdx.y, n = blockIdx.x * FB_SOLVE_THREADS + threadIdx.x;
     Pc += (size_t)b * T * FB_C;
@@ -337,7 +353,8 @@ feedback_solve_cols_kernel(float *u, floatX *df, const float *acc, const float *
     float uv[FB_C];
 #pragma unroll
     for (int r = FB_C - 1; r >= 0; r--) {
-        float ur = acc[(size_t)r * D];
+        float ur = 0.0f;
+        for (int p = 0; p < splits; p++) ur += acc[((size_t)p * B * FB_C + r) * D];
 #pragma unroll
         for (int rr = FB_C - 1; rr > r; rr--) ur = fmaf(Pd[rr][r], uv[rr], ur);
         bool live = j0 + r < T;
@@ -389,36 +406,43 @@ __global__ void feedback_store_strided_kernel(floatX *dst, int ld, const float *
 }
 
 // ----------------------------------------------------------------------------
-// scratch layout (floats): forward P (B,C,T) | acc (B,C,D);  backward Pc (B,T,C) | acc (B,C,D) | u (B,T,D) |
-// dkb accumulator (B,T,D) | dZ chunk (B,R,T) with R = the dZ rows per chunk (a multiple of C, about D)
+// scratch layout (floats): forward P (B,C,T) | acc (S,B,C,D);  backward Pc (B,T,C) | acc (S,B,C,D) | u (B,T,D) |
+// dkb accumulator (B,T,D) | dZ chunk (B,R,T), with S = fb_splits(T) split-K partials (S*C ~ T/4) and
+// R = feedback_dz_rows(T) <= 256 query rows of dZ per chunk
 
-static inline int feedback_dz_rows(int T, int D) {
-    int R = FB_C * ceil_div(D, FB_C);
+#define FB_DZ_ROWS 256  // query rows of dZ per chunk: the chunk (B, 256, T) stays below B*T*D for D >= 256
+static inline int feedback_dz_rows(int T) {
     int Tc = FB_C * ceil_div(T, FB_C);
-    return R < Tc ? R : Tc;
+    return FB_DZ_ROWS < Tc ? FB_DZ_ROWS : Tc;
 }
 
 static size_t feedback_scratch_bytes(int B, int T, int D) {
-    size_t BT = (size_t)B * T, Pn = BT * FB_C, accn = (size_t)B * FB_C * D;
+    size_t BT = (size_t)B * T, Pn = BT * FB_C, accn = (size_t)fb_splits(T) * B * FB_C * D;
     size_t fwd = Pn + accn;
-    size_t bwd = Pn + accn + 2 * BT * D + (size_t)B * feedback_dz_rows(T, D) * T;
+    size_t bwd = Pn + accn + 2 * BT * D + (size_t)B * feedback_dz_rows(T) * T;
     return (fwd > bwd ? fwd : bwd) * sizeof(float);
+}
+
+static void feedback_check_shape(int B, int T, int D, int ld) {
+    if (B < 1 || T < 1 || D < 1 || ld < D) fatal("feedback: invalid shape B=%d T=%d D=%d ld=%d (need ld >= D >= 1)", B, T, D, ld);
 }
 
 static void feedback_forward(float *s, float *c, float *lse, const floatX *f, const floatX *qb, const floatX *kb,
                              int ld, const float *gamma, int B, int T, int D, float *scratch, cudaStream_t stream) {
+    feedback_check_shape(B, T, D, ld);
     float *P = scratch;                              // (B, C, T)
-    float *acc = P + (size_t)B * FB_C * T;           // (B, C, D)
+    float *acc = P + (size_t)B * FB_C * T;           // (S, B, C, D) split-K partials
     feedback_lse_kernel<<<dim3(ceil_div(T, FB_C), B), FB_THREADS, 0, stream>>>(lse, qb, kb, ld, T, D);
     cudaCheck(cudaGetLastError());
     for (int i0 = 0; i0 < T; i0 += FB_C) {
         feedback_alpha_rows_kernel<<<dim3(i0 / FB_C + 1, B), FB_THREADS, 0, stream>>>(P, qb, kb, ld, lse, i0, T, D);
         cudaCheck(cudaGetLastError());
         // acc (C, D) = P[:, 0:i0] (C, i0) . s[0:i0] (i0, D)
+        int splits = fb_splits(i0);
         fb_gemm(acc, (size_t)FB_C * D, D, P, (size_t)FB_C * T, T, 1, s, (size_t)T * D, D,
-                FB_C, D, i0, 1.0f, 0.0f, B, stream);
+                FB_C, D, i0, 1.0f, 0.0f, B, splits, (size_t)B * FB_C * D, stream);
         feedback_solve_rows_kernel<<<dim3(ceil_div(D, FB_SOLVE_THREADS), B), FB_SOLVE_THREADS, 0, stream>>>(
-            s, c, acc, P, f, gamma, i0, T, D);
+            s, c, acc, splits, P, f, gamma, i0, T, D, B);
         cudaCheck(cudaGetLastError());
     }
 }
@@ -426,11 +450,12 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
 static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dkb, int ld, const float *gs,
                               const float *s, const float *c, const float *lse, const floatX *qb, const floatX *kb,
                               const float *gamma, int B, int T, int D, float *scratch, cudaStream_t stream) {
+    feedback_check_shape(B, T, D, ld);
     size_t BT = (size_t)B * T;
-    int R = feedback_dz_rows(T, D);
+    int R = feedback_dz_rows(T);
     float *Pc = scratch;                             // (B, T, C)
-    float *acc = Pc + BT * FB_C;                     // (B, C, D)
-    float *u = acc + (size_t)B * FB_C * D;           // (B, T, D)
+    float *acc = Pc + BT * FB_C;                     // (S, B, C, D) split-K partials
+    float *u = acc + (size_t)fb_splits(T) * B * FB_C * D;   // (B, T, D)
     float *dkb_acc = u + BT * D;                     // (B, T, D)
     float *dZ = dkb_acc + BT * D;                    // (B, R, T)
     // 1) the transposed chain for u = dL/df, key blocks from last to first
@@ -440,10 +465,11 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
         cudaCheck(cudaGetLastError());
         // acc (C, D) = Pc[j1:T, :]^T (C, T-j1) . u[j1:T] (T-j1, D), j1 = j0 + C
         int j1 = j0 + FB_C < T ? j0 + FB_C : T;
+        int splits = fb_splits(T - j1);
         fb_gemm(acc, (size_t)FB_C * D, D, Pc + (size_t)j1 * FB_C, (size_t)T * FB_C, 1, FB_C,
-                u + (size_t)j1 * D, (size_t)T * D, D, FB_C, D, T - j1, 1.0f, 0.0f, B, stream);
+                u + (size_t)j1 * D, (size_t)T * D, D, FB_C, D, T - j1, 1.0f, 0.0f, B, splits, (size_t)B * FB_C * D, stream);
         feedback_solve_cols_kernel<<<dim3(ceil_div(D, FB_SOLVE_THREADS), B), FB_SOLVE_THREADS, 0, stream>>>(
-            u, df, acc, Pc, gs, j0, T, D);
+            u, df, acc, splits, Pc, gs, j0, T, D, B);
         cudaCheck(cudaGetLastError());
     }
     // 2) dgamma_t = u_t . c_t
@@ -459,10 +485,10 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
         cudaCheck(cudaGetLastError());
         // dqb[g0:g1] (g1-g0, D) = dZ (g1-g0, g1) . kb[0:g1] (g1, D) / sqrt(D)
         fb_gemm(dqb + (size_t)g0 * ld, (size_t)T * ld, ld, dZ, (size_t)R * T, T, 1, kb, (size_t)T * ld, ld,
-                g1 - g0, D, g1, scale, 0.0f, B, stream);
+                g1 - g0, D, g1, scale, 0.0f, B, 1, 0, stream);
         // dkb[0:g1] (g1, D) += dZ^T (g1, g1-g0) . qb[g0:g1] (g1-g0, D) / sqrt(D), chunks in order (deterministic)
         fb_gemm(dkb_acc, (size_t)T * D, D, dZ, (size_t)R * T, 1, T, qb + (size_t)g0 * ld, (size_t)T * ld, ld,
-                g1, D, g1 - g0, scale, 1.0f, B, stream);
+                g1, D, g1 - g0, scale, 1.0f, B, 1, 0, stream);
     }
     feedback_store_strided_kernel<<<ceil_div(BT * D, 256), 256, 0, stream>>>(dkb, ld, dkb_acc, (int)BT, D);
     cudaCheck(cudaGetLastError());

@@ -12,6 +12,10 @@ DATA=${BENCH_DATA:-data/default/*_train_*.bin}
 [ -x ./train_sessa ] || { echo "error: ./train_sessa not built (make train_sessa)"; exit 1; }
 ls $DATA >/dev/null 2>&1 || { echo "error: no training shards match '$DATA' (make train prepares data/default)"; exit 1; }
 PY=${PYTHON:-python3}
+# threads that sleep at barriers instead of spinning: on a shared machine a spinning OpenMP thread waits a
+# whole time slice for a preempted sibling (measured: 2 threads + 1 busy process, 1.8-2.6k tok/s spinning vs
+# 3.5k passive); on an idle machine passive costs ~5%. Applies to both sides (PyTorch's OpenMP reads it too).
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 COMMON="$FLAGS -x $STEPS -v 0 -s 0 -n 0 -i $DATA"
 
 # median tok/s of the step lines after the first two (warm-up, allocation)
@@ -27,5 +31,5 @@ for r in $(seq "$ROUNDS"); do
     ratios+=("$ratio")
 done
 # the machine may be shared: each round's two runs are back to back, so the per-round ratio is the measure
-echo "config: $FLAGS | threads $THREADS | $ROUNDS rounds"
+echo "config: $FLAGS | threads $THREADS | OMP_WAIT_POLICY=$OMP_WAIT_POLICY | $ROUNDS rounds"
 printf '%s\n' "${ratios[@]}" | sort -n | awk '{a[NR]=$1} END { printf "median ratio C / PyTorch: %.2fx (rounds: min %.2fx, max %.2fx)\n", (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2, a[1], a[NR] }'

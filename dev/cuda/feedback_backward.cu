@@ -76,10 +76,11 @@ static int check(int B, int T, int D, int version) {
     float *dq_ref = (float *)mallocCheck(n * sizeof(float)), *dk_ref = (float *)mallocCheck(n * sizeof(float));
     feedback_forward_cpu(s_ref, c_ref, lse_ref, p.f, p.qkb, p.qkb + D, p.ld, p.gamma, B, T, D);
     feedback_backward_cpu(u_ref, dg_ref, dq_ref, dk_ref, p.gs, s_ref, p.qkb, p.qkb + D, p.ld, p.gamma, B, T, D);
-    // df, dqb, dkb are stored in bf16: relative rounding 2^-9 = 2e-3, so rtol 5e-3; on top, fp32 sums of
-    // O(T + D) terms (~1e-5 of the largest entry, the dZ difference u.s_j - dgamma_t loses a few more digits),
-    // hence atol 2e-3 of the tensor's largest entry. dgamma stays fp32: 1e-3. A wrong mask, chunk boundary or
-    // stride gives errors of order 1e-1 of the largest entry.
+    // df, dqb, dkb are stored in bf16: relative rounding 2^-9 = 2e-3, so rtol 5e-3; on top, fp32-grade sums of
+    // O(T + D) terms (the dZ difference u.s_j - dgamma_t loses a few more digits), hence atol 2e-3 of the
+    // tensor's largest entry. dgamma stays fp32 and depends on the whole chain for u: its errors are ~1e-7 of
+    // max|dgamma| (CPU emulation of these kernels), so atol 2e-5 of the max + rtol 1e-4. A wrong mask, chunk
+    // boundary or stride gives errors of order 1e-1 of the largest entry.
     float rb = 5e-3f;
     int ok = 1;
     if (version == 0 || version == 1) {
@@ -88,7 +89,7 @@ static int check(int B, int T, int D, int version) {
         run_blocked(&p, &g);
         cudaCheck(cudaDeviceSynchronize());
         ok &= validate_result(g.df, u_ref, "u=df", B * T, D, D, 2e-3f * max_abs(u_ref, n), rb);
-        ok &= validate_result(g.dgamma, dg_ref, "dgamma", B * T, 1, 1, 1e-3f * max_abs(dg_ref, (size_t)B * T), 1e-3f);
+        ok &= validate_result(g.dgamma, dg_ref, "dgamma", B * T, 1, 1, 2e-5f * max_abs(dg_ref, (size_t)B * T), 1e-4f);
         ok &= validate_result(g.dqkb, dq_ref, "dqb", B * T, D, 2 * D, 2e-3f * max_abs(dq_ref, n), rb);
         ok &= validate_result(g.dqkb + D, dk_ref, "dkb", B * T, D, 2 * D, 2e-3f * max_abs(dk_ref, n), rb);
         // determinism: a second run gives the same bits
@@ -148,7 +149,7 @@ int main(int argc, char **argv) {
     DevArgs a = parse_dev_args(argc, argv, 2);
     cudaCheck(cudaSetDevice(0));
     if (a.check) {
-        // D = 72 and 160: dZ chunks of R = 128 / 192 rows, several chunks; T odd and not a multiple of 64
+        // T = 201 and 700: one and three dZ chunks of 256 rows, 700 also past one split-K slice; T odd
         int ok = check(2, 201, 72, a.version) & check(1, 700, 160, a.version) & check(2, 1, 64, a.version);
         printf(ok ? "feedback_backward: all checks passed\n" : "feedback_backward: CHECK FAILED\n");
         return ok ? 0 : 1;

@@ -197,6 +197,44 @@ static void test_resume(int shuffle, int k) {
     dataloader_free(&l); dataloader_free(&l2);
 }
 
+// a state saved at world size 2 resumes at world size 1: the single rank reads, step after step, the rows
+// that ranks 0 and 1 would have read next (the global row sequence does not depend on the world size)
+static void test_resume_other_world(int shuffle) {
+    const char *glob = path_in("good/shard_*.bin");
+    DataLoader r0, r1, one;
+    dataloader_init(&r0, glob, NB, NT, 0, 2, shuffle, 11, VOCAB);
+    dataloader_init(&r1, glob, NB, NT, 1, 2, shuffle, 11, VOCAB);
+    dataloader_init(&one, glob, NB, NT, 0, 1, shuffle, 11, VOCAB);
+    for (int i = 0; i < 2; i++) { dataloader_next_batch(&r0); dataloader_next_batch(&r1); }
+    DataLoaderState st;
+    dataloader_get_state(&r0, &st);
+    dataloader_set_state(&one, &st);
+    int same = 1;
+    for (int i = 0; i < 2; i++) {   // two steps at world size 2 = four steps at world size 1
+        dataloader_next_batch(&r0); dataloader_next_batch(&r1);
+        for (int r = 0; r < 2; r++) {
+            dataloader_next_batch(&one);
+            const DataLoader *src = r == 0 ? &r0 : &r1;
+            same &= memcmp(one.inputs, src->inputs, NB * NT * sizeof(int)) == 0;
+            same &= memcmp(one.targets, src->targets, NB * NT * sizeof(int)) == 0;
+        }
+    }
+    CHECK(same, "state from world size 2 resumes at world size 1 on the same rows (shuffle=%d)", shuffle);
+    dataloader_free(&r0); dataloader_free(&r1); dataloader_free(&one);
+}
+
+// after 1 step at world size 2 (4 rows) a world size of 3 (6 rows a step) cannot continue exactly
+static void run_state_other_world_misaligned(void *arg) {
+    (void)arg;
+    DataLoader a, b;
+    dataloader_init(&a, path_in("good/shard_*.bin"), NB, NT, 0, 2, 0, 0, VOCAB);
+    dataloader_init(&b, path_in("good/shard_*.bin"), NB, NT, 0, 3, 0, 0, VOCAB);
+    dataloader_next_batch(&a);
+    DataLoaderState st;
+    dataloader_get_state(&a, &st);
+    dataloader_set_state(&b, &st);
+}
+
 static void test_uint16_shards(void) {
     write_positions_shard(path_in("u16/a.bin"), 0, 5 * NT + 1, 1);
     DataLoader l;
@@ -313,6 +351,8 @@ static void test_bad_inputs(void) {
     expect_init_fatal("zero B", path_in("good/shard_*.bin"), 0, NT, 0, 1, VOCAB, 0, "B and T must be positive");
     expect_init_fatal("bad vocab", path_in("good/shard_*.bin"), NB, NT, 0, 1, 0, 0, "vocab_size must be positive");
     expect_fatal("state from another geometry", run_bad_state, NULL, "dataloader state was saved with B=2 T=8");
+    expect_fatal("state at a world size it cannot divide", run_state_other_world_misaligned, NULL,
+                 "not a whole number of steps of 6 rows at world size 3");
     int which[3] = { 0, 1, 2 };
     expect_fatal("state bad magic", run_corrupt_state, &which[0], "dataloader state: bad magic");
     expect_fatal("state shard out of range", run_corrupt_state, &which[1], "(shard 3, step 0) is outside the data");
@@ -342,6 +382,8 @@ int main(void) {
     test_resume(1, 3);
     test_resume(1, 9);    // exactly at the epoch boundary
     test_resume(1, 20);   // inside epoch 2
+    test_resume_other_world(0);
+    test_resume_other_world(1);
     test_uint16_shards();
     test_skip_small_shard();
     test_bad_inputs();

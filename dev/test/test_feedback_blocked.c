@@ -169,6 +169,21 @@ static void twin_gemm(float *out, int o_m, const float *A, int a_m, int a_k, con
     }
 }
 
+// the chain's GEMM with fb_gemm's split-K: partial sums over k in [p*KS, (p+1)*KS), added in order by the solve
+#define KSPLIT 256   // FB_KSPLIT
+static void twin_gemm_split(float *acc, const float *A, int a_m, int a_k, const float *Bm, int b_k, int M, int N, int K) {
+    int splits = K <= KSPLIT ? 1 : (K + KSPLIT - 1) / KSPLIT;
+    int KS = 16 * (((K + splits - 1) / splits + 15) / 16);
+    float *part = (float *)mallocCheck((size_t)M * N * sizeof(float));
+    for (int i = 0; i < M * N; i++) acc[i] = 0.0f;
+    for (int p = 0; p < splits; p++) {
+        int k0 = p * KS, k1 = imin(K, k0 + KS);
+        twin_gemm(part, N, A + (size_t)k0 * a_k, a_m, a_k, Bm + (size_t)k0 * b_k, b_k, M, N, k1 > k0 ? k1 - k0 : 0, 1.0f, 0.0f);
+        for (int i = 0; i < M * N; i++) acc[i] += part[i];
+    }
+    free(part);
+}
+
 static void twin_feedback_forward(float *s, float *c, float *lse, const float *f, const float *qb, const float *kb,
                                   const float *gamma, int T, int D) {
     float scale = 1.0f / sqrtf((float)D);
@@ -180,7 +195,7 @@ static void twin_feedback_forward(float *s, float *c, float *lse, const float *f
             int t = i0 + r;
             P[r * T + j] = (j < t && t < T) ? expf(dotf(&qb[t * D], &kb[j * D], D) * scale - lse[t]) : 0.0f;
         }
-        twin_gemm(acc, D, P, T, 1, s, D, C, D, i0, 1.0f, 0.0f);          // acc = P[:, 0:i0] s[0:i0]
+        twin_gemm_split(acc, P, T, 1, s, D, C, D, i0);                  // acc = P[:, 0:i0] s[0:i0]
         for (int n = 0; n < D; n++) {                                   // feedback_solve_rows_kernel
             float sv[C];
             for (int r = 0; r < C; r++) {
@@ -195,8 +210,8 @@ static void twin_feedback_forward(float *s, float *c, float *lse, const float *f
     free(P); free(acc);
 }
 
-static int twin_dz_rows(int T, int D) { // feedback_dz_rows
-    int R = C * ((D + C - 1) / C), Tc = C * ((T + C - 1) / C);
+static int twin_dz_rows(int T) { // feedback_dz_rows
+    int R = 256, Tc = C * ((T + C - 1) / C);
     return R < Tc ? R : Tc;
 }
 
@@ -204,7 +219,7 @@ static void twin_feedback_backward(float *u, float *dgamma, float *dqb, float *d
                                    const float *c, const float *lse, const float *qb, const float *kb,
                                    const float *gamma, int T, int D) {
     float scale = 1.0f / sqrtf((float)D);
-    int R = twin_dz_rows(T, D);
+    int R = twin_dz_rows(T);
     float *Pc = (float *)callocCheck((size_t)T * C, sizeof(float));   // (T, C)
     float *acc = (float *)callocCheck((size_t)C * D, sizeof(float));  // (C, D)
     float *dZ = (float *)callocCheck((size_t)R * T, sizeof(float));   // (R, T)
@@ -212,7 +227,7 @@ static void twin_feedback_backward(float *u, float *dgamma, float *dqb, float *d
         for (int t = j0; t < T; t++) for (int r = 0; r < C; r++)       // feedback_alpha_cols_kernel
             Pc[t * C + r] = (j0 + r < t) ? gamma[t] * expf(dotf(&qb[t * D], &kb[(j0 + r) * D], D) * scale - lse[t]) : 0.0f;
         int j1 = imin(j0 + C, T);
-        twin_gemm(acc, D, Pc + j1 * C, 1, C, u + (size_t)j1 * D, D, C, D, T - j1, 1.0f, 0.0f);
+        twin_gemm_split(acc, Pc + j1 * C, 1, C, u + (size_t)j1 * D, D, C, D, T - j1);
         for (int n = 0; n < D; n++) {                                   // feedback_solve_cols_kernel
             float uv[C];
             for (int r = C - 1; r >= 0; r--) {
@@ -272,7 +287,7 @@ static void test_feedback_dense_fd(int T, int D) {
 }
 
 static void test_feedback_blocked(int T, int D) {
-    printf("feedback blocked twin vs dense, T=%d D=%d (dZ chunk R=%d)\n", T, D, twin_dz_rows(T, D));
+    printf("feedback blocked twin vs dense, T=%d D=%d (dZ chunk R=%d)\n", T, D, twin_dz_rows(T));
     size_t n = (size_t)T * D;
     float *f = rand_f(n, -1, 1), *qb = rand_f(n, -2, 2), *kb = rand_f(n, -2, 2), *gs = rand_f(n, -1, 1);
     float *gamma = rand_f(T, 0.9, 0.999);           // near gamma_max: the chain gain is close to 1
@@ -463,8 +478,9 @@ static void test_attention_tiled(int T, int H, int Hkv, int d) {
 
 int main(void) {
     test_feedback_dense_fd(5, 3);
-    // odd T, T below / at / just past one block, several blocks, T not a multiple of 64, D past one dZ chunk
-    int shapes[][2] = {{1, 8}, {7, 5}, {64, 16}, {65, 24}, {130, 40}, {200, 33}, {300, 72}};
+    // odd T, T below / at / just past one block, several blocks, T not a multiple of 64, T past one dZ chunk
+    // of 256 rows (300, 600) and past one split-K slice of the chain GEMMs (600: up to 3 slices)
+    int shapes[][2] = {{1, 8}, {7, 5}, {64, 16}, {65, 24}, {130, 40}, {200, 33}, {300, 72}, {600, 20}};
     for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) test_feedback_blocked(shapes[i][0], shapes[i][1]);
     test_attention_dense_fd(4, 4, 2, 2);
     int ashapes[][4] = {{1, 1, 1, 32}, {9, 2, 1, 32}, {64, 2, 2, 32}, {70, 4, 2, 32}, {150, 4, 1, 64}, {129, 2, 2, 128}};
