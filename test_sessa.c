@@ -17,6 +17,11 @@
                               transposed solve amplifies the rounding: 15x margin over the worst case)
    AdamW losses:  atol 1e-4  (a few steps of Adam: m/sqrt(v) turns a relative gradient error into a
                               parameter error of up to ~lr * rel_err per step; loss moves by << 1e-4)
+ bf16 checkpoints (v2, -m MODEL_bf16.bin): every weight is the reference's rounded to 8 significant bits
+ (relative change <= 2^-9), and that perturbation, not our arithmetic, dominates: observed normwise errors
+ 9e-3 (logits), up to 2.8e-2 (gradients), 1.5e-4 (losses after 4 steps). Tolerances: rtol 1e-1 for logits,
+ loss and gradients, atol 5e-3 for the AdamW losses. That still catches structural errors (rel ~1);
+ the precise test is the fp32 checkpoint, and -c checks the bf16 reader bit for bit.
  atol only serves tensors whose exact value is zero (padded wte rows; k_b without RoPE, since softmax ignores
  a shift shared by all keys): there only rounding residue remains, ~1e-9 of the model's largest gradient
  (observed 4e-10 against 0.5), so atol = 1e-7 * max|any reference gradient| (1e-7 for logits and loss).
@@ -62,6 +67,16 @@ int main(int argc, char **argv) {
     SessaConfig cfg;
     float *params = sessa_checkpoint_read(model_path, &cfg);
     sessa_config_print(&cfg);
+    // a bf16 (v2) checkpoint holds the reference weights rounded to 8 significant bits, while the
+    // reference values were computed from the fp32 weights: see "bf16 checkpoints" above
+    int32_t version;
+    FILE *fp = fopenCheck(model_path, "rb");
+    fseekCheck(fp, 4, SEEK_SET, model_path);
+    freadCheck(&version, sizeof(int32_t), 1, fp, model_path);
+    fcloseCheck(fp, model_path);
+    float fwd_rtol = version == 2 ? 1e-1f : 1e-5f, grad_rtol = version == 2 ? 1e-1f : 5e-4f;
+    float step_atol = version == 2 ? 5e-3f : 1e-4f;
+    if (version == 2) printf("bf16 checkpoint: tolerances of bf16-rounded weights (fwd/grad rtol %g)\n", fwd_rtol);
     SessaDebugState ds;
     sessa_debug_state_read(&ds, debug_path, &cfg);
     printf("B %d T %d n_steps %d | lr %g wd %g betas (%g, %g) eps %g\n", ds.B, ds.T, ds.n_steps, ds.lr,
@@ -89,7 +104,7 @@ int main(int argc, char **argv) {
         sessa_forward(&model, ds.inputs, NULL, 1, T, t, t + 1);
         memcpy(dec + (size_t)t * V, model.logits, (size_t)V * sizeof(float));
     }
-    check_tensor("decode", dec, ds.logits, (size_t)T * V, 1e-5f, 1e-7f);
+    check_tensor("decode", dec, ds.logits, (size_t)T * V, fwd_rtol, 1e-7f);
     free(dec);
 
     // forward: logits and loss
@@ -97,8 +112,8 @@ int main(int argc, char **argv) {
     model.logits_out = logits;
     sessa_forward(&model, ds.inputs, ds.targets, B, T, 0, T);
     model.logits_out = NULL;
-    check_tensor("logits", logits, ds.logits, (size_t)B * T * V, 1e-5f, 1e-7f);
-    check_tensor("loss", &model.mean_loss, &ds.loss, 1, 1e-5f, 1e-7f);
+    check_tensor("logits", logits, ds.logits, (size_t)B * T * V, fwd_rtol, 1e-7f);
+    check_tensor("loss", &model.mean_loss, &ds.loss, 1, fwd_rtol, 1e-7f);
 
     // backward: every parameter tensor
     sessa_zero_grad(&model);
@@ -108,7 +123,7 @@ int main(int argc, char **argv) {
     float grad_scale = 0.0f;                 // max |reference gradient| over all tensors
     for (size_t i = 0; i < model.num_parameters; i++) grad_scale = fmaxf(grad_scale, fabsf(ds.grads[i]));
     for (int k = 0; k < NUM_PARAMETER_TENSORS; k++) {
-        if (sizes[k]) check_tensor(sessa_param_names[k], model.grads_memory + off, ds.grads + off, sizes[k], 5e-4f,
+        if (sizes[k]) check_tensor(sessa_param_names[k], model.grads_memory + off, ds.grads + off, sizes[k], grad_rtol,
                                    1e-7f * grad_scale);
         off += sizes[k];
     }
@@ -119,7 +134,7 @@ int main(int argc, char **argv) {
             sessa_forward(&model, ds.inputs, ds.targets, B, T, 0, T);
             char name[32];
             snprintf(name, sizeof(name), "loss[%d]", i);
-            check_tensor(name, &model.mean_loss, &ds.losses[i], 1, 0.0f, 1e-4f);
+            check_tensor(name, &model.mean_loss, &ds.losses[i], 1, 0.0f, step_atol);
         }
         if (i + 1 < ds.n_steps) {
             sessa_zero_grad(&model);

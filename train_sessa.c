@@ -3,8 +3,9 @@
  Every forward and its backward are written by hand, side by side; OpenMP, no BLAS.
  The model, its init, the feedback backward and the files follow /work/shared/SPEC.md (sections 1-5).
 
- Build: gcc -O3 -march=native -ffp-contract=fast -fopenmp train_sessa.c -lm -o train_sessa
- Run:   ./train_sessa -e d4w256h4 -V 256 -b 4 -t 256 -i 'data/default/train_*.bin' -o out    (-h for flags)
+ Build: make train_sessa  (gcc -O3 -march=native -ffp-contract=fast -fopenmp train_sessa.c -lm -o train_sessa)
+ On a machine shared with other jobs, OMP_WAIT_POLICY=passive avoids threads spinning at barriers.
+ Run:   ./train_sessa -e d4w256h4 -b 4 -t 256 -o out    (trains on data/default; -h for flags)
 
  Memory is O(B*T*D) per layer: no (T,T) matrix is ever stored. The attention keeps a log-sum-exp per
  query row and recomputes the probabilities in its backward (FlashAttention's idea); the feedback
@@ -263,7 +264,10 @@ static inline void transpose_rows(float *out, int ldo, const float *x, int ldx, 
 #ifndef QB
 #define QB 64   // dev/test: build test_sessa with -DQB=5 to run the many-block paths on the short reference dumps
 #endif
-static inline size_t causal_scratch_floats(int T, int D) { return 2 * (size_t)D * T + 2 * (size_t)QB * T + 64; }
+// leading dimension of the scratch tiles: T padded so that consecutive rows do not alias in the caches
+// (a stride of a power of two, e.g. T = 2048 floats = 8 KiB, maps all rows of a panel to the same sets)
+static inline int causal_ld(int T) { return T + 16; }
+static inline size_t causal_scratch_floats(int T, int D) { return 2 * (size_t)D * causal_ld(T) + 2 * (size_t)QB * causal_ld(T) + 64; }
 
 // ----------------------------------------------------------------------------
 // causal grouped-query attention; query head h reads kv head h / g; scale 1/sqrt(hd).
@@ -274,27 +278,28 @@ static void attention_forward(float *att, float *lse, const float *q, const floa
                               int B, int T, int t0, int t1, int H, int Hkv, int hd, float *scratch, size_t stride) {
     int g = H / Hkv, Dq = H * hd, Dkv = Hkv * hd;
     float scale = 1.0f / sqrtf((float)hd);
+    int ld = causal_ld(T);
     #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
-            float *kT = scratch + (size_t)omp_get_thread_num() * stride, *p = kT + (size_t)hd * T;
+            float *kT = scratch + (size_t)omp_get_thread_num() * stride, *p = kT + (size_t)hd * ld;
             size_t r0 = (size_t)b * T;
             const float *kh = k + r0 * Dkv + (h / g) * hd, *vh = v + r0 * Dkv + (h / g) * hd;
-            transpose_rows(kT, T, kh, Dkv, t1, hd);                             // (hd, t1)
+            transpose_rows(kT, ld, kh, Dkv, t1, hd);                             // (hd, t1)
             for (int i0 = t0; i0 < t1; i0 += QB) {
                 int n = t1 - i0 < QB ? t1 - i0 : QB, nk = i0 + n;               // keys j <= t < i0 + n
                 const float *qI = q + (r0 + i0) * Dq + h * hd;
-                gemm(p, T, qI, Dq, 1, kT, T, n, nk, hd, 0);                     // (n, nk) logits
+                gemm(p, ld, qI, Dq, 1, kT, ld, n, nk, hd, 0);                     // (n, nk) logits
                 for (int i = 0; i < n; i++) {
                     int t = i0 + i;
-                    float *pr = p + (size_t)i * T, maxv = max_of(pr, t + 1) * scale, sum = 0.0f;
+                    float *pr = p + (size_t)i * ld, maxv = max_of(pr, t + 1) * scale, sum = 0.0f;
                     #pragma omp simd reduction(+:sum)
                     for (int j = 0; j <= t; j++) { pr[j] = exp_fast(pr[j] * scale - maxv); sum += pr[j]; }
                     for (int j = 0; j <= t; j++) pr[j] /= sum;
                     for (int j = t + 1; j < nk; j++) pr[j] = 0.0f;
                     lse[(r0 + t) * H + h] = maxv + logf(sum);
                 }
-                gemm(att + (r0 + i0) * Dq + h * hd, Dq, p, T, 1, vh, Dkv, n, hd, nk, 0);   // P V
+                gemm(att + (r0 + i0) * Dq + h * hd, Dq, p, ld, 1, vh, Dkv, n, hd, nk, 0);   // P V
             }
         }
 }
@@ -307,36 +312,38 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dat
                                int B, int T, int H, int Hkv, int hd, float *scratch, size_t stride) {
     int g = H / Hkv, Dq = H * hd, Dkv = Hkv * hd;
     float scale = 1.0f / sqrtf((float)hd);
+    int ld = causal_ld(T);
     #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int b = 0; b < B; b++)
         for (int kvh = 0; kvh < Hkv; kvh++) {
-            float *kT = scratch + (size_t)omp_get_thread_num() * stride, *vT = kT + (size_t)hd * T;
-            float *p = vT + (size_t)hd * T, *dp = p + (size_t)QB * T;
+            float *kT = scratch + (size_t)omp_get_thread_num() * stride, *vT = kT + (size_t)hd * ld;
+            float *p = vT + (size_t)hd * ld, *dp = p + (size_t)QB * ld;
             size_t r0 = (size_t)b * T;
             const float *kh = k + r0 * Dkv + kvh * hd, *vh = v + r0 * Dkv + kvh * hd;
             float *dkh = dk + r0 * Dkv + kvh * hd, *dvh = dv + r0 * Dkv + kvh * hd;
-            transpose_rows(kT, T, kh, Dkv, T, hd);
-            transpose_rows(vT, T, vh, Dkv, T, hd);
+            transpose_rows(kT, ld, kh, Dkv, T, hd);
+            transpose_rows(vT, ld, vh, Dkv, T, hd);
             for (int h = kvh * g; h < (kvh + 1) * g; h++)
                 for (int i0 = 0; i0 < T; i0 += QB) {
                     int n = T - i0 < QB ? T - i0 : QB, nk = i0 + n;
                     size_t rI = (r0 + i0) * Dq + h * hd;
-                    gemm(p, T, q + rI, Dq, 1, kT, T, n, nk, hd, 0);
-                    gemm(dp, T, datt + rI, Dq, 1, vT, T, n, nk, hd, 0);
+                    gemm(p, ld, q + rI, Dq, 1, kT, ld, n, nk, hd, 0);
+                    gemm(dp, ld, datt + rI, Dq, 1, vT, ld, n, nk, hd, 0);
                     for (int i = 0; i < n; i++) {
                         int t = i0 + i;
                         size_t rt = (r0 + t) * Dq + h * hd;
-                        float *pr = p + (size_t)i * T, *dpr = dp + (size_t)i * T, row_lse = lse[(r0 + t) * H + h];
+                        float *pr = p + (size_t)i * ld, *dpr = dp + (size_t)i * ld, row_lse = lse[(r0 + t) * H + h];
                         float delta = dot(datt + rt, att + rt, hd);
+                        #pragma omp simd
                         for (int j = 0; j <= t; j++) {
                             pr[j] = exp_fast(pr[j] * scale - row_lse);
                             dpr[j] = pr[j] * (dpr[j] - delta) * scale;
                         }
                         for (int j = t + 1; j < nk; j++) pr[j] = dpr[j] = 0.0f;
                     }
-                    gemm(dq + rI, Dq, dp, T, 1, kh, Dkv, n, hd, nk, 1);          // dS K
-                    gemm(dkh, Dkv, dp, 1, T, q + rI, Dq, nk, hd, n, 1);          // dS^T Q
-                    gemm(dvh, Dkv, p, 1, T, datt + rI, Dq, nk, hd, n, 1);        // P^T dO
+                    gemm(dq + rI, Dq, dp, ld, 1, kh, Dkv, n, hd, nk, 1);          // dS K
+                    gemm(dkh, Dkv, dp, 1, ld, q + rI, Dq, nk, hd, n, 1);          // dS^T Q
+                    gemm(dvh, Dkv, p, 1, ld, datt + rI, Dq, nk, hd, n, 1);        // P^T dO
                 }
         }
 }
@@ -353,35 +360,37 @@ static void feedback_forward(float *s, float *c, float *lse, const float *f, con
                              int ldqk, const float *gamma, int B, int T, int t0, int t1, int D,
                              float *scratch, size_t stride) {
     float scale = 1.0f / sqrtf((float)D);
+    int ld = causal_ld(T);
     // threads over sequences; with fewer sequences than threads, the matmuls inside use the threads instead
     #pragma omp parallel for schedule(static, 1) if (B >= omp_get_max_threads())
     for (int b = 0; b < B; b++) {
-        float *kbT = scratch + (size_t)omp_get_thread_num() * stride, *alpha = kbT + (size_t)D * T;
+        float *kbT = scratch + (size_t)omp_get_thread_num() * stride, *alpha = kbT + (size_t)D * ld;
         size_t r0 = (size_t)b * T;
         float *sb = s + r0 * D, *cb = c + r0 * D;
         const float *qbb = qb + r0 * ldqk, *kbb = kb + r0 * ldqk;
-        transpose_rows(kbT, T, kbb, ldqk, t1, D);
+        transpose_rows(kbT, ld, kbb, ldqk, t1, D);
         for (int i0 = t0; i0 < t1; i0 += QB) {
             // keys j < t <= i0 + n - 1; the tile spans nk = i0 + n columns (a multiple of QB for full
             // blocks: no edge tiles), the ones at j >= t are masked to zero
             int n = t1 - i0 < QB ? t1 - i0 : QB, nk = i0 + n;
-            gemm(alpha, T, qbb + (size_t)i0 * ldqk, ldqk, 1, kbT, T, n, nk, D, 0);
+            gemm(alpha, ld, qbb + (size_t)i0 * ldqk, ldqk, 1, kbT, ld, n, nk, D, 0);
             for (int i = 0; i < n; i++) {                                        // row softmax over j < t
                 int t = i0 + i;
-                float *ar = alpha + (size_t)i * T, maxv = max_of(ar, t) * scale, sum = 0.0f, row_lse = 0.0f;
+                float *ar = alpha + (size_t)i * ld, maxv = max_of(ar, t) * scale, sum = 0.0f, row_lse = 0.0f;
                 #pragma omp simd reduction(+:sum)
                 for (int j = 0; j < t; j++) sum += exp_fast(ar[j] * scale - maxv);
                 if (t > 0) row_lse = maxv + logf(sum);
+                #pragma omp simd
                 for (int j = 0; j < t; j++) ar[j] = exp_fast(ar[j] * scale - row_lse);
                 for (int j = t; j < nk; j++) ar[j] = 0.0f;
                 lse[r0 + t] = row_lse;
             }
-            if (i0 > 0) gemm(cb + (size_t)i0 * D, D, alpha, T, 1, sb, D, n, D, i0, 0);   // alpha[I, <I] s[<I]
+            if (i0 > 0) gemm(cb + (size_t)i0 * D, D, alpha, ld, 1, sb, D, n, D, i0, 0);   // alpha[I, <I] s[<I]
             else memset(cb, 0, (size_t)n * D * sizeof(float));
             for (int i = 0; i < n; i++) {                                        // inside the block, in order
                 int t = i0 + i;
                 float *ct = cb + (size_t)t * D, *st = sb + (size_t)t * D, g = gamma[r0 + t];
-                for (int j = i0; j < t; j++) axpy(ct, alpha[(size_t)i * T + j], sb + (size_t)j * D, D);
+                for (int j = i0; j < t; j++) axpy(ct, alpha[(size_t)i * ld + j], sb + (size_t)j * D, D);
                 for (int e = 0; e < D; e++) st[e] = f[(r0 + t) * D + e] + g * ct[e];
             }
         }
@@ -398,33 +407,35 @@ static void feedback_backward(float *u, float *dgamma, float *dqb, float *dkb, c
                               const float *lse, const float *qb, const float *kb, int ldqk, const float *gamma,
                               int B, int T, int D, float *scratch, size_t stride) {
     float scale = 1.0f / sqrtf((float)D);
+    int ld = causal_ld(T);
     // threads over sequences; with fewer sequences than threads, the matmuls inside use the threads instead
     #pragma omp parallel for schedule(static, 1) if (B >= omp_get_max_threads())
     for (int b = 0; b < B; b++) {
-        float *kbT = scratch + (size_t)omp_get_thread_num() * stride, *sT = kbT + (size_t)D * T;
-        float *w = sT + (size_t)D * T, *dz = w + (size_t)QB * T;
+        float *kbT = scratch + (size_t)omp_get_thread_num() * stride, *sT = kbT + (size_t)D * ld;
+        float *w = sT + (size_t)D * ld, *dz = w + (size_t)QB * ld;
         size_t r0 = (size_t)b * T;
         float *ub = u + r0 * D, *dqbb = dqb + r0 * ldqk, *dkbb = dkb + r0 * ldqk;
         const float *sb = s + r0 * D, *qbb = qb + r0 * ldqk, *kbb = kb + r0 * ldqk;
-        transpose_rows(kbT, T, kbb, ldqk, T, D);
-        transpose_rows(sT, T, sb, D, T, D);
+        transpose_rows(kbT, ld, kbb, ldqk, T, D);
+        transpose_rows(sT, ld, sb, D, T, D);
         for (int i0 = (T - 1) / QB * QB; i0 >= 0; i0 -= QB) {
             int n = T - i0 < QB ? T - i0 : QB, nk = i0 + n;                     // as in the forward
-            gemm(w, T, qbb + (size_t)i0 * ldqk, ldqk, 1, kbT, T, n, nk, D, 0);
+            gemm(w, ld, qbb + (size_t)i0 * ldqk, ldqk, 1, kbT, ld, n, nk, D, 0);
             for (int i = 0; i < n; i++) {                                        // W = gamma alpha, recomputed
                 int t = i0 + i;
-                float *wr = w + (size_t)i * T, g = gamma[r0 + t], row_lse = lse[r0 + t];
+                float *wr = w + (size_t)i * ld, g = gamma[r0 + t], row_lse = lse[r0 + t];
+                #pragma omp simd
                 for (int j = 0; j < t; j++) wr[j] = g * exp_fast(wr[j] * scale - row_lse);
                 for (int j = t; j < nk; j++) wr[j] = 0.0f;
             }
             for (int i = n - 1; i >= 0; i--) {                                   // finish u_I in reverse
                 int t = i0 + i;
-                for (int j = i0; j < t; j++) axpy(ub + (size_t)j * D, w[(size_t)i * T + j], ub + (size_t)t * D, D);
+                for (int j = i0; j < t; j++) axpy(ub + (size_t)j * D, w[(size_t)i * ld + j], ub + (size_t)t * D, D);
             }
-            gemm(dz, T, ub + (size_t)i0 * D, D, 1, sT, T, n, nk, D, 0);          // u_t . s_j
+            gemm(dz, ld, ub + (size_t)i0 * D, D, 1, sT, ld, n, nk, D, 0);          // u_t . s_j
             for (int i = 0; i < n; i++) {
                 int t = i0 + i;
-                float dg = dot(ub + (size_t)t * D, c + (r0 + t) * D, D), *dzr = dz + (size_t)i * T, *wr = w + (size_t)i * T;
+                float dg = dot(ub + (size_t)t * D, c + (r0 + t) * D, D), *dzr = dz + (size_t)i * ld, *wr = w + (size_t)i * ld;
                 dgamma[r0 + t] = dg;
                 for (int j = 0; j < nk; j++) dzr[j] = wr[j] * (dzr[j] - dg) * scale;  // wr = 0 for j >= t
 #ifdef BREAK_FEEDBACK   // a deliberate sign error (Delta_t added, not subtracted), built only by
@@ -432,9 +443,9 @@ static void feedback_backward(float *u, float *dgamma, float *dqb, float *dkb, c
                 for (int j = 0; j < nk; j++) dzr[j] += 2.0f * wr[j] * dg * scale;
 #endif
             }
-            gemm(dqbb + (size_t)i0 * ldqk, ldqk, dz, T, 1, kbb, ldqk, n, D, nk, 1);      // dZ kb
-            gemm(dkbb, ldqk, dz, 1, T, qbb + (size_t)i0 * ldqk, ldqk, nk, D, n, 1);      // dZ^T qb_I
-            if (i0 > 0) gemm(ub, D, w, 1, T, ub + (size_t)i0 * D, D, i0, D, n, 1);       // u[<I] += W^T u_I
+            gemm(dqbb + (size_t)i0 * ldqk, ldqk, dz, ld, 1, kbb, ldqk, n, D, nk, 1);      // dZ kb
+            gemm(dkbb, ldqk, dz, 1, ld, qbb + (size_t)i0 * ldqk, ldqk, nk, D, n, 1);      // dZ^T qb_I
+            if (i0 > 0) gemm(ub, D, w, 1, ld, ub + (size_t)i0 * D, D, i0, D, n, 1);       // u[<I] += W^T u_I
         }
     }
 }
@@ -702,6 +713,7 @@ static void head_backward(Sessa *m, float *dlnf, const int *targets, int N, floa
         for (int i = 0; i < R; i++) {
             float *lg = m->logits + (size_t)i * V;
             float lse = m->acts.row_loss[rc + i] + lg[targets[rc + i]]; // row_loss = lse - logit[target]
+            #pragma omp simd
             for (int k = 0; k < V; k++) lg[k] = exp_fast(lg[k] - lse) * dloss / N;
             lg[targets[rc + i]] -= dloss / N;
         }

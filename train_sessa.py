@@ -407,6 +407,9 @@ REF_CONFIGS = {  # name: (config, B, T, seed, gamma_b before the noise)
     "odd_t": (dict(vocab_size=200, n_layer=3, d_model=32, n_head=2, n_kv_head=1, use_rope=1), 3, 13, 3, 1.0),
     "gamma_hi": (dict(vocab_size=61, n_layer=2, d_model=64, n_head=4, n_kv_head=2, use_rope=1,
                       gamma_max=0.999), 2, 32, 4, 4.0),
+    # head widths 32 and 64, which the CUDA attention kernels take; T = 70 crosses a 64-row block edge
+    "cuda_gqa": (dict(vocab_size=61, n_layer=2, d_model=128, n_head=4, n_kv_head=2, use_rope=1), 2, 70, 5, 1.0),
+    "cuda_mh1": (dict(vocab_size=300, n_layer=2, d_model=64, n_head=1, n_kv_head=1, use_rope=0), 2, 40, 6, 1.0),
 }
 REF_STEPS, REF_LR, REF_WD, REF_BETAS, REF_EPS = 5, 1e-3, 0.1, (0.9, 0.95), 1e-8
 

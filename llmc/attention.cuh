@@ -17,8 +17,9 @@
 
  Backward (recompute from lse): P = exp(S - lse), dP = dO V^T, Delta_t = dO_t.O_t, dS = P (dP - Delta);
  dQ = dS K / sqrt(d) (kernel per query tile), dV = P^T dO, dK = dS^T Q / sqrt(d) (kernel per key tile).
- S = Q K^T and dP = dO V^T run on the tensor cores (bf16 wmma, exact products, fp32 sums); P V, dS K, P^T dO
- and dS^T Q keep P and dS in fp32 and run as fp32 FMAs. Tiles of bf16 inputs live in shared memory.
+ All matrix products run on the tensor cores (bf16 wmma, fp32 accumulation): S = Q K^T and dP = dO V^T from
+ the bf16 inputs (exact products); P V, dS K, P^T dO, dS^T Q with P and dS rounded to bf16, as FlashAttention-2
+ does. The softmax statistics, the online rescaling of O and Delta stay fp32.
  dev/test/test_feedback_blocked.c runs this tiling on the CPU against naive attention.
 */
 #ifndef SESSA_ATTENTION_CUH
@@ -35,7 +36,8 @@
 // rows for the tensor-core loads, and the padding spreads the rows over the banks.
 template <int HD> struct AttTile { static constexpr int LD = HD + 8; };
 #define ATT_ZLD (ATT_BT + 4)   // row stride of the fp32 (64, 64) staging tile of att_dot_tile
-#define ATT_PLD (ATT_BT + 1)   // row stride of the fp32 (64, 64) P / dS tiles
+#define ATT_WLD (ATT_BT + 8)   // row stride of the bf16 (64, 64) P / dS tiles
+typedef nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> AttAcc;
 
 // dst (64, HD) <- rows [row0, row0+64) of src (row r at src[r*stride]); rows at or past T read as zero
 template <int HD>
@@ -55,7 +57,7 @@ __device__ void att_dot_tile(float acc[4][4], const floatX *X, const floatX *Y, 
     using namespace nvcuda;
     constexpr int LD = AttTile<HD>::LD;
     int ty = threadIdx.x / 16, tx = threadIdx.x % 16, wr = (threadIdx.x / WARP_SIZE) / 2, wc = (threadIdx.x / WARP_SIZE) % 2;
-    wmma::fragment<wmma::accumulator, 16, 16, 16, float> c[2];
+    AttAcc c[2];
     wmma::fill_fragment(c[0], 0.0f);
     wmma::fill_fragment(c[1], 0.0f);
     for (int kk = 0; kk < HD; kk += 16) {
@@ -73,7 +75,51 @@ __device__ void att_dot_tile(float acc[4][4], const floatX *X, const floatX *Y, 
     __syncthreads();   // Zs is read before a next call stores into it
 }
 
-__device__ __forceinline__ float att_f(floatX x) { return __bfloat162float(x); }
+// Products with a (64, HD) result (P V, dS K, P^T dO, dS^T Q) accumulate in fragments on the tensor cores, with
+// P and dS rounded to bf16 as FlashAttention-2 does. Warp w owns result rows 16(w%4).., columns
+// (w/4)*HD/2 + 16f for f < HD/32.
+template <int HD, class FragA>
+__device__ __forceinline__ void att_mma_b(AttAcc *acc, const FragA &a, const floatX *Y, int kk) {
+    using namespace nvcuda;
+    constexpr int LD = AttTile<HD>::LD;
+    int wc = (threadIdx.x / WARP_SIZE) / 4;
+    for (int f = 0; f < HD / 32; f++) {
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, floatX, wmma::row_major> b;
+        wmma::load_matrix_sync(b, Y + kk * LD + wc * (HD / 2) + 16 * f, LD);
+        wmma::mma_sync(acc[f], a, b, acc[f]);
+    }
+}
+// acc += W Y, or W^T Y when TRANS; W a (64, 64) bf16 tile of row stride ATT_WLD, Y a (64, HD) bf16 tile
+template <int HD, bool TRANS>
+__device__ void att_mma_tile(AttAcc *acc, const floatX *W, const floatX *Y) {
+    using namespace nvcuda;
+    int wr = (threadIdx.x / WARP_SIZE) % 4;
+    for (int kk = 0; kk < ATT_BT; kk += 16) {
+        if constexpr (TRANS) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, floatX, wmma::col_major> a;   // W^T(m, k) = W[k][m]
+            wmma::load_matrix_sync(a, W + kk * ATT_WLD + 16 * wr, ATT_WLD);
+            att_mma_b<HD>(acc, a, Y, kk);
+        } else {
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, floatX, wmma::row_major> a;
+            wmma::load_matrix_sync(a, W + 16 * wr * ATT_WLD + kk, ATT_WLD);
+            att_mma_b<HD>(acc, a, Y, kk);
+        }
+    }
+}
+// this warp's result fragments <-> Os (64, HD+4) fp32 in shared memory
+template <int HD>
+__device__ float *att_out_block(float *Os, int f) {
+    int w = threadIdx.x / WARP_SIZE;
+    return Os + 16 * (w % 4) * (HD + 4) + (w / 4) * (HD / 2) + 16 * f;
+}
+template <int HD>
+__device__ void att_store_out(float *Os, const AttAcc *acc) {
+    for (int f = 0; f < HD / 32; f++) nvcuda::wmma::store_matrix_sync(att_out_block<HD>(Os, f), acc[f], HD + 4, nvcuda::wmma::mem_row_major);
+}
+template <int HD>
+__device__ void att_load_out(AttAcc *acc, const float *Os) {
+    for (int f = 0; f < HD / 32; f++) nvcuda::wmma::load_matrix_sync(acc[f], att_out_block<HD>((float *)Os, f), HD + 4, nvcuda::wmma::mem_row_major);
+}
 
 // max and sum over the 16 threads that share a row (they are 16 consecutive lanes of one warp)
 __device__ __forceinline__ float att_row_max(float v) {
@@ -86,22 +132,27 @@ __device__ __forceinline__ float att_row_sum(float v) {
 }
 
 // ----------------------------------------------------------------------------
-// forward: grid (ceil(T/64), H, B)
+// forward: grid (ceil(T/64), H, B). The output tile O (64, HD) lives in shared memory in fp32: threads rescale
+// its rows by the online-softmax correction, warps add P V into it on the tensor cores.
 template <int HD>
 __global__ void __launch_bounds__(ATT_THREADS)
 attention_forward_kernel(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
                          int T, int H, int Hkv) {
-    constexpr int LD = AttTile<HD>::LD, NC = HD / 16;
+    constexpr int LD = AttTile<HD>::LD, NC = HD / 16, OLD = HD + 4;
     extern __shared__ __align__(128) unsigned char att_smem[];
-    float *Zs = (float *)att_smem, *Ps = Zs + ATT_BT * ATT_ZLD;                  // fp32 (64, ATT_ZLD), (64, ATT_PLD)
-    floatX *Qs = (floatX *)(Ps + ATT_BT * ATT_PLD), *KVs = Qs + ATT_BT * LD;     // bf16 (64, LD) each
+    float *Zs = (float *)att_smem, *Os = Zs + ATT_BT * ATT_ZLD;                  // fp32 (64, ATT_ZLD), (64, HD+4)
+    floatX *Pb = (floatX *)(Os + ATT_BT * OLD);                                  // bf16 (64, ATT_WLD)
+    floatX *Qs = Pb + ATT_BT * ATT_WLD, *KVs = Qs + ATT_BT * LD;                 // bf16 (64, LD) each
     int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
     int i0 = blockIdx.x * ATT_BT, h = blockIdx.y, b = blockIdx.z, hk = h / (H / Hkv);
     const float scale = rsqrtf((float)HD);
     const floatX *kb = k + ((size_t)b * T * Hkv + hk) * HD, *vb = v + ((size_t)b * T * Hkv + hk) * HD;
     att_load_tile<HD>(Qs, q + ((size_t)b * T * H + h) * HD, H * HD, i0, T);
-    float m[4], l[4], o[4][NC];
-    for (int i = 0; i < 4; i++) { m[i] = -INFINITY; l[i] = 0.0f; for (int c = 0; c < NC; c++) o[i][c] = 0.0f; }
+    float m[4], l[4];
+    for (int i = 0; i < 4; i++) {
+        m[i] = -INFINITY; l[i] = 0.0f;
+        for (int c = 0; c < NC; c++) Os[(ty + 16 * i) * OLD + tx + 16 * c] = 0.0f;
+    }
     for (int j0 = 0; j0 <= i0; j0 += ATT_BT) {
         __syncthreads();
         att_load_tile<HD>(KVs, kb, Hkv * HD, j0, T);
@@ -120,30 +171,27 @@ attention_forward_kernel(floatX *out, float *lse, const floatX *q, const floatX 
             float corr = expf(m[i] - m_new), rs = 0.0f;
             for (int j = 0; j < 4; j++) {
                 float p = expf(sc[i][j] - m_new);
-                Ps[(ty + 16 * i) * ATT_PLD + tx + 16 * j] = p;
+                Pb[(ty + 16 * i) * ATT_WLD + tx + 16 * j] = __float2bfloat16(p);
                 rs += p;
             }
             l[i] = l[i] * corr + att_row_sum(rs);
             m[i] = m_new;
-            for (int c = 0; c < NC; c++) o[i][c] *= corr;
+            for (int c = 0; c < NC; c++) Os[(ty + 16 * i) * OLD + tx + 16 * c] *= corr;
         }
-        __syncthreads();                                 // K no longer read: load V in its place
-        att_load_tile<HD>(KVs, vb, Hkv * HD, j0, T);
+        __syncthreads();                                 // K no longer read, P and the rescaled O complete
+        att_load_tile<HD>(KVs, vb, Hkv * HD, j0, T);     // V in K's place
         __syncthreads();
-        for (int kk = 0; kk < ATT_BT; kk++) {            // o += P V
-            float p[4];
-            for (int i = 0; i < 4; i++) p[i] = Ps[(ty + 16 * i) * ATT_PLD + kk];
-            for (int c = 0; c < NC; c++) {
-                float vv = att_f(KVs[kk * LD + tx + 16 * c]);
-                for (int i = 0; i < 4; i++) o[i][c] = fmaf(p[i], vv, o[i][c]);
-            }
-        }
+        AttAcc o[HD / 32];                               // O += P V
+        att_load_out<HD>(o, Os);
+        att_mma_tile<HD, false>(o, Pb, KVs);
+        att_store_out<HD>(Os, o);
     }
+    __syncthreads();
     for (int i = 0; i < 4; i++) {
         int t = i0 + ty + 16 * i;
         if (t >= T) continue;
         floatX *orow = out + (((size_t)b * T + t) * H + h) * HD;
-        for (int c = 0; c < NC; c++) orow[tx + 16 * c] = __float2bfloat16(o[i][c] / l[i]);
+        for (int c = 0; c < NC; c++) orow[tx + 16 * c] = __float2bfloat16(Os[(ty + 16 * i) * OLD + tx + 16 * c] / l[i]);
         if (tx == 0) lse[((size_t)b * H + h) * T + t] = m[i] + logf(l[i]);
     }
 }
@@ -164,28 +212,42 @@ __global__ void attention_delta_kernel(float *delta, const floatX *dout, const f
     if (lane == 0) delta[((size_t)b * H + h) * T + t] = acc;
 }
 
+// this warp's fragments -> rows [row0, row0+64) of dst (row r at dst[r*stride]), times scale, as bf16
+template <int HD>
+__device__ void att_write_out(floatX *dst, int stride, int row0, int T, const AttAcc *acc, float *Os, float scale) {
+    __syncthreads();                                     // Os free
+    att_store_out<HD>(Os, acc);
+    __syncthreads();
+    for (int e = threadIdx.x; e < ATT_BT * HD; e += ATT_THREADS) {
+        int r = e / HD, c = e % HD;
+        if (row0 + r < T) dst[(size_t)(row0 + r) * stride + c] = __float2bfloat16(Os[r * (HD + 4) + c] * scale);
+    }
+}
+
 // dq for one query tile: grid (ceil(T/64), H, B)
 template <int HD>
 __global__ void __launch_bounds__(ATT_THREADS)
 attention_backward_dq_kernel(floatX *dq, const floatX *dout, const float *lse, const float *delta,
                              const floatX *q, const floatX *k, const floatX *v, int T, int H, int Hkv) {
-    constexpr int LD = AttTile<HD>::LD, NC = HD / 16;
+    constexpr int LD = AttTile<HD>::LD;
     extern __shared__ __align__(128) unsigned char att_smem[];
-    float *Zs = (float *)att_smem, *dSs = Zs + ATT_BT * ATT_ZLD;                 // fp32 (64, ATT_ZLD), (64, ATT_PLD)
-    floatX *Qs = (floatX *)(dSs + ATT_BT * ATT_PLD), *dOs = Qs + ATT_BT * LD;    // bf16 (64, LD) each
+    float *Zs = (float *)att_smem, *Os = Zs + ATT_BT * ATT_ZLD;                  // fp32 (64, ATT_ZLD), (64, HD+4)
+    floatX *dSb = (floatX *)(Os + ATT_BT * (HD + 4));                            // bf16 (64, ATT_WLD)
+    floatX *Qs = dSb + ATT_BT * ATT_WLD, *dOs = Qs + ATT_BT * LD;                // bf16 (64, LD) each
     floatX *Ks = dOs + ATT_BT * LD, *Vs = Ks + ATT_BT * LD;
     int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
     int i0 = blockIdx.x * ATT_BT, h = blockIdx.y, b = blockIdx.z, hk = h / (H / Hkv);
     const float scale = rsqrtf((float)HD);
     att_load_tile<HD>(Qs, q + ((size_t)b * T * H + h) * HD, H * HD, i0, T);
     att_load_tile<HD>(dOs, dout + ((size_t)b * T * H + h) * HD, H * HD, i0, T);
-    float lse_r[4], delta_r[4], acc[4][NC];
+    float lse_r[4], delta_r[4];
     for (int i = 0; i < 4; i++) {
         int t = i0 + ty + 16 * i;
         lse_r[i] = t < T ? lse[((size_t)b * H + h) * T + t] : 0.0f;
         delta_r[i] = t < T ? delta[((size_t)b * H + h) * T + t] : 0.0f;
-        for (int c = 0; c < NC; c++) acc[i][c] = 0.0f;
     }
+    AttAcc acc[HD / 32];
+    for (int f = 0; f < HD / 32; f++) nvcuda::wmma::fill_fragment(acc[f], 0.0f);
     for (int j0 = 0; j0 <= i0; j0 += ATT_BT) {
         __syncthreads();
         att_load_tile<HD>(Ks, k + ((size_t)b * T * Hkv + hk) * HD, Hkv * HD, j0, T);
@@ -197,24 +259,12 @@ attention_backward_dq_kernel(floatX *dq, const floatX *dout, const float *lse, c
         for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) {
             int t = i0 + ty + 16 * i, jj = j0 + tx + 16 * j;
             float p = (jj <= t && t < T) ? expf(sc[i][j] * scale - lse_r[i]) : 0.0f;
-            dSs[(ty + 16 * i) * ATT_PLD + tx + 16 * j] = p * (dp[i][j] - delta_r[i]);
+            dSb[(ty + 16 * i) * ATT_WLD + tx + 16 * j] = __float2bfloat16(p * (dp[i][j] - delta_r[i]));
         }
         __syncthreads();
-        for (int kk = 0; kk < ATT_BT; kk++) {            // acc += dS K
-            float ds[4];
-            for (int i = 0; i < 4; i++) ds[i] = dSs[(ty + 16 * i) * ATT_PLD + kk];
-            for (int c = 0; c < NC; c++) {
-                float kv = att_f(Ks[kk * LD + tx + 16 * c]);
-                for (int i = 0; i < 4; i++) acc[i][c] = fmaf(ds[i], kv, acc[i][c]);
-            }
-        }
+        att_mma_tile<HD, false>(acc, dSb, Ks);            // dq += dS K
     }
-    for (int i = 0; i < 4; i++) {
-        int t = i0 + ty + 16 * i;
-        if (t >= T) continue;
-        floatX *row = dq + (((size_t)b * T + t) * H + h) * HD;
-        for (int c = 0; c < NC; c++) row[tx + 16 * c] = __float2bfloat16(acc[i][c] * scale);
-    }
+    att_write_out<HD>(dq + ((size_t)b * T * H + h) * HD, H * HD, i0, T, acc, Os, scale);
 }
 
 // dk, dv for one key tile of one kv head, summed over its g query heads: grid (ceil(T/64), Hkv, B)
@@ -222,18 +272,19 @@ template <int HD>
 __global__ void __launch_bounds__(ATT_THREADS)
 attention_backward_dkv_kernel(floatX *dk, floatX *dv, const floatX *dout, const float *lse, const float *delta,
                               const floatX *q, const floatX *k, const floatX *v, int T, int H, int Hkv) {
-    constexpr int LD = AttTile<HD>::LD, NC = HD / 16;
+    constexpr int LD = AttTile<HD>::LD;
     extern __shared__ __align__(128) unsigned char att_smem[];
-    float *Zs = (float *)att_smem, *Ps = Zs + ATT_BT * ATT_ZLD, *dSs = Ps + ATT_BT * ATT_PLD;   // fp32
-    floatX *Ks = (floatX *)(dSs + ATT_BT * ATT_PLD), *Vs = Ks + ATT_BT * LD;                     // bf16 (64, LD)
+    float *Zs = (float *)att_smem, *Os = Zs + ATT_BT * ATT_ZLD;                  // fp32 (64, ATT_ZLD), (64, HD+4)
+    floatX *Pb = (floatX *)(Os + ATT_BT * (HD + 4)), *dSb = Pb + ATT_BT * ATT_WLD; // bf16 (64, ATT_WLD) each
+    floatX *Ks = dSb + ATT_BT * ATT_WLD, *Vs = Ks + ATT_BT * LD;                 // bf16 (64, LD) each
     floatX *Qs = Vs + ATT_BT * LD, *dOs = Qs + ATT_BT * LD;
     int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
     int j0 = blockIdx.x * ATT_BT, hk = blockIdx.y, b = blockIdx.z, g = H / Hkv;
     const float scale = rsqrtf((float)HD);
     att_load_tile<HD>(Ks, k + ((size_t)b * T * Hkv + hk) * HD, Hkv * HD, j0, T);
     att_load_tile<HD>(Vs, v + ((size_t)b * T * Hkv + hk) * HD, Hkv * HD, j0, T);
-    float dk_acc[4][NC], dv_acc[4][NC];   // key rows j0+ty+16i, columns tx+16c
-    for (int i = 0; i < 4; i++) for (int c = 0; c < NC; c++) { dk_acc[i][c] = 0.0f; dv_acc[i][c] = 0.0f; }
+    AttAcc dk_acc[HD / 32], dv_acc[HD / 32];
+    for (int f = 0; f < HD / 32; f++) { nvcuda::wmma::fill_fragment(dk_acc[f], 0.0f); nvcuda::wmma::fill_fragment(dv_acc[f], 0.0f); }
     for (int h = hk * g; h < (hk + 1) * g; h++) {
         const float *lse_h = lse + ((size_t)b * H + h) * T, *delta_h = delta + ((size_t)b * H + h) * T;
         for (int i0 = j0; i0 < T; i0 += ATT_BT) {        // query tiles holding some t >= j
@@ -250,44 +301,27 @@ attention_backward_dkv_kernel(floatX *dk, floatX *dv, const floatX *dout, const 
                 for (int j = 0; j < 4; j++) {
                     int jj = j0 + tx + 16 * j;
                     float p = (jj <= t && t < T) ? expf(sc[i][j] * scale - lse_t) : 0.0f;
-                    Ps[(ty + 16 * i) * ATT_PLD + tx + 16 * j] = p;
-                    dSs[(ty + 16 * i) * ATT_PLD + tx + 16 * j] = p * (dp[i][j] - delta_t);
+                    Pb[(ty + 16 * i) * ATT_WLD + tx + 16 * j] = __float2bfloat16(p);
+                    dSb[(ty + 16 * i) * ATT_WLD + tx + 16 * j] = __float2bfloat16(p * (dp[i][j] - delta_t));
                 }
             }
             __syncthreads();
-            for (int tt = 0; tt < ATT_BT; tt++) {        // dv += P^T dO,  dk += dS^T Q
-                float p[4], ds[4];
-                for (int i = 0; i < 4; i++) {
-                    p[i] = Ps[tt * ATT_PLD + ty + 16 * i];
-                    ds[i] = dSs[tt * ATT_PLD + ty + 16 * i];
-                }
-                for (int c = 0; c < NC; c++) {
-                    float dov = att_f(dOs[tt * LD + tx + 16 * c]), qv = att_f(Qs[tt * LD + tx + 16 * c]);
-                    for (int i = 0; i < 4; i++) {
-                        dv_acc[i][c] = fmaf(p[i], dov, dv_acc[i][c]);
-                        dk_acc[i][c] = fmaf(ds[i], qv, dk_acc[i][c]);
-                    }
-                }
-            }
+            att_mma_tile<HD, true>(dv_acc, Pb, dOs);     // dv += P^T dO
+            att_mma_tile<HD, true>(dk_acc, dSb, Qs);     // dk += dS^T Q
         }
     }
-    for (int i = 0; i < 4; i++) {
-        int j = j0 + ty + 16 * i;
-        if (j >= T) continue;
-        size_t base = (((size_t)b * T + j) * Hkv + hk) * HD;
-        for (int c = 0; c < NC; c++) {
-            dk[base + tx + 16 * c] = __float2bfloat16(dk_acc[i][c] * scale);
-            dv[base + tx + 16 * c] = __float2bfloat16(dv_acc[i][c]);
-        }
-    }
+    size_t base = ((size_t)b * T * Hkv + hk) * HD;
+    att_write_out<HD>(dv + base, Hkv * HD, j0, T, dv_acc, Os, 1.0f);
+    att_write_out<HD>(dk + base, Hkv * HD, j0, T, dk_acc, Os, scale);
 }
 
 // ----------------------------------------------------------------------------
 // launchers
 
-// dynamic shared memory of a kernel: the fp32 staging tile, n_p fp32 P/dS tiles, n_t bf16 (64, HD+8) tiles
-static size_t att_smem_bytes(int HD, int n_p, int n_t) {
-    return (size_t)ATT_BT * (ATT_ZLD + n_p * ATT_PLD) * sizeof(float) + (size_t)n_t * ATT_BT * (HD + 8) * sizeof(floatX);
+// dynamic shared memory of a kernel: the fp32 staging tiles (64, 64+4) and (64, HD+4), n_w bf16 (64, 64+8)
+// P / dS tiles, n_t bf16 (64, HD+8) input tiles
+static size_t att_smem_bytes(int HD, int n_w, int n_t) {
+    return (size_t)ATT_BT * (ATT_ZLD + HD + 4) * sizeof(float) + (size_t)ATT_BT * (n_w * ATT_WLD + n_t * (HD + 8)) * sizeof(floatX);
 }
 static size_t attention_forward_smem(int HD) { return att_smem_bytes(HD, 1, 2); }
 static size_t attention_dq_smem(int HD) { return att_smem_bytes(HD, 1, 4); }

@@ -342,10 +342,10 @@ static inline void sessa_checkpoint_write(const char *path, const SessaConfig *c
     if (version == 1) {
         fwriteCheck(params, sizeof(float), n, fp, tmp);
     } else {
-        enum { CHUNK = 1 << 16 };
-        uint16_t buf[CHUNK];
-        for (size_t i = 0; i < n; i += CHUNK) {
-            size_t m = n - i < CHUNK ? n - i : CHUNK;
+        uint16_t buf[1 << 15];
+        const size_t chunk = sizeof(buf) / sizeof(buf[0]);
+        for (size_t i = 0; i < n; i += chunk) {
+            size_t m = n - i < chunk ? n - i : chunk;
             for (size_t j = 0; j < m; j++) buf[j] = float_to_bf16(params[i + j]);
             fwriteCheck(buf, sizeof(uint16_t), m, fp, tmp);
         }

@@ -42,11 +42,13 @@ static int check(int B, int T, int H, int Hkv, int d) {
     run_att_forward(&p);
     run_att_backward(&p, &g);
     cudaCheck(cudaDeviceSynchronize());
-    // bf16 outputs (2^-9 relative rounding): rtol 5e-3; Delta comes from the bf16 out and the sums run over
-    // g*T terms in fp32: atol 3e-3 of the tensor's largest entry. Wrong masks or head sums are off by 1e-1.
-    int ok = validate_result(g.dq, dq, "dq", (size_t)B * T * H, d, d, 3e-3f * max_abs(dq, nq), 5e-3f);
-    ok &= validate_result(g.dk, dk, "dk", (size_t)B * T * Hkv, d, d, 3e-3f * max_abs(dk, nk), 5e-3f);
-    ok &= validate_result(g.dv, dv, "dv", (size_t)B * T * Hkv, d, d, 3e-3f * max_abs(dv, nk), 5e-3f);
+    // P and dS are rounded to bf16 before their products (FlashAttention-2's numerics, 2^-9 relative per term),
+    // Delta comes from the bf16 out, and the results are stored in bf16: atol 1e-2 of the tensor's largest entry,
+    // rtol 1e-2 (the CPU emulation of these kernels shows up to 4e-3 of the max). Wrong masks or head sums are
+    // off by 1e-1 of the max or more.
+    int ok = validate_result(g.dq, dq, "dq", (size_t)B * T * H, d, d, 1e-2f * max_abs(dq, nq), 1e-2f);
+    ok &= validate_result(g.dk, dk, "dk", (size_t)B * T * Hkv, d, d, 1e-2f * max_abs(dk, nk), 1e-2f);
+    ok &= validate_result(g.dv, dv, "dv", (size_t)B * T * Hkv, d, d, 1e-2f * max_abs(dv, nk), 1e-2f);
     // determinism: a second run gives the same bits
     uint16_t *a1 = (uint16_t *)mallocCheck(nk * sizeof(uint16_t)), *a2 = (uint16_t *)mallocCheck(nk * sizeof(uint16_t));
     cudaCheck(cudaMemcpy(a1, g.dk, nk * sizeof(floatX), cudaMemcpyDeviceToHost));

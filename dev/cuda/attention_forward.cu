@@ -94,9 +94,11 @@ static int check(int B, int T, int H, int Hkv, int d) {
     attention_cpu(out_ref, lse_ref, NULL, NULL, NULL, NULL, p.q, p.k, p.v, B, T, H, Hkv, d);
     run_att_forward(&p);
     cudaCheck(cudaDeviceSynchronize());
-    // out is bf16 (relative rounding 2^-9): rtol 5e-3, plus 1e-3 of max|out| for the fp32 sums of T terms;
-    // lse is fp32 of magnitude log(T) + max logit: 1e-4. A wrong mask or head mapping is off by 1e-1 or more.
-    int ok = validate_result(p.d_out, out_ref, "out", (size_t)B * T * H, d, d, 1e-3f * max_abs(out_ref, nq), 5e-3f);
+    // P is rounded to bf16 before P V, as in FlashAttention-2 (2^-9 relative per weight: up to 2^-9 max|v|, about
+    // 2e-3 max|out|, when the errors line up), and out is stored in bf16 (2^-9 relative): atol 5e-3 of max|out|,
+    // rtol 1e-2 (the CPU emulation of this kernel shows up to 3e-3). lse is fp32 of magnitude log(T) + max logit:
+    // 1e-4. A wrong mask or head mapping is off by 1e-1 or more.
+    int ok = validate_result(p.d_out, out_ref, "out", (size_t)B * T * H, d, d, 5e-3f * max_abs(out_ref, nq), 1e-2f);
     ok &= validate_result(p.d_lse, lse_ref, "lse", (size_t)B * H, T, T, 1e-4f, 1e-4f);
     free(out_ref); free(lse_ref);
     free_att_problem(&p);

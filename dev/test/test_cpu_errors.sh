@@ -111,9 +111,10 @@ else bad "resumed final checkpoint differs"; fi
 if ls "$REFS"/*_debug.bin >/dev/null 2>&1; then
     ${CC:-gcc} -O3 -march=native -ffp-contract=fast -fopenmp -DBREAK_FEEDBACK test_sessa.c -lm -o "$TMP/test_broken"
     for d in "$REFS"/*_debug.bin; do
-        m=${d%_debug.bin}_model.bin
-        if "$TMP/test_broken" -m "$m" -d "$d" >"$TMP/out" 2>&1; then bad "BREAK_FEEDBACK not caught on $(basename "$d")"
-        else ok "BREAK_FEEDBACK caught on $(basename "$d"): $(grep -c FAIL "$TMP/out") failing lines"; fi
+        for m in ${d%_debug.bin}_model.bin ${d%_debug.bin}_model_bf16.bin; do   # fp32 and bf16 tolerances
+            if "$TMP/test_broken" -m "$m" -d "$d" >"$TMP/out" 2>&1; then bad "BREAK_FEEDBACK not caught on $(basename "$m")"
+            else ok "BREAK_FEEDBACK caught on $(basename "$m"): $(grep -c FAIL "$TMP/out") failing lines"; fi
+        done
     done
 else bad "no reference dumps in $REFS (python train_sessa.py --write_refs $REFS)"; fi
 

@@ -352,7 +352,8 @@ static void dense_attention(double *out, double *dq, double *dk, double *dv, con
 }
 
 // ----------------------------------------------------------------------------
-// attention: twin of llmc/attention.cuh (fp32)
+// attention: twin of llmc/attention.cuh's tiling, in fp32 (the kernels also round P and dS to bf16 before their
+// products, as FlashAttention-2 does; that precision is checked by dev/cuda/attention_*.cu, not here)
 
 // attention_forward_kernel: per (head, query tile), key tiles j0 <= i0, online softmax with the tile's row max
 static void twin_attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,

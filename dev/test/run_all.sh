@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The whole test suite (what `make test` runs after installing the Python packages).
+# Each step is one command; a step passes when it exits 0. Steps that need a tool this machine lacks
+# (nvcc, mpicc, clang's libFuzzer) are reported as skipped, never as passed.
+# Prints one line per step and ends with "N passed, M failed, K skipped"; exit code 0 only if none failed.
+#   usage: dev/test/run_all.sh            (from the repo root; REFS=dir overrides dev/refs)
+set -u
+cd "$(dirname "$0")/../.."
+REFS=${REFS:-dev/refs}
+PYTHON=${PYTHON:-python3}
+MAKE="make --no-print-directory"
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
+LOG=$(mktemp -d)
+trap 'rm -rf "$LOG"' EXIT
+pass=0; fail=0; skip=0; failed=()
+
+# step NAME CMD...: run CMD, print its output only on failure (and its last lines always)
+step() {
+    local name=$1; shift
+    local t0=$SECONDS
+    if "$@" >"$LOG/out" 2>&1; then
+        pass=$((pass + 1)); echo "[PASS] $name ($((SECONDS - t0)) s)"
+        tail -n 3 "$LOG/out" | sed 's/^/         /'
+    else
+        fail=$((fail + 1)); failed+=("$name"); echo "[FAIL] $name ($((SECONDS - t0)) s)"
+        tail -n 60 "$LOG/out" | sed 's/^/  | /'
+    fi
+}
+skipped() { skip=$((skip + 1)); echo "[SKIP] $1"; }
+
+# -- builds
+step "build CPU trainer and test (make train_sessa test_sessa)" $MAKE train_sessa test_sessa
+step "reference dumps (train_sessa.py --write_refs $REFS)" $MAKE refs REFS="$REFS"
+
+# -- the C model against the PyTorch reference: every config; the fp32 checkpoint (-c: the bf16 one reads
+#    back as our own bf16 rounding, bit for bit), the same with QB=5 (many blocks in the blocked
+#    attention and feedback on these short sequences), and the bf16 checkpoint with bf16 tolerances
+step "build test_sessa with QB=5" $MAKE dev/test/bin/test_sessa_qb5
+for dbg in "$REFS"/*_debug.bin; do
+    m=${dbg%_debug.bin}; name=$(basename "$m")
+    step "test_sessa $name" ./test_sessa -m "${m}_model.bin" -d "$dbg" -c "${m}_model_bf16.bin"
+    step "test_sessa $name (QB=5)" dev/test/bin/test_sessa_qb5 -m "${m}_model.bin" -d "$dbg"
+    step "test_sessa $name (bf16 checkpoint)" ./test_sessa -m "${m}_model_bf16.bin" -d "$dbg"
+done
+
+# -- trainer behaviour: bad inputs, atomic checkpoints, exact resume, a broken gradient is caught
+step "CPU trainer errors, checkpoints, resume (dev/test/test_cpu_errors.sh)" bash dev/test/test_cpu_errors.sh "$REFS"
+
+# -- C unit tests
+for t in dataloader tokenizer distributed feedback_blocked flops; do
+    step "dev/test/test_$t.c" $MAKE dev/test/bin/test_$t
+    [ -x dev/test/bin/test_$t ] && step "test_$t" dev/test/bin/test_$t
+done
+if command -v mpicc >/dev/null && command -v mpirun >/dev/null; then
+    step "test_distributed with MPI (mpirun -np 3)" $MAKE test-distributed-mpi
+else skipped "test_distributed with MPI: no mpicc/mpirun (apt-get install libopenmpi-dev openmpi-bin)"; fi
+
+# -- Python tests
+step "pytest dev/test/test_reference.py" $PYTHON -m pytest -q dev/test/test_reference.py
+step "pytest dev/test/test_data.py" $PYTHON -m pytest -q dev/test/test_data.py
+
+# -- CUDA code builds (no GPU needed to build; running it is the GPU-run issue)
+if $MAKE -s print-nvcc | grep -q nvcc; then
+    step "build CUDA trainer and test (make train_sessacu test_sessacu)" $MAKE train_sessacu test_sessacu
+    step "build dev/cuda kernels (make -C dev/cuda)" $MAKE -C dev/cuda -j2
+    step "build NCCL layer (dev/test/test_zero.cu, with and without MPI)" $MAKE test-zero-build
+else skipped "CUDA builds: no nvcc"; fi
+
+# -- fuzzing the file parsers for a bounded time
+if command -v clang >/dev/null && echo 'int LLVMFuzzerTestOneInput(const char*d,long n){return 0;}' \
+     | clang -x c -fsanitize=fuzzer - -o "$LOG/fz" 2>/dev/null; then
+    step "fuzz shard, tokenizer, checkpoint parsers (${FUZZ_SECONDS:-10} s each)" \
+        $MAKE -C dev/fuzz fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-10}"
+else skipped "fuzzing: clang with libFuzzer not available"; fi
+
+echo
+[ $fail -gt 0 ] && printf 'failed: %s\n' "${failed[@]}"
+echo "$pass passed, $fail failed, $skip skipped"
+[ $fail -eq 0 ]
