@@ -43,7 +43,11 @@ test_sessacu: test_sessa.cu train_sessa.cu $(CUHEADERS)
 # ---------------------------------------------------------------------------- tests
 # Python packages (torch, numpy, tokenizers, tqdm, matplotlib, pytest); a no-op when present
 deps: .deps_installed
+# OpenMPI (for the MPI build of the NCCL layer and its mpirun test) from Debian's packages when we are root
 .deps_installed: requirements.txt
+	@command -v mpicc >/dev/null || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get update -qq && apt-get install -y -qq libopenmpi-dev openmpi-bin) || echo "note: OpenMPI install failed"; \
+	  else echo "note: no mpicc; the MPI tests will be skipped (apt-get install libopenmpi-dev openmpi-bin)"; fi; }
 	$(PYTHON) -m pip install -q -r requirements.txt
 	touch $@
 

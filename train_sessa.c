@@ -31,6 +31,7 @@
 #include "llmc/train_state.h"
 #include "llmc/dataloader.h"
 #include "llmc/tokenizer.h"
+#include "llmc/eval_tasks.h"
 
 // ----------------------------------------------------------------------------
 // matmul: C (M,N) (+)= A (M,K) B (K,N). A(m,k) = A[m*sam + k*sak], so A can be read transposed;
@@ -496,6 +497,7 @@ typedef struct {
     float *gated;              // (L, N, D) s * gt
     float *lnf, *lnf_mean, *lnf_rstd; // (N, D), (N), (N)
     float *row_loss;           // (N)
+    int *row_argmax;           // (N) argmax of each row's logits (first index on ties, as torch.argmax)
 } Activations;
 
 typedef struct {
@@ -560,6 +562,7 @@ static void sessa_alloc_activations(Sessa *m, int B, int T) {
     a->gated = alloc_floats(L * N * D);
     a->lnf = alloc_floats(N * D); a->lnf_mean = alloc_floats(N); a->lnf_rstd = alloc_floats(N);
     a->row_loss = alloc_floats(N);
+    a->row_argmax = (int *)callocCheck(N, sizeof(int));
     GradBuffers *g = &m->gb;
     g->dres = alloc_floats(N * D); g->dgated = alloc_floats(N * D); g->dabar = alloc_floats(N * D);
     g->u = alloc_floats(N * D); g->datt = alloc_floats(N * D); g->dq = alloc_floats(N * D); g->dxn = alloc_floats(N * D);
@@ -591,6 +594,7 @@ static void sessa_free(Sessa *m) {
                           m->gb.dq, m->gb.dxn, m->gb.dk, m->gb.dv, m->gb.dag, m->gb.dfb, m->gb.dgamma, m->wT,
                           m->logits, m->rope_cos, m->rope_sin, m->scratch };
         for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
+        free(a->row_argmax);
     }
     free(m->params_memory); free(m->grads_memory); free(m->m_memory); free(m->v_memory);
 }
@@ -608,7 +612,7 @@ static void transpose_wte(Sessa *m) {
         for (int k = 0; k < V; k++) m->wT[(size_t)i * V + k] = m->params.wte[(size_t)k * D + i];
 }
 
-// the tied head over rows [r0, r0+n): per row log-sum-exp, loss, optional logits copy; chunked, so the
+// the tied head over rows [r0, r0+n): per row log-sum-exp, loss, argmax, optional logits copy; chunked, so the
 // (rows, V) logits never exist at once
 static void head_forward(Sessa *m, const int *targets, int r0, int n) {
     const SessaConfig *c = &m->config;
@@ -621,6 +625,9 @@ static void head_forward(Sessa *m, const int *targets, int r0, int n) {
         for (int i = 0; i < R; i++) {
             const float *lg = m->logits + (size_t)i * V;
             float maxv = max_of(lg, V), sum = 0.0f;
+            int argmax = 0;
+            while (argmax < V - 1 && lg[argmax] != maxv) argmax++;
+            m->acts.row_argmax[rc + i] = argmax;
             #pragma omp simd reduction(+:sum)
             for (int k = 0; k < V; k++) sum += exp_fast(lg[k] - maxv);
             m->acts.row_loss[rc + i] = targets ? maxv + logf(sum) - lg[targets[rc + i]] : 0.0f;

@@ -382,8 +382,33 @@ static void layer_backward(Model *m, int l, int B, int T) {
     #undef GW
 }
 
-// after model_loss(..., dloss != 0) on the same batch: grads += dL/dparams
-static void model_backward(Model *m, const int *h_tokens, int B, int T) {
+// Gradient reduction overlapped with the backward (llm.c's shape). The tensors of `kinds` are final in
+// m->grads once the work queued so far on main_stream is done: layer l's slice of each (l >= 0; a kind's
+// layers are contiguous, so one layer's slices are n separate ranges), or the whole tensors (l < 0).
+// They are all-reduced (ZeRO 0) or reduced onto their owners (ZeRO 1) on the NCCL stream while the
+// backward goes on (llmc/zero.cuh). Every rank issues the same ranges in the same order, every step.
+// The gaps between tensors of the GPU layout hold zero gradients on every rank and are left out.
+static const int layer_tensor_kinds[] = { P_LN_W, P_LN_B, P_IN_W, P_IN_B, P_Q_W, P_Q_B, P_K_W, P_K_B, P_V_W, P_V_B,
+                                          P_FB_W, P_FB_B, P_O_W, P_GAMMA_W, P_GAMMA_B, P_OUT_W, P_OUT_B };
+static void reduce_gradients(Model *m, const int *kinds, int n, int l, MultiGpuConfig *mg) {
+    size_t begins[NUM_PARAMETER_TENSORS], counts[NUM_PARAMETER_TENSORS];
+    for (int i = 0; i < n; i++) {
+        int t = kinds[i];
+        begins[i] = l < 0 ? m->offsets[t] : (size_t)(layer_ptr(m->grads, m, t, l) - m->grads);
+        counts[i] = l < 0 ? m->sizes[t] : m->sizes[t] / m->config.n_layer;   // o_w: 0 when H == 1, skipped
+    }
+    multi_gpu_reduce_gradient_ranges(m->grads, m->gpu_parameters, begins, counts, n, mg, main_stream);
+}
+
+// after model_loss(..., dloss != 0) on the same batch: grads += dL/dparams.
+// reduce: the communicator on the last micro-step of an optimizer step (NULL on the others, and in the
+// tests): each gradient is then reduced over the GPUs as soon as it is final, i.e. lnf after its LayerNorm,
+// layer l during the backward of layers l-1 .. 0, wte (head + embedding) at the end. The caller waits for
+// them with multi_gpu_wait_gradients before reading the gradients. The result is the one of a single
+// reduction after the backward: the same NCCL sum of the same W values per element (NCCL may add them in
+// another order for another message size, so for W > 2 the last bit can differ from a whole-buffer
+// reduction; run to run it is deterministic: fixed ranges, fixed order). World size 1: no NCCL, no sync.
+static void model_backward(Model *m, const int *h_tokens, int B, int T, MultiGpuConfig *reduce = NULL) {
     const SessaConfig *c = &m->config;
     const BackwardBufs *g = &m->bw;
     int N = B * T, D = c->d_model, V = c->vocab_size, Vp = c->padded_vocab_size;
@@ -396,10 +421,16 @@ static void model_backward(Model *m, const int *h_tokens, int B, int T) {
     layernorm_backward(g->dres, m->grads + m->offsets[P_LNF_W], m->grads + m->offsets[P_LNF_B], g->dxn,
                        m->layers[c->n_layer - 1].y, m->lnf_mean, m->lnf_rstd,
                        m->params + m->offsets[P_LNF_W], N, D, g->colsum, main_stream);
-    for (int l = c->n_layer - 1; l >= 0; l--) layer_backward(m, l, B, T);
+    const int lnf_kinds[] = { P_LNF_W, P_LNF_B }, wte_kind[] = { P_WTE };
+    if (reduce != NULL) reduce_gradients(m, lnf_kinds, 2, -1, reduce);
+    for (int l = c->n_layer - 1; l >= 0; l--) {
+        layer_backward(m, l, B, T);
+        if (reduce != NULL) reduce_gradients(m, layer_tensor_kinds, (int)(sizeof(layer_tensor_kinds) / sizeof(int)), l, reduce);
+    }
     // x0 = wte[tokens]
     encoder_backward_plan(&m->enc, h_tokens, N, main_stream);
     encoder_backward(m->grads + m->offsets[P_WTE], g->dres, &m->enc, D, main_stream);
+    if (reduce != NULL) reduce_gradients(m, wte_kind, 1, -1, reduce);
 }
 
 // ----------------------------------------------------------------------------
@@ -658,9 +689,9 @@ int main(int argc, char **argv) {
             dataloader_next_batch(&train_loader);
             model_forward(&model, train_loader.inputs, B, T);
             loss += model_loss(&model, train_loader.targets, B, T, dloss);
-            model_backward(&model, train_loader.inputs, B, T);
+            // the last micro-step reduces the accumulated gradients over the GPUs during its backward
+            model_backward(&model, train_loader.inputs, B, T, micro == grad_accum - 1 ? &mg : NULL);
         }
-        multi_gpu_reduce_gradient(model.grads, model.gpu_parameters, &mg, main_stream);
         multi_gpu_wait_gradients(&mg, main_stream);
         float norm = model_grad_norm(&model, &mg);
         float scale = args.grad_clip > 0.0f && norm > args.grad_clip ? args.grad_clip / norm : 1.0f;

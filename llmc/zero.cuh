@@ -18,8 +18,8 @@
    per step:
      forward/backward (grad accumulation) ...; in the last micro-step, once the gradients of a range of
      the flat buffer are final (e.g. all tensors of layer l, right after its backward):
-       multi_gpu_reduce_gradient_ranges(grads, begins, counts, n, &mg, stream);   // async, NCCL stream
-     or after the whole backward: multi_gpu_reduce_gradient(grads, P, &mg, stream);
+       multi_gpu_reduce_gradient_ranges(grads, n_params, begins, counts, n, &mg, stream);  // async, NCCL stream
+     or after the whole backward: multi_gpu_reduce_gradient(grads, n_params, &mg, stream);
      multi_gpu_wait_gradients(&mg, stream);                 // compute stream waits for NCCL
      norm^2 of the gradient: stage 0 local; stage 1 sum of the shards' norm^2 via multi_gpu_cpu_float_sum
      AdamW on [sh.offset, sh.offset + sh.size) (the padding has grad 0 and stays 0)
@@ -62,6 +62,7 @@ typedef struct {
     cudaEvent_t compute_done;  // compute stream -> NCCL stream: the gradients are ready
     cudaEvent_t nccl_done;     // NCCL stream -> compute stream: the reductions are over
     float *d_scalar;           // one device float for multi_gpu_cpu_float_sum
+    int *d_ints;               // two device ints for multi_gpu_agree_int
 } MultiGpuConfig;
 
 // id_method: "auto", "mpi", "tcp", "fs:DIR", or NULL: $SESSA_ID_METHOD, else "auto" (llmc/distributed.h)
@@ -94,6 +95,7 @@ static MultiGpuConfig multi_gpu_config_init(int zero_stage, const char *id_metho
     cudaCheck(cudaEventCreateWithFlags(&c.compute_done, cudaEventDisableTiming));
     cudaCheck(cudaEventCreateWithFlags(&c.nccl_done, cudaEventDisableTiming));
     cudaMallocCheck(&c.d_scalar, sizeof(float));
+    cudaMallocCheck(&c.d_ints, 2 * sizeof(int));
     if (c.process_rank == 0)
         printf("multi-GPU: %d processes (launcher %s), id exchange %s, ZeRO stage %d\n", c.num_processes,
                c.env.launcher, method.kind == DIST_ID_MPI ? "mpi" : method.kind == DIST_ID_TCP ? "tcp" : "fs",
@@ -108,6 +110,7 @@ static void multi_gpu_config_free(MultiGpuConfig *c) {
         cudaCheck(cudaEventDestroy(c->compute_done));
         cudaCheck(cudaEventDestroy(c->nccl_done));
         cudaCheck(cudaFree(c->d_scalar));
+        cudaCheck(cudaFree(c->d_ints));
     }
     dist_finalize();
     memset(c, 0, sizeof(*c));
@@ -122,6 +125,21 @@ static float multi_gpu_cpu_float_sum(float value, const MultiGpuConfig *c) {
     ncclCheck(ncclAllReduce(c->d_scalar, c->d_scalar, 1, ncclFloat, ncclSum, c->nccl_comm, c->nccl_stream));
     cudaCheck(cudaMemcpyAsync(&value, c->d_scalar, sizeof(float), cudaMemcpyDeviceToHost, c->nccl_stream));
     cudaCheck(cudaStreamSynchronize(c->nccl_stream));
+    return value;
+}
+
+// an int that every rank must hold the same (the step to resume from, ...): returns it, or stops every
+// rank with an error naming `what` when they differ; blocks
+static int multi_gpu_agree_int(int value, const char *what, const MultiGpuConfig *c) {
+    if (c->num_processes == 1) return value;
+    int h[2] = { value, -value };   // one all-reduce (max) gives the maximum and minus the minimum
+    cudaCheck(cudaMemcpyAsync(c->d_ints, h, sizeof(h), cudaMemcpyHostToDevice, c->nccl_stream));
+    ncclCheck(ncclAllReduce(c->d_ints, c->d_ints, 2, ncclInt32, ncclMax, c->nccl_comm, c->nccl_stream));
+    cudaCheck(cudaMemcpyAsync(h, c->d_ints, sizeof(h), cudaMemcpyDeviceToHost, c->nccl_stream));
+    cudaCheck(cudaStreamSynchronize(c->nccl_stream));
+    if (h[0] != -h[1])
+        fatal("the %d ranks disagree on %s: values from %d to %d, this rank (%d) has %d", c->num_processes, what,
+              -h[1], h[0], c->process_rank, value);
     return value;
 }
 

@@ -46,6 +46,11 @@ done
 # -- trainer behaviour: bad inputs, atomic checkpoints, exact resume, a broken gradient is caught
 step "CPU trainer errors, checkpoints, resume (dev/test/test_cpu_errors.sh)" bash dev/test/test_cpu_errors.sh "$REFS"
 
+# -- the embedded default: prepare the Austen corpus (Debian's r-cran-janeaustenr) and train a few steps,
+#    with validation, sampling and a checkpoint, through the same target as `make train`
+step "make train, short (data/default, 10 steps, val, sample, checkpoint)" \
+    $MAKE train TRAIN_FLAGS="-e d2w64h2 -b 4 -t 64 -x 10 -u 2 -v 5 -m 2 -s 10 -g 32 -o $LOG/train"
+
 # -- C unit tests
 for t in dataloader tokenizer distributed feedback_blocked flops; do
     step "dev/test/test_$t.c" $MAKE dev/test/bin/test_$t
