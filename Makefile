@@ -123,3 +123,10 @@ dev/test/bin/test_sessa_qb5: test_sessa.c train_sessa.c $(HEADERS)
 bench-cpu: train_sessa
 	scripts/bench_cpu.sh
 .PHONY: bench-cpu
+
+# ---------------------------------------------------------------------------- CUDA emulator (helper EMU)
+# make test-cuda-emu: the real llmc/*.cuh kernels run on the CPU (dev/cuda_emu, g++ only, no GPU or nvcc),
+# each dev/cuda/<kernel>.cu check against its CPU reference, plus the emulator's own self-test
+test-cuda-emu:
+	$(MAKE) -C dev/cuda_emu test
+.PHONY: test-cuda-emu

@@ -6,6 +6,14 @@
  Build: make train_sessa  (gcc -O3 -march=native -ffp-contract=fast -fopenmp train_sessa.c -lm -o train_sessa)
  On a machine shared with other jobs, OMP_WAIT_POLICY=passive avoids threads spinning at barriers.
  Run:   ./train_sessa -e d4w256h4 -b 4 -t 256 -o out    (trains on data/default; -h for flags)
+ Flags: those of llmc/args.h (SPEC section 5), and
+   -E EVALFILE  long-context eval file of data/long_context.py (TASK_eval.bin), with its val shard as -j
+                and -t its seq_len: at every validation (-v) and at the end, the accuracy of the argmax
+                prediction at its scored positions, one line per nominal distance, also into main.log
+                ("step N eval_acc d=128 0.953125 61/64"; llmc/eval_tasks.h)
+   -x 0         no training: only the validation and -E evaluation of the model at step 0, e.g.
+                ./train_sessa -e out/model_00000500.bin -x 0 -t 512 -b 8 -E data/long_context/needle/needle_eval.bin \
+                    -i data/long_context/needle/needle_val_000000.bin -j data/long_context/needle/needle_val_000000.bin
 
  Memory is O(B*T*D) per layer: no (T,T) matrix is ever stored. The attention keeps a log-sum-exp per
  query row and recomputes the probabilities in its backward (FlashAttention's idea); the feedback
@@ -888,6 +896,19 @@ static float evaluate(Sessa *m, DataLoader *loader, int steps, int B, int T) {
     return (float)(sum / steps);
 }
 
+// accuracy at the scored positions of the eval file, per nominal distance, over its sequences = the first
+// rows of the (unshuffled) val loader; printed and logged as "step N eval_acc d=D ACC correct/count"
+static void evaluate_tasks(Sessa *m, DataLoader *loader, EvalTasks *e, int step, FILE *log) {
+    dataloader_reset(loader);
+    eval_tasks_zero(e);
+    for (int k = 0; k < eval_tasks_steps(e, loader); k++) {
+        dataloader_next_batch(loader);
+        sessa_forward(m, loader->inputs, loader->targets, (int)loader->B, (int)loader->T, 0, (int)loader->T);
+        eval_tasks_score(e, eval_tasks_row0(loader, k), (int)loader->B, m->acts.row_argmax, loader->targets);
+    }
+    eval_tasks_report(e, step, log);
+}
+
 static void save_checkpoint(Sessa *m, const char *dir, int step, DataLoader *loader, Rng *rng) {
     char model_path[4096], state_path[4096], done_path[4096];
     train_state_paths(model_path, state_path, done_path, sizeof(model_path), dir, step);
@@ -899,9 +920,25 @@ static void save_checkpoint(Sessa *m, const char *dir, int step, DataLoader *loa
     printf("saved checkpoint %s\n", model_path);
 }
 
+// the flags of this trainer beyond llmc/args.h: -E EVALFILE
+static int cpu_extra_flags(void *ctx, const char *flag, const char *value) {
+    if (strcmp(flag, "-E") == 0) { *(const char **)ctx = value; return 1; }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     TrainArgs args;
-    train_args_parse(&args, argc, argv, NULL, NULL);
+    const char *eval_file = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            train_args_usage(argv[0]);
+            fprintf(stderr, "CPU trainer only:\n  -E FILE  long-context eval file (data/long_context.py) of the -j "
+                            "shards: accuracy per distance at each validation and the end\n"
+                            "  (-x 0: no training, only the validation and -E evaluation at step 0)\n");
+            return 0;
+        }
+    }
+    train_args_parse(&args, argc, argv, cpu_extra_flags, &eval_file);
     Tokenizer tok;
     tokenizer_init(&tok, args.tokenizer);
 
@@ -942,6 +979,7 @@ int main(int argc, char **argv) {
     sessa_config_print(&cfg);
     Sessa model;
     sessa_build(&model, &cfg, params);
+    args.total_batch = (int)train_args_total_batch(&args, 1);   // one process: -d, else B*T
     printf("| parameters %zu | B %d | T %d | grad accumulation %d | threads %d |\n", model.num_parameters,
            args.B, args.T, args.total_batch / (args.B * args.T), omp_get_max_threads());
 
@@ -949,9 +987,18 @@ int main(int argc, char **argv) {
     int B = args.B, T = args.T, accum = args.total_batch / (B * T);
     DataLoader train_loader, val_loader;
     dataloader_init(&train_loader, args.train_glob, B, T, 0, 1, args.shuffle, args.seed, cfg.vocab_size);
-    if (args.val_every > 0) dataloader_init(&val_loader, args.val_glob, B, T, 0, 1, 0, args.seed, cfg.vocab_size);
-    int max_steps = args.max_steps > 0 ? args.max_steps : (int)(train_loader.steps_per_epoch / accum);
-    if (max_steps < 1) fatal("the training data holds less than one step of %d tokens", args.total_batch);
+    int use_val = args.val_every > 0 || eval_file;
+    if (use_val) dataloader_init(&val_loader, args.val_glob, B, T, 0, 1, 0, args.seed, cfg.vocab_size);
+    EvalTasks eval_tasks;
+    if (eval_file) {
+        eval_tasks_load(&eval_tasks, eval_file, cfg.vocab_size);
+        eval_tasks_check_loader(&eval_tasks, &val_loader);
+        printf("eval tasks: %s, %d sequences of T=%d, %d scored positions, %d distances (%s)\n",
+               eval_task_name(eval_tasks.task), eval_tasks.num_sequences, eval_tasks.T, eval_tasks.num_scored,
+               eval_tasks.num_distances, eval_file);
+    }
+    int max_steps = args.max_steps >= 0 ? args.max_steps : (int)(train_loader.steps_per_epoch / accum);
+    if (args.max_steps < 0 && max_steps < 1) fatal("the training data holds less than one step of %d tokens", args.total_batch);
     Rng rng;
     rng_seed(&rng, args.seed ^ 0x5e55a);
     sessa_alloc_activations(&model, B, T);
@@ -978,6 +1025,8 @@ int main(int argc, char **argv) {
             printf("step %d | val loss %.6f\n", step, val_loss);
             if (log) { fprintf(log, "step %d val_loss %.6f\n", step, val_loss); fflush(log); }
         }
+        if (eval_file && ((args.val_every > 0 && step % args.val_every == 0) || last))
+            evaluate_tasks(&model, &val_loader, &eval_tasks, step, log);
         if (args.sample_every > 0 && step > 0 && (step % args.sample_every == 0 || last)) {
             int n = args.gen_tokens + 1 < T ? args.gen_tokens + 1 : T;   // the prompt token + up to T-1 new
             gen_tokens[0] = tok.init_ok && tok.eot_token >= 0 && tok.eot_token < cfg.vocab_size ? (int)tok.eot_token : 0;
@@ -999,6 +1048,7 @@ int main(int argc, char **argv) {
             loss += model.mean_loss;
         }
         loss /= accum;
+        if (!isfinite(loss)) fatal("step %d: the loss is %f: training diverged", step + 1, loss);
         float norm = sessa_grad_norm(&model);
         float scale = args.grad_clip > 0.0f && norm > args.grad_clip ? args.grad_clip / (norm + 1e-6f) : 1.0f;
         float lr = lr_at_step(args.lr, step, args.warmup, max_steps, args.final_lr_frac);
@@ -1015,7 +1065,8 @@ int main(int argc, char **argv) {
     if (log) fcloseCheck(log, "main.log");
     free(gen_tokens);
     dataloader_free(&train_loader);
-    if (args.val_every > 0) dataloader_free(&val_loader);
+    if (use_val) dataloader_free(&val_loader);
+    if (eval_file) eval_tasks_free(&eval_tasks);
     tokenizer_free(&tok);
     sessa_free(&model);
     return 0;

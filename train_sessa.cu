@@ -4,7 +4,9 @@
    fp32 gradients (flat, checkpoint order, so NCCL reduces them as one buffer)
  - per-layer activations are O(B*T*D): attention and the feedback solve never form a T x T matrix
  - deterministic: no order-varying atomics (matmuls by cuBLASLt, fixed-order reductions elsewhere)
- - data parallel over GPUs with NCCL (llmc/zero.cuh), ZeRO stage 0 or 1 (-z); world size 1 is the plain path
+ - data parallel over GPUs with NCCL (llmc/zero.cuh), ZeRO stage 0 or 1 (-z); world size 1 is the plain path;
+   the gradients of each layer are reduced while the backward of the layers below it runs
+ - a checkpoint + resume state (-n, -y 1) written on W GPUs resumes on any number of GPUs
  - -r 1 recomputes LayerNorm and GELU outputs in the backward instead of keeping them per layer
  Same flags and files as train_sessa.c (llmc/args.h) plus -r, -z, -pi.
  Sampling runs the parallel forward on the growing prefix (no recurrent decode path on the GPU yet).
@@ -388,9 +390,13 @@ static void layer_backward(Model *m, int l, int B, int T) {
 // They are all-reduced (ZeRO 0) or reduced onto their owners (ZeRO 1) on the NCCL stream while the
 // backward goes on (llmc/zero.cuh). Every rank issues the same ranges in the same order, every step.
 // The gaps between tensors of the GPU layout hold zero gradients on every rank and are left out.
+// mg NULL: nothing to reduce (not the last micro-step).
 static const int layer_tensor_kinds[] = { P_LN_W, P_LN_B, P_IN_W, P_IN_B, P_Q_W, P_Q_B, P_K_W, P_K_B, P_V_W, P_V_B,
                                           P_FB_W, P_FB_B, P_O_W, P_GAMMA_W, P_GAMMA_B, P_OUT_W, P_OUT_B };
+#define NUM_LAYER_KINDS ((int)(sizeof(layer_tensor_kinds) / sizeof(layer_tensor_kinds[0])))
+static_assert(NUM_LAYER_KINDS + 3 == NUM_PARAMETER_TENSORS, "every tensor kind but wte, lnf_w, lnf_b is per layer");
 static void reduce_gradients(Model *m, const int *kinds, int n, int l, MultiGpuConfig *mg) {
+    if (mg == NULL) return;
     size_t begins[NUM_PARAMETER_TENSORS], counts[NUM_PARAMETER_TENSORS];
     for (int i = 0; i < n; i++) {
         int t = kinds[i];
@@ -407,7 +413,8 @@ static void reduce_gradients(Model *m, const int *kinds, int n, int l, MultiGpuC
 // them with multi_gpu_wait_gradients before reading the gradients. The result is the one of a single
 // reduction after the backward: the same NCCL sum of the same W values per element (NCCL may add them in
 // another order for another message size, so for W > 2 the last bit can differ from a whole-buffer
-// reduction; run to run it is deterministic: fixed ranges, fixed order). World size 1: no NCCL, no sync.
+// reduction); run to run it is deterministic: fixed ranges in a fixed order, and NCCL picks its algorithm by
+// size, without atomics. World size 1: multi_gpu_reduce_gradient_ranges returns at once, no sync.
 static void model_backward(Model *m, const int *h_tokens, int B, int T, MultiGpuConfig *reduce = NULL) {
     const SessaConfig *c = &m->config;
     const BackwardBufs *g = &m->bw;
@@ -422,15 +429,15 @@ static void model_backward(Model *m, const int *h_tokens, int B, int T, MultiGpu
                        m->layers[c->n_layer - 1].y, m->lnf_mean, m->lnf_rstd,
                        m->params + m->offsets[P_LNF_W], N, D, g->colsum, main_stream);
     const int lnf_kinds[] = { P_LNF_W, P_LNF_B }, wte_kind[] = { P_WTE };
-    if (reduce != NULL) reduce_gradients(m, lnf_kinds, 2, -1, reduce);
+    reduce_gradients(m, lnf_kinds, 2, -1, reduce);
     for (int l = c->n_layer - 1; l >= 0; l--) {
         layer_backward(m, l, B, T);
-        if (reduce != NULL) reduce_gradients(m, layer_tensor_kinds, (int)(sizeof(layer_tensor_kinds) / sizeof(int)), l, reduce);
+        reduce_gradients(m, layer_tensor_kinds, NUM_LAYER_KINDS, l, reduce);
     }
     // x0 = wte[tokens]
     encoder_backward_plan(&m->enc, h_tokens, N, main_stream);
     encoder_backward(m->grads + m->offsets[P_WTE], g->dres, &m->enc, D, main_stream);
-    if (reduce != NULL) reduce_gradients(m, wte_kind, 1, -1, reduce);
+    reduce_gradients(m, wte_kind, 1, -1, reduce);
 }
 
 // ----------------------------------------------------------------------------
@@ -581,15 +588,26 @@ int main(int argc, char **argv) {
     Tokenizer tokenizer;
     tokenizer_init(&tokenizer, args.tokenizer);
 
-    // resume: the latest complete checkpoint in -o replaces -e
+    // the run directory (rank 0 creates it) and, with -y 1, the latest complete checkpoint in it, which
+    // replaces -e; with none there the run starts from scratch, as train_sessa.c does. Every rank reads the
+    // checkpoint and the resume state itself (-o is on a file system all ranks see), whatever world size
+    // wrote them, and all ranks must find the same step.
     int start_step = 0;
-    char resume_model[4096], resume_state[4096], resume_done[4096];
-    if (args.resume) {
-        int latest = train_state_latest(args.out_dir);
-        if (latest < 0) fatal("-y 1: no complete checkpoint (DONE_NNNNNNNN) in '%s'", args.out_dir);
-        train_state_paths(resume_model, resume_state, resume_done, sizeof(resume_model), args.out_dir, latest);
-        args.init = resume_model;
-        start_step = latest;
+    char resume_model[4096] = "", resume_state[4096] = "", resume_done[4096];
+    if (args.out_dir != NULL) {
+        if (rank0 && mkdir(args.out_dir, 0755) != 0 && errno != EEXIST)
+            fatal("cannot create output dir '%s': %s", args.out_dir, strerror(errno));
+        multi_gpu_barrier(&mg);   // the directory exists before the other ranks look into it
+        if (args.resume) {
+            int latest = multi_gpu_agree_int(train_state_latest(args.out_dir), "the latest checkpoint in -o", &mg);
+            if (latest < 0) {
+                printf("-y 1: no checkpoint in '%s' to resume from: starting from scratch\n", args.out_dir);
+            } else {
+                train_state_paths(resume_model, resume_state, resume_done, sizeof(resume_model), args.out_dir, latest);
+                args.init = resume_model;
+                start_step = latest;
+            }
+        }
     }
 
     // model: from a checkpoint file, or a descriptor with SPEC init
@@ -621,8 +639,8 @@ int main(int argc, char **argv) {
 
     // data
     int B = args.B, T = args.T;
-    // -d counts the tokens of all GPUs together; its default (B*T) means one micro-batch per GPU
-    if (args.total_batch == B * T) args.total_batch = B * T * mg.num_processes;
+    // -d counts the tokens of all GPUs together; without -d, one micro-batch per GPU
+    args.total_batch = (int)train_args_total_batch(&args, mg.num_processes);
     int grad_accum = args.total_batch / (B * T * mg.num_processes);
     if (grad_accum < 1 || grad_accum * B * T * mg.num_processes != args.total_batch)
         fatal("-d %d tokens per step is not a multiple of B*T*GPUs = %d", args.total_batch, B * T * mg.num_processes);
@@ -639,7 +657,7 @@ int main(int argc, char **argv) {
 
     Rng rng;
     rng_seed(&rng, args.seed);
-    if (args.resume) {
+    if (resume_state[0]) {   // full moments in the file: each rank keeps its ZeRO shard of them
         size_t n = model.num_parameters, ng = model.gpu_parameters;
         float *hm = (float *)mallocCheck(n * sizeof(float)), *hv = (float *)mallocCheck(n * sizeof(float));
         float *hg = (float *)mallocCheck(ng * sizeof(float));
@@ -650,17 +668,17 @@ int main(int argc, char **argv) {
         multi_gpu_copy_shard_from_host(model.m, hg, ng, &mg);
         ckpt_to_gpu_layout(&model, hg, hv);
         multi_gpu_copy_shard_from_host(model.v, hg, ng, &mg);
-        dataloader_set_state(&train_loader, &ls);
+        dataloader_set_state(&train_loader, &ls);   // converts the data position to this world size
         free(hm); free(hv); free(hg);
-        printf("resumed from step %d\n", start_step);
+        printf("resumed from step %d (saved by %d processes, resumed on %d)\n", start_step, ls.world_size,
+               mg.num_processes);
     }
 
     FILE *logf = NULL;
     if (args.out_dir != NULL && rank0) {
-        mkdir(args.out_dir, 0755);
         char path[4096];
         snprintf(path, sizeof(path), "%s/main.log", args.out_dir);
-        logf = fopenCheck(path, args.resume ? "a" : "w");
+        logf = fopenCheck(path, resume_state[0] ? "a" : "w");
     }
 
     double flops_per_step = sessa_flops_per_token(&config, T) * args.total_batch;
@@ -676,7 +694,7 @@ int main(int argc, char **argv) {
             }
             float val_loss = multi_gpu_cpu_float_sum((float)(val / args.val_steps), &mg) / mg.num_processes;
             printf("step %d | val loss %.6f\n", step, val_loss);
-            if (logf) { fprintf(logf, "s:%d tel:%f\n", step, val_loss); fflush(logf); }
+            if (logf) { fprintf(logf, "step %d val_loss %.6f\n", step, val_loss); fflush(logf); }
         }
         if (args.sample_every > 0 && step % args.sample_every == 0 && rank0)
             sample_and_print(&model, sample_tok, eot, args.gen_tokens, &rng);
@@ -694,14 +712,14 @@ int main(int argc, char **argv) {
         }
         multi_gpu_wait_gradients(&mg, main_stream);
         float norm = model_grad_norm(&model, &mg);
-        float scale = args.grad_clip > 0.0f && norm > args.grad_clip ? args.grad_clip / norm : 1.0f;
+        float scale = args.grad_clip > 0.0f && norm > args.grad_clip ? args.grad_clip / (norm + 1e-6f) : 1.0f;   // as PyTorch
         float lr = lr_at_step(args.lr, step, args.warmup, max_steps, args.final_lr_frac);
         model_update(&model, lr, 0.9f, 0.95f, 1e-8f, args.weight_decay, 0, scale, step + 1, &mg);
         cudaCheck(cudaStreamSynchronize(main_stream));
         float train_loss = multi_gpu_cpu_float_sum((float)(loss / grad_accum), &mg) / mg.num_processes;
         double dt = now_seconds() - t0;
         double tok_s = args.total_batch / dt;
-        if (!(train_loss == train_loss)) fatal("step %d: the loss is NaN", step + 1);
+        if (!isfinite(train_loss)) fatal("step %d: the loss is %f: training diverged", step + 1, train_loss);
         if (peak > 0) {
             printf("step %d/%d | loss %.6f | lr %.2e | norm %.4f | %.1f ms | %.1f%% MFU | %.0f tok/s\n", step + 1,
                    max_steps, train_loss, lr, norm, dt * 1e3, 100.0 * flops_per_step / dt / (peak * mg.num_processes),
@@ -710,7 +728,10 @@ int main(int argc, char **argv) {
             printf("step %d/%d | loss %.6f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s\n", step + 1, max_steps,
                    train_loss, lr, norm, dt * 1e3, tok_s);
         }
-        if (logf) { fprintf(logf, "s:%d trl:%f\n", step + 1, train_loss); fflush(logf); }
+        if (logf) {   // the same main.log lines as train_sessa.c (scripts/plot_log.py reads both)
+            fprintf(logf, "step %d train_loss %.6f lr %.6e norm %.6f tok_s %.1f\n", step + 1, train_loss, lr, norm, tok_s);
+            fflush(logf);
+        }
         int done = step + 1;
         if (args.out_dir != NULL && ((args.ckpt_every > 0 && done % args.ckpt_every == 0) || done == max_steps))
             save_checkpoint(&model, args.out_dir, done, &train_loader, &rng, &mg);

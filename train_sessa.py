@@ -6,6 +6,13 @@ PyTorch reference for sessa.c: the Sessa language model of SPEC.md section 1, it
     python train_sessa.py -i "data/x/train_*.bin" -j "data/x/val_*.bin" -e d4w256h4 -b 8 -t 256 -x 100
     python train_sessa.py --eval out/model_00000100.bin -j "data/x/val_*.bin"
     python train_sessa.py --sample out/model_00000100.bin --tokenizer data/x/tokenizer.bin -g 64
+    python train_sessa.py --eval out/model_00000100.bin -t 512 -b 8 -j data/long_context/needle/needle_val_000000.bin \\
+        --eval_tasks data/long_context/needle/needle_eval.bin
+
+--eval_tasks (-E) EVALFILE: a long-context eval file of data/long_context.py, whose val shard is -j and whose
+seq_len is -t. With --eval, and during training at every validation and at the end, it reports the accuracy
+of the argmax prediction at the file's scored positions, one line per nominal distance ("step N eval_acc
+d=128 0.953125 61/64" in main.log), as the C trainer's -E does (llmc/eval_tasks.h). -x 0 trains nothing.
 
 Sessa mixer: s_t = f_t + gamma_t * sum_{j<t} alpha[t,j] s_j, where f is causal softmax attention and
 alpha a strictly causal single-head attention over the full width. The training forward solves the
@@ -26,7 +33,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-MODEL_MAGIC, DEBUG_MAGIC = 20261122, 20261123
+MODEL_MAGIC, DEBUG_MAGIC, EVAL_MAGIC = 20261122, 20261123, 20261125
 SHARD_MAGIC, TOKENIZER_MAGIC = 20240520, 20240328
 HEADER_INTS = 256
 
@@ -604,6 +611,92 @@ def evaluate(model, loader, steps, autocast, device):
     return total / steps
 
 
+class EvalTasks:
+    """a long-context eval file of data/long_context.py (format in data/README.md and llmc/eval_tasks.h):
+    records (M, 5) int64 = (sequence, t, distance, answer, nominal distance); the prediction at input
+    position t of val row `sequence` must be `answer`"""
+
+    def __init__(self, path, vocab_size):
+        if not os.path.isfile(path):
+            fatal(f"cannot open eval file '{path}'")
+        data = open(path, "rb").read()
+        if len(data) < 4 * HEADER_INTS:
+            fatal(f"eval file '{path}': file has {len(data)} bytes, shorter than the 1024-byte header: truncated")
+        magic, version, T, nseq, M, task, V, fields = (int(x) for x in np.frombuffer(data[:32], dtype="<i4"))
+        if magic != EVAL_MAGIC:
+            fatal(f"eval file '{path}': bad magic {magic} (expected {EVAL_MAGIC}): not a long-context eval file")
+        if version != 1 or fields != 5:
+            fatal(f"eval file '{path}': unknown version {version} / {fields} fields per record (expected 1 / 5)")
+        if T < 2 or nseq < 1 or M < 1 or V < 1 or not 1 <= task <= 3:
+            fatal(f"eval file '{path}': invalid header: seq_len {T}, num_sequences {nseq}, num_scored {M}, "
+                  f"task {task}, vocab size {V}")
+        want = 4 * HEADER_INTS + 4 * 5 * M
+        if len(data) != want:
+            fatal(f"eval file '{path}': file has {len(data)} bytes, but its header says {M} records ({want} bytes)"
+                  f": {'truncated' if len(data) < want else 'trailing data'}")
+        if V > vocab_size:
+            fatal(f"eval file '{path}' is for a vocabulary of {V} tokens, the model has {vocab_size}")
+        rec = np.frombuffer(data[4 * HEADER_INTS:], dtype="<i4").reshape(M, 5).astype(np.int64)
+        s, t, dist, ans, nom = rec.T
+        for bad, what in (((s < 0) | (s >= nseq), "sequence out of range [0, num_sequences)"),
+                          ((t < 0) | (t >= T), "position t out of range [0, seq_len T)"),
+                          ((ans < 0) | (ans >= V), "answer out of range [0, vocab size)"),
+                          ((dist < 1) | (nom < 1), "distance < 1")):
+            if bad.any():
+                i = int(np.argmax(bad))
+                fatal(f"eval file '{path}': record {i} {tuple(rec[i].tolist())}: {what} "
+                      f"(T {T}, num_sequences {nseq}, vocab {V})")
+        self.path, self.T, self.num_sequences, self.task, self.records = path, T, nseq, task, rec
+        self.distances = np.unique(nom)
+
+    def check_loader(self, loader):
+        """the val rows must be the file's sequences: same T, unshuffled, whole batches, all in the first shard"""
+        if loader.T != self.T:
+            fatal(f"eval file '{self.path}' holds sequences of T={self.T}, but the run has -t {loader.T}: its val "
+                  f"rows would not be the file's sequences")
+        if loader.shuffle:
+            fatal(f"eval file '{self.path}': the val loader must not shuffle")
+        if self.num_sequences % loader.B:
+            fatal(f"eval file '{self.path}' has {self.num_sequences} sequences, not a multiple of B = {loader.B} "
+                  f"(the loader drops a partial batch): choose -b dividing it")
+        rows = loader.steps_in(loader.shards[0]) * loader.B
+        if rows < self.num_sequences:
+            fatal(f"eval file '{self.path}' has {self.num_sequences} sequences, but the first val shard "
+                  f"'{loader.files[0]}' gives only {rows} rows of T={loader.T}")
+
+    @torch.no_grad()
+    def evaluate(self, model, loader, autocast, device):
+        """-> [(nominal distance, correct, count)] over the first num_sequences rows of the val loader"""
+        loader.reset()
+        argmax, targets = [], []
+        for _ in range(self.num_sequences // loader.B):
+            x, y = loader.next_batch()
+            with autocast:
+                logits, _ = model(x.to(device))
+            argmax.append(logits.argmax(-1).cpu())
+            targets.append(y)
+        argmax, targets = torch.cat(argmax).numpy(), torch.cat(targets).numpy()
+        s, t, _, ans, nom = self.records.T
+        mismatch = targets[s, t] != ans
+        if mismatch.any():
+            i = int(np.argmax(mismatch))
+            fatal(f"eval file '{self.path}' does not match the val shards: sequence {s[i]} has target "
+                  f"{targets[s[i], t[i]]} at position {t[i]}, the file's answer is {ans[i]} (is -j the val shard "
+                  f"this file was written with?)")
+        hit = argmax[s, t] == ans
+        return [(int(d), int(hit[nom == d].sum()), int((nom == d).sum())) for d in self.distances]
+
+
+def report_eval(results, step, log):
+    """one line per nominal distance: "step N | eval_acc d=D ACC (correct/count)", in main.log without the bar"""
+    for d, correct, count in results:
+        print(f"step {step} | eval_acc d={d} {correct / count:.6f} ({correct}/{count})")
+        if log:
+            log.write(f"step {step} eval_acc d={d} {correct / count:.6f} {correct}/{count}\n")
+    if log:
+        log.flush()
+
+
 def sample_text(model, n, tokenizer, seed, temperature):
     """n tokens after the tokenizer's end-of-text token (token 0 without one), decoded recurrently"""
     vocab, eot = tokenizer if tokenizer else (None, 0)
@@ -650,7 +743,8 @@ def parse_args():
     a("-t", dest="seq_len", type=int, default=256, help="sequence length T (default %(default)s)")
     a("-d", dest="total_batch", type=int, default=-1, help="tokens per step, a multiple of B*T: gradient "
       "accumulation (default B*T)")
-    a("-x", dest="max_steps", type=int, default=-1, help="training steps (default -1: one epoch)")
+    a("-x", dest="max_steps", type=int, default=-1, help="training steps (default -1: one epoch; 0: none, only "
+      "the validation and --eval_tasks at step 0)")
     a("-l", dest="lr", type=float, default=1e-3, help="peak learning rate (default %(default)s)")
     a("-u", dest="warmup", type=int, default=0, help="linear warmup steps (default %(default)s)")
     a("-q", dest="final_lr_frac", type=float, default=0.1, help="cosine decay to lr * this (default %(default)s)")
@@ -672,12 +766,14 @@ def parse_args():
     a("--threads", type=int, default=0, help="CPU threads (default 0: all cores)")
     a("--peak_memory", action="store_true", help="print peak memory at the end (CUDA: max_memory_allocated)")
     a("--eval", metavar="CKPT", default=None, help="only print the loss of CKPT on -m batches of -j, and exit")
+    a("-E", "--eval_tasks", metavar="EVALFILE", default=None, help="long-context eval file (data/long_context.py) "
+      "of the -j shard: accuracy per distance with --eval, and at each validation and the end of training")
     a("--sample", metavar="CKPT", default=None, help="only sample -g tokens from CKPT, and exit")
     a("--write_refs", metavar="DIR", default=None, help="only write the reference dumps into DIR, and exit")
     args = p.parse_args()
-    if min(args.batch, args.seq_len, args.val_steps, args.gen_tokens) < 1 or args.max_steps == 0 \
+    if min(args.batch, args.seq_len, args.val_steps, args.gen_tokens) < 1 \
             or args.max_steps < -1 or min(args.warmup, args.val_every, args.sample_every, args.ckpt_every) < 0:
-        fatal("-b, -t, -m, -g must be >= 1; -x >= 1 or -1; -u, -v, -s, -n >= 0")
+        fatal("-b, -t, -m, -g must be >= 1; -x >= 0 or -1; -u, -v, -s, -n >= 0")
     if not (args.lr >= 0 and 0 <= args.final_lr_frac <= 1 and args.weight_decay >= 0 and args.grad_clip >= 0
             and args.temperature > 0):
         fatal("-l, -c, -G must be >= 0, -q in [0, 1], --temperature > 0")
@@ -708,6 +804,10 @@ def main():
         if args.eval:
             loader = DataLoader(args.val, args.batch, args.seq_len, model.cfg.vocab_size)
             print(f"val loss {evaluate(model, loader, args.val_steps, autocast, device):.6f}")
+            if args.eval_tasks:
+                tasks = EvalTasks(args.eval_tasks, model.cfg.vocab_size)
+                tasks.check_loader(loader)
+                report_eval(tasks.evaluate(model, loader, autocast, device), 0, None)
         else:
             print(sample_text(model, args.gen_tokens, tokenizer, args.seed, args.temperature))
         return
@@ -722,9 +822,13 @@ def main():
           f"{sum(p.numel() for p in model.parameters())} parameters | B {args.batch} T {args.seq_len} | "
           f"grad accumulation {accum} | threads {torch.get_num_threads()} | {args.device} {args.dtype}")
     train_loader = DataLoader(args.train, args.batch, args.seq_len, cfg.vocab_size, args.shuffle == 1, args.seed)
-    val_loader = DataLoader(args.val, args.batch, args.seq_len, cfg.vocab_size) if args.val_every > 0 else None
-    max_steps = args.max_steps if args.max_steps > 0 else train_loader.steps_per_epoch // accum
-    if max_steps < 1:
+    val_loader = DataLoader(args.val, args.batch, args.seq_len, cfg.vocab_size) \
+        if args.val_every > 0 or args.eval_tasks else None
+    tasks = EvalTasks(args.eval_tasks, cfg.vocab_size) if args.eval_tasks else None
+    if tasks:
+        tasks.check_loader(val_loader)
+    max_steps = args.max_steps if args.max_steps >= 0 else train_loader.steps_per_epoch // accum
+    if args.max_steps < 0 and max_steps < 1:
         fatal(f"the training data holds less than one step of {args.total_batch} tokens")
     # AdamW, weight decay on the 2D weight matrices only (as the C trainers; the reference dumps decay all)
     params = list(model.parameters())
@@ -739,12 +843,14 @@ def main():
 
     for step in range(max_steps + 1):
         last = step == max_steps
-        if val_loader and (step % args.val_every == 0 or last):
+        if args.val_every and (step % args.val_every == 0 or last):
             val = evaluate(fwd, val_loader, args.val_steps, autocast, device)
             print(f"step {step} | val loss {val:.6f}")
             if log:
                 log.write(f"step {step} val_loss {val:.6f}\n")
                 log.flush()
+        if tasks and ((args.val_every and step % args.val_every == 0) or last):
+            report_eval(tasks.evaluate(model, val_loader, autocast, device), step, log)
         if args.sample_every and step > 0 and (step % args.sample_every == 0 or last):
             text = sample_text(model, args.gen_tokens, tokenizer, args.seed + step, args.temperature)
             print(f"generating:\n---\n{text}\n---")

@@ -5,7 +5,7 @@ Synthetic long-context tasks that ask: does information from far back survive?
     python data/long_context.py --task all --seq-len 512 --num-train 20000 --num-val 512
 
 Each task writes OUT/TASK/: TASK_train_000000.bin, TASK_val_000000.bin (llm.c shards), tokenizer.bin,
-and TASK_val_eval.bin + TASK_val_eval.json saying which val positions are scored, at which distance
+and TASK_eval.bin + TASK_eval.json saying which val positions are scored, at which distance
 (the exact distance, and the nominal one from --distances the sequence was made with: report per nominal).
 Every sequence is exactly --seq-len (T) tokens and starts with the end-of-text token; a shard holds
 N sequences back to back plus one final end-of-text token, so a loader with the same T reads sequence i
@@ -159,7 +159,7 @@ def generate(task, args, out_dir):
         tokens[-1] = EOT
         write_datafile(os.path.join(out_dir, "%s_%s_000000.bin" % (task, split)), tokens, VOCAB)
         if split == "val":
-            write_eval(os.path.join(out_dir, "%s_val_eval.bin" % task), task, T, n, records)
+            write_eval(os.path.join(out_dir, "%s_eval.bin" % task), task, T, n, records)
     write_tokenizer(os.path.join(out_dir, "tokenizer.bin"), vocab_pieces(), EOT)
     print("%s: %d train + %d val sequences of %d tokens, distances %s -> %s"
           % (task, args.num_train, args.num_val, T, distances, out_dir))

@@ -131,9 +131,13 @@ static inline void train_args_parse(TrainArgs *a, int argc, char **argv, args_ex
     }
     if (a->resume && a->out_dir == NULL) fatal("-y 1 (resume) needs -o DIR to find the checkpoint in");
     if ((long long)a->B * a->T > (1 << 30)) fatal("B*T = %lld tokens per micro-batch is too large", (long long)a->B * a->T);
-    if (a->total_batch == -1) a->total_batch = a->B * a->T;
-    if (a->total_batch % (a->B * a->T) != 0)
+    if (a->total_batch != -1 && a->total_batch % (a->B * a->T) != 0)
         fatal("-d %d (tokens per step) must be a multiple of B*T = %d", a->total_batch, a->B * a->T);
+}
+
+// tokens per optimizer step over all processes: -d when given, else one micro-batch on each process
+static inline long long train_args_total_batch(const TrainArgs *a, int num_processes) {
+    return a->total_batch != -1 ? a->total_batch : (long long)a->B * a->T * num_processes;
 }
 
 #endif // SESSA_ARGS_H

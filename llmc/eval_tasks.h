@@ -41,7 +41,6 @@ typedef struct {
     const char *path;
     int T, num_sequences, num_scored, task, vocab_size;
     EvalRecord *records;      // (num_scored,) sorted by (sequence, t)
-    int *seq_first;           // (num_sequences+1,) records of sequence s: [seq_first[s], seq_first[s+1])
     int num_distances;
     int *distances;           // (num_distances,) the nominal distances, ascending
     int *dist_index;          // (num_scored,) index of each record's nominal distance in distances
@@ -56,6 +55,21 @@ static inline int32_t eval_le32_(const uint8_t *p) {
     return (int32_t)((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
 }
 
+static inline int eval_int_cmp_(const void *a, const void *b) {
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+// index of the first element >= v in the ascending x[0..n)
+static inline int eval_lower_bound_(const int *x, int n, int v) {
+    int lo = 0, hi = n;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (x[mid] < v) lo = mid + 1; else hi = mid;
+    }
+    return lo;
+}
+
 static inline int eval_record_cmp_(const void *a, const void *b) {
     const EvalRecord *x = (const EvalRecord *)a, *y = (const EvalRecord *)b;
     if (x->sequence != y->sequence) return x->sequence < y->sequence ? -1 : 1;
@@ -63,7 +77,7 @@ static inline int eval_record_cmp_(const void *a, const void *b) {
 }
 
 static inline void eval_tasks_free(EvalTasks *e) {
-    free(e->records); free(e->seq_first); free(e->distances); free(e->dist_index); free(e->correct); free(e->count);
+    free(e->records); free(e->distances); free(e->dist_index); free(e->correct); free(e->count);
     memset(e, 0, sizeof(*e));
 }
 
@@ -115,26 +129,15 @@ static inline int eval_tasks_parse(EvalTasks *e, const uint8_t *data, size_t byt
         e->records[i] = r;
     }
     qsort(e->records, e->num_scored, sizeof(EvalRecord), eval_record_cmp_);
-    e->seq_first = (int *)callocCheck((size_t)e->num_sequences + 1, sizeof(int));
-    for (int i = 0; i < e->num_scored; i++) e->seq_first[e->records[i].sequence + 1]++;
-    for (int s = 0; s < e->num_sequences; s++) e->seq_first[s + 1] += e->seq_first[s];
-    // the distinct nominal distances, ascending (insertion into a sorted list: there are few)
+    // the distinct nominal distances, ascending, and each record's index among them
     e->distances = (int *)mallocCheck((size_t)e->num_scored * sizeof(int));
     e->dist_index = (int *)mallocCheck((size_t)e->num_scored * sizeof(int));
-    for (int i = 0; i < e->num_scored; i++) {
-        int d = e->records[i].nominal, j = 0;
-        while (j < e->num_distances && e->distances[j] < d) j++;
-        if (j == e->num_distances || e->distances[j] != d) {
-            memmove(e->distances + j + 1, e->distances + j, (size_t)(e->num_distances - j) * sizeof(int));
-            e->distances[j] = d;
-            e->num_distances++;
-        }
-    }
-    for (int i = 0; i < e->num_scored; i++) {
-        int j = 0;
-        while (e->distances[j] != e->records[i].nominal) j++;
-        e->dist_index[i] = j;
-    }
+    for (int i = 0; i < e->num_scored; i++) e->distances[i] = e->records[i].nominal;
+    qsort(e->distances, e->num_scored, sizeof(int), eval_int_cmp_);
+    for (int i = 0; i < e->num_scored; i++)
+        if (i == 0 || e->distances[i] != e->distances[e->num_distances - 1]) e->distances[e->num_distances++] = e->distances[i];
+    for (int i = 0; i < e->num_scored; i++)
+        e->dist_index[i] = eval_lower_bound_(e->distances, e->num_distances, e->records[i].nominal);
     e->correct = (long long *)callocCheck((size_t)e->num_distances, sizeof(long long));
     e->count = (long long *)callocCheck((size_t)e->num_distances, sizeof(long long));
     return 0;
@@ -187,19 +190,20 @@ static inline void eval_tasks_zero(EvalTasks *e) {
 
 // argmax, targets: (B, T) for the sequences row0 .. row0+B-1
 static inline void eval_tasks_score(EvalTasks *e, int row0, int B, const int *argmax, const int *targets) {
-    for (int b = 0; b < B; b++) {
-        int s = row0 + b;
-        if (s >= e->num_sequences) continue;
-        for (int i = e->seq_first[s]; i < e->seq_first[s + 1]; i++) {
-            const EvalRecord *r = &e->records[i];
-            size_t idx = (size_t)b * e->T + r->t;
-            if (targets[idx] != r->answer)
-                fatal("eval file '%s' does not match the val shards: sequence %d has target %d at position %d, "
-                      "the file's answer is %d (is -j the val shard this file was written with?)",
-                      e->path, s, targets[idx], r->t, r->answer);
-            e->count[e->dist_index[i]]++;
-            e->correct[e->dist_index[i]] += argmax[idx] == r->answer;
-        }
+    int lo = 0, hi = e->num_scored;              // the first record of sequence >= row0 (records are sorted)
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (e->records[mid].sequence < row0) lo = mid + 1; else hi = mid;
+    }
+    for (int i = lo; i < e->num_scored && e->records[i].sequence < row0 + B; i++) {
+        const EvalRecord *r = &e->records[i];
+        size_t idx = (size_t)(r->sequence - row0) * e->T + r->t;
+        if (targets[idx] != r->answer)
+            fatal("eval file '%s' does not match the val shards: sequence %d has target %d at position %d, "
+                  "the file's answer is %d (is -j the val shard this file was written with?)",
+                  e->path, r->sequence, targets[idx], r->t, r->answer);
+        e->count[e->dist_index[i]]++;
+        e->correct[e->dist_index[i]] += argmax[idx] == r->answer;
     }
 }
 

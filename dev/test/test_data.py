@@ -221,7 +221,7 @@ def run_lc(tmp_path, task, T, distances, n_val=60):
     assert r.returncode == 0, r.stderr
     d = os.path.join(out, task)
     _, toks = dc.read_datafile(os.path.join(d, "%s_val_000000.bin" % task))
-    with open(os.path.join(d, "%s_val_eval.bin" % task), "rb") as f:
+    with open(os.path.join(d, "%s_eval.bin" % task), "rb") as f:
         raw = f.read()
     header = struct.unpack("<256i", raw[:1024])
     recs = np.frombuffer(raw[1024:], dtype="<i4").reshape(-1, 5)

@@ -1,0 +1,337 @@
+/*
+ cuda_emu.h: a CPU emulation of the part of the CUDA runtime and device language that sessa.c's kernels use,
+ so that the real llmc/*.cuh kernels run (after dev/cuda_emu/transform.py) on a machine with no GPU.
+ It stands in for <cuda_runtime.h>, <cuda_bf16.h> and <mma.h> (see include/): the repo's own
+ llmc/cuda_common.h is compiled unchanged on top of it.
+
+ What it models
+ - Launches: `k<<<grid, block, smem, stream>>>(args)` becomes emu_launch(grid, block, smem, stream, body).
+   Blocks run one after another; inside a block every thread is a fiber (ucontext) with its own stack,
+   so thread-local variables, early returns and divergent control flow behave as on the GPU.
+ - __syncthreads is a real barrier: a thread waits there until every thread of the block that has not
+   exited waits there too. Warp shuffles are a real warp barrier (all live lanes of the warp).
+   A block where some threads wait at __syncthreads and others at a shuffle can never proceed: that is
+   reported (fatal) as a divergent barrier, as is a shuffle that reads a lane that has exited.
+ - Uninitialised memory is NaN: cudaMalloc'd buffers and dynamic shared memory (per block) are filled with
+   0xff bytes (a NaN in fp32 and in bf16), so a kernel that reads what nobody wrote produces NaN.
+ - Launch configuration errors (block > 1024 threads, grid.y/z > 65535, dynamic shared memory above
+   the H100's 227 KiB) are returned by cudaGetLastError, as the runtime does.
+ - wmma (nvcuda::wmma) 16x16x16 fragments: each lane holds the whole tile, mma_sync is an fp32 loop;
+   bf16 inputs are exact, __float_to_tf32 rounds to 10 mantissa bits (round half away, as cvt.rna).
+   Loads and stores check the alignment that the API requires (256-bit pointers, 16-byte strides).
+ - __nv_bfloat16 conversions round to nearest even (utils.h), as __float2bfloat16 does.
+ What it does not model
+ - Timing, occupancy, bank conflicts, the memory model across blocks (blocks never overlap here, so a
+   missing __threadfence or an inter-block race is not seen), atomics, streams (everything is synchronous).
+ - Summation order of the hardware: wmma sums, erff/expf and friends are the host's, so results agree
+   with the GPU to rounding, not bitwise.
+ - Static __shared__ arrays are plain statics: kept from block to block, not NaN-filled per block.
+ - Only the API below: what the project's kernels call. Anything else fails to compile, on purpose.
+*/
+#ifndef SESSA_CUDA_EMU_H
+#define SESSA_CUDA_EMU_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include <stdint.h>
+#include <ucontext.h>
+#include <sys/mman.h>
+#include <functional>
+#include "../../llmc/utils.h"
+
+#define __CUDACC__ 1            // the device parts of llmc/cuda_common.h (warp reductions) are compiled
+#define __global__ static       // a kernel is a host function here; static: every test file has its own
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __shared__ static
+#define __restrict__ __restrict
+#define __align__(n) __attribute__((aligned(n)))
+
+#define EMU_MAX_THREADS 1024                 // threads per block
+#define EMU_MAX_DYN_SMEM_BYTES_ (227 * 1024) // the H100's opt-in shared memory per block
+#define EMU_STACK_BYTES (128 * 1024)         // per fiber
+
+// ----------------------------------------------------------------------------
+// runtime API: errors, memory, streams, events (all synchronous)
+
+typedef enum {
+    cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2, cudaErrorInvalidConfiguration = 9,
+} cudaError_t;
+enum cudaMemcpyKind { cudaMemcpyHostToHost, cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice };
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize };
+typedef enum { CUDA_R_32F = 0, CUDA_R_16BF = 14 } cudaDataType_t;
+#define cudaStreamNonBlocking 1
+#define cudaEventDisableTiming 2
+typedef struct emu_stream *cudaStream_t;   // never dereferenced: every call runs at once, in order
+typedef struct emu_event *cudaEvent_t;
+
+static cudaError_t emu_last_error = cudaSuccess;
+static const char *cudaGetErrorString(cudaError_t e) {
+    switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    }
+    return "unknown error";
+}
+static cudaError_t cudaGetLastError(void) { cudaError_t e = emu_last_error; emu_last_error = cudaSuccess; return e; }
+
+// device memory is host memory, 256-byte aligned as cudaMalloc's, filled with 0xff bytes: NaN in fp32 and bf16,
+// so reads of unwritten data show
+static cudaError_t cudaMalloc(void **p, size_t n) {
+    *p = aligned_alloc(256, (n / 256 + 1) * 256);
+    if (*p == NULL) return cudaErrorMemoryAllocation;
+    memset(*p, 0xff, n);
+    return cudaSuccess;
+}
+static cudaError_t cudaFree(void *p) { free(p); return cudaSuccess; }
+static cudaError_t cudaMemcpy(void *d, const void *s, size_t n, cudaMemcpyKind) { memmove(d, s, n); return cudaSuccess; }
+static cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind k, cudaStream_t = 0) { return cudaMemcpy(d, s, n, k); }
+static cudaError_t cudaMemcpy2D(void *d, size_t dpitch, const void *s, size_t spitch, size_t width, size_t rows, cudaMemcpyKind) {
+    if (width > dpitch || width > spitch) return cudaErrorInvalidValue;
+    for (size_t r = 0; r < rows; r++) memmove((char *)d + r * dpitch, (const char *)s + r * spitch, width);
+    return cudaSuccess;
+}
+static cudaError_t cudaMemcpy2DAsync(void *d, size_t dpitch, const void *s, size_t spitch, size_t width, size_t rows,
+                                     cudaMemcpyKind k, cudaStream_t = 0) { return cudaMemcpy2D(d, dpitch, s, spitch, width, rows, k); }
+static cudaError_t cudaMemset(void *d, int v, size_t n) { memset(d, v, n); return cudaSuccess; }
+static cudaError_t cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t = 0) { return cudaMemset(d, v, n); }
+static cudaError_t cudaSetDevice(int) { return cudaSuccess; }
+static cudaError_t cudaGetDeviceCount(int *n) { *n = 1; return cudaSuccess; }
+static cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+static cudaError_t cudaStreamCreate(cudaStream_t *s) { *s = NULL; return cudaSuccess; }
+static cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) { *s = NULL; return cudaSuccess; }
+static cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
+static cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+static cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned = 0) { return cudaSuccess; }
+static cudaError_t cudaEventCreate(cudaEvent_t *e) { *e = NULL; return cudaSuccess; }
+static cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned) { *e = NULL; return cudaSuccess; }
+static cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t = 0) { return cudaSuccess; }
+static cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+static cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t, cudaEvent_t) { *ms = 0.0f; return cudaSuccess; } // no timing
+static cudaError_t cudaEventDestroy(cudaEvent_t) { return cudaSuccess; }
+template <class F> static cudaError_t cudaFuncSetAttribute(F, cudaFuncAttribute, int) { return cudaSuccess; }
+
+struct cudaDeviceProp { char name[256]; int major, minor, multiProcessorCount; size_t totalGlobalMem, sharedMemPerBlockOptin; };
+static cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int) {
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "CPU emulation (cuda_emu.h)");
+    p->major = 9; p->minor = 0; p->multiProcessorCount = 1;
+    p->totalGlobalMem = (size_t)16 << 30; p->sharedMemPerBlockOptin = EMU_MAX_DYN_SMEM_BYTES_;
+    return cudaSuccess;
+}
+
+// ----------------------------------------------------------------------------
+// device types and intrinsics
+
+struct dim3 { unsigned x, y, z; dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {} };
+struct float2 { float x, y; };
+static inline float2 make_float2(float x, float y) { float2 v; v.x = x; v.y = y; return v; }
+struct __nv_bfloat16 { uint16_t x; };
+static inline float __bfloat162float(__nv_bfloat16 h) { return bf16_to_float(h.x); }
+static inline __nv_bfloat16 __float2bfloat16(float f) { __nv_bfloat16 h; h.x = float_to_bf16(f); return h; }
+static inline int min(int a, int b) { return a < b ? a : b; }
+static inline int max(int a, int b) { return a > b ? a : b; }
+static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
+
+static dim3 threadIdx, blockIdx, blockDim, gridDim;
+
+// ----------------------------------------------------------------------------
+// the block scheduler: one fiber per thread; a fiber runs until it waits (barrier or warp sync) or exits
+
+enum { EMU_READY, EMU_AT_BARRIER, EMU_AT_WARP, EMU_EXITED };
+// Switching: a thread enters its stack once through setcontext (ucontext); every later switch is a
+// __builtin_setjmp/__builtin_longjmp pair (no system call, unlike swapcontext, and no _FORTIFY_SOURCE
+// check against jumping between stacks, unlike longjmp).
+static ucontext_t emu_ctx[EMU_MAX_THREADS];
+static intptr_t emu_sched_jmp[5], emu_thread_jmp[EMU_MAX_THREADS][5];
+static char emu_state[EMU_MAX_THREADS], emu_started[EMU_MAX_THREADS];
+static int emu_cur;                              // linear id of the running thread
+static char *emu_stacks;                         // EMU_MAX_THREADS stacks, mapped once, touched as used
+static std::function<void()> *emu_body;
+static char *emu_dyn_smem;                       // the launch's dynamic shared memory
+static float emu_shfl_slot[EMU_MAX_THREADS];
+
+__attribute__((noipa, noreturn)) static void emu_to_scheduler(void) { __builtin_longjmp(emu_sched_jmp, 1); }
+__attribute__((noipa, noreturn)) static void emu_to_thread(int t) { __builtin_longjmp(emu_thread_jmp[t], 1); }
+
+// the running thread waits (state EMU_AT_BARRIER or EMU_AT_WARP) until the scheduler releases it
+__attribute__((noipa)) static void emu_wait(int state) {
+    emu_state[emu_cur] = (char)state;
+    if (__builtin_setjmp(emu_thread_jmp[emu_cur]) == 0) emu_to_scheduler();
+}
+static void __syncthreads(void) { emu_wait(EMU_AT_BARRIER); }
+
+// every live lane of the warp puts its value, waits for the others, reads its source lane, waits again
+// (so that no lane overwrites its slot before every lane has read it)
+static float emu_shuffle(float v, int src_lane) {
+    int t = emu_cur, src = (t & ~31) | (src_lane & 31);
+    emu_shfl_slot[t] = v;
+    emu_wait(EMU_AT_WARP);
+    if (src >= (int)(blockDim.x * blockDim.y * blockDim.z) || emu_state[src] == EMU_EXITED)
+        fatal("cuda_emu: block (%u,%u,%u) thread %d shuffles from lane %d, which has exited",
+              blockIdx.x, blockIdx.y, blockIdx.z, t, src);
+    float r = emu_shfl_slot[src];
+    emu_wait(EMU_AT_WARP);
+    return r;
+}
+static float __shfl_xor_sync(unsigned, float v, int lane_mask) { return emu_shuffle(v, (emu_cur & 31) ^ lane_mask); }
+static float __shfl_sync(unsigned, float v, int src_lane) { return emu_shuffle(v, src_lane); }
+static float __shfl_down_sync(unsigned, float v, unsigned delta) {
+    int src = (emu_cur & 31) + (int)delta;
+    return emu_shuffle(v, src < 32 ? src : (emu_cur & 31));   // out of the warp: a lane gets its own value
+}
+
+static void emu_fiber_main(void) {
+    (*emu_body)();
+    emu_state[emu_cur] = EMU_EXITED;
+    emu_to_scheduler();
+}
+
+// runs thread t until it waits or exits
+__attribute__((noipa)) static void emu_resume(int t) {
+    if (__builtin_setjmp(emu_sched_jmp) == 0) {
+        if (emu_started[t]) emu_to_thread(t);
+        emu_started[t] = 1;
+        setcontext(&emu_ctx[t]);
+    }
+}
+
+// runs every thread of the current block to its end
+static void emu_run_block(int n) {
+    for (int t = 0; t < n; t++) {
+        getcontext(&emu_ctx[t]);
+        emu_ctx[t].uc_stack.ss_sp = emu_stacks + (size_t)t * EMU_STACK_BYTES;
+        emu_ctx[t].uc_stack.ss_size = EMU_STACK_BYTES;
+        emu_ctx[t].uc_link = NULL;   // emu_fiber_main never returns
+        makecontext(&emu_ctx[t], emu_fiber_main, 0);
+        emu_state[t] = EMU_READY;
+        emu_started[t] = 0;
+    }
+    for (;;) {
+        int ran = 0;
+        for (int t = 0; t < n; t++) {
+            if (emu_state[t] != EMU_READY) continue;
+            emu_cur = t;
+            threadIdx = dim3(t % blockDim.x, t / blockDim.x % blockDim.y, t / (blockDim.x * blockDim.y));
+            emu_resume(t);
+            ran = 1;
+        }
+        if (ran) continue;
+        // nobody can run: release the warps whose live lanes all wait at a shuffle, else the barrier
+        int live = 0, at_barrier = 0, released = 0;
+        for (int w = 0; w < n; w += 32) {
+            int wlive = 0, wat = 0;
+            for (int t = w; t < w + 32 && t < n; t++) {
+                wlive += emu_state[t] != EMU_EXITED;
+                wat += emu_state[t] == EMU_AT_WARP;
+                at_barrier += emu_state[t] == EMU_AT_BARRIER;
+            }
+            live += wlive;
+            if (wat > 0 && wat == wlive) {
+                for (int t = w; t < w + 32 && t < n; t++) if (emu_state[t] == EMU_AT_WARP) emu_state[t] = EMU_READY;
+                released = 1;
+            }
+        }
+        if (released) continue;
+        if (live == 0) return;
+        if (at_barrier != live)
+            fatal("cuda_emu: block (%u,%u,%u) deadlocks: %d threads wait at __syncthreads, %d at a warp shuffle "
+                  "(divergent barrier)", blockIdx.x, blockIdx.y, blockIdx.z, at_barrier, live - at_barrier);
+        for (int t = 0; t < n; t++) if (emu_state[t] == EMU_AT_BARRIER) emu_state[t] = EMU_READY;
+    }
+}
+
+static void emu_launch(dim3 grid, dim3 block, size_t smem, cudaStream_t, std::function<void()> body) {
+    size_t n = (size_t)block.x * block.y * block.z;
+    if (n == 0 || n > EMU_MAX_THREADS || block.z > 64 || grid.x == 0 || grid.y == 0 || grid.z == 0 ||
+        grid.y > 65535 || grid.z > 65535 || smem > EMU_MAX_DYN_SMEM_BYTES_) {
+        emu_last_error = cudaErrorInvalidConfiguration;   // the kernel does not run, as on the GPU
+        return;
+    }
+    if (emu_stacks == NULL) {
+        emu_stacks = (char *)mmap(NULL, (size_t)EMU_MAX_THREADS * EMU_STACK_BYTES, PROT_READ | PROT_WRITE,
+                                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (emu_stacks == MAP_FAILED) fatal("cuda_emu: cannot map the fiber stacks");
+    }
+    static char dyn[EMU_MAX_DYN_SMEM_BYTES_] __attribute__((aligned(128)));
+    emu_body = &body; blockDim = block; gridDim = grid; emu_dyn_smem = dyn;
+    for (unsigned bz = 0; bz < grid.z; bz++) for (unsigned by = 0; by < grid.y; by++) for (unsigned bx = 0; bx < grid.x; bx++) {
+        blockIdx = dim3(bx, by, bz);
+        memset(dyn, 0xff, smem);   // shared memory starts as garbage
+        emu_run_block((int)n);
+    }
+}
+static void emu_launch(dim3 grid, dim3 block, std::function<void()> body) { emu_launch(grid, block, 0, 0, body); }
+static void emu_launch(dim3 grid, dim3 block, size_t smem, std::function<void()> body) { emu_launch(grid, block, smem, 0, body); }
+
+// ----------------------------------------------------------------------------
+// nvcuda::wmma: every lane holds the whole 16x16 tile in x[r * 16 + c] and computes it in fp32
+
+namespace nvcuda { namespace wmma {
+struct row_major {}; struct col_major {}; struct matrix_a {}; struct matrix_b {}; struct accumulator {};
+namespace precision { struct tf32 {}; }
+enum layout_t { mem_row_major, mem_col_major };
+template <class Use, int M, int N, int K> struct dims;
+template <int M, int N, int K> struct dims<matrix_a, M, N, K> { enum { R = M, C = K }; };
+template <int M, int N, int K> struct dims<matrix_b, M, N, K> { enum { R = K, C = N }; };
+template <int M, int N, int K> struct dims<accumulator, M, N, K> { enum { R = M, C = N }; };
+template <class Use, int M, int N, int K, class T, class Layout = void> struct fragment {
+    static_assert(M == 16 && N == 16 && K == 16 || M == 16 && N == 16 && K == 8, "cuda_emu: only 16x16 tiles");
+    static const int num_elements = 256;
+    float x[256];
+    fragment() { for (int i = 0; i < 256; i++) x[i] = NAN; }   // uninitialised, as on the GPU
+};
+static inline float emu_f(float v) { return v; }
+static inline float emu_f(__nv_bfloat16 v) { return __bfloat162float(v); }
+// round to tf32 (10 mantissa bits), to nearest with ties away from zero (cvt.rna.tf32.f32)
+static inline float __float_to_tf32(float f) {
+    uint32_t u; memcpy(&u, &f, 4);
+    if ((u & 0x7f800000u) != 0x7f800000u) u = (u + 0x1000u) & 0xffffe000u;
+    memcpy(&f, &u, 4); return f;
+}
+static inline void emu_check_ptr(const void *p, size_t ld_bytes, const char *what) {
+    if ((uintptr_t)p % 32 || ld_bytes % 16) fatal("cuda_emu: wmma %s misaligned (pointer %p, stride %zu bytes)", what, p, ld_bytes);
+}
+template <class F> static void fill_fragment(F &f, float v) { for (int i = 0; i < 256; i++) f.x[i] = v; }
+template <class Use, int M, int N, int K, class T, class S>
+static void load_matrix_sync(fragment<Use, M, N, K, T, row_major> &f, const S *p, unsigned ld) {
+    emu_check_ptr(p, ld * sizeof(S), "load");
+    for (int r = 0; r < dims<Use, M, N, K>::R; r++) for (int c = 0; c < dims<Use, M, N, K>::C; c++) f.x[r * 16 + c] = emu_f(p[(size_t)r * ld + c]);
+}
+template <class Use, int M, int N, int K, class T, class S>
+static void load_matrix_sync(fragment<Use, M, N, K, T, col_major> &f, const S *p, unsigned ld) {
+    emu_check_ptr(p, ld * sizeof(S), "load");
+    for (int r = 0; r < dims<Use, M, N, K>::R; r++) for (int c = 0; c < dims<Use, M, N, K>::C; c++) f.x[r * 16 + c] = emu_f(p[(size_t)c * ld + r]);
+}
+template <int M, int N, int K>
+static void load_matrix_sync(fragment<accumulator, M, N, K, float> &f, const float *p, unsigned ld, layout_t l) {
+    emu_check_ptr(p, ld * sizeof(float), "accumulator load");
+    for (int r = 0; r < M; r++) for (int c = 0; c < N; c++) f.x[r * 16 + c] = l == mem_row_major ? p[(size_t)r * ld + c] : p[(size_t)c * ld + r];
+}
+// a warp-collective store, done by lane 0 for the warp: lane 0 runs first after every wait, so no lane of its
+// warp reads the tile before it is stored, and a later lane cannot store stale data over the warp's next writes
+template <int M, int N, int K>
+static void store_matrix_sync(float *p, const fragment<accumulator, M, N, K, float> &f, unsigned ld, layout_t l) {
+    emu_check_ptr(p, ld * sizeof(float), "store");
+    if (emu_cur % 32 != 0) return;
+    for (int r = 0; r < M; r++) for (int c = 0; c < N; c++) (l == mem_row_major ? p[(size_t)r * ld + c] : p[(size_t)c * ld + r]) = f.x[r * 16 + c];
+}
+template <int M, int N, int K, class FA, class FB>
+static void mma_sync(fragment<accumulator, M, N, K, float> &d, const FA &a, const FB &b, const fragment<accumulator, M, N, K, float> &c) {
+    float t[256];   // d may be c: sum into a copy; each element sums k in order (i, k, j loops vectorise over j)
+    memcpy(t, c.x, sizeof t);
+    for (int i = 0; i < M; i++) for (int k = 0; k < K; k++) {
+        float aik = a.x[i * 16 + k];
+        for (int j = 0; j < N; j++) t[i * 16 + j] += aik * b.x[k * 16 + j];
+    }
+    memcpy(d.x, t, sizeof t);
+}
+}} // namespace nvcuda::wmma
+
+#endif // SESSA_CUDA_EMU_H

@@ -1,0 +1,192 @@
+/*
+ Self-test of the emulator (cuda_emu.h, cublas_emu.h): the properties the kernel checks rely on.
+ Each case prints PASS/FAIL; exit 1 if any fails. Built from build/selftest.cu (transform.py).
+   barrier       a shared-memory exchange is exact with __syncthreads and reads garbage (NaN) without it
+   shuffle       warp_reduce_sum of llmc/cuda_common.h: every lane gets its own warp's sum
+   nan fill      cudaMalloc'd memory that no kernel writes reads as NaN
+   launch error  1025 threads per block: the kernel does not run, cudaGetLastError says so
+   deadlock      half a warp at __syncthreads, the other half at a shuffle: a fatal error
+   exited lane   a shuffle that reads a lane which has returned: a fatal error
+   wmma          bf16 16x16x16 mma_sync equals the product (small integers: exact); a misaligned load is fatal
+   cublasLt      a bias + residual matmul with transposes equals a plain loop (small integers: exact)
+*/
+#include <sys/wait.h>
+#include <unistd.h>
+#include <mma.h>
+#include <cublasLt.h>
+#include "llmc/cuda_common.h"
+
+static int fails = 0;
+static void report(const char *name, int ok, const char *detail) {
+    printf("%s %-14s %s\n", ok ? "PASS" : "FAIL", name, detail);
+    fails += !ok;
+}
+
+// runs f in a child process; passes when the child exits non-zero with a cuda_emu message on stderr
+template <class F> static void expect_fatal(const char *name, F f) {
+    int fd[2];
+    if (pipe(fd) != 0) fatal("pipe failed");
+    fflush(stdout);   // the child must not print the parent's buffered lines again
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fd[1], 2);
+        f();
+        cudaCheck(cudaGetLastError());
+        _exit(0);
+    }
+    close(fd[1]);
+    char msg[512] = {0};
+    size_t got = 0;
+    for (ssize_t r; got < sizeof msg - 1 && (r = read(fd[0], msg + got, sizeof msg - 1 - got)) > 0;) got += r;
+    close(fd[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    int ok = got > 0 && strstr(msg, "cuda_emu") != NULL && WIFEXITED(status) && WEXITSTATUS(status) != 0;
+    char *nl = strchr(msg, '\n');
+    if (nl) *nl = 0;
+    report(name, ok, ok ? msg : "no fatal error from the emulator");
+}
+
+// out[t] = value written by thread t+1 (mod n), through dynamic shared memory
+__global__ void exchange_kernel(float *out, int with_barrier) {
+    extern __shared__ float buf[];
+    int t = threadIdx.x, n = blockDim.x;
+    buf[t] = (float)t;
+    if (with_barrier) __syncthreads();
+    out[t] = buf[(t + 1) % n];
+}
+
+__global__ void warp_sum_kernel(float *out, const float *in) {
+    out[threadIdx.x] = warp_reduce_sum(in[threadIdx.x]);
+}
+
+__global__ void write_but_last_kernel(float *out, int n) {
+    int i = threadIdx.x;
+    if (i < n - 1) out[i] = 1.0f;
+}
+
+__global__ void half_warp_diverges_kernel(float *out) {
+    if (threadIdx.x < 16) __syncthreads();
+    else out[threadIdx.x] = warp_reduce_sum(1.0f);
+}
+
+__global__ void shuffle_from_exited_kernel(float *out) {
+    if (threadIdx.x >= 16) return;
+    out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1.0f, 16);
+}
+
+// C (16x16, row-major) = A (16x16 row-major) B (16x16 row-major), one warp
+__global__ void wmma_kernel(float *c, const floatX *a, const floatX *b) {
+    using namespace nvcuda;
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, floatX, wmma::row_major> fa;
+    wmma::fragment<wmma::matrix_b, 16, 16, 16, floatX, wmma::row_major> fb;
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> fc;
+    wmma::fill_fragment(fc, 0.0f);
+    wmma::load_matrix_sync(fa, a, 16);
+    wmma::load_matrix_sync(fb, b, 16);
+    wmma::mma_sync(fc, fa, fb, fc);
+    wmma::store_matrix_sync(c, fc, 16, wmma::mem_row_major);
+}
+
+static floatX *bf16_buffer(const float *h, int n) {
+    floatX *d; cudaMallocCheck(&d, n * sizeof(floatX));
+    for (int i = 0; i < n; i++) d[i] = __float2bfloat16(h[i]);   // device memory is host memory here
+    return d;
+}
+
+int main(void) {
+    const int n = 200;   // not a multiple of the warp
+    float *out; cudaMallocCheck(&out, 256 * sizeof(float));
+    char detail[256];
+
+    // barrier
+    exchange_kernel<<<1, n, n * sizeof(float)>>>(out, 1);
+    int exact = 1;
+    for (int t = 0; t < n; t++) exact &= out[t] == (float)((t + 1) % n);
+    exchange_kernel<<<1, n, n * sizeof(float)>>>(out, 0);
+    int nan_seen = isnan(out[0]);
+    snprintf(detail, sizeof detail, "with barrier exact %d, without barrier out[0] = %g (NaN expected)", exact, out[0]);
+    report("barrier", exact && nan_seen, detail);
+
+    // shuffle
+    float *in; cudaMallocCheck(&in, 224 * sizeof(float));
+    for (int t = 0; t < n; t++) in[t] = (float)t;
+    warp_sum_kernel<<<1, 224>>>(out, in);   // 7 full warps over the first 224 entries of in (n = 200 filled)
+    cudaCheck(cudaGetLastError());
+    int ok = 1;
+    for (int t = 0; t < n; t++) {
+        int w0 = t / 32 * 32;
+        float want = 0.0f;
+        for (int i = w0; i < w0 + 32; i++) want += i < n ? (float)i : NAN;
+        ok &= (w0 + 32 <= n) ? out[t] == want : isnan(out[t]);
+    }
+    report("shuffle", ok, "warp sums exact, the warp that reads unwritten input gets NaN");
+
+    // nan fill
+    float *fresh; cudaMallocCheck(&fresh, 64 * sizeof(float));
+    write_but_last_kernel<<<1, 64>>>(fresh, 64);
+    report("nan fill", fresh[62] == 1.0f && isnan(fresh[63]), "the element no thread wrote is NaN");
+
+    // launch error
+    fresh[0] = 5.0f;
+    write_but_last_kernel<<<1, 1025>>>(fresh, 64);
+    cudaError_t err = cudaGetLastError();
+    snprintf(detail, sizeof detail, "cudaGetLastError: %s", cudaGetErrorString(err));
+    report("launch error", err == cudaErrorInvalidConfiguration && fresh[0] == 5.0f && cudaGetLastError() == cudaSuccess, detail);
+
+    expect_fatal("deadlock", [&]() { half_warp_diverges_kernel<<<1, 64>>>(out); });
+    expect_fatal("exited lane", [&]() { shuffle_from_exited_kernel<<<1, 32>>>(out); });
+
+    // wmma
+    float ha[256], hb[256], want[256];
+    for (int i = 0; i < 256; i++) { ha[i] = (float)(i % 7 - 3); hb[i] = (float)(i % 5 - 2); }
+    for (int i = 0; i < 16; i++) for (int j = 0; j < 16; j++) {
+        want[i * 16 + j] = 0.0f;
+        for (int k = 0; k < 16; k++) want[i * 16 + j] += ha[i * 16 + k] * hb[k * 16 + j];
+    }
+    floatX *da = bf16_buffer(ha, 256), *db = bf16_buffer(hb, 256);
+    float *dc; cudaMallocCheck(&dc, 256 * sizeof(float));
+    wmma_kernel<<<1, 32>>>(dc, da, db);
+    report("wmma", memcmp(dc, want, sizeof want) == 0, "16x16x16 bf16 product exact");
+    expect_fatal("wmma misalign", [&]() { wmma_kernel<<<1, 32>>>(dc, da + 1, db); });
+
+    // cublasLt: column-major D (m x n) = A^T (A stored k x m) B (n x k stored, transposed) + bias + C
+    {
+        const int m = 5, nn = 3, k = 4;
+        float hA[k * m], hB[nn * k], hbias[m], hC[m * nn];
+        for (int i = 0; i < k * m; i++) hA[i] = (float)(i % 5 - 2);
+        for (int i = 0; i < nn * k; i++) hB[i] = (float)(i % 3 - 1);
+        for (int i = 0; i < m; i++) hbias[i] = (float)i;
+        for (int i = 0; i < m * nn; i++) hC[i] = (float)(i % 4);
+        floatX *A = bf16_buffer(hA, k * m), *B = bf16_buffer(hB, nn * k), *bias = bf16_buffer(hbias, m);
+        floatX *C = bf16_buffer(hC, m * nn), *D; cudaMallocCheck(&D, m * nn * sizeof(floatX));
+        cublasLtHandle_t h; cublasLtCreate(&h);
+        cublasLtMatmulDesc_t desc; cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+        cublasOperation_t t = CUBLAS_OP_T;
+        cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+        cudaDataType_t bt = CUDA_R_16BF;
+        cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &t, sizeof t);
+        cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &t, sizeof t);
+        cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi);
+        cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt);
+        cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
+        cublasLtMatrixLayout_t la, lb, lc;
+        cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, k, m, k);
+        cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, nn, k, nn);
+        cublasLtMatrixLayoutCreate(&lc, CUDA_R_16BF, m, nn, m);
+        float one = 1.0f;
+        cublasStatus_t st = cublasLtMatmul(h, desc, &one, A, la, B, lb, &one, C, lc, D, lc, NULL, NULL, 0, 0);
+        int exact_mm = st == CUBLAS_STATUS_SUCCESS;
+        for (int i = 0; i < m; i++) for (int j = 0; j < nn; j++) {
+            float acc = hbias[i] + hC[j * m + i];
+            for (int p = 0; p < k; p++) acc += hA[i * k + p] * hB[p * nn + j];
+            exact_mm &= __bfloat162float(D[j * m + i]) == acc;
+        }
+        cublasLtMatrixLayout_t bad; cublasLtMatrixLayoutCreate(&bad, CUDA_R_16BF, m + 1, nn, m + 1);
+        int rejects = cublasLtMatmul(h, desc, &one, A, la, B, lb, &one, C, bad, D, bad, NULL, NULL, 0, 0) == CUBLAS_STATUS_INVALID_VALUE;
+        report("cublasLt", exact_mm && rejects, "transposed bf16 product + bias + C exact; mismatched shapes rejected");
+    }
+
+    printf("cuda_emu selftest: %s\n", fails ? "FAILED" : "all passed");
+    return fails ? 1 : 0;
+}
