@@ -60,7 +60,7 @@ static int check(int N, int C, int OC, int ldo, int bias_offset) {
     cudaMallocCheck(&d_scratch, column_sums_scratch_bytes(N, OC));
     float *out = (float *)mallocCheck((size_t)N * ldo * sizeof(float)), *out2 = (float *)mallocCheck((size_t)N * OC * sizeof(float));
     // forward with bias into a strided output; forward with bias and residual
-    matmul_forward_cpu(out, ldo, inp, w, bias + bias_offset, NULL, N, C, OC);
+    matmul_forward_cpu(out, OC, inp, w, bias + bias_offset, NULL, N, C, OC);   // dense: validate_result reads ref[r*OC+c]
     matmul_forward_cpu(out2, OC, inp, w, bias + bias_offset, res, N, C, OC);
     matmul_backward_cpu(dinp, dw, db, dout, ldo, inp, w, N, C, OC);
     matmul_forward(d_out, ldo, d_inp, d_w, d_bias + bias_offset, NULL, N, C, OC, 0);

@@ -122,7 +122,7 @@ typedef enum {
     CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES = 8,
 } cublasLtMatmulPreferenceAttributes_t;
 struct emu_lt_desc { cublasComputeType_t compute; cublasOperation_t transa, transb; cublasLtEpilogue_t epilogue;
-                     const void *bias; cudaDataType_t bias_type; };
+                     const void *bias; cudaDataType_t bias_type; bool bias_type_set; };
 struct emu_lt_layout { cudaDataType_t type; uint64_t rows, cols; int64_t ld; };
 struct emu_lt_pref { size_t workspace; };
 typedef emu_lt_desc *cublasLtMatmulDesc_t;
@@ -137,7 +137,7 @@ static cublasStatus_t cublasLtDestroy(cublasLtHandle_t) { return CUBLAS_STATUS_S
 
 static cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *d, cublasComputeType_t compute, cudaDataType_t scale) {
     if (compute != CUBLAS_COMPUTE_32F || scale != CUDA_R_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
-    *d = new emu_lt_desc{compute, CUBLAS_OP_N, CUBLAS_OP_N, CUBLASLT_EPILOGUE_DEFAULT, NULL, CUDA_R_32F};
+    *d = new emu_lt_desc{compute, CUBLAS_OP_N, CUBLAS_OP_N, CUBLASLT_EPILOGUE_DEFAULT, NULL, CUDA_R_32F, false};
     return CUBLAS_STATUS_SUCCESS;
 }
 static cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t d) { delete d; return CUBLAS_STATUS_SUCCESS; }
@@ -148,7 +148,7 @@ static cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d, cub
     case CUBLASLT_MATMUL_DESC_TRANSB: if (size != sizeof d->transb) break; memcpy(&d->transb, buf, size); return CUBLAS_STATUS_SUCCESS;
     case CUBLASLT_MATMUL_DESC_EPILOGUE: if (size != sizeof d->epilogue) break; memcpy(&d->epilogue, buf, size); return CUBLAS_STATUS_SUCCESS;
     case CUBLASLT_MATMUL_DESC_BIAS_POINTER: if (size != sizeof d->bias) break; memcpy(&d->bias, buf, size); return CUBLAS_STATUS_SUCCESS;
-    case CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE: if (size != sizeof d->bias_type) break; memcpy(&d->bias_type, buf, size); return CUBLAS_STATUS_SUCCESS;
+    case CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE: if (size != sizeof d->bias_type) break; memcpy(&d->bias_type, buf, size); d->bias_type_set = true; return CUBLAS_STATUS_SUCCESS;
     }
     return CUBLAS_STATUS_INVALID_VALUE;
 }
@@ -198,7 +198,8 @@ static cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc
         return CUBLAS_STATUS_NOT_SUPPORTED;
     }
     emu_gemm((int)m, (int)n, (int)k, *(const float *)alpha, A, la->type, (int)la->ld, ta, B, lb->type, (int)lb->ld, tb,
-             *(const float *)beta, C, lc->type, (int)lc->ld, D, ld->type, (int)ld->ld, bias, desc->bias_type);
+             *(const float *)beta, C, lc->type, (int)lc->ld, D, ld->type, (int)ld->ld, bias,
+             desc->bias_type_set ? desc->bias_type : ld->type);   // cuBLASLt's default bias type is D's
     return CUBLAS_STATUS_SUCCESS;
 }
 

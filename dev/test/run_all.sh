@@ -83,6 +83,12 @@ if $MAKE -s print-nvcc | grep -q nvcc; then
     step "build NCCL layer (dev/test/test_zero.cu, with and without MPI)" $MAKE test-zero-build
 else skipped "CUDA builds: no nvcc"; fi
 
+# -- the real CUDA kernels and the whole CUDA model, run on the CPU by dev/cuda_emu (g++ only, no GPU):
+#    every dev/cuda check with its CPU reference, then test_sessacu against the dumps of head width 32/64
+step "CUDA kernels under the CPU emulator (make test-cuda-emu)" $MAKE test-cuda-emu
+step "CUDA model vs PyTorch under the CPU emulator (test_sessacu on cuda_gqa, cuda_mh1)" \
+    $MAKE -C dev/cuda_emu test-model REFS="$(realpath "$REFS")"
+
 # -- fuzzing the file parsers for a bounded time
 if command -v clang >/dev/null && echo 'int LLVMFuzzerTestOneInput(const char*d,long n){return 0;}' \
      | clang -x c -fsanitize=fuzzer - -o "$LOG/fz" 2>/dev/null; then
