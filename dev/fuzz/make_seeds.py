@@ -22,8 +22,14 @@ def checkpoint(version, V, L, H, Hkv, D, rope=1):
     return struct.pack("<256i", *(h + [0] * 244)) + bytes(n * (4 if version == 1 else 2))
 
 
+def eval_file(T, n_seq, task, V, records):
+    """a long-context eval file (llmc/eval_tasks.h): records of (sequence, t, distance, answer, nominal)"""
+    h = [20261125, 1, T, n_seq, len(records), task, V, 5]
+    return struct.pack("<256i", *(h + [0] * 248)) + b"".join(struct.pack("<5i", *r) for r in records)
+
+
 def main(out):
-    for sub in ("shard", "tokenizer", "checkpoint"):
+    for sub in ("shard", "tokenizer", "checkpoint", "eval_tasks"):
         os.makedirs(os.path.join(out, sub), exist_ok=True)
     rng = np.random.default_rng(0)
     dc.write_datafile(os.path.join(out, "shard", "v1.bin"), rng.integers(0, 256, 40), 256)
@@ -35,6 +41,8 @@ def main(out):
         f.write(checkpoint(1, 5, 1, 1, 1, 2))
     with open(os.path.join(out, "checkpoint", "v2.bin"), "wb") as f:
         f.write(checkpoint(2, 3, 2, 2, 1, 4))
+    with open(os.path.join(out, "eval_tasks", "needle.bin"), "wb") as f:
+        f.write(eval_file(T=16, n_seq=3, task=2, V=256, records=[(0, 9, 8, 65, 8), (1, 12, 4, 66, 4), (2, 5, 3, 67, 4)]))
 
 
 if __name__ == "__main__":

@@ -92,7 +92,7 @@ step "CUDA model vs PyTorch under the CPU emulator (test_sessacu on cuda_gqa, cu
 # -- fuzzing the file parsers for a bounded time
 if command -v clang >/dev/null && echo 'int LLVMFuzzerTestOneInput(const char*d,long n){return 0;}' \
      | clang -x c -fsanitize=fuzzer - -o "$LOG/fz" 2>/dev/null; then
-    step "fuzz shard, tokenizer, checkpoint parsers (${FUZZ_SECONDS:-10} s each)" \
+    step "fuzz shard, tokenizer, checkpoint, eval-file parsers (${FUZZ_SECONDS:-10} s each)" \
         $MAKE -C dev/fuzz fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-10}"
 else skipped "fuzzing: clang with libFuzzer not available"; fi
 
