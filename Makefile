@@ -5,7 +5,7 @@
 #   make train                         prepares the embedded corpus and trains a small model on the CPU
 
 CC ?= gcc
-CFLAGS ?= -O3 -march=native -ffp-contract=fast -Wall -Wextra -Wno-unused-function
+CFLAGS ?= -O3 -march=native -ffp-contract=fast -fno-math-errno -Wall -Wextra -Wno-unused-function
 OMPFLAGS ?= -fopenmp
 LDLIBS = -lm
 PYTHON ?= python3

@@ -109,7 +109,7 @@ else bad "resumed final checkpoint differs"; fi
 
 # test_sessa catches a wrong feedback gradient
 if ls "$REFS"/*_debug.bin >/dev/null 2>&1; then
-    ${CC:-gcc} -O3 -march=native -ffp-contract=fast -fopenmp -DBREAK_FEEDBACK test_sessa.c -lm -o "$TMP/test_broken"
+    ${CC:-gcc} -O3 -march=native -ffp-contract=fast -fno-math-errno -fopenmp -DBREAK_FEEDBACK test_sessa.c -lm -o "$TMP/test_broken"
     for d in "$REFS"/*_debug.bin; do
         for m in ${d%_debug.bin}_model.bin ${d%_debug.bin}_model_bf16.bin; do   # fp32 and bf16 tolerances
             if "$TMP/test_broken" -m "$m" -d "$d" >"$TMP/out" 2>&1; then bad "BREAK_FEEDBACK not caught on $(basename "$m")"
