@@ -1,6 +1,6 @@
 /*
  test_sessa.c: checks the fp32 CPU model of train_sessa.c against a reference debug state written by
- train_sessa.py (SPEC section 4), which computes everything in float64 and stores it as float32:
+ train_sessa.py (DESIGN.md section 4), which computes everything in float64 and stores it as float32:
  logits, loss, the gradient of every parameter tensor, and the losses of n_steps AdamW updates.
    ./test_sessa -m MODEL.bin -d DEBUG.bin [-c MODEL_bf16.bin]
  It also checks that the recurrent decode path used for sampling reproduces the logits of sequence 0.

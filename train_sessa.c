@@ -1,12 +1,12 @@
 /*
  train_sessa.c: trains a Sessa language model on the CPU in fp32, in the manner of llm.c's train_gpt2.c.
  Every forward and its backward are written by hand, side by side; OpenMP, no BLAS.
- The model, its init, the feedback backward and the files follow /work/shared/SPEC.md (sections 1-5).
+ The model, its init, the feedback backward and the files follow DESIGN.md (sections 1-5).
 
  Build: make train_sessa  (gcc -O3 -march=native -ffp-contract=fast -fopenmp train_sessa.c -lm -o train_sessa)
  On a machine shared with other jobs, OMP_WAIT_POLICY=passive avoids threads spinning at barriers.
  Run:   ./train_sessa -e d4w256h4 -b 4 -t 256 -o out    (trains on data/default; -h for flags)
- Flags: those of llmc/args.h (SPEC section 5), and
+ Flags: those of llmc/args.h (DESIGN.md section 5), and
    -E EVALFILE  long-context eval file of data/long_context.py (TASK_eval.bin), with its val shard as -j
                 and -t its seq_len: at every validation (-v) and at the end, the accuracy of the argmax
                 prediction at its scored positions, one line per nominal distance, also into main.log
@@ -396,9 +396,9 @@ static void attention_backward(float *dq, float *dk, float *dv, const float *dat
 }
 
 // ----------------------------------------------------------------------------
-// the feedback branch (SPEC sections 1-3): one head over the full width D, strictly causal.
+// the feedback branch (DESIGN.md sections 1-3): one head over the full width D, strictly causal.
 //   alpha[t,j] = softmax_{j<t}(qb_t . kb_j / sqrt(D)),  c_t = sum_{j<t} alpha[t,j] s_j,  s_t = f_t + gamma_t c_t
-// Blocked forward substitution (SPEC section 3): for each block I of query rows, alpha[I, :] is one
+// Blocked forward substitution (DESIGN.md section 3): for each block I of query rows, alpha[I, :] is one
 // matmul and a row softmax; c_I = alpha[I, <I] s[<I] is one matmul; only the c x c part inside the block
 // is sequential. s, c, f rows have stride D; qb, kb rows stride ldqk; pointers at row 0 of the batch.
 

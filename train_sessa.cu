@@ -1,5 +1,5 @@
 /*
- Sessa language model training on CUDA GPUs (llm.c's train_gpt2.cu shape), SPEC sections 1-5.
+ Sessa language model training on CUDA GPUs (llm.c's train_gpt2.cu shape), DESIGN.md sections 1-5.
  - bf16 weights and activations, fp32 accumulation everywhere, fp32 master weights + AdamW moments,
    fp32 gradients (flat, checkpoint order, so NCCL reduces them as one buffer)
  - per-layer activations are O(B*T*D): attention and the feedback solve never form a T x T matrix
@@ -93,7 +93,7 @@ typedef struct {
     // On the GPU every tensor starts at a multiple of GPU_ALIGN elements (256 bytes of bf16), so that cuBLASLt
     // gets aligned operands and biases whatever L is (in checkpoint order gamma_b's L elements would shift
     // all later tensors). The gaps are zero and have zero gradients; checkpoints are converted on the host.
-    size_t num_parameters;                      // real parameters (checkpoint order, SPEC section 4)
+    size_t num_parameters;                      // real parameters (checkpoint order, DESIGN.md section 4)
     size_t gpu_parameters;                      // length of the GPU layout, gaps included
     size_t padded_parameters;                   // gpu_parameters rounded up for the ZeRO shards
     size_t sizes[NUM_PARAMETER_TENSORS], offsets[NUM_PARAMETER_TENSORS], ckpt_offsets[NUM_PARAMETER_TENSORS];
@@ -610,7 +610,7 @@ int main(int argc, char **argv) {
         }
     }
 
-    // model: from a checkpoint file, or a descriptor with SPEC init
+    // model: from a checkpoint file, or a descriptor with DESIGN.md init
     SessaConfig config;
     float *h_params;
     if (access(args.init, F_OK) == 0) {

@@ -1,5 +1,5 @@
 """
-PyTorch reference for sessa.c: the Sessa language model of SPEC.md section 1, its file formats
+PyTorch reference for sessa.c: the Sessa language model of DESIGN.md section 1, its file formats
 (section 4), reference dumps for the C/CUDA tests, and a small llm.c-style trainer (section 5).
 
     python train_sessa.py --write_refs dev/refs                  # reference dumps for test_sessa
@@ -60,7 +60,7 @@ def bits_f32(b):
 
 @dataclass
 class SessaConfig:
-    """the fields of the checkpoint header (SPEC section 4)"""
+    """the fields of the checkpoint header (DESIGN.md section 4)"""
     max_seq_len: int
     vocab_size: int      # V
     n_layer: int         # L
@@ -130,7 +130,7 @@ def apply_rope(x, pos0):
     return torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1).reshape(B, T, nh, d)
 
 
-# the feedback branch, one function per line of SPEC section 1 (the test differentiates through these)
+# the feedback branch, one function per line of DESIGN.md section 1 (the test differentiates through these)
 
 def feedback_logits(qb, kb):
     """Z[t,j] = qb_t . kb_j / sqrt(D); (B,T,D) x (B,T,D) -> (B,T,T)"""
@@ -260,7 +260,7 @@ class SessaLM(nn.Module):
 
     @torch.no_grad()
     def init_weights(self):
-        """SPEC section 1: Linear W ~ N(0, 0.02), Linear_out W ~ N(0, 0.02/sqrt(2L)), biases 0, wte ~ N(0, 0.02),
+        """DESIGN.md section 1: Linear W ~ N(0, 0.02), Linear_out W ~ N(0, 0.02/sqrt(2L)), biases 0, wte ~ N(0, 0.02),
         LayerNorm 1/0, w_gamma 0, gamma_b 1 (the last four are the module defaults)"""
         nn.init.normal_(self.wte, std=0.02)
         for layer in self.layers:
@@ -309,7 +309,7 @@ class SessaLM(nn.Module):
         return torch.stack(out, dim=1)
 
 # -----------------------------------------------------------------------------
-# checkpoints (SPEC section 4)
+# checkpoints (DESIGN.md section 4)
 
 
 def checkpoint_tensors(model):
@@ -341,7 +341,7 @@ def flat_params(model, grads=False):
 
 
 def num_parameters(cfg):
-    """the parameter count of SPEC section 4, from the config alone (checked before allocating a model)"""
+    """the parameter count of DESIGN.md section 4, from the config alone (checked before allocating a model)"""
     D, Hd, Kd = cfg.d_model, cfg.n_head * cfg.head_dim, cfg.n_kv_head * cfg.head_dim
     per_layer = (2 * D + (2 * D * D + 2 * D) + (Hd * D + Hd) + 2 * (Kd * D + Kd) + (2 * D * D + 2 * D)
                  + (D * D if cfg.n_head > 1 else 0) + (D + 1) + (D * D + D))
@@ -422,9 +422,9 @@ REF_STEPS, REF_LR, REF_WD, REF_BETAS, REF_EPS = 5, 1e-3, 0.1, (0.9, 0.95), 1e-8
 
 
 def reference_model(name):
-    """the float32 model of a reference config -> (model, B, T, seed). SPEC init, then changed so that no
+    """the float32 model of a reference config -> (model, B, T, seed). DESIGN.md init, then changed so that no
     gradient is too small for a test to see a bug in it: Linear weights redrawn from N(0, 1/sqrt(D)), which
-    makes the attention and feedback logits O(1) (under the SPEC init they are ~1e-4 and the gradients of
+    makes the attention and feedback logits O(1) (under the DESIGN.md init they are ~1e-4 and the gradients of
     q_w, k_w, fb_w ~1e-8), and N(0, 0.02) noise on every bias, LayerNorm parameter, w_gamma and gamma_b"""
     kw, B, T, seed, gamma_b = REF_CONFIGS[name]
     torch.manual_seed(seed)

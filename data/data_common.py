@@ -1,5 +1,5 @@
 """
-Shared pieces of the data scripts: llm.c's shard and tokenizer file formats (SPEC §4), the three
+Shared pieces of the data scripts: llm.c's shard and tokenizer file formats (DESIGN.md §4), the three
 tokenizers (byte, gpt2, bpe), document -> shard writing, and downloads that fail clearly offline.
 
 Shard:     256 int32 header [magic 20240520, version, n_tokens], then n_tokens tokens,

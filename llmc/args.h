@@ -1,5 +1,5 @@
 /*
- Command-line flags shared by the CPU and CUDA trainers (SPEC section 5, llm.c style: "-x VALUE" pairs).
+ Command-line flags shared by the CPU and CUDA trainers (DESIGN.md section 5, llm.c style: "-x VALUE" pairs).
  A trainer with extra flags (e.g. the CUDA trainer's -r, -z, -pi) passes a callback that handles them.
  Every value is parsed strictly: garbage or an out-of-range value is a fatal error naming the flag.
 */

@@ -1,5 +1,5 @@
 /*
- Token shard loader for training and validation (llm.c's shard format, SPEC §4).
+ Token shard loader for training and validation (llm.c's shard format, DESIGN.md §4).
 
  Shard file: header of 256 int32 (little-endian)
      [0] magic 20240520   [1] version (1 = uint16 tokens, 2 = uint32 tokens)   [2] number of tokens N

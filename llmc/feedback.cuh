@@ -1,5 +1,5 @@
 /*
- The Sessa feedback branch on the GPU (SPEC §1-§3): a strictly causal single-head softmax over the full
+ The Sessa feedback branch on the GPU (DESIGN.md §1-§3): a strictly causal single-head softmax over the full
  width D placed inside a recurrent path, i.e. the unit-lower-triangular solve (I - diag(gamma) alpha) s = f.
  Memory is O(B*T*D) + O(B*T): alpha is never stored whole, it is recomputed tile by tile from qb, kb and
  the per-row log-sum-exp.
@@ -33,7 +33,7 @@
  would put 2^-11 relative errors into the chain). Only the small in-block solves are plain fp32 FMAs.
  Memory: outputs s, c (B,T,D) fp32, lse (B,T); scratch (feedback_scratch_bytes) about 3 B*T*D floats.
 
- Algorithm (block size FB_C = 64 rows), SPEC §3:
+ Algorithm (block size FB_C = 64 rows), DESIGN.md §3:
    forward:  lse for all rows in parallel (online softmax over key tiles), then for each query block I in order
                P      = alpha[I, 0:i0+C]                     (C, i0+C) recomputed from qb, kb, lse
                acc    = P[:, 0:i0] s[0:i0]                   GEMM, parallel over batch, D columns and split-K

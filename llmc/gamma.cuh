@@ -1,5 +1,5 @@
 /*
- The feedback gain per token (SPEC sections 1-2):
+ The feedback gain per token (DESIGN.md sections 1-2):
    r_t = gamma_b + abar_t . w_gamma,   gamma_t = gamma_max tanh(r_t)
  Backward, given dgamma_t = dL/dgamma_t from the feedback solve:
    dr_t = dgamma_t gamma_max (1 - tanh^2 r_t)   (tanh r_t = gamma_t / gamma_max)

@@ -1,5 +1,5 @@
 /*
- Rotary position embedding on interleaved pairs (SPEC section 1), in place on (N, nh, hd) tensors,
+ Rotary position embedding on interleaved pairs (DESIGN.md section 1), in place on (N, nh, hd) tensors,
  N = B*T rows, position t = n % T:
    w_i = 10000^(-2i/hd), theta = t w_i,  (x0, x1) -> (x0 cos - x1 sin, x0 sin + x1 cos)
  The backward is the inverse rotation (theta -> -theta) applied to the gradient.

@@ -2,10 +2,10 @@
  The Sessa model description shared by every sessa.c program (CPU trainer, CUDA trainer, tests, tools):
  - SessaConfig and its validation (non-exiting sessa_config_check + fatal sessa_config_validate)
  - model descriptors: "d12" (L=12, D=64*12, H=12), "d4w256h4" (L=4, D=256, H=4), "d4w256h4k2" (Hkv=2)
- - the parameter table in SPEC section 4 order: sizes, names, carving one contiguous buffer
+ - the parameter table in DESIGN.md section 4 order: sizes, names, carving one contiguous buffer
  - checkpoints: read v1 (fp32) / v2 (bf16) into fp32, write atomically (PATH.tmp, fsync, rename)
  - the reference debug state written by train_sessa.py (for the test binaries)
- - from-scratch init per SPEC section 1 with a seeded RNG (xoshiro256** + Box-Muller)
+ - from-scratch init per DESIGN.md section 1 with a seeded RNG (xoshiro256** + Box-Muller)
  Plain C (compiles as C and as CUDA host code).
 */
 #ifndef SESSA_H
@@ -122,7 +122,7 @@ static inline int sessa_config_from_descriptor(SessaConfig *c, const char *desc,
 }
 
 // ----------------------------------------------------------------------------
-// parameters: 20 tensor kinds, all layers of one kind together (SPEC section 4 order)
+// parameters: 20 tensor kinds, all layers of one kind together (DESIGN.md section 4 order)
 
 enum {
     P_WTE, P_LN_W, P_LN_B, P_IN_W, P_IN_B, P_Q_W, P_Q_B, P_K_W, P_K_B, P_V_W, P_V_B,
@@ -228,7 +228,7 @@ static inline void rng_normal(Rng *r, float *out, size_t n, float mean, float st
     }
 }
 
-// SPEC section 1 init: Linear weights N(0,0.02), out_w N(0, 0.02/sqrt(2L)), biases 0, wte N(0,0.02),
+// DESIGN.md section 1 init: Linear weights N(0,0.02), out_w N(0, 0.02/sqrt(2L)), biases 0, wte N(0,0.02),
 // LayerNorm weight 1 bias 0, gamma_w 0, gamma_b 1
 static inline void sessa_init_parameters(float *params, const SessaConfig *c, uint64_t seed) {
     ParameterTensors p;
@@ -354,7 +354,7 @@ static inline void sessa_checkpoint_write(const char *path, const SessaConfig *c
 }
 
 // ----------------------------------------------------------------------------
-// reference debug state (SPEC section 4), written by train_sessa.py, read by the test binaries
+// reference debug state (DESIGN.md section 4), written by train_sessa.py, read by the test binaries
 
 typedef struct {
     int B, T, n_steps;

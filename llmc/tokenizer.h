@@ -1,5 +1,5 @@
 /*
- Decoding-only tokenizer: token id -> bytes, for printing samples (llm.c's format, SPEC §4).
+ Decoding-only tokenizer: token id -> bytes, for printing samples (llm.c's format, DESIGN.md §4).
 
  File: header of 256 int32 (little-endian)
      [0] magic 20240328   [1] version (2; llm.c's version 1 has no eot field and means GPT-2, eot 50256)

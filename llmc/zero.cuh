@@ -4,7 +4,7 @@
 
    ZeRO stage 0: every rank keeps the full optimizer state; the gradients are all-reduced (averaged)
                  and every rank runs the same AdamW step on the full parameter vector.
-   ZeRO stage 1: the flat parameter vector (checkpoint order, SPEC §4) is cut into W equal contiguous
+   ZeRO stage 1: the flat parameter vector (checkpoint order, DESIGN.md §4) is cut into W equal contiguous
                  shards (multi_gpu_get_shard_offset, padding at the end, see llmc/distributed.h).
                  Gradients are reduce-scattered (each rank gets the average of its shard), each rank
                  keeps the AdamW moments of its shard only and updates its shard of the parameters,
@@ -27,7 +27,7 @@
      loss: multi_gpu_cpu_float_sum(loss, &mg) / mg.num_processes
    multi_gpu_config_free(&mg);
 
- Checkpoints do not depend on the world size: they hold the full parameters and moments in SPEC
+ Checkpoints do not depend on the world size: they hold the full parameters and moments in DESIGN.md
  order. Save (stage 1): multi_gpu_gather_to_host collects every rank's shard of m and v (and of fp32
  master weights, if any) into one host array on rank 0, which writes it. Load: every rank reads the
  full arrays from the file and multi_gpu_copy_shard_from_host takes its own shard (padding zeroed),
@@ -229,7 +229,7 @@ static void multi_gpu_gather_params(T *params, size_t num_parameters, MultiGpuCo
 }
 
 // ----------------------------------------------------------------------------
-// checkpoints: full arrays in SPEC order, whatever the world size
+// checkpoints: full arrays in DESIGN.md order, whatever the world size
 
 // `d_part` is this rank's part of a flat optimizer-state array of `elements` (its shard in stage 1,
 // the whole array in stage 0), complete (synchronize the stream that wrote it first). Rank 0 receives

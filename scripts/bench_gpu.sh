@@ -6,7 +6,7 @@
 # (sampled from nvidia-smi, CUDA context included, the same way for every run), then the ratios; then the
 # longest T each can train at batch 1 (T doubled from 1024 until a run fails, e.g. out of memory).
 # The MFU of a PyTorch run is train_sessacu's MFU scaled by the tok/s ratio (same model, same FLOPs per
-# token: llmc/flops.h, SPEC section 3).
+# token: llmc/flops.h, DESIGN.md section 3).
 # Usage: scripts/bench_gpu.sh [DESC=d12] [B=8] [T=1024] [STEPS=20]   (from the repo root, on a GPU machine)
 #   MAX_T=131072 caps the batch-1 search; TIMEOUT=600 bounds each run (seconds); OUT=dir keeps the logs.
 set -eu

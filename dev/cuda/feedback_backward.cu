@@ -1,5 +1,5 @@
 /*
- Feedback solve, backward (SPEC §2): given gs = dL/ds, u = dL/df (transposed solve), dgamma, dqb, dkb.
+ Feedback solve, backward (DESIGN.md §2): given gs = dL/ds, u = dL/df (transposed solve), dgamma, dqb, dkb.
    version 1: llmc/feedback.cuh feedback_backward (transposed blocked chain, then dZ / dqb / dkb in chunks)
    version 2: dense cuBLAS baseline for the solve only: (B,T,T) matrix A, u = A^{-T} gs by cublasStrsmBatched.
               It computes u alone (not dgamma, dqb, dkb), so its time is a lower bound for a dense backward.

@@ -1,5 +1,5 @@
 /*
- Feedback solve, forward: s = (I - diag(gamma) alpha)^{-1} f  (SPEC §1), strictly causal softmax over width D.
+ Feedback solve, forward: s = (I - diag(gamma) alpha)^{-1} f  (DESIGN.md §1), strictly causal softmax over width D.
    version 1: llmc/feedback.cuh feedback_forward: lse pass + blocked substitution, O(B*T*D) memory
    version 2: dense cuBLAS baseline: (B,T,T) matrix A by GEMM + softmax, then cublasStrsmBatched
  make -C dev/cuda && dev/cuda/bin/feedback_forward check    (or bench; an optional version number picks one)

@@ -1,6 +1,6 @@
 /*
  Shared by feedback_forward.cu and feedback_backward.cu (included, no main of its own):
- 1) the CPU reference: the naive O(T^2 D) formulas of SPEC §1/§2, double accumulation, independent of the
+ 1) the CPU reference: the naive O(T^2 D) formulas of DESIGN.md §1/§2, double accumulation, independent of the
     blocked schedule of llmc/feedback.cuh;
  2) the dense cuBLAS baseline, as the official PyTorch layer does it: materialise the (B,T,T) matrix
     A = I - diag(gamma) alpha (logits by a cuBLAS GEMM, a row softmax kernel) and solve with cublasStrsmBatched.
@@ -52,7 +52,7 @@ static void feedback_forward_cpu(float *s, float *c, float *lse, const float *f,
     free(alpha); free(sd);
 }
 
-// SPEC §2 given gs and the forward's s: u (B,T,D), dgamma (B,T), dqb, dkb (B,T,D) unstrided
+// DESIGN.md §2 given gs and the forward's s: u (B,T,D), dgamma (B,T), dqb, dkb (B,T,D) unstrided
 static void feedback_backward_cpu(float *u, float *dgamma, float *dqb, float *dkb, const float *gs, const float *s,
                                   const float *qb, const float *kb, int ld, const float *gamma, int B, int T, int D) {
     double *alpha = (double *)mallocCheck((size_t)T * T * sizeof(double));

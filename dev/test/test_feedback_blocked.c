@@ -4,7 +4,7 @@
  by 4 shares of 16 columns merged at the end, alpha recomputed from lse, the blocked substitution, the
  transposed chain over key blocks from last to first, dZ in chunks of R rows, the FlashAttention-2 tiling
  of attention with online softmax and lse recomputation). The twins run in fp32 and are checked against
- the dense formulas of SPEC §1/§2 evaluated in double; the dense backward formulas are themselves checked
+ the dense formulas of DESIGN.md §1/§2 evaluated in double; the dense backward formulas are themselves checked
  against central finite differences. Prints "N passed, M failed"; the exit status is 0 only if all pass.
 
    gcc -O2 -o dev/test/bin/test_feedback_blocked dev/test/test_feedback_blocked.c -lm && dev/test/bin/test_feedback_blocked
@@ -67,7 +67,7 @@ static void expect_close_d(const char *what, const double *got, const double *re
 }
 
 // ============================================================================
-// feedback: dense reference (SPEC §1, §2), double precision, one batch element; qb, kb rows of width D
+// feedback: dense reference (DESIGN.md §1, §2), double precision, one batch element; qb, kb rows of width D
 
 static void dense_alpha(double *alpha, const double *qb, const double *kb, int T, int D) { // (T,T), strictly lower
     double scale = 1.0 / sqrt((double)D);

@@ -1,5 +1,5 @@
 /*
- llmc/flops.h against FLOP counts worked out by hand from SPEC section 3.
+ llmc/flops.h against FLOP counts worked out by hand from DESIGN.md section 3.
    gcc -O2 -Wall dev/test/test_flops.c -lm -o dev/test/bin/test_flops && dev/test/bin/test_flops
  d12 (L 12, D 768, H = Hkv = 12, V 50257) at T 1024, per token, forward:
    Linears per layer: in 2D^2 + q,k,v 3D^2 + fb 2D^2 + o D^2 + out D^2 = 9 D^2 = 5,308,416 weights -> x2

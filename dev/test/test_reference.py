@@ -77,7 +77,7 @@ def test_solve_equals_explicit_recurrence():
 
 
 def test_feedback_backward_matches_spec_formulas():
-    """autograd through the feedback branch vs the closed-form backward of SPEC section 2"""
+    """autograd through the feedback branch vs the closed-form backward of DESIGN.md section 2"""
     gamma_max = 0.999
     x = {k: v.requires_grad_() for k, v in random_feedback_inputs(gamma_b=3.0, seed=1).items()}
     f, qb, kb, abar, w_gamma, gamma_b = (x[k] for k in ("f", "qb", "kb", "abar", "w_gamma", "gamma_b"))
@@ -131,7 +131,7 @@ def test_rope_matches_spec_formula():
 
 
 def spec_layout(cfg):
-    """[(name, shape)] in the checkpoint order of SPEC section 4, written out independently of train_sessa.py"""
+    """[(name, shape)] in the checkpoint order of DESIGN.md section 4, written out independently of train_sessa.py"""
     L, D, H, Hkv, d = cfg.n_layer, cfg.d_model, cfg.n_head, cfg.n_kv_head, cfg.d_model // cfg.n_head
     out = [("wte", (cfg.padded_vocab, D)), ("ln_w", (L, D)), ("ln_b", (L, D)), ("in_w", (L, 2 * D, D)),
            ("in_b", (L, 2 * D)), ("q_w", (L, H * d, D)), ("q_b", (L, H * d)), ("k_w", (L, Hkv * d, D)),
@@ -143,7 +143,7 @@ def spec_layout(cfg):
 
 
 def module_tensor(model, name):
-    """the named SPEC tensor, stacked over layers, read straight from the modules"""
+    """the named DESIGN.md tensor, stacked over layers, read straight from the modules"""
     ls = model.layers
     per_layer = {"ln_w": lambda l: l.ln.weight, "ln_b": lambda l: l.ln.bias, "in_w": lambda l: l.lin_in.weight,
                  "in_b": lambda l: l.lin_in.bias, "q_w": lambda l: l.mixer.q.weight, "q_b": lambda l: l.mixer.q.bias,
@@ -176,7 +176,7 @@ def test_checkpoint_layout_and_round_trip(tmp_path, name):
                             cfg.n_kv_head, cfg.d_model, cfg.padded_vocab, cfg.use_rope]
     assert h[10:12].view("<f4").tolist() == [np.float32(0.999), np.float32(1e-5)] and not h[12:].any()
     assert np.fromfile(p2, dtype="<i4", count=2).tolist() == [20261122, 2]
-    # every tensor at its SPEC offset, fp32 exact and bf16 rounded to nearest even
+    # every tensor at its DESIGN.md offset, fp32 exact and bf16 rounded to nearest even
     v1 = np.fromfile(p1, dtype="<f4", offset=1024)
     v2 = np.fromfile(p2, dtype="<u2", offset=1024)
     off = 0
