@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# One call on a GPU machine: build, check, benchmark, profile. Stages run in the order given; logs go
+# under $OUT (default ./gpu_out), one file per stage, and a summary table is printed last.
+#   scripts/gpu_session.sh build check test             (the hardware check: every dev/cuda kernel and
+#                                                        test_sessacu on every CUDA reference dump)
+#   scripts/gpu_session.sh build kbench                  make -C dev/cuda bench
+#   scripts/gpu_session.sh build train                   train_sessacu tok/s at d12 B=8 T=1024 and d4w256h4 B=8 T=256
+#   scripts/gpu_session.sh build profile                 ncu: GPU time per kernel name of one d12 step (sorted)
+#   scripts/gpu_session.sh build attn                    attention vs PyTorch SDPA (dev/cuda/bench_attention.py)
+#   scripts/gpu_session.sh build fbprec                  feedback precision vs the official form (dev/cuda/feedback_precision.py)
+#   scripts/gpu_session.sh build e2e                     scripts/bench_gpu.sh (ours vs PyTorch eager/compile vs GPT-2)
+# dev/refs (make refs) must be present for `test`: on a machine without internet, carry it.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-gpu_out}; mkdir -p "$OUT"
+PY=${PYTHON:-python3}
+SUMMARY="$OUT/summary.txt"; : > "$SUMMARY"
+note() { echo "$*" | tee -a "$SUMMARY"; }
+
+# stage NAME CMD...: run CMD with its output in $OUT/NAME.log; PASS/FAIL line into the summary
+stage() {
+    local name=$1; shift
+    local t0=$SECONDS
+    if "$@" > "$OUT/$name.log" 2>&1; then note "[PASS] $name ($((SECONDS - t0)) s)"
+    else note "[FAIL] $name ($((SECONDS - t0)) s): tail of $OUT/$name.log:"; tail -n 25 "$OUT/$name.log" | tee -a "$SUMMARY"; fi
+}
+
+# a shard of random GPT-2-vocabulary tokens (llm.c format, uint16) for the training runs
+shard() {
+    [ -f "$OUT/tokens.bin" ] || $PY - "$OUT/tokens.bin" 4000000 50257 <<'PYEOF'
+import sys, numpy as np
+path, n, V = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+h = np.zeros(256, dtype="<i4"); h[:3] = [20240520, 1, n]
+with open(path, "wb") as fp:
+    fp.write(h.tobytes()); fp.write(np.random.default_rng(0).integers(0, V, n).astype("<u2").tobytes())
+PYEOF
+}
+
+do_build() { nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv && nvcc --version | tail -1 &&
+             make -j16 train_sessacu test_sessacu && make -C dev/cuda -j16; }
+do_test() {
+    local n=0
+    for dbg in dev/refs/cuda_*_debug.bin; do
+        [ -f "$dbg" ] || { echo "no dev/refs/cuda_*_debug.bin (make refs, then carry dev/refs)"; return 1; }
+        ./test_sessacu -m "${dbg%_debug.bin}_model.bin" -d "$dbg" || return 1
+        n=$((n + 1))
+    done
+    echo "test_sessacu passed on $n dumps"
+}
+do_train() {
+    shard
+    local F="-V 50257 -i $OUT/tokens.bin -v 0 -s 0 -n 0 -o $OUT/run"
+    ./train_sessacu -e d12 -b 8 -t 1024 -x 12 $F && ./train_sessacu -e d4w256h4 -b 8 -t 256 -x 40 $F
+}
+do_profile() {
+    shard
+    ncu --clock-control none --metrics gpu__time_duration.sum --csv --print-units base \
+        ./train_sessacu -e d12 -V 50257 -i "$OUT/tokens.bin" -b 8 -t 1024 -x 1 -v 0 -s 0 -n 0 -o "$OUT/prof" > "$OUT/ncu.csv" &&
+    $PY - "$OUT/ncu.csv" <<'PYEOF'
+import csv, sys, collections
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+hdr = rows[0]; rows = rows[1:]
+ik, iv, ig, ib = hdr.index("Kernel Name"), hdr.index("Metric Value"), hdr.index("Grid Size"), hdr.index("Block Size")
+tot = collections.defaultdict(float); cnt = collections.Counter()
+for r in rows:
+    try: v = float(r[iv].replace(",", ""))
+    except ValueError: continue
+    tot[r[ik][:110]] += v; cnt[r[ik][:110]] += 1
+T = sum(tot.values())
+print(f"{len(rows)} kernels, {T/1e6:.3f} ms of GPU time (one step incl. init)")
+for k, v in sorted(tot.items(), key=lambda kv: -kv[1])[:45]:
+    print(f"{100*v/T:6.2f}%  {v/1e3:9.1f} us  x{cnt[k]:<5d} {k}")
+print("\nGEMM-like kernels in launch order (name, grid, block, us), first 60:")
+n = 0
+for r in rows:
+    k = r[ik]
+    if any(s in k for s in ("gemm", "cutlass", "nvjet", "xmma", "sm90", "splitK")):
+        print(f"  {k[:90]:90s} {r[ig]:>16s} {r[ib]:>12s} {r[iv]:>10s}"); n += 1
+        if n >= 60: break
+PYEOF
+}
+
+for s in "$@"; do
+    case $s in
+        build)   stage build do_build ;;
+        check)   stage check make -C dev/cuda check ;;
+        test)    stage test do_test ;;
+        kbench)  stage kbench make -C dev/cuda bench ;;
+        train)   stage train do_train ;;
+        profile) stage profile do_profile ;;
+        attn)    stage attn $PY dev/cuda/bench_attention.py ;;
+        fbprec)  stage fbprec $PY dev/cuda/feedback_precision.py ;;
+        e2e)     stage e2e env OUT="$OUT/e2e" bash scripts/bench_gpu.sh d12 8 1024 20 ;;
+        *) echo "unknown stage $s"; exit 2 ;;
+    esac
+done
+echo "==== summary"; cat "$SUMMARY"
