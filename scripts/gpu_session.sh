@@ -26,8 +26,9 @@ stage() {
 }
 
 # a shard of random GPT-2-vocabulary tokens (llm.c format, uint16) for the training runs
+TMP=${TMPDIR:-/tmp}/sessa_gpu; mkdir -p "$TMP"   # shards and run folders: not under $OUT (it comes back)
 shard() {
-    [ -f "$OUT/tokens.bin" ] || $PY - "$OUT/tokens.bin" 4000000 50257 <<'PYEOF'
+    [ -f "$TMP/tokens.bin" ] || $PY - "$TMP/tokens.bin" 4000000 50257 <<'PYEOF'
 import sys, numpy as np
 path, n, V = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 h = np.zeros(256, dtype="<i4"); h[:3] = [20240520, 1, n]
@@ -49,13 +50,13 @@ do_test() {
 }
 do_train() {
     shard
-    local F="-V 50257 -i $OUT/tokens.bin -v 0 -s 0 -n 0 -o $OUT/run"
+    local F="-V 50257 -i $TMP/tokens.bin -v 0 -s 0 -n 0 -o $TMP/run"
     ./train_sessacu -e d12 -b 8 -t 1024 -x 12 $F && ./train_sessacu -e d4w256h4 -b 8 -t 256 -x 40 $F
 }
 do_profile() {
     shard
     ncu --clock-control none --metrics gpu__time_duration.sum --csv --print-units base \
-        ./train_sessacu -e d12 -V 50257 -i "$OUT/tokens.bin" -b 8 -t 1024 -x 1 -v 0 -s 0 -n 0 -o "$OUT/prof" > "$OUT/ncu.csv" &&
+        ./train_sessacu -e d12 -V 50257 -i "$TMP/tokens.bin" -b 8 -t 1024 -x 1 -v 0 -s 0 -n 0 -o "$TMP/prof" > "$OUT/ncu.csv" &&
     $PY - "$OUT/ncu.csv" <<'PYEOF'
 import csv, sys, collections
 rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
