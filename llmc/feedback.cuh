@@ -81,22 +81,30 @@
 #define FB_SOLVE_WARPS 8
 
 static inline int fb_round_up(int x, int m) { return (x + m - 1) / m * m; }
+struct __align__(16) FbF4 { float x, y, z, w; };   // one 16-byte load (float4 without the vector-type header)
 
 // ----------------------------------------------------------------------------
 // row-major strided-batched GEMM on cuBLASLt: C (m x n, ldc) = alpha op(A) op(B) + beta C, for each of `batch`
 // matrices (strides sa, sb, sc in elements). A, B bf16; C fp32 or bf16 (ctype). op(A) = A stored m x k (lda), or
 // when ta, A stored k x m; op(B) = B stored k x n (ldb), or when tb, B stored n x k. fp32 accumulation.
 // Column-major view: C^T (n x m) = op(B)^T op(A)^T, i.e. cuBLASLt's A is our B (transposed iff tb) and its B our A.
-// Heuristic results are cached per shape (the heuristic query costs tens of microseconds of CPU time).
+// Plans (descriptor, layouts, the heuristic's algorithm) are cached per shape in a small hash table: a cuBLASLt
+// heuristic query costs tens of microseconds of CPU time, and a superblock issues ~9 GEMMs.
 typedef struct {
     int m, n, k, lda, ldb, ldc, batch, ta, tb, ctype, beta_nonzero;
     long long sa, sb, sc;
     uint32_t align[4];
 } FbGemmKey;
-typedef struct { FbGemmKey key; cublasLtMatmulAlgo_t algo; } FbGemmCacheEntry;
-#define FB_GEMM_CACHE 512
-static FbGemmCacheEntry fb_gemm_cache[FB_GEMM_CACHE];
-static int fb_gemm_cache_n = 0;
+typedef struct {
+    int used;
+    FbGemmKey key;
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t la, lb, lc;
+    cublasLtMatmulAlgo_t algo;
+} FbGemmPlan;
+#define FB_GEMM_PLANS 4096   // a power of two; when full, plans are made and freed per call
+static FbGemmPlan fb_gemm_plans[FB_GEMM_PLANS];
+static int fb_gemm_nplans = 0;
 
 static void fb_layout(cublasLtMatrixLayout_t *l, cudaDataType_t type, int rows, int cols, int ld, int batch, long long stride) {
     cublasCheck(cublasLtMatrixLayoutCreate(l, type, rows, cols, ld));
@@ -106,57 +114,65 @@ static void fb_layout(cublasLtMatrixLayout_t *l, cudaDataType_t type, int rows, 
     cublasCheck(cublasLtMatrixLayoutSetAttribute(*l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &st, sizeof(st)));
 }
 
+static void fb_plan_make(FbGemmPlan *p, const FbGemmKey *k) {
+    p->key = *k;
+    cublasCheck(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    cublasOperation_t opa = k->tb ? CUBLAS_OP_T : CUBLAS_OP_N, opb = k->ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof(opa)));
+    cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof(opb)));
+    fb_layout(&p->la, CUDA_R_16BF, k->tb ? k->k : k->n, k->tb ? k->n : k->k, k->ldb, k->batch, k->sb);
+    fb_layout(&p->lb, CUDA_R_16BF, k->ta ? k->m : k->k, k->ta ? k->k : k->m, k->lda, k->batch, k->sa);
+    fb_layout(&p->lc, (cudaDataType_t)k->ctype, k->n, k->m, k->ldc, k->batch, k->sc);
+    cublasLtMatmulPreference_t pref;
+    cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                     &cublaslt_workspace_size, sizeof(cublaslt_workspace_size)));
+    const cublasLtMatmulPreferenceAttributes_t al_attr[4] = {
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES };
+    for (int i = 0; i < 4; i++)
+        cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, al_attr[i], &k->align[i], sizeof(k->align[i])));
+    cublasLtMatmulHeuristicResult_t heur;
+    int found = 0;
+    cublasCheck(cublasLtMatmulAlgoGetHeuristic(cublaslt_handle, p->desc, p->la, p->lb, p->lc, p->lc, pref, 1, &heur, &found));
+    if (found == 0) fatal("fb_gemm: cuBLASLt found no algorithm for m=%d n=%d k=%d batch=%d (ta %d tb %d)",
+                          k->m, k->n, k->k, k->batch, k->ta, k->tb);
+    cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
+    p->algo = heur.algo;
+}
+static void fb_plan_free(FbGemmPlan *p) {
+    cublasCheck(cublasLtMatrixLayoutDestroy(p->la));
+    cublasCheck(cublasLtMatrixLayoutDestroy(p->lb));
+    cublasCheck(cublasLtMatrixLayoutDestroy(p->lc));
+    cublasCheck(cublasLtMatmulDescDestroy(p->desc));
+}
+
 static void fb_gemm(void *C, cudaDataType_t ctype, int ldc, long long sc,
                     const floatX *A, int lda, long long sa, bool ta,
                     const floatX *Bm, int ldb, long long sb, bool tb,
                     int m, int n, int k, float alpha, float beta, int batch, cudaStream_t stream) {
     if (m <= 0 || n <= 0 || k <= 0 || batch <= 0) fatal("fb_gemm: empty product m=%d n=%d k=%d batch=%d", m, n, k, batch);
-    cublasLtMatmulDesc_t desc;
-    cublasCheck(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-    cublasOperation_t opa = tb ? CUBLAS_OP_T : CUBLAS_OP_N, opb = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
-    cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof(opa)));
-    cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof(opb)));
-    cublasLtMatrixLayout_t la, lb, lc;
-    fb_layout(&la, CUDA_R_16BF, tb ? k : n, tb ? n : k, ldb, batch, sb);
-    fb_layout(&lb, CUDA_R_16BF, ta ? m : k, ta ? k : m, lda, batch, sa);
-    fb_layout(&lc, ctype, n, m, ldc, batch, sc);
     FbGemmKey key;
-    memset(&key, 0, sizeof key);
+    memset(&key, 0, sizeof key);   // the padding too: keys are compared and hashed bytewise
     key.m = m; key.n = n; key.k = k; key.lda = lda; key.ldb = ldb; key.ldc = ldc; key.batch = batch;
     key.ta = ta; key.tb = tb; key.ctype = (int)ctype; key.beta_nonzero = beta != 0.0f;
     key.sa = sa; key.sb = sb; key.sc = sc;
     key.align[0] = ptr_alignment(Bm); key.align[1] = ptr_alignment(A); key.align[2] = ptr_alignment(C); key.align[3] = key.align[2];
-    cublasLtMatmulAlgo_t algo;
-    int hit = -1;
-    for (int i = 0; i < fb_gemm_cache_n; i++)
-        if (memcmp(&fb_gemm_cache[i].key, &key, sizeof key) == 0) { hit = i; break; }
-    if (hit >= 0) {
-        algo = fb_gemm_cache[hit].algo;
-    } else {
-        cublasLtMatmulPreference_t pref;
-        cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
-        cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                         &cublaslt_workspace_size, sizeof(cublaslt_workspace_size)));
-        const cublasLtMatmulPreferenceAttributes_t al_attr[4] = {
-            CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
-            CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES };
-        for (int i = 0; i < 4; i++)
-            cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, al_attr[i], &key.align[i], sizeof(key.align[i])));
-        cublasLtMatmulHeuristicResult_t heur;
-        int found = 0;
-        cublasCheck(cublasLtMatmulAlgoGetHeuristic(cublaslt_handle, desc, la, lb, lc, lc, pref, 1, &heur, &found));
-        if (found == 0) fatal("fb_gemm: cuBLASLt found no algorithm for m=%d n=%d k=%d batch=%d (ta %d tb %d)",
-                              m, n, k, batch, ta, tb);
-        cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
-        algo = heur.algo;
-        if (fb_gemm_cache_n < FB_GEMM_CACHE) { fb_gemm_cache[fb_gemm_cache_n].key = key; fb_gemm_cache[fb_gemm_cache_n++].algo = algo; }
+    uint64_t h = 1469598103934665603ull;           // FNV-1a over the key's bytes
+    for (size_t i = 0; i < sizeof key; i++) h = (h ^ ((const unsigned char *)&key)[i]) * 1099511628211ull;
+    FbGemmPlan *plan = NULL, tmp;
+    for (int probe = 0; probe < FB_GEMM_PLANS; probe++) {
+        FbGemmPlan *e = &fb_gemm_plans[(h + probe) & (FB_GEMM_PLANS - 1)];
+        if (e->used && memcmp(&e->key, &key, sizeof key) == 0) { plan = e; break; }
+        if (!e->used) {
+            if (fb_gemm_nplans < FB_GEMM_PLANS / 2) { fb_plan_make(e, &key); e->used = 1; fb_gemm_nplans++; plan = e; }
+            break;
+        }
     }
-    cublasCheck(cublasLtMatmul(cublaslt_handle, desc, &alpha, Bm, la, A, lb, &beta, C, lc, C, lc,
-                               &algo, cublaslt_workspace, cublaslt_workspace_size, stream));
-    cublasCheck(cublasLtMatrixLayoutDestroy(la));
-    cublasCheck(cublasLtMatrixLayoutDestroy(lb));
-    cublasCheck(cublasLtMatrixLayoutDestroy(lc));
-    cublasCheck(cublasLtMatmulDescDestroy(desc));
+    if (plan == NULL) { fb_plan_make(&tmp, &key); plan = &tmp; }
+    cublasCheck(cublasLtMatmul(cublaslt_handle, plan->desc, &alpha, Bm, plan->la, A, plan->lb, &beta, C, plan->lc, C, plan->lc,
+                               &plan->algo, cublaslt_workspace, cublaslt_workspace_size, stream));
+    if (plan == &tmp) fb_plan_free(&tmp);
 }
 
 // C (+)= A B in fp32-grade from hi/lo bf16 halves: A_hi B_hi (beta) + A_lo B_hi + A_hi B_lo (beta = 1)
@@ -224,11 +240,12 @@ fb_fwd_solve_kernel(float *s, float *c, floatX *s_hi, floatX *s_lo, const float 
             if (r < Sv) {
                 const float *pr = Pd + (size_t)r * FB_S;
                 float v0 = 0.0f, v1 = 0.0f, v2 = 0.0f, v3 = 0.0f;
-                for (int j = 0; j < q0; j += 4) {          // q0 is a multiple of 32
-                    v0 = fmaf(pr[j], s_sh[j][lane], v0);
-                    v1 = fmaf(pr[j + 1], s_sh[j + 1][lane], v1);
-                    v2 = fmaf(pr[j + 2], s_sh[j + 2][lane], v2);
-                    v3 = fmaf(pr[j + 3], s_sh[j + 3][lane], v3);
+                for (int j = 0; j < q0; j += 4) {          // q0 is a multiple of 32: 16-byte aligned float4 loads
+                    FbF4 p4 = *(const FbF4 *)(pr + j);
+                    v0 = fmaf(p4.x, s_sh[j][lane], v0);
+                    v1 = fmaf(p4.y, s_sh[j + 1][lane], v1);
+                    v2 = fmaf(p4.z, s_sh[j + 2][lane], v2);
+                    v3 = fmaf(p4.w, s_sh[j + 3][lane], v3);
                 }
                 v = (v0 + v1) + (v2 + v3);
                 if (has_acc && col) v += acc[(size_t)r * D + n];
@@ -270,8 +287,10 @@ fb_fwd_solve_kernel(float *s, float *c, floatX *s_hi, floatX *s_lo, const float 
 
 // slab of key superblock [u0, u0+Sv): rows i = t - u0 < T - u0, columns jj < S (j = u0 + jj).
 // Pc[i][jj] = gamma_t exp(Zs[i][jj] - lse_t) for jj < Sv and j < t, else 0, as bf16 halves. Zs, Pc: (B, T, S).
-__global__ void fb_bwd_slab_kernel(floatX *Pc_hi, floatX *Pc_lo, const float *Zs, const float *lse, const float *gamma,
-                                   int u0, int Sv, int T) {
+// The diagonal block (t in U) also goes out in fp32, transposed, for the in-superblock solve: PcT (B, S, S),
+// PcT[jj][i] = Pc[i][jj] for i, jj < Sv.
+__global__ void fb_bwd_slab_kernel(floatX *Pc_hi, floatX *Pc_lo, float *PcT, const float *Zs, const float *lse,
+                                   const float *gamma, int u0, int Sv, int T) {
     int b = blockIdx.y;
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (size_t)(T - u0) * FB_S) return;
@@ -280,40 +299,46 @@ __global__ void fb_bwd_slab_kernel(floatX *Pc_hi, floatX *Pc_lo, const float *Zs
     float p = 0.0f;
     if (jj < Sv && u0 + jj < t) p = gamma[(size_t)b * T + t] * expf(Zs[o] - lse[(size_t)b * T + t]);
     fb_split(&Pc_hi[o], &Pc_lo[o], p);
+    if (i < Sv && jj < Sv) PcT[((size_t)b * FB_S + jj) * FB_S + i] = p;
 }
 
 // in-superblock transposed solve: for keys j of U from last to first,
-//   u_j = gs_j + acc_j + sum_{t in U, t > j} Pc[t][j] u_t,   acc (B, S, D) = Pc[u1:T]^T u[u1:T] (when has_acc).
-// grid (ceil(D/32), B), 256 threads: lane = column. Writes u as bf16 halves u_hi/u_lo and df = bf16(u).
+//   u_j = gs_j + acc_j + sum_{t in U, t > j} Pc[t][j] u_t,   acc (B, S, D) = Pc[u1:T]^T u[u1:T] (when has_acc),
+// with the fp32 diagonal block PcT[j][t] = Pc[t][j]. grid (ceil(D/32), B), 256 threads: lane = column.
+// Writes u as bf16 halves u_hi/u_lo and df = bf16(u).
 __global__ void __launch_bounds__(FB_SOLVE_WARPS * WARP_SIZE)
-fb_bwd_solve_kernel(floatX *u_hi, floatX *u_lo, floatX *df, const float *acc, int has_acc, const floatX *Pc_hi,
-                    const floatX *Pc_lo, const float *gs, int u0, int Sv, int T, int D) {
+fb_bwd_solve_kernel(floatX *u_hi, floatX *u_lo, floatX *df, const float *acc, int has_acc, const float *PcT,
+                    const float *gs, int u0, int Sv, int T, int D) {
     __shared__ float u_sh[FB_S][FB_R];
     __shared__ float cur[FB_R][FB_R + 1];
     __shared__ float tri[FB_R][FB_R + 1];       // tri[t - q0][j - q0] = Pc[t][j] inside the sub-block
     int w = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, b = blockIdx.y, n = blockIdx.x * FB_R + lane;
     bool col = n < D;
-    Pc_hi += (size_t)b * T * FB_S; Pc_lo += (size_t)b * T * FB_S; acc += (size_t)b * FB_S * D;
+    PcT += (size_t)b * FB_S * FB_S; acc += (size_t)b * FB_S * D;
     size_t base = ((size_t)b * T + u0) * D + n;
     for (int q0 = (Sv - 1) / FB_R * FB_R; q0 >= 0; q0 -= FB_R) {
         int q1 = q0 + FB_R;
-        // 1) keys q0.. of this sub-block against the solved rows q1..Sv-1 of U
+        // 1) keys q0.. of this sub-block against the solved rows q1..Sv-1 of U (warp w: keys w, w+8, ...)
         for (int i = w; i < FB_R; i += FB_SOLVE_WARPS) {
             int j = q0 + i;
             float v = 0.0f, tr = 0.0f;
             if (j < Sv) {
-                float v0 = 0.0f, v1 = 0.0f;
+                const float *pr = PcT + (size_t)j * FB_S;
+                float v0 = 0.0f, v1 = 0.0f, v2 = 0.0f, v3 = 0.0f;
                 int t = q1;
-                for (; t + 1 < Sv; t += 2) {
-                    v0 = fmaf(fb_join(Pc_hi[(size_t)t * FB_S + j], Pc_lo[(size_t)t * FB_S + j]), u_sh[t][lane], v0);
-                    v1 = fmaf(fb_join(Pc_hi[(size_t)(t + 1) * FB_S + j], Pc_lo[(size_t)(t + 1) * FB_S + j]), u_sh[t + 1][lane], v1);
+                for (; t + 3 < Sv; t += 4) {             // q1 is a multiple of 32: 16-byte aligned float4 loads
+                    FbF4 p4 = *(const FbF4 *)(pr + t);
+                    v0 = fmaf(p4.x, u_sh[t][lane], v0);
+                    v1 = fmaf(p4.y, u_sh[t + 1][lane], v1);
+                    v2 = fmaf(p4.z, u_sh[t + 2][lane], v2);
+                    v3 = fmaf(p4.w, u_sh[t + 3][lane], v3);
                 }
-                if (t < Sv) v0 = fmaf(fb_join(Pc_hi[(size_t)t * FB_S + j], Pc_lo[(size_t)t * FB_S + j]), u_sh[t][lane], v0);
-                v = v0 + v1;
+                for (; t < Sv; t++) v0 = fmaf(pr[t], u_sh[t][lane], v0);
+                v = (v0 + v1) + (v2 + v3);
                 if (has_acc && col) v += acc[(size_t)j * D + n];
             }
-            int tt = q0 + i, jl = q0 + lane;            // tri[i][lane] = Pc[q0+i][q0+lane]
-            if (tt < Sv && jl < Sv) tr = fb_join(Pc_hi[(size_t)tt * FB_S + jl], Pc_lo[(size_t)tt * FB_S + jl]);
+            int tt = q0 + i, jl = q0 + lane;            // tri[i][lane] = Pc[q0+i][q0+lane] = PcT[q0+lane][q0+i]
+            if (tt < Sv && jl < Sv) tr = PcT[(size_t)jl * FB_S + tt];
             cur[i][lane] = v;
             tri[i][lane] = tr;
         }
@@ -399,7 +424,7 @@ static void *fb_take(FbCarve *c, size_t bytes) {
 }
 
 typedef struct { floatX *s_hi, *s_lo, *P_hi, *P_lo; float *Z, *Pd, *acc; } FbFwdScratch;
-typedef struct { floatX *u_hi, *u_lo, *Pc_hi, *Pc_lo, *sU_hi, *sU_lo; float *dq, *Zs, *acc; } FbBwdScratch;
+typedef struct { floatX *u_hi, *u_lo, *Pc_hi, *Pc_lo, *sU_hi, *sU_lo; float *dq, *Zs, *PcT, *acc; } FbBwdScratch;
 
 static size_t fb_fwd_carve(FbFwdScratch *w, void *scratch, int B, int T, int D) {
     FbCarve c = {(char *)scratch, 0};
@@ -425,6 +450,7 @@ static size_t fb_bwd_carve(FbBwdScratch *w, void *scratch, int B, int T, int D) 
     w->sU_hi = (floatX *)fb_take(&c, BSD * sizeof(floatX));
     w->sU_lo = (floatX *)fb_take(&c, BSD * sizeof(floatX));
     w->acc = (float *)fb_take(&c, BSD * sizeof(float));
+    w->PcT = (float *)fb_take(&c, (size_t)B * FB_S * FB_S * sizeof(float));
     return c.off;
 }
 
@@ -482,7 +508,7 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
         // 1. slab logits Zs (M, Sv) = qb[u0:T] kb[U]^T / sqrt(D); Pc = gamma alpha[u0:T, U] as bf16 halves
         fb_gemm(w.Zs, CUDA_R_32F, FB_S, sTS, qb + (size_t)u0 * ld, ld, sq, false, kb + (size_t)u0 * ld, ld, sq, true,
                 M, Sv, D, scale, 0.0f, B, stream);
-        fb_bwd_slab_kernel<<<dim3(slab_blocks, B), 256, 0, stream>>>(w.Pc_hi, w.Pc_lo, w.Zs, lse, gamma, u0, Sv, T);
+        fb_bwd_slab_kernel<<<dim3(slab_blocks, B), 256, 0, stream>>>(w.Pc_hi, w.Pc_lo, w.PcT, w.Zs, lse, gamma, u0, Sv, T);
         cudaCheck(cudaGetLastError());
         // 2. acc (Sv, D) = Pc[u1:T, :]^T u[u1:T]
         if (u1 < T)
@@ -490,7 +516,7 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
                      w.u_hi + (size_t)u1 * D, w.u_lo + (size_t)u1 * D, D, sTD, false, Sv, D, T - u1, 0.0f, B, stream);
         // 3. the transposed in-superblock solve: u[U], df[U]
         fb_bwd_solve_kernel<<<dim3(ceil_div(D, FB_R), B), FB_SOLVE_WARPS * WARP_SIZE, 0, stream>>>(
-            w.u_hi, w.u_lo, df, w.acc, u1 < T, w.Pc_hi, w.Pc_lo, gs, u0, Sv, T, D);
+            w.u_hi, w.u_lo, df, w.acc, u1 < T, w.PcT, gs, u0, Sv, T, D);
         cudaCheck(cudaGetLastError());
         // 4. dgamma[U] = u . c
         fb_dgamma_kernel<<<dim3(ceil_div(Sv, 8), B), 256, 0, stream>>>(dgamma, w.u_hi, w.u_lo, c, u0, Sv, T, D);

@@ -217,7 +217,7 @@ static void twin_feedback_backward(float *u, float *dgamma, float *dqb, float *d
     size_t n = (size_t)T * D;
     float *u_hi = malloc(n * 4), *u_lo = malloc(n * 4), *dq = calloc(n, 4);
     float *Ph = malloc((size_t)T * FB_S * 4), *Pl = malloc((size_t)T * FB_S * 4), *dZ = malloc((size_t)T * FB_S * 4);
-    float *acc = malloc((size_t)FB_S * D * 4), *uU = malloc((size_t)FB_S * D * 4);
+    float *acc = malloc((size_t)FB_S * D * 4), *uU = malloc((size_t)FB_S * D * 4), *PcT = malloc((size_t)FB_S * FB_S * 4);
     float *sh = malloc((size_t)FB_S * D * 4), *sl = malloc((size_t)FB_S * D * 4);
     for (int u0 = (T - 1) / FB_S * FB_S; u0 >= 0; u0 -= FB_S) {
         int u1 = imin(u0 + FB_S, T), Sv = u1 - u0, M = T - u0;
@@ -225,6 +225,7 @@ static void twin_feedback_backward(float *u, float *dgamma, float *dqb, float *d
             int t = u0 + i, j = u0 + jj;
             float p = j < t ? gamma[t] * expf(dotf(&qb[(size_t)t * D], &kb[(size_t)j * D], D) * scale - lse[t]) : 0.0f;
             split(p, &Ph[i * FB_S + jj], &Pl[i * FB_S + jj]);
+            if (i < Sv) PcT[jj * FB_S + i] = p;                         // the fp32 diagonal block, transposed
         }
         for (int jj = 0; jj < Sv; jj++) for (int i = 0; i < D; i++)    // acc = Pc[u1:T]^T u[u1:T], 3 GEMMs
             acc[jj * D + i] = u1 < T ? gemm3(&Ph[Sv * FB_S + jj], &Pl[Sv * FB_S + jj], FB_S,
@@ -236,14 +237,11 @@ static void twin_feedback_backward(float *u, float *dgamma, float *dqb, float *d
                     int j = q0 + k;
                     a[k] = 0.0f;
                     if (j >= Sv) continue;
-                    float v0 = 0.0f, v1 = 0.0f;
+                    float v[4] = {0.0f, 0.0f, 0.0f, 0.0f};
                     int t = q0 + FB_R;
-                    for (; t + 1 < Sv; t += 2) {
-                        v0 = fmaf(Ph[t * FB_S + j] + Pl[t * FB_S + j], uU[t * D + i], v0);
-                        v1 = fmaf(Ph[(t + 1) * FB_S + j] + Pl[(t + 1) * FB_S + j], uU[(t + 1) * D + i], v1);
-                    }
-                    if (t < Sv) v0 = fmaf(Ph[t * FB_S + j] + Pl[t * FB_S + j], uU[t * D + i], v0);
-                    a[k] = (v0 + v1) + acc[j * D + i];
+                    for (; t + 3 < Sv; t += 4) for (int m = 0; m < 4; m++) v[m] = fmaf(PcT[j * FB_S + t + m], uU[(t + m) * D + i], v[m]);
+                    for (; t < Sv; t++) v[0] = fmaf(PcT[j * FB_S + t], uU[t * D + i], v[0]);
+                    a[k] = ((v[0] + v[1]) + (v[2] + v[3])) + acc[j * D + i];
                 }
                 for (int rr = FB_R - 1; rr >= 0; rr--) {                // 2) the triangle, last key first
                     int j = q0 + rr;
@@ -251,7 +249,7 @@ static void twin_feedback_backward(float *u, float *dgamma, float *dqb, float *d
                     float uv = gs[(size_t)(u0 + j) * D + i] + a[rr];
                     uU[j * D + i] = uv;
                     split(uv, &u_hi[(size_t)(u0 + j) * D + i], &u_lo[(size_t)(u0 + j) * D + i]);
-                    for (int r2 = 0; r2 < rr; r2++) a[r2] = fmaf(Ph[j * FB_S + q0 + r2] + Pl[j * FB_S + q0 + r2], uv, a[r2]);
+                    for (int r2 = 0; r2 < rr; r2++) a[r2] = fmaf(PcT[(q0 + r2) * FB_S + j], uv, a[r2]);
                 }
             }
         for (int r = 0; r < Sv; r++) {                                  // fb_dgamma_kernel (order aside)
@@ -278,7 +276,7 @@ static void twin_feedback_backward(float *u, float *dgamma, float *dqb, float *d
         }
     }
     for (size_t e = 0; e < n; e++) { u[e] = u_hi[e] + u_lo[e]; dqb[e] = bf16r(dq[e]); }
-    free(u_hi); free(u_lo); free(dq); free(Ph); free(Pl); free(dZ); free(acc); free(uU); free(sh); free(sl);
+    free(u_hi); free(u_lo); free(dq); free(Ph); free(Pl); free(dZ); free(acc); free(uU); free(sh); free(sl); free(PcT);
 }
 
 // ----------------------------------------------------------------------------
