@@ -228,6 +228,8 @@ fb_fwd_solve_kernel(float *s, float *c, floatX *s_hi, floatX *s_lo, const float 
     __shared__ float s_sh[FB_S][FB_R];          // s of the rows of U solved so far, this CTA's 32 columns
     __shared__ float cur[FB_R][FB_R + 1];       // the sub-block's sums before its own triangle
     __shared__ float tri[FB_R][FB_R + 1];       // the sub-block's diagonal 32x32 of Pd
+    __shared__ float fsh[FB_R][FB_R + 1];       // f of the sub-block's rows (loaded ahead: the triangle waits on nothing)
+    __shared__ float gsh[FB_R];                 // gamma of the sub-block's rows
     int w = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, b = blockIdx.y, n = blockIdx.x * FB_R + lane;
     bool col = n < D;
     Pd += (size_t)b * FB_S * FB_S; acc += (size_t)b * FB_S * D; gamma += (size_t)b * T + u0;
@@ -253,6 +255,8 @@ fb_fwd_solve_kernel(float *s, float *c, floatX *s_hi, floatX *s_lo, const float 
             }
             cur[i][lane] = v;
             tri[i][lane] = tr;
+            fsh[i][lane] = r < Sv && col ? __bfloat162float(f[base + (size_t)r * D]) : 0.0f;
+            if (lane == 0) gsh[i] = r < Sv ? gamma[r] : 0.0f;
         }
         __syncthreads();
         // 2) the 32x32 triangle, one warp, right-looking: after s_r, add its term to every later row
@@ -264,9 +268,7 @@ fb_fwd_solve_kernel(float *s, float *c, floatX *s_hi, floatX *s_lo, const float 
             for (int rr = 0; rr < FB_R; rr++) {
                 int r = q0 + rr;
                 bool live = r < Sv && col;
-                float fv = live ? __bfloat162float(f[base + (size_t)r * D]) : 0.0f;
-                float g = r < Sv ? gamma[r] : 0.0f;
-                float sv = fv + g * a[rr];
+                float sv = fsh[rr][lane] + gsh[rr] * a[rr];
                 s_sh[r][lane] = sv;
                 if (live) {
                     size_t o = base + (size_t)r * D;
@@ -312,6 +314,7 @@ fb_bwd_solve_kernel(floatX *u_hi, floatX *u_lo, floatX *df, const float *acc, in
     __shared__ float u_sh[FB_S][FB_R];
     __shared__ float cur[FB_R][FB_R + 1];
     __shared__ float tri[FB_R][FB_R + 1];       // tri[t - q0][j - q0] = Pc[t][j] inside the sub-block
+    __shared__ float gsh[FB_R][FB_R + 1];       // gs of the sub-block's keys, loaded ahead
     int w = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, b = blockIdx.y, n = blockIdx.x * FB_R + lane;
     bool col = n < D;
     PcT += (size_t)b * FB_S * FB_S; acc += (size_t)b * FB_S * D;
@@ -341,6 +344,7 @@ fb_bwd_solve_kernel(floatX *u_hi, floatX *u_lo, floatX *df, const float *acc, in
             if (tt < Sv && jl < Sv) tr = PcT[(size_t)jl * FB_S + tt];
             cur[i][lane] = v;
             tri[i][lane] = tr;
+            gsh[i][lane] = j < Sv && col ? gs[base + (size_t)j * D] : 0.0f;
         }
         __syncthreads();
         // 2) the 32x32 triangle, last key first: after u_t, add Pc[t][j] u_t to every earlier key j
@@ -352,7 +356,7 @@ fb_bwd_solve_kernel(floatX *u_hi, floatX *u_lo, floatX *df, const float *acc, in
             for (int rr = FB_R - 1; rr >= 0; rr--) {
                 int j = q0 + rr;
                 bool live = j < Sv && col;
-                float uv = live ? gs[base + (size_t)j * D] + a[rr] : 0.0f;
+                float uv = live ? gsh[rr][lane] + a[rr] : 0.0f;
                 u_sh[j][lane] = uv;
                 if (live) {
                     size_t o = base + (size_t)j * D;
