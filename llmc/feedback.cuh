@@ -2,7 +2,7 @@
  The Sessa feedback branch on the GPU (DESIGN.md §1-§3): a strictly causal single-head softmax over the full
  width D placed inside a recurrent path, i.e. the unit-lower-triangular solve (I - diag(gamma) alpha) s = f.
  Memory is O(B*T*D): alpha is never stored whole; it is produced S rows (forward) or S columns (backward) at a
- time, S = FB_S = 256 (a "superblock"), and the heavy work is a few large strided-batched bf16 cuBLASLt GEMMs
+ time, S = 256 (a "superblock", fb_superblock), and the heavy work is a few large strided-batched bf16 cuBLASLt GEMMs
  (sm90 tensor cores, fp32 accumulation, deterministic) per superblock.
 
  API (row-major, token-major; qb, kb, dqb, dkb are rows of width D with row stride ld, so they can be the
@@ -56,16 +56,24 @@
  Determinism: no atomics; all sums in a fixed order (cuBLASLt GEMMs are bitwise reproducible for a fixed
  configuration and GPU); dqb accumulates over superblocks in order.
 
- Cost (B = 8, T = 1024, D = 768, S = 256; N = B T^2 D / 2 = 3.2e9 = one causal T x T x D product):
-   forward: logits ~1.25 N (superblock diagonals are full), chain 3 N  -> ~8.5 GFLOP... x2 = 2 FLOP per MAC:
-            2 * 4.25 N = 27 GFLOP bf16 tensor-core work; the row pass reads/writes ~S*T*12 bytes per superblock.
-   backward: slab 1.25 N, chain 3 N, US 3.75 N, dkb 1.25 N, dqb 1.25 N -> 2 * 10.5 N = 67 GFLOP.
-   At ~400 TFLOP/s effective on an H200 for these shapes: ~0.07 ms + ~0.17 ms of GEMM; the in-superblock solves
-   are fp32 FMAs (T S D B / 2 = 0.8 G FMA forward, the same backward, ~0.05 ms each at full rate) plus their
-   latency (32 dependent rows per 32-row triangle, ~1 us each, S/32 = 8 per superblock). Predicted forward
-   ~0.2 ms and backward ~0.45 ms at B=8 T=1024 (dense: 0.81 + more than 0.79 ms), ~4x these at B=2 T=4096.
- Memory (scratch, bytes): forward 4BTD (s_hi/s_lo) + 12 B S T' (Z, P_hi/P_lo) + small; backward 4BTD (u_hi/u_lo)
-   + 4BTD (dqb fp32 accumulator) + 8 B T S (slab: Zs/US fp32, Pc_hi/Pc_lo, dZ over Pc_hi) + small.
+ Cost. Per sequence, with n = T/S superblocks (MACs; x2 for FLOPs; every GEMM on bf16 tensor cores):
+   forward:  logits sum_U Sv u1 D = D T (T+S) / 2;   chain 3 sum_U Sv u0 D = 3 D T (T-S) / 2
+   backward: slab D T (T+S)/2; chain 3 D T (T-S)/2; u s^T 3 D T (T+S)/2; dkb and dqb D T (T+S)/2 each
+   B=8 T=1024 D=768:  forward 11.3 GMAC (22.6 GFLOP), backward 31.4 GMAC (62.9 GFLOP)
+   B=2 T=4096 D=768:  forward 49.9 GMAC (100 GFLOP),  backward 118 GMAC (237 GFLOP)
+   At 400-600 TFLOP/s for these shapes on an H200: GEMMs ~0.05 + 0.13 ms (T=1024) and ~0.2 + 0.5 ms (T=4096).
+   Elementwise passes (row pass, slab, dZ) move ~16 bytes per (t, j < t) pair and direction: ~0.1 ms at T=4096.
+   In-superblock solves (fp32 FMAs, the sequential part): per superblock each thread does ~3600 FMAs of the
+   sub-block products plus 8 triangles of 32 dependent rows (~1-2 us each); ~20-35 us per superblock and
+   direction whatever B is, i.e. ~0.25 ms at T=1024 (4 superblocks) and ~1 ms at T=4096 (16), fwd + bwd.
+   Launches: 6 (forward) and 13 (backward) per superblock; cuBLASLt plans are cached per shape.
+   Prediction (fwd + bwd): ~0.5-0.6 ms at B=8 T=1024 and ~2 ms at B=2 T=4096, against the dense form's
+   0.81 + 0.79 ms and 3.1 + 3.0 ms measured for its solves alone (its gradient GEMMs come on top).
+ Memory (scratch, the larger of forward and backward): forward 4BTD (s_hi/s_lo) + 12 B S T (Z, P_hi/P_lo)
+   + 4 B S^2 + 4 B S D; backward 4BTD (u_hi/u_lo) + 4BTD (fp32 dqb accumulator) + 8 B T S (slab: Zs/US fp32,
+   Pc_hi/Pc_lo, dZ over Pc_hi) + 4 B S^2 + 8 B S D. B=8 T=1024 D=768: ~76 MiB (plus c, 24 MiB, kept from the
+   forward); the dense form holds B T^2 fp32 for A alone (32 MiB) and 10 B T^2 bytes with its backward (80 MiB).
+   The scratch grows like T D + T S, the dense form like T^2: from T ~ 1024 (D = 768) on, ours is smaller.
  dev/test/test_feedback_blocked.c runs this schedule (superblocks, 32-row sub-blocks, hi/lo splits) on the CPU.
 */
 #ifndef SESSA_FEEDBACK_CUH
@@ -76,7 +84,17 @@
 #include "cuda_common.h"
 #include "matmul.cuh"
 
-#define FB_S 256          // rows of a superblock (keys of a backward slab); the in-superblock solve keeps S x 32 fp32 in smem
+#define FB_SMAX 256       // the largest superblock: the in-superblock solves keep S x 32 fp32 in shared memory
+// rows S of a superblock (keys of a backward slab). 256 unless fb_superblock_rows is set (a multiple of 32 in
+// [32, FB_SMAX]; dev/cuda's bench sets it from FB_S to tune). S trades the solves' sequential work (~T S) and
+// the slabs' memory (~T S) against launches (~T / S) and the chain GEMMs' size.
+static int fb_superblock_rows = 0;
+static inline int fb_superblock(int T) {
+    int S = fb_superblock_rows ? fb_superblock_rows : FB_SMAX;
+    if (S < 32 || S > FB_SMAX || S % 32 != 0) fatal("feedback: superblock of %d rows (need a multiple of 32 in [32, %d])", S, FB_SMAX);
+    (void)T;
+    return S;
+}
 #define FB_R 32           // rows of a sub-block of the in-superblock solve = columns per solve CTA (one per lane)
 #define FB_SOLVE_WARPS 8
 
@@ -198,12 +216,12 @@ __device__ __forceinline__ float fb_join(floatX hi, floatX lo) { return __bfloat
 // lse_t = log sum_{j<t} exp Z[r,j]; P[r,j] = exp(Z[r,j] - lse_t) for j < t else 0, into P_hi/P_lo (B, S, ldz) for
 // j < u1 and the fp32 diagonal block Pd (B, S, S): Pd[r][jj] = P[r, u0+jj]. grid (ceil(Sv/8), B), 256 threads.
 __global__ void fb_fwd_rows_kernel(floatX *P_hi, floatX *P_lo, float *Pd, float *lse, const float *Z, int ldz,
-                                   int u0, int Sv, int T) {
+                                   int u0, int Sv, int S, int T) {
     int w = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, b = blockIdx.y;
     int r = blockIdx.x * (blockDim.x / WARP_SIZE) + w;
     if (r >= Sv) return;
     int t = u0 + r, u1 = u0 + Sv;
-    size_t row = ((size_t)b * FB_S + r) * ldz;
+    size_t row = ((size_t)b * S + r) * ldz;
     const float *z = Z + row;
     float mx = -INFINITY, sum = 0.0f;
     for (int j = lane; j < t; j += WARP_SIZE) mx = fmaxf(mx, z[j]);
@@ -214,7 +232,7 @@ __global__ void fb_fwd_rows_kernel(floatX *P_hi, floatX *P_lo, float *Pd, float 
     for (int j = lane; j < u1; j += WARP_SIZE) {
         float p = j < t ? expf(z[j] - l) : 0.0f;
         fb_split(&P_hi[row + j], &P_lo[row + j], p);
-        if (j >= u0) Pd[((size_t)b * FB_S + r) * FB_S + (j - u0)] = p;
+        if (j >= u0) Pd[((size_t)b * S + r) * S + (j - u0)] = p;
     }
     if (lane == 0) lse[(size_t)b * T + t] = l;
 }
@@ -224,15 +242,15 @@ __global__ void fb_fwd_rows_kernel(floatX *P_hi, floatX *P_lo, float *Pd, float 
 // Writes s, c (fp32) and s_hi, s_lo (bf16 halves of s, read by the next superblocks' GEMMs).
 __global__ void __launch_bounds__(FB_SOLVE_WARPS * WARP_SIZE)
 fb_fwd_solve_kernel(float *s, float *c, floatX *s_hi, floatX *s_lo, const float *acc, int has_acc, const float *Pd,
-                    const floatX *f, const float *gamma, int u0, int Sv, int T, int D) {
-    __shared__ float s_sh[FB_S][FB_R];          // s of the rows of U solved so far, this CTA's 32 columns
+                    const floatX *f, const float *gamma, int u0, int Sv, int S, int T, int D) {
+    __shared__ float s_sh[FB_SMAX][FB_R];          // s of the rows of U solved so far, this CTA's 32 columns
     __shared__ float cur[FB_R][FB_R + 1];       // the sub-block's sums before its own triangle
     __shared__ float tri[FB_R][FB_R + 1];       // the sub-block's diagonal 32x32 of Pd
     __shared__ float fsh[FB_R][FB_R + 1];       // f of the sub-block's rows (loaded ahead: the triangle waits on nothing)
     __shared__ float gsh[FB_R];                 // gamma of the sub-block's rows
     int w = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, b = blockIdx.y, n = blockIdx.x * FB_R + lane;
     bool col = n < D;
-    Pd += (size_t)b * FB_S * FB_S; acc += (size_t)b * FB_S * D; gamma += (size_t)b * T + u0;
+    Pd += (size_t)b * S * S; acc += (size_t)b * S * D; gamma += (size_t)b * T + u0;
     size_t base = ((size_t)b * T + u0) * D + n;   // row u0 of batch b, column n
     for (int q0 = 0; q0 < Sv; q0 += FB_R) {
         // 1) rows q0.. of this sub-block against the solved rows 0..q0-1 of U (warp w: rows w, w+8, ...)
@@ -240,7 +258,7 @@ fb_fwd_solve_kernel(float *s, float *c, floatX *s_hi, floatX *s_lo, const float 
             int r = q0 + i;
             float v = 0.0f, tr = 0.0f;
             if (r < Sv) {
-                const float *pr = Pd + (size_t)r * FB_S;
+                const float *pr = Pd + (size_t)r * S;
                 float v0 = 0.0f, v1 = 0.0f, v2 = 0.0f, v3 = 0.0f;
                 for (int j = 0; j < q0; j += 4) {          // q0 is a multiple of 32: 16-byte aligned float4 loads
                     FbF4 p4 = *(const FbF4 *)(pr + j);
@@ -292,16 +310,16 @@ fb_fwd_solve_kernel(float *s, float *c, floatX *s_hi, floatX *s_lo, const float 
 // The diagonal block (t in U) also goes out in fp32, transposed, for the in-superblock solve: PcT (B, S, S),
 // PcT[jj][i] = Pc[i][jj] for i, jj < Sv.
 __global__ void fb_bwd_slab_kernel(floatX *Pc_hi, floatX *Pc_lo, float *PcT, const float *Zs, const float *lse,
-                                   const float *gamma, int u0, int Sv, int T) {
+                                   const float *gamma, int u0, int Sv, int S, int T) {
     int b = blockIdx.y;
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (size_t)(T - u0) * FB_S) return;
-    int i = (int)(idx / FB_S), jj = (int)(idx % FB_S), t = u0 + i;
-    size_t o = (size_t)b * T * FB_S + idx;
+    if (idx >= (size_t)(T - u0) * S) return;
+    int i = (int)(idx / S), jj = (int)(idx % S), t = u0 + i;
+    size_t o = (size_t)b * T * S + idx;
     float p = 0.0f;
     if (jj < Sv && u0 + jj < t) p = gamma[(size_t)b * T + t] * expf(Zs[o] - lse[(size_t)b * T + t]);
     fb_split(&Pc_hi[o], &Pc_lo[o], p);
-    if (i < Sv && jj < Sv) PcT[((size_t)b * FB_S + jj) * FB_S + i] = p;
+    if (i < Sv && jj < Sv) PcT[((size_t)b * S + jj) * S + i] = p;
 }
 
 // in-superblock transposed solve: for keys j of U from last to first,
@@ -310,14 +328,14 @@ __global__ void fb_bwd_slab_kernel(floatX *Pc_hi, floatX *Pc_lo, float *PcT, con
 // Writes u as bf16 halves u_hi/u_lo and df = bf16(u).
 __global__ void __launch_bounds__(FB_SOLVE_WARPS * WARP_SIZE)
 fb_bwd_solve_kernel(floatX *u_hi, floatX *u_lo, floatX *df, const float *acc, int has_acc, const float *PcT,
-                    const float *gs, int u0, int Sv, int T, int D) {
-    __shared__ float u_sh[FB_S][FB_R];
+                    const float *gs, int u0, int Sv, int S, int T, int D) {
+    __shared__ float u_sh[FB_SMAX][FB_R];
     __shared__ float cur[FB_R][FB_R + 1];
     __shared__ float tri[FB_R][FB_R + 1];       // tri[t - q0][j - q0] = Pc[t][j] inside the sub-block
     __shared__ float gsh[FB_R][FB_R + 1];       // gs of the sub-block's keys, loaded ahead
     int w = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, b = blockIdx.y, n = blockIdx.x * FB_R + lane;
     bool col = n < D;
-    PcT += (size_t)b * FB_S * FB_S; acc += (size_t)b * FB_S * D;
+    PcT += (size_t)b * S * S; acc += (size_t)b * S * D;
     size_t base = ((size_t)b * T + u0) * D + n;
     for (int q0 = (Sv - 1) / FB_R * FB_R; q0 >= 0; q0 -= FB_R) {
         int q1 = q0 + FB_R;
@@ -326,7 +344,7 @@ fb_bwd_solve_kernel(floatX *u_hi, floatX *u_lo, floatX *df, const float *acc, in
             int j = q0 + i;
             float v = 0.0f, tr = 0.0f;
             if (j < Sv) {
-                const float *pr = PcT + (size_t)j * FB_S;
+                const float *pr = PcT + (size_t)j * S;
                 float v0 = 0.0f, v1 = 0.0f, v2 = 0.0f, v3 = 0.0f;
                 int t = q1;
                 for (; t + 3 < Sv; t += 4) {             // q1 is a multiple of 32: 16-byte aligned float4 loads
@@ -341,7 +359,7 @@ fb_bwd_solve_kernel(floatX *u_hi, floatX *u_lo, floatX *df, const float *acc, in
                 if (has_acc && col) v += acc[(size_t)j * D + n];
             }
             int tt = q0 + i, jl = q0 + lane;            // tri[i][lane] = Pc[q0+i][q0+lane] = PcT[q0+lane][q0+i]
-            if (tt < Sv && jl < Sv) tr = PcT[(size_t)jl * FB_S + tt];
+            if (tt < Sv && jl < Sv) tr = PcT[(size_t)jl * S + tt];
             cur[i][lane] = v;
             tri[i][lane] = tr;
             gsh[i][lane] = j < Sv && col ? gs[base + (size_t)j * D] : 0.0f;
@@ -386,24 +404,24 @@ __global__ void fb_dgamma_kernel(float *dgamma, const floatX *u_hi, const floatX
 }
 
 // s[U] -> bf16 halves (B, S, D) for the u s^T GEMMs
-__global__ void fb_split_rows_kernel(floatX *hi, floatX *lo, const float *s, int u0, int Sv, int T, int D) {
+__global__ void fb_split_rows_kernel(floatX *hi, floatX *lo, const float *s, int u0, int Sv, int S, int T, int D) {
     int b = blockIdx.y;
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (size_t)Sv * D) return;
-    size_t o = (size_t)b * FB_S * D + idx;
+    size_t o = (size_t)b * S * D + idx;
     fb_split(&hi[o], &lo[o], s[((size_t)b * T + u0) * D + idx]);
 }
 
 // dZ[i][jj] = Pc[i][jj] (US[i][jj] - dgamma_t), t = u0 + i, for jj < Sv (Pc is 0 where j >= t); bf16, written over
 // Pc_hi (each element read then written by one thread). Columns jj >= Sv are left as they are (never read).
 __global__ void fb_dz_kernel(floatX *dZ_Pc_hi, const floatX *Pc_lo, const float *US, const float *dgamma,
-                             int u0, int Sv, int T) {
+                             int u0, int Sv, int S, int T) {
     int b = blockIdx.y;
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (size_t)(T - u0) * FB_S) return;
-    int i = (int)(idx / FB_S), jj = (int)(idx % FB_S);
+    if (idx >= (size_t)(T - u0) * S) return;
+    int i = (int)(idx / S), jj = (int)(idx % S);
     if (jj >= Sv) return;
-    size_t o = (size_t)b * T * FB_S + idx;
+    size_t o = (size_t)b * T * S + idx;
     float p = fb_join(dZ_Pc_hi[o], Pc_lo[o]);
     dZ_Pc_hi[o] = __float2bfloat16(p * (US[o] - dgamma[(size_t)b * T + u0 + i]));
 }
@@ -432,19 +450,21 @@ typedef struct { floatX *u_hi, *u_lo, *Pc_hi, *Pc_lo, *sU_hi, *sU_lo; float *dq,
 
 static size_t fb_fwd_carve(FbFwdScratch *w, void *scratch, int B, int T, int D) {
     FbCarve c = {(char *)scratch, 0};
-    size_t BTD = (size_t)B * T * D, BSZ = (size_t)B * FB_S * fb_ldz(T);
+    int S = fb_superblock(T);
+    size_t BTD = (size_t)B * T * D, BSZ = (size_t)B * S * fb_ldz(T);
     w->s_hi = (floatX *)fb_take(&c, BTD * sizeof(floatX));
     w->s_lo = (floatX *)fb_take(&c, BTD * sizeof(floatX));
     w->Z = (float *)fb_take(&c, BSZ * sizeof(float));
     w->P_hi = (floatX *)fb_take(&c, BSZ * sizeof(floatX));
     w->P_lo = (floatX *)fb_take(&c, BSZ * sizeof(floatX));
-    w->Pd = (float *)fb_take(&c, (size_t)B * FB_S * FB_S * sizeof(float));
-    w->acc = (float *)fb_take(&c, (size_t)B * FB_S * D * sizeof(float));
+    w->Pd = (float *)fb_take(&c, (size_t)B * S * S * sizeof(float));
+    w->acc = (float *)fb_take(&c, (size_t)B * S * D * sizeof(float));
     return c.off;
 }
 static size_t fb_bwd_carve(FbBwdScratch *w, void *scratch, int B, int T, int D) {
     FbCarve c = {(char *)scratch, 0};
-    size_t BTD = (size_t)B * T * D, BTS = (size_t)B * T * FB_S, BSD = (size_t)B * FB_S * D;
+    int S = fb_superblock(T);
+    size_t BTD = (size_t)B * T * D, BTS = (size_t)B * T * S, BSD = (size_t)B * S * D;
     w->u_hi = (floatX *)fb_take(&c, BTD * sizeof(floatX));
     w->u_lo = (floatX *)fb_take(&c, BTD * sizeof(floatX));
     w->dq = (float *)fb_take(&c, BTD * sizeof(float));
@@ -454,7 +474,7 @@ static size_t fb_bwd_carve(FbBwdScratch *w, void *scratch, int B, int T, int D) 
     w->sU_hi = (floatX *)fb_take(&c, BSD * sizeof(floatX));
     w->sU_lo = (floatX *)fb_take(&c, BSD * sizeof(floatX));
     w->acc = (float *)fb_take(&c, BSD * sizeof(float));
-    w->PcT = (float *)fb_take(&c, (size_t)B * FB_S * FB_S * sizeof(float));
+    w->PcT = (float *)fb_take(&c, (size_t)B * S * S * sizeof(float));
     return c.off;
 }
 
@@ -478,21 +498,22 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
     fb_fwd_carve(&w, scratch, B, T, D);
     int ldz = fb_ldz(T);
     float scale = 1.0f / sqrtf((float)D);
-    long long sq = (long long)T * ld, sZ = (long long)FB_S * ldz, sTD = (long long)T * D, sSD = (long long)FB_S * D;
-    for (int u0 = 0; u0 < T; u0 += FB_S) {
-        int u1 = u0 + FB_S < T ? u0 + FB_S : T, Sv = u1 - u0;
+    int S = fb_superblock(T);
+    long long sq = (long long)T * ld, sZ = (long long)S * ldz, sTD = (long long)T * D, sSD = (long long)S * D;
+    for (int u0 = 0; u0 < T; u0 += S) {
+        int u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0;
         // 1. Z (Sv, u1) = qb[U] kb[0:u1]^T / sqrt(D)
         fb_gemm(w.Z, CUDA_R_32F, ldz, sZ, qb + (size_t)u0 * ld, ld, sq, false, kb, ld, sq, true,
                 Sv, u1, D, scale, 0.0f, B, stream);
         // 2. lse, P = alpha[U, 0:u1] as bf16 halves, the fp32 diagonal block
-        fb_fwd_rows_kernel<<<dim3(ceil_div(Sv, 8), B), 256, 0, stream>>>(w.P_hi, w.P_lo, w.Pd, lse, w.Z, ldz, u0, Sv, T);
+        fb_fwd_rows_kernel<<<dim3(ceil_div(Sv, 8), B), 256, 0, stream>>>(w.P_hi, w.P_lo, w.Pd, lse, w.Z, ldz, u0, Sv, S, T);
         cudaCheck(cudaGetLastError());
         // 3. acc (Sv, D) = P[:, 0:u0] s[0:u0]
         if (u0 > 0)
             fb_gemm3(w.acc, D, sSD, w.P_hi, w.P_lo, ldz, sZ, false, w.s_hi, w.s_lo, D, sTD, false, Sv, D, u0, 0.0f, B, stream);
         // 4. the in-superblock solve
         fb_fwd_solve_kernel<<<dim3(ceil_div(D, FB_R), B), FB_SOLVE_WARPS * WARP_SIZE, 0, stream>>>(
-            s, c, w.s_hi, w.s_lo, w.acc, u0 > 0, w.Pd, f, gamma, u0, Sv, T, D);
+            s, c, w.s_hi, w.s_lo, w.acc, u0 > 0, w.Pd, f, gamma, u0, Sv, S, T, D);
         cudaCheck(cudaGetLastError());
     }
 }
@@ -504,39 +525,40 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
     FbBwdScratch w;
     fb_bwd_carve(&w, scratch, B, T, D);
     float scale = 1.0f / sqrtf((float)D);
-    long long sq = (long long)T * ld, sTS = (long long)T * FB_S, sTD = (long long)T * D, sSD = (long long)FB_S * D;
+    int S = fb_superblock(T);
+    long long sq = (long long)T * ld, sTS = (long long)T * S, sTD = (long long)T * D, sSD = (long long)S * D;
     cudaCheck(cudaMemsetAsync(w.dq, 0, (size_t)B * T * D * sizeof(float), stream));
-    for (int u0 = (T - 1) / FB_S * FB_S; u0 >= 0; u0 -= FB_S) {
-        int u1 = u0 + FB_S < T ? u0 + FB_S : T, Sv = u1 - u0, M = T - u0;
-        int slab_blocks = ceil_div((long long)M * FB_S, 256);
+    for (int u0 = (T - 1) / S * S; u0 >= 0; u0 -= S) {
+        int u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, M = T - u0;
+        int slab_blocks = ceil_div((long long)M * S, 256);
         // 1. slab logits Zs (M, Sv) = qb[u0:T] kb[U]^T / sqrt(D); Pc = gamma alpha[u0:T, U] as bf16 halves
-        fb_gemm(w.Zs, CUDA_R_32F, FB_S, sTS, qb + (size_t)u0 * ld, ld, sq, false, kb + (size_t)u0 * ld, ld, sq, true,
+        fb_gemm(w.Zs, CUDA_R_32F, S, sTS, qb + (size_t)u0 * ld, ld, sq, false, kb + (size_t)u0 * ld, ld, sq, true,
                 M, Sv, D, scale, 0.0f, B, stream);
-        fb_bwd_slab_kernel<<<dim3(slab_blocks, B), 256, 0, stream>>>(w.Pc_hi, w.Pc_lo, w.PcT, w.Zs, lse, gamma, u0, Sv, T);
+        fb_bwd_slab_kernel<<<dim3(slab_blocks, B), 256, 0, stream>>>(w.Pc_hi, w.Pc_lo, w.PcT, w.Zs, lse, gamma, u0, Sv, S, T);
         cudaCheck(cudaGetLastError());
         // 2. acc (Sv, D) = Pc[u1:T, :]^T u[u1:T]
         if (u1 < T)
-            fb_gemm3(w.acc, D, sSD, w.Pc_hi + (size_t)Sv * FB_S, w.Pc_lo + (size_t)Sv * FB_S, FB_S, sTS, true,
+            fb_gemm3(w.acc, D, sSD, w.Pc_hi + (size_t)Sv * S, w.Pc_lo + (size_t)Sv * S, S, sTS, true,
                      w.u_hi + (size_t)u1 * D, w.u_lo + (size_t)u1 * D, D, sTD, false, Sv, D, T - u1, 0.0f, B, stream);
         // 3. the transposed in-superblock solve: u[U], df[U]
         fb_bwd_solve_kernel<<<dim3(ceil_div(D, FB_R), B), FB_SOLVE_WARPS * WARP_SIZE, 0, stream>>>(
-            w.u_hi, w.u_lo, df, w.acc, u1 < T, w.PcT, gs, u0, Sv, T, D);
+            w.u_hi, w.u_lo, df, w.acc, u1 < T, w.PcT, gs, u0, Sv, S, T, D);
         cudaCheck(cudaGetLastError());
         // 4. dgamma[U] = u . c
         fb_dgamma_kernel<<<dim3(ceil_div(Sv, 8), B), 256, 0, stream>>>(dgamma, w.u_hi, w.u_lo, c, u0, Sv, T, D);
         cudaCheck(cudaGetLastError());
         // 5. US (M, Sv) = u[u0:T] s[U]^T into the slab's logits buffer; dZ over Pc_hi
-        fb_split_rows_kernel<<<dim3(ceil_div((long long)Sv * D, 256), B), 256, 0, stream>>>(w.sU_hi, w.sU_lo, s, u0, Sv, T, D);
+        fb_split_rows_kernel<<<dim3(ceil_div((long long)Sv * D, 256), B), 256, 0, stream>>>(w.sU_hi, w.sU_lo, s, u0, Sv, S, T, D);
         cudaCheck(cudaGetLastError());
-        fb_gemm3(w.Zs, FB_S, sTS, w.u_hi + (size_t)u0 * D, w.u_lo + (size_t)u0 * D, D, sTD, false,
+        fb_gemm3(w.Zs, S, sTS, w.u_hi + (size_t)u0 * D, w.u_lo + (size_t)u0 * D, D, sTD, false,
                  w.sU_hi, w.sU_lo, D, sSD, true, M, Sv, D, 0.0f, B, stream);
-        fb_dz_kernel<<<dim3(slab_blocks, B), 256, 0, stream>>>(w.Pc_hi, w.Pc_lo, w.Zs, dgamma, u0, Sv, T);
+        fb_dz_kernel<<<dim3(slab_blocks, B), 256, 0, stream>>>(w.Pc_hi, w.Pc_lo, w.Zs, dgamma, u0, Sv, S, T);
         cudaCheck(cudaGetLastError());
         // 6. dkb[U] (Sv, D) = dZ^T qb[u0:T] / sqrt(D), complete: bf16 straight into dkb
-        fb_gemm(dkb + (size_t)u0 * ld, CUDA_R_16BF, ld, sq, w.Pc_hi, FB_S, sTS, true, qb + (size_t)u0 * ld, ld, sq, false,
+        fb_gemm(dkb + (size_t)u0 * ld, CUDA_R_16BF, ld, sq, w.Pc_hi, S, sTS, true, qb + (size_t)u0 * ld, ld, sq, false,
                 Sv, D, M, scale, 0.0f, B, stream);
         // 7. dqb[u0:T] (M, D) += dZ kb[U] / sqrt(D)
-        fb_gemm(w.dq + (size_t)u0 * D, CUDA_R_32F, D, sTD, w.Pc_hi, FB_S, sTS, false, kb + (size_t)u0 * ld, ld, sq, false,
+        fb_gemm(w.dq + (size_t)u0 * D, CUDA_R_32F, D, sTD, w.Pc_hi, S, sTS, false, kb + (size_t)u0 * ld, ld, sq, false,
                 M, D, Sv, scale, 1.0f, B, stream);
     }
     fb_store_strided_kernel<<<ceil_div((long long)B * T * D, 256), 256, 0, stream>>>(dqb, ld, w.dq, B * T, D);

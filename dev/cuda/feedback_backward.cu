@@ -5,6 +5,7 @@
    version 3: the dense form, as the official layer under bf16 autocast: u = A^-T gs (cublasStrsmBatched on the
               forward's (B,T,T) A), US = u s^T (B,T,T), dZ (B,T,T), dqb = dZ kb, dkb = dZ^T qb (bf16 GEMMs)
  make -C dev/cuda && dev/cuda/bin/feedback_backward check    (or bench; an optional version number picks one)
+ FB_S=128 dev/cuda/bin/feedback_backward bench: version 2 with superblocks of 128 rows (a multiple of 32, <= 256)
  bench: forward and backward of every version at B*T = 8192, D = 768, T = 256 .. 8192 (B=8 T=1024 and B=2 T=4096
         among them), time and memory, and the ratio version 2 / dense for forward + backward.
  dev/cuda/bin/feedback_backward io IN OUT: version 2 forward + backward on inputs from a file, for
@@ -275,12 +276,20 @@ int main(int argc, char **argv) {
     DevArgs a = parse_dev_args(argc, argv, 3);
     cudaCheck(cudaSetDevice(0));
     matmul_init();
+    if (getenv("FB_S")) fb_superblock_rows = atoi(getenv("FB_S"));   // tune version 2's superblock (default 256)
     if (a.check) {
         // T = 201 and 700: one and three superblocks of 256 (and dZ chunks of version 1), 700 also past one split-K
-        // slice of version 1; T odd; D = 72, 160 not multiples of the 32-column solve tile's... (72 = 2*32 + 8);
+        // slice of version 1; T odd; D = 72, 160, 40 not multiples of the 32-column solve tile;
         // T = 1; T = 300 with D = 40: a partial second superblock not a multiple of 32 rows
         int ok = check(2, 201, 72, a.version) & check(1, 700, 160, a.version) & check(2, 1, 64, a.version) &
                  check(2, 300, 40, a.version);
+        if (a.version == 0 || a.version == 2) {   // version 2 with 64-row superblocks: many of them, partial last ones
+            int keep = fb_superblock_rows;
+            fb_superblock_rows = 64;
+            printf("version 2 with superblocks of 64 rows\n");
+            ok &= check(2, 201, 72, 2) & check(1, 300, 40, 2);
+            fb_superblock_rows = keep;
+        }
         printf(ok ? "feedback_backward: all checks passed\n" : "feedback_backward: CHECK FAILED\n");
         return ok ? 0 : 1;
     }

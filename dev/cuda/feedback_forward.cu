@@ -5,6 +5,7 @@
    version 3: dense cuBLAS baseline: (B,T,T) matrix A by GEMM + softmax, then cublasStrsmBatched
  (the forward + backward comparison with the dense form, time and memory, is feedback_backward.cu's bench)
  make -C dev/cuda && dev/cuda/bin/feedback_forward check    (or bench; an optional version number picks one)
+ FB_S=128 dev/cuda/bin/feedback_forward bench 2: version 2 with superblocks of 128 rows (a multiple of 32, <= 256)
 */
 #include "feedback_trsm_baseline.cu"
 
@@ -151,12 +152,20 @@ int main(int argc, char **argv) {
     DevArgs a = parse_dev_args(argc, argv, 3);
     cudaCheck(cudaSetDevice(0));
     matmul_init();
+    if (getenv("FB_S")) fb_superblock_rows = atoi(getenv("FB_S"));   // tune version 2's superblock (default 256)
     if (a.check) {
         // T not a multiple of 64 and odd, T past 1024 (version 2: 5 superblocks, the last of 6 rows); D not a
         // multiple of the 128-column (version 1) or 32-column (version 2) solve tile; T = 1; T = 300: 2 superblocks,
         // the second partial and not a multiple of 32
         int ok = check(2, 201, 96, a.version) & check(1, 1030, 256, a.version) & check(3, 1, 64, a.version) &
                  check(2, 300, 40, a.version);
+        if (a.version == 0 || a.version == 2) {   // version 2 with 64-row superblocks: many of them, partial last ones
+            int keep = fb_superblock_rows;
+            fb_superblock_rows = 64;
+            printf("version 2 with superblocks of 64 rows\n");
+            ok &= check(2, 201, 96, 2) & check(1, 300, 40, 2);
+            fb_superblock_rows = keep;
+        }
         printf(ok ? "feedback_forward: all checks passed\n" : "feedback_forward: CHECK FAILED\n");
         return ok ? 0 : 1;
     }
