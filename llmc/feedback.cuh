@@ -88,17 +88,17 @@
 // rows S of a superblock (keys of a backward slab). 256 unless fb_superblock_rows is set (a multiple of 32 in
 // [32, FB_SMAX]; dev/cuda's bench sets it from FB_S to tune). S trades the solves' sequential work (~T S) and
 // the slabs' memory (~T S) against launches (~T / S) and the chain GEMMs' size.
+static inline int fb_round_up(int x, int m) { return (x + m - 1) / m * m; }
 static int fb_superblock_rows = 0;
 static inline int fb_superblock(int T) {
     int S = fb_superblock_rows ? fb_superblock_rows : FB_SMAX;
     if (S < 32 || S > FB_SMAX || S % 32 != 0) fatal("feedback: superblock of %d rows (need a multiple of 32 in [32, %d])", S, FB_SMAX);
-    (void)T;
-    return S;
+    int cap = fb_round_up(T, 32);   // one superblock holds all of a short sequence; no slab wider than T
+    return S < cap ? S : cap;
 }
 #define FB_R 32           // rows of a sub-block of the in-superblock solve = columns per solve CTA (one per lane)
 #define FB_SOLVE_WARPS 8
 
-static inline int fb_round_up(int x, int m) { return (x + m - 1) / m * m; }
 struct __align__(16) FbF4 { float x, y, z, w; };   // one 16-byte load (float4 without the vector-type header)
 
 // ----------------------------------------------------------------------------
