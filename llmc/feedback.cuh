@@ -35,13 +35,13 @@
         then the 32x32 triangle by one warp, right-looking (after s_r is known, every later row's sum gets
         its term: 496 independent FMAs, the dependent chain is one FMA per row), so
         c_U = acc + A_UU s_U,  s_U = f_U + G_U c_U;  writes s, c and the bf16 s_hi/s_lo the next superblocks read.
-   backward, key superblocks U from last to first (u = dL/df solves u = gs + (G alpha)^T u), 13 launches each:
+   backward, key superblocks U from last to first (u = dL/df solves u = gs + (G alpha)^T u), 12 launches each:
      1. slab Zs = qb[u0:T] kb[U]^T / sqrt(D)                       (T-u0, Sv)             1 GEMM
         Pc = gamma_t exp(Zs - lse_t) for j < t, as bf16 Pc_hi + Pc_lo                     1 kernel
      2. acc  = Pc[u1:T]^T u[u1:T]                                  (Sv, D) fp32-grade     3 GEMMs
      3. transposed in-superblock solve (the forward's kernel mirrored): u_U, stored as bf16 u_hi + u_lo, df
-     4. dgamma_t = u_t . c_t for t in U (every u_t, t >= u0, is known now)                1 kernel
-     5. US = u[u0:T] s[U]^T (fp32-grade, 3 GEMMs; s[U] split into hi/lo first, 1 kernel);
+     4. dgamma_t = u_t . c_t for t in U (every u_t, t >= u0, is known now), and s[U] split into hi/lo   1 kernel
+     5. US = u[u0:T] s[U]^T (fp32-grade, 3 GEMMs);
         dZ = Pc (US - dgamma_t), rounded to bf16 (as FlashAttention-2 rounds dS)         1 kernel
      6. dkb[U]     = dZ^T qb[u0:T] / sqrt(D): complete for these keys, written once as bf16   1 GEMM
      7. dqb[u0:T] += dZ kb[U] / sqrt(D) into an fp32 accumulator, superblocks in a fixed order  1 GEMM
@@ -66,7 +66,7 @@
    In-superblock solves (fp32 FMAs, the sequential part): per superblock each thread does ~3600 FMAs of the
    sub-block products plus 8 triangles of 32 dependent rows (~1-2 us each); ~20-35 us per superblock and
    direction whatever B is, i.e. ~0.25 ms at T=1024 (4 superblocks) and ~1 ms at T=4096 (16), fwd + bwd.
-   Launches: 6 (forward) and 13 (backward) per superblock; cuBLASLt plans are cached per shape.
+   Launches: 6 (forward) and 12 (backward) per superblock; cuBLASLt plans are cached per shape.
    Prediction (fwd + bwd): ~0.5-0.6 ms at B=8 T=1024 and ~2 ms at B=2 T=4096, against the dense form's
    0.81 + 0.79 ms and 3.1 + 3.0 ms measured for its solves alone (its gradient GEMMs come on top).
  Memory (scratch, the larger of forward and backward): forward 4BTD (s_hi/s_lo) + 12 B S T (Z, P_hi/P_lo)
@@ -389,27 +389,22 @@ fb_bwd_solve_kernel(floatX *u_hi, floatX *u_lo, floatX *df, const float *acc, in
     }
 }
 
-// dgamma_t = u_t . c_t for t in [u0, u0+Sv), u = u_hi + u_lo; one warp per row. grid (ceil(Sv/8), B), 256 threads.
-// This is also the Delta_t of the softmax backward.
-__global__ void fb_dgamma_kernel(float *dgamma, const floatX *u_hi, const floatX *u_lo, const float *c,
-                                 int u0, int Sv, int T, int D) {
+// for the rows t in [u0, u0+Sv) of U, one warp per row: dgamma_t = u_t . c_t with u = u_hi + u_lo (this is also
+// the Delta_t of the softmax backward), and s_t split into bf16 halves sU_hi/sU_lo (B, S, D) for the u s^T GEMMs.
+// grid (ceil(Sv/8), B), 256 threads.
+__global__ void fb_bwd_rows_kernel(float *dgamma, floatX *sU_hi, floatX *sU_lo, const floatX *u_hi, const floatX *u_lo,
+                                   const float *c, const float *s, int u0, int Sv, int S, int T, int D) {
     int w = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, b = blockIdx.y;
     int r = blockIdx.x * (blockDim.x / WARP_SIZE) + w;
     if (r >= Sv) return;
-    size_t row = ((size_t)b * T + u0 + r) * D;
+    size_t row = ((size_t)b * T + u0 + r) * D, srow = ((size_t)b * S + r) * D;
     float acc = 0.0f;
-    for (int i = lane; i < D; i += WARP_SIZE) acc = fmaf(fb_join(u_hi[row + i], u_lo[row + i]), c[row + i], acc);
+    for (int i = lane; i < D; i += WARP_SIZE) {
+        acc = fmaf(fb_join(u_hi[row + i], u_lo[row + i]), c[row + i], acc);
+        fb_split(&sU_hi[srow + i], &sU_lo[srow + i], s[row + i]);
+    }
     acc = warp_reduce_sum(acc);
     if (lane == 0) dgamma[(size_t)b * T + u0 + r] = acc;
-}
-
-// s[U] -> bf16 halves (B, S, D) for the u s^T GEMMs
-__global__ void fb_split_rows_kernel(floatX *hi, floatX *lo, const float *s, int u0, int Sv, int S, int T, int D) {
-    int b = blockIdx.y;
-    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (size_t)Sv * D) return;
-    size_t o = (size_t)b * S * D + idx;
-    fb_split(&hi[o], &lo[o], s[((size_t)b * T + u0) * D + idx]);
 }
 
 // dZ[i][jj] = Pc[i][jj] (US[i][jj] - dgamma_t), t = u0 + i, for jj < Sv (Pc is 0 where j >= t); bf16, written over
@@ -544,11 +539,9 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
         fb_bwd_solve_kernel<<<dim3(ceil_div(D, FB_R), B), FB_SOLVE_WARPS * WARP_SIZE, 0, stream>>>(
             w.u_hi, w.u_lo, df, w.acc, u1 < T, w.PcT, gs, u0, Sv, S, T, D);
         cudaCheck(cudaGetLastError());
-        // 4. dgamma[U] = u . c
-        fb_dgamma_kernel<<<dim3(ceil_div(Sv, 8), B), 256, 0, stream>>>(dgamma, w.u_hi, w.u_lo, c, u0, Sv, T, D);
-        cudaCheck(cudaGetLastError());
-        // 5. US (M, Sv) = u[u0:T] s[U]^T into the slab's logits buffer; dZ over Pc_hi
-        fb_split_rows_kernel<<<dim3(ceil_div((long long)Sv * D, 256), B), 256, 0, stream>>>(w.sU_hi, w.sU_lo, s, u0, Sv, S, T, D);
+        // 4. dgamma[U] = u . c; 5. US (M, Sv) = u[u0:T] s[U]^T into the slab's logits buffer; dZ over Pc_hi
+        fb_bwd_rows_kernel<<<dim3(ceil_div(Sv, 8), B), 256, 0, stream>>>(dgamma, w.sU_hi, w.sU_lo, w.u_hi, w.u_lo, c, s,
+                                                                       u0, Sv, S, T, D);
         cudaCheck(cudaGetLastError());
         fb_gemm3(w.Zs, S, sTS, w.u_hi + (size_t)u0 * D, w.u_lo + (size_t)u0 * D, D, sTD, false,
                  w.sU_hi, w.sU_lo, D, sSD, true, M, Sv, D, 0.0f, B, stream);
