@@ -172,7 +172,7 @@ static void bench(int B, int T, int D, int version) {
     Problem p = make_problem(B, T, D);
     size_t n = (size_t)B * T * D;
     float fw[4] = {0}, bw[4] = {0};
-    double mib = 1.0 / (1 << 20);
+    double mib = 1.0 / (1 << 20), mem[4] = {0};
     for (int v = 1; v <= 2; v++) {
         if (version != 0 && version != v) continue;
         float *s, *c, *lse;
@@ -184,6 +184,7 @@ static void bench(int B, int T, int D, int version) {
         bw[v] = benchmark_kernel(10, run_blocked, &p, &g);
         grads_free(&g);
         size_t bytes = (v == 1 ? feedback1_scratch_bytes(B, T, D) : feedback_scratch_bytes(B, T, D)) + n * sizeof(float);
+        mem[v] = (double)bytes;
         printf("B=%d T=%5d D=%d  version %d %-10s fwd %8.3f ms  bwd %8.3f ms  sum %8.3f ms  memory (c + scratch) %8.1f MiB\n",
                B, T, D, v, v == 1 ? "64-row" : "superblock", fw[v], bw[v], fw[v] + bw[v], bytes * mib);
     }
@@ -197,13 +198,15 @@ static void bench(int B, int T, int D, int version) {
         bw[3] = benchmark_kernel(10, run_dense_backward, &p, &db, X, &g);
         printf("B=%d T=%5d D=%d  version 3 %-10s fwd %8.3f ms  bwd %8.3f ms  sum %8.3f ms  memory (A, US, dZ, bf16 u s) %8.1f MiB\n",
                B, T, D, "dense", fw[3], bw[3], fw[3] + bw[3], dense_baseline_bytes(&db) * mib);
+        mem[3] = (double)dense_baseline_bytes(&db);
         grads_free(&g);
         dense_baseline_destroy(&db);
         cudaCheck(cudaFree(X)); cudaCheck(cudaFree(d_f32));
     }
     if (version == 0)
-        printf("B=%d T=%5d D=%d  forward+backward time: version 2 / dense %.3f (goal <= 0.5), version 2 / version 1 %.3f\n",
-               B, T, D, (fw[2] + bw[2]) / (fw[3] + bw[3]), (fw[2] + bw[2]) / (fw[1] + bw[1]));
+        printf("B=%d T=%5d D=%d  forward+backward time: version 2 / dense %.3f (goal <= 0.5), version 2 / version 1 %.3f;"
+               "  memory version 2 / dense %.2f\n",
+               B, T, D, (fw[2] + bw[2]) / (fw[3] + bw[3]), (fw[2] + bw[2]) / (fw[1] + bw[1]), mem[2] / mem[3]);
     free_problem(&p);
 }
 
@@ -293,7 +296,9 @@ int main(int argc, char **argv) {
         printf(ok ? "feedback_backward: all checks passed\n" : "feedback_backward: CHECK FAILED\n");
         return ok ? 0 : 1;
     }
-    // B*T = 8192 tokens, D = 768 (the brief's B=8 T=1024 and B=2 T=4096 among them)
-    for (int T = 256; T <= 8192; T *= 2) bench(8192 / T, T, 768, a.version);
+    // B*T = 8192 tokens, D = 768 (B=8 T=1024 and B=2 T=4096 among them); FB_BENCH_SMALL=1: B*T = 256, D = 64, T
+    // 64 .. 256 (a smoke test of the bench itself, e.g. under the CPU emulator)
+    int small = getenv("FB_BENCH_SMALL") != NULL, tokens = small ? 256 : 8192;
+    for (int T = small ? 64 : 256; T <= tokens; T *= 2) bench(tokens / T, T, small ? 64 : 768, a.version);
     return 0;
 }

@@ -169,6 +169,7 @@ int main(int argc, char **argv) {
         printf(ok ? "feedback_forward: all checks passed\n" : "feedback_forward: CHECK FAILED\n");
         return ok ? 0 : 1;
     }
+    if (getenv("FB_BENCH_SMALL")) { bench(2, 128, 64, a.version); return 0; }   // a smoke test of the bench itself
     bench(8, 1024, 768, a.version);
     bench(2, 4096, 768, a.version);
     return 0;
