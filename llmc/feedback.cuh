@@ -37,7 +37,8 @@
         c_U = acc + A_UU s_U,  s_U = f_U + G_U c_U;  writes s, c and the bf16 s_hi/s_lo the next superblocks read.
    backward, key superblocks U from last to first (u = dL/df solves u = gs + (G alpha)^T u), 12 launches each:
      1. slab Zs = qb[u0:T] kb[U]^T / sqrt(D)                       (T-u0, Sv)             1 GEMM
-        Pc = gamma_t exp(Zs - lse_t) for j < t, as bf16 Pc_hi + Pc_lo                     1 kernel
+        Pc = gamma_t exp(Zs - lse_t) for j < t, as bf16 Pc_hi + Pc_lo, and the diagonal block
+        (t, j in U) in fp32, transposed, for the in-superblock solve                      1 kernel
      2. acc  = Pc[u1:T]^T u[u1:T]                                  (Sv, D) fp32-grade     3 GEMMs
      3. transposed in-superblock solve (the forward's kernel mirrored): u_U, stored as bf16 u_hi + u_lo, df
      4. dgamma_t = u_t . c_t for t in U (every u_t, t >= u0, is known now), and s[U] split into hi/lo   1 kernel
@@ -71,9 +72,16 @@
    0.81 + 0.79 ms and 3.1 + 3.0 ms measured for its solves alone (its gradient GEMMs come on top).
  Memory (scratch, the larger of forward and backward): forward 4BTD (s_hi/s_lo) + 12 B S T (Z, P_hi/P_lo)
    + 4 B S^2 + 4 B S D; backward 4BTD (u_hi/u_lo) + 4BTD (fp32 dqb accumulator) + 8 B T S (slab: Zs/US fp32,
-   Pc_hi/Pc_lo, dZ over Pc_hi) + 4 B S^2 + 8 B S D. B=8 T=1024 D=768: ~76 MiB (plus c, 24 MiB, kept from the
-   forward); the dense form holds B T^2 fp32 for A alone (32 MiB) and 10 B T^2 bytes with its backward (80 MiB).
-   The scratch grows like T D + T S, the dense form like T^2: from T ~ 1024 (D = 768) on, ours is smaller.
+   Pc_hi/Pc_lo, dZ over Pc_hi) + 4 B S^2 + 8 B S D. B=8 T=1024 D=768: 78 MiB, plus c (24 MiB) kept from the
+   forward: 102 MiB, against 104 MiB for the dense form's A, u s^T, dZ and bf16 u, s (10 B T^2 + 4 B T D bytes).
+   At a fixed number of tokens B*T ours stays ~90-100 MiB while the dense form grows like T (344 MiB at T=4096);
+   below T = 1024 the dense form is the smaller one.
+ Deviations from the design first proposed (issue 11), and why:
+   - u is kept only as u_hi + u_lo (17 bits; fp32 inside the superblock being solved): the fp32 copy would add
+     4BTD bytes, and every use of u outside the solve is a hi/lo GEMM anyway; dgamma = (u_hi + u_lo) . c.
+   - dZ overwrites Pc_hi and u s^T overwrites the slab's logits: the slab costs 8 bytes per entry, not 14.
+   - the in-superblock solves read fp32 diagonal blocks (Pd, PcT), not hi/lo: one load per term, full precision.
+   - S is a runtime value (fb_superblock: 256, at most T rounded up to 32; FB_S in the dev bench) for tuning.
  dev/test/test_feedback_blocked.c runs this schedule (superblocks, 32-row sub-blocks, hi/lo splits) on the CPU.
 */
 #ifndef SESSA_FEEDBACK_CUH
