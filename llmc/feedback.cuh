@@ -140,6 +140,12 @@ static void fb_layout(cublasLtMatrixLayout_t *l, cudaDataType_t type, int rows, 
     cublasCheck(cublasLtMatrixLayoutSetAttribute(*l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &st, sizeof(st)));
 }
 
+static uint32_t fb_align(const void *p, size_t stride_bytes, int batch) {
+    uint32_t a = ptr_alignment(p);
+    while (batch > 1 && a > 1 && stride_bytes % a != 0) a >>= 1;
+    return a;
+}
+
 static void fb_plan_make(FbGemmPlan *p, const FbGemmKey *k) {
     p->key = *k;
     cublasCheck(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
@@ -183,7 +189,10 @@ static void fb_gemm(void *C, cudaDataType_t ctype, int ldc, long long sc,
     key.m = m; key.n = n; key.k = k; key.lda = lda; key.ldb = ldb; key.ldc = ldc; key.batch = batch;
     key.ta = ta; key.tb = tb; key.ctype = (int)ctype; key.beta_nonzero = beta != 0.0f;
     key.sa = sa; key.sb = sb; key.sc = sc;
-    key.align[0] = ptr_alignment(Bm); key.align[1] = ptr_alignment(A); key.align[2] = ptr_alignment(C); key.align[3] = key.align[2];
+    // pointer alignments as matmul_lt tells them, lowered to what the batch strides keep for every matrix of the batch
+    size_t ce = ctype == CUDA_R_16BF ? 2 : 4;
+    key.align[0] = fb_align(Bm, (size_t)sb * 2, batch); key.align[1] = fb_align(A, (size_t)sa * 2, batch);
+    key.align[2] = fb_align(C, (size_t)sc * ce, batch); key.align[3] = key.align[2];
     uint64_t h = 1469598103934665603ull;           // FNV-1a over the key's bytes
     for (size_t i = 0; i < sizeof key; i++) h = (h ^ ((const unsigned char *)&key)[i]) * 1099511628211ull;
     FbGemmPlan *plan = NULL, tmp;
