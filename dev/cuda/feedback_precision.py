@@ -11,7 +11,7 @@ if ours has a larger normwise error than the official form on any tensor (2 on a
 dqb and dkb are bf16 outputs in both forms, so both carry the final bf16 rounding (~2^-9 / sqrt(3) normwise); their
 max-entry errors are one rounding of one entry each and differ by chance, which is why the max is not the criterion.
 
-  GPU (the bar):  python3 dev/cuda/feedback_precision.py --bin dev/cuda/bin/feedback_backward            (T=4096, D=768)
+  GPU (the bar):  make -C dev/cuda bin/feedback_backward && python3 dev/cuda/feedback_precision.py   (T=4096, D=768)
   CPU (small):    make -C dev/cuda_emu build/bin/feedback_backward && \
                   python3 dev/cuda/feedback_precision.py --bin dev/cuda_emu/build/bin/feedback_backward --T 320 --D 64
 """
@@ -87,7 +87,8 @@ def errors(x, ref):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bin", required=True, help="dev/cuda/bin/feedback_backward (GPU) or the emulator's build")
+    ap.add_argument("--bin", default=os.path.join(REPO, "dev", "cuda", "bin", "feedback_backward"),
+                    help="dev/cuda/bin/feedback_backward (GPU, the default) or the emulator's build")
     ap.add_argument("--B", type=int, default=1)
     ap.add_argument("--T", type=int, default=4096)
     ap.add_argument("--D", type=int, default=768)
