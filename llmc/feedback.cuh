@@ -31,7 +31,7 @@
         and the diagonal block A_UU = P[:, u0:u1] in fp32                                 1 kernel (a warp per row)
      3. acc  = P[:, 0:u0] s[0:u0]                                  (Sv, D) fp32-grade     3 GEMMs
      4. in-superblock solve (one kernel, CTA = (32 columns, b)): rows in sub-blocks of 32; for each sub-block
-        first the product with the already solved rows of U (all 8 warps, fp32 dot products from shared memory),
+        first the product with the already solved rows of U (all 16 warps, fp32 dot products from shared memory),
         then the 32x32 triangle by one warp, right-looking (after s_r is known, every later row's sum gets
         its term: 496 independent FMAs, the dependent chain is one FMA per row), so
         c_U = acc + A_UU s_U,  s_U = f_U + G_U c_U;  writes s, c and the bf16 s_hi/s_lo the next superblocks read.
@@ -105,7 +105,7 @@ static inline int fb_superblock(int T) {
     return S < cap ? S : cap;
 }
 #define FB_R 32           // rows of a sub-block of the in-superblock solve = columns per solve CTA (one per lane)
-#define FB_SOLVE_WARPS 8
+#define FB_SOLVE_WARPS 16    // warps of a solve CTA: all share the sub-block products (2 rows each), warp 0 does the triangle
 
 struct __align__(16) FbF4 { float x, y, z, w; };   // one 16-byte load (float4 without the vector-type header)
 
@@ -255,7 +255,7 @@ __global__ void fb_fwd_rows_kernel(floatX *P_hi, floatX *P_lo, float *Pd, float 
 }
 
 // in-superblock solve, forward: for rows r of U in order, c_r = acc_r + sum_{j<r} Pd[r][j] s_j, s_r = f_r + g_r c_r.
-// acc (B, S, D) = P[:, 0:u0] s[0:u0] (ignored when has_acc = 0). grid (ceil(D/32), B), 256 threads: lane = column.
+// acc (B, S, D) = P[:, 0:u0] s[0:u0] (ignored when has_acc = 0). grid (ceil(D/32), B), 512 threads: lane = column.
 // Writes s, c (fp32) and s_hi, s_lo (bf16 halves of s, read by the next superblocks' GEMMs).
 __global__ void __launch_bounds__(FB_SOLVE_WARPS * WARP_SIZE)
 fb_fwd_solve_kernel(float *s, float *c, floatX *s_hi, floatX *s_lo, const float *acc, int has_acc, const float *Pd,
@@ -270,7 +270,7 @@ fb_fwd_solve_kernel(float *s, float *c, floatX *s_hi, floatX *s_lo, const float 
     Pd += (size_t)b * S * S; acc += (size_t)b * S * D; gamma += (size_t)b * T + u0;
     size_t base = ((size_t)b * T + u0) * D + n;   // row u0 of batch b, column n
     for (int q0 = 0; q0 < Sv; q0 += FB_R) {
-        // 1) rows q0.. of this sub-block against the solved rows 0..q0-1 of U (warp w: rows w, w+8, ...)
+        // 1) rows q0.. of this sub-block against the solved rows 0..q0-1 of U (warp w: rows w, w+16)
         for (int i = w; i < FB_R; i += FB_SOLVE_WARPS) {
             int r = q0 + i;
             float v = 0.0f, tr = 0.0f;
@@ -341,7 +341,7 @@ __global__ void fb_bwd_slab_kernel(floatX *Pc_hi, floatX *Pc_lo, float *PcT, con
 
 // in-superblock transposed solve: for keys j of U from last to first,
 //   u_j = gs_j + acc_j + sum_{t in U, t > j} Pc[t][j] u_t,   acc (B, S, D) = Pc[u1:T]^T u[u1:T] (when has_acc),
-// with the fp32 diagonal block PcT[j][t] = Pc[t][j]. grid (ceil(D/32), B), 256 threads: lane = column.
+// with the fp32 diagonal block PcT[j][t] = Pc[t][j]. grid (ceil(D/32), B), 512 threads: lane = column.
 // Writes u as bf16 halves u_hi/u_lo and df = bf16(u).
 __global__ void __launch_bounds__(FB_SOLVE_WARPS * WARP_SIZE)
 fb_bwd_solve_kernel(floatX *u_hi, floatX *u_lo, floatX *df, const float *acc, int has_acc, const float *PcT,
@@ -356,7 +356,7 @@ fb_bwd_solve_kernel(floatX *u_hi, floatX *u_lo, floatX *df, const float *acc, in
     size_t base = ((size_t)b * T + u0) * D + n;
     for (int q0 = (Sv - 1) / FB_R * FB_R; q0 >= 0; q0 -= FB_R) {
         int q1 = q0 + FB_R;
-        // 1) keys q0.. of this sub-block against the solved rows q1..Sv-1 of U (warp w: keys w, w+8, ...)
+        // 1) keys q0.. of this sub-block against the solved rows q1..Sv-1 of U (warp w: keys w, w+16)
         for (int i = w; i < FB_R; i += FB_SOLVE_WARPS) {
             int j = q0 + i;
             float v = 0.0f, tr = 0.0f;
