@@ -30,10 +30,10 @@
      2. rows: lse_t = log sum_{j<t} exp Z[t,j];  P = exp(Z - lse) masked to j < t, stored as bf16 P_hi + P_lo,
         and the diagonal block A_UU = P[:, u0:u1] in fp32                                 1 kernel (a warp per row)
      3. acc  = P[:, 0:u0] s[0:u0]                                  (Sv, D) fp32-grade     3 GEMMs
-     4. in-superblock solve (one kernel, CTA = (32 columns, b)): rows in sub-blocks of 32; for each sub-block
-        first the product with the already solved rows of U (all 16 warps, fp32 dot products from shared memory),
-        then the 32x32 triangle by one warp, right-looking (after s_r is known, every later row's sum gets
-        its term: 496 independent FMAs, the dependent chain is one FMA per row), so
+     4. in-superblock solve (one kernel, CTA = (32 columns, b), 16 warps): rows in sub-blocks of 32; warp 0 solves
+        a sub-block's 32x32 triangle, right-looking (after s_r is known, every later row's sum gets its term: 496
+        independent FMAs, the dependent chain is one FMA per row), while warps 1..15 compute the next sub-block's
+        products with the rows before (fp32, from shared memory), then add the 32 rows just solved; so
         c_U = acc + A_UU s_U,  s_U = f_U + G_U c_U;  writes s, c and the bf16 s_hi/s_lo the next superblocks read.
    backward, key superblocks U from last to first (u = dL/df solves u = gs + (G alpha)^T u), 12 launches each:
      1. slab Zs = qb[u0:T] kb[U]^T / sqrt(D)                       (T-u0, Sv)             1 GEMM
@@ -254,14 +254,34 @@ __global__ void fb_fwd_rows_kernel(floatX *P_hi, floatX *P_lo, float *Pd, float 
     if (lane == 0) lse[(size_t)b * T + t] = l;
 }
 
+// sum_{j in [j0, j1)} p[j] x[j][lane] with 4 accumulators; j0 a multiple of 4 (16-byte loads of p)
+__device__ __forceinline__ float fb_dot_rows(const float *p, const float (*x)[FB_R], int j0, int j1, int lane) {
+    float v0 = 0.0f, v1 = 0.0f, v2 = 0.0f, v3 = 0.0f;
+    int j = j0;
+    for (; j + 3 < j1; j += 4) {
+        FbF4 p4 = *(const FbF4 *)(p + j);
+        v0 = fmaf(p4.x, x[j][lane], v0);
+        v1 = fmaf(p4.y, x[j + 1][lane], v1);
+        v2 = fmaf(p4.z, x[j + 2][lane], v2);
+        v3 = fmaf(p4.w, x[j + 3][lane], v3);
+    }
+    for (; j < j1; j++) v0 = fmaf(p[j], x[j][lane], v0);
+    return (v0 + v1) + (v2 + v3);
+}
+#define FB_NEXT ((FB_R + FB_SOLVE_WARPS - 2) / (FB_SOLVE_WARPS - 1))   // rows of the next sub-block per helper warp
+
 // in-superblock solve, forward: for rows r of U in order, c_r = acc_r + sum_{j<r} Pd[r][j] s_j, s_r = f_r + g_r c_r.
 // acc (B, S, D) = P[:, 0:u0] s[0:u0] (ignored when has_acc = 0). grid (ceil(D/32), B), 512 threads: lane = column.
+// Sub-blocks of 32 rows in order. While warp 0 solves the current sub-block's 32x32 triangle (right-looking:
+// after s_r, every later row's sum gets its term, so the dependent chain is one FMA per row), warps 1..15 compute
+// the next sub-block's products with all rows before the current one and load its constants; after a barrier
+// they add the 32 terms of the rows just solved. So the sub-block products hide behind the sequential triangles.
 // Writes s, c (fp32) and s_hi, s_lo (bf16 halves of s, read by the next superblocks' GEMMs).
 __global__ void __launch_bounds__(FB_SOLVE_WARPS * WARP_SIZE)
 fb_fwd_solve_kernel(float *s, float *c, floatX *s_hi, floatX *s_lo, const float *acc, int has_acc, const float *Pd,
                     const floatX *f, const float *gamma, int u0, int Sv, int S, int T, int D) {
-    __shared__ float s_sh[FB_SMAX][FB_R];          // s of the rows of U solved so far, this CTA's 32 columns
-    __shared__ float cur[FB_R][FB_R + 1];       // the sub-block's sums before its own triangle
+    __shared__ float s_sh[FB_SMAX][FB_R];       // s of the rows of U solved so far, this CTA's 32 columns
+    __shared__ float cur[FB_R][FB_R + 1];       // the sub-block's complete sums before its own triangle
     __shared__ float tri[FB_R][FB_R + 1];       // the sub-block's diagonal 32x32 of Pd
     __shared__ float fsh[FB_R][FB_R + 1];       // f of the sub-block's rows (loaded ahead: the triangle waits on nothing)
     __shared__ float gsh[FB_R];                 // gamma of the sub-block's rows
@@ -269,33 +289,21 @@ fb_fwd_solve_kernel(float *s, float *c, floatX *s_hi, floatX *s_lo, const float 
     bool col = n < D;
     Pd += (size_t)b * S * S; acc += (size_t)b * S * D; gamma += (size_t)b * T + u0;
     size_t base = ((size_t)b * T + u0) * D + n;   // row u0 of batch b, column n
+    // the first sub-block: its sums are acc alone
+    for (int i = w; i < FB_R; i += FB_SOLVE_WARPS) {
+        bool live = i < Sv;
+        cur[i][lane] = live && has_acc && col ? acc[(size_t)i * D + n] : 0.0f;
+        tri[i][lane] = live && lane < Sv ? Pd[(size_t)i * S + lane] : 0.0f;
+        fsh[i][lane] = live && col ? __bfloat162float(f[base + (size_t)i * D]) : 0.0f;
+        if (lane == 0) gsh[i] = live ? gamma[i] : 0.0f;
+    }
+    __syncthreads();
     for (int q0 = 0; q0 < Sv; q0 += FB_R) {
-        // 1) rows q0.. of this sub-block against the solved rows 0..q0-1 of U (warp w: rows w, w+16)
-        for (int i = w; i < FB_R; i += FB_SOLVE_WARPS) {
-            int r = q0 + i;
-            float v = 0.0f, tr = 0.0f;
-            if (r < Sv) {
-                const float *pr = Pd + (size_t)r * S;
-                float v0 = 0.0f, v1 = 0.0f, v2 = 0.0f, v3 = 0.0f;
-                for (int j = 0; j < q0; j += 4) {          // q0 is a multiple of 32: 16-byte aligned float4 loads
-                    FbF4 p4 = *(const FbF4 *)(pr + j);
-                    v0 = fmaf(p4.x, s_sh[j][lane], v0);
-                    v1 = fmaf(p4.y, s_sh[j + 1][lane], v1);
-                    v2 = fmaf(p4.z, s_sh[j + 2][lane], v2);
-                    v3 = fmaf(p4.w, s_sh[j + 3][lane], v3);
-                }
-                v = (v0 + v1) + (v2 + v3);
-                if (has_acc && col) v += acc[(size_t)r * D + n];
-                if (q0 + lane < Sv) tr = pr[q0 + lane];
-            }
-            cur[i][lane] = v;
-            tri[i][lane] = tr;
-            fsh[i][lane] = r < Sv && col ? __bfloat162float(f[base + (size_t)r * D]) : 0.0f;
-            if (lane == 0) gsh[i] = r < Sv ? gamma[r] : 0.0f;
-        }
-        __syncthreads();
-        // 2) the 32x32 triangle, one warp, right-looking: after s_r, add its term to every later row
+        int qn = q0 + FB_R;                     // the next sub-block
+        bool next = qn < Sv;
+        float nv[FB_NEXT], ntr[FB_NEXT], nf[FB_NEXT], ng[FB_NEXT];
         if (w == 0) {
+            // the 32x32 triangle, right-looking
             float a[FB_R];
 #pragma unroll
             for (int i = 0; i < FB_R; i++) a[i] = cur[i][lane];
@@ -313,6 +321,34 @@ fb_fwd_solve_kernel(float *s, float *c, floatX *s_hi, floatX *s_lo, const float 
                 }
 #pragma unroll
                 for (int r2 = rr + 1; r2 < FB_R; r2++) a[r2] = fmaf(tri[r2][rr], sv, a[r2]);
+            }
+        } else if (next) {
+            // meanwhile: the next sub-block's rows against rows 0..q0-1 (final), and its constants
+#pragma unroll
+            for (int k = 0; k < FB_NEXT; k++) {
+                int i = (w - 1) + k * (FB_SOLVE_WARPS - 1), r = qn + i;
+                nv[k] = ntr[k] = nf[k] = ng[k] = 0.0f;
+                if (i < FB_R && r < Sv) {
+                    const float *pr = Pd + (size_t)r * S;
+                    nv[k] = fb_dot_rows(pr, s_sh, 0, q0, lane) + (has_acc && col ? acc[(size_t)r * D + n] : 0.0f);
+                    if (qn + lane < Sv) ntr[k] = pr[qn + lane];
+                    if (col) nf[k] = __bfloat162float(f[base + (size_t)r * D]);
+                    ng[k] = gamma[r];
+                }
+            }
+        }
+        __syncthreads();                        // rows q0..qn-1 are solved; cur, tri, fsh, gsh are free
+        if (w != 0 && next) {
+#pragma unroll
+            for (int k = 0; k < FB_NEXT; k++) {
+                int i = (w - 1) + k * (FB_SOLVE_WARPS - 1), r = qn + i;
+                if (i >= FB_R) continue;
+                float v = nv[k];
+                if (r < Sv) v += fb_dot_rows(Pd + (size_t)r * S, s_sh, q0, qn, lane);
+                cur[i][lane] = v;
+                tri[i][lane] = ntr[k];
+                fsh[i][lane] = nf[k];
+                if (lane == 0) gsh[i] = ng[k];
             }
         }
         __syncthreads();
@@ -342,11 +378,12 @@ __global__ void fb_bwd_slab_kernel(floatX *Pc_hi, floatX *Pc_lo, float *PcT, con
 // in-superblock transposed solve: for keys j of U from last to first,
 //   u_j = gs_j + acc_j + sum_{t in U, t > j} Pc[t][j] u_t,   acc (B, S, D) = Pc[u1:T]^T u[u1:T] (when has_acc),
 // with the fp32 diagonal block PcT[j][t] = Pc[t][j]. grid (ceil(D/32), B), 512 threads: lane = column.
-// Writes u as bf16 halves u_hi/u_lo and df = bf16(u).
+// The forward's schedule mirrored: sub-blocks of 32 keys from last to first, warp 0 solves the triangle while
+// warps 1..15 prepare the previous sub-block. Writes u as bf16 halves u_hi/u_lo and df = bf16(u).
 __global__ void __launch_bounds__(FB_SOLVE_WARPS * WARP_SIZE)
 fb_bwd_solve_kernel(floatX *u_hi, floatX *u_lo, floatX *df, const float *acc, int has_acc, const float *PcT,
                     const float *gs, int u0, int Sv, int S, int T, int D) {
-    __shared__ float u_sh[FB_SMAX][FB_R];
+    __shared__ float u_sh[FB_SMAX][FB_R];       // u of the keys of U solved so far
     __shared__ float cur[FB_R][FB_R + 1];
     __shared__ float tri[FB_R][FB_R + 1];       // tri[t - q0][j - q0] = Pc[t][j] inside the sub-block
     __shared__ float gsh[FB_R][FB_R + 1];       // gs of the sub-block's keys, loaded ahead
@@ -354,36 +391,22 @@ fb_bwd_solve_kernel(floatX *u_hi, floatX *u_lo, floatX *df, const float *acc, in
     bool col = n < D;
     PcT += (size_t)b * S * S; acc += (size_t)b * S * D;
     size_t base = ((size_t)b * T + u0) * D + n;
-    for (int q0 = (Sv - 1) / FB_R * FB_R; q0 >= 0; q0 -= FB_R) {
-        int q1 = q0 + FB_R;
-        // 1) keys q0.. of this sub-block against the solved rows q1..Sv-1 of U (warp w: keys w, w+16)
-        for (int i = w; i < FB_R; i += FB_SOLVE_WARPS) {
-            int j = q0 + i;
-            float v = 0.0f, tr = 0.0f;
-            if (j < Sv) {
-                const float *pr = PcT + (size_t)j * S;
-                float v0 = 0.0f, v1 = 0.0f, v2 = 0.0f, v3 = 0.0f;
-                int t = q1;
-                for (; t + 3 < Sv; t += 4) {             // q1 is a multiple of 32: 16-byte aligned float4 loads
-                    FbF4 p4 = *(const FbF4 *)(pr + t);
-                    v0 = fmaf(p4.x, u_sh[t][lane], v0);
-                    v1 = fmaf(p4.y, u_sh[t + 1][lane], v1);
-                    v2 = fmaf(p4.z, u_sh[t + 2][lane], v2);
-                    v3 = fmaf(p4.w, u_sh[t + 3][lane], v3);
-                }
-                for (; t < Sv; t++) v0 = fmaf(pr[t], u_sh[t][lane], v0);
-                v = (v0 + v1) + (v2 + v3);
-                if (has_acc && col) v += acc[(size_t)j * D + n];
-            }
-            int tt = q0 + i, jl = q0 + lane;            // tri[i][lane] = Pc[q0+i][q0+lane] = PcT[q0+lane][q0+i]
-            if (tt < Sv && jl < Sv) tr = PcT[(size_t)jl * S + tt];
-            cur[i][lane] = v;
-            tri[i][lane] = tr;
-            gsh[i][lane] = j < Sv && col ? gs[base + (size_t)j * D] : 0.0f;
-        }
-        __syncthreads();
-        // 2) the 32x32 triangle, last key first: after u_t, add Pc[t][j] u_t to every earlier key j
+    int qlast = (Sv - 1) / FB_R * FB_R;
+    // the last sub-block: its sums are acc alone
+    for (int i = w; i < FB_R; i += FB_SOLVE_WARPS) {
+        int j = qlast + i, jl = qlast + lane;
+        bool live = j < Sv;
+        cur[i][lane] = live && has_acc && col ? acc[(size_t)j * D + n] : 0.0f;
+        tri[i][lane] = live && jl < Sv ? PcT[(size_t)jl * S + j] : 0.0f;   // Pc[qlast+i][qlast+lane]
+        gsh[i][lane] = live && col ? gs[base + (size_t)j * D] : 0.0f;
+    }
+    __syncthreads();
+    for (int q0 = qlast; q0 >= 0; q0 -= FB_R) {
+        int qp = q0 - FB_R, q1 = q0 + FB_R < Sv ? q0 + FB_R : Sv;   // the previous sub-block; the end of this one
+        bool next = qp >= 0;
+        float nv[FB_NEXT], ntr[FB_NEXT], ngs[FB_NEXT];
         if (w == 0) {
+            // the 32x32 triangle, last key first: after u_t, add Pc[t][j] u_t to every earlier key j
             float a[FB_R];
 #pragma unroll
             for (int i = 0; i < FB_R; i++) a[i] = cur[i][lane];
@@ -400,6 +423,29 @@ fb_bwd_solve_kernel(floatX *u_hi, floatX *u_lo, floatX *df, const float *acc, in
                 }
 #pragma unroll
                 for (int r2 = 0; r2 < rr; r2++) a[r2] = fmaf(tri[rr][r2], uv, a[r2]);
+            }
+        } else if (next) {
+            // meanwhile: the previous sub-block's keys against the keys q1..Sv-1 (final), and its constants
+#pragma unroll
+            for (int k = 0; k < FB_NEXT; k++) {
+                int i = (w - 1) + k * (FB_SOLVE_WARPS - 1), j = qp + i;
+                nv[k] = ntr[k] = ngs[k] = 0.0f;
+                if (i < FB_R) {                 // j < q0 < Sv: every key of an earlier sub-block exists
+                    nv[k] = fb_dot_rows(PcT + (size_t)j * S, u_sh, q1, Sv, lane) + (has_acc && col ? acc[(size_t)j * D + n] : 0.0f);
+                    ntr[k] = PcT[(size_t)(qp + lane) * S + j];                      // Pc[qp+i][qp+lane]
+                    if (col) ngs[k] = gs[base + (size_t)j * D];
+                }
+            }
+        }
+        __syncthreads();                        // keys q0..q1-1 are solved; cur, tri, gsh are free
+        if (w != 0 && next) {
+#pragma unroll
+            for (int k = 0; k < FB_NEXT; k++) {
+                int i = (w - 1) + k * (FB_SOLVE_WARPS - 1), j = qp + i;
+                if (i >= FB_R) continue;
+                cur[i][lane] = nv[k] + fb_dot_rows(PcT + (size_t)j * S, u_sh, q0, q1, lane);
+                tri[i][lane] = ntr[k];
+                gsh[i][lane] = ngs[k];
             }
         }
         __syncthreads();
