@@ -64,12 +64,14 @@
    B=2 T=4096 D=768:  forward 49.9 GMAC (100 GFLOP),  backward 118 GMAC (237 GFLOP)
    At 400-600 TFLOP/s for these shapes on an H200: GEMMs ~0.05 + 0.13 ms (T=1024) and ~0.2 + 0.5 ms (T=4096).
    Elementwise passes (row pass, slab, dZ) move ~16 bytes per (t, j < t) pair and direction: ~0.1 ms at T=4096.
-   In-superblock solves (fp32 FMAs, the sequential part): per superblock each thread does ~3600 FMAs of the
-   sub-block products plus 8 triangles of 32 dependent rows (~1-2 us each); ~20-35 us per superblock and
-   direction whatever B is, i.e. ~0.25 ms at T=1024 (4 superblocks) and ~1 ms at T=4096 (16), fwd + bwd.
+   In-superblock solves (fp32 FMAs, the sequential part): per superblock 8 triangles of 32 dependent rows (~1 us
+   each, warp 0), overlapped with the 15 helper warps' sub-block products (<= 3 rows x <= 224 terms each); about
+   10-15 us per superblock and direction. 102-105 registers x 512 threads: one CTA per SM, so B=8 D=768 (192 CTAs)
+   takes 2 waves (FB_SOLVE_WARPS = 8 would fit 2 CTAs per SM, with slower helpers). ~0.2 ms at T=1024 (4
+   superblocks, fwd + bwd) and ~0.4 ms at T=4096 (16 superblocks, 48 CTAs).
    Launches: 6 (forward) and 12 (backward) per superblock; cuBLASLt plans are cached per shape.
-   Prediction (fwd + bwd): ~0.5-0.6 ms at B=8 T=1024 and ~2 ms at B=2 T=4096, against the dense form's
-   0.81 + 0.79 ms and 3.1 + 3.0 ms measured for its solves alone (its gradient GEMMs come on top).
+   Prediction (fwd + bwd): ~0.5 ms (0.17 + 0.33) at B=8 T=1024 and ~1.4 ms (0.45 + 0.95) at B=2 T=4096, against
+   the dense form's 0.81 + 0.79 ms and 3.1 + 3.0 ms measured for its solves alone (its gradient GEMMs on top).
  Memory (scratch, the larger of forward and backward): forward 4BTD (s_hi/s_lo) + 12 B S T (Z, P_hi/P_lo)
    + 4 B S^2 + 4 B S D; backward 4BTD (u_hi/u_lo) + 4BTD (fp32 dqb accumulator) + 8 B T S (slab: Zs/US fp32,
    Pc_hi/Pc_lo, dZ over Pc_hi) + 4 B S^2 + 8 B S D. B=8 T=1024 D=768: 78 MiB, plus c (24 MiB) kept from the
