@@ -1,8 +1,9 @@
 /*
  The Sessa feedback branch on the GPU (DESIGN.md §1-§3): a strictly causal single-head softmax over the full
  width D placed inside a recurrent path, i.e. the unit-lower-triangular solve (I - diag(gamma) alpha) s = f.
- Memory is O(B*T*D) + O(B*T): alpha is never stored whole, it is recomputed tile by tile from qb, kb and
- the per-row log-sum-exp.
+ Memory is O(B*T*D): alpha is never stored whole; it is produced S rows (forward) or S columns (backward) at a
+ time, S = 256 (a "superblock", fb_superblock), and the heavy work is a few large strided-batched bf16 cuBLASLt GEMMs
+ (sm90 tensor cores, fp32 accumulation, deterministic) per superblock.
 
  API (row-major, token-major; qb, kb, dqb, dkb are rows of width D with row stride ld, so they can be the
  two halves of one (B,T,2D) buffer: qb[(b*T+t)*ld + i]):
@@ -21,384 +22,471 @@
        out: df = u = dL/df (B,T,D), dgamma (B,T), dqb/dkb (B,T,D) strided by ld (overwritten, not accumulated)
 
    size_t feedback_scratch_bytes(int B, int T, int D);   // device scratch for either call (nothing kept between)
+   The GEMMs use the cuBLASLt handle and workspace of matmul.cuh: matmul_init() must have run.
 
- Precision: s and c are fp32, and so is u inside the backward. s feeds every later row through a chain
- whose gain approaches 1 (gamma_max = 0.999): a bf16 s would re-inject a 2^-9 relative rounding error at
- every row and the chain would carry it almost undamped, while fp32 keeps it at 2^-24 (the same holds for
- u in the transposed chain). c costs one more fp32 (B,T,D) buffer, and buys an exact dgamma_t = u_t.c_t
- without dividing (s_t - f_t) by a gamma_t that may be near 0. All sums are fp32 in a fixed order and
- no atomics are used: results are bitwise identical run to run.
- Tensor cores: the logits qb kb^T are bf16 wmma (exact products, fp32 sums); every product that involves
- s, u, alpha or dZ (the chain GEMMs, u s^T, dqb, dkb) runs in 3xTF32 wmma, which is fp32-grade (plain TF32
- would put 2^-11 relative errors into the chain). Only the small in-block solves are plain fp32 FMAs.
- Memory: outputs s, c (B,T,D) fp32, lse (B,T); scratch (feedback_scratch_bytes) about 3 B*T*D floats.
+ Algorithm. Superblocks U = [u0, u1), u1 = min(u0 + S, T), Sv = u1 - u0 rows; every GEMM is batched over B.
+   forward, U in order (6 launches per superblock):
+     1. Z    = qb[U] kb[0:u1]^T / sqrt(D)                          (Sv, u1) fp32          1 GEMM
+     2. rows: lse_t = log sum_{j<t} exp Z[t,j];  P = exp(Z - lse) masked to j < t, stored as bf16 P_hi + P_lo,
+        and the diagonal block A_UU = P[:, u0:u1] in fp32                                 1 kernel (a warp per row)
+     3. acc  = P[:, 0:u0] s[0:u0]                                  (Sv, D) fp32-grade     3 GEMMs
+     4. in-superblock solve (one kernel, CTA = (32 columns, b), 16 warps): rows in sub-blocks of 32; warp 0 solves
+        a sub-block's 32x32 triangle, right-looking (after s_r is known, every later row's sum gets its term: 496
+        independent FMAs, the dependent chain is one FMA per row), while warps 1..15 compute the next sub-block's
+        products with the rows before (fp32, from shared memory), then add the 32 rows just solved; so
+        c_U = acc + A_UU s_U,  s_U = f_U + G_U c_U;  writes s, c and the bf16 s_hi/s_lo the next superblocks read.
+   backward, key superblocks U from last to first (u = dL/df solves u = gs + (G alpha)^T u), 12 launches each:
+     1. slab Zs = qb[u0:T] kb[U]^T / sqrt(D)                       (T-u0, Sv)             1 GEMM
+        Pc = gamma_t exp(Zs - lse_t) for j < t, as bf16 Pc_hi + Pc_lo, and the diagonal block
+        (t, j in U) in fp32, transposed, for the in-superblock solve                      1 kernel
+     2. acc  = Pc[u1:T]^T u[u1:T]                                  (Sv, D) fp32-grade     3 GEMMs
+     3. transposed in-superblock solve (the forward's kernel mirrored): u_U, stored as bf16 u_hi + u_lo, df
+     4. dgamma_t = u_t . c_t for t in U (every u_t, t >= u0, is known now), and s[U] split into hi/lo   1 kernel
+     5. US = u[u0:T] s[U]^T (fp32-grade, 3 GEMMs);
+        dZ = Pc (US - dgamma_t), rounded to bf16 (as FlashAttention-2 rounds dS)         1 kernel
+     6. dkb[U]     = dZ^T qb[u0:T] / sqrt(D): complete for these keys, written once as bf16   1 GEMM
+     7. dqb[u0:T] += dZ kb[U] / sqrt(D) into an fp32 accumulator, superblocks in a fixed order  1 GEMM
+   then dqb -> bf16 strided. The slab's Pc serves the chain and dZ, so the logits are computed once in the backward.
 
- Algorithm (block size FB_C = 64 rows), DESIGN.md §3:
-   forward:  lse for all rows in parallel (online softmax over key tiles), then for each query block I in order
-               P      = alpha[I, 0:i0+C]                     (C, i0+C) recomputed from qb, kb, lse
-               acc    = P[:, 0:i0] s[0:i0]                   GEMM, parallel over batch, D columns and split-K
-               c_t    = acc_t + sum_{j in I, j<t} P[t,j] s_j;  s_t = f_t + gamma_t c_t    (in-block solve, in order)
-   backward: for each key block J from last to first
-               Pc     = gamma_t alpha[t, J] for t >= j0      (T-j0, C)
-               acc    = Pc[t >= j0+C]^T u[t >= j0+C]         GEMM
-               u_j    = gs_j + acc_j + sum_{t in J, t>j} Pc[t,j] u_t   (in-block solve, last row first)
-             dgamma_t = u_t . c_t; then, R = 256 query rows at a time (so the chunk is O(T*256)):
-               dZ[t,j] = gamma_t alpha[t,j] (u_t.s_j - dgamma_t)   (R, T) tile-parallel
-               dqb[R rows] = dZ kb / sqrt(D);   dkb += dZ^T qb[R rows] / sqrt(D)   GEMMs, fp32 accumulation
- dev/test/test_feedback_blocked.c runs exactly this schedule on the CPU against the dense formula.
+ fp32-grade products from bf16 GEMMs: X = X_hi + X_lo with X_hi = bf16(X), X_lo = bf16(X - X_hi) (X_hi + X_lo
+ holds X to ~2^-17 relative); X Y ~ X_hi Y_hi + X_lo Y_hi + X_hi Y_lo, three GEMMs accumulating in fp32 (beta = 1),
+ the dropped X_lo Y_lo is ~2^-18 of the product. So every product in the chain (P s, Pc^T u, u s^T) has relative
+ error ~2^-16 per term (summed in fp32), far below the official layer's (bf16 logits and alpha: 2^-9). s, c and the
+ in-superblock sums are fp32; u lives as u_hi + u_lo (17 bits) outside the superblock being solved. The chain's gain
+ approaches 1 (gamma_max = 0.999), so a plain bf16 s or u (2^-9 re-injected every row) would not do.
+ Determinism: no atomics; all sums in a fixed order (cuBLASLt GEMMs are bitwise reproducible for a fixed
+ configuration and GPU); dqb accumulates over superblocks in order.
+
+ Cost. Per sequence, with n = T/S superblocks (MACs; x2 for FLOPs; every GEMM on bf16 tensor cores):
+   forward:  logits sum_U Sv u1 D = D T (T+S) / 2;   chain 3 sum_U Sv u0 D = 3 D T (T-S) / 2
+   backward: slab D T (T+S)/2; chain 3 D T (T-S)/2; u s^T 3 D T (T+S)/2; dkb and dqb D T (T+S)/2 each
+   B=8 T=1024 D=768:  forward 11.3 GMAC (22.6 GFLOP), backward 31.4 GMAC (62.9 GFLOP)
+   B=2 T=4096 D=768:  forward 49.9 GMAC (100 GFLOP),  backward 118 GMAC (237 GFLOP)
+   At 400-600 TFLOP/s for these shapes on an H200: GEMMs ~0.05 + 0.13 ms (T=1024) and ~0.2 + 0.5 ms (T=4096).
+   Elementwise passes (row pass, slab, dZ) move ~16 bytes per (t, j < t) pair and direction: ~0.1 ms at T=4096.
+   In-superblock solves (fp32 FMAs, the sequential part): per superblock 8 triangles of 32 dependent rows (~1 us
+   each, warp 0), overlapped with the 15 helper warps' sub-block products (<= 3 rows x <= 224 terms each); about
+   10-15 us per superblock and direction. 102-105 registers x 512 threads: one CTA per SM, so B=8 D=768 (192 CTAs)
+   takes 2 waves (FB_SOLVE_WARPS = 8 would fit 2 CTAs per SM, with slower helpers). ~0.2 ms at T=1024 (4
+   superblocks, fwd + bwd) and ~0.4 ms at T=4096 (16 superblocks, 48 CTAs).
+   Launches: 6 (forward) and 12 (backward) per superblock; cuBLASLt plans are cached per shape.
+   Prediction (fwd + bwd): ~0.5 ms (0.17 + 0.33) at B=8 T=1024 and ~1.4 ms (0.45 + 0.95) at B=2 T=4096, against
+   the dense form's 0.81 + 0.79 ms and 3.1 + 3.0 ms measured for its solves alone (its gradient GEMMs on top).
+ Memory (scratch, the larger of forward and backward): forward 4BTD (s_hi/s_lo) + 12 B S T (Z, P_hi/P_lo)
+   + 4 B S^2 + 4 B S D; backward 4BTD (u_hi/u_lo) + 4BTD (fp32 dqb accumulator) + 8 B T S (slab: Zs/US fp32,
+   Pc_hi/Pc_lo, dZ over Pc_hi) + 4 B S^2 + 8 B S D. B=8 T=1024 D=768: 78 MiB, plus c (24 MiB) kept from the
+   forward: 102 MiB, against 104 MiB for the dense form's A, u s^T, dZ and bf16 u, s (10 B T^2 + 4 B T D bytes).
+   At a fixed number of tokens B*T ours stays ~90-100 MiB while the dense form grows like T (344 MiB at T=4096);
+   below T = 1024 the dense form is the smaller one.
+ Deviations from the design first proposed (issue 11), and why:
+   - u is kept only as u_hi + u_lo (17 bits; fp32 inside the superblock being solved): the fp32 copy would add
+     4BTD bytes, and every use of u outside the solve is a hi/lo GEMM anyway; dgamma = (u_hi + u_lo) . c.
+   - dZ overwrites Pc_hi and u s^T overwrites the slab's logits: the slab costs 8 bytes per entry, not 14.
+   - the in-superblock solves read fp32 diagonal blocks (Pd, PcT), not hi/lo: one load per term, full precision.
+   - S is a runtime value (fb_superblock: 256, at most T rounded up to 32; FB_S in the dev bench) for tuning.
+ dev/test/test_feedback_blocked.c runs this schedule (superblocks, 32-row sub-blocks, hi/lo splits) on the CPU.
 */
 #ifndef SESSA_FEEDBACK_CUH
 #define SESSA_FEEDBACK_CUH
 
 #include <math.h>
-#include <mma.h>
+#include <string.h>
 #include "cuda_common.h"
+#include "matmul.cuh"
 
-#define FB_C 64          // rows per block of the substitution, and the edge of every square tile
-#define FB_THREADS 256   // threads of a 64x64 tile kernel: each owns 4x4 entries
+#define FB_SMAX 256       // the largest superblock: the in-superblock solves keep S x 32 fp32 in shared memory
+// rows S of a superblock (keys of a backward slab). 256 unless fb_superblock_rows is set (a multiple of 32 in
+// [32, FB_SMAX]; dev/cuda's bench sets it from FB_S to tune). S trades the solves' sequential work (~T S) and
+// the slabs' memory (~T S) against launches (~T / S) and the chain GEMMs' size.
+static inline int fb_round_up(int x, int m) { return (x + m - 1) / m * m; }
+static int fb_superblock_rows = 0;
+static inline int fb_superblock(int T) {
+    int S = fb_superblock_rows ? fb_superblock_rows : FB_SMAX;
+    if (S < 32 || S > FB_SMAX || S % 32 != 0) fatal("feedback: superblock of %d rows (need a multiple of 32 in [32, %d])", S, FB_SMAX);
+    int cap = fb_round_up(T, 32);   // one superblock holds all of a short sequence; no slab wider than T
+    return S < cap ? S : cap;
+}
+#define FB_R 32           // rows of a sub-block of the in-superblock solve = columns per solve CTA (one per lane)
+#define FB_SOLVE_WARPS 16    // warps of a solve CTA: all share the sub-block products (2 rows each), warp 0 does the triangle
 
-__device__ __forceinline__ float fb_load(float x) { return x; }
-__device__ __forceinline__ float fb_load(floatX x) { return __bfloat162float(x); }
-__device__ __forceinline__ void fb_store(float *p, float x) { *p = x; }
-__device__ __forceinline__ void fb_store(floatX *p, float x) { *p = __float2bfloat16(x); }
+struct __align__(16) FbF4 { float x, y, z, w; };   // one 16-byte load (float4 without the vector-type header)
 
 // ----------------------------------------------------------------------------
-// one 64x64 tile of row dot products on the tensor cores: acc[i][j] = A[a0 + ty+16i, :] . Bm[b0 + tx+16j, :]
-// over K columns (ty = tid/16, tx = tid%16); rows at or past a_end / b_end read as zero. Called by all
-// FB_THREADS threads. Each of the 8 warps owns a 16x32 block of the tile (two 16x16 accumulators), staged through
-// fb_Zs into the 4x4-per-thread layout. Two versions: bf16 rows (the logits qb kb^T; bf16 products are exact in
-// fp32) and fp32 rows (u s^T in the backward, in 3xTF32, see fb_split_tf32).
-#define FB_TK 32         // depth of one shared-memory slice
-#define FB_TKH 40        // row stride of the bf16 slices: 32 columns + 8 of padding (80 bytes, a multiple of 16)
-#define FB_TKF 36        // row stride of the fp32 slices: 32 columns + 4 of padding (144 bytes)
-#define FB_ZLD (FB_C + 4)
-static __shared__ __align__(32) float fb_Zs[FB_C][FB_ZLD];   // staging tile shared by both versions
+// row-major strided-batched GEMM on cuBLASLt: C (m x n, ldc) = alpha op(A) op(B) + beta C, for each of `batch`
+// matrices (strides sa, sb, sc in elements). A, B bf16; C fp32 or bf16 (ctype). op(A) = A stored m x k (lda), or
+// when ta, A stored k x m; op(B) = B stored k x n (ldb), or when tb, B stored n x k. fp32 accumulation.
+// Column-major view: C^T (n x m) = op(B)^T op(A)^T, i.e. cuBLASLt's A is our B (transposed iff tb) and its B our A.
+// Plans (descriptor, layouts, the heuristic's algorithm) are cached per shape in a small hash table: a cuBLASLt
+// heuristic query costs tens of microseconds of CPU time, and a superblock issues ~9 GEMMs.
+typedef struct {
+    int m, n, k, lda, ldb, ldc, batch, ta, tb, ctype, beta_nonzero;
+    long long sa, sb, sc;
+    uint32_t align[4];
+} FbGemmKey;
+typedef struct {
+    int used;
+    FbGemmKey key;
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t la, lb, lc;
+    cublasLtMatmulAlgo_t algo;
+} FbGemmPlan;
+#define FB_GEMM_PLANS 4096   // a power of two; when full, plans are made and freed per call
+static FbGemmPlan fb_gemm_plans[FB_GEMM_PLANS];
+static int fb_gemm_nplans = 0;
 
-// 3xTF32 (x = hi + lo, hi = tf32(x), lo = tf32(x - hi); a*b ~ a_lo b_hi + a_hi b_lo + a_hi b_hi): the tensor cores
-// give fp32-grade products (relative error ~2^-21 against fp32's 2^-24, where one tf32 product alone has 2^-11):
-// the substitution chain carries these sums from row to row with a gain near 1, so plain tf32 is not enough.
-// hi holds x on entry; the operation is elementwise, so it does not depend on the fragment's thread mapping.
-template <class Frag>
-__device__ __forceinline__ void fb_split_tf32(Frag &hi, Frag &lo) {
-    for (int i = 0; i < hi.num_elements; i++) {
-        float x = hi.x[i];
-        hi.x[i] = nvcuda::wmma::__float_to_tf32(x);
-        lo.x[i] = nvcuda::wmma::__float_to_tf32(x - hi.x[i]);
-    }
+static void fb_layout(cublasLtMatrixLayout_t *l, cudaDataType_t type, int rows, int cols, int ld, int batch, long long stride) {
+    cublasCheck(cublasLtMatrixLayoutCreate(l, type, rows, cols, ld));
+    int32_t bc = batch;
+    int64_t st = stride;
+    cublasCheck(cublasLtMatrixLayoutSetAttribute(*l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &bc, sizeof(bc)));
+    cublasCheck(cublasLtMatrixLayoutSetAttribute(*l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &st, sizeof(st)));
 }
 
-__device__ void fb_tile_from_staging(float acc[4][4]) {
-    int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
-    __syncthreads();
-    for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) acc[i][j] = fb_Zs[ty + 16 * i][tx + 16 * j];
-    __syncthreads();   // fb_Zs is read before a next tile stores into it
+static uint32_t fb_align(const void *p, size_t stride_bytes, int batch) {
+    uint32_t a = ptr_alignment(p);
+    while (batch > 1 && a > 1 && stride_bytes % a != 0) a >>= 1;
+    return a;
 }
 
-__device__ void fb_tile_dot(float acc[4][4], const floatX *A, int lda, int a0, int a_end,
-                            const floatX *Bm, int ldb, int b0, int b_end, int K) {
-    using namespace nvcuda;
-    __shared__ __align__(32) floatX As[FB_C][FB_TKH], Bs[FB_C][FB_TKH];
-    int tid = threadIdx.x, wr = (tid / WARP_SIZE) / 2, wc = (tid / WARP_SIZE) % 2;
-    wmma::fragment<wmma::accumulator, 16, 16, 16, float> c[2];
-    wmma::fill_fragment(c[0], 0.0f);
-    wmma::fill_fragment(c[1], 0.0f);
-    const floatX zero = __float2bfloat16(0.0f);
-    for (int k0 = 0; k0 < K; k0 += FB_TK) {
-        for (int e = tid; e < FB_C * FB_TK; e += FB_THREADS) {
-            int r = e / FB_TK, k = e % FB_TK, gk = k0 + k;
-            As[r][k] = (a0 + r < a_end && gk < K) ? A[(size_t)(a0 + r) * lda + gk] : zero;
-            Bs[r][k] = (b0 + r < b_end && gk < K) ? Bm[(size_t)(b0 + r) * ldb + gk] : zero;
+static void fb_plan_make(FbGemmPlan *p, const FbGemmKey *k) {
+    p->key = *k;
+    cublasCheck(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    cublasOperation_t opa = k->tb ? CUBLAS_OP_T : CUBLAS_OP_N, opb = k->ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof(opa)));
+    cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof(opb)));
+    fb_layout(&p->la, CUDA_R_16BF, k->tb ? k->k : k->n, k->tb ? k->n : k->k, k->ldb, k->batch, k->sb);
+    fb_layout(&p->lb, CUDA_R_16BF, k->ta ? k->m : k->k, k->ta ? k->k : k->m, k->lda, k->batch, k->sa);
+    fb_layout(&p->lc, (cudaDataType_t)k->ctype, k->n, k->m, k->ldc, k->batch, k->sc);
+    cublasLtMatmulPreference_t pref;
+    cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                     &cublaslt_workspace_size, sizeof(cublaslt_workspace_size)));
+    const cublasLtMatmulPreferenceAttributes_t al_attr[4] = {
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES };
+    for (int i = 0; i < 4; i++)
+        cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, al_attr[i], &k->align[i], sizeof(k->align[i])));
+    cublasLtMatmulHeuristicResult_t heur;
+    int found = 0;
+    cublasCheck(cublasLtMatmulAlgoGetHeuristic(cublaslt_handle, p->desc, p->la, p->lb, p->lc, p->lc, pref, 1, &heur, &found));
+    if (found == 0) fatal("fb_gemm: cuBLASLt found no algorithm for m=%d n=%d k=%d batch=%d (ta %d tb %d)",
+                          k->m, k->n, k->k, k->batch, k->ta, k->tb);
+    cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
+    p->algo = heur.algo;
+}
+static void fb_plan_free(FbGemmPlan *p) {
+    cublasCheck(cublasLtMatrixLayoutDestroy(p->la));
+    cublasCheck(cublasLtMatrixLayoutDestroy(p->lb));
+    cublasCheck(cublasLtMatrixLayoutDestroy(p->lc));
+    cublasCheck(cublasLtMatmulDescDestroy(p->desc));
+}
+
+static void fb_gemm(void *C, cudaDataType_t ctype, int ldc, long long sc,
+                    const floatX *A, int lda, long long sa, bool ta,
+                    const floatX *Bm, int ldb, long long sb, bool tb,
+                    int m, int n, int k, float alpha, float beta, int batch, cudaStream_t stream) {
+    if (m <= 0 || n <= 0 || k <= 0 || batch <= 0) fatal("fb_gemm: empty product m=%d n=%d k=%d batch=%d", m, n, k, batch);
+    FbGemmKey key;
+    memset(&key, 0, sizeof key);   // the padding too: keys are compared and hashed bytewise
+    key.m = m; key.n = n; key.k = k; key.lda = lda; key.ldb = ldb; key.ldc = ldc; key.batch = batch;
+    key.ta = ta; key.tb = tb; key.ctype = (int)ctype; key.beta_nonzero = beta != 0.0f;
+    key.sa = sa; key.sb = sb; key.sc = sc;
+    // pointer alignments as matmul_lt tells them, lowered to what the batch strides keep for every matrix of the batch
+    size_t ce = ctype == CUDA_R_16BF ? 2 : 4;
+    key.align[0] = fb_align(Bm, (size_t)sb * 2, batch); key.align[1] = fb_align(A, (size_t)sa * 2, batch);
+    key.align[2] = fb_align(C, (size_t)sc * ce, batch); key.align[3] = key.align[2];
+    uint64_t h = 1469598103934665603ull;           // FNV-1a over the key's bytes
+    for (size_t i = 0; i < sizeof key; i++) h = (h ^ ((const unsigned char *)&key)[i]) * 1099511628211ull;
+    FbGemmPlan *plan = NULL, tmp;
+    for (int probe = 0; probe < FB_GEMM_PLANS; probe++) {
+        FbGemmPlan *e = &fb_gemm_plans[(h + probe) & (FB_GEMM_PLANS - 1)];
+        if (e->used && memcmp(&e->key, &key, sizeof key) == 0) { plan = e; break; }
+        if (!e->used) {
+            if (fb_gemm_nplans < FB_GEMM_PLANS / 2) { fb_plan_make(e, &key); e->used = 1; fb_gemm_nplans++; plan = e; }
+            break;
         }
-        __syncthreads();
-        for (int kk = 0; kk < FB_TK; kk += 16) {
-            // rows 16wr.. of A times columns 32wc.. of Bm^T: Bm's rows read as a column-major operand
-            wmma::fragment<wmma::matrix_a, 16, 16, 16, floatX, wmma::row_major> a;
-            wmma::load_matrix_sync(a, &As[16 * wr][kk], FB_TKH);
-            for (int j = 0; j < 2; j++) {
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, floatX, wmma::col_major> b;
-                wmma::load_matrix_sync(b, &Bs[32 * wc + 16 * j][kk], FB_TKH);
-                wmma::mma_sync(c[j], a, b, c[j]);
+    }
+    if (plan == NULL) { fb_plan_make(&tmp, &key); plan = &tmp; }
+    cublasCheck(cublasLtMatmul(cublaslt_handle, plan->desc, &alpha, Bm, plan->la, A, plan->lb, &beta, C, plan->lc, C, plan->lc,
+                               &plan->algo, cublaslt_workspace, cublaslt_workspace_size, stream));
+    if (plan == &tmp) fb_plan_free(&tmp);
+}
+
+// C (+)= A B in fp32-grade from hi/lo bf16 halves: A_hi B_hi (beta) + A_lo B_hi + A_hi B_lo (beta = 1)
+static void fb_gemm3(float *C, int ldc, long long sc, const floatX *A_hi, const floatX *A_lo, int lda, long long sa, bool ta,
+                     const floatX *B_hi, const floatX *B_lo, int ldb, long long sb, bool tb,
+                     int m, int n, int k, float beta, int batch, cudaStream_t stream) {
+    fb_gemm(C, CUDA_R_32F, ldc, sc, A_hi, lda, sa, ta, B_hi, ldb, sb, tb, m, n, k, 1.0f, beta, batch, stream);
+    fb_gemm(C, CUDA_R_32F, ldc, sc, A_lo, lda, sa, ta, B_hi, ldb, sb, tb, m, n, k, 1.0f, 1.0f, batch, stream);
+    fb_gemm(C, CUDA_R_32F, ldc, sc, A_hi, lda, sa, ta, B_lo, ldb, sb, tb, m, n, k, 1.0f, 1.0f, batch, stream);
+}
+
+__device__ __forceinline__ void fb_split(floatX *hi, floatX *lo, float x) {
+    floatX h = __float2bfloat16(x);
+    *hi = h;
+    *lo = __float2bfloat16(x - __bfloat162float(h));
+}
+__device__ __forceinline__ float fb_join(floatX hi, floatX lo) { return __bfloat162float(hi) + __bfloat162float(lo); }
+
+// ----------------------------------------------------------------------------
+// forward kernels
+
+// row pass of superblock [u0, u0+Sv): one warp per row r, t = u0 + r. Z (B, S, ldz) fp32 logits for keys j < u1.
+// lse_t = log sum_{j<t} exp Z[r,j]; P[r,j] = exp(Z[r,j] - lse_t) for j < t else 0, into P_hi/P_lo (B, S, ldz) for
+// j < u1 and the fp32 diagonal block Pd (B, S, S): Pd[r][jj] = P[r, u0+jj]. grid (ceil(Sv/8), B), 256 threads.
+__global__ void fb_fwd_rows_kernel(floatX *P_hi, floatX *P_lo, float *Pd, float *lse, const float *Z, int ldz,
+                                   int u0, int Sv, int S, int T) {
+    int w = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, b = blockIdx.y;
+    int r = blockIdx.x * (blockDim.x / WARP_SIZE) + w;
+    if (r >= Sv) return;
+    int t = u0 + r, u1 = u0 + Sv;
+    size_t row = ((size_t)b * S + r) * ldz;
+    const float *z = Z + row;
+    float mx = -INFINITY, sum = 0.0f;
+    for (int j = lane; j < t; j += WARP_SIZE) mx = fmaxf(mx, z[j]);
+    mx = warp_reduce_max(mx);
+    for (int j = lane; j < t; j += WARP_SIZE) sum += expf(z[j] - mx);
+    sum = warp_reduce_sum(sum);
+    float l = t == 0 ? -INFINITY : mx + logf(sum);
+    for (int j = lane; j < u1; j += WARP_SIZE) {
+        float p = j < t ? expf(z[j] - l) : 0.0f;
+        fb_split(&P_hi[row + j], &P_lo[row + j], p);
+        if (j >= u0) Pd[((size_t)b * S + r) * S + (j - u0)] = p;
+    }
+    if (lane == 0) lse[(size_t)b * T + t] = l;
+}
+
+// sum_{j in [j0, j1)} p[j] x[j][lane] with 4 accumulators; j0 a multiple of 4 (16-byte loads of p)
+__device__ __forceinline__ float fb_dot_rows(const float *p, const float (*x)[FB_R], int j0, int j1, int lane) {
+    float v0 = 0.0f, v1 = 0.0f, v2 = 0.0f, v3 = 0.0f;
+    int j = j0;
+    for (; j + 3 < j1; j += 4) {
+        FbF4 p4 = *(const FbF4 *)(p + j);
+        v0 = fmaf(p4.x, x[j][lane], v0);
+        v1 = fmaf(p4.y, x[j + 1][lane], v1);
+        v2 = fmaf(p4.z, x[j + 2][lane], v2);
+        v3 = fmaf(p4.w, x[j + 3][lane], v3);
+    }
+    for (; j < j1; j++) v0 = fmaf(p[j], x[j][lane], v0);
+    return (v0 + v1) + (v2 + v3);
+}
+#define FB_NEXT ((FB_R + FB_SOLVE_WARPS - 2) / (FB_SOLVE_WARPS - 1))   // rows of the next sub-block per helper warp
+
+// in-superblock solve, forward: for rows r of U in order, c_r = acc_r + sum_{j<r} Pd[r][j] s_j, s_r = f_r + g_r c_r.
+// acc (B, S, D) = P[:, 0:u0] s[0:u0] (ignored when has_acc = 0). grid (ceil(D/32), B), 512 threads: lane = column.
+// Sub-blocks of 32 rows in order. While warp 0 solves the current sub-block's 32x32 triangle (right-looking:
+// after s_r, every later row's sum gets its term, so the dependent chain is one FMA per row), warps 1..15 compute
+// the next sub-block's products with all rows before the current one and load its constants; after a barrier
+// they add the 32 terms of the rows just solved. So the sub-block products hide behind the sequential triangles.
+// Writes s, c (fp32) and s_hi, s_lo (bf16 halves of s, read by the next superblocks' GEMMs).
+__global__ void __launch_bounds__(FB_SOLVE_WARPS * WARP_SIZE)
+fb_fwd_solve_kernel(float *s, float *c, floatX *s_hi, floatX *s_lo, const float *acc, int has_acc, const float *Pd,
+                    const floatX *f, const float *gamma, int u0, int Sv, int S, int T, int D) {
+    __shared__ float s_sh[FB_SMAX][FB_R];       // s of the rows of U solved so far, this CTA's 32 columns
+    __shared__ float cur[FB_R][FB_R + 1];       // the sub-block's complete sums before its own triangle
+    __shared__ float tri[FB_R][FB_R + 1];       // the sub-block's diagonal 32x32 of Pd
+    __shared__ float fsh[FB_R][FB_R + 1];       // f of the sub-block's rows (loaded ahead: the triangle waits on nothing)
+    __shared__ float gsh[FB_R];                 // gamma of the sub-block's rows
+    int w = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, b = blockIdx.y, n = blockIdx.x * FB_R + lane;
+    bool col = n < D;
+    Pd += (size_t)b * S * S; acc += (size_t)b * S * D; gamma += (size_t)b * T + u0;
+    size_t base = ((size_t)b * T + u0) * D + n;   // row u0 of batch b, column n
+    // the first sub-block: its sums are acc alone
+    for (int i = w; i < FB_R; i += FB_SOLVE_WARPS) {
+        bool live = i < Sv;
+        cur[i][lane] = live && has_acc && col ? acc[(size_t)i * D + n] : 0.0f;
+        tri[i][lane] = live && lane < Sv ? Pd[(size_t)i * S + lane] : 0.0f;
+        fsh[i][lane] = live && col ? __bfloat162float(f[base + (size_t)i * D]) : 0.0f;
+        if (lane == 0) gsh[i] = live ? gamma[i] : 0.0f;
+    }
+    __syncthreads();
+    for (int q0 = 0; q0 < Sv; q0 += FB_R) {
+        int qn = q0 + FB_R;                     // the next sub-block
+        bool next = qn < Sv;
+        float nv[FB_NEXT], ntr[FB_NEXT], nf[FB_NEXT], ng[FB_NEXT];
+        if (w == 0) {
+            // the 32x32 triangle, right-looking
+            float a[FB_R];
+#pragma unroll
+            for (int i = 0; i < FB_R; i++) a[i] = cur[i][lane];
+#pragma unroll
+            for (int rr = 0; rr < FB_R; rr++) {
+                int r = q0 + rr;
+                bool live = r < Sv && col;
+                float sv = fsh[rr][lane] + gsh[rr] * a[rr];
+                s_sh[r][lane] = sv;
+                if (live) {
+                    size_t o = base + (size_t)r * D;
+                    s[o] = sv;
+                    c[o] = a[rr];
+                    fb_split(&s_hi[o], &s_lo[o], sv);
+                }
+#pragma unroll
+                for (int r2 = rr + 1; r2 < FB_R; r2++) a[r2] = fmaf(tri[r2][rr], sv, a[r2]);
+            }
+        } else if (next) {
+            // meanwhile: the next sub-block's rows against rows 0..q0-1 (final), and its constants
+#pragma unroll
+            for (int k = 0; k < FB_NEXT; k++) {
+                int i = (w - 1) + k * (FB_SOLVE_WARPS - 1), r = qn + i;
+                nv[k] = ntr[k] = nf[k] = ng[k] = 0.0f;
+                if (i < FB_R && r < Sv) {
+                    const float *pr = Pd + (size_t)r * S;
+                    nv[k] = fb_dot_rows(pr, s_sh, 0, q0, lane) + (has_acc && col ? acc[(size_t)r * D + n] : 0.0f);
+                    if (qn + lane < Sv) ntr[k] = pr[qn + lane];
+                    if (col) nf[k] = __bfloat162float(f[base + (size_t)r * D]);
+                    ng[k] = gamma[r];
+                }
+            }
+        }
+        __syncthreads();                        // rows q0..qn-1 are solved; cur, tri, fsh, gsh are free
+        if (w != 0 && next) {
+#pragma unroll
+            for (int k = 0; k < FB_NEXT; k++) {
+                int i = (w - 1) + k * (FB_SOLVE_WARPS - 1), r = qn + i;
+                if (i >= FB_R) continue;
+                float v = nv[k];
+                if (r < Sv) v += fb_dot_rows(Pd + (size_t)r * S, s_sh, q0, qn, lane);
+                cur[i][lane] = v;
+                tri[i][lane] = ntr[k];
+                fsh[i][lane] = nf[k];
+                if (lane == 0) gsh[i] = ng[k];
             }
         }
         __syncthreads();
     }
-    for (int j = 0; j < 2; j++) wmma::store_matrix_sync(&fb_Zs[16 * wr][32 * wc + 16 * j], c[j], FB_ZLD, wmma::mem_row_major);
-    fb_tile_from_staging(acc);
 }
 
-__device__ void fb_tile_dot(float acc[4][4], const float *A, int lda, int a0, int a_end,
-                            const float *Bm, int ldb, int b0, int b_end, int K) {
-    using namespace nvcuda;
-    __shared__ __align__(32) float As[FB_C][FB_TKF], Bs[FB_C][FB_TKF];
-    int tid = threadIdx.x, wr = (tid / WARP_SIZE) / 2, wc = (tid / WARP_SIZE) % 2;
-    wmma::fragment<wmma::accumulator, 16, 16, 8, float> c[2];
-    wmma::fill_fragment(c[0], 0.0f);
-    wmma::fill_fragment(c[1], 0.0f);
-    for (int k0 = 0; k0 < K; k0 += FB_TK) {
-        for (int e = tid; e < FB_C * FB_TK; e += FB_THREADS) {
-            int r = e / FB_TK, k = e % FB_TK, gk = k0 + k;
-            As[r][k] = (a0 + r < a_end && gk < K) ? A[(size_t)(a0 + r) * lda + gk] : 0.0f;
-            Bs[r][k] = (b0 + r < b_end && gk < K) ? Bm[(size_t)(b0 + r) * ldb + gk] : 0.0f;
+// ----------------------------------------------------------------------------
+// backward kernels
+
+// slab of key superblock [u0, u0+Sv): rows i = t - u0 < T - u0, columns jj < S (j = u0 + jj).
+// Pc[i][jj] = gamma_t exp(Zs[i][jj] - lse_t) for jj < Sv and j < t, else 0, as bf16 halves. Zs, Pc: (B, T, S).
+// The diagonal block (t in U) also goes out in fp32, transposed, for the in-superblock solve: PcT (B, S, S),
+// PcT[jj][i] = Pc[i][jj] for i, jj < Sv.
+__global__ void fb_bwd_slab_kernel(floatX *Pc_hi, floatX *Pc_lo, float *PcT, const float *Zs, const float *lse,
+                                   const float *gamma, int u0, int Sv, int S, int T) {
+    int b = blockIdx.y;
+    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (size_t)(T - u0) * S) return;
+    int i = (int)(idx / S), jj = (int)(idx % S), t = u0 + i;
+    size_t o = (size_t)b * T * S + idx;
+    float p = 0.0f;
+    if (jj < Sv && u0 + jj < t) p = gamma[(size_t)b * T + t] * expf(Zs[o] - lse[(size_t)b * T + t]);
+    fb_split(&Pc_hi[o], &Pc_lo[o], p);
+    if (i < Sv && jj < Sv) PcT[((size_t)b * S + jj) * S + i] = p;
+}
+
+// in-superblock transposed solve: for keys j of U from last to first,
+//   u_j = gs_j + acc_j + sum_{t in U, t > j} Pc[t][j] u_t,   acc (B, S, D) = Pc[u1:T]^T u[u1:T] (when has_acc),
+// with the fp32 diagonal block PcT[j][t] = Pc[t][j]. grid (ceil(D/32), B), 512 threads: lane = column.
+// The forward's schedule mirrored: sub-blocks of 32 keys from last to first, warp 0 solves the triangle while
+// warps 1..15 prepare the previous sub-block. Writes u as bf16 halves u_hi/u_lo and df = bf16(u).
+__global__ void __launch_bounds__(FB_SOLVE_WARPS * WARP_SIZE)
+fb_bwd_solve_kernel(floatX *u_hi, floatX *u_lo, floatX *df, const float *acc, int has_acc, const float *PcT,
+                    const float *gs, int u0, int Sv, int S, int T, int D) {
+    __shared__ float u_sh[FB_SMAX][FB_R];       // u of the keys of U solved so far
+    __shared__ float cur[FB_R][FB_R + 1];
+    __shared__ float tri[FB_R][FB_R + 1];       // tri[t - q0][j - q0] = Pc[t][j] inside the sub-block
+    __shared__ float gsh[FB_R][FB_R + 1];       // gs of the sub-block's keys, loaded ahead
+    int w = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, b = blockIdx.y, n = blockIdx.x * FB_R + lane;
+    bool col = n < D;
+    PcT += (size_t)b * S * S; acc += (size_t)b * S * D;
+    size_t base = ((size_t)b * T + u0) * D + n;
+    int qlast = (Sv - 1) / FB_R * FB_R;
+    // the last sub-block: its sums are acc alone
+    for (int i = w; i < FB_R; i += FB_SOLVE_WARPS) {
+        int j = qlast + i, jl = qlast + lane;
+        bool live = j < Sv;
+        cur[i][lane] = live && has_acc && col ? acc[(size_t)j * D + n] : 0.0f;
+        tri[i][lane] = live && jl < Sv ? PcT[(size_t)jl * S + j] : 0.0f;   // Pc[qlast+i][qlast+lane]
+        gsh[i][lane] = live && col ? gs[base + (size_t)j * D] : 0.0f;
+    }
+    __syncthreads();
+    for (int q0 = qlast; q0 >= 0; q0 -= FB_R) {
+        int qp = q0 - FB_R, q1 = q0 + FB_R < Sv ? q0 + FB_R : Sv;   // the previous sub-block; the end of this one
+        bool next = qp >= 0;
+        float nv[FB_NEXT], ntr[FB_NEXT], ngs[FB_NEXT];
+        if (w == 0) {
+            // the 32x32 triangle, last key first: after u_t, add Pc[t][j] u_t to every earlier key j
+            float a[FB_R];
+#pragma unroll
+            for (int i = 0; i < FB_R; i++) a[i] = cur[i][lane];
+#pragma unroll
+            for (int rr = FB_R - 1; rr >= 0; rr--) {
+                int j = q0 + rr;
+                bool live = j < Sv && col;
+                float uv = live ? gsh[rr][lane] + a[rr] : 0.0f;
+                u_sh[j][lane] = uv;
+                if (live) {
+                    size_t o = base + (size_t)j * D;
+                    fb_split(&u_hi[o], &u_lo[o], uv);
+                    df[o] = __float2bfloat16(uv);
+                }
+#pragma unroll
+                for (int r2 = 0; r2 < rr; r2++) a[r2] = fmaf(tri[rr][r2], uv, a[r2]);
+            }
+        } else if (next) {
+            // meanwhile: the previous sub-block's keys against the keys q1..Sv-1 (final), and its constants
+#pragma unroll
+            for (int k = 0; k < FB_NEXT; k++) {
+                int i = (w - 1) + k * (FB_SOLVE_WARPS - 1), j = qp + i;
+                nv[k] = ntr[k] = ngs[k] = 0.0f;
+                if (i < FB_R) {                 // j < q0 < Sv: every key of an earlier sub-block exists
+                    nv[k] = fb_dot_rows(PcT + (size_t)j * S, u_sh, q1, Sv, lane) + (has_acc && col ? acc[(size_t)j * D + n] : 0.0f);
+                    ntr[k] = PcT[(size_t)(qp + lane) * S + j];                      // Pc[qp+i][qp+lane]
+                    if (col) ngs[k] = gs[base + (size_t)j * D];
+                }
+            }
         }
-        __syncthreads();
-        for (int kk = 0; kk < FB_TK; kk += 8) {
-            wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> a_hi, a_lo;
-            wmma::load_matrix_sync(a_hi, &As[16 * wr][kk], FB_TKF);
-            fb_split_tf32(a_hi, a_lo);
-            for (int j = 0; j < 2; j++) {
-                wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::col_major> b_hi, b_lo;
-                wmma::load_matrix_sync(b_hi, &Bs[32 * wc + 16 * j][kk], FB_TKF);
-                fb_split_tf32(b_hi, b_lo);
-                wmma::mma_sync(c[j], a_lo, b_hi, c[j]);   // small terms first
-                wmma::mma_sync(c[j], a_hi, b_lo, c[j]);
-                wmma::mma_sync(c[j], a_hi, b_hi, c[j]);
+        __syncthreads();                        // keys q0..q1-1 are solved; cur, tri, gsh are free
+        if (w != 0 && next) {
+#pragma unroll
+            for (int k = 0; k < FB_NEXT; k++) {
+                int i = (w - 1) + k * (FB_SOLVE_WARPS - 1), j = qp + i;
+                if (i >= FB_R) continue;
+                cur[i][lane] = nv[k] + fb_dot_rows(PcT + (size_t)j * S, u_sh, q0, q1, lane);
+                tri[i][lane] = ntr[k];
+                gsh[i][lane] = ngs[k];
             }
         }
         __syncthreads();
     }
-    for (int j = 0; j < 2; j++) wmma::store_matrix_sync(&fb_Zs[16 * wr][32 * wc + 16 * j], c[j], FB_ZLD, wmma::mem_row_major);
-    fb_tile_from_staging(acc);
 }
 
-// batched strided GEMM: out(m,n) = beta*out(m,n) + scale * sum_{k<K} A(m,k) Bm(k,n)  for m<M, n<N
-//   A(m,k) = A[z*sA + m*a_m + k*a_k],  Bm(k,n) = Bm[z*sB + k*b_k + n],  out(m,n) = out[z*sO + m*o_m + n]
-// grid (ceil(N/64), ceil(M/64), batch*splits), FB_THREADS threads; beta == 0 never reads out. K = 0 gives beta*out.
-// Split-K: the block of split p sums k in [p*KS, (p+1)*KS) and writes its partial sum to out + p*s_split
-// (the caller adds the partials in order); it gives the chain's GEMMs, short in M, enough blocks at long T.
-// A 64x64 tile per block on the tensor cores in 3xTF32; each of the 8 warps owns a 16x32 block (two accumulators).
-#define FB_GK 16          // depth of one shared-memory slice
-#define FB_GLD (FB_C + 4) // row stride of the fp32 slices and of the output staging tile (16-byte multiple)
-template <typename TA, typename TB, typename TO>
-__global__ void __launch_bounds__(FB_THREADS)
-fb_gemm_kernel(TO *out, size_t sO, int o_m, const TA *A, size_t sA, int a_m, int a_k,
-               const TB *Bm, size_t sB, int b_k, int M, int N, int K, float scale, float beta,
-               int splits, int KS, size_t s_split) {
-    using namespace nvcuda;
-    __shared__ __align__(32) float As[FB_GK][FB_GLD], Bs[FB_GK][FB_GLD];   // As[k][m] = A(m0+m, k0+k), Bs[k][n]
-    __shared__ __align__(32) float Cs[FB_C][FB_GLD];
-    int tid = threadIdx.x, ty = tid / 16, tx = tid % 16, wr = (tid / WARP_SIZE) / 2, wc = (tid / WARP_SIZE) % 2;
-    int m0 = blockIdx.y * FB_C, n0 = blockIdx.x * FB_C, z = blockIdx.z / splits, split = blockIdx.z % splits;
-    A += z * sA; Bm += z * sB; out += z * sO + split * s_split;
-    int kb0 = split * KS, kb1 = min(K, kb0 + KS);
-    wmma::fragment<wmma::accumulator, 16, 16, 8, float> c[2];
-    wmma::fill_fragment(c[0], 0.0f);
-    wmma::fill_fragment(c[1], 0.0f);
-    for (int k0 = kb0; k0 < kb1; k0 += FB_GK) {
-        for (int e = tid; e < FB_GK * FB_C; e += FB_THREADS) {
-            // walk A along its unit-stride axis so that neighbouring threads read neighbouring addresses
-            int m = (a_k == 1) ? e / FB_GK : e % FB_C, k = (a_k == 1) ? e % FB_GK : e / FB_C;
-            As[k][m] = (m0 + m < M && k0 + k < kb1) ? fb_load(A[(size_t)(m0 + m) * a_m + (size_t)(k0 + k) * a_k]) : 0.0f;
-            int n = e % FB_C, kb = e / FB_C;
-            Bs[kb][n] = (n0 + n < N && k0 + kb < kb1) ? fb_load(Bm[(size_t)(k0 + kb) * b_k + n0 + n]) : 0.0f;
-        }
-        __syncthreads();
-        for (int kk = 0; kk < FB_GK; kk += 8) {
-            wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::col_major> a_hi, a_lo;
-            wmma::load_matrix_sync(a_hi, &As[kk][16 * wr], FB_GLD);
-            fb_split_tf32(a_hi, a_lo);
-            for (int j = 0; j < 2; j++) {
-                wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> b_hi, b_lo;
-                wmma::load_matrix_sync(b_hi, &Bs[kk][32 * wc + 16 * j], FB_GLD);
-                fb_split_tf32(b_hi, b_lo);
-                wmma::mma_sync(c[j], a_lo, b_hi, c[j]);   // small terms first
-                wmma::mma_sync(c[j], a_hi, b_lo, c[j]);
-                wmma::mma_sync(c[j], a_hi, b_hi, c[j]);
-            }
-        }
-        __syncthreads();
-    }
-    for (int j = 0; j < 2; j++) wmma::store_matrix_sync(&Cs[16 * wr][32 * wc + 16 * j], c[j], FB_GLD, wmma::mem_row_major);
-    __syncthreads();
-    for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) {
-        int m = m0 + ty + 16 * i, n = n0 + tx + 16 * j;
-        if (m >= M || n >= N) continue;
-        TO *p = out + (size_t)m * o_m + n;
-        fb_store(p, scale * Cs[ty + 16 * i][tx + 16 * j] + (beta != 0.0f ? beta * fb_load(*p) : 0.0f));
-    }
-}
-
-#define FB_KSPLIT 256   // K per split of the chain GEMMs
-static inline int fb_splits(int K) { return K <= FB_KSPLIT ? 1 : ceil_div(K, FB_KSPLIT); }
-
-template <typename TA, typename TB, typename TO>
-static void fb_gemm(TO *out, size_t sO, int o_m, const TA *A, size_t sA, int a_m, int a_k, const TB *Bm, size_t sB,
-                    int b_k, int M, int N, int K, float scale, float beta, int batch, int splits, size_t s_split,
-                    cudaStream_t stream) {
-    int KS = FB_GK * ceil_div(ceil_div(K, splits), FB_GK);
-    dim3 grid(ceil_div(N, FB_C), ceil_div(M, FB_C), batch * splits);
-    fb_gemm_kernel<<<grid, FB_THREADS, 0, stream>>>(out, sO, o_m, A, sA, a_m, a_k, Bm, sB, b_k, M, N, K, scale, beta,
-                                                    splits, KS, s_split);
-    cudaCheck(cudaGetLastError());
-}
-
-// ----------------------------------------------------------------------------
-// softmax statistics of the strictly causal logits: lse[b,t] = log sum_{j<t} exp(qb_t.kb_j/sqrt(D))
-// grid (ceil(T/64), B). 4 threads share a row (16 columns of each key tile each), merged at the end.
-__global__ void __launch_bounds__(FB_THREADS)
-feedback_lse_kernel(float *lse, const floatX *qb, const floatX *kb, int ld, int T, int D) {
-    __shared__ float Zs[FB_C][FB_C + 1];
-    int tid = threadIdx.x, ty = tid / 16, tx = tid % 16, b = blockIdx.y, i0 = blockIdx.x * FB_C;
-    qb += (size_t)b * T * ld; kb += (size_t)b * T * ld;
-    float scale = rsqrtf((float)D);
-    int row = tid / 4, part = tid % 4, t = i0 + row;
-    float m = -INFINITY, l = 0.0f;                 // running max and sum of this thread's share of row t
-    for (int j0 = 0; j0 <= i0; j0 += FB_C) {      // key tiles holding some j < t
-        float acc[4][4];
-        fb_tile_dot(acc, qb, ld, i0, T, kb, ld, j0, T, D);
-        for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) Zs[ty + 16 * i][tx + 16 * j] = acc[i][j] * scale;
-        __syncthreads();
-        for (int k = part * 16; k < part * 16 + 16; k++) {
-            if (j0 + k >= t) break;
-            float z = Zs[row][k], m_new = fmaxf(m, z);
-            l = l * expf(m - m_new) + expf(z - m_new);
-            m = m_new;
-        }
-        __syncthreads();
-    }
-    for (int o = 1; o < 4; o <<= 1) {             // merge the 4 shares of the row (lanes differ in their low 2 bits)
-        float m2 = __shfl_xor_sync(0xffffffffu, m, o), l2 = __shfl_xor_sync(0xffffffffu, l, o);
-        float mm = fmaxf(m, m2);
-        l = (mm == -INFINITY) ? 0.0f : l * expf(m - mm) + l2 * expf(m2 - mm);
-        m = mm;
-    }
-    if (part == 0 && t < T) lse[(size_t)b * T + t] = (t == 0) ? -INFINITY : m + logf(l);
-}
-
-// ----------------------------------------------------------------------------
-// forward, one query block I = [i0, i0+C): P[b][r][j] = alpha[i0+r, j] for j < i0+C (0 where j >= t or t >= T)
-// P: (B, C, T) scratch. grid (i0/C + 1, B): key tile blockIdx.x, the last one is the diagonal tile.
-__global__ void __launch_bounds__(FB_THREADS)
-feedback_alpha_rows_kernel(float *P, const floatX *qb, const floatX *kb, int ld, const float *lse,
-                           int i0, int T, int D) {
-    int tid = threadIdx.x, ty = tid / 16, tx = tid % 16, b = blockIdx.y, j0 = blockIdx.x * FB_C;
-    qb += (size_t)b * T * ld; kb += (size_t)b * T * ld; lse += (size_t)b * T; P += (size_t)b * FB_C * T;
-    float acc[4][4];
-    fb_tile_dot(acc, qb, ld, i0, T, kb, ld, j0, T, D);
-    float scale = rsqrtf((float)D);
-    for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) {
-        int r = ty + 16 * i, t = i0 + r, jj = j0 + tx + 16 * j;
-        if (jj >= T) continue;
-        P[(size_t)r * T + jj] = (jj < t && t < T) ? expf(acc[i][j] * scale - lse[t]) : 0.0f;
-    }
-}
-
-// forward in-block solve, rows in order: c_t = acc[r] + sum_{j<r} P[r][i0+j] s_{i0+j};  s_t = f_t + gamma_t c_t
-// acc = P[:, 0:i0] s[0:i0] as `splits` partial sums (splits, B, C, D), added in order here.
-// grid (ceil(D/128), B), 128 threads: one column each, the block's s in registers.
-#define FB_SOLVE_THREADS 128
-__global__ void __launch_bounds__(FB_SOLVE_THREADS)
-feedback_solve_rows_kernel(float *s, float *c, const float *acc, int splits, const float *P, const floatX *f,
-                           const float *gamma, int i0, int T, int D, int B) {
-    __shared__ float Pd[FB_C][FB_C];   // alpha[i0+r, i0+j], the diagonal tile (strictly lower)
-    __shared__ float g[FB_C];
-    int b = blockIdx.y, n = blockIdx.x * FB_SOLVE_THREADS + threadIdx.x;
-    P += (size_t)b * FB_C * T;
-    for (int e = threadIdx.x; e < FB_C * FB_C; e += FB_SOLVE_THREADS) {
-        int r = e / FB_C, j = e % FB_C;
-        Pd[r][j] = (i0 + j < T) ? P[(size_t)r * T + i0 + j] : 0.0f;
-    }
-    for (int r = threadIdx.x; r < FB_C; r += FB_SOLVE_THREADS) g[r] = (i0 + r < T) ? gamma[(size_t)b * T + i0 + r] : 0.0f;
-    __syncthreads();
-    if (n >= D) return;
-    acc += (size_t)b * FB_C * D + n;
-    size_t base = ((size_t)b * T + i0) * D + n;
-    float sv[FB_C];
-#pragma unroll
-    for (int r = 0; r < FB_C; r++) {
-        float cr = 0.0f;
-        for (int p = 0; p < splits; p++) cr += acc[((size_t)p * B * FB_C + r) * D];
-#pragma unroll
-        for (int j = 0; j < r; j++) cr = fmaf(Pd[r][j], sv[j], cr);
-        bool live = i0 + r < T;
-        sv[r] = live ? fb_load(f[base + (size_t)r * D]) + g[r] * cr : 0.0f;
-        if (live) { s[base + (size_t)r * D] = sv[r]; c[base + (size_t)r * D] = cr; }
-    }
-}
-
-// ----------------------------------------------------------------------------
-// backward, one key block J = [j0, j0+C): Pc[b][t][r] = gamma_t alpha[t, j0+r] for t >= j0 (0 where j0+r >= t)
-// Pc: (B, T, C) scratch. grid (ceil((T-j0)/C), B): query tile t0 = j0 + C*blockIdx.x, the first is diagonal.
-__global__ void __launch_bounds__(FB_THREADS)
-feedback_alpha_cols_kernel(float *Pc, const floatX *qb, const floatX *kb, int ld, const float *lse,
-                           const float *gamma, int j0, int T, int D) {
-    int tid = threadIdx.x, ty = tid / 16, tx = tid % 16, b = blockIdx.y, t0 = j0 + blockIdx.x * FB_C;
-    qb += (size_t)b * T * ld; kb += (size_t)b * T * ld; lse += (size_t)b * T; gamma += (size_t)b * T;
-    Pc += (size_t)b * T * FB_C;
-    float acc[4][4];
-    fb_tile_dot(acc, qb, ld, t0, T, kb, ld, j0, T, D);
-    float scale = rsqrtf((float)D);
-    for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) {
-        int t = t0 + ty + 16 * i, r = tx + 16 * j;
-        if (t >= T) continue;
-        Pc[(size_t)t * FB_C + r] = (j0 + r < t) ? gamma[t] * expf(acc[i][j] * scale - lse[t]) : 0.0f;
-    }
-}
-
-// backward in-block solve, last row first: u_j = gs_j + acc[r] + sum_{r'>r} Pc[j0+r'][r] u_{j0+r'}, j = j0+r
-// acc = Pc[j0+C:, :]^T u[j0+C:] as `splits` partial sums (splits, B, C, D). grid (ceil(D/128), B), 128 threads.
-__global__ void __launch_bounds__(FB_SOLVE_THREADS)
-feedback_solve_cols_kernel(float *u, floatX *df, const float *acc, int splits, const float *Pc, const float *gs,
-                           int j0, int T, int D, int B) {
-    __shared__ float Pd[FB_C][FB_C];   // Pd[r'][r] = gamma alpha[j0+r', j0+r], the diagonal tile
-    int b = blockIdx.y, n = blockIdx.x * FB_SOLVE_THREADS + threadIdx.x;
-    Pc += (size_t)b * T * FB_C;
-    for (int e = threadIdx.x; e < FB_C * FB_C; e += FB_SOLVE_THREADS) {
-        int rr = e / FB_C, r = e % FB_C;
-        Pd[rr][r] = (j0 + rr < T) ? Pc[(size_t)(j0 + rr) * FB_C + r] : 0.0f;
-    }
-    __syncthreads();
-    if (n >= D) return;
-    acc += (size_t)b * FB_C * D + n;
-    size_t base = ((size_t)b * T + j0) * D + n;
-    float uv[FB_C];
-#pragma unroll
-    for (int r = FB_C - 1; r >= 0; r--) {
-        float ur = 0.0f;
-        for (int p = 0; p < splits; p++) ur += acc[((size_t)p * B * FB_C + r) * D];
-#pragma unroll
-        for (int rr = FB_C - 1; rr > r; rr--) ur = fmaf(Pd[rr][r], uv[rr], ur);
-        bool live = j0 + r < T;
-        uv[r] = live ? gs[base + (size_t)r * D] + ur : 0.0f;
-        if (live) { u[base + (size_t)r * D] = uv[r]; df[base + (size_t)r * D] = __float2bfloat16(uv[r]); }
-    }
-}
-
-// dgamma_t = u_t . c_t (one warp per row); this is also the Delta_t of the softmax backward
-__global__ void feedback_dgamma_kernel(float *dgamma, const float *u, const float *c, int BT, int D) {
-    int row = blockIdx.x * (blockDim.x / WARP_SIZE) + threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE;
-    if (row >= BT) return;
-    u += (size_t)row * D; c += (size_t)row * D;
+// for the rows t in [u0, u0+Sv) of U, one warp per row: dgamma_t = u_t . c_t with u = u_hi + u_lo (this is also
+// the Delta_t of the softmax backward), and s_t split into bf16 halves sU_hi/sU_lo (B, S, D) for the u s^T GEMMs.
+// grid (ceil(Sv/8), B), 256 threads.
+__global__ void fb_bwd_rows_kernel(float *dgamma, floatX *sU_hi, floatX *sU_lo, const floatX *u_hi, const floatX *u_lo,
+                                   const float *c, const float *s, int u0, int Sv, int S, int T, int D) {
+    int w = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, b = blockIdx.y;
+    int r = blockIdx.x * (blockDim.x / WARP_SIZE) + w;
+    if (r >= Sv) return;
+    size_t row = ((size_t)b * T + u0 + r) * D, srow = ((size_t)b * S + r) * D;
     float acc = 0.0f;
-    for (int i = lane; i < D; i += WARP_SIZE) acc = fmaf(u[i], c[i], acc);
+    for (int i = lane; i < D; i += WARP_SIZE) {
+        acc = fmaf(fb_join(u_hi[row + i], u_lo[row + i]), c[row + i], acc);
+        fb_split(&sU_hi[srow + i], &sU_lo[srow + i], s[row + i]);
+    }
     acc = warp_reduce_sum(acc);
-    if (lane == 0) dgamma[row] = acc;
+    if (lane == 0) dgamma[(size_t)b * T + u0 + r] = acc;
 }
 
-// dZ for query rows [g0, g0+R): dZ[b][t-g0][j] = gamma_t alpha[t,j] (u_t.s_j - dgamma_t) for j < t, else 0
-// dZ: (B, R, T) scratch, written for j < min(g0+R, T). grid (ceil(min(g0+R,T)/C), R/C, B).
-__global__ void __launch_bounds__(FB_THREADS)
-feedback_dz_kernel(float *dZ, const floatX *qb, const floatX *kb, int ld, const float *u, const float *s,
-                   const float *lse, const float *gamma, const float *dgamma, int g0, int R, int T, int D) {
-    int tid = threadIdx.x, ty = tid / 16, tx = tid % 16, b = blockIdx.z;
-    int j0 = blockIdx.x * FB_C, t0 = g0 + blockIdx.y * FB_C;
-    qb += (size_t)b * T * ld; kb += (size_t)b * T * ld; u += (size_t)b * T * D; s += (size_t)b * T * D;
-    lse += (size_t)b * T; gamma += (size_t)b * T; dgamma += (size_t)b * T; dZ += (size_t)b * R * T;
-    float z[4][4] = {}, us[4][4] = {};
-    if (j0 < t0 + FB_C - 1) {                      // the tile holds some j < t: compute it
-        fb_tile_dot(z, qb, ld, t0, T, kb, ld, j0, T, D);
-        fb_tile_dot(us, u, D, t0, T, s, D, j0, T, D);
-    }
-    float scale = rsqrtf((float)D);
-    for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) {
-        int t = t0 + ty + 16 * i, jj = j0 + tx + 16 * j;
-        if (t >= T || jj >= T) continue;
-        float v = 0.0f;
-        if (jj < t) v = gamma[t] * expf(z[i][j] * scale - lse[t]) * (us[i][j] - dgamma[t]);
-        dZ[(size_t)(t - g0) * T + jj] = v;
-    }
+// dZ[i][jj] = Pc[i][jj] (US[i][jj] - dgamma_t), t = u0 + i, for jj < Sv (Pc is 0 where j >= t); bf16, written over
+// Pc_hi (each element read then written by one thread). Columns jj >= Sv are left as they are (never read).
+__global__ void fb_dz_kernel(floatX *dZ_Pc_hi, const floatX *Pc_lo, const float *US, const float *dgamma,
+                             int u0, int Sv, int S, int T) {
+    int b = blockIdx.y;
+    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (size_t)(T - u0) * S) return;
+    int i = (int)(idx / S), jj = (int)(idx % S);
+    if (jj >= Sv) return;
+    size_t o = (size_t)b * T * S + idx;
+    float p = fb_join(dZ_Pc_hi[o], Pc_lo[o]);
+    dZ_Pc_hi[o] = __float2bfloat16(p * (US[o] - dgamma[(size_t)b * T + u0 + i]));
 }
 
-__global__ void feedback_store_strided_kernel(floatX *dst, int ld, const float *src, int BT, int D) {
+__global__ void fb_store_strided_kernel(floatX *dst, int ld, const float *src, int BT, int D) {
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (size_t)BT * D) return;
     size_t row = idx / D, col = idx % D;
@@ -406,43 +494,86 @@ __global__ void feedback_store_strided_kernel(floatX *dst, int ld, const float *
 }
 
 // ----------------------------------------------------------------------------
-// scratch layout (floats): forward P (B,C,T) | acc (S,B,C,D);  backward Pc (B,T,C) | acc (S,B,C,D) | u (B,T,D) |
-// dkb accumulator (B,T,D) | dZ chunk (B,R,T), with S = fb_splits(T) split-K partials (S*C ~ T/4) and
-// R = feedback_dz_rows(T) <= 256 query rows of dZ per chunk
+// scratch: regions carved in order, each 256-byte aligned (cuBLASLt likes aligned operands)
 
-#define FB_DZ_ROWS 256  // query rows of dZ per chunk: the chunk (B, 256, T) stays below B*T*D for D >= 256
-static inline int feedback_dz_rows(int T) {
-    int Tc = FB_C * ceil_div(T, FB_C);
-    return FB_DZ_ROWS < Tc ? FB_DZ_ROWS : Tc;
+static inline int fb_ldz(int T) { return fb_round_up(T, 64); }   // row stride of the forward's (S, T) blocks
+
+typedef struct { char *p; size_t off; } FbCarve;
+static void *fb_take(FbCarve *c, size_t bytes) {
+    void *r = c->p ? c->p + c->off : NULL;
+    c->off += (bytes + 255) / 256 * 256;
+    return r;
+}
+
+typedef struct { floatX *s_hi, *s_lo, *P_hi, *P_lo; float *Z, *Pd, *acc; } FbFwdScratch;
+typedef struct { floatX *u_hi, *u_lo, *Pc_hi, *Pc_lo, *sU_hi, *sU_lo; float *dq, *Zs, *PcT, *acc; } FbBwdScratch;
+
+static size_t fb_fwd_carve(FbFwdScratch *w, void *scratch, int B, int T, int D) {
+    FbCarve c = {(char *)scratch, 0};
+    int S = fb_superblock(T);
+    size_t BTD = (size_t)B * T * D, BSZ = (size_t)B * S * fb_ldz(T);
+    w->s_hi = (floatX *)fb_take(&c, BTD * sizeof(floatX));
+    w->s_lo = (floatX *)fb_take(&c, BTD * sizeof(floatX));
+    w->Z = (float *)fb_take(&c, BSZ * sizeof(float));
+    w->P_hi = (floatX *)fb_take(&c, BSZ * sizeof(floatX));
+    w->P_lo = (floatX *)fb_take(&c, BSZ * sizeof(floatX));
+    w->Pd = (float *)fb_take(&c, (size_t)B * S * S * sizeof(float));
+    w->acc = (float *)fb_take(&c, (size_t)B * S * D * sizeof(float));
+    return c.off;
+}
+static size_t fb_bwd_carve(FbBwdScratch *w, void *scratch, int B, int T, int D) {
+    FbCarve c = {(char *)scratch, 0};
+    int S = fb_superblock(T);
+    size_t BTD = (size_t)B * T * D, BTS = (size_t)B * T * S, BSD = (size_t)B * S * D;
+    w->u_hi = (floatX *)fb_take(&c, BTD * sizeof(floatX));
+    w->u_lo = (floatX *)fb_take(&c, BTD * sizeof(floatX));
+    w->dq = (float *)fb_take(&c, BTD * sizeof(float));
+    w->Zs = (float *)fb_take(&c, BTS * sizeof(float));          // the slab's logits, then u s^T
+    w->Pc_hi = (floatX *)fb_take(&c, BTS * sizeof(floatX));     // then dZ
+    w->Pc_lo = (floatX *)fb_take(&c, BTS * sizeof(floatX));
+    w->sU_hi = (floatX *)fb_take(&c, BSD * sizeof(floatX));
+    w->sU_lo = (floatX *)fb_take(&c, BSD * sizeof(floatX));
+    w->acc = (float *)fb_take(&c, BSD * sizeof(float));
+    w->PcT = (float *)fb_take(&c, (size_t)B * S * S * sizeof(float));
+    return c.off;
 }
 
 static size_t feedback_scratch_bytes(int B, int T, int D) {
-    size_t BT = (size_t)B * T, Pn = BT * FB_C, accn = (size_t)fb_splits(T) * B * FB_C * D;
-    size_t fwd = Pn + accn;
-    size_t bwd = Pn + accn + 2 * BT * D + (size_t)B * feedback_dz_rows(T) * T;
-    return (fwd > bwd ? fwd : bwd) * sizeof(float);
+    FbFwdScratch fw;
+    FbBwdScratch bw;
+    size_t a = fb_fwd_carve(&fw, NULL, B, T, D), b = fb_bwd_carve(&bw, NULL, B, T, D);
+    return a > b ? a : b;
 }
 
 static void feedback_check_shape(int B, int T, int D, int ld) {
     if (B < 1 || T < 1 || D < 1 || ld < D) fatal("feedback: invalid shape B=%d T=%d D=%d ld=%d (need ld >= D >= 1)", B, T, D, ld);
 }
 
+// ----------------------------------------------------------------------------
+
 static void feedback_forward(float *s, float *c, float *lse, const floatX *f, const floatX *qb, const floatX *kb,
                              int ld, const float *gamma, int B, int T, int D, float *scratch, cudaStream_t stream) {
     feedback_check_shape(B, T, D, ld);
-    float *P = scratch;                              // (B, C, T)
-    float *acc = P + (size_t)B * FB_C * T;           // (S, B, C, D) split-K partials
-    feedback_lse_kernel<<<dim3(ceil_div(T, FB_C), B), FB_THREADS, 0, stream>>>(lse, qb, kb, ld, T, D);
-    cudaCheck(cudaGetLastError());
-    for (int i0 = 0; i0 < T; i0 += FB_C) {
-        feedback_alpha_rows_kernel<<<dim3(i0 / FB_C + 1, B), FB_THREADS, 0, stream>>>(P, qb, kb, ld, lse, i0, T, D);
+    FbFwdScratch w;
+    fb_fwd_carve(&w, scratch, B, T, D);
+    int ldz = fb_ldz(T);
+    float scale = 1.0f / sqrtf((float)D);
+    int S = fb_superblock(T);
+    long long sq = (long long)T * ld, sZ = (long long)S * ldz, sTD = (long long)T * D, sSD = (long long)S * D;
+    for (int u0 = 0; u0 < T; u0 += S) {
+        int u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0;
+        // 1. Z (Sv, u1) = qb[U] kb[0:u1]^T / sqrt(D)
+        fb_gemm(w.Z, CUDA_R_32F, ldz, sZ, qb + (size_t)u0 * ld, ld, sq, false, kb, ld, sq, true,
+                Sv, u1, D, scale, 0.0f, B, stream);
+        // 2. lse, P = alpha[U, 0:u1] as bf16 halves, the fp32 diagonal block
+        fb_fwd_rows_kernel<<<dim3(ceil_div(Sv, 8), B), 256, 0, stream>>>(w.P_hi, w.P_lo, w.Pd, lse, w.Z, ldz, u0, Sv, S, T);
         cudaCheck(cudaGetLastError());
-        // acc (C, D) = P[:, 0:i0] (C, i0) . s[0:i0] (i0, D)
-        int splits = fb_splits(i0);
-        fb_gemm(acc, (size_t)FB_C * D, D, P, (size_t)FB_C * T, T, 1, s, (size_t)T * D, D,
-                FB_C, D, i0, 1.0f, 0.0f, B, splits, (size_t)B * FB_C * D, stream);
-        feedback_solve_rows_kernel<<<dim3(ceil_div(D, FB_SOLVE_THREADS), B), FB_SOLVE_THREADS, 0, stream>>>(
-            s, c, acc, splits, P, f, gamma, i0, T, D, B);
+        // 3. acc (Sv, D) = P[:, 0:u0] s[0:u0]
+        if (u0 > 0)
+            fb_gemm3(w.acc, D, sSD, w.P_hi, w.P_lo, ldz, sZ, false, w.s_hi, w.s_lo, D, sTD, false, Sv, D, u0, 0.0f, B, stream);
+        // 4. the in-superblock solve
+        fb_fwd_solve_kernel<<<dim3(ceil_div(D, FB_R), B), FB_SOLVE_WARPS * WARP_SIZE, 0, stream>>>(
+            s, c, w.s_hi, w.s_lo, w.acc, u0 > 0, w.Pd, f, gamma, u0, Sv, S, T, D);
         cudaCheck(cudaGetLastError());
     }
 }
@@ -451,46 +582,44 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
                               const float *s, const float *c, const float *lse, const floatX *qb, const floatX *kb,
                               const float *gamma, int B, int T, int D, float *scratch, cudaStream_t stream) {
     feedback_check_shape(B, T, D, ld);
-    size_t BT = (size_t)B * T;
-    int R = feedback_dz_rows(T);
-    float *Pc = scratch;                             // (B, T, C)
-    float *acc = Pc + BT * FB_C;                     // (S, B, C, D) split-K partials
-    float *u = acc + (size_t)fb_splits(T) * B * FB_C * D;   // (B, T, D)
-    float *dkb_acc = u + BT * D;                     // (B, T, D)
-    float *dZ = dkb_acc + BT * D;                    // (B, R, T)
-    // 1) the transposed chain for u = dL/df, key blocks from last to first
-    for (int j0 = FB_C * ((T - 1) / FB_C); j0 >= 0; j0 -= FB_C) {
-        feedback_alpha_cols_kernel<<<dim3(ceil_div(T - j0, FB_C), B), FB_THREADS, 0, stream>>>(
-            Pc, qb, kb, ld, lse, gamma, j0, T, D);
+    FbBwdScratch w;
+    fb_bwd_carve(&w, scratch, B, T, D);
+    float scale = 1.0f / sqrtf((float)D);
+    int S = fb_superblock(T);
+    long long sq = (long long)T * ld, sTS = (long long)T * S, sTD = (long long)T * D, sSD = (long long)S * D;
+    cudaCheck(cudaMemsetAsync(w.dq, 0, (size_t)B * T * D * sizeof(float), stream));
+    for (int u0 = (T - 1) / S * S; u0 >= 0; u0 -= S) {
+        int u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, M = T - u0;
+        int slab_blocks = ceil_div((long long)M * S, 256);
+        // 1. slab logits Zs (M, Sv) = qb[u0:T] kb[U]^T / sqrt(D); Pc = gamma alpha[u0:T, U] as bf16 halves
+        fb_gemm(w.Zs, CUDA_R_32F, S, sTS, qb + (size_t)u0 * ld, ld, sq, false, kb + (size_t)u0 * ld, ld, sq, true,
+                M, Sv, D, scale, 0.0f, B, stream);
+        fb_bwd_slab_kernel<<<dim3(slab_blocks, B), 256, 0, stream>>>(w.Pc_hi, w.Pc_lo, w.PcT, w.Zs, lse, gamma, u0, Sv, S, T);
         cudaCheck(cudaGetLastError());
-        // acc (C, D) = Pc[j1:T, :]^T (C, T-j1) . u[j1:T] (T-j1, D), j1 = j0 + C
-        int j1 = j0 + FB_C < T ? j0 + FB_C : T;
-        int splits = fb_splits(T - j1);
-        fb_gemm(acc, (size_t)FB_C * D, D, Pc + (size_t)j1 * FB_C, (size_t)T * FB_C, 1, FB_C,
-                u + (size_t)j1 * D, (size_t)T * D, D, FB_C, D, T - j1, 1.0f, 0.0f, B, splits, (size_t)B * FB_C * D, stream);
-        feedback_solve_cols_kernel<<<dim3(ceil_div(D, FB_SOLVE_THREADS), B), FB_SOLVE_THREADS, 0, stream>>>(
-            u, df, acc, splits, Pc, gs, j0, T, D, B);
+        // 2. acc (Sv, D) = Pc[u1:T, :]^T u[u1:T]
+        if (u1 < T)
+            fb_gemm3(w.acc, D, sSD, w.Pc_hi + (size_t)Sv * S, w.Pc_lo + (size_t)Sv * S, S, sTS, true,
+                     w.u_hi + (size_t)u1 * D, w.u_lo + (size_t)u1 * D, D, sTD, false, Sv, D, T - u1, 0.0f, B, stream);
+        // 3. the transposed in-superblock solve: u[U], df[U]
+        fb_bwd_solve_kernel<<<dim3(ceil_div(D, FB_R), B), FB_SOLVE_WARPS * WARP_SIZE, 0, stream>>>(
+            w.u_hi, w.u_lo, df, w.acc, u1 < T, w.PcT, gs, u0, Sv, S, T, D);
         cudaCheck(cudaGetLastError());
+        // 4. dgamma[U] = u . c; 5. US (M, Sv) = u[u0:T] s[U]^T into the slab's logits buffer; dZ over Pc_hi
+        fb_bwd_rows_kernel<<<dim3(ceil_div(Sv, 8), B), 256, 0, stream>>>(dgamma, w.sU_hi, w.sU_lo, w.u_hi, w.u_lo, c, s,
+                                                                       u0, Sv, S, T, D);
+        cudaCheck(cudaGetLastError());
+        fb_gemm3(w.Zs, S, sTS, w.u_hi + (size_t)u0 * D, w.u_lo + (size_t)u0 * D, D, sTD, false,
+                 w.sU_hi, w.sU_lo, D, sSD, true, M, Sv, D, 0.0f, B, stream);
+        fb_dz_kernel<<<dim3(slab_blocks, B), 256, 0, stream>>>(w.Pc_hi, w.Pc_lo, w.Zs, dgamma, u0, Sv, S, T);
+        cudaCheck(cudaGetLastError());
+        // 6. dkb[U] (Sv, D) = dZ^T qb[u0:T] / sqrt(D), complete: bf16 straight into dkb
+        fb_gemm(dkb + (size_t)u0 * ld, CUDA_R_16BF, ld, sq, w.Pc_hi, S, sTS, true, qb + (size_t)u0 * ld, ld, sq, false,
+                Sv, D, M, scale, 0.0f, B, stream);
+        // 7. dqb[u0:T] (M, D) += dZ kb[U] / sqrt(D)
+        fb_gemm(w.dq + (size_t)u0 * D, CUDA_R_32F, D, sTD, w.Pc_hi, S, sTS, false, kb + (size_t)u0 * ld, ld, sq, false,
+                M, D, Sv, scale, 1.0f, B, stream);
     }
-    // 2) dgamma_t = u_t . c_t
-    feedback_dgamma_kernel<<<ceil_div(BT, 8), 8 * WARP_SIZE, 0, stream>>>(dgamma, u, c, (int)BT, D);
-    cudaCheck(cudaGetLastError());
-    // 3) dZ, R query rows at a time, and its two GEMMs
-    float scale = rsqrtf((float)D);
-    cudaCheck(cudaMemsetAsync(dkb_acc, 0, BT * D * sizeof(float), stream));
-    for (int g0 = 0; g0 < T; g0 += R) {
-        int g1 = g0 + R < T ? g0 + R : T;            // rows [g0, g1); their keys are j < g1
-        feedback_dz_kernel<<<dim3(ceil_div(g1, FB_C), R / FB_C, B), FB_THREADS, 0, stream>>>(
-            dZ, qb, kb, ld, u, s, lse, gamma, dgamma, g0, R, T, D);
-        cudaCheck(cudaGetLastError());
-        // dqb[g0:g1] (g1-g0, D) = dZ (g1-g0, g1) . kb[0:g1] (g1, D) / sqrt(D)
-        fb_gemm(dqb + (size_t)g0 * ld, (size_t)T * ld, ld, dZ, (size_t)R * T, T, 1, kb, (size_t)T * ld, ld,
-                g1 - g0, D, g1, scale, 0.0f, B, 1, 0, stream);
-        // dkb[0:g1] (g1, D) += dZ^T (g1, g1-g0) . qb[g0:g1] (g1-g0, D) / sqrt(D), chunks in order (deterministic)
-        fb_gemm(dkb_acc, (size_t)T * D, D, dZ, (size_t)R * T, 1, T, qb + (size_t)g0 * ld, (size_t)T * ld, ld,
-                g1, D, g1 - g0, scale, 1.0f, B, 1, 0, stream);
-    }
-    feedback_store_strided_kernel<<<ceil_div(BT * D, 256), 256, 0, stream>>>(dkb, ld, dkb_acc, (int)BT, D);
+    fb_store_strided_kernel<<<ceil_div((long long)B * T * D, 256), 256, 0, stream>>>(dqb, ld, w.dq, B * T, D);
     cudaCheck(cudaGetLastError());
 }
 

@@ -1,8 +1,11 @@
 /*
  Feedback solve, forward: s = (I - diag(gamma) alpha)^{-1} f  (DESIGN.md §1), strictly causal softmax over width D.
-   version 1: llmc/feedback.cuh feedback_forward: lse pass + blocked substitution, O(B*T*D) memory
-   version 2: dense cuBLAS baseline: (B,T,T) matrix A by GEMM + softmax, then cublasStrsmBatched
+   version 1: the former llmc/feedback.cuh (feedback_v1.cu): lse pass + 64-row blocked substitution, wmma tiles
+   version 2: llmc/feedback.cuh feedback_forward: 256-row superblocks, cuBLASLt bf16 hi/lo GEMMs + in-superblock solve
+   version 3: dense cuBLAS baseline: (B,T,T) matrix A by GEMM + softmax, then cublasStrsmBatched
+ (the forward + backward comparison with the dense form, time and memory, is feedback_backward.cu's bench)
  make -C dev/cuda && dev/cuda/bin/feedback_forward check    (or bench; an optional version number picks one)
+ FB_S=128 dev/cuda/bin/feedback_forward bench 2: version 2 with superblocks of 128 rows (a multiple of 32, <= 256)
 */
 #include "feedback_trsm_baseline.cu"
 
@@ -30,30 +33,38 @@ static void free_problem(Problem *p) {
     cudaCheck(cudaFree(p->d_f)); cudaCheck(cudaFree(p->d_qkb)); cudaCheck(cudaFree(p->d_gamma));
 }
 
-// version 1 buffers
-typedef struct { float *s, *c, *lse, *scratch; } Blocked;
-static Blocked blocked_alloc(const Problem *p) {
+// version 1 and 2 buffers (k.v: which version)
+typedef struct { float *s, *c, *lse, *scratch; int v; } Blocked;
+static size_t version_scratch_bytes(int v, int B, int T, int D) {
+    return v == 1 ? feedback1_scratch_bytes(B, T, D) : feedback_scratch_bytes(B, T, D);
+}
+static Blocked blocked_alloc(const Problem *p, int v) {
     Blocked k;
+    k.v = v;
     size_t n = (size_t)p->B * p->T * p->D;
     cudaMallocCheck(&k.s, n * sizeof(float));
     cudaMallocCheck(&k.c, n * sizeof(float));
     cudaMallocCheck(&k.lse, (size_t)p->B * p->T * sizeof(float));
-    cudaMallocCheck(&k.scratch, feedback_scratch_bytes(p->B, p->T, p->D));
+    cudaMallocCheck(&k.scratch, version_scratch_bytes(v, p->B, p->T, p->D));
     return k;
 }
 static void blocked_free(Blocked *k) {
     cudaCheck(cudaFree(k->s)); cudaCheck(cudaFree(k->c)); cudaCheck(cudaFree(k->lse)); cudaCheck(cudaFree(k->scratch));
 }
 static void run_blocked(const Problem *p, Blocked *k) {
-    feedback_forward(k->s, k->c, k->lse, p->d_f, p->d_qkb, p->d_qkb + p->D, p->ld, p->d_gamma, p->B, p->T, p->D,
-                     k->scratch, 0);
+    if (k->v == 1)
+        feedback1_forward(k->s, k->c, k->lse, p->d_f, p->d_qkb, p->d_qkb + p->D, p->ld, p->d_gamma, p->B, p->T, p->D,
+                          k->scratch, 0);
+    else
+        feedback_forward(k->s, k->c, k->lse, p->d_f, p->d_qkb, p->d_qkb + p->D, p->ld, p->d_gamma, p->B, p->T, p->D,
+                         k->scratch, 0);
 }
-// memory beyond the inputs and s: c, lse and the scratch
-static size_t blocked_bytes(const Problem *p) {
-    return (size_t)p->B * p->T * (p->D + 1) * sizeof(float) + feedback_scratch_bytes(p->B, p->T, p->D);
+// memory beyond the inputs and s: c, lse and the scratch (of forward and backward: the trainer holds one)
+static size_t blocked_bytes(const Problem *p, int v) {
+    return (size_t)p->B * p->T * (p->D + 1) * sizeof(float) + version_scratch_bytes(v, p->B, p->T, p->D);
 }
 
-// version 2: X holds f (fp32) on entry, s on exit
+// version 3: X holds f (fp32) on entry, s on exit
 static void run_dense(const Problem *p, DenseBaseline *db, float *X, const float *d_f32) {
     cudaCheck(cudaMemcpyAsync(X, d_f32, (size_t)p->B * p->T * p->D * sizeof(float), cudaMemcpyDeviceToDevice));
     dense_baseline_build_A(db, p->d_qkb, p->d_qkb + p->D, p->ld, p->d_gamma);
@@ -73,9 +84,10 @@ static int check(int B, int T, int D, int version) {
     // (~6e-5) and, by far, a wrong mask, block boundary or stride (~1e-1).
     float as = 2e-5f * max_abs(s_ref, n), ac = 2e-5f * max_abs(c_ref, n), rtol = 1e-4f;
     int ok = 1;
-    if (version == 0 || version == 1) {
-        printf(" version 1 (blocked)\n");
-        Blocked k = blocked_alloc(&p);
+    for (int v = 1; v <= 2; v++) {
+        if (version != 0 && version != v) continue;
+        printf(v == 1 ? " version 1 (64-row blocks)\n" : " version 2 (superblocks, cuBLASLt hi/lo GEMMs)\n");
+        Blocked k = blocked_alloc(&p, v);
         run_blocked(&p, &k);
         cudaCheck(cudaDeviceSynchronize());
         ok &= validate_result(k.s, s_ref, "s", B * T, D, D, as, rtol);
@@ -92,8 +104,8 @@ static int check(int B, int T, int D, int version) {
         free(s1); free(s2);
         blocked_free(&k);
     }
-    if (version == 0 || version == 2) {
-        printf(" version 2 (dense cuBLAS trsm)\n");
+    if (version == 0 || version == 3) {
+        printf(" version 3 (dense cuBLAS trsm)\n");
         float *X, *d_f32 = to_device_f32(p.f, n);
         cudaMallocCheck(&X, n * sizeof(float));
         DenseBaseline db = dense_baseline_create(X, B, T, D);
@@ -111,39 +123,53 @@ static int check(int B, int T, int D, int version) {
 static void bench(int B, int T, int D, int version) {
     Problem p = make_problem(B, T, D);
     size_t n = (size_t)B * T * D;
-    float ms1 = 0.0f, ms2 = 0.0f;
+    float ms[3] = {0.0f, 0.0f, 0.0f}, ms2 = 0.0f;
     double mib = 1.0 / (1 << 20);
-    if (version == 0 || version == 1) {
-        Blocked k = blocked_alloc(&p);
-        ms1 = benchmark_kernel(10, run_blocked, &p, &k);
-        printf("B=%d T=%d D=%d  version 1 blocked      %9.3f ms  c + lse + scratch (fwd and bwd) %9.1f MiB\n", B, T, D, ms1,
-               blocked_bytes(&p) * mib);
+    for (int v = 1; v <= 2; v++) {
+        if (version != 0 && version != v) continue;
+        Blocked k = blocked_alloc(&p, v);
+        ms[v] = benchmark_kernel(10, run_blocked, &p, &k);
+        printf("B=%d T=%d D=%d  version %d %-12s %9.3f ms  c + lse + scratch (fwd and bwd) %9.1f MiB\n", B, T, D, v,
+               v == 1 ? "64-row" : "superblock", ms[v], blocked_bytes(&p, v) * mib);
         blocked_free(&k);
     }
-    if (version == 0 || version == 2) {
+    if (version == 0 || version == 3) {
         float *X, *d_f32 = to_device_f32(p.f, n);
         cudaMallocCheck(&X, n * sizeof(float));
         DenseBaseline db = dense_baseline_create(X, B, T, D);
         ms2 = benchmark_kernel(10, run_dense, &p, &db, X, d_f32);
-        printf("B=%d T=%d D=%d  version 2 dense trsm   %9.3f ms  dense A                         %9.1f MiB\n", B, T, D, ms2,
+        printf("B=%d T=%d D=%d  version 3 dense trsm   %9.3f ms  dense A                         %9.1f MiB\n", B, T, D, ms2,
                dense_baseline_bytes(&db) * mib);
         dense_baseline_destroy(&db);
         cudaCheck(cudaFree(X)); cudaCheck(cudaFree(d_f32));
     }
-    if (version == 0) printf("B=%d T=%d D=%d  dense / blocked: time ratio %.2fx, memory ratio %.2fx\n", B, T, D, ms2 / ms1,
-                             (double)B * T * T * sizeof(float) / blocked_bytes(&p));
+    if (version == 0) printf("B=%d T=%d D=%d  forward time: version 2 / dense %.3f, version 2 / version 1 %.3f\n", B, T, D,
+                             ms[2] / ms2, ms[2] / ms[1]);
     free_problem(&p);
 }
 
 int main(int argc, char **argv) {
-    DevArgs a = parse_dev_args(argc, argv, 2);
+    DevArgs a = parse_dev_args(argc, argv, 3);
     cudaCheck(cudaSetDevice(0));
+    matmul_init();
+    if (getenv("FB_S")) fb_superblock_rows = atoi(getenv("FB_S"));   // tune version 2's superblock (default 256)
     if (a.check) {
-        // T not a multiple of 64 and odd, T past 1024; D not a multiple of the 128-column solve tile
-        int ok = check(2, 201, 96, a.version) & check(1, 1030, 256, a.version) & check(3, 1, 64, a.version);
+        // T not a multiple of 64 and odd, T past 1024 (version 2: 5 superblocks, the last of 6 rows); D not a
+        // multiple of the 128-column (version 1) or 32-column (version 2) solve tile; T = 1; T = 300: 2 superblocks,
+        // the second partial and not a multiple of 32
+        int ok = check(2, 201, 96, a.version) & check(1, 1030, 256, a.version) & check(3, 1, 64, a.version) &
+                 check(2, 300, 40, a.version);
+        if (a.version == 0 || a.version == 2) {   // version 2 with 64-row superblocks: many of them, partial last ones
+            int keep = fb_superblock_rows;
+            fb_superblock_rows = 64;
+            printf("version 2 with superblocks of 64 rows\n");
+            ok &= check(2, 201, 96, 2) & check(1, 300, 40, 2);
+            fb_superblock_rows = keep;
+        }
         printf(ok ? "feedback_forward: all checks passed\n" : "feedback_forward: CHECK FAILED\n");
         return ok ? 0 : 1;
     }
+    if (getenv("FB_BENCH_SMALL")) { bench(2, 128, 64, a.version); return 0; }   // a smoke test of the bench itself
     bench(8, 1024, 768, a.version);
     bench(2, 4096, 768, a.version);
     return 0;

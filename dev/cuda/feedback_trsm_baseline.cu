@@ -3,15 +3,15 @@
  1) the CPU reference: the naive O(T^2 D) formulas of DESIGN.md §1/§2, double accumulation, independent of the
     blocked schedule of llmc/feedback.cuh;
  2) the dense cuBLAS baseline, as the official PyTorch layer does it: materialise the (B,T,T) matrix
-    A = I - diag(gamma) alpha (logits by a cuBLAS GEMM, a row softmax kernel) and solve with cublasStrsmBatched.
+    A = I - diag(gamma) alpha (logits by a cuBLAS GEMM, a row softmax kernel) and solve with cublasStrsmBatched;
+    its backward: u = A^-T gs (trsm), then the gradient GEMMs of autograd under bf16 autocast: US = u s^T (B,T,T)
+    from bf16 copies, dZ = gamma alpha (US - dgamma) (bf16, B,T,T), dqb = dZ kb, dkb = dZ^T qb (bf16 GEMMs).
  Layouts as llmc/feedback.cuh: qb, kb rows of width D with row stride ld; everything else (B,T,D) / (B,T).
 */
 #include <cublas_v2.h>
 #include "common.h"
-#include "../../llmc/feedback.cuh"
-
-#define cublasCheck(status) do { cublasStatus_t s_ = (status); \
-    if (s_ != CUBLAS_STATUS_SUCCESS) fatal("cuBLAS error %d", (int)s_); } while (0)
+#include "../../llmc/feedback.cuh"   // version 2 (and matmul.cuh: cublasCheck, the cuBLASLt handle)
+#include "feedback_v1.cu"            // version 1
 
 // ----------------------------------------------------------------------------
 // CPU reference
@@ -115,6 +115,8 @@ typedef struct {
     float *A;              // (B,T,T)
     float **A_ptr, **X_ptr; // device pointer arrays for the batched solve
     int B, T, D;
+    float *US;             // backward only (dense_baseline_alloc_backward): (B,T,T) u s^T
+    floatX *dZ, *ub, *sb;  // (B,T,T) dZ, (B,T,D) bf16 copies of u and s
 } DenseBaseline;
 
 static DenseBaseline dense_baseline_create(float *X, int B, int T, int D) { // X: the (B,T,D) right-hand side / solution
@@ -131,10 +133,22 @@ static DenseBaseline dense_baseline_create(float *X, int B, int T, int D) { // X
     free(hA); free(hX);
     return db;
 }
-static size_t dense_baseline_bytes(const DenseBaseline *db) { return (size_t)db->B * db->T * db->T * sizeof(float); }
+static void dense_baseline_alloc_backward(DenseBaseline *db) {
+    size_t BTT = (size_t)db->B * db->T * db->T, BTD = (size_t)db->B * db->T * db->D;
+    cudaMallocCheck(&db->US, BTT * sizeof(float));
+    cudaMallocCheck(&db->dZ, BTT * sizeof(floatX));
+    cudaMallocCheck(&db->ub, BTD * sizeof(floatX));
+    cudaMallocCheck(&db->sb, BTD * sizeof(floatX));
+}
+// memory of the dense form beyond its inputs and outputs: A, and for the backward US, dZ and the bf16 copies
+static size_t dense_baseline_bytes(const DenseBaseline *db) {
+    size_t BTT = (size_t)db->B * db->T * db->T, BTD = (size_t)db->B * db->T * db->D;
+    return BTT * sizeof(float) + (db->US ? BTT * (sizeof(float) + sizeof(floatX)) + 2 * BTD * sizeof(floatX) : 0);
+}
 static void dense_baseline_destroy(DenseBaseline *db) {
     cublasCheck(cublasDestroy(db->handle));
     cudaCheck(cudaFree(db->A)); cudaCheck(cudaFree(db->A_ptr)); cudaCheck(cudaFree(db->X_ptr));
+    if (db->US) { cudaCheck(cudaFree(db->US)); cudaCheck(cudaFree(db->dZ)); cudaCheck(cudaFree(db->ub)); cudaCheck(cudaFree(db->sb)); }
 }
 
 // A = I - diag(gamma) alpha, dense (B,T,T)
@@ -158,4 +172,52 @@ static void dense_baseline_solve(DenseBaseline *db, int transpose) {
     cublasCheck(cublasStrsmBatched(db->handle, CUBLAS_SIDE_RIGHT, CUBLAS_FILL_MODE_UPPER,
                                    transpose ? CUBLAS_OP_T : CUBLAS_OP_N, CUBLAS_DIAG_UNIT, db->D, db->T, &one,
                                    (const float *const *)db->A_ptr, db->T, db->X_ptr, db->D, db->B));
+}
+
+// ----------------------------------------------------------------------------
+// dense backward after the solve (X = u): the gradient GEMMs, as autograd runs them under bf16 autocast
+
+__global__ void dense_to_bf16_kernel(floatX *dst, const float *src, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) dst[i] = __float2bfloat16(src[i]);
+}
+
+// one warp per row t: ga_j = -A[t,j] = gamma_t alpha[t,j] (j < t); gamma_t dgamma_t = sum_j ga_j US[t,j];
+// dZ[t,j] = ga_j (US[t,j] - dgamma_t) for j < t, else 0 (bf16)
+__global__ void dense_dz_kernel(floatX *dZ, float *dgamma, const float *A, const float *US, const float *gamma, int BT, int T) {
+    int row = blockIdx.x * (blockDim.x / WARP_SIZE) + threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE;
+    if (row >= BT) return;
+    int t = row % T;
+    const float *a = A + (size_t)row * T, *us = US + (size_t)row * T;
+    float acc = 0.0f;
+    for (int j = lane; j < t; j += WARP_SIZE) acc += -a[j] * us[j];
+    acc = warp_reduce_sum(acc);
+    float g = gamma[row], dg = g != 0.0f ? acc / g : 0.0f;
+    if (lane == 0) dgamma[row] = dg;
+    for (int j = lane; j < T; j += WARP_SIZE) dZ[(size_t)row * T + j] = __float2bfloat16(j < t ? -a[j] * (us[j] - dg) : 0.0f);
+}
+
+// after dense_baseline_solve(db, 1) left u in X: dgamma (B,T), dqb/dkb (B,T,D) bf16 with row stride ld
+static void dense_baseline_backward(DenseBaseline *db, const float *X, const float *s, const floatX *qb, const floatX *kb,
+                                    int ld, const float *gamma, floatX *dqb, floatX *dkb, float *dgamma) {
+    int B = db->B, T = db->T, D = db->D;
+    size_t BTD = (size_t)B * T * D;
+    float one = 1.0f, zero = 0.0f, scale = 1.0f / sqrtf((float)D);
+    dense_to_bf16_kernel<<<ceil_div(BTD, 256), 256>>>(db->ub, X, BTD);
+    dense_to_bf16_kernel<<<ceil_div(BTD, 256), 256>>>(db->sb, s, BTD);
+    cudaCheck(cudaGetLastError());
+    // row-major US (T,T) = u s^T: column-major US^T = s_cm^T u_cm (as the logits in dense_baseline_build_A)
+    cublasCheck(cublasGemmStridedBatchedEx(db->handle, CUBLAS_OP_T, CUBLAS_OP_N, T, T, D, &one,
+                                           db->sb, CUDA_R_16BF, D, (long long)T * D, db->ub, CUDA_R_16BF, D, (long long)T * D,
+                                           &zero, db->US, CUDA_R_32F, T, (long long)T * T, B, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    dense_dz_kernel<<<ceil_div((long long)B * T, 8), 8 * WARP_SIZE>>>(db->dZ, dgamma, db->A, db->US, gamma, B * T, T);
+    cudaCheck(cudaGetLastError());
+    // dqb (T,D) = dZ kb / sqrt(D): column-major dqb^T (D,T) = kb_cm (D,T) dZ_cm^T... dZ_cm is dZ^T, so N, N
+    cublasCheck(cublasGemmStridedBatchedEx(db->handle, CUBLAS_OP_N, CUBLAS_OP_N, D, T, T, &scale,
+                                           kb, CUDA_R_16BF, ld, (long long)T * ld, db->dZ, CUDA_R_16BF, T, (long long)T * T,
+                                           &zero, dqb, CUDA_R_16BF, ld, (long long)T * ld, B, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    // dkb (T,D) = dZ^T qb / sqrt(D): column-major dkb^T = qb_cm dZ_cm^T
+    cublasCheck(cublasGemmStridedBatchedEx(db->handle, CUBLAS_OP_N, CUBLAS_OP_T, D, T, T, &scale,
+                                           qb, CUDA_R_16BF, ld, (long long)T * ld, db->dZ, CUDA_R_16BF, T, (long long)T * T,
+                                           &zero, dkb, CUDA_R_16BF, ld, (long long)T * ld, B, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }

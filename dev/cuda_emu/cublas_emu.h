@@ -2,7 +2,8 @@
  cublas_emu.h: plain-loop CPU stand-ins for the cuBLAS and cuBLASLt calls that sessa.c makes
  (llmc/matmul.cuh, dev/cuda/feedback_trsm_baseline.cu), on top of cuda_emu.h. Column-major, as cuBLAS.
  - cublasLtMatmul: D = alpha op(A) op(B) + beta C (+ bias[row] with CUBLASLT_EPILOGUE_BIAS), fp32 sums over k
-   in order, bf16 or fp32 matrices as the layouts say; C is not read when beta == 0 (cuBLAS's rule, and
+   in order, bf16 or fp32 matrices as the layouts say, strided batches (CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT and
+   _STRIDED_BATCH_OFFSET, same count on every layout); C is not read when beta == 0 (cuBLAS's rule, and
    cudaMalloc'd memory is NaN here). Shapes that do not fit together give CUBLAS_STATUS_INVALID_VALUE.
  - cublasGemmStridedBatchedEx: the same product, batched with strides.
  - cublasStrsmBatched: triangular solves (any side, fill, transpose, diagonal), fp64 sums.
@@ -123,7 +124,9 @@ typedef enum {
 } cublasLtMatmulPreferenceAttributes_t;
 struct emu_lt_desc { cublasComputeType_t compute; cublasOperation_t transa, transb; cublasLtEpilogue_t epilogue;
                      const void *bias; cudaDataType_t bias_type; bool bias_type_set; };
-struct emu_lt_layout { cudaDataType_t type; uint64_t rows, cols; int64_t ld; };
+typedef enum { CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT = 5, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET = 6 }
+    cublasLtMatrixLayoutAttribute_t;
+struct emu_lt_layout { cudaDataType_t type; uint64_t rows, cols; int64_t ld; int32_t batch; int64_t stride; };
 struct emu_lt_pref { size_t workspace; };
 typedef emu_lt_desc *cublasLtMatmulDesc_t;
 typedef emu_lt_layout *cublasLtMatrixLayout_t;
@@ -156,8 +159,21 @@ static cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t *l, cuda
                                                  uint64_t cols, int64_t ld) {
     if (!emu_known_type(type)) return CUBLAS_STATUS_NOT_SUPPORTED;
     if (ld < (int64_t)rows) return CUBLAS_STATUS_INVALID_VALUE;
-    *l = new emu_lt_layout{type, rows, cols, ld};
+    *l = new emu_lt_layout{type, rows, cols, ld, 1, 0};
     return CUBLAS_STATUS_SUCCESS;
+}
+// strided batches: matrix i of the layout starts i * stride elements after the first (stride 0 repeats it)
+static cublasStatus_t cublasLtMatrixLayoutSetAttribute(cublasLtMatrixLayout_t l, cublasLtMatrixLayoutAttribute_t attr,
+                                                       const void *buf, size_t size) {
+    switch (attr) {
+    case CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT:
+        if (size != sizeof l->batch) break;
+        memcpy(&l->batch, buf, size);
+        if (l->batch < 1) return CUBLAS_STATUS_INVALID_VALUE;
+        return CUBLAS_STATUS_SUCCESS;
+    case CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET: if (size != sizeof l->stride) break; memcpy(&l->stride, buf, size); return CUBLAS_STATUS_SUCCESS;
+    }
+    return CUBLAS_STATUS_INVALID_VALUE;
 }
 static cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t l) { delete l; return CUBLAS_STATUS_SUCCESS; }
 static cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t *p) { *p = new emu_lt_pref{0}; return CUBLAS_STATUS_SUCCESS; }
@@ -190,6 +206,8 @@ static cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc
     if ((ta ? la->cols : la->rows) != m || (tb ? lb->cols : lb->rows) != k || (tb ? lb->rows : lb->cols) != n ||
         lc->rows != m || lc->cols != n || lc->type != ld->type)
         return CUBLAS_STATUS_INVALID_VALUE;
+    // cuBLASLt wants the same batch count on all four layouts
+    if (la->batch != ld->batch || lb->batch != ld->batch || lc->batch != ld->batch) return CUBLAS_STATUS_INVALID_VALUE;
     const void *bias = NULL;
     if (desc->epilogue == CUBLASLT_EPILOGUE_BIAS) {
         if (desc->bias == NULL) return CUBLAS_STATUS_INVALID_VALUE;
@@ -197,9 +215,14 @@ static cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc
     } else if (desc->epilogue != CUBLASLT_EPILOGUE_DEFAULT) {
         return CUBLAS_STATUS_NOT_SUPPORTED;
     }
-    emu_gemm((int)m, (int)n, (int)k, *(const float *)alpha, A, la->type, (int)la->ld, ta, B, lb->type, (int)lb->ld, tb,
-             *(const float *)beta, C, lc->type, (int)lc->ld, D, ld->type, (int)ld->ld, bias,
-             desc->bias_type_set ? desc->bias_type : ld->type);   // cuBLASLt's default bias type is D's
+    auto at = [](const void *p, const emu_lt_layout *l, int i) -> const char * {   // matrix i of a strided batch
+        return (const char *)p + (size_t)i * l->stride * (l->type == CUDA_R_16BF ? 2 : 4);
+    };
+    for (int i = 0; i < ld->batch; i++)
+        emu_gemm((int)m, (int)n, (int)k, *(const float *)alpha, at(A, la, i), la->type, (int)la->ld, ta, at(B, lb, i),
+                 lb->type, (int)lb->ld, tb, *(const float *)beta, at(C, lc, i), lc->type, (int)lc->ld,
+                 (void *)at(D, ld, i), ld->type, (int)ld->ld, bias,
+                 desc->bias_type_set ? desc->bias_type : ld->type);   // cuBLASLt's default bias type is D's
     return CUBLAS_STATUS_SUCCESS;
 }
 
