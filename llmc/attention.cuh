@@ -87,37 +87,46 @@ template <int NB> __device__ __forceinline__ void att_acc_to_A(uint32_t a[4], co
     a[2] = pack_bf16x2(c[2 * kk + 1][0], c[2 * kk + 1][1]);
     a[3] = pack_bf16x2(c[2 * kk + 1][2], c[2 * kk + 1][3]);
 }
-// acc (16 x 8*NB) += A-rows (16 x HD, this warp's rows row0.. of tile X) times Y^T, Y rows n0..n0+8*NB-1 (HD)
-template <int HD, int NB>
-__device__ __forceinline__ void att_mma_ABt(float (*acc)[4], const floatX *X, int row0, const floatX *Y, int n0) {
+// acc[mt] (16 x 8*NB) += rows row0 + 16mt .. of tile X (16 x HD each) times Y^T, Y rows n0..n0+8*NB-1 (HD):
+// every B-fragment pair from shared memory feeds 2*MT mma
+template <int HD, int NB, int MT>
+__device__ __forceinline__ void att_mma_ABt(float (*acc)[NB][4], const floatX *X, int row0, const floatX *Y, int n0) {
     constexpr int LD = AttCfg<HD>::LD;
 #pragma unroll
     for (int kk = 0; kk < HD / 16; kk++) {
-        uint32_t a[4];
-        att_ldA<LD>(a, X, row0, kk * 16);
+        uint32_t a[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) att_ldA<LD>(a[mt], X, row0 + 16 * mt, kk * 16);
 #pragma unroll
         for (int nb = 0; nb < NB; nb += 2) {
             uint32_t b[4];
             att_ldBt<LD>(b, Y, n0 + nb * 8, kk * 16);
-            mma_bf16_16816(acc[nb], a, b);
-            mma_bf16_16816(acc[nb + 1], a, b + 2);
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                mma_bf16_16816(acc[mt][nb], a[mt], b);
+                mma_bf16_16816(acc[mt][nb + 1], a[mt], b + 2);
+            }
         }
     }
 }
-// acc (16 x HD) += W (16 x 16*KB, an fp32 accumulator rounded to bf16) times Y (rows k0.., 16*KB x HD)
-template <int HD, int KB>
-__device__ __forceinline__ void att_mma_PY(float (*acc)[4], const float (*w)[4], const floatX *Y, int k0) {
+// acc[mt] (16 x HD) += W[mt] (16 x 16*KB, an fp32 accumulator rounded to bf16) times Y (rows k0.., 16*KB x HD)
+template <int HD, int KB, int MT>
+__device__ __forceinline__ void att_mma_PY(float (*acc)[HD / 8][4], const float (*w)[2 * KB][4], const floatX *Y, int k0) {
     constexpr int LD = AttCfg<HD>::LD;
 #pragma unroll
     for (int kk = 0; kk < KB; kk++) {
-        uint32_t a[4];
-        att_acc_to_A<2 * KB>(a, w, kk);
+        uint32_t a[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) att_acc_to_A<2 * KB>(a[mt], w[mt], kk);
 #pragma unroll
         for (int nd = 0; nd < HD / 8; nd += 2) {
             uint32_t b[4];
             att_ldB<LD>(b, Y, k0 + kk * 16, nd * 8);
-            mma_bf16_16816(acc[nd], a, b);
-            mma_bf16_16816(acc[nd + 1], a, b + 2);
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                mma_bf16_16816(acc[mt][nd], a[mt], b);
+                mma_bf16_16816(acc[mt][nd + 1], a[mt], b + 2);
+            }
         }
     }
 }
@@ -139,97 +148,129 @@ __device__ __forceinline__ void att_store_rows(floatX *dst, int stride, int r0, 
 }
 
 // ----------------------------------------------------------------------------
-// forward: grid (ceil(T/64), H, B), the longest (last) query tiles first. Shared memory: Q (64, LD),
-// K and V two stages of (64, LD) each. cp.async groups: {Q, K0}, {V0}, then per tile {K_j+1} {V_j+1}.
+// forward: grid (ceil(T/BQ), H, B), the longest (last) query tiles first. Each warp owns MT = 2 m-tiles of 16
+// rows (32 consecutive rows), so every K/V fragment read from shared memory feeds 4 mma. Shared memory: Q (BQ, LD),
+// K and V two stages of (BK, LD) each. cp.async groups: {Q, K0}, {V0}, then per tile {K_j+1} {V_j+1}.
+// d = 128 uses 32-key tiles and re-reads Q's fragments from shared memory (registers: O alone is 128 per thread).
+template <int HD> struct AttFwdCfg {
+    static constexpr int MT = 2, BQ = 16 * MT * ATT_WARPS, BK = HD == 128 ? 32 : 64;
+    static constexpr bool QREG = HD <= 64;   // Q's A-fragments held in registers
+};
 template <int HD>
 __global__ void __launch_bounds__(ATT_THREADS)
 attention_forward_kernel(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
                          int T, int H, int Hkv) {
-    constexpr int LD = AttCfg<HD>::LD, NB = ATT_BK / 8, ND = HD / 8;
+    using C = AttFwdCfg<HD>;
+    constexpr int LD = AttCfg<HD>::LD, MT = C::MT, BQ = C::BQ, BK = C::BK, NB = BK / 8, ND = HD / 8, KS = HD / 16;
     extern __shared__ __align__(128) unsigned char att_smem[];
-    floatX *Qs = (floatX *)att_smem, *Ks = Qs + ATT_BQ * LD, *Vs = Ks + 2 * ATT_BK * LD;
+    floatX *Qs = (floatX *)att_smem, *Ks = Qs + BQ * LD, *Vs = Ks + 2 * BK * LD;
     int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, g = lane / 4, tq = lane % 4;
-    int i0 = (gridDim.x - 1 - blockIdx.x) * ATT_BQ, h = blockIdx.y, b = blockIdx.z, hk = h / (H / Hkv);
+    int i0 = (gridDim.x - 1 - blockIdx.x) * BQ, h = blockIdx.y, b = blockIdx.z, hk = h / (H / Hkv);
+    int wr = warp * 16 * MT, w0 = i0 + wr;             // this warp's first row: in the tile, in the sequence
     const floatX *kb = k + ((size_t)b * T * Hkv + hk) * HD, *vb = v + ((size_t)b * T * Hkv + hk) * HD;
     const float sl2 = rsqrtf((float)HD) * ATT_LOG2E;   // scores -> log2 units
-    const int n_tiles = i0 / ATT_BK + 1;               // key tiles 0 .. the diagonal one (ATT_BQ == ATT_BK)
+    const int n_tiles = (min(i0 + BQ, T) - 1) / BK + 1;  // key tiles up to the block's last row
 
-    att_load_async<HD, ATT_BQ>(Qs, q + ((size_t)b * T * H + h) * HD, H * HD, i0, T);
-    att_load_async<HD, ATT_BK>(Ks, kb, Hkv * HD, 0, T);
+    att_load_async<HD, BQ>(Qs, q + ((size_t)b * T * H + h) * HD, H * HD, i0, T);
+    att_load_async<HD, BK>(Ks, kb, Hkv * HD, 0, T);
     cp_async_commit();
-    att_load_async<HD, ATT_BK>(Vs, vb, Hkv * HD, 0, T);
+    att_load_async<HD, BK>(Vs, vb, Hkv * HD, 0, T);
     cp_async_commit();
 
-    float o[ND][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};   // rows g, g+8 of this warp
+    float o[MT][ND][4], m[MT][2], l[MT][2];            // rows g, g+8 of each m-tile
 #pragma unroll
-    for (int nd = 0; nd < ND; nd++) for (int i = 0; i < 4; i++) o[nd][i] = 0.0f;
-    uint32_t qf[HD / 16][4];
+    for (int mt = 0; mt < MT; mt++) {
+        m[mt][0] = m[mt][1] = -INFINITY; l[mt][0] = l[mt][1] = 0.0f;
+#pragma unroll
+        for (int nd = 0; nd < ND; nd++) for (int i = 0; i < 4; i++) o[mt][nd][i] = 0.0f;
+    }
+    uint32_t qf[C::QREG ? MT : 1][C::QREG ? KS : 1][4];
     for (int j = 0; j < n_tiles; j++) {
-        const floatX *Kt = Ks + (j & 1) * ATT_BK * LD, *Vt = Vs + (j & 1) * ATT_BK * LD;
+        const floatX *Kt = Ks + (j & 1) * BK * LD, *Vt = Vs + (j & 1) * BK * LD;
+        const int j0 = j * BK;
+        const bool active = j0 <= w0 + 16 * MT - 1;      // the tile holds a key some row of this warp attends
         cp_async_wait<1>();                            // Q, K_j landed (V_j may be in flight)
         __syncthreads();                               // ... for every thread; K stage j+1 free (S_j-1 done)
-        if (j == 0) {
+        if constexpr (C::QREG) {
+            if (j == 0) {
 #pragma unroll
-            for (int kk = 0; kk < HD / 16; kk++) att_ldA<LD>(qf[kk], Qs, warp * 16, kk * 16);
-        }
-        if (j + 1 < n_tiles) { att_load_async<HD, ATT_BK>(Ks + ((j + 1) & 1) * ATT_BK * LD, kb, Hkv * HD, (j + 1) * ATT_BK, T); cp_async_commit(); }
-        // S = Q K^T (16 x 64 per warp)
-        float s[NB][4];
-#pragma unroll
-        for (int nb = 0; nb < NB; nb++) for (int i = 0; i < 4; i++) s[nb][i] = 0.0f;
-#pragma unroll
-        for (int kk = 0; kk < HD / 16; kk++) {
-#pragma unroll
-            for (int nb = 0; nb < NB; nb += 2) {
-                uint32_t bf[4];
-                att_ldBt<LD>(bf, Kt, nb * 8, kk * 16);
-                mma_bf16_16816(s[nb], qf[kk], bf);
-                mma_bf16_16816(s[nb + 1], qf[kk], bf + 2);
+                for (int mt = 0; mt < MT; mt++) for (int kk = 0; kk < KS; kk++) att_ldA<LD>(qf[mt][kk], Qs, wr + 16 * mt, kk * 16);
             }
         }
-        if (j == n_tiles - 1) {                        // the diagonal tile: key j0 + c > query t is masked
+        if (j + 1 < n_tiles) { att_load_async<HD, BK>(Ks + ((j + 1) & 1) * BK * LD, kb, Hkv * HD, j0 + BK, T); cp_async_commit(); }
+        float s[MT][NB][4];
+        if (active) {
+            // S = Q K^T (32 x BK per warp)
 #pragma unroll
-            for (int nb = 0; nb < NB; nb++) for (int i = 0; i < 4; i++) {
-                int t = i0 + warp * 16 + g + 8 * (i >> 1), c = j * ATT_BK + nb * 8 + 2 * tq + (i & 1);
-                if (c > t) s[nb][i] = -INFINITY;
+            for (int mt = 0; mt < MT; mt++) for (int nb = 0; nb < NB; nb++) for (int i = 0; i < 4; i++) s[mt][nb][i] = 0.0f;
+            if constexpr (C::QREG) {
+#pragma unroll
+                for (int kk = 0; kk < KS; kk++) {
+#pragma unroll
+                    for (int nb = 0; nb < NB; nb += 2) {
+                        uint32_t bf[4];
+                        att_ldBt<LD>(bf, Kt, nb * 8, kk * 16);
+#pragma unroll
+                        for (int mt = 0; mt < MT; mt++) {
+                            mma_bf16_16816(s[mt][nb], qf[mt][kk], bf);
+                            mma_bf16_16816(s[mt][nb + 1], qf[mt][kk], bf + 2);
+                        }
+                    }
+                }
+            } else {
+                att_mma_ABt<HD, NB, MT>(s, Qs, wr, Kt, 0);
             }
-        }
-        // online softmax; a row's 64 scores are spread over the 4 lanes of its quad
+            if (j0 + BK - 1 > w0) {                    // a key past some row of this warp: causal mask
 #pragma unroll
-        for (int r = 0; r < 2; r++) {
-            float mx = -INFINITY;
-#pragma unroll
-            for (int nb = 0; nb < NB; nb++) mx = fmaxf(mx, fmaxf(s[nb][2 * r], s[nb][2 * r + 1]));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            float m_new = fmaxf(m[r], mx);             // finite: key j*64 <= every query row of the tile
-            float corr = exp2f((m[r] - m_new) * sl2), ms = m_new * sl2, rs = 0.0f;
-            m[r] = m_new;
-#pragma unroll
-            for (int nb = 0; nb < NB; nb++) {
-                s[nb][2 * r] = exp2f(s[nb][2 * r] * sl2 - ms);
-                s[nb][2 * r + 1] = exp2f(s[nb][2 * r + 1] * sl2 - ms);
-                rs += s[nb][2 * r] + s[nb][2 * r + 1];
+                for (int mt = 0; mt < MT; mt++) for (int nb = 0; nb < NB; nb++) for (int i = 0; i < 4; i++) {
+                    int t = w0 + 16 * mt + g + 8 * (i >> 1), c = j0 + nb * 8 + 2 * tq + (i & 1);
+                    if (c > t) s[mt][nb][i] = -INFINITY;
+                }
             }
-            l[r] = l[r] * corr + rs;                   // this lane's part of the row sum (quad-summed at the end)
+            // online softmax; a row's BK scores are spread over the 4 lanes of its quad. m stays finite: tile 0
+            // holds key 0, which every row attends
 #pragma unroll
-            for (int nd = 0; nd < ND; nd++) { o[nd][2 * r] *= corr; o[nd][2 * r + 1] *= corr; }
+            for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+                for (int r = 0; r < 2; r++) {
+                    float mx = -INFINITY;
+#pragma unroll
+                    for (int nb = 0; nb < NB; nb++) mx = fmaxf(mx, fmaxf(s[mt][nb][2 * r], s[mt][nb][2 * r + 1]));
+                    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                    float m_new = fmaxf(m[mt][r], mx);
+                    float corr = exp2f((m[mt][r] - m_new) * sl2), ms = m_new * sl2, rs = 0.0f;
+                    m[mt][r] = m_new;
+#pragma unroll
+                    for (int nb = 0; nb < NB; nb++) {
+                        s[mt][nb][2 * r] = exp2f(fmaf(s[mt][nb][2 * r], sl2, -ms));
+                        s[mt][nb][2 * r + 1] = exp2f(fmaf(s[mt][nb][2 * r + 1], sl2, -ms));
+                        rs += s[mt][nb][2 * r] + s[mt][nb][2 * r + 1];
+                    }
+                    l[mt][r] = l[mt][r] * corr + rs;   // this lane's part of the row sum (quad-summed at the end)
+#pragma unroll
+                    for (int nd = 0; nd < ND; nd++) { o[mt][nd][2 * r] *= corr; o[mt][nd][2 * r + 1] *= corr; }
+                }
+            }
         }
         if (j + 1 < n_tiles) cp_async_wait<1>(); else cp_async_wait<0>();   // V_j landed
         __syncthreads();                               // ... for every thread; V stage j+1 free (P V_j-1 done)
-        att_mma_PY<HD, ATT_BK / 16>(o, s, Vt, 0);      // O += P V
-        if (j + 1 < n_tiles) { att_load_async<HD, ATT_BK>(Vs + ((j + 1) & 1) * ATT_BK * LD, vb, Hkv * HD, (j + 1) * ATT_BK, T); cp_async_commit(); }
+        if (active) att_mma_PY<HD, BK / 16, MT>(o, s, Vt, 0);   // O += P V
+        if (j + 1 < n_tiles) { att_load_async<HD, BK>(Vs + ((j + 1) & 1) * BK * LD, vb, Hkv * HD, j0 + BK, T); cp_async_commit(); }
     }
-    float inv[2];
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-        inv[r] = 1.0f / l[r];
-        int t = i0 + warp * 16 + g + 8 * r;
-        if (tq == 0 && t < T) lse[((size_t)b * H + h) * T + t] = m[r] * (sl2 / ATT_LOG2E) + logf(l[r]);
+    for (int mt = 0; mt < MT; mt++) {
+        float inv[2];
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            l[mt][r] += __shfl_xor_sync(0xffffffffu, l[mt][r], 1);
+            l[mt][r] += __shfl_xor_sync(0xffffffffu, l[mt][r], 2);
+            inv[r] = 1.0f / l[mt][r];
+            int t = w0 + 16 * mt + g + 8 * r;
+            if (tq == 0 && t < T) lse[((size_t)b * H + h) * T + t] = m[mt][r] * (sl2 / ATT_LOG2E) + logf(l[mt][r]);
+        }
+        att_store_rows<HD>(out + ((size_t)b * T * H + h) * HD, H * HD, w0 + 16 * mt, T, o[mt], inv[0], inv[1]);
     }
-    att_store_rows<HD>(out + ((size_t)b * T * H + h) * HD, H * HD, i0 + warp * 16, T, o, inv[0], inv[1]);
 }
 
 // ----------------------------------------------------------------------------
@@ -275,9 +316,9 @@ attention_backward_dq_kernel(floatX *dq, const floatX *dout, const float *lse, c
         lse2[r] = t < T ? lse[((size_t)b * H + h) * T + t] * ATT_LOG2E : 0.0f;
         dl[r] = t < T ? delta[((size_t)b * H + h) * T + t] : 0.0f;
     }
-    float acc[ND][4];
+    float acc[1][ND][4];
 #pragma unroll
-    for (int nd = 0; nd < ND; nd++) for (int i = 0; i < 4; i++) acc[nd][i] = 0.0f;
+    for (int nd = 0; nd < ND; nd++) for (int i = 0; i < 4; i++) acc[0][nd][i] = 0.0f;
     for (int j = 0; j < n_tiles; j++) {
         const floatX *Kt = Ks + (j & 1) * ATT_BK * LD, *Vt = Vs + (j & 1) * ATT_BK * LD;
         cp_async_wait<0>();
@@ -287,21 +328,21 @@ attention_backward_dq_kernel(floatX *dq, const floatX *dout, const float *lse, c
             att_load_async<HD, ATT_BK>(Vs + ((j + 1) & 1) * ATT_BK * LD, vb, Hkv * HD, (j + 1) * ATT_BK, T);
             cp_async_commit();
         }
-        float s[NB][4], dp[NB][4];
+        float s[1][NB][4], dp[1][NB][4];
 #pragma unroll
-        for (int nb = 0; nb < NB; nb++) for (int i = 0; i < 4; i++) { s[nb][i] = 0.0f; dp[nb][i] = 0.0f; }
-        att_mma_ABt<HD, NB>(s, Qs, warp * 16, Kt, 0);     // S = Q K^T
-        att_mma_ABt<HD, NB>(dp, dOs, warp * 16, Vt, 0);   // dP = dO V^T
+        for (int nb = 0; nb < NB; nb++) for (int i = 0; i < 4; i++) { s[0][nb][i] = 0.0f; dp[0][nb][i] = 0.0f; }
+        att_mma_ABt<HD, NB, 1>(s, Qs, warp * 16, Kt, 0);     // S = Q K^T
+        att_mma_ABt<HD, NB, 1>(dp, dOs, warp * 16, Vt, 0);   // dP = dO V^T
         bool diag = j == n_tiles - 1;
 #pragma unroll
         for (int nb = 0; nb < NB; nb++) for (int i = 0; i < 4; i++) {
             int r = i >> 1, t = i0 + warp * 16 + g + 8 * r, c = j * ATT_BK + nb * 8 + 2 * tq + (i & 1);
-            float p = (diag && c > t) ? 0.0f : exp2f(s[nb][i] * sl2 - lse2[r]);
-            dp[nb][i] = p * (dp[nb][i] - dl[r]);           // dS
+            float p = (diag && c > t) ? 0.0f : exp2f(s[0][nb][i] * sl2 - lse2[r]);
+            dp[0][nb][i] = p * (dp[0][nb][i] - dl[r]);     // dS
         }
-        att_mma_PY<HD, ATT_BK / 16>(acc, dp, Kt, 0);      // dQ += dS K
+        att_mma_PY<HD, ATT_BK / 16, 1>(acc, dp, Kt, 0);   // dQ += dS K
     }
-    att_store_rows<HD>(dq + ((size_t)b * T * H + h) * HD, H * HD, i0 + warp * 16, T, acc, scale, scale);
+    att_store_rows<HD>(dq + ((size_t)b * T * H + h) * HD, H * HD, i0 + warp * 16, T, acc[0], scale, scale);
 }
 
 // dk, dv for one key tile of one kv head, summed over its g query heads in order: grid (ceil(T/64), Hkv, B).
@@ -336,9 +377,9 @@ attention_backward_dkv_kernel(floatX *dk, floatX *dv, const floatX *dout, const 
     att_load_async<HD, ATT_BK>(Vs, v + ((size_t)b * T * Hkv + hk) * HD, Hkv * HD, j0, T);
     issue(0);                                         // one group: K, V and work item 0
 
-    float dka[ND][4], dva[ND][4];
+    float dka[1][ND][4], dva[1][ND][4];
 #pragma unroll
-    for (int nd = 0; nd < ND; nd++) for (int i = 0; i < 4; i++) { dka[nd][i] = 0.0f; dva[nd][i] = 0.0f; }
+    for (int nd = 0; nd < ND; nd++) for (int i = 0; i < 4; i++) { dka[0][nd][i] = 0.0f; dva[0][nd][i] = 0.0f; }
     for (int it = 0; it < n_it; it++) {
         int i0 = j0 + (it % n_q) * BQ, st = it & 1;
         const floatX *Qt = Qs + st * BQ * LD, *dOt = dOs + st * BQ * LD;
@@ -346,31 +387,33 @@ attention_backward_dkv_kernel(floatX *dk, floatX *dv, const floatX *dout, const 
         cp_async_wait<0>();
         __syncthreads();                               // item it visible to all; stage it+1 free (item it-1 done)
         if (it + 1 < n_it) issue(it + 1);
-        float s[NB][4], dp[NB][4];                     // rows: keys j0 + 16 warp + (g, g+8); columns: queries
+        float s[1][NB][4], dp[1][NB][4];               // rows: keys j0 + 16 warp + (g, g+8); columns: queries
 #pragma unroll
-        for (int nb = 0; nb < NB; nb++) for (int i = 0; i < 4; i++) { s[nb][i] = 0.0f; dp[nb][i] = 0.0f; }
-        att_mma_ABt<HD, NB>(s, Ks, warp * 16, Qt, 0);    // S^T = K Q^T
-        att_mma_ABt<HD, NB>(dp, Vs, warp * 16, dOt, 0);  // dP^T = V dO^T
+        for (int nb = 0; nb < NB; nb++) for (int i = 0; i < 4; i++) { s[0][nb][i] = 0.0f; dp[0][nb][i] = 0.0f; }
+        att_mma_ABt<HD, NB, 1>(s, Ks, warp * 16, Qt, 0);    // S^T = K Q^T
+        att_mma_ABt<HD, NB, 1>(dp, Vs, warp * 16, dOt, 0);  // dP^T = V dO^T
         bool edge = i0 < j0 + ATT_BK || i0 + BQ > T;      // the diagonal or past-the-end rows: mask
 #pragma unroll
         for (int nb = 0; nb < NB; nb++) for (int i = 0; i < 4; i++) {
             int c = nb * 8 + 2 * tq + (i & 1), t = i0 + c, key = j0 + warp * 16 + g + 8 * (i >> 1);
-            float p = (edge && (t < key || t >= T)) ? 0.0f : exp2f(s[nb][i] * sl2 - Lt[c]);
-            s[nb][i] = p;                                 // P^T
-            dp[nb][i] = p * (dp[nb][i] - Dt[c]);          // dS^T
+            float p = (edge && (t < key || t >= T)) ? 0.0f : exp2f(s[0][nb][i] * sl2 - Lt[c]);
+            s[0][nb][i] = p;                              // P^T
+            dp[0][nb][i] = p * (dp[0][nb][i] - Dt[c]);    // dS^T
         }
-        att_mma_PY<HD, BQ / 16>(dva, s, dOt, 0);         // dV += P^T dO
-        att_mma_PY<HD, BQ / 16>(dka, dp, Qt, 0);         // dK += dS^T Q
+        att_mma_PY<HD, BQ / 16, 1>(dva, s, dOt, 0);      // dV += P^T dO
+        att_mma_PY<HD, BQ / 16, 1>(dka, dp, Qt, 0);      // dK += dS^T Q
     }
     size_t base = ((size_t)b * T * Hkv + hk) * HD;
-    att_store_rows<HD>(dv + base, Hkv * HD, j0 + warp * 16, T, dva, 1.0f, 1.0f);
-    att_store_rows<HD>(dk + base, Hkv * HD, j0 + warp * 16, T, dka, scale, scale);
+    att_store_rows<HD>(dv + base, Hkv * HD, j0 + warp * 16, T, dva[0], 1.0f, 1.0f);
+    att_store_rows<HD>(dk + base, Hkv * HD, j0 + warp * 16, T, dka[0], scale, scale);
 }
 
 // ----------------------------------------------------------------------------
 // launchers
 
-static size_t attention_forward_smem(int HD) { return (size_t)(ATT_BQ + 4 * ATT_BK) * (HD + 8) * sizeof(floatX); }
+template <int HD> static size_t attention_forward_smem() {
+    return (size_t)(AttFwdCfg<HD>::BQ + 4 * AttFwdCfg<HD>::BK) * (HD + 8) * sizeof(floatX);
+}
 static size_t attention_dq_smem(int HD) { return (size_t)(2 * ATT_BQ + 4 * ATT_BK) * (HD + 8) * sizeof(floatX); }
 static size_t attention_dkv_smem(int HD) {
     int bq = HD == 128 ? AttCfg<128>::BQ_KV : AttCfg<64>::BQ_KV;
@@ -392,9 +435,9 @@ static void attention_check_ptr(const void *p, const char *name) {
 template <int HD>
 static void attention_forward_hd(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
                                  int B, int T, int H, int Hkv, cudaStream_t stream) {
-    size_t smem = attention_forward_smem(HD);
+    size_t smem = attention_forward_smem<HD>();
     cudaCheck(cudaFuncSetAttribute(attention_forward_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    attention_forward_kernel<HD><<<dim3(ceil_div(T, ATT_BQ), H, B), ATT_THREADS, smem, stream>>>(out, lse, q, k, v, T, H, Hkv);
+    attention_forward_kernel<HD><<<dim3(ceil_div(T, AttFwdCfg<HD>::BQ), H, B), ATT_THREADS, smem, stream>>>(out, lse, q, k, v, T, H, Hkv);
     cudaCheck(cudaGetLastError());
 }
 
