@@ -43,14 +43,9 @@
 
 #define ATT_WARPS 4
 #define ATT_THREADS (ATT_WARPS * WARP_SIZE)
-#define ATT_BQ 64        // query rows per forward / dQ block (16 per warp)
-#define ATT_BK 64        // key rows per tile (forward, dQ) and per dK/dV block (16 per warp)
 #define ATT_LOG2E 1.4426950408889634f
 
-template <int HD> struct AttCfg {
-    static constexpr int LD = HD + 8;                  // shared-memory row stride (elements)
-    static constexpr int BQ_KV = HD == 128 ? 32 : 64;  // query rows per inner tile of the dK/dV kernel (registers)
-};
+template <int HD> struct AttCfg { static constexpr int LD = HD + 8; };   // shared-memory row stride (elements)
 
 // dst (R, LD) <- rows [row0, row0+R) of src (row r at src[r*stride]), asynchronously; rows >= T become zeros.
 // Called by all threads; the caller commits the group.
@@ -152,8 +147,17 @@ __device__ __forceinline__ void att_store_rows(floatX *dst, int stride, int r0, 
 // rows (32 consecutive rows), so every K/V fragment read from shared memory feeds 4 mma. Shared memory: Q (BQ, LD),
 // K and V two stages of (BK, LD) each. cp.async groups: {Q, K0}, {V0}, then per tile {K_j+1} {V_j+1}.
 // d = 128 uses 32-key tiles and re-reads Q's fragments from shared memory (registers: O alone is 128 per thread).
+#ifndef ATT_FWD_MT
+#define ATT_FWD_MT 2   // m-tiles (of 16 rows) per warp in the forward
+#endif
+#ifndef ATT_DQ_MT
+#define ATT_DQ_MT 2    // ... in the dQ kernel
+#endif
+#ifndef ATT_KV_MT
+#define ATT_KV_MT 1    // ... (of 16 keys) in the dK/dV kernel, for d <= 64 (d = 128: 1)
+#endif
 template <int HD> struct AttFwdCfg {
-    static constexpr int MT = 2, BQ = 16 * MT * ATT_WARPS, BK = HD == 128 ? 32 : 64;
+    static constexpr int MT = ATT_FWD_MT, BQ = 16 * MT * ATT_WARPS, BK = HD == 128 ? 32 : 64;
     static constexpr bool QREG = HD <= 64;   // Q's A-fragments held in registers
 };
 template <int HD>
@@ -233,20 +237,26 @@ attention_forward_kernel(floatX *out, float *lse, const floatX *q, const floatX 
             for (int mt = 0; mt < MT; mt++) {
 #pragma unroll
                 for (int r = 0; r < 2; r++) {
-                    float mx = -INFINITY;
+                    float mx0 = -INFINITY, mx1 = -INFINITY;   // two chains: shorter dependencies
 #pragma unroll
-                    for (int nb = 0; nb < NB; nb++) mx = fmaxf(mx, fmaxf(s[mt][nb][2 * r], s[mt][nb][2 * r + 1]));
+                    for (int nb = 0; nb < NB; nb += 2) {
+                        mx0 = fmaxf(mx0, fmaxf(s[mt][nb][2 * r], s[mt][nb][2 * r + 1]));
+                        mx1 = fmaxf(mx1, fmaxf(s[mt][nb + 1][2 * r], s[mt][nb + 1][2 * r + 1]));
+                    }
+                    float mx = fmaxf(mx0, mx1);
                     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
                     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
                     float m_new = fmaxf(m[mt][r], mx);
-                    float corr = exp2f((m[mt][r] - m_new) * sl2), ms = m_new * sl2, rs = 0.0f;
+                    float corr = ex2_approx((m[mt][r] - m_new) * sl2), ms = m_new * sl2, rs0 = 0.0f, rs1 = 0.0f;
                     m[mt][r] = m_new;
 #pragma unroll
                     for (int nb = 0; nb < NB; nb++) {
-                        s[mt][nb][2 * r] = exp2f(fmaf(s[mt][nb][2 * r], sl2, -ms));
-                        s[mt][nb][2 * r + 1] = exp2f(fmaf(s[mt][nb][2 * r + 1], sl2, -ms));
-                        rs += s[mt][nb][2 * r] + s[mt][nb][2 * r + 1];
+                        s[mt][nb][2 * r] = ex2_approx(fmaf(s[mt][nb][2 * r], sl2, -ms));
+                        s[mt][nb][2 * r + 1] = ex2_approx(fmaf(s[mt][nb][2 * r + 1], sl2, -ms));
+                        rs0 += s[mt][nb][2 * r];
+                        rs1 += s[mt][nb][2 * r + 1];
                     }
+                    float rs = rs0 + rs1;
                     l[mt][r] = l[mt][r] * corr + rs;   // this lane's part of the row sum (quad-summed at the end)
 #pragma unroll
                     for (int nd = 0; nd < ND; nd++) { o[mt][nd][2 * r] *= corr; o[mt][nd][2 * r + 1] *= corr; }
@@ -289,75 +299,92 @@ __global__ void attention_delta_kernel(float *delta, const floatX *dout, const f
     if (lane == 0) delta[((size_t)b * H + h) * T + t] = acc;
 }
 
-// dq for one query tile: grid (ceil(T/64), H, B), longest first. Shared memory: Q, dO (64, LD), K and V two
-// stages of (64, LD) each; one cp.async group per key tile (K_j, V_j), the next one loading during tile j.
+// Backward tiling. dQ kernel: 4 warps x MT = 2 m-tiles of 16 query rows (128 rows per block), 32-key tiles.
+// dK/dV kernel: 4 warps x KV_MT m-tiles of 16 keys (128 keys per block for d <= 64; 64 for d = 128, whose dK and dV
+// accumulators alone take 128 registers per m-tile), 32-query tiles.
+template <int HD> struct AttBwdCfg {
+    static constexpr int DQ_MT = ATT_DQ_MT, DQ_BQ = 16 * DQ_MT * ATT_WARPS, DQ_BK = DQ_MT == 1 && HD <= 64 ? 64 : 32;
+    static constexpr int KV_MT = HD == 128 ? 1 : ATT_KV_MT, KV_BK = 16 * KV_MT * ATT_WARPS;
+    static constexpr int KV_BQ = KV_MT == 1 && HD <= 64 ? 64 : 32;
+};
+
+// dq for one query tile: grid (ceil(T/DQ_BQ), H, B), longest first. Shared memory: Q, dO (DQ_BQ, LD), K and V
+// two stages of (DQ_BK, LD) each; one cp.async group per key tile (K_j, V_j), the next one loading during tile j.
 template <int HD>
 __global__ void __launch_bounds__(ATT_THREADS)
 attention_backward_dq_kernel(floatX *dq, const floatX *dout, const float *lse, const float *delta,
                              const floatX *q, const floatX *k, const floatX *v, int T, int H, int Hkv) {
-    constexpr int LD = AttCfg<HD>::LD, NB = ATT_BK / 8, ND = HD / 8;
+    using C = AttBwdCfg<HD>;
+    constexpr int LD = AttCfg<HD>::LD, MT = C::DQ_MT, BQ = C::DQ_BQ, BK = C::DQ_BK, NB = BK / 8, ND = HD / 8;
     extern __shared__ __align__(128) unsigned char att_smem[];
-    floatX *Qs = (floatX *)att_smem, *dOs = Qs + ATT_BQ * LD, *Ks = dOs + ATT_BQ * LD, *Vs = Ks + 2 * ATT_BK * LD;
+    floatX *Qs = (floatX *)att_smem, *dOs = Qs + BQ * LD, *Ks = dOs + BQ * LD, *Vs = Ks + 2 * BK * LD;
     int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, g = lane / 4, tq = lane % 4;
-    int i0 = (gridDim.x - 1 - blockIdx.x) * ATT_BQ, h = blockIdx.y, b = blockIdx.z, hk = h / (H / Hkv);
+    int i0 = (gridDim.x - 1 - blockIdx.x) * BQ, h = blockIdx.y, b = blockIdx.z, hk = h / (H / Hkv);
+    int wr = warp * 16 * MT, w0 = i0 + wr;             // this warp's first row: in the tile, in the sequence
     const floatX *kb = k + ((size_t)b * T * Hkv + hk) * HD, *vb = v + ((size_t)b * T * Hkv + hk) * HD;
     const float scale = rsqrtf((float)HD), sl2 = scale * ATT_LOG2E;
-    const int n_tiles = i0 / ATT_BK + 1;
+    const int n_tiles = (min(i0 + BQ, T) - 1) / BK + 1;
 
-    att_load_async<HD, ATT_BQ>(Qs, q + ((size_t)b * T * H + h) * HD, H * HD, i0, T);
-    att_load_async<HD, ATT_BQ>(dOs, dout + ((size_t)b * T * H + h) * HD, H * HD, i0, T);
-    att_load_async<HD, ATT_BK>(Ks, kb, Hkv * HD, 0, T);
-    att_load_async<HD, ATT_BK>(Vs, vb, Hkv * HD, 0, T);
+    att_load_async<HD, BQ>(Qs, q + ((size_t)b * T * H + h) * HD, H * HD, i0, T);
+    att_load_async<HD, BQ>(dOs, dout + ((size_t)b * T * H + h) * HD, H * HD, i0, T);
+    att_load_async<HD, BK>(Ks, kb, Hkv * HD, 0, T);
+    att_load_async<HD, BK>(Vs, vb, Hkv * HD, 0, T);
     cp_async_commit();
-    float lse2[2], dl[2];                              // rows g, g+8: lse in log2 units, Delta
+    float lse2[MT][2], dl[MT][2];                      // rows g, g+8 of each m-tile: lse in log2 units, Delta
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        int t = i0 + warp * 16 + g + 8 * r;
-        lse2[r] = t < T ? lse[((size_t)b * H + h) * T + t] * ATT_LOG2E : 0.0f;
-        dl[r] = t < T ? delta[((size_t)b * H + h) * T + t] : 0.0f;
+    for (int mt = 0; mt < MT; mt++) for (int r = 0; r < 2; r++) {
+        int t = w0 + 16 * mt + g + 8 * r;
+        lse2[mt][r] = t < T ? lse[((size_t)b * H + h) * T + t] * ATT_LOG2E : 0.0f;
+        dl[mt][r] = t < T ? delta[((size_t)b * H + h) * T + t] : 0.0f;
     }
-    float acc[1][ND][4];
+    float acc[MT][ND][4];
 #pragma unroll
-    for (int nd = 0; nd < ND; nd++) for (int i = 0; i < 4; i++) acc[0][nd][i] = 0.0f;
+    for (int mt = 0; mt < MT; mt++) for (int nd = 0; nd < ND; nd++) for (int i = 0; i < 4; i++) acc[mt][nd][i] = 0.0f;
     for (int j = 0; j < n_tiles; j++) {
-        const floatX *Kt = Ks + (j & 1) * ATT_BK * LD, *Vt = Vs + (j & 1) * ATT_BK * LD;
+        const floatX *Kt = Ks + (j & 1) * BK * LD, *Vt = Vs + (j & 1) * BK * LD;
+        const int j0 = j * BK;
         cp_async_wait<0>();
         __syncthreads();                               // tile j visible to all; stage j+1 free (tile j-1 done)
         if (j + 1 < n_tiles) {
-            att_load_async<HD, ATT_BK>(Ks + ((j + 1) & 1) * ATT_BK * LD, kb, Hkv * HD, (j + 1) * ATT_BK, T);
-            att_load_async<HD, ATT_BK>(Vs + ((j + 1) & 1) * ATT_BK * LD, vb, Hkv * HD, (j + 1) * ATT_BK, T);
+            att_load_async<HD, BK>(Ks + ((j + 1) & 1) * BK * LD, kb, Hkv * HD, j0 + BK, T);
+            att_load_async<HD, BK>(Vs + ((j + 1) & 1) * BK * LD, vb, Hkv * HD, j0 + BK, T);
             cp_async_commit();
         }
-        float s[1][NB][4], dp[1][NB][4];
+        if (j0 > w0 + 16 * MT - 1) continue;           // every key of the tile is after every row of this warp
+        float s[MT][NB][4], dp[MT][NB][4];
 #pragma unroll
-        for (int nb = 0; nb < NB; nb++) for (int i = 0; i < 4; i++) { s[0][nb][i] = 0.0f; dp[0][nb][i] = 0.0f; }
-        att_mma_ABt<HD, NB, 1>(s, Qs, warp * 16, Kt, 0);     // S = Q K^T
-        att_mma_ABt<HD, NB, 1>(dp, dOs, warp * 16, Vt, 0);   // dP = dO V^T
-        bool diag = j == n_tiles - 1;
+        for (int mt = 0; mt < MT; mt++) for (int nb = 0; nb < NB; nb++) for (int i = 0; i < 4; i++) { s[mt][nb][i] = 0.0f; dp[mt][nb][i] = 0.0f; }
+        att_mma_ABt<HD, NB, MT>(s, Qs, wr, Kt, 0);      // S = Q K^T
+        att_mma_ABt<HD, NB, MT>(dp, dOs, wr, Vt, 0);    // dP = dO V^T
+        const bool diag = j0 + BK - 1 > w0;
 #pragma unroll
-        for (int nb = 0; nb < NB; nb++) for (int i = 0; i < 4; i++) {
-            int r = i >> 1, t = i0 + warp * 16 + g + 8 * r, c = j * ATT_BK + nb * 8 + 2 * tq + (i & 1);
-            float p = (diag && c > t) ? 0.0f : exp2f(s[0][nb][i] * sl2 - lse2[r]);
-            dp[0][nb][i] = p * (dp[0][nb][i] - dl[r]);     // dS
+        for (int mt = 0; mt < MT; mt++) for (int nb = 0; nb < NB; nb++) for (int i = 0; i < 4; i++) {
+            int r = i >> 1, t = w0 + 16 * mt + g + 8 * r, c = j0 + nb * 8 + 2 * tq + (i & 1);
+            float p = (diag && c > t) ? 0.0f : ex2_approx(fmaf(s[mt][nb][i], sl2, -lse2[mt][r]));
+            dp[mt][nb][i] = p * (dp[mt][nb][i] - dl[mt][r]);   // dS
         }
-        att_mma_PY<HD, ATT_BK / 16, 1>(acc, dp, Kt, 0);   // dQ += dS K
+        att_mma_PY<HD, BK / 16, MT>(acc, dp, Kt, 0);    // dQ += dS K
     }
-    att_store_rows<HD>(dq + ((size_t)b * T * H + h) * HD, H * HD, i0 + warp * 16, T, acc[0], scale, scale);
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+        att_store_rows<HD>(dq + ((size_t)b * T * H + h) * HD, H * HD, w0 + 16 * mt, T, acc[mt], scale, scale);
 }
 
-// dk, dv for one key tile of one kv head, summed over its g query heads in order: grid (ceil(T/64), Hkv, B).
-// Shared memory: K, V (64, LD); Q, dO two stages of (BQ_KV, LD) each, lse (log2 units) and Delta two stages of
-// BQ_KV floats. The work list: for each query head of the group, the query tiles i0 = j0, j0 + BQ_KV, .. < T.
+// dk, dv for one key tile of one kv head, summed over its H/Hkv query heads in order: grid (ceil(T/KV_BK), Hkv, B).
+// Shared memory: K, V (KV_BK, LD); Q, dO two stages of (KV_BQ, LD) each, lse (log2 units) and Delta two stages of
+// KV_BQ floats. The work list: for each query head of the group, the query tiles i0 = j0, j0 + KV_BQ, .. < T.
 template <int HD>
 __global__ void __launch_bounds__(ATT_THREADS)
 attention_backward_dkv_kernel(floatX *dk, floatX *dv, const floatX *dout, const float *lse, const float *delta,
                               const floatX *q, const floatX *k, const floatX *v, int T, int H, int Hkv) {
-    constexpr int LD = AttCfg<HD>::LD, BQ = AttCfg<HD>::BQ_KV, NB = BQ / 8, ND = HD / 8;
+    using C = AttBwdCfg<HD>;
+    constexpr int LD = AttCfg<HD>::LD, MT = C::KV_MT, BKV = C::KV_BK, BQ = C::KV_BQ, NB = BQ / 8, ND = HD / 8;
     extern __shared__ __align__(128) unsigned char att_smem[];
-    floatX *Ks = (floatX *)att_smem, *Vs = Ks + ATT_BK * LD, *Qs = Vs + ATT_BK * LD, *dOs = Qs + 2 * BQ * LD;
+    floatX *Ks = (floatX *)att_smem, *Vs = Ks + BKV * LD, *Qs = Vs + BKV * LD, *dOs = Qs + 2 * BQ * LD;
     float *Ls = (float *)(dOs + 2 * BQ * LD), *Ds = Ls + 2 * BQ;
     int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, g = lane / 4, tq = lane % 4;
-    int j0 = blockIdx.x * ATT_BK, hk = blockIdx.y, b = blockIdx.z, grp = H / Hkv;
+    int j0 = blockIdx.x * BKV, hk = blockIdx.y, b = blockIdx.z, grp = H / Hkv;
+    int wr = warp * 16 * MT, w0 = j0 + wr;             // this warp's first key: in the tile, in the sequence
     const float scale = rsqrtf((float)HD), sl2 = scale * ATT_LOG2E;
     const int n_q = (T - j0 + BQ - 1) / BQ, n_it = grp * n_q;   // query tiles per head, work items
 
@@ -373,13 +400,13 @@ attention_backward_dkv_kernel(floatX *dk, floatX *dv, const floatX *dout, const 
             Ds[st * BQ + r] = t < T ? delta[((size_t)b * H + h) * T + t] : 0.0f;
         }
     };
-    att_load_async<HD, ATT_BK>(Ks, k + ((size_t)b * T * Hkv + hk) * HD, Hkv * HD, j0, T);
-    att_load_async<HD, ATT_BK>(Vs, v + ((size_t)b * T * Hkv + hk) * HD, Hkv * HD, j0, T);
+    att_load_async<HD, BKV>(Ks, k + ((size_t)b * T * Hkv + hk) * HD, Hkv * HD, j0, T);
+    att_load_async<HD, BKV>(Vs, v + ((size_t)b * T * Hkv + hk) * HD, Hkv * HD, j0, T);
     issue(0);                                         // one group: K, V and work item 0
 
-    float dka[1][ND][4], dva[1][ND][4];
+    float dka[MT][ND][4], dva[MT][ND][4];
 #pragma unroll
-    for (int nd = 0; nd < ND; nd++) for (int i = 0; i < 4; i++) { dka[0][nd][i] = 0.0f; dva[0][nd][i] = 0.0f; }
+    for (int mt = 0; mt < MT; mt++) for (int nd = 0; nd < ND; nd++) for (int i = 0; i < 4; i++) { dka[mt][nd][i] = 0.0f; dva[mt][nd][i] = 0.0f; }
     for (int it = 0; it < n_it; it++) {
         int i0 = j0 + (it % n_q) * BQ, st = it & 1;
         const floatX *Qt = Qs + st * BQ * LD, *dOt = dOs + st * BQ * LD;
@@ -387,25 +414,29 @@ attention_backward_dkv_kernel(floatX *dk, floatX *dv, const floatX *dout, const 
         cp_async_wait<0>();
         __syncthreads();                               // item it visible to all; stage it+1 free (item it-1 done)
         if (it + 1 < n_it) issue(it + 1);
-        float s[1][NB][4], dp[1][NB][4];               // rows: keys j0 + 16 warp + (g, g+8); columns: queries
+        if (i0 + BQ - 1 < w0) continue;                // every query of the tile is before every key of this warp
+        float s[MT][NB][4], dp[MT][NB][4];             // rows: keys w0 + 16 mt + (g, g+8); columns: queries
 #pragma unroll
-        for (int nb = 0; nb < NB; nb++) for (int i = 0; i < 4; i++) { s[0][nb][i] = 0.0f; dp[0][nb][i] = 0.0f; }
-        att_mma_ABt<HD, NB, 1>(s, Ks, warp * 16, Qt, 0);    // S^T = K Q^T
-        att_mma_ABt<HD, NB, 1>(dp, Vs, warp * 16, dOt, 0);  // dP^T = V dO^T
-        bool edge = i0 < j0 + ATT_BK || i0 + BQ > T;      // the diagonal or past-the-end rows: mask
+        for (int mt = 0; mt < MT; mt++) for (int nb = 0; nb < NB; nb++) for (int i = 0; i < 4; i++) { s[mt][nb][i] = 0.0f; dp[mt][nb][i] = 0.0f; }
+        att_mma_ABt<HD, NB, MT>(s, Ks, wr, Qt, 0);      // S^T = K Q^T
+        att_mma_ABt<HD, NB, MT>(dp, Vs, wr, dOt, 0);    // dP^T = V dO^T
+        const bool edge = i0 < w0 + 16 * MT || i0 + BQ > T;   // a query before some key, or past the end: mask
 #pragma unroll
-        for (int nb = 0; nb < NB; nb++) for (int i = 0; i < 4; i++) {
-            int c = nb * 8 + 2 * tq + (i & 1), t = i0 + c, key = j0 + warp * 16 + g + 8 * (i >> 1);
-            float p = (edge && (t < key || t >= T)) ? 0.0f : exp2f(s[0][nb][i] * sl2 - Lt[c]);
-            s[0][nb][i] = p;                              // P^T
-            dp[0][nb][i] = p * (dp[0][nb][i] - Dt[c]);    // dS^T
+        for (int mt = 0; mt < MT; mt++) for (int nb = 0; nb < NB; nb++) for (int i = 0; i < 4; i++) {
+            int c = nb * 8 + 2 * tq + (i & 1), t = i0 + c, key = w0 + 16 * mt + g + 8 * (i >> 1);
+            float p = (edge && (t < key || t >= T)) ? 0.0f : ex2_approx(fmaf(s[mt][nb][i], sl2, -Lt[c]));
+            s[mt][nb][i] = p;                          // P^T
+            dp[mt][nb][i] = p * (dp[mt][nb][i] - Dt[c]);   // dS^T
         }
-        att_mma_PY<HD, BQ / 16, 1>(dva, s, dOt, 0);      // dV += P^T dO
-        att_mma_PY<HD, BQ / 16, 1>(dka, dp, Qt, 0);      // dK += dS^T Q
+        att_mma_PY<HD, BQ / 16, MT>(dva, s, dOt, 0);    // dV += P^T dO
+        att_mma_PY<HD, BQ / 16, MT>(dka, dp, Qt, 0);    // dK += dS^T Q
     }
     size_t base = ((size_t)b * T * Hkv + hk) * HD;
-    att_store_rows<HD>(dv + base, Hkv * HD, j0 + warp * 16, T, dva[0], 1.0f, 1.0f);
-    att_store_rows<HD>(dk + base, Hkv * HD, j0 + warp * 16, T, dka[0], scale, scale);
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+        att_store_rows<HD>(dv + base, Hkv * HD, w0 + 16 * mt, T, dva[mt], 1.0f, 1.0f);
+        att_store_rows<HD>(dk + base, Hkv * HD, w0 + 16 * mt, T, dka[mt], scale, scale);
+    }
 }
 
 // ----------------------------------------------------------------------------
@@ -414,17 +445,19 @@ attention_backward_dkv_kernel(floatX *dk, floatX *dv, const floatX *dout, const 
 template <int HD> static size_t attention_forward_smem() {
     return (size_t)(AttFwdCfg<HD>::BQ + 4 * AttFwdCfg<HD>::BK) * (HD + 8) * sizeof(floatX);
 }
-static size_t attention_dq_smem(int HD) { return (size_t)(2 * ATT_BQ + 4 * ATT_BK) * (HD + 8) * sizeof(floatX); }
-static size_t attention_dkv_smem(int HD) {
-    int bq = HD == 128 ? AttCfg<128>::BQ_KV : AttCfg<64>::BQ_KV;
-    return (size_t)(2 * ATT_BK + 4 * bq) * (HD + 8) * sizeof(floatX) + (size_t)4 * bq * sizeof(float);
+template <int HD> static size_t attention_dq_smem() {
+    return (size_t)(2 * AttBwdCfg<HD>::DQ_BQ + 4 * AttBwdCfg<HD>::DQ_BK) * (HD + 8) * sizeof(floatX);
+}
+template <int HD> static size_t attention_dkv_smem() {
+    using C = AttBwdCfg<HD>;
+    return (size_t)(2 * C::KV_BK + 4 * C::KV_BQ) * (HD + 8) * sizeof(floatX) + (size_t)4 * C::KV_BQ * sizeof(float);
 }
 
 static void attention_check_shape(int B, int T, int H, int Hkv, int d) {
     if (B < 1 || T < 1 || H < 1 || Hkv < 1 || H % Hkv != 0)
         fatal("attention: invalid shape B=%d T=%d H=%d Hkv=%d (H must be a multiple of Hkv)", B, T, H, Hkv);
     if (d != 32 && d != 64 && d != 128) fatal("attention: head width d=%d is not supported (32, 64 or 128)", d);
-    if ((size_t)ceil_div(T, ATT_BQ) > 0x7fffffffu || H > 65535 || B > 65535)
+    if (H > 65535 || B > 65535)
         fatal("attention: grid too large for B=%d T=%d H=%d", B, T, H);
 }
 // cp.async and the paired bf16 stores need 16-byte aligned tensors
@@ -459,13 +492,13 @@ template <int HD>
 static void attention_backward_hd(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const float *lse,
                                   const float *delta, const floatX *q, const floatX *k, const floatX *v,
                                   int B, int T, int H, int Hkv, cudaStream_t stream) {
-    size_t smem_q = attention_dq_smem(HD), smem_kv = attention_dkv_smem(HD);
+    size_t smem_q = attention_dq_smem<HD>(), smem_kv = attention_dkv_smem<HD>();
     cudaCheck(cudaFuncSetAttribute(attention_backward_dq_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_q));
     cudaCheck(cudaFuncSetAttribute(attention_backward_dkv_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_kv));
-    attention_backward_dkv_kernel<HD><<<dim3(ceil_div(T, ATT_BK), Hkv, B), ATT_THREADS, smem_kv, stream>>>(
+    attention_backward_dkv_kernel<HD><<<dim3(ceil_div(T, AttBwdCfg<HD>::KV_BK), Hkv, B), ATT_THREADS, smem_kv, stream>>>(
         dk, dv, dout, lse, delta, q, k, v, T, H, Hkv);
     cudaCheck(cudaGetLastError());
-    attention_backward_dq_kernel<HD><<<dim3(ceil_div(T, ATT_BQ), H, B), ATT_THREADS, smem_q, stream>>>(
+    attention_backward_dq_kernel<HD><<<dim3(ceil_div(T, AttBwdCfg<HD>::DQ_BQ), H, B), ATT_THREADS, smem_q, stream>>>(
         dq, dout, lse, delta, q, k, v, T, H, Hkv);
     cudaCheck(cudaGetLastError());
 }

@@ -56,6 +56,12 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
     __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
     return *(uint32_t *)&v;
 }
+// 2^x, the SFU's approximation (ex2.approx.ftz: 2 ulp, subnormals flushed; 2^-inf = 0)
+__device__ __forceinline__ float ex2_approx(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
 // the low / high bf16 of a register as float
 __device__ __forceinline__ float bf16x2_lo(uint32_t r) { return __uint_as_float(r << 16); }
 __device__ __forceinline__ float bf16x2_hi(uint32_t r) { return __uint_as_float(r & 0xffff0000u); }

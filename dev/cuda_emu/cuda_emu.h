@@ -385,6 +385,7 @@ template <int N> static void cp_async_wait(void) {
     q.resize(keep);
 }
 
+static inline float ex2_approx(float x) { return exp2f(x); }   // the host's exp2f: agrees to rounding
 static inline uint32_t pack_bf16x2(float lo, float hi) { return (uint32_t)float_to_bf16(lo) | (uint32_t)float_to_bf16(hi) << 16; }
 static inline float bf16x2_lo(uint32_t r) { return emu_bf16_half(r, 0); }
 static inline float bf16x2_hi(uint32_t r) { return emu_bf16_half(r, 1); }
