@@ -212,10 +212,11 @@ static int check(int version, int B, int T, int H, int Hkv, int d) {
     // P and dS are rounded to bf16 before their products (FlashAttention-2's numerics, 2^-9 relative per term),
     // Delta comes from the bf16 out, and the results are stored in bf16: atol 1e-2 of the tensor's largest entry,
     // rtol 1e-2 (the CPU emulation of these kernels shows up to 4e-3 of the max). Wrong masks or head sums are
-    // off by 1e-1 of the max or more.
-    int ok = validate_result(g.dq, dq, "dq", (size_t)B * T * H, d, d, 1e-2f * max_abs(dq, nq), 1e-2f);
-    ok &= validate_result(g.dk, dk, "dk", (size_t)B * T * Hkv, d, d, 1e-2f * max_abs(dk, nk), 1e-2f);
-    ok &= validate_result(g.dv, dv, "dv", (size_t)B * T * Hkv, d, d, 1e-2f * max_abs(dv, nk), 1e-2f);
+    // off by 1e-1 of the max or more. Plus 1e-6 absolute: where the exact gradient is 0 (T = 1: dS = P (dP - Delta)
+    // with dP = Delta in exact arithmetic) the kernels return fp32 rounding noise of O(1) dot products, ~1e-8.
+    int ok = validate_result(g.dq, dq, "dq", (size_t)B * T * H, d, d, 1e-2f * max_abs(dq, nq) + 1e-6f, 1e-2f);
+    ok &= validate_result(g.dk, dk, "dk", (size_t)B * T * Hkv, d, d, 1e-2f * max_abs(dk, nk) + 1e-6f, 1e-2f);
+    ok &= validate_result(g.dv, dv, "dv", (size_t)B * T * Hkv, d, d, 1e-2f * max_abs(dv, nk) + 1e-6f, 1e-2f);
     // determinism: a second run gives the same bits (dq, dk and dv)
     floatX *outs[3] = {g.dq, g.dk, g.dv};
     size_t ns[3] = {nq, nk, nk};
@@ -293,7 +294,8 @@ int main(int argc, char **argv) {
         if (a.version && version != a.version) continue;
         if (a.check) {
             ok &= check(version, 2, 200, 4, 2, 64) & check(version, 1, 130, 4, 1, 128) & check(version, 1, 67, 3, 3, 32) &
-                  check(version, 1, 1, 2, 1, 32);
+                  check(version, 1, 1, 2, 1, 32) &
+                  check(version, 1, 333, 4, 1, 128) & check(version, 2, 290, 4, 2, 64);   // several tiles: the pipelines
         } else {
             bench(version, 8, 1024, 12, 12, 64);
             bench(version, 8, 1024, 12, 4, 64);

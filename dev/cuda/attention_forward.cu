@@ -338,7 +338,8 @@ int main(int argc, char **argv) {
             // GQA groups of 2 and 4, MHA; T not a multiple of 64 and several key tiles (the pipelines); every
             // supported head width; T = 1
             ok &= check(version, 2, 200, 4, 2, 64) & check(version, 1, 130, 4, 1, 128) & check(version, 1, 67, 3, 3, 32) &
-                  check(version, 1, 1, 2, 1, 32);
+                  check(version, 1, 1, 2, 1, 32) &
+                  check(version, 1, 333, 4, 1, 128) & check(version, 2, 290, 4, 2, 64);   // several tiles: the pipelines
         } else {
             bench(version, 8, 1024, 12, 12, 64);
             bench(version, 8, 1024, 12, 4, 64);
