@@ -156,6 +156,9 @@ __device__ __forceinline__ void att_store_rows(floatX *dst, int stride, int r0, 
 #ifndef ATT_FWD_MT
 #define ATT_FWD_MT 2   // m-tiles (of 16 rows) per warp in the forward
 #endif
+#ifndef ATT_FWD_BK128
+#define ATT_FWD_BK128 32   // key tile of the d = 128 forward
+#endif
 #ifndef ATT_DQ_MT
 #define ATT_DQ_MT 2    // ... in the dQ kernel
 #endif
@@ -163,7 +166,7 @@ __device__ __forceinline__ void att_store_rows(floatX *dst, int stride, int r0, 
 #define ATT_KV_MT 1    // ... (of 16 keys) in the dK/dV kernel, for d <= 64 (d = 128: 1)
 #endif
 template <int HD> struct AttFwdCfg {
-    static constexpr int MT = ATT_FWD_MT, BQ = 16 * MT * ATT_WARPS, BK = HD == 128 ? 32 : 64;
+    static constexpr int MT = ATT_FWD_MT, BQ = 16 * MT * ATT_WARPS, BK = HD == 128 ? ATT_FWD_BK128 : 64;
     static constexpr bool QREG = HD <= 64;   // Q's A-fragments held in registers
 };
 template <int HD>
