@@ -6,7 +6,7 @@
               dQ kernel per query tile), what the trainer uses
  make -C dev/cuda bin/attention_backward && dev/cuda/bin/attention_backward check|bench [version]
  dev/cuda/bin/attention_backward shape B T H Hkv d   times version 2 forward and backward at one shape and prints
-   one machine-readable line (dev/cuda/attention_vs_sdpa.py joins it with PyTorch SDPA's timings)
+   one machine-readable line (dev/cuda/bench_attention.py joins it with PyTorch SDPA's timings)
 */
 #define ATTENTION_FORWARD_NO_MAIN
 #include "attention_forward.cu"

@@ -6,7 +6,7 @@ median); TFLOP/s count the causal FLOPs once: forward 4 B H d T(T+1)/2, backward
 our time (> 1: we are faster). SDPA gets the same memory layout as ours ((B,T,H,d) seen as (B,H,T,d)) and
 enable_gqa=True for Hkv < H; PyTorch picks its backend.
 usage (from the repo root, on a GPU machine):
-    make -C dev/cuda bin/attention_backward && python3 dev/cuda/attention_vs_sdpa.py [--quick] [--markdown]
+    make -C dev/cuda bin/attention_backward && python3 dev/cuda/bench_attention.py [--quick] [--markdown]
 """
 import argparse
 import os
@@ -21,7 +21,7 @@ QUICK = [(8, 1024, 12, 12, 64), (8, 1024, 12, 4, 64), (4, 2048, 8, 2, 128)]   # 
 
 
 def fail(msg):
-    print('attention_vs_sdpa.py: ' + msg, file=sys.stderr)
+    print('bench_attention.py: ' + msg, file=sys.stderr)
     sys.exit(1)
 
 
