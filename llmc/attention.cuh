@@ -389,6 +389,7 @@ attention_backward_dkv_kernel(floatX *dk, floatX *dv, const floatX *dout, const 
                               const floatX *q, const floatX *k, const floatX *v, int T, int H, int Hkv) {
     using C = AttBwdCfg<HD>;
     constexpr int LD = AttCfg<HD>::LD, MT = C::KV_MT, BKV = C::KV_BK, BQ = C::KV_BQ, NB = BQ / 8, ND = HD / 8;
+    static_assert(BQ <= ATT_THREADS, "one thread per query row fetches lse and Delta");
     extern __shared__ __align__(128) unsigned char att_smem[];
     floatX *Ks = (floatX *)att_smem, *Vs = Ks + BKV * LD, *Qs = Vs + BKV * LD, *dOs = Qs + 2 * BQ * LD;
     float *Ls = (float *)(dOs + 2 * BQ * LD), *Ds = Ls + 2 * BQ;
@@ -398,18 +399,27 @@ attention_backward_dkv_kernel(floatX *dk, floatX *dv, const floatX *dout, const 
     const float scale = rsqrtf((float)HD), sl2 = scale * ATT_LOG2E;
     const int n_q = (T - j0 + BQ - 1) / BQ, n_it = grp * n_q;   // query tiles per head, work items
 
-    // work item it -> stage it&1: Q, dO rows [i0, i0+BQ) of head h (async), lse and Delta (plain loads)
+    // lse (log2 units) and Delta of row threadIdx.x (< BQ) of work item it, fetched into registers one item ahead:
+    // the global loads' latency then hides behind a whole item of mma work instead of stalling the store
+    float l_next = 0.0f, d_next = 0.0f;
+    auto fetch = [&](int it) {
+        int h = hk * grp + it / n_q, t = j0 + (it % n_q) * BQ + threadIdx.x;
+        l_next = t < T ? lse[((size_t)b * H + h) * T + t] * ATT_LOG2E : 0.0f;
+        d_next = t < T ? delta[((size_t)b * H + h) * T + t] : 0.0f;
+    };
+    // work item it -> stage it&1: Q, dO rows [i0, i0+BQ) of head h (async); lse, Delta from the registers
     auto issue = [&](int it) {
         int h = hk * grp + it / n_q, i0 = j0 + (it % n_q) * BQ, st = it & 1;
         att_load_async<HD, BQ>(Qs + st * BQ * LD, q + ((size_t)b * T * H + h) * HD, H * HD, i0, T);
         att_load_async<HD, BQ>(dOs + st * BQ * LD, dout + ((size_t)b * T * H + h) * HD, H * HD, i0, T);
         cp_async_commit();
-        for (int r = threadIdx.x; r < BQ; r += ATT_THREADS) {
-            int t = i0 + r;
-            Ls[st * BQ + r] = t < T ? lse[((size_t)b * H + h) * T + t] * ATT_LOG2E : 0.0f;
-            Ds[st * BQ + r] = t < T ? delta[((size_t)b * H + h) * T + t] : 0.0f;
+        if (threadIdx.x < BQ) {
+            Ls[st * BQ + threadIdx.x] = l_next;
+            Ds[st * BQ + threadIdx.x] = d_next;
+            if (it + 1 < n_it) fetch(it + 1);
         }
     };
+    if (threadIdx.x < BQ) fetch(0);
     att_load_async<HD, BKV>(Ks, k + ((size_t)b * T * Hkv + hk) * HD, Hkv * HD, j0, T);
     att_load_async<HD, BKV>(Vs, v + ((size_t)b * T * Hkv + hk) * HD, Hkv * HD, j0, T);
     issue(0);                                         // one group: K, V and work item 0
