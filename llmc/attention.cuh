@@ -1,198 +1,295 @@
 /*
- Causal grouped-query attention, FlashAttention-2 style: 64x64 tiles, online softmax, no T x T buffer.
- Scale 1/sqrt(d); query head h reads key/value head h / (H/Hkv); the diagonal is included (t attends j <= t).
- RoPE is applied before these calls.
+ Causal grouped-query attention, FlashAttention-2 class: fragments in registers (mma.sync m16n8k16 bf16 ->
+ fp32, ldmatrix), cp.async double-buffered K/V (or Q/dO) tiles, online softmax in registers, causal tile
+ skipping. Scale 1/sqrt(d); query head h reads key/value head h / (H/Hkv); the diagonal is included (t attends
+ j <= t). RoPE is applied before these calls. (The simple wmma version this replaced is version 1 of
+ dev/cuda/attention_forward.cu and attention_backward.cu.)
 
- API (row-major, token-major, bf16 storage, fp32 accumulation):
+ API (row-major, token-major, bf16 storage, fp32 accumulation; every pointer 16-byte aligned):
    void attention_forward(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
                           int B, int T, int H, int Hkv, int d, cudaStream_t stream);
        q (B,T,H,d), k/v (B,T,Hkv,d)  ->  out (B,T,H,d), lse (B,H,T) = log sum_{j<=t} exp(q_t.k_j/sqrt(d))
    void attention_backward(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const floatX *out,
                            const float *lse, const floatX *q, const floatX *k, const floatX *v, float *scratch,
                            int B, int T, int H, int Hkv, int d, cudaStream_t stream);
-       dout (B,T,H,d)  ->  dq (B,T,H,d), dk/dv (B,T,Hkv,d) (overwritten; dk, dv summed over the H/Hkv query heads
-       of each kv head inside one thread block, in a fixed order: deterministic, no atomics)
+       dout (B,T,H,d)  ->  dq (B,T,H,d), dk/dv (B,T,Hkv,d) (overwritten; deterministic, no atomics: dq in its
+       own kernel per query tile, dk, dv per key tile summing the H/Hkv query heads of its kv head in order)
    size_t attention_backward_scratch_bytes(int B, int T, int H, int Hkv, int d);   // Delta (B,H,T) fp32
  d must be 32, 64 or 128 (anything else is a fatal error naming it).
 
- Backward (recompute from lse): P = exp(S - lse), dP = dO V^T, Delta_t = dO_t.O_t, dS = P (dP - Delta);
- dQ = dS K / sqrt(d) (kernel per query tile), dV = P^T dO, dK = dS^T Q / sqrt(d) (kernel per key tile).
- All matrix products run on the tensor cores (bf16 wmma, fp32 accumulation): S = Q K^T and dP = dO V^T from
- the bf16 inputs (exact products); P V, dS K, P^T dO, dS^T Q with P and dS rounded to bf16, as FlashAttention-2
- does. The softmax statistics, the online rescaling of O and Delta stay fp32.
- dev/test/test_feedback_blocked.c runs this tiling on the CPU against naive attention.
+ Math. Forward per query tile (128 rows: 4 warps x 2 m-tiles of 16 rows, so every K/V fragment read from
+ shared memory feeds 4 mma): for 64-key tiles up to the tile's last row:
+   S = Q K^T (Q's A-fragments kept in registers for d <= 64), masked where a key follows the row,
+   m' = max(m, rowmax S), P = exp2((S - m') log2e/sqrt(d)), l = l exp2((m - m') ..) + rowsum P,
+   O = O exp2(..) + P V with P rounded to bf16 and fed as the A operand straight from the accumulator layout
+   (llmc/mma.cuh); out = O / l, lse = m/sqrt(d) + log l. A warp skips key tiles that are wholly after its rows.
+ Backward (recompute from lse): P = exp(S/sqrt(d) - lse), dP = dO V^T, Delta_t = dO_t.O_t, dS = P (dP - Delta);
+   dQ = dS K / sqrt(d)            kernel per query tile (128 rows, 4 warps x 2 m-tiles), 32-key tiles up to the
+                                  diagonal
+   dV = P^T dO, dK = dS^T Q / sqrt(d)   kernel per key tile (64 keys, 4 warps x 16), loops over the H/Hkv query
+                                  heads in order, then over query tiles at or after the key tile (64 rows; 32 at
+                                  d = 128). S^T = K Q^T and dP^T = V dO^T there, so P^T and dS^T come out in
+                                  accumulator layout: A operands again.
+ The tile shapes are AttFwdCfg / AttBwdCfg (ATT_FWD_MT, ATT_DQ_MT, ATT_KV_MT can be overridden with -D to tune).
+ P and dS are rounded to bf16 before their products, as FlashAttention-2 does; softmax statistics, the online
+ rescaling and Delta stay fp32; exp2 is the SFU's ex2.approx. dev/test/test_feedback_blocked.c runs this tiling's
+ math on the CPU against naive attention. Registers per thread (sm_90, nvcc 13, ptxas -v;
+ d = 32/64/128): forward 164/234/254, dQ 160/210/255, dK/dV 132/174/255; spills only at d = 128: forward 8 bytes
+ (32-key tiles would have none, but run 11-13% slower), dK/dV 4 bytes.
+
+ Shared memory tiles are bf16 with rows of d + 8 elements: 16-byte aligned rows for cp.async and ldmatrix, and
+ (row stride 2d + 16 bytes) 8 consecutive rows fall in 8 different 16-byte bank groups: ldmatrix is conflict-free.
 */
 #ifndef SESSA_ATTENTION_CUH
 #define SESSA_ATTENTION_CUH
 
 #include <math.h>
-#include <mma.h>
+#include <stdint.h>
 #include "cuda_common.h"
+#include "mma.cuh"
 
-#define ATT_BT 64        // rows of every tile (queries and keys)
-#define ATT_THREADS 256  // thread (ty = tid/16, tx = tid%16) owns rows ty+16i (i<4), columns tx+16j
+#define ATT_WARPS 4
+#define ATT_THREADS (ATT_WARPS * WARP_SIZE)
+#define ATT_LOG2E 1.4426950408889634f
 
-// Tiles live in shared memory as bf16 (exact copies of the inputs), rows of HD + 8 elements: 16-byte aligned
-// rows for the tensor-core loads, and the padding spreads the rows over the banks.
-template <int HD> struct AttTile { static constexpr int LD = HD + 8; };
-#define ATT_ZLD (ATT_BT + 4)   // row stride of the fp32 (64, 64) staging tile of att_dot_tile
-#define ATT_WLD (ATT_BT + 8)   // row stride of the bf16 (64, 64) P / dS tiles
-typedef nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> AttAcc;
+template <int HD> struct AttCfg { static constexpr int LD = HD + 8; };   // shared-memory row stride (elements)
 
-// dst (64, HD) <- rows [row0, row0+64) of src (row r at src[r*stride]); rows at or past T read as zero
-template <int HD>
-__device__ void att_load_tile(floatX *dst, const floatX *src, int stride, int row0, int T) {
-    const floatX zero = __float2bfloat16(0.0f);
-    for (int e = threadIdx.x; e < ATT_BT * HD; e += ATT_THREADS) {
-        int r = e / HD, c = e % HD;
-        dst[r * AttTile<HD>::LD + c] = (row0 + r < T) ? src[(size_t)(row0 + r) * stride + c] : zero;
+// dst (R, LD) <- rows [row0, row0+R) of src (row r at src[r*stride]), asynchronously; rows >= T become zeros.
+// Called by all threads; the caller commits the group.
+template <int HD, int R>
+__device__ __forceinline__ void att_load_async(floatX *dst, const floatX *src, int stride, int row0, int T) {
+    constexpr int CPR = HD / 8;   // 16-byte chunks per row
+    for (int e = threadIdx.x; e < R * CPR; e += ATT_THREADS) {
+        int r = e / CPR, c = (e % CPR) * 8;
+        bool valid = row0 + r < T;
+        cp_async16(dst + r * AttCfg<HD>::LD + c, valid ? src + (size_t)(row0 + r) * stride + c : src, valid);
     }
 }
 
-// acc[i][j] = X[ty+16i, :] . Y[tx+16j, :]  over HD, X and Y (64, HD) bf16 tiles, on the tensor cores (bf16
-// products are exact in fp32). Warp w owns rows 16(w/2).., columns 32(w%2).. (two 16x16 accumulators), staged
-// through Zs (64, ATT_ZLD) fp32 into the 4x4-per-thread layout. Called by all threads.
-template <int HD>
-__device__ void att_dot_tile(float acc[4][4], const floatX *X, const floatX *Y, float *Zs) {
-    using namespace nvcuda;
-    constexpr int LD = AttTile<HD>::LD;
-    int ty = threadIdx.x / 16, tx = threadIdx.x % 16, wr = (threadIdx.x / WARP_SIZE) / 2, wc = (threadIdx.x / WARP_SIZE) % 2;
-    AttAcc c[2];
-    wmma::fill_fragment(c[0], 0.0f);
-    wmma::fill_fragment(c[1], 0.0f);
-    for (int kk = 0; kk < HD; kk += 16) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, floatX, wmma::row_major> a;
-        wmma::load_matrix_sync(a, X + 16 * wr * LD + kk, LD);
-        for (int j = 0; j < 2; j++) {
-            wmma::fragment<wmma::matrix_b, 16, 16, 16, floatX, wmma::col_major> b;   // Y's rows as columns
-            wmma::load_matrix_sync(b, Y + (32 * wc + 16 * j) * LD + kk, LD);
-            wmma::mma_sync(c[j], a, b, c[j]);
-        }
-    }
-    for (int j = 0; j < 2; j++) wmma::store_matrix_sync(Zs + 16 * wr * ATT_ZLD + 32 * wc + 16 * j, c[j], ATT_ZLD, wmma::mem_row_major);
-    __syncthreads();
-    for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) acc[i][j] = Zs[(ty + 16 * i) * ATT_ZLD + tx + 16 * j];
-    __syncthreads();   // Zs is read before a next call stores into it
+// A-fragment (16x16) of rows row0.., columns col0.. of a row-major smem tile
+template <int LD> __device__ __forceinline__ void att_ldA(uint32_t a[4], const floatX *tile, int row0, int col0) {
+    int lane = threadIdx.x % WARP_SIZE;
+    ldmatrix_x4(a, tile + (row0 + lane % 16) * LD + col0 + (lane / 16) * 8);
 }
-
-// Products with a (64, HD) result (P V, dS K, P^T dO, dS^T Q) accumulate in fragments on the tensor cores, with
-// P and dS rounded to bf16 as FlashAttention-2 does. Warp w owns result rows 16(w%4).., columns
-// (w/4)*HD/2 + 16f for f < HD/32.
-template <int HD, class FragA>
-__device__ __forceinline__ void att_mma_b(AttAcc *acc, const FragA &a, const floatX *Y, int kk) {
-    using namespace nvcuda;
-    constexpr int LD = AttTile<HD>::LD;
-    int wc = (threadIdx.x / WARP_SIZE) / 4;
-    for (int f = 0; f < HD / 32; f++) {
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, floatX, wmma::row_major> b;
-        wmma::load_matrix_sync(b, Y + kk * LD + wc * (HD / 2) + 16 * f, LD);
-        wmma::mma_sync(acc[f], a, b, acc[f]);
-    }
+// B-fragments of two n-blocks for X^T, X a row-major smem tile: rows n0..n0+15 of X as the n index, columns
+// k0..k0+15 as k. b[0..1]: n-block n0, b[2..3]: n-block n0+8
+template <int LD> __device__ __forceinline__ void att_ldBt(uint32_t b[4], const floatX *tile, int n0, int k0) {
+    int lane = threadIdx.x % WARP_SIZE;
+    ldmatrix_x4(b, tile + (n0 + lane % 8 + (lane / 16) * 8) * LD + k0 + ((lane / 8) % 2) * 8);
 }
-// acc += W Y, or W^T Y when TRANS; W a (64, 64) bf16 tile of row stride ATT_WLD, Y a (64, HD) bf16 tile
-template <int HD, bool TRANS>
-__device__ void att_mma_tile(AttAcc *acc, const floatX *W, const floatX *Y) {
-    using namespace nvcuda;
-    int wr = (threadIdx.x / WARP_SIZE) % 4;
-    for (int kk = 0; kk < ATT_BT; kk += 16) {
-        if constexpr (TRANS) {
-            wmma::fragment<wmma::matrix_a, 16, 16, 16, floatX, wmma::col_major> a;   // W^T(m, k) = W[k][m]
-            wmma::load_matrix_sync(a, W + kk * ATT_WLD + 16 * wr, ATT_WLD);
-            att_mma_b<HD>(acc, a, Y, kk);
-        } else {
-            wmma::fragment<wmma::matrix_a, 16, 16, 16, floatX, wmma::row_major> a;
-            wmma::load_matrix_sync(a, W + 16 * wr * ATT_WLD + kk, ATT_WLD);
-            att_mma_b<HD>(acc, a, Y, kk);
+// B-fragments of two n-blocks for X itself: rows k0..k0+15 of X as k, columns n0..n0+15 as n (ldmatrix.trans)
+template <int LD> __device__ __forceinline__ void att_ldB(uint32_t b[4], const floatX *tile, int k0, int n0) {
+    int lane = threadIdx.x % WARP_SIZE;
+    ldmatrix_x4_trans(b, tile + (k0 + lane % 8 + ((lane / 8) % 2) * 8) * LD + n0 + (lane / 16) * 8);
+}
+// the A-fragment of columns 16kk..16kk+15 of a 16 x (8*NB) fp32 accumulator, rounded to bf16
+template <int NB> __device__ __forceinline__ void att_acc_to_A(uint32_t a[4], const float (*c)[4], int kk) {
+    a[0] = pack_bf16x2(c[2 * kk][0], c[2 * kk][1]);
+    a[1] = pack_bf16x2(c[2 * kk][2], c[2 * kk][3]);
+    a[2] = pack_bf16x2(c[2 * kk + 1][0], c[2 * kk + 1][1]);
+    a[3] = pack_bf16x2(c[2 * kk + 1][2], c[2 * kk + 1][3]);
+}
+// acc[mt] (16 x 8*NB) += rows row0 + 16mt .. of tile X (16 x HD each) times Y^T, Y rows n0..n0+8*NB-1 (HD):
+// every B-fragment pair from shared memory feeds 2*MT mma
+template <int HD, int NB, int MT>
+__device__ __forceinline__ void att_mma_ABt(float (*acc)[NB][4], const floatX *X, int row0, const floatX *Y, int n0) {
+    constexpr int LD = AttCfg<HD>::LD;
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; kk++) {
+        uint32_t a[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) att_ldA<LD>(a[mt], X, row0 + 16 * mt, kk * 16);
+#pragma unroll
+        for (int nb = 0; nb < NB; nb += 2) {
+            uint32_t b[4];
+            att_ldBt<LD>(b, Y, n0 + nb * 8, kk * 16);
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                mma_bf16_16816(acc[mt][nb], a[mt], b);
+                mma_bf16_16816(acc[mt][nb + 1], a[mt], b + 2);
+            }
         }
     }
 }
-// this warp's result fragments <-> Os (64, HD+4) fp32 in shared memory
+// acc[mt] (16 x HD) += W[mt] (16 x 16*KB, an fp32 accumulator rounded to bf16) times Y (rows k0.., 16*KB x HD)
+template <int HD, int KB, int MT>
+__device__ __forceinline__ void att_mma_PY(float (*acc)[HD / 8][4], const float (*w)[2 * KB][4], const floatX *Y, int k0) {
+    constexpr int LD = AttCfg<HD>::LD;
+#pragma unroll
+    for (int kk = 0; kk < KB; kk++) {
+        uint32_t a[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) att_acc_to_A<2 * KB>(a[mt], w[mt], kk);
+#pragma unroll
+        for (int nd = 0; nd < HD / 8; nd += 2) {
+            uint32_t b[4];
+            att_ldB<LD>(b, Y, k0 + kk * 16, nd * 8);
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                mma_bf16_16816(acc[mt][nd], a[mt], b);
+                mma_bf16_16816(acc[mt][nd + 1], a[mt], b + 2);
+            }
+        }
+    }
+}
+// rows (t, 16 x HD fp32 accumulator of rows r0 + g, r0 + g + 8) * scale -> bf16 dst rows (row t at dst[t*stride])
 template <int HD>
-__device__ float *att_out_block(float *Os, int f) {
-    int w = threadIdx.x / WARP_SIZE;
-    return Os + 16 * (w % 4) * (HD + 4) + (w / 4) * (HD / 2) + 16 * f;
-}
-template <int HD>
-__device__ void att_store_out(float *Os, const AttAcc *acc) {
-    for (int f = 0; f < HD / 32; f++) nvcuda::wmma::store_matrix_sync(att_out_block<HD>(Os, f), acc[f], HD + 4, nvcuda::wmma::mem_row_major);
-}
-template <int HD>
-__device__ void att_load_out(AttAcc *acc, const float *Os) {
-    for (int f = 0; f < HD / 32; f++) nvcuda::wmma::load_matrix_sync(acc[f], att_out_block<HD>((float *)Os, f), HD + 4, nvcuda::wmma::mem_row_major);
-}
-
-// max and sum over the 16 threads that share a row (they are 16 consecutive lanes of one warp)
-__device__ __forceinline__ float att_row_max(float v) {
-    for (int o = 1; o < 16; o <<= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
-__device__ __forceinline__ float att_row_sum(float v) {
-    for (int o = 1; o < 16; o <<= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
+__device__ __forceinline__ void att_store_rows(floatX *dst, int stride, int r0, int T, const float (*acc)[4],
+                                               float s_lo, float s_hi) {
+    int lane = threadIdx.x % WARP_SIZE, g = lane / 4, tq = lane % 4;
+#pragma unroll
+    for (int half = 0; half < 2; half++) {
+        int t = r0 + g + 8 * half;
+        float s = half ? s_hi : s_lo;
+        if (t >= T) continue;
+        floatX *row = dst + (size_t)t * stride + 2 * tq;
+#pragma unroll
+        for (int nd = 0; nd < HD / 8; nd++)
+            *(uint32_t *)(row + nd * 8) = pack_bf16x2(acc[nd][2 * half] * s, acc[nd][2 * half + 1] * s);
+    }
 }
 
 // ----------------------------------------------------------------------------
-// forward: grid (ceil(T/64), H, B). The output tile O (64, HD) lives in shared memory in fp32: threads rescale
-// its rows by the online-softmax correction, warps add P V into it on the tensor cores.
+// forward: grid (ceil(T/BQ), H, B), the longest (last) query tiles first. Each warp owns MT = 2 m-tiles of 16
+// rows (32 consecutive rows), so every K/V fragment read from shared memory feeds 4 mma. Shared memory: Q (BQ, LD),
+// K and V two stages of (BK, LD) each. cp.async groups: {Q, K0}, {V0}, then per tile {K_j+1} {V_j+1}.
+// d = 128 re-reads Q's fragments from shared memory (registers: O alone is 128 per thread).
+#ifndef ATT_FWD_MT
+#define ATT_FWD_MT 2   // m-tiles (of 16 rows) per warp in the forward
+#endif
+#ifndef ATT_FWD_BK128
+#define ATT_FWD_BK128 64   // key tile of the d = 128 forward (32: no spill, 11-13% slower on an H200)
+#endif
+#ifndef ATT_DQ_MT
+#define ATT_DQ_MT 2    // ... in the dQ kernel
+#endif
+#ifndef ATT_KV_MT
+#define ATT_KV_MT 1    // ... (of 16 keys) in the dK/dV kernel, for d <= 64 (d = 128: 1)
+#endif
+template <int HD> struct AttFwdCfg {
+    static constexpr int MT = ATT_FWD_MT, BQ = 16 * MT * ATT_WARPS, BK = HD == 128 ? ATT_FWD_BK128 : 64;
+    static constexpr bool QREG = HD <= 64;   // Q's A-fragments held in registers
+};
 template <int HD>
 __global__ void __launch_bounds__(ATT_THREADS)
 attention_forward_kernel(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
                          int T, int H, int Hkv) {
-    constexpr int LD = AttTile<HD>::LD, NC = HD / 16, OLD = HD + 4;
+    using C = AttFwdCfg<HD>;
+    constexpr int LD = AttCfg<HD>::LD, MT = C::MT, BQ = C::BQ, BK = C::BK, NB = BK / 8, ND = HD / 8, KS = HD / 16;
     extern __shared__ __align__(128) unsigned char att_smem[];
-    float *Zs = (float *)att_smem, *Os = Zs + ATT_BT * ATT_ZLD;                  // fp32 (64, ATT_ZLD), (64, HD+4)
-    floatX *Pb = (floatX *)(Os + ATT_BT * OLD);                                  // bf16 (64, ATT_WLD)
-    floatX *Qs = Pb + ATT_BT * ATT_WLD, *KVs = Qs + ATT_BT * LD;                 // bf16 (64, LD) each
-    int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
-    int i0 = blockIdx.x * ATT_BT, h = blockIdx.y, b = blockIdx.z, hk = h / (H / Hkv);
-    const float scale = rsqrtf((float)HD);
+    floatX *Qs = (floatX *)att_smem, *Ks = Qs + BQ * LD, *Vs = Ks + 2 * BK * LD;
+    int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, g = lane / 4, tq = lane % 4;
+    int i0 = (gridDim.x - 1 - blockIdx.x) * BQ, h = blockIdx.y, b = blockIdx.z, hk = h / (H / Hkv);
+    int wr = warp * 16 * MT, w0 = i0 + wr;             // this warp's first row: in the tile, in the sequence
     const floatX *kb = k + ((size_t)b * T * Hkv + hk) * HD, *vb = v + ((size_t)b * T * Hkv + hk) * HD;
-    att_load_tile<HD>(Qs, q + ((size_t)b * T * H + h) * HD, H * HD, i0, T);
-    float m[4], l[4];
-    for (int i = 0; i < 4; i++) {
-        m[i] = -INFINITY; l[i] = 0.0f;
-        for (int c = 0; c < NC; c++) Os[(ty + 16 * i) * OLD + tx + 16 * c] = 0.0f;
+    const float sl2 = rsqrtf((float)HD) * ATT_LOG2E;   // scores -> log2 units
+    const int n_tiles = (min(i0 + BQ, T) - 1) / BK + 1;  // key tiles up to the block's last row
+
+    att_load_async<HD, BQ>(Qs, q + ((size_t)b * T * H + h) * HD, H * HD, i0, T);
+    att_load_async<HD, BK>(Ks, kb, Hkv * HD, 0, T);
+    cp_async_commit();
+    att_load_async<HD, BK>(Vs, vb, Hkv * HD, 0, T);
+    cp_async_commit();
+
+    float o[MT][ND][4], m[MT][2], l[MT][2];            // rows g, g+8 of each m-tile
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+        m[mt][0] = m[mt][1] = -INFINITY; l[mt][0] = l[mt][1] = 0.0f;
+#pragma unroll
+        for (int nd = 0; nd < ND; nd++) for (int i = 0; i < 4; i++) o[mt][nd][i] = 0.0f;
     }
-    for (int j0 = 0; j0 <= i0; j0 += ATT_BT) {
-        __syncthreads();
-        att_load_tile<HD>(KVs, kb, Hkv * HD, j0, T);
-        __syncthreads();
-        float sc[4][4];
-        att_dot_tile<HD>(sc, Qs, KVs, Zs);
-        for (int i = 0; i < 4; i++) {
-            int t = i0 + ty + 16 * i;
-            float mx = -INFINITY;
-            for (int j = 0; j < 4; j++) {
-                int jj = j0 + tx + 16 * j;
-                sc[i][j] = (jj <= t && jj < T) ? sc[i][j] * scale : -INFINITY;
-                mx = fmaxf(mx, sc[i][j]);
+    uint32_t qf[C::QREG ? MT : 1][C::QREG ? KS : 1][4];
+    for (int j = 0; j < n_tiles; j++) {
+        const floatX *Kt = Ks + (j & 1) * BK * LD, *Vt = Vs + (j & 1) * BK * LD;
+        const int j0 = j * BK;
+        const bool active = j0 <= w0 + 16 * MT - 1;      // the tile holds a key some row of this warp attends
+        cp_async_wait<1>();                            // Q, K_j landed (V_j may be in flight)
+        __syncthreads();                               // ... for every thread; K stage j+1 free (S_j-1 done)
+        if constexpr (C::QREG) {
+            if (j == 0) {
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) for (int kk = 0; kk < KS; kk++) att_ldA<LD>(qf[mt][kk], Qs, wr + 16 * mt, kk * 16);
             }
-            float m_new = fmaxf(m[i], att_row_max(mx));   // finite: column j0 <= t is always live
-            float corr = expf(m[i] - m_new), rs = 0.0f;
-            for (int j = 0; j < 4; j++) {
-                float p = expf(sc[i][j] - m_new);
-                Pb[(ty + 16 * i) * ATT_WLD + tx + 16 * j] = __float2bfloat16(p);
-                rs += p;
-            }
-            l[i] = l[i] * corr + att_row_sum(rs);
-            m[i] = m_new;
-            for (int c = 0; c < NC; c++) Os[(ty + 16 * i) * OLD + tx + 16 * c] *= corr;
         }
-        __syncthreads();                                 // K no longer read, P and the rescaled O complete
-        att_load_tile<HD>(KVs, vb, Hkv * HD, j0, T);     // V in K's place
-        __syncthreads();
-        AttAcc o[HD / 32];                               // O += P V
-        att_load_out<HD>(o, Os);
-        att_mma_tile<HD, false>(o, Pb, KVs);
-        att_store_out<HD>(Os, o);
+        if (j + 1 < n_tiles) { att_load_async<HD, BK>(Ks + ((j + 1) & 1) * BK * LD, kb, Hkv * HD, j0 + BK, T); cp_async_commit(); }
+        float s[MT][NB][4];
+        if (active) {
+            // S = Q K^T (32 x BK per warp)
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) for (int nb = 0; nb < NB; nb++) for (int i = 0; i < 4; i++) s[mt][nb][i] = 0.0f;
+            if constexpr (C::QREG) {
+#pragma unroll
+                for (int kk = 0; kk < KS; kk++) {
+#pragma unroll
+                    for (int nb = 0; nb < NB; nb += 2) {
+                        uint32_t bf[4];
+                        att_ldBt<LD>(bf, Kt, nb * 8, kk * 16);
+#pragma unroll
+                        for (int mt = 0; mt < MT; mt++) {
+                            mma_bf16_16816(s[mt][nb], qf[mt][kk], bf);
+                            mma_bf16_16816(s[mt][nb + 1], qf[mt][kk], bf + 2);
+                        }
+                    }
+                }
+            } else {
+                att_mma_ABt<HD, NB, MT>(s, Qs, wr, Kt, 0);
+            }
+            if (j0 + BK - 1 > w0) {                    // a key past some row of this warp: causal mask
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) for (int nb = 0; nb < NB; nb++) for (int i = 0; i < 4; i++) {
+                    int t = w0 + 16 * mt + g + 8 * (i >> 1), c = j0 + nb * 8 + 2 * tq + (i & 1);
+                    if (c > t) s[mt][nb][i] = -INFINITY;
+                }
+            }
+            // online softmax; a row's BK scores are spread over the 4 lanes of its quad. m stays finite: tile 0
+            // holds key 0, which every row attends
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+                for (int r = 0; r < 2; r++) {
+                    float mx0 = -INFINITY, mx1 = -INFINITY;   // two chains: shorter dependencies
+#pragma unroll
+                    for (int nb = 0; nb < NB; nb += 2) {
+                        mx0 = fmaxf(mx0, fmaxf(s[mt][nb][2 * r], s[mt][nb][2 * r + 1]));
+                        mx1 = fmaxf(mx1, fmaxf(s[mt][nb + 1][2 * r], s[mt][nb + 1][2 * r + 1]));
+                    }
+                    float mx = fmaxf(mx0, mx1);
+                    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                    float m_new = fmaxf(m[mt][r], mx);
+                    float corr = ex2_approx((m[mt][r] - m_new) * sl2), ms = m_new * sl2, rs0 = 0.0f, rs1 = 0.0f;
+                    m[mt][r] = m_new;
+#pragma unroll
+                    for (int nb = 0; nb < NB; nb++) {
+                        s[mt][nb][2 * r] = ex2_approx(fmaf(s[mt][nb][2 * r], sl2, -ms));
+                        s[mt][nb][2 * r + 1] = ex2_approx(fmaf(s[mt][nb][2 * r + 1], sl2, -ms));
+                        rs0 += s[mt][nb][2 * r];
+                        rs1 += s[mt][nb][2 * r + 1];
+                    }
+                    float rs = rs0 + rs1;
+                    l[mt][r] = l[mt][r] * corr + rs;   // this lane's part of the row sum (quad-summed at the end)
+#pragma unroll
+                    for (int nd = 0; nd < ND; nd++) { o[mt][nd][2 * r] *= corr; o[mt][nd][2 * r + 1] *= corr; }
+                }
+            }
+        }
+        if (j + 1 < n_tiles) cp_async_wait<1>(); else cp_async_wait<0>();   // V_j landed
+        __syncthreads();                               // ... for every thread; V stage j+1 free (P V_j-1 done)
+        if (active) att_mma_PY<HD, BK / 16, MT>(o, s, Vt, 0);   // O += P V
+        if (j + 1 < n_tiles) { att_load_async<HD, BK>(Vs + ((j + 1) & 1) * BK * LD, vb, Hkv * HD, j0 + BK, T); cp_async_commit(); }
     }
-    __syncthreads();
-    for (int i = 0; i < 4; i++) {
-        int t = i0 + ty + 16 * i;
-        if (t >= T) continue;
-        floatX *orow = out + (((size_t)b * T + t) * H + h) * HD;
-        for (int c = 0; c < NC; c++) orow[tx + 16 * c] = __float2bfloat16(Os[(ty + 16 * i) * OLD + tx + 16 * c] / l[i]);
-        if (tx == 0) lse[((size_t)b * H + h) * T + t] = m[i] + logf(l[i]);
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+        float inv[2];
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            l[mt][r] += __shfl_xor_sync(0xffffffffu, l[mt][r], 1);
+            l[mt][r] += __shfl_xor_sync(0xffffffffu, l[mt][r], 2);
+            inv[r] = 1.0f / l[mt][r];
+            int t = w0 + 16 * mt + g + 8 * r;
+            if (tq == 0 && t < T) lse[((size_t)b * H + h) * T + t] = m[mt][r] * (sl2 / ATT_LOG2E) + logf(l[mt][r]);
+        }
+        att_store_rows<HD>(out + ((size_t)b * T * H + h) * HD, H * HD, w0 + 16 * mt, T, o[mt], inv[0], inv[1]);
     }
 }
 
@@ -212,139 +309,195 @@ __global__ void attention_delta_kernel(float *delta, const floatX *dout, const f
     if (lane == 0) delta[((size_t)b * H + h) * T + t] = acc;
 }
 
-// this warp's fragments -> rows [row0, row0+64) of dst (row r at dst[r*stride]), times scale, as bf16
-template <int HD>
-__device__ void att_write_out(floatX *dst, int stride, int row0, int T, const AttAcc *acc, float *Os, float scale) {
-    __syncthreads();                                     // Os free
-    att_store_out<HD>(Os, acc);
-    __syncthreads();
-    for (int e = threadIdx.x; e < ATT_BT * HD; e += ATT_THREADS) {
-        int r = e / HD, c = e % HD;
-        if (row0 + r < T) dst[(size_t)(row0 + r) * stride + c] = __float2bfloat16(Os[r * (HD + 4) + c] * scale);
-    }
-}
+// Backward tiling. dQ kernel: 4 warps x MT = 2 m-tiles of 16 query rows (128 rows per block), 32-key tiles.
+// dK/dV kernel: 4 warps x KV_MT m-tiles of 16 keys (128 keys per block for d <= 64; 64 for d = 128, whose dK and dV
+// accumulators alone take 128 registers per m-tile), 32-query tiles.
+template <int HD> struct AttBwdCfg {
+    static constexpr int DQ_MT = ATT_DQ_MT, DQ_BQ = 16 * DQ_MT * ATT_WARPS, DQ_BK = DQ_MT == 1 && HD <= 64 ? 64 : 32;
+    static constexpr int KV_MT = HD == 128 ? 1 : ATT_KV_MT, KV_BK = 16 * KV_MT * ATT_WARPS;
+    static constexpr int KV_BQ = KV_MT == 1 && HD <= 64 ? 64 : 32;
+};
 
-// dq for one query tile: grid (ceil(T/64), H, B)
+// dq for one query tile: grid (ceil(T/DQ_BQ), H, B), longest first. Shared memory: Q, dO (DQ_BQ, LD), K and V
+// two stages of (DQ_BK, LD) each; one cp.async group per key tile (K_j, V_j), the next one loading during tile j.
 template <int HD>
 __global__ void __launch_bounds__(ATT_THREADS)
 attention_backward_dq_kernel(floatX *dq, const floatX *dout, const float *lse, const float *delta,
                              const floatX *q, const floatX *k, const floatX *v, int T, int H, int Hkv) {
-    constexpr int LD = AttTile<HD>::LD;
+    using C = AttBwdCfg<HD>;
+    constexpr int LD = AttCfg<HD>::LD, MT = C::DQ_MT, BQ = C::DQ_BQ, BK = C::DQ_BK, NB = BK / 8, ND = HD / 8;
     extern __shared__ __align__(128) unsigned char att_smem[];
-    float *Zs = (float *)att_smem, *Os = Zs + ATT_BT * ATT_ZLD;                  // fp32 (64, ATT_ZLD), (64, HD+4)
-    floatX *dSb = (floatX *)(Os + ATT_BT * (HD + 4));                            // bf16 (64, ATT_WLD)
-    floatX *Qs = dSb + ATT_BT * ATT_WLD, *dOs = Qs + ATT_BT * LD;                // bf16 (64, LD) each
-    floatX *Ks = dOs + ATT_BT * LD, *Vs = Ks + ATT_BT * LD;
-    int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
-    int i0 = blockIdx.x * ATT_BT, h = blockIdx.y, b = blockIdx.z, hk = h / (H / Hkv);
-    const float scale = rsqrtf((float)HD);
-    att_load_tile<HD>(Qs, q + ((size_t)b * T * H + h) * HD, H * HD, i0, T);
-    att_load_tile<HD>(dOs, dout + ((size_t)b * T * H + h) * HD, H * HD, i0, T);
-    float lse_r[4], delta_r[4];
-    for (int i = 0; i < 4; i++) {
-        int t = i0 + ty + 16 * i;
-        lse_r[i] = t < T ? lse[((size_t)b * H + h) * T + t] : 0.0f;
-        delta_r[i] = t < T ? delta[((size_t)b * H + h) * T + t] : 0.0f;
+    floatX *Qs = (floatX *)att_smem, *dOs = Qs + BQ * LD, *Ks = dOs + BQ * LD, *Vs = Ks + 2 * BK * LD;
+    int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, g = lane / 4, tq = lane % 4;
+    int i0 = (gridDim.x - 1 - blockIdx.x) * BQ, h = blockIdx.y, b = blockIdx.z, hk = h / (H / Hkv);
+    int wr = warp * 16 * MT, w0 = i0 + wr;             // this warp's first row: in the tile, in the sequence
+    const floatX *kb = k + ((size_t)b * T * Hkv + hk) * HD, *vb = v + ((size_t)b * T * Hkv + hk) * HD;
+    const float scale = rsqrtf((float)HD), sl2 = scale * ATT_LOG2E;
+    const int n_tiles = (min(i0 + BQ, T) - 1) / BK + 1;
+
+    att_load_async<HD, BQ>(Qs, q + ((size_t)b * T * H + h) * HD, H * HD, i0, T);
+    att_load_async<HD, BQ>(dOs, dout + ((size_t)b * T * H + h) * HD, H * HD, i0, T);
+    att_load_async<HD, BK>(Ks, kb, Hkv * HD, 0, T);
+    att_load_async<HD, BK>(Vs, vb, Hkv * HD, 0, T);
+    cp_async_commit();
+    float lse2[MT][2], dl[MT][2];                      // rows g, g+8 of each m-tile: lse in log2 units, Delta
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) for (int r = 0; r < 2; r++) {
+        int t = w0 + 16 * mt + g + 8 * r;
+        lse2[mt][r] = t < T ? lse[((size_t)b * H + h) * T + t] * ATT_LOG2E : 0.0f;
+        dl[mt][r] = t < T ? delta[((size_t)b * H + h) * T + t] : 0.0f;
     }
-    AttAcc acc[HD / 32];
-    for (int f = 0; f < HD / 32; f++) nvcuda::wmma::fill_fragment(acc[f], 0.0f);
-    for (int j0 = 0; j0 <= i0; j0 += ATT_BT) {
-        __syncthreads();
-        att_load_tile<HD>(Ks, k + ((size_t)b * T * Hkv + hk) * HD, Hkv * HD, j0, T);
-        att_load_tile<HD>(Vs, v + ((size_t)b * T * Hkv + hk) * HD, Hkv * HD, j0, T);
-        __syncthreads();
-        float sc[4][4], dp[4][4];
-        att_dot_tile<HD>(sc, Qs, Ks, Zs);
-        att_dot_tile<HD>(dp, dOs, Vs, Zs);
-        for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) {
-            int t = i0 + ty + 16 * i, jj = j0 + tx + 16 * j;
-            float p = (jj <= t && t < T) ? expf(sc[i][j] * scale - lse_r[i]) : 0.0f;
-            dSb[(ty + 16 * i) * ATT_WLD + tx + 16 * j] = __float2bfloat16(p * (dp[i][j] - delta_r[i]));
+    float acc[MT][ND][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) for (int nd = 0; nd < ND; nd++) for (int i = 0; i < 4; i++) acc[mt][nd][i] = 0.0f;
+    for (int j = 0; j < n_tiles; j++) {
+        const floatX *Kt = Ks + (j & 1) * BK * LD, *Vt = Vs + (j & 1) * BK * LD;
+        const int j0 = j * BK;
+        cp_async_wait<0>();
+        __syncthreads();                               // tile j visible to all; stage j+1 free (tile j-1 done)
+        if (j + 1 < n_tiles) {
+            att_load_async<HD, BK>(Ks + ((j + 1) & 1) * BK * LD, kb, Hkv * HD, j0 + BK, T);
+            att_load_async<HD, BK>(Vs + ((j + 1) & 1) * BK * LD, vb, Hkv * HD, j0 + BK, T);
+            cp_async_commit();
         }
-        __syncthreads();
-        att_mma_tile<HD, false>(acc, dSb, Ks);            // dq += dS K
+        if (j0 > w0 + 16 * MT - 1) continue;           // every key of the tile is after every row of this warp
+        float s[MT][NB][4], dp[MT][NB][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) for (int nb = 0; nb < NB; nb++) for (int i = 0; i < 4; i++) { s[mt][nb][i] = 0.0f; dp[mt][nb][i] = 0.0f; }
+        att_mma_ABt<HD, NB, MT>(s, Qs, wr, Kt, 0);      // S = Q K^T
+        att_mma_ABt<HD, NB, MT>(dp, dOs, wr, Vt, 0);    // dP = dO V^T
+        const bool diag = j0 + BK - 1 > w0;
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) for (int nb = 0; nb < NB; nb++) for (int i = 0; i < 4; i++) {
+            int r = i >> 1, t = w0 + 16 * mt + g + 8 * r, c = j0 + nb * 8 + 2 * tq + (i & 1);
+            float p = (diag && c > t) ? 0.0f : ex2_approx(fmaf(s[mt][nb][i], sl2, -lse2[mt][r]));
+            dp[mt][nb][i] = p * (dp[mt][nb][i] - dl[mt][r]);   // dS
+        }
+        att_mma_PY<HD, BK / 16, MT>(acc, dp, Kt, 0);    // dQ += dS K
     }
-    att_write_out<HD>(dq + ((size_t)b * T * H + h) * HD, H * HD, i0, T, acc, Os, scale);
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+        att_store_rows<HD>(dq + ((size_t)b * T * H + h) * HD, H * HD, w0 + 16 * mt, T, acc[mt], scale, scale);
 }
 
-// dk, dv for one key tile of one kv head, summed over its g query heads: grid (ceil(T/64), Hkv, B)
+// dk, dv for one key tile of one kv head, summed over its H/Hkv query heads in order: grid (ceil(T/KV_BK), Hkv, B).
+// Shared memory: K, V (KV_BK, LD); Q, dO two stages of (KV_BQ, LD) each, lse (log2 units) and Delta two stages of
+// KV_BQ floats. The work list: for each query head of the group, the query tiles i0 = j0, j0 + KV_BQ, .. < T.
 template <int HD>
 __global__ void __launch_bounds__(ATT_THREADS)
 attention_backward_dkv_kernel(floatX *dk, floatX *dv, const floatX *dout, const float *lse, const float *delta,
                               const floatX *q, const floatX *k, const floatX *v, int T, int H, int Hkv) {
-    constexpr int LD = AttTile<HD>::LD;
+    using C = AttBwdCfg<HD>;
+    constexpr int LD = AttCfg<HD>::LD, MT = C::KV_MT, BKV = C::KV_BK, BQ = C::KV_BQ, NB = BQ / 8, ND = HD / 8;
+    static_assert(BQ <= ATT_THREADS, "one thread per query row fetches lse and Delta");
     extern __shared__ __align__(128) unsigned char att_smem[];
-    float *Zs = (float *)att_smem, *Os = Zs + ATT_BT * ATT_ZLD;                  // fp32 (64, ATT_ZLD), (64, HD+4)
-    floatX *Pb = (floatX *)(Os + ATT_BT * (HD + 4)), *dSb = Pb + ATT_BT * ATT_WLD; // bf16 (64, ATT_WLD) each
-    floatX *Ks = dSb + ATT_BT * ATT_WLD, *Vs = Ks + ATT_BT * LD;                 // bf16 (64, LD) each
-    floatX *Qs = Vs + ATT_BT * LD, *dOs = Qs + ATT_BT * LD;
-    int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
-    int j0 = blockIdx.x * ATT_BT, hk = blockIdx.y, b = blockIdx.z, g = H / Hkv;
-    const float scale = rsqrtf((float)HD);
-    att_load_tile<HD>(Ks, k + ((size_t)b * T * Hkv + hk) * HD, Hkv * HD, j0, T);
-    att_load_tile<HD>(Vs, v + ((size_t)b * T * Hkv + hk) * HD, Hkv * HD, j0, T);
-    AttAcc dk_acc[HD / 32], dv_acc[HD / 32];
-    for (int f = 0; f < HD / 32; f++) { nvcuda::wmma::fill_fragment(dk_acc[f], 0.0f); nvcuda::wmma::fill_fragment(dv_acc[f], 0.0f); }
-    for (int h = hk * g; h < (hk + 1) * g; h++) {
-        const float *lse_h = lse + ((size_t)b * H + h) * T, *delta_h = delta + ((size_t)b * H + h) * T;
-        for (int i0 = j0; i0 < T; i0 += ATT_BT) {        // query tiles holding some t >= j
-            __syncthreads();
-            att_load_tile<HD>(Qs, q + ((size_t)b * T * H + h) * HD, H * HD, i0, T);
-            att_load_tile<HD>(dOs, dout + ((size_t)b * T * H + h) * HD, H * HD, i0, T);
-            __syncthreads();
-            float sc[4][4], dp[4][4];                    // rows: queries ty+16i, columns: keys tx+16j
-            att_dot_tile<HD>(sc, Qs, Ks, Zs);
-            att_dot_tile<HD>(dp, dOs, Vs, Zs);
-            for (int i = 0; i < 4; i++) {
-                int t = i0 + ty + 16 * i;
-                float lse_t = t < T ? lse_h[t] : 0.0f, delta_t = t < T ? delta_h[t] : 0.0f;
-                for (int j = 0; j < 4; j++) {
-                    int jj = j0 + tx + 16 * j;
-                    float p = (jj <= t && t < T) ? expf(sc[i][j] * scale - lse_t) : 0.0f;
-                    Pb[(ty + 16 * i) * ATT_WLD + tx + 16 * j] = __float2bfloat16(p);
-                    dSb[(ty + 16 * i) * ATT_WLD + tx + 16 * j] = __float2bfloat16(p * (dp[i][j] - delta_t));
-                }
-            }
-            __syncthreads();
-            att_mma_tile<HD, true>(dv_acc, Pb, dOs);     // dv += P^T dO
-            att_mma_tile<HD, true>(dk_acc, dSb, Qs);     // dk += dS^T Q
+    floatX *Ks = (floatX *)att_smem, *Vs = Ks + BKV * LD, *Qs = Vs + BKV * LD, *dOs = Qs + 2 * BQ * LD;
+    float *Ls = (float *)(dOs + 2 * BQ * LD), *Ds = Ls + 2 * BQ;
+    int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, g = lane / 4, tq = lane % 4;
+    int j0 = blockIdx.x * BKV, hk = blockIdx.y, b = blockIdx.z, grp = H / Hkv;
+    int wr = warp * 16 * MT, w0 = j0 + wr;             // this warp's first key: in the tile, in the sequence
+    const float scale = rsqrtf((float)HD), sl2 = scale * ATT_LOG2E;
+    const int n_q = (T - j0 + BQ - 1) / BQ, n_it = grp * n_q;   // query tiles per head, work items
+
+    // lse (log2 units) and Delta of row threadIdx.x (< BQ) of work item it, fetched into registers one item ahead:
+    // the global loads' latency then hides behind a whole item of mma work instead of stalling the store
+    float l_next = 0.0f, d_next = 0.0f;
+    auto fetch = [&](int it) {
+        int h = hk * grp + it / n_q, t = j0 + (it % n_q) * BQ + threadIdx.x;
+        l_next = t < T ? lse[((size_t)b * H + h) * T + t] * ATT_LOG2E : 0.0f;
+        d_next = t < T ? delta[((size_t)b * H + h) * T + t] : 0.0f;
+    };
+    // work item it -> stage it&1: Q, dO rows [i0, i0+BQ) of head h (async); lse, Delta from the registers
+    auto issue = [&](int it) {
+        int h = hk * grp + it / n_q, i0 = j0 + (it % n_q) * BQ, st = it & 1;
+        att_load_async<HD, BQ>(Qs + st * BQ * LD, q + ((size_t)b * T * H + h) * HD, H * HD, i0, T);
+        att_load_async<HD, BQ>(dOs + st * BQ * LD, dout + ((size_t)b * T * H + h) * HD, H * HD, i0, T);
+        cp_async_commit();
+        if (threadIdx.x < BQ) {
+            Ls[st * BQ + threadIdx.x] = l_next;
+            Ds[st * BQ + threadIdx.x] = d_next;
+            if (it + 1 < n_it) fetch(it + 1);
         }
+    };
+    if (threadIdx.x < BQ) fetch(0);
+    att_load_async<HD, BKV>(Ks, k + ((size_t)b * T * Hkv + hk) * HD, Hkv * HD, j0, T);
+    att_load_async<HD, BKV>(Vs, v + ((size_t)b * T * Hkv + hk) * HD, Hkv * HD, j0, T);
+    issue(0);                                         // one group: K, V and work item 0
+
+    float dka[MT][ND][4], dva[MT][ND][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) for (int nd = 0; nd < ND; nd++) for (int i = 0; i < 4; i++) { dka[mt][nd][i] = 0.0f; dva[mt][nd][i] = 0.0f; }
+    for (int it = 0; it < n_it; it++) {
+        int i0 = j0 + (it % n_q) * BQ, st = it & 1;
+        const floatX *Qt = Qs + st * BQ * LD, *dOt = dOs + st * BQ * LD;
+        const float *Lt = Ls + st * BQ, *Dt = Ds + st * BQ;
+        cp_async_wait<0>();
+        __syncthreads();                               // item it visible to all; stage it+1 free (item it-1 done)
+        if (it + 1 < n_it) issue(it + 1);
+        if (i0 + BQ - 1 < w0) continue;                // every query of the tile is before every key of this warp
+        float s[MT][NB][4], dp[MT][NB][4];             // rows: keys w0 + 16 mt + (g, g+8); columns: queries
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) for (int nb = 0; nb < NB; nb++) for (int i = 0; i < 4; i++) { s[mt][nb][i] = 0.0f; dp[mt][nb][i] = 0.0f; }
+        att_mma_ABt<HD, NB, MT>(s, Ks, wr, Qt, 0);      // S^T = K Q^T
+        att_mma_ABt<HD, NB, MT>(dp, Vs, wr, dOt, 0);    // dP^T = V dO^T
+        const bool edge = i0 < w0 + 16 * MT || i0 + BQ > T;   // a query before some key, or past the end: mask
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) for (int nb = 0; nb < NB; nb++) for (int i = 0; i < 4; i++) {
+            int c = nb * 8 + 2 * tq + (i & 1), t = i0 + c, key = w0 + 16 * mt + g + 8 * (i >> 1);
+            float p = (edge && (t < key || t >= T)) ? 0.0f : ex2_approx(fmaf(s[mt][nb][i], sl2, -Lt[c]));
+            s[mt][nb][i] = p;                          // P^T
+            dp[mt][nb][i] = p * (dp[mt][nb][i] - Dt[c]);   // dS^T
+        }
+        att_mma_PY<HD, BQ / 16, MT>(dva, s, dOt, 0);    // dV += P^T dO
+        att_mma_PY<HD, BQ / 16, MT>(dka, dp, Qt, 0);    // dK += dS^T Q
     }
     size_t base = ((size_t)b * T * Hkv + hk) * HD;
-    att_write_out<HD>(dv + base, Hkv * HD, j0, T, dv_acc, Os, 1.0f);
-    att_write_out<HD>(dk + base, Hkv * HD, j0, T, dk_acc, Os, scale);
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+        att_store_rows<HD>(dv + base, Hkv * HD, w0 + 16 * mt, T, dva[mt], 1.0f, 1.0f);
+        att_store_rows<HD>(dk + base, Hkv * HD, w0 + 16 * mt, T, dka[mt], scale, scale);
+    }
 }
 
 // ----------------------------------------------------------------------------
 // launchers
 
-// dynamic shared memory of a kernel: the fp32 staging tiles (64, 64+4) and (64, HD+4), n_w bf16 (64, 64+8)
-// P / dS tiles, n_t bf16 (64, HD+8) input tiles
-static size_t att_smem_bytes(int HD, int n_w, int n_t) {
-    return (size_t)ATT_BT * (ATT_ZLD + HD + 4) * sizeof(float) + (size_t)ATT_BT * (n_w * ATT_WLD + n_t * (HD + 8)) * sizeof(floatX);
+template <int HD> static size_t attention_forward_smem() {
+    return (size_t)(AttFwdCfg<HD>::BQ + 4 * AttFwdCfg<HD>::BK) * (HD + 8) * sizeof(floatX);
 }
-static size_t attention_forward_smem(int HD) { return att_smem_bytes(HD, 1, 2); }
-static size_t attention_dq_smem(int HD) { return att_smem_bytes(HD, 1, 4); }
-static size_t attention_dkv_smem(int HD) { return att_smem_bytes(HD, 2, 4); }
+template <int HD> static size_t attention_dq_smem() {
+    return (size_t)(2 * AttBwdCfg<HD>::DQ_BQ + 4 * AttBwdCfg<HD>::DQ_BK) * (HD + 8) * sizeof(floatX);
+}
+template <int HD> static size_t attention_dkv_smem() {
+    using C = AttBwdCfg<HD>;
+    return (size_t)(2 * C::KV_BK + 4 * C::KV_BQ) * (HD + 8) * sizeof(floatX) + (size_t)4 * C::KV_BQ * sizeof(float);
+}
 
 static void attention_check_shape(int B, int T, int H, int Hkv, int d) {
     if (B < 1 || T < 1 || H < 1 || Hkv < 1 || H % Hkv != 0)
         fatal("attention: invalid shape B=%d T=%d H=%d Hkv=%d (H must be a multiple of Hkv)", B, T, H, Hkv);
     if (d != 32 && d != 64 && d != 128) fatal("attention: head width d=%d is not supported (32, 64 or 128)", d);
+    if (H > 65535 || B > 65535)
+        fatal("attention: grid too large for B=%d T=%d H=%d", B, T, H);
+}
+// cp.async and the paired bf16 stores need 16-byte aligned tensors
+static void attention_check_ptr(const void *p, const char *name) {
+    if ((uintptr_t)p % 16) fatal("attention: %s (%p) is not 16-byte aligned", name, p);
 }
 
 template <int HD>
 static void attention_forward_hd(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
                                  int B, int T, int H, int Hkv, cudaStream_t stream) {
-    size_t smem = attention_forward_smem(HD);
+    size_t smem = attention_forward_smem<HD>();
     cudaCheck(cudaFuncSetAttribute(attention_forward_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    attention_forward_kernel<HD><<<dim3(ceil_div(T, ATT_BT), H, B), ATT_THREADS, smem, stream>>>(out, lse, q, k, v, T, H, Hkv);
+    attention_forward_kernel<HD><<<dim3(ceil_div(T, AttFwdCfg<HD>::BQ), H, B), ATT_THREADS, smem, stream>>>(out, lse, q, k, v, T, H, Hkv);
     cudaCheck(cudaGetLastError());
 }
 
 static void attention_forward(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
                               int B, int T, int H, int Hkv, int d, cudaStream_t stream) {
     attention_check_shape(B, T, H, Hkv, d);
+    attention_check_ptr(out, "out"); attention_check_ptr(q, "q"); attention_check_ptr(k, "k"); attention_check_ptr(v, "v");
     if (d == 32) attention_forward_hd<32>(out, lse, q, k, v, B, T, H, Hkv, stream);
     if (d == 64) attention_forward_hd<64>(out, lse, q, k, v, B, T, H, Hkv, stream);
     if (d == 128) attention_forward_hd<128>(out, lse, q, k, v, B, T, H, Hkv, stream);
@@ -359,14 +512,14 @@ template <int HD>
 static void attention_backward_hd(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const float *lse,
                                   const float *delta, const floatX *q, const floatX *k, const floatX *v,
                                   int B, int T, int H, int Hkv, cudaStream_t stream) {
-    size_t smem_q = attention_dq_smem(HD), smem_kv = attention_dkv_smem(HD);
+    size_t smem_q = attention_dq_smem<HD>(), smem_kv = attention_dkv_smem<HD>();
     cudaCheck(cudaFuncSetAttribute(attention_backward_dq_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_q));
     cudaCheck(cudaFuncSetAttribute(attention_backward_dkv_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_kv));
-    attention_backward_dq_kernel<HD><<<dim3(ceil_div(T, ATT_BT), H, B), ATT_THREADS, smem_q, stream>>>(
-        dq, dout, lse, delta, q, k, v, T, H, Hkv);
-    cudaCheck(cudaGetLastError());
-    attention_backward_dkv_kernel<HD><<<dim3(ceil_div(T, ATT_BT), Hkv, B), ATT_THREADS, smem_kv, stream>>>(
+    attention_backward_dkv_kernel<HD><<<dim3(ceil_div(T, AttBwdCfg<HD>::KV_BK), Hkv, B), ATT_THREADS, smem_kv, stream>>>(
         dk, dv, dout, lse, delta, q, k, v, T, H, Hkv);
+    cudaCheck(cudaGetLastError());
+    attention_backward_dq_kernel<HD><<<dim3(ceil_div(T, AttBwdCfg<HD>::DQ_BQ), H, B), ATT_THREADS, smem_q, stream>>>(
+        dq, dout, lse, delta, q, k, v, T, H, Hkv);
     cudaCheck(cudaGetLastError());
 }
 
@@ -374,6 +527,8 @@ static void attention_backward(floatX *dq, floatX *dk, floatX *dv, const floatX 
                                const float *lse, const floatX *q, const floatX *k, const floatX *v, float *scratch,
                                int B, int T, int H, int Hkv, int d, cudaStream_t stream) {
     attention_check_shape(B, T, H, Hkv, d);
+    attention_check_ptr(dq, "dq"); attention_check_ptr(dk, "dk"); attention_check_ptr(dv, "dv");
+    attention_check_ptr(dout, "dout"); attention_check_ptr(q, "q"); attention_check_ptr(k, "k"); attention_check_ptr(v, "v");
     float *delta = scratch;   // (B, H, T)
     attention_delta_kernel<<<ceil_div((long long)B * T * H, 8), 8 * WARP_SIZE, 0, stream>>>(delta, dout, out, B, T, H, d);
     cudaCheck(cudaGetLastError());

@@ -1,12 +1,225 @@
 /*
- Causal GQA attention, forward: out = softmax(q k^T / sqrt(d) + causal) v, per query head h reading kv head h/(H/Hkv).
-   version 1: llmc/attention.cuh attention_forward (FlashAttention-2 tiling, online softmax, lse kept)
- make -C dev/cuda && dev/cuda/bin/attention_forward check    (or bench)
+ Causal GQA attention, forward: out = softmax(q k^T / sqrt(d) + causal) v, per query head h reading kv head h/(H/Hkv),
+ and lse (B,H,T) for the backward.
+   version 1: the first GPU version, kept here as written (llm.c style, simple -> fast): 64x64 tiles, 256
+              threads, every 16x16 wmma product staged through fp32 shared memory, no load pipelining
+   version 2: llmc/attention.cuh attention_forward, what the trainer uses: FlashAttention-2 class, mma.sync
+              m16n8k16 with ldmatrix, fragments and the online softmax in registers, cp.async double buffering
+ make -C dev/cuda bin/attention_forward && dev/cuda/bin/attention_forward check|bench [version]
  attention_backward.cu includes this file (with ATTENTION_FORWARD_NO_MAIN) for the CPU reference and the setup.
 */
 #include "common.h"
+#include <mma.h>
 #include "../../llmc/attention.cuh"
 
+// ----------------------------------------------------------------------------
+// version 1 (was llmc/attention.cuh): FlashAttention-2 tiling on wmma, 64x64 tiles, thread (ty = tid/16,
+// tx = tid%16) owns rows ty+16i (i<4), columns tx+16j; S tiles staged through fp32 shared memory
+
+#define ATT1_BT 64        // rows of every tile (queries and keys)
+#define ATT1_THREADS 256  // thread (ty = tid/16, tx = tid%16) owns rows ty+16i (i<4), columns tx+16j
+
+// Tiles live in shared memory as bf16 (exact copies of the inputs), rows of HD + 8 elements: 16-byte aligned
+// rows for the tensor-core loads, and the padding spreads the rows over the banks.
+template <int HD> struct Att1Tile { static constexpr int LD = HD + 8; };
+#define ATT1_ZLD (ATT1_BT + 4)   // row stride of the fp32 (64, 64) staging tile of att1_dot_tile
+#define ATT1_WLD (ATT1_BT + 8)   // row stride of the bf16 (64, 64) P / dS tiles
+typedef nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> Att1Acc;
+
+// dst (64, HD) <- rows [row0, row0+64) of src (row r at src[r*stride]); rows at or past T read as zero
+template <int HD>
+__device__ void att1_load_tile(floatX *dst, const floatX *src, int stride, int row0, int T) {
+    const floatX zero = __float2bfloat16(0.0f);
+    for (int e = threadIdx.x; e < ATT1_BT * HD; e += ATT1_THREADS) {
+        int r = e / HD, c = e % HD;
+        dst[r * Att1Tile<HD>::LD + c] = (row0 + r < T) ? src[(size_t)(row0 + r) * stride + c] : zero;
+    }
+}
+
+// acc[i][j] = X[ty+16i, :] . Y[tx+16j, :]  over HD, X and Y (64, HD) bf16 tiles, on the tensor cores (bf16
+// products are exact in fp32). Warp w owns rows 16(w/2).., columns 32(w%2).. (two 16x16 accumulators), staged
+// through Zs (64, ATT1_ZLD) fp32 into the 4x4-per-thread layout. Called by all threads.
+template <int HD>
+__device__ void att1_dot_tile(float acc[4][4], const floatX *X, const floatX *Y, float *Zs) {
+    using namespace nvcuda;
+    constexpr int LD = Att1Tile<HD>::LD;
+    int ty = threadIdx.x / 16, tx = threadIdx.x % 16, wr = (threadIdx.x / WARP_SIZE) / 2, wc = (threadIdx.x / WARP_SIZE) % 2;
+    Att1Acc c[2];
+    wmma::fill_fragment(c[0], 0.0f);
+    wmma::fill_fragment(c[1], 0.0f);
+    for (int kk = 0; kk < HD; kk += 16) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, floatX, wmma::row_major> a;
+        wmma::load_matrix_sync(a, X + 16 * wr * LD + kk, LD);
+        for (int j = 0; j < 2; j++) {
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, floatX, wmma::col_major> b;   // Y's rows as columns
+            wmma::load_matrix_sync(b, Y + (32 * wc + 16 * j) * LD + kk, LD);
+            wmma::mma_sync(c[j], a, b, c[j]);
+        }
+    }
+    for (int j = 0; j < 2; j++) wmma::store_matrix_sync(Zs + 16 * wr * ATT1_ZLD + 32 * wc + 16 * j, c[j], ATT1_ZLD, wmma::mem_row_major);
+    __syncthreads();
+    for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) acc[i][j] = Zs[(ty + 16 * i) * ATT1_ZLD + tx + 16 * j];
+    __syncthreads();   // Zs is read before a next call stores into it
+}
+
+// Products with a (64, HD) result (P V, dS K, P^T dO, dS^T Q) accumulate in fragments on the tensor cores, with
+// P and dS rounded to bf16 as FlashAttention-2 does. Warp w owns result rows 16(w%4).., columns
+// (w/4)*HD/2 + 16f for f < HD/32.
+template <int HD, class FragA>
+__device__ __forceinline__ void att1_mma_b(Att1Acc *acc, const FragA &a, const floatX *Y, int kk) {
+    using namespace nvcuda;
+    constexpr int LD = Att1Tile<HD>::LD;
+    int wc = (threadIdx.x / WARP_SIZE) / 4;
+    for (int f = 0; f < HD / 32; f++) {
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, floatX, wmma::row_major> b;
+        wmma::load_matrix_sync(b, Y + kk * LD + wc * (HD / 2) + 16 * f, LD);
+        wmma::mma_sync(acc[f], a, b, acc[f]);
+    }
+}
+// acc += W Y, or W^T Y when TRANS; W a (64, 64) bf16 tile of row stride ATT1_WLD, Y a (64, HD) bf16 tile
+template <int HD, bool TRANS>
+__device__ void att1_mma_tile(Att1Acc *acc, const floatX *W, const floatX *Y) {
+    using namespace nvcuda;
+    int wr = (threadIdx.x / WARP_SIZE) % 4;
+    for (int kk = 0; kk < ATT1_BT; kk += 16) {
+        if constexpr (TRANS) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, floatX, wmma::col_major> a;   // W^T(m, k) = W[k][m]
+            wmma::load_matrix_sync(a, W + kk * ATT1_WLD + 16 * wr, ATT1_WLD);
+            att1_mma_b<HD>(acc, a, Y, kk);
+        } else {
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, floatX, wmma::row_major> a;
+            wmma::load_matrix_sync(a, W + 16 * wr * ATT1_WLD + kk, ATT1_WLD);
+            att1_mma_b<HD>(acc, a, Y, kk);
+        }
+    }
+}
+// this warp's result fragments <-> Os (64, HD+4) fp32 in shared memory
+template <int HD>
+__device__ float *att1_out_block(float *Os, int f) {
+    int w = threadIdx.x / WARP_SIZE;
+    return Os + 16 * (w % 4) * (HD + 4) + (w / 4) * (HD / 2) + 16 * f;
+}
+template <int HD>
+__device__ void att1_store_out(float *Os, const Att1Acc *acc) {
+    for (int f = 0; f < HD / 32; f++) nvcuda::wmma::store_matrix_sync(att1_out_block<HD>(Os, f), acc[f], HD + 4, nvcuda::wmma::mem_row_major);
+}
+template <int HD>
+__device__ void att1_load_out(Att1Acc *acc, const float *Os) {
+    for (int f = 0; f < HD / 32; f++) nvcuda::wmma::load_matrix_sync(acc[f], att1_out_block<HD>((float *)Os, f), HD + 4, nvcuda::wmma::mem_row_major);
+}
+
+// max and sum over the 16 threads that share a row (they are 16 consecutive lanes of one warp)
+__device__ __forceinline__ float att1_row_max(float v) {
+    for (int o = 1; o < 16; o <<= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+__device__ __forceinline__ float att1_row_sum(float v) {
+    for (int o = 1; o < 16; o <<= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// ----------------------------------------------------------------------------
+// forward: grid (ceil(T/64), H, B). The output tile O (64, HD) lives in shared memory in fp32: threads rescale
+// its rows by the online-softmax correction, warps add P V into it on the tensor cores.
+template <int HD>
+__global__ void __launch_bounds__(ATT1_THREADS)
+attention1_forward_kernel(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
+                         int T, int H, int Hkv) {
+    constexpr int LD = Att1Tile<HD>::LD, NC = HD / 16, OLD = HD + 4;
+    extern __shared__ __align__(128) unsigned char att1_smem[];
+    float *Zs = (float *)att1_smem, *Os = Zs + ATT1_BT * ATT1_ZLD;                  // fp32 (64, ATT1_ZLD), (64, HD+4)
+    floatX *Pb = (floatX *)(Os + ATT1_BT * OLD);                                  // bf16 (64, ATT1_WLD)
+    floatX *Qs = Pb + ATT1_BT * ATT1_WLD, *KVs = Qs + ATT1_BT * LD;                 // bf16 (64, LD) each
+    int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
+    int i0 = blockIdx.x * ATT1_BT, h = blockIdx.y, b = blockIdx.z, hk = h / (H / Hkv);
+    const float scale = rsqrtf((float)HD);
+    const floatX *kb = k + ((size_t)b * T * Hkv + hk) * HD, *vb = v + ((size_t)b * T * Hkv + hk) * HD;
+    att1_load_tile<HD>(Qs, q + ((size_t)b * T * H + h) * HD, H * HD, i0, T);
+    float m[4], l[4];
+    for (int i = 0; i < 4; i++) {
+        m[i] = -INFINITY; l[i] = 0.0f;
+        for (int c = 0; c < NC; c++) Os[(ty + 16 * i) * OLD + tx + 16 * c] = 0.0f;
+    }
+    for (int j0 = 0; j0 <= i0; j0 += ATT1_BT) {
+        __syncthreads();
+        att1_load_tile<HD>(KVs, kb, Hkv * HD, j0, T);
+        __syncthreads();
+        float sc[4][4];
+        att1_dot_tile<HD>(sc, Qs, KVs, Zs);
+        for (int i = 0; i < 4; i++) {
+            int t = i0 + ty + 16 * i;
+            float mx = -INFINITY;
+            for (int j = 0; j < 4; j++) {
+                int jj = j0 + tx + 16 * j;
+                sc[i][j] = (jj <= t && jj < T) ? sc[i][j] * scale : -INFINITY;
+                mx = fmaxf(mx, sc[i][j]);
+            }
+            float m_new = fmaxf(m[i], att1_row_max(mx));   // finite: column j0 <= t is always live
+            float corr = expf(m[i] - m_new), rs = 0.0f;
+            for (int j = 0; j < 4; j++) {
+                float p = expf(sc[i][j] - m_new);
+                Pb[(ty + 16 * i) * ATT1_WLD + tx + 16 * j] = __float2bfloat16(p);
+                rs += p;
+            }
+            l[i] = l[i] * corr + att1_row_sum(rs);
+            m[i] = m_new;
+            for (int c = 0; c < NC; c++) Os[(ty + 16 * i) * OLD + tx + 16 * c] *= corr;
+        }
+        __syncthreads();                                 // K no longer read, P and the rescaled O complete
+        att1_load_tile<HD>(KVs, vb, Hkv * HD, j0, T);     // V in K's place
+        __syncthreads();
+        Att1Acc o[HD / 32];                               // O += P V
+        att1_load_out<HD>(o, Os);
+        att1_mma_tile<HD, false>(o, Pb, KVs);
+        att1_store_out<HD>(Os, o);
+    }
+    __syncthreads();
+    for (int i = 0; i < 4; i++) {
+        int t = i0 + ty + 16 * i;
+        if (t >= T) continue;
+        floatX *orow = out + (((size_t)b * T + t) * H + h) * HD;
+        for (int c = 0; c < NC; c++) orow[tx + 16 * c] = __float2bfloat16(Os[(ty + 16 * i) * OLD + tx + 16 * c] / l[i]);
+        if (tx == 0) lse[((size_t)b * H + h) * T + t] = m[i] + logf(l[i]);
+    }
+}
+
+// ----------------------------------------------------------------------------
+// launchers
+
+// dynamic shared memory of a kernel: the fp32 staging tiles (64, 64+4) and (64, HD+4), n_w bf16 (64, 64+8)
+// P / dS tiles, n_t bf16 (64, HD+8) input tiles
+static size_t att1_smem_bytes(int HD, int n_w, int n_t) {
+    return (size_t)ATT1_BT * (ATT1_ZLD + HD + 4) * sizeof(float) + (size_t)ATT1_BT * (n_w * ATT1_WLD + n_t * (HD + 8)) * sizeof(floatX);
+}
+static size_t attention1_forward_smem(int HD) { return att1_smem_bytes(HD, 1, 2); }
+static size_t attention1_dq_smem(int HD) { return att1_smem_bytes(HD, 1, 4); }
+static size_t attention1_dkv_smem(int HD) { return att1_smem_bytes(HD, 2, 4); }
+
+static void attention1_check_shape(int B, int T, int H, int Hkv, int d) {
+    if (B < 1 || T < 1 || H < 1 || Hkv < 1 || H % Hkv != 0)
+        fatal("attention: invalid shape B=%d T=%d H=%d Hkv=%d (H must be a multiple of Hkv)", B, T, H, Hkv);
+    if (d != 32 && d != 64 && d != 128) fatal("attention: head width d=%d is not supported (32, 64 or 128)", d);
+}
+
+template <int HD>
+static void attention1_forward_hd(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
+                                 int B, int T, int H, int Hkv, cudaStream_t stream) {
+    size_t smem = attention1_forward_smem(HD);
+    cudaCheck(cudaFuncSetAttribute(attention1_forward_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    attention1_forward_kernel<HD><<<dim3(ceil_div(T, ATT1_BT), H, B), ATT1_THREADS, smem, stream>>>(out, lse, q, k, v, T, H, Hkv);
+    cudaCheck(cudaGetLastError());
+}
+
+static void attention1_forward(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
+                              int B, int T, int H, int Hkv, int d, cudaStream_t stream) {
+    attention1_check_shape(B, T, H, Hkv, d);
+    if (d == 32) attention1_forward_hd<32>(out, lse, q, k, v, B, T, H, Hkv, stream);
+    if (d == 64) attention1_forward_hd<64>(out, lse, q, k, v, B, T, H, Hkv, stream);
+    if (d == 128) attention1_forward_hd<128>(out, lse, q, k, v, B, T, H, Hkv, stream);
+}
+
+
+// ----------------------------------------------------------------------------
 // CPU reference, double accumulation: out (B,T,H,d), lse (B,H,T); with dout given, also dq (B,T,H,d) and
 // dk, dv (B,T,Hkv,d) summed over each kv head's query heads (dq == NULL: forward only)
 static void attention_cpu(float *out, float *lse, float *dq, float *dk, float *dv, const float *dout,
@@ -80,23 +293,25 @@ static void free_att_problem(AttProblem *p) {
     cudaCheck(cudaFree(p->d_q)); cudaCheck(cudaFree(p->d_k)); cudaCheck(cudaFree(p->d_v));
     cudaCheck(cudaFree(p->d_out)); cudaCheck(cudaFree(p->d_lse));
 }
-static void run_att_forward(AttProblem *p) {
-    attention_forward(p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, p->B, p->T, p->H, p->Hkv, p->d, 0);
+static void run_att_forward(AttProblem *p, int version) {
+    if (version == 1) attention1_forward(p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, p->B, p->T, p->H, p->Hkv, p->d, 0);
+    else attention_forward(p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, p->B, p->T, p->H, p->Hkv, p->d, 0);
 }
+#define ATT_VERSIONS 2
 static double att_forward_flops(int B, int T, int H, int d) { return 4.0 * B * H * d * (double)T * (T + 1) / 2; }
 
 #ifndef ATTENTION_FORWARD_NO_MAIN
-static int check(int B, int T, int H, int Hkv, int d) {
-    printf("check B=%d T=%d H=%d Hkv=%d d=%d\n", B, T, H, Hkv, d);
+static int check(int version, int B, int T, int H, int Hkv, int d) {
+    printf("check version %d B=%d T=%d H=%d Hkv=%d d=%d\n", version, B, T, H, Hkv, d);
     AttProblem p = make_att_problem(B, T, H, Hkv, d);
     size_t nq = (size_t)B * T * H * d;
     float *out_ref = (float *)mallocCheck(nq * sizeof(float)), *lse_ref = (float *)mallocCheck((size_t)B * H * T * sizeof(float));
     attention_cpu(out_ref, lse_ref, NULL, NULL, NULL, NULL, p.q, p.k, p.v, B, T, H, Hkv, d);
-    run_att_forward(&p);
+    run_att_forward(&p, version);
     cudaCheck(cudaDeviceSynchronize());
     // P is rounded to bf16 before P V, as in FlashAttention-2 (2^-9 relative per weight: up to 2^-9 max|v|, about
     // 2e-3 max|out|, when the errors line up), and out is stored in bf16 (2^-9 relative): atol 5e-3 of max|out|,
-    // rtol 1e-2 (the CPU emulation of this kernel shows up to 3e-3). lse is fp32 of magnitude log(T) + max logit:
+    // rtol 1e-2 (the CPU emulation of these kernels shows up to 3e-3). lse is fp32 of magnitude log(T) + max logit:
     // 1e-4. A wrong mask or head mapping is off by 1e-1 or more.
     int ok = validate_result(p.d_out, out_ref, "out", (size_t)B * T * H, d, d, 5e-3f * max_abs(out_ref, nq), 1e-2f);
     ok &= validate_result(p.d_lse, lse_ref, "lse", (size_t)B * H, T, T, 1e-4f, 1e-4f);
@@ -105,26 +320,33 @@ static int check(int B, int T, int H, int Hkv, int d) {
     return ok;
 }
 
-static void bench(int B, int T, int H, int Hkv, int d) {
+static void bench(int version, int B, int T, int H, int Hkv, int d) {
     AttProblem p = make_att_problem(B, T, H, Hkv, d);
-    float ms = benchmark_kernel(10, run_att_forward, &p);
-    printf("B=%d T=%d H=%d Hkv=%d d=%d  version 1  %8.3f ms  %6.1f TFLOP/s\n", B, T, H, Hkv, d, ms,
+    float ms = benchmark_kernel(10, run_att_forward, &p, version);
+    printf("B=%d T=%d H=%d Hkv=%d d=%d  version %d  %8.3f ms  %6.1f TFLOP/s\n", B, T, H, Hkv, d, version, ms,
            att_forward_flops(B, T, H, d) / (ms * 1e-3) / 1e12);
     free_att_problem(&p);
 }
 
 int main(int argc, char **argv) {
-    DevArgs a = parse_dev_args(argc, argv, 1);
+    DevArgs a = parse_dev_args(argc, argv, ATT_VERSIONS);
     cudaCheck(cudaSetDevice(0));
-    if (a.check) {
-        // GQA groups of 2 and 4, MHA; T not a multiple of 64; every supported head width
-        int ok = check(2, 200, 4, 2, 64) & check(1, 130, 4, 1, 128) & check(1, 67, 3, 3, 32) & check(1, 1, 2, 1, 32);
-        printf(ok ? "attention_forward: all checks passed\n" : "attention_forward: CHECK FAILED\n");
-        return ok ? 0 : 1;
+    int ok = 1;
+    for (int version = 1; version <= ATT_VERSIONS; version++) {
+        if (a.version && version != a.version) continue;
+        if (a.check) {
+            // GQA groups of 2 and 4, MHA; T not a multiple of 64 and several key tiles (the pipelines); every
+            // supported head width; T = 1
+            ok &= check(version, 2, 200, 4, 2, 64) & check(version, 1, 130, 4, 1, 128) & check(version, 1, 67, 3, 3, 32) &
+                  check(version, 1, 1, 2, 1, 32) &
+                  check(version, 1, 333, 4, 1, 128) & check(version, 2, 290, 4, 2, 64);   // several tiles: the pipelines
+        } else {
+            bench(version, 8, 1024, 12, 12, 64);
+            bench(version, 8, 1024, 12, 4, 64);
+            bench(version, 4, 2048, 8, 2, 128);
+        }
     }
-    bench(8, 1024, 12, 12, 64);
-    bench(8, 1024, 12, 4, 64);
-    bench(4, 2048, 8, 2, 128);
-    return 0;
+    if (a.check) printf(ok ? "attention_forward: all checks passed\n" : "attention_forward: CHECK FAILED\n");
+    return ok ? 0 : 1;
 }
 #endif

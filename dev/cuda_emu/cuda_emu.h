@@ -20,6 +20,13 @@
    bf16 inputs are exact, __float_to_tf32 rounds to 10 mantissa bits (round half away, as cvt.rna).
    Loads and stores check the alignment that the API requires (256-bit pointers, 16-byte strides).
  - __nv_bfloat16 conversions round to nearest even (utils.h), as __float2bfloat16 does.
+ - The PTX wrappers of llmc/mma.cuh, with the exact per-lane register layouts of the PTX ISA (see there):
+   mma_bf16_16816 (mma.sync m16n8k16 bf16 -> fp32: every lane puts its fragments, the warp meets, each lane
+   computes its 4 outputs from the others' registers, in fp32, k in order), ldmatrix_x4 (.trans) (lanes 8i..8i+7
+   give the row addresses of matrix i; rows must be 16-byte aligned and inside the launch's dynamic shared memory),
+   cp_async16 + cp_async_commit + cp_async_wait<N> (the 16 source bytes are read at issue, and written to shared
+   memory only when a wait covers their group: a read before the wait sees the old contents, NaN at first).
+   These are warp-collective: every lane of the warp must be live (an exited lane is fatal).
  What it does not model
  - Timing, occupancy, bank conflicts, the memory model across blocks (blocks never overlap here, so a
    missing __threadfence or an inter-block race is not seen), atomics, streams (everything is synchronous).
@@ -39,6 +46,7 @@
 #include <ucontext.h>
 #include <sys/mman.h>
 #include <functional>
+#include <vector>
 #include "../../llmc/utils.h"
 
 #define __CUDACC__ 1            // the device parts of llmc/cuda_common.h (warp reductions) are compiled
@@ -156,6 +164,10 @@ static char *emu_stacks;                         // EMU_MAX_THREADS stacks, mapp
 static std::function<void()> *emu_body;
 static char *emu_dyn_smem;                       // the launch's dynamic shared memory
 static float emu_shfl_slot[EMU_MAX_THREADS];
+static size_t emu_dyn_smem_bytes;                // its size
+struct emu_cp_copy { char *dst; unsigned char data[16]; long group; };
+static std::vector<emu_cp_copy> emu_cp_pending[EMU_MAX_THREADS];   // cp.async copies in flight, per thread
+static long emu_cp_committed[EMU_MAX_THREADS];                     // groups committed so far, per thread
 
 __attribute__((noipa, noreturn)) static void emu_to_scheduler(void) { __builtin_longjmp(emu_sched_jmp, 1); }
 __attribute__((noipa, noreturn)) static void emu_to_thread(int t) { __builtin_longjmp(emu_thread_jmp[t], 1); }
@@ -212,6 +224,8 @@ static void emu_run_block(int n) {
         makecontext(&emu_ctx[t], emu_fiber_main, 0);
         emu_state[t] = EMU_READY;
         emu_started[t] = 0;
+        emu_cp_pending[t].clear();
+        emu_cp_committed[t] = 0;
     }
     for (;;) {
         int ran = 0;
@@ -260,7 +274,7 @@ static void emu_launch(dim3 grid, dim3 block, size_t smem, cudaStream_t, std::fu
         if (emu_stacks == MAP_FAILED) fatal("cuda_emu: cannot map the fiber stacks");
     }
     static char dyn[EMU_MAX_DYN_SMEM_BYTES_] __attribute__((aligned(128)));
-    emu_body = &body; blockDim = block; gridDim = grid; emu_dyn_smem = dyn;
+    emu_body = &body; blockDim = block; gridDim = grid; emu_dyn_smem = dyn; emu_dyn_smem_bytes = smem;
     for (unsigned bz = 0; bz < grid.z; bz++) for (unsigned by = 0; by < grid.y; by++) for (unsigned bx = 0; bx < grid.x; bx++) {
         blockIdx = dim3(bx, by, bz);
         memset(dyn, 0xff, smem);   // shared memory starts as garbage
@@ -269,6 +283,112 @@ static void emu_launch(dim3 grid, dim3 block, size_t smem, cudaStream_t, std::fu
 }
 static void emu_launch(dim3 grid, dim3 block, std::function<void()> body) { emu_launch(grid, block, 0, 0, body); }
 static void emu_launch(dim3 grid, dim3 block, size_t smem, std::function<void()> body) { emu_launch(grid, block, smem, 0, body); }
+
+// ----------------------------------------------------------------------------
+// llmc/mma.cuh: mma.sync, ldmatrix, cp.async with the PTX ISA's per-lane layouts (lane = 4g + t)
+
+struct emu_lane_regs { uint32_t r[10]; const void *p; };
+static emu_lane_regs emu_lane_slot[EMU_MAX_THREADS];
+
+// the warp of the running thread meets (after each lane stored its slot); every lane must be live
+static void emu_warp_meet(const char *what) {
+    emu_wait(EMU_AT_WARP);
+    int w = emu_cur & ~31, n = (int)(blockDim.x * blockDim.y * blockDim.z);
+    for (int t = w; t < w + 32; t++)
+        if (t >= n || emu_state[t] == EMU_EXITED)
+            fatal("cuda_emu: block (%u,%u,%u) thread %d: %s with lane %d of its warp absent or exited "
+                  "(warp-collective: all 32 lanes must take part)", blockIdx.x, blockIdx.y, blockIdx.z, emu_cur, what, t & 31);
+}
+static inline uint32_t emu_u32(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static inline float emu_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+static inline float emu_bf16_half(uint32_t r, int hi) { return bf16_to_float((uint16_t)(hi ? r >> 16 : r & 0xffff)); }
+
+// d += a b: A 16x16, B 16x8 (k x n), C 16x8; a[i] holds A(g + 8(i&1), 2t + 8(i>>1) + {0,1}), b[i] holds
+// B(2t + 8i + {0,1}, g), c[i] is C(g + 8(i>>1), 2t + (i&1))
+static void mma_bf16_16816(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+    emu_lane_regs &me = emu_lane_slot[emu_cur];
+    for (int i = 0; i < 4; i++) me.r[i] = a[i];
+    me.r[4] = b[0]; me.r[5] = b[1];
+    emu_warp_meet("mma.sync");
+    int w = emu_cur & ~31, lane = emu_cur & 31, g = lane / 4, t = lane % 4;
+    float out[4];
+    for (int i = 0; i < 4; i++) {
+        int row = g + 8 * (i >> 1), col = 2 * t + (i & 1);
+        float acc = d[i];
+        for (int k = 0; k < 16; k++) {
+            // A(row, k) lives in lane 4(row%8) + (k%8)/2, register (row>=8) + 2(k>=8), half k%2
+            float av = emu_bf16_half(emu_lane_slot[w + 4 * (row % 8) + (k % 8) / 2].r[(row >= 8) + 2 * (k >= 8)], k & 1);
+            // B(k, col) lives in lane 4col + (k%8)/2, register k>=8, half k%2
+            float bv = emu_bf16_half(emu_lane_slot[w + 4 * col + (k % 8) / 2].r[4 + (k >= 8)], k & 1);
+            acc += av * bv;
+        }
+        out[i] = acc;
+    }
+    emu_wait(EMU_AT_WARP);   // nobody overwrites its slot before every lane has read it
+    for (int i = 0; i < 4; i++) d[i] = out[i];
+}
+
+static void emu_check_smem_row(const void *p, const char *what) {
+    const char *c = (const char *)p;
+    if ((uintptr_t)c % 16 || c < emu_dyn_smem || c + 16 > emu_dyn_smem + emu_dyn_smem_bytes)
+        fatal("cuda_emu: block (%u,%u,%u) thread %d: %s address %p is not a 16-byte aligned row inside the "
+              "launch's dynamic shared memory [%p, +%zu)", blockIdx.x, blockIdx.y, blockIdx.z, emu_cur, what, p,
+              (void *)emu_dyn_smem, emu_dyn_smem_bytes);
+}
+// lanes 8i..8i+7 give the rows of 8x8 b16 matrix i; register i of lane l: row l/4, columns 2(l%4), 2(l%4)+1
+// (trans: rows 2(l%4), 2(l%4)+1 of column l/4)
+static void emu_ldmatrix_x4(uint32_t r[4], const void *row, bool trans, const char *what) {
+    emu_check_smem_row(row, what);
+    emu_lane_slot[emu_cur].p = row;
+    emu_warp_meet(what);
+    int w = emu_cur & ~31, lane = emu_cur & 31;
+    uint32_t out[4];
+    for (int i = 0; i < 4; i++) {
+        uint16_t lo, hi;
+        if (!trans) {
+            const uint16_t *src = (const uint16_t *)emu_lane_slot[w + 8 * i + lane / 4].p;
+            lo = src[2 * (lane % 4)]; hi = src[2 * (lane % 4) + 1];
+        } else {
+            lo = ((const uint16_t *)emu_lane_slot[w + 8 * i + 2 * (lane % 4)].p)[lane / 4];
+            hi = ((const uint16_t *)emu_lane_slot[w + 8 * i + 2 * (lane % 4) + 1].p)[lane / 4];
+        }
+        out[i] = (uint32_t)lo | (uint32_t)hi << 16;
+    }
+    emu_wait(EMU_AT_WARP);
+    for (int i = 0; i < 4; i++) r[i] = out[i];
+}
+static void ldmatrix_x4(uint32_t r[4], const void *row) { emu_ldmatrix_x4(r, row, false, "ldmatrix"); }
+static void ldmatrix_x4_trans(uint32_t r[4], const void *row) { emu_ldmatrix_x4(r, row, true, "ldmatrix.trans"); }
+
+// cp.async: the source is read now, shared memory is written when a wait covers the copy's group
+static void cp_async16(void *dst, const void *src, bool valid) {
+    emu_check_smem_row(dst, "cp.async destination");
+    if (valid && (uintptr_t)src % 16)
+        fatal("cuda_emu: block (%u,%u,%u) thread %d: cp.async source %p is not 16-byte aligned",
+              blockIdx.x, blockIdx.y, blockIdx.z, emu_cur, src);
+    emu_cp_copy c;
+    c.dst = (char *)dst;
+    c.group = emu_cp_committed[emu_cur];
+    if (valid) memcpy(c.data, src, 16); else memset(c.data, 0, 16);
+    emu_cp_pending[emu_cur].push_back(c);
+}
+static void cp_async_commit(void) { emu_cp_committed[emu_cur]++; }
+// completes this thread's copies of every committed group but the N newest
+template <int N> static void cp_async_wait(void) {
+    std::vector<emu_cp_copy> &q = emu_cp_pending[emu_cur];
+    long done_below = emu_cp_committed[emu_cur] - N;
+    size_t keep = 0;
+    for (size_t i = 0; i < q.size(); i++) {
+        if (q[i].group < done_below) memcpy(q[i].dst, q[i].data, 16);
+        else q[keep++] = q[i];
+    }
+    q.resize(keep);
+}
+
+static inline float ex2_approx(float x) { return exp2f(x); }   // the host's exp2f: agrees to rounding
+static inline uint32_t pack_bf16x2(float lo, float hi) { return (uint32_t)float_to_bf16(lo) | (uint32_t)float_to_bf16(hi) << 16; }
+static inline float bf16x2_lo(uint32_t r) { return emu_bf16_half(r, 0); }
+static inline float bf16x2_hi(uint32_t r) { return emu_bf16_half(r, 1); }
 
 // ----------------------------------------------------------------------------
 // nvcuda::wmma: every lane holds the whole 16x16 tile in x[r * 16 + c] and computes it in fp32

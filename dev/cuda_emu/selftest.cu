@@ -8,6 +8,9 @@
    deadlock      half a warp at __syncthreads, the other half at a shuffle: a fatal error
    exited lane   a shuffle that reads a lane which has returned: a fatal error
    wmma          bf16 16x16x16 mma_sync equals the product (small integers: exact); a misaligned load is fatal
+   mma           llmc/mma.cuh under emulation: cp.async (zero fill, nothing lands before the wait), ldmatrix
+                 (.trans) registers as the PTX ISA lays them out, mma.sync m16n8k16 exact on small integers both
+                 ways (B through ldmatrix.trans and B^T through ldmatrix); ldmatrix off shared memory is fatal
    cublasLt      a bias + residual matmul with transposes equals a plain loop (small integers: exact)
 */
 #include <sys/wait.h>
@@ -15,6 +18,7 @@
 #include <mma.h>
 #include <cublasLt.h>
 #include "llmc/cuda_common.h"
+#include "llmc/mma.cuh"
 
 static int fails = 0;
 static void report(const char *name, int ok, const char *detail) {
@@ -88,6 +92,46 @@ __global__ void wmma_kernel(float *c, const floatX *a, const floatX *b) {
     wmma::store_matrix_sync(c, fc, 16, wmma::mem_row_major);
 }
 
+// One warp. Global A (16x16), B (16x16, k x n), Bt (= B^T, n x k), all row-major bf16, go to shared memory by
+// cp.async (plus one chunk with valid = false); regs gets every lane's ldmatrix registers (A, B by .trans,
+// Bt), c gets A B computed twice (B by ldmatrix.trans, and from Bt by ldmatrix), before[lane] the first bf16
+// of this lane's chunk read before the wait, zero[lane] = 1 when the invalid chunk came out as zeros.
+__global__ void mma_kernel(float *c, uint32_t *regs, float *before, int *zero, const floatX *a, const floatX *b,
+                           const floatX *bt) {
+    extern __shared__ __align__(128) unsigned char mma_smem[];
+    floatX *As = (floatX *)mma_smem, *Bs = As + 256, *Bts = Bs + 256, *Zs = Bts + 256;
+    int lane = threadIdx.x, g = lane / 4, t = lane % 4;
+    int r = lane / 2, col = (lane % 2) * 8;                  // this lane's 16-byte chunk of each matrix
+    cp_async16(As + r * 16 + col, a + r * 16 + col, true);
+    cp_async16(Bs + r * 16 + col, b + r * 16 + col, true);
+    cp_async16(Bts + r * 16 + col, bt + r * 16 + col, true);
+    cp_async16(Zs + lane * 8, a, false);
+    cp_async_commit();
+    before[lane] = __bfloat162float(As[r * 16 + col]);    // in flight: the old contents (NaN)
+    cp_async_wait<0>();
+    __syncthreads();
+    int z = 1;
+    for (int i = 0; i < 8; i++) z &= __bfloat162float(Zs[lane * 8 + i]) == 0.0f;
+    zero[lane] = z;
+    uint32_t fa[4], fb[4], fbt[4];
+    ldmatrix_x4(fa, As + (lane % 16) * 16 + (lane / 16) * 8);
+    ldmatrix_x4_trans(fb, Bs + (lane % 8 + ((lane / 8) % 2) * 8) * 16 + (lane / 16) * 8);
+    ldmatrix_x4(fbt, Bts + (lane % 8 + (lane / 16) * 8) * 16 + ((lane / 8) % 2) * 8);
+    for (int i = 0; i < 4; i++) { regs[lane * 12 + i] = fa[i]; regs[lane * 12 + 4 + i] = fb[i]; regs[lane * 12 + 8 + i] = fbt[i]; }
+    float acc[4][4] = {};
+    mma_bf16_16816(acc[0], fa, fb);          // n-block 0, B from ldmatrix.trans
+    mma_bf16_16816(acc[1], fa, fb + 2);      // n-block 1
+    mma_bf16_16816(acc[2], fa, fbt);         // the same from B^T by ldmatrix
+    mma_bf16_16816(acc[3], fa, fbt + 2);
+    for (int f = 0; f < 4; f++) for (int i = 0; i < 4; i++)
+        c[(f / 2) * 256 + (g + 8 * (i >> 1)) * 16 + (f % 2) * 8 + 2 * t + (i & 1)] = acc[f][i];
+}
+__global__ void ldmatrix_global_kernel(uint32_t *regs, const floatX *a) {
+    uint32_t r[4];
+    ldmatrix_x4(r, a + (threadIdx.x % 16) * 16);   // global memory: not allowed
+    regs[threadIdx.x] = r[0];
+}
+
 static floatX *bf16_buffer(const float *h, int n) {
     floatX *d; cudaMallocCheck(&d, n * sizeof(floatX));
     for (int i = 0; i < n; i++) d[i] = __float2bfloat16(h[i]);   // device memory is host memory here
@@ -149,6 +193,47 @@ int main(void) {
     wmma_kernel<<<1, 32>>>(dc, da, db);
     report("wmma", memcmp(dc, want, sizeof want) == 0, "16x16x16 bf16 product exact");
     expect_fatal("wmma misalign", [&]() { wmma_kernel<<<1, 32>>>(dc, da + 1, db); });
+
+    // mma.cuh: cp.async, ldmatrix, mma.sync with the PTX ISA fragment layouts
+    {
+        float hA[256], hB[256], hBt[256], want2[256];
+        for (int i = 0; i < 16; i++) for (int j = 0; j < 16; j++) {
+            hA[i * 16 + j] = (float)((i * 7 + j * 3) % 11 - 5);
+            hB[i * 16 + j] = (float)((i * 5 + j) % 9 - 4);
+        }
+        for (int i = 0; i < 16; i++) for (int j = 0; j < 16; j++) hBt[j * 16 + i] = hB[i * 16 + j];
+        for (int i = 0; i < 16; i++) for (int j = 0; j < 16; j++) {
+            want2[i * 16 + j] = 0.0f;
+            for (int k = 0; k < 16; k++) want2[i * 16 + j] += hA[i * 16 + k] * hB[k * 16 + j];
+        }
+        floatX *A = bf16_buffer(hA, 256), *B = bf16_buffer(hB, 256), *Bt = bf16_buffer(hBt, 256);
+        float *c2, *before; uint32_t *regs; int *zero;
+        cudaMallocCheck(&c2, 512 * sizeof(float)); cudaMallocCheck(&before, 32 * sizeof(float));
+        cudaMallocCheck(&regs, 32 * 12 * sizeof(uint32_t)); cudaMallocCheck(&zero, 32 * sizeof(int));
+        mma_kernel<<<1, 32, 4 * 256 * sizeof(floatX)>>>(c2, regs, before, zero, A, B, Bt);
+        cudaCheck(cudaGetLastError());
+        // registers as the PTX ISA lays them out (lane = 4g + t; low half = lower column / k):
+        //   A: a0 (g, 2t), a1 (g+8, 2t), a2 (g, 2t+8), a3 (g+8, 2t+8);  B (k x n): b0 (k=2t, n=g), b1 (k=2t+8, n=g)
+        auto pk = [](float lo, float hi) { return (uint32_t)float_to_bf16(lo) | (uint32_t)float_to_bf16(hi) << 16; };
+        int layout = 1;
+        for (int lane = 0; lane < 32; lane++) {
+            int g = lane / 4, t = lane % 4;
+            for (int i = 0; i < 4; i++) {
+                int ar = g + 8 * (i & 1), ac = 2 * t + 8 * (i >> 1);
+                layout &= regs[lane * 12 + i] == pk(hA[ar * 16 + ac], hA[ar * 16 + ac + 1]);
+                int nb = i / 2, k = 2 * t + 8 * (i % 2), n = nb * 8 + g;   // fb[2nb + j]: n-block nb, k half j
+                uint32_t wb = pk(hB[k * 16 + n], hB[(k + 1) * 16 + n]);
+                layout &= regs[lane * 12 + 4 + i] == wb && regs[lane * 12 + 8 + i] == wb;
+            }
+        }
+        int exact2 = memcmp(c2, want2, sizeof want2) == 0 && memcmp(c2 + 256, want2, sizeof want2) == 0;
+        int inflight = 1, zeros = 1;
+        for (int lane = 0; lane < 32; lane++) { inflight &= isnan(before[lane]); zeros &= zero[lane]; }
+        snprintf(detail, sizeof detail, "register layouts %s, A B exact both ways %s, in flight reads NaN %s, zero fill %s",
+                 layout ? "ok" : "WRONG", exact2 ? "ok" : "WRONG", inflight ? "ok" : "WRONG", zeros ? "ok" : "WRONG");
+        report("mma", layout && exact2 && inflight && zeros, detail);
+        expect_fatal("ldmatrix global", [&]() { ldmatrix_global_kernel<<<1, 32>>>(regs, A); });
+    }
 
     // cublasLt: column-major D (m x n) = A^T (A stored k x m) B (n x k stored, transposed) + bias + C
     {
