@@ -301,9 +301,11 @@ static void model_forward(Model *m, const int *h_tokens, int B, int T) {
     for (int l = 0; l < c->n_layer; l++) layer_forward(m, l, B, T);
     layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, m->layers[c->n_layer - 1].y,
                       m->params + m->offsets[P_LNF_W], m->params + m->offsets[P_LNF_B], N, D, c->ln_eps, main_stream);
-    // tied head over the V real rows of wte only: padded rows never produce logits
+    // tied head over all Vp rows of wte (llm.c's way): with V = 50257 the GEMM's dimension would not be a
+    // multiple of 8 and cuBLASLt falls back to align1 sm75/sm80 kernels. Columns V..Vp-1 of the logits are
+    // never read as classes; the classifier zeroes them in dlogits, so padded rows get zero gradients.
     matmul_forward(m->logits, c->padded_vocab_size, m->lnf, m->params + m->offsets[P_WTE], NULL, NULL,
-                   N, D, c->vocab_size, main_stream);
+                   N, D, c->padded_vocab_size, main_stream);
 }
 
 // mean cross-entropy of the last forward against host targets; with dloss != 0 the logits become
@@ -418,11 +420,11 @@ static void reduce_gradients(Model *m, const int *kinds, int n, int l, MultiGpuC
 static void model_backward(Model *m, const int *h_tokens, int B, int T, MultiGpuConfig *reduce = NULL) {
     const SessaConfig *c = &m->config;
     const BackwardBufs *g = &m->bw;
-    int N = B * T, D = c->d_model, V = c->vocab_size, Vp = c->padded_vocab_size;
+    int N = B * T, D = c->d_model, Vp = c->padded_vocab_size;
     const floatX *wte = m->params + m->offsets[P_WTE];
-    // logits = lnf wte[:V]^T (m->logits now holds dlogits)
-    matmul_backward_input(g->dxn, m->logits, Vp, wte, N, D, V, false, main_stream);
-    matmul_backward_weight(m->grads + m->offsets[P_WTE], NULL, m->logits, Vp, m->lnf, N, D, V, g->colsum, main_stream);
+    // logits = lnf wte^T over all Vp rows (m->logits now holds dlogits, zero in the padded columns)
+    matmul_backward_input(g->dxn, m->logits, Vp, wte, N, D, Vp, false, main_stream);
+    matmul_backward_weight(m->grads + m->offsets[P_WTE], NULL, m->logits, Vp, m->lnf, N, D, Vp, g->colsum, main_stream);
     // lnf = LayerNorm_f(x_L)
     cudaCheck(cudaMemsetAsync(g->dres, 0, (size_t)N * D * sizeof(floatX), main_stream));
     layernorm_backward(g->dres, m->grads + m->offsets[P_LNF_W], m->grads + m->offsets[P_LNF_B], g->dxn,
