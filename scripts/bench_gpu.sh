@@ -18,10 +18,14 @@
 #   PART="1 2"       which parts (default both)
 #   MAX_T=131072     caps part 2; TIMEOUT=600 bounds each run (seconds); OUT=dir keeps the logs, CSV, plot
 #   CU_FLAGS="-r 1"  extra train_sessacu flags for part 2 (default: -r 1, the memory-saving recompute)
+#   P2_STEPS=3       steps per part-2 run (the figures are those of the last step; the first ones warm up)
+# One call can take long (part 2 up to T=131072 runs minutes per T): split it over calls with PART, SYSTEMS,
+# MAX_T and separate OUT folders.
 set -eu
 DESC=${1:-d12}; B=${2:-8}; T=${3:-1024}; STEPS=${4:-20}
 MAX_T=${MAX_T:-131072}; TIMEOUT=${TIMEOUT:-600}; V=50257
 SYSTEMS=${SYSTEMS:-cu py_eager py_compile gpt2_eager gpt2_compile}; PART=${PART:-1 2}; CU_FLAGS=${CU_FLAGS:--r 1}
+P2_STEPS=${P2_STEPS:-3}
 PY=${PYTHON:-python3}
 command -v nvidia-smi >/dev/null || { echo "error: no nvidia-smi: this benchmark needs a GPU"; exit 1; }
 [ -x ./train_sessacu ] || { echo "error: ./train_sessacu not built (make train_sessacu)"; exit 1; }
@@ -116,7 +120,7 @@ if [[ " $PART " == *" 2 "* ]]; then
         t=4096; longest=0; lms=""
         while [ $t -le "$MAX_T" ]; do
             extra=""; [ $s = cu ] && extra=$CU_FLAGS
-            one "$s" 2 1 "$t" 4 "$extra"
+            one "$s" 2 1 "$t" "$P2_STEPS" "$extra"
             [ $ok = 1 ] || break
             longest=$t; lms=$ms; t=$((t * 2))
         done
@@ -131,17 +135,21 @@ import matplotlib; matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 rows = [r for r in csv.DictReader(open(sys.argv[1])) if r["ok"] == "1"]
 if not rows: sys.exit(1)
-fig, ax = plt.subplots(1, 2, figsize=(13, 5))
+fig, ax = plt.subplots(1, 3, figsize=(18, 5))
 p1 = [r for r in rows if r["part"] == "1"]
 ax[0].bar([r["system"] for r in p1], [float(r["tok_s"]) for r in p1])
 for i, r in enumerate(p1):
     ax[0].text(i, float(r["tok_s"]), f'{float(r["tok_s"]) / 1e3:.0f}k\n{r["mfu_pct"] or "-"}% MFU', ha="center", va="bottom", fontsize=8)
 if p1: ax[0].set_title(f'{sys.argv[3]} B={p1[0]["B"]} T={p1[0]["T"]}: tok/s')
+else: ax[0].set_title("part 1 not run"); ax[0].axis("off")
 for s in dict.fromkeys(r["system"] for r in rows):
     p2 = [r for r in rows if r["part"] == "2" and r["system"] == s]
-    if p2: ax[1].plot([int(r["T"]) for r in p2], [float(r["tok_s"]) for r in p2], "o-", label=s)
-ax[1].set_xscale("log", base=2); ax[1].set_yscale("log"); ax[1].set_xlabel("T (batch 1)"); ax[1].set_ylabel("tok/s")
-ax[1].set_title("batch 1, long context (a line ends at the longest T that trains)"); ax[1].legend()
+    if p2:
+        ax[1].plot([int(r["T"]) for r in p2], [float(r["tok_s"]) for r in p2], "o-", label=s)
+        ax[2].plot([int(r["T"]) for r in p2], [float(r["ms_step"]) / 1e3 for r in p2], "o-", label=s)
+for a, yl in ((ax[1], "tok/s"), (ax[2], "seconds per step")):
+    a.set_xscale("log", base=2); a.set_yscale("log"); a.set_xlabel("T (batch 1)"); a.set_ylabel(yl); a.legend()
+ax[1].set_title("batch 1: tok/s (a line ends at the longest T that trains)"); ax[2].set_title("batch 1: time per step")
 fig.tight_layout(); fig.savefig(sys.argv[2], dpi=110)
 print("plot:", sys.argv[2])
 PY
