@@ -475,7 +475,7 @@ static void model_backward_embedding(Model *m, const int *h_tokens, int B, int T
     reduce_gradients(m, wte_kind, 1, -1, reduce);
 }
 
-static inline void model_backward(Model *m, const int *h_tokens, int B, int T, MultiGpuConfig *reduce = NULL) {
+[[maybe_unused]] static void model_backward(Model *m, const int *h_tokens, int B, int T, MultiGpuConfig *reduce = NULL) {
     model_backward_device(m, B, T, reduce);
     model_backward_embedding(m, h_tokens, B, T, reduce);
 }
