@@ -323,8 +323,6 @@ static void model_forward(Model *m, const int *h_tokens, int B, int T) {
     model_forward_device(m, B, T);
 }
 
-// mean cross-entropy of the last forward against host targets; with dloss != 0 the logits become
-// dloss * dL/dlogits for the backward (dloss = 1 / (B*T*grad_accum_steps) for a mean loss)
 // losses of the N rows (device) against m->targets; with dloss != 0 the logits become dlogits
 static void model_loss_device(Model *m, int N, float dloss) {
     fused_classifier(m->logits, m->losses, m->targets, N, m->config.vocab_size, m->config.padded_vocab_size,
@@ -340,6 +338,8 @@ static float model_losses_mean(Model *m, int N) {
     return (float)(sum / N);
 }
 
+// mean cross-entropy of the last forward against host targets; with dloss != 0 the logits become
+// dloss * dL/dlogits for the backward (dloss = 1 / (B*T*grad_accum_steps) for a mean loss)
 static float model_loss(Model *m, const int *h_targets, int B, int T, float dloss) {
     int N = B * T;
     cudaCheck(cudaMemcpyAsync(m->targets, h_targets, N * sizeof(int), cudaMemcpyHostToDevice, main_stream));
