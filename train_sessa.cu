@@ -546,17 +546,36 @@ static int decays(int t, int decay_all) {
            t == P_FB_W || t == P_O_W || t == P_OUT_W;
 }
 
-// AdamW on this rank's shard, tensor by tensor (for the weight decay mask), then all ranks get the weights
+// extend the segment list of the shard starting at s0 up to element end (absolute) with decay wd
+static void segments_add(AdamWSegments *seg, size_t *pos, size_t s0, size_t s1, size_t end, float wd) {
+    if (end > s1) end = s1;
+    if (end <= *pos) return;
+    if (seg->n > 0 && seg->wd[seg->n - 1] == wd) {
+        seg->begin[seg->n] = end - s0;   // same decay: the last segment grows
+    } else {
+        if (seg->n == ADAMW_MAX_SEGMENTS) fatal("model_update: more than %d AdamW segments", ADAMW_MAX_SEGMENTS);
+        seg->wd[seg->n] = wd;
+        seg->n++;
+        seg->begin[seg->n] = end - s0;
+    }
+    *pos = end;
+}
+
+// AdamW on this rank's shard in one launch: the shard is cut into segments of equal weight decay (the 2D
+// weights decay, the rest and the zero gaps between tensors do not), then all ranks get the weights
 static void model_update(Model *m, float lr, float beta1, float beta2, float eps, float wd, int decay_all,
                          float grad_scale, int step, MultiGpuConfig *mg) {
-    size_t s0 = m->shard.offset, s1 = m->shard.offset + m->shard.valid;
+    size_t s0 = m->shard.offset, s1 = m->shard.offset + m->shard.valid, pos = s0;
+    AdamWSegments seg;
+    seg.n = 0; seg.begin[0] = 0;
     for (int t = 0; t < NUM_PARAMETER_TENSORS; t++) {
-        size_t b = m->offsets[t] > s0 ? m->offsets[t] : s0;
-        size_t e = m->offsets[t] + m->sizes[t] < s1 ? m->offsets[t] + m->sizes[t] : s1;
-        if (b >= e) continue;
-        adamw_update(m->master + b, m->params + b, m->grads + b, m->m + (b - s0), m->v + (b - s0), e - b,
-                     lr, beta1, beta2, eps, decays(t, decay_all) ? wd : 0.0f, grad_scale, step, main_stream);
+        segments_add(&seg, &pos, s0, s1, m->offsets[t], 0.0f);   // the gap before tensor t
+        segments_add(&seg, &pos, s0, s1, m->offsets[t] + m->sizes[t], decays(t, decay_all) ? wd : 0.0f);
     }
+    segments_add(&seg, &pos, s0, s1, s1, 0.0f);
+    if (seg.n > 0)
+        adamw_update_segments(m->master + s0, m->params + s0, m->grads + s0, m->m, m->v, &seg, lr, beta1, beta2, eps,
+                              grad_scale, step, main_stream);
     multi_gpu_gather_params(m->params, m->gpu_parameters, mg, main_stream);
 }
 
