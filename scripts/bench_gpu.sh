@@ -18,6 +18,7 @@
 #   PART="1 2"       which parts (default both)
 #   MAX_T=131072     caps part 2; TIMEOUT=600 bounds each run (seconds); OUT=dir keeps the logs, CSV, plot
 #   CU_FLAGS="-r 1"  extra train_sessacu flags for part 2 (default: -r 1, the memory-saving recompute)
+#   START_T=4096     first T of part 2 (to continue a sweep in another call)
 #   P2_STEPS=3       steps per part-2 run (the figures are those of the last step; the first ones warm up)
 # One call can take long (part 2 up to T=131072 runs minutes per T): split it over calls with PART, SYSTEMS,
 # MAX_T and separate OUT folders.
@@ -25,7 +26,7 @@ set -eu
 DESC=${1:-d12}; B=${2:-8}; T=${3:-1024}; STEPS=${4:-20}
 MAX_T=${MAX_T:-131072}; TIMEOUT=${TIMEOUT:-600}; V=50257
 SYSTEMS=${SYSTEMS:-cu py_eager py_compile gpt2_eager gpt2_compile}; PART=${PART:-1 2}; CU_FLAGS=${CU_FLAGS:--r 1}
-P2_STEPS=${P2_STEPS:-3}
+P2_STEPS=${P2_STEPS:-3}; START_T=${START_T:-4096}
 PY=${PYTHON:-python3}
 command -v nvidia-smi >/dev/null || { echo "error: no nvidia-smi: this benchmark needs a GPU"; exit 1; }
 [ -x ./train_sessacu ] || { echo "error: ./train_sessacu not built (make train_sessacu)"; exit 1; }
@@ -115,9 +116,9 @@ if [[ " $PART " == *" 1 "* ]]; then
     for s in $SYSTEMS; do one "$s" 1 "$B" "$T" "$STEPS"; done
 fi
 if [[ " $PART " == *" 2 "* ]]; then
-    echo "== part 2: batch 1, T doubling from 4096 to $MAX_T (train_sessacu with '$CU_FLAGS'); a system stops at its first failure"
+    echo "== part 2: batch 1, T doubling from $START_T to $MAX_T (train_sessacu with '$CU_FLAGS'); a system stops at its first failure"
     for s in $SYSTEMS; do
-        t=4096; longest=0; lms=""
+        t=$START_T; longest=0; lms=""
         while [ $t -le "$MAX_T" ]; do
             extra=""; [ $s = cu ] && extra=$CU_FLAGS
             one "$s" 2 1 "$t" "$P2_STEPS" "$extra"
