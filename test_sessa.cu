@@ -3,8 +3,9 @@
    ./test_sessacu -m MODEL.bin -d DEBUG_STATE.bin
  One line per tensor: logits, loss, every gradient tensor, every step's loss (AdamW on the same batch),
  with the max abs error, the max relative error and the tolerance; exit 0 only when all pass.
- Two exact checks on top: the backward run twice gives bitwise equal gradients (determinism), and the
- backward with recompute (-r 1) gives bitwise the gradients of the one without (same kernels, same inputs).
+ Exact checks on top: the backward run twice gives bitwise equal gradients (determinism), the backward
+ with recompute (-r 1) gives bitwise the gradients of the one without (same kernels, same inputs), and the
+ training micro-step, ungraphed and as a replayed CUDA graph (-cg 1), gives bitwise the same loss and gradients.
 
  Tolerances, bf16 storage with fp32 accumulation: every stored activation and weight is rounded to
  8 mantissa bits (relative error up to 2^-9 = 0.2%), and a value passes through about ten such roundings
@@ -122,7 +123,7 @@ int main(int argc, char **argv) {
     // 2) gradients, tensor by tensor
     float *grads = (float *)mallocCheck(n * sizeof(float));
     float *grads2 = (float *)mallocCheck(n * sizeof(float));
-    grads_of_batch(&model, &ds, grads);
+    float loss_train = grads_of_batch(&model, &ds, grads);
     for (int t = 0; t < NUM_PARAMETER_TENSORS; t++) {
         if (model.sizes[t] == 0) continue;
         // k_b and gamma_b are sums over all B*T rows of terms that cancel (k_b exactly, without RoPE: softmax
@@ -151,6 +152,30 @@ int main(int argc, char **argv) {
     grads_of_batch(&model_r, &ds, grads2);
     check_identical(&rep, "recompute -r 1 vs -r 0", grads, grads2, n);
     model_free(&model_r);
+
+    // 3b) the training micro-step (model_train_micro_step) with its CUDA graph against without: bitwise the
+    //     same loss and gradients (where capture is not supported, e.g. dev/cuda_emu, both run ungraphed)
+    for (int graph = 0; graph <= 1; graph++) {
+        Model model_g;
+        model_build(&model_g, &config, h_params, &mg);
+        model_alloc_activations(&model_g, B, T, 0);
+        model_g.use_graph = graph;
+        float *hg = (float *)mallocCheck(model_g.gpu_parameters * sizeof(float));
+        float lg = 0.0f;
+        for (int rep_i = 0; rep_i < 2; rep_i++) {   // the graph's capture run, then a replay
+            cudaCheck(cudaMemsetAsync(model_g.grads, 0, model_g.padded_parameters * sizeof(float), main_stream));
+            lg = model_train_micro_step(&model_g, ds.inputs, ds.targets, B, T, 1.0f / (B * T), NULL);
+        }
+        cudaCheck(cudaMemcpy(hg, model_g.grads, model_g.gpu_parameters * sizeof(float), cudaMemcpyDeviceToHost));
+        gpu_to_ckpt_layout(&model_g, grads2, hg);
+        char what[96];
+        snprintf(what, sizeof(what), "micro-step %s vs forward/loss/backward (loss %s)", graph ? "CUDA graph" : "ungraphed",
+                 memcmp(&lg, &loss_train, sizeof(float)) == 0 ? "bitwise equal" : "DIFFERS");
+        check_identical(&rep, what, grads, grads2, n);
+        if (memcmp(&lg, &loss_train, sizeof(float)) != 0) rep.fails++;
+        free(hg);
+        model_free(&model_g);
+    }
 
     // 4) AdamW steps on the same batch (every parameter decays, as in the reference); losses[0] is the loss above
     check_scalar(&rep, "step 0", loss, ds.losses[0], 2e-2f);

@@ -8,7 +8,8 @@
    the gradients of each layer are reduced while the backward of the layers below it runs
  - a checkpoint + resume state (-n, -y 1) written on W GPUs resumes on any number of GPUs
  - -r 1 recomputes LayerNorm and GELU outputs in the backward instead of keeping them per layer
- Same flags and files as train_sessa.c (llmc/args.h) plus -r, -z, -pi.
+ Same flags and files as train_sessa.c (llmc/args.h) plus -r, -z, -pi, -cg.
+ - -cg 1 (default, one GPU): each micro-step's forward + loss + backward is one replayed CUDA graph
  Sampling runs the parallel forward on the growing prefix (no recurrent decode path on the GPU yet).
 */
 #include <stdio.h>
@@ -116,6 +117,10 @@ typedef struct {
     float2 *rope;                               // (T, hd/2) cos, sin
     BackwardBufs bw;
     EncoderBackward enc;
+    // CUDA graph of one training micro-step's forward + loss + backward (model_train_micro_step)
+    int use_graph;                              // 1: capture once, replay every micro-step (-cg, one GPU)
+    cudaGraphExec_t graph;                      // NULL until captured
+    int graph_B, graph_T; float graph_dloss;    // what it was captured for
 } Model;
 
 // pointer to layer l of parameter tensor t in a flat buffer
@@ -249,6 +254,7 @@ static void model_alloc_activations(Model *m, int B, int T, int recompute) {
 }
 
 static void model_free(Model *m) {
+    if (m->graph != NULL) cudaCheck(cudaGraphExecDestroy(m->graph));
     cudaCheck(cudaFree(m->master)); cudaCheck(cudaFree(m->params)); cudaCheck(cudaFree(m->grads));
     cudaCheck(cudaFree(m->m)); cudaCheck(cudaFree(m->v));
     cudaCheck(cudaFree(m->act_memory)); cudaCheck(cudaFree(m->rope));
@@ -291,19 +297,45 @@ static void layer_forward(Model *m, int l, int B, int T) {
     #undef PW
 }
 
-// logits for B x T host tokens (B, T at most the allocated sizes)
-static void model_forward(Model *m, const int *h_tokens, int B, int T) {
+// logits for the B x T tokens already in m->tokens (device work only: no host sync, no copies)
+static void model_forward_device(Model *m, int B, int T) {
     const SessaConfig *c = &m->config;
-    if (B > m->B || T > m->T) fatal("forward of B=%d T=%d, but activations were made for B=%d T=%d", B, T, m->B, m->T);
     int N = B * T, D = c->d_model;
-    cudaCheck(cudaMemcpyAsync(m->tokens, h_tokens, N * sizeof(int), cudaMemcpyHostToDevice, main_stream));
     encoder_forward(m->res, m->tokens, m->params + m->offsets[P_WTE], N, D, main_stream);
     for (int l = 0; l < c->n_layer; l++) layer_forward(m, l, B, T);
     layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, m->layers[c->n_layer - 1].y,
                       m->params + m->offsets[P_LNF_W], m->params + m->offsets[P_LNF_B], N, D, c->ln_eps, main_stream);
-    // tied head over the V real rows of wte only: padded rows never produce logits
+    // tied head over all Vp rows of wte (llm.c's way): with V = 50257 the GEMM's dimension would not be a
+    // multiple of 8 and cuBLASLt falls back to align1 sm75/sm80 kernels. Columns V..Vp-1 of the logits are
+    // never read as classes; the classifier zeroes them in dlogits, so padded rows get zero gradients.
     matmul_forward(m->logits, c->padded_vocab_size, m->lnf, m->params + m->offsets[P_WTE], NULL, NULL,
-                   N, D, c->vocab_size, main_stream);
+                   N, D, c->padded_vocab_size, main_stream);
+}
+
+static void check_forward_shape(const Model *m, int B, int T) {
+    if (B > m->B || T > m->T) fatal("forward of B=%d T=%d, but activations were made for B=%d T=%d", B, T, m->B, m->T);
+}
+
+// logits for B x T host tokens (B, T at most the allocated sizes)
+static void model_forward(Model *m, const int *h_tokens, int B, int T) {
+    check_forward_shape(m, B, T);
+    cudaCheck(cudaMemcpyAsync(m->tokens, h_tokens, B * T * sizeof(int), cudaMemcpyHostToDevice, main_stream));
+    model_forward_device(m, B, T);
+}
+
+// losses of the N rows (device) against m->targets; with dloss != 0 the logits become dlogits
+static void model_loss_device(Model *m, int N, float dloss) {
+    fused_classifier(m->logits, m->losses, m->targets, N, m->config.vocab_size, m->config.padded_vocab_size,
+                     dloss, main_stream);
+}
+
+// mean of the N device losses (waits for the stream)
+static float model_losses_mean(Model *m, int N) {
+    cudaCheck(cudaMemcpyAsync(m->h_losses, m->losses, N * sizeof(float), cudaMemcpyDeviceToHost, main_stream));
+    cudaCheck(cudaStreamSynchronize(main_stream));
+    double sum = 0.0;
+    for (int i = 0; i < N; i++) sum += m->h_losses[i];
+    return (float)(sum / N);
 }
 
 // mean cross-entropy of the last forward against host targets; with dloss != 0 the logits become
@@ -311,13 +343,8 @@ static void model_forward(Model *m, const int *h_tokens, int B, int T) {
 static float model_loss(Model *m, const int *h_targets, int B, int T, float dloss) {
     int N = B * T;
     cudaCheck(cudaMemcpyAsync(m->targets, h_targets, N * sizeof(int), cudaMemcpyHostToDevice, main_stream));
-    fused_classifier(m->logits, m->losses, m->targets, N, m->config.vocab_size, m->config.padded_vocab_size,
-                     dloss, main_stream);
-    cudaCheck(cudaMemcpyAsync(m->h_losses, m->losses, N * sizeof(float), cudaMemcpyDeviceToHost, main_stream));
-    cudaCheck(cudaStreamSynchronize(main_stream));
-    double sum = 0.0;
-    for (int i = 0; i < N; i++) sum += m->h_losses[i];
-    return (float)(sum / N);
+    model_loss_device(m, N, dloss);
+    return model_losses_mean(m, N);
 }
 
 // ----------------------------------------------------------------------------
@@ -415,29 +442,88 @@ static void reduce_gradients(Model *m, const int *kinds, int n, int l, MultiGpuC
 // another order for another message size, so for W > 2 the last bit can differ from a whole-buffer
 // reduction); run to run it is deterministic: fixed ranges in a fixed order, and NCCL picks its algorithm by
 // size, without atomics. World size 1: multi_gpu_reduce_gradient_ranges returns at once, no sync.
-static void model_backward(Model *m, const int *h_tokens, int B, int T, MultiGpuConfig *reduce = NULL) {
+// everything but the embedding's gradient: device work only (no host sync, no copies)
+static void model_backward_device(Model *m, int B, int T, MultiGpuConfig *reduce) {
     const SessaConfig *c = &m->config;
     const BackwardBufs *g = &m->bw;
-    int N = B * T, D = c->d_model, V = c->vocab_size, Vp = c->padded_vocab_size;
+    int N = B * T, D = c->d_model, Vp = c->padded_vocab_size;
     const floatX *wte = m->params + m->offsets[P_WTE];
-    // logits = lnf wte[:V]^T (m->logits now holds dlogits)
-    matmul_backward_input(g->dxn, m->logits, Vp, wte, N, D, V, false, main_stream);
-    matmul_backward_weight(m->grads + m->offsets[P_WTE], NULL, m->logits, Vp, m->lnf, N, D, V, g->colsum, main_stream);
+    // logits = lnf wte^T over all Vp rows (m->logits now holds dlogits, zero in the padded columns)
+    matmul_backward_input(g->dxn, m->logits, Vp, wte, N, D, Vp, false, main_stream);
+    matmul_backward_weight(m->grads + m->offsets[P_WTE], NULL, m->logits, Vp, m->lnf, N, D, Vp, g->colsum, main_stream);
     // lnf = LayerNorm_f(x_L)
     cudaCheck(cudaMemsetAsync(g->dres, 0, (size_t)N * D * sizeof(floatX), main_stream));
     layernorm_backward(g->dres, m->grads + m->offsets[P_LNF_W], m->grads + m->offsets[P_LNF_B], g->dxn,
                        m->layers[c->n_layer - 1].y, m->lnf_mean, m->lnf_rstd,
                        m->params + m->offsets[P_LNF_W], N, D, g->colsum, main_stream);
-    const int lnf_kinds[] = { P_LNF_W, P_LNF_B }, wte_kind[] = { P_WTE };
+    const int lnf_kinds[] = { P_LNF_W, P_LNF_B };
     reduce_gradients(m, lnf_kinds, 2, -1, reduce);
     for (int l = c->n_layer - 1; l >= 0; l--) {
         layer_backward(m, l, B, T);
         reduce_gradients(m, layer_tensor_kinds, NUM_LAYER_KINDS, l, reduce);
     }
-    // x0 = wte[tokens]
+}
+
+// x0 = wte[tokens]: the host sorts this batch's tokens (the plan changes every batch, so this part stays
+// out of the CUDA graph), then wte's gradient is final and reduced
+static void model_backward_embedding(Model *m, const int *h_tokens, int B, int T, MultiGpuConfig *reduce) {
+    int N = B * T, D = m->config.d_model;
+    const BackwardBufs *g = &m->bw;
+    const int wte_kind[] = { P_WTE };
     encoder_backward_plan(&m->enc, h_tokens, N, main_stream);
     encoder_backward(m->grads + m->offsets[P_WTE], g->dres, &m->enc, D, main_stream);
     reduce_gradients(m, wte_kind, 1, -1, reduce);
+}
+
+[[maybe_unused]] static void model_backward(Model *m, const int *h_tokens, int B, int T, MultiGpuConfig *reduce = NULL) {
+    model_backward_device(m, B, T, reduce);
+    model_backward_embedding(m, h_tokens, B, T, reduce);
+}
+
+// One training micro-step: tokens and targets up, forward, loss with dlogits = dloss * dL/dlogits, backward
+// (grads +=); returns the mean loss of the batch. With m->use_graph the device part (forward, classifier,
+// backward up to the embedding) is captured into a CUDA graph on first use (and again if B, T or dloss
+// change) and replayed: one launch instead of hundreds, the same kernels with the same arguments in the same
+// order, so the results are bitwise those of the ungraphed path (test_sessacu checks it). Graphs need one
+// GPU (reduce NULL or a world of 1: the gradient reductions inside the backward are then no-ops); where
+// stream capture is not supported the step runs ungraphed and says so once.
+static float model_train_micro_step(Model *m, const int *h_inputs, const int *h_targets, int B, int T, float dloss,
+                                    MultiGpuConfig *reduce) {
+    check_forward_shape(m, B, T);
+    int N = B * T;
+    cudaCheck(cudaMemcpyAsync(m->tokens, h_inputs, N * sizeof(int), cudaMemcpyHostToDevice, main_stream));
+    cudaCheck(cudaMemcpyAsync(m->targets, h_targets, N * sizeof(int), cudaMemcpyHostToDevice, main_stream));
+    if (reduce != NULL && reduce->num_processes > 1) m->use_graph = 0;
+    if (m->use_graph && m->graph != NULL && (m->graph_B != B || m->graph_T != T || m->graph_dloss != dloss)) {
+        cudaCheck(cudaGraphExecDestroy(m->graph));
+        m->graph = NULL;
+    }
+    if (m->use_graph && m->graph == NULL) {
+        cudaError_t err = cudaStreamBeginCapture(main_stream, cudaStreamCaptureModeRelaxed);
+        if (err == cudaSuccess) {
+            model_forward_device(m, B, T);
+            model_loss_device(m, N, dloss);
+            model_backward_device(m, B, T, reduce);
+            cudaGraph_t graph;
+            cudaCheck(cudaStreamEndCapture(main_stream, &graph));
+            cudaCheck(cudaGraphInstantiate(&m->graph, graph, 0));
+            cudaCheck(cudaGraphDestroy(graph));
+            m->graph_B = B; m->graph_T = T; m->graph_dloss = dloss;
+        } else {
+            (void)cudaGetLastError();
+            printf("CUDA graphs unavailable (stream capture: %s): micro-steps run ungraphed\n", cudaGetErrorString(err));
+            m->use_graph = 0;
+        }
+    }
+    if (m->use_graph) {
+        cudaCheck(cudaGraphLaunch(m->graph, main_stream));
+    } else {
+        model_forward_device(m, B, T);
+        model_loss_device(m, N, dloss);
+        model_backward_device(m, B, T, reduce);
+    }
+    model_backward_embedding(m, h_inputs, B, T, reduce);
+    return model_losses_mean(m, N);
 }
 
 // ----------------------------------------------------------------------------
@@ -460,17 +546,36 @@ static int decays(int t, int decay_all) {
            t == P_FB_W || t == P_O_W || t == P_OUT_W;
 }
 
-// AdamW on this rank's shard, tensor by tensor (for the weight decay mask), then all ranks get the weights
+// extend the segment list of the shard starting at s0 up to element end (absolute) with decay wd
+static void segments_add(AdamWSegments *seg, size_t *pos, size_t s0, size_t s1, size_t end, float wd) {
+    if (end > s1) end = s1;
+    if (end <= *pos) return;
+    if (seg->n > 0 && seg->wd[seg->n - 1] == wd) {
+        seg->begin[seg->n] = end - s0;   // same decay: the last segment grows
+    } else {
+        if (seg->n == ADAMW_MAX_SEGMENTS) fatal("model_update: more than %d AdamW segments", ADAMW_MAX_SEGMENTS);
+        seg->wd[seg->n] = wd;
+        seg->n++;
+        seg->begin[seg->n] = end - s0;
+    }
+    *pos = end;
+}
+
+// AdamW on this rank's shard in one launch: the shard is cut into segments of equal weight decay (the 2D
+// weights decay, the rest and the zero gaps between tensors do not), then all ranks get the weights
 static void model_update(Model *m, float lr, float beta1, float beta2, float eps, float wd, int decay_all,
                          float grad_scale, int step, MultiGpuConfig *mg) {
-    size_t s0 = m->shard.offset, s1 = m->shard.offset + m->shard.valid;
+    size_t s0 = m->shard.offset, s1 = m->shard.offset + m->shard.valid, pos = s0;
+    AdamWSegments seg;
+    seg.n = 0; seg.begin[0] = 0;
     for (int t = 0; t < NUM_PARAMETER_TENSORS; t++) {
-        size_t b = m->offsets[t] > s0 ? m->offsets[t] : s0;
-        size_t e = m->offsets[t] + m->sizes[t] < s1 ? m->offsets[t] + m->sizes[t] : s1;
-        if (b >= e) continue;
-        adamw_update(m->master + b, m->params + b, m->grads + b, m->m + (b - s0), m->v + (b - s0), e - b,
-                     lr, beta1, beta2, eps, decays(t, decay_all) ? wd : 0.0f, grad_scale, step, main_stream);
+        segments_add(&seg, &pos, s0, s1, m->offsets[t], 0.0f);   // the gap before tensor t
+        segments_add(&seg, &pos, s0, s1, m->offsets[t] + m->sizes[t], decays(t, decay_all) ? wd : 0.0f);
     }
+    segments_add(&seg, &pos, s0, s1, s1, 0.0f);
+    if (seg.n > 0)
+        adamw_update_segments(m->master + s0, m->params + s0, m->grads + s0, m->m, m->v, &seg, lr, beta1, beta2, eps,
+                              grad_scale, step, main_stream);
     multi_gpu_gather_params(m->params, m->gpu_parameters, mg, main_stream);
 }
 
@@ -551,25 +656,28 @@ static double now_seconds(void) {
 // ----------------------------------------------------------------------------
 // main training loop
 
-typedef struct { int recompute; int zero_stage; float peak_tflops; } CudaArgs;
+typedef struct { int recompute; int zero_stage; float peak_tflops; int cuda_graph; } CudaArgs;
 
 static int cuda_extra_flags(void *ctx, const char *flag, const char *value) {
     CudaArgs *ca = (CudaArgs *)ctx;
     if (strcmp(flag, "-r") == 0) { ca->recompute = (int)args_int_(flag, value, 0, 1); return 1; }
     if (strcmp(flag, "-z") == 0) { ca->zero_stage = (int)args_int_(flag, value, 0, 1); return 1; }
     if (strcmp(flag, "-pi") == 0) { ca->peak_tflops = args_float_(flag, value, 0.0f, 1e6f); return 1; }
+    if (strcmp(flag, "-cg") == 0) { ca->cuda_graph = (int)args_int_(flag, value, 0, 1); return 1; }
     return 0;
 }
 
 int main(int argc, char **argv) {
     TrainArgs args;
-    CudaArgs ca = { 0, 0, 0.0f };
+    CudaArgs ca = { 0, 0, 0.0f, 1 };
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             train_args_usage(argv[0]);
             fprintf(stderr, "CUDA trainer only:\n  -r 0/1   recompute LayerNorm and GELU in the backward (default 0)\n"
                             "  -z 0/1   ZeRO stage with several GPUs (default 0)\n"
-                            "  -pi TF   peak bf16 TFLOPS for the MFU (default: from the GPU name)\n");
+                            "  -pi TF   peak bf16 TFLOPS for the MFU (default: from the GPU name)\n"
+                            "  -cg 0/1  replay each micro-step's forward + backward as one CUDA graph (default 1;\n"
+                            "           one GPU only, bitwise the same results as -cg 0)\n");
             return 0;
         }
     }
@@ -635,6 +743,7 @@ int main(int argc, char **argv) {
     model_build(&model, &config, h_params, &mg);
     free(h_params);
     model_alloc_activations(&model, args.B, args.T, ca.recompute);
+    model.use_graph = ca.cuda_graph && mg.num_processes == 1;
     printf("parameters: %zu\n", model.num_parameters);
 
     // data
@@ -705,10 +814,9 @@ int main(int argc, char **argv) {
         double loss = 0.0;
         for (int micro = 0; micro < grad_accum; micro++) {
             dataloader_next_batch(&train_loader);
-            model_forward(&model, train_loader.inputs, B, T);
-            loss += model_loss(&model, train_loader.targets, B, T, dloss);
             // the last micro-step reduces the accumulated gradients over the GPUs during its backward
-            model_backward(&model, train_loader.inputs, B, T, micro == grad_accum - 1 ? &mg : NULL);
+            loss += model_train_micro_step(&model, train_loader.inputs, train_loader.targets, B, T, dloss,
+                                           micro == grad_accum - 1 ? &mg : NULL);
         }
         multi_gpu_wait_gradients(&mg, main_stream);
         float norm = model_grad_norm(&model, &mg);

@@ -35,6 +35,44 @@ static void adamw_update(float *params, floatX *params_bf16, const float *grads,
     cudaCheck(cudaGetLastError());
 }
 
+// The whole optimizer shard in one launch (instead of one per tensor): the weight decay changes per tensor,
+// so the shard is cut into contiguous segments [begin[k], begin[k+1]) with decay wd[k], passed by value.
+// Per element the math is adamw_kernel's, so the results are bitwise the same; elements in the zero gaps
+// between tensors (zero weight, zero gradient, zero moments) stay zero.
+#define ADAMW_MAX_SEGMENTS 48
+typedef struct { int n; size_t begin[ADAMW_MAX_SEGMENTS + 1]; float wd[ADAMW_MAX_SEGMENTS]; } AdamWSegments;
+
+__global__ void adamw_segments_kernel(float *params, floatX *params_bf16, const float *grads, float *m, float *v,
+                                      AdamWSegments seg, float lr, float beta1, float beta2, float bc1, float bc2,
+                                      float eps, float grad_scale) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= seg.begin[seg.n]) return;
+    int k = 0;
+    while (i >= seg.begin[k + 1]) k++;
+    float wd = seg.wd[k];
+    float g = grads[i] * grad_scale;
+    float mi = beta1 * m[i] + (1.0f - beta1) * g;
+    float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
+    float p = params[i] * (1.0f - lr * wd);
+    p -= lr * (mi / bc1) / (sqrtf(vi / bc2) + eps);
+    m[i] = mi; v[i] = vi; params[i] = p;
+    params_bf16[i] = __float2bfloat16(p);
+}
+
+// params, params_bf16, grads, m, v all start at the shard's first element; seg.begin[0] == 0
+static void adamw_update_segments(float *params, floatX *params_bf16, const float *grads, float *m, float *v,
+                                  const AdamWSegments *seg, float lr, float beta1, float beta2, float eps,
+                                  float grad_scale, int step, cudaStream_t stream) {
+    if (seg->n < 1 || seg->n > ADAMW_MAX_SEGMENTS || seg->begin[0] != 0)
+        fatal("adamw_update_segments: %d segments (1..%d, starting at 0)", seg->n, ADAMW_MAX_SEGMENTS);
+    size_t n = seg->begin[seg->n];
+    if (n == 0) return;
+    float bc1 = 1.0f - powf(beta1, (float)step), bc2 = 1.0f - powf(beta2, (float)step);
+    adamw_segments_kernel<<<ceil_div((long long)n, 512), 512, 0, stream>>>(params, params_bf16, grads, m, v, *seg, lr,
+                                                                          beta1, beta2, bc1, bc2, eps, grad_scale);
+    cudaCheck(cudaGetLastError());
+}
+
 // dst (n) = bf16(src): the working copy of freshly loaded master weights
 __global__ void float_to_bf16_kernel(floatX *dst, const float *src, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;

@@ -5,12 +5,15 @@
    dr_t = dgamma_t gamma_max (1 - tanh^2 r_t)   (tanh r_t = gamma_t / gamma_max)
    dgamma_b += sum_t dr_t;  dw_gamma += sum_t dr_t abar_t;  dabar_t += dr_t w_gamma
  One warp per token; the parameter sums go through the deterministic column_sums.
+ The backward's dabar += dr w uses 16-byte packs of 8 bf16 (packed.cuh) when D % 8 == 0 and the rows are
+ aligned: one read and one write of dabar (2 D bf16 per token), w from L1.
 */
 #ifndef SESSA_GAMMA_CUH
 #define SESSA_GAMMA_CUH
 
 #include "cuda_common.h"
 #include "reduce.cuh"
+#include "packed.cuh"
 
 #define GAMMA_WARPS 8
 
@@ -40,6 +43,26 @@ __global__ void gamma_backward_kernel(float *dr, floatX *dabar, const float *dga
     if (lane == 0) dr[n] = d;
 }
 
+// the same with 16-byte packs: D % 8 == 0, dabar and w 16-byte aligned
+__global__ void gamma_backward_packed_kernel(float *__restrict__ dr, floatX *__restrict__ dabar,
+                                             const float *__restrict__ dgamma, const float *__restrict__ gamma,
+                                             const floatX *__restrict__ w, int N, int D, float gamma_max) {
+    int lane = threadIdx.x % WARP_SIZE;
+    int n = blockIdx.x * GAMMA_WARPS + threadIdx.x / WARP_SIZE;
+    if (n >= N) return;
+    float th = gamma[n] / gamma_max;
+    float d = dgamma[n] * gamma_max * (1.0f - th * th);
+    floatX *dx = dabar + (size_t)n * D;
+    for (int c = lane * PACK; c < D; c += WARP_SIZE * PACK) {
+        float xv[PACK], wv[PACK];
+        load8(xv, dx + c); load8(wv, w + c);
+        #pragma unroll
+        for (int i = 0; i < PACK; i++) xv[i] += d * wv[i];
+        store8(dx + c, xv);
+    }
+    if (lane == 0) dr[n] = d;
+}
+
 static void gamma_forward(float *gamma, const floatX *abar, const floatX *w, const floatX *b, int N, int D,
                           float gamma_max, cudaStream_t stream) {
     gamma_forward_kernel<<<ceil_div(N, GAMMA_WARPS), GAMMA_WARPS * WARP_SIZE, 0, stream>>>(gamma, abar, w, b, N, D, gamma_max);
@@ -50,7 +73,10 @@ static void gamma_forward(float *gamma, const floatX *abar, const floatX *w, con
 static void gamma_backward(floatX *dabar, float *dw, float *db, float *dr, const float *dgamma, const float *gamma,
                            const floatX *abar, const floatX *w, int N, int D, float gamma_max,
                            float2 *scratch, cudaStream_t stream) {
-    gamma_backward_kernel<<<ceil_div(N, GAMMA_WARPS), GAMMA_WARPS * WARP_SIZE, 0, stream>>>(dr, dabar, dgamma, gamma, w, N, D, gamma_max);
+    if (packable(dabar, D) && packable(w, D))
+        gamma_backward_packed_kernel<<<ceil_div(N, GAMMA_WARPS), GAMMA_WARPS * WARP_SIZE, 0, stream>>>(dr, dabar, dgamma, gamma, w, N, D, gamma_max);
+    else
+        gamma_backward_kernel<<<ceil_div(N, GAMMA_WARPS), GAMMA_WARPS * WARP_SIZE, 0, stream>>>(dr, dabar, dgamma, gamma, w, N, D, gamma_max);
     cudaCheck(cudaGetLastError());
     column_sums(dw, NULL, WeightedRowsOp{dr, abar, D}, N, D, scratch, stream);
     column_sums(db, NULL, WeightedRowsOp{dr, NULL, 0}, N, 1, scratch, stream);

@@ -14,6 +14,7 @@
 #define SESSA_MATMUL_CUH
 
 #include <stdint.h>
+#include <string.h>
 #include <cublasLt.h>
 #include "cuda_common.h"
 #include "reduce.cuh"
@@ -27,20 +28,74 @@ static cublasLtHandle_t cublaslt_handle;
 static void *cublaslt_workspace = NULL;
 static const size_t cublaslt_workspace_size = 32 << 20;
 
-static void matmul_init(void) {
-    cublasCheck(cublasLtCreate(&cublaslt_handle));
-    cudaMallocCheck(&cublaslt_workspace, cublaslt_workspace_size);
-}
-static void matmul_free(void) {
-    cudaCheck(cudaFree(cublaslt_workspace));
-    cublasCheck(cublasLtDestroy(cublaslt_handle));
-}
-
 // the largest power of two (at most 256) dividing the address: tells the heuristic what the pointer allows
 static inline uint32_t ptr_alignment(const void *p) {
     uint32_t a = 256;
     while (a > 1 && ((uintptr_t)p % a) != 0) a >>= 1;
     return a;
+}
+
+// One cuBLASLt configuration: descriptors, layouts and the heuristic's algorithm for one problem
+// (shapes, leading dimensions, transposes, output type, epilogue, operand alignments). Creating them and
+// running the heuristic on every call costs host time that small, launch-bound models feel, so they are made once per key and kept (llm.c keeps one per call site); the bias pointer is the only
+// attribute set per call. A full cache falls back to a one-off configuration (sampling makes one shape per
+// prefix length). Cached entries live until matmul_free.
+typedef struct {
+    int dtype, ldd, lda, ldb, m, n, k, transa, transb, bias;
+    uint32_t al[5];
+} MatmulKey;
+typedef struct {
+    MatmulKey key;
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t la, lb, lc;
+    cublasLtMatmulAlgo_t algo;
+} MatmulPlan;
+#define MATMUL_CACHE_SIZE 256
+static MatmulPlan matmul_cache[MATMUL_CACHE_SIZE];
+static int matmul_cache_count = 0;
+
+static void matmul_plan_destroy(MatmulPlan *p) {
+    cublasCheck(cublasLtMatrixLayoutDestroy(p->la));
+    cublasCheck(cublasLtMatrixLayoutDestroy(p->lb));
+    cublasCheck(cublasLtMatrixLayoutDestroy(p->lc));
+    cublasCheck(cublasLtMatmulDescDestroy(p->desc));
+}
+
+// descriptors + heuristic for key (the bias attribute is set by the caller)
+static void matmul_plan_create(MatmulPlan *p, const MatmulKey *key) {
+    p->key = *key;
+    const MatmulKey *q = key;
+    cudaDataType_t dtype = (cudaDataType_t)q->dtype;
+    cublasCheck(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    cublasOperation_t opa = q->transa ? CUBLAS_OP_T : CUBLAS_OP_N, opb = q->transb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof(opa)));
+    cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof(opb)));
+    if (q->bias) {
+        cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+        cudaDataType_t btype = CUDA_R_16BF;
+        cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
+        cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &btype, sizeof(btype)));
+    }
+    int m = q->m, n = q->n, k = q->k;
+    cublasCheck(cublasLtMatrixLayoutCreate(&p->la, CUDA_R_16BF, q->transa ? k : m, q->transa ? m : k, q->lda));
+    cublasCheck(cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_16BF, q->transb ? n : k, q->transb ? k : n, q->ldb));
+    cublasCheck(cublasLtMatrixLayoutCreate(&p->lc, dtype, m, n, q->ldd));
+    cublasLtMatmulPreference_t pref;
+    cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                     &cublaslt_workspace_size, sizeof(cublaslt_workspace_size)));
+    const cublasLtMatmulPreferenceAttributes_t al_attr[4] = {
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES };
+    for (int i = 0; i < 4; i++)
+        cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, al_attr[i], &q->al[i], sizeof(q->al[i])));
+    cublasLtMatmulHeuristicResult_t heur;
+    int found = 0;
+    cublasCheck(cublasLtMatmulAlgoGetHeuristic(cublaslt_handle, p->desc, p->la, p->lb, p->lc, p->lc, pref, 1, &heur, &found));
+    cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
+    if (found == 0) fatal("cuBLASLt found no algorithm for m=%d n=%d k=%d (transa %d transb %d, bias %d)",
+                          m, n, k, q->transa, q->transb, q->bias);
+    p->algo = heur.algo;
 }
 
 // Column-major cuBLASLt call: D (m x n, ld ldd) = op(A) op(B) + beta * C (+ bias[m] on every column).
@@ -50,47 +105,37 @@ static void matmul_lt(void *d, cudaDataType_t dtype, int ldd, const void *c, flo
                       const floatX *a, int lda, bool transa, const floatX *b, int ldb, bool transb,
                       const floatX *bias, int m, int n, int k, cudaStream_t stream) {
     if (c == NULL) c = d;
-    cublasLtMatmulDesc_t desc;
-    cublasCheck(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-    cublasOperation_t opa = transa ? CUBLAS_OP_T : CUBLAS_OP_N, opb = transb ? CUBLAS_OP_T : CUBLAS_OP_N;
-    cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof(opa)));
-    cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof(opb)));
-    if (bias != NULL) {
-        if (dtype != CUDA_R_16BF) fatal("matmul_lt: a bias needs a bf16 output");
-        cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
-        cudaDataType_t btype = CUDA_R_16BF;
-        cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
-        cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &btype, sizeof(btype)));
-        cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+    if (bias != NULL && dtype != CUDA_R_16BF) fatal("matmul_lt: a bias needs a bf16 output");
+    MatmulKey key;
+    memset(&key, 0, sizeof(key));   // padding too: keys are compared with memcmp
+    key.dtype = (int)dtype; key.ldd = ldd; key.lda = lda; key.ldb = ldb; key.m = m; key.n = n; key.k = k;
+    key.transa = transa; key.transb = transb; key.bias = bias != NULL;
+    key.al[0] = ptr_alignment(a); key.al[1] = ptr_alignment(b); key.al[2] = ptr_alignment(c); key.al[3] = ptr_alignment(d);
+    key.al[4] = bias != NULL ? ptr_alignment(bias) : 0;
+    MatmulPlan *plan = NULL, oneoff;
+    for (int i = 0; i < matmul_cache_count && plan == NULL; i++)
+        if (memcmp(&matmul_cache[i].key, &key, sizeof(key)) == 0) plan = &matmul_cache[i];
+    if (plan == NULL) {
+        plan = matmul_cache_count < MATMUL_CACHE_SIZE ? &matmul_cache[matmul_cache_count++] : &oneoff;
+        matmul_plan_create(plan, &key);
     }
-    cublasLtMatrixLayout_t la, lb, lc;
-    cublasCheck(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, transa ? k : m, transa ? m : k, lda));
-    cublasCheck(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, transb ? n : k, transb ? k : n, ldb));
-    cublasCheck(cublasLtMatrixLayoutCreate(&lc, dtype, m, n, ldd));
-
-    cublasLtMatmulPreference_t pref;
-    cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
-    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                     &cublaslt_workspace_size, sizeof(cublaslt_workspace_size)));
-    uint32_t al[4] = { ptr_alignment(a), ptr_alignment(b), ptr_alignment(c), ptr_alignment(d) };
-    const cublasLtMatmulPreferenceAttributes_t al_attr[4] = {
-        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
-        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES };
-    for (int i = 0; i < 4; i++)
-        cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, al_attr[i], &al[i], sizeof(al[i])));
-    cublasLtMatmulHeuristicResult_t heur;
-    int found = 0;
-    cublasCheck(cublasLtMatmulAlgoGetHeuristic(cublaslt_handle, desc, la, lb, lc, lc, pref, 1, &heur, &found));
-    if (found == 0) fatal("cuBLASLt found no algorithm for m=%d n=%d k=%d (transa %d transb %d, bias %d)",
-                          m, n, k, transa, transb, bias != NULL);
+    if (bias != NULL)
+        cublasCheck(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
     const float alpha = 1.0f;
-    cublasCheck(cublasLtMatmul(cublaslt_handle, desc, &alpha, a, la, b, lb, &beta, c, lc, d, lc,
-                               &heur.algo, cublaslt_workspace, cublaslt_workspace_size, stream));
-    cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
-    cublasCheck(cublasLtMatrixLayoutDestroy(la));
-    cublasCheck(cublasLtMatrixLayoutDestroy(lb));
-    cublasCheck(cublasLtMatrixLayoutDestroy(lc));
-    cublasCheck(cublasLtMatmulDescDestroy(desc));
+    cublasCheck(cublasLtMatmul(cublaslt_handle, plan->desc, &alpha, a, plan->la, b, plan->lb, &beta, c, plan->lc,
+                               d, plan->lc, &plan->algo, cublaslt_workspace, cublaslt_workspace_size, stream));
+    if (plan == &oneoff) matmul_plan_destroy(plan);
+}
+
+static void matmul_init(void) {
+    cublasCheck(cublasLtCreate(&cublaslt_handle));
+    cudaMallocCheck(&cublaslt_workspace, cublaslt_workspace_size);
+}
+static void matmul_free(void) {
+    for (int i = 0; i < matmul_cache_count; i++) matmul_plan_destroy(&matmul_cache[i]);
+    matmul_cache_count = 0;
+    cudaCheck(cudaFree(cublaslt_workspace));
+    cublasCheck(cublasLtDestroy(cublaslt_handle));
 }
 
 // out (N, OC) [row stride ld] += bias (OC), for a bias the epilogue cannot take

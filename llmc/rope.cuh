@@ -4,12 +4,15 @@
    w_i = 10000^(-2i/hd), theta = t w_i,  (x0, x1) -> (x0 cos - x1 sin, x0 sin + x1 cos)
  The backward is the inverse rotation (theta -> -theta) applied to the gradient.
  cos/sin come from a table made once on the host in double precision.
+ When hd % 8 == 0 (and the tensor is 16-byte aligned) each thread rotates 4 pairs with one 16-byte load and
+ store (packed.cuh): the tensor is read and written once, the table (T x hd/2 float2) stays in L2.
 */
 #ifndef SESSA_ROPE_CUH
 #define SESSA_ROPE_CUH
 
 #include <math.h>
 #include "cuda_common.h"
+#include "packed.cuh"
 
 // device table (T, hd/2) of (cos theta, sin theta)
 static float2 *rope_table_create(int T, int hd) {
@@ -43,15 +46,43 @@ __global__ void rope_kernel(floatX *x, const float2 *table, int N, int T, int nh
     xp[1] = __float2bfloat16(x0 * sn + x1 * cs.x);
 }
 
+// the same, 4 pairs (8 bf16, one 16-byte pack) per thread: hd % 8 == 0, x 16-byte aligned
+__global__ void rope_packed_kernel(floatX *__restrict__ x, const float2 *__restrict__ table, int N, int T, int nh,
+                                   int hd, float sign) {
+    int half = hd / 2;
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;   // pack index: elements 8i .. 8i+7
+    if (i >= (size_t)N * nh * hd / PACK) return;
+    size_t e = i * PACK;
+    int p0 = (int)(e % hd) / 2;                                  // first pair of the pack within its head
+    size_t n = e / ((size_t)hd * nh);
+    const float2 *cs = table + (size_t)(n % T) * half + p0;
+    float v[PACK];
+    load8(v, x + e);
+    #pragma unroll
+    for (int j = 0; j < PACK / 2; j++) {
+        float2 c = cs[j];
+        float sn = sign * c.y, x0 = v[2 * j], x1 = v[2 * j + 1];
+        v[2 * j] = x0 * c.x - x1 * sn;
+        v[2 * j + 1] = x0 * sn + x1 * c.x;
+    }
+    store8(x + e, v);
+}
+
+static void rope_launch(floatX *x, const float2 *table, int N, int T, int nh, int hd, float sign, cudaStream_t stream) {
+    if (packable(x, hd))
+        rope_packed_kernel<<<ceil_div((long long)N * nh * hd / PACK, 256), 256, 0, stream>>>(x, table, N, T, nh, hd, sign);
+    else
+        rope_kernel<<<ceil_div((long long)N * nh * (hd / 2), 256), 256, 0, stream>>>(x, table, N, T, nh, hd, sign);
+    cudaCheck(cudaGetLastError());
+}
+
 // x (N, nh, hd), in place
 static void rope_forward(floatX *x, const float2 *table, int N, int T, int nh, int hd, cudaStream_t stream) {
-    rope_kernel<<<ceil_div((long long)N * nh * (hd / 2), 256), 256, 0, stream>>>(x, table, N, T, nh, hd, 1.0f);
-    cudaCheck(cudaGetLastError());
+    rope_launch(x, table, N, T, nh, hd, 1.0f, stream);
 }
 // dx (N, nh, hd) in place: gradient with respect to the input of rope_forward
 static void rope_backward(floatX *dx, const float2 *table, int N, int T, int nh, int hd, cudaStream_t stream) {
-    rope_kernel<<<ceil_div((long long)N * nh * (hd / 2), 256), 256, 0, stream>>>(dx, table, N, T, nh, hd, -1.0f);
-    cudaCheck(cudaGetLastError());
+    rope_launch(dx, table, N, T, nh, hd, -1.0f, stream);
 }
 
 #endif // SESSA_ROPE_CUH

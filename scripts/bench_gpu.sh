@@ -1,25 +1,41 @@
 #!/bin/bash
-# GPU speed and memory: ./train_sessacu (bf16, own kernels) vs python train_sessa.py --device cuda
-# (PyTorch, the official layer's dense triangular solve) in eager mode and with torch.compile, both with
-# bf16 autocast, on the same GPU, the same config and the same (synthetic) data, one after the other.
-# Prints per run the median tok/s (steps after the first 3), the MFU and the peak GPU memory of the process
-# (sampled from nvidia-smi, CUDA context included, the same way for every run), then the ratios; then the
-# longest T each can train at batch 1 (T doubled from 1024 until a run fails, e.g. out of memory).
-# The MFU of a PyTorch run is train_sessacu's MFU scaled by the tok/s ratio (same model, same FLOPs per
-# token: llmc/flops.h, DESIGN.md section 3).
+# THE GPU benchmark: side by side, one after the other on the same GPU, the same config, the same batch and the
+# same (synthetic, GPT-2-vocabulary) data:
+#   cu            ./train_sessacu (bf16, own kernels, CUDA graph of each micro-step)
+#   py_eager      python train_sessa.py --device cuda --dtype bfloat16 (PyTorch, the official layer's dense solve)
+#   py_compile    the same with --compile
+#   gpt2_eager    scripts/bench_gpt2.py: a PyTorch GPT-2 of the same depth and width (SDPA attention, fused
+#   gpt2_compile  AdamW, bf16 autocast), eager and torch.compile
+# Part 1, at DESC B T: median tok/s (steps after the first 3), ms per step, MFU, peak GPU memory of the process
+# (sampled from nvidia-smi, CUDA context included, the same way for every run), and the ratios to train_sessacu.
+# Part 2, at batch 1, T = 4096, 8192, 16384, ... up to MAX_T: the same figures per T; a system stops at its first
+# failure (out of memory, or over TIMEOUT seconds), so its last T is the longest it trains at batch 1.
+# MFU: train_sessacu and bench_gpt2.py print it (llmc/flops.h convention, 989 TFLOPS on H100/H200); for
+# train_sessa.py it is train_sessacu's MFU at the same T scaled by the tok/s ratio (same model, same FLOPs).
+# Writes $OUT/bench.csv (system,part,B,T,ok,tok_s,ms_step,mfu_pct,peak_mib) and, with matplotlib, $OUT/bench.png.
 # Usage: scripts/bench_gpu.sh [DESC=d12] [B=8] [T=1024] [STEPS=20]   (from the repo root, on a GPU machine)
-#   MAX_T=131072 caps the batch-1 search; TIMEOUT=600 bounds each run (seconds); OUT=dir keeps the logs.
+#   SYSTEMS="cu py_eager py_compile gpt2_eager gpt2_compile"  which systems (default all)
+#   PART="1 2"       which parts (default both)
+#   MAX_T=131072     caps part 2; TIMEOUT=600 bounds each run (seconds); OUT=dir keeps the logs, CSV, plot
+#   CU_FLAGS="-r 1"  extra train_sessacu flags for part 2 (default: -r 1, the memory-saving recompute)
+#   START_T=4096     first T of part 2 (to continue a sweep in another call)
+#   P2_STEPS=3       steps per part-2 run (the figures are those of the last step; the first ones warm up)
+# One call can take long (part 2 up to T=131072 runs minutes per T): split it over calls with PART, SYSTEMS,
+# MAX_T and separate OUT folders.
 set -eu
 DESC=${1:-d12}; B=${2:-8}; T=${3:-1024}; STEPS=${4:-20}
 MAX_T=${MAX_T:-131072}; TIMEOUT=${TIMEOUT:-600}; V=50257
+SYSTEMS=${SYSTEMS:-cu py_eager py_compile gpt2_eager gpt2_compile}; PART=${PART:-1 2}; CU_FLAGS=${CU_FLAGS:--r 1}
+P2_STEPS=${P2_STEPS:-3}; START_T=${START_T:-4096}
 PY=${PYTHON:-python3}
 command -v nvidia-smi >/dev/null || { echo "error: no nvidia-smi: this benchmark needs a GPU"; exit 1; }
 [ -x ./train_sessacu ] || { echo "error: ./train_sessacu not built (make train_sessacu)"; exit 1; }
 LOGS=${OUT:-$(mktemp -d)}; mkdir -p "$LOGS"
-SHARD="$LOGS/bench_tokens.bin"
+SHARD="$LOGS/bench_tokens.bin"; CSV="$LOGS/bench.csv"
+echo "system,part,B,T,ok,tok_s,ms_step,mfu_pct,peak_mib" > "$CSV"
 
 # one llm.c shard (version 1, uint16) of random GPT-2-sized token ids, long enough for every run below
-$PY - "$SHARD" $((MAX_T * 4 + B * T * (STEPS + 2) + 1)) $V <<'PY'
+$PY - "$SHARD" $((MAX_T * 8 + B * T * (STEPS + 2) + 1)) $V <<'PY'
 import sys, numpy as np
 path, n, V = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 h = np.zeros(256, dtype="<i4"); h[:3] = [20240520, 1, n]
@@ -29,7 +45,7 @@ PY
 
 median() { sort -n | awk '{a[NR]=$1} END {if (NR == 0) exit 1; print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
-# run NAME CMD...: runs CMD under TIMEOUT while sampling its GPU memory; sets ok (0/1), toks, mfu, mem_mib
+# run NAME CMD...: runs CMD under TIMEOUT while sampling its GPU memory; sets ok (0/1), toks, ms, mfu, mem_mib
 run() {
     local name=$1; shift
     local log="$LOGS/$name.log" memlog="$LOGS/$name.mem"
@@ -42,43 +58,100 @@ run() {
         sleep 0.2
     done
     if wait $pid; then ok=1; else ok=0; fi
-    toks=$(grep -E "tok/s *$" "$log" | tail -n +4 | sed -E 's/.* ([0-9.]+) tok\/s *$/\1/' | median || echo 0)
-    mfu=$(grep -E "% MFU" "$log" | tail -n +4 | sed -E 's/.* ([0-9.]+)% MFU.*/\1/' | median || echo "")
+    # steps after the first 3 (warm-up, compilation, graph capture); with fewer steps, the last one
+    local nsteps skip=4
+    nsteps=$(grep -cE 'tok/s *$' "$log" || true)
+    [ "${nsteps:-0}" -gt 3 ] || skip=${nsteps:-1}
+    [ "$skip" -ge 1 ] || skip=1
+    toks=$(grep -E "tok/s *$" "$log" | tail -n +$skip | sed -E 's/.* ([0-9.]+) tok\/s *$/\1/' | median || echo 0)
+    ms=$(grep -E "tok/s *$" "$log" | tail -n +$skip | sed -E 's/.* ([0-9.]+) ms \|.*/\1/' | median || echo 0)
+    mfu=$(grep -E "% MFU" "$log" | tail -n +$skip | sed -E 's/.* ([0-9.]+)% MFU.*/\1/' | median || echo "")
     mem_mib=$(sort -n "$memlog" | tail -1); mem_mib=${mem_mib:-0}
+    [ "$toks" != 0 ] || ok=0
 }
 
-COMMON="-e $DESC -V $V -i $SHARD -x $STEPS -v 0 -s 0 -n 0"
-echo "bench: $DESC B=$B T=$T steps=$STEPS | $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | head -1)"
-run cu ./train_sessacu $COMMON -b "$B" -t "$T"
-[ $ok = 1 ] || { tail -5 "$LOGS/cu.log"; echo "error: train_sessacu failed"; exit 1; }
-cu_toks=$toks; cu_mfu=$mfu; cu_mem=$mem_mib
-printf "%-26s %10.0f tok/s  MFU %5s%%  peak GPU memory %7d MiB\n" train_sessacu "$cu_toks" "$cu_mfu" "$cu_mem"
-for mode in eager compile; do
-    flags="--device cuda --dtype bfloat16"; [ $mode = compile ] && flags="$flags --compile"
-    run "py_$mode" $PY train_sessa.py $COMMON -b "$B" -t "$T" $flags
-    if [ $ok = 1 ]; then
-        py_mfu=$(awk -v c="$cu_mfu" -v a="$toks" -v b="$cu_toks" 'BEGIN { if (c == "") print "-"; else printf "%.1f", c * a / b }')
-        printf "%-26s %10.0f tok/s  MFU %5s%%  peak GPU memory %7d MiB  | train_sessacu: %.2fx tok/s, %.2fx less memory\n" \
-            "train_sessa.py ($mode)" "$toks" "$py_mfu" "$mem_mib" \
-            "$(awk -v a="$cu_toks" -v b="$toks" 'BEGIN { print a / b }')" "$(awk -v a="$mem_mib" -v b="$cu_mem" 'BEGIN { print a / b }')"
-    else
-        echo "train_sessa.py ($mode): failed (see $LOGS/py_$mode.log): $(grep -m1 -i -E 'error|memory' "$LOGS/py_$mode.log" || true)"
+# the Sessa model's shape, for the GPT-2 of the same depth and width (train_sessacu prints "| L 12 | D 768 | H 12 |")
+shape=$(./train_sessacu -e "$DESC" -V $V -i "$SHARD" -b 1 -t 64 -x 1 -v 0 -s 0 -n 0 2>&1 | grep -m1 -E '\| L [0-9]+ \| D' || true)
+GL=$(echo "$shape" | sed -E 's/.*\| L ([0-9]+) .*/\1/'); GD=$(echo "$shape" | sed -E 's/.*\| D ([0-9]+) .*/\1/')
+GH=$(echo "$shape" | sed -E 's/.*\| H ([0-9]+) .*/\1/')
+[ -n "$GL" ] && [ -n "$GD" ] && [ -n "$GH" ] || { echo "error: cannot read the shape of '$DESC' from train_sessacu"; exit 1; }
+
+# cmd SYSTEM B T STEPS [extra cu flags]: the command line of one system
+cmd() {
+    local s=$1 b=$2 t=$3 x=$4 extra=${5:-}
+    local common="-e $DESC -V $V -i $SHARD -b $b -t $t -x $x -v 0 -s 0 -n 0"
+    case $s in
+        cu)           echo "./train_sessacu $common $extra" ;;
+        py_eager)     echo "$PY train_sessa.py $common --device cuda --dtype bfloat16" ;;
+        py_compile)   echo "$PY train_sessa.py $common --device cuda --dtype bfloat16 --compile" ;;
+        gpt2_eager)   echo "$PY scripts/bench_gpt2.py -L $GL -D $GD -H $GH -V $V -b $b -t $t -x $x" ;;
+        gpt2_compile) echo "$PY scripts/bench_gpt2.py -L $GL -D $GD -H $GH -V $V -b $b -t $t -x $x --compile" ;;
+    esac
+}
+
+declare -A CU_TOKS CU_MFU
+# one SYSTEM PART B T STEPS [extra]: run, print, append to the CSV
+one() {
+    local s=$1 part=$2 b=$3 t=$4 x=$5 extra=${6:-}
+    run "${s}_p${part}_B${b}_T${t}" $(cmd "$s" "$b" "$t" "$x" "$extra")
+    if [ $s = cu ] && [ $ok = 1 ]; then CU_TOKS[$part.$t]=$toks; CU_MFU[$part.$t]=$mfu; fi
+    if [ $ok = 1 ] && [ -z "$mfu" ] && [ -n "${CU_MFU[$part.$t]:-}" ]; then
+        mfu=$(awk -v c="${CU_MFU[$part.$t]}" -v a="$toks" -v b="${CU_TOKS[$part.$t]}" 'BEGIN { printf "%.1f", c * a / b }')
     fi
-done
-
-# longest T at batch 1: double T until a run fails
-longest() {
-    local name=$1; shift
-    local t=1024 best=0
-    while [ $t -le "$MAX_T" ]; do
-        run "${name}_T$t" "$@" -e "$DESC" -V $V -i "$SHARD" -b 1 -t $t -x 3 -v 0 -s 0 -n 0
-        [ $ok = 1 ] || break
-        best=$t; t=$((t * 2))
-    done
-    echo "$best"
+    echo "$s,$part,$b,$t,$ok,$toks,$ms,${mfu:-},$mem_mib" >> "$CSV"
+    if [ $ok = 1 ]; then
+        local ratio="" cu=${CU_TOKS[$part.$t]:-}
+        [ -n "$cu" ] && [ $s != cu ] && ratio=$(awk -v a="$cu" -v b="$toks" 'BEGIN { printf "| train_sessacu %.2fx tok/s", a / b }')
+        printf "%-13s B=%-2d T=%-7d %10.0f tok/s %10.1f ms/step  MFU %5s%%  peak %7d MiB %s\n" \
+            "$s" "$b" "$t" "$toks" "$ms" "${mfu:--}" "$mem_mib" "$ratio"
+    else
+        printf "%-13s B=%-2d T=%-7d failed: %s\n" "$s" "$b" "$t" \
+            "$(grep -m1 -i -E 'error|out of memory|killed' "$LOGS/${s}_p${part}_B${b}_T${t}.log" | cut -c1-120 || echo "timeout ${TIMEOUT}s?")"
+    fi
 }
-cu_T=$(longest cu ./train_sessacu)
-py_T=$(longest py $PY train_sessa.py --device cuda --dtype bfloat16)
-echo "longest T at batch 1 (doubling from 1024, cap $MAX_T): train_sessacu $cu_T | train_sessa.py (eager) $py_T" \
-     "| ratio $(awk -v a="$cu_T" -v b="$py_T" 'BEGIN { if (b > 0) printf "%.0fx", a / b; else print "-" }')"
-echo "logs: $LOGS"
+
+echo "bench: $DESC (L $GL D $GD H $GH) | $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | head -1) | logs $LOGS"
+if [[ " $PART " == *" 1 "* ]]; then
+    echo "== part 1: B=$B T=$T, $STEPS steps"
+    for s in $SYSTEMS; do one "$s" 1 "$B" "$T" "$STEPS"; done
+fi
+if [[ " $PART " == *" 2 "* ]]; then
+    echo "== part 2: batch 1, T doubling from $START_T to $MAX_T (train_sessacu with '$CU_FLAGS'); a system stops at its first failure"
+    for s in $SYSTEMS; do
+        t=$START_T; longest=0; lms=""
+        while [ $t -le "$MAX_T" ]; do
+            extra=""; [ $s = cu ] && extra=$CU_FLAGS
+            one "$s" 2 1 "$t" "$P2_STEPS" "$extra"
+            [ $ok = 1 ] || break
+            longest=$t; lms=$ms; t=$((t * 2))
+        done
+        echo "   $s: longest T at batch 1 = $longest${lms:+ ($lms ms/step)}"
+    done
+fi
+
+# the plot: part 2 tok/s against T per system (log-log), part 1 as bars
+$PY - "$CSV" "$LOGS/bench.png" "$DESC" <<'PY' || echo "(no plot: matplotlib missing or no data)"
+import csv, sys
+import matplotlib; matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+rows = [r for r in csv.DictReader(open(sys.argv[1])) if r["ok"] == "1"]
+if not rows: sys.exit(1)
+fig, ax = plt.subplots(1, 3, figsize=(18, 5))
+p1 = [r for r in rows if r["part"] == "1"]
+ax[0].bar([r["system"] for r in p1], [float(r["tok_s"]) for r in p1])
+for i, r in enumerate(p1):
+    ax[0].text(i, float(r["tok_s"]), f'{float(r["tok_s"]) / 1e3:.0f}k\n{r["mfu_pct"] or "-"}% MFU', ha="center", va="bottom", fontsize=8)
+if p1: ax[0].set_title(f'{sys.argv[3]} B={p1[0]["B"]} T={p1[0]["T"]}: tok/s')
+else: ax[0].set_title("part 1 not run"); ax[0].axis("off")
+for s in dict.fromkeys(r["system"] for r in rows):
+    p2 = [r for r in rows if r["part"] == "2" and r["system"] == s]
+    if p2:
+        ax[1].plot([int(r["T"]) for r in p2], [float(r["tok_s"]) for r in p2], "o-", label=s)
+        ax[2].plot([int(r["T"]) for r in p2], [float(r["ms_step"]) / 1e3 for r in p2], "o-", label=s)
+for a, yl in ((ax[1], "tok/s"), (ax[2], "seconds per step")):
+    a.set_xscale("log", base=2); a.set_yscale("log"); a.set_xlabel("T (batch 1)"); a.set_ylabel(yl); a.legend()
+ax[1].set_title("batch 1: tok/s (a line ends at the longest T that trains)"); ax[2].set_title("batch 1: time per step")
+fig.tight_layout(); fig.savefig(sys.argv[2], dpi=110)
+print("plot:", sys.argv[2])
+PY
+echo "csv: $CSV"

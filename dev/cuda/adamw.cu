@@ -1,6 +1,8 @@
 /*
  AdamW (llmc/adamw.cuh) in PyTorch's form on fp32 master weights, also writing the bf16 working copy.
-   version 1: one thread per parameter
+   version 1: one thread per parameter, one launch per tensor (adamw_update)
+   version 2: (the trainer's) one launch for the whole shard, the weight decay per segment (adamw_update_segments);
+              checked against the CPU reference and bitwise against version 1 run segment by segment
  make -C dev/cuda && dev/cuda/bin/adamw check    (or bench)
 */
 #include "common.h"
@@ -40,6 +42,50 @@ static int check(size_t n, int step) {
     return ok;
 }
 
+// version 2 on n elements cut into segments alternating decay 0.1 and 0 (lengths 1, 7, 300, ... cycling)
+static int check_segments(size_t n, int step) {
+    printf("check version 2 n=%zu step=%d (segments)\n", n, step);
+    static const size_t lens[] = { 1, 7, 300, 128, 5, 1000 };
+    AdamWSegments seg; seg.n = 0; seg.begin[0] = 0;
+    for (size_t pos = 0; pos < n; ) {
+        size_t e = pos + lens[seg.n % 6] < n && seg.n < ADAMW_MAX_SEGMENTS - 1 ? pos + lens[seg.n % 6] : n;
+        seg.wd[seg.n] = seg.n % 2 == 0 ? 0.1f : 0.0f;
+        seg.n++; seg.begin[seg.n] = e; pos = e;
+    }
+    float *p = make_random_float(n, -1, 1), *g = make_random_float(n, -1, 1);
+    float *m = make_random_float(n, -0.1f, 0.1f), *v = make_random_float(n, 0.0f, 0.01f);
+    float *d_p = to_device_f32(p, n), *d_g = to_device_f32(g, n), *d_m = to_device_f32(m, n), *d_v = to_device_f32(v, n);
+    float *d_p1 = to_device_f32(p, n), *d_m1 = to_device_f32(m, n), *d_v1 = to_device_f32(v, n);
+    floatX *d_p16, *d_p16_1;
+    cudaMallocCheck(&d_p16, n * sizeof(floatX)); cudaMallocCheck(&d_p16_1, n * sizeof(floatX));
+    adamw_update_segments(d_p, d_p16, d_g, d_m, d_v, &seg, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.5f, step, 0);
+    for (int k = 0; k < seg.n; k++) {   // version 1, segment by segment
+        size_t b = seg.begin[k], len = seg.begin[k + 1] - b;
+        adamw_update(d_p1 + b, d_p16_1 + b, d_g + b, d_m1 + b, d_v1 + b, len, 1e-2f, 0.9f, 0.95f, 1e-8f, seg.wd[k], 0.5f, step, 0);
+        adamw_cpu(p + b, m + b, v + b, g + b, len, 1e-2f, 0.9f, 0.95f, 1e-8f, seg.wd[k], 0.5f, step);
+    }
+    cudaCheck(cudaDeviceSynchronize());
+    int ok = validate_result(d_p, p, "params", 1, n, n, 1e-7f, 1e-6f);   // tolerances as in check()
+    ok &= validate_result(d_m, m, "m", 1, n, n, 1e-7f, 1e-6f);
+    ok &= validate_result(d_v, v, "v", 1, n, n, 1e-9f, 1e-6f);
+    ok &= validate_result(d_p16, p, "bf16 copy", 1, n, n, 1e-7f, 4e-3f);
+    float *a = (float *)mallocCheck(n * sizeof(float)), *b = (float *)mallocCheck(n * sizeof(float));
+    size_t diff = 0;
+    float *pairs[3][2] = { { d_p, d_p1 }, { d_m, d_m1 }, { d_v, d_v1 } };
+    for (int i = 0; i < 3; i++) {
+        cudaCheck(cudaMemcpy(a, pairs[i][0], n * sizeof(float), cudaMemcpyDeviceToHost));
+        cudaCheck(cudaMemcpy(b, pairs[i][1], n * sizeof(float), cudaMemcpyDeviceToHost));
+        diff += memcmp(a, b, n * sizeof(float)) != 0;
+    }
+    printf("  version 2 vs version 1 per segment (%d segments): %s\n", seg.n, diff ? "DIFFERENT (FAIL)" : "bitwise equal ok");
+    ok &= diff == 0;
+    free(a); free(b); free(p); free(g); free(m); free(v);
+    float *fr[] = { d_p, d_g, d_m, d_v, d_p1, d_m1, d_v1 };
+    for (int i = 0; i < 7; i++) cudaCheck(cudaFree(fr[i]));
+    cudaCheck(cudaFree(d_p16)); cudaCheck(cudaFree(d_p16_1));
+    return ok;
+}
+
 typedef struct { size_t n; float *p, *g, *m, *v; floatX *p16; } AdamBench;
 static void run(AdamBench *a) { adamw_update(a->p, a->p16, a->g, a->m, a->v, a->n, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 10, 0); }
 
@@ -58,7 +104,7 @@ int main(int argc, char **argv) {
     DevArgs a = parse_dev_args(argc, argv, 1);
     cudaCheck(cudaSetDevice(0));
     if (a.check) {
-        int ok = check(1000, 1) & check(12345, 7);
+        int ok = check(1000, 1) & check(12345, 7) & check_segments(1, 1) & check_segments(20000, 3);
         printf(ok ? "adamw: all checks passed\n" : "adamw: CHECK FAILED\n");
         return ok ? 0 : 1;
     }

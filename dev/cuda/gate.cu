@@ -1,7 +1,9 @@
 /*
  The layer gate (llmc/gate.cuh): gated = s * gt (s fp32, gt a strided bf16 column slice), and its backward
  ds = dgated * gt (fp32), dgt = dgated * s (bf16, strided).
-   version 1: one thread per element
+   version 1: one thread per element (64-bit index math)
+   version 2: (llmc) one thread per 8 elements, 16-byte accesses, 32-bit index math, when the widths and row
+              strides are multiples of 8; other shapes take version 1 (the checks with width 33 exercise it)
  make -C dev/cuda && dev/cuda/bin/gate check    (or bench)
 */
 #include "common.h"
@@ -50,7 +52,7 @@ static void bench(int N, int D) {
     cudaMallocCheck(&p.ds, nd * sizeof(float)); cudaMallocCheck(&p.gated, nd * sizeof(floatX));
     cudaMallocCheck(&p.dag, 2 * nd * sizeof(floatX));
     float ms = benchmark_kernel(20, run, &p);
-    printf("N=%d D=%d  version 1 forward+backward  %8.3f ms  %7.1f GB/s\n", N, D, ms, 24.0 * nd / (ms * 1e-3) / 1e9);
+    printf("N=%d D=%d  version 2 forward+backward  %8.3f ms  %7.1f GB/s\n", N, D, ms, 24.0 * nd / (ms * 1e-3) / 1e9);
     free(h);
     cudaCheck(cudaFree(p.s)); cudaCheck(cudaFree(p.ds)); cudaCheck(cudaFree(p.ag)); cudaCheck(cudaFree(p.dg));
     cudaCheck(cudaFree(p.gated)); cudaCheck(cudaFree(p.dag));
@@ -60,7 +62,7 @@ int main(int argc, char **argv) {
     DevArgs a = parse_dev_args(argc, argv, 1);
     cudaCheck(cudaSetDevice(0));
     if (a.check) {
-        int ok = check(64, 96) & check(5, 33);
+        int ok = check(64, 96) & check(5, 33) & check(3, 776);
         printf(ok ? "gate: all checks passed\n" : "gate: CHECK FAILED\n");
         return ok ? 0 : 1;
     }

@@ -2,6 +2,8 @@
  RoPE on interleaved pairs (llmc/rope.cuh), in place on (N, nh, hd), position t = n % T; the backward is
  the inverse rotation.
    version 1: one thread per pair, cos/sin from a table made on the host in double
+   version 2: (llmc) 4 pairs per thread with 16-byte loads and stores when hd % 8 == 0; other head widths
+              take version 1's kernel (still in llmc/rope.cuh): the hd = 12 check exercises it
  make -C dev/cuda && dev/cuda/bin/rope check    (or bench)
 */
 #include "common.h"
@@ -47,7 +49,7 @@ static void bench(int B, int T, int nh, int hd) {
     float *h = make_random_float(n, -1, 1);
     RopeBench p = { to_device_bf16(h, n), rope_table_create(T, hd), B * T, T, nh, hd };
     float ms = benchmark_kernel(20, run, &p);
-    printf("B=%d T=%d nh=%d hd=%d  version 1  %8.3f ms  %7.1f GB/s\n", B, T, nh, hd, ms, 4.0 * n / (ms * 1e-3) / 1e9);
+    printf("B=%d T=%d nh=%d hd=%d  version 2 (hd %% 8 == 0)  %8.3f ms  %7.1f GB/s\n", B, T, nh, hd, ms, 4.0 * n / (ms * 1e-3) / 1e9);
     free(h); cudaCheck(cudaFree(p.x)); cudaCheck(cudaFree(p.table));
 }
 
@@ -55,7 +57,7 @@ int main(int argc, char **argv) {
     DevArgs a = parse_dev_args(argc, argv, 1);
     cudaCheck(cudaSetDevice(0));
     if (a.check) {
-        int ok = check(2, 37, 3, 16) & check(1, 300, 2, 64);
+        int ok = check(2, 37, 3, 16) & check(1, 300, 2, 64) & check(2, 5, 3, 12) & check(1, 9, 2, 32);
         printf(ok ? "rope: all checks passed\n" : "rope: CHECK FAILED\n");
         return ok ? 0 : 1;
     }
