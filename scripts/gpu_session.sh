@@ -4,6 +4,7 @@
 #   scripts/gpu_session.sh build check test             (the hardware check: every dev/cuda kernel and
 #                                                        test_sessacu on every CUDA reference dump)
 #   scripts/gpu_session.sh build kbench                  make -C dev/cuda bench
+#   scripts/gpu_session.sh build fbbench                 feedback solve: ours vs the dense form (and superblock sizes)
 #   scripts/gpu_session.sh build train                   train_sessacu tok/s at d12 B=8 T=1024 and d4w256h4 B=8 T=256
 #   scripts/gpu_session.sh build profile                 ncu: GPU time per kernel name of one d12 step (sorted)
 #   scripts/gpu_session.sh build attn                    attention vs PyTorch SDPA (dev/cuda/bench_attention.py)
@@ -87,6 +88,7 @@ for s in "$@"; do
         check)   stage check make -C dev/cuda check ;;
         test)    stage test do_test ;;
         kbench)  stage kbench make -C dev/cuda bench ;;
+        fbbench) stage fbbench sh -c 'dev/cuda/bin/feedback_backward bench && for S in 64 128; do echo "== FB_S=$S"; FB_S=$S dev/cuda/bin/feedback_backward bench 2; done' ;;
         train)   stage train do_train ;;
         profile) stage profile do_profile ;;
         attn)    stage attn $PY dev/cuda/bench_attention.py ;;
