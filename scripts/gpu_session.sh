@@ -97,4 +97,7 @@ for s in "$@"; do
         *) echo "unknown stage $s"; exit 2 ;;
     esac
 done
-echo "==== summary"; cat "$SUMMARY"
+# everything in one archive (a remote runner may bring back only a few files), the summary beside it
+rm -f "$OUT/ncu.csv"
+tar czf "$TMP/logs.tgz" -C "$OUT" . && find "$OUT" -mindepth 1 ! -name summary.txt -delete && mv "$TMP/logs.tgz" "$OUT/"
+echo "==== summary (all logs in $OUT/logs.tgz)"; cat "$SUMMARY"
