@@ -9,7 +9,8 @@
 #   scripts/gpu_session.sh build profile                 ncu: GPU time per kernel name of one d12 step (sorted)
 #   scripts/gpu_session.sh build attn                    attention vs PyTorch SDPA (dev/cuda/bench_attention.py)
 #   scripts/gpu_session.sh build fbprec                  feedback precision vs the official form (dev/cuda/feedback_precision.py)
-#   scripts/gpu_session.sh build e2e                     scripts/bench_gpu.sh (ours vs PyTorch eager/compile vs GPT-2)
+#   scripts/gpu_session.sh build e2e                     scripts/bench_gpu.sh part 1 (ours vs PyTorch eager/compile vs GPT-2, d12 B=8 T=1024)
+#   scripts/gpu_session.sh build e2e2                    its part 2 for ours and PyTorch eager at B=1, T=4096..MAX_T (16384)
 # dev/refs (make refs) must be present for `test`: on a machine without internet, carry it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -93,7 +94,9 @@ for s in "$@"; do
         profile) stage profile do_profile ;;
         attn)    stage attn $PY dev/cuda/bench_attention.py ;;
         fbprec)  stage fbprec $PY dev/cuda/feedback_precision.py ;;
-        e2e)     stage e2e env OUT="$OUT/e2e" bash scripts/bench_gpu.sh d12 8 1024 20 ;;
+        e2e)     stage e2e env OUT="$OUT/e2e" PART=1 bash scripts/bench_gpu.sh d12 8 1024 20 ;;
+        e2e2)    stage e2e2 env OUT="$OUT/e2e2" PART=2 SYSTEMS="cu py_eager" MAX_T=${MAX_T:-16384} P2_STEPS=3 TIMEOUT=150 \
+                     bash scripts/bench_gpu.sh d12 ;;
         *) echo "unknown stage $s"; exit 2 ;;
     esac
 done
