@@ -47,6 +47,8 @@ done
 
 # -- trainer behaviour: bad inputs, atomic checkpoints, exact resume, a broken gradient is caught
 step "CPU trainer errors, checkpoints, resume (dev/test/test_cpu_errors.sh)" bash dev/test/test_cpu_errors.sh "$REFS"
+step "runs that survive people: resume with the run's flags and log, Ctrl-C, lock, full disk, data checks (dev/test/test_run_dir.sh)" \
+    bash dev/test/test_run_dir.sh
 
 # -- the embedded default: prepare the Austen corpus (Debian's r-cran-janeaustenr) and train a few steps,
 #    with validation, sampling and a checkpoint, through the same target as `make train`
