@@ -90,6 +90,8 @@ else skipped "CUDA builds: no nvcc"; fi
 step "CUDA kernels under the CPU emulator (make test-cuda-emu)" $MAKE test-cuda-emu
 step "CUDA model vs PyTorch under the CPU emulator (test_sessacu on cuda_gqa, cuda_mh1)" \
     $MAKE -C dev/cuda_emu test-model REFS="$(realpath "$REFS")"
+step "CUDA trainer's run directory under the CPU emulator: resume, log, SIGINT, lock (dev/test/test_run_dir_cuda_emu.sh)" \
+    bash dev/test/test_run_dir_cuda_emu.sh
 
 # -- fuzzing the file parsers for a bounded time
 if command -v clang >/dev/null && echo 'int LLVMFuzzerTestOneInput(const char*d,long n){return 0;}' \
