@@ -1007,6 +1007,10 @@ int main(int argc, char **argv) {
                 start_step = latest;
             }
         }
+        else if (train_state_latest(args.out_dir) >= 0)
+            printf("warning: '%s' holds checkpoints of an earlier run (up to step %d); this new run replaces main.log "
+                   "and args.txt, and -y 1 would resume the newest checkpoint there, of either run\n", args.out_dir,
+                   train_state_latest(args.out_dir));
         train_args_save(&args, args.out_dir);
     }
     train_install_signal_handlers();

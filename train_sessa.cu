@@ -599,7 +599,15 @@ int main(int argc, char **argv) {
     if (args.out_dir != NULL) {
         if (rank0 && mkdir(args.out_dir, 0755) != 0 && errno != EEXIST)
             fatal("cannot create output dir '%s': %s", args.out_dir, strerror(errno));
-        if (rank0) { run_dir_lock(args.out_dir); run_dir_clean(args.out_dir); train_args_save(&args, args.out_dir); }
+        if (rank0) {
+            run_dir_lock(args.out_dir);
+            run_dir_clean(args.out_dir);
+            if (!args.resume && train_state_latest(args.out_dir) >= 0)
+                printf("warning: '%s' holds checkpoints of an earlier run (up to step %d); this new run replaces main.log "
+                       "and args.txt, and -y 1 would resume the newest checkpoint there, of either run\n", args.out_dir,
+                       train_state_latest(args.out_dir));
+            train_args_save(&args, args.out_dir);
+        }
         multi_gpu_barrier(&mg);   // the directory exists (and is clean) before the other ranks look into it
         if (args.resume) {
             int latest = multi_gpu_agree_int(train_state_latest(args.out_dir), "the latest checkpoint in -o", &mg);

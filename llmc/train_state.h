@@ -128,7 +128,10 @@ static inline void run_dir_lock(const char *dir) {
         if (e == EWOULDBLOCK)
             fatal("output dir '%s' is in use by another run (pid and host: %s, lock file %s): wait for it to end, "
                   "stop it, or give another -o", dir, holder[0] ? holder : "unknown", path);
-        fatal("cannot lock '%s': %s", path, strerror(e));
+        // a file system without flock (some network mounts): run on, unprotected, and say so
+        printf("warning: cannot lock '%s' (%s): a second run on this folder would not be detected\n", path, strerror(e));
+        close(fd);
+        return;
     }
     char host[128] = "?";
     gethostname(host, sizeof(host) - 1);
