@@ -171,5 +171,15 @@ check "-n 1 -nk 2 keeps the checkpoints of steps 4 and 5 only" \
 "$BIN" -e "$TMP/keep/model_00000005.bin" -x 0 -s 1 -g 8 -v 0 -i "$D/x_train_*.bin" >"$TMP/sample.out" 2>&1
 check "-x 0 -s 1 samples from a checkpoint" grep -q "generating" "$TMP/sample.out"
 
+# ---- train_sessa.py --eval of a run's checkpoint uses the run's -b -t -m -j: the val loss of its main.log
+if python3 -c "import torch" 2>/dev/null; then
+    "$BIN" "${SMALL[@]}" -x 4 -v 4 -m 3 -j "$D/x_val_*.bin" -o "$TMP/pyeval" >/dev/null 2>&1
+    want=$(awk '$3 == "val_loss" && $2 == 4 { print $4 }' "$TMP/pyeval/main.log")
+    got=$(python3 train_sessa.py --eval "$TMP/pyeval/model_00000004.bin" 2>&1 | awk '/^val loss/ { print $3 }')
+    # the same batches in fp32: PyTorch and the C model agree to ~1e-6 relative (dev/test/test_reference.py)
+    check "train_sessa.py --eval gives main.log's val loss ($want vs $got, |diff| < 1e-4)" \
+        python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); sys.exit(not abs(a - b) < 1e-4)" "${want:-nan}" "${got:-inf}"
+else echo "SKIP: train_sessa.py --eval (no torch)"; fi
+
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
