@@ -118,11 +118,15 @@ if wait_lines "$TMP/int/main.log" "train_loss" 3; then
 else bad "SIGINT run did not start: $(tail -3 "$TMP/int.err")"; kill -9 $pid; fi
 
 # ---- a second SIGTERM exits at once; a killed run's lock does not block the folder
-"$BIN" "${SLOW[@]}" -o "$TMP/term" >/dev/null 2>&1 &
+"$BIN" "${SLOW[@]}" -n 1 -o "$TMP/term" >/dev/null 2>&1 &
 pid=$!; PIDS+=($pid)
 if wait_lines "$TMP/term/main.log" "train_loss" 2; then
     kill -TERM $pid; kill -TERM $pid; wait $pid; rc=$?
     check "two SIGTERMs: exit 143 (got $rc)" [ $rc -eq 143 ]
+    n=$(ls "$TMP/term" | sed -n 's/^DONE_0*\([0-9][0-9]*\)$/\1/p' | tail -1)
+    "$BIN" -y 1 -o "$TMP/term" -x $((${n:-0} + 2)) -n 0 >"$TMP/term2.out" 2>&1
+    check "  the checkpoints left behind are intact: -y 1 resumes from step ${n:-none} and finishes (exit $?)" \
+        grep -q "^step $((${n:-0} + 2))/$((${n:-0} + 2)) " "$TMP/term2.out"
 else bad "SIGTERM run did not start"; fi
 "$BIN" "${SLOW[@]}" -o "$TMP/kill9" >/dev/null 2>&1 &
 pid=$!; PIDS+=($pid)

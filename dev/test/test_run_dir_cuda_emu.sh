@@ -7,9 +7,14 @@
 #  - SIGINT: a checkpoint of the step, exit 130; a second trainer on the live folder is refused
 #  - -nk 1 keeps only the newest checkpoint
 # Usage: dev/test/test_run_dir_cuda_emu.sh (from the repo root). Prints "N passed, M failed"; ~30 s.
+#        TRAIN_SESSACU=./train_sessacu dev/test/test_run_dir_cuda_emu.sh   (on a GPU machine: the real build)
 set -u
-make --no-print-directory -s -C dev/cuda_emu build/bin/train_sessacu || { echo "error: emulated build failed"; exit 1; }
-BIN=$(realpath dev/cuda_emu/build/bin/train_sessacu)
+# TRAIN_SESSACU=./train_sessacu runs the same checks on a GPU with the real build instead of the emulator
+if [ -n "${TRAIN_SESSACU:-}" ]; then BIN=$(realpath "$TRAIN_SESSACU")
+else
+    make --no-print-directory -s -C dev/cuda_emu build/bin/train_sessacu || { echo "error: emulated build failed"; exit 1; }
+    BIN=$(realpath dev/cuda_emu/build/bin/train_sessacu)
+fi
 TMP=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$TMP"; }
