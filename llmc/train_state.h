@@ -22,8 +22,9 @@
                   DONE_N) are removed, so that a save that failed on a full disk does not block the next one
    -nk N          after each save only the newest N complete checkpoints are kept (DONE removed first)
    SIGINT/SIGTERM the first one sets train_stop_signal: the trainer finishes the step, saves a checkpoint
-                  (with -o) and exits 128+signal; a second one exits at once (the last checkpoint is intact,
-                  since every file is written atomically)
+                  (with -o) and exits 128+signal; a second one, 1 s or more after the first, exits at once (the
+                  last checkpoint is intact, since every file is written atomically); a repeat within 1 s is
+                  the same Ctrl-C forwarded by a launcher, and ignored
 */
 #ifndef SESSA_TRAIN_STATE_H
 #define SESSA_TRAIN_STATE_H
@@ -37,6 +38,7 @@
 #include <unistd.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include "utils.h"
 #include "sessa.h"
 
@@ -243,9 +245,22 @@ static inline long long run_dir_log_bytes(FILE *log) {
 // SIGINT / SIGTERM: the first one asks for a checkpoint at the next step boundary, a second one exits at once
 
 static volatile sig_atomic_t train_stop_signal = 0;
+static struct timespec train_stop_time_;
 
+// A repeat within 1 s counts as the same request: a launcher that forwards the terminal's Ctrl-C to ranks
+// that got it from the terminal too (scripts/launch_local.sh, mpirun) must not turn it into "exit at once".
 static void train_on_signal_(int sig) {
-    if (train_stop_signal) _exit(128 + sig);
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (train_stop_signal) {
+        double dt = (double)(now.tv_sec - train_stop_time_.tv_sec) + 1e-9 * (double)(now.tv_nsec - train_stop_time_.tv_nsec);
+        if (dt < 1.0) return;
+        static const char bye[] = "\nsecond signal: exiting now (the last complete checkpoint is intact)\n";
+        ssize_t r = write(STDERR_FILENO, bye, sizeof(bye) - 1);
+        (void)r;
+        _exit(128 + sig);
+    }
+    train_stop_time_ = now;
     train_stop_signal = sig;
     static const char msg[] = "\nsignal received: saving a checkpoint after this step, then exiting "
                               "(signal again to exit at once)\n";

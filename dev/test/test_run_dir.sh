@@ -121,19 +121,41 @@ else bad "SIGINT run did not start: $(tail -3 "$TMP/int.err")"; kill -9 $pid; fi
 "$BIN" "${SLOW[@]}" -n 1 -o "$TMP/term" >/dev/null 2>&1 &
 pid=$!; PIDS+=($pid)
 if wait_lines "$TMP/term/main.log" "train_loss" 2; then
-    kill -TERM $pid; kill -TERM $pid; wait $pid; rc=$?
-    check "two SIGTERMs: exit 143 (got $rc)" [ $rc -eq 143 ]
+    kill -TERM $pid; kill -TERM $pid; wait $pid; rc=$?   # a launcher forwarding the terminal's signal
+    check "two SIGTERMs at once are one request: exit 143 (got $rc)" [ $rc -eq 143 ]
     n=$(ls "$TMP/term" | sed -n 's/^DONE_0*\([0-9][0-9]*\)$/\1/p' | tail -1)
     "$BIN" -y 1 -o "$TMP/term" -x $((${n:-0} + 2)) -n 0 >"$TMP/term2.out" 2>&1
     check "  the checkpoints left behind are intact: -y 1 resumes from step ${n:-none} and finishes (exit $?)" \
         grep -q "^step $((${n:-0} + 2))/$((${n:-0} + 2)) " "$TMP/term2.out"
 else bad "SIGTERM run did not start"; fi
+# a second signal 1.5 s after the first exits at once: steps of 1000 micro-batches (seconds each), so the
+# run is still in its first step; nothing is saved, the exit is immediate
+"$BIN" "${SLOW[@]}" -d $((4 * 64 * 1000)) -o "$TMP/twice" >"$TMP/twice.out" 2>&1 &
+pid=$!; PIDS+=($pid)
+if wait_lines "$TMP/twice.out" "^\| parameters" 1; then
+    kill -INT $pid; sleep 1.5; kill -INT $pid
+    t0=$SECONDS; wait $pid; rc=$?
+    stepped=$(grep -c "^step 1/" "$TMP/twice.out")
+    check "a second Ctrl-C 1.5 s later exits at once (exit $rc, $((SECONDS - t0)) s, no step finished)" \
+        [ $rc -eq 130 -a ! -e "$TMP/twice/DONE_00000001" -a "$stepped" -eq 0 ]
+else bad "second-signal run did not start: $(tail -2 "$TMP/twice.out")"; kill -9 $pid; fi
 "$BIN" "${SLOW[@]}" -o "$TMP/kill9" >/dev/null 2>&1 &
 pid=$!; PIDS+=($pid)
 wait_lines "$TMP/kill9/main.log" "train_loss" 2
 kill -9 $pid; wait $pid 2>/dev/null
 "$BIN" "${SLOW[@]}" -x 1 -o "$TMP/kill9" >"$TMP/k9.out" 2>&1
 check "a kill -9'd run's lock does not block the next run (exit $?)" grep -q "saved checkpoint" "$TMP/k9.out"
+
+# ---- Ctrl-C in a terminal running scripts/launch_local.sh (2 ranks, here 2 CPU runs in their own folders):
+# the ranks get the terminal's SIGINT and the launcher's SIGTERM at once: each saves, the launcher waits
+RANK_LOG_DIR="$TMP/ranks" setsid scripts/launch_local.sh 2 bash -c 'd=$1; shift; exec "$0" "$@" -o "$d.$RANK"' "$BIN" "$TMP/ll" "${SLOW[@]}" \
+    >"$TMP/ll.out" 2>&1 &
+lpid=$!; PIDS+=($lpid)
+if wait_lines "$TMP/ll.1/main.log" "train_loss" 2 && wait_lines "$TMP/ll.0/main.log" "train_loss" 2; then
+    kill -INT -- -$lpid; wait $lpid; rc=$?
+    check "launch_local.sh + Ctrl-C: every rank saved a checkpoint, the launcher exits $rc (130 or 143)" \
+        [ \( $rc -eq 130 -o $rc -eq 143 \) -a -n "$(ls "$TMP/ll.0" | grep DONE_)" -a -n "$(ls "$TMP/ll.1" | grep DONE_)" ]
+else bad "launch_local run did not start: $(tail -3 "$TMP/ll.out")"; kill -9 -- -$lpid; fi
 
 # ---- a failed save (file-size limit: the state file does not fit) leaves nothing that blocks the next run
 SMALL=(-e d2w64h4 -b 2 -t 32 -v 0 -s 0 -n 2 -i "$D/x_train_*.bin")
