@@ -955,15 +955,17 @@ static void evaluate_tasks(Sessa *m, DataLoader *loader, EvalTasks *e, int step,
     eval_tasks_report(e, step, log);
 }
 
-static void save_checkpoint(Sessa *m, const char *dir, int step, DataLoader *loader, Rng *rng) {
+static void save_checkpoint(Sessa *m, const char *dir, int step, DataLoader *loader, Rng *rng, FILE *log, int keep) {
     char model_path[4096], state_path[4096], done_path[4096];
     train_state_paths(model_path, state_path, done_path, sizeof(model_path), dir, step);
     sessa_checkpoint_write(model_path, &m->config, m->params_memory, 1);
     DataLoaderState st;
     dataloader_get_state(loader, &st);
-    train_state_write(state_path, step, m->num_parameters, m->m_memory, m->v_memory, &st, sizeof(st), rng->s);
+    train_state_write(state_path, step, m->num_parameters, m->m_memory, m->v_memory, &st, sizeof(st), rng->s,
+                      run_dir_log_bytes(log));
     train_state_mark_done(done_path);
     printf("saved checkpoint %s\n", model_path);
+    train_state_prune(dir, keep);
 }
 
 // the flags of this trainer beyond llmc/args.h: -E EVALFILE
@@ -973,14 +975,15 @@ static int cpu_extra_flags(void *ctx, const char *flag, const char *value) {
 }
 
 int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);   // whole lines, at once, also into a file or a pipe
     TrainArgs args;
     const char *eval_file = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            train_args_usage(argv[0]);
-            fprintf(stderr, "CPU trainer only:\n  -E FILE  long-context eval file (data/long_context.py) of the -j "
-                            "shards: accuracy per distance at each validation and the end\n"
-                            "  (-x 0: no training, only the validation and -E evaluation at step 0)\n");
+            train_args_usage(stdout, argv[0]);
+            printf("CPU trainer only:\n  -E FILE  long-context eval file (data/long_context.py) of the -j "
+                   "shards: accuracy per distance at each validation and the end\n"
+                   "  (-x 0: no training, only the validation, -E evaluation and a sample (-s > 0) at step 0)\n");
             return 0;
         }
     }
@@ -988,11 +991,14 @@ int main(int argc, char **argv) {
     Tokenizer tok;
     tokenizer_init(&tok, args.tokenizer);
 
-    // the run directory and the checkpoint to resume from
+    // the run directory: locked for this run, cleaned of a failed save, the run's flags kept in it;
+    // with -y 1 the checkpoint to resume from
     int start_step = 0;
     char resume_model[4096] = "", resume_state[4096] = "", done_path[4096];
     if (args.out_dir) {
         if (mkdir(args.out_dir, 0755) != 0 && errno != EEXIST) fatal("cannot create output dir '%s': %s", args.out_dir, strerror(errno));
+        run_dir_lock(args.out_dir);
+        run_dir_clean(args.out_dir);
         if (args.resume) {
             int latest = train_state_latest(args.out_dir);
             if (latest < 0) printf("no checkpoint in '%s' to resume from: starting from scratch\n", args.out_dir);
@@ -1001,7 +1007,13 @@ int main(int argc, char **argv) {
                 start_step = latest;
             }
         }
+        else if (train_state_latest(args.out_dir) >= 0)
+            printf("warning: '%s' holds checkpoints of an earlier run (up to step %d); this new run replaces main.log "
+                   "and args.txt, and -y 1 would resume the newest checkpoint there, of either run\n", args.out_dir,
+                   train_state_latest(args.out_dir));
+        train_args_save(&args, args.out_dir);
     }
+    train_install_signal_handlers();
 
     // the model: resumed checkpoint, a checkpoint file given by -e, or a descriptor
     SessaConfig cfg;
@@ -1011,7 +1023,7 @@ int main(int argc, char **argv) {
         params = sessa_checkpoint_read(init, &cfg);
         printf("model from checkpoint %s\n", init);
     } else {
-        int V = args.vocab_size > 0 ? args.vocab_size : tok.init_ok ? (int)tok.vocab_size : 50257;
+        int V = train_args_vocab(&args, tok.init_ok, (int)tok.vocab_size);
         char err[512];
         if (sessa_config_from_descriptor(&cfg, init, V, args.T, err, sizeof(err)) != 0)
             fatal("-e '%s' is not a checkpoint file, and: %s", init, err);
@@ -1029,7 +1041,7 @@ int main(int argc, char **argv) {
     printf("| parameters %zu | B %d | T %d | grad accumulation %d | threads %d |\n", model.num_parameters,
            args.B, args.T, args.total_batch / (args.B * args.T), omp_get_max_threads());
 
-    // data
+    // data (every shard checked completely here, before step 1)
     int B = args.B, T = args.T, accum = args.total_batch / (B * T);
     DataLoader train_loader, val_loader;
     dataloader_init(&train_loader, args.train_glob, B, T, 0, 1, args.shuffle, args.seed, cfg.vocab_size);
@@ -1050,38 +1062,46 @@ int main(int argc, char **argv) {
     sessa_alloc_activations(&model, B, T);
     model.m_memory = alloc_floats(model.num_parameters);
     model.v_memory = alloc_floats(model.num_parameters);
+    long long log_bytes = -1;
     if (resume_state[0]) {
         DataLoaderState st;
-        train_state_read(resume_state, model.num_parameters, model.m_memory, model.v_memory, &st, sizeof(st), rng.s);
+        train_state_read(resume_state, model.num_parameters, model.m_memory, model.v_memory, &st, sizeof(st), rng.s,
+                         &log_bytes);
         dataloader_set_state(&train_loader, &st);
         printf("resumed from step %d (%s)\n", start_step, resume_state);
     }
-    FILE *log = NULL;
-    if (args.out_dir) {
-        char path[4096];
-        snprintf(path, sizeof(path), "%s/main.log", args.out_dir);
-        log = fopenCheck(path, start_step > 0 ? "a" : "w");
-    }
+    FILE *log = args.out_dir ? run_dir_open_log(args.out_dir, start_step > 0, log_bytes) : NULL;
     int *gen_tokens = (int *)mallocCheck((size_t)B * T * sizeof(int));
 
+    // at step s: validation, eval, sample, checkpoint (these belong to step s: a run resumed from the
+    // checkpoint of step s does not repeat them), then the optimizer step s -> s + 1
     for (int step = start_step; step <= max_steps; step++) {
         int last = step == max_steps;
-        if (args.val_every > 0 && (step % args.val_every == 0 || last)) {
+        int resumed_here = start_step > 0 && step == start_step;
+        if (!resumed_here && args.val_every > 0 && (step % args.val_every == 0 || last)) {
             float val_loss = evaluate(&model, &val_loader, args.val_steps, B, T);
             printf("step %d | val loss %.6f\n", step, val_loss);
             if (log) { fprintf(log, "step %d val_loss %.6f\n", step, val_loss); fflush(log); }
         }
-        if (eval_file && ((args.val_every > 0 && step % args.val_every == 0) || last))
+        if (!resumed_here && eval_file && ((args.val_every > 0 && step % args.val_every == 0) || last))
             evaluate_tasks(&model, &val_loader, &eval_tasks, step, log);
-        if (args.sample_every > 0 && step > 0 && (step % args.sample_every == 0 || last)) {
+        // -x 0 samples at step 0: a way to sample from a checkpoint (-e FILE -x 0 -s 1)
+        if (!resumed_here && args.sample_every > 0 && (step > 0 || max_steps == 0) && (step % args.sample_every == 0 || last)) {
             int n = args.gen_tokens + 1 < T ? args.gen_tokens + 1 : T;   // the prompt token + up to T-1 new
             gen_tokens[0] = tok.init_ok && tok.eot_token >= 0 && tok.eot_token < cfg.vocab_size ? (int)tok.eot_token : 0;
             printf("generating:\n---\n");
             sessa_generate(&model, gen_tokens, n, &rng, &tok);
             printf("---\n");
         }
-        if (args.out_dir && step > start_step && ((args.ckpt_every > 0 && step % args.ckpt_every == 0) || last))
-            save_checkpoint(&model, args.out_dir, step, &train_loader, &rng);
+        int stop = train_stop_signal;   // Ctrl-C / SIGTERM during the step before: save it, then exit
+        if (args.out_dir && step > start_step && ((args.ckpt_every > 0 && step % args.ckpt_every == 0) || last || stop))
+            save_checkpoint(&model, args.out_dir, step, &train_loader, &rng, log, args.keep_last);
+        if (stop && !last) {
+            printf("stopped by signal %d at step %d%s\n", stop, step,
+                   args.out_dir ? (step > start_step ? ": resume with -y 1" : " (nothing new to save)") : " (no -o: nothing saved)");
+            if (log) fcloseCheck(log, "main.log");
+            return 128 + stop;
+        }
         if (last) break;
 
         double t_start = now_s();
@@ -1108,6 +1128,7 @@ int main(int argc, char **argv) {
             fflush(log);
         }
     }
+    if (train_stop_signal) printf("signal %d at the last step: the run is complete\n", (int)train_stop_signal);
     if (log) fcloseCheck(log, "main.log");
     free(gen_tokens);
     dataloader_free(&train_loader);

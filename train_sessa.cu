@@ -583,7 +583,7 @@ static void model_update(Model *m, float lr, float beta1, float beta2, float eps
 // checkpoints (rank 0 writes; every rank takes part in gathering the shards)
 
 static void save_checkpoint(Model *m, const char *dir, int step, DataLoader *loader, const Rng *rng,
-                            const MultiGpuConfig *mg) {
+                            const MultiGpuConfig *mg, FILE *logf, int keep) {
     size_t n = m->num_parameters, ng = m->gpu_parameters;
     int rank0 = mg->process_rank == 0;
     float *hg[3] = { NULL, NULL, NULL }, *h[3] = { NULL, NULL, NULL };  // master, m, v: GPU layout, checkpoint order
@@ -600,9 +600,10 @@ static void save_checkpoint(Model *m, const char *dir, int step, DataLoader *loa
         DataLoaderState ls;
         dataloader_get_state(loader, &ls);
         sessa_checkpoint_write(model_path, &m->config, h[0], 1);
-        train_state_write(state_path, step, n, h[1], h[2], &ls, sizeof(ls), rng->s);
+        train_state_write(state_path, step, n, h[1], h[2], &ls, sizeof(ls), rng->s, run_dir_log_bytes(logf));
         train_state_mark_done(done_path);
         printf("saved checkpoint %s\n", model_path);
+        train_state_prune(dir, keep);
     }
     for (int i = 0; i < 3; i++) { free(hg[i]); free(h[i]); }
     multi_gpu_barrier(mg);
@@ -668,12 +669,13 @@ static int cuda_extra_flags(void *ctx, const char *flag, const char *value) {
 }
 
 int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);   // whole lines, at once, also into a file or a pipe
     TrainArgs args;
     CudaArgs ca = { 0, 0, 0.0f, 1 };
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            train_args_usage(argv[0]);
-            fprintf(stderr, "CUDA trainer only:\n  -r 0/1   recompute LayerNorm and GELU in the backward (default 0)\n"
+            train_args_usage(stdout, argv[0]);
+            printf("CUDA trainer only:\n  -r 0/1   recompute LayerNorm and GELU in the backward (default 0)\n"
                             "  -z 0/1   ZeRO stage with several GPUs (default 0)\n"
                             "  -pi TF   peak bf16 TFLOPS for the MFU (default: from the GPU name)\n"
                             "  -cg 0/1  replay each micro-step's forward + backward as one CUDA graph (default 1;\n"
@@ -696,16 +698,25 @@ int main(int argc, char **argv) {
     Tokenizer tokenizer;
     tokenizer_init(&tokenizer, args.tokenizer);
 
-    // the run directory (rank 0 creates it) and, with -y 1, the latest complete checkpoint in it, which
-    // replaces -e; with none there the run starts from scratch, as train_sessa.c does. Every rank reads the
-    // checkpoint and the resume state itself (-o is on a file system all ranks see), whatever world size
-    // wrote them, and all ranks must find the same step.
+    // the run directory (rank 0 creates it, locks it, cleans a failed save out of it, keeps the run's flags
+    // in it) and, with -y 1, the latest complete checkpoint in it, which replaces -e; with none there the run
+    // starts from scratch, as train_sessa.c does. Every rank reads the checkpoint and the resume state itself
+    // (-o is on a file system all ranks see), whatever world size wrote them, and all ranks must find the same step.
     int start_step = 0;
     char resume_model[4096] = "", resume_state[4096] = "", resume_done[4096];
     if (args.out_dir != NULL) {
         if (rank0 && mkdir(args.out_dir, 0755) != 0 && errno != EEXIST)
             fatal("cannot create output dir '%s': %s", args.out_dir, strerror(errno));
-        multi_gpu_barrier(&mg);   // the directory exists before the other ranks look into it
+        if (rank0) {
+            run_dir_lock(args.out_dir);
+            run_dir_clean(args.out_dir);
+            if (!args.resume && train_state_latest(args.out_dir) >= 0)
+                printf("warning: '%s' holds checkpoints of an earlier run (up to step %d); this new run replaces main.log "
+                       "and args.txt, and -y 1 would resume the newest checkpoint there, of either run\n", args.out_dir,
+                       train_state_latest(args.out_dir));
+            train_args_save(&args, args.out_dir);
+        }
+        multi_gpu_barrier(&mg);   // the directory exists (and is clean) before the other ranks look into it
         if (args.resume) {
             int latest = multi_gpu_agree_int(train_state_latest(args.out_dir), "the latest checkpoint in -o", &mg);
             if (latest < 0) {
@@ -718,6 +729,8 @@ int main(int argc, char **argv) {
         }
     }
 
+    train_install_signal_handlers();
+
     // model: from a checkpoint file, or a descriptor with DESIGN.md init
     SessaConfig config;
     float *h_params;
@@ -725,7 +738,7 @@ int main(int argc, char **argv) {
         h_params = sessa_checkpoint_read(args.init, &config);
         printf("loaded checkpoint %s\n", args.init);
     } else {
-        int V = args.vocab_size > 0 ? args.vocab_size : tokenizer.init_ok ? (int)tokenizer.vocab_size : 50257;
+        int V = train_args_vocab(&args, tokenizer.init_ok, (int)tokenizer.vocab_size);
         char err[512];
         if (sessa_config_from_descriptor(&config, args.init, V, args.T, err, sizeof(err)) != 0)
             fatal("-e '%s' is neither an existing checkpoint file nor a model descriptor: %s", args.init, err);
@@ -759,19 +772,21 @@ int main(int argc, char **argv) {
     if (args.val_every > 0)
         dataloader_init(&val_loader, args.val_glob, B, T, mg.process_rank, mg.num_processes, 0, args.seed,
                         config.vocab_size);
-    int max_steps = args.max_steps > 0 ? args.max_steps : (int)(train_loader.steps_per_epoch / grad_accum);
-    if (max_steps < 1) fatal("the training data holds less than one step of %d tokens", args.total_batch);
+    // -x 0: no training (with -s > 0: one sample, e.g. from a checkpoint given by -e)
+    int max_steps = args.max_steps >= 0 ? args.max_steps : (int)(train_loader.steps_per_epoch / grad_accum);
+    if (args.max_steps < 0 && max_steps < 1) fatal("the training data holds less than one step of %d tokens", args.total_batch);
     printf("B %d | T %d | grad accumulation %d | %d tokens per step | %d steps\n", B, T, grad_accum,
            args.total_batch, max_steps);
 
     Rng rng;
     rng_seed(&rng, args.seed);
+    long long log_bytes = -1;
     if (resume_state[0]) {   // full moments in the file: each rank keeps its ZeRO shard of them
         size_t n = model.num_parameters, ng = model.gpu_parameters;
         float *hm = (float *)mallocCheck(n * sizeof(float)), *hv = (float *)mallocCheck(n * sizeof(float));
         float *hg = (float *)mallocCheck(ng * sizeof(float));
         DataLoaderState ls;
-        int step = train_state_read(resume_state, n, hm, hv, &ls, sizeof(ls), rng.s);
+        int step = train_state_read(resume_state, n, hm, hv, &ls, sizeof(ls), rng.s, &log_bytes);
         if (step != start_step) fatal("resume state '%s' is for step %d, expected %d", resume_state, step, start_step);
         ckpt_to_gpu_layout(&model, hg, hm);
         multi_gpu_copy_shard_from_host(model.m, hg, ng, &mg);
@@ -785,9 +800,7 @@ int main(int argc, char **argv) {
 
     FILE *logf = NULL;
     if (args.out_dir != NULL && rank0) {
-        char path[4096];
-        snprintf(path, sizeof(path), "%s/main.log", args.out_dir);
-        logf = fopenCheck(path, resume_state[0] ? "a" : "w");
+        logf = run_dir_open_log(args.out_dir, resume_state[0] != 0, log_bytes);
     }
 
     double flops_per_step = sessa_flops_per_token(&config, T) * args.total_batch;
@@ -841,10 +854,21 @@ int main(int argc, char **argv) {
             fflush(logf);
         }
         int done = step + 1;
-        if (args.out_dir != NULL && ((args.ckpt_every > 0 && done % args.ckpt_every == 0) || done == max_steps))
-            save_checkpoint(&model, args.out_dir, done, &train_loader, &rng, &mg);
+        // Ctrl-C / SIGTERM (on any rank: all ranks agree) -> checkpoint this step, then exit 128 + signal
+        int stop = mg.num_processes > 1 ? (int)multi_gpu_cpu_float_sum((float)train_stop_signal, &mg)
+                                        : (int)train_stop_signal;
+        if (args.out_dir != NULL && ((args.ckpt_every > 0 && done % args.ckpt_every == 0) || done == max_steps || stop))
+            save_checkpoint(&model, args.out_dir, done, &train_loader, &rng, &mg, logf, args.keep_last);
+        if (stop && done < max_steps) {
+            int sig = train_stop_signal ? (int)train_stop_signal : SIGINT;
+            printf("stopped by a signal after step %d%s\n", done, args.out_dir ? ": resume with -y 1" : " (no -o: nothing saved)");
+            if (logf) fcloseCheck(logf, "main.log");
+            multi_gpu_config_free(&mg);
+            return 128 + sig;
+        }
     }
 
+    if (max_steps == 0 && args.sample_every > 0 && rank0) sample_and_print(&model, sample_tok, eot, args.gen_tokens, &rng);
     if (logf) fcloseCheck(logf, "main.log");
     dataloader_free(&train_loader);
     if (args.val_every > 0) dataloader_free(&val_loader);

@@ -25,6 +25,7 @@ import math
 import os
 import re
 import struct
+import sys
 import time
 from dataclasses import dataclass
 
@@ -786,6 +787,27 @@ def parse_args():
     return args
 
 
+def eval_flags_from_run(args):
+    """--eval of a checkpoint in a run's output dir: its -b -t -m -j come from the run's args.txt (written by the
+    C trainers, llmc/args.h) unless given on the command line, so the loss matches the run's main.log"""
+    path = os.path.join(os.path.dirname(os.path.abspath(args.eval)), "args.txt")
+    if not os.path.isfile(path):
+        return ""
+    saved = {}
+    with open(path) as f:
+        for line in f:
+            flag, _, value = line.rstrip("\n").partition(" ")
+            saved[flag] = value
+    given = set(a for a in sys.argv[1:] if a.startswith("-"))
+    taken = []
+    for flag, dest, conv, long_name in (("-b", "batch", int, "--batch"), ("-t", "seq_len", int, "--seq_len"),
+                                        ("-m", "val_steps", int, "--val_steps"), ("-j", "val", str, "--val")):
+        if flag in saved and flag not in given and long_name not in given:
+            setattr(args, dest, conv(saved[flag]))
+            taken.append(f"{flag} {saved[flag]}")
+    return f" (from the run's {path}: {' '.join(taken)})" if taken else ""
+
+
 def main():
     args = parse_args()
     torch.set_num_threads(args.threads or os.cpu_count())
@@ -802,8 +824,11 @@ def main():
     if args.eval or args.sample:
         model = read_checkpoint(args.eval or args.sample).to(device).eval()
         if args.eval:
+            note = eval_flags_from_run(args)
             loader = DataLoader(args.val, args.batch, args.seq_len, model.cfg.vocab_size)
-            print(f"val loss {evaluate(model, loader, args.val_steps, autocast, device):.6f}")
+            loss = evaluate(model, loader, args.val_steps, autocast, device)
+            print(f"val loss {loss:.6f} | {args.eval} | B {args.batch} T {args.seq_len}, {args.val_steps} batches of "
+                  f"{args.val}{note}")
             if args.eval_tasks:
                 tasks = EvalTasks(args.eval_tasks, model.cfg.vocab_size)
                 tasks.check_loader(loader)

@@ -16,8 +16,13 @@ import argparse
 import os
 import sys
 
+import numpy as np
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from data_common import make_tokenizer, tokenize_documents, write_shards, write_tokenizer  # noqa: E402
+
+
+MIN_VAL_TOKENS = 4 * 256 + 1   # one batch of the trainers' default -b 4 -t 256
 
 
 def split_document(text, val_fraction):
@@ -51,7 +56,7 @@ def prepare(inputs, out_dir, name, tokenizer, vocab_size=None, val_fraction=0.1,
         with open(path, "r", encoding="utf-8", errors="replace") as f:
             docs.append(f.read())
     if not any(docs):
-        raise ValueError("no text in %s" % (inputs,))
+        raise ValueError("no text in %s: the input files are empty" % ", ".join(inputs))
     train_docs, val_docs = zip(*(split_document(d, val_fraction) for d in docs))
     return prepare_docs(train_docs, val_docs, out_dir, name, tokenizer, vocab_size, shard_size)
 
@@ -70,10 +75,27 @@ def main():
         sys.exit("error: --val-fraction must be in [0, 1), got %g" % args.val_fraction)
     if args.shard_size < 1:
         sys.exit("error: --shard-size must be positive")
+    inputs, seen = [], {}
     for path in args.input:
         if not os.path.isfile(path):
             sys.exit("error: input file '%s' not found" % path)
-    prepare(args.input, args.out, args.name, args.tokenizer, args.vocab_size, args.val_fraction, args.shard_size)
+        real = os.path.realpath(path)   # the same file twice (a symlink, or named twice) is read once
+        if real in seen:
+            print("warning: '%s' is the same file as '%s': read once" % (path, seen[real]), file=sys.stderr)
+            continue
+        seen[real] = path
+        inputs.append(path)
+    try:
+        _, val_paths, _ = prepare(inputs, args.out, args.name, args.tokenizer, args.vocab_size, args.val_fraction,
+                                  args.shard_size)
+    except ValueError as e:
+        sys.exit("error: %s" % e)
+    # a validation split shorter than one batch of the trainers' defaults (-b 4 -t 256) cannot be validated on
+    val_tokens = sum(int(np.fromfile(p, dtype="<i4", count=3)[2]) for p in val_paths)   # header[2]: token count
+    if args.val_fraction > 0 and val_tokens < MIN_VAL_TOKENS:
+        print("warning: the validation split has only %d tokens, fewer than one batch of -b 4 -t 256 (%d): the "
+              "trainers will refuse it; give more text, a larger --val-fraction, or train with -v 0"
+              % (val_tokens, MIN_VAL_TOKENS), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,12 @@
  Command-line flags shared by the CPU and CUDA trainers (DESIGN.md section 5, llm.c style: "-x VALUE" pairs).
  A trainer with extra flags (e.g. the CUDA trainer's -r, -z, -pi) passes a callback that handles them.
  Every value is parsed strictly: garbage or an out-of-range value is a fatal error naming the flag.
+
+ The run's flags are kept with it: OUT/args.txt holds one "FLAG VALUE" line per flag given (all but -o, -y),
+ written by train_args_save at the start of every run with -o. With -y 1 the flags of OUT/args.txt come
+ first and the command line's after them, so "-y 1 -o OUT" alone resumes the run as it was started. A flag
+ given again with another value overrides the saved one with a note, except the flags that define the model
+ or the data order (TRAIN_ARGS_FIXED: -e -V -b -t -d -S -w), which are an error naming both values.
 */
 #ifndef SESSA_ARGS_H
 #define SESSA_ARGS_H
@@ -36,7 +42,15 @@ typedef struct {
     int resume;               // -y 1: resume from the latest checkpoint in -o
     unsigned long long seed;  // -S init/shuffle/sampling seed
     int shuffle;              // -w shuffle training data (0/1)
+    int keep_last;            // -nk keep only the newest N checkpoints in -o (0: keep all)
+    int tokenizer_given;      // -k was given (else the default is the one next to the -i shards)
+    // the flags of the run, as pairs, for OUT/args.txt (the merged ones on -y 1)
+    int num_pairs;
+    char *pairs[2 * 128];
 } TrainArgs;
+
+// flags that define the model or the data order: a resumed run may not change them
+#define TRAIN_ARGS_FIXED " -e -V -b -t -d -S -w "
 
 static inline void train_args_defaults(TrainArgs *a) {
     a->train_glob = "data/default/*_train_*.bin";
@@ -49,17 +63,19 @@ static inline void train_args_defaults(TrainArgs *a) {
     a->lr = 1e-3f; a->warmup = 0; a->final_lr_frac = 0.1f; a->weight_decay = 0.1f; a->grad_clip = 1.0f;
     a->val_every = 50; a->val_steps = 10; a->sample_every = 100; a->gen_tokens = 64;
     a->ckpt_every = 0; a->resume = 0; a->seed = 1337; a->shuffle = 1;
+    a->keep_last = 0; a->tokenizer_given = 0; a->num_pairs = 0;
 }
 
-static inline void train_args_usage(const char *prog) {
-    fprintf(stderr,
+// -h prints to stdout (so that `-h | less` works), a usage error to stderr
+static inline void train_args_usage(FILE *out, const char *prog) {
+    fprintf(out,
         "usage: %s [flags]\n"
         "  -i GLOB  train shards (default data/default/*_train_*.bin)\n"
         "  -j GLOB  val shards (default data/default/*_val_*.bin)\n"
         "  -o DIR   output dir: main.log, model_NNNNNNNN.bin, state_NNNNNNNN.bin (default: none)\n"
         "  -e INIT  checkpoint path, or descriptor d<L>[w<D>][h<H>][k<Hkv>] (default d4w256h4)\n"
-        "  -k PATH  tokenizer file (default data/default/tokenizer.bin)\n"
-        "  -V N     vocab size for a descriptor init (default: the tokenizer's, else 50257)\n"
+        "  -k PATH  tokenizer file (default: tokenizer.bin in the folder of the -i shards)\n"
+        "  -V N     vocab size for a descriptor init (default: the tokenizer's; without a tokenizer: required)\n"
         "  -b N     batch size (default 4)          -t N   sequence length (default 256)\n"
         "  -d N     tokens per step, a multiple of B*T: gradient accumulation (default B*T)\n"
         "  -x N     max steps (default -1: one epoch)\n"
@@ -68,8 +84,10 @@ static inline void train_args_usage(const char *prog) {
         "  -c WD    weight decay of 2D weight matrices (default 0.1)  -G C  grad clip (default 1.0, 0 off)\n"
         "  -v N     validate every N steps (default 50, 0 never)  -m N  val batches (default 10)\n"
         "  -s N     sample every N steps (default 100, 0 never)   -g N  tokens per sample (default 64)\n"
-        "  -n N     checkpoint every N steps (default 0: only at the end, when -o is set)\n"
-        "  -y 1     resume from the latest checkpoint in -o\n"
+        "  -n N     checkpoint every N steps (default 0: only at the end, when -o is set; also on Ctrl-C)\n"
+        "  -nk N    keep only the newest N checkpoints in -o, deleting older ones (default 0: keep all)\n"
+        "  -y 1     resume from the latest checkpoint in -o, with the run's flags (saved in -o/args.txt);\n"
+        "           flags given again override them, except -e -V -b -t -d -S -w (an error if different)\n"
         "  -S SEED  seed (default 1337)   -w 0/1  shuffle training data (default 1)\n"
         "  -h       this help\n", prog);
 }
@@ -92,26 +110,34 @@ static inline float args_float_(const char *flag, const char *s, float lo, float
 // extra(ctx, flag, value) returns 1 if it handled the flag (may be NULL)
 typedef int (*args_extra_fn)(void *ctx, const char *flag, const char *value);
 
-static inline void train_args_parse(TrainArgs *a, int argc, char **argv, args_extra_fn extra, void *ctx) {
-    train_args_defaults(a);
+// the flags as pairs (argv[1..]): checks the shape "-x VALUE ...", handles -h
+static inline void args_check_pairs_(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
-        if (strcmp(f, "-h") == 0 || strcmp(f, "--help") == 0) { train_args_usage(argv[0]); exit(EXIT_SUCCESS); }
-        if (f[0] != '-') { train_args_usage(argv[0]); fatal("unexpected argument '%s' (flags come as -x VALUE)", f); }
-        if (i + 1 >= argc) { train_args_usage(argv[0]); fatal("flag %s needs a value", f); }
-        const char *v = argv[++i];
+        if (strcmp(f, "-h") == 0 || strcmp(f, "--help") == 0) { train_args_usage(stdout, argv[0]); exit(EXIT_SUCCESS); }
+        if (f[0] != '-') { train_args_usage(stderr, argv[0]); fatal("unexpected argument '%s' (flags come as -x VALUE)", f); }
+        if (i + 1 >= argc) { train_args_usage(stderr, argv[0]); fatal("flag %s needs a value", f); }
+        i++;
+    }
+}
+
+static inline void args_parse_pairs_(TrainArgs *a, const char *prog, int n, char **kv, args_extra_fn extra, void *ctx) {
+    for (int i = 0; i + 1 < n; i += 2) {
+        const char *f = kv[i], *v = kv[i + 1];
         if (extra && extra(ctx, f, v)) continue;
-        if (strlen(f) != 2) { train_args_usage(argv[0]); fatal("unknown flag '%s'", f); }
+        if (strcmp(f, "-nk") == 0) { a->keep_last = (int)args_int_(f, v, 0, 1 << 30); continue; }
+        if (strlen(f) != 2) { train_args_usage(stderr, prog); fatal("unknown flag '%s'", f); }
         switch (f[1]) {
             case 'i': a->train_glob = v; break;
             case 'j': a->val_glob = v; break;
-            case 'o': a->out_dir = v; break;
             case 'e': a->init = v; break;
-            case 'k': a->tokenizer = v; break;
+            case 'k': a->tokenizer = v; a->tokenizer_given = 1; break;
             case 'V': a->vocab_size = (int)args_int_(f, v, 1, 1 << 30); break;
             case 'b': a->B = (int)args_int_(f, v, 1, 1 << 20); break;
             case 't': a->T = (int)args_int_(f, v, 1, 1 << 24); break;
-            case 'd': a->total_batch = (int)args_int_(f, v, -1, 1 << 30); break;
+            case 'd': a->total_batch = (int)args_int_(f, v, -1, 1 << 30);
+                      if (a->total_batch == 0) fatal("flag -d: 0 tokens per step (give a positive multiple of B*T, or -1)");
+                      break;
             case 'x': a->max_steps = (int)args_int_(f, v, -1, 1 << 30); break;
             case 'l': a->lr = args_float_(f, v, 0.0f, 10.0f); break;
             case 'u': a->warmup = (int)args_int_(f, v, 0, 1 << 30); break;
@@ -123,16 +149,126 @@ static inline void train_args_parse(TrainArgs *a, int argc, char **argv, args_ex
             case 's': a->sample_every = (int)args_int_(f, v, 0, 1 << 30); break;
             case 'g': a->gen_tokens = (int)args_int_(f, v, 1, 1 << 20); break;
             case 'n': a->ckpt_every = (int)args_int_(f, v, 0, 1 << 30); break;
-            case 'y': a->resume = (int)args_int_(f, v, 0, 1); break;
             case 'S': a->seed = (unsigned long long)args_int_(f, v, 0, 0x7fffffffL); break;
             case 'w': a->shuffle = (int)args_int_(f, v, 0, 1); break;
-            default: train_args_usage(argv[0]); fatal("unknown flag '%s'", f);
+            default: train_args_usage(stderr, prog); fatal("unknown flag '%s'", f);
         }
     }
-    if (a->resume && a->out_dir == NULL) fatal("-y 1 (resume) needs -o DIR to find the checkpoint in");
+}
+
+static inline void args_add_pair_(TrainArgs *a, const char *f, const char *v) {
+    if (a->num_pairs >= 128) fatal("too many flags (at most 128)");
+    a->pairs[2 * a->num_pairs] = strdup(f);
+    a->pairs[2 * a->num_pairs + 1] = strdup(v);
+    if (!a->pairs[2 * a->num_pairs] || !a->pairs[2 * a->num_pairs + 1]) fatal("out of memory");
+    a->num_pairs++;
+}
+
+// index of flag f among the first n pairs of a, or -1
+static inline int args_find_pair_(const TrainArgs *a, int n, const char *f) {
+    for (int i = 0; i < n; i++) if (strcmp(a->pairs[2 * i], f) == 0) return i;
+    return -1;
+}
+
+// the run's flags saved in DIR/args.txt ("FLAG VALUE" lines) -> pairs of a; returns 0 if there is no file
+static inline int train_args_load_saved(TrainArgs *a, const char *dir) {
+    char path[4096], line[8192];
+    snprintf(path, sizeof(path), "%s/args.txt", dir);
+    FILE *fp = fopen(path, "r");
+    if (fp == NULL) return 0;
+    int lineno = 0;
+    while (fgets(line, sizeof(line), fp)) {
+        lineno++;
+        size_t len = strlen(line);
+        if (len == 0 || line[len - 1] != '\n') fatal("'%s' line %d: too long or not terminated (the file is damaged: "
+                                                     "remove it and give the run's flags again)", path, lineno);
+        line[len - 1] = '\0';
+        char *sp = strchr(line, ' ');
+        if (line[0] != '-' || sp == NULL) fatal("'%s' line %d: '%s' is not \"FLAG VALUE\"", path, lineno, line);
+        *sp = '\0';
+        if (args_find_pair_(a, a->num_pairs, line) >= 0) fatal("'%s' line %d: flag %s appears twice", path, lineno, line);
+        args_add_pair_(a, line, sp + 1);
+    }
+    fclose(fp);
+    return 1;
+}
+
+// write the run's flags to DIR/args.txt (atomically: a killed write leaves the previous file)
+static inline void train_args_save(const TrainArgs *a, const char *dir) {
+    char path[4096], tmp[4200];
+    snprintf(path, sizeof(path), "%s/args.txt", dir);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *fp = fopenCheck(tmp, "w");
+    for (int i = 0; i < a->num_pairs; i++) fprintf(fp, "%s %s\n", a->pairs[2 * i], a->pairs[2 * i + 1]);
+    if (fflush(fp) != 0 || ferror(fp)) fatal("write error on '%s': %s", tmp, strerror(errno));
+    fcloseCheck(fp, tmp);
+    if (rename(tmp, path) != 0) fatal("cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
+}
+
+static inline void train_args_parse(TrainArgs *a, int argc, char **argv, args_extra_fn extra, void *ctx) {
+    train_args_defaults(a);
+    args_check_pairs_(argc, argv);
+    // -o and -y first: with -y 1 the run's saved flags come before the command line's
+    const char *out_dir = NULL; int resume = 0;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "-o") == 0) out_dir = argv[i + 1];
+        if (strcmp(argv[i], "-y") == 0) resume = (int)args_int_("-y", argv[i + 1], 0, 1);
+    }
+    if (resume && out_dir == NULL) fatal("-y 1 (resume) needs -o DIR to find the checkpoint in");
+    int saved = 0;
+    if (resume && train_args_load_saved(a, out_dir)) {
+        saved = a->num_pairs;
+        printf("-y 1: the run's flags from %s/args.txt:", out_dir);
+        for (int i = 0; i < saved; i++) printf(" %s %s", a->pairs[2 * i], a->pairs[2 * i + 1]);
+        printf("\n");
+    } else if (resume) {
+        printf("-y 1: no %s/args.txt (a run of an older trainer?): only the flags given now are used\n", out_dir);
+    }
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const char *f = argv[i], *v = argv[i + 1];
+        if (strcmp(f, "-o") == 0 || strcmp(f, "-y") == 0) continue;
+        if (strchr(v, '\n') != NULL) fatal("flag %s: the value may not contain a newline", f);
+        int j = args_find_pair_(a, a->num_pairs, f);
+        if (j >= 0 && j < saved) {   // given again on resume
+            if (strcmp(a->pairs[2 * j + 1], v) == 0) continue;
+            char key[16]; snprintf(key, sizeof(key), " %s ", f);
+            if (strstr(TRAIN_ARGS_FIXED, key) != NULL)
+                fatal("-y 1: %s %s conflicts with %s %s of the run (%s/args.txt): the model and the data order of a "
+                      "resumed run cannot change; drop %s to resume, or start a new run in another -o",
+                      f, v, f, a->pairs[2 * j + 1], out_dir, f);
+            printf("-y 1: %s %s overrides the run's %s %s\n", f, v, f, a->pairs[2 * j + 1]);
+            free(a->pairs[2 * j + 1]);
+            a->pairs[2 * j + 1] = strdup(v);
+            continue;
+        }
+        if (j >= 0) { free(a->pairs[2 * j + 1]); a->pairs[2 * j + 1] = strdup(v); continue; }   // the last one wins
+        args_add_pair_(a, f, v);
+    }
+    args_parse_pairs_(a, argv[0], 2 * a->num_pairs, a->pairs, extra, ctx);
+    a->out_dir = out_dir; a->resume = resume;
+    if (!a->tokenizer_given) {   // default: the tokenizer that data/prepare.py wrote next to the -i shards
+        static char tok_path[4096];
+        const char *slash = strrchr(a->train_glob, '/');
+        int dirlen = slash ? (int)(slash - a->train_glob) : 0;
+        snprintf(tok_path, sizeof(tok_path), "%.*s%stokenizer.bin", dirlen, a->train_glob, slash ? "/" : "");
+        a->tokenizer = tok_path;
+    }
+    if (a->total_batch == 0 || a->total_batch < -1)
+        fatal("-d %d: tokens per step must be a positive multiple of B*T = %d (or -1: B*T)", a->total_batch, a->B * a->T);
     if ((long long)a->B * a->T > (1 << 30)) fatal("B*T = %lld tokens per micro-batch is too large", (long long)a->B * a->T);
     if (a->total_batch != -1 && a->total_batch % (a->B * a->T) != 0)
         fatal("-d %d (tokens per step) must be a multiple of B*T = %d", a->total_batch, a->B * a->T);
+}
+
+// vocabulary of a descriptor init: -V, else the tokenizer's; without either it is an error with the hint
+// (no silent GPT-2-sized default: a byte-level data set would train a 50x larger output layer)
+static inline int train_args_vocab(const TrainArgs *a, int tokenizer_ok, int tokenizer_vocab) {
+    if (a->vocab_size > 0) return a->vocab_size;
+    if (tokenizer_ok) return tokenizer_vocab;
+    fatal("no vocabulary size for -e %s: there is no tokenizer at '%s'%s. Give the data set's tokenizer with -k PATH "
+          "(data/prepare.py writes OUT/tokenizer.bin next to the shards), or the vocabulary size with -V N "
+          "(e.g. -V 50257 for GPT-2 tokens)", a->init, a->tokenizer,
+          a->tokenizer_given ? "" : " (the default: next to the -i shards; run from the repo root for data/default)");
 }
 
 // tokens per optimizer step over all processes: -d when given, else one micro-batch on each process

@@ -20,10 +20,11 @@
    row of every shard except the < B*W tail rows of each shard. Every shard must hold at least
    B*T+1 tokens; one with fewer than W*B*T+1 gives no step and is skipped with a warning
    (at least one shard must give a step).
- Token ids are checked against vocab_size in every batch as it is read, before it is returned:
- an out-of-range id is a fatal error naming the file and token position, never fed to the model.
- Shards are read row by row with fread into a buffer of B*(T+1) tokens, never whole into memory;
- at init only the headers and file sizes are checked.
+ Every shard is checked completely at init, before step 1: header, size, and every token id against
+ vocab_size (read in chunks of 1M tokens, ~1 s per GB); an out-of-range id is a fatal error naming the
+ file, position, id and vocabulary, with the hint at -k / -V (the usual cause: the model's vocabulary is
+ not the data set's). The ids are checked again in every batch as it is read (the files may change).
+ Shards are read row by row with fread into a buffer of B*(T+1) tokens, never whole into memory.
 
  The parsing pieces (shard_header_check, shard_tokens_decode) work on memory and return an error
  code with a message, so the fuzz harnesses in dev/fuzz can drive them; the loader fatal()s on errors.
@@ -211,6 +212,28 @@ static inline void dataloader_reset(DataLoader *l) {
     dataloader_load_shard(l);
 }
 
+#define DATALOADER_VOCAB_HINT "the data's vocabulary is larger than the model's: give the data set's tokenizer " \
+    "with -k PATH (data/prepare.py writes it next to the shards), or -V N"
+
+// every token id of a shard < vocab_size, or a fatal error naming file, position, id and vocabulary
+static inline void dataloader_scan_shard(const char *path, const ShardHeader *h, int vocab_size) {
+    const size_t chunk = 1 << 20;
+    uint8_t *raw = (uint8_t *)mallocCheck(chunk * h->bytes_per_token);
+    int *ids = (int *)mallocCheck(chunk * sizeof(int));
+    FILE *fp = fopenCheck(path, "rb");
+    fseekCheck(fp, (long long)SHARD_HEADER_BYTES, SEEK_SET, path);
+    for (size_t pos = 0; pos < h->num_tokens; pos += chunk) {
+        size_t n = h->num_tokens - pos < chunk ? h->num_tokens - pos : chunk;
+        freadCheck(raw, h->bytes_per_token, n, fp, path);
+        uint32_t bad_id;
+        long long bad = shard_tokens_decode(raw, n, h->bytes_per_token, vocab_size, ids, &bad_id);
+        if (bad >= 0) fatal("dataloader: shard '%s': token %zu has id %u, out of range for vocab_size %d: "
+                            DATALOADER_VOCAB_HINT, path, pos + (size_t)bad, bad_id, vocab_size);
+    }
+    fcloseCheck(fp, path);
+    free(raw); free(ids);
+}
+
 // pattern: glob of the shard files; vocab_size: every token id must be < it; shuffle: 0/1, with seed
 static inline void dataloader_init(DataLoader *l, const char *pattern, size_t B, size_t T, int rank, int world_size,
                                    int shuffle, uint64_t seed, int vocab_size) {
@@ -242,6 +265,7 @@ static inline void dataloader_init(DataLoader *l, const char *pattern, size_t B,
         if (shard_header_check(header, bytes, &l->headers[i], err, sizeof(err)) != 0)
             fatal("dataloader: shard '%s': %s", path, err);
         size_t ntok = l->headers[i].num_tokens;
+        dataloader_scan_shard(path, &l->headers[i], vocab_size);
         if (ntok < B * T + 1)
             fatal("dataloader: shard '%s' has %zu tokens, shorter than one batch (B*T+1 = %zu)", path, ntok, B * T + 1);
         if ((ntok - 1) / T > UINT32_MAX) fatal("dataloader: shard '%s' has more than 2^32 rows", path);
@@ -274,8 +298,8 @@ static inline void dataloader_read_row(DataLoader *l, size_t row) {
     freadCheck(l->raw, bpt, l->T + 1, l->fp, path);
     uint32_t bad_id;
     long long bad = shard_tokens_decode(l->raw, l->T + 1, bpt, l->vocab_size, l->rowbuf, &bad_id);
-    if (bad >= 0) fatal("dataloader: shard '%s': token %zu has id %u, out of range for vocab_size %d",
-                        path, first + (size_t)bad, bad_id, l->vocab_size);
+    if (bad >= 0) fatal("dataloader: shard '%s': token %zu has id %u, out of range for vocab_size %d (the file "
+                        "changed since the check at startup?)", path, first + (size_t)bad, bad_id, l->vocab_size);
 }
 
 static inline void dataloader_next_batch(DataLoader *l) {
@@ -320,9 +344,11 @@ static inline void dataloader_set_state(DataLoader *l, const DataLoaderState *st
     if (st->magic != DATALOADER_STATE_MAGIC) fatal("dataloader state: bad magic 0x%08x", st->magic);
     if (st->B != l->B || st->T != l->T || st->shuffle != l->shuffle || st->seed != l->seed || st->world_size < 1)
         fatal("dataloader state was saved with B=%llu T=%llu shuffle=%d seed=%llu world_size=%d, "
-              "this loader has B=%zu T=%zu shuffle=%d seed=%llu",
+              "this loader has B=%zu T=%zu shuffle=%d seed=%llu: resume with the run's flags (-y 1 reuses them from "
+              "OUT/args.txt; a run without it needs -b %llu -t %llu -w %d -S %llu)",
               (unsigned long long)st->B, (unsigned long long)st->T, st->shuffle,
-              (unsigned long long)st->seed, st->world_size, l->B, l->T, l->shuffle, (unsigned long long)l->seed);
+              (unsigned long long)st->seed, st->world_size, l->B, l->T, l->shuffle, (unsigned long long)l->seed,
+              (unsigned long long)st->B, (unsigned long long)st->T, st->shuffle, (unsigned long long)st->seed);
     if (st->num_shards != l->num_shards || st->num_tokens != l->num_tokens)
         fatal("dataloader state was saved over %llu shards / %llu tokens, the files now have %zu shards / %zu tokens",
               (unsigned long long)st->num_shards, (unsigned long long)st->num_tokens, l->num_shards, l->num_tokens);

@@ -27,16 +27,35 @@ for ((r = 0; r < NPROC; r++)); do
     pids+=($!)
 done
 stop_all() { kill "${pids[@]}" 2> /dev/null; }
-trap 'stop_all; exit 130' INT TERM
+# Ctrl-C / SIGTERM: forwarded once as SIGTERM, then the ranks are waited for: each finishes its step, they
+# save a checkpoint together and exit 130/143 (a trainer takes a repeat within 1 s, e.g. the terminal's own
+# SIGINT plus this one, as one request). A second signal here kills the ranks at once.
+stopping=0; trapped=0
+on_signal() {
+    trapped=1
+    if [ $stopping -eq 0 ]; then
+        stopping=1
+        echo "launch_local: stopping: the ranks save a checkpoint after this step (signal again to kill them)" >&2
+        stop_all
+    else kill -KILL "${pids[@]}" 2> /dev/null; fi
+}
+trap on_signal INT TERM
 
-status=0
-for ((left = NPROC; left > 0; left--)); do
-    wait -n   # the next of our children to finish (one per iteration)
+status=0; left=$NPROC
+while [ $left -gt 0 ]; do
+    trapped=0
+    wait -n   # the next of our children to finish, or a signal
     rc=$?
+    if [ $trapped -eq 1 ] && [ $rc -gt 128 ]; then continue; fi   # interrupted by on_signal: wait again
+    [ $rc -eq 127 ] && break                                       # no child left
+    left=$((left - 1))
     if [ "$rc" -ne 0 ] && [ "$status" -eq 0 ]; then
         status=$rc
-        echo "launch_local: a rank exited with status $rc: stopping the others (logs in $LOGS)" >&2
-        stop_all
+        if [ $stopping -eq 0 ]; then
+            echo "launch_local: a rank exited with status $rc: stopping the others (logs in $LOGS)" >&2
+            stop_all
+        fi
     fi
 done
+[ $stopping -eq 1 ] && [ "$status" -eq 0 ] && status=130
 exit "$status"

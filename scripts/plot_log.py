@@ -10,6 +10,8 @@ Lines understood (anything else is skipped and counted):
     step N val_loss L
     step N eval_acc d=D ACC [C/N]                -E / --eval_tasks (llmc/eval_tasks.h)
     s:N trl:L    s:N tel:L                       llm.c's own logs
+A step logged more than once (a main.log of a resumed run written before the trainers truncated it to the
+checkpoint, or logs appended together) counts once: its last line wins, with a note of how many were dropped.
 The train loss is drawn thin, with its moving average over --smooth steps on top (0: none); val loss with
 markers; eval accuracy in a second panel, one line per (run, distance). Uses matplotlib's Agg backend.
 """
@@ -53,7 +55,24 @@ def read_log(path):
                     break
             else:
                 skipped += bool(line.strip())
+    dropped = 0
+    for key in ("train", "val"):
+        run[key], d = dedup(run[key])
+        dropped += d
+    for dist in list(run["eval"]):
+        run["eval"][dist], d = dedup(run["eval"][dist])
+        dropped += d
+    if dropped:
+        print(f"note: {path}: {dropped} repeated step lines dropped (the last one of each step kept)", file=sys.stderr)
     return run, skipped
+
+
+def dedup(points):
+    """[(step, value)] -> sorted by step with one point per step (the last logged one), number dropped"""
+    last = {}
+    for step, value in points:
+        last[step] = value
+    return sorted(last.items()), len(points) - len(last)
 
 
 def smooth(y, n):

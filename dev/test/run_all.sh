@@ -47,6 +47,8 @@ done
 
 # -- trainer behaviour: bad inputs, atomic checkpoints, exact resume, a broken gradient is caught
 step "CPU trainer errors, checkpoints, resume (dev/test/test_cpu_errors.sh)" bash dev/test/test_cpu_errors.sh "$REFS"
+step "runs that survive people: resume with the run's flags and log, Ctrl-C, lock, full disk, data checks (dev/test/test_run_dir.sh)" \
+    bash dev/test/test_run_dir.sh
 
 # -- the embedded default: prepare the Austen corpus (Debian's r-cran-janeaustenr) and train a few steps,
 #    with validation, sampling and a checkpoint, through the same target as `make train`
@@ -88,6 +90,8 @@ else skipped "CUDA builds: no nvcc"; fi
 step "CUDA kernels under the CPU emulator (make test-cuda-emu)" $MAKE test-cuda-emu
 step "CUDA model vs PyTorch under the CPU emulator (test_sessacu on cuda_gqa, cuda_mh1)" \
     $MAKE -C dev/cuda_emu test-model REFS="$(realpath "$REFS")"
+step "CUDA trainer's run directory under the CPU emulator: resume, log, SIGINT, lock (dev/test/test_run_dir_cuda_emu.sh)" \
+    bash dev/test/test_run_dir_cuda_emu.sh
 
 # -- fuzzing the file parsers for a bounded time
 if command -v clang >/dev/null && echo 'int LLVMFuzzerTestOneInput(const char*d,long n){return 0;}' \

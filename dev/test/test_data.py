@@ -143,6 +143,32 @@ def test_prepare_missing_input(tmp_path):
                         "--out", str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 1 and "input file" in r.stderr and "nope.txt" in r.stderr
 
+def test_prepare_empty_input_is_a_clear_error(tmp_path):
+    (tmp_path / "empty.txt").write_text("")
+    r = subprocess.run([sys.executable, os.path.join(DATA, "prepare.py"), "--input", str(tmp_path / "empty.txt"),
+                        "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    assert r.returncode == 1 and "error: no text in" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_prepare_warns_on_a_tiny_val_split(tmp_path):
+    (tmp_path / "tiny.txt").write_text("0123456789")
+    r = subprocess.run([sys.executable, os.path.join(DATA, "prepare.py"), "--input", str(tmp_path / "tiny.txt"),
+                        "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    assert r.returncode == 0 and "warning: the validation split has only 2 tokens" in r.stderr, r.stderr
+
+
+def test_prepare_reads_a_symlinked_duplicate_once(tmp_path):
+    (tmp_path / "a.txt").write_text("hello world\n" * 200)
+    os.symlink(tmp_path / "a.txt", tmp_path / "b.txt")
+    outs = []
+    for inputs in (["a.txt"], ["a.txt", "b.txt"]):
+        out = tmp_path / ("out%d" % len(inputs))
+        r = subprocess.run([sys.executable, os.path.join(DATA, "prepare.py"), "--input",
+                            *[str(tmp_path / i) for i in inputs], "--out", str(out)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        outs.append(sorted((f, (out / f).read_bytes()) for f in os.listdir(out)))
+    assert "is the same file as" in r.stderr and outs[0] == outs[1]
+
 # ----------------------------------------------------------------------------
 # offline behaviour
 

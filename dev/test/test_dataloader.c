@@ -318,6 +318,22 @@ static void run_corrupt_state(void *arg) {
     dataloader_set_state(&l, &st);
 }
 
+// a good shard at init, rewritten with id 70000 at token 40 (rows 4 and 5 of NT=8) before the batches
+static void run_changed_shard(void *arg) {
+    (void)arg;
+    uint32_t toks[64];
+    for (int i = 0; i < 64; i++) toks[i] = (uint32_t)i;
+    write_shard_raw(path_in("bad/changed.bin"), SHARD_MAGIC, 2, 64, toks, 64);
+    DataLoader l;
+    dataloader_init(&l, path_in("bad/changed.bin"), 1, NT, 0, 1, 0, 0, 65536);
+    toks[40] = 70000;
+    write_shard_raw(path_in("bad/changed.bin"), SHARD_MAGIC, 2, 64, toks, 64);
+    for (int i = 0; i < 4; i++) dataloader_next_batch(&l);   // rows 0..3: fine
+    if (l.inputs[0] != 24 || l.targets[NT - 1] != 32) fatal("row 3 should be tokens 24..32");
+    dataloader_next_batch(&l);                                 // row 4 ends with token 40
+    fatal("no error at the batch holding the bad id");
+}
+
 static void test_bad_inputs(void) {
     uint32_t toks[64];
     for (int i = 0; i < 64; i++) toks[i] = (uint32_t)i;
@@ -358,12 +374,12 @@ static void test_bad_inputs(void) {
     expect_fatal("state shard out of range", run_corrupt_state, &which[1], "(shard 3, step 0) is outside the data");
     expect_fatal("state step out of range", run_corrupt_state, &which[2], "step 1000) is outside the data");
 
-    // the rows before the bad token load fine: row 3 = tokens 24..32 (the bad id is token 40, in rows 4 and 5)
-    DataLoader l;
-    dataloader_init(&l, path_in("bad/range.bin"), 1, NT, 0, 1, 0, 0, 65536);
-    for (int i = 0; i < 4; i++) dataloader_next_batch(&l);
-    CHECK(l.inputs[0] == 24 && l.targets[NT - 1] == 32, "rows before the bad token load (row 3 = tokens 24..32)");
-    dataloader_free(&l);
+    // every id is checked at init, before any batch: the same shard fails with no batch read
+    expect_init_fatal("token out of range, at init", path_in("bad/range.bin"), 1, NT, 0, 1, 65536, 0,
+                      "token 40 has id 70000, out of range for vocab_size 65536: the data's vocabulary");
+    // and each batch again as it is read: a shard rewritten after init fails at the batch that reads the id
+    expect_fatal("token out of range, file changed after init", run_changed_shard, NULL,
+                 "token 40 has id 70000, out of range for vocab_size 65536 (the file changed");
 }
 
 int main(void) {
