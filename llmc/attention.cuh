@@ -16,6 +16,10 @@
        own kernel per query tile, dk, dv per key tile summing the H/Hkv query heads of its kv head in order)
    size_t attention_backward_scratch_bytes(int B, int T, int H, int Hkv, int d);   // Delta (B,H,T) fp32
  d must be 32, 64 or 128 (anything else is a fatal error naming it).
+ On an sm_90 GPU with a binary built for sm_90a (-gencode arch=compute_90a,code=sm_90a: the Makefiles' default for
+ GPU_ARCH=sm_90), attention_forward runs the Hopper kernel of llmc/attention_sm90.cuh (wgmma, FlashAttention-3
+ style) for d = 64 and 128; SESSA_ATT_SM90=0 in the environment or -DATT_NO_SM90 keeps the mma.sync kernel below.
+ The backward is mma.sync on every GPU.
 
  Math. Forward per query tile (128 rows: 4 warps x 2 m-tiles of 16 rows, so every K/V fragment read from
  shared memory feeds 4 mma): for 64-key tiles up to the tile's last row:
@@ -494,13 +498,33 @@ static void attention_forward_hd(floatX *out, float *lse, const floatX *q, const
     cudaCheck(cudaGetLastError());
 }
 
-static void attention_forward(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
-                              int B, int T, int H, int Hkv, int d, cudaStream_t stream) {
+// the mma.sync forward (any GPU from sm_80; dev/cuda/attention_forward.cu version 2)
+static void attention_forward_mma(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
+                                  int B, int T, int H, int Hkv, int d, cudaStream_t stream) {
     attention_check_shape(B, T, H, Hkv, d);
     attention_check_ptr(out, "out"); attention_check_ptr(q, "q"); attention_check_ptr(k, "k"); attention_check_ptr(v, "v");
     if (d == 32) attention_forward_hd<32>(out, lse, q, k, v, B, T, H, Hkv, stream);
     if (d == 64) attention_forward_hd<64>(out, lse, q, k, v, B, T, H, Hkv, stream);
     if (d == 128) attention_forward_hd<128>(out, lse, q, k, v, B, T, H, Hkv, stream);
+}
+
+// The Hopper forward (wgmma, llmc/attention_sm90.cuh; version 3 in dev/cuda/attention_forward.cu). Not in the
+// CPU emulator, which cannot run wgmma: there the mma.sync path above is the only one.
+#ifndef SESSA_CUDA_EMU_H
+#include "attention_sm90.cuh"
+#endif
+
+// what the trainer calls: the Hopper kernel when the device is sm_90, the binary has sm_90a code, d is 64 or 128
+// and it is not switched off (SESSA_ATT_SM90=0, -DATT_NO_SM90); else the mma.sync kernel
+static void attention_forward(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
+                              int B, int T, int H, int Hkv, int d, cudaStream_t stream) {
+#ifndef SESSA_CUDA_EMU_H
+    if ((d == 64 || d == 128) && attention_sm90_usable()) {
+        attention_forward_sm90(out, lse, q, k, v, B, T, H, Hkv, d, stream);
+        return;
+    }
+#endif
+    attention_forward_mma(out, lse, q, k, v, B, T, H, Hkv, d, stream);
 }
 
 static size_t attention_backward_scratch_bytes(int B, int T, int H, int Hkv, int d) {
