@@ -508,11 +508,9 @@ static void attention_forward_mma(floatX *out, float *lse, const floatX *q, cons
     if (d == 128) attention_forward_hd<128>(out, lse, q, k, v, B, T, H, Hkv, stream);
 }
 
-// The Hopper forward (wgmma, llmc/attention_sm90.cuh; version 3 in dev/cuda/attention_forward.cu). Not in the
-// CPU emulator, which cannot run wgmma: there the mma.sync path above is the only one.
-#ifndef SESSA_CUDA_EMU_H
+// The Hopper forward (wgmma, llmc/attention_sm90.cuh; version 3 in dev/cuda/attention_forward.cu). The CPU
+// emulator runs it through its wgmma twins (dev/cuda_emu), but its trainer keeps the mma.sync path.
 #include "attention_sm90.cuh"
-#endif
 
 // what the trainer calls: the Hopper kernel when the device is sm_90, the binary has sm_90a code, d is 64 or 128
 // and it is not switched off (SESSA_ATT_SM90=0, -DATT_NO_SM90); else the mma.sync kernel

@@ -32,7 +32,9 @@
  Build: -gencode arch=compute_90a,code=sm_90a (the Makefiles do so for GPU_ARCH=sm_90); in any other build the
  kernel body is empty and attention_sm90_usable() (a probe kernel run once) says no, so it is never launched.
  Off switches: SESSA_ATT_SM90=0 in the environment, or -DATT_NO_SM90 at compile time.
- Not in the CPU emulator (dev/cuda_emu cannot run wgmma): there attention.cuh does not include this file.
+ The CPU emulator (dev/cuda_emu) runs this kernel through C++ twins of the wgmma wrappers that read shared memory
+ with the ISA's canonical swizzled layouts: indexing, masks, barriers and the layouts as understood here are
+ checked on the CPU (dev/cuda/attention_forward.cu version 3); the hardware's reading of the descriptors only on a GPU.
 */
 #ifndef SESSA_ATTENTION_SM90_CUH
 #define SESSA_ATTENTION_SM90_CUH
@@ -204,6 +206,9 @@ __global__ void attention_sm90_probe_kernel(int *flag) {
 // device is compute capability 9.0 and the probe kernel says the binary has sm_90a code. Decided once per process
 // (on its first call; it launches the probe and synchronizes, so not inside a CUDA graph capture).
 static int attention_sm90_usable(void) {
+#ifdef SESSA_CUDA_EMU_H
+    return 1;   // dev/cuda_emu runs the wgmma twins of cuda_emu.h
+#else
     static int state = -1;
     if (state >= 0) return state;
     state = 0;
@@ -216,7 +221,7 @@ static int attention_sm90_usable(void) {
     cudaCheck(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
     if (major != 9 || minor != 0) return state;
     int *d_flag, flag = 0;
-    cudaCheck(cudaMalloc(&d_flag, sizeof(int)));
+    cudaCheck(cudaMalloc((void **)&d_flag, sizeof(int)));
     cudaCheck(cudaMemset(d_flag, 0, sizeof(int)));
     attention_sm90_probe_kernel<<<1, 1>>>(d_flag);
     if (cudaGetLastError() == cudaSuccess) cudaCheck(cudaMemcpy(&flag, d_flag, sizeof(int), cudaMemcpyDeviceToHost));
@@ -224,6 +229,7 @@ static int attention_sm90_usable(void) {
     state = flag;
 #endif
     return state;
+#endif // SESSA_CUDA_EMU_H
 }
 
 template <int HD>

@@ -96,15 +96,12 @@ __device__ __forceinline__ float bf16x2_hi(uint32_t r) { return __uint_as_float(
  generic proxy) must be made visible to wgmma (the async proxy) by fence_proxy_async() in each writing thread
  before the barrier that precedes the wgmma.
  These need sm_90a (-gencode arch=compute_90a,code=sm_90a); compiled elsewhere they are not defined (SESSA_SM90A).
+ dev/cuda_emu/cuda_emu.h has C++ twins of them (synchronous, reading shared memory through the descriptor and the
+ ISA's canonical layouts), so the emulator runs the Hopper attention too.
 */
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define SESSA_SM90A 1
 
-__device__ __forceinline__ uint64_t wgmma_desc(const void *smem, uint32_t lbo_bytes, uint32_t sbo_bytes) {
-    uint64_t a = (uint32_t)__cvta_generic_to_shared(smem);
-    return ((a & 0x3FFFF) >> 4) | ((uint64_t)((lbo_bytes & 0x3FFFF) >> 4) << 16) |
-           ((uint64_t)((sbo_bytes & 0x3FFFF) >> 4) << 32) | (1ull << 62);   // 128-byte swizzle
-}
 __device__ __forceinline__ void wgmma_fence(void) { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit(void) { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 template <int N> __device__ __forceinline__ void wgmma_wait(void) { asm volatile("wgmma.wait_group.sync.aligned %0;\n" :: "n"(N) : "memory"); }
@@ -146,6 +143,14 @@ template <> __device__ __forceinline__ void wgmma_rs_nmajor<128>(float (&d)[64],
 #undef WGMMA_D32
 #undef WGMMA_D64
 #endif // sm_90a
-
 #endif // SESSA_CUDA_EMU_H
+
+// the descriptor of a 128-byte-swizzled operand at smem (shared by the GPU build and the emulator's wgmma twins)
+#ifdef SESSA_SM90A
+__device__ __forceinline__ uint64_t wgmma_desc(const void *smem, uint32_t lbo_bytes, uint32_t sbo_bytes) {
+    uint64_t a = (uint32_t)__cvta_generic_to_shared(smem);
+    return ((a & 0x3FFFF) >> 4) | ((uint64_t)((lbo_bytes & 0x3FFFF) >> 4) << 16) |
+           ((uint64_t)((sbo_bytes & 0x3FFFF) >> 4) << 32) | (1ull << 62);   // 128-byte swizzle
+}
+#endif
 #endif // SESSA_MMA_CUH
