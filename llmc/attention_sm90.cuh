@@ -73,8 +73,93 @@ __device__ __forceinline__ void atth_load_tile(unsigned char *dst, const floatX 
     }
 }
 
-// grid (ceil(T/BQ), H, B), the longest (last) query tiles first; ATTH_THREADS threads, AttHCfg<HD>::SMEM bytes
-template <int HD>
+#ifdef SESSA_SM90A
+// the pieces of one key tile for one warpgroup (64 query rows; this thread's rows r0, r0 + 8)
+
+// issue S = Q K^T (64 x BK): Qw the warpgroup's rows of the Q tile (BQ rows), Kt a K tile (BK rows); commits a group
+template <int HD, int BQ, int BK>
+__device__ __forceinline__ void atth_issue_qk(float (&s)[BK / 2], const unsigned char *Qw, const unsigned char *Kt) {
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; kk++)
+        wgmma_ss<BK>(s, wgmma_desc(Qw + (kk / 4) * (BQ * 128) + (kk % 4) * 32, 16, 1024),
+                     wgmma_desc(Kt + (kk / 4) * (BK * 128) + (kk % 4) * 32, 16, 1024), kk > 0);
+    wgmma_commit();
+}
+// issue O += P V: pa P's A-fragments (keys 16kk..), Vt a V tile (BK rows); commits a group
+template <int HD, int BK>
+__device__ __forceinline__ void atth_issue_pv(float (&o)[HD / 2], const uint32_t (&pa)[BK / 16][4], const unsigned char *Vt) {
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; kk++)
+        wgmma_rs_nmajor<HD>(o, pa[kk], wgmma_desc(Vt + kk * 16 * 128, BK * 128, 1024), 1);
+    wgmma_commit();
+}
+// causal mask (keys j0.. past row r0 (+8) -> -inf) when the tile reaches past the warpgroup's first row wg0, then
+// the online softmax: s <- P = 2^(s sl2 - m' sl2), m <- m', l <- l corr + this lane's part of rowsum P; corr[r] is
+// the factor for O's row r. m stays finite: tile 0 holds key 0, which every row attends.
+template <int BK>
+__device__ __forceinline__ void atth_softmax(float (&s)[BK / 2], float (&m)[2], float (&l)[2], float (&corr)[2],
+                                             int j0, int wg0, int r0, float sl2) {
+    const int tq = threadIdx.x % 4;
+    if (j0 + BK - 1 > wg0) {
+#pragma unroll
+        for (int i = 0; i < BK / 2; i++) {
+            int c = j0 + 8 * (i / 4) + 2 * tq + (i & 1), t = r0 + 8 * ((i >> 1) & 1);
+            if (c > t) s[i] = -INFINITY;
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; r++) {                      // row r0 + 8r: registers 4nb + 2r, 4nb + 2r + 1
+        float mx0 = -INFINITY, mx1 = -INFINITY;        // two chains: shorter dependencies
+#pragma unroll
+        for (int nb = 0; nb < BK / 8; nb++) {
+            mx0 = fmaxf(mx0, s[4 * nb + 2 * r]);
+            mx1 = fmaxf(mx1, s[4 * nb + 2 * r + 1]);
+        }
+        float mx = fmaxf(mx0, mx1);
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));   // the row's 4 lanes (a quad)
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        float m_new = fmaxf(m[r], mx), ms = m_new * sl2, rs0 = 0.0f, rs1 = 0.0f;
+        corr[r] = ex2_approx((m[r] - m_new) * sl2);    // 0 on the first tile (m = -inf)
+        m[r] = m_new;
+#pragma unroll
+        for (int nb = 0; nb < BK / 8; nb++) {
+            s[4 * nb + 2 * r] = ex2_approx(fmaf(s[4 * nb + 2 * r], sl2, -ms));
+            s[4 * nb + 2 * r + 1] = ex2_approx(fmaf(s[4 * nb + 2 * r + 1], sl2, -ms));
+            rs0 += s[4 * nb + 2 * r];
+            rs1 += s[4 * nb + 2 * r + 1];
+        }
+        l[r] = l[r] * corr[r] + (rs0 + rs1);
+    }
+}
+template <int HD> __device__ __forceinline__ void atth_rescale(float (&o)[HD / 2], const float (&corr)[2]) {
+#pragma unroll
+    for (int nd = 0; nd < HD / 8; nd++) { o[4 * nd] *= corr[0]; o[4 * nd + 1] *= corr[0]; o[4 * nd + 2] *= corr[1]; o[4 * nd + 3] *= corr[1]; }
+}
+// P's A-fragment for keys 16kk.. is S's registers 8kk..8kk+7 rounded to bf16 (llmc/mma.cuh)
+template <int BK> __device__ __forceinline__ void atth_pack_p(uint32_t (&pa)[BK / 16][4], const float (&s)[BK / 2]) {
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; kk++) {
+        pa[kk][0] = pack_bf16x2(s[8 * kk + 0], s[8 * kk + 1]);
+        pa[kk][1] = pack_bf16x2(s[8 * kk + 2], s[8 * kk + 3]);
+        pa[kk][2] = pack_bf16x2(s[8 * kk + 4], s[8 * kk + 5]);
+        pa[kk][3] = pack_bf16x2(s[8 * kk + 6], s[8 * kk + 7]);
+    }
+}
+// keeps the compiler from moving P's registers (read by an in-flight wgmma) before the wait that follows
+template <int KB> __device__ __forceinline__ void atth_fence_p(uint32_t (&pa)[KB][4]) {
+#pragma unroll
+    for (int kk = 0; kk < KB; kk++) for (int i = 0; i < 4; i++) asm volatile("" : "+r"(pa[kk][i]) :: "memory");
+}
+#endif // SESSA_SM90A
+
+// grid (ceil(T/BQ), H, B), the longest (last) query tiles first; ATTH_THREADS threads, AttHCfg<HD>::SMEM bytes.
+// OVERLAP = false: per tile j, S_j, softmax, O += P_j V_j, each wgmma waited for at once; one cp.async group
+//   {K_j+1, V_j+1} per tile. (dev/cuda/attention_forward.cu version 3)
+// OVERLAP = true (FlashAttention-3's intra-warpgroup overlap): per tile j, issue S_j and O += P_j-1 V_j-1
+//   together, wait for S_j only, run S_j's softmax while the tensor cores do P_j-1 V_j-1, then wait and rescale O.
+//   V then lags K by a tile: the group issued at tile j is {K_j+1, V_j} (V_j is first read at tile j+1, after
+//   that tile's barrier), and a last P V follows the loop. (version 4; what the trainer runs unless ATTH_OVERLAP=0)
+template <int HD, bool OVERLAP>
 __global__ void __launch_bounds__(ATTH_THREADS, 1)
 attention_forward_sm90_kernel(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
                               int T, int H, int Hkv) {
@@ -90,90 +175,76 @@ attention_forward_sm90_kernel(floatX *out, float *lse, const floatX *q, const fl
     const floatX *kb = k + ((size_t)b * T * Hkv + hk) * HD, *vb = v + ((size_t)b * T * Hkv + hk) * HD;
     const float sl2 = rsqrtf((float)HD) * 1.4426950408889634f;        // scores -> log2 units
     const int n_tiles = (min(i0 + BQ, T) - 1) / BK + 1;                // key tiles up to the block's last row
+    const unsigned char *Qw = Qs + wg * 64 * 128;                      // this warpgroup's 64 rows of panel 0
 
     atth_load_tile<HD, BQ>(Qs, q + ((size_t)b * T * H + h) * HD, H * HD, i0, T);
     atth_load_tile<HD, BK>(Ks, kb, Hkv * HD, 0, T);
-    atth_load_tile<HD, BK>(Vs, vb, Hkv * HD, 0, T);
+    if constexpr (!OVERLAP) atth_load_tile<HD, BK>(Vs, vb, Hkv * HD, 0, T);
     cp_async_commit();
 
-    float s[NS], o[NO], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    float s[NS], o[NO], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}, corr[2];
+    uint32_t pa[BK / 16][4];
 #pragma unroll
     for (int i = 0; i < NS; i++) s[i] = 0.0f;
 #pragma unroll
     for (int i = 0; i < NO; i++) o[i] = 0.0f;
-    const unsigned char *Qw = Qs + wg * 64 * 128;                      // this warpgroup's 64 rows of panel 0
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; kk++) for (int i = 0; i < 4; i++) pa[kk][i] = 0u;
     for (int j = 0; j < n_tiles; j++) {
         const int st = j & 1, j0 = j * BK;
-        const unsigned char *Kt = Ks + st * C::KV_BYTES, *Vt = Vs + st * C::KV_BYTES;
-        cp_async_wait<0>();                            // this thread's copies of tile j landed
+        cp_async_wait<0>();                            // this thread's copies of K_j (and V_j, or V_j-1) landed
         fence_proxy_async();                           // ... and are visible to wgmma
-        __syncthreads();                               // everyone's; stage st^1 free (tile j-1 done by all)
-        if (j + 1 < n_tiles) {
-            atth_load_tile<HD, BK>(Ks + (st ^ 1) * C::KV_BYTES, kb, Hkv * HD, j0 + BK, T);
-            atth_load_tile<HD, BK>(Vs + (st ^ 1) * C::KV_BYTES, vb, Hkv * HD, j0 + BK, T);
+        __syncthreads();                               // everyone's; tile j-1's wgmma are done in every thread
+        if constexpr (!OVERLAP) {
+            if (j + 1 < n_tiles) {                     // stage st^1 (tile j-1's) is free
+                atth_load_tile<HD, BK>(Ks + (st ^ 1) * C::KV_BYTES, kb, Hkv * HD, j0 + BK, T);
+                atth_load_tile<HD, BK>(Vs + (st ^ 1) * C::KV_BYTES, vb, Hkv * HD, j0 + BK, T);
+                cp_async_commit();
+            }
+            wgmma_fence_operand(s);
+            wgmma_fence();
+            atth_issue_qk<HD, BQ, BK>(s, Qw, Ks + st * C::KV_BYTES);
+            wgmma_wait<0>();
+            wgmma_fence_operand(s);
+            atth_softmax<BK>(s, m, l, corr, j0, wg0, r0, sl2);
+            atth_rescale<HD>(o, corr);
+            atth_pack_p<BK>(pa, s);
+            wgmma_fence_operand(o);
+            wgmma_fence();
+            atth_issue_pv<HD, BK>(o, pa, Vs + st * C::KV_BYTES);
+            wgmma_wait<0>();
+            wgmma_fence_operand(o);
+            atth_fence_p<BK / 16>(pa);
+        } else {
+            // K stage st^1 (K_j-1: S_j-1 done) and V stage st (V_j-2: P V_j-2 done) are free
+            if (j + 1 < n_tiles) atth_load_tile<HD, BK>(Ks + (st ^ 1) * C::KV_BYTES, kb, Hkv * HD, j0 + BK, T);
+            atth_load_tile<HD, BK>(Vs + st * C::KV_BYTES, vb, Hkv * HD, j0, T);
             cp_async_commit();
+            wgmma_fence_operand(s);
+            wgmma_fence_operand(o);
+            wgmma_fence();
+            atth_issue_qk<HD, BQ, BK>(s, Qw, Ks + st * C::KV_BYTES);                 // S_j
+            if (j > 0) atth_issue_pv<HD, BK>(o, pa, Vs + (st ^ 1) * C::KV_BYTES);    // O += P_j-1 V_j-1
+            if (j > 0) wgmma_wait<1>(); else wgmma_wait<0>();                      // S_j done
+            wgmma_fence_operand(s);
+            atth_softmax<BK>(s, m, l, corr, j0, wg0, r0, sl2);                       // overlaps P_j-1 V_j-1
+            wgmma_wait<0>();
+            wgmma_fence_operand(o);
+            atth_fence_p<BK / 16>(pa);
+            atth_rescale<HD>(o, corr);
+            atth_pack_p<BK>(pa, s);
         }
-        // S = Q K^T (64 x BK per warpgroup)
-        wgmma_fence_operand(s);
-        wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < HD / 16; kk++)
-            wgmma_ss<BK>(s, wgmma_desc(Qw + (kk / 4) * (BQ * 128) + (kk % 4) * 32, 16, 1024),
-                         wgmma_desc(Kt + (kk / 4) * (BK * 128) + (kk % 4) * 32, 16, 1024), kk > 0);
-        wgmma_commit();
-        wgmma_wait<0>();
-        wgmma_fence_operand(s);
-        if (j0 + BK - 1 > wg0) {                       // a key past some row of this warpgroup: causal mask
-#pragma unroll
-            for (int i = 0; i < NS; i++) {
-                int c = j0 + 8 * (i / 4) + 2 * tq + (i & 1), t = r0 + 8 * ((i >> 1) & 1);
-                if (c > t) s[i] = -INFINITY;
-            }
-        }
-        // online softmax of rows r0 (registers 4nb + 0..1) and r0 + 8 (4nb + 2..3); m stays finite: tile 0 holds
-        // key 0, which every row attends
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-            float mx0 = -INFINITY, mx1 = -INFINITY;    // two chains: shorter dependencies
-#pragma unroll
-            for (int nb = 0; nb < BK / 8; nb++) {
-                mx0 = fmaxf(mx0, s[4 * nb + 2 * r]);
-                mx1 = fmaxf(mx1, s[4 * nb + 2 * r + 1]);
-            }
-            float mx = fmaxf(mx0, mx1);
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            float m_new = fmaxf(m[r], mx);
-            float corr = ex2_approx((m[r] - m_new) * sl2), ms = m_new * sl2, rs0 = 0.0f, rs1 = 0.0f;
-            m[r] = m_new;
-#pragma unroll
-            for (int nb = 0; nb < BK / 8; nb++) {
-                s[4 * nb + 2 * r] = ex2_approx(fmaf(s[4 * nb + 2 * r], sl2, -ms));
-                s[4 * nb + 2 * r + 1] = ex2_approx(fmaf(s[4 * nb + 2 * r + 1], sl2, -ms));
-                rs0 += s[4 * nb + 2 * r];
-                rs1 += s[4 * nb + 2 * r + 1];
-            }
-            l[r] = l[r] * corr + (rs0 + rs1);          // this lane's part of the row sum (quad-summed at the end)
-#pragma unroll
-            for (int nd = 0; nd < HD / 8; nd++) { o[4 * nd + 2 * r] *= corr; o[4 * nd + 2 * r + 1] *= corr; }
-        }
-        // O += P V: P's A-fragment for keys 16kk.. is S's registers 8kk..8kk+7 rounded to bf16
-        uint32_t pa[BK / 16][4];
-#pragma unroll
-        for (int kk = 0; kk < BK / 16; kk++) {
-            pa[kk][0] = pack_bf16x2(s[8 * kk + 0], s[8 * kk + 1]);
-            pa[kk][1] = pack_bf16x2(s[8 * kk + 2], s[8 * kk + 3]);
-            pa[kk][2] = pack_bf16x2(s[8 * kk + 4], s[8 * kk + 5]);
-            pa[kk][3] = pack_bf16x2(s[8 * kk + 6], s[8 * kk + 7]);
-        }
+    }
+    if constexpr (OVERLAP) {                           // O += P_last V_last
+        cp_async_wait<0>();
+        fence_proxy_async();
+        __syncthreads();
         wgmma_fence_operand(o);
         wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < BK / 16; kk++)
-            wgmma_rs_nmajor<HD>(o, pa[kk], wgmma_desc(Vt + kk * 16 * 128, BK * 128, 1024), 1);
-        wgmma_commit();
+        atth_issue_pv<HD, BK>(o, pa, Vs + ((n_tiles - 1) & 1) * C::KV_BYTES);
         wgmma_wait<0>();
         wgmma_fence_operand(o);
+        atth_fence_p<BK / 16>(pa);
     }
     float *lse_bh = lse + ((size_t)b * H + h) * T;
     floatX *out_bh = out + ((size_t)b * T * H + h) * HD;
@@ -232,26 +303,32 @@ static int attention_sm90_usable(void) {
 #endif // SESSA_CUDA_EMU_H
 }
 
-template <int HD>
+template <int HD, bool OVERLAP>
 static void attention_forward_sm90_hd(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
                                       int B, int T, int H, int Hkv, cudaStream_t stream) {
     size_t smem = AttHCfg<HD>::SMEM;
-    cudaCheck(cudaFuncSetAttribute(attention_forward_sm90_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    attention_forward_sm90_kernel<HD><<<dim3(ceil_div(T, AttHCfg<HD>::BQ), H, B), ATTH_THREADS, smem, stream>>>(out, lse, q, k, v, T, H, Hkv);
+    cudaCheck(cudaFuncSetAttribute(attention_forward_sm90_kernel<HD, OVERLAP>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    attention_forward_sm90_kernel<HD, OVERLAP><<<dim3(ceil_div(T, AttHCfg<HD>::BQ), H, B), ATTH_THREADS, smem, stream>>>(out, lse, q, k, v, T, H, Hkv);
     cudaCheck(cudaGetLastError());
 }
 
-// the Hopper forward itself (attention_forward picks it when attention_sm90_usable() and d is 64 or 128)
+#ifndef ATTH_OVERLAP
+#define ATTH_OVERLAP 1   // the trainer's Hopper forward: 1 = intra-warpgroup overlap (version 4), 0 = version 3
+#endif
+// the Hopper forward itself (attention_forward picks it when attention_sm90_usable() and d is 64 or 128);
+// overlap: S_j's softmax overlaps P_j-1 V_j-1 (see the kernel)
 static void attention_forward_sm90(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
-                                   int B, int T, int H, int Hkv, int d, cudaStream_t stream) {
+                                   int B, int T, int H, int Hkv, int d, cudaStream_t stream, bool overlap = ATTH_OVERLAP) {
     attention_check_shape(B, T, H, Hkv, d);
     attention_check_ptr(out, "out"); attention_check_ptr(q, "q"); attention_check_ptr(k, "k"); attention_check_ptr(v, "v");
     if (d != 64 && d != 128) fatal("attention (Hopper): head width d=%d is not supported (64 or 128)", d);
     if (!attention_sm90_usable())
         fatal("attention (Hopper): needs a compute capability 9.0 GPU, a binary built with "
               "-gencode arch=compute_90a,code=sm_90a, and SESSA_ATT_SM90 not 0");
-    if (d == 64) attention_forward_sm90_hd<64>(out, lse, q, k, v, B, T, H, Hkv, stream);
-    else attention_forward_sm90_hd<128>(out, lse, q, k, v, B, T, H, Hkv, stream);
+    if (d == 64 && overlap) attention_forward_sm90_hd<64, true>(out, lse, q, k, v, B, T, H, Hkv, stream);
+    if (d == 64 && !overlap) attention_forward_sm90_hd<64, false>(out, lse, q, k, v, B, T, H, Hkv, stream);
+    if (d == 128 && overlap) attention_forward_sm90_hd<128, true>(out, lse, q, k, v, B, T, H, Hkv, stream);
+    if (d == 128 && !overlap) attention_forward_sm90_hd<128, false>(out, lse, q, k, v, B, T, H, Hkv, stream);
 }
 
 #endif // SESSA_ATTENTION_SM90_CUH

@@ -5,9 +5,12 @@
               threads, every 16x16 wmma product staged through fp32 shared memory, no load pipelining
    version 2: llmc/attention.cuh attention_forward_mma, what the trainer uses off Hopper: FlashAttention-2 class,
               mma.sync m16n8k16 with ldmatrix, fragments and the online softmax in registers, cp.async double buffering
-   version 3: llmc/attention_sm90.cuh attention_forward_sm90, what the trainer uses on an sm_90 GPU (binary built
-              for sm_90a, d = 64 or 128): wgmma from 128-byte-swizzled shared memory, P kept in registers as
-              wgmma's A operand; checked against the CPU reference and against version 2. Not in the CPU emulator.
+   version 3: llmc/attention_sm90.cuh attention_forward_sm90(overlap = false), Hopper (sm_90a): wgmma from
+              128-byte-swizzled shared memory, P kept in registers as wgmma's A operand, each product waited for
+   version 4: the same with overlap = true (FlashAttention-3's intra-warpgroup overlap: S_j's softmax runs while
+              the tensor cores do P_j-1 V_j-1), what the trainer uses on an sm_90 GPU for d = 64, 128
+   Versions 3 and 4 are checked against the CPU reference and against version 2; the CPU emulator runs them
+   through its wgmma twins (dev/cuda_emu/cuda_emu.h).
  make -C dev/cuda bin/attention_forward && dev/cuda/bin/attention_forward check|bench [version]
  attention_backward.cu includes this file (with ATTENTION_FORWARD_NO_MAIN) for the CPU reference and the setup.
 */
@@ -296,11 +299,12 @@ static void free_att_problem(AttProblem *p) {
     cudaCheck(cudaFree(p->d_q)); cudaCheck(cudaFree(p->d_k)); cudaCheck(cudaFree(p->d_v));
     cudaCheck(cudaFree(p->d_out)); cudaCheck(cudaFree(p->d_lse));
 }
-// version 0: attention_forward, the trainer's choice (3 where usable, else 2)
+// version 0: attention_forward, the trainer's choice (4 where usable, else 2)
 static void run_att_forward(AttProblem *p, int version) {
     if (version == 1) attention1_forward(p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, p->B, p->T, p->H, p->Hkv, p->d, 0);
     else if (version == 2) attention_forward_mma(p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, p->B, p->T, p->H, p->Hkv, p->d, 0);
-    else if (version == 3) attention_forward_sm90(p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, p->B, p->T, p->H, p->Hkv, p->d, 0);
+    else if (version == 3) attention_forward_sm90(p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, p->B, p->T, p->H, p->Hkv, p->d, 0, false);
+    else if (version == 4) attention_forward_sm90(p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, p->B, p->T, p->H, p->Hkv, p->d, 0, true);
     else attention_forward(p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, p->B, p->T, p->H, p->Hkv, p->d, 0);
 }
 // 1 when the trainer's attention_forward takes the Hopper path for head width d
@@ -313,12 +317,12 @@ static int att_forward_is_sm90(int d) {
 #endif
 }
 #define ATT_VERSIONS 2   // of the backward
-#define ATT_FWD_VERSIONS 3
+#define ATT_FWD_VERSIONS 4
 static double att_forward_flops(int B, int T, int H, int d) { return 4.0 * B * H * d * (double)T * (T + 1) / 2; }
 
 #ifndef ATTENTION_FORWARD_NO_MAIN
 static int check(int version, int B, int T, int H, int Hkv, int d) {
-    if (version == 3 && d != 64 && d != 128) return 1;   // not a width of the Hopper kernel
+    if (version >= 3 && d != 64 && d != 128) return 1;   // not a width of the Hopper kernels
     printf("check version %d B=%d T=%d H=%d Hkv=%d d=%d\n", version, B, T, H, Hkv, d);
     AttProblem p = make_att_problem(B, T, H, Hkv, d);
     size_t nq = (size_t)B * T * H * d;
@@ -332,7 +336,7 @@ static int check(int version, int B, int T, int H, int Hkv, int d) {
     // 1e-4. A wrong mask or head mapping is off by 1e-1 or more.
     int ok = validate_result(p.d_out, out_ref, "out", (size_t)B * T * H, d, d, 5e-3f * max_abs(out_ref, nq), 1e-2f);
     ok &= validate_result(p.d_lse, lse_ref, "lse", (size_t)B * H, T, T, 1e-4f, 1e-4f);
-    if (version == 3) {
+    if (version >= 3) {
         // against version 2 (mma.sync), the same math with other tiles (64 vs 128 keys: P's bf16 rounding happens
         // after different running maxima) and summation orders: each is within the tolerance above of the exact
         // result, so they are within about twice it of each other (typically far closer)
@@ -341,9 +345,9 @@ static int check(int version, int B, int T, int H, int Hkv, int d) {
         cudaCheck(cudaDeviceSynchronize());
         from_device(out2, p.d_out, nq);
         from_device(lse2, p.d_lse, (size_t)B * H * T);
-        run_att_forward(&p, 3);
+        run_att_forward(&p, version);
         cudaCheck(cudaDeviceSynchronize());
-        printf("  version 3 against version 2:\n");
+        printf("  version %d against version 2:\n", version);
         ok &= validate_result(p.d_out, out2, "out", (size_t)B * T * H, d, d, 1e-2f * max_abs(out_ref, nq), 2e-2f);
         ok &= validate_result(p.d_lse, lse2, "lse", (size_t)B * H, T, T, 2e-4f, 2e-4f);
         free(out2); free(lse2);
@@ -368,12 +372,12 @@ int main(int argc, char **argv) {
     for (int version = 1; version <= ATT_FWD_VERSIONS; version++) {
         if (a.version && version != a.version) continue;
 #ifndef SESSA_CUDA_EMU_H
-        if (version == 3 && !att_forward_is_sm90(64)) {
+        if (version >= 3 && !att_forward_is_sm90(64)) {
             int major = 0;
             cudaCheck(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0));
-            printf("version 3 (Hopper wgmma) not usable here: needs an sm_90 GPU, a binary built for sm_90a and "
-                   "SESSA_ATT_SM90 not 0%s\n", a.version == 3 || major == 9 ? ": FAIL" : " (skipped)");
-            if (a.version == 3 || major == 9) ok = 0;   // on Hopper it must be there
+            printf("version %d (Hopper wgmma) not usable here: needs an sm_90 GPU, a binary built for sm_90a and "
+                   "SESSA_ATT_SM90 not 0%s\n", version, a.version || major == 9 ? ": FAIL" : " (skipped)");
+            if (a.version || major == 9) ok = 0;   // on Hopper, or asked for, it must be there
             continue;
         }
 #endif
@@ -390,7 +394,7 @@ int main(int argc, char **argv) {
 #else
             const int T_long = 520;
 #endif
-            if (version == 3) ok &= check(version, 1, 1, 2, 1, 64) & check(version, 2, 37, 2, 2, 128) & check(version, 1, T_long, 2, 1, 128);
+            if (version >= 3) ok &= check(version, 1, 1, 2, 1, 64) & check(version, 2, 37, 2, 2, 128) & check(version, 1, T_long, 2, 1, 128);
         } else {
             bench(version, 8, 1024, 12, 12, 64);
             bench(version, 8, 1024, 12, 4, 64);
