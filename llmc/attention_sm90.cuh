@@ -5,7 +5,8 @@
  it): q (B,T,H,d), k/v (B,T,Hkv,d) bf16 -> out (B,T,H,d) bf16, lse (B,H,T) fp32 (natural log), scale 1/sqrt(d),
  query head h reads kv head h / (H/Hkv), key j <= t attended; d = 64 or 128.
 
- Math, per block of BQ = 128 query rows (2 warpgroups x 64 rows), over key tiles of BK = 128 up to its last row:
+ Math, per block of BQ = 128 query rows (2 warpgroups x 64 rows), over key tiles of BK = 128 up to its last row
+ (causal: the last tile holds the diagonal):
    S = Q K_j^T                 wgmma m64n128k16, A = Q and B = K both K-major from shared memory (d/16 k-steps)
    masked where key > row (only tiles reaching past the warpgroup's first row)
    m' = max(m, rowmax S), P = 2^((S - m') log2e/sqrt(d)), l = l 2^((m - m') ..) + rowsum P, O = O 2^((m - m') ..)
@@ -21,20 +22,25 @@
    Q (BQ x d), K two stages (BK x d), V two stages (BK x d): d = 128: 32 + 64 + 64 KiB, d = 64: half that.
    Descriptors (llmc/mma.cuh): Q and K K-major, SBO = 1024 (8 rows), k-step kk at panel kk/4, +32 (kk%4) bytes;
    V MN-major, SBO = 1024 (8 keys), LBO = BK*128 (the next panel of 64 d-columns), key step kk at +2048 kk bytes.
- Pipeline: cp.async (16 bytes per thread, all 256 threads) double buffering, one group per key tile {K_j, V_j}:
-   at tile j: wait for tile j, fence.proxy.async (cp.async writes through the generic proxy, wgmma reads through
-   the async proxy), __syncthreads (tile j visible; stage of tile j-1 free), issue tile j+1 into that stage, then
-   S, softmax, O += P V with wgmma_wait<0> after each product. The loads of tile j+1 overlap tile j's math; the
-   two warpgroups run side by side, so one's softmax overlaps the other's wgmma only by chance.
- Expected rate (not yet measured): the wgmma products run at up to ~2x mma.sync's rate; with the softmax
- serialized against them in each warpgroup, ~300-450 TFLOP/s forward on an H200 (mma.sync: 170-245);
- FlashAttention-3's producer warp + TMA + ping-pong scheduling would be the next steps.
+ Pipeline: cp.async (16 bytes per thread, all 256 threads) double buffering, one cp.async group per key tile.
+   At tile j: wait for this thread's copies, fence.proxy.async (cp.async writes through the generic proxy, wgmma
+   reads through the async proxy), __syncthreads (the tile is visible; every wgmma of tile j-1 has completed, so
+   its stages are free), issue the next loads, then the products:
+   OVERLAP = false (version 3): S_j; wait; softmax; O += P_j V_j; wait. Loads {K_j+1, V_j+1}.
+   OVERLAP = true (version 4, the trainer's; FlashAttention-3's intra-warpgroup overlap): issue S_j and
+     O += P_j-1 V_j-1, wait for S_j only, softmax of S_j while the tensor cores run P_j-1 V_j-1, wait, rescale O,
+     P_j <- S_j; one P V after the loop. Loads {K_j+1, V_j}: V lags K by a tile (V_j is read at tile j+1).
+   The two warpgroups run side by side (no ping-pong), so one's softmax overlaps the other's wgmma by chance only.
+ Registers per thread (sm_90a, nvcc 13, ptxas -v; d = 64/128): version 3 189/210, version 4 165/201; no spills.
+ Expected rate (not yet measured): the wgmma products run at up to ~2x mma.sync's rate; ~300-450 TFLOP/s forward
+ on an H200 (mma.sync: 170-245). Next steps if short: a producer warp with TMA + mbarriers, ping-pong between the
+ warpgroups (named barriers), 3 consumer warpgroups at d = 64, then a wgmma backward.
  Build: -gencode arch=compute_90a,code=sm_90a (the Makefiles do so for GPU_ARCH=sm_90); in any other build the
  kernel body is empty and attention_sm90_usable() (a probe kernel run once) says no, so it is never launched.
  Off switches: SESSA_ATT_SM90=0 in the environment, or -DATT_NO_SM90 at compile time.
  The CPU emulator (dev/cuda_emu) runs this kernel through C++ twins of the wgmma wrappers that read shared memory
  with the ISA's canonical swizzled layouts: indexing, masks, barriers and the layouts as understood here are
- checked on the CPU (dev/cuda/attention_forward.cu version 3); the hardware's reading of the descriptors only on a GPU.
+ checked on the CPU (dev/cuda/attention_forward.cu versions 3, 4); the hardware's reading of the descriptors only on a GPU.
 */
 #ifndef SESSA_ATTENTION_SM90_CUH
 #define SESSA_ATTENTION_SM90_CUH
@@ -224,7 +230,10 @@ attention_forward_sm90_kernel(floatX *out, float *lse, const floatX *q, const fl
             wgmma_fence_operand(o);
             wgmma_fence();
             atth_issue_qk<HD, BQ, BK>(s, Qw, Ks + st * C::KV_BYTES);                 // S_j
-            if (j > 0) atth_issue_pv<HD, BK>(o, pa, Vs + (st ^ 1) * C::KV_BYTES);    // O += P_j-1 V_j-1
+            if (j > 0) {                                                             // O += P_j-1 V_j-1
+                wgmma_fence();   // (ptxas would insert it: this block is not the one of the fence above)
+                atth_issue_pv<HD, BK>(o, pa, Vs + (st ^ 1) * C::KV_BYTES);
+            }
             if (j > 0) wgmma_wait<1>(); else wgmma_wait<0>();                      // S_j done
             wgmma_fence_operand(s);
             atth_softmax<BK>(s, m, l, corr, j0, wg0, r0, sl2);                       // overlaps P_j-1 V_j-1
