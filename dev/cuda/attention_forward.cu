@@ -310,7 +310,7 @@ static void run_att_forward(AttProblem *p, int version) {
 // 1 when the trainer's attention_forward takes the Hopper path for head width d
 static int att_forward_is_sm90(int d) {
 #ifndef SESSA_CUDA_EMU_H
-    return (d == 64 || d == 128) && attention_sm90_usable();
+    return (d == 64 || d == 128) && attention_sm90_trusted();
 #else
     (void)d;
     return 0;
@@ -372,7 +372,7 @@ int main(int argc, char **argv) {
     for (int version = 1; version <= ATT_FWD_VERSIONS; version++) {
         if (a.version && version != a.version) continue;
 #ifndef SESSA_CUDA_EMU_H
-        if (version >= 3 && !att_forward_is_sm90(64)) {
+        if (version >= 3 && !attention_sm90_usable()) {
             int major = 0;
             cudaCheck(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0));
             printf("version %d (Hopper wgmma) not usable here: needs an sm_90 GPU, a binary built for sm_90a and "
