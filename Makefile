@@ -13,7 +13,11 @@ PYTHON ?= python3
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 # default GPU arch: the local GPU's if one answers, else Hopper (sm_90)
 GPU_ARCH ?= $(shell nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d '.' | sed 's/^/sm_/' | grep -E '^sm_[0-9]+$$' || echo sm_90)
-NVCCFLAGS ?= -O3 -arch=$(GPU_ARCH) -std=c++17 --expt-relaxed-constexpr
+# sm_90 (H100/H200) builds sm_90a code (wgmma: the Hopper attention of llmc/attention_sm90.cuh); the -gencode form,
+# because nvcc 13.0's -arch=sm_90a shorthand may also run a plain sm_90 pass that rejects wgmma
+ARCHFLAGS ?= $(if $(filter sm_90,$(GPU_ARCH)),-gencode arch=compute_90a$(COMMA)code=sm_90a,-arch=$(GPU_ARCH))
+COMMA := ,
+NVCCFLAGS ?= -O3 $(ARCHFLAGS) -std=c++17 --expt-relaxed-constexpr
 NVLIBS = -lcublas -lcublasLt -lnccl   # -lnccl: llmc/zero.cuh (data parallelism in train_sessa.cu)
 
 HEADERS = $(wildcard llmc/*.h)

@@ -16,6 +16,10 @@
        own kernel per query tile, dk, dv per key tile summing the H/Hkv query heads of its kv head in order)
    size_t attention_backward_scratch_bytes(int B, int T, int H, int Hkv, int d);   // Delta (B,H,T) fp32
  d must be 32, 64 or 128 (anything else is a fatal error naming it).
+ On an sm_90 GPU with a binary built for sm_90a (-gencode arch=compute_90a,code=sm_90a: the Makefiles' default for
+ GPU_ARCH=sm_90), attention_forward runs the Hopper kernel of llmc/attention_sm90.cuh (wgmma, FlashAttention-3
+ style) for d = 64 and 128; SESSA_ATT_SM90=0 in the environment or -DATT_NO_SM90 keeps the mma.sync kernel below.
+ The backward is mma.sync on every GPU.
 
  Math. Forward per query tile (128 rows: 4 warps x 2 m-tiles of 16 rows, so every K/V fragment read from
  shared memory feeds 4 mma): for 64-key tiles up to the tile's last row:
@@ -494,13 +498,86 @@ static void attention_forward_hd(floatX *out, float *lse, const floatX *q, const
     cudaCheck(cudaGetLastError());
 }
 
-static void attention_forward(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
-                              int B, int T, int H, int Hkv, int d, cudaStream_t stream) {
+// the mma.sync forward (any GPU from sm_80; dev/cuda/attention_forward.cu version 2)
+static void attention_forward_mma(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
+                                  int B, int T, int H, int Hkv, int d, cudaStream_t stream) {
     attention_check_shape(B, T, H, Hkv, d);
     attention_check_ptr(out, "out"); attention_check_ptr(q, "q"); attention_check_ptr(k, "k"); attention_check_ptr(v, "v");
     if (d == 32) attention_forward_hd<32>(out, lse, q, k, v, B, T, H, Hkv, stream);
     if (d == 64) attention_forward_hd<64>(out, lse, q, k, v, B, T, H, Hkv, stream);
     if (d == 128) attention_forward_hd<128>(out, lse, q, k, v, B, T, H, Hkv, stream);
+}
+
+// The Hopper forward (wgmma, llmc/attention_sm90.cuh; version 3 in dev/cuda/attention_forward.cu). The CPU
+// emulator runs it through its wgmma twins (dev/cuda_emu), but its trainer keeps the mma.sync path.
+#include "attention_sm90.cuh"
+
+// Whether the trainer takes the Hopper path: attention_sm90_usable() and, once per process, a self-test on a small
+// random problem (B=1, T=300, H=2, Hkv=1, d = 64 and 128) agrees with the mma.sync kernel within the tolerance of
+// dev/cuda/attention_forward.cu's check (|diff| <= 1e-2 max|out| + 2e-2 |out|, lse 1e-3): a Hopper kernel that is
+// wrong on this GPU is then bypassed, with a message on stderr, instead of training on wrong attention.
+static int attention_sm90_trusted(void) {
+    static int state = -1;
+    if (state >= 0) return state;
+    state = attention_sm90_usable();
+    for (int d = 64; state && d <= 128; d *= 2) {
+        const int B = 1, T = 300, H = 2, Hkv = 1;
+        size_t nq = (size_t)B * T * H * d, nk = (size_t)B * T * Hkv * d, nl = (size_t)B * H * T;
+        floatX *h = (floatX *)mallocCheck((nq + 2 * nk) * sizeof(floatX));
+        uint32_t x = 12345u;
+        for (size_t i = 0; i < nq + 2 * nk; i++) {    // q, k uniform in [-2, 2), v in [-1, 1)
+            x = x * 1664525u + 1013904223u;
+            float u = (float)(x >> 8) / 16777216.0f;
+            h[i] = __float2bfloat16(i < nq + nk ? 4.0f * u - 2.0f : 2.0f * u - 1.0f);
+        }
+        floatX *dqkv, *dout;
+        float *dlse;
+        cudaCheck(cudaMalloc((void **)&dqkv, (nq + 2 * nk) * sizeof(floatX)));
+        cudaCheck(cudaMalloc((void **)&dout, 2 * nq * sizeof(floatX)));
+        cudaCheck(cudaMalloc((void **)&dlse, 2 * nl * sizeof(float)));
+        cudaCheck(cudaMemcpy(dqkv, h, (nq + 2 * nk) * sizeof(floatX), cudaMemcpyHostToDevice));
+        attention_forward_mma(dout, dlse, dqkv, dqkv + nq, dqkv + nq + nk, B, T, H, Hkv, d, 0);
+        attention_forward_sm90(dout + nq, dlse + nl, dqkv, dqkv + nq, dqkv + nq + nk, B, T, H, Hkv, d, 0);
+        floatX *ho = (floatX *)mallocCheck(2 * nq * sizeof(floatX));
+        float *hl = (float *)mallocCheck(2 * nl * sizeof(float));
+        cudaCheck(cudaMemcpy(ho, dout, 2 * nq * sizeof(floatX), cudaMemcpyDeviceToHost));
+        cudaCheck(cudaMemcpy(hl, dlse, 2 * nl * sizeof(float), cudaMemcpyDeviceToHost));
+        float mx = 0.0f, worst = 0.0f, worst_lse = 0.0f;
+        for (size_t i = 0; i < nq; i++) mx = fmaxf(mx, fabsf(__bfloat162float(ho[i])));
+        int bad = 0;
+        for (size_t i = 0; i < nq; i++) {
+            float r = __bfloat162float(ho[i]), e = fabsf(__bfloat162float(ho[nq + i]) - r);
+            if (!(e <= 1e-2f * mx + 2e-2f * fabsf(r))) bad = 1;   // NaN fails too
+            worst = fmaxf(worst, e);
+        }
+        for (size_t i = 0; i < nl; i++) {
+            float e = fabsf(hl[nl + i] - hl[i]);
+            if (!(e <= 1e-3f)) bad = 1;
+            worst_lse = fmaxf(worst_lse, e);
+        }
+        if (bad) {
+            fprintf(stderr, "attention: the Hopper (wgmma) forward disagrees with the mma.sync one at d=%d (max |diff| "
+                    "out %.3g of max|out| %.3g, lse %.3g): using mma.sync. Run dev/cuda/bin/attention_forward check.\n",
+                    d, worst, mx, worst_lse);
+            state = 0;
+        }
+        free(h); free(ho); free(hl);
+        cudaCheck(cudaFree(dqkv)); cudaCheck(cudaFree(dout)); cudaCheck(cudaFree(dlse));
+    }
+    return state;
+}
+
+// what the trainer calls: the Hopper kernel when the device is sm_90, the binary has sm_90a code, d is 64 or 128,
+// it is not switched off (SESSA_ATT_SM90=0, -DATT_NO_SM90) and its self-test passed; else the mma.sync kernel
+static void attention_forward(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
+                              int B, int T, int H, int Hkv, int d, cudaStream_t stream) {
+#ifndef SESSA_CUDA_EMU_H
+    if ((d == 64 || d == 128) && attention_sm90_trusted()) {
+        attention_forward_sm90(out, lse, q, k, v, B, T, H, Hkv, d, stream);
+        return;
+    }
+#endif
+    attention_forward_mma(out, lse, q, k, v, B, T, H, Hkv, d, stream);
 }
 
 static size_t attention_backward_scratch_bytes(int B, int T, int H, int Hkv, int d) {

@@ -66,5 +66,91 @@ __device__ __forceinline__ float ex2_approx(float x) {
 __device__ __forceinline__ float bf16x2_lo(uint32_t r) { return __uint_as_float(r << 16); }
 __device__ __forceinline__ float bf16x2_hi(uint32_t r) { return __uint_as_float(r & 0xffff0000u); }
 
+
+// ---------------------------------------------------------------------------- Hopper (sm_90a only)
+/*
+ Warpgroup MMA (wgmma, PTX ISA 9.7.15): the 4 consecutive warps of a warpgroup (128 threads, warp index a
+ multiple of 4) compute D (64 x N, fp32, in registers) += A (64 x 16 bf16) B (16 x N bf16), asynchronously.
+ A and B come from shared memory through 64-bit matrix descriptors, or A from registers.
+ D/accumulator layout (Figure 149 of the ISA): warp w of the warpgroup holds rows 16w..16w+15; lane 4g+t holds
+   d[4nb + 0..1] = (row 16w + g,     columns 8nb + 2t, +1)
+   d[4nb + 2..3] = (row 16w + g + 8, columns 8nb + 2t, +1)        nb = 0 .. N/8-1
+   i.e. per warp the mma.sync m16n8 C layout of each 8-column block, concatenated.
+ A in registers (Figure 148): warp w holds rows 16w.., with the mma.sync m16n8k16 A layout above (4 registers),
+   so columns 16kk..16kk+15 of an accumulator are the A operand { pack(d[8kk..+1]), pack(d[8kk+2..+3]),
+   pack(d[8kk+4..+5]), pack(d[8kk+6..+7]) } of the next product (FlashAttention-3 keeps P in registers so).
+ Matrix descriptor (ISA 9.7.15.5.1.2.2): bits 0-13 start address >> 4, 16-29 leading-dimension byte offset
+   (LBO) >> 4, 32-45 stride-dimension byte offset (SBO) >> 4, 49-51 base offset (0: our tiles start on a 1024-byte
+   boundary), 62-63 swizzle mode (1 = 128-byte swizzle). 128-byte swizzle: the 16-byte chunk c of a 128-byte row r
+   of a 1024-byte aligned 8-row atom sits at chunk c ^ (r % 8) (Swizzle<3,4,3> on byte addresses).
+   K-major (the operand's k index contiguous, e.g. Q or K rows of 64 bf16): canonical ((8,m),(8,2k)) :
+     ((64 elements, SBO), (1, 8)): rows 128 bytes apart, 8-row groups SBO apart, LBO unused (1); the k-slice
+     16kk.. of a 64-wide row block starts 32kk bytes further (the hardware swizzles the computed address).
+   MN-major (imm-trans = 1; the n index contiguous, e.g. V rows (key k, 64 bf16 of d)): canonical
+     ((8,8,m),(8,k)) : ((1, 8, LBO), (64 elements, SBO)): 64 n-values per 128-byte row, the next 64 n LBO bytes
+     further, k rows 128 bytes apart, 8-row groups SBO apart.
+ Ordering: wgmma_fence() before the first wgmma that reads registers written by ordinary instructions (the
+ accumulator, a register A); wgmma_commit() closes a group of issued wgmma; wgmma_wait<N>() waits until at most N
+ groups are pending. The accumulators must not be touched between issue and wait: wgmma_fence_operand() keeps the
+ compiler from moving their reads and writes across. Shared memory written by ordinary stores or cp.async (the
+ generic proxy) must be made visible to wgmma (the async proxy) by fence_proxy_async() in each writing thread
+ before the barrier that precedes the wgmma.
+ These need sm_90a (-gencode arch=compute_90a,code=sm_90a); compiled elsewhere they are not defined (SESSA_SM90A).
+ dev/cuda_emu/cuda_emu.h has C++ twins of them (synchronous, reading shared memory through the descriptor and the
+ ISA's canonical layouts), so the emulator runs the Hopper attention too.
+*/
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define SESSA_SM90A 1
+
+__device__ __forceinline__ void wgmma_fence(void) { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit(void) { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void wgmma_wait(void) { asm volatile("wgmma.wait_group.sync.aligned %0;\n" :: "n"(N) : "memory"); }
+template <int R> __device__ __forceinline__ void wgmma_fence_operand(float (&d)[R]) {
+#pragma unroll
+    for (int i = 0; i < R; i++) asm volatile("" : "+f"(d[i]) :: "memory");
+}
+__device__ __forceinline__ void fence_proxy_async(void) { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+
+// d (64 x N) = (scale_d ? d : 0) + A B: A (64 x 16) and B (16 x N) both K-major in shared memory (descriptors)
+template <int N> __device__ __forceinline__ void wgmma_ss(float (&d)[N / 2], uint64_t da, uint64_t db, int scale_d);
+// d (64 x N) = (scale_d ? d : 0) + A B: A (64 x 16) in registers (layout above), B (16 x N) MN-major in shared memory
+template <int N> __device__ __forceinline__ void wgmma_rs_nmajor(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t db, int scale_d);
+
+#define WGMMA_D8(o) "+f"(d[o + 0]), "+f"(d[o + 1]), "+f"(d[o + 2]), "+f"(d[o + 3]), "+f"(d[o + 4]), "+f"(d[o + 5]), "+f"(d[o + 6]), "+f"(d[o + 7])
+#define WGMMA_D32 WGMMA_D8(0), WGMMA_D8(8), WGMMA_D8(16), WGMMA_D8(24)
+#define WGMMA_D64 WGMMA_D32, WGMMA_D8(32), WGMMA_D8(40), WGMMA_D8(48), WGMMA_D8(56)
+template <> __device__ __forceinline__ void wgmma_ss<64>(float (&d)[32], uint64_t da, uint64_t db, int scale_d) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+                 : WGMMA_D32 : "l"(da), "l"(db), "r"(scale_d));
+}
+template <> __device__ __forceinline__ void wgmma_rs_nmajor<64>(float (&d)[32], const uint32_t (&a)[4], uint64_t db, int scale_d) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"
+                 : WGMMA_D32 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(scale_d));
+}
+template <> __device__ __forceinline__ void wgmma_ss<128>(float (&d)[64], uint64_t da, uint64_t db, int scale_d) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+                 : WGMMA_D64 : "l"(da), "l"(db), "r"(scale_d));
+}
+template <> __device__ __forceinline__ void wgmma_rs_nmajor<128>(float (&d)[64], const uint32_t (&a)[4], uint64_t db, int scale_d) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
+                 : WGMMA_D64 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(scale_d));
+}
+#undef WGMMA_D8
+#undef WGMMA_D32
+#undef WGMMA_D64
+#endif // sm_90a
 #endif // SESSA_CUDA_EMU_H
+
+// the descriptor of a 128-byte-swizzled operand at smem (shared by the GPU build and the emulator's wgmma twins)
+#ifdef SESSA_SM90A
+__device__ __forceinline__ uint64_t wgmma_desc(const void *smem, uint32_t lbo_bytes, uint32_t sbo_bytes) {
+    uint64_t a = (uint32_t)__cvta_generic_to_shared(smem);
+    return ((a & 0x3FFFF) >> 4) | ((uint64_t)((lbo_bytes & 0x3FFFF) >> 4) << 16) |
+           ((uint64_t)((sbo_bytes & 0x3FFFF) >> 4) << 32) | (1ull << 62);   // 128-byte swizzle
+}
+#endif
 #endif // SESSA_MMA_CUH

@@ -5,8 +5,9 @@
    version 2: llmc/attention.cuh attention_backward (mma.sync + ldmatrix + cp.async; dK/dV kernel per key tile,
               dQ kernel per query tile), what the trainer uses
  make -C dev/cuda bin/attention_backward && dev/cuda/bin/attention_backward check|bench [version]
- dev/cuda/bin/attention_backward shape B T H Hkv d   times version 2 forward and backward at one shape and prints
-   one machine-readable line (dev/cuda/bench_attention.py joins it with PyTorch SDPA's timings)
+ dev/cuda/bin/attention_backward shape B T H Hkv d   times the trainer's forward (attention_forward: the Hopper
+   kernel on sm_90, else version 2), the version 2 forward and the backward at one shape and prints one
+   machine-readable line (dev/cuda/bench_attention.py joins it with PyTorch SDPA's timings)
 */
 #define ATTENTION_FORWARD_NO_MAIN
 #include "attention_forward.cu"
@@ -257,8 +258,9 @@ static void bench(int version, int B, int T, int H, int Hkv, int d) {
     free_att_problem(&p);
 }
 
-// `shape B T H Hkv d`: version 2 forward and backward, median of 7 timings of 20 calls each, one line:
-//   ours B T H Hkv d fwd_ms fwd_tflops bwd_ms bwd_tflops
+// `shape B T H Hkv d`: the trainer's forward (attention_forward: the Hopper kernel where usable, else version 2) and
+// backward, median of 7 timings of 20 calls each, and the mma.sync forward (version 2) for comparison, one line:
+//   ours B T H Hkv d fwd_ms fwd_tflops bwd_ms bwd_tflops fwd_kernel(wgmma|mma) mma_fwd_ms mma_fwd_tflops
 static float median_ms(int n, float *x) {
     for (int i = 1; i < n; i++) for (int j = i; j > 0 && x[j] < x[j - 1]; j--) { float t = x[j]; x[j] = x[j - 1]; x[j - 1] = t; }
     return x[n / 2];
@@ -271,14 +273,16 @@ static int shape_mode(int argc, char **argv) {
     AttProblem p = make_att_problem(B, T, H, Hkv, d);
     float *dout = make_random_float((size_t)B * T * H * d, -1.0f, 1.0f);
     AttGrads g = att_grads_alloc(&p, dout);
-    float tf[7], tb[7];
+    float tf[7], tb[7], tm[7];
     for (int r = 0; r < 7; r++) {
-        tf[r] = benchmark_kernel(20, run_att_forward, &p, 2);
+        tf[r] = benchmark_kernel(20, run_att_forward, &p, 0);
         tb[r] = benchmark_kernel(20, run_att_backward, &p, &g, 2);
+        tm[r] = benchmark_kernel(20, run_att_forward, &p, 2);
     }
-    float fms = median_ms(7, tf), bms = median_ms(7, tb);
-    printf("ours %d %d %d %d %d %.4f %.1f %.4f %.1f\n", B, T, H, Hkv, d, fms, att_forward_flops(B, T, H, d) / (fms * 1e-3) / 1e12,
-           bms, att_backward_flops(B, T, H, d) / (bms * 1e-3) / 1e12);
+    float fms = median_ms(7, tf), bms = median_ms(7, tb), mms = median_ms(7, tm);
+    printf("ours %d %d %d %d %d %.4f %.1f %.4f %.1f %s %.4f %.1f\n", B, T, H, Hkv, d, fms, att_forward_flops(B, T, H, d) / (fms * 1e-3) / 1e12,
+           bms, att_backward_flops(B, T, H, d) / (bms * 1e-3) / 1e12, att_forward_is_sm90(d) ? "wgmma" : "mma",
+           mms, att_forward_flops(B, T, H, d) / (mms * 1e-3) / 1e12);
     free(dout);
     att_grads_free(&g);
     free_att_problem(&p);

@@ -3,8 +3,14 @@
  and lse (B,H,T) for the backward.
    version 1: the first GPU version, kept here as written (llm.c style, simple -> fast): 64x64 tiles, 256
               threads, every 16x16 wmma product staged through fp32 shared memory, no load pipelining
-   version 2: llmc/attention.cuh attention_forward, what the trainer uses: FlashAttention-2 class, mma.sync
-              m16n8k16 with ldmatrix, fragments and the online softmax in registers, cp.async double buffering
+   version 2: llmc/attention.cuh attention_forward_mma, what the trainer uses off Hopper: FlashAttention-2 class,
+              mma.sync m16n8k16 with ldmatrix, fragments and the online softmax in registers, cp.async double buffering
+   version 3: llmc/attention_sm90.cuh attention_forward_sm90(overlap = false), Hopper (sm_90a): wgmma from
+              128-byte-swizzled shared memory, P kept in registers as wgmma's A operand, each product waited for
+   version 4: the same with overlap = true (FlashAttention-3's intra-warpgroup overlap: S_j's softmax runs while
+              the tensor cores do P_j-1 V_j-1), what the trainer uses on an sm_90 GPU for d = 64, 128
+   Versions 3 and 4 are checked against the CPU reference and against version 2; the CPU emulator runs them
+   through its wgmma twins (dev/cuda_emu/cuda_emu.h).
  make -C dev/cuda bin/attention_forward && dev/cuda/bin/attention_forward check|bench [version]
  attention_backward.cu includes this file (with ATTENTION_FORWARD_NO_MAIN) for the CPU reference and the setup.
 */
@@ -293,15 +299,30 @@ static void free_att_problem(AttProblem *p) {
     cudaCheck(cudaFree(p->d_q)); cudaCheck(cudaFree(p->d_k)); cudaCheck(cudaFree(p->d_v));
     cudaCheck(cudaFree(p->d_out)); cudaCheck(cudaFree(p->d_lse));
 }
+// version 0: attention_forward, the trainer's choice (4 where usable, else 2)
 static void run_att_forward(AttProblem *p, int version) {
     if (version == 1) attention1_forward(p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, p->B, p->T, p->H, p->Hkv, p->d, 0);
+    else if (version == 2) attention_forward_mma(p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, p->B, p->T, p->H, p->Hkv, p->d, 0);
+    else if (version == 3) attention_forward_sm90(p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, p->B, p->T, p->H, p->Hkv, p->d, 0, false);
+    else if (version == 4) attention_forward_sm90(p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, p->B, p->T, p->H, p->Hkv, p->d, 0, true);
     else attention_forward(p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, p->B, p->T, p->H, p->Hkv, p->d, 0);
 }
-#define ATT_VERSIONS 2
+// 1 when the trainer's attention_forward takes the Hopper path for head width d
+static int att_forward_is_sm90(int d) {
+#ifndef SESSA_CUDA_EMU_H
+    return (d == 64 || d == 128) && attention_sm90_trusted();
+#else
+    (void)d;
+    return 0;
+#endif
+}
+#define ATT_VERSIONS 2   // of the backward
+#define ATT_FWD_VERSIONS 4
 static double att_forward_flops(int B, int T, int H, int d) { return 4.0 * B * H * d * (double)T * (T + 1) / 2; }
 
 #ifndef ATTENTION_FORWARD_NO_MAIN
 static int check(int version, int B, int T, int H, int Hkv, int d) {
+    if (version >= 3 && d != 64 && d != 128) return 1;   // not a width of the Hopper kernels
     printf("check version %d B=%d T=%d H=%d Hkv=%d d=%d\n", version, B, T, H, Hkv, d);
     AttProblem p = make_att_problem(B, T, H, Hkv, d);
     size_t nq = (size_t)B * T * H * d;
@@ -315,6 +336,22 @@ static int check(int version, int B, int T, int H, int Hkv, int d) {
     // 1e-4. A wrong mask or head mapping is off by 1e-1 or more.
     int ok = validate_result(p.d_out, out_ref, "out", (size_t)B * T * H, d, d, 5e-3f * max_abs(out_ref, nq), 1e-2f);
     ok &= validate_result(p.d_lse, lse_ref, "lse", (size_t)B * H, T, T, 1e-4f, 1e-4f);
+    if (version >= 3) {
+        // against version 2 (mma.sync), the same math with other tiles (64 vs 128 keys: P's bf16 rounding happens
+        // after different running maxima) and summation orders: each is within the tolerance above of the exact
+        // result, so they are within about twice it of each other (typically far closer)
+        float *out2 = (float *)mallocCheck(nq * sizeof(float)), *lse2 = (float *)mallocCheck((size_t)B * H * T * sizeof(float));
+        run_att_forward(&p, 2);
+        cudaCheck(cudaDeviceSynchronize());
+        from_device(out2, p.d_out, nq);
+        from_device(lse2, p.d_lse, (size_t)B * H * T);
+        run_att_forward(&p, version);
+        cudaCheck(cudaDeviceSynchronize());
+        printf("  version %d against version 2:\n", version);
+        ok &= validate_result(p.d_out, out2, "out", (size_t)B * T * H, d, d, 1e-2f * max_abs(out_ref, nq), 2e-2f);
+        ok &= validate_result(p.d_lse, lse2, "lse", (size_t)B * H, T, T, 2e-4f, 2e-4f);
+        free(out2); free(lse2);
+    }
     free(out_ref); free(lse_ref);
     free_att_problem(&p);
     return ok;
@@ -329,17 +366,35 @@ static void bench(int version, int B, int T, int H, int Hkv, int d) {
 }
 
 int main(int argc, char **argv) {
-    DevArgs a = parse_dev_args(argc, argv, ATT_VERSIONS);
+    DevArgs a = parse_dev_args(argc, argv, ATT_FWD_VERSIONS);
     cudaCheck(cudaSetDevice(0));
     int ok = 1;
-    for (int version = 1; version <= ATT_VERSIONS; version++) {
+    for (int version = 1; version <= ATT_FWD_VERSIONS; version++) {
         if (a.version && version != a.version) continue;
+#ifndef SESSA_CUDA_EMU_H
+        if (version >= 3 && !attention_sm90_usable()) {
+            int major = 0;
+            cudaCheck(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0));
+            printf("version %d (Hopper wgmma) not usable here: needs an sm_90 GPU, a binary built for sm_90a and "
+                   "SESSA_ATT_SM90 not 0%s\n", version, a.version || major == 9 ? ": FAIL" : " (skipped)");
+            if (a.version || major == 9) ok = 0;   // on Hopper, or asked for, it must be there
+            continue;
+        }
+#endif
         if (a.check) {
             // GQA groups of 2 and 4, MHA; T not a multiple of 64 and several key tiles (the pipelines); every
             // supported head width; T = 1
             ok &= check(version, 2, 200, 4, 2, 64) & check(version, 1, 130, 4, 1, 128) & check(version, 1, 67, 3, 3, 32) &
                   check(version, 1, 1, 2, 1, 32) &
                   check(version, 1, 333, 4, 1, 128) & check(version, 2, 290, 4, 2, 64);   // several tiles: the pipelines
+            // version 3 also: T = 1 and T < 64 at its widths; a longer sequence (17 key tiles of 128; 5 in the
+            // CPU emulator, where 2100 would take minutes)
+#ifndef SESSA_CUDA_EMU_H
+            const int T_long = 2100;
+#else
+            const int T_long = 520;
+#endif
+            if (version >= 3) ok &= check(version, 1, 1, 2, 1, 64) & check(version, 2, 37, 2, 2, 128) & check(version, 1, T_long, 2, 1, 128);
         } else {
             bench(version, 8, 1024, 12, 12, 64);
             bench(version, 8, 1024, 12, 4, 64);

@@ -286,7 +286,7 @@ static void emu_launch(dim3 grid, dim3 block, size_t smem, cudaStream_t, std::fu
                                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (emu_stacks == MAP_FAILED) fatal("cuda_emu: cannot map the fiber stacks");
     }
-    static char dyn[EMU_MAX_DYN_SMEM_BYTES_] __attribute__((aligned(128)));
+    static char dyn[EMU_MAX_DYN_SMEM_BYTES_] __attribute__((aligned(1024)));
     emu_body = &body; blockDim = block; gridDim = grid; emu_dyn_smem = dyn; emu_dyn_smem_bytes = smem;
     for (unsigned bz = 0; bz < grid.z; bz++) for (unsigned by = 0; by < grid.y; by++) for (unsigned bx = 0; bx < grid.x; bx++) {
         blockIdx = dim3(bx, by, bz);
@@ -396,6 +396,70 @@ template <int N> static void cp_async_wait(void) {
         else q[keep++] = q[i];
     }
     q.resize(keep);
+}
+
+// ----------------------------------------------------------------------------
+// llmc/mma.cuh's Hopper wrappers (wgmma), synchronous: the product is computed when it is issued, so fence,
+// commit and wait are no-ops here (the kernels wait right after each commit anyway). Shared memory is read
+// through the descriptor with the PTX ISA's canonical 128-byte-swizzle layouts (ISA 9.7.15.5.1.2, in bytes,
+// bf16; the swizzle XORs address bits 4-6 with bits 7-9, addresses relative to the dynamic shared memory):
+//   K-major  element (mn, k): start + (mn % 8) 128 + (mn / 8) SBO + 2k
+//   MN-major element (mn, k): start + 2 (mn % 64) + (mn / 64) LBO + (k % 8) 128 + (k / 8) SBO
+// Each warp of the warpgroup computes its 16 rows (16w..16w+15 of the 64) from its own lanes' registers, so a
+// warp meet suffices; every lane must take part. Sums in fp32, k in order.
+#define SESSA_SM90A 1
+static uint32_t __cvta_generic_to_shared(const void *p) {
+    const char *c = (const char *)p;
+    if (c < emu_dyn_smem || c > emu_dyn_smem + emu_dyn_smem_bytes)
+        fatal("cuda_emu: thread %d: __cvta_generic_to_shared(%p) outside the dynamic shared memory", emu_cur, p);
+    return (uint32_t)(c - emu_dyn_smem);
+}
+static void fence_proxy_async(void) {}
+static void wgmma_fence(void) {}
+static void wgmma_commit(void) {}
+template <int N> static void wgmma_wait(void) {}
+template <int R> static void wgmma_fence_operand(float (&)[R]) {}
+static float emu_wgmma_elem(uint64_t desc, int mn, int k, bool mn_major) {
+    uint32_t start = (uint32_t)(desc & 0x3FFF) << 4, lbo = (uint32_t)((desc >> 16) & 0x3FFF) << 4;
+    uint32_t sbo = (uint32_t)((desc >> 32) & 0x3FFF) << 4;
+    if ((desc >> 62) != 1 || ((desc >> 49) & 7) != 0)
+        fatal("cuda_emu: wgmma descriptor %#llx: only the 128-byte swizzle with base offset 0 is emulated", (unsigned long long)desc);
+    uint32_t off = mn_major ? start + 2 * (mn % 64) + (mn / 64) * lbo + (k % 8) * 128 + (k / 8) * sbo
+                            : start + (mn % 8) * 128 + (mn / 8) * sbo + 2 * k;
+    off ^= ((off >> 7) & 7) << 4;
+    if (off + 2 > emu_dyn_smem_bytes)
+        fatal("cuda_emu: thread %d: wgmma reads byte %u, past the dynamic shared memory (%zu)", emu_cur, off, emu_dyn_smem_bytes);
+    uint16_t v;
+    memcpy(&v, emu_dyn_smem + off, 2);
+    return bf16_to_float(v);
+}
+// d (this lane's part of 64 x N) = (scale_d ? d : 0) + A B, A from a (register A: the mma.sync A layout of this
+// warp's 16 rows, in the lane slots) or the K-major descriptor da, B from db (K-major, or MN-major when b_mn)
+template <int N>
+static void emu_wgmma(float (&d)[N / 2], const uint32_t *a, uint64_t da, uint64_t db, bool b_mn, int scale_d) {
+    emu_lane_regs &me = emu_lane_slot[emu_cur];
+    if (a) for (int i = 0; i < 4; i++) me.r[i] = a[i];
+    emu_warp_meet("wgmma");
+    int w = emu_cur & ~31, lane = emu_cur & 31, g = lane / 4, t = lane % 4, wrow = 16 * ((emu_cur / 32) % 4);
+    float out[N / 2];
+    for (int i = 0; i < N / 2; i++) {
+        int row = g + 8 * ((i >> 1) & 1), col = 8 * (i / 4) + 2 * t + (i & 1);
+        float acc = scale_d ? d[i] : 0.0f;
+        for (int k = 0; k < 16; k++) {
+            float av = a ? emu_bf16_half(emu_lane_slot[w + 4 * (row % 8) + (k % 8) / 2].r[(row >= 8) + 2 * (k >= 8)], k & 1)
+                         : emu_wgmma_elem(da, wrow + row, k, false);
+            acc += av * emu_wgmma_elem(db, col, k, b_mn);
+        }
+        out[i] = acc;
+    }
+    emu_wait(EMU_AT_WARP);   // nobody overwrites its slot before every lane has read it
+    for (int i = 0; i < N / 2; i++) d[i] = out[i];
+}
+template <int N> static void wgmma_ss(float (&d)[N / 2], uint64_t da, uint64_t db, int scale_d) {
+    emu_wgmma<N>(d, NULL, da, db, false, scale_d);
+}
+template <int N> static void wgmma_rs_nmajor(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t db, int scale_d) {
+    emu_wgmma<N>(d, a, 0, db, true, scale_d);
 }
 
 static inline float ex2_approx(float x) { return exp2f(x); }   // the host's exp2f: agrees to rounding

@@ -1,0 +1,343 @@
+/*
+ Causal grouped-query attention forward on Hopper (sm_90a): warpgroup MMA (wgmma) with operands in 128-byte
+ swizzled shared memory, FlashAttention-3's math and layouts, simplified (no producer warp, no ping-pong between
+ warpgroups). Same contract as attention_forward in llmc/attention.cuh (which includes this file and selects
+ it): q (B,T,H,d), k/v (B,T,Hkv,d) bf16 -> out (B,T,H,d) bf16, lse (B,H,T) fp32 (natural log), scale 1/sqrt(d),
+ query head h reads kv head h / (H/Hkv), key j <= t attended; d = 64 or 128.
+
+ Math, per block of BQ = 128 query rows (2 warpgroups x 64 rows), over key tiles of BK = 128 up to its last row
+ (causal: the last tile holds the diagonal):
+   S = Q K_j^T                 wgmma m64n128k16, A = Q and B = K both K-major from shared memory (d/16 k-steps)
+   masked where key > row (only tiles reaching past the warpgroup's first row)
+   m' = max(m, rowmax S), P = 2^((S - m') log2e/sqrt(d)), l = l 2^((m - m') ..) + rowsum P, O = O 2^((m - m') ..)
+   O += P V_j                  wgmma m64n{d}k16, A = P from registers (the accumulator layout of S is the A layout
+                               of the next product: llmc/mma.cuh), B = V N-major (imm-trans-b) from shared memory
+   out = O / l, lse = m/sqrt(d) + log l
+ P is rounded to bf16 before P V (as in FlashAttention-2/3 and our mma.sync kernel); m, l and O stay fp32.
+ Per thread (lane 4g+t of warp w of warpgroup wg): S rows i0 + 64wg + 16w + g (+8), 64 fp32 registers; O 32 (d=64)
+ or 64 (d=128); m, l of its two rows, each row's partial sum over its 4-lane quad reduced by shuffles.
+
+ Shared memory (1024-byte aligned; every tile is panels of 64 columns, row r of a panel = 128 bytes at r*128 with
+ 16-byte chunk c stored at chunk c ^ (r % 8): the 128-byte swizzle that wgmma's descriptors name):
+   Q (BQ x d), K two stages (BK x d), V two stages (BK x d): d = 128: 32 + 64 + 64 KiB, d = 64: half that.
+   Descriptors (llmc/mma.cuh): Q and K K-major, SBO = 1024 (8 rows), k-step kk at panel kk/4, +32 (kk%4) bytes;
+   V MN-major, SBO = 1024 (8 keys), LBO = BK*128 (the next panel of 64 d-columns), key step kk at +2048 kk bytes.
+ Pipeline: cp.async (16 bytes per thread, all 256 threads) double buffering, one cp.async group per key tile.
+   At tile j: wait for this thread's copies, fence.proxy.async (cp.async writes through the generic proxy, wgmma
+   reads through the async proxy), __syncthreads (the tile is visible; every wgmma of tile j-1 has completed, so
+   its stages are free), issue the next loads, then the products:
+   OVERLAP = false (version 3): S_j; wait; softmax; O += P_j V_j; wait. Loads {K_j+1, V_j+1}.
+   OVERLAP = true (version 4, the trainer's; FlashAttention-3's intra-warpgroup overlap): issue S_j and
+     O += P_j-1 V_j-1, wait for S_j only, softmax of S_j while the tensor cores run P_j-1 V_j-1, wait, rescale O,
+     P_j <- S_j; one P V after the loop. Loads {K_j+1, V_j}: V lags K by a tile (V_j is read at tile j+1).
+   The two warpgroups run side by side (no ping-pong), so one's softmax overlaps the other's wgmma by chance only.
+ Registers per thread (sm_90a, nvcc 13, ptxas -v; d = 64/128): version 3 189/210, version 4 165/201; no spills.
+ Expected rate (not yet measured): the wgmma products run at up to ~2x mma.sync's rate; ~300-450 TFLOP/s forward
+ on an H200 (mma.sync: 170-245). Next steps if short: a producer warp with TMA + mbarriers, ping-pong between the
+ warpgroups (named barriers), 3 consumer warpgroups at d = 64, then a wgmma backward.
+ Build: -gencode arch=compute_90a,code=sm_90a (the Makefiles do so for GPU_ARCH=sm_90); in any other build the
+ kernel body is empty and attention_sm90_usable() (a probe kernel run once) says no, so it is never launched.
+ Off switches: SESSA_ATT_SM90=0 in the environment, or -DATT_NO_SM90 at compile time.
+ The CPU emulator (dev/cuda_emu) runs this kernel through C++ twins of the wgmma wrappers that read shared memory
+ with the ISA's canonical swizzled layouts: indexing, masks, barriers and the layouts as understood here are
+ checked on the CPU (dev/cuda/attention_forward.cu versions 3, 4); the hardware's reading of the descriptors only on a GPU.
+*/
+#ifndef SESSA_ATTENTION_SM90_CUH
+#define SESSA_ATTENTION_SM90_CUH
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cuda_common.h"
+#include "mma.cuh"
+
+#define ATTH_WG 2                        // consumer warpgroups per block, 64 query rows each
+#define ATTH_THREADS (ATTH_WG * 128)
+#ifndef ATTH_BK
+#define ATTH_BK 128                      // key tile (64 or 128: the n of the S wgmma)
+#endif
+
+template <int HD> struct AttHCfg {
+    static_assert(HD == 64 || HD == 128, "the Hopper attention takes d = 64 or 128");
+    static_assert(ATTH_BK == 64 || ATTH_BK == 128, "ATTH_BK must be 64 or 128");
+    static constexpr int BQ = 64 * ATTH_WG, BK = ATTH_BK;
+    static constexpr int Q_BYTES = BQ * HD * 2, KV_BYTES = BK * HD * 2;   // multiples of 1024
+    static constexpr size_t SMEM = 1024 + Q_BYTES + 4 * KV_BYTES;         // + 1024: the base rounded up to 1024
+};
+
+// dst (R rows x HD bf16 as HD/64 swizzled panels of R x 128 bytes; 1024-byte aligned) <- rows [row0, row0+R) of
+// src (row t at src[t*stride]), asynchronously; rows >= T become zeros. All threads; the caller commits.
+template <int HD, int R>
+__device__ __forceinline__ void atth_load_tile(unsigned char *dst, const floatX *src, int stride, int row0, int T) {
+    constexpr int CPR = HD / 8;   // 16-byte chunks per row
+    for (int e = threadIdx.x; e < R * CPR; e += ATTH_THREADS) {
+        int r = e / CPR, c = e % CPR;
+        bool valid = row0 + r < T;
+        unsigned char *d = dst + (c / 8) * (R * 128) + r * 128 + (((c % 8) ^ (r % 8)) << 4);
+        cp_async16(d, valid ? src + (size_t)(row0 + r) * stride + c * 8 : src, valid);
+    }
+}
+
+#ifdef SESSA_SM90A
+// the pieces of one key tile for one warpgroup (64 query rows; this thread's rows r0, r0 + 8)
+
+// issue S = Q K^T (64 x BK): Qw the warpgroup's rows of the Q tile (BQ rows), Kt a K tile (BK rows); commits a group
+template <int HD, int BQ, int BK>
+__device__ __forceinline__ void atth_issue_qk(float (&s)[BK / 2], const unsigned char *Qw, const unsigned char *Kt) {
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; kk++)
+        wgmma_ss<BK>(s, wgmma_desc(Qw + (kk / 4) * (BQ * 128) + (kk % 4) * 32, 16, 1024),
+                     wgmma_desc(Kt + (kk / 4) * (BK * 128) + (kk % 4) * 32, 16, 1024), kk > 0);
+    wgmma_commit();
+}
+// issue O += P V: pa P's A-fragments (keys 16kk..), Vt a V tile (BK rows); commits a group
+template <int HD, int BK>
+__device__ __forceinline__ void atth_issue_pv(float (&o)[HD / 2], const uint32_t (&pa)[BK / 16][4], const unsigned char *Vt) {
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; kk++)
+        wgmma_rs_nmajor<HD>(o, pa[kk], wgmma_desc(Vt + kk * 16 * 128, BK * 128, 1024), 1);
+    wgmma_commit();
+}
+// causal mask (keys j0.. past row r0 (+8) -> -inf) when the tile reaches past the warpgroup's first row wg0, then
+// the online softmax: s <- P = 2^(s sl2 - m' sl2), m <- m', l <- l corr + this lane's part of rowsum P; corr[r] is
+// the factor for O's row r. m stays finite: tile 0 holds key 0, which every row attends.
+template <int BK>
+__device__ __forceinline__ void atth_softmax(float (&s)[BK / 2], float (&m)[2], float (&l)[2], float (&corr)[2],
+                                             int j0, int wg0, int r0, float sl2) {
+    const int tq = threadIdx.x % 4;
+    if (j0 + BK - 1 > wg0) {
+#pragma unroll
+        for (int i = 0; i < BK / 2; i++) {
+            int c = j0 + 8 * (i / 4) + 2 * tq + (i & 1), t = r0 + 8 * ((i >> 1) & 1);
+            if (c > t) s[i] = -INFINITY;
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; r++) {                      // row r0 + 8r: registers 4nb + 2r, 4nb + 2r + 1
+        float mx0 = -INFINITY, mx1 = -INFINITY;        // two chains: shorter dependencies
+#pragma unroll
+        for (int nb = 0; nb < BK / 8; nb++) {
+            mx0 = fmaxf(mx0, s[4 * nb + 2 * r]);
+            mx1 = fmaxf(mx1, s[4 * nb + 2 * r + 1]);
+        }
+        float mx = fmaxf(mx0, mx1);
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));   // the row's 4 lanes (a quad)
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        float m_new = fmaxf(m[r], mx), ms = m_new * sl2, rs0 = 0.0f, rs1 = 0.0f;
+        corr[r] = ex2_approx((m[r] - m_new) * sl2);    // 0 on the first tile (m = -inf)
+        m[r] = m_new;
+#pragma unroll
+        for (int nb = 0; nb < BK / 8; nb++) {
+            s[4 * nb + 2 * r] = ex2_approx(fmaf(s[4 * nb + 2 * r], sl2, -ms));
+            s[4 * nb + 2 * r + 1] = ex2_approx(fmaf(s[4 * nb + 2 * r + 1], sl2, -ms));
+            rs0 += s[4 * nb + 2 * r];
+            rs1 += s[4 * nb + 2 * r + 1];
+        }
+        l[r] = l[r] * corr[r] + (rs0 + rs1);
+    }
+}
+template <int HD> __device__ __forceinline__ void atth_rescale(float (&o)[HD / 2], const float (&corr)[2]) {
+#pragma unroll
+    for (int nd = 0; nd < HD / 8; nd++) { o[4 * nd] *= corr[0]; o[4 * nd + 1] *= corr[0]; o[4 * nd + 2] *= corr[1]; o[4 * nd + 3] *= corr[1]; }
+}
+// P's A-fragment for keys 16kk.. is S's registers 8kk..8kk+7 rounded to bf16 (llmc/mma.cuh)
+template <int BK> __device__ __forceinline__ void atth_pack_p(uint32_t (&pa)[BK / 16][4], const float (&s)[BK / 2]) {
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; kk++) {
+        pa[kk][0] = pack_bf16x2(s[8 * kk + 0], s[8 * kk + 1]);
+        pa[kk][1] = pack_bf16x2(s[8 * kk + 2], s[8 * kk + 3]);
+        pa[kk][2] = pack_bf16x2(s[8 * kk + 4], s[8 * kk + 5]);
+        pa[kk][3] = pack_bf16x2(s[8 * kk + 6], s[8 * kk + 7]);
+    }
+}
+// keeps the compiler from moving P's registers (read by an in-flight wgmma) before the wait that follows
+template <int KB> __device__ __forceinline__ void atth_fence_p(uint32_t (&pa)[KB][4]) {
+#pragma unroll
+    for (int kk = 0; kk < KB; kk++) for (int i = 0; i < 4; i++) asm volatile("" : "+r"(pa[kk][i]) :: "memory");
+}
+#endif // SESSA_SM90A
+
+// grid (ceil(T/BQ), H, B), the longest (last) query tiles first; ATTH_THREADS threads, AttHCfg<HD>::SMEM bytes.
+// OVERLAP = false: per tile j, S_j, softmax, O += P_j V_j, each wgmma waited for at once; one cp.async group
+//   {K_j+1, V_j+1} per tile. (dev/cuda/attention_forward.cu version 3)
+// OVERLAP = true (FlashAttention-3's intra-warpgroup overlap): per tile j, issue S_j and O += P_j-1 V_j-1
+//   together, wait for S_j only, run S_j's softmax while the tensor cores do P_j-1 V_j-1, then wait and rescale O.
+//   V then lags K by a tile: the group issued at tile j is {K_j+1, V_j} (V_j is first read at tile j+1, after
+//   that tile's barrier), and a last P V follows the loop. (version 4; what the trainer runs unless ATTH_OVERLAP=0)
+template <int HD, bool OVERLAP>
+__global__ void __launch_bounds__(ATTH_THREADS, 1)
+attention_forward_sm90_kernel(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
+                              int T, int H, int Hkv) {
+#ifdef SESSA_SM90A
+    using C = AttHCfg<HD>;
+    constexpr int BQ = C::BQ, BK = C::BK, NS = BK / 2, NO = HD / 2;   // S and O registers per thread
+    extern __shared__ __align__(1024) unsigned char atth_smem[];
+    unsigned char *Qs = atth_smem + ((1024 - ((uint32_t)__cvta_generic_to_shared(atth_smem) & 1023)) & 1023);
+    unsigned char *Ks = Qs + C::Q_BYTES, *Vs = Ks + 2 * C::KV_BYTES;
+    const int tid = threadIdx.x, wg = tid / 128, lane = tid % 32, g = lane / 4, tq = lane % 4;
+    const int i0 = (gridDim.x - 1 - blockIdx.x) * BQ, h = blockIdx.y, b = blockIdx.z, hk = h / (H / Hkv);
+    const int wg0 = i0 + 64 * wg, r0 = wg0 + 16 * ((tid % 128) / 32) + g;   // warpgroup's first row; rows r0, r0+8
+    const floatX *kb = k + ((size_t)b * T * Hkv + hk) * HD, *vb = v + ((size_t)b * T * Hkv + hk) * HD;
+    const float sl2 = rsqrtf((float)HD) * 1.4426950408889634f;        // scores -> log2 units
+    const int n_tiles = (min(i0 + BQ, T) - 1) / BK + 1;                // key tiles up to the block's last row
+    const unsigned char *Qw = Qs + wg * 64 * 128;                      // this warpgroup's 64 rows of panel 0
+
+    atth_load_tile<HD, BQ>(Qs, q + ((size_t)b * T * H + h) * HD, H * HD, i0, T);
+    atth_load_tile<HD, BK>(Ks, kb, Hkv * HD, 0, T);
+    if constexpr (!OVERLAP) atth_load_tile<HD, BK>(Vs, vb, Hkv * HD, 0, T);
+    cp_async_commit();
+
+    float s[NS], o[NO], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}, corr[2];
+    uint32_t pa[BK / 16][4];
+#pragma unroll
+    for (int i = 0; i < NS; i++) s[i] = 0.0f;
+#pragma unroll
+    for (int i = 0; i < NO; i++) o[i] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; kk++) for (int i = 0; i < 4; i++) pa[kk][i] = 0u;
+    for (int j = 0; j < n_tiles; j++) {
+        const int st = j & 1, j0 = j * BK;
+        cp_async_wait<0>();                            // this thread's copies of K_j (and V_j, or V_j-1) landed
+        fence_proxy_async();                           // ... and are visible to wgmma
+        __syncthreads();                               // everyone's; tile j-1's wgmma are done in every thread
+        if constexpr (!OVERLAP) {
+            if (j + 1 < n_tiles) {                     // stage st^1 (tile j-1's) is free
+                atth_load_tile<HD, BK>(Ks + (st ^ 1) * C::KV_BYTES, kb, Hkv * HD, j0 + BK, T);
+                atth_load_tile<HD, BK>(Vs + (st ^ 1) * C::KV_BYTES, vb, Hkv * HD, j0 + BK, T);
+                cp_async_commit();
+            }
+            wgmma_fence_operand(s);
+            wgmma_fence();
+            atth_issue_qk<HD, BQ, BK>(s, Qw, Ks + st * C::KV_BYTES);
+            wgmma_wait<0>();
+            wgmma_fence_operand(s);
+            atth_softmax<BK>(s, m, l, corr, j0, wg0, r0, sl2);
+            atth_rescale<HD>(o, corr);
+            atth_pack_p<BK>(pa, s);
+            wgmma_fence_operand(o);
+            wgmma_fence();
+            atth_issue_pv<HD, BK>(o, pa, Vs + st * C::KV_BYTES);
+            wgmma_wait<0>();
+            wgmma_fence_operand(o);
+            atth_fence_p<BK / 16>(pa);
+        } else {
+            // K stage st^1 (K_j-1: S_j-1 done) and V stage st (V_j-2: P V_j-2 done) are free
+            if (j + 1 < n_tiles) atth_load_tile<HD, BK>(Ks + (st ^ 1) * C::KV_BYTES, kb, Hkv * HD, j0 + BK, T);
+            atth_load_tile<HD, BK>(Vs + st * C::KV_BYTES, vb, Hkv * HD, j0, T);
+            cp_async_commit();
+            wgmma_fence_operand(s);
+            wgmma_fence_operand(o);
+            wgmma_fence();
+            atth_issue_qk<HD, BQ, BK>(s, Qw, Ks + st * C::KV_BYTES);                 // S_j
+            if (j > 0) {                                                             // O += P_j-1 V_j-1
+                wgmma_fence();   // (ptxas would insert it: this block is not the one of the fence above)
+                atth_issue_pv<HD, BK>(o, pa, Vs + (st ^ 1) * C::KV_BYTES);
+            }
+            if (j > 0) wgmma_wait<1>(); else wgmma_wait<0>();                      // S_j done
+            wgmma_fence_operand(s);
+            atth_softmax<BK>(s, m, l, corr, j0, wg0, r0, sl2);                       // overlaps P_j-1 V_j-1
+            wgmma_wait<0>();
+            wgmma_fence_operand(o);
+            atth_fence_p<BK / 16>(pa);
+            atth_rescale<HD>(o, corr);
+            atth_pack_p<BK>(pa, s);
+        }
+    }
+    if constexpr (OVERLAP) {                           // O += P_last V_last
+        cp_async_wait<0>();
+        fence_proxy_async();
+        __syncthreads();
+        wgmma_fence_operand(o);
+        wgmma_fence();
+        atth_issue_pv<HD, BK>(o, pa, Vs + ((n_tiles - 1) & 1) * C::KV_BYTES);
+        wgmma_wait<0>();
+        wgmma_fence_operand(o);
+        atth_fence_p<BK / 16>(pa);
+    }
+    float *lse_bh = lse + ((size_t)b * H + h) * T;
+    floatX *out_bh = out + ((size_t)b * T * H + h) * HD;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+        int t = r0 + 8 * r;
+        if (t >= T) continue;
+        float inv = 1.0f / l[r];
+        if (tq == 0) lse_bh[t] = m[r] * (sl2 / 1.4426950408889634f) + logf(l[r]);
+        floatX *row = out_bh + (size_t)t * H * HD + 2 * tq;
+#pragma unroll
+        for (int nd = 0; nd < HD / 8; nd++)
+            *(uint32_t *)(row + 8 * nd) = pack_bf16x2(o[4 * nd + 2 * r] * inv, o[4 * nd + 2 * r + 1] * inv);
+    }
+#endif // SESSA_SM90A
+}
+
+// 1 when this binary holds sm_90a code for the device it runs on (the kernel above is then real), else 0
+__global__ void attention_sm90_probe_kernel(int *flag) {
+#ifdef SESSA_SM90A
+    *flag = 1;
+#else
+    *flag = 0;
+#endif
+}
+
+// Whether attention_forward takes the Hopper path: not switched off (-DATT_NO_SM90, SESSA_ATT_SM90=0), the current
+// device is compute capability 9.0 and the probe kernel says the binary has sm_90a code. Decided once per process
+// (on its first call; it launches the probe and synchronizes, so not inside a CUDA graph capture).
+static int attention_sm90_usable(void) {
+#ifdef SESSA_CUDA_EMU_H
+    return 1;   // dev/cuda_emu runs the wgmma twins of cuda_emu.h
+#else
+    static int state = -1;
+    if (state >= 0) return state;
+    state = 0;
+#ifndef ATT_NO_SM90
+    const char *env = getenv("SESSA_ATT_SM90");
+    if (env && strcmp(env, "0") == 0) return state;
+    int dev, major, minor;
+    cudaCheck(cudaGetDevice(&dev));
+    cudaCheck(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    cudaCheck(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+    if (major != 9 || minor != 0) return state;
+    int *d_flag, flag = 0;
+    cudaCheck(cudaMalloc((void **)&d_flag, sizeof(int)));
+    cudaCheck(cudaMemset(d_flag, 0, sizeof(int)));
+    attention_sm90_probe_kernel<<<1, 1>>>(d_flag);
+    if (cudaGetLastError() == cudaSuccess) cudaCheck(cudaMemcpy(&flag, d_flag, sizeof(int), cudaMemcpyDeviceToHost));
+    cudaCheck(cudaFree(d_flag));
+    state = flag;
+#endif
+    return state;
+#endif // SESSA_CUDA_EMU_H
+}
+
+template <int HD, bool OVERLAP>
+static void attention_forward_sm90_hd(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
+                                      int B, int T, int H, int Hkv, cudaStream_t stream) {
+    size_t smem = AttHCfg<HD>::SMEM;
+    cudaCheck(cudaFuncSetAttribute(attention_forward_sm90_kernel<HD, OVERLAP>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    attention_forward_sm90_kernel<HD, OVERLAP><<<dim3(ceil_div(T, AttHCfg<HD>::BQ), H, B), ATTH_THREADS, smem, stream>>>(out, lse, q, k, v, T, H, Hkv);
+    cudaCheck(cudaGetLastError());
+}
+
+#ifndef ATTH_OVERLAP
+#define ATTH_OVERLAP 1   // the trainer's Hopper forward: 1 = intra-warpgroup overlap (version 4), 0 = version 3
+#endif
+// the Hopper forward itself (attention_forward picks it when attention_sm90_usable() and d is 64 or 128);
+// overlap: S_j's softmax overlaps P_j-1 V_j-1 (see the kernel)
+static void attention_forward_sm90(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
+                                   int B, int T, int H, int Hkv, int d, cudaStream_t stream, bool overlap = ATTH_OVERLAP) {
+    attention_check_shape(B, T, H, Hkv, d);
+    attention_check_ptr(out, "out"); attention_check_ptr(q, "q"); attention_check_ptr(k, "k"); attention_check_ptr(v, "v");
+    if (d != 64 && d != 128) fatal("attention (Hopper): head width d=%d is not supported (64 or 128)", d);
+    if (!attention_sm90_usable())
+        fatal("attention (Hopper): needs a compute capability 9.0 GPU, a binary built with "
+              "-gencode arch=compute_90a,code=sm_90a, and SESSA_ATT_SM90 not 0");
+    if (d == 64 && overlap) attention_forward_sm90_hd<64, true>(out, lse, q, k, v, B, T, H, Hkv, stream);
+    if (d == 64 && !overlap) attention_forward_sm90_hd<64, false>(out, lse, q, k, v, B, T, H, Hkv, stream);
+    if (d == 128 && overlap) attention_forward_sm90_hd<128, true>(out, lse, q, k, v, B, T, H, Hkv, stream);
+    if (d == 128 && !overlap) attention_forward_sm90_hd<128, false>(out, lse, q, k, v, B, T, H, Hkv, stream);
+}
+
+#endif // SESSA_ATTENTION_SM90_CUH
