@@ -508,9 +508,17 @@ fb_bwd_solve_kernel(floatX *u_hi, floatX *u_lo, floatX *df, const float *acc, in
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             int r = p * FB_R + rho;
-            bool in = r < Sv && n0 + i < D;
-            h[p][i] = in ? gs[base + (size_t)r * D + n0 + i] + (has_acc ? acc[(size_t)r * D + n0 + i] : 0.0f) : 0.0f;
+            h[p][i] = r < Sv && n0 + i < D ? gs[base + (size_t)r * D + n0 + i] : 0.0f;
         }
+    if (has_acc) {
+#pragma unroll
+        for (int p = 0; p < FB_NB; p++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                int r = p * FB_R + rho;
+                if (r < Sv && n0 + i < D) h[p][i] += acc[(size_t)r * D + n0 + i];
+            }
+    }
     __syncthreads();                            // Minv complete, tri read
     for (int q = nb - 1, it = 0; q >= 0; q--, it++) {
         int q0 = q * FB_R, r = q0 + rho;
