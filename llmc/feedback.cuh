@@ -30,17 +30,18 @@
      2. rows: lse_t = log sum_{j<t} exp Z[t,j];  P = exp(Z - lse) masked to j < t, stored as bf16 P_hi + P_lo,
         and the diagonal block A_UU = P[:, u0:u1] in fp32                                 1 kernel (a warp per row)
      3. acc  = P[:, 0:u0] s[0:u0]                                  (Sv, D) fp32-grade     3 GEMMs
-     4. in-superblock solve (one kernel, CTA = (32 columns, b), 16 warps): rows in sub-blocks of 32; warp 0 solves
-        a sub-block's 32x32 triangle, right-looking (after s_r is known, every later row's sum gets its term: 496
-        independent FMAs, the dependent chain is one FMA per row), while warps 1..15 compute the next sub-block's
-        products with the rows before (fp32, from shared memory), then add the 32 rows just solved; so
-        c_U = acc + A_UU s_U,  s_U = f_U + G_U c_U;  writes s, c and the bf16 s_hi/s_lo the next superblocks read.
+     4. in-superblock solve (one kernel, CTA = (32 columns, b), 256 threads; "in-superblock solves" below): the
+        inverses of the 8 diagonal 32x32 blocks of (I - G A_UU) first (a warp each, in parallel), then per 32-row
+        block q in order: s_q = Minv_q (f_q + G_q h_q) (a 32x32 product), and right-looking h_p += A_pq s_q for all
+        blocks p >= q (register-tiled fp32 FMAs, A's panel double-buffered in shared memory by cp.async); h starts
+        at acc, so c_U = acc + A_UU s_U = h;  writes s, c and the bf16 s_hi/s_lo the next superblocks read.
    backward, key superblocks U from last to first (u = dL/df solves u = gs + (G alpha)^T u), 12 launches each:
      1. slab Zs = qb[u0:T] kb[U]^T / sqrt(D)                       (T-u0, Sv)             1 GEMM
         Pc = gamma_t exp(Zs - lse_t) for j < t, as bf16 Pc_hi + Pc_lo, and the diagonal block
         (t, j in U) in fp32, transposed, for the in-superblock solve                      1 kernel
      2. acc  = Pc[u1:T]^T u[u1:T]                                  (Sv, D) fp32-grade     3 GEMMs
-     3. transposed in-superblock solve (the forward's kernel mirrored): u_U, stored as bf16 u_hi + u_lo, df
+     3. transposed in-superblock solve (the forward's schedule, blocks from last to first, L = PcT, G = I, h
+        starting at gs + acc): u_U, stored as bf16 u_hi + u_lo, df
      4. dgamma_t = u_t . c_t for t in U (every u_t, t >= u0, is known now), and s[U] split into hi/lo   1 kernel
      5. US = u[u0:T] s[U]^T (fp32-grade, 3 GEMMs);
         dZ = Pc (US - dgamma_t), rounded to bf16 (as FlashAttention-2 rounds dS)         1 kernel
@@ -64,14 +65,20 @@
    B=2 T=4096 D=768:  forward 49.9 GMAC (100 GFLOP),  backward 118 GMAC (237 GFLOP)
    At 400-600 TFLOP/s for these shapes on an H200: GEMMs ~0.05 + 0.13 ms (T=1024) and ~0.2 + 0.5 ms (T=4096).
    Elementwise passes (row pass, slab, dZ) move ~16 bytes per (t, j < t) pair and direction: ~0.1 ms at T=4096.
-   In-superblock solves (fp32 FMAs, the sequential part): per superblock 8 triangles of 32 dependent rows (~1 us
-   each, warp 0), overlapped with the 15 helper warps' sub-block products (<= 3 rows x <= 224 terms each); about
-   10-15 us per superblock and direction. 102-105 registers x 512 threads: one CTA per SM, so B=8 D=768 (192 CTAs)
-   takes 2 waves (FB_SOLVE_WARPS = 8 would fit 2 CTAs per SM, with slower helpers). ~0.2 ms at T=1024 (4
-   superblocks, fwd + bwd) and ~0.4 ms at T=4096 (16 superblocks, 48 CTAs).
+   In-superblock solves (fp32 FMAs on CUDA cores; a CTA = 32 columns of one sequence, 256 threads), per CTA and
+   superblock of S = 256 (nb = 8 blocks): updates 32 x 32 x 4 FMAs per thread and (block, later block) pair,
+   36 pairs forward (p >= q), 28 backward (p < q); x_q = Minv_q rhs 128 FMAs x 8 blocks; inverses 496 FMAs a lane:
+   per thread ~5.6k FMAs forward, ~4.6k backward (1.44M / 1.18M per CTA) and ~860 / ~740 16-byte shared loads
+   (one per 16 FMAs in the updates). B=8 D=768: 192 CTAs, 2 per SM (128 registers, 104 KiB shared): an SM with
+   two does 2.9M FMAs = 11 us at 128 FMA/clk and 1.98 GHz, plus the inverses (~1-2 us) and 16 barriers: predicted
+   ~15-20 us per call forward, ~13-17 us backward (former kernels, H200 profile: 140 and 223 us), i.e. ~0.15 ms per
+   layer at T=1024 (4 superblocks, fwd + bwd). If the shared loads' 4 wavefronts each (LDS.128, 8 threads per
+   quarter warp) and not the FMAs bound it: ~28 us. At B=2 T=4096: 48 CTAs (one per SM, 16 superblocks):
+   latency-bound, ~10-15 us per call, ~0.4 ms fwd + bwd per layer.
    Launches: 6 (forward) and 12 (backward) per superblock; cuBLASLt plans are cached per shape.
-   Prediction (fwd + bwd): ~0.5 ms (0.17 + 0.33) at B=8 T=1024 and ~1.4 ms (0.45 + 0.95) at B=2 T=4096, against
-   the dense form's 0.81 + 0.79 ms and 3.1 + 3.0 ms measured for its solves alone (its gradient GEMMs on top).
+   Measured on an H200 with the former solve kernels (dev/cuda feedback_backward bench, fwd + bwd): 1.93 ms at
+   B=8 T=1024 and 4.99 ms at B=2 T=4096 (dense form 1.71 and 6.34 ms), of which the solves were ~1.45 ms at T=1024.
+   Prediction with these kernels: ~0.6 ms at B=8 T=1024 and ~1.5-2 ms at B=2 T=4096.
  Memory (scratch, the larger of forward and backward): forward 4BTD (s_hi/s_lo) + 12 B S T (Z, P_hi/P_lo)
    + 4 B S^2 + 4 B S D; backward 4BTD (u_hi/u_lo) + 4BTD (fp32 dqb accumulator) + 8 B T S (slab: Zs/US fp32,
    Pc_hi/Pc_lo, dZ over Pc_hi) + 4 B S^2 + 8 B S D. B=8 T=1024 D=768: 78 MiB, plus c (24 MiB) kept from the
@@ -83,6 +90,8 @@
      4BTD bytes, and every use of u outside the solve is a hi/lo GEMM anyway; dgamma = (u_hi + u_lo) . c.
    - dZ overwrites Pc_hi and u s^T overwrites the slab's logits: the slab costs 8 bytes per entry, not 14.
    - the in-superblock solves read fp32 diagonal blocks (Pd, PcT), not hi/lo: one load per term, full precision.
+     They invert the 32x32 diagonal blocks of the M-matrix I - G L (inverse >= 0: sums of one sign, fp32 rounding
+     only) so that the sequential part is 8 small products, not 256 dependent rows.
    - S is a runtime value (fb_superblock: 256, at most T rounded up to 32; FB_S in the dev bench) for tuning.
  dev/test/test_feedback_blocked.c runs this schedule (superblocks, 32-row sub-blocks, hi/lo splits) on the CPU.
 */
@@ -95,7 +104,8 @@
 #include "matmul.cuh"
 #include "mma.cuh"          // cp.async wrappers
 
-#define FB_SMAX 256       // the largest superblock: the in-superblock solves keep S x 32 fp32 in shared memory
+#define FB_SMAX 256       // the largest superblock: the in-superblock solves keep 3 S x 32 fp32 in shared memory
+                          // and h for S/32 rows x 4 columns in registers (S = 512 would not fit 2 CTAs per SM)
 // rows S of a superblock (keys of a backward slab). 256 unless fb_superblock_rows is set (a multiple of 32 in
 // [32, FB_SMAX]; dev/cuda's bench sets it from FB_S to tune). S trades the solves' sequential work (~T S) and
 // the slabs' memory (~T S) against launches (~T / S) and the chain GEMMs' size.
