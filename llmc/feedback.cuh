@@ -668,6 +668,7 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
     // the solve reads whole 16-byte chunks of Pd past Sv (times s = 0 there): they must be finite, not stale scratch
     cudaCheck(cudaMemsetAsync(w.Pd, 0, (size_t)B * S * S * sizeof(float), stream));
     cudaCheck(cudaFuncSetAttribute(fb_fwd_solve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fb_solve_smem(S)));
+    cudaCheck(cudaFuncSetAttribute(fb_fwd_solve_kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));   // 2 CTAs per SM
     for (int u0 = 0; u0 < T; u0 += S) {
         int u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0;
         // 1. Z (Sv, u1) = qb[U] kb[0:u1]^T / sqrt(D)
@@ -699,6 +700,7 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
     // the solve reads whole 16-byte chunks of PcT past Sv (times u = 0 there): they must be finite, not stale scratch
     cudaCheck(cudaMemsetAsync(w.PcT, 0, (size_t)B * S * S * sizeof(float), stream));
     cudaCheck(cudaFuncSetAttribute(fb_bwd_solve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fb_solve_smem(S)));
+    cudaCheck(cudaFuncSetAttribute(fb_bwd_solve_kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));   // 2 CTAs per SM
     for (int u0 = (T - 1) / S * S; u0 >= 0; u0 -= S) {
         int u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, M = T - u0;
         int slab_blocks = ceil_div((long long)M * S, 256);
