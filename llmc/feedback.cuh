@@ -559,6 +559,24 @@ fb_bwd_solve_kernel(floatX *u_hi, floatX *u_lo, floatX *df, const float *acc, in
     }
 }
 
+// launchers of the two solves (dynamic shared memory past 48 KiB, carveout to the maximum: 2 CTAs per SM)
+static void fb_fwd_solve(float *s, float *c, floatX *s_hi, floatX *s_lo, const float *acc, int has_acc, const float *Pd,
+                         const floatX *f, const float *gamma, int u0, int Sv, int S, int B, int T, int D, cudaStream_t stream) {
+    cudaCheck(cudaFuncSetAttribute(fb_fwd_solve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fb_solve_smem(S)));
+    cudaCheck(cudaFuncSetAttribute(fb_fwd_solve_kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
+    fb_fwd_solve_kernel<<<dim3(ceil_div(D, FB_R), B), FB_SOLVE_THREADS, fb_solve_smem(S), stream>>>(
+        s, c, s_hi, s_lo, acc, has_acc, Pd, f, gamma, u0, Sv, S, T, D);
+    cudaCheck(cudaGetLastError());
+}
+static void fb_bwd_solve(floatX *u_hi, floatX *u_lo, floatX *df, const float *acc, int has_acc, const float *PcT,
+                         const float *gs, int u0, int Sv, int S, int B, int T, int D, cudaStream_t stream) {
+    cudaCheck(cudaFuncSetAttribute(fb_bwd_solve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fb_solve_smem(S)));
+    cudaCheck(cudaFuncSetAttribute(fb_bwd_solve_kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
+    fb_bwd_solve_kernel<<<dim3(ceil_div(D, FB_R), B), FB_SOLVE_THREADS, fb_solve_smem(S), stream>>>(
+        u_hi, u_lo, df, acc, has_acc, PcT, gs, u0, Sv, S, T, D);
+    cudaCheck(cudaGetLastError());
+}
+
 // for the rows t in [u0, u0+Sv) of U, one warp per row: dgamma_t = u_t . c_t with u = u_hi + u_lo (this is also
 // the Delta_t of the softmax backward), and s_t split into bf16 halves sU_hi/sU_lo (B, S, D) for the u s^T GEMMs.
 // grid (ceil(Sv/8), B), 256 threads.
@@ -667,8 +685,6 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
     long long sq = (long long)T * ld, sZ = (long long)S * ldz, sTD = (long long)T * D, sSD = (long long)S * D;
     // the solve reads whole 16-byte chunks of Pd past Sv (times s = 0 there): they must be finite, not stale scratch
     cudaCheck(cudaMemsetAsync(w.Pd, 0, (size_t)B * S * S * sizeof(float), stream));
-    cudaCheck(cudaFuncSetAttribute(fb_fwd_solve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fb_solve_smem(S)));
-    cudaCheck(cudaFuncSetAttribute(fb_fwd_solve_kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));   // 2 CTAs per SM
     for (int u0 = 0; u0 < T; u0 += S) {
         int u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0;
         // 1. Z (Sv, u1) = qb[U] kb[0:u1]^T / sqrt(D)
@@ -681,9 +697,7 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
         if (u0 > 0)
             fb_gemm3(w.acc, D, sSD, w.P_hi, w.P_lo, ldz, sZ, false, w.s_hi, w.s_lo, D, sTD, false, Sv, D, u0, 0.0f, B, stream);
         // 4. the in-superblock solve
-        fb_fwd_solve_kernel<<<dim3(ceil_div(D, FB_R), B), FB_SOLVE_THREADS, fb_solve_smem(S), stream>>>(
-            s, c, w.s_hi, w.s_lo, w.acc, u0 > 0, w.Pd, f, gamma, u0, Sv, S, T, D);
-        cudaCheck(cudaGetLastError());
+        fb_fwd_solve(s, c, w.s_hi, w.s_lo, w.acc, u0 > 0, w.Pd, f, gamma, u0, Sv, S, B, T, D, stream);
     }
 }
 
@@ -699,8 +713,6 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
     cudaCheck(cudaMemsetAsync(w.dq, 0, (size_t)B * T * D * sizeof(float), stream));
     // the solve reads whole 16-byte chunks of PcT past Sv (times u = 0 there): they must be finite, not stale scratch
     cudaCheck(cudaMemsetAsync(w.PcT, 0, (size_t)B * S * S * sizeof(float), stream));
-    cudaCheck(cudaFuncSetAttribute(fb_bwd_solve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fb_solve_smem(S)));
-    cudaCheck(cudaFuncSetAttribute(fb_bwd_solve_kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));   // 2 CTAs per SM
     for (int u0 = (T - 1) / S * S; u0 >= 0; u0 -= S) {
         int u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, M = T - u0;
         int slab_blocks = ceil_div((long long)M * S, 256);
@@ -714,9 +726,7 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
             fb_gemm3(w.acc, D, sSD, w.Pc_hi + (size_t)Sv * S, w.Pc_lo + (size_t)Sv * S, S, sTS, true,
                      w.u_hi + (size_t)u1 * D, w.u_lo + (size_t)u1 * D, D, sTD, false, Sv, D, T - u1, 0.0f, B, stream);
         // 3. the transposed in-superblock solve: u[U], df[U]
-        fb_bwd_solve_kernel<<<dim3(ceil_div(D, FB_R), B), FB_SOLVE_THREADS, fb_solve_smem(S), stream>>>(
-            w.u_hi, w.u_lo, df, w.acc, u1 < T, w.PcT, gs, u0, Sv, S, T, D);
-        cudaCheck(cudaGetLastError());
+        fb_bwd_solve(w.u_hi, w.u_lo, df, w.acc, u1 < T, w.PcT, gs, u0, Sv, S, B, T, D, stream);
         // 4. dgamma[U] = u . c; 5. US (M, Sv) = u[u0:T] s[U]^T into the slab's logits buffer; dZ over Pc_hi
         fb_bwd_rows_kernel<<<dim3(ceil_div(Sv, 8), B), 256, 0, stream>>>(dgamma, w.sU_hi, w.sU_lo, w.u_hi, w.u_lo, c, s,
                                                                        u0, Sv, S, T, D);
