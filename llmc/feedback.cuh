@@ -72,12 +72,12 @@
    (one per 16 FMAs in the updates). B=8 D=768: 192 CTAs, 2 per SM (128 registers, 104 KiB shared): an SM with
    two does 2.9M FMAs = 11 us at 128 FMA/clk and 1.98 GHz, plus the inverses (~1-2 us) and 16 barriers: predicted
    ~15-20 us per call forward, ~13-17 us backward (former kernels, H200 profile: 140 and 223 us), i.e. ~0.15 ms per
-   layer at T=1024 (4 superblocks, fwd + bwd). If the shared loads' 4 wavefronts each (LDS.128, 8 threads per
-   quarter warp) and not the FMAs bound it: ~28 us. At B=2 T=4096: 48 CTAs (one per SM, 16 superblocks):
+   layer at T=1024 (4 superblocks, fwd + bwd). If every LDS.128 costs 4 wavefronts (one per quarter warp, the
+   broadcasts not merged), shared memory rather than the FMAs bounds it: ~28 us. At B=2 T=4096: 48 CTAs (one per SM, 16 superblocks):
    latency-bound, ~10-15 us per call, ~0.4 ms fwd + bwd per layer.
    Launches: 6 (forward) and 12 (backward) per superblock; cuBLASLt plans are cached per shape.
    Measured on an H200 with the former solve kernels (dev/cuda feedback_backward bench, fwd + bwd): 1.93 ms at
-   B=8 T=1024 and 4.99 ms at B=2 T=4096 (dense form 1.71 and 6.34 ms), of which the solves were ~1.45 ms at T=1024.
+   B=8 T=1024 and 4.99 ms at B=2 T=4096 (dense form 1.71 and 6.34 ms), of which the solves were ~1.45 ms at T=1024 (4 x (140 + 223) us, the profile's per-call times).
    Prediction with these kernels: ~0.6 ms at B=8 T=1024 and ~1.5-2 ms at B=2 T=4096.
  Memory (scratch, the larger of forward and backward): forward 4BTD (s_hi/s_lo) + 12 B S T (Z, P_hi/P_lo)
    + 4 B S^2 + 4 B S D; backward 4BTD (u_hi/u_lo) + 4BTD (fp32 dqb accumulator) + 8 B T S (slab: Zs/US fp32,
