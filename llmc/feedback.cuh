@@ -30,17 +30,18 @@
      2. rows: lse_t = log sum_{j<t} exp Z[t,j];  P = exp(Z - lse) masked to j < t, stored as bf16 P_hi + P_lo,
         and the diagonal block A_UU = P[:, u0:u1] in fp32                                 1 kernel (a warp per row)
      3. acc  = P[:, 0:u0] s[0:u0]                                  (Sv, D) fp32-grade     3 GEMMs
-     4. in-superblock solve (one kernel, CTA = (32 columns, b), 16 warps): rows in sub-blocks of 32; warp 0 solves
-        a sub-block's 32x32 triangle, right-looking (after s_r is known, every later row's sum gets its term: 496
-        independent FMAs, the dependent chain is one FMA per row), while warps 1..15 compute the next sub-block's
-        products with the rows before (fp32, from shared memory), then add the 32 rows just solved; so
-        c_U = acc + A_UU s_U,  s_U = f_U + G_U c_U;  writes s, c and the bf16 s_hi/s_lo the next superblocks read.
+     4. in-superblock solve (one kernel, CTA = (32 columns, b), 256 threads; "in-superblock solves" below): the
+        inverses of the 8 diagonal 32x32 blocks of (I - G A_UU) first (a warp each, in parallel), then per 32-row
+        block q in order: s_q = Minv_q (f_q + G_q h_q) (a 32x32 product), and right-looking h_p += A_pq s_q for all
+        blocks p >= q (register-tiled fp32 FMAs, A's panel double-buffered in shared memory by cp.async); h starts
+        at acc, so c_U = acc + A_UU s_U = h;  writes s, c and the bf16 s_hi/s_lo the next superblocks read.
    backward, key superblocks U from last to first (u = dL/df solves u = gs + (G alpha)^T u), 12 launches each:
      1. slab Zs = qb[u0:T] kb[U]^T / sqrt(D)                       (T-u0, Sv)             1 GEMM
         Pc = gamma_t exp(Zs - lse_t) for j < t, as bf16 Pc_hi + Pc_lo, and the diagonal block
         (t, j in U) in fp32, transposed, for the in-superblock solve                      1 kernel
      2. acc  = Pc[u1:T]^T u[u1:T]                                  (Sv, D) fp32-grade     3 GEMMs
-     3. transposed in-superblock solve (the forward's kernel mirrored): u_U, stored as bf16 u_hi + u_lo, df
+     3. transposed in-superblock solve (the forward's schedule, blocks from last to first, L = PcT, G = I, h
+        starting at gs + acc): u_U, stored as bf16 u_hi + u_lo, df
      4. dgamma_t = u_t . c_t for t in U (every u_t, t >= u0, is known now), and s[U] split into hi/lo   1 kernel
      5. US = u[u0:T] s[U]^T (fp32-grade, 3 GEMMs);
         dZ = Pc (US - dgamma_t), rounded to bf16 (as FlashAttention-2 rounds dS)         1 kernel
@@ -64,14 +65,20 @@
    B=2 T=4096 D=768:  forward 49.9 GMAC (100 GFLOP),  backward 118 GMAC (237 GFLOP)
    At 400-600 TFLOP/s for these shapes on an H200: GEMMs ~0.05 + 0.13 ms (T=1024) and ~0.2 + 0.5 ms (T=4096).
    Elementwise passes (row pass, slab, dZ) move ~16 bytes per (t, j < t) pair and direction: ~0.1 ms at T=4096.
-   In-superblock solves (fp32 FMAs, the sequential part): per superblock 8 triangles of 32 dependent rows (~1 us
-   each, warp 0), overlapped with the 15 helper warps' sub-block products (<= 3 rows x <= 224 terms each); about
-   10-15 us per superblock and direction. 102-105 registers x 512 threads: one CTA per SM, so B=8 D=768 (192 CTAs)
-   takes 2 waves (FB_SOLVE_WARPS = 8 would fit 2 CTAs per SM, with slower helpers). ~0.2 ms at T=1024 (4
-   superblocks, fwd + bwd) and ~0.4 ms at T=4096 (16 superblocks, 48 CTAs).
+   In-superblock solves (fp32 FMAs on CUDA cores; a CTA = 32 columns of one sequence, 256 threads), per CTA and
+   superblock of S = 256 (nb = 8 blocks): updates 32 x 32 x 4 FMAs per thread and (block, later block) pair,
+   36 pairs forward (p >= q), 28 backward (p < q); x_q = Minv_q rhs 128 FMAs x 8 blocks; inverses 496 FMAs a lane:
+   per thread ~5.6k FMAs forward, ~4.6k backward (1.44M / 1.18M per CTA) and ~860 / ~740 16-byte shared loads
+   (one per 16 FMAs in the updates). B=8 D=768: 192 CTAs, 2 per SM (128 registers, 104 KiB shared): an SM with
+   two does 2.9M FMAs = 11 us at 128 FMA/clk and 1.98 GHz, plus the inverses (~1-2 us) and 16 barriers: predicted
+   ~15-20 us per call forward, ~13-17 us backward (former kernels, H200 profile: 140 and 223 us), i.e. ~0.15 ms per
+   layer at T=1024 (4 superblocks, fwd + bwd). If every LDS.128 costs 4 wavefronts (one per quarter warp, the
+   broadcasts not merged), shared memory rather than the FMAs bounds it: ~28 us. At B=2 T=4096: 48 CTAs (one per SM, 16 superblocks):
+   latency-bound, ~10-15 us per call, ~0.4 ms fwd + bwd per layer.
    Launches: 6 (forward) and 12 (backward) per superblock; cuBLASLt plans are cached per shape.
-   Prediction (fwd + bwd): ~0.5 ms (0.17 + 0.33) at B=8 T=1024 and ~1.4 ms (0.45 + 0.95) at B=2 T=4096, against
-   the dense form's 0.81 + 0.79 ms and 3.1 + 3.0 ms measured for its solves alone (its gradient GEMMs on top).
+   Measured on an H200 with the former solve kernels (dev/cuda feedback_backward bench, fwd + bwd): 1.93 ms at
+   B=8 T=1024 and 4.99 ms at B=2 T=4096 (dense form 1.71 and 6.34 ms), of which the solves were ~1.45 ms at T=1024 (4 x (140 + 223) us, the profile's per-call times).
+   Prediction with these kernels: ~0.6 ms at B=8 T=1024 and ~1.5-2 ms at B=2 T=4096.
  Memory (scratch, the larger of forward and backward): forward 4BTD (s_hi/s_lo) + 12 B S T (Z, P_hi/P_lo)
    + 4 B S^2 + 4 B S D; backward 4BTD (u_hi/u_lo) + 4BTD (fp32 dqb accumulator) + 8 B T S (slab: Zs/US fp32,
    Pc_hi/Pc_lo, dZ over Pc_hi) + 4 B S^2 + 8 B S D. B=8 T=1024 D=768: 78 MiB, plus c (24 MiB) kept from the
@@ -83,6 +90,8 @@
      4BTD bytes, and every use of u outside the solve is a hi/lo GEMM anyway; dgamma = (u_hi + u_lo) . c.
    - dZ overwrites Pc_hi and u s^T overwrites the slab's logits: the slab costs 8 bytes per entry, not 14.
    - the in-superblock solves read fp32 diagonal blocks (Pd, PcT), not hi/lo: one load per term, full precision.
+     They invert the 32x32 diagonal blocks of the M-matrix I - G L (inverse >= 0: sums of one sign, fp32 rounding
+     only) so that the sequential part is 8 small products, not 256 dependent rows.
    - S is a runtime value (fb_superblock: 256, at most T rounded up to 32; FB_S in the dev bench) for tuning.
  dev/test/test_feedback_blocked.c runs this schedule (superblocks, 32-row sub-blocks, hi/lo splits) on the CPU.
 */
@@ -93,8 +102,10 @@
 #include <string.h>
 #include "cuda_common.h"
 #include "matmul.cuh"
+#include "mma.cuh"          // cp.async wrappers
 
-#define FB_SMAX 256       // the largest superblock: the in-superblock solves keep S x 32 fp32 in shared memory
+#define FB_SMAX 256       // the largest superblock: the in-superblock solves keep 3 S x 32 fp32 in shared memory
+                          // and h for S/32 rows x 4 columns in registers (S = 512 would not fit 2 CTAs per SM)
 // rows S of a superblock (keys of a backward slab). 256 unless fb_superblock_rows is set (a multiple of 32 in
 // [32, FB_SMAX]; dev/cuda's bench sets it from FB_S to tune). S trades the solves' sequential work (~T S) and
 // the slabs' memory (~T S) against launches (~T / S) and the chain GEMMs' size.
@@ -106,8 +117,6 @@ static inline int fb_superblock(int T) {
     int cap = fb_round_up(T, 32);   // one superblock holds all of a short sequence; no slab wider than T
     return S < cap ? S : cap;
 }
-#define FB_R 32           // rows of a sub-block of the in-superblock solve = columns per solve CTA (one per lane)
-#define FB_SOLVE_WARPS 16    // warps of a solve CTA: all share the sub-block products (2 rows each), warp 0 does the triangle
 
 struct __align__(16) FbF4 { float x, y, z, w; };   // one 16-byte load (float4 without the vector-type header)
 
@@ -256,107 +265,6 @@ __global__ void fb_fwd_rows_kernel(floatX *P_hi, floatX *P_lo, float *Pd, float 
     if (lane == 0) lse[(size_t)b * T + t] = l;
 }
 
-// sum_{j in [j0, j1)} p[j] x[j][lane] with 4 accumulators; j0 a multiple of 4 (16-byte loads of p)
-__device__ __forceinline__ float fb_dot_rows(const float *p, const float (*x)[FB_R], int j0, int j1, int lane) {
-    float v0 = 0.0f, v1 = 0.0f, v2 = 0.0f, v3 = 0.0f;
-    int j = j0;
-    for (; j + 3 < j1; j += 4) {
-        FbF4 p4 = *(const FbF4 *)(p + j);
-        v0 = fmaf(p4.x, x[j][lane], v0);
-        v1 = fmaf(p4.y, x[j + 1][lane], v1);
-        v2 = fmaf(p4.z, x[j + 2][lane], v2);
-        v3 = fmaf(p4.w, x[j + 3][lane], v3);
-    }
-    for (; j < j1; j++) v0 = fmaf(p[j], x[j][lane], v0);
-    return (v0 + v1) + (v2 + v3);
-}
-#define FB_NEXT ((FB_R + FB_SOLVE_WARPS - 2) / (FB_SOLVE_WARPS - 1))   // rows of the next sub-block per helper warp
-
-// in-superblock solve, forward: for rows r of U in order, c_r = acc_r + sum_{j<r} Pd[r][j] s_j, s_r = f_r + g_r c_r.
-// acc (B, S, D) = P[:, 0:u0] s[0:u0] (ignored when has_acc = 0). grid (ceil(D/32), B), 512 threads: lane = column.
-// Sub-blocks of 32 rows in order. While warp 0 solves the current sub-block's 32x32 triangle (right-looking:
-// after s_r, every later row's sum gets its term, so the dependent chain is one FMA per row), warps 1..15 compute
-// the next sub-block's products with all rows before the current one and load its constants; after a barrier
-// they add the 32 terms of the rows just solved. So the sub-block products hide behind the sequential triangles.
-// Writes s, c (fp32) and s_hi, s_lo (bf16 halves of s, read by the next superblocks' GEMMs).
-__global__ void __launch_bounds__(FB_SOLVE_WARPS * WARP_SIZE)
-fb_fwd_solve_kernel(float *s, float *c, floatX *s_hi, floatX *s_lo, const float *acc, int has_acc, const float *Pd,
-                    const floatX *f, const float *gamma, int u0, int Sv, int S, int T, int D) {
-    __shared__ float s_sh[FB_SMAX][FB_R];       // s of the rows of U solved so far, this CTA's 32 columns
-    __shared__ float cur[FB_R][FB_R + 1];       // the sub-block's complete sums before its own triangle
-    __shared__ float tri[FB_R][FB_R + 1];       // the sub-block's diagonal 32x32 of Pd
-    __shared__ float fsh[FB_R][FB_R + 1];       // f of the sub-block's rows (loaded ahead: the triangle waits on nothing)
-    __shared__ float gsh[FB_R];                 // gamma of the sub-block's rows
-    int w = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, b = blockIdx.y, n = blockIdx.x * FB_R + lane;
-    bool col = n < D;
-    Pd += (size_t)b * S * S; acc += (size_t)b * S * D; gamma += (size_t)b * T + u0;
-    size_t base = ((size_t)b * T + u0) * D + n;   // row u0 of batch b, column n
-    // the first sub-block: its sums are acc alone
-    for (int i = w; i < FB_R; i += FB_SOLVE_WARPS) {
-        bool live = i < Sv;
-        cur[i][lane] = live && has_acc && col ? acc[(size_t)i * D + n] : 0.0f;
-        tri[i][lane] = live && lane < Sv ? Pd[(size_t)i * S + lane] : 0.0f;
-        fsh[i][lane] = live && col ? __bfloat162float(f[base + (size_t)i * D]) : 0.0f;
-        if (lane == 0) gsh[i] = live ? gamma[i] : 0.0f;
-    }
-    __syncthreads();
-    for (int q0 = 0; q0 < Sv; q0 += FB_R) {
-        int qn = q0 + FB_R;                     // the next sub-block
-        bool next = qn < Sv;
-        float nv[FB_NEXT], ntr[FB_NEXT], nf[FB_NEXT], ng[FB_NEXT];
-        if (w == 0) {
-            // the 32x32 triangle, right-looking
-            float a[FB_R];
-#pragma unroll
-            for (int i = 0; i < FB_R; i++) a[i] = cur[i][lane];
-#pragma unroll
-            for (int rr = 0; rr < FB_R; rr++) {
-                int r = q0 + rr;
-                bool live = r < Sv && col;
-                float sv = fsh[rr][lane] + gsh[rr] * a[rr];
-                s_sh[r][lane] = sv;
-                if (live) {
-                    size_t o = base + (size_t)r * D;
-                    s[o] = sv;
-                    c[o] = a[rr];
-                    fb_split(&s_hi[o], &s_lo[o], sv);
-                }
-#pragma unroll
-                for (int r2 = rr + 1; r2 < FB_R; r2++) a[r2] = fmaf(tri[r2][rr], sv, a[r2]);
-            }
-        } else if (next) {
-            // meanwhile: the next sub-block's rows against rows 0..q0-1 (final), and its constants
-#pragma unroll
-            for (int k = 0; k < FB_NEXT; k++) {
-                int i = (w - 1) + k * (FB_SOLVE_WARPS - 1), r = qn + i;
-                nv[k] = ntr[k] = nf[k] = ng[k] = 0.0f;
-                if (i < FB_R && r < Sv) {
-                    const float *pr = Pd + (size_t)r * S;
-                    nv[k] = fb_dot_rows(pr, s_sh, 0, q0, lane) + (has_acc && col ? acc[(size_t)r * D + n] : 0.0f);
-                    if (qn + lane < Sv) ntr[k] = pr[qn + lane];
-                    if (col) nf[k] = __bfloat162float(f[base + (size_t)r * D]);
-                    ng[k] = gamma[r];
-                }
-            }
-        }
-        __syncthreads();                        // rows q0..qn-1 are solved; cur, tri, fsh, gsh are free
-        if (w != 0 && next) {
-#pragma unroll
-            for (int k = 0; k < FB_NEXT; k++) {
-                int i = (w - 1) + k * (FB_SOLVE_WARPS - 1), r = qn + i;
-                if (i >= FB_R) continue;
-                float v = nv[k];
-                if (r < Sv) v += fb_dot_rows(Pd + (size_t)r * S, s_sh, q0, qn, lane);
-                cur[i][lane] = v;
-                tri[i][lane] = ntr[k];
-                fsh[i][lane] = nf[k];
-                if (lane == 0) gsh[i] = ng[k];
-            }
-        }
-        __syncthreads();
-    }
-}
-
 // ----------------------------------------------------------------------------
 // backward kernels
 
@@ -377,81 +285,296 @@ __global__ void fb_bwd_slab_kernel(floatX *Pc_hi, floatX *Pc_lo, float *PcT, con
     if (i < Sv && jj < Sv) PcT[((size_t)b * S + jj) * S + i] = p;
 }
 
-// in-superblock transposed solve: for keys j of U from last to first,
+// ----------------------------------------------------------------------------
+// in-superblock solves (forward and backward share one schedule)
+//
+// Both directions solve, inside a superblock of Sv <= S rows and for the 32 columns of a CTA, x = rhs + G (acc + L x)
+// with L (S x S, fp32, in global memory) strictly triangular and >= 0: forward L = Pd (lower), G = diag(gamma),
+// x = s, and the sums acc + L x are c; backward L = PcT (upper, gamma already inside), G = I, x = u. Rows go in
+// blocks of 32 (q = 0 .. nb-1, from last to first in the backward). Per block q, with h_q = acc + (L x)_q over the
+// blocks solved so far:
+//   A. x_q = Minv_q (rhs_q + G_q h_q),  Minv_q = (I - G_q L_qq)^{-1}            (32x32 by 32x32, every thread 128 FMAs)
+//   B. right-looking: h_p += L_pq x_q for every block p after q (forward also p = q: L_qq is strictly lower, so
+//      h_q becomes c_q, complete)                                             (<= S x 32 by 32x32, every thread
+//                                                                              <= 8 rows x 4 columns x 32 FMAs)
+// The diagonal blocks' inverses come first, one warp each, in parallel: forward substitution of 32 dependent rows
+// (fb_block_inverse). L >= 0 and gamma >= 0, so Minv >= 0 (an M-matrix inverse) and every product sums terms of one
+// sign: fp32 rounding only, no cancellation (the former per-row triangle did the same sums in another order).
+// So the sequential part is 2 products of 32x32 tiles per block (~1/2 us), and the bulk (B) is register-tiled fp32
+// FMAs: a thread keeps h for one row of every block (row rho, rho + 32, ...) and 4 columns (32 registers), loads
+// per 4 terms one 16-byte panel chunk (4 terms of one row) and four 16-byte chunks of x_q (4 columns of 4 rows),
+// shared by all its rows: 16 FMAs per panel load.
+// CTA = 32 columns x one batch element, 256 threads (thread = row rho = tid/8 of each block, columns 4 (tid%8) ..+3);
+// grid (ceil(D/32), B): B=8 D=768 is 192 CTAs; __launch_bounds__(256, 2) and 104 KiB of shared memory per CTA let 2
+// CTAs share an SM, so they run in one wave on 132 SMs. Shared memory (floats), S = superblock rows:
+//   Minv  [S/32][32][32]   the diagonal blocks' inverses (swizzled: fb_sw)
+//   panel [2][S][32]       L[rows, block q's 32 columns], double-buffered: cp.async brings block q+1's panel
+//                          while block q is solved (the prologue's diagonal blocks use buffer 1 before that)
+//   xs, ss [32][32]        x_q's right-hand side (rhs + G h) and x_q itself
+// Determinism: fixed owners and a fixed summation order, no atomics.
+#define FB_R 32                              // rows of a block = columns of a solve CTA
+#define FB_NB (FB_SMAX / FB_R)               // blocks of a superblock, at most
+#define FB_SOLVE_THREADS 256                 // 32 rows x 8 quads of columns
+static inline size_t fb_solve_smem(int S) { return ((size_t)3 * S * FB_R + 2 * FB_R * FB_R) * sizeof(float); }
+
+// a [rows][32] fp32 tile in shared memory with the 16-byte chunk index XOR-ed by (row & 7): one warp's LDS.128 of
+// 4 rows rho..rho+3 at the same column reaches 4 different bank quads (no padding: rows stay 128 bytes)
+__device__ __forceinline__ int fb_sw(int row, int k) { return row * FB_R + ((((k >> 2) ^ row) & 7) << 2) + (k & 3); }
+
+// Minv = (I - diag(g) L)^{-1} for one diagonal block tri ([32][32] row-major, plain layout; strictly lower, or
+// strictly upper when REV), one warp, lane = column j of the inverse. Forward substitution, right-looking: row r of
+// X is e_r + g_r sum_k L[r][k] X[k] over the rows k solved before it; once X[r] is known its term goes into every
+// later row's sum (REV: rows from last to first). 32 dependent steps, 496 FMAs per lane. g of row r is lane r's g_lane.
+template <bool REV>
+__device__ __forceinline__ void fb_block_inverse(float *Minv, const float *tri, float g_lane, int lane) {
+    float a[FB_R];
+#pragma unroll
+    for (int i = 0; i < FB_R; i++) a[i] = 0.0f;
+#pragma unroll
+    for (int i = 0; i < FB_R; i++) {
+        const int r = REV ? FB_R - 1 - i : i;
+        float x = fmaf(__shfl_sync(0xffffffffu, g_lane, r), a[r], r == lane ? 1.0f : 0.0f);
+        Minv[fb_sw(r, lane)] = x;
+#pragma unroll
+        for (int i2 = i + 1; i2 < FB_R; i2++) {
+            const int r2 = REV ? FB_R - 1 - i2 : i2;
+            a[r2] = fmaf(tri[r2 * FB_R + r], x, a[r2]);
+        }
+    }
+}
+
+// the nb diagonal blocks of L into tri ([nb][32][32] plain; entries outside [0, Sv)^2 are 0), by all threads
+__device__ __forceinline__ void fb_load_tri(float *tri, const float *L, int S, int Sv, int nb) {
+    float v[FB_NB * FB_R * FB_R / FB_SOLVE_THREADS];
+#pragma unroll
+    for (int k = 0; k < FB_NB * FB_R * FB_R / FB_SOLVE_THREADS; k++) {
+        int idx = threadIdx.x + k * FB_SOLVE_THREADS, qb = idx / (FB_R * FB_R);
+        int r = qb * FB_R + idx / FB_R % FB_R, col = qb * FB_R + idx % FB_R;
+        v[k] = qb < nb && r < Sv && col < Sv ? L[(size_t)r * S + col] : 0.0f;
+    }
+#pragma unroll
+    for (int k = 0; k < FB_NB * FB_R * FB_R / FB_SOLVE_THREADS; k++) {
+        int idx = threadIdx.x + k * FB_SOLVE_THREADS;
+        if (idx < nb * FB_R * FB_R) tri[idx] = v[k];
+    }
+}
+
+// cp.async of the panel L[r0:r1, k0:k0+32] into pan (row r - r0, swizzled), rows >= rvalid zero-filled. L's rows
+// are S floats (a multiple of 32) and k0 a multiple of 32: every 16-byte chunk is aligned.
+__device__ __forceinline__ void fb_load_panel(float *pan, const float *L, int S, int r0, int r1, int k0, int rvalid) {
+    for (int idx = threadIdx.x; idx < (r1 - r0) * (FB_R / 4); idx += FB_SOLVE_THREADS) {
+        int row = idx / (FB_R / 4), k = idx % (FB_R / 4) * 4, r = r0 + row;
+        cp_async16(pan + fb_sw(row, k), L + (size_t)(r < rvalid ? r : 0) * S + k0 + k, r < rvalid);
+    }
+}
+
+// x (this thread's 4 columns of row rho) = Minv_q[rho, :] xs: 128 FMAs
+__device__ __forceinline__ void fb_apply_inverse(float x[4], const float *Mq, const float *xs, int rho, int c0) {
+    x[0] = x[1] = x[2] = x[3] = 0.0f;
+#pragma unroll
+    for (int kc = 0; kc < FB_R; kc += 4) {
+        FbF4 m = *(const FbF4 *)&Mq[fb_sw(rho, kc)];
+        const float mv[4] = {m.x, m.y, m.z, m.w};
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            FbF4 v = *(const FbF4 *)&xs[(kc + j) * FB_R + c0];
+            x[0] = fmaf(mv[j], v.x, x[0]); x[1] = fmaf(mv[j], v.y, x[1]);
+            x[2] = fmaf(mv[j], v.z, x[2]); x[3] = fmaf(mv[j], v.w, x[3]);
+        }
+    }
+}
+
+// h[p] += pan[(p - pfirst) 32 + rho, :] ss[:, c0..c0+3] for the blocks p in [plo, phi): the right-looking update
+__device__ __forceinline__ void fb_update_rows(float (*h)[4], const float *pan, const float *ss, int plo, int phi,
+                                               int pfirst, int rho, int c0) {
+#pragma unroll
+    for (int kc = 0; kc < FB_R; kc += 4) {
+        FbF4 sk[4];
+#pragma unroll
+        for (int j = 0; j < 4; j++) sk[j] = *(const FbF4 *)&ss[(kc + j) * FB_R + c0];
+#pragma unroll
+        for (int p = 0; p < FB_NB; p++) {
+            if (p < plo || p >= phi) continue;
+            FbF4 a = *(const FbF4 *)&pan[fb_sw((p - pfirst) * FB_R + rho, kc)];
+            const float av[4] = {a.x, a.y, a.z, a.w};
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                h[p][0] = fmaf(av[j], sk[j].x, h[p][0]); h[p][1] = fmaf(av[j], sk[j].y, h[p][1]);
+                h[p][2] = fmaf(av[j], sk[j].z, h[p][2]); h[p][3] = fmaf(av[j], sk[j].w, h[p][3]);
+            }
+        }
+    }
+}
+
+// hq = h[q] (q is not a compile-time index: select, so that h stays in registers)
+__device__ __forceinline__ void fb_pick(float hq[4], const float (*h)[4], int q) {
+#pragma unroll
+    for (int p = 0; p < FB_NB; p++)
+        if (p == q) { hq[0] = h[p][0]; hq[1] = h[p][1]; hq[2] = h[p][2]; hq[3] = h[p][3]; }
+}
+
+// forward: for the rows r of U in blocks of 32, c_r = acc_r + sum_{j<r} Pd[r][j] s_j, s_r = f_r + g_r c_r.
+// acc (B, S, D) = P[:, 0:u0] s[0:u0] (ignored when has_acc = 0); Pd (B, S, S) the fp32 diagonal block of alpha
+// (entries past Sv finite: feedback_forward clears Pd once per call). Writes s, c (fp32) and s_hi, s_lo (bf16
+// halves of s, read by the next superblocks' GEMMs). grid (ceil(D/32), B), FB_SOLVE_THREADS, fb_solve_smem(S).
+__global__ void __launch_bounds__(FB_SOLVE_THREADS, 2)
+fb_fwd_solve_kernel(float *s, float *c, floatX *s_hi, floatX *s_lo, const float *acc, int has_acc, const float *Pd,
+                    const floatX *f, const float *gamma, int u0, int Sv, int S, int T, int D) {
+    extern __shared__ __align__(128) float fb_fwd_smem[];
+    float *Minv = fb_fwd_smem, *pan0 = Minv + S * FB_R, *pan1 = pan0 + S * FB_R, *xs = pan1 + S * FB_R, *ss = xs + FB_R * FB_R;
+    int tid = threadIdx.x, w = tid / WARP_SIZE, lane = tid % WARP_SIZE, b = blockIdx.y;
+    int rho = tid / 8, c0 = tid % 8 * 4, n0 = blockIdx.x * FB_R + c0;   // row rho of every block, columns n0..n0+3
+    int nb = (Sv + FB_R - 1) / FB_R;
+    Pd += (size_t)b * S * S; acc += (size_t)b * S * D; gamma += (size_t)b * T + u0;
+    size_t base = ((size_t)b * T + u0) * D;     // row u0 of batch b
+    // block 0's panel: rows [0, 32 nb), columns [0, 32)
+    fb_load_panel(pan0, Pd, S, 0, nb * FB_R, 0, Sv);
+    cp_async_commit();
+    // the diagonal blocks' inverses (I - G_q Pd_qq)^{-1}, a warp per block; the blocks in panel buffer 1
+    fb_load_tri(pan1, Pd, S, Sv, nb);
+    __syncthreads();
+    for (int qb = w; qb < nb; qb += FB_SOLVE_THREADS / WARP_SIZE)
+        fb_block_inverse<false>(Minv + qb * FB_R * FB_R, pan1 + qb * FB_R * FB_R,
+                                qb * FB_R + lane < Sv ? gamma[qb * FB_R + lane] : 0.0f, lane);
+    float h[FB_NB][4];                          // h[p][i]: row 32 p + rho, column n0 + i
+#pragma unroll
+    for (int p = 0; p < FB_NB; p++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            int r = p * FB_R + rho;
+            h[p][i] = has_acc && r < Sv && n0 + i < D ? acc[(size_t)r * D + n0 + i] : 0.0f;
+        }
+    float fn[4], gn;                            // f and gamma of this thread's row of the current block (0 outside)
+#pragma unroll
+    for (int i = 0; i < 4; i++) fn[i] = rho < Sv && n0 + i < D ? __bfloat162float(f[base + (size_t)rho * D + n0 + i]) : 0.0f;
+    gn = rho < Sv ? gamma[rho] : 0.0f;
+    __syncthreads();                            // Minv complete, tri read
+    for (int q = 0; q < nb; q++) {
+        int q0 = q * FB_R, r = q0 + rho;
+        bool live = r < Sv, more = q + 1 < nb;
+        float *pq = pan0 + (q & 1) * S * FB_R, *pn = pan0 + ((q + 1) & 1) * S * FB_R;
+        // A. rhs = f + g h for row r (0 outside), then load f, gamma of the next block's row
+        float hq[4], x[4];
+        fb_pick(hq, h, q);
+        FbF4 rhs = {fmaf(gn, hq[0], fn[0]), fmaf(gn, hq[1], fn[1]), fmaf(gn, hq[2], fn[2]), fmaf(gn, hq[3], fn[3])};
+        *(FbF4 *)&xs[rho * FB_R + c0] = rhs;
+        int rn = r + FB_R;
+#pragma unroll
+        for (int i = 0; i < 4; i++) fn[i] = rn < Sv && n0 + i < D ? __bfloat162float(f[base + (size_t)rn * D + n0 + i]) : 0.0f;
+        gn = rn < Sv ? gamma[rn] : 0.0f;
+        __syncthreads();                        // xs complete; every thread is past block q-1's update (panel buffer free)
+        if (more) { fb_load_panel(pn, Pd, S, q0 + FB_R, nb * FB_R, q0 + FB_R, Sv); cp_async_commit(); }
+        fb_apply_inverse(x, Minv + q * FB_R * FB_R, xs, rho, c0);
+        if (!live) x[0] = x[1] = x[2] = x[3] = 0.0f;
+        *(FbF4 *)&ss[rho * FB_R + c0] = FbF4{x[0], x[1], x[2], x[3]};
+        if (live) {
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+                if (n0 + i < D) {
+                    size_t o = base + (size_t)r * D + n0 + i;
+                    s[o] = x[i];
+                    fb_split(&s_hi[o], &s_lo[o], x[i]);
+                }
+        }
+        if (more) cp_async_wait<1>(); else cp_async_wait<0>();
+        __syncthreads();                        // s_q in ss; block q's panel landed
+        // B. h_p += Pd[block p rows, block q] s_q for p >= q; then h_q = c_q
+        fb_update_rows(h, pq, ss, q, nb, q, rho, c0);
+        fb_pick(hq, h, q);
+        if (live) {
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+                if (n0 + i < D) c[base + (size_t)r * D + n0 + i] = hq[i];
+        }
+    }
+}
+
+// backward, transposed: for the keys j of U in blocks of 32 from last to first,
 //   u_j = gs_j + acc_j + sum_{t in U, t > j} Pc[t][j] u_t,   acc (B, S, D) = Pc[u1:T]^T u[u1:T] (when has_acc),
-// with the fp32 diagonal block PcT[j][t] = Pc[t][j]. grid (ceil(D/32), B), 512 threads: lane = column.
-// The forward's schedule mirrored: sub-blocks of 32 keys from last to first, warp 0 solves the triangle while
-// warps 1..15 prepare the previous sub-block. Writes u as bf16 halves u_hi/u_lo and df = bf16(u).
-__global__ void __launch_bounds__(FB_SOLVE_WARPS * WARP_SIZE)
+// with the fp32 diagonal block PcT[j][t] = Pc[t][j] (strictly upper; entries past Sv finite: feedback_backward
+// clears PcT once per call). The forward's schedule with L = PcT, G = I, the blocks from last to first, and
+// h = gs + acc from the start. Writes u as bf16 halves u_hi/u_lo and df = bf16(u).
+// grid (ceil(D/32), B), FB_SOLVE_THREADS, fb_solve_smem(S).
+__global__ void __launch_bounds__(FB_SOLVE_THREADS, 2)
 fb_bwd_solve_kernel(floatX *u_hi, floatX *u_lo, floatX *df, const float *acc, int has_acc, const float *PcT,
                     const float *gs, int u0, int Sv, int S, int T, int D) {
-    __shared__ float u_sh[FB_SMAX][FB_R];       // u of the keys of U solved so far
-    __shared__ float cur[FB_R][FB_R + 1];
-    __shared__ float tri[FB_R][FB_R + 1];       // tri[t - q0][j - q0] = Pc[t][j] inside the sub-block
-    __shared__ float gsh[FB_R][FB_R + 1];       // gs of the sub-block's keys, loaded ahead
-    int w = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, b = blockIdx.y, n = blockIdx.x * FB_R + lane;
-    bool col = n < D;
+    extern __shared__ __align__(128) float fb_bwd_smem[];
+    float *Minv = fb_bwd_smem, *pan0 = Minv + S * FB_R, *pan1 = pan0 + S * FB_R, *xs = pan1 + S * FB_R, *ss = xs + FB_R * FB_R;
+    int tid = threadIdx.x, w = tid / WARP_SIZE, lane = tid % WARP_SIZE, b = blockIdx.y;
+    int rho = tid / 8, c0 = tid % 8 * 4, n0 = blockIdx.x * FB_R + c0;
+    int nb = (Sv + FB_R - 1) / FB_R;
     PcT += (size_t)b * S * S; acc += (size_t)b * S * D;
-    size_t base = ((size_t)b * T + u0) * D + n;
-    int qlast = (Sv - 1) / FB_R * FB_R;
-    // the last sub-block: its sums are acc alone
-    for (int i = w; i < FB_R; i += FB_SOLVE_WARPS) {
-        int j = qlast + i, jl = qlast + lane;
-        bool live = j < Sv;
-        cur[i][lane] = live && has_acc && col ? acc[(size_t)j * D + n] : 0.0f;
-        tri[i][lane] = live && jl < Sv ? PcT[(size_t)jl * S + j] : 0.0f;   // Pc[qlast+i][qlast+lane]
-        gsh[i][lane] = live && col ? gs[base + (size_t)j * D] : 0.0f;
-    }
+    size_t base = ((size_t)b * T + u0) * D;
+    // the last block's panel: rows [0, 32 (nb-1)) (the keys before it), its 32 columns
+    fb_load_panel(pan0, PcT, S, 0, (nb - 1) * FB_R, (nb - 1) * FB_R, Sv);
+    cp_async_commit();
+    fb_load_tri(pan1, PcT, S, Sv, nb);
     __syncthreads();
-    for (int q0 = qlast; q0 >= 0; q0 -= FB_R) {
-        int qp = q0 - FB_R, q1 = q0 + FB_R < Sv ? q0 + FB_R : Sv;   // the previous sub-block; the end of this one
-        bool next = qp >= 0;
-        float nv[FB_NEXT], ntr[FB_NEXT], ngs[FB_NEXT];
-        if (w == 0) {
-            // the 32x32 triangle, last key first: after u_t, add Pc[t][j] u_t to every earlier key j
-            float a[FB_R];
+    for (int qb = w; qb < nb; qb += FB_SOLVE_THREADS / WARP_SIZE)
+        fb_block_inverse<true>(Minv + qb * FB_R * FB_R, pan1 + qb * FB_R * FB_R, 1.0f, lane);
+    float h[FB_NB][4];                          // h[p][i]: key 32 p + rho, column n0 + i; starts at gs + acc
 #pragma unroll
-            for (int i = 0; i < FB_R; i++) a[i] = cur[i][lane];
+    for (int p = 0; p < FB_NB; p++)
 #pragma unroll
-            for (int rr = FB_R - 1; rr >= 0; rr--) {
-                int j = q0 + rr;
-                bool live = j < Sv && col;
-                float uv = live ? gsh[rr][lane] + a[rr] : 0.0f;
-                u_sh[j][lane] = uv;
-                if (live) {
-                    size_t o = base + (size_t)j * D;
-                    fb_split(&u_hi[o], &u_lo[o], uv);
-                    df[o] = __float2bfloat16(uv);
-                }
-#pragma unroll
-                for (int r2 = 0; r2 < rr; r2++) a[r2] = fmaf(tri[rr][r2], uv, a[r2]);
-            }
-        } else if (next) {
-            // meanwhile: the previous sub-block's keys against the keys q1..Sv-1 (final), and its constants
-#pragma unroll
-            for (int k = 0; k < FB_NEXT; k++) {
-                int i = (w - 1) + k * (FB_SOLVE_WARPS - 1), j = qp + i;
-                nv[k] = ntr[k] = ngs[k] = 0.0f;
-                if (i < FB_R) {                 // j < q0 < Sv: every key of an earlier sub-block exists
-                    nv[k] = fb_dot_rows(PcT + (size_t)j * S, u_sh, q1, Sv, lane) + (has_acc && col ? acc[(size_t)j * D + n] : 0.0f);
-                    ntr[k] = PcT[(size_t)(qp + lane) * S + j];                      // Pc[qp+i][qp+lane]
-                    if (col) ngs[k] = gs[base + (size_t)j * D];
-                }
-            }
+        for (int i = 0; i < 4; i++) {
+            int r = p * FB_R + rho;
+            h[p][i] = r < Sv && n0 + i < D ? gs[base + (size_t)r * D + n0 + i] : 0.0f;
         }
-        __syncthreads();                        // keys q0..q1-1 are solved; cur, tri, gsh are free
-        if (w != 0 && next) {
+    if (has_acc) {
 #pragma unroll
-            for (int k = 0; k < FB_NEXT; k++) {
-                int i = (w - 1) + k * (FB_SOLVE_WARPS - 1), j = qp + i;
-                if (i >= FB_R) continue;
-                cur[i][lane] = nv[k] + fb_dot_rows(PcT + (size_t)j * S, u_sh, q0, q1, lane);
-                tri[i][lane] = ntr[k];
-                gsh[i][lane] = ngs[k];
+        for (int p = 0; p < FB_NB; p++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                int r = p * FB_R + rho;
+                if (r < Sv && n0 + i < D) h[p][i] += acc[(size_t)r * D + n0 + i];
             }
-        }
-        __syncthreads();
     }
+    __syncthreads();                            // Minv complete, tri read
+    for (int q = nb - 1, it = 0; q >= 0; q--, it++) {
+        int q0 = q * FB_R, r = q0 + rho;
+        bool live = r < Sv, more = q > 0;
+        float *pq = pan0 + (it & 1) * S * FB_R, *pn = pan0 + ((it + 1) & 1) * S * FB_R;
+        // A. u_q = Minv_q h_q (h_q complete: gs + acc + the later blocks' terms; 0 outside)
+        float hq[4], x[4];
+        fb_pick(hq, h, q);
+        *(FbF4 *)&xs[rho * FB_R + c0] = FbF4{hq[0], hq[1], hq[2], hq[3]};
+        __syncthreads();                        // xs complete; every thread is past the previous update
+        if (more) { fb_load_panel(pn, PcT, S, 0, q0 - FB_R, q0 - FB_R, Sv); cp_async_commit(); }
+        fb_apply_inverse(x, Minv + q * FB_R * FB_R, xs, rho, c0);
+        if (!live) x[0] = x[1] = x[2] = x[3] = 0.0f;
+        *(FbF4 *)&ss[rho * FB_R + c0] = FbF4{x[0], x[1], x[2], x[3]};
+        if (live) {
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+                if (n0 + i < D) {
+                    size_t o = base + (size_t)r * D + n0 + i;
+                    fb_split(&u_hi[o], &u_lo[o], x[i]);
+                    df[o] = __float2bfloat16(x[i]);
+                }
+        }
+        if (more) cp_async_wait<1>(); else cp_async_wait<0>();
+        __syncthreads();                        // u_q in ss; block q's panel landed
+        // B. h_p += PcT[block p keys, block q] u_q for the earlier blocks p < q
+        fb_update_rows(h, pq, ss, 0, q, 0, rho, c0);
+    }
+}
+
+// launchers of the two solves (dynamic shared memory past 48 KiB, carveout to the maximum: 2 CTAs per SM)
+static void fb_fwd_solve(float *s, float *c, floatX *s_hi, floatX *s_lo, const float *acc, int has_acc, const float *Pd,
+                         const floatX *f, const float *gamma, int u0, int Sv, int S, int B, int T, int D, cudaStream_t stream) {
+    cudaCheck(cudaFuncSetAttribute(fb_fwd_solve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fb_solve_smem(S)));
+    cudaCheck(cudaFuncSetAttribute(fb_fwd_solve_kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
+    fb_fwd_solve_kernel<<<dim3(ceil_div(D, FB_R), B), FB_SOLVE_THREADS, fb_solve_smem(S), stream>>>(
+        s, c, s_hi, s_lo, acc, has_acc, Pd, f, gamma, u0, Sv, S, T, D);
+    cudaCheck(cudaGetLastError());
+}
+static void fb_bwd_solve(floatX *u_hi, floatX *u_lo, floatX *df, const float *acc, int has_acc, const float *PcT,
+                         const float *gs, int u0, int Sv, int S, int B, int T, int D, cudaStream_t stream) {
+    cudaCheck(cudaFuncSetAttribute(fb_bwd_solve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fb_solve_smem(S)));
+    cudaCheck(cudaFuncSetAttribute(fb_bwd_solve_kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
+    fb_bwd_solve_kernel<<<dim3(ceil_div(D, FB_R), B), FB_SOLVE_THREADS, fb_solve_smem(S), stream>>>(
+        u_hi, u_lo, df, acc, has_acc, PcT, gs, u0, Sv, S, T, D);
+    cudaCheck(cudaGetLastError());
 }
 
 // for the rows t in [u0, u0+Sv) of U, one warp per row: dgamma_t = u_t . c_t with u = u_hi + u_lo (this is also
@@ -560,6 +683,8 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
     float scale = 1.0f / sqrtf((float)D);
     int S = fb_superblock(T);
     long long sq = (long long)T * ld, sZ = (long long)S * ldz, sTD = (long long)T * D, sSD = (long long)S * D;
+    // the solve reads whole 16-byte chunks of Pd past Sv (times s = 0 there): they must be finite, not stale scratch
+    cudaCheck(cudaMemsetAsync(w.Pd, 0, (size_t)B * S * S * sizeof(float), stream));
     for (int u0 = 0; u0 < T; u0 += S) {
         int u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0;
         // 1. Z (Sv, u1) = qb[U] kb[0:u1]^T / sqrt(D)
@@ -572,9 +697,7 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
         if (u0 > 0)
             fb_gemm3(w.acc, D, sSD, w.P_hi, w.P_lo, ldz, sZ, false, w.s_hi, w.s_lo, D, sTD, false, Sv, D, u0, 0.0f, B, stream);
         // 4. the in-superblock solve
-        fb_fwd_solve_kernel<<<dim3(ceil_div(D, FB_R), B), FB_SOLVE_WARPS * WARP_SIZE, 0, stream>>>(
-            s, c, w.s_hi, w.s_lo, w.acc, u0 > 0, w.Pd, f, gamma, u0, Sv, S, T, D);
-        cudaCheck(cudaGetLastError());
+        fb_fwd_solve(s, c, w.s_hi, w.s_lo, w.acc, u0 > 0, w.Pd, f, gamma, u0, Sv, S, B, T, D, stream);
     }
 }
 
@@ -588,6 +711,8 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
     int S = fb_superblock(T);
     long long sq = (long long)T * ld, sTS = (long long)T * S, sTD = (long long)T * D, sSD = (long long)S * D;
     cudaCheck(cudaMemsetAsync(w.dq, 0, (size_t)B * T * D * sizeof(float), stream));
+    // the solve reads whole 16-byte chunks of PcT past Sv (times u = 0 there): they must be finite, not stale scratch
+    cudaCheck(cudaMemsetAsync(w.PcT, 0, (size_t)B * S * S * sizeof(float), stream));
     for (int u0 = (T - 1) / S * S; u0 >= 0; u0 -= S) {
         int u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, M = T - u0;
         int slab_blocks = ceil_div((long long)M * S, 256);
@@ -601,9 +726,7 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
             fb_gemm3(w.acc, D, sSD, w.Pc_hi + (size_t)Sv * S, w.Pc_lo + (size_t)Sv * S, S, sTS, true,
                      w.u_hi + (size_t)u1 * D, w.u_lo + (size_t)u1 * D, D, sTD, false, Sv, D, T - u1, 0.0f, B, stream);
         // 3. the transposed in-superblock solve: u[U], df[U]
-        fb_bwd_solve_kernel<<<dim3(ceil_div(D, FB_R), B), FB_SOLVE_WARPS * WARP_SIZE, 0, stream>>>(
-            w.u_hi, w.u_lo, df, w.acc, u1 < T, w.PcT, gs, u0, Sv, S, T, D);
-        cudaCheck(cudaGetLastError());
+        fb_bwd_solve(w.u_hi, w.u_lo, df, w.acc, u1 < T, w.PcT, gs, u0, Sv, S, B, T, D, stream);
         // 4. dgamma[U] = u . c; 5. US (M, Sv) = u[u0:T] s[U]^T into the slab's logits buffer; dZ over Pc_hi
         fb_bwd_rows_kernel<<<dim3(ceil_div(Sv, 8), B), 256, 0, stream>>>(dgamma, w.sU_hi, w.sU_lo, w.u_hi, w.u_lo, c, s,
                                                                        u0, Sv, S, T, D);

@@ -1,7 +1,8 @@
 /*
  CPU proof of the schedules in llmc/feedback.cuh and llmc/attention.cuh.
  Each GPU kernel has a plain-C twin here that walks the same tiles in the same order (feedback: superblocks of
- 256 rows, the bf16 hi/lo split products, the in-superblock solve in 32-row sub-blocks, the transposed chain over
+ 256 rows, the bf16 hi/lo split products, the in-superblock solve in 32-row blocks (inverses of the diagonal
+ blocks, right-looking updates), the transposed chain over
  key superblocks from last to first, bf16 dZ, dkb once per key superblock and dqb accumulated; attention: the
  FlashAttention-2 tiling with online softmax and lse recomputation, block size 64). The twins run in fp32 (with
  bf16 rounding where the GPU rounds) and are checked against
@@ -128,12 +129,13 @@ static void dense_backward(double *u, double *dgamma, double *dqb, double *dkb, 
 // feedback: twin of llmc/feedback.cuh, one batch element (the kernels' batch index only offsets pointers).
 // It walks the same schedule: superblocks of FB_S rows (forward, in order) / keys (backward, last first); the bf16
 // hi/lo split of P, s, Pc, u and the three GEMMs X_hi Y_hi + X_lo Y_hi + X_hi Y_lo; the in-superblock solve in
-// sub-blocks of FB_R rows (the products with the solved rows of U, then the right-looking 32-row triangle); dZ
+// blocks of FB_R rows (first the inverses of the diagonal 32x32 blocks, then per block x_q = Minv_q (rhs + G h_q)
+// and the right-looking update of the later blocks' sums h, in the kernels' fp32 order); dZ
 // rounded to bf16; dkb written once per key superblock; dqb accumulated over superblocks in fp32. bf16 rounding is
 // modelled exactly (round to nearest even); the GEMMs' fp32 summation order is cuBLASLt's own and not modelled.
 
 #define FB_S 256      // llmc/feedback.cuh: rows of a superblock
-#define FB_R 32       // rows of a sub-block of the in-superblock solve
+#define FB_R 32       // rows of a block of the in-superblock solve
 
 static float dotf(const float *a, const float *b, int n) { // fp32 fmaf chain
     float acc = 0.0f;
@@ -159,13 +161,41 @@ static float gemm3(const float *ah, const float *al, size_t as, const float *bh,
     return (x + y) + z;
 }
 
+// fb_block_inverse: Minv (32 x 32) = (I - diag(g) L_qq)^{-1} for the diagonal block at q0 of L (FB_S x FB_S,
+// entries outside [0, Sv)^2 taken as 0; g = NULL: G = I; rev: L upper, rows from last to first), in the kernel's order
+static void twin_block_inverse(float *Minv, const float *L, int q0, int Sv, const float *g, int rev) {
+    for (int j = 0; j < FB_R; j++) {                                    // lane j = column j of the inverse
+        float a[FB_R] = {0.0f};
+        for (int i = 0; i < FB_R; i++) {
+            int r = rev ? FB_R - 1 - i : i;
+            float gr = g == NULL ? 1.0f : q0 + r < Sv ? g[q0 + r] : 0.0f;
+            float x = fmaf(gr, a[r], r == j ? 1.0f : 0.0f);
+            Minv[r * FB_R + j] = x;
+            for (int i2 = i + 1; i2 < FB_R; i2++) {
+                int r2 = rev ? FB_R - 1 - i2 : i2;
+                float l = q0 + r2 < Sv && q0 + r < Sv ? L[(q0 + r2) * FB_S + q0 + r] : 0.0f;
+                a[r2] = fmaf(l, x, a[r2]);
+            }
+        }
+    }
+}
+// fb_apply_inverse: y = Minv x, one fmaf chain per row over the 32 columns in order; rows past Sv are 0
+static void twin_apply_inverse(float *y, const float *Minv, const float *x, int q0, int Sv) {
+    for (int k = 0; k < FB_R; k++) {
+        float v = 0.0f;
+        for (int m = 0; m < FB_R; m++) v = fmaf(Minv[k * FB_R + m], x[m], v);
+        y[k] = q0 + k < Sv ? v : 0.0f;
+    }
+}
+
 static void twin_feedback_forward(float *s, float *c, float *lse, const float *f, const float *qb, const float *kb,
                                   const float *gamma, int T, int D) {
     float scale = 1.0f / sqrtf((float)D);
     size_t n = (size_t)T * D;
     float *s_hi = malloc(n * 4), *s_lo = malloc(n * 4);
     float *Ph = malloc((size_t)FB_S * T * 4), *Pl = malloc((size_t)FB_S * T * 4), *Pd = malloc((size_t)FB_S * FB_S * 4);
-    float *acc = malloc((size_t)FB_S * D * 4), *sU = malloc((size_t)FB_S * D * 4), *zz = malloc((size_t)T * 4);
+    float *acc = malloc((size_t)FB_S * D * 4), *h = malloc((size_t)FB_S * 4), *Mi = malloc((size_t)FB_S * FB_R * 4);
+    float *zz = malloc((size_t)T * 4);
     for (int u0 = 0; u0 < T; u0 += FB_S) {
         int u1 = imin(u0 + FB_S, T), Sv = u1 - u0;
         for (int r = 0; r < Sv; r++) {                                  // Z GEMM + fb_fwd_rows_kernel
@@ -184,29 +214,26 @@ static void twin_feedback_forward(float *s, float *c, float *lse, const float *f
         }
         for (int r = 0; r < Sv; r++) for (int i = 0; i < D; i++)       // acc = P[:, 0:u0] s[0:u0], 3 GEMMs
             acc[r * D + i] = u0 > 0 ? gemm3(&Ph[(size_t)r * T], &Pl[(size_t)r * T], 1, &s_hi[i], &s_lo[i], D, u0) : 0.0f;
-        for (int i = 0; i < D; i++)                                     // fb_fwd_solve_kernel, one column
+        int nb = (Sv + FB_R - 1) / FB_R;                                // fb_fwd_solve_kernel: the blocks' inverses
+        for (int q = 0; q < nb; q++) twin_block_inverse(&Mi[q * FB_R * FB_R], Pd, q * FB_R, Sv, &gamma[u0], 0);
+        for (int i = 0; i < D; i++) {                                   // then every column alike
+            for (int r = 0; r < Sv; r++) h[r] = u0 > 0 ? acc[r * D + i] : 0.0f;
             for (int q0 = 0; q0 < Sv; q0 += FB_R) {
-                float a[FB_R];
-                for (int k = 0; k < FB_R; k++) {                        // 1) against the solved rows of U
-                    int r = q0 + k;
-                    a[k] = 0.0f;
-                    if (r >= Sv) continue;
-                    float v[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-                    for (int j = 0; j < q0; j += 4) for (int m = 0; m < 4; m++) v[m] = fmaf(Pd[r * FB_S + j + m], sU[(j + m) * D + i], v[m]);
-                    a[k] = ((v[0] + v[1]) + (v[2] + v[3])) + acc[r * D + i];
+                float x[FB_R], sv[FB_R];
+                for (int k = 0; k < FB_R; k++) x[k] = q0 + k < Sv ? fmaf(gamma[u0 + q0 + k], h[q0 + k], f[(size_t)(u0 + q0 + k) * D + i]) : 0.0f;
+                twin_apply_inverse(sv, &Mi[q0 * FB_R], x, q0, Sv);      // A. s_q = Minv_q (f + g h)
+                for (int k = 0; k < FB_R && q0 + k < Sv; k++) {
+                    size_t o = (size_t)(u0 + q0 + k) * D + i;
+                    s[o] = sv[k];
+                    split(sv[k], &s_hi[o], &s_lo[o]);
                 }
-                for (int rr = 0; rr < FB_R && q0 + rr < Sv; rr++) {    // 2) the triangle, right-looking
-                    int r = q0 + rr, t = u0 + r;
-                    float sv = f[(size_t)t * D + i] + gamma[t] * a[rr];
-                    sU[r * D + i] = sv;
-                    s[(size_t)t * D + i] = sv;
-                    c[(size_t)t * D + i] = a[rr];
-                    split(sv, &s_hi[(size_t)t * D + i], &s_lo[(size_t)t * D + i]);
-                    for (int r2 = rr + 1; r2 < FB_R && q0 + r2 < Sv; r2++) a[r2] = fmaf(Pd[(q0 + r2) * FB_S + r], sv, a[r2]);
-                }
+                for (int r = q0; r < Sv; r++)                           // B. right-looking, this block's rows too
+                    for (int k = 0; k < FB_R && q0 + k < Sv; k++) h[r] = fmaf(Pd[r * FB_S + q0 + k], sv[k], h[r]);
+                for (int k = 0; k < FB_R && q0 + k < Sv; k++) c[(size_t)(u0 + q0 + k) * D + i] = h[q0 + k];
             }
+        }
     }
-    free(s_hi); free(s_lo); free(Ph); free(Pl); free(Pd); free(acc); free(sU); free(zz);
+    free(s_hi); free(s_lo); free(Ph); free(Pl); free(Pd); free(acc); free(h); free(Mi); free(zz);
 }
 
 // u is returned as u_hi + u_lo (how the backward holds it); dqb, dkb as bf16 values
@@ -217,7 +244,8 @@ static void twin_feedback_backward(float *u, float *dgamma, float *dqb, float *d
     size_t n = (size_t)T * D;
     float *u_hi = malloc(n * 4), *u_lo = malloc(n * 4), *dq = calloc(n, 4);
     float *Ph = malloc((size_t)T * FB_S * 4), *Pl = malloc((size_t)T * FB_S * 4), *dZ = malloc((size_t)T * FB_S * 4);
-    float *acc = malloc((size_t)FB_S * D * 4), *uU = malloc((size_t)FB_S * D * 4), *PcT = malloc((size_t)FB_S * FB_S * 4);
+    float *acc = malloc((size_t)FB_S * D * 4), *h = malloc((size_t)FB_S * 4), *PcT = malloc((size_t)FB_S * FB_S * 4);
+    float *Mi = malloc((size_t)FB_S * FB_R * 4);
     float *sh = malloc((size_t)FB_S * D * 4), *sl = malloc((size_t)FB_S * D * 4);
     for (int u0 = (T - 1) / FB_S * FB_S; u0 >= 0; u0 -= FB_S) {
         int u1 = imin(u0 + FB_S, T), Sv = u1 - u0, M = T - u0;
@@ -230,28 +258,22 @@ static void twin_feedback_backward(float *u, float *dgamma, float *dqb, float *d
         for (int jj = 0; jj < Sv; jj++) for (int i = 0; i < D; i++)    // acc = Pc[u1:T]^T u[u1:T], 3 GEMMs
             acc[jj * D + i] = u1 < T ? gemm3(&Ph[Sv * FB_S + jj], &Pl[Sv * FB_S + jj], FB_S,
                                              &u_hi[(size_t)u1 * D + i], &u_lo[(size_t)u1 * D + i], D, T - u1) : 0.0f;
-        for (int i = 0; i < D; i++)                                     // fb_bwd_solve_kernel, one column
-            for (int q0 = (Sv - 1) / FB_R * FB_R; q0 >= 0; q0 -= FB_R) {
-                float a[FB_R];
-                for (int k = 0; k < FB_R; k++) {                        // 1) against the solved keys q1..Sv-1
-                    int j = q0 + k;
-                    a[k] = 0.0f;
-                    if (j >= Sv) continue;
-                    float v[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-                    int t = q0 + FB_R;
-                    for (; t + 3 < Sv; t += 4) for (int m = 0; m < 4; m++) v[m] = fmaf(PcT[j * FB_S + t + m], uU[(t + m) * D + i], v[m]);
-                    for (; t < Sv; t++) v[0] = fmaf(PcT[j * FB_S + t], uU[t * D + i], v[0]);
-                    a[k] = ((v[0] + v[1]) + (v[2] + v[3])) + acc[j * D + i];
+        int nb = (Sv + FB_R - 1) / FB_R;                                // fb_bwd_solve_kernel: the blocks' inverses
+        for (int q = 0; q < nb; q++) twin_block_inverse(&Mi[q * FB_R * FB_R], PcT, q * FB_R, Sv, NULL, 1);
+        for (int i = 0; i < D; i++) {                                   // then every column alike
+            for (int j = 0; j < Sv; j++) h[j] = gs[(size_t)(u0 + j) * D + i] + (u1 < T ? acc[j * D + i] : 0.0f);
+            for (int q0 = (nb - 1) * FB_R; q0 >= 0; q0 -= FB_R) {
+                float x[FB_R], uv[FB_R];
+                for (int k = 0; k < FB_R; k++) x[k] = q0 + k < Sv ? h[q0 + k] : 0.0f;
+                twin_apply_inverse(uv, &Mi[q0 * FB_R], x, q0, Sv);      // A. u_q = Minv_q h_q
+                for (int k = 0; k < FB_R && q0 + k < Sv; k++) {
+                    size_t o = (size_t)(u0 + q0 + k) * D + i;
+                    split(uv[k], &u_hi[o], &u_lo[o]);
                 }
-                for (int rr = FB_R - 1; rr >= 0; rr--) {                // 2) the triangle, last key first
-                    int j = q0 + rr;
-                    if (j >= Sv) continue;
-                    float uv = gs[(size_t)(u0 + j) * D + i] + a[rr];
-                    uU[j * D + i] = uv;
-                    split(uv, &u_hi[(size_t)(u0 + j) * D + i], &u_lo[(size_t)(u0 + j) * D + i]);
-                    for (int r2 = 0; r2 < rr; r2++) a[r2] = fmaf(PcT[(q0 + r2) * FB_S + j], uv, a[r2]);
-                }
+                for (int j = 0; j < q0; j++)                            // B. right-looking: the earlier keys
+                    for (int k = 0; k < FB_R && q0 + k < Sv; k++) h[j] = fmaf(PcT[j * FB_S + q0 + k], uv[k], h[j]);
             }
+        }
         for (int r = 0; r < Sv; r++) {                                  // fb_dgamma_kernel (order aside)
             size_t o = (size_t)(u0 + r) * D;
             float g = 0.0f;
@@ -276,7 +298,7 @@ static void twin_feedback_backward(float *u, float *dgamma, float *dqb, float *d
         }
     }
     for (size_t e = 0; e < n; e++) { u[e] = u_hi[e] + u_lo[e]; dqb[e] = bf16r(dq[e]); }
-    free(u_hi); free(u_lo); free(dq); free(Ph); free(Pl); free(dZ); free(acc); free(uU); free(sh); free(sl); free(PcT);
+    free(u_hi); free(u_lo); free(dq); free(Ph); free(Pl); free(dZ); free(acc); free(h); free(Mi); free(sh); free(sl); free(PcT);
 }
 
 // ----------------------------------------------------------------------------
