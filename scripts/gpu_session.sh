@@ -12,6 +12,7 @@
 #   scripts/gpu_session.sh build e2e                     scripts/bench_gpu.sh part 1 (ours vs PyTorch eager/compile vs GPT-2, d12 B=8 T=1024)
 #   scripts/gpu_session.sh build e2e2                    its part 2 for ours and PyTorch eager at B=1, T=4096..MAX_T (16384)
 # dev/refs (make refs) must be present for `test`: on a machine without internet, carry it.
+# ATTN_TIMEOUT, E2E_TIMEOUT (seconds) bound those stages; E2E_STEPS (20) steps per e2e run; SYSTEMS, MAX_T pass through.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_out}; mkdir -p "$OUT"
@@ -79,8 +80,9 @@ do_test() {
 }
 do_train() {
     shard
-    local F="-V 50257 -i $TMP/tokens.bin -v 0 -s 0 -n 0 -o $TMP/run"
-    ./train_sessacu -e d12 -b 8 -t 1024 -x 12 $F && ./train_sessacu -e d4w256h4 -b 8 -t 256 -x 40 $F
+    local F="-V 50257 -i $TMP/tokens.bin -v 0 -s 0 -n 0"
+    ./train_sessacu -e d12 -b 8 -t 1024 -x 12 $F -o $TMP/run1 && ./train_sessacu -e d4w256h4 -b 8 -t 256 -x 40 $F -o $TMP/run2 &&
+    echo "== the same without the CUDA graph (-cg 0)" && ./train_sessacu -e d4w256h4 -b 8 -t 256 -x 40 -cg 0 $F -o $TMP/run3
 }
 do_profile() {
     shard
@@ -121,9 +123,9 @@ for s in "$@"; do
         fbbench) stage fbbench sh -c 'dev/cuda/bin/feedback_backward bench && for S in 64 128; do echo "== FB_S=$S"; FB_S=$S dev/cuda/bin/feedback_backward bench 2; done' ;;
         train)   stage train do_train ;;
         profile) stage profile do_profile ;;
-        attn)    stage attn $PY dev/cuda/bench_attention.py ;;
+        attn)    stage attn timeout ${ATTN_TIMEOUT:-600} $PY dev/cuda/bench_attention.py --markdown ;;
         fbprec)  stage fbprec $PY dev/cuda/feedback_precision.py ;;
-        e2e)     stage e2e env OUT="$OUT/e2e" PART=1 bash scripts/bench_gpu.sh d12 8 1024 20 ;;
+        e2e)     stage e2e timeout ${E2E_TIMEOUT:-1800} env OUT="$OUT/e2e" PART=1 bash scripts/bench_gpu.sh d12 8 1024 ${E2E_STEPS:-20} ;;
         e2e2)    stage e2e2 env OUT="$OUT/e2e2" PART=2 SYSTEMS="cu py_eager" MAX_T=${MAX_T:-16384} P2_STEPS=3 TIMEOUT=150 \
                      bash scripts/bench_gpu.sh d12 ;;
         *) echo "unknown stage $s"; exit 2 ;;
