@@ -239,6 +239,7 @@ static void model_layout(Model *m, Arena *a) {
 
 static void model_alloc_activations(Model *m, int B, int T, int recompute) {
     attention_check_shape(B, T, m->config.n_head, m->config.n_kv_head, m->hd);   // fail now, not mid-forward
+    attention_setup();   // picks the forward kernel (a probe and a self-test on the GPU): before any graph capture
     m->B = B; m->T = T; m->recompute = recompute;
     m->layers = (LayerActs *)callocCheck(m->config.n_layer, sizeof(LayerActs));
     Arena sizing = { NULL, 0 };

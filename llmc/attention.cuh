@@ -516,8 +516,10 @@ static void attention_forward_mma(floatX *out, float *lse, const floatX *q, cons
 // random problem (B=1, T=300, H=2, Hkv=1, d = 64 and 128) agrees with the mma.sync kernel within the tolerance of
 // dev/cuda/attention_forward.cu's check (|diff| <= 1e-2 max|out| + 2e-2 |out|, lse 1e-3): a Hopper kernel that is
 // wrong on this GPU is then bypassed, with a message on stderr, instead of training on wrong attention.
+static int attention_sm90_state = -1;   // -1: not decided yet
+static int attention_sm90_decided(void) { return attention_sm90_state >= 0; }
 static int attention_sm90_trusted(void) {
-    static int state = -1;
+    int &state = attention_sm90_state;
     if (state >= 0) return state;
     state = attention_sm90_usable();
     for (int d = 64; state && d <= 128; d *= 2) {
@@ -567,11 +569,25 @@ static int attention_sm90_trusted(void) {
     return state;
 }
 
+// Decide the forward kernel now (the probe and the self-test launch, allocate and synchronize), so that no
+// later call does it inside a CUDA graph capture. The trainer calls this when it allocates its activations.
+static void attention_setup(void) {
+#ifndef SESSA_CUDA_EMU_H
+    attention_sm90_trusted();
+#endif
+}
+
 // what the trainer calls: the Hopper kernel when the device is sm_90, the binary has sm_90a code, d is 64 or 128,
 // it is not switched off (SESSA_ATT_SM90=0, -DATT_NO_SM90) and its self-test passed; else the mma.sync kernel
 static void attention_forward(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
                               int B, int T, int H, int Hkv, int d, cudaStream_t stream) {
 #ifndef SESSA_CUDA_EMU_H
+    if (d == 64 || d == 128) {
+        cudaStreamCaptureStatus capturing;
+        cudaCheck(cudaStreamIsCapturing(stream, &capturing));
+        if (capturing != cudaStreamCaptureStatusNone && !attention_sm90_decided())
+            fatal("attention_forward inside a CUDA graph capture before attention_setup(): call it first");
+    }
     if ((d == 64 || d == 128) && attention_sm90_trusted()) {
         attention_forward_sm90(out, lse, q, k, v, B, T, H, Hkv, d, stream);
         return;
