@@ -47,7 +47,7 @@ def input_gradient(fn, x_in, ts_, r):
     """d (sum_b r_b . fn(x_in)[b, ts_[b]]) / d x_in, (B,T,D): row b of the result is sample b's gradient"""
     x = x_in.detach().requires_grad_(True)
     out = fn(x)                                                    # (B,T,D)
-    b = torch.arange(x.shape[0])
+    b = torch.arange(x.shape[0], device=x.device)
     (g,) = torch.autograd.grad((out[b, ts_] * r).sum(), x)
     return g
 
@@ -56,13 +56,14 @@ def probe_batch(model, idx, ts_, K, gen):
     """idx (B,T) tokens, ts_ (B,) positions >= K -> {name: (B, K+1) norms}, name = 'stack', 'layer0', ..."""
     B, T = idx.shape
     D = model.cfg.d_model
-    dtype = model.wte.dtype
-    b = torch.arange(B)
-    cols = ts_[:, None] - torch.arange(K + 1)[None, :]            # (B, K+1): position t - k
+    dtype, dev = model.wte.dtype, model.wte.device
+    idx, ts_ = idx.to(dev), ts_.to(dev)
+    b = torch.arange(B, device=dev)
+    cols = ts_[:, None] - torch.arange(K + 1, device=dev)[None, :]   # (B, K+1): position t - k
 
-    def unit(shape):
-        r = torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype)
-        return r / r.norm(dim=-1, keepdim=True)
+    def unit(shape):   # drawn on the CPU generator in float64: the same directions on every device
+        r = torch.randn(shape, generator=gen, dtype=torch.float64)
+        return (r / r.norm(dim=-1, keepdim=True)).to(dev, dtype)
 
     res = {}
     x0 = model.wte[idx].detach()
@@ -111,7 +112,7 @@ def run_probe(model, loader, K, n_samples, seed=0, kmin=2):
         x = x[:n_samples - n]
         ts_ = torch.randint(K, T, (x.shape[0],), generator=gen)
         for name, v in probe_batch(model, x, ts_, K, gen).items():
-            sums[name] = sums.get(name, 0.0) + v.double().sum(0)
+            sums[name] = sums.get(name, 0.0) + v.double().sum(0).cpu()
         n += x.shape[0]
     mean = {name: (v / n).numpy() for name, v in sums.items()}
     k = np.arange(K + 1)
@@ -171,6 +172,7 @@ def main(argv=None):
     p.add_argument("-o", dest="out", required=True, help="output CSV (the fits go to OUT.json)")
     p.add_argument("--plot", default=None, help="also draw the log-log plot into this PNG")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -183,7 +185,9 @@ def main(argv=None):
     if a.init:
         torch.manual_seed(a.seed)
         model = ts.SessaLM(model.cfg)
-    model = model.to(getattr(torch, a.dtype)).eval()
+    if a.device == "cuda" and not torch.cuda.is_available():
+        ts.fatal("--device cuda but no CUDA device is available")
+    model = model.to(device=a.device, dtype=getattr(torch, a.dtype)).eval()
     loader = ts.DataLoader(a.val, a.batch, a.seq_len, model.cfg.vocab_size)
     k, mean, fits = run_probe(model, loader, K, a.samples, a.seed, a.kmin)
     write_csv(a.out, k, mean)
