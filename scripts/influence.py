@@ -10,8 +10,11 @@ For a checkpoint (any DESIGN.md checkpoint: Sessa or the feedback-off baseline f
                (on the same real activations; k = 0 includes the residual's identity).
 r is a fresh random unit vector per sample (so E g^2 = ||J_k||_F^2 / D for the Jacobian J_k = d out_t / d in_{t-k}):
 one backward pass per sample gives every k at once. Each of the B sequences of a batch gets its own t, drawn
-uniformly from [K, T-1], so every k in 0..K has the same samples; the B samples share one backward, since
-sequences never mix. Everything runs in float64 (or --dtype float32).
+uniformly from [K + jmin, T-1], so every k in 0..K has the same samples and every source position t-k is at least
+jmin (--jmin): causal softmax mixing makes the first positions special (a token at j near 0 feeds every later
+row; under uniform attention its weight in a Sessa chain grows like j^-gamma), and jmin > 0 keeps that effect of
+absolute position out of the distance curve. The B samples share one backward, since sequences never mix.
+Everything runs in float64 (or --dtype float32).
 
 Written out: a CSV (k, stack, layer0, ..., layer{L-1}; the mean norm) and, for k in [--kmin, K], least-squares fits
 in log space of a power law  g ~ C k^-p  (log g linear in log k) and an exponential  g ~ C exp(-k/lambda)
@@ -19,7 +22,8 @@ in log space of a power law  g ~ C k^-p  (log g linear in log k) and an exponent
 
     python scripts/influence.py CKPT -j 'data/default/*_val_*.bin' -t 256 -K 128 -n 256 -o infl.csv --plot infl.png
 
-A probe distance K >= T is an error (position t-k must exist), as is a checkpoint or shard that does not load.
+A probe distance K >= T (or K + jmin >= T) is an error (position t-k must exist), as is a checkpoint or shard that
+does not load.
 """
 import argparse
 import json
@@ -97,11 +101,13 @@ def fit_decay(k, g):
     return out
 
 
-def run_probe(model, loader, K, n_samples, seed=0, kmin=2):
+def run_probe(model, loader, K, n_samples, seed=0, kmin=2, jmin=0):
     """-> (k array, {name: mean norm over samples (K+1,)}, {name: fits}); loader yields (B,T) batches in order"""
     T = loader.T
     if not 0 <= K < T:
         ts.fatal(f"probe distance K={K} must be in [0, T) with T = {T} (position t-K must exist in the sequence)")
+    if not 0 <= jmin < T - K:
+        ts.fatal(f"--jmin {jmin} must be in [0, T-K) = [0, {T - K}): t is drawn from [K + jmin, T)")
     if not 1 <= kmin <= K:
         ts.fatal(f"--kmin {kmin} must be in [1, K={K}]")
     gen = torch.Generator().manual_seed(seed)
@@ -110,7 +116,7 @@ def run_probe(model, loader, K, n_samples, seed=0, kmin=2):
     while n < n_samples:
         x, _ = loader.next_batch()
         x = x[:n_samples - n]
-        ts_ = torch.randint(K, T, (x.shape[0],), generator=gen)
+        ts_ = torch.randint(K + jmin, T, (x.shape[0],), generator=gen)
         for name, v in probe_batch(model, x, ts_, K, gen).items():
             sums[name] = sums.get(name, 0.0) + v.double().sum(0).cpu()
         n += x.shape[0]
@@ -165,6 +171,8 @@ def main(argv=None):
     p.add_argument("-K", dest="max_k", type=int, default=None, help="largest distance K < T (default T/2)")
     p.add_argument("-n", dest="samples", type=int, default=128, help="sampled positions t (default %(default)s)")
     p.add_argument("--kmin", type=int, default=2, help="smallest k of the fits (default %(default)s)")
+    p.add_argument("--jmin", type=int, default=0, help="smallest source position t-k: t is drawn from [K+jmin, T) "
+                   "(default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     p.add_argument("--init", action="store_true", help="probe the checkpoint's config at DESIGN.md initialisation "
@@ -189,9 +197,12 @@ def main(argv=None):
         ts.fatal("--device cuda but no CUDA device is available")
     model = model.to(device=a.device, dtype=getattr(torch, a.dtype)).eval()
     loader = ts.DataLoader(a.val, a.batch, a.seq_len, model.cfg.vocab_size)
-    k, mean, fits = run_probe(model, loader, K, a.samples, a.seed, a.kmin)
+    if not 0 <= a.jmin < a.seq_len - K:
+        ts.fatal(f"--jmin {a.jmin} must be in [0, T-K) = [0, {a.seq_len - K})")
+    k, mean, fits = run_probe(model, loader, K, a.samples, a.seed, a.kmin, a.jmin)
     write_csv(a.out, k, mean)
-    meta = {"ckpt": a.ckpt, "no_feedback": model.cfg.no_feedback, "T": a.seq_len, "K": K, "samples": a.samples,
+    meta = {"ckpt": a.ckpt, "no_feedback": model.cfg.no_feedback, "T": a.seq_len, "K": K, "jmin": a.jmin,
+            "samples": a.samples,
             "init": a.init, "fits": fits}
     with open(a.out + ".json", "w") as fp:
         json.dump(meta, fp, indent=1)

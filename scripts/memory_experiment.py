@@ -30,11 +30,11 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
-PRESETS = {  # model, T, B, steps (task), steps (text), lr, mqar distances, pairs, probe K, probe samples
+PRESETS = {  # model, T, B, steps (task), steps (text), lr, mqar distances, pairs, probe K, jmin, samples
     "cpu": dict(model="d2w64h2", T=128, B=16, steps=3000, text_steps=1500, lr=3e-3, distances="4,16,48,92",
-                pairs=8, K=96, samples=128, num_train=20000),
+                pairs=8, K=64, jmin=32, samples=128, num_train=20000),
     "gpu": dict(model="d4w256h4", T=1024, B=32, steps=5000, text_steps=5000, lr=1e-3,
-                distances="16,64,256,512,960", pairs=16, K=960, samples=256, num_train=100000),
+                distances="16,64,256,512,960", pairs=16, K=512, jmin=256, samples=256, num_train=100000),
 }
 
 
@@ -78,7 +78,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gpu", action="store_true", help="the GPU preset: ./train_sessacu, bigger model, T, steps")
     ap.add_argument("--out", default=None, help="output dir (default out_memory_cpu / out_memory_gpu)")
-    for k in ("model", "T", "B", "steps", "text_steps", "lr", "distances", "pairs", "K", "samples", "num_train"):
+    for k in ("model", "T", "B", "steps", "text_steps", "lr", "distances", "pairs", "K", "jmin", "samples", "num_train"):
         ap.add_argument(f"--{k}", default=None, type=type(PRESETS["cpu"][k]),
                         help=f"override the preset (cpu {PRESETS['cpu'][k]}, gpu {PRESETS['gpu'][k]})")
     ap.add_argument("--seed", type=int, default=1337)
@@ -90,8 +90,8 @@ def main():
             P[k] = getattr(a, k)
     out = os.path.abspath(a.out or ("out_memory_gpu" if a.gpu else "out_memory_cpu"))
     T, B, K = P["T"], P["B"], P["K"]
-    if not 0 < K < T:
-        raise SystemExit(f"error: probe distance K={K} must be in (0, T) with T = {T}")
+    if not (0 < K < T and 0 <= P["jmin"] < T - K):
+        raise SystemExit(f"error: probe distance K={K} must be in (0, T) with T = {T}, and jmin {P['jmin']} in [0, T-K)")
     if P["model"].endswith("f0"):
         raise SystemExit("error: --model is the Sessa descriptor; the f0 baseline appends the suffix itself")
     os.makedirs(out, exist_ok=True)
@@ -145,7 +145,7 @@ def main():
             name = f"{dname}_{mname}_{'init' if init else 'trained'}"
             csv = os.path.join(idir, name + ".csv")
             cmd = [sys.executable, "scripts/influence.py", ckpt, "-j", data[dname]["val"], "-t", str(T), "-K", str(K),
-                   "-n", str(P["samples"]), "-b", "8", "-o", csv, "--seed", "0"] + (["--init"] if init else []) + \
+                   "-n", str(P["samples"]), "--jmin", str(P["jmin"]), "-b", "8", "-o", csv, "--seed", "0"] + (["--init"] if init else []) + \
                   (["--device", "cuda", "--dtype", "float32"] if a.gpu else ["--threads", "2"])
             sh(cmd, log=os.path.join(idir, name + ".log"))
             probes[name] = csv
@@ -166,7 +166,7 @@ def draw(out, P, runs, probes, data, models, seconds, gpu):
                f"Equal width and depth: Sessa `{models['sessa']}` vs the feedback-off baseline `{models['f0']}`; "
                f"T {P['T']}, B {P['B']}, lr {P['lr']}, seed-matched, {'GPU (train_sessacu)' if gpu else 'CPU (train_sessa)'}; "
                f"mqar: {P['pairs']} pairs / {P['pairs']} queries, distances {P['distances']}, {P['steps']} steps; "
-               f"text (data/default): {P['text_steps']} steps; probe K {P['K']}, {P['samples']} samples. "
+               f"text (data/default): {P['text_steps']} steps; probe K {P['K']}, t in [K + {P['jmin']}, T), {P['samples']} samples. "
                f"Wall time {seconds / 60:.1f} min.", ""]
     nparams = {m: ts.num_parameters(ts.config_from_descriptor(d, 256, P["T"])) for m, d in models.items()}
     summary += [f"Parameters: Sessa {nparams['sessa']:,}, f0 {nparams['f0']:,}.", ""]

@@ -188,6 +188,8 @@ def test_probe_distance_errors(tmp_path):
     loader = ts.DataLoader(str(tmp_path / "val.bin"), 2, 10, 29)
     with pytest.raises(SystemExit, match="probe distance K=10 must be in"):
         influence.run_probe(model, loader, 10, 4)
+    with pytest.raises(SystemExit, match="--jmin 5 must be in"):
+        influence.run_probe(model, loader, 5, 4, jmin=5)
     k, mean, fits = influence.run_probe(model, loader, 9, 4)
     assert len(k) == 10 and set(mean) == {"stack", "layer0", "layer1"} and "power_law" in fits["stack"]
     ckpt = str(tmp_path / "m.bin")
