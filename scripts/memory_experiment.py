@@ -8,7 +8,7 @@ the same data, the same tokens, the same seed, on
 then probes each model (trained, and at its DESIGN.md initialisation) with scripts/influence.py and draws
 accuracy by distance and influence by distance for both on one page.
 
-    python scripts/memory_experiment.py                      # CPU, ~30 min on 2 cores: d2w64h2, T 128
+    python scripts/memory_experiment.py                      # CPU, ~30 min on 2 shared cores: d2w64h2, T 64
     python scripts/memory_experiment.py --gpu                # GPU (./train_sessacu, probe on cuda): d4w256h4, T 1024
     python scripts/memory_experiment.py --steps 300 --text_steps 300 --out /tmp/quick   # a quick look
 
@@ -31,8 +31,8 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
 PRESETS = {  # model, T, B, steps (task), steps (text), lr, mqar distances, pairs, probe K, jmin, samples
-    "cpu": dict(model="d2w64h2", T=128, B=16, steps=3000, text_steps=1500, lr=3e-3, distances="4,16,48,92",
-                pairs=8, K=64, jmin=32, samples=128, num_train=20000),
+    "cpu": dict(model="d2w64h2", T=64, B=32, steps=5000, text_steps=1500, lr=3e-3, distances="2,8,20,40",
+                pairs=4, K=32, jmin=16, samples=128, num_train=40000),
     "gpu": dict(model="d4w256h4", T=1024, B=32, steps=5000, text_steps=5000, lr=1e-3,
                 distances="16,64,256,512,960", pairs=16, K=512, jmin=256, samples=256, num_train=100000),
 }
