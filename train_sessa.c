@@ -825,6 +825,9 @@ static void sessa_backward(Sessa *m, const int *inputs, const int *targets, floa
             linear_backward(gb->dabar, D, g->fb_w + (size_t)l * 2 * D * D, g->fb_b + l * 2 * D, gb->dfb, 2 * D,
                             abar, D, p->fb_w + (size_t)l * 2 * D * D, N, D, 2 * D);
         }   // f0 (s = f): u = dL/ds is already dL/df
+#ifdef BREAK_F0   // a deliberate error in the f0 path: dev/test/test_cpu_errors.sh checks that test_sessa catches it
+        if (c->no_feedback) for (size_t e = 0; e < (size_t)N * D; e++) gb->u[e] *= 0.5f;
+#endif
         // Linear_o (H > 1), attention, RoPE, q/k/v
         float *datt = gb->u;
         if (H > 1) {
