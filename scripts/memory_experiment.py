@@ -34,7 +34,7 @@ PRESETS = {  # model, T, B, steps (task), steps (text), lr, mqar distances, pair
     "cpu": dict(model="d2w64h2", T=64, B=32, steps=5000, text_steps=1500, lr=3e-3, distances="2,8,20,40",
                 pairs=4, K=32, jmin=16, samples=128, num_train=40000),
     "gpu": dict(model="d4w256h4", T=1024, B=32, steps=5000, text_steps=5000, lr=1e-3,
-                distances="16,64,256,512,960", pairs=16, K=512, jmin=256, samples=256, num_train=100000),
+                distances="16,64,256,512,900", pairs=16, K=512, jmin=256, samples=256, num_train=100000),
 }
 
 
@@ -62,9 +62,11 @@ def parallel(jobs):
 
 
 def read_log(path):
-    """main.log -> (val [(step, loss)], acc {step: {d: (acc, correct, count)}})"""
+    """main.log (+ eval_final.log next to it, --gpu) -> (val [(step, loss)], acc {step: {d: (acc, correct, count)}})"""
     val, acc = [], {}
-    for line in open(path):
+    extra = os.path.join(os.path.dirname(path), "eval_final.log")
+    lines = list(open(path)) + (list(open(extra)) if os.path.isfile(extra) else [])
+    for line in lines:
         w = line.split()
         if len(w) >= 4 and w[2] == "val_loss":
             val.append((int(w[1]), float(w[3])))
@@ -134,6 +136,19 @@ def main():
                     parallel([j])
             else:
                 parallel(jobs)
+        if a.gpu and dname == "task":
+            # the CUDA trainer has no -E: the final accuracy per distance comes from the PyTorch reference
+            for mname in models:
+                rdir = runs[(dname, mname)]
+                ckpt = os.path.join(rdir, f"model_{d['steps']:08d}.bin")
+                log = os.path.join(rdir, "eval_final.out")
+                sh([sys.executable, "train_sessa.py", "--eval", ckpt, "-j", d["val"], "-t", str(T), "-b", str(B),
+                    "-m", "1", "-E", d["extra"][1], "--device", "cuda"], log=log)
+                with open(os.path.join(rdir, "eval_final.log"), "w") as fp:
+                    for line in open(log):   # "step 0 | eval_acc d=16 0.95 (61/64)" -> main.log form at the last step
+                        w = line.replace("|", " ").replace("(", " ").replace(")", " ").split()
+                        if len(w) >= 5 and w[1] == "eval_acc":
+                            fp.write(f"step {d['steps']} eval_acc {w[2]} {w[3]} {w[4]}\n")
 
     # the probe: every trained model and its initialisation, on the val shard of its data
     idir = os.path.join(out, "influence")
