@@ -147,8 +147,8 @@ def main():
                 with open(os.path.join(rdir, "eval_final.log"), "w") as fp:
                     for line in open(log):   # "step 0 | eval_acc d=16 0.95 (61/64)" -> main.log form at the last step
                         w = line.replace("|", " ").replace("(", " ").replace(")", " ").split()
-                        if len(w) >= 5 and w[1] == "eval_acc":
-                            fp.write(f"step {d['steps']} eval_acc {w[2]} {w[3]} {w[4]}\n")
+                        if len(w) >= 6 and w[2] == "eval_acc":
+                            fp.write(f"step {d['steps']} eval_acc {w[3]} {w[4]} {w[5]}\n")
 
     # the probe: every trained model and its initialisation, on the val shard of its data
     idir = os.path.join(out, "influence")
