@@ -31,8 +31,8 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
 PRESETS = {  # model, T, B, steps (task), steps (text), lr, mqar distances, pairs, probe K, jmin, samples
-    "cpu": dict(model="d2w64h2", T=64, B=32, steps=5000, text_steps=1500, lr=3e-3, distances="2,8,20,40",
-                pairs=4, K=32, jmin=16, samples=128, num_train=40000),
+    "cpu": dict(model="d2w64h2", T=64, B=32, steps=12000, text_steps=3000, lr=3e-3, distances="2,8,20,40",
+                pairs=4, K=32, jmin=16, samples=256, num_train=40000),
     "gpu": dict(model="d4w256h4", T=1024, B=32, steps=5000, text_steps=5000, lr=1e-3,
                 distances="16,64,256,512,900", pairs=16, K=512, jmin=256, samples=256, num_train=100000),
 }
