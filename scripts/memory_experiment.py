@@ -85,7 +85,9 @@ def main():
                         help=f"override the preset (cpu {PRESETS['cpu'][k]}, gpu {PRESETS['gpu'][k]})")
     ap.add_argument("--seed", type=int, default=1337)
     ap.add_argument("--skip_train", action="store_true", help="reuse the runs already in --out (probe and draw)")
+    ap.add_argument("--draw_only", action="store_true", help="reuse the runs and probes already in --out (draw)")
     a = ap.parse_args()
+    a.skip_train = a.skip_train or a.draw_only
     P = dict(PRESETS["gpu" if a.gpu else "cpu"])
     for k in P:
         if getattr(a, k) is not None:
@@ -101,12 +103,13 @@ def main():
 
     # data: the mqar task at distances up to T, and the default corpus
     task_dir = os.path.join(out, "data", "mqar")
-    if not os.path.isfile(os.path.join(task_dir, "mqar_eval.bin")):
+    if not a.draw_only and not os.path.isfile(os.path.join(task_dir, "mqar_eval.bin")):
         sh([sys.executable, "data/long_context.py", "--task", "mqar", "--seq-len", str(T), "--distances",
             P["distances"], "--num-pairs", str(P["pairs"]), "--num-queries", str(P["pairs"]), "--num-train",
             str(P["num_train"]), "--num-val", str(16 * B), "--seed", "1", "--out", os.path.join(out, "data")],
            log=os.path.join(out, "data_mqar.log"))
-    sh(["bash", "data/prepare_default.sh"], log=os.path.join(out, "data_default.log"))
+    if not a.draw_only:
+        sh(["bash", "data/prepare_default.sh"], log=os.path.join(out, "data_default.log"))
     data = {
         "task": dict(train=f"{task_dir}/mqar_train_*.bin", val=f"{task_dir}/mqar_val_000000.bin",
                      tok=f"{task_dir}/tokenizer.bin", steps=P["steps"],
@@ -136,7 +139,7 @@ def main():
                     parallel([j])
             else:
                 parallel(jobs)
-        if a.gpu and dname == "task":
+        if a.gpu and dname == "task" and not a.skip_train:
             # the CUDA trainer has no -E: the final accuracy per distance comes from the PyTorch reference
             for mname in models:
                 rdir = runs[(dname, mname)]
@@ -162,7 +165,8 @@ def main():
             cmd = [sys.executable, "scripts/influence.py", ckpt, "-j", data[dname]["val"], "-t", str(T), "-K", str(K),
                    "-n", str(P["samples"]), "--jmin", str(P["jmin"]), "-b", "8", "-o", csv, "--seed", "0"] + (["--init"] if init else []) + \
                   (["--device", "cuda", "--dtype", "float32"] if a.gpu else ["--threads", "2"])
-            sh(cmd, log=os.path.join(idir, name + ".log"))
+            if not a.draw_only:
+                sh(cmd, log=os.path.join(idir, name + ".log"))
             probes[name] = csv
     draw(out, P, runs, probes, data, models, time.time() - t_start, a.gpu)
 
@@ -198,7 +202,12 @@ def draw(out, P, runs, probes, data, models, seconds, gpu):
         ax.plot(ds, [acc[mid][d][0] for d in ds], "o:", color=colors[m], alpha=0.5, label=f"  step {mid}")
         rows.append((m, last, acc[last], val[-1][1] if val else float("nan")))
     ax.set_xscale("log")
-    ax.set_xlabel("distance (tokens from the key's value to the query's answer)")
+    ax.set_xticks(ds)
+    ax.set_xticklabels([str(d) for d in ds])
+    ax.minorticks_off()
+    ax.axhline(1.0 / 96, color="gray", lw=0.8, ls="--", label="chance (1/96 values)")
+    ax.axhline(1.0 / P["pairs"], color="gray", lw=0.8, ls=":", label=f"one of the {P['pairs']} values in context")
+    ax.set_xlabel("nominal distance d (the key's value is >= d+2 tokens before the answer)")
     ax.set_ylabel("accuracy")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title("(a) mqar: accuracy by distance")
@@ -264,7 +273,7 @@ def draw(out, P, runs, probes, data, models, seconds, gpu):
                  f"T={P['T']}", fontsize=12)
     fig.tight_layout()
     png = os.path.join(out, "memory_experiment.png")
-    fig.savefig(png, dpi=90)
+    fig.savefig(png, dpi=75)
     open(os.path.join(out, "summary.md"), "w").write("\n".join(summary) + "\n")
     print("\n".join(summary))
     print(f"wrote {png} and {os.path.join(out, 'summary.md')}")
