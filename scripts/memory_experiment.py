@@ -171,16 +171,29 @@ def main():
     draw(out, P, runs, probes, data, models, time.time() - t_start, a.gpu)
 
 
+class _NoPlot:
+    """stands in for matplotlib where it is not installed: every call does nothing, summary.md is still written"""
+    def __getattr__(self, name):
+        return self
+
+    def __call__(self, *args, **kwargs):
+        return [self]
+
+
 def draw(out, P, runs, probes, data, models, seconds, gpu):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import influence
     import train_sessa as ts
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, axes = plt.subplots(2, 3, figsize=(17, 10.5))
+    except ImportError:
+        print("warning: no matplotlib: writing summary.md only (draw later with --draw_only where it is installed)")
+        fig, axes = _NoPlot(), np.array([[_NoPlot() for _ in range(3)] for _ in range(2)])
 
     colors = {"sessa": "tab:blue", "f0": "tab:red"}
     label = {"sessa": f"Sessa {models['sessa']}", "f0": f"f0 {models['f0']}"}
-    fig, axes = plt.subplots(2, 3, figsize=(17, 10.5))
     summary = ["# Memory experiment (issue 14)", "",
                f"Equal width and depth: Sessa `{models['sessa']}` vs the feedback-off baseline `{models['f0']}`; "
                f"T {P['T']}, B {P['B']}, lr {P['lr']}, seed-matched, {'GPU (train_sessacu)' if gpu else 'CPU (train_sessa)'}; "
