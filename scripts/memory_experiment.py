@@ -174,6 +174,8 @@ def main():
 class _NoPlot:
     """stands in for matplotlib where it is not installed: every call does nothing, summary.md is still written"""
     def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
         return self
 
     def __call__(self, *args, **kwargs):
@@ -190,7 +192,7 @@ def draw(out, P, runs, probes, data, models, seconds, gpu):
         fig, axes = plt.subplots(2, 3, figsize=(17, 10.5))
     except ImportError:
         print("warning: no matplotlib: writing summary.md only (draw later with --draw_only where it is installed)")
-        fig, axes = _NoPlot(), np.array([[_NoPlot() for _ in range(3)] for _ in range(2)])
+        fig, axes = _NoPlot(), {(r, c): _NoPlot() for r in range(2) for c in range(3)}
 
     colors = {"sessa": "tab:blue", "f0": "tab:red"}
     label = {"sessa": f"Sessa {models['sessa']}", "f0": f"f0 {models['f0']}"}
