@@ -201,7 +201,7 @@ def draw(out, P, runs, probes, data, models, seconds, gpu):
                f"T {P['T']}, B {P['B']}, lr {P['lr']}, seed-matched, {'GPU (train_sessacu)' if gpu else 'CPU (train_sessa)'}; "
                f"mqar: {P['pairs']} pairs / {P['pairs']} queries, distances {P['distances']}, {P['steps']} steps; "
                f"text (data/default): {P['text_steps']} steps; probe K {P['K']}, t in [K + {P['jmin']}, T), {P['samples']} samples. "
-               (f"Wall time {seconds / 60:.1f} min." if seconds is not None else "Redrawn (--draw_only) from the runs."), ""]
+               + (f"Wall time {seconds / 60:.1f} min." if seconds is not None else "Redrawn (--draw_only) from the runs."), ""]
     nparams = {m: ts.num_parameters(ts.config_from_descriptor(d, 256, P["T"])) for m, d in models.items()}
     summary += [f"Parameters: Sessa {nparams['sessa']:,}, f0 {nparams['f0']:,}.", ""]
 
