@@ -731,10 +731,15 @@ static void sessa_forward(Sessa *m, const int *inputs, const int *targets, int B
         attention_forward(att, a->att_lse + l * NA * H, q, k, v, B, T, t0, t1, H, Hkv, hd, m->scratch, m->scratch_stride);
         if (H > 1)
             linear_forward(f + (size_t)r0 * D, D, att + (size_t)r0 * D, D, p->o_w + (size_t)l * D * D, NULL, N, D, D, m->wT);
-        // feedback: [qb, kb] = Linear_fb(abar); gamma; s = (I - diag(gamma) alpha)^{-1} f
-        linear_forward(fb, 2 * D, abar, D, p->fb_w + (size_t)l * 2 * D * D, p->fb_b + l * 2 * D, N, D, 2 * D, m->wT);
-        gamma_forward(gamma + r0, abar, p->gamma_w + l * D, p->gamma_b[l], c->gamma_max, N, D);
-        feedback_forward(s, cc, a->fb_lse + l * NA, f, fbl, fbl + D, 2 * D, gamma, B, T, t0, t1, D, m->scratch, m->scratch_stride);
+        if (!c->no_feedback) {
+            // feedback: [qb, kb] = Linear_fb(abar); gamma; s = (I - diag(gamma) alpha)^{-1} f
+            linear_forward(fb, 2 * D, abar, D, p->fb_w + (size_t)l * 2 * D * D, p->fb_b + l * 2 * D, N, D, 2 * D, m->wT);
+            gamma_forward(gamma + r0, abar, p->gamma_w + l * D, p->gamma_b[l], c->gamma_max, N, D);
+            feedback_forward(s, cc, a->fb_lse + l * NA, f, fbl, fbl + D, 2 * D, gamma, B, T, t0, t1, D, m->scratch, m->scratch_stride);
+        } else {
+            // the feedback-off baseline f0: s = f
+            memcpy(s + (size_t)r0 * D, f + (size_t)r0 * D, (size_t)N * D * sizeof(float));
+        }
         // y = x + Linear_out(s * gt)
         #pragma omp parallel for
         for (int n = 0; n < N; n++)
@@ -809,15 +814,20 @@ static void sessa_backward(Sessa *m, const int *inputs, const int *targets, floa
                 gb->u[e] = gb->dgated[e] * ag[(size_t)n * 2 * D + D + i];
                 gb->dag[(size_t)n * 2 * D + D + i] = gb->dgated[e] * s[e];
             }
-        // feedback: u = dL/df, dgamma, d[qb, kb]; then the gamma path and Linear_fb
-        memset(gb->dfb, 0, (size_t)N * 2 * D * sizeof(float));
-        feedback_backward(gb->u, gb->dgamma, gb->dfb, gb->dfb + D, s, cc, a->fb_lse + lr, fb, fb + D, 2 * D,
-                          gamma, B, T, D, m->scratch, m->scratch_stride);
         memset(gb->dabar, 0, (size_t)N * D * sizeof(float));
-        gamma_backward(gb->dabar, g->gamma_w + l * D, g->gamma_b + l, gb->dgamma, gamma, abar, p->gamma_w + l * D,
-                       c->gamma_max, N, D);
-        linear_backward(gb->dabar, D, g->fb_w + (size_t)l * 2 * D * D, g->fb_b + l * 2 * D, gb->dfb, 2 * D,
-                        abar, D, p->fb_w + (size_t)l * 2 * D * D, N, D, 2 * D);
+        if (!c->no_feedback) {
+            // feedback: u = dL/df, dgamma, d[qb, kb]; then the gamma path and Linear_fb
+            memset(gb->dfb, 0, (size_t)N * 2 * D * sizeof(float));
+            feedback_backward(gb->u, gb->dgamma, gb->dfb, gb->dfb + D, s, cc, a->fb_lse + lr, fb, fb + D, 2 * D,
+                              gamma, B, T, D, m->scratch, m->scratch_stride);
+            gamma_backward(gb->dabar, g->gamma_w + l * D, g->gamma_b + l, gb->dgamma, gamma, abar, p->gamma_w + l * D,
+                           c->gamma_max, N, D);
+            linear_backward(gb->dabar, D, g->fb_w + (size_t)l * 2 * D * D, g->fb_b + l * 2 * D, gb->dfb, 2 * D,
+                            abar, D, p->fb_w + (size_t)l * 2 * D * D, N, D, 2 * D);
+        }   // f0 (s = f): u = dL/ds is already dL/df
+#ifdef BREAK_F0   // a deliberate error in the f0 path: dev/test/test_cpu_errors.sh checks that test_sessa catches it
+        if (c->no_feedback) for (size_t e = 0; e < (size_t)N * D; e++) gb->u[e] *= 0.5f;
+#endif
         // Linear_o (H > 1), attention, RoPE, q/k/v
         float *datt = gb->u;
         if (H > 1) {

@@ -185,6 +185,7 @@ static void model_build(Model *m, const SessaConfig *c, const float *h_params, c
 static void model_layout(Model *m, Arena *a) {
     const SessaConfig *c = &m->config;
     size_t B = m->B, T = m->T, N = B * T, D = c->d_model, L = c->n_layer, Vp = c->padded_vocab_size;
+    size_t fb = c->no_feedback ? 0 : 1;   // the f0 baseline has no feedback buffers (s = f is still kept)
     m->res = (floatX *)arena_take(a, (L + 1) * N * D * sizeof(floatX));
     for (size_t l = 0; l < L; l++) {
         LayerActs *la = &m->layers[l];
@@ -199,14 +200,14 @@ static void model_layout(Model *m, Arena *a) {
         la->q = (floatX *)arena_take(a, N * m->Dq * sizeof(floatX));
         la->k = (floatX *)arena_take(a, N * m->Dkv * sizeof(floatX));
         la->v = (floatX *)arena_take(a, N * m->Dkv * sizeof(floatX));
-        la->qbkb = (floatX *)arena_take(a, N * 2 * D * sizeof(floatX));
+        la->qbkb = (floatX *)arena_take(a, fb * N * 2 * D * sizeof(floatX));
         la->att = (floatX *)arena_take(a, N * D * sizeof(floatX));
         la->att_lse = (float *)arena_take(a, B * c->n_head * T * sizeof(float));
         la->f = c->n_head > 1 ? (floatX *)arena_take(a, N * D * sizeof(floatX)) : la->att;
-        la->gamma = (float *)arena_take(a, N * sizeof(float));
+        la->gamma = (float *)arena_take(a, fb * N * sizeof(float));
         la->s = (float *)arena_take(a, N * D * sizeof(float));
-        la->c = (float *)arena_take(a, N * D * sizeof(float));
-        la->fb_lse = (float *)arena_take(a, N * sizeof(float));
+        la->c = (float *)arena_take(a, fb * N * D * sizeof(float));
+        la->fb_lse = (float *)arena_take(a, fb * N * sizeof(float));
         la->gated = (floatX *)arena_take(a, N * D * sizeof(floatX));
     }
     m->lnf = (floatX *)arena_take(a, N * D * sizeof(floatX));
@@ -223,15 +224,15 @@ static void model_layout(Model *m, Arena *a) {
     g->dgated = (floatX *)arena_take(a, N * D * sizeof(floatX));
     g->df = (floatX *)arena_take(a, N * D * sizeof(floatX));
     g->datt = (floatX *)arena_take(a, N * D * sizeof(floatX));
-    g->dqbkb = (floatX *)arena_take(a, N * 2 * D * sizeof(floatX));
+    g->dqbkb = (floatX *)arena_take(a, fb * N * 2 * D * sizeof(floatX));
     g->dq = (floatX *)arena_take(a, N * m->Dq * sizeof(floatX));
     g->dk = (floatX *)arena_take(a, N * m->Dkv * sizeof(floatX));
     g->dv = (floatX *)arena_take(a, N * m->Dkv * sizeof(floatX));
     g->ds = (float *)arena_take(a, N * D * sizeof(float));
-    g->dgamma = (float *)arena_take(a, N * sizeof(float));
-    g->dr = (float *)arena_take(a, N * sizeof(float));
+    g->dgamma = (float *)arena_take(a, fb * N * sizeof(float));
+    g->dr = (float *)arena_take(a, fb * N * sizeof(float));
     g->colsum = (float2 *)arena_take(a, column_sums_scratch_bytes((int)N, (int)(2 * D)));
-    g->fb_scratch = (float *)arena_take(a, feedback_scratch_bytes((int)B, (int)T, (int)D));
+    g->fb_scratch = (float *)arena_take(a, fb * feedback_scratch_bytes((int)B, (int)T, (int)D));
     g->att_scratch = (float *)arena_take(a, attention_backward_scratch_bytes((int)B, (int)T, c->n_head, c->n_kv_head, m->hd));
     g->norm_scratch = (float *)arena_take(a, global_norm_scratch_bytes());
     g->norm = (float *)arena_take(a, sizeof(float));
@@ -280,7 +281,7 @@ static void layer_forward(Model *m, int l, int B, int T) {
     matmul_forward(a->q, m->Dq, a->abar, PW(P_Q_W), PW(P_Q_B), NULL, N, D, m->Dq, st);
     matmul_forward(a->k, m->Dkv, a->abar, PW(P_K_W), PW(P_K_B), NULL, N, D, m->Dkv, st);
     matmul_forward(a->v, m->Dkv, a->abar, PW(P_V_W), PW(P_V_B), NULL, N, D, m->Dkv, st);
-    matmul_forward(a->qbkb, 2 * D, a->abar, PW(P_FB_W), PW(P_FB_B), NULL, N, D, 2 * D, st);
+    if (!c->no_feedback) matmul_forward(a->qbkb, 2 * D, a->abar, PW(P_FB_W), PW(P_FB_B), NULL, N, D, 2 * D, st);
     if (c->use_rope) {
         rope_forward(a->q, m->rope, N, T, H, hd, st);
         rope_forward(a->k, m->rope, N, T, Hkv, hd, st);
@@ -288,10 +289,14 @@ static void layer_forward(Model *m, int l, int B, int T) {
     // forward branch: f = softmax(q k^T / sqrt(hd) + causal) v, then Linear_o when H > 1
     attention_forward(a->att, a->att_lse, a->q, a->k, a->v, B, T, H, Hkv, hd, st);
     if (H > 1) matmul_forward(a->f, D, a->att, PW(P_O_W), NULL, NULL, N, D, D, st);
-    // feedback branch: gamma = gamma_max tanh(gamma_b + abar.w_gamma); solve s = f + gamma alpha s
-    gamma_forward(a->gamma, a->abar, PW(P_GAMMA_W), PW(P_GAMMA_B), N, D, c->gamma_max, st);
-    feedback_forward(a->s, a->c, a->fb_lse, a->f, a->qbkb, a->qbkb + D, 2 * D, a->gamma, B, T, D,
-                     m->bw.fb_scratch, st);
+    if (!c->no_feedback) {
+        // feedback branch: gamma = gamma_max tanh(gamma_b + abar.w_gamma); solve s = f + gamma alpha s
+        gamma_forward(a->gamma, a->abar, PW(P_GAMMA_W), PW(P_GAMMA_B), N, D, c->gamma_max, st);
+        feedback_forward(a->s, a->c, a->fb_lse, a->f, a->qbkb, a->qbkb + D, 2 * D, a->gamma, B, T, D,
+                         m->bw.fb_scratch, st);
+    } else {
+        bf16_to_float(a->s, a->f, (size_t)N * D, st);   // the feedback-off baseline f0: s = f
+    }
     // y = x + Linear_out(s * gt)
     gate_forward(a->gated, a->s, a->ag + D, 2 * D, N, D, st);
     matmul_forward(a->y, D, a->gated, PW(P_OUT_W), PW(P_OUT_B), a->x, N, D, D, st);
@@ -368,16 +373,21 @@ static void layer_backward(Model *m, int l, int B, int T) {
     matmul_backward_weight(GW(P_OUT_W), GW(P_OUT_B), g->dres, D, a->gated, N, D, D, g->colsum, st);
     // gated = s * gt
     gate_backward(g->ds, g->dag + D, g->dgated, a->s, a->ag + D, 2 * D, N, D, st);
-    // feedback solve: u = dL/df, dgamma, dqb, dkb
-    feedback_backward(g->df, g->dgamma, g->dqbkb, g->dqbkb + D, 2 * D, g->ds, a->s, a->c, a->fb_lse,
-                      a->qbkb, a->qbkb + D, a->gamma, B, T, D, g->fb_scratch, st);
-    // [qb | kb] = Linear_fb(abar): the first contribution to dabar (g->dxn holds dabar until GELU's backward)
-    floatX *dabar = g->dxn;
-    matmul_backward_input(dabar, g->dqbkb, 2 * D, PW(P_FB_W), N, D, 2 * D, false, st);
-    matmul_backward_weight(GW(P_FB_W), GW(P_FB_B), g->dqbkb, 2 * D, a->abar, N, D, 2 * D, g->colsum, st);
-    // gamma = gamma_max tanh(gamma_b + abar.w_gamma)
-    gamma_backward(dabar, GW(P_GAMMA_W), GW(P_GAMMA_B), g->dr, g->dgamma, a->gamma, a->abar, PW(P_GAMMA_W),
-                   N, D, c->gamma_max, g->colsum, st);
+    floatX *dabar = g->dxn;   // g->dxn holds dabar until GELU's backward
+    if (!c->no_feedback) {
+        // feedback solve: u = dL/df, dgamma, dqb, dkb
+        feedback_backward(g->df, g->dgamma, g->dqbkb, g->dqbkb + D, 2 * D, g->ds, a->s, a->c, a->fb_lse,
+                          a->qbkb, a->qbkb + D, a->gamma, B, T, D, g->fb_scratch, st);
+        // [qb | kb] = Linear_fb(abar): the first contribution to dabar
+        matmul_backward_input(dabar, g->dqbkb, 2 * D, PW(P_FB_W), N, D, 2 * D, false, st);
+        matmul_backward_weight(GW(P_FB_W), GW(P_FB_B), g->dqbkb, 2 * D, a->abar, N, D, 2 * D, g->colsum, st);
+        // gamma = gamma_max tanh(gamma_b + abar.w_gamma)
+        gamma_backward(dabar, GW(P_GAMMA_W), GW(P_GAMMA_B), g->dr, g->dgamma, a->gamma, a->abar, PW(P_GAMMA_W),
+                       N, D, c->gamma_max, g->colsum, st);
+    } else {
+        // the feedback-off baseline f0 (s = f): dL/df = dL/ds; dabar gets its first contribution from Linear_q
+        float_to_bf16(g->df, g->ds, (size_t)N * D, st);
+    }
     // f = att Wo^T (H > 1)
     const floatX *datt = g->df;
     if (H > 1) {
@@ -393,7 +403,7 @@ static void layer_backward(Model *m, int l, int B, int T) {
         rope_backward(g->dk, m->rope, N, T, Hkv, hd, st);
     }
     // q, k, v = Linear_{q,k,v}(abar)
-    matmul_backward_input(dabar, g->dq, m->Dq, PW(P_Q_W), N, D, m->Dq, true, st);
+    matmul_backward_input(dabar, g->dq, m->Dq, PW(P_Q_W), N, D, m->Dq, !c->no_feedback, st);   // f0: the first
     matmul_backward_weight(GW(P_Q_W), GW(P_Q_B), g->dq, m->Dq, a->abar, N, D, m->Dq, g->colsum, st);
     matmul_backward_input(dabar, g->dk, m->Dkv, PW(P_K_W), N, D, m->Dkv, true, st);
     matmul_backward_weight(GW(P_K_W), GW(P_K_B), g->dk, m->Dkv, a->abar, N, D, m->Dkv, g->colsum, st);

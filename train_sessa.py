@@ -72,6 +72,7 @@ class SessaConfig:
     use_rope: int = 1
     gamma_max: float = 0.999
     ln_eps: float = 1e-5
+    no_feedback: int = 0  # 1: the feedback-off baseline "f0" (s = f; no Linear_fb, no gamma parameters), header slot 12
 
     def __post_init__(self):
         self.gamma_max, self.ln_eps = f32(self.gamma_max), f32(self.ln_eps)  # what the header can hold
@@ -92,6 +93,8 @@ class SessaConfig:
             bad = f"gamma_max must be in (0, 1) (got {c.gamma_max})"
         elif not 0.0 < c.ln_eps < 1.0:
             bad = f"ln_eps must be in (0, 1) (got {c.ln_eps})"
+        elif c.no_feedback not in (0, 1):
+            bad = f"no_feedback must be 0 (Sessa) or 1 (feedback-off baseline f0) (got {c.no_feedback})"
         if bad:
             fatal(f"invalid model config: {bad}")
 
@@ -105,16 +108,19 @@ def pad_vocab(V):
 
 
 def config_from_descriptor(desc, vocab_size, max_seq_len):
-    """d<L>[w<D>][h<H>][k<Hkv>]; defaults D = 64 L, H = max(1, D/64), Hkv = H (same rule as llmc/sessa.h)"""
-    m = re.fullmatch(r"d(\d+)(?:w(\d+))?(?:h(\d+))?(?:k(\d+))?", desc)
+    """d<L>[w<D>][h<H>][k<Hkv>][f0]; defaults D = 64 L, H = max(1, D/64), Hkv = H; the suffix f0 makes the
+    feedback-off baseline (same rule as llmc/sessa.h)"""
+    m = re.fullmatch(r"d(\d+)(?:w(\d+))?(?:h(\d+))?(?:k(\d+))?(f0)?", desc)
     if not m:
-        fatal(f"bad model descriptor '{desc}': expected d<layers>[w<width>][h<heads>][k<kv_heads>], "
-              "e.g. d12, d4w256h4, d4w256h4k2")
+        head = re.match(r"d\d+(?:w\d+)?(?:h\d+)?(?:k\d+)?", desc)
+        suffix = f" (unknown suffix '{desc[head.end():]}')" if head else ""
+        fatal(f"bad model descriptor '{desc}'{suffix}: expected d<layers>[w<width>][h<heads>][k<kv_heads>][f0], "
+              "e.g. d12, d4w256h4, d4w256h4k2, d4w256h4f0 (f0 = no feedback branch)")
     L = int(m[1])
     D = int(m[2]) if m[2] else 64 * L
     H = int(m[3]) if m[3] else max(1, D // 64)
     Hkv = int(m[4]) if m[4] else H
-    return SessaConfig(max_seq_len, vocab_size, L, H, Hkv, D, pad_vocab(vocab_size))
+    return SessaConfig(max_seq_len, vocab_size, L, H, Hkv, D, pad_vocab(vocab_size), no_feedback=int(bool(m[5])))
 
 # -----------------------------------------------------------------------------
 # the model
@@ -181,10 +187,13 @@ class SessaMixer(nn.Module):
         self.q = nn.Linear(D, cfg.n_head * d)
         self.k = nn.Linear(D, cfg.n_kv_head * d)
         self.v = nn.Linear(D, cfg.n_kv_head * d)
-        self.fb = nn.Linear(D, 2 * D)
         self.o = nn.Linear(D, D, bias=False) if cfg.n_head > 1 else None
-        self.gamma_w = nn.Parameter(torch.zeros(D))
-        self.gamma_b = nn.Parameter(torch.ones(1))
+        if cfg.no_feedback:   # the f0 baseline: s = f
+            self.fb, self.gamma_w, self.gamma_b = None, None, None
+        else:
+            self.fb = nn.Linear(D, 2 * D)
+            self.gamma_w = nn.Parameter(torch.zeros(D))
+            self.gamma_b = nn.Parameter(torch.ones(1))
 
     def qkv(self, abar, pos0):
         """projections of abar (B,T,D) -> q (B,T,H,d), k, v (B,T,Hkv,d), RoPE'd at positions pos0.."""
@@ -207,6 +216,8 @@ class SessaMixer(nn.Module):
         f = f.transpose(1, 2).reshape(B, T, D)
         if self.o is not None:
             f = self.o(f)
+        if self.fb is None:                               # f0: no feedback branch
+            return f
         # feedback branch: s = f + diag(gamma) alpha s
         qb, kb = self.fb(abar).split(D, dim=-1)
         alpha = feedback_alpha(feedback_logits(qb, kb))
@@ -225,6 +236,8 @@ class SessaMixer(nn.Module):
         f = torch.einsum("bkgs,bskd->bkgd", F.softmax(att, dim=-1), cache.v).reshape(B, 1, D)
         if self.o is not None:
             f = self.o(f)
+        if self.fb is None:                               # f0: s = f, nothing more to cache
+            return f
         qb, kb = self.fb(abar).split(D, dim=-1)
         gamma = feedback_gamma(abar, self.gamma_w, self.gamma_b, c.gamma_max)     # (B,1)
         alpha = F.softmax(feedback_logits(qb, cache.kb), dim=-1)                   # (B,1,t), j < t only
@@ -270,7 +283,8 @@ class SessaLM(nn.Module):
                     nn.init.normal_(lin.weight, std=0.02)
             nn.init.normal_(layer.lin_out.weight, std=0.02 / math.sqrt(2 * self.cfg.n_layer))
             for lin in (layer.lin_in, layer.mixer.q, layer.mixer.k, layer.mixer.v, layer.mixer.fb, layer.lin_out):
-                nn.init.zeros_(lin.bias)
+                if lin is not None:
+                    nn.init.zeros_(lin.bias)
 
     def head(self, x):
         """tied head over the real vocabulary: (B,T,D) -> (B,T,V)"""
@@ -321,12 +335,15 @@ def checkpoint_tensors(model):
              ("in_w", [l.lin_in.weight for l in ls]), ("in_b", [l.lin_in.bias for l in ls]),
              ("q_w", [l.mixer.q.weight for l in ls]), ("q_b", [l.mixer.q.bias for l in ls]),
              ("k_w", [l.mixer.k.weight for l in ls]), ("k_b", [l.mixer.k.bias for l in ls]),
-             ("v_w", [l.mixer.v.weight for l in ls]), ("v_b", [l.mixer.v.bias for l in ls]),
-             ("fb_w", [l.mixer.fb.weight for l in ls]), ("fb_b", [l.mixer.fb.bias for l in ls])]
+             ("v_w", [l.mixer.v.weight for l in ls]), ("v_b", [l.mixer.v.bias for l in ls])]
+    fb = not model.cfg.no_feedback   # f0: fb_w, fb_b, gamma_w, gamma_b have size 0
+    if fb:
+        table += [("fb_w", [l.mixer.fb.weight for l in ls]), ("fb_b", [l.mixer.fb.bias for l in ls])]
     if model.cfg.n_head > 1:
         table += [("o_w", [l.mixer.o.weight for l in ls])]
-    table += [("gamma_w", [l.mixer.gamma_w for l in ls]), ("gamma_b", [l.mixer.gamma_b for l in ls]),
-              ("out_w", [l.lin_out.weight for l in ls]), ("out_b", [l.lin_out.bias for l in ls]),
+    if fb:
+        table += [("gamma_w", [l.mixer.gamma_w for l in ls]), ("gamma_b", [l.mixer.gamma_b for l in ls])]
+    table += [("out_w", [l.lin_out.weight for l in ls]), ("out_b", [l.lin_out.bias for l in ls]),
               ("lnf_w", [model.lnf.weight]), ("lnf_b", [model.lnf.bias])]
     n_table = sum(t.numel() for _, ts in table for t in ts)
     assert n_table == sum(p.numel() for p in model.parameters()) == num_parameters(model.cfg), "bad param table"
@@ -344,15 +361,17 @@ def flat_params(model, grads=False):
 def num_parameters(cfg):
     """the parameter count of DESIGN.md section 4, from the config alone (checked before allocating a model)"""
     D, Hd, Kd = cfg.d_model, cfg.n_head * cfg.head_dim, cfg.n_kv_head * cfg.head_dim
-    per_layer = (2 * D + (2 * D * D + 2 * D) + (Hd * D + Hd) + 2 * (Kd * D + Kd) + (2 * D * D + 2 * D)
-                 + (D * D if cfg.n_head > 1 else 0) + (D + 1) + (D * D + D))
+    fb = 0 if cfg.no_feedback else (2 * D * D + 2 * D) + (D + 1)   # Linear_fb, w_gamma, gamma_b
+    per_layer = (2 * D + (2 * D * D + 2 * D) + (Hd * D + Hd) + 2 * (Kd * D + Kd) + fb
+                 + (D * D if cfg.n_head > 1 else 0) + (D * D + D))
     return cfg.padded_vocab * D + cfg.n_layer * per_layer + 2 * D
 
 
 def model_header(cfg, version):
     h = np.zeros(HEADER_INTS, dtype="<i4")
-    h[:12] = [MODEL_MAGIC, version, cfg.max_seq_len, cfg.vocab_size, cfg.n_layer, cfg.n_head, cfg.n_kv_head,
-              cfg.d_model, cfg.padded_vocab, cfg.use_rope, f32_bits(cfg.gamma_max), f32_bits(cfg.ln_eps)]
+    h[:13] = [MODEL_MAGIC, version, cfg.max_seq_len, cfg.vocab_size, cfg.n_layer, cfg.n_head, cfg.n_kv_head,
+              cfg.d_model, cfg.padded_vocab, cfg.use_rope, f32_bits(cfg.gamma_max), f32_bits(cfg.ln_eps),
+              cfg.no_feedback]   # [12] = 0 in checkpoints older than the f0 option: they read as Sessa
     return h
 
 
@@ -385,7 +404,8 @@ def read_checkpoint(path):
         fatal(f"checkpoint '{path}': bad magic {h[0]} (expected {MODEL_MAGIC}: not a sessa model checkpoint)")
     if h[1] not in (1, 2):
         fatal(f"checkpoint '{path}': unsupported version {h[1]} (expected 1 = fp32 or 2 = bf16)")
-    cfg = SessaConfig(*[int(x) for x in h[2:10]], gamma_max=bits_f32(h[10]), ln_eps=bits_f32(h[11]))
+    cfg = SessaConfig(*[int(x) for x in h[2:10]], gamma_max=bits_f32(h[10]), ln_eps=bits_f32(h[11]),
+                      no_feedback=int(h[12]))
     n = num_parameters(cfg)
     width = 4 if h[1] == 1 else 2
     if len(data) != 4 * HEADER_INTS + width * n:
@@ -418,6 +438,11 @@ REF_CONFIGS = {  # name: (config, B, T, seed, gamma_b before the noise)
     # head widths 32 and 64, which the CUDA attention kernels take; T = 70 crosses a 64-row block edge
     "cuda_gqa": (dict(vocab_size=61, n_layer=2, d_model=128, n_head=4, n_kv_head=2, use_rope=1), 2, 70, 5, 1.0),
     "cuda_mh1": (dict(vocab_size=300, n_layer=2, d_model=64, n_head=1, n_kv_head=1, use_rope=0), 2, 40, 6, 1.0),
+    # the feedback-off baseline (s = f, no fb/gamma tensors): grouped-query on the CPU, CUDA-sized for test_sessacu
+    "f0_gqa": (dict(vocab_size=61, n_layer=2, d_model=64, n_head=4, n_kv_head=2, use_rope=1, no_feedback=1),
+               2, 16, 7, 1.0),
+    "cuda_f0": (dict(vocab_size=61, n_layer=2, d_model=128, n_head=4, n_kv_head=2, use_rope=1, no_feedback=1),
+                2, 70, 8, 1.0),
 }
 REF_STEPS, REF_LR, REF_WD, REF_BETAS, REF_EPS = 5, 1e-3, 0.1, (0.9, 0.95), 1e-8
 
@@ -436,7 +461,8 @@ def reference_model(name):
             for lin in (layer.lin_in, m.q, m.k, m.v, m.fb, m.o, layer.lin_out):
                 if lin is not None:
                     nn.init.normal_(lin.weight, std=1 / math.sqrt(model.cfg.d_model))
-            m.gamma_b.fill_(gamma_b)
+            if m.gamma_b is not None:
+                m.gamma_b.fill_(gamma_b)
         for pname, p in model.named_parameters():
             if pname.endswith("bias") or ".ln." in pname or pname.startswith("lnf.") or "gamma" in pname:
                 p.add_(0.02 * torch.randn_like(p))
@@ -843,7 +869,7 @@ def main():
         print(f"warning: tokenizer has {len(tokenizer[0])} tokens, the model {cfg.vocab_size}")
     accum = args.total_batch // (args.batch * args.seq_len)
     print(f"model: V {cfg.vocab_size} (Vp {cfg.padded_vocab}) L {cfg.n_layer} D {cfg.d_model} H {cfg.n_head} "
-          f"Hkv {cfg.n_kv_head} rope {cfg.use_rope} gamma_max {cfg.gamma_max:g} | "
+          f"Hkv {cfg.n_kv_head} rope {cfg.use_rope} {'no feedback (f0)' if cfg.no_feedback else f'gamma_max {cfg.gamma_max:g}'} | "
           f"{sum(p.numel() for p in model.parameters())} parameters | B {args.batch} T {args.seq_len} | "
           f"grad accumulation {accum} | threads {torch.get_num_threads()} | {args.device} {args.dtype}")
     train_loader = DataLoader(args.train, args.batch, args.seq_len, cfg.vocab_size, args.shuffle == 1, args.seed)

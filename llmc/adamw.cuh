@@ -83,4 +83,14 @@ static void float_to_bf16(floatX *dst, const float *src, size_t n, cudaStream_t 
     cudaCheck(cudaGetLastError());
 }
 
+// dst (n) = float(src): widening copy, exact (the f0 baseline's s = f, DESIGN.md section 1)
+__global__ void bf16_to_float_kernel(float *dst, const floatX *src, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) dst[i] = __bfloat162float(src[i]);
+}
+static void bf16_to_float(float *dst, const floatX *src, size_t n, cudaStream_t stream) {
+    bf16_to_float_kernel<<<ceil_div((long long)n, 512), 512, 0, stream>>>(dst, src, n);
+    cudaCheck(cudaGetLastError());
+}
+
 #endif // SESSA_ADAMW_CUH

@@ -2,7 +2,7 @@
  Model FLOPs per token (DESIGN.md section 3), for the MFU that both trainers print. Per layer, forward:
    2 x (weights of the layer's Linears: in 2D*D, q/k/v D*(H+2Hkv)*d, feedback 2D*D, o D*D when H > 1, out D*D)
    + 2*T*D for causal attention (QK^T and PV, each 2*(T/2)*D)
-   + 2*T*D for the feedback branch (logits and substitution, each 2*(T/2)*D)
+   + 2*T*D for the feedback branch (logits and substitution, each 2*(T/2)*D; with Linear_fb, absent for f0)
  plus the tied head, 2*V*D. Training (forward + backward) costs 3x the forward.
  Elementwise work (LayerNorm, GELU, RoPE, gamma, gate) is not counted, as in llm.c.
  Plain C.
@@ -17,10 +17,10 @@ static inline double sessa_forward_flops_per_token(const SessaConfig *c, int T) 
     double D = c->d_model, hd = (double)c->d_model / c->n_head;
     double linear = 2.0 * D * D                                   // Linear_in
                   + D * (c->n_head + 2.0 * c->n_kv_head) * hd     // Linear_q, Linear_k, Linear_v
-                  + 2.0 * D * D                                   // Linear_fb
+                  + (c->no_feedback ? 0.0 : 2.0 * D * D)          // Linear_fb (none for f0)
                   + (c->n_head > 1 ? D * D : 0.0)                 // Linear_o
                   + D * D;                                        // Linear_out
-    double layer = 2.0 * linear + 2.0 * T * D + 2.0 * T * D;
+    double layer = 2.0 * linear + 2.0 * T * D + (c->no_feedback ? 0.0 : 2.0 * T * D);
     return c->n_layer * layer + 2.0 * c->vocab_size * D;
 }
 

@@ -1,7 +1,8 @@
 /*
  The Sessa model description shared by every sessa.c program (CPU trainer, CUDA trainer, tests, tools):
  - SessaConfig and its validation (non-exiting sessa_config_check + fatal sessa_config_validate)
- - model descriptors: "d12" (L=12, D=64*12, H=12), "d4w256h4" (L=4, D=256, H=4), "d4w256h4k2" (Hkv=2)
+ - model descriptors: "d12" (L=12, D=64*12, H=12), "d4w256h4" (L=4, D=256, H=4), "d4w256h4k2" (Hkv=2),
+   "d4w256h4f0" (the feedback-off baseline: s = f, no Linear_fb and no gamma parameters; DESIGN.md section 1)
  - the parameter table in DESIGN.md section 4 order: sizes, names, carving one contiguous buffer
  - checkpoints: read v1 (fp32) / v2 (bf16) into fp32, write atomically (PATH.tmp, fsync, rename)
  - the reference debug state written by train_sessa.py (for the test binaries)
@@ -38,6 +39,7 @@ typedef struct {
     int use_rope;          // 0/1
     float gamma_max;       // in (0,1), default 0.999
     float ln_eps;          // LayerNorm eps, default 1e-5
+    int no_feedback;       // 0 = Sessa (default); 1 = feedback-off baseline "f0": s = f, fb_w/fb_b/gamma_w/gamma_b size 0
 } SessaConfig;
 
 static inline int sessa_pad_vocab(int V) { return (V + 127) / 128 * 128; }
@@ -66,6 +68,8 @@ static inline int sessa_config_check(const SessaConfig *c, char *err, size_t err
     if (!(c->gamma_max > 0.0f && c->gamma_max < 1.0f))
         SESSA_BAD("gamma_max must be in the open interval (0, 1) (got %g)", c->gamma_max);
     if (!(c->ln_eps > 0.0f && c->ln_eps < 1.0f)) SESSA_BAD("ln_eps must be in (0, 1) (got %g)", c->ln_eps);
+    if (c->no_feedback != 0 && c->no_feedback != 1)
+        SESSA_BAD("no_feedback must be 0 (Sessa) or 1 (feedback-off baseline f0) (got %d)", c->no_feedback);
     return 0;
     #undef SESSA_BAD
 }
@@ -77,9 +81,14 @@ static inline void sessa_config_validate(const SessaConfig *c, const char *where
 }
 
 static inline void sessa_config_print(const SessaConfig *c) {
-    printf("| max_seq_len %d | V %d (padded %d) | L %d | D %d | H %d | Hkv %d | head %d | rope %d | gamma_max %g |\n",
-           c->max_seq_len, c->vocab_size, c->padded_vocab_size, c->n_layer, c->d_model, c->n_head,
-           c->n_kv_head, c->d_model / c->n_head, c->use_rope, c->gamma_max);
+    if (c->no_feedback)
+        printf("| max_seq_len %d | V %d (padded %d) | L %d | D %d | H %d | Hkv %d | head %d | rope %d | no feedback (f0) |\n",
+               c->max_seq_len, c->vocab_size, c->padded_vocab_size, c->n_layer, c->d_model, c->n_head,
+               c->n_kv_head, c->d_model / c->n_head, c->use_rope);
+    else
+        printf("| max_seq_len %d | V %d (padded %d) | L %d | D %d | H %d | Hkv %d | head %d | rope %d | gamma_max %g |\n",
+               c->max_seq_len, c->vocab_size, c->padded_vocab_size, c->n_layer, c->d_model, c->n_head,
+               c->n_kv_head, c->d_model / c->n_head, c->use_rope, c->gamma_max);
 }
 
 // reads a decimal int in [1, 2^24] at *p, advances *p; -1 if there is none
@@ -90,19 +99,22 @@ static inline int sessa_parse_count_(const char **p) {
     return (int)v;
 }
 
-// descriptor d<L>[w<D>][h<H>][k<Hkv>] -> config with use_rope 1, gamma_max 0.999, ln_eps 1e-5.
-// Defaults: D = 64*L, H = D/64 (at least 1), Hkv = H. Returns 0, or -1 with the cause in err.
+// descriptor d<L>[w<D>][h<H>][k<Hkv>][f0] -> config with use_rope 1, gamma_max 0.999, ln_eps 1e-5.
+// Defaults: D = 64*L, H = D/64 (at least 1), Hkv = H; the suffix f0 sets no_feedback = 1 (no other suffix
+// exists). Returns 0, or -1 with the cause in err.
 static inline int sessa_config_from_descriptor(SessaConfig *c, const char *desc, int vocab_size, int max_seq_len,
                                         char *err, size_t errlen) {
     const char *p = desc;
-    int L = -1, D = -1, H = -1, K = -1;
+    int L = -1, D = -1, H = -1, K = -1, nofb = 0;
     if (*p == 'd') { p++; L = sessa_parse_count_(&p); }
     if (L > 0 && *p == 'w') { p++; D = sessa_parse_count_(&p); if (D < 0) L = -1; }
     if (L > 0 && *p == 'h') { p++; H = sessa_parse_count_(&p); if (H < 0) L = -1; }
     if (L > 0 && *p == 'k') { p++; K = sessa_parse_count_(&p); if (K < 0) L = -1; }
+    if (L > 0 && p[0] == 'f' && p[1] == '0' && p[2] == '\0') { p += 2; nofb = 1; }
     if (L < 0 || *p != '\0') {
-        snprintf(err, errlen, "bad model descriptor '%s': expected d<layers>[w<width>][h<heads>][k<kv_heads>], "
-                 "e.g. d12, d4w256h4, d4w256h4k2", desc);
+        snprintf(err, errlen, "bad model descriptor '%s'%s%s%s: expected d<layers>[w<width>][h<heads>][k<kv_heads>][f0], "
+                 "e.g. d12, d4w256h4, d4w256h4k2, d4w256h4f0 (f0 = no feedback branch)", desc,
+                 L > 0 ? " (unknown suffix '" : "", L > 0 ? p : "", L > 0 ? "')" : "");
         return -1;
     }
     if (D < 0) D = 64 * L;
@@ -112,7 +124,7 @@ static inline int sessa_config_from_descriptor(SessaConfig *c, const char *desc,
     c->vocab_size = vocab_size;
     c->padded_vocab_size = vocab_size > 0 && vocab_size <= (1 << 30) ? sessa_pad_vocab(vocab_size) : 0;
     c->n_layer = L; c->d_model = D; c->n_head = H; c->n_kv_head = K;
-    c->use_rope = 1; c->gamma_max = 0.999f; c->ln_eps = 1e-5f;
+    c->use_rope = 1; c->gamma_max = 0.999f; c->ln_eps = 1e-5f; c->no_feedback = nofb;
     char cerr[200];
     if (sessa_config_check(c, cerr, sizeof(cerr)) != 0) {
         snprintf(err, errlen, "model descriptor '%s': %s", desc, cerr);
@@ -158,9 +170,10 @@ static inline void sessa_param_sizes(const SessaConfig *c, size_t sizes[NUM_PARA
     sizes[P_Q_W] = L * Dq * D;        sizes[P_Q_B] = L * Dq;
     sizes[P_K_W] = L * Dkv * D;       sizes[P_K_B] = L * Dkv;
     sizes[P_V_W] = L * Dkv * D;       sizes[P_V_B] = L * Dkv;
-    sizes[P_FB_W] = L * 2 * D * D;    sizes[P_FB_B] = L * 2 * D;
+    size_t fb = c->no_feedback ? 0 : 1;   // the f0 baseline has no Linear_fb and no gamma parameters
+    sizes[P_FB_W] = fb * L * 2 * D * D; sizes[P_FB_B] = fb * L * 2 * D;
     sizes[P_O_W] = c->n_head > 1 ? L * D * D : 0;
-    sizes[P_GAMMA_W] = L * D;         sizes[P_GAMMA_B] = L;
+    sizes[P_GAMMA_W] = fb * L * D;    sizes[P_GAMMA_B] = fb * L;
     sizes[P_OUT_W] = L * D * D;       sizes[P_OUT_B] = L * D;
     sizes[P_LNF_W] = D;               sizes[P_LNF_B] = D;
 }
@@ -249,7 +262,7 @@ static inline void sessa_init_parameters(float *params, const SessaConfig *c, ui
     rng_normal(&rng, p.out_w, sizes[P_OUT_W], 0.0f, 0.02f / sqrtf(2.0f * c->n_layer));
     for (size_t i = 0; i < sizes[P_LN_W]; i++) p.ln_w[i] = 1.0f;
     for (size_t i = 0; i < sizes[P_LNF_W]; i++) p.lnf_w[i] = 1.0f;
-    for (size_t i = 0; i < sizes[P_GAMMA_B]; i++) p.gamma_b[i] = 1.0f;
+    for (size_t i = 0; i < sizes[P_GAMMA_B]; i++) p.gamma_b[i] = 1.0f;   // none for f0
 }
 
 // ----------------------------------------------------------------------------
@@ -261,6 +274,7 @@ static inline void sessa_header_from_config(int32_t h[SESSA_HEADER_INTS], const 
     h[2] = c->max_seq_len; h[3] = c->vocab_size; h[4] = c->n_layer; h[5] = c->n_head; h[6] = c->n_kv_head;
     h[7] = c->d_model; h[8] = c->padded_vocab_size; h[9] = c->use_rope;
     h[10] = float_to_bits(c->gamma_max); h[11] = float_to_bits(c->ln_eps);
+    h[12] = c->no_feedback;   // 0 in checkpoints older than the f0 option: they read as Sessa
 }
 
 // header (+ the file's total size in bytes) -> config and version; 0, or -1 with the cause in err
@@ -278,6 +292,7 @@ static inline int sessa_config_from_header(SessaConfig *c, int *version, const i
     c->max_seq_len = h[2]; c->vocab_size = h[3]; c->n_layer = h[4]; c->n_head = h[5]; c->n_kv_head = h[6];
     c->d_model = h[7]; c->padded_vocab_size = h[8]; c->use_rope = h[9];
     c->gamma_max = bits_to_float(h[10]); c->ln_eps = bits_to_float(h[11]);
+    c->no_feedback = h[12];
     char cerr[200];
     if (sessa_config_check(c, cerr, sizeof(cerr)) != 0) {
         snprintf(err, errlen, "invalid config in header: %s", cerr);

@@ -77,6 +77,8 @@ else skipped "test_distributed with MPI: no mpicc/mpirun (apt-get install libope
 # -- Python tests
 step "pytest dev/test/test_reference.py" $PYTHON -m pytest -q dev/test/test_reference.py
 step "pytest dev/test/test_data.py" $PYTHON -m pytest -q dev/test/test_data.py
+step "pytest dev/test/test_memory_probe.py (f0 baseline, influence probe vs finite differences)" \
+    $PYTHON -m pytest -q dev/test/test_memory_probe.py
 
 # -- CUDA code builds (no GPU needed to build; running it is the GPU-run issue)
 if $MAKE -s print-nvcc | grep -q nvcc; then
@@ -87,8 +89,9 @@ else skipped "CUDA builds: no nvcc"; fi
 
 # -- the real CUDA kernels and the whole CUDA model, run on the CPU by dev/cuda_emu (g++ only, no GPU):
 #    every dev/cuda check with its CPU reference, then test_sessacu against the dumps of head width 32/64
+#    and the feedback-off baseline (cuda_f0)
 step "CUDA kernels under the CPU emulator (make test-cuda-emu)" $MAKE test-cuda-emu
-step "CUDA model vs PyTorch under the CPU emulator (test_sessacu on cuda_gqa, cuda_mh1)" \
+step "CUDA model vs PyTorch under the CPU emulator (test_sessacu on cuda_gqa, cuda_mh1, cuda_f0)" \
     $MAKE -C dev/cuda_emu test-model REFS="$(realpath "$REFS")"
 step "CUDA trainer's run directory under the CPU emulator: resume, log, SIGINT, lock (dev/test/test_run_dir_cuda_emu.sh)" \
     bash dev/test/test_run_dir_cuda_emu.sh

@@ -107,13 +107,17 @@ else bad "resumed run differs:"; diff <(strip "$TMP/full/main.log") <(strip "$TM
 if cmp -s "$TMP/full/model_00000008.bin" "$TMP/resumed/model_00000008.bin"; then ok "resumed final checkpoint is bit-identical"
 else bad "resumed final checkpoint differs"; fi
 
-# test_sessa catches a wrong feedback gradient
+# test_sessa catches a wrong feedback gradient (Sessa dumps) and a wrong gradient in the f0 path (the feedback-off
+# dumps, header slot 12 = 1, have no feedback branch to break)
 if ls "$REFS"/*_debug.bin >/dev/null 2>&1; then
     ${CC:-gcc} -O3 -march=native -ffp-contract=fast -fno-math-errno -fopenmp -DBREAK_FEEDBACK test_sessa.c -lm -o "$TMP/test_broken"
+    ${CC:-gcc} -O3 -march=native -ffp-contract=fast -fno-math-errno -fopenmp -DBREAK_F0 test_sessa.c -lm -o "$TMP/test_broken_f0"
     for d in "$REFS"/*_debug.bin; do
         for m in ${d%_debug.bin}_model.bin ${d%_debug.bin}_model_bf16.bin; do   # fp32 and bf16 tolerances
-            if "$TMP/test_broken" -m "$m" -d "$d" >"$TMP/out" 2>&1; then bad "BREAK_FEEDBACK not caught on $(basename "$m")"
-            else ok "BREAK_FEEDBACK caught on $(basename "$m"): $(grep -c FAIL "$TMP/out") failing lines"; fi
+            if [ "$(od -An -t d4 -j 48 -N 4 "$m" | tr -d ' ')" = 1 ]; then brk=BREAK_F0; bin="$TMP/test_broken_f0"
+            else brk=BREAK_FEEDBACK; bin="$TMP/test_broken"; fi
+            if "$bin" -m "$m" -d "$d" >"$TMP/out" 2>&1; then bad "$brk not caught on $(basename "$m")"
+            else ok "$brk caught on $(basename "$m"): $(grep -c FAIL "$TMP/out") failing lines"; fi
         done
     done
 else bad "no reference dumps in $REFS (python train_sessa.py --write_refs $REFS)"; fi

@@ -11,6 +11,8 @@
    + 4 * 64 * 256 = 65,536 -> layer 1,114,112; x 2 = 2,228,224; head 2 * 61 * 256 = 31,232; forward 2,259,456
  H = 1 (no Linear_o): d1w64h1, V 100, T 10: Linears 8 D^2 = 32,768 -> 65,536 + 4*10*64 = 2,560 -> 68,096;
    head 12,800; forward 80,896
+ f0 (no feedback: no Linear_fb, no feedback 2TD): d1w64h1f0, V 100, T 10: Linears 6 D^2 = 24,576 -> 49,152
+   + 2*10*64 = 1,280 -> 50,432; head 12,800; forward 63,232
  All counts are exact in double: the test compares for equality.
 */
 #include <stdio.h>
@@ -28,7 +30,7 @@ static int check(const char *desc, int V, int T, double expect_forward) {
 
 int main(void) {
     int ok = check("d12", 50257, 1024, 242345472.0) & check("d2w256h4k2", 61, 64, 2259456.0) &
-             check("d1w64h1", 100, 10, 80896.0);
+             check("d1w64h1", 100, 10, 80896.0) & check("d1w64h1f0", 100, 10, 63232.0);
     printf(ok ? "test_flops: all passed\n" : "test_flops: FAILED\n");
     return ok ? 0 : 1;
 }
