@@ -1,0 +1,254 @@
+/*
+ Recurrent decoding kernels (DESIGN.md section 1, "recurrent decoding ... gives exactly the same s_t"):
+ one new position t per sequence, against per-layer caches of the earlier positions.
+
+ Caches of one layer, for Bs sequences of at most Tc positions (row-major, sequence b at b * Tc rows):
+   kc, vc (Bs, Tc, Hkv*hd) bf16    k after RoPE, v            (the attention's keys and values)
+   kbc    (Bs, Tc, D)      bf16    kb                          (the feedback's keys)
+   sc     (Bs, Tc, D)      fp32    s                           (the feedback's values: fp32 as the trainer keeps s)
+
+ Per new token (rows of the B = Bs current tokens; q, k, v, qb, kb from the Linears of that token):
+   decode_append:    q, k rotated by RoPE at position t (same table and arithmetic as rope_kernel);
+                     k, v, kb stored into row t of the caches
+   decode_attention: att_h = sum_{j<=t} softmax_j(q_h . k_{j,h/g} / sqrt(hd)) v_{j,h/g}      (GQA, diagonal included)
+   decode_feedback:  c = sum_{j<t} softmax_j(qb . kb_j / sqrt(D)) s_j;  s_t = f + gamma * c  (strictly causal;
+                     t = 0: s_0 = f), stored into row t of sc and into s (B, D)
+ Both softmax readouts are one kernel pair, flash-decoding style: the keys 0..n-1 are split into nsplit
+ contiguous chunks; block (split, head, b) computes its chunk's max m, sum l = sum exp(z - m) and
+ acc = sum exp(z - m) v (fp32, online over tiles of DEC_TILE keys); the combine kernel merges the nsplit
+ partials in split order (M = max m_i, out = sum_i acc_i e^(m_i - M) / sum_i l_i e^(m_i - M)). No atomics:
+ the result is deterministic for a given (n, nsplit), and nsplit depends only on n, B, heads and the GPU,
+ so one batch 1 sequence at long T still fills the GPU.
+*/
+#ifndef SESSA_DECODE_CUH
+#define SESSA_DECODE_CUH
+
+#include "cuda_common.h"
+
+#define DEC_THREADS 128          // 4 warps
+#define DEC_TILE 64              // keys per tile (logits in shared memory)
+#define DEC_MIN_CHUNK 64         // at least this many keys per split
+#define DEC_MAX_SPLIT 256        // partials per (head, sequence)
+
+// ----------------------------------------------------------------------------
+// RoPE at position t on q (B, Dq) in place and on k, then k, v, kb into row t of the caches
+
+__global__ void decode_append_kernel(floatX *q, const floatX *k, const floatX *v, const floatX *kb, int ld_kb,
+                                     floatX *kc, floatX *vc, floatX *kbc, const float2 *rope, int use_rope, int t,
+                                     int Tc, int B, int Dq, int Dkv, int D, int hd) {
+    int per_b = Dq / 2 + Dkv / 2 + Dkv + D;
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (long long)B * per_b) return;
+    int b = (int)(i / per_b), r = (int)(i % per_b), half = hd / 2;
+    size_t krow = ((size_t)b * Tc + t) * Dkv, kbrow = ((size_t)b * Tc + t) * D;
+    if (r < Dq / 2) {                         // q pair r, in place
+        floatX *xp = q + (size_t)b * Dq + 2 * r;
+        if (use_rope) {
+            float2 cs = rope[(size_t)t * half + r % half];
+            float x0 = __bfloat162float(xp[0]), x1 = __bfloat162float(xp[1]);
+            xp[0] = __float2bfloat16(x0 * cs.x - x1 * cs.y);
+            xp[1] = __float2bfloat16(x0 * cs.y + x1 * cs.x);
+        }
+        return;
+    }
+    r -= Dq / 2;
+    if (r < Dkv / 2) {                        // k pair r -> kc row t
+        const floatX *xp = k + (size_t)b * Dkv + 2 * r;
+        floatX *dst = kc + krow + 2 * r;
+        if (use_rope) {
+            float2 cs = rope[(size_t)t * half + r % half];
+            float x0 = __bfloat162float(xp[0]), x1 = __bfloat162float(xp[1]);
+            dst[0] = __float2bfloat16(x0 * cs.x - x1 * cs.y);
+            dst[1] = __float2bfloat16(x0 * cs.y + x1 * cs.x);
+        } else {
+            dst[0] = xp[0]; dst[1] = xp[1];
+        }
+        return;
+    }
+    r -= Dkv / 2;
+    if (r < Dkv) { vc[krow + r] = v[(size_t)b * Dkv + r]; return; }
+    r -= Dkv;
+    kbc[kbrow + r] = kb[(size_t)b * ld_kb + r];
+}
+
+// q (B, Dq) [RoPE'd in place], k, v (B, Dkv), kb (B, D) [row stride ld_kb]; caches of Tc rows per sequence
+static void decode_append(floatX *q, const floatX *k, const floatX *v, const floatX *kb, int ld_kb, floatX *kc,
+                          floatX *vc, floatX *kbc, const float2 *rope, int use_rope, int t, int Tc, int B, int Dq,
+                          int Dkv, int D, int hd, cudaStream_t stream) {
+    if (t < 0 || t >= Tc) fatal("decode_append: position %d outside the cache of %d rows", t, Tc);
+    if (hd % 2 != 0 && use_rope) fatal("decode_append: RoPE needs an even head width (got %d)", hd);
+    long long n = (long long)B * (Dq / 2 + Dkv / 2 + Dkv + D);
+    decode_append_kernel<<<ceil_div(n, 256), 256, 0, stream>>>(q, k, v, kb, ld_kb, kc, vc, kbc, rope, use_rope, t, Tc,
+                                                               B, Dq, Dkv, D, hd);
+    cudaCheck(cudaGetLastError());
+}
+
+// ----------------------------------------------------------------------------
+// one softmax readout over cached keys, split over blocks
+
+__device__ __forceinline__ float decode_to_float(floatX x) { return __bfloat162float(x); }
+__device__ __forceinline__ float decode_to_float(float x) { return x; }
+
+// the (m, l) pairs follow the acc partials, at a 16-byte boundary
+static inline size_t decode_ml_offset(size_t acc_floats) { return (acc_floats + 3) / 4 * 4; }
+
+// Block (split, h, b): keys j in this split's chunk of [0, n_keys) of sequence b, key/value head h / group.
+//   q    (B, H*W) bf16, row stride ldq; query head h at column h*W
+//   kc   (B, Tc, ldk) bf16, key head h/group at column (h/group)*W;  vc the same with VT (bf16 or fp32)
+// writes ml[(b*H + h)*nsplit + split] = (m, l) and acc[((b*H + h)*nsplit + split)*W + c]
+// shared memory: (W + DEC_TILE) floats
+template <typename VT>
+__global__ void decode_partial_kernel(float *acc_out, float2 *ml_out, const floatX *q, int ldq, const floatX *kc,
+                                      const VT *vc, int ldk, int Tc, int H, int group, int W, int n_keys, int nsplit,
+                                      float scale) {
+    extern __shared__ float dec_smem[];
+    float *qs = dec_smem;                 // (W) the query in fp32
+    float *zs = dec_smem + W;             // (DEC_TILE) scaled logits of the current tile
+    int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+    int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, nwarps = blockDim.x / WARP_SIZE;
+    int chunk = (n_keys + nsplit - 1) / nsplit;
+    int j0 = split * chunk, j1 = min(n_keys, j0 + chunk);
+    const floatX *qrow = q + (size_t)b * ldq + (size_t)h * W;
+    size_t kvcol = (size_t)(h / group) * W;
+    const floatX *kbase = kc + (size_t)b * Tc * ldk + kvcol;
+    const VT *vbase = vc + (size_t)b * Tc * ldk + kvcol;
+    float *acc = acc_out + ((size_t)(b * H + h) * nsplit + split) * W;
+    for (int c = threadIdx.x; c < W; c += blockDim.x) { qs[c] = __bfloat162float(qrow[c]); acc[c] = 0.0f; }
+    __syncthreads();
+    float m_run = -INFINITY, l_run = 0.0f;    // the same values in every thread (same order of operations)
+    for (int jt = j0; jt < j1; jt += DEC_TILE) {
+        int nt = min(DEC_TILE, j1 - jt);
+        // logits of the tile: warp w takes keys w, w + nwarps, ...; lanes split the width
+        for (int jj = warp; jj < nt; jj += nwarps) {
+            const floatX *krow = kbase + (size_t)(jt + jj) * ldk;
+            float dot = 0.0f;
+            for (int c = lane; c < W; c += WARP_SIZE) dot += qs[c] * __bfloat162float(krow[c]);
+            dot = warp_reduce_sum(dot);
+            if (lane == 0) zs[jj] = dot * scale;
+        }
+        __syncthreads();
+        float tmax = -INFINITY;
+        for (int jj = 0; jj < nt; jj++) tmax = fmaxf(tmax, zs[jj]);
+        float m_new = fmaxf(m_run, tmax);
+        float corr = expf(m_run - m_new);     // 0 on the first tile (m_run = -inf)
+        __syncthreads();                      // every thread has read the logits: they become p_j in place
+        for (int jj = threadIdx.x; jj < nt; jj += blockDim.x) zs[jj] = expf(zs[jj] - m_new);
+        __syncthreads();
+        float lsum = 0.0f;
+        for (int jj = 0; jj < nt; jj++) lsum += zs[jj];
+        l_run = l_run * corr + lsum;
+        // acc[c] = acc[c] corr + sum_j p_j v_j[c]: thread owns columns c = tid, tid + blockDim, ...
+        for (int c = threadIdx.x; c < W; c += blockDim.x) {
+            float a = acc[c] * corr;
+            for (int jj = 0; jj < nt; jj++) a += zs[jj] * decode_to_float(vbase[(size_t)(jt + jj) * ldk + c]);
+            acc[c] = a;
+        }
+        m_run = m_new;
+        __syncthreads();                      // zs is rewritten by the next tile
+    }
+    if (threadIdx.x == 0) ml_out[(size_t)(b * H + h) * nsplit + split] = make_float2(m_run, l_run);
+}
+
+// merges the nsplit partials of (h, b) in split order: out[c] = sum_i acc_i[c] e^(m_i-M) / sum_i l_i e^(m_i-M)
+// (0 when there were no keys). mode 0: att (B, ldo) bf16 at column h*W. mode 1 (feedback, H = 1):
+// s = f + gamma[b] * out, into s_out (B, W) fp32 and into row t of the s cache sc (B, Tc, W)
+__global__ void decode_combine_kernel(floatX *att, int ldo, float *s_out, float *sc, const floatX *f,
+                                      const float *gamma, int t, int Tc, const float *acc_in, const float2 *ml_in,
+                                      int H, int W, int nsplit, int mode) {
+    int h = blockIdx.y, b = blockIdx.z;
+    const float2 *ml = ml_in + (size_t)(b * H + h) * nsplit;
+    const float *acc = acc_in + (size_t)(b * H + h) * nsplit * W;
+    float M = -INFINITY;
+    for (int i = 0; i < nsplit; i++) M = fmaxf(M, ml[i].x);
+    float L = 0.0f;
+    for (int i = 0; i < nsplit; i++) if (ml[i].y > 0.0f) L += ml[i].y * expf(ml[i].x - M);
+    for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < W; c += gridDim.x * blockDim.x) {
+        float o = 0.0f;
+        for (int i = 0; i < nsplit; i++) if (ml[i].y > 0.0f) o += acc[(size_t)i * W + c] * expf(ml[i].x - M);
+        o = L > 0.0f ? o / L : 0.0f;
+        if (mode == 0) {
+            att[(size_t)b * ldo + (size_t)h * W + c] = __float2bfloat16(o);
+        } else {
+            float s = __bfloat162float(f[(size_t)b * W + c]) + gamma[b] * o;
+            s_out[(size_t)b * W + c] = s;
+            sc[((size_t)b * Tc + t) * W + c] = s;
+        }
+    }
+}
+
+// number of splits for n keys over B * heads (head, sequence) pairs: enough blocks for the GPU's SMs (4 per SM),
+// at least decode_min_chunk keys each, at most DEC_MAX_SPLIT. Tests set decode_sms and decode_min_chunk to force
+// many splits (the emulator has 1 SM); 0 means: the SM count of GPU 0, DEC_MIN_CHUNK.
+static int decode_sms = 0, decode_min_chunk = 0;
+static int decode_num_splits(int n_keys, int B, int heads) {
+    if (decode_sms == 0) {
+        cudaDeviceProp prop;
+        cudaCheck(cudaGetDeviceProperties(&prop, 0));
+        decode_sms = prop.multiProcessorCount > 0 ? prop.multiProcessorCount : 1;
+    }
+    int by_work = ceil_div(n_keys, decode_min_chunk > 0 ? decode_min_chunk : DEC_MIN_CHUNK);
+    int by_gpu = ceil_div(4LL * decode_sms, (long long)B * heads);
+    int n = by_work < by_gpu ? by_work : by_gpu;
+    if (n > DEC_MAX_SPLIT) n = DEC_MAX_SPLIT;
+    return n < 1 ? 1 : n;
+}
+
+// scratch for decode_attention / decode_feedback: partial sums of B sequences
+static size_t decode_scratch_bytes(int B, int H, int hd, int D) {
+    size_t w = (size_t)H * hd > (size_t)D ? (size_t)H * hd : (size_t)D;   // heads * W of either readout
+    return (size_t)B * DEC_MAX_SPLIT * (w * sizeof(float) + (size_t)(H > 1 ? H : 1) * sizeof(float2)) + 256;
+}
+
+static void decode_check_ptr_(const void *p, const char *name) {
+    if ((uintptr_t)p % 16) fatal("decode: %s (%p) is not 16-byte aligned", name, p);
+}
+
+template <typename VT>
+static void decode_partial_launch(float *scratch, const floatX *q, int ldq, const floatX *kc, const VT *vc, int ldk,
+                                  int Tc, int B, int H, int group, int W, int n_keys, int nsplit, float scale,
+                                  cudaStream_t stream) {
+    float *acc = scratch;
+    float2 *ml = (float2 *)(scratch + decode_ml_offset((size_t)B * H * nsplit * W));
+    size_t smem = (size_t)(W + DEC_TILE) * sizeof(float);
+    if (smem > 48 * 1024) fatal("decode: width %d needs %zu bytes of shared memory (more than 48 KiB)", W, smem);
+    dim3 grid(nsplit, H, B);
+    decode_partial_kernel<VT><<<grid, DEC_THREADS, smem, stream>>>(acc, ml, q, ldq, kc, vc, ldk, Tc, H, group, W,
+                                                                  n_keys, nsplit, scale);
+    cudaCheck(cudaGetLastError());
+}
+
+// att (B, H*hd) = causal attention of the current q (B, H*hd), RoPE'd, over rows 0..t of kc, vc (Hkv heads)
+static void decode_attention(floatX *att, const floatX *q, const floatX *kc, const floatX *vc, float *scratch, int t,
+                             int Tc, int B, int H, int Hkv, int hd, cudaStream_t stream) {
+    if (t < 0 || t >= Tc) fatal("decode_attention: position %d outside the cache of %d rows", t, Tc);
+    decode_check_ptr_(scratch, "scratch");
+    int n = t + 1, nsplit = decode_num_splits(n, B, H);
+    decode_partial_launch<floatX>(scratch, q, H * hd, kc, vc, Hkv * hd, Tc, B, H, H / Hkv, hd, n, nsplit,
+                                  1.0f / sqrtf((float)hd), stream);
+    const float2 *ml = (const float2 *)(scratch + decode_ml_offset((size_t)B * H * nsplit * hd));
+    dim3 grid(ceil_div(hd, DEC_THREADS), H, B);
+    decode_combine_kernel<<<grid, DEC_THREADS, 0, stream>>>(att, H * hd, NULL, NULL, NULL, NULL, t, Tc, scratch, ml, H,
+                                                            hd, nsplit, 0);
+    cudaCheck(cudaGetLastError());
+}
+
+// s (B, D) = f + gamma * sum_{j<t} softmax_j(qb . kb_j / sqrt(D)) s_j, also into row t of sc; qb row stride ld_qb
+static void decode_feedback(float *s, float *sc, const floatX *f, const float *gamma, const floatX *qb, int ld_qb,
+                            const floatX *kbc, float *scratch, int t, int Tc, int B, int D, cudaStream_t stream) {
+    if (t < 0 || t >= Tc) fatal("decode_feedback: position %d outside the cache of %d rows", t, Tc);
+    decode_check_ptr_(scratch, "scratch");
+    int nsplit = 1;
+    if (t > 0) {
+        nsplit = decode_num_splits(t, B, 1);
+        decode_partial_launch<float>(scratch, qb, ld_qb, kbc, sc, D, Tc, B, 1, 1, D, t, nsplit, 1.0f / sqrtf((float)D),
+                                     stream);
+    } else {   // no earlier positions: one empty partial per sequence (m = -inf, l = 0) -> s_0 = f
+        cudaCheck(cudaMemsetAsync(scratch, 0, (decode_ml_offset((size_t)B * D) + 2 * (size_t)B) * sizeof(float), stream));
+    }
+    const float2 *ml = (const float2 *)(scratch + decode_ml_offset((size_t)B * nsplit * D));
+    dim3 grid(ceil_div(D, DEC_THREADS), 1, B);
+    decode_combine_kernel<<<grid, DEC_THREADS, 0, stream>>>(NULL, 0, s, sc, f, gamma, t, Tc, scratch, ml, 1, D, nsplit, 1);
+    cudaCheck(cudaGetLastError());
+}
+
+#endif // SESSA_DECODE_CUH
