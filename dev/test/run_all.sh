@@ -92,6 +92,8 @@ step "CUDA model vs PyTorch under the CPU emulator (test_sessacu on cuda_gqa, cu
     $MAKE -C dev/cuda_emu test-model REFS="$(realpath "$REFS")"
 step "CUDA trainer's run directory under the CPU emulator: resume, log, SIGINT, lock (dev/test/test_run_dir_cuda_emu.sh)" \
     bash dev/test/test_run_dir_cuda_emu.sh
+step "greedy sampling agrees: CPU trainer, PyTorch, CUDA trainer (recurrent and -sm 0) under the CPU emulator (dev/test/test_sample_agree.py)" \
+    bash -c "$MAKE -C dev/cuda_emu build/bin/train_sessacu && $PYTHON dev/test/test_sample_agree.py --cuda dev/cuda_emu/build/bin/train_sessacu"
 
 # -- fuzzing the file parsers for a bounded time
 if command -v clang >/dev/null && echo 'int LLVMFuzzerTestOneInput(const char*d,long n){return 0;}' \
