@@ -195,9 +195,12 @@ int main(int argc, char **argv) {
         floatX *tmp = (floatX *)mallocCheck((size_t)B * V * sizeof(floatX));
         int *prompts = (int *)mallocCheck((size_t)B * P * sizeof(int)), *tok = (int *)mallocCheck(B * sizeof(int));
         for (int b = 0; b < B; b++) memcpy(prompts + (size_t)b * P, ds.inputs + (size_t)b * T, P * sizeof(int));
-        for (int run = 0; run < 3; run++) {   // twice as the GPU splits the keys, then in many small splits
-            int sms = decode_sms, chunk = decode_min_chunk;
-            if (run == 2) { decode_sms = 1024; decode_min_chunk = 3; }
+        // twice as the GPU splits the keys; then in many splits of >= 20 keys, each in tiles of 8 keys (the
+        // emulator has 1 SM and these T are below one tile of DEC_TILE keys: this covers the split combine and
+        // the online rescaling across tiles)
+        for (int run = 0; run < 3; run++) {
+            int sms = decode_sms, chunk = decode_min_chunk, tile = decode_tile;
+            if (run == 2) { decode_sms = 1024; decode_min_chunk = 20; decode_tile = 8; }
             got[run] = (float *)mallocCheck((size_t)B * R * V * sizeof(float));
             Decoder dec;
             decoder_init(&dec, &model, B, T);
@@ -216,14 +219,14 @@ int main(int argc, char **argv) {
                 }
             }
             decoder_free(&dec);
-            decode_sms = sms; decode_min_chunk = chunk;
+            decode_sms = sms; decode_min_chunk = chunk; decode_tile = tile;
         }
         char name[64];
         snprintf(name, sizeof(name), "decode P=%d vs PyTorch", P);
         check_tensor(&rep, name, got[0], ref, (size_t)B * R * V, 2e-2f, 0.0f);
         snprintf(name, sizeof(name), "decode P=%d vs parallel", P);
         check_tensor(&rep, name, got[0], par, (size_t)B * R * V, 2e-2f, 0.0f);
-        snprintf(name, sizeof(name), "decode P=%d, splits of 3 keys, vs parallel", P);
+        snprintf(name, sizeof(name), "decode P=%d, splits of 20 keys in tiles of 8, vs parallel", P);
         check_tensor(&rep, name, got[2], par, (size_t)B * R * V, 2e-2f, 0.0f);
         size_t diff = 0;
         for (size_t i = 0; i < (size_t)B * R * V; i++) diff += memcmp(&got[0][i], &got[1][i], sizeof(float)) != 0;

@@ -632,8 +632,10 @@ typedef struct {
     // the current token of each sequence: one row per sequence
     floatX *x, *y;                   // (B, D) residual stream in, out of a layer (swapped after each layer)
     floatX *xn, *abar, *att, *f, *gated, *lnf;   // (B, D); f == att when H == 1
-    floatX *ag, *qbkb;               // (B, 2D)
-    floatX *q, *k, *v;               // (B, H*hd), (B, Hkv*hd), (B, Hkv*hd)
+    floatX *ag;                      // (B, 2D)
+    int np;                          // H*hd + 2 Hkv*hd + 2D: the columns of the fused projection
+    floatX *proj;                    // (B, np) = [q | k | v | qb | kb] = abar [W_q; W_k; W_v; W_fb]^T + biases
+    floatX **wproj, **bproj;         // (L) the layer's four weights (np, D) and biases (np), stacked (a copy)
     floatX *logits;                  // (B, Vp)
     float *gamma, *s;                // (B), (B, D)
     float *scratch;                  // decode_scratch_bytes
@@ -662,10 +664,11 @@ static void decoder_layout(Decoder *d, const Model *m, Arena *a) {
     d->gated = (floatX *)arena_take(a, B * D * sizeof(floatX));
     d->lnf = (floatX *)arena_take(a, B * D * sizeof(floatX));
     d->ag = (floatX *)arena_take(a, B * 2 * D * sizeof(floatX));
-    d->qbkb = (floatX *)arena_take(a, B * 2 * D * sizeof(floatX));
-    d->q = (floatX *)arena_take(a, B * m->Dq * sizeof(floatX));
-    d->k = (floatX *)arena_take(a, B * m->Dkv * sizeof(floatX));
-    d->v = (floatX *)arena_take(a, B * m->Dkv * sizeof(floatX));
+    d->proj = (floatX *)arena_take(a, B * d->np * sizeof(floatX));
+    for (size_t l = 0; l < L; l++) {
+        d->wproj[l] = (floatX *)arena_take(a, (size_t)d->np * D * sizeof(floatX));
+        d->bproj[l] = (floatX *)arena_take(a, (size_t)d->np * sizeof(floatX));
+    }
     d->logits = (floatX *)arena_take(a, B * c->padded_vocab_size * sizeof(floatX));
     d->gamma = (float *)arena_take(a, B * sizeof(float));
     d->s = (float *)arena_take(a, B * D * sizeof(float));
@@ -679,20 +682,35 @@ static void decoder_init(Decoder *d, const Model *m, int B, int Tc) {
     if (B < 1 || Tc < 1) fatal("decoder: %d sequences of %d positions", B, Tc);
     memset(d, 0, sizeof(*d));
     d->B = B; d->Tc = Tc;
-    int L = c->n_layer;
+    int L = c->n_layer, D = c->d_model;
+    d->np = m->Dq + 2 * m->Dkv + 2 * D;
     d->kc = (floatX **)callocCheck(L, sizeof(floatX *)); d->vc = (floatX **)callocCheck(L, sizeof(floatX *));
     d->kbc = (floatX **)callocCheck(L, sizeof(floatX *)); d->sc = (float **)callocCheck(L, sizeof(float *));
+    d->wproj = (floatX **)callocCheck(L, sizeof(floatX *)); d->bproj = (floatX **)callocCheck(L, sizeof(floatX *));
     Arena sizing = { NULL, 0 };
     decoder_layout(d, m, &sizing);
     cudaMallocCheck(&d->memory, sizing.off);
     Arena real = { (char *)d->memory, 0 };
     decoder_layout(d, m, &real);
     d->rope = rope_table_create(Tc, m->hd);
+    // one GEMM per layer for q, k, v, [qb | kb] of the current tokens: the four weights (and biases) stacked
+    const int kinds[4][2] = { { P_Q_W, P_Q_B }, { P_K_W, P_K_B }, { P_V_W, P_V_B }, { P_FB_W, P_FB_B } };
+    const int rows[4] = { m->Dq, m->Dkv, m->Dkv, 2 * D };
+    for (int l = 0; l < L; l++) {
+        size_t r0 = 0;
+        for (int i = 0; i < 4; i++) {
+            cudaCheck(cudaMemcpyAsync(d->wproj[l] + r0 * D, layer_ptr(m->params, m, kinds[i][0], l),
+                                      (size_t)rows[i] * D * sizeof(floatX), cudaMemcpyDeviceToDevice, main_stream));
+            cudaCheck(cudaMemcpyAsync(d->bproj[l] + r0, layer_ptr(m->params, m, kinds[i][1], l),
+                                      (size_t)rows[i] * sizeof(floatX), cudaMemcpyDeviceToDevice, main_stream));
+            r0 += rows[i];
+        }
+    }
 }
 
 static void decoder_free(Decoder *d) {
     cudaCheck(cudaFree(d->memory)); cudaCheck(cudaFree(d->rope));
-    free(d->kc); free(d->vc); free(d->kbc); free(d->sc);
+    free(d->kc); free(d->vc); free(d->kbc); free(d->sc); free(d->wproj); free(d->bproj);
 }
 
 // Prefill: the parallel forward over the prompts (B, P) (at most m->B sequences at a time, P <= m->T) writes rows
@@ -752,19 +770,17 @@ static void layer_decode(Model *m, Decoder *d, int l, int t) {
     layernorm_forward(d->xn, NULL, NULL, d->x, PW(P_LN_W), PW(P_LN_B), B, D, c->ln_eps, st);
     matmul_forward(d->ag, 2 * D, d->xn, PW(P_IN_W), PW(P_IN_B), NULL, B, D, 2 * D, st);
     gelu_forward(d->abar, d->ag, 2 * D, B, D, st);
-    // q, k, v, [qb | kb] of the new token; RoPE at position t; k, v, kb into row t of the caches
-    matmul_forward(d->q, m->Dq, d->abar, PW(P_Q_W), PW(P_Q_B), NULL, B, D, m->Dq, st);
-    matmul_forward(d->k, m->Dkv, d->abar, PW(P_K_W), PW(P_K_B), NULL, B, D, m->Dkv, st);
-    matmul_forward(d->v, m->Dkv, d->abar, PW(P_V_W), PW(P_V_B), NULL, B, D, m->Dkv, st);
-    matmul_forward(d->qbkb, 2 * D, d->abar, PW(P_FB_W), PW(P_FB_B), NULL, B, D, 2 * D, st);
-    decode_append(d->q, d->k, d->v, d->qbkb + D, 2 * D, d->kc[l], d->vc[l], d->kbc[l], d->rope, c->use_rope, t, d->Tc,
-                  B, m->Dq, m->Dkv, D, hd, st);
+    // [q | k | v | qb | kb] of the new token in one GEMM; RoPE at position t; k, v, kb into row t of the caches
+    matmul_forward(d->proj, d->np, d->abar, d->wproj[l], d->bproj[l], NULL, B, D, d->np, st);
+    floatX *q = d->proj, *k = q + m->Dq, *v = k + m->Dkv, *qb = v + m->Dkv, *kb = qb + D;
+    decode_append(q, k, v, kb, d->np, d->kc[l], d->vc[l], d->kbc[l], d->rope, c->use_rope, t, d->Tc, B, m->Dq, m->Dkv,
+                  D, hd, st);
     // forward branch: attention of q_t over rows 0..t, then Linear_o when H > 1
-    decode_attention(d->att, d->q, d->kc[l], d->vc[l], d->scratch, t, d->Tc, B, H, Hkv, hd, st);
+    decode_attention(d->att, q, d->np, d->kc[l], d->vc[l], d->scratch, t, d->Tc, B, H, Hkv, hd, st);
     if (H > 1) matmul_forward(d->f, D, d->att, PW(P_O_W), NULL, NULL, B, D, D, st);
     // feedback: gamma_t, s_t = f_t + gamma_t sum_{j<t} alpha_tj s_j (into row t of the s cache)
     gamma_forward(d->gamma, d->abar, PW(P_GAMMA_W), PW(P_GAMMA_B), B, D, c->gamma_max, st);
-    decode_feedback(d->s, d->sc[l], d->f, d->gamma, d->qbkb, 2 * D, d->kbc[l], d->scratch, t, d->Tc, B, D, st);
+    decode_feedback(d->s, d->sc[l], d->f, d->gamma, qb, d->np, d->kbc[l], d->scratch, t, d->Tc, B, D, st);
     // y = x + Linear_out(s * gt)
     gate_forward(d->gated, d->s, d->ag + D, 2 * D, B, D, st);
     matmul_forward(d->y, D, d->gated, PW(P_OUT_W), PW(P_OUT_B), d->x, B, D, D, st);

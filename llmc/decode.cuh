@@ -26,14 +26,14 @@
 #include "cuda_common.h"
 
 #define DEC_THREADS 128          // 4 warps
-#define DEC_TILE 64              // keys per tile (logits in shared memory)
+#define DEC_TILE DEC_THREADS     // keys per tile (logits in shared memory): one per thread
 #define DEC_MIN_CHUNK 64         // at least this many keys per split
 #define DEC_MAX_SPLIT 256        // partials per (head, sequence)
 
 // ----------------------------------------------------------------------------
 // RoPE at position t on q (B, Dq) in place and on k, then k, v, kb into row t of the caches
 
-__global__ void decode_append_kernel(floatX *q, const floatX *k, const floatX *v, const floatX *kb, int ld_kb,
+__global__ void decode_append_kernel(floatX *q, const floatX *k, const floatX *v, const floatX *kb, int ld,
                                      floatX *kc, floatX *vc, floatX *kbc, const float2 *rope, int use_rope, int t,
                                      int Tc, int B, int Dq, int Dkv, int D, int hd) {
     int per_b = Dq / 2 + Dkv / 2 + Dkv + D;
@@ -42,7 +42,7 @@ __global__ void decode_append_kernel(floatX *q, const floatX *k, const floatX *v
     int b = (int)(i / per_b), r = (int)(i % per_b), half = hd / 2;
     size_t krow = ((size_t)b * Tc + t) * Dkv, kbrow = ((size_t)b * Tc + t) * D;
     if (r < Dq / 2) {                         // q pair r, in place
-        floatX *xp = q + (size_t)b * Dq + 2 * r;
+        floatX *xp = q + (size_t)b * ld + 2 * r;
         if (use_rope) {
             float2 cs = rope[(size_t)t * half + r % half];
             float x0 = __bfloat162float(xp[0]), x1 = __bfloat162float(xp[1]);
@@ -53,7 +53,7 @@ __global__ void decode_append_kernel(floatX *q, const floatX *k, const floatX *v
     }
     r -= Dq / 2;
     if (r < Dkv / 2) {                        // k pair r -> kc row t
-        const floatX *xp = k + (size_t)b * Dkv + 2 * r;
+        const floatX *xp = k + (size_t)b * ld + 2 * r;
         floatX *dst = kc + krow + 2 * r;
         if (use_rope) {
             float2 cs = rope[(size_t)t * half + r % half];
@@ -66,19 +66,20 @@ __global__ void decode_append_kernel(floatX *q, const floatX *k, const floatX *v
         return;
     }
     r -= Dkv / 2;
-    if (r < Dkv) { vc[krow + r] = v[(size_t)b * Dkv + r]; return; }
+    if (r < Dkv) { vc[krow + r] = v[(size_t)b * ld + r]; return; }
     r -= Dkv;
-    kbc[kbrow + r] = kb[(size_t)b * ld_kb + r];
+    kbc[kbrow + r] = kb[(size_t)b * ld + r];
 }
 
-// q (B, Dq) [RoPE'd in place], k, v (B, Dkv), kb (B, D) [row stride ld_kb]; caches of Tc rows per sequence
-static void decode_append(floatX *q, const floatX *k, const floatX *v, const floatX *kb, int ld_kb, floatX *kc,
+// q (B, Dq) [RoPE'd in place], k, v (B, Dkv), kb (B, D), all four with row stride ld (e.g. column blocks of one
+// projection's output); caches of Tc rows per sequence
+static void decode_append(floatX *q, const floatX *k, const floatX *v, const floatX *kb, int ld, floatX *kc,
                           floatX *vc, floatX *kbc, const float2 *rope, int use_rope, int t, int Tc, int B, int Dq,
                           int Dkv, int D, int hd, cudaStream_t stream) {
     if (t < 0 || t >= Tc) fatal("decode_append: position %d outside the cache of %d rows", t, Tc);
     if (hd % 2 != 0 && use_rope) fatal("decode_append: RoPE needs an even head width (got %d)", hd);
     long long n = (long long)B * (Dq / 2 + Dkv / 2 + Dkv + D);
-    decode_append_kernel<<<ceil_div(n, 256), 256, 0, stream>>>(q, k, v, kb, ld_kb, kc, vc, kbc, rope, use_rope, t, Tc,
+    decode_append_kernel<<<ceil_div(n, 256), 256, 0, stream>>>(q, k, v, kb, ld, kc, vc, kbc, rope, use_rope, t, Tc,
                                                                B, Dq, Dkv, D, hd);
     cudaCheck(cudaGetLastError());
 }
@@ -100,12 +101,11 @@ static inline size_t decode_ml_offset(size_t acc_floats) { return (acc_floats + 
 template <typename VT>
 __global__ void decode_partial_kernel(float *acc_out, float2 *ml_out, const floatX *q, int ldq, const floatX *kc,
                                       const VT *vc, int ldk, int Tc, int H, int group, int W, int n_keys, int nsplit,
-                                      float scale) {
+                                      float scale, int tile) {
     extern __shared__ float dec_smem[];
     float *qs = dec_smem;                 // (W) the query in fp32
     float *zs = dec_smem + W;             // (DEC_TILE) scaled logits of the current tile
     int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
-    int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, nwarps = blockDim.x / WARP_SIZE;
     int chunk = (n_keys + nsplit - 1) / nsplit;
     int j0 = split * chunk, j1 = min(n_keys, j0 + chunk);
     const floatX *qrow = q + (size_t)b * ldq + (size_t)h * W;
@@ -116,15 +116,16 @@ __global__ void decode_partial_kernel(float *acc_out, float2 *ml_out, const floa
     for (int c = threadIdx.x; c < W; c += blockDim.x) { qs[c] = __bfloat162float(qrow[c]); acc[c] = 0.0f; }
     __syncthreads();
     float m_run = -INFINITY, l_run = 0.0f;    // the same values in every thread (same order of operations)
-    for (int jt = j0; jt < j1; jt += DEC_TILE) {
-        int nt = min(DEC_TILE, j1 - jt);
-        // logits of the tile: warp w takes keys w, w + nwarps, ...; lanes split the width
-        for (int jj = warp; jj < nt; jj += nwarps) {
+    for (int jt = j0; jt < j1; jt += tile) {
+        int nt = min(tile, j1 - jt);
+        // logits of the tile: thread jj takes key jt + jj, a sequential dot over the width (q from shared memory,
+        // read by all threads at once: a broadcast); many independent rows in flight keep the loads busy
+        for (int jj = threadIdx.x; jj < nt; jj += blockDim.x) {
             const floatX *krow = kbase + (size_t)(jt + jj) * ldk;
             float dot = 0.0f;
-            for (int c = lane; c < W; c += WARP_SIZE) dot += qs[c] * __bfloat162float(krow[c]);
-            dot = warp_reduce_sum(dot);
-            if (lane == 0) zs[jj] = dot * scale;
+            #pragma unroll 8
+            for (int c = 0; c < W; c++) dot += qs[c] * __bfloat162float(krow[c]);
+            zs[jj] = dot * scale;
         }
         __syncthreads();
         float tmax = -INFINITY;
@@ -140,6 +141,7 @@ __global__ void decode_partial_kernel(float *acc_out, float2 *ml_out, const floa
         // acc[c] = acc[c] corr + sum_j p_j v_j[c]: thread owns columns c = tid, tid + blockDim, ...
         for (int c = threadIdx.x; c < W; c += blockDim.x) {
             float a = acc[c] * corr;
+            #pragma unroll 8
             for (int jj = 0; jj < nt; jj++) a += zs[jj] * decode_to_float(vbase[(size_t)(jt + jj) * ldk + c]);
             acc[c] = a;
         }
@@ -178,8 +180,9 @@ __global__ void decode_combine_kernel(floatX *att, int ldo, float *s_out, float 
 
 // number of splits for n keys over B * heads (head, sequence) pairs: enough blocks for the GPU's SMs (4 per SM),
 // at least decode_min_chunk keys each, at most DEC_MAX_SPLIT. Tests set decode_sms and decode_min_chunk to force
-// many splits (the emulator has 1 SM); 0 means: the SM count of GPU 0, DEC_MIN_CHUNK.
-static int decode_sms = 0, decode_min_chunk = 0;
+// many splits (the emulator has 1 SM), and decode_tile (<= DEC_TILE) to force several tiles per split; 0 means: the
+// SM count of GPU 0, DEC_MIN_CHUNK, DEC_TILE.
+static int decode_sms = 0, decode_min_chunk = 0, decode_tile = 0;
 static int decode_num_splits(int n_keys, int B, int heads) {
     if (decode_sms == 0) {
         cudaDeviceProp prop;
@@ -213,17 +216,19 @@ static void decode_partial_launch(float *scratch, const floatX *q, int ldq, cons
     if (smem > 48 * 1024) fatal("decode: width %d needs %zu bytes of shared memory (more than 48 KiB)", W, smem);
     dim3 grid(nsplit, H, B);
     decode_partial_kernel<VT><<<grid, DEC_THREADS, smem, stream>>>(acc, ml, q, ldq, kc, vc, ldk, Tc, H, group, W,
-                                                                  n_keys, nsplit, scale);
+                                                                  n_keys, nsplit, scale,
+                                                                  decode_tile > 0 && decode_tile < DEC_TILE ? decode_tile : DEC_TILE);
     cudaCheck(cudaGetLastError());
 }
 
-// att (B, H*hd) = causal attention of the current q (B, H*hd), RoPE'd, over rows 0..t of kc, vc (Hkv heads)
-static void decode_attention(floatX *att, const floatX *q, const floatX *kc, const floatX *vc, float *scratch, int t,
+// att (B, H*hd) = causal attention of the current q (B, H*hd) [row stride ldq], RoPE'd, over rows 0..t of kc, vc
+// (Hkv heads)
+static void decode_attention(floatX *att, const floatX *q, int ldq, const floatX *kc, const floatX *vc, float *scratch, int t,
                              int Tc, int B, int H, int Hkv, int hd, cudaStream_t stream) {
     if (t < 0 || t >= Tc) fatal("decode_attention: position %d outside the cache of %d rows", t, Tc);
     decode_check_ptr_(scratch, "scratch");
     int n = t + 1, nsplit = decode_num_splits(n, B, H);
-    decode_partial_launch<floatX>(scratch, q, H * hd, kc, vc, Hkv * hd, Tc, B, H, H / Hkv, hd, n, nsplit,
+    decode_partial_launch<floatX>(scratch, q, ldq, kc, vc, Hkv * hd, Tc, B, H, H / Hkv, hd, n, nsplit,
                                   1.0f / sqrtf((float)hd), stream);
     const float2 *ml = (const float2 *)(scratch + decode_ml_offset((size_t)B * H * nsplit * hd));
     dim3 grid(ceil_div(hd, DEC_THREADS), H, B);
