@@ -189,21 +189,22 @@ int main(int argc, char **argv) {
     // 3c) recurrent decoding against the parallel forward (logits) and PyTorch (ds.logits), for two prompt lengths
     for (int pi = 0; pi < 2; pi++) {
         int P = pi == 0 ? 1 : (T / 2 > 0 ? T / 2 : 1), R = T - P + 1;   // R positions compared: P-1 .. T-1
-        float *got[3], *par = (float *)mallocCheck((size_t)B * R * V * sizeof(float));
+        float *got[4], *par = (float *)mallocCheck((size_t)B * R * V * sizeof(float));
         float *ref = (float *)mallocCheck((size_t)B * R * V * sizeof(float));
         float *row = (float *)mallocCheck((size_t)B * V * sizeof(float));
         floatX *tmp = (floatX *)mallocCheck((size_t)B * V * sizeof(floatX));
         int *prompts = (int *)mallocCheck((size_t)B * P * sizeof(int)), *tok = (int *)mallocCheck(B * sizeof(int));
         for (int b = 0; b < B; b++) memcpy(prompts + (size_t)b * P, ds.inputs + (size_t)b * T, P * sizeof(int));
-        // twice as the GPU splits the keys; then in many splits of >= 20 keys, each in tiles of 8 keys (the
-        // emulator has 1 SM and these T are below one tile of DEC_TILE keys: this covers the split combine and
-        // the online rescaling across tiles)
-        for (int run = 0; run < 3; run++) {
-            int sms = decode_sms, chunk = decode_min_chunk, tile = decode_tile;
-            if (run == 2) { decode_sms = 1024; decode_min_chunk = 20; decode_tile = 8; }
+        // twice as the GPU splits the keys; then as a GPU of 6 SMs would (3-12 splits of ~6-24 keys) in tiles of
+        // 8 keys (the emulator has 1 SM and these T are below one tile of DEC_TILE keys: this covers the split
+        // combine and the online rescaling across tiles); then with the step as a replayed CUDA graph
+        for (int run = 0; run < 4; run++) {
+            int sms = decode_sms, tile = decode_tile;
+            if (run == 2) { decode_sms = 6; decode_tile = 8; }
             got[run] = (float *)mallocCheck((size_t)B * R * V * sizeof(float));
             Decoder dec;
             decoder_init(&dec, &model, B, T);
+            dec.use_graph = run == 3;
             decoder_prefill(&model, &dec, prompts, P, 0);
             for (int t = P - 1; t < T; t++) {
                 if (t >= P) {
@@ -219,21 +220,27 @@ int main(int argc, char **argv) {
                 }
             }
             decoder_free(&dec);
-            decode_sms = sms; decode_min_chunk = chunk; decode_tile = tile;
+            decode_sms = sms; decode_tile = tile;
         }
         char name[64];
         snprintf(name, sizeof(name), "decode P=%d vs PyTorch", P);
         check_tensor(&rep, name, got[0], ref, (size_t)B * R * V, 2e-2f, 0.0f);
         snprintf(name, sizeof(name), "decode P=%d vs parallel", P);
         check_tensor(&rep, name, got[0], par, (size_t)B * R * V, 2e-2f, 0.0f);
-        snprintf(name, sizeof(name), "decode P=%d, splits of 20 keys in tiles of 8, vs parallel", P);
+        snprintf(name, sizeof(name), "decode P=%d, 6-SM splits, tiles of 8, vs parallel", P);
         check_tensor(&rep, name, got[2], par, (size_t)B * R * V, 2e-2f, 0.0f);
         size_t diff = 0;
         for (size_t i = 0; i < (size_t)B * R * V; i++) diff += memcmp(&got[0][i], &got[1][i], sizeof(float)) != 0;
         printf("%-8s decode P=%d run twice: %zu of %zu logits differ (bitwise)\n", diff == 0 ? "OK" : "FAIL", P, diff,
                (size_t)B * R * V);
         if (diff != 0) rep.fails++;
-        free(got[0]); free(got[1]); free(got[2]); free(par); free(ref); free(row); free(tmp); free(prompts); free(tok);
+        diff = 0;
+        for (size_t i = 0; i < (size_t)B * R * V; i++) diff += memcmp(&got[0][i], &got[3][i], sizeof(float)) != 0;
+        printf("%-8s decode P=%d as a CUDA graph vs ungraphed: %zu of %zu logits differ (bitwise; the emulator runs "
+               "both ungraphed)\n", diff == 0 ? "OK" : "FAIL", P, diff, (size_t)B * R * V);
+        if (diff != 0) rep.fails++;
+        for (int run = 0; run < 4; run++) free(got[run]);
+        free(par); free(ref); free(row); free(tmp); free(prompts); free(tok);
     }
 
     // 4) AdamW steps on the same batch (every parameter decays, as in the reference); losses[0] is the loss above

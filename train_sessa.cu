@@ -639,7 +639,9 @@ typedef struct {
     floatX *logits;                  // (B, Vp)
     float *gamma, *s;                // (B), (B, D)
     float *scratch;                  // decode_scratch_bytes
-    int *tokens;                     // (B) device
+    int *step_in, *h_step_in;        // (1 + B) device, host: [position t | the B current tokens]
+    int use_graph;                   // 1: one step's launches are captured once as a CUDA graph and replayed
+    cudaGraphExec_t graph;           // NULL until captured
     float2 *rope;                    // (Tc, hd/2)
     void *memory;
 } Decoder;
@@ -673,7 +675,7 @@ static void decoder_layout(Decoder *d, const Model *m, Arena *a) {
     d->gamma = (float *)arena_take(a, B * sizeof(float));
     d->s = (float *)arena_take(a, B * D * sizeof(float));
     d->scratch = (float *)arena_take(a, decode_scratch_bytes(d->B, c->n_head, m->hd, c->d_model));
-    d->tokens = (int *)arena_take(a, B * sizeof(int));
+    d->step_in = (int *)arena_take(a, (B + 1) * sizeof(int));
 }
 
 // caches for B sequences of up to Tc positions
@@ -693,6 +695,9 @@ static void decoder_init(Decoder *d, const Model *m, int B, int Tc) {
     Arena real = { (char *)d->memory, 0 };
     decoder_layout(d, m, &real);
     d->rope = rope_table_create(Tc, m->hd);
+    d->h_step_in = (int *)mallocCheck((B + 1) * sizeof(int));
+    d->use_graph = m->use_graph;
+    (void)decode_num_splits(1, 1);   // reads the SM count now, not inside a graph capture
     // one GEMM per layer for q, k, v, [qb | kb] of the current tokens: the four weights (and biases) stacked
     const int kinds[4][2] = { { P_Q_W, P_Q_B }, { P_K_W, P_K_B }, { P_V_W, P_V_B }, { P_FB_W, P_FB_B } };
     const int rows[4] = { m->Dq, m->Dkv, m->Dkv, 2 * D };
@@ -709,7 +714,8 @@ static void decoder_init(Decoder *d, const Model *m, int B, int Tc) {
 }
 
 static void decoder_free(Decoder *d) {
-    cudaCheck(cudaFree(d->memory)); cudaCheck(cudaFree(d->rope));
+    if (d->graph != NULL) cudaCheck(cudaGraphExecDestroy(d->graph));
+    cudaCheck(cudaFree(d->memory)); cudaCheck(cudaFree(d->rope)); free(d->h_step_in);
     free(d->kc); free(d->vc); free(d->kbc); free(d->sc); free(d->wproj); free(d->bproj);
 }
 
@@ -760,48 +766,74 @@ static void decoder_prefill(Model *m, Decoder *d, const int *prompts, int P, int
     }
 }
 
-// layer l for the current token at position t of every sequence: d->x in, d->y out; caches get row t
-static void layer_decode(Model *m, Decoder *d, int l, int t) {
+// layer l for the current token at position t = d->step_in[0] of every sequence: x in, y out; caches get row t
+static void layer_decode(Model *m, Decoder *d, int l, const floatX *x, floatX *y) {
     const SessaConfig *c = &m->config;
     int B = d->B, D = c->d_model, H = c->n_head, Hkv = c->n_kv_head, hd = m->hd;
     cudaStream_t st = main_stream;
     #define PW(tt) layer_ptr(m->params, m, tt, l)
     // xn = LayerNorm(x); [a | gt] = Linear_in(xn); abar = GELU(a)
-    layernorm_forward(d->xn, NULL, NULL, d->x, PW(P_LN_W), PW(P_LN_B), B, D, c->ln_eps, st);
+    const int *pos = d->step_in;
+    layernorm_forward(d->xn, NULL, NULL, x, PW(P_LN_W), PW(P_LN_B), B, D, c->ln_eps, st);
     matmul_forward(d->ag, 2 * D, d->xn, PW(P_IN_W), PW(P_IN_B), NULL, B, D, 2 * D, st);
     gelu_forward(d->abar, d->ag, 2 * D, B, D, st);
     // [q | k | v | qb | kb] of the new token in one GEMM; RoPE at position t; k, v, kb into row t of the caches
     matmul_forward(d->proj, d->np, d->abar, d->wproj[l], d->bproj[l], NULL, B, D, d->np, st);
     floatX *q = d->proj, *k = q + m->Dq, *v = k + m->Dkv, *qb = v + m->Dkv, *kb = qb + D;
-    decode_append(q, k, v, kb, d->np, d->kc[l], d->vc[l], d->kbc[l], d->rope, c->use_rope, t, d->Tc, B, m->Dq, m->Dkv,
+    decode_append(q, k, v, kb, d->np, d->kc[l], d->vc[l], d->kbc[l], d->rope, c->use_rope, pos, d->Tc, B, m->Dq, m->Dkv,
                   D, hd, st);
     // forward branch: attention of q_t over rows 0..t, then Linear_o when H > 1
-    decode_attention(d->att, q, d->np, d->kc[l], d->vc[l], d->scratch, t, d->Tc, B, H, Hkv, hd, st);
+    decode_attention(d->att, q, d->np, d->kc[l], d->vc[l], d->scratch, pos, d->Tc, B, H, Hkv, hd, st);
     if (H > 1) matmul_forward(d->f, D, d->att, PW(P_O_W), NULL, NULL, B, D, D, st);
     // feedback: gamma_t, s_t = f_t + gamma_t sum_{j<t} alpha_tj s_j (into row t of the s cache)
     gamma_forward(d->gamma, d->abar, PW(P_GAMMA_W), PW(P_GAMMA_B), B, D, c->gamma_max, st);
-    decode_feedback(d->s, d->sc[l], d->f, d->gamma, qb, d->np, d->kbc[l], d->scratch, t, d->Tc, B, D, st);
+    decode_feedback(d->s, d->sc[l], d->f, d->gamma, qb, d->np, d->kbc[l], d->scratch, pos, d->Tc, B, D, st);
     // y = x + Linear_out(s * gt)
     gate_forward(d->gated, d->s, d->ag + D, 2 * D, B, D, st);
-    matmul_forward(d->y, D, d->gated, PW(P_OUT_W), PW(P_OUT_B), d->x, B, D, D, st);
+    matmul_forward(y, D, d->gated, PW(P_OUT_W), PW(P_OUT_B), x, B, D, D, st);
     #undef PW
 }
 
-// one step: the host tokens (B) at position t of every sequence -> d->logits (B, Vp); device work, no sync
-static void decoder_step(Model *m, Decoder *d, const int *h_tokens, int t) {
+// the launches of one step, for the position and tokens in d->step_in: the same for every t (a CUDA graph)
+static void decoder_step_device(Model *m, Decoder *d) {
     const SessaConfig *c = &m->config;
     int B = d->B, D = c->d_model;
-    if (t < 0 || t >= d->Tc) fatal("decoder_step: position %d outside the caches of %d rows", t, d->Tc);
-    cudaCheck(cudaMemcpyAsync(d->tokens, h_tokens, B * sizeof(int), cudaMemcpyHostToDevice, main_stream));
-    encoder_forward(d->x, d->tokens, m->params + m->offsets[P_WTE], B, D, main_stream);
+    floatX *x = d->x, *y = d->y;
+    encoder_forward(x, d->step_in + 1, m->params + m->offsets[P_WTE], B, D, main_stream);
     for (int l = 0; l < c->n_layer; l++) {
-        layer_decode(m, d, l, t);
-        floatX *tmp = d->x; d->x = d->y; d->y = tmp;   // this layer's output is the next one's input
+        layer_decode(m, d, l, x, y);
+        floatX *tmp = x; x = y; y = tmp;   // this layer's output is the next one's input
     }
-    layernorm_forward(d->lnf, NULL, NULL, d->x, m->params + m->offsets[P_LNF_W], m->params + m->offsets[P_LNF_B], B, D,
+    layernorm_forward(d->lnf, NULL, NULL, x, m->params + m->offsets[P_LNF_W], m->params + m->offsets[P_LNF_B], B, D,
                       c->ln_eps, main_stream);
     matmul_forward(d->logits, c->padded_vocab_size, d->lnf, m->params + m->offsets[P_WTE], NULL, NULL, B, D,
                    c->padded_vocab_size, main_stream);
+}
+
+// one step: the host tokens (B) at position t of every sequence -> d->logits (B, Vp); device work, no sync.
+// With d->use_graph the launches are captured on the first step and replayed after (the position and tokens
+// travel through d->step_in, copied before the replay): bitwise the results of the ungraphed launches.
+static void decoder_step(Model *m, Decoder *d, const int *h_tokens, int t) {
+    if (t < 0 || t >= d->Tc) fatal("decoder_step: position %d outside the caches of %d rows", t, d->Tc);
+    d->h_step_in[0] = t;
+    memcpy(d->h_step_in + 1, h_tokens, d->B * sizeof(int));
+    cudaCheck(cudaMemcpyAsync(d->step_in, d->h_step_in, (d->B + 1) * sizeof(int), cudaMemcpyHostToDevice, main_stream));
+    if (d->use_graph && d->graph == NULL) {
+        cudaError_t err = cudaStreamBeginCapture(main_stream, cudaStreamCaptureModeRelaxed);
+        if (err == cudaSuccess) {
+            decoder_step_device(m, d);
+            cudaGraph_t graph;
+            cudaCheck(cudaStreamEndCapture(main_stream, &graph));
+            cudaCheck(cudaGraphInstantiate(&d->graph, graph, 0));
+            cudaCheck(cudaGraphDestroy(graph));
+        } else {
+            (void)cudaGetLastError();
+            printf("CUDA graphs unavailable (stream capture: %s): decoding runs ungraphed\n", cudaGetErrorString(err));
+            d->use_graph = 0;
+        }
+    }
+    if (d->use_graph) cudaCheck(cudaGraphLaunch(d->graph, main_stream));
+    else decoder_step_device(m, d);
 }
 
 // d->logits (B, Vp) -> host fp32 (B, V); waits for the stream. tmp: (B, V) bf16 host scratch

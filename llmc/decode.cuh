@@ -17,8 +17,10 @@
  contiguous chunks; block (split, head, b) computes its chunk's max m, sum l = sum exp(z - m) and
  acc = sum exp(z - m) v (fp32, online over tiles of DEC_TILE keys); the combine kernel merges the nsplit
  partials in split order (M = max m_i, out = sum_i acc_i e^(m_i - M) / sum_i l_i e^(m_i - M)). No atomics:
- the result is deterministic for a given (n, nsplit), and nsplit depends only on n, B, heads and the GPU,
- so one batch 1 sequence at long T still fills the GPU.
+ the result is deterministic, and nsplit depends only on B, heads and the GPU (not on t), so one batch 1
+ sequence at long T still fills the GPU; at small t some splits are empty (m = -inf, l = 0).
+ The position t is read from device memory (pos), so that one token's launches are the same for every t
+ and can be replayed as a CUDA graph.
 */
 #ifndef SESSA_DECODE_CUH
 #define SESSA_DECODE_CUH
@@ -27,15 +29,16 @@
 
 #define DEC_THREADS 128          // 4 warps
 #define DEC_TILE DEC_THREADS     // keys per tile (logits in shared memory): one per thread
-#define DEC_MIN_CHUNK 64         // at least this many keys per split
 #define DEC_MAX_SPLIT 256        // partials per (head, sequence)
 
 // ----------------------------------------------------------------------------
 // RoPE at position t on q (B, Dq) in place and on k, then k, v, kb into row t of the caches
 
 __global__ void decode_append_kernel(floatX *q, const floatX *k, const floatX *v, const floatX *kb, int ld,
-                                     floatX *kc, floatX *vc, floatX *kbc, const float2 *rope, int use_rope, int t,
-                                     int Tc, int B, int Dq, int Dkv, int D, int hd) {
+                                     floatX *kc, floatX *vc, floatX *kbc, const float2 *rope, int use_rope,
+                                     const int *pos, int Tc, int B, int Dq, int Dkv, int D, int hd) {
+    int t = *pos;
+    if (t < 0 || t >= Tc) return;             // never: the host checked it (decoder_step)
     int per_b = Dq / 2 + Dkv / 2 + Dkv + D;
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (long long)B * per_b) return;
@@ -74,12 +77,11 @@ __global__ void decode_append_kernel(floatX *q, const floatX *k, const floatX *v
 // q (B, Dq) [RoPE'd in place], k, v (B, Dkv), kb (B, D), all four with row stride ld (e.g. column blocks of one
 // projection's output); caches of Tc rows per sequence
 static void decode_append(floatX *q, const floatX *k, const floatX *v, const floatX *kb, int ld, floatX *kc,
-                          floatX *vc, floatX *kbc, const float2 *rope, int use_rope, int t, int Tc, int B, int Dq,
+                          floatX *vc, floatX *kbc, const float2 *rope, int use_rope, const int *pos, int Tc, int B, int Dq,
                           int Dkv, int D, int hd, cudaStream_t stream) {
-    if (t < 0 || t >= Tc) fatal("decode_append: position %d outside the cache of %d rows", t, Tc);
     if (hd % 2 != 0 && use_rope) fatal("decode_append: RoPE needs an even head width (got %d)", hd);
     long long n = (long long)B * (Dq / 2 + Dkv / 2 + Dkv + D);
-    decode_append_kernel<<<ceil_div(n, 256), 256, 0, stream>>>(q, k, v, kb, ld, kc, vc, kbc, rope, use_rope, t, Tc,
+    decode_append_kernel<<<ceil_div(n, 256), 256, 0, stream>>>(q, k, v, kb, ld, kc, vc, kbc, rope, use_rope, pos, Tc,
                                                                B, Dq, Dkv, D, hd);
     cudaCheck(cudaGetLastError());
 }
@@ -93,19 +95,21 @@ __device__ __forceinline__ float decode_to_float(float x) { return x; }
 // the (m, l) pairs follow the acc partials, at a 16-byte boundary
 static inline size_t decode_ml_offset(size_t acc_floats) { return (acc_floats + 3) / 4 * 4; }
 
-// Block (split, h, b): keys j in this split's chunk of [0, n_keys) of sequence b, key/value head h / group.
+// Block (split, h, b): keys j in this split's chunk of [0, n_keys) of sequence b, key/value head h / group;
+// n_keys = *pos + key_offset (1: attention, j <= t; 0: feedback, j < t).
 //   q    (B, H*W) bf16, row stride ldq; query head h at column h*W
 //   kc   (B, Tc, ldk) bf16, key head h/group at column (h/group)*W;  vc the same with VT (bf16 or fp32)
 // writes ml[(b*H + h)*nsplit + split] = (m, l) and acc[((b*H + h)*nsplit + split)*W + c]
 // shared memory: (W + DEC_TILE) floats
 template <typename VT>
 __global__ void decode_partial_kernel(float *acc_out, float2 *ml_out, const floatX *q, int ldq, const floatX *kc,
-                                      const VT *vc, int ldk, int Tc, int H, int group, int W, int n_keys, int nsplit,
-                                      float scale, int tile) {
+                                      const VT *vc, int ldk, int Tc, int H, int group, int W, const int *pos,
+                                      int key_offset, int nsplit, float scale, int tile) {
     extern __shared__ float dec_smem[];
     float *qs = dec_smem;                 // (W) the query in fp32
     float *zs = dec_smem + W;             // (DEC_TILE) scaled logits of the current tile
     int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+    int n_keys = *pos + key_offset;
     int chunk = (n_keys + nsplit - 1) / nsplit;
     int j0 = split * chunk, j1 = min(n_keys, j0 + chunk);
     const floatX *qrow = q + (size_t)b * ldq + (size_t)h * W;
@@ -155,9 +159,9 @@ __global__ void decode_partial_kernel(float *acc_out, float2 *ml_out, const floa
 // (0 when there were no keys). mode 0: att (B, ldo) bf16 at column h*W. mode 1 (feedback, H = 1):
 // s = f + gamma[b] * out, into s_out (B, W) fp32 and into row t of the s cache sc (B, Tc, W)
 __global__ void decode_combine_kernel(floatX *att, int ldo, float *s_out, float *sc, const floatX *f,
-                                      const float *gamma, int t, int Tc, const float *acc_in, const float2 *ml_in,
-                                      int H, int W, int nsplit, int mode) {
-    int h = blockIdx.y, b = blockIdx.z;
+                                      const float *gamma, const int *pos, int Tc, const float *acc_in,
+                                      const float2 *ml_in, int H, int W, int nsplit, int mode) {
+    int h = blockIdx.y, b = blockIdx.z, t = *pos;
     const float2 *ml = ml_in + (size_t)(b * H + h) * nsplit;
     const float *acc = acc_in + (size_t)(b * H + h) * nsplit * W;
     float M = -INFINITY;
@@ -178,20 +182,17 @@ __global__ void decode_combine_kernel(floatX *att, int ldo, float *s_out, float 
     }
 }
 
-// number of splits for n keys over B * heads (head, sequence) pairs: enough blocks for the GPU's SMs (4 per SM),
-// at least decode_min_chunk keys each, at most DEC_MAX_SPLIT. Tests set decode_sms and decode_min_chunk to force
-// many splits (the emulator has 1 SM), and decode_tile (<= DEC_TILE) to force several tiles per split; 0 means: the
-// SM count of GPU 0, DEC_MIN_CHUNK, DEC_TILE.
-static int decode_sms = 0, decode_min_chunk = 0, decode_tile = 0;
-static int decode_num_splits(int n_keys, int B, int heads) {
+// number of splits over B * heads (head, sequence) pairs: enough blocks for the GPU's SMs (4 per SM), at most
+// DEC_MAX_SPLIT; independent of t. Tests set decode_sms to force many splits (the emulator has 1 SM), and
+// decode_tile (<= DEC_TILE) to force several tiles per split; 0 means: the SM count of GPU 0, DEC_TILE.
+static int decode_sms = 0, decode_tile = 0;
+static int decode_num_splits(int B, int heads) {
     if (decode_sms == 0) {
         cudaDeviceProp prop;
         cudaCheck(cudaGetDeviceProperties(&prop, 0));
         decode_sms = prop.multiProcessorCount > 0 ? prop.multiProcessorCount : 1;
     }
-    int by_work = ceil_div(n_keys, decode_min_chunk > 0 ? decode_min_chunk : DEC_MIN_CHUNK);
-    int by_gpu = ceil_div(4LL * decode_sms, (long long)B * heads);
-    int n = by_work < by_gpu ? by_work : by_gpu;
+    int n = ceil_div(4LL * decode_sms, (long long)B * heads);
     if (n > DEC_MAX_SPLIT) n = DEC_MAX_SPLIT;
     return n < 1 ? 1 : n;
 }
@@ -208,7 +209,8 @@ static void decode_check_ptr_(const void *p, const char *name) {
 
 template <typename VT>
 static void decode_partial_launch(float *scratch, const floatX *q, int ldq, const floatX *kc, const VT *vc, int ldk,
-                                  int Tc, int B, int H, int group, int W, int n_keys, int nsplit, float scale,
+                                  int Tc, int B, int H, int group, int W, const int *pos, int key_offset, int nsplit,
+                                  float scale,
                                   cudaStream_t stream) {
     float *acc = scratch;
     float2 *ml = (float2 *)(scratch + decode_ml_offset((size_t)B * H * nsplit * W));
@@ -216,43 +218,37 @@ static void decode_partial_launch(float *scratch, const floatX *q, int ldq, cons
     if (smem > 48 * 1024) fatal("decode: width %d needs %zu bytes of shared memory (more than 48 KiB)", W, smem);
     dim3 grid(nsplit, H, B);
     decode_partial_kernel<VT><<<grid, DEC_THREADS, smem, stream>>>(acc, ml, q, ldq, kc, vc, ldk, Tc, H, group, W,
-                                                                  n_keys, nsplit, scale,
+                                                                  pos, key_offset, nsplit, scale,
                                                                   decode_tile > 0 && decode_tile < DEC_TILE ? decode_tile : DEC_TILE);
     cudaCheck(cudaGetLastError());
 }
 
 // att (B, H*hd) = causal attention of the current q (B, H*hd) [row stride ldq], RoPE'd, over rows 0..t of kc, vc
-// (Hkv heads)
-static void decode_attention(floatX *att, const floatX *q, int ldq, const floatX *kc, const floatX *vc, float *scratch, int t,
-                             int Tc, int B, int H, int Hkv, int hd, cudaStream_t stream) {
-    if (t < 0 || t >= Tc) fatal("decode_attention: position %d outside the cache of %d rows", t, Tc);
+// (Hkv heads), t = *pos
+static void decode_attention(floatX *att, const floatX *q, int ldq, const floatX *kc, const floatX *vc, float *scratch,
+                             const int *pos, int Tc, int B, int H, int Hkv, int hd, cudaStream_t stream) {
     decode_check_ptr_(scratch, "scratch");
-    int n = t + 1, nsplit = decode_num_splits(n, B, H);
-    decode_partial_launch<floatX>(scratch, q, ldq, kc, vc, Hkv * hd, Tc, B, H, H / Hkv, hd, n, nsplit,
+    int nsplit = decode_num_splits(B, H);
+    decode_partial_launch<floatX>(scratch, q, ldq, kc, vc, Hkv * hd, Tc, B, H, H / Hkv, hd, pos, 1, nsplit,
                                   1.0f / sqrtf((float)hd), stream);
     const float2 *ml = (const float2 *)(scratch + decode_ml_offset((size_t)B * H * nsplit * hd));
     dim3 grid(ceil_div(hd, DEC_THREADS), H, B);
-    decode_combine_kernel<<<grid, DEC_THREADS, 0, stream>>>(att, H * hd, NULL, NULL, NULL, NULL, t, Tc, scratch, ml, H,
+    decode_combine_kernel<<<grid, DEC_THREADS, 0, stream>>>(att, H * hd, NULL, NULL, NULL, NULL, pos, Tc, scratch, ml, H,
                                                             hd, nsplit, 0);
     cudaCheck(cudaGetLastError());
 }
 
-// s (B, D) = f + gamma * sum_{j<t} softmax_j(qb . kb_j / sqrt(D)) s_j, also into row t of sc; qb row stride ld_qb
+// s (B, D) = f + gamma * sum_{j<t} softmax_j(qb . kb_j / sqrt(D)) s_j, also into row t = *pos of sc; qb row
+// stride ld_qb. At t = 0 every split is empty (m = -inf, l = 0) and s_0 = f.
 static void decode_feedback(float *s, float *sc, const floatX *f, const float *gamma, const floatX *qb, int ld_qb,
-                            const floatX *kbc, float *scratch, int t, int Tc, int B, int D, cudaStream_t stream) {
-    if (t < 0 || t >= Tc) fatal("decode_feedback: position %d outside the cache of %d rows", t, Tc);
+                            const floatX *kbc, float *scratch, const int *pos, int Tc, int B, int D, cudaStream_t stream) {
     decode_check_ptr_(scratch, "scratch");
-    int nsplit = 1;
-    if (t > 0) {
-        nsplit = decode_num_splits(t, B, 1);
-        decode_partial_launch<float>(scratch, qb, ld_qb, kbc, sc, D, Tc, B, 1, 1, D, t, nsplit, 1.0f / sqrtf((float)D),
-                                     stream);
-    } else {   // no earlier positions: one empty partial per sequence (m = -inf, l = 0) -> s_0 = f
-        cudaCheck(cudaMemsetAsync(scratch, 0, (decode_ml_offset((size_t)B * D) + 2 * (size_t)B) * sizeof(float), stream));
-    }
+    int nsplit = decode_num_splits(B, 1);
+    decode_partial_launch<float>(scratch, qb, ld_qb, kbc, sc, D, Tc, B, 1, 1, D, pos, 0, nsplit, 1.0f / sqrtf((float)D),
+                                 stream);
     const float2 *ml = (const float2 *)(scratch + decode_ml_offset((size_t)B * nsplit * D));
     dim3 grid(ceil_div(D, DEC_THREADS), 1, B);
-    decode_combine_kernel<<<grid, DEC_THREADS, 0, stream>>>(NULL, 0, s, sc, f, gamma, t, Tc, scratch, ml, 1, D, nsplit, 1);
+    decode_combine_kernel<<<grid, DEC_THREADS, 0, stream>>>(NULL, 0, s, sc, f, gamma, pos, Tc, scratch, ml, 1, D, nsplit, 1);
     cudaCheck(cudaGetLastError());
 }
 
