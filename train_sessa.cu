@@ -958,8 +958,8 @@ int main(int argc, char **argv) {
             printf("CUDA trainer only:\n  -r 0/1   recompute LayerNorm and GELU in the backward (default 0)\n"
                             "  -z 0/1   ZeRO stage with several GPUs (default 0)\n"
                             "  -pi TF   peak bf16 TFLOPS for the MFU (default: from the GPU name)\n"
-                            "  -cg 0/1  replay each micro-step's forward + backward as one CUDA graph (default 1;\n"
-                            "           one GPU only, bitwise the same results as -cg 0)\n"
+                            "  -cg 0/1  replay each micro-step's forward + backward, and each sampling step, as one\n"
+                            "           CUDA graph (default 1; one GPU only, bitwise the same results as -cg 0)\n"
                             "  -sb N    sequences sampled at once from the prompt (default 1)\n"
                             "  -sm 0/1  sampler: 1 recurrent decoding with caches (default), 0 the parallel forward\n"
                             "           over the whole prefix per token (prompt + -g <= -t, -sb <= -b; for comparison)\n");
