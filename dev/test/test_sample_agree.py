@@ -127,6 +127,35 @@ def main():
         if args.cuda:
             seqs["cuda"] = ids_between_markers(run([args.cuda] + flags, tmp), "train_sessacu")[:N_NEW]
             seqs["cuda -sm 0"] = ids_between_markers(run([args.cuda] + flags + ["-sm", "0"], tmp), "train_sessacu -sm 0")[:N_NEW]
+        # top-k 1 at any temperature is the argmax: the same tokens as greedy (the top-k path of llmc/sampler.h)
+        topk = [a if a != "0" or flags[i - 1] != "-st" else "0.7" for i, a in enumerate(flags)] + ["-sk", "1"]
+        for binary, name in [(args.cpu, "cpu")] + ([(args.cuda, "cuda")] if args.cuda else []):
+            got = ids_between_markers(run([binary] + topk, tmp), name)[:N_NEW]
+            ref = seqs["cpu"] if name == "cpu" else seqs["cuda"]
+            ok = got == ref
+            print(f"{'OK' if ok else 'FAIL'}   {name} -st 0.7 -sk 1 gives the greedy tokens")
+            fails += not ok
+        # a bad prompt is an error naming the cause (and a non-zero exit), in every implementation
+        empty = os.path.join(tmp, "empty.txt")
+        open(empty, "w").close()
+        base = [a for a in flags if a not in ("-sp", prompt)]
+        bad = [(["-sp", "5,x7"], "is not a token id"), (["-sp", str(V)], "out of range"), (["-sf", empty], "holds no token ids"),
+               (["-sf", os.path.join(tmp, "missing.txt")], "missing.txt"), (["-sp", "1", "-sf", empty], "not both"),
+               (["-sp", ",".join(["1"] * 64)], "no row is left")]
+        for binary, name in [(args.cpu, "cpu")] + ([(args.cuda, "cuda")] if args.cuda else []):
+            for extra, want in bad:
+                if name == "cuda" and want == "no row is left":
+                    extra, want = ["-sp", ",".join(["1"] * 65)], "more than -t"
+                r = subprocess.run([binary] + base + extra, cwd=tmp, capture_output=True, text=True)
+                ok = r.returncode != 0 and want in r.stdout + r.stderr
+                print(f"{'OK' if ok else 'FAIL'}   {name} {' '.join(extra)[:40]}: exit {r.returncode}, "
+                      f"{'says' if ok else 'does not say'} '{want}'")
+                fails += not ok
+        r = subprocess.run([sys.executable, os.path.join(REPO, "train_sessa.py"), "--sample", ckpt, "--prompt", "3,x"],
+                           cwd=tmp, capture_output=True, text=True)
+        ok = r.returncode != 0 and "is not a token id" in r.stdout + r.stderr
+        print(f"{'OK' if ok else 'FAIL'}   python --prompt 3,x: exit {r.returncode}")
+        fails += not ok
         # top-2 margins of the fp32 logits along the CPU trainer's sequence (row P-1+i chooses new token i)
         margin, scale, argmax = margins(model, seqs["cpu"])
         greedy_ok = len(seqs["cpu"]) == N_NEW and seqs["cpu"] == argmax
