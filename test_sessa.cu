@@ -196,11 +196,12 @@ int main(int argc, char **argv) {
         int *prompts = (int *)mallocCheck((size_t)B * P * sizeof(int)), *tok = (int *)mallocCheck(B * sizeof(int));
         for (int b = 0; b < B; b++) memcpy(prompts + (size_t)b * P, ds.inputs + (size_t)b * T, P * sizeof(int));
         // twice as the GPU splits the keys; then as a GPU of 6 SMs would (3-12 splits of ~6-24 keys) in tiles of
-        // 8 keys (the emulator has 1 SM and these T are below one tile of DEC_TILE keys: this covers the split
-        // combine and the online rescaling across tiles); then with the step as a replayed CUDA graph
+        // 8 keys, with a warp per logit (the emulator has 1 SM, these T are below one tile of DEC_TILE keys and these
+        // widths below DEC_WARP_WIDTH: this covers the split combine, the online rescaling across tiles and the
+        // wide-key path); then with the step as a replayed CUDA graph
         for (int run = 0; run < 4; run++) {
-            int sms = decode_sms, tile = decode_tile;
-            if (run == 2) { decode_sms = 6; decode_tile = 8; }
+            int sms = decode_sms, tile = decode_tile, ww = decode_warp_width;
+            if (run == 2) { decode_sms = 6; decode_tile = 8; decode_warp_width = 1; }
             got[run] = (float *)mallocCheck((size_t)B * R * V * sizeof(float));
             Decoder dec;
             decoder_init(&dec, &model, B, T);
@@ -220,14 +221,14 @@ int main(int argc, char **argv) {
                 }
             }
             decoder_free(&dec);
-            decode_sms = sms; decode_tile = tile;
+            decode_sms = sms; decode_tile = tile; decode_warp_width = ww;
         }
         char name[64];
         snprintf(name, sizeof(name), "decode P=%d vs PyTorch", P);
         check_tensor(&rep, name, got[0], ref, (size_t)B * R * V, 2e-2f, 0.0f);
         snprintf(name, sizeof(name), "decode P=%d vs parallel", P);
         check_tensor(&rep, name, got[0], par, (size_t)B * R * V, 2e-2f, 0.0f);
-        snprintf(name, sizeof(name), "decode P=%d, 6-SM splits, tiles of 8, vs parallel", P);
+        snprintf(name, sizeof(name), "decode P=%d, 6-SM splits, tiles of 8, warp/key, vs parallel", P);
         check_tensor(&rep, name, got[2], par, (size_t)B * R * V, 2e-2f, 0.0f);
         size_t diff = 0;
         for (size_t i = 0; i < (size_t)B * R * V; i++) diff += memcmp(&got[0][i], &got[1][i], sizeof(float)) != 0;

@@ -104,7 +104,7 @@ static inline size_t decode_ml_offset(size_t acc_floats) { return (acc_floats + 
 template <typename VT>
 __global__ void decode_partial_kernel(float *acc_out, float2 *ml_out, const floatX *q, int ldq, const floatX *kc,
                                       const VT *vc, int ldk, int Tc, int H, int group, int W, const int *pos,
-                                      int key_offset, int nsplit, float scale, int tile) {
+                                      int key_offset, int nsplit, float scale, int tile, int warp_per_key) {
     extern __shared__ float dec_smem[];
     float *qs = dec_smem;                 // (W) the query in fp32
     float *zs = dec_smem + W;             // (DEC_TILE) scaled logits of the current tile
@@ -122,14 +122,28 @@ __global__ void decode_partial_kernel(float *acc_out, float2 *ml_out, const floa
     float m_run = -INFINITY, l_run = 0.0f;    // the same values in every thread (same order of operations)
     for (int jt = j0; jt < j1; jt += tile) {
         int nt = min(tile, j1 - jt);
-        // logits of the tile: thread jj takes key jt + jj, a sequential dot over the width (q from shared memory,
-        // read by all threads at once: a broadcast); many independent rows in flight keep the loads busy
-        for (int jj = threadIdx.x; jj < nt; jj += blockDim.x) {
-            const floatX *krow = kbase + (size_t)(jt + jj) * ldk;
-            float dot = 0.0f;
-            #pragma unroll 8
-            for (int c = 0; c < W; c++) dot += qs[c] * __bfloat162float(krow[c]);
-            zs[jj] = dot * scale;
+        // logits of the tile. Narrow keys (head width): thread jj takes key jt + jj, a sequential dot over the
+        // width (q from shared memory, read by all threads at once: a broadcast), many rows in flight.
+        // Wide keys (the feedback's D): warp w takes keys w, w + 4, ..., its lanes split the width (coalesced
+        // loads, a fixed shuffle tree), so a long dot is not one thread's chain of dependent loads.
+        if (warp_per_key) {
+            int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, nwarps = blockDim.x / WARP_SIZE;
+            for (int jj = warp; jj < nt; jj += nwarps) {
+                const floatX *krow = kbase + (size_t)(jt + jj) * ldk;
+                float dot = 0.0f;
+                #pragma unroll 4
+                for (int c = lane; c < W; c += WARP_SIZE) dot += qs[c] * __bfloat162float(krow[c]);
+                dot = warp_reduce_sum(dot);
+                if (lane == 0) zs[jj] = dot * scale;
+            }
+        } else {
+            for (int jj = threadIdx.x; jj < nt; jj += blockDim.x) {
+                const floatX *krow = kbase + (size_t)(jt + jj) * ldk;
+                float dot = 0.0f;
+                #pragma unroll 8
+                for (int c = 0; c < W; c++) dot += qs[c] * __bfloat162float(krow[c]);
+                zs[jj] = dot * scale;
+            }
         }
         __syncthreads();
         float tmax = -INFINITY;
@@ -184,8 +198,10 @@ __global__ void decode_combine_kernel(floatX *att, int ldo, float *s_out, float 
 
 // number of splits over B * heads (head, sequence) pairs: enough blocks for the GPU's SMs (4 per SM), at most
 // DEC_MAX_SPLIT; independent of t. Tests set decode_sms to force many splits (the emulator has 1 SM), and
-// decode_tile (<= DEC_TILE) to force several tiles per split; 0 means: the SM count of GPU 0, DEC_TILE.
-static int decode_sms = 0, decode_tile = 0;
+// decode_tile (<= DEC_TILE) to force several tiles per split, decode_warp_width to move the width from which a warp
+// (not a thread) computes one logit; 0 means: the SM count of GPU 0, DEC_TILE, DEC_WARP_WIDTH.
+#define DEC_WARP_WIDTH 256
+static int decode_sms = 0, decode_tile = 0, decode_warp_width = 0;
 static int decode_num_splits(int B, int heads) {
     if (decode_sms == 0) {
         cudaDeviceProp prop;
@@ -219,7 +235,8 @@ static void decode_partial_launch(float *scratch, const floatX *q, int ldq, cons
     dim3 grid(nsplit, H, B);
     decode_partial_kernel<VT><<<grid, DEC_THREADS, smem, stream>>>(acc, ml, q, ldq, kc, vc, ldk, Tc, H, group, W,
                                                                   pos, key_offset, nsplit, scale,
-                                                                  decode_tile > 0 && decode_tile < DEC_TILE ? decode_tile : DEC_TILE);
+                                                                  decode_tile > 0 && decode_tile < DEC_TILE ? decode_tile : DEC_TILE,
+                                                                  W >= (decode_warp_width > 0 ? decode_warp_width : DEC_WARP_WIDTH));
     cudaCheck(cudaGetLastError());
 }
 
