@@ -6,6 +6,9 @@
  Exact checks on top: the backward run twice gives bitwise equal gradients (determinism), the backward
  with recompute (-r 1) gives bitwise the gradients of the one without (same kernels, same inputs), and the
  training micro-step, ungraphed and as a replayed CUDA graph (-cg 1), gives bitwise the same loss and gradients.
+ Recurrent decoding (llmc/decode.cuh): the debug batch's first P tokens prefilled by the parallel forward, then
+ positions P..T-1 one token per step against the caches (P = 1 and P = T/2); the logits of every position
+ P-1..T-1 are compared with the parallel forward's and with PyTorch's, and a second decode is bitwise the first.
 
  Tolerances, bf16 storage with fp32 accumulation: every stored activation and weight is rounded to
  8 mantissa bits (relative error up to 2^-9 = 0.2%), and a value passes through about ten such roundings
@@ -16,6 +19,12 @@
                                                              gradient activations; the absolute floor covers
                                                              tensors whose gradient is ~0, e.g. padded rows;
                                                              k_b and gamma_b: see the loop below)
+   decode       max|err| <= 2e-2 * max|ref|, recurrent vs PyTorch fp32 and vs the parallel bf16 forward: the
+                recurrent path rounds the same tensors to bf16 as the parallel one (its attention keeps the
+                probabilities in fp32 where the parallel kernel rounds them to bf16 for the mma, and it sums in
+                another order), so it meets the parallel path's bound against PyTorch; against the parallel
+                forward the two bf16 errors could add up to 4e-2 in the worst case, we keep 2e-2 (observed: see
+                the printed lines, ~3e-3 under dev/cuda_emu)
    losses       |err| <= 2e-2 absolute                       (a mean over B*T tokens of log-sum-exp minus the target
                                                              logit, each off by up to ~1e-2 relative; 2x margin. Bugs
                                                              that move the loss less are caught by the gradients)
@@ -175,6 +184,64 @@ int main(int argc, char **argv) {
         if (memcmp(&lg, &loss_train, sizeof(float)) != 0) rep.fails++;
         free(hg);
         model_free(&model_g);
+    }
+
+    // 3c) recurrent decoding against the parallel forward (logits) and PyTorch (ds.logits), for two prompt lengths
+    for (int pi = 0; pi < 2; pi++) {
+        int P = pi == 0 ? 1 : (T / 2 > 0 ? T / 2 : 1), R = T - P + 1;   // R positions compared: P-1 .. T-1
+        float *got[4], *par = (float *)mallocCheck((size_t)B * R * V * sizeof(float));
+        float *ref = (float *)mallocCheck((size_t)B * R * V * sizeof(float));
+        float *row = (float *)mallocCheck((size_t)B * V * sizeof(float));
+        floatX *tmp = (floatX *)mallocCheck((size_t)B * V * sizeof(floatX));
+        int *prompts = (int *)mallocCheck((size_t)B * P * sizeof(int)), *tok = (int *)mallocCheck(B * sizeof(int));
+        for (int b = 0; b < B; b++) memcpy(prompts + (size_t)b * P, ds.inputs + (size_t)b * T, P * sizeof(int));
+        // twice as the GPU splits the keys; then as a GPU of 6 SMs would (3-12 splits of ~6-24 keys) in tiles of
+        // 8 keys, with a warp per logit (the emulator has 1 SM, these T are below one tile of DEC_TILE keys and these
+        // widths below DEC_WARP_WIDTH: this covers the split combine, the online rescaling across tiles and the
+        // wide-key path); then with the step as a replayed CUDA graph
+        for (int run = 0; run < 4; run++) {
+            int sms = decode_sms, tile = decode_tile, ww = decode_warp_width;
+            if (run == 2) { decode_sms = 6; decode_tile = 8; decode_warp_width = 1; }
+            got[run] = (float *)mallocCheck((size_t)B * R * V * sizeof(float));
+            Decoder dec;
+            decoder_init(&dec, &model, B, T);
+            dec.use_graph = run == 3;
+            decoder_prefill(&model, &dec, prompts, P, 0);
+            for (int t = P - 1; t < T; t++) {
+                if (t >= P) {
+                    for (int b = 0; b < B; b++) tok[b] = ds.inputs[(size_t)b * T + t];
+                    decoder_step(&model, &dec, tok, t);
+                }
+                decoder_logits_to_host(&model, &dec, row, tmp);
+                for (int b = 0; b < B; b++) {
+                    size_t dst = ((size_t)b * R + (t - P + 1)) * V, src = ((size_t)b * T + t) * V;
+                    memcpy(got[run] + dst, row + (size_t)b * V, V * sizeof(float));
+                    memcpy(par + dst, logits + src, V * sizeof(float));
+                    memcpy(ref + dst, ds.logits + src, V * sizeof(float));
+                }
+            }
+            decoder_free(&dec);
+            decode_sms = sms; decode_tile = tile; decode_warp_width = ww;
+        }
+        char name[64];
+        snprintf(name, sizeof(name), "decode P=%d vs PyTorch", P);
+        check_tensor(&rep, name, got[0], ref, (size_t)B * R * V, 2e-2f, 0.0f);
+        snprintf(name, sizeof(name), "decode P=%d vs parallel", P);
+        check_tensor(&rep, name, got[0], par, (size_t)B * R * V, 2e-2f, 0.0f);
+        snprintf(name, sizeof(name), "decode P=%d, 6-SM splits, tiles of 8, warp/key, vs parallel", P);
+        check_tensor(&rep, name, got[2], par, (size_t)B * R * V, 2e-2f, 0.0f);
+        size_t diff = 0;
+        for (size_t i = 0; i < (size_t)B * R * V; i++) diff += memcmp(&got[0][i], &got[1][i], sizeof(float)) != 0;
+        printf("%-8s decode P=%d run twice: %zu of %zu logits differ (bitwise)\n", diff == 0 ? "OK" : "FAIL", P, diff,
+               (size_t)B * R * V);
+        if (diff != 0) rep.fails++;
+        diff = 0;
+        for (size_t i = 0; i < (size_t)B * R * V; i++) diff += memcmp(&got[0][i], &got[3][i], sizeof(float)) != 0;
+        printf("%-8s decode P=%d as a CUDA graph vs ungraphed: %zu of %zu logits differ (bitwise; the emulator runs "
+               "both ungraphed)\n", diff == 0 ? "OK" : "FAIL", P, diff, (size_t)B * R * V);
+        if (diff != 0) rep.fails++;
+        for (int run = 0; run < 4; run++) free(got[run]);
+        free(par); free(ref); free(row); free(tmp); free(prompts); free(tok);
     }
 
     // 4) AdamW steps on the same batch (every parameter decays, as in the reference); losses[0] is the loss above

@@ -915,13 +915,17 @@ static void sessa_update(Sessa *m, float lr, float beta1, float beta2, float eps
 // ----------------------------------------------------------------------------
 // sampling through the recurrent decode path: one new row per token against the cached rows
 
-static void sessa_generate(Sessa *m, int *tokens, int n_tokens, Rng *rng, Tokenizer *tok) {
+// tokens[0..P-1] is the prompt (P >= 1); tokens[P..n_tokens-1] are sampled (temperature 0: greedy; top_k 0: all),
+// one coin per new token. The prompt's rows run through the same one-row forward (a recurrent prefill).
+static void sessa_generate(Sessa *m, int *tokens, int P, int n_tokens, Rng *rng, Tokenizer *tok, float temperature,
+                           int top_k) {
     int V = m->config.vocab_size;
     float *logits_row = m->logits;
     for (int t = 0; t + 1 < n_tokens; t++) {
         sessa_forward(m, tokens, NULL, 1, n_tokens, t, t + 1);
+        if (t + 1 < P) continue;   // the next token is the prompt's
         // head_forward left row t's logits in the first row of m->logits
-        int next = sample_logits(logits_row, V, 1.0f, rng_f32(rng));
+        int next = sample_logits_topk(logits_row, V, temperature, top_k, rng_f32(rng));
         tokens[t + 1] = next;
         if (tok->init_ok && (uint32_t)next < tok->vocab_size) safe_printf(tokenizer_decode(tok, next));
         else printf("<%d>", next);
@@ -1082,6 +1086,13 @@ int main(int argc, char **argv) {
     }
     FILE *log = args.out_dir ? run_dir_open_log(args.out_dir, start_step > 0, log_bytes) : NULL;
     int *gen_tokens = (int *)mallocCheck((size_t)B * T * sizeof(int));
+    // the sampling prompt (-sp / -sf; default: the end-of-text token): its rows and the new ones share the T rows
+    int prompt_len = 0;
+    int *prompt = train_args_prompt(&args, tok.init_ok && tok.eot_token >= 0 && tok.eot_token < cfg.vocab_size ?
+                                    (int)tok.eot_token : 0, cfg.vocab_size, &prompt_len);
+    if (args.sample_every > 0 && prompt_len >= T)
+        fatal("the prompt has %d tokens: with -t %d no row is left for a new token (give -t > %d)", prompt_len, T,
+              prompt_len);
 
     // at step s: validation, eval, sample, checkpoint (these belong to step s: a run resumed from the
     // checkpoint of step s does not repeat them), then the optimizer step s -> s + 1
@@ -1097,10 +1108,13 @@ int main(int argc, char **argv) {
             evaluate_tasks(&model, &val_loader, &eval_tasks, step, log);
         // -x 0 samples at step 0: a way to sample from a checkpoint (-e FILE -x 0 -s 1)
         if (!resumed_here && args.sample_every > 0 && (step > 0 || max_steps == 0) && (step % args.sample_every == 0 || last)) {
-            int n = args.gen_tokens + 1 < T ? args.gen_tokens + 1 : T;   // the prompt token + up to T-1 new
-            gen_tokens[0] = tok.init_ok && tok.eot_token >= 0 && tok.eot_token < cfg.vocab_size ? (int)tok.eot_token : 0;
+            int n = prompt_len + args.gen_tokens < T ? prompt_len + args.gen_tokens : T;   // prompt + new, at most T
+            if (n < prompt_len + args.gen_tokens)
+                printf("note: -t %d rows hold the prompt (%d) and %d of the -g %d new tokens\n", T, prompt_len,
+                       n - prompt_len, args.gen_tokens);
+            memcpy(gen_tokens, prompt, prompt_len * sizeof(int));
             printf("generating:\n---\n");
-            sessa_generate(&model, gen_tokens, n, &rng, &tok);
+            sessa_generate(&model, gen_tokens, prompt_len, n, &rng, &tok, args.temperature, args.top_k);
             printf("---\n");
         }
         int stop = train_stop_signal;   // Ctrl-C / SIGTERM during the step before: save it, then exit
@@ -1141,6 +1155,7 @@ int main(int argc, char **argv) {
     if (train_stop_signal) printf("signal %d at the last step: the run is complete\n", (int)train_stop_signal);
     if (log) fcloseCheck(log, "main.log");
     free(gen_tokens);
+    free(prompt);
     dataloader_free(&train_loader);
     if (use_val) dataloader_free(&val_loader);
     if (eval_file) eval_tasks_free(&eval_tasks);

@@ -10,7 +10,10 @@
  - -r 1 recomputes LayerNorm and GELU outputs in the backward instead of keeping them per layer
  Same flags and files as train_sessa.c (llmc/args.h) plus -r, -z, -pi, -cg.
  - -cg 1 (default, one GPU): each micro-step's forward + loss + backward is one replayed CUDA graph
- Sampling runs the parallel forward on the growing prefix (no recurrent decode path on the GPU yet).
+ Sampling (DESIGN.md section 5: -st -sk -sp -sf -g, and -sb -sm here) decodes recurrently (llmc/decode.cuh): the
+ prompt is prefilled by the parallel forward, whose k, v, kb, s rows become the caches; then each new token is one
+ row per sequence through every layer against those caches, O(T) per token. -sm 0 keeps the old form (the parallel
+ forward over the whole growing prefix, O(T^2) per token) for comparison. -x 0 -s 1 -e CKPT samples from a checkpoint.
 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +44,7 @@
 #include "llmc/attention.cuh"
 #include "llmc/feedback.cuh"
 #include "llmc/zero.cuh"
+#include "llmc/decode.cuh"
 
 static cudaStream_t main_stream;
 
@@ -620,31 +624,311 @@ static void save_checkpoint(Model *m, const char *dir, int step, DataLoader *loa
     multi_gpu_barrier(mg);
 }
 
-// ----------------------------------------------------------------------------
-// sampling: parallel forward over the prefix, one new token at a time (rank 0 prints).
-// tok NULL (no tokenizer, or one of another vocabulary): token ids are printed, starting from token 0.
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
-static void sample_and_print(Model *m, const Tokenizer *tok, int eot, int n_tokens, Rng *rng) {
-    int V = m->config.vocab_size, Vp = m->config.padded_vocab_size;
-    int n = n_tokens + 1 < m->T ? n_tokens + 1 : m->T;
-    int *seq = (int *)mallocCheck(n * sizeof(int));
-    floatX *row = (floatX *)mallocCheck(V * sizeof(floatX));
-    float *logits = (float *)mallocCheck(V * sizeof(float));
-    seq[0] = eot;
-    printf("generating:\n---\n");
-    for (int t = 1; t < n; t++) {
-        model_forward(m, seq, 1, t);
-        cudaCheck(cudaMemcpyAsync(row, m->logits + (size_t)(t - 1) * Vp, V * sizeof(floatX), cudaMemcpyDeviceToHost,
+// ----------------------------------------------------------------------------
+// recurrent decoding (DESIGN.md section 1; kernels in llmc/decode.cuh): per layer caches of k (after RoPE), v,
+// kb (bf16) and s (fp32, as the trainer keeps it) for B sequences of Tc rows; the current token is one row per
+// sequence through the same Linears (cuBLASLt with N = B), LayerNorm, GELU, gamma and gate kernels as training.
+
+typedef struct {
+    int B, Tc;                       // sequences, cache rows per sequence
+    floatX **kc, **vc, **kbc;        // (L) caches (B, Tc, Hkv*hd), (B, Tc, Hkv*hd), (B, Tc, D)
+    float **sc;                      // (L) cache (B, Tc, D)
+    size_t cache_bytes;              // of all the caches together
+    // the current token of each sequence: one row per sequence
+    floatX *x, *y;                   // (B, D) residual stream in, out of a layer (swapped after each layer)
+    floatX *xn, *abar, *att, *f, *gated, *lnf;   // (B, D); f == att when H == 1
+    floatX *ag;                      // (B, 2D)
+    int np;                          // H*hd + 2 Hkv*hd + 2D: the columns of the fused projection
+    floatX *proj;                    // (B, np) = [q | k | v | qb | kb] = abar [W_q; W_k; W_v; W_fb]^T + biases
+    floatX **wproj, **bproj;         // (L) the layer's four weights (np, D) and biases (np), stacked (a copy)
+    floatX *logits;                  // (B, Vp)
+    float *gamma, *s;                // (B), (B, D)
+    float *scratch;                  // decode_scratch_bytes
+    int *step_in, *h_step_in;        // (1 + B) device, host: [position t | the B current tokens]
+    int use_graph;                   // 1: one step's launches are captured once as a CUDA graph and replayed
+    cudaGraphExec_t graph;           // NULL until captured
+    float2 *rope;                    // (Tc, hd/2)
+    void *memory;
+} Decoder;
+
+static void decoder_layout(Decoder *d, const Model *m, Arena *a) {
+    const SessaConfig *c = &m->config;
+    size_t B = d->B, Tc = d->Tc, D = c->d_model, L = c->n_layer;
+    size_t before = a->off;
+    for (size_t l = 0; l < L; l++) {
+        d->kc[l] = (floatX *)arena_take(a, B * Tc * m->Dkv * sizeof(floatX));
+        d->vc[l] = (floatX *)arena_take(a, B * Tc * m->Dkv * sizeof(floatX));
+        d->kbc[l] = (floatX *)arena_take(a, B * Tc * D * sizeof(floatX));
+        d->sc[l] = (float *)arena_take(a, B * Tc * D * sizeof(float));
+    }
+    d->cache_bytes = a->off - before;
+    d->x = (floatX *)arena_take(a, B * D * sizeof(floatX));
+    d->y = (floatX *)arena_take(a, B * D * sizeof(floatX));
+    d->xn = (floatX *)arena_take(a, B * D * sizeof(floatX));
+    d->abar = (floatX *)arena_take(a, B * D * sizeof(floatX));
+    d->att = (floatX *)arena_take(a, B * D * sizeof(floatX));
+    d->f = c->n_head > 1 ? (floatX *)arena_take(a, B * D * sizeof(floatX)) : d->att;
+    d->gated = (floatX *)arena_take(a, B * D * sizeof(floatX));
+    d->lnf = (floatX *)arena_take(a, B * D * sizeof(floatX));
+    d->ag = (floatX *)arena_take(a, B * 2 * D * sizeof(floatX));
+    d->proj = (floatX *)arena_take(a, B * d->np * sizeof(floatX));
+    for (size_t l = 0; l < L; l++) {
+        d->wproj[l] = (floatX *)arena_take(a, (size_t)d->np * D * sizeof(floatX));
+        d->bproj[l] = (floatX *)arena_take(a, (size_t)d->np * sizeof(floatX));
+    }
+    d->logits = (floatX *)arena_take(a, B * c->padded_vocab_size * sizeof(floatX));
+    d->gamma = (float *)arena_take(a, B * sizeof(float));
+    d->s = (float *)arena_take(a, B * D * sizeof(float));
+    d->scratch = (float *)arena_take(a, decode_scratch_bytes(d->B, c->n_head, m->hd, c->d_model));
+    d->step_in = (int *)arena_take(a, (B + 1) * sizeof(int));
+}
+
+// caches for B sequences of up to Tc positions
+static void decoder_init(Decoder *d, const Model *m, int B, int Tc) {
+    const SessaConfig *c = &m->config;
+    if (B < 1 || Tc < 1) fatal("decoder: %d sequences of %d positions", B, Tc);
+    memset(d, 0, sizeof(*d));
+    d->B = B; d->Tc = Tc;
+    int L = c->n_layer, D = c->d_model;
+    d->np = m->Dq + 2 * m->Dkv + 2 * D;
+    d->kc = (floatX **)callocCheck(L, sizeof(floatX *)); d->vc = (floatX **)callocCheck(L, sizeof(floatX *));
+    d->kbc = (floatX **)callocCheck(L, sizeof(floatX *)); d->sc = (float **)callocCheck(L, sizeof(float *));
+    d->wproj = (floatX **)callocCheck(L, sizeof(floatX *)); d->bproj = (floatX **)callocCheck(L, sizeof(floatX *));
+    Arena sizing = { NULL, 0 };
+    decoder_layout(d, m, &sizing);
+    cudaMallocCheck(&d->memory, sizing.off);
+    Arena real = { (char *)d->memory, 0 };
+    decoder_layout(d, m, &real);
+    d->rope = rope_table_create(Tc, m->hd);
+    d->h_step_in = (int *)mallocCheck((B + 1) * sizeof(int));
+    d->use_graph = m->use_graph;
+    (void)decode_num_splits(1, 1);   // reads the SM count now, not inside a graph capture
+    // one GEMM per layer for q, k, v, [qb | kb] of the current tokens: the four weights (and biases) stacked
+    const int kinds[4][2] = { { P_Q_W, P_Q_B }, { P_K_W, P_K_B }, { P_V_W, P_V_B }, { P_FB_W, P_FB_B } };
+    const int rows[4] = { m->Dq, m->Dkv, m->Dkv, 2 * D };
+    for (int l = 0; l < L; l++) {
+        size_t r0 = 0;
+        for (int i = 0; i < 4; i++) {
+            cudaCheck(cudaMemcpyAsync(d->wproj[l] + r0 * D, layer_ptr(m->params, m, kinds[i][0], l),
+                                      (size_t)rows[i] * D * sizeof(floatX), cudaMemcpyDeviceToDevice, main_stream));
+            cudaCheck(cudaMemcpyAsync(d->bproj[l] + r0, layer_ptr(m->params, m, kinds[i][1], l),
+                                      (size_t)rows[i] * sizeof(floatX), cudaMemcpyDeviceToDevice, main_stream));
+            r0 += rows[i];
+        }
+    }
+}
+
+static void decoder_free(Decoder *d) {
+    if (d->graph != NULL) cudaCheck(cudaGraphExecDestroy(d->graph));
+    cudaCheck(cudaFree(d->memory)); cudaCheck(cudaFree(d->rope)); free(d->h_step_in);
+    free(d->kc); free(d->vc); free(d->kbc); free(d->sc); free(d->wproj); free(d->bproj);
+}
+
+// Prefill: the parallel forward over the prompts (B, P) (at most m->B sequences at a time, P <= m->T) writes rows
+// 0..P-1 of every cache; d->logits (B, Vp) get the logits of position P-1 (the first new token's distribution).
+// same_prompt: all B prompts are equal, so one forward fills sequence 0 and its rows are copied to the others.
+static void decoder_prefill(Model *m, Decoder *d, const int *prompts, int P, int same_prompt) {
+    const SessaConfig *c = &m->config;
+    int D = c->d_model, Vp = c->padded_vocab_size, Dkv = m->Dkv;
+    if (P < 1 || P > d->Tc) fatal("prefill of %d prompt tokens into caches of %d rows", P, d->Tc);
+    if (P > m->T) fatal("the prompt has %d tokens, but the parallel forward that prefills it was made for T = %d (-t)", P, m->T);
+    size_t Tc = d->Tc;
+    int n_fwd = same_prompt ? 1 : d->B;
+    for (int b0 = 0; b0 < n_fwd; b0 += m->B) {
+        int nb = n_fwd - b0 < m->B ? n_fwd - b0 : m->B;
+        model_forward(m, prompts + (size_t)b0 * P, nb, P);
+        for (int i = 0; i < nb; i++) {
+            size_t b = b0 + i, row = (size_t)i * P;
+            for (int l = 0; l < c->n_layer; l++) {
+                const LayerActs *la = &m->layers[l];
+                cudaCheck(cudaMemcpyAsync(d->kc[l] + b * Tc * Dkv, la->k + row * Dkv, (size_t)P * Dkv * sizeof(floatX),
+                                          cudaMemcpyDeviceToDevice, main_stream));
+                cudaCheck(cudaMemcpyAsync(d->vc[l] + b * Tc * Dkv, la->v + row * Dkv, (size_t)P * Dkv * sizeof(floatX),
+                                          cudaMemcpyDeviceToDevice, main_stream));
+                cudaCheck(cudaMemcpy2DAsync(d->kbc[l] + b * Tc * D, D * sizeof(floatX), la->qbkb + row * 2 * D + D,
+                                            2 * D * sizeof(floatX), D * sizeof(floatX), P, cudaMemcpyDeviceToDevice,
+                                            main_stream));
+                cudaCheck(cudaMemcpyAsync(d->sc[l] + b * Tc * D, la->s + row * D, (size_t)P * D * sizeof(float),
+                                          cudaMemcpyDeviceToDevice, main_stream));
+            }
+            cudaCheck(cudaMemcpyAsync(d->logits + b * Vp, m->logits + (row + P - 1) * Vp, Vp * sizeof(floatX),
+                                      cudaMemcpyDeviceToDevice, main_stream));
+        }
+    }
+    for (size_t b = n_fwd; b < (size_t)d->B; b++) {   // same prompt: sequence 0's rows and logits
+        for (int l = 0; l < c->n_layer; l++) {
+            cudaCheck(cudaMemcpyAsync(d->kc[l] + b * Tc * Dkv, d->kc[l], (size_t)P * Dkv * sizeof(floatX),
+                                      cudaMemcpyDeviceToDevice, main_stream));
+            cudaCheck(cudaMemcpyAsync(d->vc[l] + b * Tc * Dkv, d->vc[l], (size_t)P * Dkv * sizeof(floatX),
+                                      cudaMemcpyDeviceToDevice, main_stream));
+            cudaCheck(cudaMemcpyAsync(d->kbc[l] + b * Tc * D, d->kbc[l], (size_t)P * D * sizeof(floatX),
+                                      cudaMemcpyDeviceToDevice, main_stream));
+            cudaCheck(cudaMemcpyAsync(d->sc[l] + b * Tc * D, d->sc[l], (size_t)P * D * sizeof(float),
+                                      cudaMemcpyDeviceToDevice, main_stream));
+        }
+        cudaCheck(cudaMemcpyAsync(d->logits + b * Vp, d->logits, Vp * sizeof(floatX), cudaMemcpyDeviceToDevice,
                                   main_stream));
-        cudaCheck(cudaStreamSynchronize(main_stream));
-        for (int i = 0; i < V; i++) logits[i] = __bfloat162float(row[i]);
-        seq[t] = sample_logits(logits, V, 1.0f, rng_f32(rng));
-        if (tok != NULL) safe_printf(tokenizer_decode((Tokenizer *)tok, seq[t]));
-        else printf("%d ", seq[t]);
-        fflush(stdout);
+    }
+}
+
+// layer l for the current token at position t = d->step_in[0] of every sequence: x in, y out; caches get row t
+static void layer_decode(Model *m, Decoder *d, int l, const floatX *x, floatX *y) {
+    const SessaConfig *c = &m->config;
+    int B = d->B, D = c->d_model, H = c->n_head, Hkv = c->n_kv_head, hd = m->hd;
+    cudaStream_t st = main_stream;
+    #define PW(tt) layer_ptr(m->params, m, tt, l)
+    // xn = LayerNorm(x); [a | gt] = Linear_in(xn); abar = GELU(a)
+    const int *pos = d->step_in;
+    layernorm_forward(d->xn, NULL, NULL, x, PW(P_LN_W), PW(P_LN_B), B, D, c->ln_eps, st);
+    matmul_forward(d->ag, 2 * D, d->xn, PW(P_IN_W), PW(P_IN_B), NULL, B, D, 2 * D, st);
+    gelu_forward(d->abar, d->ag, 2 * D, B, D, st);
+    // [q | k | v | qb | kb] of the new token in one GEMM; RoPE at position t; k, v, kb into row t of the caches
+    matmul_forward(d->proj, d->np, d->abar, d->wproj[l], d->bproj[l], NULL, B, D, d->np, st);
+    floatX *q = d->proj, *k = q + m->Dq, *v = k + m->Dkv, *qb = v + m->Dkv, *kb = qb + D;
+    decode_append(q, k, v, kb, d->np, d->kc[l], d->vc[l], d->kbc[l], d->rope, c->use_rope, pos, d->Tc, B, m->Dq, m->Dkv,
+                  D, hd, st);
+    // forward branch: attention of q_t over rows 0..t, then Linear_o when H > 1
+    decode_attention(d->att, q, d->np, d->kc[l], d->vc[l], d->scratch, pos, d->Tc, B, H, Hkv, hd, st);
+    if (H > 1) matmul_forward(d->f, D, d->att, PW(P_O_W), NULL, NULL, B, D, D, st);
+    // feedback: gamma_t, s_t = f_t + gamma_t sum_{j<t} alpha_tj s_j (into row t of the s cache)
+    gamma_forward(d->gamma, d->abar, PW(P_GAMMA_W), PW(P_GAMMA_B), B, D, c->gamma_max, st);
+    decode_feedback(d->s, d->sc[l], d->f, d->gamma, qb, d->np, d->kbc[l], d->scratch, pos, d->Tc, B, D, st);
+    // y = x + Linear_out(s * gt)
+    gate_forward(d->gated, d->s, d->ag + D, 2 * D, B, D, st);
+    matmul_forward(y, D, d->gated, PW(P_OUT_W), PW(P_OUT_B), x, B, D, D, st);
+    #undef PW
+}
+
+// the launches of one step, for the position and tokens in d->step_in: the same for every t (a CUDA graph)
+static void decoder_step_device(Model *m, Decoder *d) {
+    const SessaConfig *c = &m->config;
+    int B = d->B, D = c->d_model;
+    floatX *x = d->x, *y = d->y;
+    encoder_forward(x, d->step_in + 1, m->params + m->offsets[P_WTE], B, D, main_stream);
+    for (int l = 0; l < c->n_layer; l++) {
+        layer_decode(m, d, l, x, y);
+        floatX *tmp = x; x = y; y = tmp;   // this layer's output is the next one's input
+    }
+    layernorm_forward(d->lnf, NULL, NULL, x, m->params + m->offsets[P_LNF_W], m->params + m->offsets[P_LNF_B], B, D,
+                      c->ln_eps, main_stream);
+    matmul_forward(d->logits, c->padded_vocab_size, d->lnf, m->params + m->offsets[P_WTE], NULL, NULL, B, D,
+                   c->padded_vocab_size, main_stream);
+}
+
+// one step: the host tokens (B) at position t of every sequence -> d->logits (B, Vp); device work, no sync.
+// With d->use_graph the launches are captured on the first step and replayed after (the position and tokens
+// travel through d->step_in, copied before the replay): bitwise the results of the ungraphed launches.
+static void decoder_step(Model *m, Decoder *d, const int *h_tokens, int t) {
+    if (t < 0 || t >= d->Tc) fatal("decoder_step: position %d outside the caches of %d rows", t, d->Tc);
+    d->h_step_in[0] = t;
+    memcpy(d->h_step_in + 1, h_tokens, d->B * sizeof(int));
+    cudaCheck(cudaMemcpyAsync(d->step_in, d->h_step_in, (d->B + 1) * sizeof(int), cudaMemcpyHostToDevice, main_stream));
+    if (d->use_graph && d->graph == NULL) {
+        cudaError_t err = cudaStreamBeginCapture(main_stream, cudaStreamCaptureModeRelaxed);
+        if (err == cudaSuccess) {
+            decoder_step_device(m, d);
+            cudaGraph_t graph;
+            cudaCheck(cudaStreamEndCapture(main_stream, &graph));
+            cudaCheck(cudaGraphInstantiate(&d->graph, graph, 0));
+            cudaCheck(cudaGraphDestroy(graph));
+        } else {
+            (void)cudaGetLastError();
+            printf("CUDA graphs unavailable (stream capture: %s): decoding runs ungraphed\n", cudaGetErrorString(err));
+            d->use_graph = 0;
+        }
+    }
+    if (d->use_graph) cudaCheck(cudaGraphLaunch(d->graph, main_stream));
+    else decoder_step_device(m, d);
+}
+
+// d->logits (B, Vp) -> host fp32 (B, V); waits for the stream. tmp: (B, V) bf16 host scratch
+static void decoder_logits_to_host(const Model *m, const Decoder *d, float *out, floatX *tmp) {
+    int V = m->config.vocab_size, Vp = m->config.padded_vocab_size;
+    cudaCheck(cudaMemcpy2DAsync(tmp, V * sizeof(floatX), d->logits, Vp * sizeof(floatX), V * sizeof(floatX), d->B,
+                                cudaMemcpyDeviceToHost, main_stream));
+    cudaCheck(cudaStreamSynchronize(main_stream));
+    for (size_t i = 0; i < (size_t)d->B * V; i++) out[i] = __bfloat162float(tmp[i]);
+}
+
+// ----------------------------------------------------------------------------
+// sampling (rank 0 prints): B sequences continue the same prompt (P ids) by n new tokens each.
+// recurrent 1: prefill + one decoder step per token (caches of P + n rows); 0: the parallel forward over the
+// whole growing prefix per token (P + n <= m->T and B <= m->B). tok NULL (no tokenizer, or one of another
+// vocabulary): token ids are printed. Prints the prefill time and the time per new token (of all B sequences).
+
+typedef struct { float temperature; int top_k; int batch; int recurrent; } SampleOpts;
+
+static void print_token(const Tokenizer *tok, int id) {
+    if (tok != NULL) safe_printf(tokenizer_decode((Tokenizer *)tok, id));
+    else printf("%d ", id);
+}
+
+static void sample_and_print(Model *m, const Tokenizer *tok, const int *prompt, int P, int n, const SampleOpts *o,
+                             Rng *rng) {
+    int V = m->config.vocab_size, Vp = m->config.padded_vocab_size, B = o->batch, S = P + n;
+    if (!o->recurrent && (S > m->T || B > m->B))
+        fatal("-sm 0 (parallel-prefix sampling) runs the forward over prompt + -g = %d tokens of %d sequences, but the "
+              "activations were made for -t %d, -b %d", S, B, m->T, m->B);
+    int *seqs = (int *)mallocCheck((size_t)B * S * sizeof(int));
+    int *next = (int *)mallocCheck(B * sizeof(int));
+    float *logits = (float *)mallocCheck((size_t)B * V * sizeof(float));
+    floatX *tmp = (floatX *)mallocCheck((size_t)B * V * sizeof(floatX));
+    for (int b = 0; b < B; b++) memcpy(seqs + (size_t)b * S, prompt, P * sizeof(int));
+    Decoder d;
+    double t0 = now_seconds();
+    if (o->recurrent) {
+        decoder_init(&d, m, B, S);
+        decoder_prefill(m, &d, seqs, P, 1);
+        decoder_logits_to_host(m, &d, logits, tmp);
+    }
+    double t1 = now_seconds();
+    printf("generating (%s, %d sequence%s, prompt of %d tokens%s):\n---\n", o->recurrent ? "recurrent" : "parallel prefix",
+           B, B > 1 ? "s" : "", P, o->recurrent ? "" : ", no prefill");
+    for (int i = 0; i < n; i++) {
+        int t = P + i;   // the position of the token being chosen
+        if (!o->recurrent) {   // logits of row t-1 of each sequence, from the forward over the prefix 0..t-1
+            int *pre = (int *)mallocCheck((size_t)B * t * sizeof(int));
+            for (int b = 0; b < B; b++) memcpy(pre + (size_t)b * t, seqs + (size_t)b * S, t * sizeof(int));
+            model_forward(m, pre, B, t);
+            free(pre);
+            cudaCheck(cudaMemcpy2DAsync(tmp, V * sizeof(floatX), m->logits + (size_t)(t - 1) * Vp, (size_t)t * Vp * sizeof(floatX),
+                                        V * sizeof(floatX), B, cudaMemcpyDeviceToHost, main_stream));
+            cudaCheck(cudaStreamSynchronize(main_stream));
+            for (size_t j = 0; j < (size_t)B * V; j++) logits[j] = __bfloat162float(tmp[j]);
+        }
+        for (int b = 0; b < B; b++) {
+            next[b] = sample_logits_topk(logits + (size_t)b * V, V, o->temperature, o->top_k, rng_f32(rng));
+            seqs[(size_t)b * S + t] = next[b];
+        }
+        if (B == 1) { print_token(tok, next[0]); fflush(stdout); }
+        if (o->recurrent && i + 1 < n) {
+            decoder_step(m, &d, next, t);
+            decoder_logits_to_host(m, &d, logits, tmp);
+        }
+    }
+    double t2 = now_seconds();
+    if (B > 1) {
+        for (int b = 0; b < B; b++) {
+            printf("%s[sequence %d]\n", b > 0 ? "\n" : "", b);
+            for (int i = 0; i < n; i++) print_token(tok, seqs[(size_t)b * S + P + i]);
+        }
     }
     printf("\n---\n");
-    free(seq); free(row); free(logits);
+    printf("sampled %d x %d tokens after a prompt of %d: prefill %.1f ms, %.3f ms per new token of all %d sequences, "
+           "%.0f tok/s%s\n", B, n, P, (t1 - t0) * 1e3, (t2 - t1) * 1e3 / n, B, (double)B * n / (t2 - t1),
+           o->recurrent ? "" : " (parallel prefix)");
+    if (o->recurrent) {
+        printf("decode caches: %.3f GiB (%.1f KiB per sequence and position)\n", (double)d.cache_bytes / (1 << 30),
+               (double)d.cache_bytes / ((double)B * S * 1024));
+        decoder_free(&d);
+    }
+    free(seqs); free(next); free(logits); free(tmp);
 }
 
 // ----------------------------------------------------------------------------
@@ -658,17 +942,11 @@ static double gpu_peak_flops(const char *name, float override_tflops) {
     return 0.0;
 }
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 #ifndef TESTING
 // ----------------------------------------------------------------------------
 // main training loop
 
-typedef struct { int recompute; int zero_stage; float peak_tflops; int cuda_graph; } CudaArgs;
+typedef struct { int recompute; int zero_stage; float peak_tflops; int cuda_graph; int sample_batch; int sample_mode; } CudaArgs;
 
 static int cuda_extra_flags(void *ctx, const char *flag, const char *value) {
     CudaArgs *ca = (CudaArgs *)ctx;
@@ -676,21 +954,26 @@ static int cuda_extra_flags(void *ctx, const char *flag, const char *value) {
     if (strcmp(flag, "-z") == 0) { ca->zero_stage = (int)args_int_(flag, value, 0, 1); return 1; }
     if (strcmp(flag, "-pi") == 0) { ca->peak_tflops = args_float_(flag, value, 0.0f, 1e6f); return 1; }
     if (strcmp(flag, "-cg") == 0) { ca->cuda_graph = (int)args_int_(flag, value, 0, 1); return 1; }
+    if (strcmp(flag, "-sb") == 0) { ca->sample_batch = (int)args_int_(flag, value, 1, 65535); return 1; }
+    if (strcmp(flag, "-sm") == 0) { ca->sample_mode = (int)args_int_(flag, value, 0, 1); return 1; }
     return 0;
 }
 
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);   // whole lines, at once, also into a file or a pipe
     TrainArgs args;
-    CudaArgs ca = { 0, 0, 0.0f, 1 };
+    CudaArgs ca = { 0, 0, 0.0f, 1, 1, 1 };
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             train_args_usage(stdout, argv[0]);
             printf("CUDA trainer only:\n  -r 0/1   recompute LayerNorm and GELU in the backward (default 0)\n"
                             "  -z 0/1   ZeRO stage with several GPUs (default 0)\n"
                             "  -pi TF   peak bf16 TFLOPS for the MFU (default: from the GPU name)\n"
-                            "  -cg 0/1  replay each micro-step's forward + backward as one CUDA graph (default 1;\n"
-                            "           one GPU only, bitwise the same results as -cg 0)\n");
+                            "  -cg 0/1  replay each micro-step's forward + backward, and each sampling step, as one\n"
+                            "           CUDA graph (default 1; one GPU only, bitwise the same results as -cg 0)\n"
+                            "  -sb N    sequences sampled at once from the prompt (default 1)\n"
+                            "  -sm 0/1  sampler: 1 recurrent decoding with caches (default), 0 the parallel forward\n"
+                            "           over the whole prefix per token (prompt + -g <= -t, -sb <= -b; for comparison)\n");
             return 0;
         }
     }
@@ -762,6 +1045,12 @@ int main(int argc, char **argv) {
                tokenizer.vocab_size, config.vocab_size);
     const Tokenizer *sample_tok = tokenizer.init_ok && (int)tokenizer.vocab_size == config.vocab_size ? &tokenizer : NULL;
     int eot = sample_tok != NULL && tokenizer.eot_token >= 0 && tokenizer.eot_token < config.vocab_size ? tokenizer.eot_token : 0;
+    int prompt_len = 0;
+    int *prompt = train_args_prompt(&args, eot, config.vocab_size, &prompt_len);
+    SampleOpts sample_opts = { args.temperature, args.top_k, ca.sample_batch, ca.sample_mode };
+    if (args.sample_every > 0 && ca.sample_mode == 1 && prompt_len > args.T)
+        fatal("the prompt has %d tokens, more than -t %d: the parallel forward that prefills it needs -t >= %d",
+              prompt_len, args.T, prompt_len);
 
     Model model;
     model_build(&model, &config, h_params, &mg);
@@ -778,8 +1067,11 @@ int main(int argc, char **argv) {
     if (grad_accum < 1 || grad_accum * B * T * mg.num_processes != args.total_batch)
         fatal("-d %d tokens per step is not a multiple of B*T*GPUs = %d", args.total_batch, B * T * mg.num_processes);
     DataLoader train_loader, val_loader;
-    dataloader_init(&train_loader, args.train_glob, B, T, mg.process_rank, mg.num_processes, args.shuffle, args.seed,
-                    config.vocab_size);
+    // -x 0 (no training, e.g. sampling from a checkpoint) reads no training data
+    int use_train_data = args.max_steps != 0 || resume_state[0];
+    if (use_train_data)
+        dataloader_init(&train_loader, args.train_glob, B, T, mg.process_rank, mg.num_processes, args.shuffle, args.seed,
+                        config.vocab_size);
     if (args.val_every > 0)
         dataloader_init(&val_loader, args.val_glob, B, T, mg.process_rank, mg.num_processes, 0, args.seed,
                         config.vocab_size);
@@ -830,7 +1122,7 @@ int main(int argc, char **argv) {
             if (logf) { fprintf(logf, "step %d val_loss %.6f\n", step, val_loss); fflush(logf); }
         }
         if (args.sample_every > 0 && step % args.sample_every == 0 && rank0)
-            sample_and_print(&model, sample_tok, eot, args.gen_tokens, &rng);
+            sample_and_print(&model, sample_tok, prompt, prompt_len, args.gen_tokens, &sample_opts, &rng);
 
         // one optimizer step: grad_accum micro-batches, gradients reduced over GPUs, clipped, AdamW
         double t0 = now_seconds();
@@ -879,9 +1171,11 @@ int main(int argc, char **argv) {
         }
     }
 
-    if (max_steps == 0 && args.sample_every > 0 && rank0) sample_and_print(&model, sample_tok, eot, args.gen_tokens, &rng);
+    if (max_steps == 0 && args.sample_every > 0 && rank0)
+        sample_and_print(&model, sample_tok, prompt, prompt_len, args.gen_tokens, &sample_opts, &rng);
+    free(prompt);
     if (logf) fcloseCheck(logf, "main.log");
-    dataloader_free(&train_loader);
+    if (use_train_data) dataloader_free(&train_loader);
     if (args.val_every > 0) dataloader_free(&val_loader);
     tokenizer_free(&tokenizer);
     model_free(&model);

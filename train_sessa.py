@@ -310,18 +310,35 @@ class SessaLM(nn.Module):
         return [MixerCache(self.cfg, B, self.wte.dtype, self.wte.device) for _ in self.layers]
 
     @torch.no_grad()
-    def generate(self, prompt, n, temperature=1.0, generator=None):
-        """prompt (B,P) -> (B,n) sampled continuation, decoded recurrently"""
+    def generate(self, prompt, n, temperature=1.0, generator=None, top_k=0, times=None):
+        """prompt (B,P) -> (B,n) sampled continuation, decoded recurrently; temperature 0: greedy (argmax, the
+        lowest id among equal logits); top_k > 0: only the logits >= the k-th largest (DESIGN.md section 5).
+        times: a list that gets the wall-clock time after the prompt and at the end (GPU synchronized)"""
         caches = self.new_caches(prompt.shape[0])
         for t in range(prompt.shape[1]):
             logits = self.step(prompt[:, t], caches)
+        if times is not None:
+            if logits.is_cuda:
+                torch.cuda.synchronize()
+            times.append(time.time())
         out = []
         for i in range(n):
-            probs = F.softmax(logits.float() / temperature, dim=-1)
-            out.append(torch.multinomial(probs, 1, generator=generator)[:, 0])
+            logits = logits.float()
+            if temperature == 0:
+                out.append(torch.argmax(logits, dim=-1))
+            else:
+                if 0 < top_k < logits.shape[-1]:
+                    kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+                    logits = logits.masked_fill(logits < kth, float("-inf"))
+                probs = F.softmax(logits / temperature, dim=-1)
+                out.append(torch.multinomial(probs, 1, generator=generator)[:, 0])
             if i + 1 < n:
                 logits = self.step(out[-1], caches)
-        return torch.stack(out, dim=1)
+        out = torch.stack(out, dim=1)
+        if times is not None:
+            out = out.cpu()
+            times.append(time.time())
+        return out
 
 # -----------------------------------------------------------------------------
 # checkpoints (DESIGN.md section 4)
@@ -724,13 +741,36 @@ def report_eval(results, step, log):
         log.flush()
 
 
-def sample_text(model, n, tokenizer, seed, temperature):
-    """n tokens after the tokenizer's end-of-text token (token 0 without one), decoded recurrently"""
+def prompt_ids(args, vocab_size):
+    """--prompt "1,2,3" or --prompt_file FILE (decimal ids, whitespace or commas between them) -> list, or None"""
+    if args.prompt is not None and args.prompt_file is not None:
+        fatal("give the prompt by --prompt or by --prompt_file, not both")
+    text = args.prompt if args.prompt is not None else open(args.prompt_file).read() if args.prompt_file else None
+    if text is None:
+        return None
+    ids = []
+    for w in re.split(r"[\s,]+", text.strip()):
+        if not re.fullmatch(r"\d+", w):
+            fatal(f"prompt: '{w[:20]}' is not a token id (decimal ids separated by commas or spaces)")
+        if int(w) >= vocab_size:
+            fatal(f"prompt: token id {w} is out of range [0, {vocab_size}) of the model's vocabulary")
+        ids.append(int(w))
+    if not ids:
+        fatal("the prompt holds no token ids")
+    return ids
+
+
+def sample_text(model, n, tokenizer, seed, temperature, top_k=0, prompt=None):
+    """n tokens after the prompt (default: the tokenizer's end-of-text token, token 0 without one), decoded
+    recurrently; prints the time per new token"""
     vocab, eot = tokenizer if tokenizer else (None, 0)
     eot = eot if 0 <= eot < model.cfg.vocab_size else 0
-    prompt = torch.full((1, 1), eot, dtype=torch.long, device=model.wte.device)
+    prompt = torch.tensor([prompt if prompt else [eot]], dtype=torch.long, device=model.wte.device)
     gen = torch.Generator(device=model.wte.device).manual_seed(seed)
-    out = model.generate(prompt, n, temperature, gen)[0].tolist()
+    times = [time.time()]
+    out = model.generate(prompt, n, temperature, gen, top_k, times)[0].tolist()
+    print(f"sampled {n} tokens after a prompt of {prompt.shape[1]}: prompt {times[1] - times[0]:.3f} s (recurrent, one "
+          f"step per token), {(times[2] - times[1]) / n * 1e3:.3f} ms per new token", file=sys.stderr)
     if vocab is None:
         return " ".join(map(str, out))
     return b"".join(vocab[t] if t < len(vocab) else b"?" for t in out).decode("utf-8", errors="replace")
@@ -786,7 +826,10 @@ def parse_args():
       "when -o is set)")
     a("-S", dest="seed", type=int, default=1337, help="seed (default %(default)s)")
     a("-w", dest="shuffle", type=int, default=1, choices=[0, 1], help="shuffle training data (default 1)")
-    a("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
+    a("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0; 0: greedy)")
+    a("--top_k", type=int, default=0, help="sample among the k largest logits (default 0: all)")
+    a("--prompt", default=None, help="prompt token ids, comma-separated (default: the end-of-text token)")
+    a("--prompt_file", default=None, help="prompt token ids from a file (whitespace or commas between them)")
     a("--device", default="cpu", choices=["cpu", "cuda"])
     a("--dtype", default="float32", choices=["float32", "bfloat16"], help="bfloat16 = autocast")
     a("--compile", action="store_true", help="torch.compile the model for training")
@@ -802,8 +845,8 @@ def parse_args():
             or args.max_steps < -1 or min(args.warmup, args.val_every, args.sample_every, args.ckpt_every) < 0:
         fatal("-b, -t, -m, -g must be >= 1; -x >= 0 or -1; -u, -v, -s, -n >= 0")
     if not (args.lr >= 0 and 0 <= args.final_lr_frac <= 1 and args.weight_decay >= 0 and args.grad_clip >= 0
-            and args.temperature > 0):
-        fatal("-l, -c, -G must be >= 0, -q in [0, 1], --temperature > 0")
+            and args.temperature >= 0 and args.top_k >= 0):
+        fatal("-l, -c, -G must be >= 0, -q in [0, 1], --temperature >= 0, --top_k >= 0")
     if args.total_batch == -1:
         args.total_batch = args.batch * args.seq_len
     if args.total_batch < 1 or args.total_batch % (args.batch * args.seq_len) != 0:
@@ -860,7 +903,9 @@ def main():
                 tasks.check_loader(loader)
                 report_eval(tasks.evaluate(model, loader, autocast, device), 0, None)
         else:
-            print(sample_text(model, args.gen_tokens, tokenizer, args.seed, args.temperature))
+            with autocast:
+                print(sample_text(model, args.gen_tokens, tokenizer, args.seed, args.temperature, args.top_k,
+                                  prompt_ids(args, model.cfg.vocab_size)))
         return
 
     model = build_model(args, tokenizer).to(device)
@@ -903,7 +948,8 @@ def main():
         if tasks and ((args.val_every and step % args.val_every == 0) or last):
             report_eval(tasks.evaluate(model, val_loader, autocast, device), step, log)
         if args.sample_every and step > 0 and (step % args.sample_every == 0 or last):
-            text = sample_text(model, args.gen_tokens, tokenizer, args.seed + step, args.temperature)
+            text = sample_text(model, args.gen_tokens, tokenizer, args.seed + step, args.temperature, args.top_k,
+                               prompt_ids(args, model.cfg.vocab_size))
             print(f"generating:\n---\n{text}\n---")
         if args.out and step > 0 and ((args.ckpt_every and step % args.ckpt_every == 0) or last):
             write_checkpoint(model, os.path.join(args.out, f"model_{step:08d}.bin"))

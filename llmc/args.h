@@ -44,6 +44,10 @@ typedef struct {
     int shuffle;              // -w shuffle training data (0/1)
     int keep_last;            // -nk keep only the newest N checkpoints in -o (0: keep all)
     int tokenizer_given;      // -k was given (else the default is the one next to the -i shards)
+    float temperature;        // -st sampling temperature (0: greedy argmax)
+    int top_k;                // -sk sample among the k largest logits (0: all)
+    const char *prompt_ids;   // -sp prompt as comma-separated token ids (NULL: none)
+    const char *prompt_file;  // -sf prompt from a file of decimal token ids (NULL: none)
     // the flags of the run, as pairs, for OUT/args.txt (the merged ones on -y 1)
     int num_pairs;
     char *pairs[2 * 128];
@@ -64,6 +68,7 @@ static inline void train_args_defaults(TrainArgs *a) {
     a->val_every = 50; a->val_steps = 10; a->sample_every = 100; a->gen_tokens = 64;
     a->ckpt_every = 0; a->resume = 0; a->seed = 1337; a->shuffle = 1;
     a->keep_last = 0; a->tokenizer_given = 0; a->num_pairs = 0;
+    a->temperature = 1.0f; a->top_k = 0; a->prompt_ids = NULL; a->prompt_file = NULL;
 }
 
 // -h prints to stdout (so that `-h | less` works), a usage error to stderr
@@ -84,6 +89,10 @@ static inline void train_args_usage(FILE *out, const char *prog) {
         "  -c WD    weight decay of 2D weight matrices (default 0.1)  -G C  grad clip (default 1.0, 0 off)\n"
         "  -v N     validate every N steps (default 50, 0 never)  -m N  val batches (default 10)\n"
         "  -s N     sample every N steps (default 100, 0 never)   -g N  tokens per sample (default 64)\n"
+        "  -st T    sampling temperature (default 1; 0 = greedy argmax)   -sk K  top-k (default 0: all tokens)\n"
+        "  -sp IDS  prompt: comma-separated token ids (default: the end-of-text token)\n"
+        "  -sf FILE prompt: a file of decimal token ids (whitespace or commas between them)\n"
+        "           (-x 0 -s 1 -e CKPT samples from a checkpoint without training)\n"
         "  -n N     checkpoint every N steps (default 0: only at the end, when -o is set; also on Ctrl-C)\n"
         "  -nk N    keep only the newest N checkpoints in -o, deleting older ones (default 0: keep all)\n"
         "  -y 1     resume from the latest checkpoint in -o, with the run's flags (saved in -o/args.txt);\n"
@@ -126,6 +135,10 @@ static inline void args_parse_pairs_(TrainArgs *a, const char *prog, int n, char
         const char *f = kv[i], *v = kv[i + 1];
         if (extra && extra(ctx, f, v)) continue;
         if (strcmp(f, "-nk") == 0) { a->keep_last = (int)args_int_(f, v, 0, 1 << 30); continue; }
+        if (strcmp(f, "-st") == 0) { a->temperature = args_float_(f, v, 0.0f, 1e4f); continue; }
+        if (strcmp(f, "-sk") == 0) { a->top_k = (int)args_int_(f, v, 0, 1 << 30); continue; }
+        if (strcmp(f, "-sp") == 0) { a->prompt_ids = v; continue; }
+        if (strcmp(f, "-sf") == 0) { a->prompt_file = v; continue; }
         if (strlen(f) != 2) { train_args_usage(stderr, prog); fatal("unknown flag '%s'", f); }
         switch (f[1]) {
             case 'i': a->train_glob = v; break;
@@ -269,6 +282,47 @@ static inline int train_args_vocab(const TrainArgs *a, int tokenizer_ok, int tok
           "(data/prepare.py writes OUT/tokenizer.bin next to the shards), or the vocabulary size with -V N "
           "(e.g. -V 50257 for GPT-2 tokens)", a->init, a->tokenizer,
           a->tokenizer_given ? "" : " (the default: next to the -i shards; run from the repo root for data/default)");
+}
+
+// the sampling prompt (-sp IDS or -sf FILE; default: the one token default_token) -> malloc'd ids, *n of them.
+// Every id must be in [0, V); an empty prompt, garbage, or both flags at once are errors naming the cause.
+static inline int *train_args_prompt(const TrainArgs *a, int default_token, int V, int *n) {
+    if (a->prompt_ids != NULL && a->prompt_file != NULL) fatal("give the prompt by -sp or by -sf, not both");
+    char *text = NULL;
+    const char *what = a->prompt_ids != NULL ? "-sp" : a->prompt_file;
+    if (a->prompt_ids != NULL) {
+        text = strdup(a->prompt_ids);
+        if (text == NULL) fatal("out of memory");
+    } else if (a->prompt_file != NULL) {
+        FILE *fp = fopenCheck(a->prompt_file, "rb");
+        long long bytes = fileSize(fp, a->prompt_file);
+        text = (char *)mallocCheck((size_t)bytes + 1);
+        if (bytes > 0) freadCheck(text, 1, (size_t)bytes, fp, a->prompt_file);
+        text[bytes] = '\0';
+        fcloseCheck(fp, a->prompt_file);
+    } else {
+        int *ids = (int *)mallocCheck(sizeof(int));
+        ids[0] = default_token; *n = 1;
+        return ids;
+    }
+    int cap = 16, count = 0;
+    int *ids = (int *)mallocCheck(cap * sizeof(int));
+    char *p = text;
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == ',') p++;
+        if (*p == '\0') break;
+        char *end; errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno) fatal("prompt %s: '%.20s' is not a token id (decimal ids separated by commas or spaces)", what, p);
+        if (v < 0 || v >= V) fatal("prompt %s: token id %ld is out of range [0, %d) of the model's vocabulary", what, v, V);
+        if (count == cap) { cap *= 2; ids = (int *)realloc(ids, cap * sizeof(int)); if (!ids) fatal("out of memory"); }
+        ids[count++] = (int)v;
+        p = end;
+    }
+    free(text);
+    if (count == 0) fatal("prompt %s holds no token ids", what);
+    *n = count;
+    return ids;
 }
 
 // tokens per optimizer step over all processes: -d when given, else one micro-batch on each process
