@@ -660,12 +660,13 @@ typedef struct {
 static void decoder_layout(Decoder *d, const Model *m, Arena *a) {
     const SessaConfig *c = &m->config;
     size_t B = d->B, Tc = d->Tc, D = c->d_model, L = c->n_layer;
+    size_t Dfb = c->no_feedback ? 0 : D;   // the f0 baseline keeps no kb and s caches
     size_t before = a->off;
     for (size_t l = 0; l < L; l++) {
         d->kc[l] = (floatX *)arena_take(a, B * Tc * m->Dkv * sizeof(floatX));
         d->vc[l] = (floatX *)arena_take(a, B * Tc * m->Dkv * sizeof(floatX));
-        d->kbc[l] = (floatX *)arena_take(a, B * Tc * D * sizeof(floatX));
-        d->sc[l] = (float *)arena_take(a, B * Tc * D * sizeof(float));
+        d->kbc[l] = (floatX *)arena_take(a, B * Tc * Dfb * sizeof(floatX));
+        d->sc[l] = (float *)arena_take(a, B * Tc * Dfb * sizeof(float));
     }
     d->cache_bytes = a->off - before;
     d->x = (floatX *)arena_take(a, B * D * sizeof(floatX));
@@ -696,7 +697,7 @@ static void decoder_init(Decoder *d, const Model *m, int B, int Tc) {
     memset(d, 0, sizeof(*d));
     d->B = B; d->Tc = Tc;
     int L = c->n_layer, D = c->d_model;
-    d->np = m->Dq + 2 * m->Dkv + 2 * D;
+    d->np = m->Dq + 2 * m->Dkv + (c->no_feedback ? 0 : 2 * D);   // f0: no [qb | kb]
     d->kc = (floatX **)callocCheck(L, sizeof(floatX *)); d->vc = (floatX **)callocCheck(L, sizeof(floatX *));
     d->kbc = (floatX **)callocCheck(L, sizeof(floatX *)); d->sc = (float **)callocCheck(L, sizeof(float *));
     d->wproj = (floatX **)callocCheck(L, sizeof(floatX *)); d->bproj = (floatX **)callocCheck(L, sizeof(floatX *));
@@ -714,7 +715,7 @@ static void decoder_init(Decoder *d, const Model *m, int B, int Tc) {
     const int rows[4] = { m->Dq, m->Dkv, m->Dkv, 2 * D };
     for (int l = 0; l < L; l++) {
         size_t r0 = 0;
-        for (int i = 0; i < 4; i++) {
+        for (int i = 0; i < (c->no_feedback ? 3 : 4); i++) {
             cudaCheck(cudaMemcpyAsync(d->wproj[l] + r0 * D, layer_ptr(m->params, m, kinds[i][0], l),
                                       (size_t)rows[i] * D * sizeof(floatX), cudaMemcpyDeviceToDevice, main_stream));
             cudaCheck(cudaMemcpyAsync(d->bproj[l] + r0, layer_ptr(m->params, m, kinds[i][1], l),
@@ -751,6 +752,7 @@ static void decoder_prefill(Model *m, Decoder *d, const int *prompts, int P, int
                                           cudaMemcpyDeviceToDevice, main_stream));
                 cudaCheck(cudaMemcpyAsync(d->vc[l] + b * Tc * Dkv, la->v + row * Dkv, (size_t)P * Dkv * sizeof(floatX),
                                           cudaMemcpyDeviceToDevice, main_stream));
+                if (c->no_feedback) continue;   // f0: no kb and s caches
                 cudaCheck(cudaMemcpy2DAsync(d->kbc[l] + b * Tc * D, D * sizeof(floatX), la->qbkb + row * 2 * D + D,
                                             2 * D * sizeof(floatX), D * sizeof(floatX), P, cudaMemcpyDeviceToDevice,
                                             main_stream));
@@ -767,6 +769,7 @@ static void decoder_prefill(Model *m, Decoder *d, const int *prompts, int P, int
                                       cudaMemcpyDeviceToDevice, main_stream));
             cudaCheck(cudaMemcpyAsync(d->vc[l] + b * Tc * Dkv, d->vc[l], (size_t)P * Dkv * sizeof(floatX),
                                       cudaMemcpyDeviceToDevice, main_stream));
+            if (c->no_feedback) continue;
             cudaCheck(cudaMemcpyAsync(d->kbc[l] + b * Tc * D, d->kbc[l], (size_t)P * D * sizeof(floatX),
                                       cudaMemcpyDeviceToDevice, main_stream));
             cudaCheck(cudaMemcpyAsync(d->sc[l] + b * Tc * D, d->sc[l], (size_t)P * D * sizeof(float),
@@ -792,13 +795,17 @@ static void layer_decode(Model *m, Decoder *d, int l, const floatX *x, floatX *y
     matmul_forward(d->proj, d->np, d->abar, d->wproj[l], d->bproj[l], NULL, B, D, d->np, st);
     floatX *q = d->proj, *k = q + m->Dq, *v = k + m->Dkv, *qb = v + m->Dkv, *kb = qb + D;
     decode_append(q, k, v, kb, d->np, d->kc[l], d->vc[l], d->kbc[l], d->rope, c->use_rope, pos, d->Tc, B, m->Dq, m->Dkv,
-                  D, hd, st);
+                  c->no_feedback ? 0 : D, hd, st);   // f0: no kb row
     // forward branch: attention of q_t over rows 0..t, then Linear_o when H > 1
     decode_attention(d->att, q, d->np, d->kc[l], d->vc[l], d->scratch, pos, d->Tc, B, H, Hkv, hd, st);
     if (H > 1) matmul_forward(d->f, D, d->att, PW(P_O_W), NULL, NULL, B, D, D, st);
     // feedback: gamma_t, s_t = f_t + gamma_t sum_{j<t} alpha_tj s_j (into row t of the s cache)
-    gamma_forward(d->gamma, d->abar, PW(P_GAMMA_W), PW(P_GAMMA_B), B, D, c->gamma_max, st);
-    decode_feedback(d->s, d->sc[l], d->f, d->gamma, qb, d->np, d->kbc[l], d->scratch, pos, d->Tc, B, D, st);
+    if (!c->no_feedback) {
+        gamma_forward(d->gamma, d->abar, PW(P_GAMMA_W), PW(P_GAMMA_B), B, D, c->gamma_max, st);
+        decode_feedback(d->s, d->sc[l], d->f, d->gamma, qb, d->np, d->kbc[l], d->scratch, pos, d->Tc, B, D, st);
+    } else {
+        bf16_to_float(d->s, d->f, (size_t)B * D, st);   // the feedback-off baseline f0: s = f
+    }
     // y = x + Linear_out(s * gt)
     gate_forward(d->gated, d->s, d->ag + D, 2 * D, B, D, st);
     matmul_forward(y, D, d->gated, PW(P_OUT_W), PW(P_OUT_B), x, B, D, D, st);
