@@ -43,7 +43,7 @@ PYEOF
 }
 
 do_build() { nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv && nvcc --version | tail -1 &&
-             make -j16 train_sessacu test_sessacu && make -C dev/cuda -j16; }
+             make -j16 train_sessa train_sessacu test_sessacu && make -C dev/cuda -j16; }
 # every dev/cuda kernel's check, all of them even after a failure. A failing new kernel with a safe way back is
 # bypassed for the later stages, and the summary says so: the Hopper attention forward (SESSA_ATT_SM90=0), the
 # feedback solve (an earlier llmc/feedback.cuh kept in .fallback/, when the call carries it; rebuilt here).
@@ -129,7 +129,7 @@ for s in "$@"; do
         fbncu)   stage fbncu ncu --clock-control none --kernel-name regex:"fb_(fwd|bwd)_solve" --launch-skip 8 --launch-count 4 \
                      --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
                      --section MemoryWorkloadAnalysis dev/cuda/bin/feedback_backward bench 2 ;;
-        decode)  stage decode sh -c 'python3 dev/test/test_sample_agree.py --cuda ./train_sessacu &&
+        decode)  stage decode timeout ${DECODE_TIMEOUT:-900} sh -c 'python3 dev/test/test_sample_agree.py --cuda ./train_sessacu &&
                      PROMPTS="${PROMPTS:-128 8192}" BATCHES="${BATCHES:-1}" G=32 GP=4 bash scripts/bench_decode.sh' ;;
         fbprec)  stage fbprec $PY dev/cuda/feedback_precision.py ;;
         e2e)     stage e2e timeout ${E2E_TIMEOUT:-1800} env OUT="$OUT/e2e" PART=1 bash scripts/bench_gpu.sh d12 8 1024 ${E2E_STEPS:-20} ;;
