@@ -166,22 +166,9 @@ static void fb_plan_make(FbGemmPlan *p, const FbGemmKey *k) {
     fb_layout(&p->la, CUDA_R_16BF, k->tb ? k->k : k->n, k->tb ? k->n : k->k, k->ldb, k->batch, k->sb);
     fb_layout(&p->lb, CUDA_R_16BF, k->ta ? k->m : k->k, k->ta ? k->k : k->m, k->lda, k->batch, k->sa);
     fb_layout(&p->lc, (cudaDataType_t)k->ctype, k->n, k->m, k->ldc, k->batch, k->sc);
-    cublasLtMatmulPreference_t pref;
-    cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
-    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                     &cublaslt_workspace_size, sizeof(cublaslt_workspace_size)));
-    const cublasLtMatmulPreferenceAttributes_t al_attr[4] = {
-        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
-        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES };
-    for (int i = 0; i < 4; i++)
-        cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, al_attr[i], &k->align[i], sizeof(k->align[i])));
-    cublasLtMatmulHeuristicResult_t heur;
-    int found = 0;
-    cublasCheck(cublasLtMatmulAlgoGetHeuristic(cublaslt_handle, p->desc, p->la, p->lb, p->lc, p->lc, pref, 1, &heur, &found));
-    if (found == 0) fatal("fb_gemm: cuBLASLt found no algorithm for m=%d n=%d k=%d batch=%d (ta %d tb %d)",
-                          k->m, k->n, k->k, k->batch, k->ta, k->tb);
-    cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
-    p->algo = heur.algo;
+    if (!cublaslt_heuristic(p->desc, p->la, p->lb, p->lc, k->align, &p->algo))
+        fatal("fb_gemm: cuBLASLt found no algorithm for m=%d n=%d k=%d batch=%d (ta %d tb %d)",
+              k->m, k->n, k->k, k->batch, k->ta, k->tb);
 }
 static void fb_plan_free(FbGemmPlan *p) {
     cublasCheck(cublasLtMatrixLayoutDestroy(p->la));

@@ -28,6 +28,27 @@ static cublasLtHandle_t cublaslt_handle;
 static void *cublaslt_workspace = NULL;
 static const size_t cublaslt_workspace_size = 32 << 20;
 
+// the algorithm cuBLASLt's heuristic ranks first for a product (C doubles as D), given the workspace and the
+// operands' alignments (A, B, C, D in bytes); 0 when it finds none. Used by every plan (matmul_lt, the feedback's).
+static int cublaslt_heuristic(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t la, cublasLtMatrixLayout_t lb,
+                              cublasLtMatrixLayout_t lc, const uint32_t align[4], cublasLtMatmulAlgo_t *algo) {
+    cublasLtMatmulPreference_t pref;
+    cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                     &cublaslt_workspace_size, sizeof(cublaslt_workspace_size)));
+    const cublasLtMatmulPreferenceAttributes_t al_attr[4] = {
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES };
+    for (int i = 0; i < 4; i++)
+        cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, al_attr[i], &align[i], sizeof(align[i])));
+    cublasLtMatmulHeuristicResult_t heur;
+    int found = 0;
+    cublasCheck(cublasLtMatmulAlgoGetHeuristic(cublaslt_handle, desc, la, lb, lc, lc, pref, 1, &heur, &found));
+    cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
+    if (found) *algo = heur.algo;
+    return found;
+}
+
 // the largest power of two (at most 256) dividing the address: tells the heuristic what the pointer allows
 static inline uint32_t ptr_alignment(const void *p) {
     uint32_t a = 256;
@@ -80,22 +101,8 @@ static void matmul_plan_create(MatmulPlan *p, const MatmulKey *key) {
     cublasCheck(cublasLtMatrixLayoutCreate(&p->la, CUDA_R_16BF, q->transa ? k : m, q->transa ? m : k, q->lda));
     cublasCheck(cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_16BF, q->transb ? n : k, q->transb ? k : n, q->ldb));
     cublasCheck(cublasLtMatrixLayoutCreate(&p->lc, dtype, m, n, q->ldd));
-    cublasLtMatmulPreference_t pref;
-    cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
-    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                     &cublaslt_workspace_size, sizeof(cublaslt_workspace_size)));
-    const cublasLtMatmulPreferenceAttributes_t al_attr[4] = {
-        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
-        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES };
-    for (int i = 0; i < 4; i++)
-        cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, al_attr[i], &q->al[i], sizeof(q->al[i])));
-    cublasLtMatmulHeuristicResult_t heur;
-    int found = 0;
-    cublasCheck(cublasLtMatmulAlgoGetHeuristic(cublaslt_handle, p->desc, p->la, p->lb, p->lc, p->lc, pref, 1, &heur, &found));
-    cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
-    if (found == 0) fatal("cuBLASLt found no algorithm for m=%d n=%d k=%d (transa %d transb %d, bias %d)",
+    if (!cublaslt_heuristic(p->desc, p->la, p->lb, p->lc, q->al, &p->algo)) fatal("cuBLASLt found no algorithm for m=%d n=%d k=%d (transa %d transb %d, bias %d)",
                           m, n, k, q->transa, q->transb, q->bias);
-    p->algo = heur.algo;
 }
 
 // Column-major cuBLASLt call: D (m x n, ld ldd) = op(A) op(B) + beta * C (+ bias[m] on every column).
