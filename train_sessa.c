@@ -445,7 +445,7 @@ static void feedback_forward(float *s, float *c, float *lse, const float *f, con
 }
 
 // Given gs = dL/ds, the transposed solve u_j = gs_j + sum_{t>j} gamma_t alpha[t,j] u_t (u = dL/df) runs over
-// query blocks from last to first: with W = gamma alpha, the block's own rows are finished in reverse order
+// query blocks from last to first: with W = diag(gamma) alpha (DESIGN.md §2), the block's own rows are finished in reverse order
 // (each final u_t pushes into the u_j below it inside the block), then u_I is final and gives
 //   dgamma_t = u_t . c_t,  dZ[t,j] = W[t,j] (u_t . s_j - dgamma_t) (the softmax backward, Delta_t = dgamma_t),
 //   dqb_I += dZ kb / sqrt(D),  dkb += dZ^T qb_I / sqrt(D),  and u[<I] += W[I, <I]^T u_I (one matmul).
@@ -803,7 +803,7 @@ static void sessa_backward(Sessa *m, const int *inputs, const int *targets, floa
         float *x = a->x + lr * D, *xn = a->xn + lr * D, *ag = a->ag + lr * 2 * D, *abar = a->abar + lr * D;
         float *q = a->q + lr * D, *k = a->k + lr * Dkv, *v = a->v + lr * Dkv, *att = a->att + lr * D;
         float *fb = a->fb + lr * 2 * D, *gamma = a->gamma + lr, *s = a->s + lr * D, *cc = a->c + lr * D;
-        // y = x + Linear_out(s * gt): dgated; then ds = dgated * gt (into u), dgt = dgated * s
+        // y = x + Linear_out(s * gt): dgated; then gs = dL/ds = dgated * gt (into u), dgt = dgated * s
         memset(gb->dgated, 0, (size_t)N * D * sizeof(float));
         linear_backward(gb->dgated, D, g->out_w + (size_t)l * D * D, g->out_b + l * D, gb->dres, D,
                         a->gated + lr * D, D, p->out_w + (size_t)l * D * D, N, D, D);
@@ -824,7 +824,7 @@ static void sessa_backward(Sessa *m, const int *inputs, const int *targets, floa
                            c->gamma_max, N, D);
             linear_backward(gb->dabar, D, g->fb_w + (size_t)l * 2 * D * D, g->fb_b + l * 2 * D, gb->dfb, 2 * D,
                             abar, D, p->fb_w + (size_t)l * 2 * D * D, N, D, 2 * D);
-        }   // f0 (s = f): u = dL/ds is already dL/df
+        }   // f0 (s = f): u = gs = dL/ds is already dL/df
 #ifdef BREAK_F0   // a deliberate error in the f0 path: dev/test/test_cpu_errors.sh checks that test_sessa catches it
         if (c->no_feedback) for (size_t e = 0; e < (size_t)N * D; e++) gb->u[e] *= 0.5f;
 #endif

@@ -1,7 +1,7 @@
 /*
  Sessa language model training on CUDA GPUs (llm.c's train_gpt2.cu shape), DESIGN.md sections 1-5.
  - bf16 weights and activations, fp32 accumulation everywhere, fp32 master weights + AdamW moments,
-   fp32 gradients (flat, checkpoint order, so NCCL reduces them as one buffer)
+   fp32 gradients (one flat buffer in checkpoint order, each tensor 256-byte aligned, so NCCL reduces it whole)
  - per-layer activations are O(B*T*D): attention and the feedback solve never form a T x T matrix
  - deterministic: no order-varying atomics (matmuls by cuBLASLt, fixed-order reductions elsewhere)
  - data parallel over GPUs with NCCL (llmc/zero.cuh), ZeRO stage 0 or 1 (-z); world size 1 is the plain path;
@@ -85,7 +85,7 @@ typedef struct {
     floatX *dgated, *df, *datt;  // (N, D)
     floatX *dqbkb;               // (N, 2D)
     floatX *dq, *dk, *dv;        // (N, H*hd), (N, Hkv*hd), (N, Hkv*hd)
-    float *ds;                   // (N, D) dL/ds (fp32, the feedback backward's input)
+    float *gs;                   // (N, D) dL/ds (fp32, the feedback backward's input)
     float *dgamma, *dr;          // (N)
     float2 *colsum;              // column_sums scratch
     float *fb_scratch, *att_scratch;
@@ -232,7 +232,7 @@ static void model_layout(Model *m, Arena *a) {
     g->dq = (floatX *)arena_take(a, N * m->Dq * sizeof(floatX));
     g->dk = (floatX *)arena_take(a, N * m->Dkv * sizeof(floatX));
     g->dv = (floatX *)arena_take(a, N * m->Dkv * sizeof(floatX));
-    g->ds = (float *)arena_take(a, N * D * sizeof(float));
+    g->gs = (float *)arena_take(a, N * D * sizeof(float));
     g->dgamma = (float *)arena_take(a, fb * N * sizeof(float));
     g->dr = (float *)arena_take(a, fb * N * sizeof(float));
     g->colsum = (float2 *)arena_take(a, column_sums_scratch_bytes((int)N, (int)(2 * D)));
@@ -376,11 +376,11 @@ static void layer_backward(Model *m, int l, int B, int T) {
     matmul_backward_input(g->dgated, g->dres, D, PW(P_OUT_W), N, D, D, false, st);
     matmul_backward_weight(GW(P_OUT_W), GW(P_OUT_B), g->dres, D, a->gated, N, D, D, g->colsum, st);
     // gated = s * gt
-    gate_backward(g->ds, g->dag + D, g->dgated, a->s, a->ag + D, 2 * D, N, D, st);
+    gate_backward(g->gs, g->dag + D, g->dgated, a->s, a->ag + D, 2 * D, N, D, st);
     floatX *dabar = g->dxn;   // g->dxn holds dabar until GELU's backward
     if (!c->no_feedback) {
         // feedback solve: u = dL/df, dgamma, dqb, dkb
-        feedback_backward(g->df, g->dgamma, g->dqbkb, g->dqbkb + D, 2 * D, g->ds, a->s, a->c, a->fb_lse,
+        feedback_backward(g->df, g->dgamma, g->dqbkb, g->dqbkb + D, 2 * D, g->gs, a->s, a->c, a->fb_lse,
                           a->qbkb, a->qbkb + D, a->gamma, B, T, D, g->fb_scratch, st);
         // [qb | kb] = Linear_fb(abar): the first contribution to dabar
         matmul_backward_input(dabar, g->dqbkb, 2 * D, PW(P_FB_W), N, D, 2 * D, false, st);
@@ -390,7 +390,7 @@ static void layer_backward(Model *m, int l, int B, int T) {
                        N, D, c->gamma_max, g->colsum, st);
     } else {
         // the feedback-off baseline f0 (s = f): dL/df = dL/ds; dabar gets its first contribution from Linear_q
-        float_to_bf16(g->df, g->ds, (size_t)N * D, st);
+        float_to_bf16(g->df, g->gs, (size_t)N * D, st);
     }
     // f = att Wo^T (H > 1)
     const floatX *datt = g->df;
