@@ -885,7 +885,7 @@ static float sessa_grad_norm(Sessa *m) {
 }
 
 // AdamW in PyTorch's form: p -= lr wd p; m, v moments; p -= lr mhat / (sqrt(vhat) + eps). step t >= 1.
-// decay_all = 1 decays every parameter (the reference's setting); 0 only the 2D weight matrices.
+// decay_all = 1 decays every parameter (the reference's setting); 0 the mask of llmc/sessa.h (sessa_param_decays).
 static void sessa_update(Sessa *m, float lr, float beta1, float beta2, float eps, float wd, int t, int decay_all,
                          float grad_scale) {
     if (m->m_memory == NULL) {
@@ -896,9 +896,7 @@ static void sessa_update(Sessa *m, float lr, float beta1, float beta2, float eps
     sessa_param_sizes(&m->config, sizes);
     float bc1 = 1.0f - powf(beta1, (float)t), bc2 = 1.0f - powf(beta2, (float)t);
     for (int k = 0; k < NUM_PARAMETER_TENSORS; k++) {
-        int is_matrix = k == P_WTE || k == P_IN_W || k == P_Q_W || k == P_K_W || k == P_V_W || k == P_FB_W ||
-                        k == P_O_W || k == P_OUT_W;
-        float decay = decay_all || is_matrix ? wd : 0.0f;
+        float decay = decay_all || sessa_param_decays(k) ? wd : 0.0f;
         #pragma omp parallel for
         for (size_t i = off; i < off + sizes[k]; i++) {
             float grad = m->grads_memory[i] * grad_scale, param = m->params_memory[i];
@@ -939,12 +937,6 @@ static void sessa_generate(Sessa *m, int *tokens, int P, int n_tokens, Rng *rng,
 
 #ifndef TESTING
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static float evaluate(Sessa *m, DataLoader *loader, int steps, int B, int T) {
     dataloader_reset(loader);
     double sum = 0.0;
@@ -983,6 +975,10 @@ static void save_checkpoint(Sessa *m, const char *dir, int step, DataLoader *loa
 }
 
 // the flags of this trainer beyond llmc/args.h: -E EVALFILE
+static const char cpu_usage[] =
+    "CPU trainer only:\n  -E FILE  long-context eval file (data/long_context.py) of the -j "
+    "shards: accuracy per distance at each validation and the end\n"
+    "  (-x 0: no training, only the validation, -E evaluation and a sample (-s > 0) at step 0)\n";
 static int cpu_extra_flags(void *ctx, const char *flag, const char *value) {
     if (strcmp(flag, "-E") == 0) { *(const char **)ctx = value; return 1; }
     return 0;
@@ -992,16 +988,7 @@ int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);   // whole lines, at once, also into a file or a pipe
     TrainArgs args;
     const char *eval_file = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            train_args_usage(stdout, argv[0]);
-            printf("CPU trainer only:\n  -E FILE  long-context eval file (data/long_context.py) of the -j "
-                   "shards: accuracy per distance at each validation and the end\n"
-                   "  (-x 0: no training, only the validation, -E evaluation and a sample (-s > 0) at step 0)\n");
-            return 0;
-        }
-    }
-    train_args_parse(&args, argc, argv, cpu_extra_flags, &eval_file);
+    train_args_parse(&args, argc, argv, cpu_usage, cpu_extra_flags, &eval_file);
     Tokenizer tok;
     tokenizer_init(&tok, args.tokenizer);
 
@@ -1072,7 +1059,7 @@ int main(int argc, char **argv) {
     int max_steps = args.max_steps >= 0 ? args.max_steps : (int)(train_loader.steps_per_epoch / accum);
     if (args.max_steps < 0 && max_steps < 1) fatal("the training data holds less than one step of %d tokens", args.total_batch);
     Rng rng;
-    rng_seed(&rng, args.seed ^ 0x5e55a);
+    rng_seed(&rng, sampler_seed(args.seed));
     sessa_alloc_activations(&model, B, T);
     model.m_memory = alloc_floats(model.num_parameters);
     model.v_memory = alloc_floats(model.num_parameters);
@@ -1128,7 +1115,7 @@ int main(int argc, char **argv) {
         }
         if (last) break;
 
-        double t_start = now_s();
+        double t_start = now_seconds();
         sessa_zero_grad(&model);
         double loss = 0.0;
         for (int micro = 0; micro < accum; micro++) {
@@ -1143,7 +1130,7 @@ int main(int argc, char **argv) {
         float scale = args.grad_clip > 0.0f && norm > args.grad_clip ? args.grad_clip / (norm + 1e-6f) : 1.0f;
         float lr = lr_at_step(args.lr, step, args.warmup, max_steps, args.final_lr_frac);
         sessa_update(&model, lr, 0.9f, 0.95f, 1e-8f, args.weight_decay, step + 1, 0, scale);
-        double dt = now_s() - t_start;
+        double dt = now_seconds() - t_start;
         float tok_s = (float)(args.total_batch / dt);
         printf("step %d/%d | loss %.6f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s\n", step + 1, max_steps, loss,
                lr, norm, dt * 1e3, tok_s);
