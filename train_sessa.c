@@ -577,7 +577,6 @@ typedef struct {
     // the last forward
     int B, T;
     float mean_loss;
-    float *logits_out;         // when set, the forward copies the (B*T, V) logits here (tests)
 } Sessa;
 
 static void sessa_build(Sessa *m, const SessaConfig *cfg, float *params_memory) {
@@ -663,15 +662,21 @@ static void transpose_wte(Sessa *m) {
         for (int k = 0; k < V; k++) m->wT[(size_t)i * V + k] = m->params.wte[(size_t)k * D + i];
 }
 
-// the tied head over rows [r0, r0+n): per row log-sum-exp, loss, argmax, optional logits copy; chunked, so the
-// (rows, V) logits never exist at once
+// logits (n, V) of rows [r0, r0+n) from the forward's final LayerNorm output: lnf wte[:V]^T (m->wT current)
+static void sessa_logits(Sessa *m, float *out, int r0, int n) {
+    int V = m->config.vocab_size, D = m->config.d_model;
+    gemm(out, V, m->acts.lnf + (size_t)r0 * D, D, 1, m->wT, V, n, V, D, 0);
+}
+
+// the tied head over rows [r0, r0+n): per row log-sum-exp, loss, argmax; chunked, so the (rows, V) logits
+// never exist at once
 static void head_forward(Sessa *m, const int *targets, int r0, int n) {
     const SessaConfig *c = &m->config;
-    int V = c->vocab_size, D = c->d_model;
+    int V = c->vocab_size;
     transpose_wte(m);
     for (int rc = r0; rc < r0 + n; rc += m->chunk_rows) {
         int R = r0 + n - rc < m->chunk_rows ? r0 + n - rc : m->chunk_rows;
-        gemm(m->logits, V, m->acts.lnf + (size_t)rc * D, D, 1, m->wT, V, R, V, D, 0);
+        sessa_logits(m, m->logits, rc, R);
         #pragma omp parallel for
         for (int i = 0; i < R; i++) {
             const float *lg = m->logits + (size_t)i * V;
@@ -683,7 +688,6 @@ static void head_forward(Sessa *m, const int *targets, int r0, int n) {
             for (int k = 0; k < V; k++) sum += exp_fast(lg[k] - maxv);
             m->acts.row_loss[rc + i] = targets ? maxv + logf(sum) - lg[targets[rc + i]] : 0.0f;
         }
-        if (m->logits_out) memcpy(m->logits_out + (size_t)rc * V, m->logits, (size_t)R * V * sizeof(float));
     }
 }
 
