@@ -697,12 +697,18 @@ static void decoder_init(Decoder *d, const Model *m, int B, int Tc) {
     d->h_step_in = (int *)mallocCheck((B + 1) * sizeof(int));
     d->use_graph = m->use_graph;
     (void)decode_num_splits(1, 1);   // reads the SM count now, not inside a graph capture
-    // one GEMM per layer for q, k, v, [qb | kb] of the current tokens: the four weights (and biases) stacked
+    // one GEMM per layer for q, k, v, [qb | kb] of the current tokens: the four weights (and biases) stacked.
+    // The f0 baseline has no Linear_fb (size 0): its rows are zero there, so qb = kb = 0 and nothing reads them.
     const int kinds[4][2] = { { P_Q_W, P_Q_B }, { P_K_W, P_K_B }, { P_V_W, P_V_B }, { P_FB_W, P_FB_B } };
     const int rows[4] = { m->Dq, m->Dkv, m->Dkv, 2 * D };
     for (int l = 0; l < L; l++) {
         size_t r0 = 0;
         for (int i = 0; i < 4; i++) {
+            if (i == 3 && c->no_feedback) {
+                cudaCheck(cudaMemsetAsync(d->wproj[l] + r0 * D, 0, (size_t)rows[i] * D * sizeof(floatX), main_stream));
+                cudaCheck(cudaMemsetAsync(d->bproj[l] + r0, 0, (size_t)rows[i] * sizeof(floatX), main_stream));
+                continue;
+            }
             cudaCheck(cudaMemcpyAsync(d->wproj[l] + r0 * D, layer_ptr(m->params, m, kinds[i][0], l),
                                       (size_t)rows[i] * D * sizeof(floatX), cudaMemcpyDeviceToDevice, main_stream));
             cudaCheck(cudaMemcpyAsync(d->bproj[l] + r0, layer_ptr(m->params, m, kinds[i][1], l),
@@ -739,9 +745,10 @@ static void decoder_prefill(Model *m, Decoder *d, const int *prompts, int P, int
                                           cudaMemcpyDeviceToDevice, main_stream));
                 cudaCheck(cudaMemcpyAsync(d->vc[l] + b * Tc * Dkv, la->v + row * Dkv, (size_t)P * Dkv * sizeof(floatX),
                                           cudaMemcpyDeviceToDevice, main_stream));
-                cudaCheck(cudaMemcpy2DAsync(d->kbc[l] + b * Tc * D, D * sizeof(floatX), la->qbkb + row * 2 * D + D,
-                                            2 * D * sizeof(floatX), D * sizeof(floatX), P, cudaMemcpyDeviceToDevice,
-                                            main_stream));
+                if (!c->no_feedback)   // f0: no kb rows (and none read)
+                    cudaCheck(cudaMemcpy2DAsync(d->kbc[l] + b * Tc * D, D * sizeof(floatX), la->qbkb + row * 2 * D + D,
+                                                2 * D * sizeof(floatX), D * sizeof(floatX), P, cudaMemcpyDeviceToDevice,
+                                                main_stream));
                 cudaCheck(cudaMemcpyAsync(d->sc[l] + b * Tc * D, la->s + row * D, (size_t)P * D * sizeof(float),
                                           cudaMemcpyDeviceToDevice, main_stream));
             }
@@ -785,8 +792,12 @@ static void layer_decode(Model *m, Decoder *d, int l, const floatX *x, floatX *y
     decode_attention(d->att, q, d->np, d->kc[l], d->vc[l], d->scratch, pos, d->Tc, B, H, Hkv, hd, st);
     if (H > 1) matmul_forward(d->f, D, d->att, PW(P_O_W), NULL, NULL, B, D, D, st);
     // feedback: gamma_t, s_t = f_t + gamma_t sum_{j<t} alpha_tj s_j (into row t of the s cache)
-    gamma_forward(d->gamma, d->abar, PW(P_GAMMA_W), PW(P_GAMMA_B), B, D, c->gamma_max, st);
-    decode_feedback(d->s, d->sc[l], d->f, d->gamma, qb, d->np, d->kbc[l], d->scratch, pos, d->Tc, B, D, st);
+    if (!c->no_feedback) {
+        gamma_forward(d->gamma, d->abar, PW(P_GAMMA_W), PW(P_GAMMA_B), B, D, c->gamma_max, st);
+        decode_feedback(d->s, d->sc[l], d->f, d->gamma, qb, d->np, d->kbc[l], d->scratch, pos, d->Tc, B, D, st);
+    } else {
+        bf16_to_float(d->s, d->f, (size_t)B * D, st);   // the feedback-off baseline f0: s = f (no s cache needed)
+    }
     // y = x + Linear_out(s * gt)
     gate_forward(d->gated, d->s, d->ag + D, 2 * D, B, D, st);
     matmul_forward(y, D, d->gated, PW(P_OUT_W), PW(P_OUT_B), x, B, D, D, st);
