@@ -542,7 +542,7 @@ typedef struct {
     float *k, *v;              // (L, N, Hkv*hd), k after RoPE
     float *att, *att_lse;      // (L, N, D), (L, N, H)
     float *f;                  // (L, N, D) Linear_o output; the same buffer as att when H == 1
-    float *fb;                 // (L, N, 2D) Linear_fb output [qb | kb]
+    float *qbkb;               // (L, N, 2D) Linear_fb output [qb | kb]
     float *gamma;              // (L, N)
     float *s, *c, *fb_lse;     // (L, N, D), (L, N, D), (L, N)
     float *gated;              // (L, N, D) s * gt
@@ -555,9 +555,9 @@ typedef struct {
     float *dres;               // (N, D) dL/dx of the residual stream
     float *dgated, *dabar, *u, *datt, *dq, *dxn; // (N, D)
     float *dk, *dv;            // (N, Hkv*hd)
-    float *dag, *dfb;          // (N, 2D)
+    float *dag, *dqbkb;        // (N, 2D)
     float *dgamma;             // (N)
-} GradBuffers;
+} BackwardBufs;
 
 typedef struct {
     SessaConfig config;
@@ -567,7 +567,7 @@ typedef struct {
     // activations, allocated at the first forward for up to N rows
     int max_rows, max_T;       // B*T and T of the allocation
     Activations acts;
-    GradBuffers gb;
+    BackwardBufs bw;
     float *wT;                 // transposed weight scratch: (max(2D, V), D)
     float *logits;             // (chunk rows, V)
     int chunk_rows;
@@ -577,9 +577,9 @@ typedef struct {
     // the last forward
     int B, T;
     float mean_loss;
-} Sessa;
+} Model;
 
-static void sessa_build(Sessa *m, const SessaConfig *cfg, float *params_memory) {
+static void model_build(Model *m, const SessaConfig *cfg, float *params_memory) {
     memset(m, 0, sizeof(*m));
     m->config = *cfg;
     m->num_parameters = sessa_num_parameters(cfg);
@@ -587,11 +587,13 @@ static void sessa_build(Sessa *m, const SessaConfig *cfg, float *params_memory) 
     sessa_carve_parameters(&m->params, params_memory, cfg);
     m->grads_memory = (float *)callocCheck(m->num_parameters, sizeof(float));
     sessa_carve_parameters(&m->grads, m->grads_memory, cfg);
+    m->m_memory = (float *)callocCheck(m->num_parameters, sizeof(float));   // AdamW moments, zero until a
+    m->v_memory = (float *)callocCheck(m->num_parameters, sizeof(float));   // resume state is read into them
 }
 
 static float *alloc_floats(size_t n) { return (float *)callocCheck(n, sizeof(float)); }
 
-static void sessa_alloc_activations(Sessa *m, int B, int T) {
+static void model_alloc_activations(Model *m, int B, int T) {
     const SessaConfig *c = &m->config;
     size_t N = (size_t)B * T, L = c->n_layer, D = c->d_model, H = c->n_head, hd = D / H, Dkv = c->n_kv_head * hd;
     size_t V = c->vocab_size;
@@ -606,18 +608,18 @@ static void sessa_alloc_activations(Sessa *m, int B, int T) {
     a->k = alloc_floats(L * N * Dkv); a->v = alloc_floats(L * N * Dkv);
     a->att = alloc_floats(L * N * D); a->att_lse = alloc_floats(L * N * H);
     a->f = H > 1 ? alloc_floats(L * N * D) : a->att;
-    a->fb = alloc_floats(L * N * 2 * D);
+    a->qbkb = alloc_floats(L * N * 2 * D);
     a->gamma = alloc_floats(L * N);
     a->s = alloc_floats(L * N * D); a->c = alloc_floats(L * N * D); a->fb_lse = alloc_floats(L * N);
     a->gated = alloc_floats(L * N * D);
     a->lnf = alloc_floats(N * D); a->lnf_mean = alloc_floats(N); a->lnf_rstd = alloc_floats(N);
     a->row_loss = alloc_floats(N);
     a->row_argmax = (int *)callocCheck(N, sizeof(int));
-    GradBuffers *g = &m->gb;
+    BackwardBufs *g = &m->bw;
     g->dres = alloc_floats(N * D); g->dgated = alloc_floats(N * D); g->dabar = alloc_floats(N * D);
     g->u = alloc_floats(N * D); g->datt = alloc_floats(N * D); g->dq = alloc_floats(N * D); g->dxn = alloc_floats(N * D);
     g->dk = alloc_floats(N * Dkv); g->dv = alloc_floats(N * Dkv);
-    g->dag = alloc_floats(N * 2 * D); g->dfb = alloc_floats(N * 2 * D);
+    g->dag = alloc_floats(N * 2 * D); g->dqbkb = alloc_floats(N * 2 * D);
     g->dgamma = alloc_floats(N);
     m->wT = alloc_floats((V > 2 * D ? V : 2 * D) * D);
     m->chunk_rows = (int)(N < 256 ? N : 256);
@@ -634,14 +636,14 @@ static void sessa_alloc_activations(Sessa *m, int B, int T) {
     m->scratch = alloc_floats((size_t)omp_get_max_threads() * m->scratch_stride);
 }
 
-static void sessa_free(Sessa *m) {
+static void model_free(Model *m) {
     Activations *a = &m->acts;
     if (m->max_rows) {
         if (a->f != a->att) free(a->f);
         float *bufs[] = { a->x, a->ln_mean, a->ln_rstd, a->xn, a->ag, a->abar, a->q, a->k, a->v, a->att,
-                          a->att_lse, a->fb, a->gamma, a->s, a->c, a->fb_lse, a->gated, a->lnf, a->lnf_mean,
-                          a->lnf_rstd, a->row_loss, m->gb.dres, m->gb.dgated, m->gb.dabar, m->gb.u, m->gb.datt,
-                          m->gb.dq, m->gb.dxn, m->gb.dk, m->gb.dv, m->gb.dag, m->gb.dfb, m->gb.dgamma, m->wT,
+                          a->att_lse, a->qbkb, a->gamma, a->s, a->c, a->fb_lse, a->gated, a->lnf, a->lnf_mean,
+                          a->lnf_rstd, a->row_loss, m->bw.dres, m->bw.dgated, m->bw.dabar, m->bw.u, m->bw.datt,
+                          m->bw.dq, m->bw.dxn, m->bw.dk, m->bw.dv, m->bw.dag, m->bw.dqbkb, m->bw.dgamma, m->wT,
                           m->logits, m->rope_cos, m->rope_sin, m->scratch };
         for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
         free(a->row_argmax);
@@ -655,7 +657,7 @@ static void sessa_free(Sessa *m) {
 // targets may be NULL (no loss).
 
 // m->wT = wte[:V]^T (D, V)
-static void transpose_wte(Sessa *m) {
+static void transpose_wte(Model *m) {
     int V = m->config.vocab_size, D = m->config.d_model;
     #pragma omp parallel for
     for (int i = 0; i < D; i++)
@@ -663,20 +665,20 @@ static void transpose_wte(Sessa *m) {
 }
 
 // logits (n, V) of rows [r0, r0+n) from the forward's final LayerNorm output: lnf wte[:V]^T (m->wT current)
-static void sessa_logits(Sessa *m, float *out, int r0, int n) {
+static void model_logits(Model *m, float *out, int r0, int n) {
     int V = m->config.vocab_size, D = m->config.d_model;
     gemm(out, V, m->acts.lnf + (size_t)r0 * D, D, 1, m->wT, V, n, V, D, 0);
 }
 
 // the tied head over rows [r0, r0+n): per row log-sum-exp, loss, argmax; chunked, so the (rows, V) logits
 // never exist at once
-static void head_forward(Sessa *m, const int *targets, int r0, int n) {
+static void head_forward(Model *m, const int *targets, int r0, int n) {
     const SessaConfig *c = &m->config;
     int V = c->vocab_size;
     transpose_wte(m);
     for (int rc = r0; rc < r0 + n; rc += m->chunk_rows) {
         int R = r0 + n - rc < m->chunk_rows ? r0 + n - rc : m->chunk_rows;
-        sessa_logits(m, m->logits, rc, R);
+        model_logits(m, m->logits, rc, R);
         #pragma omp parallel for
         for (int i = 0; i < R; i++) {
             const float *lg = m->logits + (size_t)i * V;
@@ -691,14 +693,14 @@ static void head_forward(Sessa *m, const int *targets, int r0, int n) {
     }
 }
 
-static void sessa_forward(Sessa *m, const int *inputs, const int *targets, int B, int T, int t0, int t1) {
+static void model_forward(Model *m, const int *inputs, const int *targets, int B, int T, int t0, int t1) {
     const SessaConfig *c = &m->config;
     int L = c->n_layer, D = c->d_model, H = c->n_head, Hkv = c->n_kv_head, hd = D / H, Dkv = Hkv * hd;
     if (!(t0 >= 0 && t0 < t1 && t1 <= T && (B == 1 || (t0 == 0 && t1 == T))))
-        fatal("sessa_forward: bad rows [%d, %d) of B=%d sequences of T=%d", t0, t1, B, T);
-    if (m->max_rows == 0) sessa_alloc_activations(m, B, T);
+        fatal("model_forward: bad rows [%d, %d) of B=%d sequences of T=%d", t0, t1, B, T);
+    if (m->max_rows == 0) model_alloc_activations(m, B, T);
     if (B * T > m->max_rows || T > m->max_T)
-        fatal("sessa_forward: B=%d T=%d exceed the allocation for B*T=%d rows of T<=%d", B, T, m->max_rows, m->max_T);
+        fatal("model_forward: B=%d T=%d exceed the allocation for B*T=%d rows of T<=%d", B, T, m->max_rows, m->max_T);
     m->B = B; m->T = T;
     int r0 = t0, N = B * (t1 - t0);
     size_t NA = m->max_rows; // layer stride of the activation arrays, in rows
@@ -715,10 +717,10 @@ static void sessa_forward(Sessa *m, const int *inputs, const int *targets, int B
         size_t lr = l * NA + r0; // first row of this layer's slice
         float *x = a->x + (l * NA + r0) * D, *y = a->x + ((l + 1) * NA + r0) * D;
         float *xn = a->xn + lr * D, *ag = a->ag + lr * 2 * D, *abar = a->abar + lr * D;
-        float *fb = a->fb + lr * 2 * D, *gated = a->gated + lr * D;
+        float *qbkb = a->qbkb + lr * 2 * D, *gated = a->gated + lr * D;
         // sequence-level arrays of this layer (row 0 = first row of the layer) for the causal parts
         float *q = a->q + l * NA * D, *k = a->k + l * NA * Dkv, *v = a->v + l * NA * Dkv;
-        float *att = a->att + l * NA * D, *f = a->f + l * NA * D, *fbl = a->fb + l * NA * 2 * D;
+        float *att = a->att + l * NA * D, *f = a->f + l * NA * D, *fbl = a->qbkb + l * NA * 2 * D;
         float *s = a->s + l * NA * D, *cc = a->c + l * NA * D, *gamma = a->gamma + l * NA;
         // xn = LN(x); [a, gt] = Linear_in(xn); abar = GELU(a)
         layernorm_forward(xn, a->ln_mean + lr, a->ln_rstd + lr, x, p->ln_w + l * D, p->ln_b + l * D, N, D, c->ln_eps);
@@ -737,7 +739,7 @@ static void sessa_forward(Sessa *m, const int *inputs, const int *targets, int B
             linear_forward(f + (size_t)r0 * D, D, att + (size_t)r0 * D, D, p->o_w + (size_t)l * D * D, NULL, N, D, D, m->wT);
         if (!c->no_feedback) {
             // feedback: [qb, kb] = Linear_fb(abar); gamma; s = (I - diag(gamma) alpha)^{-1} f
-            linear_forward(fb, 2 * D, abar, D, p->fb_w + (size_t)l * 2 * D * D, p->fb_b + l * 2 * D, N, D, 2 * D, m->wT);
+            linear_forward(qbkb, 2 * D, abar, D, p->fb_w + (size_t)l * 2 * D * D, p->fb_b + l * 2 * D, N, D, 2 * D, m->wT);
             gamma_forward(gamma + r0, abar, p->gamma_w + l * D, p->gamma_b[l], c->gamma_max, N, D);
             feedback_forward(s, cc, a->fb_lse + l * NA, f, fbl, fbl + D, 2 * D, gamma, B, T, t0, t1, D, m->scratch, m->scratch_stride);
         } else {
@@ -769,7 +771,7 @@ static void sessa_forward(Sessa *m, const int *inputs, const int *targets, int B
 
 // tied head + cross-entropy: recompute each chunk's logits, dlogits = (softmax - onehot) dloss / N,
 // dlnf = dlogits wte[:V], dwte[:V] += dlogits^T lnf
-static void head_backward(Sessa *m, float *dlnf, const int *targets, int N, float dloss) {
+static void head_backward(Model *m, float *dlnf, const int *targets, int N, float dloss) {
     const SessaConfig *c = &m->config;
     int V = c->vocab_size, D = c->d_model;
     transpose_wte(m);
@@ -789,88 +791,88 @@ static void head_backward(Sessa *m, float *dlnf, const int *targets, int N, floa
     }
 }
 
-static void sessa_backward(Sessa *m, const int *inputs, const int *targets, float dloss) {
+static void model_backward(Model *m, const int *inputs, const int *targets, float dloss) {
     const SessaConfig *c = &m->config;
     int B = m->B, T = m->T, N = B * T;
     int L = c->n_layer, D = c->d_model, H = c->n_head, Hkv = c->n_kv_head, hd = D / H, Dkv = Hkv * hd;
     size_t NA = m->max_rows;
     ParameterTensors *p = &m->params, *g = &m->grads;
     Activations *a = &m->acts;
-    GradBuffers *gb = &m->gb;
+    BackwardBufs *bw = &m->bw;
     // final LayerNorm and head: dres = dL/dx_L
-    head_backward(m, gb->dxn, targets, N, dloss);
-    memset(gb->dres, 0, (size_t)N * D * sizeof(float));
-    layernorm_backward(gb->dres, g->lnf_w, g->lnf_b, gb->dxn, a->x + (size_t)L * NA * D, p->lnf_w,
+    head_backward(m, bw->dxn, targets, N, dloss);
+    memset(bw->dres, 0, (size_t)N * D * sizeof(float));
+    layernorm_backward(bw->dres, g->lnf_w, g->lnf_b, bw->dxn, a->x + (size_t)L * NA * D, p->lnf_w,
                        a->lnf_mean, a->lnf_rstd, N, D);
     for (int l = L - 1; l >= 0; l--) {
         size_t lr = l * NA;
         float *x = a->x + lr * D, *xn = a->xn + lr * D, *ag = a->ag + lr * 2 * D, *abar = a->abar + lr * D;
         float *q = a->q + lr * D, *k = a->k + lr * Dkv, *v = a->v + lr * Dkv, *att = a->att + lr * D;
-        float *fb = a->fb + lr * 2 * D, *gamma = a->gamma + lr, *s = a->s + lr * D, *cc = a->c + lr * D;
+        float *qbkb = a->qbkb + lr * 2 * D, *gamma = a->gamma + lr, *s = a->s + lr * D, *cc = a->c + lr * D;
         // y = x + Linear_out(s * gt): dgated; then gs = dL/ds = dgated * gt (into u), dgt = dgated * s
-        memset(gb->dgated, 0, (size_t)N * D * sizeof(float));
-        linear_backward(gb->dgated, D, g->out_w + (size_t)l * D * D, g->out_b + l * D, gb->dres, D,
+        memset(bw->dgated, 0, (size_t)N * D * sizeof(float));
+        linear_backward(bw->dgated, D, g->out_w + (size_t)l * D * D, g->out_b + l * D, bw->dres, D,
                         a->gated + lr * D, D, p->out_w + (size_t)l * D * D, N, D, D);
         #pragma omp parallel for
         for (int n = 0; n < N; n++)
             for (int i = 0; i < D; i++) {
                 size_t e = (size_t)n * D + i;
-                gb->u[e] = gb->dgated[e] * ag[(size_t)n * 2 * D + D + i];
-                gb->dag[(size_t)n * 2 * D + D + i] = gb->dgated[e] * s[e];
+                bw->u[e] = bw->dgated[e] * ag[(size_t)n * 2 * D + D + i];
+                bw->dag[(size_t)n * 2 * D + D + i] = bw->dgated[e] * s[e];
             }
-        memset(gb->dabar, 0, (size_t)N * D * sizeof(float));
+        memset(bw->dabar, 0, (size_t)N * D * sizeof(float));
         if (!c->no_feedback) {
             // feedback: u = dL/df, dgamma, d[qb, kb]; then the gamma path and Linear_fb
-            memset(gb->dfb, 0, (size_t)N * 2 * D * sizeof(float));
-            feedback_backward(gb->u, gb->dgamma, gb->dfb, gb->dfb + D, s, cc, a->fb_lse + lr, fb, fb + D, 2 * D,
+            memset(bw->dqbkb, 0, (size_t)N * 2 * D * sizeof(float));
+            feedback_backward(bw->u, bw->dgamma, bw->dqbkb, bw->dqbkb + D, s, cc, a->fb_lse + lr, qbkb, qbkb + D, 2 * D,
                               gamma, B, T, D, m->scratch, m->scratch_stride);
-            gamma_backward(gb->dabar, g->gamma_w + l * D, g->gamma_b + l, gb->dgamma, gamma, abar, p->gamma_w + l * D,
+            gamma_backward(bw->dabar, g->gamma_w + l * D, g->gamma_b + l, bw->dgamma, gamma, abar, p->gamma_w + l * D,
                            c->gamma_max, N, D);
-            linear_backward(gb->dabar, D, g->fb_w + (size_t)l * 2 * D * D, g->fb_b + l * 2 * D, gb->dfb, 2 * D,
+            linear_backward(bw->dabar, D, g->fb_w + (size_t)l * 2 * D * D, g->fb_b + l * 2 * D, bw->dqbkb, 2 * D,
                             abar, D, p->fb_w + (size_t)l * 2 * D * D, N, D, 2 * D);
         }   // f0 (s = f): u = gs = dL/ds is already dL/df
 #ifdef BREAK_F0   // a deliberate error in the f0 path: dev/test/test_cpu_errors.sh checks that test_sessa catches it
-        if (c->no_feedback) for (size_t e = 0; e < (size_t)N * D; e++) gb->u[e] *= 0.5f;
+        if (c->no_feedback) for (size_t e = 0; e < (size_t)N * D; e++) bw->u[e] *= 0.5f;
 #endif
         // Linear_o (H > 1), attention, RoPE, q/k/v
-        float *datt = gb->u;
+        float *datt = bw->u;
         if (H > 1) {
-            memset(gb->datt, 0, (size_t)N * D * sizeof(float));
-            linear_backward(gb->datt, D, g->o_w + (size_t)l * D * D, NULL, gb->u, D, att, D,
+            memset(bw->datt, 0, (size_t)N * D * sizeof(float));
+            linear_backward(bw->datt, D, g->o_w + (size_t)l * D * D, NULL, bw->u, D, att, D,
                             p->o_w + (size_t)l * D * D, N, D, D);
-            datt = gb->datt;
+            datt = bw->datt;
         }
-        memset(gb->dq, 0, (size_t)N * D * sizeof(float));
-        memset(gb->dk, 0, (size_t)N * Dkv * sizeof(float));
-        memset(gb->dv, 0, (size_t)N * Dkv * sizeof(float));
-        attention_backward(gb->dq, gb->dk, gb->dv, datt, att, a->att_lse + lr * H, q, k, v, B, T, H, Hkv, hd,
+        memset(bw->dq, 0, (size_t)N * D * sizeof(float));
+        memset(bw->dk, 0, (size_t)N * Dkv * sizeof(float));
+        memset(bw->dv, 0, (size_t)N * Dkv * sizeof(float));
+        attention_backward(bw->dq, bw->dk, bw->dv, datt, att, a->att_lse + lr * H, q, k, v, B, T, H, Hkv, hd,
                            m->scratch, m->scratch_stride);
         if (c->use_rope) {
-            rope_rotate(gb->dq, D, N, T, 0, H, hd, m->rope_cos, m->rope_sin, -1.0f);
-            rope_rotate(gb->dk, Dkv, N, T, 0, Hkv, hd, m->rope_cos, m->rope_sin, -1.0f);
+            rope_rotate(bw->dq, D, N, T, 0, H, hd, m->rope_cos, m->rope_sin, -1.0f);
+            rope_rotate(bw->dk, Dkv, N, T, 0, Hkv, hd, m->rope_cos, m->rope_sin, -1.0f);
         }
-        linear_backward(gb->dabar, D, g->q_w + (size_t)l * D * D, g->q_b + l * D, gb->dq, D, abar, D,
+        linear_backward(bw->dabar, D, g->q_w + (size_t)l * D * D, g->q_b + l * D, bw->dq, D, abar, D,
                         p->q_w + (size_t)l * D * D, N, D, D);
-        linear_backward(gb->dabar, D, g->k_w + (size_t)l * Dkv * D, g->k_b + l * Dkv, gb->dk, Dkv, abar, D,
+        linear_backward(bw->dabar, D, g->k_w + (size_t)l * Dkv * D, g->k_b + l * Dkv, bw->dk, Dkv, abar, D,
                         p->k_w + (size_t)l * Dkv * D, N, D, Dkv);
-        linear_backward(gb->dabar, D, g->v_w + (size_t)l * Dkv * D, g->v_b + l * Dkv, gb->dv, Dkv, abar, D,
+        linear_backward(bw->dabar, D, g->v_w + (size_t)l * Dkv * D, g->v_b + l * Dkv, bw->dv, Dkv, abar, D,
                         p->v_w + (size_t)l * Dkv * D, N, D, Dkv);
         // GELU, Linear_in, LayerNorm; dres accumulates the LayerNorm path (residual: dx = dy + ...)
-        gelu_backward(gb->dag, 2 * D, gb->dabar, D, ag, 2 * D, N, D);
-        memset(gb->dxn, 0, (size_t)N * D * sizeof(float));
-        linear_backward(gb->dxn, D, g->in_w + (size_t)l * 2 * D * D, g->in_b + l * 2 * D, gb->dag, 2 * D, xn, D,
+        gelu_backward(bw->dag, 2 * D, bw->dabar, D, ag, 2 * D, N, D);
+        memset(bw->dxn, 0, (size_t)N * D * sizeof(float));
+        linear_backward(bw->dxn, D, g->in_w + (size_t)l * 2 * D * D, g->in_b + l * 2 * D, bw->dag, 2 * D, xn, D,
                         p->in_w + (size_t)l * 2 * D * D, N, D, 2 * D);
-        layernorm_backward(gb->dres, g->ln_w + l * D, g->ln_b + l * D, gb->dxn, x, p->ln_w + l * D,
+        layernorm_backward(bw->dres, g->ln_w + l * D, g->ln_b + l * D, bw->dxn, x, p->ln_w + l * D,
                            a->ln_mean + lr, a->ln_rstd + lr, N, D);
     }
     // encoder: dwte[tok] += dres (serial: tokens repeat)
-    for (int r = 0; r < N; r++) axpy(g->wte + (size_t)inputs[r] * D, 1.0f, gb->dres + (size_t)r * D, D);
+    for (int r = 0; r < N; r++) axpy(g->wte + (size_t)inputs[r] * D, 1.0f, bw->dres + (size_t)r * D, D);
 }
 
-static void sessa_zero_grad(Sessa *m) { memset(m->grads_memory, 0, m->num_parameters * sizeof(float)); }
+static void model_zero_grad(Model *m) { memset(m->grads_memory, 0, m->num_parameters * sizeof(float)); }
 
 // global L2 norm of the gradient; fixed-size blocks summed in order (independent of the thread count)
-static float sessa_grad_norm(Sessa *m) {
+static float model_grad_norm(Model *m) {
     size_t n = m->num_parameters, nb = (n + 65535) / 65536;
     double *part = (double *)callocCheck(nb, sizeof(double));
     #pragma omp parallel for
@@ -890,12 +892,8 @@ static float sessa_grad_norm(Sessa *m) {
 
 // AdamW in PyTorch's form: p -= lr wd p; m, v moments; p -= lr mhat / (sqrt(vhat) + eps). step t >= 1.
 // decay_all = 1 decays every parameter (the reference's setting); 0 the mask of llmc/sessa.h (sessa_param_decays).
-static void sessa_update(Sessa *m, float lr, float beta1, float beta2, float eps, float wd, int t, int decay_all,
+static void model_update(Model *m, float lr, float beta1, float beta2, float eps, float wd, int t, int decay_all,
                          float grad_scale) {
-    if (m->m_memory == NULL) {
-        m->m_memory = alloc_floats(m->num_parameters);
-        m->v_memory = alloc_floats(m->num_parameters);
-    }
     size_t sizes[NUM_PARAMETER_TENSORS], off = 0;
     sessa_param_sizes(&m->config, sizes);
     float bc1 = 1.0f - powf(beta1, (float)t), bc2 = 1.0f - powf(beta2, (float)t);
@@ -919,12 +917,12 @@ static void sessa_update(Sessa *m, float lr, float beta1, float beta2, float eps
 
 // tokens[0..P-1] is the prompt (P >= 1); tokens[P..n_tokens-1] are sampled (temperature 0: greedy; top_k 0: all),
 // one coin per new token. The prompt's rows run through the same one-row forward (a recurrent prefill).
-static void sessa_generate(Sessa *m, int *tokens, int P, int n_tokens, Rng *rng, Tokenizer *tok, float temperature,
+static void model_generate(Model *m, int *tokens, int P, int n_tokens, Rng *rng, Tokenizer *tok, float temperature,
                            int top_k) {
     int V = m->config.vocab_size;
     float *logits_row = m->logits;
     for (int t = 0; t + 1 < n_tokens; t++) {
-        sessa_forward(m, tokens, NULL, 1, n_tokens, t, t + 1);
+        model_forward(m, tokens, NULL, 1, n_tokens, t, t + 1);
         if (t + 1 < P) continue;   // the next token is the prompt's
         // head_forward left row t's logits in the first row of m->logits
         int next = sample_logits_topk(logits_row, V, temperature, top_k, rng_f32(rng));
@@ -941,12 +939,12 @@ static void sessa_generate(Sessa *m, int *tokens, int P, int n_tokens, Rng *rng,
 
 #ifndef TESTING
 
-static float evaluate(Sessa *m, DataLoader *loader, int steps, int B, int T) {
+static float evaluate(Model *m, DataLoader *loader, int steps, int B, int T) {
     dataloader_reset(loader);
     double sum = 0.0;
     for (int i = 0; i < steps; i++) {
         dataloader_next_batch(loader);
-        sessa_forward(m, loader->inputs, loader->targets, B, T, 0, T);
+        model_forward(m, loader->inputs, loader->targets, B, T, 0, T);
         sum += m->mean_loss;
     }
     return (float)(sum / steps);
@@ -954,18 +952,18 @@ static float evaluate(Sessa *m, DataLoader *loader, int steps, int B, int T) {
 
 // accuracy at the scored positions of the eval file, per nominal distance, over its sequences = the first
 // rows of the (unshuffled) val loader; printed and logged as "step N eval_acc d=D ACC correct/count"
-static void evaluate_tasks(Sessa *m, DataLoader *loader, EvalTasks *e, int step, FILE *log) {
+static void evaluate_tasks(Model *m, DataLoader *loader, EvalTasks *e, int step, FILE *log) {
     dataloader_reset(loader);
     eval_tasks_zero(e);
     for (int k = 0; k < eval_tasks_steps(e, loader); k++) {
         dataloader_next_batch(loader);
-        sessa_forward(m, loader->inputs, loader->targets, (int)loader->B, (int)loader->T, 0, (int)loader->T);
+        model_forward(m, loader->inputs, loader->targets, (int)loader->B, (int)loader->T, 0, (int)loader->T);
         eval_tasks_score(e, eval_tasks_row0(loader, k), (int)loader->B, m->acts.row_argmax, loader->targets);
     }
     eval_tasks_report(e, step, log);
 }
 
-static void save_checkpoint(Sessa *m, const char *dir, int step, DataLoader *loader, Rng *rng, FILE *log, int keep) {
+static void save_checkpoint(Model *m, const char *dir, int step, DataLoader *loader, Rng *rng, FILE *log, int keep) {
     char model_path[4096], state_path[4096], done_path[4096];
     train_state_paths(model_path, state_path, done_path, sizeof(model_path), dir, step);
     sessa_checkpoint_write(model_path, &m->config, m->params_memory, 1);
@@ -1040,8 +1038,8 @@ int main(int argc, char **argv) {
         printf("warning: tokenizer has %u tokens, the model %d\n", tok.vocab_size, cfg.vocab_size);
     if (args.T > cfg.max_seq_len) cfg.max_seq_len = args.T;
     sessa_config_print(&cfg);
-    Sessa model;
-    sessa_build(&model, &cfg, params);
+    Model model;
+    model_build(&model, &cfg, params);
     args.total_batch = (int)train_args_total_batch(&args, 1);   // one process: -d, else B*T
     printf("| parameters %zu | B %d | T %d | grad accumulation %d | threads %d |\n", model.num_parameters,
            args.B, args.T, args.total_batch / (args.B * args.T), omp_get_max_threads());
@@ -1064,9 +1062,7 @@ int main(int argc, char **argv) {
     if (args.max_steps < 0 && max_steps < 1) fatal("the training data holds less than one step of %d tokens", args.total_batch);
     Rng rng;
     rng_seed(&rng, sampler_seed(args.seed));
-    sessa_alloc_activations(&model, B, T);
-    model.m_memory = alloc_floats(model.num_parameters);
-    model.v_memory = alloc_floats(model.num_parameters);
+    model_alloc_activations(&model, B, T);
     long long log_bytes = -1;
     if (resume_state[0]) {
         DataLoaderState st;
@@ -1105,7 +1101,7 @@ int main(int argc, char **argv) {
                        n - prompt_len, args.gen_tokens);
             memcpy(gen_tokens, prompt, prompt_len * sizeof(int));
             printf("generating:\n---\n");
-            sessa_generate(&model, gen_tokens, prompt_len, n, &rng, &tok, args.temperature, args.top_k);
+            model_generate(&model, gen_tokens, prompt_len, n, &rng, &tok, args.temperature, args.top_k);
             printf("---\n");
         }
         int stop = train_stop_signal;   // Ctrl-C / SIGTERM during the step before: save it, then exit
@@ -1120,20 +1116,20 @@ int main(int argc, char **argv) {
         if (last) break;
 
         double t_start = now_seconds();
-        sessa_zero_grad(&model);
+        model_zero_grad(&model);
         double loss = 0.0;
         for (int micro = 0; micro < accum; micro++) {
             dataloader_next_batch(&train_loader);
-            sessa_forward(&model, train_loader.inputs, train_loader.targets, B, T, 0, T);
-            sessa_backward(&model, train_loader.inputs, train_loader.targets, 1.0f / accum);
+            model_forward(&model, train_loader.inputs, train_loader.targets, B, T, 0, T);
+            model_backward(&model, train_loader.inputs, train_loader.targets, 1.0f / accum);
             loss += model.mean_loss;
         }
         loss /= accum;
         if (!isfinite(loss)) fatal("step %d: the loss is %f: training diverged", step + 1, loss);
-        float norm = sessa_grad_norm(&model);
+        float norm = model_grad_norm(&model);
         float scale = args.grad_clip > 0.0f && norm > args.grad_clip ? args.grad_clip / (norm + 1e-6f) : 1.0f;
         float lr = lr_at_step(args.lr, step, args.warmup, max_steps, args.final_lr_frac);
-        sessa_update(&model, lr, 0.9f, 0.95f, 1e-8f, args.weight_decay, step + 1, 0, scale);
+        model_update(&model, lr, 0.9f, 0.95f, 1e-8f, args.weight_decay, step + 1, 0, scale);
         double dt = now_seconds() - t_start;
         float tok_s = (float)(args.total_batch / dt);
         printf("step %d/%d | loss %.6f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s\n", step + 1, max_steps, loss,
@@ -1151,7 +1147,7 @@ int main(int argc, char **argv) {
     if (use_val) dataloader_free(&val_loader);
     if (eval_file) eval_tasks_free(&eval_tasks);
     tokenizer_free(&tok);
-    sessa_free(&model);
+    model_free(&model);
     return 0;
 }
 #endif // TESTING

@@ -571,7 +571,7 @@ static void segments_add(AdamWSegments *seg, size_t *pos, size_t s0, size_t s1, 
 
 // AdamW on this rank's shard in one launch: the shard is cut into segments of equal weight decay (llmc/sessa.h's
 // sessa_param_decays, or every tensor with decay_all; the zero gaps between tensors never), then all ranks get
-// the weights. step t >= 1; the same arguments in the same order as train_sessa.c's sessa_update.
+// the weights. step t >= 1; the same arguments in the same order as train_sessa.c's model_update.
 static void model_update(Model *m, float lr, float beta1, float beta2, float eps, float wd, int step, int decay_all,
                          float grad_scale, MultiGpuConfig *mg) {
     size_t s0 = m->shard.offset, s1 = m->shard.offset + m->shard.valid, pos = s0;
