@@ -64,6 +64,11 @@ test: deps
 	bash dev/test/run_all.sh
 
 # C unit tests in dev/test/ (each prints "N passed, M failed"; exit code tells)
+# test_cpu_kernels: llmc/cpu_kernels.h with OpenMP on, as train_sessa builds it
+dev/test/bin/test_cpu_kernels: dev/test/test_cpu_kernels.c $(HEADERS)
+	@mkdir -p dev/test/bin
+	$(CC) $(CFLAGS) $(OMPFLAGS) -I. $< $(LDLIBS) -o $@
+
 dev/test/bin/test_%: dev/test/test_%.c dev/test/data_testing.h $(HEADERS)
 	@mkdir -p dev/test/bin
 	$(CC) $(CFLAGS) -I. $< $(LDLIBS) -o $@

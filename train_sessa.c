@@ -1,6 +1,9 @@
 /*
  train_sessa.c: trains a Sessa language model on the CPU in fp32, in the manner of llm.c's train_gpt2.c.
- Every forward and its backward are written by hand, side by side; OpenMP, no BLAS.
+ Every forward and its backward are written by hand, side by side; OpenMP, no BLAS. The speed work (a tiled
+ GEMM, exp and normal-CDF polynomials, blocked transposes) is in llmc/cpu_kernels.h beside plain references, so
+ this file is the model: layers, then the model (forward, backward, update), then the training loop. Names,
+ order and arguments follow train_sessa.cu (Model, model_forward, model_backward, model_update, ...).
  The model, its init, the feedback backward and the files follow DESIGN.md (sections 1-5).
 
  Build: make train_sessa  (gcc -O3 -march=native -ffp-contract=fast -fopenmp train_sessa.c -lm -o train_sessa)
@@ -40,64 +43,7 @@
 #include "llmc/dataloader.h"
 #include "llmc/tokenizer.h"
 #include "llmc/eval_tasks.h"
-
-// ----------------------------------------------------------------------------
-// matmul: C (M,N) (+)= A (M,K) B (K,N). A(m,k) = A[m*sam + k*sak], so A can be read transposed;
-// B and C are row-major with leading dimensions ldb, ldc. Register tiles of MR x NR accumulators,
-// vectorised along N; tiles are independent, so the result does not depend on the thread count.
-
-#define MR 8
-#define NR 32
-
-static inline void gemm_tile(float *C, int ldc, const float *A, long sam, long sak, const float *B, int ldb,
-                             int K, int accumulate) {
-    float acc[MR][NR];
-    for (int i = 0; i < MR; i++)
-        for (int j = 0; j < NR; j++) acc[i][j] = accumulate ? C[(size_t)i * ldc + j] : 0.0f;
-    for (int k = 0; k < K; k++) {
-        const float *b = B + (size_t)k * ldb;
-        for (int i = 0; i < MR; i++) {
-            float a = A[i * sam + k * sak];
-            #pragma omp simd
-            for (int j = 0; j < NR; j++) acc[i][j] += a * b[j];
-        }
-    }
-    for (int i = 0; i < MR; i++)
-        for (int j = 0; j < NR; j++) C[(size_t)i * ldc + j] = acc[i][j];
-}
-
-// the same for a partial tile at the edges (mr <= MR, nr <= NR)
-static inline void gemm_tile_edge(float *C, int ldc, const float *A, long sam, long sak, const float *B, int ldb,
-                                  int K, int accumulate, int mr, int nr) {
-    float acc[MR][NR];
-    for (int i = 0; i < mr; i++)
-        for (int j = 0; j < nr; j++) acc[i][j] = accumulate ? C[(size_t)i * ldc + j] : 0.0f;
-    for (int k = 0; k < K; k++) {
-        const float *b = B + (size_t)k * ldb;
-        for (int i = 0; i < mr; i++) {
-            float a = A[i * sam + k * sak];
-            for (int j = 0; j < nr; j++) acc[i][j] += a * b[j];
-        }
-    }
-    for (int i = 0; i < mr; i++)
-        for (int j = 0; j < nr; j++) C[(size_t)i * ldc + j] = acc[i][j];
-}
-
-static void gemm(float *C, int ldc, const float *A, long sam, long sak, const float *B, int ldb,
-                 int M, int N, int K, int accumulate) {
-    int mt = (M + MR - 1) / MR, nt = (N + NR - 1) / NR;
-    #pragma omp parallel for collapse(2) schedule(static)
-    for (int im = 0; im < mt; im++) {
-        for (int in = 0; in < nt; in++) {
-            int m0 = im * MR, n0 = in * NR;
-            int mr = M - m0 < MR ? M - m0 : MR, nr = N - n0 < NR ? N - n0 : NR;
-            float *c = C + (size_t)m0 * ldc + n0;
-            const float *a = A + m0 * sam, *b = B + n0;
-            if (mr == MR && nr == NR) gemm_tile(c, ldc, a, sam, sak, b, ldb, K, accumulate);
-            else gemm_tile_edge(c, ldc, a, sam, sak, b, ldb, K, accumulate, mr, nr);
-        }
-    }
-}
+#include "llmc/cpu_kernels.h"   // gemm, exp_fast, normal_cdf, dot, axpy, max_of, transpose_rows
 
 // ----------------------------------------------------------------------------
 // Linear: out = inp W^T + b, W (OC, C) as PyTorch stores it. Rows have strides ldo / ldi.
@@ -184,47 +130,7 @@ static void layernorm_backward(float *dinp, float *dw, float *db, const float *d
 }
 
 // ----------------------------------------------------------------------------
-// exp(x) for the softmaxes and GELU (arguments <= 0 up to rounding), in a form the compiler vectorises:
-// x = n ln2 + r, |r| <= ln2/2 (ln2 in two parts), exp(r) by Cephes' degree-6 polynomial (about 2 ulp),
-// times 2^n built in the exponent bits. x is clamped to [-87, 88]: exp(-87) = 1.6e-38 stands for 0.
-// n = nearbyintf (round to nearest), not floorf(y + 0.5): gcc 12 vectorises no loop with floorf in it
-// (it keeps floor scalar under the default -ftrapping-math), which left every softmax loop scalar.
-static inline float exp_fast(float x) {
-    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
-    float n = nearbyintf(x * 1.44269504088896341f);
-    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, 4);
-    return p * scale;
-}
-
-// ----------------------------------------------------------------------------
-// GELU, exact erf form: gelu(x) = x Phi(x), Phi the standard normal CDF.
-// Phi(x) = erfc(-x / sqrt2) / 2 with erfc(z) = t exp(-z^2 + P(t)), t = 1 / (1 + z/2), z >= 0 (Numerical Recipes'
-// erfcc, a Chebyshev fit of relative error < 1.2e-7) and erfc(-z) = 2 - erfc(z). Unlike libm's erff it has no
-// branch or call, so the GELU loops vectorise (erff was 3% of a step); max abs error of Phi in fp32 2e-7.
-static inline float normal_cdf(float x) {
-    float z = fabsf(x) * (float)M_SQRT1_2, t = 1.0f / (1.0f + 0.5f * z);
-    float p = 0.17087277f;
-    p = p * t - 0.82215223f;
-    p = p * t + 1.48851587f;
-    p = p * t - 1.13520398f;
-    p = p * t + 0.27886807f;
-    p = p * t - 0.18628806f;
-    p = p * t + 0.09678418f;
-    p = p * t + 0.37409196f;
-    p = p * t + 1.00002368f;
-    float half_erfc = 0.5f * t * exp_fast(-z * z - 1.26551223f + t * p);       // erfc(|x| / sqrt2) / 2
-    return x < 0.0f ? half_erfc : 1.0f - half_erfc;
-}
+// GELU, exact erf form: gelu(x) = x Phi(x), Phi the standard normal CDF (normal_cdf, llmc/cpu_kernels.h)
 
 static void gelu_forward(float *out, int ldo, const float *inp, int ldi, int N, int D) {
     #pragma omp parallel for
@@ -268,39 +174,6 @@ static void rope_rotate(float *x, int ld, int N, int T, int r0, int n_heads, int
                 v[2 * i] = a * c - b * s;
                 v[2 * i + 1] = a * s + b * c;
             }
-        }
-    }
-}
-
-// ----------------------------------------------------------------------------
-// small helpers for the causal parts
-
-static inline float dot(const float *a, const float *b, int n) {
-    float s = 0.0f;
-    #pragma omp simd reduction(+:s)
-    for (int i = 0; i < n; i++) s += a[i] * b[i];
-    return s;
-}
-static inline void axpy(float *y, float a, const float *x, int n) {
-    #pragma omp simd
-    for (int i = 0; i < n; i++) y[i] += a * x[i];
-}
-static inline float max_of(const float *x, int n) {
-    float m = -INFINITY;
-    #pragma omp simd reduction(max:m)
-    for (int i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
-    return m;
-}
-// out (cols, rows) with row stride ldo = transpose of the first `cols` columns of rows [0, rows) of x (stride ldx)
-// In blocks of 16 rows: the 16 source rows stay in L1 while each output row gets 16 contiguous floats
-// (one vector store); element by element, every store went to another output row (1.5% of a step).
-static inline void transpose_rows(float *out, int ldo, const float *x, int ldx, int rows, int cols) {
-    for (int j0 = 0; j0 < rows; j0 += 16) {
-        int nj = rows - j0 < 16 ? rows - j0 : 16;
-        for (int i = 0; i < cols; i++) {
-            float *o = out + (size_t)i * ldo + j0;
-            const float *xi = x + (size_t)j0 * ldx + i;
-            for (int j = 0; j < nj; j++) o[j] = xi[(size_t)j * ldx];
         }
     }
 }

@@ -66,7 +66,7 @@ step "pytest dev/test/test_long_context_eval.py (C and PyTorch accuracy per dist
     $PYTHON -m pytest -q dev/test/test_long_context_eval.py
 
 # -- C unit tests
-for t in dataloader tokenizer distributed feedback_blocked flops sampler; do
+for t in dataloader tokenizer distributed feedback_blocked flops sampler cpu_kernels; do
     step "dev/test/test_$t.c" $MAKE dev/test/bin/test_$t
     [ -x dev/test/bin/test_$t ] && step "test_$t" dev/test/bin/test_$t
 done
