@@ -956,18 +956,18 @@ int main(int argc, char **argv) {
 
     // at step s: validation, eval, sample, checkpoint (these belong to step s: a run resumed from the
     // checkpoint of step s does not repeat them), then the optimizer step s -> s + 1
+    StepRange range = { start_step, max_steps };
     for (int step = start_step; step <= max_steps; step++) {
         int last = step == max_steps;
-        int resumed_here = start_step > 0 && step == start_step;
-        if (!resumed_here && args.val_every > 0 && (step % args.val_every == 0 || last)) {
+        if (step_validates(range, step, args.val_every)) {
             float val_loss = evaluate(&model, &val_loader, args.val_steps, B, T);
             printf("step %d | val loss %.6f\n", step, val_loss);
             if (log) { fprintf(log, "step %d val_loss %.6f\n", step, val_loss); fflush(log); }
         }
-        if (!resumed_here && eval_file && ((args.val_every > 0 && step % args.val_every == 0) || last))
+        if (eval_file && !step_resumed_here(range, step) && (step_validates(range, step, args.val_every) || last))
             evaluate_tasks(&model, &val_loader, &eval_tasks, step, log);
         // -x 0 samples at step 0: a way to sample from a checkpoint (-e FILE -x 0 -s 1)
-        if (!resumed_here && args.sample_every > 0 && (step > 0 || max_steps == 0) && (step % args.sample_every == 0 || last)) {
+        if (step_samples(range, step, args.sample_every)) {
             int n = prompt_len + args.gen_tokens < T ? prompt_len + args.gen_tokens : T;   // prompt + new, at most T
             if (n < prompt_len + args.gen_tokens)
                 printf("note: -t %d rows hold the prompt (%d) and %d of the -g %d new tokens\n", T, prompt_len,
@@ -978,7 +978,7 @@ int main(int argc, char **argv) {
             printf("---\n");
         }
         int stop = train_stop_signal;   // Ctrl-C / SIGTERM during the step before: save it, then exit
-        if (args.out_dir && step > start_step && ((args.ckpt_every > 0 && step % args.ckpt_every == 0) || last || stop))
+        if (args.out_dir && step_checkpoints(range, step, args.ckpt_every, stop))
             save_checkpoint(&model, args.out_dir, step, &train_loader, &rng, log, args.keep_last);
         if (stop && !last) {
             printf("stopped by signal %d at step %d%s\n", stop, step,

@@ -1118,23 +1118,21 @@ int main(int argc, char **argv) {
     float dloss = 1.0f / (B * T * grad_accum);
     // at step s: validation, sample, checkpoint (these belong to step s: a run resumed from the checkpoint of
     // step s does not repeat them), then the optimizer step s -> s + 1 (the same schedule as train_sessa.c)
+    StepRange range = { start_step, max_steps };
     for (int step = start_step; step <= max_steps; step++) {
         int last = step == max_steps;
-        int resumed_here = start_step > 0 && step == start_step;
-        if (!resumed_here && args.val_every > 0 && (step % args.val_every == 0 || last)) {
+        if (step_validates(range, step, args.val_every)) {
             float val_loss = evaluate(&model, &val_loader, args.val_steps, B, T, &mg);
             printf("step %d | val loss %.6f\n", step, val_loss);
             if (logf) { fprintf(logf, "step %d val_loss %.6f\n", step, val_loss); fflush(logf); }
         }
         // -x 0 samples at step 0: a way to sample from a checkpoint (-e FILE -x 0 -s 1)
-        if (!resumed_here && args.sample_every > 0 && (step > 0 || max_steps == 0) &&
-            (step % args.sample_every == 0 || last) && rank0)
+        if (step_samples(range, step, args.sample_every) && rank0)
             sample_and_print(&model, sample_tok, prompt, prompt_len, args.gen_tokens, &sample_opts, &rng);
         // Ctrl-C / SIGTERM during the step before (on any rank: all ranks agree): save it, then exit 128 + signal
         int stop = mg.num_processes > 1 ? (int)multi_gpu_cpu_float_sum((float)train_stop_signal, &mg)
                                         : (int)train_stop_signal;
-        if (args.out_dir != NULL && step > start_step &&
-            ((args.ckpt_every > 0 && step % args.ckpt_every == 0) || last || stop))
+        if (args.out_dir != NULL && step_checkpoints(range, step, args.ckpt_every, stop))
             save_checkpoint(&model, args.out_dir, step, &train_loader, &rng, &mg, logf, args.keep_last);
         if (stop && !last) {
             int sig = train_stop_signal ? (int)train_stop_signal : SIGINT;
