@@ -8,7 +8,8 @@
    the gradients of each layer are reduced while the backward of the layers below it runs
  - a checkpoint + resume state (-n, -y 1) written on W GPUs resumes on any number of GPUs
  - -r 1 recomputes LayerNorm and GELU outputs in the backward instead of keeping them per layer
- Same flags and files as train_sessa.c (llmc/args.h) plus -r, -z, -pi, -cg.
+ Same flags, files and step schedule as train_sessa.c (llmc/args.h, llmc/schedule.h; dev/test/test_twins.sh checks
+ that both give the same losses), except -E (CPU only), plus -r, -z, -pi, -cg, -sb, -sm.
  - -cg 1 (default, one GPU): each micro-step's forward + loss + backward is one replayed CUDA graph
  Sampling (DESIGN.md section 5: -st -sk -sp -sf -g, and -sb -sm here) decodes recurrently (llmc/decode.cuh): the
  prompt is prefilled by the parallel forward, whose k, v, kb, s rows become the caches; then each new token is one
