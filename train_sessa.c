@@ -34,14 +34,23 @@
 #include <unistd.h>
 #include <sys/stat.h>
 #include <omp.h>
+// defines: fatal, mallocCheck, fopenCheck, now_seconds, bf16 conversions
 #include "llmc/utils.h"
+// defines: SessaConfig, the parameter table (P_*), sessa_param_decays, init, checkpoints, Rng
 #include "llmc/sessa.h"
+// defines: TrainArgs, train_args_parse (the flags of DESIGN.md section 5), -h
 #include "llmc/args.h"
+// defines: lr_at_step, step_validates, step_samples, step_checkpoints
 #include "llmc/schedule.h"
+// defines: sample_logits_topk, argmax_logits, sampler_seed
 #include "llmc/sampler.h"
+// defines: train_state_read/write, the run directory (lock, args.txt, main.log, run_log_val/run_log_train)
 #include "llmc/train_state.h"
+// defines: DataLoader
 #include "llmc/dataloader.h"
+// defines: Tokenizer
 #include "llmc/tokenizer.h"
+// defines: EvalTasks (-E)
 #include "llmc/eval_tasks.h"
 #include "llmc/cpu_kernels.h"   // gemm, exp_fast, normal_cdf, dot, axpy, max_of, transpose_rows
 
@@ -960,9 +969,7 @@ int main(int argc, char **argv) {
     for (int step = start_step; step <= max_steps; step++) {
         int last = step == max_steps;
         if (step_validates(range, step, args.val_every)) {
-            float val_loss = evaluate(&model, &val_loader, args.val_steps, B, T);
-            printf("step %d | val loss %.6f\n", step, val_loss);
-            if (log) { fprintf(log, "step %d val_loss %.6f\n", step, val_loss); fflush(log); }
+            run_log_val(log, step, evaluate(&model, &val_loader, args.val_steps, B, T));
         }
         if (eval_file && !step_resumed_here(range, step) && (step_validates(range, step, args.val_every) || last))
             evaluate_tasks(&model, &val_loader, &eval_tasks, step, log);
@@ -1007,10 +1014,7 @@ int main(int argc, char **argv) {
         float tok_s = (float)(args.total_batch / dt);
         printf("step %d/%d | loss %.6f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s\n", step + 1, max_steps, loss,
                lr, norm, dt * 1e3, tok_s);
-        if (log) {
-            fprintf(log, "step %d train_loss %.6f lr %.6e norm %.6f tok_s %.1f\n", step + 1, loss, lr, norm, tok_s);
-            fflush(log);
-        }
+        run_log_train(log, step + 1, loss, lr, norm, tok_s);
     }
     if (train_stop_signal) printf("signal %d at the last step: the run is complete\n", (int)train_stop_signal);
     if (log) fcloseCheck(log, "main.log");

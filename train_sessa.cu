@@ -22,11 +22,17 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/stat.h>
+// defines: fatal, mallocCheck, fopenCheck, now_seconds, bf16 conversions
 #include "llmc/utils.h"
+// defines: SessaConfig, the parameter table (P_*), sessa_param_decays, init, checkpoints, Rng
 #include "llmc/sessa.h"
+// defines: TrainArgs, train_args_parse (the flags of DESIGN.md section 5), -h
 #include "llmc/args.h"
+// defines: train_state_read/write, the run directory (lock, args.txt, main.log, run_log_val/run_log_train)
 #include "llmc/train_state.h"
+// defines: lr_at_step, step_validates, step_samples, step_checkpoints
 #include "llmc/schedule.h"
+// defines: sample_logits_topk, argmax_logits, sampler_seed
 #include "llmc/sampler.h"
 #include "llmc/flops.h"
 #include "llmc/dataloader.h"
@@ -1123,9 +1129,7 @@ int main(int argc, char **argv) {
     for (int step = start_step; step <= max_steps; step++) {
         int last = step == max_steps;
         if (step_validates(range, step, args.val_every)) {
-            float val_loss = evaluate(&model, &val_loader, args.val_steps, B, T, &mg);
-            printf("step %d | val loss %.6f\n", step, val_loss);
-            if (logf) { fprintf(logf, "step %d val_loss %.6f\n", step, val_loss); fflush(logf); }
+            run_log_val(logf, step, evaluate(&model, &val_loader, args.val_steps, B, T, &mg));
         }
         // -x 0 samples at step 0: a way to sample from a checkpoint (-e FILE -x 0 -s 1)
         if (step_samples(range, step, args.sample_every) && rank0)
@@ -1173,10 +1177,7 @@ int main(int argc, char **argv) {
             printf("step %d/%d | loss %.6f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s\n", step + 1, max_steps,
                    train_loss, lr, norm, dt * 1e3, tok_s);
         }
-        if (logf) {   // the same main.log lines as train_sessa.c (scripts/plot_log.py reads both)
-            fprintf(logf, "step %d train_loss %.6f lr %.6e norm %.6f tok_s %.1f\n", step + 1, train_loss, lr, norm, tok_s);
-            fflush(logf);
-        }
+        run_log_train(logf, step + 1, train_loss, lr, norm, tok_s);
     }
     if (train_stop_signal) printf("signal %d at the last step: the run is complete\n", (int)train_stop_signal);
 
