@@ -64,6 +64,11 @@ test: deps
 	bash dev/test/run_all.sh
 
 # C unit tests in dev/test/ (each prints "N passed, M failed"; exit code tells)
+# test_cpu_kernels: llmc/cpu_kernels.h with OpenMP on, as train_sessa builds it
+dev/test/bin/test_cpu_kernels: dev/test/test_cpu_kernels.c $(HEADERS)
+	@mkdir -p dev/test/bin
+	$(CC) $(CFLAGS) $(OMPFLAGS) -I. $< $(LDLIBS) -o $@
+
 dev/test/bin/test_%: dev/test/test_%.c dev/test/data_testing.h $(HEADERS)
 	@mkdir -p dev/test/bin
 	$(CC) $(CFLAGS) -I. $< $(LDLIBS) -o $@
@@ -100,7 +105,7 @@ clean:
 	rm -rf dev/cuda/bin dev/fuzz/bin
 	rm -rf $(REFS) dev/test/bin
 
-# ---------------------------------------------------------------------------- data (helper DATA)
+# ---------------------------------------------------------------------------- data
 # make test-data: C loader/tokenizer tests + pytest of data/;  make data-default: data/default/ (Austen, bytes)
 # make fuzz FUZZ_SECONDS=60: libFuzzer on the shard, tokenizer and checkpoint parsers (clang)
 DATA_TESTS = dev/test/bin/test_dataloader dev/test/bin/test_tokenizer
@@ -117,7 +122,7 @@ fuzz:
 	$(MAKE) -C dev/fuzz fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
 .PHONY: test-data data-default fuzz
 
-# ---------------------------------------------------------------------------- CPU tests (helper CPU)
+# ---------------------------------------------------------------------------- CPU tests
 # test_sessa built with QB=5: many query blocks in the blocked attention/feedback on the short dumps
 # make bench-cpu: scripts/bench_cpu.sh, C vs PyTorch tok/s on 2 threads (needs data/default).
 dev/test/bin/test_sessa_qb5: test_sessa.c train_sessa.c $(HEADERS)
@@ -128,7 +133,7 @@ bench-cpu: train_sessa
 	scripts/bench_cpu.sh
 .PHONY: bench-cpu
 
-# ---------------------------------------------------------------------------- CUDA emulator (helper EMU)
+# ---------------------------------------------------------------------------- CUDA emulator
 # make test-cuda-emu: the real llmc/*.cuh kernels run on the CPU (dev/cuda_emu, g++ only, no GPU or nvcc),
 # each dev/cuda/<kernel>.cu check against its CPU reference, plus the emulator's own self-test
 test-cuda-emu:

@@ -81,8 +81,8 @@ int main(int argc, char **argv) {
     sessa_debug_state_read(&ds, debug_path, &cfg);
     printf("B %d T %d n_steps %d | lr %g wd %g betas (%g, %g) eps %g\n", ds.B, ds.T, ds.n_steps, ds.lr,
            ds.weight_decay, ds.beta1, ds.beta2, ds.eps);
-    Sessa model;
-    sessa_build(&model, &cfg, params);
+    Model model;
+    model_build(&model, &cfg, params);
     int B = ds.B, T = ds.T, V = cfg.vocab_size;
 
     if (bf16_path) {
@@ -98,10 +98,10 @@ int main(int argc, char **argv) {
 
     // the recurrent decode path (one new row at a time against the cached rows, as sampling runs it)
     // gives the parallel forward's logits: sequence 0, every position (checked against the reference)
-    sessa_alloc_activations(&model, B, T);
+    model_alloc_activations(&model, B, T);
     float *dec = (float *)mallocCheck((size_t)T * V * sizeof(float));
     for (int t = 0; t < T; t++) {
-        sessa_forward(&model, ds.inputs, NULL, 1, T, t, t + 1);
+        model_forward(&model, ds.inputs, NULL, 1, T, t, t + 1);
         memcpy(dec + (size_t)t * V, model.logits, (size_t)V * sizeof(float));
     }
     check_tensor("decode", dec, ds.logits, (size_t)T * V, fwd_rtol, 1e-7f);
@@ -109,15 +109,14 @@ int main(int argc, char **argv) {
 
     // forward: logits and loss
     float *logits = (float *)mallocCheck((size_t)B * T * V * sizeof(float));
-    model.logits_out = logits;
-    sessa_forward(&model, ds.inputs, ds.targets, B, T, 0, T);
-    model.logits_out = NULL;
+    model_forward(&model, ds.inputs, ds.targets, B, T, 0, T);
+    model_logits(&model, logits, 0, B * T);
     check_tensor("logits", logits, ds.logits, (size_t)B * T * V, fwd_rtol, 1e-7f);
     check_tensor("loss", &model.mean_loss, &ds.loss, 1, fwd_rtol, 1e-7f);
 
     // backward: every parameter tensor
-    sessa_zero_grad(&model);
-    sessa_backward(&model, ds.inputs, ds.targets, 1.0f);
+    model_zero_grad(&model);
+    model_backward(&model, ds.inputs, ds.targets, 1.0f);
     size_t sizes[NUM_PARAMETER_TENSORS], off = 0;
     sessa_param_sizes(&cfg, sizes);
     float grad_scale = 0.0f;                 // max |reference gradient| over all tensors
@@ -131,20 +130,20 @@ int main(int argc, char **argv) {
     // AdamW on the same batch (PyTorch's form, decay on every parameter): losses[i] after i updates
     for (int i = 0; i < ds.n_steps; i++) {
         if (i > 0) {
-            sessa_forward(&model, ds.inputs, ds.targets, B, T, 0, T);
+            model_forward(&model, ds.inputs, ds.targets, B, T, 0, T);
             char name[32];
             snprintf(name, sizeof(name), "loss[%d]", i);
             check_tensor(name, &model.mean_loss, &ds.losses[i], 1, 0.0f, step_atol);
         }
         if (i + 1 < ds.n_steps) {
-            sessa_zero_grad(&model);
-            sessa_backward(&model, ds.inputs, ds.targets, 1.0f);
-            sessa_update(&model, ds.lr, ds.beta1, ds.beta2, ds.eps, ds.weight_decay, i + 1, 1, 1.0f);
+            model_zero_grad(&model);
+            model_backward(&model, ds.inputs, ds.targets, 1.0f);
+            model_update(&model, ds.lr, ds.beta1, ds.beta2, ds.eps, ds.weight_decay, i + 1, 1, 1.0f);
         }
     }
     printf("%s: %d check(s) failed\n", n_fail ? "FAIL" : "OK", n_fail);
     free(logits);
     sessa_debug_state_free(&ds);
-    sessa_free(&model);
+    model_free(&model);
     return n_fail ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -247,7 +247,7 @@ int main(int argc, char **argv) {
     // 4) AdamW steps on the same batch (every parameter decays, as in the reference); losses[0] is the loss above
     check_scalar(&rep, "step 0", loss, ds.losses[0], 2e-2f);
     for (int i = 1; i < ds.n_steps; i++) {
-        model_update(&model, ds.lr, ds.beta1, ds.beta2, ds.eps, ds.weight_decay, 1, 1.0f, i, &mg);
+        model_update(&model, ds.lr, ds.beta1, ds.beta2, ds.eps, ds.weight_decay, i, 1, 1.0f, &mg);
         float step_loss = grads_of_batch(&model, &ds, grads);
         char name[32];
         snprintf(name, sizeof(name), "step %d", i);

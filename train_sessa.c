@@ -1,6 +1,9 @@
 /*
  train_sessa.c: trains a Sessa language model on the CPU in fp32, in the manner of llm.c's train_gpt2.c.
- Every forward and its backward are written by hand, side by side; OpenMP, no BLAS.
+ Every forward and its backward are written by hand, side by side; OpenMP, no BLAS. The speed work (a tiled
+ GEMM, exp and normal-CDF polynomials, blocked transposes) is in llmc/cpu_kernels.h beside plain references, so
+ this file is the model: layers, then the model (forward, backward, update), then the training loop. Names,
+ order and arguments follow train_sessa.cu (Model, model_forward, model_backward, model_update, ...).
  The model, its init, the feedback backward and the files follow DESIGN.md (sections 1-5).
 
  Build: make train_sessa  (gcc -O3 -march=native -ffp-contract=fast -fopenmp train_sessa.c -lm -o train_sessa)
@@ -31,73 +34,25 @@
 #include <unistd.h>
 #include <sys/stat.h>
 #include <omp.h>
+// defines: fatal, mallocCheck, fopenCheck, now_seconds, bf16 conversions
 #include "llmc/utils.h"
+// defines: SessaConfig, the parameter table (P_*), sessa_param_decays, init, checkpoints, Rng
 #include "llmc/sessa.h"
+// defines: TrainArgs, train_args_parse (the flags of DESIGN.md section 5), -h
 #include "llmc/args.h"
+// defines: lr_at_step, step_validates, step_samples, step_checkpoints
 #include "llmc/schedule.h"
+// defines: sample_logits_topk, argmax_logits, sampler_seed
 #include "llmc/sampler.h"
+// defines: train_state_read/write, the run directory (lock, args.txt, main.log, run_log_val/run_log_train)
 #include "llmc/train_state.h"
+// defines: DataLoader
 #include "llmc/dataloader.h"
+// defines: Tokenizer
 #include "llmc/tokenizer.h"
+// defines: EvalTasks (-E)
 #include "llmc/eval_tasks.h"
-
-// ----------------------------------------------------------------------------
-// matmul: C (M,N) (+)= A (M,K) B (K,N). A(m,k) = A[m*sam + k*sak], so A can be read transposed;
-// B and C are row-major with leading dimensions ldb, ldc. Register tiles of MR x NR accumulators,
-// vectorised along N; tiles are independent, so the result does not depend on the thread count.
-
-#define MR 8
-#define NR 32
-
-static inline void gemm_tile(float *C, int ldc, const float *A, long sam, long sak, const float *B, int ldb,
-                             int K, int accumulate) {
-    float acc[MR][NR];
-    for (int i = 0; i < MR; i++)
-        for (int j = 0; j < NR; j++) acc[i][j] = accumulate ? C[(size_t)i * ldc + j] : 0.0f;
-    for (int k = 0; k < K; k++) {
-        const float *b = B + (size_t)k * ldb;
-        for (int i = 0; i < MR; i++) {
-            float a = A[i * sam + k * sak];
-            #pragma omp simd
-            for (int j = 0; j < NR; j++) acc[i][j] += a * b[j];
-        }
-    }
-    for (int i = 0; i < MR; i++)
-        for (int j = 0; j < NR; j++) C[(size_t)i * ldc + j] = acc[i][j];
-}
-
-// the same for a partial tile at the edges (mr <= MR, nr <= NR)
-static inline void gemm_tile_edge(float *C, int ldc, const float *A, long sam, long sak, const float *B, int ldb,
-                                  int K, int accumulate, int mr, int nr) {
-    float acc[MR][NR];
-    for (int i = 0; i < mr; i++)
-        for (int j = 0; j < nr; j++) acc[i][j] = accumulate ? C[(size_t)i * ldc + j] : 0.0f;
-    for (int k = 0; k < K; k++) {
-        const float *b = B + (size_t)k * ldb;
-        for (int i = 0; i < mr; i++) {
-            float a = A[i * sam + k * sak];
-            for (int j = 0; j < nr; j++) acc[i][j] += a * b[j];
-        }
-    }
-    for (int i = 0; i < mr; i++)
-        for (int j = 0; j < nr; j++) C[(size_t)i * ldc + j] = acc[i][j];
-}
-
-static void gemm(float *C, int ldc, const float *A, long sam, long sak, const float *B, int ldb,
-                 int M, int N, int K, int accumulate) {
-    int mt = (M + MR - 1) / MR, nt = (N + NR - 1) / NR;
-    #pragma omp parallel for collapse(2) schedule(static)
-    for (int im = 0; im < mt; im++) {
-        for (int in = 0; in < nt; in++) {
-            int m0 = im * MR, n0 = in * NR;
-            int mr = M - m0 < MR ? M - m0 : MR, nr = N - n0 < NR ? N - n0 : NR;
-            float *c = C + (size_t)m0 * ldc + n0;
-            const float *a = A + m0 * sam, *b = B + n0;
-            if (mr == MR && nr == NR) gemm_tile(c, ldc, a, sam, sak, b, ldb, K, accumulate);
-            else gemm_tile_edge(c, ldc, a, sam, sak, b, ldb, K, accumulate, mr, nr);
-        }
-    }
-}
+#include "llmc/cpu_kernels.h"   // gemm, exp_fast, normal_cdf, dot, axpy, max_of, transpose_rows
 
 // ----------------------------------------------------------------------------
 // Linear: out = inp W^T + b, W (OC, C) as PyTorch stores it. Rows have strides ldo / ldi.
@@ -184,47 +139,7 @@ static void layernorm_backward(float *dinp, float *dw, float *db, const float *d
 }
 
 // ----------------------------------------------------------------------------
-// exp(x) for the softmaxes and GELU (arguments <= 0 up to rounding), in a form the compiler vectorises:
-// x = n ln2 + r, |r| <= ln2/2 (ln2 in two parts), exp(r) by Cephes' degree-6 polynomial (about 2 ulp),
-// times 2^n built in the exponent bits. x is clamped to [-87, 88]: exp(-87) = 1.6e-38 stands for 0.
-// n = nearbyintf (round to nearest), not floorf(y + 0.5): gcc 12 vectorises no loop with floorf in it
-// (it keeps floor scalar under the default -ftrapping-math), which left every softmax loop scalar.
-static inline float exp_fast(float x) {
-    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
-    float n = nearbyintf(x * 1.44269504088896341f);
-    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, 4);
-    return p * scale;
-}
-
-// ----------------------------------------------------------------------------
-// GELU, exact erf form: gelu(x) = x Phi(x), Phi the standard normal CDF.
-// Phi(x) = erfc(-x / sqrt2) / 2 with erfc(z) = t exp(-z^2 + P(t)), t = 1 / (1 + z/2), z >= 0 (Numerical Recipes'
-// erfcc, a Chebyshev fit of relative error < 1.2e-7) and erfc(-z) = 2 - erfc(z). Unlike libm's erff it has no
-// branch or call, so the GELU loops vectorise (erff was 3% of a step); max abs error of Phi in fp32 2e-7.
-static inline float normal_cdf(float x) {
-    float z = fabsf(x) * (float)M_SQRT1_2, t = 1.0f / (1.0f + 0.5f * z);
-    float p = 0.17087277f;
-    p = p * t - 0.82215223f;
-    p = p * t + 1.48851587f;
-    p = p * t - 1.13520398f;
-    p = p * t + 0.27886807f;
-    p = p * t - 0.18628806f;
-    p = p * t + 0.09678418f;
-    p = p * t + 0.37409196f;
-    p = p * t + 1.00002368f;
-    float half_erfc = 0.5f * t * exp_fast(-z * z - 1.26551223f + t * p);       // erfc(|x| / sqrt2) / 2
-    return x < 0.0f ? half_erfc : 1.0f - half_erfc;
-}
+// GELU, exact erf form: gelu(x) = x Phi(x), Phi the standard normal CDF (normal_cdf, llmc/cpu_kernels.h)
 
 static void gelu_forward(float *out, int ldo, const float *inp, int ldi, int N, int D) {
     #pragma omp parallel for
@@ -268,39 +183,6 @@ static void rope_rotate(float *x, int ld, int N, int T, int r0, int n_heads, int
                 v[2 * i] = a * c - b * s;
                 v[2 * i + 1] = a * s + b * c;
             }
-        }
-    }
-}
-
-// ----------------------------------------------------------------------------
-// small helpers for the causal parts
-
-static inline float dot(const float *a, const float *b, int n) {
-    float s = 0.0f;
-    #pragma omp simd reduction(+:s)
-    for (int i = 0; i < n; i++) s += a[i] * b[i];
-    return s;
-}
-static inline void axpy(float *y, float a, const float *x, int n) {
-    #pragma omp simd
-    for (int i = 0; i < n; i++) y[i] += a * x[i];
-}
-static inline float max_of(const float *x, int n) {
-    float m = -INFINITY;
-    #pragma omp simd reduction(max:m)
-    for (int i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
-    return m;
-}
-// out (cols, rows) with row stride ldo = transpose of the first `cols` columns of rows [0, rows) of x (stride ldx)
-// In blocks of 16 rows: the 16 source rows stay in L1 while each output row gets 16 contiguous floats
-// (one vector store); element by element, every store went to another output row (1.5% of a step).
-static inline void transpose_rows(float *out, int ldo, const float *x, int ldx, int rows, int cols) {
-    for (int j0 = 0; j0 < rows; j0 += 16) {
-        int nj = rows - j0 < 16 ? rows - j0 : 16;
-        for (int i = 0; i < cols; i++) {
-            float *o = out + (size_t)i * ldo + j0;
-            const float *xi = x + (size_t)j0 * ldx + i;
-            for (int j = 0; j < nj; j++) o[j] = xi[(size_t)j * ldx];
         }
     }
 }
@@ -445,7 +327,7 @@ static void feedback_forward(float *s, float *c, float *lse, const float *f, con
 }
 
 // Given gs = dL/ds, the transposed solve u_j = gs_j + sum_{t>j} gamma_t alpha[t,j] u_t (u = dL/df) runs over
-// query blocks from last to first: with W = gamma alpha, the block's own rows are finished in reverse order
+// query blocks from last to first: with W = diag(gamma) alpha (DESIGN.md §2), the block's own rows are finished in reverse order
 // (each final u_t pushes into the u_j below it inside the block), then u_I is final and gives
 //   dgamma_t = u_t . c_t,  dZ[t,j] = W[t,j] (u_t . s_j - dgamma_t) (the softmax backward, Delta_t = dgamma_t),
 //   dqb_I += dZ kb / sqrt(D),  dkb += dZ^T qb_I / sqrt(D),  and u[<I] += W[I, <I]^T u_I (one matmul).
@@ -542,7 +424,7 @@ typedef struct {
     float *k, *v;              // (L, N, Hkv*hd), k after RoPE
     float *att, *att_lse;      // (L, N, D), (L, N, H)
     float *f;                  // (L, N, D) Linear_o output; the same buffer as att when H == 1
-    float *fb;                 // (L, N, 2D) Linear_fb output [qb | kb]
+    float *qbkb;               // (L, N, 2D) Linear_fb output [qb | kb]
     float *gamma;              // (L, N)
     float *s, *c, *fb_lse;     // (L, N, D), (L, N, D), (L, N)
     float *gated;              // (L, N, D) s * gt
@@ -555,9 +437,9 @@ typedef struct {
     float *dres;               // (N, D) dL/dx of the residual stream
     float *dgated, *dabar, *u, *datt, *dq, *dxn; // (N, D)
     float *dk, *dv;            // (N, Hkv*hd)
-    float *dag, *dfb;          // (N, 2D)
+    float *dag, *dqbkb;        // (N, 2D)
     float *dgamma;             // (N)
-} GradBuffers;
+} BackwardBufs;
 
 typedef struct {
     SessaConfig config;
@@ -567,7 +449,7 @@ typedef struct {
     // activations, allocated at the first forward for up to N rows
     int max_rows, max_T;       // B*T and T of the allocation
     Activations acts;
-    GradBuffers gb;
+    BackwardBufs bw;
     float *wT;                 // transposed weight scratch: (max(2D, V), D)
     float *logits;             // (chunk rows, V)
     int chunk_rows;
@@ -577,10 +459,9 @@ typedef struct {
     // the last forward
     int B, T;
     float mean_loss;
-    float *logits_out;         // when set, the forward copies the (B*T, V) logits here (tests)
-} Sessa;
+} Model;
 
-static void sessa_build(Sessa *m, const SessaConfig *cfg, float *params_memory) {
+static void model_build(Model *m, const SessaConfig *cfg, float *params_memory) {
     memset(m, 0, sizeof(*m));
     m->config = *cfg;
     m->num_parameters = sessa_num_parameters(cfg);
@@ -588,11 +469,13 @@ static void sessa_build(Sessa *m, const SessaConfig *cfg, float *params_memory) 
     sessa_carve_parameters(&m->params, params_memory, cfg);
     m->grads_memory = (float *)callocCheck(m->num_parameters, sizeof(float));
     sessa_carve_parameters(&m->grads, m->grads_memory, cfg);
+    m->m_memory = (float *)callocCheck(m->num_parameters, sizeof(float));   // AdamW moments, zero until a
+    m->v_memory = (float *)callocCheck(m->num_parameters, sizeof(float));   // resume state is read into them
 }
 
 static float *alloc_floats(size_t n) { return (float *)callocCheck(n, sizeof(float)); }
 
-static void sessa_alloc_activations(Sessa *m, int B, int T) {
+static void model_alloc_activations(Model *m, int B, int T) {
     const SessaConfig *c = &m->config;
     size_t N = (size_t)B * T, L = c->n_layer, D = c->d_model, H = c->n_head, hd = D / H, Dkv = c->n_kv_head * hd;
     size_t V = c->vocab_size;
@@ -607,18 +490,18 @@ static void sessa_alloc_activations(Sessa *m, int B, int T) {
     a->k = alloc_floats(L * N * Dkv); a->v = alloc_floats(L * N * Dkv);
     a->att = alloc_floats(L * N * D); a->att_lse = alloc_floats(L * N * H);
     a->f = H > 1 ? alloc_floats(L * N * D) : a->att;
-    a->fb = alloc_floats(L * N * 2 * D);
+    a->qbkb = alloc_floats(L * N * 2 * D);
     a->gamma = alloc_floats(L * N);
     a->s = alloc_floats(L * N * D); a->c = alloc_floats(L * N * D); a->fb_lse = alloc_floats(L * N);
     a->gated = alloc_floats(L * N * D);
     a->lnf = alloc_floats(N * D); a->lnf_mean = alloc_floats(N); a->lnf_rstd = alloc_floats(N);
     a->row_loss = alloc_floats(N);
     a->row_argmax = (int *)callocCheck(N, sizeof(int));
-    GradBuffers *g = &m->gb;
+    BackwardBufs *g = &m->bw;
     g->dres = alloc_floats(N * D); g->dgated = alloc_floats(N * D); g->dabar = alloc_floats(N * D);
     g->u = alloc_floats(N * D); g->datt = alloc_floats(N * D); g->dq = alloc_floats(N * D); g->dxn = alloc_floats(N * D);
     g->dk = alloc_floats(N * Dkv); g->dv = alloc_floats(N * Dkv);
-    g->dag = alloc_floats(N * 2 * D); g->dfb = alloc_floats(N * 2 * D);
+    g->dag = alloc_floats(N * 2 * D); g->dqbkb = alloc_floats(N * 2 * D);
     g->dgamma = alloc_floats(N);
     m->wT = alloc_floats((V > 2 * D ? V : 2 * D) * D);
     m->chunk_rows = (int)(N < 256 ? N : 256);
@@ -635,14 +518,14 @@ static void sessa_alloc_activations(Sessa *m, int B, int T) {
     m->scratch = alloc_floats((size_t)omp_get_max_threads() * m->scratch_stride);
 }
 
-static void sessa_free(Sessa *m) {
+static void model_free(Model *m) {
     Activations *a = &m->acts;
     if (m->max_rows) {
         if (a->f != a->att) free(a->f);
         float *bufs[] = { a->x, a->ln_mean, a->ln_rstd, a->xn, a->ag, a->abar, a->q, a->k, a->v, a->att,
-                          a->att_lse, a->fb, a->gamma, a->s, a->c, a->fb_lse, a->gated, a->lnf, a->lnf_mean,
-                          a->lnf_rstd, a->row_loss, m->gb.dres, m->gb.dgated, m->gb.dabar, m->gb.u, m->gb.datt,
-                          m->gb.dq, m->gb.dxn, m->gb.dk, m->gb.dv, m->gb.dag, m->gb.dfb, m->gb.dgamma, m->wT,
+                          a->att_lse, a->qbkb, a->gamma, a->s, a->c, a->fb_lse, a->gated, a->lnf, a->lnf_mean,
+                          a->lnf_rstd, a->row_loss, m->bw.dres, m->bw.dgated, m->bw.dabar, m->bw.u, m->bw.datt,
+                          m->bw.dq, m->bw.dxn, m->bw.dk, m->bw.dv, m->bw.dag, m->bw.dqbkb, m->bw.dgamma, m->wT,
                           m->logits, m->rope_cos, m->rope_sin, m->scratch };
         for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
         free(a->row_argmax);
@@ -656,22 +539,28 @@ static void sessa_free(Sessa *m) {
 // targets may be NULL (no loss).
 
 // m->wT = wte[:V]^T (D, V)
-static void transpose_wte(Sessa *m) {
+static void transpose_wte(Model *m) {
     int V = m->config.vocab_size, D = m->config.d_model;
     #pragma omp parallel for
     for (int i = 0; i < D; i++)
         for (int k = 0; k < V; k++) m->wT[(size_t)i * V + k] = m->params.wte[(size_t)k * D + i];
 }
 
-// the tied head over rows [r0, r0+n): per row log-sum-exp, loss, argmax, optional logits copy; chunked, so the
-// (rows, V) logits never exist at once
-static void head_forward(Sessa *m, const int *targets, int r0, int n) {
+// logits (n, V) of rows [r0, r0+n) from the forward's final LayerNorm output: lnf wte[:V]^T (m->wT current)
+static void model_logits(Model *m, float *out, int r0, int n) {
+    int V = m->config.vocab_size, D = m->config.d_model;
+    gemm(out, V, m->acts.lnf + (size_t)r0 * D, D, 1, m->wT, V, n, V, D, 0);
+}
+
+// the tied head over rows [r0, r0+n): per row log-sum-exp, loss, argmax; chunked, so the (rows, V) logits
+// never exist at once
+static void head_forward(Model *m, const int *targets, int r0, int n) {
     const SessaConfig *c = &m->config;
-    int V = c->vocab_size, D = c->d_model;
+    int V = c->vocab_size;
     transpose_wte(m);
     for (int rc = r0; rc < r0 + n; rc += m->chunk_rows) {
         int R = r0 + n - rc < m->chunk_rows ? r0 + n - rc : m->chunk_rows;
-        gemm(m->logits, V, m->acts.lnf + (size_t)rc * D, D, 1, m->wT, V, R, V, D, 0);
+        model_logits(m, m->logits, rc, R);
         #pragma omp parallel for
         for (int i = 0; i < R; i++) {
             const float *lg = m->logits + (size_t)i * V;
@@ -683,18 +572,17 @@ static void head_forward(Sessa *m, const int *targets, int r0, int n) {
             for (int k = 0; k < V; k++) sum += exp_fast(lg[k] - maxv);
             m->acts.row_loss[rc + i] = targets ? maxv + logf(sum) - lg[targets[rc + i]] : 0.0f;
         }
-        if (m->logits_out) memcpy(m->logits_out + (size_t)rc * V, m->logits, (size_t)R * V * sizeof(float));
     }
 }
 
-static void sessa_forward(Sessa *m, const int *inputs, const int *targets, int B, int T, int t0, int t1) {
+static void model_forward(Model *m, const int *inputs, const int *targets, int B, int T, int t0, int t1) {
     const SessaConfig *c = &m->config;
     int L = c->n_layer, D = c->d_model, H = c->n_head, Hkv = c->n_kv_head, hd = D / H, Dkv = Hkv * hd;
     if (!(t0 >= 0 && t0 < t1 && t1 <= T && (B == 1 || (t0 == 0 && t1 == T))))
-        fatal("sessa_forward: bad rows [%d, %d) of B=%d sequences of T=%d", t0, t1, B, T);
-    if (m->max_rows == 0) sessa_alloc_activations(m, B, T);
+        fatal("model_forward: bad rows [%d, %d) of B=%d sequences of T=%d", t0, t1, B, T);
+    if (m->max_rows == 0) model_alloc_activations(m, B, T);
     if (B * T > m->max_rows || T > m->max_T)
-        fatal("sessa_forward: B=%d T=%d exceed the allocation for B*T=%d rows of T<=%d", B, T, m->max_rows, m->max_T);
+        fatal("model_forward: B=%d T=%d exceed the allocation for B*T=%d rows of T<=%d", B, T, m->max_rows, m->max_T);
     m->B = B; m->T = T;
     int r0 = t0, N = B * (t1 - t0);
     size_t NA = m->max_rows; // layer stride of the activation arrays, in rows
@@ -711,10 +599,10 @@ static void sessa_forward(Sessa *m, const int *inputs, const int *targets, int B
         size_t lr = l * NA + r0; // first row of this layer's slice
         float *x = a->x + (l * NA + r0) * D, *y = a->x + ((l + 1) * NA + r0) * D;
         float *xn = a->xn + lr * D, *ag = a->ag + lr * 2 * D, *abar = a->abar + lr * D;
-        float *fb = a->fb + lr * 2 * D, *gated = a->gated + lr * D;
+        float *qbkb = a->qbkb + lr * 2 * D, *gated = a->gated + lr * D;
         // sequence-level arrays of this layer (row 0 = first row of the layer) for the causal parts
         float *q = a->q + l * NA * D, *k = a->k + l * NA * Dkv, *v = a->v + l * NA * Dkv;
-        float *att = a->att + l * NA * D, *f = a->f + l * NA * D, *fbl = a->fb + l * NA * 2 * D;
+        float *att = a->att + l * NA * D, *f = a->f + l * NA * D, *fbl = a->qbkb + l * NA * 2 * D;
         float *s = a->s + l * NA * D, *cc = a->c + l * NA * D, *gamma = a->gamma + l * NA;
         // xn = LN(x); [a, gt] = Linear_in(xn); abar = GELU(a)
         layernorm_forward(xn, a->ln_mean + lr, a->ln_rstd + lr, x, p->ln_w + l * D, p->ln_b + l * D, N, D, c->ln_eps);
@@ -733,7 +621,7 @@ static void sessa_forward(Sessa *m, const int *inputs, const int *targets, int B
             linear_forward(f + (size_t)r0 * D, D, att + (size_t)r0 * D, D, p->o_w + (size_t)l * D * D, NULL, N, D, D, m->wT);
         if (!c->no_feedback) {
             // feedback: [qb, kb] = Linear_fb(abar); gamma; s = (I - diag(gamma) alpha)^{-1} f
-            linear_forward(fb, 2 * D, abar, D, p->fb_w + (size_t)l * 2 * D * D, p->fb_b + l * 2 * D, N, D, 2 * D, m->wT);
+            linear_forward(qbkb, 2 * D, abar, D, p->fb_w + (size_t)l * 2 * D * D, p->fb_b + l * 2 * D, N, D, 2 * D, m->wT);
             gamma_forward(gamma + r0, abar, p->gamma_w + l * D, p->gamma_b[l], c->gamma_max, N, D);
             feedback_forward(s, cc, a->fb_lse + l * NA, f, fbl, fbl + D, 2 * D, gamma, B, T, t0, t1, D, m->scratch, m->scratch_stride);
         } else {
@@ -765,7 +653,7 @@ static void sessa_forward(Sessa *m, const int *inputs, const int *targets, int B
 
 // tied head + cross-entropy: recompute each chunk's logits, dlogits = (softmax - onehot) dloss / N,
 // dlnf = dlogits wte[:V], dwte[:V] += dlogits^T lnf
-static void head_backward(Sessa *m, float *dlnf, const int *targets, int N, float dloss) {
+static void head_backward(Model *m, float *dlnf, const int *targets, int N, float dloss) {
     const SessaConfig *c = &m->config;
     int V = c->vocab_size, D = c->d_model;
     transpose_wte(m);
@@ -785,88 +673,88 @@ static void head_backward(Sessa *m, float *dlnf, const int *targets, int N, floa
     }
 }
 
-static void sessa_backward(Sessa *m, const int *inputs, const int *targets, float dloss) {
+static void model_backward(Model *m, const int *inputs, const int *targets, float dloss) {
     const SessaConfig *c = &m->config;
     int B = m->B, T = m->T, N = B * T;
     int L = c->n_layer, D = c->d_model, H = c->n_head, Hkv = c->n_kv_head, hd = D / H, Dkv = Hkv * hd;
     size_t NA = m->max_rows;
     ParameterTensors *p = &m->params, *g = &m->grads;
     Activations *a = &m->acts;
-    GradBuffers *gb = &m->gb;
+    BackwardBufs *bw = &m->bw;
     // final LayerNorm and head: dres = dL/dx_L
-    head_backward(m, gb->dxn, targets, N, dloss);
-    memset(gb->dres, 0, (size_t)N * D * sizeof(float));
-    layernorm_backward(gb->dres, g->lnf_w, g->lnf_b, gb->dxn, a->x + (size_t)L * NA * D, p->lnf_w,
+    head_backward(m, bw->dxn, targets, N, dloss);
+    memset(bw->dres, 0, (size_t)N * D * sizeof(float));
+    layernorm_backward(bw->dres, g->lnf_w, g->lnf_b, bw->dxn, a->x + (size_t)L * NA * D, p->lnf_w,
                        a->lnf_mean, a->lnf_rstd, N, D);
     for (int l = L - 1; l >= 0; l--) {
         size_t lr = l * NA;
         float *x = a->x + lr * D, *xn = a->xn + lr * D, *ag = a->ag + lr * 2 * D, *abar = a->abar + lr * D;
         float *q = a->q + lr * D, *k = a->k + lr * Dkv, *v = a->v + lr * Dkv, *att = a->att + lr * D;
-        float *fb = a->fb + lr * 2 * D, *gamma = a->gamma + lr, *s = a->s + lr * D, *cc = a->c + lr * D;
-        // y = x + Linear_out(s * gt): dgated; then ds = dgated * gt (into u), dgt = dgated * s
-        memset(gb->dgated, 0, (size_t)N * D * sizeof(float));
-        linear_backward(gb->dgated, D, g->out_w + (size_t)l * D * D, g->out_b + l * D, gb->dres, D,
+        float *qbkb = a->qbkb + lr * 2 * D, *gamma = a->gamma + lr, *s = a->s + lr * D, *cc = a->c + lr * D;
+        // y = x + Linear_out(s * gt): dgated; then gs = dL/ds = dgated * gt (into u), dgt = dgated * s
+        memset(bw->dgated, 0, (size_t)N * D * sizeof(float));
+        linear_backward(bw->dgated, D, g->out_w + (size_t)l * D * D, g->out_b + l * D, bw->dres, D,
                         a->gated + lr * D, D, p->out_w + (size_t)l * D * D, N, D, D);
         #pragma omp parallel for
         for (int n = 0; n < N; n++)
             for (int i = 0; i < D; i++) {
                 size_t e = (size_t)n * D + i;
-                gb->u[e] = gb->dgated[e] * ag[(size_t)n * 2 * D + D + i];
-                gb->dag[(size_t)n * 2 * D + D + i] = gb->dgated[e] * s[e];
+                bw->u[e] = bw->dgated[e] * ag[(size_t)n * 2 * D + D + i];
+                bw->dag[(size_t)n * 2 * D + D + i] = bw->dgated[e] * s[e];
             }
-        memset(gb->dabar, 0, (size_t)N * D * sizeof(float));
+        memset(bw->dabar, 0, (size_t)N * D * sizeof(float));
         if (!c->no_feedback) {
             // feedback: u = dL/df, dgamma, d[qb, kb]; then the gamma path and Linear_fb
-            memset(gb->dfb, 0, (size_t)N * 2 * D * sizeof(float));
-            feedback_backward(gb->u, gb->dgamma, gb->dfb, gb->dfb + D, s, cc, a->fb_lse + lr, fb, fb + D, 2 * D,
+            memset(bw->dqbkb, 0, (size_t)N * 2 * D * sizeof(float));
+            feedback_backward(bw->u, bw->dgamma, bw->dqbkb, bw->dqbkb + D, s, cc, a->fb_lse + lr, qbkb, qbkb + D, 2 * D,
                               gamma, B, T, D, m->scratch, m->scratch_stride);
-            gamma_backward(gb->dabar, g->gamma_w + l * D, g->gamma_b + l, gb->dgamma, gamma, abar, p->gamma_w + l * D,
+            gamma_backward(bw->dabar, g->gamma_w + l * D, g->gamma_b + l, bw->dgamma, gamma, abar, p->gamma_w + l * D,
                            c->gamma_max, N, D);
-            linear_backward(gb->dabar, D, g->fb_w + (size_t)l * 2 * D * D, g->fb_b + l * 2 * D, gb->dfb, 2 * D,
+            linear_backward(bw->dabar, D, g->fb_w + (size_t)l * 2 * D * D, g->fb_b + l * 2 * D, bw->dqbkb, 2 * D,
                             abar, D, p->fb_w + (size_t)l * 2 * D * D, N, D, 2 * D);
-        }   // f0 (s = f): u = dL/ds is already dL/df
+        }   // f0 (s = f): u = gs = dL/ds is already dL/df
 #ifdef BREAK_F0   // a deliberate error in the f0 path: dev/test/test_cpu_errors.sh checks that test_sessa catches it
-        if (c->no_feedback) for (size_t e = 0; e < (size_t)N * D; e++) gb->u[e] *= 0.5f;
+        if (c->no_feedback) for (size_t e = 0; e < (size_t)N * D; e++) bw->u[e] *= 0.5f;
 #endif
         // Linear_o (H > 1), attention, RoPE, q/k/v
-        float *datt = gb->u;
+        float *datt = bw->u;
         if (H > 1) {
-            memset(gb->datt, 0, (size_t)N * D * sizeof(float));
-            linear_backward(gb->datt, D, g->o_w + (size_t)l * D * D, NULL, gb->u, D, att, D,
+            memset(bw->datt, 0, (size_t)N * D * sizeof(float));
+            linear_backward(bw->datt, D, g->o_w + (size_t)l * D * D, NULL, bw->u, D, att, D,
                             p->o_w + (size_t)l * D * D, N, D, D);
-            datt = gb->datt;
+            datt = bw->datt;
         }
-        memset(gb->dq, 0, (size_t)N * D * sizeof(float));
-        memset(gb->dk, 0, (size_t)N * Dkv * sizeof(float));
-        memset(gb->dv, 0, (size_t)N * Dkv * sizeof(float));
-        attention_backward(gb->dq, gb->dk, gb->dv, datt, att, a->att_lse + lr * H, q, k, v, B, T, H, Hkv, hd,
+        memset(bw->dq, 0, (size_t)N * D * sizeof(float));
+        memset(bw->dk, 0, (size_t)N * Dkv * sizeof(float));
+        memset(bw->dv, 0, (size_t)N * Dkv * sizeof(float));
+        attention_backward(bw->dq, bw->dk, bw->dv, datt, att, a->att_lse + lr * H, q, k, v, B, T, H, Hkv, hd,
                            m->scratch, m->scratch_stride);
         if (c->use_rope) {
-            rope_rotate(gb->dq, D, N, T, 0, H, hd, m->rope_cos, m->rope_sin, -1.0f);
-            rope_rotate(gb->dk, Dkv, N, T, 0, Hkv, hd, m->rope_cos, m->rope_sin, -1.0f);
+            rope_rotate(bw->dq, D, N, T, 0, H, hd, m->rope_cos, m->rope_sin, -1.0f);
+            rope_rotate(bw->dk, Dkv, N, T, 0, Hkv, hd, m->rope_cos, m->rope_sin, -1.0f);
         }
-        linear_backward(gb->dabar, D, g->q_w + (size_t)l * D * D, g->q_b + l * D, gb->dq, D, abar, D,
+        linear_backward(bw->dabar, D, g->q_w + (size_t)l * D * D, g->q_b + l * D, bw->dq, D, abar, D,
                         p->q_w + (size_t)l * D * D, N, D, D);
-        linear_backward(gb->dabar, D, g->k_w + (size_t)l * Dkv * D, g->k_b + l * Dkv, gb->dk, Dkv, abar, D,
+        linear_backward(bw->dabar, D, g->k_w + (size_t)l * Dkv * D, g->k_b + l * Dkv, bw->dk, Dkv, abar, D,
                         p->k_w + (size_t)l * Dkv * D, N, D, Dkv);
-        linear_backward(gb->dabar, D, g->v_w + (size_t)l * Dkv * D, g->v_b + l * Dkv, gb->dv, Dkv, abar, D,
+        linear_backward(bw->dabar, D, g->v_w + (size_t)l * Dkv * D, g->v_b + l * Dkv, bw->dv, Dkv, abar, D,
                         p->v_w + (size_t)l * Dkv * D, N, D, Dkv);
         // GELU, Linear_in, LayerNorm; dres accumulates the LayerNorm path (residual: dx = dy + ...)
-        gelu_backward(gb->dag, 2 * D, gb->dabar, D, ag, 2 * D, N, D);
-        memset(gb->dxn, 0, (size_t)N * D * sizeof(float));
-        linear_backward(gb->dxn, D, g->in_w + (size_t)l * 2 * D * D, g->in_b + l * 2 * D, gb->dag, 2 * D, xn, D,
+        gelu_backward(bw->dag, 2 * D, bw->dabar, D, ag, 2 * D, N, D);
+        memset(bw->dxn, 0, (size_t)N * D * sizeof(float));
+        linear_backward(bw->dxn, D, g->in_w + (size_t)l * 2 * D * D, g->in_b + l * 2 * D, bw->dag, 2 * D, xn, D,
                         p->in_w + (size_t)l * 2 * D * D, N, D, 2 * D);
-        layernorm_backward(gb->dres, g->ln_w + l * D, g->ln_b + l * D, gb->dxn, x, p->ln_w + l * D,
+        layernorm_backward(bw->dres, g->ln_w + l * D, g->ln_b + l * D, bw->dxn, x, p->ln_w + l * D,
                            a->ln_mean + lr, a->ln_rstd + lr, N, D);
     }
     // encoder: dwte[tok] += dres (serial: tokens repeat)
-    for (int r = 0; r < N; r++) axpy(g->wte + (size_t)inputs[r] * D, 1.0f, gb->dres + (size_t)r * D, D);
+    for (int r = 0; r < N; r++) axpy(g->wte + (size_t)inputs[r] * D, 1.0f, bw->dres + (size_t)r * D, D);
 }
 
-static void sessa_zero_grad(Sessa *m) { memset(m->grads_memory, 0, m->num_parameters * sizeof(float)); }
+static void model_zero_grad(Model *m) { memset(m->grads_memory, 0, m->num_parameters * sizeof(float)); }
 
 // global L2 norm of the gradient; fixed-size blocks summed in order (independent of the thread count)
-static float sessa_grad_norm(Sessa *m) {
+static float model_grad_norm(Model *m) {
     size_t n = m->num_parameters, nb = (n + 65535) / 65536;
     double *part = (double *)callocCheck(nb, sizeof(double));
     #pragma omp parallel for
@@ -885,20 +773,14 @@ static float sessa_grad_norm(Sessa *m) {
 }
 
 // AdamW in PyTorch's form: p -= lr wd p; m, v moments; p -= lr mhat / (sqrt(vhat) + eps). step t >= 1.
-// decay_all = 1 decays every parameter (the reference's setting); 0 only the 2D weight matrices.
-static void sessa_update(Sessa *m, float lr, float beta1, float beta2, float eps, float wd, int t, int decay_all,
+// decay_all = 1 decays every parameter (the reference's setting); 0 the mask of llmc/sessa.h (sessa_param_decays).
+static void model_update(Model *m, float lr, float beta1, float beta2, float eps, float wd, int t, int decay_all,
                          float grad_scale) {
-    if (m->m_memory == NULL) {
-        m->m_memory = alloc_floats(m->num_parameters);
-        m->v_memory = alloc_floats(m->num_parameters);
-    }
     size_t sizes[NUM_PARAMETER_TENSORS], off = 0;
     sessa_param_sizes(&m->config, sizes);
     float bc1 = 1.0f - powf(beta1, (float)t), bc2 = 1.0f - powf(beta2, (float)t);
     for (int k = 0; k < NUM_PARAMETER_TENSORS; k++) {
-        int is_matrix = k == P_WTE || k == P_IN_W || k == P_Q_W || k == P_K_W || k == P_V_W || k == P_FB_W ||
-                        k == P_O_W || k == P_OUT_W;
-        float decay = decay_all || is_matrix ? wd : 0.0f;
+        float decay = decay_all || sessa_param_decays(k) ? wd : 0.0f;
         #pragma omp parallel for
         for (size_t i = off; i < off + sizes[k]; i++) {
             float grad = m->grads_memory[i] * grad_scale, param = m->params_memory[i];
@@ -917,12 +799,12 @@ static void sessa_update(Sessa *m, float lr, float beta1, float beta2, float eps
 
 // tokens[0..P-1] is the prompt (P >= 1); tokens[P..n_tokens-1] are sampled (temperature 0: greedy; top_k 0: all),
 // one coin per new token. The prompt's rows run through the same one-row forward (a recurrent prefill).
-static void sessa_generate(Sessa *m, int *tokens, int P, int n_tokens, Rng *rng, Tokenizer *tok, float temperature,
+static void model_generate(Model *m, int *tokens, int P, int n_tokens, Rng *rng, Tokenizer *tok, float temperature,
                            int top_k) {
     int V = m->config.vocab_size;
     float *logits_row = m->logits;
     for (int t = 0; t + 1 < n_tokens; t++) {
-        sessa_forward(m, tokens, NULL, 1, n_tokens, t, t + 1);
+        model_forward(m, tokens, NULL, 1, n_tokens, t, t + 1);
         if (t + 1 < P) continue;   // the next token is the prompt's
         // head_forward left row t's logits in the first row of m->logits
         int next = sample_logits_topk(logits_row, V, temperature, top_k, rng_f32(rng));
@@ -939,18 +821,12 @@ static void sessa_generate(Sessa *m, int *tokens, int P, int n_tokens, Rng *rng,
 
 #ifndef TESTING
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static float evaluate(Sessa *m, DataLoader *loader, int steps, int B, int T) {
+static float evaluate(Model *m, DataLoader *loader, int steps, int B, int T) {
     dataloader_reset(loader);
     double sum = 0.0;
     for (int i = 0; i < steps; i++) {
         dataloader_next_batch(loader);
-        sessa_forward(m, loader->inputs, loader->targets, B, T, 0, T);
+        model_forward(m, loader->inputs, loader->targets, B, T, 0, T);
         sum += m->mean_loss;
     }
     return (float)(sum / steps);
@@ -958,18 +834,18 @@ static float evaluate(Sessa *m, DataLoader *loader, int steps, int B, int T) {
 
 // accuracy at the scored positions of the eval file, per nominal distance, over its sequences = the first
 // rows of the (unshuffled) val loader; printed and logged as "step N eval_acc d=D ACC correct/count"
-static void evaluate_tasks(Sessa *m, DataLoader *loader, EvalTasks *e, int step, FILE *log) {
+static void evaluate_tasks(Model *m, DataLoader *loader, EvalTasks *e, int step, FILE *log) {
     dataloader_reset(loader);
     eval_tasks_zero(e);
     for (int k = 0; k < eval_tasks_steps(e, loader); k++) {
         dataloader_next_batch(loader);
-        sessa_forward(m, loader->inputs, loader->targets, (int)loader->B, (int)loader->T, 0, (int)loader->T);
+        model_forward(m, loader->inputs, loader->targets, (int)loader->B, (int)loader->T, 0, (int)loader->T);
         eval_tasks_score(e, eval_tasks_row0(loader, k), (int)loader->B, m->acts.row_argmax, loader->targets);
     }
     eval_tasks_report(e, step, log);
 }
 
-static void save_checkpoint(Sessa *m, const char *dir, int step, DataLoader *loader, Rng *rng, FILE *log, int keep) {
+static void save_checkpoint(Model *m, const char *dir, int step, DataLoader *loader, Rng *rng, FILE *log, int keep) {
     char model_path[4096], state_path[4096], done_path[4096];
     train_state_paths(model_path, state_path, done_path, sizeof(model_path), dir, step);
     sessa_checkpoint_write(model_path, &m->config, m->params_memory, 1);
@@ -983,6 +859,10 @@ static void save_checkpoint(Sessa *m, const char *dir, int step, DataLoader *loa
 }
 
 // the flags of this trainer beyond llmc/args.h: -E EVALFILE
+static const char cpu_usage[] =
+    "CPU trainer only:\n  -E FILE  long-context eval file (data/long_context.py) of the -j "
+    "shards: accuracy per distance at each validation and the end\n"
+    "  (-x 0: no training, only the validation, -E evaluation and a sample (-s > 0) at step 0)\n";
 static int cpu_extra_flags(void *ctx, const char *flag, const char *value) {
     if (strcmp(flag, "-E") == 0) { *(const char **)ctx = value; return 1; }
     return 0;
@@ -992,16 +872,7 @@ int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);   // whole lines, at once, also into a file or a pipe
     TrainArgs args;
     const char *eval_file = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            train_args_usage(stdout, argv[0]);
-            printf("CPU trainer only:\n  -E FILE  long-context eval file (data/long_context.py) of the -j "
-                   "shards: accuracy per distance at each validation and the end\n"
-                   "  (-x 0: no training, only the validation, -E evaluation and a sample (-s > 0) at step 0)\n");
-            return 0;
-        }
-    }
-    train_args_parse(&args, argc, argv, cpu_extra_flags, &eval_file);
+    train_args_parse(&args, argc, argv, cpu_usage, cpu_extra_flags, &eval_file);
     Tokenizer tok;
     tokenizer_init(&tok, args.tokenizer);
 
@@ -1049,8 +920,8 @@ int main(int argc, char **argv) {
         printf("warning: tokenizer has %u tokens, the model %d\n", tok.vocab_size, cfg.vocab_size);
     if (args.T > cfg.max_seq_len) cfg.max_seq_len = args.T;
     sessa_config_print(&cfg);
-    Sessa model;
-    sessa_build(&model, &cfg, params);
+    Model model;
+    model_build(&model, &cfg, params);
     args.total_batch = (int)train_args_total_batch(&args, 1);   // one process: -d, else B*T
     printf("| parameters %zu | B %d | T %d | grad accumulation %d | threads %d |\n", model.num_parameters,
            args.B, args.T, args.total_batch / (args.B * args.T), omp_get_max_threads());
@@ -1072,10 +943,8 @@ int main(int argc, char **argv) {
     int max_steps = args.max_steps >= 0 ? args.max_steps : (int)(train_loader.steps_per_epoch / accum);
     if (args.max_steps < 0 && max_steps < 1) fatal("the training data holds less than one step of %d tokens", args.total_batch);
     Rng rng;
-    rng_seed(&rng, args.seed ^ 0x5e55a);
-    sessa_alloc_activations(&model, B, T);
-    model.m_memory = alloc_floats(model.num_parameters);
-    model.v_memory = alloc_floats(model.num_parameters);
+    rng_seed(&rng, sampler_seed(args.seed));
+    model_alloc_activations(&model, B, T);
     long long log_bytes = -1;
     if (resume_state[0]) {
         DataLoaderState st;
@@ -1096,29 +965,27 @@ int main(int argc, char **argv) {
 
     // at step s: validation, eval, sample, checkpoint (these belong to step s: a run resumed from the
     // checkpoint of step s does not repeat them), then the optimizer step s -> s + 1
+    StepRange range = { start_step, max_steps };
     for (int step = start_step; step <= max_steps; step++) {
         int last = step == max_steps;
-        int resumed_here = start_step > 0 && step == start_step;
-        if (!resumed_here && args.val_every > 0 && (step % args.val_every == 0 || last)) {
-            float val_loss = evaluate(&model, &val_loader, args.val_steps, B, T);
-            printf("step %d | val loss %.6f\n", step, val_loss);
-            if (log) { fprintf(log, "step %d val_loss %.6f\n", step, val_loss); fflush(log); }
+        if (step_validates(range, step, args.val_every)) {
+            run_log_val(log, step, evaluate(&model, &val_loader, args.val_steps, B, T));
         }
-        if (!resumed_here && eval_file && ((args.val_every > 0 && step % args.val_every == 0) || last))
+        if (eval_file && !step_resumed_here(range, step) && (step_validates(range, step, args.val_every) || last))
             evaluate_tasks(&model, &val_loader, &eval_tasks, step, log);
         // -x 0 samples at step 0: a way to sample from a checkpoint (-e FILE -x 0 -s 1)
-        if (!resumed_here && args.sample_every > 0 && (step > 0 || max_steps == 0) && (step % args.sample_every == 0 || last)) {
+        if (step_samples(range, step, args.sample_every)) {
             int n = prompt_len + args.gen_tokens < T ? prompt_len + args.gen_tokens : T;   // prompt + new, at most T
             if (n < prompt_len + args.gen_tokens)
                 printf("note: -t %d rows hold the prompt (%d) and %d of the -g %d new tokens\n", T, prompt_len,
                        n - prompt_len, args.gen_tokens);
             memcpy(gen_tokens, prompt, prompt_len * sizeof(int));
             printf("generating:\n---\n");
-            sessa_generate(&model, gen_tokens, prompt_len, n, &rng, &tok, args.temperature, args.top_k);
+            model_generate(&model, gen_tokens, prompt_len, n, &rng, &tok, args.temperature, args.top_k);
             printf("---\n");
         }
         int stop = train_stop_signal;   // Ctrl-C / SIGTERM during the step before: save it, then exit
-        if (args.out_dir && step > start_step && ((args.ckpt_every > 0 && step % args.ckpt_every == 0) || last || stop))
+        if (args.out_dir && step_checkpoints(range, step, args.ckpt_every, stop))
             save_checkpoint(&model, args.out_dir, step, &train_loader, &rng, log, args.keep_last);
         if (stop && !last) {
             printf("stopped by signal %d at step %d%s\n", stop, step,
@@ -1128,29 +995,26 @@ int main(int argc, char **argv) {
         }
         if (last) break;
 
-        double t_start = now_s();
-        sessa_zero_grad(&model);
+        double t_start = now_seconds();
+        model_zero_grad(&model);
         double loss = 0.0;
         for (int micro = 0; micro < accum; micro++) {
             dataloader_next_batch(&train_loader);
-            sessa_forward(&model, train_loader.inputs, train_loader.targets, B, T, 0, T);
-            sessa_backward(&model, train_loader.inputs, train_loader.targets, 1.0f / accum);
+            model_forward(&model, train_loader.inputs, train_loader.targets, B, T, 0, T);
+            model_backward(&model, train_loader.inputs, train_loader.targets, 1.0f / accum);
             loss += model.mean_loss;
         }
         loss /= accum;
         if (!isfinite(loss)) fatal("step %d: the loss is %f: training diverged", step + 1, loss);
-        float norm = sessa_grad_norm(&model);
+        float norm = model_grad_norm(&model);
         float scale = args.grad_clip > 0.0f && norm > args.grad_clip ? args.grad_clip / (norm + 1e-6f) : 1.0f;
         float lr = lr_at_step(args.lr, step, args.warmup, max_steps, args.final_lr_frac);
-        sessa_update(&model, lr, 0.9f, 0.95f, 1e-8f, args.weight_decay, step + 1, 0, scale);
-        double dt = now_s() - t_start;
+        model_update(&model, lr, 0.9f, 0.95f, 1e-8f, args.weight_decay, step + 1, 0, scale);
+        double dt = now_seconds() - t_start;
         float tok_s = (float)(args.total_batch / dt);
         printf("step %d/%d | loss %.6f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s\n", step + 1, max_steps, loss,
                lr, norm, dt * 1e3, tok_s);
-        if (log) {
-            fprintf(log, "step %d train_loss %.6f lr %.6e norm %.6f tok_s %.1f\n", step + 1, loss, lr, norm, tok_s);
-            fflush(log);
-        }
+        run_log_train(log, step + 1, loss, lr, norm, tok_s);
     }
     if (train_stop_signal) printf("signal %d at the last step: the run is complete\n", (int)train_stop_signal);
     if (log) fcloseCheck(log, "main.log");
@@ -1160,7 +1024,7 @@ int main(int argc, char **argv) {
     if (use_val) dataloader_free(&val_loader);
     if (eval_file) eval_tasks_free(&eval_tasks);
     tokenizer_free(&tok);
-    sessa_free(&model);
+    model_free(&model);
     return 0;
 }
 #endif // TESTING

@@ -1,14 +1,15 @@
 /*
  Sessa language model training on CUDA GPUs (llm.c's train_gpt2.cu shape), DESIGN.md sections 1-5.
  - bf16 weights and activations, fp32 accumulation everywhere, fp32 master weights + AdamW moments,
-   fp32 gradients (flat, checkpoint order, so NCCL reduces them as one buffer)
+   fp32 gradients, all in flat buffers of one GPU layout (checkpoint order, each tensor 256-byte aligned, zero gaps)
  - per-layer activations are O(B*T*D): attention and the feedback solve never form a T x T matrix
  - deterministic: no order-varying atomics (matmuls by cuBLASLt, fixed-order reductions elsewhere)
  - data parallel over GPUs with NCCL (llmc/zero.cuh), ZeRO stage 0 or 1 (-z); world size 1 is the plain path;
    the gradients of each layer are reduced while the backward of the layers below it runs
  - a checkpoint + resume state (-n, -y 1) written on W GPUs resumes on any number of GPUs
  - -r 1 recomputes LayerNorm and GELU outputs in the backward instead of keeping them per layer
- Same flags and files as train_sessa.c (llmc/args.h) plus -r, -z, -pi, -cg.
+ Same flags, files and step schedule as train_sessa.c (llmc/args.h, llmc/schedule.h; dev/test/test_twins.sh checks
+ that both give the same losses), except -E (CPU only), plus -r, -z, -pi, -cg, -sb, -sm.
  - -cg 1 (default, one GPU): each micro-step's forward + loss + backward is one replayed CUDA graph
  Sampling (DESIGN.md section 5: -st -sk -sp -sf -g, and -sb -sm here) decodes recurrently (llmc/decode.cuh): the
  prompt is prefilled by the parallel forward, whose k, v, kb, s rows become the caches; then each new token is one
@@ -21,11 +22,17 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/stat.h>
+// defines: fatal, mallocCheck, fopenCheck, now_seconds, bf16 conversions
 #include "llmc/utils.h"
+// defines: SessaConfig, the parameter table (P_*), sessa_param_decays, init, checkpoints, Rng
 #include "llmc/sessa.h"
+// defines: TrainArgs, train_args_parse (the flags of DESIGN.md section 5), -h
 #include "llmc/args.h"
+// defines: train_state_read/write, the run directory (lock, args.txt, main.log, run_log_val/run_log_train)
 #include "llmc/train_state.h"
+// defines: lr_at_step, step_validates, step_samples, step_checkpoints
 #include "llmc/schedule.h"
+// defines: sample_logits_topk, argmax_logits, sampler_seed
 #include "llmc/sampler.h"
 #include "llmc/flops.h"
 #include "llmc/dataloader.h"
@@ -85,7 +92,7 @@ typedef struct {
     floatX *dgated, *df, *datt;  // (N, D)
     floatX *dqbkb;               // (N, 2D)
     floatX *dq, *dk, *dv;        // (N, H*hd), (N, Hkv*hd), (N, Hkv*hd)
-    float *ds;                   // (N, D) dL/ds (fp32, the feedback backward's input)
+    float *gs;                   // (N, D) dL/ds (fp32, the feedback backward's input)
     float *dgamma, *dr;          // (N)
     float2 *colsum;              // column_sums scratch
     float *fb_scratch, *att_scratch;
@@ -232,7 +239,7 @@ static void model_layout(Model *m, Arena *a) {
     g->dq = (floatX *)arena_take(a, N * m->Dq * sizeof(floatX));
     g->dk = (floatX *)arena_take(a, N * m->Dkv * sizeof(floatX));
     g->dv = (floatX *)arena_take(a, N * m->Dkv * sizeof(floatX));
-    g->ds = (float *)arena_take(a, N * D * sizeof(float));
+    g->gs = (float *)arena_take(a, N * D * sizeof(float));
     g->dgamma = (float *)arena_take(a, fb * N * sizeof(float));
     g->dr = (float *)arena_take(a, fb * N * sizeof(float));
     g->colsum = (float2 *)arena_take(a, column_sums_scratch_bytes((int)N, (int)(2 * D)));
@@ -376,11 +383,11 @@ static void layer_backward(Model *m, int l, int B, int T) {
     matmul_backward_input(g->dgated, g->dres, D, PW(P_OUT_W), N, D, D, false, st);
     matmul_backward_weight(GW(P_OUT_W), GW(P_OUT_B), g->dres, D, a->gated, N, D, D, g->colsum, st);
     // gated = s * gt
-    gate_backward(g->ds, g->dag + D, g->dgated, a->s, a->ag + D, 2 * D, N, D, st);
+    gate_backward(g->gs, g->dag + D, g->dgated, a->s, a->ag + D, 2 * D, N, D, st);
     floatX *dabar = g->dxn;   // g->dxn holds dabar until GELU's backward
     if (!c->no_feedback) {
         // feedback solve: u = dL/df, dgamma, dqb, dkb
-        feedback_backward(g->df, g->dgamma, g->dqbkb, g->dqbkb + D, 2 * D, g->ds, a->s, a->c, a->fb_lse,
+        feedback_backward(g->df, g->dgamma, g->dqbkb, g->dqbkb + D, 2 * D, g->gs, a->s, a->c, a->fb_lse,
                           a->qbkb, a->qbkb + D, a->gamma, B, T, D, g->fb_scratch, st);
         // [qb | kb] = Linear_fb(abar): the first contribution to dabar
         matmul_backward_input(dabar, g->dqbkb, 2 * D, PW(P_FB_W), N, D, 2 * D, false, st);
@@ -390,7 +397,7 @@ static void layer_backward(Model *m, int l, int B, int T) {
                        N, D, c->gamma_max, g->colsum, st);
     } else {
         // the feedback-off baseline f0 (s = f): dL/df = dL/ds; dabar gets its first contribution from Linear_q
-        float_to_bf16(g->df, g->ds, (size_t)N * D, st);
+        float_to_bf16(g->df, g->gs, (size_t)N * D, st);
     }
     // f = att Wo^T (H > 1)
     const floatX *datt = g->df;
@@ -554,13 +561,6 @@ static float model_grad_norm(Model *m, const MultiGpuConfig *mg) {
     return sqrtf(norm2);
 }
 
-// weight decay applies to the 2D weight matrices only, unless decay_all (PyTorch's AdamW on every
-// parameter, as the reference debug state does)
-static int decays(int t, int decay_all) {
-    return decay_all || t == P_WTE || t == P_IN_W || t == P_Q_W || t == P_K_W || t == P_V_W ||
-           t == P_FB_W || t == P_O_W || t == P_OUT_W;
-}
-
 // extend the segment list of the shard starting at s0 up to element end (absolute) with decay wd
 static void segments_add(AdamWSegments *seg, size_t *pos, size_t s0, size_t s1, size_t end, float wd) {
     if (end > s1) end = s1;
@@ -576,16 +576,17 @@ static void segments_add(AdamWSegments *seg, size_t *pos, size_t s0, size_t s1, 
     *pos = end;
 }
 
-// AdamW on this rank's shard in one launch: the shard is cut into segments of equal weight decay (the 2D
-// weights decay, the rest and the zero gaps between tensors do not), then all ranks get the weights
-static void model_update(Model *m, float lr, float beta1, float beta2, float eps, float wd, int decay_all,
-                         float grad_scale, int step, MultiGpuConfig *mg) {
+// AdamW on this rank's shard in one launch: the shard is cut into segments of equal weight decay (llmc/sessa.h's
+// sessa_param_decays, or every tensor with decay_all; the zero gaps between tensors never), then all ranks get
+// the weights. step t >= 1; the same arguments in the same order as train_sessa.c's model_update.
+static void model_update(Model *m, float lr, float beta1, float beta2, float eps, float wd, int step, int decay_all,
+                         float grad_scale, MultiGpuConfig *mg) {
     size_t s0 = m->shard.offset, s1 = m->shard.offset + m->shard.valid, pos = s0;
     AdamWSegments seg;
     seg.n = 0; seg.begin[0] = 0;
     for (int t = 0; t < NUM_PARAMETER_TENSORS; t++) {
         segments_add(&seg, &pos, s0, s1, m->offsets[t], 0.0f);   // the gap before tensor t
-        segments_add(&seg, &pos, s0, s1, m->offsets[t] + m->sizes[t], decays(t, decay_all) ? wd : 0.0f);
+        segments_add(&seg, &pos, s0, s1, m->offsets[t] + m->sizes[t], decay_all || sessa_param_decays(t) ? wd : 0.0f);
     }
     segments_add(&seg, &pos, s0, s1, s1, 0.0f);
     if (seg.n > 0)
@@ -622,12 +623,6 @@ static void save_checkpoint(Model *m, const char *dir, int step, DataLoader *loa
     }
     for (int i = 0; i < 3; i++) { free(hg[i]); free(h[i]); }
     multi_gpu_barrier(mg);
-}
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 // ----------------------------------------------------------------------------
@@ -710,7 +705,8 @@ static void decoder_init(Decoder *d, const Model *m, int B, int Tc) {
     d->h_step_in = (int *)mallocCheck((B + 1) * sizeof(int));
     d->use_graph = m->use_graph;
     (void)decode_num_splits(1, 1);   // reads the SM count now, not inside a graph capture
-    // one GEMM per layer for q, k, v, [qb | kb] of the current tokens: the four weights (and biases) stacked
+    // one GEMM per layer for q, k, v, [qb | kb] of the current tokens: the four weights (and biases) stacked.
+    // The f0 baseline has no Linear_fb (size 0): only q, k, v are stacked (d->np has no 2D columns for it).
     const int kinds[4][2] = { { P_Q_W, P_Q_B }, { P_K_W, P_K_B }, { P_V_W, P_V_B }, { P_FB_W, P_FB_B } };
     const int rows[4] = { m->Dq, m->Dkv, m->Dkv, 2 * D };
     for (int l = 0; l < L; l++) {
@@ -864,6 +860,18 @@ static void decoder_logits_to_host(const Model *m, const Decoder *d, float *out,
 }
 
 // ----------------------------------------------------------------------------
+// mean loss over the first `steps` val batches (the loader rewound), averaged over the GPUs
+static float evaluate(Model *m, DataLoader *loader, int steps, int B, int T, MultiGpuConfig *mg) {
+    dataloader_reset(loader);
+    double sum = 0.0;
+    for (int i = 0; i < steps; i++) {
+        dataloader_next_batch(loader);
+        model_forward(m, loader->inputs, B, T);
+        sum += model_loss(m, loader->targets, B, T, 0.0f);
+    }
+    return multi_gpu_cpu_float_sum((float)(sum / steps), mg) / mg->num_processes;
+}
+
 // sampling (rank 0 prints): B sequences continue the same prompt (P ids) by n new tokens each.
 // recurrent 1: prefill + one decoder step per token (caches of P + n rows); 0: the parallel forward over the
 // whole growing prefix per token (P + n <= m->T and B <= m->B). tok NULL (no tokenizer, or one of another
@@ -955,6 +963,17 @@ static double gpu_peak_flops(const char *name, float override_tflops) {
 
 typedef struct { int recompute; int zero_stage; float peak_tflops; int cuda_graph; int sample_batch; int sample_mode; } CudaArgs;
 
+// the flags of this trainer beyond llmc/args.h
+static const char cuda_usage[] =
+    "CUDA trainer only:\n"
+    "  -r 0/1   recompute LayerNorm and GELU in the backward (default 0)\n"
+    "  -z 0/1   ZeRO stage with several GPUs (default 0)\n"
+    "  -pi TF   peak bf16 TFLOPS for the MFU (default: from the GPU name)\n"
+    "  -cg 0/1  replay each micro-step's forward + backward, and each sampling step, as one\n"
+    "           CUDA graph (default 1; one GPU only, bitwise the same results as -cg 0)\n"
+    "  -sb N    sequences sampled at once from the prompt (default 1)\n"
+    "  -sm 0/1  sampler: 1 recurrent decoding with caches (default), 0 the parallel forward\n"
+    "           over the whole prefix per token (prompt + -g <= -t, -sb <= -b; for comparison)\n";
 static int cuda_extra_flags(void *ctx, const char *flag, const char *value) {
     CudaArgs *ca = (CudaArgs *)ctx;
     if (strcmp(flag, "-r") == 0) { ca->recompute = (int)args_int_(flag, value, 0, 1); return 1; }
@@ -970,21 +989,7 @@ int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);   // whole lines, at once, also into a file or a pipe
     TrainArgs args;
     CudaArgs ca = { 0, 0, 0.0f, 1, 1, 1 };
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            train_args_usage(stdout, argv[0]);
-            printf("CUDA trainer only:\n  -r 0/1   recompute LayerNorm and GELU in the backward (default 0)\n"
-                            "  -z 0/1   ZeRO stage with several GPUs (default 0)\n"
-                            "  -pi TF   peak bf16 TFLOPS for the MFU (default: from the GPU name)\n"
-                            "  -cg 0/1  replay each micro-step's forward + backward, and each sampling step, as one\n"
-                            "           CUDA graph (default 1; one GPU only, bitwise the same results as -cg 0)\n"
-                            "  -sb N    sequences sampled at once from the prompt (default 1)\n"
-                            "  -sm 0/1  sampler: 1 recurrent decoding with caches (default), 0 the parallel forward\n"
-                            "           over the whole prefix per token (prompt + -g <= -t, -sb <= -b; for comparison)\n");
-            return 0;
-        }
-    }
-    train_args_parse(&args, argc, argv, cuda_extra_flags, &ca);
+    train_args_parse(&args, argc, argv, cuda_usage, cuda_extra_flags, &ca);
     MultiGpuConfig mg = multi_gpu_config_init(ca.zero_stage, NULL);
     int rank0 = mg.process_rank == 0;
     if (!rank0) freopen("/dev/null", "w", stdout);
@@ -1089,7 +1094,7 @@ int main(int argc, char **argv) {
            args.total_batch, max_steps);
 
     Rng rng;
-    rng_seed(&rng, args.seed);
+    rng_seed(&rng, sampler_seed(args.seed));
     long long log_bytes = -1;
     if (resume_state[0]) {   // full moments in the file: each rank keeps its ZeRO shard of them
         size_t n = model.num_parameters, ng = model.gpu_parameters;
@@ -1115,21 +1120,31 @@ int main(int argc, char **argv) {
 
     double flops_per_step = sessa_flops_per_token(&config, T) * args.total_batch;
     float dloss = 1.0f / (B * T * grad_accum);
-    for (int step = start_step; step < max_steps; step++) {
-        if (args.val_every > 0 && step % args.val_every == 0) {
-            dataloader_reset(&val_loader);
-            double val = 0.0;
-            for (int i = 0; i < args.val_steps; i++) {
-                dataloader_next_batch(&val_loader);
-                model_forward(&model, val_loader.inputs, B, T);
-                val += model_loss(&model, val_loader.targets, B, T, 0.0f);
-            }
-            float val_loss = multi_gpu_cpu_float_sum((float)(val / args.val_steps), &mg) / mg.num_processes;
-            printf("step %d | val loss %.6f\n", step, val_loss);
-            if (logf) { fprintf(logf, "step %d val_loss %.6f\n", step, val_loss); fflush(logf); }
+    // at step s: validation, sample, checkpoint (these belong to step s: a run resumed from the checkpoint of
+    // step s does not repeat them), then the optimizer step s -> s + 1 (the same schedule as train_sessa.c)
+    StepRange range = { start_step, max_steps };
+    for (int step = start_step; step <= max_steps; step++) {
+        int last = step == max_steps;
+        if (step_validates(range, step, args.val_every)) {
+            run_log_val(logf, step, evaluate(&model, &val_loader, args.val_steps, B, T, &mg));
         }
-        if (args.sample_every > 0 && step % args.sample_every == 0 && rank0)
+        // -x 0 samples at step 0: a way to sample from a checkpoint (-e FILE -x 0 -s 1)
+        if (step_samples(range, step, args.sample_every) && rank0)
             sample_and_print(&model, sample_tok, prompt, prompt_len, args.gen_tokens, &sample_opts, &rng);
+        // Ctrl-C / SIGTERM during the step before (on any rank: all ranks agree): save it, then exit 128 + signal
+        int stop = mg.num_processes > 1 ? (int)multi_gpu_cpu_float_sum((float)train_stop_signal, &mg)
+                                        : (int)train_stop_signal;
+        if (args.out_dir != NULL && step_checkpoints(range, step, args.ckpt_every, stop))
+            save_checkpoint(&model, args.out_dir, step, &train_loader, &rng, &mg, logf, args.keep_last);
+        if (stop && !last) {
+            int sig = train_stop_signal ? (int)train_stop_signal : SIGINT;
+            printf("stopped by signal %d at step %d%s\n", sig, step,
+                   args.out_dir ? (step > start_step ? ": resume with -y 1" : " (nothing new to save)") : " (no -o: nothing saved)");
+            if (logf) fcloseCheck(logf, "main.log");
+            multi_gpu_config_free(&mg);
+            return 128 + sig;
+        }
+        if (last) break;
 
         // one optimizer step: grad_accum micro-batches, gradients reduced over GPUs, clipped, AdamW
         double t0 = now_seconds();
@@ -1145,7 +1160,7 @@ int main(int argc, char **argv) {
         float norm = model_grad_norm(&model, &mg);
         float scale = args.grad_clip > 0.0f && norm > args.grad_clip ? args.grad_clip / (norm + 1e-6f) : 1.0f;   // as PyTorch
         float lr = lr_at_step(args.lr, step, args.warmup, max_steps, args.final_lr_frac);
-        model_update(&model, lr, 0.9f, 0.95f, 1e-8f, args.weight_decay, 0, scale, step + 1, &mg);
+        model_update(&model, lr, 0.9f, 0.95f, 1e-8f, args.weight_decay, step + 1, 0, scale, &mg);
         cudaCheck(cudaStreamSynchronize(main_stream));
         float train_loss = multi_gpu_cpu_float_sum((float)(loss / grad_accum), &mg) / mg.num_processes;
         double dt = now_seconds() - t0;
@@ -1159,27 +1174,10 @@ int main(int argc, char **argv) {
             printf("step %d/%d | loss %.6f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s\n", step + 1, max_steps,
                    train_loss, lr, norm, dt * 1e3, tok_s);
         }
-        if (logf) {   // the same main.log lines as train_sessa.c (scripts/plot_log.py reads both)
-            fprintf(logf, "step %d train_loss %.6f lr %.6e norm %.6f tok_s %.1f\n", step + 1, train_loss, lr, norm, tok_s);
-            fflush(logf);
-        }
-        int done = step + 1;
-        // Ctrl-C / SIGTERM (on any rank: all ranks agree) -> checkpoint this step, then exit 128 + signal
-        int stop = mg.num_processes > 1 ? (int)multi_gpu_cpu_float_sum((float)train_stop_signal, &mg)
-                                        : (int)train_stop_signal;
-        if (args.out_dir != NULL && ((args.ckpt_every > 0 && done % args.ckpt_every == 0) || done == max_steps || stop))
-            save_checkpoint(&model, args.out_dir, done, &train_loader, &rng, &mg, logf, args.keep_last);
-        if (stop && done < max_steps) {
-            int sig = train_stop_signal ? (int)train_stop_signal : SIGINT;
-            printf("stopped by a signal after step %d%s\n", done, args.out_dir ? ": resume with -y 1" : " (no -o: nothing saved)");
-            if (logf) fcloseCheck(logf, "main.log");
-            multi_gpu_config_free(&mg);
-            return 128 + sig;
-        }
+        run_log_train(logf, step + 1, train_loss, lr, norm, tok_s);
     }
+    if (train_stop_signal) printf("signal %d at the last step: the run is complete\n", (int)train_stop_signal);
 
-    if (max_steps == 0 && args.sample_every > 0 && rank0)
-        sample_and_print(&model, sample_tok, prompt, prompt_len, args.gen_tokens, &sample_opts, &rng);
     free(prompt);
     if (logf) fcloseCheck(logf, "main.log");
     if (use_train_data) dataloader_free(&train_loader);

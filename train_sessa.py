@@ -160,7 +160,8 @@ def feedback_gamma(abar, w_gamma, gamma_b, gamma_max):
 def feedback_solve(f, gamma, alpha):
     """s = (I - diag(gamma) alpha)^-1 f, a unit-lower-triangular solve, D right-hand sides. -> (B,T,D)"""
     T = f.shape[1]
-    A = torch.eye(T, dtype=alpha.dtype, device=f.device) - gamma[..., None] * alpha  # (B,T,T)
+    W = gamma[..., None] * alpha                                 # (B,T,T) W = diag(gamma) alpha (DESIGN.md §2)
+    A = torch.eye(T, dtype=alpha.dtype, device=f.device) - W      # I - W
     dtype = torch.promote_types(A.dtype, f.dtype)  # under bf16 autocast the solve runs in fp32
     return torch.linalg.solve_triangular(A.to(dtype), f.to(dtype), upper=False, unitriangular=True)
 

@@ -71,6 +71,9 @@ static inline void train_args_defaults(TrainArgs *a) {
     a->temperature = 1.0f; a->top_k = 0; a->prompt_ids = NULL; a->prompt_file = NULL;
 }
 
+// the flags of one trainer only (set by train_args_parse), printed after the common ones
+static const char *train_args_extra_usage_ = NULL;
+
 // -h prints to stdout (so that `-h | less` works), a usage error to stderr
 static inline void train_args_usage(FILE *out, const char *prog) {
     fprintf(out,
@@ -99,6 +102,7 @@ static inline void train_args_usage(FILE *out, const char *prog) {
         "           flags given again override them, except -e -V -b -t -d -S -w (an error if different)\n"
         "  -S SEED  seed (default 1337)   -w 0/1  shuffle training data (default 1)\n"
         "  -h       this help\n", prog);
+    if (train_args_extra_usage_ != NULL) fputs(train_args_extra_usage_, out);
 }
 
 static inline long args_int_(const char *flag, const char *s, long lo, long hi) {
@@ -218,7 +222,10 @@ static inline void train_args_save(const TrainArgs *a, const char *dir) {
     if (rename(tmp, path) != 0) fatal("cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
 }
 
-static inline void train_args_parse(TrainArgs *a, int argc, char **argv, args_extra_fn extra, void *ctx) {
+// extra_usage: the help text of the flags extra() handles (may be NULL); -h prints it after the common flags
+static inline void train_args_parse(TrainArgs *a, int argc, char **argv, const char *extra_usage, args_extra_fn extra,
+                                    void *ctx) {
+    train_args_extra_usage_ = extra_usage;
     train_args_defaults(a);
     args_check_pairs_(argc, argv);
     // -o and -y first: with -y 1 the run's saved flags come before the command line's

@@ -1,5 +1,6 @@
 /*
- Model FLOPs per token (DESIGN.md section 3), for the MFU that both trainers print. Per layer, forward:
+ Model FLOPs per token (DESIGN.md section 3), for the MFU the CUDA trainer prints (and dev/test/test_flops.c
+ checks; the CPU trainer prints tok/s only). Per layer, forward:
    2 x (weights of the layer's Linears: in 2D*D, q/k/v D*(H+2Hkv)*d, feedback 2D*D, o D*D when H > 1, out D*D)
    + 2*T*D for causal attention (QK^T and PV, each 2*(T/2)*D)
    + 2*T*D for the feedback branch (logits and substitution, each 2*(T/2)*D; with Linear_fb, absent for f0)

@@ -13,6 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+// the seed of both trainers' sampling RNG for run seed -S: its own stream, apart from the initialisation's
+// (sessa_init_parameters seeds with the run seed itself) and the data order's (the dataloader's)
+static inline unsigned long long sampler_seed(unsigned long long run_seed) { return run_seed ^ 0x5e55aULL; }
+
 static inline int argmax_logits(const float *logits, int n) {
     int best = 0;
     for (int i = 1; i < n; i++) if (logits[i] > logits[best]) best = i;

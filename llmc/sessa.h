@@ -146,6 +146,14 @@ static const char *const sessa_param_names[NUM_PARAMETER_TENSORS] = {
     "fb_w", "fb_b", "o_w", "gamma_w", "gamma_b", "out_w", "out_b", "lnf_w", "lnf_b"
 };
 
+// the weight-decay mask of both trainers: AdamW decays the weight matrices of the Linears and the embedding;
+// biases, LayerNorm parameters and the gamma path (w_gamma, gamma_b) are not decayed. (The reference debug
+// state decays every parameter, PyTorch's AdamW default: the trainers' update takes decay_all for it.)
+static inline int sessa_param_decays(int t) {
+    return t == P_WTE || t == P_IN_W || t == P_Q_W || t == P_K_W || t == P_V_W || t == P_FB_W || t == P_O_W ||
+           t == P_OUT_W;
+}
+
 typedef struct {
     float *wte;              // (Vp, D)
     float *ln_w, *ln_b;      // (L, D)

@@ -234,6 +234,16 @@ static inline FILE *run_dir_open_log(const char *dir, int resumed, long long log
     return fopenCheck(path, resumed ? "a" : "w");
 }
 
+// the lines both trainers write (scripts/plot_log.py reads them): the validation loss of step `step` to stdout
+// and main.log; the main.log line of optimizer step `step` (the stdout line differs: the CUDA trainer adds MFU)
+static inline void run_log_val(FILE *log, int step, float val_loss) {
+    printf("step %d | val loss %.6f\n", step, val_loss);
+    if (log) { fprintf(log, "step %d val_loss %.6f\n", step, val_loss); fflush(log); }
+}
+static inline void run_log_train(FILE *log, int step, float loss, float lr, float norm, double tok_s) {
+    if (log) { fprintf(log, "step %d train_loss %.6f lr %.6e norm %.6f tok_s %.1f\n", step, loss, lr, norm, tok_s); fflush(log); }
+}
+
 // current size of an open log (for train_state_write), -1 without one
 static inline long long run_dir_log_bytes(FILE *log) {
     if (log == NULL) return -1;

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <errno.h>
 #include <stdint.h>
+#include <time.h>
 
 // ----------------------------------------------------------------------------
 // fatal errors
@@ -110,6 +111,13 @@ static inline uint16_t float_to_bf16(float f) {
 }
 static inline float bf16_to_float(uint16_t h) {
     uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f;
+}
+
+// wall-clock seconds from a monotonic clock (step timings of both trainers)
+static inline double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 #endif // SESSA_UTILS_H

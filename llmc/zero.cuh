@@ -4,7 +4,8 @@
 
    ZeRO stage 0: every rank keeps the full optimizer state; the gradients are all-reduced (averaged)
                  and every rank runs the same AdamW step on the full parameter vector.
-   ZeRO stage 1: the flat parameter vector (checkpoint order, DESIGN.md §4) is cut into W equal contiguous
+   ZeRO stage 1: the flat parameter vector (train_sessa.cu's GPU layout: the checkpoint order of DESIGN.md §4,
+                 each tensor 256-byte aligned, zero gaps between) is cut into W equal contiguous
                  shards (multi_gpu_get_shard_offset, padding at the end, see llmc/distributed.h).
                  Gradients are reduce-scattered (each rank gets the average of its shard), each rank
                  keeps the AdamW moments of its shard only and updates its shard of the parameters,
@@ -19,7 +20,7 @@
      forward/backward (grad accumulation) ...; in the last micro-step, once the gradients of a range of
      the flat buffer are final (e.g. all tensors of layer l, right after its backward):
        multi_gpu_reduce_gradient_ranges(grads, n_params, begins, counts, n, &mg, stream);  // async, NCCL stream
-     or after the whole backward: multi_gpu_reduce_gradient(grads, n_params, &mg, stream);
+     (after the whole backward: one range, begins = {0}, counts = {P})
      multi_gpu_wait_gradients(&mg, stream);                 // compute stream waits for NCCL
      norm^2 of the gradient: stage 0 local; stage 1 sum of the shards' norm^2 via multi_gpu_cpu_float_sum
      AdamW on [sh.offset, sh.offset + sh.size) (the padding has grad 0 and stays 0)
@@ -204,13 +205,6 @@ static void multi_gpu_reduce_gradient_ranges(T *grads, size_t num_parameters, co
         }
     }
     ncclCheck(ncclGroupEnd());
-}
-
-// the whole gradient buffer at once (after the backward)
-template <typename T>
-static void multi_gpu_reduce_gradient(T *grads, size_t num_parameters, MultiGpuConfig *c, cudaStream_t stream) {
-    size_t begin = 0, count = multi_gpu_padded_size(num_parameters, c);
-    multi_gpu_reduce_gradient_ranges(grads, num_parameters, &begin, &count, 1, c, stream);
 }
 
 // work queued on `stream` after this waits for every reduction queued so far

@@ -5,6 +5,8 @@
 #                                                        test_sessacu on every CUDA reference dump)
 #   scripts/gpu_session.sh build kbench                  make -C dev/cuda bench
 #   scripts/gpu_session.sh build fbbench                 feedback solve: ours vs the dense form (and superblock sizes)
+#   scripts/gpu_session.sh build twins                  the trainers as twins on the real GPU: same -x 0 val loss and
+#                                                        20-step curve as the CPU trainer; run directory (resume, SIGINT)
 #   scripts/gpu_session.sh build decode                  greedy tokens agree (C, CUDA, PyTorch); generation speed (bench_decode.sh)
 #   scripts/gpu_session.sh build fbncu                   ncu sections of the in-superblock solve kernels
 #   scripts/gpu_session.sh build train                   train_sessacu tok/s at d12 B=8 T=1024 and d4w256h4 B=8 T=256
@@ -132,6 +134,8 @@ for s in "$@"; do
         decode)  stage decode timeout ${DECODE_TIMEOUT:-900} sh -c 'python3 dev/test/test_sample_agree.py --cuda ./train_sessacu &&
                      PROMPTS="${PROMPTS:-128 8192}" BATCHES="${BATCHES:-1}" G=32 GP=4 bash scripts/bench_decode.sh' ;;
         fbprec)  stage fbprec $PY dev/cuda/feedback_precision.py ;;
+        twins)   stage twins sh -c 'make train_sessa && TRAIN_SESSACU=./train_sessacu bash dev/test/test_twins.sh &&
+                     TRAIN_SESSACU=./train_sessacu bash dev/test/test_run_dir_cuda_emu.sh' ;;
         e2e)     stage e2e timeout ${E2E_TIMEOUT:-1800} env OUT="$OUT/e2e" PART=1 bash scripts/bench_gpu.sh d12 8 1024 ${E2E_STEPS:-20} ;;
         e2e2)    stage e2e2 env OUT="$OUT/e2e2" PART=2 SYSTEMS="cu py_eager" MAX_T=${MAX_T:-16384} P2_STEPS=3 TIMEOUT=150 \
                      bash scripts/bench_gpu.sh d12 ;;

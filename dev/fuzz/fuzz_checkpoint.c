@@ -1,5 +1,5 @@
 /*
- libFuzzer harness for the model checkpoint header parser (llmc/sessa.h, helper CPU's file):
+ libFuzzer harness for the model checkpoint header parser (llmc/sessa.h):
  sessa_config_from_header is the non-exiting part of sessa_checkpoint_read. When it accepts a header,
  the file size must match the parameter count, and the parameters are decoded from memory as the
  reader would (fp32, or bf16 -> fp32).

@@ -66,7 +66,7 @@ step "pytest dev/test/test_long_context_eval.py (C and PyTorch accuracy per dist
     $PYTHON -m pytest -q dev/test/test_long_context_eval.py
 
 # -- C unit tests
-for t in dataloader tokenizer distributed feedback_blocked flops sampler; do
+for t in dataloader tokenizer distributed feedback_blocked flops sampler cpu_kernels; do
     step "dev/test/test_$t.c" $MAKE dev/test/bin/test_$t
     [ -x dev/test/bin/test_$t ] && step "test_$t" dev/test/bin/test_$t
 done
@@ -95,6 +95,8 @@ step "CUDA model vs PyTorch under the CPU emulator (test_sessacu on cuda_gqa, cu
     $MAKE -C dev/cuda_emu test-model REFS="$(realpath "$REFS")"
 step "CUDA trainer's run directory under the CPU emulator: resume, log, SIGINT, lock (dev/test/test_run_dir_cuda_emu.sh)" \
     bash dev/test/test_run_dir_cuda_emu.sh
+step "the trainers are twins: same checkpoint and flags give the same -x 0 val loss and 20-step loss curve, CPU vs CUDA under the CPU emulator (dev/test/test_twins.sh)" \
+    bash dev/test/test_twins.sh
 step "greedy sampling agrees: CPU trainer, PyTorch, CUDA trainer (recurrent and -sm 0) under the CPU emulator (dev/test/test_sample_agree.py)" \
     bash -c "$MAKE -C dev/cuda_emu build/bin/train_sessacu && $PYTHON dev/test/test_sample_agree.py --cuda dev/cuda_emu/build/bin/train_sessacu"
 

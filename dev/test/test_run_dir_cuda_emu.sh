@@ -1,7 +1,7 @@
 #!/bin/bash
 # The CUDA trainer's run directory (issue 13), its main run on the CPU by dev/cuda_emu (one process, ~0.5 s
 # per step of a d1w64h2 model): the same llmc/ code as the CPU trainer's (dev/test/test_run_dir.sh), checked
-# here through train_sessa.cu's own loop, whose order differs (validation after the checkpoint of a step).
+# here through train_sessa.cu's own loop (the same schedule: validation and sample of a step, then its checkpoint).
 #  - -y 1 -o OUT alone resumes with the run's flags; main.log equals the uninterrupted run's line for line,
 #    the final checkpoint is bit-identical; resuming a finished run changes nothing
 #  - SIGINT: a checkpoint of the step, exit 130; a second trainer on the live folder is refused

@@ -60,7 +60,8 @@ static void test_reduce(MultiGpuConfig *mg, size_t n, int by_ranges, const char 
             multi_gpu_reduce_gradient_ranges(d, n, begins, counts, 3, mg, 0);
         }
     } else {
-        multi_gpu_reduce_gradient(d, n, mg, 0);
+        size_t begin = 0;   // the whole buffer as one range, as after the whole backward
+        multi_gpu_reduce_gradient_ranges(d, n, &begin, &P, 1, mg, 0);
     }
     multi_gpu_wait_gradients(mg, 0);
     to_host(h, d, P);
