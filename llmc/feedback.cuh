@@ -121,10 +121,11 @@ static inline int fb_superblock(int T) {
 struct __align__(16) FbF4 { float x, y, z, w; };   // one 16-byte load (float4 without the vector-type header)
 
 // ----------------------------------------------------------------------------
-// row-major strided-batched GEMM on cuBLASLt: C (m x n, ldc) = alpha op(A) op(B) + beta C, for each of `batch`
-// matrices (strides sa, sb, sc in elements). A, B bf16; C fp32 or bf16 (ctype). op(A) = A stored m x k (lda), or
-// when ta, A stored k x m; op(B) = B stored k x n (ldb), or when tb, B stored n x k. fp32 accumulation.
-// Column-major view: C^T (n x m) = op(B)^T op(A)^T, i.e. cuBLASLt's A is our B (transposed iff tb) and its B our A.
+// row-major strided-batched GEMM on cuBLASLt: C (m x n, C.ld) = alpha op(A) op(B) + beta C, for each of sh.batch
+// matrices (X.stride elements apart). A, B bf16; C fp32 or bf16 (C.type). op(A) = A stored m x k (A.ld), or when
+// A.trans, A stored k x m; op(B) = B stored k x n (B.ld), or when B.trans, B stored n x k. fp32 accumulation.
+// Column-major view: C^T (n x m) = op(B)^T op(A)^T, i.e. cuBLASLt's A is our B (transposed iff B.trans), its B our A.
+// (The plan key below keeps cuBLAS's short names: lda = A.ld, sa = A.stride, ta = A.trans, and so on.)
 // Plans (descriptor, layouts, the heuristic's algorithm) are cached per shape in a small hash table: a cuBLASLt
 // heuristic query costs tens of microseconds of CPU time, and a superblock issues ~9 GEMMs.
 typedef struct {
@@ -177,20 +178,24 @@ static void fb_plan_free(FbGemmPlan *p) {
     cublasCheck(cublasLtMatmulDescDestroy(p->desc));
 }
 
-static void fb_gemm(void *C, cudaDataType_t ctype, int ldc, long long sc,
-                    const floatX *A, int lda, long long sa, bool ta,
-                    const floatX *Bm, int ldb, long long sb, bool tb,
-                    int m, int n, int k, float alpha, float beta, int batch, cudaStream_t stream) {
+// the operands of one strided-batched GEMM: matrix b of a batch starts at ptr + b * stride (elements), rows ld apart
+typedef struct { const floatX *ptr; int ld; long long stride; bool trans; } FbIn;        // bf16 A or B; trans: op(X) = X^T
+typedef struct { const floatX *hi, *lo; int ld; long long stride; bool trans; } FbIn2;  // X = hi + lo as bf16 halves
+typedef struct { void *ptr; cudaDataType_t type; int ld; long long stride; } FbOut;     // C: fp32 or bf16
+typedef struct { int m, n, k, batch; } FbShape;                                            // C is m x n, k inner
+
+static void fb_gemm(FbOut C, FbIn A, FbIn B, FbShape sh, float alpha, float beta, cudaStream_t stream) {
+    int m = sh.m, n = sh.n, k = sh.k, batch = sh.batch;
     if (m <= 0 || n <= 0 || k <= 0 || batch <= 0) fatal("fb_gemm: empty product m=%d n=%d k=%d batch=%d", m, n, k, batch);
     FbGemmKey key;
     memset(&key, 0, sizeof key);   // the padding too: keys are compared and hashed bytewise
-    key.m = m; key.n = n; key.k = k; key.lda = lda; key.ldb = ldb; key.ldc = ldc; key.batch = batch;
-    key.ta = ta; key.tb = tb; key.ctype = (int)ctype; key.beta_nonzero = beta != 0.0f;
-    key.sa = sa; key.sb = sb; key.sc = sc;
+    key.m = m; key.n = n; key.k = k; key.lda = A.ld; key.ldb = B.ld; key.ldc = C.ld; key.batch = batch;
+    key.ta = A.trans; key.tb = B.trans; key.ctype = (int)C.type; key.beta_nonzero = beta != 0.0f;
+    key.sa = A.stride; key.sb = B.stride; key.sc = C.stride;
     // pointer alignments as matmul_lt tells them, lowered to what the batch strides keep for every matrix of the batch
-    size_t ce = ctype == CUDA_R_16BF ? 2 : 4;
-    key.align[0] = fb_align(Bm, (size_t)sb * 2, batch); key.align[1] = fb_align(A, (size_t)sa * 2, batch);
-    key.align[2] = fb_align(C, (size_t)sc * ce, batch); key.align[3] = key.align[2];
+    size_t ce = C.type == CUDA_R_16BF ? 2 : 4;
+    key.align[0] = fb_align(B.ptr, (size_t)B.stride * 2, batch); key.align[1] = fb_align(A.ptr, (size_t)A.stride * 2, batch);
+    key.align[2] = fb_align(C.ptr, (size_t)C.stride * ce, batch); key.align[3] = key.align[2];
     uint64_t h = 1469598103934665603ull;           // FNV-1a over the key's bytes
     for (size_t i = 0; i < sizeof key; i++) h = (h ^ ((const unsigned char *)&key)[i]) * 1099511628211ull;
     FbGemmPlan *plan = NULL, tmp;
@@ -203,18 +208,20 @@ static void fb_gemm(void *C, cudaDataType_t ctype, int ldc, long long sc,
         }
     }
     if (plan == NULL) { fb_plan_make(&tmp, &key); plan = &tmp; }
-    cublasCheck(cublasLtMatmul(cublaslt_handle, plan->desc, &alpha, Bm, plan->la, A, plan->lb, &beta, C, plan->lc, C, plan->lc,
-                               &plan->algo, cublaslt_workspace, cublaslt_workspace_size, stream));
+    cublasCheck(cublasLtMatmul(cublaslt_handle, plan->desc, &alpha, B.ptr, plan->la, A.ptr, plan->lb,
+                               &beta, C.ptr, plan->lc, C.ptr, plan->lc, &plan->algo,
+                               cublaslt_workspace, cublaslt_workspace_size, stream));
     if (plan == &tmp) fb_plan_free(&tmp);
 }
 
-// C (+)= A B in fp32-grade from hi/lo bf16 halves: A_hi B_hi (beta) + A_lo B_hi + A_hi B_lo (beta = 1)
-static void fb_gemm3(float *C, int ldc, long long sc, const floatX *A_hi, const floatX *A_lo, int lda, long long sa, bool ta,
-                     const floatX *B_hi, const floatX *B_lo, int ldb, long long sb, bool tb,
-                     int m, int n, int k, float beta, int batch, cudaStream_t stream) {
-    fb_gemm(C, CUDA_R_32F, ldc, sc, A_hi, lda, sa, ta, B_hi, ldb, sb, tb, m, n, k, 1.0f, beta, batch, stream);
-    fb_gemm(C, CUDA_R_32F, ldc, sc, A_lo, lda, sa, ta, B_hi, ldb, sb, tb, m, n, k, 1.0f, 1.0f, batch, stream);
-    fb_gemm(C, CUDA_R_32F, ldc, sc, A_hi, lda, sa, ta, B_lo, ldb, sb, tb, m, n, k, 1.0f, 1.0f, batch, stream);
+// C (+)= A B in fp32-grade from hi/lo bf16 halves: A_hi B_hi (beta) + A_lo B_hi + A_hi B_lo (beta = 1); C fp32
+static void fb_gemm3(FbOut C, FbIn2 A, FbIn2 B, FbShape sh, float beta, cudaStream_t stream) {
+    if (C.type != CUDA_R_32F) fatal("fb_gemm3: C must be fp32 (the three products accumulate in it)");
+    FbIn A_hi = {A.hi, A.ld, A.stride, A.trans}, A_lo = {A.lo, A.ld, A.stride, A.trans};
+    FbIn B_hi = {B.hi, B.ld, B.stride, B.trans}, B_lo = {B.lo, B.ld, B.stride, B.trans};
+    fb_gemm(C, A_hi, B_hi, sh, 1.0f, beta, stream);
+    fb_gemm(C, A_lo, B_hi, sh, 1.0f, 1.0f, stream);
+    fb_gemm(C, A_hi, B_lo, sh, 1.0f, 1.0f, stream);
 }
 
 __device__ __forceinline__ void fb_split(floatX *hi, floatX *lo, float x) {
@@ -675,14 +682,15 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
     for (int u0 = 0; u0 < T; u0 += S) {
         int u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0;
         // 1. Z (Sv, u1) = qb[U] kb[0:u1]^T / sqrt(D)
-        fb_gemm(w.Z, CUDA_R_32F, ldz, sZ, qb + (size_t)u0 * ld, ld, sq, false, kb, ld, sq, true,
-                Sv, u1, D, scale, 0.0f, B, stream);
+        fb_gemm(FbOut{w.Z, CUDA_R_32F, ldz, sZ}, FbIn{qb + (size_t)u0 * ld, ld, sq, false}, FbIn{kb, ld, sq, true},
+                FbShape{Sv, u1, D, B}, scale, 0.0f, stream);
         // 2. lse, P = alpha[U, 0:u1] as bf16 halves, the fp32 diagonal block
         fb_fwd_rows_kernel<<<dim3(ceil_div(Sv, 8), B), 256, 0, stream>>>(w.P_hi, w.P_lo, w.Pd, lse, w.Z, ldz, u0, Sv, S, T);
         cudaCheck(cudaGetLastError());
         // 3. acc (Sv, D) = P[:, 0:u0] s[0:u0]
         if (u0 > 0)
-            fb_gemm3(w.acc, D, sSD, w.P_hi, w.P_lo, ldz, sZ, false, w.s_hi, w.s_lo, D, sTD, false, Sv, D, u0, 0.0f, B, stream);
+            fb_gemm3(FbOut{w.acc, CUDA_R_32F, D, sSD}, FbIn2{w.P_hi, w.P_lo, ldz, sZ, false}, FbIn2{w.s_hi, w.s_lo, D, sTD, false},
+                     FbShape{Sv, D, u0, B}, 0.0f, stream);
         // 4. the in-superblock solve
         fb_fwd_solve(s, c, w.s_hi, w.s_lo, w.acc, u0 > 0, w.Pd, f, gamma, u0, Sv, S, B, T, D, stream);
     }
@@ -704,30 +712,31 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
         int u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, M = T - u0;
         int slab_blocks = ceil_div((long long)M * S, 256);
         // 1. slab logits Zs (M, Sv) = qb[u0:T] kb[U]^T / sqrt(D); Pc = gamma alpha[u0:T, U] as bf16 halves
-        fb_gemm(w.Zs, CUDA_R_32F, S, sTS, qb + (size_t)u0 * ld, ld, sq, false, kb + (size_t)u0 * ld, ld, sq, true,
-                M, Sv, D, scale, 0.0f, B, stream);
+        fb_gemm(FbOut{w.Zs, CUDA_R_32F, S, sTS}, FbIn{qb + (size_t)u0 * ld, ld, sq, false},
+                FbIn{kb + (size_t)u0 * ld, ld, sq, true}, FbShape{M, Sv, D, B}, scale, 0.0f, stream);
         fb_bwd_slab_kernel<<<dim3(slab_blocks, B), 256, 0, stream>>>(w.Pc_hi, w.Pc_lo, w.PcT, w.Zs, lse, gamma, u0, Sv, S, T);
         cudaCheck(cudaGetLastError());
         // 2. acc (Sv, D) = Pc[u1:T, :]^T u[u1:T]
         if (u1 < T)
-            fb_gemm3(w.acc, D, sSD, w.Pc_hi + (size_t)Sv * S, w.Pc_lo + (size_t)Sv * S, S, sTS, true,
-                     w.u_hi + (size_t)u1 * D, w.u_lo + (size_t)u1 * D, D, sTD, false, Sv, D, T - u1, 0.0f, B, stream);
+            fb_gemm3(FbOut{w.acc, CUDA_R_32F, D, sSD}, FbIn2{w.Pc_hi + (size_t)Sv * S, w.Pc_lo + (size_t)Sv * S, S, sTS, true},
+                     FbIn2{w.u_hi + (size_t)u1 * D, w.u_lo + (size_t)u1 * D, D, sTD, false}, FbShape{Sv, D, T - u1, B},
+                     0.0f, stream);
         // 3. the transposed in-superblock solve: u[U], df[U]
         fb_bwd_solve(w.u_hi, w.u_lo, df, w.acc, u1 < T, w.PcT, gs, u0, Sv, S, B, T, D, stream);
         // 4. dgamma[U] = u . c; 5. US (M, Sv) = u[u0:T] s[U]^T into the slab's logits buffer; dZ over Pc_hi
         fb_bwd_rows_kernel<<<dim3(ceil_div(Sv, 8), B), 256, 0, stream>>>(dgamma, w.sU_hi, w.sU_lo, w.u_hi, w.u_lo, c, s,
                                                                        u0, Sv, S, T, D);
         cudaCheck(cudaGetLastError());
-        fb_gemm3(w.Zs, S, sTS, w.u_hi + (size_t)u0 * D, w.u_lo + (size_t)u0 * D, D, sTD, false,
-                 w.sU_hi, w.sU_lo, D, sSD, true, M, Sv, D, 0.0f, B, stream);
+        fb_gemm3(FbOut{w.Zs, CUDA_R_32F, S, sTS}, FbIn2{w.u_hi + (size_t)u0 * D, w.u_lo + (size_t)u0 * D, D, sTD, false},
+                 FbIn2{w.sU_hi, w.sU_lo, D, sSD, true}, FbShape{M, Sv, D, B}, 0.0f, stream);
         fb_dz_kernel<<<dim3(slab_blocks, B), 256, 0, stream>>>(w.Pc_hi, w.Pc_lo, w.Zs, dgamma, u0, Sv, S, T);
         cudaCheck(cudaGetLastError());
         // 6. dkb[U] (Sv, D) = dZ^T qb[u0:T] / sqrt(D), complete: bf16 straight into dkb
-        fb_gemm(dkb + (size_t)u0 * ld, CUDA_R_16BF, ld, sq, w.Pc_hi, S, sTS, true, qb + (size_t)u0 * ld, ld, sq, false,
-                Sv, D, M, scale, 0.0f, B, stream);
+        fb_gemm(FbOut{dkb + (size_t)u0 * ld, CUDA_R_16BF, ld, sq}, FbIn{w.Pc_hi, S, sTS, true},
+                FbIn{qb + (size_t)u0 * ld, ld, sq, false}, FbShape{Sv, D, M, B}, scale, 0.0f, stream);
         // 7. dqb[u0:T] (M, D) += dZ kb[U] / sqrt(D)
-        fb_gemm(w.dq + (size_t)u0 * D, CUDA_R_32F, D, sTD, w.Pc_hi, S, sTS, false, kb + (size_t)u0 * ld, ld, sq, false,
-                M, D, Sv, scale, 1.0f, B, stream);
+        fb_gemm(FbOut{w.dq + (size_t)u0 * D, CUDA_R_32F, D, sTD}, FbIn{w.Pc_hi, S, sTS, false},
+                FbIn{kb + (size_t)u0 * ld, ld, sq, false}, FbShape{M, D, Sv, B}, scale, 1.0f, stream);
     }
     fb_store_strided_kernel<<<ceil_div((long long)B * T * D, 256), 256, 0, stream>>>(dqb, ld, w.dq, B * T, D);
     cudaCheck(cudaGetLastError());
