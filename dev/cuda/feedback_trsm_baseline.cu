@@ -1,7 +1,7 @@
 /*
  Shared by feedback_forward.cu and feedback_backward.cu (included, no main of its own):
- 1) the CPU reference: the naive O(T^2 D) formulas of DESIGN.md §1/§2, double accumulation, independent of the
-    blocked schedule of llmc/feedback.cuh;
+ 1) the CPU reference: feedback_dense.h (the naive O(T^2 D) formulas of DESIGN.md §1/§2 in double, independent
+    of the blocked schedule of llmc/feedback.cuh, shared with dev/test/test_feedback_blocked.c) on fp32 batches;
  2) the dense cuBLAS baseline, as the official PyTorch layer does it: materialise the (B,T,T) matrix
     A = I - diag(gamma) alpha (logits by a cuBLAS GEMM, a row softmax kernel) and solve with cublasStrsmBatched;
     its backward: u = A^-T gs (trsm), then the gradient GEMMs of autograd under bf16 autocast: US = u s^T (B,T,T)
@@ -12,84 +12,54 @@
 #include "common.h"
 #include "../../llmc/feedback.cuh"   // version 2 (and matmul.cuh: cublasCheck, the cuBLASLt handle)
 #include "feedback_v1.cu"            // version 1
+#include "feedback_dense.h"          // the dense reference in double: dense_alpha, dense_forward, dense_backward
 
 // ----------------------------------------------------------------------------
 // CPU reference
 
-// alpha (T,T) of one batch element, strictly lower, row 0 empty; lse (T) = log sum_{j<t} exp(Z[t,j]), -inf at t = 0
-static void alpha_cpu(double *alpha, float *lse, const float *qb, const float *kb, int ld, int T, int D) {
-    double scale = 1.0 / sqrt((double)D);
-    for (int t = 0; t < T; t++) {
-        double mx = -INFINITY, sum = 0.0;
-        for (int j = 0; j < t; j++) {
-            double z = 0.0;
-            for (int i = 0; i < D; i++) z += (double)qb[(size_t)t * ld + i] * kb[(size_t)j * ld + i];
-            alpha[(size_t)t * T + j] = z * scale;
-            mx = fmax(mx, z * scale);
-        }
-        for (int j = 0; j < t; j++) sum += (alpha[(size_t)t * T + j] = exp(alpha[(size_t)t * T + j] - mx));
-        for (int j = 0; j < T; j++) alpha[(size_t)t * T + j] = j < t ? alpha[(size_t)t * T + j] / sum : 0.0;
-        if (lse) lse[t] = t == 0 ? -INFINITY : (float)(mx + log(sum));
-    }
-}
+// the formulas are dev/cuda/feedback_dense.h's (one batch element, double); these wrappers take the kernels' fp32
+// batched layouts: qb, kb (B,T,D) rows ld apart, the rest (B,T,D) / (B,T) contiguous
 
-// s_t = f_t + gamma_t c_t, c_t = sum_{j<t} alpha[t,j] s_j, lse as above; all (B,T,D) / (B,T)
+// n floats as doubles (a batch element of qb/kb keeps its row stride ld)
+static double *dense_in(const float *x, size_t n) {
+    double *d = (double *)mallocCheck(n * sizeof(double));
+    for (size_t i = 0; i < n; i++) d[i] = x[i];
+    return d;
+}
+static void dense_out(float *x, const double *d, size_t n) { for (size_t i = 0; i < n; i++) x[i] = (float)d[i]; }
+
+// s_t = f_t + gamma_t c_t, c_t = sum_{j<t} alpha[t,j] s_j, lse (-inf at t = 0); all (B,T,D) / (B,T)
 static void feedback_forward_cpu(float *s, float *c, float *lse, const float *f, const float *qb, const float *kb,
                                  int ld, const float *gamma, int B, int T, int D) {
-    double *alpha = (double *)mallocCheck((size_t)T * T * sizeof(double));
-    double *sd = (double *)mallocCheck((size_t)T * D * sizeof(double));
+    size_t nq = (size_t)(T - 1) * ld + D, n = (size_t)T * D;
+    double *sd = (double *)mallocCheck(n * sizeof(double)), *cd = (double *)mallocCheck(n * sizeof(double));
+    double *lsed = (double *)mallocCheck((size_t)T * sizeof(double));
     for (int b = 0; b < B; b++) {
-        alpha_cpu(alpha, lse + (size_t)b * T, qb + (size_t)b * T * ld, kb + (size_t)b * T * ld, ld, T, D);
-        for (int t = 0; t < T; t++) for (int i = 0; i < D; i++) {
-            double ct = 0.0;
-            for (int j = 0; j < t; j++) ct += alpha[(size_t)t * T + j] * sd[(size_t)j * D + i];
-            size_t o = ((size_t)b * T + t) * D + i;
-            sd[(size_t)t * D + i] = f[o] + gamma[(size_t)b * T + t] * ct;
-            s[o] = (float)sd[(size_t)t * D + i];
-            c[o] = (float)ct;
-        }
+        double *q = dense_in(qb + (size_t)b * T * ld, nq), *k = dense_in(kb + (size_t)b * T * ld, nq);
+        double *fd = dense_in(f + (size_t)b * n, n), *g = dense_in(gamma + (size_t)b * T, T);
+        dense_forward(sd, cd, lsed, fd, q, k, ld, g, T, D);
+        dense_out(s + (size_t)b * n, sd, n); dense_out(c + (size_t)b * n, cd, n); dense_out(lse + (size_t)b * T, lsed, T);
+        free(q); free(k); free(fd); free(g);
     }
-    free(alpha); free(sd);
+    free(sd); free(cd); free(lsed);
 }
 
 // DESIGN.md §2 given gs and the forward's s: u (B,T,D), dgamma (B,T), dqb, dkb (B,T,D) unstrided
 static void feedback_backward_cpu(float *u, float *dgamma, float *dqb, float *dkb, const float *gs, const float *s,
                                   const float *qb, const float *kb, int ld, const float *gamma, int B, int T, int D) {
-    double *alpha = (double *)mallocCheck((size_t)T * T * sizeof(double));
-    double *ud = (double *)mallocCheck((size_t)T * D * sizeof(double));
-    double *dq = (double *)mallocCheck((size_t)T * D * sizeof(double)), *dk = (double *)mallocCheck((size_t)T * D * sizeof(double));
-    double scale = 1.0 / sqrt((double)D);
+    size_t nq = (size_t)(T - 1) * ld + D, n = (size_t)T * D;
+    double *ud = (double *)mallocCheck(n * sizeof(double)), *dgd = (double *)mallocCheck((size_t)T * sizeof(double));
+    double *dq = (double *)mallocCheck(n * sizeof(double)), *dk = (double *)mallocCheck(n * sizeof(double));
     for (int b = 0; b < B; b++) {
-        const float *q = qb + (size_t)b * T * ld, *k = kb + (size_t)b * T * ld, *g = gamma + (size_t)b * T;
-        const float *sb = s + (size_t)b * T * D, *gsb = gs + (size_t)b * T * D;
-        alpha_cpu(alpha, NULL, q, k, ld, T, D);
-        for (int j = T - 1; j >= 0; j--) for (int i = 0; i < D; i++) {
-            double v = gsb[(size_t)j * D + i];
-            for (int t = j + 1; t < T; t++) v += g[t] * alpha[(size_t)t * T + j] * ud[(size_t)t * D + i];
-            ud[(size_t)j * D + i] = v;
-        }
-        memset(dq, 0, (size_t)T * D * sizeof(double)); memset(dk, 0, (size_t)T * D * sizeof(double));
-        for (int t = 0; t < T; t++) {
-            double dg = 0.0;
-            for (int j = 0; j < t; j++) for (int i = 0; i < D; i++) dg += ud[(size_t)t * D + i] * alpha[(size_t)t * T + j] * sb[(size_t)j * D + i];
-            dgamma[(size_t)b * T + t] = (float)dg;
-            for (int j = 0; j < t; j++) {
-                double us = 0.0;
-                for (int i = 0; i < D; i++) us += ud[(size_t)t * D + i] * sb[(size_t)j * D + i];
-                double dz = g[t] * alpha[(size_t)t * T + j] * (us - dg) * scale;
-                for (int i = 0; i < D; i++) {
-                    dq[(size_t)t * D + i] += dz * k[(size_t)j * ld + i];
-                    dk[(size_t)j * D + i] += dz * q[(size_t)t * ld + i];
-                }
-            }
-        }
-        for (size_t e = 0; e < (size_t)T * D; e++) {
-            u[(size_t)b * T * D + e] = (float)ud[e];
-            dqb[(size_t)b * T * D + e] = (float)dq[e];
-            dkb[(size_t)b * T * D + e] = (float)dk[e];
-        }
+        double *q = dense_in(qb + (size_t)b * T * ld, nq), *k = dense_in(kb + (size_t)b * T * ld, nq);
+        double *gsd = dense_in(gs + (size_t)b * n, n), *sd = dense_in(s + (size_t)b * n, n);
+        double *g = dense_in(gamma + (size_t)b * T, T);
+        dense_backward(ud, dgd, dq, dk, gsd, sd, q, k, ld, g, T, D);
+        dense_out(u + (size_t)b * n, ud, n); dense_out(dgamma + (size_t)b * T, dgd, T);
+        dense_out(dqb + (size_t)b * n, dq, n); dense_out(dkb + (size_t)b * n, dk, n);
+        free(q); free(k); free(gsd); free(sd); free(g);
     }
-    free(alpha); free(ud); free(dq); free(dk);
+    free(ud); free(dgd); free(dq); free(dk);
 }
 
 // ----------------------------------------------------------------------------

@@ -68,62 +68,10 @@ static void expect_close_d(const char *what, const double *got, const double *re
 }
 
 // ============================================================================
-// feedback: dense reference (DESIGN.md §1, §2), double precision, one batch element; qb, kb rows of width D
+// feedback: dense reference (DESIGN.md §1, §2), double precision, one batch element: dev/cuda/feedback_dense.h
+// (dense_alpha, dense_forward, dense_backward), the same code the dev/cuda feedback checks use; here ld = D
 
-static void dense_alpha(double *alpha, const double *qb, const double *kb, int T, int D) { // (T,T), strictly lower
-    double scale = 1.0 / sqrt((double)D);
-    for (int t = 0; t < T; t++) {
-        double mx = -INFINITY;
-        for (int j = 0; j < t; j++) {
-            double z = 0; for (int i = 0; i < D; i++) z += qb[t * D + i] * kb[j * D + i];
-            alpha[t * T + j] = z * scale;
-            if (alpha[t * T + j] > mx) mx = alpha[t * T + j];
-        }
-        double sum = 0;
-        for (int j = 0; j < t; j++) { alpha[t * T + j] = exp(alpha[t * T + j] - mx); sum += alpha[t * T + j]; }
-        for (int j = 0; j < T; j++) alpha[t * T + j] = j < t ? alpha[t * T + j] / sum : 0.0;
-    }
-}
-
-static void dense_forward(double *s, double *c, const double *f, const double *qb, const double *kb,
-                          const double *gamma, int T, int D) {
-    double *alpha = (double *)mallocCheck((size_t)T * T * sizeof(double));
-    dense_alpha(alpha, qb, kb, T, D);
-    for (int t = 0; t < T; t++) for (int i = 0; i < D; i++) {
-        double ct = 0; for (int j = 0; j < t; j++) ct += alpha[t * T + j] * s[j * D + i];
-        c[t * D + i] = ct;
-        s[t * D + i] = f[t * D + i] + gamma[t] * ct;
-    }
-    free(alpha);
-}
-
-static void dense_backward(double *u, double *dgamma, double *dqb, double *dkb, const double *gs, const double *s,
-                           const double *qb, const double *kb, const double *gamma, int T, int D) {
-    double *alpha = (double *)mallocCheck((size_t)T * T * sizeof(double));
-    dense_alpha(alpha, qb, kb, T, D);
-    double scale = 1.0 / sqrt((double)D);
-    for (int j = T - 1; j >= 0; j--) for (int i = 0; i < D; i++) {      // u_j = gs_j + sum_{t>j} gamma_t alpha[t,j] u_t
-        double v = gs[j * D + i];
-        for (int t = j + 1; t < T; t++) v += gamma[t] * alpha[t * T + j] * u[t * D + i];
-        u[j * D + i] = v;
-    }
-    memset(dqb, 0, (size_t)T * D * sizeof(double));
-    memset(dkb, 0, (size_t)T * D * sizeof(double));
-    for (int t = 0; t < T; t++) {
-        double dg = 0;                                                   // dgamma_t = u_t . c_t
-        for (int j = 0; j < t; j++) for (int i = 0; i < D; i++) dg += u[t * D + i] * alpha[t * T + j] * s[j * D + i];
-        dgamma[t] = dg;
-        for (int j = 0; j < t; j++) {
-            double us = 0; for (int i = 0; i < D; i++) us += u[t * D + i] * s[j * D + i];
-            double dz = gamma[t] * alpha[t * T + j] * (us - dg);
-            for (int i = 0; i < D; i++) {
-                dqb[t * D + i] += dz * kb[j * D + i] * scale;
-                dkb[j * D + i] += dz * qb[t * D + i] * scale;
-            }
-        }
-    }
-    free(alpha);
-}
+#include "../cuda/feedback_dense.h"
 
 // ============================================================================
 // feedback: twin of llmc/feedback.cuh, one batch element (the kernels' batch index only offsets pointers).
@@ -311,8 +259,8 @@ static void test_feedback_dense_fd(int T, int D) {
     double *f = to_d(rand_f(n, -1, 1), n), *qb = to_d(rand_f(n, -1, 1), n), *kb = to_d(rand_f(n, -1, 1), n);
     double *gamma = to_d(rand_f(T, 0.5, 0.999), T), *gs = to_d(rand_f(n, -1, 1), n);
     double *s = malloc(n * 8), *c = malloc(n * 8), *u = malloc(n * 8), *dg = malloc(T * 8), *dq = malloc(n * 8), *dk = malloc(n * 8);
-    dense_forward(s, c, f, qb, kb, gamma, T, D);
-    dense_backward(u, dg, dq, dk, gs, s, qb, kb, gamma, T, D);
+    dense_forward(s, c, NULL, f, qb, kb, D, gamma, T, D);
+    dense_backward(u, dg, dq, dk, gs, s, qb, kb, D, gamma, T, D);
     double *x[4] = {f, gamma, qb, kb}, *grad[4] = {u, dg, dq, dk};
     size_t len[4] = {n, (size_t)T, n, n};
     const char *name[4] = {"u = dL/df", "dgamma", "dqb", "dkb"};
@@ -322,7 +270,7 @@ static void test_feedback_dense_fd(int T, int D) {
             double keep = x[a][i], L[2], h = 1e-5;
             for (int sgn = 0; sgn < 2; sgn++) {
                 x[a][i] = keep + (sgn ? -h : h);
-                dense_forward(s, c, f, qb, kb, gamma, T, D);
+                dense_forward(s, c, NULL, f, qb, kb, D, gamma, T, D);
                 L[sgn] = 0; for (size_t k = 0; k < n; k++) L[sgn] += gs[k] * s[k];
             }
             x[a][i] = keep;
@@ -343,8 +291,8 @@ static void test_feedback_blocked(int T, int D) {
     double *fd = to_d(f, n), *qd = to_d(qb, n), *kd = to_d(kb, n), *gd = to_d(gamma, T), *gsd = to_d(gs, n);
     double *s_ref = malloc(n * 8), *c_ref = malloc(n * 8), *u_ref = malloc(n * 8), *dg_ref = malloc(T * 8);
     double *dq_ref = malloc(n * 8), *dk_ref = malloc(n * 8);
-    dense_forward(s_ref, c_ref, fd, qd, kd, gd, T, D);
-    dense_backward(u_ref, dg_ref, dq_ref, dk_ref, gsd, s_ref, qd, kd, gd, T, D);
+    dense_forward(s_ref, c_ref, NULL, fd, qd, kd, D, gd, T, D);
+    dense_backward(u_ref, dg_ref, dq_ref, dk_ref, gsd, s_ref, qd, kd, D, gd, T, D);
     float *s = malloc(n * 4), *c = malloc(n * 4), *lse = malloc(T * 4), *u = malloc(n * 4), *dg = malloc(T * 4);
     float *dq = malloc(n * 4), *dk = malloc(n * 4);
     twin_feedback_forward(s, c, lse, f, qb, kb, gamma, T, D);
