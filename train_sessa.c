@@ -414,24 +414,21 @@ static void gamma_backward(float *dabar, float *dw, float *db, const float *dgam
 // ----------------------------------------------------------------------------
 // the model
 
+// activations of one layer (N = B*T rows; a forward over rows [t0, t1) of one sequence fills rows t0..t1-1)
 typedef struct {
-    float *x;                  // (L+1, N, D) residual stream: x[0] = wte[tokens], x[l+1] = layer l output
-    float *ln_mean, *ln_rstd;  // (L, N)
-    float *xn;                 // (L, N, D) LayerNorm output
-    float *ag;                 // (L, N, 2D) Linear_in output [a | gt]
-    float *abar;               // (L, N, D) GELU(a)
-    float *q;                  // (L, N, H*hd) after RoPE
-    float *k, *v;              // (L, N, Hkv*hd), k after RoPE
-    float *att, *att_lse;      // (L, N, D), (L, N, H)
-    float *f;                  // (L, N, D) Linear_o output; the same buffer as att when H == 1
-    float *qbkb;               // (L, N, 2D) Linear_fb output [qb | kb]
-    float *gamma;              // (L, N)
-    float *s, *c, *fb_lse;     // (L, N, D), (L, N, D), (L, N)
-    float *gated;              // (L, N, D) s * gt
-    float *lnf, *lnf_mean, *lnf_rstd; // (N, D), (N), (N)
-    float *row_loss;           // (N)
-    int *row_argmax;           // (N) argmax of each row's logits (first index on ties, as torch.argmax)
-} Activations;
+    float *x, *y;              // (N, D) layer input and output: the residual stream (rows of m->res)
+    float *ln_mean, *ln_rstd;  // (N)
+    float *xn;                 // (N, D) LayerNorm(x)
+    float *ag;                 // (N, 2D) Linear_in(xn) = [a | gt]
+    float *abar;               // (N, D) GELU(a)
+    float *q, *k, *v;          // (N, H*hd), (N, Hkv*hd), (N, Hkv*hd); q and k after RoPE
+    float *qbkb;               // (N, 2D) Linear_fb(abar) = [qb | kb]
+    float *att, *att_lse;      // (N, D) attention output (heads concatenated), (N, H)
+    float *f;                  // (N, D) att Wo^T, or att itself when H == 1
+    float *gamma;              // (N) gamma_max tanh(r)
+    float *s, *c, *fb_lse;     // (N, D) feedback output, (N, D) feedback context, (N) its log-sum-exp
+    float *gated;              // (N, D) s * gt
+} LayerActs;
 
 typedef struct {
     float *dres;               // (N, D) dL/dx of the residual stream
@@ -448,7 +445,11 @@ typedef struct {
     size_t num_parameters;
     // activations, allocated at the first forward for up to N rows
     int max_rows, max_T;       // B*T and T of the allocation
-    Activations acts;
+    LayerActs *layers;         // (L)
+    float *res;                // (L+1, N, D) residual stream x_0 .. x_L: x_0 = wte[tokens], x_{l+1} = layer l output
+    float *lnf, *lnf_mean, *lnf_rstd; // (N, D), (N), (N)
+    float *row_loss;           // (N)
+    int *row_argmax;           // (N) argmax of each row's logits (first index on ties, as torch.argmax)
     BackwardBufs bw;
     float *wT;                 // transposed weight scratch: (max(2D, V), D)
     float *logits;             // (chunk rows, V)
@@ -480,23 +481,28 @@ static void model_alloc_activations(Model *m, int B, int T) {
     size_t N = (size_t)B * T, L = c->n_layer, D = c->d_model, H = c->n_head, hd = D / H, Dkv = c->n_kv_head * hd;
     size_t V = c->vocab_size;
     m->max_rows = B * T; m->max_T = T;
-    Activations *a = &m->acts;
-    a->x = alloc_floats((L + 1) * N * D);
-    a->ln_mean = alloc_floats(L * N); a->ln_rstd = alloc_floats(L * N);
-    a->xn = alloc_floats(L * N * D);
-    a->ag = alloc_floats(L * N * 2 * D);
-    a->abar = alloc_floats(L * N * D);
-    a->q = alloc_floats(L * N * D);
-    a->k = alloc_floats(L * N * Dkv); a->v = alloc_floats(L * N * Dkv);
-    a->att = alloc_floats(L * N * D); a->att_lse = alloc_floats(L * N * H);
-    a->f = H > 1 ? alloc_floats(L * N * D) : a->att;
-    a->qbkb = alloc_floats(L * N * 2 * D);
-    a->gamma = alloc_floats(L * N);
-    a->s = alloc_floats(L * N * D); a->c = alloc_floats(L * N * D); a->fb_lse = alloc_floats(L * N);
-    a->gated = alloc_floats(L * N * D);
-    a->lnf = alloc_floats(N * D); a->lnf_mean = alloc_floats(N); a->lnf_rstd = alloc_floats(N);
-    a->row_loss = alloc_floats(N);
-    a->row_argmax = (int *)callocCheck(N, sizeof(int));
+    m->res = alloc_floats((L + 1) * N * D);
+    m->layers = (LayerActs *)callocCheck(L, sizeof(LayerActs));
+    for (size_t l = 0; l < L; l++) {
+        LayerActs *la = &m->layers[l];
+        la->x = m->res + l * N * D;
+        la->y = m->res + (l + 1) * N * D;
+        la->ln_mean = alloc_floats(N); la->ln_rstd = alloc_floats(N);
+        la->xn = alloc_floats(N * D);
+        la->ag = alloc_floats(N * 2 * D);
+        la->abar = alloc_floats(N * D);
+        la->q = alloc_floats(N * D);
+        la->k = alloc_floats(N * Dkv); la->v = alloc_floats(N * Dkv);
+        la->qbkb = alloc_floats(N * 2 * D);
+        la->att = alloc_floats(N * D); la->att_lse = alloc_floats(N * H);
+        la->f = H > 1 ? alloc_floats(N * D) : la->att;
+        la->gamma = alloc_floats(N);
+        la->s = alloc_floats(N * D); la->c = alloc_floats(N * D); la->fb_lse = alloc_floats(N);
+        la->gated = alloc_floats(N * D);
+    }
+    m->lnf = alloc_floats(N * D); m->lnf_mean = alloc_floats(N); m->lnf_rstd = alloc_floats(N);
+    m->row_loss = alloc_floats(N);
+    m->row_argmax = (int *)callocCheck(N, sizeof(int));
     BackwardBufs *g = &m->bw;
     g->dres = alloc_floats(N * D); g->dgated = alloc_floats(N * D); g->dabar = alloc_floats(N * D);
     g->u = alloc_floats(N * D); g->datt = alloc_floats(N * D); g->dq = alloc_floats(N * D); g->dxn = alloc_floats(N * D);
@@ -519,16 +525,21 @@ static void model_alloc_activations(Model *m, int B, int T) {
 }
 
 static void model_free(Model *m) {
-    Activations *a = &m->acts;
     if (m->max_rows) {
-        if (a->f != a->att) free(a->f);
-        float *bufs[] = { a->x, a->ln_mean, a->ln_rstd, a->xn, a->ag, a->abar, a->q, a->k, a->v, a->att,
-                          a->att_lse, a->qbkb, a->gamma, a->s, a->c, a->fb_lse, a->gated, a->lnf, a->lnf_mean,
-                          a->lnf_rstd, a->row_loss, m->bw.dres, m->bw.dgated, m->bw.dabar, m->bw.u, m->bw.datt,
-                          m->bw.dq, m->bw.dxn, m->bw.dk, m->bw.dv, m->bw.dag, m->bw.dqbkb, m->bw.dgamma, m->wT,
+        for (int l = 0; l < m->config.n_layer; l++) {
+            LayerActs *a = &m->layers[l];
+            if (a->f != a->att) free(a->f);
+            float *bufs[] = { a->ln_mean, a->ln_rstd, a->xn, a->ag, a->abar, a->q, a->k, a->v, a->qbkb, a->att,
+                              a->att_lse, a->gamma, a->s, a->c, a->fb_lse, a->gated };
+            for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
+        }
+        free(m->layers);
+        float *bufs[] = { m->res, m->lnf, m->lnf_mean, m->lnf_rstd, m->row_loss, m->bw.dres, m->bw.dgated,
+                          m->bw.dabar, m->bw.u, m->bw.datt, m->bw.dq, m->bw.dxn, m->bw.dk, m->bw.dv, m->bw.dag,
+                          m->bw.dqbkb, m->bw.dgamma, m->wT,
                           m->logits, m->rope_cos, m->rope_sin, m->scratch };
         for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
-        free(a->row_argmax);
+        free(m->row_argmax);
     }
     free(m->params_memory); free(m->grads_memory); free(m->m_memory); free(m->v_memory);
 }
@@ -549,7 +560,7 @@ static void transpose_wte(Model *m) {
 // logits (n, V) of rows [r0, r0+n) from the forward's final LayerNorm output: lnf wte[:V]^T (m->wT current)
 static void model_logits(Model *m, float *out, int r0, int n) {
     int V = m->config.vocab_size, D = m->config.d_model;
-    gemm(out, V, m->acts.lnf + (size_t)r0 * D, D, 1, m->wT, V, n, V, D, 0);
+    gemm(out, V, m->lnf + (size_t)r0 * D, D, 1, m->wT, V, n, V, D, 0);
 }
 
 // the tied head over rows [r0, r0+n): per row log-sum-exp, loss, argmax; chunked, so the (rows, V) logits
@@ -567,17 +578,65 @@ static void head_forward(Model *m, const int *targets, int r0, int n) {
             float maxv = max_of(lg, V), sum = 0.0f;
             int argmax = 0;
             while (argmax < V - 1 && lg[argmax] != maxv) argmax++;
-            m->acts.row_argmax[rc + i] = argmax;
+            m->row_argmax[rc + i] = argmax;
             #pragma omp simd reduction(+:sum)
             for (int k = 0; k < V; k++) sum += exp_fast(lg[k] - maxv);
-            m->acts.row_loss[rc + i] = targets ? maxv + logf(sum) - lg[targets[rc + i]] : 0.0f;
+            m->row_loss[rc + i] = targets ? maxv + logf(sum) - lg[targets[rc + i]] : 0.0f;
         }
     }
 }
 
+// layer l over rows [t0, t1) of each of the B sequences (rows r0 = t0 .. of x already written: see model_forward)
+static void layer_forward(Model *m, int l, int B, int T, int t0, int t1) {
+    const SessaConfig *c = &m->config;
+    const LayerActs *a = &m->layers[l];
+    int D = c->d_model, H = c->n_head, Hkv = c->n_kv_head, hd = D / H, Dkv = Hkv * hd;
+    int r0 = t0, N = B * (t1 - t0);
+    ParameterTensors *p = &m->params;
+    // the row-wise parts start at row r0; the causal parts (q, k, v, att, f, qbkb, gamma, s, c) take whole
+    // sequences (row 0 = the first row of the layer) and compute rows [t0, t1)
+    float *x = a->x + (size_t)r0 * D, *y = a->y + (size_t)r0 * D;
+    float *xn = a->xn + (size_t)r0 * D, *ag = a->ag + (size_t)r0 * 2 * D, *abar = a->abar + (size_t)r0 * D;
+    float *qbkb = a->qbkb + (size_t)r0 * 2 * D, *gated = a->gated + (size_t)r0 * D;
+    // xn = LN(x); [a, gt] = Linear_in(xn); abar = GELU(a)
+    layernorm_forward(xn, a->ln_mean + r0, a->ln_rstd + r0, x, p->ln_w + l * D, p->ln_b + l * D, N, D, c->ln_eps);
+    linear_forward(ag, 2 * D, xn, D, p->in_w + (size_t)l * 2 * D * D, p->in_b + l * 2 * D, N, D, 2 * D, m->wT);
+    gelu_forward(abar, D, ag, 2 * D, N, D);
+    // q, k, v, RoPE, causal GQA attention, Linear_o
+    linear_forward(a->q + (size_t)r0 * D, D, abar, D, p->q_w + (size_t)l * D * D, p->q_b + l * D, N, D, D, m->wT);
+    linear_forward(a->k + (size_t)r0 * Dkv, Dkv, abar, D, p->k_w + (size_t)l * Dkv * D, p->k_b + l * Dkv, N, D, Dkv, m->wT);
+    linear_forward(a->v + (size_t)r0 * Dkv, Dkv, abar, D, p->v_w + (size_t)l * Dkv * D, p->v_b + l * Dkv, N, D, Dkv, m->wT);
+    if (c->use_rope) {
+        rope_rotate(a->q + (size_t)r0 * D, D, N, T, r0, H, hd, m->rope_cos, m->rope_sin, 1.0f);
+        rope_rotate(a->k + (size_t)r0 * Dkv, Dkv, N, T, r0, Hkv, hd, m->rope_cos, m->rope_sin, 1.0f);
+    }
+    attention_forward(a->att, a->att_lse, a->q, a->k, a->v, B, T, t0, t1, H, Hkv, hd, m->scratch, m->scratch_stride);
+    if (H > 1)
+        linear_forward(a->f + (size_t)r0 * D, D, a->att + (size_t)r0 * D, D, p->o_w + (size_t)l * D * D, NULL, N, D, D, m->wT);
+    if (!c->no_feedback) {
+        // feedback: [qb, kb] = Linear_fb(abar); gamma; s = (I - diag(gamma) alpha)^{-1} f
+        linear_forward(qbkb, 2 * D, abar, D, p->fb_w + (size_t)l * 2 * D * D, p->fb_b + l * 2 * D, N, D, 2 * D, m->wT);
+        gamma_forward(a->gamma + r0, abar, p->gamma_w + l * D, p->gamma_b[l], c->gamma_max, N, D);
+        feedback_forward(a->s, a->c, a->fb_lse, a->f, a->qbkb, a->qbkb + D, 2 * D, a->gamma, B, T, t0, t1, D,
+                         m->scratch, m->scratch_stride);
+    } else {
+        // the feedback-off baseline f0: s = f
+        memcpy(a->s + (size_t)r0 * D, a->f + (size_t)r0 * D, (size_t)N * D * sizeof(float));
+    }
+    // y = x + Linear_out(s * gt)
+    const float *s = a->s;
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++)
+        for (int i = 0; i < D; i++) gated[(size_t)n * D + i] = s[(size_t)(r0 + n) * D + i] * ag[(size_t)n * 2 * D + D + i];
+    linear_forward(y, D, gated, D, p->out_w + (size_t)l * D * D, p->out_b + l * D, N, D, D, m->wT);
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++)
+        for (int i = 0; i < D; i++) y[(size_t)n * D + i] += x[(size_t)n * D + i];
+}
+
 static void model_forward(Model *m, const int *inputs, const int *targets, int B, int T, int t0, int t1) {
     const SessaConfig *c = &m->config;
-    int L = c->n_layer, D = c->d_model, H = c->n_head, Hkv = c->n_kv_head, hd = D / H, Dkv = Hkv * hd;
+    int L = c->n_layer, D = c->d_model;
     if (!(t0 >= 0 && t0 < t1 && t1 <= T && (B == 1 || (t0 == 0 && t1 == T))))
         fatal("model_forward: bad rows [%d, %d) of B=%d sequences of T=%d", t0, t1, B, T);
     if (m->max_rows == 0) model_alloc_activations(m, B, T);
@@ -585,64 +644,21 @@ static void model_forward(Model *m, const int *inputs, const int *targets, int B
         fatal("model_forward: B=%d T=%d exceed the allocation for B*T=%d rows of T<=%d", B, T, m->max_rows, m->max_T);
     m->B = B; m->T = T;
     int r0 = t0, N = B * (t1 - t0);
-    size_t NA = m->max_rows; // layer stride of the activation arrays, in rows
     ParameterTensors *p = &m->params;
-    Activations *a = &m->acts;
     for (int r = r0; r < r0 + N; r++) {
         int tok = inputs[r];
         if (tok < 0 || tok >= c->vocab_size) fatal("token %d at position %d is out of range [0, %d)", tok, r, c->vocab_size);
         if (targets && (targets[r] < 0 || targets[r] >= c->vocab_size))
             fatal("target %d at position %d is out of range [0, %d)", targets[r], r, c->vocab_size);
-        memcpy(a->x + (size_t)r * D, p->wte + (size_t)tok * D, D * sizeof(float));
+        memcpy(m->res + (size_t)r * D, p->wte + (size_t)tok * D, D * sizeof(float));
     }
-    for (int l = 0; l < L; l++) {
-        size_t lr = l * NA + r0; // first row of this layer's slice
-        float *x = a->x + (l * NA + r0) * D, *y = a->x + ((l + 1) * NA + r0) * D;
-        float *xn = a->xn + lr * D, *ag = a->ag + lr * 2 * D, *abar = a->abar + lr * D;
-        float *qbkb = a->qbkb + lr * 2 * D, *gated = a->gated + lr * D;
-        // sequence-level arrays of this layer (row 0 = first row of the layer) for the causal parts
-        float *q = a->q + l * NA * D, *k = a->k + l * NA * Dkv, *v = a->v + l * NA * Dkv;
-        float *att = a->att + l * NA * D, *f = a->f + l * NA * D, *fbl = a->qbkb + l * NA * 2 * D;
-        float *s = a->s + l * NA * D, *cc = a->c + l * NA * D, *gamma = a->gamma + l * NA;
-        // xn = LN(x); [a, gt] = Linear_in(xn); abar = GELU(a)
-        layernorm_forward(xn, a->ln_mean + lr, a->ln_rstd + lr, x, p->ln_w + l * D, p->ln_b + l * D, N, D, c->ln_eps);
-        linear_forward(ag, 2 * D, xn, D, p->in_w + (size_t)l * 2 * D * D, p->in_b + l * 2 * D, N, D, 2 * D, m->wT);
-        gelu_forward(abar, D, ag, 2 * D, N, D);
-        // q, k, v, RoPE, causal GQA attention, Linear_o
-        linear_forward(q + (size_t)r0 * D, D, abar, D, p->q_w + (size_t)l * D * D, p->q_b + l * D, N, D, D, m->wT);
-        linear_forward(k + (size_t)r0 * Dkv, Dkv, abar, D, p->k_w + (size_t)l * Dkv * D, p->k_b + l * Dkv, N, D, Dkv, m->wT);
-        linear_forward(v + (size_t)r0 * Dkv, Dkv, abar, D, p->v_w + (size_t)l * Dkv * D, p->v_b + l * Dkv, N, D, Dkv, m->wT);
-        if (c->use_rope) {
-            rope_rotate(q + (size_t)r0 * D, D, N, T, r0, H, hd, m->rope_cos, m->rope_sin, 1.0f);
-            rope_rotate(k + (size_t)r0 * Dkv, Dkv, N, T, r0, Hkv, hd, m->rope_cos, m->rope_sin, 1.0f);
-        }
-        attention_forward(att, a->att_lse + l * NA * H, q, k, v, B, T, t0, t1, H, Hkv, hd, m->scratch, m->scratch_stride);
-        if (H > 1)
-            linear_forward(f + (size_t)r0 * D, D, att + (size_t)r0 * D, D, p->o_w + (size_t)l * D * D, NULL, N, D, D, m->wT);
-        if (!c->no_feedback) {
-            // feedback: [qb, kb] = Linear_fb(abar); gamma; s = (I - diag(gamma) alpha)^{-1} f
-            linear_forward(qbkb, 2 * D, abar, D, p->fb_w + (size_t)l * 2 * D * D, p->fb_b + l * 2 * D, N, D, 2 * D, m->wT);
-            gamma_forward(gamma + r0, abar, p->gamma_w + l * D, p->gamma_b[l], c->gamma_max, N, D);
-            feedback_forward(s, cc, a->fb_lse + l * NA, f, fbl, fbl + D, 2 * D, gamma, B, T, t0, t1, D, m->scratch, m->scratch_stride);
-        } else {
-            // the feedback-off baseline f0: s = f
-            memcpy(s + (size_t)r0 * D, f + (size_t)r0 * D, (size_t)N * D * sizeof(float));
-        }
-        // y = x + Linear_out(s * gt)
-        #pragma omp parallel for
-        for (int n = 0; n < N; n++)
-            for (int i = 0; i < D; i++) gated[(size_t)n * D + i] = s[(size_t)(r0 + n) * D + i] * ag[(size_t)n * 2 * D + D + i];
-        linear_forward(y, D, gated, D, p->out_w + (size_t)l * D * D, p->out_b + l * D, N, D, D, m->wT);
-        #pragma omp parallel for
-        for (int n = 0; n < N; n++)
-            for (int i = 0; i < D; i++) y[(size_t)n * D + i] += x[(size_t)n * D + i];
-    }
-    layernorm_forward(a->lnf + (size_t)r0 * D, a->lnf_mean + r0, a->lnf_rstd + r0, a->x + ((size_t)L * NA + r0) * D,
+    for (int l = 0; l < L; l++) layer_forward(m, l, B, T, t0, t1);
+    layernorm_forward(m->lnf + (size_t)r0 * D, m->lnf_mean + r0, m->lnf_rstd + r0, m->layers[L - 1].y + (size_t)r0 * D,
                       p->lnf_w, p->lnf_b, N, D, c->ln_eps);
     head_forward(m, targets, r0, N);
     if (targets) {
         double sum = 0.0;
-        for (int r = r0; r < r0 + N; r++) sum += a->row_loss[r];
+        for (int r = r0; r < r0 + N; r++) sum += m->row_loss[r];
         m->mean_loss = (float)(sum / N);
     }
 }
@@ -659,94 +675,99 @@ static void head_backward(Model *m, float *dlnf, const int *targets, int N, floa
     transpose_wte(m);
     for (int rc = 0; rc < N; rc += m->chunk_rows) {
         int R = N - rc < m->chunk_rows ? N - rc : m->chunk_rows;
-        gemm(m->logits, V, m->acts.lnf + (size_t)rc * D, D, 1, m->wT, V, R, V, D, 0);
+        gemm(m->logits, V, m->lnf + (size_t)rc * D, D, 1, m->wT, V, R, V, D, 0);
         #pragma omp parallel for
         for (int i = 0; i < R; i++) {
             float *lg = m->logits + (size_t)i * V;
-            float lse = m->acts.row_loss[rc + i] + lg[targets[rc + i]]; // row_loss = lse - logit[target]
+            float lse = m->row_loss[rc + i] + lg[targets[rc + i]]; // row_loss = lse - logit[target]
             #pragma omp simd
             for (int k = 0; k < V; k++) lg[k] = exp_fast(lg[k] - lse) * dloss / N;
             lg[targets[rc + i]] -= dloss / N;
         }
         gemm(dlnf + (size_t)rc * D, D, m->logits, V, 1, m->params.wte, D, R, D, V, 0);
-        gemm(m->grads.wte, D, m->logits, 1, V, m->acts.lnf + (size_t)rc * D, D, V, D, R, 1);
+        gemm(m->grads.wte, D, m->logits, 1, V, m->lnf + (size_t)rc * D, D, V, D, R, 1);
     }
+}
+
+// backward of layer l (the last forward's whole sequences): bw->dres holds dL/dy and becomes dL/dx;
+// parameter gradients accumulate into m->grads
+static void layer_backward(Model *m, int l, int B, int T) {
+    const SessaConfig *c = &m->config;
+    const LayerActs *a = &m->layers[l];
+    int N = B * T, D = c->d_model, H = c->n_head, Hkv = c->n_kv_head, hd = D / H, Dkv = Hkv * hd;
+    ParameterTensors *p = &m->params, *g = &m->grads;
+    BackwardBufs *bw = &m->bw;
+    float *x = a->x, *xn = a->xn, *ag = a->ag, *abar = a->abar;
+    float *q = a->q, *k = a->k, *v = a->v, *att = a->att;
+    float *qbkb = a->qbkb, *gamma = a->gamma, *s = a->s, *cc = a->c;
+    // y = x + Linear_out(s * gt): dgated; then gs = dL/ds = dgated * gt (into u), dgt = dgated * s
+    memset(bw->dgated, 0, (size_t)N * D * sizeof(float));
+    linear_backward(bw->dgated, D, g->out_w + (size_t)l * D * D, g->out_b + l * D, bw->dres, D,
+                    a->gated, D, p->out_w + (size_t)l * D * D, N, D, D);
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++)
+        for (int i = 0; i < D; i++) {
+            size_t e = (size_t)n * D + i;
+            bw->u[e] = bw->dgated[e] * ag[(size_t)n * 2 * D + D + i];
+            bw->dag[(size_t)n * 2 * D + D + i] = bw->dgated[e] * s[e];
+        }
+    memset(bw->dabar, 0, (size_t)N * D * sizeof(float));
+    if (!c->no_feedback) {
+        // feedback: u = dL/df, dgamma, d[qb, kb]; then the gamma path and Linear_fb
+        memset(bw->dqbkb, 0, (size_t)N * 2 * D * sizeof(float));
+        feedback_backward(bw->u, bw->dgamma, bw->dqbkb, bw->dqbkb + D, s, cc, a->fb_lse, qbkb, qbkb + D, 2 * D,
+                          gamma, B, T, D, m->scratch, m->scratch_stride);
+        gamma_backward(bw->dabar, g->gamma_w + l * D, g->gamma_b + l, bw->dgamma, gamma, abar, p->gamma_w + l * D,
+                       c->gamma_max, N, D);
+        linear_backward(bw->dabar, D, g->fb_w + (size_t)l * 2 * D * D, g->fb_b + l * 2 * D, bw->dqbkb, 2 * D,
+                        abar, D, p->fb_w + (size_t)l * 2 * D * D, N, D, 2 * D);
+    }   // f0 (s = f): u = gs = dL/ds is already dL/df
+#ifdef BREAK_F0   // a deliberate error in the f0 path: dev/test/test_cpu_errors.sh checks that test_sessa catches it
+    if (c->no_feedback) for (size_t e = 0; e < (size_t)N * D; e++) bw->u[e] *= 0.5f;
+#endif
+    // Linear_o (H > 1), attention, RoPE, q/k/v
+    float *datt = bw->u;
+    if (H > 1) {
+        memset(bw->datt, 0, (size_t)N * D * sizeof(float));
+        linear_backward(bw->datt, D, g->o_w + (size_t)l * D * D, NULL, bw->u, D, att, D,
+                        p->o_w + (size_t)l * D * D, N, D, D);
+        datt = bw->datt;
+    }
+    memset(bw->dq, 0, (size_t)N * D * sizeof(float));
+    memset(bw->dk, 0, (size_t)N * Dkv * sizeof(float));
+    memset(bw->dv, 0, (size_t)N * Dkv * sizeof(float));
+    attention_backward(bw->dq, bw->dk, bw->dv, datt, att, a->att_lse, q, k, v, B, T, H, Hkv, hd,
+                       m->scratch, m->scratch_stride);
+    if (c->use_rope) {
+        rope_rotate(bw->dq, D, N, T, 0, H, hd, m->rope_cos, m->rope_sin, -1.0f);
+        rope_rotate(bw->dk, Dkv, N, T, 0, Hkv, hd, m->rope_cos, m->rope_sin, -1.0f);
+    }
+    linear_backward(bw->dabar, D, g->q_w + (size_t)l * D * D, g->q_b + l * D, bw->dq, D, abar, D,
+                    p->q_w + (size_t)l * D * D, N, D, D);
+    linear_backward(bw->dabar, D, g->k_w + (size_t)l * Dkv * D, g->k_b + l * Dkv, bw->dk, Dkv, abar, D,
+                    p->k_w + (size_t)l * Dkv * D, N, D, Dkv);
+    linear_backward(bw->dabar, D, g->v_w + (size_t)l * Dkv * D, g->v_b + l * Dkv, bw->dv, Dkv, abar, D,
+                    p->v_w + (size_t)l * Dkv * D, N, D, Dkv);
+    // GELU, Linear_in, LayerNorm; dres accumulates the LayerNorm path (residual: dx = dy + ...)
+    gelu_backward(bw->dag, 2 * D, bw->dabar, D, ag, 2 * D, N, D);
+    memset(bw->dxn, 0, (size_t)N * D * sizeof(float));
+    linear_backward(bw->dxn, D, g->in_w + (size_t)l * 2 * D * D, g->in_b + l * 2 * D, bw->dag, 2 * D, xn, D,
+                    p->in_w + (size_t)l * 2 * D * D, N, D, 2 * D);
+    layernorm_backward(bw->dres, g->ln_w + l * D, g->ln_b + l * D, bw->dxn, x, p->ln_w + l * D,
+                       a->ln_mean, a->ln_rstd, N, D);
 }
 
 static void model_backward(Model *m, const int *inputs, const int *targets, float dloss) {
     const SessaConfig *c = &m->config;
-    int B = m->B, T = m->T, N = B * T;
-    int L = c->n_layer, D = c->d_model, H = c->n_head, Hkv = c->n_kv_head, hd = D / H, Dkv = Hkv * hd;
-    size_t NA = m->max_rows;
+    int B = m->B, T = m->T, N = B * T, L = c->n_layer, D = c->d_model;
     ParameterTensors *p = &m->params, *g = &m->grads;
-    Activations *a = &m->acts;
     BackwardBufs *bw = &m->bw;
     // final LayerNorm and head: dres = dL/dx_L
     head_backward(m, bw->dxn, targets, N, dloss);
     memset(bw->dres, 0, (size_t)N * D * sizeof(float));
-    layernorm_backward(bw->dres, g->lnf_w, g->lnf_b, bw->dxn, a->x + (size_t)L * NA * D, p->lnf_w,
-                       a->lnf_mean, a->lnf_rstd, N, D);
-    for (int l = L - 1; l >= 0; l--) {
-        size_t lr = l * NA;
-        float *x = a->x + lr * D, *xn = a->xn + lr * D, *ag = a->ag + lr * 2 * D, *abar = a->abar + lr * D;
-        float *q = a->q + lr * D, *k = a->k + lr * Dkv, *v = a->v + lr * Dkv, *att = a->att + lr * D;
-        float *qbkb = a->qbkb + lr * 2 * D, *gamma = a->gamma + lr, *s = a->s + lr * D, *cc = a->c + lr * D;
-        // y = x + Linear_out(s * gt): dgated; then gs = dL/ds = dgated * gt (into u), dgt = dgated * s
-        memset(bw->dgated, 0, (size_t)N * D * sizeof(float));
-        linear_backward(bw->dgated, D, g->out_w + (size_t)l * D * D, g->out_b + l * D, bw->dres, D,
-                        a->gated + lr * D, D, p->out_w + (size_t)l * D * D, N, D, D);
-        #pragma omp parallel for
-        for (int n = 0; n < N; n++)
-            for (int i = 0; i < D; i++) {
-                size_t e = (size_t)n * D + i;
-                bw->u[e] = bw->dgated[e] * ag[(size_t)n * 2 * D + D + i];
-                bw->dag[(size_t)n * 2 * D + D + i] = bw->dgated[e] * s[e];
-            }
-        memset(bw->dabar, 0, (size_t)N * D * sizeof(float));
-        if (!c->no_feedback) {
-            // feedback: u = dL/df, dgamma, d[qb, kb]; then the gamma path and Linear_fb
-            memset(bw->dqbkb, 0, (size_t)N * 2 * D * sizeof(float));
-            feedback_backward(bw->u, bw->dgamma, bw->dqbkb, bw->dqbkb + D, s, cc, a->fb_lse + lr, qbkb, qbkb + D, 2 * D,
-                              gamma, B, T, D, m->scratch, m->scratch_stride);
-            gamma_backward(bw->dabar, g->gamma_w + l * D, g->gamma_b + l, bw->dgamma, gamma, abar, p->gamma_w + l * D,
-                           c->gamma_max, N, D);
-            linear_backward(bw->dabar, D, g->fb_w + (size_t)l * 2 * D * D, g->fb_b + l * 2 * D, bw->dqbkb, 2 * D,
-                            abar, D, p->fb_w + (size_t)l * 2 * D * D, N, D, 2 * D);
-        }   // f0 (s = f): u = gs = dL/ds is already dL/df
-#ifdef BREAK_F0   // a deliberate error in the f0 path: dev/test/test_cpu_errors.sh checks that test_sessa catches it
-        if (c->no_feedback) for (size_t e = 0; e < (size_t)N * D; e++) bw->u[e] *= 0.5f;
-#endif
-        // Linear_o (H > 1), attention, RoPE, q/k/v
-        float *datt = bw->u;
-        if (H > 1) {
-            memset(bw->datt, 0, (size_t)N * D * sizeof(float));
-            linear_backward(bw->datt, D, g->o_w + (size_t)l * D * D, NULL, bw->u, D, att, D,
-                            p->o_w + (size_t)l * D * D, N, D, D);
-            datt = bw->datt;
-        }
-        memset(bw->dq, 0, (size_t)N * D * sizeof(float));
-        memset(bw->dk, 0, (size_t)N * Dkv * sizeof(float));
-        memset(bw->dv, 0, (size_t)N * Dkv * sizeof(float));
-        attention_backward(bw->dq, bw->dk, bw->dv, datt, att, a->att_lse + lr * H, q, k, v, B, T, H, Hkv, hd,
-                           m->scratch, m->scratch_stride);
-        if (c->use_rope) {
-            rope_rotate(bw->dq, D, N, T, 0, H, hd, m->rope_cos, m->rope_sin, -1.0f);
-            rope_rotate(bw->dk, Dkv, N, T, 0, Hkv, hd, m->rope_cos, m->rope_sin, -1.0f);
-        }
-        linear_backward(bw->dabar, D, g->q_w + (size_t)l * D * D, g->q_b + l * D, bw->dq, D, abar, D,
-                        p->q_w + (size_t)l * D * D, N, D, D);
-        linear_backward(bw->dabar, D, g->k_w + (size_t)l * Dkv * D, g->k_b + l * Dkv, bw->dk, Dkv, abar, D,
-                        p->k_w + (size_t)l * Dkv * D, N, D, Dkv);
-        linear_backward(bw->dabar, D, g->v_w + (size_t)l * Dkv * D, g->v_b + l * Dkv, bw->dv, Dkv, abar, D,
-                        p->v_w + (size_t)l * Dkv * D, N, D, Dkv);
-        // GELU, Linear_in, LayerNorm; dres accumulates the LayerNorm path (residual: dx = dy + ...)
-        gelu_backward(bw->dag, 2 * D, bw->dabar, D, ag, 2 * D, N, D);
-        memset(bw->dxn, 0, (size_t)N * D * sizeof(float));
-        linear_backward(bw->dxn, D, g->in_w + (size_t)l * 2 * D * D, g->in_b + l * 2 * D, bw->dag, 2 * D, xn, D,
-                        p->in_w + (size_t)l * 2 * D * D, N, D, 2 * D);
-        layernorm_backward(bw->dres, g->ln_w + l * D, g->ln_b + l * D, bw->dxn, x, p->ln_w + l * D,
-                           a->ln_mean + lr, a->ln_rstd + lr, N, D);
-    }
+    layernorm_backward(bw->dres, g->lnf_w, g->lnf_b, bw->dxn, m->layers[L - 1].y, p->lnf_w,
+                       m->lnf_mean, m->lnf_rstd, N, D);
+    for (int l = L - 1; l >= 0; l--) layer_backward(m, l, B, T);
     // encoder: dwte[tok] += dres (serial: tokens repeat)
     for (int r = 0; r < N; r++) axpy(g->wte + (size_t)inputs[r] * D, 1.0f, bw->dres + (size_t)r * D, D);
 }
@@ -840,7 +861,7 @@ static void evaluate_tasks(Model *m, DataLoader *loader, EvalTasks *e, int step,
     for (int k = 0; k < eval_tasks_steps(e, loader); k++) {
         dataloader_next_batch(loader);
         model_forward(m, loader->inputs, loader->targets, (int)loader->B, (int)loader->T, 0, (int)loader->T);
-        eval_tasks_score(e, eval_tasks_row0(loader, k), (int)loader->B, m->acts.row_argmax, loader->targets);
+        eval_tasks_score(e, eval_tasks_row0(loader, k), (int)loader->B, m->row_argmax, loader->targets);
     }
     eval_tasks_report(e, step, log);
 }
