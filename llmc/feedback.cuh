@@ -78,7 +78,15 @@
    Launches: 6 (forward) and 12 (backward) per superblock; cuBLASLt plans are cached per shape.
    Measured on an H200 with the former solve kernels (dev/cuda feedback_backward bench, fwd + bwd): 1.93 ms at
    B=8 T=1024 and 4.99 ms at B=2 T=4096 (dense form 1.71 and 6.34 ms), of which the solves were ~1.45 ms at T=1024 (4 x (140 + 223) us, the profile's per-call times).
-   Prediction with these kernels: ~0.6 ms at B=8 T=1024 and ~1.5-2 ms at B=2 T=4096.
+   The 32x32-block solves below (predicted ~0.6 ms at B=8 T=1024) measured 1.12 ms at B=8 T=1024 (fwd 0.42, bwd
+   0.71) and 3.83 ms at B=2 T=4096: the solves take ~75-90 us per call, not 15-20. The FMAs are ~22.5k clk (11 us)
+   per SM; the rest is shared memory and latency. Counting per warp and call the 16-byte shared loads (544 in the
+   updates, 320 in x_q, plus 496 scalar loads in the inverses), only the model "every LDS.128 costs 4 cycles, the
+   broadcasts of one address across quarter-warps not merged" (~63k cycles per SM, ~32 us) comes near it, with
+   phase A and the inverses on the critical path between 16 barriers and only 8 warps per CTA. If so, the bound is
+   register bytes per FMA: the 1 row x 4 columns tile is the most 32 accumulators allow; the next step is a
+   2 rows x 4 columns tile (64 accumulators, 1 CTA per SM, 64 columns per CTA) or tensor cores for the updates.
+   Not yet confirmed by counters: `scripts/gpu_session.sh build fbncu` runs ncu on exactly these kernels.
  Memory (scratch, the larger of forward and backward): forward 4BTD (s_hi/s_lo) + 12 B S T (Z, P_hi/P_lo)
    + 4 B S^2 + 4 B S D; backward 4BTD (u_hi/u_lo) + 4BTD (fp32 dqb accumulator) + 8 B T S (slab: Zs/US fp32,
    Pc_hi/Pc_lo, dZ over Pc_hi) + 4 B S^2 + 8 B S D. B=8 T=1024 D=768: 78 MiB, plus c (24 MiB) kept from the
