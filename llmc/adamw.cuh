@@ -11,10 +11,11 @@
 #include <math.h>
 #include "cuda_common.h"
 
-// one element of the update (both kernels below)
-__device__ __forceinline__ void adamw_element(size_t i, float *params, floatX *params_bf16, const float *grads,
-                                              float *m, float *v, float lr, float beta1, float beta2, float bc1,
-                                              float bc2, float eps, float wd, float grad_scale) {
+__global__ void adamw_kernel(float *params, floatX *params_bf16, const float *grads, float *m, float *v, size_t n,
+                             float lr, float beta1, float beta2, float bc1, float bc2, float eps, float wd,
+                             float grad_scale) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
     float g = grads[i] * grad_scale;
     float mi = beta1 * m[i] + (1.0f - beta1) * g;
     float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
@@ -22,14 +23,6 @@ __device__ __forceinline__ void adamw_element(size_t i, float *params, floatX *p
     p -= lr * (mi / bc1) / (sqrtf(vi / bc2) + eps);
     m[i] = mi; v[i] = vi; params[i] = p;
     params_bf16[i] = __float2bfloat16(p);
-}
-
-__global__ void adamw_kernel(float *params, floatX *params_bf16, const float *grads, float *m, float *v, size_t n,
-                             float lr, float beta1, float beta2, float bc1, float bc2, float eps, float wd,
-                             float grad_scale) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    adamw_element(i, params, params_bf16, grads, m, v, lr, beta1, beta2, bc1, bc2, eps, wd, grad_scale);
 }
 
 // step counts from 1
@@ -44,7 +37,7 @@ static void adamw_update(float *params, floatX *params_bf16, const float *grads,
 
 // The whole optimizer shard in one launch (instead of one per tensor): the weight decay changes per tensor,
 // so the shard is cut into contiguous segments [begin[k], begin[k+1]) with decay wd[k], passed by value.
-// Per element the math is adamw_kernel's (adamw_element), so the results are bitwise the same; elements in the zero gaps
+// Per element the math is adamw_kernel's, so the results are bitwise the same; elements in the zero gaps
 // between tensors (zero weight, zero gradient, zero moments) stay zero.
 #define ADAMW_MAX_SEGMENTS 48
 typedef struct { int n; size_t begin[ADAMW_MAX_SEGMENTS + 1]; float wd[ADAMW_MAX_SEGMENTS]; } AdamWSegments;
@@ -56,7 +49,14 @@ __global__ void adamw_segments_kernel(float *params, floatX *params_bf16, const 
     if (i >= seg.begin[seg.n]) return;
     int k = 0;
     while (i >= seg.begin[k + 1]) k++;
-    adamw_element(i, params, params_bf16, grads, m, v, lr, beta1, beta2, bc1, bc2, eps, seg.wd[k], grad_scale);
+    float wd = seg.wd[k];
+    float g = grads[i] * grad_scale;
+    float mi = beta1 * m[i] + (1.0f - beta1) * g;
+    float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
+    float p = params[i] * (1.0f - lr * wd);
+    p -= lr * (mi / bc1) / (sqrtf(vi / bc2) + eps);
+    m[i] = mi; v[i] = vi; params[i] = p;
+    params_bf16[i] = __float2bfloat16(p);
 }
 
 // params, params_bf16, grads, m, v all start at the shard's first element; seg.begin[0] == 0
