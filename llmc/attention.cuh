@@ -19,7 +19,8 @@
  On an sm_90 GPU with a binary built for sm_90a (-gencode arch=compute_90a,code=sm_90a: the Makefiles' default for
  GPU_ARCH=sm_90), attention_forward runs the Hopper kernel of llmc/attention_sm90.cuh (wgmma, FlashAttention-3
  style) for d = 64 and 128; SESSA_ATT_SM90=0 in the environment or -DATT_NO_SM90 keeps the mma.sync kernel below.
- The backward is mma.sync on every GPU.
+ attention_backward likewise runs the Hopper backward of llmc/attention_sm90_bwd.cuh (wgmma, deterministic) for d = 64
+ and 128 there, with the same switches; each Hopper path is also self-tested once against mma.sync (attention_setup).
 
  Math. Forward per query tile (128 rows: 4 warps x 2 m-tiles of 16 rows, so every K/V fragment read from
  shared memory feeds 4 mma): for 64-key tiles up to the tile's last row:
@@ -301,16 +302,28 @@ attention_forward_kernel(floatX *out, float *lse, const floatX *q, const floatX 
 // backward
 
 // Delta[b,h,t] = dout_t . out_t (fp32, from the bf16 tensors), one warp per (b,t,h) row
+// Delta[b,h,t] = dout_t . out_t (fp32 sums of the bf16 products), grid-stride free: d/8 threads per (b,t,h) row
+// (4, 8 or 16: a power of two, so a row's threads sit in one warp), 16 bytes of each tensor per thread, the row
+// summed by shuffles. Reads 2 B T H d bf16 and writes B H T fp32: bandwidth bound (d12 step: 25 MB, ~7 us at
+// 4 TB/s; the one-warp-per-row version it replaces read 4 bytes per lane per tensor and took 28 us).
 __global__ void attention_delta_kernel(float *delta, const floatX *dout, const floatX *out, int B, int T, int H, int d) {
-    size_t row = (size_t)blockIdx.x * (blockDim.x / WARP_SIZE) + threadIdx.x / WARP_SIZE;
-    int lane = threadIdx.x % WARP_SIZE;
-    if (row >= (size_t)B * T * H) return;
+    const int tpr = d / 8;
+    size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x, row = e / tpr, rows = (size_t)B * T * H;
     float acc = 0.0f;
-    for (int c = lane; c < d; c += WARP_SIZE)
-        acc = fmaf(__bfloat162float(dout[row * d + c]), __bfloat162float(out[row * d + c]), acc);
-    acc = warp_reduce_sum(acc);
-    int h = row % H, t = (row / H) % T, b = row / ((size_t)H * T);
-    if (lane == 0) delta[((size_t)b * H + h) * T + t] = acc;
+    if (row < rows) {
+        uint4 a = *(const uint4 *)(dout + e * 8), o = *(const uint4 *)(out + e * 8);
+        const uint32_t aw[4] = {a.x, a.y, a.z, a.w}, ow[4] = {o.x, o.y, o.z, o.w};
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            acc = fmaf(bf16x2_lo(aw[i]), bf16x2_lo(ow[i]), acc);
+            acc = fmaf(bf16x2_hi(aw[i]), bf16x2_hi(ow[i]), acc);
+        }
+    }
+    for (int off = tpr / 2; off > 0; off /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+    if (row < rows && e % tpr == 0) {
+        int h = row % H, t = (row / H) % T, b = row / ((size_t)H * T);
+        delta[((size_t)b * H + h) * T + t] = acc;
+    }
 }
 
 // Backward tiling. dQ kernel: 4 warps x MT = 2 m-tiles of 16 query rows (128 rows per block), 32-key tiles.
@@ -512,93 +525,24 @@ static void attention_forward_mma(floatX *out, float *lse, const floatX *q, cons
 // emulator runs it through its wgmma twins (dev/cuda_emu), but its trainer keeps the mma.sync path.
 #include "attention_sm90.cuh"
 
-// Whether the trainer takes the Hopper path: attention_sm90_usable() and, once per process, a self-test on a small
-// random problem (B=1, T=300, H=2, Hkv=1, d = 64 and 128) agrees with the mma.sync kernel within the tolerance of
-// dev/cuda/attention_forward.cu's check (|diff| <= 1e-2 max|out| + 2e-2 |out|, lse 1e-3): a Hopper kernel that is
-// wrong on this GPU is then bypassed, with a message on stderr, instead of training on wrong attention.
-static int attention_sm90_state = -1;   // -1: not decided yet
-static int attention_sm90_decided(void) { return attention_sm90_state >= 0; }
-static int attention_sm90_trusted(void) {
-    int &state = attention_sm90_state;
-    if (state >= 0) return state;
-    state = attention_sm90_usable();
-    for (int d = 64; state && d <= 128; d *= 2) {
-        const int B = 1, T = 300, H = 2, Hkv = 1;
-        size_t nq = (size_t)B * T * H * d, nk = (size_t)B * T * Hkv * d, nl = (size_t)B * H * T;
-        floatX *h = (floatX *)mallocCheck((nq + 2 * nk) * sizeof(floatX));
-        uint32_t x = 12345u;
-        for (size_t i = 0; i < nq + 2 * nk; i++) {    // q, k uniform in [-2, 2), v in [-1, 1)
-            x = x * 1664525u + 1013904223u;
-            float u = (float)(x >> 8) / 16777216.0f;
-            h[i] = __float2bfloat16(i < nq + nk ? 4.0f * u - 2.0f : 2.0f * u - 1.0f);
-        }
-        floatX *dqkv, *dout;
-        float *dlse;
-        cudaCheck(cudaMalloc((void **)&dqkv, (nq + 2 * nk) * sizeof(floatX)));
-        cudaCheck(cudaMalloc((void **)&dout, 2 * nq * sizeof(floatX)));
-        cudaCheck(cudaMalloc((void **)&dlse, 2 * nl * sizeof(float)));
-        cudaCheck(cudaMemcpy(dqkv, h, (nq + 2 * nk) * sizeof(floatX), cudaMemcpyHostToDevice));
-        attention_forward_mma(dout, dlse, dqkv, dqkv + nq, dqkv + nq + nk, B, T, H, Hkv, d, 0);
-        attention_forward_sm90(dout + nq, dlse + nl, dqkv, dqkv + nq, dqkv + nq + nk, B, T, H, Hkv, d, 0);
-        floatX *ho = (floatX *)mallocCheck(2 * nq * sizeof(floatX));
-        float *hl = (float *)mallocCheck(2 * nl * sizeof(float));
-        cudaCheck(cudaMemcpy(ho, dout, 2 * nq * sizeof(floatX), cudaMemcpyDeviceToHost));
-        cudaCheck(cudaMemcpy(hl, dlse, 2 * nl * sizeof(float), cudaMemcpyDeviceToHost));
-        float mx = 0.0f, worst = 0.0f, worst_lse = 0.0f;
-        for (size_t i = 0; i < nq; i++) mx = fmaxf(mx, fabsf(__bfloat162float(ho[i])));
-        int bad = 0;
-        for (size_t i = 0; i < nq; i++) {
-            float r = __bfloat162float(ho[i]), e = fabsf(__bfloat162float(ho[nq + i]) - r);
-            if (!(e <= 1e-2f * mx + 2e-2f * fabsf(r))) bad = 1;   // NaN fails too
-            worst = fmaxf(worst, e);
-        }
-        for (size_t i = 0; i < nl; i++) {
-            float e = fabsf(hl[nl + i] - hl[i]);
-            if (!(e <= 1e-3f)) bad = 1;
-            worst_lse = fmaxf(worst_lse, e);
-        }
-        if (bad) {
-            fprintf(stderr, "attention: the Hopper (wgmma) forward disagrees with the mma.sync one at d=%d (max |diff| "
-                    "out %.3g of max|out| %.3g, lse %.3g): using mma.sync. Run dev/cuda/bin/attention_forward check.\n",
-                    d, worst, mx, worst_lse);
-            state = 0;
-        }
-        free(h); free(ho); free(hl);
-        cudaCheck(cudaFree(dqkv)); cudaCheck(cudaFree(dout)); cudaCheck(cudaFree(dlse));
-    }
-    return state;
-}
-
-// Decide the forward kernel now (the probe and the self-test launch, allocate and synchronize), so that no
-// later call does it inside a CUDA graph capture. The trainer calls this when it allocates its activations.
-static void attention_setup(void) {
-#ifndef SESSA_CUDA_EMU_H
-    attention_sm90_trusted();
-#endif
-}
-
-// what the trainer calls: the Hopper kernel when the device is sm_90, the binary has sm_90a code, d is 64 or 128,
-// it is not switched off (SESSA_ATT_SM90=0, -DATT_NO_SM90) and its self-test passed; else the mma.sync kernel
-static void attention_forward(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
-                              int B, int T, int H, int Hkv, int d, cudaStream_t stream) {
-#ifndef SESSA_CUDA_EMU_H
-    if (d == 64 || d == 128) {
-        cudaStreamCaptureStatus capturing;
-        cudaCheck(cudaStreamIsCapturing(stream, &capturing));
-        if (capturing != cudaStreamCaptureStatusNone && !attention_sm90_decided())
-            fatal("attention_forward inside a CUDA graph capture before attention_setup(): call it first");
-    }
-    if ((d == 64 || d == 128) && attention_sm90_trusted()) {
-        attention_forward_sm90(out, lse, q, k, v, B, T, H, Hkv, d, stream);
-        return;
-    }
-#endif
-    attention_forward_mma(out, lse, q, k, v, B, T, H, Hkv, d, stream);
-}
-
 static size_t attention_backward_scratch_bytes(int B, int T, int H, int Hkv, int d) {
     (void)Hkv; (void)d;
     return (size_t)B * H * T * sizeof(float);   // Delta
+}
+
+static void attention_backward_check(const floatX *dq, const floatX *dk, const floatX *dv, const floatX *dout,
+                                     const floatX *out, const floatX *q, const floatX *k, const floatX *v,
+                                     int B, int T, int H, int Hkv, int d) {
+    attention_check_shape(B, T, H, Hkv, d);
+    attention_check_ptr(dq, "dq"); attention_check_ptr(dk, "dk"); attention_check_ptr(dv, "dv");
+    attention_check_ptr(dout, "dout"); attention_check_ptr(out, "out");
+    attention_check_ptr(q, "q"); attention_check_ptr(k, "k"); attention_check_ptr(v, "v");
+}
+// Delta (B,H,T) = rowwise dout . out, the first step of either backward
+static void attention_delta(float *delta, const floatX *dout, const floatX *out, int B, int T, int H, int d,
+                            cudaStream_t stream) {
+    attention_delta_kernel<<<ceil_div((long long)B * T * H * (d / 8), 256), 256, 0, stream>>>(delta, dout, out, B, T, H, d);
+    cudaCheck(cudaGetLastError());
 }
 
 template <int HD>
@@ -616,18 +560,145 @@ static void attention_backward_hd(floatX *dq, floatX *dk, floatX *dv, const floa
     cudaCheck(cudaGetLastError());
 }
 
-static void attention_backward(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const floatX *out,
-                               const float *lse, const floatX *q, const floatX *k, const floatX *v, float *scratch,
-                               int B, int T, int H, int Hkv, int d, cudaStream_t stream) {
-    attention_check_shape(B, T, H, Hkv, d);
-    attention_check_ptr(dq, "dq"); attention_check_ptr(dk, "dk"); attention_check_ptr(dv, "dv");
-    attention_check_ptr(dout, "dout"); attention_check_ptr(q, "q"); attention_check_ptr(k, "k"); attention_check_ptr(v, "v");
+// the mma.sync backward (any GPU from sm_80; dev/cuda/attention_backward.cu version 2)
+static void attention_backward_mma(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const floatX *out,
+                                   const float *lse, const floatX *q, const floatX *k, const floatX *v, float *scratch,
+                                   int B, int T, int H, int Hkv, int d, cudaStream_t stream) {
+    attention_backward_check(dq, dk, dv, dout, out, q, k, v, B, T, H, Hkv, d);
     float *delta = scratch;   // (B, H, T)
-    attention_delta_kernel<<<ceil_div((long long)B * T * H, 8), 8 * WARP_SIZE, 0, stream>>>(delta, dout, out, B, T, H, d);
-    cudaCheck(cudaGetLastError());
+    attention_delta(delta, dout, out, B, T, H, d, stream);
     if (d == 32) attention_backward_hd<32>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, stream);
     if (d == 64) attention_backward_hd<64>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, stream);
     if (d == 128) attention_backward_hd<128>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, stream);
+}
+// the Hopper backward (wgmma, llmc/attention_sm90_bwd.cuh; dev/cuda/attention_backward.cu version 3), d = 64, 128
+static void attention_backward_sm90(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const floatX *out,
+                                    const float *lse, const floatX *q, const floatX *k, const floatX *v, float *scratch,
+                                    int B, int T, int H, int Hkv, int d, cudaStream_t stream) {
+    attention_backward_check(dq, dk, dv, dout, out, q, k, v, B, T, H, Hkv, d);
+    float *delta = scratch;
+    attention_delta(delta, dout, out, B, T, H, d, stream);
+    attention_backward_sm90_kernels(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, d, stream);
+}
+
+// Whether the trainer takes the Hopper paths: attention_sm90_usable() and, once per process, a self-test on a small
+// random problem (B=1, T=300, H=2, Hkv=1, d = 64 and 128, the mma.sync forward's out, lse and a random dout): the
+// Hopper forward against the mma.sync one within the tolerance of dev/cuda/attention_forward.cu's check (|diff| <=
+// 1e-2 max|x| + 2e-2 |x|; lse 1e-3), the Hopper backward against the mma.sync one with the same bound on dq, dk and
+// dv (each is within 1e-2 max + 1e-2 |x| of the exact gradient: dev/cuda/attention_backward.cu's check). A Hopper
+// kernel that is wrong on this GPU is then bypassed (forward and backward separately), with a message on stderr,
+// instead of training on wrong attention.
+static int attention_sm90_state = -1, attention_sm90_bwd_state = -1;   // -1: not decided yet
+static int attention_sm90_decided(void) { return attention_sm90_state >= 0; }
+
+// 1 when the bf16 device tensors x (the Hopper kernel's) and ref (the mma.sync one's), n entries, agree within
+// 1e-2 max|ref| + 2e-2 |ref| (a NaN fails); else 0 and a message naming the tensor
+static int attention_selftest_close(const floatX *x, const floatX *ref, size_t n, const char *name, int d) {
+    floatX *h = (floatX *)mallocCheck(2 * n * sizeof(floatX));
+    cudaCheck(cudaMemcpy(h, x, n * sizeof(floatX), cudaMemcpyDeviceToHost));
+    cudaCheck(cudaMemcpy(h + n, ref, n * sizeof(floatX), cudaMemcpyDeviceToHost));
+    float mx = 0.0f, worst = 0.0f;
+    for (size_t i = 0; i < n; i++) mx = fmaxf(mx, fabsf(__bfloat162float(h[n + i])));
+    int ok = 1;
+    for (size_t i = 0; i < n; i++) {
+        float r = __bfloat162float(h[n + i]), e = fabsf(__bfloat162float(h[i]) - r);
+        if (!(e <= 1e-2f * mx + 2e-2f * fabsf(r))) ok = 0;
+        worst = fmaxf(worst, e);
+    }
+    if (!ok)
+        fprintf(stderr, "attention: the Hopper (wgmma) kernel disagrees with the mma.sync one on %s at d=%d (max |diff| "
+                "%.3g of max|%s| %.3g): using mma.sync. Run dev/cuda/bin/attention_forward and attention_backward check.\n",
+                name, d, worst, name, mx);
+    free(h);
+    return ok;
+}
+
+static void attention_sm90_decide(void) {
+    if (attention_sm90_state >= 0) return;
+    attention_sm90_state = attention_sm90_bwd_state = attention_sm90_usable();
+    for (int d = 64; attention_sm90_usable() && d <= 128; d *= 2) {
+        const int B = 1, T = 300, H = 2, Hkv = 1;
+        size_t nq = (size_t)B * T * H * d, nk = (size_t)B * T * Hkv * d, nl = (size_t)B * H * T;
+        size_t n_in = 2 * nq + 2 * nk;                // q, dout, k, v
+        floatX *h = (floatX *)mallocCheck(n_in * sizeof(floatX));
+        uint32_t x = 12345u;
+        for (size_t i = 0; i < n_in; i++) {           // q, dout, k uniform in [-2, 2), v in [-1, 1)
+            x = x * 1664525u + 1013904223u;
+            float u = (float)(x >> 8) / 16777216.0f;
+            h[i] = __float2bfloat16(i < 2 * nq + nk ? 4.0f * u - 2.0f : 2.0f * u - 1.0f);
+        }
+        floatX *din, *dout2, *dgrad;                  // inputs; out of both forwards; dq, dk, dv of both backwards
+        float *dlse, *dscratch;
+        cudaCheck(cudaMalloc((void **)&din, n_in * sizeof(floatX)));
+        cudaCheck(cudaMalloc((void **)&dout2, 2 * nq * sizeof(floatX)));
+        cudaCheck(cudaMalloc((void **)&dgrad, 2 * (nq + 2 * nk) * sizeof(floatX)));
+        cudaCheck(cudaMalloc((void **)&dlse, 2 * nl * sizeof(float)));
+        cudaCheck(cudaMalloc((void **)&dscratch, attention_backward_scratch_bytes(B, T, H, Hkv, d)));
+        cudaCheck(cudaMemcpy(din, h, n_in * sizeof(floatX), cudaMemcpyHostToDevice));
+        const floatX *q = din, *dout = din + nq, *k = din + 2 * nq, *v = k + nk;
+        attention_forward_mma(dout2, dlse, q, k, v, B, T, H, Hkv, d, 0);
+        attention_forward_sm90(dout2 + nq, dlse + nl, q, k, v, B, T, H, Hkv, d, 0);
+        floatX *g0 = dgrad, *g1 = dgrad + nq + 2 * nk;   // dq, dk, dv of the mma.sync / Hopper backward
+        attention_backward_mma(g0, g0 + nq, g0 + nq + nk, dout, dout2, dlse, q, k, v, dscratch, B, T, H, Hkv, d, 0);
+        attention_backward_sm90(g1, g1 + nq, g1 + nq + nk, dout, dout2, dlse, q, k, v, dscratch, B, T, H, Hkv, d, 0);
+        float *hl = (float *)mallocCheck(2 * nl * sizeof(float)), worst_lse = 0.0f;
+        cudaCheck(cudaMemcpy(hl, dlse, 2 * nl * sizeof(float), cudaMemcpyDeviceToHost));
+        int fwd_ok = attention_selftest_close(dout2 + nq, dout2, nq, "out", d);
+        for (size_t i = 0; i < nl; i++) worst_lse = fmaxf(worst_lse, fabsf(hl[nl + i] - hl[i]));
+        if (!(worst_lse <= 1e-3f)) {                 // NaN fails too
+            fprintf(stderr, "attention: the Hopper (wgmma) forward's lse is off by %.3g at d=%d: using mma.sync.\n", worst_lse, d);
+            fwd_ok = 0;
+        }
+        int bwd_ok = attention_selftest_close(g1, g0, nq, "dq", d);
+        bwd_ok &= attention_selftest_close(g1 + nq, g0 + nq, nk, "dk", d);
+        bwd_ok &= attention_selftest_close(g1 + nq + nk, g0 + nq + nk, nk, "dv", d);
+        if (!fwd_ok) attention_sm90_state = 0;
+        if (!bwd_ok) attention_sm90_bwd_state = 0;
+        free(h); free(hl);
+        cudaCheck(cudaFree(din)); cudaCheck(cudaFree(dout2)); cudaCheck(cudaFree(dgrad));
+        cudaCheck(cudaFree(dlse)); cudaCheck(cudaFree(dscratch));
+    }
+}
+static int attention_sm90_trusted(void) { attention_sm90_decide(); return attention_sm90_state; }
+static int attention_sm90_bwd_trusted(void) { attention_sm90_decide(); return attention_sm90_bwd_state; }
+
+// Decide the kernels now (the probe and the self-test launch, allocate and synchronize), so that no later call
+// does it inside a CUDA graph capture. The trainer calls this when it allocates its activations.
+static void attention_setup(void) {
+#ifndef SESSA_CUDA_EMU_H
+    attention_sm90_decide();
+#endif
+}
+
+// the forward and backward below take the Hopper kernels when the device is sm_90, the binary has sm_90a code,
+// d is 64 or 128, they are not switched off (SESSA_ATT_SM90=0, -DATT_NO_SM90) and their self-test passed (each
+// its own); else the mma.sync kernels. The CPU emulator's trainer keeps mma.sync.
+static int attention_use_sm90(int d, cudaStream_t stream, int backward) {
+#ifndef SESSA_CUDA_EMU_H
+    if (d != 64 && d != 128) return 0;
+    cudaStreamCaptureStatus capturing;
+    cudaCheck(cudaStreamIsCapturing(stream, &capturing));
+    if (capturing != cudaStreamCaptureStatusNone && !attention_sm90_decided())
+        fatal("attention inside a CUDA graph capture before attention_setup(): call it first");
+    return backward ? attention_sm90_bwd_trusted() : attention_sm90_trusted();
+#else
+    (void)d; (void)stream; (void)backward;
+    return 0;
+#endif
+}
+
+// what the trainer calls (see attention_use_sm90)
+static void attention_forward(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
+                              int B, int T, int H, int Hkv, int d, cudaStream_t stream) {
+    if (attention_use_sm90(d, stream, 0)) attention_forward_sm90(out, lse, q, k, v, B, T, H, Hkv, d, stream);
+    else attention_forward_mma(out, lse, q, k, v, B, T, H, Hkv, d, stream);
+}
+static void attention_backward(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const floatX *out,
+                               const float *lse, const floatX *q, const floatX *k, const floatX *v, float *scratch,
+                               int B, int T, int H, int Hkv, int d, cudaStream_t stream) {
+    if (attention_use_sm90(d, stream, 1))
+        attention_backward_sm90(dq, dk, dv, dout, out, lse, q, k, v, scratch, B, T, H, Hkv, d, stream);
+    else attention_backward_mma(dq, dk, dv, dout, out, lse, q, k, v, scratch, B, T, H, Hkv, d, stream);
 }
 
 #endif // SESSA_ATTENTION_CUH

@@ -79,6 +79,28 @@ __device__ __forceinline__ void atth_load_tile(unsigned char *dst, const floatX 
     }
 }
 
+// the dynamic shared memory rounded up to a 1024-byte boundary (the 128-byte swizzle's atoms; AttHCfg's + 1024)
+__device__ __forceinline__ unsigned char *atth_smem_base(unsigned char *smem) {
+    return smem + ((1024 - ((uint32_t)__cvta_generic_to_shared(smem) & 1023)) & 1023);
+}
+// rows r0, r0 + 8 (< T) of a warpgroup accumulator (HD columns, this thread's HD/2 registers: llmc/mma.cuh) -> dst
+// (row t at dst[t*stride]) as bf16, row r0 times s0 and row r0 + 8 times s1
+template <int HD>
+__device__ __forceinline__ void atth_store_rows(floatX *dst, int stride, int r0, int T, const float (&acc)[HD / 2],
+                                                float s0, float s1) {
+    const int tq = threadIdx.x % 4;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        int t = r0 + 8 * r;
+        if (t >= T) continue;
+        float sc = r ? s1 : s0;
+        floatX *row = dst + (size_t)t * stride + 2 * tq;
+#pragma unroll
+        for (int nd = 0; nd < HD / 8; nd++)
+            *(uint32_t *)(row + 8 * nd) = pack_bf16x2(acc[4 * nd + 2 * r] * sc, acc[4 * nd + 2 * r + 1] * sc);
+    }
+}
+
 #ifdef SESSA_SM90A
 // the pieces of one key tile for one warpgroup (64 query rows; this thread's rows r0, r0 + 8)
 
@@ -173,7 +195,7 @@ attention_forward_sm90_kernel(floatX *out, float *lse, const floatX *q, const fl
     using C = AttHCfg<HD>;
     constexpr int BQ = C::BQ, BK = C::BK, NS = BK / 2, NO = HD / 2;   // S and O registers per thread
     extern __shared__ __align__(1024) unsigned char atth_smem[];
-    unsigned char *Qs = atth_smem + ((1024 - ((uint32_t)__cvta_generic_to_shared(atth_smem) & 1023)) & 1023);
+    unsigned char *Qs = atth_smem_base(atth_smem);
     unsigned char *Ks = Qs + C::Q_BYTES, *Vs = Ks + 2 * C::KV_BYTES;
     const int tid = threadIdx.x, wg = tid / 128, lane = tid % 32, g = lane / 4, tq = lane % 4;
     const int i0 = (gridDim.x - 1 - blockIdx.x) * BQ, h = blockIdx.y, b = blockIdx.z, hk = h / (H / Hkv);
@@ -256,20 +278,14 @@ attention_forward_sm90_kernel(floatX *out, float *lse, const floatX *q, const fl
         atth_fence_p<BK / 16>(pa);
     }
     float *lse_bh = lse + ((size_t)b * H + h) * T;
-    floatX *out_bh = out + ((size_t)b * T * H + h) * HD;
 #pragma unroll
     for (int r = 0; r < 2; r++) {
         l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
         l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
         int t = r0 + 8 * r;
-        if (t >= T) continue;
-        float inv = 1.0f / l[r];
-        if (tq == 0) lse_bh[t] = m[r] * (sl2 / 1.4426950408889634f) + logf(l[r]);
-        floatX *row = out_bh + (size_t)t * H * HD + 2 * tq;
-#pragma unroll
-        for (int nd = 0; nd < HD / 8; nd++)
-            *(uint32_t *)(row + 8 * nd) = pack_bf16x2(o[4 * nd + 2 * r] * inv, o[4 * nd + 2 * r + 1] * inv);
+        if (tq == 0 && t < T) lse_bh[t] = m[r] * (sl2 / 1.4426950408889634f) + logf(l[r]);
     }
+    atth_store_rows<HD>(out + ((size_t)b * T * H + h) * HD, H * HD, r0, T, o, 1.0f / l[0], 1.0f / l[1]);
 #endif // SESSA_SM90A
 }
 
@@ -339,5 +355,7 @@ static void attention_forward_sm90(floatX *out, float *lse, const floatX *q, con
     if (d == 128 && overlap) attention_forward_sm90_hd<128, true>(out, lse, q, k, v, B, T, H, Hkv, stream);
     if (d == 128 && !overlap) attention_forward_sm90_hd<128, false>(out, lse, q, k, v, B, T, H, Hkv, stream);
 }
+
+#include "attention_sm90_bwd.cuh"   // the backward, on the pieces above
 
 #endif // SESSA_ATTENTION_SM90_CUH

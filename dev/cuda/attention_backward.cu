@@ -2,12 +2,16 @@
  Causal GQA attention, backward with recomputation from lse (FlashAttention-2): dq, and dk, dv summed over the
  query heads of each kv head, deterministic (no atomics: a second run is checked to give the same bits).
    version 1: the first GPU version (wmma, fp32 staging, no pipelining), kept here as written
-   version 2: llmc/attention.cuh attention_backward (mma.sync + ldmatrix + cp.async; dK/dV kernel per key tile,
-              dQ kernel per query tile), what the trainer uses
+   version 2: llmc/attention.cuh attention_backward_mma (mma.sync + ldmatrix + cp.async; dK/dV kernel per key
+              tile, dQ kernel per query tile), what the trainer uses off Hopper
+   version 3: llmc/attention_sm90_bwd.cuh (wgmma, sm_90a, d = 64 and 128; dK/dV kernel per 128 keys, dQ kernel per
+              128 query rows, S and dP recomputed there: no atomics), what the trainer uses on an H100/H200;
+              checked against the CPU reference and against version 2
  make -C dev/cuda bin/attention_backward && dev/cuda/bin/attention_backward check|bench [version]
  dev/cuda/bin/attention_backward shape B T H Hkv d   times the trainer's forward (attention_forward: the Hopper
-   kernel on sm_90, else version 2), the version 2 forward and the backward at one shape and prints one
-   machine-readable line (dev/cuda/bench_attention.py joins it with PyTorch SDPA's timings)
+   kernel on sm_90, else version 2), the version 2 forward, the trainer's backward (attention_backward: version 3
+   on sm_90, else 2) and the version 2 backward at one shape and prints one machine-readable line
+   (dev/cuda/bench_attention.py joins it with PyTorch SDPA's timings)
 */
 #define ATTENTION_FORWARD_NO_MAIN
 #include "attention_forward.cu"
@@ -188,15 +192,32 @@ static void att_grads_free(AttGrads *g) {
     cudaCheck(cudaFree(g->dout)); cudaCheck(cudaFree(g->dq)); cudaCheck(cudaFree(g->dk)); cudaCheck(cudaFree(g->dv));
     cudaCheck(cudaFree(g->scratch));
 }
+// version 0: attention_backward, the trainer's choice (3 where usable, else 2)
 static void run_att_backward(AttProblem *p, AttGrads *g, int version) {
-    if (version == 1)
-        attention1_backward(g->dq, g->dk, g->dv, g->dout, p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, g->scratch,
-                            p->B, p->T, p->H, p->Hkv, p->d, 0);
-    else attention_backward(g->dq, g->dk, g->dv, g->dout, p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, g->scratch,
-                       p->B, p->T, p->H, p->Hkv, p->d, 0);
+    typedef void (*Bwd)(floatX *, floatX *, floatX *, const floatX *, const floatX *, const float *, const floatX *,
+                        const floatX *, const floatX *, float *, int, int, int, int, int, cudaStream_t);
+    Bwd f = version == 1 ? attention1_backward : version == 2 ? attention_backward_mma
+          : version == 3 ? attention_backward_sm90 : attention_backward;
+    f(g->dq, g->dk, g->dv, g->dout, p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, g->scratch, p->B, p->T, p->H, p->Hkv, p->d, 0);
+}
+// 1 when the trainer's attention_backward takes the Hopper path for head width d
+static int att_backward_is_sm90(int d) {
+#ifndef SESSA_CUDA_EMU_H
+    return (d == 64 || d == 128) && attention_sm90_bwd_trusted();
+#else
+    (void)d;
+    return 0;
+#endif
+}
+// the bf16 device tensor x (n entries) -> a new host float array
+static float *att_host_copy(const floatX *x, size_t n) {
+    float *h = (float *)mallocCheck(n * sizeof(float));
+    from_device(h, x, n);
+    return h;
 }
 
 static int check(int version, int B, int T, int H, int Hkv, int d) {
+    if (version >= 3 && d != 64 && d != 128) return 1;   // not a width of the Hopper kernels
     printf("check version %d B=%d T=%d H=%d Hkv=%d d=%d\n", version, B, T, H, Hkv, d);
     AttProblem p = make_att_problem(B, T, H, Hkv, d);
     size_t nq = (size_t)B * T * H * d, nk = (size_t)B * T * Hkv * d;
@@ -207,7 +228,7 @@ static int check(int version, int B, int T, int H, int Hkv, int d) {
     float *dk = (float *)mallocCheck(nk * sizeof(float)), *dv = (float *)mallocCheck(nk * sizeof(float));
     attention_cpu(out, lse, dq, dk, dv, dout, p.q, p.k, p.v, B, T, H, Hkv, d);
     AttGrads g = att_grads_alloc(&p, dout);
-    run_att_forward(&p, version);
+    run_att_forward(&p, version == 1 ? 1 : 2);   // out, lse of the mma.sync forward for versions 2, 3
     run_att_backward(&p, &g, version);
     cudaCheck(cudaDeviceSynchronize());
     // P and dS are rounded to bf16 before their products (FlashAttention-2's numerics, 2^-9 relative per term),
@@ -218,10 +239,26 @@ static int check(int version, int B, int T, int H, int Hkv, int d) {
     int ok = validate_result(g.dq, dq, "dq", (size_t)B * T * H, d, d, 1e-2f * max_abs(dq, nq) + 1e-6f, 1e-2f);
     ok &= validate_result(g.dk, dk, "dk", (size_t)B * T * Hkv, d, d, 1e-2f * max_abs(dk, nk) + 1e-6f, 1e-2f);
     ok &= validate_result(g.dv, dv, "dv", (size_t)B * T * Hkv, d, d, 1e-2f * max_abs(dv, nk) + 1e-6f, 1e-2f);
-    // determinism: a second run gives the same bits (dq, dk and dv)
     floatX *outs[3] = {g.dq, g.dk, g.dv};
     size_t ns[3] = {nq, nk, nk};
     const char *names[3] = {"dq", "dk", "dv"};
+    const float *refs[3] = {dq, dk, dv};
+    if (version >= 3) {
+        // against version 2 (mma.sync) from the same forward and dout: the same math with other tiles and summation
+        // orders, each within the tolerance above of the exact gradient, so within about twice it of each other
+        AttGrads g2 = att_grads_alloc(&p, dout);
+        run_att_backward(&p, &g2, 2);
+        cudaCheck(cudaDeviceSynchronize());
+        floatX *outs2[3] = {g2.dq, g2.dk, g2.dv};
+        printf("  version %d against version 2:\n", version);
+        for (int i = 0; i < 3; i++) {
+            float *v2 = att_host_copy(outs2[i], ns[i]);
+            ok &= validate_result(outs[i], v2, names[i], ns[i] / d, d, d, 2e-2f * max_abs(refs[i], ns[i]) + 2e-6f, 2e-2f);
+            free(v2);
+        }
+        att_grads_free(&g2);
+    }
+    // determinism: a second run gives the same bits (dq, dk and dv)
     uint16_t *first[3];
     for (int i = 0; i < 3; i++) {
         first[i] = (uint16_t *)mallocCheck(ns[i] * sizeof(uint16_t));
@@ -249,7 +286,7 @@ static void bench(int version, int B, int T, int H, int Hkv, int d) {
     AttProblem p = make_att_problem(B, T, H, Hkv, d);
     float *dout = make_random_float((size_t)B * T * H * d, -1.0f, 1.0f);
     AttGrads g = att_grads_alloc(&p, dout);
-    run_att_forward(&p, version);
+    run_att_forward(&p, version == 1 ? 1 : 2);
     float ms = benchmark_kernel(10, run_att_backward, &p, &g, version);
     printf("B=%d T=%d H=%d Hkv=%d d=%d  version %d  %8.3f ms  %6.1f TFLOP/s\n", B, T, H, Hkv, d, version, ms,
            att_backward_flops(B, T, H, d) / (ms * 1e-3) / 1e12);
@@ -259,8 +296,10 @@ static void bench(int version, int B, int T, int H, int Hkv, int d) {
 }
 
 // `shape B T H Hkv d`: the trainer's forward (attention_forward: the Hopper kernel where usable, else version 2) and
-// backward, median of 7 timings of 20 calls each, and the mma.sync forward (version 2) for comparison, one line:
+// backward (attention_backward: version 3 where usable, else 2), median of 7 timings of 20 calls each, and the
+// mma.sync forward and backward (version 2) for comparison, one line:
 //   ours B T H Hkv d fwd_ms fwd_tflops bwd_ms bwd_tflops fwd_kernel(wgmma|mma) mma_fwd_ms mma_fwd_tflops
+//        bwd_kernel(wgmma|mma) mma_bwd_ms mma_bwd_tflops
 static float median_ms(int n, float *x) {
     for (int i = 1; i < n; i++) for (int j = i; j > 0 && x[j] < x[j - 1]; j--) { float t = x[j]; x[j] = x[j - 1]; x[j - 1] = t; }
     return x[n / 2];
@@ -273,16 +312,18 @@ static int shape_mode(int argc, char **argv) {
     AttProblem p = make_att_problem(B, T, H, Hkv, d);
     float *dout = make_random_float((size_t)B * T * H * d, -1.0f, 1.0f);
     AttGrads g = att_grads_alloc(&p, dout);
-    float tf[7], tb[7], tm[7];
+    float tf[7], tb[7], tm[7], tbm[7];
     for (int r = 0; r < 7; r++) {
         tf[r] = benchmark_kernel(20, run_att_forward, &p, 0);
-        tb[r] = benchmark_kernel(20, run_att_backward, &p, &g, 2);
+        tb[r] = benchmark_kernel(20, run_att_backward, &p, &g, 0);
         tm[r] = benchmark_kernel(20, run_att_forward, &p, 2);
+        tbm[r] = benchmark_kernel(20, run_att_backward, &p, &g, 2);
     }
-    float fms = median_ms(7, tf), bms = median_ms(7, tb), mms = median_ms(7, tm);
-    printf("ours %d %d %d %d %d %.4f %.1f %.4f %.1f %s %.4f %.1f\n", B, T, H, Hkv, d, fms, att_forward_flops(B, T, H, d) / (fms * 1e-3) / 1e12,
-           bms, att_backward_flops(B, T, H, d) / (bms * 1e-3) / 1e12, att_forward_is_sm90(d) ? "wgmma" : "mma",
-           mms, att_forward_flops(B, T, H, d) / (mms * 1e-3) / 1e12);
+    float fms = median_ms(7, tf), bms = median_ms(7, tb), mms = median_ms(7, tm), bmms = median_ms(7, tbm);
+    double ff = att_forward_flops(B, T, H, d), fb = att_backward_flops(B, T, H, d);
+    printf("ours %d %d %d %d %d %.4f %.1f %.4f %.1f %s %.4f %.1f %s %.4f %.1f\n", B, T, H, Hkv, d, fms, ff / (fms * 1e-3) / 1e12,
+           bms, fb / (bms * 1e-3) / 1e12, att_forward_is_sm90(d) ? "wgmma" : "mma", mms, ff / (mms * 1e-3) / 1e12,
+           att_backward_is_sm90(d) ? "wgmma" : "mma", bmms, fb / (bmms * 1e-3) / 1e12);
     free(dout);
     att_grads_free(&g);
     free_att_problem(&p);
@@ -296,10 +337,29 @@ int main(int argc, char **argv) {
     int ok = 1;
     for (int version = 1; version <= ATT_VERSIONS; version++) {
         if (a.version && version != a.version) continue;
+#ifndef SESSA_CUDA_EMU_H
+        if (version >= 3 && !attention_sm90_usable()) {
+            int major = 0;
+            cudaCheck(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0));
+            printf("version %d (Hopper wgmma) not usable here: needs an sm_90 GPU, a binary built for sm_90a and "
+                   "SESSA_ATT_SM90 not 0%s\n", version, a.version || major == 9 ? ": FAIL" : " (skipped)");
+            if (a.version || major == 9) ok = 0;   // on Hopper, or asked for, it must be there
+            continue;
+        }
+#endif
         if (a.check) {
             ok &= check(version, 2, 200, 4, 2, 64) & check(version, 1, 130, 4, 1, 128) & check(version, 1, 67, 3, 3, 32) &
                   check(version, 1, 1, 2, 1, 32) &
                   check(version, 1, 333, 4, 1, 128) & check(version, 2, 290, 4, 2, 64);   // several tiles: the pipelines
+            // version 3 also: T = 1 and T < 64 at its widths, GQA group of 4 at d = 128, and a longer sequence
+            // (9 key blocks of 128, 17 query tiles of 64 per head; 3 blocks in the CPU emulator, where it is slow)
+#ifndef SESSA_CUDA_EMU_H
+            const int T_long = 1100;
+#else
+            const int T_long = 300;
+#endif
+            if (version >= 3) ok &= check(version, 1, 1, 2, 1, 64) & check(version, 2, 37, 2, 2, 128) &
+                                    check(version, 1, 200, 4, 1, 128) & check(version, 1, T_long, 2, 1, 64);
         } else {
             bench(version, 8, 1024, 12, 12, 64);
             bench(version, 8, 1024, 12, 4, 64);

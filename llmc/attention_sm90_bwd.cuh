@@ -1,0 +1,260 @@
+/*
+ Causal grouped-query attention backward on Hopper (sm_90a): warpgroup MMA (wgmma), the shared-memory layouts,
+ descriptors, tile loads and wgmma issue helpers of the forward (llmc/attention_sm90.cuh, which includes this
+ file). Same contract as attention_backward in llmc/attention.cuh (which selects it): dout (B,T,H,d), the
+ forward's lse (B,H,T) and Delta_t = dO_t . O_t (B,H,T, computed by attention_backward first) -> dq (B,T,H,d),
+ dk/dv (B,T,Hkv,d), overwritten; d = 64 or 128; scale 1/sqrt(d). Deterministic: no atomics, every sum in a fixed
+ order (dq in its own kernel, dk/dv summing the H/Hkv query heads of a kv head in head order), so a second run
+ gives the same bits.
+
+ Math (recomputation from lse, FlashAttention-2/3), P = exp(S/sqrt(d) - lse), dS = P (dP - Delta):
+   dQ kernel, per block of 128 query rows (2 warpgroups x 64), over key tiles of 64 up to the diagonal:
+     S = Q K_j^T, dP = dO V_j^T   wgmma m64n64k16, A = Q / dO and B = K_j / V_j, all K-major in shared memory
+     P (masked where key > row), dS = P (dP - Delta) rounded to bf16
+     dQ += dS K_j                 wgmma m64n{d}k16, A = dS from registers (the accumulator layout of dP is the
+                                  A layout: llmc/mma.cuh), B = K_j MN-major (as V in the forward's P V)
+     dq = dQ / sqrt(d)
+   dK/dV kernel, per block of 128 keys (2 warpgroups x 64), over the H/Hkv query heads of the kv head in order
+   and, per head, the query tiles of 64 at or after the block's first key:
+     S^T = K Q_i^T, dP^T = V dO_i^T   wgmma m64n64k16, all K-major (K, V stay in shared memory for the block)
+     P^T = exp(S^T/sqrt(d) - lse_i) (masked where query < key or query >= T), dS^T = P^T (dP^T - Delta_i)
+     dV += P^T dO_i, dK += dS^T Q_i   wgmma m64n{d}k16, A = P^T / dS^T from registers (bf16), B = dO_i / Q_i
+                                      MN-major
+     dk = dK / sqrt(d), dv = dV
+ A warpgroup skips a tile wholly on the masked side of the diagonal (its wgmma are per warpgroup; the block's
+ barriers are still met by all threads).
+
+ Cost. Per (b, h) the causal forward has F = 4 d T(T+1)/2 matmul FLOPs (S, P V). FlashAttention-2's backward
+ does 5 products (2.5 F: S, dP, dV, dK, and dQ accumulated with atomics); this one recomputes S and dP in the dQ
+ kernel instead (7 products, 3.5 F: dQ kernel 1.5 F, dK/dV kernel 2 F) to stay deterministic without atomics or
+ semaphores. Diagonal tiles add about 64/T of work per product (half of a 64-wide tile per row block).
+ Bytes: the dQ kernel reads K, V once per 128-row query block (T/128 times per (b, kv head, head)), the dK/dV
+ kernel Q, dO once per 128-key block: at T = 1024 d = 64 ~ 8x the tensors' 2 MB per (b, h) row... L2-resident
+ on an H200; compute bound (~2.3k FLOP per loaded byte at T = 1024).
+ Registers per thread (ptxas -v, sm_90a, nvcc 13; d = 64 / 128): written in dev/cuda/attention_backward.cu's
+ header after the build (the dK/dV kernel holds S^T, dP^T (32 fp32 each), dK, dV (d/2 each) and the bf16 P^T,
+ dS^T fragments (16 each): 208 live at d = 128, the reason for 64 keys per warpgroup and 64-query tiles).
+ Expected (not measured yet): the products issued back to back per tile, S and dP in one batch with the exp
+ overlapping dP; at ~350-400 TFLOP/s of wgmma work that is 3.5 F / 375 TFLOP/s, reported by the benchmarks as
+ 2.5 F / time (FlashAttention-2's count) ~ 220-290 TFLOP/s, 1.5-2x the mma.sync backward (114-179).
+ Pipeline: as the forward's version 3 (one cp.async group per tile, double buffered, wait + fence.proxy.async +
+ __syncthreads at the top of each tile, every wgmma waited for before the tile ends); no producer warp, no
+ ping-pong: the next steps if short (and S^T/dP^T of tile i+1 issued before dV/dK of tile i).
+ The CPU emulator runs both kernels through the wgmma twins (dev/cuda/attention_backward.cu version 3); the
+ hardware's reading of the descriptors and the asynchrony are checked only on a GPU.
+*/
+#ifndef SESSA_ATTENTION_SM90_BWD_CUH
+#define SESSA_ATTENTION_SM90_BWD_CUH
+
+template <int HD> struct AttHBwdCfg {
+    static_assert(HD == 64 || HD == 128, "the Hopper attention backward takes d = 64 or 128");
+    static constexpr int DQ_BQ = 64 * ATTH_WG, DQ_BK = 64;   // dQ kernel: query rows per block, key tile
+    static constexpr int KV_BK = 64 * ATTH_WG, KV_BQ = 64;   // dK/dV kernel: keys per block, query tile
+    static constexpr size_t DQ_SMEM = 1024 + 2 * (size_t)DQ_BQ * HD * 2 + 4 * (size_t)DQ_BK * HD * 2;   // Q, dO, 2x K, 2x V
+    static constexpr size_t KV_SMEM = 1024 + 2 * (size_t)KV_BK * HD * 2 + 4 * (size_t)KV_BQ * HD * 2   // K, V, 2x Q, 2x dO
+                                      + 4 * (size_t)KV_BQ * sizeof(float);                            // 2x lse, 2x Delta
+};
+
+// grid (ceil(T/128), H, B), the longest (last) query blocks first; ATTH_THREADS threads, AttHBwdCfg<HD>::DQ_SMEM bytes
+template <int HD>
+__global__ void __launch_bounds__(ATTH_THREADS, 1)
+attention_backward_dq_sm90_kernel(floatX *dq, const floatX *dout, const float *lse, const float *delta,
+                                  const floatX *q, const floatX *k, const floatX *v, int T, int H, int Hkv) {
+#ifdef SESSA_SM90A
+    using C = AttHBwdCfg<HD>;
+    constexpr int BQ = C::DQ_BQ, BK = C::DQ_BK, NS = BK / 2, NO = HD / 2;   // S/dP and dQ registers per thread
+    constexpr int Q_BYTES = BQ * HD * 2, KV_BYTES = BK * HD * 2;
+    extern __shared__ __align__(1024) unsigned char atth_smem[];
+    unsigned char *Qs = atth_smem_base(atth_smem), *dOs = Qs + Q_BYTES, *Ks = dOs + Q_BYTES, *Vs = Ks + 2 * KV_BYTES;
+    const int tid = threadIdx.x, wg = tid / 128, lane = tid % 32, g = lane / 4, tq = lane % 4;
+    const int i0 = (gridDim.x - 1 - blockIdx.x) * BQ, h = blockIdx.y, b = blockIdx.z, hk = h / (H / Hkv);
+    const int wg0 = i0 + 64 * wg, r0 = wg0 + 16 * ((tid % 128) / 32) + g;   // warpgroup's first row; rows r0, r0+8
+    const floatX *kb = k + ((size_t)b * T * Hkv + hk) * HD, *vb = v + ((size_t)b * T * Hkv + hk) * HD;
+    const float scale = rsqrtf((float)HD), sl2 = scale * 1.4426950408889634f;   // scores -> log2 units
+    const int n_tiles = (min(i0 + BQ, T) - 1) / BK + 1;                          // key tiles up to the last row
+    const unsigned char *Qw = Qs + wg * 64 * 128, *dOw = dOs + wg * 64 * 128;   // this warpgroup's 64 rows
+
+    atth_load_tile<HD, BQ>(Qs, q + ((size_t)b * T * H + h) * HD, H * HD, i0, T);
+    atth_load_tile<HD, BQ>(dOs, dout + ((size_t)b * T * H + h) * HD, H * HD, i0, T);
+    atth_load_tile<HD, BK>(Ks, kb, Hkv * HD, 0, T);
+    atth_load_tile<HD, BK>(Vs, vb, Hkv * HD, 0, T);
+    cp_async_commit();
+    float lse2[2], dlt[2];                             // this thread's rows: lse in log2 units, Delta (0 past T)
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        int t = r0 + 8 * r;
+        lse2[r] = t < T ? lse[((size_t)b * H + h) * T + t] * 1.4426950408889634f : 0.0f;
+        dlt[r] = t < T ? delta[((size_t)b * H + h) * T + t] : 0.0f;
+    }
+
+    float s[NS], dp[NS], acc[NO];
+    uint32_t da[BK / 16][4];
+#pragma unroll
+    for (int i = 0; i < NS; i++) { s[i] = 0.0f; dp[i] = 0.0f; }
+#pragma unroll
+    for (int i = 0; i < NO; i++) acc[i] = 0.0f;
+    for (int j = 0; j < n_tiles; j++) {
+        const int st = j & 1, j0 = j * BK;
+        const unsigned char *Kt = Ks + st * KV_BYTES, *Vt = Vs + st * KV_BYTES;
+        cp_async_wait<0>();                            // this thread's copies of K_j, V_j landed
+        fence_proxy_async();                           // ... and are visible to wgmma
+        __syncthreads();                               // everyone's; tile j-1's wgmma are done, its stage is free
+        if (j + 1 < n_tiles) {
+            atth_load_tile<HD, BK>(Ks + (st ^ 1) * KV_BYTES, kb, Hkv * HD, j0 + BK, T);
+            atth_load_tile<HD, BK>(Vs + (st ^ 1) * KV_BYTES, vb, Hkv * HD, j0 + BK, T);
+            cp_async_commit();
+        }
+        if (j0 > wg0 + 63) continue;                   // every key of the tile follows every row of this warpgroup
+        wgmma_fence_operand(s);
+        wgmma_fence_operand(dp);
+        wgmma_fence();
+        atth_issue_qk<HD, BQ, BK>(s, Qw, Kt);          // S = Q K_j^T
+        atth_issue_qk<HD, BQ, BK>(dp, dOw, Vt);        // dP = dO V_j^T
+        wgmma_wait<1>();                               // S done (dP may still run)
+        wgmma_fence_operand(s);
+        const bool edge = j0 + BK - 1 > wg0;           // a key past some row of this warpgroup: causal mask
+#pragma unroll
+        for (int i = 0; i < NS; i++) {                 // register i: row r0 + 8((i>>1)&1), key j0 + 8(i/4) + 2tq + (i&1)
+            int r = (i >> 1) & 1, c = j0 + 8 * (i / 4) + 2 * tq + (i & 1);
+            s[i] = (edge && c > r0 + 8 * r) ? 0.0f : ex2_approx(fmaf(s[i], sl2, -lse2[r]));   // P
+        }
+        wgmma_wait<0>();
+        wgmma_fence_operand(dp);
+#pragma unroll
+        for (int i = 0; i < NS; i++) dp[i] = s[i] * (dp[i] - dlt[(i >> 1) & 1]);   // dS
+        atth_pack_p<BK>(da, dp);
+        wgmma_fence_operand(acc);
+        wgmma_fence();
+        atth_issue_pv<HD, BK>(acc, da, Kt);            // dQ += dS K_j
+        wgmma_wait<0>();
+        wgmma_fence_operand(acc);
+        atth_fence_p<BK / 16>(da);
+    }
+    atth_store_rows<HD>(dq + ((size_t)b * T * H + h) * HD, H * HD, r0, T, acc, scale, scale);
+#endif // SESSA_SM90A
+}
+
+// grid (ceil(T/128), Hkv, B) (the first key blocks, the longest, first); ATTH_THREADS threads, KV_SMEM bytes.
+// Work items: for each query head h of the kv head's group in order, the query tiles i0 = j0, j0 + 64, .. < T;
+// item it -> stage it&1 of Q, dO (cp.async, one group per item, one item ahead) and of lse (log2 units), Delta
+// (fetched into registers one item ahead by the first 64 threads, stored to shared memory when the item is issued).
+template <int HD>
+__global__ void __launch_bounds__(ATTH_THREADS, 1)
+attention_backward_dkv_sm90_kernel(floatX *dk, floatX *dv, const floatX *dout, const float *lse, const float *delta,
+                                   const floatX *q, const floatX *k, const floatX *v, int T, int H, int Hkv) {
+#ifdef SESSA_SM90A
+    using C = AttHBwdCfg<HD>;
+    constexpr int BKV = C::KV_BK, BQ = C::KV_BQ, NS = BQ / 2, NO = HD / 2;
+    constexpr int KV_BYTES = BKV * HD * 2, Q_BYTES = BQ * HD * 2;
+    extern __shared__ __align__(1024) unsigned char atth_smem[];
+    unsigned char *Ks = atth_smem_base(atth_smem), *Vs = Ks + KV_BYTES, *Qs = Vs + KV_BYTES, *dOs = Qs + 2 * Q_BYTES;
+    float *Ls = (float *)(dOs + 2 * Q_BYTES), *Ds = Ls + 2 * BQ;
+    const int tid = threadIdx.x, wg = tid / 128, lane = tid % 32, g = lane / 4, tq = lane % 4;
+    const int j0 = blockIdx.x * BKV, hk = blockIdx.y, b = blockIdx.z, grp = H / Hkv;
+    const int wk0 = j0 + 64 * wg, rk0 = wk0 + 16 * ((tid % 128) / 32) + g;   // warpgroup's first key; keys rk0, rk0+8
+    const float scale = rsqrtf((float)HD), sl2 = scale * 1.4426950408889634f;
+    const int n_q = (T - j0 + BQ - 1) / BQ, n_it = grp * n_q;                // query tiles per head, work items
+    const unsigned char *Kw = Ks + wg * 64 * 128, *Vw = Vs + wg * 64 * 128;  // this warpgroup's 64 keys
+
+    float l_next = 0.0f, d_next = 0.0f;                // lse (log2 units) and Delta of row tid (< BQ), one item ahead
+    auto fetch = [&](int it) {
+        int h = hk * grp + it / n_q, t = j0 + (it % n_q) * BQ + tid;
+        l_next = t < T ? lse[((size_t)b * H + h) * T + t] * 1.4426950408889634f : 0.0f;
+        d_next = t < T ? delta[((size_t)b * H + h) * T + t] : 0.0f;
+    };
+    auto issue = [&](int it) {
+        int h = hk * grp + it / n_q, i0 = j0 + (it % n_q) * BQ, st = it & 1;
+        atth_load_tile<HD, BQ>(Qs + st * Q_BYTES, q + ((size_t)b * T * H + h) * HD, H * HD, i0, T);
+        atth_load_tile<HD, BQ>(dOs + st * Q_BYTES, dout + ((size_t)b * T * H + h) * HD, H * HD, i0, T);
+        cp_async_commit();
+        if (tid < BQ) {
+            Ls[st * BQ + tid] = l_next;
+            Ds[st * BQ + tid] = d_next;
+            if (it + 1 < n_it) fetch(it + 1);
+        }
+    };
+    if (tid < BQ) fetch(0);
+    atth_load_tile<HD, BKV>(Ks, k + ((size_t)b * T * Hkv + hk) * HD, Hkv * HD, j0, T);
+    atth_load_tile<HD, BKV>(Vs, v + ((size_t)b * T * Hkv + hk) * HD, Hkv * HD, j0, T);
+    issue(0);                                          // one group: K, V and item 0
+
+    float s[NS], dp[NS], dka[NO], dva[NO];
+    uint32_t pa[BQ / 16][4], da[BQ / 16][4];
+#pragma unroll
+    for (int i = 0; i < NS; i++) { s[i] = 0.0f; dp[i] = 0.0f; }
+#pragma unroll
+    for (int i = 0; i < NO; i++) { dka[i] = 0.0f; dva[i] = 0.0f; }
+    for (int it = 0; it < n_it; it++) {
+        const int i0 = j0 + (it % n_q) * BQ, st = it & 1;
+        const unsigned char *Qt = Qs + st * Q_BYTES, *dOt = dOs + st * Q_BYTES;
+        const float *Lt = Ls + st * BQ, *Dt = Ds + st * BQ;
+        cp_async_wait<0>();                            // this thread's copies of item it landed
+        fence_proxy_async();
+        __syncthreads();                               // item it visible to all; stage it+1 free (item it-1 done)
+        if (it + 1 < n_it) issue(it + 1);
+        if (i0 + BQ - 1 < wk0) continue;               // every query of the tile precedes every key of this warpgroup
+        wgmma_fence_operand(s);
+        wgmma_fence_operand(dp);
+        wgmma_fence();
+        atth_issue_qk<HD, BKV, BQ>(s, Kw, Qt);         // S^T = K Q_i^T
+        atth_issue_qk<HD, BKV, BQ>(dp, Vw, dOt);       // dP^T = V dO_i^T
+        wgmma_wait<1>();
+        wgmma_fence_operand(s);
+        const bool edge = i0 < wk0 + 63 || i0 + BQ > T;   // a query before some key, or past the end: mask
+#pragma unroll
+        for (int i = 0; i < NS; i++) {                 // register i: key rk0 + 8((i>>1)&1), query i0 + c
+            int c = 8 * (i / 4) + 2 * tq + (i & 1), t = i0 + c, key = rk0 + 8 * ((i >> 1) & 1);
+            s[i] = (edge && (t < key || t >= T)) ? 0.0f : ex2_approx(fmaf(s[i], sl2, -Lt[c]));   // P^T
+        }
+        atth_pack_p<BQ>(pa, s);
+        wgmma_wait<0>();
+        wgmma_fence_operand(dp);
+#pragma unroll
+        for (int i = 0; i < NS; i++) dp[i] = s[i] * (dp[i] - Dt[8 * (i / 4) + 2 * tq + (i & 1)]);   // dS^T
+        atth_pack_p<BQ>(da, dp);
+        wgmma_fence_operand(dva);
+        wgmma_fence_operand(dka);
+        wgmma_fence();
+        atth_issue_pv<HD, BQ>(dva, pa, dOt);           // dV += P^T dO_i
+        atth_issue_pv<HD, BQ>(dka, da, Qt);            // dK += dS^T Q_i
+        wgmma_wait<0>();
+        wgmma_fence_operand(dva);
+        wgmma_fence_operand(dka);
+        atth_fence_p<BQ / 16>(pa);
+        atth_fence_p<BQ / 16>(da);
+    }
+    size_t base = ((size_t)b * T * Hkv + hk) * HD;
+    atth_store_rows<HD>(dv + base, Hkv * HD, rk0, T, dva, 1.0f, 1.0f);
+    atth_store_rows<HD>(dk + base, Hkv * HD, rk0, T, dka, scale, scale);
+#endif // SESSA_SM90A
+}
+
+template <int HD>
+static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const float *lse,
+                                       const float *delta, const floatX *q, const floatX *k, const floatX *v,
+                                       int B, int T, int H, int Hkv, cudaStream_t stream) {
+    using C = AttHBwdCfg<HD>;
+    cudaCheck(cudaFuncSetAttribute(attention_backward_dkv_sm90_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::KV_SMEM));
+    cudaCheck(cudaFuncSetAttribute(attention_backward_dq_sm90_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::DQ_SMEM));
+    attention_backward_dkv_sm90_kernel<HD><<<dim3(ceil_div(T, C::KV_BK), Hkv, B), ATTH_THREADS, C::KV_SMEM, stream>>>(
+        dk, dv, dout, lse, delta, q, k, v, T, H, Hkv);
+    cudaCheck(cudaGetLastError());
+    attention_backward_dq_sm90_kernel<HD><<<dim3(ceil_div(T, C::DQ_BQ), H, B), ATTH_THREADS, C::DQ_SMEM, stream>>>(
+        dq, dout, lse, delta, q, k, v, T, H, Hkv);
+    cudaCheck(cudaGetLastError());
+}
+
+// the two Hopper backward kernels, Delta (B,H,T) given (attention_backward_sm90 in llmc/attention.cuh computes it
+// first; attention_backward picks that when the Hopper path is trusted and d is 64 or 128)
+static void attention_backward_sm90_kernels(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const float *lse,
+                                            const float *delta, const floatX *q, const floatX *k, const floatX *v,
+                                            int B, int T, int H, int Hkv, int d, cudaStream_t stream) {
+    if (d != 64 && d != 128) fatal("attention backward (Hopper): head width d=%d is not supported (64 or 128)", d);
+    if (!attention_sm90_usable())
+        fatal("attention backward (Hopper): needs a compute capability 9.0 GPU, a binary built with "
+              "-gencode arch=compute_90a,code=sm_90a, and SESSA_ATT_SM90 not 0");
+    if (d == 64) attention_backward_sm90_hd<64>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, stream);
+    if (d == 128) attention_backward_sm90_hd<128>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, stream);
+}
+
+#endif // SESSA_ATTENTION_SM90_BWD_CUH
