@@ -28,18 +28,21 @@
  does 5 products (2.5 F: S, dP, dV, dK, and dQ accumulated with atomics); this one recomputes S and dP in the dQ
  kernel instead (7 products, 3.5 F: dQ kernel 1.5 F, dK/dV kernel 2 F) to stay deterministic without atomics or
  semaphores. Diagonal tiles add about 64/T of work per product (half of a 64-wide tile per row block).
- Bytes: the dQ kernel reads K, V once per 128-row query block (T/128 times per (b, kv head, head)), the dK/dV
- kernel Q, dO once per 128-key block: at T = 1024 d = 64 ~ 8x the tensors' 2 MB per (b, h) row... L2-resident
- on an H200; compute bound (~2.3k FLOP per loaded byte at T = 1024).
- Registers per thread (ptxas -v, sm_90a, nvcc 13; d = 64 / 128): written in dev/cuda/attention_backward.cu's
- header after the build (the dK/dV kernel holds S^T, dP^T (32 fp32 each), dK, dV (d/2 each) and the bf16 P^T,
- dS^T fragments (16 each): 208 live at d = 128, the reason for 64 keys per warpgroup and 64-query tiles).
- Expected (not measured yet): the products issued back to back per tile, S and dP in one batch with the exp
- overlapping dP; at ~350-400 TFLOP/s of wgmma work that is 3.5 F / 375 TFLOP/s, reported by the benchmarks as
- 2.5 F / time (FlashAttention-2's count) ~ 220-290 TFLOP/s, 1.5-2x the mma.sync backward (114-179).
+ Bytes: the dQ kernel reads K, V up to the diagonal once per 128-row query block, T^2 d/64 bytes per (b, h), for
+ its 1.5 F = 3 d T^2 FLOPs (192 FLOP per byte, mostly L2 hits); the dK/dV kernel likewise Q, dO (256 FLOP per
+ byte). Compute bound on an H200 at every benchmarked shape; HBM traffic ~ q, k, v, dout, lse, Delta in, dq, dk,
+ dv out.
+ Registers per thread (ptxas -v, sm_90a, nvcc 13; d = 64 / 128), no spills: dQ kernel 141 / 175, dK/dV kernel
+ 194 / 255 (it holds S^T, dP^T: 32 fp32 each, dK, dV: d/2 each, and the bf16 P^T, dS^T fragments: 16 each, 208
+ live at d = 128: the reason for 64 keys per warpgroup and 64-query tiles).
  Pipeline: as the forward's version 3 (one cp.async group per tile, double buffered, wait + fence.proxy.async +
- __syncthreads at the top of each tile, every wgmma waited for before the tile ends); no producer warp, no
- ping-pong: the next steps if short (and S^T/dP^T of tile i+1 issued before dV/dK of tile i).
+ __syncthreads at the top of each tile, every wgmma waited for before the tile ends). Within a tile: S and dP
+ issued together, P computed while dP runs; in the dK/dV kernel dV += P^T dO also runs while dS^T is computed.
+ Expected (not measured yet): the Hopper forward (2 products per exp) runs its wgmma work at 167-319 TFLOP/s
+ (README); with 3.5 products per exp here, say 220-350 TFLOP/s of wgmma work, that is 3.5 F / rate, which the
+ benchmarks report as 2.5 F / time (FlashAttention-2's count): ~160-250 TFLOP/s, 1.3-1.5x the mma.sync backward
+ (114-179), 0.5-0.8x SDPA's backward. Next steps if short: S^T/dP^T of tile i+1 issued before dV/dK of tile i
+ (FlashAttention-3's overlap), a TMA producer warp with mbarriers, ping-pong between the warpgroups.
  The CPU emulator runs both kernels through the wgmma twins (dev/cuda/attention_backward.cu version 3); the
  hardware's reading of the descriptors and the asynchrony are checked only on a GPU.
 */
@@ -207,15 +210,16 @@ attention_backward_dkv_sm90_kernel(floatX *dk, floatX *dv, const floatX *dout, c
             s[i] = (edge && (t < key || t >= T)) ? 0.0f : ex2_approx(fmaf(s[i], sl2, -Lt[c]));   // P^T
         }
         atth_pack_p<BQ>(pa, s);
-        wgmma_wait<0>();
+        wgmma_fence_operand(dva);
+        wgmma_fence();
+        atth_issue_pv<HD, BQ>(dva, pa, dOt);           // dV += P^T dO_i, running while dS^T is computed
+        wgmma_wait<1>();                               // dP^T done (groups complete in order)
         wgmma_fence_operand(dp);
 #pragma unroll
         for (int i = 0; i < NS; i++) dp[i] = s[i] * (dp[i] - Dt[8 * (i / 4) + 2 * tq + (i & 1)]);   // dS^T
         atth_pack_p<BQ>(da, dp);
-        wgmma_fence_operand(dva);
         wgmma_fence_operand(dka);
         wgmma_fence();
-        atth_issue_pv<HD, BQ>(dva, pa, dOt);           // dV += P^T dO_i
         atth_issue_pv<HD, BQ>(dka, da, Qt);            // dK += dS^T Q_i
         wgmma_wait<0>();
         wgmma_fence_operand(dva);

@@ -2,8 +2,9 @@
 Side-by-side benchmark: our causal GQA attention (llmc/attention.cuh, through `dev/cuda/bin/attention_backward
 shape B T H Hkv d`) against torch.nn.functional.scaled_dot_product_attention(is_causal=True) in bf16, same shapes,
 same GPU, one run. Our forward is the trainer's choice (the Hopper wgmma kernel of llmc/attention_sm90.cuh on an
-sm_90 GPU for d = 64, 128; else mma.sync: column "fwd kernel"); "mma fwd" is the mma.sync forward at the same shape
-(SESSA_ATT_SM90=0 makes both mma.sync). Time is the median (ours: median of 7 timings of 20 calls; SDPA: triton.testing.do_bench's
+sm_90 GPU for d = 64, 128; else mma.sync: column "fwd kernel"), and so is our backward (the Hopper wgmma kernels of
+llmc/attention_sm90_bwd.cuh there: column "bwd kernel"); "mma fwd" / "mma bwd" are the mma.sync kernels at the same
+shape (SESSA_ATT_SM90=0 makes all of them mma.sync). Time is the median (ours: median of 7 timings of 20 calls; SDPA: triton.testing.do_bench's
 median); TFLOP/s count the causal FLOPs once: forward 4 B H d T(T+1)/2, backward 2.5x that; ratio = SDPA time /
 our time (> 1: we are faster). SDPA gets the same memory layout as ours ((B,T,H,d) seen as (B,H,T,d)) and
 enable_gqa=True for Hkv < H; PyTorch picks its backend.
@@ -39,7 +40,10 @@ def ours(binary, shape):
     if not line:
         fail('no "ours" line from %s: %s' % (binary, r.stdout))
     f = line[-1].split()
-    return float(f[6]), float(f[8]), f[10], float(f[11])   # fwd ms, bwd ms, fwd kernel, mma.sync fwd ms
+    if len(f) < 16:
+        fail('%s printed an old "ours" line (rebuild it): %s' % (binary, line[-1]))
+    # fwd ms, bwd ms, fwd kernel, mma.sync fwd ms, bwd kernel, mma.sync bwd ms
+    return float(f[6]), float(f[8]), f[10], float(f[11]), f[13], float(f[14])
 
 
 def sdpa(torch, do_bench, shape):
@@ -74,7 +78,8 @@ def main():
         fail('no CUDA GPU visible to PyTorch: this benchmark needs one')
     print('# %s, PyTorch %s' % (torch.cuda.get_device_name(0), torch.__version__))
     hdr = ['B', 'T', 'H', 'Hkv', 'd', 'ours fwd ms', 'TFLOP/s', 'SDPA fwd ms', 'TFLOP/s', 'ratio',
-           'ours bwd ms', 'TFLOP/s', 'SDPA bwd ms', 'TFLOP/s', 'ratio', 'fwd kernel', 'mma fwd TFLOP/s']
+           'ours bwd ms', 'TFLOP/s', 'SDPA bwd ms', 'TFLOP/s', 'ratio', 'fwd kernel', 'mma fwd TFLOP/s',
+           'bwd kernel', 'mma bwd TFLOP/s']
     if a.markdown:
         print('| ' + ' | '.join(hdr) + ' |')
         print('|' + '---|' * len(hdr))
@@ -83,12 +88,12 @@ def main():
     worst = 1e9
     for shape in (QUICK if a.quick else SHAPES):
         B, T, H, Hkv, d = shape
-        of, ob, kern, om = ours(a.binary, shape)
+        of, ob, kern, om, bkern, obm = ours(a.binary, shape)
         sf, sb = sdpa(torch, do_bench, shape)
         ff = flops_fwd(B, T, H, d)
         row = [B, T, H, Hkv, d, '%.3f' % of, '%.0f' % (ff / of / 1e9), '%.3f' % sf, '%.0f' % (ff / sf / 1e9), '%.2f' % (sf / of),
                '%.3f' % ob, '%.0f' % (2.5 * ff / ob / 1e9), '%.3f' % sb, '%.0f' % (2.5 * ff / sb / 1e9), '%.2f' % (sb / ob),
-               kern, '%.0f' % (ff / om / 1e9)]
+               kern, '%.0f' % (ff / om / 1e9), bkern, '%.0f' % (2.5 * ff / obm / 1e9)]
         worst = min(worst, sf / of, sb / ob)
         if a.markdown:
             print('| ' + ' | '.join(str(x) for x in row) + ' |')
