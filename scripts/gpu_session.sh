@@ -47,7 +47,7 @@ PYEOF
 do_build() { nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv && nvcc --version | tail -1 &&
              make -j16 train_sessa train_sessacu test_sessacu && make -C dev/cuda -j16; }
 # every dev/cuda kernel's check, all of them even after a failure. A failing new kernel with a safe way back is
-# bypassed for the later stages, and the summary says so: the Hopper attention forward (SESSA_ATT_SM90=0), the
+# bypassed for the later stages, and the summary says so: the Hopper attention forward and backward (SESSA_ATT_SM90=0), the
 # feedback solve (an earlier llmc/feedback.cuh kept in .fallback/, when the call carries it; rebuilt here).
 do_check() {
     local bad=0
@@ -56,7 +56,7 @@ do_check() {
         if ! ./dev/cuda/bin/$k check; then
             echo "FAILED: $k"; bad=1
             case $k in
-                attention_forward) echo "SESSA_ATT_SM90=0" >> "$TMP/env" ;;
+                attention_forward|attention_backward) echo "SESSA_ATT_SM90=0" >> "$TMP/env" ;;
                 feedback_*) [ -f .fallback/feedback.cuh ] && echo "FEEDBACK_FALLBACK=1" >> "$TMP/env" ;;
             esac
         fi
@@ -66,7 +66,7 @@ do_check() {
 # the bypasses do_check asked for
 apply_fallbacks() {
     [ -f "$TMP/env" ] || return 0
-    if grep -q SESSA_ATT_SM90=0 "$TMP/env"; then export SESSA_ATT_SM90=0; note "NOTE: Hopper attention forward failed its check: SESSA_ATT_SM90=0 from here on"; fi
+    if grep -q SESSA_ATT_SM90=0 "$TMP/env"; then export SESSA_ATT_SM90=0; note "NOTE: Hopper attention forward or backward failed its check: SESSA_ATT_SM90=0 from here on"; fi
     if grep -q FEEDBACK_FALLBACK "$TMP/env"; then
         cp .fallback/feedback.cuh llmc/feedback.cuh && make -j16 train_sessacu test_sessacu > "$OUT/fallback_build.log" 2>&1
         note "NOTE: feedback kernels failed their check: train_sessacu rebuilt with .fallback/feedback.cuh"
