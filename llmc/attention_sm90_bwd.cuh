@@ -23,6 +23,10 @@
      dk = dK / sqrt(d), dv = dV
  A warpgroup skips a tile wholly on the masked side of the diagonal (its wgmma are per warpgroup; the block's
  barriers are still met by all threads).
+ Shared memory (the forward's 1024-byte aligned, 128-byte-swizzled panels of 64 columns, atth_load_tile): dQ kernel
+ Q, dO (128 x d) and two stages of K, V (64 x d): 64 / 128 KiB at d = 64 / 128; dK/dV kernel K, V (128 x d), two
+ stages of Q, dO (64 x d) and of lse, Delta (64 floats): 65 / 129 KiB (+ 1 KiB for the alignment). One block
+ (256 threads) per SM: the registers below.
 
  Cost. Per (b, h) the causal forward has F = 4 d T(T+1)/2 matmul FLOPs (S, P V). FlashAttention-2's backward
  does 5 products (2.5 F: S, dP, dV, dK, and dQ accumulated with atomics); this one recomputes S and dP in the dQ
