@@ -34,7 +34,8 @@
  Registers per thread (sm_90a, nvcc 13, ptxas -v; d = 64/128): version 3 189/210, version 4 165/201; no spills.
  Expected rate (not yet measured): the wgmma products run at up to ~2x mma.sync's rate; ~300-450 TFLOP/s forward
  on an H200 (mma.sync: 170-245). Next steps if short: a producer warp with TMA + mbarriers, ping-pong between the
- warpgroups (named barriers), 3 consumer warpgroups at d = 64, then a wgmma backward.
+ warpgroups (named barriers), 3 consumer warpgroups at d = 64. The wgmma backward is
+ llmc/attention_sm90_bwd.cuh (included at the end, built on the helpers here).
  Build: -gencode arch=compute_90a,code=sm_90a (the Makefiles do so for GPU_ARCH=sm_90); in any other build the
  kernel body is empty and attention_sm90_usable() (a probe kernel run once) says no, so it is never launched.
  Off switches: SESSA_ATT_SM90=0 in the environment, or -DATT_NO_SM90 at compile time.
