@@ -20,7 +20,8 @@
  GPU_ARCH=sm_90), attention_forward runs the Hopper kernel of llmc/attention_sm90.cuh (wgmma, FlashAttention-3
  style) for d = 64 and 128; SESSA_ATT_SM90=0 in the environment or -DATT_NO_SM90 keeps the mma.sync kernel below.
  attention_backward likewise runs the Hopper backward of llmc/attention_sm90_bwd.cuh (wgmma, deterministic) for d = 64
- and 128 there, with the same switches; each Hopper path is also self-tested once against mma.sync (attention_setup).
+ and 128 there, with the same switches (and SESSA_ATT_SM90_BWD=0 for the backward alone); each Hopper path is
+ also self-tested once against mma.sync (attention_setup).
 
  Math. Forward per query tile (128 rows: 4 warps x 2 m-tiles of 16 rows, so every K/V fragment read from
  shared memory feeds 4 mma): for 64-key tiles up to the tile's last row:
@@ -616,6 +617,8 @@ static int attention_selftest_close(const floatX *x, const floatX *ref, size_t n
 static void attention_sm90_decide(void) {
     if (attention_sm90_state >= 0) return;
     attention_sm90_state = attention_sm90_bwd_state = attention_sm90_usable();
+    const char *bwd_env = getenv("SESSA_ATT_SM90_BWD");   // 0: the Hopper forward only (to compare the backwards)
+    if (bwd_env && strcmp(bwd_env, "0") == 0) attention_sm90_bwd_state = 0;
     for (int d = 64; attention_sm90_usable() && d <= 128; d *= 2) {
         const int B = 1, T = 300, H = 2, Hkv = 1;
         size_t nq = (size_t)B * T * H * d, nk = (size_t)B * T * Hkv * d, nl = (size_t)B * H * T;
@@ -671,8 +674,9 @@ static void attention_setup(void) {
 }
 
 // the forward and backward below take the Hopper kernels when the device is sm_90, the binary has sm_90a code,
-// d is 64 or 128, they are not switched off (SESSA_ATT_SM90=0, -DATT_NO_SM90) and their self-test passed (each
-// its own); else the mma.sync kernels. The CPU emulator's trainer keeps mma.sync.
+// d is 64 or 128, they are not switched off (SESSA_ATT_SM90=0 both, SESSA_ATT_SM90_BWD=0 the backward only,
+// -DATT_NO_SM90 both) and their self-test passed (each its own); else the mma.sync kernels. The CPU emulator's
+// trainer keeps mma.sync.
 static int attention_use_sm90(int d, cudaStream_t stream, int backward) {
 #ifndef SESSA_CUDA_EMU_H
     if (d != 64 && d != 128) return 0;
