@@ -100,6 +100,9 @@ static cudaError_t cudaMalloc(void **p, size_t n) {
     return cudaSuccess;
 }
 static cudaError_t cudaFree(void *p) { free(p); return cudaSuccess; }
+// pinned host memory is plain host memory here (copies are synchronous anyway)
+static cudaError_t cudaMallocHost(void **p, size_t n) { *p = malloc(n); return *p == NULL ? cudaErrorMemoryAllocation : cudaSuccess; }
+static cudaError_t cudaFreeHost(void *p) { free(p); return cudaSuccess; }
 static cudaError_t cudaMemcpy(void *d, const void *s, size_t n, cudaMemcpyKind) { memmove(d, s, n); return cudaSuccess; }
 static cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind k, cudaStream_t = 0) { return cudaMemcpy(d, s, n, k); }
 static cudaError_t cudaMemcpy2D(void *d, size_t dpitch, const void *s, size_t spitch, size_t width, size_t rows, cudaMemcpyKind) {
