@@ -11,6 +11,10 @@
  Same flags, files and step schedule as train_sessa.c (llmc/args.h, llmc/schedule.h; dev/test/test_twins.sh checks
  that both give the same losses), except -E (CPU only), plus -r, -z, -pi, -cg, -sb, -sm.
  - -cg 1 (default, one GPU): each micro-step's forward + loss + backward is one replayed CUDA graph
+ - a training step has no host sync (one GPU, or ZeRO 0): the mean loss, the gradient norm and the clip scale stay
+   on the device (llmc/global_norm.cuh's StepStats; AdamW reads the scale there), batches go up from pinned
+   memory, and the host prints a step's line after it has issued the next step (StepLog): it runs a step ahead,
+   reading and planning the next batch while the GPU computes
  Sampling (DESIGN.md section 5: -st -sk -sp -sf -g, and -sb -sm here) decodes recurrently (llmc/decode.cuh): the
  prompt is prefilled by the parallel forward, whose k, v, kb, s rows become the caches; then each new token is one
  row per sequence through every layer against those caches, O(T) per token. -sm 0 keeps the old form (the parallel
@@ -1007,17 +1011,17 @@ static const char cuda_usage[] =
 // waiting for the GPU, then prints step s-1's line, whose scalars (StepStats) were copied into pinned memory
 // behind an event. So the host runs one step ahead and its work overlaps the GPU's. Before anything that
 // prints or reads between steps (validation, sampling, a checkpoint, a stop, the end) the line still pending
-// is printed, so the output is that of a run without the pipeline. Time per step: from the moment the host
-// saw the step before done (it was launched before that: back to back on the GPU), else from the moment
-// the host began the step; in a steady run this is the time between two steps' ends.
+// is printed, so the output is that of a run without the pipeline. Time per step: for a step issued while
+// the step before was in flight, the GPU time between the two steps' ends (events: GPU idle time waiting
+// for the host counts too), else from the host beginning the step to the host seeing it done.
+#define STEP_SLOTS 3   // steps s-1 and s in flight, and the end event of s-2 (step s-1's time) kept
 typedef struct {
-    StepStats *h[2];          // pinned: the scalars of the steps in flight, slot step % 2
-    cudaEvent_t done[2];      // recorded after each slot's copy
-    float lr[2];
-    double t_begin[2];        // when the host began the step
-    int chained[2];           // the step was issued while the step before was in flight
+    StepStats *h[STEP_SLOTS]; // pinned: the scalars of the steps in flight, slot step % STEP_SLOTS
+    cudaEvent_t done[STEP_SLOTS];   // recorded after each slot's copy (timing events)
+    float lr[STEP_SLOTS];
+    double t_begin[STEP_SLOTS];     // when the host began the step
+    int chained[STEP_SLOTS];        // the step was issued while the step before was in flight
     int oldest, newest;       // the (1-based) steps in flight, 0 when none
-    double t_seen;            // when the host saw the last printed step done
     // for the line: the step count, tokens, FLOPs and peak of a step, micro-steps, world, main.log
     int max_steps, total_batch, grad_accum;
     double flops_per_step, peak;
@@ -1026,16 +1030,15 @@ typedef struct {
 } StepLog;
 
 static void step_log_init(StepLog *L) {
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < STEP_SLOTS; i++) {
         cudaCheck(cudaMallocHost((void **)&L->h[i], sizeof(StepStats)));
-        cudaCheck(cudaEventCreateWithFlags(&L->done[i], cudaEventDisableTiming));
+        cudaCheck(cudaEventCreate(&L->done[i]));
     }
     L->oldest = L->newest = 0;
-    L->t_seen = 0.0;
 }
 
 static void step_log_free(StepLog *L) {
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < STEP_SLOTS; i++) {
         cudaCheck(cudaFreeHost(L->h[i]));
         cudaCheck(cudaEventDestroy(L->done[i]));
     }
@@ -1043,11 +1046,14 @@ static void step_log_free(StepLog *L) {
 
 // wait for the oldest step in flight and print its line (every rank: the loss is averaged over them)
 static void step_log_print_oldest(StepLog *L) {
-    int step = L->oldest, slot = step % 2;
+    int step = L->oldest, slot = step % STEP_SLOTS;
     cudaCheck(cudaEventSynchronize(L->done[slot]));
-    double t = now_seconds();
-    double dt = t - (L->chained[slot] ? L->t_seen : L->t_begin[slot]);
-    L->t_seen = t;
+    double dt = now_seconds() - L->t_begin[slot];
+    if (L->chained[slot]) {
+        float ms;
+        cudaCheck(cudaEventElapsedTime(&ms, L->done[(step - 1) % STEP_SLOTS], L->done[slot]));
+        dt = ms * 1e-3;
+    }
     L->oldest = step < L->newest ? step + 1 : 0;
     if (L->oldest == 0) L->newest = 0;
     const StepStats *st = L->h[slot];
@@ -1073,7 +1079,7 @@ static void step_log_flush(StepLog *L) {
 
 // step (1-based) is issued up to its update: copy its scalars behind an event, then print the step before
 static void step_log_push(StepLog *L, int step, float lr, double t_begin, const StepStats *d_stats) {
-    int slot = step % 2;
+    int slot = step % STEP_SLOTS;
     L->lr[slot] = lr;
     L->t_begin[slot] = t_begin;
     L->chained[slot] = L->oldest != 0;

@@ -43,6 +43,7 @@
 #include <string.h>
 #include <math.h>
 #include <stdint.h>
+#include <time.h>
 #include <ucontext.h>
 #include <sys/mman.h>
 #include <functional>
@@ -122,12 +123,19 @@ static cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) { *s = N
 static cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
 static cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
 static cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned = 0) { return cudaSuccess; }
-static cudaError_t cudaEventCreate(cudaEvent_t *e) { *e = NULL; return cudaSuccess; }
-static cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned) { *e = NULL; return cudaSuccess; }
-static cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t = 0) { return cudaSuccess; }
+// an event holds the host time of its record: the work is synchronous, so that is when the work before it ended
+struct emu_event { double ms; };
+static cudaError_t cudaEventCreate(cudaEvent_t *e) { *e = new emu_event{ 0.0 }; return cudaSuccess; }
+static cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned) { return cudaEventCreate(e); }
+static cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t = 0) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    if (e != NULL) e->ms = ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+    return cudaSuccess;
+}
 static cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
-static cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t, cudaEvent_t) { *ms = 0.0f; return cudaSuccess; } // no timing
-static cudaError_t cudaEventDestroy(cudaEvent_t) { return cudaSuccess; }
+static cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) { *ms = (float)(b->ms - a->ms); return cudaSuccess; }
+static cudaError_t cudaEventDestroy(cudaEvent_t e) { delete e; return cudaSuccess; }
 template <class F> static cudaError_t cudaFuncSetAttribute(F, cudaFuncAttribute, int) { return cudaSuccess; }
 // CUDA graphs: not emulated. Stream capture reports cudaErrorNotSupported, so code that uses graphs takes
 // its ungraphed fallback here (the GPU checks graphs against that fallback bit for bit).
