@@ -22,8 +22,9 @@
 #   CU_FLAGS="-r 1"  extra train_sessacu flags for part 2 (default: -r 1, the memory-saving recompute)
 #   START_T=4096     first T of part 2 (to continue a sweep in another call)
 #   P2_STEPS=3       steps per part-2 run (the figures are those of the last step; the first ones warm up)
-#   P2_LONG_T=65536  from this T on, part 2 runs one step (seconds to minutes each: the first step's own overhead,
-#                    graph capture and cuBLASLt plans, ~0.2 s, is under 1% of it)
+#   P2_LONG_T=65536  from this T on, part 2 runs P2_LONG_STEPS=2 steps (seconds each): the second, a replay of the
+#                    CUDA graph, is the figure; the first also captures the graph (~10^5 launches at T=131072, the
+#                    GPU idle meanwhile) and makes the feedback's cuBLASLt plans
 #   PY_MAX_T=MAX_T   caps part 2 for the PyTorch systems (their dense T x T solve runs out of memory long before ours)
 # One call can take long (part 2 up to T=131072 runs minutes per T): split it over calls with PART, SYSTEMS,
 # MAX_T and separate OUT folders.
@@ -31,7 +32,7 @@ set -eu
 DESC=${1:-d12}; B=${2:-8}; T=${3:-1024}; STEPS=${4:-20}
 MAX_T=${MAX_T:-131072}; TIMEOUT=${TIMEOUT:-600}; V=50257
 SYSTEMS=${SYSTEMS:-cu py_eager py_compile gpt2_eager gpt2_compile}; PART=${PART:-1 2}; CU_FLAGS=${CU_FLAGS:--r 1}
-P2_STEPS=${P2_STEPS:-3}; START_T=${START_T:-4096}; P2_LONG_T=${P2_LONG_T:-65536}; PY_MAX_T=${PY_MAX_T:-$MAX_T}
+P2_STEPS=${P2_STEPS:-3}; START_T=${START_T:-4096}; P2_LONG_T=${P2_LONG_T:-65536}; P2_LONG_STEPS=${P2_LONG_STEPS:-2}; PY_MAX_T=${PY_MAX_T:-$MAX_T}
 PY=${PYTHON:-python3}
 command -v nvidia-smi >/dev/null || { echo "error: no nvidia-smi: this benchmark needs a GPU"; exit 1; }
 [ -x ./train_sessacu ] || { echo "error: ./train_sessacu not built (make train_sessacu)"; exit 1; }
@@ -128,7 +129,7 @@ if [[ " $PART " == *" 2 "* ]]; then
         [ $s = cu ] || smax=$PY_MAX_T
         while [ $t -le "$smax" ]; do
             extra=""; [ $s = cu ] && extra=$CU_FLAGS
-            steps=$P2_STEPS; [ $t -ge "$P2_LONG_T" ] && steps=1
+            steps=$P2_STEPS; [ $t -ge "$P2_LONG_T" ] && steps=$P2_LONG_STEPS
             one "$s" 2 1 "$t" "$steps" "$extra"
             [ $ok = 1 ] || break
             longest=$t; lms=$ms; lmem=$mem_mib; t=$((t * 2))

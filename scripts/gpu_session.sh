@@ -17,7 +17,7 @@
 #   scripts/gpu_session.sh build fbprec                  feedback precision vs the official form (dev/cuda/feedback_precision.py)
 #   scripts/gpu_session.sh build e2e                     scripts/bench_gpu.sh part 1 (ours vs PyTorch eager/compile vs GPT-2, d12 B=8 T=1024)
 #   scripts/gpu_session.sh build e2e2                    its part 2 for ours and PyTorch eager at B=1, T=4096..MAX_T (16384;
-#                                                        MAX_T=131072: ~4-7 min, one step per T >= 65536; eager up to 16384)
+#                                                        MAX_T=131072: ~3-7 min, 2 steps per T >= 65536; eager up to 16384)
 # dev/refs (make refs) must be present for `test`: on a machine without internet, carry it.
 # ATTN_TIMEOUT, E2E_TIMEOUT (seconds) bound those stages; E2E_STEPS (20) steps per e2e run; SYSTEMS, MAX_T pass through.
 set -uo pipefail
