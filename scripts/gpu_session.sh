@@ -89,7 +89,10 @@ do_train() {
     shard
     local F="-V 50257 -i $TMP/tokens.bin -v 0 -s 0 -n 0"
     ./train_sessacu -e d12 -b 8 -t 1024 -x 12 $F -o $TMP/run1 && ./train_sessacu -e d4w256h4 -b 8 -t 256 -x 40 $F -o $TMP/run2 &&
-    echo "== the same without the CUDA graph (-cg 0)" && ./train_sessacu -e d4w256h4 -b 8 -t 256 -x 40 -cg 0 $F -o $TMP/run3
+    echo "== the same without the CUDA graph (-cg 0)" && ./train_sessacu -e d4w256h4 -b 8 -t 256 -x 40 -cg 0 $F -o $TMP/run3 &&
+    if cmp <(sed 's/ tok_s .*//' $TMP/run2/main.log) <(sed 's/ tok_s .*//' $TMP/run3/main.log); then
+        echo "OK: -cg 1 and -cg 0 log the same 40 losses and norms"
+    else echo "FAIL: -cg 1 and -cg 0 differ (main.log)"; return 1; fi
 }
 # ncu_csv NAME DESC B T STEPS: GPU time of every kernel of train_sessacu's first STEPS steps, into $OUT/ncu_NAME.csv
 ncu_csv() {

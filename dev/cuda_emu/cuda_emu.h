@@ -285,6 +285,18 @@ static void emu_run_block(int n) {
     }
 }
 
+// CUDA_EMU_LAUNCHES=1 in the environment: at exit the run's kernel launches and cuBLASLt products are printed
+// (cublas_emu.h counts those), e.g. per training step as the difference of a 2-step and a 1-step run
+static long long emu_kernel_launches = 0, emu_gemm_launches = 0;
+static void emu_print_launches(void) {
+    fprintf(stderr, "cuda_emu: %lld kernel launches, %lld cuBLASLt products\n", emu_kernel_launches, emu_gemm_launches);
+}
+static void emu_count_launch(long long *counter) {
+    static int registered = 0;
+    if (!registered) { registered = 1; if (getenv("CUDA_EMU_LAUNCHES") != NULL) atexit(emu_print_launches); }
+    (*counter)++;
+}
+
 static void emu_launch(dim3 grid, dim3 block, size_t smem, cudaStream_t, std::function<void()> body) {
     size_t n = (size_t)block.x * block.y * block.z;
     if (n == 0 || n > EMU_MAX_THREADS || block.z > 64 || grid.x == 0 || grid.y == 0 || grid.z == 0 ||
@@ -292,6 +304,7 @@ static void emu_launch(dim3 grid, dim3 block, size_t smem, cudaStream_t, std::fu
         emu_last_error = cudaErrorInvalidConfiguration;   // the kernel does not run, as on the GPU
         return;
     }
+    emu_count_launch(&emu_kernel_launches);
     if (emu_stacks == NULL) {
         emu_stacks = (char *)mmap(NULL, (size_t)EMU_MAX_THREADS * EMU_STACK_BYTES, PROT_READ | PROT_WRITE,
                                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
