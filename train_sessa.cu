@@ -1011,15 +1011,16 @@ static const char cuda_usage[] =
 // waiting for the GPU, then prints step s-1's line, whose scalars (StepStats) were copied into pinned memory
 // behind an event. So the host runs one step ahead and its work overlaps the GPU's. Before anything that
 // prints or reads between steps (validation, sampling, a checkpoint, a stop, the end) the line still pending
-// is printed, so the output is that of a run without the pipeline. Time per step: for a step issued while
-// the step before was in flight, the GPU time between the two steps' ends (events: GPU idle time waiting
-// for the host counts too), else from the host beginning the step to the host seeing it done.
+// is printed, so the output is that of a run without the pipeline. Time per step, by events on the stream
+// (GPU idle time waiting for the host counts too): for a step issued while the step before was in flight,
+// from that step's end to its own end; else from its beginning (an event recorded when the host began it,
+// on an idle GPU) to its end.
 #define STEP_SLOTS 3   // steps s-1 and s in flight, and the end event of s-2 (step s-1's time) kept
 typedef struct {
     StepStats *h[STEP_SLOTS]; // pinned: the scalars of the steps in flight, slot step % STEP_SLOTS
-    cudaEvent_t done[STEP_SLOTS];   // recorded after each slot's copy (timing events)
+    cudaEvent_t begin[STEP_SLOTS];  // recorded when the host begins the step (timing events)
+    cudaEvent_t done[STEP_SLOTS];   // recorded after the step's copy
     float lr[STEP_SLOTS];
-    double t_begin[STEP_SLOTS];     // when the host began the step
     int chained[STEP_SLOTS];        // the step was issued while the step before was in flight
     int oldest, newest;       // the (1-based) steps in flight, 0 when none
     // for the line: the step count, tokens, FLOPs and peak of a step, micro-steps, world, main.log
@@ -1032,6 +1033,7 @@ typedef struct {
 static void step_log_init(StepLog *L) {
     for (int i = 0; i < STEP_SLOTS; i++) {
         cudaCheck(cudaMallocHost((void **)&L->h[i], sizeof(StepStats)));
+        cudaCheck(cudaEventCreate(&L->begin[i]));
         cudaCheck(cudaEventCreate(&L->done[i]));
     }
     L->oldest = L->newest = 0;
@@ -1040,6 +1042,7 @@ static void step_log_init(StepLog *L) {
 static void step_log_free(StepLog *L) {
     for (int i = 0; i < STEP_SLOTS; i++) {
         cudaCheck(cudaFreeHost(L->h[i]));
+        cudaCheck(cudaEventDestroy(L->begin[i]));
         cudaCheck(cudaEventDestroy(L->done[i]));
     }
 }
@@ -1048,12 +1051,9 @@ static void step_log_free(StepLog *L) {
 static void step_log_print_oldest(StepLog *L) {
     int step = L->oldest, slot = step % STEP_SLOTS;
     cudaCheck(cudaEventSynchronize(L->done[slot]));
-    double dt = now_seconds() - L->t_begin[slot];
-    if (L->chained[slot]) {
-        float ms;
-        cudaCheck(cudaEventElapsedTime(&ms, L->done[(step - 1) % STEP_SLOTS], L->done[slot]));
-        dt = ms * 1e-3;
-    }
+    float ms;
+    cudaCheck(cudaEventElapsedTime(&ms, L->chained[slot] ? L->done[(step - 1) % STEP_SLOTS] : L->begin[slot], L->done[slot]));
+    double dt = ms * 1e-3;
     L->oldest = step < L->newest ? step + 1 : 0;
     if (L->oldest == 0) L->newest = 0;
     const StepStats *st = L->h[slot];
@@ -1077,11 +1077,15 @@ static void step_log_flush(StepLog *L) {
     while (L->oldest != 0) step_log_print_oldest(L);
 }
 
-// step (1-based) is issued up to its update: copy its scalars behind an event, then print the step before
-static void step_log_push(StepLog *L, int step, float lr, double t_begin, const StepStats *d_stats) {
+// the host begins step (1-based)
+static void step_log_begin(StepLog *L, int step) {
+    cudaCheck(cudaEventRecord(L->begin[step % STEP_SLOTS], main_stream));
+}
+
+// step is issued up to its update: copy its scalars behind an event, then print the step before
+static void step_log_push(StepLog *L, int step, float lr, const StepStats *d_stats) {
     int slot = step % STEP_SLOTS;
     L->lr[slot] = lr;
-    L->t_begin[slot] = t_begin;
     L->chained[slot] = L->oldest != 0;
     cudaCheck(cudaMemcpyAsync(L->h[slot], d_stats, sizeof(StepStats), cudaMemcpyDeviceToHost, main_stream));
     cudaCheck(cudaEventRecord(L->done[slot], main_stream));
@@ -1275,7 +1279,7 @@ int main(int argc, char **argv) {
 
         // one optimizer step: grad_accum micro-batches, gradients reduced over GPUs, clipped (as PyTorch), AdamW;
         // no host sync (one GPU or ZeRO 0): the loss, norm and clip scale stay on the device (model.stats)
-        double t_begin = now_seconds();
+        step_log_begin(&slog, step + 1);
         cudaCheck(cudaMemsetAsync(model.grads, 0, model.padded_parameters * sizeof(float), main_stream));
         for (int micro = 0; micro < grad_accum; micro++) {
             dataloader_next_batch(&train_loader);
@@ -1287,7 +1291,7 @@ int main(int argc, char **argv) {
         model_grad_norm(&model, args.grad_clip, &mg);
         float lr = lr_at_step(args.lr, step, args.warmup, max_steps, args.final_lr_frac);
         model_update(&model, lr, 0.9f, 0.95f, 1e-8f, args.weight_decay, step + 1, 0, &mg);
-        step_log_push(&slog, step + 1, lr, t_begin, model.stats);
+        step_log_push(&slog, step + 1, lr, model.stats);
     }
     step_log_flush(&slog);
     step_log_free(&slog);
