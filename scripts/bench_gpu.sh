@@ -26,6 +26,7 @@
 #                    CUDA graph, is the figure; the first also captures the graph (~10^5 launches at T=131072, the
 #                    GPU idle meanwhile) and makes the feedback's cuBLASLt plans
 #   PY_MAX_T=MAX_T   caps part 2 for the PyTorch systems (their dense T x T solve runs out of memory long before ours)
+#   PY_TIMEOUT=TIMEOUT  bounds each part-2 run of the PyTorch systems
 # One call can take long (part 2 up to T=131072 runs minutes per T): split it over calls with PART, SYSTEMS,
 # MAX_T and separate OUT folders.
 set -eu
@@ -52,12 +53,14 @@ PY
 
 median() { sort -n | awk '{a[NR]=$1} END {if (NR == 0) exit 1; print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
-# run NAME CMD...: runs CMD under TIMEOUT while sampling its GPU memory; sets ok (0/1), toks, ms, mfu, mem_mib
+# run NAME CMD...: runs CMD under $limit (TIMEOUT unless set) while sampling its GPU memory; sets ok (0/1), toks, ms,
+# mfu, mem_mib
 run() {
     local name=$1; shift
+    local limit=${limit:-$TIMEOUT}
     local log="$LOGS/$name.log" memlog="$LOGS/$name.mem"
     : > "$memlog"
-    timeout "$TIMEOUT" "$@" > "$log" 2>&1 &
+    timeout "$limit" "$@" > "$log" 2>&1 &
     local pid=$!
     while kill -0 $pid 2>/dev/null; do   # every process of ours on the GPU (the trainer is the only one)
         nvidia-smi --query-compute-apps=used_memory --format=csv,noheader,nounits 2>/dev/null |
@@ -113,7 +116,7 @@ one() {
             "$s" "$b" "$t" "$toks" "$ms" "${mfu:--}" "$mem_mib" "$ratio"
     else
         printf "%-13s B=%-2d T=%-7d failed: %s\n" "$s" "$b" "$t" \
-            "$(grep -m1 -i -E 'error|out of memory|killed' "$LOGS/${s}_p${part}_B${b}_T${t}.log" | cut -c1-120 || echo "timeout ${TIMEOUT}s?")"
+            "$(grep -m1 -i -E 'error|out of memory|killed' "$LOGS/${s}_p${part}_B${b}_T${t}.log" | cut -c1-120 || echo "timeout ${limit:-$TIMEOUT}s?")"
     fi
 }
 
@@ -125,8 +128,8 @@ fi
 if [[ " $PART " == *" 2 "* ]]; then
     echo "== part 2: batch 1, T doubling from $START_T to $MAX_T (train_sessacu with '$CU_FLAGS'); a system stops at its first failure"
     for s in $SYSTEMS; do
-        t=$START_T; longest=0; lms=""; lmem=""; smax=$MAX_T
-        [ $s = cu ] || smax=$PY_MAX_T
+        t=$START_T; longest=0; lms=""; lmem=""; smax=$MAX_T; limit=$TIMEOUT
+        [ $s = cu ] || { smax=$PY_MAX_T; limit=${PY_TIMEOUT:-$TIMEOUT}; }
         while [ $t -le "$smax" ]; do
             extra=""; [ $s = cu ] && extra=$CU_FLAGS
             steps=$P2_STEPS; [ $t -ge "$P2_LONG_T" ] && steps=$P2_LONG_STEPS
@@ -137,6 +140,7 @@ if [[ " $PART " == *" 2 "* ]]; then
         echo "   $s: longest T at batch 1 = $longest${lms:+ ($lms ms/step, peak $lmem MiB)}$([ $t -gt "$smax" ] && echo " (the cap, $smax)")"
         echo "$s,$longest,$lms,$lmem" >> "$LONGEST"
     done
+    limit=$TIMEOUT
 fi
 
 # the plot: part 2 tok/s against T per system (log-log), part 1 as bars

@@ -171,7 +171,7 @@ for s in "$@"; do
         twins)   stage twins sh -c 'make train_sessa && TRAIN_SESSACU=./train_sessacu bash dev/test/test_twins.sh &&
                      TRAIN_SESSACU=./train_sessacu bash dev/test/test_run_dir_cuda_emu.sh' ;;
         e2e)     stage e2e timeout ${E2E_TIMEOUT:-1800} env OUT="$OUT/e2e" PART=1 bash scripts/bench_gpu.sh d12 8 1024 ${E2E_STEPS:-20} ;;
-        e2e2)    stage e2e2 env OUT="$OUT/e2e2" PART=2 SYSTEMS="cu py_eager" MAX_T=${MAX_T:-16384} PY_MAX_T=16384 P2_STEPS=3 TIMEOUT=300 \
+        e2e2)    stage e2e2 env OUT="$OUT/e2e2" PART=2 SYSTEMS="cu py_eager" MAX_T=${MAX_T:-16384} PY_MAX_T=16384 P2_STEPS=3 TIMEOUT=300 PY_TIMEOUT=120 \
                      bash scripts/bench_gpu.sh d12 ;;
         *) echo "unknown stage $s"; exit 2 ;;
     esac
