@@ -1293,8 +1293,7 @@ int main(int argc, char **argv) {
         model_update(&model, lr, 0.9f, 0.95f, 1e-8f, args.weight_decay, step + 1, 0, &mg);
         step_log_push(&slog, step + 1, lr, model.stats);
     }
-    step_log_flush(&slog);
-    step_log_free(&slog);
+    step_log_free(&slog);   // the loop leaves at its last step, every line printed
     if (train_stop_signal) printf("signal %d at the last step: the run is complete\n", (int)train_stop_signal);
 
     free(prompt);
