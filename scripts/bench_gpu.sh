@@ -29,6 +29,11 @@
 #   PY_TIMEOUT=TIMEOUT  bounds each part-2 run of the PyTorch systems
 # One call can take long (part 2 up to T=131072 runs minutes per T): split it over calls with PART, SYSTEMS,
 # MAX_T and separate OUT folders.
+# Memory of train_sessacu at d12, B=1 (model_layout's sizing pass, exact: it gives the measured 3.43 GiB at B=8
+# T=1024): activations and scratch 405 KiB per token with -r 1 (438 without): 25.3 GiB at T=65536, 50.6 GiB at
+# 131072, 101 GiB at 262144, plus ~2.2 GB of weights, gradients and moments and the CUDA context; an H200 holds
+# T=262144. Time: llmc/flops.h counts 5.2e14 FLOPs per step at T=65536 and 2.0e15 at 131072 (the T^2 terms of
+# attention and the feedback, 4 T D per token and layer forward, dominate): ~2.6 s and ~10 s per step at 20% MFU.
 set -eu
 DESC=${1:-d12}; B=${2:-8}; T=${3:-1024}; STEPS=${4:-20}
 MAX_T=${MAX_T:-131072}; TIMEOUT=${TIMEOUT:-600}; V=50257
