@@ -11,6 +11,10 @@
  Same flags, files and step schedule as train_sessa.c (llmc/args.h, llmc/schedule.h; dev/test/test_twins.sh checks
  that both give the same losses), except -E (CPU only), plus -r, -z, -pi, -cg, -sb, -sm.
  - -cg 1 (default, one GPU): each micro-step's forward + loss + backward is one replayed CUDA graph
+ - a training step has no host sync (one GPU, or ZeRO 0): the mean loss, the gradient norm and the clip scale stay
+   on the device (llmc/global_norm.cuh's StepStats; AdamW reads the scale there), batches go up from pinned
+   memory, and the host prints a step's line after it has issued the next step (StepLog): it runs a step ahead,
+   reading and planning the next batch while the GPU computes
  Sampling (DESIGN.md section 5: -st -sk -sp -sf -g, and -sb -sm here) decodes recurrently (llmc/decode.cuh): the
  prompt is prefilled by the parallel forward, whose k, v, kb, s rows become the caches; then each new token is one
  row per sequence through every layer against those caches, O(T) per token. -sm 0 keeps the old form (the parallel
@@ -96,7 +100,7 @@ typedef struct {
     float *dgamma, *dr;          // (N)
     float2 *colsum;              // column_sums scratch
     float *fb_scratch, *att_scratch;
-    float *norm_scratch, *norm;  // global norm partials, result (device)
+    float *norm_scratch;         // global norm partials
 } BackwardBufs;
 
 typedef struct {
@@ -124,7 +128,6 @@ typedef struct {
     floatX *logits;                             // (N, Vp), V columns used; overwritten by dlogits
     float *losses;                              // (N)
     int *tokens, *targets;                      // (N) device
-    float *h_losses;                            // (N) host
     float2 *rope;                               // (T, hd/2) cos, sin
     BackwardBufs bw;
     EncoderBackward enc;
@@ -132,6 +135,11 @@ typedef struct {
     int use_graph;                              // 1: capture once, replay every micro-step (-cg, one GPU)
     cudaGraphExec_t graph;                      // NULL until captured
     int graph_B, graph_T; float graph_dloss;    // what it was captured for
+    // a step without host syncs (model_train_micro_step .. model_update): its scalars stay on the device
+    StepStats *stats;                           // (2) [the training step's | model_losses_mean's]
+    int *h_batch[2];                            // pinned (2 B T): [inputs | targets] of a micro-step, used in turn
+    cudaEvent_t batch_uploaded[2];              // recorded after each h_batch's upload
+    int batch_slot;
 } Model;
 
 // pointer to layer l of parameter tensor t in a flat buffer
@@ -246,7 +254,7 @@ static void model_layout(Model *m, Arena *a) {
     g->fb_scratch = (float *)arena_take(a, fb * feedback_scratch_bytes((int)B, (int)T, (int)D));
     g->att_scratch = (float *)arena_take(a, attention_backward_scratch_bytes((int)B, (int)T, c->n_head, c->n_kv_head, m->hd));
     g->norm_scratch = (float *)arena_take(a, global_norm_scratch_bytes());
-    g->norm = (float *)arena_take(a, sizeof(float));
+    m->stats = (StepStats *)arena_take(a, 2 * sizeof(StepStats));
 }
 
 static void model_alloc_activations(Model *m, int B, int T, int recompute) {
@@ -259,9 +267,13 @@ static void model_alloc_activations(Model *m, int B, int T, int recompute) {
     cudaMallocCheck(&m->act_memory, sizing.off);
     Arena real = { (char *)m->act_memory, 0 };
     model_layout(m, &real);
-    m->h_losses = (float *)mallocCheck((size_t)B * T * sizeof(float));
     m->rope = rope_table_create(T, m->hd);
     encoder_backward_init(&m->enc, m->config.vocab_size, B * T);
+    for (int i = 0; i < 2; i++) {
+        cudaCheck(cudaMallocHost((void **)&m->h_batch[i], 2 * (size_t)B * T * sizeof(int)));
+        cudaCheck(cudaEventCreateWithFlags(&m->batch_uploaded[i], cudaEventDisableTiming));
+    }
+    m->batch_slot = 0;
     printf("activations and scratch: %.2f GiB for B=%d T=%d (recompute %d)\n",
            (double)sizing.off / (1 << 30), B, T, recompute);
 }
@@ -272,7 +284,11 @@ static void model_free(Model *m) {
     cudaCheck(cudaFree(m->m)); cudaCheck(cudaFree(m->v));
     cudaCheck(cudaFree(m->act_memory)); cudaCheck(cudaFree(m->rope));
     encoder_backward_free(&m->enc);
-    free(m->layers); free(m->h_losses);
+    for (int i = 0; i < 2; i++) {
+        cudaCheck(cudaFreeHost(m->h_batch[i]));
+        cudaCheck(cudaEventDestroy(m->batch_uploaded[i]));
+    }
+    free(m->layers);
 }
 
 // ----------------------------------------------------------------------------
@@ -346,13 +362,14 @@ static void model_loss_device(Model *m, int N, float dloss) {
                      dloss, main_stream);
 }
 
-// mean of the N device losses (waits for the stream)
+// mean of the N device losses (waits for the stream): the same kernel as a training micro-step's, so the
+// same bits
 static float model_losses_mean(Model *m, int N) {
-    cudaCheck(cudaMemcpyAsync(m->h_losses, m->losses, N * sizeof(float), cudaMemcpyDeviceToHost, main_stream));
+    double mean;
+    loss_mean(m->stats + 1, m->losses, N, 0, main_stream);
+    cudaCheck(cudaMemcpyAsync(&mean, &m->stats[1].loss_sum, sizeof(double), cudaMemcpyDeviceToHost, main_stream));
     cudaCheck(cudaStreamSynchronize(main_stream));
-    double sum = 0.0;
-    for (int i = 0; i < N; i++) sum += m->h_losses[i];
-    return (float)(sum / N);
+    return (float)mean;
 }
 
 // mean cross-entropy of the last forward against host targets; with dloss != 0 the logits become
@@ -503,18 +520,26 @@ static void model_backward_embedding(Model *m, const int *h_tokens, int B, int T
 }
 
 // One training micro-step: tokens and targets up, forward, loss with dlogits = dloss * dL/dlogits, backward
-// (grads +=); returns the mean loss of the batch. With m->use_graph the device part (forward, classifier,
+// (grads +=); the batch's mean loss goes into m->stats->loss_sum (added with accumulate, else replacing it).
+// Nothing here waits for the GPU: the batch is copied into a pinned buffer (two used in turn: the host waits
+// only for the upload of two micro-steps ago) and uploaded asynchronously, so the host can read and plan the
+// next batch while the GPU runs this one. With m->use_graph the device part (forward, classifier,
 // backward up to the embedding) is captured into a CUDA graph on first use (and again if B, T or dloss
 // change) and replayed: one launch instead of hundreds, the same kernels with the same arguments in the same
 // order, so the results are bitwise those of the ungraphed path (test_sessacu checks it). Graphs need one
 // GPU (reduce NULL or a world of 1: the gradient reductions inside the backward are then no-ops); where
 // stream capture is not supported the step runs ungraphed and says so once.
-static float model_train_micro_step(Model *m, const int *h_inputs, const int *h_targets, int B, int T, float dloss,
-                                    MultiGpuConfig *reduce) {
+static void model_train_micro_step(Model *m, const int *h_inputs, const int *h_targets, int B, int T, float dloss,
+                                   int accumulate, MultiGpuConfig *reduce) {
     check_forward_shape(m, B, T);
     int N = B * T;
-    cudaCheck(cudaMemcpyAsync(m->tokens, h_inputs, N * sizeof(int), cudaMemcpyHostToDevice, main_stream));
-    cudaCheck(cudaMemcpyAsync(m->targets, h_targets, N * sizeof(int), cudaMemcpyHostToDevice, main_stream));
+    int slot = m->batch_slot ^= 1, *hb = m->h_batch[slot];
+    cudaCheck(cudaEventSynchronize(m->batch_uploaded[slot]));
+    memcpy(hb, h_inputs, N * sizeof(int));
+    memcpy(hb + N, h_targets, N * sizeof(int));
+    cudaCheck(cudaMemcpyAsync(m->tokens, hb, N * sizeof(int), cudaMemcpyHostToDevice, main_stream));
+    cudaCheck(cudaMemcpyAsync(m->targets, hb + N, N * sizeof(int), cudaMemcpyHostToDevice, main_stream));
+    cudaCheck(cudaEventRecord(m->batch_uploaded[slot], main_stream));
     if (reduce != NULL && reduce->num_processes > 1) m->use_graph = 0;
     if (m->use_graph && m->graph != NULL && (m->graph_B != B || m->graph_T != T || m->graph_dloss != dloss)) {
         cudaCheck(cudaGraphExecDestroy(m->graph));
@@ -545,20 +570,27 @@ static float model_train_micro_step(Model *m, const int *h_inputs, const int *h_
         model_backward_device(m, B, T, reduce);
     }
     model_backward_embedding(m, h_inputs, B, T, reduce);
-    return model_losses_mean(m, N);
+    loss_mean(m->stats, m->losses, N, accumulate, main_stream);
 }
 
 // ----------------------------------------------------------------------------
 // optimizer
 
-// the global gradient norm (all ranks); gradients already reduced
-static float model_grad_norm(Model *m, const MultiGpuConfig *mg) {
-    global_norm_squared(m->bw.norm, m->grads + m->shard.offset, m->shard.valid, m->bw.norm_scratch, main_stream);
-    float norm2;
-    cudaCheck(cudaMemcpyAsync(&norm2, m->bw.norm, sizeof(float), cudaMemcpyDeviceToHost, main_stream));
-    cudaCheck(cudaStreamSynchronize(main_stream));
-    if (mg->zero_stage == 1) norm2 = multi_gpu_cpu_float_sum(norm2, mg);
-    return sqrtf(norm2);
+// the global gradient norm (all ranks) and its clip scale (clip <= 0: 1) into m->stats, on the device;
+// gradients already reduced. ZeRO 1 on several GPUs sums the shards' norm^2 on the host: the one host
+// sync of a step, in that case only.
+static void model_grad_norm(Model *m, float clip, const MultiGpuConfig *mg) {
+    StepStats *s = m->stats;
+    global_norm_squared(&s->norm2, m->grads + m->shard.offset, m->shard.valid, m->bw.norm_scratch, main_stream);
+    if (mg->zero_stage == 1 && mg->num_processes > 1) {
+        float norm2;
+        cudaCheck(cudaMemcpyAsync(&norm2, &s->norm2, sizeof(float), cudaMemcpyDeviceToHost, main_stream));
+        cudaCheck(cudaStreamSynchronize(main_stream));
+        norm2 = multi_gpu_cpu_float_sum(norm2, mg);
+        cudaCheck(cudaMemcpyAsync(&s->norm2, &norm2, sizeof(float), cudaMemcpyHostToDevice, main_stream));
+        cudaCheck(cudaStreamSynchronize(main_stream));   // norm2 is a stack variable
+    }
+    grad_clip(s, clip, main_stream);
 }
 
 // extend the segment list of the shard starting at s0 up to element end (absolute) with decay wd
@@ -578,9 +610,10 @@ static void segments_add(AdamWSegments *seg, size_t *pos, size_t s0, size_t s1, 
 
 // AdamW on this rank's shard in one launch: the shard is cut into segments of equal weight decay (llmc/sessa.h's
 // sessa_param_decays, or every tensor with decay_all; the zero gaps between tensors never), then all ranks get
-// the weights. step t >= 1; the same arguments in the same order as train_sessa.c's model_update.
+// the weights. step t >= 1; the gradient clip scale is read on the device from m->stats (model_grad_norm
+// runs first); the same arguments in the same order as train_sessa.c's model_update.
 static void model_update(Model *m, float lr, float beta1, float beta2, float eps, float wd, int step, int decay_all,
-                         float grad_scale, MultiGpuConfig *mg) {
+                         MultiGpuConfig *mg) {
     size_t s0 = m->shard.offset, s1 = m->shard.offset + m->shard.valid, pos = s0;
     AdamWSegments seg;
     seg.n = 0; seg.begin[0] = 0;
@@ -591,7 +624,7 @@ static void model_update(Model *m, float lr, float beta1, float beta2, float eps
     segments_add(&seg, &pos, s0, s1, s1, 0.0f);
     if (seg.n > 0)
         adamw_update_segments(m->master + s0, m->params + s0, m->grads + s0, m->m, m->v, &seg, lr, beta1, beta2, eps,
-                              grad_scale, step, main_stream);
+                              &m->stats->scale, step, main_stream);
     multi_gpu_gather_params(m->params, m->gpu_parameters, mg, main_stream);
 }
 
@@ -974,6 +1007,93 @@ static const char cuda_usage[] =
     "  -sb N    sequences sampled at once from the prompt (default 1)\n"
     "  -sm 0/1  sampler: 1 recurrent decoding with caches (default), 0 the parallel forward\n"
     "           over the whole prefix per token (prompt + -g <= -t, -sb <= -b; for comparison)\n";
+// The training steps are pipelined: the host issues step s (its data read and uploaded, every launch) without
+// waiting for the GPU, then prints step s-1's line, whose scalars (StepStats) were copied into pinned memory
+// behind an event. So the host runs one step ahead and its work overlaps the GPU's. Before anything that
+// prints or reads between steps (validation, sampling, a checkpoint, a stop, the end) the line still pending
+// is printed, so the output is that of a run without the pipeline. Time per step, by events on the stream
+// (GPU idle time waiting for the host counts too): for a step issued while the step before was in flight,
+// from that step's end to its own end; else from its beginning (an event recorded when the host began it,
+// on an idle GPU) to its end.
+#define STEP_SLOTS 3   // steps s-1 and s in flight, and the end event of s-2 (step s-1's time) kept
+typedef struct {
+    StepStats *h[STEP_SLOTS]; // pinned: the scalars of the steps in flight, slot step % STEP_SLOTS
+    cudaEvent_t begin[STEP_SLOTS];  // recorded when the host begins the step (timing events)
+    cudaEvent_t done[STEP_SLOTS];   // recorded after the step's copy
+    float lr[STEP_SLOTS];
+    int chained[STEP_SLOTS];        // the step was issued while the step before was in flight
+    int oldest, newest;       // the (1-based) steps in flight, 0 when none
+    // for the line: the step count, tokens, FLOPs and peak of a step, micro-steps, world, main.log
+    int max_steps, total_batch, grad_accum;
+    double flops_per_step, peak;
+    MultiGpuConfig *mg;
+    FILE *logf;
+} StepLog;
+
+static void step_log_init(StepLog *L) {
+    for (int i = 0; i < STEP_SLOTS; i++) {
+        cudaCheck(cudaMallocHost((void **)&L->h[i], sizeof(StepStats)));
+        cudaCheck(cudaEventCreate(&L->begin[i]));
+        cudaCheck(cudaEventCreate(&L->done[i]));
+    }
+    L->oldest = L->newest = 0;
+}
+
+static void step_log_free(StepLog *L) {
+    for (int i = 0; i < STEP_SLOTS; i++) {
+        cudaCheck(cudaFreeHost(L->h[i]));
+        cudaCheck(cudaEventDestroy(L->begin[i]));
+        cudaCheck(cudaEventDestroy(L->done[i]));
+    }
+}
+
+// wait for the oldest step in flight and print its line (every rank: the loss is averaged over them)
+static void step_log_print_oldest(StepLog *L) {
+    int step = L->oldest, slot = step % STEP_SLOTS;
+    cudaCheck(cudaEventSynchronize(L->done[slot]));
+    float ms;
+    cudaCheck(cudaEventElapsedTime(&ms, L->chained[slot] ? L->done[(step - 1) % STEP_SLOTS] : L->begin[slot], L->done[slot]));
+    double dt = ms * 1e-3;
+    L->oldest = step < L->newest ? step + 1 : 0;
+    if (L->oldest == 0) L->newest = 0;
+    const StepStats *st = L->h[slot];
+    MultiGpuConfig *mg = L->mg;
+    float train_loss = multi_gpu_cpu_float_sum((float)(st->loss_sum / L->grad_accum), mg) / mg->num_processes;
+    float lr = L->lr[slot], norm = st->norm;
+    double tok_s = L->total_batch / dt;
+    if (!isfinite(train_loss)) fatal("step %d: the loss is %f: training diverged", step, train_loss);
+    if (L->peak > 0) {
+        printf("step %d/%d | loss %.6f | lr %.2e | norm %.4f | %.1f ms | %.1f%% MFU | %.0f tok/s\n", step,
+               L->max_steps, train_loss, lr, norm, dt * 1e3, 100.0 * L->flops_per_step / dt / (L->peak * mg->num_processes),
+               tok_s);
+    } else {
+        printf("step %d/%d | loss %.6f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s\n", step, L->max_steps,
+               train_loss, lr, norm, dt * 1e3, tok_s);
+    }
+    run_log_train(L->logf, step, train_loss, lr, norm, tok_s);
+}
+
+static void step_log_flush(StepLog *L) {
+    while (L->oldest != 0) step_log_print_oldest(L);
+}
+
+// the host begins step (1-based)
+static void step_log_begin(StepLog *L, int step) {
+    cudaCheck(cudaEventRecord(L->begin[step % STEP_SLOTS], main_stream));
+}
+
+// step is issued up to its update: copy its scalars behind an event, then print the step before
+static void step_log_push(StepLog *L, int step, float lr, const StepStats *d_stats) {
+    int slot = step % STEP_SLOTS;
+    L->lr[slot] = lr;
+    L->chained[slot] = L->oldest != 0;
+    cudaCheck(cudaMemcpyAsync(L->h[slot], d_stats, sizeof(StepStats), cudaMemcpyDeviceToHost, main_stream));
+    cudaCheck(cudaEventRecord(L->done[slot], main_stream));
+    if (L->oldest == 0) L->oldest = step;
+    L->newest = step;
+    while (L->oldest != 0 && L->oldest < step) step_log_print_oldest(L);
+}
+
 static int cuda_extra_flags(void *ctx, const char *flag, const char *value) {
     CudaArgs *ca = (CudaArgs *)ctx;
     if (strcmp(flag, "-r") == 0) { ca->recompute = (int)args_int_(flag, value, 0, 1); return 1; }
@@ -1118,24 +1238,35 @@ int main(int argc, char **argv) {
         logf = run_dir_open_log(args.out_dir, resume_state[0] != 0, log_bytes);
     }
 
-    double flops_per_step = sessa_flops_per_token(&config, T) * args.total_batch;
     float dloss = 1.0f / (B * T * grad_accum);
+    StepLog slog;
+    step_log_init(&slog);
+    slog.max_steps = max_steps; slog.total_batch = args.total_batch; slog.grad_accum = grad_accum;
+    slog.flops_per_step = sessa_flops_per_token(&config, T) * args.total_batch; slog.peak = peak;
+    slog.mg = &mg; slog.logf = logf;
     // at step s: validation, sample, checkpoint (these belong to step s: a run resumed from the checkpoint of
-    // step s does not repeat them), then the optimizer step s -> s + 1 (the same schedule as train_sessa.c)
+    // step s does not repeat them), then the optimizer step s -> s + 1 (the same schedule as train_sessa.c);
+    // the line of step s is printed before any of these (step_log_flush), else after step s + 1 is issued
     StepRange range = { start_step, max_steps };
     for (int step = start_step; step <= max_steps; step++) {
         int last = step == max_steps;
         if (step_validates(range, step, args.val_every)) {
+            step_log_flush(&slog);
             run_log_val(logf, step, evaluate(&model, &val_loader, args.val_steps, B, T, &mg));
         }
         // -x 0 samples at step 0: a way to sample from a checkpoint (-e FILE -x 0 -s 1)
-        if (step_samples(range, step, args.sample_every) && rank0)
-            sample_and_print(&model, sample_tok, prompt, prompt_len, args.gen_tokens, &sample_opts, &rng);
+        if (step_samples(range, step, args.sample_every)) {
+            step_log_flush(&slog);
+            if (rank0) sample_and_print(&model, sample_tok, prompt, prompt_len, args.gen_tokens, &sample_opts, &rng);
+        }
         // Ctrl-C / SIGTERM during the step before (on any rank: all ranks agree): save it, then exit 128 + signal
         int stop = mg.num_processes > 1 ? (int)multi_gpu_cpu_float_sum((float)train_stop_signal, &mg)
                                         : (int)train_stop_signal;
-        if (args.out_dir != NULL && step_checkpoints(range, step, args.ckpt_every, stop))
+        if (stop || last) step_log_flush(&slog);
+        if (args.out_dir != NULL && step_checkpoints(range, step, args.ckpt_every, stop)) {
+            step_log_flush(&slog);
             save_checkpoint(&model, args.out_dir, step, &train_loader, &rng, &mg, logf, args.keep_last);
+        }
         if (stop && !last) {
             int sig = train_stop_signal ? (int)train_stop_signal : SIGINT;
             printf("stopped by signal %d at step %d%s\n", sig, step,
@@ -1146,36 +1277,23 @@ int main(int argc, char **argv) {
         }
         if (last) break;
 
-        // one optimizer step: grad_accum micro-batches, gradients reduced over GPUs, clipped, AdamW
-        double t0 = now_seconds();
+        // one optimizer step: grad_accum micro-batches, gradients reduced over GPUs, clipped (as PyTorch), AdamW;
+        // no host sync (one GPU or ZeRO 0): the loss, norm and clip scale stay on the device (model.stats)
+        step_log_begin(&slog, step + 1);
         cudaCheck(cudaMemsetAsync(model.grads, 0, model.padded_parameters * sizeof(float), main_stream));
-        double loss = 0.0;
         for (int micro = 0; micro < grad_accum; micro++) {
             dataloader_next_batch(&train_loader);
             // the last micro-step reduces the accumulated gradients over the GPUs during its backward
-            loss += model_train_micro_step(&model, train_loader.inputs, train_loader.targets, B, T, dloss,
-                                           micro == grad_accum - 1 ? &mg : NULL);
+            model_train_micro_step(&model, train_loader.inputs, train_loader.targets, B, T, dloss, micro > 0,
+                                   micro == grad_accum - 1 ? &mg : NULL);
         }
         multi_gpu_wait_gradients(&mg, main_stream);
-        float norm = model_grad_norm(&model, &mg);
-        float scale = args.grad_clip > 0.0f && norm > args.grad_clip ? args.grad_clip / (norm + 1e-6f) : 1.0f;   // as PyTorch
+        model_grad_norm(&model, args.grad_clip, &mg);
         float lr = lr_at_step(args.lr, step, args.warmup, max_steps, args.final_lr_frac);
-        model_update(&model, lr, 0.9f, 0.95f, 1e-8f, args.weight_decay, step + 1, 0, scale, &mg);
-        cudaCheck(cudaStreamSynchronize(main_stream));
-        float train_loss = multi_gpu_cpu_float_sum((float)(loss / grad_accum), &mg) / mg.num_processes;
-        double dt = now_seconds() - t0;
-        double tok_s = args.total_batch / dt;
-        if (!isfinite(train_loss)) fatal("step %d: the loss is %f: training diverged", step + 1, train_loss);
-        if (peak > 0) {
-            printf("step %d/%d | loss %.6f | lr %.2e | norm %.4f | %.1f ms | %.1f%% MFU | %.0f tok/s\n", step + 1,
-                   max_steps, train_loss, lr, norm, dt * 1e3, 100.0 * flops_per_step / dt / (peak * mg.num_processes),
-                   tok_s);
-        } else {
-            printf("step %d/%d | loss %.6f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s\n", step + 1, max_steps,
-                   train_loss, lr, norm, dt * 1e3, tok_s);
-        }
-        run_log_train(logf, step + 1, train_loss, lr, norm, tok_s);
+        model_update(&model, lr, 0.9f, 0.95f, 1e-8f, args.weight_decay, step + 1, 0, &mg);
+        step_log_push(&slog, step + 1, lr, model.stats);
     }
+    step_log_free(&slog);   // the loop leaves at its last step, every line printed
     if (train_stop_signal) printf("signal %d at the last step: the run is complete\n", (int)train_stop_signal);
 
     free(prompt);

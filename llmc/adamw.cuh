@@ -4,6 +4,8 @@
    p <- p - lr (m / bc1) / (sqrt(v / bc2) + eps),  bc_i = 1 - b_i^step   (as train_sessa.c)
  on the flat fp32 master weights, moments fp32; g = grad * grad_scale (gradient clipping).
  Every step also writes the bf16 copy of the weights that the forward and backward use.
+ The trainer's kernel (adamw_update_segments) reads grad_scale from device memory, where the gradient norm
+ kernels left it (llmc/global_norm.cuh): the host never waits for the norm before the update.
 */
 #ifndef SESSA_ADAMW_CUH
 #define SESSA_ADAMW_CUH
@@ -44,13 +46,13 @@ typedef struct { int n; size_t begin[ADAMW_MAX_SEGMENTS + 1]; float wd[ADAMW_MAX
 
 __global__ void adamw_segments_kernel(float *params, floatX *params_bf16, const float *grads, float *m, float *v,
                                       AdamWSegments seg, float lr, float beta1, float beta2, float bc1, float bc2,
-                                      float eps, float grad_scale) {
+                                      float eps, const float *grad_scale) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= seg.begin[seg.n]) return;
     int k = 0;
     while (i >= seg.begin[k + 1]) k++;
     float wd = seg.wd[k];
-    float g = grads[i] * grad_scale;
+    float g = grads[i] * *grad_scale;
     float mi = beta1 * m[i] + (1.0f - beta1) * g;
     float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
     float p = params[i] * (1.0f - lr * wd);
@@ -59,10 +61,11 @@ __global__ void adamw_segments_kernel(float *params, floatX *params_bf16, const 
     params_bf16[i] = __float2bfloat16(p);
 }
 
-// params, params_bf16, grads, m, v all start at the shard's first element; seg.begin[0] == 0
+// params, params_bf16, grads, m, v all start at the shard's first element; seg.begin[0] == 0;
+// grad_scale: one float in device memory
 static void adamw_update_segments(float *params, floatX *params_bf16, const float *grads, float *m, float *v,
                                   const AdamWSegments *seg, float lr, float beta1, float beta2, float eps,
-                                  float grad_scale, int step, cudaStream_t stream) {
+                                  const float *grad_scale, int step, cudaStream_t stream) {
     if (seg->n < 1 || seg->n > ADAMW_MAX_SEGMENTS || seg->begin[0] != 0)
         fatal("adamw_update_segments: %d segments (1..%d, starting at 0)", seg->n, ADAMW_MAX_SEGMENTS);
     size_t n = seg->begin[seg->n];

@@ -23,22 +23,34 @@ static void encoder_forward(floatX *out, const int *tokens, const floatX *wte, i
 }
 
 // the positions of a batch grouped by token: [tokens (nb) | starts (nb + 1) | positions (N)]
+// The host plans are pinned, two of them used in turn, so that the upload is a true async copy (from pageable
+// memory the driver may stage it and wait for the stream) and the host can plan the next batch while the GPU
+// still runs the step before: before a plan buffer is rewritten, the host waits for its last upload (an event).
 typedef struct {
     int V, N;           // vocabulary, max positions
     int nbuckets;       // distinct tokens of the current batch
     int *count;         // host (V + 1) counting-sort offsets
-    int *plan;          // host, 2 * nbuckets + 1 + N <= 3 * N + 1 ints
-    int *d_plan;        // device copy of plan
+    int *plan[2];       // pinned host, 2 * nbuckets + 1 + N <= 3 * N + 1 ints each; plan[slot] is the current one
+    cudaEvent_t uploaded[2];   // recorded after each plan's upload
+    int slot;
+    int *d_plan;        // device copy of the current plan
 } EncoderBackward;
 
 static void encoder_backward_init(EncoderBackward *e, int V, int N) {
-    e->V = V; e->N = N; e->nbuckets = 0;
+    e->V = V; e->N = N; e->nbuckets = 0; e->slot = 0;
     e->count = (int *)mallocCheck((size_t)(V + 1) * sizeof(int));
-    e->plan = (int *)mallocCheck((size_t)(3 * N + 1) * sizeof(int));
+    for (int i = 0; i < 2; i++) {
+        cudaCheck(cudaMallocHost((void **)&e->plan[i], (size_t)(3 * N + 1) * sizeof(int)));
+        cudaCheck(cudaEventCreateWithFlags(&e->uploaded[i], cudaEventDisableTiming));
+    }
     cudaMallocCheck(&e->d_plan, (size_t)(3 * N + 1) * sizeof(int));
 }
 static void encoder_backward_free(EncoderBackward *e) {
-    free(e->count); free(e->plan);
+    free(e->count);
+    for (int i = 0; i < 2; i++) {
+        cudaCheck(cudaFreeHost(e->plan[i]));
+        cudaCheck(cudaEventDestroy(e->uploaded[i]));
+    }
     cudaCheck(cudaFree(e->d_plan));
 }
 
@@ -46,11 +58,13 @@ static void encoder_backward_free(EncoderBackward *e) {
 static void encoder_backward_plan(EncoderBackward *e, const int *tokens, int N, cudaStream_t stream) {
     if (N > e->N) fatal("encoder_backward_plan: %d positions, planned for %d", N, e->N);
     int V = e->V;
+    e->slot ^= 1;
+    cudaCheck(cudaEventSynchronize(e->uploaded[e->slot]));   // its last upload (two batches ago) is done
     memset(e->count, 0, (size_t)(V + 1) * sizeof(int));
     for (int n = 0; n < N; n++) e->count[tokens[n] + 1]++;
     int nb = 0;
     for (int v = 0; v < V; v++) nb += e->count[v + 1] > 0;
-    int *btok = e->plan, *bstart = e->plan + nb, *pos = e->plan + 2 * nb + 1;
+    int *plan = e->plan[e->slot], *btok = plan, *bstart = plan + nb, *pos = plan + 2 * nb + 1;
     int b = 0;
     for (int v = 0; v < V; v++) {         // bucket starts, in token order
         if (e->count[v + 1] > 0) { btok[b] = v; bstart[b] = e->count[v]; b++; }
@@ -59,7 +73,8 @@ static void encoder_backward_plan(EncoderBackward *e, const int *tokens, int N, 
     bstart[nb] = N;
     for (int n = 0; n < N; n++) pos[e->count[tokens[n]]++] = n;
     e->nbuckets = nb;
-    cudaCheck(cudaMemcpyAsync(e->d_plan, e->plan, (size_t)(2 * nb + 1 + N) * sizeof(int), cudaMemcpyHostToDevice, stream));
+    cudaCheck(cudaMemcpyAsync(e->d_plan, plan, (size_t)(2 * nb + 1 + N) * sizeof(int), cudaMemcpyHostToDevice, stream));
+    cudaCheck(cudaEventRecord(e->uploaded[e->slot], stream));
 }
 
 // dwte[tok, c] += sum of dout[pos, c] over the bucket's positions, in order

@@ -12,7 +12,9 @@
 # failure (out of memory, or over TIMEOUT seconds), so its last T is the longest it trains at batch 1.
 # MFU: train_sessacu and bench_gpt2.py print it (llmc/flops.h convention, 989 TFLOPS on H100/H200); for
 # train_sessa.py it is train_sessacu's MFU at the same T scaled by the tok/s ratio (same model, same FLOPs).
-# Writes $OUT/bench.csv (system,part,B,T,ok,tok_s,ms_step,mfu_pct,peak_mib) and, with matplotlib, $OUT/bench.png.
+# Writes $OUT/bench.csv (system,part,B,T,ok,tok_s,ms_step,mfu_pct,peak_mib), $OUT/longest.csv (system,longest_T,
+# ms_step,peak_mib: part 2's longest T per system and its time per step) and, with matplotlib, $OUT/bench.png
+# (the time-per-step panel labels each system's longest T).
 # Usage: scripts/bench_gpu.sh [DESC=d12] [B=8] [T=1024] [STEPS=20]   (from the repo root, on a GPU machine)
 #   SYSTEMS="cu py_eager py_compile gpt2_eager gpt2_compile"  which systems (default all)
 #   PART="1 2"       which parts (default both)
@@ -20,19 +22,30 @@
 #   CU_FLAGS="-r 1"  extra train_sessacu flags for part 2 (default: -r 1, the memory-saving recompute)
 #   START_T=4096     first T of part 2 (to continue a sweep in another call)
 #   P2_STEPS=3       steps per part-2 run (the figures are those of the last step; the first ones warm up)
+#   P2_LONG_T=65536  from this T on, part 2 runs P2_LONG_STEPS=2 steps (seconds each): the second, a replay of the
+#                    CUDA graph, is the figure; the first also captures the graph (~10^5 launches at T=131072, the
+#                    GPU idle meanwhile) and makes the feedback's cuBLASLt plans
+#   PY_MAX_T=MAX_T   caps part 2 for the PyTorch systems (their dense T x T solve runs out of memory long before ours)
+#   PY_TIMEOUT=TIMEOUT  bounds each part-2 run of the PyTorch systems
 # One call can take long (part 2 up to T=131072 runs minutes per T): split it over calls with PART, SYSTEMS,
 # MAX_T and separate OUT folders.
+# Memory of train_sessacu at d12, B=1 (model_layout's sizing pass, exact: it gives the measured 3.43 GiB at B=8
+# T=1024): activations and scratch 405 KiB per token with -r 1 (438 without): 25.3 GiB at T=65536, 50.6 GiB at
+# 131072, 101 GiB at 262144, plus ~2.2 GB of weights, gradients and moments and the CUDA context; an H200 holds
+# T=262144. Time: llmc/flops.h counts 5.2e14 FLOPs per step at T=65536 and 2.0e15 at 131072 (the T^2 terms of
+# attention and the feedback, 4 T D per token and layer forward, dominate): ~2.6 s and ~10 s per step at 20% MFU.
 set -eu
 DESC=${1:-d12}; B=${2:-8}; T=${3:-1024}; STEPS=${4:-20}
 MAX_T=${MAX_T:-131072}; TIMEOUT=${TIMEOUT:-600}; V=50257
 SYSTEMS=${SYSTEMS:-cu py_eager py_compile gpt2_eager gpt2_compile}; PART=${PART:-1 2}; CU_FLAGS=${CU_FLAGS:--r 1}
-P2_STEPS=${P2_STEPS:-3}; START_T=${START_T:-4096}
+P2_STEPS=${P2_STEPS:-3}; START_T=${START_T:-4096}; P2_LONG_T=${P2_LONG_T:-65536}; P2_LONG_STEPS=${P2_LONG_STEPS:-2}; PY_MAX_T=${PY_MAX_T:-$MAX_T}
 PY=${PYTHON:-python3}
 command -v nvidia-smi >/dev/null || { echo "error: no nvidia-smi: this benchmark needs a GPU"; exit 1; }
 [ -x ./train_sessacu ] || { echo "error: ./train_sessacu not built (make train_sessacu)"; exit 1; }
 LOGS=${OUT:-$(mktemp -d)}; mkdir -p "$LOGS"
-SHARD="$LOGS/bench_tokens.bin"; CSV="$LOGS/bench.csv"
+SHARD="$LOGS/bench_tokens.bin"; CSV="$LOGS/bench.csv"; LONGEST="$LOGS/longest.csv"
 echo "system,part,B,T,ok,tok_s,ms_step,mfu_pct,peak_mib" > "$CSV"
+echo "system,longest_T,ms_step,peak_mib" > "$LONGEST"
 
 # one llm.c shard (version 1, uint16) of random GPT-2-sized token ids, long enough for every run below
 $PY - "$SHARD" $((MAX_T * 8 + B * T * (STEPS + 2) + 1)) $V <<'PY'
@@ -45,12 +58,14 @@ PY
 
 median() { sort -n | awk '{a[NR]=$1} END {if (NR == 0) exit 1; print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
-# run NAME CMD...: runs CMD under TIMEOUT while sampling its GPU memory; sets ok (0/1), toks, ms, mfu, mem_mib
+# run NAME CMD...: runs CMD under $limit (TIMEOUT unless set) while sampling its GPU memory; sets ok (0/1), toks, ms,
+# mfu, mem_mib
 run() {
     local name=$1; shift
+    local limit=${limit:-$TIMEOUT}
     local log="$LOGS/$name.log" memlog="$LOGS/$name.mem"
     : > "$memlog"
-    timeout "$TIMEOUT" "$@" > "$log" 2>&1 &
+    timeout "$limit" "$@" > "$log" 2>&1 &
     local pid=$!
     while kill -0 $pid 2>/dev/null; do   # every process of ours on the GPU (the trainer is the only one)
         nvidia-smi --query-compute-apps=used_memory --format=csv,noheader,nounits 2>/dev/null |
@@ -106,7 +121,7 @@ one() {
             "$s" "$b" "$t" "$toks" "$ms" "${mfu:--}" "$mem_mib" "$ratio"
     else
         printf "%-13s B=%-2d T=%-7d failed: %s\n" "$s" "$b" "$t" \
-            "$(grep -m1 -i -E 'error|out of memory|killed' "$LOGS/${s}_p${part}_B${b}_T${t}.log" | cut -c1-120 || echo "timeout ${TIMEOUT}s?")"
+            "$(grep -m1 -i -E 'error|out of memory|killed' "$LOGS/${s}_p${part}_B${b}_T${t}.log" | cut -c1-120 || echo "timeout ${limit:-$TIMEOUT}s?")"
     fi
 }
 
@@ -118,15 +133,19 @@ fi
 if [[ " $PART " == *" 2 "* ]]; then
     echo "== part 2: batch 1, T doubling from $START_T to $MAX_T (train_sessacu with '$CU_FLAGS'); a system stops at its first failure"
     for s in $SYSTEMS; do
-        t=$START_T; longest=0; lms=""
-        while [ $t -le "$MAX_T" ]; do
+        t=$START_T; longest=0; lms=""; lmem=""; smax=$MAX_T; limit=$TIMEOUT
+        [ $s = cu ] || { smax=$PY_MAX_T; limit=${PY_TIMEOUT:-$TIMEOUT}; }
+        while [ $t -le "$smax" ]; do
             extra=""; [ $s = cu ] && extra=$CU_FLAGS
-            one "$s" 2 1 "$t" "$P2_STEPS" "$extra"
+            steps=$P2_STEPS; [ $t -ge "$P2_LONG_T" ] && steps=$P2_LONG_STEPS
+            one "$s" 2 1 "$t" "$steps" "$extra"
             [ $ok = 1 ] || break
-            longest=$t; lms=$ms; t=$((t * 2))
+            longest=$t; lms=$ms; lmem=$mem_mib; t=$((t * 2))
         done
-        echo "   $s: longest T at batch 1 = $longest${lms:+ ($lms ms/step)}"
+        echo "   $s: longest T at batch 1 = $longest${lms:+ ($lms ms/step, peak $lmem MiB)}$([ $t -gt "$smax" ] && echo " (the cap, $smax)")"
+        echo "$s,$longest,$lms,$lmem" >> "$LONGEST"
     done
+    limit=$TIMEOUT
 fi
 
 # the plot: part 2 tok/s against T per system (log-log), part 1 as bars
@@ -148,10 +167,12 @@ for s in dict.fromkeys(r["system"] for r in rows):
     if p2:
         ax[1].plot([int(r["T"]) for r in p2], [float(r["tok_s"]) for r in p2], "o-", label=s)
         ax[2].plot([int(r["T"]) for r in p2], [float(r["ms_step"]) / 1e3 for r in p2], "o-", label=s)
+        ax[2].annotate(f'{s}: longest T={p2[-1]["T"]}\n{float(p2[-1]["ms_step"]) / 1e3:.1f} s/step', (int(p2[-1]["T"]),
+                       float(p2[-1]["ms_step"]) / 1e3), textcoords="offset points", xytext=(-10, 8), ha="right", fontsize=8)
 for a, yl in ((ax[1], "tok/s"), (ax[2], "seconds per step")):
     a.set_xscale("log", base=2); a.set_yscale("log"); a.set_xlabel("T (batch 1)"); a.set_ylabel(yl); a.legend()
 ax[1].set_title("batch 1: tok/s (a line ends at the longest T that trains)"); ax[2].set_title("batch 1: time per step")
 fig.tight_layout(); fig.savefig(sys.argv[2], dpi=110)
 print("plot:", sys.argv[2])
 PY
-echo "csv: $CSV"
+echo "csv: $CSV, $LONGEST"

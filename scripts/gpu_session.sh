@@ -11,10 +11,13 @@
 #   scripts/gpu_session.sh build fbncu                   ncu sections of the in-superblock solve kernels
 #   scripts/gpu_session.sh build train                   train_sessacu tok/s at d12 B=8 T=1024 and d4w256h4 B=8 T=256
 #   scripts/gpu_session.sh build profile                 ncu: GPU time per kernel name of one d12 step (sorted)
+#   scripts/gpu_session.sh build profsmall               the same for one steady d4w256h4 B=8 T=256 step (2 steps minus 1
+#                                                        step: no init), with its kernel launches per step
 #   scripts/gpu_session.sh build attn                    attention vs PyTorch SDPA (dev/cuda/bench_attention.py)
 #   scripts/gpu_session.sh build fbprec                  feedback precision vs the official form (dev/cuda/feedback_precision.py)
 #   scripts/gpu_session.sh build e2e                     scripts/bench_gpu.sh part 1 (ours vs PyTorch eager/compile vs GPT-2, d12 B=8 T=1024)
-#   scripts/gpu_session.sh build e2e2                    its part 2 for ours and PyTorch eager at B=1, T=4096..MAX_T (16384)
+#   scripts/gpu_session.sh build e2e2                    its part 2 for ours and PyTorch eager at B=1, T=4096..MAX_T (16384;
+#                                                        MAX_T=131072: ~3-7 min, 2 steps per T >= 65536; eager up to 16384)
 # dev/refs (make refs) must be present for `test`: on a machine without internet, carry it.
 # ATTN_TIMEOUT, E2E_TIMEOUT (seconds) bound those stages; E2E_STEPS (20) steps per e2e run; SYSTEMS, MAX_T pass through.
 set -uo pipefail
@@ -86,26 +89,53 @@ do_train() {
     shard
     local F="-V 50257 -i $TMP/tokens.bin -v 0 -s 0 -n 0"
     ./train_sessacu -e d12 -b 8 -t 1024 -x 12 $F -o $TMP/run1 && ./train_sessacu -e d4w256h4 -b 8 -t 256 -x 40 $F -o $TMP/run2 &&
-    echo "== the same without the CUDA graph (-cg 0)" && ./train_sessacu -e d4w256h4 -b 8 -t 256 -x 40 -cg 0 $F -o $TMP/run3
+    echo "== the same without the CUDA graph (-cg 0)" && ./train_sessacu -e d4w256h4 -b 8 -t 256 -x 40 -cg 0 $F -o $TMP/run3 &&
+    if cmp <(sed 's/ tok_s .*//' $TMP/run2/main.log) <(sed 's/ tok_s .*//' $TMP/run3/main.log); then
+        echo "OK: -cg 1 and -cg 0 log the same 40 losses and norms"
+    else echo "FAIL: -cg 1 and -cg 0 differ (main.log)"; return 1; fi
 }
-do_profile() {
+# ncu_csv NAME DESC B T STEPS: GPU time of every kernel of train_sessacu's first STEPS steps, into $OUT/ncu_NAME.csv
+ncu_csv() {
     shard
     ncu --clock-control none --metrics gpu__time_duration.sum --csv --print-units base \
-        ./train_sessacu -e d12 -V 50257 -i "$TMP/tokens.bin" -b 8 -t 1024 -x 1 -v 0 -s 0 -n 0 -o "$TMP/prof" > "$OUT/ncu.csv" &&
-    $PY - "$OUT/ncu.csv" <<'PYEOF'
+        ./train_sessacu -e $2 -V 50257 -i "$TMP/tokens.bin" -b $3 -t $4 -x $5 -v 0 -s 0 -n 0 -o "$TMP/prof_$1" > "$OUT/ncu_$1.csv"
+}
+# kernel_table CSV [BASE_CSV]: GPU time per kernel name, sorted; with BASE_CSV (the same run one step shorter)
+# the difference: one steady step without the initialization, and its number of kernel launches
+kernel_table() {
+    $PY - "$@" <<'PYEOF'
 import csv, sys, collections
-rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
-hdr = rows[0]; rows = rows[1:]
-ik, iv, ig, ib = hdr.index("Kernel Name"), hdr.index("Metric Value"), hdr.index("Grid Size"), hdr.index("Block Size")
-tot = collections.defaultdict(float); cnt = collections.Counter()
-for r in rows:
-    try: v = float(r[iv].replace(",", ""))
-    except ValueError: continue
-    tot[r[ik][:110]] += v; cnt[r[ik][:110]] += 1
+def load(path):
+    rows = [r for r in csv.reader(open(path)) if len(r) > 10]
+    hdr = rows[0]; rows = rows[1:]
+    ik, iv = hdr.index("Kernel Name"), hdr.index("Metric Value")
+    tot = collections.defaultdict(float); cnt = collections.Counter(); kept = []
+    for r in rows:
+        try: v = float(r[iv].replace(",", ""))
+        except ValueError: continue
+        tot[r[ik][:110]] += v; cnt[r[ik][:110]] += 1; kept.append(r)
+    return hdr, kept, tot, cnt
+hdr, rows, tot, cnt = load(sys.argv[1])
+what = "one step incl. init"
+if len(sys.argv) > 2:   # minus the shorter run: what one more step costs
+    _, _, tot0, cnt0 = load(sys.argv[2])
+    tot = {k: tot[k] - tot0.get(k, 0.0) for k in tot if cnt[k] - cnt0.get(k, 0) > 0}
+    cnt = {k: cnt[k] - cnt0.get(k, 0) for k in tot}
+    what = "one steady step: the run of N steps minus the run of N-1"
 T = sum(tot.values())
-print(f"{len(rows)} kernels, {T/1e6:.3f} ms of GPU time (one step incl. init)")
+print(f"{sum(cnt.values())} kernel launches, {T/1e6:.3f} ms of GPU time ({what})")
 for k, v in sorted(tot.items(), key=lambda kv: -kv[1])[:45]:
     print(f"{100*v/T:6.2f}%  {v/1e3:9.1f} us  x{cnt[k]:<5d} {k}")
+if len(sys.argv) > 2:
+    print(f"\nlaunches per step by kind (of {sum(cnt.values())}):")
+    kinds = collections.Counter()
+    for k, c in cnt.items():
+        kind = "cuBLAS(Lt) GEMM" if any(s in k for s in ("gemm", "cutlass", "nvjet", "xmma", "splitK")) else \
+               "feedback" if k.startswith("fb_") else "attention" if "attention" in k else k.split("(")[0].split("<")[0]
+        kinds[kind] += c
+    for kind, c in kinds.most_common(): print(f"  {c:5d}  {kind}")
+    sys.exit(0)
+ik, iv, ig, ib = hdr.index("Kernel Name"), hdr.index("Metric Value"), hdr.index("Grid Size"), hdr.index("Block Size")
 print("\nGEMM-like kernels in launch order (name, grid, block, us), first 60:")
 n = 0
 for r in rows:
@@ -115,6 +145,9 @@ for r in rows:
         if n >= 60: break
 PYEOF
 }
+do_profile() { ncu_csv d12 d12 8 1024 1 && kernel_table "$OUT/ncu_d12.csv"; }
+do_profsmall() { ncu_csv small1 d4w256h4 8 256 1 && ncu_csv small2 d4w256h4 8 256 2 &&
+                 kernel_table "$OUT/ncu_small2.csv" "$OUT/ncu_small1.csv"; }
 
 rm -f "$TMP/env"
 for s in "$@"; do
@@ -127,6 +160,7 @@ for s in "$@"; do
         fbbench) stage fbbench sh -c 'dev/cuda/bin/feedback_backward bench && for S in 64 128; do echo "== FB_S=$S"; FB_S=$S dev/cuda/bin/feedback_backward bench 2; done' ;;
         train)   stage train do_train ;;
         profile) stage profile do_profile ;;
+        profsmall) stage profsmall do_profsmall ;;
         attn)    stage attn timeout ${ATTN_TIMEOUT:-600} $PY dev/cuda/bench_attention.py --markdown ;;
         fbncu)   stage fbncu ncu --clock-control none --kernel-name regex:"fb_(fwd|bwd)_solve" --launch-skip 8 --launch-count 4 \
                      --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
@@ -137,12 +171,12 @@ for s in "$@"; do
         twins)   stage twins sh -c 'make train_sessa && TRAIN_SESSACU=./train_sessacu bash dev/test/test_twins.sh &&
                      TRAIN_SESSACU=./train_sessacu bash dev/test/test_run_dir_cuda_emu.sh' ;;
         e2e)     stage e2e timeout ${E2E_TIMEOUT:-1800} env OUT="$OUT/e2e" PART=1 bash scripts/bench_gpu.sh d12 8 1024 ${E2E_STEPS:-20} ;;
-        e2e2)    stage e2e2 env OUT="$OUT/e2e2" PART=2 SYSTEMS="cu py_eager" MAX_T=${MAX_T:-16384} P2_STEPS=3 TIMEOUT=150 \
+        e2e2)    stage e2e2 env OUT="$OUT/e2e2" PART=2 SYSTEMS="cu py_eager" MAX_T=${MAX_T:-16384} PY_MAX_T=16384 P2_STEPS=3 TIMEOUT=300 PY_TIMEOUT=120 \
                      bash scripts/bench_gpu.sh d12 ;;
         *) echo "unknown stage $s"; exit 2 ;;
     esac
 done
 # everything in one archive (a remote runner may bring back only a few files), the summary beside it
-rm -f "$OUT/ncu.csv"
+rm -f "$OUT"/ncu_*.csv
 tar czf "$TMP/logs.tgz" -C "$OUT" . && find "$OUT" -mindepth 1 ! -name summary.txt -delete && mv "$TMP/logs.tgz" "$OUT/"
 echo "==== summary (all logs in $OUT/logs.tgz)"; cat "$SUMMARY"

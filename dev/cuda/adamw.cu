@@ -2,7 +2,8 @@
  AdamW (llmc/adamw.cuh) in PyTorch's form on fp32 master weights, also writing the bf16 working copy.
    version 1: one thread per parameter, one launch per tensor (adamw_update)
    version 2: (the trainer's) one launch for the whole shard, the weight decay per segment (adamw_update_segments);
-              checked against the CPU reference and bitwise against version 1 run segment by segment
+              checked against the CPU reference and bitwise against version 1 run segment by segment; it reads
+              the clip scale from device memory (where the trainer's norm kernel writes it)
  make -C dev/cuda && dev/cuda/bin/adamw check    (or bench)
 */
 #include "common.h"
@@ -58,7 +59,8 @@ static int check_segments(size_t n, int step) {
     float *d_p1 = to_device_f32(p, n), *d_m1 = to_device_f32(m, n), *d_v1 = to_device_f32(v, n);
     floatX *d_p16, *d_p16_1;
     cudaMallocCheck(&d_p16, n * sizeof(floatX)); cudaMallocCheck(&d_p16_1, n * sizeof(floatX));
-    adamw_update_segments(d_p, d_p16, d_g, d_m, d_v, &seg, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.5f, step, 0);
+    float scale = 0.5f, *d_scale = to_device_f32(&scale, 1);   // the trainer's clip scale lives on the device
+    adamw_update_segments(d_p, d_p16, d_g, d_m, d_v, &seg, 1e-2f, 0.9f, 0.95f, 1e-8f, d_scale, step, 0);
     for (int k = 0; k < seg.n; k++) {   // version 1, segment by segment
         size_t b = seg.begin[k], len = seg.begin[k + 1] - b;
         adamw_update(d_p1 + b, d_p16_1 + b, d_g + b, d_m1 + b, d_v1 + b, len, 1e-2f, 0.9f, 0.95f, 1e-8f, seg.wd[k], 0.5f, step, 0);
@@ -80,8 +82,8 @@ static int check_segments(size_t n, int step) {
     printf("  version 2 vs version 1 per segment (%d segments): %s\n", seg.n, diff ? "DIFFERENT (FAIL)" : "bitwise equal ok");
     ok &= diff == 0;
     free(a); free(b); free(p); free(g); free(m); free(v);
-    float *fr[] = { d_p, d_g, d_m, d_v, d_p1, d_m1, d_v1 };
-    for (int i = 0; i < 7; i++) cudaCheck(cudaFree(fr[i]));
+    float *fr[] = { d_p, d_g, d_m, d_v, d_p1, d_m1, d_v1, d_scale };
+    for (int i = 0; i < 8; i++) cudaCheck(cudaFree(fr[i]));
     cudaCheck(cudaFree(d_p16)); cudaCheck(cudaFree(d_p16_1));
     return ok;
 }

@@ -43,6 +43,7 @@
 #include <string.h>
 #include <math.h>
 #include <stdint.h>
+#include <time.h>
 #include <ucontext.h>
 #include <sys/mman.h>
 #include <functional>
@@ -100,6 +101,9 @@ static cudaError_t cudaMalloc(void **p, size_t n) {
     return cudaSuccess;
 }
 static cudaError_t cudaFree(void *p) { free(p); return cudaSuccess; }
+// pinned host memory is plain host memory here (copies are synchronous anyway)
+static cudaError_t cudaMallocHost(void **p, size_t n) { *p = malloc(n); return *p == NULL ? cudaErrorMemoryAllocation : cudaSuccess; }
+static cudaError_t cudaFreeHost(void *p) { free(p); return cudaSuccess; }
 static cudaError_t cudaMemcpy(void *d, const void *s, size_t n, cudaMemcpyKind) { memmove(d, s, n); return cudaSuccess; }
 static cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind k, cudaStream_t = 0) { return cudaMemcpy(d, s, n, k); }
 static cudaError_t cudaMemcpy2D(void *d, size_t dpitch, const void *s, size_t spitch, size_t width, size_t rows, cudaMemcpyKind) {
@@ -119,12 +123,19 @@ static cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) { *s = N
 static cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
 static cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
 static cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned = 0) { return cudaSuccess; }
-static cudaError_t cudaEventCreate(cudaEvent_t *e) { *e = NULL; return cudaSuccess; }
-static cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned) { *e = NULL; return cudaSuccess; }
-static cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t = 0) { return cudaSuccess; }
+// an event holds the host time of its record: the work is synchronous, so that is when the work before it ended
+struct emu_event { double ms; };
+static cudaError_t cudaEventCreate(cudaEvent_t *e) { *e = new emu_event{ 0.0 }; return cudaSuccess; }
+static cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned) { return cudaEventCreate(e); }
+static cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t = 0) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    if (e != NULL) e->ms = ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+    return cudaSuccess;
+}
 static cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
-static cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t, cudaEvent_t) { *ms = 0.0f; return cudaSuccess; } // no timing
-static cudaError_t cudaEventDestroy(cudaEvent_t) { return cudaSuccess; }
+static cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) { *ms = (float)(b->ms - a->ms); return cudaSuccess; }
+static cudaError_t cudaEventDestroy(cudaEvent_t e) { delete e; return cudaSuccess; }
 template <class F> static cudaError_t cudaFuncSetAttribute(F, cudaFuncAttribute, int) { return cudaSuccess; }
 // CUDA graphs: not emulated. Stream capture reports cudaErrorNotSupported, so code that uses graphs takes
 // its ungraphed fallback here (the GPU checks graphs against that fallback bit for bit).
@@ -275,6 +286,18 @@ static void emu_run_block(int n) {
     }
 }
 
+// CUDA_EMU_LAUNCHES=1 in the environment: at exit the run's kernel launches and cuBLASLt products are printed
+// (cublas_emu.h counts those), e.g. per training step as the difference of a 2-step and a 1-step run
+static long long emu_kernel_launches = 0, emu_gemm_launches = 0;
+static void emu_print_launches(void) {
+    fprintf(stderr, "cuda_emu: %lld kernel launches, %lld cuBLASLt products\n", emu_kernel_launches, emu_gemm_launches);
+}
+static void emu_count_launch(long long *counter) {
+    static int registered = 0;
+    if (!registered) { registered = 1; if (getenv("CUDA_EMU_LAUNCHES") != NULL) atexit(emu_print_launches); }
+    (*counter)++;
+}
+
 static void emu_launch(dim3 grid, dim3 block, size_t smem, cudaStream_t, std::function<void()> body) {
     size_t n = (size_t)block.x * block.y * block.z;
     if (n == 0 || n > EMU_MAX_THREADS || block.z > 64 || grid.x == 0 || grid.y == 0 || grid.z == 0 ||
@@ -282,6 +305,7 @@ static void emu_launch(dim3 grid, dim3 block, size_t smem, cudaStream_t, std::fu
         emu_last_error = cudaErrorInvalidConfiguration;   // the kernel does not run, as on the GPU
         return;
     }
+    emu_count_launch(&emu_kernel_launches);
     if (emu_stacks == NULL) {
         emu_stacks = (char *)mmap(NULL, (size_t)EMU_MAX_THREADS * EMU_STACK_BYTES, PROT_READ | PROT_WRITE,
                                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
