@@ -2,7 +2,8 @@
  Linear layers through cuBLASLt (llmc/matmul.cuh), row-major: out (N, OC) = inp (N, C) W^T + b.
    version 1: cuBLASLt, bias epilogue (or a bias kernel when the bias is not 16-byte aligned), fused residual;
               backward: input gradient by cuBLASLt (bf16 out, optional accumulate), weight gradient by cuBLASLt
-              (fp32, accumulated), bias gradient by the deterministic column sums
+              (fp32, accumulated) with the bias gradient fused (CUBLASLT_EPILOGUE_BGRADB into a scratch, then
+              db += scratch; the deterministic column sums where cuBLASLt has no BGRADB algorithm)
  make -C dev/cuda && dev/cuda/bin/matmul check    (or bench)
 */
 #include "common.h"
@@ -66,13 +67,27 @@ static int check(int N, int C, int OC, int ldo, int bias_offset) {
     matmul_forward(d_out, ldo, d_inp, d_w, d_bias + bias_offset, NULL, N, C, OC, 0);
     matmul_forward(d_out2, OC, d_inp, d_w, d_bias + bias_offset, d_res, N, C, OC, 0);
     matmul_backward_input(d_dinp, d_dout, ldo, d_w, N, C, OC, true, 0);
+    // the weight and bias gradients twice from the same start: bitwise equal (run-to-run determinism)
+    float *d_dw2, *d_db2;
+    cudaMallocCheck(&d_dw2, (size_t)OC * C * sizeof(float)); cudaMallocCheck(&d_db2, OC * sizeof(float));
+    cudaCheck(cudaMemcpy(d_dw2, d_dw, (size_t)OC * C * sizeof(float), cudaMemcpyDeviceToDevice));
+    cudaCheck(cudaMemcpy(d_db2, d_db, OC * sizeof(float), cudaMemcpyDeviceToDevice));
     matmul_backward_weight(d_dw, d_db, d_dout, ldo, d_inp, N, C, OC, d_scratch, 0);
+    matmul_backward_weight(d_dw2, d_db2, d_dout, ldo, d_inp, N, C, OC, d_scratch, 0);
     cudaCheck(cudaDeviceSynchronize());
+    float *g1 = (float *)mallocCheck(((size_t)OC * C + OC) * sizeof(float)), *g2 = (float *)mallocCheck(((size_t)OC * C + OC) * sizeof(float));
+    cudaCheck(cudaMemcpy(g1, d_dw, (size_t)OC * C * sizeof(float), cudaMemcpyDeviceToHost));
+    cudaCheck(cudaMemcpy(g1 + (size_t)OC * C, d_db, OC * sizeof(float), cudaMemcpyDeviceToHost));
+    cudaCheck(cudaMemcpy(g2, d_dw2, (size_t)OC * C * sizeof(float), cudaMemcpyDeviceToHost));
+    cudaCheck(cudaMemcpy(g2 + (size_t)OC * C, d_db2, OC * sizeof(float), cudaMemcpyDeviceToHost));
+    int same = memcmp(g1, g2, ((size_t)OC * C + OC) * sizeof(float)) == 0;
+    printf("  dweight, dbias twice: %s\n", same ? "bitwise equal  ok" : "DIFFER (not deterministic)");
+    free(g1); free(g2); cudaCheck(cudaFree(d_dw2)); cudaCheck(cudaFree(d_db2));
     // outputs are sums of C (or N) products of bf16-exact values, accumulated in fp32: the fp32 sum is
     // within ~1e-5 relative of the sum of |terms| (~sqrt(C)); bf16 outputs add 2^-9 relative rounding:
     // rtol 8e-3 and atol 2e-2 (a few ulps of bf16 at magnitude ~sqrt(C) after cancellation).
     // fp32 outputs (dw, db): rtol 1e-4, atol 1e-3.
-    int ok = validate_result(d_out, out, "out", N, OC, ldo, 2e-2f, 8e-3f);
+    int ok = same & validate_result(d_out, out, "out", N, OC, ldo, 2e-2f, 8e-3f);
     ok &= validate_result(d_out2, out2, "out+res", N, OC, OC, 2e-2f, 8e-3f);
     ok &= validate_result(d_dinp, dinp, "dinp", N, C, C, 2e-2f, 8e-3f);
     ok &= validate_result(d_dw, dw, "dweight", OC, C, C, 1e-3f, 1e-4f);
