@@ -106,6 +106,15 @@ static void run_bwd(MmBench *p) {
     matmul_backward_weight(p->dw, p->db, p->dout, p->OC, p->inp, p->N, p->C, p->OC, p->scratch, 0);
 }
 
+// the weight gradient alone, and its bias gradient three ways: none, fused (BGRADB, the llmc path), and the
+// previous path (a plain GEMM, then the column sums of dout: 2 more launches and a re-read of dout)
+static void run_dw(MmBench *p) { matmul_backward_weight(p->dw, NULL, p->dout, p->OC, p->inp, p->N, p->C, p->OC, p->scratch, 0); }
+static void run_dw_db(MmBench *p) { matmul_backward_weight(p->dw, p->db, p->dout, p->OC, p->inp, p->N, p->C, p->OC, p->scratch, 0); }
+static void run_dw_colsum(MmBench *p) {
+    run_dw(p);
+    column_sums(p->db, NULL, RowsOp{p->dout, p->OC}, p->N, p->OC, p->scratch, 0);
+}
+
 static void bench(int N, int C, int OC) {
     MmBench p = { N, C, OC };
     float *h = make_random_float((size_t)N * (C > OC ? C : OC) + (size_t)OC * C, -1, 1);
@@ -119,6 +128,10 @@ static void bench(int N, int C, int OC) {
     double fl = 2.0 * N * C * OC;
     printf("N=%d C=%d OC=%d  version 1  forward %8.3f ms %6.1f TFLOP/s   backward %8.3f ms %6.1f TFLOP/s\n", N, C, OC,
            ms_f, fl / (ms_f * 1e-3) / 1e12, ms_b, 2 * fl / (ms_b * 1e-3) / 1e12);
+    float ms_w = benchmark_kernel(10, run_dw, &p), ms_wb = benchmark_kernel(10, run_dw_db, &p);
+    float ms_wc = benchmark_kernel(10, run_dw_colsum, &p);
+    printf("N=%d C=%d OC=%d  weight gradient %8.4f ms (%6.1f TFLOP/s); + bias gradient: fused (BGRADB + add) %8.4f ms, "
+           "GEMM + column sums %8.4f ms\n", N, C, OC, ms_w, fl / (ms_w * 1e-3) / 1e12, ms_wb, ms_wc);
     free(h);
     cudaCheck(cudaFree(p.inp)); cudaCheck(cudaFree(p.w)); cudaCheck(cudaFree(p.b)); cudaCheck(cudaFree(p.dout));
     cudaCheck(cudaFree(p.out)); cudaCheck(cudaFree(p.dinp)); cudaCheck(cudaFree(p.dw)); cudaCheck(cudaFree(p.db));
@@ -136,7 +149,8 @@ int main(int argc, char **argv) {
         matmul_free();
         return ok ? 0 : 1;
     }
-    bench(8 * 1024, 768, 2 * 768);
+    bench(8 * 1024, 768, 768);       // d12 B=8 T=1024: Linear_q/k/v/o/out
+    bench(8 * 1024, 768, 2 * 768);   // Linear_in, Linear_fb
     bench(8 * 1024, 768, 50304);
     matmul_free();
     return 0;
