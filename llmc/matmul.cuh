@@ -91,8 +91,10 @@ static void matmul_plan_destroy(MatmulPlan *p) {
     cublasCheck(cublasLtMatmulDescDestroy(p->desc));
 }
 
-// descriptors + heuristic for key (the bias pointer is set by the caller); found = 0 when there is no algorithm
-static void matmul_plan_create(MatmulPlan *p, const MatmulKey *key) {
+// descriptors + heuristic for key; found = 0 when there is no algorithm. vec: the call's bias (gradient)
+// pointer, set before the heuristic, which reads its alignment from it (cuBLASLt's header says so); the caller
+// sets it again on every call, and the key's alignments keep a plan to pointers aligned like this one.
+static void matmul_plan_create(MatmulPlan *p, const MatmulKey *key, void *vec) {
     p->key = *key;
     const MatmulKey *q = key;
     cudaDataType_t dtype = (cudaDataType_t)q->dtype;
@@ -106,6 +108,7 @@ static void matmul_plan_create(MatmulPlan *p, const MatmulKey *key) {
         cudaDataType_t btype = q->epi == MATMUL_EPI_BIAS ? CUDA_R_16BF : CUDA_R_32F;
         cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
         cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &btype, sizeof(btype)));
+        cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &vec, sizeof(vec)));
     }
     int m = q->m, n = q->n, k = q->k;
     cublasCheck(cublasLtMatrixLayoutCreate(&p->la, CUDA_R_16BF, q->transa ? k : m, q->transa ? m : k, q->lda));
@@ -140,7 +143,7 @@ static int matmul_lt(void *d, cudaDataType_t dtype, int ldd, const void *c, floa
         if (memcmp(&matmul_cache[i].key, &key, sizeof(key)) == 0) plan = &matmul_cache[i];
     if (plan == NULL) {
         plan = matmul_cache_count < MATMUL_CACHE_SIZE ? &matmul_cache[matmul_cache_count++] : &oneoff;
-        matmul_plan_create(plan, &key);
+        matmul_plan_create(plan, &key, vec);
         if (!plan->found) printf("cuBLASLt has no bias-gradient (BGRADB) algorithm for m=%d n=%d k=%d: "
                                  "column sums instead\n", m, n, k);
     }
