@@ -16,6 +16,8 @@
    our deterministic column_sums (reduce.cuh) after a plain GEMM.
  Leading dimensions are explicit so that the tied head can read V of the Vp padded columns (padded
  vocabulary rows never produce logits).
+ Per-call-site kernels, times and rates of a d12 step, and the one outlier (the 768 x 768 weight gradient:
+ 96 CTAs on 132 SMs): dev/gemm_audit.md.
 */
 #ifndef SESSA_MATMUL_CUH
 #define SESSA_MATMUL_CUH
