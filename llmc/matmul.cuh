@@ -13,7 +13,8 @@
    results run to run for a fixed algorithm on one GPU model (cuBLAS docs, "Results reproducibility"; no atomics
    in cuBLASLt's matmul); dev/cuda/matmul.cu check runs it twice and compares bits.
    Where cuBLASLt has no BGRADB algorithm for a shape the plan records it once, and that shape falls back to
-   our deterministic column_sums (reduce.cuh) after a plain GEMM.
+   our deterministic column_sums (reduce.cuh) after a plain GEMM. SESSA_BGRADB=0 in the environment takes
+   that path everywhere (to compare, or to bypass the epilogue should a GPU check fail).
  Leading dimensions are explicit so that the tied head can read V of the Vp padded columns (padded
  vocabulary rows never produce logits).
  Per-call-site kernels, times and rates of a d12 step, and the one outlier (the 768 x 768 weight gradient:
@@ -23,6 +24,7 @@
 #define SESSA_MATMUL_CUH
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cublasLt.h>
 #include "cuda_common.h"
@@ -161,7 +163,11 @@ static int matmul_lt(void *d, cudaDataType_t dtype, int ldd, const void *c, floa
     return found;
 }
 
+static int matmul_use_bgradb = 1;   // 0: bias gradients by column sums (SESSA_BGRADB=0)
+
 static void matmul_init(void) {
+    const char *e = getenv("SESSA_BGRADB");
+    matmul_use_bgradb = e == NULL || atoi(e) != 0;
     cublasCheck(cublasLtCreate(&cublaslt_handle));
     cudaMallocCheck(&cublaslt_workspace, cublaslt_workspace_size);
 }
@@ -213,7 +219,7 @@ __global__ void add_inplace_kernel(float *out, const float *in, int n) {
 static void matmul_backward_weight(float *dw, float *dbias, const floatX *dout, int ldd, const floatX *inp,
                                    int N, int C, int OC, float2 *scratch, cudaStream_t stream) {
     float *db_new = (float *)scratch;
-    if (dbias != NULL &&
+    if (dbias != NULL && matmul_use_bgradb &&
         matmul_lt(dw, CUDA_R_32F, C, NULL, 1.0f, inp, C, false, dout, ldd, true, MATMUL_EPI_BGRADB, db_new, C, OC, N, stream)) {
         add_inplace_kernel<<<ceil_div(OC, 256), 256, 0, stream>>>(dbias, db_new, OC);
         cudaCheck(cudaGetLastError());
