@@ -10,8 +10,9 @@
    kernel adds it (db += scratch: 1 launch and 8 * OC bytes, where the separate column sums were 2 launches and a
    re-read of all N x OC of dout: 1.03 ms of a d12 B=8 T=1024 step, 72 + 72 launches).
    Deterministic: the plan (algorithm included) is fixed per shape, and cuBLAS guarantees bitwise-identical
-   results run to run for a fixed algorithm on one GPU model (cuBLAS docs, "Results reproducibility"; no atomics
-   in cuBLASLt's matmul); dev/cuda/matmul.cu check runs it twice and compares bits.
+   results run to run with one toolkit on one GPU model (cuBLAS docs, "Results reproducibility": it holds for
+   cublasLtMatmul with a user-owned workspace, as here, the same argument the weight gradient already rests
+   on); dev/cuda/matmul.cu check and test_sessacu (the whole backward) run it twice and compare bits.
    Where cuBLASLt has no BGRADB algorithm for a shape the plan records it once, and that shape falls back to
    our deterministic column_sums (reduce.cuh) after a plain GEMM. SESSA_BGRADB=0 in the environment takes
    that path everywhere (to compare, or to bypass the epilogue should a GPU check fail).
