@@ -2,8 +2,8 @@
  LayerNorm forward and backward (llmc/layernorm.cuh).
    version 1: forward one warp per row (mean, rstd kept); backward dinp one warp per row, 2-byte accesses,
               dweight and dbias by the deterministic column sums of llmc/reduce.cuh (no atomics)
-   version 2: (llmc) the backward's dinp with 16-byte packs of 8 bf16 and __restrict__ (C % 8 == 0; other
-              widths fall back to version 1's kernel, which the check then exercises)
+   version 2: (llmc) the forward and the backward's dinp with 16-byte packs of 8 bf16 and __restrict__
+              (C % 8 == 0; other widths fall back to version 1's kernels, which the check then exercises)
  make -C dev/cuda && dev/cuda/bin/layernorm check    (or bench)
 */
 #include "common.h"
@@ -86,10 +86,16 @@ static void free_problem(LnProblem *p) {
     cudaCheck(cudaFree(p->d_dout)); cudaCheck(cudaFree(p->d_dinp)); cudaCheck(cudaFree(p->d_mean));
     cudaCheck(cudaFree(p->d_rstd)); cudaCheck(cudaFree(p->d_dw)); cudaCheck(cudaFree(p->d_db)); cudaCheck(cudaFree(p->d_scratch));
 }
+static int bw_version = 2;   // the version of both passes
 static void run_forward(LnProblem *p) {
+    if (bw_version == 1) {
+        layernorm_forward_kernel<<<ceil_div(p->N, LN_WARPS), LN_WARPS * WARP_SIZE>>>(p->d_out, p->d_mean, p->d_rstd,
+            p->d_x, p->d_w, p->d_b, p->N, p->C, 1e-5f);
+        cudaCheck(cudaGetLastError());
+        return;
+    }
     layernorm_forward(p->d_out, p->d_mean, p->d_rstd, p->d_x, p->d_w, p->d_b, p->N, p->C, 1e-5f, 0);
 }
-static int bw_version = 2;
 static void run_backward(LnProblem *p) {
     if (bw_version == 1) {
         layernorm_backward_input_kernel<<<ceil_div(p->N, LN_WARPS), LN_WARPS * WARP_SIZE>>>(p->d_dinp, p->d_dout, p->d_x,
