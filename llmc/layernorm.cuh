@@ -166,7 +166,7 @@ static void layernorm_backward(floatX *dinp, float *dw, float *db, const floatX 
     else
         layernorm_backward_input_kernel<<<ceil_div(N, LN_WARPS), LN_WARPS * WARP_SIZE, 0, stream>>>(dinp, dout, inp, mean, rstd, w, N, C);
     cudaCheck(cudaGetLastError());
-    column_sums(dw, db, LayerNormParamOp{dout, inp, mean, rstd, C}, N, C, scratch, stream);
+    column_sums(dw, db, C, LayerNormParamOp{dout, inp, mean, rstd, C}, N, C, scratch, stream);
 }
 
 #endif // SESSA_LAYERNORM_CUH

@@ -227,7 +227,7 @@ static void matmul_backward_weight(float *dw, float *dbias, const floatX *dout, 
         return;
     }
     matmul_lt(dw, CUDA_R_32F, C, NULL, 1.0f, inp, C, false, dout, ldd, true, MATMUL_EPI_NONE, NULL, C, OC, N, stream);
-    if (dbias != NULL) column_sums(dbias, NULL, RowsOp{dout, ldd}, N, OC, scratch, stream);
+    if (dbias != NULL) column_sums(dbias, NULL, 0, RowsOp{dout, ldd}, N, OC, scratch, stream);
 }
 
 #endif // SESSA_MATMUL_CUH

@@ -1,7 +1,8 @@
 /*
  Deterministic reductions shared by the CUDA kernels.
  - block_reduce_sum: sum over a thread block (fixed shuffle tree, every thread gets the result)
- - column_sums: out0[c] += sum_n op(n,c).x, out1[c] += sum_n op(n,c).y over rows n of an (N, C) matrix.
+ - column_sums: out0[c] += sum_n op(n,c).x (c < C), out1[c] += sum_n op(n,c).y (c < n1 <= C) over rows n
+   of an (N, C) matrix (n1 = 1: the gamma path's scalar gamma_b gradient rides in column 0).
    Used for bias gradients, LayerNorm weight/bias gradients and the gamma path's gradients.
    No atomics: rows are cut into fixed chunks of COLSUM_ROWS, each chunk summed in row order into a
    scratch buffer, then the chunks are summed per column in a fixed order (32 strided partial sums, then
@@ -46,11 +47,11 @@ __global__ void column_partial_sums_kernel(float2 *partial, Op op, int N, int C)
     partial[(size_t)blockIdx.x * C + c] = acc;
 }
 
-// out0[c] += sum_chunk partial[chunk, c].x; out1[c] += ... .y (out1 may be NULL). A block is 32 columns x
+// out0[c] += sum_chunk partial[chunk, c].x; out1[c] += ... .y for c < n1 (0 when out1 is NULL). A block is 32 columns x
 // COLSUM_FINISH_WARPS chunk lanes: warp w sums chunks w, w + 32, ... of its 32 consecutive columns (each load a
 // coalesced 256-byte row piece; the one-warp-per-column layout before read 32 scattered rows per load), then
 // warp 0 adds the 32 partial sums in order: the same order on every run.
-__global__ void column_finish_kernel(float *out0, float *out1, const float2 *partial, int nchunks, int C) {
+__global__ void column_finish_kernel(float *out0, float *out1, int n1, const float2 *partial, int nchunks, int C) {
     __shared__ float2 part[COLSUM_FINISH_WARPS][WARP_SIZE];
     int lane = threadIdx.x % WARP_SIZE, w = threadIdx.x / WARP_SIZE;
     int c = blockIdx.x * WARP_SIZE + lane;
@@ -71,22 +72,24 @@ __global__ void column_finish_kernel(float *out0, float *out1, const float2 *par
         acc.y += part[j][lane].y;
     }
     out0[c] += acc.x;
-    if (out1 != NULL) out1[c] += acc.y;
+    if (c < n1) out1[c] += acc.y;
 }
 
 static inline size_t column_sums_scratch_bytes(int N, int C) {
     return (size_t)ceil_div(N, COLSUM_ROWS) * C * sizeof(float2);
 }
 
-// out0[c] (+ out1[c]) += column sums of op over N rows; scratch holds column_sums_scratch_bytes(N, C)
+// out0[c] += column sums of op's .x over N rows (C of them), out1[c] += those of .y for c < n1 (out1 may be
+// NULL with n1 = 0); scratch holds column_sums_scratch_bytes(N, C)
 template <class Op>
-static void column_sums(float *out0, float *out1, Op op, int N, int C, float2 *scratch, cudaStream_t stream) {
+static void column_sums(float *out0, float *out1, int n1, Op op, int N, int C, float2 *scratch, cudaStream_t stream) {
+    if (n1 < 0 || n1 > C || (out1 == NULL) != (n1 == 0)) fatal("column_sums: out1 %p with %d of %d columns", (void *)out1, n1, C);
     int nchunks = ceil_div(N, COLSUM_ROWS), cblocks = ceil_div(C, COLSUM_THREADS);
     if (cblocks > 65535) fatal("column_sums: %d columns is more than %d", C, 65535 * COLSUM_THREADS);
     dim3 grid(nchunks, cblocks);
     column_partial_sums_kernel<<<grid, COLSUM_THREADS, 0, stream>>>(scratch, op, N, C);
     cudaCheck(cudaGetLastError());
-    column_finish_kernel<<<ceil_div(C, WARP_SIZE), COLSUM_FINISH_WARPS * WARP_SIZE, 0, stream>>>(out0, out1, scratch, nchunks, C);
+    column_finish_kernel<<<ceil_div(C, WARP_SIZE), COLSUM_FINISH_WARPS * WARP_SIZE, 0, stream>>>(out0, out1, n1, scratch, nchunks, C);
     cudaCheck(cudaGetLastError());
 }
 
@@ -98,15 +101,6 @@ struct RowsOp {
     const floatX *x; int ld;
     __device__ float2 operator()(int n, int c) const {
         return make_float2(__bfloat162float(x[(size_t)n * ld + c]), 0.0f);
-    }
-};
-
-// sum_n w[n] * x[n, c] (x with row stride ld); with x == NULL it is sum_n w[n] (use C = 1)
-struct WeightedRowsOp {
-    const float *w; const floatX *x; int ld;
-    __device__ float2 operator()(int n, int c) const {
-        float xv = x != NULL ? __bfloat162float(x[(size_t)n * ld + c]) : 1.0f;
-        return make_float2(w[n] * xv, 0.0f);
     }
 };
 

@@ -101,7 +101,7 @@ static void run_backward(LnProblem *p) {
         layernorm_backward_input_kernel<<<ceil_div(p->N, LN_WARPS), LN_WARPS * WARP_SIZE>>>(p->d_dinp, p->d_dout, p->d_x,
             p->d_mean, p->d_rstd, p->d_w, p->N, p->C);
         cudaCheck(cudaGetLastError());
-        column_sums(p->d_dw, p->d_db, LayerNormParamOp{p->d_dout, p->d_x, p->d_mean, p->d_rstd, p->C}, p->N, p->C,
+        column_sums(p->d_dw, p->d_db, p->C, LayerNormParamOp{p->d_dout, p->d_x, p->d_mean, p->d_rstd, p->C}, p->N, p->C,
                     p->d_scratch, 0);
         return;
     }

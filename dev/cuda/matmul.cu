@@ -112,7 +112,7 @@ static void run_dw(MmBench *p) { matmul_backward_weight(p->dw, NULL, p->dout, p-
 static void run_dw_db(MmBench *p) { matmul_backward_weight(p->dw, p->db, p->dout, p->OC, p->inp, p->N, p->C, p->OC, p->scratch, 0); }
 static void run_dw_colsum(MmBench *p) {
     run_dw(p);
-    column_sums(p->db, NULL, RowsOp{p->dout, p->OC}, p->N, p->OC, p->scratch, 0);
+    column_sums(p->db, NULL, 0, RowsOp{p->dout, p->OC}, p->N, p->OC, p->scratch, 0);
 }
 
 static void bench(int N, int C, int OC) {
