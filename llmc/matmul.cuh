@@ -41,7 +41,7 @@ static void *cublaslt_workspace = NULL;
 static const size_t cublaslt_workspace_size = 32 << 20;
 
 // the algorithm cuBLASLt's heuristic ranks first for a product (C doubles as D), given the workspace and the
-// operands' alignments (A, B, C, D in bytes); 0 when it finds none. Used by every plan (matmul_lt, the feedback's).
+// operands' alignments (A, B, C, D in bytes); 0 when it finds none or does not support the configuration. Used by every plan (matmul_lt, the feedback's).
 static int cublaslt_heuristic(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t la, cublasLtMatrixLayout_t lb,
                               cublasLtMatrixLayout_t lc, const uint32_t align[4], cublasLtMatmulAlgo_t *algo) {
     cublasLtMatmulPreference_t pref;
@@ -55,7 +55,10 @@ static int cublaslt_heuristic(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t 
         cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, al_attr[i], &align[i], sizeof(align[i])));
     cublasLtMatmulHeuristicResult_t heur;
     int found = 0;
-    cublasCheck(cublasLtMatmulAlgoGetHeuristic(cublaslt_handle, desc, la, lb, lc, lc, pref, 1, &heur, &found));
+    // NOT_SUPPORTED ("no heuristic function available for current configuration"): none found, as 0 results
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(cublaslt_handle, desc, la, lb, lc, lc, pref, 1, &heur, &found);
+    if (st == CUBLAS_STATUS_NOT_SUPPORTED) found = 0;
+    else cublasCheck(st);
     cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
     if (found) *algo = heur.algo;
     return found;
