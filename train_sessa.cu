@@ -310,8 +310,7 @@ static void layer_forward(Model *m, int l, int B, int T) {
     matmul_forward(a->v, m->Dkv, a->abar, PW(P_V_W), PW(P_V_B), NULL, N, D, m->Dkv, st);
     if (!c->no_feedback) matmul_forward(a->qbkb, 2 * D, a->abar, PW(P_FB_W), PW(P_FB_B), NULL, N, D, 2 * D, st);
     if (c->use_rope) {
-        rope_forward(a->q, m->rope, N, T, H, hd, st);
-        rope_forward(a->k, m->rope, N, T, Hkv, hd, st);
+        rope_forward(a->q, H, a->k, Hkv, m->rope, N, T, hd, st);
     }
     // forward branch: f = softmax(q k^T / sqrt(hd) + causal) v, then Linear_o when H > 1
     attention_forward(a->att, a->att_lse, a->q, a->k, a->v, B, T, H, Hkv, hd, st);
@@ -427,8 +426,7 @@ static void layer_backward(Model *m, int l, int B, int T) {
     attention_backward(g->dq, g->dk, g->dv, datt, a->att, a->att_lse, a->q, a->k, a->v, g->att_scratch,
                        B, T, H, Hkv, hd, st);
     if (c->use_rope) {
-        rope_backward(g->dq, m->rope, N, T, H, hd, st);
-        rope_backward(g->dk, m->rope, N, T, Hkv, hd, st);
+        rope_backward(g->dq, H, g->dk, Hkv, m->rope, N, T, hd, st);
     }
     // q, k, v = Linear_{q,k,v}(abar)
     matmul_backward_input(dabar, g->dq, m->Dq, PW(P_Q_W), N, D, m->Dq, !c->no_feedback, st);   // f0: the first

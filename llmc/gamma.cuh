@@ -4,7 +4,7 @@
  Backward, given dgamma_t = dL/dgamma_t from the feedback solve:
    dr_t = dgamma_t gamma_max (1 - tanh^2 r_t)   (tanh r_t = gamma_t / gamma_max)
    dgamma_b += sum_t dr_t;  dw_gamma += sum_t dr_t abar_t;  dabar_t += dr_t w_gamma
- One warp per token; the parameter sums go through the deterministic column_sums.
+ One warp per token; the parameter sums go through one deterministic column_sums pass (dgamma_b in column 0).
  The backward's dabar += dr w uses 16-byte packs of 8 bf16 (packed.cuh) when D % 8 == 0 and the rows are
  aligned: one read and one write of dabar (2 D bf16 per token), w from L1.
 */
@@ -69,6 +69,15 @@ static void gamma_forward(float *gamma, const floatX *abar, const floatX *w, con
     cudaCheck(cudaGetLastError());
 }
 
+// (dr[n] abar[n, c], dr[n] in column 0 only): one column_sums pass gives dw_gamma (.x) and dgamma_b (column 0's .y)
+struct GammaParamOp {
+    const float *dr; const floatX *abar; int D;
+    __device__ float2 operator()(int n, int c) const {
+        float d = dr[n];
+        return make_float2(d * __bfloat162float(abar[(size_t)n * D + c]), c == 0 ? d : 0.0f);
+    }
+};
+
 // dr: (N) scratch fp32; scratch: column_sums_scratch_bytes(N, D)
 static void gamma_backward(floatX *dabar, float *dw, float *db, float *dr, const float *dgamma, const float *gamma,
                            const floatX *abar, const floatX *w, int N, int D, float gamma_max,
@@ -78,8 +87,7 @@ static void gamma_backward(floatX *dabar, float *dw, float *db, float *dr, const
     else
         gamma_backward_kernel<<<ceil_div(N, GAMMA_WARPS), GAMMA_WARPS * WARP_SIZE, 0, stream>>>(dr, dabar, dgamma, gamma, w, N, D, gamma_max);
     cudaCheck(cudaGetLastError());
-    column_sums(dw, NULL, WeightedRowsOp{dr, abar, D}, N, D, scratch, stream);
-    column_sums(db, NULL, WeightedRowsOp{dr, NULL, 0}, N, 1, scratch, stream);
+    column_sums(dw, db, 1, GammaParamOp{dr, abar, D}, N, D, scratch, stream);
 }
 
 #endif // SESSA_GAMMA_CUH

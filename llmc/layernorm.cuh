@@ -1,6 +1,8 @@
 /*
  LayerNorm over the last dimension, forward and backward (eps from the config, affine).
- Forward: one warp per row; keeps mean and rstd (fp32) for the backward.
+ Forward: one warp per row; keeps mean and rstd (fp32) for the backward. 16-byte packs when C % 8 == 0 and
+ the rows are aligned: x read once from DRAM (2 more passes from L1), out written once: 4 C bytes per row,
+ d12 (8192 x 768): 25 MB = 5.9 us at 4.3 TB/s (the 2-byte version measured 14.3 us).
  Backward: dinp += (dnorm - mean(dnorm) - xhat * mean(dnorm * xhat)) * rstd with dnorm = dout * w,
  one warp per row; dweight += sum_n dout * xhat, dbias += sum_n dout through the deterministic column_sums.
  When C % 8 == 0 and the rows are 16-byte aligned (every model width the trainer uses: D % 8 == 0), the
@@ -38,9 +40,49 @@ __global__ void layernorm_forward_kernel(floatX *out, float *mean, float *rstd, 
     if (lane == 0 && mean != NULL) { mean[n] = m; rstd[n] = s; }
 }
 
+// the same with 16-byte packs: C % 8 == 0, all row pointers 16-byte aligned. Three passes over the row (sum,
+// squared deviations, output) as above; the second and third read it from L1 (a warp's row is C bf16)
+__global__ void layernorm_forward_packed_kernel(floatX *__restrict__ out, float *__restrict__ mean,
+                                                float *__restrict__ rstd, const floatX *__restrict__ inp,
+                                                const floatX *__restrict__ w, const floatX *__restrict__ b,
+                                                int N, int C, float eps) {
+    int lane = threadIdx.x % WARP_SIZE;
+    int n = blockIdx.x * LN_WARPS + threadIdx.x / WARP_SIZE;
+    if (n >= N) return;
+    const floatX *x = inp + (size_t)n * C;
+    float sum = 0.0f;
+    for (int c = lane * PACK; c < C; c += WARP_SIZE * PACK) {
+        float xv[PACK];
+        load8(xv, x + c);
+        #pragma unroll
+        for (int i = 0; i < PACK; i++) sum += xv[i];
+    }
+    float m = warp_reduce_sum(sum) / C;
+    float var = 0.0f;
+    for (int c = lane * PACK; c < C; c += WARP_SIZE * PACK) {
+        float xv[PACK];
+        load8(xv, x + c);
+        #pragma unroll
+        for (int i = 0; i < PACK; i++) { float d = xv[i] - m; var += d * d; }
+    }
+    float s = rsqrtf(warp_reduce_sum(var) / C + eps);
+    floatX *o = out + (size_t)n * C;
+    for (int c = lane * PACK; c < C; c += WARP_SIZE * PACK) {
+        float xv[PACK], wv[PACK], bv[PACK];
+        load8(xv, x + c); load8(wv, w + c); load8(bv, b + c);
+        #pragma unroll
+        for (int i = 0; i < PACK; i++) xv[i] = (xv[i] - m) * s * wv[i] + bv[i];
+        store8(o + c, xv);
+    }
+    if (lane == 0 && mean != NULL) { mean[n] = m; rstd[n] = s; }
+}
+
 static void layernorm_forward(floatX *out, float *mean, float *rstd, const floatX *inp, const floatX *w,
                               const floatX *b, int N, int C, float eps, cudaStream_t stream) {
-    layernorm_forward_kernel<<<ceil_div(N, LN_WARPS), LN_WARPS * WARP_SIZE, 0, stream>>>(out, mean, rstd, inp, w, b, N, C, eps);
+    if (packable(out, C) && packable(inp, C) && packable(w, C) && packable(b, C))
+        layernorm_forward_packed_kernel<<<ceil_div(N, LN_WARPS), LN_WARPS * WARP_SIZE, 0, stream>>>(out, mean, rstd, inp, w, b, N, C, eps);
+    else
+        layernorm_forward_kernel<<<ceil_div(N, LN_WARPS), LN_WARPS * WARP_SIZE, 0, stream>>>(out, mean, rstd, inp, w, b, N, C, eps);
     cudaCheck(cudaGetLastError());
 }
 
@@ -124,7 +166,7 @@ static void layernorm_backward(floatX *dinp, float *dw, float *db, const floatX 
     else
         layernorm_backward_input_kernel<<<ceil_div(N, LN_WARPS), LN_WARPS * WARP_SIZE, 0, stream>>>(dinp, dout, inp, mean, rstd, w, N, C);
     cudaCheck(cudaGetLastError());
-    column_sums(dw, db, LayerNormParamOp{dout, inp, mean, rstd, C}, N, C, scratch, stream);
+    column_sums(dw, db, C, LayerNormParamOp{dout, inp, mean, rstd, C}, N, C, scratch, stream);
 }
 
 #endif // SESSA_LAYERNORM_CUH

@@ -4,16 +4,28 @@
  - forward: the bias add is fused (CUBLASLT_EPILOGUE_BIAS); an optional residual is fused too
    (D = residual + inp W^T + b, cuBLASLt's C operand), which is the Sessa layer's y = x + Linear_out(.).
  - no GELU epilogue: cuBLASLt's GELU is the tanh approximation, the spec needs the exact erf GELU (gelu.cuh).
- - bias gradient: column sums of dout with our deterministic column_sums (reduce.cuh). cuBLASLt's BGRADB
-   epilogue overwrites its output, but gradients must accumulate over micro-steps, so it would need a
-   second buffer and pass anyway.
+ - bias gradient: fused into the weight-gradient GEMM with cuBLASLt's CUBLASLT_EPILOGUE_BGRADB (db[o] = sum_n
+   dout[n, o], the reduction over the GEMM's k = N, from the dout tiles the GEMM loads anyway). BGRADB overwrites
+   its vector while gradients accumulate over micro-steps, so it writes an fp32 scratch of OC floats and one tiny
+   kernel adds it (db += scratch: 1 launch and 8 * OC bytes, where the separate column sums were 2 launches and a
+   re-read of all N x OC of dout: 1.03 ms of a d12 B=8 T=1024 step, 72 + 72 launches).
+   Deterministic: the plan (algorithm included) is fixed per shape, and cuBLAS guarantees bitwise-identical
+   results run to run with one toolkit on one GPU model (cuBLAS docs, "Results reproducibility": it holds for
+   cublasLtMatmul with a user-owned workspace, as here, the same argument the weight gradient already rests
+   on); dev/cuda/matmul.cu check and test_sessacu (the whole backward) run it twice and compare bits.
+   Where cuBLASLt has no BGRADB algorithm for a shape the plan records it once, and that shape falls back to
+   our deterministic column_sums (reduce.cuh) after a plain GEMM. SESSA_BGRADB=0 in the environment takes
+   that path everywhere (to compare, or to bypass the epilogue should a GPU check fail).
  Leading dimensions are explicit so that the tied head can read V of the Vp padded columns (padded
  vocabulary rows never produce logits).
+ Per-call-site kernels, times and rates of a d12 step, and the one outlier (the 768 x 768 weight gradient:
+ 96 CTAs on 132 SMs): dev/gemm_audit.md.
 */
 #ifndef SESSA_MATMUL_CUH
 #define SESSA_MATMUL_CUH
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cublasLt.h>
 #include "cuda_common.h"
@@ -29,7 +41,7 @@ static void *cublaslt_workspace = NULL;
 static const size_t cublaslt_workspace_size = 32 << 20;
 
 // the algorithm cuBLASLt's heuristic ranks first for a product (C doubles as D), given the workspace and the
-// operands' alignments (A, B, C, D in bytes); 0 when it finds none. Used by every plan (matmul_lt, the feedback's).
+// operands' alignments (A, B, C, D in bytes); 0 when it finds none or does not support the configuration. Used by every plan (matmul_lt, the feedback's).
 static int cublaslt_heuristic(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t la, cublasLtMatrixLayout_t lb,
                               cublasLtMatrixLayout_t lc, const uint32_t align[4], cublasLtMatmulAlgo_t *algo) {
     cublasLtMatmulPreference_t pref;
@@ -43,7 +55,10 @@ static int cublaslt_heuristic(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t 
         cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, al_attr[i], &align[i], sizeof(align[i])));
     cublasLtMatmulHeuristicResult_t heur;
     int found = 0;
-    cublasCheck(cublasLtMatmulAlgoGetHeuristic(cublaslt_handle, desc, la, lb, lc, lc, pref, 1, &heur, &found));
+    // NOT_SUPPORTED ("no heuristic function available for current configuration"): none found, as 0 results
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(cublaslt_handle, desc, la, lb, lc, lc, pref, 1, &heur, &found);
+    if (st == CUBLAS_STATUS_NOT_SUPPORTED) found = 0;
+    else cublasCheck(st);
     cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
     if (found) *algo = heur.algo;
     return found;
@@ -61,8 +76,9 @@ static inline uint32_t ptr_alignment(const void *p) {
 // running the heuristic on every call costs host time that small, launch-bound models feel, so they are made once per key and kept (llm.c keeps one per call site); the bias pointer is the only
 // attribute set per call. A full cache falls back to a one-off configuration (sampling makes one shape per
 // prefix length). Cached entries live until matmul_free.
+enum { MATMUL_EPI_NONE, MATMUL_EPI_BIAS, MATMUL_EPI_BGRADB };   // + bias[row] (bf16) / write dbias[col] (fp32)
 typedef struct {
-    int dtype, ldd, lda, ldb, m, n, k, transa, transb, bias;
+    int dtype, ldd, lda, ldb, m, n, k, transa, transb, epi;
     uint32_t al[5];
 } MatmulKey;
 typedef struct {
@@ -70,6 +86,7 @@ typedef struct {
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t la, lb, lc;
     cublasLtMatmulAlgo_t algo;
+    int found;                                   // 0: the heuristic has no algorithm (only allowed for BGRADB)
 } MatmulPlan;
 #define MATMUL_CACHE_SIZE 256
 static MatmulPlan matmul_cache[MATMUL_CACHE_SIZE];
@@ -82,8 +99,10 @@ static void matmul_plan_destroy(MatmulPlan *p) {
     cublasCheck(cublasLtMatmulDescDestroy(p->desc));
 }
 
-// descriptors + heuristic for key (the bias attribute is set by the caller)
-static void matmul_plan_create(MatmulPlan *p, const MatmulKey *key) {
+// descriptors + heuristic for key; found = 0 when there is no algorithm. vec: the call's bias (gradient)
+// pointer, set before the heuristic, which reads its alignment from it (cuBLASLt's header says so); the caller
+// sets it again on every call, and the key's alignments keep a plan to pointers aligned like this one.
+static void matmul_plan_create(MatmulPlan *p, const MatmulKey *key, void *vec) {
     p->key = *key;
     const MatmulKey *q = key;
     cudaDataType_t dtype = (cudaDataType_t)q->dtype;
@@ -91,50 +110,68 @@ static void matmul_plan_create(MatmulPlan *p, const MatmulKey *key) {
     cublasOperation_t opa = q->transa ? CUBLAS_OP_T : CUBLAS_OP_N, opb = q->transb ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof(opa)));
     cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof(opb)));
-    if (q->bias) {
-        cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
-        cudaDataType_t btype = CUDA_R_16BF;
+    if (q->epi != MATMUL_EPI_NONE) {
+        // bias: bf16, added to every column of D; bias gradient: fp32 (D's type), sums of op(B)'s columns over k
+        cublasLtEpilogue_t epi = q->epi == MATMUL_EPI_BIAS ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_BGRADB;
+        cudaDataType_t btype = q->epi == MATMUL_EPI_BIAS ? CUDA_R_16BF : CUDA_R_32F;
         cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
         cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &btype, sizeof(btype)));
+        cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &vec, sizeof(vec)));
     }
     int m = q->m, n = q->n, k = q->k;
     cublasCheck(cublasLtMatrixLayoutCreate(&p->la, CUDA_R_16BF, q->transa ? k : m, q->transa ? m : k, q->lda));
     cublasCheck(cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_16BF, q->transb ? n : k, q->transb ? k : n, q->ldb));
     cublasCheck(cublasLtMatrixLayoutCreate(&p->lc, dtype, m, n, q->ldd));
-    if (!cublaslt_heuristic(p->desc, p->la, p->lb, p->lc, q->al, &p->algo)) fatal("cuBLASLt found no algorithm for m=%d n=%d k=%d (transa %d transb %d, bias %d)",
-                          m, n, k, q->transa, q->transb, q->bias);
+    p->found = cublaslt_heuristic(p->desc, p->la, p->lb, p->lc, q->al, &p->algo);
+    if (!p->found && q->epi != MATMUL_EPI_BGRADB)
+        fatal("cuBLASLt found no algorithm for m=%d n=%d k=%d (transa %d transb %d, epilogue %d)",
+              m, n, k, q->transa, q->transb, q->epi);
 }
 
-// Column-major cuBLASLt call: D (m x n, ld ldd) = op(A) op(B) + beta * C (+ bias[m] on every column).
-// op(A) is m x k: A stored k x m (lda) when transa, else m x k. op(B) is k x n: B stored n x k when transb.
-// C has D's type and layout (C == D when c is NULL). bias (bf16) only with a bf16 D.
-static void matmul_lt(void *d, cudaDataType_t dtype, int ldd, const void *c, float beta,
-                      const floatX *a, int lda, bool transa, const floatX *b, int ldb, bool transb,
-                      const floatX *bias, int m, int n, int k, cudaStream_t stream) {
+// Column-major cuBLASLt call: D (m x n, ld ldd) = op(A) op(B) + beta * C, with epilogue epi on vec:
+// MATMUL_EPI_BIAS: + vec[i] (bf16, m) on every column, bf16 D only; MATMUL_EPI_BGRADB: vec[j] (fp32, n) =
+// sum_p op(B)[p, j], overwritten, fp32 D only. op(A) is m x k: A stored k x m (lda) when transa, else m x k.
+// op(B) is k x n: B stored n x k when transb. C has D's type and layout (C == D when c is NULL).
+// Returns 0 (and does nothing) only for a BGRADB shape cuBLASLt has no algorithm for.
+static int matmul_lt(void *d, cudaDataType_t dtype, int ldd, const void *c, float beta,
+                     const floatX *a, int lda, bool transa, const floatX *b, int ldb, bool transb,
+                     int epi, void *vec, int m, int n, int k, cudaStream_t stream) {
     if (c == NULL) c = d;
-    if (bias != NULL && dtype != CUDA_R_16BF) fatal("matmul_lt: a bias needs a bf16 output");
+    if (epi == MATMUL_EPI_BIAS && dtype != CUDA_R_16BF) fatal("matmul_lt: a bias needs a bf16 output");
+    if (epi == MATMUL_EPI_BGRADB && dtype != CUDA_R_32F) fatal("matmul_lt: a bias gradient needs an fp32 output");
+    if ((epi != MATMUL_EPI_NONE) != (vec != NULL)) fatal("matmul_lt: epilogue %d with vector %p", epi, vec);
     MatmulKey key;
     memset(&key, 0, sizeof(key));   // padding too: keys are compared with memcmp
     key.dtype = (int)dtype; key.ldd = ldd; key.lda = lda; key.ldb = ldb; key.m = m; key.n = n; key.k = k;
-    key.transa = transa; key.transb = transb; key.bias = bias != NULL;
+    key.transa = transa; key.transb = transb; key.epi = epi;
     key.al[0] = ptr_alignment(a); key.al[1] = ptr_alignment(b); key.al[2] = ptr_alignment(c); key.al[3] = ptr_alignment(d);
-    key.al[4] = bias != NULL ? ptr_alignment(bias) : 0;
+    key.al[4] = vec != NULL ? ptr_alignment(vec) : 0;
     MatmulPlan *plan = NULL, oneoff;
     for (int i = 0; i < matmul_cache_count && plan == NULL; i++)
         if (memcmp(&matmul_cache[i].key, &key, sizeof(key)) == 0) plan = &matmul_cache[i];
     if (plan == NULL) {
         plan = matmul_cache_count < MATMUL_CACHE_SIZE ? &matmul_cache[matmul_cache_count++] : &oneoff;
-        matmul_plan_create(plan, &key);
+        matmul_plan_create(plan, &key, vec);
+        if (!plan->found) printf("cuBLASLt has no bias-gradient (BGRADB) algorithm for m=%d n=%d k=%d: "
+                                 "column sums instead\n", m, n, k);
     }
-    if (bias != NULL)
-        cublasCheck(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
-    const float alpha = 1.0f;
-    cublasCheck(cublasLtMatmul(cublaslt_handle, plan->desc, &alpha, a, plan->la, b, plan->lb, &beta, c, plan->lc,
-                               d, plan->lc, &plan->algo, cublaslt_workspace, cublaslt_workspace_size, stream));
+    int found = plan->found;
+    if (found) {
+        if (vec != NULL)
+            cublasCheck(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &vec, sizeof(vec)));
+        const float alpha = 1.0f;
+        cublasCheck(cublasLtMatmul(cublaslt_handle, plan->desc, &alpha, a, plan->la, b, plan->lb, &beta, c, plan->lc,
+                                   d, plan->lc, &plan->algo, cublaslt_workspace, cublaslt_workspace_size, stream));
+    }
     if (plan == &oneoff) matmul_plan_destroy(plan);
+    return found;
 }
 
+static int matmul_use_bgradb = 1;   // 0: bias gradients by column sums (SESSA_BGRADB=0)
+
 static void matmul_init(void) {
+    const char *e = getenv("SESSA_BGRADB");
+    matmul_use_bgradb = e == NULL || atoi(e) != 0;
     cublasCheck(cublasLtCreate(&cublaslt_handle));
     cudaMallocCheck(&cublaslt_workspace, cublaslt_workspace_size);
 }
@@ -156,10 +193,10 @@ __global__ void add_bias_kernel(floatX *out, int ld, const floatX *bias, int N, 
 // out (N, OC) [row stride ldo] = inp (N, C) w^T (w: OC, C) + bias (OC) [+ residual (N, OC), same layout as out]
 static void matmul_forward(floatX *out, int ldo, const floatX *inp, const floatX *w, const floatX *bias,
                            const floatX *residual, int N, int C, int OC, cudaStream_t stream) {
-    // the bias epilogue wants a 16-byte aligned bias; biases stored after gamma_b (L floats) may not be
+    // the bias epilogue wants a 16-byte aligned bias; biases stored after gamma_b (L floats) may not
     bool fused_bias = bias != NULL && ptr_alignment(bias) >= 16;
-    matmul_lt(out, CUDA_R_16BF, ldo, residual, residual != NULL ? 1.0f : 0.0f,
-              w, C, true, inp, C, false, fused_bias ? bias : NULL, OC, N, C, stream);
+    matmul_lt(out, CUDA_R_16BF, ldo, residual, residual != NULL ? 1.0f : 0.0f, w, C, true, inp, C, false,
+              fused_bias ? MATMUL_EPI_BIAS : MATMUL_EPI_NONE, fused_bias ? (void *)bias : NULL, OC, N, C, stream);
     if (bias != NULL && !fused_bias) {
         add_bias_kernel<<<ceil_div((long long)N * OC, 256), 256, 0, stream>>>(out, ldo, bias, N, OC);
         cudaCheck(cudaGetLastError());
@@ -170,15 +207,30 @@ static void matmul_forward(floatX *out, int ldo, const floatX *inp, const floatX
 static void matmul_backward_input(floatX *dinp, const floatX *dout, int ldd, const floatX *w,
                                   int N, int C, int OC, bool accumulate, cudaStream_t stream) {
     matmul_lt(dinp, CUDA_R_16BF, C, NULL, accumulate ? 1.0f : 0.0f,
-              w, C, false, dout, ldd, false, NULL, C, N, OC, stream);
+              w, C, false, dout, ldd, false, MATMUL_EPI_NONE, NULL, C, N, OC, stream);
+}
+
+// out[i] += in[i] (fp32): the BGRADB bias gradient, written to a scratch, accumulated into the gradient
+__global__ void add_inplace_kernel(float *out, const float *in, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] += in[i];
 }
 
 // dw (OC, C) += dout^T inp (fp32); dbias (OC) += column sums of dout, when dbias is not NULL.
-// scratch: column_sums_scratch_bytes(N, OC)
+// In cuBLASLt's column-major terms dw^T (C x OC) = inp^T (C x N) dout (N x OC): k = N, and BGRADB's sums of
+// op(B) = dout's columns over k are exactly db. scratch: column_sums_scratch_bytes(N, OC) (>= OC floats: the
+// BGRADB output; the whole of it only for the column-sums fallback)
 static void matmul_backward_weight(float *dw, float *dbias, const floatX *dout, int ldd, const floatX *inp,
                                    int N, int C, int OC, float2 *scratch, cudaStream_t stream) {
-    matmul_lt(dw, CUDA_R_32F, C, NULL, 1.0f, inp, C, false, dout, ldd, true, NULL, C, OC, N, stream);
-    if (dbias != NULL) column_sums(dbias, NULL, RowsOp{dout, ldd}, N, OC, scratch, stream);
+    float *db_new = (float *)scratch;
+    if (dbias != NULL && matmul_use_bgradb &&
+        matmul_lt(dw, CUDA_R_32F, C, NULL, 1.0f, inp, C, false, dout, ldd, true, MATMUL_EPI_BGRADB, db_new, C, OC, N, stream)) {
+        add_inplace_kernel<<<ceil_div(OC, 256), 256, 0, stream>>>(dbias, db_new, OC);
+        cudaCheck(cudaGetLastError());
+        return;
+    }
+    matmul_lt(dw, CUDA_R_32F, C, NULL, 1.0f, inp, C, false, dout, ldd, true, MATMUL_EPI_NONE, NULL, C, OC, N, stream);
+    if (dbias != NULL) column_sums(dbias, NULL, 0, RowsOp{dout, ldd}, N, OC, scratch, stream);
 }
 
 #endif // SESSA_MATMUL_CUH

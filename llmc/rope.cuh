@@ -4,8 +4,10 @@
    w_i = 10000^(-2i/hd), theta = t w_i,  (x0, x1) -> (x0 cos - x1 sin, x0 sin + x1 cos)
  The backward is the inverse rotation (theta -> -theta) applied to the gradient.
  cos/sin come from a table made once on the host in double precision.
- When hd % 8 == 0 (and the tensor is 16-byte aligned) each thread rotates 4 pairs with one 16-byte load and
+ When hd % 8 == 0 (and the tensors are 16-byte aligned) each thread rotates 4 pairs with one 16-byte load and
  store (packed.cuh): the tensor is read and written once, the table (T x hd/2 float2) stays in L2.
+ q and k are rotated by one launch (24 launches per d12 step, not 48). Cost for d12 B=8 T=1024 (nhq = nhk = 12,
+ hd = 64): 2 x 8192 x 768 bf16 read + written = 50 MB, 11.7 us at 4.3 TB/s; measured 8 us per tensor before.
 */
 #ifndef SESSA_ROPE_CUH
 #define SESSA_ROPE_CUH
@@ -31,11 +33,21 @@ static float2 *rope_table_create(int T, int hd) {
     return d;
 }
 
-// sign = +1 rotates by theta (forward), -1 by -theta (backward)
-__global__ void rope_kernel(floatX *x, const float2 *table, int N, int T, int nh, int hd, float sign) {
+// q (N, nhq, hd) and k (N, nhk, hd) are rotated by one launch: thread indices run over q's units, then k's.
+// The unit index i of the pair (q, k) -> its tensor and i within it; returns that tensor's head count.
+__device__ inline int rope_select(floatX *&x, size_t &i, size_t units_q, floatX *q, int nhq, floatX *k, int nhk) {
+    if (i < units_q) { x = q; return nhq; }
+    i -= units_q; x = k; return nhk;
+}
+
+// sign = +1 rotates by theta (forward), -1 by -theta (backward); one thread per pair
+__global__ void rope_kernel(floatX *q, int nhq, floatX *k, int nhk, const float2 *table, int N, int T, int hd,
+                            float sign) {
     int half = hd / 2;
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= (size_t)N * nh * half) return;
+    if (i >= (size_t)N * (nhq + nhk) * half) return;
+    floatX *x;
+    int nh = rope_select(x, i, (size_t)N * nhq * half, q, nhq, k, nhk);
     int p = i % half;
     size_t n = i / ((size_t)half * nh);
     float2 cs = table[(size_t)(n % T) * half + p];
@@ -46,12 +58,14 @@ __global__ void rope_kernel(floatX *x, const float2 *table, int N, int T, int nh
     xp[1] = __float2bfloat16(x0 * sn + x1 * cs.x);
 }
 
-// the same, 4 pairs (8 bf16, one 16-byte pack) per thread: hd % 8 == 0, x 16-byte aligned
-__global__ void rope_packed_kernel(floatX *__restrict__ x, const float2 *__restrict__ table, int N, int T, int nh,
-                                   int hd, float sign) {
+// the same, 4 pairs (8 bf16, one 16-byte pack) per thread: hd % 8 == 0, q and k 16-byte aligned
+__global__ void rope_packed_kernel(floatX *q, int nhq, floatX *k, int nhk, const float2 *__restrict__ table,
+                                   int N, int T, int hd, float sign) {
     int half = hd / 2;
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;   // pack index: elements 8i .. 8i+7
-    if (i >= (size_t)N * nh * hd / PACK) return;
+    if (i >= (size_t)N * (nhq + nhk) * hd / PACK) return;
+    floatX *x;
+    int nh = rope_select(x, i, (size_t)N * nhq * hd / PACK, q, nhq, k, nhk);
     size_t e = i * PACK;
     int p0 = (int)(e % hd) / 2;                                  // first pair of the pack within its head
     size_t n = e / ((size_t)hd * nh);
@@ -68,21 +82,25 @@ __global__ void rope_packed_kernel(floatX *__restrict__ x, const float2 *__restr
     store8(x + e, v);
 }
 
-static void rope_launch(floatX *x, const float2 *table, int N, int T, int nh, int hd, float sign, cudaStream_t stream) {
-    if (packable(x, hd))
-        rope_packed_kernel<<<ceil_div((long long)N * nh * hd / PACK, 256), 256, 0, stream>>>(x, table, N, T, nh, hd, sign);
+static void rope_launch(floatX *q, int nhq, floatX *k, int nhk, const float2 *table, int N, int T, int hd, float sign,
+                        cudaStream_t stream) {
+    long long heads = (long long)N * (nhq + nhk);
+    if (packable(q, hd) && packable(k, hd))
+        rope_packed_kernel<<<ceil_div(heads * hd / PACK, 256), 256, 0, stream>>>(q, nhq, k, nhk, table, N, T, hd, sign);
     else
-        rope_kernel<<<ceil_div((long long)N * nh * (hd / 2), 256), 256, 0, stream>>>(x, table, N, T, nh, hd, sign);
+        rope_kernel<<<ceil_div(heads * (hd / 2), 256), 256, 0, stream>>>(q, nhq, k, nhk, table, N, T, hd, sign);
     cudaCheck(cudaGetLastError());
 }
 
-// x (N, nh, hd), in place
-static void rope_forward(floatX *x, const float2 *table, int N, int T, int nh, int hd, cudaStream_t stream) {
-    rope_launch(x, table, N, T, nh, hd, 1.0f, stream);
+// q (N, nhq, hd) and k (N, nhk, hd), in place, in one launch
+static void rope_forward(floatX *q, int nhq, floatX *k, int nhk, const float2 *table, int N, int T, int hd,
+                         cudaStream_t stream) {
+    rope_launch(q, nhq, k, nhk, table, N, T, hd, 1.0f, stream);
 }
-// dx (N, nh, hd) in place: gradient with respect to the input of rope_forward
-static void rope_backward(floatX *dx, const float2 *table, int N, int T, int nh, int hd, cudaStream_t stream) {
-    rope_launch(dx, table, N, T, nh, hd, -1.0f, stream);
+// dq, dk in place: gradients with respect to the inputs of rope_forward
+static void rope_backward(floatX *dq, int nhq, floatX *dk, int nhk, const float2 *table, int N, int T, int hd,
+                          cudaStream_t stream) {
+    rope_launch(dq, nhq, dk, nhk, table, N, T, hd, -1.0f, stream);
 }
 
 #endif // SESSA_ROPE_CUH

@@ -3,26 +3,35 @@
  loss = logsumexp - logit[target], and in place dlogits = (softmax - onehot) * dloss.
    version 1: one block of 1024 threads per row, 2-byte loads, an online (max, sum) merge per element
               (2 expf per element), padded columns left as they are (the head then only ran over V columns)
-   version 2: (llmc) 8 bf16 per 16-byte load, the (max, sum) merged once per pack of 8 (9 expf per 8
-              elements), padded columns of dlogits zeroed so the head's GEMMs can run over all Vp columns
+   version 2: 8 bf16 per 16-byte load, the (max, sum) merged once per pack of 8 (9 expf per 8
+              elements), padded columns of dlogits zeroed so the head's GEMMs can run over all Vp columns;
+              every thread then merged the block's 32 warp pairs in a row (62 expf per thread)
+   version 3: (llmc) version 2 with the block's pairs merged by warp 0's shuffle tree, exp2f of pre-scaled
+              logits (one MUFU.EX2 per exponential), loops unrolled by 2 (two 16-byte loads in flight)
  make -C dev/cuda && dev/cuda/bin/fused_classifier check    (or bench)
 */
 #include "common.h"
 #include "../../llmc/fused_classifier.cuh"
 
-// version 1 (the previous llmc kernel)
+// (max, sum of exp(x - max)) merge in base e, for versions 1 and 2 (llmc's is in base 2)
+__device__ inline float2 softmax_merge_e(float2 a, float2 b) {
+    float m = fmaxf(a.x, b.x);
+    return make_float2(m, a.y * expf(a.x - m) + b.y * expf(b.x - m));
+}
+
+// version 1
 __global__ void fused_classifier_kernel1(floatX *logits, float *losses, const int *targets, int V, int ld, float dloss) {
     __shared__ float2 shared[CLASSIFIER_THREADS / WARP_SIZE];
     int n = blockIdx.x, lane = threadIdx.x % WARP_SIZE, warp = threadIdx.x / WARP_SIZE;
     floatX *x = logits + (size_t)n * ld;
     float2 ms = make_float2(-FLT_MAX, 0.0f);
-    for (int i = threadIdx.x; i < V; i += blockDim.x) ms = softmax_merge(ms, make_float2(__bfloat162float(x[i]), 1.0f));
+    for (int i = threadIdx.x; i < V; i += blockDim.x) ms = softmax_merge_e(ms, make_float2(__bfloat162float(x[i]), 1.0f));
     for (int o = 16; o > 0; o >>= 1)
-        ms = softmax_merge(ms, make_float2(__shfl_xor_sync(0xffffffffu, ms.x, o), __shfl_xor_sync(0xffffffffu, ms.y, o)));
+        ms = softmax_merge_e(ms, make_float2(__shfl_xor_sync(0xffffffffu, ms.x, o), __shfl_xor_sync(0xffffffffu, ms.y, o)));
     if (lane == 0) shared[warp] = ms;
     __syncthreads();
     ms = shared[0];
-    for (int w = 1; w < (int)blockDim.x / WARP_SIZE; w++) ms = softmax_merge(ms, shared[w]);
+    for (int w = 1; w < (int)blockDim.x / WARP_SIZE; w++) ms = softmax_merge_e(ms, shared[w]);
     int target = targets[n];
     float xt = __bfloat162float(x[target]);
     __syncthreads();
@@ -35,9 +44,56 @@ __global__ void fused_classifier_kernel1(floatX *logits, float *losses, const in
     }
 }
 
+// version 2
+__global__ void __launch_bounds__(CLASSIFIER_THREADS)
+fused_classifier_kernel2(floatX *logits, float *losses, const int *targets, int V, int ld, float dloss) {
+    __shared__ float2 shared[CLASSIFIER_THREADS / WARP_SIZE];
+    int n = blockIdx.x, lane = threadIdx.x % WARP_SIZE, warp = threadIdx.x / WARP_SIZE;
+    floatX *x = logits + (size_t)n * ld;
+    // (max, sum) over this thread's packs; -FLT_MAX, not -inf: merging two empty pairs stays finite
+    float2 ms = make_float2(-FLT_MAX, 0.0f);
+    int npacks = (V + PACK - 1) / PACK;   // packs holding real columns (the last may be partly padding)
+    for (int p = threadIdx.x; p < npacks; p += blockDim.x) {
+        float v[PACK];
+        load8(v, x + p * PACK);
+        float pm = -FLT_MAX;
+        #pragma unroll
+        for (int i = 0; i < PACK; i++) if (p * PACK + i < V) pm = fmaxf(pm, v[i]);
+        float m = fmaxf(ms.x, pm), s = ms.y * expf(ms.x - m);
+        #pragma unroll
+        for (int i = 0; i < PACK; i++) if (p * PACK + i < V) s += expf(v[i] - m);
+        ms = make_float2(m, s);
+    }
+    for (int o = 16; o > 0; o >>= 1)
+        ms = softmax_merge_e(ms, make_float2(__shfl_xor_sync(0xffffffffu, ms.x, o), __shfl_xor_sync(0xffffffffu, ms.y, o)));
+    if (lane == 0) shared[warp] = ms;
+    __syncthreads();
+    ms = shared[0];
+    for (int w = 1; w < (int)blockDim.x / WARP_SIZE; w++) ms = softmax_merge_e(ms, shared[w]);
+    int target = targets[n];
+    float xt = __bfloat162float(x[target]);
+    __syncthreads(); // everyone has read x[target] before it is overwritten
+    if (threadIdx.x == 0) losses[n] = logf(ms.y) + ms.x - xt;
+    if (dloss == 0.0f) return;
+    float inv_sum = 1.0f / ms.y;
+    for (int p = threadIdx.x; p < ld / PACK; p += blockDim.x) {
+        float v[PACK];
+        load8(v, x + p * PACK);
+        #pragma unroll
+        for (int i = 0; i < PACK; i++) {
+            int c = p * PACK + i;
+            v[i] = c < V ? (expf(v[i] - ms.x) * inv_sum - (c == target ? 1.0f : 0.0f)) * dloss : 0.0f;
+        }
+        store8(x + p * PACK, v);
+    }
+}
+
 static void classifier_version(int version, floatX *x, float *l, const int *t, int N, int V, int ld, float dloss) {
     if (version == 1) {
         fused_classifier_kernel1<<<N, CLASSIFIER_THREADS>>>(x, l, t, V, ld, dloss);
+        cudaCheck(cudaGetLastError());
+    } else if (version == 2) {
+        fused_classifier_kernel2<<<N, CLASSIFIER_THREADS>>>(x, l, t, V, ld, dloss);
         cudaCheck(cudaGetLastError());
     } else fused_classifier(x, l, t, N, V, ld, dloss, 0);
 }
@@ -111,10 +167,10 @@ static void bench(int version, int N, int V) {
 }
 
 int main(int argc, char **argv) {
-    DevArgs a = parse_dev_args(argc, argv, 2);
+    DevArgs a = parse_dev_args(argc, argv, 3);
     cudaCheck(cudaSetDevice(0));
     int ok = 1;
-    for (int v = 1; v <= 2; v++) {
+    for (int v = 1; v <= 3; v++) {
         if (a.version != 0 && a.version != v) continue;
         // V below one block's threads, V not a multiple of 8 nor of 128, V a multiple of 8, GPT-2's V
         if (a.check) ok &= check(v, 8, 61) & check(v, 16, 1000) & check(v, 3, 1024 + 8) & check(v, 4, 50257);

@@ -2,7 +2,8 @@
  Linear layers through cuBLASLt (llmc/matmul.cuh), row-major: out (N, OC) = inp (N, C) W^T + b.
    version 1: cuBLASLt, bias epilogue (or a bias kernel when the bias is not 16-byte aligned), fused residual;
               backward: input gradient by cuBLASLt (bf16 out, optional accumulate), weight gradient by cuBLASLt
-              (fp32, accumulated), bias gradient by the deterministic column sums
+              (fp32, accumulated) with the bias gradient fused (CUBLASLT_EPILOGUE_BGRADB into a scratch, then
+              db += scratch; the deterministic column sums where cuBLASLt has no BGRADB algorithm)
  make -C dev/cuda && dev/cuda/bin/matmul check    (or bench)
 */
 #include "common.h"
@@ -66,13 +67,27 @@ static int check(int N, int C, int OC, int ldo, int bias_offset) {
     matmul_forward(d_out, ldo, d_inp, d_w, d_bias + bias_offset, NULL, N, C, OC, 0);
     matmul_forward(d_out2, OC, d_inp, d_w, d_bias + bias_offset, d_res, N, C, OC, 0);
     matmul_backward_input(d_dinp, d_dout, ldo, d_w, N, C, OC, true, 0);
+    // the weight and bias gradients twice from the same start: bitwise equal (run-to-run determinism)
+    float *d_dw2, *d_db2;
+    cudaMallocCheck(&d_dw2, (size_t)OC * C * sizeof(float)); cudaMallocCheck(&d_db2, OC * sizeof(float));
+    cudaCheck(cudaMemcpy(d_dw2, d_dw, (size_t)OC * C * sizeof(float), cudaMemcpyDeviceToDevice));
+    cudaCheck(cudaMemcpy(d_db2, d_db, OC * sizeof(float), cudaMemcpyDeviceToDevice));
     matmul_backward_weight(d_dw, d_db, d_dout, ldo, d_inp, N, C, OC, d_scratch, 0);
+    matmul_backward_weight(d_dw2, d_db2, d_dout, ldo, d_inp, N, C, OC, d_scratch, 0);
     cudaCheck(cudaDeviceSynchronize());
+    float *g1 = (float *)mallocCheck(((size_t)OC * C + OC) * sizeof(float)), *g2 = (float *)mallocCheck(((size_t)OC * C + OC) * sizeof(float));
+    cudaCheck(cudaMemcpy(g1, d_dw, (size_t)OC * C * sizeof(float), cudaMemcpyDeviceToHost));
+    cudaCheck(cudaMemcpy(g1 + (size_t)OC * C, d_db, OC * sizeof(float), cudaMemcpyDeviceToHost));
+    cudaCheck(cudaMemcpy(g2, d_dw2, (size_t)OC * C * sizeof(float), cudaMemcpyDeviceToHost));
+    cudaCheck(cudaMemcpy(g2 + (size_t)OC * C, d_db2, OC * sizeof(float), cudaMemcpyDeviceToHost));
+    int same = memcmp(g1, g2, ((size_t)OC * C + OC) * sizeof(float)) == 0;
+    printf("  dweight, dbias twice: %s\n", same ? "bitwise equal  ok" : "DIFFER (not deterministic)");
+    free(g1); free(g2); cudaCheck(cudaFree(d_dw2)); cudaCheck(cudaFree(d_db2));
     // outputs are sums of C (or N) products of bf16-exact values, accumulated in fp32: the fp32 sum is
     // within ~1e-5 relative of the sum of |terms| (~sqrt(C)); bf16 outputs add 2^-9 relative rounding:
     // rtol 8e-3 and atol 2e-2 (a few ulps of bf16 at magnitude ~sqrt(C) after cancellation).
     // fp32 outputs (dw, db): rtol 1e-4, atol 1e-3.
-    int ok = validate_result(d_out, out, "out", N, OC, ldo, 2e-2f, 8e-3f);
+    int ok = same & validate_result(d_out, out, "out", N, OC, ldo, 2e-2f, 8e-3f);
     ok &= validate_result(d_out2, out2, "out+res", N, OC, OC, 2e-2f, 8e-3f);
     ok &= validate_result(d_dinp, dinp, "dinp", N, C, C, 2e-2f, 8e-3f);
     ok &= validate_result(d_dw, dw, "dweight", OC, C, C, 1e-3f, 1e-4f);
@@ -91,6 +106,15 @@ static void run_bwd(MmBench *p) {
     matmul_backward_weight(p->dw, p->db, p->dout, p->OC, p->inp, p->N, p->C, p->OC, p->scratch, 0);
 }
 
+// the weight gradient alone, and its bias gradient three ways: none, fused (BGRADB, the llmc path), and the
+// previous path (a plain GEMM, then the column sums of dout: 2 more launches and a re-read of dout)
+static void run_dw(MmBench *p) { matmul_backward_weight(p->dw, NULL, p->dout, p->OC, p->inp, p->N, p->C, p->OC, p->scratch, 0); }
+static void run_dw_db(MmBench *p) { matmul_backward_weight(p->dw, p->db, p->dout, p->OC, p->inp, p->N, p->C, p->OC, p->scratch, 0); }
+static void run_dw_colsum(MmBench *p) {
+    run_dw(p);
+    column_sums(p->db, NULL, 0, RowsOp{p->dout, p->OC}, p->N, p->OC, p->scratch, 0);
+}
+
 static void bench(int N, int C, int OC) {
     MmBench p = { N, C, OC };
     float *h = make_random_float((size_t)N * (C > OC ? C : OC) + (size_t)OC * C, -1, 1);
@@ -104,6 +128,10 @@ static void bench(int N, int C, int OC) {
     double fl = 2.0 * N * C * OC;
     printf("N=%d C=%d OC=%d  version 1  forward %8.3f ms %6.1f TFLOP/s   backward %8.3f ms %6.1f TFLOP/s\n", N, C, OC,
            ms_f, fl / (ms_f * 1e-3) / 1e12, ms_b, 2 * fl / (ms_b * 1e-3) / 1e12);
+    float ms_w = benchmark_kernel(10, run_dw, &p), ms_wb = benchmark_kernel(10, run_dw_db, &p);
+    float ms_wc = benchmark_kernel(10, run_dw_colsum, &p);
+    printf("N=%d C=%d OC=%d  weight gradient %8.4f ms (%6.1f TFLOP/s); + bias gradient: fused (BGRADB + add) %8.4f ms, "
+           "GEMM + column sums %8.4f ms\n", N, C, OC, ms_w, fl / (ms_w * 1e-3) / 1e12, ms_wb, ms_wc);
     free(h);
     cudaCheck(cudaFree(p.inp)); cudaCheck(cudaFree(p.w)); cudaCheck(cudaFree(p.b)); cudaCheck(cudaFree(p.dout));
     cudaCheck(cudaFree(p.out)); cudaCheck(cudaFree(p.dinp)); cudaCheck(cudaFree(p.dw)); cudaCheck(cudaFree(p.db));
@@ -121,7 +149,8 @@ int main(int argc, char **argv) {
         matmul_free();
         return ok ? 0 : 1;
     }
-    bench(8 * 1024, 768, 2 * 768);
+    bench(8 * 1024, 768, 768);       // d12 B=8 T=1024: Linear_q/k/v/o/out
+    bench(8 * 1024, 768, 2 * 768);   // Linear_in, Linear_fb
     bench(8 * 1024, 768, 50304);
     matmul_free();
     return 0;

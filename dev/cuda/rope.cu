@@ -1,6 +1,6 @@
 /*
- RoPE on interleaved pairs (llmc/rope.cuh), in place on (N, nh, hd), position t = n % T; the backward is
- the inverse rotation.
+ RoPE on interleaved pairs (llmc/rope.cuh), in place on q (N, nh, hd) and k (N, nhk, hd) in one launch,
+ position t = n % T; the backward is the inverse rotation.
    version 1: one thread per pair, cos/sin from a table made on the host in double
    version 2: (llmc) 4 pairs per thread with 16-byte loads and stores when hd % 8 == 0; other head widths
               take version 1's kernel (still in llmc/rope.cuh): the hd = 12 check exercises it
@@ -19,45 +19,54 @@ static void rope_cpu(float *out, const float *x, int N, int T, int nh, int hd, i
     }
 }
 
-static int check(int B, int T, int nh, int hd) {
+static int check(int B, int T, int nh, int nhk, int hd) {
     int N = B * T;
-    size_t n = (size_t)N * nh * hd;
-    printf("check B=%d T=%d nh=%d hd=%d\n", B, T, nh, hd);
+    size_t nq = (size_t)N * nh * hd, nk = (size_t)N * nhk * hd, n = nq + nk;
+    printf("check B=%d T=%d nh=%d nhk=%d hd=%d\n", B, T, nh, nhk, hd);
+    // x = [q | k] on the host; two device allocations as in the trainer
     float *x = make_random_float(n, -2, 2), *fwd = (float *)mallocCheck(n * sizeof(float)), *bwd = (float *)mallocCheck(n * sizeof(float));
     round_to_bf16(x, n);
     rope_cpu(fwd, x, N, T, nh, hd, 1);
     rope_cpu(bwd, x, N, T, nh, hd, -1);
+    rope_cpu(fwd + nq, x + nq, N, T, nhk, hd, 1);
+    rope_cpu(bwd + nq, x + nq, N, T, nhk, hd, -1);
     float2 *table = rope_table_create(T, hd);
-    floatX *d_x = to_device_bf16(x, n), *d_y = to_device_bf16(x, n);
-    rope_forward(d_x, table, N, T, nh, hd, 0);
-    rope_backward(d_y, table, N, T, nh, hd, 0);
+    floatX *d_q = to_device_bf16(x, nq), *d_k = to_device_bf16(x + nq, nk);
+    floatX *d_dq = to_device_bf16(x, nq), *d_dk = to_device_bf16(x + nq, nk);
+    rope_forward(d_q, nh, d_k, nhk, table, N, T, hd, 0);
+    rope_backward(d_dq, nh, d_dk, nhk, table, N, T, hd, 0);
     cudaCheck(cudaDeviceSynchronize());
     // bf16 outputs of O(1) values: rtol 8e-3, atol 1e-2 (a rotated pair can cancel to ~0).
-    // A wrong position, frequency or pairing moves values by O(1).
-    int ok = validate_result(d_x, fwd, "forward", N * nh, hd, hd, 1e-2f, 8e-3f);
-    ok &= validate_result(d_y, bwd, "backward", N * nh, hd, hd, 1e-2f, 8e-3f);
+    // A wrong position, frequency, pairing or tensor moves values by O(1).
+    int ok = validate_result(d_q, fwd, "forward q", N * nh, hd, hd, 1e-2f, 8e-3f);
+    ok &= validate_result(d_k, fwd + nq, "forward k", N * nhk, hd, hd, 1e-2f, 8e-3f);
+    ok &= validate_result(d_dq, bwd, "backward q", N * nh, hd, hd, 1e-2f, 8e-3f);
+    ok &= validate_result(d_dk, bwd + nq, "backward k", N * nhk, hd, hd, 1e-2f, 8e-3f);
     free(x); free(fwd); free(bwd);
-    cudaCheck(cudaFree(table)); cudaCheck(cudaFree(d_x)); cudaCheck(cudaFree(d_y));
+    cudaCheck(cudaFree(table)); cudaCheck(cudaFree(d_q)); cudaCheck(cudaFree(d_k));
+    cudaCheck(cudaFree(d_dq)); cudaCheck(cudaFree(d_dk));
     return ok;
 }
 
-typedef struct { floatX *x; float2 *table; int N, T, nh, hd; } RopeBench;
-static void run(RopeBench *p) { rope_forward(p->x, p->table, p->N, p->T, p->nh, p->hd, 0); }
+typedef struct { floatX *q, *k; float2 *table; int N, T, nh, hd; } RopeBench;
+static void run(RopeBench *p) { rope_forward(p->q, p->nh, p->k, p->nh, p->table, p->N, p->T, p->hd, 0); }
 
+// q and k of d12 (nh heads each): one launch for both
 static void bench(int B, int T, int nh, int hd) {
     size_t n = (size_t)B * T * nh * hd;
     float *h = make_random_float(n, -1, 1);
-    RopeBench p = { to_device_bf16(h, n), rope_table_create(T, hd), B * T, T, nh, hd };
+    RopeBench p = { to_device_bf16(h, n), to_device_bf16(h, n), rope_table_create(T, hd), B * T, T, nh, hd };
     float ms = benchmark_kernel(20, run, &p);
-    printf("B=%d T=%d nh=%d hd=%d  version 2 (hd %% 8 == 0)  %8.3f ms  %7.1f GB/s\n", B, T, nh, hd, ms, 4.0 * n / (ms * 1e-3) / 1e9);
-    free(h); cudaCheck(cudaFree(p.x)); cudaCheck(cudaFree(p.table));
+    printf("B=%d T=%d nh=%d hd=%d  q and k, version 2 (hd %% 8 == 0)  %8.3f ms  %7.1f GB/s\n", B, T, nh, hd, ms,
+           2 * 4.0 * n / (ms * 1e-3) / 1e9);
+    free(h); cudaCheck(cudaFree(p.q)); cudaCheck(cudaFree(p.k)); cudaCheck(cudaFree(p.table));
 }
 
 int main(int argc, char **argv) {
     DevArgs a = parse_dev_args(argc, argv, 1);
     cudaCheck(cudaSetDevice(0));
     if (a.check) {
-        int ok = check(2, 37, 3, 16) & check(1, 300, 2, 64) & check(2, 5, 3, 12) & check(1, 9, 2, 32);
+        int ok = check(2, 37, 3, 1, 16) & check(1, 300, 2, 2, 64) & check(2, 5, 3, 1, 12) & check(1, 9, 2, 1, 32);
         printf(ok ? "rope: all checks passed\n" : "rope: CHECK FAILED\n");
         return ok ? 0 : 1;
     }

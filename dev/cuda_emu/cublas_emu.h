@@ -2,6 +2,7 @@
  cublas_emu.h: plain-loop CPU stand-ins for the cuBLAS and cuBLASLt calls that sessa.c makes
  (llmc/matmul.cuh, dev/cuda/feedback_trsm_baseline.cu), on top of cuda_emu.h. Column-major, as cuBLAS.
  - cublasLtMatmul: D = alpha op(A) op(B) + beta C (+ bias[row] with CUBLASLT_EPILOGUE_BIAS), fp32 sums over k
+   (CUBLASLT_EPILOGUE_BGRADB: also bias[col] = sum_k op(B)[k, col], fp32 sums in k order, overwritten; one batch)
    in order, bf16 or fp32 matrices as the layouts say, strided batches (CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT and
    _STRIDED_BATCH_OFFSET, same count on every layout); C is not read when beta == 0 (cuBLAS's rule, and
    cudaMalloc'd memory is NaN here). Shapes that do not fit together give CUBLAS_STATUS_INVALID_VALUE.
@@ -112,7 +113,7 @@ static cublasStatus_t cublasStrsmBatched(cublasHandle_t, cublasSideMode_t side, 
 // cuBLASLt
 
 typedef struct emu_cublaslt *cublasLtHandle_t;
-typedef enum { CUBLASLT_EPILOGUE_DEFAULT = 1, CUBLASLT_EPILOGUE_BIAS = 4 } cublasLtEpilogue_t;
+typedef enum { CUBLASLT_EPILOGUE_DEFAULT = 1, CUBLASLT_EPILOGUE_BIAS = 4, CUBLASLT_EPILOGUE_BGRADB = 512 } cublasLtEpilogue_t;
 typedef enum {
     CUBLASLT_MATMUL_DESC_TRANSA = 3, CUBLASLT_MATMUL_DESC_TRANSB = 4, CUBLASLT_MATMUL_DESC_EPILOGUE = 7,
     CUBLASLT_MATMUL_DESC_BIAS_POINTER = 8, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE = 26,
@@ -213,6 +214,14 @@ static cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc
     if (desc->epilogue == CUBLASLT_EPILOGUE_BIAS) {
         if (desc->bias == NULL) return CUBLAS_STATUS_INVALID_VALUE;
         bias = desc->bias;
+    } else if (desc->epilogue == CUBLASLT_EPILOGUE_BGRADB) {
+        if (desc->bias == NULL || ld->batch != 1) return CUBLAS_STATUS_INVALID_VALUE;
+        cudaDataType_t tbias = desc->bias_type_set ? desc->bias_type : ld->type;   // default: D's type
+        for (uint64_t j = 0; j < n; j++) {
+            float acc = 0.0f;
+            for (uint64_t p = 0; p < k; p++) acc += emu_load(B, lb->type, tb ? p * lb->ld + j : j * lb->ld + p);
+            emu_store((void *)desc->bias, tbias, j, acc);
+        }
     } else if (desc->epilogue != CUBLASLT_EPILOGUE_DEFAULT) {
         return CUBLAS_STATUS_NOT_SUPPORTED;
     }

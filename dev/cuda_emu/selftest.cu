@@ -270,6 +270,34 @@ int main(void) {
         cublasLtMatrixLayout_t bad; cublasLtMatrixLayoutCreate(&bad, CUDA_R_16BF, m + 1, nn, m + 1);
         int rejects = cublasLtMatmul(h, desc, &one, A, la, B, lb, &one, C, bad, D, bad, NULL, NULL, 0, 0) == CUBLAS_STATUS_INVALID_VALUE;
         report("cublasLt", exact_mm && rejects, "transposed bf16 product + bias + C exact; mismatched shapes rejected");
+        // BGRADB (matmul_backward_weight's): fp32 D = op(A) op(B) (B transposed), dbias[j] = sum_p op(B)[p, j]
+        cublasLtEpilogue_t gepi = CUBLASLT_EPILOGUE_BGRADB;
+        cudaDataType_t gt = CUDA_R_32F;
+        cublasOperation_t nop = CUBLAS_OP_N;
+        float *D32, *dbias; cudaMallocCheck(&D32, m * nn * sizeof(float)); cudaMallocCheck(&dbias, nn * sizeof(float));
+        cublasLtMatmulDesc_t gdesc; cublasLtMatmulDescCreate(&gdesc, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+        cublasLtMatmulDescSetAttribute(gdesc, CUBLASLT_MATMUL_DESC_TRANSA, &nop, sizeof nop);
+        cublasLtMatmulDescSetAttribute(gdesc, CUBLASLT_MATMUL_DESC_TRANSB, &t, sizeof t);
+        cublasLtMatmulDescSetAttribute(gdesc, CUBLASLT_MATMUL_DESC_EPILOGUE, &gepi, sizeof gepi);
+        cublasLtMatmulDescSetAttribute(gdesc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &gt, sizeof gt);
+        cublasLtMatmulDescSetAttribute(gdesc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &dbias, sizeof dbias);
+        cublasLtMatrixLayout_t ga, gc;   // A stored m x k (ld m): hA read as column-major m x k
+        cublasLtMatrixLayoutCreate(&ga, CUDA_R_16BF, m, k, m);
+        cublasLtMatrixLayoutCreate(&gc, CUDA_R_32F, m, nn, m);
+        float zero = 0.0f;
+        st = cublasLtMatmul(h, gdesc, &one, A, ga, B, lb, &zero, D32, gc, D32, gc, NULL, NULL, 0, 0);
+        int exact_bg = st == CUBLAS_STATUS_SUCCESS;
+        for (int j = 0; j < nn; j++) {
+            float bacc = 0.0f;
+            for (int p = 0; p < k; p++) bacc += hB[p * nn + j];
+            exact_bg &= dbias[j] == bacc;
+            for (int i = 0; i < m; i++) {
+                float acc = 0.0f;
+                for (int p = 0; p < k; p++) acc += hA[p * m + i] * hB[p * nn + j];
+                exact_bg &= D32[j * m + i] == acc;
+            }
+        }
+        report("cublasLt BGRADB", exact_bg, "fp32 product with B transposed exact; bias gradient = column sums of op(B)");
     }
 
     printf("cuda_emu selftest: %s\n", fails ? "FAILED" : "all passed");
