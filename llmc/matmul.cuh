@@ -4,18 +4,18 @@
  - forward: the bias add is fused (CUBLASLT_EPILOGUE_BIAS); an optional residual is fused too
    (D = residual + inp W^T + b, cuBLASLt's C operand), which is the Sessa layer's y = x + Linear_out(.).
  - no GELU epilogue: cuBLASLt's GELU is the tanh approximation, the spec needs the exact erf GELU (gelu.cuh).
- - bias gradient: fused into the weight-gradient GEMM with cuBLASLt's CUBLASLT_EPILOGUE_BGRADB (db[o] = sum_n
-   dout[n, o], the reduction over the GEMM's k = N, from the dout tiles the GEMM loads anyway). BGRADB overwrites
-   its vector while gradients accumulate over micro-steps, so it writes an fp32 scratch of OC floats and one tiny
-   kernel adds it (db += scratch: 1 launch and 8 * OC bytes, where the separate column sums were 2 launches and a
-   re-read of all N x OC of dout: 1.03 ms of a d12 B=8 T=1024 step, 72 + 72 launches).
-   Deterministic: the plan (algorithm included) is fixed per shape, and cuBLAS guarantees bitwise-identical
-   results run to run with one toolkit on one GPU model (cuBLAS docs, "Results reproducibility": it holds for
-   cublasLtMatmul with a user-owned workspace, as here, the same argument the weight gradient already rests
-   on); dev/cuda/matmul.cu check and test_sessacu (the whole backward) run it twice and compare bits.
-   Where cuBLASLt has no BGRADB algorithm for a shape the plan records it once, and that shape falls back to
-   our deterministic column_sums (reduce.cuh) after a plain GEMM. SESSA_BGRADB=0 in the environment takes
-   that path everywhere (to compare, or to bypass the epilogue should a GPU check fail).
+ - bias gradient: db[o] = sum_n dout[n, o] by our deterministic column_sums (reduce.cuh) after the weight-gradient
+   GEMM (2 launches, a re-read of dout). cuBLASLt's CUBLASLT_EPILOGUE_BGRADB can produce it from the GEMM instead
+   (into an fp32 scratch of OC floats plus one add, since BGRADB overwrites while gradients accumulate over
+   micro-steps); SESSA_BGRADB=1 in the environment turns that on. It is off by default because on an H200
+   (CUDA 13.0) cuBLASLt runs BGRADB as a separate kernel (cublasLt::globalKernelBgradAB) after the GEMM, which
+   measured slower than the column sums (dev/cuda/bin/matmul bench, N=8192 C=768: OC=768 29.6 vs 27.4 us,
+   OC=1536 48.0 vs 47.3 us, the head OC=50304 1.22 vs 1.11 ms; d12 B=8 T=1024 step 28.9 vs 28.75 ms).
+   Deterministic either way: the plan (algorithm included) is fixed per shape, and cuBLAS guarantees bitwise-
+   identical results run to run with one toolkit on one GPU model (cuBLAS docs, "Results reproducibility", for
+   cublasLtMatmul with a user-owned workspace, as here); dev/cuda/matmul.cu check and test_sessacu (the whole
+   backward) run it twice and compare bits. Where cuBLASLt has no BGRADB algorithm for a shape the plan records
+   it once, and that shape falls back to the column sums.
  Leading dimensions are explicit so that the tied head can read V of the Vp padded columns (padded
  vocabulary rows never produce logits).
  Per-call-site kernels, times and rates of a d12 step, and the one outlier (the 768 x 768 weight gradient:
@@ -167,11 +167,11 @@ static int matmul_lt(void *d, cudaDataType_t dtype, int ldd, const void *c, floa
     return found;
 }
 
-static int matmul_use_bgradb = 1;   // 0: bias gradients by column sums (SESSA_BGRADB=0)
+static int matmul_use_bgradb = 0;   // 1: bias gradients by the BGRADB epilogue (SESSA_BGRADB=1)
 
 static void matmul_init(void) {
     const char *e = getenv("SESSA_BGRADB");
-    matmul_use_bgradb = e == NULL || atoi(e) != 0;
+    matmul_use_bgradb = e != NULL && atoi(e) != 0;
     cublasCheck(cublasLtCreate(&cublaslt_handle));
     cudaMallocCheck(&cublaslt_workspace, cublaslt_workspace_size);
 }
