@@ -288,40 +288,99 @@ __global__ void fb_bwd_slab_kernel(floatX *Pc_hi, floatX *Pc_lo, float *PcT, con
 }
 
 // ----------------------------------------------------------------------------
-// in-superblock solves (forward and backward share one schedule)
+// in-superblock solves (forward and backward share one schedule, on tensor cores)
 //
 // Both directions solve, inside a superblock of Sv <= S rows and for the 32 columns of a CTA, x = rhs + G (acc + L x)
 // with L (S x S, fp32, in global memory) strictly triangular and >= 0: forward L = Pd (lower), G = diag(gamma),
 // x = s, and the sums acc + L x are c; backward L = PcT (upper, gamma already inside), G = I, x = u. Rows go in
 // blocks of 32 (q = 0 .. nb-1, from last to first in the backward). Per block q, with h_q = acc + (L x)_q over the
 // blocks solved so far:
-//   A. x_q = Minv_q (rhs_q + G_q h_q),  Minv_q = (I - G_q L_qq)^{-1}            (32x32 by 32x32, every thread 128 FMAs)
+//   A. x_q = Minv_q (rhs_q + G_q h_q),  Minv_q = (I - G_q L_qq)^{-1}                  (32x32 by 32x32, warp q)
 //   B. right-looking: h_p += L_pq x_q for every block p after q (forward also p = q: L_qq is strictly lower, so
-//      h_q becomes c_q, complete)                                             (<= S x 32 by 32x32, every thread
-//                                                                              <= 8 rows x 4 columns x 32 FMAs)
-// The diagonal blocks' inverses come first, one warp each, in parallel: forward substitution of 32 dependent rows
-// (fb_block_inverse). L >= 0 and gamma >= 0, so Minv >= 0 (an M-matrix inverse) and every product sums terms of one
-// sign: fp32 rounding only, no cancellation (the former per-row triangle did the same sums in another order).
-// So the sequential part is 2 products of 32x32 tiles per block (~1/2 us), and the bulk (B) is register-tiled fp32
-// FMAs: a thread keeps h for one row of every block (row rho, rho + 32, ...) and 4 columns (32 registers), loads
-// per 4 terms one 16-byte panel chunk (4 terms of one row) and four 16-byte chunks of x_q (4 columns of 4 rows),
-// shared by all its rows: 16 FMAs per panel load.
-// CTA = 32 columns x one batch element, 256 threads (thread = row rho = tid/8 of each block, columns 4 (tid%8) ..+3);
-// grid (ceil(D/32), B): B=8 D=768 is 192 CTAs; __launch_bounds__(256, 2) and 104 KiB of shared memory per CTA let 2
-// CTAs share an SM, so they run in one wave on 132 SMs. Shared memory (floats), S = superblock rows:
+//      h_q becomes c_q, complete)                                                   (32x32 by 32x32, warp p)
+// The diagonal blocks' inverses come first, one warp each, in parallel: forward substitution of 32 dependent rows in
+// fp32 (fb_block_inverse). L >= 0 and gamma >= 0, so Minv >= 0 (an M-matrix inverse): sums of one sign, fp32
+// rounding only, no cancellation.
+// Tensor cores: every 32x32 by 32x32 product of A and B is done transposed, as mma.sync m16n8k16 bf16 tiles with
+// fp32 accumulators in registers: warp p keeps h_p^T (32 columns x 32 rows of block p) in the C layout (2 m-tiles x
+// 4 n-tiles x 4 floats = 32 registers a lane), and
+//   A. x_q^T = rhs_q^T Minv_q^T: the A operand rhs^T comes from warp q's own accumulators (the C layout of two
+//      n-tiles is the A layout of one k16 slice, mma.cuh), the B operand Minv_q^T[k][n] = Minv_q[n][k] from shared;
+//   B. h_p^T += x_q^T L_pq^T: the A operand x_q^T is what warp q left in shared memory as ready A fragments
+//      (xa: packed bf16 hi and lo, one 16-byte load per fragment), the B operand L_pq[n][k] from the panel.
+// fp32-grade products as the chain GEMMs: X = X_hi + X_lo (bf16 halves, 17 bits), X Y ~ X_hi Y_hi + X_lo Y_hi +
+// X_hi Y_lo, three mmas into the fp32 accumulator (relative error ~2^-16 per product; the former fp32-FMA kernels:
+// ~2^-24). The fp32 operands (Minv, panel) are split when they are loaded into fragments.
+// CTA = 32 columns x one batch element, 8 warps (warp w owns block w: at most FB_NB = 8 blocks), grid (ceil(D/32), B):
+// B=8 D=768 is 192 CTAs, 2 per SM (104 KiB shared each), one wave on 132 SMs. Shared memory (floats, S rows):
 //   Minv  [S/32][32][32]   the diagonal blocks' inverses (swizzled: fb_sw)
-//   panel [2][S][32]       L[rows, block q's 32 columns], double-buffered: cp.async brings block q+1's panel
-//                          while block q is solved (the prologue's diagonal blocks use buffer 1 before that)
-//   xs, ss [32][32]        x_q's right-hand side (rhs + G h) and x_q itself
-// Determinism: fixed owners and a fixed summation order, no atomics.
+//   panel [2][S][32]       L[rows, block q's 32 columns], double-buffered: cp.async brings the next block's panel
+//                          while block q is updated (the prologue's diagonal blocks use buffer 1 before that)
+//   xa    [2][hi, lo][2 m-tiles][2 k-slices][32 lanes][4]   x_q^T as A fragments, double-buffered
+// One barrier per block: warp q writes xa[it & 1] (phase A), barrier, every warp updates from it while warp q+1
+// (whose h is complete once its own update is) writes the other buffer in the next iteration.
+// Count per CTA and superblock (S = 256, nb = 8, D-columns 32): mmas (2048 MACs each) forward: updates 36 (p >= q)
+// pairs x 48 (2 m x 4 n x 2 k x 3 hi/lo) = 1728, phase A 8 x 48 = 384: 2112 (4.3M MACs, 1.44M useful); backward 28
+// pairs: 1344 + 384 = 1728. Shared loads per pair and warp: 16 LDS.64 (panel) + 4 LDS.128 (xa) for 48 mmas (the
+// former kernel: 64 LDS.128 for 1024 FMA issues). Critical path per block: phase A on one warp (48 mmas, 6 deep per
+// accumulator, ~0.3 us), the barrier, the update of the busiest sub-partition (2 warps x 48 mmas of the 2 CTAs ~
+// 4 x 48 x 8 clk ~ 1.5k clk ~ 0.8 us): ~1 us per block, 8 per call, plus the inverses (~1.5 us: 32 dependent steps
+// with a shuffle each) and the loads of h, f: predicted ~10-12 us per call forward and ~9-11 us backward at B=8
+// T=1024 D=768 (fp32-FMA kernels measured 70 and 58 us per call in the d12 profile).
+// Determinism: fixed owners, fixed mma order, no atomics.
 #define FB_R 32                              // rows of a block = columns of a solve CTA
 #define FB_NB (FB_SMAX / FB_R)               // blocks of a superblock, at most
-#define FB_SOLVE_THREADS 256                 // 32 rows x 8 quads of columns
-static inline size_t fb_solve_smem(int S) { return ((size_t)3 * S * FB_R + 2 * FB_R * FB_R) * sizeof(float); }
+#define FB_SOLVE_THREADS (FB_NB * WARP_SIZE) // a warp per block
+static inline size_t fb_solve_smem(int S) { return ((size_t)3 * S * FB_R + 3 * FB_R * FB_R + S) * sizeof(float); }
 
-// a [rows][32] fp32 tile in shared memory with the 16-byte chunk index XOR-ed by (row & 7): one warp's LDS.128 of
-// 4 rows rho..rho+3 at the same column reaches 4 different bank quads (no padding: rows stay 128 bytes)
-__device__ __forceinline__ int fb_sw(int row, int k) { return row * FB_R + ((((k >> 2) ^ row) & 7) << 2) + (k & 3); }
+// a [rows][32] fp32 tile in shared memory with the 16-byte chunk index XOR-ed by 2 (row & 3): the B-fragment loads
+// (lane 4g + t reads 8 bytes at row g, column 2t of a k16 slice) of a half-warp reach 8 different bank quads
+__device__ __forceinline__ int fb_sw(int row, int k) { return row * FB_R + ((((k >> 2) ^ (row << 1)) & 7) << 2) + (k & 3); }
+
+struct __align__(8) FbF2 { float x, y; };
+struct __align__(16) FbU4 { uint32_t x, y, z, w; };
+struct FbFragA { uint32_t hi[4], lo[4]; };   // a 16x16 A operand as bf16 halves (mma.cuh layout)
+struct FbFragB { uint32_t hi[2], lo[2]; };   // a 16x8 B operand as bf16 halves
+
+// two floats (lower k index first) -> their bf16 hi halves and lo halves, packed
+__device__ __forceinline__ void fb_split_pack(uint32_t *hi, uint32_t *lo, float a, float b) {
+    float ah = __bfloat162float(__float2bfloat16(a)), bh = __bfloat162float(__float2bfloat16(b));
+    *hi = pack_bf16x2(ah, bh);
+    *lo = pack_bf16x2(a - ah, b - bh);
+}
+// the A fragment (16 x k16) made of two neighbouring C tiles c0 (k 0..7) and c1 (k 8..15)
+__device__ __forceinline__ void fb_pack_a(FbFragA *a, const float c0[4], const float c1[4]) {
+    fb_split_pack(&a->hi[0], &a->lo[0], c0[0], c0[1]); fb_split_pack(&a->hi[1], &a->lo[1], c0[2], c0[3]);
+    fb_split_pack(&a->hi[2], &a->lo[2], c1[0], c1[1]); fb_split_pack(&a->hi[3], &a->lo[3], c1[2], c1[3]);
+}
+// the B fragment B[k][n] = tile[n0 + n][k] for n = g, k = k0 + 2t (+1, +8, +9): tile rows are n, fp32, swizzled.
+// n0 is a multiple of 8, so the swizzle of row n0 + g is that of row g: the offset is 32 n0 plus 4 per-lane values
+__device__ __forceinline__ void fb_frag_b(FbFragB *b, const float *tile, int n0, int k0, int lane) {
+    const float *row = tile + n0 * FB_R;
+    int n = lane / 4, k = k0 + 2 * (lane % 4);
+    FbF2 v0 = *(const FbF2 *)&row[fb_sw(n, k)], v1 = *(const FbF2 *)&row[fb_sw(n, k + 8)];
+    fb_split_pack(&b->hi[0], &b->lo[0], v0.x, v0.y);
+    fb_split_pack(&b->hi[1], &b->lo[1], v1.x, v1.y);
+}
+// d += a b in fp32-grade: a_hi b_hi + a_lo b_hi + a_hi b_lo
+__device__ __forceinline__ void fb_mma3(float d[4], const FbFragA &a, const FbFragB &b) {
+    mma_bf16_16816(d, a.hi, b.hi);
+    mma_bf16_16816(d, a.lo, b.hi);
+    mma_bf16_16816(d, a.hi, b.lo);
+}
+// xa fragment (m-tile mt, k-slice kt) of buffer buf: hi at [buf][0][mt][kt][lane], lo at [buf][1][mt][kt][lane]
+__device__ __forceinline__ FbU4 *fb_xa(uint32_t *xa, int buf, int hl, int mt, int kt, int lane) {
+    return (FbU4 *)xa + (((buf * 2 + hl) * 2 + mt) * 2 + kt) * WARP_SIZE + lane;
+}
+
+// the C tiles x[nt] of m-tile mt (a 32 x 32 product's columns 16 mt .. 16 mt + 15, transposed) into st[row n][column m]
+__device__ __forceinline__ void fb_stage(float *st, const float (*x)[4], int mt, int lane) {
+    int g = lane / 4, t = lane % 4;
+#pragma unroll
+    for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) st[fb_sw(8 * nt + 2 * t + i % 2, 16 * mt + g + 8 * (i / 2))] = x[nt][i];
+}
 
 // Minv = (I - diag(g) L)^{-1} for one diagonal block tri ([32][32] row-major, plain layout; strictly lower, or
 // strictly upper when REV), one warp, lane = column j of the inverse. Forward substitution, right-looking: row r of
@@ -370,49 +429,152 @@ __device__ __forceinline__ void fb_load_panel(float *pan, const float *L, int S,
     }
 }
 
-// x (this thread's 4 columns of row rho) = Minv_q[rho, :] xs: 128 FMAs
-__device__ __forceinline__ void fb_apply_inverse(float x[4], const float *Mq, const float *xs, int rho, int c0) {
-    x[0] = x[1] = x[2] = x[3] = 0.0f;
+// The solve of one CTA (both directions; BWD picks the backward). Element (mt, nt, i) of a lane's C tiles is
+// column 16 mt + g + 8 (i / 2) of the CTA's 32 and row 8 nt + 2 t + (i % 2) of a block (lane = 4 g + t).
+//   forward:  x = s, rhs = f + gamma h; writes s, c (fp32) and s_hi/s_lo;   L = Pd,  h starts at acc
+//   backward: x = u, rhs = h;           writes u_hi/u_lo and df = bf16(u);  L = PcT, h starts at gs + acc
+template <bool BWD>
+__device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x_hi, floatX *x_lo, floatX *xb,
+                                         const float *acc, int has_acc, const float *L, const floatX *f,
+                                         const float *gs, const float *gamma, int u0, int Sv, int S, int T, int D) {
+    extern __shared__ __align__(128) float fb_solve_smem_buf[];
+    float *Minv = fb_solve_smem_buf, *pan0 = Minv + S * FB_R, *pan1 = pan0 + S * FB_R;
+    uint32_t *xa = (uint32_t *)(pan1 + S * FB_R);
+    float *stage = (float *)(xa + 2 * FB_R * FB_R);  // x_q (row n, column m; fb_sw) on its way to global memory
+    float *gsh = stage + FB_R * FB_R;                // forward: gamma of the superblock's rows (0 past Sv)
+    int w = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, g = lane / 4, t = lane % 4, b = blockIdx.y;
+    int n0 = blockIdx.x * FB_R;                 // the CTA's first column
+    int nb = (Sv + FB_R - 1) / FB_R;
+    L += (size_t)b * S * S; acc += (size_t)b * S * D;
+    size_t base = ((size_t)b * T + u0) * D;     // row u0 of batch b
+    // the first block's panel: forward block 0 (rows [0, 32 nb)), backward block nb-1 (rows [0, 32 (nb-1)))
+    if (BWD) fb_load_panel(pan0, L, S, 0, (nb - 1) * FB_R, (nb - 1) * FB_R, Sv);
+    else     fb_load_panel(pan0, L, S, 0, nb * FB_R, 0, Sv);
+    cp_async_commit();
+    // the diagonal blocks' inverses (I - G_q L_qq)^{-1}, a warp per block; the blocks in panel buffer 1
+    fb_load_tri(pan1, L, S, Sv, nb);
+    if (!BWD)
+        for (int r = threadIdx.x; r < S; r += FB_SOLVE_THREADS) gsh[r] = r < Sv ? gamma[(size_t)b * T + u0 + r] : 0.0f;
+    __syncthreads();
+    if (w < nb) fb_block_inverse<BWD>(Minv + w * FB_R * FB_R, pan1 + w * FB_R * FB_R, BWD ? 1.0f : gsh[w * FB_R + lane], lane);
+    __syncthreads();                            // Minv complete, tri read (h loads after it: not live in the inverse)
+    // h_w^T, and (forward) f of block w's rows as bf16 pairs (rows 2t, 2t+1); 0 outside
+    float h[2][4][4];
+    uint32_t fp[2][4][2];
 #pragma unroll
-    for (int kc = 0; kc < FB_R; kc += 4) {
-        FbF4 m = *(const FbF4 *)&Mq[fb_sw(rho, kc)];
-        const float mv[4] = {m.x, m.y, m.z, m.w};
+    for (int mt = 0; mt < 2; mt++)
 #pragma unroll
-        for (int j = 0; j < 4; j++) {
-            FbF4 v = *(const FbF4 *)&xs[(kc + j) * FB_R + c0];
-            x[0] = fmaf(mv[j], v.x, x[0]); x[1] = fmaf(mv[j], v.y, x[1]);
-            x[2] = fmaf(mv[j], v.z, x[2]); x[3] = fmaf(mv[j], v.w, x[3]);
+        for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                int col = n0 + 16 * mt + g + 8 * j;
+                float fv[2];
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    int r = w * FB_R + 8 * nt + 2 * t + e;
+                    bool in = w < nb && r < Sv && col < D;
+                    float v = in && has_acc ? acc[(size_t)r * D + col] : 0.0f;
+                    if (BWD && in) v += gs[base + (size_t)r * D + col];
+                    h[mt][nt][2 * j + e] = v;
+                    fv[e] = !BWD && in ? __bfloat162float(f[base + (size_t)r * D + col]) : 0.0f;
+                }
+                fp[mt][nt][j] = pack_bf16x2(fv[0], fv[1]);   // f is bf16: exact
+            }
+    for (int it = 0; it < nb; it++) {
+        int q = BWD ? nb - 1 - it : it, q0 = q * FB_R, buf = it & 1;
+        bool more = it + 1 < nb;
+        float *pq = pan0 + buf * S * FB_R, *pn = pan0 + (buf ^ 1) * S * FB_R;
+        if (w == q) {
+            // A. x_q^T = rhs^T Minv_q^T, one m-tile at a time; x to global and as A fragments to xa[buf]
+            const float *Mq = Minv + q * FB_R * FB_R;
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++) {
+                float x[4][4];
+#pragma unroll
+                for (int nt = 0; nt < 4; nt++) x[nt][0] = x[nt][1] = x[nt][2] = x[nt][3] = 0.0f;
+#pragma unroll
+                for (int kt = 0; kt < 2; kt++) {
+                    float r0[4], r1[4];             // rhs of the C tiles 2kt and 2kt+1
+                    FbF2 g0, g1;                    // forward: gamma of rows 2t, 2t+1 of the two tiles
+                    if (!BWD) { g0 = *(const FbF2 *)&gsh[q0 + 16 * kt + 2 * t]; g1 = *(const FbF2 *)&gsh[q0 + 16 * kt + 8 + 2 * t]; }
+#pragma unroll
+                    for (int i = 0; i < 4; i++) {
+                        if (BWD) { r0[i] = h[mt][2 * kt][i]; r1[i] = h[mt][2 * kt + 1][i]; }
+                        else {
+                            uint32_t f0 = fp[mt][2 * kt][i / 2], f1 = fp[mt][2 * kt + 1][i / 2];
+                            r0[i] = fmaf(i % 2 ? g0.y : g0.x, h[mt][2 * kt][i], i % 2 ? bf16x2_hi(f0) : bf16x2_lo(f0));
+                            r1[i] = fmaf(i % 2 ? g1.y : g1.x, h[mt][2 * kt + 1][i], i % 2 ? bf16x2_hi(f1) : bf16x2_lo(f1));
+                        }
+                    }
+                    FbFragA a;
+                    fb_pack_a(&a, r0, r1);
+#pragma unroll
+                    for (int nt = 0; nt < 4; nt++) {
+                        FbFragB bb;
+                        fb_frag_b(&bb, Mq, 8 * nt, 16 * kt, lane);
+                        fb_mma3(x[nt], a, bb);
+                    }
+                }
+#pragma unroll
+                for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+                    for (int i = 0; i < 4; i++)
+                        if (q0 + 8 * nt + 2 * t + i % 2 >= Sv) x[nt][i] = 0.0f;
+                fb_stage(stage, x, mt, lane);
+#pragma unroll
+                for (int kt = 0; kt < 2; kt++) {
+                    FbFragA a;
+                    fb_pack_a(&a, x[2 * kt], x[2 * kt + 1]);
+                    *fb_xa(xa, buf, 0, mt, kt, lane) = FbU4{a.hi[0], a.hi[1], a.hi[2], a.hi[3]};
+                    *fb_xa(xa, buf, 1, mt, kt, lane) = FbU4{a.lo[0], a.lo[1], a.lo[2], a.lo[3]};
+                }
+            }
+            __syncwarp();
+            for (int n = 0, col = n0 + lane; n < FB_R && q0 + n < Sv; n++)   // rows of x_q, a lane per column
+                if (col < D) {
+                    size_t o = base + (size_t)(q0 + n) * D + col;
+                    float v = stage[fb_sw(n, lane)];
+                    if (BWD) xb[o] = __float2bfloat16(v); else xf[o] = v;
+                    fb_split(&x_hi[o], &x_lo[o], v);
+                }
         }
-    }
-}
-
-// h[p] += pan[(p - pfirst) 32 + rho, :] ss[:, c0..c0+3] for the blocks p in [plo, phi): the right-looking update
-__device__ __forceinline__ void fb_update_rows(float (*h)[4], const float *pan, const float *ss, int plo, int phi,
-                                               int pfirst, int rho, int c0) {
+        cp_async_wait<0>();                     // this thread's copies of block q's panel
+        __syncthreads();                        // xa[buf] and the panel complete; every warp is past the update of it-1
+        if (more) {                             // the next block's panel into the buffer that update used
+            if (BWD) fb_load_panel(pn, L, S, 0, q0 - FB_R, q0 - FB_R, Sv);
+            else     fb_load_panel(pn, L, S, q0 + FB_R, nb * FB_R, q0 + FB_R, Sv);
+            cp_async_commit();
+        }
+        // B. h_w^T += x_q^T L_wq^T for the blocks w after q (forward: w >= q, panel row 32 (w - q); backward: w < q)
+        if (BWD ? w < q : w >= q && w < nb) {
+            const float *Lw = pq + (BWD ? w : w - q) * FB_R * FB_R;
 #pragma unroll
-    for (int kc = 0; kc < FB_R; kc += 4) {
-        FbF4 sk[4];
+            for (int kt = 0; kt < 2; kt++) {
+                FbFragA a[2];
 #pragma unroll
-        for (int j = 0; j < 4; j++) sk[j] = *(const FbF4 *)&ss[(kc + j) * FB_R + c0];
+                for (int mt = 0; mt < 2; mt++) {
+                    FbU4 vh = *fb_xa(xa, buf, 0, mt, kt, lane), vl = *fb_xa(xa, buf, 1, mt, kt, lane);
+                    a[mt] = FbFragA{{vh.x, vh.y, vh.z, vh.w}, {vl.x, vl.y, vl.z, vl.w}};
+                }
 #pragma unroll
-        for (int p = 0; p < FB_NB; p++) {
-            if (p < plo || p >= phi) continue;
-            FbF4 a = *(const FbF4 *)&pan[fb_sw((p - pfirst) * FB_R + rho, kc)];
-            const float av[4] = {a.x, a.y, a.z, a.w};
-#pragma unroll
-            for (int j = 0; j < 4; j++) {
-                h[p][0] = fmaf(av[j], sk[j].x, h[p][0]); h[p][1] = fmaf(av[j], sk[j].y, h[p][1]);
-                h[p][2] = fmaf(av[j], sk[j].z, h[p][2]); h[p][3] = fmaf(av[j], sk[j].w, h[p][3]);
+                for (int nt = 0; nt < 4; nt++) {
+                    FbFragB bb;
+                    fb_frag_b(&bb, Lw, 8 * nt, 16 * kt, lane);
+                    fb_mma3(h[0][nt], a[0], bb);
+                    fb_mma3(h[1][nt], a[1], bb);
+                }
             }
         }
+        if (!BWD && w == q) {                   // h_q = c_q, complete: out through Minv_q (no longer needed)
+            float *st = Minv + q * FB_R * FB_R;
+            __syncwarp();
+            fb_stage(st, h[0], 0, lane);
+            fb_stage(st, h[1], 1, lane);
+            __syncwarp();
+            for (int n = 0, col = n0 + lane; n < FB_R && q0 + n < Sv; n++)
+                if (col < D) c[base + (size_t)(q0 + n) * D + col] = st[fb_sw(n, lane)];
+        }
     }
-}
-
-// hq = h[q] (q is not a compile-time index: select, so that h stays in registers)
-__device__ __forceinline__ void fb_pick(float hq[4], const float (*h)[4], int q) {
-#pragma unroll
-    for (int p = 0; p < FB_NB; p++)
-        if (p == q) { hq[0] = h[p][0]; hq[1] = h[p][1]; hq[2] = h[p][2]; hq[3] = h[p][3]; }
 }
 
 // forward: for the rows r of U in blocks of 32, c_r = acc_r + sum_{j<r} Pd[r][j] s_j, s_r = f_r + g_r c_r.
@@ -422,73 +584,7 @@ __device__ __forceinline__ void fb_pick(float hq[4], const float (*h)[4], int q)
 __global__ void __launch_bounds__(FB_SOLVE_THREADS, 2)
 fb_fwd_solve_kernel(float *s, float *c, floatX *s_hi, floatX *s_lo, const float *acc, int has_acc, const float *Pd,
                     const floatX *f, const float *gamma, int u0, int Sv, int S, int T, int D) {
-    extern __shared__ __align__(128) float fb_fwd_smem[];
-    float *Minv = fb_fwd_smem, *pan0 = Minv + S * FB_R, *pan1 = pan0 + S * FB_R, *xs = pan1 + S * FB_R, *ss = xs + FB_R * FB_R;
-    int tid = threadIdx.x, w = tid / WARP_SIZE, lane = tid % WARP_SIZE, b = blockIdx.y;
-    int rho = tid / 8, c0 = tid % 8 * 4, n0 = blockIdx.x * FB_R + c0;   // row rho of every block, columns n0..n0+3
-    int nb = (Sv + FB_R - 1) / FB_R;
-    Pd += (size_t)b * S * S; acc += (size_t)b * S * D; gamma += (size_t)b * T + u0;
-    size_t base = ((size_t)b * T + u0) * D;     // row u0 of batch b
-    // block 0's panel: rows [0, 32 nb), columns [0, 32)
-    fb_load_panel(pan0, Pd, S, 0, nb * FB_R, 0, Sv);
-    cp_async_commit();
-    // the diagonal blocks' inverses (I - G_q Pd_qq)^{-1}, a warp per block; the blocks in panel buffer 1
-    fb_load_tri(pan1, Pd, S, Sv, nb);
-    __syncthreads();
-    for (int qb = w; qb < nb; qb += FB_SOLVE_THREADS / WARP_SIZE)
-        fb_block_inverse<false>(Minv + qb * FB_R * FB_R, pan1 + qb * FB_R * FB_R,
-                                qb * FB_R + lane < Sv ? gamma[qb * FB_R + lane] : 0.0f, lane);
-    float h[FB_NB][4];                          // h[p][i]: row 32 p + rho, column n0 + i
-#pragma unroll
-    for (int p = 0; p < FB_NB; p++)
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            int r = p * FB_R + rho;
-            h[p][i] = has_acc && r < Sv && n0 + i < D ? acc[(size_t)r * D + n0 + i] : 0.0f;
-        }
-    float fn[4], gn;                            // f and gamma of this thread's row of the current block (0 outside)
-#pragma unroll
-    for (int i = 0; i < 4; i++) fn[i] = rho < Sv && n0 + i < D ? __bfloat162float(f[base + (size_t)rho * D + n0 + i]) : 0.0f;
-    gn = rho < Sv ? gamma[rho] : 0.0f;
-    __syncthreads();                            // Minv complete, tri read
-    for (int q = 0; q < nb; q++) {
-        int q0 = q * FB_R, r = q0 + rho;
-        bool live = r < Sv, more = q + 1 < nb;
-        float *pq = pan0 + (q & 1) * S * FB_R, *pn = pan0 + ((q + 1) & 1) * S * FB_R;
-        // A. rhs = f + g h for row r (0 outside), then load f, gamma of the next block's row
-        float hq[4], x[4];
-        fb_pick(hq, h, q);
-        FbF4 rhs = {fmaf(gn, hq[0], fn[0]), fmaf(gn, hq[1], fn[1]), fmaf(gn, hq[2], fn[2]), fmaf(gn, hq[3], fn[3])};
-        *(FbF4 *)&xs[rho * FB_R + c0] = rhs;
-        int rn = r + FB_R;
-#pragma unroll
-        for (int i = 0; i < 4; i++) fn[i] = rn < Sv && n0 + i < D ? __bfloat162float(f[base + (size_t)rn * D + n0 + i]) : 0.0f;
-        gn = rn < Sv ? gamma[rn] : 0.0f;
-        __syncthreads();                        // xs complete; every thread is past block q-1's update (panel buffer free)
-        if (more) { fb_load_panel(pn, Pd, S, q0 + FB_R, nb * FB_R, q0 + FB_R, Sv); cp_async_commit(); }
-        fb_apply_inverse(x, Minv + q * FB_R * FB_R, xs, rho, c0);
-        if (!live) x[0] = x[1] = x[2] = x[3] = 0.0f;
-        *(FbF4 *)&ss[rho * FB_R + c0] = FbF4{x[0], x[1], x[2], x[3]};
-        if (live) {
-#pragma unroll
-            for (int i = 0; i < 4; i++)
-                if (n0 + i < D) {
-                    size_t o = base + (size_t)r * D + n0 + i;
-                    s[o] = x[i];
-                    fb_split(&s_hi[o], &s_lo[o], x[i]);
-                }
-        }
-        if (more) cp_async_wait<1>(); else cp_async_wait<0>();
-        __syncthreads();                        // s_q in ss; block q's panel landed
-        // B. h_p += Pd[block p rows, block q] s_q for p >= q; then h_q = c_q
-        fb_update_rows(h, pq, ss, q, nb, q, rho, c0);
-        fb_pick(hq, h, q);
-        if (live) {
-#pragma unroll
-            for (int i = 0; i < 4; i++)
-                if (n0 + i < D) c[base + (size_t)r * D + n0 + i] = hq[i];
-        }
-    }
+    fb_solve<false>(s, c, s_hi, s_lo, NULL, acc, has_acc, Pd, f, NULL, gamma, u0, Sv, S, T, D);
 }
 
 // backward, transposed: for the keys j of U in blocks of 32 from last to first,
@@ -500,65 +596,7 @@ fb_fwd_solve_kernel(float *s, float *c, floatX *s_hi, floatX *s_lo, const float 
 __global__ void __launch_bounds__(FB_SOLVE_THREADS, 2)
 fb_bwd_solve_kernel(floatX *u_hi, floatX *u_lo, floatX *df, const float *acc, int has_acc, const float *PcT,
                     const float *gs, int u0, int Sv, int S, int T, int D) {
-    extern __shared__ __align__(128) float fb_bwd_smem[];
-    float *Minv = fb_bwd_smem, *pan0 = Minv + S * FB_R, *pan1 = pan0 + S * FB_R, *xs = pan1 + S * FB_R, *ss = xs + FB_R * FB_R;
-    int tid = threadIdx.x, w = tid / WARP_SIZE, lane = tid % WARP_SIZE, b = blockIdx.y;
-    int rho = tid / 8, c0 = tid % 8 * 4, n0 = blockIdx.x * FB_R + c0;
-    int nb = (Sv + FB_R - 1) / FB_R;
-    PcT += (size_t)b * S * S; acc += (size_t)b * S * D;
-    size_t base = ((size_t)b * T + u0) * D;
-    // the last block's panel: rows [0, 32 (nb-1)) (the keys before it), its 32 columns
-    fb_load_panel(pan0, PcT, S, 0, (nb - 1) * FB_R, (nb - 1) * FB_R, Sv);
-    cp_async_commit();
-    fb_load_tri(pan1, PcT, S, Sv, nb);
-    __syncthreads();
-    for (int qb = w; qb < nb; qb += FB_SOLVE_THREADS / WARP_SIZE)
-        fb_block_inverse<true>(Minv + qb * FB_R * FB_R, pan1 + qb * FB_R * FB_R, 1.0f, lane);
-    float h[FB_NB][4];                          // h[p][i]: key 32 p + rho, column n0 + i; starts at gs + acc
-#pragma unroll
-    for (int p = 0; p < FB_NB; p++)
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            int r = p * FB_R + rho;
-            h[p][i] = r < Sv && n0 + i < D ? gs[base + (size_t)r * D + n0 + i] : 0.0f;
-        }
-    if (has_acc) {
-#pragma unroll
-        for (int p = 0; p < FB_NB; p++)
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                int r = p * FB_R + rho;
-                if (r < Sv && n0 + i < D) h[p][i] += acc[(size_t)r * D + n0 + i];
-            }
-    }
-    __syncthreads();                            // Minv complete, tri read
-    for (int q = nb - 1, it = 0; q >= 0; q--, it++) {
-        int q0 = q * FB_R, r = q0 + rho;
-        bool live = r < Sv, more = q > 0;
-        float *pq = pan0 + (it & 1) * S * FB_R, *pn = pan0 + ((it + 1) & 1) * S * FB_R;
-        // A. u_q = Minv_q h_q (h_q complete: gs + acc + the later blocks' terms; 0 outside)
-        float hq[4], x[4];
-        fb_pick(hq, h, q);
-        *(FbF4 *)&xs[rho * FB_R + c0] = FbF4{hq[0], hq[1], hq[2], hq[3]};
-        __syncthreads();                        // xs complete; every thread is past the previous update
-        if (more) { fb_load_panel(pn, PcT, S, 0, q0 - FB_R, q0 - FB_R, Sv); cp_async_commit(); }
-        fb_apply_inverse(x, Minv + q * FB_R * FB_R, xs, rho, c0);
-        if (!live) x[0] = x[1] = x[2] = x[3] = 0.0f;
-        *(FbF4 *)&ss[rho * FB_R + c0] = FbF4{x[0], x[1], x[2], x[3]};
-        if (live) {
-#pragma unroll
-            for (int i = 0; i < 4; i++)
-                if (n0 + i < D) {
-                    size_t o = base + (size_t)r * D + n0 + i;
-                    fb_split(&u_hi[o], &u_lo[o], x[i]);
-                    df[o] = __float2bfloat16(x[i]);
-                }
-        }
-        if (more) cp_async_wait<1>(); else cp_async_wait<0>();
-        __syncthreads();                        // u_q in ss; block q's panel landed
-        // B. h_p += PcT[block p keys, block q] u_q for the earlier blocks p < q
-        fb_update_rows(h, pq, ss, 0, q, 0, rho, c0);
-    }
+    fb_solve<true>(NULL, NULL, u_hi, u_lo, df, acc, has_acc, PcT, NULL, gs, NULL, u0, Sv, S, T, D);
 }
 
 // launchers of the two solves (dynamic shared memory past 48 KiB, carveout to the maximum: 2 CTAs per SM)

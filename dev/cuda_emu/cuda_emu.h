@@ -312,6 +312,13 @@ static void emu_warp_meet(const char *what) {
             fatal("cuda_emu: block (%u,%u,%u) thread %d: %s with lane %d of its warp absent or exited "
                   "(warp-collective: all 32 lanes must take part)", blockIdx.x, blockIdx.y, blockIdx.z, emu_cur, what, t & 31);
 }
+// __syncwarp (full mask): the warp meets (every lane must be live), then meets again so that no lane runs on
+// (possibly to its exit) before every lane has checked the others
+static void __syncwarp(unsigned mask = 0xffffffffu) {
+    if (mask != 0xffffffffu) fatal("cuda_emu: __syncwarp with mask %#x: only the full warp is emulated", mask);
+    emu_warp_meet("__syncwarp");
+    emu_wait(EMU_AT_WARP);
+}
 static inline uint32_t emu_u32(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 static inline float emu_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 static inline float emu_bf16_half(uint32_t r, int hi) { return bf16_to_float((uint16_t)(hi ? r >> 16 : r & 0xffff)); }
