@@ -487,8 +487,16 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x_hi, floa
         if (w == q) {
             // A. x_q^T = rhs^T Minv_q^T, one m-tile at a time; x to global and as A fragments to xa[buf]
             const float *Mq = Minv + q * FB_R * FB_R;
-#pragma unroll
+#pragma unroll 1
             for (int mt = 0; mt < 2; mt++) {
+                float hm[4][4];                     // h[mt] (mt is not a compile-time index here: select)
+                uint32_t fm[4][2];
+#pragma unroll
+                for (int nt = 0; nt < 4; nt++) {
+#pragma unroll
+                    for (int i = 0; i < 4; i++) hm[nt][i] = mt ? h[1][nt][i] : h[0][nt][i];
+                    fm[nt][0] = mt ? fp[1][nt][0] : fp[0][nt][0]; fm[nt][1] = mt ? fp[1][nt][1] : fp[0][nt][1];
+                }
                 float x[4][4];
 #pragma unroll
                 for (int nt = 0; nt < 4; nt++) x[nt][0] = x[nt][1] = x[nt][2] = x[nt][3] = 0.0f;
@@ -499,11 +507,11 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x_hi, floa
                     if (!BWD) { g0 = *(const FbF2 *)&gsh[q0 + 16 * kt + 2 * t]; g1 = *(const FbF2 *)&gsh[q0 + 16 * kt + 8 + 2 * t]; }
 #pragma unroll
                     for (int i = 0; i < 4; i++) {
-                        if (BWD) { r0[i] = h[mt][2 * kt][i]; r1[i] = h[mt][2 * kt + 1][i]; }
+                        if (BWD) { r0[i] = hm[2 * kt][i]; r1[i] = hm[2 * kt + 1][i]; }
                         else {
-                            uint32_t f0 = fp[mt][2 * kt][i / 2], f1 = fp[mt][2 * kt + 1][i / 2];
-                            r0[i] = fmaf(i % 2 ? g0.y : g0.x, h[mt][2 * kt][i], i % 2 ? bf16x2_hi(f0) : bf16x2_lo(f0));
-                            r1[i] = fmaf(i % 2 ? g1.y : g1.x, h[mt][2 * kt + 1][i], i % 2 ? bf16x2_hi(f1) : bf16x2_lo(f1));
+                            uint32_t f0 = fm[2 * kt][i / 2], f1 = fm[2 * kt + 1][i / 2];
+                            r0[i] = fmaf(i % 2 ? g0.y : g0.x, hm[2 * kt][i], i % 2 ? bf16x2_hi(f0) : bf16x2_lo(f0));
+                            r1[i] = fmaf(i % 2 ? g1.y : g1.x, hm[2 * kt + 1][i], i % 2 ? bf16x2_hi(f1) : bf16x2_lo(f1));
                         }
                     }
                     FbFragA a;
