@@ -30,11 +30,12 @@
      2. rows: lse_t = log sum_{j<t} exp Z[t,j];  P = exp(Z - lse) masked to j < t, stored as bf16 P_hi + P_lo,
         and the diagonal block A_UU = P[:, u0:u1] in fp32                                 1 kernel (a warp per row)
      3. acc  = P[:, 0:u0] s[0:u0]                                  (Sv, D) fp32-grade     3 GEMMs
-     4. in-superblock solve (one kernel, CTA = (32 columns, b), 256 threads; "in-superblock solves" below): the
+     4. in-superblock solve (one kernel, CTA = (32 columns, b), 8 warps; "in-superblock solves" below): the
         inverses of the 8 diagonal 32x32 blocks of (I - G A_UU) first (a warp each, in parallel), then per 32-row
         block q in order: s_q = Minv_q (f_q + G_q h_q) (a 32x32 product), and right-looking h_p += A_pq s_q for all
-        blocks p >= q (register-tiled fp32 FMAs, A's panel double-buffered in shared memory by cp.async); h starts
-        at acc, so c_U = acc + A_UU s_U = h;  writes s, c and the bf16 s_hi/s_lo the next superblocks read.
+        blocks p >= q (warp p; tensor-core hi/lo products, fp32 accumulators in registers, A's panel
+        double-buffered in shared memory by cp.async); h starts at acc, so c_U = acc + A_UU s_U = h;  writes s, c
+        and the bf16 s_hi/s_lo the next superblocks read.
    backward, key superblocks U from last to first (u = dL/df solves u = gs + (G alpha)^T u), 12 launches each:
      1. slab Zs = qb[u0:T] kb[U]^T / sqrt(D)                       (T-u0, Sv)             1 GEMM
         Pc = gamma_t exp(Zs - lse_t) for j < t, as bf16 Pc_hi + Pc_lo, and the diagonal block
@@ -65,16 +66,11 @@
    B=2 T=4096 D=768:  forward 49.9 GMAC (100 GFLOP),  backward 118 GMAC (237 GFLOP)
    At 400-600 TFLOP/s for these shapes on an H200: GEMMs ~0.05 + 0.13 ms (T=1024) and ~0.2 + 0.5 ms (T=4096).
    Elementwise passes (row pass, slab, dZ) move ~16 bytes per (t, j < t) pair and direction: ~0.1 ms at T=4096.
-   In-superblock solves (fp32 FMAs on CUDA cores; a CTA = 32 columns of one sequence, 256 threads), per CTA and
-   superblock of S = 256 (nb = 8 blocks): updates 32 x 32 x 4 FMAs per thread and (block, later block) pair,
-   36 pairs forward (p >= q), 28 backward (p < q); x_q = Minv_q rhs 128 FMAs x 8 blocks; inverses 496 FMAs a lane:
-   per thread ~5.6k FMAs forward, ~4.6k backward (1.44M / 1.18M per CTA) and ~860 / ~740 16-byte shared loads
-   (one per 16 FMAs in the updates). B=8 D=768: 192 CTAs, 2 per SM (128 registers, 104 KiB shared): an SM with
-   two does 2.9M FMAs = 11 us at 128 FMA/clk and 1.98 GHz, plus the inverses (~1-2 us) and 16 barriers: predicted
-   ~15-20 us per call forward, ~13-17 us backward (former kernels, H200 profile: 140 and 223 us), i.e. ~0.15 ms per
-   layer at T=1024 (4 superblocks, fwd + bwd). If every LDS.128 costs 4 wavefronts (one per quarter warp, the
-   broadcasts not merged), shared memory rather than the FMAs bounds it: ~28 us. At B=2 T=4096: 48 CTAs (one per SM, 16 superblocks):
-   latency-bound, ~10-15 us per call, ~0.4 ms fwd + bwd per layer.
+   In-superblock solves (a CTA = 32 columns of one sequence, 8 warps; count in "in-superblock solves" below):
+   ~2.1k (forward) / ~1.7k (backward) mma.sync m16n8k16 per CTA and superblock, 8 sequential 32-row steps of
+   ~1 us each (one warp's 48 mmas, a barrier, the other warps' 48 mmas): predicted ~10-12 us per call at B=8
+   T=1024 D=768 (192 CTAs, 2 per SM: one wave), i.e. ~0.09 ms per layer (4 superblocks, fwd + bwd); at B=2 T=4096
+   48 CTAs (one per SM, 16 superblocks), latency-bound at about the same ~10 us per call: ~0.3 ms per layer.
    Launches: 6 (forward) and 12 (backward) per superblock; cuBLASLt plans are cached per shape.
    Measured on an H200 with the former solve kernels (dev/cuda feedback_backward bench, fwd + bwd): 1.93 ms at
    B=8 T=1024 and 4.99 ms at B=2 T=4096 (dense form 1.71 and 6.34 ms), of which the solves were ~1.45 ms at T=1024 (4 x (140 + 223) us, the profile's per-call times).
@@ -86,7 +82,9 @@
    phase A and the inverses on the critical path between 16 barriers and only 8 warps per CTA. If so, the bound is
    register bytes per FMA: the 1 row x 4 columns tile is the most 32 accumulators allow; the next step is a
    2 rows x 4 columns tile (64 accumulators, 1 CTA per SM, 64 columns per CTA) or tensor cores for the updates.
-   Not yet confirmed by counters: `scripts/gpu_session.sh build fbncu` runs ncu on exactly these kernels.
+   ncu (/work/briefs/gpu3/fbncu.log) then showed those fp32-FMA solves latency-bound (16 warps per SM, 7.7 cycles
+   per issued instruction, neither shared memory nor the FMA pipes saturated): the solves were rewritten for tensor
+   cores (below); `scripts/gpu_session.sh build fbncu` profiles the new ones under the same names.
  Memory (scratch, the larger of forward and backward): forward 4BTD (s_hi/s_lo) + 12 B S T (Z, P_hi/P_lo)
    + 4 B S^2 + 4 B S D; backward 4BTD (u_hi/u_lo) + 4BTD (fp32 dqb accumulator) + 8 B T S (slab: Zs/US fp32,
    Pc_hi/Pc_lo, dZ over Pc_hi) + 4 B S^2 + 8 B S D. B=8 T=1024 D=768: 78 MiB, plus c (24 MiB) kept from the
@@ -97,7 +95,9 @@
    - u is kept only as u_hi + u_lo (17 bits; fp32 inside the superblock being solved): the fp32 copy would add
      4BTD bytes, and every use of u outside the solve is a hi/lo GEMM anyway; dgamma = (u_hi + u_lo) . c.
    - dZ overwrites Pc_hi and u s^T overwrites the slab's logits: the slab costs 8 bytes per entry, not 14.
-   - the in-superblock solves read fp32 diagonal blocks (Pd, PcT), not hi/lo: one load per term, full precision.
+   - the in-superblock solves read fp32 diagonal blocks (Pd, PcT) and split them into bf16 hi/lo when they load
+     the mma fragments; their products are fp32-grade as the chain GEMMs (2^-16 per product, not fp32 FMAs'
+     2^-24: dev/test/test_feedback_blocked.c models it; s, c ~1e-5 of max|s| against float64 at T=1000).
      They invert the 32x32 diagonal blocks of the M-matrix I - G L (inverse >= 0: sums of one sign, fp32 rounding
      only) so that the sequential part is 8 small products, not 256 dependent rows.
    - S is a runtime value (fb_superblock: 256, at most T rounded up to 32; FB_S in the dev bench) for tuning.
@@ -312,21 +312,26 @@ __global__ void fb_bwd_slab_kernel(floatX *Pc_hi, floatX *Pc_lo, float *PcT, con
 // X_hi Y_lo, three mmas into the fp32 accumulator (relative error ~2^-16 per product; the former fp32-FMA kernels:
 // ~2^-24). The fp32 operands (Minv, panel) are split when they are loaded into fragments.
 // CTA = 32 columns x one batch element, 8 warps (warp w owns block w: at most FB_NB = 8 blocks), grid (ceil(D/32), B):
-// B=8 D=768 is 192 CTAs, 2 per SM (104 KiB shared each), one wave on 132 SMs. Shared memory (floats, S rows):
+// B=8 D=768 is 192 CTAs, 2 per SM (109 KiB shared each), one wave on 132 SMs. Shared memory (floats, S rows):
 //   Minv  [S/32][32][32]   the diagonal blocks' inverses (swizzled: fb_sw)
 //   panel [2][S][32]       L[rows, block q's 32 columns], double-buffered: cp.async brings the next block's panel
 //                          while block q is updated (the prologue's diagonal blocks use buffer 1 before that)
 //   xa    [2][hi, lo][2 m-tiles][2 k-slices][32 lanes][4]   x_q^T as A fragments, double-buffered
+//   stage [32][32]         x_q (row, column; fb_sw) on its way out: a lane per column, coalesced rows (c goes out
+//                          through Minv_q, free after phase A; h's first values come in through panel buffer 1)
+//   gsh   [S]              forward: gamma of the superblock's rows
 // One barrier per block: warp q writes xa[it & 1] (phase A), barrier, every warp updates from it while warp q+1
 // (whose h is complete once its own update is) writes the other buffer in the next iteration.
 // Count per CTA and superblock (S = 256, nb = 8, D-columns 32): mmas (2048 MACs each) forward: updates 36 (p >= q)
 // pairs x 48 (2 m x 4 n x 2 k x 3 hi/lo) = 1728, phase A 8 x 48 = 384: 2112 (4.3M MACs, 1.44M useful); backward 28
 // pairs: 1344 + 384 = 1728. Shared loads per pair and warp: 16 LDS.64 (panel) + 4 LDS.128 (xa) for 48 mmas (the
 // former kernel: 64 LDS.128 for 1024 FMA issues). Critical path per block: phase A on one warp (48 mmas, 6 deep per
-// accumulator, ~0.3 us), the barrier, the update of the busiest sub-partition (2 warps x 48 mmas of the 2 CTAs ~
-// 4 x 48 x 8 clk ~ 1.5k clk ~ 0.8 us): ~1 us per block, 8 per call, plus the inverses (~1.5 us: 32 dependent steps
-// with a shuffle each) and the loads of h, f: predicted ~10-12 us per call forward and ~9-11 us backward at B=8
-// T=1024 D=768 (fp32-FMA kernels measured 70 and 58 us per call in the d12 profile).
+// accumulator, ~0.3 us) and its 32 rows out (~0.1 us), the barrier, the update of the busiest sub-partition (2 warps
+// of each of the 2 CTAs, 4 x 48 mmas at ~6-8 clk each ~ 1.2-1.5k clk ~ 0.7 us): ~1.1 us per block, 8 per call, plus
+// the inverses (~1.5 us: 32 dependent steps with a shuffle each) and the loads of h, f: predicted ~10-12 us per call
+// forward and ~9-11 us backward at B=8 T=1024 D=768 (the fp32-FMA kernels: 70 and 58 us per call, d12 profile).
+// Registers: 128 (2 CTAs per SM), ptxas reports 8 (forward) / 12 (backward) bytes of spill: h (32), f (16 forward)
+// and the fragments leave little room.
 // Determinism: fixed owners, fixed mma order, no atomics.
 #define FB_R 32                              // rows of a block = columns of a solve CTA
 #define FB_NB (FB_SMAX / FB_R)               // blocks of a superblock, at most
