@@ -323,9 +323,9 @@ __global__ void fb_bwd_slab_kernel(floatX *Pc_hi, floatX *Pc_lo, float *PcT, con
 // One barrier per block: warp q writes xa[it & 1] (phase A), barrier, every warp updates from it while warp q+1
 // (whose h is complete once its own update is) writes the other buffer in the next iteration.
 // Count per CTA and superblock (S = 256, nb = 8, D-columns 32): mmas (2048 MACs each) forward: updates 36 (p >= q)
-// pairs x 48 (2 m x 4 n x 2 k x 3 hi/lo) = 1728, phase A 8 x 48 = 384: 2112 (4.3M MACs, 1.44M useful); backward 28
-// pairs: 1344 + 384 = 1728. Shared loads per pair and warp: 16 LDS.64 (panel) + 4 LDS.128 (xa) for 48 mmas (the
-// former kernel: 64 LDS.128 for 1024 FMA issues). Critical path per block: phase A on one warp (48 mmas, 6 deep per
+// pairs x 48 (2 m x 4 n x 2 k x 3 hi/lo) = 1728, phase A 8 x 36 (Minv_q's zero quarter skipped) = 288: 2016
+// (4.1M MACs, 1.44M useful); backward 28 pairs: 1344 + 288 = 1632. Shared loads per pair and warp: 16 LDS.64 (panel) + 4 LDS.128 (xa) for 48 mmas (the
+// former kernel: 64 LDS.128 for 1024 FMA issues). Critical path per block: phase A on one warp (36 mmas, 6 deep per
 // accumulator, ~0.3 us) and its 32 rows out (~0.1 us), the barrier, the update of the busiest sub-partition (2 warps
 // of each of the 2 CTAs, 4 x 48 mmas at ~6-8 clk each ~ 1.2-1.5k clk ~ 0.7 us): ~1.1 us per block, 8 per call, plus
 // the inverses (~1.5 us: 32 dependent steps with a shuffle each) and the loads of h, f: predicted ~10-12 us per call
@@ -523,6 +523,9 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x_hi, floa
                     fb_pack_a(&a, r0, r1);
 #pragma unroll
                     for (int nt = 0; nt < 4; nt++) {
+                        // Minv_q is lower (forward) / upper (backward) triangular: B[k][n] = Minv_q[n][k] is 0 for
+                        // k in 16..31, n in 0..15 (forward) and k in 0..15, n in 16..31 (backward)
+                        if (BWD ? kt == 0 && nt >= 2 : kt == 1 && nt < 2) continue;
                         FbFragB bb;
                         fb_frag_b(&bb, Mq, 8 * nt, 16 * kt, lane);
                         fb_mma3(x[nt], a, bb);
