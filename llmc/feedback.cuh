@@ -273,14 +273,12 @@ __global__ void fb_fwd_rows_kernel(floatX *P_hi, floatX *P_lo, float *Pd, float 
 // slab of key superblock [u0, u0+Sv): rows i = t - u0 < T - u0, columns jj < S (j = u0 + jj).
 // Pc[i][jj] = gamma_t exp(Zs[i][jj] - lse_t) for jj < Sv and j < t, else 0, as bf16 halves. Zs, Pc: (B, T, S).
 // The diagonal block (t in U) also goes out in fp32, transposed, for the in-superblock solve: PcT (B, S, S),
-// PcT[jj][i] = Pc[i][jj] for i, jj < Sv.
+// PcT[jj][i] = Pc[i][jj] for i, jj < Sv. grid (T - u0, B): a CTA per row i, S threads (jj = threadIdx.x; no
+// division per element).
 __global__ void fb_bwd_slab_kernel(floatX *Pc_hi, floatX *Pc_lo, float *PcT, const float *Zs, const float *lse,
                                    const float *gamma, int u0, int Sv, int S, int T) {
-    int b = blockIdx.y;
-    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (size_t)(T - u0) * S) return;
-    int i = (int)(idx / S), jj = (int)(idx % S), t = u0 + i;
-    size_t o = (size_t)b * T * S + idx;
+    int b = blockIdx.y, i = blockIdx.x, jj = threadIdx.x, t = u0 + i;
+    size_t o = ((size_t)b * T + i) * S + jj;
     float p = 0.0f;
     if (jj < Sv && u0 + jj < t) p = gamma[(size_t)b * T + t] * expf(Zs[o] - lse[(size_t)b * T + t]);
     fb_split(&Pc_hi[o], &Pc_lo[o], p);
@@ -672,14 +670,12 @@ __global__ void fb_bwd_rows_kernel(float *dgamma, floatX *sU_hi, floatX *sU_lo, 
 
 // dZ[i][jj] = Pc[i][jj] (US[i][jj] - dgamma_t), t = u0 + i, for jj < Sv (Pc is 0 where j >= t); bf16, written over
 // Pc_hi (each element read then written by one thread). Columns jj >= Sv are left as they are (never read).
+// grid (T - u0, B): a CTA per row i, S threads (jj = threadIdx.x).
 __global__ void fb_dz_kernel(floatX *dZ_Pc_hi, const floatX *Pc_lo, const float *US, const float *dgamma,
                              int u0, int Sv, int S, int T) {
-    int b = blockIdx.y;
-    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (size_t)(T - u0) * S) return;
-    int i = (int)(idx / S), jj = (int)(idx % S);
+    int b = blockIdx.y, i = blockIdx.x, jj = threadIdx.x;
     if (jj >= Sv) return;
-    size_t o = (size_t)b * T * S + idx;
+    size_t o = ((size_t)b * T + i) * S + jj;
     float p = fb_join(dZ_Pc_hi[o], Pc_lo[o]);
     dZ_Pc_hi[o] = __float2bfloat16(p * (US[o] - dgamma[(size_t)b * T + u0 + i]));
 }
@@ -800,11 +796,10 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
     cudaCheck(cudaMemsetAsync(w.PcT, 0, (size_t)B * S * S * sizeof(float), stream));
     for (int u0 = (T - 1) / S * S; u0 >= 0; u0 -= S) {
         int u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, M = T - u0;
-        int slab_blocks = ceil_div((long long)M * S, 256);
         // 1. slab logits Zs (M, Sv) = qb[u0:T] kb[U]^T / sqrt(D); Pc = gamma alpha[u0:T, U] as bf16 halves
         fb_gemm(FbOut{w.Zs, CUDA_R_32F, S, sTS}, FbIn{qb + (size_t)u0 * ld, ld, sq, false},
                 FbIn{kb + (size_t)u0 * ld, ld, sq, true}, FbShape{M, Sv, D, B}, scale, 0.0f, stream);
-        fb_bwd_slab_kernel<<<dim3(slab_blocks, B), 256, 0, stream>>>(w.Pc_hi, w.Pc_lo, w.PcT, w.Zs, lse, gamma, u0, Sv, S, T);
+        fb_bwd_slab_kernel<<<dim3(M, B), S, 0, stream>>>(w.Pc_hi, w.Pc_lo, w.PcT, w.Zs, lse, gamma, u0, Sv, S, T);
         cudaCheck(cudaGetLastError());
         // 2. acc (Sv, D) = Pc[u1:T, :]^T u[u1:T]
         if (u1 < T)
@@ -819,7 +814,7 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
         cudaCheck(cudaGetLastError());
         fb_gemm3(FbOut{w.Zs, CUDA_R_32F, S, sTS}, FbIn2{w.u_hi + (size_t)u0 * D, w.u_lo + (size_t)u0 * D, D, sTD, false},
                  FbIn2{w.sU_hi, w.sU_lo, D, sSD, true}, FbShape{M, Sv, D, B}, 0.0f, stream);
-        fb_dz_kernel<<<dim3(slab_blocks, B), 256, 0, stream>>>(w.Pc_hi, w.Pc_lo, w.Zs, dgamma, u0, Sv, S, T);
+        fb_dz_kernel<<<dim3(M, B), S, 0, stream>>>(w.Pc_hi, w.Pc_lo, w.Zs, dgamma, u0, Sv, S, T);
         cudaCheck(cudaGetLastError());
         // 6. dkb[U] (Sv, D) = dZ^T qb[u0:T] / sqrt(D), complete: bf16 straight into dkb
         fb_gemm(FbOut{dkb + (size_t)u0 * ld, CUDA_R_16BF, ld, sq}, FbIn{w.Pc_hi, S, sTS, true},
