@@ -9,7 +9,8 @@
    Blocks run one after another; inside a block every thread is a fiber (ucontext) with its own stack,
    so thread-local variables, early returns and divergent control flow behave as on the GPU.
  - __syncthreads is a real barrier: a thread waits there until every thread of the block that has not
-   exited waits there too. Warp shuffles are a real warp barrier (all live lanes of the warp).
+   exited waits there too. Warp shuffles are a real warp barrier (all live lanes of the warp); __syncwarp
+   (full mask only) is one too, and every lane of the warp must be live.
    A block where some threads wait at __syncthreads and others at a shuffle can never proceed: that is
    reported (fatal) as a divergent barrier, as is a shuffle that reads a lane that has exited.
  - Uninitialised memory is NaN: cudaMalloc'd buffers and dynamic shared memory (per block) are filled with
