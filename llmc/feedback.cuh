@@ -30,11 +30,12 @@
      2. rows: lse_t = log sum_{j<t} exp Z[t,j];  P = exp(Z - lse) masked to j < t, stored as bf16 P_hi + P_lo,
         and the diagonal block A_UU = P[:, u0:u1] in fp32                                 1 kernel (a warp per row)
      3. acc  = P[:, 0:u0] s[0:u0]                                  (Sv, D) fp32-grade     3 GEMMs
-     4. in-superblock solve (one kernel, CTA = (32 columns, b), 256 threads; "in-superblock solves" below): the
+     4. in-superblock solve (one kernel, CTA = (32 columns, b), 8 warps; "in-superblock solves" below): the
         inverses of the 8 diagonal 32x32 blocks of (I - G A_UU) first (a warp each, in parallel), then per 32-row
         block q in order: s_q = Minv_q (f_q + G_q h_q) (a 32x32 product), and right-looking h_p += A_pq s_q for all
-        blocks p >= q (register-tiled fp32 FMAs, A's panel double-buffered in shared memory by cp.async); h starts
-        at acc, so c_U = acc + A_UU s_U = h;  writes s, c and the bf16 s_hi/s_lo the next superblocks read.
+        blocks p >= q (warp p; tensor-core hi/lo products, fp32 accumulators in registers, A's panel
+        double-buffered in shared memory by cp.async); h starts at acc, so c_U = acc + A_UU s_U = h;  writes s, c
+        and the bf16 s_hi/s_lo the next superblocks read.
    backward, key superblocks U from last to first (u = dL/df solves u = gs + (G alpha)^T u), 12 launches each:
      1. slab Zs = qb[u0:T] kb[U]^T / sqrt(D)                       (T-u0, Sv)             1 GEMM
         Pc = gamma_t exp(Zs - lse_t) for j < t, as bf16 Pc_hi + Pc_lo, and the diagonal block
@@ -65,16 +66,11 @@
    B=2 T=4096 D=768:  forward 49.9 GMAC (100 GFLOP),  backward 118 GMAC (237 GFLOP)
    At 400-600 TFLOP/s for these shapes on an H200: GEMMs ~0.05 + 0.13 ms (T=1024) and ~0.2 + 0.5 ms (T=4096).
    Elementwise passes (row pass, slab, dZ) move ~16 bytes per (t, j < t) pair and direction: ~0.1 ms at T=4096.
-   In-superblock solves (fp32 FMAs on CUDA cores; a CTA = 32 columns of one sequence, 256 threads), per CTA and
-   superblock of S = 256 (nb = 8 blocks): updates 32 x 32 x 4 FMAs per thread and (block, later block) pair,
-   36 pairs forward (p >= q), 28 backward (p < q); x_q = Minv_q rhs 128 FMAs x 8 blocks; inverses 496 FMAs a lane:
-   per thread ~5.6k FMAs forward, ~4.6k backward (1.44M / 1.18M per CTA) and ~860 / ~740 16-byte shared loads
-   (one per 16 FMAs in the updates). B=8 D=768: 192 CTAs, 2 per SM (128 registers, 104 KiB shared): an SM with
-   two does 2.9M FMAs = 11 us at 128 FMA/clk and 1.98 GHz, plus the inverses (~1-2 us) and 16 barriers: predicted
-   ~15-20 us per call forward, ~13-17 us backward (former kernels, H200 profile: 140 and 223 us), i.e. ~0.15 ms per
-   layer at T=1024 (4 superblocks, fwd + bwd). If every LDS.128 costs 4 wavefronts (one per quarter warp, the
-   broadcasts not merged), shared memory rather than the FMAs bounds it: ~28 us. At B=2 T=4096: 48 CTAs (one per SM, 16 superblocks):
-   latency-bound, ~10-15 us per call, ~0.4 ms fwd + bwd per layer.
+   In-superblock solves (a CTA = 32 columns of one sequence, 8 warps; count in "in-superblock solves" below):
+   ~2.1k (forward) / ~1.7k (backward) mma.sync m16n8k16 per CTA and superblock, 8 sequential 32-row steps of
+   ~1 us each (one warp's 48 mmas, a barrier, the other warps' 48 mmas): predicted ~10-12 us per call at B=8
+   T=1024 D=768 (192 CTAs, 2 per SM: one wave), i.e. ~0.09 ms per layer (4 superblocks, fwd + bwd); at B=2 T=4096
+   48 CTAs (one per SM, 16 superblocks), latency-bound at about the same ~10 us per call: ~0.3 ms per layer.
    Launches: 6 (forward) and 12 (backward) per superblock; cuBLASLt plans are cached per shape.
    Measured on an H200 with the former solve kernels (dev/cuda feedback_backward bench, fwd + bwd): 1.93 ms at
    B=8 T=1024 and 4.99 ms at B=2 T=4096 (dense form 1.71 and 6.34 ms), of which the solves were ~1.45 ms at T=1024 (4 x (140 + 223) us, the profile's per-call times).
@@ -86,7 +82,9 @@
    phase A and the inverses on the critical path between 16 barriers and only 8 warps per CTA. If so, the bound is
    register bytes per FMA: the 1 row x 4 columns tile is the most 32 accumulators allow; the next step is a
    2 rows x 4 columns tile (64 accumulators, 1 CTA per SM, 64 columns per CTA) or tensor cores for the updates.
-   Not yet confirmed by counters: `scripts/gpu_session.sh build fbncu` runs ncu on exactly these kernels.
+   ncu (/work/briefs/gpu3/fbncu.log) then showed those fp32-FMA solves latency-bound (16 warps per SM, 7.7 cycles
+   per issued instruction, neither shared memory nor the FMA pipes saturated): the solves were rewritten for tensor
+   cores (below); `scripts/gpu_session.sh build fbncu` profiles the new ones under the same names.
  Memory (scratch, the larger of forward and backward): forward 4BTD (s_hi/s_lo) + 12 B S T (Z, P_hi/P_lo)
    + 4 B S^2 + 4 B S D; backward 4BTD (u_hi/u_lo) + 4BTD (fp32 dqb accumulator) + 8 B T S (slab: Zs/US fp32,
    Pc_hi/Pc_lo, dZ over Pc_hi) + 4 B S^2 + 8 B S D. B=8 T=1024 D=768: 78 MiB, plus c (24 MiB) kept from the
@@ -97,7 +95,11 @@
    - u is kept only as u_hi + u_lo (17 bits; fp32 inside the superblock being solved): the fp32 copy would add
      4BTD bytes, and every use of u outside the solve is a hi/lo GEMM anyway; dgamma = (u_hi + u_lo) . c.
    - dZ overwrites Pc_hi and u s^T overwrites the slab's logits: the slab costs 8 bytes per entry, not 14.
-   - the in-superblock solves read fp32 diagonal blocks (Pd, PcT), not hi/lo: one load per term, full precision.
+   - the in-superblock solves read fp32 diagonal blocks (Pd, PcT) and split them into bf16 hi/lo when they load
+     the mma fragments; their products are fp32-grade as the chain GEMMs (2^-16 per product, not fp32 FMAs'
+     2^-24; dev/test/test_feedback_blocked.c models it). feedback_precision.py on the emulator, T=4096 D=64, normwise
+     vs float64: s 2.6e-6, u 3.9e-6, dgamma 4.3e-6 (fp32-FMA solves: 6.2e-7, 2.9e-6, 3.3e-6; the official bf16
+     form: 1.9e-4, 2.0e-4, 3.4e-4).
      They invert the 32x32 diagonal blocks of the M-matrix I - G L (inverse >= 0: sums of one sign, fp32 rounding
      only) so that the sequential part is 8 small products, not 256 dependent rows.
    - S is a runtime value (fb_superblock: 256, at most T rounded up to 32; FB_S in the dev bench) for tuning.
@@ -273,14 +275,12 @@ __global__ void fb_fwd_rows_kernel(floatX *P_hi, floatX *P_lo, float *Pd, float 
 // slab of key superblock [u0, u0+Sv): rows i = t - u0 < T - u0, columns jj < S (j = u0 + jj).
 // Pc[i][jj] = gamma_t exp(Zs[i][jj] - lse_t) for jj < Sv and j < t, else 0, as bf16 halves. Zs, Pc: (B, T, S).
 // The diagonal block (t in U) also goes out in fp32, transposed, for the in-superblock solve: PcT (B, S, S),
-// PcT[jj][i] = Pc[i][jj] for i, jj < Sv.
+// PcT[jj][i] = Pc[i][jj] for i, jj < Sv. grid (T - u0, B): a CTA per row i, S threads (jj = threadIdx.x; no
+// division per element).
 __global__ void fb_bwd_slab_kernel(floatX *Pc_hi, floatX *Pc_lo, float *PcT, const float *Zs, const float *lse,
                                    const float *gamma, int u0, int Sv, int S, int T) {
-    int b = blockIdx.y;
-    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (size_t)(T - u0) * S) return;
-    int i = (int)(idx / S), jj = (int)(idx % S), t = u0 + i;
-    size_t o = (size_t)b * T * S + idx;
+    int b = blockIdx.y, i = blockIdx.x, jj = threadIdx.x, t = u0 + i;
+    size_t o = ((size_t)b * T + i) * S + jj;
     float p = 0.0f;
     if (jj < Sv && u0 + jj < t) p = gamma[(size_t)b * T + t] * expf(Zs[o] - lse[(size_t)b * T + t]);
     fb_split(&Pc_hi[o], &Pc_lo[o], p);
@@ -288,40 +288,104 @@ __global__ void fb_bwd_slab_kernel(floatX *Pc_hi, floatX *Pc_lo, float *PcT, con
 }
 
 // ----------------------------------------------------------------------------
-// in-superblock solves (forward and backward share one schedule)
+// in-superblock solves (forward and backward share one schedule, on tensor cores)
 //
 // Both directions solve, inside a superblock of Sv <= S rows and for the 32 columns of a CTA, x = rhs + G (acc + L x)
 // with L (S x S, fp32, in global memory) strictly triangular and >= 0: forward L = Pd (lower), G = diag(gamma),
 // x = s, and the sums acc + L x are c; backward L = PcT (upper, gamma already inside), G = I, x = u. Rows go in
 // blocks of 32 (q = 0 .. nb-1, from last to first in the backward). Per block q, with h_q = acc + (L x)_q over the
 // blocks solved so far:
-//   A. x_q = Minv_q (rhs_q + G_q h_q),  Minv_q = (I - G_q L_qq)^{-1}            (32x32 by 32x32, every thread 128 FMAs)
+//   A. x_q = Minv_q (rhs_q + G_q h_q),  Minv_q = (I - G_q L_qq)^{-1}                  (32x32 by 32x32, warp q)
 //   B. right-looking: h_p += L_pq x_q for every block p after q (forward also p = q: L_qq is strictly lower, so
-//      h_q becomes c_q, complete)                                             (<= S x 32 by 32x32, every thread
-//                                                                              <= 8 rows x 4 columns x 32 FMAs)
-// The diagonal blocks' inverses come first, one warp each, in parallel: forward substitution of 32 dependent rows
-// (fb_block_inverse). L >= 0 and gamma >= 0, so Minv >= 0 (an M-matrix inverse) and every product sums terms of one
-// sign: fp32 rounding only, no cancellation (the former per-row triangle did the same sums in another order).
-// So the sequential part is 2 products of 32x32 tiles per block (~1/2 us), and the bulk (B) is register-tiled fp32
-// FMAs: a thread keeps h for one row of every block (row rho, rho + 32, ...) and 4 columns (32 registers), loads
-// per 4 terms one 16-byte panel chunk (4 terms of one row) and four 16-byte chunks of x_q (4 columns of 4 rows),
-// shared by all its rows: 16 FMAs per panel load.
-// CTA = 32 columns x one batch element, 256 threads (thread = row rho = tid/8 of each block, columns 4 (tid%8) ..+3);
-// grid (ceil(D/32), B): B=8 D=768 is 192 CTAs; __launch_bounds__(256, 2) and 104 KiB of shared memory per CTA let 2
-// CTAs share an SM, so they run in one wave on 132 SMs. Shared memory (floats), S = superblock rows:
+//      h_q becomes c_q, complete)                                                   (32x32 by 32x32, warp p)
+// The diagonal blocks' inverses come first, one warp each, in parallel: forward substitution of 32 dependent rows in
+// fp32 (fb_block_inverse). L >= 0 and gamma >= 0, so Minv >= 0 (an M-matrix inverse): sums of one sign, fp32
+// rounding only, no cancellation.
+// Tensor cores: every 32x32 by 32x32 product of A and B is done transposed, as mma.sync m16n8k16 bf16 tiles with
+// fp32 accumulators in registers: warp p keeps h_p^T (32 columns x 32 rows of block p) in the C layout (2 m-tiles x
+// 4 n-tiles x 4 floats = 32 registers a lane), and
+//   A. x_q^T = rhs_q^T Minv_q^T: the A operand rhs^T comes from warp q's own accumulators (the C layout of two
+//      n-tiles is the A layout of one k16 slice, mma.cuh), the B operand Minv_q^T[k][n] = Minv_q[n][k] from shared;
+//   B. h_p^T += x_q^T L_pq^T: the A operand x_q^T is what warp q left in shared memory as ready A fragments
+//      (xa: packed bf16 hi and lo, one 16-byte load per fragment), the B operand L_pq[n][k] from the panel.
+// fp32-grade products as the chain GEMMs: X = X_hi + X_lo (bf16 halves, 17 bits), X Y ~ X_hi Y_hi + X_lo Y_hi +
+// X_hi Y_lo, three mmas into the fp32 accumulator (relative error ~2^-16 per product; the former fp32-FMA kernels:
+// ~2^-24). The fp32 operands (Minv, panel) are split when they are loaded into fragments.
+// CTA = 32 columns x one batch element, 8 warps (warp w owns block w: at most FB_NB = 8 blocks), grid (ceil(D/32), B):
+// B=8 D=768 is 192 CTAs, 2 per SM (109 KiB shared each), one wave on 132 SMs. Shared memory (floats, S rows):
 //   Minv  [S/32][32][32]   the diagonal blocks' inverses (swizzled: fb_sw)
-//   panel [2][S][32]       L[rows, block q's 32 columns], double-buffered: cp.async brings block q+1's panel
-//                          while block q is solved (the prologue's diagonal blocks use buffer 1 before that)
-//   xs, ss [32][32]        x_q's right-hand side (rhs + G h) and x_q itself
-// Determinism: fixed owners and a fixed summation order, no atomics.
+//   panel [2][S][32]       L[rows, block q's 32 columns], double-buffered: cp.async brings the next block's panel
+//                          while block q is updated (the prologue's diagonal blocks use buffer 1 before that)
+//   xa    [2][hi, lo][2 m-tiles][2 k-slices][32 lanes][4]   x_q^T as A fragments, double-buffered
+//   stage [32][32]         x_q (row, column; fb_sw) on its way out: a lane per column, coalesced rows (c goes out
+//                          through Minv_q, free after phase A; h's first values come in through panel buffer 1)
+//   gsh   [S]              forward: gamma of the superblock's rows
+// One barrier per block: warp q writes xa[it & 1] (phase A), barrier, every warp updates from it while warp q+1
+// (whose h is complete once its own update is) writes the other buffer in the next iteration.
+// Count per CTA and superblock (S = 256, nb = 8, D-columns 32): mmas (2048 MACs each) forward: updates 36 (p >= q)
+// pairs x 48 (2 m x 4 n x 2 k x 3 hi/lo) = 1728, phase A 8 x 36 (Minv_q's zero quarter skipped) = 288: 2016
+// (4.1M MACs, 1.44M useful); backward 28 pairs: 1344 + 288 = 1632. Shared loads per pair and warp: 16 LDS.64 (panel) + 4 LDS.128 (xa) for 48 mmas (the
+// former kernel: 64 LDS.128 for 1024 FMA issues). Critical path per block: phase A on one warp (36 mmas, 6 deep per
+// accumulator, ~0.3 us) and its 32 rows out (~0.1 us), the barrier, the update of the busiest sub-partition (2 warps
+// of each of the 2 CTAs, 4 x 48 mmas at ~6-8 clk each ~ 1.2-1.5k clk ~ 0.7 us): ~1.1 us per block, 8 per call, plus
+// the inverses (~1.5 us: 32 dependent steps with a shuffle each) and the loads of h, f: predicted ~10-12 us per call
+// forward and ~9-11 us backward at B=8 T=1024 D=768 (the fp32-FMA kernels: 70 and 58 us per call, d12 profile).
+// Registers: 128 (2 CTAs per SM), ptxas reports 8 (forward) / 12 (backward) bytes of spill: h (32), f (16 forward)
+// and the fragments leave little room.
+// Determinism: fixed owners, fixed mma order, no atomics.
 #define FB_R 32                              // rows of a block = columns of a solve CTA
 #define FB_NB (FB_SMAX / FB_R)               // blocks of a superblock, at most
-#define FB_SOLVE_THREADS 256                 // 32 rows x 8 quads of columns
-static inline size_t fb_solve_smem(int S) { return ((size_t)3 * S * FB_R + 2 * FB_R * FB_R) * sizeof(float); }
+#define FB_SOLVE_THREADS (FB_NB * WARP_SIZE) // a warp per block
+static inline size_t fb_solve_smem(int S) { return ((size_t)3 * S * FB_R + 3 * FB_R * FB_R + S) * sizeof(float); }
 
-// a [rows][32] fp32 tile in shared memory with the 16-byte chunk index XOR-ed by (row & 7): one warp's LDS.128 of
-// 4 rows rho..rho+3 at the same column reaches 4 different bank quads (no padding: rows stay 128 bytes)
-__device__ __forceinline__ int fb_sw(int row, int k) { return row * FB_R + ((((k >> 2) ^ row) & 7) << 2) + (k & 3); }
+// a [rows][32] fp32 tile in shared memory with the 16-byte chunk index XOR-ed by 2 (row & 3): the B-fragment loads
+// (lane 4g + t reads 8 bytes at row g, column 2t of a k16 slice) of a half-warp reach 8 different bank quads
+__device__ __forceinline__ int fb_sw(int row, int k) { return row * FB_R + ((((k >> 2) ^ (row << 1)) & 7) << 2) + (k & 3); }
+
+struct __align__(8) FbF2 { float x, y; };
+struct __align__(16) FbU4 { uint32_t x, y, z, w; };
+struct FbFragA { uint32_t hi[4], lo[4]; };   // a 16x16 A operand as bf16 halves (mma.cuh layout)
+struct FbFragB { uint32_t hi[2], lo[2]; };   // a 16x8 B operand as bf16 halves
+
+// two floats (lower k index first) -> their bf16 hi halves and lo halves, packed
+__device__ __forceinline__ void fb_split_pack(uint32_t *hi, uint32_t *lo, float a, float b) {
+    float ah = __bfloat162float(__float2bfloat16(a)), bh = __bfloat162float(__float2bfloat16(b));
+    *hi = pack_bf16x2(ah, bh);
+    *lo = pack_bf16x2(a - ah, b - bh);
+}
+// the A fragment (16 x k16) made of two neighbouring C tiles c0 (k 0..7) and c1 (k 8..15)
+__device__ __forceinline__ void fb_pack_a(FbFragA *a, const float c0[4], const float c1[4]) {
+    fb_split_pack(&a->hi[0], &a->lo[0], c0[0], c0[1]); fb_split_pack(&a->hi[1], &a->lo[1], c0[2], c0[3]);
+    fb_split_pack(&a->hi[2], &a->lo[2], c1[0], c1[1]); fb_split_pack(&a->hi[3], &a->lo[3], c1[2], c1[3]);
+}
+// the B fragment B[k][n] = tile[n0 + n][k] for n = g, k = k0 + 2t (+1, +8, +9): tile rows are n, fp32, swizzled.
+// n0 is a multiple of 8, so the swizzle of row n0 + g is that of row g: the offset is 32 n0 plus 4 per-lane values
+__device__ __forceinline__ void fb_frag_b(FbFragB *b, const float *tile, int n0, int k0, int lane) {
+    const float *row = tile + n0 * FB_R;
+    int n = lane / 4, k = k0 + 2 * (lane % 4);
+    FbF2 v0 = *(const FbF2 *)&row[fb_sw(n, k)], v1 = *(const FbF2 *)&row[fb_sw(n, k + 8)];
+    fb_split_pack(&b->hi[0], &b->lo[0], v0.x, v0.y);
+    fb_split_pack(&b->hi[1], &b->lo[1], v1.x, v1.y);
+}
+// d += a b in fp32-grade: a_hi b_hi + a_lo b_hi + a_hi b_lo
+__device__ __forceinline__ void fb_mma3(float d[4], const FbFragA &a, const FbFragB &b) {
+    mma_bf16_16816(d, a.hi, b.hi);
+    mma_bf16_16816(d, a.lo, b.hi);
+    mma_bf16_16816(d, a.hi, b.lo);
+}
+// xa fragment (m-tile mt, k-slice kt) of buffer buf: hi at [buf][0][mt][kt][lane], lo at [buf][1][mt][kt][lane]
+__device__ __forceinline__ FbU4 *fb_xa(uint32_t *xa, int buf, int hl, int mt, int kt, int lane) {
+    return (FbU4 *)xa + (((buf * 2 + hl) * 2 + mt) * 2 + kt) * WARP_SIZE + lane;
+}
+
+// the C tiles x[nt] of m-tile mt (a 32 x 32 product's columns 16 mt .. 16 mt + 15, transposed) into st[row n][column m]
+__device__ __forceinline__ void fb_stage(float *st, const float (*x)[4], int mt, int lane) {
+    int g = lane / 4, t = lane % 4;
+#pragma unroll
+    for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) st[fb_sw(8 * nt + 2 * t + i % 2, 16 * mt + g + 8 * (i / 2))] = x[nt][i];
+}
 
 // Minv = (I - diag(g) L)^{-1} for one diagonal block tri ([32][32] row-major, plain layout; strictly lower, or
 // strictly upper when REV), one warp, lane = column j of the inverse. Forward substitution, right-looking: row r of
@@ -370,49 +434,163 @@ __device__ __forceinline__ void fb_load_panel(float *pan, const float *L, int S,
     }
 }
 
-// x (this thread's 4 columns of row rho) = Minv_q[rho, :] xs: 128 FMAs
-__device__ __forceinline__ void fb_apply_inverse(float x[4], const float *Mq, const float *xs, int rho, int c0) {
-    x[0] = x[1] = x[2] = x[3] = 0.0f;
+// The solve of one CTA (both directions; BWD picks the backward). Element (mt, nt, i) of a lane's C tiles is
+// column 16 mt + g + 8 (i / 2) of the CTA's 32 and row 8 nt + 2 t + (i % 2) of a block (lane = 4 g + t).
+//   forward:  x = s, rhs = f + gamma h; writes s, c (fp32) and s_hi/s_lo;   L = Pd,  h starts at acc
+//   backward: x = u, rhs = h;           writes u_hi/u_lo and df = bf16(u);  L = PcT, h starts at gs + acc
+template <bool BWD>
+__device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x_hi, floatX *x_lo, floatX *xb,
+                                         const float *acc, int has_acc, const float *L, const floatX *f,
+                                         const float *gs, const float *gamma, int u0, int Sv, int S, int T, int D) {
+    extern __shared__ __align__(128) float fb_solve_smem_buf[];
+    float *Minv = fb_solve_smem_buf, *pan0 = Minv + S * FB_R, *pan1 = pan0 + S * FB_R;
+    uint32_t *xa = (uint32_t *)(pan1 + S * FB_R);
+    float *stage = (float *)(xa + 2 * FB_R * FB_R);  // x_q (row n, column m; fb_sw) on its way to global memory
+    float *gsh = stage + FB_R * FB_R;                // forward: gamma of the superblock's rows (0 past Sv)
+    int w = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, g = lane / 4, t = lane % 4, b = blockIdx.y;
+    int n0 = blockIdx.x * FB_R;                 // the CTA's first column
+    int nb = (Sv + FB_R - 1) / FB_R;
+    L += (size_t)b * S * S; acc += (size_t)b * S * D;
+    size_t base = ((size_t)b * T + u0) * D;     // row u0 of batch b
+    // the first block's panel: forward block 0 (rows [0, 32 nb)), backward block nb-1 (rows [0, 32 (nb-1)))
+    if (BWD) fb_load_panel(pan0, L, S, 0, (nb - 1) * FB_R, (nb - 1) * FB_R, Sv);
+    else     fb_load_panel(pan0, L, S, 0, nb * FB_R, 0, Sv);
+    cp_async_commit();
+    // the diagonal blocks' inverses (I - G_q L_qq)^{-1}, a warp per block; the blocks in panel buffer 1
+    fb_load_tri(pan1, L, S, Sv, nb);
+    if (!BWD)
+        for (int r = threadIdx.x; r < S; r += FB_SOLVE_THREADS) gsh[r] = r < Sv ? gamma[(size_t)b * T + u0 + r] : 0.0f;
+    __syncthreads();
+    if (w < nb) fb_block_inverse<BWD>(Minv + w * FB_R * FB_R, pan1 + w * FB_R * FB_R, BWD ? 1.0f : gsh[w * FB_R + lane], lane);
+    __syncthreads();                            // Minv complete, tri read (h loads after it: not live in the inverse)
+    // h_w^T, and (forward) f of block w's rows as bf16 pairs (rows 2t, 2t+1); 0 outside
+    float h[2][4][4];
+    uint32_t fp[2][4][2];
 #pragma unroll
-    for (int kc = 0; kc < FB_R; kc += 4) {
-        FbF4 m = *(const FbF4 *)&Mq[fb_sw(rho, kc)];
-        const float mv[4] = {m.x, m.y, m.z, m.w};
+    for (int mt = 0; mt < 2; mt++)
 #pragma unroll
-        for (int j = 0; j < 4; j++) {
-            FbF4 v = *(const FbF4 *)&xs[(kc + j) * FB_R + c0];
-            x[0] = fmaf(mv[j], v.x, x[0]); x[1] = fmaf(mv[j], v.y, x[1]);
-            x[2] = fmaf(mv[j], v.z, x[2]); x[3] = fmaf(mv[j], v.w, x[3]);
+        for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                int col = n0 + 16 * mt + g + 8 * j;
+                float fv[2];
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    int r = w * FB_R + 8 * nt + 2 * t + e;
+                    bool in = w < nb && r < Sv && col < D;
+                    float v = in && has_acc ? acc[(size_t)r * D + col] : 0.0f;
+                    if (BWD && in) v += gs[base + (size_t)r * D + col];
+                    h[mt][nt][2 * j + e] = v;
+                    fv[e] = !BWD && in ? __bfloat162float(f[base + (size_t)r * D + col]) : 0.0f;
+                }
+                fp[mt][nt][j] = pack_bf16x2(fv[0], fv[1]);   // f is bf16: exact
+            }
+    for (int it = 0; it < nb; it++) {
+        int q = BWD ? nb - 1 - it : it, q0 = q * FB_R, buf = it & 1;
+        bool more = it + 1 < nb;
+        float *pq = pan0 + buf * S * FB_R, *pn = pan0 + (buf ^ 1) * S * FB_R;
+        if (w == q) {
+            // A. x_q^T = rhs^T Minv_q^T, one m-tile at a time; x to global and as A fragments to xa[buf]
+            const float *Mq = Minv + q * FB_R * FB_R;
+#pragma unroll 1
+            for (int mt = 0; mt < 2; mt++) {
+                float hm[4][4];                     // h[mt] (mt is not a compile-time index here: select)
+                uint32_t fm[4][2];
+#pragma unroll
+                for (int nt = 0; nt < 4; nt++) {
+#pragma unroll
+                    for (int i = 0; i < 4; i++) hm[nt][i] = mt ? h[1][nt][i] : h[0][nt][i];
+                    fm[nt][0] = mt ? fp[1][nt][0] : fp[0][nt][0]; fm[nt][1] = mt ? fp[1][nt][1] : fp[0][nt][1];
+                }
+                float x[4][4];
+#pragma unroll
+                for (int nt = 0; nt < 4; nt++) x[nt][0] = x[nt][1] = x[nt][2] = x[nt][3] = 0.0f;
+#pragma unroll
+                for (int kt = 0; kt < 2; kt++) {
+                    float r0[4], r1[4];             // rhs of the C tiles 2kt and 2kt+1
+                    FbF2 g0, g1;                    // forward: gamma of rows 2t, 2t+1 of the two tiles
+                    if (!BWD) { g0 = *(const FbF2 *)&gsh[q0 + 16 * kt + 2 * t]; g1 = *(const FbF2 *)&gsh[q0 + 16 * kt + 8 + 2 * t]; }
+#pragma unroll
+                    for (int i = 0; i < 4; i++) {
+                        if (BWD) { r0[i] = hm[2 * kt][i]; r1[i] = hm[2 * kt + 1][i]; }
+                        else {
+                            uint32_t f0 = fm[2 * kt][i / 2], f1 = fm[2 * kt + 1][i / 2];
+                            r0[i] = fmaf(i % 2 ? g0.y : g0.x, hm[2 * kt][i], i % 2 ? bf16x2_hi(f0) : bf16x2_lo(f0));
+                            r1[i] = fmaf(i % 2 ? g1.y : g1.x, hm[2 * kt + 1][i], i % 2 ? bf16x2_hi(f1) : bf16x2_lo(f1));
+                        }
+                    }
+                    FbFragA a;
+                    fb_pack_a(&a, r0, r1);
+#pragma unroll
+                    for (int nt = 0; nt < 4; nt++) {
+                        // Minv_q is lower (forward) / upper (backward) triangular: B[k][n] = Minv_q[n][k] is 0 for
+                        // k in 16..31, n in 0..15 (forward) and k in 0..15, n in 16..31 (backward)
+                        if (BWD ? kt == 0 && nt >= 2 : kt == 1 && nt < 2) continue;
+                        FbFragB bb;
+                        fb_frag_b(&bb, Mq, 8 * nt, 16 * kt, lane);
+                        fb_mma3(x[nt], a, bb);
+                    }
+                }
+#pragma unroll
+                for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+                    for (int i = 0; i < 4; i++)
+                        if (q0 + 8 * nt + 2 * t + i % 2 >= Sv) x[nt][i] = 0.0f;
+                fb_stage(stage, x, mt, lane);
+#pragma unroll
+                for (int kt = 0; kt < 2; kt++) {
+                    FbFragA a;
+                    fb_pack_a(&a, x[2 * kt], x[2 * kt + 1]);
+                    *fb_xa(xa, buf, 0, mt, kt, lane) = FbU4{a.hi[0], a.hi[1], a.hi[2], a.hi[3]};
+                    *fb_xa(xa, buf, 1, mt, kt, lane) = FbU4{a.lo[0], a.lo[1], a.lo[2], a.lo[3]};
+                }
+            }
+            __syncwarp();
+            for (int n = 0, col = n0 + lane; n < FB_R && q0 + n < Sv; n++)   // rows of x_q, a lane per column
+                if (col < D) {
+                    size_t o = base + (size_t)(q0 + n) * D + col;
+                    float v = stage[fb_sw(n, lane)];
+                    if (BWD) xb[o] = __float2bfloat16(v); else xf[o] = v;
+                    fb_split(&x_hi[o], &x_lo[o], v);
+                }
         }
-    }
-}
-
-// h[p] += pan[(p - pfirst) 32 + rho, :] ss[:, c0..c0+3] for the blocks p in [plo, phi): the right-looking update
-__device__ __forceinline__ void fb_update_rows(float (*h)[4], const float *pan, const float *ss, int plo, int phi,
-                                               int pfirst, int rho, int c0) {
+        cp_async_wait<0>();                     // this thread's copies of block q's panel
+        __syncthreads();                        // xa[buf] and the panel complete; every warp is past the update of it-1
+        if (more) {                             // the next block's panel into the buffer that update used
+            if (BWD) fb_load_panel(pn, L, S, 0, q0 - FB_R, q0 - FB_R, Sv);
+            else     fb_load_panel(pn, L, S, q0 + FB_R, nb * FB_R, q0 + FB_R, Sv);
+            cp_async_commit();
+        }
+        // B. h_w^T += x_q^T L_wq^T for the blocks w after q (forward: w >= q, panel row 32 (w - q); backward: w < q)
+        if (BWD ? w < q : w >= q && w < nb) {
+            const float *Lw = pq + (BWD ? w : w - q) * FB_R * FB_R;
 #pragma unroll
-    for (int kc = 0; kc < FB_R; kc += 4) {
-        FbF4 sk[4];
+            for (int kt = 0; kt < 2; kt++) {
+                FbFragA a[2];
 #pragma unroll
-        for (int j = 0; j < 4; j++) sk[j] = *(const FbF4 *)&ss[(kc + j) * FB_R + c0];
+                for (int mt = 0; mt < 2; mt++) {
+                    FbU4 vh = *fb_xa(xa, buf, 0, mt, kt, lane), vl = *fb_xa(xa, buf, 1, mt, kt, lane);
+                    a[mt] = FbFragA{{vh.x, vh.y, vh.z, vh.w}, {vl.x, vl.y, vl.z, vl.w}};
+                }
 #pragma unroll
-        for (int p = 0; p < FB_NB; p++) {
-            if (p < plo || p >= phi) continue;
-            FbF4 a = *(const FbF4 *)&pan[fb_sw((p - pfirst) * FB_R + rho, kc)];
-            const float av[4] = {a.x, a.y, a.z, a.w};
-#pragma unroll
-            for (int j = 0; j < 4; j++) {
-                h[p][0] = fmaf(av[j], sk[j].x, h[p][0]); h[p][1] = fmaf(av[j], sk[j].y, h[p][1]);
-                h[p][2] = fmaf(av[j], sk[j].z, h[p][2]); h[p][3] = fmaf(av[j], sk[j].w, h[p][3]);
+                for (int nt = 0; nt < 4; nt++) {
+                    FbFragB bb;
+                    fb_frag_b(&bb, Lw, 8 * nt, 16 * kt, lane);
+                    fb_mma3(h[0][nt], a[0], bb);
+                    fb_mma3(h[1][nt], a[1], bb);
+                }
             }
         }
+        if (!BWD && w == q) {                   // h_q = c_q, complete: out through Minv_q (no longer needed)
+            float *st = Minv + q * FB_R * FB_R;
+            __syncwarp();
+            fb_stage(st, h[0], 0, lane);
+            fb_stage(st, h[1], 1, lane);
+            __syncwarp();
+            for (int n = 0, col = n0 + lane; n < FB_R && q0 + n < Sv; n++)
+                if (col < D) c[base + (size_t)(q0 + n) * D + col] = st[fb_sw(n, lane)];
+        }
     }
-}
-
-// hq = h[q] (q is not a compile-time index: select, so that h stays in registers)
-__device__ __forceinline__ void fb_pick(float hq[4], const float (*h)[4], int q) {
-#pragma unroll
-    for (int p = 0; p < FB_NB; p++)
-        if (p == q) { hq[0] = h[p][0]; hq[1] = h[p][1]; hq[2] = h[p][2]; hq[3] = h[p][3]; }
 }
 
 // forward: for the rows r of U in blocks of 32, c_r = acc_r + sum_{j<r} Pd[r][j] s_j, s_r = f_r + g_r c_r.
@@ -422,73 +600,7 @@ __device__ __forceinline__ void fb_pick(float hq[4], const float (*h)[4], int q)
 __global__ void __launch_bounds__(FB_SOLVE_THREADS, 2)
 fb_fwd_solve_kernel(float *s, float *c, floatX *s_hi, floatX *s_lo, const float *acc, int has_acc, const float *Pd,
                     const floatX *f, const float *gamma, int u0, int Sv, int S, int T, int D) {
-    extern __shared__ __align__(128) float fb_fwd_smem[];
-    float *Minv = fb_fwd_smem, *pan0 = Minv + S * FB_R, *pan1 = pan0 + S * FB_R, *xs = pan1 + S * FB_R, *ss = xs + FB_R * FB_R;
-    int tid = threadIdx.x, w = tid / WARP_SIZE, lane = tid % WARP_SIZE, b = blockIdx.y;
-    int rho = tid / 8, c0 = tid % 8 * 4, n0 = blockIdx.x * FB_R + c0;   // row rho of every block, columns n0..n0+3
-    int nb = (Sv + FB_R - 1) / FB_R;
-    Pd += (size_t)b * S * S; acc += (size_t)b * S * D; gamma += (size_t)b * T + u0;
-    size_t base = ((size_t)b * T + u0) * D;     // row u0 of batch b
-    // block 0's panel: rows [0, 32 nb), columns [0, 32)
-    fb_load_panel(pan0, Pd, S, 0, nb * FB_R, 0, Sv);
-    cp_async_commit();
-    // the diagonal blocks' inverses (I - G_q Pd_qq)^{-1}, a warp per block; the blocks in panel buffer 1
-    fb_load_tri(pan1, Pd, S, Sv, nb);
-    __syncthreads();
-    for (int qb = w; qb < nb; qb += FB_SOLVE_THREADS / WARP_SIZE)
-        fb_block_inverse<false>(Minv + qb * FB_R * FB_R, pan1 + qb * FB_R * FB_R,
-                                qb * FB_R + lane < Sv ? gamma[qb * FB_R + lane] : 0.0f, lane);
-    float h[FB_NB][4];                          // h[p][i]: row 32 p + rho, column n0 + i
-#pragma unroll
-    for (int p = 0; p < FB_NB; p++)
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            int r = p * FB_R + rho;
-            h[p][i] = has_acc && r < Sv && n0 + i < D ? acc[(size_t)r * D + n0 + i] : 0.0f;
-        }
-    float fn[4], gn;                            // f and gamma of this thread's row of the current block (0 outside)
-#pragma unroll
-    for (int i = 0; i < 4; i++) fn[i] = rho < Sv && n0 + i < D ? __bfloat162float(f[base + (size_t)rho * D + n0 + i]) : 0.0f;
-    gn = rho < Sv ? gamma[rho] : 0.0f;
-    __syncthreads();                            // Minv complete, tri read
-    for (int q = 0; q < nb; q++) {
-        int q0 = q * FB_R, r = q0 + rho;
-        bool live = r < Sv, more = q + 1 < nb;
-        float *pq = pan0 + (q & 1) * S * FB_R, *pn = pan0 + ((q + 1) & 1) * S * FB_R;
-        // A. rhs = f + g h for row r (0 outside), then load f, gamma of the next block's row
-        float hq[4], x[4];
-        fb_pick(hq, h, q);
-        FbF4 rhs = {fmaf(gn, hq[0], fn[0]), fmaf(gn, hq[1], fn[1]), fmaf(gn, hq[2], fn[2]), fmaf(gn, hq[3], fn[3])};
-        *(FbF4 *)&xs[rho * FB_R + c0] = rhs;
-        int rn = r + FB_R;
-#pragma unroll
-        for (int i = 0; i < 4; i++) fn[i] = rn < Sv && n0 + i < D ? __bfloat162float(f[base + (size_t)rn * D + n0 + i]) : 0.0f;
-        gn = rn < Sv ? gamma[rn] : 0.0f;
-        __syncthreads();                        // xs complete; every thread is past block q-1's update (panel buffer free)
-        if (more) { fb_load_panel(pn, Pd, S, q0 + FB_R, nb * FB_R, q0 + FB_R, Sv); cp_async_commit(); }
-        fb_apply_inverse(x, Minv + q * FB_R * FB_R, xs, rho, c0);
-        if (!live) x[0] = x[1] = x[2] = x[3] = 0.0f;
-        *(FbF4 *)&ss[rho * FB_R + c0] = FbF4{x[0], x[1], x[2], x[3]};
-        if (live) {
-#pragma unroll
-            for (int i = 0; i < 4; i++)
-                if (n0 + i < D) {
-                    size_t o = base + (size_t)r * D + n0 + i;
-                    s[o] = x[i];
-                    fb_split(&s_hi[o], &s_lo[o], x[i]);
-                }
-        }
-        if (more) cp_async_wait<1>(); else cp_async_wait<0>();
-        __syncthreads();                        // s_q in ss; block q's panel landed
-        // B. h_p += Pd[block p rows, block q] s_q for p >= q; then h_q = c_q
-        fb_update_rows(h, pq, ss, q, nb, q, rho, c0);
-        fb_pick(hq, h, q);
-        if (live) {
-#pragma unroll
-            for (int i = 0; i < 4; i++)
-                if (n0 + i < D) c[base + (size_t)r * D + n0 + i] = hq[i];
-        }
-    }
+    fb_solve<false>(s, c, s_hi, s_lo, NULL, acc, has_acc, Pd, f, NULL, gamma, u0, Sv, S, T, D);
 }
 
 // backward, transposed: for the keys j of U in blocks of 32 from last to first,
@@ -500,65 +612,7 @@ fb_fwd_solve_kernel(float *s, float *c, floatX *s_hi, floatX *s_lo, const float 
 __global__ void __launch_bounds__(FB_SOLVE_THREADS, 2)
 fb_bwd_solve_kernel(floatX *u_hi, floatX *u_lo, floatX *df, const float *acc, int has_acc, const float *PcT,
                     const float *gs, int u0, int Sv, int S, int T, int D) {
-    extern __shared__ __align__(128) float fb_bwd_smem[];
-    float *Minv = fb_bwd_smem, *pan0 = Minv + S * FB_R, *pan1 = pan0 + S * FB_R, *xs = pan1 + S * FB_R, *ss = xs + FB_R * FB_R;
-    int tid = threadIdx.x, w = tid / WARP_SIZE, lane = tid % WARP_SIZE, b = blockIdx.y;
-    int rho = tid / 8, c0 = tid % 8 * 4, n0 = blockIdx.x * FB_R + c0;
-    int nb = (Sv + FB_R - 1) / FB_R;
-    PcT += (size_t)b * S * S; acc += (size_t)b * S * D;
-    size_t base = ((size_t)b * T + u0) * D;
-    // the last block's panel: rows [0, 32 (nb-1)) (the keys before it), its 32 columns
-    fb_load_panel(pan0, PcT, S, 0, (nb - 1) * FB_R, (nb - 1) * FB_R, Sv);
-    cp_async_commit();
-    fb_load_tri(pan1, PcT, S, Sv, nb);
-    __syncthreads();
-    for (int qb = w; qb < nb; qb += FB_SOLVE_THREADS / WARP_SIZE)
-        fb_block_inverse<true>(Minv + qb * FB_R * FB_R, pan1 + qb * FB_R * FB_R, 1.0f, lane);
-    float h[FB_NB][4];                          // h[p][i]: key 32 p + rho, column n0 + i; starts at gs + acc
-#pragma unroll
-    for (int p = 0; p < FB_NB; p++)
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            int r = p * FB_R + rho;
-            h[p][i] = r < Sv && n0 + i < D ? gs[base + (size_t)r * D + n0 + i] : 0.0f;
-        }
-    if (has_acc) {
-#pragma unroll
-        for (int p = 0; p < FB_NB; p++)
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                int r = p * FB_R + rho;
-                if (r < Sv && n0 + i < D) h[p][i] += acc[(size_t)r * D + n0 + i];
-            }
-    }
-    __syncthreads();                            // Minv complete, tri read
-    for (int q = nb - 1, it = 0; q >= 0; q--, it++) {
-        int q0 = q * FB_R, r = q0 + rho;
-        bool live = r < Sv, more = q > 0;
-        float *pq = pan0 + (it & 1) * S * FB_R, *pn = pan0 + ((it + 1) & 1) * S * FB_R;
-        // A. u_q = Minv_q h_q (h_q complete: gs + acc + the later blocks' terms; 0 outside)
-        float hq[4], x[4];
-        fb_pick(hq, h, q);
-        *(FbF4 *)&xs[rho * FB_R + c0] = FbF4{hq[0], hq[1], hq[2], hq[3]};
-        __syncthreads();                        // xs complete; every thread is past the previous update
-        if (more) { fb_load_panel(pn, PcT, S, 0, q0 - FB_R, q0 - FB_R, Sv); cp_async_commit(); }
-        fb_apply_inverse(x, Minv + q * FB_R * FB_R, xs, rho, c0);
-        if (!live) x[0] = x[1] = x[2] = x[3] = 0.0f;
-        *(FbF4 *)&ss[rho * FB_R + c0] = FbF4{x[0], x[1], x[2], x[3]};
-        if (live) {
-#pragma unroll
-            for (int i = 0; i < 4; i++)
-                if (n0 + i < D) {
-                    size_t o = base + (size_t)r * D + n0 + i;
-                    fb_split(&u_hi[o], &u_lo[o], x[i]);
-                    df[o] = __float2bfloat16(x[i]);
-                }
-        }
-        if (more) cp_async_wait<1>(); else cp_async_wait<0>();
-        __syncthreads();                        // u_q in ss; block q's panel landed
-        // B. h_p += PcT[block p keys, block q] u_q for the earlier blocks p < q
-        fb_update_rows(h, pq, ss, 0, q, 0, rho, c0);
-    }
+    fb_solve<true>(NULL, NULL, u_hi, u_lo, df, acc, has_acc, PcT, NULL, gs, NULL, u0, Sv, S, T, D);
 }
 
 // launchers of the two solves (dynamic shared memory past 48 KiB, carveout to the maximum: 2 CTAs per SM)
@@ -581,17 +635,36 @@ static void fb_bwd_solve(floatX *u_hi, floatX *u_lo, floatX *df, const float *ac
 
 // for the rows t in [u0, u0+Sv) of U, one warp per row: dgamma_t = u_t . c_t with u = u_hi + u_lo (this is also
 // the Delta_t of the softmax backward), and s_t split into bf16 halves sU_hi/sU_lo (B, S, D) for the u s^T GEMMs.
-// grid (ceil(Sv/8), B), 256 threads.
+// 16 bytes per element moved (u_hi, u_lo, c, s in; sU_hi, sU_lo out): B=8 S=256 D=768 is 25 MB, ~6-7 us at the
+// H200's ~4 TB/s. vec (D a multiple of 4, c and s 16-byte aligned): a lane takes 4 consecutive columns per step
+// (16-byte c, s loads, 8-byte bf16 loads and stores); else one column per step. grid (ceil(Sv/8), B), 256 threads.
+struct __align__(8) FbU2 { uint32_t x, y; };
 __global__ void fb_bwd_rows_kernel(float *dgamma, floatX *sU_hi, floatX *sU_lo, const floatX *u_hi, const floatX *u_lo,
-                                   const float *c, const float *s, int u0, int Sv, int S, int T, int D) {
+                                   const float *c, const float *s, int u0, int Sv, int S, int T, int D, int vec) {
     int w = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, b = blockIdx.y;
     int r = blockIdx.x * (blockDim.x / WARP_SIZE) + w;
     if (r >= Sv) return;
     size_t row = ((size_t)b * T + u0 + r) * D, srow = ((size_t)b * S + r) * D;
     float acc = 0.0f;
-    for (int i = lane; i < D; i += WARP_SIZE) {
-        acc = fmaf(fb_join(u_hi[row + i], u_lo[row + i]), c[row + i], acc);
-        fb_split(&sU_hi[srow + i], &sU_lo[srow + i], s[row + i]);
+    if (vec) {
+        for (int i = 4 * lane; i < D; i += 4 * WARP_SIZE) {
+            FbF4 cv = *(const FbF4 *)&c[row + i], sv = *(const FbF4 *)&s[row + i];
+            FbU2 uh = *(const FbU2 *)&u_hi[row + i], ul = *(const FbU2 *)&u_lo[row + i];
+            acc = fmaf(bf16x2_lo(uh.x) + bf16x2_lo(ul.x), cv.x, acc);
+            acc = fmaf(bf16x2_hi(uh.x) + bf16x2_hi(ul.x), cv.y, acc);
+            acc = fmaf(bf16x2_lo(uh.y) + bf16x2_lo(ul.y), cv.z, acc);
+            acc = fmaf(bf16x2_hi(uh.y) + bf16x2_hi(ul.y), cv.w, acc);
+            FbU2 hi, lo;
+            fb_split_pack(&hi.x, &lo.x, sv.x, sv.y);
+            fb_split_pack(&hi.y, &lo.y, sv.z, sv.w);
+            *(FbU2 *)&sU_hi[srow + i] = hi;
+            *(FbU2 *)&sU_lo[srow + i] = lo;
+        }
+    } else {
+        for (int i = lane; i < D; i += WARP_SIZE) {
+            acc = fmaf(fb_join(u_hi[row + i], u_lo[row + i]), c[row + i], acc);
+            fb_split(&sU_hi[srow + i], &sU_lo[srow + i], s[row + i]);
+        }
     }
     acc = warp_reduce_sum(acc);
     if (lane == 0) dgamma[(size_t)b * T + u0 + r] = acc;
@@ -599,23 +672,29 @@ __global__ void fb_bwd_rows_kernel(float *dgamma, floatX *sU_hi, floatX *sU_lo, 
 
 // dZ[i][jj] = Pc[i][jj] (US[i][jj] - dgamma_t), t = u0 + i, for jj < Sv (Pc is 0 where j >= t); bf16, written over
 // Pc_hi (each element read then written by one thread). Columns jj >= Sv are left as they are (never read).
+// grid (T - u0, B): a CTA per row i, S threads (jj = threadIdx.x).
 __global__ void fb_dz_kernel(floatX *dZ_Pc_hi, const floatX *Pc_lo, const float *US, const float *dgamma,
                              int u0, int Sv, int S, int T) {
-    int b = blockIdx.y;
-    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (size_t)(T - u0) * S) return;
-    int i = (int)(idx / S), jj = (int)(idx % S);
+    int b = blockIdx.y, i = blockIdx.x, jj = threadIdx.x;
     if (jj >= Sv) return;
-    size_t o = (size_t)b * T * S + idx;
+    size_t o = ((size_t)b * T + i) * S + jj;
     float p = fb_join(dZ_Pc_hi[o], Pc_lo[o]);
     dZ_Pc_hi[o] = __float2bfloat16(p * (US[o] - dgamma[(size_t)b * T + u0 + i]));
 }
 
-__global__ void fb_store_strided_kernel(floatX *dst, int ld, const float *src, int BT, int D) {
-    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (size_t)BT * D) return;
-    size_t row = idx / D, col = idx % D;
-    dst[row * ld + col] = __float2bfloat16(src[idx]);
+// dst[row * ld + col] = bf16(src[row * D + col]) for rows < BT: a CTA per row; vec (D and ld multiples of 4, src
+// 16-byte and dst 8-byte aligned): 4 columns a thread per step. B=8 T=1024 D=768: 37.7 MB moved, ~10 us.
+__global__ void fb_store_strided_kernel(floatX *dst, int ld, const float *src, int D, int vec) {
+    const float *x = src + (size_t)blockIdx.x * D;
+    floatX *y = dst + (size_t)blockIdx.x * ld;
+    if (vec) {
+        for (int i = 4 * threadIdx.x; i < D; i += 4 * blockDim.x) {
+            FbF4 v = *(const FbF4 *)&x[i];
+            *(FbU2 *)&y[i] = FbU2{pack_bf16x2(v.x, v.y), pack_bf16x2(v.z, v.w)};   // round to nearest even, as __float2bfloat16
+        }
+    } else {
+        for (int i = threadIdx.x; i < D; i += blockDim.x) y[i] = __float2bfloat16(x[i]);
+    }
 }
 
 // ----------------------------------------------------------------------------
@@ -714,15 +793,15 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
     int S = fb_superblock(T);
     long long sq = (long long)T * ld, sTS = (long long)T * S, sTD = (long long)T * D, sSD = (long long)S * D;
     cudaCheck(cudaMemsetAsync(w.dq, 0, (size_t)B * T * D * sizeof(float), stream));
+    int rows_vec = D % 4 == 0 && ptr_alignment(c) >= 16 && ptr_alignment(s) >= 16;   // fb_bwd_rows_kernel's 16-byte loads
     // the solve reads whole 16-byte chunks of PcT past Sv (times u = 0 there): they must be finite, not stale scratch
     cudaCheck(cudaMemsetAsync(w.PcT, 0, (size_t)B * S * S * sizeof(float), stream));
     for (int u0 = (T - 1) / S * S; u0 >= 0; u0 -= S) {
         int u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, M = T - u0;
-        int slab_blocks = ceil_div((long long)M * S, 256);
         // 1. slab logits Zs (M, Sv) = qb[u0:T] kb[U]^T / sqrt(D); Pc = gamma alpha[u0:T, U] as bf16 halves
         fb_gemm(FbOut{w.Zs, CUDA_R_32F, S, sTS}, FbIn{qb + (size_t)u0 * ld, ld, sq, false},
                 FbIn{kb + (size_t)u0 * ld, ld, sq, true}, FbShape{M, Sv, D, B}, scale, 0.0f, stream);
-        fb_bwd_slab_kernel<<<dim3(slab_blocks, B), 256, 0, stream>>>(w.Pc_hi, w.Pc_lo, w.PcT, w.Zs, lse, gamma, u0, Sv, S, T);
+        fb_bwd_slab_kernel<<<dim3(M, B), S, 0, stream>>>(w.Pc_hi, w.Pc_lo, w.PcT, w.Zs, lse, gamma, u0, Sv, S, T);
         cudaCheck(cudaGetLastError());
         // 2. acc (Sv, D) = Pc[u1:T, :]^T u[u1:T]
         if (u1 < T)
@@ -733,11 +812,11 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
         fb_bwd_solve(w.u_hi, w.u_lo, df, w.acc, u1 < T, w.PcT, gs, u0, Sv, S, B, T, D, stream);
         // 4. dgamma[U] = u . c; 5. US (M, Sv) = u[u0:T] s[U]^T into the slab's logits buffer; dZ over Pc_hi
         fb_bwd_rows_kernel<<<dim3(ceil_div(Sv, 8), B), 256, 0, stream>>>(dgamma, w.sU_hi, w.sU_lo, w.u_hi, w.u_lo, c, s,
-                                                                       u0, Sv, S, T, D);
+                                                                       u0, Sv, S, T, D, rows_vec);
         cudaCheck(cudaGetLastError());
         fb_gemm3(FbOut{w.Zs, CUDA_R_32F, S, sTS}, FbIn2{w.u_hi + (size_t)u0 * D, w.u_lo + (size_t)u0 * D, D, sTD, false},
                  FbIn2{w.sU_hi, w.sU_lo, D, sSD, true}, FbShape{M, Sv, D, B}, 0.0f, stream);
-        fb_dz_kernel<<<dim3(slab_blocks, B), 256, 0, stream>>>(w.Pc_hi, w.Pc_lo, w.Zs, dgamma, u0, Sv, S, T);
+        fb_dz_kernel<<<dim3(M, B), S, 0, stream>>>(w.Pc_hi, w.Pc_lo, w.Zs, dgamma, u0, Sv, S, T);
         cudaCheck(cudaGetLastError());
         // 6. dkb[U] (Sv, D) = dZ^T qb[u0:T] / sqrt(D), complete: bf16 straight into dkb
         fb_gemm(FbOut{dkb + (size_t)u0 * ld, CUDA_R_16BF, ld, sq}, FbIn{w.Pc_hi, S, sTS, true},
@@ -746,7 +825,8 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
         fb_gemm(FbOut{w.dq + (size_t)u0 * D, CUDA_R_32F, D, sTD}, FbIn{w.Pc_hi, S, sTS, false},
                 FbIn{kb + (size_t)u0 * ld, ld, sq, false}, FbShape{M, D, Sv, B}, scale, 1.0f, stream);
     }
-    fb_store_strided_kernel<<<ceil_div((long long)B * T * D, 256), 256, 0, stream>>>(dqb, ld, w.dq, B * T, D);
+    int store_vec = D % 4 == 0 && ld % 4 == 0 && ptr_alignment(dqb) >= 8;   // w.dq: scratch, 256-byte aligned
+    fb_store_strided_kernel<<<B * T, 128, 0, stream>>>(dqb, ld, w.dq, D, store_vec);
     cudaCheck(cudaGetLastError());
 }
 

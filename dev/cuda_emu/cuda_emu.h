@@ -9,7 +9,8 @@
    Blocks run one after another; inside a block every thread is a fiber (ucontext) with its own stack,
    so thread-local variables, early returns and divergent control flow behave as on the GPU.
  - __syncthreads is a real barrier: a thread waits there until every thread of the block that has not
-   exited waits there too. Warp shuffles are a real warp barrier (all live lanes of the warp).
+   exited waits there too. Warp shuffles are a real warp barrier (all live lanes of the warp); __syncwarp
+   (full mask only) is one too, and every lane of the warp must be live.
    A block where some threads wait at __syncthreads and others at a shuffle can never proceed: that is
    reported (fatal) as a divergent barrier, as is a shuffle that reads a lane that has exited.
  - Uninitialised memory is NaN: cudaMalloc'd buffers and dynamic shared memory (per block) are filled with
@@ -336,6 +337,13 @@ static void emu_warp_meet(const char *what) {
         if (t >= n || emu_state[t] == EMU_EXITED)
             fatal("cuda_emu: block (%u,%u,%u) thread %d: %s with lane %d of its warp absent or exited "
                   "(warp-collective: all 32 lanes must take part)", blockIdx.x, blockIdx.y, blockIdx.z, emu_cur, what, t & 31);
+}
+// __syncwarp (full mask): the warp meets (every lane must be live), then meets again so that no lane runs on
+// (possibly to its exit) before every lane has checked the others
+static void __syncwarp(unsigned mask = 0xffffffffu) {
+    if (mask != 0xffffffffu) fatal("cuda_emu: __syncwarp with mask %#x: only the full warp is emulated", mask);
+    emu_warp_meet("__syncwarp");
+    emu_wait(EMU_AT_WARP);
 }
 static inline uint32_t emu_u32(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 static inline float emu_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }

@@ -77,8 +77,9 @@ static void expect_close_d(const char *what, const double *got, const double *re
 // feedback: twin of llmc/feedback.cuh, one batch element (the kernels' batch index only offsets pointers).
 // It walks the same schedule: superblocks of FB_S rows (forward, in order) / keys (backward, last first); the bf16
 // hi/lo split of P, s, Pc, u and the three GEMMs X_hi Y_hi + X_lo Y_hi + X_hi Y_lo; the in-superblock solve in
-// blocks of FB_R rows (first the inverses of the diagonal 32x32 blocks, then per block x_q = Minv_q (rhs + G h_q)
-// and the right-looking update of the later blocks' sums h, in the kernels' fp32 order); dZ
+// blocks of FB_R rows (first the inverses of the diagonal 32x32 blocks in the kernels' fp32 order, then per block
+// x_q = Minv_q (rhs + G h_q) and the right-looking update of the later blocks' sums h, both as tensor-core products
+// of bf16 hi/lo halves: dot3, the mma's order inside a k16 slice not modelled); dZ
 // rounded to bf16; dkb written once per key superblock; dqb accumulated over superblocks in fp32. bf16 rounding is
 // modelled exactly (round to nearest even); the GEMMs' fp32 summation order is cuBLASLt's own and not modelled.
 
@@ -109,6 +110,19 @@ static float gemm3(const float *ah, const float *al, size_t as, const float *bh,
     return (x + y) + z;
 }
 
+// one fp32-grade tensor-core dot product: a and b split into bf16 halves on the fly, a_hi b_hi + a_lo b_hi + a_hi b_lo
+// (fb_mma3: three mmas into one fp32 accumulator; here three fp32 sums, then added)
+static float dot3(const float *a, size_t as, const float *b, size_t bs, int K) {
+    float x = 0.0f, y = 0.0f, z = 0.0f;
+    for (int k = 0; k < K; k++) {
+        float ah, al, bh, bl;
+        split(a[k * as], &ah, &al);
+        split(b[k * bs], &bh, &bl);
+        x = fmaf(ah, bh, x); y = fmaf(al, bh, y); z = fmaf(ah, bl, z);
+    }
+    return (x + y) + z;
+}
+
 // fb_block_inverse: Minv (32 x 32) = (I - diag(g) L_qq)^{-1} for the diagonal block at q0 of L (FB_S x FB_S,
 // entries outside [0, Sv)^2 taken as 0; g = NULL: G = I; rev: L upper, rows from last to first), in the kernel's order
 static void twin_block_inverse(float *Minv, const float *L, int q0, int Sv, const float *g, int rev) {
@@ -127,13 +141,9 @@ static void twin_block_inverse(float *Minv, const float *L, int q0, int Sv, cons
         }
     }
 }
-// fb_apply_inverse: y = Minv x, one fmaf chain per row over the 32 columns in order; rows past Sv are 0
+// phase A of fb_solve: y = Minv x (hi/lo tensor-core products); rows past Sv are 0
 static void twin_apply_inverse(float *y, const float *Minv, const float *x, int q0, int Sv) {
-    for (int k = 0; k < FB_R; k++) {
-        float v = 0.0f;
-        for (int m = 0; m < FB_R; m++) v = fmaf(Minv[k * FB_R + m], x[m], v);
-        y[k] = q0 + k < Sv ? v : 0.0f;
-    }
+    for (int k = 0; k < FB_R; k++) y[k] = q0 + k < Sv ? dot3(&Minv[k * FB_R], 1, x, 1, FB_R) : 0.0f;
 }
 
 static void twin_feedback_forward(float *s, float *c, float *lse, const float *f, const float *qb, const float *kb,
@@ -176,7 +186,7 @@ static void twin_feedback_forward(float *s, float *c, float *lse, const float *f
                     split(sv[k], &s_hi[o], &s_lo[o]);
                 }
                 for (int r = q0; r < Sv; r++)                           // B. right-looking, this block's rows too
-                    for (int k = 0; k < FB_R && q0 + k < Sv; k++) h[r] = fmaf(Pd[r * FB_S + q0 + k], sv[k], h[r]);
+                    h[r] += dot3(&Pd[r * FB_S + q0], 1, sv, 1, imin(FB_R, Sv - q0));
                 for (int k = 0; k < FB_R && q0 + k < Sv; k++) c[(size_t)(u0 + q0 + k) * D + i] = h[q0 + k];
             }
         }
@@ -219,7 +229,7 @@ static void twin_feedback_backward(float *u, float *dgamma, float *dqb, float *d
                     split(uv[k], &u_hi[o], &u_lo[o]);
                 }
                 for (int j = 0; j < q0; j++)                            // B. right-looking: the earlier keys
-                    for (int k = 0; k < FB_R && q0 + k < Sv; k++) h[j] = fmaf(PcT[j * FB_S + q0 + k], uv[k], h[j]);
+                    h[j] += dot3(&PcT[j * FB_S + q0], 1, uv, 1, imin(FB_R, Sv - q0));
             }
         }
         for (int r = 0; r < Sv; r++) {                                  // fb_dgamma_kernel (order aside)
