@@ -434,6 +434,27 @@ __device__ __forceinline__ void fb_load_panel(float *pan, const float *L, int S,
     }
 }
 
+// FB_PHASES (dev/cuda/feedback_phases.cu only): lane 0 of the warp named writes clock64() at the solve's phase
+// boundaries into fb_phase_clk[CTA][slot] (CTA = blockIdx.y * gridDim.x + blockIdx.x, the first FB_PH_CTAS):
+//   prologue: START (warp 0), TRI (warp 0, after the diagonal blocks and gamma are in: barrier 1), INV (warp 0,
+//   after the inverses: barrier 2), HF (warp 0, its h/f loads issued and f packed);
+//   block it (q = it forward, nb-1-it backward), at FB_PH_PRO + it FB_PH_IT: AMMA (warp q, x_q and xa done),
+//   AEND (warp q, its rows of x stored), BAR (warp 0, past the barrier), UPD + w (each warp w, past its update),
+//   CEND (warp q, forward: c_q stored).
+#ifdef FB_PHASES
+#define FB_PH_CTAS 1024
+enum { FB_PH_START, FB_PH_TRI, FB_PH_INV, FB_PH_HF, FB_PH_PRO };
+enum { FB_PH_AMMA, FB_PH_AEND, FB_PH_BAR, FB_PH_UPD, FB_PH_CEND = FB_PH_UPD + FB_NB, FB_PH_IT };
+#define FB_PH_SLOTS (FB_PH_PRO + FB_NB * FB_PH_IT)
+__device__ long long fb_phase_clk[FB_PH_CTAS * FB_PH_SLOTS];
+#define FB_PHASE(slot, warp) do { int cta_ = blockIdx.y * gridDim.x + blockIdx.x;                                   \
+        if (threadIdx.x == (warp) * WARP_SIZE && cta_ < FB_PH_CTAS) fb_phase_clk[cta_ * FB_PH_SLOTS + (slot)] = clock64(); \
+    } while (0)
+#else
+#define FB_PHASE(slot, warp) do { } while (0)
+#endif
+#define FB_PHASE_IT(it, slot, warp) FB_PHASE(FB_PH_PRO + (it) * FB_PH_IT + (slot), warp)   // slot of block iteration it
+
 // The solve of one CTA (both directions; BWD picks the backward). Element (mt, nt, i) of a lane's C tiles is
 // column 16 mt + g + 8 (i / 2) of the CTA's 32 and row 8 nt + 2 t + (i % 2) of a block (lane = 4 g + t).
 //   forward:  x = s, rhs = f + gamma h; writes s, c (fp32) and s_hi/s_lo;   L = Pd,  h starts at acc
@@ -452,6 +473,7 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x_hi, floa
     int nb = (Sv + FB_R - 1) / FB_R;
     L += (size_t)b * S * S; acc += (size_t)b * S * D;
     size_t base = ((size_t)b * T + u0) * D;     // row u0 of batch b
+    FB_PHASE(FB_PH_START, 0);
     // the first block's panel: forward block 0 (rows [0, 32 nb)), backward block nb-1 (rows [0, 32 (nb-1)))
     if (BWD) fb_load_panel(pan0, L, S, 0, (nb - 1) * FB_R, (nb - 1) * FB_R, Sv);
     else     fb_load_panel(pan0, L, S, 0, nb * FB_R, 0, Sv);
@@ -461,8 +483,10 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x_hi, floa
     if (!BWD)
         for (int r = threadIdx.x; r < S; r += FB_SOLVE_THREADS) gsh[r] = r < Sv ? gamma[(size_t)b * T + u0 + r] : 0.0f;
     __syncthreads();
+    FB_PHASE(FB_PH_TRI, 0);
     if (w < nb) fb_block_inverse<BWD>(Minv + w * FB_R * FB_R, pan1 + w * FB_R * FB_R, BWD ? 1.0f : gsh[w * FB_R + lane], lane);
     __syncthreads();                            // Minv complete, tri read (h loads after it: not live in the inverse)
+    FB_PHASE(FB_PH_INV, 0);
     // h_w^T, and (forward) f of block w's rows as bf16 pairs (rows 2t, 2t+1); 0 outside
     float h[2][4][4];
     uint32_t fp[2][4][2];
@@ -485,6 +509,7 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x_hi, floa
                 }
                 fp[mt][nt][j] = pack_bf16x2(fv[0], fv[1]);   // f is bf16: exact
             }
+    FB_PHASE(FB_PH_HF, 0);
     for (int it = 0; it < nb; it++) {
         int q = BWD ? nb - 1 - it : it, q0 = q * FB_R, buf = it & 1;
         bool more = it + 1 < nb;
@@ -545,6 +570,7 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x_hi, floa
                     *fb_xa(xa, buf, 1, mt, kt, lane) = FbU4{a.lo[0], a.lo[1], a.lo[2], a.lo[3]};
                 }
             }
+            FB_PHASE_IT(it, FB_PH_AMMA, q);
             __syncwarp();
             for (int n = 0, col = n0 + lane; n < FB_R && q0 + n < Sv; n++)   // rows of x_q, a lane per column
                 if (col < D) {
@@ -553,9 +579,11 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x_hi, floa
                     if (BWD) xb[o] = __float2bfloat16(v); else xf[o] = v;
                     fb_split(&x_hi[o], &x_lo[o], v);
                 }
+            FB_PHASE_IT(it, FB_PH_AEND, q);
         }
         cp_async_wait<0>();                     // this thread's copies of block q's panel
         __syncthreads();                        // xa[buf] and the panel complete; every warp is past the update of it-1
+        FB_PHASE_IT(it, FB_PH_BAR, 0);
         if (more) {                             // the next block's panel into the buffer that update used
             if (BWD) fb_load_panel(pn, L, S, 0, q0 - FB_R, q0 - FB_R, Sv);
             else     fb_load_panel(pn, L, S, q0 + FB_R, nb * FB_R, q0 + FB_R, Sv);
@@ -581,6 +609,7 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x_hi, floa
                 }
             }
         }
+        FB_PHASE_IT(it, FB_PH_UPD + w, w);
         if (!BWD && w == q) {                   // h_q = c_q, complete: out through Minv_q (no longer needed)
             float *st = Minv + q * FB_R * FB_R;
             __syncwarp();
@@ -590,6 +619,7 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x_hi, floa
             for (int n = 0, col = n0 + lane; n < FB_R && q0 + n < Sv; n++)
                 if (col < D) c[base + (size_t)(q0 + n) * D + col] = st[fb_sw(n, lane)];
         }
+        FB_PHASE_IT(it, FB_PH_CEND, q);
     }
 }
 

@@ -9,6 +9,7 @@
  bench (version 0 or 2) also times version 2's two in-superblock solve kernels alone, per call (bench_solves)
 */
 #include "feedback_trsm_baseline.cu"
+#include "feedback_solves.h"          // bench_solves: the solve kernels alone
 
 typedef struct {
     int B, T, D, ld;
@@ -149,47 +150,19 @@ static void bench(int B, int T, int D, int version) {
     free_problem(&p);
 }
 
-// the two in-superblock solve kernels alone, one superblock of S rows with earlier superblocks (has_acc), the shapes
-// of a training step: per-call time, and the FMA rate it implies (per CTA: 32 x 32 x 4 FMAs per thread and (block,
-// later block) pair plus 8 products with the diagonal blocks' inverses and the inverses themselves)
-static void fb_solve_call_fwd(float *s, float *c, floatX *sh, floatX *sl, const float *acc, const float *Pd,
-                              const floatX *f, const float *g, int S, int B, int T, int D) {
-    fb_fwd_solve(s, c, sh, sl, acc, 1, Pd, f, g, T - S, S, S, B, T, D, 0);
-}
-static void fb_solve_call_bwd(floatX *uh, floatX *ul, floatX *df, const float *acc, const float *PcT, const float *gs,
-                              int S, int B, int T, int D) {
-    fb_bwd_solve(uh, ul, df, acc, 1, PcT, gs, 0, S, S, B, T, D, 0);
-}
+// the two in-superblock solve kernels alone (feedback_solves.h), one superblock of S rows with earlier superblocks
+// (has_acc), the shapes of a training step: per-call time, and the FMA rate it implies (per CTA: 32 x 32 x 32 FMAs
+// per (block, later block) pair and per product with a diagonal block's inverse, plus the inverses themselves)
 static void bench_solves(int B, int T, int D) {
-    int S = fb_superblock(T);
-    size_t BSS = (size_t)B * S * S, BSD = (size_t)B * S * D, BTD = (size_t)B * T * D;
-    float *Pd = make_random_float(BSS, 0.0f, 2.0f / S), *PcT = (float *)mallocCheck(BSS * sizeof(float));
-    for (int b = 0; b < B; b++)                 // alpha-like: strictly lower, row sums < 1; PcT its transpose
-        for (int r = 0; r < S; r++)
-            for (int j = 0; j < S; j++) {
-                float *x = &Pd[((size_t)b * S + r) * S + j];
-                if (j >= r) *x = 0.0f;
-                PcT[((size_t)b * S + j) * S + r] = *x;
-            }
-    float *acc = make_random_float(BSD, -1.0f, 1.0f), *f = make_random_float(BTD, -1.0f, 1.0f);
-    float *g = make_random_float((size_t)B * T, 0.9f, 0.999f);
-    float *d_Pd = to_device_f32(Pd, BSS), *d_PcT = to_device_f32(PcT, BSS), *d_acc = to_device_f32(acc, BSD);
-    float *d_gs = to_device_f32(f, BTD), *d_g = to_device_f32(g, (size_t)B * T);
-    floatX *d_f = to_device_bf16(f, BTD), *d_h, *d_l, *d_df;
-    float *d_s, *d_c;
-    cudaMallocCheck(&d_s, BTD * sizeof(float)); cudaMallocCheck(&d_c, BTD * sizeof(float));
-    cudaMallocCheck(&d_h, BTD * sizeof(floatX)); cudaMallocCheck(&d_l, BTD * sizeof(floatX)); cudaMallocCheck(&d_df, BTD * sizeof(floatX));
-    float tf = benchmark_kernel(20, fb_solve_call_fwd, d_s, d_c, d_h, d_l, d_acc, d_Pd, d_f, d_g, S, B, T, D);
-    float tb = benchmark_kernel(20, fb_solve_call_bwd, d_h, d_l, d_df, d_acc, d_PcT, d_gs, S, B, T, D);
-    int nb = S / 32;
+    SolveBufs p = solve_bufs_make(B, T, D);
+    float tf = benchmark_kernel(20, solve_call_fwd, &p, 1);
+    float tb = benchmark_kernel(20, solve_call_bwd, &p, 1);
+    int S = p.S, nb = S / 32;
     double cta = ceil_div(D, 32) * (double)B, blk = 32.0 * 32 * 32;   // FMAs of one 32x32 by 32x32 product
     double ff = cta * (blk * (nb * (nb + 1) / 2 + nb) + nb * 496.0 * 32), fbk = cta * (blk * (nb * (nb - 1) / 2 + nb) + nb * 496.0 * 32);
     printf("B=%d T=%d D=%d  solve kernels alone (S=%d, %d CTAs): fwd %8.1f us (%.2f TFMA/s)  bwd %8.1f us (%.2f TFMA/s)\n",
            B, T, D, S, (int)cta, tf * 1e3, ff / (tf * 1e-3) / 1e12, tb * 1e3, fbk / (tb * 1e-3) / 1e12);
-    free(Pd); free(PcT); free(acc); free(f); free(g);
-    cudaCheck(cudaFree(d_Pd)); cudaCheck(cudaFree(d_PcT)); cudaCheck(cudaFree(d_acc)); cudaCheck(cudaFree(d_gs));
-    cudaCheck(cudaFree(d_g)); cudaCheck(cudaFree(d_f)); cudaCheck(cudaFree(d_s)); cudaCheck(cudaFree(d_c));
-    cudaCheck(cudaFree(d_h)); cudaCheck(cudaFree(d_l)); cudaCheck(cudaFree(d_df));
+    solve_bufs_free(&p);
 }
 
 int main(int argc, char **argv) {

@@ -114,6 +114,15 @@ static cudaError_t cudaMemcpy2D(void *d, size_t dpitch, const void *s, size_t sp
 }
 static cudaError_t cudaMemcpy2DAsync(void *d, size_t dpitch, const void *s, size_t spitch, size_t width, size_t rows,
                                      cudaMemcpyKind k, cudaStream_t = 0) { return cudaMemcpy2D(d, dpitch, s, spitch, width, rows, k); }
+// a __device__ variable is a host variable here (llmc/feedback.cuh's FB_PHASES clocks)
+template <class T> static cudaError_t cudaMemcpyFromSymbol(void *d, const T &sym, size_t n, size_t off = 0,
+                                                           cudaMemcpyKind = cudaMemcpyDeviceToHost) {
+    memcpy(d, (const char *)&sym + off, n); return cudaSuccess;
+}
+template <class T> static cudaError_t cudaMemcpyToSymbol(T &sym, const void *s, size_t n, size_t off = 0,
+                                                         cudaMemcpyKind = cudaMemcpyHostToDevice) {
+    memcpy((char *)&sym + off, s, n); return cudaSuccess;
+}
 static cudaError_t cudaMemset(void *d, int v, size_t n) { memset(d, v, n); return cudaSuccess; }
 static cudaError_t cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t = 0) { return cudaMemset(d, v, n); }
 static cudaError_t cudaSetDevice(int) { return cudaSuccess; }
@@ -169,6 +178,9 @@ static inline float2 make_float2(float x, float y) { float2 v; v.x = x; v.y = y;
 struct __nv_bfloat16 { uint16_t x; };
 static inline float __bfloat162float(__nv_bfloat16 h) { return bf16_to_float(h.x); }
 static inline __nv_bfloat16 __float2bfloat16(float f) { __nv_bfloat16 h; h.x = float_to_bf16(f); return h; }
+// clock64: a count that only grows (the emulator has no cycles; FB_PHASES reads it, meaningless here)
+static long long emu_clock = 0;
+static inline long long clock64(void) { return ++emu_clock; }
 static inline int min(int a, int b) { return a < b ? a : b; }
 static inline int max(int a, int b) { return a > b ? a : b; }
 static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }

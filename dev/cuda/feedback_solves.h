@@ -1,0 +1,52 @@
+/*
+ The two in-superblock solve kernels of llmc/feedback.cuh alone (fb_fwd_solve, fb_bwd_solve), on the inputs of one
+ superblock of S = fb_superblock(T) rows at the shapes of a training step: feedback_forward.cu's bench_solves times
+ them, feedback_phases.cu reads their phase clocks (FB_PHASES). Included after llmc/feedback.cuh and common.h.
+ Inputs: Pd (B,S,S) alpha-like (strictly lower, entries in [0, 2/S): row sums < 1), PcT = Pd^T per batch element,
+ acc (B,S,D), f (bf16) and gs (B,T,D) in [-1, 1], gamma (B,T) in [0.9, 0.999] (the chain gain near 1).
+*/
+typedef struct {
+    int B, T, D, S;
+    float *Pd, *PcT, *acc, *gs, *gamma;       // device inputs
+    floatX *f;
+    float *s, *c;                             // device outputs (forward: s, c, x_hi/x_lo = s_hi/s_lo;
+    floatX *x_hi, *x_lo, *df;                 //                 backward: x_hi/x_lo = u_hi/u_lo, df)
+} SolveBufs;
+
+static SolveBufs solve_bufs_make(int B, int T, int D) {
+    SolveBufs p = {B, T, D, fb_superblock(T)};
+    int S = p.S;
+    size_t BSS = (size_t)B * S * S, BSD = (size_t)B * S * D, BTD = (size_t)B * T * D;
+    float *Pd = make_random_float(BSS, 0.0f, 2.0f / S), *PcT = (float *)mallocCheck(BSS * sizeof(float));
+    for (int b = 0; b < B; b++)
+        for (int r = 0; r < S; r++)
+            for (int j = 0; j < S; j++) {
+                float *x = &Pd[((size_t)b * S + r) * S + j];
+                if (j >= r) *x = 0.0f;
+                PcT[((size_t)b * S + j) * S + r] = *x;
+            }
+    float *acc = make_random_float(BSD, -1.0f, 1.0f), *f = make_random_float(BTD, -1.0f, 1.0f);
+    float *g = make_random_float((size_t)B * T, 0.9f, 0.999f);
+    p.Pd = to_device_f32(Pd, BSS); p.PcT = to_device_f32(PcT, BSS); p.acc = to_device_f32(acc, BSD);
+    p.gs = to_device_f32(f, BTD); p.gamma = to_device_f32(g, (size_t)B * T); p.f = to_device_bf16(f, BTD);
+    cudaMallocCheck(&p.s, BTD * sizeof(float)); cudaMallocCheck(&p.c, BTD * sizeof(float));
+    cudaMallocCheck(&p.x_hi, BTD * sizeof(floatX)); cudaMallocCheck(&p.x_lo, BTD * sizeof(floatX));
+    cudaMallocCheck(&p.df, BTD * sizeof(floatX));
+    free(Pd); free(PcT); free(acc); free(f); free(g);
+    return p;
+}
+static void solve_bufs_free(SolveBufs *p) {
+    cudaCheck(cudaFree(p->Pd)); cudaCheck(cudaFree(p->PcT)); cudaCheck(cudaFree(p->acc)); cudaCheck(cudaFree(p->gs));
+    cudaCheck(cudaFree(p->gamma)); cudaCheck(cudaFree(p->f)); cudaCheck(cudaFree(p->s)); cudaCheck(cudaFree(p->c));
+    cudaCheck(cudaFree(p->x_hi)); cudaCheck(cudaFree(p->x_lo)); cudaCheck(cudaFree(p->df));
+}
+// one call of a solve: with has_acc the superblock has earlier ones (forward: the last superblock, u0 = T - S;
+// backward: the first, u0 = 0), without it is the first one the chain meets (forward u0 = 0, backward u0 = T - S)
+static void solve_call_fwd(SolveBufs *p, int has_acc) {
+    fb_fwd_solve(p->s, p->c, p->x_hi, p->x_lo, p->acc, has_acc, p->Pd, p->f, p->gamma, has_acc ? p->T - p->S : 0,
+                 p->S, p->S, p->B, p->T, p->D, 0);
+}
+static void solve_call_bwd(SolveBufs *p, int has_acc) {
+    fb_bwd_solve(p->x_hi, p->x_lo, p->df, p->acc, has_acc, p->PcT, p->gs, has_acc ? 0 : p->T - p->S,
+                 p->S, p->S, p->B, p->T, p->D, 0);
+}
