@@ -492,8 +492,8 @@ static void layer_backward(Model *m, int l, int B, int T) {
 }
 
 // Gradient reduction overlapped with the backward (llm.c's shape). The tensors of `kinds` are final in
-// m->grads once the work queued so far on main_stream is done: layer l's slice of each (l >= 0; a kind's
-// layers are contiguous, so one layer's slices are n separate ranges), or the whole tensors (l < 0).
+// m->grads once the work queued so far on main_stream is done: layer l's slice of each (l >= 0: n separate
+// ranges, found by layer_ptr; the stacked projection's four are adjacent), or the whole tensors (l < 0).
 // They are all-reduced (ZeRO 0) or reduced onto their owners (ZeRO 1) on the NCCL stream while the
 // backward goes on (llmc/zero.cuh). Every rank issues the same ranges in the same order, every step.
 // The gaps between tensors of the GPU layout hold zero gradients on every rank and are left out.
