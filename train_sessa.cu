@@ -1,7 +1,8 @@
 /*
  Sessa language model training on CUDA GPUs (llm.c's train_gpt2.cu shape), DESIGN.md sections 1-5.
  - bf16 weights and activations, fp32 accumulation everywhere, fp32 master weights + AdamW moments,
-   fp32 gradients, all in flat buffers of one GPU layout (checkpoint order, each tensor 256-byte aligned, zero gaps)
+   fp32 gradients, all in flat buffers of one GPU layout (checkpoint order, but each layer's W_q, W_k, W_v, W_fb
+   stacked into one matrix for one GEMM (and their biases); each tensor and stacked block 256-byte aligned, zero gaps)
  - per-layer activations are O(B*T*D): attention and the feedback solve never form a T x T matrix
  - deterministic: no order-varying atomics (matmuls by cuBLASLt, fixed-order reductions elsewhere)
  - data parallel over GPUs with NCCL (llmc/zero.cuh), ZeRO stage 0 or 1 (-z); world size 1 is the plain path;
