@@ -1,7 +1,8 @@
 /*
  Sessa language model training on CUDA GPUs (llm.c's train_gpt2.cu shape), DESIGN.md sections 1-5.
  - bf16 weights and activations, fp32 accumulation everywhere, fp32 master weights + AdamW moments,
-   fp32 gradients, all in flat buffers of one GPU layout (checkpoint order, each tensor 256-byte aligned, zero gaps)
+   fp32 gradients, all in flat buffers of one GPU layout (checkpoint order, but each layer's W_q, W_k, W_v, W_fb
+   stacked into one matrix for one GEMM (and their biases); each tensor and stacked block 256-byte aligned, zero gaps)
  - per-layer activations are O(B*T*D): attention and the feedback solve never form a T x T matrix
  - deterministic: no order-varying atomics (matmuls by cuBLASLt, fixed-order reductions elsewhere)
  - data parallel over GPUs with NCCL (llmc/zero.cuh), ZeRO stage 0 or 1 (-z); world size 1 is the plain path;
@@ -78,8 +79,9 @@ typedef struct {
     floatX *xn;                  // (N, D) LayerNorm(x)          (shared by all layers with -r 1)
     floatX *ag;                  // (N, 2D) Linear_in(xn) = [a | gt]
     floatX *abar;                // (N, D) GELU(a)               (shared by all layers with -r 1)
-    floatX *q, *k, *v;           // (N, H*hd), (N, Hkv*hd), (N, Hkv*hd); q and k after RoPE
-    floatX *qbkb;                // (N, 2D) Linear_fb(abar) = [qb | kb]
+    floatX *proj;                // (N, np) [q | k | v | qb | kb] = abar [W_q; W_k; W_v; W_fb]^T + biases (one GEMM)
+    floatX *q, *k, *v, *qbkb;    // its column slices (rows np apart): H*hd, Hkv*hd, Hkv*hd, 2D columns; q and k
+                                 // after RoPE; [qb | kb] = Linear_fb(abar) (the f0 baseline has no qbkb)
     floatX *att;                 // (N, D) attention output (heads concatenated)
     float *att_lse;              // (B, H, T)
     floatX *f;                   // (N, D) att Wo^T, or att itself when H == 1
@@ -94,8 +96,8 @@ typedef struct {
     floatX *dxn;                 // (N, D) dL/dxn, also dL/dabar and the head's dL/d(lnf out)
     floatX *dag;                 // (N, 2D) [da | dgt]
     floatX *dgated, *df, *datt;  // (N, D)
-    floatX *dqbkb;               // (N, 2D)
-    floatX *dq, *dk, *dv;        // (N, H*hd), (N, Hkv*hd), (N, Hkv*hd)
+    floatX *dproj;               // (N, np) [dq | dk | dv | dqb | dkb]: one GEMM each for dabar and the weights
+    floatX *dq, *dk, *dv, *dqbkb;   // its column slices, as in LayerActs
     float *gs;                   // (N, D) dL/ds (fp32, the feedback backward's input)
     float *dgamma, *dr;          // (N)
     float2 *colsum;              // column_sums scratch
@@ -103,16 +105,29 @@ typedef struct {
     float *norm_scratch;         // global norm partials
 } BackwardBufs;
 
+// one run of the GPU parameter layout: n elements of tensor kind `kind` (all of it, or one layer's slice of a
+// stacked projection), at `gpu` in the GPU layout and at `ckpt` in checkpoint order
+typedef struct { size_t gpu, ckpt, n; int kind; } ParamRun;
+
 typedef struct {
     SessaConfig config;
     int hd, Dq, Dkv;                            // head width, H*hd, Hkv*hd
-    // On the GPU every tensor starts at a multiple of GPU_ALIGN elements (256 bytes of bf16), so that cuBLASLt
-    // gets aligned operands and biases whatever L is (in checkpoint order gamma_b's L elements would shift
-    // all later tensors). The gaps are zero and have zero gradients; checkpoints are converted on the host.
+    int np;                                     // Dq + 2 Dkv + 2D (f0: Dq + 2 Dkv): the stacked projection's rows
+    // The GPU layout (model_param_layout): the tensors in checkpoint order, except that the projections of abar
+    // are stacked per layer: layer l's W_q, W_k, W_v, W_fb are the rows of one (np, D) matrix (where W_q's
+    // tensor would start) and b_q, b_k, b_v, b_fb one (np) vector (where b_q's would), so one GEMM makes
+    // [q | k | v | qb | kb]. Every tensor and every stacked layer block starts at a multiple of GPU_ALIGN
+    // elements (256 bytes of bf16), so that cuBLASLt gets aligned operands and biases whatever L is (in
+    // checkpoint order gamma_b's L elements would shift all later tensors). The gaps are zero and have zero
+    // gradients; checkpoints are converted on the host (ckpt_to_gpu_layout, gpu_to_ckpt_layout), so their
+    // format does not change.
     size_t num_parameters;                      // real parameters (checkpoint order, DESIGN.md section 4)
     size_t gpu_parameters;                      // length of the GPU layout, gaps included
     size_t padded_parameters;                   // gpu_parameters rounded up for the ZeRO shards
-    size_t sizes[NUM_PARAMETER_TENSORS], offsets[NUM_PARAMETER_TENSORS], ckpt_offsets[NUM_PARAMETER_TENSORS];
+    size_t sizes[NUM_PARAMETER_TENSORS], ckpt_offsets[NUM_PARAMETER_TENSORS];
+    size_t offsets[NUM_PARAMETER_TENSORS];      // GPU layout: where tensor t (its layer 0 slice) starts
+    size_t layer_stride[NUM_PARAMETER_TENSORS]; // GPU layout: from layer l's slice of t to layer l+1's
+    ParamRun *runs; int num_runs;               // the whole GPU layout, in address order
     float *master;                              // (padded) fp32 master weights, GPU layout
     floatX *params;                             // (padded) bf16 working copy
     float *grads;                               // (padded) fp32 gradients
@@ -142,27 +157,71 @@ typedef struct {
     int batch_slot;
 } Model;
 
-// pointer to layer l of parameter tensor t in a flat buffer
+// pointer to layer l of parameter tensor t in a flat buffer (GPU layout)
 template <typename Tp>
 static Tp *layer_ptr(Tp *base, const Model *m, int t, int l) {
-    return base + m->offsets[t] + (size_t)l * (m->sizes[t] / m->config.n_layer);
+    return base + m->offsets[t] + (size_t)l * m->layer_stride[t];
 }
 
 // ----------------------------------------------------------------------------
 // setup
 
 #define GPU_ALIGN 128
+static size_t gpu_align(size_t n) { return (n + GPU_ALIGN - 1) / GPU_ALIGN * GPU_ALIGN; }
+
+// the tensors stacked per layer into the projection of abar: [0] the weights, [1] the biases, in row order
+static const int proj_kinds[2][4] = { { P_Q_W, P_K_W, P_V_W, P_FB_W }, { P_Q_B, P_K_B, P_V_B, P_FB_B } };
+
+static void param_run_add(Model *m, size_t gpu, size_t ckpt, size_t n, int kind) {
+    if (n > 0) m->runs[m->num_runs++] = (ParamRun){ gpu, ckpt, n, kind };
+}
+
+// checkpoint offsets, the GPU layout (offsets, layer_stride, runs; see Model) and the parameter counts
+static void model_param_layout(Model *m) {
+    int L = m->config.n_layer;
+    size_t ck = 0, off = 0;
+    for (int t = 0; t < NUM_PARAMETER_TENSORS; t++) { m->ckpt_offsets[t] = ck; ck += m->sizes[t]; }
+    m->runs = (ParamRun *)mallocCheck((NUM_PARAMETER_TENSORS + 8 * (size_t)L) * sizeof(ParamRun));
+    m->num_runs = 0;
+    for (int t = 0; t < NUM_PARAMETER_TENSORS; t++) {
+        int group = t == P_Q_W ? 0 : t == P_Q_B ? 1 : -1;
+        bool stacked = false;
+        for (int i = 0; i < 8; i++) stacked |= proj_kinds[i / 4][i % 4] == t;
+        if (!stacked) {   // the whole tensor, its layers contiguous
+            m->offsets[t] = off;
+            m->layer_stride[t] = m->sizes[t] / L;
+            param_run_add(m, off, m->ckpt_offsets[t], m->sizes[t], t);
+            off += gpu_align(m->sizes[t]);
+        } else if (group >= 0) {   // L blocks of np rows (of D weights, or of one bias), each block aligned
+            const int *g = proj_kinds[group];
+            size_t row0[4], block = 0;
+            for (int i = 0; i < 4; i++) { row0[i] = block; block += m->sizes[g[i]] / L; }
+            if (block != (size_t)m->np * (group == 0 ? m->config.d_model : 1))
+                fatal("model layout: the stacked projection has %zu elements per layer, expected np = %d rows", block, m->np);
+            block = gpu_align(block);
+            for (int i = 0; i < 4; i++) { m->offsets[g[i]] = off + row0[i]; m->layer_stride[g[i]] = block; }
+            for (int l = 0; l < L; l++)
+                for (int i = 0; i < 4; i++) {
+                    size_t n = m->sizes[g[i]] / L;
+                    param_run_add(m, off + l * block + row0[i], m->ckpt_offsets[g[i]] + l * n, n, g[i]);
+                }
+            off += L * block;
+        }   // the other stacked kinds were placed with W_q, b_q
+    }
+    m->num_parameters = ck;
+    m->gpu_parameters = off;
+}
 
 // checkpoint order (num_parameters) -> GPU layout (gpu_parameters, gaps zero)
 static void ckpt_to_gpu_layout(const Model *m, float *dst, const float *src) {
     memset(dst, 0, m->gpu_parameters * sizeof(float));
-    for (int t = 0; t < NUM_PARAMETER_TENSORS; t++)
-        memcpy(dst + m->offsets[t], src + m->ckpt_offsets[t], m->sizes[t] * sizeof(float));
+    for (int i = 0; i < m->num_runs; i++)
+        memcpy(dst + m->runs[i].gpu, src + m->runs[i].ckpt, m->runs[i].n * sizeof(float));
 }
 // GPU layout -> checkpoint order
 static void gpu_to_ckpt_layout(const Model *m, float *dst, const float *src) {
-    for (int t = 0; t < NUM_PARAMETER_TENSORS; t++)
-        memcpy(dst + m->ckpt_offsets[t], src + m->offsets[t], m->sizes[t] * sizeof(float));
+    for (int i = 0; i < m->num_runs; i++)
+        memcpy(dst + m->runs[i].ckpt, src + m->runs[i].gpu, m->runs[i].n * sizeof(float));
 }
 
 static void model_build(Model *m, const SessaConfig *c, const float *h_params, const MultiGpuConfig *mg) {
@@ -171,16 +230,10 @@ static void model_build(Model *m, const SessaConfig *c, const float *h_params, c
     m->hd = c->d_model / c->n_head;
     m->Dq = c->n_head * m->hd;
     m->Dkv = c->n_kv_head * m->hd;
+    m->np = m->Dq + 2 * m->Dkv + (c->no_feedback ? 0 : 2 * c->d_model);
     sessa_param_sizes(c, m->sizes);
-    size_t off = 0, gpu_off = 0;
-    for (int t = 0; t < NUM_PARAMETER_TENSORS; t++) {
-        m->ckpt_offsets[t] = off;
-        m->offsets[t] = gpu_off;
-        off += m->sizes[t];
-        gpu_off += (m->sizes[t] + GPU_ALIGN - 1) / GPU_ALIGN * GPU_ALIGN;
-    }
-    m->num_parameters = off;
-    m->gpu_parameters = gpu_off;
+    model_param_layout(m);
+    size_t gpu_off = m->gpu_parameters;
     m->padded_parameters = multi_gpu_padded_size(gpu_off, mg);
     m->shard = multi_gpu_get_shard_offset(gpu_off, mg, 1);
     size_t P = m->padded_parameters;
@@ -216,10 +269,8 @@ static void model_layout(Model *m, Arena *a) {
         la->xn = own ? (floatX *)arena_take(a, N * D * sizeof(floatX)) : m->layers[0].xn;
         la->abar = own ? (floatX *)arena_take(a, N * D * sizeof(floatX)) : m->layers[0].abar;
         la->ag = (floatX *)arena_take(a, N * 2 * D * sizeof(floatX));
-        la->q = (floatX *)arena_take(a, N * m->Dq * sizeof(floatX));
-        la->k = (floatX *)arena_take(a, N * m->Dkv * sizeof(floatX));
-        la->v = (floatX *)arena_take(a, N * m->Dkv * sizeof(floatX));
-        la->qbkb = (floatX *)arena_take(a, fb * N * 2 * D * sizeof(floatX));
+        la->proj = (floatX *)arena_take(a, N * m->np * sizeof(floatX));
+        la->q = la->proj; la->k = la->q + m->Dq; la->v = la->k + m->Dkv; la->qbkb = fb ? la->v + m->Dkv : NULL;
         la->att = (floatX *)arena_take(a, N * D * sizeof(floatX));
         la->att_lse = (float *)arena_take(a, B * c->n_head * T * sizeof(float));
         la->f = c->n_head > 1 ? (floatX *)arena_take(a, N * D * sizeof(floatX)) : la->att;
@@ -243,14 +294,12 @@ static void model_layout(Model *m, Arena *a) {
     g->dgated = (floatX *)arena_take(a, N * D * sizeof(floatX));
     g->df = (floatX *)arena_take(a, N * D * sizeof(floatX));
     g->datt = (floatX *)arena_take(a, N * D * sizeof(floatX));
-    g->dqbkb = (floatX *)arena_take(a, fb * N * 2 * D * sizeof(floatX));
-    g->dq = (floatX *)arena_take(a, N * m->Dq * sizeof(floatX));
-    g->dk = (floatX *)arena_take(a, N * m->Dkv * sizeof(floatX));
-    g->dv = (floatX *)arena_take(a, N * m->Dkv * sizeof(floatX));
+    g->dproj = (floatX *)arena_take(a, N * m->np * sizeof(floatX));
+    g->dq = g->dproj; g->dk = g->dq + m->Dq; g->dv = g->dk + m->Dkv; g->dqbkb = fb ? g->dv + m->Dkv : NULL;
     g->gs = (float *)arena_take(a, N * D * sizeof(float));
     g->dgamma = (float *)arena_take(a, fb * N * sizeof(float));
     g->dr = (float *)arena_take(a, fb * N * sizeof(float));
-    g->colsum = (float2 *)arena_take(a, column_sums_scratch_bytes((int)N, (int)(2 * D)));
+    g->colsum = (float2 *)arena_take(a, column_sums_scratch_bytes((int)N, m->np));   // np >= 2D: the widest bias
     g->fb_scratch = (float *)arena_take(a, fb * feedback_scratch_bytes((int)B, (int)T, (int)D));
     g->att_scratch = (float *)arena_take(a, attention_backward_scratch_bytes((int)B, (int)T, c->n_head, c->n_kv_head, m->hd));
     g->norm_scratch = (float *)arena_take(a, global_norm_scratch_bytes());
@@ -288,7 +337,7 @@ static void model_free(Model *m) {
         cudaCheck(cudaFreeHost(m->h_batch[i]));
         cudaCheck(cudaEventDestroy(m->batch_uploaded[i]));
     }
-    free(m->layers);
+    free(m->layers); free(m->runs);
 }
 
 // ----------------------------------------------------------------------------
@@ -304,21 +353,19 @@ static void layer_forward(Model *m, int l, int B, int T) {
     layernorm_forward(a->xn, a->ln_mean, a->ln_rstd, a->x, PW(P_LN_W), PW(P_LN_B), N, D, c->ln_eps, st);
     matmul_forward(a->ag, 2 * D, a->xn, PW(P_IN_W), PW(P_IN_B), NULL, N, D, 2 * D, st);
     gelu_forward(a->abar, a->ag, 2 * D, N, D, st);
-    // q, k, v, [qb | kb] from abar
-    matmul_forward(a->q, m->Dq, a->abar, PW(P_Q_W), PW(P_Q_B), NULL, N, D, m->Dq, st);
-    matmul_forward(a->k, m->Dkv, a->abar, PW(P_K_W), PW(P_K_B), NULL, N, D, m->Dkv, st);
-    matmul_forward(a->v, m->Dkv, a->abar, PW(P_V_W), PW(P_V_B), NULL, N, D, m->Dkv, st);
-    if (!c->no_feedback) matmul_forward(a->qbkb, 2 * D, a->abar, PW(P_FB_W), PW(P_FB_B), NULL, N, D, 2 * D, st);
+    // [q | k | v | qb | kb] = abar [W_q; W_k; W_v; W_fb]^T + biases: one GEMM (the weights stacked per layer)
+    int np = m->np;
+    matmul_forward(a->proj, np, a->abar, PW(P_Q_W), PW(P_Q_B), NULL, N, D, np, st);
     if (c->use_rope) {
-        rope_forward(a->q, H, a->k, Hkv, m->rope, N, T, hd, st);
+        rope_forward(a->q, np, H, a->k, np, Hkv, m->rope, N, T, hd, st);
     }
     // forward branch: f = softmax(q k^T / sqrt(hd) + causal) v, then Linear_o when H > 1
-    attention_forward(a->att, a->att_lse, a->q, a->k, a->v, B, T, H, Hkv, hd, st);
+    attention_forward(a->att, a->att_lse, a->q, a->k, a->v, B, T, H, Hkv, hd, st, np, np);
     if (H > 1) matmul_forward(a->f, D, a->att, PW(P_O_W), NULL, NULL, N, D, D, st);
     if (!c->no_feedback) {
         // feedback branch: gamma = gamma_max tanh(gamma_b + abar.w_gamma); solve s = f + gamma alpha s
         gamma_forward(a->gamma, a->abar, PW(P_GAMMA_W), PW(P_GAMMA_B), N, D, c->gamma_max, st);
-        feedback_forward(a->s, a->c, a->fb_lse, a->f, a->qbkb, a->qbkb + D, 2 * D, a->gamma, B, T, D,
+        feedback_forward(a->s, a->c, a->fb_lse, a->f, a->qbkb, a->qbkb + D, np, a->gamma, B, T, D,
                          m->bw.fb_scratch, st);
     } else {
         bf16_to_float(a->s, a->f, (size_t)N * D, st);   // the feedback-off baseline f0: s = f
@@ -401,18 +448,13 @@ static void layer_backward(Model *m, int l, int B, int T) {
     // gated = s * gt
     gate_backward(g->gs, g->dag + D, g->dgated, a->s, a->ag + D, 2 * D, N, D, st);
     floatX *dabar = g->dxn;   // g->dxn holds dabar until GELU's backward
+    int np = m->np;
     if (!c->no_feedback) {
-        // feedback solve: u = dL/df, dgamma, dqb, dkb
-        feedback_backward(g->df, g->dgamma, g->dqbkb, g->dqbkb + D, 2 * D, g->gs, a->s, a->c, a->fb_lse,
+        // feedback solve: u = dL/df, dgamma, and dqb, dkb into their columns of dproj
+        feedback_backward(g->df, g->dgamma, g->dqbkb, g->dqbkb + D, np, g->gs, a->s, a->c, a->fb_lse,
                           a->qbkb, a->qbkb + D, a->gamma, B, T, D, g->fb_scratch, st);
-        // [qb | kb] = Linear_fb(abar): the first contribution to dabar
-        matmul_backward_input(dabar, g->dqbkb, 2 * D, PW(P_FB_W), N, D, 2 * D, false, st);
-        matmul_backward_weight(GW(P_FB_W), GW(P_FB_B), g->dqbkb, 2 * D, a->abar, N, D, 2 * D, g->colsum, st);
-        // gamma = gamma_max tanh(gamma_b + abar.w_gamma)
-        gamma_backward(dabar, GW(P_GAMMA_W), GW(P_GAMMA_B), g->dr, g->dgamma, a->gamma, a->abar, PW(P_GAMMA_W),
-                       N, D, c->gamma_max, g->colsum, st);
     } else {
-        // the feedback-off baseline f0 (s = f): dL/df = dL/ds; dabar gets its first contribution from Linear_q
+        // the feedback-off baseline f0 (s = f): dL/df = dL/ds
         float_to_bf16(g->df, g->gs, (size_t)N * D, st);
     }
     // f = att Wo^T (H > 1)
@@ -422,19 +464,21 @@ static void layer_backward(Model *m, int l, int B, int T) {
         matmul_backward_weight(GW(P_O_W), NULL, g->df, D, a->att, N, D, D, g->colsum, st);
         datt = g->datt;
     }
-    // causal attention, then RoPE
+    // causal attention (dq, dk, dv into their columns of dproj), then RoPE
     attention_backward(g->dq, g->dk, g->dv, datt, a->att, a->att_lse, a->q, a->k, a->v, g->att_scratch,
-                       B, T, H, Hkv, hd, st);
+                       B, T, H, Hkv, hd, st, np, np);
     if (c->use_rope) {
-        rope_backward(g->dq, H, g->dk, Hkv, m->rope, N, T, hd, st);
+        rope_backward(g->dq, np, H, g->dk, np, Hkv, m->rope, N, T, hd, st);
     }
-    // q, k, v = Linear_{q,k,v}(abar)
-    matmul_backward_input(dabar, g->dq, m->Dq, PW(P_Q_W), N, D, m->Dq, !c->no_feedback, st);   // f0: the first
-    matmul_backward_weight(GW(P_Q_W), GW(P_Q_B), g->dq, m->Dq, a->abar, N, D, m->Dq, g->colsum, st);
-    matmul_backward_input(dabar, g->dk, m->Dkv, PW(P_K_W), N, D, m->Dkv, true, st);
-    matmul_backward_weight(GW(P_K_W), GW(P_K_B), g->dk, m->Dkv, a->abar, N, D, m->Dkv, g->colsum, st);
-    matmul_backward_input(dabar, g->dv, m->Dkv, PW(P_V_W), N, D, m->Dkv, true, st);
-    matmul_backward_weight(GW(P_V_W), GW(P_V_B), g->dv, m->Dkv, a->abar, N, D, m->Dkv, g->colsum, st);
+    // [q | k | v | qb | kb] = abar [W_q; W_k; W_v; W_fb]^T + biases: dabar (its first contribution) and the
+    // stacked weights' and biases' gradients, one GEMM each
+    matmul_backward_input(dabar, g->dproj, np, PW(P_Q_W), N, D, np, false, st);
+    matmul_backward_weight(GW(P_Q_W), GW(P_Q_B), g->dproj, np, a->abar, N, D, np, g->colsum, st);
+    if (!c->no_feedback) {
+        // gamma = gamma_max tanh(gamma_b + abar.w_gamma): dabar +=
+        gamma_backward(dabar, GW(P_GAMMA_W), GW(P_GAMMA_B), g->dr, g->dgamma, a->gamma, a->abar, PW(P_GAMMA_W),
+                       N, D, c->gamma_max, g->colsum, st);
+    }
     // abar = GELU(a): da into the first half of dag (its second half holds dgt)
     gelu_backward(g->dag, 2 * D, dabar, a->ag, 2 * D, N, D, st);
     // [a | gt] = Linear_in(xn)
@@ -449,8 +493,8 @@ static void layer_backward(Model *m, int l, int B, int T) {
 }
 
 // Gradient reduction overlapped with the backward (llm.c's shape). The tensors of `kinds` are final in
-// m->grads once the work queued so far on main_stream is done: layer l's slice of each (l >= 0; a kind's
-// layers are contiguous, so one layer's slices are n separate ranges), or the whole tensors (l < 0).
+// m->grads once the work queued so far on main_stream is done: layer l's slice of each (l >= 0: n separate
+// ranges, found by layer_ptr; the stacked projection's four are adjacent), or the whole tensors (l < 0).
 // They are all-reduced (ZeRO 0) or reduced onto their owners (ZeRO 1) on the NCCL stream while the
 // backward goes on (llmc/zero.cuh). Every rank issues the same ranges in the same order, every step.
 // The gaps between tensors of the GPU layout hold zero gradients on every rank and are left out.
@@ -607,7 +651,8 @@ static void segments_add(AdamWSegments *seg, size_t *pos, size_t s0, size_t s1, 
 }
 
 // AdamW on this rank's shard in one launch: the shard is cut into segments of equal weight decay (llmc/sessa.h's
-// sessa_param_decays, or every tensor with decay_all; the zero gaps between tensors never), then all ranks get
+// sessa_param_decays, or every tensor with decay_all, by the GPU layout's runs: a zero gap takes the decay of the
+// run after it, and stays zero: zero weight, gradient and moments), then all ranks get
 // the weights. step t >= 1; the gradient clip scale is read on the device from m->stats (model_grad_norm
 // runs first); the same arguments in the same order as train_sessa.c's model_update.
 static void model_update(Model *m, float lr, float beta1, float beta2, float eps, float wd, int step, int decay_all,
@@ -615,9 +660,9 @@ static void model_update(Model *m, float lr, float beta1, float beta2, float eps
     size_t s0 = m->shard.offset, s1 = m->shard.offset + m->shard.valid, pos = s0;
     AdamWSegments seg;
     seg.n = 0; seg.begin[0] = 0;
-    for (int t = 0; t < NUM_PARAMETER_TENSORS; t++) {
-        segments_add(&seg, &pos, s0, s1, m->offsets[t], 0.0f);   // the gap before tensor t
-        segments_add(&seg, &pos, s0, s1, m->offsets[t] + m->sizes[t], decay_all || sessa_param_decays(t) ? wd : 0.0f);
+    for (int i = 0; i < m->num_runs; i++) {   // each run with the zero gap before it (zeros stay zero either way)
+        const ParamRun *r = &m->runs[i];
+        segments_add(&seg, &pos, s0, s1, r->gpu + r->n, decay_all || sessa_param_decays(r->kind) ? wd : 0.0f);
     }
     segments_add(&seg, &pos, s0, s1, s1, 0.0f);
     if (seg.n > 0)
@@ -670,9 +715,8 @@ typedef struct {
     floatX *x, *y;                   // (B, D) residual stream in, out of a layer (swapped after each layer)
     floatX *xn, *abar, *att, *f, *gated, *lnf;   // (B, D); f == att when H == 1
     floatX *ag;                      // (B, 2D)
-    int np;                          // H*hd + 2 Hkv*hd + 2D: the columns of the fused projection
+    int np;                          // H*hd + 2 Hkv*hd + 2D: the columns of the fused projection (m->np)
     floatX *proj;                    // (B, np) = [q | k | v | qb | kb] = abar [W_q; W_k; W_v; W_fb]^T + biases
-    floatX **wproj, **bproj;         // (L) the layer's four weights (np, D) and biases (np), stacked (a copy)
     floatX *logits;                  // (B, Vp)
     float *gamma, *s;                // (B), (B, D)
     float *scratch;                  // decode_scratch_bytes
@@ -705,10 +749,6 @@ static void decoder_layout(Decoder *d, const Model *m, Arena *a) {
     d->lnf = (floatX *)arena_take(a, B * D * sizeof(floatX));
     d->ag = (floatX *)arena_take(a, B * 2 * D * sizeof(floatX));
     d->proj = (floatX *)arena_take(a, B * d->np * sizeof(floatX));
-    for (size_t l = 0; l < L; l++) {
-        d->wproj[l] = (floatX *)arena_take(a, (size_t)d->np * D * sizeof(floatX));
-        d->bproj[l] = (floatX *)arena_take(a, (size_t)d->np * sizeof(floatX));
-    }
     d->logits = (floatX *)arena_take(a, B * c->padded_vocab_size * sizeof(floatX));
     d->gamma = (float *)arena_take(a, B * sizeof(float));
     d->s = (float *)arena_take(a, B * D * sizeof(float));
@@ -722,11 +762,10 @@ static void decoder_init(Decoder *d, const Model *m, int B, int Tc) {
     if (B < 1 || Tc < 1) fatal("decoder: %d sequences of %d positions", B, Tc);
     memset(d, 0, sizeof(*d));
     d->B = B; d->Tc = Tc;
-    int L = c->n_layer, D = c->d_model;
-    d->np = m->Dq + 2 * m->Dkv + (c->no_feedback ? 0 : 2 * D);   // f0: no [qb | kb]
+    int L = c->n_layer;
+    d->np = m->np;   // f0: no [qb | kb]
     d->kc = (floatX **)callocCheck(L, sizeof(floatX *)); d->vc = (floatX **)callocCheck(L, sizeof(floatX *));
     d->kbc = (floatX **)callocCheck(L, sizeof(floatX *)); d->sc = (float **)callocCheck(L, sizeof(float *));
-    d->wproj = (floatX **)callocCheck(L, sizeof(floatX *)); d->bproj = (floatX **)callocCheck(L, sizeof(floatX *));
     Arena sizing = { NULL, 0 };
     decoder_layout(d, m, &sizing);
     cudaMallocCheck(&d->memory, sizing.off);
@@ -736,26 +775,12 @@ static void decoder_init(Decoder *d, const Model *m, int B, int Tc) {
     d->h_step_in = (int *)mallocCheck((B + 1) * sizeof(int));
     d->use_graph = m->use_graph;
     (void)decode_num_splits(1, 1);   // reads the SM count now, not inside a graph capture
-    // one GEMM per layer for q, k, v, [qb | kb] of the current tokens: the four weights (and biases) stacked.
-    // The f0 baseline has no Linear_fb (size 0): only q, k, v are stacked (d->np has no 2D columns for it).
-    const int kinds[4][2] = { { P_Q_W, P_Q_B }, { P_K_W, P_K_B }, { P_V_W, P_V_B }, { P_FB_W, P_FB_B } };
-    const int rows[4] = { m->Dq, m->Dkv, m->Dkv, 2 * D };
-    for (int l = 0; l < L; l++) {
-        size_t r0 = 0;
-        for (int i = 0; i < (c->no_feedback ? 3 : 4); i++) {
-            cudaCheck(cudaMemcpyAsync(d->wproj[l] + r0 * D, layer_ptr(m->params, m, kinds[i][0], l),
-                                      (size_t)rows[i] * D * sizeof(floatX), cudaMemcpyDeviceToDevice, main_stream));
-            cudaCheck(cudaMemcpyAsync(d->bproj[l] + r0, layer_ptr(m->params, m, kinds[i][1], l),
-                                      (size_t)rows[i] * sizeof(floatX), cudaMemcpyDeviceToDevice, main_stream));
-            r0 += rows[i];
-        }
-    }
 }
 
 static void decoder_free(Decoder *d) {
     if (d->graph != NULL) cudaCheck(cudaGraphExecDestroy(d->graph));
     cudaCheck(cudaFree(d->memory)); cudaCheck(cudaFree(d->rope)); free(d->h_step_in);
-    free(d->kc); free(d->vc); free(d->kbc); free(d->sc); free(d->wproj); free(d->bproj);
+    free(d->kc); free(d->vc); free(d->kbc); free(d->sc);
 }
 
 // Prefill: the parallel forward over the prompts (B, P) (at most m->B sequences at a time, P <= m->T) writes rows
@@ -764,6 +789,7 @@ static void decoder_free(Decoder *d) {
 static void decoder_prefill(Model *m, Decoder *d, const int *prompts, int P, int same_prompt) {
     const SessaConfig *c = &m->config;
     int D = c->d_model, Vp = c->padded_vocab_size, Dkv = m->Dkv;
+    size_t np = m->np;
     if (P < 1 || P > d->Tc) fatal("prefill of %d prompt tokens into caches of %d rows", P, d->Tc);
     if (P > m->T) fatal("the prompt has %d tokens, but the parallel forward that prefills it was made for T = %d (-t)", P, m->T);
     size_t Tc = d->Tc;
@@ -775,13 +801,16 @@ static void decoder_prefill(Model *m, Decoder *d, const int *prompts, int P, int
             size_t b = b0 + i, row = (size_t)i * P;
             for (int l = 0; l < c->n_layer; l++) {
                 const LayerActs *la = &m->layers[l];
-                cudaCheck(cudaMemcpyAsync(d->kc[l] + b * Tc * Dkv, la->k + row * Dkv, (size_t)P * Dkv * sizeof(floatX),
-                                          cudaMemcpyDeviceToDevice, main_stream));
-                cudaCheck(cudaMemcpyAsync(d->vc[l] + b * Tc * Dkv, la->v + row * Dkv, (size_t)P * Dkv * sizeof(floatX),
-                                          cudaMemcpyDeviceToDevice, main_stream));
+                // k, v, kb: column slices of the layer's projection (rows np apart)
+                cudaCheck(cudaMemcpy2DAsync(d->kc[l] + b * Tc * Dkv, Dkv * sizeof(floatX), la->k + row * np,
+                                            np * sizeof(floatX), Dkv * sizeof(floatX), P, cudaMemcpyDeviceToDevice,
+                                            main_stream));
+                cudaCheck(cudaMemcpy2DAsync(d->vc[l] + b * Tc * Dkv, Dkv * sizeof(floatX), la->v + row * np,
+                                            np * sizeof(floatX), Dkv * sizeof(floatX), P, cudaMemcpyDeviceToDevice,
+                                            main_stream));
                 if (c->no_feedback) continue;   // f0: no kb and s caches
-                cudaCheck(cudaMemcpy2DAsync(d->kbc[l] + b * Tc * D, D * sizeof(floatX), la->qbkb + row * 2 * D + D,
-                                            2 * D * sizeof(floatX), D * sizeof(floatX), P, cudaMemcpyDeviceToDevice,
+                cudaCheck(cudaMemcpy2DAsync(d->kbc[l] + b * Tc * D, D * sizeof(floatX), la->qbkb + row * np + D,
+                                            np * sizeof(floatX), D * sizeof(floatX), P, cudaMemcpyDeviceToDevice,
                                             main_stream));
                 cudaCheck(cudaMemcpyAsync(d->sc[l] + b * Tc * D, la->s + row * D, (size_t)P * D * sizeof(float),
                                           cudaMemcpyDeviceToDevice, main_stream));
@@ -818,8 +847,9 @@ static void layer_decode(Model *m, Decoder *d, int l, const floatX *x, floatX *y
     layernorm_forward(d->xn, NULL, NULL, x, PW(P_LN_W), PW(P_LN_B), B, D, c->ln_eps, st);
     matmul_forward(d->ag, 2 * D, d->xn, PW(P_IN_W), PW(P_IN_B), NULL, B, D, 2 * D, st);
     gelu_forward(d->abar, d->ag, 2 * D, B, D, st);
-    // [q | k | v | qb | kb] of the new token in one GEMM; RoPE at position t; k, v, kb into row t of the caches
-    matmul_forward(d->proj, d->np, d->abar, d->wproj[l], d->bproj[l], NULL, B, D, d->np, st);
+    // [q | k | v | qb | kb] of the new token in one GEMM (the model's stacked weights); RoPE at position t; k, v, kb
+    // into row t of the caches
+    matmul_forward(d->proj, d->np, d->abar, PW(P_Q_W), PW(P_Q_B), NULL, B, D, d->np, st);
     floatX *q = d->proj, *k = q + m->Dq, *v = k + m->Dkv, *qb = v + m->Dkv, *kb = qb + D;
     decode_append(q, k, v, kb, d->np, d->kc[l], d->vc[l], d->kbc[l], d->rope, c->use_rope, pos, d->Tc, B, m->Dq, m->Dkv,
                   c->no_feedback ? 0 : D, hd, st);   // f0: no kb row

@@ -7,11 +7,14 @@
 
  API (row-major, token-major, bf16 storage, fp32 accumulation; every pointer 16-byte aligned):
    void attention_forward(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
-                          int B, int T, int H, int Hkv, int d, cudaStream_t stream);
+                          int B, int T, int H, int Hkv, int d, cudaStream_t stream, int ldq = 0, int ldkv = 0);
        q (B,T,H,d), k/v (B,T,Hkv,d)  ->  out (B,T,H,d), lse (B,H,T) = log sum_{j<=t} exp(q_t.k_j/sqrt(d))
    void attention_backward(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const floatX *out,
                            const float *lse, const floatX *q, const floatX *k, const floatX *v, float *scratch,
-                           int B, int T, int H, int Hkv, int d, cudaStream_t stream);
+                           int B, int T, int H, int Hkv, int d, cudaStream_t stream, int ldq = 0, int ldkv = 0);
+       ldq, ldkv: row strides (elements) of q and dq, of k, v, dk, dv (0: dense, H*d and Hkv*d). The trainer
+       passes the columns of its stacked projection [q | k | v | qb | kb] (row stride H*d + 2 Hkv*d + 2D) as is;
+       out, dout, lse and Delta stay dense.
        dout (B,T,H,d)  ->  dq (B,T,H,d), dk/dv (B,T,Hkv,d) (overwritten; deterministic, no atomics: dq in its
        own kernel per query tile, dk, dv per key tile summing the H/Hkv query heads of its kv head in order)
    size_t attention_backward_scratch_bytes(int B, int T, int H, int Hkv, int d);   // Delta (B,H,T) fp32
@@ -179,7 +182,7 @@ template <int HD> struct AttFwdCfg {
 template <int HD>
 __global__ void __launch_bounds__(ATT_THREADS)
 attention_forward_kernel(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
-                         int T, int H, int Hkv) {
+                         int T, int H, int Hkv, int ldq, int ldkv) {
     using C = AttFwdCfg<HD>;
     constexpr int LD = AttCfg<HD>::LD, MT = C::MT, BQ = C::BQ, BK = C::BK, NB = BK / 8, ND = HD / 8, KS = HD / 16;
     extern __shared__ __align__(128) unsigned char att_smem[];
@@ -187,14 +190,14 @@ attention_forward_kernel(floatX *out, float *lse, const floatX *q, const floatX 
     int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, g = lane / 4, tq = lane % 4;
     int i0 = (gridDim.x - 1 - blockIdx.x) * BQ, h = blockIdx.y, b = blockIdx.z, hk = h / (H / Hkv);
     int wr = warp * 16 * MT, w0 = i0 + wr;             // this warp's first row: in the tile, in the sequence
-    const floatX *kb = k + ((size_t)b * T * Hkv + hk) * HD, *vb = v + ((size_t)b * T * Hkv + hk) * HD;
+    const floatX *kb = k + (size_t)b * T * ldkv + hk * HD, *vb = v + (size_t)b * T * ldkv + hk * HD;
     const float sl2 = rsqrtf((float)HD) * ATT_LOG2E;   // scores -> log2 units
     const int n_tiles = (min(i0 + BQ, T) - 1) / BK + 1;  // key tiles up to the block's last row
 
-    att_load_async<HD, BQ>(Qs, q + ((size_t)b * T * H + h) * HD, H * HD, i0, T);
-    att_load_async<HD, BK>(Ks, kb, Hkv * HD, 0, T);
+    att_load_async<HD, BQ>(Qs, q + (size_t)b * T * ldq + h * HD, ldq, i0, T);
+    att_load_async<HD, BK>(Ks, kb, ldkv, 0, T);
     cp_async_commit();
-    att_load_async<HD, BK>(Vs, vb, Hkv * HD, 0, T);
+    att_load_async<HD, BK>(Vs, vb, ldkv, 0, T);
     cp_async_commit();
 
     float o[MT][ND][4], m[MT][2], l[MT][2];            // rows g, g+8 of each m-tile
@@ -217,7 +220,7 @@ attention_forward_kernel(floatX *out, float *lse, const floatX *q, const floatX 
                 for (int mt = 0; mt < MT; mt++) for (int kk = 0; kk < KS; kk++) att_ldA<LD>(qf[mt][kk], Qs, wr + 16 * mt, kk * 16);
             }
         }
-        if (j + 1 < n_tiles) { att_load_async<HD, BK>(Ks + ((j + 1) & 1) * BK * LD, kb, Hkv * HD, j0 + BK, T); cp_async_commit(); }
+        if (j + 1 < n_tiles) { att_load_async<HD, BK>(Ks + ((j + 1) & 1) * BK * LD, kb, ldkv, j0 + BK, T); cp_async_commit(); }
         float s[MT][NB][4];
         if (active) {
             // S = Q K^T (32 x BK per warp)
@@ -282,7 +285,7 @@ attention_forward_kernel(floatX *out, float *lse, const floatX *q, const floatX 
         if (j + 1 < n_tiles) cp_async_wait<1>(); else cp_async_wait<0>();   // V_j landed
         __syncthreads();                               // ... for every thread; V stage j+1 free (P V_j-1 done)
         if (active) att_mma_PY<HD, BK / 16, MT>(o, s, Vt, 0);   // O += P V
-        if (j + 1 < n_tiles) { att_load_async<HD, BK>(Vs + ((j + 1) & 1) * BK * LD, vb, Hkv * HD, j0 + BK, T); cp_async_commit(); }
+        if (j + 1 < n_tiles) { att_load_async<HD, BK>(Vs + ((j + 1) & 1) * BK * LD, vb, ldkv, j0 + BK, T); cp_async_commit(); }
     }
 #pragma unroll
     for (int mt = 0; mt < MT; mt++) {
@@ -341,7 +344,7 @@ template <int HD> struct AttBwdCfg {
 template <int HD>
 __global__ void __launch_bounds__(ATT_THREADS)
 attention_backward_dq_kernel(floatX *dq, const floatX *dout, const float *lse, const float *delta,
-                             const floatX *q, const floatX *k, const floatX *v, int T, int H, int Hkv) {
+                             const floatX *q, const floatX *k, const floatX *v, int T, int H, int Hkv, int ldq, int ldkv) {
     using C = AttBwdCfg<HD>;
     constexpr int LD = AttCfg<HD>::LD, MT = C::DQ_MT, BQ = C::DQ_BQ, BK = C::DQ_BK, NB = BK / 8, ND = HD / 8;
     extern __shared__ __align__(128) unsigned char att_smem[];
@@ -349,14 +352,14 @@ attention_backward_dq_kernel(floatX *dq, const floatX *dout, const float *lse, c
     int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, g = lane / 4, tq = lane % 4;
     int i0 = (gridDim.x - 1 - blockIdx.x) * BQ, h = blockIdx.y, b = blockIdx.z, hk = h / (H / Hkv);
     int wr = warp * 16 * MT, w0 = i0 + wr;             // this warp's first row: in the tile, in the sequence
-    const floatX *kb = k + ((size_t)b * T * Hkv + hk) * HD, *vb = v + ((size_t)b * T * Hkv + hk) * HD;
+    const floatX *kb = k + (size_t)b * T * ldkv + hk * HD, *vb = v + (size_t)b * T * ldkv + hk * HD;
     const float scale = rsqrtf((float)HD), sl2 = scale * ATT_LOG2E;
     const int n_tiles = (min(i0 + BQ, T) - 1) / BK + 1;
 
-    att_load_async<HD, BQ>(Qs, q + ((size_t)b * T * H + h) * HD, H * HD, i0, T);
+    att_load_async<HD, BQ>(Qs, q + (size_t)b * T * ldq + h * HD, ldq, i0, T);
     att_load_async<HD, BQ>(dOs, dout + ((size_t)b * T * H + h) * HD, H * HD, i0, T);
-    att_load_async<HD, BK>(Ks, kb, Hkv * HD, 0, T);
-    att_load_async<HD, BK>(Vs, vb, Hkv * HD, 0, T);
+    att_load_async<HD, BK>(Ks, kb, ldkv, 0, T);
+    att_load_async<HD, BK>(Vs, vb, ldkv, 0, T);
     cp_async_commit();
     float lse2[MT][2], dl[MT][2];                      // rows g, g+8 of each m-tile: lse in log2 units, Delta
 #pragma unroll
@@ -374,8 +377,8 @@ attention_backward_dq_kernel(floatX *dq, const floatX *dout, const float *lse, c
         cp_async_wait<0>();
         __syncthreads();                               // tile j visible to all; stage j+1 free (tile j-1 done)
         if (j + 1 < n_tiles) {
-            att_load_async<HD, BK>(Ks + ((j + 1) & 1) * BK * LD, kb, Hkv * HD, j0 + BK, T);
-            att_load_async<HD, BK>(Vs + ((j + 1) & 1) * BK * LD, vb, Hkv * HD, j0 + BK, T);
+            att_load_async<HD, BK>(Ks + ((j + 1) & 1) * BK * LD, kb, ldkv, j0 + BK, T);
+            att_load_async<HD, BK>(Vs + ((j + 1) & 1) * BK * LD, vb, ldkv, j0 + BK, T);
             cp_async_commit();
         }
         if (j0 > w0 + 16 * MT - 1) continue;           // every key of the tile is after every row of this warp
@@ -395,7 +398,7 @@ attention_backward_dq_kernel(floatX *dq, const floatX *dout, const float *lse, c
     }
 #pragma unroll
     for (int mt = 0; mt < MT; mt++)
-        att_store_rows<HD>(dq + ((size_t)b * T * H + h) * HD, H * HD, w0 + 16 * mt, T, acc[mt], scale, scale);
+        att_store_rows<HD>(dq + (size_t)b * T * ldq + h * HD, ldq, w0 + 16 * mt, T, acc[mt], scale, scale);
 }
 
 // dk, dv for one key tile of one kv head, summed over its H/Hkv query heads in order: grid (ceil(T/KV_BK), Hkv, B).
@@ -404,7 +407,7 @@ attention_backward_dq_kernel(floatX *dq, const floatX *dout, const float *lse, c
 template <int HD>
 __global__ void __launch_bounds__(ATT_THREADS)
 attention_backward_dkv_kernel(floatX *dk, floatX *dv, const floatX *dout, const float *lse, const float *delta,
-                              const floatX *q, const floatX *k, const floatX *v, int T, int H, int Hkv) {
+                              const floatX *q, const floatX *k, const floatX *v, int T, int H, int Hkv, int ldq, int ldkv) {
     using C = AttBwdCfg<HD>;
     constexpr int LD = AttCfg<HD>::LD, MT = C::KV_MT, BKV = C::KV_BK, BQ = C::KV_BQ, NB = BQ / 8, ND = HD / 8;
     static_assert(BQ <= ATT_THREADS, "one thread per query row fetches lse and Delta");
@@ -428,7 +431,7 @@ attention_backward_dkv_kernel(floatX *dk, floatX *dv, const floatX *dout, const 
     // work item it -> stage it&1: Q, dO rows [i0, i0+BQ) of head h (async); lse, Delta from the registers
     auto issue = [&](int it) {
         int h = hk * grp + it / n_q, i0 = j0 + (it % n_q) * BQ, st = it & 1;
-        att_load_async<HD, BQ>(Qs + st * BQ * LD, q + ((size_t)b * T * H + h) * HD, H * HD, i0, T);
+        att_load_async<HD, BQ>(Qs + st * BQ * LD, q + (size_t)b * T * ldq + h * HD, ldq, i0, T);
         att_load_async<HD, BQ>(dOs + st * BQ * LD, dout + ((size_t)b * T * H + h) * HD, H * HD, i0, T);
         cp_async_commit();
         if (threadIdx.x < BQ) {
@@ -438,8 +441,8 @@ attention_backward_dkv_kernel(floatX *dk, floatX *dv, const floatX *dout, const 
         }
     };
     if (threadIdx.x < BQ) fetch(0);
-    att_load_async<HD, BKV>(Ks, k + ((size_t)b * T * Hkv + hk) * HD, Hkv * HD, j0, T);
-    att_load_async<HD, BKV>(Vs, v + ((size_t)b * T * Hkv + hk) * HD, Hkv * HD, j0, T);
+    att_load_async<HD, BKV>(Ks, k + (size_t)b * T * ldkv + hk * HD, ldkv, j0, T);
+    att_load_async<HD, BKV>(Vs, v + (size_t)b * T * ldkv + hk * HD, ldkv, j0, T);
     issue(0);                                         // one group: K, V and work item 0
 
     float dka[MT][ND][4], dva[MT][ND][4];
@@ -469,11 +472,11 @@ attention_backward_dkv_kernel(floatX *dk, floatX *dv, const floatX *dout, const 
         att_mma_PY<HD, BQ / 16, MT>(dva, s, dOt, 0);    // dV += P^T dO
         att_mma_PY<HD, BQ / 16, MT>(dka, dp, Qt, 0);    // dK += dS^T Q
     }
-    size_t base = ((size_t)b * T * Hkv + hk) * HD;
+    size_t base = (size_t)b * T * ldkv + hk * HD;
 #pragma unroll
     for (int mt = 0; mt < MT; mt++) {
-        att_store_rows<HD>(dv + base, Hkv * HD, w0 + 16 * mt, T, dva[mt], 1.0f, 1.0f);
-        att_store_rows<HD>(dk + base, Hkv * HD, w0 + 16 * mt, T, dka[mt], scale, scale);
+        att_store_rows<HD>(dv + base, ldkv, w0 + 16 * mt, T, dva[mt], 1.0f, 1.0f);
+        att_store_rows<HD>(dk + base, ldkv, w0 + 16 * mt, T, dka[mt], scale, scale);
     }
 }
 
@@ -502,24 +505,35 @@ static void attention_check_shape(int B, int T, int H, int Hkv, int d) {
 static void attention_check_ptr(const void *p, const char *name) {
     if ((uintptr_t)p % 16) fatal("attention: %s (%p) is not 16-byte aligned", name, p);
 }
+// the row strides (elements) of q/dq and of k/v/dk/dv: 0 means dense rows (H*d, Hkv*d); a stride must hold the
+// heads and keep every row 16-byte aligned. Returns the strides to use in ld[0], ld[1].
+static void attention_row_strides(int ld[2], int ldq, int ldkv, int H, int Hkv, int d) {
+    ld[0] = ldq != 0 ? ldq : H * d;
+    ld[1] = ldkv != 0 ? ldkv : Hkv * d;
+    if (ld[0] < H * d || ld[1] < Hkv * d || ld[0] % 8 || ld[1] % 8)
+        fatal("attention: row strides ldq=%d ldkv=%d for H=%d Hkv=%d d=%d (at least H*d, Hkv*d; multiples of 8)",
+              ldq, ldkv, H, Hkv, d);
+}
 
 template <int HD>
 static void attention_forward_hd(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
-                                 int B, int T, int H, int Hkv, cudaStream_t stream) {
+                                 int B, int T, int H, int Hkv, int ldq, int ldkv, cudaStream_t stream) {
     size_t smem = attention_forward_smem<HD>();
     cudaCheck(cudaFuncSetAttribute(attention_forward_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    attention_forward_kernel<HD><<<dim3(ceil_div(T, AttFwdCfg<HD>::BQ), H, B), ATT_THREADS, smem, stream>>>(out, lse, q, k, v, T, H, Hkv);
+    attention_forward_kernel<HD><<<dim3(ceil_div(T, AttFwdCfg<HD>::BQ), H, B), ATT_THREADS, smem, stream>>>(out, lse, q, k, v, T, H, Hkv, ldq, ldkv);
     cudaCheck(cudaGetLastError());
 }
 
 // the mma.sync forward (any GPU from sm_80; dev/cuda/attention_forward.cu version 2)
 static void attention_forward_mma(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
-                                  int B, int T, int H, int Hkv, int d, cudaStream_t stream) {
+                                  int B, int T, int H, int Hkv, int d, cudaStream_t stream, int ldq = 0, int ldkv = 0) {
     attention_check_shape(B, T, H, Hkv, d);
     attention_check_ptr(out, "out"); attention_check_ptr(q, "q"); attention_check_ptr(k, "k"); attention_check_ptr(v, "v");
-    if (d == 32) attention_forward_hd<32>(out, lse, q, k, v, B, T, H, Hkv, stream);
-    if (d == 64) attention_forward_hd<64>(out, lse, q, k, v, B, T, H, Hkv, stream);
-    if (d == 128) attention_forward_hd<128>(out, lse, q, k, v, B, T, H, Hkv, stream);
+    int ld[2];
+    attention_row_strides(ld, ldq, ldkv, H, Hkv, d);
+    if (d == 32) attention_forward_hd<32>(out, lse, q, k, v, B, T, H, Hkv, ld[0], ld[1], stream);
+    if (d == 64) attention_forward_hd<64>(out, lse, q, k, v, B, T, H, Hkv, ld[0], ld[1], stream);
+    if (d == 128) attention_forward_hd<128>(out, lse, q, k, v, B, T, H, Hkv, ld[0], ld[1], stream);
 }
 
 // The Hopper forward (wgmma, llmc/attention_sm90.cuh; version 3 in dev/cuda/attention_forward.cu). The CPU
@@ -549,37 +563,41 @@ static void attention_delta(float *delta, const floatX *dout, const floatX *out,
 template <int HD>
 static void attention_backward_hd(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const float *lse,
                                   const float *delta, const floatX *q, const floatX *k, const floatX *v,
-                                  int B, int T, int H, int Hkv, cudaStream_t stream) {
+                                  int B, int T, int H, int Hkv, int ldq, int ldkv, cudaStream_t stream) {
     size_t smem_q = attention_dq_smem<HD>(), smem_kv = attention_dkv_smem<HD>();
     cudaCheck(cudaFuncSetAttribute(attention_backward_dq_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_q));
     cudaCheck(cudaFuncSetAttribute(attention_backward_dkv_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_kv));
     attention_backward_dkv_kernel<HD><<<dim3(ceil_div(T, AttBwdCfg<HD>::KV_BK), Hkv, B), ATT_THREADS, smem_kv, stream>>>(
-        dk, dv, dout, lse, delta, q, k, v, T, H, Hkv);
+        dk, dv, dout, lse, delta, q, k, v, T, H, Hkv, ldq, ldkv);
     cudaCheck(cudaGetLastError());
     attention_backward_dq_kernel<HD><<<dim3(ceil_div(T, AttBwdCfg<HD>::DQ_BQ), H, B), ATT_THREADS, smem_q, stream>>>(
-        dq, dout, lse, delta, q, k, v, T, H, Hkv);
+        dq, dout, lse, delta, q, k, v, T, H, Hkv, ldq, ldkv);
     cudaCheck(cudaGetLastError());
 }
 
 // the mma.sync backward (any GPU from sm_80; dev/cuda/attention_backward.cu version 2)
 static void attention_backward_mma(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const floatX *out,
                                    const float *lse, const floatX *q, const floatX *k, const floatX *v, float *scratch,
-                                   int B, int T, int H, int Hkv, int d, cudaStream_t stream) {
+                                   int B, int T, int H, int Hkv, int d, cudaStream_t stream, int ldq = 0, int ldkv = 0) {
     attention_backward_check(dq, dk, dv, dout, out, q, k, v, B, T, H, Hkv, d);
+    int ld[2];
+    attention_row_strides(ld, ldq, ldkv, H, Hkv, d);
     float *delta = scratch;   // (B, H, T)
     attention_delta(delta, dout, out, B, T, H, d, stream);
-    if (d == 32) attention_backward_hd<32>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, stream);
-    if (d == 64) attention_backward_hd<64>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, stream);
-    if (d == 128) attention_backward_hd<128>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, stream);
+    if (d == 32) attention_backward_hd<32>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, ld[0], ld[1], stream);
+    if (d == 64) attention_backward_hd<64>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, ld[0], ld[1], stream);
+    if (d == 128) attention_backward_hd<128>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, ld[0], ld[1], stream);
 }
 // the Hopper backward (wgmma, llmc/attention_sm90_bwd.cuh; dev/cuda/attention_backward.cu version 3), d = 64, 128
 static void attention_backward_sm90(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const floatX *out,
                                     const float *lse, const floatX *q, const floatX *k, const floatX *v, float *scratch,
-                                    int B, int T, int H, int Hkv, int d, cudaStream_t stream) {
+                                    int B, int T, int H, int Hkv, int d, cudaStream_t stream, int ldq = 0, int ldkv = 0) {
     attention_backward_check(dq, dk, dv, dout, out, q, k, v, B, T, H, Hkv, d);
+    int ld[2];
+    attention_row_strides(ld, ldq, ldkv, H, Hkv, d);
     float *delta = scratch;
     attention_delta(delta, dout, out, B, T, H, d, stream);
-    attention_backward_sm90_kernels(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, d, stream);
+    attention_backward_sm90_kernels(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, d, ld[0], ld[1], stream);
 }
 
 // Whether the trainer takes the Hopper paths: attention_sm90_usable() and, once per process, a self-test on a small
@@ -693,16 +711,17 @@ static int attention_use_sm90(int d, cudaStream_t stream, int backward) {
 
 // what the trainer calls (see attention_use_sm90)
 static void attention_forward(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
-                              int B, int T, int H, int Hkv, int d, cudaStream_t stream) {
-    if (attention_use_sm90(d, stream, 0)) attention_forward_sm90(out, lse, q, k, v, B, T, H, Hkv, d, stream);
-    else attention_forward_mma(out, lse, q, k, v, B, T, H, Hkv, d, stream);
+                              int B, int T, int H, int Hkv, int d, cudaStream_t stream, int ldq = 0, int ldkv = 0) {
+    if (attention_use_sm90(d, stream, 0))
+        attention_forward_sm90(out, lse, q, k, v, B, T, H, Hkv, d, stream, ATTH_OVERLAP, ldq, ldkv);
+    else attention_forward_mma(out, lse, q, k, v, B, T, H, Hkv, d, stream, ldq, ldkv);
 }
 static void attention_backward(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const floatX *out,
                                const float *lse, const floatX *q, const floatX *k, const floatX *v, float *scratch,
-                               int B, int T, int H, int Hkv, int d, cudaStream_t stream) {
+                               int B, int T, int H, int Hkv, int d, cudaStream_t stream, int ldq = 0, int ldkv = 0) {
     if (attention_use_sm90(d, stream, 1))
-        attention_backward_sm90(dq, dk, dv, dout, out, lse, q, k, v, scratch, B, T, H, Hkv, d, stream);
-    else attention_backward_mma(dq, dk, dv, dout, out, lse, q, k, v, scratch, B, T, H, Hkv, d, stream);
+        attention_backward_sm90(dq, dk, dv, dout, out, lse, q, k, v, scratch, B, T, H, Hkv, d, stream, ldq, ldkv);
+    else attention_backward_mma(dq, dk, dv, dout, out, lse, q, k, v, scratch, B, T, H, Hkv, d, stream, ldq, ldkv);
 }
 
 #endif // SESSA_ATTENTION_CUH

@@ -191,7 +191,7 @@ template <int KB> __device__ __forceinline__ void atth_fence_p(uint32_t (&pa)[KB
 template <int HD, bool OVERLAP>
 __global__ void __launch_bounds__(ATTH_THREADS, 1)
 attention_forward_sm90_kernel(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
-                              int T, int H, int Hkv) {
+                              int T, int H, int Hkv, int ldq, int ldkv) {
 #ifdef SESSA_SM90A
     using C = AttHCfg<HD>;
     constexpr int BQ = C::BQ, BK = C::BK, NS = BK / 2, NO = HD / 2;   // S and O registers per thread
@@ -201,14 +201,14 @@ attention_forward_sm90_kernel(floatX *out, float *lse, const floatX *q, const fl
     const int tid = threadIdx.x, wg = tid / 128, lane = tid % 32, g = lane / 4, tq = lane % 4;
     const int i0 = (gridDim.x - 1 - blockIdx.x) * BQ, h = blockIdx.y, b = blockIdx.z, hk = h / (H / Hkv);
     const int wg0 = i0 + 64 * wg, r0 = wg0 + 16 * ((tid % 128) / 32) + g;   // warpgroup's first row; rows r0, r0+8
-    const floatX *kb = k + ((size_t)b * T * Hkv + hk) * HD, *vb = v + ((size_t)b * T * Hkv + hk) * HD;
+    const floatX *kb = k + (size_t)b * T * ldkv + hk * HD, *vb = v + (size_t)b * T * ldkv + hk * HD;
     const float sl2 = rsqrtf((float)HD) * 1.4426950408889634f;        // scores -> log2 units
     const int n_tiles = (min(i0 + BQ, T) - 1) / BK + 1;                // key tiles up to the block's last row
     const unsigned char *Qw = Qs + wg * 64 * 128;                      // this warpgroup's 64 rows of panel 0
 
-    atth_load_tile<HD, BQ>(Qs, q + ((size_t)b * T * H + h) * HD, H * HD, i0, T);
-    atth_load_tile<HD, BK>(Ks, kb, Hkv * HD, 0, T);
-    if constexpr (!OVERLAP) atth_load_tile<HD, BK>(Vs, vb, Hkv * HD, 0, T);
+    atth_load_tile<HD, BQ>(Qs, q + (size_t)b * T * ldq + h * HD, ldq, i0, T);
+    atth_load_tile<HD, BK>(Ks, kb, ldkv, 0, T);
+    if constexpr (!OVERLAP) atth_load_tile<HD, BK>(Vs, vb, ldkv, 0, T);
     cp_async_commit();
 
     float s[NS], o[NO], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}, corr[2];
@@ -226,8 +226,8 @@ attention_forward_sm90_kernel(floatX *out, float *lse, const floatX *q, const fl
         __syncthreads();                               // everyone's; tile j-1's wgmma are done in every thread
         if constexpr (!OVERLAP) {
             if (j + 1 < n_tiles) {                     // stage st^1 (tile j-1's) is free
-                atth_load_tile<HD, BK>(Ks + (st ^ 1) * C::KV_BYTES, kb, Hkv * HD, j0 + BK, T);
-                atth_load_tile<HD, BK>(Vs + (st ^ 1) * C::KV_BYTES, vb, Hkv * HD, j0 + BK, T);
+                atth_load_tile<HD, BK>(Ks + (st ^ 1) * C::KV_BYTES, kb, ldkv, j0 + BK, T);
+                atth_load_tile<HD, BK>(Vs + (st ^ 1) * C::KV_BYTES, vb, ldkv, j0 + BK, T);
                 cp_async_commit();
             }
             wgmma_fence_operand(s);
@@ -246,8 +246,8 @@ attention_forward_sm90_kernel(floatX *out, float *lse, const floatX *q, const fl
             atth_fence_p<BK / 16>(pa);
         } else {
             // K stage st^1 (K_j-1: S_j-1 done) and V stage st (V_j-2: P V_j-2 done) are free
-            if (j + 1 < n_tiles) atth_load_tile<HD, BK>(Ks + (st ^ 1) * C::KV_BYTES, kb, Hkv * HD, j0 + BK, T);
-            atth_load_tile<HD, BK>(Vs + st * C::KV_BYTES, vb, Hkv * HD, j0, T);
+            if (j + 1 < n_tiles) atth_load_tile<HD, BK>(Ks + (st ^ 1) * C::KV_BYTES, kb, ldkv, j0 + BK, T);
+            atth_load_tile<HD, BK>(Vs + st * C::KV_BYTES, vb, ldkv, j0, T);
             cp_async_commit();
             wgmma_fence_operand(s);
             wgmma_fence_operand(o);
@@ -331,10 +331,10 @@ static int attention_sm90_usable(void) {
 
 template <int HD, bool OVERLAP>
 static void attention_forward_sm90_hd(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
-                                      int B, int T, int H, int Hkv, cudaStream_t stream) {
+                                      int B, int T, int H, int Hkv, int ldq, int ldkv, cudaStream_t stream) {
     size_t smem = AttHCfg<HD>::SMEM;
     cudaCheck(cudaFuncSetAttribute(attention_forward_sm90_kernel<HD, OVERLAP>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    attention_forward_sm90_kernel<HD, OVERLAP><<<dim3(ceil_div(T, AttHCfg<HD>::BQ), H, B), ATTH_THREADS, smem, stream>>>(out, lse, q, k, v, T, H, Hkv);
+    attention_forward_sm90_kernel<HD, OVERLAP><<<dim3(ceil_div(T, AttHCfg<HD>::BQ), H, B), ATTH_THREADS, smem, stream>>>(out, lse, q, k, v, T, H, Hkv, ldq, ldkv);
     cudaCheck(cudaGetLastError());
 }
 
@@ -344,17 +344,20 @@ static void attention_forward_sm90_hd(floatX *out, float *lse, const floatX *q, 
 // the Hopper forward itself (attention_forward picks it when attention_sm90_usable() and d is 64 or 128);
 // overlap: S_j's softmax overlaps P_j-1 V_j-1 (see the kernel)
 static void attention_forward_sm90(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
-                                   int B, int T, int H, int Hkv, int d, cudaStream_t stream, bool overlap = ATTH_OVERLAP) {
+                                   int B, int T, int H, int Hkv, int d, cudaStream_t stream, bool overlap = ATTH_OVERLAP,
+                                   int ldq = 0, int ldkv = 0) {
     attention_check_shape(B, T, H, Hkv, d);
     attention_check_ptr(out, "out"); attention_check_ptr(q, "q"); attention_check_ptr(k, "k"); attention_check_ptr(v, "v");
+    int ld[2];
+    attention_row_strides(ld, ldq, ldkv, H, Hkv, d);
     if (d != 64 && d != 128) fatal("attention (Hopper): head width d=%d is not supported (64 or 128)", d);
     if (!attention_sm90_usable())
         fatal("attention (Hopper): needs a compute capability 9.0 GPU, a binary built with "
               "-gencode arch=compute_90a,code=sm_90a, and SESSA_ATT_SM90 not 0");
-    if (d == 64 && overlap) attention_forward_sm90_hd<64, true>(out, lse, q, k, v, B, T, H, Hkv, stream);
-    if (d == 64 && !overlap) attention_forward_sm90_hd<64, false>(out, lse, q, k, v, B, T, H, Hkv, stream);
-    if (d == 128 && overlap) attention_forward_sm90_hd<128, true>(out, lse, q, k, v, B, T, H, Hkv, stream);
-    if (d == 128 && !overlap) attention_forward_sm90_hd<128, false>(out, lse, q, k, v, B, T, H, Hkv, stream);
+    if (d == 64 && overlap) attention_forward_sm90_hd<64, true>(out, lse, q, k, v, B, T, H, Hkv, ld[0], ld[1], stream);
+    if (d == 64 && !overlap) attention_forward_sm90_hd<64, false>(out, lse, q, k, v, B, T, H, Hkv, ld[0], ld[1], stream);
+    if (d == 128 && overlap) attention_forward_sm90_hd<128, true>(out, lse, q, k, v, B, T, H, Hkv, ld[0], ld[1], stream);
+    if (d == 128 && !overlap) attention_forward_sm90_hd<128, false>(out, lse, q, k, v, B, T, H, Hkv, ld[0], ld[1], stream);
 }
 
 #include "attention_sm90_bwd.cuh"   // the backward, on the pieces above

@@ -66,7 +66,7 @@ template <int HD> struct AttHBwdCfg {
 template <int HD>
 __global__ void __launch_bounds__(ATTH_THREADS, 1)
 attention_backward_dq_sm90_kernel(floatX *dq, const floatX *dout, const float *lse, const float *delta,
-                                  const floatX *q, const floatX *k, const floatX *v, int T, int H, int Hkv) {
+                                  const floatX *q, const floatX *k, const floatX *v, int T, int H, int Hkv, int ldq, int ldkv) {
 #ifdef SESSA_SM90A
     using C = AttHBwdCfg<HD>;
     constexpr int BQ = C::DQ_BQ, BK = C::DQ_BK, NS = BK / 2, NO = HD / 2;   // S/dP and dQ registers per thread
@@ -76,15 +76,15 @@ attention_backward_dq_sm90_kernel(floatX *dq, const floatX *dout, const float *l
     const int tid = threadIdx.x, wg = tid / 128, lane = tid % 32, g = lane / 4, tq = lane % 4;
     const int i0 = (gridDim.x - 1 - blockIdx.x) * BQ, h = blockIdx.y, b = blockIdx.z, hk = h / (H / Hkv);
     const int wg0 = i0 + 64 * wg, r0 = wg0 + 16 * ((tid % 128) / 32) + g;   // warpgroup's first row; rows r0, r0+8
-    const floatX *kb = k + ((size_t)b * T * Hkv + hk) * HD, *vb = v + ((size_t)b * T * Hkv + hk) * HD;
+    const floatX *kb = k + (size_t)b * T * ldkv + hk * HD, *vb = v + (size_t)b * T * ldkv + hk * HD;
     const float scale = rsqrtf((float)HD), sl2 = scale * 1.4426950408889634f;   // scores -> log2 units
     const int n_tiles = (min(i0 + BQ, T) - 1) / BK + 1;                          // key tiles up to the last row
     const unsigned char *Qw = Qs + wg * 64 * 128, *dOw = dOs + wg * 64 * 128;   // this warpgroup's 64 rows
 
-    atth_load_tile<HD, BQ>(Qs, q + ((size_t)b * T * H + h) * HD, H * HD, i0, T);
+    atth_load_tile<HD, BQ>(Qs, q + (size_t)b * T * ldq + h * HD, ldq, i0, T);
     atth_load_tile<HD, BQ>(dOs, dout + ((size_t)b * T * H + h) * HD, H * HD, i0, T);
-    atth_load_tile<HD, BK>(Ks, kb, Hkv * HD, 0, T);
-    atth_load_tile<HD, BK>(Vs, vb, Hkv * HD, 0, T);
+    atth_load_tile<HD, BK>(Ks, kb, ldkv, 0, T);
+    atth_load_tile<HD, BK>(Vs, vb, ldkv, 0, T);
     cp_async_commit();
     float lse2[2], dlt[2];                             // this thread's rows: lse in log2 units, Delta (0 past T)
 #pragma unroll
@@ -107,8 +107,8 @@ attention_backward_dq_sm90_kernel(floatX *dq, const floatX *dout, const float *l
         fence_proxy_async();                           // ... and are visible to wgmma
         __syncthreads();                               // everyone's; tile j-1's wgmma are done, its stage is free
         if (j + 1 < n_tiles) {
-            atth_load_tile<HD, BK>(Ks + (st ^ 1) * KV_BYTES, kb, Hkv * HD, j0 + BK, T);
-            atth_load_tile<HD, BK>(Vs + (st ^ 1) * KV_BYTES, vb, Hkv * HD, j0 + BK, T);
+            atth_load_tile<HD, BK>(Ks + (st ^ 1) * KV_BYTES, kb, ldkv, j0 + BK, T);
+            atth_load_tile<HD, BK>(Vs + (st ^ 1) * KV_BYTES, vb, ldkv, j0 + BK, T);
             cp_async_commit();
         }
         if (j0 > wg0 + 63) continue;                   // every key of the tile follows every row of this warpgroup
@@ -137,7 +137,7 @@ attention_backward_dq_sm90_kernel(floatX *dq, const floatX *dout, const float *l
         wgmma_fence_operand(acc);
         atth_fence_p<BK / 16>(da);
     }
-    atth_store_rows<HD>(dq + ((size_t)b * T * H + h) * HD, H * HD, r0, T, acc, scale, scale);
+    atth_store_rows<HD>(dq + (size_t)b * T * ldq + h * HD, ldq, r0, T, acc, scale, scale);
 #endif // SESSA_SM90A
 }
 
@@ -148,7 +148,7 @@ attention_backward_dq_sm90_kernel(floatX *dq, const floatX *dout, const float *l
 template <int HD>
 __global__ void __launch_bounds__(ATTH_THREADS, 1)
 attention_backward_dkv_sm90_kernel(floatX *dk, floatX *dv, const floatX *dout, const float *lse, const float *delta,
-                                   const floatX *q, const floatX *k, const floatX *v, int T, int H, int Hkv) {
+                                   const floatX *q, const floatX *k, const floatX *v, int T, int H, int Hkv, int ldq, int ldkv) {
 #ifdef SESSA_SM90A
     using C = AttHBwdCfg<HD>;
     constexpr int BKV = C::KV_BK, BQ = C::KV_BQ, NS = BQ / 2, NO = HD / 2;
@@ -171,7 +171,7 @@ attention_backward_dkv_sm90_kernel(floatX *dk, floatX *dv, const floatX *dout, c
     };
     auto issue = [&](int it) {
         int h = hk * grp + it / n_q, i0 = j0 + (it % n_q) * BQ, st = it & 1;
-        atth_load_tile<HD, BQ>(Qs + st * Q_BYTES, q + ((size_t)b * T * H + h) * HD, H * HD, i0, T);
+        atth_load_tile<HD, BQ>(Qs + st * Q_BYTES, q + (size_t)b * T * ldq + h * HD, ldq, i0, T);
         atth_load_tile<HD, BQ>(dOs + st * Q_BYTES, dout + ((size_t)b * T * H + h) * HD, H * HD, i0, T);
         cp_async_commit();
         if (tid < BQ) {
@@ -181,8 +181,8 @@ attention_backward_dkv_sm90_kernel(floatX *dk, floatX *dv, const floatX *dout, c
         }
     };
     if (tid < BQ) fetch(0);
-    atth_load_tile<HD, BKV>(Ks, k + ((size_t)b * T * Hkv + hk) * HD, Hkv * HD, j0, T);
-    atth_load_tile<HD, BKV>(Vs, v + ((size_t)b * T * Hkv + hk) * HD, Hkv * HD, j0, T);
+    atth_load_tile<HD, BKV>(Ks, k + (size_t)b * T * ldkv + hk * HD, ldkv, j0, T);
+    atth_load_tile<HD, BKV>(Vs, v + (size_t)b * T * ldkv + hk * HD, ldkv, j0, T);
     issue(0);                                          // one group: K, V and item 0
 
     float s[NS], dp[NS], dka[NO], dva[NO];
@@ -231,24 +231,24 @@ attention_backward_dkv_sm90_kernel(floatX *dk, floatX *dv, const floatX *dout, c
         atth_fence_p<BQ / 16>(pa);
         atth_fence_p<BQ / 16>(da);
     }
-    size_t base = ((size_t)b * T * Hkv + hk) * HD;
-    atth_store_rows<HD>(dv + base, Hkv * HD, rk0, T, dva, 1.0f, 1.0f);
-    atth_store_rows<HD>(dk + base, Hkv * HD, rk0, T, dka, scale, scale);
+    size_t base = (size_t)b * T * ldkv + hk * HD;
+    atth_store_rows<HD>(dv + base, ldkv, rk0, T, dva, 1.0f, 1.0f);
+    atth_store_rows<HD>(dk + base, ldkv, rk0, T, dka, scale, scale);
 #endif // SESSA_SM90A
 }
 
 template <int HD>
 static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const float *lse,
                                        const float *delta, const floatX *q, const floatX *k, const floatX *v,
-                                       int B, int T, int H, int Hkv, cudaStream_t stream) {
+                                       int B, int T, int H, int Hkv, int ldq, int ldkv, cudaStream_t stream) {
     using C = AttHBwdCfg<HD>;
     cudaCheck(cudaFuncSetAttribute(attention_backward_dkv_sm90_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::KV_SMEM));
     cudaCheck(cudaFuncSetAttribute(attention_backward_dq_sm90_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::DQ_SMEM));
     attention_backward_dkv_sm90_kernel<HD><<<dim3(ceil_div(T, C::KV_BK), Hkv, B), ATTH_THREADS, C::KV_SMEM, stream>>>(
-        dk, dv, dout, lse, delta, q, k, v, T, H, Hkv);
+        dk, dv, dout, lse, delta, q, k, v, T, H, Hkv, ldq, ldkv);
     cudaCheck(cudaGetLastError());
     attention_backward_dq_sm90_kernel<HD><<<dim3(ceil_div(T, C::DQ_BQ), H, B), ATTH_THREADS, C::DQ_SMEM, stream>>>(
-        dq, dout, lse, delta, q, k, v, T, H, Hkv);
+        dq, dout, lse, delta, q, k, v, T, H, Hkv, ldq, ldkv);
     cudaCheck(cudaGetLastError());
 }
 
@@ -256,13 +256,14 @@ static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const
 // first; attention_backward picks that when the Hopper path is trusted and d is 64 or 128)
 static void attention_backward_sm90_kernels(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const float *lse,
                                             const float *delta, const floatX *q, const floatX *k, const floatX *v,
-                                            int B, int T, int H, int Hkv, int d, cudaStream_t stream) {
+                                            int B, int T, int H, int Hkv, int d, int ldq, int ldkv,
+                                            cudaStream_t stream) {
     if (d != 64 && d != 128) fatal("attention backward (Hopper): head width d=%d is not supported (64 or 128)", d);
     if (!attention_sm90_usable())
         fatal("attention backward (Hopper): needs a compute capability 9.0 GPU, a binary built with "
               "-gencode arch=compute_90a,code=sm_90a, and SESSA_ATT_SM90 not 0");
-    if (d == 64) attention_backward_sm90_hd<64>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, stream);
-    if (d == 128) attention_backward_sm90_hd<128>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, stream);
+    if (d == 64) attention_backward_sm90_hd<64>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, ldq, ldkv, stream);
+    if (d == 128) attention_backward_sm90_hd<128>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, ldq, ldkv, stream);
 }
 
 #endif // SESSA_ATTENTION_SM90_BWD_CUH

@@ -194,11 +194,12 @@ static void att_grads_free(AttGrads *g) {
 }
 // version 0: attention_backward, the trainer's choice (3 where usable, else 2)
 static void run_att_backward(AttProblem *p, AttGrads *g, int version) {
-    typedef void (*Bwd)(floatX *, floatX *, floatX *, const floatX *, const floatX *, const float *, const floatX *,
-                        const floatX *, const floatX *, float *, int, int, int, int, int, cudaStream_t);
-    Bwd f = version == 1 ? attention1_backward : version == 2 ? attention_backward_mma
-          : version == 3 ? attention_backward_sm90 : attention_backward;
-    f(g->dq, g->dk, g->dv, g->dout, p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, g->scratch, p->B, p->T, p->H, p->Hkv, p->d, 0);
+#define ATT_BWD_ARGS g->dq, g->dk, g->dv, g->dout, p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, g->scratch, p->B, p->T, p->H, p->Hkv, p->d, 0
+    if (version == 1) attention1_backward(ATT_BWD_ARGS);
+    else if (version == 2) attention_backward_mma(ATT_BWD_ARGS);
+    else if (version == 3) attention_backward_sm90(ATT_BWD_ARGS);
+    else attention_backward(ATT_BWD_ARGS);
+#undef ATT_BWD_ARGS
 }
 // 1 when the trainer's attention_backward takes the Hopper path for head width d
 static int att_backward_is_sm90(int d) {
