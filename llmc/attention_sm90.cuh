@@ -179,6 +179,21 @@ template <int KB> __device__ __forceinline__ void atth_fence_p(uint32_t (&pa)[KB
 #pragma unroll
     for (int kk = 0; kk < KB; kk++) for (int i = 0; i < 4; i++) asm volatile("" : "+r"(pa[kk][i]) :: "memory");
 }
+// the end of a query tile, per thread (rows r0, r0 + 8): l summed over the row's quad, lse = m/sqrt(d) + log l,
+// out = O / l
+template <int HD>
+__device__ __forceinline__ void atth_epilogue(floatX *out, float *lse, const float (&o)[HD / 2], const float (&m)[2],
+                                              float (&l)[2], int b, int h, int H, int T, int r0, float sl2) {
+    float *lse_bh = lse + ((size_t)b * H + h) * T;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+        int t = r0 + 8 * r;
+        if (threadIdx.x % 4 == 0 && t < T) lse_bh[t] = m[r] * (sl2 / 1.4426950408889634f) + logf(l[r]);
+    }
+    atth_store_rows<HD>(out + ((size_t)b * T * H + h) * HD, H * HD, r0, T, o, 1.0f / l[0], 1.0f / l[1]);
+}
 #endif // SESSA_SM90A
 
 // grid (ceil(T/BQ), H, B), the longest (last) query tiles first; ATTH_THREADS threads, AttHCfg<HD>::SMEM bytes.
@@ -198,7 +213,7 @@ attention_forward_sm90_kernel(floatX *out, float *lse, const floatX *q, const fl
     extern __shared__ __align__(1024) unsigned char atth_smem[];
     unsigned char *Qs = atth_smem_base(atth_smem);
     unsigned char *Ks = Qs + C::Q_BYTES, *Vs = Ks + 2 * C::KV_BYTES;
-    const int tid = threadIdx.x, wg = tid / 128, lane = tid % 32, g = lane / 4, tq = lane % 4;
+    const int tid = threadIdx.x, wg = tid / 128, lane = tid % 32, g = lane / 4;
     const int i0 = (gridDim.x - 1 - blockIdx.x) * BQ, h = blockIdx.y, b = blockIdx.z, hk = h / (H / Hkv);
     const int wg0 = i0 + 64 * wg, r0 = wg0 + 16 * ((tid % 128) / 32) + g;   // warpgroup's first row; rows r0, r0+8
     const floatX *kb = k + ((size_t)b * T * Hkv + hk) * HD, *vb = v + ((size_t)b * T * Hkv + hk) * HD;
@@ -278,15 +293,143 @@ attention_forward_sm90_kernel(floatX *out, float *lse, const floatX *q, const fl
         wgmma_fence_operand(o);
         atth_fence_p<BK / 16>(pa);
     }
-    float *lse_bh = lse + ((size_t)b * H + h) * T;
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-        int t = r0 + 8 * r;
-        if (tq == 0 && t < T) lse_bh[t] = m[r] * (sl2 / 1.4426950408889634f) + logf(l[r]);
+    atth_epilogue<HD>(out, lse, o, m, l, b, h, H, T, r0, sl2);
+#endif // SESSA_SM90A
+}
+
+// ---------------------------------------------------------------------------- version 5: warp-specialized
+/*
+ FlashAttention-3's mainloop (version 5, what the trainer runs): the same math and tiles as above, with
+ - a producer warpgroup: one thread loads Q once and then K_j, V_j through TMA (llmc/mma.cuh) into a ring of
+   STAGES stages per operand, each guarded by two mbarriers: full (the producer's expect_tx + TMA's complete_tx)
+   and empty (every consumer thread arrives when its wgmma that read the stage has completed); it keeps 24
+   registers per thread (setmaxnreg), the consumers take 240;
+ - NWG consumer warpgroups (64 query rows each) in ping-pong: named barrier c + 1 is consumer c's turn to issue;
+   it issues S_j = Q K_j^T and O += P_j-1 V_j-1 (intra-warpgroup overlap, as version 4), then hands the turn to
+   consumer c + 1 (mod NWG), so its softmax runs while the others' products occupy the tensor cores.
+ Timeline of one block (NWG = 2, tile j; "|" a wait, "->" a hand-over of the turn):
+   producer   K_j+1 | V_j+1 |  (each as soon as its stage's empty barrier completes: up to STAGES tiles ahead)
+   consumer 0 [issue S_j, P_j-1 V_j-1] -> | S_j: release K_j, softmax_j | P V: release V_j-1, rescale | turn ..
+   consumer 1        .. turn [issue S_j, P_j-1 V_j-1] -> | S_j: release K_j, softmax_j | ...
+   tensor cores  S_j(0) PV_j-1(0) S_j(1) PV_j-1(1) S_j+1(0) ...  busy while the other warpgroup does softmax
+ Barrier phases: tile j sits in stage j % STAGES; its full barrier completes for the (j / STAGES)-th time, so the
+ consumers wait for parity (j / STAGES) & 1; the producer refills stage s for tile j >= STAGES after the empty
+ barrier's completion (j / STAGES - 1), parity (j / STAGES - 1) & 1. Turns: consumer NWG-1 hands the first turn
+ to consumer 0 before its loop and skips its hand-over at the last tile, so every named barrier is balanced.
+ Counts per key tile of 128 (per block): 4 BQ 128 d FLOPs on the tensor cores, BQ 128 exponentials (the SFU's
+ 16/clock/SM: at d = 64, 2 warpgroups, 1024 clocks, as long as the 2 x 64 x 128 x 64 x 2 x 2 = 4.2 MFLOP of
+ wgmma at ~4 kFLOP/clock/SM): so the softmax must hide under the other warpgroup's products (ping-pong); loads
+ 2 x 128 d 2 bytes per tile from L2 (K, V are shared by H/Hkv heads and the T/BQ query tiles of a head).
+ Prediction (H200, not yet measured): ~1.5x version 4 at d = 128 (FlashAttention-3 reaches 500-600 TFLOP/s
+ there), ~1.3x at d = 64: 250-330 TFLOP/s at d = 64, 350-450 at d = 128 for T >= 4096.
+*/
+#define ATTW_NWG 2   // consumer warpgroups
+template <int HD> struct AttWCfg {
+    static constexpr int NWG = ATTW_NWG, THREADS = 128 * (NWG + 1), BQ = 64 * NWG, BK = ATTH_BK, STAGES = 2;
+    static constexpr int PRODUCER_REGS = 24, CONSUMER_REGS = 240;   // 128 (24 + 2 x 240) <= 65536
+    static constexpr int Q_BYTES = BQ * HD * 2, KV_BYTES = BK * HD * 2;
+    static constexpr int BARS = 1 + 4 * STAGES;                          // q_full, k/v full, k/v empty
+    static constexpr size_t SMEM = 1024 + Q_BYTES + 2 * STAGES * KV_BYTES + 8 * BARS;
+    static_assert(BQ <= 256 && BK <= 256, "a TMA box has at most 256 rows");
+};
+
+// grid (ceil(T/BQ), H, B), the longest (last) query tiles first; AttWCfg<HD>::THREADS threads, ::SMEM bytes.
+// tq, tk, tv: 4-d tensor maps of q, k, v (d, heads, T, B), boxes of 64 columns x BQ (q) or BK (k, v) rows.
+template <int HD>
+__global__ void __launch_bounds__(AttWCfg<HD>::THREADS, 1)
+attention_forward_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
+                                 const __grid_constant__ CUtensorMap tv, floatX *out, float *lse, int T, int H, int Hkv) {
+#ifdef SESSA_SM90A
+    using C = AttWCfg<HD>;
+    constexpr int NWG = C::NWG, BQ = C::BQ, BK = C::BK, NST = C::STAGES, NS = BK / 2, NO = HD / 2, PANELS = HD / 64;
+    extern __shared__ __align__(1024) unsigned char atth_smem[];
+    unsigned char *Qs = atth_smem_base(atth_smem), *Ks = Qs + C::Q_BYTES, *Vs = Ks + NST * C::KV_BYTES;
+    uint64_t *q_full = (uint64_t *)(Vs + NST * C::KV_BYTES), *k_full = q_full + 1, *v_full = k_full + NST;
+    uint64_t *k_empty = v_full + NST, *v_empty = k_empty + NST;
+    const int tid = threadIdx.x, wg = tid / 128;
+    const int i0 = (gridDim.x - 1 - blockIdx.x) * BQ, h = blockIdx.y, b = blockIdx.z, hk = h / (H / Hkv);
+    const int n_tiles = (min(i0 + BQ, T) - 1) / BK + 1;                // key tiles up to the block's last row
+    if (tid == 0) {
+        mbar_init(q_full, 1);
+        for (int st = 0; st < NST; st++) {
+            mbar_init(k_full + st, 1);
+            mbar_init(v_full + st, 1);
+            mbar_init(k_empty + st, 128 * NWG);
+            mbar_init(v_empty + st, 128 * NWG);
+        }
+        mbar_fence_init();
     }
-    atth_store_rows<HD>(out + ((size_t)b * T * H + h) * HD, H * HD, r0, T, o, 1.0f / l[0], 1.0f / l[1]);
+    __syncthreads();
+
+    if (wg == 0) {                                     // the producer
+        setmaxnreg_dec<C::PRODUCER_REGS>();
+        if (tid != 0) return;
+        mbar_arrive_expect_tx(q_full, C::Q_BYTES);
+        for (int p = 0; p < PANELS; p++) tma_load_4d(Qs + p * BQ * 128, &tq, q_full, 64 * p, h, i0, b);
+        for (int j = 0; j < n_tiles; j++) {
+            const int st = j % NST, ph = (j / NST) & 1;
+            if (j >= NST) mbar_wait(k_empty + st, ph ^ 1);             // S_j-NST has read the stage
+            mbar_arrive_expect_tx(k_full + st, C::KV_BYTES);
+            for (int p = 0; p < PANELS; p++)
+                tma_load_4d(Ks + st * C::KV_BYTES + p * BK * 128, &tk, k_full + st, 64 * p, hk, j * BK, b);
+            if (j >= NST) mbar_wait(v_empty + st, ph ^ 1);             // P_j-NST V_j-NST has read the stage
+            mbar_arrive_expect_tx(v_full + st, C::KV_BYTES);
+            for (int p = 0; p < PANELS; p++)
+                tma_load_4d(Vs + st * C::KV_BYTES + p * BK * 128, &tv, v_full + st, 64 * p, hk, j * BK, b);
+        }
+        return;
+    }
+
+    setmaxnreg_inc<C::CONSUMER_REGS>();                // a consumer: 64 query rows
+    const int cw = wg - 1, g = tid % 32 / 4;
+    const int wg0 = i0 + 64 * cw, r0 = wg0 + 16 * ((tid % 128) / 32) + g;   // warpgroup's first row; rows r0, r0+8
+    const float sl2 = rsqrtf((float)HD) * 1.4426950408889634f;        // scores -> log2 units
+    const unsigned char *Qw = Qs + cw * 64 * 128;                      // this warpgroup's 64 rows of panel 0
+    float s[NS], o[NO], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}, corr[2];
+    uint32_t pa[BK / 16][4];
+#pragma unroll
+    for (int i = 0; i < NS; i++) s[i] = 0.0f;
+#pragma unroll
+    for (int i = 0; i < NO; i++) o[i] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; kk++) for (int i = 0; i < 4; i++) pa[kk][i] = 0u;
+    mbar_wait(q_full, 0);
+    if (cw == NWG - 1) bar_arrive(1, 256);             // consumer 0 has the first turn
+    for (int j = 0; j < n_tiles; j++) {
+        const int st = j % NST, sp = (j + NST - 1) % NST;              // K_j's stage, V_j-1's stage
+        mbar_wait(k_full + st, (j / NST) & 1);
+        if (j > 0) mbar_wait(v_full + sp, ((j - 1) / NST) & 1);
+        bar_sync(1 + cw, 256);                         // this warpgroup's turn at the tensor cores
+        wgmma_fence_operand(s);
+        wgmma_fence_operand(o);
+        wgmma_fence();
+        atth_issue_qk<HD, BQ, BK>(s, Qw, Ks + st * C::KV_BYTES);                 // S_j
+        if (j > 0) {                                                             // O += P_j-1 V_j-1
+            wgmma_fence();
+            atth_issue_pv<HD, BK>(o, pa, Vs + sp * C::KV_BYTES);
+        }
+        if (j > 0) wgmma_wait<1>(); else wgmma_wait<0>();                      // S_j done
+        wgmma_fence_operand(s);
+        // the next one's turn (after the wait: a bar.arrive between issue and wait makes ptxas serialize wgmma)
+        if (cw < NWG - 1 || j + 1 < n_tiles) bar_arrive(1 + (cw + 1) % NWG, 256);
+        mbar_arrive(k_empty + st);
+        atth_softmax<BK>(s, m, l, corr, j * BK, wg0, r0, sl2);                  // under the others' products
+        wgmma_wait<0>();
+        wgmma_fence_operand(o);
+        atth_fence_p<BK / 16>(pa);
+        if (j > 0) mbar_arrive(v_empty + sp);
+        atth_rescale<HD>(o, corr);
+        atth_pack_p<BK>(pa, s);
+    }
+    const int sl = (n_tiles - 1) % NST;                // O += P_last V_last
+    mbar_wait(v_full + sl, ((n_tiles - 1) / NST) & 1);
+    wgmma_fence_operand(o);
+    wgmma_fence();
+    atth_issue_pv<HD, BK>(o, pa, Vs + sl * C::KV_BYTES);
+    wgmma_wait<0>();
+    wgmma_fence_operand(o);
+    atth_fence_p<BK / 16>(pa);
+    atth_epilogue<HD>(out, lse, o, m, l, b, h, H, T, r0, sl2);
 #endif // SESSA_SM90A
 }
 
@@ -338,23 +481,65 @@ static void attention_forward_sm90_hd(floatX *out, float *lse, const floatX *q, 
     cudaCheck(cudaGetLastError());
 }
 
-#ifndef ATTH_OVERLAP
-#define ATTH_OVERLAP 1   // the trainer's Hopper forward: 1 = intra-warpgroup overlap (version 4), 0 = version 3
+// the 4-d tensor map of a (B, T, heads, d) bf16 tensor for TMA: dimensions (d, heads, T, B) innermost first,
+// boxes of 64 columns (128 bytes: the 128-byte swizzle's row) x 1 head x box_rows rows x 1, rows past T read as 0.
+// cuTensorMapEncodeTiled comes from the driver through the runtime (no -lcuda); it only fills the 128-byte map.
+typedef CUresult (*atth_encode_tiled_fn)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *, const cuuint64_t *,
+                                         const cuuint64_t *, const cuuint32_t *, const cuuint32_t *, CUtensorMapInterleave,
+                                         CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+static CUtensorMap atth_tensor_map(const floatX *x, int B, int T, int heads, int d, int box_rows) {
+    static atth_encode_tiled_fn encode = NULL;
+    if (encode == NULL) {
+        void *fn = NULL;
+        cudaDriverEntryPointQueryResult found;
+        cudaCheck(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found));
+        if (found != cudaDriverEntryPointSuccess || fn == NULL)
+            fatal("attention (Hopper): the driver has no cuTensorMapEncodeTiled (CUDA 12.0 or newer needed)");
+        encode = (atth_encode_tiled_fn)fn;
+    }
+    if ((uintptr_t)x % 16) fatal("attention (Hopper): tensor %p is not 16-byte aligned (TMA needs it)", (const void *)x);
+    CUtensorMap map;
+    cuuint64_t dims[4] = {(cuuint64_t)d, (cuuint64_t)heads, (cuuint64_t)T, (cuuint64_t)B};
+    cuuint64_t strides[3] = {(cuuint64_t)d * 2, (cuuint64_t)heads * d * 2, (cuuint64_t)T * heads * d * 2};   // bytes
+    cuuint32_t box[4] = {64, 1, (cuuint32_t)box_rows, 1}, elem_strides[4] = {1, 1, 1, 1};
+    CUresult r = encode(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 4, (void *)x, dims, strides, box, elem_strides,
+                        CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                        CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (r != CUDA_SUCCESS) fatal("attention (Hopper): cuTensorMapEncodeTiled failed (%d) for B=%d T=%d heads=%d d=%d", (int)r, B, T, heads, d);
+    return map;
+}
+
+template <int HD>
+static void attention_forward_sm90_ws_hd(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
+                                         int B, int T, int H, int Hkv, cudaStream_t stream) {
+    using C = AttWCfg<HD>;
+    CUtensorMap tq = atth_tensor_map(q, B, T, H, HD, C::BQ), tk = atth_tensor_map(k, B, T, Hkv, HD, C::BK);
+    CUtensorMap tv = atth_tensor_map(v, B, T, Hkv, HD, C::BK);
+    cudaCheck(cudaFuncSetAttribute(attention_forward_sm90_ws_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM));
+    attention_forward_sm90_ws_kernel<HD><<<dim3(ceil_div(T, C::BQ), H, B), C::THREADS, C::SMEM, stream>>>(tq, tk, tv, out, lse, T, H, Hkv);
+    cudaCheck(cudaGetLastError());
+}
+
+#ifndef ATTH_FWD_VERSION
+#define ATTH_FWD_VERSION 5   // the trainer's Hopper forward: 5 warp-specialized, 4 intra-warpgroup overlap, 3 plain
 #endif
 // the Hopper forward itself (attention_forward picks it when attention_sm90_usable() and d is 64 or 128);
-// overlap: S_j's softmax overlaps P_j-1 V_j-1 (see the kernel)
+// version: 3 and 4 the kernel with all threads loading (overlap off / on), 5 the warp-specialized one
 static void attention_forward_sm90(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
-                                   int B, int T, int H, int Hkv, int d, cudaStream_t stream, bool overlap = ATTH_OVERLAP) {
+                                   int B, int T, int H, int Hkv, int d, cudaStream_t stream, int version = ATTH_FWD_VERSION) {
     attention_check_shape(B, T, H, Hkv, d);
     attention_check_ptr(out, "out"); attention_check_ptr(q, "q"); attention_check_ptr(k, "k"); attention_check_ptr(v, "v");
     if (d != 64 && d != 128) fatal("attention (Hopper): head width d=%d is not supported (64 or 128)", d);
+    if (version < 3 || version > 5) fatal("attention (Hopper): forward version %d does not exist (3, 4 or 5)", version);
     if (!attention_sm90_usable())
         fatal("attention (Hopper): needs a compute capability 9.0 GPU, a binary built with "
               "-gencode arch=compute_90a,code=sm_90a, and SESSA_ATT_SM90 not 0");
-    if (d == 64 && overlap) attention_forward_sm90_hd<64, true>(out, lse, q, k, v, B, T, H, Hkv, stream);
-    if (d == 64 && !overlap) attention_forward_sm90_hd<64, false>(out, lse, q, k, v, B, T, H, Hkv, stream);
-    if (d == 128 && overlap) attention_forward_sm90_hd<128, true>(out, lse, q, k, v, B, T, H, Hkv, stream);
-    if (d == 128 && !overlap) attention_forward_sm90_hd<128, false>(out, lse, q, k, v, B, T, H, Hkv, stream);
+    if (d == 64 && version == 3) attention_forward_sm90_hd<64, false>(out, lse, q, k, v, B, T, H, Hkv, stream);
+    if (d == 64 && version == 4) attention_forward_sm90_hd<64, true>(out, lse, q, k, v, B, T, H, Hkv, stream);
+    if (d == 64 && version == 5) attention_forward_sm90_ws_hd<64>(out, lse, q, k, v, B, T, H, Hkv, stream);
+    if (d == 128 && version == 3) attention_forward_sm90_hd<128, false>(out, lse, q, k, v, B, T, H, Hkv, stream);
+    if (d == 128 && version == 4) attention_forward_sm90_hd<128, true>(out, lse, q, k, v, B, T, H, Hkv, stream);
+    if (d == 128 && version == 5) attention_forward_sm90_ws_hd<128>(out, lse, q, k, v, B, T, H, Hkv, stream);
 }
 
 #include "attention_sm90_bwd.cuh"   // the backward, on the pieces above

@@ -5,12 +5,16 @@
               threads, every 16x16 wmma product staged through fp32 shared memory, no load pipelining
    version 2: llmc/attention.cuh attention_forward_mma, what the trainer uses off Hopper: FlashAttention-2 class,
               mma.sync m16n8k16 with ldmatrix, fragments and the online softmax in registers, cp.async double buffering
-   version 3: llmc/attention_sm90.cuh attention_forward_sm90(overlap = false), Hopper (sm_90a): wgmma from
-              128-byte-swizzled shared memory, P kept in registers as wgmma's A operand, each product waited for
-   version 4: the same with overlap = true (FlashAttention-3's intra-warpgroup overlap: S_j's softmax runs while
-              the tensor cores do P_j-1 V_j-1), what the trainer uses on an sm_90 GPU for d = 64, 128
-   Versions 3 and 4 are checked against the CPU reference and against version 2; the CPU emulator runs them
-   through its wgmma twins (dev/cuda_emu/cuda_emu.h).
+   version 3: llmc/attention_sm90.cuh attention_forward_sm90(version 3), Hopper (sm_90a): wgmma from
+              128-byte-swizzled shared memory, P kept in registers as wgmma's A operand, each product waited for,
+              cp.async double buffering by all threads
+   version 4: the same with FlashAttention-3's intra-warpgroup overlap (S_j's softmax runs while the tensor cores
+              do P_j-1 V_j-1)
+   version 5: FlashAttention-3's warp specialization on top of version 4: a producer warpgroup loading K, V by
+              TMA into an mbarrier-guarded ring, two consumer warpgroups in ping-pong (named barriers); what the
+              trainer uses on an sm_90 GPU for d = 64, 128
+   Versions 3-5 are checked against the CPU reference and against version 2; the CPU emulator runs them
+   through its wgmma, TMA, mbarrier and named-barrier twins (dev/cuda_emu/cuda_emu.h).
  make -C dev/cuda bin/attention_forward && dev/cuda/bin/attention_forward check|bench [version]
  attention_backward.cu includes this file (with ATTENTION_FORWARD_NO_MAIN) for the CPU reference and the setup.
 */
@@ -299,12 +303,13 @@ static void free_att_problem(AttProblem *p) {
     cudaCheck(cudaFree(p->d_q)); cudaCheck(cudaFree(p->d_k)); cudaCheck(cudaFree(p->d_v));
     cudaCheck(cudaFree(p->d_out)); cudaCheck(cudaFree(p->d_lse));
 }
-// version 0: attention_forward, the trainer's choice (4 where usable, else 2)
+// version 0: attention_forward, the trainer's choice (5 where usable, else 2)
 static void run_att_forward(AttProblem *p, int version) {
     if (version == 1) attention1_forward(p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, p->B, p->T, p->H, p->Hkv, p->d, 0);
     else if (version == 2) attention_forward_mma(p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, p->B, p->T, p->H, p->Hkv, p->d, 0);
-    else if (version == 3) attention_forward_sm90(p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, p->B, p->T, p->H, p->Hkv, p->d, 0, false);
-    else if (version == 4) attention_forward_sm90(p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, p->B, p->T, p->H, p->Hkv, p->d, 0, true);
+    else if (version == 3) attention_forward_sm90(p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, p->B, p->T, p->H, p->Hkv, p->d, 0, 3);
+    else if (version == 4) attention_forward_sm90(p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, p->B, p->T, p->H, p->Hkv, p->d, 0, 4);
+    else if (version == 5) attention_forward_sm90(p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, p->B, p->T, p->H, p->Hkv, p->d, 0, 5);
     else attention_forward(p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, p->B, p->T, p->H, p->Hkv, p->d, 0);
 }
 // 1 when the trainer's attention_forward takes the Hopper path for head width d
@@ -317,7 +322,7 @@ static int att_forward_is_sm90(int d) {
 #endif
 }
 #define ATT_VERSIONS 3   // of the backward
-#define ATT_FWD_VERSIONS 4
+#define ATT_FWD_VERSIONS 5
 static double att_forward_flops(int B, int T, int H, int d) { return 4.0 * B * H * d * (double)T * (T + 1) / 2; }
 
 #ifndef ATTENTION_FORWARD_NO_MAIN
