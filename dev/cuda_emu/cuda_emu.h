@@ -186,7 +186,7 @@ static std::vector<emu_cp_copy> emu_cp_pending[EMU_MAX_THREADS];   // cp.async c
 static long emu_cp_committed[EMU_MAX_THREADS];                     // groups committed so far, per thread
 // mbarriers (by shared-memory offset) and named barriers of the running block; what a waiting thread waits on
 struct emu_mbar_write { uint32_t off; uint16_t v; };
-struct emu_mbar { int count, pending, phase; long tx; std::vector<emu_mbar_write> writes; };
+struct emu_mbar { int count, pending, phase; long tx, tx_flight; std::vector<emu_mbar_write> writes; };
 static std::map<uint32_t, emu_mbar> emu_mbars;
 static int emu_nbar_count[16];
 static uint32_t emu_wait_on[EMU_MAX_THREADS];
@@ -483,9 +483,10 @@ template <int N> static void wgmma_rs_nmajor(float (&d)[N / 2], const uint32_t (
 //   blocks the thread (EMU_AT_MBAR) while the current phase has parity p, and a completion wakes it.
 // TMA: tma_load_4d reads the box from global memory at issue (zeros outside the tensor), in the map's 128-byte
 //   swizzle (address bits 4-6 XOR bits 7-9, offsets from the 1024-byte aligned dynamic shared memory, as the
-//   wgmma twins read), but writes shared memory only when the mbarrier's phase completes: a consumer that reads
-//   a stage before its full barrier's wait sees the old contents (NaN at first), and a producer that refills a
-//   stage without waiting for its empty barrier overwrites what the consumers still read (wrong results).
+//   wgmma twins read); its bytes are retired on the mbarrier (complete_tx) only when a thread first waits on that
+//   barrier, and shared memory is written only when the phase then completes: a consumer that reads a stage
+//   without its full barrier's wait sees the old contents (NaN at first), and a producer that refills a stage
+//   without waiting for its empty barrier breaks the phases (a deadlock or wrong results).
 // Named barriers: bar_sync / bar_arrive count threads at barrier id; the n-th arrival releases those waiting.
 // Not modelled: the asynchrony of the copy engine beyond that, timing, registers (setmaxnreg is a no-op).
 #define __grid_constant__
@@ -538,7 +539,7 @@ static void mbar_init(uint64_t *bar, int count) {
     uint32_t off = __cvta_generic_to_shared(bar);
     if (off % 8 || count < 1 || count >= (1 << 20)) fatal("cuda_emu: mbar_init(byte %u, %d): misaligned or bad count", off, count);
     emu_mbar &mb = emu_mbars[off];
-    mb.count = mb.pending = count; mb.phase = 0; mb.tx = 0; mb.writes.clear();
+    mb.count = mb.pending = count; mb.phase = 0; mb.tx = mb.tx_flight = 0; mb.writes.clear();
 }
 static void mbar_fence_init(void) {}
 // the phase completes when nothing is pending: the TMA writes land, the parity flips, the waiters wake
@@ -565,7 +566,14 @@ static void mbar_arrive_expect_tx(uint64_t *bar, uint32_t bytes) {
     emu_mbar_progress(bar, mb);
 }
 static void mbar_wait(uint64_t *bar, uint32_t parity) {
-    while (emu_mbar_of(bar, "mbar_wait").phase == (int)(parity & 1)) {
+    for (;;) {
+        emu_mbar &mb = emu_mbar_of(bar, "mbar_wait");
+        if (mb.tx_flight) {                          // the copies in flight complete now (complete_tx)
+            mb.tx -= mb.tx_flight;
+            mb.tx_flight = 0;
+            emu_mbar_progress(bar, mb);
+        }
+        if (mb.phase != (int)(parity & 1)) return;
         emu_wait_on[emu_cur] = __cvta_generic_to_shared(bar);
         emu_wait(EMU_AT_MBAR);
     }
@@ -597,8 +605,7 @@ static void tma_load_4d(void *dst, const CUtensorMap *map, uint64_t *bar, int c0
         if (m.swizzle) off ^= ((off >> 7) & 7) << 4;
         mb.writes.push_back(emu_mbar_write{off, v});
     }
-    mb.tx -= (long)bytes;   // complete_tx
-    emu_mbar_progress(bar, mb);
+    mb.tx_flight += (long)bytes;   // retired (complete_tx) when a thread first waits on the barrier
 }
 // named barrier id: the n-th thread to arrive (bar_sync or bar_arrive) releases the threads waiting in bar_sync
 static bool emu_named_arrive(int id, int n) {
