@@ -1,7 +1,8 @@
 /*
  Causal grouped-query attention forward on Hopper (sm_90a): warpgroup MMA (wgmma) with operands in 128-byte
- swizzled shared memory, FlashAttention-3's math and layouts, simplified (no producer warp, no ping-pong between
- warpgroups). Same contract as attention_forward in llmc/attention.cuh (which includes this file and selects
+ swizzled shared memory, FlashAttention-3's math and layouts. Two kernels: the one below (versions 3, 4: all
+ threads load by cp.async, no ping-pong) and, further down, version 5, the trainer's: FlashAttention-3's warp
+ specialization (a TMA producer warpgroup, an mbarrier ring, two consumer warpgroups in ping-pong). Same contract as attention_forward in llmc/attention.cuh (which includes this file and selects
  it): q (B,T,H,d), k/v (B,T,Hkv,d) bf16 -> out (B,T,H,d) bf16, lse (B,H,T) fp32 (natural log), scale 1/sqrt(d),
  query head h reads kv head h / (H/Hkv), key j <= t attended; d = 64 or 128.
 
@@ -31,17 +32,20 @@
      O += P_j-1 V_j-1, wait for S_j only, softmax of S_j while the tensor cores run P_j-1 V_j-1, wait, rescale O,
      P_j <- S_j; one P V after the loop. Loads {K_j+1, V_j}: V lags K by a tile (V_j is read at tile j+1).
    The two warpgroups run side by side (no ping-pong), so one's softmax overlaps the other's wgmma by chance only.
- Registers per thread (sm_90a, nvcc 13, ptxas -v; d = 64/128): version 3 189/210, version 4 165/201; no spills.
- Expected rate (not yet measured): the wgmma products run at up to ~2x mma.sync's rate; ~300-450 TFLOP/s forward
- on an H200 (mma.sync: 170-245). Next steps if short: a producer warp with TMA + mbarriers, ping-pong between the
- warpgroups (named barriers), 3 consumer warpgroups at d = 64. The wgmma backward is
- llmc/attention_sm90_bwd.cuh (included at the end, built on the helpers here).
+ Registers per thread (sm_90a, nvcc 13, ptxas -v; d = 64/128): version 3 185/206, version 4 162/197; no spills.
+ Measured on an H200 (version 4, bench_attention.py): 164-218 TFLOP/s at d = 64, 199-317 at d = 128, 0.5-0.58x
+ PyTorch SDPA: the loads by the consumers themselves and the lock-step warpgroups leave the tensor cores idle;
+ version 5 below is the answer. The wgmma backward is llmc/attention_sm90_bwd.cuh (included at the end, built on
+ the helpers here).
  Build: -gencode arch=compute_90a,code=sm_90a (the Makefiles do so for GPU_ARCH=sm_90); in any other build the
  kernel body is empty and attention_sm90_usable() (a probe kernel run once) says no, so it is never launched.
- Off switches: SESSA_ATT_SM90=0 in the environment, or -DATT_NO_SM90 at compile time.
+ Off switches: SESSA_ATT_SM90=0 in the environment, or -DATT_NO_SM90 at compile time; -DATTH_FWD_VERSION=4
+ (or 3) makes the trainer use the older kernel.
  The CPU emulator (dev/cuda_emu) runs this kernel through C++ twins of the wgmma wrappers that read shared memory
  with the ISA's canonical swizzled layouts: indexing, masks, barriers and the layouts as understood here are
- checked on the CPU (dev/cuda/attention_forward.cu versions 3, 4); the hardware's reading of the descriptors only on a GPU.
+ checked on the CPU (dev/cuda/attention_forward.cu versions 3-5; version 5 through the emulator's TMA, mbarrier and
+ named-barrier twins, which model the phases and the hand-overs but not the concurrency's timing); the hardware's
+ reading of the descriptors and tensor maps only on a GPU.
 */
 #ifndef SESSA_ATTENTION_SM90_CUH
 #define SESSA_ATTENTION_SM90_CUH
@@ -305,12 +309,15 @@ attention_forward_sm90_kernel(floatX *out, float *lse, const floatX *q, const fl
    and empty (every consumer thread arrives when its wgmma that read the stage has completed); it keeps 24
    registers per thread (setmaxnreg), the consumers take 240;
  - NWG consumer warpgroups (64 query rows each) in ping-pong: named barrier c + 1 is consumer c's turn to issue;
-   it issues S_j = Q K_j^T and O += P_j-1 V_j-1 (intra-warpgroup overlap, as version 4), then hands the turn to
-   consumer c + 1 (mod NWG), so its softmax runs while the others' products occupy the tensor cores.
+   it issues S_j = Q K_j^T and O += P_j-1 V_j-1 (intra-warpgroup overlap, as version 4), waits for S_j, then
+   hands the turn to consumer c + 1 (mod NWG), so its softmax runs while the others' products occupy the tensor
+   cores. (FlashAttention-3 hands over right after the issue; here a bar.arrive between wgmma issue and wait makes
+   ptxas serialize the wgmma (warning C7514), so the hand-over follows S_j's wait: the next warpgroup's products
+   queue behind P_j-1 V_j-1, which is still running, and the tensor cores stay busy.)
  Timeline of one block (NWG = 2, tile j; "|" a wait, "->" a hand-over of the turn):
    producer   K_j+1 | V_j+1 |  (each as soon as its stage's empty barrier completes: up to STAGES tiles ahead)
-   consumer 0 [issue S_j, P_j-1 V_j-1] -> | S_j: release K_j, softmax_j | P V: release V_j-1, rescale | turn ..
-   consumer 1        .. turn [issue S_j, P_j-1 V_j-1] -> | S_j: release K_j, softmax_j | ...
+   consumer 0 [issue S_j, P_j-1 V_j-1] | S_j -> release K_j, softmax_j | P V: release V_j-1, rescale | turn ..
+   consumer 1                          turn [issue S_j, P_j-1 V_j-1] | S_j -> release K_j, softmax_j | ...
    tensor cores  S_j(0) PV_j-1(0) S_j(1) PV_j-1(1) S_j+1(0) ...  busy while the other warpgroup does softmax
  Barrier phases: tile j sits in stage j % STAGES; its full barrier completes for the (j / STAGES)-th time, so the
  consumers wait for parity (j / STAGES) & 1; the producer refills stage s for tile j >= STAGES after the empty
@@ -320,8 +327,11 @@ attention_forward_sm90_kernel(floatX *out, float *lse, const floatX *q, const fl
  16/clock/SM: at d = 64, 2 warpgroups, 1024 clocks, as long as the 2 x 64 x 128 x 64 x 2 x 2 = 4.2 MFLOP of
  wgmma at ~4 kFLOP/clock/SM): so the softmax must hide under the other warpgroup's products (ping-pong); loads
  2 x 128 d 2 bytes per tile from L2 (K, V are shared by H/Hkv heads and the T/BQ query tiles of a head).
- Prediction (H200, not yet measured): ~1.5x version 4 at d = 128 (FlashAttention-3 reaches 500-600 TFLOP/s
- there), ~1.3x at d = 64: 250-330 TFLOP/s at d = 64, 350-450 at d = 128 for T >= 4096.
+ Registers (ptxas -v, sm_90a, nvcc 13): 168 per thread at launch (384 threads, __launch_bounds__), no spills, at
+ d = 64 and 128; setmaxnreg then gives the producer 24 and the consumers 240 (room the compiler does not yet need).
+ Shared memory: Q + 2 stages of K and V + 9 mbarriers: d = 64 81 KiB, d = 128 161 KiB (1 block per SM).
+ Prediction (H200, not yet measured): ~1.3-1.5x version 4: 250-330 TFLOP/s at d = 64, 350-450 at d = 128
+ for T >= 4096 (FlashAttention-3 reaches 500-600 at d = 128 with persistent blocks and 3-4 stages).
 */
 #define ATTW_NWG 2   // consumer warpgroups
 template <int HD> struct AttWCfg {
