@@ -1,9 +1,9 @@
 /*
  Causal grouped-query attention forward on Hopper (sm_90a): warpgroup MMA (wgmma) with operands in 128-byte
  swizzled shared memory, FlashAttention-3's math and layouts. Two kernels: the one below (versions 3, 4: all
- threads load by cp.async, no ping-pong) and, further down, version 5, the trainer's: FlashAttention-3's warp
- specialization (a TMA producer warpgroup, an mbarrier ring, two consumer warpgroups in ping-pong). Same contract as attention_forward in llmc/attention.cuh (which includes this file and selects
- it): q (B,T,H,d), k/v (B,T,Hkv,d) bf16 -> out (B,T,H,d) bf16, lse (B,H,T) fp32 (natural log), scale 1/sqrt(d),
+ threads load by cp.async, no ping-pong) and, further down, versions 5 and 6, the trainer's: FlashAttention-3's
+ warp specialization (a TMA producer warpgroup, an mbarrier ring, consumer warpgroups in ping-pong). Same contract
+ as attention_forward in llmc/attention.cuh (which includes this file and selects it): q (B,T,H,d), k/v (B,T,Hkv,d) bf16 -> out (B,T,H,d) bf16, lse (B,H,T) fp32 (natural log), scale 1/sqrt(d),
  query head h reads kv head h / (H/Hkv), key j <= t attended; d = 64 or 128.
 
  Math, per block of BQ = 128 query rows (2 warpgroups x 64 rows), over key tiles of BK = 128 up to its last row
@@ -301,13 +301,14 @@ attention_forward_sm90_kernel(floatX *out, float *lse, const floatX *q, const fl
 #endif // SESSA_SM90A
 }
 
-// ---------------------------------------------------------------------------- version 5: warp-specialized
+// ---------------------------------------------------------------------------- versions 5, 6: warp-specialized
 /*
- FlashAttention-3's mainloop (version 5, what the trainer runs): the same math and tiles as above, with
+ FlashAttention-3's mainloop (version 5, what the trainer runs; 6 the same with NWG = 2 at d = 64 too): the same
+ math and tiles as above, with
  - a producer warpgroup: one thread loads Q once and then K_j, V_j through TMA (llmc/mma.cuh) into a ring of
    STAGES stages per operand, each guarded by two mbarriers: full (the producer's expect_tx + TMA's complete_tx)
    and empty (every consumer thread arrives when its wgmma that read the stage has completed); it keeps 24
-   registers per thread (setmaxnreg), the consumers take 240;
+   registers per thread (setmaxnreg), the consumers take 240 (NWG = 3: 32 and 160);
  - NWG consumer warpgroups (64 query rows each) in ping-pong: named barrier c + 1 is consumer c's turn to issue;
    it issues S_j = Q K_j^T and O += P_j-1 V_j-1 (intra-warpgroup overlap, as version 4), waits for S_j, then
    hands the turn to consumer c + 1 (mod NWG), so its softmax runs while the others' products occupy the tensor
@@ -327,30 +328,36 @@ attention_forward_sm90_kernel(floatX *out, float *lse, const floatX *q, const fl
  16/clock/SM: at d = 64, 2 warpgroups, 1024 clocks, as long as the 2 x 64 x 128 x 64 x 2 x 2 = 4.2 MFLOP of
  wgmma at ~4 kFLOP/clock/SM): so the softmax must hide under the other warpgroup's products (ping-pong); loads
  2 x 128 d 2 bytes per tile from L2 (K, V are shared by H/Hkv heads and the T/BQ query tiles of a head).
- Registers (ptxas -v, sm_90a, nvcc 13): 168 per thread at launch (384 threads, __launch_bounds__), no spills, at
- d = 64 and 128; setmaxnreg then gives the producer 24 and the consumers 240 (room the compiler does not yet need).
- Shared memory: Q + 2 stages of K and V + 9 mbarriers: d = 64 81 KiB, d = 128 161 KiB (1 block per SM).
+ NWG = 3 at d = 64 (version 5; FlashAttention-3's 192 x 128 tile): BQ = 192 rows per block share each K, V tile,
+ and while one warpgroup does its softmax two others' products keep the tensor cores fed.
+ Registers (ptxas -v, sm_90a, nvcc 13), no spills: NWG = 2: 168 per thread at launch (384 threads,
+ __launch_bounds__), setmaxnreg then 24 (producer) / 240 (consumers); NWG = 3 (d = 64): 128 at launch (512
+ threads), then 32 / 160. (NWG = 3 at d = 128 spills: not offered.)
+ Shared memory: Q + 2 stages of K and V + 9 mbarriers: d = 64 81 KiB (NWG = 3: 89 KiB), d = 128 161 KiB.
  Prediction (H200, not yet measured): ~1.3-1.5x version 4: 250-330 TFLOP/s at d = 64, 350-450 at d = 128
  for T >= 4096 (FlashAttention-3 reaches 500-600 at d = 128 with persistent blocks and 3-4 stages).
 */
-#define ATTW_NWG 2   // consumer warpgroups
-template <int HD> struct AttWCfg {
-    static constexpr int NWG = ATTW_NWG, THREADS = 128 * (NWG + 1), BQ = 64 * NWG, BK = ATTH_BK, STAGES = 2;
-    static constexpr int PRODUCER_REGS = 24, CONSUMER_REGS = 240;   // 128 (24 + 2 x 240) <= 65536
+// NWG consumer warpgroups: 2 (d = 128, and version 6 at d = 64) or 3 (version 5 at d = 64: 192 query rows, as
+// FlashAttention-3; its consumers fit the 128 registers of a 512-thread block, at d = 128 they would spill)
+template <int HD, int NWG_> struct AttWCfg {
+    static_assert(NWG_ == 2 || NWG_ == 3, "2 or 3 consumer warpgroups");
+    static constexpr int NWG = NWG_, THREADS = 128 * (NWG + 1), BQ = 64 * NWG, BK = ATTH_BK, STAGES = 2;
+    static constexpr int PRODUCER_REGS = NWG == 2 ? 24 : 32, CONSUMER_REGS = NWG == 2 ? 240 : 160;
+    static_assert(128 * (PRODUCER_REGS + NWG * CONSUMER_REGS) <= 65536, "setmaxnreg: the block's registers");
     static constexpr int Q_BYTES = BQ * HD * 2, KV_BYTES = BK * HD * 2;
     static constexpr int BARS = 1 + 4 * STAGES;                          // q_full, k/v full, k/v empty
     static constexpr size_t SMEM = 1024 + Q_BYTES + 2 * STAGES * KV_BYTES + 8 * BARS;
     static_assert(BQ <= 256 && BK <= 256, "a TMA box has at most 256 rows");
 };
 
-// grid (ceil(T/BQ), H, B), the longest (last) query tiles first; AttWCfg<HD>::THREADS threads, ::SMEM bytes.
+// grid (ceil(T/BQ), H, B), the longest (last) query tiles first; AttWCfg<HD, NWG>::THREADS threads, ::SMEM bytes.
 // tq, tk, tv: 4-d tensor maps of q, k, v (d, heads, T, B), boxes of 64 columns x BQ (q) or BK (k, v) rows.
-template <int HD>
-__global__ void __launch_bounds__(AttWCfg<HD>::THREADS, 1)
+template <int HD, int NWG_>
+__global__ void __launch_bounds__(AttWCfg<HD, NWG_>::THREADS, 1)
 attention_forward_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                                  const __grid_constant__ CUtensorMap tv, floatX *out, float *lse, int T, int H, int Hkv) {
 #ifdef SESSA_SM90A
-    using C = AttWCfg<HD>;
+    using C = AttWCfg<HD, NWG_>;
     constexpr int NWG = C::NWG, BQ = C::BQ, BK = C::BK, NST = C::STAGES, NS = BK / 2, NO = HD / 2, PANELS = HD / 64;
     extern __shared__ __align__(1024) unsigned char atth_smem[];
     unsigned char *Qs = atth_smem_base(atth_smem), *Ks = Qs + C::Q_BYTES, *Vs = Ks + NST * C::KV_BYTES;
@@ -519,37 +526,39 @@ static CUtensorMap atth_tensor_map(const floatX *x, int B, int T, int heads, int
     return map;
 }
 
-template <int HD>
+template <int HD, int NWG>
 static void attention_forward_sm90_ws_hd(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
                                          int B, int T, int H, int Hkv, cudaStream_t stream) {
-    using C = AttWCfg<HD>;
+    using C = AttWCfg<HD, NWG>;
     CUtensorMap tq = atth_tensor_map(q, B, T, H, HD, C::BQ), tk = atth_tensor_map(k, B, T, Hkv, HD, C::BK);
     CUtensorMap tv = atth_tensor_map(v, B, T, Hkv, HD, C::BK);
-    cudaCheck(cudaFuncSetAttribute(attention_forward_sm90_ws_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM));
-    attention_forward_sm90_ws_kernel<HD><<<dim3(ceil_div(T, C::BQ), H, B), C::THREADS, C::SMEM, stream>>>(tq, tk, tv, out, lse, T, H, Hkv);
+    cudaCheck(cudaFuncSetAttribute(attention_forward_sm90_ws_kernel<HD, NWG>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM));
+    attention_forward_sm90_ws_kernel<HD, NWG><<<dim3(ceil_div(T, C::BQ), H, B), C::THREADS, C::SMEM, stream>>>(tq, tk, tv, out, lse, T, H, Hkv);
     cudaCheck(cudaGetLastError());
 }
 
 #ifndef ATTH_FWD_VERSION
-#define ATTH_FWD_VERSION 5   // the trainer's Hopper forward: 5 warp-specialized, 4 intra-warpgroup overlap, 3 plain
+#define ATTH_FWD_VERSION 5   // the trainer's Hopper forward: 5 (6) warp-specialized, 4 intra-warpgroup overlap, 3 plain
 #endif
 // the Hopper forward itself (attention_forward picks it when attention_sm90_usable() and d is 64 or 128);
-// version: 3 and 4 the kernel with all threads loading (overlap off / on), 5 the warp-specialized one
+// version: 3 and 4 the kernel with all threads loading (overlap off / on), 5 the warp-specialized one (3 consumer
+// warpgroups at d = 64, 2 at d = 128), 6 the same with 2 consumer warpgroups at d = 64 too
 static void attention_forward_sm90(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
                                    int B, int T, int H, int Hkv, int d, cudaStream_t stream, int version = ATTH_FWD_VERSION) {
     attention_check_shape(B, T, H, Hkv, d);
     attention_check_ptr(out, "out"); attention_check_ptr(q, "q"); attention_check_ptr(k, "k"); attention_check_ptr(v, "v");
     if (d != 64 && d != 128) fatal("attention (Hopper): head width d=%d is not supported (64 or 128)", d);
-    if (version < 3 || version > 5) fatal("attention (Hopper): forward version %d does not exist (3, 4 or 5)", version);
+    if (version < 3 || version > 6) fatal("attention (Hopper): forward version %d does not exist (3 to 6)", version);
     if (!attention_sm90_usable())
         fatal("attention (Hopper): needs a compute capability 9.0 GPU, a binary built with "
               "-gencode arch=compute_90a,code=sm_90a, and SESSA_ATT_SM90 not 0");
     if (d == 64 && version == 3) attention_forward_sm90_hd<64, false>(out, lse, q, k, v, B, T, H, Hkv, stream);
     if (d == 64 && version == 4) attention_forward_sm90_hd<64, true>(out, lse, q, k, v, B, T, H, Hkv, stream);
-    if (d == 64 && version == 5) attention_forward_sm90_ws_hd<64>(out, lse, q, k, v, B, T, H, Hkv, stream);
+    if (d == 64 && version == 5) attention_forward_sm90_ws_hd<64, 3>(out, lse, q, k, v, B, T, H, Hkv, stream);
+    if (d == 64 && version == 6) attention_forward_sm90_ws_hd<64, 2>(out, lse, q, k, v, B, T, H, Hkv, stream);
     if (d == 128 && version == 3) attention_forward_sm90_hd<128, false>(out, lse, q, k, v, B, T, H, Hkv, stream);
     if (d == 128 && version == 4) attention_forward_sm90_hd<128, true>(out, lse, q, k, v, B, T, H, Hkv, stream);
-    if (d == 128 && version == 5) attention_forward_sm90_ws_hd<128>(out, lse, q, k, v, B, T, H, Hkv, stream);
+    if (d == 128 && version >= 5) attention_forward_sm90_ws_hd<128, 2>(out, lse, q, k, v, B, T, H, Hkv, stream);
 }
 
 #include "attention_sm90_bwd.cuh"   // the backward, on the pieces above

@@ -11,9 +11,10 @@
    version 4: the same with FlashAttention-3's intra-warpgroup overlap (S_j's softmax runs while the tensor cores
               do P_j-1 V_j-1)
    version 5: FlashAttention-3's warp specialization on top of version 4: a producer warpgroup loading K, V by
-              TMA into an mbarrier-guarded ring, two consumer warpgroups in ping-pong (named barriers); what the
-              trainer uses on an sm_90 GPU for d = 64, 128
-   Versions 3-5 are checked against the CPU reference and against version 2; the CPU emulator runs them
+              TMA into an mbarrier-guarded ring, consumer warpgroups in ping-pong (named barriers): 3 of them
+              (192 query rows) at d = 64, 2 at d = 128; what the trainer uses on an sm_90 GPU for d = 64, 128
+   version 6: version 5 with 2 consumer warpgroups at d = 64 too (the same kernel as version 5 at d = 128)
+   Versions 3-6 are checked against the CPU reference and against version 2; the CPU emulator runs them
    through its wgmma, TMA, mbarrier and named-barrier twins (dev/cuda_emu/cuda_emu.h).
  make -C dev/cuda bin/attention_forward && dev/cuda/bin/attention_forward check|bench [version]
  attention_backward.cu includes this file (with ATTENTION_FORWARD_NO_MAIN) for the CPU reference and the setup.
@@ -310,6 +311,7 @@ static void run_att_forward(AttProblem *p, int version) {
     else if (version == 3) attention_forward_sm90(p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, p->B, p->T, p->H, p->Hkv, p->d, 0, 3);
     else if (version == 4) attention_forward_sm90(p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, p->B, p->T, p->H, p->Hkv, p->d, 0, 4);
     else if (version == 5) attention_forward_sm90(p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, p->B, p->T, p->H, p->Hkv, p->d, 0, 5);
+    else if (version == 6) attention_forward_sm90(p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, p->B, p->T, p->H, p->Hkv, p->d, 0, 6);
     else attention_forward(p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, p->B, p->T, p->H, p->Hkv, p->d, 0);
 }
 // 1 when the trainer's attention_forward takes the Hopper path for head width d
@@ -322,7 +324,7 @@ static int att_forward_is_sm90(int d) {
 #endif
 }
 #define ATT_VERSIONS 3   // of the backward
-#define ATT_FWD_VERSIONS 5
+#define ATT_FWD_VERSIONS 6
 static double att_forward_flops(int B, int T, int H, int d) { return 4.0 * B * H * d * (double)T * (T + 1) / 2; }
 
 #ifndef ATTENTION_FORWARD_NO_MAIN
@@ -392,14 +394,17 @@ int main(int argc, char **argv) {
             ok &= check(version, 2, 200, 4, 2, 64) & check(version, 1, 130, 4, 1, 128) & check(version, 1, 67, 3, 3, 32) &
                   check(version, 1, 1, 2, 1, 32) &
                   check(version, 1, 333, 4, 1, 128) & check(version, 2, 290, 4, 2, 64);   // several tiles: the pipelines
-            // version 3 also: T = 1 and T < 64 at its widths; a longer sequence (17 key tiles of 128; 5 in the
-            // CPU emulator, where 2100 would take minutes)
+            // versions 3-6 also: T = 1 and T < 64 at their widths; a longer sequence at both widths (17 key tiles
+            // of 128: many turns of the stage rings and of version 5's ping-pong; 5 in the CPU emulator, where 2100
+            // would take minutes)
 #ifndef SESSA_CUDA_EMU_H
             const int T_long = 2100;
 #else
             const int T_long = 520;
 #endif
-            if (version >= 3) ok &= check(version, 1, 1, 2, 1, 64) & check(version, 2, 37, 2, 2, 128) & check(version, 1, T_long, 2, 1, 128);
+            if (version >= 3)
+                ok &= check(version, 1, 1, 2, 1, 64) & check(version, 2, 37, 2, 2, 128) & check(version, 1, T_long, 2, 1, 128) &
+                      check(version, 1, T_long, 3, 1, 64);
         } else {
             bench(version, 8, 1024, 12, 12, 64);
             bench(version, 8, 1024, 12, 4, 64);
