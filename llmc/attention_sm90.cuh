@@ -350,6 +350,48 @@ template <int HD, int NWG_> struct AttWCfg {
     static_assert(BQ <= 256 && BK <= 256, "a TMA box has at most 256 rows");
 };
 
+#ifdef SESSA_SM90A
+// the warp-specialized kernels' barriers: full (base), then k_full, v_full, k_empty, v_empty (NST each) follow
+// it; the fixed tiles' and the full barriers take one arrival (the producer's expect_tx), the empty ones n_consumers
+template <int NST>
+__device__ __forceinline__ void attw_init_barriers(uint64_t *full, int n_consumers) {
+    if (threadIdx.x == 0) {
+        mbar_init(full, 1);
+        for (int st = 0; st < NST; st++) {
+            mbar_init(full + 1 + st, 1);               // k_full
+            mbar_init(full + 1 + NST + st, 1);         // v_full
+            mbar_init(full + 1 + 2 * NST + st, n_consumers);   // k_empty
+            mbar_init(full + 1 + 3 * NST + st, n_consumers);   // v_empty
+        }
+        mbar_fence_init();
+    }
+    __syncthreads();
+}
+// rows [row0, row0 + R) of head hd, batch b of the tensor map (R x HD as HD/64 swizzled panels) -> dst, by TMA
+template <int HD, int R>
+__device__ __forceinline__ void attw_load_rows(unsigned char *dst, const CUtensorMap *map, uint64_t *bar, int hd, int row0, int b) {
+#pragma unroll
+    for (int p = 0; p < HD / 64; p++) tma_load_4d(dst + p * R * 128, map, bar, 64 * p, hd, row0, b);
+}
+// the producer's loop: K_j, V_j (rows j BK.., kv head hk) into stage j % NST of Ks, Vs (BK x HD each), each after
+// the stage's empty barrier says tile j - NST is done with it; k_full as laid out by attw_init_barriers
+template <int HD, int BK, int NST>
+__device__ __forceinline__ void attw_produce_kv(unsigned char *Ks, unsigned char *Vs, uint64_t *k_full,
+                                                const CUtensorMap *tk, const CUtensorMap *tv, int hk, int b, int n_tiles) {
+    constexpr int KV_BYTES = BK * HD * 2;
+    uint64_t *v_full = k_full + NST, *k_empty = v_full + NST, *v_empty = k_empty + NST;
+    for (int j = 0; j < n_tiles; j++) {
+        const int st = j % NST, ph = (j / NST) & 1;
+        if (j >= NST) mbar_wait(k_empty + st, ph ^ 1);                 // tile j - NST is done with K's stage
+        mbar_arrive_expect_tx(k_full + st, KV_BYTES);
+        attw_load_rows<HD, BK>(Ks + st * KV_BYTES, tk, k_full + st, hk, j * BK, b);
+        if (j >= NST) mbar_wait(v_empty + st, ph ^ 1);                 // ... and with V's
+        mbar_arrive_expect_tx(v_full + st, KV_BYTES);
+        attw_load_rows<HD, BK>(Vs + st * KV_BYTES, tv, v_full + st, hk, j * BK, b);
+    }
+}
+#endif // SESSA_SM90A
+
 // grid (ceil(T/BQ), H, B), the longest (last) query tiles first; AttWCfg<HD, NWG>::THREADS threads, ::SMEM bytes.
 // tq, tk, tv: 4-d tensor maps of q, k, v (d, heads, T, B), boxes of 64 columns x BQ (q) or BK (k, v) rows.
 template <int HD, int NWG_>
@@ -358,7 +400,7 @@ attention_forward_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, const _
                                  const __grid_constant__ CUtensorMap tv, floatX *out, float *lse, int T, int H, int Hkv) {
 #ifdef SESSA_SM90A
     using C = AttWCfg<HD, NWG_>;
-    constexpr int NWG = C::NWG, BQ = C::BQ, BK = C::BK, NST = C::STAGES, NS = BK / 2, NO = HD / 2, PANELS = HD / 64;
+    constexpr int NWG = C::NWG, BQ = C::BQ, BK = C::BK, NST = C::STAGES, NS = BK / 2, NO = HD / 2;
     extern __shared__ __align__(1024) unsigned char atth_smem[];
     unsigned char *Qs = atth_smem_base(atth_smem), *Ks = Qs + C::Q_BYTES, *Vs = Ks + NST * C::KV_BYTES;
     uint64_t *q_full = (uint64_t *)(Vs + NST * C::KV_BYTES), *k_full = q_full + 1, *v_full = k_full + NST;
@@ -366,34 +408,13 @@ attention_forward_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, const _
     const int tid = threadIdx.x, wg = tid / 128;
     const int i0 = (gridDim.x - 1 - blockIdx.x) * BQ, h = blockIdx.y, b = blockIdx.z, hk = h / (H / Hkv);
     const int n_tiles = (min(i0 + BQ, T) - 1) / BK + 1;                // key tiles up to the block's last row
-    if (tid == 0) {
-        mbar_init(q_full, 1);
-        for (int st = 0; st < NST; st++) {
-            mbar_init(k_full + st, 1);
-            mbar_init(v_full + st, 1);
-            mbar_init(k_empty + st, 128 * NWG);
-            mbar_init(v_empty + st, 128 * NWG);
-        }
-        mbar_fence_init();
-    }
-    __syncthreads();
-
+    attw_init_barriers<NST>(q_full, 128 * NWG);
     if (wg == 0) {                                     // the producer
         setmaxnreg_dec<C::PRODUCER_REGS>();
         if (tid != 0) return;
         mbar_arrive_expect_tx(q_full, C::Q_BYTES);
-        for (int p = 0; p < PANELS; p++) tma_load_4d(Qs + p * BQ * 128, &tq, q_full, 64 * p, h, i0, b);
-        for (int j = 0; j < n_tiles; j++) {
-            const int st = j % NST, ph = (j / NST) & 1;
-            if (j >= NST) mbar_wait(k_empty + st, ph ^ 1);             // S_j-NST has read the stage
-            mbar_arrive_expect_tx(k_full + st, C::KV_BYTES);
-            for (int p = 0; p < PANELS; p++)
-                tma_load_4d(Ks + st * C::KV_BYTES + p * BK * 128, &tk, k_full + st, 64 * p, hk, j * BK, b);
-            if (j >= NST) mbar_wait(v_empty + st, ph ^ 1);             // P_j-NST V_j-NST has read the stage
-            mbar_arrive_expect_tx(v_full + st, C::KV_BYTES);
-            for (int p = 0; p < PANELS; p++)
-                tma_load_4d(Vs + st * C::KV_BYTES + p * BK * 128, &tv, v_full + st, 64 * p, hk, j * BK, b);
-        }
+        attw_load_rows<HD, BQ>(Qs, &tq, q_full, h, i0, b);
+        attw_produce_kv<HD, BK, NST>(Ks, Vs, k_full, &tk, &tv, hk, b, n_tiles);
         return;
     }
 
