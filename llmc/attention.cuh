@@ -572,14 +572,18 @@ static void attention_backward_mma(floatX *dq, floatX *dk, floatX *dv, const flo
     if (d == 64) attention_backward_hd<64>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, stream);
     if (d == 128) attention_backward_hd<128>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, stream);
 }
-// the Hopper backward (wgmma, llmc/attention_sm90_bwd.cuh; dev/cuda/attention_backward.cu version 3), d = 64, 128
+// the Hopper backward (wgmma, llmc/attention_sm90_bwd.cuh; dev/cuda/attention_backward.cu versions 3, 4: 4 with the
+// warp-specialized dQ kernel), d = 64, 128
+#ifndef ATTH_BWD_VERSION
+#define ATTH_BWD_VERSION 4
+#endif
 static void attention_backward_sm90(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const floatX *out,
                                     const float *lse, const floatX *q, const floatX *k, const floatX *v, float *scratch,
-                                    int B, int T, int H, int Hkv, int d, cudaStream_t stream) {
+                                    int B, int T, int H, int Hkv, int d, cudaStream_t stream, int version = ATTH_BWD_VERSION) {
     attention_backward_check(dq, dk, dv, dout, out, q, k, v, B, T, H, Hkv, d);
     float *delta = scratch;
     attention_delta(delta, dout, out, B, T, H, d, stream);
-    attention_backward_sm90_kernels(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, d, stream);
+    attention_backward_sm90_kernels(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, d, version, stream);
 }
 
 // Whether the trainer takes the Hopper paths: attention_sm90_usable() and, once per process, a self-test on a small
@@ -588,10 +592,11 @@ static void attention_backward_sm90(floatX *dq, floatX *dk, floatX *dv, const fl
 // 1e-2 max|x| + 2e-2 |x|; lse 1e-3), the Hopper backward against the mma.sync one with the same bound on dq, dk and
 // dv (each is within 1e-2 max + 1e-2 |x| of the exact gradient: dev/cuda/attention_backward.cu's check). A Hopper
 // kernel that is wrong on this GPU is then bypassed (forward and backward separately), with a message on stderr,
-// instead of training on wrong attention; the forward first falls back from version 5 (warp-specialized, TMA) to
-// version 4 (llmc/attention_sm90.cuh), and to mma.sync only when that fails too.
+// instead of training on wrong attention; the warp-specialized (TMA) versions fall back first to the previous ones
+// (forward 5 -> 4, backward 4 -> 3: dev/cuda/attention_*.cu), and to mma.sync only when those fail too.
 static int attention_sm90_state = -1, attention_sm90_bwd_state = -1;   // -1: not decided yet
 static int attention_sm90_fwd_version = ATTH_FWD_VERSION;               // the Hopper forward the trainer runs
+static int attention_sm90_bwd_version = ATTH_BWD_VERSION;               // and backward
 static int attention_sm90_decided(void) { return attention_sm90_state >= 0; }
 
 // 1 when the bf16 device tensors x (the Hopper kernel's) and ref (the mma.sync one's), n entries, agree within
@@ -669,10 +674,17 @@ static void attention_sm90_decide(void) {
         }
         floatX *g0 = dgrad, *g1 = dgrad + nq + 2 * nk;   // dq, dk, dv of the mma.sync / Hopper backward
         attention_backward_mma(g0, g0 + nq, g0 + nq + nk, dout, dout2, dlse, q, k, v, dscratch, B, T, H, Hkv, d, 0);
-        attention_backward_sm90(g1, g1 + nq, g1 + nq + nk, dout, dout2, dlse, q, k, v, dscratch, B, T, H, Hkv, d, 0);
-        int bwd_ok = attention_selftest_close(g1, g0, nq, "dq", d);
-        bwd_ok &= attention_selftest_close(g1 + nq, g0 + nq, nk, "dk", d);
-        bwd_ok &= attention_selftest_close(g1 + nq + nk, g0 + nq + nk, nk, "dv", d);
+        int bwd_ok = 0;
+        for (int ver = attention_sm90_bwd_version; ver >= 3 && !bwd_ok; ver--) {   // 4, then 3
+            if (ver < attention_sm90_bwd_version)
+                fprintf(stderr, "attention: the Hopper backward version %d failed its self-test at d=%d: trying version %d.\n",
+                        ver + 1, d, ver);
+            attention_sm90_bwd_version = ver;
+            attention_backward_sm90(g1, g1 + nq, g1 + nq + nk, dout, dout2, dlse, q, k, v, dscratch, B, T, H, Hkv, d, 0, ver);
+            bwd_ok = attention_selftest_close(g1, g0, nq, "dq", d);
+            bwd_ok &= attention_selftest_close(g1 + nq, g0 + nq, nk, "dk", d);
+            bwd_ok &= attention_selftest_close(g1 + nq + nk, g0 + nq + nk, nk, "dv", d);
+        }
         if (!fwd_ok) attention_sm90_state = 0;
         if (!bwd_ok) attention_sm90_bwd_state = 0;
         free(h);
@@ -719,7 +731,7 @@ static void attention_backward(floatX *dq, floatX *dk, floatX *dv, const floatX 
                                const float *lse, const floatX *q, const floatX *k, const floatX *v, float *scratch,
                                int B, int T, int H, int Hkv, int d, cudaStream_t stream) {
     if (attention_use_sm90(d, stream, 1))
-        attention_backward_sm90(dq, dk, dv, dout, out, lse, q, k, v, scratch, B, T, H, Hkv, d, stream);
+        attention_backward_sm90(dq, dk, dv, dout, out, lse, q, k, v, scratch, B, T, H, Hkv, d, stream, attention_sm90_bwd_version);
     else attention_backward_mma(dq, dk, dv, dout, out, lse, q, k, v, scratch, B, T, H, Hkv, d, stream);
 }
 

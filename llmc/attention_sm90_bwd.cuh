@@ -62,6 +62,55 @@ template <int HD> struct AttHBwdCfg {
                                       + 4 * (size_t)KV_BQ * sizeof(float);                            // 2x lse, 2x Delta
 };
 
+#ifdef SESSA_SM90A
+// this thread's rows r0, r0 + 8 of (b, h): lse in log2 units and Delta (0 past T)
+__device__ __forceinline__ void atth_row_stats(float (&lse2)[2], float (&dlt)[2], const float *lse, const float *delta,
+                                               int b, int h, int H, int T, int r0) {
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        int t = r0 + 8 * r;
+        lse2[r] = t < T ? lse[((size_t)b * H + h) * T + t] * 1.4426950408889634f : 0.0f;
+        dlt[r] = t < T ? delta[((size_t)b * H + h) * T + t] : 0.0f;
+    }
+}
+// one key tile of the dQ kernel for one warpgroup (64 query rows from Qw, dOw; rows r0, r0 + 8 of this thread,
+// lse2 in log2 units, dlt = Delta): S = Q K_j^T, dP = dO V_j^T, P (causal mask where the tile reaches past the
+// warpgroup's first row wg0), dS = P (dP - Delta), dQ (acc) += dS K_j; every product waited for on return
+template <int HD, int BQ, int BK>
+__device__ __forceinline__ void atth_dq_tile(float (&acc)[HD / 2], float (&s)[BK / 2], float (&dp)[BK / 2],
+                                             uint32_t (&da)[BK / 16][4], const unsigned char *Qw,
+                                             const unsigned char *dOw, const unsigned char *Kt, const unsigned char *Vt,
+                                             int j0, int wg0, int r0, float sl2, const float (&lse2)[2],
+                                             const float (&dlt)[2]) {
+    constexpr int NS = BK / 2;
+    const int tq = threadIdx.x % 4;
+    wgmma_fence_operand(s);
+    wgmma_fence_operand(dp);
+    wgmma_fence();
+    atth_issue_qk<HD, BQ, BK>(s, Qw, Kt);              // S = Q K_j^T
+    atth_issue_qk<HD, BQ, BK>(dp, dOw, Vt);            // dP = dO V_j^T
+    wgmma_wait<1>();                                   // S done (dP may still run)
+    wgmma_fence_operand(s);
+    const bool edge = j0 + BK - 1 > wg0;               // a key past some row of this warpgroup: causal mask
+#pragma unroll
+    for (int i = 0; i < NS; i++) {                     // register i: row r0 + 8((i>>1)&1), key j0 + 8(i/4) + 2tq + (i&1)
+        int r = (i >> 1) & 1, c = j0 + 8 * (i / 4) + 2 * tq + (i & 1);
+        s[i] = (edge && c > r0 + 8 * r) ? 0.0f : ex2_approx(fmaf(s[i], sl2, -lse2[r]));   // P
+    }
+    wgmma_wait<0>();
+    wgmma_fence_operand(dp);
+#pragma unroll
+    for (int i = 0; i < NS; i++) dp[i] = s[i] * (dp[i] - dlt[(i >> 1) & 1]);   // dS
+    atth_pack_p<BK>(da, dp);
+    wgmma_fence_operand(acc);
+    wgmma_fence();
+    atth_issue_pv<HD, BK>(acc, da, Kt);                // dQ += dS K_j
+    wgmma_wait<0>();
+    wgmma_fence_operand(acc);
+    atth_fence_p<BK / 16>(da);
+}
+#endif // SESSA_SM90A
+
 // grid (ceil(T/128), H, B), the longest (last) query blocks first; ATTH_THREADS threads, AttHBwdCfg<HD>::DQ_SMEM bytes
 template <int HD>
 __global__ void __launch_bounds__(ATTH_THREADS, 1)
@@ -73,7 +122,7 @@ attention_backward_dq_sm90_kernel(floatX *dq, const floatX *dout, const float *l
     constexpr int Q_BYTES = BQ * HD * 2, KV_BYTES = BK * HD * 2;
     extern __shared__ __align__(1024) unsigned char atth_smem[];
     unsigned char *Qs = atth_smem_base(atth_smem), *dOs = Qs + Q_BYTES, *Ks = dOs + Q_BYTES, *Vs = Ks + 2 * KV_BYTES;
-    const int tid = threadIdx.x, wg = tid / 128, lane = tid % 32, g = lane / 4, tq = lane % 4;
+    const int tid = threadIdx.x, wg = tid / 128, lane = tid % 32, g = lane / 4;
     const int i0 = (gridDim.x - 1 - blockIdx.x) * BQ, h = blockIdx.y, b = blockIdx.z, hk = h / (H / Hkv);
     const int wg0 = i0 + 64 * wg, r0 = wg0 + 16 * ((tid % 128) / 32) + g;   // warpgroup's first row; rows r0, r0+8
     const floatX *kb = k + ((size_t)b * T * Hkv + hk) * HD, *vb = v + ((size_t)b * T * Hkv + hk) * HD;
@@ -86,13 +135,8 @@ attention_backward_dq_sm90_kernel(floatX *dq, const floatX *dout, const float *l
     atth_load_tile<HD, BK>(Ks, kb, Hkv * HD, 0, T);
     atth_load_tile<HD, BK>(Vs, vb, Hkv * HD, 0, T);
     cp_async_commit();
-    float lse2[2], dlt[2];                             // this thread's rows: lse in log2 units, Delta (0 past T)
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        int t = r0 + 8 * r;
-        lse2[r] = t < T ? lse[((size_t)b * H + h) * T + t] * 1.4426950408889634f : 0.0f;
-        dlt[r] = t < T ? delta[((size_t)b * H + h) * T + t] : 0.0f;
-    }
+    float lse2[2], dlt[2];
+    atth_row_stats(lse2, dlt, lse, delta, b, h, H, T, r0);
 
     float s[NS], dp[NS], acc[NO];
     uint32_t da[BK / 16][4];
@@ -112,30 +156,77 @@ attention_backward_dq_sm90_kernel(floatX *dq, const floatX *dout, const float *l
             cp_async_commit();
         }
         if (j0 > wg0 + 63) continue;                   // every key of the tile follows every row of this warpgroup
-        wgmma_fence_operand(s);
-        wgmma_fence_operand(dp);
-        wgmma_fence();
-        atth_issue_qk<HD, BQ, BK>(s, Qw, Kt);          // S = Q K_j^T
-        atth_issue_qk<HD, BQ, BK>(dp, dOw, Vt);        // dP = dO V_j^T
-        wgmma_wait<1>();                               // S done (dP may still run)
-        wgmma_fence_operand(s);
-        const bool edge = j0 + BK - 1 > wg0;           // a key past some row of this warpgroup: causal mask
+        atth_dq_tile<HD, BQ, BK>(acc, s, dp, da, Qw, dOw, Kt, Vt, j0, wg0, r0, sl2, lse2, dlt);
+    }
+    atth_store_rows<HD>(dq + ((size_t)b * T * H + h) * HD, H * HD, r0, T, acc, scale, scale);
+#endif // SESSA_SM90A
+}
+
+// The dQ kernel warp-specialized (version 4, the trainer's): the forward's version 5 producer (llmc/attention_sm90.cuh:
+// TMA, a ring of STAGES = 3 stages of K_j, V_j (64 keys each) guarded by full/empty mbarriers; Q and dO loaded once),
+// 2 consumer warpgroups of 64 query rows running atth_dq_tile per tile as above, releasing the tile's stages after
+// it (no ping-pong: 3 products per exponential, the tensor cores' share is larger than in the forward). What it
+// removes: the cp.async address work of the consumers and the block-wide barrier per tile; loads now run up to 3
+// tiles ahead. Registers (ptxas -v): 168 at launch (384 threads), 24 / 240 after setmaxnreg, no spills.
+// Shared memory: Q, dO (128 x d), 3 stages of K, V (64 x d), 13 mbarriers: 81 / 161 KiB at d = 64 / 128.
+template <int HD> struct AttWBwdCfg {
+    static constexpr int NWG = 2, THREADS = 128 * (NWG + 1), BQ = 64 * NWG, BK = 64, STAGES = 3;
+    static constexpr int PRODUCER_REGS = 24, CONSUMER_REGS = 240;
+    static constexpr int Q_BYTES = BQ * HD * 2, KV_BYTES = BK * HD * 2, BARS = 1 + 4 * STAGES;
+    static constexpr size_t DQ_SMEM = 1024 + 2 * Q_BYTES + 2 * STAGES * KV_BYTES + 8 * BARS;
+};
+// grid (ceil(T/128), H, B), the longest (last) query blocks first; AttWBwdCfg<HD>::THREADS threads, ::DQ_SMEM bytes.
+// tq, tdo: tensor maps of q, dout with boxes of 128 rows; tk, tv: of k, v with boxes of 64 rows (atth_tensor_map)
+template <int HD>
+__global__ void __launch_bounds__(AttWBwdCfg<HD>::THREADS, 1)
+attention_backward_dq_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
+                                     const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
+                                     floatX *dq, const float *lse, const float *delta, int T, int H, int Hkv) {
+#ifdef SESSA_SM90A
+    using C = AttWBwdCfg<HD>;
+    constexpr int BQ = C::BQ, BK = C::BK, NST = C::STAGES, NS = BK / 2, NO = HD / 2;
+    extern __shared__ __align__(1024) unsigned char atth_smem[];
+    unsigned char *Qs = atth_smem_base(atth_smem), *dOs = Qs + C::Q_BYTES, *Ks = dOs + C::Q_BYTES;
+    unsigned char *Vs = Ks + NST * C::KV_BYTES;
+    uint64_t *qdo_full = (uint64_t *)(Vs + NST * C::KV_BYTES), *k_full = qdo_full + 1, *v_full = k_full + NST;
+    uint64_t *k_empty = v_full + NST, *v_empty = k_empty + NST;
+    const int tid = threadIdx.x, wg = tid / 128;
+    const int i0 = (gridDim.x - 1 - blockIdx.x) * BQ, h = blockIdx.y, b = blockIdx.z, hk = h / (H / Hkv);
+    const int n_tiles = (min(i0 + BQ, T) - 1) / BK + 1;                          // key tiles up to the last row
+    attw_init_barriers<NST>(qdo_full, 128 * C::NWG);
+    if (wg == 0) {                                     // the producer
+        setmaxnreg_dec<C::PRODUCER_REGS>();
+        if (tid != 0) return;
+        mbar_arrive_expect_tx(qdo_full, 2 * C::Q_BYTES);
+        attw_load_rows<HD, BQ>(Qs, &tq, qdo_full, h, i0, b);
+        attw_load_rows<HD, BQ>(dOs, &tdo, qdo_full, h, i0, b);
+        attw_produce_kv<HD, BK, NST>(Ks, Vs, k_full, &tk, &tv, hk, b, n_tiles);
+        return;
+    }
+
+    setmaxnreg_inc<C::CONSUMER_REGS>();                // a consumer: 64 query rows
+    const int cw = wg - 1, g = tid % 32 / 4;
+    const int wg0 = i0 + 64 * cw, r0 = wg0 + 16 * ((tid % 128) / 32) + g;   // warpgroup's first row; rows r0, r0+8
+    const float scale = rsqrtf((float)HD), sl2 = scale * 1.4426950408889634f;
+    const unsigned char *Qw = Qs + cw * 64 * 128, *dOw = dOs + cw * 64 * 128;
+    float lse2[2], dlt[2];
+    atth_row_stats(lse2, dlt, lse, delta, b, h, H, T, r0);
+    float s[NS], dp[NS], acc[NO];
+    uint32_t da[BK / 16][4];
 #pragma unroll
-        for (int i = 0; i < NS; i++) {                 // register i: row r0 + 8((i>>1)&1), key j0 + 8(i/4) + 2tq + (i&1)
-            int r = (i >> 1) & 1, c = j0 + 8 * (i / 4) + 2 * tq + (i & 1);
-            s[i] = (edge && c > r0 + 8 * r) ? 0.0f : ex2_approx(fmaf(s[i], sl2, -lse2[r]));   // P
-        }
-        wgmma_wait<0>();
-        wgmma_fence_operand(dp);
+    for (int i = 0; i < NS; i++) { s[i] = 0.0f; dp[i] = 0.0f; }
 #pragma unroll
-        for (int i = 0; i < NS; i++) dp[i] = s[i] * (dp[i] - dlt[(i >> 1) & 1]);   // dS
-        atth_pack_p<BK>(da, dp);
-        wgmma_fence_operand(acc);
-        wgmma_fence();
-        atth_issue_pv<HD, BK>(acc, da, Kt);            // dQ += dS K_j
-        wgmma_wait<0>();
-        wgmma_fence_operand(acc);
-        atth_fence_p<BK / 16>(da);
+    for (int i = 0; i < NO; i++) acc[i] = 0.0f;
+    mbar_wait(qdo_full, 0);
+    for (int j = 0; j < n_tiles; j++) {
+        const int st = j % NST, j0 = j * BK;
+        mbar_wait(k_full + st, (j / NST) & 1);
+        mbar_wait(v_full + st, (j / NST) & 1);
+        if (j0 <= wg0 + 63)                            // else every key of the tile follows every row here
+            atth_dq_tile<HD, BQ, BK>(acc, s, dp, da, Qw, dOw, Ks + st * C::KV_BYTES, Vs + st * C::KV_BYTES,
+                                     j0, wg0, r0, sl2, lse2, dlt);
+        mbar_arrive(k_empty + st);                     // this warpgroup is done with the tile's stages
+        mbar_arrive(v_empty + st);
     }
     atth_store_rows<HD>(dq + ((size_t)b * T * H + h) * HD, H * HD, r0, T, acc, scale, scale);
 #endif // SESSA_SM90A
@@ -237,18 +328,28 @@ attention_backward_dkv_sm90_kernel(floatX *dk, floatX *dv, const floatX *dout, c
 #endif // SESSA_SM90A
 }
 
+// version 3: both kernels with cp.async loads by all threads; 4: the dQ kernel warp-specialized (TMA producer)
 template <int HD>
 static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const float *lse,
                                        const float *delta, const floatX *q, const floatX *k, const floatX *v,
-                                       int B, int T, int H, int Hkv, cudaStream_t stream) {
+                                       int B, int T, int H, int Hkv, int version, cudaStream_t stream) {
     using C = AttHBwdCfg<HD>;
     cudaCheck(cudaFuncSetAttribute(attention_backward_dkv_sm90_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::KV_SMEM));
-    cudaCheck(cudaFuncSetAttribute(attention_backward_dq_sm90_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::DQ_SMEM));
     attention_backward_dkv_sm90_kernel<HD><<<dim3(ceil_div(T, C::KV_BK), Hkv, B), ATTH_THREADS, C::KV_SMEM, stream>>>(
         dk, dv, dout, lse, delta, q, k, v, T, H, Hkv);
     cudaCheck(cudaGetLastError());
-    attention_backward_dq_sm90_kernel<HD><<<dim3(ceil_div(T, C::DQ_BQ), H, B), ATTH_THREADS, C::DQ_SMEM, stream>>>(
-        dq, dout, lse, delta, q, k, v, T, H, Hkv);
+    if (version == 3) {
+        cudaCheck(cudaFuncSetAttribute(attention_backward_dq_sm90_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::DQ_SMEM));
+        attention_backward_dq_sm90_kernel<HD><<<dim3(ceil_div(T, C::DQ_BQ), H, B), ATTH_THREADS, C::DQ_SMEM, stream>>>(
+            dq, dout, lse, delta, q, k, v, T, H, Hkv);
+    } else {
+        using W = AttWBwdCfg<HD>;
+        CUtensorMap tq = atth_tensor_map(q, B, T, H, HD, W::BQ), tdo = atth_tensor_map(dout, B, T, H, HD, W::BQ);
+        CUtensorMap tk = atth_tensor_map(k, B, T, Hkv, HD, W::BK), tv = atth_tensor_map(v, B, T, Hkv, HD, W::BK);
+        cudaCheck(cudaFuncSetAttribute(attention_backward_dq_sm90_ws_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)W::DQ_SMEM));
+        attention_backward_dq_sm90_ws_kernel<HD><<<dim3(ceil_div(T, W::BQ), H, B), W::THREADS, W::DQ_SMEM, stream>>>(
+            tq, tdo, tk, tv, dq, lse, delta, T, H, Hkv);
+    }
     cudaCheck(cudaGetLastError());
 }
 
@@ -256,13 +357,14 @@ static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const
 // first; attention_backward picks that when the Hopper path is trusted and d is 64 or 128)
 static void attention_backward_sm90_kernels(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const float *lse,
                                             const float *delta, const floatX *q, const floatX *k, const floatX *v,
-                                            int B, int T, int H, int Hkv, int d, cudaStream_t stream) {
+                                            int B, int T, int H, int Hkv, int d, int version, cudaStream_t stream) {
     if (d != 64 && d != 128) fatal("attention backward (Hopper): head width d=%d is not supported (64 or 128)", d);
+    if (version != 3 && version != 4) fatal("attention backward (Hopper): version %d does not exist (3 or 4)", version);
     if (!attention_sm90_usable())
         fatal("attention backward (Hopper): needs a compute capability 9.0 GPU, a binary built with "
               "-gencode arch=compute_90a,code=sm_90a, and SESSA_ATT_SM90 not 0");
-    if (d == 64) attention_backward_sm90_hd<64>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, stream);
-    if (d == 128) attention_backward_sm90_hd<128>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, stream);
+    if (d == 64) attention_backward_sm90_hd<64>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, version, stream);
+    if (d == 128) attention_backward_sm90_hd<128>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, version, stream);
 }
 
 #endif // SESSA_ATTENTION_SM90_BWD_CUH

@@ -5,11 +5,13 @@
    version 2: llmc/attention.cuh attention_backward_mma (mma.sync + ldmatrix + cp.async; dK/dV kernel per key
               tile, dQ kernel per query tile), what the trainer uses off Hopper
    version 3: llmc/attention_sm90_bwd.cuh (wgmma, sm_90a, d = 64 and 128; dK/dV kernel per 128 keys, dQ kernel per
-              128 query rows, S and dP recomputed there: no atomics), what the trainer uses on an H100/H200;
-              checked against the CPU reference and against version 2
+              128 query rows, S and dP recomputed there: no atomics), loads by cp.async from all threads
+   version 4: version 3 with the dQ kernel warp-specialized (a TMA producer warpgroup and a 3-stage mbarrier ring
+              of K, V tiles: llmc/attention_sm90_bwd.cuh), what the trainer uses on an H100/H200
+   versions 3 and 4 are checked against the CPU reference and against version 2
  make -C dev/cuda bin/attention_backward && dev/cuda/bin/attention_backward check|bench [version]
  dev/cuda/bin/attention_backward shape B T H Hkv d   times the trainer's forward (attention_forward: the Hopper
-   kernel on sm_90, else version 2), the version 2 forward, the trainer's backward (attention_backward: version 3
+   kernel on sm_90, else version 2), the version 2 forward, the trainer's backward (attention_backward: version 4
    on sm_90, else 2) and the version 2 backward at one shape and prints one machine-readable line
    (dev/cuda/bench_attention.py joins it with PyTorch SDPA's timings)
 */
@@ -192,12 +194,16 @@ static void att_grads_free(AttGrads *g) {
     cudaCheck(cudaFree(g->dout)); cudaCheck(cudaFree(g->dq)); cudaCheck(cudaFree(g->dk)); cudaCheck(cudaFree(g->dv));
     cudaCheck(cudaFree(g->scratch));
 }
-// version 0: attention_backward, the trainer's choice (3 where usable, else 2)
+// version 0: attention_backward, the trainer's choice (4 where usable, else 2)
 static void run_att_backward(AttProblem *p, AttGrads *g, int version) {
+    if (version >= 3) {
+        attention_backward_sm90(g->dq, g->dk, g->dv, g->dout, p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, g->scratch,
+                                p->B, p->T, p->H, p->Hkv, p->d, 0, version);
+        return;
+    }
     typedef void (*Bwd)(floatX *, floatX *, floatX *, const floatX *, const floatX *, const float *, const floatX *,
                         const floatX *, const floatX *, float *, int, int, int, int, int, cudaStream_t);
-    Bwd f = version == 1 ? attention1_backward : version == 2 ? attention_backward_mma
-          : version == 3 ? attention_backward_sm90 : attention_backward;
+    Bwd f = version == 1 ? attention1_backward : version == 2 ? attention_backward_mma : attention_backward;
     f(g->dq, g->dk, g->dv, g->dout, p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, g->scratch, p->B, p->T, p->H, p->Hkv, p->d, 0);
 }
 // 1 when the trainer's attention_backward takes the Hopper path for head width d
@@ -351,7 +357,7 @@ int main(int argc, char **argv) {
             ok &= check(version, 2, 200, 4, 2, 64) & check(version, 1, 130, 4, 1, 128) & check(version, 1, 67, 3, 3, 32) &
                   check(version, 1, 1, 2, 1, 32) &
                   check(version, 1, 333, 4, 1, 128) & check(version, 2, 290, 4, 2, 64);   // several tiles: the pipelines
-            // version 3 also: T = 1 and T < 64 at its widths, GQA group of 4 at d = 128, and a longer sequence
+            // versions 3, 4 also: T = 1 and T < 64 at their widths, GQA group of 4 at d = 128, and a longer sequence
             // (9 key blocks of 128, 17 query tiles of 64 per head; 3 blocks in the CPU emulator, where it is slow)
 #ifndef SESSA_CUDA_EMU_H
             const int T_long = 1100;

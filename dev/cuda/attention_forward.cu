@@ -323,7 +323,7 @@ static int att_forward_is_sm90(int d) {
     return 0;
 #endif
 }
-#define ATT_VERSIONS 3   // of the backward
+#define ATT_VERSIONS 4   // of the backward
 #define ATT_FWD_VERSIONS 6
 static double att_forward_flops(int B, int T, int H, int d) { return 4.0 * B * H * d * (double)T * (T + 1) / 2; }
 
