@@ -174,6 +174,9 @@ template <int HD> struct AttWBwdCfg {
     static constexpr int PRODUCER_REGS = 24, CONSUMER_REGS = 240;
     static constexpr int Q_BYTES = BQ * HD * 2, KV_BYTES = BK * HD * 2, BARS = 1 + 4 * STAGES;
     static constexpr size_t DQ_SMEM = 1024 + 2 * Q_BYTES + 2 * STAGES * KV_BYTES + 8 * BARS;
+    static constexpr int KV_BK = 64 * NWG, KV_BQ = 64;   // the dK/dV kernel: keys per block, query tile
+    static constexpr size_t KV_SMEM = 1024 + 2 * (size_t)KV_BK * HD * 2 + STAGES * (2 * (size_t)KV_BQ * HD * 2 + 2 * KV_BQ * 4)
+                                      + 8 * (1 + 2 * STAGES);
 };
 // grid (ceil(T/128), H, B), the longest (last) query blocks first; AttWBwdCfg<HD>::THREADS threads, ::DQ_SMEM bytes.
 // tq, tdo: tensor maps of q, dout with boxes of 128 rows; tk, tv: of k, v with boxes of 64 rows (atth_tensor_map)
@@ -232,6 +235,52 @@ attention_backward_dq_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, con
 #endif // SESSA_SM90A
 }
 
+#ifdef SESSA_SM90A
+// one work item of the dK/dV kernel for one warpgroup (64 keys from Kw, Vw; keys rk0, rk0 + 8 of this thread) and
+// the query tile i0 (BQ rows of Qt, dOt; lse in log2 units Lt, Delta Dt): S^T = K Q_i^T, dP^T = V dO_i^T,
+// P^T (masked where query < key or query >= T), dV += P^T dO_i (running while dS^T is computed),
+// dS^T = P^T (dP^T - Delta), dK += dS^T Q_i; every product waited for on return
+template <int HD, int BKV, int BQ>
+__device__ __forceinline__ void atth_dkv_item(float (&dka)[HD / 2], float (&dva)[HD / 2], float (&s)[BQ / 2],
+                                              float (&dp)[BQ / 2], uint32_t (&pa)[BQ / 16][4], uint32_t (&da)[BQ / 16][4],
+                                              const unsigned char *Kw, const unsigned char *Vw, const unsigned char *Qt,
+                                              const unsigned char *dOt, const float *Lt, const float *Dt, int i0,
+                                              int wk0, int rk0, int T, float sl2) {
+    constexpr int NS = BQ / 2;
+    const int tq = threadIdx.x % 4;
+    wgmma_fence_operand(s);
+    wgmma_fence_operand(dp);
+    wgmma_fence();
+    atth_issue_qk<HD, BKV, BQ>(s, Kw, Qt);             // S^T = K Q_i^T
+    atth_issue_qk<HD, BKV, BQ>(dp, Vw, dOt);           // dP^T = V dO_i^T
+    wgmma_wait<1>();
+    wgmma_fence_operand(s);
+    const bool edge = i0 < wk0 + 63 || i0 + BQ > T;   // a query before some key, or past the end: mask
+#pragma unroll
+    for (int i = 0; i < NS; i++) {                     // register i: key rk0 + 8((i>>1)&1), query i0 + c
+        int c = 8 * (i / 4) + 2 * tq + (i & 1), t = i0 + c, key = rk0 + 8 * ((i >> 1) & 1);
+        s[i] = (edge && (t < key || t >= T)) ? 0.0f : ex2_approx(fmaf(s[i], sl2, -Lt[c]));   // P^T
+    }
+    atth_pack_p<BQ>(pa, s);
+    wgmma_fence_operand(dva);
+    wgmma_fence();
+    atth_issue_pv<HD, BQ>(dva, pa, dOt);               // dV += P^T dO_i, running while dS^T is computed
+    wgmma_wait<1>();                                   // dP^T done (groups complete in order)
+    wgmma_fence_operand(dp);
+#pragma unroll
+    for (int i = 0; i < NS; i++) dp[i] = s[i] * (dp[i] - Dt[8 * (i / 4) + 2 * tq + (i & 1)]);   // dS^T
+    atth_pack_p<BQ>(da, dp);
+    wgmma_fence_operand(dka);
+    wgmma_fence();
+    atth_issue_pv<HD, BQ>(dka, da, Qt);                // dK += dS^T Q_i
+    wgmma_wait<0>();
+    wgmma_fence_operand(dva);
+    wgmma_fence_operand(dka);
+    atth_fence_p<BQ / 16>(pa);
+    atth_fence_p<BQ / 16>(da);
+}
+#endif // SESSA_SM90A
+
 // grid (ceil(T/128), Hkv, B) (the first key blocks, the longest, first); ATTH_THREADS threads, KV_SMEM bytes.
 // Work items: for each query head h of the kv head's group in order, the query tiles i0 = j0, j0 + 64, .. < T;
 // item it -> stage it&1 of Q, dO (cp.async, one group per item, one item ahead) and of lse (log2 units), Delta
@@ -247,7 +296,7 @@ attention_backward_dkv_sm90_kernel(floatX *dk, floatX *dv, const floatX *dout, c
     extern __shared__ __align__(1024) unsigned char atth_smem[];
     unsigned char *Ks = atth_smem_base(atth_smem), *Vs = Ks + KV_BYTES, *Qs = Vs + KV_BYTES, *dOs = Qs + 2 * Q_BYTES;
     float *Ls = (float *)(dOs + 2 * Q_BYTES), *Ds = Ls + 2 * BQ;
-    const int tid = threadIdx.x, wg = tid / 128, lane = tid % 32, g = lane / 4, tq = lane % 4;
+    const int tid = threadIdx.x, wg = tid / 128, lane = tid % 32, g = lane / 4;
     const int j0 = blockIdx.x * BKV, hk = blockIdx.y, b = blockIdx.z, grp = H / Hkv;
     const int wk0 = j0 + 64 * wg, rk0 = wk0 + 16 * ((tid % 128) / 32) + g;   // warpgroup's first key; keys rk0, rk0+8
     const float scale = rsqrtf((float)HD), sl2 = scale * 1.4426950408889634f;
@@ -291,36 +340,7 @@ attention_backward_dkv_sm90_kernel(floatX *dk, floatX *dv, const floatX *dout, c
         __syncthreads();                               // item it visible to all; stage it+1 free (item it-1 done)
         if (it + 1 < n_it) issue(it + 1);
         if (i0 + BQ - 1 < wk0) continue;               // every query of the tile precedes every key of this warpgroup
-        wgmma_fence_operand(s);
-        wgmma_fence_operand(dp);
-        wgmma_fence();
-        atth_issue_qk<HD, BKV, BQ>(s, Kw, Qt);         // S^T = K Q_i^T
-        atth_issue_qk<HD, BKV, BQ>(dp, Vw, dOt);       // dP^T = V dO_i^T
-        wgmma_wait<1>();
-        wgmma_fence_operand(s);
-        const bool edge = i0 < wk0 + 63 || i0 + BQ > T;   // a query before some key, or past the end: mask
-#pragma unroll
-        for (int i = 0; i < NS; i++) {                 // register i: key rk0 + 8((i>>1)&1), query i0 + c
-            int c = 8 * (i / 4) + 2 * tq + (i & 1), t = i0 + c, key = rk0 + 8 * ((i >> 1) & 1);
-            s[i] = (edge && (t < key || t >= T)) ? 0.0f : ex2_approx(fmaf(s[i], sl2, -Lt[c]));   // P^T
-        }
-        atth_pack_p<BQ>(pa, s);
-        wgmma_fence_operand(dva);
-        wgmma_fence();
-        atth_issue_pv<HD, BQ>(dva, pa, dOt);           // dV += P^T dO_i, running while dS^T is computed
-        wgmma_wait<1>();                               // dP^T done (groups complete in order)
-        wgmma_fence_operand(dp);
-#pragma unroll
-        for (int i = 0; i < NS; i++) dp[i] = s[i] * (dp[i] - Dt[8 * (i / 4) + 2 * tq + (i & 1)]);   // dS^T
-        atth_pack_p<BQ>(da, dp);
-        wgmma_fence_operand(dka);
-        wgmma_fence();
-        atth_issue_pv<HD, BQ>(dka, da, Qt);            // dK += dS^T Q_i
-        wgmma_wait<0>();
-        wgmma_fence_operand(dva);
-        wgmma_fence_operand(dka);
-        atth_fence_p<BQ / 16>(pa);
-        atth_fence_p<BQ / 16>(da);
+        atth_dkv_item<HD, BKV, BQ>(dka, dva, s, dp, pa, da, Kw, Vw, Qt, dOt, Lt, Dt, i0, wk0, rk0, T, sl2);
     }
     size_t base = ((size_t)b * T * Hkv + hk) * HD;
     atth_store_rows<HD>(dv + base, Hkv * HD, rk0, T, dva, 1.0f, 1.0f);
@@ -328,22 +348,113 @@ attention_backward_dkv_sm90_kernel(floatX *dk, floatX *dv, const floatX *dout, c
 #endif // SESSA_SM90A
 }
 
-// version 3: both kernels with cp.async loads by all threads; 4: the dQ kernel warp-specialized (TMA producer)
+// The dK/dV kernel warp-specialized (backward version 4): K, V (128 keys) loaded once by TMA, then per work item
+// (query head of the group, query tile of 64, in the order above) Q_i, dO_i by TMA and lse, Delta (64 rows each,
+// read by 64 producer threads and stored to shared memory) into a ring of STAGES = 3 stages, one full mbarrier per
+// stage (the TMA thread's expect_tx + the 64 row threads' arrivals) and one empty (the 256 consumer threads);
+// 2 consumer warpgroups of 64 keys run atth_dkv_item per item. Shared memory: K, V, 3 x (Q_i, dO_i, lse, Delta),
+// 8 mbarriers: 81 / 161 KiB at d = 64 / 128. Registers: 168 at launch, 24 / 240 after setmaxnreg (ptxas -v below).
+// grid (ceil(T/128), Hkv, B); AttWBwdCfg<HD>::THREADS threads, ::KV_SMEM bytes; tq, tdo: maps of q, dout with
+// boxes of 64 rows, tk, tv: maps of k, v with boxes of 128 rows
+template <int HD>
+__global__ void __launch_bounds__(AttWBwdCfg<HD>::THREADS, 1)
+attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
+                                      const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
+                                      floatX *dk, floatX *dv, const float *lse, const float *delta, int T, int H, int Hkv) {
+#ifdef SESSA_SM90A
+    using C = AttWBwdCfg<HD>;
+    constexpr int BKV = C::KV_BK, BQ = C::KV_BQ, NST = C::STAGES, NS = BQ / 2, NO = HD / 2;
+    constexpr int KV_BYTES = BKV * HD * 2, Q_BYTES = BQ * HD * 2;
+    extern __shared__ __align__(1024) unsigned char atth_smem[];
+    unsigned char *Ks = atth_smem_base(atth_smem), *Vs = Ks + KV_BYTES, *Qs = Vs + KV_BYTES, *dOs = Qs + NST * Q_BYTES;
+    float *Ls = (float *)(dOs + NST * Q_BYTES), *Ds = Ls + NST * BQ;
+    uint64_t *kv_full = (uint64_t *)(Ds + NST * BQ), *it_full = kv_full + 1, *it_empty = it_full + NST;
+    const int tid = threadIdx.x, wg = tid / 128;
+    const int j0 = blockIdx.x * BKV, hk = blockIdx.y, b = blockIdx.z, grp = H / Hkv;
+    const int n_q = (T - j0 + BQ - 1) / BQ, n_it = grp * n_q;                // query tiles per head, work items
+    if (tid == 0) {
+        mbar_init(kv_full, 1);
+        for (int st = 0; st < NST; st++) {
+            mbar_init(it_full + st, 1 + BQ);           // the TMA thread + the lse/Delta row threads
+            mbar_init(it_empty + st, 128 * C::NWG);
+        }
+        mbar_fence_init();
+    }
+    __syncthreads();
+    if (wg == 0) {                                     // the producer: thread 0 the tiles, threads 64..127 lse, Delta
+        setmaxnreg_dec<C::PRODUCER_REGS>();
+        const int r = tid - (128 - BQ);                // this thread's row of lse, Delta (when >= 0)
+        if (tid == 0) {
+            mbar_arrive_expect_tx(kv_full, 2 * KV_BYTES);
+            attw_load_rows<HD, BKV>(Ks, &tk, kv_full, hk, j0, b);
+            attw_load_rows<HD, BKV>(Vs, &tv, kv_full, hk, j0, b);
+        }
+        if (tid != 0 && r < 0) return;
+        for (int it = 0; it < n_it; it++) {
+            const int st = it % NST, h = hk * grp + it / n_q, i0 = j0 + (it % n_q) * BQ;
+            if (it >= NST) mbar_wait(it_empty + st, ((it / NST) & 1) ^ 1);   // item it - NST is done with the stage
+            if (tid == 0) {
+                mbar_arrive_expect_tx(it_full + st, 2 * Q_BYTES);
+                attw_load_rows<HD, BQ>(Qs + st * Q_BYTES, &tq, it_full + st, h, i0, b);
+                attw_load_rows<HD, BQ>(dOs + st * Q_BYTES, &tdo, it_full + st, h, i0, b);
+            } else {
+                const int t = i0 + r;
+                Ls[st * BQ + r] = t < T ? lse[((size_t)b * H + h) * T + t] * 1.4426950408889634f : 0.0f;
+                Ds[st * BQ + r] = t < T ? delta[((size_t)b * H + h) * T + t] : 0.0f;
+                mbar_arrive(it_full + st);             // (release: the stores are visible to the waiting consumers)
+            }
+        }
+        return;
+    }
+
+    setmaxnreg_inc<C::CONSUMER_REGS>();                // a consumer: 64 keys
+    const int cw = wg - 1, g = tid % 32 / 4;
+    const int wk0 = j0 + 64 * cw, rk0 = wk0 + 16 * ((tid % 128) / 32) + g;   // warpgroup's first key; keys rk0, rk0+8
+    const float scale = rsqrtf((float)HD), sl2 = scale * 1.4426950408889634f;
+    const unsigned char *Kw = Ks + cw * 64 * 128, *Vw = Vs + cw * 64 * 128;  // this warpgroup's 64 keys
+    float s[NS], dp[NS], dka[NO], dva[NO];
+    uint32_t pa[BQ / 16][4], da[BQ / 16][4];
+#pragma unroll
+    for (int i = 0; i < NS; i++) { s[i] = 0.0f; dp[i] = 0.0f; }
+#pragma unroll
+    for (int i = 0; i < NO; i++) { dka[i] = 0.0f; dva[i] = 0.0f; }
+    mbar_wait(kv_full, 0);
+    for (int it = 0; it < n_it; it++) {
+        const int st = it % NST, i0 = j0 + (it % n_q) * BQ;
+        mbar_wait(it_full + st, (it / NST) & 1);
+        if (i0 + BQ - 1 >= wk0)                        // else every query of the tile precedes every key here
+            atth_dkv_item<HD, BKV, BQ>(dka, dva, s, dp, pa, da, Kw, Vw, Qs + st * Q_BYTES, dOs + st * Q_BYTES,
+                                       Ls + st * BQ, Ds + st * BQ, i0, wk0, rk0, T, sl2);
+        mbar_arrive(it_empty + st);
+    }
+    size_t base = ((size_t)b * T * Hkv + hk) * HD;
+    atth_store_rows<HD>(dv + base, Hkv * HD, rk0, T, dva, 1.0f, 1.0f);
+    atth_store_rows<HD>(dk + base, Hkv * HD, rk0, T, dka, scale, scale);
+#endif // SESSA_SM90A
+}
+
+// version 3: both kernels with cp.async loads by all threads; 4: both warp-specialized (a TMA producer warpgroup)
 template <int HD>
 static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const float *lse,
                                        const float *delta, const floatX *q, const floatX *k, const floatX *v,
                                        int B, int T, int H, int Hkv, int version, cudaStream_t stream) {
     using C = AttHBwdCfg<HD>;
-    cudaCheck(cudaFuncSetAttribute(attention_backward_dkv_sm90_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::KV_SMEM));
-    attention_backward_dkv_sm90_kernel<HD><<<dim3(ceil_div(T, C::KV_BK), Hkv, B), ATTH_THREADS, C::KV_SMEM, stream>>>(
-        dk, dv, dout, lse, delta, q, k, v, T, H, Hkv);
-    cudaCheck(cudaGetLastError());
     if (version == 3) {
+        cudaCheck(cudaFuncSetAttribute(attention_backward_dkv_sm90_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::KV_SMEM));
+        attention_backward_dkv_sm90_kernel<HD><<<dim3(ceil_div(T, C::KV_BK), Hkv, B), ATTH_THREADS, C::KV_SMEM, stream>>>(
+            dk, dv, dout, lse, delta, q, k, v, T, H, Hkv);
+        cudaCheck(cudaGetLastError());
         cudaCheck(cudaFuncSetAttribute(attention_backward_dq_sm90_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::DQ_SMEM));
         attention_backward_dq_sm90_kernel<HD><<<dim3(ceil_div(T, C::DQ_BQ), H, B), ATTH_THREADS, C::DQ_SMEM, stream>>>(
             dq, dout, lse, delta, q, k, v, T, H, Hkv);
     } else {
         using W = AttWBwdCfg<HD>;
+        CUtensorMap tq64 = atth_tensor_map(q, B, T, H, HD, W::KV_BQ), tdo64 = atth_tensor_map(dout, B, T, H, HD, W::KV_BQ);
+        CUtensorMap tk128 = atth_tensor_map(k, B, T, Hkv, HD, W::KV_BK), tv128 = atth_tensor_map(v, B, T, Hkv, HD, W::KV_BK);
+        cudaCheck(cudaFuncSetAttribute(attention_backward_dkv_sm90_ws_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)W::KV_SMEM));
+        attention_backward_dkv_sm90_ws_kernel<HD><<<dim3(ceil_div(T, W::KV_BK), Hkv, B), W::THREADS, W::KV_SMEM, stream>>>(
+            tq64, tdo64, tk128, tv128, dk, dv, lse, delta, T, H, Hkv);
+        cudaCheck(cudaGetLastError());
         CUtensorMap tq = atth_tensor_map(q, B, T, H, HD, W::BQ), tdo = atth_tensor_map(dout, B, T, H, HD, W::BQ);
         CUtensorMap tk = atth_tensor_map(k, B, T, Hkv, HD, W::BK), tv = atth_tensor_map(v, B, T, Hkv, HD, W::BK);
         cudaCheck(cudaFuncSetAttribute(attention_backward_dq_sm90_ws_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)W::DQ_SMEM));

@@ -6,8 +6,9 @@
               tile, dQ kernel per query tile), what the trainer uses off Hopper
    version 3: llmc/attention_sm90_bwd.cuh (wgmma, sm_90a, d = 64 and 128; dK/dV kernel per 128 keys, dQ kernel per
               128 query rows, S and dP recomputed there: no atomics), loads by cp.async from all threads
-   version 4: version 3 with the dQ kernel warp-specialized (a TMA producer warpgroup and a 3-stage mbarrier ring
-              of K, V tiles: llmc/attention_sm90_bwd.cuh), what the trainer uses on an H100/H200
+   version 4: version 3 with both kernels warp-specialized (a TMA producer warpgroup, 3-stage mbarrier rings of
+              K, V tiles (dQ) and of Q, dO, lse, Delta (dK/dV): llmc/attention_sm90_bwd.cuh), what the trainer
+              uses on an H100/H200
    versions 3 and 4 are checked against the CPU reference and against version 2
  make -C dev/cuda bin/attention_backward && dev/cuda/bin/attention_backward check|bench [version]
  dev/cuda/bin/attention_backward shape B T H Hkv d   times the trainer's forward (attention_forward: the Hopper
