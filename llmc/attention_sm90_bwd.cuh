@@ -42,13 +42,14 @@
  Pipeline: as the forward's version 3 (one cp.async group per tile, double buffered, wait + fence.proxy.async +
  __syncthreads at the top of each tile, every wgmma waited for before the tile ends). Within a tile: S and dP
  issued together, P computed while dP runs; in the dK/dV kernel dV += P^T dO also runs while dS^T is computed.
- Expected (not measured yet): the Hopper forward (2 products per exp) runs its wgmma work at 167-319 TFLOP/s
- (README); with 3.5 products per exp here, say 220-350 TFLOP/s of wgmma work, that is 3.5 F / rate, which the
- benchmarks report as 2.5 F / time (FlashAttention-2's count): ~160-250 TFLOP/s, 1.3-1.5x the mma.sync backward
- (114-179), 0.5-0.8x SDPA's backward. Next steps if short: S^T/dP^T of tile i+1 issued before dV/dK of tile i
- (FlashAttention-3's overlap), a TMA producer warp with mbarriers, ping-pong between the warpgroups.
- The CPU emulator runs both kernels through the wgmma twins (dev/cuda/attention_backward.cu version 3); the
- hardware's reading of the descriptors and the asynchrony are checked only on a GPU.
+ Measured (H200, version 3, bench_attention.py): 141-283 TFLOP/s (FA2-counted), 1.1-1.6x the mma.sync backward,
+ 0.46-0.65x SDPA's. Version 4 (the trainer's, below the version 3 kernels): both kernels warp-specialized as the
+ forward's version 5 (a TMA producer warpgroup, mbarrier rings 3 stages deep, the consumers free of load work and
+ of the block-wide barrier per tile); predicted (not yet measured) 1.2-1.4x version 3. Next steps: S^T/dP^T of
+ tile i+1 issued before dV/dK of tile i (FlashAttention-3's overlap), ping-pong between the warpgroups.
+ The CPU emulator runs all four kernels through the wgmma, TMA and mbarrier twins (dev/cuda/attention_backward.cu
+ versions 3, 4); the hardware's reading of the descriptors and tensor maps and the asynchrony are checked only on
+ a GPU.
 */
 #ifndef SESSA_ATTENTION_SM90_BWD_CUH
 #define SESSA_ATTENTION_SM90_BWD_CUH
@@ -353,7 +354,8 @@ attention_backward_dkv_sm90_kernel(floatX *dk, floatX *dv, const floatX *dout, c
 // read by 64 producer threads and stored to shared memory) into a ring of STAGES = 3 stages, one full mbarrier per
 // stage (the TMA thread's expect_tx + the 64 row threads' arrivals) and one empty (the 256 consumer threads);
 // 2 consumer warpgroups of 64 keys run atth_dkv_item per item. Shared memory: K, V, 3 x (Q_i, dO_i, lse, Delta),
-// 8 mbarriers: 81 / 161 KiB at d = 64 / 128. Registers: 168 at launch, 24 / 240 after setmaxnreg (ptxas -v below).
+// 7 mbarriers: 83 / 163 KiB at d = 64 / 128. Registers (ptxas -v): 168 at launch (384 threads), 24 / 240 after
+// setmaxnreg, no spills (version 3's dK/dV kernel needs 255 at d = 128).
 // grid (ceil(T/128), Hkv, B); AttWBwdCfg<HD>::THREADS threads, ::KV_SMEM bytes; tq, tdo: maps of q, dout with
 // boxes of 64 rows, tk, tv: maps of k, v with boxes of 128 rows
 template <int HD>
