@@ -644,6 +644,13 @@ static void attention_sm90_decide(void) {
     attention_sm90_state = attention_sm90_bwd_state = attention_sm90_usable();
     const char *bwd_env = getenv("SESSA_ATT_SM90_BWD");   // 0: the Hopper forward only (to compare the backwards)
     if (bwd_env && strcmp(bwd_env, "0") == 0) attention_sm90_bwd_state = 0;
+    // SESSA_ATT_FWD_VERSION=3..6, SESSA_ATT_BWD_VERSION=3..4: another Hopper version (dev/cuda/attention_*.cu), to compare
+    const char *fv = getenv("SESSA_ATT_FWD_VERSION"), *bv = getenv("SESSA_ATT_BWD_VERSION");
+    if (fv) attention_sm90_fwd_version = atoi(fv);
+    if (bv) attention_sm90_bwd_version = atoi(bv);
+    if (attention_sm90_fwd_version < 3 || attention_sm90_fwd_version > 6 || attention_sm90_bwd_version < 3 || attention_sm90_bwd_version > 4)
+        fatal("attention: SESSA_ATT_FWD_VERSION=%s (3 to 6) or SESSA_ATT_BWD_VERSION=%s (3 or 4) is not a Hopper version",
+              fv ? fv : "unset", bv ? bv : "unset");
     for (int d = 64; attention_sm90_usable() && d <= 128; d *= 2) {
         const int B = 1, T = 300, H = 2, Hkv = 1;
         size_t nq = (size_t)B * T * H * d, nk = (size_t)B * T * Hkv * d, nl = (size_t)B * H * T;

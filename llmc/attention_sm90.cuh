@@ -39,8 +39,8 @@
  the helpers here).
  Build: -gencode arch=compute_90a,code=sm_90a (the Makefiles do so for GPU_ARCH=sm_90); in any other build the
  kernel body is empty and attention_sm90_usable() (a probe kernel run once) says no, so it is never launched.
- Off switches: SESSA_ATT_SM90=0 in the environment, or -DATT_NO_SM90 at compile time; -DATTH_FWD_VERSION=4
- (or 3) makes the trainer use the older kernel.
+ Off switches: SESSA_ATT_SM90=0 in the environment, or -DATT_NO_SM90 at compile time; SESSA_ATT_FWD_VERSION=4
+ (or 3, 6; llmc/attention.cuh) makes the trainer use another kernel.
  The CPU emulator (dev/cuda_emu) runs this kernel through C++ twins of the wgmma wrappers that read shared memory
  with the ISA's canonical swizzled layouts: indexing, masks, barriers and the layouts as understood here are
  checked on the CPU (dev/cuda/attention_forward.cu versions 3-5; version 5 through the emulator's TMA, mbarrier and
