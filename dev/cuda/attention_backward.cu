@@ -303,10 +303,10 @@ static void bench(int version, int B, int T, int H, int Hkv, int d) {
 }
 
 // `shape B T H Hkv d`: the trainer's forward (attention_forward: the Hopper kernel where usable, else version 2) and
-// backward (attention_backward: version 3 where usable, else 2), median of 7 timings of 20 calls each, and the
+// backward (attention_backward: version 4 where usable, else 2), median of 7 timings of 20 calls each, and the
 // mma.sync forward and backward (version 2) for comparison, one line:
-//   ours B T H Hkv d fwd_ms fwd_tflops bwd_ms bwd_tflops fwd_kernel(wgmma|mma) mma_fwd_ms mma_fwd_tflops
-//        bwd_kernel(wgmma|mma) mma_bwd_ms mma_bwd_tflops
+//   ours B T H Hkv d fwd_ms fwd_tflops bwd_ms bwd_tflops fwd_kernel(wgmma-v<version>|mma) mma_fwd_ms mma_fwd_tflops
+//        bwd_kernel(wgmma-v<version>|mma) mma_bwd_ms mma_bwd_tflops
 static float median_ms(int n, float *x) {
     for (int i = 1; i < n; i++) for (int j = i; j > 0 && x[j] < x[j - 1]; j--) { float t = x[j]; x[j] = x[j - 1]; x[j - 1] = t; }
     return x[n / 2];
@@ -328,9 +328,11 @@ static int shape_mode(int argc, char **argv) {
     }
     float fms = median_ms(7, tf), bms = median_ms(7, tb), mms = median_ms(7, tm), bmms = median_ms(7, tbm);
     double ff = att_forward_flops(B, T, H, d), fb = att_backward_flops(B, T, H, d);
+    char fk[16] = "mma", bk[16] = "mma";   // the Hopper kernels with their version (dev/cuda/attention_*.cu)
+    if (att_forward_is_sm90(d)) snprintf(fk, sizeof fk, "wgmma-v%d", attention_sm90_fwd_version);
+    if (att_backward_is_sm90(d)) snprintf(bk, sizeof bk, "wgmma-v%d", attention_sm90_bwd_version);
     printf("ours %d %d %d %d %d %.4f %.1f %.4f %.1f %s %.4f %.1f %s %.4f %.1f\n", B, T, H, Hkv, d, fms, ff / (fms * 1e-3) / 1e12,
-           bms, fb / (bms * 1e-3) / 1e12, att_forward_is_sm90(d) ? "wgmma" : "mma", mms, ff / (mms * 1e-3) / 1e12,
-           att_backward_is_sm90(d) ? "wgmma" : "mma", bmms, fb / (bmms * 1e-3) / 1e12);
+           bms, fb / (bms * 1e-3) / 1e12, fk, mms, ff / (mms * 1e-3) / 1e12, bk, bmms, fb / (bmms * 1e-3) / 1e12);
     free(dout);
     att_grads_free(&g);
     free_att_problem(&p);
