@@ -588,34 +588,45 @@ static void attention_backward_mma(floatX *dq, floatX *dk, floatX *dv, const flo
     if (d == 64) attention_backward_hd<64>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, ld[0], ld[1], stream);
     if (d == 128) attention_backward_hd<128>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, ld[0], ld[1], stream);
 }
-// the Hopper backward (wgmma, llmc/attention_sm90_bwd.cuh; dev/cuda/attention_backward.cu version 3), d = 64, 128
+// the Hopper backward (wgmma, llmc/attention_sm90_bwd.cuh; dev/cuda/attention_backward.cu versions 3, 4: 4 with the
+// warp-specialized dQ kernel), d = 64, 128
+#ifndef ATTH_BWD_VERSION
+#define ATTH_BWD_VERSION 4
+#endif
 static void attention_backward_sm90(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const floatX *out,
                                     const float *lse, const floatX *q, const floatX *k, const floatX *v, float *scratch,
-                                    int B, int T, int H, int Hkv, int d, cudaStream_t stream, int ldq = 0, int ldkv = 0) {
+                                    int B, int T, int H, int Hkv, int d, cudaStream_t stream, int version = ATTH_BWD_VERSION,
+                                    int ldq = 0, int ldkv = 0) {
     attention_backward_check(dq, dk, dv, dout, out, q, k, v, B, T, H, Hkv, d);
     int ld[2];
     attention_row_strides(ld, ldq, ldkv, H, Hkv, d);
     float *delta = scratch;
     attention_delta(delta, dout, out, B, T, H, d, stream);
-    attention_backward_sm90_kernels(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, d, ld[0], ld[1], stream);
+    attention_backward_sm90_kernels(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, d, ld[0], ld[1], version, stream);
 }
 
 // Whether the trainer takes the Hopper paths: attention_sm90_usable() and, once per process, a self-test on a small
-// random problem (B=1, T=300, H=2, Hkv=1, d = 64 and 128, the mma.sync forward's out, lse and a random dout): the
+// random problem (B=1, T=300, H=2, Hkv=1, d = 64 and 128, the mma.sync forward's out, lse and a random dout; q, k, v
+// and dq, dk, dv column slices of a (T, 4d + 8) matrix as the trainer's stacked projection makes them): the
 // Hopper forward against the mma.sync one within the tolerance of dev/cuda/attention_forward.cu's check (|diff| <=
 // 1e-2 max|x| + 2e-2 |x|; lse 1e-3), the Hopper backward against the mma.sync one with the same bound on dq, dk and
 // dv (each is within 1e-2 max + 1e-2 |x| of the exact gradient: dev/cuda/attention_backward.cu's check). A Hopper
 // kernel that is wrong on this GPU is then bypassed (forward and backward separately), with a message on stderr,
-// instead of training on wrong attention.
+// instead of training on wrong attention; the warp-specialized (TMA) versions fall back first to the previous ones
+// (forward 5 -> 4, backward 4 -> 3: dev/cuda/attention_*.cu), and to mma.sync only when those fail too.
 static int attention_sm90_state = -1, attention_sm90_bwd_state = -1;   // -1: not decided yet
+static int attention_sm90_fwd_version = ATTH_FWD_VERSION;               // the Hopper forward the trainer runs
+static int attention_sm90_bwd_version = ATTH_BWD_VERSION;               // and backward
+static int attention_sm90_selftest_failures = 0;                       // failed self-tests (0 on a sound GPU)
 static int attention_sm90_decided(void) { return attention_sm90_state >= 0; }
 
-// 1 when the bf16 device tensors x (the Hopper kernel's) and ref (the mma.sync one's), n entries, agree within
-// 1e-2 max|ref| + 2e-2 |ref| (a NaN fails); else 0 and a message naming the tensor
-static int attention_selftest_close(const floatX *x, const floatX *ref, size_t n, const char *name, int d) {
+// 1 when the bf16 device tensors x (the Hopper kernel's) and ref (the mma.sync one's), rows x cols entries with
+// rows ld apart, agree within 1e-2 max|ref| + 2e-2 |ref| (a NaN fails); else 0 and a message naming the tensor
+static int attention_selftest_close(const floatX *x, const floatX *ref, int rows, int cols, int ld, const char *name, int d) {
+    size_t n = (size_t)rows * cols;
     floatX *h = (floatX *)mallocCheck(2 * n * sizeof(floatX));
-    cudaCheck(cudaMemcpy(h, x, n * sizeof(floatX), cudaMemcpyDeviceToHost));
-    cudaCheck(cudaMemcpy(h + n, ref, n * sizeof(floatX), cudaMemcpyDeviceToHost));
+    cudaCheck(cudaMemcpy2D(h, cols * sizeof(floatX), x, ld * sizeof(floatX), cols * sizeof(floatX), rows, cudaMemcpyDeviceToHost));
+    cudaCheck(cudaMemcpy2D(h + n, cols * sizeof(floatX), ref, ld * sizeof(floatX), cols * sizeof(floatX), rows, cudaMemcpyDeviceToHost));
     float mx = 0.0f, worst = 0.0f;
     for (size_t i = 0; i < n; i++) mx = fmaxf(mx, fabsf(__bfloat162float(h[n + i])));
     int ok = 1;
@@ -626,9 +637,28 @@ static int attention_selftest_close(const floatX *x, const floatX *ref, size_t n
     }
     if (!ok)
         fprintf(stderr, "attention: the Hopper (wgmma) kernel disagrees with the mma.sync one on %s at d=%d (max |diff| "
-                "%.3g of max|%s| %.3g): using mma.sync. Run dev/cuda/bin/attention_forward and attention_backward check.\n",
+                "%.3g of max|%s| %.3g): bypassing it. Run dev/cuda/bin/attention_forward and attention_backward check.\n",
                 name, d, worst, name, mx);
     free(h);
+    return ok;
+}
+
+// the self-test of Hopper forward `version` (into out, lse) against the mma.sync one's ref_out, ref_lse: 1 if close
+static int attention_selftest_forward(int version, floatX *out, float *lse, const floatX *ref_out, const float *ref_lse,
+                                      const floatX *q, const floatX *k, const floatX *v, int B, int T, int H, int Hkv, int d,
+                                      int ld) {
+    size_t nl = (size_t)B * H * T;
+    attention_forward_sm90(out, lse, q, k, v, B, T, H, Hkv, d, 0, version, ld, ld);
+    int ok = attention_selftest_close(out, ref_out, B * T, H * d, H * d, "out", d);
+    float *hl = (float *)mallocCheck(2 * nl * sizeof(float)), worst_lse = 0.0f;
+    cudaCheck(cudaMemcpy(hl, lse, nl * sizeof(float), cudaMemcpyDeviceToHost));
+    cudaCheck(cudaMemcpy(hl + nl, ref_lse, nl * sizeof(float), cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < nl; i++) worst_lse = fmaxf(worst_lse, fabsf(hl[i] - hl[nl + i]));
+    if (!(worst_lse <= 1e-3f)) {                      // NaN fails too
+        fprintf(stderr, "attention: the Hopper (wgmma) forward's lse is off by %.3g at d=%d.\n", worst_lse, d);
+        ok = 0;
+    }
+    free(hl);
     return ok;
 }
 
@@ -637,45 +667,64 @@ static void attention_sm90_decide(void) {
     attention_sm90_state = attention_sm90_bwd_state = attention_sm90_usable();
     const char *bwd_env = getenv("SESSA_ATT_SM90_BWD");   // 0: the Hopper forward only (to compare the backwards)
     if (bwd_env && strcmp(bwd_env, "0") == 0) attention_sm90_bwd_state = 0;
+    // SESSA_ATT_FWD_VERSION=3..6, SESSA_ATT_BWD_VERSION=3..4: another Hopper version (dev/cuda/attention_*.cu), to compare
+    const char *fv = getenv("SESSA_ATT_FWD_VERSION"), *bv = getenv("SESSA_ATT_BWD_VERSION");
+    if (fv) attention_sm90_fwd_version = atoi(fv);
+    if (bv) attention_sm90_bwd_version = atoi(bv);
+    if (attention_sm90_fwd_version < 3 || attention_sm90_fwd_version > 6 || attention_sm90_bwd_version < 3 || attention_sm90_bwd_version > 4)
+        fatal("attention: SESSA_ATT_FWD_VERSION=%s (3 to 6) or SESSA_ATT_BWD_VERSION=%s (3 or 4) is not a Hopper version",
+              fv ? fv : "unset", bv ? bv : "unset");
     for (int d = 64; attention_sm90_usable() && d <= 128; d *= 2) {
-        const int B = 1, T = 300, H = 2, Hkv = 1;
-        size_t nq = (size_t)B * T * H * d, nk = (size_t)B * T * Hkv * d, nl = (size_t)B * H * T;
-        size_t n_in = 2 * nq + 2 * nk;                // q, dout, k, v
-        floatX *h = (floatX *)mallocCheck(n_in * sizeof(floatX));
+        const int B = 1, T = 300, H = 2, Hkv = 1, ld = (H + 2 * Hkv) * d + 8;   // 8: the least pad TMA allows
+        size_t nq = (size_t)B * T * H * d, nl = (size_t)B * H * T, nqkv = (size_t)B * T * ld;
+        floatX *h = (floatX *)mallocCheck((nqkv + nq) * sizeof(floatX));   // q | k | v | pad rows, then dout
         uint32_t x = 12345u;
-        for (size_t i = 0; i < n_in; i++) {           // q, dout, k uniform in [-2, 2), v in [-1, 1)
+        for (size_t i = 0; i < nqkv + nq; i++) {      // q, k, dout uniform in [-2, 2), v in [-1, 1), the pad 0
             x = x * 1664525u + 1013904223u;
             float u = (float)(x >> 8) / 16777216.0f;
-            h[i] = __float2bfloat16(i < 2 * nq + nk ? 4.0f * u - 2.0f : 2.0f * u - 1.0f);
+            int c = i < nqkv ? (int)(i % ld) : 0;
+            h[i] = __float2bfloat16(c < (H + Hkv) * d ? 4.0f * u - 2.0f : c < (H + 2 * Hkv) * d ? 2.0f * u - 1.0f : 0.0f);
         }
-        floatX *din, *dout2, *dgrad;                  // inputs; out of both forwards; dq, dk, dv of both backwards
+        floatX *din, *dout2, *dgrad;                  // inputs; out of both forwards; dq | dk | dv of both backwards
         float *dlse, *dscratch;
-        cudaCheck(cudaMalloc((void **)&din, n_in * sizeof(floatX)));
+        cudaCheck(cudaMalloc((void **)&din, (nqkv + nq) * sizeof(floatX)));
         cudaCheck(cudaMalloc((void **)&dout2, 2 * nq * sizeof(floatX)));
-        cudaCheck(cudaMalloc((void **)&dgrad, 2 * (nq + 2 * nk) * sizeof(floatX)));
+        cudaCheck(cudaMalloc((void **)&dgrad, 2 * nqkv * sizeof(floatX)));
         cudaCheck(cudaMalloc((void **)&dlse, 2 * nl * sizeof(float)));
         cudaCheck(cudaMalloc((void **)&dscratch, attention_backward_scratch_bytes(B, T, H, Hkv, d)));
-        cudaCheck(cudaMemcpy(din, h, n_in * sizeof(floatX), cudaMemcpyHostToDevice));
-        const floatX *q = din, *dout = din + nq, *k = din + 2 * nq, *v = k + nk;
-        attention_forward_mma(dout2, dlse, q, k, v, B, T, H, Hkv, d, 0);
-        attention_forward_sm90(dout2 + nq, dlse + nl, q, k, v, B, T, H, Hkv, d, 0);
-        floatX *g0 = dgrad, *g1 = dgrad + nq + 2 * nk;   // dq, dk, dv of the mma.sync / Hopper backward
-        attention_backward_mma(g0, g0 + nq, g0 + nq + nk, dout, dout2, dlse, q, k, v, dscratch, B, T, H, Hkv, d, 0);
-        attention_backward_sm90(g1, g1 + nq, g1 + nq + nk, dout, dout2, dlse, q, k, v, dscratch, B, T, H, Hkv, d, 0);
-        float *hl = (float *)mallocCheck(2 * nl * sizeof(float)), worst_lse = 0.0f;
-        cudaCheck(cudaMemcpy(hl, dlse, 2 * nl * sizeof(float), cudaMemcpyDeviceToHost));
-        int fwd_ok = attention_selftest_close(dout2 + nq, dout2, nq, "out", d);
-        for (size_t i = 0; i < nl; i++) worst_lse = fmaxf(worst_lse, fabsf(hl[nl + i] - hl[i]));
-        if (!(worst_lse <= 1e-3f)) {                 // NaN fails too
-            fprintf(stderr, "attention: the Hopper (wgmma) forward's lse is off by %.3g at d=%d: using mma.sync.\n", worst_lse, d);
-            fwd_ok = 0;
+        cudaCheck(cudaMemcpy(din, h, (nqkv + nq) * sizeof(floatX), cudaMemcpyHostToDevice));
+        const floatX *q = din, *k = din + H * d, *v = k + Hkv * d, *dout = din + nqkv;
+        attention_forward_mma(dout2, dlse, q, k, v, B, T, H, Hkv, d, 0, ld, ld);
+        int fwd_ok = attention_selftest_forward(attention_sm90_fwd_version, dout2 + nq, dlse + nl, dout2, dlse, q, k, v,
+                                                B, T, H, Hkv, d, ld);
+        attention_sm90_selftest_failures += !fwd_ok;
+        if (!fwd_ok && attention_sm90_fwd_version > 4) {
+            fprintf(stderr, "attention: the Hopper forward version %d failed its self-test at d=%d: trying version 4.\n",
+                    attention_sm90_fwd_version, d);
+            attention_sm90_fwd_version = 4;
+            fwd_ok = attention_selftest_forward(4, dout2 + nq, dlse + nl, dout2, dlse, q, k, v, B, T, H, Hkv, d, ld);
+            attention_sm90_selftest_failures += !fwd_ok;
         }
-        int bwd_ok = attention_selftest_close(g1, g0, nq, "dq", d);
-        bwd_ok &= attention_selftest_close(g1 + nq, g0 + nq, nk, "dk", d);
-        bwd_ok &= attention_selftest_close(g1 + nq + nk, g0 + nq + nk, nk, "dv", d);
+        floatX *g0 = dgrad, *g1 = dgrad + nqkv;       // dq | dk | dv rows of the mma.sync / Hopper backward
+        const int offs[3] = {0, H * d, (H + Hkv) * d}, widths[3] = {H * d, Hkv * d, Hkv * d};
+        const char *names[3] = {"dq", "dk", "dv"};
+        attention_backward_mma(g0, g0 + offs[1], g0 + offs[2], dout, dout2, dlse, q, k, v, dscratch, B, T, H, Hkv, d, 0, ld, ld);
+        int bwd_ok = 0;
+        for (int ver = attention_sm90_bwd_version; ver >= 3 && !bwd_ok; ver--) {   // 4, then 3
+            if (ver < attention_sm90_bwd_version)
+                fprintf(stderr, "attention: the Hopper backward version %d failed its self-test at d=%d: trying version %d.\n",
+                        ver + 1, d, ver);
+            attention_sm90_bwd_version = ver;
+            attention_backward_sm90(g1, g1 + offs[1], g1 + offs[2], dout, dout2, dlse, q, k, v, dscratch, B, T, H, Hkv, d, 0,
+                                    ver, ld, ld);
+            bwd_ok = 1;
+            for (int i = 0; i < 3; i++)
+                bwd_ok &= attention_selftest_close(g1 + offs[i], g0 + offs[i], B * T, widths[i], ld, names[i], d);
+            attention_sm90_selftest_failures += !bwd_ok;
+        }
         if (!fwd_ok) attention_sm90_state = 0;
         if (!bwd_ok) attention_sm90_bwd_state = 0;
-        free(h); free(hl);
+        free(h);
         cudaCheck(cudaFree(din)); cudaCheck(cudaFree(dout2)); cudaCheck(cudaFree(dgrad));
         cudaCheck(cudaFree(dlse)); cudaCheck(cudaFree(dscratch));
     }
@@ -713,14 +762,15 @@ static int attention_use_sm90(int d, cudaStream_t stream, int backward) {
 static void attention_forward(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
                               int B, int T, int H, int Hkv, int d, cudaStream_t stream, int ldq = 0, int ldkv = 0) {
     if (attention_use_sm90(d, stream, 0))
-        attention_forward_sm90(out, lse, q, k, v, B, T, H, Hkv, d, stream, ATTH_OVERLAP, ldq, ldkv);
+        attention_forward_sm90(out, lse, q, k, v, B, T, H, Hkv, d, stream, attention_sm90_fwd_version, ldq, ldkv);
     else attention_forward_mma(out, lse, q, k, v, B, T, H, Hkv, d, stream, ldq, ldkv);
 }
 static void attention_backward(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const floatX *out,
                                const float *lse, const floatX *q, const floatX *k, const floatX *v, float *scratch,
                                int B, int T, int H, int Hkv, int d, cudaStream_t stream, int ldq = 0, int ldkv = 0) {
     if (attention_use_sm90(d, stream, 1))
-        attention_backward_sm90(dq, dk, dv, dout, out, lse, q, k, v, scratch, B, T, H, Hkv, d, stream, ldq, ldkv);
+        attention_backward_sm90(dq, dk, dv, dout, out, lse, q, k, v, scratch, B, T, H, Hkv, d, stream, attention_sm90_bwd_version,
+                                ldq, ldkv);
     else attention_backward_mma(dq, dk, dv, dout, out, lse, q, k, v, scratch, B, T, H, Hkv, d, stream, ldq, ldkv);
 }
 

@@ -1,8 +1,9 @@
 /*
  Causal grouped-query attention forward on Hopper (sm_90a): warpgroup MMA (wgmma) with operands in 128-byte
- swizzled shared memory, FlashAttention-3's math and layouts, simplified (no producer warp, no ping-pong between
- warpgroups). Same contract as attention_forward in llmc/attention.cuh (which includes this file and selects
- it): q (B,T,H,d), k/v (B,T,Hkv,d) bf16 -> out (B,T,H,d) bf16, lse (B,H,T) fp32 (natural log), scale 1/sqrt(d),
+ swizzled shared memory, FlashAttention-3's math and layouts. Two kernels: the one below (versions 3, 4: all
+ threads load by cp.async, no ping-pong) and, further down, versions 5 and 6, the trainer's: FlashAttention-3's
+ warp specialization (a TMA producer warpgroup, an mbarrier ring, consumer warpgroups in ping-pong). Same contract
+ as attention_forward in llmc/attention.cuh (which includes this file and selects it): q (B,T,H,d), k/v (B,T,Hkv,d) bf16 -> out (B,T,H,d) bf16, lse (B,H,T) fp32 (natural log), scale 1/sqrt(d),
  query head h reads kv head h / (H/Hkv), key j <= t attended; d = 64 or 128.
 
  Math, per block of BQ = 128 query rows (2 warpgroups x 64 rows), over key tiles of BK = 128 up to its last row
@@ -31,17 +32,20 @@
      O += P_j-1 V_j-1, wait for S_j only, softmax of S_j while the tensor cores run P_j-1 V_j-1, wait, rescale O,
      P_j <- S_j; one P V after the loop. Loads {K_j+1, V_j}: V lags K by a tile (V_j is read at tile j+1).
    The two warpgroups run side by side (no ping-pong), so one's softmax overlaps the other's wgmma by chance only.
- Registers per thread (sm_90a, nvcc 13, ptxas -v; d = 64/128): version 3 189/210, version 4 165/201; no spills.
- Expected rate (not yet measured): the wgmma products run at up to ~2x mma.sync's rate; ~300-450 TFLOP/s forward
- on an H200 (mma.sync: 170-245). Next steps if short: a producer warp with TMA + mbarriers, ping-pong between the
- warpgroups (named barriers), 3 consumer warpgroups at d = 64. The wgmma backward is
- llmc/attention_sm90_bwd.cuh (included at the end, built on the helpers here).
+ Registers per thread (sm_90a, nvcc 13, ptxas -v; d = 64/128): version 3 185/206, version 4 162/197; no spills.
+ Measured on an H200 (version 4, bench_attention.py): 164-218 TFLOP/s at d = 64, 199-317 at d = 128, 0.5-0.58x
+ PyTorch SDPA: the loads by the consumers themselves and the lock-step warpgroups leave the tensor cores idle;
+ version 5 below is the answer. The wgmma backward is llmc/attention_sm90_bwd.cuh (included at the end, built on
+ the helpers here).
  Build: -gencode arch=compute_90a,code=sm_90a (the Makefiles do so for GPU_ARCH=sm_90); in any other build the
  kernel body is empty and attention_sm90_usable() (a probe kernel run once) says no, so it is never launched.
- Off switches: SESSA_ATT_SM90=0 in the environment, or -DATT_NO_SM90 at compile time.
+ Off switches: SESSA_ATT_SM90=0 in the environment, or -DATT_NO_SM90 at compile time; SESSA_ATT_FWD_VERSION=4
+ (or 3, 6; llmc/attention.cuh) makes the trainer use another kernel.
  The CPU emulator (dev/cuda_emu) runs this kernel through C++ twins of the wgmma wrappers that read shared memory
  with the ISA's canonical swizzled layouts: indexing, masks, barriers and the layouts as understood here are
- checked on the CPU (dev/cuda/attention_forward.cu versions 3, 4); the hardware's reading of the descriptors only on a GPU.
+ checked on the CPU (dev/cuda/attention_forward.cu versions 3-5; version 5 through the emulator's TMA, mbarrier and
+ named-barrier twins, which model the phases and the hand-overs but not the concurrency's timing); the hardware's
+ reading of the descriptors and tensor maps only on a GPU.
 */
 #ifndef SESSA_ATTENTION_SM90_CUH
 #define SESSA_ATTENTION_SM90_CUH
@@ -179,6 +183,21 @@ template <int KB> __device__ __forceinline__ void atth_fence_p(uint32_t (&pa)[KB
 #pragma unroll
     for (int kk = 0; kk < KB; kk++) for (int i = 0; i < 4; i++) asm volatile("" : "+r"(pa[kk][i]) :: "memory");
 }
+// the end of a query tile, per thread (rows r0, r0 + 8): l summed over the row's quad, lse = m/sqrt(d) + log l,
+// out = O / l
+template <int HD>
+__device__ __forceinline__ void atth_epilogue(floatX *out, float *lse, const float (&o)[HD / 2], const float (&m)[2],
+                                              float (&l)[2], int b, int h, int H, int T, int r0, float sl2) {
+    float *lse_bh = lse + ((size_t)b * H + h) * T;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+        int t = r0 + 8 * r;
+        if (threadIdx.x % 4 == 0 && t < T) lse_bh[t] = m[r] * (sl2 / 1.4426950408889634f) + logf(l[r]);
+    }
+    atth_store_rows<HD>(out + ((size_t)b * T * H + h) * HD, H * HD, r0, T, o, 1.0f / l[0], 1.0f / l[1]);
+}
 #endif // SESSA_SM90A
 
 // grid (ceil(T/BQ), H, B), the longest (last) query tiles first; ATTH_THREADS threads, AttHCfg<HD>::SMEM bytes.
@@ -187,7 +206,7 @@ template <int KB> __device__ __forceinline__ void atth_fence_p(uint32_t (&pa)[KB
 // OVERLAP = true (FlashAttention-3's intra-warpgroup overlap): per tile j, issue S_j and O += P_j-1 V_j-1
 //   together, wait for S_j only, run S_j's softmax while the tensor cores do P_j-1 V_j-1, then wait and rescale O.
 //   V then lags K by a tile: the group issued at tile j is {K_j+1, V_j} (V_j is first read at tile j+1, after
-//   that tile's barrier), and a last P V follows the loop. (version 4; what the trainer runs unless ATTH_OVERLAP=0)
+//   that tile's barrier), and a last P V follows the loop. (version 4; the trainer's fallback from version 5)
 template <int HD, bool OVERLAP>
 __global__ void __launch_bounds__(ATTH_THREADS, 1)
 attention_forward_sm90_kernel(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
@@ -198,7 +217,7 @@ attention_forward_sm90_kernel(floatX *out, float *lse, const floatX *q, const fl
     extern __shared__ __align__(1024) unsigned char atth_smem[];
     unsigned char *Qs = atth_smem_base(atth_smem);
     unsigned char *Ks = Qs + C::Q_BYTES, *Vs = Ks + 2 * C::KV_BYTES;
-    const int tid = threadIdx.x, wg = tid / 128, lane = tid % 32, g = lane / 4, tq = lane % 4;
+    const int tid = threadIdx.x, wg = tid / 128, lane = tid % 32, g = lane / 4;
     const int i0 = (gridDim.x - 1 - blockIdx.x) * BQ, h = blockIdx.y, b = blockIdx.z, hk = h / (H / Hkv);
     const int wg0 = i0 + 64 * wg, r0 = wg0 + 16 * ((tid % 128) / 32) + g;   // warpgroup's first row; rows r0, r0+8
     const floatX *kb = k + (size_t)b * T * ldkv + hk * HD, *vb = v + (size_t)b * T * ldkv + hk * HD;
@@ -278,15 +297,177 @@ attention_forward_sm90_kernel(floatX *out, float *lse, const floatX *q, const fl
         wgmma_fence_operand(o);
         atth_fence_p<BK / 16>(pa);
     }
-    float *lse_bh = lse + ((size_t)b * H + h) * T;
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-        int t = r0 + 8 * r;
-        if (tq == 0 && t < T) lse_bh[t] = m[r] * (sl2 / 1.4426950408889634f) + logf(l[r]);
+    atth_epilogue<HD>(out, lse, o, m, l, b, h, H, T, r0, sl2);
+#endif // SESSA_SM90A
+}
+
+// ---------------------------------------------------------------------------- versions 5, 6: warp-specialized
+/*
+ FlashAttention-3's mainloop (version 5, what the trainer runs; 6 the same with NWG = 2 at d = 64 too): the same
+ math and tiles as above, with
+ - a producer warpgroup: one thread loads Q once and then K_j, V_j through TMA (llmc/mma.cuh) into a ring of
+   STAGES stages per operand, each guarded by two mbarriers: full (the producer's expect_tx + TMA's complete_tx)
+   and empty (every consumer thread arrives when its wgmma that read the stage has completed); it keeps 24
+   registers per thread (setmaxnreg), the consumers take 240 (NWG = 3: 32 and 160);
+ - NWG consumer warpgroups (64 query rows each) in ping-pong: named barrier c + 1 is consumer c's turn to issue;
+   it issues S_j = Q K_j^T and O += P_j-1 V_j-1 (intra-warpgroup overlap, as version 4), waits for S_j, then
+   hands the turn to consumer c + 1 (mod NWG), so its softmax runs while the others' products occupy the tensor
+   cores. (FlashAttention-3 hands over right after the issue; here a bar.arrive between wgmma issue and wait makes
+   ptxas serialize the wgmma (warning C7514), so the hand-over follows S_j's wait: the next warpgroup's products
+   queue behind P_j-1 V_j-1, which is still running, and the tensor cores stay busy.)
+ Timeline of one block (NWG = 2, tile j; "|" a wait, "->" a hand-over of the turn):
+   producer   K_j+1 | V_j+1 |  (each as soon as its stage's empty barrier completes: up to STAGES tiles ahead)
+   consumer 0 [issue S_j, P_j-1 V_j-1] | S_j -> release K_j, softmax_j | P V: release V_j-1, rescale | turn ..
+   consumer 1                          turn [issue S_j, P_j-1 V_j-1] | S_j -> release K_j, softmax_j | ...
+   tensor cores  S_j(0) PV_j-1(0) S_j(1) PV_j-1(1) S_j+1(0) ...  busy while the other warpgroup does softmax
+ Barrier phases: tile j sits in stage j % STAGES; its full barrier completes for the (j / STAGES)-th time, so the
+ consumers wait for parity (j / STAGES) & 1; the producer refills stage s for tile j >= STAGES after the empty
+ barrier's completion (j / STAGES - 1), parity (j / STAGES - 1) & 1. Turns: consumer NWG-1 hands the first turn
+ to consumer 0 before its loop and skips its hand-over at the last tile, so every named barrier is balanced.
+ Counts per key tile of 128 (per block): 4 BQ 128 d FLOPs on the tensor cores, BQ 128 exponentials (the SFU's
+ 16/clock/SM: at d = 64, 2 warpgroups, 1024 clocks, as long as the 2 x 64 x 128 x 64 x 2 x 2 = 4.2 MFLOP of
+ wgmma at ~4 kFLOP/clock/SM): so the softmax must hide under the other warpgroup's products (ping-pong); loads
+ 2 x 128 d 2 bytes per tile from L2 (K, V are shared by H/Hkv heads and the T/BQ query tiles of a head).
+ NWG = 3 at d = 64 (version 5; FlashAttention-3's 192 x 128 tile): BQ = 192 rows per block share each K, V tile,
+ and while one warpgroup does its softmax two others' products keep the tensor cores fed.
+ Registers (ptxas -v, sm_90a, nvcc 13), no spills: NWG = 2: 168 per thread at launch (384 threads,
+ __launch_bounds__), setmaxnreg then 24 (producer) / 240 (consumers); NWG = 3 (d = 64): 128 at launch (512
+ threads), then 32 / 160. (NWG = 3 at d = 128 spills: not offered.)
+ Shared memory: Q + 2 stages of K and V + 9 mbarriers: d = 64 81 KiB (NWG = 3: 89 KiB), d = 128 161 KiB.
+ Prediction (H200, not yet measured): ~1.3-1.5x version 4: 250-330 TFLOP/s at d = 64, 350-450 at d = 128
+ for T >= 4096 (FlashAttention-3 reaches 500-600 at d = 128 with persistent blocks and 3-4 stages).
+*/
+// NWG consumer warpgroups: 2 (d = 128, and version 6 at d = 64) or 3 (version 5 at d = 64: 192 query rows, as
+// FlashAttention-3; its consumers fit the 128 registers of a 512-thread block, at d = 128 they would spill)
+template <int HD, int NWG_> struct AttWCfg {
+    static_assert(NWG_ == 2 || NWG_ == 3, "2 or 3 consumer warpgroups");
+    static constexpr int NWG = NWG_, THREADS = 128 * (NWG + 1), BQ = 64 * NWG, BK = ATTH_BK, STAGES = 2;
+    static constexpr int PRODUCER_REGS = NWG == 2 ? 24 : 32, CONSUMER_REGS = NWG == 2 ? 240 : 160;
+    static_assert(128 * (PRODUCER_REGS + NWG * CONSUMER_REGS) <= 65536, "setmaxnreg: the block's registers");
+    static constexpr int Q_BYTES = BQ * HD * 2, KV_BYTES = BK * HD * 2;
+    static constexpr int BARS = 1 + 4 * STAGES;                          // q_full, k/v full, k/v empty
+    static constexpr size_t SMEM = 1024 + Q_BYTES + 2 * STAGES * KV_BYTES + 8 * BARS;
+    static_assert(BQ <= 256 && BK <= 256, "a TMA box has at most 256 rows");
+};
+
+#ifdef SESSA_SM90A
+// the warp-specialized kernels' barriers: full (base), then k_full, v_full, k_empty, v_empty (NST each) follow
+// it; the fixed tiles' and the full barriers take one arrival (the producer's expect_tx), the empty ones n_consumers
+template <int NST>
+__device__ __forceinline__ void attw_init_barriers(uint64_t *full, int n_consumers) {
+    if (threadIdx.x == 0) {
+        mbar_init(full, 1);
+        for (int st = 0; st < NST; st++) {
+            mbar_init(full + 1 + st, 1);               // k_full
+            mbar_init(full + 1 + NST + st, 1);         // v_full
+            mbar_init(full + 1 + 2 * NST + st, n_consumers);   // k_empty
+            mbar_init(full + 1 + 3 * NST + st, n_consumers);   // v_empty
+        }
+        mbar_fence_init();
     }
-    atth_store_rows<HD>(out + ((size_t)b * T * H + h) * HD, H * HD, r0, T, o, 1.0f / l[0], 1.0f / l[1]);
+    __syncthreads();
+}
+// rows [row0, row0 + R) of head hd, batch b of the tensor map (R x HD as HD/64 swizzled panels) -> dst, by TMA
+template <int HD, int R>
+__device__ __forceinline__ void attw_load_rows(unsigned char *dst, const CUtensorMap *map, uint64_t *bar, int hd, int row0, int b) {
+#pragma unroll
+    for (int p = 0; p < HD / 64; p++) tma_load_4d(dst + p * R * 128, map, bar, 64 * p, hd, row0, b);
+}
+// the producer's loop: K_j, V_j (rows j BK.., kv head hk) into stage j % NST of Ks, Vs (BK x HD each), each after
+// the stage's empty barrier says tile j - NST is done with it; k_full as laid out by attw_init_barriers
+template <int HD, int BK, int NST>
+__device__ __forceinline__ void attw_produce_kv(unsigned char *Ks, unsigned char *Vs, uint64_t *k_full,
+                                                const CUtensorMap *tk, const CUtensorMap *tv, int hk, int b, int n_tiles) {
+    constexpr int KV_BYTES = BK * HD * 2;
+    uint64_t *v_full = k_full + NST, *k_empty = v_full + NST, *v_empty = k_empty + NST;
+    for (int j = 0; j < n_tiles; j++) {
+        const int st = j % NST, ph = (j / NST) & 1;
+        if (j >= NST) mbar_wait(k_empty + st, ph ^ 1);                 // tile j - NST is done with K's stage
+        mbar_arrive_expect_tx(k_full + st, KV_BYTES);
+        attw_load_rows<HD, BK>(Ks + st * KV_BYTES, tk, k_full + st, hk, j * BK, b);
+        if (j >= NST) mbar_wait(v_empty + st, ph ^ 1);                 // ... and with V's
+        mbar_arrive_expect_tx(v_full + st, KV_BYTES);
+        attw_load_rows<HD, BK>(Vs + st * KV_BYTES, tv, v_full + st, hk, j * BK, b);
+    }
+}
+#endif // SESSA_SM90A
+
+// grid (ceil(T/BQ), H, B), the longest (last) query tiles first; AttWCfg<HD, NWG>::THREADS threads, ::SMEM bytes.
+// tq, tk, tv: 4-d tensor maps of q, k, v (d, heads, T, B), boxes of 64 columns x BQ (q) or BK (k, v) rows.
+template <int HD, int NWG_>
+__global__ void __launch_bounds__(AttWCfg<HD, NWG_>::THREADS, 1)
+attention_forward_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
+                                 const __grid_constant__ CUtensorMap tv, floatX *out, float *lse, int T, int H, int Hkv) {
+#ifdef SESSA_SM90A
+    using C = AttWCfg<HD, NWG_>;
+    constexpr int NWG = C::NWG, BQ = C::BQ, BK = C::BK, NST = C::STAGES, NS = BK / 2, NO = HD / 2;
+    extern __shared__ __align__(1024) unsigned char atth_smem[];
+    unsigned char *Qs = atth_smem_base(atth_smem), *Ks = Qs + C::Q_BYTES, *Vs = Ks + NST * C::KV_BYTES;
+    uint64_t *q_full = (uint64_t *)(Vs + NST * C::KV_BYTES), *k_full = q_full + 1, *v_full = k_full + NST;
+    uint64_t *k_empty = v_full + NST, *v_empty = k_empty + NST;
+    const int tid = threadIdx.x, wg = tid / 128;
+    const int i0 = (gridDim.x - 1 - blockIdx.x) * BQ, h = blockIdx.y, b = blockIdx.z, hk = h / (H / Hkv);
+    const int n_tiles = (min(i0 + BQ, T) - 1) / BK + 1;                // key tiles up to the block's last row
+    attw_init_barriers<NST>(q_full, 128 * NWG);
+    if (wg == 0) {                                     // the producer
+        setmaxnreg_dec<C::PRODUCER_REGS>();
+        if (tid != 0) return;
+        mbar_arrive_expect_tx(q_full, C::Q_BYTES);
+        attw_load_rows<HD, BQ>(Qs, &tq, q_full, h, i0, b);
+        attw_produce_kv<HD, BK, NST>(Ks, Vs, k_full, &tk, &tv, hk, b, n_tiles);
+        return;
+    }
+
+    setmaxnreg_inc<C::CONSUMER_REGS>();                // a consumer: 64 query rows
+    const int cw = wg - 1, g = tid % 32 / 4;
+    const int wg0 = i0 + 64 * cw, r0 = wg0 + 16 * ((tid % 128) / 32) + g;   // warpgroup's first row; rows r0, r0+8
+    const float sl2 = rsqrtf((float)HD) * 1.4426950408889634f;        // scores -> log2 units
+    const unsigned char *Qw = Qs + cw * 64 * 128;                      // this warpgroup's 64 rows of panel 0
+    float s[NS], o[NO], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}, corr[2];
+    uint32_t pa[BK / 16][4];
+#pragma unroll
+    for (int i = 0; i < NS; i++) s[i] = 0.0f;
+#pragma unroll
+    for (int i = 0; i < NO; i++) o[i] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; kk++) for (int i = 0; i < 4; i++) pa[kk][i] = 0u;
+    mbar_wait(q_full, 0);
+    if (cw == NWG - 1) bar_arrive(1, 256);             // consumer 0 has the first turn
+    for (int j = 0; j < n_tiles; j++) {
+        const int st = j % NST, sp = (j + NST - 1) % NST;              // K_j's stage, V_j-1's stage
+        mbar_wait(k_full + st, (j / NST) & 1);
+        if (j > 0) mbar_wait(v_full + sp, ((j - 1) / NST) & 1);
+        bar_sync(1 + cw, 256);                         // this warpgroup's turn at the tensor cores
+        wgmma_fence_operand(s);
+        wgmma_fence_operand(o);
+        wgmma_fence();
+        atth_issue_qk<HD, BQ, BK>(s, Qw, Ks + st * C::KV_BYTES);                 // S_j
+        if (j > 0) {                                                             // O += P_j-1 V_j-1
+            wgmma_fence();
+            atth_issue_pv<HD, BK>(o, pa, Vs + sp * C::KV_BYTES);
+        }
+        if (j > 0) wgmma_wait<1>(); else wgmma_wait<0>();                      // S_j done
+        wgmma_fence_operand(s);
+        // the next one's turn (after the wait: a bar.arrive between issue and wait makes ptxas serialize wgmma)
+        if (cw < NWG - 1 || j + 1 < n_tiles) bar_arrive(1 + (cw + 1) % NWG, 256);
+        mbar_arrive(k_empty + st);
+        atth_softmax<BK>(s, m, l, corr, j * BK, wg0, r0, sl2);                  // under the others' products
+        wgmma_wait<0>();
+        wgmma_fence_operand(o);
+        atth_fence_p<BK / 16>(pa);
+        if (j > 0) mbar_arrive(v_empty + sp);
+        atth_rescale<HD>(o, corr);
+        atth_pack_p<BK>(pa, s);
+    }
+    const int sl = (n_tiles - 1) % NST;                // O += P_last V_last
+    mbar_wait(v_full + sl, ((n_tiles - 1) / NST) & 1);
+    wgmma_fence_operand(o);
+    wgmma_fence();
+    atth_issue_pv<HD, BK>(o, pa, Vs + sl * C::KV_BYTES);
+    wgmma_wait<0>();
+    wgmma_fence_operand(o);
+    atth_fence_p<BK / 16>(pa);
+    atth_epilogue<HD>(out, lse, o, m, l, b, h, H, T, r0, sl2);
 #endif // SESSA_SM90A
 }
 
@@ -338,26 +519,77 @@ static void attention_forward_sm90_hd(floatX *out, float *lse, const floatX *q, 
     cudaCheck(cudaGetLastError());
 }
 
-#ifndef ATTH_OVERLAP
-#define ATTH_OVERLAP 1   // the trainer's Hopper forward: 1 = intra-warpgroup overlap (version 4), 0 = version 3
+// the 4-d tensor map of a (B, T, heads, d) bf16 tensor for TMA, rows ld elements apart (ld >= heads * d: q, k, v
+// may be column slices of the stacked projection): dimensions (d, heads, T, B) innermost first, byte strides
+// (2d, 2 ld, 2 T ld), boxes of 64 columns (128 bytes: the 128-byte swizzle's row) x 1 head x box_rows rows x 1, rows
+// past T read as 0. TMA needs a 16-byte-aligned base and 16-byte-multiple strides; the public functions already
+// demand both of every call (attention_check_ptr, attention_row_strides: ld a multiple of 8, d of 32), so no call
+// needs to fall back to the cp.async kernels, and the checks here only guard a direct caller.
+// cuTensorMapEncodeTiled comes from the driver through the runtime (no -lcuda); it only fills the 128-byte map.
+typedef CUresult (*atth_encode_tiled_fn)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *, const cuuint64_t *,
+                                         const cuuint64_t *, const cuuint32_t *, const cuuint32_t *, CUtensorMapInterleave,
+                                         CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+static CUtensorMap atth_tensor_map(const floatX *x, int B, int T, int heads, int d, int ld, int box_rows) {
+    static atth_encode_tiled_fn encode = NULL;
+    if (encode == NULL) {
+        void *fn = NULL;
+        cudaDriverEntryPointQueryResult found;
+        cudaCheck(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found));
+        if (found != cudaDriverEntryPointSuccess || fn == NULL)
+            fatal("attention (Hopper): the driver has no cuTensorMapEncodeTiled (CUDA 12.0 or newer needed)");
+        encode = (atth_encode_tiled_fn)fn;
+    }
+    if ((uintptr_t)x % 16 || ld % 8 || ld < heads * d)
+        fatal("attention (Hopper): tensor %p with row stride %d (heads=%d d=%d) is not 16-byte aligned or its rows "
+              "overlap (TMA needs a 16-byte-aligned base and stride)", (const void *)x, ld, heads, d);
+    CUtensorMap map;
+    cuuint64_t dims[4] = {(cuuint64_t)d, (cuuint64_t)heads, (cuuint64_t)T, (cuuint64_t)B};
+    cuuint64_t strides[3] = {(cuuint64_t)d * 2, (cuuint64_t)ld * 2, (cuuint64_t)T * ld * 2};   // bytes
+    cuuint32_t box[4] = {64, 1, (cuuint32_t)box_rows, 1}, elem_strides[4] = {1, 1, 1, 1};
+    CUresult r = encode(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 4, (void *)x, dims, strides, box, elem_strides,
+                        CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                        CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (r != CUDA_SUCCESS) fatal("attention (Hopper): cuTensorMapEncodeTiled failed (%d) for B=%d T=%d heads=%d d=%d", (int)r, B, T, heads, d);
+    return map;
+}
+
+template <int HD, int NWG>
+static void attention_forward_sm90_ws_hd(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
+                                         int B, int T, int H, int Hkv, int ldq, int ldkv, cudaStream_t stream) {
+    using C = AttWCfg<HD, NWG>;
+    CUtensorMap tq = atth_tensor_map(q, B, T, H, HD, ldq, C::BQ), tk = atth_tensor_map(k, B, T, Hkv, HD, ldkv, C::BK);
+    CUtensorMap tv = atth_tensor_map(v, B, T, Hkv, HD, ldkv, C::BK);
+    cudaCheck(cudaFuncSetAttribute(attention_forward_sm90_ws_kernel<HD, NWG>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM));
+    attention_forward_sm90_ws_kernel<HD, NWG><<<dim3(ceil_div(T, C::BQ), H, B), C::THREADS, C::SMEM, stream>>>(tq, tk, tv, out, lse, T, H, Hkv);
+    cudaCheck(cudaGetLastError());
+}
+
+#ifndef ATTH_FWD_VERSION
+#define ATTH_FWD_VERSION 5   // the trainer's Hopper forward: 5 (6) warp-specialized, 4 intra-warpgroup overlap, 3 plain
 #endif
 // the Hopper forward itself (attention_forward picks it when attention_sm90_usable() and d is 64 or 128);
-// overlap: S_j's softmax overlaps P_j-1 V_j-1 (see the kernel)
+// version: 3 and 4 the kernel with all threads loading (overlap off / on), 5 the warp-specialized one (3 consumer
+// warpgroups at d = 64, 2 at d = 128), 6 the same with 2 consumer warpgroups at d = 64 too
 static void attention_forward_sm90(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
-                                   int B, int T, int H, int Hkv, int d, cudaStream_t stream, bool overlap = ATTH_OVERLAP,
+                                   int B, int T, int H, int Hkv, int d, cudaStream_t stream, int version = ATTH_FWD_VERSION,
                                    int ldq = 0, int ldkv = 0) {
     attention_check_shape(B, T, H, Hkv, d);
     attention_check_ptr(out, "out"); attention_check_ptr(q, "q"); attention_check_ptr(k, "k"); attention_check_ptr(v, "v");
     int ld[2];
     attention_row_strides(ld, ldq, ldkv, H, Hkv, d);
     if (d != 64 && d != 128) fatal("attention (Hopper): head width d=%d is not supported (64 or 128)", d);
+    if (version < 3 || version > 6) fatal("attention (Hopper): forward version %d does not exist (3 to 6)", version);
     if (!attention_sm90_usable())
         fatal("attention (Hopper): needs a compute capability 9.0 GPU, a binary built with "
               "-gencode arch=compute_90a,code=sm_90a, and SESSA_ATT_SM90 not 0");
-    if (d == 64 && overlap) attention_forward_sm90_hd<64, true>(out, lse, q, k, v, B, T, H, Hkv, ld[0], ld[1], stream);
-    if (d == 64 && !overlap) attention_forward_sm90_hd<64, false>(out, lse, q, k, v, B, T, H, Hkv, ld[0], ld[1], stream);
-    if (d == 128 && overlap) attention_forward_sm90_hd<128, true>(out, lse, q, k, v, B, T, H, Hkv, ld[0], ld[1], stream);
-    if (d == 128 && !overlap) attention_forward_sm90_hd<128, false>(out, lse, q, k, v, B, T, H, Hkv, ld[0], ld[1], stream);
+    const int l0 = ld[0], l1 = ld[1];
+    if (d == 64 && version == 3) attention_forward_sm90_hd<64, false>(out, lse, q, k, v, B, T, H, Hkv, l0, l1, stream);
+    if (d == 64 && version == 4) attention_forward_sm90_hd<64, true>(out, lse, q, k, v, B, T, H, Hkv, l0, l1, stream);
+    if (d == 64 && version == 5) attention_forward_sm90_ws_hd<64, 3>(out, lse, q, k, v, B, T, H, Hkv, l0, l1, stream);
+    if (d == 64 && version == 6) attention_forward_sm90_ws_hd<64, 2>(out, lse, q, k, v, B, T, H, Hkv, l0, l1, stream);
+    if (d == 128 && version == 3) attention_forward_sm90_hd<128, false>(out, lse, q, k, v, B, T, H, Hkv, l0, l1, stream);
+    if (d == 128 && version == 4) attention_forward_sm90_hd<128, true>(out, lse, q, k, v, B, T, H, Hkv, l0, l1, stream);
+    if (d == 128 && version >= 5) attention_forward_sm90_ws_hd<128, 2>(out, lse, q, k, v, B, T, H, Hkv, l0, l1, stream);
 }
 
 #include "attention_sm90_bwd.cuh"   // the backward, on the pieces above

@@ -42,13 +42,14 @@
  Pipeline: as the forward's version 3 (one cp.async group per tile, double buffered, wait + fence.proxy.async +
  __syncthreads at the top of each tile, every wgmma waited for before the tile ends). Within a tile: S and dP
  issued together, P computed while dP runs; in the dK/dV kernel dV += P^T dO also runs while dS^T is computed.
- Expected (not measured yet): the Hopper forward (2 products per exp) runs its wgmma work at 167-319 TFLOP/s
- (README); with 3.5 products per exp here, say 220-350 TFLOP/s of wgmma work, that is 3.5 F / rate, which the
- benchmarks report as 2.5 F / time (FlashAttention-2's count): ~160-250 TFLOP/s, 1.3-1.5x the mma.sync backward
- (114-179), 0.5-0.8x SDPA's backward. Next steps if short: S^T/dP^T of tile i+1 issued before dV/dK of tile i
- (FlashAttention-3's overlap), a TMA producer warp with mbarriers, ping-pong between the warpgroups.
- The CPU emulator runs both kernels through the wgmma twins (dev/cuda/attention_backward.cu version 3); the
- hardware's reading of the descriptors and the asynchrony are checked only on a GPU.
+ Measured (H200, version 3, bench_attention.py): 141-283 TFLOP/s (FA2-counted), 1.1-1.6x the mma.sync backward,
+ 0.46-0.65x SDPA's. Version 4 (the trainer's, below the version 3 kernels): both kernels warp-specialized as the
+ forward's version 5 (a TMA producer warpgroup, mbarrier rings 3 stages deep, the consumers free of load work and
+ of the block-wide barrier per tile); predicted (not yet measured) 1.2-1.4x version 3. Next steps: S^T/dP^T of
+ tile i+1 issued before dV/dK of tile i (FlashAttention-3's overlap), ping-pong between the warpgroups.
+ The CPU emulator runs all four kernels through the wgmma, TMA and mbarrier twins (dev/cuda/attention_backward.cu
+ versions 3, 4); the hardware's reading of the descriptors and tensor maps and the asynchrony are checked only on
+ a GPU.
 */
 #ifndef SESSA_ATTENTION_SM90_BWD_CUH
 #define SESSA_ATTENTION_SM90_BWD_CUH
@@ -62,6 +63,55 @@ template <int HD> struct AttHBwdCfg {
                                       + 4 * (size_t)KV_BQ * sizeof(float);                            // 2x lse, 2x Delta
 };
 
+#ifdef SESSA_SM90A
+// this thread's rows r0, r0 + 8 of (b, h): lse in log2 units and Delta (0 past T)
+__device__ __forceinline__ void atth_row_stats(float (&lse2)[2], float (&dlt)[2], const float *lse, const float *delta,
+                                               int b, int h, int H, int T, int r0) {
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        int t = r0 + 8 * r;
+        lse2[r] = t < T ? lse[((size_t)b * H + h) * T + t] * 1.4426950408889634f : 0.0f;
+        dlt[r] = t < T ? delta[((size_t)b * H + h) * T + t] : 0.0f;
+    }
+}
+// one key tile of the dQ kernel for one warpgroup (64 query rows from Qw, dOw; rows r0, r0 + 8 of this thread,
+// lse2 in log2 units, dlt = Delta): S = Q K_j^T, dP = dO V_j^T, P (causal mask where the tile reaches past the
+// warpgroup's first row wg0), dS = P (dP - Delta), dQ (acc) += dS K_j; every product waited for on return
+template <int HD, int BQ, int BK>
+__device__ __forceinline__ void atth_dq_tile(float (&acc)[HD / 2], float (&s)[BK / 2], float (&dp)[BK / 2],
+                                             uint32_t (&da)[BK / 16][4], const unsigned char *Qw,
+                                             const unsigned char *dOw, const unsigned char *Kt, const unsigned char *Vt,
+                                             int j0, int wg0, int r0, float sl2, const float (&lse2)[2],
+                                             const float (&dlt)[2]) {
+    constexpr int NS = BK / 2;
+    const int tq = threadIdx.x % 4;
+    wgmma_fence_operand(s);
+    wgmma_fence_operand(dp);
+    wgmma_fence();
+    atth_issue_qk<HD, BQ, BK>(s, Qw, Kt);              // S = Q K_j^T
+    atth_issue_qk<HD, BQ, BK>(dp, dOw, Vt);            // dP = dO V_j^T
+    wgmma_wait<1>();                                   // S done (dP may still run)
+    wgmma_fence_operand(s);
+    const bool edge = j0 + BK - 1 > wg0;               // a key past some row of this warpgroup: causal mask
+#pragma unroll
+    for (int i = 0; i < NS; i++) {                     // register i: row r0 + 8((i>>1)&1), key j0 + 8(i/4) + 2tq + (i&1)
+        int r = (i >> 1) & 1, c = j0 + 8 * (i / 4) + 2 * tq + (i & 1);
+        s[i] = (edge && c > r0 + 8 * r) ? 0.0f : ex2_approx(fmaf(s[i], sl2, -lse2[r]));   // P
+    }
+    wgmma_wait<0>();
+    wgmma_fence_operand(dp);
+#pragma unroll
+    for (int i = 0; i < NS; i++) dp[i] = s[i] * (dp[i] - dlt[(i >> 1) & 1]);   // dS
+    atth_pack_p<BK>(da, dp);
+    wgmma_fence_operand(acc);
+    wgmma_fence();
+    atth_issue_pv<HD, BK>(acc, da, Kt);                // dQ += dS K_j
+    wgmma_wait<0>();
+    wgmma_fence_operand(acc);
+    atth_fence_p<BK / 16>(da);
+}
+#endif // SESSA_SM90A
+
 // grid (ceil(T/128), H, B), the longest (last) query blocks first; ATTH_THREADS threads, AttHBwdCfg<HD>::DQ_SMEM bytes
 template <int HD>
 __global__ void __launch_bounds__(ATTH_THREADS, 1)
@@ -73,7 +123,7 @@ attention_backward_dq_sm90_kernel(floatX *dq, const floatX *dout, const float *l
     constexpr int Q_BYTES = BQ * HD * 2, KV_BYTES = BK * HD * 2;
     extern __shared__ __align__(1024) unsigned char atth_smem[];
     unsigned char *Qs = atth_smem_base(atth_smem), *dOs = Qs + Q_BYTES, *Ks = dOs + Q_BYTES, *Vs = Ks + 2 * KV_BYTES;
-    const int tid = threadIdx.x, wg = tid / 128, lane = tid % 32, g = lane / 4, tq = lane % 4;
+    const int tid = threadIdx.x, wg = tid / 128, lane = tid % 32, g = lane / 4;
     const int i0 = (gridDim.x - 1 - blockIdx.x) * BQ, h = blockIdx.y, b = blockIdx.z, hk = h / (H / Hkv);
     const int wg0 = i0 + 64 * wg, r0 = wg0 + 16 * ((tid % 128) / 32) + g;   // warpgroup's first row; rows r0, r0+8
     const floatX *kb = k + (size_t)b * T * ldkv + hk * HD, *vb = v + (size_t)b * T * ldkv + hk * HD;
@@ -86,13 +136,8 @@ attention_backward_dq_sm90_kernel(floatX *dq, const floatX *dout, const float *l
     atth_load_tile<HD, BK>(Ks, kb, ldkv, 0, T);
     atth_load_tile<HD, BK>(Vs, vb, ldkv, 0, T);
     cp_async_commit();
-    float lse2[2], dlt[2];                             // this thread's rows: lse in log2 units, Delta (0 past T)
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        int t = r0 + 8 * r;
-        lse2[r] = t < T ? lse[((size_t)b * H + h) * T + t] * 1.4426950408889634f : 0.0f;
-        dlt[r] = t < T ? delta[((size_t)b * H + h) * T + t] : 0.0f;
-    }
+    float lse2[2], dlt[2];
+    atth_row_stats(lse2, dlt, lse, delta, b, h, H, T, r0);
 
     float s[NS], dp[NS], acc[NO];
     uint32_t da[BK / 16][4];
@@ -112,34 +157,130 @@ attention_backward_dq_sm90_kernel(floatX *dq, const floatX *dout, const float *l
             cp_async_commit();
         }
         if (j0 > wg0 + 63) continue;                   // every key of the tile follows every row of this warpgroup
-        wgmma_fence_operand(s);
-        wgmma_fence_operand(dp);
-        wgmma_fence();
-        atth_issue_qk<HD, BQ, BK>(s, Qw, Kt);          // S = Q K_j^T
-        atth_issue_qk<HD, BQ, BK>(dp, dOw, Vt);        // dP = dO V_j^T
-        wgmma_wait<1>();                               // S done (dP may still run)
-        wgmma_fence_operand(s);
-        const bool edge = j0 + BK - 1 > wg0;           // a key past some row of this warpgroup: causal mask
-#pragma unroll
-        for (int i = 0; i < NS; i++) {                 // register i: row r0 + 8((i>>1)&1), key j0 + 8(i/4) + 2tq + (i&1)
-            int r = (i >> 1) & 1, c = j0 + 8 * (i / 4) + 2 * tq + (i & 1);
-            s[i] = (edge && c > r0 + 8 * r) ? 0.0f : ex2_approx(fmaf(s[i], sl2, -lse2[r]));   // P
-        }
-        wgmma_wait<0>();
-        wgmma_fence_operand(dp);
-#pragma unroll
-        for (int i = 0; i < NS; i++) dp[i] = s[i] * (dp[i] - dlt[(i >> 1) & 1]);   // dS
-        atth_pack_p<BK>(da, dp);
-        wgmma_fence_operand(acc);
-        wgmma_fence();
-        atth_issue_pv<HD, BK>(acc, da, Kt);            // dQ += dS K_j
-        wgmma_wait<0>();
-        wgmma_fence_operand(acc);
-        atth_fence_p<BK / 16>(da);
+        atth_dq_tile<HD, BQ, BK>(acc, s, dp, da, Qw, dOw, Kt, Vt, j0, wg0, r0, sl2, lse2, dlt);
     }
     atth_store_rows<HD>(dq + (size_t)b * T * ldq + h * HD, ldq, r0, T, acc, scale, scale);
 #endif // SESSA_SM90A
 }
+
+// The dQ kernel warp-specialized (version 4, the trainer's): the forward's version 5 producer (llmc/attention_sm90.cuh:
+// TMA, a ring of STAGES = 3 stages of K_j, V_j (64 keys each) guarded by full/empty mbarriers; Q and dO loaded once),
+// 2 consumer warpgroups of 64 query rows running atth_dq_tile per tile as above, releasing the tile's stages after
+// it (no ping-pong: 3 products per exponential, the tensor cores' share is larger than in the forward). What it
+// removes: the cp.async address work of the consumers and the block-wide barrier per tile; loads now run up to 3
+// tiles ahead. Registers (ptxas -v): 168 at launch (384 threads), 24 / 240 after setmaxnreg, no spills.
+// Shared memory: Q, dO (128 x d), 3 stages of K, V (64 x d), 13 mbarriers: 81 / 161 KiB at d = 64 / 128.
+template <int HD> struct AttWBwdCfg {
+    static constexpr int NWG = 2, THREADS = 128 * (NWG + 1), BQ = 64 * NWG, BK = 64, STAGES = 3;
+    static constexpr int PRODUCER_REGS = 24, CONSUMER_REGS = 240;
+    static constexpr int Q_BYTES = BQ * HD * 2, KV_BYTES = BK * HD * 2, BARS = 1 + 4 * STAGES;
+    static constexpr size_t DQ_SMEM = 1024 + 2 * Q_BYTES + 2 * STAGES * KV_BYTES + 8 * BARS;
+    static constexpr int KV_BK = 64 * NWG, KV_BQ = 64;   // the dK/dV kernel: keys per block, query tile
+    static constexpr size_t KV_SMEM = 1024 + 2 * (size_t)KV_BK * HD * 2 + STAGES * (2 * (size_t)KV_BQ * HD * 2 + 2 * KV_BQ * 4)
+                                      + 8 * (1 + 2 * STAGES);
+};
+// grid (ceil(T/128), H, B), the longest (last) query blocks first; AttWBwdCfg<HD>::THREADS threads, ::DQ_SMEM bytes.
+// tq, tdo: tensor maps of q, dout with boxes of 128 rows; tk, tv: of k, v with boxes of 64 rows (atth_tensor_map)
+template <int HD>
+__global__ void __launch_bounds__(AttWBwdCfg<HD>::THREADS, 1)
+attention_backward_dq_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
+                                     const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
+                                     floatX *dq, const float *lse, const float *delta, int T, int H, int Hkv, int ldq) {
+#ifdef SESSA_SM90A
+    using C = AttWBwdCfg<HD>;
+    constexpr int BQ = C::BQ, BK = C::BK, NST = C::STAGES, NS = BK / 2, NO = HD / 2;
+    extern __shared__ __align__(1024) unsigned char atth_smem[];
+    unsigned char *Qs = atth_smem_base(atth_smem), *dOs = Qs + C::Q_BYTES, *Ks = dOs + C::Q_BYTES;
+    unsigned char *Vs = Ks + NST * C::KV_BYTES;
+    uint64_t *qdo_full = (uint64_t *)(Vs + NST * C::KV_BYTES), *k_full = qdo_full + 1, *v_full = k_full + NST;
+    uint64_t *k_empty = v_full + NST, *v_empty = k_empty + NST;
+    const int tid = threadIdx.x, wg = tid / 128;
+    const int i0 = (gridDim.x - 1 - blockIdx.x) * BQ, h = blockIdx.y, b = blockIdx.z, hk = h / (H / Hkv);
+    const int n_tiles = (min(i0 + BQ, T) - 1) / BK + 1;                          // key tiles up to the last row
+    attw_init_barriers<NST>(qdo_full, 128 * C::NWG);
+    if (wg == 0) {                                     // the producer
+        setmaxnreg_dec<C::PRODUCER_REGS>();
+        if (tid != 0) return;
+        mbar_arrive_expect_tx(qdo_full, 2 * C::Q_BYTES);
+        attw_load_rows<HD, BQ>(Qs, &tq, qdo_full, h, i0, b);
+        attw_load_rows<HD, BQ>(dOs, &tdo, qdo_full, h, i0, b);
+        attw_produce_kv<HD, BK, NST>(Ks, Vs, k_full, &tk, &tv, hk, b, n_tiles);
+        return;
+    }
+
+    setmaxnreg_inc<C::CONSUMER_REGS>();                // a consumer: 64 query rows
+    const int cw = wg - 1, g = tid % 32 / 4;
+    const int wg0 = i0 + 64 * cw, r0 = wg0 + 16 * ((tid % 128) / 32) + g;   // warpgroup's first row; rows r0, r0+8
+    const float scale = rsqrtf((float)HD), sl2 = scale * 1.4426950408889634f;
+    const unsigned char *Qw = Qs + cw * 64 * 128, *dOw = dOs + cw * 64 * 128;
+    float lse2[2], dlt[2];
+    atth_row_stats(lse2, dlt, lse, delta, b, h, H, T, r0);
+    float s[NS], dp[NS], acc[NO];
+    uint32_t da[BK / 16][4];
+#pragma unroll
+    for (int i = 0; i < NS; i++) { s[i] = 0.0f; dp[i] = 0.0f; }
+#pragma unroll
+    for (int i = 0; i < NO; i++) acc[i] = 0.0f;
+    mbar_wait(qdo_full, 0);
+    for (int j = 0; j < n_tiles; j++) {
+        const int st = j % NST, j0 = j * BK;
+        mbar_wait(k_full + st, (j / NST) & 1);
+        mbar_wait(v_full + st, (j / NST) & 1);
+        if (j0 <= wg0 + 63)                            // else every key of the tile follows every row here
+            atth_dq_tile<HD, BQ, BK>(acc, s, dp, da, Qw, dOw, Ks + st * C::KV_BYTES, Vs + st * C::KV_BYTES,
+                                     j0, wg0, r0, sl2, lse2, dlt);
+        mbar_arrive(k_empty + st);                     // this warpgroup is done with the tile's stages
+        mbar_arrive(v_empty + st);
+    }
+    atth_store_rows<HD>(dq + (size_t)b * T * ldq + h * HD, ldq, r0, T, acc, scale, scale);
+#endif // SESSA_SM90A
+}
+
+#ifdef SESSA_SM90A
+// one work item of the dK/dV kernel for one warpgroup (64 keys from Kw, Vw; keys rk0, rk0 + 8 of this thread) and
+// the query tile i0 (BQ rows of Qt, dOt; lse in log2 units Lt, Delta Dt): S^T = K Q_i^T, dP^T = V dO_i^T,
+// P^T (masked where query < key or query >= T), dV += P^T dO_i (running while dS^T is computed),
+// dS^T = P^T (dP^T - Delta), dK += dS^T Q_i; every product waited for on return
+template <int HD, int BKV, int BQ>
+__device__ __forceinline__ void atth_dkv_item(float (&dka)[HD / 2], float (&dva)[HD / 2], float (&s)[BQ / 2],
+                                              float (&dp)[BQ / 2], uint32_t (&pa)[BQ / 16][4], uint32_t (&da)[BQ / 16][4],
+                                              const unsigned char *Kw, const unsigned char *Vw, const unsigned char *Qt,
+                                              const unsigned char *dOt, const float *Lt, const float *Dt, int i0,
+                                              int wk0, int rk0, int T, float sl2) {
+    constexpr int NS = BQ / 2;
+    const int tq = threadIdx.x % 4;
+    wgmma_fence_operand(s);
+    wgmma_fence_operand(dp);
+    wgmma_fence();
+    atth_issue_qk<HD, BKV, BQ>(s, Kw, Qt);             // S^T = K Q_i^T
+    atth_issue_qk<HD, BKV, BQ>(dp, Vw, dOt);           // dP^T = V dO_i^T
+    wgmma_wait<1>();
+    wgmma_fence_operand(s);
+    const bool edge = i0 < wk0 + 63 || i0 + BQ > T;   // a query before some key, or past the end: mask
+#pragma unroll
+    for (int i = 0; i < NS; i++) {                     // register i: key rk0 + 8((i>>1)&1), query i0 + c
+        int c = 8 * (i / 4) + 2 * tq + (i & 1), t = i0 + c, key = rk0 + 8 * ((i >> 1) & 1);
+        s[i] = (edge && (t < key || t >= T)) ? 0.0f : ex2_approx(fmaf(s[i], sl2, -Lt[c]));   // P^T
+    }
+    atth_pack_p<BQ>(pa, s);
+    wgmma_fence_operand(dva);
+    wgmma_fence();
+    atth_issue_pv<HD, BQ>(dva, pa, dOt);               // dV += P^T dO_i, running while dS^T is computed
+    wgmma_wait<1>();                                   // dP^T done (groups complete in order)
+    wgmma_fence_operand(dp);
+#pragma unroll
+    for (int i = 0; i < NS; i++) dp[i] = s[i] * (dp[i] - Dt[8 * (i / 4) + 2 * tq + (i & 1)]);   // dS^T
+    atth_pack_p<BQ>(da, dp);
+    wgmma_fence_operand(dka);
+    wgmma_fence();
+    atth_issue_pv<HD, BQ>(dka, da, Qt);                // dK += dS^T Q_i
+    wgmma_wait<0>();
+    wgmma_fence_operand(dva);
+    wgmma_fence_operand(dka);
+    atth_fence_p<BQ / 16>(pa);
+    atth_fence_p<BQ / 16>(da);
+}
+#endif // SESSA_SM90A
 
 // grid (ceil(T/128), Hkv, B) (the first key blocks, the longest, first); ATTH_THREADS threads, KV_SMEM bytes.
 // Work items: for each query head h of the kv head's group in order, the query tiles i0 = j0, j0 + 64, .. < T;
@@ -156,7 +297,7 @@ attention_backward_dkv_sm90_kernel(floatX *dk, floatX *dv, const floatX *dout, c
     extern __shared__ __align__(1024) unsigned char atth_smem[];
     unsigned char *Ks = atth_smem_base(atth_smem), *Vs = Ks + KV_BYTES, *Qs = Vs + KV_BYTES, *dOs = Qs + 2 * Q_BYTES;
     float *Ls = (float *)(dOs + 2 * Q_BYTES), *Ds = Ls + 2 * BQ;
-    const int tid = threadIdx.x, wg = tid / 128, lane = tid % 32, g = lane / 4, tq = lane % 4;
+    const int tid = threadIdx.x, wg = tid / 128, lane = tid % 32, g = lane / 4;
     const int j0 = blockIdx.x * BKV, hk = blockIdx.y, b = blockIdx.z, grp = H / Hkv;
     const int wk0 = j0 + 64 * wg, rk0 = wk0 + 16 * ((tid % 128) / 32) + g;   // warpgroup's first key; keys rk0, rk0+8
     const float scale = rsqrtf((float)HD), sl2 = scale * 1.4426950408889634f;
@@ -200,36 +341,7 @@ attention_backward_dkv_sm90_kernel(floatX *dk, floatX *dv, const floatX *dout, c
         __syncthreads();                               // item it visible to all; stage it+1 free (item it-1 done)
         if (it + 1 < n_it) issue(it + 1);
         if (i0 + BQ - 1 < wk0) continue;               // every query of the tile precedes every key of this warpgroup
-        wgmma_fence_operand(s);
-        wgmma_fence_operand(dp);
-        wgmma_fence();
-        atth_issue_qk<HD, BKV, BQ>(s, Kw, Qt);         // S^T = K Q_i^T
-        atth_issue_qk<HD, BKV, BQ>(dp, Vw, dOt);       // dP^T = V dO_i^T
-        wgmma_wait<1>();
-        wgmma_fence_operand(s);
-        const bool edge = i0 < wk0 + 63 || i0 + BQ > T;   // a query before some key, or past the end: mask
-#pragma unroll
-        for (int i = 0; i < NS; i++) {                 // register i: key rk0 + 8((i>>1)&1), query i0 + c
-            int c = 8 * (i / 4) + 2 * tq + (i & 1), t = i0 + c, key = rk0 + 8 * ((i >> 1) & 1);
-            s[i] = (edge && (t < key || t >= T)) ? 0.0f : ex2_approx(fmaf(s[i], sl2, -Lt[c]));   // P^T
-        }
-        atth_pack_p<BQ>(pa, s);
-        wgmma_fence_operand(dva);
-        wgmma_fence();
-        atth_issue_pv<HD, BQ>(dva, pa, dOt);           // dV += P^T dO_i, running while dS^T is computed
-        wgmma_wait<1>();                               // dP^T done (groups complete in order)
-        wgmma_fence_operand(dp);
-#pragma unroll
-        for (int i = 0; i < NS; i++) dp[i] = s[i] * (dp[i] - Dt[8 * (i / 4) + 2 * tq + (i & 1)]);   // dS^T
-        atth_pack_p<BQ>(da, dp);
-        wgmma_fence_operand(dka);
-        wgmma_fence();
-        atth_issue_pv<HD, BQ>(dka, da, Qt);            // dK += dS^T Q_i
-        wgmma_wait<0>();
-        wgmma_fence_operand(dva);
-        wgmma_fence_operand(dka);
-        atth_fence_p<BQ / 16>(pa);
-        atth_fence_p<BQ / 16>(da);
+        atth_dkv_item<HD, BKV, BQ>(dka, dva, s, dp, pa, da, Kw, Vw, Qt, dOt, Lt, Dt, i0, wk0, rk0, T, sl2);
     }
     size_t base = (size_t)b * T * ldkv + hk * HD;
     atth_store_rows<HD>(dv + base, ldkv, rk0, T, dva, 1.0f, 1.0f);
@@ -237,18 +349,121 @@ attention_backward_dkv_sm90_kernel(floatX *dk, floatX *dv, const floatX *dout, c
 #endif // SESSA_SM90A
 }
 
+// The dK/dV kernel warp-specialized (backward version 4): K, V (128 keys) loaded once by TMA, then per work item
+// (query head of the group, query tile of 64, in the order above) Q_i, dO_i by TMA and lse, Delta (64 rows each,
+// read by 64 producer threads and stored to shared memory) into a ring of STAGES = 3 stages, one full mbarrier per
+// stage (the TMA thread's expect_tx + the 64 row threads' arrivals) and one empty (the 256 consumer threads);
+// 2 consumer warpgroups of 64 keys run atth_dkv_item per item. Shared memory: K, V, 3 x (Q_i, dO_i, lse, Delta),
+// 7 mbarriers: 83 / 163 KiB at d = 64 / 128. Registers (ptxas -v): 168 at launch (384 threads), 24 / 240 after
+// setmaxnreg, no spills (version 3's dK/dV kernel needs 255 at d = 128).
+// grid (ceil(T/128), Hkv, B); AttWBwdCfg<HD>::THREADS threads, ::KV_SMEM bytes; tq, tdo: maps of q, dout with
+// boxes of 64 rows, tk, tv: maps of k, v with boxes of 128 rows
+template <int HD>
+__global__ void __launch_bounds__(AttWBwdCfg<HD>::THREADS, 1)
+attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
+                                      const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
+                                      floatX *dk, floatX *dv, const float *lse, const float *delta, int T, int H, int Hkv,
+                                      int ldkv) {
+#ifdef SESSA_SM90A
+    using C = AttWBwdCfg<HD>;
+    constexpr int BKV = C::KV_BK, BQ = C::KV_BQ, NST = C::STAGES, NS = BQ / 2, NO = HD / 2;
+    constexpr int KV_BYTES = BKV * HD * 2, Q_BYTES = BQ * HD * 2;
+    extern __shared__ __align__(1024) unsigned char atth_smem[];
+    unsigned char *Ks = atth_smem_base(atth_smem), *Vs = Ks + KV_BYTES, *Qs = Vs + KV_BYTES, *dOs = Qs + NST * Q_BYTES;
+    float *Ls = (float *)(dOs + NST * Q_BYTES), *Ds = Ls + NST * BQ;
+    uint64_t *kv_full = (uint64_t *)(Ds + NST * BQ), *it_full = kv_full + 1, *it_empty = it_full + NST;
+    const int tid = threadIdx.x, wg = tid / 128;
+    const int j0 = blockIdx.x * BKV, hk = blockIdx.y, b = blockIdx.z, grp = H / Hkv;
+    const int n_q = (T - j0 + BQ - 1) / BQ, n_it = grp * n_q;                // query tiles per head, work items
+    if (tid == 0) {
+        mbar_init(kv_full, 1);
+        for (int st = 0; st < NST; st++) {
+            mbar_init(it_full + st, 1 + BQ);           // the TMA thread + the lse/Delta row threads
+            mbar_init(it_empty + st, 128 * C::NWG);
+        }
+        mbar_fence_init();
+    }
+    __syncthreads();
+    if (wg == 0) {                                     // the producer: thread 0 the tiles, threads 64..127 lse, Delta
+        setmaxnreg_dec<C::PRODUCER_REGS>();
+        const int r = tid - (128 - BQ);                // this thread's row of lse, Delta (when >= 0)
+        if (tid == 0) {
+            mbar_arrive_expect_tx(kv_full, 2 * KV_BYTES);
+            attw_load_rows<HD, BKV>(Ks, &tk, kv_full, hk, j0, b);
+            attw_load_rows<HD, BKV>(Vs, &tv, kv_full, hk, j0, b);
+        }
+        if (tid != 0 && r < 0) return;
+        for (int it = 0; it < n_it; it++) {
+            const int st = it % NST, h = hk * grp + it / n_q, i0 = j0 + (it % n_q) * BQ;
+            if (it >= NST) mbar_wait(it_empty + st, ((it / NST) & 1) ^ 1);   // item it - NST is done with the stage
+            if (tid == 0) {
+                mbar_arrive_expect_tx(it_full + st, 2 * Q_BYTES);
+                attw_load_rows<HD, BQ>(Qs + st * Q_BYTES, &tq, it_full + st, h, i0, b);
+                attw_load_rows<HD, BQ>(dOs + st * Q_BYTES, &tdo, it_full + st, h, i0, b);
+            } else {
+                const int t = i0 + r;
+                Ls[st * BQ + r] = t < T ? lse[((size_t)b * H + h) * T + t] * 1.4426950408889634f : 0.0f;
+                Ds[st * BQ + r] = t < T ? delta[((size_t)b * H + h) * T + t] : 0.0f;
+                mbar_arrive(it_full + st);             // (release: the stores are visible to the waiting consumers)
+            }
+        }
+        return;
+    }
+
+    setmaxnreg_inc<C::CONSUMER_REGS>();                // a consumer: 64 keys
+    const int cw = wg - 1, g = tid % 32 / 4;
+    const int wk0 = j0 + 64 * cw, rk0 = wk0 + 16 * ((tid % 128) / 32) + g;   // warpgroup's first key; keys rk0, rk0+8
+    const float scale = rsqrtf((float)HD), sl2 = scale * 1.4426950408889634f;
+    const unsigned char *Kw = Ks + cw * 64 * 128, *Vw = Vs + cw * 64 * 128;  // this warpgroup's 64 keys
+    float s[NS], dp[NS], dka[NO], dva[NO];
+    uint32_t pa[BQ / 16][4], da[BQ / 16][4];
+#pragma unroll
+    for (int i = 0; i < NS; i++) { s[i] = 0.0f; dp[i] = 0.0f; }
+#pragma unroll
+    for (int i = 0; i < NO; i++) { dka[i] = 0.0f; dva[i] = 0.0f; }
+    mbar_wait(kv_full, 0);
+    for (int it = 0; it < n_it; it++) {
+        const int st = it % NST, i0 = j0 + (it % n_q) * BQ;
+        mbar_wait(it_full + st, (it / NST) & 1);
+        if (i0 + BQ - 1 >= wk0)                        // else every query of the tile precedes every key here
+            atth_dkv_item<HD, BKV, BQ>(dka, dva, s, dp, pa, da, Kw, Vw, Qs + st * Q_BYTES, dOs + st * Q_BYTES,
+                                       Ls + st * BQ, Ds + st * BQ, i0, wk0, rk0, T, sl2);
+        mbar_arrive(it_empty + st);
+    }
+    size_t base = (size_t)b * T * ldkv + hk * HD;
+    atth_store_rows<HD>(dv + base, ldkv, rk0, T, dva, 1.0f, 1.0f);
+    atth_store_rows<HD>(dk + base, ldkv, rk0, T, dka, scale, scale);
+#endif // SESSA_SM90A
+}
+
+// version 3: both kernels with cp.async loads by all threads; 4: both warp-specialized (a TMA producer warpgroup)
 template <int HD>
 static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const float *lse,
                                        const float *delta, const floatX *q, const floatX *k, const floatX *v,
-                                       int B, int T, int H, int Hkv, int ldq, int ldkv, cudaStream_t stream) {
+                                       int B, int T, int H, int Hkv, int ldq, int ldkv, int version, cudaStream_t stream) {
     using C = AttHBwdCfg<HD>;
-    cudaCheck(cudaFuncSetAttribute(attention_backward_dkv_sm90_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::KV_SMEM));
-    cudaCheck(cudaFuncSetAttribute(attention_backward_dq_sm90_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::DQ_SMEM));
-    attention_backward_dkv_sm90_kernel<HD><<<dim3(ceil_div(T, C::KV_BK), Hkv, B), ATTH_THREADS, C::KV_SMEM, stream>>>(
-        dk, dv, dout, lse, delta, q, k, v, T, H, Hkv, ldq, ldkv);
-    cudaCheck(cudaGetLastError());
-    attention_backward_dq_sm90_kernel<HD><<<dim3(ceil_div(T, C::DQ_BQ), H, B), ATTH_THREADS, C::DQ_SMEM, stream>>>(
-        dq, dout, lse, delta, q, k, v, T, H, Hkv, ldq, ldkv);
+    if (version == 3) {
+        cudaCheck(cudaFuncSetAttribute(attention_backward_dkv_sm90_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::KV_SMEM));
+        attention_backward_dkv_sm90_kernel<HD><<<dim3(ceil_div(T, C::KV_BK), Hkv, B), ATTH_THREADS, C::KV_SMEM, stream>>>(
+            dk, dv, dout, lse, delta, q, k, v, T, H, Hkv, ldq, ldkv);
+        cudaCheck(cudaGetLastError());
+        cudaCheck(cudaFuncSetAttribute(attention_backward_dq_sm90_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::DQ_SMEM));
+        attention_backward_dq_sm90_kernel<HD><<<dim3(ceil_div(T, C::DQ_BQ), H, B), ATTH_THREADS, C::DQ_SMEM, stream>>>(
+            dq, dout, lse, delta, q, k, v, T, H, Hkv, ldq, ldkv);
+    } else {   // q, k, v through tensor maps with their row strides; dout dense (B, T, H, d)
+        using W = AttWBwdCfg<HD>;
+        CUtensorMap tq64 = atth_tensor_map(q, B, T, H, HD, ldq, W::KV_BQ), tdo64 = atth_tensor_map(dout, B, T, H, HD, H * HD, W::KV_BQ);
+        CUtensorMap tk128 = atth_tensor_map(k, B, T, Hkv, HD, ldkv, W::KV_BK), tv128 = atth_tensor_map(v, B, T, Hkv, HD, ldkv, W::KV_BK);
+        cudaCheck(cudaFuncSetAttribute(attention_backward_dkv_sm90_ws_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)W::KV_SMEM));
+        attention_backward_dkv_sm90_ws_kernel<HD><<<dim3(ceil_div(T, W::KV_BK), Hkv, B), W::THREADS, W::KV_SMEM, stream>>>(
+            tq64, tdo64, tk128, tv128, dk, dv, lse, delta, T, H, Hkv, ldkv);
+        cudaCheck(cudaGetLastError());
+        CUtensorMap tq = atth_tensor_map(q, B, T, H, HD, ldq, W::BQ), tdo = atth_tensor_map(dout, B, T, H, HD, H * HD, W::BQ);
+        CUtensorMap tk = atth_tensor_map(k, B, T, Hkv, HD, ldkv, W::BK), tv = atth_tensor_map(v, B, T, Hkv, HD, ldkv, W::BK);
+        cudaCheck(cudaFuncSetAttribute(attention_backward_dq_sm90_ws_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)W::DQ_SMEM));
+        attention_backward_dq_sm90_ws_kernel<HD><<<dim3(ceil_div(T, W::BQ), H, B), W::THREADS, W::DQ_SMEM, stream>>>(
+            tq, tdo, tk, tv, dq, lse, delta, T, H, Hkv, ldq);
+    }
     cudaCheck(cudaGetLastError());
 }
 
@@ -256,14 +471,15 @@ static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const
 // first; attention_backward picks that when the Hopper path is trusted and d is 64 or 128)
 static void attention_backward_sm90_kernels(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const float *lse,
                                             const float *delta, const floatX *q, const floatX *k, const floatX *v,
-                                            int B, int T, int H, int Hkv, int d, int ldq, int ldkv,
+                                            int B, int T, int H, int Hkv, int d, int ldq, int ldkv, int version,
                                             cudaStream_t stream) {
     if (d != 64 && d != 128) fatal("attention backward (Hopper): head width d=%d is not supported (64 or 128)", d);
+    if (version != 3 && version != 4) fatal("attention backward (Hopper): version %d does not exist (3 or 4)", version);
     if (!attention_sm90_usable())
         fatal("attention backward (Hopper): needs a compute capability 9.0 GPU, a binary built with "
               "-gencode arch=compute_90a,code=sm_90a, and SESSA_ATT_SM90 not 0");
-    if (d == 64) attention_backward_sm90_hd<64>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, ldq, ldkv, stream);
-    if (d == 128) attention_backward_sm90_hd<128>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, ldq, ldkv, stream);
+    if (d == 64) attention_backward_sm90_hd<64>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, ldq, ldkv, version, stream);
+    if (d == 128) attention_backward_sm90_hd<128>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, ldq, ldkv, version, stream);
 }
 
 #endif // SESSA_ATTENTION_SM90_BWD_CUH

@@ -20,6 +20,7 @@
 #define SESSA_MMA_CUH
 
 #include <stdint.h>
+#include <cuda.h>   // CUtensorMap (types only: no -lcuda)
 #include "cuda_common.h"
 
 #ifndef SESSA_CUDA_EMU_H   // the emulator has its own versions of everything below
@@ -153,4 +154,54 @@ __device__ __forceinline__ uint64_t wgmma_desc(const void *smem, uint32_t lbo_by
            ((uint64_t)((sbo_bytes & 0x3FFFF) >> 4) << 32) | (1ull << 62);   // 128-byte swizzle
 }
 #endif
+// ---------------------------------------------------------------------------- Hopper: TMA, mbarriers, named barriers
+/*
+ The pieces of a warp-specialized pipeline (FlashAttention-3's producer/consumer, PTX ISA 9.7.9.25, 9.7.13.15,
+ 9.7.4.3, 9.7.19.6), one wrapper per instruction; dev/cuda_emu/cuda_emu.h has C++ twins of each.
+ mbarrier (8 bytes of shared memory): initialised with an arrival count; a phase completes when that many arrivals
+   have come AND the transaction count (bytes announced by expect_tx, retired by TMA's complete_tx) is back to 0;
+   the phase parity then flips. mbar_wait(bar, p) returns once the phase of parity p has completed (a fresh barrier
+   is in phase 0: waiting for parity 0 waits for the first completion).
+ TMA (cp.async.bulk.tensor): one thread copies a box of a global tensor (described by a CUtensorMap made on the
+   host by cuTensorMapEncodeTiled, passed as a __grid_constant__ kernel parameter) into shared memory, in the map's
+   swizzle (128-byte: 16-byte chunk c of 128-byte row r at chunk c ^ (r % 8), from a 1024-byte aligned destination:
+   the layout wgmma's descriptors name), filling coordinates outside the tensor with zeros, and retires the box's
+   bytes on the mbarrier (complete_tx). Coordinates are innermost first, in elements.
+ Named barriers (bar.sync / bar.arrive id, n; id 0 is __syncthreads): bar_sync waits until n threads (whole warps)
+   have arrived at barrier id, counting itself; bar_arrive counts itself and goes on.
+ setmaxnreg: a warpgroup gives registers back (dec) or takes them (inc), per thread, a multiple of 8 in 24..256.
+*/
+#if defined(SESSA_SM90A) && !defined(SESSA_CUDA_EMU_H)
+__device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+__device__ __forceinline__ void mbar_init(uint64_t *bar, int count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" :: "r"(smem_u32(bar)), "r"(count) : "memory");
+}
+// makes the initialised barriers visible to the other threads and to the async proxy (before a __syncthreads)
+__device__ __forceinline__ void mbar_fence_init(void) { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
+__device__ __forceinline__ void mbar_arrive(uint64_t *bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" :: "r"(smem_u32(bar)) : "memory");
+}
+// one arrival that also announces bytes the phase must wait for
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t *bar, uint32_t bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" :: "r"(smem_u32(bar)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t *bar, uint32_t parity) {
+    uint32_t done;
+    do {
+        asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+                     : "=r"(done) : "r"(smem_u32(bar)), "r"(parity) : "memory");
+    } while (!done);
+}
+// the box at (c0, c1, c2, c3) of the 4-d tensor map -> dst, retiring its bytes on bar
+__device__ __forceinline__ void tma_load_4d(void *dst, const CUtensorMap *map, uint64_t *bar, int c0, int c1, int c2, int c3) {
+    asm volatile("cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, %5, %6}], [%2];\n"
+                 :: "r"(smem_u32(dst)), "l"((uint64_t)map), "r"(smem_u32(bar)), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
+                 : "memory");
+}
+__device__ __forceinline__ void bar_sync(int id, int n) { asm volatile("bar.sync %0, %1;\n" :: "r"(id), "r"(n) : "memory"); }
+__device__ __forceinline__ void bar_arrive(int id, int n) { asm volatile("bar.arrive %0, %1;\n" :: "r"(id), "r"(n) : "memory"); }
+template <int R> __device__ __forceinline__ void setmaxnreg_dec(void) { asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" :: "n"(R)); }
+template <int R> __device__ __forceinline__ void setmaxnreg_inc(void) { asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" :: "n"(R)); }
+#endif
+
 #endif // SESSA_MMA_CUH

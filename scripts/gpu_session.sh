@@ -56,7 +56,7 @@ do_check() {
     local bad=0
     for k in $(sed -n 's/^KERNELS *+\?= *//p' dev/cuda/Makefile); do
         echo "== $k check"
-        if ! ./dev/cuda/bin/$k check; then
+        if ! timeout ${CHECK_TIMEOUT:-300} ./dev/cuda/bin/$k check; then   # a hung kernel (e.g. a TMA/mbarrier wait) fails
             echo "FAILED: $k"; bad=1
             case $k in
                 attention_forward|attention_backward) echo "SESSA_ATT_SM90=0" >> "$TMP/env" ;;

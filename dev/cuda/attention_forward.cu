@@ -5,12 +5,17 @@
               threads, every 16x16 wmma product staged through fp32 shared memory, no load pipelining
    version 2: llmc/attention.cuh attention_forward_mma, what the trainer uses off Hopper: FlashAttention-2 class,
               mma.sync m16n8k16 with ldmatrix, fragments and the online softmax in registers, cp.async double buffering
-   version 3: llmc/attention_sm90.cuh attention_forward_sm90(overlap = false), Hopper (sm_90a): wgmma from
-              128-byte-swizzled shared memory, P kept in registers as wgmma's A operand, each product waited for
-   version 4: the same with overlap = true (FlashAttention-3's intra-warpgroup overlap: S_j's softmax runs while
-              the tensor cores do P_j-1 V_j-1), what the trainer uses on an sm_90 GPU for d = 64, 128
-   Versions 3 and 4 are checked against the CPU reference and against version 2; the CPU emulator runs them
-   through its wgmma twins (dev/cuda_emu/cuda_emu.h).
+   version 3: llmc/attention_sm90.cuh attention_forward_sm90(version 3), Hopper (sm_90a): wgmma from
+              128-byte-swizzled shared memory, P kept in registers as wgmma's A operand, each product waited for,
+              cp.async double buffering by all threads
+   version 4: the same with FlashAttention-3's intra-warpgroup overlap (S_j's softmax runs while the tensor cores
+              do P_j-1 V_j-1)
+   version 5: FlashAttention-3's warp specialization on top of version 4: a producer warpgroup loading K, V by
+              TMA into an mbarrier-guarded ring, consumer warpgroups in ping-pong (named barriers): 3 of them
+              (192 query rows) at d = 64, 2 at d = 128; what the trainer uses on an sm_90 GPU for d = 64, 128
+   version 6: version 5 with 2 consumer warpgroups at d = 64 too (the same kernel as version 5 at d = 128)
+   Versions 3-6 are checked against the CPU reference and against version 2; the CPU emulator runs them
+   through its wgmma, TMA, mbarrier and named-barrier twins (dev/cuda_emu/cuda_emu.h).
  make -C dev/cuda bin/attention_forward && dev/cuda/bin/attention_forward check|bench [version]
  attention_backward.cu includes this file (with ATTENTION_FORWARD_NO_MAIN) for the CPU reference and the setup.
 */
@@ -275,37 +280,95 @@ static void attention_cpu(float *out, float *lse, float *dq, float *dk, float *d
     free(P); free(dqa); free(dka); free(dva);
 }
 
+// Where q, k, v (and dq, dk, dv) live on the device, in one allocation: dense, three (B,T,heads,d) tensors one
+// after the other (ldq = H*d, ldkv = Hkv*d); or stacked, column slices of one (B*T, ld) matrix as the trainer's
+// stacked projection makes them (ldq = ldkv = ld = H*d + 2*Hkv*d + 8: the 8 extra columns, 16 bytes, are the
+// least pad TMA allows and stand for the trainer's gate columns). Every entry outside the three tensors holds NaN:
+// a kernel that reads it (a wrong stride) gets a NaN result, one that writes it is caught by att_pad_intact.
+typedef struct { int ldq, ldkv; size_t off[3], n; } AttLayout;
+static AttLayout att_layout(int B, int T, int H, int Hkv, int d, int stacked) {
+    size_t rows = (size_t)B * T;
+    AttLayout L;
+    L.ldq = stacked ? (H + 2 * Hkv) * d + 8 : H * d;
+    L.ldkv = stacked ? L.ldq : Hkv * d;
+    L.off[0] = 0;
+    L.off[1] = stacked ? (size_t)H * d : rows * H * d;
+    L.off[2] = L.off[1] + (stacked ? (size_t)Hkv * d : rows * Hkv * d);
+    L.n = stacked ? rows * L.ldq : rows * (H + 2 * Hkv) * d;
+    return L;
+}
+// tensor i (0: q, 1: k, 2: v) of layout L: its row width (elements) and row stride
+static int att_width(int i, int H, int Hkv, int d) { return (i == 0 ? H : Hkv) * d; }
+static int att_ld(const AttLayout *L, int i) { return i == 0 ? L->ldq : L->ldkv; }
+// a new device allocation in layout L holding the dense host tensors x[3] (NULL: all NaN)
+static floatX *att_to_device(const AttLayout *L, int B, int T, int H, int Hkv, int d, float *const x[3]) {
+    uint16_t *h = (uint16_t *)mallocCheck(L->n * sizeof(uint16_t));
+    for (size_t e = 0; e < L->n; e++) h[e] = 0x7fc0;   // bf16 NaN
+    for (int i = 0; i < 3 && x; i++) {
+        int w = att_width(i, H, Hkv, d), ld = att_ld(L, i);
+        for (size_t r = 0; r < (size_t)B * T; r++) for (int c = 0; c < w; c++)
+            h[L->off[i] + r * ld + c] = float_to_bf16(x[i][r * w + c]);
+    }
+    floatX *dx;
+    cudaMallocCheck(&dx, L->n * sizeof(floatX));
+    cudaCheck(cudaMemcpy(dx, h, L->n * sizeof(uint16_t), cudaMemcpyHostToDevice));
+    free(h);
+    return dx;
+}
+// 1 when every entry of the device allocation dx (layout L) outside the three tensors still holds att_to_device's NaN
+static int att_pad_intact(const AttLayout *L, const floatX *dx, int B, int T, int H, int Hkv, int d) {
+    uint16_t *h = (uint16_t *)mallocCheck(L->n * sizeof(uint16_t));
+    unsigned char *inside = (unsigned char *)callocCheck(L->n, 1);
+    cudaCheck(cudaMemcpy(h, dx, L->n * sizeof(uint16_t), cudaMemcpyDeviceToHost));
+    for (int i = 0; i < 3; i++) {
+        int w = att_width(i, H, Hkv, d), ld = att_ld(L, i);
+        for (size_t r = 0; r < (size_t)B * T; r++) memset(inside + L->off[i] + r * ld, 1, w);
+    }
+    size_t bad = 0;
+    for (size_t e = 0; e < L->n; e++) bad += !inside[e] && h[e] != 0x7fc0;
+    if (bad) printf("  %zu entries outside the tensors were written: FAIL\n", bad);
+    free(h); free(inside);
+    return bad == 0;
+}
+
 typedef struct {
     int B, T, H, Hkv, d;
-    float *q, *k, *v;          // host, bf16-exact values
-    floatX *d_q, *d_k, *d_v, *d_out;
+    AttLayout L;               // of d_qkv: dense or stacked (see att_layout)
+    float *q, *k, *v;          // host, dense, bf16-exact values
+    floatX *d_qkv, *d_q, *d_k, *d_v, *d_out;   // d_q, d_k, d_v: into d_qkv
     float *d_lse;
 } AttProblem;
 
-static AttProblem make_att_problem(int B, int T, int H, int Hkv, int d) {
+static AttProblem make_att_problem(int B, int T, int H, int Hkv, int d, int stacked) {
     AttProblem p = {B, T, H, Hkv, d};
+    p.L = att_layout(B, T, H, Hkv, d, stacked);
     size_t nq = (size_t)B * T * H * d, nk = (size_t)B * T * Hkv * d;
     p.q = make_random_float(nq, -2.0f, 2.0f);   // logits of a few units: peaked and flat rows both occur
     p.k = make_random_float(nk, -2.0f, 2.0f);
     p.v = make_random_float(nk, -1.0f, 1.0f);
     round_to_bf16(p.q, nq); round_to_bf16(p.k, nk); round_to_bf16(p.v, nk);
-    p.d_q = to_device_bf16(p.q, nq); p.d_k = to_device_bf16(p.k, nk); p.d_v = to_device_bf16(p.v, nk);
+    float *const x[3] = {p.q, p.k, p.v};
+    p.d_qkv = att_to_device(&p.L, B, T, H, Hkv, d, x);
+    p.d_q = p.d_qkv + p.L.off[0]; p.d_k = p.d_qkv + p.L.off[1]; p.d_v = p.d_qkv + p.L.off[2];
     cudaMallocCheck(&p.d_out, nq * sizeof(floatX));
     cudaMallocCheck(&p.d_lse, (size_t)B * H * T * sizeof(float));
     return p;
 }
 static void free_att_problem(AttProblem *p) {
     free(p->q); free(p->k); free(p->v);
-    cudaCheck(cudaFree(p->d_q)); cudaCheck(cudaFree(p->d_k)); cudaCheck(cudaFree(p->d_v));
-    cudaCheck(cudaFree(p->d_out)); cudaCheck(cudaFree(p->d_lse));
+    cudaCheck(cudaFree(p->d_qkv)); cudaCheck(cudaFree(p->d_out)); cudaCheck(cudaFree(p->d_lse));
 }
-// version 0: attention_forward, the trainer's choice (4 where usable, else 2)
+// version 0: attention_forward, the trainer's choice (5 where usable, else 2); version 1 takes dense inputs only
 static void run_att_forward(AttProblem *p, int version) {
-    if (version == 1) attention1_forward(p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, p->B, p->T, p->H, p->Hkv, p->d, 0);
-    else if (version == 2) attention_forward_mma(p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, p->B, p->T, p->H, p->Hkv, p->d, 0);
-    else if (version == 3) attention_forward_sm90(p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, p->B, p->T, p->H, p->Hkv, p->d, 0, false);
-    else if (version == 4) attention_forward_sm90(p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, p->B, p->T, p->H, p->Hkv, p->d, 0, true);
-    else attention_forward(p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, p->B, p->T, p->H, p->Hkv, p->d, 0);
+    const int ldq = p->L.ldq, ldkv = p->L.ldkv;
+    if (version == 1) {
+        if (ldq != p->H * p->d || ldkv != p->Hkv * p->d) fatal("attention_forward version 1: dense q, k, v only");
+        attention1_forward(p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, p->B, p->T, p->H, p->Hkv, p->d, 0);
+    } else if (version == 2)
+        attention_forward_mma(p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, p->B, p->T, p->H, p->Hkv, p->d, 0, ldq, ldkv);
+    else if (version >= 3)
+        attention_forward_sm90(p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, p->B, p->T, p->H, p->Hkv, p->d, 0, version, ldq, ldkv);
+    else attention_forward(p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, p->B, p->T, p->H, p->Hkv, p->d, 0, ldq, ldkv);
 }
 // 1 when the trainer's attention_forward takes the Hopper path for head width d
 static int att_forward_is_sm90(int d) {
@@ -316,15 +379,17 @@ static int att_forward_is_sm90(int d) {
     return 0;
 #endif
 }
-#define ATT_VERSIONS 3   // of the backward
-#define ATT_FWD_VERSIONS 4
+#define ATT_VERSIONS 4   // of the backward
+#define ATT_FWD_VERSIONS 6
 static double att_forward_flops(int B, int T, int H, int d) { return 4.0 * B * H * d * (double)T * (T + 1) / 2; }
 
 #ifndef ATTENTION_FORWARD_NO_MAIN
-static int check(int version, int B, int T, int H, int Hkv, int d) {
+// stacked: q, k, v column slices of one wider matrix (att_layout), as the trainer passes them
+static int check(int version, int B, int T, int H, int Hkv, int d, int stacked) {
     if (version >= 3 && d != 64 && d != 128) return 1;   // not a width of the Hopper kernels
-    printf("check version %d B=%d T=%d H=%d Hkv=%d d=%d\n", version, B, T, H, Hkv, d);
-    AttProblem p = make_att_problem(B, T, H, Hkv, d);
+    if (version == 1 && stacked) return 1;                // version 1 takes dense inputs only
+    printf("check version %d B=%d T=%d H=%d Hkv=%d d=%d%s\n", version, B, T, H, Hkv, d, stacked ? " stacked q|k|v" : "");
+    AttProblem p = make_att_problem(B, T, H, Hkv, d, stacked);
     size_t nq = (size_t)B * T * H * d;
     float *out_ref = (float *)mallocCheck(nq * sizeof(float)), *lse_ref = (float *)mallocCheck((size_t)B * H * T * sizeof(float));
     attention_cpu(out_ref, lse_ref, NULL, NULL, NULL, NULL, p.q, p.k, p.v, B, T, H, Hkv, d);
@@ -352,13 +417,14 @@ static int check(int version, int B, int T, int H, int Hkv, int d) {
         ok &= validate_result(p.d_lse, lse2, "lse", (size_t)B * H, T, T, 2e-4f, 2e-4f);
         free(out2); free(lse2);
     }
+    ok &= att_pad_intact(&p.L, p.d_qkv, B, T, H, Hkv, d);   // the inputs' pad: nothing writes it
     free(out_ref); free(lse_ref);
     free_att_problem(&p);
     return ok;
 }
 
 static void bench(int version, int B, int T, int H, int Hkv, int d) {
-    AttProblem p = make_att_problem(B, T, H, Hkv, d);
+    AttProblem p = make_att_problem(B, T, H, Hkv, d, 0);
     float ms = benchmark_kernel(10, run_att_forward, &p, version);
     printf("B=%d T=%d H=%d Hkv=%d d=%d  version %d  %8.3f ms  %6.1f TFLOP/s\n", B, T, H, Hkv, d, version, ms,
            att_forward_flops(B, T, H, d) / (ms * 1e-3) / 1e12);
@@ -384,17 +450,23 @@ int main(int argc, char **argv) {
         if (a.check) {
             // GQA groups of 2 and 4, MHA; T not a multiple of 64 and several key tiles (the pipelines); every
             // supported head width; T = 1
-            ok &= check(version, 2, 200, 4, 2, 64) & check(version, 1, 130, 4, 1, 128) & check(version, 1, 67, 3, 3, 32) &
-                  check(version, 1, 1, 2, 1, 32) &
-                  check(version, 1, 333, 4, 1, 128) & check(version, 2, 290, 4, 2, 64);   // several tiles: the pipelines
-            // version 3 also: T = 1 and T < 64 at its widths; a longer sequence (17 key tiles of 128; 5 in the
-            // CPU emulator, where 2100 would take minutes)
+            ok &= check(version, 2, 200, 4, 2, 64, 0) & check(version, 1, 130, 4, 1, 128, 0) & check(version, 1, 67, 3, 3, 32, 0) &
+                  check(version, 1, 1, 2, 1, 32, 0) &
+                  check(version, 1, 333, 4, 1, 128, 0) & check(version, 2, 290, 4, 2, 64, 0);   // several tiles: the pipelines
+            // q, k, v as the trainer passes them (column slices of one wider matrix: row strides, TMA's too), at
+            // every width, GQA and MHA, several tiles
+            ok &= check(version, 2, 200, 4, 2, 64, 1) & check(version, 1, 333, 4, 1, 128, 1) & check(version, 1, 67, 3, 3, 32, 1);
+            // versions 3-6 also: T = 1 and T < 64 at their widths; a longer sequence at both widths (17 key tiles
+            // of 128: many turns of the stage rings and of version 5's ping-pong; 5 in the CPU emulator, where 2100
+            // would take minutes)
 #ifndef SESSA_CUDA_EMU_H
             const int T_long = 2100;
 #else
             const int T_long = 520;
 #endif
-            if (version >= 3) ok &= check(version, 1, 1, 2, 1, 64) & check(version, 2, 37, 2, 2, 128) & check(version, 1, T_long, 2, 1, 128);
+            if (version >= 3)
+                ok &= check(version, 1, 1, 2, 1, 64, 0) & check(version, 2, 37, 2, 2, 128, 0) & check(version, 1, T_long, 2, 1, 128, 0) &
+                      check(version, 1, T_long, 3, 1, 64, 1);
         } else {
             bench(version, 8, 1024, 12, 12, 64);
             bench(version, 8, 1024, 12, 4, 64);

@@ -48,7 +48,9 @@
 #include <ucontext.h>
 #include <sys/mman.h>
 #include <functional>
+#include <map>
 #include <vector>
+#include <cuda.h>   // include/cuda.h: the tensor-map types
 #include "../../llmc/utils.h"
 
 #define __CUDACC__ 1            // the device parts of llmc/cuda_common.h (warp reductions) are compiled
@@ -190,7 +192,7 @@ static dim3 threadIdx, blockIdx, blockDim, gridDim;
 // ----------------------------------------------------------------------------
 // the block scheduler: one fiber per thread; a fiber runs until it waits (barrier or warp sync) or exits
 
-enum { EMU_READY, EMU_AT_BARRIER, EMU_AT_WARP, EMU_EXITED };
+enum { EMU_READY, EMU_AT_BARRIER, EMU_AT_WARP, EMU_EXITED, EMU_AT_MBAR, EMU_AT_NAMED };
 // Switching: a thread enters its stack once through setcontext (ucontext); every later switch is a
 // __builtin_setjmp/__builtin_longjmp pair (no system call, unlike swapcontext, and no _FORTIFY_SOURCE
 // check against jumping between stacks, unlike longjmp).
@@ -206,6 +208,12 @@ static size_t emu_dyn_smem_bytes;                // its size
 struct emu_cp_copy { char *dst; unsigned char data[16]; long group; };
 static std::vector<emu_cp_copy> emu_cp_pending[EMU_MAX_THREADS];   // cp.async copies in flight, per thread
 static long emu_cp_committed[EMU_MAX_THREADS];                     // groups committed so far, per thread
+// mbarriers (by shared-memory offset) and named barriers of the running block; what a waiting thread waits on
+struct emu_mbar_write { uint32_t off; uint16_t v; };
+struct emu_mbar { int count, pending, phase; long tx, tx_flight; std::vector<emu_mbar_write> writes; };
+static std::map<uint32_t, emu_mbar> emu_mbars;
+static int emu_nbar_count[16];
+static uint32_t emu_wait_on[EMU_MAX_THREADS];
 
 __attribute__((noipa, noreturn)) static void emu_to_scheduler(void) { __builtin_longjmp(emu_sched_jmp, 1); }
 __attribute__((noipa, noreturn)) static void emu_to_thread(int t) { __builtin_longjmp(emu_thread_jmp[t], 1); }
@@ -265,6 +273,8 @@ static void emu_run_block(int n) {
         emu_cp_pending[t].clear();
         emu_cp_committed[t] = 0;
     }
+    emu_mbars.clear();
+    memset(emu_nbar_count, 0, sizeof emu_nbar_count);
     for (;;) {
         int ran = 0;
         for (int t = 0; t < n; t++) {
@@ -276,13 +286,15 @@ static void emu_run_block(int n) {
         }
         if (ran) continue;
         // nobody can run: release the warps whose live lanes all wait at a shuffle, else the barrier
-        int live = 0, at_barrier = 0, released = 0;
+        int live = 0, at_barrier = 0, released = 0, at_mbar = 0, at_named = 0;
         for (int w = 0; w < n; w += 32) {
             int wlive = 0, wat = 0;
             for (int t = w; t < w + 32 && t < n; t++) {
                 wlive += emu_state[t] != EMU_EXITED;
                 wat += emu_state[t] == EMU_AT_WARP;
                 at_barrier += emu_state[t] == EMU_AT_BARRIER;
+                at_mbar += emu_state[t] == EMU_AT_MBAR;
+                at_named += emu_state[t] == EMU_AT_NAMED;
             }
             live += wlive;
             if (wat > 0 && wat == wlive) {
@@ -293,8 +305,9 @@ static void emu_run_block(int n) {
         if (released) continue;
         if (live == 0) return;
         if (at_barrier != live)
-            fatal("cuda_emu: block (%u,%u,%u) deadlocks: %d threads wait at __syncthreads, %d at a warp shuffle "
-                  "(divergent barrier)", blockIdx.x, blockIdx.y, blockIdx.z, at_barrier, live - at_barrier);
+            fatal("cuda_emu: block (%u,%u,%u) deadlocks: %d threads wait at __syncthreads, %d at an mbarrier, %d at "
+                  "a named barrier, %d at a warp shuffle (divergent barrier, or a wait nobody completes)", blockIdx.x,
+                  blockIdx.y, blockIdx.z, at_barrier, at_mbar, at_named, live - at_barrier - at_mbar - at_named);
         for (int t = 0; t < n; t++) if (emu_state[t] == EMU_AT_BARRIER) emu_state[t] = EMU_READY;
     }
 }
@@ -506,6 +519,156 @@ template <int N> static void wgmma_ss(float (&d)[N / 2], uint64_t da, uint64_t d
 template <int N> static void wgmma_rs_nmajor(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t db, int scale_d) {
     emu_wgmma<N>(d, a, 0, db, true, scale_d);
 }
+
+// ----------------------------------------------------------------------------
+// llmc/mma.cuh's warp-specialization wrappers (sm_90a): mbarriers, TMA, named barriers, setmaxnreg.
+// mbarrier: the state lives beside shared memory (emu_mbars, by offset): arrivals left, the transaction count,
+//   the phase. A phase completes when every arrival has come and the transaction count is 0; mbar_wait(bar, p)
+//   blocks the thread (EMU_AT_MBAR) while the current phase has parity p, and a completion wakes it.
+// TMA: tma_load_4d reads the box from global memory at issue (zeros outside the tensor), in the map's 128-byte
+//   swizzle (address bits 4-6 XOR bits 7-9, offsets from the 1024-byte aligned dynamic shared memory, as the
+//   wgmma twins read); its bytes are retired on the mbarrier (complete_tx) only when a thread first waits on that
+//   barrier, and shared memory is written only when the phase then completes: a consumer that reads a stage
+//   without its full barrier's wait sees the old contents (NaN at first), and a producer that refills a stage
+//   without waiting for its empty barrier breaks the phases (a deadlock or wrong results).
+// Named barriers: bar_sync / bar_arrive count threads at barrier id; the n-th arrival releases those waiting.
+// Not modelled: the asynchrony of the copy engine beyond that, timing, registers (setmaxnreg is a no-op).
+#define __grid_constant__
+struct emu_tmap { const char *addr; int rank, swizzle; uint64_t dims[5], strides[5]; uint32_t box[5]; };
+static_assert(sizeof(emu_tmap) <= sizeof(CUtensorMap), "emu_tmap must fit a CUtensorMap");
+// cuTensorMapEncodeTiled for what the project uses (bf16, no interleave, unit element strides, zero fill),
+// with the driver's checks: 16-byte aligned address and strides, boxes of 1..256, the inner box within the swizzle
+static CUresult emu_encode_tiled(CUtensorMap *map, CUtensorMapDataType type, cuuint32_t rank, void *addr,
+                                 const cuuint64_t *dims, const cuuint64_t *strides, const cuuint32_t *box,
+                                 const cuuint32_t *elem_strides, CUtensorMapInterleave il, CUtensorMapSwizzle sw,
+                                 CUtensorMapL2promotion, CUtensorMapFloatOOBfill fill) {
+    if (type != CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 || rank < 1 || rank > 5 || (uintptr_t)addr % 16 ||
+        il != CU_TENSOR_MAP_INTERLEAVE_NONE || fill != CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE ||
+        (sw != CU_TENSOR_MAP_SWIZZLE_NONE && sw != CU_TENSOR_MAP_SWIZZLE_128B) ||
+        box[0] * 2 % 16 || (sw == CU_TENSOR_MAP_SWIZZLE_128B && box[0] * 2 > 128))
+        return CUDA_ERROR_INVALID_VALUE;
+    emu_tmap m;
+    memset(&m, 0, sizeof m);
+    m.addr = (const char *)addr; m.rank = (int)rank; m.swizzle = sw == CU_TENSOR_MAP_SWIZZLE_128B;
+    for (int i = 0; i < (int)rank; i++) {
+        if (dims[i] == 0 || box[i] == 0 || box[i] > 256 || elem_strides[i] != 1) return CUDA_ERROR_INVALID_VALUE;
+        m.dims[i] = dims[i]; m.box[i] = box[i];
+        m.strides[i] = i == 0 ? 2 : strides[i - 1];
+        if (i > 0 && (m.strides[i] % 16 || m.strides[i] >= (1ull << 40))) return CUDA_ERROR_INVALID_VALUE;
+    }
+    memset(map, 0, sizeof *map);
+    memcpy(map, &m, sizeof m);
+    return CUDA_SUCCESS;
+}
+typedef enum { cudaDriverEntryPointSuccess = 0, cudaDriverEntryPointSymbolNotFound = 1,
+               cudaDriverEntryPointVersionNotSufficent = 2 } cudaDriverEntryPointQueryResult;
+#define cudaEnableDefault 0
+static cudaError_t cudaGetDriverEntryPointByVersion(const char *symbol, void **fn, unsigned int, unsigned long long,
+                                                    cudaDriverEntryPointQueryResult *status) {
+    bool found = strcmp(symbol, "cuTensorMapEncodeTiled") == 0;
+    *fn = found ? (void *)emu_encode_tiled : NULL;
+    if (status) *status = found ? cudaDriverEntryPointSuccess : cudaDriverEntryPointSymbolNotFound;
+    return cudaSuccess;
+}
+
+static emu_mbar &emu_mbar_of(uint64_t *bar, const char *what) {
+    uint32_t off = __cvta_generic_to_shared(bar);
+    std::map<uint32_t, emu_mbar>::iterator it = emu_mbars.find(off);
+    if (off % 8 || it == emu_mbars.end())
+        fatal("cuda_emu: block (%u,%u,%u) thread %d: %s on shared byte %u, which is no initialised mbarrier",
+              blockIdx.x, blockIdx.y, blockIdx.z, emu_cur, what, off);
+    return it->second;
+}
+static void mbar_init(uint64_t *bar, int count) {
+    uint32_t off = __cvta_generic_to_shared(bar);
+    if (off % 8 || count < 1 || count >= (1 << 20)) fatal("cuda_emu: mbar_init(byte %u, %d): misaligned or bad count", off, count);
+    emu_mbar &mb = emu_mbars[off];
+    mb.count = mb.pending = count; mb.phase = 0; mb.tx = mb.tx_flight = 0; mb.writes.clear();
+}
+static void mbar_fence_init(void) {}
+// the phase completes when nothing is pending: the TMA writes land, the parity flips, the waiters wake
+static void emu_mbar_progress(uint64_t *bar, emu_mbar &mb) {
+    if (mb.pending < 0) fatal("cuda_emu: thread %d: more arrivals on an mbarrier than its count (%d)", emu_cur, mb.count);
+    if (mb.pending > 0 || mb.tx != 0) return;
+    for (size_t i = 0; i < mb.writes.size(); i++) memcpy(emu_dyn_smem + mb.writes[i].off, &mb.writes[i].v, 2);
+    mb.writes.clear();
+    mb.phase ^= 1;
+    mb.pending = mb.count;
+    uint32_t off = __cvta_generic_to_shared(bar);
+    int n = (int)(blockDim.x * blockDim.y * blockDim.z);
+    for (int t = 0; t < n; t++) if (emu_state[t] == EMU_AT_MBAR && emu_wait_on[t] == off) emu_state[t] = EMU_READY;
+}
+static void mbar_arrive(uint64_t *bar) {
+    emu_mbar &mb = emu_mbar_of(bar, "mbar_arrive");
+    mb.pending--;
+    emu_mbar_progress(bar, mb);
+}
+static void mbar_arrive_expect_tx(uint64_t *bar, uint32_t bytes) {
+    emu_mbar &mb = emu_mbar_of(bar, "mbar_arrive_expect_tx");
+    mb.tx += bytes;
+    mb.pending--;
+    emu_mbar_progress(bar, mb);
+}
+static void mbar_wait(uint64_t *bar, uint32_t parity) {
+    for (;;) {
+        emu_mbar &mb = emu_mbar_of(bar, "mbar_wait");
+        if (mb.tx_flight) {                          // the copies in flight complete now (complete_tx)
+            mb.tx -= mb.tx_flight;
+            mb.tx_flight = 0;
+            emu_mbar_progress(bar, mb);
+        }
+        if (mb.phase != (int)(parity & 1)) return;
+        emu_wait_on[emu_cur] = __cvta_generic_to_shared(bar);
+        emu_wait(EMU_AT_MBAR);
+    }
+}
+static void tma_load_4d(void *dst, const CUtensorMap *map, uint64_t *bar, int c0, int c1, int c2, int c3) {
+    emu_tmap m;
+    memcpy(&m, map, sizeof m);
+    const int c[4] = {c0, c1, c2, c3};
+    uint32_t d = __cvta_generic_to_shared(dst);
+    size_t bytes = 2ull * m.box[0] * m.box[1] * m.box[2] * m.box[3];
+    if (m.rank != 4 || d % (m.swizzle ? 1024 : 128) || d + bytes > emu_dyn_smem_bytes)
+        fatal("cuda_emu: thread %d: tma_load_4d of a rank-%d map to shared byte %u (+%zu bytes): needs rank 4, an "
+              "aligned destination inside the dynamic shared memory", emu_cur, m.rank, d, bytes);
+    emu_mbar &mb = emu_mbar_of(bar, "tma_load_4d");
+    uint32_t e = 0;
+    for (uint32_t i3 = 0; i3 < m.box[3]; i3++) for (uint32_t i2 = 0; i2 < m.box[2]; i2++)
+    for (uint32_t i1 = 0; i1 < m.box[1]; i1++) for (uint32_t i0 = 0; i0 < m.box[0]; i0++, e++) {
+        const uint32_t ix[4] = {i0, i1, i2, i3};
+        uint16_t v = 0;
+        size_t src = 0;
+        bool in = true;
+        for (int k = 0; k < 4; k++) {
+            long x = (long)c[k] + ix[k];
+            in = in && x >= 0 && x < (long)m.dims[k];
+            src += (size_t)x * m.strides[k];
+        }
+        if (in) memcpy(&v, m.addr + src, 2);
+        uint32_t off = d + 2 * e;
+        if (m.swizzle) off ^= ((off >> 7) & 7) << 4;
+        mb.writes.push_back(emu_mbar_write{off, v});
+    }
+    mb.tx_flight += (long)bytes;   // retired (complete_tx) when a thread first waits on the barrier
+}
+// named barrier id: the n-th thread to arrive (bar_sync or bar_arrive) releases the threads waiting in bar_sync
+static bool emu_named_arrive(int id, int n) {
+    if (id < 1 || id > 15 || n % 32 || n < 32 || n > (int)(blockDim.x * blockDim.y * blockDim.z))
+        fatal("cuda_emu: thread %d: named barrier %d with %d threads (ids 1..15, whole warps)", emu_cur, id, n);
+    if (++emu_nbar_count[id] < n) return false;
+    emu_nbar_count[id] = 0;
+    int nt = (int)(blockDim.x * blockDim.y * blockDim.z);
+    for (int t = 0; t < nt; t++) if (emu_state[t] == EMU_AT_NAMED && emu_wait_on[t] == (uint32_t)id) emu_state[t] = EMU_READY;
+    return true;
+}
+static void bar_sync(int id, int n) {
+    if (emu_named_arrive(id, n)) return;
+    emu_wait_on[emu_cur] = (uint32_t)id;
+    emu_wait(EMU_AT_NAMED);
+}
+static void bar_arrive(int id, int n) { emu_named_arrive(id, n); }
+template <int R> static void setmaxnreg_dec(void) { static_assert(R % 8 == 0 && R >= 24 && R <= 256, "setmaxnreg"); }
+template <int R> static void setmaxnreg_inc(void) { static_assert(R % 8 == 0 && R >= 24 && R <= 256, "setmaxnreg"); }
 
 static inline float ex2_approx(float x) { return exp2f(x); }   // the host's exp2f: agrees to rounding
 static inline uint32_t pack_bf16x2(float lo, float hi) { return (uint32_t)float_to_bf16(lo) | (uint32_t)float_to_bf16(hi) << 16; }

@@ -12,6 +12,10 @@
                  (.trans) registers as the PTX ISA lays them out, mma.sync m16n8k16 exact on small integers both
                  ways (B through ldmatrix.trans and B^T through ldmatrix); ldmatrix off shared memory is fatal
    cublasLt      a bias + residual matmul with transposes equals a plain loop (small integers: exact)
+   tma           llmc/mma.cuh's warp-specialization wrappers: a TMA box lands in the 128-byte swizzle (chunk c of
+                 row r at c ^ (r % 8)) with zeros past the tensor, only after the mbarrier wait (NaN before it); a
+                 fresh mbarrier's parity-1 wait passes at once; bar_sync waits for the other warp's bar_arrive;
+                 a wait that nobody completes is a fatal deadlock
 */
 #include <sys/wait.h>
 #include <unistd.h>
@@ -130,6 +134,38 @@ __global__ void ldmatrix_global_kernel(uint32_t *regs, const floatX *a) {
     uint32_t r[4];
     ldmatrix_x4(r, a + (threadIdx.x % 16) * 16);   // global memory: not allowed
     regs[threadIdx.x] = r[0];
+}
+
+// TMA + mbarrier + named barrier: thread 0 loads the 8 x 64 box at rows row0.. of the (1, T, 1, 64) map into shared
+// memory; out[0..511] the shared bytes as bf16 after the wait, before[0] what thread 32 read before it; flag[t] what
+// warp 0 read of warp 1's write after bar_sync (warp 1: bar_arrive after writing)
+__global__ void tma_kernel(const __grid_constant__ CUtensorMap map, floatX *out, float *before, float *flag, int row0) {
+    extern __shared__ __align__(1024) unsigned char tma_smem[];
+    unsigned char *box = tma_smem;
+    float *xchg = (float *)(tma_smem + 1024);
+    uint64_t *bar = (uint64_t *)(tma_smem + 1024 + 64 * sizeof(float)), *fresh = bar + 1;
+    const int t = threadIdx.x;
+    if (t == 0) { mbar_init(bar, 1); mbar_init(fresh, 1); mbar_fence_init(); }
+    __syncthreads();
+    if (t == 0) {
+        mbar_wait(fresh, 1);                           // the phase before the first: passes at once
+        mbar_arrive_expect_tx(bar, 8 * 128);
+        tma_load_4d(box, &map, bar, 0, 0, row0, 0);
+    }
+    if (t == 32) before[0] = __bfloat162float(((floatX *)box)[0]);   // issued, not yet waited for by anyone
+    __syncthreads();
+    mbar_wait(bar, 0);
+    for (int i = t; i < 512; i += 64) out[i] = ((floatX *)box)[i];
+    if (t >= 32) { xchg[t - 32] = (float)t; bar_arrive(1, 64); }
+    else { bar_sync(1, 64); flag[t] = xchg[t]; }
+}
+__global__ void mbar_deadlock_kernel(void) {
+    extern __shared__ __align__(1024) unsigned char tma_smem[];
+    uint64_t *bar = (uint64_t *)tma_smem;
+    if (threadIdx.x == 0) mbar_init(bar, 2);
+    __syncthreads();
+    if (threadIdx.x == 0) mbar_arrive(bar);            // one of the two arrivals: the phase never completes
+    mbar_wait(bar, 0);
 }
 
 static floatX *bf16_buffer(const float *h, int n) {
@@ -298,6 +334,40 @@ int main(void) {
             }
         }
         report("cublasLt BGRADB", exact_bg, "fp32 product with B transposed exact; bias gradient = column sums of op(B)");
+    }
+
+    // TMA, mbarriers, named barriers (llmc/mma.cuh's sm_90a wrappers)
+    {
+        const int T = 6, row0 = 2;                     // rows 2..9 of a 6-row tensor: rows 6..9 are zeros
+        float hx[T * 64];
+        for (int i = 0; i < T * 64; i++) hx[i] = (float)((i / 64) * 16 + i % 16);   // small integers: exact in bf16
+        floatX *x = bf16_buffer(hx, T * 64), *out;
+        float *before, *flag;
+        cudaMallocCheck(&out, 512 * sizeof(floatX)); cudaMallocCheck(&before, sizeof(float)); cudaMallocCheck(&flag, 32 * sizeof(float));
+        typedef CUresult (*encode_fn)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *, const cuuint64_t *,
+                                      const cuuint64_t *, const cuuint32_t *, const cuuint32_t *, CUtensorMapInterleave,
+                                      CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+        void *fn = NULL;
+        cudaDriverEntryPointQueryResult found;
+        cudaCheck(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found));
+        CUtensorMap map;
+        cuuint64_t dims[4] = {64, 1, T, 1}, strides[3] = {128, 128, T * 128};
+        cuuint32_t boxd[4] = {64, 1, 8, 1}, es[4] = {1, 1, 1, 1};
+        CUresult r = ((encode_fn)fn)(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 4, x, dims, strides, boxd, es,
+                                     CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                                     CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+        tma_kernel<<<1, 64, 2048>>>(map, out, before, flag, row0);
+        cudaCheck(cudaGetLastError());
+        int swz = found == cudaDriverEntryPointSuccess && r == CUDA_SUCCESS, named = 1;
+        for (int rr = 0; rr < 8; rr++) for (int c = 0; c < 64; c++) {
+            int t = row0 + rr, at = rr * 64 + (((c / 8) ^ (rr % 8)) * 8) + c % 8;   // bf16 index in the box
+            swz &= __bfloat162float(out[at]) == (t < T ? hx[t * 64 + c] : 0.0f);
+        }
+        for (int i = 0; i < 32; i++) named &= flag[i] == (float)(32 + i);
+        snprintf(detail, sizeof detail, "swizzled box with zero rows past T %s, NaN before the wait %s, bar_sync after bar_arrive %s",
+                 swz ? "ok" : "WRONG", isnan(before[0]) ? "ok" : "WRONG", named ? "ok" : "WRONG");
+        report("tma", swz && isnan(before[0]) && named, detail);
+        expect_fatal("mbarrier hang", [&]() { mbar_deadlock_kernel<<<1, 32, 1024>>>(); });
     }
 
     printf("cuda_emu selftest: %s\n", fails ? "FAILED" : "all passed");
