@@ -3,7 +3,9 @@
  swizzled shared memory, FlashAttention-3's math and layouts. Two kernels: the one below (versions 3, 4: all
  threads load by cp.async, no ping-pong) and, further down, versions 5 and 6, the trainer's: FlashAttention-3's
  warp specialization (a TMA producer warpgroup, an mbarrier ring, consumer warpgroups in ping-pong). Same contract
- as attention_forward in llmc/attention.cuh (which includes this file and selects it): q (B,T,H,d), k/v (B,T,Hkv,d) bf16 -> out (B,T,H,d) bf16, lse (B,H,T) fp32 (natural log), scale 1/sqrt(d),
+ as attention_forward in llmc/attention.cuh (which includes this file and selects it): q (B,T,H,d), k/v
+ (B,T,Hkv,d) bf16 with rows ldq / ldkv elements apart (column slices of the stacked projection; the TMA tensor maps
+ carry the same strides) -> out (B,T,H,d) bf16 dense, lse (B,H,T) fp32 (natural log), scale 1/sqrt(d),
  query head h reads kv head h / (H/Hkv), key j <= t attended; d = 64 or 128.
 
  Math, per block of BQ = 128 query rows (2 warpgroups x 64 rows), over key tiles of BK = 128 up to its last row
@@ -569,7 +571,8 @@ static void attention_forward_sm90_ws_hd(floatX *out, float *lse, const floatX *
 #endif
 // the Hopper forward itself (attention_forward picks it when attention_sm90_usable() and d is 64 or 128);
 // version: 3 and 4 the kernel with all threads loading (overlap off / on), 5 the warp-specialized one (3 consumer
-// warpgroups at d = 64, 2 at d = 128), 6 the same with 2 consumer warpgroups at d = 64 too
+// warpgroups at d = 64, 2 at d = 128), 6 the same with 2 consumer warpgroups at d = 64 too; ldq, ldkv: the row
+// strides of q and of k, v (0: dense; attention_row_strides)
 static void attention_forward_sm90(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
                                    int B, int T, int H, int Hkv, int d, cudaStream_t stream, int version = ATTH_FWD_VERSION,
                                    int ldq = 0, int ldkv = 0) {

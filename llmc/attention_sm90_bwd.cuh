@@ -3,7 +3,8 @@
  descriptors, tile loads and wgmma issue helpers of the forward (llmc/attention_sm90.cuh, which includes this
  file). Same contract as attention_backward in llmc/attention.cuh (which selects it): dout (B,T,H,d), the
  forward's lse (B,H,T) and Delta_t = dO_t . O_t (B,H,T, computed by attention_backward first) -> dq (B,T,H,d),
- dk/dv (B,T,Hkv,d), overwritten; d = 64 or 128; scale 1/sqrt(d). Deterministic: no atomics, every sum in a fixed
+ dk/dv (B,T,Hkv,d), overwritten; q, dq rows ldq and k, v, dk, dv rows ldkv elements apart (the stacked projection's
+ column slices; dout dense); d = 64 or 128; scale 1/sqrt(d). Deterministic: no atomics, every sum in a fixed
  order (dq in its own kernel, dk/dv summing the H/Hkv query heads of a kv head in head order), so a second run
  gives the same bits.
 
