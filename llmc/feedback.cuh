@@ -359,11 +359,11 @@ struct __align__(16) FbU4 { uint32_t x, y, z, w; };
 struct FbFragA { uint32_t hi[4], lo[4]; };   // a 16x16 A operand as bf16 halves (mma.cuh layout)
 struct FbFragB { uint32_t hi[2], lo[2]; };   // a 16x8 B operand as bf16 halves
 
-// two floats (lower k index first) -> their bf16 hi halves and lo halves, packed
+// two floats (lower k index first) -> their bf16 hi halves and lo halves, packed: two paired conversions
+// (cvt.rn.bf16x2.f32), the hi halves unpacked by bit operations (single F2F conversions run at a quarter rate)
 __device__ __forceinline__ void fb_split_pack(uint32_t *hi, uint32_t *lo, float a, float b) {
-    float ah = __bfloat162float(__float2bfloat16(a)), bh = __bfloat162float(__float2bfloat16(b));
-    *hi = pack_bf16x2(ah, bh);
-    *lo = pack_bf16x2(a - ah, b - bh);
+    *hi = pack_bf16x2(a, b);
+    *lo = pack_bf16x2(a - bf16x2_lo(*hi), b - bf16x2_hi(*hi));
 }
 // the A fragment (16 x k16) made of two neighbouring C tiles c0 (k 0..7) and c1 (k 8..15)
 __device__ __forceinline__ void fb_pack_a(FbFragA *a, const float c0[4], const float c1[4]) {

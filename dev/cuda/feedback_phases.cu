@@ -13,6 +13,10 @@
    upd q+1  the warp whose rhs comes next: its update                                   (UPD[next q] - BAR2)
    c store  forward, warp q: c_q out                                                    (CEND - UPD[q])
    iter     barrier 1 to barrier 1                                                      (BAR1 - previous BAR1)
+ Doubt: with the former one-barrier schedule, the backward's warp 0 (which updates right after the barrier) read
+ its "past the barrier" clock ~5k cycles before warp q's "phase A done" clock, which a barrier forbids (its outputs
+ were right); the forward's (warp 0 idle there) read ~100 cycles after. So a clock read right after BAR.SYNC by a
+ warp with work behind it may not mark the release: read bar1/bar2 and the updates of such rows with care.
  The clocks cost a few instructions and a store each (they change the schedule a little); the per-call time printed
  is measured with them. Under dev/cuda_emu the numbers are meaningless (a counter), the program must only run.
  make -C dev/cuda bin/feedback_phases && dev/cuda/bin/feedback_phases           B=8 T=1024 and B=32 T=256, D=768
