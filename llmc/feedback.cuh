@@ -68,7 +68,7 @@
    Elementwise passes (row pass, slab, dZ) move ~16 bytes per (t, j < t) pair and direction: ~0.1 ms at T=4096.
    In-superblock solves (a CTA = 32 columns of one sequence, 8 warps; count in "in-superblock solves" below):
    ~2.1k (forward) / ~1.7k (backward) mma.sync m16n8k16 per CTA and superblock, 8 sequential 32-row steps of
-   ~1.5 us each (warp q+1's update, rhs, x on all warps, two barriers): predicted ~21 us (forward) and ~18 us
+   ~1.5 us each (warp q+1's update, rhs, x on all warps, two barriers): predicted ~19 us (forward) and ~16 us
    (backward) per call at B=8 T=1024 D=768 (192 CTAs, 2 per SM: one wave), i.e. ~0.16 ms per layer (4 superblocks,
    fwd + bwd); at B=2 T=4096 48 CTAs (one per SM, 16 superblocks), latency-bound at about the same per call.
    Launches: 6 (forward) and 12 (backward) per superblock; cuBLASLt plans are cached per shape.
@@ -339,10 +339,11 @@ __global__ void fb_bwd_slab_kernel(floatX *Pc_hi, floatX *Pc_lo, float *PcT, con
 // 1.44M useful); backward 28 pairs: 1344 + 288 = 1632. Shared loads per pair and warp: 16 LDS.64 (panel) + 4 LDS.128
 // (xa) for 48 mmas. Critical path per block: the update of warp q+1 (48 mmas; the busiest sub-partition issues 4 x 48
 // at ~4-8 clk each while every warp updates), R (~150 instructions), barrier 1, X (<= 6 chained mmas, ~0.2k clk),
-// barrier 2 (~0.1k each): ~1.6k (update, mean over the blocks) + 0.3k + 0.6k + 0.2k ~ 2.7k per block, ~22k for 8,
-// plus the prologue (~16k with the inverses' 16-byte loads): ~38k cycles per CTA, predicted ~21 us per call forward
-// (was 62) and ~18 us backward (was 48) at B=8 T=1024 D=768.
-// Registers: 128 (2 CTAs per SM); ptxas reports 16 bytes of spill (forward, outside the block loop), none backward.
+// barrier 2 (~0.1k each): ~1.6k (update, mean over the blocks; less without the quarter-rate single conversions
+// fb_split_pack had, 32 per warp and update) + 0.3k + 0.6k + 0.2k ~ 2.7k per block, ~22k for 8, plus the prologue
+// (~12k: the inverses with 16-byte loads, h and f in one round trip): ~34k cycles per CTA, predicted ~19 us per call
+// forward (was 62) and ~16 us backward (was 48) at B=8 T=1024 D=768.
+// Registers: 128 forward, 126 backward (2 CTAs per SM), no spills (ptxas -v, CUDA 13).
 // Determinism: fixed owners, fixed mma order, no atomics.
 #define FB_R 32                              // rows of a block = columns of a solve CTA
 #define FB_NB (FB_SMAX / FB_R)               // blocks of a superblock, at most
