@@ -69,7 +69,7 @@
    In-superblock solves (a CTA = 32 columns of one sequence, 8 warps; count in "in-superblock solves" below):
    ~2.1k (forward) / ~1.7k (backward) mma.sync m16n8k16 per CTA and superblock, 8 sequential 32-row steps of
    ~1.5 us each (warp q+1's update, rhs, x on all warps, two barriers): predicted ~19 us (forward) and ~16 us
-   (backward) per call at B=8 T=1024 D=768 (192 CTAs, 2 per SM: one wave), i.e. ~0.16 ms per layer (4 superblocks,
+   (backward) per call at B=8 T=1024 D=768 (192 CTAs, 2 per SM: one wave), i.e. ~0.14 ms per layer (4 superblocks,
    fwd + bwd); at B=2 T=4096 48 CTAs (one per SM, 16 superblocks), latency-bound at about the same per call.
    Launches: 6 (forward) and 12 (backward) per superblock; cuBLASLt plans are cached per shape.
    Measured on an H200 with the former solve kernels (dev/cuda feedback_backward bench, fwd + bwd): 1.93 ms at
