@@ -599,12 +599,14 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x_hi, floa
             *(FbU2 *)((uint32_t *)fb_frag_at(xa, 0, mt, nt / 2, lane) + 2 * (nt % 2)) = FbU2{hi[0], hi[1]};
             *(FbU2 *)((uint32_t *)fb_frag_at(xa, 1, mt, nt / 2, lane) + 2 * (nt % 2)) = FbU2{lo[0], lo[1]};
 #pragma unroll
-            for (int i = 0; i < 4; i++) {
+            for (int i = 0; i < 4; i++) {           // x, and its bf16 halves as packed above (fb_split's bits)
                 int r = q0 + fb_c_row(nt, i, lane), col = n0 + fb_c_col(mt, i, lane);
                 if (r < Sv && col < D) {
                     size_t o = base + (size_t)r * D + col;
-                    if (BWD) xb[o] = __float2bfloat16(x[i]); else xf[o] = x[i];
-                    fb_split(&x_hi[o], &x_lo[o], x[i]);
+                    uint16_t xh = (uint16_t)(hi[i / 2] >> 16 * (i % 2)), xl = (uint16_t)(lo[i / 2] >> 16 * (i % 2));
+                    *(uint16_t *)&x_hi[o] = xh;
+                    *(uint16_t *)&x_lo[o] = xl;
+                    if (BWD) *(uint16_t *)&xb[o] = xh; else xf[o] = x[i];   // backward df = bf16(u) = u_hi
                 }
             }
             FB_PHASE_IT(it, FB_PH_X, 0);
