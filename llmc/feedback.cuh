@@ -343,7 +343,7 @@ __global__ void fb_bwd_slab_kernel(floatX *Pc_hi, floatX *Pc_lo, float *PcT, con
 // fb_split_pack had, 32 per warp and update) + 0.3k + 0.6k + 0.2k ~ 2.7k per block, ~22k for 8, plus the prologue
 // (~12k: the inverses with 16-byte loads, h and f in one round trip): ~34k cycles per CTA, predicted ~19 us per call
 // forward (was 62) and ~16 us backward (was 48) at B=8 T=1024 D=768.
-// Registers: 128 forward, 126 backward (2 CTAs per SM), no spills (ptxas -v, CUDA 13).
+// Registers: 127 forward, 126 backward (2 CTAs per SM), no spills (ptxas -v, CUDA 13).
 // Determinism: fixed owners, fixed mma order, no atomics.
 #define FB_R 32                              // rows of a block = columns of a solve CTA
 #define FB_NB (FB_SMAX / FB_R)               // blocks of a superblock, at most
