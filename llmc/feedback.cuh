@@ -68,9 +68,9 @@
    Elementwise passes (row pass, slab, dZ) move ~16 bytes per (t, j < t) pair and direction: ~0.1 ms at T=4096.
    In-superblock solves (a CTA = 32 columns of one sequence, 8 warps; count in "in-superblock solves" below):
    ~2.1k (forward) / ~1.7k (backward) mma.sync m16n8k16 per CTA and superblock, 8 sequential 32-row steps of
-   ~1 us each (one warp's 48 mmas, a barrier, the other warps' 48 mmas): predicted ~10-12 us per call at B=8
-   T=1024 D=768 (192 CTAs, 2 per SM: one wave), i.e. ~0.09 ms per layer (4 superblocks, fwd + bwd); at B=2 T=4096
-   48 CTAs (one per SM, 16 superblocks), latency-bound at about the same ~10 us per call: ~0.3 ms per layer.
+   ~1.5 us each (warp q+1's update, rhs, x on all warps, two barriers): predicted ~19 us (forward) and ~16 us
+   (backward) per call at B=8 T=1024 D=768 (192 CTAs, 2 per SM: one wave), i.e. ~0.14 ms per layer (4 superblocks,
+   fwd + bwd); at B=2 T=4096 48 CTAs (one per SM, 16 superblocks), latency-bound at about the same per call.
    Launches: 6 (forward) and 12 (backward) per superblock; cuBLASLt plans are cached per shape.
    Measured on an H200 with the former solve kernels (dev/cuda feedback_backward bench, fwd + bwd): 1.93 ms at
    B=8 T=1024 and 4.99 ms at B=2 T=4096 (dense form 1.71 and 6.34 ms), of which the solves were ~1.45 ms at T=1024 (4 x (140 + 223) us, the profile's per-call times).
@@ -85,6 +85,9 @@
    ncu (/work/briefs/gpu3/fbncu.log) then showed those fp32-FMA solves latency-bound (16 warps per SM, 7.7 cycles
    per issued instruction, neither shared memory nor the FMA pipes saturated): the solves were rewritten for tensor
    cores (below); `scripts/gpu_session.sh build fbncu` profiles the new ones under the same names.
+   Those (one warp solving x_q per block while 7 waited) measured 62 (forward) and 53 us (backward) per call in the
+   d12 profile, and B=8 T=1024 fwd + bwd 1.03 ms (dense 1.68); dev/cuda/feedback_phases.cu (per-phase clocks) put
+   2/3 of it on the one warp's x_q: its mmas and, most of all, its 32 rows stored one by one; now spread over 8 warps.
  Memory (scratch, the larger of forward and backward): forward 4BTD (s_hi/s_lo) + 12 B S T (Z, P_hi/P_lo)
    + 4 B S^2 + 4 B S D; backward 4BTD (u_hi/u_lo) + 4BTD (fp32 dqb accumulator) + 8 B T S (slab: Zs/US fp32,
    Pc_hi/Pc_lo, dZ over Pc_hi) + 4 B S^2 + 8 B S D. B=8 T=1024 D=768: 78 MiB, plus c (24 MiB) kept from the
@@ -295,8 +298,9 @@ __global__ void fb_bwd_slab_kernel(floatX *Pc_hi, floatX *Pc_lo, float *PcT, con
 // x = s, and the sums acc + L x are c; backward L = PcT (upper, gamma already inside), G = I, x = u. Rows go in
 // blocks of 32 (q = 0 .. nb-1, from last to first in the backward). Per block q, with h_q = acc + (L x)_q over the
 // blocks solved so far:
-//   A. x_q = Minv_q (rhs_q + G_q h_q),  Minv_q = (I - G_q L_qq)^{-1}                  (32x32 by 32x32, warp q)
-//   B. right-looking: h_p += L_pq x_q for every block p after q (forward also p = q: L_qq is strictly lower, so
+//   R. rhs_q = f_q + G_q h_q (forward), h_q (backward)                                 (warp q, whose h_q it is)
+//   X. x_q = Minv_q rhs_q,  Minv_q = (I - G_q L_qq)^{-1}                 (32x32 by 32x32, all 8 warps: a tile each)
+//   U. right-looking: h_p += L_pq x_q for every block p after q (forward also p = q: L_qq is strictly lower, so
 //      h_q becomes c_q, complete)                                                   (32x32 by 32x32, warp p)
 // The diagonal blocks' inverses come first, one warp each, in parallel: forward substitution of 32 dependent rows in
 // fp32 (fb_block_inverse). L >= 0 and gamma >= 0, so Minv >= 0 (an M-matrix inverse): sums of one sign, fp32
@@ -304,54 +308,63 @@ __global__ void fb_bwd_slab_kernel(floatX *Pc_hi, floatX *Pc_lo, float *PcT, con
 // Tensor cores: every 32x32 by 32x32 product of A and B is done transposed, as mma.sync m16n8k16 bf16 tiles with
 // fp32 accumulators in registers: warp p keeps h_p^T (32 columns x 32 rows of block p) in the C layout (2 m-tiles x
 // 4 n-tiles x 4 floats = 32 registers a lane), and
-//   A. x_q^T = rhs_q^T Minv_q^T: the A operand rhs^T comes from warp q's own accumulators (the C layout of two
-//      n-tiles is the A layout of one k16 slice, mma.cuh), the B operand Minv_q^T[k][n] = Minv_q[n][k] from shared;
-//   B. h_p^T += x_q^T L_pq^T: the A operand x_q^T is what warp q left in shared memory as ready A fragments
-//      (xa: packed bf16 hi and lo, one 16-byte load per fragment), the B operand L_pq[n][k] from the panel.
+//   R. warp q packs rhs_q^T from its accumulators as A fragments (the C layout of two n-tiles is the A layout of one
+//      k16 slice, mma.cuh) into shared memory (ra: packed bf16 hi and lo, one 16-byte load per fragment);
+//   X. x_q^T = rhs_q^T Minv_q^T: warp w computes the C tile (m-tile w / 4, n-tile w % 4): A from ra, B[k][n] =
+//      Minv_q[n][k] from shared; it writes its tile as half of an A fragment into xa and its 4 x 8 elements of x to
+//      global memory straight from the C layout;
+//   U. h_p^T += x_q^T L_pq^T: A = x_q^T from xa, B = L_pq[n][k] from the panel.
 // fp32-grade products as the chain GEMMs: X = X_hi + X_lo (bf16 halves, 17 bits), X Y ~ X_hi Y_hi + X_lo Y_hi +
 // X_hi Y_lo, three mmas into the fp32 accumulator (relative error ~2^-16 per product; the former fp32-FMA kernels:
 // ~2^-24). The fp32 operands (Minv, panel) are split when they are loaded into fragments.
 // CTA = 32 columns x one batch element, 8 warps (warp w owns block w: at most FB_NB = 8 blocks), grid (ceil(D/32), B):
-// B=8 D=768 is 192 CTAs, 2 per SM (109 KiB shared each), one wave on 132 SMs. Shared memory (floats, S rows):
+// B=8 D=768 is 192 CTAs, 2 per SM (105 KiB shared each), one wave on 132 SMs. Shared memory (floats, S rows):
 //   Minv  [S/32][32][32]   the diagonal blocks' inverses (swizzled: fb_sw)
 //   panel [2][S][32]       L[rows, block q's 32 columns], double-buffered: cp.async brings the next block's panel
-//                          while block q is updated (the prologue's diagonal blocks use buffer 1 before that)
-//   xa    [2][hi, lo][2 m-tiles][2 k-slices][32 lanes][4]   x_q^T as A fragments, double-buffered
-//   stage [32][32]         x_q (row, column; fb_sw) on its way out: a lane per column, coalesced rows (c goes out
-//                          through Minv_q, free after phase A; h's first values come in through panel buffer 1)
+//                          while block q is solved and updated (the prologue's diagonal blocks use buffer 1 before)
+//   ra, xa [hi, lo][2 m-tiles][2 k-slices][32 lanes][4]   rhs_q^T and x_q^T as A fragments
 //   gsh   [S]              forward: gamma of the superblock's rows
-// One barrier per block: warp q writes xa[it & 1] (phase A), barrier, every warp updates from it while warp q+1
-// (whose h is complete once its own update is) writes the other buffer in the next iteration.
+// Two barriers per block: R (warp q), barrier 1, X (every warp; the next panel's cp.async issued first), barrier 2,
+// U (every warp p after q; forward warp q then writes c_q from its accumulators). ra is free again after barrier 2,
+// xa and the panel buffer of block q-1 after barrier 1 (every warp is past its update of q-1 there).
+// Why (dev/cuda/feedback_phases.cu, the H200): the former schedule did R and X on warp q alone (36 dependent-chained
+// mmas, ~900 instructions) and wrote x and c through a staging tile, row by row (~800 more), while the other 7 warps
+// waited at the one barrier. Mean SM cycles per CTA, forward, B=8 T=1024 D=768 (92k, 62 us per call): prologue 18k
+// (diagonal blocks and gamma in 6.6k, inverses 5.2k, h and f 6.4k), then per block ~9.5k: phase A's mmas 2.9k, its
+// 32 rows of x out 4.3k, the barrier 0.1k, warp q+1's update 2.1k (c out by warp q, 2.8k, beside it). The backward
+// alike (75k, 48 us; its barrier clocks read inconsistently, see feedback_phases.cu). Both have x's stores and 3/4 of
+// the mma chains of X off the critical path now, spread over 8 warps.
 // Count per CTA and superblock (S = 256, nb = 8, D-columns 32): mmas (2048 MACs each) forward: updates 36 (p >= q)
-// pairs x 48 (2 m x 4 n x 2 k x 3 hi/lo) = 1728, phase A 8 x 36 (Minv_q's zero quarter skipped) = 288: 2016
-// (4.1M MACs, 1.44M useful); backward 28 pairs: 1344 + 288 = 1632. Shared loads per pair and warp: 16 LDS.64 (panel) + 4 LDS.128 (xa) for 48 mmas (the
-// former kernel: 64 LDS.128 for 1024 FMA issues). Critical path per block: phase A on one warp (36 mmas, 6 deep per
-// accumulator, ~0.3 us) and its 32 rows out (~0.1 us), the barrier, the update of the busiest sub-partition (2 warps
-// of each of the 2 CTAs, 4 x 48 mmas at ~6-8 clk each ~ 1.2-1.5k clk ~ 0.7 us): ~1.1 us per block, 8 per call, plus
-// the inverses (~1.5 us: 32 dependent steps with a shuffle each) and the loads of h, f: predicted ~10-12 us per call
-// forward and ~9-11 us backward at B=8 T=1024 D=768 (the fp32-FMA kernels: 70 and 58 us per call, d12 profile).
-// Registers: 128 (2 CTAs per SM), ptxas reports 8 (forward) / 12 (backward) bytes of spill: h (32), f (16 forward)
-// and the fragments leave little room.
+// pairs x 48 (2 m x 4 n x 2 k x 3 hi/lo) = 1728, X 8 x 36 (Minv_q's zero quarter skipped) = 288: 2016 (4.1M MACs,
+// 1.44M useful); backward 28 pairs: 1344 + 288 = 1632. Shared loads per pair and warp: 16 LDS.64 (panel) + 4 LDS.128
+// (xa) for 48 mmas. Critical path per block: the update of warp q+1 (48 mmas; the busiest sub-partition issues 4 x 48
+// at ~4-8 clk each while every warp updates), R (~150 instructions), barrier 1, X (<= 6 chained mmas, ~0.2k clk),
+// barrier 2 (~0.1k each): ~1.6k (update, mean over the blocks; less without the quarter-rate single conversions
+// fb_split_pack had, 32 per warp and update) + 0.3k + 0.6k + 0.2k ~ 2.7k per block, ~22k for 8, plus the prologue
+// (~12k: the inverses with 16-byte loads, h and f in one round trip): ~34k cycles per CTA, predicted ~19 us per call
+// forward (was 62) and ~16 us backward (was 48) at B=8 T=1024 D=768.
+// Registers: 127 forward, 126 backward (2 CTAs per SM), no spills (ptxas -v, CUDA 13).
 // Determinism: fixed owners, fixed mma order, no atomics.
 #define FB_R 32                              // rows of a block = columns of a solve CTA
 #define FB_NB (FB_SMAX / FB_R)               // blocks of a superblock, at most
 #define FB_SOLVE_THREADS (FB_NB * WARP_SIZE) // a warp per block
-static inline size_t fb_solve_smem(int S) { return ((size_t)3 * S * FB_R + 3 * FB_R * FB_R + S) * sizeof(float); }
+static inline size_t fb_solve_smem(int S) { return ((size_t)3 * S * FB_R + 2 * FB_R * FB_R + S) * sizeof(float); }
 
 // a [rows][32] fp32 tile in shared memory with the 16-byte chunk index XOR-ed by 2 (row & 3): the B-fragment loads
 // (lane 4g + t reads 8 bytes at row g, column 2t of a k16 slice) of a half-warp reach 8 different bank quads
 __device__ __forceinline__ int fb_sw(int row, int k) { return row * FB_R + ((((k >> 2) ^ (row << 1)) & 7) << 2) + (k & 3); }
 
 struct __align__(8) FbF2 { float x, y; };
+struct __align__(8) FbU2 { uint32_t x, y; };
 struct __align__(16) FbU4 { uint32_t x, y, z, w; };
 struct FbFragA { uint32_t hi[4], lo[4]; };   // a 16x16 A operand as bf16 halves (mma.cuh layout)
 struct FbFragB { uint32_t hi[2], lo[2]; };   // a 16x8 B operand as bf16 halves
 
-// two floats (lower k index first) -> their bf16 hi halves and lo halves, packed
+// two floats (lower k index first) -> their bf16 hi halves and lo halves, packed: two paired conversions
+// (cvt.rn.bf16x2.f32), the hi halves unpacked by bit operations (single F2F conversions run at a quarter rate)
 __device__ __forceinline__ void fb_split_pack(uint32_t *hi, uint32_t *lo, float a, float b) {
-    float ah = __bfloat162float(__float2bfloat16(a)), bh = __bfloat162float(__float2bfloat16(b));
-    *hi = pack_bf16x2(ah, bh);
-    *lo = pack_bf16x2(a - ah, b - bh);
+    *hi = pack_bf16x2(a, b);
+    *lo = pack_bf16x2(a - bf16x2_lo(*hi), b - bf16x2_hi(*hi));
 }
 // the A fragment (16 x k16) made of two neighbouring C tiles c0 (k 0..7) and c1 (k 8..15)
 __device__ __forceinline__ void fb_pack_a(FbFragA *a, const float c0[4], const float c1[4]) {
@@ -373,39 +386,46 @@ __device__ __forceinline__ void fb_mma3(float d[4], const FbFragA &a, const FbFr
     mma_bf16_16816(d, a.lo, b.hi);
     mma_bf16_16816(d, a.hi, b.lo);
 }
-// xa fragment (m-tile mt, k-slice kt) of buffer buf: hi at [buf][0][mt][kt][lane], lo at [buf][1][mt][kt][lane]
-__device__ __forceinline__ FbU4 *fb_xa(uint32_t *xa, int buf, int hl, int mt, int kt, int lane) {
-    return (FbU4 *)xa + (((buf * 2 + hl) * 2 + mt) * 2 + kt) * WARP_SIZE + lane;
+// fragment (m-tile mt, k-slice kt) of an A operand kept in shared memory as hi (hl = 0) and lo (hl = 1) halves
+// (ra, xa: [2 hl][2 mt][2 kt][32 lanes] x 16 bytes, one LDS.128 per lane and half)
+__device__ __forceinline__ FbU4 *fb_frag_at(uint32_t *buf, int hl, int mt, int kt, int lane) {
+    return (FbU4 *)buf + ((hl * 2 + mt) * 2 + kt) * WARP_SIZE + lane;
 }
-
-// the C tiles x[nt] of m-tile mt (a 32 x 32 product's columns 16 mt .. 16 mt + 15, transposed) into st[row n][column m]
-__device__ __forceinline__ void fb_stage(float *st, const float (*x)[4], int mt, int lane) {
-    int g = lane / 4, t = lane % 4;
-#pragma unroll
-    for (int nt = 0; nt < 4; nt++)
-#pragma unroll
-        for (int i = 0; i < 4; i++) st[fb_sw(8 * nt + 2 * t + i % 2, 16 * mt + g + 8 * (i / 2))] = x[nt][i];
+__device__ __forceinline__ FbFragA fb_frag_load(uint32_t *buf, int mt, int kt, int lane) {
+    FbU4 vh = *fb_frag_at(buf, 0, mt, kt, lane), vl = *fb_frag_at(buf, 1, mt, kt, lane);
+    return FbFragA{{vh.x, vh.y, vh.z, vh.w}, {vl.x, vl.y, vl.z, vl.w}};
 }
+// element i of the C tile (mt, nt) of a lane (lane = 4 g + t): row 8 nt + 2 t + i % 2 of a block, column
+// 16 mt + g + 8 (i / 2) of the CTA's 32
+__device__ __forceinline__ int fb_c_row(int nt, int i, int lane) { return 8 * nt + 2 * (lane % 4) + i % 2; }
+__device__ __forceinline__ int fb_c_col(int mt, int i, int lane) { return 16 * mt + lane / 4 + 8 * (i / 2); }
 
 // Minv = (I - diag(g) L)^{-1} for one diagonal block tri ([32][32] row-major, plain layout; strictly lower, or
-// strictly upper when REV), one warp, lane = column j of the inverse. Forward substitution, right-looking: row r of
-// X is e_r + g_r sum_k L[r][k] X[k] over the rows k solved before it; once X[r] is known its term goes into every
-// later row's sum (REV: rows from last to first). 32 dependent steps, 496 FMAs per lane. g of row r is lane r's g_lane.
+// strictly upper when REV), one warp, lane = column j of the inverse. Forward substitution, left-looking: row r of
+// X is e_r + g_r sum_k L[r][k] X[k] over the rows k solved before it (REV: rows from last to first), X[k] in the
+// lane's registers, L's row r read as broadcast 16-byte loads (~136 LDS.128 a warp, not 496 scalar ones), each sum
+// one fp32 chain in the order of the solve (the right-looking form's order: the same bits). 496 FMAs per lane; g of row r is lane r's g_lane.
 template <bool REV>
 __device__ __forceinline__ void fb_block_inverse(float *Minv, const float *tri, float g_lane, int lane) {
-    float a[FB_R];
-#pragma unroll
-    for (int i = 0; i < FB_R; i++) a[i] = 0.0f;
+    float x[FB_R];
 #pragma unroll
     for (int i = 0; i < FB_R; i++) {
         const int r = REV ? FB_R - 1 - i : i;
-        float x = fmaf(__shfl_sync(0xffffffffu, g_lane, r), a[r], r == lane ? 1.0f : 0.0f);
-        Minv[fb_sw(r, lane)] = x;
+        float a = 0.0f;
 #pragma unroll
-        for (int i2 = i + 1; i2 < FB_R; i2++) {
-            const int r2 = REV ? FB_R - 1 - i2 : i2;
-            a[r2] = fmaf(tri[r2 * FB_R + r], x, a[r2]);
+        for (int c = 0; c < FB_R / 4; c++) {    // the 16-byte chunks of row r, in the order of the solve
+            const int k4 = REV ? FB_R - 4 - 4 * c : 4 * c;
+            if (REV ? k4 + 3 <= r : k4 >= r) break;
+            FbF4 v = *(const FbF4 *)&tri[r * FB_R + k4];
+            const float e[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) {
+                const int k = REV ? k4 + 3 - kk : k4 + kk;
+                if (REV ? k > r : k < r) a = fmaf(e[k - k4], x[k], a);
+            }
         }
+        x[r] = fmaf(__shfl_sync(0xffffffffu, g_lane, r), a, r == lane ? 1.0f : 0.0f);
+        Minv[fb_sw(r, lane)] = x[r];
     }
 }
 
@@ -436,15 +456,15 @@ __device__ __forceinline__ void fb_load_panel(float *pan, const float *L, int S,
 
 // FB_PHASES (dev/cuda/feedback_phases.cu only): lane 0 of the warp named writes clock64() at the solve's phase
 // boundaries into fb_phase_clk[CTA][slot] (CTA = blockIdx.y * gridDim.x + blockIdx.x, the first FB_PH_CTAS):
-//   prologue: START (warp 0), TRI (warp 0, after the diagonal blocks and gamma are in: barrier 1), INV (warp 0,
-//   after the inverses: barrier 2), HF (warp 0, its h/f loads issued and f packed);
-//   block it (q = it forward, nb-1-it backward), at FB_PH_PRO + it FB_PH_IT: AMMA (warp q, x_q and xa done),
-//   AEND (warp q, its rows of x stored), BAR (warp 0, past the barrier), UPD + w (each warp w, past its update),
-//   CEND (warp q, forward: c_q stored).
+//   prologue: START (warp 0), TRI (warp 0, after the diagonal blocks and gamma are in: a barrier), INV (warp 0,
+//   after the inverses: a barrier), HF (warp 0, its h (and f) loaded);
+//   block it (q = it forward, nb-1-it backward), at FB_PH_PRO + it FB_PH_IT: RHS (warp q, ra written), BAR1
+//   (warp 0, past barrier 1), X (warp 0, its x tile written), BAR2 (warp 0, past barrier 2), UPD + w (each warp w,
+//   past its update), CEND (warp q, forward: c_q stored).
 #ifdef FB_PHASES
 #define FB_PH_CTAS 1024
 enum { FB_PH_START, FB_PH_TRI, FB_PH_INV, FB_PH_HF, FB_PH_PRO };
-enum { FB_PH_AMMA, FB_PH_AEND, FB_PH_BAR, FB_PH_UPD, FB_PH_CEND = FB_PH_UPD + FB_NB, FB_PH_IT };
+enum { FB_PH_RHS, FB_PH_BAR1, FB_PH_X, FB_PH_BAR2, FB_PH_UPD, FB_PH_CEND = FB_PH_UPD + FB_NB, FB_PH_IT };
 #define FB_PH_SLOTS (FB_PH_PRO + FB_NB * FB_PH_IT)
 __device__ long long fb_phase_clk[FB_PH_CTAS * FB_PH_SLOTS];
 #define FB_PHASE(slot, warp) do { int cta_ = blockIdx.y * gridDim.x + blockIdx.x;                                   \
@@ -465,9 +485,9 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x_hi, floa
                                          const float *gs, const float *gamma, int u0, int Sv, int S, int T, int D) {
     extern __shared__ __align__(128) float fb_solve_smem_buf[];
     float *Minv = fb_solve_smem_buf, *pan0 = Minv + S * FB_R, *pan1 = pan0 + S * FB_R;
-    uint32_t *xa = (uint32_t *)(pan1 + S * FB_R);
-    float *stage = (float *)(xa + 2 * FB_R * FB_R);  // x_q (row n, column m; fb_sw) on its way to global memory
-    float *gsh = stage + FB_R * FB_R;                // forward: gamma of the superblock's rows (0 past Sv)
+    uint32_t *ra = (uint32_t *)(pan1 + S * FB_R);   // rhs_q^T as A fragments
+    uint32_t *xa = ra + FB_R * FB_R;                // x_q^T as A fragments
+    float *gsh = (float *)(xa + FB_R * FB_R);       // forward: gamma of the superblock's rows (0 past Sv)
     int w = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, g = lane / 4, t = lane % 4, b = blockIdx.y;
     int n0 = blockIdx.x * FB_R;                 // the CTA's first column
     int nb = (Sv + FB_R - 1) / FB_R;
@@ -487,119 +507,119 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x_hi, floa
     if (w < nb) fb_block_inverse<BWD>(Minv + w * FB_R * FB_R, pan1 + w * FB_R * FB_R, BWD ? 1.0f : gsh[w * FB_R + lane], lane);
     __syncthreads();                            // Minv complete, tri read (h loads after it: not live in the inverse)
     FB_PHASE(FB_PH_INV, 0);
-    // h_w^T, and (forward) f of block w's rows as bf16 pairs (rows 2t, 2t+1); 0 outside
-    float h[2][4][4];
-    uint32_t fp[2][4][2];
+    // h_w^T (C layout), and (forward) f of block w's rows as bf16 pairs (rows 2t, 2t+1); 0 outside. Every load is
+    // issued before any is used: one memory round trip, not one per element (the clocks measured 6-17k cycles here
+    // with the loads and their uses interleaved)
+    float h[2][4][4], hg[2][4][4];              // hg: backward gs, forward f (its bf16 value)
 #pragma unroll
     for (int mt = 0; mt < 2; mt++)
 #pragma unroll
         for (int nt = 0; nt < 4; nt++)
 #pragma unroll
-            for (int j = 0; j < 2; j++) {
-                int col = n0 + 16 * mt + g + 8 * j;
-                float fv[2];
-#pragma unroll
-                for (int e = 0; e < 2; e++) {
-                    int r = w * FB_R + 8 * nt + 2 * t + e;
-                    bool in = w < nb && r < Sv && col < D;
-                    float v = in && has_acc ? acc[(size_t)r * D + col] : 0.0f;
-                    if (BWD && in) v += gs[base + (size_t)r * D + col];
-                    h[mt][nt][2 * j + e] = v;
-                    fv[e] = !BWD && in ? __bfloat162float(f[base + (size_t)r * D + col]) : 0.0f;
-                }
-                fp[mt][nt][j] = pack_bf16x2(fv[0], fv[1]);   // f is bf16: exact
+            for (int i = 0; i < 4; i++) {
+                int r = w * FB_R + fb_c_row(nt, i, lane), col = n0 + fb_c_col(mt, i, lane);
+                bool in = w < nb && r < Sv && col < D;
+                h[mt][nt][i] = in && has_acc ? acc[(size_t)r * D + col] : 0.0f;
+                hg[mt][nt][i] = !in ? 0.0f : BWD ? gs[base + (size_t)r * D + col] : __bfloat162float(f[base + (size_t)r * D + col]);
             }
+    uint32_t fp[2][4][2];
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int nt = 0; nt < 4; nt++) {
+            if (BWD) {
+#pragma unroll
+                for (int i = 0; i < 4; i++) h[mt][nt][i] += hg[mt][nt][i];
+            } else {                                // f is bf16: exact
+                fp[mt][nt][0] = pack_bf16x2(hg[mt][nt][0], hg[mt][nt][1]);
+                fp[mt][nt][1] = pack_bf16x2(hg[mt][nt][2], hg[mt][nt][3]);
+            }
+        }
     FB_PHASE(FB_PH_HF, 0);
     for (int it = 0; it < nb; it++) {
         int q = BWD ? nb - 1 - it : it, q0 = q * FB_R, buf = it & 1;
         bool more = it + 1 < nb;
         float *pq = pan0 + buf * S * FB_R, *pn = pan0 + (buf ^ 1) * S * FB_R;
         if (w == q) {
-            // A. x_q^T = rhs^T Minv_q^T, one m-tile at a time; x to global and as A fragments to xa[buf]
-            const float *Mq = Minv + q * FB_R * FB_R;
-#pragma unroll 1
-            for (int mt = 0; mt < 2; mt++) {
-                float hm[4][4];                     // h[mt] (mt is not a compile-time index here: select)
-                uint32_t fm[4][2];
+            // R. rhs_q^T (forward f + G h, backward h; h_q is complete) as A fragments into ra: the C tiles
+            // 2kt, 2kt+1 of m-tile mt are the A fragment (mt, kt)
 #pragma unroll
-                for (int nt = 0; nt < 4; nt++) {
+            for (int kt = 0; kt < 2; kt++) {
+                FbF2 g0, g1;                        // forward: gamma of rows 2t, 2t+1 of the C tiles 2kt, 2kt+1
+                if (!BWD) { g0 = *(const FbF2 *)&gsh[q0 + 16 * kt + 2 * t]; g1 = *(const FbF2 *)&gsh[q0 + 16 * kt + 8 + 2 * t]; }
 #pragma unroll
-                    for (int i = 0; i < 4; i++) hm[nt][i] = mt ? h[1][nt][i] : h[0][nt][i];
-                    fm[nt][0] = mt ? fp[1][nt][0] : fp[0][nt][0]; fm[nt][1] = mt ? fp[1][nt][1] : fp[0][nt][1];
-                }
-                float x[4][4];
-#pragma unroll
-                for (int nt = 0; nt < 4; nt++) x[nt][0] = x[nt][1] = x[nt][2] = x[nt][3] = 0.0f;
-#pragma unroll
-                for (int kt = 0; kt < 2; kt++) {
+                for (int mt = 0; mt < 2; mt++) {
                     float r0[4], r1[4];             // rhs of the C tiles 2kt and 2kt+1
-                    FbF2 g0, g1;                    // forward: gamma of rows 2t, 2t+1 of the two tiles
-                    if (!BWD) { g0 = *(const FbF2 *)&gsh[q0 + 16 * kt + 2 * t]; g1 = *(const FbF2 *)&gsh[q0 + 16 * kt + 8 + 2 * t]; }
 #pragma unroll
                     for (int i = 0; i < 4; i++) {
-                        if (BWD) { r0[i] = hm[2 * kt][i]; r1[i] = hm[2 * kt + 1][i]; }
-                        else {
-                            uint32_t f0 = fm[2 * kt][i / 2], f1 = fm[2 * kt + 1][i / 2];
-                            r0[i] = fmaf(i % 2 ? g0.y : g0.x, hm[2 * kt][i], i % 2 ? bf16x2_hi(f0) : bf16x2_lo(f0));
-                            r1[i] = fmaf(i % 2 ? g1.y : g1.x, hm[2 * kt + 1][i], i % 2 ? bf16x2_hi(f1) : bf16x2_lo(f1));
+                        r0[i] = h[mt][2 * kt][i]; r1[i] = h[mt][2 * kt + 1][i];
+                        if (!BWD) {
+                            uint32_t f0 = fp[mt][2 * kt][i / 2], f1 = fp[mt][2 * kt + 1][i / 2];
+                            r0[i] = fmaf(i % 2 ? g0.y : g0.x, r0[i], i % 2 ? bf16x2_hi(f0) : bf16x2_lo(f0));
+                            r1[i] = fmaf(i % 2 ? g1.y : g1.x, r1[i], i % 2 ? bf16x2_hi(f1) : bf16x2_lo(f1));
                         }
                     }
                     FbFragA a;
                     fb_pack_a(&a, r0, r1);
-#pragma unroll
-                    for (int nt = 0; nt < 4; nt++) {
-                        // Minv_q is lower (forward) / upper (backward) triangular: B[k][n] = Minv_q[n][k] is 0 for
-                        // k in 16..31, n in 0..15 (forward) and k in 0..15, n in 16..31 (backward)
-                        if (BWD ? kt == 0 && nt >= 2 : kt == 1 && nt < 2) continue;
-                        FbFragB bb;
-                        fb_frag_b(&bb, Mq, 8 * nt, 16 * kt, lane);
-                        fb_mma3(x[nt], a, bb);
-                    }
-                }
-#pragma unroll
-                for (int nt = 0; nt < 4; nt++)
-#pragma unroll
-                    for (int i = 0; i < 4; i++)
-                        if (q0 + 8 * nt + 2 * t + i % 2 >= Sv) x[nt][i] = 0.0f;
-                fb_stage(stage, x, mt, lane);
-#pragma unroll
-                for (int kt = 0; kt < 2; kt++) {
-                    FbFragA a;
-                    fb_pack_a(&a, x[2 * kt], x[2 * kt + 1]);
-                    *fb_xa(xa, buf, 0, mt, kt, lane) = FbU4{a.hi[0], a.hi[1], a.hi[2], a.hi[3]};
-                    *fb_xa(xa, buf, 1, mt, kt, lane) = FbU4{a.lo[0], a.lo[1], a.lo[2], a.lo[3]};
+                    *fb_frag_at(ra, 0, mt, kt, lane) = FbU4{a.hi[0], a.hi[1], a.hi[2], a.hi[3]};
+                    *fb_frag_at(ra, 1, mt, kt, lane) = FbU4{a.lo[0], a.lo[1], a.lo[2], a.lo[3]};
                 }
             }
-            FB_PHASE_IT(it, FB_PH_AMMA, q);
-            __syncwarp();
-            for (int n = 0, col = n0 + lane; n < FB_R && q0 + n < Sv; n++)   // rows of x_q, a lane per column
-                if (col < D) {
-                    size_t o = base + (size_t)(q0 + n) * D + col;
-                    float v = stage[fb_sw(n, lane)];
-                    if (BWD) xb[o] = __float2bfloat16(v); else xf[o] = v;
-                    fb_split(&x_hi[o], &x_lo[o], v);
-                }
-            FB_PHASE_IT(it, FB_PH_AEND, q);
+            FB_PHASE_IT(it, FB_PH_RHS, q);
         }
-        cp_async_wait<0>();                     // this thread's copies of block q's panel
-        __syncthreads();                        // xa[buf] and the panel complete; every warp is past the update of it-1
-        FB_PHASE_IT(it, FB_PH_BAR, 0);
-        if (more) {                             // the next block's panel into the buffer that update used
+        __syncthreads();                        // ra complete; every warp is past its update of it-1 (xa, pn free)
+        FB_PHASE_IT(it, FB_PH_BAR1, 0);
+        if (more) {                             // the next block's panel into the buffer the update of it-1 used
             if (BWD) fb_load_panel(pn, L, S, 0, q0 - FB_R, q0 - FB_R, Sv);
             else     fb_load_panel(pn, L, S, q0 + FB_R, nb * FB_R, q0 + FB_R, Sv);
             cp_async_commit();
         }
-        // B. h_w^T += x_q^T L_wq^T for the blocks w after q (forward: w >= q, panel row 32 (w - q); backward: w < q)
+        {
+            // X. x_q^T = rhs_q^T Minv_q^T, warp w the C tile (mt, nt) = (w / 4, w % 4): B[k][n] = Minv_q[n][k]
+            // from shared (Minv_q is lower (forward) / upper (backward) triangular: the k-slice kt = 1 (forward)
+            // is 0 for nt < 2, kt = 0 (backward) for nt >= 2); x into xa (half of the A fragment (mt, nt / 2))
+            // and to global memory
+            const float *Mq = Minv + q * FB_R * FB_R;
+            int mt = w / 4, nt = w % 4;
+            float x[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+            for (int kt = 0; kt < 2; kt++) {
+                if (BWD ? kt == 0 && nt >= 2 : kt == 1 && nt < 2) continue;
+                FbFragA a = fb_frag_load(ra, mt, kt, lane);
+                FbFragB bb;
+                fb_frag_b(&bb, Mq, 8 * nt, 16 * kt, lane);
+                fb_mma3(x, a, bb);
+            }
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+                if (q0 + fb_c_row(nt, i, lane) >= Sv) x[i] = 0.0f;
+            uint32_t hi[2], lo[2];
+            fb_split_pack(&hi[0], &lo[0], x[0], x[1]);
+            fb_split_pack(&hi[1], &lo[1], x[2], x[3]);
+            *(FbU2 *)((uint32_t *)fb_frag_at(xa, 0, mt, nt / 2, lane) + 2 * (nt % 2)) = FbU2{hi[0], hi[1]};
+            *(FbU2 *)((uint32_t *)fb_frag_at(xa, 1, mt, nt / 2, lane) + 2 * (nt % 2)) = FbU2{lo[0], lo[1]};
+#pragma unroll
+            for (int i = 0; i < 4; i++) {           // x, and its bf16 halves as packed above (fb_split's bits)
+                int r = q0 + fb_c_row(nt, i, lane), col = n0 + fb_c_col(mt, i, lane);
+                if (r < Sv && col < D) {
+                    size_t o = base + (size_t)r * D + col;
+                    uint16_t xh = (uint16_t)(hi[i / 2] >> 16 * (i % 2)), xl = (uint16_t)(lo[i / 2] >> 16 * (i % 2));
+                    *(uint16_t *)&x_hi[o] = xh;
+                    *(uint16_t *)&x_lo[o] = xl;
+                    if (BWD) *(uint16_t *)&xb[o] = xh; else xf[o] = x[i];   // backward df = bf16(u) = u_hi
+                }
+            }
+            FB_PHASE_IT(it, FB_PH_X, 0);
+        }
+        if (more) cp_async_wait<1>(); else cp_async_wait<0>();   // this thread's copies of block q's panel
+        __syncthreads();                        // xa and block q's panel complete
+        FB_PHASE_IT(it, FB_PH_BAR2, 0);
+        // U. h_w^T += x_q^T L_wq^T for the blocks w after q (forward: w >= q, panel row 32 (w - q); backward: w < q)
         if (BWD ? w < q : w >= q && w < nb) {
             const float *Lw = pq + (BWD ? w : w - q) * FB_R * FB_R;
 #pragma unroll
             for (int kt = 0; kt < 2; kt++) {
-                FbFragA a[2];
-#pragma unroll
-                for (int mt = 0; mt < 2; mt++) {
-                    FbU4 vh = *fb_xa(xa, buf, 0, mt, kt, lane), vl = *fb_xa(xa, buf, 1, mt, kt, lane);
-                    a[mt] = FbFragA{{vh.x, vh.y, vh.z, vh.w}, {vl.x, vl.y, vl.z, vl.w}};
-                }
+                FbFragA a[2] = {fb_frag_load(xa, 0, kt, lane), fb_frag_load(xa, 1, kt, lane)};
 #pragma unroll
                 for (int nt = 0; nt < 4; nt++) {
                     FbFragB bb;
@@ -610,14 +630,16 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x_hi, floa
             }
         }
         FB_PHASE_IT(it, FB_PH_UPD + w, w);
-        if (!BWD && w == q) {                   // h_q = c_q, complete: out through Minv_q (no longer needed)
-            float *st = Minv + q * FB_R * FB_R;
-            __syncwarp();
-            fb_stage(st, h[0], 0, lane);
-            fb_stage(st, h[1], 1, lane);
-            __syncwarp();
-            for (int n = 0, col = n0 + lane; n < FB_R && q0 + n < Sv; n++)
-                if (col < D) c[base + (size_t)(q0 + n) * D + col] = st[fb_sw(n, lane)];
+        if (!BWD && w == q) {                   // h_q = c_q, complete: to global memory from the C tiles
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+                for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+                    for (int i = 0; i < 4; i++) {
+                        int r = q0 + fb_c_row(nt, i, lane), col = n0 + fb_c_col(mt, i, lane);
+                        if (r < Sv && col < D) c[base + (size_t)r * D + col] = h[mt][nt][i];
+                    }
         }
         FB_PHASE_IT(it, FB_PH_CEND, q);
     }
@@ -668,7 +690,6 @@ static void fb_bwd_solve(floatX *u_hi, floatX *u_lo, floatX *df, const float *ac
 // 16 bytes per element moved (u_hi, u_lo, c, s in; sU_hi, sU_lo out): B=8 S=256 D=768 is 25 MB, ~6-7 us at the
 // H200's ~4 TB/s. vec (D a multiple of 4, c and s 16-byte aligned): a lane takes 4 consecutive columns per step
 // (16-byte c, s loads, 8-byte bf16 loads and stores); else one column per step. grid (ceil(Sv/8), B), 256 threads.
-struct __align__(8) FbU2 { uint32_t x, y; };
 __global__ void fb_bwd_rows_kernel(float *dgamma, floatX *sU_hi, floatX *sU_lo, const floatX *u_hi, const floatX *u_lo,
                                    const float *c, const float *s, int u0, int Sv, int S, int T, int D, int vec) {
     int w = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, b = blockIdx.y;

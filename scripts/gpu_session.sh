@@ -9,6 +9,7 @@
 #                                                        20-step curve as the CPU trainer; run directory (resume, SIGINT)
 #   scripts/gpu_session.sh build decode                  greedy tokens agree (C, CUDA, PyTorch); generation speed (bench_decode.sh)
 #   scripts/gpu_session.sh build fbncu                   ncu sections of the in-superblock solve kernels
+#   scripts/gpu_session.sh build fbphases                where the solve kernels' cycles go, per phase (dev/cuda/feedback_phases.cu)
 #   scripts/gpu_session.sh build train                   train_sessacu tok/s at d12 B=8 T=1024 and d4w256h4 B=8 T=256
 #   scripts/gpu_session.sh build profile                 ncu: GPU time per kernel name of one d12 step (sorted)
 #   scripts/gpu_session.sh build profsmall               the same for one steady d4w256h4 B=8 T=256 step (2 steps minus 1
@@ -168,6 +169,7 @@ for s in "$@"; do
         decode)  stage decode timeout ${DECODE_TIMEOUT:-900} sh -c 'python3 dev/test/test_sample_agree.py --cuda ./train_sessacu &&
                      PROMPTS="${PROMPTS:-128 8192}" BATCHES="${BATCHES:-1}" G=32 GP=4 bash scripts/bench_decode.sh' ;;
         fbprec)  stage fbprec $PY dev/cuda/feedback_precision.py ;;
+        fbphases) stage fbphases dev/cuda/bin/feedback_phases ;;
         twins)   stage twins sh -c 'make train_sessa && TRAIN_SESSACU=./train_sessacu bash dev/test/test_twins.sh &&
                      TRAIN_SESSACU=./train_sessacu bash dev/test/test_run_dir_cuda_emu.sh' ;;
         e2e)     stage e2e timeout ${E2E_TIMEOUT:-1800} env OUT="$OUT/e2e" PART=1 bash scripts/bench_gpu.sh d12 8 1024 ${E2E_STEPS:-20} ;;

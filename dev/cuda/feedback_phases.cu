@@ -3,15 +3,20 @@
  clock64() per CTA at the phase boundaries (fb_phase_clk, slots described above fb_solve), one call each of the
  forward and backward solve on feedback_solves.h's inputs, and this prints per phase the mean and max over CTAs,
  in SM cycles (clock64 counts the SM clock: ~1.98 GHz boost on an H200, so 1 us ~ 2k cycles).
- Phases per block iteration it (q = it forward, nb-1-it backward; "A start" = warp q past its own update of it-1,
+ Phases per block iteration it (q = it forward, nb-1-it backward; "R start" = warp q past its own update of it-1,
  or the prologue's end for it = 0):
-   A mma    warp q: rhs, x_q = Minv_q rhs (36 mmas), xa fragments and the staged rows   (AMMA - A start)
-   A store  warp q: its 32 rows of x to global memory                                     (AEND - AMMA)
-   barrier  warp q waits at the barrier (the panel's cp.async, the other warps' update)   (BAR - AEND)
-   upd max  the slowest updating warp: its 48 mmas per block after q                      (max UPD - BAR)
-   upd q+1  the warp whose phase A comes next: its update                                 (UPD[next q] - BAR)
-   c store  forward, warp q: c_q out                                                      (CEND - UPD[q])
-   iter     barrier to barrier                                                            (BAR - previous BAR)
+   rhs      warp q: rhs_q as A fragments into ra                                        (RHS - R start)
+   bar1     warp q waits at barrier 1 (the other warps' updates of it-1)                (BAR1 - RHS)
+   x        warp 0: the next panel's cp.async issue, its C tile of x_q, x to global     (X - BAR1)
+   bar2     warp 0 waits at barrier 2 (the panel's cp.async, the other warps' x tiles)  (BAR2 - X)
+   upd max  the slowest updating warp: its 48 mmas per block after q                    (max UPD - BAR2)
+   upd q+1  the warp whose rhs comes next: its update                                   (UPD[next q] - BAR2)
+   c store  forward, warp q: c_q out                                                    (CEND - UPD[q])
+   iter     barrier 1 to barrier 1                                                      (BAR1 - previous BAR1)
+ Doubt: with the former one-barrier schedule, the backward's warp 0 (which updates right after the barrier) read
+ its "past the barrier" clock ~5k cycles before warp q's "phase A done" clock, which a barrier forbids (its outputs
+ were right); the forward's (warp 0 idle there) read ~100 cycles after. So a clock read right after BAR.SYNC by a
+ warp with work behind it may not mark the release: read bar1/bar2 and the updates of such rows with care.
  The clocks cost a few instructions and a store each (they change the schedule a little); the per-call time printed
  is measured with them. Under dev/cuda_emu the numbers are meaningless (a counter), the program must only run.
  make -C dev/cuda bin/feedback_phases && dev/cuda/bin/feedback_phases           B=8 T=1024 and B=32 T=256, D=768
@@ -28,6 +33,7 @@ static long long ph_clk[FB_PH_CTAS * FB_PH_SLOTS];
 static long long clk_it(int i, int it, int k) { return ph_clk[(size_t)i * FB_PH_SLOTS + FB_PH_PRO + it * FB_PH_IT + k]; }
 static long long clk_pro(int i, int k) { return ph_clk[(size_t)i * FB_PH_SLOTS + k]; }
 
+#define NPH 8                                 // phases per block iteration (names[] in phases())
 typedef struct { double sum, max; } Stat;
 static void stat_add(Stat *s, double v) { s->sum += v; if (v > s->max) s->max = v; }
 static void stat_print(const char *name, const Stat *s, int n) { printf("  %-30s %10.0f %10.0f\n", name, s->sum / n, s->max); }
@@ -49,48 +55,49 @@ static void phases(SolveBufs *p, int bwd, int has_acc) {
            bwd ? "backward" : "forward", B, T, D, p->S, has_acc, ncta, ms * 1e3);
     printf("  %-30s %10s %10s   (SM cycles over CTAs)\n", "phase", "mean", "max");
     Stat tri = {0, 0}, inv = {0, 0}, hf = {0, 0}, total = {0, 0};
-    Stat sum[6] = {{0, 0}};                   // A mma, A store, barrier, upd max, upd q+1, c store: summed over it
-    Stat per[FB_NB][7] = {{{0, 0}}};          // the same per iteration, and the iteration
+    Stat sum[NPH - 1] = {{0, 0}};             // the phases but iter, summed over the iterations
+    Stat per[FB_NB][NPH] = {{{0, 0}}};        // every phase per iteration
     for (int i = 0; i < ncta; i++) {
         stat_add(&tri, clk_pro(i, FB_PH_TRI) - clk_pro(i, FB_PH_START));
         stat_add(&inv, clk_pro(i, FB_PH_INV) - clk_pro(i, FB_PH_TRI));
         stat_add(&hf, clk_pro(i, FB_PH_HF) - clk_pro(i, FB_PH_INV));
-        double s6[6] = {0, 0, 0, 0, 0, 0};
+        double sk[NPH - 1] = {0};
         long long end = 0;
         for (int it = 0; it < nb; it++) {
             int q = bwd ? nb - 1 - it : it, qn = bwd ? q - 1 : q + 1;
-            long long a0 = it == 0 ? clk_pro(i, FB_PH_HF) : clk_it(i, it - 1, FB_PH_UPD + q);
-            long long bar = clk_it(i, it, FB_PH_BAR), updmax = bar;
+            long long r0 = it == 0 ? clk_pro(i, FB_PH_HF) : clk_it(i, it - 1, FB_PH_UPD + q);
+            long long bar2 = clk_it(i, it, FB_PH_BAR2), updmax = bar2;
             for (int w = 0; w < nb; w++)
                 if (bwd ? w < q : w >= q) { long long u = clk_it(i, it, FB_PH_UPD + w); if (u > updmax) updmax = u; }
-            double v[7] = {(double)(clk_it(i, it, FB_PH_AMMA) - a0), (double)(clk_it(i, it, FB_PH_AEND) - clk_it(i, it, FB_PH_AMMA)),
-                           (double)(bar - clk_it(i, it, FB_PH_AEND)), (double)(updmax - bar),
-                           qn >= 0 && qn < nb ? (double)(clk_it(i, it, FB_PH_UPD + qn) - bar) : 0.0,
-                           bwd ? 0.0 : (double)(clk_it(i, it, FB_PH_CEND) - clk_it(i, it, FB_PH_UPD + q)),
-                           (double)(bar - (it == 0 ? clk_pro(i, FB_PH_HF) : clk_it(i, it - 1, FB_PH_BAR)))};
-            for (int k = 0; k < 7; k++) { stat_add(&per[it][k], v[k]); if (k < 6) s6[k] += v[k]; }
+            double v[NPH] = {(double)(clk_it(i, it, FB_PH_RHS) - r0), (double)(clk_it(i, it, FB_PH_BAR1) - clk_it(i, it, FB_PH_RHS)),
+                             (double)(clk_it(i, it, FB_PH_X) - clk_it(i, it, FB_PH_BAR1)), (double)(bar2 - clk_it(i, it, FB_PH_X)),
+                             (double)(updmax - bar2),
+                             qn >= 0 && qn < nb ? (double)(clk_it(i, it, FB_PH_UPD + qn) - bar2) : 0.0,
+                             bwd ? 0.0 : (double)(clk_it(i, it, FB_PH_CEND) - clk_it(i, it, FB_PH_UPD + q)),
+                             (double)(clk_it(i, it, FB_PH_BAR1) - (it == 0 ? clk_pro(i, FB_PH_HF) : clk_it(i, it - 1, FB_PH_BAR1)))};
+            for (int k = 0; k < NPH; k++) { stat_add(&per[it][k], v[k]); if (k < NPH - 1) sk[k] += v[k]; }
             long long e = bwd ? updmax : clk_it(i, it, FB_PH_CEND);
             if (e > end) end = e;
         }
-        for (int k = 0; k < 6; k++) stat_add(&sum[k], s6[k]);
+        for (int k = 0; k < NPH - 1; k++) stat_add(&sum[k], sk[k]);
         stat_add(&total, end - clk_pro(i, FB_PH_START));
     }
-    const char *names[7] = {"A mma", "A store", "barrier", "upd max", "upd q+1", "c store", "iter"};
+    const char *names[NPH] = {"rhs", "bar1", "x", "bar2", "upd max", "upd q+1", "c store", "iter"};
     stat_print("prologue: tri + gamma loads", &tri, ncta);
     stat_print("prologue: inverses", &inv, ncta);
     stat_print("prologue: h, f loads", &hf, ncta);
-    for (int k = 0; k < 6; k++) {
+    for (int k = 0; k < NPH - 1; k++) {
         char name[64];
         snprintf(name, sizeof name, "%s (sum over %d blocks)", names[k], nb);
         stat_print(name, &sum[k], ncta);
     }
     stat_print("total (CTA start to its end)", &total, ncta);
     printf("  per block iteration, mean over CTAs:\n  %4s", "it");
-    for (int k = 0; k < 7; k++) printf(" %9s", names[k]);
+    for (int k = 0; k < NPH; k++) printf(" %9s", names[k]);
     printf("\n");
     for (int it = 0; it < nb; it++) {
         printf("  %4d", it);
-        for (int k = 0; k < 7; k++) printf(" %9.0f", per[it][k].sum / ncta);
+        for (int k = 0; k < NPH; k++) printf(" %9.0f", per[it][k].sum / ncta);
         printf("\n");
     }
 }
