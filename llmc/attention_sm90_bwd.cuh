@@ -46,7 +46,8 @@
  Measured (H200, version 3, bench_attention.py): 141-283 TFLOP/s (FA2-counted), 1.1-1.6x the mma.sync backward,
  0.46-0.65x SDPA's. Version 4 (the trainer's, below the version 3 kernels): both kernels warp-specialized as the
  forward's version 5 (a TMA producer warpgroup, mbarrier rings 3 stages deep, the consumers free of load work and
- of the block-wide barrier per tile); predicted (not yet measured) 1.2-1.4x version 3. Next steps: S^T/dP^T of
+ of the block-wide barrier per tile); predicted 1.2-1.4x version 3, measured (H200, bench_attention.py, FA2-counted)
+ 201-410 TFLOP/s, 1.3-1.6x version 3, 0.71-0.96x SDPA's (short of 0.8x at T >= 4096). Next steps: S^T/dP^T of
  tile i+1 issued before dV/dK of tile i (FlashAttention-3's overlap), ping-pong between the warpgroups.
  The CPU emulator runs all four kernels through the wgmma, TMA and mbarrier twins (dev/cuda/attention_backward.cu
  versions 3, 4); the hardware's reading of the descriptors and tensor maps and the asynchrony are checked only on

@@ -69,8 +69,8 @@
    In-superblock solves (a CTA = 32 columns of one sequence, 8 warps; count in "in-superblock solves" below):
    ~2.1k (forward) / ~1.7k (backward) mma.sync m16n8k16 per CTA and superblock, 8 sequential 32-row steps of
    ~1.5 us each (warp q+1's update, rhs, x on all warps, two barriers): predicted ~19 us (forward) and ~16 us
-   (backward) per call at B=8 T=1024 D=768 (192 CTAs, 2 per SM: one wave), i.e. ~0.14 ms per layer (4 superblocks,
-   fwd + bwd); at B=2 T=4096 48 CTAs (one per SM, 16 superblocks), latency-bound at about the same per call.
+   (backward) per call at B=8 T=1024 D=768 (192 CTAs, 2 per SM: one wave); measured (H200, d12 step by ncu) 36 and
+   32 us, ~42-46k SM cycles per CTA by dev/cuda/feedback_phases.cu, of which ~16k prologue (loads, inverses); at B=2 T=4096 48 CTAs (one per SM, 16 superblocks), latency-bound at about the same per call.
    Launches: 6 (forward) and 12 (backward) per superblock; cuBLASLt plans are cached per shape.
    Measured on an H200 with the former solve kernels (dev/cuda feedback_backward bench, fwd + bwd): 1.93 ms at
    B=8 T=1024 and 4.99 ms at B=2 T=4096 (dense form 1.71 and 6.34 ms), of which the solves were ~1.45 ms at T=1024 (4 x (140 + 223) us, the profile's per-call times).
@@ -82,12 +82,15 @@
    phase A and the inverses on the critical path between 16 barriers and only 8 warps per CTA. If so, the bound is
    register bytes per FMA: the 1 row x 4 columns tile is the most 32 accumulators allow; the next step is a
    2 rows x 4 columns tile (64 accumulators, 1 CTA per SM, 64 columns per CTA) or tensor cores for the updates.
-   ncu (/work/briefs/gpu3/fbncu.log) then showed those fp32-FMA solves latency-bound (16 warps per SM, 7.7 cycles
+   ncu (`scripts/gpu_session.sh fbncu`) then showed those fp32-FMA solves latency-bound (16 warps per SM, 7.7 cycles
    per issued instruction, neither shared memory nor the FMA pipes saturated): the solves were rewritten for tensor
    cores (below); `scripts/gpu_session.sh build fbncu` profiles the new ones under the same names.
    Those (one warp solving x_q per block while 7 waited) measured 62 (forward) and 53 us (backward) per call in the
    d12 profile, and B=8 T=1024 fwd + bwd 1.03 ms (dense 1.68); dev/cuda/feedback_phases.cu (per-phase clocks) put
-   2/3 of it on the one warp's x_q: its mmas and, most of all, its 32 rows stored one by one; now spread over 8 warps.
+   2/3 of it on the one warp's x_q: its mmas and, most of all, its 32 rows stored one by one; now spread over 8 warps:
+   36/32 us per call, one layer's fwd + bwd 0.849 ms at B=8 T=1024 (dense 1.713: 0.496) and 2.954 ms at B=2 T=4096
+   (dense 6.340: 0.466). The prologue (diagonal blocks, the 32x32 inverses recomputed by each of the D/32 CTAs of a
+   sequence, h/f loads) is now ~1/3 of a CTA: computing the inverses once per sequence is the next step.
  Memory (scratch, the larger of forward and backward): forward 4BTD (s_hi/s_lo) + 12 B S T (Z, P_hi/P_lo)
    + 4 B S^2 + 4 B S D; backward 4BTD (u_hi/u_lo) + 4BTD (fp32 dqb accumulator) + 8 B T S (slab: Zs/US fp32,
    Pc_hi/Pc_lo, dZ over Pc_hi) + 4 B S^2 + 8 B S D. B=8 T=1024 D=768: 78 MiB, plus c (24 MiB) kept from the
@@ -342,7 +345,7 @@ __global__ void fb_bwd_slab_kernel(floatX *Pc_hi, floatX *Pc_lo, float *PcT, con
 // barrier 2 (~0.1k each): ~1.6k (update, mean over the blocks; less without the quarter-rate single conversions
 // fb_split_pack had, 32 per warp and update) + 0.3k + 0.6k + 0.2k ~ 2.7k per block, ~22k for 8, plus the prologue
 // (~12k: the inverses with 16-byte loads, h and f in one round trip): ~34k cycles per CTA, predicted ~19 us per call
-// forward (was 62) and ~16 us backward (was 48) at B=8 T=1024 D=768.
+// forward (was 62) and ~16 us backward (was 48) at B=8 T=1024 D=768; measured 36 and 32 us (~42-46k cycles).
 // Registers: 127 forward, 126 backward (2 CTAs per SM), no spills (ptxas -v, CUDA 13).
 // Determinism: fixed owners, fixed mma order, no atomics.
 #define FB_R 32                              // rows of a block = columns of a solve CTA

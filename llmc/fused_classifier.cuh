@@ -12,7 +12,7 @@
  mostly from L2: the ~2 x 132 rows in flight are 26 MB of a 50 MB L2), so DRAM moves ~2 N Vp bf16: 1.65 GB for
  d12 B=8 T=1024 (N = 8192, Vp = 50304) = 0.38 ms at 4.3 TB/s. Exponentials: 8192 x 50304 x (9/8 + 1) = 0.88 G
  MUFU.EX2 = 0.24 ms at 132 SMs x 16/clk x 1.755 GHz; the two overlap across blocks. Measured 0.92 ms (H200,
- before the block merge by a warp tree and exp2f); predicted 0.5-0.6 ms now.
+ before the block merge by a warp tree and exp2f); predicted 0.5-0.6 ms, measured 0.58 ms (dev/cuda bench v3).
  Deterministic: each thread's packs in a fixed order, then a fixed shuffle + shared-memory tree.
 */
 #ifndef SESSA_FUSED_CLASSIFIER_CUH
