@@ -491,7 +491,7 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x_hi, floa
     uint32_t *ra = (uint32_t *)(pan1 + S * FB_R);   // rhs_q^T as A fragments
     uint32_t *xa = ra + FB_R * FB_R;                // x_q^T as A fragments
     float *gsh = (float *)(xa + FB_R * FB_R);       // forward: gamma of the superblock's rows (0 past Sv)
-    int w = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, g = lane / 4, t = lane % 4, b = blockIdx.y;
+    int w = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, t = lane % 4, b = blockIdx.y;
     int n0 = blockIdx.x * FB_R;                 // the CTA's first column
     int nb = (Sv + FB_R - 1) / FB_R;
     L += (size_t)b * S * S; acc += (size_t)b * S * D;
