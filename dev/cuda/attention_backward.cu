@@ -360,16 +360,7 @@ int main(int argc, char **argv) {
     int ok = 1;
     for (int version = 1; version <= ATT_VERSIONS; version++) {
         if (a.version && version != a.version) continue;
-#ifndef SESSA_CUDA_EMU_H
-        if (version >= 3 && !attention_sm90_usable()) {
-            int major = 0;
-            cudaCheck(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0));
-            printf("version %d (Hopper wgmma) not usable here: needs an sm_90 GPU, a binary built for sm_90a and "
-                   "SESSA_ATT_SM90 not 0%s\n", version, a.version || major == 9 ? ": FAIL" : " (skipped)");
-            if (a.version || major == 9) ok = 0;   // on Hopper, or asked for, it must be there
-            continue;
-        }
-#endif
+        if (!att_version_runs_here(version, a.version, &ok)) continue;
         if (a.check) {
             ok &= check(version, 2, 200, 4, 2, 64, 0) & check(version, 1, 130, 4, 1, 128, 0) & check(version, 1, 67, 3, 3, 32, 0) &
                   check(version, 1, 1, 2, 1, 32, 0) &
