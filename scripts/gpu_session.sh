@@ -10,7 +10,7 @@
 #   scripts/gpu_session.sh build decode                  greedy tokens agree (C, CUDA, PyTorch); generation speed (bench_decode.sh)
 #   scripts/gpu_session.sh build fbncu                   ncu sections of the in-superblock solve kernels
 #   scripts/gpu_session.sh build fbphases                where the solve kernels' cycles go, per phase (dev/cuda/feedback_phases.cu)
-#   scripts/gpu_session.sh build train                   train_sessacu tok/s at d12 B=8 T=1024 and d4w256h4 B=8 T=256
+#   scripts/gpu_session.sh build train                   train_sessacu tok/s at d12 B=8 and B=16 T=1024 and d4w256h4 B=8 T=256
 #   scripts/gpu_session.sh build profile                 ncu: GPU time per kernel name of one d12 step (sorted)
 #   scripts/gpu_session.sh build profsmall               the same for one steady d4w256h4 B=8 T=256 step (2 steps minus 1
 #                                                        step: no init), with its kernel launches per step
@@ -20,7 +20,8 @@
 #   scripts/gpu_session.sh build e2e2                    its part 2 for ours and PyTorch eager at B=1, T=4096..MAX_T (16384;
 #                                                        MAX_T=131072: ~3-7 min, 2 steps per T >= 65536; eager up to 16384)
 # dev/refs (make refs) must be present for `test`: on a machine without internet, carry it.
-# ATTN_TIMEOUT, E2E_TIMEOUT (seconds) bound those stages; E2E_STEPS (20) steps per e2e run; SYSTEMS, MAX_T pass through.
+# ATTN_TIMEOUT, E2E_TIMEOUT (seconds) bound those stages; E2E_STEPS (20) steps and E2E_B (8) the batch of the e2e runs;
+# SYSTEMS, MAX_T pass through.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_out}; mkdir -p "$OUT"
@@ -89,7 +90,8 @@ do_test() {
 do_train() {
     shard
     local F="-V 50257 -i $TMP/tokens.bin -v 0 -s 0 -n 0"
-    ./train_sessacu -e d12 -b 8 -t 1024 -x 12 $F -o $TMP/run1 && ./train_sessacu -e d4w256h4 -b 8 -t 256 -x 40 $F -o $TMP/run2 &&
+    ./train_sessacu -e d12 -b 8 -t 1024 -x 12 $F -o $TMP/run1 && ./train_sessacu -e d12 -b 16 -t 1024 -x 12 $F -o $TMP/run0 &&
+    ./train_sessacu -e d4w256h4 -b 8 -t 256 -x 40 $F -o $TMP/run2 &&
     echo "== the same without the CUDA graph (-cg 0)" && ./train_sessacu -e d4w256h4 -b 8 -t 256 -x 40 -cg 0 $F -o $TMP/run3 &&
     if cmp <(sed 's/ tok_s .*//' $TMP/run2/main.log) <(sed 's/ tok_s .*//' $TMP/run3/main.log); then
         echo "OK: -cg 1 and -cg 0 log the same 40 losses and norms"
@@ -172,7 +174,7 @@ for s in "$@"; do
         fbphases) stage fbphases dev/cuda/bin/feedback_phases ;;
         twins)   stage twins sh -c 'make train_sessa && TRAIN_SESSACU=./train_sessacu bash dev/test/test_twins.sh &&
                      TRAIN_SESSACU=./train_sessacu bash dev/test/test_run_dir_cuda_emu.sh' ;;
-        e2e)     stage e2e timeout ${E2E_TIMEOUT:-1800} env OUT="$OUT/e2e" PART=1 bash scripts/bench_gpu.sh d12 8 1024 ${E2E_STEPS:-20} ;;
+        e2e)     stage e2e timeout ${E2E_TIMEOUT:-1800} env OUT="$OUT/e2e" PART=1 bash scripts/bench_gpu.sh d12 ${E2E_B:-8} 1024 ${E2E_STEPS:-20} ;;
         e2e2)    stage e2e2 env OUT="$OUT/e2e2" PART=2 SYSTEMS="cu py_eager" MAX_T=${MAX_T:-16384} PY_MAX_T=16384 P2_STEPS=3 TIMEOUT=300 PY_TIMEOUT=120 \
                      bash scripts/bench_gpu.sh d12 ;;
         *) echo "unknown stage $s"; exit 2 ;;
