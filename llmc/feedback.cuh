@@ -174,7 +174,7 @@ static uint32_t fb_align(const void *p, size_t stride_bytes, int batch) {
     return a;
 }
 
-static void fb_plan_make(FbGemmPlan *p, const FbGemmKey *k) {
+static void fb_plan_make(FbGemmPlan *p, const FbGemmKey *k, const char *sig) {
     p->key = *k;
     cublasCheck(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     cublasOperation_t opa = k->tb ? CUBLAS_OP_T : CUBLAS_OP_N, opb = k->ta ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -183,7 +183,7 @@ static void fb_plan_make(FbGemmPlan *p, const FbGemmKey *k) {
     fb_layout(&p->la, CUDA_R_16BF, k->tb ? k->k : k->n, k->tb ? k->n : k->k, k->ldb, k->batch, k->sb);
     fb_layout(&p->lb, CUDA_R_16BF, k->ta ? k->m : k->k, k->ta ? k->k : k->m, k->lda, k->batch, k->sa);
     fb_layout(&p->lc, (cudaDataType_t)k->ctype, k->n, k->m, k->ldc, k->batch, k->sc);
-    if (!cublaslt_heuristic(p->desc, p->la, p->lb, p->lc, k->align, &p->algo))
+    if (!cublaslt_heuristic(p->desc, p->la, p->lb, p->lc, k->align, sig, &p->algo))
         fatal("fb_gemm: cuBLASLt found no algorithm for m=%d n=%d k=%d batch=%d (ta %d tb %d)",
               k->m, k->n, k->k, k->batch, k->ta, k->tb);
 }
@@ -215,15 +215,24 @@ static void fb_gemm(FbOut C, FbIn A, FbIn B, FbShape sh, float alpha, float beta
     uint64_t h = 1469598103934665603ull;           // FNV-1a over the key's bytes
     for (size_t i = 0; i < sizeof key; i++) h = (h ^ ((const unsigned char *)&key)[i]) * 1099511628211ull;
     FbGemmPlan *plan = NULL, tmp;
-    for (int probe = 0; probe < FB_GEMM_PLANS; probe++) {
+    int probe = 0;
+    for (; probe < FB_GEMM_PLANS; probe++) {
         FbGemmPlan *e = &fb_gemm_plans[(h + probe) & (FB_GEMM_PLANS - 1)];
         if (e->used && memcmp(&e->key, &key, sizeof key) == 0) { plan = e; break; }
-        if (!e->used) {
-            if (fb_gemm_nplans < FB_GEMM_PLANS / 2) { fb_plan_make(e, &key); e->used = 1; fb_gemm_nplans++; plan = e; }
-            break;
-        }
+        if (!e->used) break;
     }
-    if (plan == NULL) { fb_plan_make(&tmp, &key); plan = &tmp; }
+    if (plan == NULL) {   // a new problem: its plan, into the table while it is at most half full
+        FbGemmPlan *e = &fb_gemm_plans[(h + probe) & (FB_GEMM_PLANS - 1)];
+        plan = probe < FB_GEMM_PLANS && fb_gemm_nplans < FB_GEMM_PLANS / 2 ? e : &tmp;
+        char sig[256];
+        gemm_signature(sig, sizeof sig, m, n, k, batch, key.lda, key.ldb, key.ldc, key.sa, key.sb, key.sc, key.ta, key.tb,
+                       key.ctype, MATMUL_EPI_NONE, key.align);
+        fb_plan_make(plan, &key, sig);
+        if (plan != &tmp) { plan->used = 1; fb_gemm_nplans++; }
+        if (gemm_tune)
+            cublaslt_tune(sig, plan->desc, plan->la, plan->lb, plan->lc, key.align, B.ptr, A.ptr, beta,
+                          ((size_t)(batch - 1) * C.stride + (size_t)C.ld * m) * ce, stream);
+    }
     cublasCheck(cublasLtMatmul(cublaslt_handle, plan->desc, &alpha, B.ptr, plan->la, A.ptr, plan->lb,
                                &beta, C.ptr, plan->lc, C.ptr, plan->lc, &plan->algo,
                                cublaslt_workspace, cublaslt_workspace_size, stream));

@@ -40,10 +40,40 @@ static cublasLtHandle_t cublaslt_handle;
 static void *cublaslt_workspace = NULL;
 static const size_t cublaslt_workspace_size = 32 << 20;
 
-// the algorithm cuBLASLt's heuristic ranks first for a product (C doubles as D), given the workspace and the
-// operands' alignments (A, B, C, D in bytes); 0 when it finds none or does not support the configuration. Used by every plan (matmul_lt, the feedback's).
-static int cublaslt_heuristic(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t la, cublasLtMatrixLayout_t lb,
-                              cublasLtMatrixLayout_t lc, const uint32_t align[4], cublasLtMatmulAlgo_t *algo) {
+// Which algorithm a plan runs: by default the one cuBLASLt's heuristic ranks first. The heuristic is a model, and
+// for some of our shapes its first choice is not the fastest (dev/gemm_audit.md), so a GEMM can instead run the
+// heuristic's result number `index` from a table measured on one GPU model (gemm_choices below): still a fixed
+// choice per problem, so results stay bitwise reproducible run to run (a choice by timing at startup would not).
+// The table is made by SESSA_GEMM_TUNE=1 (with -cg 0: no graph capture), which times the first GEMM_TUNE_N
+// results on each new problem's own operands (output into a scratch buffer) and prints one line per problem.
+#define GEMM_TUNE_N 8
+static char gemm_gpu_name[256];   // the GPU the table applies to, cudaDeviceProp.name (set by matmul_init)
+static int gemm_tune = 0;         // SESSA_GEMM_TUNE=1
+
+// a problem's signature: shapes, leading dimensions, batch and strides, transposes, types, epilogue, alignments
+static void gemm_signature(char *sig, size_t size, int m, int n, int k, int batch, int lda, int ldb, int ldc,
+                           long long sa, long long sb, long long sc, int ta, int tb, int ctype, int epi,
+                           const uint32_t align[4]) {
+    snprintf(sig, size, "m%d n%d k%d b%d ld%d,%d,%d s%lld,%lld,%lld t%d%d c%d e%d al%u,%u,%u,%u", m, n, k, batch,
+             lda, ldb, ldc, sa, sb, sc, ta, tb, ctype, epi, align[0], align[1], align[2], align[3]);
+}
+
+// (GPU, signature) -> heuristic result index; measured with SESSA_GEMM_TUNE=1 (scripts/gpu_session.sh gemmtune)
+typedef struct { const char *gpu, *sig; int index; } GemmChoice;
+static const GemmChoice gemm_choices[] = {
+    { NULL, NULL, 0 }   // end
+};
+static int gemm_choice(const char *sig) {
+    for (const GemmChoice *c = gemm_choices; c->sig != NULL; c++)
+        if (strcmp(c->gpu, gemm_gpu_name) == 0 && strcmp(c->sig, sig) == 0) return c->index;
+    return 0;
+}
+
+// up to n of cuBLASLt's heuristic results for a product (C doubles as D), given the workspace and the operands'
+// alignments (A, B, C, D in bytes); returns how many (0 when none, or the configuration is not supported)
+static int cublaslt_heuristics(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t la, cublasLtMatrixLayout_t lb,
+                               cublasLtMatrixLayout_t lc, const uint32_t align[4], cublasLtMatmulHeuristicResult_t *heur,
+                               int n) {
     cublasLtMatmulPreference_t pref;
     cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
     cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
@@ -53,15 +83,70 @@ static int cublaslt_heuristic(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t 
         CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES };
     for (int i = 0; i < 4; i++)
         cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, al_attr[i], &align[i], sizeof(align[i])));
-    cublasLtMatmulHeuristicResult_t heur;
     int found = 0;
     // NOT_SUPPORTED ("no heuristic function available for current configuration"): none found, as 0 results
-    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(cublaslt_handle, desc, la, lb, lc, lc, pref, 1, &heur, &found);
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(cublaslt_handle, desc, la, lb, lc, lc, pref, n, heur, &found);
     if (st == CUBLAS_STATUS_NOT_SUPPORTED) found = 0;
     else cublasCheck(st);
     cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
-    if (found) *algo = heur.algo;
     return found;
+}
+
+// the algorithm for the problem with signature sig: the heuristic's result gemm_choice(sig) (its first when the
+// table has no entry, or lists a result the heuristic no longer returns); 0 when there is none. Used by every plan
+// (matmul_lt, the feedback's).
+static int cublaslt_heuristic(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t la, cublasLtMatrixLayout_t lb,
+                              cublasLtMatrixLayout_t lc, const uint32_t align[4], const char *sig,
+                              cublasLtMatmulAlgo_t *algo) {
+    cublasLtMatmulHeuristicResult_t heur[GEMM_TUNE_N];
+    int index = gemm_choice(sig);
+    int found = cublaslt_heuristics(desc, la, lb, lc, align, heur, index + 1);
+    if (found) *algo = heur[index < found ? index : 0].algo;
+    return found;
+}
+
+// SESSA_GEMM_TUNE=1: time the heuristic's first GEMM_TUNE_N algorithms for a new problem on its operands a, b
+// (cuBLASLt's order: A, B), with alpha 1 and the call's beta into a zeroed scratch C = D of d_bytes; print the signature, the times and
+// the fastest index, and a line for gemm_choices when that beats the first by more than 3%. Not during a graph capture.
+static void cublaslt_tune(const char *sig, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t la,
+                          cublasLtMatrixLayout_t lb, cublasLtMatrixLayout_t lc, const uint32_t align[4],
+                          const void *a, const void *b, float beta, size_t d_bytes, cudaStream_t stream) {
+    cudaStreamCaptureStatus cs;
+    cudaCheck(cudaStreamIsCapturing(stream, &cs));
+    if (cs != cudaStreamCaptureStatusNone) { printf("gemm-tune: skipped (graph capture; run with -cg 0): %s\n", sig); return; }
+    cublasLtMatmulHeuristicResult_t heur[GEMM_TUNE_N];
+    int found = cublaslt_heuristics(desc, la, lb, lc, align, heur, GEMM_TUNE_N);
+    void *d;
+    cudaMallocCheck(&d, d_bytes);
+    cudaCheck(cudaMemsetAsync(d, 0, d_bytes, stream));
+    cudaEvent_t e0, e1;
+    cudaCheck(cudaEventCreate(&e0));
+    cudaCheck(cudaEventCreate(&e1));
+    const float alpha = 1.0f;
+    float us0 = 0.0f, best_us = 1e30f; int best = 0;
+    printf("gemm-tune %s:", sig);
+    for (int i = 0; i < found; i++) {
+        const int reps = 20;
+        for (int r = -3; r < reps; r++) {   // 3 warm-up runs, then the timed ones
+            if (r == 0) cudaCheck(cudaEventRecord(e0, stream));
+            cublasCheck(cublasLtMatmul(cublaslt_handle, desc, &alpha, a, la, b, lb, &beta, d, lc, d, lc, &heur[i].algo,
+                                       cublaslt_workspace, cublaslt_workspace_size, stream));
+        }
+        cudaCheck(cudaEventRecord(e1, stream));
+        cudaCheck(cudaEventSynchronize(e1));
+        float ms;
+        cudaCheck(cudaEventElapsedTime(&ms, e0, e1));
+        float us = 1000.0f * ms / reps;
+        printf(" [%d] %.1f", i, us);
+        if (i == 0) us0 = us;
+        if (us < best_us) { best_us = us; best = i; }
+    }
+    printf(" us; fastest [%d]\n", best);
+    if (best != 0 && best_us < 0.97f * us0)   // 3%: below that, timing noise; the table lists real gains only
+        printf("gemm-choice { \"%s\", \"%s\", %d },   // %.1f us, the first %.1f us\n", gemm_gpu_name, sig, best, best_us, us0);
+    cudaCheck(cudaEventDestroy(e0));
+    cudaCheck(cudaEventDestroy(e1));
+    cudaCheck(cudaFree(d));
 }
 
 // the largest power of two (at most 256) dividing the address: tells the heuristic what the pointer allows
@@ -99,10 +184,10 @@ static void matmul_plan_destroy(MatmulPlan *p) {
     cublasCheck(cublasLtMatmulDescDestroy(p->desc));
 }
 
-// descriptors + heuristic for key; found = 0 when there is no algorithm. vec: the call's bias (gradient)
+// descriptors + algorithm for key (sig: its gemm_signature); found = 0 when there is no algorithm. vec: the call's bias (gradient)
 // pointer, set before the heuristic, which reads its alignment from it (cuBLASLt's header says so); the caller
 // sets it again on every call, and the key's alignments keep a plan to pointers aligned like this one.
-static void matmul_plan_create(MatmulPlan *p, const MatmulKey *key, void *vec) {
+static void matmul_plan_create(MatmulPlan *p, const MatmulKey *key, void *vec, const char *sig) {
     p->key = *key;
     const MatmulKey *q = key;
     cudaDataType_t dtype = (cudaDataType_t)q->dtype;
@@ -122,7 +207,7 @@ static void matmul_plan_create(MatmulPlan *p, const MatmulKey *key, void *vec) {
     cublasCheck(cublasLtMatrixLayoutCreate(&p->la, CUDA_R_16BF, q->transa ? k : m, q->transa ? m : k, q->lda));
     cublasCheck(cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_16BF, q->transb ? n : k, q->transb ? k : n, q->ldb));
     cublasCheck(cublasLtMatrixLayoutCreate(&p->lc, dtype, m, n, q->ldd));
-    p->found = cublaslt_heuristic(p->desc, p->la, p->lb, p->lc, q->al, &p->algo);
+    p->found = cublaslt_heuristic(p->desc, p->la, p->lb, p->lc, q->al, sig, &p->algo);
     if (!p->found && q->epi != MATMUL_EPI_BGRADB)
         fatal("cuBLASLt found no algorithm for m=%d n=%d k=%d (transa %d transb %d, epilogue %d)",
               m, n, k, q->transa, q->transb, q->epi);
@@ -151,7 +236,12 @@ static int matmul_lt(void *d, cudaDataType_t dtype, int ldd, const void *c, floa
         if (memcmp(&matmul_cache[i].key, &key, sizeof(key)) == 0) plan = &matmul_cache[i];
     if (plan == NULL) {
         plan = matmul_cache_count < MATMUL_CACHE_SIZE ? &matmul_cache[matmul_cache_count++] : &oneoff;
-        matmul_plan_create(plan, &key, vec);
+        char sig[256];
+        gemm_signature(sig, sizeof sig, m, n, k, 1, lda, ldb, ldd, 0, 0, 0, transa, transb, (int)dtype, epi, key.al);
+        matmul_plan_create(plan, &key, vec, sig);
+        if (gemm_tune && plan->found)
+            cublaslt_tune(sig, plan->desc, plan->la, plan->lb, plan->lc, key.al, a, b, beta,
+                          (size_t)ldd * n * (dtype == CUDA_R_32F ? 4 : 2), stream);
         if (!plan->found) printf("cuBLASLt has no bias-gradient (BGRADB) algorithm for m=%d n=%d k=%d: "
                                  "column sums instead\n", m, n, k);
     }
@@ -172,6 +262,13 @@ static int matmul_use_bgradb = 0;   // 1: bias gradients by the BGRADB epilogue 
 static void matmul_init(void) {
     const char *e = getenv("SESSA_BGRADB");
     matmul_use_bgradb = e != NULL && atoi(e) != 0;
+    e = getenv("SESSA_GEMM_TUNE");
+    gemm_tune = e != NULL && atoi(e) != 0;
+    int dev;
+    cudaDeviceProp prop;
+    cudaCheck(cudaGetDevice(&dev));
+    cudaCheck(cudaGetDeviceProperties(&prop, dev));
+    snprintf(gemm_gpu_name, sizeof gemm_gpu_name, "%s", prop.name);
     cublasCheck(cublasLtCreate(&cublaslt_handle));
     cudaMallocCheck(&cublaslt_workspace, cublaslt_workspace_size);
 }

@@ -11,6 +11,7 @@
 #   scripts/gpu_session.sh build fbncu                   ncu sections of the in-superblock solve kernels
 #   scripts/gpu_session.sh build fbphases                where the solve kernels' cycles go, per phase (dev/cuda/feedback_phases.cu)
 #   scripts/gpu_session.sh build train                   train_sessacu tok/s at d12 B=8 and B=16 T=1024 and d4w256h4 B=8 T=256
+#   scripts/gpu_session.sh build gemmtune                cuBLASLt's first 8 algorithms timed for every GEMM of a step (gemm_choices)
 #   scripts/gpu_session.sh build profile                 ncu: GPU time per kernel name of one d12 step (sorted)
 #   scripts/gpu_session.sh build profsmall               the same for one steady d4w256h4 B=8 T=256 step (2 steps minus 1
 #                                                        step: no init), with its kernel launches per step
@@ -97,6 +98,15 @@ do_train() {
         echo "OK: -cg 1 and -cg 0 log the same 40 losses and norms"
     else echo "FAIL: -cg 1 and -cg 0 differ (main.log)"; return 1; fi
 }
+# SESSA_GEMM_TUNE=1: every GEMM problem of one step (d12 B=8 and B=16 T=1024, d4w256h4 B=8 T=256), the heuristic's
+# first 8 algorithms timed; the "gemm-choice" lines are entries for llmc/matmul.cuh's gemm_choices table
+do_gemmtune() {
+    shard
+    local F="-V 50257 -i $TMP/tokens.bin -v 0 -s 0 -n 0 -x 1 -cg 0"
+    SESSA_GEMM_TUNE=1 ./train_sessacu -e d12 -b 8 -t 1024 $F -o $TMP/tune1 | grep "^gemm-" &&
+    SESSA_GEMM_TUNE=1 ./train_sessacu -e d12 -b 16 -t 1024 $F -o $TMP/tune2 | grep "^gemm-" &&
+    SESSA_GEMM_TUNE=1 ./train_sessacu -e d4w256h4 -b 8 -t 256 $F -o $TMP/tune3 | grep "^gemm-"
+}
 # ncu_csv NAME DESC B T STEPS: GPU time of every kernel of train_sessacu's first STEPS steps, into $OUT/ncu_NAME.csv
 ncu_csv() {
     shard
@@ -162,6 +172,7 @@ for s in "$@"; do
         kbench)  stage kbench make -C dev/cuda bench ;;
         fbbench) stage fbbench sh -c 'dev/cuda/bin/feedback_backward bench && for S in 64 128; do echo "== FB_S=$S"; FB_S=$S dev/cuda/bin/feedback_backward bench 2; done' ;;
         train)   stage train do_train ;;
+        gemmtune) stage gemmtune do_gemmtune ;;
         profile) stage profile do_profile ;;
         profsmall) stage profsmall do_profsmall ;;
         attn)    stage attn timeout ${ATTN_TIMEOUT:-600} $PY dev/cuda/bench_attention.py --markdown ;;
