@@ -226,7 +226,7 @@ static void fb_gemm(FbOut C, FbIn A, FbIn B, FbShape sh, float alpha, float beta
         plan = probe < FB_GEMM_PLANS && fb_gemm_nplans < FB_GEMM_PLANS / 2 ? e : &tmp;
         char sig[256];
         gemm_signature(sig, sizeof sig, m, n, k, batch, key.lda, key.ldb, key.ldc, key.sa, key.sb, key.sc, key.ta, key.tb,
-                       key.ctype, MATMUL_EPI_NONE, key.align);
+                       key.ctype, MATMUL_EPI_NONE, beta, key.align);
         fb_plan_make(plan, &key, sig);
         if (plan != &tmp) { plan->used = 1; fb_gemm_nplans++; }
         if (gemm_tune)

@@ -50,12 +50,13 @@ static const size_t cublaslt_workspace_size = 32 << 20;
 static char gemm_gpu_name[256];   // the GPU the table applies to, cudaDeviceProp.name (set by matmul_init)
 static int gemm_tune = 0;         // SESSA_GEMM_TUNE=1
 
-// a problem's signature: shapes, leading dimensions, batch and strides, transposes, types, epilogue, alignments
+// a problem's signature: shapes, leading dimensions, batch and strides, transposes, types, epilogue, beta (a
+// product that accumulates may want another algorithm than one that overwrites), alignments
 static void gemm_signature(char *sig, size_t size, int m, int n, int k, int batch, int lda, int ldb, int ldc,
                            long long sa, long long sb, long long sc, int ta, int tb, int ctype, int epi,
-                           const uint32_t align[4]) {
-    snprintf(sig, size, "m%d n%d k%d b%d ld%d,%d,%d s%lld,%lld,%lld t%d%d c%d e%d al%u,%u,%u,%u", m, n, k, batch,
-             lda, ldb, ldc, sa, sb, sc, ta, tb, ctype, epi, align[0], align[1], align[2], align[3]);
+                           float beta, const uint32_t align[4]) {
+    snprintf(sig, size, "m%d n%d k%d b%d ld%d,%d,%d s%lld,%lld,%lld t%d%d c%d e%d beta%g al%u,%u,%u,%u", m, n, k,
+             batch, lda, ldb, ldc, sa, sb, sc, ta, tb, ctype, epi, beta, align[0], align[1], align[2], align[3]);
 }
 
 // (GPU, signature) -> heuristic result index; measured with SESSA_GEMM_TUNE=1 (scripts/gpu_session.sh gemmtune)
@@ -163,7 +164,7 @@ static inline uint32_t ptr_alignment(const void *p) {
 // prefix length). Cached entries live until matmul_free.
 enum { MATMUL_EPI_NONE, MATMUL_EPI_BIAS, MATMUL_EPI_BGRADB };   // + bias[row] (bf16) / write dbias[col] (fp32)
 typedef struct {
-    int dtype, ldd, lda, ldb, m, n, k, transa, transb, epi;
+    int dtype, ldd, lda, ldb, m, n, k, transa, transb, epi, beta_nonzero;
     uint32_t al[5];
 } MatmulKey;
 typedef struct {
@@ -228,7 +229,7 @@ static int matmul_lt(void *d, cudaDataType_t dtype, int ldd, const void *c, floa
     MatmulKey key;
     memset(&key, 0, sizeof(key));   // padding too: keys are compared with memcmp
     key.dtype = (int)dtype; key.ldd = ldd; key.lda = lda; key.ldb = ldb; key.m = m; key.n = n; key.k = k;
-    key.transa = transa; key.transb = transb; key.epi = epi;
+    key.transa = transa; key.transb = transb; key.epi = epi; key.beta_nonzero = beta != 0.0f;
     key.al[0] = ptr_alignment(a); key.al[1] = ptr_alignment(b); key.al[2] = ptr_alignment(c); key.al[3] = ptr_alignment(d);
     key.al[4] = vec != NULL ? ptr_alignment(vec) : 0;
     MatmulPlan *plan = NULL, oneoff;
@@ -237,7 +238,7 @@ static int matmul_lt(void *d, cudaDataType_t dtype, int ldd, const void *c, floa
     if (plan == NULL) {
         plan = matmul_cache_count < MATMUL_CACHE_SIZE ? &matmul_cache[matmul_cache_count++] : &oneoff;
         char sig[256];
-        gemm_signature(sig, sizeof sig, m, n, k, 1, lda, ldb, ldd, 0, 0, 0, transa, transb, (int)dtype, epi, key.al);
+        gemm_signature(sig, sizeof sig, m, n, k, 1, lda, ldb, ldd, 0, 0, 0, transa, transb, (int)dtype, epi, beta, key.al);
         matmul_plan_create(plan, &key, vec, sig);
         if (gemm_tune && plan->found)
             cublaslt_tune(sig, plan->desc, plan->la, plan->lb, plan->lc, key.al, a, b, beta,
