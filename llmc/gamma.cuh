@@ -72,12 +72,9 @@ static void gamma_forward(float *gamma, const floatX *abar, const floatX *w, con
 // (dr[n] abar[n, c], dr[n] in column 0 only): one column_sums pass gives dw_gamma (.x) and dgamma_b (column 0's .y)
 struct GammaParamOp {
     const float *dr; const floatX *abar; int D;
-    bool packs(int C) const { return packable(abar, C); }
-    template <int W> __device__ void get(int n, int c, float2 v[W]) const {
-        float d = dr[n], a[W];
-        load_bf16<W>(a, abar + (size_t)n * D + c);
-        #pragma unroll
-        for (int k = 0; k < W; k++) v[k] = make_float2(d * a[k], c + k == 0 ? d : 0.0f);
+    __device__ float2 operator()(int n, int c) const {
+        float d = dr[n];
+        return make_float2(d * __bfloat162float(abar[(size_t)n * D + c]), c == 0 ? d : 0.0f);
     }
 };
 

@@ -150,14 +150,10 @@ __global__ void layernorm_backward_input_packed_kernel(floatX *__restrict__ dinp
 // (dout * xhat, dout) for the weight and bias gradients
 struct LayerNormParamOp {
     const floatX *dout, *inp; const float *mean, *rstd; int C;
-    bool packs(int C_) const { return packable(dout, C_) && packable(inp, C_); }
-    template <int W> __device__ void get(int n, int c, float2 v[W]) const {
+    __device__ float2 operator()(int n, int c) const {
         size_t i = (size_t)n * C + c;
-        float dy[W], x[W], m = mean[n], r = rstd[n];
-        load_bf16<W>(dy, dout + i);
-        load_bf16<W>(x, inp + i);
-        #pragma unroll
-        for (int k = 0; k < W; k++) v[k] = make_float2(dy[k] * (x[k] - m) * r, dy[k]);
+        float dy = __bfloat162float(dout[i]);
+        return make_float2(dy * (__bfloat162float(inp[i]) - mean[n]) * rstd[n], dy);
     }
 };
 

@@ -24,16 +24,6 @@ __device__ __forceinline__ void store8(floatX *p, const float in[PACK]) {
     for (int i = 0; i < PACK; i++) t.v[i] = __float2bfloat16(in[i]);
     *reinterpret_cast<Bf16x8 *>(p) = t;
 }
-// W bf16 from p as fp32: one 16-byte load for W = 8 (p 16-byte aligned), plain loads otherwise
-template <int W>
-__device__ __forceinline__ void load_bf16(float out[W], const floatX *p) {
-    if constexpr (W == PACK) {
-        load8(out, p);
-    } else {
-        #pragma unroll
-        for (int i = 0; i < W; i++) out[i] = __bfloat162float(p[i]);
-    }
-}
 // 8 fp32 as two 16-byte accesses (p 16-byte aligned)
 struct alignas(16) F32x4 { float v[4]; };
 __device__ __forceinline__ void load8f(float out[PACK], const float *p) {

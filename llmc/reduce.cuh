@@ -13,7 +13,6 @@
 #define SESSA_REDUCE_CUH
 
 #include "cuda_common.h"
-#include "packed.cuh"
 
 // sum of v over the block; blockDim.x must be a multiple of 32 (at most 1024); every thread gets the sum
 __device__ inline float block_reduce_sum(float v) {
@@ -31,25 +30,21 @@ __device__ inline float block_reduce_sum(float v) {
 #define COLSUM_THREADS 256
 #define COLSUM_FINISH_WARPS 32   // chunk lanes of column_finish_kernel: 32 columns x 32 warps per block
 
-// partial[chunk, c] = sum over the chunk's rows, in order, of op(n, c). Grid: (chunks, column blocks); a thread
-// owns W consecutive columns. 32-row chunks: many blocks in flight, which is what this latency-bound loop needs.
-template <int W, class Op>
+// partial[chunk, c] = sum over the chunk's rows, in order, of op(n, c). Grid: (chunks, column blocks).
+// 32-row chunks (128 before): 4x more blocks in flight, which is what this latency-bound loop needs.
+template <class Op>
 __global__ void column_partial_sums_kernel(float2 *partial, Op op, int N, int C) {
-    int c = (blockIdx.y * blockDim.x + threadIdx.x) * W;
+    int c = blockIdx.y * blockDim.x + threadIdx.x;
     if (c >= C) return;
     int n0 = blockIdx.x * COLSUM_ROWS, n1 = min(N, n0 + COLSUM_ROWS);
-    float2 acc[W];
-    #pragma unroll
-    for (int i = 0; i < W; i++) acc[i] = make_float2(0.0f, 0.0f);
+    float2 acc = make_float2(0.0f, 0.0f);
     #pragma unroll 8
     for (int n = n0; n < n1; n++) {
-        float2 v[W];
-        op.template get<W>(n, c, v);
-        #pragma unroll
-        for (int i = 0; i < W; i++) { acc[i].x += v[i].x; acc[i].y += v[i].y; }
+        float2 v = op(n, c);
+        acc.x += v.x;
+        acc.y += v.y;
     }
-    #pragma unroll
-    for (int i = 0; i < W; i++) partial[(size_t)blockIdx.x * C + c + i] = acc[i];
+    partial[(size_t)blockIdx.x * C + c] = acc;
 }
 
 // out0[c] += sum_chunk partial[chunk, c].x; out1[c] += ... .y for c < n1 (0 when out1 is NULL). A block is 32 columns x
@@ -89,15 +84,10 @@ static inline size_t column_sums_scratch_bytes(int N, int C) {
 template <class Op>
 static void column_sums(float *out0, float *out1, int n1, Op op, int N, int C, float2 *scratch, cudaStream_t stream) {
     if (n1 < 0 || n1 > C || (out1 == NULL) != (n1 == 0)) fatal("column_sums: out1 %p with %d of %d columns", (void *)out1, n1, C);
-    int nchunks = ceil_div(N, COLSUM_ROWS);
-    int W = op.packs(C) ? PACK : 1;                      // C % W == 0 (packs checks it)
-    int threads = ceil_div(C / W, WARP_SIZE) * WARP_SIZE;   // narrow matrices: no idle warps
-    if (threads > COLSUM_THREADS) threads = COLSUM_THREADS;
-    int cblocks = ceil_div(C / W, threads);
+    int nchunks = ceil_div(N, COLSUM_ROWS), cblocks = ceil_div(C, COLSUM_THREADS);
     if (cblocks > 65535) fatal("column_sums: %d columns is more than %d", C, 65535 * COLSUM_THREADS);
     dim3 grid(nchunks, cblocks);
-    if (W == PACK) column_partial_sums_kernel<PACK><<<grid, threads, 0, stream>>>(scratch, op, N, C);
-    else           column_partial_sums_kernel<1><<<grid, threads, 0, stream>>>(scratch, op, N, C);
+    column_partial_sums_kernel<<<grid, COLSUM_THREADS, 0, stream>>>(scratch, op, N, C);
     cudaCheck(cudaGetLastError());
     column_finish_kernel<<<ceil_div(C, WARP_SIZE), COLSUM_FINISH_WARPS * WARP_SIZE, 0, stream>>>(out0, out1, n1, scratch, nchunks, C);
     cudaCheck(cudaGetLastError());
@@ -109,12 +99,8 @@ static void column_sums(float *out0, float *out1, int n1, Op op, int N, int C, f
 // bias gradient: rows of dout (N, C) with row stride ld
 struct RowsOp {
     const floatX *x; int ld;
-    bool packs(int C) const { return packable(x, C) && ld % PACK == 0; }
-    template <int W> __device__ void get(int n, int c, float2 v[W]) const {
-        float a[W];
-        load_bf16<W>(a, x + (size_t)n * ld + c);
-        #pragma unroll
-        for (int i = 0; i < W; i++) v[i] = make_float2(a[i], 0.0f);
+    __device__ float2 operator()(int n, int c) const {
+        return make_float2(__bfloat162float(x[(size_t)n * ld + c]), 0.0f);
     }
 };
 
