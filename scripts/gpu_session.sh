@@ -21,7 +21,8 @@
 #   scripts/gpu_session.sh build e2e2                    its part 2 for ours and PyTorch eager at B=1, T=4096..MAX_T (16384;
 #                                                        MAX_T=131072: ~3-7 min, 2 steps per T >= 65536; eager up to 16384)
 # dev/refs (make refs) must be present for `test`: on a machine without internet, carry it.
-# ATTN_TIMEOUT, E2E_TIMEOUT (seconds) bound those stages; E2E_STEPS (20) steps and E2E_B (8) the batch of the e2e runs;
+# ATTN_TIMEOUT, E2E_TIMEOUT (seconds) bound those stages; E2E_STEPS (20) steps and E2E_B (8; a list such as "8 16"
+# runs part 1 once per batch size, the later ones into e2e_B16 ...) the batch of the e2e runs;
 # SYSTEMS, MAX_T pass through.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -185,7 +186,11 @@ for s in "$@"; do
         fbphases) stage fbphases dev/cuda/bin/feedback_phases ;;
         twins)   stage twins sh -c 'make train_sessa && TRAIN_SESSACU=./train_sessacu bash dev/test/test_twins.sh &&
                      TRAIN_SESSACU=./train_sessacu bash dev/test/test_run_dir_cuda_emu.sh' ;;
-        e2e)     stage e2e timeout ${E2E_TIMEOUT:-1800} env OUT="$OUT/e2e" PART=1 bash scripts/bench_gpu.sh d12 ${E2E_B:-8} 1024 ${E2E_STEPS:-20} ;;
+        e2e)     bs=${E2E_B:-8}
+                 for b in $bs; do   # one part-1 run per batch size; the first keeps the folder name e2e
+                     o=e2e; [ "$b" = "${bs%% *}" ] || o=e2e_B$b
+                     stage $o timeout ${E2E_TIMEOUT:-1800} env OUT="$OUT/$o" PART=1 bash scripts/bench_gpu.sh d12 $b 1024 ${E2E_STEPS:-20}
+                 done ;;
         e2e2)    stage e2e2 env OUT="$OUT/e2e2" PART=2 SYSTEMS="cu py_eager" MAX_T=${MAX_T:-16384} PY_MAX_T=16384 P2_STEPS=3 TIMEOUT=300 PY_TIMEOUT=120 \
                      bash scripts/bench_gpu.sh d12 ;;
         *) echo "unknown stage $s"; exit 2 ;;
