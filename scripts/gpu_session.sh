@@ -11,6 +11,7 @@
 #   scripts/gpu_session.sh build fbncu                   ncu sections of the in-superblock solve kernels
 #   scripts/gpu_session.sh build fbphases                where the solve kernels' cycles go, per phase (dev/cuda/feedback_phases.cu)
 #   scripts/gpu_session.sh build train                   train_sessacu tok/s at d12 B=8 and B=16 T=1024 and d4w256h4 B=8 T=256
+#   AB="SESSA_X=0 -" scripts/gpu_session.sh build ab    the trainer's d12 and d4w256h4 step with each environment setting
 #   scripts/gpu_session.sh build gemmtune                cuBLASLt's first 8 algorithms timed for every GEMM of a step (gemm_choices)
 #   scripts/gpu_session.sh build profile                 ncu: GPU time per kernel name of one d12 step (sorted)
 #   scripts/gpu_session.sh build profsmall               the same for one steady d4w256h4 B=8 T=256 step (2 steps minus 1
@@ -99,6 +100,17 @@ do_train() {
         echo "OK: -cg 1 and -cg 0 log the same 40 losses and norms"
     else echo "FAIL: -cg 1 and -cg 0 differ (main.log)"; return 1; fi
 }
+# A/B of the trainer's environment switches: for each entry of AB (e.g. AB="SESSA_FB_INV=0 SESSA_FB_SPLIT=0"; "-"
+# for none), d12 B=8 T=1024 (12 steps) and d4w256h4 B=8 T=256 (40 steps): the last step's line of each
+do_ab() {
+    shard
+    local F="-V 50257 -i $TMP/tokens.bin -v 0 -s 0 -n 0"
+    for e in ${AB:--}; do
+        [ "$e" = "-" ] && set -- || set -- "$e"
+        echo "== ${e}: d12 B=8 T=1024"; env "$@" ./train_sessacu -e d12 -b 8 -t 1024 -x 12 $F -o $TMP/ab1 | grep "^step 12/" || return 1
+        echo "== ${e}: d4w256h4 B=8 T=256"; env "$@" ./train_sessacu -e d4w256h4 -b 8 -t 256 -x 40 $F -o $TMP/ab2 | grep "^step 40/" || return 1
+    done
+}
 # SESSA_GEMM_TUNE=1: every GEMM problem of one step (d12 B=8 and B=16 T=1024, d4w256h4 B=8 T=256), the heuristic's
 # first 8 algorithms timed; the "gemm-choice" lines are entries for llmc/matmul.cuh's gemm_choices table
 do_gemmtune() {
@@ -174,6 +186,7 @@ for s in "$@"; do
         fbbench) stage fbbench sh -c 'dev/cuda/bin/feedback_backward bench && for S in 64 128; do echo "== FB_S=$S"; FB_S=$S dev/cuda/bin/feedback_backward bench 2; done' ;;
         train)   stage train do_train ;;
         gemmtune) stage gemmtune do_gemmtune ;;
+        ab)      stage ab do_ab ;;
         profile) stage profile do_profile ;;
         profsmall) stage profsmall do_profsmall ;;
         attn)    stage attn timeout ${ATTN_TIMEOUT:-600} $PY dev/cuda/bench_attention.py --markdown ;;
