@@ -13,7 +13,8 @@
 #   scripts/gpu_session.sh build train                   train_sessacu tok/s at d12 B=8 and B=16 T=1024 and d4w256h4 B=8 T=256
 #   AB="SESSA_X=0 -" scripts/gpu_session.sh build ab    the trainer's d12 and d4w256h4 step with each environment setting
 #   scripts/gpu_session.sh build gemmtune                cuBLASLt's first 8 algorithms timed for every GEMM of a step (gemm_choices)
-#   scripts/gpu_session.sh build profile                 ncu: GPU time per kernel name of one d12 step (sorted)
+#   scripts/gpu_session.sh build profile                 ncu: GPU time per kernel name of one d12 step (sorted;
+#                                                        PROF_B=1 PROF_T=8192: at another batch and length)
 #   scripts/gpu_session.sh build profsmall               the same for one steady d4w256h4 B=8 T=256 step (2 steps minus 1
 #                                                        step: no init), with its kernel launches per step
 #   scripts/gpu_session.sh build attn                    attention vs PyTorch SDPA (dev/cuda/bench_attention.py)
@@ -171,7 +172,7 @@ for r in rows:
         if n >= 60: break
 PYEOF
 }
-do_profile() { ncu_csv d12 d12 8 1024 1 && kernel_table "$OUT/ncu_d12.csv"; }
+do_profile() { ncu_csv d12 d12 ${PROF_B:-8} ${PROF_T:-1024} 1 && kernel_table "$OUT/ncu_d12.csv"; }
 do_profsmall() { ncu_csv small1 d4w256h4 8 256 1 && ncu_csv small2 d4w256h4 8 256 2 &&
                  kernel_table "$OUT/ncu_small2.csv" "$OUT/ncu_small1.csv"; }
 
