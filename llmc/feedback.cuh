@@ -196,7 +196,6 @@ static void fb_plan_free(FbGemmPlan *p) {
 
 // the operands of one strided-batched GEMM: matrix b of a batch starts at ptr + b * stride (elements), rows ld apart
 typedef struct { const floatX *ptr; int ld; long long stride; bool trans; } FbIn;        // bf16 A or B; trans: op(X) = X^T
-typedef struct { const floatX *hi, *lo; int ld; long long stride; bool trans; } FbIn2;  // X = hi + lo as bf16 halves
 typedef struct { void *ptr; cudaDataType_t type; int ld; long long stride; } FbOut;     // C: fp32 or bf16
 typedef struct { int m, n, k, batch; } FbShape;                                            // C is m x n, k inner
 
@@ -230,30 +229,42 @@ static void fb_gemm(FbOut C, FbIn A, FbIn B, FbShape sh, float alpha, float beta
     if (plan == &tmp) fb_plan_free(&tmp);
 }
 
-// C (+)= A B in fp32-grade from hi/lo bf16 halves: A_hi B_hi (beta) + A_lo B_hi + A_hi B_lo (beta = 1); C fp32
-static void fb_gemm3(FbOut C, FbIn2 A, FbIn2 B, FbShape sh, float beta, cudaStream_t stream) {
-    if (C.type != CUDA_R_32F) fatal("fb_gemm3: C must be fp32 (the three products accumulate in it)");
-    FbIn A_hi = {A.hi, A.ld, A.stride, A.trans}, A_lo = {A.lo, A.ld, A.stride, A.trans};
-    FbIn B_hi = {B.hi, B.ld, B.stride, B.trans}, B_lo = {B.lo, B.ld, B.stride, B.trans};
-    fb_gemm(C, A_hi, B_hi, sh, 1.0f, beta, stream);
-    fb_gemm(C, A_lo, B_hi, sh, 1.0f, 1.0f, stream);
-    fb_gemm(C, A_hi, B_lo, sh, 1.0f, 1.0f, stream);
-}
-
-__device__ __forceinline__ void fb_split(floatX *hi, floatX *lo, float x) {
-    floatX h = __float2bfloat16(x);
-    *hi = h;
-    *lo = __float2bfloat16(x - __bfloat162float(h));
-}
 __device__ __forceinline__ float fb_join(floatX hi, floatX lo) { return __bfloat162float(hi) + __bfloat162float(lo); }
+
+// fp32-grade products in ONE bf16 GEMM, the three products concatenated along K (see "fp32-grade products" above):
+//   X Y ~ X_hi Y_hi + X_hi Y_lo + X_lo Y_hi = [Y-side parts] . [X-side parts] with one K loop of 3K.
+// X3 layout (s and u, the vectors of the chain; written by the solves): row t of X becomes rows 3t (X_hi), 3t+1
+// (X_hi), 3t+2 (X_lo) of a (3T, D) bf16 matrix; the same bytes are the (T, 3D) matrix of rows [X_hi | X_hi | X_lo].
+// Y3 layout (their partners P, Pc, s[U]): each element y becomes the three bf16 y_hi, y_lo, y_hi, `step` apart
+// (consecutive columns for P, rows for Pc, D-wide column blocks for s[U]). Part k of X3 meets part k of Y3:
+// hi hi + hi lo + lo hi.
+__device__ __forceinline__ void fb_split3(floatX *y, size_t step, float x) {
+    floatX h = __float2bfloat16(x);
+    y[0] = h;
+    y[step] = __float2bfloat16(x - __bfloat162float(h));
+    y[2 * step] = h;
+}
+// element (t, col) of an X3 matrix of D columns from its bf16 halves' bits (the solves' stores)
+__device__ __forceinline__ void fb_store_x3(floatX *x3, size_t t, int col, int D, uint16_t hi, uint16_t lo) {
+    size_t o = 3 * t * D + col;
+    *(uint16_t *)&x3[o] = hi;
+    *(uint16_t *)&x3[o + D] = hi;
+    *(uint16_t *)&x3[o + 2 * D] = lo;
+}
+// x = x_hi + x_lo of element (t, col) of an X3 matrix
+__device__ __forceinline__ float fb_load_x3(const floatX *x3, size_t t, int col, int D) {
+    size_t o = 3 * t * D + col;
+    return fb_join(x3[o], x3[o + 2 * D]);
+}
 
 // ----------------------------------------------------------------------------
 // forward kernels
 
 // row pass of superblock [u0, u0+Sv): one warp per row r, t = u0 + r. Z (B, S, ldz) fp32 logits for keys j < u1.
-// lse_t = log sum_{j<t} exp Z[r,j]; P[r,j] = exp(Z[r,j] - lse_t) for j < t else 0, into P_hi/P_lo (B, S, ldz) for
-// j < u1 and the fp32 diagonal block Pd (B, S, S): Pd[r][jj] = P[r, u0+jj]. grid (ceil(Sv/8), B), 256 threads.
-__global__ void fb_fwd_rows_kernel(floatX *P_hi, floatX *P_lo, float *Pd, float *lse, const float *Z, int ldz,
+// lse_t = log sum_{j<t} exp Z[r,j]; P[r,j] = exp(Z[r,j] - lse_t) for j < t else 0: the keys j < u0 into P3
+// (B, S, 3 ldz) in the Y3 layout (columns 3j, 3j+1, 3j+2 = P_hi, P_lo, P_hi; the chain GEMM's A), the diagonal block
+// j in U in fp32 into Pd (B, S, S): Pd[r][jj] = P[r, u0+jj]. grid (ceil(Sv/8), B), 256 threads.
+__global__ void fb_fwd_rows_kernel(floatX *P3, float *Pd, float *lse, const float *Z, int ldz,
                                    int u0, int Sv, int S, int T) {
     int w = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, b = blockIdx.y;
     int r = blockIdx.x * (blockDim.x / WARP_SIZE) + w;
@@ -269,8 +280,8 @@ __global__ void fb_fwd_rows_kernel(floatX *P_hi, floatX *P_lo, float *Pd, float 
     float l = t == 0 ? -INFINITY : mx + logf(sum);
     for (int j = lane; j < u1; j += WARP_SIZE) {
         float p = j < t ? expf(z[j] - l) : 0.0f;
-        fb_split(&P_hi[row + j], &P_lo[row + j], p);
-        if (j >= u0) Pd[((size_t)b * S + r) * S + (j - u0)] = p;
+        if (j < u0) fb_split3(&P3[3 * (row + j)], 1, p);
+        else        Pd[((size_t)b * S + r) * S + (j - u0)] = p;
     }
     if (lane == 0) lse[(size_t)b * T + t] = l;
 }
@@ -279,17 +290,18 @@ __global__ void fb_fwd_rows_kernel(floatX *P_hi, floatX *P_lo, float *Pd, float 
 // backward kernels
 
 // slab of key superblock [u0, u0+Sv): rows i = t - u0 < T - u0, columns jj < S (j = u0 + jj).
-// Pc[i][jj] = gamma_t exp(Zs[i][jj] - lse_t) for jj < Sv and j < t, else 0, as bf16 halves. Zs, Pc: (B, T, S).
+// Pc[i][jj] = gamma_t exp(Zs[i][jj] - lse_t) for jj < Sv and j < t, else 0, into Pc3 (B, 3T, S) in the Y3 layout
+// (rows 3i, 3i+1, 3i+2 = Pc_hi, Pc_lo, Pc_hi: the chain GEMM's A^T). Zs: (B, T, S).
 // The diagonal block (t in U) also goes out in fp32, transposed, for the in-superblock solve: PcT (B, S, S),
 // PcT[jj][i] = Pc[i][jj] for i, jj < Sv. grid (T - u0, B): a CTA per row i, S threads (jj = threadIdx.x; no
 // division per element).
-__global__ void fb_bwd_slab_kernel(floatX *Pc_hi, floatX *Pc_lo, float *PcT, const float *Zs, const float *lse,
+__global__ void fb_bwd_slab_kernel(floatX *Pc3, float *PcT, const float *Zs, const float *lse,
                                    const float *gamma, int u0, int Sv, int S, int T) {
     int b = blockIdx.y, i = blockIdx.x, jj = threadIdx.x, t = u0 + i;
     size_t o = ((size_t)b * T + i) * S + jj;
     float p = 0.0f;
     if (jj < Sv && u0 + jj < t) p = gamma[(size_t)b * T + t] * expf(Zs[o] - lse[(size_t)b * T + t]);
-    fb_split(&Pc_hi[o], &Pc_lo[o], p);
+    fb_split3(&Pc3[((size_t)b * 3 * T + 3 * i) * S + jj], S, p);
     if (i < Sv && jj < Sv) PcT[((size_t)b * S + jj) * S + i] = p;
 }
 
@@ -480,10 +492,11 @@ __device__ long long fb_phase_clk[FB_PH_CTAS * FB_PH_SLOTS];
 
 // The solve of one CTA (both directions; BWD picks the backward). Element (mt, nt, i) of a lane's C tiles is
 // column 16 mt + g + 8 (i / 2) of the CTA's 32 and row 8 nt + 2 t + (i % 2) of a block (lane = 4 g + t).
-//   forward:  x = s, rhs = f + gamma h; writes s, c (fp32) and s_hi/s_lo;   L = Pd,  h starts at acc
-//   backward: x = u, rhs = h;           writes u_hi/u_lo and df = bf16(u);  L = PcT, h starts at gs + acc
+//   forward:  x = s, rhs = f + gamma h; writes s, c (fp32) and s3;         L = Pd,  h starts at acc
+//   backward: x = u, rhs = h;           writes u3 and df = bf16(u);        L = PcT, h starts at gs + acc
+// (s3, u3: x's bf16 halves in the X3 layout, fb_store_x3)
 template <bool BWD>
-__device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x_hi, floatX *x_lo, floatX *xb,
+__device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX *xb,
                                          const float *acc, int has_acc, const float *L, const floatX *f,
                                          const float *gs, const float *gamma, int u0, int Sv, int S, int T, int D) {
     extern __shared__ __align__(128) float fb_solve_smem_buf[];
@@ -607,8 +620,7 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x_hi, floa
                 if (r < Sv && col < D) {
                     size_t o = base + (size_t)r * D + col;
                     uint16_t xh = (uint16_t)(hi[i / 2] >> 16 * (i % 2)), xl = (uint16_t)(lo[i / 2] >> 16 * (i % 2));
-                    *(uint16_t *)&x_hi[o] = xh;
-                    *(uint16_t *)&x_lo[o] = xl;
+                    fb_store_x3(x3, (size_t)b * T + u0 + r, col, D, xh, xl);
                     if (BWD) *(uint16_t *)&xb[o] = xh; else xf[o] = x[i];   // backward df = bf16(u) = u_hi
                 }
             }
@@ -650,60 +662,61 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x_hi, floa
 
 // forward: for the rows r of U in blocks of 32, c_r = acc_r + sum_{j<r} Pd[r][j] s_j, s_r = f_r + g_r c_r.
 // acc (B, S, D) = P[:, 0:u0] s[0:u0] (ignored when has_acc = 0); Pd (B, S, S) the fp32 diagonal block of alpha
-// (entries past Sv finite: feedback_forward clears Pd once per call). Writes s, c (fp32) and s_hi, s_lo (bf16
+// (entries past Sv finite: feedback_forward clears Pd once per call). Writes s, c (fp32) and s3 (the bf16
 // halves of s, read by the next superblocks' GEMMs). grid (ceil(D/32), B), FB_SOLVE_THREADS, fb_solve_smem(S).
 __global__ void __launch_bounds__(FB_SOLVE_THREADS, 2)
-fb_fwd_solve_kernel(float *s, float *c, floatX *s_hi, floatX *s_lo, const float *acc, int has_acc, const float *Pd,
+fb_fwd_solve_kernel(float *s, float *c, floatX *s3, const float *acc, int has_acc, const float *Pd,
                     const floatX *f, const float *gamma, int u0, int Sv, int S, int T, int D) {
-    fb_solve<false>(s, c, s_hi, s_lo, NULL, acc, has_acc, Pd, f, NULL, gamma, u0, Sv, S, T, D);
+    fb_solve<false>(s, c, s3, NULL, acc, has_acc, Pd, f, NULL, gamma, u0, Sv, S, T, D);
 }
 
 // backward, transposed: for the keys j of U in blocks of 32 from last to first,
 //   u_j = gs_j + acc_j + sum_{t in U, t > j} Pc[t][j] u_t,   acc (B, S, D) = Pc[u1:T]^T u[u1:T] (when has_acc),
 // with the fp32 diagonal block PcT[j][t] = Pc[t][j] (strictly upper; entries past Sv finite: feedback_backward
 // clears PcT once per call). The forward's schedule with L = PcT, G = I, the blocks from last to first, and
-// h = gs + acc from the start. Writes u as bf16 halves u_hi/u_lo and df = bf16(u).
+// h = gs + acc from the start. Writes u3 (u's bf16 halves, X3 layout) and df = bf16(u).
 // grid (ceil(D/32), B), FB_SOLVE_THREADS, fb_solve_smem(S).
 __global__ void __launch_bounds__(FB_SOLVE_THREADS, 2)
-fb_bwd_solve_kernel(floatX *u_hi, floatX *u_lo, floatX *df, const float *acc, int has_acc, const float *PcT,
+fb_bwd_solve_kernel(floatX *u3, floatX *df, const float *acc, int has_acc, const float *PcT,
                     const float *gs, int u0, int Sv, int S, int T, int D) {
-    fb_solve<true>(NULL, NULL, u_hi, u_lo, df, acc, has_acc, PcT, NULL, gs, NULL, u0, Sv, S, T, D);
+    fb_solve<true>(NULL, NULL, u3, df, acc, has_acc, PcT, NULL, gs, NULL, u0, Sv, S, T, D);
 }
 
 // launchers of the two solves (dynamic shared memory past 48 KiB, carveout to the maximum: 2 CTAs per SM)
-static void fb_fwd_solve(float *s, float *c, floatX *s_hi, floatX *s_lo, const float *acc, int has_acc, const float *Pd,
+static void fb_fwd_solve(float *s, float *c, floatX *s3, const float *acc, int has_acc, const float *Pd,
                          const floatX *f, const float *gamma, int u0, int Sv, int S, int B, int T, int D, cudaStream_t stream) {
     cudaCheck(cudaFuncSetAttribute(fb_fwd_solve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fb_solve_smem(S)));
     cudaCheck(cudaFuncSetAttribute(fb_fwd_solve_kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
     fb_fwd_solve_kernel<<<dim3(ceil_div(D, FB_R), B), FB_SOLVE_THREADS, fb_solve_smem(S), stream>>>(
-        s, c, s_hi, s_lo, acc, has_acc, Pd, f, gamma, u0, Sv, S, T, D);
+        s, c, s3, acc, has_acc, Pd, f, gamma, u0, Sv, S, T, D);
     cudaCheck(cudaGetLastError());
 }
-static void fb_bwd_solve(floatX *u_hi, floatX *u_lo, floatX *df, const float *acc, int has_acc, const float *PcT,
+static void fb_bwd_solve(floatX *u3, floatX *df, const float *acc, int has_acc, const float *PcT,
                          const float *gs, int u0, int Sv, int S, int B, int T, int D, cudaStream_t stream) {
     cudaCheck(cudaFuncSetAttribute(fb_bwd_solve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fb_solve_smem(S)));
     cudaCheck(cudaFuncSetAttribute(fb_bwd_solve_kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
     fb_bwd_solve_kernel<<<dim3(ceil_div(D, FB_R), B), FB_SOLVE_THREADS, fb_solve_smem(S), stream>>>(
-        u_hi, u_lo, df, acc, has_acc, PcT, gs, u0, Sv, S, T, D);
+        u3, df, acc, has_acc, PcT, gs, u0, Sv, S, T, D);
     cudaCheck(cudaGetLastError());
 }
 
-// for the rows t in [u0, u0+Sv) of U, one warp per row: dgamma_t = u_t . c_t with u = u_hi + u_lo (this is also
-// the Delta_t of the softmax backward), and s_t split into bf16 halves sU_hi/sU_lo (B, S, D) for the u s^T GEMMs.
-// 16 bytes per element moved (u_hi, u_lo, c, s in; sU_hi, sU_lo out): B=8 S=256 D=768 is 25 MB, ~6-7 us at the
-// H200's ~4 TB/s. vec (D a multiple of 4, c and s 16-byte aligned): a lane takes 4 consecutive columns per step
-// (16-byte c, s loads, 8-byte bf16 loads and stores); else one column per step. grid (ceil(Sv/8), B), 256 threads.
-__global__ void fb_bwd_rows_kernel(float *dgamma, floatX *sU_hi, floatX *sU_lo, const floatX *u_hi, const floatX *u_lo,
-                                   const float *c, const float *s, int u0, int Sv, int S, int T, int D, int vec) {
+// for the rows t in [u0, u0+Sv) of U, one warp per row: dgamma_t = u_t . c_t with u = u_hi + u_lo from u3 (this is
+// also the Delta_t of the softmax backward), and s_t split into sU3 (B, S, 3D), rows [s_hi | s_lo | s_hi] (the Y3
+// layout: the u s^T GEMM's B). 20 bytes per element moved (u_hi, u_lo, c, s in; 3 bf16 out): B=8 S=256 D=768 is
+// 31 MB, ~8 us at the H200's ~4 TB/s. vec (D a multiple of 4, c and s 16-byte aligned): a lane takes 4 consecutive
+// columns per step (16-byte c, s loads, 8-byte bf16 loads and stores); else one column per step.
+// grid (ceil(Sv/8), B), 256 threads.
+__global__ void fb_bwd_rows_kernel(float *dgamma, floatX *sU3, const floatX *u3, const float *c, const float *s,
+                                   int u0, int Sv, int S, int T, int D, int vec) {
     int w = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, b = blockIdx.y;
     int r = blockIdx.x * (blockDim.x / WARP_SIZE) + w;
     if (r >= Sv) return;
-    size_t row = ((size_t)b * T + u0 + r) * D, srow = ((size_t)b * S + r) * D;
+    size_t t = (size_t)b * T + u0 + r, row = t * D, row3 = 3 * t * D, srow = ((size_t)b * S + r) * 3 * D;
     float acc = 0.0f;
     if (vec) {
         for (int i = 4 * lane; i < D; i += 4 * WARP_SIZE) {
             FbF4 cv = *(const FbF4 *)&c[row + i], sv = *(const FbF4 *)&s[row + i];
-            FbU2 uh = *(const FbU2 *)&u_hi[row + i], ul = *(const FbU2 *)&u_lo[row + i];
+            FbU2 uh = *(const FbU2 *)&u3[row3 + i], ul = *(const FbU2 *)&u3[row3 + 2 * D + i];
             acc = fmaf(bf16x2_lo(uh.x) + bf16x2_lo(ul.x), cv.x, acc);
             acc = fmaf(bf16x2_hi(uh.x) + bf16x2_hi(ul.x), cv.y, acc);
             acc = fmaf(bf16x2_lo(uh.y) + bf16x2_lo(ul.y), cv.z, acc);
@@ -711,29 +724,30 @@ __global__ void fb_bwd_rows_kernel(float *dgamma, floatX *sU_hi, floatX *sU_lo, 
             FbU2 hi, lo;
             fb_split_pack(&hi.x, &lo.x, sv.x, sv.y);
             fb_split_pack(&hi.y, &lo.y, sv.z, sv.w);
-            *(FbU2 *)&sU_hi[srow + i] = hi;
-            *(FbU2 *)&sU_lo[srow + i] = lo;
+            *(FbU2 *)&sU3[srow + i] = hi;
+            *(FbU2 *)&sU3[srow + D + i] = lo;
+            *(FbU2 *)&sU3[srow + 2 * D + i] = hi;
         }
     } else {
         for (int i = lane; i < D; i += WARP_SIZE) {
-            acc = fmaf(fb_join(u_hi[row + i], u_lo[row + i]), c[row + i], acc);
-            fb_split(&sU_hi[srow + i], &sU_lo[srow + i], s[row + i]);
+            acc = fmaf(fb_load_x3(u3, t, i, D), c[row + i], acc);
+            fb_split3(&sU3[srow + i], D, s[row + i]);
         }
     }
     acc = warp_reduce_sum(acc);
-    if (lane == 0) dgamma[(size_t)b * T + u0 + r] = acc;
+    if (lane == 0) dgamma[t] = acc;
 }
 
 // dZ[i][jj] = Pc[i][jj] (US[i][jj] - dgamma_t), t = u0 + i, for jj < Sv (Pc is 0 where j >= t); bf16, written over
-// Pc_hi (each element read then written by one thread). Columns jj >= Sv are left as they are (never read).
-// grid (T - u0, B): a CTA per row i, S threads (jj = threadIdx.x).
-__global__ void fb_dz_kernel(floatX *dZ_Pc_hi, const floatX *Pc_lo, const float *US, const float *dgamma,
-                             int u0, int Sv, int S, int T) {
+// Pc_hi's first copy in Pc3 (row 3i: dZ is the (T - u0, S) matrix of row stride 3S there; each element read then
+// written by one thread). Columns jj >= Sv are left as they are (never read). grid (T - u0, B): a CTA per row i,
+// S threads (jj = threadIdx.x).
+__global__ void fb_dz_kernel(floatX *dZ_Pc3, const float *US, const float *dgamma, int u0, int Sv, int S, int T) {
     int b = blockIdx.y, i = blockIdx.x, jj = threadIdx.x;
     if (jj >= Sv) return;
-    size_t o = ((size_t)b * T + i) * S + jj;
-    float p = fb_join(dZ_Pc_hi[o], Pc_lo[o]);
-    dZ_Pc_hi[o] = __float2bfloat16(p * (US[o] - dgamma[(size_t)b * T + u0 + i]));
+    size_t o = ((size_t)b * T + i) * S + jj, o3 = ((size_t)b * 3 * T + 3 * i) * S + jj;
+    float p = fb_join(dZ_Pc3[o3], dZ_Pc3[o3 + S]);
+    dZ_Pc3[o3] = __float2bfloat16(p * (US[o] - dgamma[(size_t)b * T + u0 + i]));
 }
 
 // dst[row * ld + col] = bf16(src[row * D + col]) for rows < BT: a CTA per row; vec (D and ld multiples of 4, src
@@ -763,18 +777,16 @@ static void *fb_take(FbCarve *c, size_t bytes) {
     return r;
 }
 
-typedef struct { floatX *s_hi, *s_lo, *P_hi, *P_lo; float *Z, *Pd, *acc; } FbFwdScratch;
-typedef struct { floatX *u_hi, *u_lo, *Pc_hi, *Pc_lo, *sU_hi, *sU_lo; float *dq, *Zs, *PcT, *acc; } FbBwdScratch;
+typedef struct { floatX *s3, *P3; float *Z, *Pd, *acc; } FbFwdScratch;
+typedef struct { floatX *u3, *Pc3, *sU3; float *dq, *Zs, *PcT, *acc; } FbBwdScratch;
 
 static size_t fb_fwd_carve(FbFwdScratch *w, void *scratch, int B, int T, int D) {
     FbCarve c = {(char *)scratch, 0};
     int S = fb_superblock(T);
     size_t BTD = (size_t)B * T * D, BSZ = (size_t)B * S * fb_ldz(T);
-    w->s_hi = (floatX *)fb_take(&c, BTD * sizeof(floatX));
-    w->s_lo = (floatX *)fb_take(&c, BTD * sizeof(floatX));
+    w->s3 = (floatX *)fb_take(&c, 3 * BTD * sizeof(floatX));    // X3 layout: (B, 3T, D)
     w->Z = (float *)fb_take(&c, BSZ * sizeof(float));
-    w->P_hi = (floatX *)fb_take(&c, BSZ * sizeof(floatX));
-    w->P_lo = (floatX *)fb_take(&c, BSZ * sizeof(floatX));
+    w->P3 = (floatX *)fb_take(&c, 3 * BSZ * sizeof(floatX));    // Y3 layout: (B, S, 3 ldz)
     w->Pd = (float *)fb_take(&c, (size_t)B * S * S * sizeof(float));
     w->acc = (float *)fb_take(&c, (size_t)B * S * D * sizeof(float));
     return c.off;
@@ -783,14 +795,11 @@ static size_t fb_bwd_carve(FbBwdScratch *w, void *scratch, int B, int T, int D) 
     FbCarve c = {(char *)scratch, 0};
     int S = fb_superblock(T);
     size_t BTD = (size_t)B * T * D, BTS = (size_t)B * T * S, BSD = (size_t)B * S * D;
-    w->u_hi = (floatX *)fb_take(&c, BTD * sizeof(floatX));
-    w->u_lo = (floatX *)fb_take(&c, BTD * sizeof(floatX));
+    w->u3 = (floatX *)fb_take(&c, 3 * BTD * sizeof(floatX));    // X3 layout: (B, 3T, D)
     w->dq = (float *)fb_take(&c, BTD * sizeof(float));
     w->Zs = (float *)fb_take(&c, BTS * sizeof(float));          // the slab's logits, then u s^T
-    w->Pc_hi = (floatX *)fb_take(&c, BTS * sizeof(floatX));     // then dZ
-    w->Pc_lo = (floatX *)fb_take(&c, BTS * sizeof(floatX));
-    w->sU_hi = (floatX *)fb_take(&c, BSD * sizeof(floatX));
-    w->sU_lo = (floatX *)fb_take(&c, BSD * sizeof(floatX));
+    w->Pc3 = (floatX *)fb_take(&c, 3 * BTS * sizeof(floatX));   // Y3 layout: (B, 3T, S); dZ over rows 3i
+    w->sU3 = (floatX *)fb_take(&c, 3 * BSD * sizeof(floatX));   // Y3 layout: (B, S, 3D)
     w->acc = (float *)fb_take(&c, BSD * sizeof(float));
     w->PcT = (float *)fb_take(&c, (size_t)B * S * S * sizeof(float));
     return c.off;
@@ -826,14 +835,14 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
         fb_gemm(FbOut{w.Z, CUDA_R_32F, ldz, sZ}, FbIn{qb + (size_t)u0 * ld, ld, sq, false}, FbIn{kb, ld, sq, true},
                 FbShape{Sv, u1, D, B}, scale, 0.0f, stream);
         // 2. lse, P = alpha[U, 0:u1] as bf16 halves, the fp32 diagonal block
-        fb_fwd_rows_kernel<<<dim3(ceil_div(Sv, 8), B), 256, 0, stream>>>(w.P_hi, w.P_lo, w.Pd, lse, w.Z, ldz, u0, Sv, S, T);
+        fb_fwd_rows_kernel<<<dim3(ceil_div(Sv, 8), B), 256, 0, stream>>>(w.P3, w.Pd, lse, w.Z, ldz, u0, Sv, S, T);
         cudaCheck(cudaGetLastError());
-        // 3. acc (Sv, D) = P[:, 0:u0] s[0:u0]
+        // 3. acc (Sv, D) = P[:, 0:u0] s[0:u0]: P3[:, 0:3u0] s3[0:3u0], one GEMM of K = 3 u0
         if (u0 > 0)
-            fb_gemm3(FbOut{w.acc, CUDA_R_32F, D, sSD}, FbIn2{w.P_hi, w.P_lo, ldz, sZ, false}, FbIn2{w.s_hi, w.s_lo, D, sTD, false},
-                     FbShape{Sv, D, u0, B}, 0.0f, stream);
+            fb_gemm(FbOut{w.acc, CUDA_R_32F, D, sSD}, FbIn{w.P3, 3 * ldz, 3 * sZ, false}, FbIn{w.s3, D, 3 * sTD, false},
+                    FbShape{Sv, D, 3 * u0, B}, 1.0f, 0.0f, stream);
         // 4. the in-superblock solve
-        fb_fwd_solve(s, c, w.s_hi, w.s_lo, w.acc, u0 > 0, w.Pd, f, gamma, u0, Sv, S, B, T, D, stream);
+        fb_fwd_solve(s, c, w.s3, w.acc, u0 > 0, w.Pd, f, gamma, u0, Sv, S, B, T, D, stream);
     }
 }
 
@@ -855,28 +864,28 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
         // 1. slab logits Zs (M, Sv) = qb[u0:T] kb[U]^T / sqrt(D); Pc = gamma alpha[u0:T, U] as bf16 halves
         fb_gemm(FbOut{w.Zs, CUDA_R_32F, S, sTS}, FbIn{qb + (size_t)u0 * ld, ld, sq, false},
                 FbIn{kb + (size_t)u0 * ld, ld, sq, true}, FbShape{M, Sv, D, B}, scale, 0.0f, stream);
-        fb_bwd_slab_kernel<<<dim3(M, B), S, 0, stream>>>(w.Pc_hi, w.Pc_lo, w.PcT, w.Zs, lse, gamma, u0, Sv, S, T);
+        fb_bwd_slab_kernel<<<dim3(M, B), S, 0, stream>>>(w.Pc3, w.PcT, w.Zs, lse, gamma, u0, Sv, S, T);
         cudaCheck(cudaGetLastError());
-        // 2. acc (Sv, D) = Pc[u1:T, :]^T u[u1:T]
+        // 2. acc (Sv, D) = Pc[u1:T, :]^T u[u1:T]: Pc3[3Sv:3M]^T u3[3u1:3T], one GEMM of K = 3 (T - u1)
         if (u1 < T)
-            fb_gemm3(FbOut{w.acc, CUDA_R_32F, D, sSD}, FbIn2{w.Pc_hi + (size_t)Sv * S, w.Pc_lo + (size_t)Sv * S, S, sTS, true},
-                     FbIn2{w.u_hi + (size_t)u1 * D, w.u_lo + (size_t)u1 * D, D, sTD, false}, FbShape{Sv, D, T - u1, B},
-                     0.0f, stream);
+            fb_gemm(FbOut{w.acc, CUDA_R_32F, D, sSD}, FbIn{w.Pc3 + (size_t)3 * Sv * S, S, 3 * sTS, true},
+                    FbIn{w.u3 + (size_t)3 * u1 * D, D, 3 * sTD, false}, FbShape{Sv, D, 3 * (T - u1), B}, 1.0f, 0.0f, stream);
         // 3. the transposed in-superblock solve: u[U], df[U]
-        fb_bwd_solve(w.u_hi, w.u_lo, df, w.acc, u1 < T, w.PcT, gs, u0, Sv, S, B, T, D, stream);
-        // 4. dgamma[U] = u . c; 5. US (M, Sv) = u[u0:T] s[U]^T into the slab's logits buffer; dZ over Pc_hi
-        fb_bwd_rows_kernel<<<dim3(ceil_div(Sv, 8), B), 256, 0, stream>>>(dgamma, w.sU_hi, w.sU_lo, w.u_hi, w.u_lo, c, s,
+        fb_bwd_solve(w.u3, df, w.acc, u1 < T, w.PcT, gs, u0, Sv, S, B, T, D, stream);
+        // 4. dgamma[U] = u . c; 5. US (M, Sv) = u[u0:T] s[U]^T into the slab's logits buffer (the (T, 3D) view of
+        //    u3 times sU3^T: one GEMM of K = 3D); dZ over Pc_hi's first copy
+        fb_bwd_rows_kernel<<<dim3(ceil_div(Sv, 8), B), 256, 0, stream>>>(dgamma, w.sU3, w.u3, c, s,
                                                                        u0, Sv, S, T, D, rows_vec);
         cudaCheck(cudaGetLastError());
-        fb_gemm3(FbOut{w.Zs, CUDA_R_32F, S, sTS}, FbIn2{w.u_hi + (size_t)u0 * D, w.u_lo + (size_t)u0 * D, D, sTD, false},
-                 FbIn2{w.sU_hi, w.sU_lo, D, sSD, true}, FbShape{M, Sv, D, B}, 0.0f, stream);
-        fb_dz_kernel<<<dim3(M, B), S, 0, stream>>>(w.Pc_hi, w.Pc_lo, w.Zs, dgamma, u0, Sv, S, T);
+        fb_gemm(FbOut{w.Zs, CUDA_R_32F, S, sTS}, FbIn{w.u3 + (size_t)3 * u0 * D, 3 * D, 3 * sTD, false},
+                FbIn{w.sU3, 3 * D, 3 * sSD, true}, FbShape{M, Sv, 3 * D, B}, 1.0f, 0.0f, stream);
+        fb_dz_kernel<<<dim3(M, B), S, 0, stream>>>(w.Pc3, w.Zs, dgamma, u0, Sv, S, T);
         cudaCheck(cudaGetLastError());
         // 6. dkb[U] (Sv, D) = dZ^T qb[u0:T] / sqrt(D), complete: bf16 straight into dkb
-        fb_gemm(FbOut{dkb + (size_t)u0 * ld, CUDA_R_16BF, ld, sq}, FbIn{w.Pc_hi, S, sTS, true},
+        fb_gemm(FbOut{dkb + (size_t)u0 * ld, CUDA_R_16BF, ld, sq}, FbIn{w.Pc3, 3 * S, 3 * sTS, true},
                 FbIn{qb + (size_t)u0 * ld, ld, sq, false}, FbShape{Sv, D, M, B}, scale, 0.0f, stream);
         // 7. dqb[u0:T] (M, D) += dZ kb[U] / sqrt(D)
-        fb_gemm(FbOut{w.dq + (size_t)u0 * D, CUDA_R_32F, D, sTD}, FbIn{w.Pc_hi, S, sTS, false},
+        fb_gemm(FbOut{w.dq + (size_t)u0 * D, CUDA_R_32F, D, sTD}, FbIn{w.Pc3, 3 * S, 3 * sTS, false},
                 FbIn{kb + (size_t)u0 * ld, ld, sq, false}, FbShape{M, D, Sv, B}, scale, 1.0f, stream);
     }
     int store_vec = D % 4 == 0 && ld % 4 == 0 && ptr_alignment(dqb) >= 8;   // w.dq: scratch, 256-byte aligned
