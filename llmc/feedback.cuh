@@ -229,6 +229,75 @@ static void fb_gemm(FbOut C, FbIn A, FbIn B, FbShape sh, float alpha, float beta
     if (plan == &tmp) fb_plan_free(&tmp);
 }
 
+// Split K (parallelism at small batch). A product with few output tiles and a long K (at B=1: the chains' acc =
+// P s, Pc^T u and dkb, 256 x 768 outputs = 12 tiles of 128 x 128 on 132 SMs, K up to 3T) leaves most SMs idle for
+// the whole K loop. fb_ksplit cuts K into np chunks, computed as extra batch entries into fp32 partial sums that
+// fb_sum_parts_kernel adds in a fixed order (p = 0, 1, ...: deterministic, no atomics). The rule, from the shape only:
+//   np = min(SMs / tiles, K / fb_split_kmin, T / D),  tiles = B ceil(m / 128) ceil(n / 128);  split when np >= 2
+// (one wave of tiles at most; chunks of K >= 1024, long enough to amortize a tile's prologue and its 64 KiB fp32
+// partial; T / D: the partials of all B sequences, B np S D floats, fit in the slab's logits buffer, B S T floats,
+// free at that time). SESSA_FB_SPLIT=0 turns it off (to measure it: dev/cuda feedback_backward bench).
+static int fb_split_sms = 0;        // SMs to fill; 0: the device's count (dev/cuda checks set it to force splits)
+static int fb_split_kmin = 1024;    // the shortest chunk of K (dev/cuda checks lower it, to 64 at least)
+static int fb_split_on = -1;        // -1: not read yet; SESSA_FB_SPLIT=0 turns the split off
+static int fb_ksplit(int B, int m, int n, int k, int T, int D) {
+    if (fb_split_on < 0) { const char *e = getenv("SESSA_FB_SPLIT"); fb_split_on = !(e && e[0] == '0'); }
+    if (!fb_split_on) return 1;
+    if (fb_split_sms == 0) {
+        int dev;
+        cudaDeviceProp prop;
+        cudaCheck(cudaGetDevice(&dev));
+        cudaCheck(cudaGetDeviceProperties(&prop, dev));
+        fb_split_sms = prop.multiProcessorCount;
+    }
+    int tiles = B * ceil_div(m, 128) * ceil_div(n, 128), np = fb_split_sms / tiles;
+    if (np > k / fb_split_kmin) np = k / fb_split_kmin;
+    if (np > T / D) np = T / D;
+    return np >= 2 ? np : 1;
+}
+
+// out[b][r][col] = sum_p part[b][p][r][col], p = 0 .. np-1 in order, for r < rows, col < D: fp32, or bf16 when
+// bf16 (dkb: rounded once, as the unsplit GEMM's epilogue does), at out + b * stride + r * ld + col. part (B, np, S, D).
+// grid (ceil(rows D / 256), B), 256 threads. (4 np + 4) bytes per element: B=1 np=10 S=256 D=768 is 8.7 MB, ~3 us.
+__global__ void fb_sum_parts_kernel(void *out, int bf16, int ld, long long stride, const float *part, int np,
+                                    int rows, int S, int D) {
+    int b = blockIdx.y;
+    size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (e >= (size_t)rows * D) return;
+    const float *p = part + (size_t)b * np * S * D + e;
+    float x = p[0];
+    for (int k = 1; k < np; k++) x += p[(size_t)k * S * D];
+    size_t o = (size_t)b * stride + e / D * ld + e % D;
+    if (bf16) ((floatX *)out)[o] = __float2bfloat16(x);
+    else      ((float *)out)[o] = x;
+}
+
+// C = alpha A B (beta = 0; C fp32, or bf16 rounded once), split along K by fb_ksplit: the np partial sums of each
+// sequence b go to part + b np S n (m x n each, S n apart) from one strided-batched GEMM over the chunks of kc (a
+// multiple of 64; A advances kc columns, or kc rows when A.trans; B kc rows, or columns when B.trans) and one GEMM
+// for the shorter last chunk, then fb_sum_parts_kernel writes C. Unsplit (np = 1): one GEMM, as fb_gemm.
+// m <= S rows; T, D: the sequence's length and width (fb_ksplit's bound on the partials' memory).
+static void fb_gemm_ksplit(FbOut C, FbIn A, FbIn B, FbShape sh, float alpha, float *part, int S, int T, int D,
+                           cudaStream_t stream) {
+    int np = fb_ksplit(sh.batch, sh.m, sh.n, sh.k, T, D);
+    if (np == 1) { fb_gemm(C, A, B, sh, alpha, 0.0f, stream); return; }
+    int kc = fb_round_up(ceil_div(sh.k, np), 64), nfull = sh.k / kc, tail = sh.k - nfull * kc;
+    np = nfull + (tail > 0);                                   // <= fb_ksplit's np
+    long long ak = A.trans ? A.ld : 1, bk = B.trans ? 1 : B.ld, ps = (long long)S * sh.n;   // elements per K index
+    for (int b = 0; b < sh.batch; b++) {
+        const floatX *a = A.ptr + b * A.stride, *bb = B.ptr + b * B.stride;
+        float *c = part + (size_t)b * np * ps;
+        fb_gemm(FbOut{c, CUDA_R_32F, sh.n, ps}, FbIn{a, A.ld, kc * ak, A.trans}, FbIn{bb, B.ld, kc * bk, B.trans},
+                FbShape{sh.m, sh.n, kc, nfull}, alpha, 0.0f, stream);
+        if (tail > 0)
+            fb_gemm(FbOut{c + nfull * ps, CUDA_R_32F, sh.n, ps}, FbIn{a + nfull * kc * ak, A.ld, 0, A.trans},
+                    FbIn{bb + nfull * kc * bk, B.ld, 0, B.trans}, FbShape{sh.m, sh.n, tail, 1}, alpha, 0.0f, stream);
+    }
+    fb_sum_parts_kernel<<<dim3(ceil_div((long long)sh.m * sh.n, 256), sh.batch), 256, 0, stream>>>(
+        C.ptr, C.type == CUDA_R_16BF, C.ld, C.stride, part, np, sh.m, S, sh.n);
+    cudaCheck(cudaGetLastError());
+}
+
 __device__ __forceinline__ float fb_join(floatX hi, floatX lo) { return __bfloat162float(hi) + __bfloat162float(lo); }
 
 // fp32-grade products in ONE bf16 GEMM, the three products concatenated along K (see "fp32-grade products" above):
@@ -839,8 +908,8 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
         cudaCheck(cudaGetLastError());
         // 3. acc (Sv, D) = P[:, 0:u0] s[0:u0]: P3[:, 0:3u0] s3[0:3u0], one GEMM of K = 3 u0
         if (u0 > 0)
-            fb_gemm(FbOut{w.acc, CUDA_R_32F, D, sSD}, FbIn{w.P3, 3 * ldz, 3 * sZ, false}, FbIn{w.s3, D, 3 * sTD, false},
-                    FbShape{Sv, D, 3 * u0, B}, 1.0f, 0.0f, stream);
+            fb_gemm_ksplit(FbOut{w.acc, CUDA_R_32F, D, sSD}, FbIn{w.P3, 3 * ldz, 3 * sZ, false},
+                           FbIn{w.s3, D, 3 * sTD, false}, FbShape{Sv, D, 3 * u0, B}, 1.0f, w.Z, S, T, D, stream);
         // 4. the in-superblock solve
         fb_fwd_solve(s, c, w.s3, w.acc, u0 > 0, w.Pd, f, gamma, u0, Sv, S, B, T, D, stream);
     }
@@ -868,8 +937,9 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
         cudaCheck(cudaGetLastError());
         // 2. acc (Sv, D) = Pc[u1:T, :]^T u[u1:T]: Pc3[3Sv:3M]^T u3[3u1:3T], one GEMM of K = 3 (T - u1)
         if (u1 < T)
-            fb_gemm(FbOut{w.acc, CUDA_R_32F, D, sSD}, FbIn{w.Pc3 + (size_t)3 * Sv * S, S, 3 * sTS, true},
-                    FbIn{w.u3 + (size_t)3 * u1 * D, D, 3 * sTD, false}, FbShape{Sv, D, 3 * (T - u1), B}, 1.0f, 0.0f, stream);
+            fb_gemm_ksplit(FbOut{w.acc, CUDA_R_32F, D, sSD}, FbIn{w.Pc3 + (size_t)3 * Sv * S, S, 3 * sTS, true},
+                           FbIn{w.u3 + (size_t)3 * u1 * D, D, 3 * sTD, false}, FbShape{Sv, D, 3 * (T - u1), B}, 1.0f,
+                           w.Zs, S, T, D, stream);
         // 3. the transposed in-superblock solve: u[U], df[U]
         fb_bwd_solve(w.u3, df, w.acc, u1 < T, w.PcT, gs, u0, Sv, S, B, T, D, stream);
         // 4. dgamma[U] = u . c; 5. US (M, Sv) = u[u0:T] s[U]^T into the slab's logits buffer (the (T, 3D) view of
@@ -881,9 +951,10 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
                 FbIn{w.sU3, 3 * D, 3 * sSD, true}, FbShape{M, Sv, 3 * D, B}, 1.0f, 0.0f, stream);
         fb_dz_kernel<<<dim3(M, B), S, 0, stream>>>(w.Pc3, w.Zs, dgamma, u0, Sv, S, T);
         cudaCheck(cudaGetLastError());
-        // 6. dkb[U] (Sv, D) = dZ^T qb[u0:T] / sqrt(D), complete: bf16 straight into dkb
-        fb_gemm(FbOut{dkb + (size_t)u0 * ld, CUDA_R_16BF, ld, sq}, FbIn{w.Pc3, 3 * S, 3 * sTS, true},
-                FbIn{qb + (size_t)u0 * ld, ld, sq, false}, FbShape{Sv, D, M, B}, scale, 0.0f, stream);
+        // 6. dkb[U] (Sv, D) = dZ^T qb[u0:T] / sqrt(D), complete: bf16 into dkb (split K: partials in the slab's
+        //    logits buffer, US consumed by now)
+        fb_gemm_ksplit(FbOut{dkb + (size_t)u0 * ld, CUDA_R_16BF, ld, sq}, FbIn{w.Pc3, 3 * S, 3 * sTS, true},
+                       FbIn{qb + (size_t)u0 * ld, ld, sq, false}, FbShape{Sv, D, M, B}, scale, w.Zs, S, T, D, stream);
         // 7. dqb[u0:T] (M, D) += dZ kb[U] / sqrt(D)
         fb_gemm(FbOut{w.dq + (size_t)u0 * D, CUDA_R_32F, D, sTD}, FbIn{w.Pc3, 3 * S, 3 * sTS, false},
                 FbIn{kb + (size_t)u0 * ld, ld, sq, false}, FbShape{M, D, Sv, B}, scale, 1.0f, stream);
