@@ -329,30 +329,51 @@ __device__ __forceinline__ float fb_load_x3(const floatX *x3, size_t t, int col,
 // ----------------------------------------------------------------------------
 // forward kernels
 
-// row pass of superblock [u0, u0+Sv): one warp per row r, t = u0 + r. Z (B, S, ldz) fp32 logits for keys j < u1.
-// lse_t = log sum_{j<t} exp Z[r,j]; P[r,j] = exp(Z[r,j] - lse_t) for j < t else 0: the keys j < u0 into P3
-// (B, S, 3 ldz) in the Y3 layout (columns 3j, 3j+1, 3j+2 = P_hi, P_lo, P_hi; the chain GEMM's A), the diagonal block
-// j in U in fp32 into Pd (B, S, S): Pd[r][jj] = P[r, u0+jj]. grid (ceil(Sv/8), B), 256 threads.
+// the row pass's threads: wpr warps per row (1, 2, 4 or 8), so that a lane takes at most ~32 keys per pass
+// (rows of u1 <= 1024 keys keep one warp each; at B = 1 and long T the 8 x fewer rows still fill the SMs)
+static inline int fb_row_warps(int u1) { return u1 <= 1024 ? 1 : u1 <= 2048 ? 2 : u1 <= 4096 ? 4 : 8; }
+
+// v reduced (max or sum) over the wpr warps of this warp's row group, the same value on all of them, in a fixed
+// order (deterministic; wpr = 1: the warp's own value). red: 8 floats of shared memory; every thread calls it.
+template <bool MAX>
+__device__ __forceinline__ float fb_group_reduce(float v, float *red, int wpr) {
+    int w = threadIdx.x / WARP_SIZE, g0 = w / wpr * wpr;
+    v = MAX ? warp_reduce_max(v) : warp_reduce_sum(v);
+    __syncthreads();                            // red's previous values read by everyone
+    if (threadIdx.x % WARP_SIZE == 0) red[w] = v;
+    __syncthreads();
+    float x = red[g0];
+    for (int k = 1; k < wpr; k++) x = MAX ? fmaxf(x, red[g0 + k]) : x + red[g0 + k];
+    return x;
+}
+
+// row pass of superblock [u0, u0+Sv): row r (t = u0 + r) by wpr warps (fb_row_warps(u1)), 8 / wpr rows per CTA.
+// Z (B, S, ldz) fp32 logits for keys j < u1. lse_t = log sum_{j<t} exp Z[r,j]; P[r,j] = exp(Z[r,j] - lse_t) for
+// j < t else 0: the keys j < u0 into P3 (B, S, 3 ldz) in the Y3 layout (columns 3j, 3j+1, 3j+2 = P_hi, P_lo, P_hi;
+// the chain GEMM's A), the diagonal block j in U in fp32 into Pd (B, S, S): Pd[r][jj] = P[r, u0+jj]. Three passes
+// over the row (max, sum, write; Z is in L2). grid (ceil(Sv wpr / 8), B), 256 threads.
 __global__ void fb_fwd_rows_kernel(floatX *P3, float *Pd, float *lse, const float *Z, int ldz,
-                                   int u0, int Sv, int S, int T) {
-    int w = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, b = blockIdx.y;
-    int r = blockIdx.x * (blockDim.x / WARP_SIZE) + w;
-    if (r >= Sv) return;
-    int t = u0 + r, u1 = u0 + Sv;
+                                   int u0, int Sv, int S, int T, int wpr) {
+    __shared__ float red[8];
+    int w = threadIdx.x / WARP_SIZE, b = blockIdx.y;
+    int r = blockIdx.x * (8 / wpr) + w / wpr, nth = wpr * WARP_SIZE, tid = threadIdx.x % nth;
+    bool on = r < Sv;                           // (no early return: the group reductions have barriers)
+    int t = u0 + r, u1 = u0 + Sv, tt = on ? t : 0;
     size_t row = ((size_t)b * S + r) * ldz;
     const float *z = Z + row;
     float mx = -INFINITY, sum = 0.0f;
-    for (int j = lane; j < t; j += WARP_SIZE) mx = fmaxf(mx, z[j]);
-    mx = warp_reduce_max(mx);
-    for (int j = lane; j < t; j += WARP_SIZE) sum += expf(z[j] - mx);
-    sum = warp_reduce_sum(sum);
+    for (int j = tid; j < tt; j += nth) mx = fmaxf(mx, z[j]);
+    mx = fb_group_reduce<true>(mx, red, wpr);
+    for (int j = tid; j < tt; j += nth) sum += expf(z[j] - mx);
+    sum = fb_group_reduce<false>(sum, red, wpr);
+    if (!on) return;
     float l = t == 0 ? -INFINITY : mx + logf(sum);
-    for (int j = lane; j < u1; j += WARP_SIZE) {
+    for (int j = tid; j < u1; j += nth) {
         float p = j < t ? expf(z[j] - l) : 0.0f;
         if (j < u0) fb_split3(&P3[3 * (row + j)], 1, p);
         else        Pd[((size_t)b * S + r) * S + (j - u0)] = p;
     }
-    if (lane == 0) lse[(size_t)b * T + t] = l;
+    if (tid == 0) lse[(size_t)b * T + t] = l;
 }
 
 // ----------------------------------------------------------------------------
@@ -904,7 +925,8 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
         fb_gemm(FbOut{w.Z, CUDA_R_32F, ldz, sZ}, FbIn{qb + (size_t)u0 * ld, ld, sq, false}, FbIn{kb, ld, sq, true},
                 FbShape{Sv, u1, D, B}, scale, 0.0f, stream);
         // 2. lse, P = alpha[U, 0:u1] as bf16 halves, the fp32 diagonal block
-        fb_fwd_rows_kernel<<<dim3(ceil_div(Sv, 8), B), 256, 0, stream>>>(w.P3, w.Pd, lse, w.Z, ldz, u0, Sv, S, T);
+        int wpr = fb_row_warps(u1);
+        fb_fwd_rows_kernel<<<dim3(ceil_div(Sv * wpr, 8), B), 256, 0, stream>>>(w.P3, w.Pd, lse, w.Z, ldz, u0, Sv, S, T, wpr);
         cudaCheck(cudaGetLastError());
         // 3. acc (Sv, D) = P[:, 0:u0] s[0:u0]: P3[:, 0:3u0] s3[0:3u0], one GEMM of K = 3 u0
         if (u0 > 0)

@@ -305,6 +305,8 @@ int main(int argc, char **argv) {
             printf("version 2 with split K forced, superblocks of 64 rows\n");
             ok &= check(2, 201, 72, 2) & check(1, 300, 40, 2);
             fb_superblock_rows = keep;
+            fb_split_sms = 0;
+            fb_split_kmin = 1024;
         }
         printf(ok ? "feedback_backward: all checks passed\n" : "feedback_backward: CHECK FAILED\n");
         return ok ? 0 : 1;
