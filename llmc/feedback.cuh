@@ -25,34 +25,38 @@
    The GEMMs use the cuBLASLt handle and workspace of matmul.cuh: matmul_init() must have run.
 
  Algorithm. Superblocks U = [u0, u1), u1 = min(u0 + S, T), Sv = u1 - u0 rows; every GEMM is batched over B.
-   forward, U in order (6 launches per superblock):
+   forward, U in order (4 launches per superblock; 6 when the chain GEMM splits K, "Split K" below):
      1. Z    = qb[U] kb[0:u1]^T / sqrt(D)                          (Sv, u1) fp32          1 GEMM
-     2. rows: lse_t = log sum_{j<t} exp Z[t,j];  P = exp(Z - lse) masked to j < t, stored as bf16 P_hi + P_lo,
-        and the diagonal block A_UU = P[:, u0:u1] in fp32                                 1 kernel (a warp per row)
-     3. acc  = P[:, 0:u0] s[0:u0]                                  (Sv, D) fp32-grade     3 GEMMs
+     2. rows: lse_t = log sum_{j<t} exp Z[t,j];  P = exp(Z - lse) masked to j < t, stored as bf16 hi/lo parts
+        (P3, Y3 layout), and the diagonal block A_UU = P[:, u0:u1] in fp32   1 kernel (1-8 warps per row)
+     3. acc  = P[:, 0:u0] s[0:u0]                                  (Sv, D) fp32-grade     1 GEMM (K = 3 u0)
      4. in-superblock solve (one kernel, CTA = (32 columns, b), 8 warps; "in-superblock solves" below): the
         inverses of the 8 diagonal 32x32 blocks of (I - G A_UU) first (a warp each, in parallel), then per 32-row
         block q in order: s_q = Minv_q (f_q + G_q h_q) (a 32x32 product), and right-looking h_p += A_pq s_q for all
         blocks p >= q (warp p; tensor-core hi/lo products, fp32 accumulators in registers, A's panel
         double-buffered in shared memory by cp.async); h starts at acc, so c_U = acc + A_UU s_U = h;  writes s, c
-        and the bf16 s_hi/s_lo the next superblocks read.
-   backward, key superblocks U from last to first (u = dL/df solves u = gs + (G alpha)^T u), 12 launches each:
+        and s's bf16 halves (s3, X3 layout) the next superblocks read.
+   backward, key superblocks U from last to first (u = dL/df solves u = gs + (G alpha)^T u), 9 launches each
+   (13 when the chain and dkb split K):
      1. slab Zs = qb[u0:T] kb[U]^T / sqrt(D)                       (T-u0, Sv)             1 GEMM
-        Pc = gamma_t exp(Zs - lse_t) for j < t, as bf16 Pc_hi + Pc_lo, and the diagonal block
+        Pc = gamma_t exp(Zs - lse_t) for j < t, as bf16 hi/lo parts (Pc3, Y3 layout), and the diagonal block
         (t, j in U) in fp32, transposed, for the in-superblock solve                      1 kernel
-     2. acc  = Pc[u1:T]^T u[u1:T]                                  (Sv, D) fp32-grade     3 GEMMs
+     2. acc  = Pc[u1:T]^T u[u1:T]                                  (Sv, D) fp32-grade     1 GEMM (K = 3 (T-u1))
      3. transposed in-superblock solve (the forward's schedule, blocks from last to first, L = PcT, G = I, h
-        starting at gs + acc): u_U, stored as bf16 u_hi + u_lo, df
-     4. dgamma_t = u_t . c_t for t in U (every u_t, t >= u0, is known now), and s[U] split into hi/lo   1 kernel
-     5. US = u[u0:T] s[U]^T (fp32-grade, 3 GEMMs);
+        starting at gs + acc): u_U, stored as bf16 halves (u3, X3 layout), df
+     4. dgamma_t = u_t . c_t for t in U (every u_t, t >= u0, is known now), and s[U] split (sU3, Y3)   1 kernel
+     5. US = u[u0:T] s[U]^T (fp32-grade, 1 GEMM of K = 3D);
         dZ = Pc (US - dgamma_t), rounded to bf16 (as FlashAttention-2 rounds dS)         1 kernel
      6. dkb[U]     = dZ^T qb[u0:T] / sqrt(D): complete for these keys, written once as bf16   1 GEMM
      7. dqb[u0:T] += dZ kb[U] / sqrt(D) into an fp32 accumulator, superblocks in a fixed order  1 GEMM
    then dqb -> bf16 strided. The slab's Pc serves the chain and dZ, so the logits are computed once in the backward.
 
  fp32-grade products from bf16 GEMMs: X = X_hi + X_lo with X_hi = bf16(X), X_lo = bf16(X - X_hi) (X_hi + X_lo
- holds X to ~2^-17 relative); X Y ~ X_hi Y_hi + X_lo Y_hi + X_hi Y_lo, three GEMMs accumulating in fp32 (beta = 1),
- the dropped X_lo Y_lo is ~2^-18 of the product. So every product in the chain (P s, Pc^T u, u s^T) has relative
+ holds X to ~2^-17 relative); X Y ~ X_hi Y_hi + X_lo Y_hi + X_hi Y_lo, the three products concatenated along K
+ into ONE GEMM with one fp32 accumulator (the X3 / Y3 layouts, fb_split3: the operands are stored with their parts
+ interleaved per token, so that any K range of tokens is one strided matrix), the dropped X_lo Y_lo is ~2^-18 of
+ the product. (Until this layout: three GEMMs into one C with beta = 1: 3 launches, C written 3 and read 2 times,
+ 3 short K loops; the same three terms, so the same precision: the dev/cuda checks' errors moved by +-20%.) So every product in the chain (P s, Pc^T u, u s^T) has relative
  error ~2^-16 per term (summed in fp32), far below the official layer's (bf16 logits and alpha: 2^-9). s, c and the
  in-superblock sums are fp32; u lives as u_hi + u_lo (17 bits) outside the superblock being solved. The chain's gain
  approaches 1 (gamma_max = 0.999), so a plain bf16 s or u (2^-9 re-injected every row) would not do.
@@ -71,7 +75,17 @@
    ~1.5 us each (warp q+1's update, rhs, x on all warps, two barriers): predicted ~19 us (forward) and ~16 us
    (backward) per call at B=8 T=1024 D=768 (192 CTAs, 2 per SM: one wave); measured (H200, d12 step by ncu) 36 and
    32 us, ~42-46k SM cycles per CTA by dev/cuda/feedback_phases.cu, of which ~16k prologue (loads, inverses); at B=2 T=4096 48 CTAs (one per SM, 16 superblocks), latency-bound at about the same per call.
-   Launches: 6 (forward) and 12 (backward) per superblock; cuBLASLt plans are cached per shape.
+   Launches: 4 (forward) and 9 (backward) per superblock (6 and 13 before the K-concatenated products: at B=8
+   T=1024, 4 superblocks, 24 + 52 = 76 launches a layer are now 16 + 36 = 52); split K adds a tail GEMM and a
+   reduction per split product (B=1 T=8192: 32 superblocks, ~6 and ~13 launches each); cuBLASLt plans are cached
+   per shape.
+   K-concatenated products and split K (predicted, not yet measured): the d12 profile (B=8 T=1024) had ~550
+   feedback GEMMs per step taking ~4.4 ms for ~1.0 TFLOP, i.e. ~1.7 ms of tensor work at 600 TFLOP/s and ~5 us of
+   ramp, epilogue and C traffic per GEMM; one GEMM per product removes 240 of them (per layer the 2 extra GEMMs of
+   9 chains and 12 u s^T products): ~1.2 ms per step, ~0.1 ms per layer: fwd + bwd 0.849 -> ~0.75 ms. At B=1
+   T=8192 (6.85 ms) the chains (2 x 150 GFLOP) and dkb (53) ran on 12 output tiles; split into ~10 chunks they get
+   the whole machine (~400 TFLOP/s: ~0.9 ms for the three, plus ~0.3 ms of reductions), the forward row pass gets
+   8 x the warps: predicted ~4.5 ms (the solves' ~1.8 ms unchanged), ~5.8 ms with SESSA_FB_SPLIT=0.
    Measured on an H200 with the former solve kernels (dev/cuda feedback_backward bench, fwd + bwd): 1.93 ms at
    B=8 T=1024 and 4.99 ms at B=2 T=4096 (dense form 1.71 and 6.34 ms), of which the solves were ~1.45 ms at T=1024 (4 x (140 + 223) us, the profile's per-call times).
    The 32x32-block solves below (predicted ~0.6 ms at B=8 T=1024) measured 1.12 ms at B=8 T=1024 (fwd 0.42, bwd
@@ -91,16 +105,21 @@
    36/32 us per call, one layer's fwd + bwd 0.849 ms at B=8 T=1024 (dense 1.713: 0.496) and 2.954 ms at B=2 T=4096
    (dense 6.340: 0.466). The prologue (diagonal blocks, the 32x32 inverses recomputed by each of the D/32 CTAs of a
    sequence, h/f loads) is now ~1/3 of a CTA: computing the inverses once per sequence is the next step.
- Memory (scratch, the larger of forward and backward): forward 4BTD (s_hi/s_lo) + 12 B S T (Z, P_hi/P_lo)
-   + 4 B S^2 + 4 B S D; backward 4BTD (u_hi/u_lo) + 4BTD (fp32 dqb accumulator) + 8 B T S (slab: Zs/US fp32,
-   Pc_hi/Pc_lo, dZ over Pc_hi) + 4 B S^2 + 8 B S D. B=8 T=1024 D=768: 78 MiB, plus c (24 MiB) kept from the
-   forward: 102 MiB, against 104 MiB for the dense form's A, u s^T, dZ and bf16 u, s (10 B T^2 + 4 B T D bytes).
-   At a fixed number of tokens B*T ours stays ~90-100 MiB while the dense form grows like T (344 MiB at T=4096);
-   below T = 1024 the dense form is the smaller one.
+ Memory (scratch, the larger of forward and backward): forward 6BTD (s3) + 10 B S T (Z fp32, P3) + 4 B S^2
+   + 4 B S D; backward 6BTD (u3) + 4BTD (fp32 dqb accumulator) + 10 B T S (slab: Zs/US fp32, Pc3, dZ over its
+   rows 3i) + 4 B S^2 + 10 B S D (sU3, acc). Split K keeps its partial sums in Z / Zs (fb_ksplit's T / D bound),
+   no extra memory. B=8 T=1024 D=768: 97 MiB, plus c (24 MiB) kept from the forward: 121 MiB, against 104 MiB for
+   the dense form's A, u s^T, dZ and bf16 u, s (10 B T^2 + 4 B T D bytes). The X3 / Y3 layouts cost 2BTD + 2BTS +
+   2BSD bytes more than separate hi and lo halves (u_hi twice, Pc_hi twice, s_hi twice: 19 MiB of the 121 at
+   B=8 T=1024; the trainer holds one scratch for all layers); the alternative for u s^T, three GEMMs on separate
+   halves, would write and re-read the (T-u0) x S fp32 product 3 times per superblock (~21 MB at B=8 T=1024) and
+   launch 2 more GEMMs. At a fixed number of tokens B*T ours stays ~105-120 MiB while the dense form grows like T
+   (344 MiB at T=4096, 664 at T=8192); below T ~ 1500 the dense form is the smaller one.
  Deviations from the design first proposed (issue 11), and why:
-   - u is kept only as u_hi + u_lo (17 bits; fp32 inside the superblock being solved): the fp32 copy would add
-     4BTD bytes, and every use of u outside the solve is a hi/lo GEMM anyway; dgamma = (u_hi + u_lo) . c.
-   - dZ overwrites Pc_hi and u s^T overwrites the slab's logits: the slab costs 8 bytes per entry, not 14.
+   - u is kept only as u_hi + u_lo (17 bits, in u3; fp32 inside the superblock being solved): the fp32 copy would
+     add 4BTD bytes, and every use of u outside the solve is a hi/lo GEMM anyway; dgamma = (u_hi + u_lo) . c.
+   - dZ overwrites Pc_hi's first copy and u s^T overwrites the slab's logits: the slab costs 10 bytes per entry,
+     not 16.
    - the in-superblock solves read fp32 diagonal blocks (Pd, PcT) and split them into bf16 hi/lo when they load
      the mma fragments; their products are fp32-grade as the chain GEMMs (2^-16 per product, not fp32 FMAs'
      2^-24; dev/test/test_feedback_blocked.c models it). feedback_precision.py on the emulator, T=4096 D=64, normwise
@@ -448,7 +467,7 @@ __global__ void fb_bwd_slab_kernel(floatX *Pc3, float *PcT, const float *Zs, con
 // fb_split_pack had, 32 per warp and update) + 0.3k + 0.6k + 0.2k ~ 2.7k per block, ~22k for 8, plus the prologue
 // (~12k: the inverses with 16-byte loads, h and f in one round trip): ~34k cycles per CTA, predicted ~19 us per call
 // forward (was 62) and ~16 us backward (was 48) at B=8 T=1024 D=768; measured 36 and 32 us (~42-46k cycles).
-// Registers: 127 forward, 126 backward (2 CTAs per SM), no spills (ptxas -v, CUDA 13).
+// Registers: 127 forward, 128 backward (2 CTAs per SM), no spills (ptxas -v, CUDA 13).
 // Determinism: fixed owners, fixed mma order, no atomics.
 #define FB_R 32                              // rows of a block = columns of a solve CTA
 #define FB_NB (FB_SMAX / FB_R)               // blocks of a superblock, at most
