@@ -185,18 +185,9 @@ int main(int argc, char **argv) {
             printf("version 2, T = 4200: rows of up to 4200 keys, 1, 2, 4 and 8 warps a row in the row pass\n");
             ok &= check(1, 4200, 32, 2);
         }
-        if (a.version == 0 || a.version == 2) {   // split K forced (fb_ksplit as on 132 SMs with chunks of K >= 64):
-            int keep = fb_superblock_rows;         // 2 to 7 partial sums per product, with and without a shorter
-            fb_split_sms = 132;                    // last chunk, B = 1 and 2
-            fb_split_kmin = 64;
-            printf("version 2 with split K forced\n");
-            ok &= check(1, 1030, 256, 2) & check(2, 300, 40, 2);
-            fb_superblock_rows = 64;
-            printf("version 2 with split K forced, superblocks of 64 rows\n");
-            ok &= check(2, 201, 96, 2) & check(1, 300, 40, 2);
-            fb_superblock_rows = keep;
-            fb_split_sms = 0;
-            fb_split_kmin = 1024;
+        if (a.version == 0 || a.version == 2) {   // split K forced: B = 1 and 2, S = 256 and 64
+            CheckShape s256[] = {{1, 1030, 256}, {2, 300, 40}}, s64[] = {{2, 201, 96}, {1, 300, 40}};
+            ok &= check_split_forced(check, s256, 2, s64, 2);
         }
         printf(ok ? "feedback_forward: all checks passed\n" : "feedback_forward: CHECK FAILED\n");
         return ok ? 0 : 1;
