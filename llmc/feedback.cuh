@@ -56,12 +56,14 @@
  into ONE GEMM with one fp32 accumulator (the X3 / Y3 layouts, fb_split3: the operands are stored with their parts
  interleaved per token, so that any K range of tokens is one strided matrix), the dropped X_lo Y_lo is ~2^-18 of
  the product. (Until this layout: three GEMMs into one C with beta = 1: 3 launches, C written 3 and read 2 times,
- 3 short K loops; the same three terms, so the same precision: the dev/cuda checks' errors moved by +-20%.) So every product in the chain (P s, Pc^T u, u s^T) has relative
- error ~2^-16 per term (summed in fp32), far below the official layer's (bf16 logits and alpha: 2^-9). s, c and the
- in-superblock sums are fp32; u lives as u_hi + u_lo (17 bits) outside the superblock being solved. The chain's gain
- approaches 1 (gamma_max = 0.999), so a plain bf16 s or u (2^-9 re-injected every row) would not do.
+ 3 short K loops; the same three terms, so the same precision: the dev/cuda checks' errors moved by +-20%.)
+ So every product in the chain (P s, Pc^T u, u s^T) has relative error ~2^-16 per term (summed in fp32), far
+ below the official layer's (bf16 logits and alpha: 2^-9). s, c and the in-superblock sums are fp32; u lives as
+ u_hi + u_lo (17 bits) outside the superblock being solved. The chain's gain approaches 1 (gamma_max = 0.999), so
+ a plain bf16 s or u (2^-9 re-injected every row) would not do.
  Determinism: no atomics; all sums in a fixed order (cuBLASLt GEMMs are bitwise reproducible for a fixed
- configuration and GPU); dqb accumulates over superblocks in order.
+ configuration and GPU; split K sums its partials in a fixed order, its choice depends on the shape and the SM
+ count only); dqb accumulates over superblocks in order.
 
  Cost. Per sequence, with n = T/S superblocks (MACs; x2 for FLOPs; every GEMM on bf16 tensor cores):
    forward:  logits sum_U Sv u1 D = D T (T+S) / 2;   chain 3 sum_U Sv u0 D = 3 D T (T-S) / 2
@@ -76,7 +78,7 @@
    (backward) per call at B=8 T=1024 D=768 (192 CTAs, 2 per SM: one wave); measured (H200, d12 step by ncu) 36 and
    32 us, ~42-46k SM cycles per CTA by dev/cuda/feedback_phases.cu, of which ~16k prologue (loads, inverses); at B=2 T=4096 48 CTAs (one per SM, 16 superblocks), latency-bound at about the same per call.
    Launches: 4 (forward) and 9 (backward) per superblock (6 and 13 before the K-concatenated products: at B=8
-   T=1024, 4 superblocks, 24 + 52 = 76 launches a layer are now 16 + 36 = 52); split K adds a tail GEMM and a
+   T=1024, 4 superblocks of which one has no chain, 21 + 49 launches a layer are now 15 + 35); split K adds a tail GEMM and a
    reduction per split product (B=1 T=8192: 32 superblocks, ~6 and ~13 launches each); cuBLASLt plans are cached
    per shape.
    K-concatenated products and split K (predicted, not yet measured): the d12 profile (B=8 T=1024) had ~550
@@ -276,7 +278,8 @@ static int fb_ksplit(int B, int m, int n, int k, int T, int D) {
 }
 
 // out[b][r][col] = sum_p part[b][p][r][col], p = 0 .. np-1 in order, for r < rows, col < D: fp32, or bf16 when
-// bf16 (dkb: rounded once, as the unsplit GEMM's epilogue does), at out + b * stride + r * ld + col. part (B, np, S, D).
+// bf16 (dkb: rounded once, as the unsplit GEMM's epilogue does), at out + b * stride + r * ld + col.
+// part (B, np, S, D).
 // grid (ceil(rows D / 256), B), 256 threads. (4 np + 4) bytes per element: B=1 np=10 S=256 D=768 is 8.7 MB, ~3 us.
 __global__ void fb_sum_parts_kernel(void *out, int bf16, int ld, long long stride, const float *part, int np,
                                     int rows, int S, int D) {
