@@ -399,25 +399,6 @@ __global__ void fb_fwd_rows_kernel(floatX *P3, float *Pd, float *lse, const floa
 }
 
 // ----------------------------------------------------------------------------
-// backward kernels
-
-// slab of key superblock [u0, u0+Sv): rows i = t - u0 < T - u0, columns jj < S (j = u0 + jj).
-// Pc[i][jj] = gamma_t exp(Zs[i][jj] - lse_t) for jj < Sv and j < t, else 0, into Pc3 (B, 3T, S) in the Y3 layout
-// (rows 3i, 3i+1, 3i+2 = Pc_hi, Pc_lo, Pc_hi: the chain GEMM's A^T). Zs: (B, T, S).
-// The diagonal block (t in U) also goes out in fp32, transposed, for the in-superblock solve: PcT (B, S, S),
-// PcT[jj][i] = Pc[i][jj] for i, jj < Sv. grid (T - u0, B): a CTA per row i, S threads (jj = threadIdx.x; no
-// division per element).
-__global__ void fb_bwd_slab_kernel(floatX *Pc3, float *PcT, const float *Zs, const float *lse,
-                                   const float *gamma, int u0, int Sv, int S, int T) {
-    int b = blockIdx.y, i = blockIdx.x, jj = threadIdx.x, t = u0 + i;
-    size_t o = ((size_t)b * T + i) * S + jj;
-    float p = 0.0f;
-    if (jj < Sv && u0 + jj < t) p = gamma[(size_t)b * T + t] * expf(Zs[o] - lse[(size_t)b * T + t]);
-    fb_split3(&Pc3[((size_t)b * 3 * T + 3 * i) * S + jj], S, p);
-    if (i < Sv && jj < Sv) PcT[((size_t)b * S + jj) * S + i] = p;
-}
-
-// ----------------------------------------------------------------------------
 // in-superblock solves (forward and backward share one schedule, on tensor cores)
 //
 // Both directions solve, inside a superblock of Sv <= S rows and for the 32 columns of a CTA, x = rhs + G (acc + L x)
@@ -812,6 +793,44 @@ static void fb_bwd_solve(floatX *u3, floatX *df, const float *acc, int has_acc, 
     cudaCheck(cudaGetLastError());
 }
 
+// ----------------------------------------------------------------------------
+// backward kernels (the solves above are the forward's and the backward's)
+
+// the elementwise slab kernels' threads: a thread takes 4 consecutive columns of a row of S (16-byte fp32 and
+// 8-byte bf16 accesses), S / 4 threads a row, fb_slab_rows(S) rows per CTA of 256 threads (4 at S = 256)
+__host__ __device__ inline int fb_slab_rows(int S) { return 256 / (S / 4); }
+
+// slab of key superblock [u0, u0+Sv): rows i = t - u0 < M = T - u0, columns jj < S (j = u0 + jj).
+// Pc[i][jj] = gamma_t exp(Zs[i][jj] - lse_t) for jj < Sv and j < t, else 0, into Pc3 (B, 3T, S) in the Y3 layout
+// (rows 3i, 3i+1, 3i+2 = Pc_hi, Pc_lo, Pc_hi: the chain GEMM's A^T). Zs: (B, T, S) (columns >= Sv not read
+// as numbers: never written by the GEMM).
+// The diagonal block (t in U) also goes out in fp32, transposed, for the in-superblock solve: PcT (B, S, S),
+// PcT[jj][i] = Pc[i][jj] for i, jj < Sv. 10 bytes per element (Zs in, Pc3 out; PcT 4 more on the diagonal
+// block): B=8 T=1024 S=256, 640 rows on average, 13 MB, ~4 us at ~4 TB/s.
+// grid (ceil(M / fb_slab_rows(S)), B), 256 threads (fb_slab_rows).
+__global__ void fb_bwd_slab_kernel(floatX *Pc3, float *PcT, const float *Zs, const float *lse,
+                                   const float *gamma, int u0, int Sv, int S, int T) {
+    int tpr = S / 4, rpc = fb_slab_rows(S), rr = threadIdx.x / tpr, jj = 4 * (threadIdx.x % tpr), b = blockIdx.y;
+    int i = blockIdx.x * rpc + rr, t = u0 + i;
+    if (rr >= rpc || t >= T) return;
+    size_t o = ((size_t)b * T + i) * S + jj;
+    FbF4 z4 = *(const FbF4 *)&Zs[o];
+    float z[4] = {z4.x, z4.y, z4.z, z4.w}, p[4], g = gamma[(size_t)b * T + t], l = lse[(size_t)b * T + t];
+#pragma unroll
+    for (int k = 0; k < 4; k++) p[k] = jj + k < Sv && u0 + jj + k < t ? g * expf(z[k] - l) : 0.0f;
+    FbU2 hi, lo;                                // fb_split3's bits, 4 columns at a time
+    fb_split_pack(&hi.x, &lo.x, p[0], p[1]);
+    fb_split_pack(&hi.y, &lo.y, p[2], p[3]);
+    floatX *y = Pc3 + ((size_t)b * 3 * T + 3 * i) * S + jj;
+    *(FbU2 *)y = hi;
+    *(FbU2 *)(y + S) = lo;
+    *(FbU2 *)(y + 2 * S) = hi;
+    if (i < Sv)
+#pragma unroll
+        for (int k = 0; k < 4; k++)
+            if (jj + k < Sv) PcT[((size_t)b * S + jj + k) * S + i] = p[k];
+}
+
 // for the rows t in [u0, u0+Sv) of U, one warp per row: dgamma_t = u_t . c_t with u = u_hi + u_lo from u3 (this is
 // also the Delta_t of the softmax backward), and s_t split into sU3 (B, S, 3D), rows [s_hi | s_lo | s_hi] (the Y3
 // layout: the u s^T GEMM's B). 20 bytes per element moved (u_hi, u_lo, c, s in; 3 bf16 out): B=8 S=256 D=768 is
@@ -852,14 +871,22 @@ __global__ void fb_bwd_rows_kernel(float *dgamma, floatX *sU3, const floatX *u3,
 
 // dZ[i][jj] = Pc[i][jj] (US[i][jj] - dgamma_t), t = u0 + i, for jj < Sv (Pc is 0 where j >= t); bf16, written over
 // Pc_hi's first copy in Pc3 (row 3i: dZ is the (T - u0, S) matrix of row stride 3S there; each element read then
-// written by one thread). Columns jj >= Sv are left as they are (never read). grid (T - u0, B): a CTA per row i,
-// S threads (jj = threadIdx.x).
+// written by one thread). Columns jj >= Sv keep their Pc_hi (never read; US there is not a number). 10 bytes per
+// element (Pc_hi, Pc_lo, US in, dZ out): B=8 T=1024 S=256, 13 MB, ~4 us.
+// grid (ceil((T - u0) / fb_slab_rows(S)), B), 256 threads (fb_slab_rows).
 __global__ void fb_dz_kernel(floatX *dZ_Pc3, const float *US, const float *dgamma, int u0, int Sv, int S, int T) {
-    int b = blockIdx.y, i = blockIdx.x, jj = threadIdx.x;
-    if (jj >= Sv) return;
+    int tpr = S / 4, rpc = fb_slab_rows(S), rr = threadIdx.x / tpr, jj = 4 * (threadIdx.x % tpr), b = blockIdx.y;
+    int i = blockIdx.x * rpc + rr;
+    if (rr >= rpc || u0 + i >= T || jj >= Sv) return;
     size_t o = ((size_t)b * T + i) * S + jj, o3 = ((size_t)b * 3 * T + 3 * i) * S + jj;
-    float p = fb_join(dZ_Pc3[o3], dZ_Pc3[o3 + S]);
-    dZ_Pc3[o3] = __float2bfloat16(p * (US[o] - dgamma[(size_t)b * T + u0 + i]));
+    FbU2 hi = *(const FbU2 *)&dZ_Pc3[o3], lo = *(const FbU2 *)&dZ_Pc3[o3 + S];
+    FbF4 us4 = *(const FbF4 *)&US[o];
+    float us[4] = {us4.x, us4.y, us4.z, us4.w}, dg = dgamma[(size_t)b * T + u0 + i], d[4];
+    float h[4] = {bf16x2_lo(hi.x), bf16x2_hi(hi.x), bf16x2_lo(hi.y), bf16x2_hi(hi.y)};
+    float lw[4] = {bf16x2_lo(lo.x), bf16x2_hi(lo.x), bf16x2_lo(lo.y), bf16x2_hi(lo.y)};
+#pragma unroll
+    for (int k = 0; k < 4; k++) d[k] = jj + k < Sv ? (h[k] + lw[k]) * (us[k] - dg) : h[k];
+    *(FbU2 *)&dZ_Pc3[o3] = FbU2{pack_bf16x2(d[0], d[1]), pack_bf16x2(d[2], d[3])};   // round to nearest even
 }
 
 // dst[row * ld + col] = bf16(src[row * D + col]) for rows < BT: a CTA per row; vec (D and ld multiples of 4, src
@@ -977,7 +1004,8 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
         // 1. slab logits Zs (M, Sv) = qb[u0:T] kb[U]^T / sqrt(D); Pc = gamma alpha[u0:T, U] as bf16 halves
         fb_gemm(FbOut{w.Zs, CUDA_R_32F, S, sTS}, FbIn{qb + (size_t)u0 * ld, ld, sq, false},
                 FbIn{kb + (size_t)u0 * ld, ld, sq, true}, FbShape{M, Sv, D, B}, scale, 0.0f, stream);
-        fb_bwd_slab_kernel<<<dim3(M, B), S, 0, stream>>>(w.Pc3, w.PcT, w.Zs, lse, gamma, u0, Sv, S, T);
+        fb_bwd_slab_kernel<<<dim3(ceil_div(M, fb_slab_rows(S)), B), 256, 0, stream>>>(w.Pc3, w.PcT, w.Zs, lse, gamma,
+                                                                                      u0, Sv, S, T);
         cudaCheck(cudaGetLastError());
         // 2. acc (Sv, D) = Pc[u1:T, :]^T u[u1:T]: Pc3[3Sv:3M]^T u3[3u1:3T], one GEMM of K = 3 (T - u1)
         if (u1 < T)
@@ -993,7 +1021,7 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
         cudaCheck(cudaGetLastError());
         fb_gemm(FbOut{w.Zs, CUDA_R_32F, S, sTS}, FbIn{w.u3 + (size_t)3 * u0 * D, 3 * D, 3 * sTD, false},
                 FbIn{w.sU3, 3 * D, 3 * sSD, true}, FbShape{M, Sv, 3 * D, B}, 1.0f, 0.0f, stream);
-        fb_dz_kernel<<<dim3(M, B), S, 0, stream>>>(w.Pc3, w.Zs, dgamma, u0, Sv, S, T);
+        fb_dz_kernel<<<dim3(ceil_div(M, fb_slab_rows(S)), B), 256, 0, stream>>>(w.Pc3, w.Zs, dgamma, u0, Sv, S, T);
         cudaCheck(cudaGetLastError());
         // 6. dkb[U] (Sv, D) = dZ^T qb[u0:T] / sqrt(D), complete: bf16 into dkb (split K: partials in the slab's
         //    logits buffer, US consumed by now)
