@@ -84,7 +84,8 @@
    K-concatenated products and split K (predicted, not yet measured): the d12 profile (B=8 T=1024) had ~550
    feedback GEMMs per step taking ~4.4 ms for ~1.0 TFLOP, i.e. ~1.7 ms of tensor work at 600 TFLOP/s and ~5 us of
    ramp, epilogue and C traffic per GEMM; one GEMM per product removes 240 of them (per layer the 2 extra GEMMs of
-   9 chains and 12 u s^T products): ~1.2 ms per step, ~0.1 ms per layer: fwd + bwd 0.849 -> ~0.75 ms. At B=1
+   9 chains and 12 u s^T products): ~1.2 ms per step, ~0.1 ms per layer; the slab and dZ kernels with 4 columns a
+   thread (d12 profile: 11.9 and 6.5 us per call, ~4 each at bandwidth) ~0.03 ms: fwd + bwd 0.849 -> ~0.72 ms. At B=1
    T=8192 (6.85 ms) the chains (2 x 150 GFLOP) and dkb (53) ran on 12 output tiles; split into ~10 chunks they get
    the whole machine (~400 TFLOP/s: ~0.9 ms for the three, plus ~0.3 ms of reductions), the forward row pass gets
    8 x the warps: predicted ~4.5 ms (the solves' ~1.8 ms unchanged), ~5.8 ms with SESSA_FB_SPLIT=0.
