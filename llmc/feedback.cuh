@@ -254,11 +254,15 @@ static void fb_gemm(FbOut C, FbIn A, FbIn B, FbShape sh, float alpha, float beta
 // Split K (parallelism at small batch). A product with few output tiles and a long K (at B=1: the chains' acc =
 // P s, Pc^T u and dkb, 256 x 768 outputs = 12 tiles of 128 x 128 on 132 SMs, K up to 3T) leaves most SMs idle for
 // the whole K loop. fb_ksplit cuts K into np chunks, computed as extra batch entries into fp32 partial sums that
-// fb_sum_parts_kernel adds in a fixed order (p = 0, 1, ...: deterministic, no atomics). The rule, from the shape only:
-//   np = min(SMs / tiles, K / fb_split_kmin, T / D),  tiles = B ceil(m / 128) ceil(n / 128);  split when np >= 2
-// (one wave of tiles at most; chunks of K >= 1024, long enough to amortize a tile's prologue and its 64 KiB fp32
+// fb_sum_parts_kernel adds in a fixed order (p = 0, 1, ...: deterministic, no atomics); one GEMM per sequence (the
+// chunks of different sequences are not one strided batch). The rule, from the shape only:
+//   np = min(SMs / tiles, K / fb_split_kmin, T / D),  tiles = ceil(m / 128) ceil(n / 128) of one sequence;
+//   split when np >= 2B (and B tiles <= SMs / 2)
+// np: one wave of tiles at most; chunks of K >= 1024, long enough to amortize a tile's prologue and its 64 KiB fp32
 // partial; T / D: the partials of all B sequences, B np S D floats, fit in the slab's logits buffer, B S T floats,
-// free at that time). SESSA_FB_SPLIT=0 turns it off (to measure it: dev/cuda feedback_backward bench).
+// free at that time. np >= 2B: the unsplit GEMM of all B sequences runs one wave over the whole K, the split one B
+// waves (launched one after another) over K / np: at least 2x faster, else not worth the partials' traffic and the
+// reduction. SESSA_FB_SPLIT=0 turns it off (to measure it: dev/cuda feedback_backward bench).
 static int fb_split_sms = 0;        // SMs to fill; 0: the device's count (dev/cuda checks set it to force splits)
 static int fb_split_kmin = 1024;    // the shortest chunk of K (dev/cuda checks lower it, to 64 at least)
 static int fb_split_on = -1;        // -1: not read yet; SESSA_FB_SPLIT=0 turns the split off
@@ -272,10 +276,10 @@ static int fb_ksplit(int B, int m, int n, int k, int T, int D) {
         cudaCheck(cudaGetDeviceProperties(&prop, dev));
         fb_split_sms = prop.multiProcessorCount;
     }
-    int tiles = B * ceil_div(m, 128) * ceil_div(n, 128), np = fb_split_sms / tiles;
+    int tiles = ceil_div(m, 128) * ceil_div(n, 128), np = fb_split_sms / tiles;
     if (np > k / fb_split_kmin) np = k / fb_split_kmin;
     if (np > T / D) np = T / D;
-    return np >= 2 ? np : 1;
+    return np >= 2 * B && 2 * B * tiles <= fb_split_sms ? np : 1;
 }
 
 // out[b][r][col] = sum_p part[b][p][r][col], p = 0 .. np-1 in order, for r < rows, col < D: fp32, or bf16 when
