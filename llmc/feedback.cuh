@@ -978,7 +978,7 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
         // 1. Z (Sv, u1) = qb[U] kb[0:u1]^T / sqrt(D)
         fb_gemm(FbOut{w.Z, CUDA_R_32F, ldz, sZ}, FbIn{qb + (size_t)u0 * ld, ld, sq, false}, FbIn{kb, ld, sq, true},
                 FbShape{Sv, u1, D, B}, scale, 0.0f, stream);
-        // 2. lse, P = alpha[U, 0:u1] as bf16 halves, the fp32 diagonal block
+        // 2. lse, P = alpha[U, 0:u0] as bf16 hi/lo parts (P3), the fp32 diagonal block
         int wpr = fb_row_warps(u1);
         fb_fwd_rows_kernel<<<dim3(ceil_div(Sv * wpr, 8), B), 256, 0, stream>>>(w.P3, w.Pd, lse, w.Z, ldz, u0, Sv, S, T, wpr);
         cudaCheck(cudaGetLastError());
@@ -1006,7 +1006,7 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
     cudaCheck(cudaMemsetAsync(w.PcT, 0, (size_t)B * S * S * sizeof(float), stream));
     for (int u0 = (T - 1) / S * S; u0 >= 0; u0 -= S) {
         int u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, M = T - u0;
-        // 1. slab logits Zs (M, Sv) = qb[u0:T] kb[U]^T / sqrt(D); Pc = gamma alpha[u0:T, U] as bf16 halves
+        // 1. slab logits Zs (M, Sv) = qb[u0:T] kb[U]^T / sqrt(D); Pc = gamma alpha[u0:T, U] as bf16 hi/lo parts (Pc3)
         fb_gemm(FbOut{w.Zs, CUDA_R_32F, S, sTS}, FbIn{qb + (size_t)u0 * ld, ld, sq, false},
                 FbIn{kb + (size_t)u0 * ld, ld, sq, true}, FbShape{M, Sv, D, B}, scale, 0.0f, stream);
         fb_bwd_slab_kernel<<<dim3(ceil_div(M, fb_slab_rows(S)), B), 256, 0, stream>>>(w.Pc3, w.PcT, w.Zs, lse, gamma,
