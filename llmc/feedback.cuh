@@ -1006,7 +1006,8 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
     cudaCheck(cudaMemsetAsync(w.PcT, 0, (size_t)B * S * S * sizeof(float), stream));
     for (int u0 = (T - 1) / S * S; u0 >= 0; u0 -= S) {
         int u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, M = T - u0;
-        // 1. slab logits Zs (M, Sv) = qb[u0:T] kb[U]^T / sqrt(D); Pc = gamma alpha[u0:T, U] as bf16 hi/lo parts (Pc3)
+        // 1. slab logits Zs (M, Sv) = qb[u0:T] kb[U]^T / sqrt(D); Pc = gamma alpha[u0:T, U] as bf16 hi/lo parts
+        //    (Pc3)
         fb_gemm(FbOut{w.Zs, CUDA_R_32F, S, sTS}, FbIn{qb + (size_t)u0 * ld, ld, sq, false},
                 FbIn{kb + (size_t)u0 * ld, ld, sq, true}, FbShape{M, Sv, D, B}, scale, 0.0f, stream);
         fb_bwd_slab_kernel<<<dim3(ceil_div(M, fb_slab_rows(S)), B), 256, 0, stream>>>(w.Pc3, w.PcT, w.Zs, lse, gamma,
