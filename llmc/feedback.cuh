@@ -378,7 +378,8 @@ __device__ __forceinline__ float fb_group_reduce(float v, float *red, int wpr) {
 // Z (B, S, ldz) fp32 logits for keys j < u1. lse_t = log sum_{j<t} exp Z[r,j]; P[r,j] = exp(Z[r,j] - lse_t) for
 // j < t else 0: the keys j < u0 into P3 (B, S, 3 ldz) in the Y3 layout (columns 3j, 3j+1, 3j+2 = P_hi, P_lo, P_hi;
 // the chain GEMM's A), the diagonal block j in U in fp32 into Pd (B, S, S): Pd[r][jj] = P[r, u0+jj]. Three passes
-// over the row (max, sum, write; Z is in L2). grid (ceil(Sv wpr / 8), B), 256 threads.
+// over the row (max, sum, write; Z is in L2). P3 row offsets: ldz and u0 are multiples of 32 (fb_ldz, S), so a
+// warp's 32 keys start at a 4-byte boundary of P3. grid (ceil(Sv wpr / 8), B), 256 threads.
 __global__ void fb_fwd_rows_kernel(floatX *P3, float *Pd, float *lse, const float *Z, int ldz,
                                    int u0, int Sv, int S, int T, int wpr) {
     __shared__ float red[8];
@@ -393,12 +394,29 @@ __global__ void fb_fwd_rows_kernel(floatX *P3, float *Pd, float *lse, const floa
     mx = fb_group_reduce<true>(mx, red, wpr);
     for (int j = tid; j < tt; j += nth) sum += expf(z[j] - mx);
     sum = fb_group_reduce<false>(sum, red, wpr);
-    if (!on) return;
+    if (!on) return;                            // (whole warps: the shuffles below see all 32 lanes)
     float l = t == 0 ? -INFINITY : mx + logf(sum);
-    for (int j = tid; j < u1; j += nth) {
+    int lane = tid % WARP_SIZE;
+    for (int j0 = tid - lane; j0 < u1; j0 += nth) {   // the warp's 32 keys j0 + lane (u0 is a multiple of 32: all
+        int j = j0 + lane;                              // 32 go to P3, or all to Pd)
         float p = j < t ? expf(z[j] - l) : 0.0f;
-        if (j < u0) fb_split3(&P3[3 * (row + j)], 1, p);
-        else        Pd[((size_t)b * S + r) * S + (j - u0)] = p;
+        if (j0 < u0) {
+            // the 96 bf16 of the Y3 layout (key k: hi, lo, hi) as 48 words, lane-consecutive (coalesced 4-byte
+            // stores, not 3 strided 2-byte ones): word v holds parts e = 2v, 2v+1, i.e. part e % 3 of key e / 3,
+            // fetched from the key's lane as hl = hi | lo << 16 (fb_split3's bits)
+            float h = bf16x2_lo(pack_bf16x2(p, 0.0f));
+            uint32_t hl = pack_bf16x2(h, p - h), *dst = (uint32_t *)&P3[3 * (row + j0)];
+#pragma unroll
+            for (int q = 0; q < 2; q++) {
+                int v = q * WARP_SIZE + lane, e0 = 2 * v, e1 = e0 + 1;
+                uint32_t a = __shfl_sync(0xffffffffu, hl, (e0 / 3) % WARP_SIZE);
+                uint32_t c = __shfl_sync(0xffffffffu, hl, (e1 / 3) % WARP_SIZE);
+                uint32_t lo16 = e0 % 3 == 1 ? a >> 16 : a & 0xffffu, hi16 = e1 % 3 == 1 ? c >> 16 : c & 0xffffu;
+                if (v < 3 * WARP_SIZE / 2) dst[v] = lo16 | hi16 << 16;
+            }
+        } else if (j < u1) {
+            Pd[((size_t)b * S + r) * S + (j - u0)] = p;
+        }
     }
     if (tid == 0) lse[(size_t)b * T + t] = l;
 }
