@@ -25,7 +25,7 @@
    The GEMMs use the cuBLASLt handle and workspace of matmul.cuh: matmul_init() must have run.
 
  Algorithm. Superblocks U = [u0, u1), u1 = min(u0 + S, T), Sv = u1 - u0 rows; every GEMM is batched over B.
-   forward, U in order (4 launches per superblock; 6 when the chain GEMM splits K, "Split K" below):
+   forward, U in order (4 launches per superblock):
      1. Z    = qb[U] kb[0:u1]^T / sqrt(D)                          (Sv, u1) fp32          1 GEMM
      2. rows: lse_t = log sum_{j<t} exp Z[t,j];  P = exp(Z - lse) masked to j < t, stored as bf16 hi/lo parts
         (P3, Y3 layout), and the diagonal block A_UU = P[:, u0:u1] in fp32   1 kernel (1-8 warps per row)
@@ -36,8 +36,7 @@
         blocks p >= q (warp p; tensor-core hi/lo products, fp32 accumulators in registers, A's panel
         double-buffered in shared memory by cp.async); h starts at acc, so c_U = acc + A_UU s_U = h;  writes s, c
         and s's bf16 halves (s3, X3 layout) the next superblocks read.
-   backward, key superblocks U from last to first (u = dL/df solves u = gs + (G alpha)^T u), 9 launches each
-   (13 when the chain and dkb split K):
+   backward, key superblocks U from last to first (u = dL/df solves u = gs + (G alpha)^T u), 9 launches each:
      1. slab Zs = qb[u0:T] kb[U]^T / sqrt(D)                       (T-u0, Sv)             1 GEMM
         Pc = gamma_t exp(Zs - lse_t) for j < t, as bf16 hi/lo parts (Pc3, Y3 layout), and the diagonal block
         (t, j in U) in fp32, transposed, for the in-superblock solve                      1 kernel
@@ -62,8 +61,7 @@
  u_hi + u_lo (17 bits) outside the superblock being solved. The chain's gain approaches 1 (gamma_max = 0.999), so
  a plain bf16 s or u (2^-9 re-injected every row) would not do.
  Determinism: no atomics; all sums in a fixed order (cuBLASLt GEMMs are bitwise reproducible for a fixed
- configuration and GPU; split K sums its partials in a fixed order, its choice depends on the shape and the SM
- count only); dqb accumulates over superblocks in order.
+ configuration and GPU); dqb accumulates over superblocks in order.
 
  Cost. Per sequence, with n = T/S superblocks (MACs; x2 for FLOPs; every GEMM on bf16 tensor cores):
    forward:  logits sum_U Sv u1 D = D T (T+S) / 2;   chain 3 sum_U Sv u0 D = 3 D T (T-S) / 2
@@ -78,17 +76,18 @@
    (backward) per call at B=8 T=1024 D=768 (192 CTAs, 2 per SM: one wave); measured (H200, d12 step by ncu) 36 and
    32 us, ~42-46k SM cycles per CTA by dev/cuda/feedback_phases.cu, of which ~16k prologue (loads, inverses); at B=2 T=4096 48 CTAs (one per SM, 16 superblocks), latency-bound at about the same per call.
    Launches: 4 (forward) and 9 (backward) per superblock (6 and 13 before the K-concatenated products: at B=8
-   T=1024, 4 superblocks of which one has no chain, 21 + 49 launches a layer are now 15 + 35); split K adds a tail GEMM and a
-   reduction per split product (B=1 T=8192: 32 superblocks, ~6 and ~13 launches each); cuBLASLt plans are cached
-   per shape.
-   K-concatenated products and split K (predicted, not yet measured): the d12 profile (B=8 T=1024) had ~550
-   feedback GEMMs per step taking ~4.4 ms for ~1.0 TFLOP, i.e. ~1.7 ms of tensor work at 600 TFLOP/s and ~5 us of
-   ramp, epilogue and C traffic per GEMM; one GEMM per product removes 240 of them (per layer the 2 extra GEMMs of
-   9 chains and 12 u s^T products): ~1.2 ms per step, ~0.1 ms per layer; the slab and dZ kernels with 4 columns a
-   thread (d12 profile: 11.9 and 6.5 us per call, ~4 each at bandwidth) ~0.03 ms: fwd + bwd 0.849 -> ~0.72 ms. At B=1
-   T=8192 (6.85 ms) the chains (2 x 150 GFLOP) and dkb (53) ran on 12 output tiles; split into ~10 chunks they get
-   the whole machine (~400 TFLOP/s: ~0.9 ms for the three, plus ~0.3 ms of reductions), the forward row pass gets
-   8 x the warps: predicted ~4.5 ms (the solves' ~1.8 ms unchanged), ~5.8 ms with SESSA_FB_SPLIT=0.
+   T=1024, 4 superblocks of which one has no chain, 21 + 49 launches a layer are now 15 + 35); cuBLASLt plans are
+   cached per shape.
+   K-concatenated products: the d12 profile (B=8 T=1024) had ~550 feedback GEMMs per step taking ~4.4 ms for
+   ~1.0 TFLOP, i.e. ~1.7 ms of tensor work at 600 TFLOP/s and ~5 us of ramp, epilogue and C traffic per GEMM; one
+   GEMM per product removes 240 of them (per layer the 2 extra GEMMs of 9 chains and 12 u s^T products): predicted
+   ~0.1 ms per layer, fwd + bwd 0.849 -> ~0.75 ms; measured (H200, dev/cuda feedback_backward bench) 0.749 ms, and
+   B=1 T=8192 6.85 -> 5.90 ms, B=2 T=4096 2.95 -> 2.64 (d12 step 23.8 -> 22.8 ms with the other helpers' changes).
+   Split K was tried and measured slower (chunks of K as extra batch entries into fp32 partials, summed by a
+   kernel, when few 128 x 128 output tiles: B=1 T=8192 6.23 ms against 5.90 unsplit, B=2 T=4096 3.15 against
+   2.64, B=4 T=2048 1.50 against 1.29): the nvjet kernels cuBLASLt picks run a persistent grid of ~128 CTAs
+   (the profile's grids of 2 x 64) that already spreads a small output over the SMs, so the split only added two
+   launches and the partials' traffic per product. Removed.
    Measured on an H200 with the former solve kernels (dev/cuda feedback_backward bench, fwd + bwd): 1.93 ms at
    B=8 T=1024 and 4.99 ms at B=2 T=4096 (dense form 1.71 and 6.34 ms), of which the solves were ~1.45 ms at T=1024 (4 x (140 + 223) us, the profile's per-call times).
    The 32x32-block solves below (predicted ~0.6 ms at B=8 T=1024) measured 1.12 ms at B=8 T=1024 (fwd 0.42, bwd
@@ -110,9 +109,8 @@
    sequence, h/f loads) is now ~1/3 of a CTA: computing the inverses once per sequence is the next step.
  Memory (scratch, the larger of forward and backward): forward 6BTD (s3) + 10 B S T (Z fp32, P3) + 4 B S^2
    + 4 B S D; backward 6BTD (u3) + 4BTD (fp32 dqb accumulator) + 10 B T S (slab: Zs/US fp32, Pc3, dZ over its
-   rows 3i) + 4 B S^2 + 10 B S D (sU3, acc). Split K keeps its partial sums in Z / Zs (fb_ksplit's T / D bound),
-   no extra memory. B=8 T=1024 D=768: 97 MiB, plus c (24 MiB) kept from the forward: 121 MiB, against 104 MiB for
-   the dense form's A, u s^T, dZ and bf16 u, s (10 B T^2 + 4 B T D bytes). The X3 / Y3 layouts cost 2BTD + 2BTS +
+   rows 3i) + 4 B S^2 + 10 B S D (sU3, acc). B=8 T=1024 D=768: 97 MiB, plus c (24 MiB) kept from the forward:
+   121 MiB, against 104 MiB for the dense form's A, u s^T, dZ and bf16 u, s (10 B T^2 + 4 B T D bytes). The X3 / Y3 layouts cost 2BTD + 2BTS +
    2BSD bytes more than separate hi and lo halves (u_hi twice, Pc_hi twice, s_hi twice: 19 MiB of the 121 at
    B=8 T=1024; the trainer holds one scratch for all layers); the alternative for u s^T, three GEMMs on separate
    halves, would write and re-read the (T-u0) x S fp32 product 3 times per superblock (~21 MB at B=8 T=1024) and
@@ -249,80 +247,6 @@ static void fb_gemm(FbOut C, FbIn A, FbIn B, FbShape sh, float alpha, float beta
                                &beta, C.ptr, plan->lc, C.ptr, plan->lc, &plan->algo,
                                cublaslt_workspace, cublaslt_workspace_size, stream));
     if (plan == &tmp) fb_plan_free(&tmp);
-}
-
-// Split K (parallelism at small batch). A product with few output tiles and a long K (at B=1: the chains' acc =
-// P s, Pc^T u and dkb, 256 x 768 outputs = 12 tiles of 128 x 128 on 132 SMs, K up to 3T) leaves most SMs idle for
-// the whole K loop. fb_ksplit cuts K into np chunks, computed as extra batch entries into fp32 partial sums that
-// fb_sum_parts_kernel adds in a fixed order (p = 0, 1, ...: deterministic, no atomics); one GEMM per sequence (the
-// chunks of different sequences are not one strided batch). The rule, from the shape only:
-//   np = min(SMs / tiles, K / fb_split_kmin, T / D),  tiles = ceil(m / 128) ceil(n / 128) of one sequence;
-//   split when np >= 2B (and B tiles <= SMs / 2)
-// np: one wave of tiles at most; chunks of K >= 1024, long enough to amortize a tile's prologue and its 64 KiB fp32
-// partial; T / D: the partials of all B sequences, B np S D floats, fit in the slab's logits buffer, B S T floats,
-// free at that time. np >= 2B: the unsplit GEMM of all B sequences runs one wave over the whole K, the split one B
-// waves (launched one after another) over K / np: at least 2x faster, else not worth the partials' traffic and the
-// reduction. SESSA_FB_SPLIT=0 turns it off (to measure it: dev/cuda feedback_backward bench).
-static int fb_split_sms = 0;        // SMs to fill; 0: the device's count (dev/cuda checks set it to force splits)
-static int fb_split_kmin = 1024;    // the shortest chunk of K (dev/cuda checks lower it, to 64 at least)
-static int fb_split_on = -1;        // -1: not read yet; SESSA_FB_SPLIT=0 turns the split off
-static int fb_ksplit(int B, int m, int n, int k, int T, int D) {
-    if (fb_split_on < 0) { const char *e = getenv("SESSA_FB_SPLIT"); fb_split_on = !(e && e[0] == '0'); }
-    if (!fb_split_on) return 1;
-    if (fb_split_sms == 0) {
-        int dev;
-        cudaDeviceProp prop;
-        cudaCheck(cudaGetDevice(&dev));
-        cudaCheck(cudaGetDeviceProperties(&prop, dev));
-        fb_split_sms = prop.multiProcessorCount;
-    }
-    int tiles = ceil_div(m, 128) * ceil_div(n, 128), np = fb_split_sms / tiles;
-    if (np > k / fb_split_kmin) np = k / fb_split_kmin;
-    if (np > T / D) np = T / D;
-    return np >= 2 * B && 2 * B * tiles <= fb_split_sms ? np : 1;
-}
-
-// out[b][r][col] = sum_p part[b][p][r][col], p = 0 .. np-1 in order, for r < rows, col < D: fp32, or bf16 when
-// bf16 (dkb: rounded once, as the unsplit GEMM's epilogue does), at out + b * stride + r * ld + col.
-// part (B, np, S, D).
-// grid (ceil(rows D / 256), B), 256 threads. (4 np + 4) bytes per element: B=1 np=10 S=256 D=768 is 8.7 MB, ~3 us.
-__global__ void fb_sum_parts_kernel(void *out, int bf16, int ld, long long stride, const float *part, int np,
-                                    int rows, int S, int D) {
-    int b = blockIdx.y;
-    size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (e >= (size_t)rows * D) return;
-    const float *p = part + (size_t)b * np * S * D + e;
-    float x = p[0];
-    for (int k = 1; k < np; k++) x += p[(size_t)k * S * D];
-    size_t o = (size_t)b * stride + e / D * ld + e % D;
-    if (bf16) ((floatX *)out)[o] = __float2bfloat16(x);
-    else      ((float *)out)[o] = x;
-}
-
-// C = alpha A B (beta = 0; C fp32, or bf16 rounded once), split along K by fb_ksplit: the np partial sums of each
-// sequence b go to part + b np S n (m x n each, S n apart) from one strided-batched GEMM over the chunks of kc (a
-// multiple of 64; A advances kc columns, or kc rows when A.trans; B kc rows, or columns when B.trans) and one GEMM
-// for the shorter last chunk, then fb_sum_parts_kernel writes C. Unsplit (np = 1): one GEMM, as fb_gemm.
-// m <= S rows; T, D: the sequence's length and width (fb_ksplit's bound on the partials' memory).
-static void fb_gemm_ksplit(FbOut C, FbIn A, FbIn B, FbShape sh, float alpha, float *part, int S, int T, int D,
-                           cudaStream_t stream) {
-    int np = fb_ksplit(sh.batch, sh.m, sh.n, sh.k, T, D);
-    if (np == 1) { fb_gemm(C, A, B, sh, alpha, 0.0f, stream); return; }
-    int kc = fb_round_up(ceil_div(sh.k, np), 64), nfull = sh.k / kc, tail = sh.k - nfull * kc;
-    np = nfull + (tail > 0);                                   // <= fb_ksplit's np
-    long long ak = A.trans ? A.ld : 1, bk = B.trans ? 1 : B.ld, ps = (long long)S * sh.n;   // elements per K index
-    for (int b = 0; b < sh.batch; b++) {
-        const floatX *a = A.ptr + b * A.stride, *bb = B.ptr + b * B.stride;
-        float *c = part + (size_t)b * np * ps;
-        fb_gemm(FbOut{c, CUDA_R_32F, sh.n, ps}, FbIn{a, A.ld, kc * ak, A.trans}, FbIn{bb, B.ld, kc * bk, B.trans},
-                FbShape{sh.m, sh.n, kc, nfull}, alpha, 0.0f, stream);
-        if (tail > 0)
-            fb_gemm(FbOut{c + nfull * ps, CUDA_R_32F, sh.n, ps}, FbIn{a + nfull * kc * ak, A.ld, 0, A.trans},
-                    FbIn{bb + nfull * kc * bk, B.ld, 0, B.trans}, FbShape{sh.m, sh.n, tail, 1}, alpha, 0.0f, stream);
-    }
-    fb_sum_parts_kernel<<<dim3(ceil_div((long long)sh.m * sh.n, 256), sh.batch), 256, 0, stream>>>(
-        C.ptr, C.type == CUDA_R_16BF, C.ld, C.stride, part, np, sh.m, S, sh.n);
-    cudaCheck(cudaGetLastError());
 }
 
 __device__ __forceinline__ float fb_join(floatX hi, floatX lo) { return __bfloat162float(hi) + __bfloat162float(lo); }
@@ -1002,8 +926,8 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
         cudaCheck(cudaGetLastError());
         // 3. acc (Sv, D) = P[:, 0:u0] s[0:u0]: P3[:, 0:3u0] s3[0:3u0], one GEMM of K = 3 u0
         if (u0 > 0)
-            fb_gemm_ksplit(FbOut{w.acc, CUDA_R_32F, D, sSD}, FbIn{w.P3, 3 * ldz, 3 * sZ, false},
-                           FbIn{w.s3, D, 3 * sTD, false}, FbShape{Sv, D, 3 * u0, B}, 1.0f, w.Z, S, T, D, stream);
+            fb_gemm(FbOut{w.acc, CUDA_R_32F, D, sSD}, FbIn{w.P3, 3 * ldz, 3 * sZ, false}, FbIn{w.s3, D, 3 * sTD, false},
+                    FbShape{Sv, D, 3 * u0, B}, 1.0f, 0.0f, stream);
         // 4. the in-superblock solve
         fb_fwd_solve(s, c, w.s3, w.acc, u0 > 0, w.Pd, f, gamma, u0, Sv, S, B, T, D, stream);
     }
@@ -1033,9 +957,8 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
         cudaCheck(cudaGetLastError());
         // 2. acc (Sv, D) = Pc[u1:T, :]^T u[u1:T]: Pc3[3Sv:3M]^T u3[3u1:3T], one GEMM of K = 3 (T - u1)
         if (u1 < T)
-            fb_gemm_ksplit(FbOut{w.acc, CUDA_R_32F, D, sSD}, FbIn{w.Pc3 + (size_t)3 * Sv * S, S, 3 * sTS, true},
-                           FbIn{w.u3 + (size_t)3 * u1 * D, D, 3 * sTD, false}, FbShape{Sv, D, 3 * (T - u1), B}, 1.0f,
-                           w.Zs, S, T, D, stream);
+            fb_gemm(FbOut{w.acc, CUDA_R_32F, D, sSD}, FbIn{w.Pc3 + (size_t)3 * Sv * S, S, 3 * sTS, true},
+                    FbIn{w.u3 + (size_t)3 * u1 * D, D, 3 * sTD, false}, FbShape{Sv, D, 3 * (T - u1), B}, 1.0f, 0.0f, stream);
         // 3. the transposed in-superblock solve: u[U], df[U]
         fb_bwd_solve(w.u3, df, w.acc, u1 < T, w.PcT, gs, u0, Sv, S, B, T, D, stream);
         // 4. dgamma[U] = u . c; 5. US (M, Sv) = u[u0:T] s[U]^T into the slab's logits buffer (the (T, 3D) view of
@@ -1047,10 +970,9 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
                 FbIn{w.sU3, 3 * D, 3 * sSD, true}, FbShape{M, Sv, 3 * D, B}, 1.0f, 0.0f, stream);
         fb_dz_kernel<<<dim3(ceil_div(M, fb_slab_rows(S)), B), 256, 0, stream>>>(w.Pc3, w.Zs, dgamma, u0, Sv, S, T);
         cudaCheck(cudaGetLastError());
-        // 6. dkb[U] (Sv, D) = dZ^T qb[u0:T] / sqrt(D), complete: bf16 into dkb (split K: partials in the slab's
-        //    logits buffer, US consumed by now)
-        fb_gemm_ksplit(FbOut{dkb + (size_t)u0 * ld, CUDA_R_16BF, ld, sq}, FbIn{w.Pc3, 3 * S, 3 * sTS, true},
-                       FbIn{qb + (size_t)u0 * ld, ld, sq, false}, FbShape{Sv, D, M, B}, scale, w.Zs, S, T, D, stream);
+        // 6. dkb[U] (Sv, D) = dZ^T qb[u0:T] / sqrt(D), complete: bf16 straight into dkb
+        fb_gemm(FbOut{dkb + (size_t)u0 * ld, CUDA_R_16BF, ld, sq}, FbIn{w.Pc3, 3 * S, 3 * sTS, true},
+                FbIn{qb + (size_t)u0 * ld, ld, sq, false}, FbShape{Sv, D, M, B}, scale, 0.0f, stream);
         // 7. dqb[u0:T] (M, D) += dZ kb[U] / sqrt(D)
         fb_gemm(FbOut{w.dq + (size_t)u0 * D, CUDA_R_32F, D, sTD}, FbIn{w.Pc3, 3 * S, 3 * sTS, false},
                 FbIn{kb + (size_t)u0 * ld, ld, sq, false}, FbShape{M, D, Sv, B}, scale, 1.0f, stream);

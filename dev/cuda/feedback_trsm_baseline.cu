@@ -15,27 +15,6 @@
 #include "feedback_dense.h"          // the dense reference in double: dense_alpha, dense_forward, dense_backward
 
 // ----------------------------------------------------------------------------
-// version 2's checks with split K forced (fb_ksplit as on 132 SMs, chunks of K >= 64: 2 to 7 partial sums per
-// product, with and without a shorter last chunk): check(B, T, D, 2) on the shapes s256 (superblocks of 256 rows)
-// and s64 (64 rows), then the split rule and the superblock as they were. Returns 1 when all pass.
-typedef struct { int B, T, D; } CheckShape;
-static int check_split_forced(int (*check)(int, int, int, int), const CheckShape *s256, int n256,
-                              const CheckShape *s64, int n64) {
-    int ok = 1, keep = fb_superblock_rows;
-    fb_split_sms = 132;
-    fb_split_kmin = 64;
-    printf("version 2 with split K forced\n");
-    for (int i = 0; i < n256; i++) ok &= check(s256[i].B, s256[i].T, s256[i].D, 2);
-    fb_superblock_rows = 64;
-    printf("version 2 with split K forced, superblocks of 64 rows\n");
-    for (int i = 0; i < n64; i++) ok &= check(s64[i].B, s64[i].T, s64[i].D, 2);
-    fb_superblock_rows = keep;
-    fb_split_sms = 0;
-    fb_split_kmin = 1024;
-    return ok;
-}
-
-// ----------------------------------------------------------------------------
 // CPU reference
 
 // the formulas are dev/cuda/feedback_dense.h's (one batch element, double); these wrappers take the kernels' fp32

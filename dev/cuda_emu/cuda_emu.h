@@ -128,7 +128,6 @@ template <class T> static cudaError_t cudaMemcpyToSymbol(T &sym, const void *s, 
 static cudaError_t cudaMemset(void *d, int v, size_t n) { memset(d, v, n); return cudaSuccess; }
 static cudaError_t cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t = 0) { return cudaMemset(d, v, n); }
 static cudaError_t cudaSetDevice(int) { return cudaSuccess; }
-static cudaError_t cudaGetDevice(int *d) { *d = 0; return cudaSuccess; }
 static cudaError_t cudaGetDeviceCount(int *n) { *n = 1; return cudaSuccess; }
 static cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
 static cudaError_t cudaStreamCreate(cudaStream_t *s) { *s = NULL; return cudaSuccess; }
