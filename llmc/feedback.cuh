@@ -24,7 +24,9 @@
    size_t feedback_scratch_bytes(int B, int T, int D);   // device scratch for either call (nothing kept between)
    The GEMMs use the cuBLASLt handle and workspace of matmul.cuh: matmul_init() must have run.
 
- Algorithm. Superblocks U = [u0, u1), u1 = min(u0 + S, T), Sv = u1 - u0 rows; every GEMM is batched over B.
+ Algorithm. Superblocks U = [u0, u1), u1 = min(u0 + S, T), Sv = u1 - u0 rows; every GEMM is batched over B. Only
+ the chain (steps forward 3-4, backward 2-3) goes superblock after superblock; the other steps run beside it on two
+ side streams ("Overlap", above feedback_forward).
    forward, U in order (4 launches per superblock):
      1. Z    = qb[U] kb[0:u1]^T / sqrt(D)                          (Sv, u1) fp32          1 GEMM
      2. rows: lse_t = log sum_{j<t} exp Z[t,j];  P = exp(Z - lse) masked to j < t, stored as bf16 hi/lo parts
@@ -107,15 +109,17 @@
    36/32 us per call, one layer's fwd + bwd 0.849 ms at B=8 T=1024 (dense 1.713: 0.496) and 2.954 ms at B=2 T=4096
    (dense 6.340: 0.466). The prologue (diagonal blocks, the 32x32 inverses recomputed by each of the D/32 CTAs of a
    sequence, h/f loads) is now ~1/3 of a CTA: computing the inverses once per sequence is the next step.
- Memory (scratch, the larger of forward and backward): forward 6BTD (s3) + 10 B S T (Z fp32, P3) + 4 B S^2
-   + 4 B S D; backward 6BTD (u3) + 4BTD (fp32 dqb accumulator) + 10 B T S (slab: Zs/US fp32, Pc3, dZ over its
-   rows 3i) + 4 B S^2 + 10 B S D (sU3, acc). B=8 T=1024 D=768: 97 MiB, plus c (24 MiB) kept from the forward:
-   121 MiB, against 104 MiB for the dense form's A, u s^T, dZ and bf16 u, s (10 B T^2 + 4 B T D bytes). The X3 / Y3 layouts cost 2BTD + 2BTS +
+ Memory (scratch, the larger of forward and backward): forward 6BTD (s3) + 4 B S T (Z) + 2 x (6 B S T (P3)
+   + 4 B S^2 (Pd)) + 4 B S D; backward 6BTD (u3) + 4BTD (fp32 dqb accumulator) + 2 x (10 B T S (slab: Zs/US fp32,
+   Pc3, dZ over its rows 3i) + 4 B S^2 (PcT)) + 10 B S D (sU3, acc); the 2 x: buffers of two superblocks for the
+   overlap ("Overlap" below: +10 B T S + 4 B S^2, 20 MiB at B=8 T=1024). B=8 T=1024 D=768: 119 MiB, plus c (24 MiB)
+   kept from the forward: 143 MiB, against 104 MiB for the dense form's A, u s^T, dZ and bf16 u, s (10 B T^2 +
+   4 B T D bytes). The X3 / Y3 layouts cost 2BTD + 2BTS +
    2BSD bytes more than separate hi and lo halves (u_hi twice, Pc_hi twice, s_hi twice: 19 MiB of the 121 at
    B=8 T=1024; the trainer holds one scratch for all layers); the alternative for u s^T, three GEMMs on separate
    halves, would write and re-read the (T-u0) x S fp32 product 3 times per superblock (~21 MB at B=8 T=1024) and
-   launch 2 more GEMMs. At a fixed number of tokens B*T ours stays ~105-120 MiB while the dense form grows like T
-   (344 MiB at T=4096, 664 at T=8192); below T ~ 1500 the dense form is the smaller one.
+   launch 2 more GEMMs. At a fixed number of tokens B*T ours stays ~125-145 MiB while the dense form grows like T
+   (344 MiB at T=4096, 664 at T=8192); below T ~ 2000 the dense form is the smaller one.
  Deviations from the design first proposed (issue 11), and why:
    - u is kept only as u_hi + u_lo (17 bits, in u3; fp32 inside the superblock being solved): the fp32 copy would
      add 4BTD bytes, and every use of u outside the solve is a hi/lo GEMM anyway; dgamma = (u_hi + u_lo) . c.
@@ -863,17 +867,21 @@ static void *fb_take(FbCarve *c, size_t bytes) {
     return r;
 }
 
-typedef struct { floatX *s3, *P3; float *Z, *Pd, *acc; } FbFwdScratch;
-typedef struct { floatX *u3, *Pc3, *sU3; float *dq, *Zs, *PcT, *acc; } FbBwdScratch;
+// the superblock-local buffers come twice (index k = superblock parity): superblock U+1's (forward) or U-1's
+// (backward) are written on a side stream while U's are read (fb_streams)
+typedef struct { floatX *s3, *P3[2]; float *Z, *Pd[2], *acc; } FbFwdScratch;
+typedef struct { floatX *u3, *Pc3[2], *sU3; float *dq, *Zs[2], *PcT[2], *acc; } FbBwdScratch;
 
 static size_t fb_fwd_carve(FbFwdScratch *w, void *scratch, int B, int T, int D) {
     FbCarve c = {(char *)scratch, 0};
     int S = fb_superblock(T);
     size_t BTD = (size_t)B * T * D, BSZ = (size_t)B * S * fb_ldz(T);
-    w->s3 = (floatX *)fb_take(&c, 3 * BTD * sizeof(floatX));    // X3 layout: (B, 3T, D)
+    w->s3 = (floatX *)fb_take(&c, 3 * BTD * sizeof(floatX));        // X3 layout: (B, 3T, D)
     w->Z = (float *)fb_take(&c, BSZ * sizeof(float));
-    w->P3 = (floatX *)fb_take(&c, 3 * BSZ * sizeof(floatX));    // Y3 layout: (B, S, 3 ldz)
-    w->Pd = (float *)fb_take(&c, (size_t)B * S * S * sizeof(float));
+    for (int k = 0; k < 2; k++) {
+        w->P3[k] = (floatX *)fb_take(&c, 3 * BSZ * sizeof(floatX));  // Y3 layout: (B, S, 3 ldz)
+        w->Pd[k] = (float *)fb_take(&c, (size_t)B * S * S * sizeof(float));
+    }
     w->acc = (float *)fb_take(&c, (size_t)B * S * D * sizeof(float));
     return c.off;
 }
@@ -881,14 +889,61 @@ static size_t fb_bwd_carve(FbBwdScratch *w, void *scratch, int B, int T, int D) 
     FbCarve c = {(char *)scratch, 0};
     int S = fb_superblock(T);
     size_t BTD = (size_t)B * T * D, BTS = (size_t)B * T * S, BSD = (size_t)B * S * D;
-    w->u3 = (floatX *)fb_take(&c, 3 * BTD * sizeof(floatX));    // X3 layout: (B, 3T, D)
+    w->u3 = (floatX *)fb_take(&c, 3 * BTD * sizeof(floatX));        // X3 layout: (B, 3T, D)
     w->dq = (float *)fb_take(&c, BTD * sizeof(float));
-    w->Zs = (float *)fb_take(&c, BTS * sizeof(float));          // the slab's logits, then u s^T
-    w->Pc3 = (floatX *)fb_take(&c, 3 * BTS * sizeof(floatX));   // Y3 layout: (B, 3T, S); dZ over rows 3i
-    w->sU3 = (floatX *)fb_take(&c, 3 * BSD * sizeof(floatX));   // Y3 layout: (B, S, 3D)
+    for (int k = 0; k < 2; k++) {
+        w->Zs[k] = (float *)fb_take(&c, BTS * sizeof(float));          // the slab's logits, then u s^T
+        w->Pc3[k] = (floatX *)fb_take(&c, 3 * BTS * sizeof(floatX));   // Y3 layout: (B, 3T, S); dZ over rows 3i
+        w->PcT[k] = (float *)fb_take(&c, (size_t)B * S * S * sizeof(float));
+    }
+    w->sU3 = (floatX *)fb_take(&c, 3 * BSD * sizeof(floatX));       // Y3 layout: (B, S, 3D)
     w->acc = (float *)fb_take(&c, BSD * sizeof(float));
-    w->PcT = (float *)fb_take(&c, (size_t)B * S * S * sizeof(float));
     return c.off;
+}
+
+// Overlap. Only the chain (acc GEMM + in-superblock solve, superblock after superblock) depends on the previous
+// superblocks; the rest runs beside it on two side streams: forward, stream a makes superblock U+1's logits and P
+// (Z GEMM, row pass) while the main stream runs U's chain; backward, stream a makes superblock U-1's slab (GEMM,
+// slab kernel) and stream b finishes U (dgamma, u s^T, dZ, dkb, dqb) while the main stream runs U-1's chain. At
+// B=1 the solve fills 24 of 132 SMs, so the side work is nearly free there. Events order every read after its
+// write across streams (ready: a's buffer k is written; solved: U's solve is done; freed: b no longer reads buffer
+// k); buffers k = superblock parity (FbFwdScratch). fork/join make the side streams part of a CUDA graph capture.
+// SESSA_FB_STREAMS=0: everything on the calling stream (the events then order nothing), for comparison.
+// Predicted (not yet measured; one stream: B=1 T=8192 5.90 ms, B=8 T=1024 0.75): at B=1 T=8192 the forward's Z +
+// row pass (~25 of ~85 us per superblock) and the backward's slab and tail (~45 of ~100 us) hide behind the chain:
+// ~4.0 ms; at B=8 T=1024 the solves leave ~1/4 of the SMs free: ~0.65 ms.
+typedef struct { cudaStream_t a, b; cudaEvent_t fork, join_a, join_b, solved, ready[2], freed[2]; } FbStreams;
+static FbStreams fb_streams(cudaStream_t stream) {
+    static FbStreams st;
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("SESSA_FB_STREAMS");
+        on = !(e && e[0] == '0');
+        cudaEvent_t *ev[] = {&st.fork, &st.join_a, &st.join_b, &st.solved, &st.ready[0], &st.ready[1], &st.freed[0], &st.freed[1]};
+        for (size_t i = 0; i < sizeof ev / sizeof ev[0]; i++) cudaCheck(cudaEventCreateWithFlags(ev[i], cudaEventDisableTiming));
+        if (on) {
+            cudaCheck(cudaStreamCreateWithFlags(&st.a, cudaStreamNonBlocking));
+            cudaCheck(cudaStreamCreateWithFlags(&st.b, cudaStreamNonBlocking));
+        }
+    }
+    FbStreams r = st;
+    if (!on) r.a = r.b = stream;
+    return r;
+}
+// waiter waits for the work issued to signaler so far (through event e)
+static void fb_after(cudaStream_t waiter, cudaEvent_t e, cudaStream_t signaler) {
+    cudaCheck(cudaEventRecord(e, signaler));
+    cudaCheck(cudaStreamWaitEvent(waiter, e, 0));
+}
+// the side streams start after the work issued to the main stream so far / the main stream waits for both
+static void fb_fork(const FbStreams *st, cudaStream_t stream) {
+    cudaCheck(cudaEventRecord(st->fork, stream));
+    cudaCheck(cudaStreamWaitEvent(st->a, st->fork, 0));
+    cudaCheck(cudaStreamWaitEvent(st->b, st->fork, 0));
+}
+static void fb_join(const FbStreams *st, cudaStream_t stream) {
+    fb_after(stream, st->join_a, st->a);
+    fb_after(stream, st->join_b, st->b);
 }
 
 static size_t feedback_scratch_bytes(int B, int T, int D) {
@@ -911,26 +966,40 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
     fb_fwd_carve(&w, scratch, B, T, D);
     int ldz = fb_ldz(T);
     float scale = 1.0f / sqrtf((float)D);
-    int S = fb_superblock(T);
+    int S = fb_superblock(T), n = ceil_div(T, S);
     long long sq = (long long)T * ld, sZ = (long long)S * ldz, sTD = (long long)T * D, sSD = (long long)S * D;
     // the solve reads whole 16-byte chunks of Pd past Sv (times s = 0 there): they must be finite, not stale scratch
-    cudaCheck(cudaMemsetAsync(w.Pd, 0, (size_t)B * S * S * sizeof(float), stream));
-    for (int u0 = 0; u0 < T; u0 += S) {
-        int u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0;
+    for (int k = 0; k < 2; k++) cudaCheck(cudaMemsetAsync(w.Pd[k], 0, (size_t)B * S * S * sizeof(float), stream));
+    FbStreams st = fb_streams(stream);
+    fb_fork(&st, stream);
+    // superblock q's logits and P on stream a, into buffers q % 2 (once U = q - 2 no longer reads them)
+    auto logits = [&](int q) {
+        int u0 = q * S, u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, k = q % 2;
+        if (q >= 2) cudaCheck(cudaStreamWaitEvent(st.a, st.freed[k], 0));
         // 1. Z (Sv, u1) = qb[U] kb[0:u1]^T / sqrt(D)
         fb_gemm(FbOut{w.Z, CUDA_R_32F, ldz, sZ}, FbIn{qb + (size_t)u0 * ld, ld, sq, false}, FbIn{kb, ld, sq, true},
-                FbShape{Sv, u1, D, B}, scale, 0.0f, stream);
+                FbShape{Sv, u1, D, B}, scale, 0.0f, st.a);
         // 2. lse, P = alpha[U, 0:u0] as bf16 hi/lo parts (P3), the fp32 diagonal block
         int wpr = fb_row_warps(u1);
-        fb_fwd_rows_kernel<<<dim3(ceil_div(Sv * wpr, 8), B), 256, 0, stream>>>(w.P3, w.Pd, lse, w.Z, ldz, u0, Sv, S, T, wpr);
+        fb_fwd_rows_kernel<<<dim3(ceil_div(Sv * wpr, 8), B), 256, 0, st.a>>>(w.P3[k], w.Pd[k], lse, w.Z, ldz, u0, Sv,
+                                                                              S, T, wpr);
         cudaCheck(cudaGetLastError());
+        cudaCheck(cudaEventRecord(st.ready[k], st.a));
+    };
+    logits(0);
+    for (int q = 0; q < n; q++) {
+        int u0 = q * S, u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, k = q % 2;
+        if (q + 1 < n) logits(q + 1);              // beside this superblock's chain
+        cudaCheck(cudaStreamWaitEvent(stream, st.ready[k], 0));
         // 3. acc (Sv, D) = P[:, 0:u0] s[0:u0]: P3[:, 0:3u0] s3[0:3u0], one GEMM of K = 3 u0
         if (u0 > 0)
-            fb_gemm(FbOut{w.acc, CUDA_R_32F, D, sSD}, FbIn{w.P3, 3 * ldz, 3 * sZ, false}, FbIn{w.s3, D, 3 * sTD, false},
-                    FbShape{Sv, D, 3 * u0, B}, 1.0f, 0.0f, stream);
+            fb_gemm(FbOut{w.acc, CUDA_R_32F, D, sSD}, FbIn{w.P3[k], 3 * ldz, 3 * sZ, false},
+                    FbIn{w.s3, D, 3 * sTD, false}, FbShape{Sv, D, 3 * u0, B}, 1.0f, 0.0f, stream);
         // 4. the in-superblock solve
-        fb_fwd_solve(s, c, w.s3, w.acc, u0 > 0, w.Pd, f, gamma, u0, Sv, S, B, T, D, stream);
+        fb_fwd_solve(s, c, w.s3, w.acc, u0 > 0, w.Pd[k], f, gamma, u0, Sv, S, B, T, D, stream);
+        cudaCheck(cudaEventRecord(st.freed[k], stream));   // P3[k], Pd[k] read
     }
+    fb_join(&st, stream);
 }
 
 static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dkb, int ld, const float *gs,
@@ -940,43 +1009,57 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
     FbBwdScratch w;
     fb_bwd_carve(&w, scratch, B, T, D);
     float scale = 1.0f / sqrtf((float)D);
-    int S = fb_superblock(T);
+    int S = fb_superblock(T), n = ceil_div(T, S);
     long long sq = (long long)T * ld, sTS = (long long)T * S, sTD = (long long)T * D, sSD = (long long)S * D;
     cudaCheck(cudaMemsetAsync(w.dq, 0, (size_t)B * T * D * sizeof(float), stream));
     int rows_vec = D % 4 == 0 && ptr_alignment(c) >= 16 && ptr_alignment(s) >= 16;   // fb_bwd_rows_kernel's 16-byte loads
     // the solve reads whole 16-byte chunks of PcT past Sv (times u = 0 there): they must be finite, not stale scratch
-    cudaCheck(cudaMemsetAsync(w.PcT, 0, (size_t)B * S * S * sizeof(float), stream));
-    for (int u0 = (T - 1) / S * S; u0 >= 0; u0 -= S) {
-        int u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, M = T - u0;
-        // 1. slab logits Zs (M, Sv) = qb[u0:T] kb[U]^T / sqrt(D); Pc = gamma alpha[u0:T, U] as bf16 hi/lo parts
-        //    (Pc3)
-        fb_gemm(FbOut{w.Zs, CUDA_R_32F, S, sTS}, FbIn{qb + (size_t)u0 * ld, ld, sq, false},
-                FbIn{kb + (size_t)u0 * ld, ld, sq, true}, FbShape{M, Sv, D, B}, scale, 0.0f, stream);
-        fb_bwd_slab_kernel<<<dim3(ceil_div(M, fb_slab_rows(S)), B), 256, 0, stream>>>(w.Pc3, w.PcT, w.Zs, lse, gamma,
-                                                                                      u0, Sv, S, T);
+    for (int k = 0; k < 2; k++) cudaCheck(cudaMemsetAsync(w.PcT[k], 0, (size_t)B * S * S * sizeof(float), stream));
+    FbStreams st = fb_streams(stream);
+    fb_fork(&st, stream);
+    // the it-th superblock from the end, q = n-1-it, uses buffers k = it % 2
+    // 1. on stream a: its slab logits Zs (M, Sv) = qb[u0:T] kb[U]^T / sqrt(D); Pc = gamma alpha[u0:T, U] as bf16
+    //    hi/lo parts (Pc3), PcT (once stream b no longer reads these buffers for superblock it - 2)
+    auto slab = [&](int it) {
+        int u0 = (n - 1 - it) * S, u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, M = T - u0, k = it % 2;
+        if (it >= 2) cudaCheck(cudaStreamWaitEvent(st.a, st.freed[k], 0));
+        fb_gemm(FbOut{w.Zs[k], CUDA_R_32F, S, sTS}, FbIn{qb + (size_t)u0 * ld, ld, sq, false},
+                FbIn{kb + (size_t)u0 * ld, ld, sq, true}, FbShape{M, Sv, D, B}, scale, 0.0f, st.a);
+        fb_bwd_slab_kernel<<<dim3(ceil_div(M, fb_slab_rows(S)), B), 256, 0, st.a>>>(w.Pc3[k], w.PcT[k], w.Zs[k], lse,
+                                                                                    gamma, u0, Sv, S, T);
         cudaCheck(cudaGetLastError());
+        cudaCheck(cudaEventRecord(st.ready[k], st.a));
+    };
+    slab(0);
+    for (int it = 0; it < n; it++) {
+        int u0 = (n - 1 - it) * S, u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, M = T - u0, k = it % 2;
+        if (it + 1 < n) slab(it + 1);              // beside this superblock's chain
+        cudaCheck(cudaStreamWaitEvent(stream, st.ready[k], 0));
         // 2. acc (Sv, D) = Pc[u1:T, :]^T u[u1:T]: Pc3[3Sv:3M]^T u3[3u1:3T], one GEMM of K = 3 (T - u1)
         if (u1 < T)
-            fb_gemm(FbOut{w.acc, CUDA_R_32F, D, sSD}, FbIn{w.Pc3 + (size_t)3 * Sv * S, S, 3 * sTS, true},
+            fb_gemm(FbOut{w.acc, CUDA_R_32F, D, sSD}, FbIn{w.Pc3[k] + (size_t)3 * Sv * S, S, 3 * sTS, true},
                     FbIn{w.u3 + (size_t)3 * u1 * D, D, 3 * sTD, false}, FbShape{Sv, D, 3 * (T - u1), B}, 1.0f, 0.0f, stream);
         // 3. the transposed in-superblock solve: u[U], df[U]
-        fb_bwd_solve(w.u3, df, w.acc, u1 < T, w.PcT, gs, u0, Sv, S, B, T, D, stream);
+        fb_bwd_solve(w.u3, df, w.acc, u1 < T, w.PcT[k], gs, u0, Sv, S, B, T, D, stream);
+        fb_after(st.b, st.solved, stream);         // the rest of U on stream b, beside the next chain
         // 4. dgamma[U] = u . c; 5. US (M, Sv) = u[u0:T] s[U]^T into the slab's logits buffer (the (T, 3D) view of
         //    u3 times sU3^T: one GEMM of K = 3D); dZ over Pc_hi's first copy
-        fb_bwd_rows_kernel<<<dim3(ceil_div(Sv, 8), B), 256, 0, stream>>>(dgamma, w.sU3, w.u3, c, s,
-                                                                       u0, Sv, S, T, D, rows_vec);
+        fb_bwd_rows_kernel<<<dim3(ceil_div(Sv, 8), B), 256, 0, st.b>>>(dgamma, w.sU3, w.u3, c, s,
+                                                                      u0, Sv, S, T, D, rows_vec);
         cudaCheck(cudaGetLastError());
-        fb_gemm(FbOut{w.Zs, CUDA_R_32F, S, sTS}, FbIn{w.u3 + (size_t)3 * u0 * D, 3 * D, 3 * sTD, false},
-                FbIn{w.sU3, 3 * D, 3 * sSD, true}, FbShape{M, Sv, 3 * D, B}, 1.0f, 0.0f, stream);
-        fb_dz_kernel<<<dim3(ceil_div(M, fb_slab_rows(S)), B), 256, 0, stream>>>(w.Pc3, w.Zs, dgamma, u0, Sv, S, T);
+        fb_gemm(FbOut{w.Zs[k], CUDA_R_32F, S, sTS}, FbIn{w.u3 + (size_t)3 * u0 * D, 3 * D, 3 * sTD, false},
+                FbIn{w.sU3, 3 * D, 3 * sSD, true}, FbShape{M, Sv, 3 * D, B}, 1.0f, 0.0f, st.b);
+        fb_dz_kernel<<<dim3(ceil_div(M, fb_slab_rows(S)), B), 256, 0, st.b>>>(w.Pc3[k], w.Zs[k], dgamma, u0, Sv, S, T);
         cudaCheck(cudaGetLastError());
         // 6. dkb[U] (Sv, D) = dZ^T qb[u0:T] / sqrt(D), complete: bf16 straight into dkb
-        fb_gemm(FbOut{dkb + (size_t)u0 * ld, CUDA_R_16BF, ld, sq}, FbIn{w.Pc3, 3 * S, 3 * sTS, true},
-                FbIn{qb + (size_t)u0 * ld, ld, sq, false}, FbShape{Sv, D, M, B}, scale, 0.0f, stream);
-        // 7. dqb[u0:T] (M, D) += dZ kb[U] / sqrt(D)
-        fb_gemm(FbOut{w.dq + (size_t)u0 * D, CUDA_R_32F, D, sTD}, FbIn{w.Pc3, 3 * S, 3 * sTS, false},
-                FbIn{kb + (size_t)u0 * ld, ld, sq, false}, FbShape{M, D, Sv, B}, scale, 1.0f, stream);
+        fb_gemm(FbOut{dkb + (size_t)u0 * ld, CUDA_R_16BF, ld, sq}, FbIn{w.Pc3[k], 3 * S, 3 * sTS, true},
+                FbIn{qb + (size_t)u0 * ld, ld, sq, false}, FbShape{Sv, D, M, B}, scale, 0.0f, st.b);
+        // 7. dqb[u0:T] (M, D) += dZ kb[U] / sqrt(D) (stream b: the superblocks in order)
+        fb_gemm(FbOut{w.dq + (size_t)u0 * D, CUDA_R_32F, D, sTD}, FbIn{w.Pc3[k], 3 * S, 3 * sTS, false},
+                FbIn{kb + (size_t)u0 * ld, ld, sq, false}, FbShape{M, D, Sv, B}, scale, 1.0f, st.b);
+        cudaCheck(cudaEventRecord(st.freed[k], st.b));   // Zs[k], Pc3[k], PcT[k] read (the solve: before solved)
     }
+    fb_join(&st, stream);
     int store_vec = D % 4 == 0 && ld % 4 == 0 && ptr_alignment(dqb) >= 8;   // w.dq: scratch, 256-byte aligned
     fb_store_strided_kernel<<<B * T, 128, 0, stream>>>(dqb, ld, w.dq, D, store_vec);
     cudaCheck(cudaGetLastError());
