@@ -24,38 +24,44 @@
    size_t feedback_scratch_bytes(int B, int T, int D);   // device scratch for either call (nothing kept between)
    The GEMMs use the cuBLASLt handle and workspace of matmul.cuh: matmul_init() must have run.
 
- Algorithm. Superblocks U = [u0, u1), u1 = min(u0 + S, T), Sv = u1 - u0 rows; every GEMM is batched over B.
-   forward, U in order (6 launches per superblock):
+ Algorithm. Superblocks U = [u0, u1), u1 = min(u0 + S, T), Sv = u1 - u0 rows; every GEMM is batched over B. Only
+ the chain (steps forward 3-4, backward 2-3) goes superblock after superblock; the other steps run beside it on two
+ side streams ("Overlap", above feedback_forward).
+   forward, U in order (4 launches per superblock):
      1. Z    = qb[U] kb[0:u1]^T / sqrt(D)                          (Sv, u1) fp32          1 GEMM
-     2. rows: lse_t = log sum_{j<t} exp Z[t,j];  P = exp(Z - lse) masked to j < t, stored as bf16 P_hi + P_lo,
-        and the diagonal block A_UU = P[:, u0:u1] in fp32                                 1 kernel (a warp per row)
-     3. acc  = P[:, 0:u0] s[0:u0]                                  (Sv, D) fp32-grade     3 GEMMs
+     2. rows: lse_t = log sum_{j<t} exp Z[t,j];  P = exp(Z - lse) masked to j < t, stored as bf16 hi/lo parts
+        (P3, Y3 layout), and the diagonal block A_UU = P[:, u0:u1] in fp32   1 kernel (1-8 warps per row)
+     3. acc  = P[:, 0:u0] s[0:u0]                                  (Sv, D) fp32-grade     1 GEMM (K = 3 u0)
      4. in-superblock solve (one kernel, CTA = (32 columns, b), 8 warps; "in-superblock solves" below): the
         inverses of the 8 diagonal 32x32 blocks of (I - G A_UU) first (a warp each, in parallel), then per 32-row
         block q in order: s_q = Minv_q (f_q + G_q h_q) (a 32x32 product), and right-looking h_p += A_pq s_q for all
         blocks p >= q (warp p; tensor-core hi/lo products, fp32 accumulators in registers, A's panel
         double-buffered in shared memory by cp.async); h starts at acc, so c_U = acc + A_UU s_U = h;  writes s, c
-        and the bf16 s_hi/s_lo the next superblocks read.
-   backward, key superblocks U from last to first (u = dL/df solves u = gs + (G alpha)^T u), 12 launches each:
+        and s's bf16 halves (s3, X3 layout) the next superblocks read.
+   backward, key superblocks U from last to first (u = dL/df solves u = gs + (G alpha)^T u), 9 launches each:
      1. slab Zs = qb[u0:T] kb[U]^T / sqrt(D)                       (T-u0, Sv)             1 GEMM
-        Pc = gamma_t exp(Zs - lse_t) for j < t, as bf16 Pc_hi + Pc_lo, and the diagonal block
+        Pc = gamma_t exp(Zs - lse_t) for j < t, as bf16 hi/lo parts (Pc3, Y3 layout), and the diagonal block
         (t, j in U) in fp32, transposed, for the in-superblock solve                      1 kernel
-     2. acc  = Pc[u1:T]^T u[u1:T]                                  (Sv, D) fp32-grade     3 GEMMs
+     2. acc  = Pc[u1:T]^T u[u1:T]                                  (Sv, D) fp32-grade     1 GEMM (K = 3 (T-u1))
      3. transposed in-superblock solve (the forward's schedule, blocks from last to first, L = PcT, G = I, h
-        starting at gs + acc): u_U, stored as bf16 u_hi + u_lo, df
-     4. dgamma_t = u_t . c_t for t in U (every u_t, t >= u0, is known now), and s[U] split into hi/lo   1 kernel
-     5. US = u[u0:T] s[U]^T (fp32-grade, 3 GEMMs);
+        starting at gs + acc): u_U, stored as bf16 halves (u3, X3 layout), df
+     4. dgamma_t = u_t . c_t for t in U (every u_t, t >= u0, is known now), and s[U] split (sU3, Y3)   1 kernel
+     5. US = u[u0:T] s[U]^T (fp32-grade, 1 GEMM of K = 3D);
         dZ = Pc (US - dgamma_t), rounded to bf16 (as FlashAttention-2 rounds dS)         1 kernel
      6. dkb[U]     = dZ^T qb[u0:T] / sqrt(D): complete for these keys, written once as bf16   1 GEMM
      7. dqb[u0:T] += dZ kb[U] / sqrt(D) into an fp32 accumulator, superblocks in a fixed order  1 GEMM
    then dqb -> bf16 strided. The slab's Pc serves the chain and dZ, so the logits are computed once in the backward.
 
  fp32-grade products from bf16 GEMMs: X = X_hi + X_lo with X_hi = bf16(X), X_lo = bf16(X - X_hi) (X_hi + X_lo
- holds X to ~2^-17 relative); X Y ~ X_hi Y_hi + X_lo Y_hi + X_hi Y_lo, three GEMMs accumulating in fp32 (beta = 1),
- the dropped X_lo Y_lo is ~2^-18 of the product. So every product in the chain (P s, Pc^T u, u s^T) has relative
- error ~2^-16 per term (summed in fp32), far below the official layer's (bf16 logits and alpha: 2^-9). s, c and the
- in-superblock sums are fp32; u lives as u_hi + u_lo (17 bits) outside the superblock being solved. The chain's gain
- approaches 1 (gamma_max = 0.999), so a plain bf16 s or u (2^-9 re-injected every row) would not do.
+ holds X to ~2^-17 relative); X Y ~ X_hi Y_hi + X_lo Y_hi + X_hi Y_lo, the three products concatenated along K
+ into ONE GEMM with one fp32 accumulator (the X3 / Y3 layouts, fb_split3: the operands are stored with their parts
+ interleaved per token, so that any K range of tokens is one strided matrix), the dropped X_lo Y_lo is ~2^-18 of
+ the product. (Until this layout: three GEMMs into one C with beta = 1: 3 launches, C written 3 and read 2 times,
+ 3 short K loops; the same three terms, so the same precision: the dev/cuda checks' errors moved by +-20%.)
+ So every product in the chain (P s, Pc^T u, u s^T) has relative error ~2^-16 per term (summed in fp32), far
+ below the official layer's (bf16 logits and alpha: 2^-9). s, c and the in-superblock sums are fp32; u lives as
+ u_hi + u_lo (17 bits) outside the superblock being solved. The chain's gain approaches 1 (gamma_max = 0.999), so
+ a plain bf16 s or u (2^-9 re-injected every row) would not do.
  Determinism: no atomics; all sums in a fixed order (cuBLASLt GEMMs are bitwise reproducible for a fixed
  configuration and GPU); dqb accumulates over superblocks in order.
 
@@ -71,7 +77,19 @@
    ~1.5 us each (warp q+1's update, rhs, x on all warps, two barriers): predicted ~19 us (forward) and ~16 us
    (backward) per call at B=8 T=1024 D=768 (192 CTAs, 2 per SM: one wave); measured (H200, d12 step by ncu) 36 and
    32 us, ~42-46k SM cycles per CTA by dev/cuda/feedback_phases.cu, of which ~16k prologue (loads, inverses); at B=2 T=4096 48 CTAs (one per SM, 16 superblocks), latency-bound at about the same per call.
-   Launches: 6 (forward) and 12 (backward) per superblock; cuBLASLt plans are cached per shape.
+   Launches: 4 (forward) and 9 (backward) per superblock (6 and 13 before the K-concatenated products: at B=8
+   T=1024, 4 superblocks of which one has no chain, 21 + 49 launches a layer are now 15 + 35); cuBLASLt plans are
+   cached per shape.
+   K-concatenated products: the d12 profile (B=8 T=1024) had ~550 feedback GEMMs per step taking ~4.4 ms for
+   ~1.0 TFLOP, i.e. ~1.7 ms of tensor work at 600 TFLOP/s and ~5 us of ramp, epilogue and C traffic per GEMM; one
+   GEMM per product removes 240 of them (per layer the 2 extra GEMMs of 9 chains and 12 u s^T products): predicted
+   ~0.1 ms per layer, fwd + bwd 0.849 -> ~0.75 ms; measured (H200, dev/cuda feedback_backward bench) 0.749 ms, and
+   B=1 T=8192 6.85 -> 5.90 ms, B=2 T=4096 2.95 -> 2.64 (d12 step 23.8 -> 22.8 ms with the other helpers' changes).
+   Split K was tried and measured slower (chunks of K as extra batch entries into fp32 partials, summed by a
+   kernel, when few 128 x 128 output tiles: B=1 T=8192 6.23 ms against 5.90 unsplit, B=2 T=4096 3.15 against
+   2.64, B=4 T=2048 1.50 against 1.29): the nvjet kernels cuBLASLt picks run a persistent grid of ~128 CTAs
+   (the profile's grids of 2 x 64) that already spreads a small output over the SMs, so the split only added two
+   launches and the partials' traffic per product. Removed.
    Measured on an H200 with the former solve kernels (dev/cuda feedback_backward bench, fwd + bwd): 1.93 ms at
    B=8 T=1024 and 4.99 ms at B=2 T=4096 (dense form 1.71 and 6.34 ms), of which the solves were ~1.45 ms at T=1024 (4 x (140 + 223) us, the profile's per-call times).
    The 32x32-block solves below (predicted ~0.6 ms at B=8 T=1024) measured 1.12 ms at B=8 T=1024 (fwd 0.42, bwd
@@ -91,16 +109,22 @@
    36/32 us per call, one layer's fwd + bwd 0.849 ms at B=8 T=1024 (dense 1.713: 0.496) and 2.954 ms at B=2 T=4096
    (dense 6.340: 0.466). The prologue (diagonal blocks, the 32x32 inverses recomputed by each of the D/32 CTAs of a
    sequence, h/f loads) is now ~1/3 of a CTA: computing the inverses once per sequence is the next step.
- Memory (scratch, the larger of forward and backward): forward 4BTD (s_hi/s_lo) + 12 B S T (Z, P_hi/P_lo)
-   + 4 B S^2 + 4 B S D; backward 4BTD (u_hi/u_lo) + 4BTD (fp32 dqb accumulator) + 8 B T S (slab: Zs/US fp32,
-   Pc_hi/Pc_lo, dZ over Pc_hi) + 4 B S^2 + 8 B S D. B=8 T=1024 D=768: 78 MiB, plus c (24 MiB) kept from the
-   forward: 102 MiB, against 104 MiB for the dense form's A, u s^T, dZ and bf16 u, s (10 B T^2 + 4 B T D bytes).
-   At a fixed number of tokens B*T ours stays ~90-100 MiB while the dense form grows like T (344 MiB at T=4096);
-   below T = 1024 the dense form is the smaller one.
+ Memory (scratch, the larger of forward and backward): forward 6BTD (s3) + 4 B S T (Z) + 2 x (6 B S T (P3)
+   + 4 B S^2 (Pd)) + 4 B S D; backward 6BTD (u3) + 4BTD (fp32 dqb accumulator) + 2 x (10 B T S (slab: Zs/US fp32,
+   Pc3, dZ over its rows 3i) + 4 B S^2 (PcT)) + 10 B S D (sU3, acc); the 2 x: buffers of two superblocks for the
+   overlap ("Overlap" below: +10 B T S + 4 B S^2, 20 MiB at B=8 T=1024). B=8 T=1024 D=768: 119 MiB, plus c (24 MiB)
+   kept from the forward: 143 MiB, against 104 MiB for the dense form's A, u s^T, dZ and bf16 u, s (10 B T^2 +
+   4 B T D bytes). The X3 / Y3 layouts cost 2BTD + 2BTS +
+   2BSD bytes more than separate hi and lo halves (u_hi twice, Pc_hi twice, s_hi twice: 19 MiB of the 121 at
+   B=8 T=1024; the trainer holds one scratch for all layers); the alternative for u s^T, three GEMMs on separate
+   halves, would write and re-read the (T-u0) x S fp32 product 3 times per superblock (~21 MB at B=8 T=1024) and
+   launch 2 more GEMMs. At a fixed number of tokens B*T ours stays ~125-145 MiB while the dense form grows like T
+   (344 MiB at T=4096, 664 at T=8192); below T ~ 2000 the dense form is the smaller one.
  Deviations from the design first proposed (issue 11), and why:
-   - u is kept only as u_hi + u_lo (17 bits; fp32 inside the superblock being solved): the fp32 copy would add
-     4BTD bytes, and every use of u outside the solve is a hi/lo GEMM anyway; dgamma = (u_hi + u_lo) . c.
-   - dZ overwrites Pc_hi and u s^T overwrites the slab's logits: the slab costs 8 bytes per entry, not 14.
+   - u is kept only as u_hi + u_lo (17 bits, in u3; fp32 inside the superblock being solved): the fp32 copy would
+     add 4BTD bytes, and every use of u outside the solve is a hi/lo GEMM anyway; dgamma = (u_hi + u_lo) . c.
+   - dZ overwrites Pc_hi's first copy and u s^T overwrites the slab's logits: the slab costs 10 bytes per entry,
+     not 16.
    - the in-superblock solves read fp32 diagonal blocks (Pd, PcT) and split them into bf16 hi/lo when they load
      the mma fragments; their products are fp32-grade as the chain GEMMs (2^-16 per product, not fp32 FMAs'
      2^-24; dev/test/test_feedback_blocked.c models it). feedback_precision.py on the emulator, T=4096 D=64, normwise
@@ -196,7 +220,6 @@ static void fb_plan_free(FbGemmPlan *p) {
 
 // the operands of one strided-batched GEMM: matrix b of a batch starts at ptr + b * stride (elements), rows ld apart
 typedef struct { const floatX *ptr; int ld; long long stride; bool trans; } FbIn;        // bf16 A or B; trans: op(X) = X^T
-typedef struct { const floatX *hi, *lo; int ld; long long stride; bool trans; } FbIn2;  // X = hi + lo as bf16 halves
 typedef struct { void *ptr; cudaDataType_t type; int ld; long long stride; } FbOut;     // C: fp32 or bf16
 typedef struct { int m, n, k, batch; } FbShape;                                            // C is m x n, k inner
 
@@ -239,67 +262,100 @@ static void fb_gemm(FbOut C, FbIn A, FbIn B, FbShape sh, float alpha, float beta
     if (plan == &tmp) fb_plan_free(&tmp);
 }
 
-// C (+)= A B in fp32-grade from hi/lo bf16 halves: A_hi B_hi (beta) + A_lo B_hi + A_hi B_lo (beta = 1); C fp32
-static void fb_gemm3(FbOut C, FbIn2 A, FbIn2 B, FbShape sh, float beta, cudaStream_t stream) {
-    if (C.type != CUDA_R_32F) fatal("fb_gemm3: C must be fp32 (the three products accumulate in it)");
-    FbIn A_hi = {A.hi, A.ld, A.stride, A.trans}, A_lo = {A.lo, A.ld, A.stride, A.trans};
-    FbIn B_hi = {B.hi, B.ld, B.stride, B.trans}, B_lo = {B.lo, B.ld, B.stride, B.trans};
-    fb_gemm(C, A_hi, B_hi, sh, 1.0f, beta, stream);
-    fb_gemm(C, A_lo, B_hi, sh, 1.0f, 1.0f, stream);
-    fb_gemm(C, A_hi, B_lo, sh, 1.0f, 1.0f, stream);
-}
-
-__device__ __forceinline__ void fb_split(floatX *hi, floatX *lo, float x) {
-    floatX h = __float2bfloat16(x);
-    *hi = h;
-    *lo = __float2bfloat16(x - __bfloat162float(h));
-}
 __device__ __forceinline__ float fb_join(floatX hi, floatX lo) { return __bfloat162float(hi) + __bfloat162float(lo); }
+
+// fp32-grade products in ONE bf16 GEMM, the three products concatenated along K (see "fp32-grade products" above):
+//   X Y ~ X_hi Y_hi + X_hi Y_lo + X_lo Y_hi = [Y-side parts] . [X-side parts] with one K loop of 3K.
+// X3 layout (s and u, the vectors of the chain; written by the solves): row t of X becomes rows 3t (X_hi), 3t+1
+// (X_hi), 3t+2 (X_lo) of a (3T, D) bf16 matrix; the same bytes are the (T, 3D) matrix of rows [X_hi | X_hi | X_lo].
+// Y3 layout (their partners P, Pc, s[U]): each element y becomes the three bf16 y_hi, y_lo, y_hi, `step` apart
+// (consecutive columns for P, rows for Pc, D-wide column blocks for s[U]). Part k of X3 meets part k of Y3:
+// hi hi + hi lo + lo hi.
+__device__ __forceinline__ void fb_split3(floatX *y, size_t step, float x) {
+    floatX h = __float2bfloat16(x);
+    y[0] = h;
+    y[step] = __float2bfloat16(x - __bfloat162float(h));
+    y[2 * step] = h;
+}
+// element (t, col) of an X3 matrix of D columns from its bf16 halves' bits (the solves' stores)
+__device__ __forceinline__ void fb_store_x3(floatX *x3, size_t t, int col, int D, uint16_t hi, uint16_t lo) {
+    size_t o = 3 * t * D + col;
+    *(uint16_t *)&x3[o] = hi;
+    *(uint16_t *)&x3[o + D] = hi;
+    *(uint16_t *)&x3[o + 2 * D] = lo;
+}
+// x = x_hi + x_lo of element (t, col) of an X3 matrix
+__device__ __forceinline__ float fb_load_x3(const floatX *x3, size_t t, int col, int D) {
+    size_t o = 3 * t * D + col;
+    return fb_join(x3[o], x3[o + 2 * D]);
+}
 
 // ----------------------------------------------------------------------------
 // forward kernels
 
-// row pass of superblock [u0, u0+Sv): one warp per row r, t = u0 + r. Z (B, S, ldz) fp32 logits for keys j < u1.
-// lse_t = log sum_{j<t} exp Z[r,j]; P[r,j] = exp(Z[r,j] - lse_t) for j < t else 0, into P_hi/P_lo (B, S, ldz) for
-// j < u1 and the fp32 diagonal block Pd (B, S, S): Pd[r][jj] = P[r, u0+jj]. grid (ceil(Sv/8), B), 256 threads.
-__global__ void fb_fwd_rows_kernel(floatX *P_hi, floatX *P_lo, float *Pd, float *lse, const float *Z, int ldz,
-                                   int u0, int Sv, int S, int T) {
-    int w = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, b = blockIdx.y;
-    int r = blockIdx.x * (blockDim.x / WARP_SIZE) + w;
-    if (r >= Sv) return;
-    int t = u0 + r, u1 = u0 + Sv;
+// the row pass's threads: wpr warps per row (1, 2, 4 or 8), so that a lane takes at most ~32 keys per pass
+// (rows of u1 <= 1024 keys keep one warp each; at B = 1 and long T the 8 x fewer rows still fill the SMs)
+static inline int fb_row_warps(int u1) { return u1 <= 1024 ? 1 : u1 <= 2048 ? 2 : u1 <= 4096 ? 4 : 8; }
+
+// v reduced (max or sum) over the wpr warps of this warp's row group, the same value on all of them, in a fixed
+// order (deterministic; wpr = 1: the warp's own value). red: 8 floats of shared memory; every thread calls it.
+template <bool MAX>
+__device__ __forceinline__ float fb_group_reduce(float v, float *red, int wpr) {
+    int w = threadIdx.x / WARP_SIZE, g0 = w / wpr * wpr;
+    v = MAX ? warp_reduce_max(v) : warp_reduce_sum(v);
+    __syncthreads();                            // red's previous values read by everyone
+    if (threadIdx.x % WARP_SIZE == 0) red[w] = v;
+    __syncthreads();
+    float x = red[g0];
+    for (int k = 1; k < wpr; k++) x = MAX ? fmaxf(x, red[g0 + k]) : x + red[g0 + k];
+    return x;
+}
+
+// row pass of superblock [u0, u0+Sv): row r (t = u0 + r) by wpr warps (fb_row_warps(u1)), 8 / wpr rows per CTA.
+// Z (B, S, ldz) fp32 logits for keys j < u1. lse_t = log sum_{j<t} exp Z[r,j]; P[r,j] = exp(Z[r,j] - lse_t) for
+// j < t else 0: the keys j < u0 into P3 (B, S, 3 ldz) in the Y3 layout (columns 3j, 3j+1, 3j+2 = P_hi, P_lo, P_hi;
+// the chain GEMM's A), the diagonal block j in U in fp32 into Pd (B, S, S): Pd[r][jj] = P[r, u0+jj]. Three passes
+// over the row (max, sum, write; Z is in L2). P3 row offsets: ldz and u0 are multiples of 32 (fb_ldz, S), so a
+// warp's 32 keys start at a 4-byte boundary of P3. grid (ceil(Sv wpr / 8), B), 256 threads.
+__global__ void fb_fwd_rows_kernel(floatX *P3, float *Pd, float *lse, const float *Z, int ldz,
+                                   int u0, int Sv, int S, int T, int wpr) {
+    __shared__ float red[8];
+    int w = threadIdx.x / WARP_SIZE, b = blockIdx.y;
+    int r = blockIdx.x * (8 / wpr) + w / wpr, nth = wpr * WARP_SIZE, tid = threadIdx.x % nth;
+    bool on = r < Sv;                           // (no early return: the group reductions have barriers)
+    int t = u0 + r, u1 = u0 + Sv, tt = on ? t : 0;
     size_t row = ((size_t)b * S + r) * ldz;
     const float *z = Z + row;
     float mx = -INFINITY, sum = 0.0f;
-    for (int j = lane; j < t; j += WARP_SIZE) mx = fmaxf(mx, z[j]);
-    mx = warp_reduce_max(mx);
-    for (int j = lane; j < t; j += WARP_SIZE) sum += expf(z[j] - mx);
-    sum = warp_reduce_sum(sum);
+    for (int j = tid; j < tt; j += nth) mx = fmaxf(mx, z[j]);
+    mx = fb_group_reduce<true>(mx, red, wpr);
+    for (int j = tid; j < tt; j += nth) sum += expf(z[j] - mx);
+    sum = fb_group_reduce<false>(sum, red, wpr);
+    if (!on) return;                            // (whole warps: the shuffles below see all 32 lanes)
     float l = t == 0 ? -INFINITY : mx + logf(sum);
-    for (int j = lane; j < u1; j += WARP_SIZE) {
+    int lane = tid % WARP_SIZE;
+    for (int j0 = tid - lane; j0 < u1; j0 += nth) {   // the warp's 32 keys j0 + lane (u0 is a multiple of 32: all
+        int j = j0 + lane;                              // 32 go to P3, or all to Pd)
         float p = j < t ? expf(z[j] - l) : 0.0f;
-        fb_split(&P_hi[row + j], &P_lo[row + j], p);
-        if (j >= u0) Pd[((size_t)b * S + r) * S + (j - u0)] = p;
+        if (j0 < u0) {
+            // the 96 bf16 of the Y3 layout (key k: hi, lo, hi) as 48 words, lane-consecutive (coalesced 4-byte
+            // stores, not 3 strided 2-byte ones): word v holds parts e = 2v, 2v+1, i.e. part e % 3 of key e / 3,
+            // fetched from the key's lane as hl = hi | lo << 16 (fb_split3's bits)
+            float h = bf16x2_lo(pack_bf16x2(p, 0.0f));
+            uint32_t hl = pack_bf16x2(h, p - h), *dst = (uint32_t *)&P3[3 * (row + j0)];
+#pragma unroll
+            for (int q = 0; q < 2; q++) {
+                int v = q * WARP_SIZE + lane, e0 = 2 * v, e1 = e0 + 1;
+                uint32_t a = __shfl_sync(0xffffffffu, hl, (e0 / 3) % WARP_SIZE);
+                uint32_t c = __shfl_sync(0xffffffffu, hl, (e1 / 3) % WARP_SIZE);
+                uint32_t lo16 = e0 % 3 == 1 ? a >> 16 : a & 0xffffu, hi16 = e1 % 3 == 1 ? c >> 16 : c & 0xffffu;
+                if (v < 3 * WARP_SIZE / 2) dst[v] = lo16 | hi16 << 16;
+            }
+        } else if (j < u1) {
+            Pd[((size_t)b * S + r) * S + (j - u0)] = p;
+        }
     }
-    if (lane == 0) lse[(size_t)b * T + t] = l;
-}
-
-// ----------------------------------------------------------------------------
-// backward kernels
-
-// slab of key superblock [u0, u0+Sv): rows i = t - u0 < T - u0, columns jj < S (j = u0 + jj).
-// Pc[i][jj] = gamma_t exp(Zs[i][jj] - lse_t) for jj < Sv and j < t, else 0, as bf16 halves. Zs, Pc: (B, T, S).
-// The diagonal block (t in U) also goes out in fp32, transposed, for the in-superblock solve: PcT (B, S, S),
-// PcT[jj][i] = Pc[i][jj] for i, jj < Sv. grid (T - u0, B): a CTA per row i, S threads (jj = threadIdx.x; no
-// division per element).
-__global__ void fb_bwd_slab_kernel(floatX *Pc_hi, floatX *Pc_lo, float *PcT, const float *Zs, const float *lse,
-                                   const float *gamma, int u0, int Sv, int S, int T) {
-    int b = blockIdx.y, i = blockIdx.x, jj = threadIdx.x, t = u0 + i;
-    size_t o = ((size_t)b * T + i) * S + jj;
-    float p = 0.0f;
-    if (jj < Sv && u0 + jj < t) p = gamma[(size_t)b * T + t] * expf(Zs[o] - lse[(size_t)b * T + t]);
-    fb_split(&Pc_hi[o], &Pc_lo[o], p);
-    if (i < Sv && jj < Sv) PcT[((size_t)b * S + jj) * S + i] = p;
+    if (tid == 0) lse[(size_t)b * T + t] = l;
 }
 
 // ----------------------------------------------------------------------------
@@ -355,7 +411,7 @@ __global__ void fb_bwd_slab_kernel(floatX *Pc_hi, floatX *Pc_lo, float *PcT, con
 // fb_split_pack had, 32 per warp and update) + 0.3k + 0.6k + 0.2k ~ 2.7k per block, ~22k for 8, plus the prologue
 // (~12k: the inverses with 16-byte loads, h and f in one round trip): ~34k cycles per CTA, predicted ~19 us per call
 // forward (was 62) and ~16 us backward (was 48) at B=8 T=1024 D=768; measured 36 and 32 us (~42-46k cycles).
-// Registers: 127 forward, 126 backward (2 CTAs per SM), no spills (ptxas -v, CUDA 13).
+// Registers: 127 forward, 128 backward (2 CTAs per SM), no spills (ptxas -v, CUDA 13).
 // Determinism: fixed owners, fixed mma order, no atomics.
 #define FB_R 32                              // rows of a block = columns of a solve CTA
 #define FB_NB (FB_SMAX / FB_R)               // blocks of a superblock, at most
@@ -489,10 +545,11 @@ __device__ long long fb_phase_clk[FB_PH_CTAS * FB_PH_SLOTS];
 
 // The solve of one CTA (both directions; BWD picks the backward). Element (mt, nt, i) of a lane's C tiles is
 // column 16 mt + g + 8 (i / 2) of the CTA's 32 and row 8 nt + 2 t + (i % 2) of a block (lane = 4 g + t).
-//   forward:  x = s, rhs = f + gamma h; writes s, c (fp32) and s_hi/s_lo;   L = Pd,  h starts at acc
-//   backward: x = u, rhs = h;           writes u_hi/u_lo and df = bf16(u);  L = PcT, h starts at gs + acc
+//   forward:  x = s, rhs = f + gamma h; writes s, c (fp32) and s3;         L = Pd,  h starts at acc
+//   backward: x = u, rhs = h;           writes u3 and df = bf16(u);        L = PcT, h starts at gs + acc
+// (s3, u3: x's bf16 halves in the X3 layout, fb_store_x3)
 template <bool BWD>
-__device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x_hi, floatX *x_lo, floatX *xb,
+__device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX *xb,
                                          const float *acc, int has_acc, const float *L, const floatX *f,
                                          const float *gs, const float *gamma, int u0, int Sv, int S, int T, int D) {
     extern __shared__ __align__(128) float fb_solve_smem_buf[];
@@ -616,8 +673,7 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x_hi, floa
                 if (r < Sv && col < D) {
                     size_t o = base + (size_t)r * D + col;
                     uint16_t xh = (uint16_t)(hi[i / 2] >> 16 * (i % 2)), xl = (uint16_t)(lo[i / 2] >> 16 * (i % 2));
-                    *(uint16_t *)&x_hi[o] = xh;
-                    *(uint16_t *)&x_lo[o] = xl;
+                    fb_store_x3(x3, (size_t)b * T + u0 + r, col, D, xh, xl);
                     if (BWD) *(uint16_t *)&xb[o] = xh; else xf[o] = x[i];   // backward df = bf16(u) = u_hi
                 }
             }
@@ -659,60 +715,99 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x_hi, floa
 
 // forward: for the rows r of U in blocks of 32, c_r = acc_r + sum_{j<r} Pd[r][j] s_j, s_r = f_r + g_r c_r.
 // acc (B, S, D) = P[:, 0:u0] s[0:u0] (ignored when has_acc = 0); Pd (B, S, S) the fp32 diagonal block of alpha
-// (entries past Sv finite: feedback_forward clears Pd once per call). Writes s, c (fp32) and s_hi, s_lo (bf16
+// (entries past Sv finite: feedback_forward clears Pd once per call). Writes s, c (fp32) and s3 (the bf16
 // halves of s, read by the next superblocks' GEMMs). grid (ceil(D/32), B), FB_SOLVE_THREADS, fb_solve_smem(S).
 __global__ void __launch_bounds__(FB_SOLVE_THREADS, 2)
-fb_fwd_solve_kernel(float *s, float *c, floatX *s_hi, floatX *s_lo, const float *acc, int has_acc, const float *Pd,
+fb_fwd_solve_kernel(float *s, float *c, floatX *s3, const float *acc, int has_acc, const float *Pd,
                     const floatX *f, const float *gamma, int u0, int Sv, int S, int T, int D) {
-    fb_solve<false>(s, c, s_hi, s_lo, NULL, acc, has_acc, Pd, f, NULL, gamma, u0, Sv, S, T, D);
+    fb_solve<false>(s, c, s3, NULL, acc, has_acc, Pd, f, NULL, gamma, u0, Sv, S, T, D);
 }
 
 // backward, transposed: for the keys j of U in blocks of 32 from last to first,
 //   u_j = gs_j + acc_j + sum_{t in U, t > j} Pc[t][j] u_t,   acc (B, S, D) = Pc[u1:T]^T u[u1:T] (when has_acc),
 // with the fp32 diagonal block PcT[j][t] = Pc[t][j] (strictly upper; entries past Sv finite: feedback_backward
 // clears PcT once per call). The forward's schedule with L = PcT, G = I, the blocks from last to first, and
-// h = gs + acc from the start. Writes u as bf16 halves u_hi/u_lo and df = bf16(u).
+// h = gs + acc from the start. Writes u3 (u's bf16 halves, X3 layout) and df = bf16(u).
 // grid (ceil(D/32), B), FB_SOLVE_THREADS, fb_solve_smem(S).
 __global__ void __launch_bounds__(FB_SOLVE_THREADS, 2)
-fb_bwd_solve_kernel(floatX *u_hi, floatX *u_lo, floatX *df, const float *acc, int has_acc, const float *PcT,
+fb_bwd_solve_kernel(floatX *u3, floatX *df, const float *acc, int has_acc, const float *PcT,
                     const float *gs, int u0, int Sv, int S, int T, int D) {
-    fb_solve<true>(NULL, NULL, u_hi, u_lo, df, acc, has_acc, PcT, NULL, gs, NULL, u0, Sv, S, T, D);
+    fb_solve<true>(NULL, NULL, u3, df, acc, has_acc, PcT, NULL, gs, NULL, u0, Sv, S, T, D);
 }
 
 // launchers of the two solves (dynamic shared memory past 48 KiB, carveout to the maximum: 2 CTAs per SM)
-static void fb_fwd_solve(float *s, float *c, floatX *s_hi, floatX *s_lo, const float *acc, int has_acc, const float *Pd,
+static void fb_fwd_solve(float *s, float *c, floatX *s3, const float *acc, int has_acc, const float *Pd,
                          const floatX *f, const float *gamma, int u0, int Sv, int S, int B, int T, int D, cudaStream_t stream) {
     cudaCheck(cudaFuncSetAttribute(fb_fwd_solve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fb_solve_smem(S)));
     cudaCheck(cudaFuncSetAttribute(fb_fwd_solve_kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
     fb_fwd_solve_kernel<<<dim3(ceil_div(D, FB_R), B), FB_SOLVE_THREADS, fb_solve_smem(S), stream>>>(
-        s, c, s_hi, s_lo, acc, has_acc, Pd, f, gamma, u0, Sv, S, T, D);
+        s, c, s3, acc, has_acc, Pd, f, gamma, u0, Sv, S, T, D);
     cudaCheck(cudaGetLastError());
 }
-static void fb_bwd_solve(floatX *u_hi, floatX *u_lo, floatX *df, const float *acc, int has_acc, const float *PcT,
+static void fb_bwd_solve(floatX *u3, floatX *df, const float *acc, int has_acc, const float *PcT,
                          const float *gs, int u0, int Sv, int S, int B, int T, int D, cudaStream_t stream) {
     cudaCheck(cudaFuncSetAttribute(fb_bwd_solve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fb_solve_smem(S)));
     cudaCheck(cudaFuncSetAttribute(fb_bwd_solve_kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
     fb_bwd_solve_kernel<<<dim3(ceil_div(D, FB_R), B), FB_SOLVE_THREADS, fb_solve_smem(S), stream>>>(
-        u_hi, u_lo, df, acc, has_acc, PcT, gs, u0, Sv, S, T, D);
+        u3, df, acc, has_acc, PcT, gs, u0, Sv, S, T, D);
     cudaCheck(cudaGetLastError());
 }
 
-// for the rows t in [u0, u0+Sv) of U, one warp per row: dgamma_t = u_t . c_t with u = u_hi + u_lo (this is also
-// the Delta_t of the softmax backward), and s_t split into bf16 halves sU_hi/sU_lo (B, S, D) for the u s^T GEMMs.
-// 16 bytes per element moved (u_hi, u_lo, c, s in; sU_hi, sU_lo out): B=8 S=256 D=768 is 25 MB, ~6-7 us at the
-// H200's ~4 TB/s. vec (D a multiple of 4, c and s 16-byte aligned): a lane takes 4 consecutive columns per step
-// (16-byte c, s loads, 8-byte bf16 loads and stores); else one column per step. grid (ceil(Sv/8), B), 256 threads.
-__global__ void fb_bwd_rows_kernel(float *dgamma, floatX *sU_hi, floatX *sU_lo, const floatX *u_hi, const floatX *u_lo,
-                                   const float *c, const float *s, int u0, int Sv, int S, int T, int D, int vec) {
+// ----------------------------------------------------------------------------
+// backward kernels (the solves above are the forward's and the backward's)
+
+// the elementwise slab kernels' threads: a thread takes 4 consecutive columns of a row of S (16-byte fp32 and
+// 8-byte bf16 accesses), S / 4 threads a row, fb_slab_rows(S) rows per CTA of 256 threads (4 at S = 256)
+__host__ __device__ inline int fb_slab_rows(int S) { return 256 / (S / 4); }
+
+// slab of key superblock [u0, u0+Sv): rows i = t - u0 < M = T - u0, columns jj < S (j = u0 + jj).
+// Pc[i][jj] = gamma_t exp(Zs[i][jj] - lse_t) for jj < Sv and j < t, else 0, into Pc3 (B, 3T, S) in the Y3 layout
+// (rows 3i, 3i+1, 3i+2 = Pc_hi, Pc_lo, Pc_hi: the chain GEMM's A^T). Zs: (B, T, S) (columns >= Sv not read
+// as numbers: never written by the GEMM).
+// The diagonal block (t in U) also goes out in fp32, transposed, for the in-superblock solve: PcT (B, S, S),
+// PcT[jj][i] = Pc[i][jj] for i, jj < Sv. 10 bytes per element (Zs in, Pc3 out; PcT 4 more on the diagonal
+// block): B=8 T=1024 S=256, 640 rows on average, 13 MB, ~4 us at ~4 TB/s.
+// grid (ceil(M / fb_slab_rows(S)), B), 256 threads (fb_slab_rows).
+__global__ void fb_bwd_slab_kernel(floatX *Pc3, float *PcT, const float *Zs, const float *lse,
+                                   const float *gamma, int u0, int Sv, int S, int T) {
+    int tpr = S / 4, rpc = fb_slab_rows(S), rr = threadIdx.x / tpr, jj = 4 * (threadIdx.x % tpr), b = blockIdx.y;
+    int i = blockIdx.x * rpc + rr, t = u0 + i;
+    if (rr >= rpc || t >= T) return;
+    size_t o = ((size_t)b * T + i) * S + jj;
+    FbF4 z4 = *(const FbF4 *)&Zs[o];
+    float z[4] = {z4.x, z4.y, z4.z, z4.w}, p[4], g = gamma[(size_t)b * T + t], l = lse[(size_t)b * T + t];
+#pragma unroll
+    for (int k = 0; k < 4; k++) p[k] = jj + k < Sv && u0 + jj + k < t ? g * expf(z[k] - l) : 0.0f;
+    FbU2 hi, lo;                                // fb_split3's bits, 4 columns at a time
+    fb_split_pack(&hi.x, &lo.x, p[0], p[1]);
+    fb_split_pack(&hi.y, &lo.y, p[2], p[3]);
+    floatX *y = Pc3 + ((size_t)b * 3 * T + 3 * i) * S + jj;
+    *(FbU2 *)y = hi;
+    *(FbU2 *)(y + S) = lo;
+    *(FbU2 *)(y + 2 * S) = hi;
+    if (i < Sv)
+#pragma unroll
+        for (int k = 0; k < 4; k++)
+            if (jj + k < Sv) PcT[((size_t)b * S + jj + k) * S + i] = p[k];
+}
+
+// for the rows t in [u0, u0+Sv) of U, one warp per row: dgamma_t = u_t . c_t with u = u_hi + u_lo from u3 (this is
+// also the Delta_t of the softmax backward), and s_t split into sU3 (B, S, 3D), rows [s_hi | s_lo | s_hi] (the Y3
+// layout: the u s^T GEMM's B). 20 bytes per element moved (u_hi, u_lo, c, s in; 3 bf16 out): B=8 S=256 D=768 is
+// 31 MB, ~8 us at the H200's ~4 TB/s. vec (D a multiple of 4, c and s 16-byte aligned): a lane takes 4 consecutive
+// columns per step (16-byte c, s loads, 8-byte bf16 loads and stores); else one column per step.
+// grid (ceil(Sv/8), B), 256 threads.
+__global__ void fb_bwd_rows_kernel(float *dgamma, floatX *sU3, const floatX *u3, const float *c, const float *s,
+                                   int u0, int Sv, int S, int T, int D, int vec) {
     int w = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, b = blockIdx.y;
     int r = blockIdx.x * (blockDim.x / WARP_SIZE) + w;
     if (r >= Sv) return;
-    size_t row = ((size_t)b * T + u0 + r) * D, srow = ((size_t)b * S + r) * D;
+    size_t t = (size_t)b * T + u0 + r, row = t * D, row3 = 3 * t * D, srow = ((size_t)b * S + r) * 3 * D;
     float acc = 0.0f;
     if (vec) {
         for (int i = 4 * lane; i < D; i += 4 * WARP_SIZE) {
             FbF4 cv = *(const FbF4 *)&c[row + i], sv = *(const FbF4 *)&s[row + i];
-            FbU2 uh = *(const FbU2 *)&u_hi[row + i], ul = *(const FbU2 *)&u_lo[row + i];
+            FbU2 uh = *(const FbU2 *)&u3[row3 + i], ul = *(const FbU2 *)&u3[row3 + 2 * D + i];
             acc = fmaf(bf16x2_lo(uh.x) + bf16x2_lo(ul.x), cv.x, acc);
             acc = fmaf(bf16x2_hi(uh.x) + bf16x2_hi(ul.x), cv.y, acc);
             acc = fmaf(bf16x2_lo(uh.y) + bf16x2_lo(ul.y), cv.z, acc);
@@ -720,29 +815,38 @@ __global__ void fb_bwd_rows_kernel(float *dgamma, floatX *sU_hi, floatX *sU_lo, 
             FbU2 hi, lo;
             fb_split_pack(&hi.x, &lo.x, sv.x, sv.y);
             fb_split_pack(&hi.y, &lo.y, sv.z, sv.w);
-            *(FbU2 *)&sU_hi[srow + i] = hi;
-            *(FbU2 *)&sU_lo[srow + i] = lo;
+            *(FbU2 *)&sU3[srow + i] = hi;
+            *(FbU2 *)&sU3[srow + D + i] = lo;
+            *(FbU2 *)&sU3[srow + 2 * D + i] = hi;
         }
     } else {
         for (int i = lane; i < D; i += WARP_SIZE) {
-            acc = fmaf(fb_join(u_hi[row + i], u_lo[row + i]), c[row + i], acc);
-            fb_split(&sU_hi[srow + i], &sU_lo[srow + i], s[row + i]);
+            acc = fmaf(fb_load_x3(u3, t, i, D), c[row + i], acc);
+            fb_split3(&sU3[srow + i], D, s[row + i]);
         }
     }
     acc = warp_reduce_sum(acc);
-    if (lane == 0) dgamma[(size_t)b * T + u0 + r] = acc;
+    if (lane == 0) dgamma[t] = acc;
 }
 
 // dZ[i][jj] = Pc[i][jj] (US[i][jj] - dgamma_t), t = u0 + i, for jj < Sv (Pc is 0 where j >= t); bf16, written over
-// Pc_hi (each element read then written by one thread). Columns jj >= Sv are left as they are (never read).
-// grid (T - u0, B): a CTA per row i, S threads (jj = threadIdx.x).
-__global__ void fb_dz_kernel(floatX *dZ_Pc_hi, const floatX *Pc_lo, const float *US, const float *dgamma,
-                             int u0, int Sv, int S, int T) {
-    int b = blockIdx.y, i = blockIdx.x, jj = threadIdx.x;
-    if (jj >= Sv) return;
-    size_t o = ((size_t)b * T + i) * S + jj;
-    float p = fb_join(dZ_Pc_hi[o], Pc_lo[o]);
-    dZ_Pc_hi[o] = __float2bfloat16(p * (US[o] - dgamma[(size_t)b * T + u0 + i]));
+// Pc_hi's first copy in Pc3 (row 3i: dZ is the (T - u0, S) matrix of row stride 3S there; each element read then
+// written by one thread). Columns jj >= Sv keep their Pc_hi (never read; US there is not a number). 10 bytes per
+// element (Pc_hi, Pc_lo, US in, dZ out): B=8 T=1024 S=256, 13 MB, ~4 us.
+// grid (ceil((T - u0) / fb_slab_rows(S)), B), 256 threads (fb_slab_rows).
+__global__ void fb_dz_kernel(floatX *dZ_Pc3, const float *US, const float *dgamma, int u0, int Sv, int S, int T) {
+    int tpr = S / 4, rpc = fb_slab_rows(S), rr = threadIdx.x / tpr, jj = 4 * (threadIdx.x % tpr), b = blockIdx.y;
+    int i = blockIdx.x * rpc + rr;
+    if (rr >= rpc || u0 + i >= T || jj >= Sv) return;
+    size_t o = ((size_t)b * T + i) * S + jj, o3 = ((size_t)b * 3 * T + 3 * i) * S + jj;
+    FbU2 hi = *(const FbU2 *)&dZ_Pc3[o3], lo = *(const FbU2 *)&dZ_Pc3[o3 + S];
+    FbF4 us4 = *(const FbF4 *)&US[o];
+    float us[4] = {us4.x, us4.y, us4.z, us4.w}, dg = dgamma[(size_t)b * T + u0 + i], d[4];
+    float h[4] = {bf16x2_lo(hi.x), bf16x2_hi(hi.x), bf16x2_lo(hi.y), bf16x2_hi(hi.y)};
+    float lw[4] = {bf16x2_lo(lo.x), bf16x2_hi(lo.x), bf16x2_lo(lo.y), bf16x2_hi(lo.y)};
+#pragma unroll
+    for (int k = 0; k < 4; k++) d[k] = jj + k < Sv ? (h[k] + lw[k]) * (us[k] - dg) : h[k];
+    *(FbU2 *)&dZ_Pc3[o3] = FbU2{pack_bf16x2(d[0], d[1]), pack_bf16x2(d[2], d[3])};   // round to nearest even
 }
 
 // dst[row * ld + col] = bf16(src[row * D + col]) for rows < BT: a CTA per row; vec (D and ld multiples of 4, src
@@ -772,19 +876,21 @@ static void *fb_take(FbCarve *c, size_t bytes) {
     return r;
 }
 
-typedef struct { floatX *s_hi, *s_lo, *P_hi, *P_lo; float *Z, *Pd, *acc; } FbFwdScratch;
-typedef struct { floatX *u_hi, *u_lo, *Pc_hi, *Pc_lo, *sU_hi, *sU_lo; float *dq, *Zs, *PcT, *acc; } FbBwdScratch;
+// the superblock-local buffers come twice (index k = superblock parity): superblock U+1's (forward) or U-1's
+// (backward) are written on a side stream while U's are read (fb_streams)
+typedef struct { floatX *s3, *P3[2]; float *Z, *Pd[2], *acc; } FbFwdScratch;
+typedef struct { floatX *u3, *Pc3[2], *sU3; float *dq, *Zs[2], *PcT[2], *acc; } FbBwdScratch;
 
 static size_t fb_fwd_carve(FbFwdScratch *w, void *scratch, int B, int T, int D) {
     FbCarve c = {(char *)scratch, 0};
     int S = fb_superblock(T);
     size_t BTD = (size_t)B * T * D, BSZ = (size_t)B * S * fb_ldz(T);
-    w->s_hi = (floatX *)fb_take(&c, BTD * sizeof(floatX));
-    w->s_lo = (floatX *)fb_take(&c, BTD * sizeof(floatX));
+    w->s3 = (floatX *)fb_take(&c, 3 * BTD * sizeof(floatX));        // X3 layout: (B, 3T, D)
     w->Z = (float *)fb_take(&c, BSZ * sizeof(float));
-    w->P_hi = (floatX *)fb_take(&c, BSZ * sizeof(floatX));
-    w->P_lo = (floatX *)fb_take(&c, BSZ * sizeof(floatX));
-    w->Pd = (float *)fb_take(&c, (size_t)B * S * S * sizeof(float));
+    for (int k = 0; k < 2; k++) {
+        w->P3[k] = (floatX *)fb_take(&c, 3 * BSZ * sizeof(floatX));  // Y3 layout: (B, S, 3 ldz)
+        w->Pd[k] = (float *)fb_take(&c, (size_t)B * S * S * sizeof(float));
+    }
     w->acc = (float *)fb_take(&c, (size_t)B * S * D * sizeof(float));
     return c.off;
 }
@@ -792,17 +898,61 @@ static size_t fb_bwd_carve(FbBwdScratch *w, void *scratch, int B, int T, int D) 
     FbCarve c = {(char *)scratch, 0};
     int S = fb_superblock(T);
     size_t BTD = (size_t)B * T * D, BTS = (size_t)B * T * S, BSD = (size_t)B * S * D;
-    w->u_hi = (floatX *)fb_take(&c, BTD * sizeof(floatX));
-    w->u_lo = (floatX *)fb_take(&c, BTD * sizeof(floatX));
+    w->u3 = (floatX *)fb_take(&c, 3 * BTD * sizeof(floatX));        // X3 layout: (B, 3T, D)
     w->dq = (float *)fb_take(&c, BTD * sizeof(float));
-    w->Zs = (float *)fb_take(&c, BTS * sizeof(float));          // the slab's logits, then u s^T
-    w->Pc_hi = (floatX *)fb_take(&c, BTS * sizeof(floatX));     // then dZ
-    w->Pc_lo = (floatX *)fb_take(&c, BTS * sizeof(floatX));
-    w->sU_hi = (floatX *)fb_take(&c, BSD * sizeof(floatX));
-    w->sU_lo = (floatX *)fb_take(&c, BSD * sizeof(floatX));
+    for (int k = 0; k < 2; k++) {
+        w->Zs[k] = (float *)fb_take(&c, BTS * sizeof(float));          // the slab's logits, then u s^T
+        w->Pc3[k] = (floatX *)fb_take(&c, 3 * BTS * sizeof(floatX));   // Y3 layout: (B, 3T, S); dZ over rows 3i
+        w->PcT[k] = (float *)fb_take(&c, (size_t)B * S * S * sizeof(float));
+    }
+    w->sU3 = (floatX *)fb_take(&c, 3 * BSD * sizeof(floatX));       // Y3 layout: (B, S, 3D)
     w->acc = (float *)fb_take(&c, BSD * sizeof(float));
-    w->PcT = (float *)fb_take(&c, (size_t)B * S * S * sizeof(float));
     return c.off;
+}
+
+// Overlap. Only the chain (acc GEMM + in-superblock solve, superblock after superblock) depends on the previous
+// superblocks; the rest runs beside it on two side streams: forward, stream a makes superblock U+1's logits and P
+// (Z GEMM, row pass) while the main stream runs U's chain; backward, stream a makes superblock U-1's slab (GEMM,
+// slab kernel) and stream b finishes U (dgamma, u s^T, dZ, dkb, dqb) while the main stream runs U-1's chain. At
+// B=1 the solve fills 24 of 132 SMs, so the side work is nearly free there. Events order every read after its
+// write across streams (ready: a's buffer k is written; solved: U's solve is done; freed: b no longer reads buffer
+// k); buffers k = superblock parity (FbFwdScratch). fork/join make the side streams part of a CUDA graph capture.
+// SESSA_FB_STREAMS=0: everything on the calling stream (the events then order nothing), for comparison.
+// Predicted (not yet measured; one stream: B=1 T=8192 5.90 ms, B=8 T=1024 0.75): at B=1 T=8192 the forward's Z +
+// row pass (~25 of ~85 us per superblock) and the backward's slab and tail (~45 of ~100 us) hide behind the chain:
+// ~4.0 ms; at B=8 T=1024 the solves leave ~1/4 of the SMs free: ~0.65 ms.
+typedef struct { cudaStream_t a, b; cudaEvent_t fork, join_a, join_b, solved, ready[2], freed[2]; } FbStreams;
+static FbStreams fb_streams(cudaStream_t stream) {
+    static FbStreams st;
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("SESSA_FB_STREAMS");
+        on = !(e && e[0] == '0');
+        cudaEvent_t *ev[] = {&st.fork, &st.join_a, &st.join_b, &st.solved, &st.ready[0], &st.ready[1], &st.freed[0], &st.freed[1]};
+        for (size_t i = 0; i < sizeof ev / sizeof ev[0]; i++) cudaCheck(cudaEventCreateWithFlags(ev[i], cudaEventDisableTiming));
+        if (on) {
+            cudaCheck(cudaStreamCreateWithFlags(&st.a, cudaStreamNonBlocking));
+            cudaCheck(cudaStreamCreateWithFlags(&st.b, cudaStreamNonBlocking));
+        }
+    }
+    FbStreams r = st;
+    if (!on) r.a = r.b = stream;
+    return r;
+}
+// waiter waits for the work issued to signaler so far (through event e)
+static void fb_after(cudaStream_t waiter, cudaEvent_t e, cudaStream_t signaler) {
+    cudaCheck(cudaEventRecord(e, signaler));
+    cudaCheck(cudaStreamWaitEvent(waiter, e, 0));
+}
+// the side streams start after the work issued to the main stream so far / the main stream waits for both
+static void fb_fork(const FbStreams *st, cudaStream_t stream) {
+    cudaCheck(cudaEventRecord(st->fork, stream));
+    cudaCheck(cudaStreamWaitEvent(st->a, st->fork, 0));
+    cudaCheck(cudaStreamWaitEvent(st->b, st->fork, 0));
+}
+static void fb_join(const FbStreams *st, cudaStream_t stream) {
+    fb_after(stream, st->join_a, st->a);
+    fb_after(stream, st->join_b, st->b);
 }
 
 static size_t feedback_scratch_bytes(int B, int T, int D) {
@@ -825,25 +975,40 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
     fb_fwd_carve(&w, scratch, B, T, D);
     int ldz = fb_ldz(T);
     float scale = 1.0f / sqrtf((float)D);
-    int S = fb_superblock(T);
+    int S = fb_superblock(T), n = ceil_div(T, S);
     long long sq = (long long)T * ld, sZ = (long long)S * ldz, sTD = (long long)T * D, sSD = (long long)S * D;
     // the solve reads whole 16-byte chunks of Pd past Sv (times s = 0 there): they must be finite, not stale scratch
-    cudaCheck(cudaMemsetAsync(w.Pd, 0, (size_t)B * S * S * sizeof(float), stream));
-    for (int u0 = 0; u0 < T; u0 += S) {
-        int u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0;
+    for (int k = 0; k < 2; k++) cudaCheck(cudaMemsetAsync(w.Pd[k], 0, (size_t)B * S * S * sizeof(float), stream));
+    FbStreams st = fb_streams(stream);
+    fb_fork(&st, stream);
+    // superblock q's logits and P on stream a, into buffers q % 2 (once U = q - 2 no longer reads them)
+    auto logits = [&](int q) {
+        int u0 = q * S, u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, k = q % 2;
+        if (q >= 2) cudaCheck(cudaStreamWaitEvent(st.a, st.freed[k], 0));
         // 1. Z (Sv, u1) = qb[U] kb[0:u1]^T / sqrt(D)
         fb_gemm(FbOut{w.Z, CUDA_R_32F, ldz, sZ}, FbIn{qb + (size_t)u0 * ld, ld, sq, false}, FbIn{kb, ld, sq, true},
-                FbShape{Sv, u1, D, B}, scale, 0.0f, stream);
-        // 2. lse, P = alpha[U, 0:u1] as bf16 halves, the fp32 diagonal block
-        fb_fwd_rows_kernel<<<dim3(ceil_div(Sv, 8), B), 256, 0, stream>>>(w.P_hi, w.P_lo, w.Pd, lse, w.Z, ldz, u0, Sv, S, T);
+                FbShape{Sv, u1, D, B}, scale, 0.0f, st.a);
+        // 2. lse, P = alpha[U, 0:u0] as bf16 hi/lo parts (P3), the fp32 diagonal block
+        int wpr = fb_row_warps(u1);
+        fb_fwd_rows_kernel<<<dim3(ceil_div(Sv * wpr, 8), B), 256, 0, st.a>>>(w.P3[k], w.Pd[k], lse, w.Z, ldz, u0, Sv,
+                                                                              S, T, wpr);
         cudaCheck(cudaGetLastError());
-        // 3. acc (Sv, D) = P[:, 0:u0] s[0:u0]
+        cudaCheck(cudaEventRecord(st.ready[k], st.a));
+    };
+    logits(0);
+    for (int q = 0; q < n; q++) {
+        int u0 = q * S, u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, k = q % 2;
+        if (q + 1 < n) logits(q + 1);              // beside this superblock's chain
+        cudaCheck(cudaStreamWaitEvent(stream, st.ready[k], 0));
+        // 3. acc (Sv, D) = P[:, 0:u0] s[0:u0]: P3[:, 0:3u0] s3[0:3u0], one GEMM of K = 3 u0
         if (u0 > 0)
-            fb_gemm3(FbOut{w.acc, CUDA_R_32F, D, sSD}, FbIn2{w.P_hi, w.P_lo, ldz, sZ, false}, FbIn2{w.s_hi, w.s_lo, D, sTD, false},
-                     FbShape{Sv, D, u0, B}, 0.0f, stream);
+            fb_gemm(FbOut{w.acc, CUDA_R_32F, D, sSD}, FbIn{w.P3[k], 3 * ldz, 3 * sZ, false},
+                    FbIn{w.s3, D, 3 * sTD, false}, FbShape{Sv, D, 3 * u0, B}, 1.0f, 0.0f, stream);
         // 4. the in-superblock solve
-        fb_fwd_solve(s, c, w.s_hi, w.s_lo, w.acc, u0 > 0, w.Pd, f, gamma, u0, Sv, S, B, T, D, stream);
+        fb_fwd_solve(s, c, w.s3, w.acc, u0 > 0, w.Pd[k], f, gamma, u0, Sv, S, B, T, D, stream);
+        cudaCheck(cudaEventRecord(st.freed[k], stream));   // P3[k], Pd[k] read
     }
+    fb_join(&st, stream);
 }
 
 static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dkb, int ld, const float *gs,
@@ -853,41 +1018,57 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
     FbBwdScratch w;
     fb_bwd_carve(&w, scratch, B, T, D);
     float scale = 1.0f / sqrtf((float)D);
-    int S = fb_superblock(T);
+    int S = fb_superblock(T), n = ceil_div(T, S);
     long long sq = (long long)T * ld, sTS = (long long)T * S, sTD = (long long)T * D, sSD = (long long)S * D;
     cudaCheck(cudaMemsetAsync(w.dq, 0, (size_t)B * T * D * sizeof(float), stream));
     int rows_vec = D % 4 == 0 && ptr_alignment(c) >= 16 && ptr_alignment(s) >= 16;   // fb_bwd_rows_kernel's 16-byte loads
     // the solve reads whole 16-byte chunks of PcT past Sv (times u = 0 there): they must be finite, not stale scratch
-    cudaCheck(cudaMemsetAsync(w.PcT, 0, (size_t)B * S * S * sizeof(float), stream));
-    for (int u0 = (T - 1) / S * S; u0 >= 0; u0 -= S) {
-        int u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, M = T - u0;
-        // 1. slab logits Zs (M, Sv) = qb[u0:T] kb[U]^T / sqrt(D); Pc = gamma alpha[u0:T, U] as bf16 halves
-        fb_gemm(FbOut{w.Zs, CUDA_R_32F, S, sTS}, FbIn{qb + (size_t)u0 * ld, ld, sq, false},
-                FbIn{kb + (size_t)u0 * ld, ld, sq, true}, FbShape{M, Sv, D, B}, scale, 0.0f, stream);
-        fb_bwd_slab_kernel<<<dim3(M, B), S, 0, stream>>>(w.Pc_hi, w.Pc_lo, w.PcT, w.Zs, lse, gamma, u0, Sv, S, T);
+    for (int k = 0; k < 2; k++) cudaCheck(cudaMemsetAsync(w.PcT[k], 0, (size_t)B * S * S * sizeof(float), stream));
+    FbStreams st = fb_streams(stream);
+    fb_fork(&st, stream);
+    // the it-th superblock from the end, q = n-1-it, uses buffers k = it % 2
+    // 1. on stream a: its slab logits Zs (M, Sv) = qb[u0:T] kb[U]^T / sqrt(D); Pc = gamma alpha[u0:T, U] as bf16
+    //    hi/lo parts (Pc3), PcT (once stream b no longer reads these buffers for superblock it - 2)
+    auto slab = [&](int it) {
+        int u0 = (n - 1 - it) * S, u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, M = T - u0, k = it % 2;
+        if (it >= 2) cudaCheck(cudaStreamWaitEvent(st.a, st.freed[k], 0));
+        fb_gemm(FbOut{w.Zs[k], CUDA_R_32F, S, sTS}, FbIn{qb + (size_t)u0 * ld, ld, sq, false},
+                FbIn{kb + (size_t)u0 * ld, ld, sq, true}, FbShape{M, Sv, D, B}, scale, 0.0f, st.a);
+        fb_bwd_slab_kernel<<<dim3(ceil_div(M, fb_slab_rows(S)), B), 256, 0, st.a>>>(w.Pc3[k], w.PcT[k], w.Zs[k], lse,
+                                                                                    gamma, u0, Sv, S, T);
         cudaCheck(cudaGetLastError());
-        // 2. acc (Sv, D) = Pc[u1:T, :]^T u[u1:T]
+        cudaCheck(cudaEventRecord(st.ready[k], st.a));
+    };
+    slab(0);
+    for (int it = 0; it < n; it++) {
+        int u0 = (n - 1 - it) * S, u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, M = T - u0, k = it % 2;
+        if (it + 1 < n) slab(it + 1);              // beside this superblock's chain
+        cudaCheck(cudaStreamWaitEvent(stream, st.ready[k], 0));
+        // 2. acc (Sv, D) = Pc[u1:T, :]^T u[u1:T]: Pc3[3Sv:3M]^T u3[3u1:3T], one GEMM of K = 3 (T - u1)
         if (u1 < T)
-            fb_gemm3(FbOut{w.acc, CUDA_R_32F, D, sSD}, FbIn2{w.Pc_hi + (size_t)Sv * S, w.Pc_lo + (size_t)Sv * S, S, sTS, true},
-                     FbIn2{w.u_hi + (size_t)u1 * D, w.u_lo + (size_t)u1 * D, D, sTD, false}, FbShape{Sv, D, T - u1, B},
-                     0.0f, stream);
+            fb_gemm(FbOut{w.acc, CUDA_R_32F, D, sSD}, FbIn{w.Pc3[k] + (size_t)3 * Sv * S, S, 3 * sTS, true},
+                    FbIn{w.u3 + (size_t)3 * u1 * D, D, 3 * sTD, false}, FbShape{Sv, D, 3 * (T - u1), B}, 1.0f, 0.0f, stream);
         // 3. the transposed in-superblock solve: u[U], df[U]
-        fb_bwd_solve(w.u_hi, w.u_lo, df, w.acc, u1 < T, w.PcT, gs, u0, Sv, S, B, T, D, stream);
-        // 4. dgamma[U] = u . c; 5. US (M, Sv) = u[u0:T] s[U]^T into the slab's logits buffer; dZ over Pc_hi
-        fb_bwd_rows_kernel<<<dim3(ceil_div(Sv, 8), B), 256, 0, stream>>>(dgamma, w.sU_hi, w.sU_lo, w.u_hi, w.u_lo, c, s,
-                                                                       u0, Sv, S, T, D, rows_vec);
+        fb_bwd_solve(w.u3, df, w.acc, u1 < T, w.PcT[k], gs, u0, Sv, S, B, T, D, stream);
+        fb_after(st.b, st.solved, stream);         // the rest of U on stream b, beside the next chain
+        // 4. dgamma[U] = u . c; 5. US (M, Sv) = u[u0:T] s[U]^T into the slab's logits buffer (the (T, 3D) view of
+        //    u3 times sU3^T: one GEMM of K = 3D); dZ over Pc_hi's first copy
+        fb_bwd_rows_kernel<<<dim3(ceil_div(Sv, 8), B), 256, 0, st.b>>>(dgamma, w.sU3, w.u3, c, s,
+                                                                      u0, Sv, S, T, D, rows_vec);
         cudaCheck(cudaGetLastError());
-        fb_gemm3(FbOut{w.Zs, CUDA_R_32F, S, sTS}, FbIn2{w.u_hi + (size_t)u0 * D, w.u_lo + (size_t)u0 * D, D, sTD, false},
-                 FbIn2{w.sU_hi, w.sU_lo, D, sSD, true}, FbShape{M, Sv, D, B}, 0.0f, stream);
-        fb_dz_kernel<<<dim3(M, B), S, 0, stream>>>(w.Pc_hi, w.Pc_lo, w.Zs, dgamma, u0, Sv, S, T);
+        fb_gemm(FbOut{w.Zs[k], CUDA_R_32F, S, sTS}, FbIn{w.u3 + (size_t)3 * u0 * D, 3 * D, 3 * sTD, false},
+                FbIn{w.sU3, 3 * D, 3 * sSD, true}, FbShape{M, Sv, 3 * D, B}, 1.0f, 0.0f, st.b);
+        fb_dz_kernel<<<dim3(ceil_div(M, fb_slab_rows(S)), B), 256, 0, st.b>>>(w.Pc3[k], w.Zs[k], dgamma, u0, Sv, S, T);
         cudaCheck(cudaGetLastError());
         // 6. dkb[U] (Sv, D) = dZ^T qb[u0:T] / sqrt(D), complete: bf16 straight into dkb
-        fb_gemm(FbOut{dkb + (size_t)u0 * ld, CUDA_R_16BF, ld, sq}, FbIn{w.Pc_hi, S, sTS, true},
-                FbIn{qb + (size_t)u0 * ld, ld, sq, false}, FbShape{Sv, D, M, B}, scale, 0.0f, stream);
-        // 7. dqb[u0:T] (M, D) += dZ kb[U] / sqrt(D)
-        fb_gemm(FbOut{w.dq + (size_t)u0 * D, CUDA_R_32F, D, sTD}, FbIn{w.Pc_hi, S, sTS, false},
-                FbIn{kb + (size_t)u0 * ld, ld, sq, false}, FbShape{M, D, Sv, B}, scale, 1.0f, stream);
+        fb_gemm(FbOut{dkb + (size_t)u0 * ld, CUDA_R_16BF, ld, sq}, FbIn{w.Pc3[k], 3 * S, 3 * sTS, true},
+                FbIn{qb + (size_t)u0 * ld, ld, sq, false}, FbShape{Sv, D, M, B}, scale, 0.0f, st.b);
+        // 7. dqb[u0:T] (M, D) += dZ kb[U] / sqrt(D) (stream b: the superblocks in order)
+        fb_gemm(FbOut{w.dq + (size_t)u0 * D, CUDA_R_32F, D, sTD}, FbIn{w.Pc3[k], 3 * S, 3 * sTS, false},
+                FbIn{kb + (size_t)u0 * ld, ld, sq, false}, FbShape{M, D, Sv, B}, scale, 1.0f, st.b);
+        cudaCheck(cudaEventRecord(st.freed[k], st.b));   // Zs[k], Pc3[k], PcT[k] read (the solve: before solved)
     }
+    fb_join(&st, stream);
     int store_vec = D % 4 == 0 && ld % 4 == 0 && ptr_alignment(dqb) >= 8;   // w.dq: scratch, 256-byte aligned
     fb_store_strided_kernel<<<B * T, 128, 0, stream>>>(dqb, ld, w.dq, D, store_vec);
     cudaCheck(cudaGetLastError());

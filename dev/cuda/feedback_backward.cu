@@ -10,8 +10,8 @@
         among them), time and memory, and the ratio version 2 / dense for forward + backward.
  dev/cuda/bin/feedback_backward io IN OUT: version 2 forward + backward on inputs from a file, for
         dev/cuda/feedback_precision.py. IN: int32 B, T, D; float32 f (B,T,D), qb (B,T,D), kb (B,T,D), gamma (B,T),
-        gs (B,T,D) (f, qb, kb are rounded to bf16 on the way in). OUT: float32 s, u (fp32-grade: u_hi + u_lo of the
-        scratch), dqb, dkb (bf16 values), all (B,T,D), then dgamma (B,T).
+        gs (B,T,D) (f, qb, kb are rounded to bf16 on the way in). OUT: float32 s, u (fp32-grade: u_hi + u_lo from the
+        scratch's u3), dqb, dkb (bf16 values), all (B,T,D), then dgamma (B,T).
 */
 #include "feedback_trsm_baseline.cu"
 
@@ -243,14 +243,16 @@ static int io_mode(const char *in_path, const char *out_path) {
     cudaCheck(cudaDeviceSynchronize());
     FbBwdScratch w;
     fb_bwd_carve(&w, p.scratch, B, T, D);
-    float *out = (float *)mallocCheck(n * sizeof(float)), *tmp = (float *)mallocCheck(n * sizeof(float));
+    float *out = (float *)mallocCheck(n * sizeof(float));
     FILE *fo = fopen(out_path, "wb");
     if (!fo) fatal("io: cannot write %s", out_path);
     from_device(out, p.d_s, n);
     fwrite(out, sizeof(float), n, fo);
-    from_device(out, w.u_hi, n);                  // u = u_hi + u_lo, as the backward holds it
-    from_device(tmp, w.u_lo, n);
-    for (size_t i = 0; i < n; i++) out[i] += tmp[i];
+    float *u3 = (float *)mallocCheck(3 * n * sizeof(float));
+    from_device(u3, w.u3, 3 * n);                 // u = u_hi + u_lo: rows 3t and 3t+2 of u3, as the backward holds it
+    for (size_t r = 0; r < bt; r++)
+        for (int i = 0; i < D; i++) out[r * D + i] = u3[3 * r * D + i] + u3[(3 * r + 2) * D + i];
+    free(u3);
     fwrite(out, sizeof(float), n, fo);
     for (int half = 0; half < 2; half++) {        // dqb, dkb: the halves of the (B,T,2D) gradient buffer
         float *all = (float *)mallocCheck(2 * n * sizeof(float));
@@ -262,7 +264,7 @@ static int io_mode(const char *in_path, const char *out_path) {
     from_device(out, g.dgamma, bt);
     fwrite(out, sizeof(float), bt, fo);
     if (fclose(fo) != 0) fatal("io: writing %s failed", out_path);
-    free(out); free(tmp);
+    free(out);
     grads_free(&g);
     free_problem(&p);
     printf("io: B=%d T=%d D=%d done, wrote %s\n", B, T, D, out_path);

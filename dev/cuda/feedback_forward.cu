@@ -182,6 +182,8 @@ int main(int argc, char **argv) {
             printf("version 2 with superblocks of 64 rows\n");
             ok &= check(2, 201, 96, 2) & check(1, 300, 40, 2);
             fb_superblock_rows = keep;
+            printf("version 2, T = 4200: rows of up to 4200 keys, 1, 2, 4 and 8 warps a row in the row pass\n");
+            ok &= check(1, 4200, 32, 2);
         }
         printf(ok ? "feedback_forward: all checks passed\n" : "feedback_forward: CHECK FAILED\n");
         return ok ? 0 : 1;

@@ -243,6 +243,13 @@ static float emu_shuffle(float v, int src_lane) {
 }
 static float __shfl_xor_sync(unsigned, float v, int lane_mask) { return emu_shuffle(v, (emu_cur & 31) ^ lane_mask); }
 static float __shfl_sync(unsigned, float v, int src_lane) { return emu_shuffle(v, src_lane); }
+static unsigned __shfl_sync(unsigned, unsigned v, int src_lane) {   // the bits, through the float slot
+    float f;
+    memcpy(&f, &v, sizeof f);
+    f = emu_shuffle(f, src_lane);
+    memcpy(&v, &f, sizeof v);
+    return v;
+}
 static float __shfl_down_sync(unsigned, float v, unsigned delta) {
     int src = (emu_cur & 31) + (int)delta;
     return emu_shuffle(v, src < 32 ? src : (emu_cur & 31));   // out of the warp: a lane gets its own value

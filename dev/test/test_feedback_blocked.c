@@ -101,13 +101,16 @@ static float bf16r(float x) { // __float2bfloat16: round to nearest even (finite
 }
 static void split(float x, float *hi, float *lo) { *hi = bf16r(x); *lo = bf16r(x - *hi); } // fb_split
 
-// three bf16 GEMMs with fp32 sums: sum_k A_hi B_hi, + A_lo B_hi, + A_hi B_lo (each GEMM summed, then added in turn)
+// one bf16 GEMM of the three products concatenated along K (fb_gemm on the X3/Y3 layouts: for each k the terms
+// A_hi B_hi, A_lo B_hi, A_hi B_lo in turn), one fp32 sum
 static float gemm3(const float *ah, const float *al, size_t as, const float *bh, const float *bl, size_t bs, int K) {
-    float x = 0.0f, y = 0.0f, z = 0.0f;
-    for (int k = 0; k < K; k++) x = fmaf(ah[k * as], bh[k * bs], x);
-    for (int k = 0; k < K; k++) y = fmaf(al[k * as], bh[k * bs], y);
-    for (int k = 0; k < K; k++) z = fmaf(ah[k * as], bl[k * bs], z);
-    return (x + y) + z;
+    float x = 0.0f;
+    for (int k = 0; k < K; k++) {
+        x = fmaf(ah[k * as], bh[k * bs], x);
+        x = fmaf(al[k * as], bh[k * bs], x);
+        x = fmaf(ah[k * as], bl[k * bs], x);
+    }
+    return x;
 }
 
 // one fp32-grade tensor-core dot product: a and b split into bf16 halves on the fly, a_hi b_hi + a_lo b_hi + a_hi b_lo
@@ -170,7 +173,7 @@ static void twin_feedback_forward(float *s, float *c, float *lse, const float *f
             }
             lse[t] = l;
         }
-        for (int r = 0; r < Sv; r++) for (int i = 0; i < D; i++)       // acc = P[:, 0:u0] s[0:u0], 3 GEMMs
+        for (int r = 0; r < Sv; r++) for (int i = 0; i < D; i++)       // acc = P[:, 0:u0] s[0:u0], 1 GEMM
             acc[r * D + i] = u0 > 0 ? gemm3(&Ph[(size_t)r * T], &Pl[(size_t)r * T], 1, &s_hi[i], &s_lo[i], D, u0) : 0.0f;
         int nb = (Sv + FB_R - 1) / FB_R;                                // fb_fwd_solve_kernel: the blocks' inverses
         for (int q = 0; q < nb; q++) twin_block_inverse(&Mi[q * FB_R * FB_R], Pd, q * FB_R, Sv, &gamma[u0], 0);
@@ -213,7 +216,7 @@ static void twin_feedback_backward(float *u, float *dgamma, float *dqb, float *d
             split(p, &Ph[i * FB_S + jj], &Pl[i * FB_S + jj]);
             if (i < Sv) PcT[jj * FB_S + i] = p;                         // the fp32 diagonal block, transposed
         }
-        for (int jj = 0; jj < Sv; jj++) for (int i = 0; i < D; i++)    // acc = Pc[u1:T]^T u[u1:T], 3 GEMMs
+        for (int jj = 0; jj < Sv; jj++) for (int i = 0; i < D; i++)    // acc = Pc[u1:T]^T u[u1:T], 1 GEMM
             acc[jj * D + i] = u1 < T ? gemm3(&Ph[Sv * FB_S + jj], &Pl[Sv * FB_S + jj], FB_S,
                                              &u_hi[(size_t)u1 * D + i], &u_lo[(size_t)u1 * D + i], D, T - u1) : 0.0f;
         int nb = (Sv + FB_R - 1) / FB_R;                                // fb_bwd_solve_kernel: the blocks' inverses
@@ -239,7 +242,7 @@ static void twin_feedback_backward(float *u, float *dgamma, float *dqb, float *d
             dgamma[u0 + r] = g;
         }
         for (int r = 0; r < Sv; r++) for (int i = 0; i < D; i++) split(s[(size_t)(u0 + r) * D + i], &sh[r * D + i], &sl[r * D + i]);
-        for (int i = 0; i < M; i++) for (int jj = 0; jj < Sv; jj++) { // US, 3 GEMMs, then fb_dz_kernel
+        for (int i = 0; i < M; i++) for (int jj = 0; jj < Sv; jj++) { // US, 1 GEMM, then fb_dz_kernel
             size_t o = (size_t)(u0 + i) * D;
             float us = gemm3(&u_hi[o], &u_lo[o], 1, &sh[jj * D], &sl[jj * D], 1, D);
             dZ[i * FB_S + jj] = bf16r((Ph[i * FB_S + jj] + Pl[i * FB_S + jj]) * (us - dgamma[u0 + i]));
