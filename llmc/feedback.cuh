@@ -482,10 +482,12 @@ __device__ long long fb_phase_clk[FB_PH_CTAS * FB_PH_SLOTS];
 // column 16 mt + g + 8 (i / 2) of the CTA's 32 and row 8 nt + 2 t + (i % 2) of a block (lane = 4 g + t).
 //   forward:  x = s, rhs = f + gamma h; writes s, c (fp32) and s_hi/s_lo;   L = Pd,  h starts at acc
 //   backward: x = u, rhs = h;           writes u_hi/u_lo and df = bf16(u);  L = PcT, h starts at gs + acc
+//   Minv_g: the diagonal blocks' inverses made by fb_inverse_kernel (copied in), or NULL: the CTA inverts them itself
 template <bool BWD>
 __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x_hi, floatX *x_lo, floatX *xb,
-                                         const float *acc, int has_acc, const float *L, const floatX *f,
-                                         const float *gs, const float *gamma, int u0, int Sv, int S, int T, int D) {
+                                         const float *acc, int has_acc, const float *L, const float *Minv_g,
+                                         const floatX *f, const float *gs, const float *gamma, int u0, int Sv, int S,
+                                         int T, int D) {
     extern __shared__ __align__(128) float fb_solve_smem_buf[];
     float *Minv = fb_solve_smem_buf, *pan0 = Minv + S * FB_R, *pan1 = pan0 + S * FB_R;
     uint32_t *ra = (uint32_t *)(pan1 + S * FB_R);   // rhs_q^T as A fragments
@@ -501,18 +503,20 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x_hi, floa
     if (BWD) fb_load_panel(pan0, L, S, 0, (nb - 1) * FB_R, (nb - 1) * FB_R, Sv);
     else     fb_load_panel(pan0, L, S, 0, nb * FB_R, 0, Sv);
     cp_async_commit();
-    // the diagonal blocks' inverses (I - G_q L_qq)^{-1}, a warp per block; the blocks in panel buffer 1
-    fb_load_tri(pan1, L, S, Sv, nb);
     if (!BWD)
         for (int r = threadIdx.x; r < S; r += FB_SOLVE_THREADS) gsh[r] = r < Sv ? gamma[(size_t)b * T + u0 + r] : 0.0f;
-    __syncthreads();
-    FB_PHASE(FB_PH_TRI, 0);
-    if (w < nb) fb_block_inverse<BWD>(Minv + w * FB_R * FB_R, pan1 + w * FB_R * FB_R, BWD ? 1.0f : gsh[w * FB_R + lane], lane);
-    __syncthreads();                            // Minv complete, tri read (h loads after it: not live in the inverse)
-    FB_PHASE(FB_PH_INV, 0);
+    if (Minv_g == NULL) {
+        // the diagonal blocks' inverses (I - G_q L_qq)^{-1}, a warp per block; the blocks in panel buffer 1
+        fb_load_tri(pan1, L, S, Sv, nb);
+        __syncthreads();
+        FB_PHASE(FB_PH_TRI, 0);
+        if (w < nb) fb_block_inverse<BWD>(Minv + w * FB_R * FB_R, pan1 + w * FB_R * FB_R, BWD ? 1.0f : gsh[w * FB_R + lane], lane);
+        __syncthreads();                        // Minv complete, tri read (h loads after it: not live in the inverse)
+        FB_PHASE(FB_PH_INV, 0);
+    }
     // h_w^T (C layout), and (forward) f of block w's rows as bf16 pairs (rows 2t, 2t+1); 0 outside. Every load is
     // issued before any is used: one memory round trip, not one per element (the clocks measured 6-17k cycles here
-    // with the loads and their uses interleaved)
+    // with the loads and their uses interleaved); with Minv_g, Minv's copy is in flight beside them
     float h[2][4][4], hg[2][4][4];              // hg: backward gs, forward f (its bf16 value)
 #pragma unroll
     for (int mt = 0; mt < 2; mt++)
@@ -525,6 +529,18 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x_hi, floa
                 h[mt][nt][i] = in && has_acc ? acc[(size_t)r * D + col] : 0.0f;
                 hg[mt][nt][i] = !in ? 0.0f : BWD ? gs[base + (size_t)r * D + col] : __bfloat162float(f[base + (size_t)r * D + col]);
             }
+    if (Minv_g != NULL) {
+        // the inverses of this superblock and sequence, [nb][32][32] swizzled as in shared memory: a flat copy,
+        // once fb_inverse_kernel (the kernel ahead, which may still run: programmatic dependent launch) is done
+        FB_PHASE(FB_PH_TRI, 0);
+        grid_dep_wait();
+        const float *src = Minv_g + (size_t)b * S * FB_R;
+        for (int i = 4 * threadIdx.x; i < nb * FB_R * FB_R; i += 4 * FB_SOLVE_THREADS) cp_async16(Minv + i, src + i, true);
+        cp_async_commit();
+        cp_async_wait<0>();
+        __syncthreads();                        // Minv (and gsh) complete
+        FB_PHASE(FB_PH_INV, 0);
+    }
     uint32_t fp[2][4][2];
 #pragma unroll
     for (int mt = 0; mt < 2; mt++)
@@ -648,14 +664,40 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x_hi, floa
     }
 }
 
+// The diagonal blocks' inverses of one superblock, once per sequence (the solve's D/32 CTAs of a sequence read them):
+//   Minv[b][q] = (I - G_q L_qq)^{-1},  L_qq = L[b][32q:32q+32, 32q:32q+32] with the entries outside [0, Sv)^2 = 0,
+// forward (REV = 0) L = Pd, G = diag(gamma[b, u0 + 32q + i]) (0 past Sv); backward (REV = 1) L = PcT, G = I.
+// Minv (B, S/32, 32, 32) fp32, each block swizzled (fb_sw) as the solve keeps it in shared memory, so the solve
+// copies it flat. fb_block_inverse as the solve ran it, on the same tri and g: the same bits.
+// grid (nb, B), one warp each (lane = column). Cost per block: 4 KiB in (L2: the rows/slab kernel just wrote L),
+// 496 FMAs a lane, 4 KiB out; B=8 S=256: 64 warps, 0.5 MB moved, latency-bound: ~2-3 us. It lets the solve that
+// follows start at once (grid_dep_launch_dependents; the solve waits for it only before it copies Minv), so with
+// programmatic dependent launch it runs beside the solve's own prologue loads.
+template <bool REV>
+__global__ void __launch_bounds__(WARP_SIZE)
+fb_inverse_kernel(float *Minv, const float *L, const float *gamma, int u0, int Sv, int S, int T) {
+    __shared__ __align__(16) float tri[FB_R * FB_R];
+    int q = blockIdx.x, b = blockIdx.y, lane = threadIdx.x, q0 = q * FB_R;
+    grid_dep_launch_dependents();
+    L += ((size_t)b * S + q0) * S + q0;
+    float v[FB_R];                              // every load issued before any store: one round trip
+#pragma unroll
+    for (int r = 0; r < FB_R; r++) v[r] = q0 + r < Sv && q0 + lane < Sv ? L[(size_t)r * S + lane] : 0.0f;
+#pragma unroll
+    for (int r = 0; r < FB_R; r++) tri[r * FB_R + lane] = v[r];
+    float g = REV ? 1.0f : q0 + lane < Sv ? gamma[(size_t)b * T + u0 + q0 + lane] : 0.0f;
+    __syncwarp();
+    fb_block_inverse<REV>(Minv + ((size_t)b * (S / FB_R) + q) * FB_R * FB_R, tri, g, lane);
+}
+
 // forward: for the rows r of U in blocks of 32, c_r = acc_r + sum_{j<r} Pd[r][j] s_j, s_r = f_r + g_r c_r.
 // acc (B, S, D) = P[:, 0:u0] s[0:u0] (ignored when has_acc = 0); Pd (B, S, S) the fp32 diagonal block of alpha
 // (entries past Sv finite: feedback_forward clears Pd once per call). Writes s, c (fp32) and s_hi, s_lo (bf16
 // halves of s, read by the next superblocks' GEMMs). grid (ceil(D/32), B), FB_SOLVE_THREADS, fb_solve_smem(S).
 __global__ void __launch_bounds__(FB_SOLVE_THREADS, 2)
 fb_fwd_solve_kernel(float *s, float *c, floatX *s_hi, floatX *s_lo, const float *acc, int has_acc, const float *Pd,
-                    const floatX *f, const float *gamma, int u0, int Sv, int S, int T, int D) {
-    fb_solve<false>(s, c, s_hi, s_lo, NULL, acc, has_acc, Pd, f, NULL, gamma, u0, Sv, S, T, D);
+                    const floatX *f, const float *gamma, const float *Minv, int u0, int Sv, int S, int T, int D) {
+    fb_solve<false>(s, c, s_hi, s_lo, NULL, acc, has_acc, Pd, Minv, f, NULL, gamma, u0, Sv, S, T, D);
 }
 
 // backward, transposed: for the keys j of U in blocks of 32 from last to first,
@@ -666,28 +708,65 @@ fb_fwd_solve_kernel(float *s, float *c, floatX *s_hi, floatX *s_lo, const float 
 // grid (ceil(D/32), B), FB_SOLVE_THREADS, fb_solve_smem(S).
 __global__ void __launch_bounds__(FB_SOLVE_THREADS, 2)
 fb_bwd_solve_kernel(floatX *u_hi, floatX *u_lo, floatX *df, const float *acc, int has_acc, const float *PcT,
-                    const float *gs, int u0, int Sv, int S, int T, int D) {
-    fb_solve<true>(NULL, NULL, u_hi, u_lo, df, acc, has_acc, PcT, NULL, gs, NULL, u0, Sv, S, T, D);
+                    const float *gs, const float *Minv, int u0, int Sv, int S, int T, int D) {
+    fb_solve<true>(NULL, NULL, u_hi, u_lo, df, acc, has_acc, PcT, Minv, NULL, gs, NULL, u0, Sv, S, T, D);
 }
 
-// launchers of the two solves (dynamic shared memory past 48 KiB, carveout to the maximum: 2 CTAs per SM)
+// Where the diagonal blocks' inverses are made (SESSA_FB_INV in the environment, read at the first solve; dev/cuda's
+// checks set fb_inverse_mode to compare the three, which must give the same bits): 0 = in every solve CTA (D/32 times
+// per sequence); 1 = once per sequence by fb_inverse_kernel, then the solve; 2 (default) = the same, the solve
+// launched with programmatic dependent launch (sm_90+; 1 on older GPUs): it starts while fb_inverse_kernel runs and
+// waits for it only before copying Minv in.
+static int fb_inverse_mode = -1;   // -1: not chosen yet
+static int fb_inverse_where(void) {
+    if (fb_inverse_mode < 0) {
+        const char *e = getenv("SESSA_FB_INV");
+        if (e != NULL && strcmp(e, "0") && strcmp(e, "1") && strcmp(e, "2")) fatal("feedback: SESSA_FB_INV=%s (need 0, 1 or 2)", e);
+        fb_inverse_mode = e == NULL ? 2 : atoi(e);
+    }
+    if (fb_inverse_mode < 0 || fb_inverse_mode > 2) fatal("feedback: fb_inverse_mode %d (need 0, 1 or 2)", fb_inverse_mode);
+    static int major = -1;          // programmatic dependent launch needs compute capability 9.0
+    if (major < 0) {
+        cudaDeviceProp prop;
+        cudaCheck(cudaGetDeviceProperties(&prop, 0));
+        major = prop.major;
+    }
+    return fb_inverse_mode == 2 && major < 9 ? 1 : fb_inverse_mode;
+}
+
+// the launch of a solve: dynamic shared memory past 48 KiB, carveout to the maximum (2 CTAs per SM); with mode 1-2
+// fb_inverse_kernel<BWD> first (Minv from scratch), with mode 2 the solve by programmatic dependent launch
+template <bool BWD, typename... KArgs, typename... Args>
+static void fb_launch_solve(void (*kernel)(KArgs...), float *Minv, const float *L, const float *gamma, int u0, int Sv,
+                            int S, int B, int T, int D, cudaStream_t stream, Args... args) {
+    int mode = fb_inverse_where();
+    if (mode > 0) {
+        fb_inverse_kernel<BWD><<<dim3(ceil_div(Sv, FB_R), B), WARP_SIZE, 0, stream>>>(Minv, L, gamma, u0, Sv, S, T);
+        cudaCheck(cudaGetLastError());
+    }
+    cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fb_solve_smem(S)));
+    cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
+    cudaLaunchAttribute pdl;
+    pdl.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    pdl.val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.gridDim = dim3(ceil_div(D, FB_R), B); cfg.blockDim = dim3(FB_SOLVE_THREADS); cfg.dynamicSmemBytes = fb_solve_smem(S);
+    cfg.stream = stream; cfg.attrs = &pdl; cfg.numAttrs = mode == 2;
+    cudaCheck(cudaLaunchKernelEx(&cfg, kernel, args..., mode > 0 ? (const float *)Minv : NULL, u0, Sv, S, T, D));
+}
+// the two solves; Minv: scratch for the inverses, (B, S/32, 32, 32) fp32
 static void fb_fwd_solve(float *s, float *c, floatX *s_hi, floatX *s_lo, const float *acc, int has_acc, const float *Pd,
-                         const floatX *f, const float *gamma, int u0, int Sv, int S, int B, int T, int D, cudaStream_t stream) {
-    cudaCheck(cudaFuncSetAttribute(fb_fwd_solve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fb_solve_smem(S)));
-    cudaCheck(cudaFuncSetAttribute(fb_fwd_solve_kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
-    fb_fwd_solve_kernel<<<dim3(ceil_div(D, FB_R), B), FB_SOLVE_THREADS, fb_solve_smem(S), stream>>>(
-        s, c, s_hi, s_lo, acc, has_acc, Pd, f, gamma, u0, Sv, S, T, D);
-    cudaCheck(cudaGetLastError());
+                         const floatX *f, const float *gamma, float *Minv, int u0, int Sv, int S, int B, int T, int D,
+                         cudaStream_t stream) {
+    fb_launch_solve<false>(fb_fwd_solve_kernel, Minv, Pd, gamma, u0, Sv, S, B, T, D, stream,
+                           s, c, s_hi, s_lo, acc, has_acc, Pd, f, gamma);
 }
 static void fb_bwd_solve(floatX *u_hi, floatX *u_lo, floatX *df, const float *acc, int has_acc, const float *PcT,
-                         const float *gs, int u0, int Sv, int S, int B, int T, int D, cudaStream_t stream) {
-    cudaCheck(cudaFuncSetAttribute(fb_bwd_solve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fb_solve_smem(S)));
-    cudaCheck(cudaFuncSetAttribute(fb_bwd_solve_kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
-    fb_bwd_solve_kernel<<<dim3(ceil_div(D, FB_R), B), FB_SOLVE_THREADS, fb_solve_smem(S), stream>>>(
-        u_hi, u_lo, df, acc, has_acc, PcT, gs, u0, Sv, S, T, D);
-    cudaCheck(cudaGetLastError());
+                         const float *gs, float *Minv, int u0, int Sv, int S, int B, int T, int D, cudaStream_t stream) {
+    fb_launch_solve<true>(fb_bwd_solve_kernel, Minv, PcT, NULL, u0, Sv, S, B, T, D, stream,
+                          u_hi, u_lo, df, acc, has_acc, PcT, gs);
 }
-
 // for the rows t in [u0, u0+Sv) of U, one warp per row: dgamma_t = u_t . c_t with u = u_hi + u_lo (this is also
 // the Delta_t of the softmax backward), and s_t split into bf16 halves sU_hi/sU_lo (B, S, D) for the u s^T GEMMs.
 // 16 bytes per element moved (u_hi, u_lo, c, s in; sU_hi, sU_lo out): B=8 S=256 D=768 is 25 MB, ~6-7 us at the
@@ -763,8 +842,8 @@ static void *fb_take(FbCarve *c, size_t bytes) {
     return r;
 }
 
-typedef struct { floatX *s_hi, *s_lo, *P_hi, *P_lo; float *Z, *Pd, *acc; } FbFwdScratch;
-typedef struct { floatX *u_hi, *u_lo, *Pc_hi, *Pc_lo, *sU_hi, *sU_lo; float *dq, *Zs, *PcT, *acc; } FbBwdScratch;
+typedef struct { floatX *s_hi, *s_lo, *P_hi, *P_lo; float *Z, *Pd, *acc, *Minv; } FbFwdScratch;
+typedef struct { floatX *u_hi, *u_lo, *Pc_hi, *Pc_lo, *sU_hi, *sU_lo; float *dq, *Zs, *PcT, *acc, *Minv; } FbBwdScratch;
 
 static size_t fb_fwd_carve(FbFwdScratch *w, void *scratch, int B, int T, int D) {
     FbCarve c = {(char *)scratch, 0};
@@ -777,6 +856,7 @@ static size_t fb_fwd_carve(FbFwdScratch *w, void *scratch, int B, int T, int D) 
     w->P_lo = (floatX *)fb_take(&c, BSZ * sizeof(floatX));
     w->Pd = (float *)fb_take(&c, (size_t)B * S * S * sizeof(float));
     w->acc = (float *)fb_take(&c, (size_t)B * S * D * sizeof(float));
+    w->Minv = (float *)fb_take(&c, (size_t)B * S * FB_R * sizeof(float));   // the solve's diagonal inverses
     return c.off;
 }
 static size_t fb_bwd_carve(FbBwdScratch *w, void *scratch, int B, int T, int D) {
@@ -793,6 +873,7 @@ static size_t fb_bwd_carve(FbBwdScratch *w, void *scratch, int B, int T, int D) 
     w->sU_lo = (floatX *)fb_take(&c, BSD * sizeof(floatX));
     w->acc = (float *)fb_take(&c, BSD * sizeof(float));
     w->PcT = (float *)fb_take(&c, (size_t)B * S * S * sizeof(float));
+    w->Minv = (float *)fb_take(&c, (size_t)B * S * FB_R * sizeof(float));   // the solve's diagonal inverses
     return c.off;
 }
 
@@ -833,7 +914,7 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
             fb_gemm3(FbOut{w.acc, CUDA_R_32F, D, sSD}, FbIn2{w.P_hi, w.P_lo, ldz, sZ, false}, FbIn2{w.s_hi, w.s_lo, D, sTD, false},
                      FbShape{Sv, D, u0, B}, 0.0f, stream);
         // 4. the in-superblock solve
-        fb_fwd_solve(s, c, w.s_hi, w.s_lo, w.acc, u0 > 0, w.Pd, f, gamma, u0, Sv, S, B, T, D, stream);
+        fb_fwd_solve(s, c, w.s_hi, w.s_lo, w.acc, u0 > 0, w.Pd, f, gamma, w.Minv, u0, Sv, S, B, T, D, stream);
     }
 }
 
@@ -863,7 +944,7 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
                      FbIn2{w.u_hi + (size_t)u1 * D, w.u_lo + (size_t)u1 * D, D, sTD, false}, FbShape{Sv, D, T - u1, B},
                      0.0f, stream);
         // 3. the transposed in-superblock solve: u[U], df[U]
-        fb_bwd_solve(w.u_hi, w.u_lo, df, w.acc, u1 < T, w.PcT, gs, u0, Sv, S, B, T, D, stream);
+        fb_bwd_solve(w.u_hi, w.u_lo, df, w.acc, u1 < T, w.PcT, gs, w.Minv, u0, Sv, S, B, T, D, stream);
         // 4. dgamma[U] = u . c; 5. US (M, Sv) = u[u0:T] s[U]^T into the slab's logits buffer; dZ over Pc_hi
         fb_bwd_rows_kernel<<<dim3(ceil_div(Sv, 8), B), 256, 0, stream>>>(dgamma, w.sU_hi, w.sU_lo, w.u_hi, w.u_lo, c, s,
                                                                        u0, Sv, S, T, D, rows_vec);

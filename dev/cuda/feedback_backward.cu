@@ -168,6 +168,36 @@ static int check(int B, int T, int D, int version) {
     return ok;
 }
 
+// version 2 with the diagonal blocks' inverses made in each of fb_inverse_mode's three places (see
+// feedback_forward.cu's check_inverse_modes): df, dgamma, dqb and dkb bitwise those of mode 0, the scratch NaN-filled
+// before each run (the forward's s, c, lse are made once, by make_problem)
+static int check_inverse_modes(int B, int T, int D) {
+    printf("check B=%d T=%d D=%d S=%d: the inverses' three places give the same bits\n", B, T, D, fb_superblock(T));
+    Problem p = make_problem(B, T, D);
+    size_t n = (size_t)B * T * D, bytes = (3 * n + 2 * (size_t)B * T) * sizeof(uint16_t);   // df, dqkb, dgamma
+    Grads g = grads_alloc(&p, 2);
+    char *ref = (char *)mallocCheck(bytes), *got = (char *)mallocCheck(bytes);
+    int keep = fb_inverse_mode, ok = 1;
+    for (int m = 0; m <= 2; m++) {
+        fb_inverse_mode = m;
+        cudaCheck(cudaMemset(p.scratch, 0xff, p.scratch_bytes));
+        run_blocked(&p, &g);
+        char *out = m == 0 ? ref : got;
+        cudaCheck(cudaMemcpy(out, g.df, n * sizeof(floatX), cudaMemcpyDeviceToHost));
+        cudaCheck(cudaMemcpy(out + n * sizeof(floatX), g.dqkb, 2 * n * sizeof(floatX), cudaMemcpyDeviceToHost));
+        cudaCheck(cudaMemcpy(out + 3 * n * sizeof(floatX), g.dgamma, (size_t)B * T * sizeof(float), cudaMemcpyDeviceToHost));
+        if (m == 0) continue;
+        int same = memcmp(ref, got, bytes) == 0;
+        printf("  mode %d: df, dqb, dkb, dgamma bitwise those of mode 0: %s\n", m, same ? "ok" : "FAIL");
+        ok &= same;
+    }
+    fb_inverse_mode = keep;
+    free(ref); free(got);
+    grads_free(&g);
+    free_problem(&p);
+    return ok;
+}
+
 static void bench(int B, int T, int D, int version) {
     Problem p = make_problem(B, T, D);
     size_t n = (size_t)B * T * D;
@@ -290,7 +320,7 @@ int main(int argc, char **argv) {
             int keep = fb_superblock_rows;         // D = 38: not a multiple of 4 (the row passes' scalar paths)
             fb_superblock_rows = 64;
             printf("version 2 with superblocks of 64 rows\n");
-            ok &= check(2, 201, 72, 2) & check(1, 300, 40, 2) & check(1, 150, 38, 2);
+            ok &= check(2, 201, 72, 2) & check(1, 300, 40, 2) & check(1, 150, 38, 2) & check_inverse_modes(2, 300, 40);
             fb_superblock_rows = keep;
         }
         printf(ok ? "feedback_backward: all checks passed\n" : "feedback_backward: CHECK FAILED\n");

@@ -122,6 +122,35 @@ static int check(int B, int T, int D, int version) {
     return ok;
 }
 
+// version 2 with the diagonal blocks' inverses made in each of fb_inverse_mode's three places (in every solve CTA;
+// fb_inverse_kernel; the same with programmatic dependent launch): the same fp32 operations on the same inputs, so
+// s and c must be bitwise those of mode 0. The scratch is filled with NaN before each run: an inverse read before
+// fb_inverse_kernel wrote it (a missing dependency) cannot pass for the previous run's.
+static int check_inverse_modes(int B, int T, int D) {
+    printf("check B=%d T=%d D=%d S=%d: the inverses' three places give the same bits\n", B, T, D, fb_superblock(T));
+    Problem p = make_problem(B, T, D);
+    size_t n = (size_t)B * T * D;
+    Blocked k = blocked_alloc(&p, 2);
+    float *ref = (float *)mallocCheck(2 * n * sizeof(float)), *got = (float *)mallocCheck(2 * n * sizeof(float));
+    int keep = fb_inverse_mode, ok = 1;
+    for (int m = 0; m <= 2; m++) {
+        fb_inverse_mode = m;
+        cudaCheck(cudaMemset(k.scratch, 0xff, version_scratch_bytes(2, B, T, D)));
+        run_blocked(&p, &k);
+        from_device(m == 0 ? ref : got, k.s, n);
+        from_device((m == 0 ? ref : got) + n, k.c, n);
+        if (m == 0) continue;
+        int same = memcmp(ref, got, 2 * n * sizeof(float)) == 0;
+        printf("  mode %d: s, c bitwise those of mode 0: %s\n", m, same ? "ok" : "FAIL");
+        ok &= same;
+    }
+    fb_inverse_mode = keep;
+    free(ref); free(got);
+    blocked_free(&k);
+    free_problem(&p);
+    return ok;
+}
+
 static void bench(int B, int T, int D, int version) {
     Problem p = make_problem(B, T, D);
     size_t n = (size_t)B * T * D;
@@ -180,7 +209,7 @@ int main(int argc, char **argv) {
             int keep = fb_superblock_rows;
             fb_superblock_rows = 64;
             printf("version 2 with superblocks of 64 rows\n");
-            ok &= check(2, 201, 96, 2) & check(1, 300, 40, 2);
+            ok &= check(2, 201, 96, 2) & check(1, 300, 40, 2) & check_inverse_modes(2, 300, 40);
             fb_superblock_rows = keep;
         }
         printf(ok ? "feedback_forward: all checks passed\n" : "feedback_forward: CHECK FAILED\n");

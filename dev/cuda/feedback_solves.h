@@ -9,6 +9,7 @@ typedef struct {
     int B, T, D, S;
     float *Pd, *PcT, *acc, *gs, *gamma;       // device inputs
     floatX *f;
+    float *Minv;                              // device scratch: the diagonal blocks' inverses (B, S/32, 32, 32)
     float *s, *c;                             // device outputs (forward: s, c, x_hi/x_lo = s_hi/s_lo;
     floatX *x_hi, *x_lo, *df;                 //                 backward: x_hi/x_lo = u_hi/u_lo, df)
 } SolveBufs;
@@ -31,22 +32,22 @@ static SolveBufs solve_bufs_make(int B, int T, int D) {
     p.gs = to_device_f32(f, BTD); p.gamma = to_device_f32(g, (size_t)B * T); p.f = to_device_bf16(f, BTD);
     cudaMallocCheck(&p.s, BTD * sizeof(float)); cudaMallocCheck(&p.c, BTD * sizeof(float));
     cudaMallocCheck(&p.x_hi, BTD * sizeof(floatX)); cudaMallocCheck(&p.x_lo, BTD * sizeof(floatX));
-    cudaMallocCheck(&p.df, BTD * sizeof(floatX));
+    cudaMallocCheck(&p.df, BTD * sizeof(floatX)); cudaMallocCheck(&p.Minv, (size_t)B * S * FB_R * sizeof(float));
     free(Pd); free(PcT); free(acc); free(f); free(g);
     return p;
 }
 static void solve_bufs_free(SolveBufs *p) {
     cudaCheck(cudaFree(p->Pd)); cudaCheck(cudaFree(p->PcT)); cudaCheck(cudaFree(p->acc)); cudaCheck(cudaFree(p->gs));
     cudaCheck(cudaFree(p->gamma)); cudaCheck(cudaFree(p->f)); cudaCheck(cudaFree(p->s)); cudaCheck(cudaFree(p->c));
-    cudaCheck(cudaFree(p->x_hi)); cudaCheck(cudaFree(p->x_lo)); cudaCheck(cudaFree(p->df));
+    cudaCheck(cudaFree(p->x_hi)); cudaCheck(cudaFree(p->x_lo)); cudaCheck(cudaFree(p->df)); cudaCheck(cudaFree(p->Minv));
 }
 // one call of a solve: with has_acc the superblock has earlier ones (forward: the last superblock, u0 = T - S;
 // backward: the first, u0 = 0), without it is the first one the chain meets (forward u0 = 0, backward u0 = T - S)
 static void solve_call_fwd(SolveBufs *p, int has_acc) {
-    fb_fwd_solve(p->s, p->c, p->x_hi, p->x_lo, p->acc, has_acc, p->Pd, p->f, p->gamma, has_acc ? p->T - p->S : 0,
+    fb_fwd_solve(p->s, p->c, p->x_hi, p->x_lo, p->acc, has_acc, p->Pd, p->f, p->gamma, p->Minv, has_acc ? p->T - p->S : 0,
                  p->S, p->S, p->B, p->T, p->D, 0);
 }
 static void solve_call_bwd(SolveBufs *p, int has_acc) {
-    fb_bwd_solve(p->x_hi, p->x_lo, p->df, p->acc, has_acc, p->PcT, p->gs, has_acc ? 0 : p->T - p->S,
+    fb_bwd_solve(p->x_hi, p->x_lo, p->df, p->acc, has_acc, p->PcT, p->gs, p->Minv, has_acc ? 0 : p->T - p->S,
                  p->S, p->S, p->B, p->T, p->D, 0);
 }
