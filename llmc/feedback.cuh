@@ -30,8 +30,9 @@
      2. rows: lse_t = log sum_{j<t} exp Z[t,j];  P = exp(Z - lse) masked to j < t, stored as bf16 P_hi + P_lo,
         and the diagonal block A_UU = P[:, u0:u1] in fp32                                 1 kernel (a warp per row)
      3. acc  = P[:, 0:u0] s[0:u0]                                  (Sv, D) fp32-grade     3 GEMMs
-     4. in-superblock solve (one kernel, CTA = (32 columns, b), 8 warps; "in-superblock solves" below): the
-        inverses of the 8 diagonal 32x32 blocks of (I - G A_UU) first (a warp each, in parallel), then per 32-row
+     4. in-superblock solve (CTA = (32 columns, b), 8 warps; "in-superblock solves" below): the inverses of the 8
+        diagonal 32x32 blocks of (I - G A_UU) first, once per sequence (fb_inverse_kernel, a warp each: 1 more
+        launch; the solve, launched programmatically dependent on it, copies them in), then per 32-row
         block q in order: s_q = Minv_q (f_q + G_q h_q) (a 32x32 product), and right-looking h_p += A_pq s_q for all
         blocks p >= q (warp p; tensor-core hi/lo products, fp32 accumulators in registers, A's panel
         double-buffered in shared memory by cp.async); h starts at acc, so c_U = acc + A_UU s_U = h;  writes s, c
@@ -90,7 +91,9 @@
    2/3 of it on the one warp's x_q: its mmas and, most of all, its 32 rows stored one by one; now spread over 8 warps:
    36/32 us per call, one layer's fwd + bwd 0.849 ms at B=8 T=1024 (dense 1.713: 0.496) and 2.954 ms at B=2 T=4096
    (dense 6.340: 0.466). The prologue (diagonal blocks, the 32x32 inverses recomputed by each of the D/32 CTAs of a
-   sequence, h/f loads) is now ~1/3 of a CTA: computing the inverses once per sequence is the next step.
+   sequence, h/f loads) was then ~1/3 of a CTA (16-19k of 46-48k cycles): the inverses are now made once per
+   sequence by fb_inverse_kernel, and the prologue is one round trip of loads (panel, gamma, h, f, Minv); predicted
+   ~8-10k cycles, i.e. ~4.5 us less per call (SESSA_FB_INV below; "in-superblock solves" has the count).
  Memory (scratch, the larger of forward and backward): forward 4BTD (s_hi/s_lo) + 12 B S T (Z, P_hi/P_lo)
    + 4 B S^2 + 4 B S D; backward 4BTD (u_hi/u_lo) + 4BTD (fp32 dqb accumulator) + 8 B T S (slab: Zs/US fp32,
    Pc_hi/Pc_lo, dZ over Pc_hi) + 4 B S^2 + 8 B S D. B=8 T=1024 D=768: 78 MiB, plus c (24 MiB) kept from the
@@ -305,9 +308,22 @@ __global__ void fb_bwd_slab_kernel(floatX *Pc_hi, floatX *Pc_lo, float *PcT, con
 //   X. x_q = Minv_q rhs_q,  Minv_q = (I - G_q L_qq)^{-1}                 (32x32 by 32x32, all 8 warps: a tile each)
 //   U. right-looking: h_p += L_pq x_q for every block p after q (forward also p = q: L_qq is strictly lower, so
 //      h_q becomes c_q, complete)                                                   (32x32 by 32x32, warp p)
-// The diagonal blocks' inverses come first, one warp each, in parallel: forward substitution of 32 dependent rows in
-// fp32 (fb_block_inverse). L >= 0 and gamma >= 0, so Minv >= 0 (an M-matrix inverse): sums of one sign, fp32
-// rounding only, no cancellation.
+// The diagonal blocks' inverses come first: forward substitution of 32 dependent rows in fp32, a warp per block
+// (fb_block_inverse). L >= 0 and gamma >= 0, so Minv >= 0 (an M-matrix inverse): sums of one sign, fp32 rounding
+// only, no cancellation. They are the same for the D/32 CTAs of a sequence, so fb_inverse_kernel makes them once per
+// (sequence, superblock) before the solve (into scratch: 128 B S bytes, 0.25 MiB at B=8), and each CTA copies them
+// in (cp.async, 32 KiB) in its prologue, beside the loads of the first panel, gamma, h and f: one round trip. The
+// solve is launched by programmatic dependent launch (fb_inverse_mode 2): its CTAs start and issue those loads while
+// fb_inverse_kernel runs, and wait for it (grid_dep_wait) only before the copy. Count (B=8 T=1024 D=768, H200 clocks
+// of dev/cuda/feedback_phases.cu, mean per CTA, forward with acc): the prologue was 18.7k cycles (diagonal blocks and
+// gamma 5.8k, inverses 5.1k, h and f 7.8k) of 48k, the inverses issue-bound (16 warps of an SM each issuing ~700
+// instructions: 496 FMAs, 136 LDS.128, shuffles) and every phase a round trip of its own; the loads move 112 KiB per
+// CTA (panel 32, Minv or tri 32, acc 32, f 16), 21.5 MB for the 192 CTAs, mostly L2 hits (the kernels ahead just
+// wrote them): ~3-5 us at 4-7 TB/s, so the prologue is predicted at ~8-10k cycles (one round trip, bandwidth-bound),
+// ~9k cycles (4.5 us at 1.98 GHz) less per call. fb_inverse_kernel (64 warps, one per SM, ~1-1.5k cycles of issue +
+// a load and a store round trip: ~2-3 us) runs beside it. SESSA_FB_INV=0 keeps the inverses in every CTA (the former prologue; buffer 1 of the panel holds
+// the diagonal blocks then), 1 launches the solve after fb_inverse_kernel in the ordinary way: all three give the
+// same bits (dev/cuda's checks compare them).
 // Tensor cores: every 32x32 by 32x32 product of A and B is done transposed, as mma.sync m16n8k16 bf16 tiles with
 // fp32 accumulators in registers: warp p keeps h_p^T (32 columns x 32 rows of block p) in the C layout (2 m-tiles x
 // 4 n-tiles x 4 floats = 32 registers a lane), and
@@ -324,7 +340,8 @@ __global__ void fb_bwd_slab_kernel(floatX *Pc_hi, floatX *Pc_lo, float *PcT, con
 // B=8 D=768 is 192 CTAs, 2 per SM (105 KiB shared each), one wave on 132 SMs. Shared memory (floats, S rows):
 //   Minv  [S/32][32][32]   the diagonal blocks' inverses (swizzled: fb_sw)
 //   panel [2][S][32]       L[rows, block q's 32 columns], double-buffered: cp.async brings the next block's panel
-//                          while block q is solved and updated (the prologue's diagonal blocks use buffer 1 before)
+//                          while block q is solved and updated (fb_inverse_mode 0: the prologue's diagonal blocks
+//                          use buffer 1 before)
 //   ra, xa [hi, lo][2 m-tiles][2 k-slices][32 lanes][4]   rhs_q^T and x_q^T as A fragments
 //   gsh   [S]              forward: gamma of the superblock's rows
 // Two barriers per block: R (warp q), barrier 1, X (every warp; the next panel's cp.async issued first), barrier 2,
@@ -346,11 +363,12 @@ __global__ void fb_bwd_slab_kernel(floatX *Pc_hi, floatX *Pc_lo, float *PcT, con
 // fb_split_pack had, 32 per warp and update) + 0.3k + 0.6k + 0.2k ~ 2.7k per block, ~22k for 8, plus the prologue
 // (~12k: the inverses with 16-byte loads, h and f in one round trip): ~34k cycles per CTA, predicted ~19 us per call
 // forward (was 62) and ~16 us backward (was 48) at B=8 T=1024 D=768; measured 36 and 32 us (~42-46k cycles).
-// Registers: 127 forward, 126 backward (2 CTAs per SM), no spills (ptxas -v, CUDA 13).
+// Registers: 128 forward and backward (2 CTAs per SM: the whole register file), no spills (ptxas -v, CUDA 13).
 // Determinism: fixed owners, fixed mma order, no atomics.
 #define FB_R 32                              // rows of a block = columns of a solve CTA
 #define FB_NB (FB_SMAX / FB_R)               // blocks of a superblock, at most
 #define FB_SOLVE_THREADS (FB_NB * WARP_SIZE) // a warp per block
+static_assert(FB_SMAX <= FB_SOLVE_THREADS, "fb_solve loads gamma with a thread per row");
 static inline size_t fb_solve_smem(int S) { return ((size_t)3 * S * FB_R + 2 * FB_R * FB_R + S) * sizeof(float); }
 
 // a [rows][32] fp32 tile in shared memory with the 16-byte chunk index XOR-ed by 2 (row & 3): the B-fragment loads
@@ -460,7 +478,8 @@ __device__ __forceinline__ void fb_load_panel(float *pan, const float *L, int S,
 // FB_PHASES (dev/cuda/feedback_phases.cu only): lane 0 of the warp named writes clock64() at the solve's phase
 // boundaries into fb_phase_clk[CTA][slot] (CTA = blockIdx.y * gridDim.x + blockIdx.x, the first FB_PH_CTAS):
 //   prologue: START (warp 0), TRI (warp 0, after the diagonal blocks and gamma are in: a barrier), INV (warp 0,
-//   after the inverses: a barrier), HF (warp 0, its h (and f) loaded);
+//   after the inverses: a barrier), HF (warp 0, its h (and f) loaded); with Minv from fb_inverse_kernel TRI comes
+//   once gamma, h and f are issued, INV once Minv is in (a barrier), HF once h and f are used;
 //   block it (q = it forward, nb-1-it backward), at FB_PH_PRO + it FB_PH_IT: RHS (warp q, ra written), BAR1
 //   (warp 0, past barrier 1), X (warp 0, its x tile written), BAR2 (warp 0, past barrier 2), UPD + w (each warp w,
 //   past its update), CEND (warp q, forward: c_q stored).
@@ -503,11 +522,13 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x_hi, floa
     if (BWD) fb_load_panel(pan0, L, S, 0, (nb - 1) * FB_R, (nb - 1) * FB_R, Sv);
     else     fb_load_panel(pan0, L, S, 0, nb * FB_R, 0, Sv);
     cp_async_commit();
-    if (!BWD)
-        for (int r = threadIdx.x; r < S; r += FB_SOLVE_THREADS) gsh[r] = r < Sv ? gamma[(size_t)b * T + u0 + r] : 0.0f;
+    // forward: gamma of row threadIdx.x (S <= FB_SOLVE_THREADS) into gsh, stored once the other loads are issued
+    // (a warp issues in order: the store would hold them back by a memory round trip)
+    float gv = !BWD && threadIdx.x < Sv ? gamma[(size_t)b * T + u0 + threadIdx.x] : 0.0f;
     if (Minv_g == NULL) {
         // the diagonal blocks' inverses (I - G_q L_qq)^{-1}, a warp per block; the blocks in panel buffer 1
         fb_load_tri(pan1, L, S, Sv, nb);
+        if (!BWD && threadIdx.x < S) gsh[threadIdx.x] = gv;
         __syncthreads();
         FB_PHASE(FB_PH_TRI, 0);
         if (w < nb) fb_block_inverse<BWD>(Minv + w * FB_R * FB_R, pan1 + w * FB_R * FB_R, BWD ? 1.0f : gsh[w * FB_R + lane], lane);
@@ -532,6 +553,7 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x_hi, floa
     if (Minv_g != NULL) {
         // the inverses of this superblock and sequence, [nb][32][32] swizzled as in shared memory: a flat copy,
         // once fb_inverse_kernel (the kernel ahead, which may still run: programmatic dependent launch) is done
+        if (!BWD && threadIdx.x < S) gsh[threadIdx.x] = gv;
         FB_PHASE(FB_PH_TRI, 0);
         grid_dep_wait();
         const float *src = Minv_g + (size_t)b * S * FB_R;

@@ -181,14 +181,16 @@ static void bench(int B, int T, int D, int version) {
 
 // the two in-superblock solve kernels alone (feedback_solves.h), one superblock of S rows with earlier superblocks
 // (has_acc), the shapes of a training step: per-call time, and the FMA rate it implies (per CTA: 32 x 32 x 32 FMAs
-// per (block, later block) pair and per product with a diagonal block's inverse, plus the inverses themselves)
+// per (block, later block) pair and per product with a diagonal block's inverse; plus the inverses themselves, 496 x 32
+// FMAs each, per CTA with SESSA_FB_INV=0, else once per sequence)
 static void bench_solves(int B, int T, int D) {
     SolveBufs p = solve_bufs_make(B, T, D);
     float tf = benchmark_kernel(20, solve_call_fwd, &p, 1);
     float tb = benchmark_kernel(20, solve_call_bwd, &p, 1);
     int S = p.S, nb = S / 32;
     double cta = ceil_div(D, 32) * (double)B, blk = 32.0 * 32 * 32;   // FMAs of one 32x32 by 32x32 product
-    double ff = cta * (blk * (nb * (nb + 1) / 2 + nb) + nb * 496.0 * 32), fbk = cta * (blk * (nb * (nb - 1) / 2 + nb) + nb * 496.0 * 32);
+    double inv = (fb_inverse_where() == 0 ? cta : B) * nb * 496.0 * 32;
+    double ff = cta * blk * (nb * (nb + 1) / 2 + nb) + inv, fbk = cta * blk * (nb * (nb - 1) / 2 + nb) + inv;
     printf("B=%d T=%d D=%d  solve kernels alone (S=%d, %d CTAs): fwd %8.1f us (%.2f TFMA/s)  bwd %8.1f us (%.2f TFMA/s)\n",
            B, T, D, S, (int)cta, tf * 1e3, ff / (tf * 1e-3) / 1e12, tb * 1e3, fbk / (tb * 1e-3) / 1e12);
     solve_bufs_free(&p);
