@@ -14,6 +14,7 @@
         scratch), dqb, dkb (bf16 values), all (B,T,D), then dgamma (B,T).
 */
 #include "feedback_trsm_baseline.cu"
+#include "feedback_solves.h"          // inverse_modes_agree
 
 typedef struct {
     int B, T, D, ld;
@@ -168,31 +169,26 @@ static int check(int B, int T, int D, int version) {
     return ok;
 }
 
-// version 2 with the diagonal blocks' inverses made in each of fb_inverse_mode's three places (see
-// feedback_forward.cu's check_inverse_modes): df, dgamma, dqb and dkb bitwise those of mode 0, the scratch NaN-filled
-// before each run (the forward's s, c, lse are made once, by make_problem)
+// version 2 with the inverses in each of fb_inverse_mode's three places: df, dqb, dkb and dgamma bitwise alike
+// (inverse_modes_agree; the forward's s, c, lse are made once, by make_problem)
+typedef struct { const Problem *p; Grads *g; } InvRun;
+static void inv_run(void *ctx, void *out) {
+    InvRun *r = (InvRun *)ctx;
+    size_t n = (size_t)r->p->B * r->p->T * r->p->D;
+    char *o = (char *)out;
+    run_blocked(r->p, r->g);
+    cudaCheck(cudaMemcpy(o, r->g->df, n * sizeof(floatX), cudaMemcpyDeviceToHost));
+    cudaCheck(cudaMemcpy(o + n * sizeof(floatX), r->g->dqkb, 2 * n * sizeof(floatX), cudaMemcpyDeviceToHost));
+    from_device((float *)(o + 3 * n * sizeof(floatX)), r->g->dgamma, (size_t)r->p->B * r->p->T);
+}
 static int check_inverse_modes(int B, int T, int D) {
-    printf("check B=%d T=%d D=%d S=%d: the inverses' three places give the same bits\n", B, T, D, fb_superblock(T));
+    printf("check B=%d T=%d D=%d S=%d: the inverses' three places\n", B, T, D, fb_superblock(T));
     Problem p = make_problem(B, T, D);
-    size_t n = (size_t)B * T * D, bytes = (3 * n + 2 * (size_t)B * T) * sizeof(uint16_t);   // df, dqkb, dgamma
     Grads g = grads_alloc(&p, 2);
-    char *ref = (char *)mallocCheck(bytes), *got = (char *)mallocCheck(bytes);
-    int keep = fb_inverse_mode, ok = 1;
-    for (int m = 0; m <= 2; m++) {
-        fb_inverse_mode = m;
-        cudaCheck(cudaMemset(p.scratch, 0xff, p.scratch_bytes));
-        run_blocked(&p, &g);
-        char *out = m == 0 ? ref : got;
-        cudaCheck(cudaMemcpy(out, g.df, n * sizeof(floatX), cudaMemcpyDeviceToHost));
-        cudaCheck(cudaMemcpy(out + n * sizeof(floatX), g.dqkb, 2 * n * sizeof(floatX), cudaMemcpyDeviceToHost));
-        cudaCheck(cudaMemcpy(out + 3 * n * sizeof(floatX), g.dgamma, (size_t)B * T * sizeof(float), cudaMemcpyDeviceToHost));
-        if (m == 0) continue;
-        int same = memcmp(ref, got, bytes) == 0;
-        printf("  mode %d: df, dqb, dkb, dgamma bitwise those of mode 0: %s\n", m, same ? "ok" : "FAIL");
-        ok &= same;
-    }
-    fb_inverse_mode = keep;
-    free(ref); free(got);
+    InvRun r = {&p, &g};
+    size_t n = (size_t)B * T * D;
+    int ok = inverse_modes_agree(inv_run, &r, 3 * n * sizeof(floatX) + (size_t)B * T * sizeof(float), p.scratch,
+                                 p.scratch_bytes, "df, dqb, dkb, dgamma");
     grads_free(&g);
     free_problem(&p);
     return ok;

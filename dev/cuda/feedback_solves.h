@@ -2,6 +2,8 @@
  The two in-superblock solve kernels of llmc/feedback.cuh alone (fb_fwd_solve, fb_bwd_solve), on the inputs of one
  superblock of S = fb_superblock(T) rows at the shapes of a training step: feedback_forward.cu's bench_solves times
  them, feedback_phases.cu reads their phase clocks (FB_PHASES). Included after llmc/feedback.cuh and common.h.
+ Also inverse_modes_agree, the check (feedback_forward.cu, feedback_backward.cu) that the three places of the
+ diagonal blocks' inverses (fb_inverse_mode) give the same bits.
  Inputs: Pd (B,S,S) alpha-like (strictly lower, entries in [0, 2/S): row sums < 1), PcT = Pd^T per batch element,
  acc (B,S,D), f (bf16) and gs (B,T,D) in [-1, 1], gamma (B,T) in [0.9, 0.999] (the chain gain near 1).
 */
@@ -50,4 +52,27 @@ static void solve_call_fwd(SolveBufs *p, int has_acc) {
 static void solve_call_bwd(SolveBufs *p, int has_acc) {
     fb_bwd_solve(p->x_hi, p->x_lo, p->df, p->acc, has_acc, p->PcT, p->gs, p->Minv, has_acc ? 0 : p->T - p->S,
                  p->S, p->S, p->B, p->T, p->D, 0);
+}
+
+// The diagonal blocks' inverses made in each of fb_inverse_mode's three places (in every solve CTA; fb_inverse_kernel;
+// the same with programmatic dependent launch) are the same fp32 operations on the same inputs: run(ctx, out) makes
+// one call and copies its outputs (bytes) to the host buffer out, and modes 1 and 2 must give mode 0's bits. The
+// scratch is NaN-filled before each run: an inverse read before fb_inverse_kernel wrote it (a missing dependency)
+// cannot pass for the previous run's.
+static int inverse_modes_agree(void (*run)(void *ctx, void *out), void *ctx, size_t bytes, void *scratch,
+                               size_t scratch_bytes, const char *what) {
+    char *ref = (char *)mallocCheck(bytes), *got = (char *)mallocCheck(bytes);
+    int keep = fb_inverse_mode, ok = 1;
+    for (int m = 0; m <= 2; m++) {
+        fb_inverse_mode = m;
+        cudaCheck(cudaMemset(scratch, 0xff, scratch_bytes));
+        run(ctx, m == 0 ? ref : got);
+        if (m == 0) continue;
+        int same = memcmp(ref, got, bytes) == 0;
+        printf("  inverses mode %d: %s bitwise those of mode 0: %s\n", m, what, same ? "ok" : "FAIL");
+        ok &= same;
+    }
+    fb_inverse_mode = keep;
+    free(ref); free(got);
+    return ok;
 }
