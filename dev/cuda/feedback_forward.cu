@@ -122,21 +122,21 @@ static int check(int B, int T, int D, int version) {
     return ok;
 }
 
-// version 2 with the inverses in each of fb_inverse_mode's three places: s and c bitwise alike (inverse_modes_agree)
-typedef struct { const Problem *p; Blocked *k; } InvRun;
-static void inv_run(void *ctx, void *out) {
-    InvRun *r = (InvRun *)ctx;
+// version 2 with each of the schedule's choices (schedule_variants_agree): s and c bitwise alike
+typedef struct { const Problem *p; Blocked *k; } VariantRun;
+static void variant_run(void *ctx, void *out) {
+    VariantRun *r = (VariantRun *)ctx;
     size_t n = (size_t)r->p->B * r->p->T * r->p->D;
     run_blocked(r->p, r->k);
     from_device((float *)out, r->k->s, n);
     from_device((float *)out + n, r->k->c, n);
 }
-static int check_inverse_modes(int B, int T, int D) {
-    printf("check B=%d T=%d D=%d S=%d: the inverses' three places\n", B, T, D, fb_superblock(T));
+static int check_schedule_variants(int B, int T, int D) {
+    printf("check B=%d T=%d D=%d S=%d: the schedule's choices\n", B, T, D, fb_superblock(T));
     Problem p = make_problem(B, T, D);
     Blocked k = blocked_alloc(&p, 2);
-    InvRun r = {&p, &k};
-    int ok = inverse_modes_agree(inv_run, &r, 2 * (size_t)B * T * D * sizeof(float), k.scratch,
+    VariantRun r = {&p, &k};
+    int ok = schedule_variants_agree(variant_run, &r, 2 * (size_t)B * T * D * sizeof(float), k.scratch,
                                  version_scratch_bytes(2, B, T, D), "s, c");
     blocked_free(&k);
     free_problem(&p);
@@ -203,7 +203,7 @@ int main(int argc, char **argv) {
             int keep = fb_superblock_rows;
             fb_superblock_rows = 64;
             printf("version 2 with superblocks of 64 rows\n");
-            ok &= check(2, 201, 96, 2) & check(1, 300, 40, 2) & check_inverse_modes(2, 300, 40);
+            ok &= check(2, 201, 96, 2) & check(1, 300, 40, 2) & check_schedule_variants(2, 300, 40);
             fb_superblock_rows = keep;
         }
         printf(ok ? "feedback_forward: all checks passed\n" : "feedback_forward: CHECK FAILED\n");
