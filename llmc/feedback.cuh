@@ -347,11 +347,13 @@ __global__ void fb_bwd_slab_kernel(floatX *Pc_hi, floatX *Pc_lo, float *PcT, con
 // Two barriers per block: R (warp q), barrier 1, X (every warp), barrier 2, U (every warp p after q; forward warp q
 // then writes c_q from its accumulators). ra is free again after barrier 2, xa and the panel buffer of block q-1
 // after barrier 1 (every warp is past its update of q-1 there). The next block's panel (up to 7 x 32 rows: 7 cp.async
-// a thread, ~100 instructions) is issued during U by the warps without an update (forward w <= q, backward w >= q;
-// fb_panel_mode 1), off the critical path; the clocks put its former place, every thread right after barrier 1,
-// at ~150 cycles per 32 rows on X and so on barrier 2 (x of iteration 0 ~1.8k cycles, of the last, no panel, ~0.75k):
-// ~4k cycles of the ~29k of a CTA's iterations. Its issuers then wait for it (wait_group 0) before barrier 2 of the
-// next block, a whole R, barrier 1 and X later (an L2 round trip is ~1k cycles).
+// a thread, ~100 instructions) is issued during U by the warps without an update (forward w < q and w >= nb, none at
+// the first block when nb = 8: there it keeps its former place; backward w >= q; fb_panel_mode 1), off the critical
+// path; the clocks put its former place, every thread right after barrier 1, at ~150 cycles per 32 rows on X and so
+// on barrier 2 (x of iteration 0 ~1.8k cycles, of the last, no panel, ~0.75k): ~3-4k cycles of the ~29k of a CTA's
+// iterations. Its issuers then wait for it (wait_group 0) before barrier 2 of the next block, a whole R, barrier 1
+// and X later (an L2 round trip is ~1k cycles). Forward at block 1 one warp issues 6 x 32 rows (48 cp.async a
+// lane) beside the others' updates (~2k cycles).
 // Why (dev/cuda/feedback_phases.cu, the H200): the former schedule did R and X on warp q alone (36 dependent-chained
 // mmas, ~900 instructions) and wrote x and c through a staging tile, row by row (~800 more), while the other 7 warps
 // waited at the one barrier. Mean SM cycles per CTA, forward, B=8 T=1024 D=768 (92k, 62 us per call): prologue 18k
@@ -589,6 +591,13 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x_hi, floa
         int q = BWD ? nb - 1 - it : it, q0 = q * FB_R, buf = it & 1;
         bool more = it + 1 < nb;
         float *pq = pan0 + buf * S * FB_R, *pn = pan0 + (buf ^ 1) * S * FB_R;
+        // the next block's panel, rows [nr0, nr1) of block column nk0 (forward q+1: rows from q0 + 32; backward
+        // q-1: rows below q0 - 32), is issued during U by the warps without an update there (forward w < q and
+        // w >= nb, backward w >= q; rank among them) with panel_u when there are any, else by every thread right
+        // after barrier 1 (into the buffer the update of it-1 used: every warp is past it at barrier 1)
+        int nr0 = BWD ? 0 : q0 + FB_R, nr1 = BWD ? q0 - FB_R : nb * FB_R, nk0 = BWD ? q0 - FB_R : q0 + FB_R;
+        int nfree = BWD ? FB_NB - q : q + FB_NB - nb, rank = BWD ? w - q : w < q ? w : q + w - nb;
+        bool pan_u = more && panel_u && nfree > 0, pan_b1 = more && !pan_u;
         if (w == q) {
             // R. rhs_q^T (forward f + G h, backward h; h_q is complete) as A fragments into ra: the C tiles
             // 2kt, 2kt+1 of m-tile mt are the A fragment (mt, kt)
@@ -618,9 +627,8 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x_hi, floa
         }
         __syncthreads();                        // ra complete; every warp is past its update of it-1 (xa, pn free)
         FB_PHASE_IT(it, FB_PH_BAR1, 0);
-        if (more && !panel_u) {                 // the next block's panel into the buffer the update of it-1 used
-            if (BWD) fb_load_panel(pn, L, S, 0, q0 - FB_R, q0 - FB_R, Sv, threadIdx.x, FB_SOLVE_THREADS);
-            else     fb_load_panel(pn, L, S, q0 + FB_R, nb * FB_R, q0 + FB_R, Sv, threadIdx.x, FB_SOLVE_THREADS);
+        if (pan_b1) {
+            fb_load_panel(pn, L, S, nr0, nr1, nk0, Sv, threadIdx.x, FB_SOLVE_THREADS);
             cp_async_commit();
         }
         {
@@ -660,7 +668,7 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x_hi, floa
             }
             FB_PHASE_IT(it, FB_PH_X, 0);
         }
-        if (more && !panel_u) cp_async_wait<1>(); else cp_async_wait<0>();   // this thread's copies of block q's panel
+        if (pan_b1) cp_async_wait<1>(); else cp_async_wait<0>();   // this thread's copies of block q's panel
         __syncthreads();                        // xa and block q's panel complete
         FB_PHASE_IT(it, FB_PH_BAR2, 0);
         // U. h_w^T += x_q^T L_wq^T for the blocks w after q (forward: w >= q, panel row 32 (w - q); backward: w < q)
@@ -679,15 +687,9 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x_hi, floa
             }
         }
         FB_PHASE_IT(it, FB_PH_UPD + w, w);
-        if (more && panel_u) {
-            // the next block's panel (into the buffer of block it-1: every warp was past its update of it-1 at
-            // barrier 1) by the warps without an update here: forward w <= q (and w >= nb), backward w >= q
-            int nfree = BWD ? FB_NB - q : q + 1 + FB_NB - nb;          // the free warps, ranked
-            int rank = BWD ? w - q : w <= q ? w : q + 1 + w - nb;
-            if (BWD ? w >= q : w <= q || w >= nb) {
-                if (BWD) fb_load_panel(pn, L, S, 0, q0 - FB_R, q0 - FB_R, Sv, rank * WARP_SIZE + lane, nfree * WARP_SIZE);
-                else     fb_load_panel(pn, L, S, q0 + FB_R, nb * FB_R, q0 + FB_R, Sv, rank * WARP_SIZE + lane, nfree * WARP_SIZE);
-            }
+        if (pan_u) {                            // the next block's panel by the free warps (every thread commits)
+            if (BWD ? w >= q : w < q || w >= nb)
+                fb_load_panel(pn, L, S, nr0, nr1, nk0, Sv, rank * WARP_SIZE + lane, nfree * WARP_SIZE);
             cp_async_commit();
         }
         if (!BWD && w == q) {                   // h_q = c_q, complete: to global memory from the C tiles
@@ -761,7 +763,8 @@ fb_bwd_solve_kernel(floatX *u_hi, floatX *u_lo, floatX *df, const float *acc, in
 // programmatic dependent launch (sm_90+; 1 on older GPUs): it starts while fb_inverse_kernel runs and waits for it
 // only before copying Minv in.
 // SESSA_FB_PANEL, when the next block's panel is loaded: 0 = after barrier 1, by every thread, before X (on the
-// critical path: X and barrier 2 wait for the issue); 1 (default) = during the update, by the warps without one.
+// critical path: X and barrier 2 wait for the issue); 1 (default) = during the update, by the warps without one
+// (where there are any).
 static int fb_inverse_mode = -1, fb_panel_mode = -1;   // -1: not chosen yet
 static int fb_env_choice(int *mode, const char *name, int def, int hi) {
     if (*mode < 0) {

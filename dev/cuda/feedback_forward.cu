@@ -199,11 +199,14 @@ int main(int argc, char **argv) {
         // the second partial and not a multiple of 32
         int ok = check(2, 201, 96, a.version) & check(1, 1030, 256, a.version) & check(3, 1, 64, a.version) &
                  check(2, 300, 40, a.version);
+        if (a.version == 0 || a.version == 2)     // the schedule's choices alike: 8 blocks of 32, then 44 rows (2 blocks)
+            ok &= check_schedule_variants(1, 300, 40);
         if (a.version == 0 || a.version == 2) {   // version 2 with 64-row superblocks: many of them, partial last ones
             int keep = fb_superblock_rows;
             fb_superblock_rows = 64;
             printf("version 2 with superblocks of 64 rows\n");
-            ok &= check(2, 201, 96, 2) & check(1, 300, 40, 2) & check_schedule_variants(2, 300, 40);
+            ok &= check(2, 201, 96, 2) & check(1, 300, 40, 2);
+            ok &= check_schedule_variants(2, 300, 40);   // 64-row superblocks: 2 blocks each
             fb_superblock_rows = keep;
         }
         printf(ok ? "feedback_forward: all checks passed\n" : "feedback_forward: CHECK FAILED\n");
