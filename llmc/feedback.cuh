@@ -321,9 +321,9 @@ __global__ void fb_bwd_slab_kernel(floatX *Pc_hi, floatX *Pc_lo, float *PcT, con
 // CTA (panel 32, Minv or tri 32, acc 32, f 16), 21.5 MB for the 192 CTAs, mostly L2 hits (the kernels ahead just
 // wrote them): ~3-5 us at 4-7 TB/s, so the prologue is predicted at ~8-10k cycles (one round trip, bandwidth-bound),
 // ~9k cycles (4.5 us at 1.98 GHz) less per call. fb_inverse_kernel (64 warps, one per SM, ~1-1.5k cycles of issue +
-// a load and a store round trip: ~2-3 us) runs beside it. SESSA_FB_INV=0 keeps the inverses in every CTA (the former prologue; buffer 1 of the panel holds
-// the diagonal blocks then), 1 launches the solve after fb_inverse_kernel in the ordinary way: all three give the
-// same bits (dev/cuda's checks compare them).
+// a load and a store round trip: ~2-3 us) runs beside it. SESSA_FB_INV=0 keeps the inverses in every CTA (the former
+// prologue; buffer 1 of the panel holds the diagonal blocks then), 1 launches the solve after fb_inverse_kernel in the
+// ordinary way: all three give the same bits (dev/cuda's checks compare them).
 // Tensor cores: every 32x32 by 32x32 product of A and B is done transposed, as mma.sync m16n8k16 bf16 tiles with
 // fp32 accumulators in registers: warp p keeps h_p^T (32 columns x 32 rows of block p) in the C layout (2 m-tiles x
 // 4 n-tiles x 4 floats = 32 registers a lane), and
