@@ -484,6 +484,15 @@ __device__ __forceinline__ void fb_load_panel(float *pan, const float *L, int S,
     }
 }
 
+// the panel of the block after q0 / 32 in the solve's order: forward block q+1, rows [q0 + 32, 32 nb); backward
+// block q-1, rows [0, q0 - 32)
+template <bool BWD>
+__device__ __forceinline__ void fb_load_next_panel(float *pan, const float *L, int S, int q0, int nb, int Sv, int tid,
+                                                   int nthr) {
+    if (BWD) fb_load_panel(pan, L, S, 0, q0 - FB_R, q0 - FB_R, Sv, tid, nthr);
+    else     fb_load_panel(pan, L, S, q0 + FB_R, nb * FB_R, q0 + FB_R, Sv, tid, nthr);
+}
+
 // FB_PHASES (dev/cuda/feedback_phases.cu only): lane 0 of the warp named writes clock64() at the solve's phase
 // boundaries into fb_phase_clk[CTA][slot] (CTA = blockIdx.y * gridDim.x + blockIdx.x, the first FB_PH_CTAS):
 //   prologue: START (warp 0), TRI (warp 0, after the diagonal blocks and gamma are in: a barrier), INV (warp 0,
@@ -591,13 +600,10 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x_hi, floa
         int q = BWD ? nb - 1 - it : it, q0 = q * FB_R, buf = it & 1;
         bool more = it + 1 < nb;
         float *pq = pan0 + buf * S * FB_R, *pn = pan0 + (buf ^ 1) * S * FB_R;
-        // the next block's panel, rows [nr0, nr1) of block column nk0 (forward q+1: rows from q0 + 32; backward
-        // q-1: rows below q0 - 32), is issued during U by the warps without an update there (forward w < q and
-        // w >= nb, backward w >= q; rank among them) with panel_u when there are any, else by every thread right
-        // after barrier 1 (into the buffer the update of it-1 used: every warp is past it at barrier 1)
-        int nr0 = BWD ? 0 : q0 + FB_R, nr1 = BWD ? q0 - FB_R : nb * FB_R, nk0 = BWD ? q0 - FB_R : q0 + FB_R;
-        int nfree = BWD ? FB_NB - q : q + FB_NB - nb, rank = BWD ? w - q : w < q ? w : q + w - nb;
-        bool pan_u = more && panel_u && nfree > 0, pan_b1 = more && !pan_u;
+        // the next block's panel is issued during U by the warps without an update there (forward w < q and w >= nb,
+        // backward w >= q) with panel_u when there are any, else by every thread right after barrier 1 (into the
+        // buffer the update of it-1 used: every warp is past it at barrier 1)
+        bool pan_u = more && panel_u && (BWD || q > 0 || nb < FB_NB), pan_b1 = more && !pan_u;
         if (w == q) {
             // R. rhs_q^T (forward f + G h, backward h; h_q is complete) as A fragments into ra: the C tiles
             // 2kt, 2kt+1 of m-tile mt are the A fragment (mt, kt)
@@ -628,7 +634,7 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x_hi, floa
         __syncthreads();                        // ra complete; every warp is past its update of it-1 (xa, pn free)
         FB_PHASE_IT(it, FB_PH_BAR1, 0);
         if (pan_b1) {
-            fb_load_panel(pn, L, S, nr0, nr1, nk0, Sv, threadIdx.x, FB_SOLVE_THREADS);
+            fb_load_next_panel<BWD>(pn, L, S, q0, nb, Sv, threadIdx.x, FB_SOLVE_THREADS);
             cp_async_commit();
         }
         {
@@ -688,8 +694,9 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x_hi, floa
         }
         FB_PHASE_IT(it, FB_PH_UPD + w, w);
         if (pan_u) {                            // the next block's panel by the free warps (every thread commits)
+            int nfree = BWD ? FB_NB - q : q + FB_NB - nb, rank = BWD ? w - q : w < q ? w : q + w - nb;
             if (BWD ? w >= q : w < q || w >= nb)
-                fb_load_panel(pn, L, S, nr0, nr1, nk0, Sv, rank * WARP_SIZE + lane, nfree * WARP_SIZE);
+                fb_load_next_panel<BWD>(pn, L, S, q0, nb, Sv, rank * WARP_SIZE + lane, nfree * WARP_SIZE);
             cp_async_commit();
         }
         if (!BWD && w == q) {                   // h_q = c_q, complete: to global memory from the C tiles
