@@ -4,7 +4,8 @@
 #   scripts/gpu_session.sh build check test             (the hardware check: every dev/cuda kernel and
 #                                                        test_sessacu on every CUDA reference dump)
 #   scripts/gpu_session.sh build kbench                  make -C dev/cuda bench
-#   scripts/gpu_session.sh build fbbench                 feedback solve: ours vs the dense form (and superblock sizes)
+#   scripts/gpu_session.sh build fbbench                 feedback solve: ours vs the dense form (and superblock sizes, and the
+#                                                        solve schedule's choices SESSA_FB_INV, SESSA_FB_PANEL)
 #   scripts/gpu_session.sh build twins                  the trainers as twins on the real GPU: same -x 0 val loss and
 #                                                        20-step curve as the CPU trainer; run directory (resume, SIGINT)
 #   scripts/gpu_session.sh build decode                  greedy tokens agree (C, CUDA, PyTorch); generation speed (bench_decode.sh)
@@ -161,7 +162,9 @@ for s in "$@"; do
         check)   stage check do_check ;;
         test)    stage test do_test ;;
         kbench)  stage kbench make -C dev/cuda bench ;;
-        fbbench) stage fbbench sh -c 'dev/cuda/bin/feedback_backward bench && for S in 64 128; do echo "== FB_S=$S"; FB_S=$S dev/cuda/bin/feedback_backward bench 2; done' ;;
+        fbbench) stage fbbench sh -c 'dev/cuda/bin/feedback_backward bench && for S in 64 128; do echo "== FB_S=$S"; FB_S=$S dev/cuda/bin/feedback_backward bench 2; done &&
+                     for m in "0 0" "1 0" "2 0" "2 1"; do set -- $m; echo "== SESSA_FB_INV=$1 SESSA_FB_PANEL=$2";
+                     SESSA_FB_INV=$1 SESSA_FB_PANEL=$2 dev/cuda/bin/feedback_backward bench 2 || exit 1; done' ;;
         train)   stage train do_train ;;
         profile) stage profile do_profile ;;
         profsmall) stage profsmall do_profsmall ;;
