@@ -312,9 +312,12 @@ __global__ void fb_bwd_slab_kernel(floatX *Pc_hi, floatX *Pc_lo, float *PcT, con
 // (fb_block_inverse). L >= 0 and gamma >= 0, so Minv >= 0 (an M-matrix inverse): sums of one sign, fp32 rounding
 // only, no cancellation. They are the same for the D/32 CTAs of a sequence, so fb_inverse_kernel makes them once per
 // (sequence, superblock) before the solve (into scratch: 128 B S bytes, 0.25 MiB at B=8), and each CTA copies them
-// in (cp.async, 32 KiB) in its prologue, beside the loads of the first panel, gamma, h and f: one round trip. The
-// solve is launched by programmatic dependent launch (fb_inverse_mode 2): its CTAs start and issue those loads while
-// fb_inverse_kernel runs, and wait for it (grid_dep_wait) only before the copy. Count (B=8 T=1024 D=768, H200 clocks
+// in (cp.async, 32 KiB) in its prologue, after the loads of the first panel, gamma, acc and f (gs): those come as
+// 16-byte cp.async into shared memory (panel buffer 1 and Minv's buffer, free then; swizzled for the C-layout reads,
+// fb_sw_c / fb_sw_h), not as the C layout's 4-byte loads (a warp's load then takes 512 contiguous bytes of 4 rows,
+// not 128: the H200 clocks put those loads at 8.5-13.7k cycles of a ~48-54k CTA, forward, B=8 T=1024). The solve is
+// launched by programmatic dependent launch (fb_inverse_mode 2): its CTAs start and load while fb_inverse_kernel
+// runs, and wait for it (grid_dep_wait) only before the copy of Minv (0.7-0.9k cycles measured). Count (B=8 T=1024 D=768, H200 clocks
 // of dev/cuda/feedback_phases.cu, mean per CTA, forward with acc): the prologue was 18.7k cycles (diagonal blocks and
 // gamma 5.8k, inverses 5.1k, h and f 7.8k) of 48k, the inverses issue-bound (16 warps of an SM each issuing ~700
 // instructions: 496 FMAs, 136 LDS.128, shuffles) and every phase a round trip of its own; the loads move 112 KiB per
@@ -381,6 +384,11 @@ static inline size_t fb_solve_smem(int S) { return ((size_t)3 * S * FB_R + 2 * F
 // a [rows][32] fp32 tile in shared memory with the 16-byte chunk index XOR-ed by 2 (row & 3): the B-fragment loads
 // (lane 4g + t reads 8 bytes at row g, column 2t of a k16 slice) of a half-warp reach 8 different bank quads
 __device__ __forceinline__ int fb_sw(int row, int k) { return row * FB_R + ((((k >> 2) ^ (row << 1)) & 7) << 2) + (k & 3); }
+// [rows][32] tiles read in the C layout (lane 4g + t reads row 2t (+1), column g (+8, +16, +24) of a block): fp32
+// (fb_sw_c) with the 16-byte chunk index XOR-ed by (row & 6), bf16 (fb_sw_h, 8 a chunk) by (row / 2) % 4, so that a
+// warp's read (4 rows x 8 columns) reaches 32 banks, or 16 with pairs of lanes on one word
+__device__ __forceinline__ int fb_sw_c(int row, int k) { return row * FB_R + (((k >> 2) ^ (row & 6)) << 2) + (k & 3); }
+__device__ __forceinline__ int fb_sw_h(int row, int k) { return row * FB_R + (((k >> 3) ^ ((row >> 1) & 3)) << 3) + (k & 7); }
 
 struct __align__(8) FbF2 { float x, y; };
 struct __align__(8) FbU2 { uint32_t x, y; };
@@ -496,8 +504,9 @@ __device__ __forceinline__ void fb_load_next_panel(float *pan, const float *L, i
 // FB_PHASES (dev/cuda/feedback_phases.cu only): lane 0 of the warp named writes clock64() at the solve's phase
 // boundaries into fb_phase_clk[CTA][slot] (CTA = blockIdx.y * gridDim.x + blockIdx.x, the first FB_PH_CTAS):
 //   prologue: START (warp 0), TRI (warp 0, after the diagonal blocks and gamma are in: a barrier), INV (warp 0,
-//   after the inverses: a barrier), HF (warp 0, its h (and f) loaded); with Minv from fb_inverse_kernel TRI comes
-//   once gamma, h and f are issued, INV once Minv is in (a barrier), HF once h and f are used;
+//   after the inverses: a barrier), HF (warp 0, its h (and f) loaded); with Minv from fb_inverse_kernel (INV) TRI
+//   comes once the staged loads are in (a barrier), INV once h, f are read and Minv is in (a barrier), HF once h, f
+//   are packed;
 //   block it (q = it forward, nb-1-it backward), at FB_PH_PRO + it FB_PH_IT: RHS (warp q, ra written), BAR1
 //   (warp 0, past barrier 1), X (warp 0, its x tile written), BAR2 (warp 0, past barrier 2), UPD + w (each warp w,
 //   past its update), CEND (warp q, forward: c_q stored).
@@ -519,9 +528,11 @@ __device__ long long fb_phase_clk[FB_PH_CTAS * FB_PH_SLOTS];
 // column 16 mt + g + 8 (i / 2) of the CTA's 32 and row 8 nt + 2 t + (i % 2) of a block (lane = 4 g + t).
 //   forward:  x = s, rhs = f + gamma h; writes s, c (fp32) and s_hi/s_lo;   L = Pd,  h starts at acc
 //   backward: x = u, rhs = h;           writes u_hi/u_lo and df = bf16(u);  L = PcT, h starts at gs + acc
-//   Minv_g: the diagonal blocks' inverses made by fb_inverse_kernel (copied in), or NULL: the CTA inverts them itself
+//   INV: the diagonal blocks' inverses come from fb_inverse_kernel (Minv_g, copied in; D a multiple of 8 and f or gs
+//   16-byte aligned) and h, f (gs) come through shared memory by 16-byte cp.async; else the CTA inverts the blocks
+//   itself and loads h, f (gs) in the C layout (4-byte loads)
 //   panel_u: the next block's panel is loaded during the update by the warps without one (else after barrier 1)
-template <bool BWD>
+template <bool BWD, bool INV>
 __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x_hi, floatX *x_lo, floatX *xb,
                                          const float *acc, int has_acc, const float *L, const float *Minv_g, int panel_u,
                                          const floatX *f, const float *gs, const float *gamma, int u0, int Sv, int S,
@@ -544,7 +555,9 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x_hi, floa
     // forward: gamma of row threadIdx.x (S <= FB_SOLVE_THREADS) into gsh, stored once the other loads are issued
     // (a warp issues in order: the store would hold them back by a memory round trip)
     float gv = !BWD && threadIdx.x < Sv ? gamma[(size_t)b * T + u0 + threadIdx.x] : 0.0f;
-    if (Minv_g == NULL) {
+    // h_w^T (C layout), and (forward) f of block w's rows as bf16 pairs (rows 2t, 2t+1); 0 outside
+    float h[2][4][4], hg[2][4][4];              // hg: backward gs, forward f (its bf16 value)
+    if (!INV) {
         // the diagonal blocks' inverses (I - G_q L_qq)^{-1}, a warp per block; the blocks in panel buffer 1
         fb_load_tri(pan1, L, S, Sv, nb);
         if (!BWD && threadIdx.x < S) gsh[threadIdx.x] = gv;
@@ -553,33 +566,62 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x_hi, floa
         if (w < nb) fb_block_inverse<BWD>(Minv + w * FB_R * FB_R, pan1 + w * FB_R * FB_R, BWD ? 1.0f : gsh[w * FB_R + lane], lane);
         __syncthreads();                        // Minv complete, tri read (h loads after it: not live in the inverse)
         FB_PHASE(FB_PH_INV, 0);
-    }
-    // h_w^T (C layout), and (forward) f of block w's rows as bf16 pairs (rows 2t, 2t+1); 0 outside. Every load is
-    // issued before any is used: one memory round trip, not one per element (the clocks measured 6-17k cycles here
-    // with the loads and their uses interleaved); with Minv_g, Minv's copy is in flight beside them
-    float h[2][4][4], hg[2][4][4];              // hg: backward gs, forward f (its bf16 value)
+        // every load issued before any is used: one memory round trip, not one per element (the clocks measured
+        // 6-17k cycles here with the loads and their uses interleaved)
 #pragma unroll
-    for (int mt = 0; mt < 2; mt++)
+        for (int mt = 0; mt < 2; mt++)
 #pragma unroll
-        for (int nt = 0; nt < 4; nt++)
+            for (int nt = 0; nt < 4; nt++)
 #pragma unroll
-            for (int i = 0; i < 4; i++) {
-                int r = w * FB_R + fb_c_row(nt, i, lane), col = n0 + fb_c_col(mt, i, lane);
-                bool in = w < nb && r < Sv && col < D;
-                h[mt][nt][i] = in && has_acc ? acc[(size_t)r * D + col] : 0.0f;
-                hg[mt][nt][i] = !in ? 0.0f : BWD ? gs[base + (size_t)r * D + col] : __bfloat162float(f[base + (size_t)r * D + col]);
+                for (int i = 0; i < 4; i++) {
+                    int r = w * FB_R + fb_c_row(nt, i, lane), col = n0 + fb_c_col(mt, i, lane);
+                    bool in = w < nb && r < Sv && col < D;
+                    h[mt][nt][i] = in && has_acc ? acc[(size_t)r * D + col] : 0.0f;
+                    hg[mt][nt][i] = !in ? 0.0f : BWD ? gs[base + (size_t)r * D + col] : __bfloat162float(f[base + (size_t)r * D + col]);
+                }
+    } else {
+        // acc's tile into panel buffer 1 and gs's (fp32) or f's (bf16) into Minv's buffer, both free until later, by
+        // 16-byte cp.async (rows past Sv, columns past D zero-filled; D a multiple of 8: a chunk is all in or all
+        // out): a warp's copy takes 512 contiguous bytes of 4 rows, where a 4-byte load in the C layout takes 128 of
+        // 4 rows (the clocks put the C-layout loads of acc and f at 8.5-13.7k cycles per CTA, forward, B=8 T=1024)
+        for (int idx = threadIdx.x; has_acc && idx < nb * FB_R * (FB_R / 4); idx += FB_SOLVE_THREADS) {
+            int r = idx / (FB_R / 4), k = idx % (FB_R / 4) * 4;
+            cp_async16(pan1 + fb_sw_c(r, k), acc + (size_t)r * D + n0 + k, r < Sv && n0 + k < D);
+        }
+        if (BWD)
+            for (int idx = threadIdx.x; idx < nb * FB_R * (FB_R / 4); idx += FB_SOLVE_THREADS) {
+                int r = idx / (FB_R / 4), k = idx % (FB_R / 4) * 4;
+                cp_async16(Minv + fb_sw_c(r, k), gs + base + (size_t)r * D + n0 + k, r < Sv && n0 + k < D);
             }
-    if (Minv_g != NULL) {
+        else
+            for (int idx = threadIdx.x; idx < nb * FB_R * (FB_R / 8); idx += FB_SOLVE_THREADS) {
+                int r = idx / (FB_R / 8), k = idx % (FB_R / 8) * 8;
+                cp_async16((floatX *)Minv + fb_sw_h(r, k), f + base + (size_t)r * D + n0 + k, r < Sv && n0 + k < D);
+            }
+        cp_async_commit();
+        if (!BWD && threadIdx.x < S) gsh[threadIdx.x] = gv;
+        cp_async_wait<0>();
+        __syncthreads();                        // the first panel, gsh, the staged tiles complete
+        FB_PHASE(FB_PH_TRI, 0);
+#pragma unroll
+        for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+            for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    int r = w * FB_R + fb_c_row(nt, i, lane), k = fb_c_col(mt, i, lane);
+                    h[mt][nt][i] = w < nb && has_acc ? pan1[fb_sw_c(r, k)] : 0.0f;
+                    hg[mt][nt][i] = w >= nb ? 0.0f : BWD ? Minv[fb_sw_c(r, k)] : __bfloat162float(((floatX *)Minv)[fb_sw_h(r, k)]);
+                }
+        __syncthreads();                        // the staged gs / f read: Minv's buffer is free
         // the inverses of this superblock and sequence, [nb][32][32] swizzled as in shared memory: a flat copy,
         // once fb_inverse_kernel (the kernel ahead, which may still run: programmatic dependent launch) is done
-        if (!BWD && threadIdx.x < S) gsh[threadIdx.x] = gv;
-        FB_PHASE(FB_PH_TRI, 0);
         grid_dep_wait();
         const float *src = Minv_g + (size_t)b * S * FB_R;
         for (int i = 4 * threadIdx.x; i < nb * FB_R * FB_R; i += 4 * FB_SOLVE_THREADS) cp_async16(Minv + i, src + i, true);
         cp_async_commit();
         cp_async_wait<0>();
-        __syncthreads();                        // Minv (and gsh) complete
+        __syncthreads();                        // Minv complete
         FB_PHASE(FB_PH_INV, 0);
     }
     uint32_t fp[2][4][2];
@@ -744,11 +786,13 @@ fb_inverse_kernel(float *Minv, const float *L, const float *gamma, int u0, int S
 // acc (B, S, D) = P[:, 0:u0] s[0:u0] (ignored when has_acc = 0); Pd (B, S, S) the fp32 diagonal block of alpha
 // (entries past Sv finite: feedback_forward clears Pd once per call). Writes s, c (fp32) and s_hi, s_lo (bf16
 // halves of s, read by the next superblocks' GEMMs). grid (ceil(D/32), B), FB_SOLVE_THREADS, fb_solve_smem(S).
+// INV: fb_solve's (Minv from fb_inverse_kernel, h and f staged in shared memory).
+template <bool INV>
 __global__ void __launch_bounds__(FB_SOLVE_THREADS, 2)
 fb_fwd_solve_kernel(float *s, float *c, floatX *s_hi, floatX *s_lo, const float *acc, int has_acc, const float *Pd,
                     const floatX *f, const float *gamma, const float *Minv, int panel_u, int u0, int Sv, int S, int T,
                     int D) {
-    fb_solve<false>(s, c, s_hi, s_lo, NULL, acc, has_acc, Pd, Minv, panel_u, f, NULL, gamma, u0, Sv, S, T, D);
+    fb_solve<false, INV>(s, c, s_hi, s_lo, NULL, acc, has_acc, Pd, Minv, panel_u, f, NULL, gamma, u0, Sv, S, T, D);
 }
 
 // backward, transposed: for the keys j of U in blocks of 32 from last to first,
@@ -756,11 +800,12 @@ fb_fwd_solve_kernel(float *s, float *c, floatX *s_hi, floatX *s_lo, const float 
 // with the fp32 diagonal block PcT[j][t] = Pc[t][j] (strictly upper; entries past Sv finite: feedback_backward
 // clears PcT once per call). The forward's schedule with L = PcT, G = I, the blocks from last to first, and
 // h = gs + acc from the start. Writes u as bf16 halves u_hi/u_lo and df = bf16(u).
-// grid (ceil(D/32), B), FB_SOLVE_THREADS, fb_solve_smem(S).
+// grid (ceil(D/32), B), FB_SOLVE_THREADS, fb_solve_smem(S). INV as the forward's.
+template <bool INV>
 __global__ void __launch_bounds__(FB_SOLVE_THREADS, 2)
 fb_bwd_solve_kernel(floatX *u_hi, floatX *u_lo, floatX *df, const float *acc, int has_acc, const float *PcT,
                     const float *gs, const float *Minv, int panel_u, int u0, int Sv, int S, int T, int D) {
-    fb_solve<true>(NULL, NULL, u_hi, u_lo, df, acc, has_acc, PcT, Minv, panel_u, NULL, gs, NULL, u0, Sv, S, T, D);
+    fb_solve<true, INV>(NULL, NULL, u_hi, u_lo, df, acc, has_acc, PcT, Minv, panel_u, NULL, gs, NULL, u0, Sv, S, T, D);
 }
 
 // Two choices of the solves' schedule, from the environment at the first solve (dev/cuda's checks set the variables
@@ -795,11 +840,14 @@ static int fb_inverse_where(void) {
 static int fb_panel_where(void) { return fb_env_choice(&fb_panel_mode, "SESSA_FB_PANEL", 1, 1); }
 
 // the launch of a solve: dynamic shared memory past 48 KiB, carveout to the maximum (2 CTAs per SM); with mode 1-2
-// fb_inverse_kernel<BWD> first (Minv from scratch), with mode 2 the solve by programmatic dependent launch
+// (when vec: D a multiple of 8, f or gs 16-byte aligned; else mode 0) fb_inverse_kernel<BWD> first (Minv from
+// scratch) and the kernel inv, with mode 2 launched by programmatic dependent launch; with mode 0 the kernel own
 template <bool BWD, typename... KArgs, typename... Args>
-static void fb_launch_solve(void (*kernel)(KArgs...), float *Minv, const float *L, const float *gamma, int u0, int Sv,
-                            int S, int B, int T, int D, cudaStream_t stream, Args... args) {
-    int mode = fb_inverse_where();
+static void fb_launch_solve(void (*own)(KArgs...), void (*inv)(KArgs...), int vec, float *Minv, const float *L,
+                            const float *gamma, int u0, int Sv, int S, int B, int T, int D, cudaStream_t stream,
+                            Args... args) {
+    int mode = vec ? fb_inverse_where() : 0;
+    void (*kernel)(KArgs...) = mode > 0 ? inv : own;
     if (mode > 0) {
         fb_inverse_kernel<BWD><<<dim3(ceil_div(Sv, FB_R), B), WARP_SIZE, 0, stream>>>(Minv, L, gamma, u0, Sv, S, T);
         cudaCheck(cudaGetLastError());
@@ -820,14 +868,15 @@ static void fb_launch_solve(void (*kernel)(KArgs...), float *Minv, const float *
 static void fb_fwd_solve(float *s, float *c, floatX *s_hi, floatX *s_lo, const float *acc, int has_acc, const float *Pd,
                          const floatX *f, const float *gamma, float *Minv, int u0, int Sv, int S, int B, int T, int D,
                          cudaStream_t stream) {
-    fb_launch_solve<false>(fb_fwd_solve_kernel, Minv, Pd, gamma, u0, Sv, S, B, T, D, stream,
-                           s, c, s_hi, s_lo, acc, has_acc, Pd, f, gamma);
+    fb_launch_solve<false>(fb_fwd_solve_kernel<false>, fb_fwd_solve_kernel<true>, D % 8 == 0 && ptr_alignment(f) >= 16,
+                           Minv, Pd, gamma, u0, Sv, S, B, T, D, stream, s, c, s_hi, s_lo, acc, has_acc, Pd, f, gamma);
 }
 static void fb_bwd_solve(floatX *u_hi, floatX *u_lo, floatX *df, const float *acc, int has_acc, const float *PcT,
                          const float *gs, float *Minv, int u0, int Sv, int S, int B, int T, int D, cudaStream_t stream) {
-    fb_launch_solve<true>(fb_bwd_solve_kernel, Minv, PcT, NULL, u0, Sv, S, B, T, D, stream,
-                          u_hi, u_lo, df, acc, has_acc, PcT, gs);
+    fb_launch_solve<true>(fb_bwd_solve_kernel<false>, fb_bwd_solve_kernel<true>, D % 8 == 0 && ptr_alignment(gs) >= 16,
+                          Minv, PcT, NULL, u0, Sv, S, B, T, D, stream, u_hi, u_lo, df, acc, has_acc, PcT, gs);
 }
+
 // for the rows t in [u0, u0+Sv) of U, one warp per row: dgamma_t = u_t . c_t with u = u_hi + u_lo (this is also
 // the Delta_t of the softmax backward), and s_t split into bf16 halves sU_hi/sU_lo (B, S, D) for the u s^T GEMMs.
 // 16 bytes per element moved (u_hi, u_lo, c, s in; sU_hi, sU_lo out): B=8 S=256 D=768 is 25 MB, ~6-7 us at the

@@ -23,8 +23,9 @@
  is measured with them. Under dev/cuda_emu the numbers are meaningless (a counter), the program must only run.
  SESSA_FB_INV (llmc/feedback.cuh, fb_inverse_where) picks where the diagonal blocks' inverses are made: 0, in each
  CTA, gives the prologue as tri + gamma loads, inverses, h and f loads; 1 and 2 (fb_inverse_kernel before the solve,
- by programmatic dependent launch in 2: the default) as gamma, h, f issued, Minv (waiting for fb_inverse_kernel, the
- copy), h and f arriving; the per-call time then includes fb_inverse_kernel.
+ by programmatic dependent launch in 2: the default) as the staged loads (first panel, gamma, acc, f or gs) landing,
+ h and f read from shared memory and Minv copied in (waiting for fb_inverse_kernel), h and f packed; the per-call
+ time then includes fb_inverse_kernel.
  make -C dev/cuda bin/feedback_phases && dev/cuda/bin/feedback_phases           B=8 T=1024 and B=32 T=256, D=768
  dev/cuda/bin/feedback_phases small                                              B=2 T=128 D=64 (the emulator)
 */
@@ -90,9 +91,9 @@ static void phases(SolveBufs *p, int bwd, int has_acc) {
     }
     const char *names[NPH] = {"rhs", "bar1", "x", "bar2", "upd max", "upd q+1", "c store", "iter"};
     int own = fb_inverse_where() == 0;          // the CTA inverts the diagonal blocks itself (else it copies Minv in)
-    stat_print(own ? "prologue: tri + gamma loads" : "prologue: gamma, h, f issued", &tri, ncta);
-    stat_print(own ? "prologue: inverses" : "prologue: Minv (wait, copy)", &inv, ncta);
-    stat_print(own ? "prologue: h, f loads" : "prologue: h, f arrive", &hf, ncta);
+    stat_print(own ? "prologue: tri + gamma loads" : "prologue: panel, acc, f/gs in", &tri, ncta);
+    stat_print(own ? "prologue: inverses" : "prologue: h, f read, Minv in", &inv, ncta);
+    stat_print(own ? "prologue: h, f loads" : "prologue: h, f packed", &hf, ncta);
     for (int k = 0; k < NPH - 1; k++) {
         char name[64];
         snprintf(name, sizeof name, "%s (sum over %d blocks)", names[k], nb);
