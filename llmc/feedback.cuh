@@ -32,8 +32,9 @@
      2. rows: lse_t = log sum_{j<t} exp Z[t,j];  P = exp(Z - lse) masked to j < t, stored as bf16 hi/lo parts
         (P3, Y3 layout), and the diagonal block A_UU = P[:, u0:u1] in fp32   1 kernel (1-8 warps per row)
      3. acc  = P[:, 0:u0] s[0:u0]                                  (Sv, D) fp32-grade     1 GEMM (K = 3 u0)
-     4. in-superblock solve (one kernel, CTA = (32 columns, b), 8 warps; "in-superblock solves" below): the
-        inverses of the 8 diagonal 32x32 blocks of (I - G A_UU) first (a warp each, in parallel), then per 32-row
+     4. in-superblock solve (CTA = (32 columns, b), 8 warps; "in-superblock solves" below): the inverses of the 8
+        diagonal 32x32 blocks of (I - G A_UU) first, once per sequence (fb_inverse_kernel, a warp each: 1 more
+        launch; the solve, launched programmatically dependent on it, copies them in), then per 32-row
         block q in order: s_q = Minv_q (f_q + G_q h_q) (a 32x32 product), and right-looking h_p += A_pq s_q for all
         blocks p >= q (warp p; tensor-core hi/lo products, fp32 accumulators in registers, A's panel
         double-buffered in shared memory by cp.async); h starts at acc, so c_U = acc + A_UU s_U = h;  writes s, c
@@ -108,10 +109,12 @@
    2/3 of it on the one warp's x_q: its mmas and, most of all, its 32 rows stored one by one; now spread over 8 warps:
    36/32 us per call, one layer's fwd + bwd 0.849 ms at B=8 T=1024 (dense 1.713: 0.496) and 2.954 ms at B=2 T=4096
    (dense 6.340: 0.466). The prologue (diagonal blocks, the 32x32 inverses recomputed by each of the D/32 CTAs of a
-   sequence, h/f loads) is now ~1/3 of a CTA: computing the inverses once per sequence is the next step.
+   sequence, h/f loads) was then ~1/3 of a CTA (16-19k of 46-48k cycles): the inverses are now made once per
+   sequence by fb_inverse_kernel, and the prologue is one round trip of loads (panel, gamma, h, f, Minv); predicted
+   ~8-10k cycles, i.e. ~4.5 us less per call (SESSA_FB_INV below; "in-superblock solves" has the count).
  Memory (scratch, the larger of forward and backward): forward 6BTD (s3) + 4 B S T (Z) + 2 x (6 B S T (P3)
    + 4 B S^2 (Pd)) + 4 B S D; backward 6BTD (u3) + 4BTD (fp32 dqb accumulator) + 2 x (10 B T S (slab: Zs/US fp32,
-   Pc3, dZ over its rows 3i) + 4 B S^2 (PcT)) + 10 B S D (sU3, acc); the 2 x: buffers of two superblocks for the
+   Pc3, dZ over its rows 3i) + 4 B S^2 (PcT)) + 10 B S D (sU3, acc) + 4 B S 32 (Minv, both); the 2 x: buffers of two superblocks for the
    overlap ("Overlap" below: +10 B T S + 4 B S^2, 20 MiB at B=8 T=1024). B=8 T=1024 D=768: 119 MiB, plus c (24 MiB)
    kept from the forward: 143 MiB, against 104 MiB for the dense form's A, u s^T, dZ and bf16 u, s (10 B T^2 +
    4 B T D bytes). The X3 / Y3 layouts cost 2BTD + 2BTS +
@@ -370,9 +373,25 @@ __global__ void fb_fwd_rows_kernel(floatX *P3, float *Pd, float *lse, const floa
 //   X. x_q = Minv_q rhs_q,  Minv_q = (I - G_q L_qq)^{-1}                 (32x32 by 32x32, all 8 warps: a tile each)
 //   U. right-looking: h_p += L_pq x_q for every block p after q (forward also p = q: L_qq is strictly lower, so
 //      h_q becomes c_q, complete)                                                   (32x32 by 32x32, warp p)
-// The diagonal blocks' inverses come first, one warp each, in parallel: forward substitution of 32 dependent rows in
-// fp32 (fb_block_inverse). L >= 0 and gamma >= 0, so Minv >= 0 (an M-matrix inverse): sums of one sign, fp32
-// rounding only, no cancellation.
+// The diagonal blocks' inverses come first: forward substitution of 32 dependent rows in fp32, a warp per block
+// (fb_block_inverse). L >= 0 and gamma >= 0, so Minv >= 0 (an M-matrix inverse): sums of one sign, fp32 rounding
+// only, no cancellation. They are the same for the D/32 CTAs of a sequence, so fb_inverse_kernel makes them once per
+// (sequence, superblock) before the solve (into scratch: 128 B S bytes, 0.25 MiB at B=8), and each CTA copies them
+// in (cp.async, 32 KiB) in its prologue, after the loads of the first panel, gamma, acc and f (gs): those come as
+// 16-byte cp.async into shared memory (panel buffer 1 and Minv's buffer, free then; swizzled for the C-layout reads,
+// fb_sw_c / fb_sw_h), not as the C layout's 4-byte loads (a warp's load then takes 512 contiguous bytes of 4 rows,
+// not 128: the H200 clocks put those loads at 8.5-13.7k cycles of a ~48-54k CTA, forward, B=8 T=1024). The solve is
+// launched by programmatic dependent launch (fb_inverse_mode 2): its CTAs start and load while fb_inverse_kernel
+// runs, and wait for it (grid_dep_wait) only before the copy of Minv (0.7-0.9k cycles measured). Count (B=8 T=1024 D=768, H200 clocks
+// of dev/cuda/feedback_phases.cu, mean per CTA, forward with acc): the prologue was 18.7k cycles (diagonal blocks and
+// gamma 5.8k, inverses 5.1k, h and f 7.8k) of 48k, the inverses issue-bound (16 warps of an SM each issuing ~700
+// instructions: 496 FMAs, 136 LDS.128, shuffles) and every phase a round trip of its own; the loads move 112 KiB per
+// CTA (panel 32, Minv or tri 32, acc 32, f 16), 21.5 MB for the 192 CTAs, mostly L2 hits (the kernels ahead just
+// wrote them): ~3-5 us at 4-7 TB/s, so the prologue is predicted at ~8-10k cycles (one round trip, bandwidth-bound),
+// ~9k cycles (4.5 us at 1.98 GHz) less per call. fb_inverse_kernel (64 warps, one per SM, ~1-1.5k cycles of issue +
+// a load and a store round trip: ~2-3 us) runs beside it. SESSA_FB_INV=0 keeps the inverses in every CTA (the former
+// prologue; buffer 1 of the panel holds the diagonal blocks then), 1 launches the solve after fb_inverse_kernel in the
+// ordinary way: all three give the same bits (dev/cuda's checks compare them).
 // Tensor cores: every 32x32 by 32x32 product of A and B is done transposed, as mma.sync m16n8k16 bf16 tiles with
 // fp32 accumulators in registers: warp p keeps h_p^T (32 columns x 32 rows of block p) in the C layout (2 m-tiles x
 // 4 n-tiles x 4 floats = 32 registers a lane), and
@@ -389,12 +408,20 @@ __global__ void fb_fwd_rows_kernel(floatX *P3, float *Pd, float *lse, const floa
 // B=8 D=768 is 192 CTAs, 2 per SM (105 KiB shared each), one wave on 132 SMs. Shared memory (floats, S rows):
 //   Minv  [S/32][32][32]   the diagonal blocks' inverses (swizzled: fb_sw)
 //   panel [2][S][32]       L[rows, block q's 32 columns], double-buffered: cp.async brings the next block's panel
-//                          while block q is solved and updated (the prologue's diagonal blocks use buffer 1 before)
+//                          while block q is solved and updated (fb_inverse_mode 0: the prologue's diagonal blocks
+//                          use buffer 1 before)
 //   ra, xa [hi, lo][2 m-tiles][2 k-slices][32 lanes][4]   rhs_q^T and x_q^T as A fragments
 //   gsh   [S]              forward: gamma of the superblock's rows
-// Two barriers per block: R (warp q), barrier 1, X (every warp; the next panel's cp.async issued first), barrier 2,
-// U (every warp p after q; forward warp q then writes c_q from its accumulators). ra is free again after barrier 2,
-// xa and the panel buffer of block q-1 after barrier 1 (every warp is past its update of q-1 there).
+// Two barriers per block: R (warp q), barrier 1, X (every warp), barrier 2, U (every warp p after q; forward warp q
+// then writes c_q from its accumulators). ra is free again after barrier 2, xa and the panel buffer of block q-1
+// after barrier 1 (every warp is past its update of q-1 there). The next block's panel (up to 7 x 32 rows: 7 cp.async
+// a thread, ~100 instructions) is issued during U by the warps without an update (forward w < q and w >= nb, none at
+// the first block when nb = 8: there it keeps its former place; backward w >= q; fb_panel_mode 1), off the critical
+// path; the clocks put its former place, every thread right after barrier 1, at ~150 cycles per 32 rows on X and so
+// on barrier 2 (x of iteration 0 ~1.8k cycles, of the last, no panel, ~0.75k): ~3-4k cycles of the ~29k of a CTA's
+// iterations. Its issuers then wait for it (wait_group 0) before barrier 2 of the next block, a whole R, barrier 1
+// and X later (an L2 round trip is ~1k cycles). Forward at block 1 one warp issues 6 x 32 rows (48 cp.async a
+// lane) beside the others' updates (~2k cycles).
 // Why (dev/cuda/feedback_phases.cu, the H200): the former schedule did R and X on warp q alone (36 dependent-chained
 // mmas, ~900 instructions) and wrote x and c through a staging tile, row by row (~800 more), while the other 7 warps
 // waited at the one barrier. Mean SM cycles per CTA, forward, B=8 T=1024 D=768 (92k, 62 us per call): prologue 18k
@@ -411,16 +438,22 @@ __global__ void fb_fwd_rows_kernel(floatX *P3, float *Pd, float *lse, const floa
 // fb_split_pack had, 32 per warp and update) + 0.3k + 0.6k + 0.2k ~ 2.7k per block, ~22k for 8, plus the prologue
 // (~12k: the inverses with 16-byte loads, h and f in one round trip): ~34k cycles per CTA, predicted ~19 us per call
 // forward (was 62) and ~16 us backward (was 48) at B=8 T=1024 D=768; measured 36 and 32 us (~42-46k cycles).
-// Registers: 127 forward, 128 backward (2 CTAs per SM), no spills (ptxas -v, CUDA 13).
+// Registers: 128 forward and backward (2 CTAs per SM: the whole register file), no spills (ptxas -v, CUDA 13).
 // Determinism: fixed owners, fixed mma order, no atomics.
 #define FB_R 32                              // rows of a block = columns of a solve CTA
 #define FB_NB (FB_SMAX / FB_R)               // blocks of a superblock, at most
 #define FB_SOLVE_THREADS (FB_NB * WARP_SIZE) // a warp per block
+static_assert(FB_SMAX <= FB_SOLVE_THREADS, "fb_solve loads gamma with a thread per row");
 static inline size_t fb_solve_smem(int S) { return ((size_t)3 * S * FB_R + 2 * FB_R * FB_R + S) * sizeof(float); }
 
 // a [rows][32] fp32 tile in shared memory with the 16-byte chunk index XOR-ed by 2 (row & 3): the B-fragment loads
 // (lane 4g + t reads 8 bytes at row g, column 2t of a k16 slice) of a half-warp reach 8 different bank quads
 __device__ __forceinline__ int fb_sw(int row, int k) { return row * FB_R + ((((k >> 2) ^ (row << 1)) & 7) << 2) + (k & 3); }
+// [rows][32] tiles read in the C layout (lane 4g + t reads row 2t (+1), column g (+8, +16, +24) of a block): fp32
+// (fb_sw_c) with the 16-byte chunk index XOR-ed by (row & 6), bf16 (fb_sw_h, 8 a chunk) by (row / 2) % 4, so that a
+// warp's read (4 rows x 8 columns) reaches 32 banks, or 16 with pairs of lanes on one word
+__device__ __forceinline__ int fb_sw_c(int row, int k) { return row * FB_R + (((k >> 2) ^ (row & 6)) << 2) + (k & 3); }
+__device__ __forceinline__ int fb_sw_h(int row, int k) { return row * FB_R + (((k >> 3) ^ ((row >> 1) & 3)) << 3) + (k & 7); }
 
 struct __align__(8) FbF2 { float x, y; };
 struct __align__(8) FbU2 { uint32_t x, y; };
@@ -513,19 +546,32 @@ __device__ __forceinline__ void fb_load_tri(float *tri, const float *L, int S, i
     }
 }
 
-// cp.async of the panel L[r0:r1, k0:k0+32] into pan (row r - r0, swizzled), rows >= rvalid zero-filled. L's rows
-// are S floats (a multiple of 32) and k0 a multiple of 32: every 16-byte chunk is aligned.
-__device__ __forceinline__ void fb_load_panel(float *pan, const float *L, int S, int r0, int r1, int k0, int rvalid) {
-    for (int idx = threadIdx.x; idx < (r1 - r0) * (FB_R / 4); idx += FB_SOLVE_THREADS) {
+// cp.async of the panel L[r0:r1, k0:k0+32] into pan (row r - r0, swizzled), rows >= rvalid zero-filled, by the
+// threads tid = 0 .. nthr-1 (16-byte chunk tid, tid + nthr, ...). L's rows are S floats (a multiple of 32) and k0 a
+// multiple of 32: every 16-byte chunk is aligned.
+__device__ __forceinline__ void fb_load_panel(float *pan, const float *L, int S, int r0, int r1, int k0, int rvalid,
+                                              int tid, int nthr) {
+    for (int idx = tid; idx < (r1 - r0) * (FB_R / 4); idx += nthr) {
         int row = idx / (FB_R / 4), k = idx % (FB_R / 4) * 4, r = r0 + row;
         cp_async16(pan + fb_sw(row, k), L + (size_t)(r < rvalid ? r : 0) * S + k0 + k, r < rvalid);
     }
 }
 
+// the panel of the block after q0 / 32 in the solve's order: forward block q+1, rows [q0 + 32, 32 nb); backward
+// block q-1, rows [0, q0 - 32)
+template <bool BWD>
+__device__ __forceinline__ void fb_load_next_panel(float *pan, const float *L, int S, int q0, int nb, int Sv, int tid,
+                                                   int nthr) {
+    if (BWD) fb_load_panel(pan, L, S, 0, q0 - FB_R, q0 - FB_R, Sv, tid, nthr);
+    else     fb_load_panel(pan, L, S, q0 + FB_R, nb * FB_R, q0 + FB_R, Sv, tid, nthr);
+}
+
 // FB_PHASES (dev/cuda/feedback_phases.cu only): lane 0 of the warp named writes clock64() at the solve's phase
 // boundaries into fb_phase_clk[CTA][slot] (CTA = blockIdx.y * gridDim.x + blockIdx.x, the first FB_PH_CTAS):
 //   prologue: START (warp 0), TRI (warp 0, after the diagonal blocks and gamma are in: a barrier), INV (warp 0,
-//   after the inverses: a barrier), HF (warp 0, its h (and f) loaded);
+//   after the inverses: a barrier), HF (warp 0, its h (and f) loaded); with Minv from fb_inverse_kernel (INV) TRI
+//   comes once the staged loads are in (a barrier), INV once h, f are read and Minv is in (a barrier), HF once h, f
+//   are packed;
 //   block it (q = it forward, nb-1-it backward), at FB_PH_PRO + it FB_PH_IT: RHS (warp q, ra written), BAR1
 //   (warp 0, past barrier 1), X (warp 0, its x tile written), BAR2 (warp 0, past barrier 2), UPD + w (each warp w,
 //   past its update), CEND (warp q, forward: c_q stored).
@@ -548,10 +594,15 @@ __device__ long long fb_phase_clk[FB_PH_CTAS * FB_PH_SLOTS];
 //   forward:  x = s, rhs = f + gamma h; writes s, c (fp32) and s3;         L = Pd,  h starts at acc
 //   backward: x = u, rhs = h;           writes u3 and df = bf16(u);        L = PcT, h starts at gs + acc
 // (s3, u3: x's bf16 halves in the X3 layout, fb_store_x3)
-template <bool BWD>
+//   INV: the diagonal blocks' inverses come from fb_inverse_kernel (Minv_g, copied in; D a multiple of 8 and f or gs
+//   16-byte aligned) and h, f (gs) come through shared memory by 16-byte cp.async; else the CTA inverts the blocks
+//   itself and loads h, f (gs) in the C layout (4-byte loads)
+//   panel_u: the next block's panel is loaded during the update by the warps without one (else after barrier 1)
+template <bool BWD, bool INV>
 __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX *xb,
-                                         const float *acc, int has_acc, const float *L, const floatX *f,
-                                         const float *gs, const float *gamma, int u0, int Sv, int S, int T, int D) {
+                                         const float *acc, int has_acc, const float *L, const float *Minv_g, int panel_u,
+                                         const floatX *f, const float *gs, const float *gamma, int u0, int Sv, int S,
+                                         int T, int D) {
     extern __shared__ __align__(128) float fb_solve_smem_buf[];
     float *Minv = fb_solve_smem_buf, *pan0 = Minv + S * FB_R, *pan1 = pan0 + S * FB_R;
     uint32_t *ra = (uint32_t *)(pan1 + S * FB_R);   // rhs_q^T as A fragments
@@ -564,33 +615,81 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
     size_t base = ((size_t)b * T + u0) * D;     // row u0 of batch b
     FB_PHASE(FB_PH_START, 0);
     // the first block's panel: forward block 0 (rows [0, 32 nb)), backward block nb-1 (rows [0, 32 (nb-1)))
-    if (BWD) fb_load_panel(pan0, L, S, 0, (nb - 1) * FB_R, (nb - 1) * FB_R, Sv);
-    else     fb_load_panel(pan0, L, S, 0, nb * FB_R, 0, Sv);
+    if (BWD) fb_load_panel(pan0, L, S, 0, (nb - 1) * FB_R, (nb - 1) * FB_R, Sv, threadIdx.x, FB_SOLVE_THREADS);
+    else     fb_load_panel(pan0, L, S, 0, nb * FB_R, 0, Sv, threadIdx.x, FB_SOLVE_THREADS);
     cp_async_commit();
-    // the diagonal blocks' inverses (I - G_q L_qq)^{-1}, a warp per block; the blocks in panel buffer 1
-    fb_load_tri(pan1, L, S, Sv, nb);
-    if (!BWD)
-        for (int r = threadIdx.x; r < S; r += FB_SOLVE_THREADS) gsh[r] = r < Sv ? gamma[(size_t)b * T + u0 + r] : 0.0f;
-    __syncthreads();
-    FB_PHASE(FB_PH_TRI, 0);
-    if (w < nb) fb_block_inverse<BWD>(Minv + w * FB_R * FB_R, pan1 + w * FB_R * FB_R, BWD ? 1.0f : gsh[w * FB_R + lane], lane);
-    __syncthreads();                            // Minv complete, tri read (h loads after it: not live in the inverse)
-    FB_PHASE(FB_PH_INV, 0);
-    // h_w^T (C layout), and (forward) f of block w's rows as bf16 pairs (rows 2t, 2t+1); 0 outside. Every load is
-    // issued before any is used: one memory round trip, not one per element (the clocks measured 6-17k cycles here
-    // with the loads and their uses interleaved)
+    // forward: gamma of row threadIdx.x (S <= FB_SOLVE_THREADS) into gsh, stored once the other loads are issued
+    // (a warp issues in order: the store would hold them back by a memory round trip)
+    float gv = !BWD && threadIdx.x < Sv ? gamma[(size_t)b * T + u0 + threadIdx.x] : 0.0f;
+    // h_w^T (C layout), and (forward) f of block w's rows as bf16 pairs (rows 2t, 2t+1); 0 outside
     float h[2][4][4], hg[2][4][4];              // hg: backward gs, forward f (its bf16 value)
+    if (!INV) {
+        // the diagonal blocks' inverses (I - G_q L_qq)^{-1}, a warp per block; the blocks in panel buffer 1
+        fb_load_tri(pan1, L, S, Sv, nb);
+        if (!BWD && threadIdx.x < S) gsh[threadIdx.x] = gv;
+        __syncthreads();
+        FB_PHASE(FB_PH_TRI, 0);
+        if (w < nb) fb_block_inverse<BWD>(Minv + w * FB_R * FB_R, pan1 + w * FB_R * FB_R, BWD ? 1.0f : gsh[w * FB_R + lane], lane);
+        __syncthreads();                        // Minv complete, tri read (h loads after it: not live in the inverse)
+        FB_PHASE(FB_PH_INV, 0);
+        // every load issued before any is used: one memory round trip, not one per element (the clocks measured
+        // 6-17k cycles here with the loads and their uses interleaved)
 #pragma unroll
-    for (int mt = 0; mt < 2; mt++)
+        for (int mt = 0; mt < 2; mt++)
 #pragma unroll
-        for (int nt = 0; nt < 4; nt++)
+            for (int nt = 0; nt < 4; nt++)
 #pragma unroll
-            for (int i = 0; i < 4; i++) {
-                int r = w * FB_R + fb_c_row(nt, i, lane), col = n0 + fb_c_col(mt, i, lane);
-                bool in = w < nb && r < Sv && col < D;
-                h[mt][nt][i] = in && has_acc ? acc[(size_t)r * D + col] : 0.0f;
-                hg[mt][nt][i] = !in ? 0.0f : BWD ? gs[base + (size_t)r * D + col] : __bfloat162float(f[base + (size_t)r * D + col]);
+                for (int i = 0; i < 4; i++) {
+                    int r = w * FB_R + fb_c_row(nt, i, lane), col = n0 + fb_c_col(mt, i, lane);
+                    bool in = w < nb && r < Sv && col < D;
+                    h[mt][nt][i] = in && has_acc ? acc[(size_t)r * D + col] : 0.0f;
+                    hg[mt][nt][i] = !in ? 0.0f : BWD ? gs[base + (size_t)r * D + col] : __bfloat162float(f[base + (size_t)r * D + col]);
+                }
+    } else {
+        // acc's tile into panel buffer 1 and gs's (fp32) or f's (bf16) into Minv's buffer, both free until later, by
+        // 16-byte cp.async (rows past Sv, columns past D zero-filled; D a multiple of 8: a chunk is all in or all
+        // out): a warp's copy takes 512 contiguous bytes of 4 rows, where a 4-byte load in the C layout takes 128 of
+        // 4 rows (the clocks put the C-layout loads of acc and f at 8.5-13.7k cycles per CTA, forward, B=8 T=1024)
+        for (int idx = threadIdx.x; has_acc && idx < nb * FB_R * (FB_R / 4); idx += FB_SOLVE_THREADS) {
+            int r = idx / (FB_R / 4), k = idx % (FB_R / 4) * 4;
+            cp_async16(pan1 + fb_sw_c(r, k), acc + (size_t)r * D + n0 + k, r < Sv && n0 + k < D);
+        }
+        if (BWD)
+            for (int idx = threadIdx.x; idx < nb * FB_R * (FB_R / 4); idx += FB_SOLVE_THREADS) {
+                int r = idx / (FB_R / 4), k = idx % (FB_R / 4) * 4;
+                cp_async16(Minv + fb_sw_c(r, k), gs + base + (size_t)r * D + n0 + k, r < Sv && n0 + k < D);
             }
+        else
+            for (int idx = threadIdx.x; idx < nb * FB_R * (FB_R / 8); idx += FB_SOLVE_THREADS) {
+                int r = idx / (FB_R / 8), k = idx % (FB_R / 8) * 8;
+                cp_async16((floatX *)Minv + fb_sw_h(r, k), f + base + (size_t)r * D + n0 + k, r < Sv && n0 + k < D);
+            }
+        cp_async_commit();
+        if (!BWD && threadIdx.x < S) gsh[threadIdx.x] = gv;
+        cp_async_wait<0>();
+        __syncthreads();                        // the first panel, gsh, the staged tiles complete
+        FB_PHASE(FB_PH_TRI, 0);
+#pragma unroll
+        for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+            for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    int r = w * FB_R + fb_c_row(nt, i, lane), k = fb_c_col(mt, i, lane);
+                    h[mt][nt][i] = w < nb && has_acc ? pan1[fb_sw_c(r, k)] : 0.0f;
+                    hg[mt][nt][i] = w >= nb ? 0.0f : BWD ? Minv[fb_sw_c(r, k)] : __bfloat162float(((floatX *)Minv)[fb_sw_h(r, k)]);
+                }
+        __syncthreads();                        // the staged gs / f read: Minv's buffer is free
+        // the inverses of this superblock and sequence, [nb][32][32] swizzled as in shared memory: a flat copy,
+        // once fb_inverse_kernel (the kernel ahead, which may still run: programmatic dependent launch) is done
+        grid_dep_wait();
+        const float *src = Minv_g + (size_t)b * S * FB_R;
+        for (int i = 4 * threadIdx.x; i < nb * FB_R * FB_R; i += 4 * FB_SOLVE_THREADS) cp_async16(Minv + i, src + i, true);
+        cp_async_commit();
+        cp_async_wait<0>();
+        __syncthreads();                        // Minv complete
+        FB_PHASE(FB_PH_INV, 0);
+    }
     uint32_t fp[2][4][2];
 #pragma unroll
     for (int mt = 0; mt < 2; mt++)
@@ -609,6 +708,10 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
         int q = BWD ? nb - 1 - it : it, q0 = q * FB_R, buf = it & 1;
         bool more = it + 1 < nb;
         float *pq = pan0 + buf * S * FB_R, *pn = pan0 + (buf ^ 1) * S * FB_R;
+        // the next block's panel is issued during U by the warps without an update there (forward w < q and w >= nb,
+        // backward w >= q) with panel_u when there are any, else by every thread right after barrier 1 (into the
+        // buffer the update of it-1 used: every warp is past it at barrier 1)
+        bool pan_u = more && panel_u && (BWD || q > 0 || nb < FB_NB), pan_b1 = more && !pan_u;
         if (w == q) {
             // R. rhs_q^T (forward f + G h, backward h; h_q is complete) as A fragments into ra: the C tiles
             // 2kt, 2kt+1 of m-tile mt are the A fragment (mt, kt)
@@ -638,9 +741,8 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
         }
         __syncthreads();                        // ra complete; every warp is past its update of it-1 (xa, pn free)
         FB_PHASE_IT(it, FB_PH_BAR1, 0);
-        if (more) {                             // the next block's panel into the buffer the update of it-1 used
-            if (BWD) fb_load_panel(pn, L, S, 0, q0 - FB_R, q0 - FB_R, Sv);
-            else     fb_load_panel(pn, L, S, q0 + FB_R, nb * FB_R, q0 + FB_R, Sv);
+        if (pan_b1) {
+            fb_load_next_panel<BWD>(pn, L, S, q0, nb, Sv, threadIdx.x, FB_SOLVE_THREADS);
             cp_async_commit();
         }
         {
@@ -679,7 +781,7 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
             }
             FB_PHASE_IT(it, FB_PH_X, 0);
         }
-        if (more) cp_async_wait<1>(); else cp_async_wait<0>();   // this thread's copies of block q's panel
+        if (pan_b1) cp_async_wait<1>(); else cp_async_wait<0>();   // this thread's copies of block q's panel
         __syncthreads();                        // xa and block q's panel complete
         FB_PHASE_IT(it, FB_PH_BAR2, 0);
         // U. h_w^T += x_q^T L_wq^T for the blocks w after q (forward: w >= q, panel row 32 (w - q); backward: w < q)
@@ -698,6 +800,12 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
             }
         }
         FB_PHASE_IT(it, FB_PH_UPD + w, w);
+        if (pan_u) {                            // the next block's panel by the free warps (every thread commits)
+            int nfree = BWD ? FB_NB - q : q + FB_NB - nb, rank = BWD ? w - q : w < q ? w : q + w - nb;
+            if (BWD ? w >= q : w < q || w >= nb)
+                fb_load_next_panel<BWD>(pn, L, S, q0, nb, Sv, rank * WARP_SIZE + lane, nfree * WARP_SIZE);
+            cp_async_commit();
+        }
         if (!BWD && w == q) {                   // h_q = c_q, complete: to global memory from the C tiles
 #pragma unroll
             for (int mt = 0; mt < 2; mt++)
@@ -713,14 +821,43 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
     }
 }
 
+// The diagonal blocks' inverses of one superblock, once per sequence (the solve's D/32 CTAs of a sequence read them):
+//   Minv[b][q] = (I - G_q L_qq)^{-1},  L_qq = L[b][32q:32q+32, 32q:32q+32] with the entries outside [0, Sv)^2 = 0,
+// forward (REV = 0) L = Pd, G = diag(gamma[b, u0 + 32q + i]) (0 past Sv); backward (REV = 1) L = PcT, G = I.
+// Minv (B, S/32, 32, 32) fp32, each block swizzled (fb_sw) as the solve keeps it in shared memory, so the solve
+// copies it flat. fb_block_inverse as the solve ran it, on the same tri and g: the same bits.
+// grid (nb, B), one warp each (lane = column). Cost per block: 4 KiB in (L2: the rows/slab kernel just wrote L),
+// 496 FMAs a lane, 4 KiB out; B=8 S=256: 64 warps, 0.5 MB moved, latency-bound: ~2-3 us. It lets the solve that
+// follows start at once (grid_dep_launch_dependents; the solve waits for it only before it copies Minv), so with
+// programmatic dependent launch it runs beside the solve's own prologue loads.
+template <bool REV>
+__global__ void __launch_bounds__(WARP_SIZE)
+fb_inverse_kernel(float *Minv, const float *L, const float *gamma, int u0, int Sv, int S, int T) {
+    __shared__ __align__(16) float tri[FB_R * FB_R];
+    int q = blockIdx.x, b = blockIdx.y, lane = threadIdx.x, q0 = q * FB_R;
+    grid_dep_launch_dependents();
+    L += ((size_t)b * S + q0) * S + q0;
+    float v[FB_R];                              // every load issued before any store: one round trip
+#pragma unroll
+    for (int r = 0; r < FB_R; r++) v[r] = q0 + r < Sv && q0 + lane < Sv ? L[(size_t)r * S + lane] : 0.0f;
+#pragma unroll
+    for (int r = 0; r < FB_R; r++) tri[r * FB_R + lane] = v[r];
+    float g = REV ? 1.0f : q0 + lane < Sv ? gamma[(size_t)b * T + u0 + q0 + lane] : 0.0f;
+    __syncwarp();
+    fb_block_inverse<REV>(Minv + ((size_t)b * (S / FB_R) + q) * FB_R * FB_R, tri, g, lane);
+}
+
 // forward: for the rows r of U in blocks of 32, c_r = acc_r + sum_{j<r} Pd[r][j] s_j, s_r = f_r + g_r c_r.
 // acc (B, S, D) = P[:, 0:u0] s[0:u0] (ignored when has_acc = 0); Pd (B, S, S) the fp32 diagonal block of alpha
 // (entries past Sv finite: feedback_forward clears Pd once per call). Writes s, c (fp32) and s3 (the bf16
 // halves of s, read by the next superblocks' GEMMs). grid (ceil(D/32), B), FB_SOLVE_THREADS, fb_solve_smem(S).
+// INV: fb_solve's (Minv from fb_inverse_kernel, h and f staged in shared memory).
+template <bool INV>
 __global__ void __launch_bounds__(FB_SOLVE_THREADS, 2)
 fb_fwd_solve_kernel(float *s, float *c, floatX *s3, const float *acc, int has_acc, const float *Pd,
-                    const floatX *f, const float *gamma, int u0, int Sv, int S, int T, int D) {
-    fb_solve<false>(s, c, s3, NULL, acc, has_acc, Pd, f, NULL, gamma, u0, Sv, S, T, D);
+                    const floatX *f, const float *gamma, const float *Minv, int panel_u, int u0, int Sv, int S, int T,
+                    int D) {
+    fb_solve<false, INV>(s, c, s3, NULL, acc, has_acc, Pd, Minv, panel_u, f, NULL, gamma, u0, Sv, S, T, D);
 }
 
 // backward, transposed: for the keys j of U in blocks of 32 from last to first,
@@ -728,29 +865,81 @@ fb_fwd_solve_kernel(float *s, float *c, floatX *s3, const float *acc, int has_ac
 // with the fp32 diagonal block PcT[j][t] = Pc[t][j] (strictly upper; entries past Sv finite: feedback_backward
 // clears PcT once per call). The forward's schedule with L = PcT, G = I, the blocks from last to first, and
 // h = gs + acc from the start. Writes u3 (u's bf16 halves, X3 layout) and df = bf16(u).
-// grid (ceil(D/32), B), FB_SOLVE_THREADS, fb_solve_smem(S).
+// grid (ceil(D/32), B), FB_SOLVE_THREADS, fb_solve_smem(S). INV as the forward's.
+template <bool INV>
 __global__ void __launch_bounds__(FB_SOLVE_THREADS, 2)
 fb_bwd_solve_kernel(floatX *u3, floatX *df, const float *acc, int has_acc, const float *PcT,
-                    const float *gs, int u0, int Sv, int S, int T, int D) {
-    fb_solve<true>(NULL, NULL, u3, df, acc, has_acc, PcT, NULL, gs, NULL, u0, Sv, S, T, D);
+                    const float *gs, const float *Minv, int panel_u, int u0, int Sv, int S, int T, int D) {
+    fb_solve<true, INV>(NULL, NULL, u3, df, acc, has_acc, PcT, Minv, panel_u, NULL, gs, NULL, u0, Sv, S, T, D);
 }
 
-// launchers of the two solves (dynamic shared memory past 48 KiB, carveout to the maximum: 2 CTAs per SM)
+// Two choices of the solves' schedule, from the environment at the first solve (dev/cuda's checks set the variables
+// to compare them: every choice gives the same bits, only the timing differs):
+// SESSA_FB_INV, where the diagonal blocks' inverses are made: 0 = in every solve CTA (D/32 times per sequence);
+// 1 = once per sequence by fb_inverse_kernel, then the solve; 2 (default) = the same, the solve launched with
+// programmatic dependent launch (sm_90+; 1 on older GPUs): it starts while fb_inverse_kernel runs and waits for it
+// only before copying Minv in.
+// SESSA_FB_PANEL, when the next block's panel is loaded: 0 = after barrier 1, by every thread, before X (on the
+// critical path: X and barrier 2 wait for the issue); 1 (default) = during the update, by the warps without one
+// (where there are any).
+static int fb_inverse_mode = -1, fb_panel_mode = -1;   // -1: not chosen yet
+static int fb_env_choice(int *mode, const char *name, int def, int hi) {
+    if (*mode < 0) {
+        const char *e = getenv(name);
+        if (e != NULL && (strlen(e) != 1 || e[0] < '0' || e[0] > '0' + hi)) fatal("feedback: %s=%s (need 0 .. %d)", name, e, hi);
+        *mode = e == NULL ? def : e[0] - '0';
+    }
+    if (*mode > hi) fatal("feedback: %s %d (need 0 .. %d)", name, *mode, hi);
+    return *mode;
+}
+static int fb_inverse_where(void) {
+    int mode = fb_env_choice(&fb_inverse_mode, "SESSA_FB_INV", 2, 2);
+    static int major = -1;          // programmatic dependent launch needs compute capability 9.0
+    if (major < 0) {
+        cudaDeviceProp prop;
+        cudaCheck(cudaGetDeviceProperties(&prop, 0));
+        major = prop.major;
+    }
+    return mode == 2 && major < 9 ? 1 : mode;
+}
+static int fb_panel_where(void) { return fb_env_choice(&fb_panel_mode, "SESSA_FB_PANEL", 1, 1); }
+
+// the launch of a solve: dynamic shared memory past 48 KiB, carveout to the maximum (2 CTAs per SM); with mode 1-2
+// (when vec: D a multiple of 8, f or gs 16-byte aligned; else mode 0) fb_inverse_kernel<BWD> first (Minv from
+// scratch) and the kernel inv, with mode 2 launched by programmatic dependent launch; with mode 0 the kernel own
+template <bool BWD, typename... KArgs, typename... Args>
+static void fb_launch_solve(void (*own)(KArgs...), void (*inv)(KArgs...), int vec, float *Minv, const float *L,
+                            const float *gamma, int u0, int Sv, int S, int B, int T, int D, cudaStream_t stream,
+                            Args... args) {
+    int mode = vec ? fb_inverse_where() : 0;
+    void (*kernel)(KArgs...) = mode > 0 ? inv : own;
+    if (mode > 0) {
+        fb_inverse_kernel<BWD><<<dim3(ceil_div(Sv, FB_R), B), WARP_SIZE, 0, stream>>>(Minv, L, gamma, u0, Sv, S, T);
+        cudaCheck(cudaGetLastError());
+    }
+    cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fb_solve_smem(S)));
+    cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
+    cudaLaunchAttribute pdl;
+    pdl.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    pdl.val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.gridDim = dim3(ceil_div(D, FB_R), B); cfg.blockDim = dim3(FB_SOLVE_THREADS); cfg.dynamicSmemBytes = fb_solve_smem(S);
+    cfg.stream = stream; cfg.attrs = &pdl; cfg.numAttrs = mode == 2;
+    cudaCheck(cudaLaunchKernelEx(&cfg, kernel, args..., mode > 0 ? (const float *)Minv : NULL, fb_panel_where(), u0, Sv,
+                                 S, T, D));
+}
+// the two solves; Minv: scratch for the inverses, (B, S/32, 32, 32) fp32
 static void fb_fwd_solve(float *s, float *c, floatX *s3, const float *acc, int has_acc, const float *Pd,
-                         const floatX *f, const float *gamma, int u0, int Sv, int S, int B, int T, int D, cudaStream_t stream) {
-    cudaCheck(cudaFuncSetAttribute(fb_fwd_solve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fb_solve_smem(S)));
-    cudaCheck(cudaFuncSetAttribute(fb_fwd_solve_kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
-    fb_fwd_solve_kernel<<<dim3(ceil_div(D, FB_R), B), FB_SOLVE_THREADS, fb_solve_smem(S), stream>>>(
-        s, c, s3, acc, has_acc, Pd, f, gamma, u0, Sv, S, T, D);
-    cudaCheck(cudaGetLastError());
+                         const floatX *f, const float *gamma, float *Minv, int u0, int Sv, int S, int B, int T, int D,
+                         cudaStream_t stream) {
+    fb_launch_solve<false>(fb_fwd_solve_kernel<false>, fb_fwd_solve_kernel<true>, D % 8 == 0 && ptr_alignment(f) >= 16,
+                           Minv, Pd, gamma, u0, Sv, S, B, T, D, stream, s, c, s3, acc, has_acc, Pd, f, gamma);
 }
 static void fb_bwd_solve(floatX *u3, floatX *df, const float *acc, int has_acc, const float *PcT,
-                         const float *gs, int u0, int Sv, int S, int B, int T, int D, cudaStream_t stream) {
-    cudaCheck(cudaFuncSetAttribute(fb_bwd_solve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fb_solve_smem(S)));
-    cudaCheck(cudaFuncSetAttribute(fb_bwd_solve_kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
-    fb_bwd_solve_kernel<<<dim3(ceil_div(D, FB_R), B), FB_SOLVE_THREADS, fb_solve_smem(S), stream>>>(
-        u3, df, acc, has_acc, PcT, gs, u0, Sv, S, T, D);
-    cudaCheck(cudaGetLastError());
+                         const float *gs, float *Minv, int u0, int Sv, int S, int B, int T, int D, cudaStream_t stream) {
+    fb_launch_solve<true>(fb_bwd_solve_kernel<false>, fb_bwd_solve_kernel<true>, D % 8 == 0 && ptr_alignment(gs) >= 16,
+                          Minv, PcT, NULL, u0, Sv, S, B, T, D, stream, u3, df, acc, has_acc, PcT, gs);
 }
 
 // ----------------------------------------------------------------------------
@@ -877,9 +1066,10 @@ static void *fb_take(FbCarve *c, size_t bytes) {
 }
 
 // the superblock-local buffers come twice (index k = superblock parity): superblock U+1's (forward) or U-1's
-// (backward) are written on a side stream while U's are read (fb_streams)
-typedef struct { floatX *s3, *P3[2]; float *Z, *Pd[2], *acc; } FbFwdScratch;
-typedef struct { floatX *u3, *Pc3[2], *sU3; float *dq, *Zs[2], *PcT[2], *acc; } FbBwdScratch;
+// (backward) are written on a side stream while U's are read (fb_streams); Minv (the solves' inverses) once: it
+// is made and read on the chain's stream
+typedef struct { floatX *s3, *P3[2]; float *Z, *Pd[2], *acc, *Minv; } FbFwdScratch;
+typedef struct { floatX *u3, *Pc3[2], *sU3; float *dq, *Zs[2], *PcT[2], *acc, *Minv; } FbBwdScratch;
 
 static size_t fb_fwd_carve(FbFwdScratch *w, void *scratch, int B, int T, int D) {
     FbCarve c = {(char *)scratch, 0};
@@ -892,6 +1082,7 @@ static size_t fb_fwd_carve(FbFwdScratch *w, void *scratch, int B, int T, int D) 
         w->Pd[k] = (float *)fb_take(&c, (size_t)B * S * S * sizeof(float));
     }
     w->acc = (float *)fb_take(&c, (size_t)B * S * D * sizeof(float));
+    w->Minv = (float *)fb_take(&c, (size_t)B * S * FB_R * sizeof(float));   // the solve's diagonal inverses
     return c.off;
 }
 static size_t fb_bwd_carve(FbBwdScratch *w, void *scratch, int B, int T, int D) {
@@ -907,6 +1098,7 @@ static size_t fb_bwd_carve(FbBwdScratch *w, void *scratch, int B, int T, int D) 
     }
     w->sU3 = (floatX *)fb_take(&c, 3 * BSD * sizeof(floatX));       // Y3 layout: (B, S, 3D)
     w->acc = (float *)fb_take(&c, BSD * sizeof(float));
+    w->Minv = (float *)fb_take(&c, (size_t)B * S * FB_R * sizeof(float));   // the solve's diagonal inverses
     return c.off;
 }
 
@@ -1005,7 +1197,7 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
             fb_gemm(FbOut{w.acc, CUDA_R_32F, D, sSD}, FbIn{w.P3[k], 3 * ldz, 3 * sZ, false},
                     FbIn{w.s3, D, 3 * sTD, false}, FbShape{Sv, D, 3 * u0, B}, 1.0f, 0.0f, stream);
         // 4. the in-superblock solve
-        fb_fwd_solve(s, c, w.s3, w.acc, u0 > 0, w.Pd[k], f, gamma, u0, Sv, S, B, T, D, stream);
+        fb_fwd_solve(s, c, w.s3, w.acc, u0 > 0, w.Pd[k], f, gamma, w.Minv, u0, Sv, S, B, T, D, stream);
         cudaCheck(cudaEventRecord(st.freed[k], stream));   // P3[k], Pd[k] read
     }
     fb_join(&st, stream);
@@ -1049,7 +1241,7 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
             fb_gemm(FbOut{w.acc, CUDA_R_32F, D, sSD}, FbIn{w.Pc3[k] + (size_t)3 * Sv * S, S, 3 * sTS, true},
                     FbIn{w.u3 + (size_t)3 * u1 * D, D, 3 * sTD, false}, FbShape{Sv, D, 3 * (T - u1), B}, 1.0f, 0.0f, stream);
         // 3. the transposed in-superblock solve: u[U], df[U]
-        fb_bwd_solve(w.u3, df, w.acc, u1 < T, w.PcT[k], gs, u0, Sv, S, B, T, D, stream);
+        fb_bwd_solve(w.u3, df, w.acc, u1 < T, w.PcT[k], gs, w.Minv, u0, Sv, S, B, T, D, stream);
         fb_after(st.b, st.solved, stream);         // the rest of U on stream b, beside the next chain
         // 4. dgamma[U] = u . c; 5. US (M, Sv) = u[u0:T] s[U]^T into the slab's logits buffer (the (T, 3D) view of
         //    u3 times sU3^T: one GEMM of K = 3D); dZ over Pc_hi's first copy

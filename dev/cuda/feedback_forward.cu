@@ -122,6 +122,27 @@ static int check(int B, int T, int D, int version) {
     return ok;
 }
 
+// version 2 with each of the schedule's choices (schedule_variants_agree): s and c bitwise alike
+typedef struct { const Problem *p; Blocked *k; } VariantRun;
+static void variant_run(void *ctx, void *out) {
+    VariantRun *r = (VariantRun *)ctx;
+    size_t n = (size_t)r->p->B * r->p->T * r->p->D;
+    run_blocked(r->p, r->k);
+    from_device((float *)out, r->k->s, n);
+    from_device((float *)out + n, r->k->c, n);
+}
+static int check_schedule_variants(int B, int T, int D) {
+    printf("check B=%d T=%d D=%d S=%d: the schedule's choices\n", B, T, D, fb_superblock(T));
+    Problem p = make_problem(B, T, D);
+    Blocked k = blocked_alloc(&p, 2);
+    VariantRun r = {&p, &k};
+    int ok = schedule_variants_agree(variant_run, &r, 2 * (size_t)B * T * D * sizeof(float), k.scratch,
+                                 version_scratch_bytes(2, B, T, D), "s, c");
+    blocked_free(&k);
+    free_problem(&p);
+    return ok;
+}
+
 static void bench(int B, int T, int D, int version) {
     Problem p = make_problem(B, T, D);
     size_t n = (size_t)B * T * D;
@@ -152,14 +173,16 @@ static void bench(int B, int T, int D, int version) {
 
 // the two in-superblock solve kernels alone (feedback_solves.h), one superblock of S rows with earlier superblocks
 // (has_acc), the shapes of a training step: per-call time, and the FMA rate it implies (per CTA: 32 x 32 x 32 FMAs
-// per (block, later block) pair and per product with a diagonal block's inverse, plus the inverses themselves)
+// per (block, later block) pair and per product with a diagonal block's inverse; plus the inverses themselves, 496 x 32
+// FMAs each, per CTA with SESSA_FB_INV=0, else once per sequence)
 static void bench_solves(int B, int T, int D) {
     SolveBufs p = solve_bufs_make(B, T, D);
     float tf = benchmark_kernel(20, solve_call_fwd, &p, 1);
     float tb = benchmark_kernel(20, solve_call_bwd, &p, 1);
     int S = p.S, nb = S / 32;
     double cta = ceil_div(D, 32) * (double)B, blk = 32.0 * 32 * 32;   // FMAs of one 32x32 by 32x32 product
-    double ff = cta * (blk * (nb * (nb + 1) / 2 + nb) + nb * 496.0 * 32), fbk = cta * (blk * (nb * (nb - 1) / 2 + nb) + nb * 496.0 * 32);
+    double inv = (fb_inverse_where() == 0 ? cta : B) * nb * 496.0 * 32;
+    double ff = cta * blk * (nb * (nb + 1) / 2 + nb) + inv, fbk = cta * blk * (nb * (nb - 1) / 2 + nb) + inv;
     printf("B=%d T=%d D=%d  solve kernels alone (S=%d, %d CTAs): fwd %8.1f us (%.2f TFMA/s)  bwd %8.1f us (%.2f TFMA/s)\n",
            B, T, D, S, (int)cta, tf * 1e3, ff / (tf * 1e-3) / 1e12, tb * 1e3, fbk / (tb * 1e-3) / 1e12);
     solve_bufs_free(&p);
@@ -176,11 +199,14 @@ int main(int argc, char **argv) {
         // the second partial and not a multiple of 32
         int ok = check(2, 201, 96, a.version) & check(1, 1030, 256, a.version) & check(3, 1, 64, a.version) &
                  check(2, 300, 40, a.version);
+        if (a.version == 0 || a.version == 2)     // the schedule's choices alike: 8 blocks of 32, then 44 rows (2 blocks)
+            ok &= check_schedule_variants(1, 300, 40);
         if (a.version == 0 || a.version == 2) {   // version 2 with 64-row superblocks: many of them, partial last ones
             int keep = fb_superblock_rows;
             fb_superblock_rows = 64;
             printf("version 2 with superblocks of 64 rows\n");
             ok &= check(2, 201, 96, 2) & check(1, 300, 40, 2);
+            ok &= check_schedule_variants(2, 300, 40);   // 64-row superblocks: 2 blocks each
             fb_superblock_rows = keep;
             printf("version 2, T = 4200: rows of up to 4200 keys, 1, 2, 4 and 8 warps a row in the row pass\n");
             ok &= check(1, 4200, 32, 2);

@@ -7,11 +7,13 @@
  or the prologue's end for it = 0):
    rhs      warp q: rhs_q as A fragments into ra                                        (RHS - R start)
    bar1     warp q waits at barrier 1 (the other warps' updates of it-1)                (BAR1 - RHS)
-   x        warp 0: the next panel's cp.async issue, its C tile of x_q, x to global     (X - BAR1)
+   x        warp 0: (SESSA_FB_PANEL=0: the next panel's cp.async issue,) its C tile of  (X - BAR1)
+            x_q, x to global
    bar2     warp 0 waits at barrier 2 (the panel's cp.async, the other warps' x tiles)  (BAR2 - X)
    upd max  the slowest updating warp: its 48 mmas per block after q                    (max UPD - BAR2)
    upd q+1  the warp whose rhs comes next: its update                                   (UPD[next q] - BAR2)
-   c store  forward, warp q: c_q out                                                    (CEND - UPD[q])
+   c store  forward, warp q: (SESSA_FB_PANEL=1: its share of the next panel's cp.async  (CEND - UPD[q])
+            issue,) c_q out
    iter     barrier 1 to barrier 1                                                      (BAR1 - previous BAR1)
  Doubt: with the former one-barrier schedule, the backward's warp 0 (which updates right after the barrier) read
  its "past the barrier" clock ~5k cycles before warp q's "phase A done" clock, which a barrier forbids (its outputs
@@ -19,6 +21,11 @@
  warp with work behind it may not mark the release: read bar1/bar2 and the updates of such rows with care.
  The clocks cost a few instructions and a store each (they change the schedule a little); the per-call time printed
  is measured with them. Under dev/cuda_emu the numbers are meaningless (a counter), the program must only run.
+ SESSA_FB_INV (llmc/feedback.cuh, fb_inverse_where) picks where the diagonal blocks' inverses are made: 0, in each
+ CTA, gives the prologue as tri + gamma loads, inverses, h and f loads; 1 and 2 (fb_inverse_kernel before the solve,
+ by programmatic dependent launch in 2: the default) as the staged loads (first panel, gamma, acc, f or gs) landing,
+ h and f read from shared memory and Minv copied in (waiting for fb_inverse_kernel), h and f packed; the per-call
+ time then includes fb_inverse_kernel.
  make -C dev/cuda bin/feedback_phases && dev/cuda/bin/feedback_phases           B=8 T=1024 and B=32 T=256, D=768
  dev/cuda/bin/feedback_phases small                                              B=2 T=128 D=64 (the emulator)
 */
@@ -51,8 +58,8 @@ static void phases(SolveBufs *p, int bwd, int has_acc) {
     for (int i = 0; i < ncta; i++)            // every slot of the prologue and of the nb iterations is written once
         for (int k = 0; k < FB_PH_PRO + nb * FB_PH_IT; k++)
             if (ph_clk[(size_t)i * FB_PH_SLOTS + k] == 0) fatal("feedback_phases: CTA %d slot %d not written", i, k);
-    printf("%s solve B=%d T=%d D=%d S=%d has_acc=%d: %d CTAs, %.1f us per call (with the clocks)\n",
-           bwd ? "backward" : "forward", B, T, D, p->S, has_acc, ncta, ms * 1e3);
+    printf("%s solve B=%d T=%d D=%d S=%d has_acc=%d SESSA_FB_INV=%d SESSA_FB_PANEL=%d: %d CTAs, %.1f us per call (with the clocks)\n",
+           bwd ? "backward" : "forward", B, T, D, p->S, has_acc, fb_inverse_where(), fb_panel_where(), ncta, ms * 1e3);
     printf("  %-30s %10s %10s   (SM cycles over CTAs)\n", "phase", "mean", "max");
     Stat tri = {0, 0}, inv = {0, 0}, hf = {0, 0}, total = {0, 0};
     Stat sum[NPH - 1] = {{0, 0}};             // the phases but iter, summed over the iterations
@@ -83,9 +90,10 @@ static void phases(SolveBufs *p, int bwd, int has_acc) {
         stat_add(&total, end - clk_pro(i, FB_PH_START));
     }
     const char *names[NPH] = {"rhs", "bar1", "x", "bar2", "upd max", "upd q+1", "c store", "iter"};
-    stat_print("prologue: tri + gamma loads", &tri, ncta);
-    stat_print("prologue: inverses", &inv, ncta);
-    stat_print("prologue: h, f loads", &hf, ncta);
+    int own = fb_inverse_where() == 0;          // the CTA inverts the diagonal blocks itself (else it copies Minv in)
+    stat_print(own ? "prologue: tri + gamma loads" : "prologue: panel, acc, f/gs in", &tri, ncta);
+    stat_print(own ? "prologue: inverses" : "prologue: h, f read, Minv in", &inv, ncta);
+    stat_print(own ? "prologue: h, f loads" : "prologue: h, f packed", &hf, ncta);
     for (int k = 0; k < NPH - 1; k++) {
         char name[64];
         snprintf(name, sizeof name, "%s (sum over %d blocks)", names[k], nb);

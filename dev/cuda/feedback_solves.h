@@ -2,6 +2,8 @@
  The two in-superblock solve kernels of llmc/feedback.cuh alone (fb_fwd_solve, fb_bwd_solve), on the inputs of one
  superblock of S = fb_superblock(T) rows at the shapes of a training step: feedback_forward.cu's bench_solves times
  them, feedback_phases.cu reads their phase clocks (FB_PHASES). Included after llmc/feedback.cuh and common.h.
+ Also schedule_variants_agree, the check (feedback_forward.cu, feedback_backward.cu) that the schedule's choices
+ (where the diagonal blocks' inverses are made, when the panels are loaded) give the same bits.
  Inputs: Pd (B,S,S) alpha-like (strictly lower, entries in [0, 2/S): row sums < 1), PcT = Pd^T per batch element,
  acc (B,S,D), f (bf16) and gs (B,T,D) in [-1, 1], gamma (B,T) in [0.9, 0.999] (the chain gain near 1).
 */
@@ -9,6 +11,7 @@ typedef struct {
     int B, T, D, S;
     float *Pd, *PcT, *acc, *gs, *gamma;       // device inputs
     floatX *f;
+    float *Minv;                              // device scratch: the diagonal blocks' inverses (B, S/32, 32, 32)
     float *s, *c;                             // device outputs (forward: s, c, x3 = s3;
     floatX *x3, *df;                          //                 backward: x3 = u3, df; x3 (B, 3T, D))
 } SolveBufs;
@@ -31,22 +34,46 @@ static SolveBufs solve_bufs_make(int B, int T, int D) {
     p.gs = to_device_f32(f, BTD); p.gamma = to_device_f32(g, (size_t)B * T); p.f = to_device_bf16(f, BTD);
     cudaMallocCheck(&p.s, BTD * sizeof(float)); cudaMallocCheck(&p.c, BTD * sizeof(float));
     cudaMallocCheck(&p.x3, 3 * BTD * sizeof(floatX));
-    cudaMallocCheck(&p.df, BTD * sizeof(floatX));
+    cudaMallocCheck(&p.df, BTD * sizeof(floatX)); cudaMallocCheck(&p.Minv, (size_t)B * S * FB_R * sizeof(float));
     free(Pd); free(PcT); free(acc); free(f); free(g);
     return p;
 }
 static void solve_bufs_free(SolveBufs *p) {
     cudaCheck(cudaFree(p->Pd)); cudaCheck(cudaFree(p->PcT)); cudaCheck(cudaFree(p->acc)); cudaCheck(cudaFree(p->gs));
     cudaCheck(cudaFree(p->gamma)); cudaCheck(cudaFree(p->f)); cudaCheck(cudaFree(p->s)); cudaCheck(cudaFree(p->c));
-    cudaCheck(cudaFree(p->x3)); cudaCheck(cudaFree(p->df));
+    cudaCheck(cudaFree(p->x3)); cudaCheck(cudaFree(p->df)); cudaCheck(cudaFree(p->Minv));
 }
 // one call of a solve: with has_acc the superblock has earlier ones (forward: the last superblock, u0 = T - S;
 // backward: the first, u0 = 0), without it is the first one the chain meets (forward u0 = 0, backward u0 = T - S)
 static void solve_call_fwd(SolveBufs *p, int has_acc) {
-    fb_fwd_solve(p->s, p->c, p->x3, p->acc, has_acc, p->Pd, p->f, p->gamma, has_acc ? p->T - p->S : 0,
+    fb_fwd_solve(p->s, p->c, p->x3, p->acc, has_acc, p->Pd, p->f, p->gamma, p->Minv, has_acc ? p->T - p->S : 0,
                  p->S, p->S, p->B, p->T, p->D, 0);
 }
 static void solve_call_bwd(SolveBufs *p, int has_acc) {
-    fb_bwd_solve(p->x3, p->df, p->acc, has_acc, p->PcT, p->gs, has_acc ? 0 : p->T - p->S,
+    fb_bwd_solve(p->x3, p->df, p->acc, has_acc, p->PcT, p->gs, p->Minv, has_acc ? 0 : p->T - p->S,
                  p->S, p->S, p->B, p->T, p->D, 0);
+}
+
+// The schedule's choices (llmc/feedback.cuh: fb_inverse_mode, where the diagonal blocks' inverses are made: in every
+// solve CTA, by fb_inverse_kernel, the same with programmatic dependent launch; fb_panel_mode, when the next panel is
+// loaded) do the same fp32 operations on the same inputs: run(ctx, out) makes one call and copies its outputs (bytes)
+// to the host buffer out, and every combination must give the bits of the first (inverses in the CTA, panel after
+// barrier 1). The scratch is NaN-filled before each run: an inverse read before fb_inverse_kernel wrote it (a missing
+// dependency) cannot pass for the previous run's.
+static int schedule_variants_agree(void (*run)(void *ctx, void *out), void *ctx, size_t bytes, void *scratch,
+                                   size_t scratch_bytes, const char *what) {
+    char *ref = (char *)mallocCheck(bytes), *got = (char *)mallocCheck(bytes);
+    int keep_inv = fb_inverse_mode, keep_pan = fb_panel_mode, ok = 1;
+    for (int m = 0; m < 6; m++) {
+        fb_inverse_mode = m / 2; fb_panel_mode = m % 2;
+        cudaCheck(cudaMemset(scratch, 0xff, scratch_bytes));
+        run(ctx, m == 0 ? ref : got);
+        if (m == 0) continue;
+        int same = memcmp(ref, got, bytes) == 0;
+        printf("  SESSA_FB_INV=%d SESSA_FB_PANEL=%d: %s bitwise those of 0, 0: %s\n", m / 2, m % 2, what, same ? "ok" : "FAIL");
+        ok &= same;
+    }
+    fb_inverse_mode = keep_inv; fb_panel_mode = keep_pan;
+    free(ref); free(got);
+    return ok;
 }

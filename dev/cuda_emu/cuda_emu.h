@@ -358,6 +358,18 @@ static void emu_launch(dim3 grid, dim3 block, size_t smem, cudaStream_t, std::fu
 static void emu_launch(dim3 grid, dim3 block, std::function<void()> body) { emu_launch(grid, block, 0, 0, body); }
 static void emu_launch(dim3 grid, dim3 block, size_t smem, std::function<void()> body) { emu_launch(grid, block, smem, 0, body); }
 
+// cudaLaunchKernelEx: a launch like <<<grid, block, smem, stream>>>; the attributes (programmatic dependent launch)
+// change only when the kernel may start, and kernels run in order here
+enum cudaLaunchAttributeID { cudaLaunchAttributeProgrammaticStreamSerialization = 1 };
+union cudaLaunchAttributeValue { int programmaticStreamSerializationAllowed; };
+struct cudaLaunchAttribute { cudaLaunchAttributeID id; cudaLaunchAttributeValue val; };
+struct cudaLaunchConfig_t { dim3 gridDim, blockDim; size_t dynamicSmemBytes; cudaStream_t stream; cudaLaunchAttribute *attrs; unsigned numAttrs; };
+template <typename... KArgs, typename... Args>
+static cudaError_t cudaLaunchKernelEx(const cudaLaunchConfig_t *cfg, void (*kernel)(KArgs...), Args... args) {
+    emu_launch(cfg->gridDim, cfg->blockDim, cfg->dynamicSmemBytes, cfg->stream, [=]() { kernel(args...); });
+    return emu_last_error;
+}
+
 // ----------------------------------------------------------------------------
 // llmc/mma.cuh: mma.sync, ldmatrix, cp.async with the PTX ISA's per-lane layouts (lane = 4g + t)
 
@@ -465,6 +477,10 @@ template <int N> static void cp_async_wait(void) {
     }
     q.resize(keep);
 }
+
+// programmatic dependent launch: kernels run one after the other here, so the kernel ahead has always ended
+static void grid_dep_wait(void) {}
+static void grid_dep_launch_dependents(void) {}
 
 // ----------------------------------------------------------------------------
 // llmc/mma.cuh's Hopper wrappers (wgmma), synchronous: the product is computed when it is issued, so fence,

@@ -175,7 +175,7 @@ static void twin_feedback_forward(float *s, float *c, float *lse, const float *f
         }
         for (int r = 0; r < Sv; r++) for (int i = 0; i < D; i++)       // acc = P[:, 0:u0] s[0:u0], 1 GEMM
             acc[r * D + i] = u0 > 0 ? gemm3(&Ph[(size_t)r * T], &Pl[(size_t)r * T], 1, &s_hi[i], &s_lo[i], D, u0) : 0.0f;
-        int nb = (Sv + FB_R - 1) / FB_R;                                // fb_fwd_solve_kernel: the blocks' inverses
+        int nb = (Sv + FB_R - 1) / FB_R;                                // fb_inverse_kernel: the blocks' inverses
         for (int q = 0; q < nb; q++) twin_block_inverse(&Mi[q * FB_R * FB_R], Pd, q * FB_R, Sv, &gamma[u0], 0);
         for (int i = 0; i < D; i++) {                                   // then every column alike
             for (int r = 0; r < Sv; r++) h[r] = u0 > 0 ? acc[r * D + i] : 0.0f;
@@ -219,7 +219,7 @@ static void twin_feedback_backward(float *u, float *dgamma, float *dqb, float *d
         for (int jj = 0; jj < Sv; jj++) for (int i = 0; i < D; i++)    // acc = Pc[u1:T]^T u[u1:T], 1 GEMM
             acc[jj * D + i] = u1 < T ? gemm3(&Ph[Sv * FB_S + jj], &Pl[Sv * FB_S + jj], FB_S,
                                              &u_hi[(size_t)u1 * D + i], &u_lo[(size_t)u1 * D + i], D, T - u1) : 0.0f;
-        int nb = (Sv + FB_R - 1) / FB_R;                                // fb_bwd_solve_kernel: the blocks' inverses
+        int nb = (Sv + FB_R - 1) / FB_R;                                // fb_inverse_kernel: the blocks' inverses
         for (int q = 0; q < nb; q++) twin_block_inverse(&Mi[q * FB_R * FB_R], PcT, q * FB_R, Sv, NULL, 1);
         for (int i = 0; i < D; i++) {                                   // then every column alike
             for (int j = 0; j < Sv; j++) h[j] = gs[(size_t)(u0 + j) * D + i] + (u1 < T ? acc[j * D + i] : 0.0f);
