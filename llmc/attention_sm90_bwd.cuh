@@ -181,13 +181,15 @@ template <int HD> struct AttWBwdCfg {
     static constexpr size_t KV_SMEM = 1024 + 2 * (size_t)KV_BK * HD * 2 + STAGES * (2 * (size_t)KV_BQ * HD * 2 + 2 * KV_BQ * 4)
                                       + 8 * (1 + 2 * STAGES);
 };
-// grid (ceil(T/128), H, B), the longest (last) query blocks first; AttWBwdCfg<HD>::THREADS threads, ::DQ_SMEM bytes.
+// grid ceil(T/128) B H (1-d), query blocks in atth_block_order with sections of sec heads (rank 0 = the last block,
+// the longest); AttWBwdCfg<HD>::THREADS threads, ::DQ_SMEM bytes.
 // tq, tdo: tensor maps of q, dout with boxes of 128 rows; tk, tv: of k, v with boxes of 64 rows (atth_tensor_map)
 template <int HD>
 __global__ void __launch_bounds__(AttWBwdCfg<HD>::THREADS, 1)
 attention_backward_dq_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
                                      const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
-                                     floatX *dq, const float *lse, const float *delta, int T, int H, int Hkv, int ldq) {
+                                     floatX *dq, const float *lse, const float *delta, int T, int H, int Hkv, int ldq,
+                                     int sec) {
 #ifdef SESSA_SM90A
     using C = AttWBwdCfg<HD>;
     constexpr int BQ = C::BQ, BK = C::BK, NST = C::STAGES, NS = BK / 2, NO = HD / 2;
@@ -196,8 +198,10 @@ attention_backward_dq_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, con
     unsigned char *Vs = Ks + NST * C::KV_BYTES;
     uint64_t *qdo_full = (uint64_t *)(Vs + NST * C::KV_BYTES), *k_full = qdo_full + 1, *v_full = k_full + NST;
     uint64_t *k_empty = v_full + NST, *v_empty = k_empty + NST;
-    const int tid = threadIdx.x, wg = tid / 128;
-    const int i0 = (gridDim.x - 1 - blockIdx.x) * BQ, h = blockIdx.y, b = blockIdx.z, hk = h / (H / Hkv);
+    const int tid = threadIdx.x, wg = tid / 128, nb = (T + BQ - 1) / BQ;
+    int rank, bh;
+    atth_block_order(rank, bh, nb, gridDim.x / nb, sec);
+    const int i0 = (nb - 1 - rank) * BQ, h = bh % H, b = bh / H, hk = h / (H / Hkv);
     const int n_tiles = (min(i0 + BQ, T) - 1) / BK + 1;                          // key tiles up to the last row
     attw_init_barriers<NST>(qdo_full, 128 * C::NWG);
     if (wg == 0) {                                     // the producer
@@ -358,14 +362,15 @@ attention_backward_dkv_sm90_kernel(floatX *dk, floatX *dv, const floatX *dout, c
 // 2 consumer warpgroups of 64 keys run atth_dkv_item per item. Shared memory: K, V, 3 x (Q_i, dO_i, lse, Delta),
 // 7 mbarriers: 83 / 163 KiB at d = 64 / 128. Registers (ptxas -v): 168 at launch (384 threads), 24 / 240 after
 // setmaxnreg, no spills (version 3's dK/dV kernel needs 255 at d = 128).
-// grid (ceil(T/128), Hkv, B); AttWBwdCfg<HD>::THREADS threads, ::KV_SMEM bytes; tq, tdo: maps of q, dout with
-// boxes of 64 rows, tk, tv: maps of k, v with boxes of 128 rows
+// grid ceil(T/128) B Hkv (1-d), key blocks in atth_block_order with sections of sec kv heads (rank 0 = the first
+// key block, the longest); AttWBwdCfg<HD>::THREADS threads, ::KV_SMEM bytes; tq, tdo: maps of q, dout with boxes of
+// 64 rows, tk, tv: maps of k, v with boxes of 128 rows
 template <int HD>
 __global__ void __launch_bounds__(AttWBwdCfg<HD>::THREADS, 1)
 attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
                                       const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
                                       floatX *dk, floatX *dv, const float *lse, const float *delta, int T, int H, int Hkv,
-                                      int ldkv) {
+                                      int ldkv, int sec) {
 #ifdef SESSA_SM90A
     using C = AttWBwdCfg<HD>;
     constexpr int BKV = C::KV_BK, BQ = C::KV_BQ, NST = C::STAGES, NS = BQ / 2, NO = HD / 2;
@@ -374,8 +379,10 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
     unsigned char *Ks = atth_smem_base(atth_smem), *Vs = Ks + KV_BYTES, *Qs = Vs + KV_BYTES, *dOs = Qs + NST * Q_BYTES;
     float *Ls = (float *)(dOs + NST * Q_BYTES), *Ds = Ls + NST * BQ;
     uint64_t *kv_full = (uint64_t *)(Ds + NST * BQ), *it_full = kv_full + 1, *it_empty = it_full + NST;
-    const int tid = threadIdx.x, wg = tid / 128;
-    const int j0 = blockIdx.x * BKV, hk = blockIdx.y, b = blockIdx.z, grp = H / Hkv;
+    const int tid = threadIdx.x, wg = tid / 128, nb = (T + BKV - 1) / BKV;
+    int rank, bh;
+    atth_block_order(rank, bh, nb, gridDim.x / nb, sec);
+    const int j0 = rank * BKV, hk = bh % Hkv, b = bh / Hkv, grp = H / Hkv;
     const int n_q = (T - j0 + BQ - 1) / BQ, n_it = grp * n_q;                // query tiles per head, work items
     if (tid == 0) {
         mbar_init(kv_full, 1);
@@ -438,7 +445,8 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
 #endif // SESSA_SM90A
 }
 
-// version 3: both kernels with cp.async loads by all threads; 4: both warp-specialized (a TMA producer warpgroup)
+// version 3: both kernels with cp.async loads by all threads; 4: both warp-specialized (a TMA producer warpgroup);
+// 5: version 4 with the longest blocks of all heads of an L2 section first (atth_block_order)
 template <int HD>
 static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const float *lse,
                                        const float *delta, const floatX *q, const floatX *k, const floatX *v,
@@ -454,17 +462,20 @@ static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const
             dq, dout, lse, delta, q, k, v, T, H, Hkv, ldq, ldkv);
     } else {   // q, k, v through tensor maps with their row strides; dout dense (B, T, H, d)
         using W = AttWBwdCfg<HD>;
+        const int grp = H / Hkv;   // sections (version 5): Q, dO of a kv head's grp heads; K, V of a kv head
+        const int sec_kv = version >= 5 ? atth_section((size_t)grp * T * HD * 4, 1, B * Hkv) : 1;
+        const int sec_q = version >= 5 ? atth_section((size_t)T * HD * 4, grp, B * H) : 1;
         CUtensorMap tq64 = atth_tensor_map(q, B, T, H, HD, ldq, W::KV_BQ), tdo64 = atth_tensor_map(dout, B, T, H, HD, H * HD, W::KV_BQ);
         CUtensorMap tk128 = atth_tensor_map(k, B, T, Hkv, HD, ldkv, W::KV_BK), tv128 = atth_tensor_map(v, B, T, Hkv, HD, ldkv, W::KV_BK);
         cudaCheck(cudaFuncSetAttribute(attention_backward_dkv_sm90_ws_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)W::KV_SMEM));
-        attention_backward_dkv_sm90_ws_kernel<HD><<<dim3(ceil_div(T, W::KV_BK), Hkv, B), W::THREADS, W::KV_SMEM, stream>>>(
-            tq64, tdo64, tk128, tv128, dk, dv, lse, delta, T, H, Hkv, ldkv);
+        attention_backward_dkv_sm90_ws_kernel<HD><<<ceil_div(T, W::KV_BK) * B * Hkv, W::THREADS, W::KV_SMEM, stream>>>(
+            tq64, tdo64, tk128, tv128, dk, dv, lse, delta, T, H, Hkv, ldkv, sec_kv);
         cudaCheck(cudaGetLastError());
         CUtensorMap tq = atth_tensor_map(q, B, T, H, HD, ldq, W::BQ), tdo = atth_tensor_map(dout, B, T, H, HD, H * HD, W::BQ);
         CUtensorMap tk = atth_tensor_map(k, B, T, Hkv, HD, ldkv, W::BK), tv = atth_tensor_map(v, B, T, Hkv, HD, ldkv, W::BK);
         cudaCheck(cudaFuncSetAttribute(attention_backward_dq_sm90_ws_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)W::DQ_SMEM));
-        attention_backward_dq_sm90_ws_kernel<HD><<<dim3(ceil_div(T, W::BQ), H, B), W::THREADS, W::DQ_SMEM, stream>>>(
-            tq, tdo, tk, tv, dq, lse, delta, T, H, Hkv, ldq);
+        attention_backward_dq_sm90_ws_kernel<HD><<<ceil_div(T, W::BQ) * B * H, W::THREADS, W::DQ_SMEM, stream>>>(
+            tq, tdo, tk, tv, dq, lse, delta, T, H, Hkv, ldq, sec_q);
     }
     cudaCheck(cudaGetLastError());
 }
@@ -476,7 +487,7 @@ static void attention_backward_sm90_kernels(floatX *dq, floatX *dk, floatX *dv, 
                                             int B, int T, int H, int Hkv, int d, int ldq, int ldkv, int version,
                                             cudaStream_t stream) {
     if (d != 64 && d != 128) fatal("attention backward (Hopper): head width d=%d is not supported (64 or 128)", d);
-    if (version != 3 && version != 4) fatal("attention backward (Hopper): version %d does not exist (3 or 4)", version);
+    if (version < 3 || version > 5) fatal("attention backward (Hopper): version %d does not exist (3 to 5)", version);
     if (!attention_sm90_usable())
         fatal("attention backward (Hopper): needs a compute capability 9.0 GPU, a binary built with "
               "-gencode arch=compute_90a,code=sm_90a, and SESSA_ATT_SM90 not 0");
