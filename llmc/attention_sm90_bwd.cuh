@@ -78,15 +78,18 @@ __device__ __forceinline__ void atth_row_stats(float (&lse2)[2], float (&dlt)[2]
 }
 // one key tile of the dQ kernel for one warpgroup (64 query rows from Qw, dOw; rows r0, r0 + 8 of this thread,
 // lse2 in log2 units, dlt = Delta): S = Q K_j^T, dP = dO V_j^T, P (causal mask where the tile reaches past the
-// warpgroup's first row wg0), dS = P (dP - Delta), dQ (acc) += dS K_j; every product waited for on return
+// warpgroup's first row wg0), dS = P (dP - Delta), dQ (acc) += dS K_j; every product waited for on return.
+// Ping-pong (backward version 6; turn > 0): S and dP are issued in this warpgroup's turn (named barrier `turn`,
+// atth_pingpong), and the turn passes on (to barrier next, when > 0) once S is done.
 template <int HD, int BQ, int BK>
 __device__ __forceinline__ void atth_dq_tile(float (&acc)[HD / 2], float (&s)[BK / 2], float (&dp)[BK / 2],
                                              uint32_t (&da)[BK / 16][4], const unsigned char *Qw,
                                              const unsigned char *dOw, const unsigned char *Kt, const unsigned char *Vt,
                                              int j0, int wg0, int r0, float sl2, const float (&lse2)[2],
-                                             const float (&dlt)[2]) {
+                                             const float (&dlt)[2], int turn = 0, int next = 0) {
     constexpr int NS = BK / 2;
     const int tq = threadIdx.x % 4;
+    if (turn) bar_sync(turn, 256);
     wgmma_fence_operand(s);
     wgmma_fence_operand(dp);
     wgmma_fence();
@@ -94,6 +97,7 @@ __device__ __forceinline__ void atth_dq_tile(float (&acc)[HD / 2], float (&s)[BK
     atth_issue_qk<HD, BQ, BK>(dp, dOw, Vt);            // dP = dO V_j^T
     wgmma_wait<1>();                                   // S done (dP may still run)
     wgmma_fence_operand(s);
+    if (next) bar_arrive(next, 256);                   // the other warpgroup's turn (after the wait: see the forward)
     const bool edge = j0 + BK - 1 > wg0;               // a key past some row of this warpgroup: causal mask
 #pragma unroll
     for (int i = 0; i < NS; i++) {                     // register i: row r0 + 8((i>>1)&1), key j0 + 8(i/4) + 2tq + (i&1)
@@ -111,6 +115,20 @@ __device__ __forceinline__ void atth_dq_tile(float (&acc)[HD / 2], float (&s)[BK
     wgmma_wait<0>();
     wgmma_fence_operand(acc);
     atth_fence_p<BK / 16>(da);
+}
+// Ping-pong of the 2 consumer warpgroups of the backward's warp-specialized kernels (version 6), as the forward's:
+// named barrier 1 + c is consumer c's turn to issue its first products (S, dP; S^T, dP^T), handed to the other one
+// once its S is done, so that one's exponentials and dS run under the other's products (without it the two issue
+// and compute in step and the tensor cores wait during both's arithmetic). Consumer 1 hands consumer 0 the first
+// turn and keeps its last one; every tile or item takes a turn, skipped ones too (atth_pingpong_pass), so both
+// take n turns and the barriers balance. pingpong = false: no turns (0: atth_dq_tile and atth_dkv_item skip them).
+__device__ __forceinline__ void atth_pingpong_turns(int &turn, int &next, bool pingpong, int cw, bool last) {
+    turn = pingpong ? 1 + cw : 0;
+    next = pingpong && (cw == 0 || !last) ? 2 - cw : 0;
+}
+__device__ __forceinline__ void atth_pingpong_pass(int turn, int next) {   // a skipped tile's turn
+    if (turn) bar_sync(turn, 256);
+    if (next) bar_arrive(next, 256);
 }
 #endif // SESSA_SM90A
 
@@ -183,8 +201,9 @@ template <int HD> struct AttWBwdCfg {
 };
 // grid ceil(T/128) B H (1-d), query blocks in atth_block_order with sections of sec heads (rank 0 = the last block,
 // the longest); AttWBwdCfg<HD>::THREADS threads, ::DQ_SMEM bytes.
-// tq, tdo: tensor maps of q, dout with boxes of 128 rows; tk, tv: of k, v with boxes of 64 rows (atth_tensor_map)
-template <int HD>
+// tq, tdo: tensor maps of q, dout with boxes of 128 rows; tk, tv: of k, v with boxes of 64 rows (atth_tensor_map);
+// PINGPONG (version 6): the consumers take turns (atth_pingpong_turns)
+template <int HD, bool PINGPONG>
 __global__ void __launch_bounds__(AttWBwdCfg<HD>::THREADS, 1)
 attention_backward_dq_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
                                      const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
@@ -228,13 +247,17 @@ attention_backward_dq_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, con
 #pragma unroll
     for (int i = 0; i < NO; i++) acc[i] = 0.0f;
     mbar_wait(qdo_full, 0);
+    if (PINGPONG && cw == 1) bar_arrive(1, 256);       // consumer 0 has the first turn
     for (int j = 0; j < n_tiles; j++) {
         const int st = j % NST, j0 = j * BK;
+        int turn, next;
+        atth_pingpong_turns(turn, next, PINGPONG, cw, j + 1 == n_tiles);
         mbar_wait(k_full + st, (j / NST) & 1);
         mbar_wait(v_full + st, (j / NST) & 1);
         if (j0 <= wg0 + 63)                            // else every key of the tile follows every row here
             atth_dq_tile<HD, BQ, BK>(acc, s, dp, da, Qw, dOw, Ks + st * C::KV_BYTES, Vs + st * C::KV_BYTES,
-                                     j0, wg0, r0, sl2, lse2, dlt);
+                                     j0, wg0, r0, sl2, lse2, dlt, turn, next);
+        else atth_pingpong_pass(turn, next);
         mbar_arrive(k_empty + st);                     // this warpgroup is done with the tile's stages
         mbar_arrive(v_empty + st);
     }
@@ -246,15 +269,16 @@ attention_backward_dq_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, con
 // one work item of the dK/dV kernel for one warpgroup (64 keys from Kw, Vw; keys rk0, rk0 + 8 of this thread) and
 // the query tile i0 (BQ rows of Qt, dOt; lse in log2 units Lt, Delta Dt): S^T = K Q_i^T, dP^T = V dO_i^T,
 // P^T (masked where query < key or query >= T), dV += P^T dO_i (running while dS^T is computed),
-// dS^T = P^T (dP^T - Delta), dK += dS^T Q_i; every product waited for on return
+// dS^T = P^T (dP^T - Delta), dK += dS^T Q_i; every product waited for on return. Ping-pong as atth_dq_tile.
 template <int HD, int BKV, int BQ>
 __device__ __forceinline__ void atth_dkv_item(float (&dka)[HD / 2], float (&dva)[HD / 2], float (&s)[BQ / 2],
                                               float (&dp)[BQ / 2], uint32_t (&pa)[BQ / 16][4], uint32_t (&da)[BQ / 16][4],
                                               const unsigned char *Kw, const unsigned char *Vw, const unsigned char *Qt,
                                               const unsigned char *dOt, const float *Lt, const float *Dt, int i0,
-                                              int wk0, int rk0, int T, float sl2) {
+                                              int wk0, int rk0, int T, float sl2, int turn = 0, int next = 0) {
     constexpr int NS = BQ / 2;
     const int tq = threadIdx.x % 4;
+    if (turn) bar_sync(turn, 256);
     wgmma_fence_operand(s);
     wgmma_fence_operand(dp);
     wgmma_fence();
@@ -262,6 +286,7 @@ __device__ __forceinline__ void atth_dkv_item(float (&dka)[HD / 2], float (&dva)
     atth_issue_qk<HD, BKV, BQ>(dp, Vw, dOt);           // dP^T = V dO_i^T
     wgmma_wait<1>();
     wgmma_fence_operand(s);
+    if (next) bar_arrive(next, 256);
     const bool edge = i0 < wk0 + 63 || i0 + BQ > T;   // a query before some key, or past the end: mask
 #pragma unroll
     for (int i = 0; i < NS; i++) {                     // register i: key rk0 + 8((i>>1)&1), query i0 + c
@@ -364,8 +389,9 @@ attention_backward_dkv_sm90_kernel(floatX *dk, floatX *dv, const floatX *dout, c
 // setmaxnreg, no spills (version 3's dK/dV kernel needs 255 at d = 128).
 // grid ceil(T/128) B Hkv (1-d), key blocks in atth_block_order with sections of sec kv heads (rank 0 = the first
 // key block, the longest); AttWBwdCfg<HD>::THREADS threads, ::KV_SMEM bytes; tq, tdo: maps of q, dout with boxes of
-// 64 rows, tk, tv: maps of k, v with boxes of 128 rows
-template <int HD>
+// 64 rows, tk, tv: maps of k, v with boxes of 128 rows; PINGPONG (version 6): the consumers take turns
+// (atth_pingpong_turns)
+template <int HD, bool PINGPONG>
 __global__ void __launch_bounds__(AttWBwdCfg<HD>::THREADS, 1)
 attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
                                       const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
@@ -431,12 +457,16 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
 #pragma unroll
     for (int i = 0; i < NO; i++) { dka[i] = 0.0f; dva[i] = 0.0f; }
     mbar_wait(kv_full, 0);
+    if (PINGPONG && cw == 1) bar_arrive(1, 256);       // consumer 0 has the first turn
     for (int it = 0; it < n_it; it++) {
         const int st = it % NST, i0 = j0 + (it % n_q) * BQ;
+        int turn, next;
+        atth_pingpong_turns(turn, next, PINGPONG, cw, it + 1 == n_it);
         mbar_wait(it_full + st, (it / NST) & 1);
         if (i0 + BQ - 1 >= wk0)                        // else every query of the tile precedes every key here
             atth_dkv_item<HD, BKV, BQ>(dka, dva, s, dp, pa, da, Kw, Vw, Qs + st * Q_BYTES, dOs + st * Q_BYTES,
-                                       Ls + st * BQ, Ds + st * BQ, i0, wk0, rk0, T, sl2);
+                                       Ls + st * BQ, Ds + st * BQ, i0, wk0, rk0, T, sl2, turn, next);
+        else atth_pingpong_pass(turn, next);
         mbar_arrive(it_empty + st);
     }
     size_t base = (size_t)b * T * ldkv + hk * HD;
@@ -446,7 +476,8 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
 }
 
 // version 3: both kernels with cp.async loads by all threads; 4: both warp-specialized (a TMA producer warpgroup);
-// 5: version 4 with the longest blocks of all heads of an L2 section first (atth_block_order)
+// 5: version 4 with the longest blocks of all heads of an L2 section first (atth_block_order); 6: version 5 with
+// the consumer warpgroups in ping-pong (atth_pingpong_turns)
 template <int HD>
 static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const float *lse,
                                        const float *delta, const floatX *q, const floatX *k, const floatX *v,
@@ -465,16 +496,18 @@ static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const
         const int grp = H / Hkv;   // sections (version 5): Q, dO of a kv head's grp heads; K, V of a kv head
         const int sec_kv = version >= 5 ? atth_section((size_t)grp * T * HD * 4, 1, B * Hkv) : 1;
         const int sec_q = version >= 5 ? atth_section((size_t)T * HD * 4, grp, B * H) : 1;
+        auto dkv = version == 6 ? attention_backward_dkv_sm90_ws_kernel<HD, true> : attention_backward_dkv_sm90_ws_kernel<HD, false>;
+        auto dqk = version == 6 ? attention_backward_dq_sm90_ws_kernel<HD, true> : attention_backward_dq_sm90_ws_kernel<HD, false>;
         CUtensorMap tq64 = atth_tensor_map(q, B, T, H, HD, ldq, W::KV_BQ), tdo64 = atth_tensor_map(dout, B, T, H, HD, H * HD, W::KV_BQ);
         CUtensorMap tk128 = atth_tensor_map(k, B, T, Hkv, HD, ldkv, W::KV_BK), tv128 = atth_tensor_map(v, B, T, Hkv, HD, ldkv, W::KV_BK);
-        cudaCheck(cudaFuncSetAttribute(attention_backward_dkv_sm90_ws_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)W::KV_SMEM));
-        attention_backward_dkv_sm90_ws_kernel<HD><<<ceil_div(T, W::KV_BK) * B * Hkv, W::THREADS, W::KV_SMEM, stream>>>(
+        cudaCheck(cudaFuncSetAttribute(dkv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)W::KV_SMEM));
+        dkv<<<ceil_div(T, W::KV_BK) * B * Hkv, W::THREADS, W::KV_SMEM, stream>>>(
             tq64, tdo64, tk128, tv128, dk, dv, lse, delta, T, H, Hkv, ldkv, sec_kv);
         cudaCheck(cudaGetLastError());
         CUtensorMap tq = atth_tensor_map(q, B, T, H, HD, ldq, W::BQ), tdo = atth_tensor_map(dout, B, T, H, HD, H * HD, W::BQ);
         CUtensorMap tk = atth_tensor_map(k, B, T, Hkv, HD, ldkv, W::BK), tv = atth_tensor_map(v, B, T, Hkv, HD, ldkv, W::BK);
-        cudaCheck(cudaFuncSetAttribute(attention_backward_dq_sm90_ws_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)W::DQ_SMEM));
-        attention_backward_dq_sm90_ws_kernel<HD><<<ceil_div(T, W::BQ) * B * H, W::THREADS, W::DQ_SMEM, stream>>>(
+        cudaCheck(cudaFuncSetAttribute(dqk, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)W::DQ_SMEM));
+        dqk<<<ceil_div(T, W::BQ) * B * H, W::THREADS, W::DQ_SMEM, stream>>>(
             tq, tdo, tk, tv, dq, lse, delta, T, H, Hkv, ldq, sec_q);
     }
     cudaCheck(cudaGetLastError());
@@ -487,7 +520,7 @@ static void attention_backward_sm90_kernels(floatX *dq, floatX *dk, floatX *dv, 
                                             int B, int T, int H, int Hkv, int d, int ldq, int ldkv, int version,
                                             cudaStream_t stream) {
     if (d != 64 && d != 128) fatal("attention backward (Hopper): head width d=%d is not supported (64 or 128)", d);
-    if (version < 3 || version > 5) fatal("attention backward (Hopper): version %d does not exist (3 to 5)", version);
+    if (version < 3 || version > 6) fatal("attention backward (Hopper): version %d does not exist (3 to 6)", version);
     if (!attention_sm90_usable())
         fatal("attention backward (Hopper): needs a compute capability 9.0 GPU, a binary built with "
               "-gencode arch=compute_90a,code=sm_90a, and SESSA_ATT_SM90 not 0");
