@@ -411,7 +411,9 @@ __device__ __forceinline__ void attw_produce_kv(unsigned char *Ks, unsigned char
 // grid ceil(T/BQ) B H (1-d), query blocks in atth_block_order with sections of sec heads (rank 0 = the last query
 // block, the longest); AttWCfg<HD, NWG>::THREADS threads, ::SMEM bytes.
 // tq, tk, tv: 4-d tensor maps of q, k, v (d, heads, T, B), boxes of 64 columns x BQ (q) or BK (k, v) rows.
-template <int HD, int NWG_>
+// LEAN (versions 7, 8): a consumer whose 64 rows all lie past T (in the last block, when T % BQ leaves a warpgroup
+// empty: T = 1024, 4096, 16384 with BQ = 192 leave 2 of 3) only takes its turns and releases the stages
+template <int HD, int NWG_, bool LEAN>
 __global__ void __launch_bounds__(AttWCfg<HD, NWG_>::THREADS, 1)
 attention_forward_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                                  const __grid_constant__ CUtensorMap tv, floatX *out, float *lse, int T, int H, int Hkv,
@@ -453,6 +455,18 @@ attention_forward_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, const _
     for (int kk = 0; kk < BK / 16; kk++) for (int i = 0; i < 4; i++) pa[kk][i] = 0u;
     mbar_wait(q_full, 0);
     if (cw == NWG - 1) bar_arrive(1, 256);             // consumer 0 has the first turn
+    if (LEAN && wg0 >= T) {                            // no rows: the loop below without its products
+        for (int j = 0; j < n_tiles; j++) {
+            const int st = j % NST, sp = (j + NST - 1) % NST;
+            mbar_wait(k_full + st, (j / NST) & 1);
+            if (j > 0) mbar_wait(v_full + sp, ((j - 1) / NST) & 1);
+            bar_sync(1 + cw, 256);
+            if (cw < NWG - 1 || j + 1 < n_tiles) bar_arrive(1 + (cw + 1) % NWG, 256);
+            mbar_arrive(k_empty + st);
+            if (j > 0) mbar_arrive(v_empty + sp);
+        }
+        return;
+    }
     for (int j = 0; j < n_tiles; j++) {
         const int st = j % NST, sp = (j + NST - 1) % NST;              // K_j's stage, V_j-1's stage
         mbar_wait(k_full + st, (j / NST) & 1);
@@ -584,7 +598,7 @@ static int atth_section(size_t bytes_per_unit, int unit, int nh) {
 }
 
 // lpt = false: sections of 1 head (each head's query blocks in turn, longest first: versions 5, 6); true: sections
-// of atth_section heads (versions 7, 8)
+// of atth_section heads, and the kernel LEAN (versions 7, 8)
 template <int HD, int NWG>
 static void attention_forward_sm90_ws_hd(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
                                          int B, int T, int H, int Hkv, int ldq, int ldkv, bool lpt, cudaStream_t stream) {
@@ -592,8 +606,9 @@ static void attention_forward_sm90_ws_hd(floatX *out, float *lse, const floatX *
     CUtensorMap tq = atth_tensor_map(q, B, T, H, HD, ldq, C::BQ), tk = atth_tensor_map(k, B, T, Hkv, HD, ldkv, C::BK);
     CUtensorMap tv = atth_tensor_map(v, B, T, Hkv, HD, ldkv, C::BK);
     const int sec = lpt ? atth_section((size_t)T * HD * 4, H / Hkv, B * H) : 1;
-    cudaCheck(cudaFuncSetAttribute(attention_forward_sm90_ws_kernel<HD, NWG>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM));
-    attention_forward_sm90_ws_kernel<HD, NWG><<<ceil_div(T, C::BQ) * B * H, C::THREADS, C::SMEM, stream>>>(tq, tk, tv, out, lse, T, H, Hkv, sec);
+    auto kernel = lpt ? attention_forward_sm90_ws_kernel<HD, NWG, true> : attention_forward_sm90_ws_kernel<HD, NWG, false>;
+    cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM));
+    kernel<<<ceil_div(T, C::BQ) * B * H, C::THREADS, C::SMEM, stream>>>(tq, tk, tv, out, lse, T, H, Hkv, sec);
     cudaCheck(cudaGetLastError());
 }
 
@@ -603,8 +618,8 @@ static void attention_forward_sm90_ws_hd(floatX *out, float *lse, const floatX *
 // the Hopper forward itself (attention_forward picks it when attention_sm90_usable() and d is 64 or 128);
 // version: 3 and 4 the kernel with all threads loading (overlap off / on), 5 the warp-specialized one (3 consumer
 // warpgroups at d = 64, 2 at d = 128), 6 the same with 2 consumer warpgroups at d = 64 too, 7 and 8 versions 5 and
-// 6 with the longest blocks of all heads of an L2 section first (atth_block_order); ldq, ldkv: the row strides of
-// q and of k, v (0: dense; attention_row_strides)
+// 6 with the longest blocks of all heads of an L2 section first (atth_block_order) and no products for warpgroups
+// past T (LEAN); ldq, ldkv: the row strides of q and of k, v (0: dense; attention_row_strides)
 static void attention_forward_sm90(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
                                    int B, int T, int H, int Hkv, int d, cudaStream_t stream, int version = ATTH_FWD_VERSION,
                                    int ldq = 0, int ldkv = 0) {

@@ -15,7 +15,8 @@
               (192 query rows) at d = 64, 2 at d = 128; what the trainer uses on an sm_90 GPU for d = 64, 128
    version 6: version 5 with 2 consumer warpgroups at d = 64 too (the same kernel as version 5 at d = 128)
    versions 7, 8: versions 5, 6 with the CTAs in longest-first order across the heads of an L2 section
-              (atth_block_order: the longest query blocks of all heads first, the short ones make the tail)
+              (atth_block_order: the longest query blocks of all heads first, the short ones make the tail), and
+              no products for a consumer warpgroup whose rows all lie past T
    Versions 3-8 are checked against the CPU reference and against version 2; the CPU emulator runs them
    through its wgmma, TMA, mbarrier and named-barrier twins (dev/cuda_emu/cuda_emu.h).
  make -C dev/cuda bin/attention_forward && dev/cuda/bin/attention_forward check|bench [version]
