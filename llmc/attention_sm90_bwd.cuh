@@ -66,6 +66,27 @@ template <int HD> struct AttHBwdCfg {
 };
 
 #ifdef SESSA_SM90A
+// rows row0 .. row0 + 63 of a tile of R rows in shared memory (HD/64 swizzled panels, atth_load_tile's layout) ->
+// this warpgroup's A fragments of them, one per k-step of 16 columns (ldmatrix: lane l gives row 16 warp + l % 16,
+// 16-byte chunk 2 (kk % 4) + l / 16 of panel kk / 4; the mma.sync A layout, which wgmma's register A takes per warp)
+template <int HD, int R>
+__device__ __forceinline__ void atth_load_afrag(uint32_t (&a)[HD / 16][4], const unsigned char *tile, int row0) {
+    const int lane = threadIdx.x % 32, r = row0 + 16 * (threadIdx.x % 128 / 32) + lane % 16;
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; kk++) {
+        const int c = 2 * (kk % 4) + lane / 16;
+        ldmatrix_x4(a[kk], tile + (kk / 4) * (R * 128) + r * 128 + ((c ^ (r % 8)) << 4));
+    }
+}
+// atth_issue_qk with A from registers (backward version 7 at d = 64: Q, dO, K or V of the warpgroup, constant over
+// its loop, so that only B is read from shared memory): S = A K^T (64 x BK), Kt a K-major tile of BK rows
+template <int HD, int BQ, int BK>
+__device__ __forceinline__ void atth_issue_qk(float (&s)[BK / 2], const uint32_t (&a)[HD / 16][4], const unsigned char *Kt) {
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; kk++)
+        wgmma_rs_kmajor<BK>(s, a[kk], wgmma_desc(Kt + (kk / 4) * (BK * 128) + (kk % 4) * 32, 16, 1024), kk > 0);
+    wgmma_commit();
+}
 // this thread's rows r0, r0 + 8 of (b, h): lse in log2 units and Delta (0 past T)
 __device__ __forceinline__ void atth_row_stats(float (&lse2)[2], float (&dlt)[2], const float *lse, const float *delta,
                                                int b, int h, int H, int T, int r0) {
@@ -81,10 +102,11 @@ __device__ __forceinline__ void atth_row_stats(float (&lse2)[2], float (&dlt)[2]
 // warpgroup's first row wg0), dS = P (dP - Delta), dQ (acc) += dS K_j; every product waited for on return.
 // Ping-pong (backward version 6; turn > 0): S and dP are issued in this warpgroup's turn (named barrier `turn`,
 // atth_pingpong), and the turn passes on (to barrier next, when > 0) once S is done.
-template <int HD, int BQ, int BK>
+// Qw, dOw: shared memory (const unsigned char *) or A fragments (atth_load_afrag).
+template <int HD, int BQ, int BK, class AOp>
 __device__ __forceinline__ void atth_dq_tile(float (&acc)[HD / 2], float (&s)[BK / 2], float (&dp)[BK / 2],
-                                             uint32_t (&da)[BK / 16][4], const unsigned char *Qw,
-                                             const unsigned char *dOw, const unsigned char *Kt, const unsigned char *Vt,
+                                             uint32_t (&da)[BK / 16][4], const AOp &Qw,
+                                             const AOp &dOw, const unsigned char *Kt, const unsigned char *Vt,
                                              int j0, int wg0, int r0, float sl2, const float (&lse2)[2],
                                              const float (&dlt)[2], int turn = 0, int next = 0) {
     constexpr int NS = BK / 2;
@@ -202,8 +224,9 @@ template <int HD> struct AttWBwdCfg {
 // grid ceil(T/128) B H (1-d), query blocks in atth_block_order with sections of sec heads (rank 0 = the last block,
 // the longest); AttWBwdCfg<HD>::THREADS threads, ::DQ_SMEM bytes.
 // tq, tdo: tensor maps of q, dout with boxes of 128 rows; tk, tv: of k, v with boxes of 64 rows (atth_tensor_map);
-// PINGPONG (version 6): the consumers take turns (atth_pingpong_turns)
-template <int HD, bool PINGPONG>
+// PINGPONG (versions 6, 7): the consumers take turns (atth_pingpong_turns); RS (version 7 at d = 64): S and dP with
+// Q, dO from registers (atth_load_afrag; 32 more registers per thread)
+template <int HD, bool PINGPONG, bool RS>
 __global__ void __launch_bounds__(AttWBwdCfg<HD>::THREADS, 1)
 attention_backward_dq_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
                                      const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
@@ -247,6 +270,11 @@ attention_backward_dq_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, con
 #pragma unroll
     for (int i = 0; i < NO; i++) acc[i] = 0.0f;
     mbar_wait(qdo_full, 0);
+    uint32_t qa[HD / 16][4], doa[HD / 16][4];          // RS: this warpgroup's Q, dO rows as A fragments
+    if (RS) {
+        atth_load_afrag<HD, BQ>(qa, Qs, 64 * cw);
+        atth_load_afrag<HD, BQ>(doa, dOs, 64 * cw);
+    }
     if (PINGPONG && cw == 1) bar_arrive(1, 256);       // consumer 0 has the first turn
     for (int j = 0; j < n_tiles; j++) {
         const int st = j % NST, j0 = j * BK;
@@ -254,10 +282,13 @@ attention_backward_dq_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, con
         atth_pingpong_turns(turn, next, PINGPONG, cw, j + 1 == n_tiles);
         mbar_wait(k_full + st, (j / NST) & 1);
         mbar_wait(v_full + st, (j / NST) & 1);
-        if (j0 <= wg0 + 63)                            // else every key of the tile follows every row here
-            atth_dq_tile<HD, BQ, BK>(acc, s, dp, da, Qw, dOw, Ks + st * C::KV_BYTES, Vs + st * C::KV_BYTES,
+        auto tile = [&](const auto &qop, const auto &doop) {
+            atth_dq_tile<HD, BQ, BK>(acc, s, dp, da, qop, doop, Ks + st * C::KV_BYTES, Vs + st * C::KV_BYTES,
                                      j0, wg0, r0, sl2, lse2, dlt, turn, next);
-        else atth_pingpong_pass(turn, next);
+        };
+        if (j0 > wg0 + 63) atth_pingpong_pass(turn, next);   // every key of the tile follows every row here
+        else if constexpr (RS) tile(qa, doa);
+        else tile(Qw, dOw);
         mbar_arrive(k_empty + st);                     // this warpgroup is done with the tile's stages
         mbar_arrive(v_empty + st);
     }
@@ -270,10 +301,11 @@ attention_backward_dq_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, con
 // the query tile i0 (BQ rows of Qt, dOt; lse in log2 units Lt, Delta Dt): S^T = K Q_i^T, dP^T = V dO_i^T,
 // P^T (masked where query < key or query >= T), dV += P^T dO_i (running while dS^T is computed),
 // dS^T = P^T (dP^T - Delta), dK += dS^T Q_i; every product waited for on return. Ping-pong as atth_dq_tile.
-template <int HD, int BKV, int BQ>
+// Kw, Vw: shared memory or A fragments, as Qw, dOw of atth_dq_tile.
+template <int HD, int BKV, int BQ, class AOp>
 __device__ __forceinline__ void atth_dkv_item(float (&dka)[HD / 2], float (&dva)[HD / 2], float (&s)[BQ / 2],
                                               float (&dp)[BQ / 2], uint32_t (&pa)[BQ / 16][4], uint32_t (&da)[BQ / 16][4],
-                                              const unsigned char *Kw, const unsigned char *Vw, const unsigned char *Qt,
+                                              const AOp &Kw, const AOp &Vw, const unsigned char *Qt,
                                               const unsigned char *dOt, const float *Lt, const float *Dt, int i0,
                                               int wk0, int rk0, int T, float sl2, int turn = 0, int next = 0) {
     constexpr int NS = BQ / 2;
@@ -389,9 +421,9 @@ attention_backward_dkv_sm90_kernel(floatX *dk, floatX *dv, const floatX *dout, c
 // setmaxnreg, no spills (version 3's dK/dV kernel needs 255 at d = 128).
 // grid ceil(T/128) B Hkv (1-d), key blocks in atth_block_order with sections of sec kv heads (rank 0 = the first
 // key block, the longest); AttWBwdCfg<HD>::THREADS threads, ::KV_SMEM bytes; tq, tdo: maps of q, dout with boxes of
-// 64 rows, tk, tv: maps of k, v with boxes of 128 rows; PINGPONG (version 6): the consumers take turns
-// (atth_pingpong_turns)
-template <int HD, bool PINGPONG>
+// 64 rows, tk, tv: maps of k, v with boxes of 128 rows; PINGPONG (versions 6, 7): the consumers take turns
+// (atth_pingpong_turns); RS (version 7 at d = 64): S^T and dP^T with K, V from registers (atth_load_afrag)
+template <int HD, bool PINGPONG, bool RS>
 __global__ void __launch_bounds__(AttWBwdCfg<HD>::THREADS, 1)
 attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
                                       const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
@@ -457,16 +489,24 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
 #pragma unroll
     for (int i = 0; i < NO; i++) { dka[i] = 0.0f; dva[i] = 0.0f; }
     mbar_wait(kv_full, 0);
+    uint32_t ka[HD / 16][4], va[HD / 16][4];           // RS: this warpgroup's K, V rows as A fragments
+    if (RS) {
+        atth_load_afrag<HD, BKV>(ka, Ks, 64 * cw);
+        atth_load_afrag<HD, BKV>(va, Vs, 64 * cw);
+    }
     if (PINGPONG && cw == 1) bar_arrive(1, 256);       // consumer 0 has the first turn
     for (int it = 0; it < n_it; it++) {
         const int st = it % NST, i0 = j0 + (it % n_q) * BQ;
         int turn, next;
         atth_pingpong_turns(turn, next, PINGPONG, cw, it + 1 == n_it);
         mbar_wait(it_full + st, (it / NST) & 1);
-        if (i0 + BQ - 1 >= wk0)                        // else every query of the tile precedes every key here
-            atth_dkv_item<HD, BKV, BQ>(dka, dva, s, dp, pa, da, Kw, Vw, Qs + st * Q_BYTES, dOs + st * Q_BYTES,
+        auto item = [&](const auto &kop, const auto &vop) {
+            atth_dkv_item<HD, BKV, BQ>(dka, dva, s, dp, pa, da, kop, vop, Qs + st * Q_BYTES, dOs + st * Q_BYTES,
                                        Ls + st * BQ, Ds + st * BQ, i0, wk0, rk0, T, sl2, turn, next);
-        else atth_pingpong_pass(turn, next);
+        };
+        if (i0 + BQ - 1 < wk0) atth_pingpong_pass(turn, next);   // every query of the tile precedes every key here
+        else if constexpr (RS) item(ka, va);
+        else item(Kw, Vw);
         mbar_arrive(it_empty + st);
     }
     size_t base = (size_t)b * T * ldkv + hk * HD;
@@ -477,7 +517,8 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
 
 // version 3: both kernels with cp.async loads by all threads; 4: both warp-specialized (a TMA producer warpgroup);
 // 5: version 4 with the longest blocks of all heads of an L2 section first (atth_block_order); 6: version 5 with
-// the consumer warpgroups in ping-pong (atth_pingpong_turns)
+// the consumer warpgroups in ping-pong (atth_pingpong_turns); 7: version 6 with the warpgroup's constant operand
+// of S, dP (S^T, dP^T) in registers at d = 64 (at d = 128 it is version 6)
 template <int HD>
 static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const float *lse,
                                        const float *delta, const floatX *q, const floatX *k, const floatX *v,
@@ -496,8 +537,11 @@ static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const
         const int grp = H / Hkv;   // sections (version 5): Q, dO of a kv head's grp heads; K, V of a kv head
         const int sec_kv = version >= 5 ? atth_section((size_t)grp * T * HD * 4, 1, B * Hkv) : 1;
         const int sec_q = version >= 5 ? atth_section((size_t)T * HD * 4, grp, B * H) : 1;
-        auto dkv = version == 6 ? attention_backward_dkv_sm90_ws_kernel<HD, true> : attention_backward_dkv_sm90_ws_kernel<HD, false>;
-        auto dqk = version == 6 ? attention_backward_dq_sm90_ws_kernel<HD, true> : attention_backward_dq_sm90_ws_kernel<HD, false>;
+        constexpr bool RS = HD == 64;   // version 7's A fragments (at d = 128 they would not fit the registers)
+        auto dkv = version == 7 ? attention_backward_dkv_sm90_ws_kernel<HD, true, RS>
+                 : version == 6 ? attention_backward_dkv_sm90_ws_kernel<HD, true, false> : attention_backward_dkv_sm90_ws_kernel<HD, false, false>;
+        auto dqk = version == 7 ? attention_backward_dq_sm90_ws_kernel<HD, true, RS>
+                 : version == 6 ? attention_backward_dq_sm90_ws_kernel<HD, true, false> : attention_backward_dq_sm90_ws_kernel<HD, false, false>;
         CUtensorMap tq64 = atth_tensor_map(q, B, T, H, HD, ldq, W::KV_BQ), tdo64 = atth_tensor_map(dout, B, T, H, HD, H * HD, W::KV_BQ);
         CUtensorMap tk128 = atth_tensor_map(k, B, T, Hkv, HD, ldkv, W::KV_BK), tv128 = atth_tensor_map(v, B, T, Hkv, HD, ldkv, W::KV_BK);
         cudaCheck(cudaFuncSetAttribute(dkv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)W::KV_SMEM));
@@ -520,7 +564,7 @@ static void attention_backward_sm90_kernels(floatX *dq, floatX *dk, floatX *dv, 
                                             int B, int T, int H, int Hkv, int d, int ldq, int ldkv, int version,
                                             cudaStream_t stream) {
     if (d != 64 && d != 128) fatal("attention backward (Hopper): head width d=%d is not supported (64 or 128)", d);
-    if (version < 3 || version > 6) fatal("attention backward (Hopper): version %d does not exist (3 to 6)", version);
+    if (version < 3 || version > 7) fatal("attention backward (Hopper): version %d does not exist (3 to 7)", version);
     if (!attention_sm90_usable())
         fatal("attention backward (Hopper): needs a compute capability 9.0 GPU, a binary built with "
               "-gencode arch=compute_90a,code=sm_90a, and SESSA_ATT_SM90 not 0");

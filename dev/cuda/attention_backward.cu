@@ -13,7 +13,10 @@
               (atth_block_order: the longest blocks of all heads first, the short ones make the tail)
    version 6: version 5 with the 2 consumer warpgroups of each kernel in ping-pong (named barriers, as the
               forward's version 5: one's exponentials and dS run under the other's products)
-   versions 3-6 are checked against the CPU reference and against version 2
+   version 7: version 6 with, at d = 64, each warpgroup's constant operand of its first two products (Q, dO in the
+              dQ kernel; K, V in the dK/dV kernel) held in registers as wgmma's A (read from shared memory once):
+              those products read only B from shared memory, half the bytes (at d = 128 it is version 6)
+   versions 3-7 are checked against the CPU reference and against version 2
  make -C dev/cuda bin/attention_backward && dev/cuda/bin/attention_backward check|bench [version]
  dev/cuda/bin/attention_backward shape B T H Hkv d   times the trainer's forward (attention_forward: the Hopper
    kernel on sm_90, else version 2), the version 2 forward, the trainer's backward (attention_backward: version 4
@@ -375,7 +378,7 @@ int main(int argc, char **argv) {
             // q, k, v and dq, dk, dv as the trainer passes them (column slices of wider matrices: row strides, TMA's
             // too), at every width, GQA and MHA, several tiles
             ok &= check(version, 2, 200, 4, 2, 64, 1) & check(version, 1, 333, 4, 1, 128, 1) & check(version, 1, 67, 3, 3, 32, 1);
-            // versions 3-6 also: T = 1 and T < 64 at their widths, GQA group of 4 at d = 128, and a longer sequence
+            // versions 3-7 also: T = 1 and T < 64 at their widths, GQA group of 4 at d = 128, and a longer sequence
             // (9 key blocks of 128, 17 query tiles of 64 per head; 3 blocks in the CPU emulator, where it is slow)
 #ifndef SESSA_CUDA_EMU_H
             const int T_long = 1100;

@@ -382,9 +382,9 @@ static int att_forward_is_sm90(int d) {
     return 0;
 #endif
 }
-#define ATT_VERSIONS 6   // of the backward
+#define ATT_VERSIONS 7   // of the backward
 #define ATT_FWD_VERSIONS 8
-// the kernels in longest-first order (forward 7, 8, backward 5, 6) run here with an L2 budget of 160 KiB, which cuts
+// the kernels in longest-first order (forward 7, 8, backward 5-7) run here with an L2 budget of 160 KiB, which cuts
 // the check problems into sections of 1 to 3 GQA groups or kv heads, some partial (every path of atth_block_order);
 // the trainer keeps 32 MiB (atth_section)
 static void att_check_sections(bool lpt) { atth_l2_budget = lpt ? (size_t)160 << 10 : (size_t)32 << 20; }
