@@ -339,6 +339,24 @@ attention_forward_sm90_kernel(floatX *out, float *lse, const floatX *q, const fl
  Measured (H200, dev/cuda/bench_attention.py, causal FLOPs once): 222 (T = 1024) to 464 (T = 16384) TFLOP/s at
  d = 64, 342 to 674 at d = 128, 0.74-1.22x PyTorch SDPA (version 4: 164-317, 0.49-0.58x); predicted 1.3-1.5x
  version 4, measured 1.35-2.1x. (FlashAttention-3 reaches 500-600 at d = 128 with persistent blocks, 3-4 stages.)
+ Versions 7 and 8 (5 and 6 with two changes, for the short-sequence misses: T = 1024 0.74x at d = 64, 0.86x at
+ d = 128):
+ - the order of the blocks (atth_block_order): a (nb, H, B) grid starts each head's query blocks in turn, longest
+   first, so the long blocks of the last heads start late. With blocks taking time ~ their key tiles, CTAs to the
+   first free SM in launch order, the SMs are busy 0.88-0.91 of the time at T = 1024 and 4096 (B H = 192 or 48
+   heads of 6-32 blocks), 0.91 (192 rows) / 0.99 (128 rows) at T = 16384; the longest blocks of all heads of an
+   L2 section first (32 MiB of K, V) make it 0.98-1.00: 1.07-1.13x at T <= 4096 and at T = 16384 with 192 rows,
+   ~1.01x with 128.
+ - LEAN: a consumer whose 64 rows all lie past T does no products. T = 1024, 4096, 16384 are 64 mod 192, so the
+   last block of every head has 2 empty warpgroups of 3; with them working it takes as long as a full block (at
+   T = 1024 a sixth of the head's work), without them about half of that (one warpgroup's products and unhidden
+   softmax).
+ Predicted (ms, ratio to attn.log's SDPA; the model above on version 5's measured times):
+   T = 1024:  d = 64 0.116 -> 0.095 (0.90x), GQA 0.094 (0.91x); d = 128 0.101 -> 0.091 (0.97x), GQA 0.089 (0.97x)
+   T = 4096:  d = 64 0.278 -> 0.244 (1.07x), GQA 0.236 (1.10x); d = 128 0.263 -> 0.233 (1.16x), GQA 0.231 (1.15x)
+   T = 16384: d = 64 0.889 -> 0.822 (1.14x), GQA 0.804 (1.20x); d = 128 0.818 -> 0.813 (1.23x), GQA 0.811 (1.22x)
+ Version 8 (2 consumer warpgroups at d = 64: 128-row blocks) does 0.78 of version 7's wgmma work at T = 1024
+ (no partial blocks) but has one fewer warpgroup to hide each softmax: bench_attention.py measures both.
 */
 // NWG consumer warpgroups: 2 (d = 128, and version 6 at d = 64) or 3 (version 5 at d = 64: 192 query rows, as
 // FlashAttention-3; its consumers fit the 128 registers of a 512-thread block, at d = 128 they would spill)

@@ -47,11 +47,55 @@
  0.46-0.65x SDPA's. Version 4 (the trainer's, below the version 3 kernels): both kernels warp-specialized as the
  forward's version 5 (a TMA producer warpgroup, mbarrier rings 3 stages deep, the consumers free of load work and
  of the block-wide barrier per tile); predicted 1.2-1.4x version 3, measured (H200, bench_attention.py, FA2-counted)
- 201-410 TFLOP/s, 1.3-1.6x version 3, 0.71-0.96x SDPA's (short of 0.8x at T >= 4096). Next steps: S^T/dP^T of
- tile i+1 issued before dV/dK of tile i (FlashAttention-3's overlap), ping-pong between the warpgroups.
- The CPU emulator runs all four kernels through the wgmma, TMA and mbarrier twins (dev/cuda/attention_backward.cu
- versions 3, 4); the hardware's reading of the descriptors and tensor maps and the asynchrony are checked only on
- a GPU.
+ 201-410 TFLOP/s, 1.3-1.6x version 3, 0.71-0.96x SDPA's (short of 0.8x at T >= 4096).
+
+ Where version 4's time goes (the model behind versions 5-7; B*T = 16384, H200: 132 SMs, one block per SM, ~989
+ TFLOP/s of dense bf16 wgmma = 4096 FLOP/clock/SM). Useful wgmma share = the 7 products' FLOPs (3.5 F) / time /
+ 989 TFLOP/s: d = 64 28% / 38% / 43% at T = 1024 / 4096 / 16384, d = 128 36% / 50% / 57%. Two losses:
+ 1. The wave's tail. A causal row's blocks are unequal (block i of a head does i + 1 tiles) and a (nb, heads, B)
+    grid starts each head's blocks in turn, longest first, so the long blocks of the last heads start late. A
+    list-scheduling model (CTAs to the first free SM in launch order, time ~ tiles) gives the SMs' busy share:
+    dK/dV 0.92 / 0.92 / 0.99 (MHA) and 0.63-0.79 with GQA (Hkv = 2, 4: few, long blocks: 256 CTAs for 132 SMs at
+    T = 4096 Hkv = 2), dQ 0.88-0.92 / 0.88-0.92 / 0.99. Version 5 takes the longest blocks of all heads first
+    (atth_block_order; sections of heads whose streamed Q, dO or K, V fit 32 MiB of L2, as FlashAttention-3):
+    0.93-1.00 everywhere in the model, i.e. 1.07-1.59x per kernel at T <= 4096, ~1.00 at T = 16384.
+ 2. The consumers in step. Per work item and warpgroup at d = 64: 4 products of 64 x 64 x 64 (512 clocks of
+    the SM's tensor cores), 4096 exponentials (256 clocks of the SFU's 16/clock) and ~6 more FP32 operations per
+    score (dS, masks, bf16 packing: ~200 issue clocks); both warpgroups wait on the same stage, issue together,
+    wait together and then both do their arithmetic while the tensor cores idle: per item pair ~1024 + ~900
+    clocks against the measured ~2380 (43% at T = 16384). Version 6 puts the two consumers in ping-pong (named
+    barriers, as the forward's version 5: one's S^T, dP^T are issued once the other's S^T is done), so one's
+    arithmetic runs under the other's products; at d = 128 the products are twice as long and the arithmetic
+    the same, hence the better share there and the smaller expected gain.
+ 3. Shared-memory bandwidth (128 bytes/clock/SM): an m64n64k16 wgmma with both operands in shared memory reads
+    4 KiB in its 32 clocks, exactly that bandwidth; S^T, dP^T (S, dP) are such products, with TMA's writes on
+    top: ~0.75 (dK/dV) to ~0.95 (dQ) of the bandwidth at full tensor rate. Version 7 (d = 64) keeps each
+    warpgroup's constant operand of them (K, V rows; Q, dO rows) in registers as wgmma's A (32 registers per
+    thread, loaded once by ldmatrix): they read 2 KiB per k-step, ~0.5-0.6 of the bandwidth. At d = 128 the
+    fragments (64 registers) do not fit next to dK, dV.
+ What stays: 7 products instead of FlashAttention's 5 (S and dP recomputed in the dQ kernel, the price of no
+ atomics): at equal product speed 0.71x of a 5-product backward, so 0.8x of SDPA needs our products ~1.13x as
+ fast as its.
+ Predicted (ms, ratio to attn.log's SDPA; version 5 from the scheduling model; 6 assumes ping-pong hides a sixth
+ of version 5's time at d = 64, a tenth at d = 128; 7 another 5% at d = 64):
+   B  T      H  Hkv d    v4          v5          v6          v7
+   16 1024  12  12  64  0.320 0.88  0.298 0.94  0.248 1.13  0.236 1.19
+   16 1024  12   4  64  0.319 0.96  0.282 1.09  0.235 1.30  0.224 1.37
+   16 1024   8   8 128  0.336 0.89  0.302 0.99  0.274 1.09  (= v6)
+   16 1024   8   2 128  0.356 0.90  0.263 1.22  0.239 1.34  (= v6)
+    4 4096  12  12  64  0.956 0.78  0.881 0.84  0.734 1.01  0.699 1.06
+    4 4096  12   4  64  1.012 0.73  0.898 0.83  0.749 0.99  0.713 1.04
+    4 4096   8   8 128  0.966 0.86  0.857 0.97  0.779 1.07  (= v6)
+    4 4096   8   2 128  1.115 0.71  0.804 0.99  0.731 1.09  (= v6)
+    1 16384 12  12  64  3.385 0.71  3.368 0.72  2.807 0.86  2.673 0.90
+    1 16384 12   4  64  3.302 0.72  3.282 0.72  2.735 0.87  2.604 0.91
+    1 16384  8   8 128  3.415 0.78  3.396 0.79  3.087 0.87  (= v6)
+    1 16384  8   2 128  3.349 0.81  3.342 0.81  3.038 0.89  (= v6)
+ The dK/dV and dQ kernels stay deterministic in every version: the products and the order of every sum are the
+ same; only when a block starts and which warpgroup issues first change.
+ The CPU emulator runs all these kernels through the wgmma, TMA, mbarrier and named-barrier twins
+ (dev/cuda/attention_backward.cu versions 3-7, the problems cut into several L2 sections there); the hardware's
+ reading of the descriptors and tensor maps and the asynchrony are checked only on a GPU.
 */
 #ifndef SESSA_ATTENTION_SM90_BWD_CUH
 #define SESSA_ATTENTION_SM90_BWD_CUH
