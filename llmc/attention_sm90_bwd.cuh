@@ -144,8 +144,8 @@ __device__ __forceinline__ void atth_row_stats(float (&lse2)[2], float (&dlt)[2]
 // one key tile of the dQ kernel for one warpgroup (64 query rows from Qw, dOw; rows r0, r0 + 8 of this thread,
 // lse2 in log2 units, dlt = Delta): S = Q K_j^T, dP = dO V_j^T, P (causal mask where the tile reaches past the
 // warpgroup's first row wg0), dS = P (dP - Delta), dQ (acc) += dS K_j; every product waited for on return.
-// Ping-pong (backward version 6; turn > 0): S and dP are issued in this warpgroup's turn (named barrier `turn`,
-// atth_pingpong), and the turn passes on (to barrier next, when > 0) once S is done.
+// Ping-pong (backward versions 6, 7; turn > 0): S and dP are issued in this warpgroup's turn (named barrier `turn`,
+// atth_pingpong_turns), and the turn passes on (to barrier next, when > 0) once S is done.
 // Qw, dOw: shared memory (const unsigned char *) or A fragments (atth_load_afrag).
 template <int HD, int BQ, int BK, class AOp>
 __device__ __forceinline__ void atth_dq_tile(float (&acc)[HD / 2], float (&s)[BK / 2], float (&dp)[BK / 2],
@@ -182,7 +182,7 @@ __device__ __forceinline__ void atth_dq_tile(float (&acc)[HD / 2], float (&s)[BK
     wgmma_fence_operand(acc);
     atth_fence_p<BK / 16>(da);
 }
-// Ping-pong of the 2 consumer warpgroups of the backward's warp-specialized kernels (version 6), as the forward's:
+// Ping-pong of the 2 consumer warpgroups of the backward's warp-specialized kernels (versions 6, 7), as the forward's:
 // named barrier 1 + c is consumer c's turn to issue its first products (S, dP; S^T, dP^T), handed to the other one
 // once its S is done, so that one's exponentials and dS run under the other's products (without it the two issue
 // and compute in step and the tensor cores wait during both's arithmetic). Consumer 1 hands consumer 0 the first
