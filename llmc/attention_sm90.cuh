@@ -343,7 +343,7 @@ attention_forward_sm90_kernel(floatX *out, float *lse, const floatX *q, const fl
  d = 128):
  - the order of the blocks (atth_block_order): a (nb, H, B) grid starts each head's query blocks in turn, longest
    first, so the long blocks of the last heads start late. With blocks taking time ~ their key tiles, CTAs to the
-   first free SM in launch order, the SMs are busy 0.88-0.91 of the time at T = 1024 and 4096 (B H = 192 or 48
+   first free SM in launch order (dev/cuda/attention_schedule.py), the SMs are busy 0.88-0.91 of the time at T = 1024 and 4096 (B H = 192 or 48
    heads of 6-32 blocks), 0.91 (192 rows) / 0.99 (128 rows) at T = 16384; the longest blocks of all heads of an
    L2 section first (32 MiB of K, V) make it 0.98-1.00: 1.07-1.13x at T <= 4096 and at T = 16384 with 192 rows,
    ~1.01x with 128.

@@ -54,7 +54,8 @@
  989 TFLOP/s: d = 64 28% / 38% / 43% at T = 1024 / 4096 / 16384, d = 128 36% / 50% / 57%. Two losses:
  1. The wave's tail. A causal row's blocks are unequal (block i of a head does i + 1 tiles) and a (nb, heads, B)
     grid starts each head's blocks in turn, longest first, so the long blocks of the last heads start late. A
-    list-scheduling model (CTAs to the first free SM in launch order, time ~ tiles) gives the SMs' busy share:
+    list-scheduling model (CTAs to the first free SM in launch order, time ~ tiles: dev/cuda/attention_schedule.py)
+    gives the SMs' busy share:
     dK/dV 0.92 / 0.92 / 0.99 (MHA) and 0.63-0.79 with GQA (Hkv = 2, 4: few, long blocks: 256 CTAs for 132 SMs at
     T = 4096 Hkv = 2), dQ 0.88-0.92 / 0.88-0.92 / 0.99. Version 5 takes the longest blocks of all heads first
     (atth_block_order; sections of heads whose streamed Q, dO or K, V fit 32 MiB of L2, as FlashAttention-3):
