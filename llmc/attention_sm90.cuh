@@ -343,18 +343,18 @@ attention_forward_sm90_kernel(floatX *out, float *lse, const floatX *q, const fl
  d = 128):
  - the order of the blocks (atth_block_order): a (nb, H, B) grid starts each head's query blocks in turn, longest
    first, so the long blocks of the last heads start late. With blocks taking time ~ their key tiles, CTAs to the
-   first free SM in launch order (dev/cuda/attention_schedule.py), the SMs are busy 0.88-0.91 of the time at T = 1024 and 4096 (B H = 192 or 48
-   heads of 6-32 blocks), 0.91 (192 rows) / 0.99 (128 rows) at T = 16384; the longest blocks of all heads of an
-   L2 section first (32 MiB of K, V) make it 0.98-1.00: 1.07-1.13x at T <= 4096 and at T = 16384 with 192 rows,
-   ~1.01x with 128.
+   first free SM in launch order (dev/cuda/attention_schedule.py), the SMs are busy 0.88-0.91 of the time at
+   T = 1024 and 4096 (B H = 192 or 48 heads of 6-32 blocks), 0.91 (192 rows) / 0.99 (128 rows) at T = 16384; the
+   longest blocks of all heads of an L2 section first (equal sections, 32 MiB of K, V each) make it 0.97-1.00.
  - LEAN: a consumer whose 64 rows all lie past T does no products. T = 1024, 4096, 16384 are 64 mod 192, so the
    last block of every head has 2 empty warpgroups of 3; with them working it takes as long as a full block (at
    T = 1024 a sixth of the head's work), without them about half of that (one warpgroup's products and unhidden
    softmax).
- Predicted (ms, ratio to attn.log's SDPA; the model above on version 5's measured times):
-   T = 1024:  d = 64 0.116 -> 0.095 (0.90x), GQA 0.094 (0.91x); d = 128 0.101 -> 0.091 (0.97x), GQA 0.089 (0.97x)
-   T = 4096:  d = 64 0.278 -> 0.244 (1.07x), GQA 0.236 (1.10x); d = 128 0.263 -> 0.233 (1.16x), GQA 0.231 (1.15x)
-   T = 16384: d = 64 0.889 -> 0.822 (1.14x), GQA 0.804 (1.20x); d = 128 0.818 -> 0.813 (1.23x), GQA 0.811 (1.22x)
+ Both together in the model: 1.20-1.23x at d = 64 and 1.11-1.13x at d = 128 for T = 1024, 1.17x / 1.13x at 4096,
+ 1.11x / 1.01x at 16384. Predicted (ms, ratio to attn.log's SDPA; the model on version 5's measured times):
+   T = 1024:  d = 64 0.116 -> 0.096 (0.89x), GQA 0.094 (0.91x); d = 128 0.101 -> 0.091 (0.97x), GQA 0.089 (0.97x)
+   T = 4096:  d = 64 0.278 -> 0.237 (1.10x), GQA 0.236 (1.10x); d = 128 0.263 -> 0.233 (1.16x), GQA 0.231 (1.15x)
+   T = 16384: d = 64 0.889 -> 0.804 (1.17x), GQA 0.804 (1.20x); d = 128 0.818 -> 0.813 (1.23x), GQA 0.811 (1.22x)
  Version 8 (2 consumer warpgroups at d = 64: 128-row blocks) does 0.78 of version 7's wgmma work at T = 1024
  (no partial blocks) but has one fewer warpgroup to hide each softmax: bench_attention.py measures both.
 */
@@ -605,14 +605,17 @@ static CUtensorMap atth_tensor_map(const floatX *x, int B, int T, int heads, int
     return map;
 }
 
-// the section of atth_block_order: as many consecutive head-batch pairs (units of `unit` pairs: a GQA group) as have
-// their streamed operand (bytes_per_unit: K and V of a kv head in the forward) in atth_l2_budget bytes, 32 MiB of
-// the H200's 50 MB L2 (FlashAttention-3's budget; dev/cuda's checks make it small to cut their problems into
-// several sections), at least one unit, at most all nh pairs
+// the section of atth_block_order, in head-batch pairs: the nh pairs (units of `unit` pairs: a GQA group) cut into
+// the fewest sections of equal size (the last one may be smaller) that have their streamed operand (bytes_per_unit:
+// K and V of a kv head in the forward) in atth_l2_budget bytes, 32 MiB of the H200's 50 MB L2 (FlashAttention-3's
+// budget; dev/cuda's checks make it small to cut their problems into several sections); a lone short section at
+// the end would make the wave's tail again (dev/cuda/attention_schedule.py)
 static size_t atth_l2_budget = (size_t)32 << 20;
 static int atth_section(size_t bytes_per_unit, int unit, int nh) {
-    size_t units = atth_l2_budget / bytes_per_unit, n = (units > 0 ? units : 1) * unit;
-    return n < (size_t)nh ? (int)n : nh;
+    const size_t fit = atth_l2_budget / bytes_per_unit;
+    const int nu = nh / unit, most = fit < 1 ? 1 : fit < (size_t)nu ? (int)fit : nu;   // units; per section at most
+    const int nsec = (nu + most - 1) / most;
+    return (nu + nsec - 1) / nsec * unit;
 }
 
 // lpt = false: sections of 1 head (each head's query blocks in turn, longest first: versions 5, 6); true: sections

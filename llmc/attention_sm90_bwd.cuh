@@ -58,8 +58,8 @@
     gives the SMs' busy share:
     dK/dV 0.92 / 0.92 / 0.99 (MHA) and 0.63-0.79 with GQA (Hkv = 2, 4: few, long blocks: 256 CTAs for 132 SMs at
     T = 4096 Hkv = 2), dQ 0.88-0.92 / 0.88-0.92 / 0.99. Version 5 takes the longest blocks of all heads first
-    (atth_block_order; sections of heads whose streamed Q, dO or K, V fit 32 MiB of L2, as FlashAttention-3):
-    0.93-1.00 everywhere in the model, i.e. 1.07-1.59x per kernel at T <= 4096, ~1.00 at T = 16384.
+    (atth_block_order; equal sections of heads whose streamed Q, dO or K, V fit 32 MiB of L2, as FlashAttention-3):
+    0.97-1.00 everywhere in the model, i.e. 1.07-1.59x per kernel at T <= 4096, ~1.00 at T = 16384.
  2. The consumers in step. Per work item and warpgroup at d = 64: 4 products of 64 x 64 x 64 (512 clocks of
     the SM's tensor cores), 4096 exponentials (256 clocks of the SFU's 16/clock) and ~6 more FP32 operations per
     score (dS, masks, bf16 packing: ~200 issue clocks); both warpgroups wait on the same stage, issue together,
@@ -81,11 +81,11 @@
  of version 5's time at d = 64, a tenth at d = 128; 7 another 5% at d = 64):
    B  T      H  Hkv d    v4          v5          v6          v7
    16 1024  12  12  64  0.320 0.88  0.298 0.94  0.248 1.13  0.236 1.19
-   16 1024  12   4  64  0.319 0.96  0.282 1.09  0.235 1.30  0.224 1.37
+   16 1024  12   4  64  0.319 0.96  0.275 1.11  0.229 1.33  0.218 1.40
    16 1024   8   8 128  0.336 0.89  0.302 0.99  0.274 1.09  (= v6)
    16 1024   8   2 128  0.356 0.90  0.263 1.22  0.239 1.34  (= v6)
-    4 4096  12  12  64  0.956 0.78  0.881 0.84  0.734 1.01  0.699 1.06
-    4 4096  12   4  64  1.012 0.73  0.898 0.83  0.749 0.99  0.713 1.04
+    4 4096  12  12  64  0.956 0.78  0.877 0.85  0.731 1.02  0.696 1.07
+    4 4096  12   4  64  1.012 0.73  0.848 0.88  0.707 1.05  0.673 1.10
     4 4096   8   8 128  0.966 0.86  0.857 0.97  0.779 1.07  (= v6)
     4 4096   8   2 128  1.115 0.71  0.804 0.99  0.731 1.09  (= v6)
     1 16384 12  12  64  3.385 0.71  3.368 0.72  2.807 0.86  2.673 0.90

@@ -386,7 +386,8 @@ int main(int argc, char **argv) {
             const int T_long = 300;
 #endif
             if (version >= 3) ok &= check(version, 1, 1, 2, 1, 64, 0) & check(version, 2, 37, 2, 2, 128, 0) &
-                                    check(version, 1, 200, 4, 1, 128, 0) & check(version, 1, T_long, 2, 1, 64, 1);
+                                    check(version, 1, 200, 4, 1, 128, 0) & check(version, 1, T_long, 2, 1, 64, 1) &
+                                    check(version, 3, 150, 2, 1, 64, 1);   // (sections 2 + 1 in the dQ kernel)
         } else {
             bench(version, 8, 1024, 12, 12, 64);
             bench(version, 8, 1024, 12, 4, 64);

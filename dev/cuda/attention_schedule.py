@@ -31,8 +31,10 @@ def block_order(nb, nh, sec):
 
 
 def section(bytes_per_unit, unit, nh):
-    """atth_section"""
-    return min(nh, max(1, L2_BUDGET // bytes_per_unit) * unit)
+    """atth_section: sections of equal size, each within the budget"""
+    units, nu = max(1, L2_BUDGET // bytes_per_unit), nh // unit
+    nsec = -(-nu // units)
+    return -(-nu // nsec) * unit
 
 
 def makespan(durations):
