@@ -589,7 +589,7 @@ static void attention_backward_mma(floatX *dq, floatX *dk, floatX *dv, const flo
     if (d == 128) attention_backward_hd<128>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, ld[0], ld[1], stream);
 }
 // the Hopper backward (wgmma, llmc/attention_sm90_bwd.cuh; dev/cuda/attention_backward.cu versions 3-6: 4 with the
-// warp-specialized kernels, 5 the same in longest-first order, 6 that with its consumer warpgroups in ping-pong, 7 that with register A operands at d = 64),
+// warp-specialized kernels, 5 the same in longest-first order, 6 that with its consumer warpgroups in ping-pong, 7 that with register A operands),
 // d = 64, 128
 #ifndef ATTH_BWD_VERSION
 #define ATTH_BWD_VERSION 4

@@ -70,28 +70,28 @@
     the same, hence the better share there and the smaller expected gain.
  3. Shared-memory bandwidth (128 bytes/clock/SM): an m64n64k16 wgmma with both operands in shared memory reads
     4 KiB in its 32 clocks, exactly that bandwidth; S^T, dP^T (S, dP) are such products, with TMA's writes on
-    top: ~0.75 (dK/dV) to ~0.95 (dQ) of the bandwidth at full tensor rate. Version 7 (d = 64) keeps each
-    warpgroup's constant operand of them (K, V rows; Q, dO rows) in registers as wgmma's A (32 registers per
-    thread, loaded once by ldmatrix): they read 2 KiB per k-step, ~0.5-0.6 of the bandwidth. At d = 128 the
-    fragments (64 registers) do not fit next to dK, dV.
+    top: ~0.75 (dK/dV) to ~0.95 (dQ) of the bandwidth at full tensor rate. Version 7 keeps each warpgroup's
+    constant operand of them (Q, dO rows; K, V rows at d = 64) in registers as wgmma's A (d/2 registers per
+    thread, loaded once by ldmatrix): they read 2 KiB per k-step, ~0.5-0.6 of the bandwidth. The dK/dV kernel's
+    fragments at d = 128 (64 registers) do not fit next to dK, dV.
  What stays: 7 products instead of FlashAttention's 5 (S and dP recomputed in the dQ kernel, the price of no
  atomics): at equal product speed 0.71x of a 5-product backward, so 0.8x of SDPA needs our products ~1.13x as
  fast as its.
  Predicted (ms, ratio to attn.log's SDPA; version 5 from the scheduling model; 6 assumes ping-pong hides a sixth
- of version 5's time at d = 64, a tenth at d = 128; 7 another 5% at d = 64):
+ of version 5's time at d = 64, a tenth at d = 128; 7 another 5% at d = 64, 2% at d = 128: the dQ kernel only):
    B  T      H  Hkv d    v4          v5          v6          v7
    16 1024  12  12  64  0.320 0.88  0.298 0.94  0.248 1.13  0.236 1.19
    16 1024  12   4  64  0.319 0.96  0.275 1.11  0.229 1.33  0.218 1.40
-   16 1024   8   8 128  0.336 0.89  0.302 0.99  0.274 1.09  (= v6)
-   16 1024   8   2 128  0.356 0.90  0.263 1.22  0.239 1.34  (= v6)
+   16 1024   8   8 128  0.336 0.89  0.302 0.99  0.274 1.09  0.268 1.12
+   16 1024   8   2 128  0.356 0.90  0.263 1.22  0.239 1.34  0.234 1.37
     4 4096  12  12  64  0.956 0.78  0.877 0.85  0.731 1.02  0.696 1.07
     4 4096  12   4  64  1.012 0.73  0.848 0.88  0.707 1.05  0.673 1.10
-    4 4096   8   8 128  0.966 0.86  0.857 0.97  0.779 1.07  (= v6)
-    4 4096   8   2 128  1.115 0.71  0.804 0.99  0.731 1.09  (= v6)
+    4 4096   8   8 128  0.966 0.86  0.857 0.97  0.779 1.07  0.763 1.09
+    4 4096   8   2 128  1.115 0.71  0.804 0.99  0.731 1.09  0.716 1.11
     1 16384 12  12  64  3.385 0.71  3.368 0.72  2.807 0.86  2.673 0.90
     1 16384 12   4  64  3.302 0.72  3.282 0.72  2.735 0.87  2.604 0.91
-    1 16384  8   8 128  3.415 0.78  3.396 0.79  3.087 0.87  (= v6)
-    1 16384  8   2 128  3.349 0.81  3.342 0.81  3.038 0.89  (= v6)
+    1 16384  8   8 128  3.415 0.78  3.396 0.79  3.087 0.87  3.025 0.88
+    1 16384  8   2 128  3.349 0.81  3.342 0.81  3.038 0.89  2.977 0.91
  The dK/dV and dQ kernels stay deterministic in every version: the products and the order of every sum are the
  same; only when a block starts and which warpgroup issues first change.
  The CPU emulator runs all these kernels through the wgmma, TMA, mbarrier and named-barrier twins
@@ -123,8 +123,9 @@ __device__ __forceinline__ void atth_load_afrag(uint32_t (&a)[HD / 16][4], const
         ldmatrix_x4(a[kk], tile + (kk / 4) * (R * 128) + r * 128 + ((c ^ (r % 8)) << 4));
     }
 }
-// atth_issue_qk with A from registers (backward version 7 at d = 64: Q, dO, K or V of the warpgroup, constant over
-// its loop, so that only B is read from shared memory): S = A K^T (64 x BK), Kt a K-major tile of BK rows
+// atth_issue_qk with A from registers (backward version 7: the warpgroup's Q, dO rows in the dQ kernel, K, V rows in
+// the dK/dV kernel at d = 64, constant over its loop, so that only B is read from shared memory): S = A K^T
+// (64 x BK), Kt a K-major tile of BK rows
 template <int HD, int BQ, int BK>
 __device__ __forceinline__ void atth_issue_qk(float (&s)[BK / 2], const uint32_t (&a)[HD / 16][4], const unsigned char *Kt) {
 #pragma unroll
@@ -269,8 +270,8 @@ template <int HD> struct AttWBwdCfg {
 // grid ceil(T/128) B H (1-d), query blocks in atth_block_order with sections of sec heads (rank 0 = the last block,
 // the longest); AttWBwdCfg<HD>::THREADS threads, ::DQ_SMEM bytes.
 // tq, tdo: tensor maps of q, dout with boxes of 128 rows; tk, tv: of k, v with boxes of 64 rows (atth_tensor_map);
-// PINGPONG (versions 6, 7): the consumers take turns (atth_pingpong_turns); RS (version 7 at d = 64): S and dP with
-// Q, dO from registers (atth_load_afrag; 32 more registers per thread)
+// PINGPONG (versions 6, 7): the consumers take turns (atth_pingpong_turns); RS (version 7): S and dP with Q, dO
+// from registers (atth_load_afrag; d/2 more registers per thread: 32 / 64, no spills at either width)
 template <int HD, bool PINGPONG, bool RS>
 __global__ void __launch_bounds__(AttWBwdCfg<HD>::THREADS, 1)
 attention_backward_dq_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
@@ -563,7 +564,7 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
 // version 3: both kernels with cp.async loads by all threads; 4: both warp-specialized (a TMA producer warpgroup);
 // 5: version 4 with the longest blocks of all heads of an L2 section first (atth_block_order); 6: version 5 with
 // the consumer warpgroups in ping-pong (atth_pingpong_turns); 7: version 6 with the warpgroup's constant operand
-// of S, dP (S^T, dP^T) in registers at d = 64 (at d = 128 it is version 6)
+// of S, dP in registers, and at d = 64 that of S^T, dP^T too
 template <int HD>
 static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const float *lse,
                                        const float *delta, const floatX *q, const floatX *k, const floatX *v,
@@ -582,10 +583,11 @@ static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const
         const int grp = H / Hkv;   // sections (version 5): Q, dO of a kv head's grp heads; K, V of a kv head
         const int sec_kv = version >= 5 ? atth_section((size_t)grp * T * HD * 4, 1, B * Hkv) : 1;
         const int sec_q = version >= 5 ? atth_section((size_t)T * HD * 4, grp, B * H) : 1;
-        constexpr bool RS = HD == 64;   // version 7's A fragments (at d = 128 they would not fit the registers)
-        auto dkv = version == 7 ? attention_backward_dkv_sm90_ws_kernel<HD, true, RS>
+        // version 7's A fragments: the dQ kernel's Q, dO at both widths, the dK/dV kernel's K, V at d = 64 (at 128
+        // they would not fit next to dK, dV)
+        auto dkv = version == 7 ? attention_backward_dkv_sm90_ws_kernel<HD, true, HD == 64>
                  : version == 6 ? attention_backward_dkv_sm90_ws_kernel<HD, true, false> : attention_backward_dkv_sm90_ws_kernel<HD, false, false>;
-        auto dqk = version == 7 ? attention_backward_dq_sm90_ws_kernel<HD, true, RS>
+        auto dqk = version == 7 ? attention_backward_dq_sm90_ws_kernel<HD, true, true>
                  : version == 6 ? attention_backward_dq_sm90_ws_kernel<HD, true, false> : attention_backward_dq_sm90_ws_kernel<HD, false, false>;
         CUtensorMap tq64 = atth_tensor_map(q, B, T, H, HD, ldq, W::KV_BQ), tdo64 = atth_tensor_map(dout, B, T, H, HD, H * HD, W::KV_BQ);
         CUtensorMap tk128 = atth_tensor_map(k, B, T, Hkv, HD, ldkv, W::KV_BK), tv128 = atth_tensor_map(v, B, T, Hkv, HD, ldkv, W::KV_BK);

@@ -13,9 +13,9 @@
               (atth_block_order: the longest blocks of all heads first, the short ones make the tail)
    version 6: version 5 with the 2 consumer warpgroups of each kernel in ping-pong (named barriers, as the
               forward's version 5: one's exponentials and dS run under the other's products)
-   version 7: version 6 with, at d = 64, each warpgroup's constant operand of its first two products (Q, dO in the
-              dQ kernel; K, V in the dK/dV kernel) held in registers as wgmma's A (read from shared memory once):
-              those products read only B from shared memory, half the bytes (at d = 128 it is version 6)
+   version 7: version 6 with each warpgroup's constant operand of its first two products (Q, dO in the dQ kernel;
+              K, V in the dK/dV kernel, at d = 64 only) held in registers as wgmma's A (read from shared memory
+              once): those products read only B from shared memory, half the bytes
    versions 3-7 are checked against the CPU reference and against version 2
  make -C dev/cuda bin/attention_backward && dev/cuda/bin/attention_backward check|bench [version]
  dev/cuda/bin/attention_backward shape B T H Hkv d   times the trainer's forward (attention_forward: the Hopper

@@ -27,7 +27,7 @@ SHAPES = [(B, T, H, Hkv, d)
           for (H, Hkv, d) in [(12, 12, 64), (12, 4, 64), (8, 8, 128), (8, 2, 128)]]
 QUICK = [(8, 1024, 12, 12, 64), (8, 1024, 12, 4, 64), (4, 2048, 8, 2, 128)]   # the original table
 # forward 6: 2 consumer warpgroups at d = 64; 7, 8: 5, 6 in longest-first order; backward 5: 4 in that order,
-# 6: 5 with the consumer warpgroups in ping-pong, 7: 6 with register A operands at d = 64
+# 6: 5 with the consumer warpgroups in ping-pong, 7: 6 with register A operands
 VERSIONS = '6:5,7:6,8:7'
 
 
