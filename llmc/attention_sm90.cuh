@@ -339,6 +339,24 @@ attention_forward_sm90_kernel(floatX *out, float *lse, const floatX *q, const fl
  Measured (H200, dev/cuda/bench_attention.py, causal FLOPs once): 222 (T = 1024) to 464 (T = 16384) TFLOP/s at
  d = 64, 342 to 674 at d = 128, 0.74-1.22x PyTorch SDPA (version 4: 164-317, 0.49-0.58x); predicted 1.3-1.5x
  version 4, measured 1.35-2.1x. (FlashAttention-3 reaches 500-600 at d = 128 with persistent blocks, 3-4 stages.)
+ Versions 7 and 8 (5 and 6 with two changes, for the short-sequence misses: T = 1024 0.74x at d = 64, 0.86x at
+ d = 128):
+ - the order of the blocks (atth_block_order): a (nb, H, B) grid starts each head's query blocks in turn, longest
+   first, so the long blocks of the last heads start late. With blocks taking time ~ their key tiles, CTAs to the
+   first free SM in launch order (dev/cuda/attention_schedule.py), the SMs are busy 0.88-0.91 of the time at
+   T = 1024 and 4096 (B H = 192 or 48 heads of 6-32 blocks), 0.91 (192 rows) / 0.99 (128 rows) at T = 16384; the
+   longest blocks of all heads of an L2 section first (equal sections, 32 MiB of K, V each) make it 0.97-1.00.
+ - LEAN: a consumer whose 64 rows all lie past T does no products. T = 1024, 4096, 16384 are 64 mod 192, so the
+   last block of every head has 2 empty warpgroups of 3; with them working it takes as long as a full block (at
+   T = 1024 a sixth of the head's work), without them about half of that (one warpgroup's products and unhidden
+   softmax).
+ Both together in the model: 1.20-1.23x at d = 64 and 1.11-1.13x at d = 128 for T = 1024, 1.17x / 1.13x at 4096,
+ 1.11x / 1.01x at 16384. Predicted (ms, ratio to attn.log's SDPA; the model on version 5's measured times):
+   T = 1024:  d = 64 0.116 -> 0.096 (0.89x), GQA 0.094 (0.91x); d = 128 0.101 -> 0.091 (0.97x), GQA 0.089 (0.97x)
+   T = 4096:  d = 64 0.278 -> 0.237 (1.10x), GQA 0.236 (1.10x); d = 128 0.263 -> 0.233 (1.16x), GQA 0.231 (1.15x)
+   T = 16384: d = 64 0.889 -> 0.804 (1.17x), GQA 0.804 (1.20x); d = 128 0.818 -> 0.813 (1.23x), GQA 0.811 (1.22x)
+ Version 8 (2 consumer warpgroups at d = 64: 128-row blocks) does 0.78 of version 7's wgmma work at T = 1024
+ (no partial blocks) but has one fewer warpgroup to hide each softmax: bench_attention.py measures both.
 */
 // NWG consumer warpgroups: 2 (d = 128, and version 6 at d = 64) or 3 (version 5 at d = 64: 192 query rows, as
 // FlashAttention-3; its consumers fit the 128 registers of a 512-thread block, at d = 128 they would spill)
@@ -370,6 +388,19 @@ __device__ __forceinline__ void attw_init_barriers(uint64_t *full, int n_consume
     }
     __syncthreads();
 }
+// The order in which the CTAs of a warp-specialized kernel take their blocks (the GPU starts CTAs in blockIdx order,
+// so this is a schedule): a 1-d grid of nb blocks x nh head-batch pairs; CTA L -> (rank, bh), rank 0 the longest
+// block of a causal row (the caller maps it to its query or key block). The pairs are cut into sections of sec
+// consecutive ones (a multiple of the GQA group: they share K, V); a section's CTAs go rank by rank, every pair of
+// the section at one rank before the next (the longest blocks of all its heads first: longest-processing-time
+// order, so the wave's tail is made of short blocks), and the sections one after the other (a section's K, V or
+// Q, dO stay in L2: atth_section). sec = 1 is the order of a (nb, heads, B) grid: each head's blocks in turn.
+__device__ __forceinline__ void atth_block_order(int &rank, int &bh, int nb, int nh, int sec) {
+    const int L = blockIdx.x, s0 = L / (sec * nb) * sec;   // the first pair of L's section (the ones before are full)
+    const int n = min(sec, nh - s0), r = L - s0 * nb;     // the section's pairs; L's place in it
+    rank = r / n;
+    bh = s0 + r % n;
+}
 // rows [row0, row0 + R) of head hd, batch b of the tensor map (R x HD as HD/64 swizzled panels) -> dst, by TMA
 template <int HD, int R>
 __device__ __forceinline__ void attw_load_rows(unsigned char *dst, const CUtensorMap *map, uint64_t *bar, int hd, int row0, int b) {
@@ -395,12 +426,16 @@ __device__ __forceinline__ void attw_produce_kv(unsigned char *Ks, unsigned char
 }
 #endif // SESSA_SM90A
 
-// grid (ceil(T/BQ), H, B), the longest (last) query tiles first; AttWCfg<HD, NWG>::THREADS threads, ::SMEM bytes.
+// grid ceil(T/BQ) B H (1-d), query blocks in atth_block_order with sections of sec heads (rank 0 = the last query
+// block, the longest); AttWCfg<HD, NWG>::THREADS threads, ::SMEM bytes.
 // tq, tk, tv: 4-d tensor maps of q, k, v (d, heads, T, B), boxes of 64 columns x BQ (q) or BK (k, v) rows.
-template <int HD, int NWG_>
+// LEAN (versions 7, 8): a consumer whose 64 rows all lie past T (in the last block, when T % BQ leaves a warpgroup
+// empty: T = 1024, 4096, 16384 with BQ = 192 leave 2 of 3) only takes its turns and releases the stages
+template <int HD, int NWG_, bool LEAN>
 __global__ void __launch_bounds__(AttWCfg<HD, NWG_>::THREADS, 1)
 attention_forward_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
-                                 const __grid_constant__ CUtensorMap tv, floatX *out, float *lse, int T, int H, int Hkv) {
+                                 const __grid_constant__ CUtensorMap tv, floatX *out, float *lse, int T, int H, int Hkv,
+                                 int sec) {
 #ifdef SESSA_SM90A
     using C = AttWCfg<HD, NWG_>;
     constexpr int NWG = C::NWG, BQ = C::BQ, BK = C::BK, NST = C::STAGES, NS = BK / 2, NO = HD / 2;
@@ -408,8 +443,10 @@ attention_forward_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, const _
     unsigned char *Qs = atth_smem_base(atth_smem), *Ks = Qs + C::Q_BYTES, *Vs = Ks + NST * C::KV_BYTES;
     uint64_t *q_full = (uint64_t *)(Vs + NST * C::KV_BYTES), *k_full = q_full + 1, *v_full = k_full + NST;
     uint64_t *k_empty = v_full + NST, *v_empty = k_empty + NST;
-    const int tid = threadIdx.x, wg = tid / 128;
-    const int i0 = (gridDim.x - 1 - blockIdx.x) * BQ, h = blockIdx.y, b = blockIdx.z, hk = h / (H / Hkv);
+    const int tid = threadIdx.x, wg = tid / 128, nb = (T + BQ - 1) / BQ;
+    int rank, bh;
+    atth_block_order(rank, bh, nb, gridDim.x / nb, sec);
+    const int i0 = (nb - 1 - rank) * BQ, h = bh % H, b = bh / H, hk = h / (H / Hkv);
     const int n_tiles = (min(i0 + BQ, T) - 1) / BK + 1;                // key tiles up to the block's last row
     attw_init_barriers<NST>(q_full, 128 * NWG);
     if (wg == 0) {                                     // the producer
@@ -436,6 +473,18 @@ attention_forward_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, const _
     for (int kk = 0; kk < BK / 16; kk++) for (int i = 0; i < 4; i++) pa[kk][i] = 0u;
     mbar_wait(q_full, 0);
     if (cw == NWG - 1) bar_arrive(1, 256);             // consumer 0 has the first turn
+    if (LEAN && wg0 >= T) {                            // no rows: the loop below without its products
+        for (int j = 0; j < n_tiles; j++) {
+            const int st = j % NST, sp = (j + NST - 1) % NST;
+            mbar_wait(k_full + st, (j / NST) & 1);
+            if (j > 0) mbar_wait(v_full + sp, ((j - 1) / NST) & 1);
+            bar_sync(1 + cw, 256);
+            if (cw < NWG - 1 || j + 1 < n_tiles) bar_arrive(1 + (cw + 1) % NWG, 256);
+            mbar_arrive(k_empty + st);
+            if (j > 0) mbar_arrive(v_empty + sp);
+        }
+        return;
+    }
     for (int j = 0; j < n_tiles; j++) {
         const int st = j % NST, sp = (j + NST - 1) % NST;              // K_j's stage, V_j-1's stage
         mbar_wait(k_full + st, (j / NST) & 1);
@@ -556,24 +605,42 @@ static CUtensorMap atth_tensor_map(const floatX *x, int B, int T, int heads, int
     return map;
 }
 
+// the section of atth_block_order, in head-batch pairs: the nh pairs (units of `unit` pairs: a GQA group) cut into
+// the fewest sections of equal size (the last one may be smaller) that have their streamed operand (bytes_per_unit:
+// K and V of a kv head in the forward) in atth_l2_budget bytes, 32 MiB of the H200's 50 MB L2 (FlashAttention-3's
+// budget; dev/cuda's checks make it small to cut their problems into several sections); a lone short section at
+// the end would make the wave's tail again (dev/cuda/attention_schedule.py)
+static size_t atth_l2_budget = (size_t)32 << 20;
+static int atth_section(size_t bytes_per_unit, int unit, int nh) {
+    const size_t fit = atth_l2_budget / bytes_per_unit;
+    const int nu = nh / unit, most = fit < 1 ? 1 : fit < (size_t)nu ? (int)fit : nu;   // units; per section at most
+    const int nsec = (nu + most - 1) / most;
+    return (nu + nsec - 1) / nsec * unit;
+}
+
+// lpt = false: sections of 1 head (each head's query blocks in turn, longest first: versions 5, 6); true: sections
+// of atth_section heads, and the kernel LEAN (versions 7, 8)
 template <int HD, int NWG>
 static void attention_forward_sm90_ws_hd(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
-                                         int B, int T, int H, int Hkv, int ldq, int ldkv, cudaStream_t stream) {
+                                         int B, int T, int H, int Hkv, int ldq, int ldkv, bool lpt, cudaStream_t stream) {
     using C = AttWCfg<HD, NWG>;
     CUtensorMap tq = atth_tensor_map(q, B, T, H, HD, ldq, C::BQ), tk = atth_tensor_map(k, B, T, Hkv, HD, ldkv, C::BK);
     CUtensorMap tv = atth_tensor_map(v, B, T, Hkv, HD, ldkv, C::BK);
-    cudaCheck(cudaFuncSetAttribute(attention_forward_sm90_ws_kernel<HD, NWG>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM));
-    attention_forward_sm90_ws_kernel<HD, NWG><<<dim3(ceil_div(T, C::BQ), H, B), C::THREADS, C::SMEM, stream>>>(tq, tk, tv, out, lse, T, H, Hkv);
+    const int sec = lpt ? atth_section((size_t)T * HD * 4, H / Hkv, B * H) : 1;
+    auto kernel = lpt ? attention_forward_sm90_ws_kernel<HD, NWG, true> : attention_forward_sm90_ws_kernel<HD, NWG, false>;
+    cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM));
+    kernel<<<ceil_div(T, C::BQ) * B * H, C::THREADS, C::SMEM, stream>>>(tq, tk, tv, out, lse, T, H, Hkv, sec);
     cudaCheck(cudaGetLastError());
 }
 
 #ifndef ATTH_FWD_VERSION
-#define ATTH_FWD_VERSION 5   // the trainer's Hopper forward: 5 (6) warp-specialized, 4 intra-warpgroup overlap, 3 plain
+#define ATTH_FWD_VERSION 5   // the trainer's Hopper forward: 5 (6-8) warp-specialized, 4 intra-warpgroup overlap, 3 plain
 #endif
 // the Hopper forward itself (attention_forward picks it when attention_sm90_usable() and d is 64 or 128);
 // version: 3 and 4 the kernel with all threads loading (overlap off / on), 5 the warp-specialized one (3 consumer
-// warpgroups at d = 64, 2 at d = 128), 6 the same with 2 consumer warpgroups at d = 64 too; ldq, ldkv: the row
-// strides of q and of k, v (0: dense; attention_row_strides)
+// warpgroups at d = 64, 2 at d = 128), 6 the same with 2 consumer warpgroups at d = 64 too, 7 and 8 versions 5 and
+// 6 with the longest blocks of all heads of an L2 section first (atth_block_order) and no products for warpgroups
+// past T (LEAN); ldq, ldkv: the row strides of q and of k, v (0: dense; attention_row_strides)
 static void attention_forward_sm90(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
                                    int B, int T, int H, int Hkv, int d, cudaStream_t stream, int version = ATTH_FWD_VERSION,
                                    int ldq = 0, int ldkv = 0) {
@@ -582,18 +649,19 @@ static void attention_forward_sm90(floatX *out, float *lse, const floatX *q, con
     int ld[2];
     attention_row_strides(ld, ldq, ldkv, H, Hkv, d);
     if (d != 64 && d != 128) fatal("attention (Hopper): head width d=%d is not supported (64 or 128)", d);
-    if (version < 3 || version > 6) fatal("attention (Hopper): forward version %d does not exist (3 to 6)", version);
+    if (version < 3 || version > 8) fatal("attention (Hopper): forward version %d does not exist (3 to 8)", version);
     if (!attention_sm90_usable())
         fatal("attention (Hopper): needs a compute capability 9.0 GPU, a binary built with "
               "-gencode arch=compute_90a,code=sm_90a, and SESSA_ATT_SM90 not 0");
     const int l0 = ld[0], l1 = ld[1];
+    const bool lpt = version >= 7, nwg3 = version == 5 || version == 7;   // (3 consumer warpgroups: d = 64 only)
     if (d == 64 && version == 3) attention_forward_sm90_hd<64, false>(out, lse, q, k, v, B, T, H, Hkv, l0, l1, stream);
     if (d == 64 && version == 4) attention_forward_sm90_hd<64, true>(out, lse, q, k, v, B, T, H, Hkv, l0, l1, stream);
-    if (d == 64 && version == 5) attention_forward_sm90_ws_hd<64, 3>(out, lse, q, k, v, B, T, H, Hkv, l0, l1, stream);
-    if (d == 64 && version == 6) attention_forward_sm90_ws_hd<64, 2>(out, lse, q, k, v, B, T, H, Hkv, l0, l1, stream);
+    if (d == 64 && version >= 5 && nwg3) attention_forward_sm90_ws_hd<64, 3>(out, lse, q, k, v, B, T, H, Hkv, l0, l1, lpt, stream);
+    if (d == 64 && version >= 5 && !nwg3) attention_forward_sm90_ws_hd<64, 2>(out, lse, q, k, v, B, T, H, Hkv, l0, l1, lpt, stream);
     if (d == 128 && version == 3) attention_forward_sm90_hd<128, false>(out, lse, q, k, v, B, T, H, Hkv, l0, l1, stream);
     if (d == 128 && version == 4) attention_forward_sm90_hd<128, true>(out, lse, q, k, v, B, T, H, Hkv, l0, l1, stream);
-    if (d == 128 && version >= 5) attention_forward_sm90_ws_hd<128, 2>(out, lse, q, k, v, B, T, H, Hkv, l0, l1, stream);
+    if (d == 128 && version >= 5) attention_forward_sm90_ws_hd<128, 2>(out, lse, q, k, v, B, T, H, Hkv, l0, l1, lpt, stream);
 }
 
 #include "attention_sm90_bwd.cuh"   // the backward, on the pieces above

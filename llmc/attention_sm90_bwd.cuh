@@ -47,11 +47,56 @@
  0.46-0.65x SDPA's. Version 4 (the trainer's, below the version 3 kernels): both kernels warp-specialized as the
  forward's version 5 (a TMA producer warpgroup, mbarrier rings 3 stages deep, the consumers free of load work and
  of the block-wide barrier per tile); predicted 1.2-1.4x version 3, measured (H200, bench_attention.py, FA2-counted)
- 201-410 TFLOP/s, 1.3-1.6x version 3, 0.71-0.96x SDPA's (short of 0.8x at T >= 4096). Next steps: S^T/dP^T of
- tile i+1 issued before dV/dK of tile i (FlashAttention-3's overlap), ping-pong between the warpgroups.
- The CPU emulator runs all four kernels through the wgmma, TMA and mbarrier twins (dev/cuda/attention_backward.cu
- versions 3, 4); the hardware's reading of the descriptors and tensor maps and the asynchrony are checked only on
- a GPU.
+ 201-410 TFLOP/s, 1.3-1.6x version 3, 0.71-0.96x SDPA's (short of 0.8x at T >= 4096).
+
+ Where version 4's time goes (the model behind versions 5-7; B*T = 16384, H200: 132 SMs, one block per SM, ~989
+ TFLOP/s of dense bf16 wgmma = 4096 FLOP/clock/SM). Useful wgmma share = the 7 products' FLOPs (3.5 F) / time /
+ 989 TFLOP/s: d = 64 28% / 38% / 43% at T = 1024 / 4096 / 16384, d = 128 36% / 50% / 57%. Two losses:
+ 1. The wave's tail. A causal row's blocks are unequal (block i of a head does i + 1 tiles) and a (nb, heads, B)
+    grid starts each head's blocks in turn, longest first, so the long blocks of the last heads start late. A
+    list-scheduling model (CTAs to the first free SM in launch order, time ~ tiles: dev/cuda/attention_schedule.py)
+    gives the SMs' busy share:
+    dK/dV 0.92 / 0.92 / 0.99 (MHA) and 0.63-0.79 with GQA (Hkv = 2, 4: few, long blocks: 256 CTAs for 132 SMs at
+    T = 4096 Hkv = 2), dQ 0.88-0.92 / 0.88-0.92 / 0.99. Version 5 takes the longest blocks of all heads first
+    (atth_block_order; equal sections of heads whose streamed Q, dO or K, V fit 32 MiB of L2, as FlashAttention-3):
+    0.97-1.00 everywhere in the model, i.e. 1.07-1.59x per kernel at T <= 4096, ~1.00 at T = 16384.
+ 2. The consumers in step. Per work item and warpgroup at d = 64: 4 products of 64 x 64 x 64 (512 clocks of
+    the SM's tensor cores), 4096 exponentials (256 clocks of the SFU's 16/clock) and ~6 more FP32 operations per
+    score (dS, masks, bf16 packing: ~200 issue clocks); both warpgroups wait on the same stage, issue together,
+    wait together and then both do their arithmetic while the tensor cores idle: per item pair ~1024 + ~900
+    clocks against the measured ~2380 (43% at T = 16384). Version 6 puts the two consumers in ping-pong (named
+    barriers, as the forward's version 5: one's S^T, dP^T are issued once the other's S^T is done), so one's
+    arithmetic runs under the other's products; at d = 128 the products are twice as long and the arithmetic
+    the same, hence the better share there and the smaller expected gain.
+ 3. Shared-memory bandwidth (128 bytes/clock/SM): an m64n64k16 wgmma with both operands in shared memory reads
+    4 KiB in its 32 clocks, exactly that bandwidth; S^T, dP^T (S, dP) are such products, with TMA's writes on
+    top: ~0.75 (dK/dV) to ~0.95 (dQ) of the bandwidth at full tensor rate. Version 7 keeps each warpgroup's
+    constant operand of them (Q, dO rows; K, V rows at d = 64) in registers as wgmma's A (d/2 registers per
+    thread, loaded once by ldmatrix): they read 2 KiB per k-step, ~0.5-0.6 of the bandwidth. The dK/dV kernel's
+    fragments at d = 128 (64 registers) do not fit next to dK, dV.
+ What stays: 7 products instead of FlashAttention's 5 (S and dP recomputed in the dQ kernel, the price of no
+ atomics): at equal product speed 0.71x of a 5-product backward, so 0.8x of SDPA needs our products ~1.13x as
+ fast as its.
+ Predicted (ms, ratio to attn.log's SDPA; version 5 from the scheduling model; 6 assumes ping-pong hides a sixth
+ of version 5's time at d = 64, a tenth at d = 128; 7 another 5% at d = 64, 2% at d = 128: the dQ kernel only):
+   B  T      H  Hkv d    v4          v5          v6          v7
+   16 1024  12  12  64  0.320 0.88  0.298 0.94  0.248 1.13  0.236 1.19
+   16 1024  12   4  64  0.319 0.96  0.275 1.11  0.229 1.33  0.218 1.40
+   16 1024   8   8 128  0.336 0.89  0.302 0.99  0.274 1.09  0.268 1.12
+   16 1024   8   2 128  0.356 0.90  0.263 1.22  0.239 1.34  0.234 1.37
+    4 4096  12  12  64  0.956 0.78  0.877 0.85  0.731 1.02  0.696 1.07
+    4 4096  12   4  64  1.012 0.73  0.848 0.88  0.707 1.05  0.673 1.10
+    4 4096   8   8 128  0.966 0.86  0.857 0.97  0.779 1.07  0.763 1.09
+    4 4096   8   2 128  1.115 0.71  0.804 0.99  0.731 1.09  0.716 1.11
+    1 16384 12  12  64  3.385 0.71  3.368 0.72  2.807 0.86  2.673 0.90
+    1 16384 12   4  64  3.302 0.72  3.282 0.72  2.735 0.87  2.604 0.91
+    1 16384  8   8 128  3.415 0.78  3.396 0.79  3.087 0.87  3.025 0.88
+    1 16384  8   2 128  3.349 0.81  3.342 0.81  3.038 0.89  2.977 0.91
+ The dK/dV and dQ kernels stay deterministic in every version: the products and the order of every sum are the
+ same; only when a block starts and which warpgroup issues first change.
+ The CPU emulator runs all these kernels through the wgmma, TMA, mbarrier and named-barrier twins
+ (dev/cuda/attention_backward.cu versions 3-7, the problems cut into several L2 sections there); the hardware's
+ reading of the descriptors and tensor maps and the asynchrony are checked only on a GPU.
 */
 #ifndef SESSA_ATTENTION_SM90_BWD_CUH
 #define SESSA_ATTENTION_SM90_BWD_CUH
@@ -66,6 +111,28 @@ template <int HD> struct AttHBwdCfg {
 };
 
 #ifdef SESSA_SM90A
+// rows row0 .. row0 + 63 of a tile of R rows in shared memory (HD/64 swizzled panels, atth_load_tile's layout) ->
+// this warpgroup's A fragments of them, one per k-step of 16 columns (ldmatrix: lane l gives row 16 warp + l % 16,
+// 16-byte chunk 2 (kk % 4) + l / 16 of panel kk / 4; the mma.sync A layout, which wgmma's register A takes per warp)
+template <int HD, int R>
+__device__ __forceinline__ void atth_load_afrag(uint32_t (&a)[HD / 16][4], const unsigned char *tile, int row0) {
+    const int lane = threadIdx.x % 32, r = row0 + 16 * (threadIdx.x % 128 / 32) + lane % 16;
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; kk++) {
+        const int c = 2 * (kk % 4) + lane / 16;
+        ldmatrix_x4(a[kk], tile + (kk / 4) * (R * 128) + r * 128 + ((c ^ (r % 8)) << 4));
+    }
+}
+// atth_issue_qk with A from registers (backward version 7: the warpgroup's Q, dO rows in the dQ kernel, K, V rows in
+// the dK/dV kernel at d = 64, constant over its loop, so that only B is read from shared memory): S = A K^T
+// (64 x BK), Kt a K-major tile of BK rows
+template <int HD, int BQ, int BK>
+__device__ __forceinline__ void atth_issue_qk(float (&s)[BK / 2], const uint32_t (&a)[HD / 16][4], const unsigned char *Kt) {
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; kk++)
+        wgmma_rs_kmajor<BK>(s, a[kk], wgmma_desc(Kt + (kk / 4) * (BK * 128) + (kk % 4) * 32, 16, 1024), kk > 0);
+    wgmma_commit();
+}
 // this thread's rows r0, r0 + 8 of (b, h): lse in log2 units and Delta (0 past T)
 __device__ __forceinline__ void atth_row_stats(float (&lse2)[2], float (&dlt)[2], const float *lse, const float *delta,
                                                int b, int h, int H, int T, int r0) {
@@ -78,15 +145,19 @@ __device__ __forceinline__ void atth_row_stats(float (&lse2)[2], float (&dlt)[2]
 }
 // one key tile of the dQ kernel for one warpgroup (64 query rows from Qw, dOw; rows r0, r0 + 8 of this thread,
 // lse2 in log2 units, dlt = Delta): S = Q K_j^T, dP = dO V_j^T, P (causal mask where the tile reaches past the
-// warpgroup's first row wg0), dS = P (dP - Delta), dQ (acc) += dS K_j; every product waited for on return
-template <int HD, int BQ, int BK>
+// warpgroup's first row wg0), dS = P (dP - Delta), dQ (acc) += dS K_j; every product waited for on return.
+// Ping-pong (backward versions 6, 7; turn > 0): S and dP are issued in this warpgroup's turn (named barrier `turn`,
+// atth_pingpong_turns), and the turn passes on (to barrier next, when > 0) once S is done.
+// Qw, dOw: shared memory (const unsigned char *) or A fragments (atth_load_afrag).
+template <int HD, int BQ, int BK, class AOp>
 __device__ __forceinline__ void atth_dq_tile(float (&acc)[HD / 2], float (&s)[BK / 2], float (&dp)[BK / 2],
-                                             uint32_t (&da)[BK / 16][4], const unsigned char *Qw,
-                                             const unsigned char *dOw, const unsigned char *Kt, const unsigned char *Vt,
+                                             uint32_t (&da)[BK / 16][4], const AOp &Qw,
+                                             const AOp &dOw, const unsigned char *Kt, const unsigned char *Vt,
                                              int j0, int wg0, int r0, float sl2, const float (&lse2)[2],
-                                             const float (&dlt)[2]) {
+                                             const float (&dlt)[2], int turn = 0, int next = 0) {
     constexpr int NS = BK / 2;
     const int tq = threadIdx.x % 4;
+    if (turn) bar_sync(turn, 256);
     wgmma_fence_operand(s);
     wgmma_fence_operand(dp);
     wgmma_fence();
@@ -94,6 +165,7 @@ __device__ __forceinline__ void atth_dq_tile(float (&acc)[HD / 2], float (&s)[BK
     atth_issue_qk<HD, BQ, BK>(dp, dOw, Vt);            // dP = dO V_j^T
     wgmma_wait<1>();                                   // S done (dP may still run)
     wgmma_fence_operand(s);
+    if (next) bar_arrive(next, 256);                   // the other warpgroup's turn (after the wait: see the forward)
     const bool edge = j0 + BK - 1 > wg0;               // a key past some row of this warpgroup: causal mask
 #pragma unroll
     for (int i = 0; i < NS; i++) {                     // register i: row r0 + 8((i>>1)&1), key j0 + 8(i/4) + 2tq + (i&1)
@@ -111,6 +183,20 @@ __device__ __forceinline__ void atth_dq_tile(float (&acc)[HD / 2], float (&s)[BK
     wgmma_wait<0>();
     wgmma_fence_operand(acc);
     atth_fence_p<BK / 16>(da);
+}
+// Ping-pong of the 2 consumer warpgroups of the backward's warp-specialized kernels (versions 6, 7), as the forward's:
+// named barrier 1 + c is consumer c's turn to issue its first products (S, dP; S^T, dP^T), handed to the other one
+// once its S is done, so that one's exponentials and dS run under the other's products (without it the two issue
+// and compute in step and the tensor cores wait during both's arithmetic). Consumer 1 hands consumer 0 the first
+// turn and keeps its last one; every tile or item takes a turn, skipped ones too (atth_pingpong_pass), so both
+// take n turns and the barriers balance. pingpong = false: no turns (0: atth_dq_tile and atth_dkv_item skip them).
+__device__ __forceinline__ void atth_pingpong_turns(int &turn, int &next, bool pingpong, int cw, bool last) {
+    turn = pingpong ? 1 + cw : 0;
+    next = pingpong && (cw == 0 || !last) ? 2 - cw : 0;
+}
+__device__ __forceinline__ void atth_pingpong_pass(int turn, int next) {   // a skipped tile's turn
+    if (turn) bar_sync(turn, 256);
+    if (next) bar_arrive(next, 256);
 }
 #endif // SESSA_SM90A
 
@@ -181,13 +267,17 @@ template <int HD> struct AttWBwdCfg {
     static constexpr size_t KV_SMEM = 1024 + 2 * (size_t)KV_BK * HD * 2 + STAGES * (2 * (size_t)KV_BQ * HD * 2 + 2 * KV_BQ * 4)
                                       + 8 * (1 + 2 * STAGES);
 };
-// grid (ceil(T/128), H, B), the longest (last) query blocks first; AttWBwdCfg<HD>::THREADS threads, ::DQ_SMEM bytes.
-// tq, tdo: tensor maps of q, dout with boxes of 128 rows; tk, tv: of k, v with boxes of 64 rows (atth_tensor_map)
-template <int HD>
+// grid ceil(T/128) B H (1-d), query blocks in atth_block_order with sections of sec heads (rank 0 = the last block,
+// the longest); AttWBwdCfg<HD>::THREADS threads, ::DQ_SMEM bytes.
+// tq, tdo: tensor maps of q, dout with boxes of 128 rows; tk, tv: of k, v with boxes of 64 rows (atth_tensor_map);
+// PINGPONG (versions 6, 7): the consumers take turns (atth_pingpong_turns); RS (version 7): S and dP with Q, dO
+// from registers (atth_load_afrag; d/2 more registers per thread: 32 / 64, no spills at either width)
+template <int HD, bool PINGPONG, bool RS>
 __global__ void __launch_bounds__(AttWBwdCfg<HD>::THREADS, 1)
 attention_backward_dq_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
                                      const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
-                                     floatX *dq, const float *lse, const float *delta, int T, int H, int Hkv, int ldq) {
+                                     floatX *dq, const float *lse, const float *delta, int T, int H, int Hkv, int ldq,
+                                     int sec) {
 #ifdef SESSA_SM90A
     using C = AttWBwdCfg<HD>;
     constexpr int BQ = C::BQ, BK = C::BK, NST = C::STAGES, NS = BK / 2, NO = HD / 2;
@@ -196,8 +286,10 @@ attention_backward_dq_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, con
     unsigned char *Vs = Ks + NST * C::KV_BYTES;
     uint64_t *qdo_full = (uint64_t *)(Vs + NST * C::KV_BYTES), *k_full = qdo_full + 1, *v_full = k_full + NST;
     uint64_t *k_empty = v_full + NST, *v_empty = k_empty + NST;
-    const int tid = threadIdx.x, wg = tid / 128;
-    const int i0 = (gridDim.x - 1 - blockIdx.x) * BQ, h = blockIdx.y, b = blockIdx.z, hk = h / (H / Hkv);
+    const int tid = threadIdx.x, wg = tid / 128, nb = (T + BQ - 1) / BQ;
+    int rank, bh;
+    atth_block_order(rank, bh, nb, gridDim.x / nb, sec);
+    const int i0 = (nb - 1 - rank) * BQ, h = bh % H, b = bh / H, hk = h / (H / Hkv);
     const int n_tiles = (min(i0 + BQ, T) - 1) / BK + 1;                          // key tiles up to the last row
     attw_init_barriers<NST>(qdo_full, 128 * C::NWG);
     if (wg == 0) {                                     // the producer
@@ -224,13 +316,25 @@ attention_backward_dq_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, con
 #pragma unroll
     for (int i = 0; i < NO; i++) acc[i] = 0.0f;
     mbar_wait(qdo_full, 0);
+    uint32_t qa[HD / 16][4], doa[HD / 16][4];          // RS: this warpgroup's Q, dO rows as A fragments
+    if (RS) {
+        atth_load_afrag<HD, BQ>(qa, Qs, 64 * cw);
+        atth_load_afrag<HD, BQ>(doa, dOs, 64 * cw);
+    }
+    if (PINGPONG && cw == 1) bar_arrive(1, 256);       // consumer 0 has the first turn
     for (int j = 0; j < n_tiles; j++) {
         const int st = j % NST, j0 = j * BK;
+        int turn, next;
+        atth_pingpong_turns(turn, next, PINGPONG, cw, j + 1 == n_tiles);
         mbar_wait(k_full + st, (j / NST) & 1);
         mbar_wait(v_full + st, (j / NST) & 1);
-        if (j0 <= wg0 + 63)                            // else every key of the tile follows every row here
-            atth_dq_tile<HD, BQ, BK>(acc, s, dp, da, Qw, dOw, Ks + st * C::KV_BYTES, Vs + st * C::KV_BYTES,
-                                     j0, wg0, r0, sl2, lse2, dlt);
+        auto tile = [&](const auto &qop, const auto &doop) {
+            atth_dq_tile<HD, BQ, BK>(acc, s, dp, da, qop, doop, Ks + st * C::KV_BYTES, Vs + st * C::KV_BYTES,
+                                     j0, wg0, r0, sl2, lse2, dlt, turn, next);
+        };
+        if (j0 > wg0 + 63) atth_pingpong_pass(turn, next);   // every key of the tile follows every row here
+        else if constexpr (RS) tile(qa, doa);
+        else tile(Qw, dOw);
         mbar_arrive(k_empty + st);                     // this warpgroup is done with the tile's stages
         mbar_arrive(v_empty + st);
     }
@@ -242,15 +346,17 @@ attention_backward_dq_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, con
 // one work item of the dK/dV kernel for one warpgroup (64 keys from Kw, Vw; keys rk0, rk0 + 8 of this thread) and
 // the query tile i0 (BQ rows of Qt, dOt; lse in log2 units Lt, Delta Dt): S^T = K Q_i^T, dP^T = V dO_i^T,
 // P^T (masked where query < key or query >= T), dV += P^T dO_i (running while dS^T is computed),
-// dS^T = P^T (dP^T - Delta), dK += dS^T Q_i; every product waited for on return
-template <int HD, int BKV, int BQ>
+// dS^T = P^T (dP^T - Delta), dK += dS^T Q_i; every product waited for on return. Ping-pong as atth_dq_tile.
+// Kw, Vw: shared memory or A fragments, as Qw, dOw of atth_dq_tile.
+template <int HD, int BKV, int BQ, class AOp>
 __device__ __forceinline__ void atth_dkv_item(float (&dka)[HD / 2], float (&dva)[HD / 2], float (&s)[BQ / 2],
                                               float (&dp)[BQ / 2], uint32_t (&pa)[BQ / 16][4], uint32_t (&da)[BQ / 16][4],
-                                              const unsigned char *Kw, const unsigned char *Vw, const unsigned char *Qt,
+                                              const AOp &Kw, const AOp &Vw, const unsigned char *Qt,
                                               const unsigned char *dOt, const float *Lt, const float *Dt, int i0,
-                                              int wk0, int rk0, int T, float sl2) {
+                                              int wk0, int rk0, int T, float sl2, int turn = 0, int next = 0) {
     constexpr int NS = BQ / 2;
     const int tq = threadIdx.x % 4;
+    if (turn) bar_sync(turn, 256);
     wgmma_fence_operand(s);
     wgmma_fence_operand(dp);
     wgmma_fence();
@@ -258,6 +364,7 @@ __device__ __forceinline__ void atth_dkv_item(float (&dka)[HD / 2], float (&dva)
     atth_issue_qk<HD, BKV, BQ>(dp, Vw, dOt);           // dP^T = V dO_i^T
     wgmma_wait<1>();
     wgmma_fence_operand(s);
+    if (next) bar_arrive(next, 256);
     const bool edge = i0 < wk0 + 63 || i0 + BQ > T;   // a query before some key, or past the end: mask
 #pragma unroll
     for (int i = 0; i < NS; i++) {                     // register i: key rk0 + 8((i>>1)&1), query i0 + c
@@ -358,14 +465,16 @@ attention_backward_dkv_sm90_kernel(floatX *dk, floatX *dv, const floatX *dout, c
 // 2 consumer warpgroups of 64 keys run atth_dkv_item per item. Shared memory: K, V, 3 x (Q_i, dO_i, lse, Delta),
 // 7 mbarriers: 83 / 163 KiB at d = 64 / 128. Registers (ptxas -v): 168 at launch (384 threads), 24 / 240 after
 // setmaxnreg, no spills (version 3's dK/dV kernel needs 255 at d = 128).
-// grid (ceil(T/128), Hkv, B); AttWBwdCfg<HD>::THREADS threads, ::KV_SMEM bytes; tq, tdo: maps of q, dout with
-// boxes of 64 rows, tk, tv: maps of k, v with boxes of 128 rows
-template <int HD>
+// grid ceil(T/128) B Hkv (1-d), key blocks in atth_block_order with sections of sec kv heads (rank 0 = the first
+// key block, the longest); AttWBwdCfg<HD>::THREADS threads, ::KV_SMEM bytes; tq, tdo: maps of q, dout with boxes of
+// 64 rows, tk, tv: maps of k, v with boxes of 128 rows; PINGPONG (versions 6, 7): the consumers take turns
+// (atth_pingpong_turns); RS (version 7 at d = 64): S^T and dP^T with K, V from registers (atth_load_afrag)
+template <int HD, bool PINGPONG, bool RS>
 __global__ void __launch_bounds__(AttWBwdCfg<HD>::THREADS, 1)
 attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
                                       const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
                                       floatX *dk, floatX *dv, const float *lse, const float *delta, int T, int H, int Hkv,
-                                      int ldkv) {
+                                      int ldkv, int sec) {
 #ifdef SESSA_SM90A
     using C = AttWBwdCfg<HD>;
     constexpr int BKV = C::KV_BK, BQ = C::KV_BQ, NST = C::STAGES, NS = BQ / 2, NO = HD / 2;
@@ -374,8 +483,10 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
     unsigned char *Ks = atth_smem_base(atth_smem), *Vs = Ks + KV_BYTES, *Qs = Vs + KV_BYTES, *dOs = Qs + NST * Q_BYTES;
     float *Ls = (float *)(dOs + NST * Q_BYTES), *Ds = Ls + NST * BQ;
     uint64_t *kv_full = (uint64_t *)(Ds + NST * BQ), *it_full = kv_full + 1, *it_empty = it_full + NST;
-    const int tid = threadIdx.x, wg = tid / 128;
-    const int j0 = blockIdx.x * BKV, hk = blockIdx.y, b = blockIdx.z, grp = H / Hkv;
+    const int tid = threadIdx.x, wg = tid / 128, nb = (T + BKV - 1) / BKV;
+    int rank, bh;
+    atth_block_order(rank, bh, nb, gridDim.x / nb, sec);
+    const int j0 = rank * BKV, hk = bh % Hkv, b = bh / Hkv, grp = H / Hkv;
     const int n_q = (T - j0 + BQ - 1) / BQ, n_it = grp * n_q;                // query tiles per head, work items
     if (tid == 0) {
         mbar_init(kv_full, 1);
@@ -424,12 +535,24 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
 #pragma unroll
     for (int i = 0; i < NO; i++) { dka[i] = 0.0f; dva[i] = 0.0f; }
     mbar_wait(kv_full, 0);
+    uint32_t ka[HD / 16][4], va[HD / 16][4];           // RS: this warpgroup's K, V rows as A fragments
+    if (RS) {
+        atth_load_afrag<HD, BKV>(ka, Ks, 64 * cw);
+        atth_load_afrag<HD, BKV>(va, Vs, 64 * cw);
+    }
+    if (PINGPONG && cw == 1) bar_arrive(1, 256);       // consumer 0 has the first turn
     for (int it = 0; it < n_it; it++) {
         const int st = it % NST, i0 = j0 + (it % n_q) * BQ;
+        int turn, next;
+        atth_pingpong_turns(turn, next, PINGPONG, cw, it + 1 == n_it);
         mbar_wait(it_full + st, (it / NST) & 1);
-        if (i0 + BQ - 1 >= wk0)                        // else every query of the tile precedes every key here
-            atth_dkv_item<HD, BKV, BQ>(dka, dva, s, dp, pa, da, Kw, Vw, Qs + st * Q_BYTES, dOs + st * Q_BYTES,
-                                       Ls + st * BQ, Ds + st * BQ, i0, wk0, rk0, T, sl2);
+        auto item = [&](const auto &kop, const auto &vop) {
+            atth_dkv_item<HD, BKV, BQ>(dka, dva, s, dp, pa, da, kop, vop, Qs + st * Q_BYTES, dOs + st * Q_BYTES,
+                                       Ls + st * BQ, Ds + st * BQ, i0, wk0, rk0, T, sl2, turn, next);
+        };
+        if (i0 + BQ - 1 < wk0) atth_pingpong_pass(turn, next);   // every query of the tile precedes every key here
+        else if constexpr (RS) item(ka, va);
+        else item(Kw, Vw);
         mbar_arrive(it_empty + st);
     }
     size_t base = (size_t)b * T * ldkv + hk * HD;
@@ -438,7 +561,10 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
 #endif // SESSA_SM90A
 }
 
-// version 3: both kernels with cp.async loads by all threads; 4: both warp-specialized (a TMA producer warpgroup)
+// version 3: both kernels with cp.async loads by all threads; 4: both warp-specialized (a TMA producer warpgroup);
+// 5: version 4 with the longest blocks of all heads of an L2 section first (atth_block_order); 6: version 5 with
+// the consumer warpgroups in ping-pong (atth_pingpong_turns); 7: version 6 with the warpgroup's constant operand
+// of S, dP in registers, and at d = 64 that of S^T, dP^T too
 template <int HD>
 static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const float *lse,
                                        const float *delta, const floatX *q, const floatX *k, const floatX *v,
@@ -454,17 +580,26 @@ static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const
             dq, dout, lse, delta, q, k, v, T, H, Hkv, ldq, ldkv);
     } else {   // q, k, v through tensor maps with their row strides; dout dense (B, T, H, d)
         using W = AttWBwdCfg<HD>;
+        const int grp = H / Hkv;   // sections (version 5): Q, dO of a kv head's grp heads; K, V of a kv head
+        const int sec_kv = version >= 5 ? atth_section((size_t)grp * T * HD * 4, 1, B * Hkv) : 1;
+        const int sec_q = version >= 5 ? atth_section((size_t)T * HD * 4, grp, B * H) : 1;
+        // version 7's A fragments: the dQ kernel's Q, dO at both widths, the dK/dV kernel's K, V at d = 64 (at 128
+        // they would not fit next to dK, dV)
+        auto dkv = version == 7 ? attention_backward_dkv_sm90_ws_kernel<HD, true, HD == 64>
+                 : version == 6 ? attention_backward_dkv_sm90_ws_kernel<HD, true, false> : attention_backward_dkv_sm90_ws_kernel<HD, false, false>;
+        auto dqk = version == 7 ? attention_backward_dq_sm90_ws_kernel<HD, true, true>
+                 : version == 6 ? attention_backward_dq_sm90_ws_kernel<HD, true, false> : attention_backward_dq_sm90_ws_kernel<HD, false, false>;
         CUtensorMap tq64 = atth_tensor_map(q, B, T, H, HD, ldq, W::KV_BQ), tdo64 = atth_tensor_map(dout, B, T, H, HD, H * HD, W::KV_BQ);
         CUtensorMap tk128 = atth_tensor_map(k, B, T, Hkv, HD, ldkv, W::KV_BK), tv128 = atth_tensor_map(v, B, T, Hkv, HD, ldkv, W::KV_BK);
-        cudaCheck(cudaFuncSetAttribute(attention_backward_dkv_sm90_ws_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)W::KV_SMEM));
-        attention_backward_dkv_sm90_ws_kernel<HD><<<dim3(ceil_div(T, W::KV_BK), Hkv, B), W::THREADS, W::KV_SMEM, stream>>>(
-            tq64, tdo64, tk128, tv128, dk, dv, lse, delta, T, H, Hkv, ldkv);
+        cudaCheck(cudaFuncSetAttribute(dkv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)W::KV_SMEM));
+        dkv<<<ceil_div(T, W::KV_BK) * B * Hkv, W::THREADS, W::KV_SMEM, stream>>>(
+            tq64, tdo64, tk128, tv128, dk, dv, lse, delta, T, H, Hkv, ldkv, sec_kv);
         cudaCheck(cudaGetLastError());
         CUtensorMap tq = atth_tensor_map(q, B, T, H, HD, ldq, W::BQ), tdo = atth_tensor_map(dout, B, T, H, HD, H * HD, W::BQ);
         CUtensorMap tk = atth_tensor_map(k, B, T, Hkv, HD, ldkv, W::BK), tv = atth_tensor_map(v, B, T, Hkv, HD, ldkv, W::BK);
-        cudaCheck(cudaFuncSetAttribute(attention_backward_dq_sm90_ws_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)W::DQ_SMEM));
-        attention_backward_dq_sm90_ws_kernel<HD><<<dim3(ceil_div(T, W::BQ), H, B), W::THREADS, W::DQ_SMEM, stream>>>(
-            tq, tdo, tk, tv, dq, lse, delta, T, H, Hkv, ldq);
+        cudaCheck(cudaFuncSetAttribute(dqk, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)W::DQ_SMEM));
+        dqk<<<ceil_div(T, W::BQ) * B * H, W::THREADS, W::DQ_SMEM, stream>>>(
+            tq, tdo, tk, tv, dq, lse, delta, T, H, Hkv, ldq, sec_q);
     }
     cudaCheck(cudaGetLastError());
 }
@@ -476,7 +611,7 @@ static void attention_backward_sm90_kernels(floatX *dq, floatX *dk, floatX *dv, 
                                             int B, int T, int H, int Hkv, int d, int ldq, int ldkv, int version,
                                             cudaStream_t stream) {
     if (d != 64 && d != 128) fatal("attention backward (Hopper): head width d=%d is not supported (64 or 128)", d);
-    if (version != 3 && version != 4) fatal("attention backward (Hopper): version %d does not exist (3 or 4)", version);
+    if (version < 3 || version > 7) fatal("attention backward (Hopper): version %d does not exist (3 to 7)", version);
     if (!attention_sm90_usable())
         fatal("attention backward (Hopper): needs a compute capability 9.0 GPU, a binary built with "
               "-gencode arch=compute_90a,code=sm_90a, and SESSA_ATT_SM90 not 0");

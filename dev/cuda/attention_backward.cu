@@ -9,7 +9,14 @@
    version 4: version 3 with both kernels warp-specialized (a TMA producer warpgroup, 3-stage mbarrier rings of
               K, V tiles (dQ) and of Q, dO, lse, Delta (dK/dV): llmc/attention_sm90_bwd.cuh), what the trainer
               uses on an H100/H200
-   versions 3 and 4 are checked against the CPU reference and against version 2
+   version 5: version 4 with the CTAs of both kernels in longest-first order across the heads of an L2 section
+              (atth_block_order: the longest blocks of all heads first, the short ones make the tail)
+   version 6: version 5 with the 2 consumer warpgroups of each kernel in ping-pong (named barriers, as the
+              forward's version 5: one's exponentials and dS run under the other's products)
+   version 7: version 6 with each warpgroup's constant operand of its first two products (Q, dO in the dQ kernel;
+              K, V in the dK/dV kernel, at d = 64 only) held in registers as wgmma's A (read from shared memory
+              once): those products read only B from shared memory, half the bytes
+   versions 3-7 are checked against the CPU reference and against version 2
  make -C dev/cuda bin/attention_backward && dev/cuda/bin/attention_backward check|bench [version]
  dev/cuda/bin/attention_backward shape B T H Hkv d   times the trainer's forward (attention_forward: the Hopper
    kernel on sm_90, else version 2), the version 2 forward, the trainer's backward (attention_backward: version 4
@@ -231,6 +238,7 @@ static int check(int version, int B, int T, int H, int Hkv, int d, int stacked) 
     if (version == 1 && stacked) return 1;                // version 1 takes dense tensors only
     printf("check version %d B=%d T=%d H=%d Hkv=%d d=%d%s\n", version, B, T, H, Hkv, d, stacked ? " stacked q|k|v" : "");
     AttProblem p = make_att_problem(B, T, H, Hkv, d, stacked);
+    att_check_sections(version >= 5);
     size_t nq = (size_t)B * T * H * d, nk = (size_t)B * T * Hkv * d;
     float *dout = make_random_float(nq, -1.0f, 1.0f);
     round_to_bf16(dout, nq);
@@ -302,9 +310,10 @@ static void bench(int version, int B, int T, int H, int Hkv, int d) {
     free_att_problem(&p);
 }
 
-// `shape B T H Hkv d`: the trainer's forward (attention_forward: the Hopper kernel where usable, else version 2) and
-// backward (attention_backward: version 4 where usable, else 2), median of 7 timings of 20 calls each, and the
-// mma.sync forward and backward (version 2) for comparison, one line:
+// `shape B T H Hkv d [nomma]`: the trainer's forward (attention_forward: the Hopper kernel where usable, else version
+// 2) and backward (attention_backward: version 4 where usable, else 2; SESSA_ATT_FWD_VERSION, SESSA_ATT_BWD_VERSION
+// pick others), median of 7 timings of 20 calls each, and the mma.sync forward and backward (version 2) for
+// comparison (not with nomma: their columns are then 0), one line:
 //   ours B T H Hkv d fwd_ms fwd_tflops bwd_ms bwd_tflops fwd_kernel(wgmma-v<version>|mma) mma_fwd_ms mma_fwd_tflops
 //        bwd_kernel(wgmma-v<version>|mma) mma_bwd_ms mma_bwd_tflops
 static float median_ms(int n, float *x) {
@@ -312,17 +321,18 @@ static float median_ms(int n, float *x) {
     return x[n / 2];
 }
 static int shape_mode(int argc, char **argv) {
-    if (argc != 7) fatal("usage: %s shape B T H Hkv d", argv[0]);
-    int B = atoi(argv[2]), T = atoi(argv[3]), H = atoi(argv[4]), Hkv = atoi(argv[5]), d = atoi(argv[6]);
+    if (argc != 7 && !(argc == 8 && strcmp(argv[7], "nomma") == 0)) fatal("usage: %s shape B T H Hkv d [nomma]", argv[0]);
+    int B = atoi(argv[2]), T = atoi(argv[3]), H = atoi(argv[4]), Hkv = atoi(argv[5]), d = atoi(argv[6]), mma = argc == 7;
     attention_check_shape(B, T, H, Hkv, d);
     cudaCheck(cudaSetDevice(0));
     AttProblem p = make_att_problem(B, T, H, Hkv, d, 0);
     float *dout = make_random_float((size_t)B * T * H * d, -1.0f, 1.0f);
     AttGrads g = att_grads_alloc(&p, dout);
-    float tf[7], tb[7], tm[7], tbm[7];
+    float tf[7], tb[7], tm[7] = {0}, tbm[7] = {0};
     for (int r = 0; r < 7; r++) {
         tf[r] = benchmark_kernel(20, run_att_forward, &p, 0);
         tb[r] = benchmark_kernel(20, run_att_backward, &p, &g, 0);
+        if (!mma) continue;
         tm[r] = benchmark_kernel(20, run_att_forward, &p, 2);
         tbm[r] = benchmark_kernel(20, run_att_backward, &p, &g, 2);
     }
@@ -368,7 +378,7 @@ int main(int argc, char **argv) {
             // q, k, v and dq, dk, dv as the trainer passes them (column slices of wider matrices: row strides, TMA's
             // too), at every width, GQA and MHA, several tiles
             ok &= check(version, 2, 200, 4, 2, 64, 1) & check(version, 1, 333, 4, 1, 128, 1) & check(version, 1, 67, 3, 3, 32, 1);
-            // versions 3, 4 also: T = 1 and T < 64 at their widths, GQA group of 4 at d = 128, and a longer sequence
+            // versions 3-7 also: T = 1 and T < 64 at their widths, GQA group of 4 at d = 128, and a longer sequence
             // (9 key blocks of 128, 17 query tiles of 64 per head; 3 blocks in the CPU emulator, where it is slow)
 #ifndef SESSA_CUDA_EMU_H
             const int T_long = 1100;
@@ -376,7 +386,8 @@ int main(int argc, char **argv) {
             const int T_long = 300;
 #endif
             if (version >= 3) ok &= check(version, 1, 1, 2, 1, 64, 0) & check(version, 2, 37, 2, 2, 128, 0) &
-                                    check(version, 1, 200, 4, 1, 128, 0) & check(version, 1, T_long, 2, 1, 64, 1);
+                                    check(version, 1, 200, 4, 1, 128, 0) & check(version, 1, T_long, 2, 1, 64, 1) &
+                                    check(version, 3, 150, 2, 1, 64, 1);   // (sections 2 + 1 in the dQ kernel)
         } else {
             bench(version, 8, 1024, 12, 12, 64);
             bench(version, 8, 1024, 12, 4, 64);

@@ -8,8 +8,13 @@ shape (SESSA_ATT_SM90=0 makes all of them mma.sync). Time is the median (ours: m
 median); TFLOP/s count the causal FLOPs once: forward 4 B H d T(T+1)/2, backward 2.5x that; ratio = SDPA time /
 our time (> 1: we are faster). SDPA gets the same memory layout as ours ((B,T,H,d) seen as (B,H,T,d)) and
 enable_gqa=True for Hkv < H; PyTorch picks its backend.
+--versions F:B,F:B,...: also time these Hopper forward:backward version pairs (SESSA_ATT_FWD_VERSION,
+SESSA_ATT_BWD_VERSION; dev/cuda/attention_*.cu; default VERSIONS, '' for none) against the same SDPA timings, one
+row per pair and shape after the trainer's (those rows skip the mma.sync timings; a pair that runs the same
+kernels as one before it at that head width is skipped), then per version its worst ratio over the shapes and per
+shape the fastest version: the one GPU run that picks the trainer's defaults.
 usage (from the repo root, on a GPU machine):
-    make -C dev/cuda bin/attention_backward && python3 dev/cuda/bench_attention.py [--quick] [--markdown]
+    make -C dev/cuda bin/attention_backward && python3 dev/cuda/bench_attention.py [--quick] [--markdown] [--versions 5:4,7:5]
 """
 import argparse
 import os
@@ -21,6 +26,15 @@ SHAPES = [(B, T, H, Hkv, d)
           for (B, T) in [(16, 1024), (4, 4096), (1, 16384)]
           for (H, Hkv, d) in [(12, 12, 64), (12, 4, 64), (8, 8, 128), (8, 2, 128)]]
 QUICK = [(8, 1024, 12, 12, 64), (8, 1024, 12, 4, 64), (4, 2048, 8, 2, 128)]   # the issue's original table
+# forward 6: 2 consumer warpgroups at d = 64; 7, 8: 5, 6 in longest-first order; backward 5: 4 in that order,
+# 6: 5 with the consumer warpgroups in ping-pong, 7: 6 with register A operands
+VERSIONS = '6:5,7:6,8:7'
+
+
+def same_kernels(pair, d):
+    """the pair as the kernels it runs at head width d (forward 6 is 5 and 8 is 7 at d = 128)"""
+    f, b = pair
+    return ({6: 5, 8: 7}.get(f, f) if d == 128 else f, b)
 
 
 def fail(msg):
@@ -32,8 +46,12 @@ def flops_fwd(B, T, H, d):
     return 4.0 * B * H * d * T * (T + 1) / 2
 
 
-def ours(binary, shape):
-    r = subprocess.run([binary, 'shape'] + [str(x) for x in shape], capture_output=True, text=True)
+def ours(binary, shape, pair=None):
+    env, extra = dict(os.environ), []
+    if pair:   # a Hopper version pair, without the mma.sync timings
+        env['SESSA_ATT_FWD_VERSION'], env['SESSA_ATT_BWD_VERSION'] = str(pair[0]), str(pair[1])
+        extra = ['nomma']
+    r = subprocess.run([binary, 'shape'] + [str(x) for x in shape] + extra, capture_output=True, text=True, env=env)
     if r.returncode != 0:
         fail('%s shape %s failed (exit %d): %s' % (binary, shape, r.returncode, (r.stderr + r.stdout).strip()))
     line = [l for l in r.stdout.splitlines() if l.startswith('ours ')]
@@ -66,7 +84,14 @@ def main():
     ap.add_argument('--quick', action='store_true', help="only the issue's three original shapes")
     ap.add_argument('--markdown', action='store_true', help='a markdown table (for README.md)')
     ap.add_argument('--binary', default=os.path.join(os.path.dirname(os.path.abspath(__file__)), 'bin', 'attention_backward'))
+    ap.add_argument('--versions', default=VERSIONS, help='Hopper forward:backward version pairs to time too (default %(default)s)')
     a = ap.parse_args()
+    try:
+        pairs = [tuple(int(x) for x in p.split(':')) for p in a.versions.split(',') if p]
+    except ValueError:
+        pairs = [()]
+    if any(len(p) != 2 for p in pairs):
+        fail('--versions takes forward:backward pairs such as 5:4,7:5, not %r' % a.versions)
     if not os.path.exists(a.binary):
         fail('%s not found: build it with make -C dev/cuda bin/attention_backward' % a.binary)
     try:
@@ -85,22 +110,43 @@ def main():
         print('|' + '---|' * len(hdr))
     else:
         print(' '.join('%11s' % h for h in hdr))
-    worst = 1e9
+    worst, by_version, best = 1e9, {}, []   # by_version: ('fwd'|'bwd', kernel) -> worst ratio; best: per shape
     for shape in (QUICK if a.quick else SHAPES):
         B, T, H, Hkv, d = shape
-        of, ob, kern, om, bkern, obm = ours(a.binary, shape)
         sf, sb = sdpa(torch, do_bench, shape)
         ff = flops_fwd(B, T, H, d)
-        row = [B, T, H, Hkv, d, '%.3f' % of, '%.0f' % (ff / of / 1e9), '%.3f' % sf, '%.0f' % (ff / sf / 1e9), '%.2f' % (sf / of),
-               '%.3f' % ob, '%.0f' % (2.5 * ff / ob / 1e9), '%.3f' % sb, '%.0f' % (2.5 * ff / sb / 1e9), '%.2f' % (sb / ob),
-               kern, '%.0f' % (ff / om / 1e9), bkern, '%.0f' % (2.5 * ff / obm / 1e9)]
-        worst = min(worst, sf / of, sb / ob)
-        if a.markdown:
-            print('| ' + ' | '.join(str(x) for x in row) + ' |')
-        else:
-            print(' '.join('%11s' % x for x in row))
-        sys.stdout.flush()
+        fastest, seen = {}, set()
+        for pair in [None] + pairs:
+            if pair is not None:
+                if same_kernels(pair, d) in seen:
+                    continue
+                seen.add(same_kernels(pair, d))
+            of, ob, kern, om, bkern, obm = ours(a.binary, shape, pair)
+            tflops = lambda f, ms: '%.0f' % (f / ms / 1e9) if ms > 0 else '-'
+            row = [B, T, H, Hkv, d, '%.3f' % of, tflops(ff, of), '%.3f' % sf, tflops(ff, sf), '%.2f' % (sf / of),
+                   '%.3f' % ob, tflops(2.5 * ff, ob), '%.3f' % sb, tflops(2.5 * ff, sb), '%.2f' % (sb / ob),
+                   kern, tflops(ff, om), bkern, tflops(2.5 * ff, obm)]
+            if pair is None:
+                worst = min(worst, sf / of, sb / ob)
+                if kern.startswith('wgmma-v') and bkern.startswith('wgmma-v'):   # the trainer's pair: not again
+                    seen.add(same_kernels((int(kern[7:]), int(bkern[7:])), d))
+            for kind, k, ratio in (('fwd', kern, sf / of), ('bwd', bkern, sb / ob)):
+                by_version[(kind, k)] = min(by_version.get((kind, k), 1e9), ratio)
+                if ratio > fastest.get(kind, ('', 0))[1]:
+                    fastest[kind] = (k, ratio)
+            if a.markdown:
+                print('| ' + ' | '.join(str(x) for x in row) + ' |')
+            else:
+                print(' '.join('%11s' % x for x in row))
+            sys.stdout.flush()
+        best.append((shape, fastest))
     print('# worst ratio (SDPA time / ours, fwd or bwd): %.2f' % worst)
+    if pairs:
+        for (kind, k), r in sorted(by_version.items()):
+            print('# %s %s: worst ratio over the shapes %.2f' % (kind, k, r))
+        for shape, fastest in best:
+            print('# B=%d T=%d H=%d Hkv=%d d=%d fastest: fwd %s (%.2f), bwd %s (%.2f)'
+                  % (shape + fastest['fwd'] + fastest['bwd']))
 
 
 if __name__ == '__main__':

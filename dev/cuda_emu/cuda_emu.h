@@ -545,6 +545,9 @@ template <int N> static void wgmma_ss(float (&d)[N / 2], uint64_t da, uint64_t d
 template <int N> static void wgmma_rs_nmajor(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t db, int scale_d) {
     emu_wgmma<N>(d, a, 0, db, true, scale_d);
 }
+template <int N> static void wgmma_rs_kmajor(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t db, int scale_d) {
+    emu_wgmma<N>(d, a, 0, db, false, scale_d);
+}
 
 // ----------------------------------------------------------------------------
 // llmc/mma.cuh's warp-specialization wrappers (sm_90a): mbarriers, TMA, named barriers, setmaxnreg.
