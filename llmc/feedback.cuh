@@ -110,8 +110,9 @@
    36/32 us per call, one layer's fwd + bwd 0.849 ms at B=8 T=1024 (dense 1.713: 0.496) and 2.954 ms at B=2 T=4096
    (dense 6.340: 0.466). The prologue (diagonal blocks, the 32x32 inverses recomputed by each of the D/32 CTAs of a
    sequence, h/f loads) was then ~1/3 of a CTA (16-19k of 46-48k cycles): the inverses are now made once per
-   sequence by fb_inverse_kernel, and the prologue is one round trip of loads (panel, gamma, h, f, Minv); predicted
-   ~8-10k cycles, i.e. ~4.5 us less per call (SESSA_FB_INV below; "in-superblock solves" has the count).
+   sequence by fb_inverse_kernel and the prologue's loads are 16-byte copies into shared memory; predicted ~6-7k
+   cycles, ~4.5 us less per forward call and ~2.5 us per backward one (SESSA_FB_INV below; "in-superblock solves"
+   has the count).
  Memory (scratch, the larger of forward and backward): forward 6BTD (s3) + 4 B S T (Z) + 2 x (6 B S T (P3)
    + 4 B S^2 (Pd)) + 4 B S D; backward 6BTD (u3) + 4BTD (fp32 dqb accumulator) + 2 x (10 B T S (slab: Zs/US fp32,
    Pc3, dZ over its rows 3i) + 4 B S^2 (PcT)) + 10 B S D (sU3, acc) + 4 B S 32 (Minv, both); the 2 x: buffers of two superblocks for the
@@ -382,16 +383,18 @@ __global__ void fb_fwd_rows_kernel(floatX *P3, float *Pd, float *lse, const floa
 // fb_sw_c / fb_sw_h), not as the C layout's 4-byte loads (a warp's load then takes 512 contiguous bytes of 4 rows,
 // not 128: the H200 clocks put those loads at 8.5-13.7k cycles of a ~48-54k CTA, forward, B=8 T=1024). The solve is
 // launched by programmatic dependent launch (fb_inverse_mode 2): its CTAs start and load while fb_inverse_kernel
-// runs, and wait for it (grid_dep_wait) only before the copy of Minv (0.7-0.9k cycles measured). Count (B=8 T=1024 D=768, H200 clocks
-// of dev/cuda/feedback_phases.cu, mean per CTA, forward with acc): the prologue was 18.7k cycles (diagonal blocks and
-// gamma 5.8k, inverses 5.1k, h and f 7.8k) of 48k, the inverses issue-bound (16 warps of an SM each issuing ~700
-// instructions: 496 FMAs, 136 LDS.128, shuffles) and every phase a round trip of its own; the loads move 112 KiB per
-// CTA (panel 32, Minv or tri 32, acc 32, f 16), 21.5 MB for the 192 CTAs, mostly L2 hits (the kernels ahead just
-// wrote them): ~3-5 us at 4-7 TB/s, so the prologue is predicted at ~8-10k cycles (one round trip, bandwidth-bound),
-// ~9k cycles (4.5 us at 1.98 GHz) less per call. fb_inverse_kernel (64 warps, one per SM, ~1-1.5k cycles of issue +
-// a load and a store round trip: ~2-3 us) runs beside it. SESSA_FB_INV=0 keeps the inverses in every CTA (the former
-// prologue; buffer 1 of the panel holds the diagonal blocks then), 1 launches the solve after fb_inverse_kernel in the
-// ordinary way: all three give the same bits (dev/cuda's checks compare them).
+// runs, and wait for it (grid_dep_wait) only before the copy of Minv (0.7-0.9k cycles measured).
+// Count (B=8 T=1024 D=768, H200 clocks of dev/cuda/feedback_phases.cu, mean per CTA, forward with acc): the prologue
+// was 18.7k cycles of 48k (diagonal blocks and gamma 5.8k, inverses 5.1k, h and f 7.8k; the inverses issue-bound: 16
+// warps of an SM each issuing ~700 instructions, 496 FMAs, 136 LDS.128, shuffles). With the inverses made once and
+// every load in one round trip it measured 15.7k (13.7k of it the loads: the same as before, so not latency but
+// throughput: a warp's 4-byte load in the C layout touches 4 rows, 4 cache lines for 128 bytes, and acc and f need
+// 2048 of those line requests per CTA, 4096 per SM), and fb_inverse_kernel ~4.6 us alone (ncu; beside the loads
+// under programmatic dependent launch). Staged by 16-byte cp.async they need 512 (and the first panel 256): the
+// prologue is predicted at ~6-7k cycles (loads ~4.6k, the reads from shared memory ~1k, Minv ~0.8k), ~9k (4.5 us)
+// less per forward call with acc, ~5k backward (gs fp32 instead of bf16 f). SESSA_FB_INV=0 keeps the inverses in
+// every CTA and the 4-byte loads (the former prologue; buffer 1 of the panel holds the diagonal blocks then), 1
+// launches the solve after fb_inverse_kernel in the ordinary way: all give the same bits (dev/cuda's checks compare).
 // Tensor cores: every 32x32 by 32x32 product of A and B is done transposed, as mma.sync m16n8k16 bf16 tiles with
 // fp32 accumulators in registers: warp p keeps h_p^T (32 columns x 32 rows of block p) in the C layout (2 m-tiles x
 // 4 n-tiles x 4 floats = 32 registers a lane), and
