@@ -357,6 +357,18 @@ attention_forward_sm90_kernel(floatX *out, float *lse, const floatX *q, const fl
    T = 16384: d = 64 0.889 -> 0.804 (1.17x), GQA 0.804 (1.20x); d = 128 0.818 -> 0.813 (1.23x), GQA 0.811 (1.22x)
  Version 8 (2 consumer warpgroups at d = 64: 128-row blocks) does 0.78 of version 7's wgmma work at T = 1024
  (no partial blocks) but has one fewer warpgroup to hide each softmax: bench_attention.py measures both.
+ Measured (H200, bench_attention.py, the order without LEAN): T = 1024 d = 64 0.120 ms (v5) -> 0.117 (v7),
+ 0.112 (v8): 0.74-0.77x SDPA, far less than the model's 1.09x; T = 4096 d = 64 0.279 -> 0.253-0.260 (1.00-1.03x);
+ T = 16384 d = 64 0.890 -> 0.828-0.852, but d = 128 0.813 -> 0.879 (1.13x, from 1.23x: the order costs there, by
+ a cause the model does not hold). At T = 1024 a block is short (2-8 key tiles), and each CTA (one per SM) starts
+ with its loads and ends with its stores and its last products with nothing else in flight on its SM: about
+ 4 us of a ~13 us CTA by the T = 1024 vs T = 16384 throughput (222 vs 484 TFLOP/s), which no order removes.
+ Versions 9, 10 (7, 8 persistent, as FlashAttention-3): one CTA per SM takes the work items blockIdx.x,
+ + gridDim.x, ... (in the same order), carrying the stage ring and the turns from one item to the next; the
+ producer loads the next item's Q once the consumers' last S of the item is done (q_empty) and its K, V into
+ the stages they free, so that the next item's loads run under the current one's last P V, softmax and stores.
+ Predicted at T = 1024, d = 64: most of the ~4 us per CTA hidden, 0.112-0.117 -> ~0.095 ms (~0.9x SDPA); at long
+ T, where a block does 32-128 tiles, within a few percent of 7, 8.
 */
 // NWG consumer warpgroups: 2 (d = 128, and version 6 at d = 64) or 3 (version 5 at d = 64: 192 query rows, as
 // FlashAttention-3; its consumers fit the 128 registers of a 512-thread block, at d = 128 they would spill)
