@@ -357,6 +357,18 @@ attention_forward_sm90_kernel(floatX *out, float *lse, const floatX *q, const fl
    T = 16384: d = 64 0.889 -> 0.804 (1.17x), GQA 0.804 (1.20x); d = 128 0.818 -> 0.813 (1.23x), GQA 0.811 (1.22x)
  Version 8 (2 consumer warpgroups at d = 64: 128-row blocks) does 0.78 of version 7's wgmma work at T = 1024
  (no partial blocks) but has one fewer warpgroup to hide each softmax: bench_attention.py measures both.
+ Measured (H200, bench_attention.py, the order without LEAN): T = 1024 d = 64 0.120 ms (v5) -> 0.117 (v7),
+ 0.112 (v8): 0.74-0.77x SDPA, far less than the model's 1.09x; T = 4096 d = 64 0.279 -> 0.253-0.260 (1.00-1.03x);
+ T = 16384 d = 64 0.890 -> 0.828-0.852, but d = 128 0.813 -> 0.879 (1.13x, from 1.23x: the order costs there, by
+ a cause the model does not hold). At T = 1024 a block is short (2-8 key tiles), and each CTA (one per SM) starts
+ with its loads and ends with its stores and its last products with nothing else in flight on its SM: about
+ 4 us of a ~13 us CTA by the T = 1024 vs T = 16384 throughput (222 vs 484 TFLOP/s), which no order removes.
+ Versions 9, 10 (7, 8 persistent, as FlashAttention-3): one CTA per SM takes the work items blockIdx.x,
+ + gridDim.x, ... (in the same order), carrying the stage ring and the turns from one item to the next; the
+ producer loads the next item's Q once the consumers' last S of the item is done (q_empty) and its K, V into
+ the stages they free, so that the next item's loads run under the current one's last P V, softmax and stores.
+ Predicted at T = 1024, d = 64: most of the ~4 us per CTA hidden, 0.112-0.117 -> ~0.095 ms (~0.9x SDPA); at long
+ T, where a block does 32-128 tiles, within a few percent of 7, 8.
 */
 // NWG consumer warpgroups: 2 (d = 128, and version 6 at d = 64) or 3 (version 5 at d = 64: 192 query rows, as
 // FlashAttention-3; its consumers fit the 128 registers of a 512-thread block, at d = 128 they would spill)
@@ -366,7 +378,7 @@ template <int HD, int NWG_> struct AttWCfg {
     static constexpr int PRODUCER_REGS = NWG == 2 ? 24 : 32, CONSUMER_REGS = NWG == 2 ? 240 : 160;
     static_assert(128 * (PRODUCER_REGS + NWG * CONSUMER_REGS) <= 65536, "setmaxnreg: the block's registers");
     static constexpr int Q_BYTES = BQ * HD * 2, KV_BYTES = BK * HD * 2;
-    static constexpr int BARS = 1 + 4 * STAGES;                          // q_full, k/v full, k/v empty
+    static constexpr int BARS = 2 + 4 * STAGES;                          // q_full, k/v full, k/v empty, q_empty
     static constexpr size_t SMEM = 1024 + Q_BYTES + 2 * STAGES * KV_BYTES + 8 * BARS;
     static_assert(BQ <= 256 && BK <= 256, "a TMA box has at most 256 rows");
 };
@@ -395,8 +407,9 @@ __device__ __forceinline__ void attw_init_barriers(uint64_t *full, int n_consume
 // the section at one rank before the next (the longest blocks of all its heads first: longest-processing-time
 // order, so the wave's tail is made of short blocks), and the sections one after the other (a section's K, V or
 // Q, dO stay in L2: atth_section). sec = 1 is the order of a (nb, heads, B) grid: each head's blocks in turn.
-__device__ __forceinline__ void atth_block_order(int &rank, int &bh, int nb, int nh, int sec) {
-    const int L = blockIdx.x, s0 = L / (sec * nb) * sec;   // the first pair of L's section (the ones before are full)
+// (L: blockIdx.x, or a persistent CTA's work item)
+__device__ __forceinline__ void atth_block_order(int &rank, int &bh, int L, int nb, int nh, int sec) {
+    const int s0 = L / (sec * nb) * sec;                  // the first pair of L's section (the ones before are full)
     const int n = min(sec, nh - s0), r = L - s0 * nb;     // the section's pairs; L's place in it
     rank = r / n;
     bh = s0 + r % n;
@@ -407,119 +420,144 @@ __device__ __forceinline__ void attw_load_rows(unsigned char *dst, const CUtenso
 #pragma unroll
     for (int p = 0; p < HD / 64; p++) tma_load_4d(dst + p * R * 128, map, bar, 64 * p, hd, row0, b);
 }
-// the producer's loop: K_j, V_j (rows j BK.., kv head hk) into stage j % NST of Ks, Vs (BK x HD each), each after
-// the stage's empty barrier says tile j - NST is done with it; k_full as laid out by attw_init_barriers
+// the producer's loop: K_j, V_j (rows j BK.., kv head hk) into stage g % NST of Ks, Vs (BK x HD each), g = c0 + j
+// the tile's place in the ring (c0: tiles the ring carried before, for a persistent CTA's later work items), each
+// after the stage's empty barrier says tile g - NST is done with it; k_full as laid out by attw_init_barriers
 template <int HD, int BK, int NST>
 __device__ __forceinline__ void attw_produce_kv(unsigned char *Ks, unsigned char *Vs, uint64_t *k_full,
-                                                const CUtensorMap *tk, const CUtensorMap *tv, int hk, int b, int n_tiles) {
+                                                const CUtensorMap *tk, const CUtensorMap *tv, int hk, int b, int n_tiles,
+                                                int c0 = 0) {
     constexpr int KV_BYTES = BK * HD * 2;
     uint64_t *v_full = k_full + NST, *k_empty = v_full + NST, *v_empty = k_empty + NST;
     for (int j = 0; j < n_tiles; j++) {
-        const int st = j % NST, ph = (j / NST) & 1;
-        if (j >= NST) mbar_wait(k_empty + st, ph ^ 1);                 // tile j - NST is done with K's stage
+        const int g = c0 + j, st = g % NST, ph = (g / NST) & 1;
+        if (g >= NST) mbar_wait(k_empty + st, ph ^ 1);                 // tile g - NST is done with K's stage
         mbar_arrive_expect_tx(k_full + st, KV_BYTES);
         attw_load_rows<HD, BK>(Ks + st * KV_BYTES, tk, k_full + st, hk, j * BK, b);
-        if (j >= NST) mbar_wait(v_empty + st, ph ^ 1);                 // ... and with V's
+        if (g >= NST) mbar_wait(v_empty + st, ph ^ 1);                 // ... and with V's
         mbar_arrive_expect_tx(v_full + st, KV_BYTES);
         attw_load_rows<HD, BK>(Vs + st * KV_BYTES, tv, v_full + st, hk, j * BK, b);
     }
 }
 #endif // SESSA_SM90A
 
-// grid ceil(T/BQ) B H (1-d), query blocks in atth_block_order with sections of sec heads (rank 0 = the last query
-// block, the longest); AttWCfg<HD, NWG>::THREADS threads, ::SMEM bytes.
+// grid: n_work = ceil(T/BQ) B H work items (query blocks) in atth_block_order with sections of sec heads (rank 0 =
+// the last query block, the longest); one per CTA (gridDim.x = n_work), or, persistent (versions 9, 10: gridDim.x
+// = the SMs), items blockIdx.x, + gridDim.x, ... in turn, the stage ring and the turns carried on from one to the
+// next (the producer loads the next item's Q once every consumer's last S of the item is done: q_empty, and its
+// K, V while the consumers finish the item: no prologue or epilogue without loads or products in flight).
+// AttWCfg<HD, NWG>::THREADS threads, ::SMEM bytes.
 // tq, tk, tv: 4-d tensor maps of q, k, v (d, heads, T, B), boxes of 64 columns x BQ (q) or BK (k, v) rows.
-// LEAN (versions 7, 8): a consumer whose 64 rows all lie past T (in the last block, when T % BQ leaves a warpgroup
+// LEAN (versions 7-10): a consumer whose 64 rows all lie past T (in the last block, when T % BQ leaves a warpgroup
 // empty: T = 1024, 4096, 16384 with BQ = 192 leave 2 of 3) only takes its turns and releases the stages
 template <int HD, int NWG_, bool LEAN>
 __global__ void __launch_bounds__(AttWCfg<HD, NWG_>::THREADS, 1)
 attention_forward_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                                  const __grid_constant__ CUtensorMap tv, floatX *out, float *lse, int T, int H, int Hkv,
-                                 int sec) {
+                                 int sec, int n_work) {
 #ifdef SESSA_SM90A
     using C = AttWCfg<HD, NWG_>;
     constexpr int NWG = C::NWG, BQ = C::BQ, BK = C::BK, NST = C::STAGES, NS = BK / 2, NO = HD / 2;
     extern __shared__ __align__(1024) unsigned char atth_smem[];
     unsigned char *Qs = atth_smem_base(atth_smem), *Ks = Qs + C::Q_BYTES, *Vs = Ks + NST * C::KV_BYTES;
     uint64_t *q_full = (uint64_t *)(Vs + NST * C::KV_BYTES), *k_full = q_full + 1, *v_full = k_full + NST;
-    uint64_t *k_empty = v_full + NST, *v_empty = k_empty + NST;
+    uint64_t *k_empty = v_full + NST, *v_empty = k_empty + NST, *q_empty = v_empty + NST;
     const int tid = threadIdx.x, wg = tid / 128, nb = (T + BQ - 1) / BQ;
-    int rank, bh;
-    atth_block_order(rank, bh, nb, gridDim.x / nb, sec);
-    const int i0 = (nb - 1 - rank) * BQ, h = bh % H, b = bh / H, hk = h / (H / Hkv);
-    const int n_tiles = (min(i0 + BQ, T) - 1) / BK + 1;                // key tiles up to the block's last row
+    // work item w -> its query block i0 (BQ rows) of head h, batch b, and its key tiles up to the block's last row
+    auto item = [&](int w, int &i0, int &h, int &b, int &n_tiles) {
+        int rank, bh;
+        atth_block_order(rank, bh, w, nb, n_work / nb, sec);
+        i0 = (nb - 1 - rank) * BQ, h = bh % H, b = bh / H;
+        n_tiles = (min(i0 + BQ, T) - 1) / BK + 1;
+    };
+    if (tid == 0) mbar_init(q_empty, 128 * NWG);       // (fenced with the others by attw_init_barriers)
     attw_init_barriers<NST>(q_full, 128 * NWG);
     if (wg == 0) {                                     // the producer
         setmaxnreg_dec<C::PRODUCER_REGS>();
         if (tid != 0) return;
-        mbar_arrive_expect_tx(q_full, C::Q_BYTES);
-        attw_load_rows<HD, BQ>(Qs, &tq, q_full, h, i0, b);
-        attw_produce_kv<HD, BK, NST>(Ks, Vs, k_full, &tk, &tv, hk, b, n_tiles);
+        for (int w = blockIdx.x, n = 0, c0 = 0, i0, h, b, n_tiles; w < n_work; w += gridDim.x, n++, c0 += n_tiles) {
+            item(w, i0, h, b, n_tiles);
+            if (n > 0) mbar_wait(q_empty, (n - 1) & 1);                // the previous item's S products are done
+            mbar_arrive_expect_tx(q_full, C::Q_BYTES);
+            attw_load_rows<HD, BQ>(Qs, &tq, q_full, h, i0, b);
+            attw_produce_kv<HD, BK, NST>(Ks, Vs, k_full, &tk, &tv, h / (H / Hkv), b, n_tiles, c0);
+        }
         return;
     }
 
     setmaxnreg_inc<C::CONSUMER_REGS>();                // a consumer: 64 query rows
     const int cw = wg - 1, g = tid % 32 / 4;
-    const int wg0 = i0 + 64 * cw, r0 = wg0 + 16 * ((tid % 128) / 32) + g;   // warpgroup's first row; rows r0, r0+8
     const float sl2 = rsqrtf((float)HD) * 1.4426950408889634f;        // scores -> log2 units
     const unsigned char *Qw = Qs + cw * 64 * 128;                      // this warpgroup's 64 rows of panel 0
-    float s[NS], o[NO], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}, corr[2];
+    float s[NS], o[NO], m[2], l[2], corr[2];
     uint32_t pa[BK / 16][4];
 #pragma unroll
     for (int i = 0; i < NS; i++) s[i] = 0.0f;
 #pragma unroll
-    for (int i = 0; i < NO; i++) o[i] = 0.0f;
-#pragma unroll
     for (int kk = 0; kk < BK / 16; kk++) for (int i = 0; i < 4; i++) pa[kk][i] = 0u;
-    mbar_wait(q_full, 0);
     if (cw == NWG - 1) bar_arrive(1, 256);             // consumer 0 has the first turn
-    if (LEAN && wg0 >= T) {                            // no rows: the loop below without its products
-        for (int j = 0; j < n_tiles; j++) {
-            const int st = j % NST, sp = (j + NST - 1) % NST;
-            mbar_wait(k_full + st, (j / NST) & 1);
-            if (j > 0) mbar_wait(v_full + sp, ((j - 1) / NST) & 1);
-            bar_sync(1 + cw, 256);
-            if (cw < NWG - 1 || j + 1 < n_tiles) bar_arrive(1 + (cw + 1) % NWG, 256);
-            mbar_arrive(k_empty + st);
-            if (j > 0) mbar_arrive(v_empty + sp);
+    for (int w = blockIdx.x, n = 0, c0 = 0, i0, h, b, n_tiles; w < n_work; w += gridDim.x, n++, c0 += n_tiles) {
+        item(w, i0, h, b, n_tiles);
+        const int wg0 = i0 + 64 * cw, r0 = wg0 + 16 * ((tid % 128) / 32) + g;   // warpgroup's first row; rows r0, r0+8
+        const bool last = w + gridDim.x >= n_work;     // the CTA's last item: its last turn is not handed on
+        const int gl = c0 + n_tiles - 1;               // the item's last tile in the ring
+        mbar_wait(q_full, n & 1);
+        if (LEAN && wg0 >= T) {                        // no rows: the loop below without its products
+            for (int j = 0; j < n_tiles; j++) {
+                const int gj = c0 + j, st = gj % NST, sp = (gj + NST - 1) % NST;
+                mbar_wait(k_full + st, (gj / NST) & 1);
+                if (j > 0) mbar_wait(v_full + sp, ((gj - 1) / NST) & 1);
+                bar_sync(1 + cw, 256);
+                if (cw < NWG - 1 || j + 1 < n_tiles || !last) bar_arrive(1 + (cw + 1) % NWG, 256);
+                mbar_arrive(k_empty + st);
+                if (j > 0) mbar_arrive(v_empty + sp);
+            }
+            mbar_arrive(q_empty);
+            mbar_wait(v_full + gl % NST, (gl / NST) & 1);
+            mbar_arrive(v_empty + gl % NST);
+            continue;
         }
-        return;
-    }
-    for (int j = 0; j < n_tiles; j++) {
-        const int st = j % NST, sp = (j + NST - 1) % NST;              // K_j's stage, V_j-1's stage
-        mbar_wait(k_full + st, (j / NST) & 1);
-        if (j > 0) mbar_wait(v_full + sp, ((j - 1) / NST) & 1);
-        bar_sync(1 + cw, 256);                         // this warpgroup's turn at the tensor cores
-        wgmma_fence_operand(s);
+        m[0] = m[1] = -INFINITY;
+        l[0] = l[1] = 0.0f;
+#pragma unroll
+        for (int i = 0; i < NO; i++) o[i] = 0.0f;
+        for (int j = 0; j < n_tiles; j++) {
+            const int gj = c0 + j, st = gj % NST, sp = (gj + NST - 1) % NST;   // K_j's stage, V_j-1's stage
+            mbar_wait(k_full + st, (gj / NST) & 1);
+            if (j > 0) mbar_wait(v_full + sp, ((gj - 1) / NST) & 1);
+            bar_sync(1 + cw, 256);                     // this warpgroup's turn at the tensor cores
+            wgmma_fence_operand(s);
+            wgmma_fence_operand(o);
+            wgmma_fence();
+            atth_issue_qk<HD, BQ, BK>(s, Qw, Ks + st * C::KV_BYTES);                 // S_j
+            if (j > 0) {                                                             // O += P_j-1 V_j-1
+                wgmma_fence();
+                atth_issue_pv<HD, BK>(o, pa, Vs + sp * C::KV_BYTES);
+            }
+            if (j > 0) wgmma_wait<1>(); else wgmma_wait<0>();                      // S_j done
+            wgmma_fence_operand(s);
+            // the next one's turn (after the wait: a bar.arrive between issue and wait makes ptxas serialize wgmma)
+            if (cw < NWG - 1 || j + 1 < n_tiles || !last) bar_arrive(1 + (cw + 1) % NWG, 256);
+            mbar_arrive(k_empty + st);
+            atth_softmax<BK>(s, m, l, corr, j * BK, wg0, r0, sl2);              // under the others' products
+            wgmma_wait<0>();
+            wgmma_fence_operand(o);
+            atth_fence_p<BK / 16>(pa);
+            if (j > 0) mbar_arrive(v_empty + sp);
+            atth_rescale<HD>(o, corr);
+            atth_pack_p<BK>(pa, s);
+        }
+        mbar_arrive(q_empty);                          // this warpgroup's S products of the item are done
+        mbar_wait(v_full + gl % NST, (gl / NST) & 1);  // O += P_last V_last
         wgmma_fence_operand(o);
         wgmma_fence();
-        atth_issue_qk<HD, BQ, BK>(s, Qw, Ks + st * C::KV_BYTES);                 // S_j
-        if (j > 0) {                                                             // O += P_j-1 V_j-1
-            wgmma_fence();
-            atth_issue_pv<HD, BK>(o, pa, Vs + sp * C::KV_BYTES);
-        }
-        if (j > 0) wgmma_wait<1>(); else wgmma_wait<0>();                      // S_j done
-        wgmma_fence_operand(s);
-        // the next one's turn (after the wait: a bar.arrive between issue and wait makes ptxas serialize wgmma)
-        if (cw < NWG - 1 || j + 1 < n_tiles) bar_arrive(1 + (cw + 1) % NWG, 256);
-        mbar_arrive(k_empty + st);
-        atth_softmax<BK>(s, m, l, corr, j * BK, wg0, r0, sl2);                  // under the others' products
+        atth_issue_pv<HD, BK>(o, pa, Vs + (gl % NST) * C::KV_BYTES);
         wgmma_wait<0>();
         wgmma_fence_operand(o);
         atth_fence_p<BK / 16>(pa);
-        if (j > 0) mbar_arrive(v_empty + sp);
-        atth_rescale<HD>(o, corr);
-        atth_pack_p<BK>(pa, s);
+        mbar_arrive(v_empty + gl % NST);
+        atth_epilogue<HD>(out, lse, o, m, l, b, h, H, T, r0, sl2);
     }
-    const int sl = (n_tiles - 1) % NST;                // O += P_last V_last
-    mbar_wait(v_full + sl, ((n_tiles - 1) / NST) & 1);
-    wgmma_fence_operand(o);
-    wgmma_fence();
-    atth_issue_pv<HD, BK>(o, pa, Vs + sl * C::KV_BYTES);
-    wgmma_wait<0>();
-    wgmma_fence_operand(o);
-    atth_fence_p<BK / 16>(pa);
-    atth_epilogue<HD>(out, lse, o, m, l, b, h, H, T, r0, sl2);
 #endif // SESSA_SM90A
 }
 
@@ -618,18 +656,39 @@ static int atth_section(size_t bytes_per_unit, int unit, int nh) {
     return (nu + nsec - 1) / nsec * unit;
 }
 
+// the CTAs of a persistent kernel: the device's SMs (one CTA each), or atth_persistent_ctas when set (dev/cuda's
+// checks: a few, so that every CTA takes many work items)
+static int atth_persistent_ctas = 0;
+static int atth_sm_count(void) {
+    if (atth_persistent_ctas > 0) return atth_persistent_ctas;
+    static int n = 0;
+#ifdef SESSA_CUDA_EMU_H
+    n = 4;   // (the CPU emulator has no device attributes)
+#else
+    if (n == 0) {
+        int dev;
+        cudaCheck(cudaGetDevice(&dev));
+        cudaCheck(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
+    }
+#endif
+    return n;
+}
+
 // lpt = false: sections of 1 head (each head's query blocks in turn, longest first: versions 5, 6); true: sections
-// of atth_section heads, and the kernel LEAN (versions 7, 8)
+// of atth_section heads, and the kernel LEAN (versions 7-10); persistent: one CTA per SM taking the work items in
+// turn (versions 9, 10), else one per item
 template <int HD, int NWG>
 static void attention_forward_sm90_ws_hd(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
-                                         int B, int T, int H, int Hkv, int ldq, int ldkv, bool lpt, cudaStream_t stream) {
+                                         int B, int T, int H, int Hkv, int ldq, int ldkv, bool lpt, bool persistent,
+                                         cudaStream_t stream) {
     using C = AttWCfg<HD, NWG>;
     CUtensorMap tq = atth_tensor_map(q, B, T, H, HD, ldq, C::BQ), tk = atth_tensor_map(k, B, T, Hkv, HD, ldkv, C::BK);
     CUtensorMap tv = atth_tensor_map(v, B, T, Hkv, HD, ldkv, C::BK);
-    const int sec = lpt ? atth_section((size_t)T * HD * 4, H / Hkv, B * H) : 1;
+    const int sec = lpt ? atth_section((size_t)T * HD * 4, H / Hkv, B * H) : 1, n_work = ceil_div(T, C::BQ) * B * H;
+    const int grid = persistent && atth_sm_count() < n_work ? atth_sm_count() : n_work;
     auto kernel = lpt ? attention_forward_sm90_ws_kernel<HD, NWG, true> : attention_forward_sm90_ws_kernel<HD, NWG, false>;
     cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM));
-    kernel<<<ceil_div(T, C::BQ) * B * H, C::THREADS, C::SMEM, stream>>>(tq, tk, tv, out, lse, T, H, Hkv, sec);
+    kernel<<<grid, C::THREADS, C::SMEM, stream>>>(tq, tk, tv, out, lse, T, H, Hkv, sec, n_work);
     cudaCheck(cudaGetLastError());
 }
 
@@ -640,7 +699,8 @@ static void attention_forward_sm90_ws_hd(floatX *out, float *lse, const floatX *
 // version: 3 and 4 the kernel with all threads loading (overlap off / on), 5 the warp-specialized one (3 consumer
 // warpgroups at d = 64, 2 at d = 128), 6 the same with 2 consumer warpgroups at d = 64 too, 7 and 8 versions 5 and
 // 6 with the longest blocks of all heads of an L2 section first (atth_block_order) and no products for warpgroups
-// past T (LEAN); ldq, ldkv: the row strides of q and of k, v (0: dense; attention_row_strides)
+// past T (LEAN), 9 and 10 versions 7 and 8 persistent (one CTA per SM); ldq, ldkv: the row strides of q and of k, v
+// (0: dense; attention_row_strides)
 static void attention_forward_sm90(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
                                    int B, int T, int H, int Hkv, int d, cudaStream_t stream, int version = ATTH_FWD_VERSION,
                                    int ldq = 0, int ldkv = 0) {
@@ -649,19 +709,19 @@ static void attention_forward_sm90(floatX *out, float *lse, const floatX *q, con
     int ld[2];
     attention_row_strides(ld, ldq, ldkv, H, Hkv, d);
     if (d != 64 && d != 128) fatal("attention (Hopper): head width d=%d is not supported (64 or 128)", d);
-    if (version < 3 || version > 8) fatal("attention (Hopper): forward version %d does not exist (3 to 8)", version);
+    if (version < 3 || version > 10) fatal("attention (Hopper): forward version %d does not exist (3 to 10)", version);
     if (!attention_sm90_usable())
         fatal("attention (Hopper): needs a compute capability 9.0 GPU, a binary built with "
               "-gencode arch=compute_90a,code=sm_90a, and SESSA_ATT_SM90 not 0");
     const int l0 = ld[0], l1 = ld[1];
-    const bool lpt = version >= 7, nwg3 = version == 5 || version == 7;   // (3 consumer warpgroups: d = 64 only)
+    const bool lpt = version >= 7, per = version >= 9, nwg3 = version % 2 == 1;   // (3 consumer warpgroups: d = 64 only)
     if (d == 64 && version == 3) attention_forward_sm90_hd<64, false>(out, lse, q, k, v, B, T, H, Hkv, l0, l1, stream);
     if (d == 64 && version == 4) attention_forward_sm90_hd<64, true>(out, lse, q, k, v, B, T, H, Hkv, l0, l1, stream);
-    if (d == 64 && version >= 5 && nwg3) attention_forward_sm90_ws_hd<64, 3>(out, lse, q, k, v, B, T, H, Hkv, l0, l1, lpt, stream);
-    if (d == 64 && version >= 5 && !nwg3) attention_forward_sm90_ws_hd<64, 2>(out, lse, q, k, v, B, T, H, Hkv, l0, l1, lpt, stream);
+    if (d == 64 && version >= 5 && nwg3) attention_forward_sm90_ws_hd<64, 3>(out, lse, q, k, v, B, T, H, Hkv, l0, l1, lpt, per, stream);
+    if (d == 64 && version >= 5 && !nwg3) attention_forward_sm90_ws_hd<64, 2>(out, lse, q, k, v, B, T, H, Hkv, l0, l1, lpt, per, stream);
     if (d == 128 && version == 3) attention_forward_sm90_hd<128, false>(out, lse, q, k, v, B, T, H, Hkv, l0, l1, stream);
     if (d == 128 && version == 4) attention_forward_sm90_hd<128, true>(out, lse, q, k, v, B, T, H, Hkv, l0, l1, stream);
-    if (d == 128 && version >= 5) attention_forward_sm90_ws_hd<128, 2>(out, lse, q, k, v, B, T, H, Hkv, l0, l1, lpt, stream);
+    if (d == 128 && version >= 5) attention_forward_sm90_ws_hd<128, 2>(out, lse, q, k, v, B, T, H, Hkv, l0, l1, lpt, per, stream);
 }
 
 #include "attention_sm90_bwd.cuh"   // the backward, on the pieces above

@@ -288,7 +288,7 @@ attention_backward_dq_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, con
     uint64_t *k_empty = v_full + NST, *v_empty = k_empty + NST;
     const int tid = threadIdx.x, wg = tid / 128, nb = (T + BQ - 1) / BQ;
     int rank, bh;
-    atth_block_order(rank, bh, nb, gridDim.x / nb, sec);
+    atth_block_order(rank, bh, blockIdx.x, nb, gridDim.x / nb, sec);
     const int i0 = (nb - 1 - rank) * BQ, h = bh % H, b = bh / H, hk = h / (H / Hkv);
     const int n_tiles = (min(i0 + BQ, T) - 1) / BK + 1;                          // key tiles up to the last row
     attw_init_barriers<NST>(qdo_full, 128 * C::NWG);
@@ -485,7 +485,7 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
     uint64_t *kv_full = (uint64_t *)(Ds + NST * BQ), *it_full = kv_full + 1, *it_empty = it_full + NST;
     const int tid = threadIdx.x, wg = tid / 128, nb = (T + BKV - 1) / BKV;
     int rank, bh;
-    atth_block_order(rank, bh, nb, gridDim.x / nb, sec);
+    atth_block_order(rank, bh, blockIdx.x, nb, gridDim.x / nb, sec);
     const int j0 = rank * BKV, hk = bh % Hkv, b = bh / Hkv, grp = H / Hkv;
     const int n_q = (T - j0 + BQ - 1) / BQ, n_it = grp * n_q;                // query tiles per head, work items
     if (tid == 0) {

@@ -17,7 +17,9 @@
    versions 7, 8: versions 5, 6 with the CTAs in longest-first order across the heads of an L2 section
               (atth_block_order: the longest query blocks of all heads first, the short ones make the tail), and
               no products for a consumer warpgroup whose rows all lie past T
-   Versions 3-8 are checked against the CPU reference and against version 2; the CPU emulator runs them
+   versions 9, 10: versions 7, 8 persistent: one CTA per SM, taking the work items in turn with the stage ring and
+              the turns carried on, the next item's loads under the current one's last products and epilogue
+   Versions 3-10 are checked against the CPU reference and against version 2; the CPU emulator runs them
    through its wgmma, TMA, mbarrier and named-barrier twins (dev/cuda_emu/cuda_emu.h).
  make -C dev/cuda bin/attention_forward && dev/cuda/bin/attention_forward check|bench [version]
  attention_backward.cu includes this file (with ATTENTION_FORWARD_NO_MAIN) for the CPU reference and the setup.
@@ -383,8 +385,8 @@ static int att_forward_is_sm90(int d) {
 #endif
 }
 #define ATT_VERSIONS 7   // of the backward
-#define ATT_FWD_VERSIONS 8
-// the kernels in longest-first order (forward 7, 8, backward 5-7) run here with an L2 budget of 100 KiB, which cuts
+#define ATT_FWD_VERSIONS 10
+// the kernels in longest-first order (forward 7-10, backward 5-7) run here with an L2 budget of 100 KiB, which cuts
 // the check problems into sections of 1 to 2 GQA groups or kv heads (B=3 T=150 H=2 Hkv=1 d=64: 2 + 1 in the
 // forward and the dQ kernel, a smaller last section), every path of atth_block_order; the trainer keeps 32 MiB
 static void att_check_sections(bool lpt) { atth_l2_budget = lpt ? (size_t)100 << 10 : (size_t)32 << 20; }
@@ -415,6 +417,7 @@ static int check(int version, int B, int T, int H, int Hkv, int d, int stacked) 
     printf("check version %d B=%d T=%d H=%d Hkv=%d d=%d%s\n", version, B, T, H, Hkv, d, stacked ? " stacked q|k|v" : "");
     AttProblem p = make_att_problem(B, T, H, Hkv, d, stacked);
     att_check_sections(version >= 7);
+    atth_persistent_ctas = version >= 9 ? 3 : 0;   // persistent: 3 CTAs, each taking many work items in turn
     size_t nq = (size_t)B * T * H * d;
     float *out_ref = (float *)mallocCheck(nq * sizeof(float)), *lse_ref = (float *)mallocCheck((size_t)B * H * T * sizeof(float));
     attention_cpu(out_ref, lse_ref, NULL, NULL, NULL, NULL, p.q, p.k, p.v, B, T, H, Hkv, d);
@@ -472,7 +475,7 @@ int main(int argc, char **argv) {
             // q, k, v as the trainer passes them (column slices of one wider matrix: row strides, TMA's too), at
             // every width, GQA and MHA, several tiles
             ok &= check(version, 2, 200, 4, 2, 64, 1) & check(version, 1, 333, 4, 1, 128, 1) & check(version, 1, 67, 3, 3, 32, 1);
-            // versions 3-8 also: T = 1 and T < 64 at their widths; a longer sequence at both widths (17 key tiles
+            // versions 3-10 also: T = 1 and T < 64 at their widths; a longer sequence at both widths (17 key tiles
             // of 128: many turns of the stage rings and of version 5's ping-pong; 5 in the CPU emulator, where 2100
             // would take minutes)
 #ifndef SESSA_CUDA_EMU_H

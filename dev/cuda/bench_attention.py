@@ -26,15 +26,16 @@ SHAPES = [(B, T, H, Hkv, d)
           for (B, T) in [(16, 1024), (4, 4096), (1, 16384)]
           for (H, Hkv, d) in [(12, 12, 64), (12, 4, 64), (8, 8, 128), (8, 2, 128)]]
 QUICK = [(8, 1024, 12, 12, 64), (8, 1024, 12, 4, 64), (4, 2048, 8, 2, 128)]   # the issue's original table
-# forward 6: 2 consumer warpgroups at d = 64; 7, 8: 5, 6 in longest-first order; backward 5: 4 in that order,
+# forward 6: 2 consumer warpgroups at d = 64; 7, 8: 5, 6 in longest-first order; 9, 10: 7, 8 persistent;
+# backward 5: 4 in that order,
 # 6: 5 with the consumer warpgroups in ping-pong, 7: 6 with register A operands
-VERSIONS = '6:5,7:6,8:7'
+VERSIONS = '6:5,7:6,8:7,9:7,10:7'
 
 
 def same_kernels(pair, d):
-    """the pair as the kernels it runs at head width d (forward 6 is 5 and 8 is 7 at d = 128)"""
+    """the pair as the kernels it runs at head width d (forward 6 is 5, 8 is 7, 10 is 9 at d = 128)"""
     f, b = pair
-    return ({6: 5, 8: 7}.get(f, f) if d == 128 else f, b)
+    return ({6: 5, 8: 7, 10: 9}.get(f, f) if d == 128 else f, b)
 
 
 def fail(msg):
