@@ -16,6 +16,10 @@
    cublasLtMatmul with a user-owned workspace, as here); dev/cuda/matmul.cu check and test_sessacu (the whole
    backward) run it twice and compare bits. Where cuBLASLt has no BGRADB algorithm for a shape the plan records
    it once, and that shape falls back to the column sums.
+ Algorithm choice: cuBLASLt's heuristic ranks the algorithms for a problem; its first is not always the fastest
+ on our shapes, so a table measured once per GPU model (gemm_choices, made by SESSA_GEMM_TUNE=1) names another of
+ its results for some problems (every plan, the feedback's too). Fixed per problem, never timed at run time: the
+ results stay bitwise reproducible.
  Leading dimensions are explicit so that the tied head can read V of the Vp padded columns (padded
  vocabulary rows never produce logits).
  Per-call-site kernels, times and rates of a d12 step, and the one outlier (the 768 x 768 weight gradient:
