@@ -223,6 +223,11 @@ typedef struct { const floatX *ptr; int ld; long long stride; bool trans; } FbIn
 typedef struct { void *ptr; cudaDataType_t type; int ld; long long stride; } FbOut;     // C: fp32 or bf16
 typedef struct { int m, n, k, batch; } FbShape;                                            // C is m x n, k inner
 
+// the overlap's side streams (fb_streams) and their own cuBLASLt workspaces: GEMMs running at the same time on
+// different streams must not share one (cuBLASLt keeps split-K partials and the CTAs' counters there)
+static cudaStream_t fb_side_stream[2];
+static void *fb_side_workspace[2];
+
 static void fb_gemm(FbOut C, FbIn A, FbIn B, FbShape sh, float alpha, float beta, cudaStream_t stream) {
     int m = sh.m, n = sh.n, k = sh.k, batch = sh.batch;
     if (m <= 0 || n <= 0 || k <= 0 || batch <= 0) fatal("fb_gemm: empty product m=%d n=%d k=%d batch=%d", m, n, k, batch);
@@ -247,9 +252,12 @@ static void fb_gemm(FbOut C, FbIn A, FbIn B, FbShape sh, float alpha, float beta
         }
     }
     if (plan == NULL) { fb_plan_make(&tmp, &key); plan = &tmp; }
+    void *ws = cublaslt_workspace;
+    for (int i = 0; i < 2; i++)
+        if (fb_side_workspace[i] && stream == fb_side_stream[i]) ws = fb_side_workspace[i];
     cublasCheck(cublasLtMatmul(cublaslt_handle, plan->desc, &alpha, B.ptr, plan->la, A.ptr, plan->lb,
                                &beta, C.ptr, plan->lc, C.ptr, plan->lc, &plan->algo,
-                               cublaslt_workspace, cublaslt_workspace_size, stream));
+                               ws, cublaslt_workspace_size, stream));
     if (plan == &tmp) fb_plan_free(&tmp);
 }
 
@@ -908,6 +916,9 @@ static size_t fb_bwd_carve(FbBwdScratch *w, void *scratch, int B, int T, int D) 
 // B=1 the solve fills 24 of 132 SMs, so the side work is nearly free there. Events order every read after its
 // write across streams (ready: a's buffer k is written; solved: U's solve is done; freed: b no longer reads buffer
 // k); buffers k = superblock parity (FbFwdScratch). fork/join make the side streams part of a CUDA graph capture.
+// Each side stream has its own cuBLASLt workspace (2 x 32 MiB, once per process). The first H200 run of the overlap
+// shared one: results right, but a backward at S=64, B=1 T=8192 took 2.2 s instead of ~14 ms, most likely GEMMs of
+// two streams meeting in one workspace (the FB_S=64 line of the fbbench stage shows whether this was it).
 // SESSA_FB_STREAMS=0: everything on the calling stream (the events then order nothing), for comparison.
 // Predicted (not yet measured; one stream: B=1 T=8192 5.90 ms, B=8 T=1024 0.75): at B=1 T=8192 the forward's Z +
 // row pass (~25 of ~85 us per superblock) and the backward's slab and tail (~45 of ~100 us) hide behind the chain:
@@ -924,6 +935,9 @@ static FbStreams fb_streams(cudaStream_t stream) {
         if (on) {
             cudaCheck(cudaStreamCreateWithFlags(&st.a, cudaStreamNonBlocking));
             cudaCheck(cudaStreamCreateWithFlags(&st.b, cudaStreamNonBlocking));
+            fb_side_stream[0] = st.a;
+            fb_side_stream[1] = st.b;
+            for (int i = 0; i < 2; i++) cudaMallocCheck(&fb_side_workspace[i], cublaslt_workspace_size);
         }
     }
     FbStreams r = st;
