@@ -920,9 +920,12 @@ static size_t fb_bwd_carve(FbBwdScratch *w, void *scratch, int B, int T, int D) 
 // shared one: results right, but a backward at S=64, B=1 T=8192 took 2.2 s instead of ~14 ms, most likely GEMMs of
 // two streams meeting in one workspace (the FB_S=64 line of the fbbench stage shows whether this was it).
 // SESSA_FB_STREAMS=0: everything on the calling stream (the events then order nothing), for comparison.
-// Predicted (not yet measured; one stream: B=1 T=8192 5.90 ms, B=8 T=1024 0.75): at B=1 T=8192 the forward's Z +
-// row pass (~25 of ~85 us per superblock) and the backward's slab and tail (~45 of ~100 us) hide behind the chain:
-// ~4.0 ms; at B=8 T=1024 the solves leave ~1/4 of the SMs free: ~0.65 ms.
+// Predicted: at B=1 T=8192 the forward's Z + row pass (~25 of ~85 us per superblock) and the backward's slab and
+// tail (~45 of ~100 us) hide behind the chain: 5.90 -> ~4.0 ms; at B=8 T=1024 the solves leave ~1/4 of the SMs free:
+// 0.75 -> ~0.65 ms. Measured (H200, dev/cuda feedback_backward bench, with FB8's solve changes; fwd + bwd, overlap
+// against SESSA_FB_STREAMS=0): B=1 T=8192 4.14 / 5.15 ms, B=2 T=4096 2.02 / 2.56, B=4 T=2048 1.16 / 1.32, B=8
+// T=1024 0.680 / 0.774, B=16 T=512 0.506 / 0.532, B=32 T=256 0.398 / 0.386 (one superblock: since then on one
+// stream); d12 B=8 T=1024 training step 22.2 / 23.0 ms.
 typedef struct { cudaStream_t a, b; cudaEvent_t fork, join_a, join_b, solved, ready[2], freed[2]; } FbStreams;
 static FbStreams fb_streams(cudaStream_t stream) {
     static FbStreams st;
@@ -985,6 +988,7 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
     // the solve reads whole 16-byte chunks of Pd past Sv (times s = 0 there): they must be finite, not stale scratch
     for (int k = 0; k < 2; k++) cudaCheck(cudaMemsetAsync(w.Pd[k], 0, (size_t)B * S * S * sizeof(float), stream));
     FbStreams st = fb_streams(stream);
+    if (n == 1) st.a = st.b = stream;              // one superblock: nothing to overlap
     fb_fork(&st, stream);
     // superblock q's logits and P on stream a, into buffers q % 2 (once U = q - 2 no longer reads them)
     auto logits = [&](int q) {
@@ -1030,6 +1034,7 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
     // the solve reads whole 16-byte chunks of PcT past Sv (times u = 0 there): they must be finite, not stale scratch
     for (int k = 0; k < 2; k++) cudaCheck(cudaMemsetAsync(w.PcT[k], 0, (size_t)B * S * S * sizeof(float), stream));
     FbStreams st = fb_streams(stream);
+    if (n == 1) st.a = st.b = stream;              // one superblock: nothing to overlap
     fb_fork(&st, stream);
     // the it-th superblock from the end, q = n-1-it, uses buffers k = it % 2
     // 1. on stream a: its slab logits Zs (M, Sv) = qb[u0:T] kb[U]^T / sqrt(D); Pc = gamma alpha[u0:T, U] as bf16
