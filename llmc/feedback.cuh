@@ -227,6 +227,11 @@ typedef struct { const floatX *ptr; int ld; long long stride; bool trans; } FbIn
 typedef struct { void *ptr; cudaDataType_t type; int ld; long long stride; } FbOut;     // C: fp32 or bf16
 typedef struct { int m, n, k, batch; } FbShape;                                            // C is m x n, k inner
 
+// the overlap's side streams (fb_streams) and their own cuBLASLt workspaces: GEMMs running at the same time on
+// different streams must not share one (cuBLASLt keeps split-K partials and the CTAs' counters there)
+static cudaStream_t fb_side_stream[2];
+static void *fb_side_workspace[2];
+
 static void fb_gemm(FbOut C, FbIn A, FbIn B, FbShape sh, float alpha, float beta, cudaStream_t stream) {
     int m = sh.m, n = sh.n, k = sh.k, batch = sh.batch;
     if (m <= 0 || n <= 0 || k <= 0 || batch <= 0) fatal("fb_gemm: empty product m=%d n=%d k=%d batch=%d", m, n, k, batch);
@@ -241,6 +246,9 @@ static void fb_gemm(FbOut C, FbIn A, FbIn B, FbShape sh, float alpha, float beta
     key.align[2] = fb_align(C.ptr, (size_t)C.stride * ce, batch); key.align[3] = key.align[2];
     uint64_t h = 1469598103934665603ull;           // FNV-1a over the key's bytes
     for (size_t i = 0; i < sizeof key; i++) h = (h ^ ((const unsigned char *)&key)[i]) * 1099511628211ull;
+    void *ws = cublaslt_workspace;   // each side stream has its own: GEMMs on two streams at once must not share one
+    for (int i = 0; i < 2; i++)
+        if (fb_side_workspace[i] && stream == fb_side_stream[i]) ws = fb_side_workspace[i];
     FbGemmPlan *plan = NULL, tmp;
     int probe = 0;
     for (; probe < FB_GEMM_PLANS; probe++) {
@@ -258,11 +266,11 @@ static void fb_gemm(FbOut C, FbIn A, FbIn B, FbShape sh, float alpha, float beta
         if (plan != &tmp) { plan->used = 1; fb_gemm_nplans++; }
         if (gemm_tune)
             cublaslt_tune(sig, plan->desc, plan->la, plan->lb, plan->lc, key.align, B.ptr, A.ptr, beta,
-                          ((size_t)(batch - 1) * C.stride + (size_t)C.ld * m) * ce, stream);
+                          ((size_t)(batch - 1) * C.stride + (size_t)C.ld * m) * ce, ws, stream);
     }
     cublasCheck(cublasLtMatmul(cublaslt_handle, plan->desc, &alpha, B.ptr, plan->la, A.ptr, plan->lb,
                                &beta, C.ptr, plan->lc, C.ptr, plan->lc, &plan->algo,
-                               cublaslt_workspace, cublaslt_workspace_size, stream));
+                               ws, cublaslt_workspace_size, stream));
     if (plan == &tmp) fb_plan_free(&tmp);
 }
 
@@ -1112,10 +1120,16 @@ static size_t fb_bwd_carve(FbBwdScratch *w, void *scratch, int B, int T, int D) 
 // B=1 the solve fills 24 of 132 SMs, so the side work is nearly free there. Events order every read after its
 // write across streams (ready: a's buffer k is written; solved: U's solve is done; freed: b no longer reads buffer
 // k); buffers k = superblock parity (FbFwdScratch). fork/join make the side streams part of a CUDA graph capture.
+// Each side stream has its own cuBLASLt workspace (2 x 32 MiB, once per process). The first H200 run of the overlap
+// shared one: results right, but a backward at S=64, B=1 T=8192 took 2.2 s instead of ~14 ms, most likely GEMMs of
+// two streams meeting in one workspace (the FB_S=64 line of the fbbench stage shows whether this was it).
 // SESSA_FB_STREAMS=0: everything on the calling stream (the events then order nothing), for comparison.
-// Predicted (not yet measured; one stream: B=1 T=8192 5.90 ms, B=8 T=1024 0.75): at B=1 T=8192 the forward's Z +
-// row pass (~25 of ~85 us per superblock) and the backward's slab and tail (~45 of ~100 us) hide behind the chain:
-// ~4.0 ms; at B=8 T=1024 the solves leave ~1/4 of the SMs free: ~0.65 ms.
+// Predicted: at B=1 T=8192 the forward's Z + row pass (~25 of ~85 us per superblock) and the backward's slab and
+// tail (~45 of ~100 us) hide behind the chain: 5.90 -> ~4.0 ms; at B=8 T=1024 the solves leave ~1/4 of the SMs free:
+// 0.75 -> ~0.65 ms. Measured (H200, dev/cuda feedback_backward bench, with FB8's solve changes; fwd + bwd, overlap
+// against SESSA_FB_STREAMS=0): B=1 T=8192 4.14 / 5.15 ms, B=2 T=4096 2.02 / 2.56, B=4 T=2048 1.16 / 1.32, B=8
+// T=1024 0.680 / 0.774, B=16 T=512 0.506 / 0.532, B=32 T=256 0.398 / 0.386 (one superblock: since then on one
+// stream); d12 B=8 T=1024 training step 22.2 / 23.0 ms.
 typedef struct { cudaStream_t a, b; cudaEvent_t fork, join_a, join_b, solved, ready[2], freed[2]; } FbStreams;
 static FbStreams fb_streams(cudaStream_t stream) {
     static FbStreams st;
@@ -1128,6 +1142,9 @@ static FbStreams fb_streams(cudaStream_t stream) {
         if (on) {
             cudaCheck(cudaStreamCreateWithFlags(&st.a, cudaStreamNonBlocking));
             cudaCheck(cudaStreamCreateWithFlags(&st.b, cudaStreamNonBlocking));
+            fb_side_stream[0] = st.a;
+            fb_side_stream[1] = st.b;
+            for (int i = 0; i < 2; i++) cudaMallocCheck(&fb_side_workspace[i], cublaslt_workspace_size);
         }
     }
     FbStreams r = st;
@@ -1175,6 +1192,7 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
     // the solve reads whole 16-byte chunks of Pd past Sv (times s = 0 there): they must be finite, not stale scratch
     for (int k = 0; k < 2; k++) cudaCheck(cudaMemsetAsync(w.Pd[k], 0, (size_t)B * S * S * sizeof(float), stream));
     FbStreams st = fb_streams(stream);
+    if (n == 1) st.a = st.b = stream;              // one superblock: nothing to overlap
     fb_fork(&st, stream);
     // superblock q's logits and P on stream a, into buffers q % 2 (once U = q - 2 no longer reads them)
     auto logits = [&](int q) {
@@ -1220,6 +1238,7 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
     // the solve reads whole 16-byte chunks of PcT past Sv (times u = 0 there): they must be finite, not stale scratch
     for (int k = 0; k < 2; k++) cudaCheck(cudaMemsetAsync(w.PcT[k], 0, (size_t)B * S * S * sizeof(float), stream));
     FbStreams st = fb_streams(stream);
+    if (n == 1) st.a = st.b = stream;              // one superblock: nothing to overlap
     fb_fork(&st, stream);
     // the it-th superblock from the end, q = n-1-it, uses buffers k = it % 2
     // 1. on stream a: its slab logits Zs (M, Sv) = qb[u0:T] kb[U]^T / sqrt(D); Pc = gamma alpha[u0:T, U] as bf16

@@ -143,11 +143,12 @@ static int cublaslt_heuristic(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t 
 }
 
 // SESSA_GEMM_TUNE=1: time the heuristic's first GEMM_TUNE_N algorithms for a new problem on its operands a, b
+// (with the workspace ws of the stream it runs on)
 // (cuBLASLt's order: A, B), with alpha 1 and the call's beta into a zeroed scratch C = D of d_bytes; print the signature, the times and
 // the fastest index, and a line for gemm_choices when that beats the first by more than 3%. Not during a graph capture.
 static void cublaslt_tune(const char *sig, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t la,
                           cublasLtMatrixLayout_t lb, cublasLtMatrixLayout_t lc, const uint32_t align[4],
-                          const void *a, const void *b, float beta, size_t d_bytes, cudaStream_t stream) {
+                          const void *a, const void *b, float beta, size_t d_bytes, void *ws, cudaStream_t stream) {
     cudaStreamCaptureStatus cs;
     cudaCheck(cudaStreamIsCapturing(stream, &cs));
     if (cs != cudaStreamCaptureStatusNone) { printf("gemm-tune: skipped (graph capture; run with -cg 0): %s\n", sig); return; }
@@ -172,7 +173,7 @@ static void cublaslt_tune(const char *sig, cublasLtMatmulDesc_t desc, cublasLtMa
             cudaCheck(cudaEventRecord(e0, stream));
             for (int r = 0; r < reps; r++)
                 cublasCheck(cublasLtMatmul(cublaslt_handle, desc, &alpha, a, la, b, lb, &beta, d, lc, d, lc,
-                                           &heur[i].algo, cublaslt_workspace, cublaslt_workspace_size, stream));
+                                           &heur[i].algo, ws, cublaslt_workspace_size, stream));
             cudaCheck(cudaEventRecord(e1, stream));
             cudaCheck(cudaEventSynchronize(e1));
             float ms;
@@ -285,7 +286,7 @@ static int matmul_lt(void *d, cudaDataType_t dtype, int ldd, const void *c, floa
         matmul_plan_create(plan, &key, vec, sig);
         if (gemm_tune && plan->found)
             cublaslt_tune(sig, plan->desc, plan->la, plan->lb, plan->lc, key.al, a, b, beta,
-                          (size_t)ldd * n * (dtype == CUDA_R_32F ? 4 : 2), stream);
+                          (size_t)ldd * n * (dtype == CUDA_R_32F ? 4 : 2), cublaslt_workspace, stream);
         if (!plan->found) printf("cuBLASLt has no bias-gradient (BGRADB) algorithm for m=%d n=%d k=%d: "
                                  "column sums instead\n", m, n, k);
     }
