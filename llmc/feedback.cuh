@@ -438,15 +438,17 @@ __device__ __forceinline__ int fb_c_col(int mt, int i, int lane) { return 16 * m
 // Minv = (I - diag(g) L)^{-1} for one diagonal block tri ([32][32] row-major, plain layout; strictly lower, or
 // strictly upper when REV), one warp, lane = column j of the inverse. Forward substitution, left-looking: row r of
 // X is e_r + g_r sum_k L[r][k] X[k] over the rows k solved before it (REV: rows from last to first), X[k] in the
-// lane's registers, L's row r read as broadcast 16-byte loads (~136 LDS.128 a warp, not 496 scalar ones), each sum
-// one fp32 chain in the order of the solve (the right-looking form's order: the same bits). 496 FMAs per lane; g of row r is lane r's g_lane.
+// lane's registers, L's row r read as broadcast 16-byte loads (~136 LDS.128 a warp, not 496 scalar ones). Each sum
+// is four fp32 chains (the terms k % 4 = 0..3 of the 16-byte chunks, in the order of the solve), added pairwise at
+// the end: a chain of r / 4 dependent FMAs a row, not r (fb_inverse_kernel runs one warp per SM, latency-bound;
+// the sums are of one sign, so the order changes only the last bit). 496 FMAs per lane; g of row r is lane r's g_lane.
 template <bool REV>
 __device__ __forceinline__ void fb_block_inverse(float *Minv, const float *tri, float g_lane, int lane) {
     float x[FB_R];
 #pragma unroll
     for (int i = 0; i < FB_R; i++) {
         const int r = REV ? FB_R - 1 - i : i;
-        float a = 0.0f;
+        float a[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
         for (int c = 0; c < FB_R / 4; c++) {    // the 16-byte chunks of row r, in the order of the solve
             const int k4 = REV ? FB_R - 4 - 4 * c : 4 * c;
@@ -456,10 +458,10 @@ __device__ __forceinline__ void fb_block_inverse(float *Minv, const float *tri, 
 #pragma unroll
             for (int kk = 0; kk < 4; kk++) {
                 const int k = REV ? k4 + 3 - kk : k4 + kk;
-                if (REV ? k > r : k < r) a = fmaf(e[k - k4], x[k], a);
+                if (REV ? k > r : k < r) a[kk] = fmaf(e[k - k4], x[k], a[kk]);
             }
         }
-        x[r] = fmaf(__shfl_sync(0xffffffffu, g_lane, r), a, r == lane ? 1.0f : 0.0f);
+        x[r] = fmaf(__shfl_sync(0xffffffffu, g_lane, r), (a[0] + a[1]) + (a[2] + a[3]), r == lane ? 1.0f : 0.0f);
         Minv[fb_sw(r, lane)] = x[r];
     }
 }
