@@ -92,9 +92,9 @@
    36/32 us per call, one layer's fwd + bwd 0.849 ms at B=8 T=1024 (dense 1.713: 0.496) and 2.954 ms at B=2 T=4096
    (dense 6.340: 0.466). The prologue (diagonal blocks, the 32x32 inverses recomputed by each of the D/32 CTAs of a
    sequence, h/f loads) was then ~1/3 of a CTA (16-19k of 46-48k cycles): the inverses are now made once per
-   sequence by fb_inverse_kernel and the prologue's loads are 16-byte copies into shared memory: 11.5k cycles, the
-   solve 35.7 us per call alone against 38.4 (forward with acc), a layer's fwd + bwd at B=8 T=1024 0.667 ms against
-   0.696 (SESSA_FB_INV below; "in-superblock solves" has the count).
+   sequence by fb_inverse_kernel and the prologue's loads are 16-byte copies into shared memory: 11.5k cycles
+   (forward with acc), a layer's fwd + bwd at B=8 T=1024 0.667 ms against 0.696 with the former prologue in the same
+   run (SESSA_FB_INV below; "in-superblock solves" has the count).
  Memory (scratch, the larger of forward and backward): forward 4BTD (s_hi/s_lo) + 12 B S T (Z, P_hi/P_lo)
    + 4 B S^2 + 4 B S D; backward 4BTD (u_hi/u_lo) + 4BTD (fp32 dqb accumulator) + 8 B T S (slab: Zs/US fp32,
    Pc_hi/Pc_lo, dZ over Pc_hi) + 4 B S^2 + 8 B S D. B=8 T=1024 D=768: 78 MiB, plus c (24 MiB) kept from the
@@ -328,7 +328,8 @@ __global__ void fb_bwd_slab_kernel(floatX *Pc_hi, floatX *Pc_lo, float *PcT, con
 // under programmatic dependent launch). Staged by 16-byte cp.async they need 512 (and the first panel 256): measured
 // 4.0k cycles (predicted 4.6k), but then the CTAs wait for fb_inverse_kernel: 5.6-7.4k cycles for the smem reads,
 // that wait and Minv's copy, so the prologue is 11.5k (forward with acc; 20.9k with SESSA_FB_INV=0 in the same run)
-// and the solve 35.7 us per call alone (38.4). Layer fwd + bwd (fbbench, B=8 T=1024): 0.667 ms against 0.696 with
+// and the solve 35.7 us per call alone (38.4; that run also issued the panels during U, since dropped: 1-3% slower
+// over a layer). Layer fwd + bwd (fbbench, B=8 T=1024): 0.667 ms against 0.696 with
 // SESSA_FB_INV=0 (B=1 T=8192: 4.091 / 4.224). fb_block_inverse's four chains (a row's dependent FMAs r/4, not r)
 // are to shorten that wait (not measured yet). SESSA_FB_INV=0 keeps the inverses in
 // every CTA and the 4-byte loads (the former prologue; buffer 1 of the panel holds the diagonal blocks then), 1
