@@ -746,7 +746,8 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x_hi, floa
 // Minv (B, S/32, 32, 32) fp32, each block swizzled (fb_sw) as the solve keeps it in shared memory, so the solve
 // copies it flat. fb_block_inverse as the solve ran it, on the same tri and g: the same bits.
 // grid (nb, B), one warp each (lane = column). Cost per block: 4 KiB in (L2: the rows/slab kernel just wrote L),
-// 496 FMAs a lane, 4 KiB out; B=8 S=256: 64 warps, 0.5 MB moved, latency-bound: ~2-3 us. It lets the solve that
+// 496 FMAs a lane, 4 KiB out; B=8 S=256: 64 warps, 0.5 MB moved, latency-bound: predicted ~2-3 us, measured 4.6 us
+// alone (ncu, with a row's sum one chain of r dependent FMAs; four chains now, predicted ~3 us). It lets the solve that
 // follows start at once (grid_dep_launch_dependents; the solve waits for it only before it copies Minv), so with
 // programmatic dependent launch it runs beside the solve's own prologue loads.
 template <bool REV>
