@@ -110,9 +110,9 @@
    36/32 us per call, one layer's fwd + bwd 0.849 ms at B=8 T=1024 (dense 1.713: 0.496) and 2.954 ms at B=2 T=4096
    (dense 6.340: 0.466). The prologue (diagonal blocks, the 32x32 inverses recomputed by each of the D/32 CTAs of a
    sequence, h/f loads) was then ~1/3 of a CTA (16-19k of 46-48k cycles): the inverses are now made once per
-   sequence by fb_inverse_kernel and the prologue's loads are 16-byte copies into shared memory; predicted ~6-7k
-   cycles, ~4.5 us less per forward call and ~2.5 us per backward one (SESSA_FB_INV below; "in-superblock solves"
-   has the count).
+   sequence by fb_inverse_kernel and the prologue's loads are 16-byte copies into shared memory: 11.5k cycles
+   (forward with acc), a layer's fwd + bwd at B=8 T=1024 0.667 ms against 0.696 with the former prologue in the same
+   run (SESSA_FB_INV below; "in-superblock solves" has the count).
  Memory (scratch, the larger of forward and backward): forward 6BTD (s3) + 4 B S T (Z) + 2 x (6 B S T (P3)
    + 4 B S^2 (Pd)) + 4 B S D; backward 6BTD (u3) + 4BTD (fp32 dqb accumulator) + 2 x (10 B T S (slab: Zs/US fp32,
    Pc3, dZ over its rows 3i) + 4 B S^2 (PcT)) + 10 B S D (sU3, acc) + 4 B S 32 (Minv, both); the 2 x: buffers of two superblocks for the
@@ -398,9 +398,13 @@ __global__ void fb_fwd_rows_kernel(floatX *P3, float *Pd, float *lse, const floa
 // every load in one round trip it measured 15.7k (13.7k of it the loads: the same as before, so not latency but
 // throughput: a warp's 4-byte load in the C layout touches 4 rows, 4 cache lines for 128 bytes, and acc and f need
 // 2048 of those line requests per CTA, 4096 per SM), and fb_inverse_kernel ~4.6 us alone (ncu; beside the loads
-// under programmatic dependent launch). Staged by 16-byte cp.async they need 512 (and the first panel 256): the
-// prologue is predicted at ~6-7k cycles (loads ~4.6k, the reads from shared memory ~1k, Minv ~0.8k), ~9k (4.5 us)
-// less per forward call with acc, ~5k backward (gs fp32 instead of bf16 f). SESSA_FB_INV=0 keeps the inverses in
+// under programmatic dependent launch). Staged by 16-byte cp.async they need 512 (and the first panel 256): measured
+// 4.0k cycles (predicted 4.6k), but then the CTAs wait for fb_inverse_kernel: 5.6-7.4k cycles for the smem reads,
+// that wait and Minv's copy, so the prologue is 11.5k (forward with acc; 20.9k with SESSA_FB_INV=0 in the same run)
+// and the solve 35.7 us per call alone (38.4; that run also issued the panels during U, since dropped: 1-3% slower
+// over a layer). Layer fwd + bwd (fbbench, B=8 T=1024): 0.667 ms against 0.696 with
+// SESSA_FB_INV=0 (B=1 T=8192: 4.091 / 4.224). fb_block_inverse's four chains (a row's dependent FMAs r/4, not r)
+// are to shorten that wait (not measured yet). SESSA_FB_INV=0 keeps the inverses in
 // every CTA and the 4-byte loads (the former prologue; buffer 1 of the panel holds the diagonal blocks then), 1
 // launches the solve after fb_inverse_kernel in the ordinary way: all give the same bits (dev/cuda's checks compare).
 // Tensor cores: every 32x32 by 32x32 product of A and B is done transposed, as mma.sync m16n8k16 bf16 tiles with
@@ -425,14 +429,9 @@ __global__ void fb_fwd_rows_kernel(floatX *P3, float *Pd, float *lse, const floa
 //   gsh   [S]              forward: gamma of the superblock's rows
 // Two barriers per block: R (warp q), barrier 1, X (every warp), barrier 2, U (every warp p after q; forward warp q
 // then writes c_q from its accumulators). ra is free again after barrier 2, xa and the panel buffer of block q-1
-// after barrier 1 (every warp is past its update of q-1 there). The next block's panel (up to 7 x 32 rows: 7 cp.async
-// a thread, ~100 instructions) is issued during U by the warps without an update (forward w < q and w >= nb, none at
-// the first block when nb = 8: there it keeps its former place; backward w >= q; fb_panel_mode 1), off the critical
-// path; the clocks put its former place, every thread right after barrier 1, at ~150 cycles per 32 rows on X and so
-// on barrier 2 (x of iteration 0 ~1.8k cycles, of the last, no panel, ~0.75k): ~3-4k cycles of the ~29k of a CTA's
-// iterations. Its issuers then wait for it (wait_group 0) before barrier 2 of the next block, a whole R, barrier 1
-// and X later (an L2 round trip is ~1k cycles). Forward at block 1 one warp issues 6 x 32 rows (48 cp.async a
-// lane) beside the others' updates (~2k cycles).
+// after barrier 1 (every warp is past its update of q-1 there). (Issuing the next block's panel during U by the warps
+// without an update, off X's path, measured 1-3% slower over a layer's forward + backward on the H200: kept after
+// barrier 1.)
 // Why (dev/cuda/feedback_phases.cu, the H200): the former schedule did R and X on warp q alone (36 dependent-chained
 // mmas, ~900 instructions) and wrote x and c through a staging tile, row by row (~800 more), while the other 7 warps
 // waited at the one barrier. Mean SM cycles per CTA, forward, B=8 T=1024 D=768 (92k, 62 us per call): prologue 18k
@@ -449,7 +448,8 @@ __global__ void fb_fwd_rows_kernel(floatX *P3, float *Pd, float *lse, const floa
 // fb_split_pack had, 32 per warp and update) + 0.3k + 0.6k + 0.2k ~ 2.7k per block, ~22k for 8, plus the prologue
 // (~12k: the inverses with 16-byte loads, h and f in one round trip): ~34k cycles per CTA, predicted ~19 us per call
 // forward (was 62) and ~16 us backward (was 48) at B=8 T=1024 D=768; measured 36 and 32 us (~42-46k cycles).
-// Registers: 128 forward and backward (2 CTAs per SM: the whole register file), no spills (ptxas -v, CUDA 13).
+// Registers: 126 forward, 108 backward (INV; 128 and 126 with the inverses in the CTA), 2 CTAs per SM, no spills
+// (ptxas -v, CUDA 13).
 // Determinism: fixed owners, fixed mma order, no atomics.
 #define FB_R 32                              // rows of a block = columns of a solve CTA
 #define FB_NB (FB_SMAX / FB_R)               // blocks of a superblock, at most
@@ -515,15 +515,17 @@ __device__ __forceinline__ int fb_c_col(int mt, int i, int lane) { return 16 * m
 // Minv = (I - diag(g) L)^{-1} for one diagonal block tri ([32][32] row-major, plain layout; strictly lower, or
 // strictly upper when REV), one warp, lane = column j of the inverse. Forward substitution, left-looking: row r of
 // X is e_r + g_r sum_k L[r][k] X[k] over the rows k solved before it (REV: rows from last to first), X[k] in the
-// lane's registers, L's row r read as broadcast 16-byte loads (~136 LDS.128 a warp, not 496 scalar ones), each sum
-// one fp32 chain in the order of the solve (the right-looking form's order: the same bits). 496 FMAs per lane; g of row r is lane r's g_lane.
+// lane's registers, L's row r read as broadcast 16-byte loads (~136 LDS.128 a warp, not 496 scalar ones). Each sum
+// is four fp32 chains (the terms k % 4 = 0..3 of the 16-byte chunks, in the order of the solve), added pairwise at
+// the end: a chain of r / 4 dependent FMAs a row, not r (fb_inverse_kernel runs one warp per SM, latency-bound;
+// the sums are of one sign, so the order changes only the last bit). 496 FMAs per lane; g of row r is lane r's g_lane.
 template <bool REV>
 __device__ __forceinline__ void fb_block_inverse(float *Minv, const float *tri, float g_lane, int lane) {
     float x[FB_R];
 #pragma unroll
     for (int i = 0; i < FB_R; i++) {
         const int r = REV ? FB_R - 1 - i : i;
-        float a = 0.0f;
+        float a[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
         for (int c = 0; c < FB_R / 4; c++) {    // the 16-byte chunks of row r, in the order of the solve
             const int k4 = REV ? FB_R - 4 - 4 * c : 4 * c;
@@ -533,10 +535,10 @@ __device__ __forceinline__ void fb_block_inverse(float *Minv, const float *tri, 
 #pragma unroll
             for (int kk = 0; kk < 4; kk++) {
                 const int k = REV ? k4 + 3 - kk : k4 + kk;
-                if (REV ? k > r : k < r) a = fmaf(e[k - k4], x[k], a);
+                if (REV ? k > r : k < r) a[kk] = fmaf(e[k - k4], x[k], a[kk]);
             }
         }
-        x[r] = fmaf(__shfl_sync(0xffffffffu, g_lane, r), a, r == lane ? 1.0f : 0.0f);
+        x[r] = fmaf(__shfl_sync(0xffffffffu, g_lane, r), (a[0] + a[1]) + (a[2] + a[3]), r == lane ? 1.0f : 0.0f);
         Minv[fb_sw(r, lane)] = x[r];
     }
 }
@@ -557,24 +559,13 @@ __device__ __forceinline__ void fb_load_tri(float *tri, const float *L, int S, i
     }
 }
 
-// cp.async of the panel L[r0:r1, k0:k0+32] into pan (row r - r0, swizzled), rows >= rvalid zero-filled, by the
-// threads tid = 0 .. nthr-1 (16-byte chunk tid, tid + nthr, ...). L's rows are S floats (a multiple of 32) and k0 a
-// multiple of 32: every 16-byte chunk is aligned.
-__device__ __forceinline__ void fb_load_panel(float *pan, const float *L, int S, int r0, int r1, int k0, int rvalid,
-                                              int tid, int nthr) {
-    for (int idx = tid; idx < (r1 - r0) * (FB_R / 4); idx += nthr) {
+// cp.async of the panel L[r0:r1, k0:k0+32] into pan (row r - r0, swizzled), rows >= rvalid zero-filled. L's rows
+// are S floats (a multiple of 32) and k0 a multiple of 32: every 16-byte chunk is aligned.
+__device__ __forceinline__ void fb_load_panel(float *pan, const float *L, int S, int r0, int r1, int k0, int rvalid) {
+    for (int idx = threadIdx.x; idx < (r1 - r0) * (FB_R / 4); idx += FB_SOLVE_THREADS) {
         int row = idx / (FB_R / 4), k = idx % (FB_R / 4) * 4, r = r0 + row;
         cp_async16(pan + fb_sw(row, k), L + (size_t)(r < rvalid ? r : 0) * S + k0 + k, r < rvalid);
     }
-}
-
-// the panel of the block after q0 / 32 in the solve's order: forward block q+1, rows [q0 + 32, 32 nb); backward
-// block q-1, rows [0, q0 - 32)
-template <bool BWD>
-__device__ __forceinline__ void fb_load_next_panel(float *pan, const float *L, int S, int q0, int nb, int Sv, int tid,
-                                                   int nthr) {
-    if (BWD) fb_load_panel(pan, L, S, 0, q0 - FB_R, q0 - FB_R, Sv, tid, nthr);
-    else     fb_load_panel(pan, L, S, q0 + FB_R, nb * FB_R, q0 + FB_R, Sv, tid, nthr);
 }
 
 // FB_PHASES (dev/cuda/feedback_phases.cu only): lane 0 of the warp named writes clock64() at the solve's phase
@@ -608,10 +599,9 @@ __device__ long long fb_phase_clk[FB_PH_CTAS * FB_PH_SLOTS];
 //   INV: the diagonal blocks' inverses come from fb_inverse_kernel (Minv_g, copied in; D a multiple of 8 and f or gs
 //   16-byte aligned) and h, f (gs) come through shared memory by 16-byte cp.async; else the CTA inverts the blocks
 //   itself and loads h, f (gs) in the C layout (4-byte loads)
-//   panel_u: the next block's panel is loaded during the update by the warps without one (else after barrier 1)
 template <bool BWD, bool INV>
 __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX *xb,
-                                         const float *acc, int has_acc, const float *L, const float *Minv_g, int panel_u,
+                                         const float *acc, int has_acc, const float *L, const float *Minv_g,
                                          const floatX *f, const float *gs, const float *gamma, int u0, int Sv, int S,
                                          int T, int D) {
     extern __shared__ __align__(128) float fb_solve_smem_buf[];
@@ -626,8 +616,8 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
     size_t base = ((size_t)b * T + u0) * D;     // row u0 of batch b
     FB_PHASE(FB_PH_START, 0);
     // the first block's panel: forward block 0 (rows [0, 32 nb)), backward block nb-1 (rows [0, 32 (nb-1)))
-    if (BWD) fb_load_panel(pan0, L, S, 0, (nb - 1) * FB_R, (nb - 1) * FB_R, Sv, threadIdx.x, FB_SOLVE_THREADS);
-    else     fb_load_panel(pan0, L, S, 0, nb * FB_R, 0, Sv, threadIdx.x, FB_SOLVE_THREADS);
+    if (BWD) fb_load_panel(pan0, L, S, 0, (nb - 1) * FB_R, (nb - 1) * FB_R, Sv);
+    else     fb_load_panel(pan0, L, S, 0, nb * FB_R, 0, Sv);
     cp_async_commit();
     // forward: gamma of row threadIdx.x (S <= FB_SOLVE_THREADS) into gsh, stored once the other loads are issued
     // (a warp issues in order: the store would hold them back by a memory round trip)
@@ -719,10 +709,6 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
         int q = BWD ? nb - 1 - it : it, q0 = q * FB_R, buf = it & 1;
         bool more = it + 1 < nb;
         float *pq = pan0 + buf * S * FB_R, *pn = pan0 + (buf ^ 1) * S * FB_R;
-        // the next block's panel is issued during U by the warps without an update there (forward w < q and w >= nb,
-        // backward w >= q) with panel_u when there are any, else by every thread right after barrier 1 (into the
-        // buffer the update of it-1 used: every warp is past it at barrier 1)
-        bool pan_u = more && panel_u && (BWD || q > 0 || nb < FB_NB), pan_b1 = more && !pan_u;
         if (w == q) {
             // R. rhs_q^T (forward f + G h, backward h; h_q is complete) as A fragments into ra: the C tiles
             // 2kt, 2kt+1 of m-tile mt are the A fragment (mt, kt)
@@ -752,8 +738,9 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
         }
         __syncthreads();                        // ra complete; every warp is past its update of it-1 (xa, pn free)
         FB_PHASE_IT(it, FB_PH_BAR1, 0);
-        if (pan_b1) {
-            fb_load_next_panel<BWD>(pn, L, S, q0, nb, Sv, threadIdx.x, FB_SOLVE_THREADS);
+        if (more) {                             // the next block's panel into the buffer the update of it-1 used
+            if (BWD) fb_load_panel(pn, L, S, 0, q0 - FB_R, q0 - FB_R, Sv);
+            else     fb_load_panel(pn, L, S, q0 + FB_R, nb * FB_R, q0 + FB_R, Sv);
             cp_async_commit();
         }
         {
@@ -792,7 +779,7 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
             }
             FB_PHASE_IT(it, FB_PH_X, 0);
         }
-        if (pan_b1) cp_async_wait<1>(); else cp_async_wait<0>();   // this thread's copies of block q's panel
+        if (more) cp_async_wait<1>(); else cp_async_wait<0>();   // this thread's copies of block q's panel
         __syncthreads();                        // xa and block q's panel complete
         FB_PHASE_IT(it, FB_PH_BAR2, 0);
         // U. h_w^T += x_q^T L_wq^T for the blocks w after q (forward: w >= q, panel row 32 (w - q); backward: w < q)
@@ -811,12 +798,6 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
             }
         }
         FB_PHASE_IT(it, FB_PH_UPD + w, w);
-        if (pan_u) {                            // the next block's panel by the free warps (every thread commits)
-            int nfree = BWD ? FB_NB - q : q + FB_NB - nb, rank = BWD ? w - q : w < q ? w : q + w - nb;
-            if (BWD ? w >= q : w < q || w >= nb)
-                fb_load_next_panel<BWD>(pn, L, S, q0, nb, Sv, rank * WARP_SIZE + lane, nfree * WARP_SIZE);
-            cp_async_commit();
-        }
         if (!BWD && w == q) {                   // h_q = c_q, complete: to global memory from the C tiles
 #pragma unroll
             for (int mt = 0; mt < 2; mt++)
@@ -838,7 +819,8 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
 // Minv (B, S/32, 32, 32) fp32, each block swizzled (fb_sw) as the solve keeps it in shared memory, so the solve
 // copies it flat. fb_block_inverse as the solve ran it, on the same tri and g: the same bits.
 // grid (nb, B), one warp each (lane = column). Cost per block: 4 KiB in (L2: the rows/slab kernel just wrote L),
-// 496 FMAs a lane, 4 KiB out; B=8 S=256: 64 warps, 0.5 MB moved, latency-bound: ~2-3 us. It lets the solve that
+// 496 FMAs a lane, 4 KiB out; B=8 S=256: 64 warps, 0.5 MB moved, latency-bound: predicted ~2-3 us, measured 4.6 us
+// alone (ncu, with a row's sum one chain of r dependent FMAs; four chains now, predicted ~3 us). It lets the solve that
 // follows start at once (grid_dep_launch_dependents; the solve waits for it only before it copies Minv), so with
 // programmatic dependent launch it runs beside the solve's own prologue loads.
 template <bool REV>
@@ -866,9 +848,8 @@ fb_inverse_kernel(float *Minv, const float *L, const float *gamma, int u0, int S
 template <bool INV>
 __global__ void __launch_bounds__(FB_SOLVE_THREADS, 2)
 fb_fwd_solve_kernel(float *s, float *c, floatX *s3, const float *acc, int has_acc, const float *Pd,
-                    const floatX *f, const float *gamma, const float *Minv, int panel_u, int u0, int Sv, int S, int T,
-                    int D) {
-    fb_solve<false, INV>(s, c, s3, NULL, acc, has_acc, Pd, Minv, panel_u, f, NULL, gamma, u0, Sv, S, T, D);
+                    const floatX *f, const float *gamma, const float *Minv, int u0, int Sv, int S, int T, int D) {
+    fb_solve<false, INV>(s, c, s3, NULL, acc, has_acc, Pd, Minv, f, NULL, gamma, u0, Sv, S, T, D);
 }
 
 // backward, transposed: for the keys j of U in blocks of 32 from last to first,
@@ -880,20 +861,16 @@ fb_fwd_solve_kernel(float *s, float *c, floatX *s3, const float *acc, int has_ac
 template <bool INV>
 __global__ void __launch_bounds__(FB_SOLVE_THREADS, 2)
 fb_bwd_solve_kernel(floatX *u3, floatX *df, const float *acc, int has_acc, const float *PcT,
-                    const float *gs, const float *Minv, int panel_u, int u0, int Sv, int S, int T, int D) {
-    fb_solve<true, INV>(NULL, NULL, u3, df, acc, has_acc, PcT, Minv, panel_u, NULL, gs, NULL, u0, Sv, S, T, D);
+                    const float *gs, const float *Minv, int u0, int Sv, int S, int T, int D) {
+    fb_solve<true, INV>(NULL, NULL, u3, df, acc, has_acc, PcT, Minv, NULL, gs, NULL, u0, Sv, S, T, D);
 }
 
-// Two choices of the solves' schedule, from the environment at the first solve (dev/cuda's checks set the variables
-// to compare them: every choice gives the same bits, only the timing differs):
-// SESSA_FB_INV, where the diagonal blocks' inverses are made: 0 = in every solve CTA (D/32 times per sequence);
-// 1 = once per sequence by fb_inverse_kernel, then the solve; 2 (default) = the same, the solve launched with
-// programmatic dependent launch (sm_90+; 1 on older GPUs): it starts while fb_inverse_kernel runs and waits for it
-// only before copying Minv in.
-// SESSA_FB_PANEL, when the next block's panel is loaded: 0 = after barrier 1, by every thread, before X (on the
-// critical path: X and barrier 2 wait for the issue); 1 (default) = during the update, by the warps without one
-// (where there are any).
-static int fb_inverse_mode = -1, fb_panel_mode = -1;   // -1: not chosen yet
+// Where the diagonal blocks' inverses are made (SESSA_FB_INV in the environment, read at the first solve; dev/cuda's
+// checks set fb_inverse_mode to compare the three, which give the same bits): 0 = in every solve CTA (D/32 times per
+// sequence; h, f by 4-byte loads in the C layout); 1 = once per sequence by fb_inverse_kernel, then the solve (h, f
+// staged in shared memory); 2 (default) = the same, the solve launched by programmatic dependent launch (sm_90+; 1
+// on older GPUs): it starts while fb_inverse_kernel runs and waits for it only before copying Minv in.
+static int fb_inverse_mode = -1;   // -1: not chosen yet
 static int fb_env_choice(int *mode, const char *name, int def, int hi) {
     if (*mode < 0) {
         const char *e = getenv(name);
@@ -913,7 +890,6 @@ static int fb_inverse_where(void) {
     }
     return mode == 2 && major < 9 ? 1 : mode;
 }
-static int fb_panel_where(void) { return fb_env_choice(&fb_panel_mode, "SESSA_FB_PANEL", 1, 1); }
 
 // the launch of a solve: dynamic shared memory past 48 KiB, carveout to the maximum (2 CTAs per SM); with mode 1-2
 // (when vec: D a multiple of 8, f or gs 16-byte aligned; else mode 0) fb_inverse_kernel<BWD> first (Minv from
@@ -937,8 +913,7 @@ static void fb_launch_solve(void (*own)(KArgs...), void (*inv)(KArgs...), int ve
     memset(&cfg, 0, sizeof cfg);
     cfg.gridDim = dim3(ceil_div(D, FB_R), B); cfg.blockDim = dim3(FB_SOLVE_THREADS); cfg.dynamicSmemBytes = fb_solve_smem(S);
     cfg.stream = stream; cfg.attrs = &pdl; cfg.numAttrs = mode == 2;
-    cudaCheck(cudaLaunchKernelEx(&cfg, kernel, args..., mode > 0 ? (const float *)Minv : NULL, fb_panel_where(), u0, Sv,
-                                 S, T, D));
+    cudaCheck(cudaLaunchKernelEx(&cfg, kernel, args..., mode > 0 ? (const float *)Minv : NULL, u0, Sv, S, T, D));
 }
 // the two solves; Minv: scratch for the inverses, (B, S/32, 32, 32) fp32
 static void fb_fwd_solve(float *s, float *c, floatX *s3, const float *acc, int has_acc, const float *Pd,

@@ -5,15 +5,13 @@
 #                                                        test_sessacu on every CUDA reference dump)
 #   scripts/gpu_session.sh build kbench                  make -C dev/cuda bench
 #   scripts/gpu_session.sh build fbbench                 feedback solve: ours vs the dense form (and one stream, superblock sizes,
-#                                                        the solve schedule's choices SESSA_FB_INV, SESSA_FB_PANEL)
+#                                                        the inverses' places SESSA_FB_INV=0, 1, 2: llmc/feedback.cuh)
 #   scripts/gpu_session.sh build twins                  the trainers as twins on the real GPU: same -x 0 val loss and
 #                                                        20-step curve as the CPU trainer; run directory (resume, SIGINT)
 #   scripts/gpu_session.sh build decode                  greedy tokens agree (C, CUDA, PyTorch); generation speed (bench_decode.sh)
 #   scripts/gpu_session.sh build fbncu                   ncu sections of the in-superblock solve kernels
 #   scripts/gpu_session.sh build fbphases                where the solve kernels' cycles go, per phase (dev/cuda/feedback_phases.cu),
-#                                                        the default and the former schedule (SESSA_FB_INV=0 SESSA_FB_PANEL=0)
-#   scripts/gpu_session.sh build fbsched                 the solves alone and feedback fwd + bwd under the solve schedule's
-#                                                        choices (SESSA_FB_INV, SESSA_FB_PANEL: llmc/feedback.cuh), side by side
+#                                                        the default and the inverses in every CTA (SESSA_FB_INV=0)
 #   scripts/gpu_session.sh build train                   train_sessacu tok/s at d12 B=8 and B=16 T=1024 and d4w256h4 B=8 T=256
 #   AB="SESSA_X=0 -" scripts/gpu_session.sh build ab    the trainer's d12 and d4w256h4 step with each environment setting
 #   scripts/gpu_session.sh build gemmtune                cuBLASLt's first 8 algorithms timed for every GEMM of a step (gemm_choices)
@@ -190,8 +188,7 @@ for s in "$@"; do
         kbench)  stage kbench make -C dev/cuda bench ;;
         fbbench) stage fbbench sh -c 'dev/cuda/bin/feedback_backward bench && echo "== SESSA_FB_STREAMS=0 (one stream)" &&
                      SESSA_FB_STREAMS=0 dev/cuda/bin/feedback_backward bench 2 && for S in 64 128; do echo "== FB_S=$S"; FB_S=$S dev/cuda/bin/feedback_backward bench 2; done &&
-                     for m in "0 0" "1 0" "2 0" "2 1"; do set -- $m; echo "== SESSA_FB_INV=$1 SESSA_FB_PANEL=$2";
-                     SESSA_FB_INV=$1 SESSA_FB_PANEL=$2 dev/cuda/bin/feedback_backward bench 2 || exit 1; done' ;;
+                     for m in 0 1 2; do echo "== SESSA_FB_INV=$m"; SESSA_FB_INV=$m dev/cuda/bin/feedback_backward bench 2 || exit 1; done' ;;
         train)   stage train do_train ;;
         gemmtune) stage gemmtune do_gemmtune ;;
         ab)      stage ab do_ab ;;
@@ -204,11 +201,7 @@ for s in "$@"; do
         decode)  stage decode timeout ${DECODE_TIMEOUT:-900} sh -c 'python3 dev/test/test_sample_agree.py --cuda ./train_sessacu &&
                      PROMPTS="${PROMPTS:-128 8192}" BATCHES="${BATCHES:-1}" G=32 GP=4 bash scripts/bench_decode.sh' ;;
         fbprec)  stage fbprec $PY dev/cuda/feedback_precision.py ;;
-        fbphases) stage fbphases sh -c 'dev/cuda/bin/feedback_phases && echo "== SESSA_FB_INV=0 SESSA_FB_PANEL=0" &&
-                     SESSA_FB_INV=0 SESSA_FB_PANEL=0 dev/cuda/bin/feedback_phases' ;;
-        fbsched) stage fbsched sh -c 'for m in "0 0" "2 0" "1 1" "2 1"; do set -- $m; echo "== SESSA_FB_INV=$1 SESSA_FB_PANEL=$2";
-                     SESSA_FB_INV=$1 SESSA_FB_PANEL=$2 dev/cuda/bin/feedback_forward bench 2 &&
-                     SESSA_FB_INV=$1 SESSA_FB_PANEL=$2 dev/cuda/bin/feedback_backward bench 2 || exit 1; done' ;;
+        fbphases) stage fbphases sh -c 'dev/cuda/bin/feedback_phases && echo "== SESSA_FB_INV=0" && SESSA_FB_INV=0 dev/cuda/bin/feedback_phases' ;;
         twins)   stage twins sh -c 'make train_sessa && TRAIN_SESSACU=./train_sessacu bash dev/test/test_twins.sh &&
                      TRAIN_SESSACU=./train_sessacu bash dev/test/test_run_dir_cuda_emu.sh' ;;
         e2e)     bs=${E2E_B:-8}

@@ -14,7 +14,7 @@
         scratch's u3), dqb, dkb (bf16 values), all (B,T,D), then dgamma (B,T).
 */
 #include "feedback_trsm_baseline.cu"
-#include "feedback_solves.h"          // schedule_variants_agree
+#include "feedback_solves.h"          // inverse_modes_agree
 
 typedef struct {
     int B, T, D, ld;
@@ -169,8 +169,8 @@ static int check(int B, int T, int D, int version) {
     return ok;
 }
 
-// version 2 with each of the schedule's choices: df, dqb, dkb and dgamma bitwise alike
-// (schedule_variants_agree; the forward's s, c, lse are made once, by make_problem)
+// version 2 with the inverses in each of fb_inverse_mode's three places: df, dqb, dkb, dgamma bitwise alike
+// (inverse_modes_agree; the forward's s, c, lse are made once, by make_problem)
 typedef struct { const Problem *p; Grads *g; } VariantRun;
 static void variant_run(void *ctx, void *out) {
     VariantRun *r = (VariantRun *)ctx;
@@ -181,13 +181,13 @@ static void variant_run(void *ctx, void *out) {
     cudaCheck(cudaMemcpy(o + n * sizeof(floatX), r->g->dqkb, 2 * n * sizeof(floatX), cudaMemcpyDeviceToHost));
     from_device((float *)(o + 3 * n * sizeof(floatX)), r->g->dgamma, (size_t)r->p->B * r->p->T);
 }
-static int check_schedule_variants(int B, int T, int D) {
-    printf("check B=%d T=%d D=%d S=%d: the schedule's choices\n", B, T, D, fb_superblock(T));
+static int check_inverse_modes(int B, int T, int D) {
+    printf("check B=%d T=%d D=%d S=%d: the inverses' three places\n", B, T, D, fb_superblock(T));
     Problem p = make_problem(B, T, D);
     Grads g = grads_alloc(&p, 2);
     VariantRun r = {&p, &g};
     size_t n = (size_t)B * T * D;
-    int ok = schedule_variants_agree(variant_run, &r, 3 * n * sizeof(floatX) + (size_t)B * T * sizeof(float), p.scratch,
+    int ok = inverse_modes_agree(variant_run, &r, 3 * n * sizeof(floatX) + (size_t)B * T * sizeof(float), p.scratch,
                                  p.scratch_bytes, "df, dqb, dkb, dgamma");
     grads_free(&g);
     free_problem(&p);
@@ -314,14 +314,14 @@ int main(int argc, char **argv) {
         // T = 1; T = 300 with D = 40: a partial second superblock not a multiple of 32 rows
         int ok = check(2, 201, 72, a.version) & check(1, 700, 160, a.version) & check(2, 1, 64, a.version) &
                  check(2, 300, 40, a.version);
-        if (a.version == 0 || a.version == 2)     // the schedule's choices alike: 8 blocks of 32, then 44 rows (2 blocks)
-            ok &= check_schedule_variants(1, 300, 40);
+        if (a.version == 0 || a.version == 2)     // the inverses' places alike: 8 blocks of 32, then 44 rows (2 blocks)
+            ok &= check_inverse_modes(1, 300, 40);
         if (a.version == 0 || a.version == 2) {   // version 2 with 64-row superblocks: many of them, partial last ones;
             int keep = fb_superblock_rows;         // D = 38: not a multiple of 4 (the row passes' scalar paths)
             fb_superblock_rows = 64;
             printf("version 2 with superblocks of 64 rows\n");
             ok &= check(2, 201, 72, 2) & check(1, 300, 40, 2) & check(1, 150, 38, 2);
-            ok &= check_schedule_variants(2, 300, 40);   // 64-row superblocks: 2 blocks each
+            ok &= check_inverse_modes(2, 300, 40);   // 64-row superblocks: 2 blocks each
             fb_superblock_rows = keep;
         }
         printf(ok ? "feedback_backward: all checks passed\n" : "feedback_backward: CHECK FAILED\n");

@@ -122,7 +122,7 @@ static int check(int B, int T, int D, int version) {
     return ok;
 }
 
-// version 2 with each of the schedule's choices (schedule_variants_agree): s and c bitwise alike
+// version 2 with the inverses in each of fb_inverse_mode's three places (inverse_modes_agree): s, c bitwise alike
 typedef struct { const Problem *p; Blocked *k; } VariantRun;
 static void variant_run(void *ctx, void *out) {
     VariantRun *r = (VariantRun *)ctx;
@@ -131,12 +131,12 @@ static void variant_run(void *ctx, void *out) {
     from_device((float *)out, r->k->s, n);
     from_device((float *)out + n, r->k->c, n);
 }
-static int check_schedule_variants(int B, int T, int D) {
-    printf("check B=%d T=%d D=%d S=%d: the schedule's choices\n", B, T, D, fb_superblock(T));
+static int check_inverse_modes(int B, int T, int D) {
+    printf("check B=%d T=%d D=%d S=%d: the inverses' three places\n", B, T, D, fb_superblock(T));
     Problem p = make_problem(B, T, D);
     Blocked k = blocked_alloc(&p, 2);
     VariantRun r = {&p, &k};
-    int ok = schedule_variants_agree(variant_run, &r, 2 * (size_t)B * T * D * sizeof(float), k.scratch,
+    int ok = inverse_modes_agree(variant_run, &r, 2 * (size_t)B * T * D * sizeof(float), k.scratch,
                                  version_scratch_bytes(2, B, T, D), "s, c");
     blocked_free(&k);
     free_problem(&p);
@@ -199,14 +199,14 @@ int main(int argc, char **argv) {
         // the second partial and not a multiple of 32
         int ok = check(2, 201, 96, a.version) & check(1, 1030, 256, a.version) & check(3, 1, 64, a.version) &
                  check(2, 300, 40, a.version);
-        if (a.version == 0 || a.version == 2)     // the schedule's choices alike: 8 blocks of 32, then 44 rows (2 blocks)
-            ok &= check_schedule_variants(1, 300, 40);
+        if (a.version == 0 || a.version == 2)     // the inverses' places alike: 8 blocks of 32, then 44 rows (2 blocks)
+            ok &= check_inverse_modes(1, 300, 40);
         if (a.version == 0 || a.version == 2) {   // version 2 with 64-row superblocks: many of them, partial last ones
             int keep = fb_superblock_rows;
             fb_superblock_rows = 64;
             printf("version 2 with superblocks of 64 rows\n");
             ok &= check(2, 201, 96, 2) & check(1, 300, 40, 2);
-            ok &= check_schedule_variants(2, 300, 40);   // 64-row superblocks: 2 blocks each
+            ok &= check_inverse_modes(2, 300, 40);   // 64-row superblocks: 2 blocks each
             fb_superblock_rows = keep;
             printf("version 2, T = 4200: rows of up to 4200 keys, 1, 2, 4 and 8 warps a row in the row pass\n");
             ok &= check(1, 4200, 32, 2);

@@ -7,13 +7,11 @@
  or the prologue's end for it = 0):
    rhs      warp q: rhs_q as A fragments into ra                                        (RHS - R start)
    bar1     warp q waits at barrier 1 (the other warps' updates of it-1)                (BAR1 - RHS)
-   x        warp 0: (SESSA_FB_PANEL=0: the next panel's cp.async issue,) its C tile of  (X - BAR1)
-            x_q, x to global
+   x        warp 0: the next panel's cp.async issue, its C tile of x_q, x to global     (X - BAR1)
    bar2     warp 0 waits at barrier 2 (the panel's cp.async, the other warps' x tiles)  (BAR2 - X)
    upd max  the slowest updating warp: its 48 mmas per block after q                    (max UPD - BAR2)
    upd q+1  the warp whose rhs comes next: its update                                   (UPD[next q] - BAR2)
-   c store  forward, warp q: (SESSA_FB_PANEL=1: its share of the next panel's cp.async  (CEND - UPD[q])
-            issue,) c_q out
+   c store  forward, warp q: c_q out                                                    (CEND - UPD[q])
    iter     barrier 1 to barrier 1                                                      (BAR1 - previous BAR1)
  Doubt: with the former one-barrier schedule, the backward's warp 0 (which updates right after the barrier) read
  its "past the barrier" clock ~5k cycles before warp q's "phase A done" clock, which a barrier forbids (its outputs
@@ -58,8 +56,8 @@ static void phases(SolveBufs *p, int bwd, int has_acc) {
     for (int i = 0; i < ncta; i++)            // every slot of the prologue and of the nb iterations is written once
         for (int k = 0; k < FB_PH_PRO + nb * FB_PH_IT; k++)
             if (ph_clk[(size_t)i * FB_PH_SLOTS + k] == 0) fatal("feedback_phases: CTA %d slot %d not written", i, k);
-    printf("%s solve B=%d T=%d D=%d S=%d has_acc=%d SESSA_FB_INV=%d SESSA_FB_PANEL=%d: %d CTAs, %.1f us per call (with the clocks)\n",
-           bwd ? "backward" : "forward", B, T, D, p->S, has_acc, fb_inverse_where(), fb_panel_where(), ncta, ms * 1e3);
+    printf("%s solve B=%d T=%d D=%d S=%d has_acc=%d SESSA_FB_INV=%d: %d CTAs, %.1f us per call (with the clocks)\n",
+           bwd ? "backward" : "forward", B, T, D, p->S, has_acc, fb_inverse_where(), ncta, ms * 1e3);
     printf("  %-30s %10s %10s   (SM cycles over CTAs)\n", "phase", "mean", "max");
     Stat tri = {0, 0}, inv = {0, 0}, hf = {0, 0}, total = {0, 0};
     Stat sum[NPH - 1] = {{0, 0}};             // the phases but iter, summed over the iterations

@@ -2,8 +2,8 @@
  The two in-superblock solve kernels of llmc/feedback.cuh alone (fb_fwd_solve, fb_bwd_solve), on the inputs of one
  superblock of S = fb_superblock(T) rows at the shapes of a training step: feedback_forward.cu's bench_solves times
  them, feedback_phases.cu reads their phase clocks (FB_PHASES). Included after llmc/feedback.cuh and common.h.
- Also schedule_variants_agree, the check (feedback_forward.cu, feedback_backward.cu) that the schedule's choices
- (where the diagonal blocks' inverses are made, when the panels are loaded) give the same bits.
+ Also inverse_modes_agree, the check (feedback_forward.cu, feedback_backward.cu) that the three places of the
+ diagonal blocks' inverses (fb_inverse_mode) give the same bits.
  Inputs: Pd (B,S,S) alpha-like (strictly lower, entries in [0, 2/S): row sums < 1), PcT = Pd^T per batch element,
  acc (B,S,D), f (bf16) and gs (B,T,D) in [-1, 1], gamma (B,T) in [0.9, 0.999] (the chain gain near 1).
 */
@@ -54,26 +54,25 @@ static void solve_call_bwd(SolveBufs *p, int has_acc) {
                  p->S, p->S, p->B, p->T, p->D, 0);
 }
 
-// The schedule's choices (llmc/feedback.cuh: fb_inverse_mode, where the diagonal blocks' inverses are made: in every
-// solve CTA, by fb_inverse_kernel, the same with programmatic dependent launch; fb_panel_mode, when the next panel is
-// loaded) do the same fp32 operations on the same inputs: run(ctx, out) makes one call and copies its outputs (bytes)
-// to the host buffer out, and every combination must give the bits of the first (inverses in the CTA, panel after
-// barrier 1). The scratch is NaN-filled before each run: an inverse read before fb_inverse_kernel wrote it (a missing
-// dependency) cannot pass for the previous run's.
-static int schedule_variants_agree(void (*run)(void *ctx, void *out), void *ctx, size_t bytes, void *scratch,
-                                   size_t scratch_bytes, const char *what) {
+// The diagonal blocks' inverses made in each of fb_inverse_mode's three places (in every solve CTA, with the C-layout
+// loads of h and f; by fb_inverse_kernel, h and f staged in shared memory; the same with programmatic dependent
+// launch) are the same fp32 operations on the same inputs: run(ctx, out) makes one call and copies its outputs (bytes)
+// to the host buffer out, and modes 1 and 2 must give mode 0's bits. The scratch is NaN-filled before each run: an
+// inverse read before fb_inverse_kernel wrote it (a missing dependency) cannot pass for the previous run's.
+static int inverse_modes_agree(void (*run)(void *ctx, void *out), void *ctx, size_t bytes, void *scratch,
+                               size_t scratch_bytes, const char *what) {
     char *ref = (char *)mallocCheck(bytes), *got = (char *)mallocCheck(bytes);
-    int keep_inv = fb_inverse_mode, keep_pan = fb_panel_mode, ok = 1;
-    for (int m = 0; m < 6; m++) {
-        fb_inverse_mode = m / 2; fb_panel_mode = m % 2;
+    int keep = fb_inverse_mode, ok = 1;
+    for (int m = 0; m <= 2; m++) {
+        fb_inverse_mode = m;
         cudaCheck(cudaMemset(scratch, 0xff, scratch_bytes));
         run(ctx, m == 0 ? ref : got);
         if (m == 0) continue;
         int same = memcmp(ref, got, bytes) == 0;
-        printf("  SESSA_FB_INV=%d SESSA_FB_PANEL=%d: %s bitwise those of 0, 0: %s\n", m / 2, m % 2, what, same ? "ok" : "FAIL");
+        printf("  SESSA_FB_INV=%d: %s bitwise those of SESSA_FB_INV=0: %s\n", m, what, same ? "ok" : "FAIL");
         ok &= same;
     }
-    fb_inverse_mode = keep_inv; fb_panel_mode = keep_pan;
+    fb_inverse_mode = keep;
     free(ref); free(got);
     return ok;
 }

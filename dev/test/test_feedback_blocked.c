@@ -127,7 +127,8 @@ static float dot3(const float *a, size_t as, const float *b, size_t bs, int K) {
 }
 
 // fb_block_inverse: Minv (32 x 32) = (I - diag(g) L_qq)^{-1} for the diagonal block at q0 of L (FB_S x FB_S,
-// entries outside [0, Sv)^2 taken as 0; g = NULL: G = I; rev: L upper, rows from last to first), in the kernel's order
+// entries outside [0, Sv)^2 taken as 0; g = NULL: G = I; rev: L upper, rows from last to first), each sum one fp32
+// chain (the kernel's sums four chains and adds them: the same to the last bits, every term of one sign)
 static void twin_block_inverse(float *Minv, const float *L, int q0, int Sv, const float *g, int rev) {
     for (int j = 0; j < FB_R; j++) {                                    // lane j = column j of the inverse
         float a[FB_R] = {0.0f};
