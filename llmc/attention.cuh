@@ -588,9 +588,9 @@ static void attention_backward_mma(floatX *dq, floatX *dk, floatX *dv, const flo
     if (d == 64) attention_backward_hd<64>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, ld[0], ld[1], stream);
     if (d == 128) attention_backward_hd<128>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, ld[0], ld[1], stream);
 }
-// the Hopper backward (wgmma, llmc/attention_sm90_bwd.cuh; dev/cuda/attention_backward.cu versions 3-6: 4 with the
-// warp-specialized kernels, 5 the same in longest-first order, 6 that with its consumer warpgroups in ping-pong, 7 that with register A operands),
-// d = 64, 128
+// the Hopper backward (wgmma, llmc/attention_sm90_bwd.cuh; dev/cuda/attention_backward.cu versions 3-7: 4 with the
+// warp-specialized kernels, 5 the same in longest-first order, 6 that with its consumer warpgroups in ping-pong,
+// 7, the trainer's, that with register A operands), d = 64, 128
 #ifndef ATTH_BWD_VERSION
 #define ATTH_BWD_VERSION 7
 #endif
@@ -614,8 +614,8 @@ static void attention_backward_sm90(floatX *dq, floatX *dk, floatX *dv, const fl
 // dv (each is within 1e-2 max + 1e-2 |x| of the exact gradient: dev/cuda/attention_backward.cu's check). A Hopper
 // kernel that is wrong on this GPU is then bypassed (forward and backward separately), with a message on stderr,
 // instead of training on wrong attention; the warp-specialized (TMA) versions fall back first to the previous ones
-// (forward 11 -> 9 -> 7 -> 5 -> 4, 10 -> 8 -> 6 -> 4, backward 7 -> 6 -> 5 -> 4 -> 3: dev/cuda/attention_*.cu), and to mma.sync only when
-// those fail too.
+// (forward 11 -> 9 -> 7 -> 5 -> 4, 10 -> 8 -> 6 -> 4, backward 7 -> 6 -> 5 -> 4 -> 3: dev/cuda/attention_*.cu),
+// and to mma.sync only when those fail too.
 static int attention_sm90_state = -1, attention_sm90_bwd_state = -1;   // -1: not decided yet
 static int attention_sm90_fwd_version = ATTH_FWD_VERSION;               // the Hopper forward the trainer runs
 static int attention_sm90_bwd_version = ATTH_BWD_VERSION;               // and backward
