@@ -1,7 +1,8 @@
 /*
  Causal grouped-query attention forward on Hopper (sm_90a): warpgroup MMA (wgmma) with operands in 128-byte
  swizzled shared memory, FlashAttention-3's math and layouts. Two kernels: the one below (versions 3, 4: all
- threads load by cp.async, no ping-pong) and, further down, versions 5 and 6, the trainer's: FlashAttention-3's
+ threads load by cp.async, no ping-pong) and, further down, versions 5-10 (11, the trainer's, picks 9, 7 or 5 by
+ shape): FlashAttention-3's
  warp specialization (a TMA producer warpgroup, an mbarrier ring, consumer warpgroups in ping-pong). Same contract
  as attention_forward in llmc/attention.cuh (which includes this file and selects it): q (B,T,H,d), k/v
  (B,T,Hkv,d) bf16 with rows ldq / ldkv elements apart (column slices of the stacked projection; the TMA tensor maps
@@ -30,7 +31,7 @@
    reads through the async proxy), __syncthreads (the tile is visible; every wgmma of tile j-1 has completed, so
    its stages are free), issue the next loads, then the products:
    OVERLAP = false (version 3): S_j; wait; softmax; O += P_j V_j; wait. Loads {K_j+1, V_j+1}.
-   OVERLAP = true (version 4, the trainer's; FlashAttention-3's intra-warpgroup overlap): issue S_j and
+   OVERLAP = true (version 4; FlashAttention-3's intra-warpgroup overlap): issue S_j and
      O += P_j-1 V_j-1, wait for S_j only, softmax of S_j while the tensor cores run P_j-1 V_j-1, wait, rescale O,
      P_j <- S_j; one P V after the loop. Loads {K_j+1, V_j}: V lags K by a tile (V_j is read at tile j+1).
    The two warpgroups run side by side (no ping-pong), so one's softmax overlaps the other's wgmma by chance only.
@@ -208,7 +209,7 @@ __device__ __forceinline__ void atth_epilogue(floatX *out, float *lse, const flo
 // OVERLAP = true (FlashAttention-3's intra-warpgroup overlap): per tile j, issue S_j and O += P_j-1 V_j-1
 //   together, wait for S_j only, run S_j's softmax while the tensor cores do P_j-1 V_j-1, then wait and rescale O.
 //   V then lags K by a tile: the group issued at tile j is {K_j+1, V_j} (V_j is first read at tile j+1, after
-//   that tile's barrier), and a last P V follows the loop. (version 4; the trainer's fallback from version 5)
+//   that tile's barrier), and a last P V follows the loop. (version 4; the last Hopper fallback of 9 -> 7 -> 5)
 template <int HD, bool OVERLAP>
 __global__ void __launch_bounds__(ATTH_THREADS, 1)
 attention_forward_sm90_kernel(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
@@ -305,7 +306,7 @@ attention_forward_sm90_kernel(floatX *out, float *lse, const floatX *q, const fl
 
 // ---------------------------------------------------------------------------- versions 5, 6: warp-specialized
 /*
- FlashAttention-3's mainloop (version 5, what the trainer runs; 6 the same with NWG = 2 at d = 64 too): the same
+ FlashAttention-3's mainloop (version 5; 6 the same with NWG = 2 at d = 64 too; 7-10 below): the same
  math and tiles as above, with
  - a producer warpgroup: one thread loads Q once and then K_j, V_j through TMA (llmc/mma.cuh) into a ring of
    STAGES stages per operand, each guarded by two mbarriers: full (the producer's expect_tx + TMA's complete_tx)
@@ -369,6 +370,27 @@ attention_forward_sm90_kernel(floatX *out, float *lse, const floatX *q, const fl
  the stages they free, so that the next item's loads run under the current one's last P V, softmax and stores.
  Predicted at T = 1024, d = 64: most of the ~4 us per CTA hidden, 0.112-0.117 -> ~0.095 ms (~0.9x SDPA); at long
  T, where a block does 32-128 tiles, within a few percent of 7, 8.
+ Measured (H200, bench_attention.py, second run; ms and ratio to SDPA), version 9 is the trainer's (worst 0.89x):
+   shape (B T H Hkv d)     v5            v7 (LEAN)     v9            v10
+   16 1024 12 12 64    0.117 0.73x   0.109 0.79x   0.096 0.89x   0.095 0.90x
+   16 1024 12  4 64    0.117 0.73x   0.107 0.80x   0.094 0.91x   0.093 0.92x
+   16 1024  8  8 128   0.102 0.85x   0.101 0.85x   0.096 0.91x   (= v9)
+   16 1024  8  2 128   0.101 0.85x   0.099 0.87x   0.086 1.01x   (= v9)
+    4 4096 12 12 64    0.278 0.94x   0.250 1.04x   0.274 0.95x   0.292 0.89x
+    4 4096 12  4 64    0.277 0.93x   0.250 1.03x   0.248 1.04x   0.281 0.92x
+    4 4096  8  8 128   0.264 1.01x   0.263 1.01x   0.295 0.90x   (= v9)
+    4 4096  8  2 128   0.263 0.99x   0.262 1.00x   0.275 0.95x   (= v9)
+    1 16384 12 12 64   0.888 1.07x   0.849 1.12x   1.010 0.94x   1.096 0.87x
+    1 16384 12  4 64   0.887 1.06x   0.838 1.12x   0.920 1.02x   1.042 0.90x
+    1 16384  8  8 128  0.808 1.25x   0.922 1.09x   1.089 0.93x   (= v9)
+    1 16384  8  2 128  0.807 1.21x   0.915 1.07x   1.004 0.97x   (= v9)
+ The persistent CTAs win where blocks are short (T = 1024: 1.12-1.22x version 5) and lose where they are long
+ (T = 16384: 0.74-0.96x), as does the order at d = 128 (version 7): a round-robin of work items fixed at launch
+ cannot even out blocks of 1 to 128 tiles the way the hardware's dynamic start of CTAs does, and something the
+ model does not hold (L2 traffic?) costs the order at d = 128. So the trainer's version 11 takes 9 at T <= 2048
+ (short blocks; T = 1024 is what d12 trains), 7 at d = 64 and 5 at d = 128 above: 0.89-1.25x over the table
+ (T = 2048 is not measured: where 9 stops winning between 1024 and 4096 is a guess). A dynamic work queue (an
+ atomic counter) for the persistent CTAs is the next step.
 */
 // NWG consumer warpgroups: 2 (d = 128, and version 6 at d = 64) or 3 (version 5 at d = 64: 192 query rows, as
 // FlashAttention-3; its consumers fit the 128 registers of a 512-thread block, at d = 128 they would spill)
@@ -693,14 +715,15 @@ static void attention_forward_sm90_ws_hd(floatX *out, float *lse, const floatX *
 }
 
 #ifndef ATTH_FWD_VERSION
-#define ATTH_FWD_VERSION 5   // the trainer's Hopper forward: 5 (6-8) warp-specialized, 4 intra-warpgroup overlap, 3 plain
+#define ATTH_FWD_VERSION 11  // the trainer's Hopper forward: 11 (by shape), 5-10 warp-specialized, 4 overlap, 3 plain
 #endif
 // the Hopper forward itself (attention_forward picks it when attention_sm90_usable() and d is 64 or 128);
 // version: 3 and 4 the kernel with all threads loading (overlap off / on), 5 the warp-specialized one (3 consumer
 // warpgroups at d = 64, 2 at d = 128), 6 the same with 2 consumer warpgroups at d = 64 too, 7 and 8 versions 5 and
 // 6 with the longest blocks of all heads of an L2 section first (atth_block_order) and no products for warpgroups
-// past T (LEAN), 9 and 10 versions 7 and 8 persistent (one CTA per SM); ldq, ldkv: the row strides of q and of k, v
-// (0: dense; attention_row_strides)
+// past T (LEAN), 9 and 10 versions 7 and 8 persistent (one CTA per SM), 11 by shape: 9 where blocks are short
+// (T <= 2048), else 7 (d = 64) or 5 (d = 128), the fastest of each in bench_attention.py's runs (the table in
+// this file's versions 9, 10 comment); ldq, ldkv: the row strides of q and of k, v (0: dense; attention_row_strides)
 static void attention_forward_sm90(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
                                    int B, int T, int H, int Hkv, int d, cudaStream_t stream, int version = ATTH_FWD_VERSION,
                                    int ldq = 0, int ldkv = 0) {
@@ -709,7 +732,8 @@ static void attention_forward_sm90(floatX *out, float *lse, const floatX *q, con
     int ld[2];
     attention_row_strides(ld, ldq, ldkv, H, Hkv, d);
     if (d != 64 && d != 128) fatal("attention (Hopper): head width d=%d is not supported (64 or 128)", d);
-    if (version < 3 || version > 10) fatal("attention (Hopper): forward version %d does not exist (3 to 10)", version);
+    if (version < 3 || version > 11) fatal("attention (Hopper): forward version %d does not exist (3 to 11)", version);
+    if (version == 11) version = T <= 2048 ? 9 : d == 64 ? 7 : 5;
     if (!attention_sm90_usable())
         fatal("attention (Hopper): needs a compute capability 9.0 GPU, a binary built with "
               "-gencode arch=compute_90a,code=sm_90a, and SESSA_ATT_SM90 not 0");

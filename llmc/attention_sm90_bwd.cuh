@@ -44,7 +44,7 @@
  __syncthreads at the top of each tile, every wgmma waited for before the tile ends). Within a tile: S and dP
  issued together, P computed while dP runs; in the dK/dV kernel dV += P^T dO also runs while dS^T is computed.
  Measured (H200, version 3, bench_attention.py): 141-283 TFLOP/s (FA2-counted), 1.1-1.6x the mma.sync backward,
- 0.46-0.65x SDPA's. Version 4 (the trainer's, below the version 3 kernels): both kernels warp-specialized as the
+ 0.46-0.65x SDPA's. Version 4 (below the version 3 kernels): both kernels warp-specialized as the
  forward's version 5 (a TMA producer warpgroup, mbarrier rings 3 stages deep, the consumers free of load work and
  of the block-wide barrier per tile); predicted 1.2-1.4x version 3, measured (H200, bench_attention.py, FA2-counted)
  201-410 TFLOP/s, 1.3-1.6x version 3, 0.71-0.96x SDPA's (short of 0.8x at T >= 4096).
@@ -92,6 +92,24 @@
     1 16384 12   4  64  3.302 0.72  3.282 0.72  2.735 0.87  2.604 0.91
     1 16384  8   8 128  3.415 0.78  3.396 0.79  3.087 0.87  3.025 0.88
     1 16384  8   2 128  3.349 0.81  3.342 0.81  3.038 0.89  2.977 0.91
+ Measured (H200, bench_attention.py, second run; ms and ratio to SDPA), version 7 is the trainer's:
+   shape (B T H Hkv d)     v4            v5            v6            v7
+   16 1024 12 12 64    0.331 0.84x   0.320 0.87x   0.328 0.85x   0.318 0.87x
+   16 1024 12  4 64    0.327 0.93x   0.290 1.05x   0.295 1.03x   0.284 1.07x
+   16 1024  8  8 128   0.344 0.86x   0.328 0.90x   0.334 0.88x   0.329 0.89x
+   16 1024  8  2 128   0.362 0.88x   0.283 1.13x   0.287 1.11x   0.282 1.13x
+    4 4096 12 12 64    0.972 0.73x   0.903 0.79x   0.913 0.78x   0.869 0.82x
+    4 4096 12  4 64    1.029 0.72x   0.877 0.84x   0.879 0.84x   0.834 0.89x
+    4 4096  8  8 128   0.982 0.78x   0.928 0.82x   0.935 0.82x   0.922 0.83x
+    4 4096  8  2 128   1.139 0.69x   0.885 0.89x   0.882 0.89x   0.873 0.90x
+    1 16384 12 12 64   3.345 0.69x   3.295 0.70x   3.339 0.69x   3.102 0.75x
+    1 16384 12  4 64   3.297 0.72x   3.251 0.73x   3.306 0.72x   3.070 0.78x
+    1 16384  8  8 128  3.378 0.78x   3.428 0.77x   3.410 0.77x   3.244 0.81x
+    1 16384  8  2 128  3.364 0.79x   3.407 0.78x   3.377 0.79x   3.252 0.82x
+ So: the order (v5) as the model said at T <= 4096 (1.03-1.29x; the model 1.07-1.59x) and nothing at 16384; the
+ ping-pong (v6) nothing (the consumers were not in step, or not for long: loss 2 above is not where the time
+ goes); the register A operands (v7) 1.03-1.07x, most at d = 64 (loss 3 is real). Left at 0.75-0.78x: T = 16384
+ at d = 64, where 0.8x needs another 4-7%; the 7-product structure is the largest remaining cost.
  The dK/dV and dQ kernels stay deterministic in every version: the products and the order of every sum are the
  same; only when a block starts and which warpgroup issues first change.
  The CPU emulator runs all these kernels through the wgmma, TMA, mbarrier and named-barrier twins
@@ -251,7 +269,7 @@ attention_backward_dq_sm90_kernel(floatX *dq, const floatX *dout, const float *l
 #endif // SESSA_SM90A
 }
 
-// The dQ kernel warp-specialized (version 4, the trainer's): the forward's version 5 producer (llmc/attention_sm90.cuh:
+// The dQ kernel warp-specialized (versions 4-7; 7 the trainer's): the forward's version 5 producer (llmc/attention_sm90.cuh:
 // TMA, a ring of STAGES = 3 stages of K_j, V_j (64 keys each) guarded by full/empty mbarriers; Q and dO loaded once),
 // 2 consumer warpgroups of 64 query rows running atth_dq_tile per tile as above, releasing the tile's stages after
 // it (no ping-pong: 3 products per exponential, the tensor cores' share is larger than in the forward). What it

@@ -7,19 +7,19 @@
    version 3: llmc/attention_sm90_bwd.cuh (wgmma, sm_90a, d = 64 and 128; dK/dV kernel per 128 keys, dQ kernel per
               128 query rows, S and dP recomputed there: no atomics), loads by cp.async from all threads
    version 4: version 3 with both kernels warp-specialized (a TMA producer warpgroup, 3-stage mbarrier rings of
-              K, V tiles (dQ) and of Q, dO, lse, Delta (dK/dV): llmc/attention_sm90_bwd.cuh), what the trainer
-              uses on an H100/H200
+              K, V tiles (dQ) and of Q, dO, lse, Delta (dK/dV): llmc/attention_sm90_bwd.cuh)
    version 5: version 4 with the CTAs of both kernels in longest-first order across the heads of an L2 section
               (atth_block_order: the longest blocks of all heads first, the short ones make the tail)
    version 6: version 5 with the 2 consumer warpgroups of each kernel in ping-pong (named barriers, as the
               forward's version 5: one's exponentials and dS run under the other's products)
    version 7: version 6 with each warpgroup's constant operand of its first two products (Q, dO in the dQ kernel;
               K, V in the dK/dV kernel, at d = 64 only) held in registers as wgmma's A (read from shared memory
-              once): those products read only B from shared memory, half the bytes
+              once): those products read only B from shared memory, half the bytes; what the trainer uses on
+              an H100/H200
    versions 3-7 are checked against the CPU reference and against version 2
  make -C dev/cuda bin/attention_backward && dev/cuda/bin/attention_backward check|bench [version]
  dev/cuda/bin/attention_backward shape B T H Hkv d   times the trainer's forward (attention_forward: the Hopper
-   kernel on sm_90, else version 2), the version 2 forward, the trainer's backward (attention_backward: version 4
+   kernel on sm_90, else version 2), the version 2 forward, the trainer's backward (attention_backward: version 7
    on sm_90, else 2) and the version 2 backward at one shape and prints one machine-readable line
    (dev/cuda/bench_attention.py joins it with PyTorch SDPA's timings)
 */
@@ -200,7 +200,7 @@ static AttGrads att_grads_alloc(const AttProblem *p, const float *dout) {
 static void att_grads_free(AttGrads *g) {
     cudaCheck(cudaFree(g->dout)); cudaCheck(cudaFree(g->dgrad)); cudaCheck(cudaFree(g->scratch));
 }
-// version 0: attention_backward, the trainer's choice (4 where usable, else 2); version 1 takes dense tensors only
+// version 0: attention_backward, the trainer's choice (7 where usable, else 2); version 1 takes dense tensors only
 static void run_att_backward(AttProblem *p, AttGrads *g, int version) {
     const int ldq = p->L.ldq, ldkv = p->L.ldkv;
 #define ATT_BWD_ARGS g->dq, g->dk, g->dv, g->dout, p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, g->scratch, p->B, p->T, p->H, p->Hkv, p->d, 0
@@ -311,7 +311,7 @@ static void bench(int version, int B, int T, int H, int Hkv, int d) {
 }
 
 // `shape B T H Hkv d [nomma]`: the trainer's forward (attention_forward: the Hopper kernel where usable, else version
-// 2) and backward (attention_backward: version 4 where usable, else 2; SESSA_ATT_FWD_VERSION, SESSA_ATT_BWD_VERSION
+// 2) and backward (attention_backward: version 7 where usable, else 2; SESSA_ATT_FWD_VERSION, SESSA_ATT_BWD_VERSION
 // pick others), median of 7 timings of 20 calls each, and the mma.sync forward and backward (version 2) for
 // comparison (not with nomma: their columns are then 0), one line:
 //   ours B T H Hkv d fwd_ms fwd_tflops bwd_ms bwd_tflops fwd_kernel(wgmma-v<version>|mma) mma_fwd_ms mma_fwd_tflops

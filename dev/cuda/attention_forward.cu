@@ -12,14 +12,15 @@
               do P_j-1 V_j-1)
    version 5: FlashAttention-3's warp specialization on top of version 4: a producer warpgroup loading K, V by
               TMA into an mbarrier-guarded ring, consumer warpgroups in ping-pong (named barriers): 3 of them
-              (192 query rows) at d = 64, 2 at d = 128; what the trainer uses on an sm_90 GPU for d = 64, 128
+              (192 query rows) at d = 64, 2 at d = 128
    version 6: version 5 with 2 consumer warpgroups at d = 64 too (the same kernel as version 5 at d = 128)
    versions 7, 8: versions 5, 6 with the CTAs in longest-first order across the heads of an L2 section
               (atth_block_order: the longest query blocks of all heads first, the short ones make the tail), and
               no products for a consumer warpgroup whose rows all lie past T
    versions 9, 10: versions 7, 8 persistent: one CTA per SM, taking the work items in turn with the stage ring and
               the turns carried on, the next item's loads under the current one's last products and epilogue
-   Versions 3-10 are checked against the CPU reference and against version 2; the CPU emulator runs them
+   version 11: by shape, 9 at T <= 2048, else 7 (d = 64) or 5 (d = 128): what the trainer uses on an sm_90 GPU
+   Versions 3-11 are checked against the CPU reference and against version 2; the CPU emulator runs them
    through its wgmma, TMA, mbarrier and named-barrier twins (dev/cuda_emu/cuda_emu.h).
  make -C dev/cuda bin/attention_forward && dev/cuda/bin/attention_forward check|bench [version]
  attention_backward.cu includes this file (with ATTENTION_FORWARD_NO_MAIN) for the CPU reference and the setup.
@@ -363,7 +364,7 @@ static void free_att_problem(AttProblem *p) {
     free(p->q); free(p->k); free(p->v);
     cudaCheck(cudaFree(p->d_qkv)); cudaCheck(cudaFree(p->d_out)); cudaCheck(cudaFree(p->d_lse));
 }
-// version 0: attention_forward, the trainer's choice (5 where usable, else 2); version 1 takes dense inputs only
+// version 0: attention_forward, the trainer's choice (11 where usable, else 2); version 1 takes dense inputs only
 static void run_att_forward(AttProblem *p, int version) {
     const int ldq = p->L.ldq, ldkv = p->L.ldkv;
     if (version == 1) {
@@ -385,7 +386,7 @@ static int att_forward_is_sm90(int d) {
 #endif
 }
 #define ATT_VERSIONS 7   // of the backward
-#define ATT_FWD_VERSIONS 10
+#define ATT_FWD_VERSIONS 11
 // the kernels in longest-first order (forward 7-10, backward 5-7) run here with an L2 budget of 100 KiB, which cuts
 // the check problems into sections of 1 to 2 GQA groups or kv heads (B=3 T=150 H=2 Hkv=1 d=64: 2 + 1 in the
 // forward and the dQ kernel, a smaller last section), every path of atth_block_order; the trainer keeps 32 MiB
@@ -475,7 +476,7 @@ int main(int argc, char **argv) {
             // q, k, v as the trainer passes them (column slices of one wider matrix: row strides, TMA's too), at
             // every width, GQA and MHA, several tiles
             ok &= check(version, 2, 200, 4, 2, 64, 1) & check(version, 1, 333, 4, 1, 128, 1) & check(version, 1, 67, 3, 3, 32, 1);
-            // versions 3-10 also: T = 1 and T < 64 at their widths; a longer sequence at both widths (17 key tiles
+            // versions 3-11 also: T = 1 and T < 64 at their widths; a longer sequence at both widths (17 key tiles
             // of 128: many turns of the stage rings and of version 5's ping-pong; 5 in the CPU emulator, where 2100
             // would take minutes)
 #ifndef SESSA_CUDA_EMU_H

@@ -26,10 +26,10 @@ SHAPES = [(B, T, H, Hkv, d)
           for (B, T) in [(16, 1024), (4, 4096), (1, 16384)]
           for (H, Hkv, d) in [(12, 12, 64), (12, 4, 64), (8, 8, 128), (8, 2, 128)]]
 QUICK = [(8, 1024, 12, 12, 64), (8, 1024, 12, 4, 64), (4, 2048, 8, 2, 128)]   # the original table
-# forward 6: 2 consumer warpgroups at d = 64; 7, 8: 5, 6 in longest-first order; 9, 10: 7, 8 persistent;
-# backward 5: 4 in that order,
-# 6: 5 with the consumer warpgroups in ping-pong, 7: 6 with register A operands
-VERSIONS = '6:5,7:6,8:7,9:7,10:7'
+# beside the trainer's 11:7 (dev/cuda/attention_*.cu; forward 11 is 9, 7 or 5 by shape): forward 5 (warp-
+# specialized, ping-pong), 7 (5 in longest-first order, LEAN), 9 (7 persistent); backward 4 (warp-specialized),
+# 5 (4 in that order), 6 (5 with ping-pong; 7 adds the register A operands)
+VERSIONS = '5:4,7:5,9:6'
 
 
 def same_kernels(pair, d):
