@@ -137,7 +137,8 @@ static int cublaslt_heuristic(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t 
                               cublasLtMatmulAlgo_t *algo) {
     cublasLtMatmulHeuristicResult_t heur[GEMM_TUNE_N];
     int index = gemm_choice(sig);
-    int found = cublaslt_heuristics(desc, la, lb, lc, align, heur, index + 1);
+    // as many results as the tuner asked for: the heuristic's ranking may depend on how many are requested
+    int found = cublaslt_heuristics(desc, la, lb, lc, align, heur, GEMM_TUNE_N);
     if (found) *algo = heur[index < found ? index : 0].algo;
     return found;
 }
