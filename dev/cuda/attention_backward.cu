@@ -372,12 +372,7 @@ int main(int argc, char **argv) {
         if (a.version && version != a.version) continue;
         if (!att_version_runs_here(version, a.version, &ok)) continue;
         if (a.check) {
-            ok &= check(version, 2, 200, 4, 2, 64, 0) & check(version, 1, 130, 4, 1, 128, 0) & check(version, 1, 67, 3, 3, 32, 0) &
-                  check(version, 1, 1, 2, 1, 32, 0) &
-                  check(version, 1, 333, 4, 1, 128, 0) & check(version, 2, 290, 4, 2, 64, 0);   // several tiles: the pipelines
-            // q, k, v and dq, dk, dv as the trainer passes them (column slices of wider matrices: row strides, TMA's
-            // too), at every width, GQA and MHA, several tiles
-            ok &= check(version, 2, 200, 4, 2, 64, 1) & check(version, 1, 333, 4, 1, 128, 1) & check(version, 1, 67, 3, 3, 32, 1);
+            ok &= att_common_checks(check, version);
             // versions 3-7 also: T = 1 and T < 64 at their widths, GQA group of 4 at d = 128, and a longer sequence
             // (9 key blocks of 128, 17 query tiles of 64 per head; 3 blocks in the CPU emulator, where it is slow)
 #ifndef SESSA_CUDA_EMU_H

@@ -410,6 +410,17 @@ static bool att_version_runs_here(int version, int asked, int *ok) {
     return true;
 }
 
+// the shapes the forward and the backward check at every version (check: theirs): GQA groups of 2 and 4, MHA; T not
+// a multiple of 64 and several key tiles (the pipelines); every supported head width; T = 1; then q, k, v (and dq,
+// dk, dv) as the trainer passes them (column slices of wider matrices: row strides, TMA's too), at every width, GQA
+// and MHA, several tiles. Every check runs (&, not &&).
+static int att_common_checks(int (*check)(int version, int B, int T, int H, int Hkv, int d, int stacked), int version) {
+    return check(version, 2, 200, 4, 2, 64, 0) & check(version, 1, 130, 4, 1, 128, 0) & check(version, 1, 67, 3, 3, 32, 0) &
+           check(version, 1, 1, 2, 1, 32, 0) &
+           check(version, 1, 333, 4, 1, 128, 0) & check(version, 2, 290, 4, 2, 64, 0) &
+           check(version, 2, 200, 4, 2, 64, 1) & check(version, 1, 333, 4, 1, 128, 1) & check(version, 1, 67, 3, 3, 32, 1);
+}
+
 #ifndef ATTENTION_FORWARD_NO_MAIN
 // stacked: q, k, v column slices of one wider matrix (att_layout), as the trainer passes them
 static int check(int version, int B, int T, int H, int Hkv, int d, int stacked) {
@@ -468,14 +479,7 @@ int main(int argc, char **argv) {
         if (a.version && version != a.version) continue;
         if (!att_version_runs_here(version, a.version, &ok)) continue;
         if (a.check) {
-            // GQA groups of 2 and 4, MHA; T not a multiple of 64 and several key tiles (the pipelines); every
-            // supported head width; T = 1
-            ok &= check(version, 2, 200, 4, 2, 64, 0) & check(version, 1, 130, 4, 1, 128, 0) & check(version, 1, 67, 3, 3, 32, 0) &
-                  check(version, 1, 1, 2, 1, 32, 0) &
-                  check(version, 1, 333, 4, 1, 128, 0) & check(version, 2, 290, 4, 2, 64, 0);   // several tiles: the pipelines
-            // q, k, v as the trainer passes them (column slices of one wider matrix: row strides, TMA's too), at
-            // every width, GQA and MHA, several tiles
-            ok &= check(version, 2, 200, 4, 2, 64, 1) & check(version, 1, 333, 4, 1, 128, 1) & check(version, 1, 67, 3, 3, 32, 1);
+            ok &= att_common_checks(check, version);
             // versions 3-11 also: T = 1 and T < 64 at their widths; a longer sequence at both widths (17 key tiles
             // of 128: many turns of the stage rings and of version 5's ping-pong; 5 in the CPU emulator, where 2100
             // would take minutes)
