@@ -144,9 +144,9 @@ static int cublaslt_heuristic(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t 
 }
 
 // SESSA_GEMM_TUNE=1: time the heuristic's first GEMM_TUNE_N algorithms for a new problem on its operands a, b
-// (with the workspace ws of the stream it runs on)
-// (cuBLASLt's order: A, B), with alpha 1 and the call's beta into a zeroed scratch C = D of d_bytes; print the signature, the times and
-// the fastest index, and a line for gemm_choices when that beats the first by more than 3%. Not during a graph capture.
+// (cuBLASLt's order: A, B) and the workspace ws of its stream, with alpha 1 and the call's beta into a zeroed scratch
+// C = D of d_bytes; print the signature, the times and the fastest index, and a line for gemm_choices when that beats
+// the first by more than 3%. Not during a graph capture.
 static void cublaslt_tune(const char *sig, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t la,
                           cublasLtMatrixLayout_t lb, cublasLtMatrixLayout_t lc, const uint32_t align[4],
                           const void *a, const void *b, float beta, size_t d_bytes, void *ws, cudaStream_t stream) {
