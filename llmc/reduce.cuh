@@ -4,9 +4,9 @@
  - column_sums: out0[c] += sum_n op(n,c).x (c < C), out1[c] += sum_n op(n,c).y (c < n1 <= C) over rows n
    of an (N, C) matrix (n1 = 1: the gamma path's scalar gamma_b gradient rides in column 0).
    Used for bias gradients, LayerNorm weight/bias gradients and the gamma path's gradients.
-   No atomics: rows are cut into fixed chunks of COLSUM_ROWS, each chunk summed in row order into a
-   scratch buffer, then the chunks are summed per column in a fixed order (32 strided partial sums, then
-   those 32 in order). The result is bitwise the same on every run.
+   One launch: rows are cut into fixed chunks of COLSUM_ROWS, each chunk summed in row order, a block's
+   chunks added in order into a scratch buffer; the last block of a column block to finish (an atomic
+   counter) sums those partials per column in a fixed order. The result is bitwise the same on every run.
    (Bias gradients no longer come here: cuBLASLt's BGRADB epilogue makes them, llmc/matmul.cuh.)
 */
 #ifndef SESSA_REDUCE_CUH
@@ -26,57 +26,85 @@ __device__ inline float block_reduce_sum(float v) {
     return warp_reduce_sum(v);
 }
 
-#define COLSUM_ROWS 32     // rows per chunk: fixed, so the order of additions never depends on the GPU
-#define COLSUM_THREADS 256
-#define COLSUM_FINISH_WARPS 32   // chunk lanes of column_finish_kernel: 32 columns x 32 warps per block
+#define COLSUM_ROWS 32     // rows per warp chunk: fixed, so the order of additions never depends on the GPU
+#define COLSUM_WARPS 8     // warps (chunks) per block: a block sums 32 columns over COLSUM_WARPS * COLSUM_ROWS rows
 
-// partial[chunk, c] = sum over the chunk's rows, in order, of op(n, c). Grid: (chunks, column blocks).
-// 32-row chunks (128 before): 4x more blocks in flight, which is what this latency-bound loop needs.
+// One launch, grid (row blocks, column blocks of 32), COLSUM_WARPS warps; lane = column c of the block's 32.
+//  1. warp w sums, in row order, the 32 rows of its chunk (each load a coalesced 64-byte row piece of bf16);
+//     warp 0 adds the COLSUM_WARPS chunk sums in order: partial[row block, c].
+//  2. the block that finishes last among the row blocks of its columns (a counter per column block, made
+//     visible by __threadfence) adds every row block's partial, in row-block order (warp w takes row blocks
+//     w, w + COLSUM_WARPS, ..., then warp 0 those COLSUM_WARPS sums in order) into out0/out1, and sets the
+//     counter back to 0 for the next call.
+// Which block comes last varies, the order of the additions does not: bitwise the same on every run.
+// (Until this kernel: a partial-sums kernel and a finishing kernel, 2 launches per call; the d12 profile had 61
+// finishing launches of ~4.2 us each.)
 template <class Op>
-__global__ void column_partial_sums_kernel(float2 *partial, Op op, int N, int C) {
-    int c = blockIdx.y * blockDim.x + threadIdx.x;
-    if (c >= C) return;
-    int n0 = blockIdx.x * COLSUM_ROWS, n1 = min(N, n0 + COLSUM_ROWS);
-    float2 acc = make_float2(0.0f, 0.0f);
-    #pragma unroll 8
-    for (int n = n0; n < n1; n++) {
-        float2 v = op(n, c);
-        acc.x += v.x;
-        acc.y += v.y;
-    }
-    partial[(size_t)blockIdx.x * C + c] = acc;
-}
-
-// out0[c] += sum_chunk partial[chunk, c].x; out1[c] += ... .y for c < n1 (0 when out1 is NULL). A block is 32 columns x
-// COLSUM_FINISH_WARPS chunk lanes: warp w sums chunks w, w + 32, ... of its 32 consecutive columns (each load a
-// coalesced 256-byte row piece; the one-warp-per-column layout before read 32 scattered rows per load), then
-// warp 0 adds the 32 partial sums in order: the same order on every run.
-__global__ void column_finish_kernel(float *out0, float *out1, int n1, const float2 *partial, int nchunks, int C) {
-    __shared__ float2 part[COLSUM_FINISH_WARPS][WARP_SIZE];
+__global__ void column_sums_kernel(float *out0, float *out1, int n1, float2 *partial, unsigned int *count, Op op,
+                                   int N, int C) {
+    __shared__ float2 part[COLSUM_WARPS][WARP_SIZE];
+    __shared__ int is_last;
     int lane = threadIdx.x % WARP_SIZE, w = threadIdx.x / WARP_SIZE;
-    int c = blockIdx.x * WARP_SIZE + lane;
+    int c = blockIdx.y * WARP_SIZE + lane, nblocks = gridDim.x;
+    int r0 = (blockIdx.x * COLSUM_WARPS + w) * COLSUM_ROWS, r1 = min(N, r0 + COLSUM_ROWS);
     float2 acc = make_float2(0.0f, 0.0f);
     if (c < C) {
-        #pragma unroll 4
-        for (int i = w; i < nchunks; i += COLSUM_FINISH_WARPS) {
-            float2 v = partial[(size_t)i * C + c];
+        #pragma unroll 8
+        for (int n = r0; n < r1; n++) {
+            float2 v = op(n, c);
             acc.x += v.x;
             acc.y += v.y;
         }
     }
     part[w][lane] = acc;
     __syncthreads();
-    if (w != 0 || c >= C) return;
-    for (int j = 1; j < COLSUM_FINISH_WARPS; j++) {
-        acc.x += part[j][lane].x;
-        acc.y += part[j][lane].y;
+    if (w == 0) {
+        for (int j = 1; j < COLSUM_WARPS; j++) { acc.x += part[j][lane].x; acc.y += part[j][lane].y; }
+        if (c < C) partial[(size_t)blockIdx.x * C + c] = acc;
+        __threadfence();                          // the partial is visible before the count says so
     }
-    out0[c] += acc.x;
-    if (c < n1) out1[c] += acc.y;
+    __syncthreads();
+    if (threadIdx.x == 0) is_last = atomicAdd(&count[blockIdx.y], 1u) == (unsigned int)nblocks - 1;
+    __syncthreads();
+    if (!is_last) return;
+    __threadfence();                              // every other block's partial is read after its count
+    acc = make_float2(0.0f, 0.0f);
+    if (c < C) {
+        for (int i = w; i < nblocks; i += COLSUM_WARPS) {
+            float2 v = __ldcg(&partial[(size_t)i * C + c]);   // from L2: not a stale L1 line
+            acc.x += v.x;
+            acc.y += v.y;
+        }
+    }
+    __syncthreads();                              // part is reused
+    part[w][lane] = acc;
+    __syncthreads();
+    if (w != 0) return;
+    for (int j = 1; j < COLSUM_WARPS; j++) { acc.x += part[j][lane].x; acc.y += part[j][lane].y; }
+    if (c < C) {
+        out0[c] += acc.x;
+        if (c < n1) out1[c] += acc.y;
+    }
+    if (lane == 0) count[blockIdx.y] = 0;
 }
 
+static inline int column_sums_row_blocks(int N) { return ceil_div(N, COLSUM_WARPS * COLSUM_ROWS); }
 static inline size_t column_sums_scratch_bytes(int N, int C) {
-    return (size_t)ceil_div(N, COLSUM_ROWS) * C * sizeof(float2);
+    return (size_t)column_sums_row_blocks(N) * C * sizeof(float2);
+}
+
+// the arrival counters of column_sums_kernel, one per column block (at most 65535): made and zeroed on the first
+// call (cudaMalloc is allowed in the trainer's relaxed-mode graph capture; the zeroing is an ordinary memset on the
+// stream, inside a graph a memset node), left at zero by every call. One set for the process: column sums must not
+// run on two streams at once (the trainer runs them all on its main stream).
+#define COLSUM_MAX_CBLOCKS 65535
+static unsigned int *column_sums_count(cudaStream_t stream) {
+    static unsigned int *count = NULL;
+    if (count == NULL) {
+        cudaMallocCheck(&count, COLSUM_MAX_CBLOCKS * sizeof(unsigned int));
+        cudaCheck(cudaMemsetAsync(count, 0, COLSUM_MAX_CBLOCKS * sizeof(unsigned int), stream));
+    }
+    return count;
 }
 
 // out0[c] += column sums of op's .x over N rows (C of them), out1[c] += those of .y for c < n1 (out1 may be
@@ -84,12 +112,11 @@ static inline size_t column_sums_scratch_bytes(int N, int C) {
 template <class Op>
 static void column_sums(float *out0, float *out1, int n1, Op op, int N, int C, float2 *scratch, cudaStream_t stream) {
     if (n1 < 0 || n1 > C || (out1 == NULL) != (n1 == 0)) fatal("column_sums: out1 %p with %d of %d columns", (void *)out1, n1, C);
-    int nchunks = ceil_div(N, COLSUM_ROWS), cblocks = ceil_div(C, COLSUM_THREADS);
-    if (cblocks > 65535) fatal("column_sums: %d columns is more than %d", C, 65535 * COLSUM_THREADS);
-    dim3 grid(nchunks, cblocks);
-    column_partial_sums_kernel<<<grid, COLSUM_THREADS, 0, stream>>>(scratch, op, N, C);
-    cudaCheck(cudaGetLastError());
-    column_finish_kernel<<<ceil_div(C, WARP_SIZE), COLSUM_FINISH_WARPS * WARP_SIZE, 0, stream>>>(out0, out1, n1, scratch, nchunks, C);
+    int cblocks = ceil_div(C, WARP_SIZE);
+    if (cblocks > COLSUM_MAX_CBLOCKS) fatal("column_sums: %d columns is more than %d", C, COLSUM_MAX_CBLOCKS * WARP_SIZE);
+    unsigned int *count = column_sums_count(stream);
+    dim3 grid(column_sums_row_blocks(N), cblocks);
+    column_sums_kernel<<<grid, COLSUM_WARPS * WARP_SIZE, 0, stream>>>(out0, out1, n1, scratch, count, op, N, C);
     cudaCheck(cudaGetLastError());
 }
 

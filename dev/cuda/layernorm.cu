@@ -154,8 +154,9 @@ int main(int argc, char **argv) {
         if (a.version != 0 && a.version != v) continue;
         bw_version = v;
         // C not a multiple of 32 or of 8 (version 2 falls back); N not a multiple of the row chunks (8 rows per
-        // block, 128 per column chunk); C = 776: 97 packs, lanes with 4 and with 3 packs; N = 2100: 66 column-sum
-        // chunks of 32 rows, more than column_finish_kernel's 32 chunk lanes, C = 70 in a partial block of 32 columns
+        // block, 128 per column chunk); C = 776: 97 packs, lanes with 4 and with 3 packs; N = 2100: 9 column-sum
+        // row blocks of 256 (the last partial), more than the 8 warps of the finishing pass, C = 70 in a partial
+        // block of 32 columns
         if (a.check) ok &= check(300, 64) & check(37, 100) & check(1, 768) & check(20, 776) & check(2100, 70);
         else { bench(8 * 1024, 768); bench(8 * 1024, 2048); }
     }

@@ -30,7 +30,8 @@
    These are warp-collective: every lane of the warp must be live (an exited lane is fatal).
  What it does not model
  - Timing, occupancy, bank conflicts, the memory model across blocks (blocks never overlap here, so a
-   missing __threadfence or an inter-block race is not seen), atomics, streams (everything is synchronous).
+   missing __threadfence or an inter-block race is not seen), atomics (atomicAdd on unsigned int is a plain
+   read-modify-write), streams (everything is synchronous).
  - Summation order of the hardware: wmma sums, erff/expf and friends are the host's, so results agree
    with the GPU to rounding, not bitwise.
  - Static __shared__ arrays are plain statics: kept from block to block, not NaN-filled per block.
@@ -227,6 +228,11 @@ __attribute__((noipa)) static void emu_wait(int state) {
     if (__builtin_setjmp(emu_thread_jmp[emu_cur]) == 0) emu_to_scheduler();
 }
 static void __syncthreads(void) { emu_wait(EMU_AT_BARRIER); }
+// blocks run one after another and threads one at a time: a fence orders nothing more, an atomic is a plain
+// read-modify-write, an L2 load a load (the GPU-only hazards these guard against are not modelled: see above)
+static void __threadfence(void) {}
+static unsigned int atomicAdd(unsigned int *p, unsigned int v) { unsigned int old = *p; *p = old + v; return old; }
+template <class T> static T __ldcg(const T *p) { return *p; }
 
 // every live lane of the warp puts its value, waits for the others, reads its source lane, waits again
 // (so that no lane overwrites its slot before every lane has read it)
