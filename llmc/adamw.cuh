@@ -16,6 +16,7 @@
 __global__ void adamw_kernel(float *params, floatX *params_bf16, const float *grads, float *m, float *v, size_t n,
                              float lr, float beta1, float beta2, float bc1, float bc2, float eps, float wd,
                              float grad_scale) {
+    grid_dep_begin();
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     float g = grads[i] * grad_scale;
@@ -32,7 +33,7 @@ static void adamw_update(float *params, floatX *params_bf16, const float *grads,
                          float lr, float beta1, float beta2, float eps, float wd, float grad_scale, int step,
                          cudaStream_t stream) {
     float bc1 = 1.0f - powf(beta1, (float)step), bc2 = 1.0f - powf(beta2, (float)step);
-    adamw_kernel<<<ceil_div((long long)n, 512), 512, 0, stream>>>(params, params_bf16, grads, m, v, n, lr, beta1, beta2,
+    launch_pdl(adamw_kernel, ceil_div((long long)n, 512), 512, 0, stream, params, params_bf16, grads, m, v, n, lr, beta1, beta2,
                                                                  bc1, bc2, eps, wd, grad_scale);
     cudaCheck(cudaGetLastError());
 }
@@ -47,6 +48,7 @@ typedef struct { int n; size_t begin[ADAMW_MAX_SEGMENTS + 1]; float wd[ADAMW_MAX
 __global__ void adamw_segments_kernel(float *params, floatX *params_bf16, const float *grads, float *m, float *v,
                                       AdamWSegments seg, float lr, float beta1, float beta2, float bc1, float bc2,
                                       float eps, const float *grad_scale) {
+    grid_dep_begin();
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= seg.begin[seg.n]) return;
     int k = 0;
@@ -71,28 +73,30 @@ static void adamw_update_segments(float *params, floatX *params_bf16, const floa
     size_t n = seg->begin[seg->n];
     if (n == 0) return;
     float bc1 = 1.0f - powf(beta1, (float)step), bc2 = 1.0f - powf(beta2, (float)step);
-    adamw_segments_kernel<<<ceil_div((long long)n, 512), 512, 0, stream>>>(params, params_bf16, grads, m, v, *seg, lr,
+    launch_pdl(adamw_segments_kernel, ceil_div((long long)n, 512), 512, 0, stream, params, params_bf16, grads, m, v, *seg, lr,
                                                                           beta1, beta2, bc1, bc2, eps, grad_scale);
     cudaCheck(cudaGetLastError());
 }
 
 // dst (n) = bf16(src): the working copy of freshly loaded master weights
 __global__ void float_to_bf16_kernel(floatX *dst, const float *src, size_t n) {
+    grid_dep_begin();
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) dst[i] = __float2bfloat16(src[i]);
 }
 static void float_to_bf16(floatX *dst, const float *src, size_t n, cudaStream_t stream) {
-    float_to_bf16_kernel<<<ceil_div((long long)n, 512), 512, 0, stream>>>(dst, src, n);
+    launch_pdl(float_to_bf16_kernel, ceil_div((long long)n, 512), 512, 0, stream, dst, src, n);
     cudaCheck(cudaGetLastError());
 }
 
 // dst (n) = float(src): widening copy, exact (the f0 baseline's s = f, DESIGN.md section 1)
 __global__ void bf16_to_float_kernel(float *dst, const floatX *src, size_t n) {
+    grid_dep_begin();
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) dst[i] = __bfloat162float(src[i]);
 }
 static void bf16_to_float(float *dst, const floatX *src, size_t n, cudaStream_t stream) {
-    bf16_to_float_kernel<<<ceil_div((long long)n, 512), 512, 0, stream>>>(dst, src, n);
+    launch_pdl(bf16_to_float_kernel, ceil_div((long long)n, 512), 512, 0, stream, dst, src, n);
     cudaCheck(cudaGetLastError());
 }
 

@@ -11,6 +11,7 @@
 
 // out (N, C) = wte[tokens] (tokens already checked against the vocabulary by the data loader)
 __global__ void encoder_forward_kernel(floatX *out, const int *tokens, const floatX *wte, int N, int C) {
+    grid_dep_begin();
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)N * C) return;
     size_t n = i / C, c = i % C;
@@ -18,7 +19,7 @@ __global__ void encoder_forward_kernel(floatX *out, const int *tokens, const flo
 }
 
 static void encoder_forward(floatX *out, const int *tokens, const floatX *wte, int N, int C, cudaStream_t stream) {
-    encoder_forward_kernel<<<ceil_div((long long)N * C, 256), 256, 0, stream>>>(out, tokens, wte, N, C);
+    launch_pdl(encoder_forward_kernel, ceil_div((long long)N * C, 256), 256, 0, stream, out, tokens, wte, N, C);
     cudaCheck(cudaGetLastError());
 }
 
@@ -79,6 +80,7 @@ static void encoder_backward_plan(EncoderBackward *e, const int *tokens, int N, 
 
 // dwte[tok, c] += sum of dout[pos, c] over the bucket's positions, in order
 __global__ void encoder_backward_kernel(float *dwte, const floatX *dout, const int *plan, int nb, int C) {
+    grid_dep_begin();
     int b = blockIdx.x, c = blockIdx.y * blockDim.x + threadIdx.x;
     if (c >= C) return;
     const int *starts = plan + nb, *pos = plan + 2 * nb + 1;
@@ -91,7 +93,7 @@ __global__ void encoder_backward_kernel(float *dwte, const floatX *dout, const i
 static void encoder_backward(float *dwte, const floatX *dout, const EncoderBackward *e, int C, cudaStream_t stream) {
     if (e->nbuckets == 0) return;
     dim3 grid(e->nbuckets, ceil_div(C, 256));
-    encoder_backward_kernel<<<grid, 256, 0, stream>>>(dwte, dout, e->d_plan, e->nbuckets, C);
+    launch_pdl(encoder_backward_kernel, grid, 256, 0, stream, dwte, dout, e->d_plan, e->nbuckets, C);
     cudaCheck(cudaGetLastError());
 }
 

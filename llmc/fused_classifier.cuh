@@ -67,6 +67,7 @@ __device__ inline float2 classifier_row_loss(float2 ms, const floatX *x, float *
 
 __global__ void __launch_bounds__(CLASSIFIER_THREADS)
 fused_classifier_kernel(floatX *logits, float *losses, const int *targets, int V, int ld, float dloss) {
+    grid_dep_begin();
     floatX *x = logits + (size_t)blockIdx.x * ld;
     // (max, sum) over this thread's packs; -FLT_MAX, not -inf: merging two empty pairs stays finite.
     // Unrolled by 2: two 16-byte loads in flight per thread (the loop carries only ms)
@@ -118,6 +119,7 @@ __device__ __forceinline__ float bf16_bits_to_float(uint4 r, int k) {
 template <int P>
 __global__ void __launch_bounds__(CLASSIFIER_THREADS)
 fused_classifier_regs_kernel(floatX *logits, float *losses, const int *targets, int V, int ld, float dloss) {
+    grid_dep_begin();
     floatX *x = logits + (size_t)blockIdx.x * ld;
     int npacks = (V + PACK - 1) / PACK, nall = ld / PACK;
     uint4 raw[P];                               // 8 bf16 each, kept packed: 4 registers a pack
@@ -175,7 +177,7 @@ static void fused_classifier(floatX *logits, float *losses, const int *targets, 
         fused_classifier_regs_kernel<8>};
     int P = ceil_div(ld / PACK, CLASSIFIER_THREADS);
     Kernel kernel = P < (int)(sizeof regs / sizeof regs[0]) ? regs[P] : regs[0];
-    kernel<<<N, CLASSIFIER_THREADS, 0, stream>>>(logits, losses, targets, V, ld, dloss);
+    launch_pdl(kernel, N, CLASSIFIER_THREADS, 0, stream, logits, losses, targets, V, ld, dloss);
     cudaCheck(cudaGetLastError());
 }
 

@@ -20,6 +20,7 @@
 // gamma (N) from abar (N, D), w (D), b (1)
 __global__ void gamma_forward_kernel(float *gamma, const floatX *abar, const floatX *w, const floatX *b,
                                      int N, int D, float gamma_max) {
+    grid_dep_begin();
     int lane = threadIdx.x % WARP_SIZE;
     int n = blockIdx.x * GAMMA_WARPS + threadIdx.x / WARP_SIZE;
     if (n >= N) return;
@@ -33,6 +34,7 @@ __global__ void gamma_forward_kernel(float *gamma, const floatX *abar, const flo
 // dr (N) = dgamma * gamma_max * (1 - tanh^2 r); dabar (N, D) += dr w
 __global__ void gamma_backward_kernel(float *dr, floatX *dabar, const float *dgamma, const float *gamma,
                                       const floatX *w, int N, int D, float gamma_max) {
+    grid_dep_begin();
     int lane = threadIdx.x % WARP_SIZE;
     int n = blockIdx.x * GAMMA_WARPS + threadIdx.x / WARP_SIZE;
     if (n >= N) return;
@@ -47,6 +49,7 @@ __global__ void gamma_backward_kernel(float *dr, floatX *dabar, const float *dga
 __global__ void gamma_backward_packed_kernel(float *__restrict__ dr, floatX *__restrict__ dabar,
                                              const float *__restrict__ dgamma, const float *__restrict__ gamma,
                                              const floatX *__restrict__ w, int N, int D, float gamma_max) {
+    grid_dep_begin();
     int lane = threadIdx.x % WARP_SIZE;
     int n = blockIdx.x * GAMMA_WARPS + threadIdx.x / WARP_SIZE;
     if (n >= N) return;
@@ -65,7 +68,7 @@ __global__ void gamma_backward_packed_kernel(float *__restrict__ dr, floatX *__r
 
 static void gamma_forward(float *gamma, const floatX *abar, const floatX *w, const floatX *b, int N, int D,
                           float gamma_max, cudaStream_t stream) {
-    gamma_forward_kernel<<<ceil_div(N, GAMMA_WARPS), GAMMA_WARPS * WARP_SIZE, 0, stream>>>(gamma, abar, w, b, N, D, gamma_max);
+    launch_pdl(gamma_forward_kernel, ceil_div(N, GAMMA_WARPS), GAMMA_WARPS * WARP_SIZE, 0, stream, gamma, abar, w, b, N, D, gamma_max);
     cudaCheck(cudaGetLastError());
 }
 
@@ -83,9 +86,9 @@ static void gamma_backward(floatX *dabar, float *dw, float *db, float *dr, const
                            const floatX *abar, const floatX *w, int N, int D, float gamma_max,
                            float2 *scratch, cudaStream_t stream) {
     if (packable(dabar, D) && packable(w, D))
-        gamma_backward_packed_kernel<<<ceil_div(N, GAMMA_WARPS), GAMMA_WARPS * WARP_SIZE, 0, stream>>>(dr, dabar, dgamma, gamma, w, N, D, gamma_max);
+        launch_pdl(gamma_backward_packed_kernel, ceil_div(N, GAMMA_WARPS), GAMMA_WARPS * WARP_SIZE, 0, stream, dr, dabar, dgamma, gamma, w, N, D, gamma_max);
     else
-        gamma_backward_kernel<<<ceil_div(N, GAMMA_WARPS), GAMMA_WARPS * WARP_SIZE, 0, stream>>>(dr, dabar, dgamma, gamma, w, N, D, gamma_max);
+        launch_pdl(gamma_backward_kernel, ceil_div(N, GAMMA_WARPS), GAMMA_WARPS * WARP_SIZE, 0, stream, dr, dabar, dgamma, gamma, w, N, D, gamma_max);
     cudaCheck(cudaGetLastError());
     column_sums(dw, db, 1, GammaParamOp{dr, abar, D}, N, D, scratch, stream);
 }

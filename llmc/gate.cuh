@@ -14,6 +14,7 @@
 
 // gated (N, D) = s (N, D) * gt (N, D) [row stride ld]
 __global__ void gate_forward_kernel(floatX *gated, const float *s, const floatX *gt, int ld, int N, int D) {
+    grid_dep_begin();
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)N * D) return;
     size_t n = i / D, c = i % D;
@@ -23,6 +24,7 @@ __global__ void gate_forward_kernel(floatX *gated, const float *s, const floatX 
 // ds (N, D) = dgated * gt; dgt (N, D) [row stride ld] = dgated * s
 __global__ void gate_backward_kernel(float *ds, floatX *dgt, const floatX *dgated, const float *s, const floatX *gt,
                                      int ld, int N, int D) {
+    grid_dep_begin();
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)N * D) return;
     size_t n = i / D, c = i % D;
@@ -34,6 +36,7 @@ __global__ void gate_backward_kernel(float *ds, floatX *dgt, const floatX *dgate
 // packed versions: thread i handles elements 8 (i % (D/8)) .. +7 of row i / (D/8)
 __global__ void gate_forward_packed_kernel(floatX *__restrict__ gated, const float *__restrict__ s,
                                            const floatX *__restrict__ gt, int ld, int N, int D) {
+    grid_dep_begin();
     unsigned i = blockIdx.x * blockDim.x + threadIdx.x, cp = D / PACK;
     if (i >= (unsigned)N * cp) return;
     unsigned n = i / cp, c = (i % cp) * PACK;
@@ -47,6 +50,7 @@ __global__ void gate_forward_packed_kernel(floatX *__restrict__ gated, const flo
 __global__ void gate_backward_packed_kernel(float *__restrict__ ds, floatX *__restrict__ dgt,
                                             const floatX *__restrict__ dgated, const float *__restrict__ s,
                                             const floatX *__restrict__ gt, int ld, int N, int D) {
+    grid_dep_begin();
     unsigned i = blockIdx.x * blockDim.x + threadIdx.x, cp = D / PACK;
     if (i >= (unsigned)N * cp) return;
     unsigned n = i / cp, c = (i % cp) * PACK;
@@ -62,17 +66,17 @@ __global__ void gate_backward_packed_kernel(float *__restrict__ ds, floatX *__re
 
 static void gate_forward(floatX *gated, const float *s, const floatX *gt, int ld, int N, int D, cudaStream_t stream) {
     if (packable_grid(N, D) && packable(gated, D) && packable(s, D) && packable(gt, ld))
-        gate_forward_packed_kernel<<<ceil_div((long long)N * D / PACK, 256), 256, 0, stream>>>(gated, s, gt, ld, N, D);
+        launch_pdl(gate_forward_packed_kernel, ceil_div((long long)N * D / PACK, 256), 256, 0, stream, gated, s, gt, ld, N, D);
     else
-        gate_forward_kernel<<<ceil_div((long long)N * D, 256), 256, 0, stream>>>(gated, s, gt, ld, N, D);
+        launch_pdl(gate_forward_kernel, ceil_div((long long)N * D, 256), 256, 0, stream, gated, s, gt, ld, N, D);
     cudaCheck(cudaGetLastError());
 }
 static void gate_backward(float *ds, floatX *dgt, const floatX *dgated, const float *s, const floatX *gt, int ld,
                           int N, int D, cudaStream_t stream) {
     if (packable_grid(N, D) && packable(ds, D) && packable(dgt, ld) && packable(dgated, D) && packable(s, D) && packable(gt, ld))
-        gate_backward_packed_kernel<<<ceil_div((long long)N * D / PACK, 256), 256, 0, stream>>>(ds, dgt, dgated, s, gt, ld, N, D);
+        launch_pdl(gate_backward_packed_kernel, ceil_div((long long)N * D / PACK, 256), 256, 0, stream, ds, dgt, dgated, s, gt, ld, N, D);
     else
-        gate_backward_kernel<<<ceil_div((long long)N * D, 256), 256, 0, stream>>>(ds, dgt, dgated, s, gt, ld, N, D);
+        launch_pdl(gate_backward_kernel, ceil_div((long long)N * D, 256), 256, 0, stream, ds, dgt, dgated, s, gt, ld, N, D);
     cudaCheck(cudaGetLastError());
 }
 

@@ -17,6 +17,7 @@
 
 // out (N, C) = gelu(inp), inp (N, C) with row stride ld_in
 __global__ void gelu_forward_kernel(floatX *out, const floatX *inp, int ld_in, int N, int C) {
+    grid_dep_begin();
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)N * C) return;
     size_t n = i / C, c = i % C;
@@ -27,6 +28,7 @@ __global__ void gelu_forward_kernel(floatX *out, const floatX *inp, int ld_in, i
 // dinp (N, C) [row stride ld_dinp] = dout (N, C) * gelu'(inp) [row stride ld_in]
 __global__ void gelu_backward_kernel(floatX *dinp, int ld_dinp, const floatX *dout, const floatX *inp, int ld_in,
                                      int N, int C) {
+    grid_dep_begin();
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)N * C) return;
     size_t n = i / C, c = i % C;
@@ -37,6 +39,7 @@ __global__ void gelu_backward_kernel(floatX *dinp, int ld_dinp, const floatX *do
 
 // packed versions: thread i handles elements 8 (i % (C/8)) .. +7 of row i / (C/8)
 __global__ void gelu_forward_packed_kernel(floatX *__restrict__ out, const floatX *__restrict__ inp, int ld_in, int N, int C) {
+    grid_dep_begin();
     unsigned i = blockIdx.x * blockDim.x + threadIdx.x, cp = C / PACK;
     if (i >= (unsigned)N * cp) return;
     unsigned n = i / cp, c = (i % cp) * PACK;
@@ -48,6 +51,7 @@ __global__ void gelu_forward_packed_kernel(floatX *__restrict__ out, const float
 }
 __global__ void gelu_backward_packed_kernel(floatX *__restrict__ dinp, int ld_dinp, const floatX *__restrict__ dout,
                                             const floatX *__restrict__ inp, int ld_in, int N, int C) {
+    grid_dep_begin();
     unsigned i = blockIdx.x * blockDim.x + threadIdx.x, cp = C / PACK;
     if (i >= (unsigned)N * cp) return;
     unsigned n = i / cp, c = (i % cp) * PACK;
@@ -62,17 +66,17 @@ __global__ void gelu_backward_packed_kernel(floatX *__restrict__ dinp, int ld_di
 
 static void gelu_forward(floatX *out, const floatX *inp, int ld_in, int N, int C, cudaStream_t stream) {
     if (packable_grid(N, C) && packable(out, C) && packable(inp, ld_in))
-        gelu_forward_packed_kernel<<<ceil_div((long long)N * C / PACK, 256), 256, 0, stream>>>(out, inp, ld_in, N, C);
+        launch_pdl(gelu_forward_packed_kernel, ceil_div((long long)N * C / PACK, 256), 256, 0, stream, out, inp, ld_in, N, C);
     else
-        gelu_forward_kernel<<<ceil_div((long long)N * C, 256), 256, 0, stream>>>(out, inp, ld_in, N, C);
+        launch_pdl(gelu_forward_kernel, ceil_div((long long)N * C, 256), 256, 0, stream, out, inp, ld_in, N, C);
     cudaCheck(cudaGetLastError());
 }
 static void gelu_backward(floatX *dinp, int ld_dinp, const floatX *dout, const floatX *inp, int ld_in, int N, int C,
                           cudaStream_t stream) {
     if (packable_grid(N, C) && packable(dinp, ld_dinp) && packable(dout, C) && packable(inp, ld_in))
-        gelu_backward_packed_kernel<<<ceil_div((long long)N * C / PACK, 256), 256, 0, stream>>>(dinp, ld_dinp, dout, inp, ld_in, N, C);
+        launch_pdl(gelu_backward_packed_kernel, ceil_div((long long)N * C / PACK, 256), 256, 0, stream, dinp, ld_dinp, dout, inp, ld_in, N, C);
     else
-        gelu_backward_kernel<<<ceil_div((long long)N * C, 256), 256, 0, stream>>>(dinp, ld_dinp, dout, inp, ld_in, N, C);
+        launch_pdl(gelu_backward_kernel, ceil_div((long long)N * C, 256), 256, 0, stream, dinp, ld_dinp, dout, inp, ld_in, N, C);
     cudaCheck(cudaGetLastError());
 }
 

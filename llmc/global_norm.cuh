@@ -22,6 +22,7 @@
 #define NORM_THREADS 512
 
 __global__ void norm_squared_partial_kernel(float *partial, const float *x, size_t n) {
+    grid_dep_begin();
     float acc = 0.0f;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
         acc += x[i] * x[i];
@@ -30,6 +31,7 @@ __global__ void norm_squared_partial_kernel(float *partial, const float *x, size
 }
 
 __global__ void sum_partials_kernel(float *out, const float *partial, int n) {
+    grid_dep_begin();
     float acc = 0.0f;
     for (int i = threadIdx.x; i < n; i += blockDim.x) acc += partial[i];
     acc = block_reduce_sum(acc);
@@ -40,9 +42,9 @@ static inline size_t global_norm_scratch_bytes(void) { return NORM_BLOCKS * size
 
 // *out (device) = sum x^2; scratch: global_norm_scratch_bytes()
 static void global_norm_squared(float *out, const float *x, size_t n, float *scratch, cudaStream_t stream) {
-    norm_squared_partial_kernel<<<NORM_BLOCKS, NORM_THREADS, 0, stream>>>(scratch, x, n);
+    launch_pdl(norm_squared_partial_kernel, NORM_BLOCKS, NORM_THREADS, 0, stream, scratch, x, n);
     cudaCheck(cudaGetLastError());
-    sum_partials_kernel<<<1, NORM_THREADS, 0, stream>>>(out, scratch, NORM_BLOCKS);
+    launch_pdl(sum_partials_kernel, 1, NORM_THREADS, 0, stream, out, scratch, NORM_BLOCKS);
     cudaCheck(cudaGetLastError());
 }
 
@@ -62,12 +64,13 @@ __host__ __device__ inline void clip_of_norm2(float norm2, float clip, float *no
 }
 
 __global__ void grad_clip_kernel(StepStats *s, float clip) {
+    grid_dep_begin();
     if (threadIdx.x == 0) clip_of_norm2(s->norm2, clip, &s->norm, &s->scale);
 }
 
 // s->norm, s->scale from s->norm2 (global_norm_squared wrote it, summed over the ranks where they hold shards)
 static void grad_clip(StepStats *s, float clip, cudaStream_t stream) {
-    grad_clip_kernel<<<1, 32, 0, stream>>>(s, clip);
+    launch_pdl(grad_clip_kernel, 1, 32, 0, stream, s, clip);
     cudaCheck(cudaGetLastError());
 }
 
@@ -75,6 +78,7 @@ static void grad_clip(StepStats *s, float clip, cudaStream_t stream) {
 // double partial, then thread 0 adds the LOSS_THREADS partials in order (no double shuffles needed)
 #define LOSS_THREADS 256
 __global__ void loss_mean_kernel(StepStats *s, const float *losses, int N, int accumulate) {
+    grid_dep_begin();
     __shared__ double part[LOSS_THREADS];
     double acc = 0.0;
     for (int i = threadIdx.x; i < N; i += LOSS_THREADS) acc += losses[i];
@@ -87,7 +91,7 @@ __global__ void loss_mean_kernel(StepStats *s, const float *losses, int N, int a
     }
 }
 static void loss_mean(StepStats *s, const float *losses, int N, int accumulate, cudaStream_t stream) {
-    loss_mean_kernel<<<1, LOSS_THREADS, 0, stream>>>(s, losses, N, accumulate);
+    launch_pdl(loss_mean_kernel, 1, LOSS_THREADS, 0, stream, s, losses, N, accumulate);
     cudaCheck(cudaGetLastError());
 }
 

@@ -22,6 +22,7 @@
 // out, inp: (N, C); mean, rstd: (N) or NULL (then not stored)
 __global__ void layernorm_forward_kernel(floatX *out, float *mean, float *rstd, const floatX *inp,
                                          const floatX *w, const floatX *b, int N, int C, float eps) {
+    grid_dep_begin();
     int lane = threadIdx.x % WARP_SIZE;
     int n = blockIdx.x * LN_WARPS + threadIdx.x / WARP_SIZE;
     if (n >= N) return;
@@ -46,6 +47,7 @@ __global__ void layernorm_forward_packed_kernel(floatX *__restrict__ out, float 
                                                 float *__restrict__ rstd, const floatX *__restrict__ inp,
                                                 const floatX *__restrict__ w, const floatX *__restrict__ b,
                                                 int N, int C, float eps) {
+    grid_dep_begin();
     int lane = threadIdx.x % WARP_SIZE;
     int n = blockIdx.x * LN_WARPS + threadIdx.x / WARP_SIZE;
     if (n >= N) return;
@@ -80,15 +82,16 @@ __global__ void layernorm_forward_packed_kernel(floatX *__restrict__ out, float 
 static void layernorm_forward(floatX *out, float *mean, float *rstd, const floatX *inp, const floatX *w,
                               const floatX *b, int N, int C, float eps, cudaStream_t stream) {
     if (packable(out, C) && packable(inp, C) && packable(w, C) && packable(b, C))
-        layernorm_forward_packed_kernel<<<ceil_div(N, LN_WARPS), LN_WARPS * WARP_SIZE, 0, stream>>>(out, mean, rstd, inp, w, b, N, C, eps);
+        launch_pdl(layernorm_forward_packed_kernel, ceil_div(N, LN_WARPS), LN_WARPS * WARP_SIZE, 0, stream, out, mean, rstd, inp, w, b, N, C, eps);
     else
-        layernorm_forward_kernel<<<ceil_div(N, LN_WARPS), LN_WARPS * WARP_SIZE, 0, stream>>>(out, mean, rstd, inp, w, b, N, C, eps);
+        launch_pdl(layernorm_forward_kernel, ceil_div(N, LN_WARPS), LN_WARPS * WARP_SIZE, 0, stream, out, mean, rstd, inp, w, b, N, C, eps);
     cudaCheck(cudaGetLastError());
 }
 
 // dinp (N, C) += LayerNorm input gradient of dout
 __global__ void layernorm_backward_input_kernel(floatX *dinp, const floatX *dout, const floatX *inp, const float *mean,
                                                 const float *rstd, const floatX *w, int N, int C) {
+    grid_dep_begin();
     int lane = threadIdx.x % WARP_SIZE;
     int n = blockIdx.x * LN_WARPS + threadIdx.x / WARP_SIZE;
     if (n >= N) return;
@@ -116,6 +119,7 @@ __global__ void layernorm_backward_input_packed_kernel(floatX *__restrict__ dinp
                                                        const floatX *__restrict__ inp, const float *__restrict__ mean,
                                                        const float *__restrict__ rstd, const floatX *__restrict__ w,
                                                        int N, int C) {
+    grid_dep_begin();
     int lane = threadIdx.x % WARP_SIZE;
     int n = blockIdx.x * LN_WARPS + threadIdx.x / WARP_SIZE;
     if (n >= N) return;
@@ -162,9 +166,9 @@ static void layernorm_backward(floatX *dinp, float *dw, float *db, const floatX 
                                const float *mean, const float *rstd, const floatX *w, int N, int C,
                                float2 *scratch, cudaStream_t stream) {
     if (packable(dinp, C) && packable(dout, C) && packable(inp, C) && packable(w, C))
-        layernorm_backward_input_packed_kernel<<<ceil_div(N, LN_WARPS), LN_WARPS * WARP_SIZE, 0, stream>>>(dinp, dout, inp, mean, rstd, w, N, C);
+        launch_pdl(layernorm_backward_input_packed_kernel, ceil_div(N, LN_WARPS), LN_WARPS * WARP_SIZE, 0, stream, dinp, dout, inp, mean, rstd, w, N, C);
     else
-        layernorm_backward_input_kernel<<<ceil_div(N, LN_WARPS), LN_WARPS * WARP_SIZE, 0, stream>>>(dinp, dout, inp, mean, rstd, w, N, C);
+        launch_pdl(layernorm_backward_input_kernel, ceil_div(N, LN_WARPS), LN_WARPS * WARP_SIZE, 0, stream, dinp, dout, inp, mean, rstd, w, N, C);
     cudaCheck(cudaGetLastError());
     column_sums(dw, db, C, LayerNormParamOp{dout, inp, mean, rstd, C}, N, C, scratch, stream);
 }

@@ -327,6 +327,7 @@ static void matmul_free(void) {
 
 // out (N, OC) [row stride ld] += bias (OC), for a bias the epilogue cannot take
 __global__ void add_bias_kernel(floatX *out, int ld, const floatX *bias, int N, int OC) {
+    grid_dep_begin();
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)N * OC) return;
     size_t n = i / OC, c = i % OC;
@@ -341,7 +342,7 @@ static void matmul_forward(floatX *out, int ldo, const floatX *inp, const floatX
     matmul_lt(out, CUDA_R_16BF, ldo, residual, residual != NULL ? 1.0f : 0.0f, w, C, true, inp, C, false,
               fused_bias ? MATMUL_EPI_BIAS : MATMUL_EPI_NONE, fused_bias ? (void *)bias : NULL, OC, N, C, stream);
     if (bias != NULL && !fused_bias) {
-        add_bias_kernel<<<ceil_div((long long)N * OC, 256), 256, 0, stream>>>(out, ldo, bias, N, OC);
+        launch_pdl(add_bias_kernel, ceil_div((long long)N * OC, 256), 256, 0, stream, out, ldo, bias, N, OC);
         cudaCheck(cudaGetLastError());
     }
 }
@@ -355,6 +356,7 @@ static void matmul_backward_input(floatX *dinp, const floatX *dout, int ldd, con
 
 // out[i] += in[i] (fp32): the BGRADB bias gradient, written to a scratch, accumulated into the gradient
 __global__ void add_inplace_kernel(float *out, const float *in, int n) {
+    grid_dep_begin();
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) out[i] += in[i];
 }
@@ -368,7 +370,7 @@ static void matmul_backward_weight(float *dw, float *dbias, const floatX *dout, 
     float *db_new = (float *)scratch;
     if (dbias != NULL && matmul_use_bgradb &&
         matmul_lt(dw, CUDA_R_32F, C, NULL, 1.0f, inp, C, false, dout, ldd, true, MATMUL_EPI_BGRADB, db_new, C, OC, N, stream)) {
-        add_inplace_kernel<<<ceil_div(OC, 256), 256, 0, stream>>>(dbias, db_new, OC);
+        launch_pdl(add_inplace_kernel, ceil_div(OC, 256), 256, 0, stream, dbias, db_new, OC);
         cudaCheck(cudaGetLastError());
         return;
     }

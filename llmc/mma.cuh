@@ -57,21 +57,7 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
     __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
     return *(uint32_t *)&v;
 }
-// Programmatic dependent launch (sm_90+; PTX griddepcontrol): a kernel launched with the attribute
-// cudaLaunchAttributeProgrammaticStreamSerialization may start before the kernel ahead of it in the stream has
-// ended, once every CTA of that kernel has called grid_dep_launch_dependents (or exited). grid_dep_wait blocks
-// until the kernel ahead has completed and its memory is visible; a kernel launched without the attribute
-// passes it at once. Below sm_90 both are empty (the launch attribute is then not to be used: no early start).
-__device__ __forceinline__ void grid_dep_wait(void) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;\n" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void grid_dep_launch_dependents(void) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-#endif
-}
+// grid_dep_wait / grid_dep_launch_dependents (programmatic dependent launch): llmc/cuda_common.h
 // 2^x, the SFU's approximation (ex2.approx.ftz: 2 ulp, subnormals flushed; 2^-inf = 0)
 __device__ __forceinline__ float ex2_approx(float x) {
     float y;

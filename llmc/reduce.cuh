@@ -42,6 +42,7 @@ __device__ inline float block_reduce_sum(float v) {
 template <class Op>
 __global__ void column_sums_kernel(float *out0, float *out1, int n1, float2 *partial, unsigned int *count, Op op,
                                    int N, int C) {
+    grid_dep_begin();
     __shared__ float2 part[COLSUM_WARPS][WARP_SIZE];
     __shared__ int is_last;
     int lane = threadIdx.x % WARP_SIZE, w = threadIdx.x / WARP_SIZE;
@@ -116,7 +117,7 @@ static void column_sums(float *out0, float *out1, int n1, Op op, int N, int C, f
     if (cblocks > COLSUM_MAX_CBLOCKS) fatal("column_sums: %d columns is more than %d", C, COLSUM_MAX_CBLOCKS * WARP_SIZE);
     unsigned int *count = column_sums_count(stream);
     dim3 grid(column_sums_row_blocks(N), cblocks);
-    column_sums_kernel<<<grid, COLSUM_WARPS * WARP_SIZE, 0, stream>>>(out0, out1, n1, scratch, count, op, N, C);
+    launch_pdl(column_sums_kernel<Op>, grid, COLSUM_WARPS * WARP_SIZE, 0, stream, out0, out1, n1, scratch, count, op, N, C);
     cudaCheck(cudaGetLastError());
 }
 

@@ -44,6 +44,7 @@ __device__ inline int rope_select(floatX *&x, int &ld, size_t &i, size_t units_q
 // sign = +1 rotates by theta (forward), -1 by -theta (backward); one thread per pair
 __global__ void rope_kernel(floatX *q, int ldq, int nhq, floatX *k, int ldk, int nhk, const float2 *table, int N,
                             int T, int hd, float sign) {
+    grid_dep_begin();
     int half = hd / 2;
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)N * (nhq + nhk) * half) return;
@@ -62,6 +63,7 @@ __global__ void rope_kernel(floatX *q, int ldq, int nhq, floatX *k, int ldk, int
 // the same, 4 pairs (8 bf16, one 16-byte pack) per thread: hd % 8 == 0, q and k 16-byte aligned
 __global__ void rope_packed_kernel(floatX *q, int ldq, int nhq, floatX *k, int ldk, int nhk,
                                    const float2 *__restrict__ table, int N, int T, int hd, float sign) {
+    grid_dep_begin();
     int half = hd / 2;
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;   // pack index: elements 8i .. 8i+7
     if (i >= (size_t)N * (nhq + nhk) * hd / PACK) return;
@@ -91,10 +93,10 @@ static void rope_launch(floatX *q, int ldq, int nhq, floatX *k, int ldk, int nhk
               ldq, ldk, nhq, nhk, hd);
     long long heads = (long long)N * (nhq + nhk);
     if (packable(q, hd) && packable(k, hd) && ldq % PACK == 0 && ldk % PACK == 0)
-        rope_packed_kernel<<<ceil_div(heads * hd / PACK, 256), 256, 0, stream>>>(q, ldq, nhq, k, ldk, nhk, table, N, T,
+        launch_pdl(rope_packed_kernel, ceil_div(heads * hd / PACK, 256), 256, 0, stream, q, ldq, nhq, k, ldk, nhk, table, N, T,
                                                                                 hd, sign);
     else
-        rope_kernel<<<ceil_div(heads * (hd / 2), 256), 256, 0, stream>>>(q, ldq, nhq, k, ldk, nhk, table, N, T, hd,
+        launch_pdl(rope_kernel, ceil_div(heads * (hd / 2), 256), 256, 0, stream, q, ldq, nhq, k, ldk, nhk, table, N, T, hd,
                                                                          sign);
     cudaCheck(cudaGetLastError());
 }

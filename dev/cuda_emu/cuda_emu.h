@@ -486,9 +486,8 @@ template <int N> static void cp_async_wait(void) {
     q.resize(keep);
 }
 
-// programmatic dependent launch: kernels run one after the other here, so the kernel ahead has always ended
-static void grid_dep_wait(void) {}
-static void grid_dep_launch_dependents(void) {}
+// programmatic dependent launch: llmc/cuda_common.h's grid_dep_wait / grid_dep_launch_dependents compile to empty
+// functions here (no __CUDA_ARCH__): kernels run one after the other, so the kernel ahead has always ended
 
 // ----------------------------------------------------------------------------
 // llmc/mma.cuh's Hopper wrappers (wgmma), synchronous: the product is computed when it is issued, so fence,
