@@ -181,8 +181,6 @@ struct dim3 { unsigned x, y, z; dim3(unsigned a = 1, unsigned b = 1, unsigned c 
 struct float2 { float x, y; };
 struct alignas(16) uint4 { unsigned int x, y, z, w; };
 static inline float2 make_float2(float x, float y) { float2 v; v.x = x; v.y = y; return v; }
-static inline uint4 make_uint4(unsigned int x, unsigned int y, unsigned int z, unsigned int w) { uint4 v; v.x = x; v.y = y; v.z = z; v.w = w; return v; }
-static inline float __uint_as_float(unsigned int u) { float f; memcpy(&f, &u, 4); return f; }
 struct __nv_bfloat16 { uint16_t x; };
 static inline float __bfloat162float(__nv_bfloat16 h) { return bf16_to_float(h.x); }
 static inline __nv_bfloat16 __float2bfloat16(float f) { __nv_bfloat16 h; h.x = float_to_bf16(f); return h; }
