@@ -323,48 +323,83 @@ __device__ __forceinline__ float fb_group_reduce(float v, float *red, int wpr) {
     return x;
 }
 
+// keys of a row a lane of the row pass holds in registers: fb_row_warps gives a lane at most 32 keys of the rows
+// up to 8192 keys, so Z is read once; longer rows go in chunks of FB_ROW_KEYS keys a lane (those chunks read up to
+// 3 times, from L2). (A -DFB_ROW_KEYS=4 build runs the chunked path on the emulator's short rows.)
+#ifndef FB_ROW_KEYS
+#define FB_ROW_KEYS 32
+#endif
+// zr[k] = z[j0 + k nth] for the keys below n, -inf past n (not loaded): FB_ROW_KEYS independent loads in flight
+__device__ __forceinline__ void fb_row_load(float (&zr)[FB_ROW_KEYS], const float *z, int j0, int nth, int n) {
+#pragma unroll
+    for (int k = 0; k < FB_ROW_KEYS; k++) zr[k] = j0 + k * nth < n ? z[j0 + k * nth] : -INFINITY;
+}
+
 // row pass of superblock [u0, u0+Sv): row r (t = u0 + r) by wpr warps (fb_row_warps(u1)), 8 / wpr rows per CTA.
 // Z (B, S, ldz) fp32 logits for keys j < u1. lse_t = log sum_{j<t} exp Z[r,j]; P[r,j] = exp(Z[r,j] - lse_t) for
 // j < t else 0: the keys j < u0 into P3 (B, S, 3 ldz) in the Y3 layout (columns 3j, 3j+1, 3j+2 = P_hi, P_lo, P_hi;
-// the chain GEMM's A), the diagonal block j in U in fp32 into Pd (B, S, S): Pd[r][jj] = P[r, u0+jj]. Three passes
-// over the row (max, sum, write; Z is in L2). P3 row offsets: ldz and u0 are multiples of 32 (fb_ldz, S), so a
-// warp's 32 keys start at a 4-byte boundary of P3. grid (ceil(Sv wpr / 8), B), 256 threads.
+// the chain GEMM's A), the diagonal block j in U in fp32 into Pd (B, S, S): Pd[r][jj] = P[r, u0+jj]. Lane tid of
+// a row's nth = 32 wpr threads takes the keys j = tid + k nth, k < FB_ROW_KEYS (registers zr[k]): one read of the
+// row, then three passes over the registers (max, sum in the order of k, write). P3 row offsets: ldz and u0 are
+// multiples of 32 (fb_ldz, S), so a warp's 32 keys start at a 4-byte boundary of P3.
+// Cost (B=8 T=1024, superblock 4 of 4: 2048 rows of 1024 keys): Z 8.4 MB in (from L2: the GEMM just wrote it), P3
+// 9.4 MB and Pd 2.1 MB out, ~4.5 us at ~4.3 TB/s; a layer's 4 calls 48 MB, ~11 us (+ ~4 x 2 us launch and ramp).
+// The former kernel read Z from global memory in each of the three passes, one 4-byte load in flight per lane
+// (a dependent loop): 11.7 us per call, latency-bound. Same sums in the same order: the same bits.
+// grid (ceil(Sv wpr / 8), B), 256 threads.
 __global__ void fb_fwd_rows_kernel(floatX *P3, float *Pd, float *lse, const float *Z, int ldz,
                                    int u0, int Sv, int S, int T, int wpr) {
     __shared__ float red[8];
     int w = threadIdx.x / WARP_SIZE, b = blockIdx.y;
     int r = blockIdx.x * (8 / wpr) + w / wpr, nth = wpr * WARP_SIZE, tid = threadIdx.x % nth;
     bool on = r < Sv;                           // (no early return: the group reductions have barriers)
-    int t = u0 + r, u1 = u0 + Sv, tt = on ? t : 0;
+    int t = u0 + r, u1 = u0 + Sv, tt = on ? t : 0, span = FB_ROW_KEYS * nth;
     size_t row = ((size_t)b * S + r) * ldz;
     const float *z = Z + row;
+    float zr[FB_ROW_KEYS];
+    int held = 0;                               // zr holds the keys [held, held + span) of the row
+    fb_row_load(zr, z, tid, nth, tt);
     float mx = -INFINITY, sum = 0.0f;
-    for (int j = tid; j < tt; j += nth) mx = fmaxf(mx, z[j]);
+    for (int c0 = 0; c0 < tt; c0 += span) {
+        if (c0 != held) { held = c0; fb_row_load(zr, z, c0 + tid, nth, tt); }
+#pragma unroll
+        for (int k = 0; k < FB_ROW_KEYS; k++) mx = fmaxf(mx, zr[k]);   // (-inf past t)
+    }
     mx = fb_group_reduce<true>(mx, red, wpr);
-    for (int j = tid; j < tt; j += nth) sum += expf(z[j] - mx);
+    for (int c0 = 0; c0 < tt; c0 += span) {
+        if (c0 != held) { held = c0; fb_row_load(zr, z, c0 + tid, nth, tt); }
+#pragma unroll
+        for (int k = 0; k < FB_ROW_KEYS; k++)
+            if (c0 + tid + k * nth < tt) sum += expf(zr[k] - mx);
+    }
     sum = fb_group_reduce<false>(sum, red, wpr);
     if (!on) return;                            // (whole warps: the shuffles below see all 32 lanes)
     float l = t == 0 ? -INFINITY : mx + logf(sum);
     int lane = tid % WARP_SIZE;
-    for (int j0 = tid - lane; j0 < u1; j0 += nth) {   // the warp's 32 keys j0 + lane (u0 is a multiple of 32: all
-        int j = j0 + lane;                              // 32 go to P3, or all to Pd)
-        float p = j < t ? expf(z[j] - l) : 0.0f;
-        if (j0 < u0) {
-            // the 96 bf16 of the Y3 layout (key k: hi, lo, hi) as 48 words, lane-consecutive (coalesced 4-byte
-            // stores, not 3 strided 2-byte ones): word v holds parts e = 2v, 2v+1, i.e. part e % 3 of key e / 3,
-            // fetched from the key's lane as hl = hi | lo << 16 (fb_split3's bits)
-            float h = bf16x2_lo(pack_bf16x2(p, 0.0f));
-            uint32_t hl = pack_bf16x2(h, p - h), *dst = (uint32_t *)&P3[3 * (row + j0)];
+    for (int c0 = 0; c0 < u1; c0 += span) {
+        if (c0 != held) { held = c0; fb_row_load(zr, z, c0 + tid, nth, tt); }
 #pragma unroll
-            for (int q = 0; q < 2; q++) {
-                int v = q * WARP_SIZE + lane, e0 = 2 * v, e1 = e0 + 1;
-                uint32_t a = __shfl_sync(0xffffffffu, hl, (e0 / 3) % WARP_SIZE);
-                uint32_t c = __shfl_sync(0xffffffffu, hl, (e1 / 3) % WARP_SIZE);
-                uint32_t lo16 = e0 % 3 == 1 ? a >> 16 : a & 0xffffu, hi16 = e1 % 3 == 1 ? c >> 16 : c & 0xffffu;
-                if (v < 3 * WARP_SIZE / 2) dst[v] = lo16 | hi16 << 16;
+        for (int k = 0; k < FB_ROW_KEYS; k++) {
+            int j0 = c0 + tid - lane + k * nth, j = j0 + lane;   // the warp's 32 keys j0 + lane (u0 is a multiple
+            if (j0 >= u1) break;                                 // of 32: all 32 go to P3, or all to Pd)
+            float p = j < t ? expf(zr[k] - l) : 0.0f;
+            if (j0 < u0) {
+                // the 96 bf16 of the Y3 layout (key k: hi, lo, hi) as 48 words, lane-consecutive (coalesced 4-byte
+                // stores, not 3 strided 2-byte ones): word v holds parts e = 2v, 2v+1, i.e. part e % 3 of key e / 3,
+                // fetched from the key's lane as hl = hi | lo << 16 (fb_split3's bits)
+                float h = bf16x2_lo(pack_bf16x2(p, 0.0f));
+                uint32_t hl = pack_bf16x2(h, p - h), *dst = (uint32_t *)&P3[3 * (row + j0)];
+#pragma unroll
+                for (int q = 0; q < 2; q++) {
+                    int v = q * WARP_SIZE + lane, e0 = 2 * v, e1 = e0 + 1;
+                    uint32_t a = __shfl_sync(0xffffffffu, hl, (e0 / 3) % WARP_SIZE);
+                    uint32_t c = __shfl_sync(0xffffffffu, hl, (e1 / 3) % WARP_SIZE);
+                    uint32_t lo16 = e0 % 3 == 1 ? a >> 16 : a & 0xffffu, hi16 = e1 % 3 == 1 ? c >> 16 : c & 0xffffu;
+                    if (v < 3 * WARP_SIZE / 2) dst[v] = lo16 | hi16 << 16;
+                }
+            } else if (j < u1) {
+                Pd[((size_t)b * S + r) * S + (j - u0)] = p;
             }
-        } else if (j < u1) {
-            Pd[((size_t)b * S + r) * S + (j - u0)] = p;
         }
     }
     if (tid == 0) lse[(size_t)b * T + t] = l;
@@ -932,46 +967,79 @@ static void fb_bwd_solve(floatX *u3, floatX *df, const float *acc, int has_acc, 
 // backward kernels (the solves above are the forward's and the backward's)
 
 // the elementwise slab kernels' threads: a thread takes 4 consecutive columns of a row of S (16-byte fp32 and
-// 8-byte bf16 accesses), S / 4 threads a row, fb_slab_rows(S) rows per CTA of 256 threads (4 at S = 256)
-__host__ __device__ inline int fb_slab_rows(int S) { return 256 / (S / 4); }
+// 8-byte bf16 accesses), S / 4 threads a row, fb_slab_rows(S) rows per pass of 256 threads (4 at S = 256), and a
+// CTA fb_slab_cta_rows(S) = max(16, fb_slab_rows(S)) rows: up to FB_SLAB_IT = 4 rows a thread, their loads issued
+// before any use (4 x 16 bytes in flight a thread: the former one row a thread had one, and CTAs of 4 rows)
+#define FB_SLAB_CTA_ROWS 16
+#define FB_SLAB_IT 4                    // FB_SLAB_CTA_ROWS / fb_slab_rows(FB_SMAX)
+__host__ __device__ constexpr int fb_slab_rows(int S) { return 256 / (S / 4); }
+__host__ __device__ constexpr int fb_slab_cta_rows(int S) { return fb_slab_rows(S) > FB_SLAB_CTA_ROWS ? fb_slab_rows(S) : FB_SLAB_CTA_ROWS; }
+static_assert(FB_SLAB_CTA_ROWS / fb_slab_rows(FB_SMAX) <= FB_SLAB_IT, "a slab thread's rows");
 
 // slab of key superblock [u0, u0+Sv): rows i = t - u0 < M = T - u0, columns jj < S (j = u0 + jj).
 // Pc[i][jj] = gamma_t exp(Zs[i][jj] - lse_t) for jj < Sv and j < t, else 0, into Pc3 (B, 3T, S) in the Y3 layout
 // (rows 3i, 3i+1, 3i+2 = Pc_hi, Pc_lo, Pc_hi: the chain GEMM's A^T). Zs: (B, T, S) (columns >= Sv not read
 // as numbers: never written by the GEMM).
 // The diagonal block (t in U) also goes out in fp32, transposed, for the in-superblock solve: PcT (B, S, S),
-// PcT[jj][i] = Pc[i][jj] for i, jj < Sv. 10 bytes per element (Zs in, Pc3 out; PcT 4 more on the diagonal
-// block): B=8 T=1024 S=256, 640 rows on average, 13 MB, ~4 us at ~4 TB/s.
-// grid (ceil(M / fb_slab_rows(S)), B), 256 threads (fb_slab_rows).
+// PcT[jj][i] = Pc[i][jj] for i, jj < Sv, through a shared tile [rows][S + 1] (the CTAs with rows i < Sv): column jj
+// of the CTA's 16 rows is 64 contiguous bytes of PcT (the former 4-byte stores straight from the row layout touched
+// a 32-byte sector each: 0.5M sectors per call at B=8).
+// Cost: 10 bytes per element (Zs in, Pc3 out) and 4 more on the diagonal block: B=8 T=1024 S=256, 640 rows on
+// average, 13 MB + 2.1 MB, ~3.5 us at ~4.3 TB/s (the former kernel: 14.1 us per call in the d12 profile).
+// grid (ceil(M / fb_slab_cta_rows(S)), B), 256 threads.
 __global__ void fb_bwd_slab_kernel(floatX *Pc3, float *PcT, const float *Zs, const float *lse,
                                    const float *gamma, int u0, int Sv, int S, int T) {
-    int tpr = S / 4, rpc = fb_slab_rows(S), rr = threadIdx.x / tpr, jj = 4 * (threadIdx.x % tpr), b = blockIdx.y;
-    int i = blockIdx.x * rpc + rr, t = u0 + i;
-    if (rr >= rpc || t >= T) return;
-    size_t o = ((size_t)b * T + i) * S + jj;
-    FbF4 z4 = *(const FbF4 *)&Zs[o];
-    float z[4] = {z4.x, z4.y, z4.z, z4.w}, p[4], g = gamma[(size_t)b * T + t], l = lse[(size_t)b * T + t];
+    __shared__ float tile[FB_SLAB_CTA_ROWS * (FB_SMAX + 1)];   // >= fb_slab_cta_rows(S) (S + 1) for every S
+    int tpr = S / 4, rpc = fb_slab_rows(S), R = fb_slab_cta_rows(S), b = blockIdx.y;
+    int rr = threadIdx.x / tpr, jj = 4 * (threadIdx.x % tpr), i0 = blockIdx.x * R, M = T - u0;
+    FbF4 z4[FB_SLAB_IT];
+    float g[FB_SLAB_IT], l[FB_SLAB_IT];
 #pragma unroll
-    for (int k = 0; k < 4; k++) p[k] = jj + k < Sv && u0 + jj + k < t ? g * expf(z[k] - l) : 0.0f;
-    FbU2 hi, lo;                                // fb_split3's bits, 4 columns at a time
-    fb_split_pack(&hi.x, &lo.x, p[0], p[1]);
-    fb_split_pack(&hi.y, &lo.y, p[2], p[3]);
-    floatX *y = Pc3 + ((size_t)b * 3 * T + 3 * i) * S + jj;
-    *(FbU2 *)y = hi;
-    *(FbU2 *)(y + S) = lo;
-    *(FbU2 *)(y + 2 * S) = hi;
-    if (i < Sv)
+    for (int n = 0; n < FB_SLAB_IT; n++) {     // the loads first
+        int r = rr + n * rpc, i = i0 + r;
+        if (rr < rpc && r < R && i < M) {
+            z4[n] = *(const FbF4 *)&Zs[((size_t)b * T + i) * S + jj];
+            g[n] = gamma[(size_t)b * T + u0 + i];
+            l[n] = lse[(size_t)b * T + u0 + i];
+        }
+    }
 #pragma unroll
-        for (int k = 0; k < 4; k++)
-            if (jj + k < Sv) PcT[((size_t)b * S + jj + k) * S + i] = p[k];
+    for (int n = 0; n < FB_SLAB_IT; n++) {
+        int r = rr + n * rpc, i = i0 + r, t = u0 + i;
+        if (!(rr < rpc && r < R && i < M)) continue;
+        float z[4] = {z4[n].x, z4[n].y, z4[n].z, z4[n].w}, p[4];
+#pragma unroll
+        for (int k = 0; k < 4; k++) p[k] = jj + k < Sv && u0 + jj + k < t ? g[n] * expf(z[k] - l[n]) : 0.0f;
+        FbU2 hi, lo;                            // fb_split3's bits, 4 columns at a time
+        fb_split_pack(&hi.x, &lo.x, p[0], p[1]);
+        fb_split_pack(&hi.y, &lo.y, p[2], p[3]);
+        floatX *y = Pc3 + ((size_t)b * 3 * T + 3 * i) * S + jj;
+        *(FbU2 *)y = hi;
+        *(FbU2 *)(y + S) = lo;
+        *(FbU2 *)(y + 2 * S) = hi;
+        if (i0 < Sv)
+#pragma unroll
+            for (int k = 0; k < 4; k++) tile[r * (S + 1) + jj + k] = p[k];
+    }
+    if (i0 >= Sv) return;                       // (the whole CTA)
+    __syncthreads();
+    int nr = Sv - i0 < R ? Sv - i0 : R;         // PcT[jj][i0 + r] = tile[r][jj], consecutive threads along r
+    for (int e = threadIdx.x; e < Sv * R; e += blockDim.x) {
+        int c = e / R, r = e % R;
+        if (r < nr) PcT[((size_t)b * S + c) * S + i0 + r] = tile[r * (S + 1) + c];
+    }
 }
 
 // for the rows t in [u0, u0+Sv) of U, one warp per row: dgamma_t = u_t . c_t with u = u_hi + u_lo from u3 (this is
 // also the Delta_t of the softmax backward), and s_t split into sU3 (B, S, 3D), rows [s_hi | s_lo | s_hi] (the Y3
-// layout: the u s^T GEMM's B). 20 bytes per element moved (u_hi, u_lo, c, s in; 3 bf16 out): B=8 S=256 D=768 is
-// 31 MB, ~8 us at the H200's ~4 TB/s. vec (D a multiple of 4, c and s 16-byte aligned): a lane takes 4 consecutive
-// columns per step (16-byte c, s loads, 8-byte bf16 loads and stores); else one column per step.
-// grid (ceil(Sv/8), B), 256 threads.
+// layout: the u s^T GEMM's B). 18 bytes per element moved (u_hi, u_lo, c, s in: 12; 3 bf16 out: 6):
+// B=8 S=256 D=768 is 28 MB, ~6.6 us at the H200's ~4.3 TB/s (9.0 us measured per call, d12 profile). vec (D a
+// multiple of 4, c and s 16-byte aligned): a lane takes 4 consecutive columns per step (16-byte c, s loads, 8-byte
+// bf16 loads and stores) and issues the loads of FB_DG_IT steps (D = 768: all 6) before using them; at B=1 (256
+// rows, 2 warps per SM) the former loop's load -> use -> store per step (the stores may alias the loads: not
+// reordered) made it latency-bound: 5.6 us per call for 3.5 MB. Else one column per step. Same sum order.
+// grid (ceil(Sv/4), B), 128 threads (4 rows a CTA: 64 CTAs at B=1, on 64 SMs).
+#define FB_DG_IT 6
 __global__ void fb_bwd_rows_kernel(float *dgamma, floatX *sU3, const floatX *u3, const float *c, const float *s,
                                    int u0, int Sv, int S, int T, int D, int vec) {
     int w = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, b = blockIdx.y;
@@ -980,19 +1048,32 @@ __global__ void fb_bwd_rows_kernel(float *dgamma, floatX *sU3, const floatX *u3,
     size_t t = (size_t)b * T + u0 + r, row = t * D, row3 = 3 * t * D, srow = ((size_t)b * S + r) * 3 * D;
     float acc = 0.0f;
     if (vec) {
-        for (int i = 4 * lane; i < D; i += 4 * WARP_SIZE) {
-            FbF4 cv = *(const FbF4 *)&c[row + i], sv = *(const FbF4 *)&s[row + i];
-            FbU2 uh = *(const FbU2 *)&u3[row3 + i], ul = *(const FbU2 *)&u3[row3 + 2 * D + i];
-            acc = fmaf(bf16x2_lo(uh.x) + bf16x2_lo(ul.x), cv.x, acc);
-            acc = fmaf(bf16x2_hi(uh.x) + bf16x2_hi(ul.x), cv.y, acc);
-            acc = fmaf(bf16x2_lo(uh.y) + bf16x2_lo(ul.y), cv.z, acc);
-            acc = fmaf(bf16x2_hi(uh.y) + bf16x2_hi(ul.y), cv.w, acc);
-            FbU2 hi, lo;
-            fb_split_pack(&hi.x, &lo.x, sv.x, sv.y);
-            fb_split_pack(&hi.y, &lo.y, sv.z, sv.w);
-            *(FbU2 *)&sU3[srow + i] = hi;
-            *(FbU2 *)&sU3[srow + D + i] = lo;
-            *(FbU2 *)&sU3[srow + 2 * D + i] = hi;
+        for (int i0 = 4 * lane; i0 < D; i0 += 4 * WARP_SIZE * FB_DG_IT) {
+            FbF4 cv[FB_DG_IT], sv[FB_DG_IT];
+            FbU2 uh[FB_DG_IT], ul[FB_DG_IT];
+#pragma unroll
+            for (int n = 0; n < FB_DG_IT; n++) {   // the loads first
+                int i = i0 + 4 * WARP_SIZE * n;
+                if (i < D) {
+                    cv[n] = *(const FbF4 *)&c[row + i]; sv[n] = *(const FbF4 *)&s[row + i];
+                    uh[n] = *(const FbU2 *)&u3[row3 + i]; ul[n] = *(const FbU2 *)&u3[row3 + 2 * D + i];
+                }
+            }
+#pragma unroll
+            for (int n = 0; n < FB_DG_IT; n++) {
+                int i = i0 + 4 * WARP_SIZE * n;
+                if (i >= D) continue;
+                acc = fmaf(bf16x2_lo(uh[n].x) + bf16x2_lo(ul[n].x), cv[n].x, acc);
+                acc = fmaf(bf16x2_hi(uh[n].x) + bf16x2_hi(ul[n].x), cv[n].y, acc);
+                acc = fmaf(bf16x2_lo(uh[n].y) + bf16x2_lo(ul[n].y), cv[n].z, acc);
+                acc = fmaf(bf16x2_hi(uh[n].y) + bf16x2_hi(ul[n].y), cv[n].w, acc);
+                FbU2 hi, lo;
+                fb_split_pack(&hi.x, &lo.x, sv[n].x, sv[n].y);
+                fb_split_pack(&hi.y, &lo.y, sv[n].z, sv[n].w);
+                *(FbU2 *)&sU3[srow + i] = hi;
+                *(FbU2 *)&sU3[srow + D + i] = lo;
+                *(FbU2 *)&sU3[srow + 2 * D + i] = hi;
+            }
         }
     } else {
         for (int i = lane; i < D; i += WARP_SIZE) {
@@ -1007,21 +1088,38 @@ __global__ void fb_bwd_rows_kernel(float *dgamma, floatX *sU3, const floatX *u3,
 // dZ[i][jj] = Pc[i][jj] (US[i][jj] - dgamma_t), t = u0 + i, for jj < Sv (Pc is 0 where j >= t); bf16, written over
 // Pc_hi's first copy in Pc3 (row 3i: dZ is the (T - u0, S) matrix of row stride 3S there; each element read then
 // written by one thread). Columns jj >= Sv keep their Pc_hi (never read; US there is not a number). 10 bytes per
-// element (Pc_hi, Pc_lo, US in, dZ out): B=8 T=1024 S=256, 13 MB, ~4 us.
-// grid (ceil((T - u0) / fb_slab_rows(S)), B), 256 threads (fb_slab_rows).
+// element (Pc_hi, Pc_lo, US in, dZ out): B=8 T=1024 S=256, 13 MB, ~3 us (5.5 us per call measured, d12 profile,
+// with a row a thread). The slab kernel's threads: up to FB_SLAB_IT rows a thread, the loads first.
+// grid (ceil((T - u0) / fb_slab_cta_rows(S)), B), 256 threads.
 __global__ void fb_dz_kernel(floatX *dZ_Pc3, const float *US, const float *dgamma, int u0, int Sv, int S, int T) {
-    int tpr = S / 4, rpc = fb_slab_rows(S), rr = threadIdx.x / tpr, jj = 4 * (threadIdx.x % tpr), b = blockIdx.y;
-    int i = blockIdx.x * rpc + rr;
-    if (rr >= rpc || u0 + i >= T || jj >= Sv) return;
-    size_t o = ((size_t)b * T + i) * S + jj, o3 = ((size_t)b * 3 * T + 3 * i) * S + jj;
-    FbU2 hi = *(const FbU2 *)&dZ_Pc3[o3], lo = *(const FbU2 *)&dZ_Pc3[o3 + S];
-    FbF4 us4 = *(const FbF4 *)&US[o];
-    float us[4] = {us4.x, us4.y, us4.z, us4.w}, dg = dgamma[(size_t)b * T + u0 + i], d[4];
-    float h[4] = {bf16x2_lo(hi.x), bf16x2_hi(hi.x), bf16x2_lo(hi.y), bf16x2_hi(hi.y)};
-    float lw[4] = {bf16x2_lo(lo.x), bf16x2_hi(lo.x), bf16x2_lo(lo.y), bf16x2_hi(lo.y)};
+    int tpr = S / 4, rpc = fb_slab_rows(S), R = fb_slab_cta_rows(S), b = blockIdx.y;
+    int rr = threadIdx.x / tpr, jj = 4 * (threadIdx.x % tpr), i0 = blockIdx.x * R, M = T - u0;
+    if (rr >= rpc || jj >= Sv) return;
+    FbU2 hi[FB_SLAB_IT], lo[FB_SLAB_IT];
+    FbF4 us4[FB_SLAB_IT];
+    float dg[FB_SLAB_IT];
 #pragma unroll
-    for (int k = 0; k < 4; k++) d[k] = jj + k < Sv ? (h[k] + lw[k]) * (us[k] - dg) : h[k];
-    *(FbU2 *)&dZ_Pc3[o3] = FbU2{pack_bf16x2(d[0], d[1]), pack_bf16x2(d[2], d[3])};   // round to nearest even
+    for (int n = 0; n < FB_SLAB_IT; n++) {     // the loads first
+        int r = rr + n * rpc, i = i0 + r;
+        if (r < R && i < M) {
+            size_t o = ((size_t)b * T + i) * S + jj, o3 = ((size_t)b * 3 * T + 3 * i) * S + jj;
+            hi[n] = *(const FbU2 *)&dZ_Pc3[o3];
+            lo[n] = *(const FbU2 *)&dZ_Pc3[o3 + S];
+            us4[n] = *(const FbF4 *)&US[o];
+            dg[n] = dgamma[(size_t)b * T + u0 + i];
+        }
+    }
+#pragma unroll
+    for (int n = 0; n < FB_SLAB_IT; n++) {
+        int r = rr + n * rpc, i = i0 + r;
+        if (!(r < R && i < M)) continue;
+        float us[4] = {us4[n].x, us4[n].y, us4[n].z, us4[n].w}, d[4];
+        float h[4] = {bf16x2_lo(hi[n].x), bf16x2_hi(hi[n].x), bf16x2_lo(hi[n].y), bf16x2_hi(hi[n].y)};
+        float lw[4] = {bf16x2_lo(lo[n].x), bf16x2_hi(lo[n].x), bf16x2_lo(lo[n].y), bf16x2_hi(lo[n].y)};
+#pragma unroll
+        for (int k = 0; k < 4; k++) d[k] = jj + k < Sv ? (h[k] + lw[k]) * (us[k] - dg[n]) : h[k];
+        *(FbU2 *)&dZ_Pc3[((size_t)b * 3 * T + 3 * i) * S + jj] = FbU2{pack_bf16x2(d[0], d[1]), pack_bf16x2(d[2], d[3])};
+    }
 }
 
 // dst[row * ld + col] = bf16(src[row * D + col]) for rows < BT: a CTA per row; vec (D and ld multiples of 4, src
@@ -1223,7 +1321,7 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
         if (it >= 2) cudaCheck(cudaStreamWaitEvent(st.a, st.freed[k], 0));
         fb_gemm(FbOut{w.Zs[k], CUDA_R_32F, S, sTS}, FbIn{qb + (size_t)u0 * ld, ld, sq, false},
                 FbIn{kb + (size_t)u0 * ld, ld, sq, true}, FbShape{M, Sv, D, B}, scale, 0.0f, st.a);
-        fb_bwd_slab_kernel<<<dim3(ceil_div(M, fb_slab_rows(S)), B), 256, 0, st.a>>>(w.Pc3[k], w.PcT[k], w.Zs[k], lse,
+        fb_bwd_slab_kernel<<<dim3(ceil_div(M, fb_slab_cta_rows(S)), B), 256, 0, st.a>>>(w.Pc3[k], w.PcT[k], w.Zs[k], lse,
                                                                                     gamma, u0, Sv, S, T);
         cudaCheck(cudaGetLastError());
         cudaCheck(cudaEventRecord(st.ready[k], st.a));
@@ -1242,12 +1340,12 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
         fb_after(st.b, st.solved, stream);         // the rest of U on stream b, beside the next chain
         // 4. dgamma[U] = u . c; 5. US (M, Sv) = u[u0:T] s[U]^T into the slab's logits buffer (the (T, 3D) view of
         //    u3 times sU3^T: one GEMM of K = 3D); dZ over Pc_hi's first copy
-        fb_bwd_rows_kernel<<<dim3(ceil_div(Sv, 8), B), 256, 0, st.b>>>(dgamma, w.sU3, w.u3, c, s,
+        fb_bwd_rows_kernel<<<dim3(ceil_div(Sv, 4), B), 128, 0, st.b>>>(dgamma, w.sU3, w.u3, c, s,
                                                                       u0, Sv, S, T, D, rows_vec);
         cudaCheck(cudaGetLastError());
         fb_gemm(FbOut{w.Zs[k], CUDA_R_32F, S, sTS}, FbIn{w.u3 + (size_t)3 * u0 * D, 3 * D, 3 * sTD, false},
                 FbIn{w.sU3, 3 * D, 3 * sSD, true}, FbShape{M, Sv, 3 * D, B}, 1.0f, 0.0f, st.b);
-        fb_dz_kernel<<<dim3(ceil_div(M, fb_slab_rows(S)), B), 256, 0, st.b>>>(w.Pc3[k], w.Zs[k], dgamma, u0, Sv, S, T);
+        fb_dz_kernel<<<dim3(ceil_div(M, fb_slab_cta_rows(S)), B), 256, 0, st.b>>>(w.Pc3[k], w.Zs[k], dgamma, u0, Sv, S, T);
         cudaCheck(cudaGetLastError());
         // 6. dkb[U] (Sv, D) = dZ^T qb[u0:T] / sqrt(D), complete: bf16 straight into dkb
         fb_gemm(FbOut{dkb + (size_t)u0 * ld, CUDA_R_16BF, ld, sq}, FbIn{w.Pc3[k], 3 * S, 3 * sTS, true},

@@ -298,6 +298,7 @@ static int io_mode(const char *in_path, const char *out_path) {
 }
 
 int main(int argc, char **argv) {
+    if (getenv("FB_S")) fb_superblock_rows = atoi(getenv("FB_S"));   // tune version 2's superblock (default 256)
     if (argc >= 2 && strcmp(argv[1], "io") == 0) {
         if (argc != 4) fatal("usage: %s io IN OUT", argv[0]);
         cudaCheck(cudaSetDevice(0));
@@ -307,7 +308,6 @@ int main(int argc, char **argv) {
     DevArgs a = parse_dev_args(argc, argv, 3);
     cudaCheck(cudaSetDevice(0));
     matmul_init();
-    if (getenv("FB_S")) fb_superblock_rows = atoi(getenv("FB_S"));   // tune version 2's superblock (default 256)
     if (a.check) {
         // T = 201 and 700: one and three superblocks of 256 (and dZ chunks of version 1), 700 also past one split-K
         // slice of version 1; T odd; D = 72, 160, 40 not multiples of the 32-column solve tile;
