@@ -32,6 +32,7 @@
      2. rows: lse_t = log sum_{j<t} exp Z[t,j];  P = exp(Z - lse) masked to j < t, stored as bf16 hi/lo parts
         (P3, Y3 layout), and the diagonal block A_UU = P[:, u0:u1] in fp32   1 kernel (1-8 warps per row)
      3. acc  = P[:, 0:u0] s[0:u0]                                  (Sv, D) fp32-grade     1 GEMM (K = 3 u0)
+        (or 2: its far part beside the previous superblock's chain, its near part on the chain: "Lookahead")
      4. in-superblock solve (CTA = (32 columns, b), 8 warps; "in-superblock solves" below): the inverses of the 8
         diagonal 32x32 blocks of (I - G A_UU) first, once per sequence (fb_inverse_kernel, a warp each: 1 more
         launch; the solve, launched programmatically dependent on it, copies them in), then per 32-row
@@ -44,6 +45,7 @@
         Pc = gamma_t exp(Zs - lse_t) for j < t, as bf16 hi/lo parts (Pc3, Y3 layout), and the diagonal block
         (t, j in U) in fp32, transposed, for the in-superblock solve                      1 kernel
      2. acc  = Pc[u1:T]^T u[u1:T]                                  (Sv, D) fp32-grade     1 GEMM (K = 3 (T-u1))
+        (or 2, far and near part, as the forward)
      3. transposed in-superblock solve (the forward's schedule, blocks from last to first, L = PcT, G = I, h
         starting at gs + acc): u_U, stored as bf16 halves (u3, X3 layout), df
      4. dgamma_t = u_t . c_t for t in U (every u_t, t >= u0, is known now), and s[U] split (sU3, Y3)   1 kernel
@@ -114,10 +116,10 @@
    (forward with acc), a layer's fwd + bwd at B=8 T=1024 0.667 ms against 0.696 with the former prologue in the same
    run (SESSA_FB_INV below; "in-superblock solves" has the count).
  Memory (scratch, the larger of forward and backward): forward 6BTD (s3) + 4 B S T (Z) + 2 x (6 B S T (P3)
-   + 4 B S^2 (Pd)) + 4 B S D; backward 6BTD (u3) + 4BTD (fp32 dqb accumulator) + 2 x (10 B T S (slab: Zs/US fp32,
-   Pc3, dZ over its rows 3i) + 4 B S^2 (PcT)) + 10 B S D (sU3, acc) + 4 B S 32 (Minv, both); the 2 x: buffers of two superblocks for the
-   overlap ("Overlap" below: +10 B T S + 4 B S^2, 20 MiB at B=8 T=1024). B=8 T=1024 D=768: 119 MiB, plus c (24 MiB)
-   kept from the forward: 143 MiB, against 104 MiB for the dense form's A, u s^T, dZ and bf16 u, s (10 B T^2 +
+   + 4 B S^2 (Pd) + 4 B S D (acc)); backward 6BTD (u3) + 4BTD (fp32 dqb accumulator) + 2 x (10 B T S (slab: Zs/US
+   fp32, Pc3, dZ over its rows 3i) + 4 B S^2 (PcT) + 4 B S D (acc)) + 6 B S D (sU3) + 4 B S 32 (Minv, both); the
+   2 x: buffers of two superblocks for the overlap ("Overlap" below: +10 B T S + 4 B S^2 + 4 B S D, 26 MiB at B=8
+   T=1024). B=8 T=1024 D=768: 125 MiB, plus c (24 MiB) kept from the forward: 149 MiB, against 104 MiB for the dense form's A, u s^T, dZ and bf16 u, s (10 B T^2 +
    4 B T D bytes). The X3 / Y3 layouts cost 2BTD + 2BTS +
    2BSD bytes more than separate hi and lo halves (u_hi twice, Pc_hi twice, s_hi twice: 19 MiB of the 121 at
    B=8 T=1024; the trainer holds one scratch for all layers); the alternative for u s^T, three GEMMs on separate
@@ -229,8 +231,9 @@ typedef struct { int m, n, k, batch; } FbShape;                                 
 
 // the overlap's side streams (fb_streams) and their own cuBLASLt workspaces: GEMMs running at the same time on
 // different streams must not share one (cuBLASLt keeps split-K partials and the CTAs' counters there)
-static cudaStream_t fb_side_stream[2];
-static void *fb_side_workspace[2];
+#define FB_SIDE_STREAMS 3
+static cudaStream_t fb_side_stream[FB_SIDE_STREAMS];
+static void *fb_side_workspace[FB_SIDE_STREAMS];
 
 static void fb_gemm(FbOut C, FbIn A, FbIn B, FbShape sh, float alpha, float beta, cudaStream_t stream) {
     int m = sh.m, n = sh.n, k = sh.k, batch = sh.batch;
@@ -247,7 +250,7 @@ static void fb_gemm(FbOut C, FbIn A, FbIn B, FbShape sh, float alpha, float beta
     uint64_t h = 1469598103934665603ull;           // FNV-1a over the key's bytes
     for (size_t i = 0; i < sizeof key; i++) h = (h ^ ((const unsigned char *)&key)[i]) * 1099511628211ull;
     void *ws = cublaslt_workspace;   // each side stream has its own: GEMMs on two streams at once must not share one
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < FB_SIDE_STREAMS; i++)
         if (fb_side_workspace[i] && stream == fb_side_stream[i]) ws = fb_side_workspace[i];
     FbGemmPlan *plan = NULL, tmp;
     int probe = 0;
@@ -1150,10 +1153,11 @@ static void *fb_take(FbCarve *c, size_t bytes) {
 }
 
 // the superblock-local buffers come twice (index k = superblock parity): superblock U+1's (forward) or U-1's
-// (backward) are written on a side stream while U's are read (fb_streams); Minv (the solves' inverses) once: it
-// is made and read on the chain's stream
-typedef struct { floatX *s3, *P3[2]; float *Z, *Pd[2], *acc, *Minv; } FbFwdScratch;
-typedef struct { floatX *u3, *Pc3[2], *sU3; float *dq, *Zs[2], *PcT[2], *acc, *Minv; } FbBwdScratch;
+// (backward) are written on a side stream while U's are read (fb_streams); so does acc (accs[k]: the lookahead
+// writes the next superblock's far part while U's is read; acc points at U's); Minv (the solves' inverses) once:
+// it is made and read on the chain's stream
+typedef struct { floatX *s3, *P3[2]; float *Z, *Pd[2], *accs[2], *acc, *Minv; } FbFwdScratch;
+typedef struct { floatX *u3, *Pc3[2], *sU3; float *dq, *Zs[2], *PcT[2], *accs[2], *acc, *Minv; } FbBwdScratch;
 
 static size_t fb_fwd_carve(FbFwdScratch *w, void *scratch, int B, int T, int D) {
     FbCarve c = {(char *)scratch, 0};
@@ -1164,8 +1168,9 @@ static size_t fb_fwd_carve(FbFwdScratch *w, void *scratch, int B, int T, int D) 
     for (int k = 0; k < 2; k++) {
         w->P3[k] = (floatX *)fb_take(&c, 3 * BSZ * sizeof(floatX));  // Y3 layout: (B, S, 3 ldz)
         w->Pd[k] = (float *)fb_take(&c, (size_t)B * S * S * sizeof(float));
+        w->accs[k] = (float *)fb_take(&c, (size_t)B * S * D * sizeof(float));
     }
-    w->acc = (float *)fb_take(&c, (size_t)B * S * D * sizeof(float));
+    w->acc = w->accs[0];
     w->Minv = (float *)fb_take(&c, (size_t)B * S * FB_R * sizeof(float));   // the solve's diagonal inverses
     return c.off;
 }
@@ -1179,9 +1184,10 @@ static size_t fb_bwd_carve(FbBwdScratch *w, void *scratch, int B, int T, int D) 
         w->Zs[k] = (float *)fb_take(&c, BTS * sizeof(float));          // the slab's logits, then u s^T
         w->Pc3[k] = (floatX *)fb_take(&c, 3 * BTS * sizeof(floatX));   // Y3 layout: (B, 3T, S); dZ over rows 3i
         w->PcT[k] = (float *)fb_take(&c, (size_t)B * S * S * sizeof(float));
+        w->accs[k] = (float *)fb_take(&c, BSD * sizeof(float));
     }
     w->sU3 = (floatX *)fb_take(&c, 3 * BSD * sizeof(floatX));       // Y3 layout: (B, S, 3D)
-    w->acc = (float *)fb_take(&c, BSD * sizeof(float));
+    w->acc = w->accs[0];
     w->Minv = (float *)fb_take(&c, (size_t)B * S * FB_R * sizeof(float));   // the solve's diagonal inverses
     return c.off;
 }
@@ -1193,7 +1199,7 @@ static size_t fb_bwd_carve(FbBwdScratch *w, void *scratch, int B, int T, int D) 
 // B=1 the solve fills 24 of 132 SMs, so the side work is nearly free there. Events order every read after its
 // write across streams (ready: a's buffer k is written; solved: U's solve is done; freed: b no longer reads buffer
 // k); buffers k = superblock parity (FbFwdScratch). fork/join make the side streams part of a CUDA graph capture.
-// Each side stream has its own cuBLASLt workspace (2 x 32 MiB, once per process). The first H200 run of the overlap
+// Each side stream has its own cuBLASLt workspace (3 x 32 MiB, once per process). The first H200 run of the overlap
 // shared one: results right, but a backward at S=64, B=1 T=8192 took 2.2 s instead of ~14 ms, most likely GEMMs of
 // two streams meeting in one workspace (the FB_S=64 line of the fbbench stage shows whether this was it).
 // SESSA_FB_STREAMS=0: everything on the calling stream (the events then order nothing), for comparison.
@@ -1203,26 +1209,58 @@ static size_t fb_bwd_carve(FbBwdScratch *w, void *scratch, int B, int T, int D) 
 // against SESSA_FB_STREAMS=0): B=1 T=8192 4.14 / 5.15 ms, B=2 T=4096 2.02 / 2.56, B=4 T=2048 1.16 / 1.32, B=8
 // T=1024 0.680 / 0.774, B=16 T=512 0.506 / 0.532, B=32 T=256 0.398 / 0.386 (one superblock: since then on one
 // stream); d12 B=8 T=1024 training step 22.2 / 23.0 ms.
-typedef struct { cudaStream_t a, b; cudaEvent_t fork, join_a, join_b, solved, ready[2], freed[2]; } FbStreams;
+//
+// Lookahead (SESSA_FB_LOOKAHEAD=1, the default; 0: one acc GEMM per superblock, as before). The chain's acc GEMM
+// has K = 3 u0 (forward) or 3 (T - u1) (backward), up to 3T, for an output of only Sv x D per sequence: at B=1
+// T=8192 ~14 us of nvjet split-K + reduce per superblock, on the critical path. Only its last S keys depend on the
+// superblock solved just before; the rest (the "far" part) is known one superblock earlier:
+//   forward   acc_U = P[U, 0:u0-S] s[0:u0-S]          (far: s of U-2 and before, P of U; K = 3 (u0 - S))
+//                   + P[U, u0-S:u0] s[u0-S:u0]        (near, on the chain: K = 3S, beta = 1 onto the far part)
+//   backward  acc_U = Pc[u1+S:T, U]^T u[u1+S:T]       (far: u of U+2 and after; K = 3 (T - u1 - S))
+//                   + Pc[u1:u1+S, U]^T u[u1:u1+S]     (near: K = 3 min(S, T - u1))
+// The far GEMM of superblock U+1 runs on a side stream (forward b, idle there; backward c, its own: a makes slabs
+// and b finishes superblocks) beside U's chain, after U+1's P / slab (ready) and U-1's solve (solved: the last
+// record of it when the far GEMM is issued, before U's solve); far_done[k] lets the chain's near GEMM add onto it.
+// acc is double-buffered (accs[k]): the far GEMM of U+1 writes accs[k'] while U's chain reads accs[k]; accs[k'] was
+// last read by U-1's solve, which the far GEMM waits for. Superblocks with no far part (the first two forward, the
+// last two backward) do their whole acc GEMM on the chain as before (the same bits); the others sum acc in another
+// order (far + near, each in cuBLASLt's fixed order: deterministic, different last bits than SESSA_FB_LOOKAHEAD=0).
+// Cost: one more GEMM launch per superblock with a far part, and 4 B S D bytes of scratch (the second acc).
+// Predicted (B=1 T=8192): the near GEMM (256 x 768 x 768, ~4 us) replaces the ~14 us one on the forward chain;
+// the backward's far GEMM waits for the slab of U+1, itself after the tail of U+2 (buffers k), so it hides less.
+typedef struct {
+    cudaStream_t a, b, c;
+    cudaEvent_t fork, join_a, join_b, join_c, solved, ready[2], freed[2], far_done[2];
+} FbStreams;
 static FbStreams fb_streams(cudaStream_t stream) {
     static FbStreams st;
     static int on = -1;
     if (on < 0) {
         const char *e = getenv("SESSA_FB_STREAMS");
         on = !(e && e[0] == '0');
-        cudaEvent_t *ev[] = {&st.fork, &st.join_a, &st.join_b, &st.solved, &st.ready[0], &st.ready[1], &st.freed[0], &st.freed[1]};
+        cudaEvent_t *ev[] = {&st.fork, &st.join_a, &st.join_b, &st.join_c, &st.solved, &st.ready[0], &st.ready[1],
+                             &st.freed[0], &st.freed[1], &st.far_done[0], &st.far_done[1]};
         for (size_t i = 0; i < sizeof ev / sizeof ev[0]; i++) cudaCheck(cudaEventCreateWithFlags(ev[i], cudaEventDisableTiming));
         if (on) {
-            cudaCheck(cudaStreamCreateWithFlags(&st.a, cudaStreamNonBlocking));
-            cudaCheck(cudaStreamCreateWithFlags(&st.b, cudaStreamNonBlocking));
-            fb_side_stream[0] = st.a;
-            fb_side_stream[1] = st.b;
-            for (int i = 0; i < 2; i++) cudaMallocCheck(&fb_side_workspace[i], cublaslt_workspace_size);
+            cudaStream_t *side[FB_SIDE_STREAMS] = {&st.a, &st.b, &st.c};
+            for (int i = 0; i < FB_SIDE_STREAMS; i++) {
+                cudaCheck(cudaStreamCreateWithFlags(side[i], cudaStreamNonBlocking));
+                fb_side_stream[i] = *side[i];
+                cudaMallocCheck(&fb_side_workspace[i], cublaslt_workspace_size);
+            }
         }
     }
     FbStreams r = st;
-    if (!on) r.a = r.b = stream;
+    if (!on) r.a = r.b = r.c = stream;
     return r;
+}
+static int fb_lookahead_on = -1;   // SESSA_FB_LOOKAHEAD when first used; dev/cuda's checks set it to run both
+static int fb_lookahead(void) {
+    if (fb_lookahead_on < 0) {
+        const char *e = getenv("SESSA_FB_LOOKAHEAD");
+        fb_lookahead_on = !(e && e[0] == '0');
+    }
+    return fb_lookahead_on;
 }
 // waiter waits for the work issued to signaler so far (through event e)
 static void fb_after(cudaStream_t waiter, cudaEvent_t e, cudaStream_t signaler) {
@@ -1234,10 +1272,12 @@ static void fb_fork(const FbStreams *st, cudaStream_t stream) {
     cudaCheck(cudaEventRecord(st->fork, stream));
     cudaCheck(cudaStreamWaitEvent(st->a, st->fork, 0));
     cudaCheck(cudaStreamWaitEvent(st->b, st->fork, 0));
+    cudaCheck(cudaStreamWaitEvent(st->c, st->fork, 0));
 }
 static void fb_join(const FbStreams *st, cudaStream_t stream) {
     fb_after(stream, st->join_a, st->a);
     fb_after(stream, st->join_b, st->b);
+    fb_after(stream, st->join_c, st->c);
 }
 
 static size_t feedback_scratch_bytes(int B, int T, int D) {
@@ -1265,7 +1305,8 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
     // the solve reads whole 16-byte chunks of Pd past Sv (times s = 0 there): they must be finite, not stale scratch
     for (int k = 0; k < 2; k++) cudaCheck(cudaMemsetAsync(w.Pd[k], 0, (size_t)B * S * S * sizeof(float), stream));
     FbStreams st = fb_streams(stream);
-    if (n == 1) st.a = st.b = stream;              // one superblock: nothing to overlap
+    if (n == 1) st.a = st.b = st.c = stream;       // one superblock: nothing to overlap
+    int la = fb_lookahead();
     fb_fork(&st, stream);
     // superblock q's logits and P on stream a, into buffers q % 2 (once U = q - 2 no longer reads them)
     auto logits = [&](int q) {
@@ -1281,17 +1322,37 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
         cudaCheck(cudaGetLastError());
         cudaCheck(cudaEventRecord(st.ready[k], st.a));
     };
+    // 3. acc (Sv, D) = P[:, K0:K1] s[K0:K1] for keys [K0, K1) of superblock q: P3[:, 3K0:3K1] s3[3K0:3K1], one GEMM
+    //    of K = 3 (K1 - K0), onto acc (beta = 1) or not
+    auto acc_gemm = [&](int q, int K0, int K1, float beta, cudaStream_t on) {
+        int u0 = q * S, Sv = (u0 + S < T ? u0 + S : T) - u0, k = q % 2;
+        fb_gemm(FbOut{w.accs[k], CUDA_R_32F, D, sSD}, FbIn{w.P3[k] + (size_t)3 * K0, 3 * ldz, 3 * sZ, false},
+                FbIn{w.s3 + (size_t)3 * K0 * D, D, 3 * sTD, false}, FbShape{Sv, D, 3 * (K1 - K0), B}, 1.0f, beta, on);
+    };
+    // the lookahead's far part of superblock q (q >= 2), keys [0, u0 - S), on stream b once P of q and the solve of
+    // q - 2 are done (the last record of solved, issued before q - 1's solve)
+    auto far = [&](int q) {
+        cudaCheck(cudaStreamWaitEvent(st.b, st.ready[q % 2], 0));
+        cudaCheck(cudaStreamWaitEvent(st.b, st.solved, 0));
+        acc_gemm(q, 0, (q - 1) * S, 0.0f, st.b);
+        cudaCheck(cudaEventRecord(st.far_done[q % 2], st.b));
+    };
     logits(0);
     for (int q = 0; q < n; q++) {
         int u0 = q * S, u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, k = q % 2;
         if (q + 1 < n) logits(q + 1);              // beside this superblock's chain
+        if (la && q + 1 >= 2 && q + 1 < n) far(q + 1);
         cudaCheck(cudaStreamWaitEvent(stream, st.ready[k], 0));
-        // 3. acc (Sv, D) = P[:, 0:u0] s[0:u0]: P3[:, 0:3u0] s3[0:3u0], one GEMM of K = 3 u0
-        if (u0 > 0)
-            fb_gemm(FbOut{w.acc, CUDA_R_32F, D, sSD}, FbIn{w.P3[k], 3 * ldz, 3 * sZ, false},
-                    FbIn{w.s3, D, 3 * sTD, false}, FbShape{Sv, D, 3 * u0, B}, 1.0f, 0.0f, stream);
+        w.acc = w.accs[k];
+        if (la && q >= 2) {                        // the near part onto the far one
+            cudaCheck(cudaStreamWaitEvent(stream, st.far_done[k], 0));
+            acc_gemm(q, u0 - S, u0, 1.0f, stream);
+        } else if (u0 > 0) {
+            acc_gemm(q, 0, u0, 0.0f, stream);
+        }
         // 4. the in-superblock solve
         fb_fwd_solve(s, c, w.s3, w.acc, u0 > 0, w.Pd[k], f, gamma, w.Minv, u0, Sv, S, B, T, D, stream);
+        cudaCheck(cudaEventRecord(st.solved, stream));      // s[U] written, accs[k] read
         cudaCheck(cudaEventRecord(st.freed[k], stream));   // P3[k], Pd[k] read
     }
     fb_join(&st, stream);
@@ -1311,7 +1372,8 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
     // the solve reads whole 16-byte chunks of PcT past Sv (times u = 0 there): they must be finite, not stale scratch
     for (int k = 0; k < 2; k++) cudaCheck(cudaMemsetAsync(w.PcT[k], 0, (size_t)B * S * S * sizeof(float), stream));
     FbStreams st = fb_streams(stream);
-    if (n == 1) st.a = st.b = stream;              // one superblock: nothing to overlap
+    if (n == 1) st.a = st.b = st.c = stream;       // one superblock: nothing to overlap
+    int la = fb_lookahead();
     fb_fork(&st, stream);
     // the it-th superblock from the end, q = n-1-it, uses buffers k = it % 2
     // 1. on stream a: its slab logits Zs (M, Sv) = qb[u0:T] kb[U]^T / sqrt(D); Pc = gamma alpha[u0:T, U] as bf16
@@ -1326,15 +1388,35 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
         cudaCheck(cudaGetLastError());
         cudaCheck(cudaEventRecord(st.ready[k], st.a));
     };
+    // 2. acc (Sv, D) = Pc[t0:t1, U]^T u[t0:t1] for the it-th superblock from the end and rows t0 >= u1:
+    //    Pc3[3(t0-u0):3(t1-u0)]^T u3[3t0:3t1], one GEMM of K = 3 (t1 - t0), onto acc (beta = 1) or not
+    auto acc_gemm = [&](int it, int t0, int t1, float beta, cudaStream_t on) {
+        int u0 = (n - 1 - it) * S, Sv = (u0 + S < T ? u0 + S : T) - u0, k = it % 2;
+        fb_gemm(FbOut{w.accs[k], CUDA_R_32F, D, sSD}, FbIn{w.Pc3[k] + (size_t)3 * (t0 - u0) * S, S, 3 * sTS, true},
+                FbIn{w.u3 + (size_t)3 * t0 * D, D, 3 * sTD, false}, FbShape{Sv, D, 3 * (t1 - t0), B}, 1.0f, beta, on);
+    };
+    // the lookahead's far part of the it-th superblock (it >= 2), rows [u1 + S, T), on stream c once its slab and
+    // the solve of it - 2 are done (the last record of solved, issued before it - 1's solve)
+    auto far = [&](int it) {
+        int u1 = (n - it) * S;                     // (it >= 2: a full superblock)
+        cudaCheck(cudaStreamWaitEvent(st.c, st.ready[it % 2], 0));
+        cudaCheck(cudaStreamWaitEvent(st.c, st.solved, 0));
+        acc_gemm(it, u1 + S, T, 0.0f, st.c);
+        cudaCheck(cudaEventRecord(st.far_done[it % 2], st.c));
+    };
     slab(0);
     for (int it = 0; it < n; it++) {
         int u0 = (n - 1 - it) * S, u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, M = T - u0, k = it % 2;
         if (it + 1 < n) slab(it + 1);              // beside this superblock's chain
+        if (la && it + 1 >= 2 && it + 1 < n) far(it + 1);
         cudaCheck(cudaStreamWaitEvent(stream, st.ready[k], 0));
-        // 2. acc (Sv, D) = Pc[u1:T, :]^T u[u1:T]: Pc3[3Sv:3M]^T u3[3u1:3T], one GEMM of K = 3 (T - u1)
-        if (u1 < T)
-            fb_gemm(FbOut{w.acc, CUDA_R_32F, D, sSD}, FbIn{w.Pc3[k] + (size_t)3 * Sv * S, S, 3 * sTS, true},
-                    FbIn{w.u3 + (size_t)3 * u1 * D, D, 3 * sTD, false}, FbShape{Sv, D, 3 * (T - u1), B}, 1.0f, 0.0f, stream);
+        w.acc = w.accs[k];
+        if (la && it >= 2) {                       // the near part onto the far one
+            cudaCheck(cudaStreamWaitEvent(stream, st.far_done[k], 0));
+            acc_gemm(it, u1, u1 + S, 1.0f, stream);
+        } else if (u1 < T) {
+            acc_gemm(it, u1, T, 0.0f, stream);
+        }
         // 3. the transposed in-superblock solve: u[U], df[U]
         fb_bwd_solve(w.u3, df, w.acc, u1 < T, w.PcT[k], gs, w.Minv, u0, Sv, S, B, T, D, stream);
         fb_after(st.b, st.solved, stream);         // the rest of U on stream b, beside the next chain
