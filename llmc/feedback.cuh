@@ -115,11 +115,12 @@
    sequence by fb_inverse_kernel and the prologue's loads are 16-byte copies into shared memory: 11.5k cycles
    (forward with acc), a layer's fwd + bwd at B=8 T=1024 0.667 ms against 0.696 with the former prologue in the same
    run (SESSA_FB_INV below; "in-superblock solves" has the count).
- Memory (scratch, the larger of forward and backward): forward 6BTD (s3) + 4 B S T (Z) + 2 x (6 B S T (P3)
-   + 4 B S^2 (Pd) + 4 B S D (acc)); backward 6BTD (u3) + 4BTD (fp32 dqb accumulator) + 2 x (10 B T S (slab: Zs/US
+ Memory (scratch, the larger of forward and backward): forward 6BTD (s3) + 4 B S T (Z) + nb x (6 B S T (P3)
+   + 4 B S^2 (Pd) + 4 B S D (acc)); backward 6BTD (u3) + 4BTD (fp32 dqb accumulator) + nb x (10 B T S (slab: Zs/US
    fp32, Pc3, dZ over its rows 3i) + 4 B S^2 (PcT) + 4 B S D (acc)) + 6 B S D (sU3) + 4 B S 32 (Minv, both); the
-   2 x: buffers of two superblocks for the overlap ("Overlap" below: +10 B T S + 4 B S^2 + 4 B S D, 26 MiB at B=8
-   T=1024). B=8 T=1024 D=768: 125 MiB, plus c (24 MiB) kept from the forward: 149 MiB, against 104 MiB for the dense form's A, u s^T, dZ and bf16 u, s (10 B T^2 +
+   nb = 3 (at most n) x: buffers of three superblocks in flight ("Overlap", "Buffers" below: each set 10 B T S +
+   4 B S^2 + 4 B S D, 28 MiB at B=8 T=1024). B=8 T=1024 D=768: 153 MiB (125 with SESSA_FB_BUFFERS=2), plus c
+   (24 MiB) kept from the forward: 177 MiB, against 104 MiB for the dense form's A, u s^T, dZ and bf16 u, s (10 B T^2 +
    4 B T D bytes). The X3 / Y3 layouts cost 2BTD + 2BTS +
    2BSD bytes more than separate hi and lo halves (u_hi twice, Pc_hi twice, s_hi twice: 19 MiB of the 121 at
    B=8 T=1024; the trainer holds one scratch for all layers); the alternative for u s^T, three GEMMs on separate
@@ -1152,12 +1153,30 @@ static void *fb_take(FbCarve *c, size_t bytes) {
     return r;
 }
 
-// the superblock-local buffers come twice (index k = superblock parity): superblock U+1's (forward) or U-1's
-// (backward) are written on a side stream while U's are read (fb_streams); so does acc (accs[k]: the lookahead
-// writes the next superblock's far part while U's is read; acc points at U's); Minv (the solves' inverses) once:
-// it is made and read on the chain's stream
-typedef struct { floatX *s3, *P3[2]; float *Z, *Pd[2], *accs[2], *acc, *Minv; } FbFwdScratch;
-typedef struct { floatX *u3, *Pc3[2], *sU3; float *dq, *Zs[2], *PcT[2], *accs[2], *acc, *Minv; } FbBwdScratch;
+// the superblock-local buffers come fb_nbuf() = 2 or 3 times (index k = q % nbuf for the q-th superblock in the
+// order of the loop): the next superblocks' are written on side streams while U's are read (fb_streams,
+// "Buffers" below); acc too (accs[k]: the lookahead writes the next superblock's far part while U's is read; acc
+// points at U's); Minv (the solves' inverses) once: it is made and read on the chain's stream
+#define FB_NBUF 3
+static int fb_nbuf_on = 0;         // SESSA_FB_BUFFERS (2 or 3, default 3) when first used; dev/cuda's checks set it
+static int fb_nbuf(void) {
+    if (fb_nbuf_on == 0) {
+        const char *e = getenv("SESSA_FB_BUFFERS");
+        fb_nbuf_on = e ? atoi(e) : FB_NBUF;
+    }
+    if (fb_nbuf_on < 2 || fb_nbuf_on > FB_NBUF) fatal("feedback: SESSA_FB_BUFFERS=%d (need 2 or 3)", fb_nbuf_on);
+    return fb_nbuf_on;
+}
+// the buffer sets a call uses: no more than it has superblocks
+static int fb_sets(int T) {
+    int n = ceil_div(T, fb_superblock(T));
+    return fb_nbuf() < n ? fb_nbuf() : n;
+}
+typedef struct { floatX *s3, *P3[FB_NBUF]; float *Z, *Pd[FB_NBUF], *accs[FB_NBUF], *acc, *Minv; } FbFwdScratch;
+typedef struct {
+    floatX *u3, *Pc3[FB_NBUF], *sU3;
+    float *dq, *Zs[FB_NBUF], *PcT[FB_NBUF], *accs[FB_NBUF], *acc, *Minv;
+} FbBwdScratch;
 
 static size_t fb_fwd_carve(FbFwdScratch *w, void *scratch, int B, int T, int D) {
     FbCarve c = {(char *)scratch, 0};
@@ -1165,7 +1184,7 @@ static size_t fb_fwd_carve(FbFwdScratch *w, void *scratch, int B, int T, int D) 
     size_t BTD = (size_t)B * T * D, BSZ = (size_t)B * S * fb_ldz(T);
     w->s3 = (floatX *)fb_take(&c, 3 * BTD * sizeof(floatX));        // X3 layout: (B, 3T, D)
     w->Z = (float *)fb_take(&c, BSZ * sizeof(float));
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < fb_sets(T); k++) {
         w->P3[k] = (floatX *)fb_take(&c, 3 * BSZ * sizeof(floatX));  // Y3 layout: (B, S, 3 ldz)
         w->Pd[k] = (float *)fb_take(&c, (size_t)B * S * S * sizeof(float));
         w->accs[k] = (float *)fb_take(&c, (size_t)B * S * D * sizeof(float));
@@ -1180,7 +1199,7 @@ static size_t fb_bwd_carve(FbBwdScratch *w, void *scratch, int B, int T, int D) 
     size_t BTD = (size_t)B * T * D, BTS = (size_t)B * T * S, BSD = (size_t)B * S * D;
     w->u3 = (floatX *)fb_take(&c, 3 * BTD * sizeof(floatX));        // X3 layout: (B, 3T, D)
     w->dq = (float *)fb_take(&c, BTD * sizeof(float));
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < fb_sets(T); k++) {
         w->Zs[k] = (float *)fb_take(&c, BTS * sizeof(float));          // the slab's logits, then u s^T
         w->Pc3[k] = (floatX *)fb_take(&c, 3 * BTS * sizeof(floatX));   // Y3 layout: (B, 3T, S); dZ over rows 3i
         w->PcT[k] = (float *)fb_take(&c, (size_t)B * S * S * sizeof(float));
@@ -1198,7 +1217,7 @@ static size_t fb_bwd_carve(FbBwdScratch *w, void *scratch, int B, int T, int D) 
 // slab kernel) and stream b finishes U (dgamma, u s^T, dZ, dkb, dqb) while the main stream runs U-1's chain. At
 // B=1 the solve fills 24 of 132 SMs, so the side work is nearly free there. Events order every read after its
 // write across streams (ready: a's buffer k is written; solved: U's solve is done; freed: b no longer reads buffer
-// k); buffers k = superblock parity (FbFwdScratch). fork/join make the side streams part of a CUDA graph capture.
+// k); buffers k = q % nb (FbFwdScratch; "Buffers" below). fork/join make the side streams part of a CUDA graph capture.
 // Each side stream has its own cuBLASLt workspace (3 x 32 MiB, once per process). The first H200 run of the overlap
 // shared one: results right, but a backward at S=64, B=1 T=8192 took 2.2 s instead of ~14 ms, most likely GEMMs of
 // two streams meeting in one workspace (the FB_S=64 line of the fbbench stage shows whether this was it).
@@ -1226,11 +1245,21 @@ static size_t fb_bwd_carve(FbBwdScratch *w, void *scratch, int B, int T, int D) 
 // last two backward) do their whole acc GEMM on the chain as before (the same bits); the others sum acc in another
 // order (far + near, each in cuBLASLt's fixed order: deterministic, different last bits than SESSA_FB_LOOKAHEAD=0).
 // Cost: one more GEMM launch per superblock with a far part, and 4 B S D bytes of scratch (the second acc).
-// Predicted (B=1 T=8192): the near GEMM (256 x 768 x 768, ~4 us) replaces the ~14 us one on the forward chain;
-// the backward's far GEMM waits for the slab of U+1, itself after the tail of U+2 (buffers k), so it hides less.
+// Predicted (B=1 T=8192): the near GEMM (256 x 768 x 768, ~4 us) replaces the ~14 us one on the forward chain.
+//
+// Buffers (SESSA_FB_BUFFERS=3, the default; 2: as before). With nb buffer sets the side stream may run nb - 1
+// superblocks ahead of the chain: the slab of the backward's superblock it waits for the tail of it - nb (freed),
+// the forward's P of q for the chain of q - nb. With 2, every second chain waits for a path through the side
+// streams: solve(it-1) -> tail(it-1) (stream b) -> slab(it+1) (stream a; + the far GEMM of it+1) -> chain(it+1),
+// so per two superblocks 2P >= tail + slab + chain. At B=1 T=8192 (alone, d12 profile per call) tail ~38 us (rows
+// 5.6, u s^T ~10, dZ 4.9, dkb ~10, dqb ~7), slab ~12, chain ~40 (acc 14, inverses 4.3, solve 21): P >= 45 us even
+// without contention, 77 measured (2.47 ms / 32); with 3: 3P >= tail + slab + chain, and the chain (~30 us with the
+// lookahead) sets the pace. Cost: one more set, 10 B T S + 4 B S^2 + 4 B S D (backward; 28 MiB at B=8 T=1024, 21
+// at B=1 T=8192; the forward's sets fit inside the backward's larger scratch); a call of n < nb superblocks carves
+// n sets (fb_sets: B=32 T=256, one superblock, 201 -> 149 MiB).
 typedef struct {
     cudaStream_t a, b, c;
-    cudaEvent_t fork, join_a, join_b, join_c, solved, ready[2], freed[2], far_done[2];
+    cudaEvent_t fork, join_a, join_b, join_c, solved, ready[FB_NBUF], freed[FB_NBUF], far_done[FB_NBUF];
 } FbStreams;
 static FbStreams fb_streams(cudaStream_t stream) {
     static FbStreams st;
@@ -1238,9 +1267,13 @@ static FbStreams fb_streams(cudaStream_t stream) {
     if (on < 0) {
         const char *e = getenv("SESSA_FB_STREAMS");
         on = !(e && e[0] == '0');
-        cudaEvent_t *ev[] = {&st.fork, &st.join_a, &st.join_b, &st.join_c, &st.solved, &st.ready[0], &st.ready[1],
-                             &st.freed[0], &st.freed[1], &st.far_done[0], &st.far_done[1]};
+        cudaEvent_t *ev[] = {&st.fork, &st.join_a, &st.join_b, &st.join_c, &st.solved};
         for (size_t i = 0; i < sizeof ev / sizeof ev[0]; i++) cudaCheck(cudaEventCreateWithFlags(ev[i], cudaEventDisableTiming));
+        for (int k = 0; k < FB_NBUF; k++) {
+            cudaCheck(cudaEventCreateWithFlags(&st.ready[k], cudaEventDisableTiming));
+            cudaCheck(cudaEventCreateWithFlags(&st.freed[k], cudaEventDisableTiming));
+            cudaCheck(cudaEventCreateWithFlags(&st.far_done[k], cudaEventDisableTiming));
+        }
         if (on) {
             cudaStream_t *side[FB_SIDE_STREAMS] = {&st.a, &st.b, &st.c};
             for (int i = 0; i < FB_SIDE_STREAMS; i++) {
@@ -1303,15 +1336,16 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
     int S = fb_superblock(T), n = ceil_div(T, S);
     long long sq = (long long)T * ld, sZ = (long long)S * ldz, sTD = (long long)T * D, sSD = (long long)S * D;
     // the solve reads whole 16-byte chunks of Pd past Sv (times s = 0 there): they must be finite, not stale scratch
-    for (int k = 0; k < 2; k++) cudaCheck(cudaMemsetAsync(w.Pd[k], 0, (size_t)B * S * S * sizeof(float), stream));
+    int nb = fb_sets(T);
+    for (int k = 0; k < nb; k++) cudaCheck(cudaMemsetAsync(w.Pd[k], 0, (size_t)B * S * S * sizeof(float), stream));
     FbStreams st = fb_streams(stream);
     if (n == 1) st.a = st.b = st.c = stream;       // one superblock: nothing to overlap
     int la = fb_lookahead();
     fb_fork(&st, stream);
-    // superblock q's logits and P on stream a, into buffers q % 2 (once U = q - 2 no longer reads them)
+    // superblock q's logits and P on stream a, into buffers q % nb (once U = q - nb no longer reads them)
     auto logits = [&](int q) {
-        int u0 = q * S, u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, k = q % 2;
-        if (q >= 2) cudaCheck(cudaStreamWaitEvent(st.a, st.freed[k], 0));
+        int u0 = q * S, u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, k = q % nb;
+        if (q >= nb) cudaCheck(cudaStreamWaitEvent(st.a, st.freed[k], 0));
         // 1. Z (Sv, u1) = qb[U] kb[0:u1]^T / sqrt(D)
         fb_gemm(FbOut{w.Z, CUDA_R_32F, ldz, sZ}, FbIn{qb + (size_t)u0 * ld, ld, sq, false}, FbIn{kb, ld, sq, true},
                 FbShape{Sv, u1, D, B}, scale, 0.0f, st.a);
@@ -1325,21 +1359,21 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
     // 3. acc (Sv, D) = P[:, K0:K1] s[K0:K1] for keys [K0, K1) of superblock q: P3[:, 3K0:3K1] s3[3K0:3K1], one GEMM
     //    of K = 3 (K1 - K0), onto acc (beta = 1) or not
     auto acc_gemm = [&](int q, int K0, int K1, float beta, cudaStream_t on) {
-        int u0 = q * S, Sv = (u0 + S < T ? u0 + S : T) - u0, k = q % 2;
+        int u0 = q * S, Sv = (u0 + S < T ? u0 + S : T) - u0, k = q % nb;
         fb_gemm(FbOut{w.accs[k], CUDA_R_32F, D, sSD}, FbIn{w.P3[k] + (size_t)3 * K0, 3 * ldz, 3 * sZ, false},
                 FbIn{w.s3 + (size_t)3 * K0 * D, D, 3 * sTD, false}, FbShape{Sv, D, 3 * (K1 - K0), B}, 1.0f, beta, on);
     };
     // the lookahead's far part of superblock q (q >= 2), keys [0, u0 - S), on stream b once P of q and the solve of
     // q - 2 are done (the last record of solved, issued before q - 1's solve)
     auto far = [&](int q) {
-        cudaCheck(cudaStreamWaitEvent(st.b, st.ready[q % 2], 0));
+        cudaCheck(cudaStreamWaitEvent(st.b, st.ready[q % nb], 0));
         cudaCheck(cudaStreamWaitEvent(st.b, st.solved, 0));
         acc_gemm(q, 0, (q - 1) * S, 0.0f, st.b);
-        cudaCheck(cudaEventRecord(st.far_done[q % 2], st.b));
+        cudaCheck(cudaEventRecord(st.far_done[q % nb], st.b));
     };
     logits(0);
     for (int q = 0; q < n; q++) {
-        int u0 = q * S, u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, k = q % 2;
+        int u0 = q * S, u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, k = q % nb;
         if (q + 1 < n) logits(q + 1);              // beside this superblock's chain
         if (la && q + 1 >= 2 && q + 1 < n) far(q + 1);
         cudaCheck(cudaStreamWaitEvent(stream, st.ready[k], 0));
@@ -1370,17 +1404,18 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
     cudaCheck(cudaMemsetAsync(w.dq, 0, (size_t)B * T * D * sizeof(float), stream));
     int rows_vec = D % 4 == 0 && ptr_alignment(c) >= 16 && ptr_alignment(s) >= 16;   // fb_bwd_rows_kernel's 16-byte loads
     // the solve reads whole 16-byte chunks of PcT past Sv (times u = 0 there): they must be finite, not stale scratch
-    for (int k = 0; k < 2; k++) cudaCheck(cudaMemsetAsync(w.PcT[k], 0, (size_t)B * S * S * sizeof(float), stream));
+    int nb = fb_sets(T);
+    for (int k = 0; k < nb; k++) cudaCheck(cudaMemsetAsync(w.PcT[k], 0, (size_t)B * S * S * sizeof(float), stream));
     FbStreams st = fb_streams(stream);
     if (n == 1) st.a = st.b = st.c = stream;       // one superblock: nothing to overlap
     int la = fb_lookahead();
     fb_fork(&st, stream);
-    // the it-th superblock from the end, q = n-1-it, uses buffers k = it % 2
+    // the it-th superblock from the end, q = n-1-it, uses buffers k = it % nb
     // 1. on stream a: its slab logits Zs (M, Sv) = qb[u0:T] kb[U]^T / sqrt(D); Pc = gamma alpha[u0:T, U] as bf16
-    //    hi/lo parts (Pc3), PcT (once stream b no longer reads these buffers for superblock it - 2)
+    //    hi/lo parts (Pc3), PcT (once stream b no longer reads these buffers for superblock it - nb)
     auto slab = [&](int it) {
-        int u0 = (n - 1 - it) * S, u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, M = T - u0, k = it % 2;
-        if (it >= 2) cudaCheck(cudaStreamWaitEvent(st.a, st.freed[k], 0));
+        int u0 = (n - 1 - it) * S, u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, M = T - u0, k = it % nb;
+        if (it >= nb) cudaCheck(cudaStreamWaitEvent(st.a, st.freed[k], 0));
         fb_gemm(FbOut{w.Zs[k], CUDA_R_32F, S, sTS}, FbIn{qb + (size_t)u0 * ld, ld, sq, false},
                 FbIn{kb + (size_t)u0 * ld, ld, sq, true}, FbShape{M, Sv, D, B}, scale, 0.0f, st.a);
         fb_bwd_slab_kernel<<<dim3(ceil_div(M, fb_slab_cta_rows(S)), B), 256, 0, st.a>>>(w.Pc3[k], w.PcT[k], w.Zs[k], lse,
@@ -1391,7 +1426,7 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
     // 2. acc (Sv, D) = Pc[t0:t1, U]^T u[t0:t1] for the it-th superblock from the end and rows t0 >= u1:
     //    Pc3[3(t0-u0):3(t1-u0)]^T u3[3t0:3t1], one GEMM of K = 3 (t1 - t0), onto acc (beta = 1) or not
     auto acc_gemm = [&](int it, int t0, int t1, float beta, cudaStream_t on) {
-        int u0 = (n - 1 - it) * S, Sv = (u0 + S < T ? u0 + S : T) - u0, k = it % 2;
+        int u0 = (n - 1 - it) * S, Sv = (u0 + S < T ? u0 + S : T) - u0, k = it % nb;
         fb_gemm(FbOut{w.accs[k], CUDA_R_32F, D, sSD}, FbIn{w.Pc3[k] + (size_t)3 * (t0 - u0) * S, S, 3 * sTS, true},
                 FbIn{w.u3 + (size_t)3 * t0 * D, D, 3 * sTD, false}, FbShape{Sv, D, 3 * (t1 - t0), B}, 1.0f, beta, on);
     };
@@ -1399,14 +1434,14 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
     // the solve of it - 2 are done (the last record of solved, issued before it - 1's solve)
     auto far = [&](int it) {
         int u1 = (n - it) * S;                     // (it >= 2: a full superblock)
-        cudaCheck(cudaStreamWaitEvent(st.c, st.ready[it % 2], 0));
+        cudaCheck(cudaStreamWaitEvent(st.c, st.ready[it % nb], 0));
         cudaCheck(cudaStreamWaitEvent(st.c, st.solved, 0));
         acc_gemm(it, u1 + S, T, 0.0f, st.c);
-        cudaCheck(cudaEventRecord(st.far_done[it % 2], st.c));
+        cudaCheck(cudaEventRecord(st.far_done[it % nb], st.c));
     };
     slab(0);
     for (int it = 0; it < n; it++) {
-        int u0 = (n - 1 - it) * S, u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, M = T - u0, k = it % 2;
+        int u0 = (n - 1 - it) * S, u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, M = T - u0, k = it % nb;
         if (it + 1 < n) slab(it + 1);              // beside this superblock's chain
         if (la && it + 1 >= 2 && it + 1 < n) far(it + 1);
         cudaCheck(cudaStreamWaitEvent(stream, st.ready[k], 0));
