@@ -176,7 +176,7 @@ struct __align__(16) FbF4 { float x, y, z, w; };   // one 16-byte load (float4 w
 // Plans (descriptor, layouts, the heuristic's algorithm) are cached per shape in a small hash table: a cuBLASLt
 // heuristic query costs tens of microseconds of CPU time, and a superblock issues ~9 GEMMs.
 typedef struct {
-    int m, n, k, lda, ldb, ldc, batch, ta, tb, ctype, beta_nonzero;
+    int m, n, k, lda, ldb, ldc, batch, ta, tb, ctype, beta_nonzero, sms;
     long long sa, sb, sc;
     uint32_t align[4];
 } FbGemmKey;
@@ -211,6 +211,10 @@ static void fb_plan_make(FbGemmPlan *p, const FbGemmKey *k, const char *sig) {
     cublasOperation_t opa = k->tb ? CUBLAS_OP_T : CUBLAS_OP_N, opb = k->ta ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof(opa)));
     cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof(opb)));
+    if (k->sms > 0) {   // a side stream's GEMM planned for fewer SMs (fb_side_sms)
+        int32_t sms = k->sms;
+        cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_SM_COUNT_TARGET, &sms, sizeof(sms)));
+    }
     fb_layout(&p->la, CUDA_R_16BF, k->tb ? k->k : k->n, k->tb ? k->n : k->k, k->ldb, k->batch, k->sb);
     fb_layout(&p->lb, CUDA_R_16BF, k->ta ? k->m : k->k, k->ta ? k->k : k->m, k->lda, k->batch, k->sa);
     fb_layout(&p->lc, (cudaDataType_t)k->ctype, k->n, k->m, k->ldc, k->batch, k->sc);
@@ -235,6 +239,20 @@ typedef struct { int m, n, k, batch; } FbShape;                                 
 #define FB_SIDE_STREAMS 3
 static cudaStream_t fb_side_stream[FB_SIDE_STREAMS];
 static void *fb_side_workspace[FB_SIDE_STREAMS];
+// SESSA_FB_SIDE_SMS=N > 0: the side streams' GEMMs are planned for N SMs (cuBLASLt's SM_COUNT_TARGET, "for when a
+// concurrent stream uses some of the device"); 0 (the default): for all. The nvjet kernels run a persistent grid of
+// ~1 CTA per SM with ~200 KB of shared memory for the whole GEMM, so a solve or near GEMM of the chain issued while
+// one runs finds no SM free until it ends (the solve needs 105 KB a CTA); at B=1 the chain needs only ~12-24 SMs
+// (24 solve CTAs, a small near GEMM). Not measured yet: the fbbench stage times N = 100 and 66.
+static int fb_side_sms(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("SESSA_FB_SIDE_SMS");
+        v = e ? atoi(e) : 0;
+        if (v < 0) fatal("feedback: SESSA_FB_SIDE_SMS=%d (need a number of SMs, or 0 for all)", v);
+    }
+    return v;
+}
 
 static void fb_gemm(FbOut C, FbIn A, FbIn B, FbShape sh, float alpha, float beta, cudaStream_t stream) {
     int m = sh.m, n = sh.n, k = sh.k, batch = sh.batch;
@@ -248,11 +266,11 @@ static void fb_gemm(FbOut C, FbIn A, FbIn B, FbShape sh, float alpha, float beta
     size_t ce = C.type == CUDA_R_16BF ? 2 : 4;
     key.align[0] = fb_align(B.ptr, (size_t)B.stride * 2, batch); key.align[1] = fb_align(A.ptr, (size_t)A.stride * 2, batch);
     key.align[2] = fb_align(C.ptr, (size_t)C.stride * ce, batch); key.align[3] = key.align[2];
-    uint64_t h = 1469598103934665603ull;           // FNV-1a over the key's bytes
-    for (size_t i = 0; i < sizeof key; i++) h = (h ^ ((const unsigned char *)&key)[i]) * 1099511628211ull;
     void *ws = cublaslt_workspace;   // each side stream has its own: GEMMs on two streams at once must not share one
     for (int i = 0; i < FB_SIDE_STREAMS; i++)
-        if (fb_side_workspace[i] && stream == fb_side_stream[i]) ws = fb_side_workspace[i];
+        if (fb_side_workspace[i] && stream == fb_side_stream[i]) { ws = fb_side_workspace[i]; key.sms = fb_side_sms(); }
+    uint64_t h = 1469598103934665603ull;           // FNV-1a over the key's bytes
+    for (size_t i = 0; i < sizeof key; i++) h = (h ^ ((const unsigned char *)&key)[i]) * 1099511628211ull;
     FbGemmPlan *plan = NULL, tmp;
     int probe = 0;
     for (; probe < FB_GEMM_PLANS; probe++) {
