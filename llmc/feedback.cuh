@@ -1313,6 +1313,11 @@ static int fb_lookahead(void) {
     }
     return fb_lookahead_on;
 }
+// the other SESSA_FB_LOOKAHEAD and SESSA_FB_BUFFERS settings (a second call restores them): dev/cuda's checks run both
+static void fb_schedule_toggle(void) {
+    fb_lookahead_on = !fb_lookahead();
+    fb_nbuf_on = 5 - fb_nbuf();
+}
 // waiter waits for the work issued to signaler so far (through event e)
 static void fb_after(cudaStream_t waiter, cudaEvent_t e, cudaStream_t signaler) {
     cudaCheck(cudaEventRecord(e, signaler));

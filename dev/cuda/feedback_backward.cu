@@ -321,13 +321,10 @@ int main(int argc, char **argv) {
             fb_superblock_rows = 64;
             printf("version 2 with superblocks of 64 rows\n");
             ok &= check(2, 201, 72, 2) & check(1, 300, 40, 2) & check(1, 150, 38, 2);
-            int la = fb_lookahead(), nb = fb_nbuf();   // the other lookahead and buffers settings (llmc/feedback.cuh
-            fb_lookahead_on = !la;                       // "Lookahead", "Buffers")
-            fb_nbuf_on = 5 - nb;
-            printf("version 2 with superblocks of 64 rows, SESSA_FB_LOOKAHEAD=%d SESSA_FB_BUFFERS=%d\n", fb_lookahead_on, fb_nbuf_on);
+            fb_schedule_toggle();   // the other lookahead and buffers settings (llmc/feedback.cuh)
+            printf("version 2 with superblocks of 64 rows, SESSA_FB_LOOKAHEAD=%d SESSA_FB_BUFFERS=%d\n", fb_lookahead(), fb_nbuf());
             ok &= check(2, 201, 72, 2);
-            fb_lookahead_on = la;
-            fb_nbuf_on = nb;
+            fb_schedule_toggle();
             ok &= check_inverse_modes(2, 300, 40);   // 64-row superblocks: 2 blocks each
             fb_superblock_rows = keep;
         }
