@@ -321,6 +321,8 @@ int main(int argc, char **argv) {
             fb_superblock_rows = 64;
             printf("version 2 with superblocks of 64 rows\n");
             ok &= check(2, 201, 72, 2) & check(1, 300, 40, 2) & check(1, 150, 38, 2);
+            ok &= check(1, 1500, 64, 2);   // 24 superblocks: the side streams cycle the buffer sets 8 times (on a GPU,
+                                           // with real concurrency: the second run's bits catch a missing event)
             fb_schedule_toggle();   // the other lookahead and buffers settings (llmc/feedback.cuh)
             printf("version 2 with superblocks of 64 rows, SESSA_FB_LOOKAHEAD=%d SESSA_FB_BUFFERS=%d\n", fb_lookahead(), fb_nbuf());
             ok &= check(2, 201, 72, 2);
