@@ -1336,6 +1336,34 @@ static void fb_join(const FbStreams *st, cudaStream_t stream) {
     fb_after(stream, st->join_c, st->c);
 }
 
+// the elementwise side kernels for superblock [u0, u0 + Sv), buffer set k (feedback_forward, feedback_backward;
+// dev/cuda/feedback_backward.cu's bench times them alone)
+static void fb_launch_fwd_rows(const FbFwdScratch *w, int k, float *lse, int u0, int Sv, int S, int B, int T,
+                               cudaStream_t stream) {
+    int wpr = fb_row_warps(u0 + Sv);
+    fb_fwd_rows_kernel<<<dim3(ceil_div(Sv * wpr, 8), B), 256, 0, stream>>>(w->P3[k], w->Pd[k], lse, w->Z, fb_ldz(T),
+                                                                             u0, Sv, S, T, wpr);
+    cudaCheck(cudaGetLastError());
+}
+static void fb_launch_slab(const FbBwdScratch *w, int k, const float *lse, const float *gamma, int u0, int Sv, int S,
+                           int B, int T, cudaStream_t stream) {
+    fb_bwd_slab_kernel<<<dim3(ceil_div(T - u0, fb_slab_cta_rows(S)), B), 256, 0, stream>>>(w->Pc3[k], w->PcT[k],
+                                                                                          w->Zs[k], lse, gamma, u0, Sv, S, T);
+    cudaCheck(cudaGetLastError());
+}
+static void fb_launch_bwd_rows(const FbBwdScratch *w, float *dgamma, const float *c, const float *s, int u0, int Sv,
+                               int S, int B, int T, int D, cudaStream_t stream) {
+    int vec = D % 4 == 0 && ptr_alignment(c) >= 16 && ptr_alignment(s) >= 16;   // the kernel's 16-byte loads
+    fb_bwd_rows_kernel<<<dim3(ceil_div(Sv, 4), B), 128, 0, stream>>>(dgamma, w->sU3, w->u3, c, s, u0, Sv, S, T, D, vec);
+    cudaCheck(cudaGetLastError());
+}
+static void fb_launch_dz(const FbBwdScratch *w, int k, const float *dgamma, int u0, int Sv, int S, int B, int T,
+                         cudaStream_t stream) {
+    fb_dz_kernel<<<dim3(ceil_div(T - u0, fb_slab_cta_rows(S)), B), 256, 0, stream>>>(w->Pc3[k], w->Zs[k], dgamma, u0,
+                                                                                    Sv, S, T);
+    cudaCheck(cudaGetLastError());
+}
+
 static size_t feedback_scratch_bytes(int B, int T, int D) {
     FbFwdScratch fw;
     FbBwdScratch bw;
@@ -1373,10 +1401,7 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
         fb_gemm(FbOut{w.Z, CUDA_R_32F, ldz, sZ}, FbIn{qb + (size_t)u0 * ld, ld, sq, false}, FbIn{kb, ld, sq, true},
                 FbShape{Sv, u1, D, B}, scale, 0.0f, st.a);
         // 2. lse, P = alpha[U, 0:u0] as bf16 hi/lo parts (P3), the fp32 diagonal block
-        int wpr = fb_row_warps(u1);
-        fb_fwd_rows_kernel<<<dim3(ceil_div(Sv * wpr, 8), B), 256, 0, st.a>>>(w.P3[k], w.Pd[k], lse, w.Z, ldz, u0, Sv,
-                                                                              S, T, wpr);
-        cudaCheck(cudaGetLastError());
+        fb_launch_fwd_rows(&w, k, lse, u0, Sv, S, B, T, st.a);
         cudaCheck(cudaEventRecord(st.ready[k], st.a));
     };
     // 3. acc (Sv, D) = P[:, K0:K1] s[K0:K1] for keys [K0, K1) of superblock q: P3[:, 3K0:3K1] s3[3K0:3K1], one GEMM
@@ -1425,7 +1450,6 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
     int S = fb_superblock(T), n = ceil_div(T, S);
     long long sq = (long long)T * ld, sTS = (long long)T * S, sTD = (long long)T * D, sSD = (long long)S * D;
     cudaCheck(cudaMemsetAsync(w.dq, 0, (size_t)B * T * D * sizeof(float), stream));
-    int rows_vec = D % 4 == 0 && ptr_alignment(c) >= 16 && ptr_alignment(s) >= 16;   // fb_bwd_rows_kernel's 16-byte loads
     // the solve reads whole 16-byte chunks of PcT past Sv (times u = 0 there): they must be finite, not stale scratch
     int nb = fb_sets(T);
     for (int k = 0; k < nb; k++) cudaCheck(cudaMemsetAsync(w.PcT[k], 0, (size_t)B * S * S * sizeof(float), stream));
@@ -1441,9 +1465,7 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
         if (it >= nb) cudaCheck(cudaStreamWaitEvent(st.a, st.freed[k], 0));
         fb_gemm(FbOut{w.Zs[k], CUDA_R_32F, S, sTS}, FbIn{qb + (size_t)u0 * ld, ld, sq, false},
                 FbIn{kb + (size_t)u0 * ld, ld, sq, true}, FbShape{M, Sv, D, B}, scale, 0.0f, st.a);
-        fb_bwd_slab_kernel<<<dim3(ceil_div(M, fb_slab_cta_rows(S)), B), 256, 0, st.a>>>(w.Pc3[k], w.PcT[k], w.Zs[k], lse,
-                                                                                    gamma, u0, Sv, S, T);
-        cudaCheck(cudaGetLastError());
+        fb_launch_slab(&w, k, lse, gamma, u0, Sv, S, B, T, st.a);
         cudaCheck(cudaEventRecord(st.ready[k], st.a));
     };
     // 2. acc (Sv, D) = Pc[t0:t1, U]^T u[t0:t1] for the it-th superblock from the end and rows t0 >= u1:
@@ -1480,13 +1502,10 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
         fb_after(st.b, st.solved, stream);         // the rest of U on stream b, beside the next chain
         // 4. dgamma[U] = u . c; 5. US (M, Sv) = u[u0:T] s[U]^T into the slab's logits buffer (the (T, 3D) view of
         //    u3 times sU3^T: one GEMM of K = 3D); dZ over Pc_hi's first copy
-        fb_bwd_rows_kernel<<<dim3(ceil_div(Sv, 4), B), 128, 0, st.b>>>(dgamma, w.sU3, w.u3, c, s,
-                                                                      u0, Sv, S, T, D, rows_vec);
-        cudaCheck(cudaGetLastError());
+        fb_launch_bwd_rows(&w, dgamma, c, s, u0, Sv, S, B, T, D, st.b);
         fb_gemm(FbOut{w.Zs[k], CUDA_R_32F, S, sTS}, FbIn{w.u3 + (size_t)3 * u0 * D, 3 * D, 3 * sTD, false},
                 FbIn{w.sU3, 3 * D, 3 * sSD, true}, FbShape{M, Sv, 3 * D, B}, 1.0f, 0.0f, st.b);
-        fb_dz_kernel<<<dim3(ceil_div(M, fb_slab_cta_rows(S)), B), 256, 0, st.b>>>(w.Pc3[k], w.Zs[k], dgamma, u0, Sv, S, T);
-        cudaCheck(cudaGetLastError());
+        fb_launch_dz(&w, k, dgamma, u0, Sv, S, B, T, st.b);
         // 6. dkb[U] (Sv, D) = dZ^T qb[u0:T] / sqrt(D), complete: bf16 straight into dkb
         fb_gemm(FbOut{dkb + (size_t)u0 * ld, CUDA_R_16BF, ld, sq}, FbIn{w.Pc3[k], 3 * S, 3 * sTS, true},
                 FbIn{qb + (size_t)u0 * ld, ld, sq, false}, FbShape{Sv, D, M, B}, scale, 0.0f, st.b);

@@ -236,6 +236,53 @@ static void bench(int B, int T, int D, int version) {
     free_problem(&p);
 }
 
+// version 2's elementwise side kernels alone (llmc/feedback.cuh: fb_fwd_rows, slab, fb_bwd_rows, fb_dz), each
+// launched for every superblock of a layer in the order of the calls, on the scratch a forward (then a backward)
+// left: time per layer and per call, the bytes each moves (from its header comment) and the rate
+static void side_layer(const Problem *p, int which, float *dgamma) {
+    int B = p->B, T = p->T, D = p->D, S = fb_superblock(T), n = ceil_div(T, S), sets = fb_sets(T);
+    FbFwdScratch fw;
+    FbBwdScratch bw;
+    fb_fwd_carve(&fw, p->scratch, B, T, D);
+    fb_bwd_carve(&bw, p->scratch, B, T, D);
+    for (int q = 0; q < n; q++) {
+        int u0 = q * S, Sv = (u0 + S < T ? u0 + S : T) - u0, k = q % sets;
+        if (which == 0) fb_launch_fwd_rows(&fw, k, p->d_lse, u0, Sv, S, B, T, 0);
+        if (which == 1) fb_launch_slab(&bw, k, p->d_lse, p->d_gamma, u0, Sv, S, B, T, 0);
+        if (which == 2) fb_launch_bwd_rows(&bw, dgamma, p->d_c, p->d_s, u0, Sv, S, B, T, D, 0);
+        if (which == 3) fb_launch_dz(&bw, k, dgamma, u0, Sv, S, B, T, 0);
+    }
+}
+static void bench_side(int B, int T, int D) {
+    Problem p = make_problem(B, T, D);   // (runs the forward: the scratch holds its Z)
+    int S = fb_superblock(T), n = ceil_div(T, S);
+    double bytes[4] = {0};
+    for (int q = 0; q < n; q++) {
+        double u0 = q * S, Sv = (u0 + S < T ? u0 + S : T) - u0, M = T - u0;
+        bytes[0] += B * Sv * (4 * (u0 + Sv) + 6 * u0 + 4 * Sv);   // Z in; P3, Pd out
+        bytes[1] += B * (10 * M * S + 4 * Sv * Sv);                // Zs in, Pc3 out; PcT
+        bytes[2] += B * Sv * D * 18.0;                             // u_hi, u_lo, c, s in; sU3 out
+        bytes[3] += B * M * Sv * 10.0;                             // Pc_hi, Pc_lo, US in; dZ out
+    }
+    const char *names[4] = {"fb_fwd_rows", "fb_bwd_slab", "fb_bwd_rows", "fb_dz"};
+    float *dgamma;
+    cudaMallocCheck(&dgamma, (size_t)B * T * sizeof(float));
+    printf("B=%d T=%5d D=%d  side kernels alone, per layer (%d calls each):", B, T, D, n);
+    for (int which = 0; which < 4; which++) {
+        if (which == 1) {                // the backward's kernels on the scratch of a backward
+            Grads g = grads_alloc(&p, 2);
+            run_blocked(&p, &g);
+            grads_free(&g);
+        }
+        float ms = benchmark_kernel(20, side_layer, &p, which, dgamma);
+        printf("  %s %.1f us (%.1f/call, %.0f MB, %.2f TB/s)", names[which], 1e3 * ms, 1e3 * ms / n, bytes[which] * 1e-6,
+               bytes[which] * 1e-9 / ms);
+    }
+    printf("\n");
+    cudaCheck(cudaFree(dgamma));
+    free_problem(&p);
+}
+
 // io mode for dev/cuda/feedback_precision.py (see the header)
 static void read_exact(void *p, size_t bytes, FILE *fp, const char *path) {
     if (fread(p, 1, bytes, fp) != bytes) fatal("io: %s is too short (wanted %zu more bytes)", path, bytes);
@@ -337,5 +384,7 @@ int main(int argc, char **argv) {
     // 64 .. 256 (a smoke test of the bench itself, e.g. under the CPU emulator)
     int small = getenv("FB_BENCH_SMALL") != NULL, tokens = small ? 256 : 8192;
     for (int T = small ? 64 : 256; T <= tokens; T *= 2) bench(tokens / T, T, small ? 64 : 768, a.version);
+    if (a.version == 0)                    // the elementwise side kernels alone, at d12's B=8 T=1024 and at B=1 T=8192
+        for (int T = small ? 64 : 1024; T <= tokens; T *= 8) bench_side(tokens / T, T, small ? 64 : 768);
     return 0;
 }
