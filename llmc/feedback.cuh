@@ -118,9 +118,9 @@
  Memory (scratch, the larger of forward and backward): forward 6BTD (s3) + 4 B S T (Z) + nb x (6 B S T (P3)
    + 4 B S^2 (Pd) + 4 B S D (acc)); backward 6BTD (u3) + 4BTD (fp32 dqb accumulator) + nb x (10 B T S (slab: Zs/US
    fp32, Pc3, dZ over its rows 3i) + 4 B S^2 (PcT) + 4 B S D (acc)) + 6 B S D (sU3) + 4 B S 32 (Minv, both); the
-   nb = 3 (at most n) x: buffers of three superblocks in flight ("Overlap", "Buffers" below: each set 10 B T S +
-   4 B S^2 + 4 B S D, 28 MiB at B=8 T=1024). B=8 T=1024 D=768: 153 MiB (125 with SESSA_FB_BUFFERS=2), plus c
-   (24 MiB) kept from the forward: 177 MiB, against 104 MiB for the dense form's A, u s^T, dZ and bf16 u, s (10 B T^2 +
+   nb = 2 (at most n) x: buffers of two superblocks in flight ("Overlap", "Buffers" below: each set 10 B T S +
+   4 B S^2 + 4 B S D, 28 MiB at B=8 T=1024). B=8 T=1024 D=768: 125 MiB (153 with SESSA_FB_BUFFERS=3), plus c
+   (24 MiB) kept from the forward: 149 MiB, against 104 MiB for the dense form's A, u s^T, dZ and bf16 u, s (10 B T^2 +
    4 B T D bytes). The X3 / Y3 layouts cost 2BTD + 2BTS +
    2BSD bytes more than separate hi and lo halves (u_hi twice, Pc_hi twice, s_hi twice: 19 MiB of the 121 at
    B=8 T=1024; the trainer holds one scratch for all layers); the alternative for u s^T, three GEMMs on separate
@@ -243,7 +243,9 @@ static void *fb_side_workspace[FB_SIDE_STREAMS];
 // concurrent stream uses some of the device"); 0 (the default): for all. The nvjet kernels run a persistent grid of
 // ~1 CTA per SM with ~200 KB of shared memory for the whole GEMM, so a solve or near GEMM of the chain issued while
 // one runs finds no SM free until it ends (the solve needs 105 KB a CTA); at B=1 the chain needs only ~12-24 SMs
-// (24 solve CTAs, a small near GEMM). Not measured yet: the fbbench stage times N = 100 and 66.
+// (24 solve CTAs, a small near GEMM). Measured (H200 fbbench fwd + bwd, lookahead on, 3 sets, one run each; all
+// SMs: 0.676 / 2.422 / 5.211 ms, 4.083 at B=1 in a second run): N = 66 B=8 T=1024 0.712, B=2 T=4096 2.055, B=1
+// T=8192 3.840; N = 100 0.685 / 2.369 / 5.062. The fbbench stage times N = 66 and 33 with the defaults.
 static int fb_side_sms(void) {
     static int v = -1;
     if (v < 0) {
@@ -1175,12 +1177,12 @@ static void *fb_take(FbCarve *c, size_t bytes) {
 // order of the loop): the next superblocks' are written on side streams while U's are read (fb_streams,
 // "Buffers" below); acc too (accs[k]: the lookahead writes the next superblock's far part while U's is read; acc
 // points at U's); Minv (the solves' inverses) once: it is made and read on the chain's stream
-#define FB_NBUF 3
-static int fb_nbuf_on = 0;         // SESSA_FB_BUFFERS (2 or 3, default 3) when first used; dev/cuda's checks set it
+#define FB_NBUF 3                  // the most buffer sets (SESSA_FB_BUFFERS=3)
+static int fb_nbuf_on = 0;         // SESSA_FB_BUFFERS (2 or 3, default 2) when first used; dev/cuda's checks set it
 static int fb_nbuf(void) {
     if (fb_nbuf_on == 0) {
         const char *e = getenv("SESSA_FB_BUFFERS");
-        fb_nbuf_on = e ? atoi(e) : FB_NBUF;
+        fb_nbuf_on = e ? atoi(e) : 2;
     }
     if (fb_nbuf_on < 2 || fb_nbuf_on > FB_NBUF) fatal("feedback: SESSA_FB_BUFFERS=%d (need 2 or 3)", fb_nbuf_on);
     return fb_nbuf_on;
@@ -1247,7 +1249,7 @@ static size_t fb_bwd_carve(FbBwdScratch *w, void *scratch, int B, int T, int D) 
 // T=1024 0.680 / 0.774, B=16 T=512 0.506 / 0.532, B=32 T=256 0.398 / 0.386 (one superblock: since then on one
 // stream); d12 B=8 T=1024 training step 22.2 / 23.0 ms.
 //
-// Lookahead (SESSA_FB_LOOKAHEAD=1, the default; 0: one acc GEMM per superblock, as before). The chain's acc GEMM
+// Lookahead (SESSA_FB_LOOKAHEAD=1; the default 0: one acc GEMM per superblock, as before). The chain's acc GEMM
 // has K = 3 u0 (forward) or 3 (T - u1) (backward), up to 3T, for an output of only Sv x D per sequence: at B=1
 // T=8192 ~14 us of nvjet split-K + reduce per superblock, on the critical path. Only its last S keys depend on the
 // superblock solved just before; the rest (the "far" part) is known one superblock earlier:
@@ -1264,17 +1266,22 @@ static size_t fb_bwd_carve(FbBwdScratch *w, void *scratch, int B, int T, int D) 
 // order (far + near, each in cuBLASLt's fixed order: deterministic, different last bits than SESSA_FB_LOOKAHEAD=0).
 // Cost: one more GEMM launch per superblock with a far part, and 4 B S D bytes of scratch (the second acc).
 // Predicted (B=1 T=8192): the near GEMM (256 x 768 x 768, ~4 us) replaces the ~14 us one on the forward chain.
+// Measured (H200, fbbench fwd + bwd, one run of 10 calls each, 2 buffer sets, lookahead on / off): B=8 T=1024
+// 0.714 / 0.663 ms, B=2 T=4096 2.206 / 1.961, B=1 T=8192 4.675 / 4.076: slower, hence off by default. The far
+// GEMMs beside the chain take SMs from it (a persistent nvjet grid on every SM), and the total of GEMM work grows.
 //
-// Buffers (SESSA_FB_BUFFERS=3, the default; 2: as before). With nb buffer sets the side stream may run nb - 1
+// Buffers (SESSA_FB_BUFFERS=3; the default 2: as before). With nb buffer sets the side stream may run nb - 1
 // superblocks ahead of the chain: the slab of the backward's superblock it waits for the tail of it - nb (freed),
 // the forward's P of q for the chain of q - nb. With 2, every second chain waits for a path through the side
 // streams: solve(it-1) -> tail(it-1) (stream b) -> slab(it+1) (stream a; + the far GEMM of it+1) -> chain(it+1),
 // so per two superblocks 2P >= tail + slab + chain. At B=1 T=8192 (alone, d12 profile per call) tail ~38 us (rows
 // 5.6, u s^T ~10, dZ 4.9, dkb ~10, dqb ~7), slab ~12, chain ~40 (acc 14, inverses 4.3, solve 21): P >= 45 us even
 // without contention, 77 measured (2.47 ms / 32); with 3: 3P >= tail + slab + chain, and the chain (~30 us with the
-// lookahead) sets the pace. Cost: one more set, 10 B T S + 4 B S^2 + 4 B S D (backward; 28 MiB at B=8 T=1024, 21
-// at B=1 T=8192; the forward's sets fit inside the backward's larger scratch); a call of n < nb superblocks carves
-// n sets (fb_sets: B=32 T=256, one superblock, 201 -> 149 MiB).
+// lookahead) would set the pace. Measured (as above, 3 / 2 sets, lookahead off): B=8 T=1024 0.663 / 0.663 ms, B=2
+// T=4096 2.062 / 1.961, B=1 T=8192 4.441 / 4.076: no gain (the side streams further ahead take more SMs from the
+// chain), so 2 by default. Cost of the third: 10 B T S + 4 B S^2 + 4 B S D (backward; 28 MiB at B=8 T=1024, 21 at
+// B=1 T=8192; the forward's sets fit inside the backward's larger scratch). A call of n < nb superblocks carves
+// n sets (fb_sets: B=32 T=256, one superblock, 201 -> 173 MiB).
 typedef struct {
     cudaStream_t a, b, c;
     cudaEvent_t fork, join_a, join_b, join_c, solved, ready[FB_NBUF], freed[FB_NBUF], far_done[FB_NBUF];
@@ -1305,11 +1312,11 @@ static FbStreams fb_streams(cudaStream_t stream) {
     if (!on) r.a = r.b = r.c = stream;
     return r;
 }
-static int fb_lookahead_on = -1;   // SESSA_FB_LOOKAHEAD when first used; dev/cuda's checks set it to run both
+static int fb_lookahead_on = -1;   // SESSA_FB_LOOKAHEAD (default 0) when first used; dev/cuda's checks set it
 static int fb_lookahead(void) {
     if (fb_lookahead_on < 0) {
         const char *e = getenv("SESSA_FB_LOOKAHEAD");
-        fb_lookahead_on = !(e && e[0] == '0');
+        fb_lookahead_on = e && e[0] == '1';
     }
     return fb_lookahead_on;
 }

@@ -194,6 +194,18 @@ static int check_inverse_modes(int B, int T, int D) {
     return ok;
 }
 
+// the median of 5 runs of 10 calls each (after benchmark_kernel's warm-up call): with the side streams the time
+// varies run to run (the H200, B=1 T=8192, one run of 10 each: 4.08 and 5.21 ms for the same configuration)
+template <class Kernel, class... Args>
+static float bench_median(Kernel f, Args &&...args) {
+    float t[5];
+    for (int i = 0; i < 5; i++) {
+        t[i] = benchmark_kernel(10, f, args...);
+        for (int j = i; j > 0 && t[j] < t[j - 1]; j--) { float x = t[j]; t[j] = t[j - 1]; t[j - 1] = x; }
+    }
+    return t[2];
+}
+
 static void bench(int B, int T, int D, int version) {
     Problem p = make_problem(B, T, D);
     size_t n = (size_t)B * T * D;
@@ -204,10 +216,10 @@ static void bench(int B, int T, int D, int version) {
         float *s, *c, *lse;
         cudaMallocCheck(&s, n * sizeof(float)); cudaMallocCheck(&c, n * sizeof(float));
         cudaMallocCheck(&lse, (size_t)B * T * sizeof(float));
-        fw[v] = benchmark_kernel(10, run_blocked_forward, &p, v, s, c, lse);
+        fw[v] = v == 2 ? bench_median(run_blocked_forward, &p, v, s, c, lse) : benchmark_kernel(10, run_blocked_forward, &p, v, s, c, lse);
         cudaCheck(cudaFree(s)); cudaCheck(cudaFree(c)); cudaCheck(cudaFree(lse));
         Grads g = grads_alloc(&p, v);
-        bw[v] = benchmark_kernel(10, run_blocked, &p, &g);
+        bw[v] = v == 2 ? bench_median(run_blocked, &p, &g) : benchmark_kernel(10, run_blocked, &p, &g);
         grads_free(&g);
         size_t bytes = (v == 1 ? feedback1_scratch_bytes(B, T, D) : feedback_scratch_bytes(B, T, D)) + n * sizeof(float);
         mem[v] = (double)bytes;

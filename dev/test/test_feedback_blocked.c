@@ -174,12 +174,8 @@ static void twin_feedback_forward(float *s, float *c, float *lse, const float *f
             }
             lse[t] = l;
         }
-        int kn = u0 >= 2 * FB_S ? u0 - FB_S : 0;                        // acc = P[:, 0:u0] s[0:u0]: the lookahead's
-        for (int r = 0; r < Sv; r++) for (int i = 0; i < D; i++) {     // far part [0, kn) (a GEMM beside the chain)
-            const float *ph = &Ph[(size_t)r * T], *pl = &Pl[(size_t)r * T]; // and the near part [kn, u0) onto it
-            float far = kn > 0 ? gemm3(ph, pl, 1, &s_hi[i], &s_lo[i], D, kn) : 0.0f;
-            acc[r * D + i] = u0 > 0 ? gemm3(ph + kn, pl + kn, 1, &s_hi[(size_t)kn * D + i], &s_lo[(size_t)kn * D + i], D, u0 - kn) + far : 0.0f;
-        }
+        for (int r = 0; r < Sv; r++) for (int i = 0; i < D; i++)       // acc = P[:, 0:u0] s[0:u0], 1 GEMM
+            acc[r * D + i] = u0 > 0 ? gemm3(&Ph[(size_t)r * T], &Pl[(size_t)r * T], 1, &s_hi[i], &s_lo[i], D, u0) : 0.0f;
         int nb = (Sv + FB_R - 1) / FB_R;                                // fb_inverse_kernel: the blocks' inverses
         for (int q = 0; q < nb; q++) twin_block_inverse(&Mi[q * FB_R * FB_R], Pd, q * FB_R, Sv, &gamma[u0], 0);
         for (int i = 0; i < D; i++) {                                   // then every column alike
@@ -221,13 +217,9 @@ static void twin_feedback_backward(float *u, float *dgamma, float *dqb, float *d
             split(p, &Ph[i * FB_S + jj], &Pl[i * FB_S + jj]);
             if (i < Sv) PcT[jj * FB_S + i] = p;                         // the fp32 diagonal block, transposed
         }
-        int tn = T - u1 > FB_S ? u1 + FB_S : T;                         // acc = Pc[u1:T]^T u[u1:T]: the lookahead's
-        for (int jj = 0; jj < Sv; jj++) for (int i = 0; i < D; i++) {  // far part [tn, T), then the near [u1, tn)
-            float far = tn < T ? gemm3(&Ph[(tn - u0) * FB_S + jj], &Pl[(tn - u0) * FB_S + jj], FB_S,
-                                       &u_hi[(size_t)tn * D + i], &u_lo[(size_t)tn * D + i], D, T - tn) : 0.0f;
+        for (int jj = 0; jj < Sv; jj++) for (int i = 0; i < D; i++)    // acc = Pc[u1:T]^T u[u1:T], 1 GEMM
             acc[jj * D + i] = u1 < T ? gemm3(&Ph[Sv * FB_S + jj], &Pl[Sv * FB_S + jj], FB_S,
-                                             &u_hi[(size_t)u1 * D + i], &u_lo[(size_t)u1 * D + i], D, tn - u1) + far : 0.0f;
-        }
+                                             &u_hi[(size_t)u1 * D + i], &u_lo[(size_t)u1 * D + i], D, T - u1) : 0.0f;
         int nb = (Sv + FB_R - 1) / FB_R;                                // fb_inverse_kernel: the blocks' inverses
         for (int q = 0; q < nb; q++) twin_block_inverse(&Mi[q * FB_R * FB_R], PcT, q * FB_R, Sv, NULL, 1);
         for (int i = 0; i < D; i++) {                                   // then every column alike
