@@ -402,28 +402,35 @@ __global__ void fb_fwd_rows_kernel(floatX *P3, float *Pd, float *lse, const floa
     int lane = tid % WARP_SIZE;
     for (int c0 = 0; c0 < u1; c0 += span) {
         if (c0 != held) { held = c0; fb_row_load(zr, z, c0 + tid, nth, tt); }
+        // two of the warp's blocks of 32 keys at a time, A = j0 + lane (zr[k]) and B = j0 + nth + lane (zr[k + 1])
+        // (u0 is a multiple of 32: a block's 32 keys all go to P3, or all to Pd). P3: the 96 bf16 of a block in the
+        // Y3 layout (key e: hi, lo, hi) are 48 words; lane m < 16 writes block A's words 3m..3m+2, i.e. keys 2m and
+        // 2m+1 (hi0 | lo0, hi0 | hi1, lo1 | hi1), lane 16 + m block B's, from hl = hi | lo << 16 (fb_split3's
+        // bits) of the two keys' lanes: 4 shuffles and 3 coalesced 4-byte stores a lane per 64 keys
 #pragma unroll
-        for (int k = 0; k < FB_ROW_KEYS; k++) {
-            int j0 = c0 + tid - lane + k * nth, j = j0 + lane;   // the warp's 32 keys j0 + lane (u0 is a multiple
-            if (j0 >= u1) break;                                 // of 32: all 32 go to P3, or all to Pd)
-            float p = j < t ? expf(zr[k] - l) : 0.0f;
-            if (j0 < u0) {
-                // the 96 bf16 of the Y3 layout (key k: hi, lo, hi) as 48 words, lane-consecutive (coalesced 4-byte
-                // stores, not 3 strided 2-byte ones): word v holds parts e = 2v, 2v+1, i.e. part e % 3 of key e / 3,
-                // fetched from the key's lane as hl = hi | lo << 16 (fb_split3's bits)
-                float h = bf16x2_lo(pack_bf16x2(p, 0.0f));
-                uint32_t hl = pack_bf16x2(h, p - h), *dst = (uint32_t *)&P3[3 * (row + j0)];
-#pragma unroll
-                for (int q = 0; q < 2; q++) {
-                    int v = q * WARP_SIZE + lane, e0 = 2 * v, e1 = e0 + 1;
-                    uint32_t a = __shfl_sync(0xffffffffu, hl, (e0 / 3) % WARP_SIZE);
-                    uint32_t c = __shfl_sync(0xffffffffu, hl, (e1 / 3) % WARP_SIZE);
-                    uint32_t lo16 = e0 % 3 == 1 ? a >> 16 : a & 0xffffu, hi16 = e1 % 3 == 1 ? c >> 16 : c & 0xffffu;
-                    if (v < 3 * WARP_SIZE / 2) dst[v] = lo16 | hi16 << 16;
+        for (int k = 0; k < FB_ROW_KEYS; k += 2) {
+            int j0 = c0 + tid - lane + k * nth, j = j0 + lane;
+            if (j0 >= u1) break;
+            bool b_on = j0 + nth < u1;
+            float pa = j < t ? expf(zr[k] - l) : 0.0f, pb = b_on && j + nth < t ? expf(zr[k + 1] - l) : 0.0f;
+            if (j0 < u0) {                      // (then j0 + nth < u0 or not, the same for the whole warp)
+                float ha = bf16x2_lo(pack_bf16x2(pa, 0.0f)), hb = bf16x2_lo(pack_bf16x2(pb, 0.0f));
+                uint32_t hla = pack_bf16x2(ha, pa - ha), hlb = pack_bf16x2(hb, pb - hb);
+                int m = lane % 16;
+                uint32_t a0 = __shfl_sync(0xffffffffu, hla, 2 * m), a1 = __shfl_sync(0xffffffffu, hla, 2 * m + 1);
+                uint32_t b0 = __shfl_sync(0xffffffffu, hlb, 2 * m), b1 = __shfl_sync(0xffffffffu, hlb, 2 * m + 1);
+                bool mine_b = lane >= 16;
+                uint32_t x0 = mine_b ? b0 : a0, x1 = mine_b ? b1 : a1;
+                if (!mine_b || j0 + nth < u0) {
+                    uint32_t *dst = (uint32_t *)&P3[3 * (row + j0 + (mine_b ? nth : 0))] + 3 * m;
+                    dst[0] = x0;
+                    dst[1] = (x0 & 0xffffu) | x1 << 16;
+                    dst[2] = x1 >> 16 | x1 << 16;
                 }
             } else if (j < u1) {
-                Pd[((size_t)b * S + r) * S + (j - u0)] = p;
+                Pd[((size_t)b * S + r) * S + (j - u0)] = pa;
             }
+            if (b_on && j0 + nth >= u0 && j + nth < u1) Pd[((size_t)b * S + r) * S + (j + nth - u0)] = pb;
         }
     }
     if (tid == 0) lse[(size_t)b * T + t] = l;
