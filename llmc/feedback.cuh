@@ -211,7 +211,7 @@ static void fb_plan_make(FbGemmPlan *p, const FbGemmKey *k, const char *sig) {
     cublasOperation_t opa = k->tb ? CUBLAS_OP_T : CUBLAS_OP_N, opb = k->ta ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof(opa)));
     cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof(opb)));
-    if (k->sms > 0) {   // a side stream's GEMM planned for fewer SMs (fb_side_sms)
+    if (k->sms > 0) {   // a side stream's GEMM planned for fewer SMs (fb_side_sms_set)
         int32_t sms = k->sms;
         cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_SM_COUNT_TARGET, &sms, sizeof(sms)));
     }
@@ -239,21 +239,27 @@ typedef struct { int m, n, k, batch; } FbShape;                                 
 #define FB_SIDE_STREAMS 3
 static cudaStream_t fb_side_stream[FB_SIDE_STREAMS];
 static void *fb_side_workspace[FB_SIDE_STREAMS];
-// SESSA_FB_SIDE_SMS=N > 0: the side streams' GEMMs are planned for N SMs (cuBLASLt's SM_COUNT_TARGET, "for when a
-// concurrent stream uses some of the device"); 0 (the default): for all. The nvjet kernels run a persistent grid of
-// ~1 CTA per SM with ~200 KB of shared memory for the whole GEMM, so a solve or near GEMM of the chain issued while
-// one runs finds no SM free until it ends (the solve needs 105 KB a CTA); at B=1 the chain needs only ~12-24 SMs
-// (24 solve CTAs, a small near GEMM). Measured (H200 fbbench fwd + bwd, lookahead on, 3 sets, one run each; all
-// SMs: 0.676 / 2.422 / 5.211 ms, 4.083 at B=1 in a second run): N = 66 B=8 T=1024 0.712, B=2 T=4096 2.055, B=1
-// T=8192 3.840; N = 100 0.685 / 2.369 / 5.062. The fbbench stage times N = 66 and 33 with the defaults.
-static int fb_side_sms(void) {
-    static int v = -1;
-    if (v < 0) {
+// The side streams' GEMMs may be planned for fewer SMs (cuBLASLt's SM_COUNT_TARGET, "for when a concurrent stream
+// uses some of the device"): the nvjet kernels run a persistent grid of ~1 CTA per SM with ~200 KB of shared memory
+// for the whole GEMM, so a solve or acc GEMM of the chain issued while one runs finds no SM free until it ends.
+// SESSA_FB_SIDE_SMS=N: N SMs (0: all); unset (or -1): half the SMs when the chain's solve has at most 48 CTAs
+// (B ceil(D/32): B=1 and 2 at D=768), else all. Measured (H200 fbbench fwd + bwd, median of 5, lookahead off,
+// 2 sets; all SMs / 66 / 33): B=8 T=1024 0.653 / 0.694 / 0.752 ms, B=4 T=2048 1.140 / 1.179 / 1.277, B=2 T=4096
+// 1.933 / 1.902 / 2.243, B=1 T=8192 4.194 / 3.854 / 4.451.
+static int fb_side_sms_call = 0;   // the SMs the current call's side GEMMs target (fb_side_sms_set)
+static void fb_side_sms_set(int B, int D) {
+    static int env = -2, sms = 0;
+    if (env == -2) {
         const char *e = getenv("SESSA_FB_SIDE_SMS");
-        v = e ? atoi(e) : 0;
-        if (v < 0) fatal("feedback: SESSA_FB_SIDE_SMS=%d (need a number of SMs, or 0 for all)", v);
+        env = e ? atoi(e) : -1;
+        if (env < -1) fatal("feedback: SESSA_FB_SIDE_SMS=%d (need a number of SMs, 0 for all, -1 automatic)", env);
+        int dev;
+        cudaDeviceProp prop;
+        cudaCheck(cudaGetDevice(&dev));
+        cudaCheck(cudaGetDeviceProperties(&prop, dev));
+        sms = prop.multiProcessorCount;
     }
-    return v;
+    fb_side_sms_call = env >= 0 ? env : B * ceil_div(D, 32) <= 48 ? sms / 2 : 0;
 }
 
 static void fb_gemm(FbOut C, FbIn A, FbIn B, FbShape sh, float alpha, float beta, cudaStream_t stream) {
@@ -270,7 +276,7 @@ static void fb_gemm(FbOut C, FbIn A, FbIn B, FbShape sh, float alpha, float beta
     key.align[2] = fb_align(C.ptr, (size_t)C.stride * ce, batch); key.align[3] = key.align[2];
     void *ws = cublaslt_workspace;   // each side stream has its own: GEMMs on two streams at once must not share one
     for (int i = 0; i < FB_SIDE_STREAMS; i++)
-        if (fb_side_workspace[i] && stream == fb_side_stream[i]) { ws = fb_side_workspace[i]; key.sms = fb_side_sms(); }
+        if (fb_side_workspace[i] && stream == fb_side_stream[i]) { ws = fb_side_workspace[i]; key.sms = fb_side_sms_call; }
     uint64_t h = 1469598103934665603ull;           // FNV-1a over the key's bytes
     for (size_t i = 0; i < sizeof key; i++) h = (h ^ ((const unsigned char *)&key)[i]) * 1099511628211ull;
     FbGemmPlan *plan = NULL, tmp;
@@ -1396,6 +1402,7 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
     feedback_check_shape(B, T, D, ld);
     FbFwdScratch w;
     fb_fwd_carve(&w, scratch, B, T, D);
+    fb_side_sms_set(B, D);
     int ldz = fb_ldz(T);
     float scale = 1.0f / sqrtf((float)D);
     int S = fb_superblock(T), n = ceil_div(T, S);
@@ -1460,6 +1467,7 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
     feedback_check_shape(B, T, D, ld);
     FbBwdScratch w;
     fb_bwd_carve(&w, scratch, B, T, D);
+    fb_side_sms_set(B, D);
     float scale = 1.0f / sqrtf((float)D);
     int S = fb_superblock(T), n = ceil_div(T, S);
     long long sq = (long long)T * ld, sTS = (long long)T * S, sTD = (long long)T * D, sSD = (long long)S * D;
