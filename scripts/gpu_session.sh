@@ -187,7 +187,7 @@ for s in "$@"; do
         test)    stage test do_test ;;
         kbench)  stage kbench make -C dev/cuda bench ;;
         fbbench) stage fbbench sh -c 'dev/cuda/bin/feedback_backward bench && for e in SESSA_FB_LOOKAHEAD=1 SESSA_FB_BUFFERS=3 \
-                     SESSA_FB_SIDE_SMS=66 SESSA_FB_SIDE_SMS=33 "SESSA_FB_SIDE_SMS=66 SESSA_FB_LOOKAHEAD=1" \
+                     SESSA_FB_SIDE_SMS=0 SESSA_FB_SIDE_SMS=66 "SESSA_FB_SIDE_SMS=66 SESSA_FB_LOOKAHEAD=1" \
                      "SESSA_FB_SIDE_SMS=66 SESSA_FB_LOOKAHEAD=1 SESSA_FB_BUFFERS=3"; do echo "== $e"; env $e dev/cuda/bin/feedback_backward bench 2 || exit 1; done &&
                      echo "== SESSA_FB_STREAMS=0 (one stream)" && SESSA_FB_STREAMS=0 dev/cuda/bin/feedback_backward bench 2 && for S in 64 128; do echo "== FB_S=$S"; FB_S=$S dev/cuda/bin/feedback_backward bench 2; done &&
                      for m in 0 1 2; do echo "== SESSA_FB_INV=$m"; SESSA_FB_INV=$m dev/cuda/bin/feedback_backward bench 2 || exit 1; done' ;;
