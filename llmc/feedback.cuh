@@ -32,6 +32,7 @@
      2. rows: lse_t = log sum_{j<t} exp Z[t,j];  P = exp(Z - lse) masked to j < t, stored as bf16 hi/lo parts
         (P3, Y3 layout), and the diagonal block A_UU = P[:, u0:u1] in fp32   1 kernel (1-8 warps per row)
      3. acc  = P[:, 0:u0] s[0:u0]                                  (Sv, D) fp32-grade     1 GEMM (K = 3 u0)
+        (or 2: its far part beside the previous superblock's chain, its near part on the chain: "Lookahead")
      4. in-superblock solve (CTA = (32 columns, b), 8 warps; "in-superblock solves" below): the inverses of the 8
         diagonal 32x32 blocks of (I - G A_UU) first, once per sequence (fb_inverse_kernel, a warp each: 1 more
         launch; the solve, launched programmatically dependent on it, copies them in), then per 32-row
@@ -44,6 +45,7 @@
         Pc = gamma_t exp(Zs - lse_t) for j < t, as bf16 hi/lo parts (Pc3, Y3 layout), and the diagonal block
         (t, j in U) in fp32, transposed, for the in-superblock solve                      1 kernel
      2. acc  = Pc[u1:T]^T u[u1:T]                                  (Sv, D) fp32-grade     1 GEMM (K = 3 (T-u1))
+        (or 2, far and near part, as the forward)
      3. transposed in-superblock solve (the forward's schedule, blocks from last to first, L = PcT, G = I, h
         starting at gs + acc): u_U, stored as bf16 halves (u3, X3 layout), df
      4. dgamma_t = u_t . c_t for t in U (every u_t, t >= u0, is known now), and s[U] split (sU3, Y3)   1 kernel
@@ -113,11 +115,12 @@
    sequence by fb_inverse_kernel and the prologue's loads are 16-byte copies into shared memory: 11.5k cycles
    (forward with acc), a layer's fwd + bwd at B=8 T=1024 0.667 ms against 0.696 with the former prologue in the same
    run (SESSA_FB_INV below; "in-superblock solves" has the count).
- Memory (scratch, the larger of forward and backward): forward 6BTD (s3) + 4 B S T (Z) + 2 x (6 B S T (P3)
-   + 4 B S^2 (Pd)) + 4 B S D; backward 6BTD (u3) + 4BTD (fp32 dqb accumulator) + 2 x (10 B T S (slab: Zs/US fp32,
-   Pc3, dZ over its rows 3i) + 4 B S^2 (PcT)) + 10 B S D (sU3, acc) + 4 B S 32 (Minv, both); the 2 x: buffers of two superblocks for the
-   overlap ("Overlap" below: +10 B T S + 4 B S^2, 20 MiB at B=8 T=1024). B=8 T=1024 D=768: 119 MiB, plus c (24 MiB)
-   kept from the forward: 143 MiB, against 104 MiB for the dense form's A, u s^T, dZ and bf16 u, s (10 B T^2 +
+ Memory (scratch, the larger of forward and backward): forward 6BTD (s3) + 4 B S T (Z) + nb x (6 B S T (P3)
+   + 4 B S^2 (Pd) + 4 B S D (acc)); backward 6BTD (u3) + 4BTD (fp32 dqb accumulator) + nb x (10 B T S (slab: Zs/US
+   fp32, Pc3, dZ over its rows 3i) + 4 B S^2 (PcT) + 4 B S D (acc)) + 6 B S D (sU3) + 4 B S 32 (Minv, both); the
+   nb = 2 (at most n) x: buffers of two superblocks in flight ("Overlap", "Buffers" below: each set 10 B T S +
+   4 B S^2 + 4 B S D, 28 MiB at B=8 T=1024). B=8 T=1024 D=768: 125 MiB (153 with SESSA_FB_BUFFERS=3), plus c
+   (24 MiB) kept from the forward: 149 MiB, against 104 MiB for the dense form's A, u s^T, dZ and bf16 u, s (10 B T^2 +
    4 B T D bytes). The X3 / Y3 layouts cost 2BTD + 2BTS +
    2BSD bytes more than separate hi and lo halves (u_hi twice, Pc_hi twice, s_hi twice: 19 MiB of the 121 at
    B=8 T=1024; the trainer holds one scratch for all layers); the alternative for u s^T, three GEMMs on separate
@@ -173,7 +176,7 @@ struct __align__(16) FbF4 { float x, y, z, w; };   // one 16-byte load (float4 w
 // Plans (descriptor, layouts, the heuristic's algorithm) are cached per shape in a small hash table: a cuBLASLt
 // heuristic query costs tens of microseconds of CPU time, and a superblock issues ~9 GEMMs.
 typedef struct {
-    int m, n, k, lda, ldb, ldc, batch, ta, tb, ctype, beta_nonzero;
+    int m, n, k, lda, ldb, ldc, batch, ta, tb, ctype, beta_nonzero, sms;
     long long sa, sb, sc;
     uint32_t align[4];
 } FbGemmKey;
@@ -208,6 +211,10 @@ static void fb_plan_make(FbGemmPlan *p, const FbGemmKey *k, const char *sig) {
     cublasOperation_t opa = k->tb ? CUBLAS_OP_T : CUBLAS_OP_N, opb = k->ta ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof(opa)));
     cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof(opb)));
+    if (k->sms > 0) {   // a side stream's GEMM planned for fewer SMs (fb_side_sms_set)
+        int32_t sms = k->sms;
+        cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_SM_COUNT_TARGET, &sms, sizeof(sms)));
+    }
     fb_layout(&p->la, CUDA_R_16BF, k->tb ? k->k : k->n, k->tb ? k->n : k->k, k->ldb, k->batch, k->sb);
     fb_layout(&p->lb, CUDA_R_16BF, k->ta ? k->m : k->k, k->ta ? k->k : k->m, k->lda, k->batch, k->sa);
     fb_layout(&p->lc, (cudaDataType_t)k->ctype, k->n, k->m, k->ldc, k->batch, k->sc);
@@ -229,8 +236,31 @@ typedef struct { int m, n, k, batch; } FbShape;                                 
 
 // the overlap's side streams (fb_streams) and their own cuBLASLt workspaces: GEMMs running at the same time on
 // different streams must not share one (cuBLASLt keeps split-K partials and the CTAs' counters there)
-static cudaStream_t fb_side_stream[2];
-static void *fb_side_workspace[2];
+#define FB_SIDE_STREAMS 3
+static cudaStream_t fb_side_stream[FB_SIDE_STREAMS];
+static void *fb_side_workspace[FB_SIDE_STREAMS];
+// The side streams' GEMMs may be planned for fewer SMs (cuBLASLt's SM_COUNT_TARGET, "for when a concurrent stream
+// uses some of the device"): the nvjet kernels run a persistent grid of ~1 CTA per SM with ~200 KB of shared memory
+// for the whole GEMM, so a solve or acc GEMM of the chain issued while one runs finds no SM free until it ends.
+// SESSA_FB_SIDE_SMS=N: N SMs (0: all); unset (or -1): half the SMs when the chain's solve has at most 48 CTAs
+// (B ceil(D/32): B=1 and 2 at D=768), else all. Measured (H200 fbbench fwd + bwd, median of 5, lookahead off,
+// 2 sets; all SMs / 66 / 33): B=8 T=1024 0.653 / 0.694 / 0.752 ms, B=4 T=2048 1.140 / 1.179 / 1.277, B=2 T=4096
+// 1.933 / 1.902 / 2.243, B=1 T=8192 4.194 / 3.854 / 4.451.
+static int fb_side_sms_call = 0;   // the SMs the current call's side GEMMs target (fb_side_sms_set)
+static void fb_side_sms_set(int B, int D) {
+    static int env = -2, sms = 0;
+    if (env == -2) {
+        const char *e = getenv("SESSA_FB_SIDE_SMS");
+        env = e ? atoi(e) : -1;
+        if (env < -1) fatal("feedback: SESSA_FB_SIDE_SMS=%d (need a number of SMs, 0 for all, -1 automatic)", env);
+        int dev;
+        cudaDeviceProp prop;
+        cudaCheck(cudaGetDevice(&dev));
+        cudaCheck(cudaGetDeviceProperties(&prop, dev));
+        sms = prop.multiProcessorCount;
+    }
+    fb_side_sms_call = env >= 0 ? env : B * ceil_div(D, 32) <= 48 ? sms / 2 : 0;
+}
 
 static void fb_gemm(FbOut C, FbIn A, FbIn B, FbShape sh, float alpha, float beta, cudaStream_t stream) {
     int m = sh.m, n = sh.n, k = sh.k, batch = sh.batch;
@@ -244,11 +274,11 @@ static void fb_gemm(FbOut C, FbIn A, FbIn B, FbShape sh, float alpha, float beta
     size_t ce = C.type == CUDA_R_16BF ? 2 : 4;
     key.align[0] = fb_align(B.ptr, (size_t)B.stride * 2, batch); key.align[1] = fb_align(A.ptr, (size_t)A.stride * 2, batch);
     key.align[2] = fb_align(C.ptr, (size_t)C.stride * ce, batch); key.align[3] = key.align[2];
+    void *ws = cublaslt_workspace;   // each side stream has its own: GEMMs on two streams at once must not share one
+    for (int i = 0; i < FB_SIDE_STREAMS; i++)
+        if (fb_side_workspace[i] && stream == fb_side_stream[i]) { ws = fb_side_workspace[i]; key.sms = fb_side_sms_call; }
     uint64_t h = 1469598103934665603ull;           // FNV-1a over the key's bytes
     for (size_t i = 0; i < sizeof key; i++) h = (h ^ ((const unsigned char *)&key)[i]) * 1099511628211ull;
-    void *ws = cublaslt_workspace;   // each side stream has its own: GEMMs on two streams at once must not share one
-    for (int i = 0; i < 2; i++)
-        if (fb_side_workspace[i] && stream == fb_side_stream[i]) ws = fb_side_workspace[i];
     FbGemmPlan *plan = NULL, tmp;
     int probe = 0;
     for (; probe < FB_GEMM_PLANS; probe++) {
@@ -323,48 +353,90 @@ __device__ __forceinline__ float fb_group_reduce(float v, float *red, int wpr) {
     return x;
 }
 
+// keys of a row a lane of the row pass holds in registers: fb_row_warps gives a lane at most 32 keys of the rows
+// up to 8192 keys, so Z is read once; longer rows go in chunks of FB_ROW_KEYS keys a lane (those chunks read up to
+// 3 times, from L2). (A -DFB_ROW_KEYS=4 build runs the chunked path on the emulator's short rows.)
+#ifndef FB_ROW_KEYS
+#define FB_ROW_KEYS 32
+#endif
+// zr[k] = z[j0 + k nth] for the keys below n, -inf past n (not loaded): FB_ROW_KEYS independent loads in flight
+__device__ __forceinline__ void fb_row_load(float (&zr)[FB_ROW_KEYS], const float *z, int j0, int nth, int n) {
+#pragma unroll
+    for (int k = 0; k < FB_ROW_KEYS; k++) zr[k] = j0 + k * nth < n ? z[j0 + k * nth] : -INFINITY;
+}
+
 // row pass of superblock [u0, u0+Sv): row r (t = u0 + r) by wpr warps (fb_row_warps(u1)), 8 / wpr rows per CTA.
 // Z (B, S, ldz) fp32 logits for keys j < u1. lse_t = log sum_{j<t} exp Z[r,j]; P[r,j] = exp(Z[r,j] - lse_t) for
 // j < t else 0: the keys j < u0 into P3 (B, S, 3 ldz) in the Y3 layout (columns 3j, 3j+1, 3j+2 = P_hi, P_lo, P_hi;
-// the chain GEMM's A), the diagonal block j in U in fp32 into Pd (B, S, S): Pd[r][jj] = P[r, u0+jj]. Three passes
-// over the row (max, sum, write; Z is in L2). P3 row offsets: ldz and u0 are multiples of 32 (fb_ldz, S), so a
-// warp's 32 keys start at a 4-byte boundary of P3. grid (ceil(Sv wpr / 8), B), 256 threads.
+// the chain GEMM's A), the diagonal block j in U in fp32 into Pd (B, S, S): Pd[r][jj] = P[r, u0+jj]. Lane tid of
+// a row's nth = 32 wpr threads takes the keys j = tid + k nth, k < FB_ROW_KEYS (registers zr[k]): one read of the
+// row, then three passes over the registers (max, sum in the order of k, write). P3 row offsets: ldz and u0 are
+// multiples of 32 (fb_ldz, S), so a warp's 32 keys start at a 4-byte boundary of P3.
+// Cost (B=8 T=1024, superblock 4 of 4: 2048 rows of 1024 keys): Z 8.4 MB in (from L2: the GEMM just wrote it), P3
+// 9.4 MB and Pd 2.1 MB out, ~4.5 us at ~4.3 TB/s; a layer's 4 calls 48 MB, ~11 us (+ ~4 x 2 us launch and ramp).
+// The former kernel read Z from global memory in each of the three passes, one 4-byte load in flight per lane
+// (a dependent loop): 11.7 us per call, latency-bound. Same sums in the same order: the same bits.
+// grid (ceil(Sv wpr / 8), B), 256 threads.
 __global__ void fb_fwd_rows_kernel(floatX *P3, float *Pd, float *lse, const float *Z, int ldz,
                                    int u0, int Sv, int S, int T, int wpr) {
     __shared__ float red[8];
     int w = threadIdx.x / WARP_SIZE, b = blockIdx.y;
     int r = blockIdx.x * (8 / wpr) + w / wpr, nth = wpr * WARP_SIZE, tid = threadIdx.x % nth;
     bool on = r < Sv;                           // (no early return: the group reductions have barriers)
-    int t = u0 + r, u1 = u0 + Sv, tt = on ? t : 0;
+    int t = u0 + r, u1 = u0 + Sv, tt = on ? t : 0, span = FB_ROW_KEYS * nth;
     size_t row = ((size_t)b * S + r) * ldz;
     const float *z = Z + row;
+    float zr[FB_ROW_KEYS];
+    int held = 0;                               // zr holds the keys [held, held + span) of the row
+    fb_row_load(zr, z, tid, nth, tt);
     float mx = -INFINITY, sum = 0.0f;
-    for (int j = tid; j < tt; j += nth) mx = fmaxf(mx, z[j]);
+    for (int c0 = 0; c0 < tt; c0 += span) {
+        if (c0 != held) { held = c0; fb_row_load(zr, z, c0 + tid, nth, tt); }
+#pragma unroll
+        for (int k = 0; k < FB_ROW_KEYS; k++) mx = fmaxf(mx, zr[k]);   // (-inf past t)
+    }
     mx = fb_group_reduce<true>(mx, red, wpr);
-    for (int j = tid; j < tt; j += nth) sum += expf(z[j] - mx);
+    for (int c0 = 0; c0 < tt; c0 += span) {
+        if (c0 != held) { held = c0; fb_row_load(zr, z, c0 + tid, nth, tt); }
+#pragma unroll
+        for (int k = 0; k < FB_ROW_KEYS; k++)
+            if (c0 + tid + k * nth < tt) sum += expf(zr[k] - mx);
+    }
     sum = fb_group_reduce<false>(sum, red, wpr);
     if (!on) return;                            // (whole warps: the shuffles below see all 32 lanes)
     float l = t == 0 ? -INFINITY : mx + logf(sum);
     int lane = tid % WARP_SIZE;
-    for (int j0 = tid - lane; j0 < u1; j0 += nth) {   // the warp's 32 keys j0 + lane (u0 is a multiple of 32: all
-        int j = j0 + lane;                              // 32 go to P3, or all to Pd)
-        float p = j < t ? expf(z[j] - l) : 0.0f;
-        if (j0 < u0) {
-            // the 96 bf16 of the Y3 layout (key k: hi, lo, hi) as 48 words, lane-consecutive (coalesced 4-byte
-            // stores, not 3 strided 2-byte ones): word v holds parts e = 2v, 2v+1, i.e. part e % 3 of key e / 3,
-            // fetched from the key's lane as hl = hi | lo << 16 (fb_split3's bits)
-            float h = bf16x2_lo(pack_bf16x2(p, 0.0f));
-            uint32_t hl = pack_bf16x2(h, p - h), *dst = (uint32_t *)&P3[3 * (row + j0)];
+    for (int c0 = 0; c0 < u1; c0 += span) {
+        if (c0 != held) { held = c0; fb_row_load(zr, z, c0 + tid, nth, tt); }
+        // two of the warp's blocks of 32 keys at a time, A = j0 + lane (zr[k]) and B = j0 + nth + lane (zr[k + 1])
+        // (u0 is a multiple of 32: a block's 32 keys all go to P3, or all to Pd). P3: the 96 bf16 of a block in the
+        // Y3 layout (key e: hi, lo, hi) are 48 words; lane m < 16 writes block A's words 3m..3m+2, i.e. keys 2m and
+        // 2m+1 (hi0 | lo0, hi0 | hi1, lo1 | hi1), lane 16 + m block B's, from hl = hi | lo << 16 (fb_split3's
+        // bits) of the two keys' lanes: 4 shuffles and 3 coalesced 4-byte stores a lane per 64 keys
 #pragma unroll
-            for (int q = 0; q < 2; q++) {
-                int v = q * WARP_SIZE + lane, e0 = 2 * v, e1 = e0 + 1;
-                uint32_t a = __shfl_sync(0xffffffffu, hl, (e0 / 3) % WARP_SIZE);
-                uint32_t c = __shfl_sync(0xffffffffu, hl, (e1 / 3) % WARP_SIZE);
-                uint32_t lo16 = e0 % 3 == 1 ? a >> 16 : a & 0xffffu, hi16 = e1 % 3 == 1 ? c >> 16 : c & 0xffffu;
-                if (v < 3 * WARP_SIZE / 2) dst[v] = lo16 | hi16 << 16;
+        for (int k = 0; k < FB_ROW_KEYS; k += 2) {
+            int j0 = c0 + tid - lane + k * nth, j = j0 + lane;
+            if (j0 >= u1) break;
+            bool b_on = j0 + nth < u1;
+            float pa = j < t ? expf(zr[k] - l) : 0.0f, pb = b_on && j + nth < t ? expf(zr[k + 1] - l) : 0.0f;
+            if (j0 < u0) {                      // (then j0 + nth < u0 or not, the same for the whole warp)
+                float ha = bf16x2_lo(pack_bf16x2(pa, 0.0f)), hb = bf16x2_lo(pack_bf16x2(pb, 0.0f));
+                uint32_t hla = pack_bf16x2(ha, pa - ha), hlb = pack_bf16x2(hb, pb - hb);
+                int m = lane % 16;
+                uint32_t a0 = __shfl_sync(0xffffffffu, hla, 2 * m), a1 = __shfl_sync(0xffffffffu, hla, 2 * m + 1);
+                uint32_t b0 = __shfl_sync(0xffffffffu, hlb, 2 * m), b1 = __shfl_sync(0xffffffffu, hlb, 2 * m + 1);
+                bool mine_b = lane >= 16;
+                uint32_t x0 = mine_b ? b0 : a0, x1 = mine_b ? b1 : a1;
+                if (!mine_b || j0 + nth < u0) {
+                    uint32_t *dst = (uint32_t *)&P3[3 * (row + j0 + (mine_b ? nth : 0))] + 3 * m;
+                    dst[0] = x0;
+                    dst[1] = (x0 & 0xffffu) | x1 << 16;
+                    dst[2] = x1 >> 16 | x1 << 16;
+                }
+            } else if (j < u1) {
+                Pd[((size_t)b * S + r) * S + (j - u0)] = pa;
             }
-        } else if (j < u1) {
-            Pd[((size_t)b * S + r) * S + (j - u0)] = p;
+            if (b_on && j0 + nth >= u0 && j + nth < u1) Pd[((size_t)b * S + r) * S + (j + nth - u0)] = pb;
         }
     }
     if (tid == 0) lse[(size_t)b * T + t] = l;
@@ -932,46 +1004,79 @@ static void fb_bwd_solve(floatX *u3, floatX *df, const float *acc, int has_acc, 
 // backward kernels (the solves above are the forward's and the backward's)
 
 // the elementwise slab kernels' threads: a thread takes 4 consecutive columns of a row of S (16-byte fp32 and
-// 8-byte bf16 accesses), S / 4 threads a row, fb_slab_rows(S) rows per CTA of 256 threads (4 at S = 256)
-__host__ __device__ inline int fb_slab_rows(int S) { return 256 / (S / 4); }
+// 8-byte bf16 accesses), S / 4 threads a row, fb_slab_rows(S) rows per pass of 256 threads (4 at S = 256), and a
+// CTA fb_slab_cta_rows(S) = max(16, fb_slab_rows(S)) rows: up to FB_SLAB_IT = 4 rows a thread, their loads issued
+// before any use (4 x 16 bytes in flight a thread: the former one row a thread had one, and CTAs of 4 rows)
+#define FB_SLAB_CTA_ROWS 16
+#define FB_SLAB_IT 4                    // FB_SLAB_CTA_ROWS / fb_slab_rows(FB_SMAX)
+__host__ __device__ constexpr int fb_slab_rows(int S) { return 256 / (S / 4); }
+__host__ __device__ constexpr int fb_slab_cta_rows(int S) { return fb_slab_rows(S) > FB_SLAB_CTA_ROWS ? fb_slab_rows(S) : FB_SLAB_CTA_ROWS; }
+static_assert(FB_SLAB_CTA_ROWS / fb_slab_rows(FB_SMAX) <= FB_SLAB_IT, "a slab thread's rows");
 
 // slab of key superblock [u0, u0+Sv): rows i = t - u0 < M = T - u0, columns jj < S (j = u0 + jj).
 // Pc[i][jj] = gamma_t exp(Zs[i][jj] - lse_t) for jj < Sv and j < t, else 0, into Pc3 (B, 3T, S) in the Y3 layout
 // (rows 3i, 3i+1, 3i+2 = Pc_hi, Pc_lo, Pc_hi: the chain GEMM's A^T). Zs: (B, T, S) (columns >= Sv not read
 // as numbers: never written by the GEMM).
 // The diagonal block (t in U) also goes out in fp32, transposed, for the in-superblock solve: PcT (B, S, S),
-// PcT[jj][i] = Pc[i][jj] for i, jj < Sv. 10 bytes per element (Zs in, Pc3 out; PcT 4 more on the diagonal
-// block): B=8 T=1024 S=256, 640 rows on average, 13 MB, ~4 us at ~4 TB/s.
-// grid (ceil(M / fb_slab_rows(S)), B), 256 threads (fb_slab_rows).
+// PcT[jj][i] = Pc[i][jj] for i, jj < Sv, through a shared tile [rows][S + 1] (the CTAs with rows i < Sv): column jj
+// of the CTA's 16 rows is 64 contiguous bytes of PcT (the former 4-byte stores straight from the row layout touched
+// a 32-byte sector each: 0.5M sectors per call at B=8).
+// Cost: 10 bytes per element (Zs in, Pc3 out) and 4 more on the diagonal block: B=8 T=1024 S=256, 640 rows on
+// average, 13 MB + 2.1 MB, ~3.5 us at ~4.3 TB/s (the former kernel: 14.1 us per call in the d12 profile).
+// grid (ceil(M / fb_slab_cta_rows(S)), B), 256 threads.
 __global__ void fb_bwd_slab_kernel(floatX *Pc3, float *PcT, const float *Zs, const float *lse,
                                    const float *gamma, int u0, int Sv, int S, int T) {
-    int tpr = S / 4, rpc = fb_slab_rows(S), rr = threadIdx.x / tpr, jj = 4 * (threadIdx.x % tpr), b = blockIdx.y;
-    int i = blockIdx.x * rpc + rr, t = u0 + i;
-    if (rr >= rpc || t >= T) return;
-    size_t o = ((size_t)b * T + i) * S + jj;
-    FbF4 z4 = *(const FbF4 *)&Zs[o];
-    float z[4] = {z4.x, z4.y, z4.z, z4.w}, p[4], g = gamma[(size_t)b * T + t], l = lse[(size_t)b * T + t];
+    __shared__ float tile[FB_SLAB_CTA_ROWS * (FB_SMAX + 1)];   // >= fb_slab_cta_rows(S) (S + 1) for every S
+    int tpr = S / 4, rpc = fb_slab_rows(S), R = fb_slab_cta_rows(S), b = blockIdx.y;
+    int rr = threadIdx.x / tpr, jj = 4 * (threadIdx.x % tpr), i0 = blockIdx.x * R, M = T - u0;
+    FbF4 z4[FB_SLAB_IT];
+    float g[FB_SLAB_IT], l[FB_SLAB_IT];
 #pragma unroll
-    for (int k = 0; k < 4; k++) p[k] = jj + k < Sv && u0 + jj + k < t ? g * expf(z[k] - l) : 0.0f;
-    FbU2 hi, lo;                                // fb_split3's bits, 4 columns at a time
-    fb_split_pack(&hi.x, &lo.x, p[0], p[1]);
-    fb_split_pack(&hi.y, &lo.y, p[2], p[3]);
-    floatX *y = Pc3 + ((size_t)b * 3 * T + 3 * i) * S + jj;
-    *(FbU2 *)y = hi;
-    *(FbU2 *)(y + S) = lo;
-    *(FbU2 *)(y + 2 * S) = hi;
-    if (i < Sv)
+    for (int n = 0; n < FB_SLAB_IT; n++) {     // the loads first
+        int r = rr + n * rpc, i = i0 + r;
+        if (rr < rpc && r < R && i < M) {
+            z4[n] = *(const FbF4 *)&Zs[((size_t)b * T + i) * S + jj];
+            g[n] = gamma[(size_t)b * T + u0 + i];
+            l[n] = lse[(size_t)b * T + u0 + i];
+        }
+    }
 #pragma unroll
-        for (int k = 0; k < 4; k++)
-            if (jj + k < Sv) PcT[((size_t)b * S + jj + k) * S + i] = p[k];
+    for (int n = 0; n < FB_SLAB_IT; n++) {
+        int r = rr + n * rpc, i = i0 + r, t = u0 + i;
+        if (!(rr < rpc && r < R && i < M)) continue;
+        float z[4] = {z4[n].x, z4[n].y, z4[n].z, z4[n].w}, p[4];
+#pragma unroll
+        for (int k = 0; k < 4; k++) p[k] = jj + k < Sv && u0 + jj + k < t ? g[n] * expf(z[k] - l[n]) : 0.0f;
+        FbU2 hi, lo;                            // fb_split3's bits, 4 columns at a time
+        fb_split_pack(&hi.x, &lo.x, p[0], p[1]);
+        fb_split_pack(&hi.y, &lo.y, p[2], p[3]);
+        floatX *y = Pc3 + ((size_t)b * 3 * T + 3 * i) * S + jj;
+        *(FbU2 *)y = hi;
+        *(FbU2 *)(y + S) = lo;
+        *(FbU2 *)(y + 2 * S) = hi;
+        if (i0 < Sv)
+#pragma unroll
+            for (int k = 0; k < 4; k++) tile[r * (S + 1) + jj + k] = p[k];
+    }
+    if (i0 >= Sv) return;                       // (the whole CTA)
+    __syncthreads();
+    int nr = Sv - i0 < R ? Sv - i0 : R;         // PcT[jj][i0 + r] = tile[r][jj], consecutive threads along r
+    for (int e = threadIdx.x; e < Sv * R; e += blockDim.x) {
+        int c = e / R, r = e % R;
+        if (r < nr) PcT[((size_t)b * S + c) * S + i0 + r] = tile[r * (S + 1) + c];
+    }
 }
 
 // for the rows t in [u0, u0+Sv) of U, one warp per row: dgamma_t = u_t . c_t with u = u_hi + u_lo from u3 (this is
 // also the Delta_t of the softmax backward), and s_t split into sU3 (B, S, 3D), rows [s_hi | s_lo | s_hi] (the Y3
-// layout: the u s^T GEMM's B). 20 bytes per element moved (u_hi, u_lo, c, s in; 3 bf16 out): B=8 S=256 D=768 is
-// 31 MB, ~8 us at the H200's ~4 TB/s. vec (D a multiple of 4, c and s 16-byte aligned): a lane takes 4 consecutive
-// columns per step (16-byte c, s loads, 8-byte bf16 loads and stores); else one column per step.
-// grid (ceil(Sv/8), B), 256 threads.
+// layout: the u s^T GEMM's B). 18 bytes per element moved (u_hi, u_lo, c, s in: 12; 3 bf16 out: 6):
+// B=8 S=256 D=768 is 28 MB, ~6.6 us at the H200's ~4.3 TB/s (9.0 us measured per call, d12 profile). vec (D a
+// multiple of 4, c and s 16-byte aligned): a lane takes 4 consecutive columns per step (16-byte c, s loads, 8-byte
+// bf16 loads and stores) and issues the loads of FB_DG_IT steps (D = 768: all 6) before using them; at B=1 (256
+// rows, 2 warps per SM) the former loop's load -> use -> store per step (the stores may alias the loads: not
+// reordered) made it latency-bound: 5.6 us per call for 3.5 MB. Else one column per step. Same sum order.
+// grid (ceil(Sv/4), B), 128 threads (4 rows a CTA: 64 CTAs at B=1, on 64 SMs).
+#define FB_DG_IT 6
 __global__ void fb_bwd_rows_kernel(float *dgamma, floatX *sU3, const floatX *u3, const float *c, const float *s,
                                    int u0, int Sv, int S, int T, int D, int vec) {
     int w = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, b = blockIdx.y;
@@ -980,19 +1085,32 @@ __global__ void fb_bwd_rows_kernel(float *dgamma, floatX *sU3, const floatX *u3,
     size_t t = (size_t)b * T + u0 + r, row = t * D, row3 = 3 * t * D, srow = ((size_t)b * S + r) * 3 * D;
     float acc = 0.0f;
     if (vec) {
-        for (int i = 4 * lane; i < D; i += 4 * WARP_SIZE) {
-            FbF4 cv = *(const FbF4 *)&c[row + i], sv = *(const FbF4 *)&s[row + i];
-            FbU2 uh = *(const FbU2 *)&u3[row3 + i], ul = *(const FbU2 *)&u3[row3 + 2 * D + i];
-            acc = fmaf(bf16x2_lo(uh.x) + bf16x2_lo(ul.x), cv.x, acc);
-            acc = fmaf(bf16x2_hi(uh.x) + bf16x2_hi(ul.x), cv.y, acc);
-            acc = fmaf(bf16x2_lo(uh.y) + bf16x2_lo(ul.y), cv.z, acc);
-            acc = fmaf(bf16x2_hi(uh.y) + bf16x2_hi(ul.y), cv.w, acc);
-            FbU2 hi, lo;
-            fb_split_pack(&hi.x, &lo.x, sv.x, sv.y);
-            fb_split_pack(&hi.y, &lo.y, sv.z, sv.w);
-            *(FbU2 *)&sU3[srow + i] = hi;
-            *(FbU2 *)&sU3[srow + D + i] = lo;
-            *(FbU2 *)&sU3[srow + 2 * D + i] = hi;
+        for (int i0 = 4 * lane; i0 < D; i0 += 4 * WARP_SIZE * FB_DG_IT) {
+            FbF4 cv[FB_DG_IT], sv[FB_DG_IT];
+            FbU2 uh[FB_DG_IT], ul[FB_DG_IT];
+#pragma unroll
+            for (int n = 0; n < FB_DG_IT; n++) {   // the loads first
+                int i = i0 + 4 * WARP_SIZE * n;
+                if (i < D) {
+                    cv[n] = *(const FbF4 *)&c[row + i]; sv[n] = *(const FbF4 *)&s[row + i];
+                    uh[n] = *(const FbU2 *)&u3[row3 + i]; ul[n] = *(const FbU2 *)&u3[row3 + 2 * D + i];
+                }
+            }
+#pragma unroll
+            for (int n = 0; n < FB_DG_IT; n++) {
+                int i = i0 + 4 * WARP_SIZE * n;
+                if (i >= D) continue;
+                acc = fmaf(bf16x2_lo(uh[n].x) + bf16x2_lo(ul[n].x), cv[n].x, acc);
+                acc = fmaf(bf16x2_hi(uh[n].x) + bf16x2_hi(ul[n].x), cv[n].y, acc);
+                acc = fmaf(bf16x2_lo(uh[n].y) + bf16x2_lo(ul[n].y), cv[n].z, acc);
+                acc = fmaf(bf16x2_hi(uh[n].y) + bf16x2_hi(ul[n].y), cv[n].w, acc);
+                FbU2 hi, lo;
+                fb_split_pack(&hi.x, &lo.x, sv[n].x, sv[n].y);
+                fb_split_pack(&hi.y, &lo.y, sv[n].z, sv[n].w);
+                *(FbU2 *)&sU3[srow + i] = hi;
+                *(FbU2 *)&sU3[srow + D + i] = lo;
+                *(FbU2 *)&sU3[srow + 2 * D + i] = hi;
+            }
         }
     } else {
         for (int i = lane; i < D; i += WARP_SIZE) {
@@ -1007,21 +1125,38 @@ __global__ void fb_bwd_rows_kernel(float *dgamma, floatX *sU3, const floatX *u3,
 // dZ[i][jj] = Pc[i][jj] (US[i][jj] - dgamma_t), t = u0 + i, for jj < Sv (Pc is 0 where j >= t); bf16, written over
 // Pc_hi's first copy in Pc3 (row 3i: dZ is the (T - u0, S) matrix of row stride 3S there; each element read then
 // written by one thread). Columns jj >= Sv keep their Pc_hi (never read; US there is not a number). 10 bytes per
-// element (Pc_hi, Pc_lo, US in, dZ out): B=8 T=1024 S=256, 13 MB, ~4 us.
-// grid (ceil((T - u0) / fb_slab_rows(S)), B), 256 threads (fb_slab_rows).
+// element (Pc_hi, Pc_lo, US in, dZ out): B=8 T=1024 S=256, 13 MB, ~3 us (5.5 us per call measured, d12 profile,
+// with a row a thread). The slab kernel's threads: up to FB_SLAB_IT rows a thread, the loads first.
+// grid (ceil((T - u0) / fb_slab_cta_rows(S)), B), 256 threads.
 __global__ void fb_dz_kernel(floatX *dZ_Pc3, const float *US, const float *dgamma, int u0, int Sv, int S, int T) {
-    int tpr = S / 4, rpc = fb_slab_rows(S), rr = threadIdx.x / tpr, jj = 4 * (threadIdx.x % tpr), b = blockIdx.y;
-    int i = blockIdx.x * rpc + rr;
-    if (rr >= rpc || u0 + i >= T || jj >= Sv) return;
-    size_t o = ((size_t)b * T + i) * S + jj, o3 = ((size_t)b * 3 * T + 3 * i) * S + jj;
-    FbU2 hi = *(const FbU2 *)&dZ_Pc3[o3], lo = *(const FbU2 *)&dZ_Pc3[o3 + S];
-    FbF4 us4 = *(const FbF4 *)&US[o];
-    float us[4] = {us4.x, us4.y, us4.z, us4.w}, dg = dgamma[(size_t)b * T + u0 + i], d[4];
-    float h[4] = {bf16x2_lo(hi.x), bf16x2_hi(hi.x), bf16x2_lo(hi.y), bf16x2_hi(hi.y)};
-    float lw[4] = {bf16x2_lo(lo.x), bf16x2_hi(lo.x), bf16x2_lo(lo.y), bf16x2_hi(lo.y)};
+    int tpr = S / 4, rpc = fb_slab_rows(S), R = fb_slab_cta_rows(S), b = blockIdx.y;
+    int rr = threadIdx.x / tpr, jj = 4 * (threadIdx.x % tpr), i0 = blockIdx.x * R, M = T - u0;
+    if (rr >= rpc || jj >= Sv) return;
+    FbU2 hi[FB_SLAB_IT], lo[FB_SLAB_IT];
+    FbF4 us4[FB_SLAB_IT];
+    float dg[FB_SLAB_IT];
 #pragma unroll
-    for (int k = 0; k < 4; k++) d[k] = jj + k < Sv ? (h[k] + lw[k]) * (us[k] - dg) : h[k];
-    *(FbU2 *)&dZ_Pc3[o3] = FbU2{pack_bf16x2(d[0], d[1]), pack_bf16x2(d[2], d[3])};   // round to nearest even
+    for (int n = 0; n < FB_SLAB_IT; n++) {     // the loads first
+        int r = rr + n * rpc, i = i0 + r;
+        if (r < R && i < M) {
+            size_t o = ((size_t)b * T + i) * S + jj, o3 = ((size_t)b * 3 * T + 3 * i) * S + jj;
+            hi[n] = *(const FbU2 *)&dZ_Pc3[o3];
+            lo[n] = *(const FbU2 *)&dZ_Pc3[o3 + S];
+            us4[n] = *(const FbF4 *)&US[o];
+            dg[n] = dgamma[(size_t)b * T + u0 + i];
+        }
+    }
+#pragma unroll
+    for (int n = 0; n < FB_SLAB_IT; n++) {
+        int r = rr + n * rpc, i = i0 + r;
+        if (!(r < R && i < M)) continue;
+        float us[4] = {us4[n].x, us4[n].y, us4[n].z, us4[n].w}, d[4];
+        float h[4] = {bf16x2_lo(hi[n].x), bf16x2_hi(hi[n].x), bf16x2_lo(hi[n].y), bf16x2_hi(hi[n].y)};
+        float lw[4] = {bf16x2_lo(lo[n].x), bf16x2_hi(lo[n].x), bf16x2_lo(lo[n].y), bf16x2_hi(lo[n].y)};
+#pragma unroll
+        for (int k = 0; k < 4; k++) d[k] = jj + k < Sv ? (h[k] + lw[k]) * (us[k] - dg[n]) : h[k];
+        *(FbU2 *)&dZ_Pc3[((size_t)b * 3 * T + 3 * i) * S + jj] = FbU2{pack_bf16x2(d[0], d[1]), pack_bf16x2(d[2], d[3])};
+    }
 }
 
 // dst[row * ld + col] = bf16(src[row * D + col]) for rows < BT: a CTA per row; vec (D and ld multiples of 4, src
@@ -1051,11 +1186,30 @@ static void *fb_take(FbCarve *c, size_t bytes) {
     return r;
 }
 
-// the superblock-local buffers come twice (index k = superblock parity): superblock U+1's (forward) or U-1's
-// (backward) are written on a side stream while U's are read (fb_streams); Minv (the solves' inverses) once: it
-// is made and read on the chain's stream
-typedef struct { floatX *s3, *P3[2]; float *Z, *Pd[2], *acc, *Minv; } FbFwdScratch;
-typedef struct { floatX *u3, *Pc3[2], *sU3; float *dq, *Zs[2], *PcT[2], *acc, *Minv; } FbBwdScratch;
+// the superblock-local buffers come fb_nbuf() = 2 or 3 times (index k = q % nbuf for the q-th superblock in the
+// order of the loop): the next superblocks' are written on side streams while U's are read (fb_streams,
+// "Buffers" below); acc too (accs[k]: the lookahead writes the next superblock's far part while U's is read; acc
+// points at U's); Minv (the solves' inverses) once: it is made and read on the chain's stream
+#define FB_NBUF 3                  // the most buffer sets (SESSA_FB_BUFFERS=3)
+static int fb_nbuf_on = 0;         // SESSA_FB_BUFFERS (2 or 3, default 2) when first used; dev/cuda's checks set it
+static int fb_nbuf(void) {
+    if (fb_nbuf_on == 0) {
+        const char *e = getenv("SESSA_FB_BUFFERS");
+        fb_nbuf_on = e ? atoi(e) : 2;
+    }
+    if (fb_nbuf_on < 2 || fb_nbuf_on > FB_NBUF) fatal("feedback: SESSA_FB_BUFFERS=%d (need 2 or 3)", fb_nbuf_on);
+    return fb_nbuf_on;
+}
+// the buffer sets a call uses: no more than it has superblocks
+static int fb_sets(int T) {
+    int n = ceil_div(T, fb_superblock(T));
+    return fb_nbuf() < n ? fb_nbuf() : n;
+}
+typedef struct { floatX *s3, *P3[FB_NBUF]; float *Z, *Pd[FB_NBUF], *accs[FB_NBUF], *acc, *Minv; } FbFwdScratch;
+typedef struct {
+    floatX *u3, *Pc3[FB_NBUF], *sU3;
+    float *dq, *Zs[FB_NBUF], *PcT[FB_NBUF], *accs[FB_NBUF], *acc, *Minv;
+} FbBwdScratch;
 
 static size_t fb_fwd_carve(FbFwdScratch *w, void *scratch, int B, int T, int D) {
     FbCarve c = {(char *)scratch, 0};
@@ -1063,11 +1217,12 @@ static size_t fb_fwd_carve(FbFwdScratch *w, void *scratch, int B, int T, int D) 
     size_t BTD = (size_t)B * T * D, BSZ = (size_t)B * S * fb_ldz(T);
     w->s3 = (floatX *)fb_take(&c, 3 * BTD * sizeof(floatX));        // X3 layout: (B, 3T, D)
     w->Z = (float *)fb_take(&c, BSZ * sizeof(float));
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < fb_sets(T); k++) {
         w->P3[k] = (floatX *)fb_take(&c, 3 * BSZ * sizeof(floatX));  // Y3 layout: (B, S, 3 ldz)
         w->Pd[k] = (float *)fb_take(&c, (size_t)B * S * S * sizeof(float));
+        w->accs[k] = (float *)fb_take(&c, (size_t)B * S * D * sizeof(float));
     }
-    w->acc = (float *)fb_take(&c, (size_t)B * S * D * sizeof(float));
+    w->acc = w->accs[0];
     w->Minv = (float *)fb_take(&c, (size_t)B * S * FB_R * sizeof(float));   // the solve's diagonal inverses
     return c.off;
 }
@@ -1077,13 +1232,14 @@ static size_t fb_bwd_carve(FbBwdScratch *w, void *scratch, int B, int T, int D) 
     size_t BTD = (size_t)B * T * D, BTS = (size_t)B * T * S, BSD = (size_t)B * S * D;
     w->u3 = (floatX *)fb_take(&c, 3 * BTD * sizeof(floatX));        // X3 layout: (B, 3T, D)
     w->dq = (float *)fb_take(&c, BTD * sizeof(float));
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < fb_sets(T); k++) {
         w->Zs[k] = (float *)fb_take(&c, BTS * sizeof(float));          // the slab's logits, then u s^T
         w->Pc3[k] = (floatX *)fb_take(&c, 3 * BTS * sizeof(floatX));   // Y3 layout: (B, 3T, S); dZ over rows 3i
         w->PcT[k] = (float *)fb_take(&c, (size_t)B * S * S * sizeof(float));
+        w->accs[k] = (float *)fb_take(&c, BSD * sizeof(float));
     }
     w->sU3 = (floatX *)fb_take(&c, 3 * BSD * sizeof(floatX));       // Y3 layout: (B, S, 3D)
-    w->acc = (float *)fb_take(&c, BSD * sizeof(float));
+    w->acc = w->accs[0];
     w->Minv = (float *)fb_take(&c, (size_t)B * S * FB_R * sizeof(float));   // the solve's diagonal inverses
     return c.off;
 }
@@ -1094,8 +1250,8 @@ static size_t fb_bwd_carve(FbBwdScratch *w, void *scratch, int B, int T, int D) 
 // slab kernel) and stream b finishes U (dgamma, u s^T, dZ, dkb, dqb) while the main stream runs U-1's chain. At
 // B=1 the solve fills 24 of 132 SMs, so the side work is nearly free there. Events order every read after its
 // write across streams (ready: a's buffer k is written; solved: U's solve is done; freed: b no longer reads buffer
-// k); buffers k = superblock parity (FbFwdScratch). fork/join make the side streams part of a CUDA graph capture.
-// Each side stream has its own cuBLASLt workspace (2 x 32 MiB, once per process). The first H200 run of the overlap
+// k); buffers k = q % nb (FbFwdScratch; "Buffers" below). fork/join make the side streams part of a CUDA graph capture.
+// Each side stream has its own cuBLASLt workspace (3 x 32 MiB, once per process). The first H200 run of the overlap
 // shared one: results right, but a backward at S=64, B=1 T=8192 took 2.2 s instead of ~14 ms, most likely GEMMs of
 // two streams meeting in one workspace (the FB_S=64 line of the fbbench stage shows whether this was it).
 // SESSA_FB_STREAMS=0: everything on the calling stream (the events then order nothing), for comparison.
@@ -1105,26 +1261,82 @@ static size_t fb_bwd_carve(FbBwdScratch *w, void *scratch, int B, int T, int D) 
 // against SESSA_FB_STREAMS=0): B=1 T=8192 4.14 / 5.15 ms, B=2 T=4096 2.02 / 2.56, B=4 T=2048 1.16 / 1.32, B=8
 // T=1024 0.680 / 0.774, B=16 T=512 0.506 / 0.532, B=32 T=256 0.398 / 0.386 (one superblock: since then on one
 // stream); d12 B=8 T=1024 training step 22.2 / 23.0 ms.
-typedef struct { cudaStream_t a, b; cudaEvent_t fork, join_a, join_b, solved, ready[2], freed[2]; } FbStreams;
+//
+// Lookahead (SESSA_FB_LOOKAHEAD=1; the default 0: one acc GEMM per superblock, as before). The chain's acc GEMM
+// has K = 3 u0 (forward) or 3 (T - u1) (backward), up to 3T, for an output of only Sv x D per sequence: at B=1
+// T=8192 ~14 us of nvjet split-K + reduce per superblock, on the critical path. Only its last S keys depend on the
+// superblock solved just before; the rest (the "far" part) is known one superblock earlier:
+//   forward   acc_U = P[U, 0:u0-S] s[0:u0-S]          (far: s of U-2 and before, P of U; K = 3 (u0 - S))
+//                   + P[U, u0-S:u0] s[u0-S:u0]        (near, on the chain: K = 3S, beta = 1 onto the far part)
+//   backward  acc_U = Pc[u1+S:T, U]^T u[u1+S:T]       (far: u of U+2 and after; K = 3 (T - u1 - S))
+//                   + Pc[u1:u1+S, U]^T u[u1:u1+S]     (near: K = 3 min(S, T - u1))
+// The far GEMM of superblock U+1 runs on a side stream (forward b, idle there; backward c, its own: a makes slabs
+// and b finishes superblocks) beside U's chain, after U+1's P / slab (ready) and U-1's solve (solved: the last
+// record of it when the far GEMM is issued, before U's solve); far_done[k] lets the chain's near GEMM add onto it.
+// acc is double-buffered (accs[k]): the far GEMM of U+1 writes accs[k'] while U's chain reads accs[k]; accs[k'] was
+// last read by U-1's solve, which the far GEMM waits for. Superblocks with no far part (the first two forward, the
+// last two backward) do their whole acc GEMM on the chain as before (the same bits); the others sum acc in another
+// order (far + near, each in cuBLASLt's fixed order: deterministic, different last bits than SESSA_FB_LOOKAHEAD=0).
+// Cost: one more GEMM launch per superblock with a far part, and 4 B S D bytes of scratch (the second acc).
+// Predicted (B=1 T=8192): the near GEMM (256 x 768 x 768, ~4 us) replaces the ~14 us one on the forward chain.
+// Measured (H200, fbbench fwd + bwd, one run of 10 calls each, 2 buffer sets, lookahead on / off): B=8 T=1024
+// 0.714 / 0.663 ms, B=2 T=4096 2.206 / 1.961, B=1 T=8192 4.675 / 4.076: slower, hence off by default. The far
+// GEMMs beside the chain take SMs from it (a persistent nvjet grid on every SM), and the total of GEMM work grows.
+//
+// Buffers (SESSA_FB_BUFFERS=3; the default 2: as before). With nb buffer sets the side stream may run nb - 1
+// superblocks ahead of the chain: the slab of the backward's superblock it waits for the tail of it - nb (freed),
+// the forward's P of q for the chain of q - nb. With 2, every second chain waits for a path through the side
+// streams: solve(it-1) -> tail(it-1) (stream b) -> slab(it+1) (stream a; + the far GEMM of it+1) -> chain(it+1),
+// so per two superblocks 2P >= tail + slab + chain. At B=1 T=8192 (alone, d12 profile per call) tail ~38 us (rows
+// 5.6, u s^T ~10, dZ 4.9, dkb ~10, dqb ~7), slab ~12, chain ~40 (acc 14, inverses 4.3, solve 21): P >= 45 us even
+// without contention, 77 measured (2.47 ms / 32); with 3: 3P >= tail + slab + chain, and the chain (~30 us with the
+// lookahead) would set the pace. Measured (as above, 3 / 2 sets, lookahead off): B=8 T=1024 0.663 / 0.663 ms, B=2
+// T=4096 2.062 / 1.961, B=1 T=8192 4.441 / 4.076: no gain (the side streams further ahead take more SMs from the
+// chain), so 2 by default. Cost of the third: 10 B T S + 4 B S^2 + 4 B S D (backward; 28 MiB at B=8 T=1024, 21 at
+// B=1 T=8192; the forward's sets fit inside the backward's larger scratch). A call of n < nb superblocks carves
+// n sets (fb_sets: B=32 T=256, one superblock, 201 -> 173 MiB).
+typedef struct {
+    cudaStream_t a, b, c;
+    cudaEvent_t fork, join_a, join_b, join_c, solved, ready[FB_NBUF], freed[FB_NBUF], far_done[FB_NBUF];
+} FbStreams;
 static FbStreams fb_streams(cudaStream_t stream) {
     static FbStreams st;
     static int on = -1;
     if (on < 0) {
         const char *e = getenv("SESSA_FB_STREAMS");
         on = !(e && e[0] == '0');
-        cudaEvent_t *ev[] = {&st.fork, &st.join_a, &st.join_b, &st.solved, &st.ready[0], &st.ready[1], &st.freed[0], &st.freed[1]};
+        cudaEvent_t *ev[] = {&st.fork, &st.join_a, &st.join_b, &st.join_c, &st.solved};
         for (size_t i = 0; i < sizeof ev / sizeof ev[0]; i++) cudaCheck(cudaEventCreateWithFlags(ev[i], cudaEventDisableTiming));
+        for (int k = 0; k < FB_NBUF; k++) {
+            cudaCheck(cudaEventCreateWithFlags(&st.ready[k], cudaEventDisableTiming));
+            cudaCheck(cudaEventCreateWithFlags(&st.freed[k], cudaEventDisableTiming));
+            cudaCheck(cudaEventCreateWithFlags(&st.far_done[k], cudaEventDisableTiming));
+        }
         if (on) {
-            cudaCheck(cudaStreamCreateWithFlags(&st.a, cudaStreamNonBlocking));
-            cudaCheck(cudaStreamCreateWithFlags(&st.b, cudaStreamNonBlocking));
-            fb_side_stream[0] = st.a;
-            fb_side_stream[1] = st.b;
-            for (int i = 0; i < 2; i++) cudaMallocCheck(&fb_side_workspace[i], cublaslt_workspace_size);
+            cudaStream_t *side[FB_SIDE_STREAMS] = {&st.a, &st.b, &st.c};
+            for (int i = 0; i < FB_SIDE_STREAMS; i++) {
+                cudaCheck(cudaStreamCreateWithFlags(side[i], cudaStreamNonBlocking));
+                fb_side_stream[i] = *side[i];
+                cudaMallocCheck(&fb_side_workspace[i], cublaslt_workspace_size);
+            }
         }
     }
     FbStreams r = st;
-    if (!on) r.a = r.b = stream;
+    if (!on) r.a = r.b = r.c = stream;
     return r;
+}
+static int fb_lookahead_on = -1;   // SESSA_FB_LOOKAHEAD (default 0) when first used; dev/cuda's checks set it
+static int fb_lookahead(void) {
+    if (fb_lookahead_on < 0) {
+        const char *e = getenv("SESSA_FB_LOOKAHEAD");
+        fb_lookahead_on = e && e[0] == '1';
+    }
+    return fb_lookahead_on;
+}
+// the other SESSA_FB_LOOKAHEAD and SESSA_FB_BUFFERS settings (a second call restores them): dev/cuda's checks run both
+static void fb_schedule_toggle(void) {
+    fb_lookahead_on = !fb_lookahead();
+    fb_nbuf_on = 5 - fb_nbuf();
 }
 // waiter waits for the work issued to signaler so far (through event e)
 static void fb_after(cudaStream_t waiter, cudaEvent_t e, cudaStream_t signaler) {
@@ -1136,10 +1348,40 @@ static void fb_fork(const FbStreams *st, cudaStream_t stream) {
     cudaCheck(cudaEventRecord(st->fork, stream));
     cudaCheck(cudaStreamWaitEvent(st->a, st->fork, 0));
     cudaCheck(cudaStreamWaitEvent(st->b, st->fork, 0));
+    cudaCheck(cudaStreamWaitEvent(st->c, st->fork, 0));
 }
 static void fb_join(const FbStreams *st, cudaStream_t stream) {
     fb_after(stream, st->join_a, st->a);
     fb_after(stream, st->join_b, st->b);
+    fb_after(stream, st->join_c, st->c);
+}
+
+// the elementwise side kernels for superblock [u0, u0 + Sv), buffer set k (feedback_forward, feedback_backward;
+// dev/cuda/feedback_backward.cu's bench times them alone)
+static void fb_launch_fwd_rows(const FbFwdScratch *w, int k, float *lse, int u0, int Sv, int S, int B, int T,
+                               cudaStream_t stream) {
+    int wpr = fb_row_warps(u0 + Sv);
+    fb_fwd_rows_kernel<<<dim3(ceil_div(Sv * wpr, 8), B), 256, 0, stream>>>(w->P3[k], w->Pd[k], lse, w->Z, fb_ldz(T),
+                                                                             u0, Sv, S, T, wpr);
+    cudaCheck(cudaGetLastError());
+}
+static void fb_launch_slab(const FbBwdScratch *w, int k, const float *lse, const float *gamma, int u0, int Sv, int S,
+                           int B, int T, cudaStream_t stream) {
+    fb_bwd_slab_kernel<<<dim3(ceil_div(T - u0, fb_slab_cta_rows(S)), B), 256, 0, stream>>>(w->Pc3[k], w->PcT[k],
+                                                                                          w->Zs[k], lse, gamma, u0, Sv, S, T);
+    cudaCheck(cudaGetLastError());
+}
+static void fb_launch_bwd_rows(const FbBwdScratch *w, float *dgamma, const float *c, const float *s, int u0, int Sv,
+                               int S, int B, int T, int D, cudaStream_t stream) {
+    int vec = D % 4 == 0 && ptr_alignment(c) >= 16 && ptr_alignment(s) >= 16;   // the kernel's 16-byte loads
+    fb_bwd_rows_kernel<<<dim3(ceil_div(Sv, 4), B), 128, 0, stream>>>(dgamma, w->sU3, w->u3, c, s, u0, Sv, S, T, D, vec);
+    cudaCheck(cudaGetLastError());
+}
+static void fb_launch_dz(const FbBwdScratch *w, int k, const float *dgamma, int u0, int Sv, int S, int B, int T,
+                         cudaStream_t stream) {
+    fb_dz_kernel<<<dim3(ceil_div(T - u0, fb_slab_cta_rows(S)), B), 256, 0, stream>>>(w->Pc3[k], w->Zs[k], dgamma, u0,
+                                                                                    Sv, S, T);
+    cudaCheck(cudaGetLastError());
 }
 
 static size_t feedback_scratch_bytes(int B, int T, int D) {
@@ -1160,40 +1402,60 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
     feedback_check_shape(B, T, D, ld);
     FbFwdScratch w;
     fb_fwd_carve(&w, scratch, B, T, D);
+    fb_side_sms_set(B, D);
     int ldz = fb_ldz(T);
     float scale = 1.0f / sqrtf((float)D);
     int S = fb_superblock(T), n = ceil_div(T, S);
     long long sq = (long long)T * ld, sZ = (long long)S * ldz, sTD = (long long)T * D, sSD = (long long)S * D;
     // the solve reads whole 16-byte chunks of Pd past Sv (times s = 0 there): they must be finite, not stale scratch
-    for (int k = 0; k < 2; k++) cudaCheck(cudaMemsetAsync(w.Pd[k], 0, (size_t)B * S * S * sizeof(float), stream));
+    int nb = fb_sets(T);
+    for (int k = 0; k < nb; k++) cudaCheck(cudaMemsetAsync(w.Pd[k], 0, (size_t)B * S * S * sizeof(float), stream));
     FbStreams st = fb_streams(stream);
-    if (n == 1) st.a = st.b = stream;              // one superblock: nothing to overlap
+    if (n == 1) st.a = st.b = st.c = stream;       // one superblock: nothing to overlap
+    int la = fb_lookahead();
     fb_fork(&st, stream);
-    // superblock q's logits and P on stream a, into buffers q % 2 (once U = q - 2 no longer reads them)
+    // superblock q's logits and P on stream a, into buffers q % nb (once U = q - nb no longer reads them)
     auto logits = [&](int q) {
-        int u0 = q * S, u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, k = q % 2;
-        if (q >= 2) cudaCheck(cudaStreamWaitEvent(st.a, st.freed[k], 0));
+        int u0 = q * S, u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, k = q % nb;
+        if (q >= nb) cudaCheck(cudaStreamWaitEvent(st.a, st.freed[k], 0));
         // 1. Z (Sv, u1) = qb[U] kb[0:u1]^T / sqrt(D)
         fb_gemm(FbOut{w.Z, CUDA_R_32F, ldz, sZ}, FbIn{qb + (size_t)u0 * ld, ld, sq, false}, FbIn{kb, ld, sq, true},
                 FbShape{Sv, u1, D, B}, scale, 0.0f, st.a);
         // 2. lse, P = alpha[U, 0:u0] as bf16 hi/lo parts (P3), the fp32 diagonal block
-        int wpr = fb_row_warps(u1);
-        fb_fwd_rows_kernel<<<dim3(ceil_div(Sv * wpr, 8), B), 256, 0, st.a>>>(w.P3[k], w.Pd[k], lse, w.Z, ldz, u0, Sv,
-                                                                              S, T, wpr);
-        cudaCheck(cudaGetLastError());
+        fb_launch_fwd_rows(&w, k, lse, u0, Sv, S, B, T, st.a);
         cudaCheck(cudaEventRecord(st.ready[k], st.a));
+    };
+    // 3. acc (Sv, D) = P[:, K0:K1] s[K0:K1] for keys [K0, K1) of superblock q: P3[:, 3K0:3K1] s3[3K0:3K1], one GEMM
+    //    of K = 3 (K1 - K0), onto acc (beta = 1) or not
+    auto acc_gemm = [&](int q, int K0, int K1, float beta, cudaStream_t on) {
+        int u0 = q * S, Sv = (u0 + S < T ? u0 + S : T) - u0, k = q % nb;
+        fb_gemm(FbOut{w.accs[k], CUDA_R_32F, D, sSD}, FbIn{w.P3[k] + (size_t)3 * K0, 3 * ldz, 3 * sZ, false},
+                FbIn{w.s3 + (size_t)3 * K0 * D, D, 3 * sTD, false}, FbShape{Sv, D, 3 * (K1 - K0), B}, 1.0f, beta, on);
+    };
+    // the lookahead's far part of superblock q (q >= 2), keys [0, u0 - S), on stream b once P of q and the solve of
+    // q - 2 are done (the last record of solved, issued before q - 1's solve)
+    auto far = [&](int q) {
+        cudaCheck(cudaStreamWaitEvent(st.b, st.ready[q % nb], 0));
+        cudaCheck(cudaStreamWaitEvent(st.b, st.solved, 0));
+        acc_gemm(q, 0, (q - 1) * S, 0.0f, st.b);
+        cudaCheck(cudaEventRecord(st.far_done[q % nb], st.b));
     };
     logits(0);
     for (int q = 0; q < n; q++) {
-        int u0 = q * S, u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, k = q % 2;
+        int u0 = q * S, u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, k = q % nb;
         if (q + 1 < n) logits(q + 1);              // beside this superblock's chain
+        if (la && q + 1 >= 2 && q + 1 < n) far(q + 1);
         cudaCheck(cudaStreamWaitEvent(stream, st.ready[k], 0));
-        // 3. acc (Sv, D) = P[:, 0:u0] s[0:u0]: P3[:, 0:3u0] s3[0:3u0], one GEMM of K = 3 u0
-        if (u0 > 0)
-            fb_gemm(FbOut{w.acc, CUDA_R_32F, D, sSD}, FbIn{w.P3[k], 3 * ldz, 3 * sZ, false},
-                    FbIn{w.s3, D, 3 * sTD, false}, FbShape{Sv, D, 3 * u0, B}, 1.0f, 0.0f, stream);
+        w.acc = w.accs[k];
+        if (la && q >= 2) {                        // the near part onto the far one
+            cudaCheck(cudaStreamWaitEvent(stream, st.far_done[k], 0));
+            acc_gemm(q, u0 - S, u0, 1.0f, stream);
+        } else if (u0 > 0) {
+            acc_gemm(q, 0, u0, 0.0f, stream);
+        }
         // 4. the in-superblock solve
         fb_fwd_solve(s, c, w.s3, w.acc, u0 > 0, w.Pd[k], f, gamma, w.Minv, u0, Sv, S, B, T, D, stream);
+        cudaCheck(cudaEventRecord(st.solved, stream));      // s[U] written, accs[k] read
         cudaCheck(cudaEventRecord(st.freed[k], stream));   // P3[k], Pd[k] read
     }
     fb_join(&st, stream);
@@ -1205,50 +1467,67 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
     feedback_check_shape(B, T, D, ld);
     FbBwdScratch w;
     fb_bwd_carve(&w, scratch, B, T, D);
+    fb_side_sms_set(B, D);
     float scale = 1.0f / sqrtf((float)D);
     int S = fb_superblock(T), n = ceil_div(T, S);
     long long sq = (long long)T * ld, sTS = (long long)T * S, sTD = (long long)T * D, sSD = (long long)S * D;
     cudaCheck(cudaMemsetAsync(w.dq, 0, (size_t)B * T * D * sizeof(float), stream));
-    int rows_vec = D % 4 == 0 && ptr_alignment(c) >= 16 && ptr_alignment(s) >= 16;   // fb_bwd_rows_kernel's 16-byte loads
     // the solve reads whole 16-byte chunks of PcT past Sv (times u = 0 there): they must be finite, not stale scratch
-    for (int k = 0; k < 2; k++) cudaCheck(cudaMemsetAsync(w.PcT[k], 0, (size_t)B * S * S * sizeof(float), stream));
+    int nb = fb_sets(T);
+    for (int k = 0; k < nb; k++) cudaCheck(cudaMemsetAsync(w.PcT[k], 0, (size_t)B * S * S * sizeof(float), stream));
     FbStreams st = fb_streams(stream);
-    if (n == 1) st.a = st.b = stream;              // one superblock: nothing to overlap
+    if (n == 1) st.a = st.b = st.c = stream;       // one superblock: nothing to overlap
+    int la = fb_lookahead();
     fb_fork(&st, stream);
-    // the it-th superblock from the end, q = n-1-it, uses buffers k = it % 2
+    // the it-th superblock from the end, q = n-1-it, uses buffers k = it % nb
     // 1. on stream a: its slab logits Zs (M, Sv) = qb[u0:T] kb[U]^T / sqrt(D); Pc = gamma alpha[u0:T, U] as bf16
-    //    hi/lo parts (Pc3), PcT (once stream b no longer reads these buffers for superblock it - 2)
+    //    hi/lo parts (Pc3), PcT (once stream b no longer reads these buffers for superblock it - nb)
     auto slab = [&](int it) {
-        int u0 = (n - 1 - it) * S, u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, M = T - u0, k = it % 2;
-        if (it >= 2) cudaCheck(cudaStreamWaitEvent(st.a, st.freed[k], 0));
+        int u0 = (n - 1 - it) * S, u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, M = T - u0, k = it % nb;
+        if (it >= nb) cudaCheck(cudaStreamWaitEvent(st.a, st.freed[k], 0));
         fb_gemm(FbOut{w.Zs[k], CUDA_R_32F, S, sTS}, FbIn{qb + (size_t)u0 * ld, ld, sq, false},
                 FbIn{kb + (size_t)u0 * ld, ld, sq, true}, FbShape{M, Sv, D, B}, scale, 0.0f, st.a);
-        fb_bwd_slab_kernel<<<dim3(ceil_div(M, fb_slab_rows(S)), B), 256, 0, st.a>>>(w.Pc3[k], w.PcT[k], w.Zs[k], lse,
-                                                                                    gamma, u0, Sv, S, T);
-        cudaCheck(cudaGetLastError());
+        fb_launch_slab(&w, k, lse, gamma, u0, Sv, S, B, T, st.a);
         cudaCheck(cudaEventRecord(st.ready[k], st.a));
+    };
+    // 2. acc (Sv, D) = Pc[t0:t1, U]^T u[t0:t1] for the it-th superblock from the end and rows t0 >= u1:
+    //    Pc3[3(t0-u0):3(t1-u0)]^T u3[3t0:3t1], one GEMM of K = 3 (t1 - t0), onto acc (beta = 1) or not
+    auto acc_gemm = [&](int it, int t0, int t1, float beta, cudaStream_t on) {
+        int u0 = (n - 1 - it) * S, Sv = (u0 + S < T ? u0 + S : T) - u0, k = it % nb;
+        fb_gemm(FbOut{w.accs[k], CUDA_R_32F, D, sSD}, FbIn{w.Pc3[k] + (size_t)3 * (t0 - u0) * S, S, 3 * sTS, true},
+                FbIn{w.u3 + (size_t)3 * t0 * D, D, 3 * sTD, false}, FbShape{Sv, D, 3 * (t1 - t0), B}, 1.0f, beta, on);
+    };
+    // the lookahead's far part of the it-th superblock (it >= 2), rows [u1 + S, T), on stream c once its slab and
+    // the solve of it - 2 are done (the last record of solved, issued before it - 1's solve)
+    auto far = [&](int it) {
+        int u1 = (n - it) * S;                     // (it >= 2: a full superblock)
+        cudaCheck(cudaStreamWaitEvent(st.c, st.ready[it % nb], 0));
+        cudaCheck(cudaStreamWaitEvent(st.c, st.solved, 0));
+        acc_gemm(it, u1 + S, T, 0.0f, st.c);
+        cudaCheck(cudaEventRecord(st.far_done[it % nb], st.c));
     };
     slab(0);
     for (int it = 0; it < n; it++) {
-        int u0 = (n - 1 - it) * S, u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, M = T - u0, k = it % 2;
+        int u0 = (n - 1 - it) * S, u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, M = T - u0, k = it % nb;
         if (it + 1 < n) slab(it + 1);              // beside this superblock's chain
+        if (la && it + 1 >= 2 && it + 1 < n) far(it + 1);
         cudaCheck(cudaStreamWaitEvent(stream, st.ready[k], 0));
-        // 2. acc (Sv, D) = Pc[u1:T, :]^T u[u1:T]: Pc3[3Sv:3M]^T u3[3u1:3T], one GEMM of K = 3 (T - u1)
-        if (u1 < T)
-            fb_gemm(FbOut{w.acc, CUDA_R_32F, D, sSD}, FbIn{w.Pc3[k] + (size_t)3 * Sv * S, S, 3 * sTS, true},
-                    FbIn{w.u3 + (size_t)3 * u1 * D, D, 3 * sTD, false}, FbShape{Sv, D, 3 * (T - u1), B}, 1.0f, 0.0f, stream);
+        w.acc = w.accs[k];
+        if (la && it >= 2) {                       // the near part onto the far one
+            cudaCheck(cudaStreamWaitEvent(stream, st.far_done[k], 0));
+            acc_gemm(it, u1, u1 + S, 1.0f, stream);
+        } else if (u1 < T) {
+            acc_gemm(it, u1, T, 0.0f, stream);
+        }
         // 3. the transposed in-superblock solve: u[U], df[U]
         fb_bwd_solve(w.u3, df, w.acc, u1 < T, w.PcT[k], gs, w.Minv, u0, Sv, S, B, T, D, stream);
         fb_after(st.b, st.solved, stream);         // the rest of U on stream b, beside the next chain
         // 4. dgamma[U] = u . c; 5. US (M, Sv) = u[u0:T] s[U]^T into the slab's logits buffer (the (T, 3D) view of
         //    u3 times sU3^T: one GEMM of K = 3D); dZ over Pc_hi's first copy
-        fb_bwd_rows_kernel<<<dim3(ceil_div(Sv, 8), B), 256, 0, st.b>>>(dgamma, w.sU3, w.u3, c, s,
-                                                                      u0, Sv, S, T, D, rows_vec);
-        cudaCheck(cudaGetLastError());
+        fb_launch_bwd_rows(&w, dgamma, c, s, u0, Sv, S, B, T, D, st.b);
         fb_gemm(FbOut{w.Zs[k], CUDA_R_32F, S, sTS}, FbIn{w.u3 + (size_t)3 * u0 * D, 3 * D, 3 * sTD, false},
                 FbIn{w.sU3, 3 * D, 3 * sSD, true}, FbShape{M, Sv, 3 * D, B}, 1.0f, 0.0f, st.b);
-        fb_dz_kernel<<<dim3(ceil_div(M, fb_slab_rows(S)), B), 256, 0, st.b>>>(w.Pc3[k], w.Zs[k], dgamma, u0, Sv, S, T);
-        cudaCheck(cudaGetLastError());
+        fb_launch_dz(&w, k, dgamma, u0, Sv, S, B, T, st.b);
         // 6. dkb[U] (Sv, D) = dZ^T qb[u0:T] / sqrt(D), complete: bf16 straight into dkb
         fb_gemm(FbOut{dkb + (size_t)u0 * ld, CUDA_R_16BF, ld, sq}, FbIn{w.Pc3[k], 3 * S, 3 * sTS, true},
                 FbIn{qb + (size_t)u0 * ld, ld, sq, false}, FbShape{Sv, D, M, B}, scale, 0.0f, st.b);

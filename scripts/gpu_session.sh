@@ -4,7 +4,7 @@
 #   scripts/gpu_session.sh build check test             (the hardware check: every dev/cuda kernel and
 #                                                        test_sessacu on every CUDA reference dump)
 #   scripts/gpu_session.sh build kbench                  make -C dev/cuda bench
-#   scripts/gpu_session.sh build fbbench                 feedback solve: ours vs the dense form (and one stream, superblock sizes,
+#   scripts/gpu_session.sh build fbbench                 feedback solve: ours vs the dense form (and the lookahead, 3 buffer sets, side GEMMs on fewer SMs, one stream, superblock sizes,
 #                                                        the inverses' places SESSA_FB_INV=0, 1, 2: llmc/feedback.cuh)
 #   scripts/gpu_session.sh build twins                  the trainers as twins on the real GPU: same -x 0 val loss and
 #                                                        20-step curve as the CPU trainer; run directory (resume, SIGINT)
@@ -186,8 +186,10 @@ for s in "$@"; do
         check)   stage check do_check ;;
         test)    stage test do_test ;;
         kbench)  stage kbench make -C dev/cuda bench ;;
-        fbbench) stage fbbench sh -c 'dev/cuda/bin/feedback_backward bench && echo "== SESSA_FB_STREAMS=0 (one stream)" &&
-                     SESSA_FB_STREAMS=0 dev/cuda/bin/feedback_backward bench 2 && for S in 64 128; do echo "== FB_S=$S"; FB_S=$S dev/cuda/bin/feedback_backward bench 2; done &&
+        fbbench) stage fbbench sh -c 'dev/cuda/bin/feedback_backward bench && for e in SESSA_FB_LOOKAHEAD=1 SESSA_FB_BUFFERS=3 \
+                     SESSA_FB_SIDE_SMS=0 SESSA_FB_SIDE_SMS=66 "SESSA_FB_SIDE_SMS=66 SESSA_FB_LOOKAHEAD=1" \
+                     "SESSA_FB_SIDE_SMS=66 SESSA_FB_LOOKAHEAD=1 SESSA_FB_BUFFERS=3"; do echo "== $e"; env $e dev/cuda/bin/feedback_backward bench 2 || exit 1; done &&
+                     echo "== SESSA_FB_STREAMS=0 (one stream)" && SESSA_FB_STREAMS=0 dev/cuda/bin/feedback_backward bench 2 && for S in 64 128; do echo "== FB_S=$S"; FB_S=$S dev/cuda/bin/feedback_backward bench 2; done &&
                      for m in 0 1 2; do echo "== SESSA_FB_INV=$m"; SESSA_FB_INV=$m dev/cuda/bin/feedback_backward bench 2 || exit 1; done' ;;
         train)   stage train do_train ;;
         gemmtune) stage gemmtune do_gemmtune ;;

@@ -206,6 +206,10 @@ int main(int argc, char **argv) {
             fb_superblock_rows = 64;
             printf("version 2 with superblocks of 64 rows\n");
             ok &= check(2, 201, 96, 2) & check(1, 300, 40, 2);
+            fb_schedule_toggle();   // the other lookahead and buffers settings (llmc/feedback.cuh)
+            printf("version 2 with superblocks of 64 rows, SESSA_FB_LOOKAHEAD=%d SESSA_FB_BUFFERS=%d\n", fb_lookahead(), fb_nbuf());
+            ok &= check(2, 201, 96, 2);
+            fb_schedule_toggle();
             ok &= check_inverse_modes(2, 300, 40);   // 64-row superblocks: 2 blocks each
             fb_superblock_rows = keep;
             printf("version 2, T = 4200: rows of up to 4200 keys, 1, 2, 4 and 8 warps a row in the row pass\n");
