@@ -68,15 +68,23 @@ __device__ __forceinline__ void grid_dep_begin(void) {
 // kernel<<<grid, block, smem, stream>>>(args...) with programmatic dependent launch (sm_90+): the kernel may be
 // launched while the kernel ahead of it in the stream finishes, and must call grid_dep_begin() (or grid_dep_wait())
 // before it touches memory. SESSA_PDL=0 in the environment launches plainly (for comparison; the same bits).
-static inline int pdl_enabled(void) {
-    static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("SESSA_PDL");
+// does the current GPU take programmatic dependent launch (compute capability 9.0+)? (asked once)
+static inline int pdl_supported(void) {
+    static int major = -1;
+    if (major < 0) {
         int dev = 0;
         cudaDeviceProp prop;
         cudaCheck(cudaGetDevice(&dev));
         cudaCheck(cudaGetDeviceProperties(&prop, dev));
-        on = !(e != NULL && e[0] == '0') && prop.major >= 9;
+        major = prop.major;
+    }
+    return major >= 9;
+}
+static inline int pdl_enabled(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("SESSA_PDL");
+        on = !(e != NULL && e[0] == '0') && pdl_supported();
     }
     return on;
 }

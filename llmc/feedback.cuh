@@ -954,13 +954,7 @@ static int fb_env_choice(int *mode, const char *name, int def, int hi) {
 }
 static int fb_inverse_where(void) {
     int mode = fb_env_choice(&fb_inverse_mode, "SESSA_FB_INV", 2, 2);
-    static int major = -1;          // programmatic dependent launch needs compute capability 9.0
-    if (major < 0) {
-        cudaDeviceProp prop;
-        cudaCheck(cudaGetDeviceProperties(&prop, 0));
-        major = prop.major;
-    }
-    return mode == 2 && major < 9 ? 1 : mode;
+    return mode == 2 && !pdl_supported() ? 1 : mode;   // programmatic dependent launch needs sm_90
 }
 
 // the launch of a solve: dynamic shared memory past 48 KiB, carveout to the maximum (2 CTAs per SM); with mode 1-2
@@ -1397,6 +1391,18 @@ static void feedback_check_shape(int B, int T, int D, int ld) {
 
 // ----------------------------------------------------------------------------
 
+// The start of either direction: the nb diagonal-block buffers (Pd forward, PcT backward, B x S x S fp32) cleared,
+// because the solve reads whole 16-byte chunks past Sv (times 0 there) and they must be finite, not stale scratch;
+// then the side streams forked off the calling stream (all three are the calling stream when there is one
+// superblock: nothing to overlap).
+static FbStreams fb_begin(float *const *diag, int nb, int B, int S, int n, cudaStream_t stream) {
+    for (int k = 0; k < nb; k++) cudaCheck(cudaMemsetAsync(diag[k], 0, (size_t)B * S * S * sizeof(float), stream));
+    FbStreams st = fb_streams(stream);
+    if (n == 1) st.a = st.b = st.c = stream;
+    fb_fork(&st, stream);
+    return st;
+}
+
 static void feedback_forward(float *s, float *c, float *lse, const floatX *f, const floatX *qb, const floatX *kb,
                              int ld, const float *gamma, int B, int T, int D, float *scratch, cudaStream_t stream) {
     feedback_check_shape(B, T, D, ld);
@@ -1407,13 +1413,8 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
     float scale = 1.0f / sqrtf((float)D);
     int S = fb_superblock(T), n = ceil_div(T, S);
     long long sq = (long long)T * ld, sZ = (long long)S * ldz, sTD = (long long)T * D, sSD = (long long)S * D;
-    // the solve reads whole 16-byte chunks of Pd past Sv (times s = 0 there): they must be finite, not stale scratch
-    int nb = fb_sets(T);
-    for (int k = 0; k < nb; k++) cudaCheck(cudaMemsetAsync(w.Pd[k], 0, (size_t)B * S * S * sizeof(float), stream));
-    FbStreams st = fb_streams(stream);
-    if (n == 1) st.a = st.b = st.c = stream;       // one superblock: nothing to overlap
-    int la = fb_lookahead();
-    fb_fork(&st, stream);
+    int nb = fb_sets(T), la = fb_lookahead();
+    FbStreams st = fb_begin(w.Pd, nb, B, S, n, stream);
     // superblock q's logits and P on stream a, into buffers q % nb (once U = q - nb no longer reads them)
     auto logits = [&](int q) {
         int u0 = q * S, u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, k = q % nb;
@@ -1472,13 +1473,8 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
     int S = fb_superblock(T), n = ceil_div(T, S);
     long long sq = (long long)T * ld, sTS = (long long)T * S, sTD = (long long)T * D, sSD = (long long)S * D;
     cudaCheck(cudaMemsetAsync(w.dq, 0, (size_t)B * T * D * sizeof(float), stream));
-    // the solve reads whole 16-byte chunks of PcT past Sv (times u = 0 there): they must be finite, not stale scratch
-    int nb = fb_sets(T);
-    for (int k = 0; k < nb; k++) cudaCheck(cudaMemsetAsync(w.PcT[k], 0, (size_t)B * S * S * sizeof(float), stream));
-    FbStreams st = fb_streams(stream);
-    if (n == 1) st.a = st.b = st.c = stream;       // one superblock: nothing to overlap
-    int la = fb_lookahead();
-    fb_fork(&st, stream);
+    int nb = fb_sets(T), la = fb_lookahead();
+    FbStreams st = fb_begin(w.PcT, nb, B, S, n, stream);
     // the it-th superblock from the end, q = n-1-it, uses buffers k = it % nb
     // 1. on stream a: its slab logits Zs (M, Sv) = qb[u0:T] kb[U]^T / sqrt(D); Pc = gamma alpha[u0:T, U] as bf16
     //    hi/lo parts (Pc3), PcT (once stream b no longer reads these buffers for superblock it - nb)
