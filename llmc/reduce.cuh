@@ -94,22 +94,27 @@ static inline size_t column_sums_scratch_bytes(int N, int C) {
     return (size_t)column_sums_row_blocks(N) * C * sizeof(float2);
 }
 
-// the arrival counters of column_sums_kernel, one per column block (at most 65535): made and zeroed on the first
-// call (cudaMalloc is allowed in the trainer's relaxed-mode graph capture; the zeroing is an ordinary memset on the
-// stream, inside a graph a memset node), left at zero by every call. One set for the process: column sums must not
-// run on two streams at once (the trainer runs them all on its main stream).
+// the arrival counters of column_sums_kernel, one per column block (at most 65535), one set per stream: made and
+// zeroed on a stream's first call (cudaMalloc is allowed in the trainer's relaxed-mode graph capture; the zeroing is
+// an ordinary memset on the stream, inside a graph a memset node), left at zero by every call. Column sums may run on
+// several streams at once (the trainer's main and weight-gradient streams), each with its own scratch.
 #define COLSUM_MAX_CBLOCKS 65535
+#define COLSUM_MAX_STREAMS 8
 static unsigned int *column_sums_count(cudaStream_t stream) {
-    static unsigned int *count = NULL;
-    if (count == NULL) {
-        cudaMallocCheck(&count, COLSUM_MAX_CBLOCKS * sizeof(unsigned int));
-        cudaCheck(cudaMemsetAsync(count, 0, COLSUM_MAX_CBLOCKS * sizeof(unsigned int), stream));
-    }
-    return count;
+    static cudaStream_t streams[COLSUM_MAX_STREAMS];
+    static unsigned int *counts[COLSUM_MAX_STREAMS];
+    static int n = 0;
+    for (int i = 0; i < n; i++)
+        if (streams[i] == stream) return counts[i];
+    if (n == COLSUM_MAX_STREAMS) fatal("column_sums: more than %d streams", COLSUM_MAX_STREAMS);
+    cudaMallocCheck(&counts[n], COLSUM_MAX_CBLOCKS * sizeof(unsigned int));
+    cudaCheck(cudaMemsetAsync(counts[n], 0, COLSUM_MAX_CBLOCKS * sizeof(unsigned int), stream));
+    streams[n] = stream;
+    return counts[n++];
 }
 
 // out0[c] += column sums of op's .x over N rows (C of them), out1[c] += those of .y for c < n1 (out1 may be
-// NULL with n1 = 0); scratch holds column_sums_scratch_bytes(N, C)
+// NULL with n1 = 0); scratch holds column_sums_scratch_bytes(N, C), not used by another stream at the same time
 template <class Op>
 static void column_sums(float *out0, float *out1, int n1, Op op, int N, int C, float2 *scratch, cudaStream_t stream) {
     if (n1 < 0 || n1 > C || (out1 == NULL) != (n1 == 0)) fatal("column_sums: out1 %p with %d of %d columns", (void *)out1, n1, C);
