@@ -97,7 +97,7 @@ int main(int argc, char **argv) {
 
     MultiGpuConfig mg = multi_gpu_config_init(0, NULL);
     if (mg.num_processes != 1) fatal("test_sessacu runs on one GPU (got a world of %d processes)", mg.num_processes);
-    cudaCheck(cudaStreamCreate(&main_stream));
+    main_stream_create();
     matmul_init();
     cudaDeviceProp prop;
     cudaCheck(cudaGetDeviceProperties(&prop, mg.local_device_idx));

@@ -90,7 +90,9 @@ typedef struct {
     floatX *gated;               // (N, D) s * gt
 } LayerActs;
 
-// gradients flowing backward through one layer: one set, reused by every layer
+// gradients flowing backward through one layer, reused by every layer. With the weight-gradient stream
+// (SESSA_WGRAD, "Weight gradients beside the backward" below) there are two sets, bw[l % 2] for layer l, which
+// differ only in the buffers that stream reads (dag, df, dproj and its slices); otherwise bw[1] = bw[0].
 typedef struct {
     floatX *dres;                // (N, D) dL/dx of the residual stream
     floatX *dxn;                 // (N, D) dL/dxn, also dL/dabar and the head's dL/d(lnf out)
@@ -100,7 +102,8 @@ typedef struct {
     floatX *dq, *dk, *dv, *dqbkb;   // its column slices, as in LayerActs
     float *gs;                   // (N, D) dL/ds (fp32, the feedback backward's input)
     float *dgamma, *dr;          // (N)
-    float2 *colsum;              // column_sums scratch
+    float2 *colsum;              // column_sums scratch (main_stream)
+    float2 *colsum_wg;           // column_sums scratch of the weight-gradient stream (= colsum without it)
     float *fb_scratch, *att_scratch;
     float *norm_scratch;         // global norm partials
 } BackwardBufs;
@@ -144,8 +147,14 @@ typedef struct {
     float *losses;                              // (N)
     int *tokens, *targets;                      // (N) device
     float2 *rope;                               // (T, hd/2) cos, sin
-    BackwardBufs bw;
+    BackwardBufs bw[2];                         // layer l uses bw[l % 2] (the same buffers without wgrad)
     EncoderBackward enc;
+    // weight gradients beside the backward (model_backward_device): 0 off (all on main_stream), 1 on their own
+    // stream, 2 that stream at a lower priority than main_stream's (SESSA_WGRAD; default 1)
+    int wgrad;
+    cudaStream_t wgrad_stream;                  // main_stream when wgrad is 0
+    cudaEvent_t wg_fork, wg_out, wg_layer[2], wg_all;
+    int wg_layer_pending[2];                    // wg_layer[p] recorded in this backward, not yet waited for
     // CUDA graph of one training micro-step's forward + loss + backward (model_train_micro_step)
     int use_graph;                              // 1: capture once, replay every micro-step (-cg, one GPU)
     cudaGraphExec_t graph;                      // NULL until captured
@@ -253,6 +262,73 @@ static void model_build(Model *m, const SessaConfig *c, const float *h_params, c
     cudaCheck(cudaMemset(m->v, 0, m->shard.size * sizeof(float)));
 }
 
+// Weight gradients beside the backward. A layer's backward is a chain on main_stream (dL/dinput of one op is the
+// next op's input), much of it latency-bound (the feedback's superblock chain, small elementwise kernels), while
+// its weight-gradient GEMMs dW += dout^T inp (and the bias column sums) feed nothing later in the step. With
+// SESSA_WGRAD=1 (the default) they run on their own stream, wgrad_stream, beside the chain:
+//   - wgrad_fork before each: what main_stream has queued so far (dout, inp) happens first;
+//   - they read dout from bw[l % 2] (dag, df, dproj: layer l-1 writes the other set, so the stream may lag by up to
+//     a layer) and inp from the layer's activations (xn, abar by layer parity with -r 1);
+//   - main_stream waits for them (wgrad_wait) only where it would overwrite what they read: for Linear_out's, whose
+//     dout is dres, before the layer's LayerNorm adds into dres (wg_out); for layer l's others before layer l-2
+//     starts (wg_layer[l % 2]); for all of them before the backward ends (wgrad_join: the embedding's gradient, the
+//     optimizer and the next forward come after).
+// The GEMMs, their inputs and the order of the additions into each gradient are the same, so the gradients are the
+// same bits as with SESSA_WGRAD=0 (everything on main_stream). Memory: the second set, dag + df + dproj (N (3D + np)
+// bf16: 100 MiB at d12 B=8 T=1024) and a column-sums scratch (+ xn, abar with -r 1). SESSA_WGRAD=2 also gives
+// main_stream the higher priority (created so in main_stream_create; graphs instantiated with node priorities), so
+// that the chain's kernels get the SMs first when both streams have work. With several GPUs the per-layer gradient
+// reduction waits for the layer's weight gradients first (reduce_gradients).
+static int wgrad_mode(void) {
+    const char *e = getenv("SESSA_WGRAD");
+    int mode = e != NULL ? atoi(e) : 1;
+    if (mode < 0 || mode > 2) fatal("SESSA_WGRAD=%s: expected 0 (off), 1 (own stream) or 2 (own stream, lower priority)", e);
+    return mode;
+}
+// main_stream, at the highest priority with SESSA_WGRAD=2 (so that the weight-gradient stream's is lower)
+static void main_stream_create(void) {
+    int least, greatest;
+    cudaCheck(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+    cudaCheck(cudaStreamCreateWithPriority(&main_stream, cudaStreamDefault, wgrad_mode() == 2 ? greatest : least));
+}
+static void wgrad_init(Model *m) {
+    m->wgrad = wgrad_mode();
+    m->wgrad_stream = main_stream;
+    if (!m->wgrad) return;
+    int least, greatest;
+    cudaCheck(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+    cudaCheck(cudaStreamCreateWithPriority(&m->wgrad_stream, cudaStreamNonBlocking, least));
+    matmul_stream_add(m->wgrad_stream);   // its own cuBLASLt workspace
+    cudaEvent_t *ev[] = { &m->wg_fork, &m->wg_out, &m->wg_layer[0], &m->wg_layer[1], &m->wg_all };
+    for (int i = 0; i < 5; i++) cudaCheck(cudaEventCreateWithFlags(ev[i], cudaEventDisableTiming));
+}
+static void wgrad_free(Model *m) {
+    if (!m->wgrad) return;
+    cudaEvent_t ev[] = { m->wg_fork, m->wg_out, m->wg_layer[0], m->wg_layer[1], m->wg_all };
+    for (int i = 0; i < 5; i++) cudaCheck(cudaEventDestroy(ev[i]));
+    matmul_stream_remove(m->wgrad_stream);
+    cudaCheck(cudaStreamDestroy(m->wgrad_stream));
+}
+// the work queued on main_stream so far comes before what is queued next on wgrad_stream
+static void wgrad_fork(Model *m) {
+    if (!m->wgrad) return;
+    cudaCheck(cudaEventRecord(m->wg_fork, main_stream));
+    cudaCheck(cudaStreamWaitEvent(m->wgrad_stream, m->wg_fork, 0));
+}
+// ev marks the work queued on wgrad_stream so far
+static void wgrad_mark(Model *m, cudaEvent_t ev) {
+    if (m->wgrad) cudaCheck(cudaEventRecord(ev, m->wgrad_stream));
+}
+// what main_stream queues next waits for the work marked by ev
+static void wgrad_wait(Model *m, cudaEvent_t ev) {
+    if (m->wgrad) cudaCheck(cudaStreamWaitEvent(main_stream, ev, 0));
+}
+// main_stream waits for everything queued on wgrad_stream
+static void wgrad_join(Model *m) {
+    wgrad_mark(m, m->wg_all);
+    wgrad_wait(m, m->wg_all);
+}
+
 // carve every activation and backward buffer for B x T out of the arena
 static void model_layout(Model *m, Arena *a) {
     const SessaConfig *c = &m->config;
@@ -265,9 +341,12 @@ static void model_layout(Model *m, Arena *a) {
         la->y = m->res + (l + 1) * N * D;
         la->ln_mean = (float *)arena_take(a, N * sizeof(float));
         la->ln_rstd = (float *)arena_take(a, N * sizeof(float));
-        bool own = !m->recompute || l == 0;
-        la->xn = own ? (floatX *)arena_take(a, N * D * sizeof(floatX)) : m->layers[0].xn;
-        la->abar = own ? (floatX *)arena_take(a, N * D * sizeof(floatX)) : m->layers[0].abar;
+        // -r 1: one xn and abar for all layers (two, by layer parity, when the weight-gradient stream may still
+        // be reading the previous layer's)
+        size_t shared = m->wgrad ? 2 : 1;
+        bool own = !m->recompute || l < shared;
+        la->xn = own ? (floatX *)arena_take(a, N * D * sizeof(floatX)) : m->layers[l % shared].xn;
+        la->abar = own ? (floatX *)arena_take(a, N * D * sizeof(floatX)) : m->layers[l % shared].abar;
         la->ag = (floatX *)arena_take(a, N * 2 * D * sizeof(floatX));
         la->proj = (floatX *)arena_take(a, N * m->np * sizeof(floatX));
         la->q = la->proj; la->k = la->q + m->Dq; la->v = la->k + m->Dkv; la->qbkb = fb ? la->v + m->Dkv : NULL;
@@ -287,7 +366,7 @@ static void model_layout(Model *m, Arena *a) {
     m->losses = (float *)arena_take(a, N * sizeof(float));
     m->tokens = (int *)arena_take(a, N * sizeof(int));
     m->targets = (int *)arena_take(a, N * sizeof(int));
-    BackwardBufs *g = &m->bw;
+    BackwardBufs *g = &m->bw[0];
     g->dres = (floatX *)arena_take(a, N * D * sizeof(floatX));
     g->dxn = (floatX *)arena_take(a, N * D * sizeof(floatX));
     g->dag = (floatX *)arena_take(a, N * 2 * D * sizeof(floatX));
@@ -300,9 +379,20 @@ static void model_layout(Model *m, Arena *a) {
     g->dgamma = (float *)arena_take(a, fb * N * sizeof(float));
     g->dr = (float *)arena_take(a, fb * N * sizeof(float));
     g->colsum = (float2 *)arena_take(a, column_sums_scratch_bytes((int)N, m->np));   // np >= 2D: the widest bias
+    g->colsum_wg = g->colsum;
     g->fb_scratch = (float *)arena_take(a, fb * feedback_scratch_bytes((int)B, (int)T, (int)D));
     g->att_scratch = (float *)arena_take(a, attention_backward_scratch_bytes((int)B, (int)T, c->n_head, c->n_kv_head, m->hd));
     g->norm_scratch = (float *)arena_take(a, global_norm_scratch_bytes());
+    // the second set: what the weight-gradient stream reads gets its own copy (m->bw[1]), the rest is shared
+    BackwardBufs *g1 = &m->bw[1];
+    *g1 = *g;
+    if (m->wgrad) {
+        g->colsum_wg = g1->colsum_wg = (float2 *)arena_take(a, column_sums_scratch_bytes((int)N, m->np));
+        g1->dag = (floatX *)arena_take(a, N * 2 * D * sizeof(floatX));
+        g1->df = (floatX *)arena_take(a, N * D * sizeof(floatX));
+        g1->dproj = (floatX *)arena_take(a, N * m->np * sizeof(floatX));
+        g1->dq = g1->dproj; g1->dk = g1->dq + m->Dq; g1->dv = g1->dk + m->Dkv; g1->dqbkb = fb ? g1->dv + m->Dkv : NULL;
+    }
     m->stats = (StepStats *)arena_take(a, 2 * sizeof(StepStats));
 }
 
@@ -310,6 +400,7 @@ static void model_alloc_activations(Model *m, int B, int T, int recompute) {
     attention_check_shape(B, T, m->config.n_head, m->config.n_kv_head, m->hd);   // fail now, not mid-forward
     attention_setup();   // picks the forward kernel (a probe and a self-test on the GPU): before any graph capture
     m->B = B; m->T = T; m->recompute = recompute;
+    wgrad_init(m);
     m->layers = (LayerActs *)callocCheck(m->config.n_layer, sizeof(LayerActs));
     Arena sizing = { NULL, 0 };
     model_layout(m, &sizing);
@@ -338,6 +429,7 @@ static void model_free(Model *m) {
         cudaCheck(cudaEventDestroy(m->batch_uploaded[i]));
     }
     free(m->layers); free(m->runs);
+    wgrad_free(m);
 }
 
 // ----------------------------------------------------------------------------
@@ -366,7 +458,7 @@ static void layer_forward(Model *m, int l, int B, int T) {
         // feedback branch: gamma = gamma_max tanh(gamma_b + abar.w_gamma); solve s = f + gamma alpha s
         gamma_forward(a->gamma, a->abar, PW(P_GAMMA_W), PW(P_GAMMA_B), N, D, c->gamma_max, st);
         feedback_forward(a->s, a->c, a->fb_lse, a->f, a->qbkb, a->qbkb + D, np, a->gamma, B, T, D,
-                         m->bw.fb_scratch, st);
+                         m->bw[0].fb_scratch, st);
     } else {
         bf16_to_float(a->s, a->f, (size_t)N * D, st);   // the feedback-off baseline f0: s = f
     }
@@ -433,9 +525,13 @@ static float model_loss(Model *m, const int *h_targets, int B, int T, float dlos
 static void layer_backward(Model *m, int l, int B, int T) {
     const SessaConfig *c = &m->config;
     const LayerActs *a = &m->layers[l];
-    const BackwardBufs *g = &m->bw;
+    const BackwardBufs *g = &m->bw[l % 2];
     int N = B * T, D = c->d_model, H = c->n_head, Hkv = c->n_kv_head, hd = m->hd;
-    cudaStream_t st = main_stream;
+    cudaStream_t st = main_stream, wst = m->wgrad_stream;   // the chain; the weight gradients (wgrad_fork first)
+    if (m->wg_layer_pending[l % 2]) {   // layer l+2's weight gradients still read this layer's buffer set
+        wgrad_wait(m, m->wg_layer[l % 2]);
+        m->wg_layer_pending[l % 2] = 0;
+    }
     #define PW(t) layer_ptr(m->params, m, t, l)
     #define GW(t) layer_ptr(m->grads, m, t, l)
     if (m->recompute) {   // xn and abar are shared by all layers: rebuild this layer's
@@ -443,8 +539,10 @@ static void layer_backward(Model *m, int l, int B, int T) {
         gelu_forward(a->abar, a->ag, 2 * D, N, D, st);
     }
     // y = x + Linear_out(gated): dx = dy (dres stays), dgated, dout_w, dout_b
+    wgrad_fork(m);
+    matmul_backward_weight(GW(P_OUT_W), GW(P_OUT_B), g->dres, D, a->gated, N, D, D, g->colsum_wg, wst);
+    wgrad_mark(m, m->wg_out);
     matmul_backward_input(g->dgated, g->dres, D, PW(P_OUT_W), N, D, D, false, st);
-    matmul_backward_weight(GW(P_OUT_W), GW(P_OUT_B), g->dres, D, a->gated, N, D, D, g->colsum, st);
     // gated = s * gt
     gate_backward(g->gs, g->dag + D, g->dgated, a->s, a->ag + D, 2 * D, N, D, st);
     floatX *dabar = g->dxn;   // g->dxn holds dabar until GELU's backward
@@ -460,8 +558,9 @@ static void layer_backward(Model *m, int l, int B, int T) {
     // f = att Wo^T (H > 1)
     const floatX *datt = g->df;
     if (H > 1) {
+        wgrad_fork(m);
+        matmul_backward_weight(GW(P_O_W), NULL, g->df, D, a->att, N, D, D, g->colsum_wg, wst);
         matmul_backward_input(g->datt, g->df, D, PW(P_O_W), N, D, D, false, st);
-        matmul_backward_weight(GW(P_O_W), NULL, g->df, D, a->att, N, D, D, g->colsum, st);
         datt = g->datt;
     }
     // causal attention (dq, dk, dv into their columns of dproj), then RoPE
@@ -472,8 +571,9 @@ static void layer_backward(Model *m, int l, int B, int T) {
     }
     // [q | k | v | qb | kb] = abar [W_q; W_k; W_v; W_fb]^T + biases: dabar (its first contribution) and the
     // stacked weights' and biases' gradients, one GEMM each
+    wgrad_fork(m);
+    matmul_backward_weight(GW(P_Q_W), GW(P_Q_B), g->dproj, np, a->abar, N, D, np, g->colsum_wg, wst);
     matmul_backward_input(dabar, g->dproj, np, PW(P_Q_W), N, D, np, false, st);
-    matmul_backward_weight(GW(P_Q_W), GW(P_Q_B), g->dproj, np, a->abar, N, D, np, g->colsum, st);
     if (!c->no_feedback) {
         // gamma = gamma_max tanh(gamma_b + abar.w_gamma): dabar +=
         gamma_backward(dabar, GW(P_GAMMA_W), GW(P_GAMMA_B), g->dr, g->dgamma, a->gamma, a->abar, PW(P_GAMMA_W),
@@ -483,9 +583,13 @@ static void layer_backward(Model *m, int l, int B, int T) {
     gelu_backward(g->dag, 2 * D, dabar, a->ag, 2 * D, N, D, st);
     // [a | gt] = Linear_in(xn)
     floatX *dxn = g->dxn;   // dabar is consumed: the buffer now holds dxn
+    wgrad_fork(m);
+    matmul_backward_weight(GW(P_IN_W), GW(P_IN_B), g->dag, 2 * D, a->xn, N, D, 2 * D, g->colsum_wg, wst);
+    wgrad_mark(m, m->wg_layer[l % 2]);
+    m->wg_layer_pending[l % 2] = 1;
     matmul_backward_input(dxn, g->dag, 2 * D, PW(P_IN_W), N, D, 2 * D, false, st);
-    matmul_backward_weight(GW(P_IN_W), GW(P_IN_B), g->dag, 2 * D, a->xn, N, D, 2 * D, g->colsum, st);
-    // xn = LayerNorm(x): dx += ...
+    // xn = LayerNorm(x): dx += ... (into dres, which Linear_out's weight gradient reads)
+    wgrad_wait(m, m->wg_out);
     layernorm_backward(g->dres, GW(P_LN_W), GW(P_LN_B), dxn, a->x, a->ln_mean, a->ln_rstd, PW(P_LN_W), N, D,
                        g->colsum, st);
     #undef PW
@@ -526,12 +630,14 @@ static void reduce_gradients(Model *m, const int *kinds, int n, int l, MultiGpuC
 // everything but the embedding's gradient: device work only (no host sync, no copies)
 static void model_backward_device(Model *m, int B, int T, MultiGpuConfig *reduce) {
     const SessaConfig *c = &m->config;
-    const BackwardBufs *g = &m->bw;
+    const BackwardBufs *g = &m->bw[0];
     int N = B * T, D = c->d_model, Vp = c->padded_vocab_size;
     const floatX *wte = m->params + m->offsets[P_WTE];
+    m->wg_layer_pending[0] = m->wg_layer_pending[1] = 0;
     // logits = lnf wte^T over all Vp rows (m->logits now holds dlogits, zero in the padded columns)
+    wgrad_fork(m);
+    matmul_backward_weight(m->grads + m->offsets[P_WTE], NULL, m->logits, Vp, m->lnf, N, D, Vp, g->colsum_wg, m->wgrad_stream);
     matmul_backward_input(g->dxn, m->logits, Vp, wte, N, D, Vp, false, main_stream);
-    matmul_backward_weight(m->grads + m->offsets[P_WTE], NULL, m->logits, Vp, m->lnf, N, D, Vp, g->colsum, main_stream);
     // lnf = LayerNorm_f(x_L)
     cudaCheck(cudaMemsetAsync(g->dres, 0, (size_t)N * D * sizeof(floatX), main_stream));
     layernorm_backward(g->dres, m->grads + m->offsets[P_LNF_W], m->grads + m->offsets[P_LNF_B], g->dxn,
@@ -541,15 +647,17 @@ static void model_backward_device(Model *m, int B, int T, MultiGpuConfig *reduce
     reduce_gradients(m, lnf_kinds, 2, -1, reduce);
     for (int l = c->n_layer - 1; l >= 0; l--) {
         layer_backward(m, l, B, T);
+        if (reduce != NULL && reduce->num_processes > 1) wgrad_join(m);   // the layer's weight gradients are final before they are reduced
         reduce_gradients(m, layer_tensor_kinds, NUM_LAYER_KINDS, l, reduce);
     }
+    wgrad_join(m);
 }
 
 // x0 = wte[tokens]: the host sorts this batch's tokens (the plan changes every batch, so this part stays
 // out of the CUDA graph), then wte's gradient is final and reduced
 static void model_backward_embedding(Model *m, const int *h_tokens, int B, int T, MultiGpuConfig *reduce) {
     int N = B * T, D = m->config.d_model;
-    const BackwardBufs *g = &m->bw;
+    const BackwardBufs *g = &m->bw[0];
     const int wte_kind[] = { P_WTE };
     encoder_backward_plan(&m->enc, h_tokens, N, main_stream);
     encoder_backward(m->grads + m->offsets[P_WTE], g->dres, &m->enc, D, main_stream);
@@ -595,7 +703,8 @@ static void model_train_micro_step(Model *m, const int *h_inputs, const int *h_t
             model_backward_device(m, B, T, reduce);
             cudaGraph_t graph;
             cudaCheck(cudaStreamEndCapture(main_stream, &graph));
-            cudaCheck(cudaGraphInstantiate(&m->graph, graph, 0));
+            // with SESSA_WGRAD=2 the kernels keep their streams' priorities (the chain's above the weight gradients')
+            cudaCheck(cudaGraphInstantiate(&m->graph, graph, m->wgrad == 2 ? cudaGraphInstantiateFlagUseNodePriority : 0));
             cudaCheck(cudaGraphDestroy(graph));
             m->graph_B = B; m->graph_T = T; m->graph_dloss = dloss;
         } else {
@@ -623,7 +732,7 @@ static void model_train_micro_step(Model *m, const int *h_inputs, const int *h_t
 // sync of a step, in that case only.
 static void model_grad_norm(Model *m, float clip, const MultiGpuConfig *mg) {
     StepStats *s = m->stats;
-    global_norm_squared(&s->norm2, m->grads + m->shard.offset, m->shard.valid, m->bw.norm_scratch, main_stream);
+    global_norm_squared(&s->norm2, m->grads + m->shard.offset, m->shard.valid, m->bw[0].norm_scratch, main_stream);
     if (mg->zero_stage == 1 && mg->num_processes > 1) {
         float norm2;
         cudaCheck(cudaMemcpyAsync(&norm2, &s->norm2, sizeof(float), cudaMemcpyDeviceToHost, main_stream));
@@ -1141,7 +1250,7 @@ int main(int argc, char **argv) {
     MultiGpuConfig mg = multi_gpu_config_init(ca.zero_stage, NULL);
     int rank0 = mg.process_rank == 0;
     if (!rank0) freopen("/dev/null", "w", stdout);
-    cudaCheck(cudaStreamCreate(&main_stream));
+    main_stream_create();
     matmul_init();
     cudaDeviceProp prop;
     cudaCheck(cudaGetDeviceProperties(&prop, mg.local_device_idx));

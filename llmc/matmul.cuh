@@ -44,6 +44,35 @@ static cublasLtHandle_t cublaslt_handle;
 static void *cublaslt_workspace = NULL;
 static const size_t cublaslt_workspace_size = 32 << 20;
 
+// GEMMs on two streams at once must not share a workspace: a stream that runs GEMMs beside the main one (the
+// trainer's weight-gradient stream) gets its own (matmul_stream_add); every other stream uses cublaslt_workspace.
+// (The feedback's side streams keep theirs in llmc/feedback.cuh.)
+#define MATMUL_MAX_STREAMS 8
+static cudaStream_t matmul_ws_stream[MATMUL_MAX_STREAMS];
+static void *matmul_ws[MATMUL_MAX_STREAMS];
+static int matmul_ws_count = 0;
+static void matmul_stream_add(cudaStream_t stream) {
+    if (matmul_ws_count == MATMUL_MAX_STREAMS) fatal("matmul: more than %d streams with their own workspace", MATMUL_MAX_STREAMS);
+    matmul_ws_stream[matmul_ws_count] = stream;
+    cudaMallocCheck(&matmul_ws[matmul_ws_count], cublaslt_workspace_size);
+    matmul_ws_count++;
+}
+static void matmul_stream_remove(cudaStream_t stream) {
+    for (int i = 0; i < matmul_ws_count; i++)
+        if (matmul_ws_stream[i] == stream) {
+            cudaCheck(cudaFree(matmul_ws[i]));
+            matmul_ws_count--;
+            matmul_ws_stream[i] = matmul_ws_stream[matmul_ws_count];
+            matmul_ws[i] = matmul_ws[matmul_ws_count];
+            return;
+        }
+}
+static void *matmul_workspace(cudaStream_t stream) {
+    for (int i = 0; i < matmul_ws_count; i++)
+        if (matmul_ws_stream[i] == stream) return matmul_ws[i];
+    return cublaslt_workspace;
+}
+
 // Which algorithm a plan runs: by default the one cuBLASLt's heuristic ranks first. The heuristic is a model, and
 // for some of our shapes its first choice is not the fastest (dev/gemm_audit.md), so a GEMM can instead run the
 // heuristic's result number `index` from a table measured on one GPU model (gemm_choices below): still a fixed
@@ -287,7 +316,7 @@ static int matmul_lt(void *d, cudaDataType_t dtype, int ldd, const void *c, floa
         matmul_plan_create(plan, &key, vec, sig);
         if (gemm_tune && plan->found)
             cublaslt_tune(sig, plan->desc, plan->la, plan->lb, plan->lc, key.al, a, b, beta,
-                          (size_t)ldd * n * (dtype == CUDA_R_32F ? 4 : 2), cublaslt_workspace, stream);
+                          (size_t)ldd * n * (dtype == CUDA_R_32F ? 4 : 2), matmul_workspace(stream), stream);
         if (!plan->found) printf("cuBLASLt has no bias-gradient (BGRADB) algorithm for m=%d n=%d k=%d: "
                                  "column sums instead\n", m, n, k);
     }
@@ -297,7 +326,7 @@ static int matmul_lt(void *d, cudaDataType_t dtype, int ldd, const void *c, floa
             cublasCheck(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &vec, sizeof(vec)));
         const float alpha = 1.0f;
         cublasCheck(cublasLtMatmul(cublaslt_handle, plan->desc, &alpha, a, plan->la, b, plan->lb, &beta, c, plan->lc,
-                                   d, plan->lc, &plan->algo, cublaslt_workspace, cublaslt_workspace_size, stream));
+                                   d, plan->lc, &plan->algo, matmul_workspace(stream), cublaslt_workspace_size, stream));
     }
     if (plan == &oneoff) matmul_plan_destroy(plan);
     return found;

@@ -102,6 +102,15 @@ do_train() {
     if cmp <(sed 's/ tok_s .*//' $TMP/run2/main.log) <(sed 's/ tok_s .*//' $TMP/run3/main.log); then
         echo "OK: -cg 1 and -cg 0 log the same 40 losses and norms"
     else echo "FAIL: -cg 1 and -cg 0 differ (main.log)"; return 1; fi
+    # the weight gradients beside the backward (SESSA_WGRAD=1, 2) give the same bits as all on one stream (0)
+    for w in 0 2; do
+        echo "== the same with SESSA_WGRAD=$w" && SESSA_WGRAD=$w ./train_sessacu -e d4w256h4 -b 8 -t 256 -x 40 $F -o $TMP/run4_$w &&
+        SESSA_WGRAD=$w ./train_sessacu -e d12 -b 8 -t 1024 -x 12 $F -o $TMP/run5_$w || return 1
+        if cmp <(sed 's/ tok_s .*//' $TMP/run2/main.log) <(sed 's/ tok_s .*//' $TMP/run4_$w/main.log) &&
+           cmp <(sed 's/ tok_s .*//' $TMP/run1/main.log) <(sed 's/ tok_s .*//' $TMP/run5_$w/main.log); then
+            echo "OK: SESSA_WGRAD=$w logs the same losses and norms as the default (d4w256h4 40 steps, d12 12 steps)"
+        else echo "FAIL: SESSA_WGRAD=$w differs from the default (main.log)"; return 1; fi
+    done
 }
 # A/B of the trainer's environment switches: for each entry of AB (e.g. AB="SESSA_FB_INV=0 SESSA_FB_SPLIT=0"; "-"
 # for none), d12 B=8 T=1024 (12 steps) and d4w256h4 B=8 T=256 (40 steps): the last step's line of each

@@ -79,6 +79,7 @@ enum cudaMemcpyKind { cudaMemcpyHostToHost, cudaMemcpyHostToDevice, cudaMemcpyDe
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize, cudaFuncAttributePreferredSharedMemoryCarveout };
 typedef enum { CUDA_R_32F = 0, CUDA_R_16BF = 14 } cudaDataType_t;
 #define cudaStreamNonBlocking 1
+#define cudaStreamDefault 0
 #define cudaEventDisableTiming 2
 typedef struct emu_stream *cudaStream_t;   // never dereferenced: every call runs at once, in order
 typedef struct emu_event *cudaEvent_t;
@@ -134,6 +135,9 @@ static cudaError_t cudaGetDeviceCount(int *n) { *n = 1; return cudaSuccess; }
 static cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
 static cudaError_t cudaStreamCreate(cudaStream_t *s) { *s = NULL; return cudaSuccess; }
 static cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) { *s = NULL; return cudaSuccess; }
+// priorities: accepted and ignored (work runs in issue order); the H200's range (least 0, greatest -5)
+static cudaError_t cudaStreamCreateWithPriority(cudaStream_t *s, unsigned, int) { *s = NULL; return cudaSuccess; }
+static cudaError_t cudaDeviceGetStreamPriorityRange(int *least, int *greatest) { *least = 0; *greatest = -5; return cudaSuccess; }
 static cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
 static cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
 static cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned = 0) { return cudaSuccess; }
@@ -160,6 +164,7 @@ static cudaError_t cudaStreamBeginCapture(cudaStream_t, cudaStreamCaptureMode) {
 static cudaError_t cudaStreamEndCapture(cudaStream_t, cudaGraph_t *g) { *g = NULL; return cudaErrorNotSupported; }
 enum cudaStreamCaptureStatus { cudaStreamCaptureStatusNone, cudaStreamCaptureStatusActive, cudaStreamCaptureStatusInvalidated };
 static cudaError_t cudaStreamIsCapturing(cudaStream_t, cudaStreamCaptureStatus *s) { *s = cudaStreamCaptureStatusNone; return cudaSuccess; }
+static const unsigned long long cudaGraphInstantiateFlagUseNodePriority = 8;
 static cudaError_t cudaGraphInstantiate(cudaGraphExec_t *e, cudaGraph_t, unsigned long long = 0) { *e = NULL; return cudaErrorNotSupported; }
 static cudaError_t cudaGraphLaunch(cudaGraphExec_t, cudaStream_t) { return cudaErrorNotSupported; }
 static cudaError_t cudaGraphDestroy(cudaGraph_t) { return cudaSuccess; }
