@@ -17,6 +17,8 @@
 #   scripts/gpu_session.sh build gemmtune                cuBLASLt's first 8 algorithms timed for every GEMM of a step (gemm_choices)
 #   scripts/gpu_session.sh build profile                 ncu: GPU time per kernel name of one d12 step (sorted;
 #                                                        PROF_B=1 PROF_T=8192: at another batch and length)
+#   scripts/gpu_session.sh build timeline                one steady step's real overlap (CUPTI kernel timeline, dev/timeline):
+#                                                        the critical path per kernel (TL_B1=1: also B=1 T=8192)
 #   scripts/gpu_session.sh build profsmall               the same for one steady d4w256h4 B=8 T=256 step (2 steps minus 1
 #                                                        step: no init), with its kernel launches per step
 #   scripts/gpu_session.sh build attn                    attention vs PyTorch SDPA (dev/cuda/bench_attention.py)
@@ -102,8 +104,8 @@ do_train() {
     if cmp <(sed 's/ tok_s .*//' $TMP/run2/main.log) <(sed 's/ tok_s .*//' $TMP/run3/main.log); then
         echo "OK: -cg 1 and -cg 0 log the same 40 losses and norms"
     else echo "FAIL: -cg 1 and -cg 0 differ (main.log)"; return 1; fi
-    # the weight gradients beside the backward (SESSA_WGRAD=1, 2) give the same bits as all on one stream (0)
-    for w in 0 2; do
+    # the weight gradients beside the backward (SESSA_WGRAD=2, the default, and 1) give the same bits as all on one stream (0)
+    for w in 0 1; do
         echo "== the same with SESSA_WGRAD=$w" && SESSA_WGRAD=$w ./train_sessacu -e d4w256h4 -b 8 -t 256 -x 40 $F -o $TMP/run4_$w &&
         SESSA_WGRAD=$w ./train_sessacu -e d12 -b 8 -t 1024 -x 12 $F -o $TMP/run5_$w || return 1
         if cmp <(sed 's/ tok_s .*//' $TMP/run2/main.log) <(sed 's/ tok_s .*//' $TMP/run4_$w/main.log) &&
@@ -131,6 +133,20 @@ do_gemmtune() {
     SESSA_GEMM_TUNE=1 ./train_sessacu -e d12 -b 8 -t 1024 $F -o $TMP/tune1 | grep "^gemm-" &&
     SESSA_GEMM_TUNE=1 ./train_sessacu -e d12 -b 16 -t 1024 $F -o $TMP/tune2 | grep "^gemm-" &&
     SESSA_GEMM_TUNE=1 ./train_sessacu -e d4w256h4 -b 8 -t 256 $F -o $TMP/tune3 | grep "^gemm-"
+}
+# the real overlap of one steady step (CUPTI kernel timeline: dev/timeline): d12 B=8 T=1024, d4w256h4 B=8 T=256, and
+# with TL_B1=1 d12 B=1 T=8192; environment switches pass through (e.g. SESSA_WGRAD=0 scripts/gpu_session.sh ...)
+do_timeline() {
+    shard
+    bash dev/timeline/build.sh || return 1
+    local F="-V 50257 -i $TMP/tokens.bin -v 0 -s 0 -n 0"
+    for cfg in "d12 8 1024 4" "d4w256h4 8 256 6" ${TL_B1:+"d12 1 8192 3"}; do
+        set -- $cfg
+        echo "== $1 B=$2 T=$3 (step $4 of $4)"
+        CUDA_INJECTION64_PATH=$PWD/dev/timeline/cupti_trace.so SESSA_TIMELINE=$TMP/timeline.csv \
+            ./train_sessacu -e $1 -b $2 -t $3 -x $4 $F -o $TMP/tl_$1_$2_$3 | grep "^step $4/" &&
+        $PY dev/timeline/timeline.py $TMP/timeline.csv || return 1
+    done
 }
 # ncu_csv NAME DESC B T STEPS: GPU time of every kernel of train_sessacu's first STEPS steps, into $OUT/ncu_NAME.csv
 ncu_csv() {
@@ -204,6 +220,7 @@ for s in "$@"; do
         gemmtune) stage gemmtune do_gemmtune ;;
         ab)      stage ab do_ab ;;
         profile) stage profile do_profile ;;
+        timeline) stage timeline do_timeline ;;
         profsmall) stage profsmall do_profsmall ;;
         attn)    stage attn timeout ${ATTN_TIMEOUT:-600} $PY dev/cuda/bench_attention.py --markdown ;;
         fbncu)   stage fbncu ncu --clock-control none --kernel-name regex:"fb_(fwd|bwd)_solve" --launch-skip 8 --launch-count 4 \
