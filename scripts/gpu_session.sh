@@ -135,7 +135,10 @@ do_gemmtune() {
     SESSA_GEMM_TUNE=1 ./train_sessacu -e d4w256h4 -b 8 -t 256 $F -o $TMP/tune3 | grep "^gemm-"
 }
 # the real overlap of one steady step (CUPTI kernel timeline: dev/timeline): d12 B=8 T=1024, d4w256h4 B=8 T=256, and
-# with TL_B1=1 d12 B=1 T=8192; environment switches pass through (e.g. SESSA_WGRAD=0 scripts/gpu_session.sh ...)
+# with TL_B1=1 d12 B=1 T=8192; environment switches pass through (e.g. SESSA_WGRAD=0 scripts/gpu_session.sh ...).
+# Ungraphed (-cg 0): a replayed CUDA graph runs its branches on streams of its own, so CUPTI's stream ids would not be
+# the trainer's (the main stream's critical path needs them); d12 is GPU-bound either way, d4w256h4 is not (its
+# launches then take part of the wall time)
 do_timeline() {
     shard
     bash dev/timeline/build.sh || return 1
@@ -144,7 +147,7 @@ do_timeline() {
         set -- $cfg
         echo "== $1 B=$2 T=$3 (step $4 of $4)"
         CUDA_INJECTION64_PATH=$PWD/dev/timeline/cupti_trace.so SESSA_TIMELINE=$TMP/timeline.csv \
-            ./train_sessacu -e $1 -b $2 -t $3 -x $4 $F -o $TMP/tl_$1_$2_$3 | grep "^step $4/" &&
+            ./train_sessacu -e $1 -b $2 -t $3 -x $4 -cg 0 $F -o $TMP/tl_$1_$2_$3 | grep "^step $4/" &&
         $PY dev/timeline/timeline.py $TMP/timeline.csv || return 1
     done
 }

@@ -8,11 +8,13 @@ The step is the last complete one: from the end of one AdamW kernel (adamw_segme
 (the whole trace when there is none). The main stream is AdamW's. Printed:
   - wall time, the time some kernel runs (busy), and the time none does (idle: launch and dependency latency);
   - per stream: kernels and their summed time;
-  - per kernel name: count, summed time, time it ran alone on the GPU, and the main stream's waiting time charged to
-    it: while no main-stream kernel runs, the time is split among the kernels running on other streams (what the
-    chain is waiting for), or charged to idle when none runs. A kernel's main-stream share plus its charged waiting
-    time is its share of the critical path, roughly: the main stream is the chain of the step (forward, loss,
-    backward, optimizer), the other streams feed it (the feedback's side streams, the weight gradients).
+  - per kernel name: count, summed time, time it ran alone on the GPU, its main-stream time (when main-stream kernels
+    overlap, programmatic dependent launch, the time goes to the earliest: the later ones wait in griddepcontrol),
+    and the main stream's waiting time charged to it: while no main-stream kernel runs, the time is split among the
+    kernels running on other streams (what the chain is waiting for), or counted as nothing running. The main-stream
+    time plus the charged waiting time ("critical") partition the wall time: the main stream is the chain of the step
+    (forward, loss, backward, optimizer), the other streams feed it (the feedback's side streams, the weight
+    gradients). Run the trainer ungraphed (-cg 0): a graph's branches run on streams of their own.
 """
 import collections, csv, re, shutil, subprocess, sys
 
@@ -57,32 +59,33 @@ def main():
     ev.sort(key=lambda x: (x[0], x[1]))
     active, last = set(), t0
     busy = idle_main = 0.0
-    alone, charged = collections.Counter(), collections.Counter()
+    alone, charged, on_main = collections.Counter(), collections.Counter(), collections.Counter()
     for t, d, i in ev:
         dt = (t - last) / 1e3
         if dt > 0:
             if active: busy += dt
             if len(active) == 1: alone[win[next(iter(active))][3]] += dt
-            if not any(win[j][2] == main for j in active):
-                if active:
-                    for j in active: charged[win[j][3]] += dt / len(active)
-                else: idle_main += dt
+            mains = [j for j in active if win[j][2] == main]
+            if mains:   # overlapping main-stream kernels (programmatic dependent launch): the earliest one runs, the
+                on_main[win[min(mains, key=lambda j: win[j][0])][3]] += dt   # later ones wait in griddepcontrol
+            elif active:
+                for j in active: charged[win[j][3]] += dt / len(active)
+            else: idle_main += dt
         last = t
         if d > 0: active.add(i)
         else: active.discard(i)
     print(f"{what}: wall {wall:.1f} us, some kernel running {busy:.1f} us ({100 * busy / wall:.1f}%), "
           f"none {wall - busy:.1f} us")
     per_stream = collections.defaultdict(lambda: [0, 0.0])
-    tot, cnt, on_main = collections.Counter(), collections.Counter(), collections.Counter()
+    tot, cnt = collections.Counter(), collections.Counter()
     for s, e, st, n in win:
         per_stream[st][0] += 1; per_stream[st][1] += (e - s) / 1e3
         tot[n] += (e - s) / 1e3; cnt[n] += 1
-        if st == main: on_main[n] += (e - s) / 1e3
     print("streams (kernels, summed kernel time):")
     for st, (c, t) in sorted(per_stream.items(), key=lambda kv: -kv[1][1]):
         print(f"  {'main ' if st == main else ''}stream {st:4d}: {c:6d} kernels {t:10.1f} us")
     main_busy = sum(on_main.values())
-    print(f"main stream: kernels {main_busy:.1f} us; waiting {wall - main_busy:.1f} us, of which other streams' "
+    print(f"main stream: running {main_busy:.1f} us; waiting {wall - main_busy:.1f} us, of which other streams' "
           f"kernels {sum(charged.values()):.1f} us (charged below) and nothing running {idle_main:.1f} us")
     print(f"{'critical':>9s} {'main':>9s} {'waited':>9s} {'total':>9s} {'alone':>9s} {'count':>6s}  kernel (us; "
           "critical = time on the main stream + main's waiting charged to it)")
