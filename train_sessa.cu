@@ -282,7 +282,10 @@ static void model_build(Model *m, const SessaConfig *c, const float *h_params, c
 // the feedback's side streams (llmc/feedback.cuh) below its chain on main_stream.
 // Measured (H200, `AB="SESSA_WGRAD=0 - SESSA_WGRAD=2" scripts/gpu_session.sh build ab`, one call; the same losses and
 // norms in all three, checked by the train stage): d12 B=8 T=1024 21.2 / 21.0 / 20.8 ms per step (0 / 1 / 2),
-// d4w256h4 B=8 T=256 1.366M / 1.452M / 1.486M tok/s.
+// d4w256h4 B=8 T=256 1.366M / 1.452M / 1.486M tok/s. The head's weight gradient (0.8 ms at d12) goes first on the
+// stream; in 4 pieces of rows, one after each top layer (so that it would not hold up the Linear_out gradients the
+// LayerNorms wait for) it measured slower: 21.5 ms (the pieces ran alone while main_stream waited, ~1.0 ms in the
+// timeline: the GPU is ~93% busy in a d12 step, so overlap has little idle time to fill).
 static int wgrad_mode(void) {
     const char *e = getenv("SESSA_WGRAD");
     int mode = e != NULL ? atoi(e) : 2;
@@ -600,22 +603,6 @@ static void layer_backward(Model *m, int l, int B, int T) {
     #undef GW
 }
 
-// The head's weight gradient dwte += dlogits^T lnf (Vp x D, K = N rows: 0.8 ms at d12 B=8 T=1024) in pieces of rows,
-// added in row order, one on the weight-gradient stream after each of the top layers' backward (piece of pieces): in
-// one piece, queued first, it held up that stream's Linear_out gradients, which the layers' LayerNorms wait for (the
-// H200 timeline had main_stream waiting ~0.75 ms for it). The same pieces in the same order with SESSA_WGRAD=0, so
-// the bits do not depend on the streams. Piece boundaries are multiples of 64 rows; each piece re-reads and re-writes
-// the fp32 dwte (154 MB at Vp = 50304, D = 768: ~70 us of memory traffic a piece).
-#define HEAD_DW_PIECES 4
-static void head_weight_gradient_piece(Model *m, int piece, int pieces, int N) {
-    int D = m->config.d_model, Vp = m->config.padded_vocab_size;
-    int r0 = (int)((long long)N * piece / pieces / 64 * 64);
-    int r1 = piece + 1 == pieces ? N : (int)((long long)N * (piece + 1) / pieces / 64 * 64);
-    if (r1 > r0)
-        matmul_backward_weight(m->grads + m->offsets[P_WTE], NULL, m->logits + (size_t)r0 * Vp, Vp, m->lnf + (size_t)r0 * D,
-                               r1 - r0, D, Vp, m->bw[0].colsum_wg, m->wgrad_stream);
-}
-
 // Gradient reduction overlapped with the backward (llm.c's shape). The tensors of `kinds` are final in
 // m->grads once the work queued so far on main_stream is done: layer l's slice of each (l >= 0: n separate
 // ranges, found by layer_ptr; the stacked projection's four are adjacent), or the whole tensors (l < 0).
@@ -654,8 +641,9 @@ static void model_backward_device(Model *m, int B, int T, MultiGpuConfig *reduce
     int N = B * T, D = c->d_model, Vp = c->padded_vocab_size;
     const floatX *wte = m->params + m->offsets[P_WTE];
     m->wg_layer_pending[0] = m->wg_layer_pending[1] = 0;
-    // logits = lnf wte^T over all Vp rows (m->logits now holds dlogits, zero in the padded columns); the head's
-    // weight gradient comes in pieces, after the top layers (below)
+    // logits = lnf wte^T over all Vp rows (m->logits now holds dlogits, zero in the padded columns)
+    wgrad_fork(m);
+    matmul_backward_weight(m->grads + m->offsets[P_WTE], NULL, m->logits, Vp, m->lnf, N, D, Vp, g->colsum_wg, m->wgrad_stream);
     matmul_backward_input(g->dxn, m->logits, Vp, wte, N, D, Vp, false, main_stream);
     // lnf = LayerNorm_f(x_L)
     cudaCheck(cudaMemsetAsync(g->dres, 0, (size_t)N * D * sizeof(floatX), main_stream));
@@ -664,12 +652,10 @@ static void model_backward_device(Model *m, int B, int T, MultiGpuConfig *reduce
                        m->params + m->offsets[P_LNF_W], N, D, g->colsum, main_stream);
     const int lnf_kinds[] = { P_LNF_W, P_LNF_B };
     reduce_gradients(m, lnf_kinds, 2, -1, reduce);
-    int piece = 0, pieces = c->n_layer < HEAD_DW_PIECES ? c->n_layer : HEAD_DW_PIECES;
     for (int l = c->n_layer - 1; l >= 0; l--) {
         layer_backward(m, l, B, T);
         if (reduce != NULL && reduce->num_processes > 1) wgrad_join(m);   // the layer's weight gradients are final before they are reduced
         reduce_gradients(m, layer_tensor_kinds, NUM_LAYER_KINDS, l, reduce);
-        if (piece < pieces) head_weight_gradient_piece(m, piece++, pieces, N);
     }
     wgrad_join(m);
 }
