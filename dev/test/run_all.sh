@@ -100,6 +100,13 @@ step "the trainers are twins: same checkpoint and flags give the same -x 0 val l
 step "greedy sampling agrees: CPU trainer, PyTorch, CUDA trainer (recurrent and -sm 0) under the CPU emulator (dev/test/test_sample_agree.py)" \
     bash -c "$MAKE -C dev/cuda_emu build/bin/train_sessacu && $PYTHON dev/test/test_sample_agree.py --cuda dev/cuda_emu/build/bin/train_sessacu"
 
+# -- the GPU kernel timeline tool (dev/timeline): its step analysis on a trace with a known answer, and the CUPTI
+#    injection library builds where CUPTI is installed (it runs only on a GPU: scripts/gpu_session.sh timeline)
+step "kernel timeline: step analysis on a known trace (dev/test/test_timeline.py)" $PYTHON dev/test/test_timeline.py
+if bash dev/timeline/build.sh > "$LOG/cupti_probe" 2>&1; then
+    step "kernel timeline: CUPTI injection library builds (dev/timeline/build.sh)" bash dev/timeline/build.sh
+else skipped "kernel timeline library: no CUPTI found ($(tail -1 "$LOG/cupti_probe"))"; fi
+
 # -- fuzzing the file parsers for a bounded time
 if command -v clang >/dev/null && echo 'int LLVMFuzzerTestOneInput(const char*d,long n){return 0;}' \
      | clang -x c -fsanitize=fuzzer - -o "$LOG/fz" 2>/dev/null; then

@@ -35,13 +35,11 @@ def short_names(names):
         out[k] = v[:cut][:90]
     return out
 
-def main():
-    if len(sys.argv) != 2: sys.exit("usage: timeline.py TIMELINE.csv")
-    rows = list(csv.DictReader(open(sys.argv[1])))
-    if not rows: sys.exit(f"{sys.argv[1]}: no kernels")
-    ks = [(int(r["start_ns"]), int(r["end_ns"]), int(r["stream"]), r["name"]) for r in rows]
-    ks.sort()
-    names = short_names(set(k[3] for k in ks))
+def analyze(ks, names):
+    """ks: (start_ns, end_ns, stream, name) per kernel; names: name -> short name. Returns a dict of the step's
+    numbers (us): wall, busy, idle_main, main (stream id), what, and per short name: tot, cnt, alone, on_main, charged;
+    per stream: [kernels, summed time]."""
+    ks = sorted(ks)
     adam = [k for k in ks if "adamw" in names[k[3]]]
     if len(adam) >= 2:
         t0, t1, main = adam[-2][1], adam[-1][1], adam[-1][2]
@@ -51,7 +49,6 @@ def main():
         main = collections.Counter(k[2] for k in ks).most_common(1)[0][0]
         what = "the whole trace (no AdamW steps found); main = the stream with the most kernels"
     win = [(max(s, t0), min(e, t1), st, names[n]) for s, e, st, n in ks if e > t0 and s < t1]
-    wall = (t1 - t0) / 1e3
     # sweep: between consecutive start/end times the set of running kernels is constant
     ev = []
     for i, (s, e, st, n) in enumerate(win):
@@ -74,19 +71,30 @@ def main():
         last = t
         if d > 0: active.add(i)
         else: active.discard(i)
-    print(f"{what}: wall {wall:.1f} us, some kernel running {busy:.1f} us ({100 * busy / wall:.1f}%), "
-          f"none {wall - busy:.1f} us")
     per_stream = collections.defaultdict(lambda: [0, 0.0])
     tot, cnt = collections.Counter(), collections.Counter()
     for s, e, st, n in win:
         per_stream[st][0] += 1; per_stream[st][1] += (e - s) / 1e3
         tot[n] += (e - s) / 1e3; cnt[n] += 1
+    return dict(what=what, wall=(t1 - t0) / 1e3, busy=busy, idle_main=idle_main, main=main, per_stream=per_stream,
+                tot=tot, cnt=cnt, alone=alone, on_main=on_main, charged=charged)
+
+def main():
+    if len(sys.argv) != 2: sys.exit("usage: timeline.py TIMELINE.csv")
+    rows = list(csv.DictReader(open(sys.argv[1])))
+    if not rows: sys.exit(f"{sys.argv[1]}: no kernels")
+    ks = [(int(r["start_ns"]), int(r["end_ns"]), int(r["stream"]), r["name"]) for r in rows]
+    a = analyze(ks, short_names(set(k[3] for k in ks)))
+    wall, busy, main = a["wall"], a["busy"], a["main"]
+    tot, cnt, alone, on_main, charged = a["tot"], a["cnt"], a["alone"], a["on_main"], a["charged"]
+    print(f"{a['what']}: wall {wall:.1f} us, some kernel running {busy:.1f} us ({100 * busy / wall:.1f}%), "
+          f"none {wall - busy:.1f} us")
     print("streams (kernels, summed kernel time):")
-    for st, (c, t) in sorted(per_stream.items(), key=lambda kv: -kv[1][1]):
+    for st, (c, t) in sorted(a["per_stream"].items(), key=lambda kv: -kv[1][1]):
         print(f"  {'main ' if st == main else ''}stream {st:4d}: {c:6d} kernels {t:10.1f} us")
     main_busy = sum(on_main.values())
     print(f"main stream: running {main_busy:.1f} us; waiting {wall - main_busy:.1f} us, of which other streams' "
-          f"kernels {sum(charged.values()):.1f} us (charged below) and nothing running {idle_main:.1f} us")
+          f"kernels {sum(charged.values()):.1f} us (charged below) and nothing running {a['idle_main']:.1f} us")
     print(f"{'critical':>9s} {'main':>9s} {'waited':>9s} {'total':>9s} {'alone':>9s} {'count':>6s}  kernel (us; "
           "critical = time on the main stream + main's waiting charged to it)")
     crit = {n: on_main[n] + charged[n] for n in tot}
