@@ -120,7 +120,7 @@ do_train() {
 do_ab() {
     shard
     local F="-V 50257 -i $TMP/tokens.bin -v 0 -s 0 -n 0"
-    for e in ${AB:--}; do
+    local ab=${AB:--}; for e in ${ab//,/ }; do   # entries apart by spaces or commas
         [ "$e" = "-" ] && set -- || set -- "$e"
         echo "== ${e}: d12 B=8 T=1024"; env "$@" ./train_sessacu -e d12 -b 8 -t 1024 -x 12 $F -o $TMP/ab1 | grep "^step 12/" || return 1
         echo "== ${e}: d4w256h4 B=8 T=256"; env "$@" ./train_sessacu -e d4w256h4 -b 8 -t 256 -x 40 $F -o $TMP/ab2 | grep "^step 40/" || return 1
