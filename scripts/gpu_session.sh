@@ -114,14 +114,14 @@ do_train() {
         else echo "FAIL: SESSA_WGRAD=$w differs from the default (main.log)"; return 1; fi
     done
 }
-# A/B of the trainer's environment switches: for each entry of AB (e.g. AB="SESSA_FB_INV=0 SESSA_FB_SPLIT=0"; "-"
-# for none), d12 B=8 T=1024 (12 steps) and d4w256h4 B=8 T=256 (40 steps), with AB_B1=1 also d12 B=1 T=8192 (4 steps):
+# A/B of the trainer's environment switches: for each entry of AB (e.g. AB="SESSA_FB_INV=0 SESSA_WGRAD=0+SESSA_PDL=0";
+# "-" for none), d12 B=8 T=1024 (12 steps) and d4w256h4 B=8 T=256 (40 steps), with AB_B1=1 also d12 B=1 T=8192 (4 steps):
 # the last step's line of each
 do_ab() {
     shard
     local F="-V 50257 -i $TMP/tokens.bin -v 0 -s 0 -n 0"
-    local ab=${AB:--}; for e in ${ab//,/ }; do   # entries apart by spaces or commas
-        [ "$e" = "-" ] && set -- || set -- "$e"
+    local ab=${AB:--}; for e in ${ab//,/ }; do   # entries apart by spaces or commas; '+' joins settings in one
+        [ "$e" = "-" ] && set -- || set -- ${e//+/ }
         echo "== ${e}: d12 B=8 T=1024"; env "$@" ./train_sessacu -e d12 -b 8 -t 1024 -x 12 $F -o $TMP/ab1 | grep "^step 12/" || return 1
         echo "== ${e}: d4w256h4 B=8 T=256"; env "$@" ./train_sessacu -e d4w256h4 -b 8 -t 256 -x 40 $F -o $TMP/ab2 | grep "^step 40/" || return 1
         if [ -n "${AB_B1:-}" ]; then
