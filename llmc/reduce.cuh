@@ -139,9 +139,10 @@ column_sums_kernel(float *out0, float *out1, int n1, float *partial, unsigned in
     if (t == 0) count[blockIdx.x] = 0;
 }
 
-// the grid of column_sums: C / 64 tiles x R row blocks of *rows rows (a multiple of 32), about COLSUM_BLOCKS blocks
-static inline dim3 column_sums_grid(int N, int C, int *rows) {
-    int tiles = ceil_div(C, COLSUM_W), want = COLSUM_BLOCKS / tiles > 1 ? COLSUM_BLOCKS / tiles : 1;
+// the grid of column_sums: C / 64 tiles x R row blocks of *rows rows (a multiple of 32), at most `blocks` blocks
+// (COLSUM_BLOCKS; dev/cuda/reduce.cu times others) unless C / 64 tiles alone are more
+static inline dim3 column_sums_grid(int N, int C, int blocks, int *rows) {
+    int tiles = ceil_div(C, COLSUM_W), want = blocks / tiles > 1 ? blocks / tiles : 1;
     *rows = ceil_div(ceil_div(N, want), COLSUM_RB) * COLSUM_RB;
     return dim3(tiles, ceil_div(N, *rows));
 }
@@ -183,7 +184,7 @@ static void column_sums(float *out0, float *out1, int n1, Op op, int N, int C, f
     if ((uintptr_t)scratch % 16 != 0) fatal("column_sums: scratch %p is not 16-byte aligned", (void *)scratch);
     unsigned int *count = column_sums_count(stream);
     int rows;
-    dim3 grid = column_sums_grid(N, C, &rows);
+    dim3 grid = column_sums_grid(N, C, COLSUM_BLOCKS, &rows);
     constexpr int U = COLSUM_U / Op::inputs;
     if (op.packed(C))
         launch_pdl(column_sums_kernel<PACK, U, Op>, grid, COLSUM_THREADS, 0, stream, out0, out1, n1, (float *)scratch, count, op, N, C, rows);
