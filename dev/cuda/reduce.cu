@@ -8,7 +8,7 @@
               column per thread), U rows in flight per thread, ~COLSUM_BLOCKS = 528 blocks (one wave of 4 per SM),
               the last block of a tile sums the partials with 16-byte L2 loads
  check: every op against a double-precision CPU sum, both versions; version 2 twice from the same start is
-        bitwise equal. Shapes: packed and not (C % 8, a misaligned pointer), a partial last tile, many row
+        bitwise equal, and so are two calls on two streams at once (their own counters and scratch) to each alone. Shapes: packed and not (C % 8, a misaligned pointer), a partial last tile, many row
         blocks (R > 16 groups of the finishing pass), more tiles than COLSUM_BLOCKS (R = 1), ld > C.
  bench: the trainer's shapes (d12: N = 8192; d4w256h4: N = 2048), inputs cold (each call reads the next
         window of a 768 MB pool, over 10x the 60 MB L2, as ncu's cache flush does), us per call of launches
@@ -152,8 +152,8 @@ static void column_sums_cpu(const Problem *p, float *out0, float *out1, int n1) 
 
 static int n1_of(const Problem *p) { return p->op == OP_ROWS ? 0 : p->op == OP_LN ? p->C : 1; }
 
-// one call of version v (2: the llmc column_sums) on problem p
-static void run(const Problem *p, int v, float *out0, float *out1, float2 *scratch) {
+// one call of version v (2: the llmc column_sums, on `stream`) on problem p
+static void run(const Problem *p, int v, float *out0, float *out1, float2 *scratch, cudaStream_t stream = 0) {
     int n1 = n1_of(p), N = p->N, C = p->C;
     RowsOp rows{p->d_a, p->ld};
     LayerNormParamOp ln{p->d_a, p->d_b, p->d_rowv, p->d_rowv2, C};
@@ -163,9 +163,9 @@ static void run(const Problem *p, int v, float *out0, float *out1, float2 *scrat
         else if (p->op == OP_LN) column_sums_v1(out0, out1, n1, ln, N, C, scratch);
         else column_sums_v1(out0, out1, n1, gm, N, C, scratch);
     } else {
-        if (p->op == OP_ROWS) column_sums(out0, out1, n1, rows, N, C, scratch, 0);
-        else if (p->op == OP_LN) column_sums(out0, out1, n1, ln, N, C, scratch, 0);
-        else column_sums(out0, out1, n1, gm, N, C, scratch, 0);
+        if (p->op == OP_ROWS) column_sums(out0, out1, n1, rows, N, C, scratch, stream);
+        else if (p->op == OP_LN) column_sums(out0, out1, n1, ln, N, C, scratch, stream);
+        else column_sums(out0, out1, n1, gm, N, C, scratch, stream);
     }
 }
 
@@ -197,6 +197,48 @@ static int check(int v, int op, int N, int C, int ld, int off) {
     cudaCheck(cudaFree(d_out0)); cudaCheck(cudaFree(d_again0)); cudaCheck(cudaFree(scratch));
     if (n1) { cudaCheck(cudaFree(d_out1)); cudaCheck(cudaFree(d_again1)); }
     return ok & same;
+}
+
+// two streams at once, as the trainer's main and weight-gradient streams run them: each stream has its own arrival
+// counters, each call its own scratch. 10 rounds of a bias gradient on one stream and a LayerNorm's on the other,
+// every result bitwise equal to the same call run alone. (On the emulator the streams run in order.)
+static int check_streams(void) {
+    printf("check version 2 on two streams at once: RowsOp N=2048 C=512 and LayerNormParamOp N=2048 C=256\n");
+    Problem p[2] = { make_problem(OP_ROWS, 2048, 512, 512, 0), make_problem(OP_LN, 2048, 256, 256, 0) };
+    cudaStream_t s[2];
+    float *d_out[2][2], *alone[2], *got = (float *)mallocCheck(2 * 512 * sizeof(float));
+    float2 *scratch[2];
+    for (int i = 0; i < 2; i++) {
+        int C = p[i].C;
+        cudaCheck(cudaStreamCreate(&s[i]));
+        cudaMallocCheck(&d_out[i][0], 2 * C * sizeof(float));
+        d_out[i][1] = d_out[i][0] + C;
+        cudaMallocCheck(&scratch[i], column_sums_scratch_bytes(p[i].N, C));
+        alone[i] = (float *)mallocCheck(2 * C * sizeof(float));
+        cudaCheck(cudaMemset(d_out[i][0], 0, 2 * C * sizeof(float)));
+        run(&p[i], 2, d_out[i][0], n1_of(&p[i]) ? d_out[i][1] : NULL, scratch[i]);
+        cudaCheck(cudaDeviceSynchronize());
+        from_device(alone[i], d_out[i][0], 2 * C);
+    }
+    int same = 1;
+    for (int round = 0; round < 10; round++) {
+        for (int i = 0; i < 2; i++) {
+            cudaCheck(cudaMemsetAsync(d_out[i][0], 0, 2 * p[i].C * sizeof(float), s[i]));
+            run(&p[i], 2, d_out[i][0], n1_of(&p[i]) ? d_out[i][1] : NULL, scratch[i], s[i]);
+        }
+        cudaCheck(cudaDeviceSynchronize());
+        for (int i = 0; i < 2; i++) {
+            from_device(got, d_out[i][0], 2 * p[i].C);
+            same &= memcmp(got, alone[i], 2 * p[i].C * sizeof(float)) == 0;
+        }
+    }
+    printf("  10 rounds, both results bitwise equal to each call alone: %s\n", same ? "ok" : "DIFFER");
+    for (int i = 0; i < 2; i++) {
+        free(alone[i]); free_problem(&p[i]);
+        cudaCheck(cudaFree(d_out[i][0])); cudaCheck(cudaFree(scratch[i])); cudaCheck(cudaStreamDestroy(s[i]));
+    }
+    free(got);
+    return same;
 }
 
 // ----------------------------------------------------------------------------
@@ -285,6 +327,7 @@ int main(int argc, char **argv) {
             ok &= check(v, OP_LN, 300, 64, 64, 0) & check(v, OP_LN, 37, 100, 100, 0) & check(v, OP_LN, 2048, 256, 256, 0) & check(v, OP_LN, 1000, 776, 776, 0);
             ok &= check(v, OP_GAMMA, 300, 64, 64, 0) & check(v, OP_GAMMA, 13, 100, 100, 0) & check(v, OP_GAMMA, 2048, 256, 256, 0) & check(v, OP_GAMMA, 9, 776, 776, 0);
         }
+        if (a.version != 1) ok &= check_streams();
         printf(ok ? "reduce: all checks passed\n" : "reduce: CHECK FAILED\n");
         return ok ? 0 : 1;
     }
