@@ -11,8 +11,8 @@
         bitwise equal, and so are two calls on two streams at once (their own counters and scratch) to each alone. Shapes: packed and not (C % 8, a misaligned pointer), a partial last tile, many row
         blocks (R > 16 groups of the finishing pass), more tiles than COLSUM_BLOCKS (R = 1), ld > C.
  bench: the trainer's shapes (d12: N = 8192; d4w256h4: N = 2048), inputs cold (each call reads the next
-        window of a 768 MB pool, over 10x the 60 MB L2, as ncu's cache flush does), us per call of launches
-        back to back (programmatic dependent launch, as in the trainer), GB/s, and the floor at 3.7 TB/s;
+        window of a 768 MB pool, over 10x the 50 MB L2, as ncu's cache flush does), us per call of 50 calls in a
+        CUDA graph (programmatic dependent launch, as in the trainer), TB/s, and the floor at 3.7 TB/s;
         then version 2's grid (blocks per launch) and rows in flight side by side.
  make -C dev/cuda bin/reduce && dev/cuda/bin/reduce check    (or bench)
 */
@@ -150,29 +150,34 @@ static void column_sums_cpu(const Problem *p, float *out0, float *out1, int n1) 
     }
 }
 
-static int n1_of(const Problem *p) { return p->op == OP_ROWS ? 0 : p->op == OP_LN ? p->C : 1; }
+// the columns of out1: none (bias), all (LayerNorm's dbias), column 0 (gamma's dgamma_b)
+static int n1_of(int op, int C) { return op == OP_ROWS ? 0 : op == OP_LN ? C : 1; }
 
-// one call of version v (2: the llmc column_sums, on `stream`) on problem p
-static void run(const Problem *p, int v, float *out0, float *out1, float2 *scratch, cudaStream_t stream = 0) {
-    int n1 = n1_of(p), N = p->N, C = p->C;
-    RowsOp rows{p->d_a, p->ld};
-    LayerNormParamOp ln{p->d_a, p->d_b, p->d_rowv, p->d_rowv2, C};
-    GammaParamOp gm{p->d_rowv, p->d_a, C};
-    if (v == 1) {
-        if (p->op == OP_ROWS) column_sums_v1(out0, out1, n1, rows, N, C, scratch);
-        else if (p->op == OP_LN) column_sums_v1(out0, out1, n1, ln, N, C, scratch);
-        else column_sums_v1(out0, out1, n1, gm, N, C, scratch);
-    } else {
-        if (p->op == OP_ROWS) column_sums(out0, out1, n1, rows, N, C, scratch, stream);
-        else if (p->op == OP_LN) column_sums(out0, out1, n1, ln, N, C, scratch, stream);
-        else column_sums(out0, out1, n1, gm, N, C, scratch, stream);
-    }
+// one call of column sums: version v (1, or 2: the llmc column_sums; with U > 0 column_sums_v2 with U rows in flight
+// for a one-matrix op, U / 2 for LayerNorm's two, and `blocks`) of op `op` on device data: a (N rows ld apart: dout or
+// abar), b (the LayerNorm input), rowv, rowv2 (mean and rstd, or dr)
+typedef struct { int op, N, C, ld; const floatX *a, *b; const float *rowv, *rowv2; } OpArgs;
+static void call(const OpArgs &o, int v, int U, int blocks, float *out0, float *out1, float2 *scratch, cudaStream_t stream) {
+    auto go = [&](auto op) {
+        using Op = decltype(op);
+        int n1 = n1_of(o.op, o.C);
+        float *o1 = n1 ? out1 : NULL;
+        if (v == 1) column_sums_v1(out0, o1, n1, op, o.N, o.C, scratch);
+        else if (U == 0) column_sums(out0, o1, n1, op, o.N, o.C, scratch, stream);
+        else if (U == 2) column_sums_v2<2 / Op::inputs>(out0, o1, n1, op, o.N, o.C, scratch, blocks);
+        else if (U == 4) column_sums_v2<4 / Op::inputs>(out0, o1, n1, op, o.N, o.C, scratch, blocks);
+        else column_sums_v2<8 / Op::inputs>(out0, o1, n1, op, o.N, o.C, scratch, blocks);
+    };
+    if (o.op == OP_ROWS) go(RowsOp{o.a, o.ld});
+    else if (o.op == OP_LN) go(LayerNormParamOp{o.a, o.b, o.rowv, o.rowv2, o.C});
+    else go(GammaParamOp{o.rowv, o.a, o.C});
 }
+static OpArgs args_of(const Problem *p) { return OpArgs{ p->op, p->N, p->C, p->ld, p->d_a, p->d_b, p->d_rowv, p->d_rowv2 }; }
 
 static int check(int v, int op, int N, int C, int ld, int off) {
     printf("check version %d %s N=%d C=%d ld=%d offset %d\n", v, op_name[op], N, C, ld, off);
     Problem p = make_problem(op, N, C, ld, off);
-    int n1 = n1_of(&p);
+    int n1 = n1_of(op, C);
     float *out0 = make_random_float(C, -1.0f, 1.0f), *out1 = make_random_float(C, -1.0f, 1.0f);   // += onto these
     float *d_out0 = to_device_f32(out0, C), *d_out1 = n1 ? to_device_f32(out1, C) : NULL;
     float *d_again0 = to_device_f32(out0, C), *d_again1 = n1 ? to_device_f32(out1, C) : NULL;
@@ -180,8 +185,8 @@ static int check(int v, int op, int N, int C, int ld, int off) {
     float2 *scratch;
     cudaMallocCheck(&scratch, sb);
     column_sums_cpu(&p, out0, out1, n1);
-    run(&p, v, d_out0, d_out1, scratch);
-    run(&p, v, d_again0, d_again1, scratch);
+    call(args_of(&p), v, 0, 0, d_out0, d_out1, scratch, 0);
+    call(args_of(&p), v, 0, 0, d_again0, d_again1, scratch, 0);
     cudaCheck(cudaDeviceSynchronize());
     // fp32 sums of N terms of magnitude <= 3 in a tree of depth <= rows / 32 + 32 + R / 16 + 16 (~100): each add
     // rounds by 2^-24 of a partial of at most ~sqrt(N) * 3 in these random data, so the error is far below
@@ -216,7 +221,7 @@ static int check_streams(void) {
         cudaMallocCheck(&scratch[i], column_sums_scratch_bytes(p[i].N, C));
         alone[i] = (float *)mallocCheck(2 * C * sizeof(float));
         cudaCheck(cudaMemset(d_out[i][0], 0, 2 * C * sizeof(float)));
-        run(&p[i], 2, d_out[i][0], n1_of(&p[i]) ? d_out[i][1] : NULL, scratch[i]);
+        call(args_of(&p[i]), 2, 0, 0, d_out[i][0], d_out[i][1], scratch[i], 0);
         cudaCheck(cudaDeviceSynchronize());
         from_device(alone[i], d_out[i][0], 2 * C);
     }
@@ -224,7 +229,7 @@ static int check_streams(void) {
     for (int round = 0; round < 10; round++) {
         for (int i = 0; i < 2; i++) {
             cudaCheck(cudaMemsetAsync(d_out[i][0], 0, 2 * p[i].C * sizeof(float), s[i]));
-            run(&p[i], 2, d_out[i][0], n1_of(&p[i]) ? d_out[i][1] : NULL, scratch[i], s[i]);
+            call(args_of(&p[i]), 2, 0, 0, d_out[i][0], d_out[i][1], scratch[i], s[i]);
         }
         cudaCheck(cudaDeviceSynchronize());
         for (int i = 0; i < 2; i++) {
@@ -247,36 +252,43 @@ static int check_streams(void) {
 #define POOL_BYTES ((size_t)768 << 20)
 
 typedef struct {
-    int op, N, C, ld, v, U, blocks;   // v = 2 with U = 0: the llmc call; U > 0: column_sums_v2<U> with `blocks`
+    int op, N, C, ld, v, U, blocks;   // as call()'s
     floatX *pool; size_t window, nwin; int k;
     float *rowv, *rowv2, *out0, *out1; float2 *scratch;
 } Bench;
 
-template <int U>
-static void bench_v2(Bench *b, floatX *a, floatX *x2, int n1) {
-    if (b->op == OP_ROWS) column_sums_v2<U>(b->out0, NULL, 0, RowsOp{a, b->ld}, b->N, b->C, b->scratch, b->blocks);
-    else if (b->op == OP_LN) column_sums_v2<U / 2>(b->out0, b->out1, n1, LayerNormParamOp{a, x2, b->rowv, b->rowv2, b->C}, b->N, b->C, b->scratch, b->blocks);
-    else column_sums_v2<U>(b->out0, b->out1, n1, GammaParamOp{b->rowv, a, b->C}, b->N, b->C, b->scratch, b->blocks);
-}
-static void bench_call(Bench *b) {
+static void bench_call(Bench *b, cudaStream_t stream) {
     floatX *a = b->pool + b->window * b->k, *x2 = b->pool + b->window * ((b->k + 1) % b->nwin);
     b->k = (b->k + 2) % (b->nwin - 1);
-    int n1 = b->op == OP_ROWS ? 0 : b->op == OP_LN ? b->C : 1;
-    float *out1 = n1 ? b->out1 : NULL;
-    RowsOp rows{a, b->ld};
-    LayerNormParamOp ln{a, x2, b->rowv, b->rowv2, b->C};
-    GammaParamOp gm{b->rowv, a, b->C};
-    if (b->v == 1) {
-        if (b->op == OP_ROWS) column_sums_v1(b->out0, out1, n1, rows, b->N, b->C, b->scratch);
-        else if (b->op == OP_LN) column_sums_v1(b->out0, out1, n1, ln, b->N, b->C, b->scratch);
-        else column_sums_v1(b->out0, out1, n1, gm, b->N, b->C, b->scratch);
-    } else if (b->U == 0) {
-        if (b->op == OP_ROWS) column_sums(b->out0, out1, n1, rows, b->N, b->C, b->scratch, 0);
-        else if (b->op == OP_LN) column_sums(b->out0, out1, n1, ln, b->N, b->C, b->scratch, 0);
-        else column_sums(b->out0, out1, n1, gm, b->N, b->C, b->scratch, 0);
-    } else if (b->U == 2) bench_v2<2>(b, a, x2, n1);
-    else if (b->U == 4) bench_v2<4>(b, a, x2, n1);
-    else bench_v2<8>(b, a, x2, n1);
+    call(OpArgs{ b->op, b->N, b->C, b->ld, a, x2, b->rowv, b->rowv2 }, b->v, b->U, b->blocks, b->out0, b->out1, b->scratch, stream);
+}
+
+// us per call: 50 calls captured in a CUDA graph (launches as cheap as in the trainer's graph, so the small shapes
+// time the kernels, not the host), the graph replayed 4 times. One stream for all: column_sums keeps counters per
+// stream (made on a stream's first call, here the uncaptured warm-up)
+static float time_graph(Bench *b) {
+    static cudaStream_t s = NULL;
+    if (s == NULL) cudaCheck(cudaStreamCreate(&s));
+    const int reps = 50, replays = 4;
+    bench_call(b, s);
+    cudaGraph_t g;
+    cudaGraphExec_t e;
+    cudaCheck(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    for (int i = 0; i < reps; i++) bench_call(b, s);
+    cudaCheck(cudaStreamEndCapture(s, &g));
+    cudaCheck(cudaGraphInstantiate(&e, g, 0));
+    cudaCheck(cudaGraphLaunch(e, s));
+    cudaEvent_t t0, t1;
+    cudaCheck(cudaEventCreate(&t0)); cudaCheck(cudaEventCreate(&t1));
+    cudaCheck(cudaEventRecord(t0, s));
+    for (int i = 0; i < replays; i++) cudaCheck(cudaGraphLaunch(e, s));
+    cudaCheck(cudaEventRecord(t1, s));
+    cudaCheck(cudaEventSynchronize(t1));
+    float ms;
+    cudaCheck(cudaEventElapsedTime(&ms, t0, t1));
+    cudaCheck(cudaEventDestroy(t0)); cudaCheck(cudaEventDestroy(t1));
+    cudaCheck(cudaGraphExecDestroy(e)); cudaCheck(cudaGraphDestroy(g));
+    return 1e3f * ms / (reps * replays);
 }
 
 static void bench(floatX *pool, int op, int N, int C, int ld) {
@@ -292,9 +304,9 @@ static void bench(floatX *pool, int op, int N, int C, int ld) {
         if (v2_scratch_bytes(N, C, blocks) > sb) sb = v2_scratch_bytes(N, C, blocks);
     cudaMallocCheck(&b.scratch, sb);
     double bytes = (double)N * C * 2 * (op == OP_LN ? 2 : 1), floor_us = bytes / 3.7e12 * 1e6;
-    float us1 = 1e3f * benchmark_kernel(50, bench_call, &b);
+    float us1 = time_graph(&b);
     b.v = 2;
-    float us2 = 1e3f * benchmark_kernel(50, bench_call, &b);
+    float us2 = time_graph(&b);
     int rows;
     dim3 g = column_sums_grid(N, C, COLSUM_BLOCKS, &rows);
     printf("%-16s N=%5d C=%5d ld=%5d  %6.1f MB  floor %5.1f us | version 1 %6.1f us %5.2f TB/s | version 2 %6.1f us "
@@ -304,7 +316,7 @@ static void bench(floatX *pool, int op, int N, int C, int ld) {
     for (int blocks = 264; blocks <= 1056; blocks *= 2)
         for (int U = 2; U <= 8; U *= 2) {
             b.U = U; b.blocks = blocks;
-            printf("  %d:U%d %.1f", blocks, U, 1e3f * benchmark_kernel(50, bench_call, &b));
+            printf("  %d:U%d %.1f", blocks, U, time_graph(&b));
         }
     printf(" us\n");
     free(h);
