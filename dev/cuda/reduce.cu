@@ -79,21 +79,22 @@ __global__ void column_sums_v1_kernel(float *out0, float *out1, int n1, float2 *
 static size_t v1_scratch_bytes(int N, int C) { return (size_t)ceil_div(N, V1_WARPS * V1_ROWS) * C * sizeof(float2); }
 
 template <class Op>
-static void column_sums_v1(float *out0, float *out1, int n1, Op op, int N, int C, float2 *scratch) {
+static void column_sums_v1(float *out0, float *out1, int n1, Op op, int N, int C, float2 *scratch, cudaStream_t stream) {
     dim3 grid(ceil_div(N, V1_WARPS * V1_ROWS), ceil_div(C, WARP_SIZE));
-    launch_pdl(column_sums_v1_kernel<Op>, grid, V1_WARPS * WARP_SIZE, 0, 0, out0, out1, n1, scratch,
-               column_sums_count(0), op, N, C);
+    launch_pdl(column_sums_v1_kernel<Op>, grid, V1_WARPS * WARP_SIZE, 0, stream, out0, out1, n1, scratch,
+               column_sums_count(stream), op, N, C);
     cudaCheck(cudaGetLastError());
 }
 
 // version 2 with another grid target or rows in flight (the bench's side-by-side; U must be a template argument)
 template <int U, class Op>
-static void column_sums_v2(float *out0, float *out1, int n1, Op op, int N, int C, float2 *scratch, int blocks) {
+static void column_sums_v2(float *out0, float *out1, int n1, Op op, int N, int C, float2 *scratch, int blocks,
+                           cudaStream_t stream) {
     int rows;
     dim3 grid = column_sums_grid(N, C, blocks, &rows);
     if (!op.packed(C)) fatal("column_sums_v2: the bench's shapes are all packed");
-    launch_pdl(column_sums_kernel<PACK, U, Op>, grid, COLSUM_THREADS, 0, 0, out0, out1, n1, (float *)scratch,
-               column_sums_count(0), op, N, C, rows);
+    launch_pdl(column_sums_kernel<PACK, U, Op>, grid, COLSUM_THREADS, 0, stream, out0, out1, n1, (float *)scratch,
+               column_sums_count(stream), op, N, C, rows);
     cudaCheck(cudaGetLastError());
 }
 static size_t v2_scratch_bytes(int N, int C, int blocks) {
@@ -162,11 +163,11 @@ static void call(const OpArgs &o, int v, int U, int blocks, float *out0, float *
         using Op = decltype(op);
         int n1 = n1_of(o.op, o.C);
         float *o1 = n1 ? out1 : NULL;
-        if (v == 1) column_sums_v1(out0, o1, n1, op, o.N, o.C, scratch);
+        if (v == 1) column_sums_v1(out0, o1, n1, op, o.N, o.C, scratch, stream);
         else if (U == 0) column_sums(out0, o1, n1, op, o.N, o.C, scratch, stream);
-        else if (U == 2) column_sums_v2<2 / Op::inputs>(out0, o1, n1, op, o.N, o.C, scratch, blocks);
-        else if (U == 4) column_sums_v2<4 / Op::inputs>(out0, o1, n1, op, o.N, o.C, scratch, blocks);
-        else column_sums_v2<8 / Op::inputs>(out0, o1, n1, op, o.N, o.C, scratch, blocks);
+        else if (U == 2) column_sums_v2<2 / Op::inputs>(out0, o1, n1, op, o.N, o.C, scratch, blocks, stream);
+        else if (U == 4) column_sums_v2<4 / Op::inputs>(out0, o1, n1, op, o.N, o.C, scratch, blocks, stream);
+        else column_sums_v2<8 / Op::inputs>(out0, o1, n1, op, o.N, o.C, scratch, blocks, stream);
     };
     if (o.op == OP_ROWS) go(RowsOp{o.a, o.ld});
     else if (o.op == OP_LN) go(LayerNormParamOp{o.a, o.b, o.rowv, o.rowv2, o.C});
