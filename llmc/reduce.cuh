@@ -94,16 +94,21 @@ column_sums_kernel(float *out0, float *out1, int n1, float *partial, unsigned in
             }
         }
     }
+    // thread j < 64 (and 64 + j, for .y): column j of sx (sy) summed over its first k rows in order
+    int j = t % COLSUM_W;
+    bool sums = t < (Y ? 2 : 1) * COLSUM_W;
+    auto sum_rows = [&](int k) {
+        float (*s)[COLSUM_W] = t < COLSUM_W ? sx : sy;
+        float v = 0.0f;
+        for (int i = 0; i < k; i++) v += s[i][j];
+        return v;
+    };
     #pragma unroll
     for (int i = 0; i < V; i++) { sx[ty][tx * V + i] = ax[i]; if (Y) sy[ty][tx * V + i] = ay[i]; }
     __syncthreads();
     float *px = partial, *py = partial + (size_t)R * Cp;     // the .x and .y planes, (R, Cp) each
-    if (t < (Y ? 2 : 1) * COLSUM_W) {                        // thread j: column j's .x, thread 64 + j: its .y
-        int j = t % COLSUM_W;
-        float (*s)[COLSUM_W] = t < COLSUM_W ? sx : sy;
-        float v = 0.0f;
-        for (int k = 0; k < TY; k++) v += s[k][j];
-        (t < COLSUM_W ? px : py)[(size_t)blockIdx.y * Cp + c0 + j] = v;
+    if (sums) {
+        (t < COLSUM_W ? px : py)[(size_t)blockIdx.y * Cp + c0 + j] = sum_rows(TY);
         __threadfence();                                     // the partial is visible before the count says so
     }
     __syncthreads();
@@ -128,11 +133,8 @@ column_sums_kernel(float *out0, float *out1, int n1, float *partial, unsigned in
     sx[g][4 * q] = vx.x; sx[g][4 * q + 1] = vx.y; sx[g][4 * q + 2] = vx.z; sx[g][4 * q + 3] = vx.w;
     if (Y) { sy[g][4 * q] = vy.x; sy[g][4 * q + 1] = vy.y; sy[g][4 * q + 2] = vy.z; sy[g][4 * q + 3] = vy.w; }
     __syncthreads();
-    if (t < (Y ? 2 : 1) * COLSUM_W) {
-        int j = t % COLSUM_W;
-        float (*s)[COLSUM_W] = t < COLSUM_W ? sx : sy;
-        float v = 0.0f;
-        for (int k = 0; k < COLSUM_G; k++) v += s[k][j];
+    if (sums) {
+        float v = sum_rows(COLSUM_G);
         if (t < COLSUM_W && c0 + j < C) out0[c0 + j] += v;
         if (t >= COLSUM_W && c0 + j < n1) out1[c0 + j] += v;
     }

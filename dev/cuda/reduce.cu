@@ -13,7 +13,8 @@
  bench: the trainer's shapes (d12: N = 8192; d4w256h4: N = 2048), inputs cold (each call reads the next
         window of a 768 MB pool, over 10x the 50 MB L2, as ncu's cache flush does), us per call of 50 calls in a
         CUDA graph (programmatic dependent launch, as in the trainer), TB/s, and the floor at 3.7 TB/s;
-        then version 2's grid (blocks per launch) and rows in flight side by side.
+        then version 2's grid (blocks per launch) and rows in flight side by side (U = 8 for gamma and 4 for
+        LayerNorm, i.e. 128 bytes per thread, spill registers under the 64-register bound of 4 blocks per SM).
  make -C dev/cuda bin/reduce && dev/cuda/bin/reduce check    (or bench)
 */
 #include "common.h"
