@@ -23,14 +23,16 @@
    grid     R = COLSUM_BLOCKS / tiles row blocks (rows a multiple of 32): one wave of ~4 blocks per SM on
             132 SMs for every C up to 33792 (C = 768: 12 x 43 blocks of 192 rows; C = 3840: 60 x 8 of 1024)
  bytes      the op's inputs once (bf16 rows: 2 N C per matrix read; LayerNorm: dout and inp, 4 N C) plus
-            R x C x 4 (x2) partials written and read back from L2 (~0.1-0.3 MB): the floor is N C bytes /
+            R x C x 4 (x2) partials written and read back from L2 (~0.1-0.3 MB): the floor is the input bytes /
             ~3.7 TB/s, + ~2 us of launch, the partial hand-over and the finishing read.
- d12 (N = 8192), ncu, previous kernel -> floor -> predicted:
-            RowsOp C = 768        12.6 MB   8.3 us -> 3.4 -> ~5.5 us
-            RowsOp C = 3840       63 MB    26.6 us -> 17  -> ~19 us
-            LayerNormParamOp 768  25 MB    17.9 us -> 6.8 -> ~8.5 us
-            GammaParamOp 768      12.6 MB   9.7 us -> 3.4 -> ~5.5 us
- small model (N = 2048, C = 256 .. 1280, 1-5 MB): latency bound, ~3-4 us each (was 6.5 / 15 / 7.5 us).
+ d12 (N = 8192), ncu (cold caches): bytes, previous kernel -> floor at 3.7 TB/s -> predicted
+            RowsOp C = 768            12.6 MB    8.3 us -> 3.4 -> ~5.5 us   (x12 per step)
+            RowsOp C = 1536           25.2 MB  ~12.8 us -> 6.8 -> ~9 us     (x12)
+            RowsOp C = 3840           62.9 MB   26.6 us -> 17  -> ~19 us    (x12)
+            LayerNormParamOp C = 768  25.2 MB   17.9 us -> 6.8 -> ~8.8 us   (x13)
+            GammaParamOp C = 768      12.6 MB    9.7 us -> 3.4 -> ~5.5 us   (x12)
+            per step 911 -> ~580 us. Small model d4w256h4 (N = 2048, C = 256 .. 1280, 1-5 MB): latency bound,
+            ~3.5-4 us each (were 6.5 RowsOp, 15 LayerNorm, 7.5 gamma): 183 -> ~80 us of its 1.76 ms step.
 */
 #ifndef SESSA_REDUCE_CUH
 #define SESSA_REDUCE_CUH
