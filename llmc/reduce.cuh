@@ -184,6 +184,7 @@ template <class Op>
 static void column_sums(float *out0, float *out1, int n1, Op op, int N, int C, float2 *scratch, cudaStream_t stream) {
     if (n1 < 0 || n1 > C || (out1 == NULL) != (n1 == 0) || (n1 > 0 && !Op::has_y))
         fatal("column_sums: out1 %p with %d of %d columns", (void *)out1, n1, C);
+    if (N < 1 || C < 1) fatal("column_sums: an empty matrix (%d rows, %d columns)", N, C);
     if (ceil_div(C, COLSUM_W) > COLSUM_MAX_CBLOCKS) fatal("column_sums: %d columns is more than %d", C, COLSUM_MAX_CBLOCKS * COLSUM_W);
     if ((uintptr_t)scratch % 16 != 0) fatal("column_sums: scratch %p is not 16-byte aligned", (void *)scratch);
     unsigned int *count = column_sums_count(stream);
