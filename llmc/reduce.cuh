@@ -15,8 +15,9 @@
             (shared memory): partial[row block, c] (.y in a second plane when the op has one)
    pass 2   the block that finishes last among the R row blocks of its tile (a counter per tile, made
             visible by __threadfence) reads the R partials of its 64 columns (16-byte L2 loads; 16 groups of
-            row blocks b, b + 16, ..., then the 16 group sums in order) and adds them into out0/out1; it sets
-            the counter back to 0 for the next call.
+            row blocks b, b + 16, ..., then the 16 group sums in order) and adds them into out0/out1 (read
+            by every block at its start, so that the last one's finish does not wait for them); it sets the
+            counter back to 0 for the next call.
    Which block comes last varies, the order of the additions does not: bitwise the same on every run, and
    on every GPU (the grid depends on N and C only). The bits differ from the previous kernel's (32-row warp
    chunks, 256-row blocks).
@@ -79,6 +80,12 @@ column_sums_kernel(float *out0, float *out1, int n1, float *partial, unsigned in
     int t = threadIdx.x, tx = t % TX, ty = t / TX;
     int c0 = blockIdx.x * COLSUM_W, Cp = gridDim.x * COLSUM_W, R = gridDim.y;
     int c = c0 + tx * V, r0 = blockIdx.y * rows, r1 = min(N, r0 + rows);
+    // thread j < 64 (and 64 + j, for .y) sums column c0 + j in shared memory (sum_rows below) and, in the tile's
+    // last block, adds it into out0 (out1): read here, so that the finish does not wait for it (any block may be last)
+    int j = t % COLSUM_W;
+    bool sums = t < (Y ? 2 : 1) * COLSUM_W, owns = sums && c0 + j < (t < COLSUM_W ? C : n1);
+    float *out = t < COLSUM_W ? out0 : out1;
+    float before = owns ? out[c0 + j] : 0.0f;
     // pass 1: this thread's rows, then the block's row groups
     float ax[V], ay[V];
     #pragma unroll
@@ -96,9 +103,7 @@ column_sums_kernel(float *out0, float *out1, int n1, float *partial, unsigned in
             }
         }
     }
-    // thread j < 64 (and 64 + j, for .y): column j of sx (sy) summed over its first k rows in order
-    int j = t % COLSUM_W;
-    bool sums = t < (Y ? 2 : 1) * COLSUM_W;
+    // column j of sx (sy) summed over its first k rows in order
     auto sum_rows = [&](int k) {
         float (*s)[COLSUM_W] = t < COLSUM_W ? sx : sy;
         float v = 0.0f;
@@ -135,11 +140,7 @@ column_sums_kernel(float *out0, float *out1, int n1, float *partial, unsigned in
     sx[g][4 * q] = vx.x; sx[g][4 * q + 1] = vx.y; sx[g][4 * q + 2] = vx.z; sx[g][4 * q + 3] = vx.w;
     if (Y) { sy[g][4 * q] = vy.x; sy[g][4 * q + 1] = vy.y; sy[g][4 * q + 2] = vy.z; sy[g][4 * q + 3] = vy.w; }
     __syncthreads();
-    if (sums) {
-        float v = sum_rows(COLSUM_G);
-        if (t < COLSUM_W && c0 + j < C) out0[c0 + j] += v;
-        if (t >= COLSUM_W && c0 + j < n1) out1[c0 + j] += v;
-    }
+    if (owns) out[c0 + j] = before + sum_rows(COLSUM_G);
     if (t == 0) count[blockIdx.x] = 0;
 }
 
