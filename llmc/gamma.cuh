@@ -76,7 +76,7 @@ static void gamma_forward(float *gamma, const floatX *abar, const floatX *w, con
 struct GammaParamOp {
     const float *dr; const floatX *abar; int D;
     static constexpr bool has_y = true;
-    static constexpr int inputs = 1;   // bf16 matrices read
+    static constexpr int rows_in_flight = 4, blocks = COLSUM_BLOCKS / 2;   // (column_sums, reduce.cuh)
     bool packed(int) const { return packable(abar, D); }
     template <int V>
     __device__ void operator()(int n, int c, float (&dw)[V], float (&db)[V]) const {

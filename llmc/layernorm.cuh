@@ -155,7 +155,7 @@ __global__ void layernorm_backward_input_packed_kernel(floatX *__restrict__ dinp
 struct LayerNormParamOp {
     const floatX *dout, *inp; const float *mean, *rstd; int C;
     static constexpr bool has_y = true;
-    static constexpr int inputs = 2;   // bf16 matrices read
+    static constexpr int rows_in_flight = 1, blocks = COLSUM_BLOCKS / 2;   // (column_sums, reduce.cuh)
     bool packed(int) const { return packable(dout, C) && packable(inp, C); }
     template <int V>
     __device__ void operator()(int n, int c, float (&dw)[V], float (&db)[V]) const {

@@ -9,7 +9,7 @@
    layout   a tile is 64 columns; with 16-byte packs (C % 8 == 0, rows 16-byte aligned: every width the
             trainer uses) a thread owns 8 columns, 8 threads read 128 contiguous bytes of a row and the block
             reads 32 rows at a time (other widths: a thread owns 1 column, 4 rows at a time, 2-byte loads)
-   pass 1   thread (tx, ty) sums rows r0 + ty, r0 + ty + 32, ... in row order, COLSUM_U rows in flight
+   pass 1   thread (tx, ty) sums rows r0 + ty, r0 + ty + 32, ... in row order, U rows in flight
             (their loads all issued before the adds, a row index past the block's end clamped to its last row
             rather than branched around); the block's 32 row groups are added in order
             (shared memory): partial[row block, c] (.y in a second plane when the op has one)
@@ -21,19 +21,22 @@
    Which block comes last varies, the order of the additions does not: bitwise the same on every run, and
    on every GPU (the grid depends on N and C only). The bits differ from the previous kernel's (32-row warp
    chunks, 256-row blocks).
-   grid     R = COLSUM_BLOCKS / tiles row blocks (rows a multiple of 32): one wave of ~4 blocks per SM on
-            132 SMs for every C up to 33792 (C = 768: 12 x 43 blocks of 192 rows; C = 3840: 60 x 8 of 1024)
+   grid     R = blocks / tiles row blocks (rows a multiple of 32), one wave: `blocks` and U are the op's,
+            the H200's best of 264, 528, 1056 blocks x 1, 2, 4 rows in flight (dev/cuda/reduce.cu bench): bias
+            gradients 528 (4 per SM; C = 768: 12 x 43 blocks of 192 rows, C = 3840: 60 x 8 of 1024) x 2 rows,
+            LayerNorm 264 x 1 row (2 matrices), gamma 264 x 4
  bytes      the op's inputs once (bf16 rows: 2 N C per matrix read; LayerNorm: dout and inp, 4 N C) plus
             R x C x 4 (x2) partials written and read back from L2 (~0.1-0.3 MB): the floor is the input bytes /
             ~3.7 TB/s, + ~2 us of launch, the partial hand-over and the finishing read.
- d12 (N = 8192), ncu (cold caches): bytes, previous kernel -> floor at 3.7 TB/s -> predicted
-            RowsOp C = 768            12.6 MB    8.3 us -> 3.4 -> ~5.5 us   (x12 per step)
-            RowsOp C = 1536           25.2 MB  ~12.8 us -> 6.8 -> ~9 us     (x12)
-            RowsOp C = 3840           62.9 MB   26.6 us -> 17  -> ~19 us    (x12)
-            LayerNormParamOp C = 768  25.2 MB   17.9 us -> 6.8 -> ~8.8 us   (x13)
-            GammaParamOp C = 768      12.6 MB    9.7 us -> 3.4 -> ~5.5 us   (x12)
-            per step 911 -> ~580 us. Small model d4w256h4 (N = 2048, C = 256 .. 1280, 1-5 MB): latency bound,
-            ~3.5-4 us each (were 6.5 RowsOp, 15 LayerNorm, 7.5 gamma): 183 -> ~80 us of its 1.76 ms step.
+ d12 (N = 8192), us per call (dev/cuda/reduce.cu bench: cold inputs, 50 calls in a CUDA graph, H200; the previous
+ kernel -> this one; floor = bytes / 3.7 TB/s; ~3 us of every call is latency: launch, the hand-over, the finish):
+            RowsOp C = 768            12.6 MB    8.1 -> 6.5 us  (floor 3.4)   x12 per step
+            RowsOp C = 1536           25.2 MB   11.9 -> 9.2 us  (floor 6.8)   x12
+            RowsOp C = 3840           62.9 MB   25.5 -> 18.3 us (floor 17)    x12
+            LayerNormParamOp C = 768  25.2 MB   15.2 -> 10.2 us (floor 6.8)   x13
+            GammaParamOp C = 768      12.6 MB    9.3 -> 7.3 us  (floor 3.4)   x12
+            per step 856 -> 629 us. Small model d4w256h4 (N = 2048, C = 256 .. 1280, 1-5 MB; latency bound):
+            RowsOp 4.4 / 4.7 / 5.2 -> 3.3 / 3.9 / 4.9 us, LayerNorm 12.2 -> 4.6, gamma 6.0 -> 4.6: 142 -> 90 us.
 */
 #ifndef SESSA_REDUCE_CUH
 #define SESSA_REDUCE_CUH
@@ -56,9 +59,8 @@ __device__ inline float block_reduce_sum(float v) {
 #define COLSUM_THREADS 256
 #define COLSUM_W 64          // columns per tile
 #define COLSUM_RB 32         // a block's row count is a multiple of this (the row groups of the packed form)
-#define COLSUM_U 4           // rows in flight per thread of an op that reads one matrix (Op::inputs = 1): 64 bytes
 #define COLSUM_G 16          // row-block groups of the finishing pass (x 16 threads of 4 columns)
-#define COLSUM_BLOCKS 528    // blocks per launch wanted: 4 per SM of a 132-SM H100/H200, one wave
+#define COLSUM_BLOCKS 528    // the most blocks an op asks for (Op::blocks): 4 per SM of a 132-SM H100/H200, one wave
 
 // V columns of a bf16 row starting at p into fp32: V = PACK (one 16-byte load, p aligned) or 1
 template <int V>
@@ -189,9 +191,10 @@ static void column_sums(float *out0, float *out1, int n1, Op op, int N, int C, f
     if (ceil_div(C, COLSUM_W) > COLSUM_MAX_CBLOCKS) fatal("column_sums: %d columns is more than %d", C, COLSUM_MAX_CBLOCKS * COLSUM_W);
     if ((uintptr_t)scratch % 16 != 0) fatal("column_sums: scratch %p is not 16-byte aligned", (void *)scratch);
     unsigned int *count = column_sums_count(stream);
+    static_assert(Op::blocks <= COLSUM_BLOCKS, "column_sums_scratch_bytes counts at most COLSUM_BLOCKS blocks");
     int rows;
-    dim3 grid = column_sums_grid(N, C, COLSUM_BLOCKS, &rows);
-    constexpr int U = COLSUM_U / Op::inputs;
+    dim3 grid = column_sums_grid(N, C, Op::blocks, &rows);
+    constexpr int U = Op::rows_in_flight;
     if (op.packed(C))
         launch_pdl(column_sums_kernel<PACK, U, Op>, grid, COLSUM_THREADS, 0, stream, out0, out1, n1, (float *)scratch, count, op, N, C, rows);
     else
@@ -200,13 +203,14 @@ static void column_sums(float *out0, float *out1, int n1, Op op, int N, int C, f
 }
 
 // ----------------------------------------------------------------------------
-// ops for column_sums: op(n, c, x, y) fills the terms of columns c .. c + V - 1 of row n (V deduced: PACK or 1)
+// ops for column_sums: op(n, c, x, y) fills the terms of columns c .. c + V - 1 of row n (V deduced: PACK or 1);
+// has_y: a second sum; rows_in_flight, blocks: the op's grid (measured, see the header)
 
 // bias gradient: rows of dout (N, C) with row stride ld
 struct RowsOp {
     const floatX *x; int ld;
     static constexpr bool has_y = false;
-    static constexpr int inputs = 1;   // bf16 matrices read
+    static constexpr int rows_in_flight = 2, blocks = COLSUM_BLOCKS;
     bool packed(int C) const { return C % PACK == 0 && packable(x, ld); }
     template <int V>
     __device__ void operator()(int n, int c, float (&vx)[V], float (&)[V]) const { load_cols<V>(vx, x + (size_t)n * ld + c); }

@@ -5,16 +5,17 @@
    version 1: the kernel until session 6: grid (N / 256 row blocks, C / 32 column blocks), a lane = one column,
               2-byte loads, 32 rows per warp in row order; the last block of a column block sums the partials
    version 2: (llmc) 64-column tiles, 16-byte loads of 8 columns per thread (C % 8 == 0, aligned rows; else one
-              column per thread), U rows in flight per thread, ~COLSUM_BLOCKS = 528 blocks (one wave of 4 per SM),
-              the last block of a tile sums the partials with 16-byte L2 loads
+              column per thread), the op's rows in flight per thread and blocks per launch (one wave), the last
+              block of a tile sums the partials with 16-byte L2 loads
  check: every op against a double-precision CPU sum, both versions; version 2 twice from the same start is
-        bitwise equal, and so are two calls on two streams at once (their own counters and scratch) to each alone. Shapes: packed and not (C % 8, a misaligned pointer), a partial last tile, many row
+        bitwise equal, and so are two calls on two streams at once (their own counters and scratch) to each
+        alone. Shapes: packed and not (C % 8, a misaligned pointer), a partial last tile, many row
         blocks (R > 16 groups of the finishing pass), more tiles than COLSUM_BLOCKS (R = 1), ld > C.
  bench: the trainer's shapes (d12: N = 8192; d4w256h4: N = 2048), inputs cold (each call reads the next
         window of a 768 MB pool, over 10x the 50 MB L2, as ncu's cache flush does), us per call of 50 calls in a
         CUDA graph (programmatic dependent launch, as in the trainer), TB/s, and the floor at 3.7 TB/s;
-        then version 2's grid (blocks per launch) and rows in flight side by side (U = 8 for gamma and 4 for
-        LayerNorm, i.e. 128 bytes per thread, spill registers under the 64-register bound of 4 blocks per SM).
+        then version 2's grid (blocks per launch) and rows in flight side by side (U = 4 for LayerNorm, 128
+        bytes per thread, spills registers under the 64-register bound of 4 blocks per SM).
  make -C dev/cuda bin/reduce && dev/cuda/bin/reduce check    (or bench)
 */
 #include "common.h"
@@ -156,8 +157,8 @@ static void column_sums_cpu(const Problem *p, float *out0, float *out1, int n1) 
 static int n1_of(int op, int C) { return op == OP_ROWS ? 0 : op == OP_LN ? C : 1; }
 
 // one call of column sums: version v (1, or 2: the llmc column_sums; with U > 0 column_sums_v2 with U rows in flight
-// for a one-matrix op, U / 2 for LayerNorm's two, and `blocks`) of op `op` on device data: a (N rows ld apart: dout or
-// abar), b (the LayerNorm input), rowv, rowv2 (mean and rstd, or dr)
+// and `blocks`) of op `op` on device data: a (N rows ld apart: dout or abar), b (the LayerNorm input), rowv, rowv2
+// (mean and rstd, or dr)
 typedef struct { int op, N, C, ld; const floatX *a, *b; const float *rowv, *rowv2; } OpArgs;
 static void call(const OpArgs &o, int v, int U, int blocks, float *out0, float *out1, float2 *scratch, cudaStream_t stream) {
     auto go = [&](auto op) {
@@ -166,9 +167,9 @@ static void call(const OpArgs &o, int v, int U, int blocks, float *out0, float *
         float *o1 = n1 ? out1 : NULL;
         if (v == 1) column_sums_v1(out0, o1, n1, op, o.N, o.C, scratch, stream);
         else if (U == 0) column_sums(out0, o1, n1, op, o.N, o.C, scratch, stream);
-        else if (U == 2) column_sums_v2<2 / Op::inputs>(out0, o1, n1, op, o.N, o.C, scratch, blocks, stream);
-        else if (U == 4) column_sums_v2<4 / Op::inputs>(out0, o1, n1, op, o.N, o.C, scratch, blocks, stream);
-        else column_sums_v2<8 / Op::inputs>(out0, o1, n1, op, o.N, o.C, scratch, blocks, stream);
+        else if (U == 1) column_sums_v2<1>(out0, o1, n1, op, o.N, o.C, scratch, blocks, stream);
+        else if (U == 2) column_sums_v2<2>(out0, o1, n1, op, o.N, o.C, scratch, blocks, stream);
+        else column_sums_v2<4>(out0, o1, n1, op, o.N, o.C, scratch, blocks, stream);
     };
     if (o.op == OP_ROWS) go(RowsOp{o.a, o.ld});
     else if (o.op == OP_LN) go(LayerNormParamOp{o.a, o.b, o.rowv, o.rowv2, o.C});
@@ -310,13 +311,13 @@ static void bench(floatX *pool, int op, int N, int C, int ld) {
     b.v = 2;
     float us2 = time_graph(&b);
     int rows;
-    dim3 g = column_sums_grid(N, C, COLSUM_BLOCKS, &rows);
+    dim3 g = column_sums_grid(N, C, op == OP_ROWS ? RowsOp::blocks : op == OP_LN ? LayerNormParamOp::blocks : GammaParamOp::blocks, &rows);
     printf("%-16s N=%5d C=%5d ld=%5d  %6.1f MB  floor %5.1f us | version 1 %6.1f us %5.2f TB/s | version 2 %6.1f us "
            "%5.2f TB/s (%d x %d blocks, %d rows) %4.2fx floor\n", op_name[op], N, C, ld, bytes / 1e6, floor_us,
            us1, bytes / us1 / 1e6, us2, bytes / us2 / 1e6, g.x, g.y, rows, us2 / floor_us);
-    printf("    version 2 blocks x rows in flight (one-matrix U; LayerNorm U/2):");
+    printf("    version 2 blocks x rows in flight:");
     for (int blocks = 264; blocks <= 1056; blocks *= 2)
-        for (int U = 2; U <= 8; U *= 2) {
+        for (int U = 1; U <= 4; U *= 2) {
             b.U = U; b.blocks = blocks;
             printf("  %d:U%d %.1f", blocks, U, time_graph(&b));
         }
