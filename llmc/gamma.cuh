@@ -75,9 +75,15 @@ static void gamma_forward(float *gamma, const floatX *abar, const floatX *w, con
 // (dr[n] abar[n, c], dr[n] in column 0 only): one column_sums pass gives dw_gamma (.x) and dgamma_b (column 0's .y)
 struct GammaParamOp {
     const float *dr; const floatX *abar; int D;
-    __device__ float2 operator()(int n, int c) const {
+    static constexpr bool has_y = true;
+    static constexpr int rows_in_flight = 4, blocks = COLSUM_BLOCKS / 2;   // (column_sums, reduce.cuh)
+    bool packed(int) const { return packable(abar, D); }
+    template <int V>
+    __device__ void operator()(int n, int c, float (&dw)[V], float (&db)[V]) const {
         float d = dr[n];
-        return make_float2(d * __bfloat162float(abar[(size_t)n * D + c]), c == 0 ? d : 0.0f);
+        load_cols<V>(dw, abar + (size_t)n * D + c);
+        #pragma unroll
+        for (int k = 0; k < V; k++) { dw[k] *= d; db[k] = c + k == 0 ? d : 0.0f; }
     }
 };
 

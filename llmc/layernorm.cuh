@@ -151,13 +151,20 @@ __global__ void layernorm_backward_input_packed_kernel(floatX *__restrict__ dinp
     }
 }
 
-// (dout * xhat, dout) for the weight and bias gradients
+// (dout * xhat, dout) for the weight and bias gradients, V columns at a time (column_sums, reduce.cuh)
 struct LayerNormParamOp {
     const floatX *dout, *inp; const float *mean, *rstd; int C;
-    __device__ float2 operator()(int n, int c) const {
+    static constexpr bool has_y = true;
+    static constexpr int rows_in_flight = 1, blocks = COLSUM_BLOCKS / 2;   // (column_sums, reduce.cuh)
+    bool packed(int) const { return packable(dout, C) && packable(inp, C); }
+    template <int V>
+    __device__ void operator()(int n, int c, float (&dw)[V], float (&db)[V]) const {
         size_t i = (size_t)n * C + c;
-        float dy = __bfloat162float(dout[i]);
-        return make_float2(dy * (__bfloat162float(inp[i]) - mean[n]) * rstd[n], dy);
+        float x[V], m = mean[n], s = rstd[n];
+        load_cols<V>(db, dout + i);
+        load_cols<V>(x, inp + i);
+        #pragma unroll
+        for (int k = 0; k < V; k++) dw[k] = db[k] * (x[k] - m) * s;
     }
 };
 

@@ -184,6 +184,7 @@ static cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int) {
 
 struct dim3 { unsigned x, y, z; dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {} };
 struct float2 { float x, y; };
+struct alignas(16) float4 { float x, y, z, w; };
 struct alignas(16) uint4 { unsigned int x, y, z, w; };
 static inline float2 make_float2(float x, float y) { float2 v; v.x = x; v.y = y; return v; }
 struct __nv_bfloat16 { uint16_t x; };
