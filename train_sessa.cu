@@ -92,7 +92,7 @@ typedef struct {
 
 // gradients flowing backward through one layer, reused by every layer. With the weight-gradient stream
 // (SESSA_WGRAD, "Weight gradients beside the backward" below) there are two sets, bw[l % 2] for layer l, which
-// differ only in the buffers that stream reads (dag, df, dproj and its slices); otherwise bw[1] = bw[0].
+// differ only in the buffers that stream reads (dxn, dag, df, dproj and its slices, dr); otherwise bw[1] = bw[0].
 typedef struct {
     floatX *dres;                // (N, D) dL/dx of the residual stream
     floatX *dxn;                 // (N, D) dL/dxn, also dL/dabar and the head's dL/d(lnf out)
@@ -264,22 +264,23 @@ static void model_build(Model *m, const SessaConfig *c, const float *h_params, c
 
 // Weight gradients beside the backward. A layer's backward is a chain on main_stream (dL/dinput of one op is the
 // next op's input), much of it latency-bound (the feedback's superblock chain, small elementwise kernels), while
-// its weight-gradient GEMMs dW += dout^T inp (and the bias column sums) feed nothing later in the step. By default
+// its weight-gradient GEMMs dW += dout^T inp and the parameter sums (biases, LayerNorm, gamma) feed nothing later in
+// the step. By default
 // (SESSA_WGRAD=2; 1 the same without priorities; 0 all on main_stream) they run on their own stream, wgrad_stream,
 // beside the chain, at a lower priority than main_stream's (created so in main_stream_create; graphs instantiated
 // with node priorities), so that the chain's kernels get the SMs first when both streams have work:
 //   - wgrad_fork before each: what main_stream has queued so far (dout, inp) happens first;
-//   - they read dout from bw[l % 2] (dag, df, dproj: layer l-1 writes the other set, so the stream may lag by up to
-//     a layer) and inp from the layer's activations (xn, abar by layer parity with -r 1);
+//   - they read dout from bw[l % 2] (dxn, dag, df, dproj, dr: layer l-1 writes the other set, so the stream may lag
+//     by up to a layer) and inp from the layer's activations (xn, abar by layer parity with -r 1);
 //   - main_stream waits for them (wgrad_wait) only where it would overwrite what they read: for Linear_out's, whose
 //     dout is dres, before the layer's LayerNorm adds into dres (wg_out); for layer l's others before layer l-2
 //     starts (wg_layer[l % 2]); for all of them before the backward ends (wgrad_join: the embedding's gradient, the
 //     optimizer and the next forward come after).
 // The GEMMs, their inputs and the order of the additions into each gradient are the same, so the gradients are the
-// same bits as with SESSA_WGRAD=0 (everything on main_stream). Memory: the second set, dag + df + dproj (N (3D + np)
-// bf16: 100 MiB at d12 B=8 T=1024) and a column-sums scratch (+ xn, abar with -r 1). With several GPUs the per-layer
-// gradient reduction waits for the layer's weight gradients first (model_backward_device). The priorities also put
-// the feedback's side streams (llmc/feedback.cuh) below its chain on main_stream.
+// same bits as with SESSA_WGRAD=0 (everything on main_stream). Memory: the second set, dxn + dag + df + dproj
+// (N (4D + np) bf16: 112 MiB at d12 B=8 T=1024) and dr, a column-sums scratch (+ xn, abar with -r 1). With several
+// GPUs the per-layer gradient reduction waits for the layer's weight gradients first (model_backward_device). The
+// priorities also put the feedback's side streams (llmc/feedback.cuh) below its chain on main_stream.
 // Measured (H200, `AB="SESSA_WGRAD=0 - SESSA_WGRAD=2" scripts/gpu_session.sh build ab`, one call; the same losses and
 // norms in all three, checked by the train stage): d12 B=8 T=1024 21.2 / 21.0 / 20.8 ms per step (0 / 1 / 2),
 // d4w256h4 B=8 T=256 1.366M / 1.452M / 1.486M tok/s. The head's weight gradient (0.8 ms at d12) goes first on the
@@ -395,6 +396,8 @@ static void model_layout(Model *m, Arena *a) {
     *g1 = *g;
     if (m->wgrad) {
         g->colsum_wg = g1->colsum_wg = (float2 *)arena_take(a, column_sums_scratch_bytes((int)N, m->np));
+        g1->dxn = (floatX *)arena_take(a, N * D * sizeof(floatX));
+        g1->dr = (float *)arena_take(a, fb * N * sizeof(float));
         g1->dag = (floatX *)arena_take(a, N * 2 * D * sizeof(floatX));
         g1->df = (floatX *)arena_take(a, N * D * sizeof(floatX));
         g1->dproj = (floatX *)arena_take(a, N * m->np * sizeof(floatX));
@@ -583,8 +586,9 @@ static void layer_backward(Model *m, int l, int B, int T) {
     matmul_backward_input(dabar, g->dproj, np, PW(P_Q_W), N, D, np, false, st);
     if (!c->no_feedback) {
         // gamma = gamma_max tanh(gamma_b + abar.w_gamma): dabar +=
-        gamma_backward(dabar, GW(P_GAMMA_W), GW(P_GAMMA_B), g->dr, g->dgamma, a->gamma, a->abar, PW(P_GAMMA_W),
-                       N, D, c->gamma_max, g->colsum, st);
+        gamma_backward_input(dabar, g->dr, g->dgamma, a->gamma, PW(P_GAMMA_W), N, D, c->gamma_max, st);
+        wgrad_fork(m);
+        gamma_backward_params(GW(P_GAMMA_W), GW(P_GAMMA_B), g->dr, a->abar, N, D, g->colsum_wg, wst);
     }
     // abar = GELU(a): da into the first half of dag (its second half holds dgt)
     gelu_backward(g->dag, 2 * D, dabar, a->ag, 2 * D, N, D, st);
@@ -592,13 +596,15 @@ static void layer_backward(Model *m, int l, int B, int T) {
     floatX *dxn = g->dxn;   // dabar is consumed: the buffer now holds dxn
     wgrad_fork(m);
     matmul_backward_weight(GW(P_IN_W), GW(P_IN_B), g->dag, 2 * D, a->xn, N, D, 2 * D, g->colsum_wg, wst);
+    matmul_backward_input(dxn, g->dag, 2 * D, PW(P_IN_W), N, D, 2 * D, false, st);
+    // xn = LayerNorm(x): the weight's and bias's sums beside the chain (they read dxn), then dx += ... into dres,
+    // once Linear_out's weight gradient has read it
+    wgrad_fork(m);
+    layernorm_backward_params(GW(P_LN_W), GW(P_LN_B), dxn, a->x, a->ln_mean, a->ln_rstd, N, D, g->colsum_wg, wst);
     wgrad_mark(m, m->wg_layer[l % 2]);
     m->wg_layer_pending[l % 2] = 1;
-    matmul_backward_input(dxn, g->dag, 2 * D, PW(P_IN_W), N, D, 2 * D, false, st);
-    // xn = LayerNorm(x): dx += ... (into dres, which Linear_out's weight gradient reads)
     wgrad_wait(m, m->wg_out);
-    layernorm_backward(g->dres, GW(P_LN_W), GW(P_LN_B), dxn, a->x, a->ln_mean, a->ln_rstd, PW(P_LN_W), N, D,
-                       g->colsum, st);
+    layernorm_backward_input(g->dres, dxn, a->x, a->ln_mean, a->ln_rstd, PW(P_LN_W), N, D, st);
     #undef PW
     #undef GW
 }

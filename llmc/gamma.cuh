@@ -87,16 +87,27 @@ struct GammaParamOp {
     }
 };
 
-// dr: (N) scratch fp32; scratch: column_sums_scratch_bytes(N, D)
-static void gamma_backward(floatX *dabar, float *dw, float *db, float *dr, const float *dgamma, const float *gamma,
-                           const floatX *abar, const floatX *w, int N, int D, float gamma_max,
-                           float2 *scratch, cudaStream_t stream) {
+// dabar += dr w_gamma with dr (N, fp32, written) the derivative of the loss through gamma_t's logit
+static void gamma_backward_input(floatX *dabar, float *dr, const float *dgamma, const float *gamma, const floatX *w,
+                                 int N, int D, float gamma_max, cudaStream_t stream) {
     if (packable(dabar, D) && packable(w, D))
         launch_pdl(gamma_backward_packed_kernel, ceil_div(N, GAMMA_WARPS), GAMMA_WARPS * WARP_SIZE, 0, stream, dr, dabar, dgamma, gamma, w, N, D, gamma_max);
     else
         launch_pdl(gamma_backward_kernel, ceil_div(N, GAMMA_WARPS), GAMMA_WARPS * WARP_SIZE, 0, stream, dr, dabar, dgamma, gamma, w, N, D, gamma_max);
     cudaCheck(cudaGetLastError());
+}
+// dw_gamma += sum_n dr[n] abar[n, :], dgamma_b += sum_n dr[n], from gamma_backward_input's dr (the trainer runs them
+// on its weight-gradient stream). scratch: column_sums_scratch_bytes(N, D)
+static void gamma_backward_params(float *dw, float *db, const float *dr, const floatX *abar, int N, int D,
+                                  float2 *scratch, cudaStream_t stream) {
     column_sums(dw, db, 1, GammaParamOp{dr, abar, D}, N, D, scratch, stream);
+}
+// both on one stream; dr: (N) scratch fp32; scratch: column_sums_scratch_bytes(N, D)
+static void gamma_backward(floatX *dabar, float *dw, float *db, float *dr, const float *dgamma, const float *gamma,
+                           const floatX *abar, const floatX *w, int N, int D, float gamma_max,
+                           float2 *scratch, cudaStream_t stream) {
+    gamma_backward_input(dabar, dr, dgamma, gamma, w, N, D, gamma_max, stream);
+    gamma_backward_params(dw, db, dr, abar, N, D, scratch, stream);
 }
 
 #endif // SESSA_GAMMA_CUH
