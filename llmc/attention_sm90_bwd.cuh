@@ -161,6 +161,27 @@ __device__ __forceinline__ void atth_row_stats(float (&lse2)[2], float (&dlt)[2]
         dlt[r] = t < T ? delta[((size_t)b * H + h) * T + t] : 0.0f;
     }
 }
+// the dQ kernel's scores of key tile j0 for one warpgroup (first row wg0; this thread's rows r0, r0 + 8, lse2 in
+// log2 units) -> P in place, 0 where the key is past the row (causal mask, only where the tile reaches past wg0)
+template <int BK>
+__device__ __forceinline__ void atth_dq_p(float (&s)[BK / 2], int j0, int wg0, int r0, float sl2, const float (&lse2)[2]) {
+    const int tq = threadIdx.x % 4;
+    const bool edge = j0 + BK - 1 > wg0;               // a key past some row of this warpgroup: causal mask
+#pragma unroll
+    for (int i = 0; i < BK / 2; i++) {                 // register i: row r0 + 8((i>>1)&1), key j0 + 8(i/4) + 2tq + (i&1)
+        int r = (i >> 1) & 1, c = j0 + 8 * (i / 4) + 2 * tq + (i & 1);
+        s[i] = (edge && c > r0 + 8 * r) ? 0.0f : ex2_approx(fmaf(s[i], sl2, -lse2[r]));
+    }
+}
+// dS = P (dP - Delta) of the dQ kernel (dp in place, dlt: this thread's rows' Delta), rounded to bf16 as the A
+// fragments da of dQ += dS K_j
+template <int BK>
+__device__ __forceinline__ void atth_dq_ds(uint32_t (&da)[BK / 16][4], float (&dp)[BK / 2], const float (&s)[BK / 2],
+                                           const float (&dlt)[2]) {
+#pragma unroll
+    for (int i = 0; i < BK / 2; i++) dp[i] = s[i] * (dp[i] - dlt[(i >> 1) & 1]);
+    atth_pack_p<BK>(da, dp);
+}
 // one key tile of the dQ kernel for one warpgroup (64 query rows from Qw, dOw; rows r0, r0 + 8 of this thread,
 // lse2 in log2 units, dlt = Delta): S = Q K_j^T, dP = dO V_j^T, P (causal mask where the tile reaches past the
 // warpgroup's first row wg0), dS = P (dP - Delta), dQ (acc) += dS K_j; every product waited for on return.
@@ -173,8 +194,6 @@ __device__ __forceinline__ void atth_dq_tile(float (&acc)[HD / 2], float (&s)[BK
                                              const AOp &dOw, const unsigned char *Kt, const unsigned char *Vt,
                                              int j0, int wg0, int r0, float sl2, const float (&lse2)[2],
                                              const float (&dlt)[2], int turn = 0, int next = 0) {
-    constexpr int NS = BK / 2;
-    const int tq = threadIdx.x % 4;
     if (turn) bar_sync(turn, 256);
     wgmma_fence_operand(s);
     wgmma_fence_operand(dp);
@@ -184,17 +203,10 @@ __device__ __forceinline__ void atth_dq_tile(float (&acc)[HD / 2], float (&s)[BK
     wgmma_wait<1>();                                   // S done (dP may still run)
     wgmma_fence_operand(s);
     if (next) bar_arrive(next, 256);                   // the other warpgroup's turn (after the wait: see the forward)
-    const bool edge = j0 + BK - 1 > wg0;               // a key past some row of this warpgroup: causal mask
-#pragma unroll
-    for (int i = 0; i < NS; i++) {                     // register i: row r0 + 8((i>>1)&1), key j0 + 8(i/4) + 2tq + (i&1)
-        int r = (i >> 1) & 1, c = j0 + 8 * (i / 4) + 2 * tq + (i & 1);
-        s[i] = (edge && c > r0 + 8 * r) ? 0.0f : ex2_approx(fmaf(s[i], sl2, -lse2[r]));   // P
-    }
+    atth_dq_p<BK>(s, j0, wg0, r0, sl2, lse2);
     wgmma_wait<0>();
     wgmma_fence_operand(dp);
-#pragma unroll
-    for (int i = 0; i < NS; i++) dp[i] = s[i] * (dp[i] - dlt[(i >> 1) & 1]);   // dS
-    atth_pack_p<BK>(da, dp);
+    atth_dq_ds<BK>(da, dp, s, dlt);
     wgmma_fence_operand(acc);
     wgmma_fence();
     atth_issue_pv<HD, BK>(acc, da, Kt);                // dQ += dS K_j
@@ -285,12 +297,78 @@ template <int HD> struct AttWBwdCfg {
     static constexpr size_t KV_SMEM = 1024 + 2 * (size_t)KV_BK * HD * 2 + STAGES * (2 * (size_t)KV_BQ * HD * 2 + 2 * KV_BQ * 4)
                                       + 8 * (1 + 2 * STAGES);
 };
+#ifdef SESSA_SM90A
+// A consumer of the dQ kernel software-pipelined (versions 8, 9): the warpgroup's own tiles j < n_w (the tiles up
+// to its last row) with S_j+1, dP_j+1 issued before dQ += dS_j K_j, so that while the warpgroup computes P_j+1
+// the tensor cores run dP_j+1 and dQ_j (256 clocks at d = 64 against 256 of exponentials per warp) instead of
+// nothing (versions 4-7 wait for dQ_j before S_j+1 is issued). The groups, oldest first, at the top of tile j:
+// S_j, dP_j, dQ_j-1; wgmma_wait<2> = S_j done (tile 0: <1>), then <0> = all done: da (dQ_j-1's A) and K_j-1's
+// stage are free. s, dp are dead once dS_j is packed, so S_j+1, dP_j+1 reuse them: no more registers than version
+// 7. A stage is released (k_empty, v_empty) only after its full barrier was waited for, in tile order: tiles
+// j >= n_w (keys past every row of the warpgroup) right after their wait. No ping-pong (the pipeline does its work).
+template <int HD, int BQ, int BK, int NST, class AOp>
+__device__ __forceinline__ void atth_dq_pipelined(float (&acc)[HD / 2], const AOp &Qw, const AOp &dOw,
+                                                  const unsigned char *Ks, const unsigned char *Vs, uint64_t *k_full,
+                                                  int n_tiles, int wg0, int r0, float sl2, const float (&lse2)[2],
+                                                  const float (&dlt)[2]) {
+    constexpr int KV_BYTES = BK * HD * 2;
+    uint64_t *v_full = k_full + NST, *k_empty = v_full + NST, *v_empty = k_empty + NST;
+    const int n_w = min(n_tiles, wg0 / BK + 1);        // tiles with a key at or before some row of the warpgroup
+    auto wait_full = [&](int j) {
+        mbar_wait(k_full + j % NST, (j / NST) & 1);
+        mbar_wait(v_full + j % NST, (j / NST) & 1);
+    };
+    auto release = [&](int j) {
+        mbar_arrive(k_empty + j % NST);
+        mbar_arrive(v_empty + j % NST);
+    };
+    auto issue_s_dp = [&](float (&s)[BK / 2], float (&dp)[BK / 2], int j) {   // (after a wgmma_fence)
+        atth_issue_qk<HD, BQ, BK>(s, Qw, Ks + (j % NST) * KV_BYTES);         // S_j = Q K_j^T
+        atth_issue_qk<HD, BQ, BK>(dp, dOw, Vs + (j % NST) * KV_BYTES);       // dP_j = dO V_j^T
+    };
+    float s[BK / 2], dp[BK / 2];
+    uint32_t da[BK / 16][4];
+#pragma unroll
+    for (int i = 0; i < BK / 2; i++) { s[i] = 0.0f; dp[i] = 0.0f; }
+#pragma unroll
+    for (int i = 0; i < BK / 16; i++) da[i][0] = da[i][1] = da[i][2] = da[i][3] = 0u;
+    wait_full(0);
+    wgmma_fence();
+    issue_s_dp(s, dp, 0);
+    for (int j = 0; j < n_w; j++) {
+        if (j == 0) wgmma_wait<1>(); else wgmma_wait<2>();   // S_j done
+        wgmma_fence_operand(s);
+        atth_dq_p<BK>(s, j * BK, wg0, r0, sl2, lse2);         // under dP_j and dQ_j-1
+        wgmma_wait<0>();                                      // dP_j, dQ_j-1 done
+        wgmma_fence_operand(dp);
+        wgmma_fence_operand(acc);
+        atth_fence_p<BK / 16>(da);
+        if (j > 0) release(j - 1);                            // K_j-1 (dQ_j-1's B), V_j-1
+        atth_dq_ds<BK>(da, dp, s, dlt);
+        if (j + 1 < n_w) wait_full(j + 1);
+        wgmma_fence_operand(s);
+        wgmma_fence_operand(dp);
+        wgmma_fence();
+        if (j + 1 < n_w) issue_s_dp(s, dp, j + 1);
+        atth_issue_pv<HD, BK>(acc, da, Ks + (j % NST) * KV_BYTES);   // dQ += dS_j K_j
+    }
+    wgmma_wait<0>();
+    wgmma_fence_operand(acc);
+    atth_fence_p<BK / 16>(da);
+    release(n_w - 1);
+    for (int j = n_w; j < n_tiles; j++) {                     // keys past every row here: only the hand-back
+        wait_full(j);
+        release(j);
+    }
+}
+#endif // SESSA_SM90A
 // grid ceil(T/128) B H (1-d), query blocks in atth_block_order with sections of sec heads (rank 0 = the last block,
 // the longest); AttWBwdCfg<HD>::THREADS threads, ::DQ_SMEM bytes.
 // tq, tdo: tensor maps of q, dout with boxes of 128 rows; tk, tv: of k, v with boxes of 64 rows (atth_tensor_map);
-// PINGPONG (versions 6, 7): the consumers take turns (atth_pingpong_turns); RS (version 7): S and dP with Q, dO
-// from registers (atth_load_afrag; d/2 more registers per thread: 32 / 64, no spills at either width)
-template <int HD, bool PINGPONG, bool RS>
+// PINGPONG (versions 6, 7): the consumers take turns (atth_pingpong_turns); RS (versions 7-10): S and dP with Q,
+// dO from registers (atth_load_afrag; d/2 more registers per thread: 32 / 64, no spills at either width); PIPE
+// (versions 8, 9): each consumer software-pipelined (atth_dq_pipelined), no ping-pong
+template <int HD, bool PINGPONG, bool RS, bool PIPE>
 __global__ void __launch_bounds__(AttWBwdCfg<HD>::THREADS, 1)
 attention_backward_dq_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
                                      const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
@@ -327,10 +405,7 @@ attention_backward_dq_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, con
     const unsigned char *Qw = Qs + cw * 64 * 128, *dOw = dOs + cw * 64 * 128;
     float lse2[2], dlt[2];
     atth_row_stats(lse2, dlt, lse, delta, b, h, H, T, r0);
-    float s[NS], dp[NS], acc[NO];
-    uint32_t da[BK / 16][4];
-#pragma unroll
-    for (int i = 0; i < NS; i++) { s[i] = 0.0f; dp[i] = 0.0f; }
+    float acc[NO];
 #pragma unroll
     for (int i = 0; i < NO; i++) acc[i] = 0.0f;
     mbar_wait(qdo_full, 0);
@@ -339,28 +414,62 @@ attention_backward_dq_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, con
         atth_load_afrag<HD, BQ>(qa, Qs, 64 * cw);
         atth_load_afrag<HD, BQ>(doa, dOs, 64 * cw);
     }
-    if (PINGPONG && cw == 1) bar_arrive(1, 256);       // consumer 0 has the first turn
-    for (int j = 0; j < n_tiles; j++) {
-        const int st = j % NST, j0 = j * BK;
-        int turn, next;
-        atth_pingpong_turns(turn, next, PINGPONG, cw, j + 1 == n_tiles);
-        mbar_wait(k_full + st, (j / NST) & 1);
-        mbar_wait(v_full + st, (j / NST) & 1);
-        auto tile = [&](const auto &qop, const auto &doop) {
-            atth_dq_tile<HD, BQ, BK>(acc, s, dp, da, qop, doop, Ks + st * C::KV_BYTES, Vs + st * C::KV_BYTES,
-                                     j0, wg0, r0, sl2, lse2, dlt, turn, next);
-        };
-        if (j0 > wg0 + 63) atth_pingpong_pass(turn, next);   // every key of the tile follows every row here
-        else if constexpr (RS) tile(qa, doa);
-        else tile(Qw, dOw);
-        mbar_arrive(k_empty + st);                     // this warpgroup is done with the tile's stages
-        mbar_arrive(v_empty + st);
-    }
+    static_assert(!(PIPE && PINGPONG), "the pipelined dQ consumers do not take turns");
+    auto consume = [&](const auto &qop, const auto &doop) {   // the warpgroup's tiles with Q, dO as qop, doop
+        if constexpr (PIPE) {
+            atth_dq_pipelined<HD, BQ, BK, NST>(acc, qop, doop, Ks, Vs, k_full, n_tiles, wg0, r0, sl2, lse2, dlt);
+        } else {
+            float s[NS], dp[NS];
+            uint32_t da[BK / 16][4];
+#pragma unroll
+            for (int i = 0; i < NS; i++) { s[i] = 0.0f; dp[i] = 0.0f; }
+            if (PINGPONG && cw == 1) bar_arrive(1, 256);   // consumer 0 has the first turn
+            for (int j = 0; j < n_tiles; j++) {
+                const int st = j % NST, j0 = j * BK;
+                int turn, next;
+                atth_pingpong_turns(turn, next, PINGPONG, cw, j + 1 == n_tiles);
+                mbar_wait(k_full + st, (j / NST) & 1);
+                mbar_wait(v_full + st, (j / NST) & 1);
+                if (j0 > wg0 + 63) atth_pingpong_pass(turn, next);   // every key of the tile follows every row here
+                else atth_dq_tile<HD, BQ, BK>(acc, s, dp, da, qop, doop, Ks + st * C::KV_BYTES, Vs + st * C::KV_BYTES,
+                                              j0, wg0, r0, sl2, lse2, dlt, turn, next);
+                mbar_arrive(k_empty + st);             // this warpgroup is done with the tile's stages
+                mbar_arrive(v_empty + st);
+            }
+        }
+    };
+    if constexpr (RS) consume(qa, doa);
+    else consume(Qw, dOw);
     atth_store_rows<HD>(dq + (size_t)b * T * ldq + h * HD, ldq, r0, T, acc, scale, scale);
 #endif // SESSA_SM90A
 }
 
 #ifdef SESSA_SM90A
+// the dK/dV kernel's scores S^T of query tile i0 for one warpgroup (first key wk0; this thread's keys rk0, rk0 + 8;
+// Lt: the tile's lse in log2 units) -> P^T in place, 0 where the query precedes the key or is past T (only where
+// the tile reaches there), and rounded to bf16 as the A fragments pa of dV += P^T dO_i
+template <int BQ>
+__device__ __forceinline__ void atth_dkv_p(uint32_t (&pa)[BQ / 16][4], float (&s)[BQ / 2], const float *Lt, int i0,
+                                           int wk0, int rk0, int T, float sl2) {
+    const int tq = threadIdx.x % 4;
+    const bool edge = i0 < wk0 + 63 || i0 + BQ > T;   // a query before some key, or past the end: mask
+#pragma unroll
+    for (int i = 0; i < BQ / 2; i++) {                 // register i: key rk0 + 8((i>>1)&1), query i0 + c
+        int c = 8 * (i / 4) + 2 * tq + (i & 1), t = i0 + c, key = rk0 + 8 * ((i >> 1) & 1);
+        s[i] = (edge && (t < key || t >= T)) ? 0.0f : ex2_approx(fmaf(s[i], sl2, -Lt[c]));
+    }
+    atth_pack_p<BQ>(pa, s);
+}
+// dS^T = P^T (dP^T - Delta) (dp in place; Dt: the tile's Delta), rounded to bf16 as the A fragments da of
+// dK += dS^T Q_i
+template <int BQ>
+__device__ __forceinline__ void atth_dkv_ds(uint32_t (&da)[BQ / 16][4], float (&dp)[BQ / 2], const float (&s)[BQ / 2],
+                                            const float *Dt) {
+    const int tq = threadIdx.x % 4;
+#pragma unroll
+    for (int i = 0; i < BQ / 2; i++) dp[i] = s[i] * (dp[i] - Dt[8 * (i / 4) + 2 * tq + (i & 1)]);
+    atth_pack_p<BQ>(da, dp);
+}
 // one work item of the dK/dV kernel for one warpgroup (64 keys from Kw, Vw; keys rk0, rk0 + 8 of this thread) and
 // the query tile i0 (BQ rows of Qt, dOt; lse in log2 units Lt, Delta Dt): S^T = K Q_i^T, dP^T = V dO_i^T,
 // P^T (masked where query < key or query >= T), dV += P^T dO_i (running while dS^T is computed),
@@ -372,8 +481,6 @@ __device__ __forceinline__ void atth_dkv_item(float (&dka)[HD / 2], float (&dva)
                                               const AOp &Kw, const AOp &Vw, const unsigned char *Qt,
                                               const unsigned char *dOt, const float *Lt, const float *Dt, int i0,
                                               int wk0, int rk0, int T, float sl2, int turn = 0, int next = 0) {
-    constexpr int NS = BQ / 2;
-    const int tq = threadIdx.x % 4;
     if (turn) bar_sync(turn, 256);
     wgmma_fence_operand(s);
     wgmma_fence_operand(dp);
@@ -383,21 +490,13 @@ __device__ __forceinline__ void atth_dkv_item(float (&dka)[HD / 2], float (&dva)
     wgmma_wait<1>();
     wgmma_fence_operand(s);
     if (next) bar_arrive(next, 256);
-    const bool edge = i0 < wk0 + 63 || i0 + BQ > T;   // a query before some key, or past the end: mask
-#pragma unroll
-    for (int i = 0; i < NS; i++) {                     // register i: key rk0 + 8((i>>1)&1), query i0 + c
-        int c = 8 * (i / 4) + 2 * tq + (i & 1), t = i0 + c, key = rk0 + 8 * ((i >> 1) & 1);
-        s[i] = (edge && (t < key || t >= T)) ? 0.0f : ex2_approx(fmaf(s[i], sl2, -Lt[c]));   // P^T
-    }
-    atth_pack_p<BQ>(pa, s);
+    atth_dkv_p<BQ>(pa, s, Lt, i0, wk0, rk0, T, sl2);
     wgmma_fence_operand(dva);
     wgmma_fence();
     atth_issue_pv<HD, BQ>(dva, pa, dOt);               // dV += P^T dO_i, running while dS^T is computed
     wgmma_wait<1>();                                   // dP^T done (groups complete in order)
     wgmma_fence_operand(dp);
-#pragma unroll
-    for (int i = 0; i < NS; i++) dp[i] = s[i] * (dp[i] - Dt[8 * (i / 4) + 2 * tq + (i & 1)]);   // dS^T
-    atth_pack_p<BQ>(da, dp);
+    atth_dkv_ds<BQ>(da, dp, s, Dt);
     wgmma_fence_operand(dka);
     wgmma_fence();
     atth_issue_pv<HD, BQ>(dka, da, Qt);                // dK += dS^T Q_i
@@ -476,6 +575,82 @@ attention_backward_dkv_sm90_kernel(floatX *dk, floatX *dv, const floatX *dout, c
 #endif // SESSA_SM90A
 }
 
+#ifdef SESSA_SM90A
+// A consumer of the dK/dV kernel software-pipelined (versions 8, 10), as atth_dq_pipelined: per item of the
+// warpgroup's own (queries at or after some of its keys), S^T_next, dP^T_next issued before dK += dS^T Q_cur, so
+// that P^T_next's exponentials run under dP^T_next and dK_cur (256 clocks at d = 64 against 256 per warp). The
+// groups, oldest first, at the top of item cur: dV_prev, S^T_cur, dP^T_cur, dK_prev; wgmma_wait<2> = dV_prev,
+// S^T_cur done (pa free); dV_cur issued; <1> = dP^T_cur, dK_prev done (da and the previous item's stage free).
+// No more registers than version 7; items without such a query handed back in order after their full-barrier wait.
+template <int HD, int BKV, int BQ, int NST, class AOp>
+__device__ __forceinline__ void atth_dkv_pipelined(float (&dka)[HD / 2], float (&dva)[HD / 2], const AOp &Kw,
+                                                   const AOp &Vw, const unsigned char *Qs, const unsigned char *dOs,
+                                                   const float *Ls, const float *Ds, uint64_t *it_full,
+                                                   uint64_t *it_empty, int n_it, int n_q, int j0, int wk0, int rk0,
+                                                   int T, float sl2) {
+    constexpr int Q_BYTES = BQ * HD * 2;
+    float s[BQ / 2], dp[BQ / 2];
+    uint32_t pa[BQ / 16][4], da[BQ / 16][4];
+#pragma unroll
+    for (int i = 0; i < BQ / 2; i++) { s[i] = 0.0f; dp[i] = 0.0f; }
+#pragma unroll
+    for (int i = 0; i < BQ / 16; i++)
+        for (int r = 0; r < 4; r++) { pa[i][r] = 0u; da[i][r] = 0u; }
+    auto i0_of = [&](int it) { return j0 + (it % n_q) * BQ; };
+    auto wait_full = [&](int it) { mbar_wait(it_full + it % NST, (it / NST) & 1); };
+    auto release = [&](int it) { mbar_arrive(it_empty + it % NST); };
+    auto next_item = [&](int it) {                     // the first item >= it with work here; the ones before handed back
+        for (; it < n_it && i0_of(it) + BQ - 1 < wk0; it++) {
+            wait_full(it);
+            release(it);
+        }
+        return it;
+    };
+    auto issue_s_dp = [&](int it) {                    // (after a wgmma_fence)
+        atth_issue_qk<HD, BKV, BQ>(s, Kw, Qs + (it % NST) * Q_BYTES);     // S^T = K Q_i^T
+        atth_issue_qk<HD, BKV, BQ>(dp, Vw, dOs + (it % NST) * Q_BYTES);   // dP^T = V dO_i^T
+    };
+    int cur = next_item(0), prev = -1;
+    if (cur < n_it) {
+        wait_full(cur);
+        wgmma_fence();
+        issue_s_dp(cur);
+    }
+    while (cur < n_it) {
+        const int st = cur % NST;
+        const unsigned char *Qt = Qs + st * Q_BYTES, *dOt = dOs + st * Q_BYTES;
+        if (prev < 0) wgmma_wait<1>(); else wgmma_wait<2>();   // (dV_prev and) S^T_cur done
+        wgmma_fence_operand(s);
+        atth_fence_p<BQ / 16>(pa);
+        atth_dkv_p<BQ>(pa, s, Ls + st * BQ, i0_of(cur), wk0, rk0, T, sl2);   // under dP^T_cur and dK_prev
+        wgmma_fence_operand(dva);
+        wgmma_fence();
+        atth_issue_pv<HD, BQ>(dva, pa, dOt);           // dV += P^T dO_i
+        wgmma_wait<1>();                               // dP^T_cur, dK_prev done
+        wgmma_fence_operand(dp);
+        wgmma_fence_operand(dka);
+        atth_fence_p<BQ / 16>(da);
+        if (prev >= 0) release(prev);                  // Q_prev (dK_prev's B), dO_prev, lse, Delta
+        atth_dkv_ds<BQ>(da, dp, s, Ds + st * BQ);
+        const int nxt = next_item(cur + 1);
+        if (nxt < n_it) wait_full(nxt);
+        wgmma_fence_operand(s);
+        wgmma_fence_operand(dp);
+        wgmma_fence();
+        if (nxt < n_it) issue_s_dp(nxt);
+        atth_issue_pv<HD, BQ>(dka, da, Qt);            // dK += dS^T Q_i
+        prev = cur;
+        cur = nxt;
+    }
+    wgmma_wait<0>();
+    wgmma_fence_operand(dva);
+    wgmma_fence_operand(dka);
+    atth_fence_p<BQ / 16>(pa);
+    atth_fence_p<BQ / 16>(da);
+    if (prev >= 0) release(prev);
+}
+#endif // SESSA_SM90A
+
 // The dK/dV kernel warp-specialized (backward version 4): K, V (128 keys) loaded once by TMA, then per work item
 // (query head of the group, query tile of 64, in the order above) Q_i, dO_i by TMA and lse, Delta (64 rows each,
 // read by 64 producer threads and stored to shared memory) into a ring of STAGES = 3 stages, one full mbarrier per
@@ -486,8 +661,9 @@ attention_backward_dkv_sm90_kernel(floatX *dk, floatX *dv, const floatX *dout, c
 // grid ceil(T/128) B Hkv (1-d), key blocks in atth_block_order with sections of sec kv heads (rank 0 = the first
 // key block, the longest); AttWBwdCfg<HD>::THREADS threads, ::KV_SMEM bytes; tq, tdo: maps of q, dout with boxes of
 // 64 rows, tk, tv: maps of k, v with boxes of 128 rows; PINGPONG (versions 6, 7): the consumers take turns
-// (atth_pingpong_turns); RS (version 7 at d = 64): S^T and dP^T with K, V from registers (atth_load_afrag)
-template <int HD, bool PINGPONG, bool RS>
+// (atth_pingpong_turns); RS (versions 7-10 at d = 64): S^T and dP^T with K, V from registers (atth_load_afrag);
+// PIPE (versions 8, 10): each consumer software-pipelined (atth_dkv_pipelined), no ping-pong
+template <int HD, bool PINGPONG, bool RS, bool PIPE>
 __global__ void __launch_bounds__(AttWBwdCfg<HD>::THREADS, 1)
 attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
                                       const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
@@ -546,10 +722,7 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
     const int wk0 = j0 + 64 * cw, rk0 = wk0 + 16 * ((tid % 128) / 32) + g;   // warpgroup's first key; keys rk0, rk0+8
     const float scale = rsqrtf((float)HD), sl2 = scale * 1.4426950408889634f;
     const unsigned char *Kw = Ks + cw * 64 * 128, *Vw = Vs + cw * 64 * 128;  // this warpgroup's 64 keys
-    float s[NS], dp[NS], dka[NO], dva[NO];
-    uint32_t pa[BQ / 16][4], da[BQ / 16][4];
-#pragma unroll
-    for (int i = 0; i < NS; i++) { s[i] = 0.0f; dp[i] = 0.0f; }
+    float dka[NO], dva[NO];
 #pragma unroll
     for (int i = 0; i < NO; i++) { dka[i] = 0.0f; dva[i] = 0.0f; }
     mbar_wait(kv_full, 0);
@@ -558,22 +731,32 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
         atth_load_afrag<HD, BKV>(ka, Ks, 64 * cw);
         atth_load_afrag<HD, BKV>(va, Vs, 64 * cw);
     }
-    if (PINGPONG && cw == 1) bar_arrive(1, 256);       // consumer 0 has the first turn
-    for (int it = 0; it < n_it; it++) {
-        const int st = it % NST, i0 = j0 + (it % n_q) * BQ;
-        int turn, next;
-        atth_pingpong_turns(turn, next, PINGPONG, cw, it + 1 == n_it);
-        mbar_wait(it_full + st, (it / NST) & 1);
-        auto item = [&](const auto &kop, const auto &vop) {
-            atth_dkv_item<HD, BKV, BQ>(dka, dva, s, dp, pa, da, kop, vop, Qs + st * Q_BYTES, dOs + st * Q_BYTES,
-                                       Ls + st * BQ, Ds + st * BQ, i0, wk0, rk0, T, sl2, turn, next);
-        };
-        if (i0 + BQ - 1 < wk0) atth_pingpong_pass(turn, next);   // every query of the tile precedes every key here
-        else if constexpr (RS) item(ka, va);
-        else item(Kw, Vw);
-        mbar_arrive(it_empty + st);
-    }
-    size_t base = (size_t)b * T * ldkv + hk * HD;
+    static_assert(!(PIPE && PINGPONG), "the pipelined dK/dV consumers do not take turns");
+    auto consume = [&](const auto &kop, const auto &vop) {   // the warpgroup's items with K, V as kop, vop
+        if constexpr (PIPE) {
+            atth_dkv_pipelined<HD, BKV, BQ, NST>(dka, dva, kop, vop, Qs, dOs, Ls, Ds, it_full, it_empty, n_it, n_q, j0,
+                                                 wk0, rk0, T, sl2);
+        } else {
+            float s[NS], dp[NS];
+            uint32_t pa[BQ / 16][4], da[BQ / 16][4];
+#pragma unroll
+            for (int i = 0; i < NS; i++) { s[i] = 0.0f; dp[i] = 0.0f; }
+            if (PINGPONG && cw == 1) bar_arrive(1, 256);   // consumer 0 has the first turn
+            for (int it = 0; it < n_it; it++) {
+                const int st = it % NST, i0 = j0 + (it % n_q) * BQ;
+                int turn, next;
+                atth_pingpong_turns(turn, next, PINGPONG, cw, it + 1 == n_it);
+                mbar_wait(it_full + st, (it / NST) & 1);
+                if (i0 + BQ - 1 < wk0) atth_pingpong_pass(turn, next);   // every query of the tile precedes every key here
+                else atth_dkv_item<HD, BKV, BQ>(dka, dva, s, dp, pa, da, kop, vop, Qs + st * Q_BYTES, dOs + st * Q_BYTES,
+                                                Ls + st * BQ, Ds + st * BQ, i0, wk0, rk0, T, sl2, turn, next);
+                mbar_arrive(it_empty + st);
+            }
+        }
+    };
+    if constexpr (RS) consume(ka, va);
+    else consume(Kw, Vw);
+    const size_t base = (size_t)b * T * ldkv + hk * HD;
     atth_store_rows<HD>(dv + base, ldkv, rk0, T, dva, 1.0f, 1.0f);
     atth_store_rows<HD>(dk + base, ldkv, rk0, T, dka, scale, scale);
 #endif // SESSA_SM90A
@@ -582,7 +765,9 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
 // version 3: both kernels with cp.async loads by all threads; 4: both warp-specialized (a TMA producer warpgroup);
 // 5: version 4 with the longest blocks of all heads of an L2 section first (atth_block_order); 6: version 5 with
 // the consumer warpgroups in ping-pong (atth_pingpong_turns); 7: version 6 with the warpgroup's constant operand
-// of S, dP in registers, and at d = 64 that of S^T, dP^T too
+// of S, dP in registers, and at d = 64 that of S^T, dP^T too; 8: version 7 with both kernels' consumers
+// software-pipelined instead of in ping-pong (atth_dq_pipelined at d = 64 only, atth_dkv_pipelined); 9: the dQ
+// kernel of 8 with the dK/dV kernel of 7 (= 7 at d = 128); 10: the dQ kernel of 7 with the dK/dV kernel of 8
 template <int HD>
 static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const float *lse,
                                        const float *delta, const floatX *q, const floatX *k, const floatX *v,
@@ -603,10 +788,17 @@ static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const
         const int sec_q = version >= 5 ? atth_section((size_t)T * HD * 4, grp, B * H) : 1;
         // version 7's A fragments: the dQ kernel's Q, dO at both widths, the dK/dV kernel's K, V at d = 64 (at 128
         // they would not fit next to dK, dV)
-        auto dkv = version == 7 ? attention_backward_dkv_sm90_ws_kernel<HD, true, HD == 64>
-                 : version == 6 ? attention_backward_dkv_sm90_ws_kernel<HD, true, false> : attention_backward_dkv_sm90_ws_kernel<HD, false, false>;
-        auto dqk = version == 7 ? attention_backward_dq_sm90_ws_kernel<HD, true, true>
-                 : version == 6 ? attention_backward_dq_sm90_ws_kernel<HD, true, false> : attention_backward_dq_sm90_ws_kernel<HD, false, false>;
+        // versions 8-10's pipelined consumers; the dQ kernel's only at d = 64 (at 128 S_j+1, dP_j+1 in flight beside
+        // dQ, dS_j and the A fragments of Q, dO need more than the 240 registers: ptxas spills)
+        const bool dq_pipe = HD == 64 && (version == 8 || version == 9), dkv_pipe = version == 8 || version == 10;
+        auto dkv = dkv_pipe ? attention_backward_dkv_sm90_ws_kernel<HD, false, HD == 64, true>
+                 : version >= 7 ? attention_backward_dkv_sm90_ws_kernel<HD, true, HD == 64, false>
+                 : version == 6 ? attention_backward_dkv_sm90_ws_kernel<HD, true, false, false>
+                                : attention_backward_dkv_sm90_ws_kernel<HD, false, false, false>;
+        auto dqk = dq_pipe ? attention_backward_dq_sm90_ws_kernel<HD, false, true, HD == 64>
+                 : version >= 7 ? attention_backward_dq_sm90_ws_kernel<HD, true, true, false>
+                 : version == 6 ? attention_backward_dq_sm90_ws_kernel<HD, true, false, false>
+                                : attention_backward_dq_sm90_ws_kernel<HD, false, false, false>;
         CUtensorMap tq64 = atth_tensor_map(q, B, T, H, HD, ldq, W::KV_BQ), tdo64 = atth_tensor_map(dout, B, T, H, HD, H * HD, W::KV_BQ);
         CUtensorMap tk128 = atth_tensor_map(k, B, T, Hkv, HD, ldkv, W::KV_BK), tv128 = atth_tensor_map(v, B, T, Hkv, HD, ldkv, W::KV_BK);
         cudaCheck(cudaFuncSetAttribute(dkv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)W::KV_SMEM));
@@ -629,7 +821,7 @@ static void attention_backward_sm90_kernels(floatX *dq, floatX *dk, floatX *dv, 
                                             int B, int T, int H, int Hkv, int d, int ldq, int ldkv, int version,
                                             cudaStream_t stream) {
     if (d != 64 && d != 128) fatal("attention backward (Hopper): head width d=%d is not supported (64 or 128)", d);
-    if (version < 3 || version > 7) fatal("attention backward (Hopper): version %d does not exist (3 to 7)", version);
+    if (version < 3 || version > 10) fatal("attention backward (Hopper): version %d does not exist (3 to 10)", version);
     if (!attention_sm90_usable())
         fatal("attention backward (Hopper): needs a compute capability 9.0 GPU, a binary built with "
               "-gencode arch=compute_90a,code=sm_90a, and SESSA_ATT_SM90 not 0");

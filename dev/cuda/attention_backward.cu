@@ -16,7 +16,12 @@
               K, V in the dK/dV kernel, at d = 64 only) held in registers as wgmma's A (read from shared memory
               once): those products read only B from shared memory, half the bytes; what the trainer uses on
               an H100/H200
-   versions 3-7 are checked against the CPU reference and against version 2
+   version 8: version 7 with the consumers of both kernels software-pipelined instead of in ping-pong: each
+              warpgroup issues its next tile's (item's) S, dP before this one's last product (dQ += dS K_j;
+              dK += dS^T Q_i), so that its exponentials run under its own products
+   version 9: the dQ kernel of version 8 with the dK/dV kernel of version 7
+   version 10: the dQ kernel of version 7 with the dK/dV kernel of version 8
+   versions 3-10 are checked against the CPU reference and against version 2
  make -C dev/cuda bin/attention_backward && dev/cuda/bin/attention_backward check|bench [version]
  dev/cuda/bin/attention_backward shape B T H Hkv d   times the trainer's forward (attention_forward: the Hopper
    kernel on sm_90, else version 2), the version 2 forward, the trainer's backward (attention_backward: version 7
@@ -373,7 +378,7 @@ int main(int argc, char **argv) {
         if (!att_version_runs_here(version, a.version, &ok)) continue;
         if (a.check) {
             ok &= att_common_checks(check, version);
-            // versions 3-7 also: T = 1 and T < 64 at their widths, GQA group of 4 at d = 128, and a longer sequence
+            // versions 3-10 also: T = 1 and T < 64 at their widths, GQA group of 4 at d = 128, and a longer sequence
             // (9 key blocks of 128, 17 query tiles of 64 per head; 3 blocks in the CPU emulator, where it is slow)
 #ifndef SESSA_CUDA_EMU_H
             const int T_long = 1100;

@@ -620,6 +620,12 @@ static void mbar_init(uint64_t *bar, int count) {
     mb.count = mb.pending = count; mb.phase = 0; mb.tx = mb.tx_flight = 0; mb.writes.clear();
 }
 static void mbar_fence_init(void) {}
+// the threads waiting on the mbarrier at bar run again (and look at it again)
+static void emu_mbar_wake(uint64_t *bar) {
+    uint32_t off = __cvta_generic_to_shared(bar);
+    int n = (int)(blockDim.x * blockDim.y * blockDim.z);
+    for (int t = 0; t < n; t++) if (emu_state[t] == EMU_AT_MBAR && emu_wait_on[t] == off) emu_state[t] = EMU_READY;
+}
 // the phase completes when nothing is pending: the TMA writes land, the parity flips, the waiters wake
 static void emu_mbar_progress(uint64_t *bar, emu_mbar &mb) {
     if (mb.pending < 0) fatal("cuda_emu: thread %d: more arrivals on an mbarrier than its count (%d)", emu_cur, mb.count);
@@ -628,9 +634,7 @@ static void emu_mbar_progress(uint64_t *bar, emu_mbar &mb) {
     mb.writes.clear();
     mb.phase ^= 1;
     mb.pending = mb.count;
-    uint32_t off = __cvta_generic_to_shared(bar);
-    int n = (int)(blockDim.x * blockDim.y * blockDim.z);
-    for (int t = 0; t < n; t++) if (emu_state[t] == EMU_AT_MBAR && emu_wait_on[t] == off) emu_state[t] = EMU_READY;
+    emu_mbar_wake(bar);
 }
 static void mbar_arrive(uint64_t *bar) {
     emu_mbar &mb = emu_mbar_of(bar, "mbar_arrive");
@@ -684,6 +688,7 @@ static void tma_load_4d(void *dst, const CUtensorMap *map, uint64_t *bar, int c0
         mb.writes.push_back(emu_mbar_write{off, v});
     }
     mb.tx_flight += (long)bytes;   // retired (complete_tx) when a thread first waits on the barrier
+    emu_mbar_wake(bar);            // (threads already waiting there count: they retire it)
 }
 // named barrier id: the n-th thread to arrive (bar_sync or bar_arrive) releases the threads waiting in bar_sync
 static bool emu_named_arrive(int id, int n) {
