@@ -110,11 +110,52 @@
  ping-pong (v6) nothing (the consumers were not in step, or not for long: loss 2 above is not where the time
  goes); the register A operands (v7) 1.03-1.07x, most at d = 64 (loss 3 is real). Left at 0.75-0.78x: T = 16384
  at d = 64, where 0.8x needs another 4-7%; the 7-product structure is the largest remaining cost.
+ Versions 8-10: the consumers software-pipelined. The count at B=1 T=16384 H=12 d=64 (the last shape short of
+ 0.8x): per kernel 16512 tile (item) steps per head, 198144 in all, 1501 per SM; with v7's 3.10-3.15 ms split as
+ the ncu profile at B=1 T=8192 (gpu5pre: dK/dV 58%, dQ 42%) and ~1.75 GHz, a dQ step (both warpgroups) takes
+ ~1520 clocks for 768 of tensor work (3 products x 2 x 128) and a dK/dV step ~2100 for 1024 (4 x 2 x 128): 50%
+ and 49%. What else a step holds: 2 x 4096 exponentials = 512 clocks of each SM sub-partition's MUFU (16/clock
+ per SM), ~150-250 issue clocks of dS, masks and packing per warp, barrier and wait latencies. Not the operands:
+ shared-memory bandwidth 0.5-0.6 (version 7), HBM/L2 far below (192-256 FLOP per byte). 1520 ~ 768 + 512 + ~240
+ and 2100 ~ 1024 + 512 + ~560: the model that fits is the exponentials (and dS) not overlapping the tensor work,
+ which is what the in-order chain of versions 4-7 gives a warpgroup: S, dP issued; wait for S; exponentials
+ (only dP in flight); dS; the last product (dQ; dK), waited for before the next tile's S is issued. The other
+ warpgroup could fill the gaps, but ping-pong (version 6) did not make it (see above). Version 8 fills them
+ within the warpgroup, as FlashAttention-3's forward: the next tile's S, dP are issued right after this tile's
+ dS is packed, BEFORE this tile's last product (atth_dq_pipelined, atth_dkv_pipelined), so the warpgroup waits
+ only for S and its exponentials run under dP and the previous last product (256 clocks of tensor work per
+ warpgroup against 256 of MUFU); no ping-pong (the two warpgroups meet only at the barriers of the stage ring).
+ No more registers (S, dP of the next tile reuse the registers freed by packing dS), except the dQ kernel at
+ d = 128, where ptxas spills (Q, dO fragments, dQ, S, dP and dS all live at the issue): pipelined at d = 64 only.
+ The same products in the same order into the same accumulators: the same bits as version 7 (the emulator's
+ checks against version 2 show 0 difference).
+ Model: if each step became tensor-bound with ~20% issue and wait overhead, a dQ step ~1110 clocks (1.37x) and a
+ dK/dV step ~1530 (1.37x); predicted more modestly (ping-pong's prediction missed): dQ 1.20x, dK/dV 1.15x at T =
+ 16384 (1.17x, 1.12x at 4096; 1.10x, 1.08x at 1024, where blocks are short and prologues count), at d = 128
+ dK/dV 1.04-1.07x (products twice as long: the exponentials were more hidden already). Version 9 has the
+ pipelined dQ kernel only, 10 the pipelined dK/dV kernel only (one GPU run separates the two effects; at d = 128
+ 9 is 7 and 8 is 10). Predicted (ms, ratio to SDPA; version 7 as measured in gpu4d's attn.log):
+   B  T      H  Hkv d    v7          v8          v9          v10
+   16 1024  12  12  64  0.319 0.88  0.293 0.96  0.307 0.92  0.305 0.92
+   16 1024  12   4  64  0.283 1.07  0.260 1.16  0.272 1.11  0.271 1.12
+   16 1024   8   8 128  0.328 0.90  0.321 0.92  (= 7)       0.321 0.92
+   16 1024   8   2 128  0.280 1.14  0.274 1.16  (= 7)       0.274 1.16
+    4 4096  12  12  64  0.868 0.82  0.761 0.94  0.815 0.88  0.814 0.88
+    4 4096  12   4  64  0.828 0.90  0.726 1.03  0.777 0.96  0.777 0.96
+    4 4096   8   8 128  0.855 0.95  0.827 0.98  (= 7)       0.827 0.98
+    4 4096   8   2 128  0.809 0.97  0.783 1.00  (= 7)       0.783 1.00
+    1 16384 12  12  64  3.149 0.75  2.690 0.88  2.929 0.81  2.911 0.81
+    1 16384 12   4  64  3.143 0.78  2.685 0.91  2.923 0.83  2.905 0.84
+    1 16384  8   8 128  3.251 0.82  3.130 0.85  (= 7)       3.130 0.85
+    1 16384  8   2 128  3.223 0.81  3.103 0.84  (= 7)       3.103 0.84
+ d12 (B=8 T=1024 H=12 d=64, per layer): dK/dV 87 -> ~81 us, dQ 60 -> ~55 us.
  The dK/dV and dQ kernels stay deterministic in every version: the products and the order of every sum are the
  same; only when a block starts and which warpgroup issues first change.
  The CPU emulator runs all these kernels through the wgmma, TMA, mbarrier and named-barrier twins
- (dev/cuda/attention_backward.cu versions 3-7, the problems cut into several L2 sections there); the hardware's
- reading of the descriptors and tensor maps and the asynchrony are checked only on a GPU.
+ (dev/cuda/attention_backward.cu versions 3-10, the problems cut into several L2 sections there), wgmma
+ asynchronously (an accumulator read before its wait, an operand changed under a product in flight: errors); the
+ hardware's reading of the descriptors and tensor maps and the races its schedule does not produce are checked
+ only on a GPU.
 */
 #ifndef SESSA_ATTENTION_SM90_BWD_CUH
 #define SESSA_ATTENTION_SM90_BWD_CUH
@@ -322,19 +363,19 @@ __device__ __forceinline__ void atth_dq_pipelined(float (&acc)[HD / 2], const AO
         mbar_arrive(k_empty + j % NST);
         mbar_arrive(v_empty + j % NST);
     };
-    auto issue_s_dp = [&](float (&s)[BK / 2], float (&dp)[BK / 2], int j) {   // (after a wgmma_fence)
-        atth_issue_qk<HD, BQ, BK>(s, Qw, Ks + (j % NST) * KV_BYTES);         // S_j = Q K_j^T
-        atth_issue_qk<HD, BQ, BK>(dp, dOw, Vs + (j % NST) * KV_BYTES);       // dP_j = dO V_j^T
-    };
     float s[BK / 2], dp[BK / 2];
     uint32_t da[BK / 16][4];
 #pragma unroll
     for (int i = 0; i < BK / 2; i++) { s[i] = 0.0f; dp[i] = 0.0f; }
 #pragma unroll
     for (int i = 0; i < BK / 16; i++) da[i][0] = da[i][1] = da[i][2] = da[i][3] = 0u;
+    auto issue_s_dp = [&](int j) {                     // (after a wgmma_fence)
+        atth_issue_qk<HD, BQ, BK>(s, Qw, Ks + (j % NST) * KV_BYTES);         // S_j = Q K_j^T
+        atth_issue_qk<HD, BQ, BK>(dp, dOw, Vs + (j % NST) * KV_BYTES);       // dP_j = dO V_j^T
+    };
     wait_full(0);
     wgmma_fence();
-    issue_s_dp(s, dp, 0);
+    issue_s_dp(0);
     for (int j = 0; j < n_w; j++) {
         if (j == 0) wgmma_wait<1>(); else wgmma_wait<2>();   // S_j done
         wgmma_fence_operand(s);
@@ -349,7 +390,7 @@ __device__ __forceinline__ void atth_dq_pipelined(float (&acc)[HD / 2], const AO
         wgmma_fence_operand(s);
         wgmma_fence_operand(dp);
         wgmma_fence();
-        if (j + 1 < n_w) issue_s_dp(s, dp, j + 1);
+        if (j + 1 < n_w) issue_s_dp(j + 1);
         atth_issue_pv<HD, BK>(acc, da, Ks + (j % NST) * KV_BYTES);   // dQ += dS_j K_j
     }
     wgmma_wait<0>();
@@ -578,7 +619,8 @@ attention_backward_dkv_sm90_kernel(floatX *dk, floatX *dv, const floatX *dout, c
 #ifdef SESSA_SM90A
 // A consumer of the dK/dV kernel software-pipelined (versions 8, 10), as atth_dq_pipelined: per item of the
 // warpgroup's own (queries at or after some of its keys), S^T_next, dP^T_next issued before dK += dS^T Q_cur, so
-// that P^T_next's exponentials run under dP^T_next and dK_cur (256 clocks at d = 64 against 256 per warp). The
+// that each item's exponentials run under its dP^T and the previous item's dK (256 clocks at d = 64 against 256
+// per warp; dV, issued once P^T is packed, runs under dS^T). The
 // groups, oldest first, at the top of item cur: dV_prev, S^T_cur, dP^T_cur, dK_prev; wgmma_wait<2> = dV_prev,
 // S^T_cur done (pa free); dV_cur issued; <1> = dP^T_cur, dK_prev done (da and the previous item's stage free).
 // No more registers than version 7; items without such a query handed back in order after their full-barrier wait.

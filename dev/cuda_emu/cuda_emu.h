@@ -261,8 +261,10 @@ static float __shfl_down_sync(unsigned, float v, unsigned delta) {
     return emu_shuffle(v, src < 32 ? src : (emu_cur & 31));   // out of the warp: a lane gets its own value
 }
 
+static void emu_wgmma_check_retired(void);
 static void emu_fiber_main(void) {
     (*emu_body)();
+    emu_wgmma_check_retired();
     emu_state[emu_cur] = EMU_EXITED;
     emu_to_scheduler();
 }
@@ -276,6 +278,7 @@ __attribute__((noipa)) static void emu_resume(int t) {
     }
 }
 
+static void emu_wgmma_reset(int t);
 // runs every thread of the current block to its end
 static void emu_run_block(int n) {
     for (int t = 0; t < n; t++) {
@@ -288,6 +291,7 @@ static void emu_run_block(int n) {
         emu_started[t] = 0;
         emu_cp_pending[t].clear();
         emu_cp_committed[t] = 0;
+        emu_wgmma_reset(t);
     }
     emu_mbars.clear();
     memset(emu_nbar_count, 0, sizeof emu_nbar_count);
@@ -488,8 +492,14 @@ template <int N> static void cp_async_wait(void) {
 // functions here (no __CUDA_ARCH__): kernels run one after the other, so the kernel ahead has always ended
 
 // ----------------------------------------------------------------------------
-// llmc/mma.cuh's Hopper wrappers (wgmma), synchronous: the product is computed when it is issued, so fence,
-// commit and wait are no-ops here (the kernels wait right after each commit anyway). Shared memory is read
+// llmc/mma.cuh's Hopper wrappers (wgmma), asynchronous as the PTX ISA allows: a wgmma's product is computed when
+// it is issued (the accumulator's input: d, or the result of the same thread's wgmma into d still in flight) and
+// d is then NaN until a wgmma_wait retires its commit group, which writes the result; at retirement the product
+// is computed again from the operands as they are then (the A registers this lane gave, shared memory) and must be
+// the same, so a register or shared-memory operand changed before the wait (a stage handed back too early, P's
+// fragments rewritten under their product) is reported, and so is reading the accumulator before the wait (NaN),
+// a wgmma never waited for (at the thread's end) and a wait for groups not committed. wgmma_fence and the operand
+// fences are no-ops. Shared memory is read
 // through the descriptor with the PTX ISA's canonical 128-byte-swizzle layouts (ISA 9.7.15.5.1.2, in bytes,
 // bf16; the swizzle XORs address bits 4-6 with bits 7-9, addresses relative to the dynamic shared memory):
 //   K-major  element (mn, k): start + (mn % 8) 128 + (mn / 8) SBO + 2k
@@ -505,8 +515,6 @@ static uint32_t __cvta_generic_to_shared(const void *p) {
 }
 static void fence_proxy_async(void) {}
 static void wgmma_fence(void) {}
-static void wgmma_commit(void) {}
-template <int N> static void wgmma_wait(void) {}
 template <int R> static void wgmma_fence_operand(float (&)[R]) {}
 static float emu_wgmma_elem(uint64_t desc, int mn, int k, bool mn_major) {
     uint32_t start = (uint32_t)(desc & 0x3FFF) << 4, lbo = (uint32_t)((desc >> 16) & 0x3FFF) << 4;
@@ -522,6 +530,34 @@ static float emu_wgmma_elem(uint64_t desc, int mn, int k, bool mn_major) {
     memcpy(&v, emu_dyn_smem + off, 2);
     return bf16_to_float(v);
 }
+// one wgmma of a thread in flight: its accumulator d (n floats), the result, what it read (the warp's register A
+// slots, this lane's A registers and their values at issue, the descriptors) and its commit group (-1: open)
+struct emu_wgmma_op {
+    float *d;
+    int n, group;
+    std::vector<float> in, out;                  // the accumulator's input and the result
+    uint32_t warp_a[32][4], lane_a[4];
+    const uint32_t *a;
+    uint64_t da, db;
+    bool b_mn;
+};
+static std::vector<emu_wgmma_op> emu_wg_pending[EMU_MAX_THREADS];   // per thread, in issue order
+static long emu_wg_committed[EMU_MAX_THREADS];                      // commit groups so far, per thread
+// this lane's part of the product (N / 2 values: rows g, g + 8 of its warp's 16, columns 8(i/4) + 2t + (i&1))
+static void emu_wgmma_product(float *out, int n, const float *in, const uint32_t (*warp_a)[4], bool reg_a,
+                              uint64_t da, uint64_t db, bool b_mn) {
+    int lane = emu_cur & 31, g = lane / 4, t = lane % 4, wrow = 16 * ((emu_cur / 32) % 4);
+    for (int i = 0; i < n; i++) {
+        int row = g + 8 * ((i >> 1) & 1), col = 8 * (i / 4) + 2 * t + (i & 1);
+        float acc = in[i];
+        for (int k = 0; k < 16; k++) {
+            float av = reg_a ? emu_bf16_half(warp_a[4 * (row % 8) + (k % 8) / 2][(row >= 8) + 2 * (k >= 8)], k & 1)
+                             : emu_wgmma_elem(da, wrow + row, k, false);
+            acc += av * emu_wgmma_elem(db, col, k, b_mn);
+        }
+        out[i] = acc;
+    }
+}
 // d (this lane's part of 64 x N) = (scale_d ? d : 0) + A B, A from a (register A: the mma.sync A layout of this
 // warp's 16 rows, in the lane slots) or the K-major descriptor da, B from db (K-major, or MN-major when b_mn)
 template <int N>
@@ -529,20 +565,62 @@ static void emu_wgmma(float (&d)[N / 2], const uint32_t *a, uint64_t da, uint64_
     emu_lane_regs &me = emu_lane_slot[emu_cur];
     if (a) for (int i = 0; i < 4; i++) me.r[i] = a[i];
     emu_warp_meet("wgmma");
-    int w = emu_cur & ~31, lane = emu_cur & 31, g = lane / 4, t = lane % 4, wrow = 16 * ((emu_cur / 32) % 4);
-    float out[N / 2];
-    for (int i = 0; i < N / 2; i++) {
-        int row = g + 8 * ((i >> 1) & 1), col = 8 * (i / 4) + 2 * t + (i & 1);
-        float acc = scale_d ? d[i] : 0.0f;
-        for (int k = 0; k < 16; k++) {
-            float av = a ? emu_bf16_half(emu_lane_slot[w + 4 * (row % 8) + (k % 8) / 2].r[(row >= 8) + 2 * (k >= 8)], k & 1)
-                         : emu_wgmma_elem(da, wrow + row, k, false);
-            acc += av * emu_wgmma_elem(db, col, k, b_mn);
-        }
-        out[i] = acc;
+    std::vector<emu_wgmma_op> &q = emu_wg_pending[emu_cur];
+    emu_wgmma_op op;
+    op.d = d; op.n = N / 2; op.group = -1; op.a = a; op.da = da; op.db = db; op.b_mn = b_mn;
+    op.in.assign(N / 2, 0.0f);
+    op.out.resize(N / 2);
+    if (scale_d) {
+        const float *src = d;                    // the newest result into d still in flight, else d
+        for (size_t i = q.size(); i-- > 0;) if (q[i].d == d) { src = q[i].out.data(); break; }
+        for (int i = 0; i < N / 2; i++) op.in[i] = src[i];
     }
+    int w = emu_cur & ~31;
+    if (a) {
+        for (int l = 0; l < 32; l++) for (int r = 0; r < 4; r++) op.warp_a[l][r] = emu_lane_slot[w + l].r[r];
+        for (int r = 0; r < 4; r++) op.lane_a[r] = a[r];
+    }
+    emu_wgmma_product(op.out.data(), N / 2, op.in.data(), op.warp_a, a != NULL, da, db, b_mn);
     emu_wait(EMU_AT_WARP);   // nobody overwrites its slot before every lane has read it
-    for (int i = 0; i < N / 2; i++) d[i] = out[i];
+    for (int i = 0; i < N / 2; i++) d[i] = NAN;   // in flight
+    q.push_back(op);
+}
+static void wgmma_commit(void) {
+    long g = ++emu_wg_committed[emu_cur];
+    std::vector<emu_wgmma_op> &q = emu_wg_pending[emu_cur];
+    for (size_t i = 0; i < q.size(); i++) if (q[i].group < 0) q[i].group = (int)g;
+}
+// retires the groups but the newest N: each product again from its operands as they are now, then d
+template <int N> static void wgmma_wait(void) {
+    std::vector<emu_wgmma_op> &q = emu_wg_pending[emu_cur];
+    const long done_upto = emu_wg_committed[emu_cur] - N;
+    size_t keep = 0;
+    for (size_t i = 0; i < q.size(); i++) {
+        emu_wgmma_op &op = q[i];
+        if (op.group < 0)
+            fatal("cuda_emu: thread %d: wgmma_wait<%d> with a wgmma issued and not committed", emu_cur, N);
+        if (op.group > done_upto) { q[keep++] = op; continue; }
+        if (op.a && memcmp(op.a, op.lane_a, sizeof op.lane_a) != 0)
+            fatal("cuda_emu: thread %d: a wgmma's register A operand changed before the wgmma_wait that retires it", emu_cur);
+        std::vector<float> again(op.n);
+        emu_wgmma_product(again.data(), op.n, op.in.data(), op.warp_a, op.a != NULL, op.da, op.db, op.b_mn);
+        if (memcmp(again.data(), op.out.data(), op.n * sizeof(float)) != 0)
+            fatal("cuda_emu: thread %d: a wgmma's shared-memory operand changed before the wgmma_wait that retires it",
+                  emu_cur);
+        bool newer = false;                      // a later wgmma into the same d still in flight: d stays NaN
+        for (size_t k = i + 1; k < q.size(); k++) newer = newer || (q[k].d == op.d && q[k].group > done_upto);
+        if (!newer) memcpy(op.d, op.out.data(), op.n * sizeof(float));
+    }
+    q.resize(keep);
+}
+static void emu_wgmma_reset(int t) {
+    emu_wg_pending[t].clear();
+    emu_wg_committed[t] = 0;
+}
+static void emu_wgmma_check_retired(void) {
+    if (!emu_wg_pending[emu_cur].empty())
+        fatal("cuda_emu: block (%u,%u,%u) thread %d ends with %zu wgmma not retired by a wgmma_wait", blockIdx.x,
+              blockIdx.y, blockIdx.z, emu_cur, emu_wg_pending[emu_cur].size());
 }
 template <int N> static void wgmma_ss(float (&d)[N / 2], uint64_t da, uint64_t db, int scale_d) {
     emu_wgmma<N>(d, NULL, da, db, false, scale_d);
