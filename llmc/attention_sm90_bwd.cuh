@@ -121,33 +121,38 @@
  which is what the in-order chain of versions 4-7 gives a warpgroup: S, dP issued; wait for S; exponentials
  (only dP in flight); dS; the last product (dQ; dK), waited for before the next tile's S is issued. The other
  warpgroup could fill the gaps, but ping-pong (version 6) did not make it (see above). Version 8 fills them
- within the warpgroup, as FlashAttention-3's forward: the next tile's S, dP are issued right after this tile's
- dS is packed, BEFORE this tile's last product (atth_dq_pipelined, atth_dkv_pipelined), so the warpgroup waits
- only for S and its exponentials run under dP and the previous last product (256 clocks of tensor work per
- warpgroup against 256 of MUFU); no ping-pong (the two warpgroups meet only at the barriers of the stage ring).
- No more registers (S, dP of the next tile reuse the registers freed by packing dS), except the dQ kernel at
- d = 128, where ptxas spills (Q, dO fragments, dQ, S, dP and dS all live at the issue): pipelined at d = 64 only.
+ within the warpgroup, as FlashAttention-3's forward: a tile's last product (dQ += dS K; dK += dS^T Q) is issued
+ in the next tile, right after that one's S, dP (atth_dq_pipelined, atth_dkv_pipelined), so the exponentials run
+ under dP and the previous last product (256 clocks of tensor work per warpgroup against 256 of MUFU); every
+ product is still waited for within its iteration (ptxas serializes all the wgmma of a kernel, C7517/C7520,
+ when a product's registers stay in flight across the loop's back edge: the first build of these versions did),
+ and no ping-pong (the two warpgroups meet only at the barriers of the stage ring). No more registers than
+ version 7 at d = 64. At d = 128 the dQ kernel keeps only Q's fragments in registers (with dO's too ptxas spills:
+ dQ, S, dP, dS live at the issue; dP's A from shared memory: 0.67 of its bandwidth at the tensor cores' rate,
+ averaged over the 3 products) and the dK/dV kernel is version 7's (the pipelined one needs more than 240
+ registers: ptxas serializes its wgmma, C7512).
  The same products in the same order into the same accumulators: the same bits as version 7 (the emulator's
  checks against version 2 show 0 difference).
  Model: if each step became tensor-bound with ~20% issue and wait overhead, a dQ step ~1110 clocks (1.37x) and a
  dK/dV step ~1530 (1.37x); predicted more modestly (ping-pong's prediction missed): dQ 1.20x, dK/dV 1.15x at T =
- 16384 (1.17x, 1.12x at 4096; 1.10x, 1.08x at 1024, where blocks are short and prologues count), at d = 128
- dK/dV 1.04-1.07x (products twice as long: the exponentials were more hidden already). Version 9 has the
+ 16384 (1.17x, 1.12x at 4096; 1.10x, 1.08x at 1024, where blocks are short and prologues count), the dQ kernel
+ at d = 128 1.04-1.08x (products twice as long: the exponentials were more hidden already). Version 9 has the
  pipelined dQ kernel only, 10 the pipelined dK/dV kernel only (one GPU run separates the two effects; at d = 128
- 9 is 7 and 8 is 10). Predicted (ms, ratio to SDPA; version 7 as measured in gpu4d's attn.log):
+ 8 is 9 and 10 is 7). Predicted (ms, ratio to SDPA; version 7 as measured in gpu4d's attn.log; dK/dV 58% of it
+ at d = 64, 57% at 128):
    B  T      H  Hkv d    v7          v8          v9          v10
    16 1024  12  12  64  0.319 0.88  0.293 0.96  0.307 0.92  0.305 0.92
    16 1024  12   4  64  0.283 1.07  0.260 1.16  0.272 1.11  0.271 1.12
-   16 1024   8   8 128  0.328 0.90  0.321 0.92  (= 7)       0.321 0.92
-   16 1024   8   2 128  0.280 1.14  0.274 1.16  (= 7)       0.274 1.16
+   16 1024   8   8 128  0.328 0.90  (= 9)       0.323 0.91  (= 7)
+   16 1024   8   2 128  0.280 1.14  (= 9)       0.275 1.15  (= 7)
     4 4096  12  12  64  0.868 0.82  0.761 0.94  0.815 0.88  0.814 0.88
     4 4096  12   4  64  0.828 0.90  0.726 1.03  0.777 0.96  0.777 0.96
-    4 4096   8   8 128  0.855 0.95  0.827 0.98  (= 7)       0.827 0.98
-    4 4096   8   2 128  0.809 0.97  0.783 1.00  (= 7)       0.783 1.00
+    4 4096   8   8 128  0.855 0.95  (= 9)       0.831 0.97  (= 7)
+    4 4096   8   2 128  0.809 0.97  (= 9)       0.786 1.00  (= 7)
     1 16384 12  12  64  3.149 0.75  2.690 0.88  2.929 0.81  2.911 0.81
     1 16384 12   4  64  3.143 0.78  2.685 0.91  2.923 0.83  2.905 0.84
-    1 16384  8   8 128  3.251 0.82  3.130 0.85  (= 7)       3.130 0.85
-    1 16384  8   2 128  3.223 0.81  3.103 0.84  (= 7)       3.103 0.84
+    1 16384  8   8 128  3.251 0.82  (= 9)       3.147 0.84  (= 7)
+    1 16384  8   2 128  3.223 0.81  (= 9)       3.120 0.83  (= 7)
  d12 (B=8 T=1024 H=12 d=64, per layer): dK/dV 87 -> ~81 us, dQ 60 -> ~55 us.
  The dK/dV and dQ kernels stay deterministic in every version: the products and the order of every sum are the
  same; only when a block starts and which warpgroup issues first change.
@@ -339,22 +344,32 @@ template <int HD> struct AttWBwdCfg {
                                       + 8 * (1 + 2 * STAGES);
 };
 #ifdef SESSA_SM90A
+// compile-time flags for the pipelined consumers' generic lambdas (first tile or item: if constexpr)
+struct atth_true { static constexpr bool value = true; };
+struct atth_false { static constexpr bool value = false; };
 // A consumer of the dQ kernel software-pipelined (versions 8, 9): the warpgroup's own tiles j < n_w (the tiles up
-// to its last row) with S_j+1, dP_j+1 issued before dQ += dS_j K_j, so that while the warpgroup computes P_j+1
-// the tensor cores run dP_j+1 and dQ_j (256 clocks at d = 64 against 256 of exponentials per warp) instead of
-// nothing (versions 4-7 wait for dQ_j before S_j+1 is issued). The groups, oldest first, at the top of tile j:
-// S_j, dP_j, dQ_j-1; wgmma_wait<2> = S_j done (tile 0: <1>), then <0> = all done: da (dQ_j-1's A) and K_j-1's
-// stage are free. s, dp are dead once dS_j is packed, so S_j+1, dP_j+1 reuse them: no more registers than version
-// 7. A stage is released (k_empty, v_empty) only after its full barrier was waited for, in tile order: tiles
-// j >= n_w (keys past every row of the warpgroup) right after their wait. No ping-pong (the pipeline does its work).
-template <int HD, int BQ, int BK, int NST, class AOp>
-__device__ __forceinline__ void atth_dq_pipelined(float (&acc)[HD / 2], const AOp &Qw, const AOp &dOw,
+// to its last row), each issuing S_j, dP_j and then the previous tile's last product dQ += dS_j-1 K_j-1, so that
+// while the warpgroup computes P_j the tensor cores run dP_j and dQ_j-1 (256 clocks at d = 64 against 256 of
+// exponentials per warp) instead of dP_j alone (versions 4-7 issue dQ_j at the end of tile j and wait for it).
+// Groups, oldest first: S_j, dP_j, dQ_j-1; wgmma_wait<2> = S_j done (tile 0: <1>), then <0> = all done: da
+// (dQ_j-1's A) and K_j-1's stage are free, and dS_j is packed into da for the next tile. Nothing is in flight
+// across the loop's back edge (as FlashAttention-3's forward: ptxas serializes every wgmma of a kernel where a
+// product's registers stay in flight into the next iteration or a conditional path) and tile 0 is peeled off the
+// loop (no wgmma under a condition). No more registers than version 7. A stage is released (k_empty, v_empty)
+// only after its full barrier was waited for, in tile order: tiles j >= n_w (keys past every row of the
+// warpgroup) right after their wait. No ping-pong (the pipeline does its work).
+template <int HD, int BQ, int BK, int NST, class QOp, class DOp>
+__device__ __forceinline__ void atth_dq_pipelined(float (&acc)[HD / 2], const QOp &Qw, const DOp &dOw,
                                                   const unsigned char *Ks, const unsigned char *Vs, uint64_t *k_full,
                                                   int n_tiles, int wg0, int r0, float sl2, const float (&lse2)[2],
                                                   const float (&dlt)[2]) {
     constexpr int KV_BYTES = BK * HD * 2;
     uint64_t *v_full = k_full + NST, *k_empty = v_full + NST, *v_empty = k_empty + NST;
     const int n_w = min(n_tiles, wg0 / BK + 1);        // tiles with a key at or before some row of the warpgroup
+    float s[BK / 2], dp[BK / 2];
+    uint32_t da[BK / 16][4];
+#pragma unroll
+    for (int i = 0; i < BK / 2; i++) { s[i] = 0.0f; dp[i] = 0.0f; }
     auto wait_full = [&](int j) {
         mbar_wait(k_full + j % NST, (j / NST) & 1);
         mbar_wait(v_full + j % NST, (j / NST) & 1);
@@ -363,41 +378,37 @@ __device__ __forceinline__ void atth_dq_pipelined(float (&acc)[HD / 2], const AO
         mbar_arrive(k_empty + j % NST);
         mbar_arrive(v_empty + j % NST);
     };
-    float s[BK / 2], dp[BK / 2];
-    uint32_t da[BK / 16][4];
-#pragma unroll
-    for (int i = 0; i < BK / 2; i++) { s[i] = 0.0f; dp[i] = 0.0f; }
-#pragma unroll
-    for (int i = 0; i < BK / 16; i++) da[i][0] = da[i][1] = da[i][2] = da[i][3] = 0u;
-    auto issue_s_dp = [&](int j) {                     // (after a wgmma_fence)
+    // tile j: S_j, dP_j (and dQ_j-1 unless j is the first) issued, P_j, then dS_j into da
+    auto tile = [&](int j, auto first) {
+        constexpr bool FIRST = decltype(first)::value;
+        wait_full(j);
+        wgmma_fence_operand(s);
+        wgmma_fence_operand(dp);
+        wgmma_fence_operand(acc);
+        wgmma_fence();
         atth_issue_qk<HD, BQ, BK>(s, Qw, Ks + (j % NST) * KV_BYTES);         // S_j = Q K_j^T
         atth_issue_qk<HD, BQ, BK>(dp, dOw, Vs + (j % NST) * KV_BYTES);       // dP_j = dO V_j^T
-    };
-    wait_full(0);
-    wgmma_fence();
-    issue_s_dp(0);
-    for (int j = 0; j < n_w; j++) {
-        if (j == 0) wgmma_wait<1>(); else wgmma_wait<2>();   // S_j done
+        if constexpr (!FIRST) atth_issue_pv<HD, BK>(acc, da, Ks + ((j - 1) % NST) * KV_BYTES);   // dQ += dS_j-1 K_j-1
+        if constexpr (FIRST) wgmma_wait<1>(); else wgmma_wait<2>();        // S_j done
         wgmma_fence_operand(s);
-        atth_dq_p<BK>(s, j * BK, wg0, r0, sl2, lse2);         // under dP_j and dQ_j-1
-        wgmma_wait<0>();                                      // dP_j, dQ_j-1 done
+        atth_dq_p<BK>(s, j * BK, wg0, r0, sl2, lse2);                       // under dP_j and dQ_j-1
+        wgmma_wait<0>();
         wgmma_fence_operand(dp);
         wgmma_fence_operand(acc);
         atth_fence_p<BK / 16>(da);
-        if (j > 0) release(j - 1);                            // K_j-1 (dQ_j-1's B), V_j-1
+        if constexpr (!FIRST) release(j - 1);                               // K_j-1 (dQ_j-1's B), V_j-1
         atth_dq_ds<BK>(da, dp, s, dlt);
-        if (j + 1 < n_w) wait_full(j + 1);
-        wgmma_fence_operand(s);
-        wgmma_fence_operand(dp);
-        wgmma_fence();
-        if (j + 1 < n_w) issue_s_dp(j + 1);
-        atth_issue_pv<HD, BK>(acc, da, Ks + (j % NST) * KV_BYTES);   // dQ += dS_j K_j
-    }
+    };
+    tile(0, atth_true{});
+    for (int j = 1; j < n_w; j++) tile(j, atth_false{});
+    wgmma_fence_operand(acc);
+    wgmma_fence();
+    atth_issue_pv<HD, BK>(acc, da, Ks + ((n_w - 1) % NST) * KV_BYTES);      // the last dQ += dS K
     wgmma_wait<0>();
     wgmma_fence_operand(acc);
     atth_fence_p<BK / 16>(da);
     release(n_w - 1);
-    for (int j = n_w; j < n_tiles; j++) {                     // keys past every row here: only the hand-back
+    for (int j = n_w; j < n_tiles; j++) {              // keys past every row here: only the hand-back
         wait_full(j);
         release(j);
     }
@@ -450,11 +461,12 @@ attention_backward_dq_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, con
 #pragma unroll
     for (int i = 0; i < NO; i++) acc[i] = 0.0f;
     mbar_wait(qdo_full, 0);
-    uint32_t qa[HD / 16][4], doa[HD / 16][4];          // RS: this warpgroup's Q, dO rows as A fragments
-    if (RS) {
-        atth_load_afrag<HD, BQ>(qa, Qs, 64 * cw);
-        atth_load_afrag<HD, BQ>(doa, dOs, 64 * cw);
-    }
+    // RS: this warpgroup's Q, dO rows as A fragments; the pipelined consumer at d = 128 only Q's (with dO's, S_j+1,
+    // dP_j+1, dS_j and dQ all live at the issue need more than 240 registers: ptxas spills), dP's A from shared memory
+    constexpr bool RS_DO = RS && !(PIPE && HD == 128);
+    uint32_t qa[HD / 16][4], doa[HD / 16][4];
+    if (RS) atth_load_afrag<HD, BQ>(qa, Qs, 64 * cw);
+    if (RS_DO) atth_load_afrag<HD, BQ>(doa, dOs, 64 * cw);
     static_assert(!(PIPE && PINGPONG), "the pipelined dQ consumers do not take turns");
     auto consume = [&](const auto &qop, const auto &doop) {   // the warpgroup's tiles with Q, dO as qop, doop
         if constexpr (PIPE) {
@@ -479,7 +491,8 @@ attention_backward_dq_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, con
             }
         }
     };
-    if constexpr (RS) consume(qa, doa);
+    if constexpr (RS_DO) consume(qa, doa);
+    else if constexpr (RS) consume(qa, dOw);
     else consume(Qw, dOw);
     atth_store_rows<HD>(dq + (size_t)b * T * ldq + h * HD, ldq, r0, T, acc, scale, scale);
 #endif // SESSA_SM90A
@@ -617,13 +630,14 @@ attention_backward_dkv_sm90_kernel(floatX *dk, floatX *dv, const floatX *dout, c
 }
 
 #ifdef SESSA_SM90A
-// A consumer of the dK/dV kernel software-pipelined (versions 8, 10), as atth_dq_pipelined: per item of the
-// warpgroup's own (queries at or after some of its keys), S^T_next, dP^T_next issued before dK += dS^T Q_cur, so
-// that each item's exponentials run under its dP^T and the previous item's dK (256 clocks at d = 64 against 256
-// per warp; dV, issued once P^T is packed, runs under dS^T). The
-// groups, oldest first, at the top of item cur: dV_prev, S^T_cur, dP^T_cur, dK_prev; wgmma_wait<2> = dV_prev,
-// S^T_cur done (pa free); dV_cur issued; <1> = dP^T_cur, dK_prev done (da and the previous item's stage free).
-// No more registers than version 7; items without such a query handed back in order after their full-barrier wait.
+// A consumer of the dK/dV kernel software-pipelined (versions 8, 10), as atth_dq_pipelined: each item of the
+// warpgroup's own (queries at or after some of its keys) issues S^T, dP^T and then the previous item's dK += dS^T
+// Q, so that its exponentials run under its dP^T and the previous dK (256 clocks at d = 64 against 256 per warp);
+// dV += P^T dO, issued once P^T is packed, runs under dS^T. Groups, oldest first: S^T, dP^T, dK_prev, then dV;
+// wgmma_wait<2> = S^T done (the first item: <1>); <1> after dV's issue = dP^T and dK_prev done (da and the
+// previous item's stage free); <0> at the item's end. Nothing in flight across the loop's back edge, the first
+// item peeled off; no more registers than version 7; items without such a query handed back in order after their
+// full-barrier wait.
 template <int HD, int BKV, int BQ, int NST, class AOp>
 __device__ __forceinline__ void atth_dkv_pipelined(float (&dka)[HD / 2], float (&dva)[HD / 2], const AOp &Kw,
                                                    const AOp &Vw, const unsigned char *Qs, const unsigned char *dOs,
@@ -635,9 +649,6 @@ __device__ __forceinline__ void atth_dkv_pipelined(float (&dka)[HD / 2], float (
     uint32_t pa[BQ / 16][4], da[BQ / 16][4];
 #pragma unroll
     for (int i = 0; i < BQ / 2; i++) { s[i] = 0.0f; dp[i] = 0.0f; }
-#pragma unroll
-    for (int i = 0; i < BQ / 16; i++)
-        for (int r = 0; r < 4; r++) { pa[i][r] = 0u; da[i][r] = 0u; }
     auto i0_of = [&](int it) { return j0 + (it % n_q) * BQ; };
     auto wait_full = [&](int it) { mbar_wait(it_full + it % NST, (it / NST) & 1); };
     auto release = [&](int it) { mbar_arrive(it_empty + it % NST); };
@@ -648,48 +659,46 @@ __device__ __forceinline__ void atth_dkv_pipelined(float (&dka)[HD / 2], float (
         }
         return it;
     };
-    auto issue_s_dp = [&](int it) {                    // (after a wgmma_fence)
-        atth_issue_qk<HD, BKV, BQ>(s, Kw, Qs + (it % NST) * Q_BYTES);     // S^T = K Q_i^T
-        atth_issue_qk<HD, BKV, BQ>(dp, Vw, dOs + (it % NST) * Q_BYTES);   // dP^T = V dO_i^T
-    };
-    int cur = next_item(0), prev = -1;
-    if (cur < n_it) {
-        wait_full(cur);
-        wgmma_fence();
-        issue_s_dp(cur);
-    }
-    while (cur < n_it) {
+    // item cur: S^T, dP^T (and dK_prev unless it is the first) issued, P^T, dV, then dS^T into da
+    auto item = [&](int cur, int prev, auto first) {
+        constexpr bool FIRST = decltype(first)::value;
         const int st = cur % NST;
         const unsigned char *Qt = Qs + st * Q_BYTES, *dOt = dOs + st * Q_BYTES;
-        if (prev < 0) wgmma_wait<1>(); else wgmma_wait<2>();   // (dV_prev and) S^T_cur done
+        wait_full(cur);
         wgmma_fence_operand(s);
-        atth_fence_p<BQ / 16>(pa);
-        atth_dkv_p<BQ>(pa, s, Ls + st * BQ, i0_of(cur), wk0, rk0, T, sl2);   // under dP^T_cur and dK_prev
+        wgmma_fence_operand(dp);
+        wgmma_fence_operand(dka);
+        wgmma_fence();
+        atth_issue_qk<HD, BKV, BQ>(s, Kw, Qt);         // S^T = K Q_i^T
+        atth_issue_qk<HD, BKV, BQ>(dp, Vw, dOt);       // dP^T = V dO_i^T
+        if constexpr (!FIRST) atth_issue_pv<HD, BQ>(dka, da, Qs + (prev % NST) * Q_BYTES);   // dK += dS^T_prev Q_prev
+        if constexpr (FIRST) wgmma_wait<1>(); else wgmma_wait<2>();   // S^T done
+        wgmma_fence_operand(s);
+        atth_dkv_p<BQ>(pa, s, Ls + st * BQ, i0_of(cur), wk0, rk0, T, sl2);   // under dP^T and dK_prev
         wgmma_fence_operand(dva);
         wgmma_fence();
         atth_issue_pv<HD, BQ>(dva, pa, dOt);           // dV += P^T dO_i
-        wgmma_wait<1>();                               // dP^T_cur, dK_prev done
+        wgmma_wait<1>();                               // dP^T, dK_prev done
         wgmma_fence_operand(dp);
         wgmma_fence_operand(dka);
         atth_fence_p<BQ / 16>(da);
-        if (prev >= 0) release(prev);                  // Q_prev (dK_prev's B), dO_prev, lse, Delta
-        atth_dkv_ds<BQ>(da, dp, s, Ds + st * BQ);
-        const int nxt = next_item(cur + 1);
-        if (nxt < n_it) wait_full(nxt);
-        wgmma_fence_operand(s);
-        wgmma_fence_operand(dp);
-        wgmma_fence();
-        if (nxt < n_it) issue_s_dp(nxt);
-        atth_issue_pv<HD, BQ>(dka, da, Qt);            // dK += dS^T Q_i
-        prev = cur;
-        cur = nxt;
-    }
-    wgmma_wait<0>();
-    wgmma_fence_operand(dva);
+        if constexpr (!FIRST) release(prev);           // Q_prev (dK_prev's B), dO_prev, lse, Delta
+        atth_dkv_ds<BQ>(da, dp, s, Ds + st * BQ);      // under dV
+        wgmma_wait<0>();
+        wgmma_fence_operand(dva);
+        atth_fence_p<BQ / 16>(pa);
+    };
+    int prev = next_item(0);
+    if (prev >= n_it) return;                          // (no query at or after a key of this warpgroup)
+    item(prev, -1, atth_true{});
+    for (int cur = next_item(prev + 1); cur < n_it; prev = cur, cur = next_item(cur + 1)) item(cur, prev, atth_false{});
     wgmma_fence_operand(dka);
-    atth_fence_p<BQ / 16>(pa);
+    wgmma_fence();
+    atth_issue_pv<HD, BQ>(dka, da, Qs + (prev % NST) * Q_BYTES);   // the last dK += dS^T Q
+    wgmma_wait<0>();
+    wgmma_fence_operand(dka);
     atth_fence_p<BQ / 16>(da);
-    if (prev >= 0) release(prev);
+    release(prev);
 }
 #endif // SESSA_SM90A
 
@@ -808,8 +817,9 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
 // 5: version 4 with the longest blocks of all heads of an L2 section first (atth_block_order); 6: version 5 with
 // the consumer warpgroups in ping-pong (atth_pingpong_turns); 7: version 6 with the warpgroup's constant operand
 // of S, dP in registers, and at d = 64 that of S^T, dP^T too; 8: version 7 with both kernels' consumers
-// software-pipelined instead of in ping-pong (atth_dq_pipelined at d = 64 only, atth_dkv_pipelined); 9: the dQ
-// kernel of 8 with the dK/dV kernel of 7 (= 7 at d = 128); 10: the dQ kernel of 7 with the dK/dV kernel of 8
+// software-pipelined instead of in ping-pong (atth_dq_pipelined, atth_dkv_pipelined at d = 64 only); 9: the dQ
+// kernel of 8 with the dK/dV kernel of 7 (= 8 at d = 128); 10: the dQ kernel of 7 with the dK/dV kernel of 8 (= 7
+// at d = 128)
 template <int HD>
 static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const float *lse,
                                        const float *delta, const floatX *q, const floatX *k, const floatX *v,
@@ -830,14 +840,14 @@ static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const
         const int sec_q = version >= 5 ? atth_section((size_t)T * HD * 4, grp, B * H) : 1;
         // version 7's A fragments: the dQ kernel's Q, dO at both widths, the dK/dV kernel's K, V at d = 64 (at 128
         // they would not fit next to dK, dV)
-        // versions 8-10's pipelined consumers; the dQ kernel's only at d = 64 (at 128 S_j+1, dP_j+1 in flight beside
-        // dQ, dS_j and the A fragments of Q, dO need more than the 240 registers: ptxas spills)
-        const bool dq_pipe = HD == 64 && (version == 8 || version == 9), dkv_pipe = version == 8 || version == 10;
-        auto dkv = dkv_pipe ? attention_backward_dkv_sm90_ws_kernel<HD, false, HD == 64, true>
+        // versions 8-10's pipelined consumers; the dK/dV kernel's at d = 64 only (at 128 dK, dV, S^T, dP^T, P^T and
+        // dS^T with dK_prev in flight need more than 240 registers: ptxas serializes the wgmma), there version 7's
+        const bool dq_pipe = version == 8 || version == 9, dkv_pipe = HD == 64 && (version == 8 || version == 10);
+        auto dkv = dkv_pipe ? attention_backward_dkv_sm90_ws_kernel<HD, false, HD == 64, HD == 64>
                  : version >= 7 ? attention_backward_dkv_sm90_ws_kernel<HD, true, HD == 64, false>
                  : version == 6 ? attention_backward_dkv_sm90_ws_kernel<HD, true, false, false>
                                 : attention_backward_dkv_sm90_ws_kernel<HD, false, false, false>;
-        auto dqk = dq_pipe ? attention_backward_dq_sm90_ws_kernel<HD, false, true, HD == 64>
+        auto dqk = dq_pipe ? attention_backward_dq_sm90_ws_kernel<HD, false, true, true>
                  : version >= 7 ? attention_backward_dq_sm90_ws_kernel<HD, true, true, false>
                  : version == 6 ? attention_backward_dq_sm90_ws_kernel<HD, true, false, false>
                                 : attention_backward_dq_sm90_ws_kernel<HD, false, false, false>;

@@ -33,12 +33,12 @@ VERSIONS = '11:8,11:9,11:10'
 
 
 def same_kernels(pair, d):
-    """the pair as the kernels it runs at head width d (at d = 128: forward 6 is 5, 8 is 7, 10 is 9; backward 9 is
-    7 and 8 is 10, the pipelined dQ kernel being d = 64's only)"""
+    """the pair as the kernels it runs at head width d (at d = 128: forward 6 is 5, 8 is 7, 10 is 9; backward 8 is
+    9 and 10 is 7, the pipelined dK/dV kernel being d = 64's only)"""
     f, b = pair
     if d != 128:
         return pair
-    return ({6: 5, 8: 7, 10: 9}.get(f, f), {9: 7, 8: 10}.get(b, b))
+    return ({6: 5, 8: 7, 10: 9}.get(f, f), {8: 9, 10: 7}.get(b, b))
 
 
 def fail(msg):
