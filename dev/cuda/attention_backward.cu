@@ -16,11 +16,12 @@
               K, V in the dK/dV kernel, at d = 64 only) held in registers as wgmma's A (read from shared memory
               once): those products read only B from shared memory, half the bytes; what the trainer uses on
               an H100/H200
-   version 8: version 7 with the consumers of both kernels software-pipelined instead of in ping-pong: each
-              warpgroup issues its next tile's (item's) S, dP before this one's last product (dQ += dS K_j;
-              dK += dS^T Q_i), so that its exponentials run under its own products
+   version 8: version 7 with the consumers of both kernels software-pipelined instead of in ping-pong: a
+              tile's (item's) last product (dQ += dS K_j; dK += dS^T Q_i) is issued in the next one, after its
+              S, dP, so that a warpgroup's exponentials run under its own products (the dK/dV kernel at d = 64
+              only: at 128 it is version 7's); the same bits as version 7 (checked)
    version 9: the dQ kernel of version 8 with the dK/dV kernel of version 7
-   version 10: the dQ kernel of version 7 with the dK/dV kernel of version 8
+   version 10: the dQ kernel of version 7 with the dK/dV kernel of version 8 (= 7 at d = 128)
    versions 3-10 are checked against the CPU reference and against version 2
  make -C dev/cuda bin/attention_backward && dev/cuda/bin/attention_backward check|bench [version]
  dev/cuda/bin/attention_backward shape B T H Hkv d   times the trainer's forward (attention_forward: the Hopper
