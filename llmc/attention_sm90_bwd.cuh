@@ -131,8 +131,8 @@
  dQ, S, dP, dS live at the issue; dP's A from shared memory: 0.67 of its bandwidth at the tensor cores' rate,
  averaged over the 3 products) and the dK/dV kernel is version 7's (the pipelined one needs more than 240
  registers: ptxas serializes its wgmma, C7512).
- The same products in the same order into the same accumulators: the same bits as version 7 (the emulator's
- checks against version 2 show 0 difference).
+ The same products in the same order into the same accumulators: the same bits as version 7, which the kernel
+ check asserts (dev/cuda/attention_backward.cu: a product whose operand changed in flight would break it).
  Model: if each step became tensor-bound with ~20% issue and wait overhead, a dQ step ~1110 clocks (1.37x) and a
  dK/dV step ~1530 (1.37x); predicted more modestly (ping-pong's prediction missed): dQ 1.20x, dK/dV 1.15x at T =
  16384 (1.17x, 1.12x at 4096; 1.10x, 1.08x at 1024, where blocks are short and prologues count), the dQ kernel
