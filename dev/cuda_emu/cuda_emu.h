@@ -495,8 +495,8 @@ template <int N> static void cp_async_wait(void) {
 // llmc/mma.cuh's Hopper wrappers (wgmma), asynchronous as the PTX ISA allows: a wgmma's product is computed when
 // it is issued (the accumulator's input: d, or the result of the same thread's wgmma into d still in flight) and
 // d is then NaN until a wgmma_wait retires its commit group, which writes the result; at retirement the product
-// is computed again from the operands as they are then (the A registers this lane gave, shared memory) and must be
-// the same, so a register or shared-memory operand changed before the wait (a stage handed back too early, P's
+// is computed again in part (each lane's first and last element: all 16 rows of the warp, 8 columns) from the
+// operands as they are then (the A registers this lane gave, shared memory) and must be the same, so a register or shared-memory operand changed before the wait (a stage handed back too early, P's
 // fragments rewritten under their product) is reported, and so is reading the accumulator before the wait (NaN),
 // a wgmma never waited for (at the thread's end) and a wait for groups not committed. wgmma_fence and the operand
 // fences are no-ops. Shared memory is read
@@ -543,20 +543,17 @@ struct emu_wgmma_op {
 };
 static std::vector<emu_wgmma_op> emu_wg_pending[EMU_MAX_THREADS];   // per thread, in issue order
 static long emu_wg_committed[EMU_MAX_THREADS];                      // commit groups so far, per thread
-// this lane's part of the product (N / 2 values: rows g, g + 8 of its warp's 16, columns 8(i/4) + 2t + (i&1))
-static void emu_wgmma_product(float *out, int n, const float *in, const uint32_t (*warp_a)[4], bool reg_a,
-                              uint64_t da, uint64_t db, bool b_mn) {
+// element i of this lane's part of the product (row g + 8((i>>1)&1) of its warp's 16, column 8(i/4) + 2t + (i&1))
+static float emu_wgmma_out(int i, float in, const uint32_t (*warp_a)[4], bool reg_a, uint64_t da, uint64_t db, bool b_mn) {
     int lane = emu_cur & 31, g = lane / 4, t = lane % 4, wrow = 16 * ((emu_cur / 32) % 4);
-    for (int i = 0; i < n; i++) {
-        int row = g + 8 * ((i >> 1) & 1), col = 8 * (i / 4) + 2 * t + (i & 1);
-        float acc = in[i];
-        for (int k = 0; k < 16; k++) {
-            float av = reg_a ? emu_bf16_half(warp_a[4 * (row % 8) + (k % 8) / 2][(row >= 8) + 2 * (k >= 8)], k & 1)
-                             : emu_wgmma_elem(da, wrow + row, k, false);
-            acc += av * emu_wgmma_elem(db, col, k, b_mn);
-        }
-        out[i] = acc;
+    int row = g + 8 * ((i >> 1) & 1), col = 8 * (i / 4) + 2 * t + (i & 1);
+    float acc = in;
+    for (int k = 0; k < 16; k++) {
+        float av = reg_a ? emu_bf16_half(warp_a[4 * (row % 8) + (k % 8) / 2][(row >= 8) + 2 * (k >= 8)], k & 1)
+                         : emu_wgmma_elem(da, wrow + row, k, false);
+        acc += av * emu_wgmma_elem(db, col, k, b_mn);
     }
+    return acc;
 }
 // d (this lane's part of 64 x N) = (scale_d ? d : 0) + A B, A from a (register A: the mma.sync A layout of this
 // warp's 16 rows, in the lane slots) or the K-major descriptor da, B from db (K-major, or MN-major when b_mn)
@@ -580,7 +577,20 @@ static void emu_wgmma(float (&d)[N / 2], const uint32_t *a, uint64_t da, uint64_
         for (int l = 0; l < 32; l++) for (int r = 0; r < 4; r++) op.warp_a[l][r] = emu_lane_slot[w + l].r[r];
         for (int r = 0; r < 4; r++) op.lane_a[r] = a[r];
     }
-    emu_wgmma_product(op.out.data(), N / 2, op.in.data(), op.warp_a, a != NULL, da, db, b_mn);
+    // the lane's 2 rows of A and N / 4 columns of B once (emu_wgmma_out's sums, each operand read once)
+    const int lane = emu_cur & 31, g = lane / 4, t = lane % 4, wrow = 16 * ((emu_cur / 32) % 4);
+    float av[2][16], bv[N / 4][16];
+    for (int r = 0; r < 2; r++) for (int k = 0; k < 16; k++) {
+        const int row = g + 8 * r;
+        av[r][k] = a ? emu_bf16_half(op.warp_a[4 * (row % 8) + (k % 8) / 2][r + 2 * (k >= 8)], k & 1)
+                     : emu_wgmma_elem(da, wrow + row, k, false);
+    }
+    for (int c = 0; c < N / 4; c++) for (int k = 0; k < 16; k++) bv[c][k] = emu_wgmma_elem(db, 8 * (c / 2) + 2 * t + (c & 1), k, b_mn);
+    for (int i = 0; i < N / 2; i++) {
+        float acc = op.in[i];
+        for (int k = 0; k < 16; k++) acc += av[(i >> 1) & 1][k] * bv[2 * (i / 4) + (i & 1)][k];
+        op.out[i] = acc;
+    }
     emu_wait(EMU_AT_WARP);   // nobody overwrites its slot before every lane has read it
     for (int i = 0; i < N / 2; i++) d[i] = NAN;   // in flight
     q.push_back(op);
@@ -590,7 +600,8 @@ static void wgmma_commit(void) {
     std::vector<emu_wgmma_op> &q = emu_wg_pending[emu_cur];
     for (size_t i = 0; i < q.size(); i++) if (q[i].group < 0) q[i].group = (int)g;
 }
-// retires the groups but the newest N: each product again from its operands as they are now, then d
+// retires the groups but the newest N: each product again from its operands as they are now (this lane's first
+// and last elements: the warp's 16 rows and 8 columns between the lanes; a refilled tile shows), then d
 template <int N> static void wgmma_wait(void) {
     std::vector<emu_wgmma_op> &q = emu_wg_pending[emu_cur];
     const long done_upto = emu_wg_committed[emu_cur] - N;
@@ -602,9 +613,12 @@ template <int N> static void wgmma_wait(void) {
         if (op.group > done_upto) { q[keep++] = op; continue; }
         if (op.a && memcmp(op.a, op.lane_a, sizeof op.lane_a) != 0)
             fatal("cuda_emu: thread %d: a wgmma's register A operand changed before the wgmma_wait that retires it", emu_cur);
-        std::vector<float> again(op.n);
-        emu_wgmma_product(again.data(), op.n, op.in.data(), op.warp_a, op.a != NULL, op.da, op.db, op.b_mn);
-        if (memcmp(again.data(), op.out.data(), op.n * sizeof(float)) != 0)
+        bool same = true;
+        for (int i = 0; i < op.n; i += op.n - 1) {
+            float again = emu_wgmma_out(i, op.in[i], op.warp_a, op.a != NULL, op.da, op.db, op.b_mn);
+            same = same && memcmp(&again, &op.out[i], sizeof again) == 0;
+        }
+        if (!same)
             fatal("cuda_emu: thread %d: a wgmma's shared-memory operand changed before the wgmma_wait that retires it",
                   emu_cur);
         bool newer = false;                      // a later wgmma into the same d still in flight: d stays NaN
