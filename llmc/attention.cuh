@@ -590,10 +590,10 @@ static void attention_backward_mma(floatX *dq, floatX *dk, floatX *dv, const flo
 }
 // the Hopper backward (wgmma, llmc/attention_sm90_bwd.cuh; dev/cuda/attention_backward.cu versions 3-10: 4 with the
 // warp-specialized kernels, 5 the same in longest-first order, 6 that with its consumer warpgroups in ping-pong,
-// 7, the trainer's, that with register A operands; 8-10 with software-pipelined consumers in one or both kernels),
-// d = 64, 128
+// 7 that with register A operands; 8-10 with software-pipelined consumers in one or both kernels at d = 64: 9, the
+// trainer's, the dQ kernel's, the same bits as 7, 1-2% faster), d = 64, 128
 #ifndef ATTH_BWD_VERSION
-#define ATTH_BWD_VERSION 7
+#define ATTH_BWD_VERSION 9
 #endif
 static void attention_backward_sm90(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const floatX *out,
                                     const float *lse, const floatX *q, const floatX *k, const floatX *v, float *scratch,
@@ -615,7 +615,7 @@ static void attention_backward_sm90(floatX *dq, floatX *dk, floatX *dv, const fl
 // dv (each is within 1e-2 max + 1e-2 |x| of the exact gradient: dev/cuda/attention_backward.cu's check). A Hopper
 // kernel that is wrong on this GPU is then bypassed (forward and backward separately), with a message on stderr,
 // instead of training on wrong attention; the warp-specialized (TMA) versions fall back first to the previous ones
-// (forward 11 -> 9 -> 7 -> 5 -> 4, 10 -> 8 -> 6 -> 4, backward 7 -> 6 -> 5 -> 4 -> 3: dev/cuda/attention_*.cu),
+// (forward 11 -> 9 -> 7 -> 5 -> 4, 10 -> 8 -> 6 -> 4, backward 9 -> 8 -> 7 -> 6 -> 5 -> 4 -> 3: dev/cuda/attention_*.cu),
 // and to mma.sync only when those fail too.
 static int attention_sm90_state = -1, attention_sm90_bwd_state = -1;   // -1: not decided yet
 static int attention_sm90_fwd_version = ATTH_FWD_VERSION;               // the Hopper forward the trainer runs

@@ -127,33 +127,33 @@
  product is still waited for within its iteration (ptxas serializes all the wgmma of a kernel, C7517/C7520,
  when a product's registers stay in flight across the loop's back edge: the first build of these versions did),
  and no ping-pong (the two warpgroups meet only at the barriers of the stage ring). No more registers than
- version 7 at d = 64. At d = 128 the dQ kernel keeps only Q's fragments in registers (with dO's too ptxas spills:
- dQ, S, dP, dS live at the issue; dP's A from shared memory: 0.67 of its bandwidth at the tensor cores' rate,
- averaged over the 3 products) and the dK/dV kernel is version 7's (the pipelined one needs more than 240
- registers: ptxas serializes its wgmma, C7512).
- The same products in the same order into the same accumulators: the same bits as version 7, which the kernel
- check asserts (dev/cuda/attention_backward.cu: a product whose operand changed in flight would break it).
- Model: if each step became tensor-bound with ~20% issue and wait overhead, a dQ step ~1110 clocks (1.37x) and a
- dK/dV step ~1530 (1.37x); predicted more modestly (ping-pong's prediction missed): dQ 1.20x, dK/dV 1.15x at T =
- 16384 (1.17x, 1.12x at 4096; 1.10x, 1.08x at 1024, where blocks are short and prologues count), the dQ kernel
- at d = 128 1.04-1.08x (products twice as long: the exponentials were more hidden already). Version 9 has the
- pipelined dQ kernel only, 10 the pipelined dK/dV kernel only (one GPU run separates the two effects; at d = 128
- 8 is 9 and 10 is 7). Predicted (ms, ratio to SDPA; version 7 as measured in gpu4d's attn.log; dK/dV 58% of it
- at d = 64, 57% at 128):
-   B  T      H  Hkv d    v7          v8          v9          v10
-   16 1024  12  12  64  0.319 0.88  0.293 0.96  0.307 0.92  0.305 0.92
-   16 1024  12   4  64  0.283 1.07  0.260 1.16  0.272 1.11  0.271 1.12
-   16 1024   8   8 128  0.328 0.90  (= 9)       0.323 0.91  (= 7)
-   16 1024   8   2 128  0.280 1.14  (= 9)       0.275 1.15  (= 7)
-    4 4096  12  12  64  0.868 0.82  0.761 0.94  0.815 0.88  0.814 0.88
-    4 4096  12   4  64  0.828 0.90  0.726 1.03  0.777 0.96  0.777 0.96
-    4 4096   8   8 128  0.855 0.95  (= 9)       0.831 0.97  (= 7)
-    4 4096   8   2 128  0.809 0.97  (= 9)       0.786 1.00  (= 7)
-    1 16384 12  12  64  3.149 0.75  2.690 0.88  2.929 0.81  2.911 0.81
-    1 16384 12   4  64  3.143 0.78  2.685 0.91  2.923 0.83  2.905 0.84
-    1 16384  8   8 128  3.251 0.82  (= 9)       3.147 0.84  (= 7)
-    1 16384  8   2 128  3.223 0.81  (= 9)       3.120 0.83  (= 7)
- d12 (B=8 T=1024 H=12 d=64, per layer): dK/dV 87 -> ~81 us, dQ 60 -> ~55 us.
+ version 7 at d = 64. The same products in the same order into the same accumulators: the same bits as version 7,
+ which the kernel check asserts (dev/cuda/attention_backward.cu: a product whose operand changed in flight would
+ break it; it passed on the H200). Version 9 has the pipelined dQ kernel only, 10 the pipelined dK/dV kernel only.
+ Predicted (the model: each step tensor-bound with ~20% overhead, taken down to dQ 1.20x, dK/dV 1.15x at T =
+ 16384): v8 2.69 ms (0.88x SDPA), v9 2.93 (0.81), v10 2.91 (0.81). Measured (H200, bench_attention.py, ms and
+ ratio to SDPA; at d = 128 the dQ kernel pipelined with dO from shared memory (with its fragments too ptxas
+ spills), the dK/dV kernel not at all (ptxas serializes its wgmma for lack of registers, C7512)):
+   shape (B T H Hkv d)     v7            v8            v9            v10
+   16 1024 12 12 64    0.319 0.88x   0.322 0.87x   0.317 0.89x   0.327 0.86x
+   16 1024 12  4 64    0.286 1.07x   0.293 1.04x   0.282 1.08x   0.296 1.03x
+   16 1024  8  8 128   0.329 0.90x   0.329 0.90x   (dQ of 8)     (7)
+   16 1024  8  2 128   0.283 1.14x   0.279 1.15x   (dQ of 8)     (7)
+    4 4096 12 12 64    0.867 0.82x   0.900 0.79x   0.852 0.84x   0.919 0.78x
+    4 4096 12  4 64    0.834 0.88x   0.871 0.85x   0.817 0.90x   0.892 0.83x
+    4 4096  8  8 128   0.859 0.93x   0.900 0.89x   (dQ of 8)     (7)
+    4 4096  8  2 128   0.814 1.00x   0.847 0.96x   (dQ of 8)     (7)
+    1 16384 12 12 64   3.125 0.76x   3.303 0.71x   3.073 0.77x   3.361 0.70x
+    1 16384 12  4 64   3.088 0.76x   3.265 0.72x   3.058 0.77x   3.329 0.71x
+    1 16384  8  8 128  3.251 0.80x   3.255 0.80x   (dQ of 8)     (7)
+    1 16384  8  2 128  3.212 0.81x   3.223 0.80x   (dQ of 8)     (7)
+ So the model is wrong: the pipelined dQ kernel gains 0.6-2.0% of the whole backward at d = 64 (~4% of its own
+ time), the pipelined dK/dV kernel loses 4-7% (~10% of its own), d = 128's dQ kernel with dO from shared memory
+ loses up to 5% at T = 4096. The exponentials not overlapping the tensor work is not where a step's other half
+ goes (as ping-pong's null result said before). Kept: the pipelined dQ kernel at d = 64, version 9, the trainer's
+ (the same bits as 7; at d = 128 versions 8-10 run version 7's kernels). Still 0.77x at T = 16384 d = 64. What to
+ measure next, before another model: the stall reasons and pipe use of both kernels there
+ (scripts/gpu_session.sh attncu: ncu WarpStateStats, ComputeWorkloadAnalysis, InstructionStats for 7 and 8).
  The dK/dV and dQ kernels stay deterministic in every version: the products and the order of every sum are the
  same; only when a block starts and which warpgroup issues first change.
  The CPU emulator runs all these kernels through the wgmma, TMA, mbarrier and named-barrier twins
@@ -327,7 +327,7 @@ attention_backward_dq_sm90_kernel(floatX *dq, const floatX *dout, const float *l
 #endif // SESSA_SM90A
 }
 
-// The dQ kernel warp-specialized (versions 4-7; 7 the trainer's): the forward's version 5 producer (llmc/attention_sm90.cuh:
+// The dQ kernel warp-specialized (versions 4-10; 9 the trainer's): the forward's version 5 producer (llmc/attention_sm90.cuh:
 // TMA, a ring of STAGES = 3 stages of K_j, V_j (64 keys each) guarded by full/empty mbarriers; Q and dO loaded once),
 // 2 consumer warpgroups of 64 query rows running atth_dq_tile per tile as above, releasing the tile's stages after
 // it (no ping-pong: 3 products per exponential, the tensor cores' share is larger than in the forward). What it
@@ -358,8 +358,8 @@ struct atth_false { static constexpr bool value = false; };
 // loop (no wgmma under a condition). No more registers than version 7. A stage is released (k_empty, v_empty)
 // only after its full barrier was waited for, in tile order: tiles j >= n_w (keys past every row of the
 // warpgroup) right after their wait. No ping-pong (the pipeline does its work).
-template <int HD, int BQ, int BK, int NST, class QOp, class DOp>
-__device__ __forceinline__ void atth_dq_pipelined(float (&acc)[HD / 2], const QOp &Qw, const DOp &dOw,
+template <int HD, int BQ, int BK, int NST, class AOp>
+__device__ __forceinline__ void atth_dq_pipelined(float (&acc)[HD / 2], const AOp &Qw, const AOp &dOw,
                                                   const unsigned char *Ks, const unsigned char *Vs, uint64_t *k_full,
                                                   int n_tiles, int wg0, int r0, float sl2, const float (&lse2)[2],
                                                   const float (&dlt)[2]) {
@@ -419,7 +419,7 @@ __device__ __forceinline__ void atth_dq_pipelined(float (&acc)[HD / 2], const QO
 // tq, tdo: tensor maps of q, dout with boxes of 128 rows; tk, tv: of k, v with boxes of 64 rows (atth_tensor_map);
 // PINGPONG (versions 6, 7): the consumers take turns (atth_pingpong_turns); RS (versions 7-10): S and dP with Q,
 // dO from registers (atth_load_afrag; d/2 more registers per thread: 32 / 64, no spills at either width); PIPE
-// (versions 8, 9): each consumer software-pipelined (atth_dq_pipelined), no ping-pong
+// (versions 8, 9 at d = 64): each consumer software-pipelined (atth_dq_pipelined), no ping-pong
 template <int HD, bool PINGPONG, bool RS, bool PIPE>
 __global__ void __launch_bounds__(AttWBwdCfg<HD>::THREADS, 1)
 attention_backward_dq_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
@@ -461,12 +461,11 @@ attention_backward_dq_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, con
 #pragma unroll
     for (int i = 0; i < NO; i++) acc[i] = 0.0f;
     mbar_wait(qdo_full, 0);
-    // RS: this warpgroup's Q, dO rows as A fragments; the pipelined consumer at d = 128 only Q's (with dO's, S_j+1,
-    // dP_j+1, dS_j and dQ all live at the issue need more than 240 registers: ptxas spills), dP's A from shared memory
-    constexpr bool RS_DO = RS && !(PIPE && HD == 128);
-    uint32_t qa[HD / 16][4], doa[HD / 16][4];
-    if (RS) atth_load_afrag<HD, BQ>(qa, Qs, 64 * cw);
-    if (RS_DO) atth_load_afrag<HD, BQ>(doa, dOs, 64 * cw);
+    uint32_t qa[HD / 16][4], doa[HD / 16][4];          // RS: this warpgroup's Q, dO rows as A fragments
+    if (RS) {
+        atth_load_afrag<HD, BQ>(qa, Qs, 64 * cw);
+        atth_load_afrag<HD, BQ>(doa, dOs, 64 * cw);
+    }
     static_assert(!(PIPE && PINGPONG), "the pipelined dQ consumers do not take turns");
     auto consume = [&](const auto &qop, const auto &doop) {   // the warpgroup's tiles with Q, dO as qop, doop
         if constexpr (PIPE) {
@@ -491,8 +490,7 @@ attention_backward_dq_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, con
             }
         }
     };
-    if constexpr (RS_DO) consume(qa, doa);
-    else if constexpr (RS) consume(qa, dOw);
+    if constexpr (RS) consume(qa, doa);
     else consume(Qw, dOw);
     atth_store_rows<HD>(dq + (size_t)b * T * ldq + h * HD, ldq, r0, T, acc, scale, scale);
 #endif // SESSA_SM90A
@@ -713,7 +711,7 @@ __device__ __forceinline__ void atth_dkv_pipelined(float (&dka)[HD / 2], float (
 // key block, the longest); AttWBwdCfg<HD>::THREADS threads, ::KV_SMEM bytes; tq, tdo: maps of q, dout with boxes of
 // 64 rows, tk, tv: maps of k, v with boxes of 128 rows; PINGPONG (versions 6, 7): the consumers take turns
 // (atth_pingpong_turns); RS (versions 7-10 at d = 64): S^T and dP^T with K, V from registers (atth_load_afrag);
-// PIPE (versions 8, 10): each consumer software-pipelined (atth_dkv_pipelined), no ping-pong
+// PIPE (versions 8, 10 at d = 64): each consumer software-pipelined (atth_dkv_pipelined), no ping-pong
 template <int HD, bool PINGPONG, bool RS, bool PIPE>
 __global__ void __launch_bounds__(AttWBwdCfg<HD>::THREADS, 1)
 attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
@@ -817,9 +815,8 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
 // 5: version 4 with the longest blocks of all heads of an L2 section first (atth_block_order); 6: version 5 with
 // the consumer warpgroups in ping-pong (atth_pingpong_turns); 7: version 6 with the warpgroup's constant operand
 // of S, dP in registers, and at d = 64 that of S^T, dP^T too; 8: version 7 with both kernels' consumers
-// software-pipelined instead of in ping-pong (atth_dq_pipelined, atth_dkv_pipelined at d = 64 only); 9: the dQ
-// kernel of 8 with the dK/dV kernel of 7 (= 8 at d = 128); 10: the dQ kernel of 7 with the dK/dV kernel of 8 (= 7
-// at d = 128)
+// software-pipelined instead of in ping-pong (atth_dq_pipelined, atth_dkv_pipelined), at d = 64 (at 128: 7); 9: the
+// dQ kernel of 8 with the dK/dV kernel of 7 (the trainer's); 10: the dQ kernel of 7 with the dK/dV kernel of 8
 template <int HD>
 static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const float *lse,
                                        const float *delta, const floatX *q, const floatX *k, const floatX *v,
@@ -840,14 +837,14 @@ static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const
         const int sec_q = version >= 5 ? atth_section((size_t)T * HD * 4, grp, B * H) : 1;
         // version 7's A fragments: the dQ kernel's Q, dO at both widths, the dK/dV kernel's K, V at d = 64 (at 128
         // they would not fit next to dK, dV)
-        // versions 8-10's pipelined consumers; the dK/dV kernel's at d = 64 only (at 128 dK, dV, S^T, dP^T, P^T and
-        // dS^T with dK_prev in flight need more than 240 registers: ptxas serializes the wgmma), there version 7's
-        const bool dq_pipe = version == 8 || version == 9, dkv_pipe = HD == 64 && (version == 8 || version == 10);
+        // versions 8-10's pipelined consumers at d = 64 only (at 128: version 7's kernels, see the top)
+        const bool dq_pipe = HD == 64 && (version == 8 || version == 9);
+        const bool dkv_pipe = HD == 64 && (version == 8 || version == 10);
         auto dkv = dkv_pipe ? attention_backward_dkv_sm90_ws_kernel<HD, false, HD == 64, HD == 64>
                  : version >= 7 ? attention_backward_dkv_sm90_ws_kernel<HD, true, HD == 64, false>
                  : version == 6 ? attention_backward_dkv_sm90_ws_kernel<HD, true, false, false>
                                 : attention_backward_dkv_sm90_ws_kernel<HD, false, false, false>;
-        auto dqk = dq_pipe ? attention_backward_dq_sm90_ws_kernel<HD, false, true, true>
+        auto dqk = dq_pipe ? attention_backward_dq_sm90_ws_kernel<HD, HD != 64, true, HD == 64>
                  : version >= 7 ? attention_backward_dq_sm90_ws_kernel<HD, true, true, false>
                  : version == 6 ? attention_backward_dq_sm90_ws_kernel<HD, true, false, false>
                                 : attention_backward_dq_sm90_ws_kernel<HD, false, false, false>;
