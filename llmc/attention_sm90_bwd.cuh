@@ -132,21 +132,22 @@
  break it; it passed on the H200). Version 9 has the pipelined dQ kernel only, 10 the pipelined dK/dV kernel only.
  Predicted (the model: each step tensor-bound with ~20% overhead, taken down to dQ 1.20x, dK/dV 1.15x at T =
  16384): v8 2.69 ms (0.88x SDPA), v9 2.93 (0.81), v10 2.91 (0.81). Measured (H200, bench_attention.py, ms and
- ratio to SDPA; at d = 128 the dQ kernel pipelined with dO from shared memory (with its fragments too ptxas
- spills), the dK/dV kernel not at all (ptxas serializes its wgmma for lack of registers, C7512)):
+ ratio to SDPA, /work/briefs/gpu6b; the d = 128 rows' v8 was then the dQ kernel pipelined with dO from shared
+ memory (with its fragments too ptxas spills) and the dK/dV kernel of 7 (the pipelined one needs more registers:
+ ptxas serializes its wgmma, C7512); now 8-10 run version 7's kernels at d = 128):
    shape (B T H Hkv d)     v7            v8            v9            v10
    16 1024 12 12 64    0.319 0.88x   0.322 0.87x   0.317 0.89x   0.327 0.86x
    16 1024 12  4 64    0.286 1.07x   0.293 1.04x   0.282 1.08x   0.296 1.03x
-   16 1024  8  8 128   0.329 0.90x   0.329 0.90x   (dQ of 8)     (7)
-   16 1024  8  2 128   0.283 1.14x   0.279 1.15x   (dQ of 8)     (7)
+   16 1024  8  8 128   0.329 0.90x   0.329 0.90x   (= 8)         (7)
+   16 1024  8  2 128   0.283 1.14x   0.279 1.15x   (= 8)         (7)
     4 4096 12 12 64    0.867 0.82x   0.900 0.79x   0.852 0.84x   0.919 0.78x
     4 4096 12  4 64    0.834 0.88x   0.871 0.85x   0.817 0.90x   0.892 0.83x
-    4 4096  8  8 128   0.859 0.93x   0.900 0.89x   (dQ of 8)     (7)
-    4 4096  8  2 128   0.814 1.00x   0.847 0.96x   (dQ of 8)     (7)
+    4 4096  8  8 128   0.859 0.93x   0.900 0.89x   (= 8)         (7)
+    4 4096  8  2 128   0.814 1.00x   0.847 0.96x   (= 8)         (7)
     1 16384 12 12 64   3.125 0.76x   3.303 0.71x   3.073 0.77x   3.361 0.70x
     1 16384 12  4 64   3.088 0.76x   3.265 0.72x   3.058 0.77x   3.329 0.71x
-    1 16384  8  8 128  3.251 0.80x   3.255 0.80x   (dQ of 8)     (7)
-    1 16384  8  2 128  3.212 0.81x   3.223 0.80x   (dQ of 8)     (7)
+    1 16384  8  8 128  3.251 0.80x   3.255 0.80x   (= 8)         (7)
+    1 16384  8  2 128  3.212 0.81x   3.223 0.80x   (= 8)         (7)
  So the model is wrong: the pipelined dQ kernel gains 0.6-2.0% of the whole backward at d = 64 (~4% of its own
  time), the pipelined dK/dV kernel loses 4-7% (~10% of its own), d = 128's dQ kernel with dO from shared memory
  loses up to 5% at T = 4096. The exponentials not overlapping the tensor work is not where a step's other half
@@ -347,7 +348,8 @@ template <int HD> struct AttWBwdCfg {
 // compile-time flags for the pipelined consumers' generic lambdas (first tile or item: if constexpr)
 struct atth_true { static constexpr bool value = true; };
 struct atth_false { static constexpr bool value = false; };
-// A consumer of the dQ kernel software-pipelined (versions 8, 9): the warpgroup's own tiles j < n_w (the tiles up
+// A consumer of the dQ kernel software-pipelined (versions 8, 9 at d = 64; measured 4% faster than version 7's
+// kernel at T = 16384, see the top): the warpgroup's own tiles j < n_w (the tiles up
 // to its last row), each issuing S_j, dP_j and then the previous tile's last product dQ += dS_j-1 K_j-1, so that
 // while the warpgroup computes P_j the tensor cores run dP_j and dQ_j-1 (256 clocks at d = 64 against 256 of
 // exponentials per warp) instead of dP_j alone (versions 4-7 issue dQ_j at the end of tile j and wait for it).
@@ -628,7 +630,8 @@ attention_backward_dkv_sm90_kernel(floatX *dk, floatX *dv, const floatX *dout, c
 }
 
 #ifdef SESSA_SM90A
-// A consumer of the dK/dV kernel software-pipelined (versions 8, 10), as atth_dq_pipelined: each item of the
+// A consumer of the dK/dV kernel software-pipelined (versions 8, 10 at d = 64; measured ~10% SLOWER than version
+// 7's kernel, kept for the comparison), as atth_dq_pipelined: each item of the
 // warpgroup's own (queries at or after some of its keys) issues S^T, dP^T and then the previous item's dK += dS^T
 // Q, so that its exponentials run under its dP^T and the previous dK (256 clocks at d = 64 against 256 per warp);
 // dV += P^T dO, issued once P^T is packed, runs under dS^T. Groups, oldest first: S^T, dP^T, dK_prev, then dV;
