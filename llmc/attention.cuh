@@ -590,8 +590,8 @@ static void attention_backward_mma(floatX *dq, floatX *dk, floatX *dv, const flo
 }
 // the Hopper backward (wgmma, llmc/attention_sm90_bwd.cuh; dev/cuda/attention_backward.cu versions 3-10: 4 with the
 // warp-specialized kernels, 5 the same in longest-first order, 6 that with its consumer warpgroups in ping-pong,
-// 7 that with register A operands; 8-10 with software-pipelined consumers in one or both kernels at d = 64: 9, the
-// trainer's, the dQ kernel's, the same bits as 7, 1-2% faster), d = 64, 128
+// 7 that with register A operands; 8-11 with software-pipelined consumers in one or both kernels at d = 64: 9, the
+// trainer's, the dQ kernel's, the same bits as 7, 1-2% faster; 11 that in ping-pong), d = 64, 128
 #ifndef ATTH_BWD_VERSION
 #define ATTH_BWD_VERSION 9
 #endif
@@ -670,12 +670,12 @@ static void attention_sm90_decide(void) {
     attention_sm90_state = attention_sm90_bwd_state = attention_sm90_usable();
     const char *bwd_env = getenv("SESSA_ATT_SM90_BWD");   // 0: the Hopper forward only (to compare the backwards)
     if (bwd_env && strcmp(bwd_env, "0") == 0) attention_sm90_bwd_state = 0;
-    // SESSA_ATT_FWD_VERSION=3..11, SESSA_ATT_BWD_VERSION=3..10: another Hopper version (dev/cuda/attention_*.cu), to compare
+    // SESSA_ATT_FWD_VERSION=3..11, SESSA_ATT_BWD_VERSION=3..11: another Hopper version (dev/cuda/attention_*.cu), to compare
     const char *fv = getenv("SESSA_ATT_FWD_VERSION"), *bv = getenv("SESSA_ATT_BWD_VERSION");
     if (fv) attention_sm90_fwd_version = atoi(fv);
     if (bv) attention_sm90_bwd_version = atoi(bv);
-    if (attention_sm90_fwd_version < 3 || attention_sm90_fwd_version > 11 || attention_sm90_bwd_version < 3 || attention_sm90_bwd_version > 10)
-        fatal("attention: SESSA_ATT_FWD_VERSION=%s (3 to 11) or SESSA_ATT_BWD_VERSION=%s (3 to 10) is not a Hopper version",
+    if (attention_sm90_fwd_version < 3 || attention_sm90_fwd_version > 11 || attention_sm90_bwd_version < 3 || attention_sm90_bwd_version > 11)
+        fatal("attention: SESSA_ATT_FWD_VERSION=%s (3 to 11) or SESSA_ATT_BWD_VERSION=%s (3 to 11) is not a Hopper version",
               fv ? fv : "unset", bv ? bv : "unset");
     for (int d = 64; attention_sm90_usable() && d <= 128; d *= 2) {
         const int B = 1, T = 300, H = 2, Hkv = 1, ld = (H + 2 * Hkv) * d + 8;   // 8: the least pad TMA allows

@@ -359,12 +359,14 @@ struct atth_false { static constexpr bool value = false; };
 // product's registers stay in flight into the next iteration or a conditional path) and tile 0 is peeled off the
 // loop (no wgmma under a condition). No more registers than version 7. A stage is released (k_empty, v_empty)
 // only after its full barrier was waited for, in tile order: tiles j >= n_w (keys past every row of the
-// warpgroup) right after their wait. No ping-pong (the pipeline does its work).
-template <int HD, int BQ, int BK, int NST, class AOp>
+// warpgroup) right after their wait. PP (version 11): the two consumers also in ping-pong, as version 7's
+// (atth_pingpong_turns: a tile's products issued in this warpgroup's turn, handed on once its S is done; the
+// tiles past its rows pass their turn), else none (versions 8, 9).
+template <int HD, int BQ, int BK, int NST, bool PP, class AOp>
 __device__ __forceinline__ void atth_dq_pipelined(float (&acc)[HD / 2], const AOp &Qw, const AOp &dOw,
                                                   const unsigned char *Ks, const unsigned char *Vs, uint64_t *k_full,
                                                   int n_tiles, int wg0, int r0, float sl2, const float (&lse2)[2],
-                                                  const float (&dlt)[2]) {
+                                                  const float (&dlt)[2], int cw) {
     constexpr int KV_BYTES = BK * HD * 2;
     uint64_t *v_full = k_full + NST, *k_empty = v_full + NST, *v_empty = k_empty + NST;
     const int n_w = min(n_tiles, wg0 / BK + 1);        // tiles with a key at or before some row of the warpgroup
@@ -383,7 +385,10 @@ __device__ __forceinline__ void atth_dq_pipelined(float (&acc)[HD / 2], const AO
     // tile j: S_j, dP_j (and dQ_j-1 unless j is the first) issued, P_j, then dS_j into da
     auto tile = [&](int j, auto first) {
         constexpr bool FIRST = decltype(first)::value;
+        int turn, next;
+        atth_pingpong_turns(turn, next, PP, cw, j + 1 == n_tiles);
         wait_full(j);
+        if constexpr (PP) bar_sync(turn, 256);
         wgmma_fence_operand(s);
         wgmma_fence_operand(dp);
         wgmma_fence_operand(acc);
@@ -393,6 +398,7 @@ __device__ __forceinline__ void atth_dq_pipelined(float (&acc)[HD / 2], const AO
         if constexpr (!FIRST) atth_issue_pv<HD, BK>(acc, da, Ks + ((j - 1) % NST) * KV_BYTES);   // dQ += dS_j-1 K_j-1
         if constexpr (FIRST) wgmma_wait<1>(); else wgmma_wait<2>();        // S_j done
         wgmma_fence_operand(s);
+        if (PP && next) bar_arrive(next, 256);                              // the other one's turn (after the wait)
         atth_dq_p<BK>(s, j * BK, wg0, r0, sl2, lse2);                       // under dP_j and dQ_j-1
         wgmma_wait<0>();
         wgmma_fence_operand(dp);
@@ -410,8 +416,11 @@ __device__ __forceinline__ void atth_dq_pipelined(float (&acc)[HD / 2], const AO
     wgmma_fence_operand(acc);
     atth_fence_p<BK / 16>(da);
     release(n_w - 1);
-    for (int j = n_w; j < n_tiles; j++) {              // keys past every row here: only the hand-back
+    for (int j = n_w; j < n_tiles; j++) {              // keys past every row here: only the hand-back (and turn)
+        int turn, next;
+        atth_pingpong_turns(turn, next, PP, cw, j + 1 == n_tiles);
         wait_full(j);
+        atth_pingpong_pass(turn, next);
         release(j);
     }
 }
@@ -421,7 +430,7 @@ __device__ __forceinline__ void atth_dq_pipelined(float (&acc)[HD / 2], const AO
 // tq, tdo: tensor maps of q, dout with boxes of 128 rows; tk, tv: of k, v with boxes of 64 rows (atth_tensor_map);
 // PINGPONG (versions 6, 7): the consumers take turns (atth_pingpong_turns); RS (versions 7-10): S and dP with Q,
 // dO from registers (atth_load_afrag; d/2 more registers per thread: 32 / 64, no spills at either width); PIPE
-// (versions 8, 9 at d = 64): each consumer software-pipelined (atth_dq_pipelined), no ping-pong
+// (versions 8, 9, 11 at d = 64): each consumer software-pipelined (atth_dq_pipelined), with PINGPONG (11) in turns
 template <int HD, bool PINGPONG, bool RS, bool PIPE>
 __global__ void __launch_bounds__(AttWBwdCfg<HD>::THREADS, 1)
 attention_backward_dq_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
@@ -468,16 +477,16 @@ attention_backward_dq_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, con
         atth_load_afrag<HD, BQ>(qa, Qs, 64 * cw);
         atth_load_afrag<HD, BQ>(doa, dOs, 64 * cw);
     }
-    static_assert(!(PIPE && PINGPONG), "the pipelined dQ consumers do not take turns");
+    if (PINGPONG && cw == 1) bar_arrive(1, 256);       // consumer 0 has the first turn
     auto consume = [&](const auto &qop, const auto &doop) {   // the warpgroup's tiles with Q, dO as qop, doop
         if constexpr (PIPE) {
-            atth_dq_pipelined<HD, BQ, BK, NST>(acc, qop, doop, Ks, Vs, k_full, n_tiles, wg0, r0, sl2, lse2, dlt);
+            atth_dq_pipelined<HD, BQ, BK, NST, PINGPONG>(acc, qop, doop, Ks, Vs, k_full, n_tiles, wg0, r0, sl2, lse2,
+                                                         dlt, cw);
         } else {
             float s[NS], dp[NS];
             uint32_t da[BK / 16][4];
 #pragma unroll
             for (int i = 0; i < NS; i++) { s[i] = 0.0f; dp[i] = 0.0f; }
-            if (PINGPONG && cw == 1) bar_arrive(1, 256);   // consumer 0 has the first turn
             for (int j = 0; j < n_tiles; j++) {
                 const int st = j % NST, j0 = j * BK;
                 int turn, next;
@@ -819,7 +828,8 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
 // the consumer warpgroups in ping-pong (atth_pingpong_turns); 7: version 6 with the warpgroup's constant operand
 // of S, dP in registers, and at d = 64 that of S^T, dP^T too; 8: version 7 with both kernels' consumers
 // software-pipelined instead of in ping-pong (atth_dq_pipelined, atth_dkv_pipelined), at d = 64 (at 128: 7); 9: the
-// dQ kernel of 8 with the dK/dV kernel of 7 (the trainer's); 10: the dQ kernel of 7 with the dK/dV kernel of 8
+// dQ kernel of 8 with the dK/dV kernel of 7 (the trainer's); 10: the dQ kernel of 7 with the dK/dV kernel of 8;
+// 11: 9 with the pipelined dQ kernel's consumers also in ping-pong
 template <int HD>
 static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const float *lse,
                                        const float *delta, const floatX *q, const floatX *k, const floatX *v,
@@ -841,13 +851,14 @@ static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const
         // version 7's A fragments: the dQ kernel's Q, dO at both widths, the dK/dV kernel's K, V at d = 64 (at 128
         // they would not fit next to dK, dV)
         // versions 8-10's pipelined consumers at d = 64 only (at 128: version 7's kernels, see the top)
-        const bool dq_pipe = HD == 64 && (version == 8 || version == 9);
+        const bool dq_pipe = HD == 64 && (version == 8 || version == 9 || version == 11);
         const bool dkv_pipe = HD == 64 && (version == 8 || version == 10);
         auto dkv = dkv_pipe ? attention_backward_dkv_sm90_ws_kernel<HD, false, HD == 64, HD == 64>
                  : version >= 7 ? attention_backward_dkv_sm90_ws_kernel<HD, true, HD == 64, false>
                  : version == 6 ? attention_backward_dkv_sm90_ws_kernel<HD, true, false, false>
                                 : attention_backward_dkv_sm90_ws_kernel<HD, false, false, false>;
-        auto dqk = dq_pipe ? attention_backward_dq_sm90_ws_kernel<HD, HD != 64, true, HD == 64>
+        auto dqk = dq_pipe && version == 11 ? attention_backward_dq_sm90_ws_kernel<HD, true, true, HD == 64>
+                 : dq_pipe ? attention_backward_dq_sm90_ws_kernel<HD, HD != 64, true, HD == 64>
                  : version >= 7 ? attention_backward_dq_sm90_ws_kernel<HD, true, true, false>
                  : version == 6 ? attention_backward_dq_sm90_ws_kernel<HD, true, false, false>
                                 : attention_backward_dq_sm90_ws_kernel<HD, false, false, false>;
@@ -873,7 +884,7 @@ static void attention_backward_sm90_kernels(floatX *dq, floatX *dk, floatX *dv, 
                                             int B, int T, int H, int Hkv, int d, int ldq, int ldkv, int version,
                                             cudaStream_t stream) {
     if (d != 64 && d != 128) fatal("attention backward (Hopper): head width d=%d is not supported (64 or 128)", d);
-    if (version < 3 || version > 10) fatal("attention backward (Hopper): version %d does not exist (3 to 10)", version);
+    if (version < 3 || version > 11) fatal("attention backward (Hopper): version %d does not exist (3 to 11)", version);
     if (!attention_sm90_usable())
         fatal("attention backward (Hopper): needs a compute capability 9.0 GPU, a binary built with "
               "-gencode arch=compute_90a,code=sm_90a, and SESSA_ATT_SM90 not 0");

@@ -22,7 +22,8 @@
    version 9: the dQ kernel of version 8 with the dK/dV kernel of version 7: what the trainer uses on an
               H100/H200 (H200: 1-2% faster than 7 at d = 64; the pipelined dK/dV kernel is slower)
    version 10: the dQ kernel of version 7 with the dK/dV kernel of version 8
-   versions 3-10 are checked against the CPU reference and against version 2
+   version 11: version 9 with the pipelined dQ kernel's consumers also in ping-pong (version 7's turns)
+   versions 3-11 are checked against the CPU reference and against version 2 (8-11 bitwise against 7)
  make -C dev/cuda bin/attention_backward && dev/cuda/bin/attention_backward check|bench [version]
  dev/cuda/bin/attention_backward shape B T H Hkv d   times the trainer's forward (attention_forward: the Hopper
    kernel on sm_90, else version 2), the version 2 forward, the trainer's backward (attention_backward: version 7
@@ -396,7 +397,7 @@ int main(int argc, char **argv) {
 #endif
         if (a.check) {
             ok &= att_common_checks(check, version);
-            // versions 3-10 also: T = 1 and T < 64 at their widths, GQA group of 4 at d = 128, and a longer sequence
+            // versions 3-11 also: T = 1 and T < 64 at their widths, GQA group of 4 at d = 128, and a longer sequence
             // (9 key blocks of 128, 17 query tiles of 64 per head; 3 blocks in the CPU emulator, where it is slow)
 #ifndef SESSA_CUDA_EMU_H
             const int T_long = 1100;
