@@ -153,8 +153,9 @@
  loses up to 5% at T = 4096. The exponentials not overlapping the tensor work is not where a step's other half
  goes (as ping-pong's null result said before). Kept: the pipelined dQ kernel at d = 64, version 9, the trainer's
  (the same bits as 7; at d = 128 versions 8-11 run version 7's kernels). Still 0.77x at T = 16384 d = 64.
- Version 11 (not measured yet): 9 with the pipelined dQ consumers also in ping-pong, version 7's turns, since
- dropping the turns cost the dK/dV kernel more than the pipeline gave it; predicted within +-2% of 9. What to
+ Version 11 (not measured yet): 9 with the pipelined dQ consumers also in ping-pong (version 7's turns), in case
+ the turns that 8 dropped matter (a guess: the pipelined dK/dV kernel without them lost ~10%, and ping-pong alone
+ gained nothing in version 6); predicted within +-2% of 9. What to
  measure next, before another model: the stall reasons and pipe use of both kernels there
  (scripts/gpu_session.sh attncu: ncu WarpStateStats, ComputeWorkloadAnalysis, InstructionStats for 7 and 8).
  The dK/dV and dQ kernels stay deterministic in every version: the products and the order of every sum are the
