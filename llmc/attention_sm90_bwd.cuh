@@ -110,11 +110,61 @@
  ping-pong (v6) nothing (the consumers were not in step, or not for long: loss 2 above is not where the time
  goes); the register A operands (v7) 1.03-1.07x, most at d = 64 (loss 3 is real). Left at 0.75-0.78x: T = 16384
  at d = 64, where 0.8x needs another 4-7%; the 7-product structure is the largest remaining cost.
+ Versions 8-10: the consumers software-pipelined. The count at B=1 T=16384 H=12 d=64 (the last shape short of
+ 0.8x): per kernel 16512 tile (item) steps per head, 198144 in all, 1501 per SM; with v7's 3.10-3.15 ms split as
+ the ncu profile at B=1 T=8192 (gpu5pre: dK/dV 58%, dQ 42%) and ~1.75 GHz, a dQ step (both warpgroups) takes
+ ~1520 clocks for 768 of tensor work (3 products x 2 x 128) and a dK/dV step ~2100 for 1024 (4 x 2 x 128): 50%
+ and 49%. What else a step holds: 2 x 4096 exponentials = 512 clocks of each SM sub-partition's MUFU (16/clock
+ per SM), ~150-250 issue clocks of dS, masks and packing per warp, barrier and wait latencies. Not the operands:
+ shared-memory bandwidth 0.5-0.6 (version 7), HBM/L2 far below (192-256 FLOP per byte). 1520 ~ 768 + 512 + ~240
+ and 2100 ~ 1024 + 512 + ~560: the model that fits is the exponentials (and dS) not overlapping the tensor work,
+ which is what the in-order chain of versions 4-7 gives a warpgroup: S, dP issued; wait for S; exponentials
+ (only dP in flight); dS; the last product (dQ; dK), waited for before the next tile's S is issued. The other
+ warpgroup could fill the gaps, but ping-pong (version 6) did not make it (see above). Version 8 fills them
+ within the warpgroup, as FlashAttention-3's forward: a tile's last product (dQ += dS K; dK += dS^T Q) is issued
+ in the next tile, right after that one's S, dP (atth_dq_pipelined, atth_dkv_pipelined), so the exponentials run
+ under dP and the previous last product (256 clocks of tensor work per warpgroup against 256 of MUFU); every
+ product is still waited for within its iteration (ptxas serializes all the wgmma of a kernel, C7517/C7520,
+ when a product's registers stay in flight across the loop's back edge: the first build of these versions did),
+ and no ping-pong (the two warpgroups meet only at the barriers of the stage ring). No more registers than
+ version 7 at d = 64. The same products in the same order into the same accumulators: the same bits as version 7,
+ which the kernel check asserts (dev/cuda/attention_backward.cu: a product whose operand changed in flight would
+ break it; it passed on the H200). Version 9 has the pipelined dQ kernel only, 10 the pipelined dK/dV kernel only.
+ Predicted (the model: each step tensor-bound with ~20% overhead, taken down to dQ 1.20x, dK/dV 1.15x at T =
+ 16384): v8 2.69 ms (0.88x SDPA), v9 2.93 (0.81), v10 2.91 (0.81). Measured (H200, bench_attention.py, ms and
+ ratio to SDPA, /work/briefs/gpu6b; the d = 128 rows' v8 was then the dQ kernel pipelined with dO from shared
+ memory (with its fragments too ptxas spills) and the dK/dV kernel of 7 (the pipelined one needs more registers:
+ ptxas serializes its wgmma, C7512); now 8-10 run version 7's kernels at d = 128):
+   shape (B T H Hkv d)     v7            v8            v9            v10
+   16 1024 12 12 64    0.319 0.88x   0.322 0.87x   0.317 0.89x   0.327 0.86x
+   16 1024 12  4 64    0.286 1.07x   0.293 1.04x   0.282 1.08x   0.296 1.03x
+   16 1024  8  8 128   0.329 0.90x   0.329 0.90x   (= 8)         (7)
+   16 1024  8  2 128   0.283 1.14x   0.279 1.15x   (= 8)         (7)
+    4 4096 12 12 64    0.867 0.82x   0.900 0.79x   0.852 0.84x   0.919 0.78x
+    4 4096 12  4 64    0.834 0.88x   0.871 0.85x   0.817 0.90x   0.892 0.83x
+    4 4096  8  8 128   0.859 0.93x   0.900 0.89x   (= 8)         (7)
+    4 4096  8  2 128   0.814 1.00x   0.847 0.96x   (= 8)         (7)
+    1 16384 12 12 64   3.125 0.76x   3.303 0.71x   3.073 0.77x   3.361 0.70x
+    1 16384 12  4 64   3.088 0.76x   3.265 0.72x   3.058 0.77x   3.329 0.71x
+    1 16384  8  8 128  3.251 0.80x   3.255 0.80x   (= 8)         (7)
+    1 16384  8  2 128  3.212 0.81x   3.223 0.80x   (= 8)         (7)
+ So the model is wrong: the pipelined dQ kernel gains 0.6-2.0% of the whole backward at d = 64 (~4% of its own
+ time), the pipelined dK/dV kernel loses 4-7% (~10% of its own), d = 128's dQ kernel with dO from shared memory
+ loses up to 5% at T = 4096. The exponentials not overlapping the tensor work is not where a step's other half
+ goes (as ping-pong's null result said before). Kept: the pipelined dQ kernel at d = 64, version 9, the trainer's
+ (the same bits as 7; at d = 128 versions 8-11 run version 7's kernels). Still 0.77x at T = 16384 d = 64.
+ Version 11 (not measured yet): 9 with the pipelined dQ consumers also in ping-pong (version 7's turns), in case
+ the turns that 8 dropped matter (a guess: the pipelined dK/dV kernel without them lost ~10%, and ping-pong alone
+ gained nothing in version 6); predicted within +-2% of 9. What to
+ measure next, before another model: the stall reasons and pipe use of both kernels there
+ (scripts/gpu_session.sh attncu: ncu WarpStateStats, ComputeWorkloadAnalysis, InstructionStats for 7 and 8).
  The dK/dV and dQ kernels stay deterministic in every version: the products and the order of every sum are the
  same; only when a block starts and which warpgroup issues first change.
  The CPU emulator runs all these kernels through the wgmma, TMA, mbarrier and named-barrier twins
- (dev/cuda/attention_backward.cu versions 3-7, the problems cut into several L2 sections there); the hardware's
- reading of the descriptors and tensor maps and the asynchrony are checked only on a GPU.
+ (dev/cuda/attention_backward.cu versions 3-10, the problems cut into several L2 sections there), wgmma
+ asynchronously (an accumulator read before its wait, an operand changed under a product in flight: errors); the
+ hardware's reading of the descriptors and tensor maps and the races its schedule does not produce are checked
+ only on a GPU.
 */
 #ifndef SESSA_ATTENTION_SM90_BWD_CUH
 #define SESSA_ATTENTION_SM90_BWD_CUH
@@ -161,6 +211,27 @@ __device__ __forceinline__ void atth_row_stats(float (&lse2)[2], float (&dlt)[2]
         dlt[r] = t < T ? delta[((size_t)b * H + h) * T + t] : 0.0f;
     }
 }
+// the dQ kernel's scores of key tile j0 for one warpgroup (first row wg0; this thread's rows r0, r0 + 8, lse2 in
+// log2 units) -> P in place, 0 where the key is past the row (causal mask, only where the tile reaches past wg0)
+template <int BK>
+__device__ __forceinline__ void atth_dq_p(float (&s)[BK / 2], int j0, int wg0, int r0, float sl2, const float (&lse2)[2]) {
+    const int tq = threadIdx.x % 4;
+    const bool edge = j0 + BK - 1 > wg0;               // a key past some row of this warpgroup: causal mask
+#pragma unroll
+    for (int i = 0; i < BK / 2; i++) {                 // register i: row r0 + 8((i>>1)&1), key j0 + 8(i/4) + 2tq + (i&1)
+        int r = (i >> 1) & 1, c = j0 + 8 * (i / 4) + 2 * tq + (i & 1);
+        s[i] = (edge && c > r0 + 8 * r) ? 0.0f : ex2_approx(fmaf(s[i], sl2, -lse2[r]));
+    }
+}
+// dS = P (dP - Delta) of the dQ kernel (dp in place, dlt: this thread's rows' Delta), rounded to bf16 as the A
+// fragments da of dQ += dS K_j
+template <int BK>
+__device__ __forceinline__ void atth_dq_ds(uint32_t (&da)[BK / 16][4], float (&dp)[BK / 2], const float (&s)[BK / 2],
+                                           const float (&dlt)[2]) {
+#pragma unroll
+    for (int i = 0; i < BK / 2; i++) dp[i] = s[i] * (dp[i] - dlt[(i >> 1) & 1]);
+    atth_pack_p<BK>(da, dp);
+}
 // one key tile of the dQ kernel for one warpgroup (64 query rows from Qw, dOw; rows r0, r0 + 8 of this thread,
 // lse2 in log2 units, dlt = Delta): S = Q K_j^T, dP = dO V_j^T, P (causal mask where the tile reaches past the
 // warpgroup's first row wg0), dS = P (dP - Delta), dQ (acc) += dS K_j; every product waited for on return.
@@ -173,8 +244,6 @@ __device__ __forceinline__ void atth_dq_tile(float (&acc)[HD / 2], float (&s)[BK
                                              const AOp &dOw, const unsigned char *Kt, const unsigned char *Vt,
                                              int j0, int wg0, int r0, float sl2, const float (&lse2)[2],
                                              const float (&dlt)[2], int turn = 0, int next = 0) {
-    constexpr int NS = BK / 2;
-    const int tq = threadIdx.x % 4;
     if (turn) bar_sync(turn, 256);
     wgmma_fence_operand(s);
     wgmma_fence_operand(dp);
@@ -184,17 +253,10 @@ __device__ __forceinline__ void atth_dq_tile(float (&acc)[HD / 2], float (&s)[BK
     wgmma_wait<1>();                                   // S done (dP may still run)
     wgmma_fence_operand(s);
     if (next) bar_arrive(next, 256);                   // the other warpgroup's turn (after the wait: see the forward)
-    const bool edge = j0 + BK - 1 > wg0;               // a key past some row of this warpgroup: causal mask
-#pragma unroll
-    for (int i = 0; i < NS; i++) {                     // register i: row r0 + 8((i>>1)&1), key j0 + 8(i/4) + 2tq + (i&1)
-        int r = (i >> 1) & 1, c = j0 + 8 * (i / 4) + 2 * tq + (i & 1);
-        s[i] = (edge && c > r0 + 8 * r) ? 0.0f : ex2_approx(fmaf(s[i], sl2, -lse2[r]));   // P
-    }
+    atth_dq_p<BK>(s, j0, wg0, r0, sl2, lse2);
     wgmma_wait<0>();
     wgmma_fence_operand(dp);
-#pragma unroll
-    for (int i = 0; i < NS; i++) dp[i] = s[i] * (dp[i] - dlt[(i >> 1) & 1]);   // dS
-    atth_pack_p<BK>(da, dp);
+    atth_dq_ds<BK>(da, dp, s, dlt);
     wgmma_fence_operand(acc);
     wgmma_fence();
     atth_issue_pv<HD, BK>(acc, da, Kt);                // dQ += dS K_j
@@ -269,7 +331,7 @@ attention_backward_dq_sm90_kernel(floatX *dq, const floatX *dout, const float *l
 #endif // SESSA_SM90A
 }
 
-// The dQ kernel warp-specialized (versions 4-7; 7 the trainer's): the forward's version 5 producer (llmc/attention_sm90.cuh:
+// The dQ kernel warp-specialized (versions 4-10; 9 the trainer's): the forward's version 5 producer (llmc/attention_sm90.cuh:
 // TMA, a ring of STAGES = 3 stages of K_j, V_j (64 keys each) guarded by full/empty mbarriers; Q and dO loaded once),
 // 2 consumer warpgroups of 64 query rows running atth_dq_tile per tile as above, releasing the tile's stages after
 // it (no ping-pong: 3 products per exponential, the tensor cores' share is larger than in the forward). What it
@@ -285,12 +347,94 @@ template <int HD> struct AttWBwdCfg {
     static constexpr size_t KV_SMEM = 1024 + 2 * (size_t)KV_BK * HD * 2 + STAGES * (2 * (size_t)KV_BQ * HD * 2 + 2 * KV_BQ * 4)
                                       + 8 * (1 + 2 * STAGES);
 };
+#ifdef SESSA_SM90A
+// compile-time flags for the pipelined consumers' generic lambdas (first tile or item: if constexpr)
+struct atth_true { static constexpr bool value = true; };
+struct atth_false { static constexpr bool value = false; };
+// A consumer of the dQ kernel software-pipelined (versions 8, 9 at d = 64; measured 4% faster than version 7's
+// kernel at T = 16384, see the top): the warpgroup's own tiles j < n_w (the tiles up
+// to its last row), each issuing S_j, dP_j and then the previous tile's last product dQ += dS_j-1 K_j-1, so that
+// while the warpgroup computes P_j the tensor cores run dP_j and dQ_j-1 (256 clocks at d = 64 against 256 of
+// exponentials per warp) instead of dP_j alone (versions 4-7 issue dQ_j at the end of tile j and wait for it).
+// Groups, oldest first: S_j, dP_j, dQ_j-1; wgmma_wait<2> = S_j done (tile 0: <1>), then <0> = all done: da
+// (dQ_j-1's A) and K_j-1's stage are free, and dS_j is packed into da for the next tile. Nothing is in flight
+// across the loop's back edge (as FlashAttention-3's forward: ptxas serializes every wgmma of a kernel where a
+// product's registers stay in flight into the next iteration or a conditional path) and tile 0 is peeled off the
+// loop (no wgmma under a condition). No more registers than version 7. A stage is released (k_empty, v_empty)
+// only after its full barrier was waited for, in tile order: tiles j >= n_w (keys past every row of the
+// warpgroup) right after their wait. PP (version 11): the two consumers also in ping-pong, as version 7's
+// (atth_pingpong_turns: a tile's products issued in this warpgroup's turn, handed on once its S is done; the
+// tiles past its rows pass their turn), else none (versions 8, 9).
+template <int HD, int BQ, int BK, int NST, bool PP, class AOp>
+__device__ __forceinline__ void atth_dq_pipelined(float (&acc)[HD / 2], const AOp &Qw, const AOp &dOw,
+                                                  const unsigned char *Ks, const unsigned char *Vs, uint64_t *k_full,
+                                                  int n_tiles, int wg0, int r0, float sl2, const float (&lse2)[2],
+                                                  const float (&dlt)[2], int cw) {
+    constexpr int KV_BYTES = BK * HD * 2;
+    uint64_t *v_full = k_full + NST, *k_empty = v_full + NST, *v_empty = k_empty + NST;
+    const int n_w = min(n_tiles, wg0 / BK + 1);        // tiles with a key at or before some row of the warpgroup
+    float s[BK / 2], dp[BK / 2];
+    uint32_t da[BK / 16][4];
+#pragma unroll
+    for (int i = 0; i < BK / 2; i++) { s[i] = 0.0f; dp[i] = 0.0f; }
+    auto wait_full = [&](int j) {
+        mbar_wait(k_full + j % NST, (j / NST) & 1);
+        mbar_wait(v_full + j % NST, (j / NST) & 1);
+    };
+    auto release = [&](int j) {
+        mbar_arrive(k_empty + j % NST);
+        mbar_arrive(v_empty + j % NST);
+    };
+    // tile j: S_j, dP_j (and dQ_j-1 unless j is the first) issued, P_j, then dS_j into da
+    auto tile = [&](int j, auto first) {
+        constexpr bool FIRST = decltype(first)::value;
+        int turn, next;
+        atth_pingpong_turns(turn, next, PP, cw, j + 1 == n_tiles);
+        wait_full(j);
+        if constexpr (PP) bar_sync(turn, 256);
+        wgmma_fence_operand(s);
+        wgmma_fence_operand(dp);
+        wgmma_fence_operand(acc);
+        wgmma_fence();
+        atth_issue_qk<HD, BQ, BK>(s, Qw, Ks + (j % NST) * KV_BYTES);         // S_j = Q K_j^T
+        atth_issue_qk<HD, BQ, BK>(dp, dOw, Vs + (j % NST) * KV_BYTES);       // dP_j = dO V_j^T
+        if constexpr (!FIRST) atth_issue_pv<HD, BK>(acc, da, Ks + ((j - 1) % NST) * KV_BYTES);   // dQ += dS_j-1 K_j-1
+        if constexpr (FIRST) wgmma_wait<1>(); else wgmma_wait<2>();        // S_j done
+        wgmma_fence_operand(s);
+        if (PP && next) bar_arrive(next, 256);                              // the other one's turn (after the wait)
+        atth_dq_p<BK>(s, j * BK, wg0, r0, sl2, lse2);                       // under dP_j and dQ_j-1
+        wgmma_wait<0>();
+        wgmma_fence_operand(dp);
+        wgmma_fence_operand(acc);
+        atth_fence_p<BK / 16>(da);
+        if constexpr (!FIRST) release(j - 1);                               // K_j-1 (dQ_j-1's B), V_j-1
+        atth_dq_ds<BK>(da, dp, s, dlt);
+    };
+    tile(0, atth_true{});
+    for (int j = 1; j < n_w; j++) tile(j, atth_false{});
+    wgmma_fence_operand(acc);
+    wgmma_fence();
+    atth_issue_pv<HD, BK>(acc, da, Ks + ((n_w - 1) % NST) * KV_BYTES);      // the last dQ += dS K
+    wgmma_wait<0>();
+    wgmma_fence_operand(acc);
+    atth_fence_p<BK / 16>(da);
+    release(n_w - 1);
+    for (int j = n_w; j < n_tiles; j++) {              // keys past every row here: only the hand-back (and turn)
+        int turn, next;
+        atth_pingpong_turns(turn, next, PP, cw, j + 1 == n_tiles);
+        wait_full(j);
+        atth_pingpong_pass(turn, next);
+        release(j);
+    }
+}
+#endif // SESSA_SM90A
 // grid ceil(T/128) B H (1-d), query blocks in atth_block_order with sections of sec heads (rank 0 = the last block,
 // the longest); AttWBwdCfg<HD>::THREADS threads, ::DQ_SMEM bytes.
 // tq, tdo: tensor maps of q, dout with boxes of 128 rows; tk, tv: of k, v with boxes of 64 rows (atth_tensor_map);
-// PINGPONG (versions 6, 7): the consumers take turns (atth_pingpong_turns); RS (version 7): S and dP with Q, dO
-// from registers (atth_load_afrag; d/2 more registers per thread: 32 / 64, no spills at either width)
-template <int HD, bool PINGPONG, bool RS>
+// PINGPONG (versions 6, 7): the consumers take turns (atth_pingpong_turns); RS (versions 7-10): S and dP with Q,
+// dO from registers (atth_load_afrag; d/2 more registers per thread: 32 / 64, no spills at either width); PIPE
+// (versions 8, 9, 11 at d = 64): each consumer software-pipelined (atth_dq_pipelined), with PINGPONG (11) in turns
+template <int HD, bool PINGPONG, bool RS, bool PIPE>
 __global__ void __launch_bounds__(AttWBwdCfg<HD>::THREADS, 1)
 attention_backward_dq_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
                                      const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
@@ -327,10 +471,7 @@ attention_backward_dq_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, con
     const unsigned char *Qw = Qs + cw * 64 * 128, *dOw = dOs + cw * 64 * 128;
     float lse2[2], dlt[2];
     atth_row_stats(lse2, dlt, lse, delta, b, h, H, T, r0);
-    float s[NS], dp[NS], acc[NO];
-    uint32_t da[BK / 16][4];
-#pragma unroll
-    for (int i = 0; i < NS; i++) { s[i] = 0.0f; dp[i] = 0.0f; }
+    float acc[NO];
 #pragma unroll
     for (int i = 0; i < NO; i++) acc[i] = 0.0f;
     mbar_wait(qdo_full, 0);
@@ -340,27 +481,61 @@ attention_backward_dq_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, con
         atth_load_afrag<HD, BQ>(doa, dOs, 64 * cw);
     }
     if (PINGPONG && cw == 1) bar_arrive(1, 256);       // consumer 0 has the first turn
-    for (int j = 0; j < n_tiles; j++) {
-        const int st = j % NST, j0 = j * BK;
-        int turn, next;
-        atth_pingpong_turns(turn, next, PINGPONG, cw, j + 1 == n_tiles);
-        mbar_wait(k_full + st, (j / NST) & 1);
-        mbar_wait(v_full + st, (j / NST) & 1);
-        auto tile = [&](const auto &qop, const auto &doop) {
-            atth_dq_tile<HD, BQ, BK>(acc, s, dp, da, qop, doop, Ks + st * C::KV_BYTES, Vs + st * C::KV_BYTES,
-                                     j0, wg0, r0, sl2, lse2, dlt, turn, next);
-        };
-        if (j0 > wg0 + 63) atth_pingpong_pass(turn, next);   // every key of the tile follows every row here
-        else if constexpr (RS) tile(qa, doa);
-        else tile(Qw, dOw);
-        mbar_arrive(k_empty + st);                     // this warpgroup is done with the tile's stages
-        mbar_arrive(v_empty + st);
-    }
+    auto consume = [&](const auto &qop, const auto &doop) {   // the warpgroup's tiles with Q, dO as qop, doop
+        if constexpr (PIPE) {
+            atth_dq_pipelined<HD, BQ, BK, NST, PINGPONG>(acc, qop, doop, Ks, Vs, k_full, n_tiles, wg0, r0, sl2, lse2,
+                                                         dlt, cw);
+        } else {
+            float s[NS], dp[NS];
+            uint32_t da[BK / 16][4];
+#pragma unroll
+            for (int i = 0; i < NS; i++) { s[i] = 0.0f; dp[i] = 0.0f; }
+            for (int j = 0; j < n_tiles; j++) {
+                const int st = j % NST, j0 = j * BK;
+                int turn, next;
+                atth_pingpong_turns(turn, next, PINGPONG, cw, j + 1 == n_tiles);
+                mbar_wait(k_full + st, (j / NST) & 1);
+                mbar_wait(v_full + st, (j / NST) & 1);
+                if (j0 > wg0 + 63) atth_pingpong_pass(turn, next);   // every key of the tile follows every row here
+                else atth_dq_tile<HD, BQ, BK>(acc, s, dp, da, qop, doop, Ks + st * C::KV_BYTES, Vs + st * C::KV_BYTES,
+                                              j0, wg0, r0, sl2, lse2, dlt, turn, next);
+                mbar_arrive(k_empty + st);             // this warpgroup is done with the tile's stages
+                mbar_arrive(v_empty + st);
+            }
+        }
+    };
+    if constexpr (RS) consume(qa, doa);
+    else consume(Qw, dOw);
     atth_store_rows<HD>(dq + (size_t)b * T * ldq + h * HD, ldq, r0, T, acc, scale, scale);
 #endif // SESSA_SM90A
 }
 
 #ifdef SESSA_SM90A
+// the dK/dV kernel's scores S^T of query tile i0 for one warpgroup (first key wk0; this thread's keys rk0, rk0 + 8;
+// Lt: the tile's lse in log2 units) -> P^T in place, 0 where the query precedes the key or is past T (only where
+// the tile reaches there), and rounded to bf16 as the A fragments pa of dV += P^T dO_i
+template <int BQ>
+__device__ __forceinline__ void atth_dkv_p(uint32_t (&pa)[BQ / 16][4], float (&s)[BQ / 2], const float *Lt, int i0,
+                                           int wk0, int rk0, int T, float sl2) {
+    const int tq = threadIdx.x % 4;
+    const bool edge = i0 < wk0 + 63 || i0 + BQ > T;   // a query before some key, or past the end: mask
+#pragma unroll
+    for (int i = 0; i < BQ / 2; i++) {                 // register i: key rk0 + 8((i>>1)&1), query i0 + c
+        int c = 8 * (i / 4) + 2 * tq + (i & 1), t = i0 + c, key = rk0 + 8 * ((i >> 1) & 1);
+        s[i] = (edge && (t < key || t >= T)) ? 0.0f : ex2_approx(fmaf(s[i], sl2, -Lt[c]));
+    }
+    atth_pack_p<BQ>(pa, s);
+}
+// dS^T = P^T (dP^T - Delta) (dp in place; Dt: the tile's Delta), rounded to bf16 as the A fragments da of
+// dK += dS^T Q_i
+template <int BQ>
+__device__ __forceinline__ void atth_dkv_ds(uint32_t (&da)[BQ / 16][4], float (&dp)[BQ / 2], const float (&s)[BQ / 2],
+                                            const float *Dt) {
+    const int tq = threadIdx.x % 4;
+#pragma unroll
+    for (int i = 0; i < BQ / 2; i++) dp[i] = s[i] * (dp[i] - Dt[8 * (i / 4) + 2 * tq + (i & 1)]);
+    atth_pack_p<BQ>(da, dp);
+}
 // one work item of the dK/dV kernel for one warpgroup (64 keys from Kw, Vw; keys rk0, rk0 + 8 of this thread) and
 // the query tile i0 (BQ rows of Qt, dOt; lse in log2 units Lt, Delta Dt): S^T = K Q_i^T, dP^T = V dO_i^T,
 // P^T (masked where query < key or query >= T), dV += P^T dO_i (running while dS^T is computed),
@@ -372,8 +547,6 @@ __device__ __forceinline__ void atth_dkv_item(float (&dka)[HD / 2], float (&dva)
                                               const AOp &Kw, const AOp &Vw, const unsigned char *Qt,
                                               const unsigned char *dOt, const float *Lt, const float *Dt, int i0,
                                               int wk0, int rk0, int T, float sl2, int turn = 0, int next = 0) {
-    constexpr int NS = BQ / 2;
-    const int tq = threadIdx.x % 4;
     if (turn) bar_sync(turn, 256);
     wgmma_fence_operand(s);
     wgmma_fence_operand(dp);
@@ -383,21 +556,13 @@ __device__ __forceinline__ void atth_dkv_item(float (&dka)[HD / 2], float (&dva)
     wgmma_wait<1>();
     wgmma_fence_operand(s);
     if (next) bar_arrive(next, 256);
-    const bool edge = i0 < wk0 + 63 || i0 + BQ > T;   // a query before some key, or past the end: mask
-#pragma unroll
-    for (int i = 0; i < NS; i++) {                     // register i: key rk0 + 8((i>>1)&1), query i0 + c
-        int c = 8 * (i / 4) + 2 * tq + (i & 1), t = i0 + c, key = rk0 + 8 * ((i >> 1) & 1);
-        s[i] = (edge && (t < key || t >= T)) ? 0.0f : ex2_approx(fmaf(s[i], sl2, -Lt[c]));   // P^T
-    }
-    atth_pack_p<BQ>(pa, s);
+    atth_dkv_p<BQ>(pa, s, Lt, i0, wk0, rk0, T, sl2);
     wgmma_fence_operand(dva);
     wgmma_fence();
     atth_issue_pv<HD, BQ>(dva, pa, dOt);               // dV += P^T dO_i, running while dS^T is computed
     wgmma_wait<1>();                                   // dP^T done (groups complete in order)
     wgmma_fence_operand(dp);
-#pragma unroll
-    for (int i = 0; i < NS; i++) dp[i] = s[i] * (dp[i] - Dt[8 * (i / 4) + 2 * tq + (i & 1)]);   // dS^T
-    atth_pack_p<BQ>(da, dp);
+    atth_dkv_ds<BQ>(da, dp, s, Dt);
     wgmma_fence_operand(dka);
     wgmma_fence();
     atth_issue_pv<HD, BQ>(dka, da, Qt);                // dK += dS^T Q_i
@@ -476,6 +641,80 @@ attention_backward_dkv_sm90_kernel(floatX *dk, floatX *dv, const floatX *dout, c
 #endif // SESSA_SM90A
 }
 
+#ifdef SESSA_SM90A
+// A consumer of the dK/dV kernel software-pipelined (versions 8, 10 at d = 64; measured ~10% SLOWER than version
+// 7's kernel, kept for the comparison), as atth_dq_pipelined: each item of the
+// warpgroup's own (queries at or after some of its keys) issues S^T, dP^T and then the previous item's dK += dS^T
+// Q, so that its exponentials run under its dP^T and the previous dK (256 clocks at d = 64 against 256 per warp);
+// dV += P^T dO, issued once P^T is packed, runs under dS^T. Groups, oldest first: S^T, dP^T, dK_prev, then dV;
+// wgmma_wait<2> = S^T done (the first item: <1>); <1> after dV's issue = dP^T and dK_prev done (da and the
+// previous item's stage free); <0> at the item's end. Nothing in flight across the loop's back edge, the first
+// item peeled off; no more registers than version 7; items without such a query handed back in order after their
+// full-barrier wait.
+template <int HD, int BKV, int BQ, int NST, class AOp>
+__device__ __forceinline__ void atth_dkv_pipelined(float (&dka)[HD / 2], float (&dva)[HD / 2], const AOp &Kw,
+                                                   const AOp &Vw, const unsigned char *Qs, const unsigned char *dOs,
+                                                   const float *Ls, const float *Ds, uint64_t *it_full,
+                                                   uint64_t *it_empty, int n_it, int n_q, int j0, int wk0, int rk0,
+                                                   int T, float sl2) {
+    constexpr int Q_BYTES = BQ * HD * 2;
+    float s[BQ / 2], dp[BQ / 2];
+    uint32_t pa[BQ / 16][4], da[BQ / 16][4];
+#pragma unroll
+    for (int i = 0; i < BQ / 2; i++) { s[i] = 0.0f; dp[i] = 0.0f; }
+    auto i0_of = [&](int it) { return j0 + (it % n_q) * BQ; };
+    auto wait_full = [&](int it) { mbar_wait(it_full + it % NST, (it / NST) & 1); };
+    auto release = [&](int it) { mbar_arrive(it_empty + it % NST); };
+    auto next_item = [&](int it) {                     // the first item >= it with work here; the ones before handed back
+        for (; it < n_it && i0_of(it) + BQ - 1 < wk0; it++) {
+            wait_full(it);
+            release(it);
+        }
+        return it;
+    };
+    // item cur: S^T, dP^T (and dK_prev unless it is the first) issued, P^T, dV, then dS^T into da
+    auto item = [&](int cur, int prev, auto first) {
+        constexpr bool FIRST = decltype(first)::value;
+        const int st = cur % NST;
+        const unsigned char *Qt = Qs + st * Q_BYTES, *dOt = dOs + st * Q_BYTES;
+        wait_full(cur);
+        wgmma_fence_operand(s);
+        wgmma_fence_operand(dp);
+        wgmma_fence_operand(dka);
+        wgmma_fence();
+        atth_issue_qk<HD, BKV, BQ>(s, Kw, Qt);         // S^T = K Q_i^T
+        atth_issue_qk<HD, BKV, BQ>(dp, Vw, dOt);       // dP^T = V dO_i^T
+        if constexpr (!FIRST) atth_issue_pv<HD, BQ>(dka, da, Qs + (prev % NST) * Q_BYTES);   // dK += dS^T_prev Q_prev
+        if constexpr (FIRST) wgmma_wait<1>(); else wgmma_wait<2>();   // S^T done
+        wgmma_fence_operand(s);
+        atth_dkv_p<BQ>(pa, s, Ls + st * BQ, i0_of(cur), wk0, rk0, T, sl2);   // under dP^T and dK_prev
+        wgmma_fence_operand(dva);
+        wgmma_fence();
+        atth_issue_pv<HD, BQ>(dva, pa, dOt);           // dV += P^T dO_i
+        wgmma_wait<1>();                               // dP^T, dK_prev done
+        wgmma_fence_operand(dp);
+        wgmma_fence_operand(dka);
+        atth_fence_p<BQ / 16>(da);
+        if constexpr (!FIRST) release(prev);           // Q_prev (dK_prev's B), dO_prev, lse, Delta
+        atth_dkv_ds<BQ>(da, dp, s, Ds + st * BQ);      // under dV
+        wgmma_wait<0>();
+        wgmma_fence_operand(dva);
+        atth_fence_p<BQ / 16>(pa);
+    };
+    int prev = next_item(0);
+    if (prev >= n_it) return;                          // (no query at or after a key of this warpgroup)
+    item(prev, -1, atth_true{});
+    for (int cur = next_item(prev + 1); cur < n_it; prev = cur, cur = next_item(cur + 1)) item(cur, prev, atth_false{});
+    wgmma_fence_operand(dka);
+    wgmma_fence();
+    atth_issue_pv<HD, BQ>(dka, da, Qs + (prev % NST) * Q_BYTES);   // the last dK += dS^T Q
+    wgmma_wait<0>();
+    wgmma_fence_operand(dka);
+    atth_fence_p<BQ / 16>(da);
+    release(prev);
+}
+#endif // SESSA_SM90A
+
 // The dK/dV kernel warp-specialized (backward version 4): K, V (128 keys) loaded once by TMA, then per work item
 // (query head of the group, query tile of 64, in the order above) Q_i, dO_i by TMA and lse, Delta (64 rows each,
 // read by 64 producer threads and stored to shared memory) into a ring of STAGES = 3 stages, one full mbarrier per
@@ -486,8 +725,9 @@ attention_backward_dkv_sm90_kernel(floatX *dk, floatX *dv, const floatX *dout, c
 // grid ceil(T/128) B Hkv (1-d), key blocks in atth_block_order with sections of sec kv heads (rank 0 = the first
 // key block, the longest); AttWBwdCfg<HD>::THREADS threads, ::KV_SMEM bytes; tq, tdo: maps of q, dout with boxes of
 // 64 rows, tk, tv: maps of k, v with boxes of 128 rows; PINGPONG (versions 6, 7): the consumers take turns
-// (atth_pingpong_turns); RS (version 7 at d = 64): S^T and dP^T with K, V from registers (atth_load_afrag)
-template <int HD, bool PINGPONG, bool RS>
+// (atth_pingpong_turns); RS (versions 7-10 at d = 64): S^T and dP^T with K, V from registers (atth_load_afrag);
+// PIPE (versions 8, 10 at d = 64): each consumer software-pipelined (atth_dkv_pipelined), no ping-pong
+template <int HD, bool PINGPONG, bool RS, bool PIPE>
 __global__ void __launch_bounds__(AttWBwdCfg<HD>::THREADS, 1)
 attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
                                       const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
@@ -546,10 +786,7 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
     const int wk0 = j0 + 64 * cw, rk0 = wk0 + 16 * ((tid % 128) / 32) + g;   // warpgroup's first key; keys rk0, rk0+8
     const float scale = rsqrtf((float)HD), sl2 = scale * 1.4426950408889634f;
     const unsigned char *Kw = Ks + cw * 64 * 128, *Vw = Vs + cw * 64 * 128;  // this warpgroup's 64 keys
-    float s[NS], dp[NS], dka[NO], dva[NO];
-    uint32_t pa[BQ / 16][4], da[BQ / 16][4];
-#pragma unroll
-    for (int i = 0; i < NS; i++) { s[i] = 0.0f; dp[i] = 0.0f; }
+    float dka[NO], dva[NO];
 #pragma unroll
     for (int i = 0; i < NO; i++) { dka[i] = 0.0f; dva[i] = 0.0f; }
     mbar_wait(kv_full, 0);
@@ -558,22 +795,32 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
         atth_load_afrag<HD, BKV>(ka, Ks, 64 * cw);
         atth_load_afrag<HD, BKV>(va, Vs, 64 * cw);
     }
-    if (PINGPONG && cw == 1) bar_arrive(1, 256);       // consumer 0 has the first turn
-    for (int it = 0; it < n_it; it++) {
-        const int st = it % NST, i0 = j0 + (it % n_q) * BQ;
-        int turn, next;
-        atth_pingpong_turns(turn, next, PINGPONG, cw, it + 1 == n_it);
-        mbar_wait(it_full + st, (it / NST) & 1);
-        auto item = [&](const auto &kop, const auto &vop) {
-            atth_dkv_item<HD, BKV, BQ>(dka, dva, s, dp, pa, da, kop, vop, Qs + st * Q_BYTES, dOs + st * Q_BYTES,
-                                       Ls + st * BQ, Ds + st * BQ, i0, wk0, rk0, T, sl2, turn, next);
-        };
-        if (i0 + BQ - 1 < wk0) atth_pingpong_pass(turn, next);   // every query of the tile precedes every key here
-        else if constexpr (RS) item(ka, va);
-        else item(Kw, Vw);
-        mbar_arrive(it_empty + st);
-    }
-    size_t base = (size_t)b * T * ldkv + hk * HD;
+    static_assert(!(PIPE && PINGPONG), "the pipelined dK/dV consumers do not take turns");
+    auto consume = [&](const auto &kop, const auto &vop) {   // the warpgroup's items with K, V as kop, vop
+        if constexpr (PIPE) {
+            atth_dkv_pipelined<HD, BKV, BQ, NST>(dka, dva, kop, vop, Qs, dOs, Ls, Ds, it_full, it_empty, n_it, n_q, j0,
+                                                 wk0, rk0, T, sl2);
+        } else {
+            float s[NS], dp[NS];
+            uint32_t pa[BQ / 16][4], da[BQ / 16][4];
+#pragma unroll
+            for (int i = 0; i < NS; i++) { s[i] = 0.0f; dp[i] = 0.0f; }
+            if (PINGPONG && cw == 1) bar_arrive(1, 256);   // consumer 0 has the first turn
+            for (int it = 0; it < n_it; it++) {
+                const int st = it % NST, i0 = j0 + (it % n_q) * BQ;
+                int turn, next;
+                atth_pingpong_turns(turn, next, PINGPONG, cw, it + 1 == n_it);
+                mbar_wait(it_full + st, (it / NST) & 1);
+                if (i0 + BQ - 1 < wk0) atth_pingpong_pass(turn, next);   // every query of the tile precedes every key here
+                else atth_dkv_item<HD, BKV, BQ>(dka, dva, s, dp, pa, da, kop, vop, Qs + st * Q_BYTES, dOs + st * Q_BYTES,
+                                                Ls + st * BQ, Ds + st * BQ, i0, wk0, rk0, T, sl2, turn, next);
+                mbar_arrive(it_empty + st);
+            }
+        }
+    };
+    if constexpr (RS) consume(ka, va);
+    else consume(Kw, Vw);
+    const size_t base = (size_t)b * T * ldkv + hk * HD;
     atth_store_rows<HD>(dv + base, ldkv, rk0, T, dva, 1.0f, 1.0f);
     atth_store_rows<HD>(dk + base, ldkv, rk0, T, dka, scale, scale);
 #endif // SESSA_SM90A
@@ -582,7 +829,10 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
 // version 3: both kernels with cp.async loads by all threads; 4: both warp-specialized (a TMA producer warpgroup);
 // 5: version 4 with the longest blocks of all heads of an L2 section first (atth_block_order); 6: version 5 with
 // the consumer warpgroups in ping-pong (atth_pingpong_turns); 7: version 6 with the warpgroup's constant operand
-// of S, dP in registers, and at d = 64 that of S^T, dP^T too
+// of S, dP in registers, and at d = 64 that of S^T, dP^T too; 8: version 7 with both kernels' consumers
+// software-pipelined instead of in ping-pong (atth_dq_pipelined, atth_dkv_pipelined), at d = 64 (at 128: 7); 9: the
+// dQ kernel of 8 with the dK/dV kernel of 7 (the trainer's); 10: the dQ kernel of 7 with the dK/dV kernel of 8;
+// 11: 9 with the pipelined dQ kernel's consumers also in ping-pong
 template <int HD>
 static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const float *lse,
                                        const float *delta, const floatX *q, const floatX *k, const floatX *v,
@@ -603,10 +853,18 @@ static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const
         const int sec_q = version >= 5 ? atth_section((size_t)T * HD * 4, grp, B * H) : 1;
         // version 7's A fragments: the dQ kernel's Q, dO at both widths, the dK/dV kernel's K, V at d = 64 (at 128
         // they would not fit next to dK, dV)
-        auto dkv = version == 7 ? attention_backward_dkv_sm90_ws_kernel<HD, true, HD == 64>
-                 : version == 6 ? attention_backward_dkv_sm90_ws_kernel<HD, true, false> : attention_backward_dkv_sm90_ws_kernel<HD, false, false>;
-        auto dqk = version == 7 ? attention_backward_dq_sm90_ws_kernel<HD, true, true>
-                 : version == 6 ? attention_backward_dq_sm90_ws_kernel<HD, true, false> : attention_backward_dq_sm90_ws_kernel<HD, false, false>;
+        // versions 8-10's pipelined consumers at d = 64 only (at 128: version 7's kernels, see the top)
+        const bool dq_pipe = HD == 64 && (version == 8 || version == 9 || version == 11);
+        const bool dkv_pipe = HD == 64 && (version == 8 || version == 10);
+        auto dkv = dkv_pipe ? attention_backward_dkv_sm90_ws_kernel<HD, false, HD == 64, HD == 64>
+                 : version >= 7 ? attention_backward_dkv_sm90_ws_kernel<HD, true, HD == 64, false>
+                 : version == 6 ? attention_backward_dkv_sm90_ws_kernel<HD, true, false, false>
+                                : attention_backward_dkv_sm90_ws_kernel<HD, false, false, false>;
+        auto dqk = dq_pipe && version == 11 ? attention_backward_dq_sm90_ws_kernel<HD, true, true, HD == 64>
+                 : dq_pipe ? attention_backward_dq_sm90_ws_kernel<HD, HD != 64, true, HD == 64>
+                 : version >= 7 ? attention_backward_dq_sm90_ws_kernel<HD, true, true, false>
+                 : version == 6 ? attention_backward_dq_sm90_ws_kernel<HD, true, false, false>
+                                : attention_backward_dq_sm90_ws_kernel<HD, false, false, false>;
         CUtensorMap tq64 = atth_tensor_map(q, B, T, H, HD, ldq, W::KV_BQ), tdo64 = atth_tensor_map(dout, B, T, H, HD, H * HD, W::KV_BQ);
         CUtensorMap tk128 = atth_tensor_map(k, B, T, Hkv, HD, ldkv, W::KV_BK), tv128 = atth_tensor_map(v, B, T, Hkv, HD, ldkv, W::KV_BK);
         cudaCheck(cudaFuncSetAttribute(dkv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)W::KV_SMEM));
@@ -629,7 +887,7 @@ static void attention_backward_sm90_kernels(floatX *dq, floatX *dk, floatX *dv, 
                                             int B, int T, int H, int Hkv, int d, int ldq, int ldkv, int version,
                                             cudaStream_t stream) {
     if (d != 64 && d != 128) fatal("attention backward (Hopper): head width d=%d is not supported (64 or 128)", d);
-    if (version < 3 || version > 7) fatal("attention backward (Hopper): version %d does not exist (3 to 7)", version);
+    if (version < 3 || version > 11) fatal("attention backward (Hopper): version %d does not exist (3 to 11)", version);
     if (!attention_sm90_usable())
         fatal("attention backward (Hopper): needs a compute capability 9.0 GPU, a binary built with "
               "-gencode arch=compute_90a,code=sm_90a, and SESSA_ATT_SM90 not 0");

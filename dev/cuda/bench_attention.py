@@ -26,16 +26,20 @@ SHAPES = [(B, T, H, Hkv, d)
           for (B, T) in [(16, 1024), (4, 4096), (1, 16384)]
           for (H, Hkv, d) in [(12, 12, 64), (12, 4, 64), (8, 8, 128), (8, 2, 128)]]
 QUICK = [(8, 1024, 12, 12, 64), (8, 1024, 12, 4, 64), (4, 2048, 8, 2, 128)]   # the issue's original table
-# beside the trainer's 11:7 (dev/cuda/attention_*.cu; forward 11 is 9, 7 or 5 by shape): forward 5 (warp-
-# specialized, ping-pong), 7 (5 in longest-first order, LEAN), 9 (7 persistent); backward 4 (warp-specialized),
-# 5 (4 in that order), 6 (5 with ping-pong; 7 adds the register A operands)
-VERSIONS = '5:4,7:5,9:6'
+# beside the trainer's 11:9 (dev/cuda/attention_*.cu; forward 11 is 9, 7 or 5 by shape; backward 9 is 7 with the dQ
+# kernel's consumers software-pipelined, at d = 64): backward 7, 8 (7 with both kernels' consumers pipelined: slower),
+# 11 (9 with the dQ kernel's consumers also in ping-pong); the older ones (forward 5, 7, 9; backward 4, 5, 6, 10:
+# slower) through --versions
+VERSIONS = '11:7,11:8,11:11'
 
 
 def same_kernels(pair, d):
-    """the pair as the kernels it runs at head width d (forward 6 is 5, 8 is 7, 10 is 9 at d = 128)"""
+    """the pair as the kernels it runs at head width d (at d = 128: forward 6 is 5, 8 is 7, 10 is 9; backward 8-11
+    are 7, the pipelined consumers being d = 64's only)"""
     f, b = pair
-    return ({6: 5, 8: 7, 10: 9}.get(f, f) if d == 128 else f, b)
+    if d != 128:
+        return pair
+    return ({6: 5, 8: 7, 10: 9}.get(f, f), {8: 7, 9: 7, 10: 7, 11: 7}.get(b, b))
 
 
 def fail(msg):

@@ -267,8 +267,10 @@ static float __shfl_down_sync(unsigned, float v, unsigned delta) {
     return emu_shuffle(v, src < 32 ? src : (emu_cur & 31));   // out of the warp: a lane gets its own value
 }
 
+static void emu_wgmma_check_retired(void);
 static void emu_fiber_main(void) {
     (*emu_body)();
+    emu_wgmma_check_retired();
     emu_state[emu_cur] = EMU_EXITED;
     emu_to_scheduler();
 }
@@ -282,6 +284,7 @@ __attribute__((noipa)) static void emu_resume(int t) {
     }
 }
 
+static void emu_wgmma_reset(int t);
 // runs every thread of the current block to its end
 static void emu_run_block(int n) {
     for (int t = 0; t < n; t++) {
@@ -294,6 +297,7 @@ static void emu_run_block(int n) {
         emu_started[t] = 0;
         emu_cp_pending[t].clear();
         emu_cp_committed[t] = 0;
+        emu_wgmma_reset(t);
     }
     emu_mbars.clear();
     memset(emu_nbar_count, 0, sizeof emu_nbar_count);
@@ -494,8 +498,14 @@ template <int N> static void cp_async_wait(void) {
 // functions here (no __CUDA_ARCH__): kernels run one after the other, so the kernel ahead has always ended
 
 // ----------------------------------------------------------------------------
-// llmc/mma.cuh's Hopper wrappers (wgmma), synchronous: the product is computed when it is issued, so fence,
-// commit and wait are no-ops here (the kernels wait right after each commit anyway). Shared memory is read
+// llmc/mma.cuh's Hopper wrappers (wgmma), asynchronous as the PTX ISA allows: a wgmma's product is computed when
+// it is issued (the accumulator's input: d, or the result of the same thread's wgmma into d still in flight) and
+// d is then NaN until a wgmma_wait retires its commit group, which writes the result; at retirement the product
+// is computed again in part (each lane's first and last element: all 16 rows of the warp, 8 columns) from the
+// operands as they are then (the A registers this lane gave, shared memory) and must be the same, so a register or shared-memory operand changed before the wait (a stage handed back too early, P's
+// fragments rewritten under their product) is reported, and so is reading the accumulator before the wait (NaN),
+// a wgmma never waited for (at the thread's end) and a wait for groups not committed. wgmma_fence and the operand
+// fences are no-ops. Shared memory is read
 // through the descriptor with the PTX ISA's canonical 128-byte-swizzle layouts (ISA 9.7.15.5.1.2, in bytes,
 // bf16; the swizzle XORs address bits 4-6 with bits 7-9, addresses relative to the dynamic shared memory):
 //   K-major  element (mn, k): start + (mn % 8) 128 + (mn / 8) SBO + 2k
@@ -511,8 +521,6 @@ static uint32_t __cvta_generic_to_shared(const void *p) {
 }
 static void fence_proxy_async(void) {}
 static void wgmma_fence(void) {}
-static void wgmma_commit(void) {}
-template <int N> static void wgmma_wait(void) {}
 template <int R> static void wgmma_fence_operand(float (&)[R]) {}
 static float emu_wgmma_elem(uint64_t desc, int mn, int k, bool mn_major) {
     uint32_t start = (uint32_t)(desc & 0x3FFF) << 4, lbo = (uint32_t)((desc >> 16) & 0x3FFF) << 4;
@@ -528,6 +536,31 @@ static float emu_wgmma_elem(uint64_t desc, int mn, int k, bool mn_major) {
     memcpy(&v, emu_dyn_smem + off, 2);
     return bf16_to_float(v);
 }
+// one wgmma of a thread in flight: its accumulator d (n floats), the result, what it read (the warp's register A
+// slots, this lane's A registers and their values at issue, the descriptors) and its commit group (-1: open)
+struct emu_wgmma_op {
+    float *d;
+    int n, group;
+    std::vector<float> in, out;                  // the accumulator's input and the result
+    uint32_t warp_a[32][4], lane_a[4];
+    const uint32_t *a;
+    uint64_t da, db;
+    bool b_mn;
+};
+static std::vector<emu_wgmma_op> emu_wg_pending[EMU_MAX_THREADS];   // per thread, in issue order
+static long emu_wg_committed[EMU_MAX_THREADS];                      // commit groups so far, per thread
+// element i of this lane's part of the product (row g + 8((i>>1)&1) of its warp's 16, column 8(i/4) + 2t + (i&1))
+static float emu_wgmma_out(int i, float in, const uint32_t (*warp_a)[4], bool reg_a, uint64_t da, uint64_t db, bool b_mn) {
+    int lane = emu_cur & 31, g = lane / 4, t = lane % 4, wrow = 16 * ((emu_cur / 32) % 4);
+    int row = g + 8 * ((i >> 1) & 1), col = 8 * (i / 4) + 2 * t + (i & 1);
+    float acc = in;
+    for (int k = 0; k < 16; k++) {
+        float av = reg_a ? emu_bf16_half(warp_a[4 * (row % 8) + (k % 8) / 2][(row >= 8) + 2 * (k >= 8)], k & 1)
+                         : emu_wgmma_elem(da, wrow + row, k, false);
+        acc += av * emu_wgmma_elem(db, col, k, b_mn);
+    }
+    return acc;
+}
 // d (this lane's part of 64 x N) = (scale_d ? d : 0) + A B, A from a (register A: the mma.sync A layout of this
 // warp's 16 rows, in the lane slots) or the K-major descriptor da, B from db (K-major, or MN-major when b_mn)
 template <int N>
@@ -535,20 +568,79 @@ static void emu_wgmma(float (&d)[N / 2], const uint32_t *a, uint64_t da, uint64_
     emu_lane_regs &me = emu_lane_slot[emu_cur];
     if (a) for (int i = 0; i < 4; i++) me.r[i] = a[i];
     emu_warp_meet("wgmma");
-    int w = emu_cur & ~31, lane = emu_cur & 31, g = lane / 4, t = lane % 4, wrow = 16 * ((emu_cur / 32) % 4);
-    float out[N / 2];
+    std::vector<emu_wgmma_op> &q = emu_wg_pending[emu_cur];
+    emu_wgmma_op op;
+    op.d = d; op.n = N / 2; op.group = -1; op.a = a; op.da = da; op.db = db; op.b_mn = b_mn;
+    op.in.assign(N / 2, 0.0f);
+    op.out.resize(N / 2);
+    if (scale_d) {
+        const float *src = d;                    // the newest result into d still in flight, else d
+        for (size_t i = q.size(); i-- > 0;) if (q[i].d == d) { src = q[i].out.data(); break; }
+        for (int i = 0; i < N / 2; i++) op.in[i] = src[i];
+    }
+    int w = emu_cur & ~31;
+    if (a) {
+        for (int l = 0; l < 32; l++) for (int r = 0; r < 4; r++) op.warp_a[l][r] = emu_lane_slot[w + l].r[r];
+        for (int r = 0; r < 4; r++) op.lane_a[r] = a[r];
+    }
+    // the lane's 2 rows of A and N / 4 columns of B once (emu_wgmma_out's sums, each operand read once)
+    const int lane = emu_cur & 31, g = lane / 4, t = lane % 4, wrow = 16 * ((emu_cur / 32) % 4);
+    float av[2][16], bv[N / 4][16];
+    for (int r = 0; r < 2; r++) for (int k = 0; k < 16; k++) {
+        const int row = g + 8 * r;
+        av[r][k] = a ? emu_bf16_half(op.warp_a[4 * (row % 8) + (k % 8) / 2][r + 2 * (k >= 8)], k & 1)
+                     : emu_wgmma_elem(da, wrow + row, k, false);
+    }
+    for (int c = 0; c < N / 4; c++) for (int k = 0; k < 16; k++) bv[c][k] = emu_wgmma_elem(db, 8 * (c / 2) + 2 * t + (c & 1), k, b_mn);
     for (int i = 0; i < N / 2; i++) {
-        int row = g + 8 * ((i >> 1) & 1), col = 8 * (i / 4) + 2 * t + (i & 1);
-        float acc = scale_d ? d[i] : 0.0f;
-        for (int k = 0; k < 16; k++) {
-            float av = a ? emu_bf16_half(emu_lane_slot[w + 4 * (row % 8) + (k % 8) / 2].r[(row >= 8) + 2 * (k >= 8)], k & 1)
-                         : emu_wgmma_elem(da, wrow + row, k, false);
-            acc += av * emu_wgmma_elem(db, col, k, b_mn);
-        }
-        out[i] = acc;
+        float acc = op.in[i];
+        for (int k = 0; k < 16; k++) acc += av[(i >> 1) & 1][k] * bv[2 * (i / 4) + (i & 1)][k];
+        op.out[i] = acc;
     }
     emu_wait(EMU_AT_WARP);   // nobody overwrites its slot before every lane has read it
-    for (int i = 0; i < N / 2; i++) d[i] = out[i];
+    for (int i = 0; i < N / 2; i++) d[i] = NAN;   // in flight
+    q.push_back(op);
+}
+static void wgmma_commit(void) {
+    long g = ++emu_wg_committed[emu_cur];
+    std::vector<emu_wgmma_op> &q = emu_wg_pending[emu_cur];
+    for (size_t i = 0; i < q.size(); i++) if (q[i].group < 0) q[i].group = (int)g;
+}
+// retires the groups but the newest N: each product again from its operands as they are now (this lane's first
+// and last elements: the warp's 16 rows and 8 columns between the lanes; a refilled tile shows), then d
+template <int N> static void wgmma_wait(void) {
+    std::vector<emu_wgmma_op> &q = emu_wg_pending[emu_cur];
+    const long done_upto = emu_wg_committed[emu_cur] - N;
+    size_t keep = 0;
+    for (size_t i = 0; i < q.size(); i++) {
+        emu_wgmma_op &op = q[i];
+        if (op.group < 0)
+            fatal("cuda_emu: thread %d: wgmma_wait<%d> with a wgmma issued and not committed", emu_cur, N);
+        if (op.group > done_upto) { q[keep++] = op; continue; }
+        if (op.a && memcmp(op.a, op.lane_a, sizeof op.lane_a) != 0)
+            fatal("cuda_emu: thread %d: a wgmma's register A operand changed before the wgmma_wait that retires it", emu_cur);
+        bool same = true;
+        for (int i = 0; i < op.n; i += op.n - 1) {
+            float again = emu_wgmma_out(i, op.in[i], op.warp_a, op.a != NULL, op.da, op.db, op.b_mn);
+            same = same && memcmp(&again, &op.out[i], sizeof again) == 0;
+        }
+        if (!same)
+            fatal("cuda_emu: thread %d: a wgmma's shared-memory operand changed before the wgmma_wait that retires it",
+                  emu_cur);
+        bool newer = false;                      // a later wgmma into the same d still in flight: d stays NaN
+        for (size_t k = i + 1; k < q.size(); k++) newer = newer || (q[k].d == op.d && q[k].group > done_upto);
+        if (!newer) memcpy(op.d, op.out.data(), op.n * sizeof(float));
+    }
+    q.resize(keep);
+}
+static void emu_wgmma_reset(int t) {
+    emu_wg_pending[t].clear();
+    emu_wg_committed[t] = 0;
+}
+static void emu_wgmma_check_retired(void) {
+    if (!emu_wg_pending[emu_cur].empty())
+        fatal("cuda_emu: block (%u,%u,%u) thread %d ends with %zu wgmma not retired by a wgmma_wait", blockIdx.x,
+              blockIdx.y, blockIdx.z, emu_cur, emu_wg_pending[emu_cur].size());
 }
 template <int N> static void wgmma_ss(float (&d)[N / 2], uint64_t da, uint64_t db, int scale_d) {
     emu_wgmma<N>(d, NULL, da, db, false, scale_d);
@@ -626,6 +718,12 @@ static void mbar_init(uint64_t *bar, int count) {
     mb.count = mb.pending = count; mb.phase = 0; mb.tx = mb.tx_flight = 0; mb.writes.clear();
 }
 static void mbar_fence_init(void) {}
+// the threads waiting on the mbarrier at bar run again (and look at it again)
+static void emu_mbar_wake(uint64_t *bar) {
+    uint32_t off = __cvta_generic_to_shared(bar);
+    int n = (int)(blockDim.x * blockDim.y * blockDim.z);
+    for (int t = 0; t < n; t++) if (emu_state[t] == EMU_AT_MBAR && emu_wait_on[t] == off) emu_state[t] = EMU_READY;
+}
 // the phase completes when nothing is pending: the TMA writes land, the parity flips, the waiters wake
 static void emu_mbar_progress(uint64_t *bar, emu_mbar &mb) {
     if (mb.pending < 0) fatal("cuda_emu: thread %d: more arrivals on an mbarrier than its count (%d)", emu_cur, mb.count);
@@ -634,9 +732,7 @@ static void emu_mbar_progress(uint64_t *bar, emu_mbar &mb) {
     mb.writes.clear();
     mb.phase ^= 1;
     mb.pending = mb.count;
-    uint32_t off = __cvta_generic_to_shared(bar);
-    int n = (int)(blockDim.x * blockDim.y * blockDim.z);
-    for (int t = 0; t < n; t++) if (emu_state[t] == EMU_AT_MBAR && emu_wait_on[t] == off) emu_state[t] = EMU_READY;
+    emu_mbar_wake(bar);
 }
 static void mbar_arrive(uint64_t *bar) {
     emu_mbar &mb = emu_mbar_of(bar, "mbar_arrive");
@@ -690,6 +786,7 @@ static void tma_load_4d(void *dst, const CUtensorMap *map, uint64_t *bar, int c0
         mb.writes.push_back(emu_mbar_write{off, v});
     }
     mb.tx_flight += (long)bytes;   // retired (complete_tx) when a thread first waits on the barrier
+    emu_mbar_wake(bar);            // (threads already waiting there count: they retire it)
 }
 // named barrier id: the n-th thread to arrive (bar_sync or bar_arrive) releases the threads waiting in bar_sync
 static bool emu_named_arrive(int id, int n) {

@@ -16,6 +16,9 @@
                  row r at c ^ (r % 8)) with zeros past the tensor, only after the mbarrier wait (NaN before it); a
                  fresh mbarrier's parity-1 wait passes at once; bar_sync waits for the other warp's bar_arrive;
                  a wait that nobody completes is a fatal deadlock
+   wgmma         a warpgroup's m64n64k16 (A from registers, B from shared memory, all ones: 16 everywhere) lands
+                 in the accumulator only at its wgmma_wait (NaN before it); a register A operand or the shared
+                 memory it reads changed before that wait, and a wgmma never waited for, are fatal
 */
 #include <sys/wait.h>
 #include <unistd.h>
@@ -166,6 +169,29 @@ __global__ void mbar_deadlock_kernel(void) {
     __syncthreads();
     if (threadIdx.x == 0) mbar_arrive(bar);            // one of the two arrivals: the phase never completes
     mbar_wait(bar, 0);
+}
+
+// one m64n64k16 wgmma of ones by a warpgroup (128 threads; 8 KiB of dynamic shared memory); out[2t] what thread t
+// read of the accumulator before the wait, out[2t + 1] after it; mode 1: the A register changed before the wait,
+// 2: the shared memory, 3: no wait
+__global__ void wgmma_async_kernel(float *out, int mode) {
+    extern __shared__ __align__(1024) unsigned char wg_smem[];
+    floatX *b = (floatX *)wg_smem;
+    for (int i = threadIdx.x; i < 64 * 64; i += 128) b[i] = __float2bfloat16(1.0f);
+    __syncthreads();
+    uint32_t a[4];
+    for (int r = 0; r < 4; r++) a[r] = pack_bf16x2(1.0f, 1.0f);
+    float d[32];
+    for (int i = 0; i < 32; i++) d[i] = 0.0f;
+    wgmma_fence();
+    wgmma_rs_kmajor<64>(d, a, wgmma_desc(wg_smem, 16, 1024), 0);
+    wgmma_commit();
+    out[2 * threadIdx.x] = d[0];
+    if (mode == 1) a[0] = 0u;
+    if (mode == 2) for (int i = 0; i < 64 * 64; i++) b[i] = __float2bfloat16(2.0f);
+    if (mode == 3) return;
+    wgmma_wait<0>();
+    out[2 * threadIdx.x + 1] = d[0];
 }
 
 static floatX *bf16_buffer(const float *h, int n) {
@@ -368,6 +394,20 @@ int main(void) {
                  swz ? "ok" : "WRONG", isnan(before[0]) ? "ok" : "WRONG", named ? "ok" : "WRONG");
         report("tma", swz && isnan(before[0]) && named, detail);
         expect_fatal("mbarrier hang", [&]() { mbar_deadlock_kernel<<<1, 32, 1024>>>(); });
+    }
+
+    // wgmma, asynchronous
+    {
+        float *w; cudaMallocCheck(&w, 256 * sizeof(float));
+        wgmma_async_kernel<<<1, 128, 8192>>>(w, 0);
+        cudaCheck(cudaGetLastError());
+        int nan_before = 1, after = 1;
+        for (int t = 0; t < 128; t++) { nan_before &= isnan(w[2 * t]); after &= w[2 * t + 1] == 16.0f; }
+        snprintf(detail, sizeof detail, "NaN before the wait %s, 16 after it %s", nan_before ? "ok" : "WRONG", after ? "ok" : "WRONG");
+        report("wgmma", nan_before && after, detail);
+        expect_fatal("wgmma A reg", [&]() { wgmma_async_kernel<<<1, 128, 8192>>>(w, 1); });
+        expect_fatal("wgmma smem", [&]() { wgmma_async_kernel<<<1, 128, 8192>>>(w, 2); });
+        expect_fatal("wgmma no wait", [&]() { wgmma_async_kernel<<<1, 128, 8192>>>(w, 3); });
     }
 
     printf("cuda_emu selftest: %s\n", fails ? "FAILED" : "all passed");
