@@ -527,11 +527,13 @@ __global__ void fb_fwd_rows_kernel(floatX *P3, float *Pd, float *lse, const floa
 #define FB_NB (FB_SMAX / FB_R)               // blocks of a superblock, at most
 #define FB_SOLVE_THREADS (FB_NB * WARP_SIZE) // a warp per block
 static_assert(FB_SMAX <= FB_SOLVE_THREADS, "fb_solve loads gamma with a thread per row");
-static inline size_t fb_solve_smem(int S) { return ((size_t)3 * S * FB_R + 2 * FB_R * FB_R + S) * sizeof(float); }
+static inline size_t fb_solve_smem(int S) { return ((size_t)3 * S * FB_R + 3 * FB_R * FB_R + S) * sizeof(float); }
 
-// a [rows][32] fp32 tile in shared memory with the 16-byte chunk index XOR-ed by 2 (row & 3): the B-fragment loads
-// (lane 4g + t reads 8 bytes at row g, column 2t of a k16 slice) of a half-warp reach 8 different bank quads
-__device__ __forceinline__ int fb_sw(int row, int k) { return row * FB_R + ((((k >> 2) ^ (row << 1)) & 7) << 2) + (k & 3); }
+// the [rows][32] tiles read as mma B operands (the panel, Minv): the 16-byte chunk index XOR-ed by (row & 1) * 4 +
+// (row / 2) % 4, so that a quarter-warp's 16-byte reads reach 8 different bank quads both when it reads one chunk
+// of 8 rows (the in-place split, fb_split_block: a lane a row) and when it reads chunks 4kt..4kt+3 of rows g = 0, 1
+// (the split B fragments, fb_frag_b: lane 4g + t reads chunk 4kt + t of row n0 + g)
+__device__ __forceinline__ int fb_sw_b(int row, int k) { return row * FB_R + (((k >> 2) ^ ((row & 1) << 2) ^ ((row >> 1) & 3)) << 2) + (k & 3); }
 // [rows][32] tiles read in the C layout (lane 4g + t reads row 2t (+1), column g (+8, +16, +24) of a block): fp32
 // (fb_sw_c) with the 16-byte chunk index XOR-ed by (row & 6), bf16 (fb_sw_h, 8 a chunk) by (row / 2) % 4, so that a
 // warp's read (4 rows x 8 columns) reaches 32 banks, or 16 with pairs of lanes on one word
@@ -555,14 +557,34 @@ __device__ __forceinline__ void fb_pack_a(FbFragA *a, const float c0[4], const f
     fb_split_pack(&a->hi[0], &a->lo[0], c0[0], c0[1]); fb_split_pack(&a->hi[1], &a->lo[1], c0[2], c0[3]);
     fb_split_pack(&a->hi[2], &a->lo[2], c1[0], c1[1]); fb_split_pack(&a->hi[3], &a->lo[3], c1[2], c1[3]);
 }
-// the B fragment B[k][n] = tile[n0 + n][k] for n = g, k = k0 + 2t (+1, +8, +9): tile rows are n, fp32, swizzled.
-// n0 is a multiple of 8, so the swizzle of row n0 + g is that of row g: the offset is 32 n0 plus 4 per-lane values
-__device__ __forceinline__ void fb_frag_b(FbFragB *b, const float *tile, int n0, int k0, int lane) {
-    const float *row = tile + n0 * FB_R;
-    int n = lane / 4, k = k0 + 2 * (lane % 4);
-    FbF2 v0 = *(const FbF2 *)&row[fb_sw(n, k)], v1 = *(const FbF2 *)&row[fb_sw(n, k + 8)];
-    fb_split_pack(&b->hi[0], &b->lo[0], v0.x, v0.y);
-    fb_split_pack(&b->hi[1], &b->lo[1], v1.x, v1.y);
+// A 32x32 fp32 tile (fb_sw_b) split once into the B fragments it serves: B[k][n] = tile[n0 + n][k] for the k16
+// slice kt is, for lane 4g + t, the bf16 hi and lo halves of tile[n0 + g][16 kt + 2t (+1, +8, +9)]. In place, a lane
+// a row (its slice kt's 16 floats = 4 chunks in, the 4 lanes' fragments = 4 chunks out, chunk t = {hi[0], hi[1],
+// lo[0], lo[1]} of lane 4g + t): 8 LDS.128, 16 paired splits, 8 STS.128 a lane per tile. fb_split_pack's bits, as
+// the split at every fragment load had (the same products).
+__device__ __forceinline__ void fb_split_block(float *tile, int lane) {
+#pragma unroll
+    for (int kt = 0; kt < 2; kt++) {
+        float v[16];
+#pragma unroll
+        for (int c = 0; c < 4; c++) {
+            FbF4 x = *(const FbF4 *)&tile[fb_sw_b(lane, 16 * kt + 4 * c)];
+            v[4 * c] = x.x; v[4 * c + 1] = x.y; v[4 * c + 2] = x.z; v[4 * c + 3] = x.w;
+        }
+#pragma unroll
+        for (int t = 0; t < 4; t++) {
+            FbU4 o;
+            fb_split_pack(&o.x, &o.z, v[2 * t], v[2 * t + 1]);
+            fb_split_pack(&o.y, &o.w, v[2 * t + 8], v[2 * t + 9]);
+            *(FbU4 *)&tile[fb_sw_b(lane, 16 * kt + 4 * t)] = o;
+        }
+    }
+}
+// the B fragment (n-tile rows n0..n0+7, k16 slice kt) of a split tile: one LDS.128 (n0 is a multiple of 8, so the
+// swizzle of row n0 + g is that of row g)
+__device__ __forceinline__ FbFragB fb_frag_b(const float *tile, int n0, int kt, int lane) {
+    FbU4 v = *(const FbU4 *)&tile[n0 * FB_R + fb_sw_b(lane / 4, 16 * kt + 4 * (lane % 4))];
+    return FbFragB{{v.x, v.y}, {v.z, v.w}};
 }
 // d += a b in fp32-grade: a_hi b_hi + a_lo b_hi + a_hi b_lo
 __device__ __forceinline__ void fb_mma3(float d[4], const FbFragA &a, const FbFragB &b) {
@@ -611,7 +633,7 @@ __device__ __forceinline__ void fb_block_inverse(float *Minv, const float *tri, 
             }
         }
         x[r] = fmaf(__shfl_sync(0xffffffffu, g_lane, r), (a[0] + a[1]) + (a[2] + a[3]), r == lane ? 1.0f : 0.0f);
-        Minv[fb_sw(r, lane)] = x[r];
+        Minv[fb_sw_b(r, lane)] = x[r];
     }
 }
 
@@ -631,28 +653,32 @@ __device__ __forceinline__ void fb_load_tri(float *tri, const float *L, int S, i
     }
 }
 
-// cp.async of the panel L[r0:r1, k0:k0+32] into pan (row r - r0, swizzled), rows >= rvalid zero-filled. L's rows
-// are S floats (a multiple of 32) and k0 a multiple of 32: every 16-byte chunk is aligned.
-__device__ __forceinline__ void fb_load_panel(float *pan, const float *L, int S, int r0, int r1, int k0, int rvalid) {
-    for (int idx = threadIdx.x; idx < (r1 - r0) * (FB_R / 4); idx += FB_SOLVE_THREADS) {
+// cp.async of the panel L[r0:r1, k0:k0+32] into pan (row r - r0, fb_sw_b), rows >= rvalid zero-filled, by the
+// threads tid of nth (the CTA, or one warp for its own block). L's rows are S floats (a multiple of 32) and k0 a
+// multiple of 32: every 16-byte chunk is aligned.
+__device__ __forceinline__ void fb_load_panel(float *pan, const float *L, int S, int r0, int r1, int k0, int rvalid,
+                                              int tid, int nth) {
+    for (int idx = tid; idx < (r1 - r0) * (FB_R / 4); idx += nth) {
         int row = idx / (FB_R / 4), k = idx % (FB_R / 4) * 4, r = r0 + row;
-        cp_async16(pan + fb_sw(row, k), L + (size_t)(r < rvalid ? r : 0) * S + k0 + k, r < rvalid);
+        cp_async16(pan + fb_sw_b(row, k), L + (size_t)(r < rvalid ? r : 0) * S + k0 + k, r < rvalid);
     }
 }
 
 // FB_PHASES (dev/cuda/feedback_phases.cu only): lane 0 of the warp named writes clock64() at the solve's phase
 // boundaries into fb_phase_clk[CTA][slot] (CTA = blockIdx.y * gridDim.x + blockIdx.x, the first FB_PH_CTAS):
 //   prologue: START (warp 0), TRI (warp 0, after the diagonal blocks and gamma are in: a barrier), INV (warp 0,
-//   after the inverses: a barrier), HF (warp 0, its h (and f) loaded); with Minv from fb_inverse_kernel (INV) TRI
-//   comes once the staged loads are in (a barrier), INV once h, f are read and Minv is in (a barrier), HF once h, f
-//   are packed;
+//   after the inverses and the first panel's split: a barrier), HF (warp 0, its h (and f) loaded); with Minv from
+//   fb_inverse_kernel (INV) TRI comes once the staged loads are in (a barrier), INV once the first panel is split,
+//   h, f are read and Minv is in (a barrier), HF once h, f are packed;
 //   block it (q = it forward, nb-1-it backward), at FB_PH_PRO + it FB_PH_IT: RHS (warp q, ra written), BAR1
-//   (warp 0, past barrier 1), X (warp 0, its x tile written), BAR2 (warp 0, past barrier 2), UPD + w (each warp w,
-//   past its update), CEND (warp q, forward: c_q stored).
+//   (warp 0, past barrier 1), X (warp 0, its x tile staged), BAR2 (warp 0, past barrier 2), UPD + w (each warp w,
+//   past its update), CEND (warp q, forward: c_q stored), OUT + w (each warp w, past its work after the update:
+//   c_q, the split of its block of the next panel, its share of x_q's stores)
 #ifdef FB_PHASES
 #define FB_PH_CTAS 1024
 enum { FB_PH_START, FB_PH_TRI, FB_PH_INV, FB_PH_HF, FB_PH_PRO };
-enum { FB_PH_RHS, FB_PH_BAR1, FB_PH_X, FB_PH_BAR2, FB_PH_UPD, FB_PH_CEND = FB_PH_UPD + FB_NB, FB_PH_IT };
+enum { FB_PH_RHS, FB_PH_BAR1, FB_PH_X, FB_PH_BAR2, FB_PH_UPD, FB_PH_CEND = FB_PH_UPD + FB_NB, FB_PH_OUT,
+       FB_PH_IT = FB_PH_OUT + FB_NB };
 #define FB_PH_SLOTS (FB_PH_PRO + FB_NB * FB_PH_IT)
 __device__ long long fb_phase_clk[FB_PH_CTAS * FB_PH_SLOTS];
 #define FB_PHASE(slot, warp) do { int cta_ = blockIdx.y * gridDim.x + blockIdx.x;                                   \
@@ -663,33 +689,81 @@ __device__ long long fb_phase_clk[FB_PH_CTAS * FB_PH_SLOTS];
 #endif
 #define FB_PHASE_IT(it, slot, warp) FB_PHASE(FB_PH_PRO + (it) * FB_PH_IT + (slot), warp)   // slot of block iteration it
 
+// x_q's outputs from its staged fp32 tile xs ([32][32], fb_sw_c; rows q0.., columns n0.. of the CTA) by the
+// threads tid of nth: forward s (fp32) and s3, backward u3 and df = bf16(u) = u_hi (s3, u3: the X3 layout,
+// fb_store_x3; the halves are fb_split_pack's, the bits the C-layout stores had). vec (D a multiple of 8, the
+// outputs 16-byte aligned): 16-byte stores, a row's 32 columns in 8 (fp32) or 4 (bf16) of them, i.e. whole 128-byte
+// (fp32) and 64-byte (bf16) row spans: forward 256 fp32 chunks + 128 groups of 8 columns (3 stores each), backward
+// 128 groups (4 stores each); else element by element. Rows q0 + r >= Sv and columns >= D are not stored.
+template <bool BWD>
+__device__ __forceinline__ void fb_store_x(const float *xs, float *xf, floatX *x3, floatX *xb, size_t base,
+                                           size_t t0, int q0, int n0, int Sv, int D, int vec, int tid, int nth) {
+    if (!vec) {
+        for (int e = tid; e < FB_R * FB_R; e += nth) {
+            int r = e / FB_R, col = n0 + e % FB_R;
+            if (q0 + r >= Sv || col >= D) continue;
+            float x = xs[fb_sw_c(r, e % FB_R)];
+            uint32_t hi, lo;
+            fb_split_pack(&hi, &lo, x, 0.0f);
+            size_t o = base + (size_t)(q0 + r) * D + col;
+            fb_store_x3(x3, t0 + q0 + r, col, D, (uint16_t)hi, (uint16_t)lo);
+            if (BWD) *(uint16_t *)&xb[o] = (uint16_t)hi; else xf[o] = x;
+        }
+        return;
+    }
+    const int nf = BWD ? 0 : FB_R * FB_R / 4;   // forward: the fp32 chunks first
+    for (int e = tid; e < nf + FB_R * FB_R / 8; e += nth) {
+        if (e < nf) {
+            int r = e / (FB_R / 4), k = e % (FB_R / 4) * 4;
+            if (q0 + r < Sv && n0 + k < D)
+                *(FbF4 *)&xf[base + (size_t)(q0 + r) * D + n0 + k] = *(const FbF4 *)&xs[fb_sw_c(r, k)];
+            continue;
+        }
+        int r = (e - nf) / (FB_R / 8), k = (e - nf) % (FB_R / 8) * 8;
+        if (q0 + r >= Sv || n0 + k >= D) continue;
+        FbF4 a = *(const FbF4 *)&xs[fb_sw_c(r, k)], b = *(const FbF4 *)&xs[fb_sw_c(r, k + 4)];
+        FbU4 hi, lo;
+        fb_split_pack(&hi.x, &lo.x, a.x, a.y); fb_split_pack(&hi.y, &lo.y, a.z, a.w);
+        fb_split_pack(&hi.z, &lo.z, b.x, b.y); fb_split_pack(&hi.w, &lo.w, b.z, b.w);
+        floatX *y = x3 + 3 * (t0 + q0 + r) * D + n0 + k;
+        *(FbU4 *)y = hi;
+        *(FbU4 *)(y + D) = hi;
+        *(FbU4 *)(y + 2 * D) = lo;
+        if (BWD) *(FbU4 *)&xb[base + (size_t)(q0 + r) * D + n0 + k] = hi;
+    }
+}
+
 // The solve of one CTA (both directions; BWD picks the backward). Element (mt, nt, i) of a lane's C tiles is
 // column 16 mt + g + 8 (i / 2) of the CTA's 32 and row 8 nt + 2 t + (i % 2) of a block (lane = 4 g + t).
 //   forward:  x = s, rhs = f + gamma h; writes s, c (fp32) and s3;         L = Pd,  h starts at acc
 //   backward: x = u, rhs = h;           writes u3 and df = bf16(u);        L = PcT, h starts at gs + acc
 // (s3, u3: x's bf16 halves in the X3 layout, fb_store_x3)
-//   INV: the diagonal blocks' inverses come from fb_inverse_kernel (Minv_g, copied in; D a multiple of 8 and f or gs
-//   16-byte aligned) and h, f (gs) come through shared memory by 16-byte cp.async; else the CTA inverts the blocks
-//   itself and loads h, f (gs) in the C layout (4-byte loads)
+//   INV: the diagonal blocks' inverses come from fb_inverse_kernel (Minv_g, already split; copied in; D a multiple
+//   of 8 and f or gs 16-byte aligned) and h, f (gs) come through shared memory by 16-byte cp.async; else the CTA
+//   inverts (and splits) the blocks itself and loads h, f (gs) in the C layout (4-byte loads)
+//   vec: the outputs go by 16-byte stores (fb_store_x; D a multiple of 8, the outputs 16-byte aligned)
 template <bool BWD, bool INV>
 __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX *xb,
                                          const float *acc, int has_acc, const float *L, const float *Minv_g,
-                                         const floatX *f, const float *gs, const float *gamma, int u0, int Sv, int S,
-                                         int T, int D) {
+                                         const floatX *f, const float *gs, const float *gamma, int vec, int u0, int Sv,
+                                         int S, int T, int D) {
     extern __shared__ __align__(128) float fb_solve_smem_buf[];
     float *Minv = fb_solve_smem_buf, *pan0 = Minv + S * FB_R, *pan1 = pan0 + S * FB_R;
     uint32_t *ra = (uint32_t *)(pan1 + S * FB_R);   // rhs_q^T as A fragments
     uint32_t *xa = ra + FB_R * FB_R;                // x_q^T as A fragments
-    float *gsh = (float *)(xa + FB_R * FB_R);       // forward: gamma of the superblock's rows (0 past Sv)
+    float *xs = (float *)(xa + FB_R * FB_R);        // x_q fp32 [32][32] (fb_sw_c), staged for fb_store_x
+    float *gsh = xs + FB_R * FB_R;                  // forward: gamma of the superblock's rows (0 past Sv)
     int w = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, t = lane % 4, b = blockIdx.y;
     int n0 = blockIdx.x * FB_R;                 // the CTA's first column
     int nb = (Sv + FB_R - 1) / FB_R;
     L += (size_t)b * S * S; acc += (size_t)b * S * D;
-    size_t base = ((size_t)b * T + u0) * D;     // row u0 of batch b
+    size_t base = ((size_t)b * T + u0) * D, t0 = (size_t)b * T + u0;   // row u0 of batch b
     FB_PHASE(FB_PH_START, 0);
-    // the first block's panel: forward block 0 (rows [0, 32 nb)), backward block nb-1 (rows [0, 32 (nb-1)))
-    if (BWD) fb_load_panel(pan0, L, S, 0, (nb - 1) * FB_R, (nb - 1) * FB_R, Sv);
-    else     fb_load_panel(pan0, L, S, 0, nb * FB_R, 0, Sv);
+    // the first block's panel: forward block 0 (rows [0, 32 nb)), backward block nb-1 (rows [0, 32 (nb-1))); its
+    // block at panel row 32 w is warp w's (split by warp w once in: fb_split_block)
+    int nfirst = BWD ? nb - 1 : nb;
+    if (BWD) fb_load_panel(pan0, L, S, 0, (nb - 1) * FB_R, (nb - 1) * FB_R, Sv, threadIdx.x, FB_SOLVE_THREADS);
+    else     fb_load_panel(pan0, L, S, 0, nb * FB_R, 0, Sv, threadIdx.x, FB_SOLVE_THREADS);
     cp_async_commit();
     // forward: gamma of row threadIdx.x (S <= FB_SOLVE_THREADS) into gsh, stored once the other loads are issued
     // (a warp issues in order: the store would hold them back by a memory round trip)
@@ -697,14 +771,21 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
     // h_w^T (C layout), and (forward) f of block w's rows as bf16 pairs (rows 2t, 2t+1); 0 outside
     float h[2][4][4], hg[2][4][4];              // hg: backward gs, forward f (its bf16 value)
     if (!INV) {
-        // the diagonal blocks' inverses (I - G_q L_qq)^{-1}, a warp per block; the blocks in panel buffer 1
+        // the diagonal blocks' inverses (I - G_q L_qq)^{-1}, a warp per block, split in place; the blocks in panel
+        // buffer 1
         fb_load_tri(pan1, L, S, Sv, nb);
         if (!BWD && threadIdx.x < S) gsh[threadIdx.x] = gv;
-        __syncthreads();
+        cp_async_wait<0>();
+        __syncthreads();                        // tri, gsh, the first panel in
         FB_PHASE(FB_PH_TRI, 0);
-        if (w < nb) fb_block_inverse<BWD>(Minv + w * FB_R * FB_R, pan1 + w * FB_R * FB_R, BWD ? 1.0f : gsh[w * FB_R + lane], lane);
-        __syncthreads();                        // Minv complete, tri read (h loads after it: not live in the inverse)
-        FB_PHASE(FB_PH_INV, 0);
+        if (w < nb) {
+            fb_block_inverse<BWD>(Minv + w * FB_R * FB_R, pan1 + w * FB_R * FB_R, BWD ? 1.0f : gsh[w * FB_R + lane], lane);
+            __syncwarp();
+            fb_split_block(Minv + w * FB_R * FB_R, lane);
+        }
+        if (w < nfirst) fb_split_block(pan0 + w * FB_R * FB_R, lane);
+        __syncthreads();                        // Minv and the first panel split, tri read (h loads after it: not
+        FB_PHASE(FB_PH_INV, 0);                 // live in the inverse)
         // every load issued before any is used: one memory round trip, not one per element (the clocks measured
         // 6-17k cycles here with the loads and their uses interleaved)
 #pragma unroll
@@ -742,6 +823,7 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
         cp_async_wait<0>();
         __syncthreads();                        // the first panel, gsh, the staged tiles complete
         FB_PHASE(FB_PH_TRI, 0);
+        if (w < nfirst) fb_split_block(pan0 + w * FB_R * FB_R, lane);   // while fb_inverse_kernel may still run
 #pragma unroll
         for (int mt = 0; mt < 2; mt++)
 #pragma unroll
@@ -753,8 +835,8 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
                     hg[mt][nt][i] = w >= nb ? 0.0f : BWD ? Minv[fb_sw_c(r, k)] : __bfloat162float(((floatX *)Minv)[fb_sw_h(r, k)]);
                 }
         __syncthreads();                        // the staged gs / f read: Minv's buffer is free
-        // the inverses of this superblock and sequence, [nb][32][32] swizzled as in shared memory: a flat copy,
-        // once fb_inverse_kernel (the kernel ahead, which may still run: programmatic dependent launch) is done
+        // the inverses of this superblock and sequence, [nb][32][32] split as in shared memory: a flat copy, once
+        // fb_inverse_kernel (the kernel ahead, which may still run: programmatic dependent launch) is done
         grid_dep_wait();
         const float *src = Minv_g + (size_t)b * S * FB_R;
         for (int i = 4 * threadIdx.x; i < nb * FB_R * FB_R; i += 4 * FB_SOLVE_THREADS) cp_async16(Minv + i, src + i, true);
@@ -779,8 +861,14 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
     FB_PHASE(FB_PH_HF, 0);
     for (int it = 0; it < nb; it++) {
         int q = BWD ? nb - 1 - it : it, q0 = q * FB_R, buf = it & 1;
+        int qn = BWD ? q - 1 : q + 1;           // the next block; its rhs is warp qn's: the critical path
         bool more = it + 1 < nb;
         float *pq = pan0 + buf * S * FB_R, *pn = pan0 + (buf ^ 1) * S * FB_R;
+        // warp w's block of the next panel (L[rows of block own, columns of block qn], at panel row 32 off): forward
+        // blocks own >= qn, warp own's but the first (qn, warp qn's: the critical one), which is warp q's; backward
+        // blocks own < qn, warp own's. -1: none
+        int own = !more ? -1 : BWD ? (w < qn ? w : -1) : w == q ? qn : w > qn && w < nb ? w : -1;
+        int off = BWD ? own : own - qn;
         if (w == q) {
             // R. rhs_q^T (forward f + G h, backward h; h_q is complete) as A fragments into ra: the C tiles
             // 2kt, 2kt+1 of m-tile mt are the A fragment (mt, kt)
@@ -808,52 +896,39 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
             }
             FB_PHASE_IT(it, FB_PH_RHS, q);
         }
-        __syncthreads();                        // ra complete; every warp is past its update of it-1 (xa, pn free)
+        __syncthreads();                        // ra complete; every warp is past its work of it-1 (xa, xs free)
         FB_PHASE_IT(it, FB_PH_BAR1, 0);
-        if (more) {                             // the next block's panel into the buffer the update of it-1 used
-            if (BWD) fb_load_panel(pn, L, S, 0, q0 - FB_R, q0 - FB_R, Sv);
-            else     fb_load_panel(pn, L, S, q0 + FB_R, nb * FB_R, q0 + FB_R, Sv);
-            cp_async_commit();
-        }
         {
             // X. x_q^T = rhs_q^T Minv_q^T, warp w the C tile (mt, nt) = (w / 4, w % 4): B[k][n] = Minv_q[n][k]
-            // from shared (Minv_q is lower (forward) / upper (backward) triangular: the k-slice kt = 1 (forward)
-            // is 0 for nt < 2, kt = 0 (backward) for nt >= 2); x into xa (half of the A fragment (mt, nt / 2))
-            // and to global memory
+            // from shared, split (Minv_q is lower (forward) / upper (backward) triangular: the k-slice kt = 1
+            // (forward) is 0 for nt < 2, kt = 0 (backward) for nt >= 2); x into xa (half of the A fragment
+            // (mt, nt / 2)) and, fp32, into xs for the stores after the update
             const float *Mq = Minv + q * FB_R * FB_R;
             int mt = w / 4, nt = w % 4;
             float x[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
             for (int kt = 0; kt < 2; kt++) {
                 if (BWD ? kt == 0 && nt >= 2 : kt == 1 && nt < 2) continue;
-                FbFragA a = fb_frag_load(ra, mt, kt, lane);
-                FbFragB bb;
-                fb_frag_b(&bb, Mq, 8 * nt, 16 * kt, lane);
-                fb_mma3(x, a, bb);
+                fb_mma3(x, fb_frag_load(ra, mt, kt, lane), fb_frag_b(Mq, 8 * nt, kt, lane));
             }
 #pragma unroll
-            for (int i = 0; i < 4; i++)
+            for (int i = 0; i < 4; i++) {
                 if (q0 + fb_c_row(nt, i, lane) >= Sv) x[i] = 0.0f;
+                xs[fb_sw_c(fb_c_row(nt, i, lane), fb_c_col(mt, i, lane))] = x[i];
+            }
             uint32_t hi[2], lo[2];
             fb_split_pack(&hi[0], &lo[0], x[0], x[1]);
             fb_split_pack(&hi[1], &lo[1], x[2], x[3]);
             *(FbU2 *)((uint32_t *)fb_frag_at(xa, 0, mt, nt / 2, lane) + 2 * (nt % 2)) = FbU2{hi[0], hi[1]};
             *(FbU2 *)((uint32_t *)fb_frag_at(xa, 1, mt, nt / 2, lane) + 2 * (nt % 2)) = FbU2{lo[0], lo[1]};
-#pragma unroll
-            for (int i = 0; i < 4; i++) {           // x, and its bf16 halves as packed above (fb_split's bits)
-                int r = q0 + fb_c_row(nt, i, lane), col = n0 + fb_c_col(mt, i, lane);
-                if (r < Sv && col < D) {
-                    size_t o = base + (size_t)r * D + col;
-                    uint16_t xh = (uint16_t)(hi[i / 2] >> 16 * (i % 2)), xl = (uint16_t)(lo[i / 2] >> 16 * (i % 2));
-                    fb_store_x3(x3, (size_t)b * T + u0 + r, col, D, xh, xl);
-                    if (BWD) *(uint16_t *)&xb[o] = xh; else xf[o] = x[i];   // backward df = bf16(u) = u_hi
-                }
-            }
             FB_PHASE_IT(it, FB_PH_X, 0);
         }
-        if (more) cp_async_wait<1>(); else cp_async_wait<0>();   // this thread's copies of block q's panel
-        __syncthreads();                        // xa and block q's panel complete
+        __syncthreads();                        // xa, xs complete
         FB_PHASE_IT(it, FB_PH_BAR2, 0);
+        if (own >= 0) {                         // the next panel's block of this warp, in while it updates
+            fb_load_panel(pn + off * FB_R * FB_R, L, S, own * FB_R, own * FB_R + FB_R, qn * FB_R, Sv, lane, WARP_SIZE);
+            cp_async_commit();
+        }
         // U. h_w^T += x_q^T L_wq^T for the blocks w after q (forward: w >= q, panel row 32 (w - q); backward: w < q)
         if (BWD ? w < q : w >= q && w < nb) {
             const float *Lw = pq + (BWD ? w : w - q) * FB_R * FB_R;
@@ -862,16 +937,15 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
                 FbFragA a[2] = {fb_frag_load(xa, 0, kt, lane), fb_frag_load(xa, 1, kt, lane)};
 #pragma unroll
                 for (int nt = 0; nt < 4; nt++) {
-                    FbFragB bb;
-                    fb_frag_b(&bb, Lw, 8 * nt, 16 * kt, lane);
+                    FbFragB bb = fb_frag_b(Lw, 8 * nt, kt, lane);
                     fb_mma3(h[0][nt], a[0], bb);
                     fb_mma3(h[1][nt], a[1], bb);
                 }
             }
         }
         FB_PHASE_IT(it, FB_PH_UPD + w, w);
-        if (!BWD && w == q) {                   // h_q = c_q, complete: to global memory from the C tiles
-#pragma unroll
+        if (!BWD && w == q) {                   // h_q = c_q, complete: to global memory from the C tiles (each
+#pragma unroll                                  // store 4 rows x 32 bytes: whole sectors)
             for (int mt = 0; mt < 2; mt++)
 #pragma unroll
                 for (int nt = 0; nt < 4; nt++)
@@ -882,23 +956,35 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
                     }
         }
         FB_PHASE_IT(it, FB_PH_CEND, q);
+        if (own >= 0) {                         // this warp's block of the next panel: in, then split in place
+            cp_async_wait<0>();
+            __syncwarp();
+            fb_split_block(pn + off * FB_R * FB_R, lane);
+        }
+        // x_q out, by every warp but the critical one (warp qn, whose rhs comes next: its update, then its rhs)
+        if (!more || w != qn) {
+            int rank = w - (more && w > qn);
+            fb_store_x<BWD>(xs, xf, x3, xb, base, t0, q0, n0, Sv, D, vec, rank * WARP_SIZE + lane, (FB_NB - more) * WARP_SIZE);
+        }
+        FB_PHASE_IT(it, FB_PH_OUT + w, w);
     }
 }
 
 // The diagonal blocks' inverses of one superblock, once per sequence (the solve's D/32 CTAs of a sequence read them):
 //   Minv[b][q] = (I - G_q L_qq)^{-1},  L_qq = L[b][32q:32q+32, 32q:32q+32] with the entries outside [0, Sv)^2 = 0,
 // forward (REV = 0) L = Pd, G = diag(gamma[b, u0 + 32q + i]) (0 past Sv); backward (REV = 1) L = PcT, G = I.
-// Minv (B, S/32, 32, 32) fp32, each block swizzled (fb_sw) as the solve keeps it in shared memory, so the solve
-// copies it flat. fb_block_inverse as the solve ran it, on the same tri and g: the same bits.
+// Minv (B, S/32, 32, 32): each block split into its B fragments (fb_split_block) as the solve keeps it in shared
+// memory, so the solve copies it flat. fb_block_inverse and fb_split_block as the solve runs them with
+// SESSA_FB_INV=0, on the same tri and g: the same bits.
 // grid (nb, B), one warp each (lane = column). Cost per block: 4 KiB in (L2: the rows/slab kernel just wrote L),
-// 496 FMAs a lane, 4 KiB out; B=8 S=256: 64 warps, 0.5 MB moved, latency-bound: predicted ~2-3 us, measured 4.6 us
+// 496 FMAs a lane, 8 + 8 LDS.128, 16 splits, 4 KiB out; B=8 S=256: 64 warps, 0.5 MB moved, latency-bound: predicted ~2-3 us, measured 4.6 us
 // alone (ncu, with a row's sum one chain of r dependent FMAs; four chains now, predicted ~3 us). It lets the solve that
 // follows start at once (grid_dep_launch_dependents; the solve waits for it only before it copies Minv), so with
 // programmatic dependent launch it runs beside the solve's own prologue loads.
 template <bool REV>
 __global__ void __launch_bounds__(WARP_SIZE)
 fb_inverse_kernel(float *Minv, const float *L, const float *gamma, int u0, int Sv, int S, int T) {
-    __shared__ __align__(16) float tri[FB_R * FB_R];
+    __shared__ __align__(16) float tri[FB_R * FB_R], inv[FB_R * FB_R];
     int q = blockIdx.x, b = blockIdx.y, lane = threadIdx.x, q0 = q * FB_R;
     grid_dep_launch_dependents();
     L += ((size_t)b * S + q0) * S + q0;
@@ -909,19 +995,25 @@ fb_inverse_kernel(float *Minv, const float *L, const float *gamma, int u0, int S
     for (int r = 0; r < FB_R; r++) tri[r * FB_R + lane] = v[r];
     float g = REV ? 1.0f : q0 + lane < Sv ? gamma[(size_t)b * T + u0 + q0 + lane] : 0.0f;
     __syncwarp();
-    fb_block_inverse<REV>(Minv + ((size_t)b * (S / FB_R) + q) * FB_R * FB_R, tri, g, lane);
+    fb_block_inverse<REV>(inv, tri, g, lane);
+    __syncwarp();
+    fb_split_block(inv, lane);
+    __syncwarp();
+    FbU4 *dst = (FbU4 *)(Minv + ((size_t)b * (S / FB_R) + q) * FB_R * FB_R);
+#pragma unroll
+    for (int i = 0; i < FB_R * FB_R / 4 / WARP_SIZE; i++) dst[i * WARP_SIZE + lane] = ((const FbU4 *)inv)[i * WARP_SIZE + lane];
 }
 
 // forward: for the rows r of U in blocks of 32, c_r = acc_r + sum_{j<r} Pd[r][j] s_j, s_r = f_r + g_r c_r.
 // acc (B, S, D) = P[:, 0:u0] s[0:u0] (ignored when has_acc = 0); Pd (B, S, S) the fp32 diagonal block of alpha
 // (entries past Sv finite: feedback_forward clears Pd once per call). Writes s, c (fp32) and s3 (the bf16
 // halves of s, read by the next superblocks' GEMMs). grid (ceil(D/32), B), FB_SOLVE_THREADS, fb_solve_smem(S).
-// INV: fb_solve's (Minv from fb_inverse_kernel, h and f staged in shared memory).
+// INV, vec: fb_solve's (Minv from fb_inverse_kernel, h and f staged in shared memory; 16-byte output stores).
 template <bool INV>
 __global__ void __launch_bounds__(FB_SOLVE_THREADS, 2)
 fb_fwd_solve_kernel(float *s, float *c, floatX *s3, const float *acc, int has_acc, const float *Pd,
-                    const floatX *f, const float *gamma, const float *Minv, int u0, int Sv, int S, int T, int D) {
-    fb_solve<false, INV>(s, c, s3, NULL, acc, has_acc, Pd, Minv, f, NULL, gamma, u0, Sv, S, T, D);
+                    const floatX *f, const float *gamma, int vec, const float *Minv, int u0, int Sv, int S, int T, int D) {
+    fb_solve<false, INV>(s, c, s3, NULL, acc, has_acc, Pd, Minv, f, NULL, gamma, vec, u0, Sv, S, T, D);
 }
 
 // backward, transposed: for the keys j of U in blocks of 32 from last to first,
@@ -929,12 +1021,12 @@ fb_fwd_solve_kernel(float *s, float *c, floatX *s3, const float *acc, int has_ac
 // with the fp32 diagonal block PcT[j][t] = Pc[t][j] (strictly upper; entries past Sv finite: feedback_backward
 // clears PcT once per call). The forward's schedule with L = PcT, G = I, the blocks from last to first, and
 // h = gs + acc from the start. Writes u3 (u's bf16 halves, X3 layout) and df = bf16(u).
-// grid (ceil(D/32), B), FB_SOLVE_THREADS, fb_solve_smem(S). INV as the forward's.
+// grid (ceil(D/32), B), FB_SOLVE_THREADS, fb_solve_smem(S). INV, vec as the forward's.
 template <bool INV>
 __global__ void __launch_bounds__(FB_SOLVE_THREADS, 2)
 fb_bwd_solve_kernel(floatX *u3, floatX *df, const float *acc, int has_acc, const float *PcT,
-                    const float *gs, const float *Minv, int u0, int Sv, int S, int T, int D) {
-    fb_solve<true, INV>(NULL, NULL, u3, df, acc, has_acc, PcT, Minv, NULL, gs, NULL, u0, Sv, S, T, D);
+                    const float *gs, int vec, const float *Minv, int u0, int Sv, int S, int T, int D) {
+    fb_solve<true, INV>(NULL, NULL, u3, df, acc, has_acc, PcT, Minv, NULL, gs, NULL, vec, u0, Sv, S, T, D);
 }
 
 // Where the diagonal blocks' inverses are made (SESSA_FB_INV in the environment, read at the first solve; dev/cuda's
@@ -958,8 +1050,9 @@ static int fb_inverse_where(void) {
 }
 
 // the launch of a solve: dynamic shared memory past 48 KiB, carveout to the maximum (2 CTAs per SM); with mode 1-2
-// (when vec: D a multiple of 8, f or gs 16-byte aligned; else mode 0) fb_inverse_kernel<BWD> first (Minv from
-// scratch) and the kernel inv, with mode 2 launched by programmatic dependent launch; with mode 0 the kernel own
+// (when vec: D a multiple of 8, the inputs f or gs and the outputs 16-byte aligned; else mode 0) fb_inverse_kernel<BWD>
+// first (Minv from scratch) and the kernel inv, with mode 2 launched by programmatic dependent launch; with mode 0
+// the kernel own. vec also picks the solve's 16-byte output stores (the kernels' argument before Minv).
 template <bool BWD, typename... KArgs, typename... Args>
 static void fb_launch_solve(void (*own)(KArgs...), void (*inv)(KArgs...), int vec, float *Minv, const float *L,
                             const float *gamma, int u0, int Sv, int S, int B, int T, int D, cudaStream_t stream,
@@ -979,18 +1072,20 @@ static void fb_launch_solve(void (*own)(KArgs...), void (*inv)(KArgs...), int ve
     memset(&cfg, 0, sizeof cfg);
     cfg.gridDim = dim3(ceil_div(D, FB_R), B); cfg.blockDim = dim3(FB_SOLVE_THREADS); cfg.dynamicSmemBytes = fb_solve_smem(S);
     cfg.stream = stream; cfg.attrs = &pdl; cfg.numAttrs = mode == 2;
-    cudaCheck(cudaLaunchKernelEx(&cfg, kernel, args..., mode > 0 ? (const float *)Minv : NULL, u0, Sv, S, T, D));
+    cudaCheck(cudaLaunchKernelEx(&cfg, kernel, args..., vec, mode > 0 ? (const float *)Minv : NULL, u0, Sv, S, T, D));
 }
 // the two solves; Minv: scratch for the inverses, (B, S/32, 32, 32) fp32
 static void fb_fwd_solve(float *s, float *c, floatX *s3, const float *acc, int has_acc, const float *Pd,
                          const floatX *f, const float *gamma, float *Minv, int u0, int Sv, int S, int B, int T, int D,
                          cudaStream_t stream) {
-    fb_launch_solve<false>(fb_fwd_solve_kernel<false>, fb_fwd_solve_kernel<true>, D % 8 == 0 && ptr_alignment(f) >= 16,
+    int vec = D % 8 == 0 && ptr_alignment(f) >= 16 && ptr_alignment(s) >= 16 && ptr_alignment(c) >= 16 && ptr_alignment(s3) >= 16;
+    fb_launch_solve<false>(fb_fwd_solve_kernel<false>, fb_fwd_solve_kernel<true>, vec,
                            Minv, Pd, gamma, u0, Sv, S, B, T, D, stream, s, c, s3, acc, has_acc, Pd, f, gamma);
 }
 static void fb_bwd_solve(floatX *u3, floatX *df, const float *acc, int has_acc, const float *PcT,
                          const float *gs, float *Minv, int u0, int Sv, int S, int B, int T, int D, cudaStream_t stream) {
-    fb_launch_solve<true>(fb_bwd_solve_kernel<false>, fb_bwd_solve_kernel<true>, D % 8 == 0 && ptr_alignment(gs) >= 16,
+    int vec = D % 8 == 0 && ptr_alignment(gs) >= 16 && ptr_alignment(u3) >= 16 && ptr_alignment(df) >= 16;
+    fb_launch_solve<true>(fb_bwd_solve_kernel<false>, fb_bwd_solve_kernel<true>, vec,
                           Minv, PcT, NULL, u0, Sv, S, B, T, D, stream, u3, df, acc, has_acc, PcT, gs);
 }
 

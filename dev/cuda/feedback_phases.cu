@@ -6,12 +6,13 @@
  Phases per block iteration it (q = it forward, nb-1-it backward; "R start" = warp q past its own update of it-1,
  or the prologue's end for it = 0):
    rhs      warp q: rhs_q as A fragments into ra                                        (RHS - R start)
-   bar1     warp q waits at barrier 1 (the other warps' updates of it-1)                (BAR1 - RHS)
-   x        warp 0: the next panel's cp.async issue, its C tile of x_q, x to global     (X - BAR1)
-   bar2     warp 0 waits at barrier 2 (the panel's cp.async, the other warps' x tiles)  (BAR2 - X)
-   upd max  the slowest updating warp: its 48 mmas per block after q                    (max UPD - BAR2)
-   upd q+1  the warp whose rhs comes next: its update                                   (UPD[next q] - BAR2)
+   bar1     warp q waits at barrier 1 (the other warps' work of it-1)                   (BAR1 - RHS)
+   x        warp 0: its C tile of x_q (3-6 mmas), staged into xa and xs                 (X - BAR1)
+   bar2     warp 0 waits at barrier 2 (the other warps' x tiles)                        (BAR2 - X)
+   upd max  the slowest updating warp: its next-panel cp.async issue, 48 mmas           (max UPD - BAR2)
+   upd q+1  the warp whose rhs comes next (the critical one): its update                (UPD[next q] - BAR2)
    c store  forward, warp q: c_q out                                                    (CEND - UPD[q])
+   out max  the slowest other warp: update, c, its next-panel block split, x_q stores   (max OUT - BAR2)
    iter     barrier 1 to barrier 1                                                      (BAR1 - previous BAR1)
  Doubt: with the former one-barrier schedule, the backward's warp 0 (which updates right after the barrier) read
  its "past the barrier" clock ~5k cycles before warp q's "phase A done" clock, which a barrier forbids (its outputs
@@ -38,7 +39,7 @@ static long long ph_clk[FB_PH_CTAS * FB_PH_SLOTS];
 static long long clk_it(int i, int it, int k) { return ph_clk[(size_t)i * FB_PH_SLOTS + FB_PH_PRO + it * FB_PH_IT + k]; }
 static long long clk_pro(int i, int k) { return ph_clk[(size_t)i * FB_PH_SLOTS + k]; }
 
-#define NPH 8                                 // phases per block iteration (names[] in phases())
+#define NPH 9                                 // phases per block iteration (names[] in phases())
 typedef struct { double sum, max; } Stat;
 static void stat_add(Stat *s, double v) { s->sum += v; if (v > s->max) s->max = v; }
 static void stat_print(const char *name, const Stat *s, int n) { printf("  %-30s %10.0f %10.0f\n", name, s->sum / n, s->max); }
@@ -71,23 +72,29 @@ static void phases(SolveBufs *p, int bwd, int has_acc) {
         for (int it = 0; it < nb; it++) {
             int q = bwd ? nb - 1 - it : it, qn = bwd ? q - 1 : q + 1;
             long long r0 = it == 0 ? clk_pro(i, FB_PH_HF) : clk_it(i, it - 1, FB_PH_UPD + q);
-            long long bar2 = clk_it(i, it, FB_PH_BAR2), updmax = bar2;
+            long long bar2 = clk_it(i, it, FB_PH_BAR2), updmax = bar2, outmax = bar2, outall = bar2;
             for (int w = 0; w < nb; w++)
                 if (bwd ? w < q : w >= q) { long long u = clk_it(i, it, FB_PH_UPD + w); if (u > updmax) updmax = u; }
+            for (int w = 0; w < FB_NB; w++) {
+                long long o = clk_it(i, it, FB_PH_OUT + w);
+                if (o > outall) outall = o;
+                if (w != qn && o > outmax) outmax = o;
+            }
             double v[NPH] = {(double)(clk_it(i, it, FB_PH_RHS) - r0), (double)(clk_it(i, it, FB_PH_BAR1) - clk_it(i, it, FB_PH_RHS)),
                              (double)(clk_it(i, it, FB_PH_X) - clk_it(i, it, FB_PH_BAR1)), (double)(bar2 - clk_it(i, it, FB_PH_X)),
                              (double)(updmax - bar2),
                              qn >= 0 && qn < nb ? (double)(clk_it(i, it, FB_PH_UPD + qn) - bar2) : 0.0,
                              bwd ? 0.0 : (double)(clk_it(i, it, FB_PH_CEND) - clk_it(i, it, FB_PH_UPD + q)),
+                             (double)(outmax - bar2),
                              (double)(clk_it(i, it, FB_PH_BAR1) - (it == 0 ? clk_pro(i, FB_PH_HF) : clk_it(i, it - 1, FB_PH_BAR1)))};
             for (int k = 0; k < NPH; k++) { stat_add(&per[it][k], v[k]); if (k < NPH - 1) sk[k] += v[k]; }
-            long long e = bwd ? updmax : clk_it(i, it, FB_PH_CEND);
+            long long e = outall;
             if (e > end) end = e;
         }
         for (int k = 0; k < NPH - 1; k++) stat_add(&sum[k], sk[k]);
         stat_add(&total, end - clk_pro(i, FB_PH_START));
     }
-    const char *names[NPH] = {"rhs", "bar1", "x", "bar2", "upd max", "upd q+1", "c store", "iter"};
+    const char *names[NPH] = {"rhs", "bar1", "x", "bar2", "upd max", "upd q+1", "c store", "out max", "iter"};
     int own = fb_inverse_where() == 0;          // the CTA inverts the diagonal blocks itself (else it copies Minv in)
     stat_print(own ? "prologue: tri + gamma loads" : "prologue: panel, acc, f/gs in", &tri, ncta);
     stat_print(own ? "prologue: inverses" : "prologue: h, f read, Minv in", &inv, ncta);
