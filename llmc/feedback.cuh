@@ -114,7 +114,10 @@
    sequence, h/f loads) was then ~1/3 of a CTA (16-19k of 46-48k cycles): the inverses are now made once per
    sequence by fb_inverse_kernel and the prologue's loads are 16-byte copies into shared memory: 11.5k cycles
    (forward with acc), a layer's fwd + bwd at B=8 T=1024 0.667 ms against 0.696 with the former prologue in the same
-   run (SESSA_FB_INV below; "in-superblock solves" has the count).
+   run (SESSA_FB_INV below; "in-superblock solves" has the count). The clocks then put ~60% of a CTA in X (x stored
+   from the C layout by 2-byte stores between the two barriers) and in the per-load splits of the updates' fragments:
+   x is now staged and stored as 16-byte row spans by the warps off the chain, Minv and the panels are split once,
+   and B=1 may run 16 columns a CTA (SESSA_FB_COLS): predicted ~18 / ~16 us per call at B=8 T=1024 (the count there).
  Memory (scratch, the larger of forward and backward): forward 6BTD (s3) + 4 B S T (Z) + nb x (6 B S T (P3)
    + 4 B S^2 (Pd) + 4 B S D (acc)); backward 6BTD (u3) + 4BTD (fp32 dqb accumulator) + nb x (10 B T S (slab: Zs/US
    fp32, Pc3, dZ over its rows 3i) + 4 B S^2 (PcT) + 4 B S D (acc)) + 6 B S D (sU3) + 4 B S 32 (Minv, both); the
@@ -246,20 +249,26 @@ static void *fb_side_workspace[FB_SIDE_STREAMS];
 // (B ceil(D/32): B=1 and 2 at D=768), else all. Measured (H200 fbbench fwd + bwd, median of 5, lookahead off,
 // 2 sets; all SMs / 66 / 33): B=8 T=1024 0.653 / 0.694 / 0.752 ms, B=4 T=2048 1.140 / 1.179 / 1.277, B=2 T=4096
 // 1.933 / 1.902 / 2.243, B=1 T=8192 4.194 / 3.854 / 4.451.
-static int fb_side_sms_call = 0;   // the SMs the current call's side GEMMs target (fb_side_sms_set)
-static void fb_side_sms_set(int B, int D) {
-    static int env = -2, sms = 0;
-    if (env == -2) {
-        const char *e = getenv("SESSA_FB_SIDE_SMS");
-        env = e ? atoi(e) : -1;
-        if (env < -1) fatal("feedback: SESSA_FB_SIDE_SMS=%d (need a number of SMs, 0 for all, -1 automatic)", env);
+static int fb_sm_count(void) {   // the device's SMs (asked once)
+    static int sms = 0;
+    if (sms == 0) {
         int dev;
         cudaDeviceProp prop;
         cudaCheck(cudaGetDevice(&dev));
         cudaCheck(cudaGetDeviceProperties(&prop, dev));
         sms = prop.multiProcessorCount;
     }
-    fb_side_sms_call = env >= 0 ? env : B * ceil_div(D, 32) <= 48 ? sms / 2 : 0;
+    return sms;
+}
+static int fb_side_sms_call = 0;   // the SMs the current call's side GEMMs target (fb_side_sms_set)
+static void fb_side_sms_set(int B, int D) {
+    static int env = -2;
+    if (env == -2) {
+        const char *e = getenv("SESSA_FB_SIDE_SMS");
+        env = e ? atoi(e) : -1;
+        if (env < -1) fatal("feedback: SESSA_FB_SIDE_SMS=%d (need a number of SMs, 0 for all, -1 automatic)", env);
+    }
+    fb_side_sms_call = env >= 0 ? env : B * ceil_div(D, 32) <= 48 ? fb_sm_count() / 2 : 0;
 }
 
 static void fb_gemm(FbOut C, FbIn A, FbIn B, FbShape sh, float alpha, float beta, cudaStream_t stream) {
@@ -445,13 +454,13 @@ __global__ void fb_fwd_rows_kernel(floatX *P3, float *Pd, float *lse, const floa
 // ----------------------------------------------------------------------------
 // in-superblock solves (forward and backward share one schedule, on tensor cores)
 //
-// Both directions solve, inside a superblock of Sv <= S rows and for the 32 columns of a CTA, x = rhs + G (acc + L x)
-// with L (S x S, fp32, in global memory) strictly triangular and >= 0: forward L = Pd (lower), G = diag(gamma),
-// x = s, and the sums acc + L x are c; backward L = PcT (upper, gamma already inside), G = I, x = u. Rows go in
-// blocks of 32 (q = 0 .. nb-1, from last to first in the backward). Per block q, with h_q = acc + (L x)_q over the
-// blocks solved so far:
+// Both directions solve, inside a superblock of Sv <= S rows and for the 32 (or 16) columns of a CTA,
+// x = rhs + G (acc + L x) with L (S x S, fp32, in global memory) strictly triangular and >= 0: forward L = Pd (lower),
+// G = diag(gamma), x = s, and the sums acc + L x are c; backward L = PcT (upper, gamma already inside), G = I, x = u.
+// Rows go in blocks of 32 (q = 0 .. nb-1, from last to first in the backward). Per block q, with h_q = acc + (L x)_q
+// over the blocks solved so far:
 //   R. rhs_q = f_q + G_q h_q (forward), h_q (backward)                                 (warp q, whose h_q it is)
-//   X. x_q = Minv_q rhs_q,  Minv_q = (I - G_q L_qq)^{-1}                 (32x32 by 32x32, all 8 warps: a tile each)
+//   X. x_q = Minv_q rhs_q,  Minv_q = (I - G_q L_qq)^{-1}          (32x32 by 32x32, 8 (4) warps: a 16x8 tile each)
 //   U. right-looking: h_p += L_pq x_q for every block p after q (forward also p = q: L_qq is strictly lower, so
 //      h_q becomes c_q, complete)                                                   (32x32 by 32x32, warp p)
 // The diagonal blocks' inverses come first: forward substitution of 32 dependent rows in fp32, a warp per block
@@ -480,50 +489,65 @@ __global__ void fb_fwd_rows_kernel(floatX *P3, float *Pd, float *lse, const floa
 // every CTA and the 4-byte loads (the former prologue; buffer 1 of the panel holds the diagonal blocks then), 1
 // launches the solve after fb_inverse_kernel in the ordinary way: all give the same bits (dev/cuda's checks compare).
 // Tensor cores: every 32x32 by 32x32 product of A and B is done transposed, as mma.sync m16n8k16 bf16 tiles with
-// fp32 accumulators in registers: warp p keeps h_p^T (32 columns x 32 rows of block p) in the C layout (2 m-tiles x
-// 4 n-tiles x 4 floats = 32 registers a lane), and
+// fp32 accumulators in registers: warp p keeps h_p^T (the CTA's 32 columns x 32 rows of block p) in the C layout
+// (2 m-tiles x 4 n-tiles x 4 floats = 32 registers a lane; 16 with 16 columns a CTA, MT = 1), and
 //   R. warp q packs rhs_q^T from its accumulators as A fragments (the C layout of two n-tiles is the A layout of one
 //      k16 slice, mma.cuh) into shared memory (ra: packed bf16 hi and lo, one 16-byte load per fragment);
-//   X. x_q^T = rhs_q^T Minv_q^T: warp w computes the C tile (m-tile w / 4, n-tile w % 4): A from ra, B[k][n] =
-//      Minv_q[n][k] from shared; it writes its tile as half of an A fragment into xa and its 4 x 8 elements of x to
-//      global memory straight from the C layout;
-//   U. h_p^T += x_q^T L_pq^T: A = x_q^T from xa, B = L_pq[n][k] from the panel.
+//   X. x_q^T = rhs_q^T Minv_q^T: warp w < 4 MT computes the C tile (m-tile w / 4, n-tile w % 4): A from ra, B[k][n] =
+//      Minv_q[n][k] from shared memory, split; it writes its tile as half of an A fragment into xa and, fp32, into
+//      the staging tile xs (nothing to global memory here);
+//   U. h_p^T += x_q^T L_pq^T: A = x_q^T from xa, B = L_pq[n][k] from the panel, split.
 // fp32-grade products as the chain GEMMs: X = X_hi + X_lo (bf16 halves, 17 bits), X Y ~ X_hi Y_hi + X_lo Y_hi +
 // X_hi Y_lo, three mmas into the fp32 accumulator (relative error ~2^-16 per product; the former fp32-FMA kernels:
-// ~2^-24). The fp32 operands (Minv, panel) are split when they are loaded into fragments.
-// CTA = 32 columns x one batch element, 8 warps (warp w owns block w: at most FB_NB = 8 blocks), grid (ceil(D/32), B):
-// B=8 D=768 is 192 CTAs, 2 per SM (105 KiB shared each), one wave on 132 SMs. Shared memory (floats, S rows):
-//   Minv  [S/32][32][32]   the diagonal blocks' inverses (swizzled: fb_sw)
-//   panel [2][S][32]       L[rows, block q's 32 columns], double-buffered: cp.async brings the next block's panel
-//                          while block q is solved and updated (fb_inverse_mode 0: the prologue's diagonal blocks
-//                          use buffer 1 before)
+// ~2^-24). The fp32 operands (Minv, the panel's blocks) are split into their B fragments ONCE (fb_split_block: bf16
+// hi and lo of a lane's 4 elements in one 16-byte chunk, in place), not at every fragment load.
+// CTA = 16 MT columns x one batch element, 8 warps (warp w owns block w: at most FB_NB = 8 blocks), grid
+// (ceil(D/(16 MT)), B): B=8 D=768 is 192 CTAs of 32 columns, 2 per SM (109 KiB shared each), one wave on 132 SMs.
+// Shared memory (floats, S rows):
+//   Minv  [S/32][32][32]   the diagonal blocks' inverses, split (fb_sw_b)
+//   panel [2][S][32]       L[rows, block q's 32 columns], double-buffered; block p of it (rows 32p..) is warp p's.
+//                          It comes in fp32 by cp.async (fb_sw_b), issued by one warp per block right after barrier 2
+//                          of the block before, and that warp splits it in place after its update there: every warp
+//                          but the critical one (forward: warp q+1's block, the diagonal one, is warp q's to load and
+//                          split). The first panel: by the CTA in the prologue (fb_inverse_mode 0: the prologue's
+//                          diagonal blocks use buffer 1 before)
 //   ra, xa [hi, lo][2 m-tiles][2 k-slices][32 lanes][4]   rhs_q^T and x_q^T as A fragments
+//   xs    [32][32]         x_q fp32 (fb_sw_c), for the stores
 //   gsh   [S]              forward: gamma of the superblock's rows
-// Two barriers per block: R (warp q), barrier 1, X (every warp), barrier 2, U (every warp p after q; forward warp q
-// then writes c_q from its accumulators). ra is free again after barrier 2, xa and the panel buffer of block q-1
-// after barrier 1 (every warp is past its update of q-1 there). (Issuing the next block's panel during U by the warps
-// without an update, off X's path, measured 1-3% slower over a layer's forward + backward on the H200: kept after
-// barrier 1.)
-// Why (dev/cuda/feedback_phases.cu, the H200): the former schedule did R and X on warp q alone (36 dependent-chained
-// mmas, ~900 instructions) and wrote x and c through a staging tile, row by row (~800 more), while the other 7 warps
-// waited at the one barrier. Mean SM cycles per CTA, forward, B=8 T=1024 D=768 (92k, 62 us per call): prologue 18k
-// (diagonal blocks and gamma in 6.6k, inverses 5.2k, h and f 6.4k), then per block ~9.5k: phase A's mmas 2.9k, its
-// 32 rows of x out 4.3k, the barrier 0.1k, warp q+1's update 2.1k (c out by warp q, 2.8k, beside it). The backward
-// alike (75k, 48 us; its barrier clocks read inconsistently, see feedback_phases.cu). Both have x's stores and 3/4 of
-// the mma chains of X off the critical path now, spread over 8 warps.
-// Count per CTA and superblock (S = 256, nb = 8, D-columns 32): mmas (2048 MACs each) forward: updates 36 (p >= q)
-// pairs x 48 (2 m x 4 n x 2 k x 3 hi/lo) = 1728, X 8 x 36 (Minv_q's zero quarter skipped) = 288: 2016 (4.1M MACs,
-// 1.44M useful); backward 28 pairs: 1344 + 288 = 1632. Shared loads per pair and warp: 16 LDS.64 (panel) + 4 LDS.128
-// (xa) for 48 mmas. Critical path per block: the update of warp q+1 (48 mmas; the busiest sub-partition issues 4 x 48
-// at ~4-8 clk each while every warp updates), R (~150 instructions), barrier 1, X (<= 6 chained mmas, ~0.2k clk),
-// barrier 2 (~0.1k each): ~1.6k (update, mean over the blocks; less without the quarter-rate single conversions
-// fb_split_pack had, 32 per warp and update) + 0.3k + 0.6k + 0.2k ~ 2.7k per block, ~22k for 8, plus the prologue
-// (~12k: the inverses with 16-byte loads, h and f in one round trip): ~34k cycles per CTA, predicted ~19 us per call
-// forward (was 62) and ~16 us backward (was 48) at B=8 T=1024 D=768; measured 36 and 32 us (~42-46k cycles).
-// Registers: 126 forward, 108 backward (INV; 128 and 126 with the inverses in the CTA), 2 CTAs per SM, no spills
-// (ptxas -v, CUDA 13).
+// Per block: R (warp q), barrier 1, X (warps < 4 MT), barrier 2, U (every warp p after q), then every warp but the
+// critical one (qn = q+1 forward, q-1 backward: its update, then its R, is the chain) does the rest: forward warp q
+// stores c_q from its accumulators (4 rows x 32 bytes a store: whole sectors), the owners split their block of the
+// next panel, and all of them store x_q from xs as 16-byte row spans (fb_store_x). ra is free again after barrier 2;
+// xa, xs and the panel buffer of block q-1 after barrier 1 (every warp is past its work of q-1 there).
+// Why (dev/cuda/feedback_phases.cu, the H200, forward B=8 T=1024, mean per CTA of 47.7k cycles; /work gpu6a): the
+// former X was 2.6-4.4k cycles a block (27.8k of the 47.7k), where its header counted ~0.2k of mma chain. Count per
+// warp and block of that X: after barrier 1 the next panel's cp.async issue (up to 7 LDGSTS a thread, ~12 address
+// instructions each), <= 4 LDS.128 (ra), <= 4 LDS.64 + 4 splits (~24 ALU) of Minv, <= 6 chained mmas, 2 splits,
+// 2 STS.64, then x to global memory straight from the C layout: 16 stores a lane (forward 3 x 2-byte s3 + 4-byte s
+// per element, backward 3 + 1 x 2-byte), ~40 instructions of 64-bit addresses. Per CTA and block that is 128 store
+// instructions of 4 rows each: 512 sector writes, 384 of them half sectors (16 bytes of bf16 in a 32-byte sector),
+// plus up to 56 warp LDGSTS of the panel, ~150-200 instructions a warp, all between the two barriers with the 16
+// warps of an SM in the same phase: the LSU queue (MIO/LG throttle) sets X's time, not the mmas. And the former U:
+// 16 fragment loads of the fp32 panel a warp, each 2 LDS.64 + 2 splits (~14 instructions): ~280 instructions per
+// 48 mmas. Now: X ~35 instructions a warp (<= 6 LDS.128, <= 6 mmas, 2 splits, 6 STS), no global memory; U 8 + 8
+// LDS.128 and 48 mmas (~70); after U, off the chain, an owner's split (8 LDS.128, 16 splits, 8 STS.128 a lane) and
+// panel issue (8 LDGSTS a lane), x_q's stores (forward 256 16-byte fp32 chunks + 128 groups of 8 columns, 3 STG.128
+// each; backward 128 groups, 4 each: ~2 of those a thread over 7 warps). Global store instructions per CTA and block:
+// forward 8 + 12 warp STG.128 (s, s3) + 32 (c) = 52, all whole sectors (was 160, 384 half sectors); backward 16 (was
+// 96). Same bits: the same splits of the same fp32 values, the same mma order (dev/cuda checks compare the places of
+// the inverses and the column widths bitwise; this change against the former kernels: bitwise on the emulator).
+// Critical path per block now: U of warp qn (48 mmas in 8 chains of 6: >= ~0.2k latency, 0.4-1.5k while all the
+// SM's warps update at the first blocks), R (~190 instructions, ~0.4-0.6k), barrier 1, X (LDS, <= 6 chained mmas,
+// STS: ~0.35k), barrier 2: ~1.5-2.5k a block (measured 3.5-5.7k before), ~16k for 8 plus the prologue (~9k, the
+// first panel's split hidden in the wait for fb_inverse_kernel): ~25-27k cycles a CTA (47.7k before). Predicted per
+// call: B=8 T=1024 fwd ~18 us (31-34 before), bwd ~16 us (28-30); B=1 T=8192 at 32 columns ~13 / ~12 us (22.8 /
+// 21.3), at 16 columns (48 CTAs, R and U halved: ~1.3-1.5k a block) ~10.5 / ~9.5 us. A layer's fwd + bwd (fbbench,
+// the solves on the chain: 4, 16, 32 superblocks of both): B=8 T=1024 0.661 -> ~0.56 ms, B=2 T=4096 1.991 -> ~1.7,
+// B=1 T=8192 3.896 -> ~3.1.
+// Registers (ptxas -v, CUDA 13, INV / own inverses): 32 columns forward 128 / 128 (36 bytes of spills in the own-
+// inverses variant, SESSA_FB_INV=0 only), backward 111 / 126; 16 columns 91 / 128, 95 / 128. 2 CTAs per SM.
 // Determinism: fixed owners, fixed mma order, no atomics.
-#define FB_R 32                              // rows of a block = columns of a solve CTA
+#define FB_R 32                              // rows of a block (= the columns of a solve CTA of 2 m-tiles)
 #define FB_NB (FB_SMAX / FB_R)               // blocks of a superblock, at most
 #define FB_SOLVE_THREADS (FB_NB * WARP_SIZE) // a warp per block
 static_assert(FB_SMAX <= FB_SOLVE_THREADS, "fb_solve loads gamma with a thread per row");
@@ -689,20 +713,20 @@ __device__ long long fb_phase_clk[FB_PH_CTAS * FB_PH_SLOTS];
 #endif
 #define FB_PHASE_IT(it, slot, warp) FB_PHASE(FB_PH_PRO + (it) * FB_PH_IT + (slot), warp)   // slot of block iteration it
 
-// x_q's outputs from its staged fp32 tile xs ([32][32], fb_sw_c; rows q0.., columns n0.. of the CTA) by the
+// x_q's outputs from its staged fp32 tile xs ([32][32], fb_sw_c; rows q0.., the NC columns n0.. of the CTA) by the
 // threads tid of nth: forward s (fp32) and s3, backward u3 and df = bf16(u) = u_hi (s3, u3: the X3 layout,
 // fb_store_x3; the halves are fb_split_pack's, the bits the C-layout stores had). vec (D a multiple of 8, the
 // outputs 16-byte aligned): 16-byte stores, a row's 32 columns in 8 (fp32) or 4 (bf16) of them, i.e. whole 128-byte
-// (fp32) and 64-byte (bf16) row spans: forward 256 fp32 chunks + 128 groups of 8 columns (3 stores each), backward
-// 128 groups (4 stores each); else element by element. Rows q0 + r >= Sv and columns >= D are not stored.
-template <bool BWD>
+// (fp32) and 64-byte (bf16) row spans (NC = 32; half those at 16): forward 256 fp32 chunks + 128 groups of 8
+// columns (3 stores each), backward 128 groups (4 stores each); else element by element. Rows q0 + r >= Sv and columns >= D are not stored.
+template <bool BWD, int NC>
 __device__ __forceinline__ void fb_store_x(const float *xs, float *xf, floatX *x3, floatX *xb, size_t base,
                                            size_t t0, int q0, int n0, int Sv, int D, int vec, int tid, int nth) {
     if (!vec) {
-        for (int e = tid; e < FB_R * FB_R; e += nth) {
-            int r = e / FB_R, col = n0 + e % FB_R;
+        for (int e = tid; e < FB_R * NC; e += nth) {
+            int r = e / NC, col = n0 + e % NC;
             if (q0 + r >= Sv || col >= D) continue;
-            float x = xs[fb_sw_c(r, e % FB_R)];
+            float x = xs[fb_sw_c(r, e % NC)];
             uint32_t hi, lo;
             fb_split_pack(&hi, &lo, x, 0.0f);
             size_t o = base + (size_t)(q0 + r) * D + col;
@@ -711,15 +735,15 @@ __device__ __forceinline__ void fb_store_x(const float *xs, float *xf, floatX *x
         }
         return;
     }
-    const int nf = BWD ? 0 : FB_R * FB_R / 4;   // forward: the fp32 chunks first
-    for (int e = tid; e < nf + FB_R * FB_R / 8; e += nth) {
+    const int nf = BWD ? 0 : FB_R * NC / 4;     // forward: the fp32 chunks first
+    for (int e = tid; e < nf + FB_R * NC / 8; e += nth) {
         if (e < nf) {
-            int r = e / (FB_R / 4), k = e % (FB_R / 4) * 4;
+            int r = e / (NC / 4), k = e % (NC / 4) * 4;
             if (q0 + r < Sv && n0 + k < D)
                 *(FbF4 *)&xf[base + (size_t)(q0 + r) * D + n0 + k] = *(const FbF4 *)&xs[fb_sw_c(r, k)];
             continue;
         }
-        int r = (e - nf) / (FB_R / 8), k = (e - nf) % (FB_R / 8) * 8;
+        int r = (e - nf) / (NC / 8), k = (e - nf) % (NC / 8) * 8;
         if (q0 + r >= Sv || n0 + k >= D) continue;
         FbF4 a = *(const FbF4 *)&xs[fb_sw_c(r, k)], b = *(const FbF4 *)&xs[fb_sw_c(r, k + 4)];
         FbU4 hi, lo;
@@ -742,7 +766,7 @@ __device__ __forceinline__ void fb_store_x(const float *xs, float *xf, floatX *x
 //   of 8 and f or gs 16-byte aligned) and h, f (gs) come through shared memory by 16-byte cp.async; else the CTA
 //   inverts (and splits) the blocks itself and loads h, f (gs) in the C layout (4-byte loads)
 //   vec: the outputs go by 16-byte stores (fb_store_x; D a multiple of 8, the outputs 16-byte aligned)
-template <bool BWD, bool INV>
+template <bool BWD, bool INV, int MT>
 __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX *xb,
                                          const float *acc, int has_acc, const float *L, const float *Minv_g,
                                          const floatX *f, const float *gs, const float *gamma, int vec, int u0, int Sv,
@@ -754,7 +778,8 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
     float *xs = (float *)(xa + FB_R * FB_R);        // x_q fp32 [32][32] (fb_sw_c), staged for fb_store_x
     float *gsh = xs + FB_R * FB_R;                  // forward: gamma of the superblock's rows (0 past Sv)
     int w = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, t = lane % 4, b = blockIdx.y;
-    int n0 = blockIdx.x * FB_R;                 // the CTA's first column
+    constexpr int NC = 16 * MT;                 // the CTA's columns: MT m-tiles of 16
+    int n0 = blockIdx.x * NC;                   // the CTA's first column
     int nb = (Sv + FB_R - 1) / FB_R;
     L += (size_t)b * S * S; acc += (size_t)b * S * D;
     size_t base = ((size_t)b * T + u0) * D, t0 = (size_t)b * T + u0;   // row u0 of batch b
@@ -769,7 +794,7 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
     // (a warp issues in order: the store would hold them back by a memory round trip)
     float gv = !BWD && threadIdx.x < Sv ? gamma[(size_t)b * T + u0 + threadIdx.x] : 0.0f;
     // h_w^T (C layout), and (forward) f of block w's rows as bf16 pairs (rows 2t, 2t+1); 0 outside
-    float h[2][4][4], hg[2][4][4];              // hg: backward gs, forward f (its bf16 value)
+    float h[MT][4][4], hg[MT][4][4];            // hg: backward gs, forward f (its bf16 value)
     if (!INV) {
         // the diagonal blocks' inverses (I - G_q L_qq)^{-1}, a warp per block, split in place; the blocks in panel
         // buffer 1
@@ -789,7 +814,7 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
         // every load issued before any is used: one memory round trip, not one per element (the clocks measured
         // 6-17k cycles here with the loads and their uses interleaved)
 #pragma unroll
-        for (int mt = 0; mt < 2; mt++)
+        for (int mt = 0; mt < MT; mt++)
 #pragma unroll
             for (int nt = 0; nt < 4; nt++)
 #pragma unroll
@@ -804,18 +829,18 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
         // 16-byte cp.async (rows past Sv, columns past D zero-filled; D a multiple of 8: a chunk is all in or all
         // out): a warp's copy takes 512 contiguous bytes of 4 rows, where a 4-byte load in the C layout takes 128 of
         // 4 rows (the clocks put the C-layout loads of acc and f at 8.5-13.7k cycles per CTA, forward, B=8 T=1024)
-        for (int idx = threadIdx.x; has_acc && idx < nb * FB_R * (FB_R / 4); idx += FB_SOLVE_THREADS) {
-            int r = idx / (FB_R / 4), k = idx % (FB_R / 4) * 4;
+        for (int idx = threadIdx.x; has_acc && idx < nb * FB_R * (NC / 4); idx += FB_SOLVE_THREADS) {
+            int r = idx / (NC / 4), k = idx % (NC / 4) * 4;
             cp_async16(pan1 + fb_sw_c(r, k), acc + (size_t)r * D + n0 + k, r < Sv && n0 + k < D);
         }
         if (BWD)
-            for (int idx = threadIdx.x; idx < nb * FB_R * (FB_R / 4); idx += FB_SOLVE_THREADS) {
-                int r = idx / (FB_R / 4), k = idx % (FB_R / 4) * 4;
+            for (int idx = threadIdx.x; idx < nb * FB_R * (NC / 4); idx += FB_SOLVE_THREADS) {
+                int r = idx / (NC / 4), k = idx % (NC / 4) * 4;
                 cp_async16(Minv + fb_sw_c(r, k), gs + base + (size_t)r * D + n0 + k, r < Sv && n0 + k < D);
             }
         else
-            for (int idx = threadIdx.x; idx < nb * FB_R * (FB_R / 8); idx += FB_SOLVE_THREADS) {
-                int r = idx / (FB_R / 8), k = idx % (FB_R / 8) * 8;
+            for (int idx = threadIdx.x; idx < nb * FB_R * (NC / 8); idx += FB_SOLVE_THREADS) {
+                int r = idx / (NC / 8), k = idx % (NC / 8) * 8;
                 cp_async16((floatX *)Minv + fb_sw_h(r, k), f + base + (size_t)r * D + n0 + k, r < Sv && n0 + k < D);
             }
         cp_async_commit();
@@ -825,7 +850,7 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
         FB_PHASE(FB_PH_TRI, 0);
         if (w < nfirst) fb_split_block(pan0 + w * FB_R * FB_R, lane);   // while fb_inverse_kernel may still run
 #pragma unroll
-        for (int mt = 0; mt < 2; mt++)
+        for (int mt = 0; mt < MT; mt++)
 #pragma unroll
             for (int nt = 0; nt < 4; nt++)
 #pragma unroll
@@ -845,9 +870,9 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
         __syncthreads();                        // Minv complete
         FB_PHASE(FB_PH_INV, 0);
     }
-    uint32_t fp[2][4][2];
+    uint32_t fp[MT][4][2];
 #pragma unroll
-    for (int mt = 0; mt < 2; mt++)
+    for (int mt = 0; mt < MT; mt++)
 #pragma unroll
         for (int nt = 0; nt < 4; nt++) {
             if (BWD) {
@@ -877,7 +902,7 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
                 FbF2 g0, g1;                        // forward: gamma of rows 2t, 2t+1 of the C tiles 2kt, 2kt+1
                 if (!BWD) { g0 = *(const FbF2 *)&gsh[q0 + 16 * kt + 2 * t]; g1 = *(const FbF2 *)&gsh[q0 + 16 * kt + 8 + 2 * t]; }
 #pragma unroll
-                for (int mt = 0; mt < 2; mt++) {
+                for (int mt = 0; mt < MT; mt++) {
                     float r0[4], r1[4];             // rhs of the C tiles 2kt and 2kt+1
 #pragma unroll
                     for (int i = 0; i < 4; i++) {
@@ -898,7 +923,7 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
         }
         __syncthreads();                        // ra complete; every warp is past its work of it-1 (xa, xs free)
         FB_PHASE_IT(it, FB_PH_BAR1, 0);
-        {
+        if (w < 4 * MT) {
             // X. x_q^T = rhs_q^T Minv_q^T, warp w the C tile (mt, nt) = (w / 4, w % 4): B[k][n] = Minv_q[n][k]
             // from shared, split (Minv_q is lower (forward) / upper (backward) triangular: the k-slice kt = 1
             // (forward) is 0 for nt < 2, kt = 0 (backward) for nt >= 2); x into xa (half of the A fragment
@@ -921,8 +946,8 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
             fb_split_pack(&hi[1], &lo[1], x[2], x[3]);
             *(FbU2 *)((uint32_t *)fb_frag_at(xa, 0, mt, nt / 2, lane) + 2 * (nt % 2)) = FbU2{hi[0], hi[1]};
             *(FbU2 *)((uint32_t *)fb_frag_at(xa, 1, mt, nt / 2, lane) + 2 * (nt % 2)) = FbU2{lo[0], lo[1]};
-            FB_PHASE_IT(it, FB_PH_X, 0);
         }
+        FB_PHASE_IT(it, FB_PH_X, 0);
         __syncthreads();                        // xa, xs complete
         FB_PHASE_IT(it, FB_PH_BAR2, 0);
         if (own >= 0) {                         // the next panel's block of this warp, in while it updates
@@ -934,19 +959,21 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
             const float *Lw = pq + (BWD ? w : w - q) * FB_R * FB_R;
 #pragma unroll
             for (int kt = 0; kt < 2; kt++) {
-                FbFragA a[2] = {fb_frag_load(xa, 0, kt, lane), fb_frag_load(xa, 1, kt, lane)};
+                FbFragA a[MT];
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) a[mt] = fb_frag_load(xa, mt, kt, lane);
 #pragma unroll
                 for (int nt = 0; nt < 4; nt++) {
                     FbFragB bb = fb_frag_b(Lw, 8 * nt, kt, lane);
-                    fb_mma3(h[0][nt], a[0], bb);
-                    fb_mma3(h[1][nt], a[1], bb);
+#pragma unroll
+                    for (int mt = 0; mt < MT; mt++) fb_mma3(h[mt][nt], a[mt], bb);
                 }
             }
         }
         FB_PHASE_IT(it, FB_PH_UPD + w, w);
         if (!BWD && w == q) {                   // h_q = c_q, complete: to global memory from the C tiles (each
 #pragma unroll                                  // store 4 rows x 32 bytes: whole sectors)
-            for (int mt = 0; mt < 2; mt++)
+            for (int mt = 0; mt < MT; mt++)
 #pragma unroll
                 for (int nt = 0; nt < 4; nt++)
 #pragma unroll
@@ -964,7 +991,7 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
         // x_q out, by every warp but the critical one (warp qn, whose rhs comes next: its update, then its rhs)
         if (!more || w != qn) {
             int rank = w - (more && w > qn);
-            fb_store_x<BWD>(xs, xf, x3, xb, base, t0, q0, n0, Sv, D, vec, rank * WARP_SIZE + lane, (FB_NB - more) * WARP_SIZE);
+            fb_store_x<BWD, NC>(xs, xf, x3, xb, base, t0, q0, n0, Sv, D, vec, rank * WARP_SIZE + lane, (FB_NB - more) * WARP_SIZE);
         }
         FB_PHASE_IT(it, FB_PH_OUT + w, w);
     }
@@ -1007,13 +1034,14 @@ fb_inverse_kernel(float *Minv, const float *L, const float *gamma, int u0, int S
 // forward: for the rows r of U in blocks of 32, c_r = acc_r + sum_{j<r} Pd[r][j] s_j, s_r = f_r + g_r c_r.
 // acc (B, S, D) = P[:, 0:u0] s[0:u0] (ignored when has_acc = 0); Pd (B, S, S) the fp32 diagonal block of alpha
 // (entries past Sv finite: feedback_forward clears Pd once per call). Writes s, c (fp32) and s3 (the bf16
-// halves of s, read by the next superblocks' GEMMs). grid (ceil(D/32), B), FB_SOLVE_THREADS, fb_solve_smem(S).
-// INV, vec: fb_solve's (Minv from fb_inverse_kernel, h and f staged in shared memory; 16-byte output stores).
-template <bool INV>
+// halves of s, read by the next superblocks' GEMMs). grid (ceil(D/(16 MT)), B), FB_SOLVE_THREADS, fb_solve_smem(S).
+// INV, MT, vec: fb_solve's (Minv from fb_inverse_kernel, h and f staged in shared memory; 16 MT columns a CTA;
+// 16-byte output stores).
+template <bool INV, int MT>
 __global__ void __launch_bounds__(FB_SOLVE_THREADS, 2)
 fb_fwd_solve_kernel(float *s, float *c, floatX *s3, const float *acc, int has_acc, const float *Pd,
                     const floatX *f, const float *gamma, int vec, const float *Minv, int u0, int Sv, int S, int T, int D) {
-    fb_solve<false, INV>(s, c, s3, NULL, acc, has_acc, Pd, Minv, f, NULL, gamma, vec, u0, Sv, S, T, D);
+    fb_solve<false, INV, MT>(s, c, s3, NULL, acc, has_acc, Pd, Minv, f, NULL, gamma, vec, u0, Sv, S, T, D);
 }
 
 // backward, transposed: for the keys j of U in blocks of 32 from last to first,
@@ -1021,12 +1049,12 @@ fb_fwd_solve_kernel(float *s, float *c, floatX *s3, const float *acc, int has_ac
 // with the fp32 diagonal block PcT[j][t] = Pc[t][j] (strictly upper; entries past Sv finite: feedback_backward
 // clears PcT once per call). The forward's schedule with L = PcT, G = I, the blocks from last to first, and
 // h = gs + acc from the start. Writes u3 (u's bf16 halves, X3 layout) and df = bf16(u).
-// grid (ceil(D/32), B), FB_SOLVE_THREADS, fb_solve_smem(S). INV, vec as the forward's.
-template <bool INV>
+// grid (ceil(D/(16 MT)), B), FB_SOLVE_THREADS, fb_solve_smem(S). INV, MT, vec as the forward's.
+template <bool INV, int MT>
 __global__ void __launch_bounds__(FB_SOLVE_THREADS, 2)
 fb_bwd_solve_kernel(floatX *u3, floatX *df, const float *acc, int has_acc, const float *PcT,
                     const float *gs, int vec, const float *Minv, int u0, int Sv, int S, int T, int D) {
-    fb_solve<true, INV>(NULL, NULL, u3, df, acc, has_acc, PcT, Minv, NULL, gs, NULL, vec, u0, Sv, S, T, D);
+    fb_solve<true, INV, MT>(NULL, NULL, u3, df, acc, has_acc, PcT, Minv, NULL, gs, NULL, vec, u0, Sv, S, T, D);
 }
 
 // Where the diagonal blocks' inverses are made (SESSA_FB_INV in the environment, read at the first solve; dev/cuda's
@@ -1049,16 +1077,34 @@ static int fb_inverse_where(void) {
     return mode == 2 && !pdl_supported() ? 1 : mode;   // programmatic dependent launch needs sm_90
 }
 
+// Columns of a solve CTA (SESSA_FB_COLS in the environment, read at the first solve; dev/cuda's checks set
+// fb_cols_mode to compare, same bits): 32 or 16; unset (or 0) automatic: 16 when the CTAs of 16 columns,
+// B ceil(D/16), fit in half the SMs (B = 1 at D = 768: 48 CTAs, not 24), else 32. A CTA's time is its chain of
+// 8 blocks (rhs, x, update: see "Count" above); at 16 columns the update and the rhs halve (24 mmas, 8 splits),
+// x and the panels do not, and twice the CTAs each load the same panels.
+static int fb_cols_mode = -1;   // -1: not chosen yet
+static int fb_solve_cols(int B, int D) {
+    if (fb_cols_mode < 0) {
+        const char *e = getenv("SESSA_FB_COLS");
+        fb_cols_mode = e ? atoi(e) : 0;
+    }
+    if (fb_cols_mode != 0 && fb_cols_mode != 16 && fb_cols_mode != 32)
+        fatal("feedback: SESSA_FB_COLS=%d (need 16, 32, or 0 for automatic)", fb_cols_mode);
+    return fb_cols_mode ? fb_cols_mode : B * ceil_div(D, 16) <= fb_sm_count() / 2 ? 16 : 32;
+}
+
 // the launch of a solve: dynamic shared memory past 48 KiB, carveout to the maximum (2 CTAs per SM); with mode 1-2
 // (when vec: D a multiple of 8, the inputs f or gs and the outputs 16-byte aligned; else mode 0) fb_inverse_kernel<BWD>
 // first (Minv from scratch) and the kernel inv, with mode 2 launched by programmatic dependent launch; with mode 0
-// the kernel own. vec also picks the solve's 16-byte output stores (the kernels' argument before Minv).
+// the kernel own; own16 and inv16 the same at 16 columns a CTA (fb_solve_cols). vec also picks the solve's 16-byte
+// output stores (the kernels' argument before Minv).
 template <bool BWD, typename... KArgs, typename... Args>
-static void fb_launch_solve(void (*own)(KArgs...), void (*inv)(KArgs...), int vec, float *Minv, const float *L,
+static void fb_launch_solve(void (*own16)(KArgs...), void (*inv16)(KArgs...), void (*own)(KArgs...),
+                            void (*inv)(KArgs...), int vec, float *Minv, const float *L,
                             const float *gamma, int u0, int Sv, int S, int B, int T, int D, cudaStream_t stream,
                             Args... args) {
-    int mode = vec ? fb_inverse_where() : 0;
-    void (*kernel)(KArgs...) = mode > 0 ? inv : own;
+    int mode = vec ? fb_inverse_where() : 0, cols = fb_solve_cols(B, D);
+    void (*kernel)(KArgs...) = cols == 16 ? (mode > 0 ? inv16 : own16) : mode > 0 ? inv : own;
     if (mode > 0) {
         fb_inverse_kernel<BWD><<<dim3(ceil_div(Sv, FB_R), B), WARP_SIZE, 0, stream>>>(Minv, L, gamma, u0, Sv, S, T);
         cudaCheck(cudaGetLastError());
@@ -1070,7 +1116,7 @@ static void fb_launch_solve(void (*own)(KArgs...), void (*inv)(KArgs...), int ve
     pdl.val.programmaticStreamSerializationAllowed = 1;
     cudaLaunchConfig_t cfg;
     memset(&cfg, 0, sizeof cfg);
-    cfg.gridDim = dim3(ceil_div(D, FB_R), B); cfg.blockDim = dim3(FB_SOLVE_THREADS); cfg.dynamicSmemBytes = fb_solve_smem(S);
+    cfg.gridDim = dim3(ceil_div(D, cols), B); cfg.blockDim = dim3(FB_SOLVE_THREADS); cfg.dynamicSmemBytes = fb_solve_smem(S);
     cfg.stream = stream; cfg.attrs = &pdl; cfg.numAttrs = mode == 2;
     cudaCheck(cudaLaunchKernelEx(&cfg, kernel, args..., vec, mode > 0 ? (const float *)Minv : NULL, u0, Sv, S, T, D));
 }
@@ -1079,13 +1125,15 @@ static void fb_fwd_solve(float *s, float *c, floatX *s3, const float *acc, int h
                          const floatX *f, const float *gamma, float *Minv, int u0, int Sv, int S, int B, int T, int D,
                          cudaStream_t stream) {
     int vec = D % 8 == 0 && ptr_alignment(f) >= 16 && ptr_alignment(s) >= 16 && ptr_alignment(c) >= 16 && ptr_alignment(s3) >= 16;
-    fb_launch_solve<false>(fb_fwd_solve_kernel<false>, fb_fwd_solve_kernel<true>, vec,
+    fb_launch_solve<false>(fb_fwd_solve_kernel<false, 1>, fb_fwd_solve_kernel<true, 1>, fb_fwd_solve_kernel<false, 2>,
+                           fb_fwd_solve_kernel<true, 2>, vec,
                            Minv, Pd, gamma, u0, Sv, S, B, T, D, stream, s, c, s3, acc, has_acc, Pd, f, gamma);
 }
 static void fb_bwd_solve(floatX *u3, floatX *df, const float *acc, int has_acc, const float *PcT,
                          const float *gs, float *Minv, int u0, int Sv, int S, int B, int T, int D, cudaStream_t stream) {
     int vec = D % 8 == 0 && ptr_alignment(gs) >= 16 && ptr_alignment(u3) >= 16 && ptr_alignment(df) >= 16;
-    fb_launch_solve<true>(fb_bwd_solve_kernel<false>, fb_bwd_solve_kernel<true>, vec,
+    fb_launch_solve<true>(fb_bwd_solve_kernel<false, 1>, fb_bwd_solve_kernel<true, 1>, fb_bwd_solve_kernel<false, 2>,
+                          fb_bwd_solve_kernel<true, 2>, vec,
                           Minv, PcT, NULL, u0, Sv, S, B, T, D, stream, u3, df, acc, has_acc, PcT, gs);
 }
 

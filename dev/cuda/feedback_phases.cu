@@ -25,7 +25,8 @@
  by programmatic dependent launch in 2: the default) as the staged loads (first panel, gamma, acc, f or gs) landing,
  h and f read from shared memory and Minv copied in (waiting for fb_inverse_kernel), h and f packed; the per-call
  time then includes fb_inverse_kernel.
- make -C dev/cuda bin/feedback_phases && dev/cuda/bin/feedback_phases           B=8 T=1024 and B=32 T=256, D=768
+ make -C dev/cuda bin/feedback_phases && dev/cuda/bin/feedback_phases           B=8 T=1024, B=32 T=256, B=1 T=8192, D=768
+ (SESSA_FB_COLS=16 or 32: the columns a solve CTA; unset: automatic, llmc/feedback.cuh fb_solve_cols)
  dev/cuda/bin/feedback_phases small                                              B=2 T=128 D=64 (the emulator)
 */
 #define FB_PHASES
@@ -45,7 +46,7 @@ static void stat_add(Stat *s, double v) { s->sum += v; if (v > s->max) s->max = 
 static void stat_print(const char *name, const Stat *s, int n) { printf("  %-30s %10.0f %10.0f\n", name, s->sum / n, s->max); }
 
 static void phases(SolveBufs *p, int bwd, int has_acc) {
-    int B = p->B, T = p->T, D = p->D, nb = p->S / FB_R, ncta = ceil_div(D, FB_R) * B;
+    int B = p->B, T = p->T, D = p->D, nb = p->S / FB_R, cols = fb_solve_cols(B, D), ncta = ceil_div(D, cols) * B;
     if (ncta > FB_PH_CTAS) fatal("feedback_phases: %d CTAs, the clocks hold %d", ncta, FB_PH_CTAS);
     if (bwd) solve_call_bwd(p, has_acc); else solve_call_fwd(p, has_acc);   // warm-up
     float ms = bwd ? benchmark_kernel(20, solve_call_bwd, p, has_acc) : benchmark_kernel(20, solve_call_fwd, p, has_acc);
@@ -57,8 +58,8 @@ static void phases(SolveBufs *p, int bwd, int has_acc) {
     for (int i = 0; i < ncta; i++)            // every slot of the prologue and of the nb iterations is written once
         for (int k = 0; k < FB_PH_PRO + nb * FB_PH_IT; k++)
             if (ph_clk[(size_t)i * FB_PH_SLOTS + k] == 0) fatal("feedback_phases: CTA %d slot %d not written", i, k);
-    printf("%s solve B=%d T=%d D=%d S=%d has_acc=%d SESSA_FB_INV=%d: %d CTAs, %.1f us per call (with the clocks)\n",
-           bwd ? "backward" : "forward", B, T, D, p->S, has_acc, fb_inverse_where(), ncta, ms * 1e3);
+    printf("%s solve B=%d T=%d D=%d S=%d has_acc=%d SESSA_FB_INV=%d: %d CTAs of %d columns, %.1f us per call (with the clocks)\n",
+           bwd ? "backward" : "forward", B, T, D, p->S, has_acc, fb_inverse_where(), ncta, cols, ms * 1e3);
     printf("  %-30s %10s %10s   (SM cycles over CTAs)\n", "phase", "mean", "max");
     Stat tri = {0, 0}, inv = {0, 0}, hf = {0, 0}, total = {0, 0};
     Stat sum[NPH - 1] = {{0, 0}};             // the phases but iter, summed over the iterations
@@ -129,5 +130,6 @@ int main(int argc, char **argv) {
     if (small) { phases_all(2, 128, 64); return 0; }
     phases_all(8, 1024, 768);
     phases_all(32, 256, 768);
+    phases_all(1, 8192, 768);                 // 24 or 48 CTAs (SESSA_FB_COLS), one per SM: the chain's latency
     return 0;
 }

@@ -56,23 +56,29 @@ static void solve_call_bwd(SolveBufs *p, int has_acc) {
 
 // The diagonal blocks' inverses made in each of fb_inverse_mode's three places (in every solve CTA, with the C-layout
 // loads of h and f; by fb_inverse_kernel, h and f staged in shared memory; the same with programmatic dependent
-// launch) are the same fp32 operations on the same inputs: run(ctx, out) makes one call and copies its outputs (bytes)
-// to the host buffer out, and modes 1 and 2 must give mode 0's bits. The scratch is NaN-filled before each run: an
-// inverse read before fb_inverse_kernel wrote it (a missing dependency) cannot pass for the previous run's.
+// launch), with 32 and with 16 columns a solve CTA (fb_cols_mode), are the same fp32 operations on the same inputs:
+// run(ctx, out) makes one call and copies its outputs (bytes) to the host buffer out, and every other setting must
+// give the bits of SESSA_FB_INV=0 at 32 columns. The scratch is NaN-filled before each run: an inverse read before
+// fb_inverse_kernel wrote it (a missing dependency) cannot pass for the previous run's.
 static int inverse_modes_agree(void (*run)(void *ctx, void *out), void *ctx, size_t bytes, void *scratch,
                                size_t scratch_bytes, const char *what) {
     char *ref = (char *)mallocCheck(bytes), *got = (char *)mallocCheck(bytes);
-    int keep = fb_inverse_mode, ok = 1;
-    for (int m = 0; m <= 2; m++) {
-        fb_inverse_mode = m;
-        cudaCheck(cudaMemset(scratch, 0xff, scratch_bytes));
-        run(ctx, m == 0 ? ref : got);
-        if (m == 0) continue;
-        int same = memcmp(ref, got, bytes) == 0;
-        printf("  SESSA_FB_INV=%d: %s bitwise those of SESSA_FB_INV=0: %s\n", m, what, same ? "ok" : "FAIL");
-        ok &= same;
-    }
+    int keep = fb_inverse_mode, keep_cols = fb_cols_mode, ok = 1;
+    for (int cols = 32; cols >= 16; cols -= 16)
+        for (int m = 0; m <= 2; m++) {
+            fb_inverse_mode = m;
+            fb_cols_mode = cols;
+            cudaCheck(cudaMemset(scratch, 0xff, scratch_bytes));
+            int first = cols == 32 && m == 0;
+            run(ctx, first ? ref : got);
+            if (first) continue;
+            int same = memcmp(ref, got, bytes) == 0;
+            printf("  SESSA_FB_INV=%d SESSA_FB_COLS=%d: %s bitwise those of SESSA_FB_INV=0 SESSA_FB_COLS=32: %s\n", m, cols,
+                   what, same ? "ok" : "FAIL");
+            ok &= same;
+        }
     fb_inverse_mode = keep;
+    fb_cols_mode = keep_cols;
     free(ref); free(got);
     return ok;
 }
