@@ -119,8 +119,8 @@
    x is now staged and stored as 16-byte row spans by the warps off the chain, Minv and the panels are split once,
    and B=1 may run 16 columns a CTA (SESSA_FB_COLS): predicted ~18 / ~16 us per call at B=8 T=1024 (the count there).
  Memory (scratch, the larger of forward and backward): forward 6BTD (s3) + 4 B S T (Z) + nb x (6 B S T (P3)
-   + 4 B S^2 (Pd) + 4 B S D (acc)); backward 6BTD (u3) + 4BTD (fp32 dqb accumulator) + nb x (10 B T S (slab: Zs/US
-   fp32, Pc3, dZ over its rows 3i) + 4 B S^2 (PcT) + 4 B S D (acc)) + 6 B S D (sU3) + 4 B S 32 (Minv, both); the
+   + 4 B S^2 (Pd) + 4 B S D (acc) + 128 B S (Minv)); backward 6BTD (u3) + 4BTD (fp32 dqb accumulator) + nb x
+   (10 B T S (slab: Zs/US fp32, Pc3, dZ over its rows 3i) + 4 B S^2 (PcT) + 4 B S D (acc) + 128 B S) + 6 B S D (sU3); the
    nb = 2 (at most n) x: buffers of two superblocks in flight ("Overlap", "Buffers" below: each set 10 B T S +
    4 B S^2 + 4 B S D, 28 MiB at B=8 T=1024). B=8 T=1024 D=768: 125 MiB (153 with SESSA_FB_BUFFERS=3), plus c
    (24 MiB) kept from the forward: 149 MiB, against 104 MiB for the dense form's A, u s^T, dZ and bf16 u, s (10 B T^2 +
@@ -1058,10 +1058,17 @@ fb_bwd_solve_kernel(floatX *u3, floatX *df, const float *acc, int has_acc, const
 }
 
 // Where the diagonal blocks' inverses are made (SESSA_FB_INV in the environment, read at the first solve; dev/cuda's
-// checks set fb_inverse_mode to compare the three, which give the same bits): 0 = in every solve CTA (D/32 times per
+// checks set fb_inverse_mode to compare the four, which give the same bits): 0 = in every solve CTA (D/32 times per
 // sequence; h, f by 4-byte loads in the C layout); 1 = once per sequence by fb_inverse_kernel, then the solve (h, f
-// staged in shared memory); 2 (default) = the same, the solve launched by programmatic dependent launch (sm_90+; 1
-// on older GPUs): it starts while fb_inverse_kernel runs and waits for it only before copying Minv in.
+// staged in shared memory); 2 = the same, the solve launched by programmatic dependent launch (sm_90+; 1 on older
+// GPUs): it starts while fb_inverse_kernel runs and waits for it only before copying Minv in; 3 (default) = off the
+// chain: fb_inverse_kernel runs on the side stream right after the kernel that makes the diagonal blocks (row pass,
+// slab), into the superblock's buffer set, and the solve only copies them (feedback_forward / feedback_backward; a
+// solve called alone needs fb_inverses first). The inverses depend on L and gamma only, not on the chain: with 1-2
+// each superblock's chain was acc GEMM -> fb_inverse_kernel (~3-4.6 us, latency-bound: 32 dependent rows) -> solve,
+// the solve's prologue loads beside the inverses under 2 (the clocks: 5.6-7.4k cycles of the prologue waiting and
+// copying); with 3 it is acc GEMM -> solve, whose prologue waits for nothing. Predicted: ~2-3 us less per call on
+// the chain (B=1 T=8192: 64 calls a layer, ~0.15 ms of 3.9).
 static int fb_inverse_mode = -1;   // -1: not chosen yet
 static int fb_env_choice(int *mode, const char *name, int def, int hi) {
     if (*mode < 0) {
@@ -1073,8 +1080,24 @@ static int fb_env_choice(int *mode, const char *name, int def, int hi) {
     return *mode;
 }
 static int fb_inverse_where(void) {
-    int mode = fb_env_choice(&fb_inverse_mode, "SESSA_FB_INV", 2, 2);
+    int mode = fb_env_choice(&fb_inverse_mode, "SESSA_FB_INV", 3, 3);
     return mode == 2 && !pdl_supported() ? 1 : mode;   // programmatic dependent launch needs sm_90
+}
+// the solves' 16-byte paths (D a multiple of 8, the inputs f or gs and the outputs 16-byte aligned): the inverses
+// from fb_inverse_kernel and h, f staged (else SESSA_FB_INV=0's path), and fb_store_x's 16-byte stores
+static int fb_fwd_vec(const float *s, const float *c, const floatX *s3, const floatX *f, int D) {
+    return D % 8 == 0 && ptr_alignment(f) >= 16 && ptr_alignment(s) >= 16 && ptr_alignment(c) >= 16 && ptr_alignment(s3) >= 16;
+}
+static int fb_bwd_vec(const floatX *u3, const floatX *df, const float *gs, int D) {
+    return D % 8 == 0 && ptr_alignment(gs) >= 16 && ptr_alignment(u3) >= 16 && ptr_alignment(df) >= 16;
+}
+static int fb_solve_inv_mode(int vec) { return vec ? fb_inverse_where() : 0; }
+// the diagonal blocks' inverses of superblock [u0, u0 + Sv) into Minv, (B, S/32, 32, 32) (modes 1-3)
+template <bool BWD>
+static void fb_inverses(float *Minv, const float *L, const float *gamma, int u0, int Sv, int S, int B, int T,
+                        cudaStream_t stream) {
+    fb_inverse_kernel<BWD><<<dim3(ceil_div(Sv, FB_R), B), WARP_SIZE, 0, stream>>>(Minv, L, gamma, u0, Sv, S, T);
+    cudaCheck(cudaGetLastError());
 }
 
 // Columns of a solve CTA (SESSA_FB_COLS in the environment, read at the first solve; dev/cuda's checks set
@@ -1086,6 +1109,8 @@ static int fb_cols_mode = -1;   // -1: not chosen yet
 static int fb_solve_cols(int B, int D) {
     if (fb_cols_mode < 0) {
         const char *e = getenv("SESSA_FB_COLS");
+        if (e != NULL && strcmp(e, "0") != 0 && strcmp(e, "16") != 0 && strcmp(e, "32") != 0)
+            fatal("feedback: SESSA_FB_COLS=%s (need 16, 32, or 0 for automatic)", e);
         fb_cols_mode = e ? atoi(e) : 0;
     }
     if (fb_cols_mode != 0 && fb_cols_mode != 16 && fb_cols_mode != 32)
@@ -1094,21 +1119,18 @@ static int fb_solve_cols(int B, int D) {
 }
 
 // the launch of a solve: dynamic shared memory past 48 KiB, carveout to the maximum (2 CTAs per SM); with mode 1-2
-// (when vec: D a multiple of 8, the inputs f or gs and the outputs 16-byte aligned; else mode 0) fb_inverse_kernel<BWD>
-// first (Minv from scratch) and the kernel inv, with mode 2 launched by programmatic dependent launch; with mode 0
-// the kernel own; own16 and inv16 the same at 16 columns a CTA (fb_solve_cols). vec also picks the solve's 16-byte
-// output stores (the kernels' argument before Minv).
+// (fb_solve_inv_mode(vec): 0 unless vec) fb_inverse_kernel<BWD> first (Minv from scratch) and the kernel inv, with
+// mode 2 launched by programmatic dependent launch; with mode 3 the kernel inv on the Minv made before
+// (fb_inverses); with mode 0 the kernel own; own16 and inv16 the same at 16 columns a CTA (fb_solve_cols). vec also
+// picks the solve's 16-byte output stores (the kernels' argument before Minv).
 template <bool BWD, typename... KArgs, typename... Args>
 static void fb_launch_solve(void (*own16)(KArgs...), void (*inv16)(KArgs...), void (*own)(KArgs...),
                             void (*inv)(KArgs...), int vec, float *Minv, const float *L,
                             const float *gamma, int u0, int Sv, int S, int B, int T, int D, cudaStream_t stream,
                             Args... args) {
-    int mode = vec ? fb_inverse_where() : 0, cols = fb_solve_cols(B, D);
+    int mode = fb_solve_inv_mode(vec), cols = fb_solve_cols(B, D);
     void (*kernel)(KArgs...) = cols == 16 ? (mode > 0 ? inv16 : own16) : mode > 0 ? inv : own;
-    if (mode > 0) {
-        fb_inverse_kernel<BWD><<<dim3(ceil_div(Sv, FB_R), B), WARP_SIZE, 0, stream>>>(Minv, L, gamma, u0, Sv, S, T);
-        cudaCheck(cudaGetLastError());
-    }
+    if (mode == 1 || mode == 2) fb_inverses<BWD>(Minv, L, gamma, u0, Sv, S, B, T, stream);
     cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fb_solve_smem(S)));
     cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
     cudaLaunchAttribute pdl;
@@ -1120,20 +1142,18 @@ static void fb_launch_solve(void (*own16)(KArgs...), void (*inv16)(KArgs...), vo
     cfg.stream = stream; cfg.attrs = &pdl; cfg.numAttrs = mode == 2;
     cudaCheck(cudaLaunchKernelEx(&cfg, kernel, args..., vec, mode > 0 ? (const float *)Minv : NULL, u0, Sv, S, T, D));
 }
-// the two solves; Minv: scratch for the inverses, (B, S/32, 32, 32) fp32
+// the two solves; Minv: scratch for the inverses, (B, S/32, 32, 32) fp32 (made before with SESSA_FB_INV=3)
 static void fb_fwd_solve(float *s, float *c, floatX *s3, const float *acc, int has_acc, const float *Pd,
                          const floatX *f, const float *gamma, float *Minv, int u0, int Sv, int S, int B, int T, int D,
                          cudaStream_t stream) {
-    int vec = D % 8 == 0 && ptr_alignment(f) >= 16 && ptr_alignment(s) >= 16 && ptr_alignment(c) >= 16 && ptr_alignment(s3) >= 16;
     fb_launch_solve<false>(fb_fwd_solve_kernel<false, 1>, fb_fwd_solve_kernel<true, 1>, fb_fwd_solve_kernel<false, 2>,
-                           fb_fwd_solve_kernel<true, 2>, vec,
+                           fb_fwd_solve_kernel<true, 2>, fb_fwd_vec(s, c, s3, f, D),
                            Minv, Pd, gamma, u0, Sv, S, B, T, D, stream, s, c, s3, acc, has_acc, Pd, f, gamma);
 }
 static void fb_bwd_solve(floatX *u3, floatX *df, const float *acc, int has_acc, const float *PcT,
                          const float *gs, float *Minv, int u0, int Sv, int S, int B, int T, int D, cudaStream_t stream) {
-    int vec = D % 8 == 0 && ptr_alignment(gs) >= 16 && ptr_alignment(u3) >= 16 && ptr_alignment(df) >= 16;
     fb_launch_solve<true>(fb_bwd_solve_kernel<false, 1>, fb_bwd_solve_kernel<true, 1>, fb_bwd_solve_kernel<false, 2>,
-                          fb_bwd_solve_kernel<true, 2>, vec,
+                          fb_bwd_solve_kernel<true, 2>, fb_bwd_vec(u3, df, gs, D),
                           Minv, PcT, NULL, u0, Sv, S, B, T, D, stream, u3, df, acc, has_acc, PcT, gs);
 }
 
@@ -1326,7 +1346,7 @@ static void *fb_take(FbCarve *c, size_t bytes) {
 // the superblock-local buffers come fb_nbuf() = 2 or 3 times (index k = q % nbuf for the q-th superblock in the
 // order of the loop): the next superblocks' are written on side streams while U's are read (fb_streams,
 // "Buffers" below); acc too (accs[k]: the lookahead writes the next superblock's far part while U's is read; acc
-// points at U's); Minv (the solves' inverses) once: it is made and read on the chain's stream
+// points at U's); Minv[k] (the solves' inverses: SESSA_FB_INV=3 makes them on the side stream with Pd[k] / PcT[k])
 #define FB_NBUF 3                  // the most buffer sets (SESSA_FB_BUFFERS=3)
 static int fb_nbuf_on = 0;         // SESSA_FB_BUFFERS (2 or 3, default 2) when first used; dev/cuda's checks set it
 static int fb_nbuf(void) {
@@ -1342,10 +1362,10 @@ static int fb_sets(int T) {
     int n = ceil_div(T, fb_superblock(T));
     return fb_nbuf() < n ? fb_nbuf() : n;
 }
-typedef struct { floatX *s3, *P3[FB_NBUF]; float *Z, *Pd[FB_NBUF], *accs[FB_NBUF], *acc, *Minv; } FbFwdScratch;
+typedef struct { floatX *s3, *P3[FB_NBUF]; float *Z, *Pd[FB_NBUF], *accs[FB_NBUF], *acc, *Minv[FB_NBUF]; } FbFwdScratch;
 typedef struct {
     floatX *u3, *Pc3[FB_NBUF], *sU3;
-    float *dq, *Zs[FB_NBUF], *PcT[FB_NBUF], *accs[FB_NBUF], *acc, *Minv;
+    float *dq, *Zs[FB_NBUF], *PcT[FB_NBUF], *accs[FB_NBUF], *acc, *Minv[FB_NBUF];
 } FbBwdScratch;
 
 static size_t fb_fwd_carve(FbFwdScratch *w, void *scratch, int B, int T, int D) {
@@ -1358,9 +1378,9 @@ static size_t fb_fwd_carve(FbFwdScratch *w, void *scratch, int B, int T, int D) 
         w->P3[k] = (floatX *)fb_take(&c, 3 * BSZ * sizeof(floatX));  // Y3 layout: (B, S, 3 ldz)
         w->Pd[k] = (float *)fb_take(&c, (size_t)B * S * S * sizeof(float));
         w->accs[k] = (float *)fb_take(&c, (size_t)B * S * D * sizeof(float));
+        w->Minv[k] = (float *)fb_take(&c, (size_t)B * S * FB_R * sizeof(float));   // the solve's diagonal inverses
     }
     w->acc = w->accs[0];
-    w->Minv = (float *)fb_take(&c, (size_t)B * S * FB_R * sizeof(float));   // the solve's diagonal inverses
     return c.off;
 }
 static size_t fb_bwd_carve(FbBwdScratch *w, void *scratch, int B, int T, int D) {
@@ -1374,10 +1394,10 @@ static size_t fb_bwd_carve(FbBwdScratch *w, void *scratch, int B, int T, int D) 
         w->Pc3[k] = (floatX *)fb_take(&c, 3 * BTS * sizeof(floatX));   // Y3 layout: (B, 3T, S); dZ over rows 3i
         w->PcT[k] = (float *)fb_take(&c, (size_t)B * S * S * sizeof(float));
         w->accs[k] = (float *)fb_take(&c, BSD * sizeof(float));
+        w->Minv[k] = (float *)fb_take(&c, (size_t)B * S * FB_R * sizeof(float));   // the solve's diagonal inverses
     }
     w->sU3 = (floatX *)fb_take(&c, 3 * BSD * sizeof(floatX));       // Y3 layout: (B, S, 3D)
     w->acc = w->accs[0];
-    w->Minv = (float *)fb_take(&c, (size_t)B * S * FB_R * sizeof(float));   // the solve's diagonal inverses
     return c.off;
 }
 
@@ -1558,7 +1578,9 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
     long long sq = (long long)T * ld, sZ = (long long)S * ldz, sTD = (long long)T * D, sSD = (long long)S * D;
     int nb = fb_sets(T), la = fb_lookahead();
     FbStreams st = fb_begin(w.Pd, nb, B, S, n, stream);
-    // superblock q's logits and P on stream a, into buffers q % nb (once U = q - nb no longer reads them)
+    int side_inv = fb_solve_inv_mode(fb_fwd_vec(s, c, w.s3, f, D)) == 3;   // the inverses beside the chain
+    // superblock q's logits and P (and the inverses) on stream a, into buffers q % nb (once U = q - nb no longer
+    // reads them)
     auto logits = [&](int q) {
         int u0 = q * S, u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, k = q % nb;
         if (q >= nb) cudaCheck(cudaStreamWaitEvent(st.a, st.freed[k], 0));
@@ -1567,6 +1589,7 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
                 FbShape{Sv, u1, D, B}, scale, 0.0f, st.a);
         // 2. lse, P = alpha[U, 0:u0] as bf16 hi/lo parts (P3), the fp32 diagonal block
         fb_launch_fwd_rows(&w, k, lse, u0, Sv, S, B, T, st.a);
+        if (side_inv) fb_inverses<false>(w.Minv[k], w.Pd[k], gamma, u0, Sv, S, B, T, st.a);
         cudaCheck(cudaEventRecord(st.ready[k], st.a));
     };
     // 3. acc (Sv, D) = P[:, K0:K1] s[K0:K1] for keys [K0, K1) of superblock q: P3[:, 3K0:3K1] s3[3K0:3K1], one GEMM
@@ -1598,9 +1621,9 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
             acc_gemm(q, 0, u0, 0.0f, stream);
         }
         // 4. the in-superblock solve
-        fb_fwd_solve(s, c, w.s3, w.acc, u0 > 0, w.Pd[k], f, gamma, w.Minv, u0, Sv, S, B, T, D, stream);
+        fb_fwd_solve(s, c, w.s3, w.acc, u0 > 0, w.Pd[k], f, gamma, w.Minv[k], u0, Sv, S, B, T, D, stream);
         cudaCheck(cudaEventRecord(st.solved, stream));      // s[U] written, accs[k] read
-        cudaCheck(cudaEventRecord(st.freed[k], stream));   // P3[k], Pd[k] read
+        cudaCheck(cudaEventRecord(st.freed[k], stream));   // P3[k], Pd[k], Minv[k] read
     }
     fb_join(&st, stream);
 }
@@ -1618,15 +1641,17 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
     cudaCheck(cudaMemsetAsync(w.dq, 0, (size_t)B * T * D * sizeof(float), stream));
     int nb = fb_sets(T), la = fb_lookahead();
     FbStreams st = fb_begin(w.PcT, nb, B, S, n, stream);
+    int side_inv = fb_solve_inv_mode(fb_bwd_vec(w.u3, df, gs, D)) == 3;   // the inverses beside the chain
     // the it-th superblock from the end, q = n-1-it, uses buffers k = it % nb
     // 1. on stream a: its slab logits Zs (M, Sv) = qb[u0:T] kb[U]^T / sqrt(D); Pc = gamma alpha[u0:T, U] as bf16
-    //    hi/lo parts (Pc3), PcT (once stream b no longer reads these buffers for superblock it - nb)
+    //    hi/lo parts (Pc3), PcT (and the inverses) (once stream b no longer reads these buffers for superblock it - nb)
     auto slab = [&](int it) {
         int u0 = (n - 1 - it) * S, u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, M = T - u0, k = it % nb;
         if (it >= nb) cudaCheck(cudaStreamWaitEvent(st.a, st.freed[k], 0));
         fb_gemm(FbOut{w.Zs[k], CUDA_R_32F, S, sTS}, FbIn{qb + (size_t)u0 * ld, ld, sq, false},
                 FbIn{kb + (size_t)u0 * ld, ld, sq, true}, FbShape{M, Sv, D, B}, scale, 0.0f, st.a);
         fb_launch_slab(&w, k, lse, gamma, u0, Sv, S, B, T, st.a);
+        if (side_inv) fb_inverses<true>(w.Minv[k], w.PcT[k], NULL, u0, Sv, S, B, T, st.a);
         cudaCheck(cudaEventRecord(st.ready[k], st.a));
     };
     // 2. acc (Sv, D) = Pc[t0:t1, U]^T u[t0:t1] for the it-th superblock from the end and rows t0 >= u1:
@@ -1659,7 +1684,7 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
             acc_gemm(it, u1, T, 0.0f, stream);
         }
         // 3. the transposed in-superblock solve: u[U], df[U]
-        fb_bwd_solve(w.u3, df, w.acc, u1 < T, w.PcT[k], gs, w.Minv, u0, Sv, S, B, T, D, stream);
+        fb_bwd_solve(w.u3, df, w.acc, u1 < T, w.PcT[k], gs, w.Minv[k], u0, Sv, S, B, T, D, stream);
         fb_after(st.b, st.solved, stream);         // the rest of U on stream b, beside the next chain
         // 4. dgamma[U] = u . c; 5. US (M, Sv) = u[u0:T] s[U]^T into the slab's logits buffer (the (T, 3D) view of
         //    u3 times sU3^T: one GEMM of K = 3D); dZ over Pc_hi's first copy
@@ -1673,7 +1698,7 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
         // 7. dqb[u0:T] (M, D) += dZ kb[U] / sqrt(D) (stream b: the superblocks in order)
         fb_gemm(FbOut{w.dq + (size_t)u0 * D, CUDA_R_32F, D, sTD}, FbIn{w.Pc3[k], 3 * S, 3 * sTS, false},
                 FbIn{kb + (size_t)u0 * ld, ld, sq, false}, FbShape{M, D, Sv, B}, scale, 1.0f, st.b);
-        cudaCheck(cudaEventRecord(st.freed[k], st.b));   // Zs[k], Pc3[k], PcT[k] read (the solve: before solved)
+        cudaCheck(cudaEventRecord(st.freed[k], st.b));   // Zs[k], Pc3[k], PcT[k], Minv[k] read (the solve: before solved)
     }
     fb_join(&st, stream);
     int store_vec = D % 4 == 0 && ld % 4 == 0 && ptr_alignment(dqb) >= 8;   // w.dq: scratch, 256-byte aligned

@@ -169,7 +169,7 @@ static int check(int B, int T, int D, int version) {
     return ok;
 }
 
-// version 2 with the inverses in each of fb_inverse_mode's three places and 32 or 16 columns a solve CTA: df, dqb,
+// version 2 with the inverses in each of fb_inverse_mode's four places and 32 or 16 columns a solve CTA: df, dqb,
 // dkb, dgamma bitwise alike
 // (inverse_modes_agree; the forward's s, c, lse are made once, by make_problem)
 typedef struct { const Problem *p; Grads *g; } VariantRun;
@@ -186,7 +186,7 @@ static void variant_run(void *ctx, void *out) {
     from_device((float *)(o + 3 * n * sizeof(floatX)), r->g->dgamma, (size_t)r->p->B * r->p->T);
 }
 static int check_inverse_modes(int B, int T, int D) {
-    printf("check B=%d T=%d D=%d S=%d: the inverses' three places, 32 and 16 columns a solve CTA\n", B, T, D, fb_superblock(T));
+    printf("check B=%d T=%d D=%d S=%d: the inverses' four places, 32 and 16 columns a solve CTA\n", B, T, D, fb_superblock(T));
     Problem p = make_problem(B, T, D);
     Grads g = grads_alloc(&p, 2);
     VariantRun r = {&p, &g};

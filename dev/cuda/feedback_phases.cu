@@ -21,10 +21,11 @@
  The clocks cost a few instructions and a store each (they change the schedule a little); the per-call time printed
  is measured with them. Under dev/cuda_emu the numbers are meaningless (a counter), the program must only run.
  SESSA_FB_INV (llmc/feedback.cuh, fb_inverse_where) picks where the diagonal blocks' inverses are made: 0, in each
- CTA, gives the prologue as tri + gamma loads, inverses, h and f loads; 1 and 2 (fb_inverse_kernel before the solve,
- by programmatic dependent launch in 2: the default) as the staged loads (first panel, gamma, acc, f or gs) landing,
- h and f read from shared memory and Minv copied in (waiting for fb_inverse_kernel), h and f packed; the per-call
- time then includes fb_inverse_kernel.
+ CTA, gives the prologue as tri + gamma loads, inverses (and the first panel's split), h and f loads; 1-3
+ (fb_inverse_kernel before the solve; by programmatic dependent launch in 2; 3, the default, beside the chain in a
+ layer: here just before the solve) as the staged loads (first panel, gamma, acc, f or gs) landing, the first panel
+ split, h and f read from shared memory and Minv copied in (waiting for fb_inverse_kernel in 2), h and f packed;
+ the per-call time then includes fb_inverse_kernel.
  make -C dev/cuda bin/feedback_phases && dev/cuda/bin/feedback_phases           B=8 T=1024, B=32 T=256, B=1 T=8192, D=768
  (SESSA_FB_COLS=16 or 32: the columns a solve CTA; unset: automatic, llmc/feedback.cuh fb_solve_cols)
  dev/cuda/bin/feedback_phases small                                              B=2 T=128 D=64 (the emulator)

@@ -2,7 +2,7 @@
  The two in-superblock solve kernels of llmc/feedback.cuh alone (fb_fwd_solve, fb_bwd_solve), on the inputs of one
  superblock of S = fb_superblock(T) rows at the shapes of a training step: feedback_forward.cu's bench_solves times
  them, feedback_phases.cu reads their phase clocks (FB_PHASES). Included after llmc/feedback.cuh and common.h.
- Also inverse_modes_agree, the check (feedback_forward.cu, feedback_backward.cu) that the three places of the
+ Also inverse_modes_agree, the check (feedback_forward.cu, feedback_backward.cu) that the four places of the
  diagonal blocks' inverses (fb_inverse_mode) give the same bits.
  Inputs: Pd (B,S,S) alpha-like (strictly lower, entries in [0, 2/S): row sums < 1), PcT = Pd^T per batch element,
  acc (B,S,D), f (bf16) and gs (B,T,D) in [-1, 1], gamma (B,T) in [0.9, 0.999] (the chain gain near 1).
@@ -44,19 +44,24 @@ static void solve_bufs_free(SolveBufs *p) {
     cudaCheck(cudaFree(p->x3)); cudaCheck(cudaFree(p->df)); cudaCheck(cudaFree(p->Minv));
 }
 // one call of a solve: with has_acc the superblock has earlier ones (forward: the last superblock, u0 = T - S;
-// backward: the first, u0 = 0), without it is the first one the chain meets (forward u0 = 0, backward u0 = T - S)
+// backward: the first, u0 = 0), without it is the first one the chain meets (forward u0 = 0, backward u0 = T - S);
+// with SESSA_FB_INV=3 the inverses are made first, as modes 1-2 make them inside the call (timed with it)
 static void solve_call_fwd(SolveBufs *p, int has_acc) {
+    if (fb_solve_inv_mode(fb_fwd_vec(p->s, p->c, p->x3, p->f, p->D)) == 3)   // the inverses first (off the chain in a
+        fb_inverses<false>(p->Minv, p->Pd, p->gamma, has_acc ? p->T - p->S : 0, p->S, p->S, p->B, p->T, 0);   // call)
     fb_fwd_solve(p->s, p->c, p->x3, p->acc, has_acc, p->Pd, p->f, p->gamma, p->Minv, has_acc ? p->T - p->S : 0,
                  p->S, p->S, p->B, p->T, p->D, 0);
 }
 static void solve_call_bwd(SolveBufs *p, int has_acc) {
+    if (fb_solve_inv_mode(fb_bwd_vec(p->x3, p->df, p->gs, p->D)) == 3)
+        fb_inverses<true>(p->Minv, p->PcT, NULL, has_acc ? 0 : p->T - p->S, p->S, p->S, p->B, p->T, 0);
     fb_bwd_solve(p->x3, p->df, p->acc, has_acc, p->PcT, p->gs, p->Minv, has_acc ? 0 : p->T - p->S,
                  p->S, p->S, p->B, p->T, p->D, 0);
 }
 
-// The diagonal blocks' inverses made in each of fb_inverse_mode's three places (in every solve CTA, with the C-layout
+// The diagonal blocks' inverses made in each of fb_inverse_mode's four places (in every solve CTA, with the C-layout
 // loads of h and f; by fb_inverse_kernel, h and f staged in shared memory; the same with programmatic dependent
-// launch), with 32 and with 16 columns a solve CTA (fb_cols_mode), are the same fp32 operations on the same inputs:
+// launch; on the side stream beside the chain), with 32 and with 16 columns a solve CTA (fb_cols_mode), are the same fp32 operations on the same inputs:
 // run(ctx, out) makes one call and copies its outputs (bytes) to the host buffer out, and every other setting must
 // give the bits of SESSA_FB_INV=0 at 32 columns. The scratch is NaN-filled before each run: an inverse read before
 // fb_inverse_kernel wrote it (a missing dependency) cannot pass for the previous run's.
@@ -65,7 +70,7 @@ static int inverse_modes_agree(void (*run)(void *ctx, void *out), void *ctx, siz
     char *ref = (char *)mallocCheck(bytes), *got = (char *)mallocCheck(bytes);
     int keep = fb_inverse_mode, keep_cols = fb_cols_mode, ok = 1;
     for (int cols = 32; cols >= 16; cols -= 16)
-        for (int m = 0; m <= 2; m++) {
+        for (int m = 0; m <= 3; m++) {
             fb_inverse_mode = m;
             fb_cols_mode = cols;
             cudaCheck(cudaMemset(scratch, 0xff, scratch_bytes));
