@@ -505,12 +505,13 @@ __global__ void fb_fwd_rows_kernel(floatX *P3, float *Pd, float *lse, const floa
 // (ceil(D/(16 MT)), B): B=8 D=768 is 192 CTAs of 32 columns, 2 per SM (109 KiB shared each), one wave on 132 SMs.
 // Shared memory (floats, S rows):
 //   Minv  [S/32][32][32]   the diagonal blocks' inverses, split (fb_sw_b)
-//   panel [2][S][32]       L[rows, block q's 32 columns], double-buffered; block p of it (rows 32p..) is warp p's.
-//                          It comes in fp32 by cp.async (fb_sw_b), issued by one warp per block right after barrier 2
-//                          of the block before, and that warp splits it in place after its update there: every warp
-//                          but the critical one (forward: warp q+1's block, the diagonal one, is warp q's to load and
-//                          split). The first panel: by the CTA in the prologue (fb_inverse_mode 0: the prologue's
-//                          diagonal blocks use buffer 1 before)
+//   panel [2][S][32]       L[rows, block q's 32 columns], double-buffered (iteration & 1); its block p (rows 32p..)
+//                          at 1024 p, read by warp p only. Warp p brings it in fp32 by cp.async (fb_sw_b) two
+//                          iterations ahead, into the place its update has just read; everyone waits for their
+//                          copies before barrier 2 of the next iteration, and after that iteration's update warp p
+//                          (forward: warp q for the next panel's diagonal block, warp q+1's: the critical one) splits
+//                          it in place. The first two panels: by the CTA in the prologue (fb_inverse_mode 0: the
+//                          prologue's diagonal blocks use buffer 1 before the second panel)
 //   ra, xa [hi, lo][2 m-tiles][2 k-slices][32 lanes][4]   rhs_q^T and x_q^T as A fragments
 //   xs    [32][32]         x_q fp32 (fb_sw_c), for the stores
 //   gsh   [S]              forward: gamma of the superblock's rows
@@ -518,7 +519,7 @@ __global__ void fb_fwd_rows_kernel(floatX *P3, float *Pd, float *lse, const floa
 // critical one (qn = q+1 forward, q-1 backward: its update, then its R, is the chain) does the rest: forward warp q
 // stores c_q from its accumulators (4 rows x 32 bytes a store: whole sectors), the owners split their block of the
 // next panel, and all of them store x_q from xs as 16-byte row spans (fb_store_x). ra is free again after barrier 2;
-// xa, xs and the panel buffer of block q-1 after barrier 1 (every warp is past its work of q-1 there).
+// xa and xs after barrier 1 (every warp is past its work of q-1 there); a warp's panel block once it has read it.
 // Why (dev/cuda/feedback_phases.cu, the H200, forward B=8 T=1024, mean per CTA of 47.7k cycles; /work gpu6a): the
 // former X was 2.6-4.4k cycles a block (27.8k of the 47.7k), where its header counted ~0.2k of mma chain. Count per
 // warp and block of that X: after barrier 1 the next panel's cp.async issue (up to 7 LDGSTS a thread, ~12 address
@@ -530,8 +531,8 @@ __global__ void fb_fwd_rows_kernel(floatX *P3, float *Pd, float *lse, const floa
 // warps of an SM in the same phase: the LSU queue (MIO/LG throttle) sets X's time, not the mmas. And the former U:
 // 16 fragment loads of the fp32 panel a warp, each 2 LDS.64 + 2 splits (~14 instructions): ~280 instructions per
 // 48 mmas. Now: X ~35 instructions a warp (<= 6 LDS.128, <= 6 mmas, 2 splits, 6 STS), no global memory; U 8 + 8
-// LDS.128 and 48 mmas (~70); after U, off the chain, an owner's split (8 LDS.128, 16 splits, 8 STS.128 a lane) and
-// panel issue (8 LDGSTS a lane), x_q's stores (forward 256 16-byte fp32 chunks + 128 groups of 8 columns, 3 STG.128
+// LDS.128 and 48 mmas (~70); after U, off the chain, a warp's panel issue (8 LDGSTS a lane, two iterations ahead:
+// the copy's latency hidden) and split (8 LDS.128, 16 splits, 8 STS.128 a lane), x_q's stores (forward 256 16-byte fp32 chunks + 128 groups of 8 columns, 3 STG.128
 // each; backward 128 groups, 4 each: ~2 of those a thread over 7 warps). Global store instructions per CTA and block:
 // forward 8 + 12 warp STG.128 (s, s3) + 32 (c) = 52, all whole sectors (was 160, 384 half sectors); backward 16 (was
 // 96). Same bits: the same splits of the same fp32 values, the same mma order (dev/cuda checks compare the places of
@@ -784,12 +785,15 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
     L += (size_t)b * S * S; acc += (size_t)b * S * D;
     size_t base = ((size_t)b * T + u0) * D, t0 = (size_t)b * T + u0;   // row u0 of batch b
     FB_PHASE(FB_PH_START, 0);
-    // the first block's panel: forward block 0 (rows [0, 32 nb)), backward block nb-1 (rows [0, 32 (nb-1))); its
-    // block at panel row 32 w is warp w's (split by warp w once in: fb_split_block)
-    int nfirst = BWD ? nb - 1 : nb;
-    if (BWD) fb_load_panel(pan0, L, S, 0, (nb - 1) * FB_R, (nb - 1) * FB_R, Sv, threadIdx.x, FB_SOLVE_THREADS);
-    else     fb_load_panel(pan0, L, S, 0, nb * FB_R, 0, Sv, threadIdx.x, FB_SOLVE_THREADS);
-    cp_async_commit();
+    // the panel of block q, L[rows, 32q:32q+32] (forward rows [32q, 32 nb), backward [0, 32q)), by the whole CTA into
+    // buffer pan: block p (rows 32p..) at pan + 1024 p, warp p's (fb_split_block splits it in place)
+    auto panel_in = [&](float *pan, int q) {
+        int r0 = BWD ? 0 : q * FB_R, r1 = BWD ? q * FB_R : nb * FB_R;
+        fb_load_panel(pan + r0 * FB_R, L, S, r0, r1, q * FB_R, Sv, threadIdx.x, FB_SOLVE_THREADS);
+        cp_async_commit();
+    };
+    int qfirst = BWD ? nb - 1 : 0, q2nd = BWD ? nb - 2 : 1;   // the blocks of iterations 0 and 1
+    panel_in(pan0, qfirst);
     // forward: gamma of row threadIdx.x (S <= FB_SOLVE_THREADS) into gsh, stored once the other loads are issued
     // (a warp issues in order: the store would hold them back by a memory round trip)
     float gv = !BWD && threadIdx.x < Sv ? gamma[(size_t)b * T + u0 + threadIdx.x] : 0.0f;
@@ -808,9 +812,10 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
             __syncwarp();
             fb_split_block(Minv + w * FB_R * FB_R, lane);
         }
-        if (w < nfirst) fb_split_block(pan0 + w * FB_R * FB_R, lane);
+        if (BWD ? w < qfirst : w < nb) fb_split_block(pan0 + w * FB_R * FB_R, lane);
         __syncthreads();                        // Minv and the first panel split, tri read (h loads after it: not
         FB_PHASE(FB_PH_INV, 0);                 // live in the inverse)
+        if (nb > 1) panel_in(pan1, q2nd);       // (waited for before barrier 2 of iteration 0)
         // every load issued before any is used: one memory round trip, not one per element (the clocks measured
         // 6-17k cycles here with the loads and their uses interleaved)
 #pragma unroll
@@ -848,7 +853,7 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
         cp_async_wait<0>();
         __syncthreads();                        // the first panel, gsh, the staged tiles complete
         FB_PHASE(FB_PH_TRI, 0);
-        if (w < nfirst) fb_split_block(pan0 + w * FB_R * FB_R, lane);   // while fb_inverse_kernel may still run
+        if (BWD ? w < qfirst : w < nb) fb_split_block(pan0 + w * FB_R * FB_R, lane);   // while fb_inverse_kernel may run
 #pragma unroll
         for (int mt = 0; mt < MT; mt++)
 #pragma unroll
@@ -866,7 +871,8 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
         const float *src = Minv_g + (size_t)b * S * FB_R;
         for (int i = 4 * threadIdx.x; i < nb * FB_R * FB_R; i += 4 * FB_SOLVE_THREADS) cp_async16(Minv + i, src + i, true);
         cp_async_commit();
-        cp_async_wait<0>();
+        if (nb > 1) panel_in(pan1, q2nd);       // (waited for before barrier 2 of iteration 0)
+        if (nb > 1) cp_async_wait<1>(); else cp_async_wait<0>();
         __syncthreads();                        // Minv complete
         FB_PHASE(FB_PH_INV, 0);
     }
@@ -889,11 +895,15 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
         int qn = BWD ? q - 1 : q + 1;           // the next block; its rhs is warp qn's: the critical path
         bool more = it + 1 < nb;
         float *pq = pan0 + buf * S * FB_R, *pn = pan0 + (buf ^ 1) * S * FB_R;
-        // warp w's block of the next panel (L[rows of block own, columns of block qn], at panel row 32 off): forward
-        // blocks own >= qn, warp own's but the first (qn, warp qn's: the critical one), which is warp q's; backward
-        // blocks own < qn, warp own's. -1: none
-        int own = !more ? -1 : BWD ? (w < qn ? w : -1) : w == q ? qn : w > qn && w < nb ? w : -1;
-        int off = BWD ? own : own - qn;
+        // the panels: block p of the panel of block q' (L[rows of block p, columns of block q']) sits at 1024 p of
+        // buffer (iteration of q') & 1 and is read by warp p only (its update). Warp p brings it in by cp.async
+        // (fp32) two iterations ahead, right after its update of the block before in the same place; every thread
+        // waits for its copies before barrier 2 of the next iteration; after that iteration's update the block is
+        // split in place by warp p, or (forward, the next panel's diagonal block, whose warp qn is the critical
+        // one) by warp q. So neither the copy's latency nor the split is on the chain.
+        int q2 = BWD ? q - 2 : q + 2;                                     // the block two iterations ahead
+        bool in2 = it + 2 < nb && (BWD ? w < q2 : w >= q2 && w < nb);    // warp w's block of its panel
+        int split = !more ? -1 : BWD ? (w < qn ? w : -1) : w == q ? qn : w > qn && w < nb ? w : -1;
         if (w == q) {
             // R. rhs_q^T (forward f + G h, backward h; h_q is complete) as A fragments into ra: the C tiles
             // 2kt, 2kt+1 of m-tile mt are the A fragment (mt, kt)
@@ -948,15 +958,12 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
             *(FbU2 *)((uint32_t *)fb_frag_at(xa, 1, mt, nt / 2, lane) + 2 * (nt % 2)) = FbU2{lo[0], lo[1]};
         }
         FB_PHASE_IT(it, FB_PH_X, 0);
-        __syncthreads();                        // xa, xs complete
+        cp_async_wait<0>();                     // this thread's copies of the next panel (issued an iteration ago)
+        __syncthreads();                        // xa, xs, the next panel's fp32 blocks complete
         FB_PHASE_IT(it, FB_PH_BAR2, 0);
-        if (own >= 0) {                         // the next panel's block of this warp, in while it updates
-            fb_load_panel(pn + off * FB_R * FB_R, L, S, own * FB_R, own * FB_R + FB_R, qn * FB_R, Sv, lane, WARP_SIZE);
-            cp_async_commit();
-        }
-        // U. h_w^T += x_q^T L_wq^T for the blocks w after q (forward: w >= q, panel row 32 (w - q); backward: w < q)
+        // U. h_w^T += x_q^T L_wq^T for the blocks w after q (forward: w >= q; backward: w < q)
         if (BWD ? w < q : w >= q && w < nb) {
-            const float *Lw = pq + (BWD ? w : w - q) * FB_R * FB_R;
+            const float *Lw = pq + w * FB_R * FB_R;
 #pragma unroll
             for (int kt = 0; kt < 2; kt++) {
                 FbFragA a[MT];
@@ -971,6 +978,10 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
             }
         }
         FB_PHASE_IT(it, FB_PH_UPD + w, w);
+        if (in2) {                              // the block two iterations ahead into the place just read
+            fb_load_panel(pq + w * FB_R * FB_R, L, S, w * FB_R, w * FB_R + FB_R, q2 * FB_R, Sv, lane, WARP_SIZE);
+            cp_async_commit();
+        }
         if (!BWD && w == q) {                   // h_q = c_q, complete: to global memory from the C tiles (each
 #pragma unroll                                  // store 4 rows x 32 bytes: whole sectors)
             for (int mt = 0; mt < MT; mt++)
@@ -983,11 +994,7 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
                     }
         }
         FB_PHASE_IT(it, FB_PH_CEND, q);
-        if (own >= 0) {                         // this warp's block of the next panel: in, then split in place
-            cp_async_wait<0>();
-            __syncwarp();
-            fb_split_block(pn + off * FB_R * FB_R, lane);
-        }
+        if (split >= 0) fb_split_block(pn + split * FB_R * FB_R, lane);   // a block of the next panel
         // x_q out, by every warp but the critical one (warp qn, whose rhs comes next: its update, then its rhs)
         if (!more || w != qn) {
             int rank = w - (more && w > qn);
