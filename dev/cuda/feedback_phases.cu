@@ -99,7 +99,7 @@ static void phases(SolveBufs *p, int bwd, int has_acc) {
     const char *names[NPH] = {"rhs", "bar1", "x", "bar2", "upd max", "upd q+1", "c store", "out max", "iter"};
     int own = fb_inverse_where() == 0;          // the CTA inverts the diagonal blocks itself (else it copies Minv in)
     stat_print(own ? "prologue: tri + gamma loads" : "prologue: panel, acc, f/gs in", &tri, ncta);
-    stat_print(own ? "prologue: inverses, splits" : "prologue: split, h f read, Minv in", &inv, ncta);
+    stat_print(own ? "prologue: inverses, splits" : "prologue: split, h f, Minv in", &inv, ncta);
     stat_print(own ? "prologue: h, f loads" : "prologue: h, f packed", &hf, ncta);
     for (int k = 0; k < NPH - 1; k++) {
         char name[64];
