@@ -518,7 +518,8 @@ __global__ void fb_fwd_rows_kernel(floatX *P3, float *Pd, float *lse, const floa
 // Per block: R (warp q), barrier 1, X (warps < 4 MT), barrier 2, U (every warp p after q), then every warp but the
 // critical one (qn = q+1 forward, q-1 backward: its update, then its R, is the chain) does the rest: forward warp q
 // stores c_q from its accumulators (4 rows x 32 bytes a store: whole sectors), the owners split their block of the
-// next panel, and all of them store x_q from xs as 16-byte row spans (fb_store_x). ra is free again after barrier 2;
+// next panel, and x_q goes out from xs as 16-byte row spans (fb_store_x) by the warps without an update in this
+// block when there are 2 or more (forward from block 2 on, backward from block nb-2 down), else by all of them. ra is free again after barrier 2;
 // xa and xs after barrier 1 (every warp is past its work of q-1 there); a warp's panel block once it has read it.
 // Why (dev/cuda/feedback_phases.cu, the H200, forward B=8 T=1024, mean per CTA of 47.7k cycles; /work gpu6a): the
 // former X was 2.6-4.4k cycles a block (27.8k of the 47.7k), where its header counted ~0.2k of mma chain. Count per
@@ -545,8 +546,8 @@ __global__ void fb_fwd_rows_kernel(floatX *P3, float *Pd, float *lse, const floa
 // 21.3), at 16 columns (48 CTAs, R and U halved: ~1.3-1.5k a block) ~10.5 / ~9.5 us. A layer's fwd + bwd (fbbench,
 // the solves on the chain: 4, 16, 32 superblocks of both): B=8 T=1024 0.661 -> ~0.56 ms, B=2 T=4096 1.991 -> ~1.7,
 // B=1 T=8192 3.896 -> ~3.1.
-// Registers (ptxas -v, CUDA 13, INV / own inverses): 32 columns forward 128 / 128 (36 bytes of spills in the own-
-// inverses variant, SESSA_FB_INV=0 only), backward 111 / 126; 16 columns 91 / 128, 95 / 128. 2 CTAs per SM.
+// Registers (ptxas -v, CUDA 13, INV / own inverses): 32 columns forward 127 / 128 (~32 bytes of spills in the
+// own-inverses variant, SESSA_FB_INV=0 only), backward 113 / 126; 16 columns 93 / 128, 94 / 124. 2 CTAs per SM.
 // Determinism: fixed owners, fixed mma order, no atomics.
 #define FB_R 32                              // rows of a block (= the columns of a solve CTA of 2 m-tiles)
 #define FB_NB (FB_SMAX / FB_R)               // blocks of a superblock, at most
@@ -995,10 +996,14 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
         }
         FB_PHASE_IT(it, FB_PH_CEND, q);
         if (split >= 0) fb_split_block(pn + split * FB_R * FB_R, lane);   // a block of the next panel
-        // x_q out, by every warp but the critical one (warp qn, whose rhs comes next: its update, then its rhs)
-        if (!more || w != qn) {
-            int rank = w - (more && w > qn);
-            fb_store_x<BWD, NC>(xs, xf, x3, xb, base, t0, q0, n0, Sv, D, vec, rank * WARP_SIZE + lane, (FB_NB - more) * WARP_SIZE);
+        // x_q out: by the warps without an update in this block (forward w < q and w >= nb, backward w >= q) when
+        // there are 2 or more of them, else by every warp but the critical one (warp qn, whose rhs comes next: its
+        // update, then its rhs)
+        int idle = FB_NB - (BWD ? q : nb - q), idle_w = BWD ? w >= q : w < q || w >= nb;
+        if (idle >= 2 ? idle_w : !more || w != qn) {
+            int rank = idle >= 2 ? (BWD ? w - q : w < q ? w : q + w - nb) : w - (more && w > qn);
+            int nst = idle >= 2 ? idle : FB_NB - more;
+            fb_store_x<BWD, NC>(xs, xf, x3, xb, base, t0, q0, n0, Sv, D, vec, rank * WARP_SIZE + lane, nst * WARP_SIZE);
         }
         FB_PHASE_IT(it, FB_PH_OUT + w, w);
     }
