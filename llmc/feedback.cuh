@@ -120,9 +120,10 @@
    and B=1 may run 16 columns a CTA (SESSA_FB_COLS): predicted ~18 / ~16 us per call at B=8 T=1024 (the count there).
  Memory (scratch, the larger of forward and backward): forward 6BTD (s3) + 4 B S T (Z) + nb x (6 B S T (P3)
    + 4 B S^2 (Pd) + 4 B S D (acc) + 128 B S (Minv)); backward 6BTD (u3) + 4BTD (fp32 dqb accumulator) + nb x
-   (10 B T S (slab: Zs/US fp32, Pc3, dZ over its rows 3i) + 4 B S^2 (PcT) + 4 B S D (acc) + 128 B S) + 6 B S D (sU3); the
+   (10 B T S (slab: Zs/US fp32, Pc3, dZ over its rows 3i) + 4 B S^2 (PcT) + 4 B S D (acc) + 128 B S) + 6 B S D (sU3),
+   and 4 B S^2 a set for the split panels (Ls; 2 MiB at B=8); the
    nb = 2 (at most n) x: buffers of two superblocks in flight ("Overlap", "Buffers" below: each set 10 B T S +
-   4 B S^2 + 4 B S D, 28 MiB at B=8 T=1024). B=8 T=1024 D=768: 125 MiB (153 with SESSA_FB_BUFFERS=3), plus c
+   4 B S^2 + 4 B S D, 28 MiB at B=8 T=1024). B=8 T=1024 D=768: 125 MiB + 4 (Ls) (153 with SESSA_FB_BUFFERS=3), plus c
    (24 MiB) kept from the forward: 149 MiB, against 104 MiB for the dense form's A, u s^T, dZ and bf16 u, s (10 B T^2 +
    4 B T D bytes). The X3 / Y3 layouts cost 2BTD + 2BTS +
    2BSD bytes more than separate hi and lo halves (u_hi twice, Pc_hi twice, s_hi twice: 19 MiB of the 121 at
@@ -511,7 +512,9 @@ __global__ void fb_fwd_rows_kernel(floatX *P3, float *Pd, float *lse, const floa
 //                          copies before barrier 2 of the next iteration, and after that iteration's update warp p
 //                          (forward: warp q for the next panel's diagonal block, warp q+1's: the critical one) splits
 //                          it in place. The first two panels: by the CTA in the prologue (fb_inverse_mode 0: the
-//                          prologue's diagonal blocks use buffer 1 before the second panel)
+//                          prologue's diagonal blocks use buffer 1 before the second panel). With SESSA_FB_INV=3
+//                          (default) fb_inverse_kernel has split every block beside the chain already (Ls): the
+//                          copies are flat and the solve splits nothing.
 //   ra, xa [hi, lo][2 m-tiles][2 k-slices][32 lanes][4]   rhs_q^T and x_q^T as A fragments
 //   xs    [32][32]         x_q fp32 (fb_sw_c), for the stores
 //   gsh   [S]              forward: gamma of the superblock's rows
@@ -546,8 +549,8 @@ __global__ void fb_fwd_rows_kernel(floatX *P3, float *Pd, float *lse, const floa
 // 21.3), at 16 columns (48 CTAs, R and U halved: ~1.3-1.5k a block) ~10.5 / ~9.5 us. A layer's fwd + bwd (fbbench,
 // the solves on the chain: 4, 16, 32 superblocks of both): B=8 T=1024 0.661 -> ~0.56 ms, B=2 T=4096 1.991 -> ~1.7,
 // B=1 T=8192 3.896 -> ~3.1.
-// Registers (ptxas -v, CUDA 13, INV / own inverses): 32 columns forward 127 / 128 (~32 bytes of spills in the
-// own-inverses variant, SESSA_FB_INV=0 only), backward 113 / 126; 16 columns 93 / 128, 94 / 124. 2 CTAs per SM.
+// Registers (ptxas -v, CUDA 13, INV / own inverses): 32 columns forward 128 / 128, backward 118 / 128; 16 columns
+// 96 / 128 both; no spills. 2 CTAs per SM.
 // Determinism: fixed owners, fixed mma order, no atomics.
 #define FB_R 32                              // rows of a block (= the columns of a solve CTA of 2 m-tiles)
 #define FB_NB (FB_SMAX / FB_R)               // blocks of a superblock, at most
@@ -768,11 +771,13 @@ __device__ __forceinline__ void fb_store_x(const float *xs, float *xf, floatX *x
 //   of 8 and f or gs 16-byte aligned) and h, f (gs) come through shared memory by 16-byte cp.async; else the CTA
 //   inverts (and splits) the blocks itself and loads h, f (gs) in the C layout (4-byte loads)
 //   vec: the outputs go by 16-byte stores (fb_store_x; D a multiple of 8, the outputs 16-byte aligned)
+//   Ls: the panels' blocks already split (fb_inverse_kernel with SESSA_FB_INV=3, beside the chain), copied flat;
+//   NULL: the fp32 blocks of L, split here
 template <bool BWD, bool INV, int MT>
 __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX *xb,
                                          const float *acc, int has_acc, const float *L, const float *Minv_g,
-                                         const floatX *f, const float *gs, const float *gamma, int vec, int u0, int Sv,
-                                         int S, int T, int D) {
+                                         const float *Ls, const floatX *f, const float *gs, const float *gamma, int vec,
+                                         int u0, int Sv, int S, int T, int D) {
     extern __shared__ __align__(128) float fb_solve_smem_buf[];
     float *Minv = fb_solve_smem_buf, *pan0 = Minv + S * FB_R, *pan1 = pan0 + S * FB_R;
     uint32_t *ra = (uint32_t *)(pan1 + S * FB_R);   // rhs_q^T as A fragments
@@ -788,9 +793,16 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
     FB_PHASE(FB_PH_START, 0);
     // the panel of block q, L[rows, 32q:32q+32] (forward rows [32q, 32 nb), backward [0, 32q)), by the whole CTA into
     // buffer pan: block p (rows 32p..) at pan + 1024 p, warp p's (fb_split_block splits it in place)
+    // (Ls: the split blocks, block (q, p) = Ls[b][q][p], 1024 floats, copied flat)
+    const float *Lsb = Ls ? Ls + (size_t)b * S * S : NULL;
+    auto ls_block = [&](int q, int p) { return Lsb + ((size_t)q * (S / FB_R) + p) * FB_R * FB_R; };
     auto panel_in = [&](float *pan, int q) {
         int r0 = BWD ? 0 : q * FB_R, r1 = BWD ? q * FB_R : nb * FB_R;
-        fb_load_panel(pan + r0 * FB_R, L, S, r0, r1, q * FB_R, Sv, threadIdx.x, FB_SOLVE_THREADS);
+        if (Ls)
+            for (int i = 4 * threadIdx.x; i < (r1 - r0) * FB_R; i += 4 * FB_SOLVE_THREADS)
+                cp_async16(pan + r0 * FB_R + i, ls_block(q, r0 / FB_R) + i, true);   // blocks r0/32.. of panel q
+        else
+            fb_load_panel(pan + r0 * FB_R, L, S, r0, r1, q * FB_R, Sv, threadIdx.x, FB_SOLVE_THREADS);
         cp_async_commit();
     };
     int qfirst = BWD ? nb - 1 : 0, q2nd = BWD ? nb - 2 : 1;   // the blocks of iterations 0 and 1
@@ -813,7 +825,7 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
             __syncwarp();
             fb_split_block(Minv + w * FB_R * FB_R, lane);
         }
-        if (BWD ? w < qfirst : w < nb) fb_split_block(pan0 + w * FB_R * FB_R, lane);
+        if (!Ls && (BWD ? w < qfirst : w < nb)) fb_split_block(pan0 + w * FB_R * FB_R, lane);
         __syncthreads();                        // Minv and the first panel split, tri read (h loads after it: not
         FB_PHASE(FB_PH_INV, 0);                 // live in the inverse)
         if (nb > 1) panel_in(pan1, q2nd);       // (waited for before barrier 2 of iteration 0)
@@ -854,7 +866,7 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
         cp_async_wait<0>();
         __syncthreads();                        // the first panel, gsh, the staged tiles complete
         FB_PHASE(FB_PH_TRI, 0);
-        if (BWD ? w < qfirst : w < nb) fb_split_block(pan0 + w * FB_R * FB_R, lane);   // while fb_inverse_kernel may run
+        if (!Ls && (BWD ? w < qfirst : w < nb)) fb_split_block(pan0 + w * FB_R * FB_R, lane);   // (fb_inverse_kernel may run)
 #pragma unroll
         for (int mt = 0; mt < MT; mt++)
 #pragma unroll
@@ -904,7 +916,7 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
         // one) by warp q. So neither the copy's latency nor the split is on the chain.
         int q2 = BWD ? q - 2 : q + 2;                                     // the block two iterations ahead
         bool in2 = it + 2 < nb && (BWD ? w < q2 : w >= q2 && w < nb);    // warp w's block of its panel
-        int split = !more ? -1 : BWD ? (w < qn ? w : -1) : w == q ? qn : w > qn && w < nb ? w : -1;
+        int split = !more || Ls ? -1 : BWD ? (w < qn ? w : -1) : w == q ? qn : w > qn && w < nb ? w : -1;
         if (w == q) {
             // R. rhs_q^T (forward f + G h, backward h; h_q is complete) as A fragments into ra: the C tiles
             // 2kt, 2kt+1 of m-tile mt are the A fragment (mt, kt)
@@ -980,7 +992,10 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
         }
         FB_PHASE_IT(it, FB_PH_UPD + w, w);
         if (in2) {                              // the block two iterations ahead into the place just read
-            fb_load_panel(pq + w * FB_R * FB_R, L, S, w * FB_R, w * FB_R + FB_R, q2 * FB_R, Sv, lane, WARP_SIZE);
+            if (Ls)
+                for (int i = 4 * lane; i < FB_R * FB_R; i += 4 * WARP_SIZE) cp_async16(pq + w * FB_R * FB_R + i, ls_block(q2, w) + i, true);
+            else
+                fb_load_panel(pq + w * FB_R * FB_R, L, S, w * FB_R, w * FB_R + FB_R, q2 * FB_R, Sv, lane, WARP_SIZE);
             cp_async_commit();
         }
         if (!BWD && w == q) {                   // h_q = c_q, complete: to global memory from the C tiles (each
@@ -1015,32 +1030,53 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
 // Minv (B, S/32, 32, 32): each block split into its B fragments (fb_split_block) as the solve keeps it in shared
 // memory, so the solve copies it flat. fb_block_inverse and fb_split_block as the solve runs them with
 // SESSA_FB_INV=0, on the same tri and g: the same bits.
-// grid (nb, B), one warp each (lane = column). Cost per block: 4 KiB in (L2: the rows/slab kernel just wrote L),
-// 496 FMAs a lane, 8 + 8 LDS.128, 16 splits, 4 KiB out; B=8 S=256: 64 warps, 0.5 MB moved, latency-bound: predicted ~2-3 us, measured 4.6 us
-// alone (ncu, with a row's sum one chain of r dependent FMAs; four chains now, predicted ~3 us). It lets the solve that
-// follows start at once (grid_dep_launch_dependents; the solve waits for it only before it copies Minv), so with
-// programmatic dependent launch it runs beside the solve's own prologue loads.
+// With Ls (SESSA_FB_INV=3, beside the chain) also the panels' blocks, split as the solve would split them (rows past
+// Sv 0, as fb_load_panel fills them): Ls[b][q][p] (B, S/32, S/32, 32 x 32) = block (p, q) of L for the blocks the
+// updates read (forward p >= q, backward p < q), so the solve copies them flat and splits nothing.
+// grid (nb, Ls ? nb : 1, B), one warp each: CTA (q, p) (lane = column) the inverse of block q when p = q, the split
+// of block (p, q) when Ls. Cost per inverse: 4 KiB in (L2: the rows/slab kernel just wrote L), 496 FMAs a lane, 8 +
+// 8 LDS.128, 16 splits, 4 KiB out; B=8 S=256: 64 warps, 0.5 MB moved, latency-bound: predicted ~2-3 us, measured
+// 4.6 us alone (ncu, with a row's sum one chain of r dependent FMAs; four chains now, predicted ~3 us); a split 4 KiB
+// in and out (B=8: 288 forward, 224 backward, 2 MB). It lets the solve that follows start at once
+// (grid_dep_launch_dependents; the solve waits for it only before it copies Minv), so with programmatic dependent
+// launch (SESSA_FB_INV=2) it runs beside the solve's own prologue loads.
 template <bool REV>
 __global__ void __launch_bounds__(WARP_SIZE)
-fb_inverse_kernel(float *Minv, const float *L, const float *gamma, int u0, int Sv, int S, int T) {
+fb_inverse_kernel(float *Minv, float *Ls, const float *L, const float *gamma, int u0, int Sv, int S, int T) {
     __shared__ __align__(16) float tri[FB_R * FB_R], inv[FB_R * FB_R];
-    int q = blockIdx.x, b = blockIdx.y, lane = threadIdx.x, q0 = q * FB_R;
+    int q = blockIdx.x, p = Ls ? blockIdx.y : q, b = blockIdx.z, lane = threadIdx.x, q0 = q * FB_R, p0 = p * FB_R;
     grid_dep_launch_dependents();
-    L += ((size_t)b * S + q0) * S + q0;
+    bool split = Ls && (REV ? p < q : p >= q);   // a block the updates read (forward: the diagonal one too)
+    if (p != q && !split) return;
+    L += ((size_t)b * S + p0) * S + q0;
     float v[FB_R];                              // every load issued before any store: one round trip
 #pragma unroll
-    for (int r = 0; r < FB_R; r++) v[r] = q0 + r < Sv && q0 + lane < Sv ? L[(size_t)r * S + lane] : 0.0f;
+    for (int r = 0; r < FB_R; r++) v[r] = p0 + r < Sv ? L[(size_t)r * S + lane] : 0.0f;
+    const int nbs = S / FB_R;
+    if (p == q) {
 #pragma unroll
-    for (int r = 0; r < FB_R; r++) tri[r * FB_R + lane] = v[r];
-    float g = REV ? 1.0f : q0 + lane < Sv ? gamma[(size_t)b * T + u0 + q0 + lane] : 0.0f;
-    __syncwarp();
-    fb_block_inverse<REV>(inv, tri, g, lane);
-    __syncwarp();
-    fb_split_block(inv, lane);
-    __syncwarp();
-    FbU4 *dst = (FbU4 *)(Minv + ((size_t)b * (S / FB_R) + q) * FB_R * FB_R);
+        for (int r = 0; r < FB_R; r++) tri[r * FB_R + lane] = q0 + lane < Sv ? v[r] : 0.0f;
+        float g = REV ? 1.0f : q0 + lane < Sv ? gamma[(size_t)b * T + u0 + q0 + lane] : 0.0f;
+        __syncwarp();
+        fb_block_inverse<REV>(inv, tri, g, lane);
+        __syncwarp();
+        fb_split_block(inv, lane);
+        __syncwarp();
+        FbU4 *dst = (FbU4 *)(Minv + ((size_t)b * nbs + q) * FB_R * FB_R);
 #pragma unroll
-    for (int i = 0; i < FB_R * FB_R / 4 / WARP_SIZE; i++) dst[i * WARP_SIZE + lane] = ((const FbU4 *)inv)[i * WARP_SIZE + lane];
+        for (int i = 0; i < FB_R * FB_R / 4 / WARP_SIZE; i++) dst[i * WARP_SIZE + lane] = ((const FbU4 *)inv)[i * WARP_SIZE + lane];
+        __syncwarp();                           // inv read by every lane
+    }
+    if (split) {
+#pragma unroll
+        for (int r = 0; r < FB_R; r++) inv[fb_sw_b(r, lane)] = v[r];
+        __syncwarp();
+        fb_split_block(inv, lane);
+        __syncwarp();
+        FbU4 *dst = (FbU4 *)(Ls + (((size_t)b * nbs + q) * nbs + p) * FB_R * FB_R);
+#pragma unroll
+        for (int i = 0; i < FB_R * FB_R / 4 / WARP_SIZE; i++) dst[i * WARP_SIZE + lane] = ((const FbU4 *)inv)[i * WARP_SIZE + lane];
+    }
 }
 
 // forward: for the rows r of U in blocks of 32, c_r = acc_r + sum_{j<r} Pd[r][j] s_j, s_r = f_r + g_r c_r.
@@ -1052,8 +1088,9 @@ fb_inverse_kernel(float *Minv, const float *L, const float *gamma, int u0, int S
 template <bool INV, int MT>
 __global__ void __launch_bounds__(FB_SOLVE_THREADS, 2)
 fb_fwd_solve_kernel(float *s, float *c, floatX *s3, const float *acc, int has_acc, const float *Pd,
-                    const floatX *f, const float *gamma, int vec, const float *Minv, int u0, int Sv, int S, int T, int D) {
-    fb_solve<false, INV, MT>(s, c, s3, NULL, acc, has_acc, Pd, Minv, f, NULL, gamma, vec, u0, Sv, S, T, D);
+                    const floatX *f, const float *gamma, int vec, const float *Minv, const float *Ls, int u0, int Sv,
+                    int S, int T, int D) {
+    fb_solve<false, INV, MT>(s, c, s3, NULL, acc, has_acc, Pd, Minv, Ls, f, NULL, gamma, vec, u0, Sv, S, T, D);
 }
 
 // backward, transposed: for the keys j of U in blocks of 32 from last to first,
@@ -1065,8 +1102,8 @@ fb_fwd_solve_kernel(float *s, float *c, floatX *s3, const float *acc, int has_ac
 template <bool INV, int MT>
 __global__ void __launch_bounds__(FB_SOLVE_THREADS, 2)
 fb_bwd_solve_kernel(floatX *u3, floatX *df, const float *acc, int has_acc, const float *PcT,
-                    const float *gs, int vec, const float *Minv, int u0, int Sv, int S, int T, int D) {
-    fb_solve<true, INV, MT>(NULL, NULL, u3, df, acc, has_acc, PcT, Minv, NULL, gs, NULL, vec, u0, Sv, S, T, D);
+                    const float *gs, int vec, const float *Minv, const float *Ls, int u0, int Sv, int S, int T, int D) {
+    fb_solve<true, INV, MT>(NULL, NULL, u3, df, acc, has_acc, PcT, Minv, Ls, NULL, gs, NULL, vec, u0, Sv, S, T, D);
 }
 
 // Where the diagonal blocks' inverses are made (SESSA_FB_INV in the environment, read at the first solve; dev/cuda's
@@ -1080,7 +1117,9 @@ fb_bwd_solve_kernel(floatX *u3, floatX *df, const float *acc, int has_acc, const
 // each superblock's chain was acc GEMM -> fb_inverse_kernel (~3-4.6 us, latency-bound: 32 dependent rows) -> solve,
 // the solve's prologue loads beside the inverses under 2 (the clocks: 5.6-7.4k cycles of the prologue waiting and
 // copying); with 3 it is acc GEMM -> solve, whose prologue waits for nothing. Predicted: ~2-3 us less per call on
-// the chain (B=1 T=8192: 64 calls a layer, ~0.15 ms of 3.9).
+// the chain (B=1 T=8192: 64 calls a layer, ~0.15 ms of 3.9). With 3 it also splits the panels' blocks there (Ls,
+// 4 B S^2 bytes a buffer set), so the solve splits nothing: neither the first panel in its prologue (~0.3-0.5k
+// cycles) nor a block per warp and block after the updates (~115 instructions a lane).
 static int fb_inverse_mode = -1;   // -1: not chosen yet
 static int fb_env_choice(int *mode, const char *name, int def, int hi) {
     if (*mode < 0) {
@@ -1104,11 +1143,13 @@ static int fb_bwd_vec(const floatX *u3, const floatX *df, const float *gs, int D
     return D % 8 == 0 && ptr_alignment(gs) >= 16 && ptr_alignment(u3) >= 16 && ptr_alignment(df) >= 16;
 }
 static int fb_solve_inv_mode(int vec) { return vec ? fb_inverse_where() : 0; }
-// the diagonal blocks' inverses of superblock [u0, u0 + Sv) into Minv, (B, S/32, 32, 32) (modes 1-3)
+// the diagonal blocks' inverses of superblock [u0, u0 + Sv) into Minv, (B, S/32, 32, 32) (modes 1-3), and with Ls
+// (mode 3) the panels' blocks split, (B, S/32, S/32, 32, 32)
 template <bool BWD>
-static void fb_inverses(float *Minv, const float *L, const float *gamma, int u0, int Sv, int S, int B, int T,
+static void fb_inverses(float *Minv, float *Ls, const float *L, const float *gamma, int u0, int Sv, int S, int B, int T,
                         cudaStream_t stream) {
-    fb_inverse_kernel<BWD><<<dim3(ceil_div(Sv, FB_R), B), WARP_SIZE, 0, stream>>>(Minv, L, gamma, u0, Sv, S, T);
+    int nb = ceil_div(Sv, FB_R);
+    fb_inverse_kernel<BWD><<<dim3(nb, Ls ? nb : 1, B), WARP_SIZE, 0, stream>>>(Minv, Ls, L, gamma, u0, Sv, S, T);
     cudaCheck(cudaGetLastError());
 }
 
@@ -1137,12 +1178,12 @@ static int fb_solve_cols(int B, int D) {
 // picks the solve's 16-byte output stores (the kernels' argument before Minv).
 template <bool BWD, typename... KArgs, typename... Args>
 static void fb_launch_solve(void (*own16)(KArgs...), void (*inv16)(KArgs...), void (*own)(KArgs...),
-                            void (*inv)(KArgs...), int vec, float *Minv, const float *L,
+                            void (*inv)(KArgs...), int vec, float *Minv, const float *Ls, const float *L,
                             const float *gamma, int u0, int Sv, int S, int B, int T, int D, cudaStream_t stream,
                             Args... args) {
     int mode = fb_solve_inv_mode(vec), cols = fb_solve_cols(B, D);
     void (*kernel)(KArgs...) = cols == 16 ? (mode > 0 ? inv16 : own16) : mode > 0 ? inv : own;
-    if (mode == 1 || mode == 2) fb_inverses<BWD>(Minv, L, gamma, u0, Sv, S, B, T, stream);
+    if (mode == 1 || mode == 2) fb_inverses<BWD>(Minv, NULL, L, gamma, u0, Sv, S, B, T, stream);
     cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fb_solve_smem(S)));
     cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
     cudaLaunchAttribute pdl;
@@ -1152,21 +1193,24 @@ static void fb_launch_solve(void (*own16)(KArgs...), void (*inv16)(KArgs...), vo
     memset(&cfg, 0, sizeof cfg);
     cfg.gridDim = dim3(ceil_div(D, cols), B); cfg.blockDim = dim3(FB_SOLVE_THREADS); cfg.dynamicSmemBytes = fb_solve_smem(S);
     cfg.stream = stream; cfg.attrs = &pdl; cfg.numAttrs = mode == 2;
-    cudaCheck(cudaLaunchKernelEx(&cfg, kernel, args..., vec, mode > 0 ? (const float *)Minv : NULL, u0, Sv, S, T, D));
+    cudaCheck(cudaLaunchKernelEx(&cfg, kernel, args..., vec, mode > 0 ? (const float *)Minv : NULL, mode == 3 ? Ls : NULL,
+                                 u0, Sv, S, T, D));
 }
-// the two solves; Minv: scratch for the inverses, (B, S/32, 32, 32) fp32 (made before with SESSA_FB_INV=3)
+// the two solves; Minv: scratch for the inverses, (B, S/32, 32, 32) fp32; Ls: the split panels, (B, S, S) (both
+// made before by fb_inverses with SESSA_FB_INV=3, else Ls is not read)
 static void fb_fwd_solve(float *s, float *c, floatX *s3, const float *acc, int has_acc, const float *Pd,
-                         const floatX *f, const float *gamma, float *Minv, int u0, int Sv, int S, int B, int T, int D,
-                         cudaStream_t stream) {
+                         const floatX *f, const float *gamma, float *Minv, const float *Ls, int u0, int Sv, int S, int B,
+                         int T, int D, cudaStream_t stream) {
     fb_launch_solve<false>(fb_fwd_solve_kernel<false, 1>, fb_fwd_solve_kernel<true, 1>, fb_fwd_solve_kernel<false, 2>,
                            fb_fwd_solve_kernel<true, 2>, fb_fwd_vec(s, c, s3, f, D),
-                           Minv, Pd, gamma, u0, Sv, S, B, T, D, stream, s, c, s3, acc, has_acc, Pd, f, gamma);
+                           Minv, Ls, Pd, gamma, u0, Sv, S, B, T, D, stream, s, c, s3, acc, has_acc, Pd, f, gamma);
 }
 static void fb_bwd_solve(floatX *u3, floatX *df, const float *acc, int has_acc, const float *PcT,
-                         const float *gs, float *Minv, int u0, int Sv, int S, int B, int T, int D, cudaStream_t stream) {
+                         const float *gs, float *Minv, const float *Ls, int u0, int Sv, int S, int B, int T, int D,
+                         cudaStream_t stream) {
     fb_launch_solve<true>(fb_bwd_solve_kernel<false, 1>, fb_bwd_solve_kernel<true, 1>, fb_bwd_solve_kernel<false, 2>,
                           fb_bwd_solve_kernel<true, 2>, fb_bwd_vec(u3, df, gs, D),
-                          Minv, PcT, NULL, u0, Sv, S, B, T, D, stream, u3, df, acc, has_acc, PcT, gs);
+                          Minv, Ls, PcT, NULL, u0, Sv, S, B, T, D, stream, u3, df, acc, has_acc, PcT, gs);
 }
 
 // ----------------------------------------------------------------------------
@@ -1374,10 +1418,13 @@ static int fb_sets(int T) {
     int n = ceil_div(T, fb_superblock(T));
     return fb_nbuf() < n ? fb_nbuf() : n;
 }
-typedef struct { floatX *s3, *P3[FB_NBUF]; float *Z, *Pd[FB_NBUF], *accs[FB_NBUF], *acc, *Minv[FB_NBUF]; } FbFwdScratch;
+typedef struct {
+    floatX *s3, *P3[FB_NBUF];
+    float *Z, *Pd[FB_NBUF], *accs[FB_NBUF], *acc, *Minv[FB_NBUF], *Ls[FB_NBUF];
+} FbFwdScratch;
 typedef struct {
     floatX *u3, *Pc3[FB_NBUF], *sU3;
-    float *dq, *Zs[FB_NBUF], *PcT[FB_NBUF], *accs[FB_NBUF], *acc, *Minv[FB_NBUF];
+    float *dq, *Zs[FB_NBUF], *PcT[FB_NBUF], *accs[FB_NBUF], *acc, *Minv[FB_NBUF], *Ls[FB_NBUF];
 } FbBwdScratch;
 
 static size_t fb_fwd_carve(FbFwdScratch *w, void *scratch, int B, int T, int D) {
@@ -1391,6 +1438,7 @@ static size_t fb_fwd_carve(FbFwdScratch *w, void *scratch, int B, int T, int D) 
         w->Pd[k] = (float *)fb_take(&c, (size_t)B * S * S * sizeof(float));
         w->accs[k] = (float *)fb_take(&c, (size_t)B * S * D * sizeof(float));
         w->Minv[k] = (float *)fb_take(&c, (size_t)B * S * FB_R * sizeof(float));   // the solve's diagonal inverses
+        w->Ls[k] = (float *)fb_take(&c, (size_t)B * S * S * sizeof(float));       // and its panels split
     }
     w->acc = w->accs[0];
     return c.off;
@@ -1407,6 +1455,7 @@ static size_t fb_bwd_carve(FbBwdScratch *w, void *scratch, int B, int T, int D) 
         w->PcT[k] = (float *)fb_take(&c, (size_t)B * S * S * sizeof(float));
         w->accs[k] = (float *)fb_take(&c, BSD * sizeof(float));
         w->Minv[k] = (float *)fb_take(&c, (size_t)B * S * FB_R * sizeof(float));   // the solve's diagonal inverses
+        w->Ls[k] = (float *)fb_take(&c, (size_t)B * S * S * sizeof(float));       // and its panels split
     }
     w->sU3 = (floatX *)fb_take(&c, 3 * BSD * sizeof(floatX));       // Y3 layout: (B, S, 3D)
     w->acc = w->accs[0];
@@ -1601,7 +1650,7 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
                 FbShape{Sv, u1, D, B}, scale, 0.0f, st.a);
         // 2. lse, P = alpha[U, 0:u0] as bf16 hi/lo parts (P3), the fp32 diagonal block
         fb_launch_fwd_rows(&w, k, lse, u0, Sv, S, B, T, st.a);
-        if (side_inv) fb_inverses<false>(w.Minv[k], w.Pd[k], gamma, u0, Sv, S, B, T, st.a);
+        if (side_inv) fb_inverses<false>(w.Minv[k], w.Ls[k], w.Pd[k], gamma, u0, Sv, S, B, T, st.a);
         cudaCheck(cudaEventRecord(st.ready[k], st.a));
     };
     // 3. acc (Sv, D) = P[:, K0:K1] s[K0:K1] for keys [K0, K1) of superblock q: P3[:, 3K0:3K1] s3[3K0:3K1], one GEMM
@@ -1633,9 +1682,9 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
             acc_gemm(q, 0, u0, 0.0f, stream);
         }
         // 4. the in-superblock solve
-        fb_fwd_solve(s, c, w.s3, w.acc, u0 > 0, w.Pd[k], f, gamma, w.Minv[k], u0, Sv, S, B, T, D, stream);
+        fb_fwd_solve(s, c, w.s3, w.acc, u0 > 0, w.Pd[k], f, gamma, w.Minv[k], w.Ls[k], u0, Sv, S, B, T, D, stream);
         cudaCheck(cudaEventRecord(st.solved, stream));      // s[U] written, accs[k] read
-        cudaCheck(cudaEventRecord(st.freed[k], stream));   // P3[k], Pd[k], Minv[k] read
+        cudaCheck(cudaEventRecord(st.freed[k], stream));   // P3[k], Pd[k], Minv[k], Ls[k] read
     }
     fb_join(&st, stream);
 }
@@ -1663,7 +1712,7 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
         fb_gemm(FbOut{w.Zs[k], CUDA_R_32F, S, sTS}, FbIn{qb + (size_t)u0 * ld, ld, sq, false},
                 FbIn{kb + (size_t)u0 * ld, ld, sq, true}, FbShape{M, Sv, D, B}, scale, 0.0f, st.a);
         fb_launch_slab(&w, k, lse, gamma, u0, Sv, S, B, T, st.a);
-        if (side_inv) fb_inverses<true>(w.Minv[k], w.PcT[k], NULL, u0, Sv, S, B, T, st.a);
+        if (side_inv) fb_inverses<true>(w.Minv[k], w.Ls[k], w.PcT[k], NULL, u0, Sv, S, B, T, st.a);
         cudaCheck(cudaEventRecord(st.ready[k], st.a));
     };
     // 2. acc (Sv, D) = Pc[t0:t1, U]^T u[t0:t1] for the it-th superblock from the end and rows t0 >= u1:
@@ -1696,7 +1745,7 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
             acc_gemm(it, u1, T, 0.0f, stream);
         }
         // 3. the transposed in-superblock solve: u[U], df[U]
-        fb_bwd_solve(w.u3, df, w.acc, u1 < T, w.PcT[k], gs, w.Minv[k], u0, Sv, S, B, T, D, stream);
+        fb_bwd_solve(w.u3, df, w.acc, u1 < T, w.PcT[k], gs, w.Minv[k], w.Ls[k], u0, Sv, S, B, T, D, stream);
         fb_after(st.b, st.solved, stream);         // the rest of U on stream b, beside the next chain
         // 4. dgamma[U] = u . c; 5. US (M, Sv) = u[u0:T] s[U]^T into the slab's logits buffer (the (T, 3D) view of
         //    u3 times sU3^T: one GEMM of K = 3D); dZ over Pc_hi's first copy
@@ -1710,7 +1759,8 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
         // 7. dqb[u0:T] (M, D) += dZ kb[U] / sqrt(D) (stream b: the superblocks in order)
         fb_gemm(FbOut{w.dq + (size_t)u0 * D, CUDA_R_32F, D, sTD}, FbIn{w.Pc3[k], 3 * S, 3 * sTS, false},
                 FbIn{kb + (size_t)u0 * ld, ld, sq, false}, FbShape{M, D, Sv, B}, scale, 1.0f, st.b);
-        cudaCheck(cudaEventRecord(st.freed[k], st.b));   // Zs[k], Pc3[k], PcT[k], Minv[k] read (the solve: before solved)
+        cudaCheck(cudaEventRecord(st.freed[k], st.b));   // Zs[k], Pc3[k], PcT[k], Minv[k], Ls[k] read (the solve: before
+                                                          // solved)
     }
     fb_join(&st, stream);
     int store_vec = D % 4 == 0 && ld % 4 == 0 && ptr_alignment(dqb) >= 8;   // w.dq: scratch, 256-byte aligned

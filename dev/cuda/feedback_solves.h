@@ -11,7 +11,8 @@ typedef struct {
     int B, T, D, S;
     float *Pd, *PcT, *acc, *gs, *gamma;       // device inputs
     floatX *f;
-    float *Minv;                              // device scratch: the diagonal blocks' inverses (B, S/32, 32, 32)
+    float *Minv, *Ls;                         // device scratch: the diagonal blocks' inverses (B, S/32, 32, 32),
+                                              // the panels split (B, S, S; SESSA_FB_INV=3)
     float *s, *c;                             // device outputs (forward: s, c, x3 = s3;
     floatX *x3, *df;                          //                 backward: x3 = u3, df; x3 (B, 3T, D))
 } SolveBufs;
@@ -35,27 +36,28 @@ static SolveBufs solve_bufs_make(int B, int T, int D) {
     cudaMallocCheck(&p.s, BTD * sizeof(float)); cudaMallocCheck(&p.c, BTD * sizeof(float));
     cudaMallocCheck(&p.x3, 3 * BTD * sizeof(floatX));
     cudaMallocCheck(&p.df, BTD * sizeof(floatX)); cudaMallocCheck(&p.Minv, (size_t)B * S * FB_R * sizeof(float));
+    cudaMallocCheck(&p.Ls, BSS * sizeof(float));
     free(Pd); free(PcT); free(acc); free(f); free(g);
     return p;
 }
 static void solve_bufs_free(SolveBufs *p) {
     cudaCheck(cudaFree(p->Pd)); cudaCheck(cudaFree(p->PcT)); cudaCheck(cudaFree(p->acc)); cudaCheck(cudaFree(p->gs));
     cudaCheck(cudaFree(p->gamma)); cudaCheck(cudaFree(p->f)); cudaCheck(cudaFree(p->s)); cudaCheck(cudaFree(p->c));
-    cudaCheck(cudaFree(p->x3)); cudaCheck(cudaFree(p->df)); cudaCheck(cudaFree(p->Minv));
+    cudaCheck(cudaFree(p->x3)); cudaCheck(cudaFree(p->df)); cudaCheck(cudaFree(p->Minv)); cudaCheck(cudaFree(p->Ls));
 }
 // one call of a solve: with has_acc the superblock has earlier ones (forward: the last superblock, u0 = T - S;
 // backward: the first, u0 = 0), without it is the first one the chain meets (forward u0 = 0, backward u0 = T - S);
 // with SESSA_FB_INV=3 the inverses are made first, as modes 1-2 make them inside the call (timed with it)
 static void solve_call_fwd(SolveBufs *p, int has_acc) {
     if (fb_solve_inv_mode(fb_fwd_vec(p->s, p->c, p->x3, p->f, p->D)) == 3)   // the inverses first (off the chain in a
-        fb_inverses<false>(p->Minv, p->Pd, p->gamma, has_acc ? p->T - p->S : 0, p->S, p->S, p->B, p->T, 0);   // call)
-    fb_fwd_solve(p->s, p->c, p->x3, p->acc, has_acc, p->Pd, p->f, p->gamma, p->Minv, has_acc ? p->T - p->S : 0,
+        fb_inverses<false>(p->Minv, p->Ls, p->Pd, p->gamma, has_acc ? p->T - p->S : 0, p->S, p->S, p->B, p->T, 0);   // call)
+    fb_fwd_solve(p->s, p->c, p->x3, p->acc, has_acc, p->Pd, p->f, p->gamma, p->Minv, p->Ls, has_acc ? p->T - p->S : 0,
                  p->S, p->S, p->B, p->T, p->D, 0);
 }
 static void solve_call_bwd(SolveBufs *p, int has_acc) {
     if (fb_solve_inv_mode(fb_bwd_vec(p->x3, p->df, p->gs, p->D)) == 3)
-        fb_inverses<true>(p->Minv, p->PcT, NULL, has_acc ? 0 : p->T - p->S, p->S, p->S, p->B, p->T, 0);
-    fb_bwd_solve(p->x3, p->df, p->acc, has_acc, p->PcT, p->gs, p->Minv, has_acc ? 0 : p->T - p->S,
+        fb_inverses<true>(p->Minv, p->Ls, p->PcT, NULL, has_acc ? 0 : p->T - p->S, p->S, p->S, p->B, p->T, 0);
+    fb_bwd_solve(p->x3, p->df, p->acc, has_acc, p->PcT, p->gs, p->Minv, p->Ls, has_acc ? 0 : p->T - p->S,
                  p->S, p->S, p->B, p->T, p->D, 0);
 }
 
