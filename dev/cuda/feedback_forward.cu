@@ -174,8 +174,9 @@ static void bench(int B, int T, int D, int version) {
     free_problem(&p);
 }
 
-// the two in-superblock solve kernels alone (feedback_solves.h), one superblock of S rows with earlier superblocks
-// (has_acc), the shapes of a training step, with 32 and with 16 columns a CTA (SESSA_FB_COLS): per-call time, and the
+// the two in-superblock solve kernels alone (feedback_solves.h: the chain's part of a call, solve_only_*), one
+// superblock of S rows with earlier superblocks (has_acc), the shapes of a training step, with 32 and with 16
+// columns a CTA (SESSA_FB_COLS): per-call time, and the
 // FMA rate it implies (per 32 columns: 32 x 32 x 32 FMAs per (block, later block) pair and per product with a diagonal
 // block's inverse; plus the inverses themselves, 496 x 32 FMAs each, per CTA with SESSA_FB_INV=0, else once per
 // sequence)
@@ -184,8 +185,10 @@ static void bench_solves(int B, int T, int D) {
     int keep = fb_cols_mode;
     for (int cols = 32; cols >= 16; cols -= 16) {
         fb_cols_mode = cols;
-        float tf = benchmark_kernel(20, solve_call_fwd, &p, 1);
-        float tb = benchmark_kernel(20, solve_call_bwd, &p, 1);
+        solve_call_fwd(&p, 1);                // the inverses (and split panels) a layer makes beside the chain
+        float tf = benchmark_kernel(20, solve_only_fwd, &p, 1);
+        solve_call_bwd(&p, 1);
+        float tb = benchmark_kernel(20, solve_only_bwd, &p, 1);
         int S = p.S, nb = S / 32;
         double ctas = ceil_div(D, cols) * (double)B, c32 = ceil_div(D, 32) * (double)B, blk = 32.0 * 32 * 32;
         double inv = (fb_inverse_where() == 0 ? ctas * cols / 32 : B) * nb * 496.0 * 32;

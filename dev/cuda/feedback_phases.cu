@@ -23,9 +23,10 @@
  SESSA_FB_INV (llmc/feedback.cuh, fb_inverse_where) picks where the diagonal blocks' inverses are made: 0, in each
  CTA, gives the prologue as tri + gamma loads, inverses (and the first panel's split), h and f loads; 1-3
  (fb_inverse_kernel before the solve; by programmatic dependent launch in 2; 3, the default, beside the chain in a
- layer: here just before the solve) as the staged loads (first panel, gamma, acc, f or gs) landing, the first panel
- split, h and f read from shared memory and Minv copied in (waiting for fb_inverse_kernel in 2), h and f packed;
- the per-call time then includes fb_inverse_kernel.
+ layer, with the panels split there too: here once before the timed calls) as the staged loads (first panel,
+ gamma, acc, f or gs) landing, the first panel split (not with 3), h and f read from shared memory and Minv copied
+ in (waiting for fb_inverse_kernel in 2), h and f packed; the per-call time includes fb_inverse_kernel with 1-2 (on
+ the chain there), not with 3.
  make -C dev/cuda bin/feedback_phases && dev/cuda/bin/feedback_phases           B=8 T=1024, B=32 T=256, B=1 T=8192, D=768
  (SESSA_FB_COLS=16 or 32: the columns a solve CTA; unset: automatic, llmc/feedback.cuh fb_solve_cols)
  dev/cuda/bin/feedback_phases small                                              B=2 T=128 D=64 (the emulator)
@@ -49,11 +50,11 @@ static void stat_print(const char *name, const Stat *s, int n) { printf("  %-30s
 static void phases(SolveBufs *p, int bwd, int has_acc) {
     int B = p->B, T = p->T, D = p->D, nb = p->S / FB_R, cols = fb_solve_cols(B, D), ncta = ceil_div(D, cols) * B;
     if (ncta > FB_PH_CTAS) fatal("feedback_phases: %d CTAs, the clocks hold %d", ncta, FB_PH_CTAS);
-    if (bwd) solve_call_bwd(p, has_acc); else solve_call_fwd(p, has_acc);   // warm-up
-    float ms = bwd ? benchmark_kernel(20, solve_call_bwd, p, has_acc) : benchmark_kernel(20, solve_call_fwd, p, has_acc);
+    if (bwd) solve_call_bwd(p, has_acc); else solve_call_fwd(p, has_acc);   // warm-up, the inverses (SESSA_FB_INV=3)
+    float ms = bwd ? benchmark_kernel(20, solve_only_bwd, p, has_acc) : benchmark_kernel(20, solve_only_fwd, p, has_acc);
     memset(ph_clk, 0, sizeof ph_clk);
     cudaCheck(cudaMemcpyToSymbol(fb_phase_clk, ph_clk, sizeof ph_clk));
-    if (bwd) solve_call_bwd(p, has_acc); else solve_call_fwd(p, has_acc);
+    if (bwd) solve_only_bwd(p, has_acc); else solve_only_fwd(p, has_acc);
     cudaCheck(cudaDeviceSynchronize());
     cudaCheck(cudaMemcpyFromSymbol(ph_clk, fb_phase_clk, sizeof ph_clk));
     for (int i = 0; i < ncta; i++)            // every slot of the prologue and of the nb iterations is written once

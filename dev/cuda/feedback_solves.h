@@ -46,27 +46,36 @@ static void solve_bufs_free(SolveBufs *p) {
     cudaCheck(cudaFree(p->x3)); cudaCheck(cudaFree(p->df)); cudaCheck(cudaFree(p->Minv)); cudaCheck(cudaFree(p->Ls));
 }
 // one call of a solve: with has_acc the superblock has earlier ones (forward: the last superblock, u0 = T - S;
-// backward: the first, u0 = 0), without it is the first one the chain meets (forward u0 = 0, backward u0 = T - S);
-// with SESSA_FB_INV=3 the inverses are made first, as modes 1-2 make them inside the call (timed with it)
-static void solve_call_fwd(SolveBufs *p, int has_acc) {
-    if (fb_solve_inv_mode(fb_fwd_vec(p->s, p->c, p->x3, p->f, p->D)) == 3)   // the inverses first (off the chain in a
-        fb_inverses<false>(p->Minv, p->Ls, p->Pd, p->gamma, has_acc ? p->T - p->S : 0, p->S, p->S, p->B, p->T, 0);   // call)
+// backward: the first, u0 = 0), without it is the first one the chain meets (forward u0 = 0, backward u0 = T - S).
+// solve_only_*: what a layer runs on its chain (SESSA_FB_INV=1-2: fb_inverse_kernel and the solve; 3: the solve);
+// solve_prep_*: with SESSA_FB_INV=3 the inverses and the split panels it reads (beside the chain in a layer);
+// solve_call_*: both
+static void solve_prep_fwd(SolveBufs *p, int has_acc) {
+    if (fb_solve_inv_mode(fb_fwd_vec(p->s, p->c, p->x3, p->f, p->D)) == 3)
+        fb_inverses<false>(p->Minv, p->Ls, p->Pd, p->gamma, has_acc ? p->T - p->S : 0, p->S, p->S, p->B, p->T, 0);
+}
+static void solve_only_fwd(SolveBufs *p, int has_acc) {
     fb_fwd_solve(p->s, p->c, p->x3, p->acc, has_acc, p->Pd, p->f, p->gamma, p->Minv, p->Ls, has_acc ? p->T - p->S : 0,
                  p->S, p->S, p->B, p->T, p->D, 0);
 }
-static void solve_call_bwd(SolveBufs *p, int has_acc) {
+static void solve_call_fwd(SolveBufs *p, int has_acc) { solve_prep_fwd(p, has_acc); solve_only_fwd(p, has_acc); }
+static void solve_prep_bwd(SolveBufs *p, int has_acc) {
     if (fb_solve_inv_mode(fb_bwd_vec(p->x3, p->df, p->gs, p->D)) == 3)
         fb_inverses<true>(p->Minv, p->Ls, p->PcT, NULL, has_acc ? 0 : p->T - p->S, p->S, p->S, p->B, p->T, 0);
+}
+static void solve_only_bwd(SolveBufs *p, int has_acc) {
     fb_bwd_solve(p->x3, p->df, p->acc, has_acc, p->PcT, p->gs, p->Minv, p->Ls, has_acc ? 0 : p->T - p->S,
                  p->S, p->S, p->B, p->T, p->D, 0);
 }
+static void solve_call_bwd(SolveBufs *p, int has_acc) { solve_prep_bwd(p, has_acc); solve_only_bwd(p, has_acc); }
 
 // The diagonal blocks' inverses made in each of fb_inverse_mode's four places (in every solve CTA, with the C-layout
 // loads of h and f; by fb_inverse_kernel, h and f staged in shared memory; the same with programmatic dependent
-// launch; on the side stream beside the chain), with 32 and with 16 columns a solve CTA (fb_cols_mode), are the same fp32 operations on the same inputs:
-// run(ctx, out) makes one call and copies its outputs (bytes) to the host buffer out, and every other setting must
-// give the bits of SESSA_FB_INV=0 at 32 columns. The scratch is NaN-filled before each run: an inverse read before
-// fb_inverse_kernel wrote it (a missing dependency) cannot pass for the previous run's.
+// launch; beside the chain, with the panels split there too), with 32 and with 16 columns a solve CTA
+// (fb_cols_mode), are the same fp32 operations on the same inputs: run(ctx, out) makes one call and copies its
+// outputs (bytes) to the host buffer out, and every other setting must give the bits of SESSA_FB_INV=0 at 32
+// columns. The scratch is NaN-filled before each run: an inverse read before fb_inverse_kernel wrote it (a missing
+// dependency) cannot pass for the previous run's.
 static int inverse_modes_agree(void (*run)(void *ctx, void *out), void *ctx, size_t bytes, void *scratch,
                                size_t scratch_bytes, const char *what) {
     char *ref = (char *)mallocCheck(bytes), *got = (char *)mallocCheck(bytes);
