@@ -117,7 +117,9 @@
    run (SESSA_FB_INV below; "in-superblock solves" has the count). The clocks then put ~60% of a CTA in X (x stored
    from the C layout by 2-byte stores between the two barriers) and in the per-load splits of the updates' fragments:
    x is now staged and stored as 16-byte row spans by the warps off the chain, Minv and the panels are split once,
-   and B=1 may run 16 columns a CTA (SESSA_FB_COLS): predicted ~18 / ~16 us per call at B=8 T=1024 (the count there).
+   and B=1 may run 16 columns a CTA (SESSA_FB_COLS): X measured 27.8k -> 10.1k cycles a CTA, the warps' work after
+   their update then set the pace; with the splits in fb_inverse_kernel predicted ~25 / ~23 us per call at B=8
+   T=1024 (31-34 / 28-30 before; "in-superblock solves" has the count).
  Memory (scratch, the larger of forward and backward): forward 6BTD (s3) + 4 B S T (Z) + nb x (6 B S T (P3)
    + 4 B S^2 (Pd) + 4 B S D (acc) + 128 B S (Minv)); backward 6BTD (u3) + 4BTD (fp32 dqb accumulator) + nb x
    (10 B T S (slab: Zs/US fp32, Pc3, dZ over its rows 3i) + 4 B S^2 (PcT) + 4 B S D (acc) + 128 B S) + 6 B S D (sU3),
@@ -512,19 +514,20 @@ __global__ void fb_fwd_rows_kernel(floatX *P3, float *Pd, float *lse, const floa
 //                          copies before barrier 2 of the next iteration, and after that iteration's update warp p
 //                          (forward: warp q for the next panel's diagonal block, warp q+1's: the critical one) splits
 //                          it in place. The first two panels: by the CTA in the prologue (fb_inverse_mode 0: the
-//                          prologue's diagonal blocks use buffer 1 before the second panel). With SESSA_FB_INV=3
-//                          (default) fb_inverse_kernel has split every block beside the chain already (Ls): the
-//                          copies are flat and the solve splits nothing.
+//                          prologue's diagonal blocks use buffer 1 before the second panel). With SESSA_FB_INV=1-3
+//                          (default 2) fb_inverse_kernel has split every block already (Ls): the copies are flat
+//                          (the first two panels after its wait, with Minv's) and the solve splits nothing.
 //   ra, xa [hi, lo][2 m-tiles][2 k-slices][32 lanes][4]   rhs_q^T and x_q^T as A fragments
 //   xs    [32][32]         x_q fp32 (fb_sw_c), for the stores
 //   gsh   [S]              forward: gamma of the superblock's rows
 // Per block: R (warp q), barrier 1, X (warps < 4 MT), barrier 2, U (every warp p after q), then every warp but the
 // critical one (qn = q+1 forward, q-1 backward: its update, then its R, is the chain) does the rest: forward warp q
 // stores c_q from its accumulators (4 rows x 32 bytes a store: whole sectors), the owners split their block of the
-// next panel, and x_q goes out from xs as 16-byte row spans (fb_store_x) by the warps without an update in this
-// block when there are 2 or more (forward from block 2 on, backward from block nb-2 down), else by all of them. ra is free again after barrier 2;
+// next panel (SESSA_FB_INV=0 only: else fb_inverse_kernel split them), and x_q goes out from xs as 16-byte row spans
+// (fb_store_x) by the warps without an update in this block when there are 2 or more (forward from block 2 on,
+// backward from block nb-2 down), else by all of them but the forward's warp q. ra is free again after barrier 2;
 // xa and xs after barrier 1 (every warp is past its work of q-1 there); a warp's panel block once it has read it.
-// Why (dev/cuda/feedback_phases.cu, the H200, forward B=8 T=1024, mean per CTA of 47.7k cycles; /work gpu6a): the
+// Why (dev/cuda/feedback_phases.cu, the H200, forward B=8 T=1024, mean per CTA of 47.7k cycles; briefs gpu6a): the
 // former X was 2.6-4.4k cycles a block (27.8k of the 47.7k), where its header counted ~0.2k of mma chain. Count per
 // warp and block of that X: after barrier 1 the next panel's cp.async issue (up to 7 LDGSTS a thread, ~12 address
 // instructions each), <= 4 LDS.128 (ra), <= 4 LDS.64 + 4 splits (~24 ALU) of Minv, <= 6 chained mmas, 2 splits,
@@ -541,16 +544,23 @@ __global__ void fb_fwd_rows_kernel(floatX *P3, float *Pd, float *lse, const floa
 // forward 8 + 12 warp STG.128 (s, s3) + 32 (c) = 52, all whole sectors (was 160, 384 half sectors); backward 16 (was
 // 96). Same bits: the same splits of the same fp32 values, the same mma order (dev/cuda checks compare the places of
 // the inverses and the column widths bitwise; this change against the former kernels: bitwise on the emulator).
-// Critical path per block now: U of warp qn (48 mmas in 8 chains of 6: >= ~0.2k latency, 0.4-1.5k while all the
-// SM's warps update at the first blocks), R (~190 instructions, ~0.4-0.6k), barrier 1, X (LDS, <= 6 chained mmas,
-// STS: ~0.35k), barrier 2: ~1.5-2.5k a block (measured 3.5-5.7k before), ~16k for 8 plus the prologue (~9k, the
-// first panel's split hidden in the wait for fb_inverse_kernel): ~25-27k cycles a CTA (47.7k before). Predicted per
-// call: B=8 T=1024 fwd ~18 us (31-34 before), bwd ~16 us (28-30); B=1 T=8192 at 32 columns ~13 / ~12 us (22.8 /
-// 21.3), at 16 columns (48 CTAs, R and U halved: ~1.3-1.5k a block) ~10.5 / ~9.5 us. A layer's fwd + bwd (fbbench,
-// the solves on the chain: 4, 16, 32 superblocks of both): B=8 T=1024 0.661 -> ~0.56 ms, B=2 T=4096 1.991 -> ~1.7,
-// B=1 T=8192 3.896 -> ~3.1.
-// Registers (ptxas -v, CUDA 13, INV / own inverses): 32 columns forward 128 / 128, backward 118 / 128; 16 columns
-// 96 / 128 both; no spills. 2 CTAs per SM.
+// Critical path per block, as first predicted: U of warp qn (48 mmas in 8 chains of 6: >= ~0.2k latency, 0.4-1.5k
+// while all the SM's warps update at the first blocks), R (~190 instructions, ~0.4-0.6k), barrier 1, X (LDS, <= 6
+// chained mmas, STS: ~0.35k), barrier 2: ~1.5-2.5k a block, ~25-27k cycles a CTA with the prologue.
+// Measured (H200 fbphases, this scheme with the panels still split by the owner warps after their update, SESSA_FB_INV
+// =3 timed with fb_inverse_kernel; forward B=8 T=1024, mean per CTA): 39.2k cycles (47.7k before), x 27.8k -> 10.1k,
+// but the warps' work after their update ("out max": update, split, c, stores) 24.0k, 2.0-3.9k a block, set the pace
+// (the critical warp's update + rhs ~2.2k); 32.8 us per call (33.9), of which ~13 us outside the CTAs' clocks (the
+// inverse kernel ahead, launches). B=1 T=8192 at 16 columns: 25.6k cycles, out max 15.7k; 21.8 / 21.1 us per call.
+// Hence the splits moved into fb_inverse_kernel (SESSA_FB_INV=1-3), and the forward's warp q (c_q, 32 stores a lane,
+// ~0.5-1.1k cycles a block) stores no x when others can. Predicted now, a block: max(warp qn: update + R ~1.3k (B=1)
+// - 2.3k (B=8), warp q: update + c ~1.2-2.3k, the others: update + ~2 store units) + X ~0.5k + barriers: ~2k (B=1) to
+// ~3k (B=8) a block, ~21k / ~32k cycles a CTA with the prologue; per call with fb_inverse_kernel ahead (mode 2):
+// B=8 T=1024 fwd ~25 us, bwd ~23 us; B=1 T=8192 (16 columns) ~17 / ~16 us. fbbench fwd + bwd (mode 2, the in-solve
+// splits measured 0.656 / 1.873 / 3.659 ms at B=8 / 2 / 1): ~0.62, ~1.8, ~3.5 ms; at B <= 2 the side streams, not
+// the chain, set the pace (the lead's B=1 timeline), so the chain's gain shows only in part there.
+// Registers (ptxas -v, CUDA 13, INV / own inverses): 32 columns forward 128 / 128 (36 bytes of spills, SESSA_FB_INV=0
+// only), backward 116 / 126; 16 columns 94 / 128, 96 / 124. 2 CTAs per SM.
 // Determinism: fixed owners, fixed mma order, no atomics.
 #define FB_R 32                              // rows of a block (= the columns of a solve CTA of 2 m-tiles)
 #define FB_NB (FB_SMAX / FB_R)               // blocks of a superblock, at most
@@ -697,8 +707,8 @@ __device__ __forceinline__ void fb_load_panel(float *pan, const float *L, int S,
 // boundaries into fb_phase_clk[CTA][slot] (CTA = blockIdx.y * gridDim.x + blockIdx.x, the first FB_PH_CTAS):
 //   prologue: START (warp 0), TRI (warp 0, after the diagonal blocks and gamma are in: a barrier), INV (warp 0,
 //   after the inverses and the first panel's split: a barrier), HF (warp 0, its h (and f) loaded); with Minv from
-//   fb_inverse_kernel (INV) TRI comes once the staged loads are in (a barrier), INV once the first panel is split,
-//   h, f are read and Minv is in (a barrier), HF once h, f are packed;
+//   fb_inverse_kernel (INV) TRI comes once the staged loads are in (a barrier), INV once h, f are read and Minv and
+//   the first panel are in (a barrier), HF once h, f are packed;
 //   block it (q = it forward, nb-1-it backward), at FB_PH_PRO + it FB_PH_IT: RHS (warp q, ra written), BAR1
 //   (warp 0, past barrier 1), X (warp 0, its x tile staged), BAR2 (warp 0, past barrier 2), UPD + w (each warp w,
 //   past its update), CEND (warp q, forward: c_q stored), OUT + w (each warp w, past its work after the update:
@@ -771,8 +781,7 @@ __device__ __forceinline__ void fb_store_x(const float *xs, float *xf, floatX *x
 //   of 8 and f or gs 16-byte aligned) and h, f (gs) come through shared memory by 16-byte cp.async; else the CTA
 //   inverts (and splits) the blocks itself and loads h, f (gs) in the C layout (4-byte loads)
 //   vec: the outputs go by 16-byte stores (fb_store_x; D a multiple of 8, the outputs 16-byte aligned)
-//   Ls: the panels' blocks already split (fb_inverse_kernel with SESSA_FB_INV=3, beside the chain), copied flat;
-//   NULL: the fp32 blocks of L, split here
+//   Ls (INV): the panels' blocks already split by fb_inverse_kernel, copied flat; else the fp32 blocks of L, split here
 template <bool BWD, bool INV, int MT>
 __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX *xb,
                                          const float *acc, int has_acc, const float *L, const float *Minv_g,
@@ -793,12 +802,12 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
     FB_PHASE(FB_PH_START, 0);
     // the panel of block q, L[rows, 32q:32q+32] (forward rows [32q, 32 nb), backward [0, 32q)), by the whole CTA into
     // buffer pan: block p (rows 32p..) at pan + 1024 p, warp p's (fb_split_block splits it in place)
-    // (Ls: the split blocks, block (q, p) = Ls[b][q][p], 1024 floats, copied flat)
-    const float *Lsb = Ls ? Ls + (size_t)b * S * S : NULL;
+    // (INV: the split blocks made by fb_inverse_kernel, block (q, p) = Ls[b][q][p], 1024 floats, copied flat)
+    const float *Lsb = INV ? Ls + (size_t)b * S * S : NULL;
     auto ls_block = [&](int q, int p) { return Lsb + ((size_t)q * (S / FB_R) + p) * FB_R * FB_R; };
     auto panel_in = [&](float *pan, int q) {
         int r0 = BWD ? 0 : q * FB_R, r1 = BWD ? q * FB_R : nb * FB_R;
-        if (Ls)
+        if (INV)
             for (int i = 4 * threadIdx.x; i < (r1 - r0) * FB_R; i += 4 * FB_SOLVE_THREADS)
                 cp_async16(pan + r0 * FB_R + i, ls_block(q, r0 / FB_R) + i, true);   // blocks r0/32.. of panel q
         else
@@ -806,7 +815,7 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
         cp_async_commit();
     };
     int qfirst = BWD ? nb - 1 : 0, q2nd = BWD ? nb - 2 : 1;   // the blocks of iterations 0 and 1
-    panel_in(pan0, qfirst);
+    if (!INV) panel_in(pan0, qfirst);           // (INV: once fb_inverse_kernel has split it)
     // forward: gamma of row threadIdx.x (S <= FB_SOLVE_THREADS) into gsh, stored once the other loads are issued
     // (a warp issues in order: the store would hold them back by a memory round trip)
     float gv = !BWD && threadIdx.x < Sv ? gamma[(size_t)b * T + u0 + threadIdx.x] : 0.0f;
@@ -825,7 +834,7 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
             __syncwarp();
             fb_split_block(Minv + w * FB_R * FB_R, lane);
         }
-        if (!Ls && (BWD ? w < qfirst : w < nb)) fb_split_block(pan0 + w * FB_R * FB_R, lane);
+        if (BWD ? w < qfirst : w < nb) fb_split_block(pan0 + w * FB_R * FB_R, lane);
         __syncthreads();                        // Minv and the first panel split, tri read (h loads after it: not
         FB_PHASE(FB_PH_INV, 0);                 // live in the inverse)
         if (nb > 1) panel_in(pan1, q2nd);       // (waited for before barrier 2 of iteration 0)
@@ -864,9 +873,8 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
         cp_async_commit();
         if (!BWD && threadIdx.x < S) gsh[threadIdx.x] = gv;
         cp_async_wait<0>();
-        __syncthreads();                        // the first panel, gsh, the staged tiles complete
+        __syncthreads();                        // gsh, the staged tiles complete
         FB_PHASE(FB_PH_TRI, 0);
-        if (!Ls && (BWD ? w < qfirst : w < nb)) fb_split_block(pan0 + w * FB_R * FB_R, lane);   // (fb_inverse_kernel may run)
 #pragma unroll
         for (int mt = 0; mt < MT; mt++)
 #pragma unroll
@@ -878,15 +886,16 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
                     hg[mt][nt][i] = w >= nb ? 0.0f : BWD ? Minv[fb_sw_c(r, k)] : __bfloat162float(((floatX *)Minv)[fb_sw_h(r, k)]);
                 }
         __syncthreads();                        // the staged gs / f read: Minv's buffer is free
-        // the inverses of this superblock and sequence, [nb][32][32] split as in shared memory: a flat copy, once
-        // fb_inverse_kernel (the kernel ahead, which may still run: programmatic dependent launch) is done
+        // the inverses of this superblock and sequence, [nb][32][32] split as in shared memory, and the first two
+        // panels, split: flat copies, once fb_inverse_kernel (the kernel ahead, which may still run: programmatic
+        // dependent launch) is done
         grid_dep_wait();
         const float *src = Minv_g + (size_t)b * S * FB_R;
         for (int i = 4 * threadIdx.x; i < nb * FB_R * FB_R; i += 4 * FB_SOLVE_THREADS) cp_async16(Minv + i, src + i, true);
-        cp_async_commit();
+        panel_in(pan0, qfirst);                 // (one group with Minv's copy)
         if (nb > 1) panel_in(pan1, q2nd);       // (waited for before barrier 2 of iteration 0)
         if (nb > 1) cp_async_wait<1>(); else cp_async_wait<0>();
-        __syncthreads();                        // Minv complete
+        __syncthreads();                        // Minv and the first panel complete
         FB_PHASE(FB_PH_INV, 0);
     }
     uint32_t fp[MT][4][2];
@@ -916,7 +925,7 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
         // one) by warp q. So neither the copy's latency nor the split is on the chain.
         int q2 = BWD ? q - 2 : q + 2;                                     // the block two iterations ahead
         bool in2 = it + 2 < nb && (BWD ? w < q2 : w >= q2 && w < nb);    // warp w's block of its panel
-        int split = !more || Ls ? -1 : BWD ? (w < qn ? w : -1) : w == q ? qn : w > qn && w < nb ? w : -1;
+        int split = !more || INV ? -1 : BWD ? (w < qn ? w : -1) : w == q ? qn : w > qn && w < nb ? w : -1;
         if (w == q) {
             // R. rhs_q^T (forward f + G h, backward h; h_q is complete) as A fragments into ra: the C tiles
             // 2kt, 2kt+1 of m-tile mt are the A fragment (mt, kt)
@@ -992,15 +1001,15 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
         }
         FB_PHASE_IT(it, FB_PH_UPD + w, w);
         if (in2) {                              // the block two iterations ahead into the place just read
-            if (Ls)
+            if (INV)
                 for (int i = 4 * lane; i < FB_R * FB_R; i += 4 * WARP_SIZE) cp_async16(pq + w * FB_R * FB_R + i, ls_block(q2, w) + i, true);
             else
                 fb_load_panel(pq + w * FB_R * FB_R, L, S, w * FB_R, w * FB_R + FB_R, q2 * FB_R, Sv, lane, WARP_SIZE);
             cp_async_commit();
         }
         if (!BWD && w == q) {                   // h_q = c_q, complete: to global memory from the C tiles (each
-#pragma unroll                                  // store 4 rows x 32 bytes: whole sectors)
-            for (int mt = 0; mt < MT; mt++)
+#pragma unroll                                  // store 4 rows x 32 bytes: whole sectors; staged in shared memory
+            for (int mt = 0; mt < MT; mt++)     // and stored as 16-byte row spans it spilled 20 bytes)
 #pragma unroll
                 for (int nt = 0; nt < 4; nt++)
 #pragma unroll
@@ -1012,12 +1021,12 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
         FB_PHASE_IT(it, FB_PH_CEND, q);
         if (split >= 0) fb_split_block(pn + split * FB_R * FB_R, lane);   // a block of the next panel
         // x_q out: by the warps without an update in this block (forward w < q and w >= nb, backward w >= q) when
-        // there are 2 or more of them, else by every warp but the critical one (warp qn, whose rhs comes next: its
-        // update, then its rhs)
+        // there are 2 or more of them, else (then qn exists) by every warp but the critical one (warp qn, whose rhs
+        // comes next: its update, then its rhs) and, forward, warp q (c_q's)
         int idle = FB_NB - (BWD ? q : nb - q), idle_w = BWD ? w >= q : w < q || w >= nb;
-        if (idle >= 2 ? idle_w : !more || w != qn) {
-            int rank = idle >= 2 ? (BWD ? w - q : w < q ? w : q + w - nb) : w - (more && w > qn);
-            int nst = idle >= 2 ? idle : FB_NB - more;
+        if (idle >= 2 ? idle_w : w != qn && (BWD || w != q)) {
+            int rank = idle >= 2 ? (BWD ? w - q : w < q ? w : q + w - nb) : BWD ? w - (w > qn) : w - 2 * (w > q);
+            int nst = idle >= 2 ? idle : BWD ? FB_NB - 1 : FB_NB - 2;
             fb_store_x<BWD, NC>(xs, xf, x3, xb, base, t0, q0, n0, Sv, D, vec, rank * WARP_SIZE + lane, nst * WARP_SIZE);
         }
         FB_PHASE_IT(it, FB_PH_OUT + w, w);
@@ -1030,7 +1039,7 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
 // Minv (B, S/32, 32, 32): each block split into its B fragments (fb_split_block) as the solve keeps it in shared
 // memory, so the solve copies it flat. fb_block_inverse and fb_split_block as the solve runs them with
 // SESSA_FB_INV=0, on the same tri and g: the same bits.
-// With Ls (SESSA_FB_INV=3, beside the chain) also the panels' blocks, split as the solve would split them (rows past
+// With Ls (SESSA_FB_INV=1-3) also the panels' blocks, split as the solve would split them (rows past
 // Sv 0, as fb_load_panel fills them): Ls[b][q][p] (B, S/32, S/32, 32 x 32) = block (p, q) of L for the blocks the
 // updates read (forward p >= q, backward p < q), so the solve copies them flat and splits nothing.
 // grid (nb, Ls ? nb : 1, B), one warp each: CTA (q, p) (lane = column) the inverse of block q when p = q, the split
@@ -1109,17 +1118,18 @@ fb_bwd_solve_kernel(floatX *u3, floatX *df, const float *acc, int has_acc, const
 // Where the diagonal blocks' inverses are made (SESSA_FB_INV in the environment, read at the first solve; dev/cuda's
 // checks set fb_inverse_mode to compare the four, which give the same bits): 0 = in every solve CTA (D/32 times per
 // sequence; h, f by 4-byte loads in the C layout); 1 = once per sequence by fb_inverse_kernel, then the solve (h, f
-// staged in shared memory); 2 = the same, the solve launched by programmatic dependent launch (sm_90+; 1 on older
-// GPUs): it starts while fb_inverse_kernel runs and waits for it only before copying Minv in; 3 (default) = off the
+// staged in shared memory); 2 (default) = the same, the solve launched by programmatic dependent launch (sm_90+; 1
+// on older GPUs): it starts while fb_inverse_kernel runs and waits for it only before copying Minv in; 3 = off the
 // chain: fb_inverse_kernel runs on the side stream right after the kernel that makes the diagonal blocks (row pass,
 // slab), into the superblock's buffer set, and the solve only copies them (feedback_forward / feedback_backward; a
-// solve called alone needs fb_inverses first). The inverses depend on L and gamma only, not on the chain: with 1-2
-// each superblock's chain was acc GEMM -> fb_inverse_kernel (~3-4.6 us, latency-bound: 32 dependent rows) -> solve,
-// the solve's prologue loads beside the inverses under 2 (the clocks: 5.6-7.4k cycles of the prologue waiting and
-// copying); with 3 it is acc GEMM -> solve, whose prologue waits for nothing. Predicted: ~2-3 us less per call on
-// the chain (B=1 T=8192: 64 calls a layer, ~0.15 ms of 3.9). With 3 it also splits the panels' blocks there (Ls,
-// 4 B S^2 bytes a buffer set), so the solve splits nothing: neither the first panel in its prologue (~0.3-0.5k
-// cycles) nor a block per warp and block after the updates (~115 instructions a lane).
+// solve called alone needs fb_inverses first). With 1-3 fb_inverse_kernel also splits the panels' blocks (Ls, 4 B S^2
+// bytes a buffer set; its CTAs beside the inverses' 32-row chains), so the solve splits nothing: neither the first
+// panel in its prologue nor a block per warp and block after the updates (~115 instructions a lane; the H200 clocks
+// of the split in the solve, B=1 T=8192: the warps after their update 1.3-2.4k cycles a block against the critical
+// warp's update + rhs ~1.3-1.5k). The inverses depend on L and gamma only, not on the chain: 3 takes fb_inverse_kernel
+// (~3-4.6 us, latency-bound: 32 dependent rows) off the chain, but measured slower where the side streams set the
+// pace (H200, fbbench fwd + bwd with the solve's own splits, 3 / 2: B=8 T=1024 0.664 / 0.656 ms, B=2 T=4096 2.225 /
+// 1.873, B=1 T=8192 4.713 / 3.659; d12 B=1 T=8192 step 62.3 / 60.2 ms): one more kernel per superblock on stream a.
 static int fb_inverse_mode = -1;   // -1: not chosen yet
 static int fb_env_choice(int *mode, const char *name, int def, int hi) {
     if (*mode < 0) {
@@ -1131,7 +1141,7 @@ static int fb_env_choice(int *mode, const char *name, int def, int hi) {
     return *mode;
 }
 static int fb_inverse_where(void) {
-    int mode = fb_env_choice(&fb_inverse_mode, "SESSA_FB_INV", 3, 3);
+    int mode = fb_env_choice(&fb_inverse_mode, "SESSA_FB_INV", 2, 3);
     return mode == 2 && !pdl_supported() ? 1 : mode;   // programmatic dependent launch needs sm_90
 }
 // the solves' 16-byte paths (D a multiple of 8, the inputs f or gs and the outputs 16-byte aligned): the inverses
@@ -1143,8 +1153,8 @@ static int fb_bwd_vec(const floatX *u3, const floatX *df, const float *gs, int D
     return D % 8 == 0 && ptr_alignment(gs) >= 16 && ptr_alignment(u3) >= 16 && ptr_alignment(df) >= 16;
 }
 static int fb_solve_inv_mode(int vec) { return vec ? fb_inverse_where() : 0; }
-// the diagonal blocks' inverses of superblock [u0, u0 + Sv) into Minv, (B, S/32, 32, 32) (modes 1-3), and with Ls
-// (mode 3) the panels' blocks split, (B, S/32, S/32, 32, 32)
+// the diagonal blocks' inverses of superblock [u0, u0 + Sv) into Minv, (B, S/32, 32, 32), and with Ls the panels'
+// blocks split, (B, S/32, S/32, 32, 32) (modes 1-3)
 template <bool BWD>
 static void fb_inverses(float *Minv, float *Ls, const float *L, const float *gamma, int u0, int Sv, int S, int B, int T,
                         cudaStream_t stream) {
@@ -1178,12 +1188,12 @@ static int fb_solve_cols(int B, int D) {
 // picks the solve's 16-byte output stores (the kernels' argument before Minv).
 template <bool BWD, typename... KArgs, typename... Args>
 static void fb_launch_solve(void (*own16)(KArgs...), void (*inv16)(KArgs...), void (*own)(KArgs...),
-                            void (*inv)(KArgs...), int vec, float *Minv, const float *Ls, const float *L,
+                            void (*inv)(KArgs...), int vec, float *Minv, float *Ls, const float *L,
                             const float *gamma, int u0, int Sv, int S, int B, int T, int D, cudaStream_t stream,
                             Args... args) {
     int mode = fb_solve_inv_mode(vec), cols = fb_solve_cols(B, D);
     void (*kernel)(KArgs...) = cols == 16 ? (mode > 0 ? inv16 : own16) : mode > 0 ? inv : own;
-    if (mode == 1 || mode == 2) fb_inverses<BWD>(Minv, NULL, L, gamma, u0, Sv, S, B, T, stream);
+    if (mode == 1 || mode == 2) fb_inverses<BWD>(Minv, (float *)Ls, L, gamma, u0, Sv, S, B, T, stream);
     cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fb_solve_smem(S)));
     cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
     cudaLaunchAttribute pdl;
@@ -1193,20 +1203,20 @@ static void fb_launch_solve(void (*own16)(KArgs...), void (*inv16)(KArgs...), vo
     memset(&cfg, 0, sizeof cfg);
     cfg.gridDim = dim3(ceil_div(D, cols), B); cfg.blockDim = dim3(FB_SOLVE_THREADS); cfg.dynamicSmemBytes = fb_solve_smem(S);
     cfg.stream = stream; cfg.attrs = &pdl; cfg.numAttrs = mode == 2;
-    cudaCheck(cudaLaunchKernelEx(&cfg, kernel, args..., vec, mode > 0 ? (const float *)Minv : NULL, mode == 3 ? Ls : NULL,
-                                 u0, Sv, S, T, D));
+    cudaCheck(cudaLaunchKernelEx(&cfg, kernel, args..., vec, mode > 0 ? (const float *)Minv : NULL,
+                                 mode > 0 ? (const float *)Ls : NULL, u0, Sv, S, T, D));
 }
-// the two solves; Minv: scratch for the inverses, (B, S/32, 32, 32) fp32; Ls: the split panels, (B, S, S) (both
-// made before by fb_inverses with SESSA_FB_INV=3, else Ls is not read)
+// the two solves; Minv: scratch for the inverses, (B, S/32, 32, 32) fp32; Ls: the split panels, (B, S, S) (both made
+// by the call with SESSA_FB_INV=1-2, before it by fb_inverses with 3; not used with 0)
 static void fb_fwd_solve(float *s, float *c, floatX *s3, const float *acc, int has_acc, const float *Pd,
-                         const floatX *f, const float *gamma, float *Minv, const float *Ls, int u0, int Sv, int S, int B,
+                         const floatX *f, const float *gamma, float *Minv, float *Ls, int u0, int Sv, int S, int B,
                          int T, int D, cudaStream_t stream) {
     fb_launch_solve<false>(fb_fwd_solve_kernel<false, 1>, fb_fwd_solve_kernel<true, 1>, fb_fwd_solve_kernel<false, 2>,
                            fb_fwd_solve_kernel<true, 2>, fb_fwd_vec(s, c, s3, f, D),
                            Minv, Ls, Pd, gamma, u0, Sv, S, B, T, D, stream, s, c, s3, acc, has_acc, Pd, f, gamma);
 }
 static void fb_bwd_solve(floatX *u3, floatX *df, const float *acc, int has_acc, const float *PcT,
-                         const float *gs, float *Minv, const float *Ls, int u0, int Sv, int S, int B, int T, int D,
+                         const float *gs, float *Minv, float *Ls, int u0, int Sv, int S, int B, int T, int D,
                          cudaStream_t stream) {
     fb_launch_solve<true>(fb_bwd_solve_kernel<false, 1>, fb_bwd_solve_kernel<true, 1>, fb_bwd_solve_kernel<false, 2>,
                           fb_bwd_solve_kernel<true, 2>, fb_bwd_vec(u3, df, gs, D),

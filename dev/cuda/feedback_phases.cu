@@ -22,14 +22,13 @@
  is measured with them. Under dev/cuda_emu the numbers are meaningless (a counter), the program must only run.
  SESSA_FB_INV (llmc/feedback.cuh, fb_inverse_where) picks where the diagonal blocks' inverses are made: 0, in each
  CTA, gives the prologue as tri + gamma loads, inverses (and the first panel's split), h and f loads; 1-3
- (fb_inverse_kernel before the solve; by programmatic dependent launch in 2; 3, the default, beside the chain in a
- layer, with the panels split there too: here once before the timed calls) as the staged loads (first panel,
- gamma, acc, f or gs) landing, the first panel split (not with 3), h and f read from shared memory and Minv copied
- in (waiting for fb_inverse_kernel in 2), h and f packed; the per-call time includes fb_inverse_kernel with 1-2 (on
- the chain there), not with 3.
+ (fb_inverse_kernel, which also splits the panels, before the solve; by programmatic dependent launch in 2, the
+ default; 3 beside the chain in a layer: here once before the timed calls) as the staged loads (gamma, acc, f or
+ gs) landing, h and f read from shared memory, Minv and the first panel copied in (waiting for fb_inverse_kernel in
+ 2), h and f packed; the per-call time includes fb_inverse_kernel with 1-2 (on the chain there), not with 3.
  make -C dev/cuda bin/feedback_phases && dev/cuda/bin/feedback_phases           B=8 T=1024, B=32 T=256, B=1 T=8192, D=768
  (SESSA_FB_COLS=16 or 32: the columns a solve CTA; unset: automatic, llmc/feedback.cuh fb_solve_cols)
- dev/cuda/bin/feedback_phases small                                              B=2 T=128 D=64 (the emulator)
+ dev/cuda/bin/feedback_phases small (or check)                                   B=2 T=128 D=64 (the emulator)
 */
 #define FB_PHASES
 #include "common.h"
@@ -99,8 +98,8 @@ static void phases(SolveBufs *p, int bwd, int has_acc) {
     }
     const char *names[NPH] = {"rhs", "bar1", "x", "bar2", "upd max", "upd q+1", "c store", "out max", "iter"};
     int own = fb_inverse_where() == 0;          // the CTA inverts the diagonal blocks itself (else it copies Minv in)
-    stat_print(own ? "prologue: tri + gamma loads" : "prologue: panel, acc, f/gs in", &tri, ncta);
-    stat_print(own ? "prologue: inverses, splits" : "prologue: split, h f, Minv in", &inv, ncta);
+    stat_print(own ? "prologue: tri + gamma loads" : "prologue: acc, f/gs in", &tri, ncta);
+    stat_print(own ? "prologue: inverses, splits" : "prologue: h f, Minv, panel in", &inv, ncta);
     stat_print(own ? "prologue: h, f loads" : "prologue: h, f packed", &hf, ncta);
     for (int k = 0; k < NPH - 1; k++) {
         char name[64];
@@ -126,8 +125,9 @@ static void phases_all(int B, int T, int D) {
 }
 
 int main(int argc, char **argv) {
-    int small = argc == 2 && strcmp(argv[1], "small") == 0;
-    if (argc > 2 || (argc == 2 && !small)) fatal("usage: %s [small]", argv[0]);
+    // small (or check, as dev/cuda's checker calls every kernel binary): the emulator's shape, every slot written
+    int small = argc == 2 && (strcmp(argv[1], "small") == 0 || strcmp(argv[1], "check") == 0);
+    if (argc > 2 || (argc == 2 && !small)) fatal("usage: %s [small | check]", argv[0]);
     cudaCheck(cudaSetDevice(0));
     if (small) { phases_all(2, 128, 64); return 0; }
     phases_all(8, 1024, 768);
