@@ -1008,8 +1008,8 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
             cp_async_commit();
         }
         if (!BWD && w == q) {                   // h_q = c_q, complete: to global memory from the C tiles (each
-#pragma unroll                                  // store 4 rows x 32 bytes: whole sectors; staged in shared memory
-            for (int mt = 0; mt < MT; mt++)     // and stored as 16-byte row spans it spilled 20 bytes)
+#pragma unroll                                  // store 4 rows x 32 bytes: whole sectors; staged for 16-byte
+            for (int mt = 0; mt < MT; mt++)     // stores it spilled 20 bytes of registers)
 #pragma unroll
                 for (int nt = 0; nt < 4; nt++)
 #pragma unroll
