@@ -1181,7 +1181,8 @@ static int fb_solve_cols(int B, int D) {
     return fb_cols_mode ? fb_cols_mode : B * ceil_div(D, 16) <= fb_sm_count() / 2 ? 16 : 32;
 }
 
-// the launch of a solve: dynamic shared memory past 48 KiB, carveout to the maximum (2 CTAs per SM); with mode 1-2
+// the launch of a solve: dynamic shared memory past 48 KiB, carveout to the maximum (2 CTAs per SM; set once per
+// kernel: two attribute calls per launch were host time on every call of the chain); with mode 1-2
 // (fb_solve_inv_mode(vec): 0 unless vec) fb_inverse_kernel<BWD> first (Minv from scratch) and the kernel inv, with
 // mode 2 launched by programmatic dependent launch; with mode 3 the kernel inv on the Minv made before
 // (fb_inverses); with mode 0 the kernel own; own16 and inv16 the same at 16 columns a CTA (fb_solve_cols). vec also
@@ -1194,8 +1195,15 @@ static void fb_launch_solve(void (*own16)(KArgs...), void (*inv16)(KArgs...), vo
     int mode = fb_solve_inv_mode(vec), cols = fb_solve_cols(B, D);
     void (*kernel)(KArgs...) = cols == 16 ? (mode > 0 ? inv16 : own16) : mode > 0 ? inv : own;
     if (mode == 1 || mode == 2) fb_inverses<BWD>(Minv, (float *)Ls, L, gamma, u0, Sv, S, B, T, stream);
-    cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fb_solve_smem(S)));
-    cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
+    static void (*ready[4])(KArgs...);         // the kernels whose attributes are set (once: host time per call)
+    int k = 0;
+    while (k < 4 && ready[k] != NULL && ready[k] != kernel) k++;
+    if (k == 4) fatal("fb_launch_solve: more than 4 solve kernels");
+    if (ready[k] == NULL) {
+        cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fb_solve_smem(FB_SMAX)));
+        cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
+        ready[k] = kernel;
+    }
     cudaLaunchAttribute pdl;
     pdl.id = cudaLaunchAttributeProgrammaticStreamSerialization;
     pdl.val.programmaticStreamSerializationAllowed = 1;
