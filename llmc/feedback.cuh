@@ -114,12 +114,18 @@
    sequence, h/f loads) was then ~1/3 of a CTA (16-19k of 46-48k cycles): the inverses are now made once per
    sequence by fb_inverse_kernel and the prologue's loads are 16-byte copies into shared memory: 11.5k cycles
    (forward with acc), a layer's fwd + bwd at B=8 T=1024 0.667 ms against 0.696 with the former prologue in the same
-   run (SESSA_FB_INV below; "in-superblock solves" has the count).
+   run (SESSA_FB_INV below; "in-superblock solves" has the count). The clocks then put ~60% of a CTA in X (x stored
+   from the C layout by 2-byte stores between the two barriers) and in the per-load splits of the updates' fragments:
+   x is now staged and stored as 16-byte row spans by the warps off the chain, Minv and the panels are split once,
+   and B=1 may run 16 columns a CTA (SESSA_FB_COLS): X measured 27.8k -> 10.1k cycles a CTA, the warps' work after
+   their update then set the pace; with the splits in fb_inverse_kernel predicted ~25 / ~23 us per call at B=8
+   T=1024 (31-34 / 28-30 before; "in-superblock solves" has the count).
  Memory (scratch, the larger of forward and backward): forward 6BTD (s3) + 4 B S T (Z) + nb x (6 B S T (P3)
-   + 4 B S^2 (Pd) + 4 B S D (acc)); backward 6BTD (u3) + 4BTD (fp32 dqb accumulator) + nb x (10 B T S (slab: Zs/US
-   fp32, Pc3, dZ over its rows 3i) + 4 B S^2 (PcT) + 4 B S D (acc)) + 6 B S D (sU3) + 4 B S 32 (Minv, both); the
+   + 4 B S^2 (Pd) + 4 B S D (acc) + 128 B S (Minv)); backward 6BTD (u3) + 4BTD (fp32 dqb accumulator) + nb x
+   (10 B T S (slab: Zs/US fp32, Pc3, dZ over its rows 3i) + 4 B S^2 (PcT) + 4 B S D (acc) + 128 B S) + 6 B S D (sU3),
+   and 4 B S^2 a set for the split panels (Ls; 2 MiB at B=8); the
    nb = 2 (at most n) x: buffers of two superblocks in flight ("Overlap", "Buffers" below: each set 10 B T S +
-   4 B S^2 + 4 B S D, 28 MiB at B=8 T=1024). B=8 T=1024 D=768: 125 MiB (153 with SESSA_FB_BUFFERS=3), plus c
+   4 B S^2 + 4 B S D, 28 MiB at B=8 T=1024). B=8 T=1024 D=768: 125 MiB + 4 (Ls) (153 with SESSA_FB_BUFFERS=3), plus c
    (24 MiB) kept from the forward: 149 MiB, against 104 MiB for the dense form's A, u s^T, dZ and bf16 u, s (10 B T^2 +
    4 B T D bytes). The X3 / Y3 layouts cost 2BTD + 2BTS +
    2BSD bytes more than separate hi and lo halves (u_hi twice, Pc_hi twice, s_hi twice: 19 MiB of the 121 at
@@ -246,20 +252,26 @@ static void *fb_side_workspace[FB_SIDE_STREAMS];
 // (B ceil(D/32): B=1 and 2 at D=768), else all. Measured (H200 fbbench fwd + bwd, median of 5, lookahead off,
 // 2 sets; all SMs / 66 / 33): B=8 T=1024 0.653 / 0.694 / 0.752 ms, B=4 T=2048 1.140 / 1.179 / 1.277, B=2 T=4096
 // 1.933 / 1.902 / 2.243, B=1 T=8192 4.194 / 3.854 / 4.451.
-static int fb_side_sms_call = 0;   // the SMs the current call's side GEMMs target (fb_side_sms_set)
-static void fb_side_sms_set(int B, int D) {
-    static int env = -2, sms = 0;
-    if (env == -2) {
-        const char *e = getenv("SESSA_FB_SIDE_SMS");
-        env = e ? atoi(e) : -1;
-        if (env < -1) fatal("feedback: SESSA_FB_SIDE_SMS=%d (need a number of SMs, 0 for all, -1 automatic)", env);
+static int fb_sm_count(void) {   // the device's SMs (asked once)
+    static int sms = 0;
+    if (sms == 0) {
         int dev;
         cudaDeviceProp prop;
         cudaCheck(cudaGetDevice(&dev));
         cudaCheck(cudaGetDeviceProperties(&prop, dev));
         sms = prop.multiProcessorCount;
     }
-    fb_side_sms_call = env >= 0 ? env : B * ceil_div(D, 32) <= 48 ? sms / 2 : 0;
+    return sms;
+}
+static int fb_side_sms_call = 0;   // the SMs the current call's side GEMMs target (fb_side_sms_set)
+static void fb_side_sms_set(int B, int D) {
+    static int env = -2;
+    if (env == -2) {
+        const char *e = getenv("SESSA_FB_SIDE_SMS");
+        env = e ? atoi(e) : -1;
+        if (env < -1) fatal("feedback: SESSA_FB_SIDE_SMS=%d (need a number of SMs, 0 for all, -1 automatic)", env);
+    }
+    fb_side_sms_call = env >= 0 ? env : B * ceil_div(D, 32) <= 48 ? fb_sm_count() / 2 : 0;
 }
 
 static void fb_gemm(FbOut C, FbIn A, FbIn B, FbShape sh, float alpha, float beta, cudaStream_t stream) {
@@ -445,13 +457,13 @@ __global__ void fb_fwd_rows_kernel(floatX *P3, float *Pd, float *lse, const floa
 // ----------------------------------------------------------------------------
 // in-superblock solves (forward and backward share one schedule, on tensor cores)
 //
-// Both directions solve, inside a superblock of Sv <= S rows and for the 32 columns of a CTA, x = rhs + G (acc + L x)
-// with L (S x S, fp32, in global memory) strictly triangular and >= 0: forward L = Pd (lower), G = diag(gamma),
-// x = s, and the sums acc + L x are c; backward L = PcT (upper, gamma already inside), G = I, x = u. Rows go in
-// blocks of 32 (q = 0 .. nb-1, from last to first in the backward). Per block q, with h_q = acc + (L x)_q over the
-// blocks solved so far:
+// Both directions solve, inside a superblock of Sv <= S rows and for the 32 (or 16) columns of a CTA,
+// x = rhs + G (acc + L x) with L (S x S, fp32, in global memory) strictly triangular and >= 0: forward L = Pd (lower),
+// G = diag(gamma), x = s, and the sums acc + L x are c; backward L = PcT (upper, gamma already inside), G = I, x = u.
+// Rows go in blocks of 32 (q = 0 .. nb-1, from last to first in the backward). Per block q, with h_q = acc + (L x)_q
+// over the blocks solved so far:
 //   R. rhs_q = f_q + G_q h_q (forward), h_q (backward)                                 (warp q, whose h_q it is)
-//   X. x_q = Minv_q rhs_q,  Minv_q = (I - G_q L_qq)^{-1}                 (32x32 by 32x32, all 8 warps: a tile each)
+//   X. x_q = Minv_q rhs_q,  Minv_q = (I - G_q L_qq)^{-1}          (32x32 by 32x32, 8 (4) warps: a 16x8 tile each)
 //   U. right-looking: h_p += L_pq x_q for every block p after q (forward also p = q: L_qq is strictly lower, so
 //      h_q becomes c_q, complete)                                                   (32x32 by 32x32, warp p)
 // The diagonal blocks' inverses come first: forward substitution of 32 dependent rows in fp32, a warp per block
@@ -480,58 +492,87 @@ __global__ void fb_fwd_rows_kernel(floatX *P3, float *Pd, float *lse, const floa
 // every CTA and the 4-byte loads (the former prologue; buffer 1 of the panel holds the diagonal blocks then), 1
 // launches the solve after fb_inverse_kernel in the ordinary way: all give the same bits (dev/cuda's checks compare).
 // Tensor cores: every 32x32 by 32x32 product of A and B is done transposed, as mma.sync m16n8k16 bf16 tiles with
-// fp32 accumulators in registers: warp p keeps h_p^T (32 columns x 32 rows of block p) in the C layout (2 m-tiles x
-// 4 n-tiles x 4 floats = 32 registers a lane), and
+// fp32 accumulators in registers: warp p keeps h_p^T (the CTA's 32 columns x 32 rows of block p) in the C layout
+// (2 m-tiles x 4 n-tiles x 4 floats = 32 registers a lane; 16 with 16 columns a CTA, MT = 1), and
 //   R. warp q packs rhs_q^T from its accumulators as A fragments (the C layout of two n-tiles is the A layout of one
 //      k16 slice, mma.cuh) into shared memory (ra: packed bf16 hi and lo, one 16-byte load per fragment);
-//   X. x_q^T = rhs_q^T Minv_q^T: warp w computes the C tile (m-tile w / 4, n-tile w % 4): A from ra, B[k][n] =
-//      Minv_q[n][k] from shared; it writes its tile as half of an A fragment into xa and its 4 x 8 elements of x to
-//      global memory straight from the C layout;
-//   U. h_p^T += x_q^T L_pq^T: A = x_q^T from xa, B = L_pq[n][k] from the panel.
+//   X. x_q^T = rhs_q^T Minv_q^T: warp w < 4 MT computes the C tile (m-tile w / 4, n-tile w % 4): A from ra, B[k][n] =
+//      Minv_q[n][k] from shared memory, split; it writes its tile as half of an A fragment into xa and, fp32, into
+//      the staging tile xs (nothing to global memory here);
+//   U. h_p^T += x_q^T L_pq^T: A = x_q^T from xa, B = L_pq[n][k] from the panel, split.
 // fp32-grade products as the chain GEMMs: X = X_hi + X_lo (bf16 halves, 17 bits), X Y ~ X_hi Y_hi + X_lo Y_hi +
 // X_hi Y_lo, three mmas into the fp32 accumulator (relative error ~2^-16 per product; the former fp32-FMA kernels:
-// ~2^-24). The fp32 operands (Minv, panel) are split when they are loaded into fragments.
-// CTA = 32 columns x one batch element, 8 warps (warp w owns block w: at most FB_NB = 8 blocks), grid (ceil(D/32), B):
-// B=8 D=768 is 192 CTAs, 2 per SM (105 KiB shared each), one wave on 132 SMs. Shared memory (floats, S rows):
-//   Minv  [S/32][32][32]   the diagonal blocks' inverses (swizzled: fb_sw)
-//   panel [2][S][32]       L[rows, block q's 32 columns], double-buffered: cp.async brings the next block's panel
-//                          while block q is solved and updated (fb_inverse_mode 0: the prologue's diagonal blocks
-//                          use buffer 1 before)
+// ~2^-24). The fp32 operands (Minv, the panel's blocks) are split into their B fragments ONCE (fb_split_block: bf16
+// hi and lo of a lane's 4 elements in one 16-byte chunk, in place), not at every fragment load.
+// CTA = 16 MT columns x one batch element, 8 warps (warp w owns block w: at most FB_NB = 8 blocks), grid
+// (ceil(D/(16 MT)), B): B=8 D=768 is 192 CTAs of 32 columns, 2 per SM (109 KiB shared each), one wave on 132 SMs.
+// Shared memory (floats, S rows):
+//   Minv  [S/32][32][32]   the diagonal blocks' inverses, split (fb_sw_b)
+//   panel [2][S][32]       L[rows, block q's 32 columns], double-buffered (iteration & 1); its block p (rows 32p..)
+//                          at 1024 p, read by warp p only. Warp p brings it in fp32 by cp.async (fb_sw_b) two
+//                          iterations ahead, into the place its update has just read; everyone waits for their
+//                          copies before barrier 2 of the next iteration, and after that iteration's update warp p
+//                          (forward: warp q for the next panel's diagonal block, warp q+1's: the critical one) splits
+//                          it in place. The first two panels: by the CTA in the prologue (fb_inverse_mode 0: the
+//                          prologue's diagonal blocks use buffer 1 before the second panel). With SESSA_FB_INV=1-3
+//                          (default 2) fb_inverse_kernel has split every block already (Ls): the copies are flat
+//                          (the first two panels after its wait, with Minv's) and the solve splits nothing.
 //   ra, xa [hi, lo][2 m-tiles][2 k-slices][32 lanes][4]   rhs_q^T and x_q^T as A fragments
+//   xs    [32][32]         x_q fp32 (fb_sw_c), for the stores
 //   gsh   [S]              forward: gamma of the superblock's rows
-// Two barriers per block: R (warp q), barrier 1, X (every warp), barrier 2, U (every warp p after q; forward warp q
-// then writes c_q from its accumulators). ra is free again after barrier 2, xa and the panel buffer of block q-1
-// after barrier 1 (every warp is past its update of q-1 there). (Issuing the next block's panel during U by the warps
-// without an update, off X's path, measured 1-3% slower over a layer's forward + backward on the H200: kept after
-// barrier 1.)
-// Why (dev/cuda/feedback_phases.cu, the H200): the former schedule did R and X on warp q alone (36 dependent-chained
-// mmas, ~900 instructions) and wrote x and c through a staging tile, row by row (~800 more), while the other 7 warps
-// waited at the one barrier. Mean SM cycles per CTA, forward, B=8 T=1024 D=768 (92k, 62 us per call): prologue 18k
-// (diagonal blocks and gamma in 6.6k, inverses 5.2k, h and f 6.4k), then per block ~9.5k: phase A's mmas 2.9k, its
-// 32 rows of x out 4.3k, the barrier 0.1k, warp q+1's update 2.1k (c out by warp q, 2.8k, beside it). The backward
-// alike (75k, 48 us; its barrier clocks read inconsistently, see feedback_phases.cu). Both have x's stores and 3/4 of
-// the mma chains of X off the critical path now, spread over 8 warps.
-// Count per CTA and superblock (S = 256, nb = 8, D-columns 32): mmas (2048 MACs each) forward: updates 36 (p >= q)
-// pairs x 48 (2 m x 4 n x 2 k x 3 hi/lo) = 1728, X 8 x 36 (Minv_q's zero quarter skipped) = 288: 2016 (4.1M MACs,
-// 1.44M useful); backward 28 pairs: 1344 + 288 = 1632. Shared loads per pair and warp: 16 LDS.64 (panel) + 4 LDS.128
-// (xa) for 48 mmas. Critical path per block: the update of warp q+1 (48 mmas; the busiest sub-partition issues 4 x 48
-// at ~4-8 clk each while every warp updates), R (~150 instructions), barrier 1, X (<= 6 chained mmas, ~0.2k clk),
-// barrier 2 (~0.1k each): ~1.6k (update, mean over the blocks; less without the quarter-rate single conversions
-// fb_split_pack had, 32 per warp and update) + 0.3k + 0.6k + 0.2k ~ 2.7k per block, ~22k for 8, plus the prologue
-// (~12k: the inverses with 16-byte loads, h and f in one round trip): ~34k cycles per CTA, predicted ~19 us per call
-// forward (was 62) and ~16 us backward (was 48) at B=8 T=1024 D=768; measured 36 and 32 us (~42-46k cycles).
-// Registers: 126 forward, 108 backward (INV; 128 and 126 with the inverses in the CTA), 2 CTAs per SM, no spills
-// (ptxas -v, CUDA 13).
+// Per block: R (warp q), barrier 1, X (warps < 4 MT), barrier 2, U (every warp p after q), then every warp but the
+// critical one (qn = q+1 forward, q-1 backward: its update, then its R, is the chain) does the rest: forward warp q
+// stores c_q from its accumulators (4 rows x 32 bytes a store: whole sectors), the owners split their block of the
+// next panel (SESSA_FB_INV=0 only: else fb_inverse_kernel split them), and x_q goes out from xs as 16-byte row spans
+// (fb_store_x) by the warps without an update in this block when there are 2 or more (forward from block 2 on,
+// backward from block nb-2 down), else by all of them but the forward's warp q. ra is free again after barrier 2;
+// xa and xs after barrier 1 (every warp is past its work of q-1 there); a warp's panel block once it has read it.
+// Why (dev/cuda/feedback_phases.cu, the H200, forward B=8 T=1024, mean per CTA of 47.7k cycles; briefs gpu6a): the
+// former X was 2.6-4.4k cycles a block (27.8k of the 47.7k), where its header counted ~0.2k of mma chain. Count per
+// warp and block of that X: after barrier 1 the next panel's cp.async issue (up to 7 LDGSTS a thread, ~12 address
+// instructions each), <= 4 LDS.128 (ra), <= 4 LDS.64 + 4 splits (~24 ALU) of Minv, <= 6 chained mmas, 2 splits,
+// 2 STS.64, then x to global memory straight from the C layout: 16 stores a lane (forward 3 x 2-byte s3 + 4-byte s
+// per element, backward 3 + 1 x 2-byte), ~40 instructions of 64-bit addresses. Per CTA and block that is 128 store
+// instructions of 4 rows each: 512 sector writes, 384 of them half sectors (16 bytes of bf16 in a 32-byte sector),
+// plus up to 56 warp LDGSTS of the panel, ~150-200 instructions a warp, all between the two barriers with the 16
+// warps of an SM in the same phase: the LSU queue (MIO/LG throttle) sets X's time, not the mmas. And the former U:
+// 16 fragment loads of the fp32 panel a warp, each 2 LDS.64 + 2 splits (~14 instructions): ~280 instructions per
+// 48 mmas. Now: X ~35 instructions a warp (<= 6 LDS.128, <= 6 mmas, 2 splits, 6 STS), no global memory; U 8 + 8
+// LDS.128 and 48 mmas (~70); after U, off the chain, a warp's panel issue (8 LDGSTS a lane, two iterations ahead:
+// the copy's latency hidden) and split (8 LDS.128, 16 splits, 8 STS.128 a lane), x_q's stores (forward 256 16-byte fp32 chunks + 128 groups of 8 columns, 3 STG.128
+// each; backward 128 groups, 4 each: ~2 of those a thread over 7 warps). Global store instructions per CTA and block:
+// forward 8 + 12 warp STG.128 (s, s3) + 32 (c) = 52, all whole sectors (was 160, 384 half sectors); backward 16 (was
+// 96). Same bits: the same splits of the same fp32 values, the same mma order (dev/cuda checks compare the places of
+// the inverses and the column widths bitwise; this change against the former kernels: bitwise on the emulator).
+// Critical path per block, as first predicted: U of warp qn (48 mmas in 8 chains of 6: >= ~0.2k latency, 0.4-1.5k
+// while all the SM's warps update at the first blocks), R (~190 instructions, ~0.4-0.6k), barrier 1, X (LDS, <= 6
+// chained mmas, STS: ~0.35k), barrier 2: ~1.5-2.5k a block, ~25-27k cycles a CTA with the prologue.
+// Measured (H200 fbphases, this scheme with the panels still split by the owner warps after their update, SESSA_FB_INV
+// =3 timed with fb_inverse_kernel; forward B=8 T=1024, mean per CTA): 39.2k cycles (47.7k before), x 27.8k -> 10.1k,
+// but the warps' work after their update ("out max": update, split, c, stores) 24.0k, 2.0-3.9k a block, set the pace
+// (the critical warp's update + rhs ~2.2k); 32.8 us per call (33.9), of which ~13 us outside the CTAs' clocks (the
+// inverse kernel ahead, launches). B=1 T=8192 at 16 columns: 25.6k cycles, out max 15.7k; 21.8 / 21.1 us per call.
+// Hence the splits moved into fb_inverse_kernel (SESSA_FB_INV=1-3), and the forward's warp q (c_q, 32 stores a lane,
+// ~0.5-1.1k cycles a block) stores no x when others can. Predicted now, a block: max(warp qn: update + R ~1.3k (B=1)
+// - 2.3k (B=8), warp q: update + c ~1.2-2.3k, the others: update + ~2 store units) + X ~0.5k + barriers: ~2k (B=1) to
+// ~3k (B=8) a block, ~21k / ~32k cycles a CTA with the prologue; per call with fb_inverse_kernel ahead (mode 2):
+// B=8 T=1024 fwd ~25 us, bwd ~23 us; B=1 T=8192 (16 columns) ~17 / ~16 us. fbbench fwd + bwd (mode 2, the in-solve
+// splits measured 0.656 / 1.873 / 3.659 ms at B=8 / 2 / 1): ~0.62, ~1.8, ~3.5 ms; at B <= 2 the side streams, not
+// the chain, set the pace (the lead's B=1 timeline), so the chain's gain shows only in part there.
+// Registers (ptxas -v, CUDA 13, INV / own inverses): 32 columns forward 128 / 128 (36 bytes of spills, SESSA_FB_INV=0
+// only), backward 116 / 126; 16 columns 94 / 128, 96 / 124. 2 CTAs per SM.
 // Determinism: fixed owners, fixed mma order, no atomics.
-#define FB_R 32                              // rows of a block = columns of a solve CTA
+#define FB_R 32                              // rows of a block (= the columns of a solve CTA of 2 m-tiles)
 #define FB_NB (FB_SMAX / FB_R)               // blocks of a superblock, at most
 #define FB_SOLVE_THREADS (FB_NB * WARP_SIZE) // a warp per block
 static_assert(FB_SMAX <= FB_SOLVE_THREADS, "fb_solve loads gamma with a thread per row");
-static inline size_t fb_solve_smem(int S) { return ((size_t)3 * S * FB_R + 2 * FB_R * FB_R + S) * sizeof(float); }
+static inline size_t fb_solve_smem(int S) { return ((size_t)3 * S * FB_R + 3 * FB_R * FB_R + S) * sizeof(float); }
 
-// a [rows][32] fp32 tile in shared memory with the 16-byte chunk index XOR-ed by 2 (row & 3): the B-fragment loads
-// (lane 4g + t reads 8 bytes at row g, column 2t of a k16 slice) of a half-warp reach 8 different bank quads
-__device__ __forceinline__ int fb_sw(int row, int k) { return row * FB_R + ((((k >> 2) ^ (row << 1)) & 7) << 2) + (k & 3); }
+// the [rows][32] tiles read as mma B operands (the panel, Minv): the 16-byte chunk index XOR-ed by (row & 1) * 4 +
+// (row / 2) % 4, so that a quarter-warp's 16-byte reads reach 8 different bank quads both when it reads one chunk
+// of 8 rows (the in-place split, fb_split_block: a lane a row) and when it reads chunks 4kt..4kt+3 of rows g = 0, 1
+// (the split B fragments, fb_frag_b: lane 4g + t reads chunk 4kt + t of row n0 + g)
+__device__ __forceinline__ int fb_sw_b(int row, int k) { return row * FB_R + (((k >> 2) ^ ((row & 1) << 2) ^ ((row >> 1) & 3)) << 2) + (k & 3); }
 // [rows][32] tiles read in the C layout (lane 4g + t reads row 2t (+1), column g (+8, +16, +24) of a block): fp32
 // (fb_sw_c) with the 16-byte chunk index XOR-ed by (row & 6), bf16 (fb_sw_h, 8 a chunk) by (row / 2) % 4, so that a
 // warp's read (4 rows x 8 columns) reaches 32 banks, or 16 with pairs of lanes on one word
@@ -555,14 +596,34 @@ __device__ __forceinline__ void fb_pack_a(FbFragA *a, const float c0[4], const f
     fb_split_pack(&a->hi[0], &a->lo[0], c0[0], c0[1]); fb_split_pack(&a->hi[1], &a->lo[1], c0[2], c0[3]);
     fb_split_pack(&a->hi[2], &a->lo[2], c1[0], c1[1]); fb_split_pack(&a->hi[3], &a->lo[3], c1[2], c1[3]);
 }
-// the B fragment B[k][n] = tile[n0 + n][k] for n = g, k = k0 + 2t (+1, +8, +9): tile rows are n, fp32, swizzled.
-// n0 is a multiple of 8, so the swizzle of row n0 + g is that of row g: the offset is 32 n0 plus 4 per-lane values
-__device__ __forceinline__ void fb_frag_b(FbFragB *b, const float *tile, int n0, int k0, int lane) {
-    const float *row = tile + n0 * FB_R;
-    int n = lane / 4, k = k0 + 2 * (lane % 4);
-    FbF2 v0 = *(const FbF2 *)&row[fb_sw(n, k)], v1 = *(const FbF2 *)&row[fb_sw(n, k + 8)];
-    fb_split_pack(&b->hi[0], &b->lo[0], v0.x, v0.y);
-    fb_split_pack(&b->hi[1], &b->lo[1], v1.x, v1.y);
+// A 32x32 fp32 tile (fb_sw_b) split once into the B fragments it serves: B[k][n] = tile[n0 + n][k] for the k16
+// slice kt is, for lane 4g + t, the bf16 hi and lo halves of tile[n0 + g][16 kt + 2t (+1, +8, +9)]. In place, a lane
+// a row (its slice kt's 16 floats = 4 chunks in, the 4 lanes' fragments = 4 chunks out, chunk t = {hi[0], hi[1],
+// lo[0], lo[1]} of lane 4g + t): 8 LDS.128, 16 paired splits, 8 STS.128 a lane per tile. fb_split_pack's bits, as
+// the split at every fragment load had (the same products).
+__device__ __forceinline__ void fb_split_block(float *tile, int lane) {
+#pragma unroll
+    for (int kt = 0; kt < 2; kt++) {
+        float v[16];
+#pragma unroll
+        for (int c = 0; c < 4; c++) {
+            FbF4 x = *(const FbF4 *)&tile[fb_sw_b(lane, 16 * kt + 4 * c)];
+            v[4 * c] = x.x; v[4 * c + 1] = x.y; v[4 * c + 2] = x.z; v[4 * c + 3] = x.w;
+        }
+#pragma unroll
+        for (int t = 0; t < 4; t++) {
+            FbU4 o;
+            fb_split_pack(&o.x, &o.z, v[2 * t], v[2 * t + 1]);
+            fb_split_pack(&o.y, &o.w, v[2 * t + 8], v[2 * t + 9]);
+            *(FbU4 *)&tile[fb_sw_b(lane, 16 * kt + 4 * t)] = o;
+        }
+    }
+}
+// the B fragment (n-tile rows n0..n0+7, k16 slice kt) of a split tile: one LDS.128 (n0 is a multiple of 8, so the
+// swizzle of row n0 + g is that of row g)
+__device__ __forceinline__ FbFragB fb_frag_b(const float *tile, int n0, int kt, int lane) {
+    FbU4 v = *(const FbU4 *)&tile[n0 * FB_R + fb_sw_b(lane / 4, 16 * kt + 4 * (lane % 4))];
+    return FbFragB{{v.x, v.y}, {v.z, v.w}};
 }
 // d += a b in fp32-grade: a_hi b_hi + a_lo b_hi + a_hi b_lo
 __device__ __forceinline__ void fb_mma3(float d[4], const FbFragA &a, const FbFragB &b) {
@@ -611,7 +672,7 @@ __device__ __forceinline__ void fb_block_inverse(float *Minv, const float *tri, 
             }
         }
         x[r] = fmaf(__shfl_sync(0xffffffffu, g_lane, r), (a[0] + a[1]) + (a[2] + a[3]), r == lane ? 1.0f : 0.0f);
-        Minv[fb_sw(r, lane)] = x[r];
+        Minv[fb_sw_b(r, lane)] = x[r];
     }
 }
 
@@ -631,28 +692,32 @@ __device__ __forceinline__ void fb_load_tri(float *tri, const float *L, int S, i
     }
 }
 
-// cp.async of the panel L[r0:r1, k0:k0+32] into pan (row r - r0, swizzled), rows >= rvalid zero-filled. L's rows
-// are S floats (a multiple of 32) and k0 a multiple of 32: every 16-byte chunk is aligned.
-__device__ __forceinline__ void fb_load_panel(float *pan, const float *L, int S, int r0, int r1, int k0, int rvalid) {
-    for (int idx = threadIdx.x; idx < (r1 - r0) * (FB_R / 4); idx += FB_SOLVE_THREADS) {
+// cp.async of the panel L[r0:r1, k0:k0+32] into pan (row r - r0, fb_sw_b), rows >= rvalid zero-filled, by the
+// threads tid of nth (the CTA, or one warp for its own block). L's rows are S floats (a multiple of 32) and k0 a
+// multiple of 32: every 16-byte chunk is aligned.
+__device__ __forceinline__ void fb_load_panel(float *pan, const float *L, int S, int r0, int r1, int k0, int rvalid,
+                                              int tid, int nth) {
+    for (int idx = tid; idx < (r1 - r0) * (FB_R / 4); idx += nth) {
         int row = idx / (FB_R / 4), k = idx % (FB_R / 4) * 4, r = r0 + row;
-        cp_async16(pan + fb_sw(row, k), L + (size_t)(r < rvalid ? r : 0) * S + k0 + k, r < rvalid);
+        cp_async16(pan + fb_sw_b(row, k), L + (size_t)(r < rvalid ? r : 0) * S + k0 + k, r < rvalid);
     }
 }
 
 // FB_PHASES (dev/cuda/feedback_phases.cu only): lane 0 of the warp named writes clock64() at the solve's phase
 // boundaries into fb_phase_clk[CTA][slot] (CTA = blockIdx.y * gridDim.x + blockIdx.x, the first FB_PH_CTAS):
 //   prologue: START (warp 0), TRI (warp 0, after the diagonal blocks and gamma are in: a barrier), INV (warp 0,
-//   after the inverses: a barrier), HF (warp 0, its h (and f) loaded); with Minv from fb_inverse_kernel (INV) TRI
-//   comes once the staged loads are in (a barrier), INV once h, f are read and Minv is in (a barrier), HF once h, f
-//   are packed;
+//   after the inverses and the first panel's split: a barrier), HF (warp 0, its h (and f) loaded); with Minv from
+//   fb_inverse_kernel (INV) TRI comes once the staged loads are in (a barrier), INV once h, f are read and Minv and
+//   the first panel are in (a barrier), HF once h, f are packed;
 //   block it (q = it forward, nb-1-it backward), at FB_PH_PRO + it FB_PH_IT: RHS (warp q, ra written), BAR1
-//   (warp 0, past barrier 1), X (warp 0, its x tile written), BAR2 (warp 0, past barrier 2), UPD + w (each warp w,
-//   past its update), CEND (warp q, forward: c_q stored).
+//   (warp 0, past barrier 1), X (warp 0, its x tile staged), BAR2 (warp 0, past barrier 2), UPD + w (each warp w,
+//   past its update), CEND (warp q, forward: c_q stored), OUT + w (each warp w, past its work after the update:
+//   c_q, the split of its block of the next panel, its share of x_q's stores)
 #ifdef FB_PHASES
 #define FB_PH_CTAS 1024
 enum { FB_PH_START, FB_PH_TRI, FB_PH_INV, FB_PH_HF, FB_PH_PRO };
-enum { FB_PH_RHS, FB_PH_BAR1, FB_PH_X, FB_PH_BAR2, FB_PH_UPD, FB_PH_CEND = FB_PH_UPD + FB_NB, FB_PH_IT };
+enum { FB_PH_RHS, FB_PH_BAR1, FB_PH_X, FB_PH_BAR2, FB_PH_UPD, FB_PH_CEND = FB_PH_UPD + FB_NB, FB_PH_OUT,
+       FB_PH_IT = FB_PH_OUT + FB_NB };
 #define FB_PH_SLOTS (FB_PH_PRO + FB_NB * FB_PH_IT)
 __device__ long long fb_phase_clk[FB_PH_CTAS * FB_PH_SLOTS];
 #define FB_PHASE(slot, warp) do { int cta_ = blockIdx.y * gridDim.x + blockIdx.x;                                   \
@@ -663,52 +728,120 @@ __device__ long long fb_phase_clk[FB_PH_CTAS * FB_PH_SLOTS];
 #endif
 #define FB_PHASE_IT(it, slot, warp) FB_PHASE(FB_PH_PRO + (it) * FB_PH_IT + (slot), warp)   // slot of block iteration it
 
+// x_q's outputs from its staged fp32 tile xs ([32][32], fb_sw_c; rows q0.., the NC columns n0.. of the CTA) by the
+// threads tid of nth: forward s (fp32) and s3, backward u3 and df = bf16(u) = u_hi (s3, u3: the X3 layout,
+// fb_store_x3; the halves are fb_split_pack's, the bits the C-layout stores had). vec (D a multiple of 8, the
+// outputs 16-byte aligned): 16-byte stores, a row's 32 columns in 8 (fp32) or 4 (bf16) of them, i.e. whole 128-byte
+// (fp32) and 64-byte (bf16) row spans (NC = 32; half those at 16): forward 256 fp32 chunks + 128 groups of 8
+// columns (3 stores each), backward 128 groups (4 stores each); else element by element. Rows q0 + r >= Sv and columns >= D are not stored.
+template <bool BWD, int NC>
+__device__ __forceinline__ void fb_store_x(const float *xs, float *xf, floatX *x3, floatX *xb, size_t base,
+                                           size_t t0, int q0, int n0, int Sv, int D, int vec, int tid, int nth) {
+    if (!vec) {
+        for (int e = tid; e < FB_R * NC; e += nth) {
+            int r = e / NC, col = n0 + e % NC;
+            if (q0 + r >= Sv || col >= D) continue;
+            float x = xs[fb_sw_c(r, e % NC)];
+            uint32_t hi, lo;
+            fb_split_pack(&hi, &lo, x, 0.0f);
+            size_t o = base + (size_t)(q0 + r) * D + col;
+            fb_store_x3(x3, t0 + q0 + r, col, D, (uint16_t)hi, (uint16_t)lo);
+            if (BWD) *(uint16_t *)&xb[o] = (uint16_t)hi; else xf[o] = x;
+        }
+        return;
+    }
+    const int nf = BWD ? 0 : FB_R * NC / 4;     // forward: the fp32 chunks first
+    for (int e = tid; e < nf + FB_R * NC / 8; e += nth) {
+        if (e < nf) {
+            int r = e / (NC / 4), k = e % (NC / 4) * 4;
+            if (q0 + r < Sv && n0 + k < D)
+                *(FbF4 *)&xf[base + (size_t)(q0 + r) * D + n0 + k] = *(const FbF4 *)&xs[fb_sw_c(r, k)];
+            continue;
+        }
+        int r = (e - nf) / (NC / 8), k = (e - nf) % (NC / 8) * 8;
+        if (q0 + r >= Sv || n0 + k >= D) continue;
+        FbF4 a = *(const FbF4 *)&xs[fb_sw_c(r, k)], b = *(const FbF4 *)&xs[fb_sw_c(r, k + 4)];
+        FbU4 hi, lo;
+        fb_split_pack(&hi.x, &lo.x, a.x, a.y); fb_split_pack(&hi.y, &lo.y, a.z, a.w);
+        fb_split_pack(&hi.z, &lo.z, b.x, b.y); fb_split_pack(&hi.w, &lo.w, b.z, b.w);
+        floatX *y = x3 + 3 * (t0 + q0 + r) * D + n0 + k;
+        *(FbU4 *)y = hi;
+        *(FbU4 *)(y + D) = hi;
+        *(FbU4 *)(y + 2 * D) = lo;
+        if (BWD) *(FbU4 *)&xb[base + (size_t)(q0 + r) * D + n0 + k] = hi;
+    }
+}
+
 // The solve of one CTA (both directions; BWD picks the backward). Element (mt, nt, i) of a lane's C tiles is
 // column 16 mt + g + 8 (i / 2) of the CTA's 32 and row 8 nt + 2 t + (i % 2) of a block (lane = 4 g + t).
 //   forward:  x = s, rhs = f + gamma h; writes s, c (fp32) and s3;         L = Pd,  h starts at acc
 //   backward: x = u, rhs = h;           writes u3 and df = bf16(u);        L = PcT, h starts at gs + acc
 // (s3, u3: x's bf16 halves in the X3 layout, fb_store_x3)
-//   INV: the diagonal blocks' inverses come from fb_inverse_kernel (Minv_g, copied in; D a multiple of 8 and f or gs
-//   16-byte aligned) and h, f (gs) come through shared memory by 16-byte cp.async; else the CTA inverts the blocks
-//   itself and loads h, f (gs) in the C layout (4-byte loads)
-template <bool BWD, bool INV>
+//   INV: the diagonal blocks' inverses come from fb_inverse_kernel (Minv_g, already split; copied in; D a multiple
+//   of 8 and f or gs 16-byte aligned) and h, f (gs) come through shared memory by 16-byte cp.async; else the CTA
+//   inverts (and splits) the blocks itself and loads h, f (gs) in the C layout (4-byte loads)
+//   vec: the outputs go by 16-byte stores (fb_store_x; D a multiple of 8, the outputs 16-byte aligned)
+//   Ls (INV): the panels' blocks already split by fb_inverse_kernel, copied flat; else the fp32 blocks of L, split here
+template <bool BWD, bool INV, int MT>
 __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX *xb,
                                          const float *acc, int has_acc, const float *L, const float *Minv_g,
-                                         const floatX *f, const float *gs, const float *gamma, int u0, int Sv, int S,
-                                         int T, int D) {
+                                         const float *Ls, const floatX *f, const float *gs, const float *gamma, int vec,
+                                         int u0, int Sv, int S, int T, int D) {
     extern __shared__ __align__(128) float fb_solve_smem_buf[];
     float *Minv = fb_solve_smem_buf, *pan0 = Minv + S * FB_R, *pan1 = pan0 + S * FB_R;
     uint32_t *ra = (uint32_t *)(pan1 + S * FB_R);   // rhs_q^T as A fragments
     uint32_t *xa = ra + FB_R * FB_R;                // x_q^T as A fragments
-    float *gsh = (float *)(xa + FB_R * FB_R);       // forward: gamma of the superblock's rows (0 past Sv)
+    float *xs = (float *)(xa + FB_R * FB_R);        // x_q fp32 [32][32] (fb_sw_c), staged for fb_store_x
+    float *gsh = xs + FB_R * FB_R;                  // forward: gamma of the superblock's rows (0 past Sv)
     int w = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, t = lane % 4, b = blockIdx.y;
-    int n0 = blockIdx.x * FB_R;                 // the CTA's first column
+    constexpr int NC = 16 * MT;                 // the CTA's columns: MT m-tiles of 16
+    int n0 = blockIdx.x * NC;                   // the CTA's first column
     int nb = (Sv + FB_R - 1) / FB_R;
     L += (size_t)b * S * S; acc += (size_t)b * S * D;
-    size_t base = ((size_t)b * T + u0) * D;     // row u0 of batch b
+    size_t base = ((size_t)b * T + u0) * D, t0 = (size_t)b * T + u0;   // row u0 of batch b
     FB_PHASE(FB_PH_START, 0);
-    // the first block's panel: forward block 0 (rows [0, 32 nb)), backward block nb-1 (rows [0, 32 (nb-1)))
-    if (BWD) fb_load_panel(pan0, L, S, 0, (nb - 1) * FB_R, (nb - 1) * FB_R, Sv);
-    else     fb_load_panel(pan0, L, S, 0, nb * FB_R, 0, Sv);
-    cp_async_commit();
+    // the panel of block q, L[rows, 32q:32q+32] (forward rows [32q, 32 nb), backward [0, 32q)), by the whole CTA into
+    // buffer pan: block p (rows 32p..) at pan + 1024 p, warp p's (fb_split_block splits it in place)
+    // (INV: the split blocks made by fb_inverse_kernel, block (q, p) = Ls[b][q][p], 1024 floats, copied flat)
+    const float *Lsb = INV ? Ls + (size_t)b * S * S : NULL;
+    auto ls_block = [&](int q, int p) { return Lsb + ((size_t)q * (S / FB_R) + p) * FB_R * FB_R; };
+    auto panel_in = [&](float *pan, int q) {
+        int r0 = BWD ? 0 : q * FB_R, r1 = BWD ? q * FB_R : nb * FB_R;
+        if (INV)
+            for (int i = 4 * threadIdx.x; i < (r1 - r0) * FB_R; i += 4 * FB_SOLVE_THREADS)
+                cp_async16(pan + r0 * FB_R + i, ls_block(q, r0 / FB_R) + i, true);   // blocks r0/32.. of panel q
+        else
+            fb_load_panel(pan + r0 * FB_R, L, S, r0, r1, q * FB_R, Sv, threadIdx.x, FB_SOLVE_THREADS);
+        cp_async_commit();
+    };
+    int qfirst = BWD ? nb - 1 : 0, q2nd = BWD ? nb - 2 : 1;   // the blocks of iterations 0 and 1
+    if (!INV) panel_in(pan0, qfirst);           // (INV: once fb_inverse_kernel has split it)
     // forward: gamma of row threadIdx.x (S <= FB_SOLVE_THREADS) into gsh, stored once the other loads are issued
     // (a warp issues in order: the store would hold them back by a memory round trip)
     float gv = !BWD && threadIdx.x < Sv ? gamma[(size_t)b * T + u0 + threadIdx.x] : 0.0f;
     // h_w^T (C layout), and (forward) f of block w's rows as bf16 pairs (rows 2t, 2t+1); 0 outside
-    float h[2][4][4], hg[2][4][4];              // hg: backward gs, forward f (its bf16 value)
+    float h[MT][4][4], hg[MT][4][4];            // hg: backward gs, forward f (its bf16 value)
     if (!INV) {
-        // the diagonal blocks' inverses (I - G_q L_qq)^{-1}, a warp per block; the blocks in panel buffer 1
+        // the diagonal blocks' inverses (I - G_q L_qq)^{-1}, a warp per block, split in place; the blocks in panel
+        // buffer 1
         fb_load_tri(pan1, L, S, Sv, nb);
         if (!BWD && threadIdx.x < S) gsh[threadIdx.x] = gv;
-        __syncthreads();
+        cp_async_wait<0>();
+        __syncthreads();                        // tri, gsh, the first panel in
         FB_PHASE(FB_PH_TRI, 0);
-        if (w < nb) fb_block_inverse<BWD>(Minv + w * FB_R * FB_R, pan1 + w * FB_R * FB_R, BWD ? 1.0f : gsh[w * FB_R + lane], lane);
-        __syncthreads();                        // Minv complete, tri read (h loads after it: not live in the inverse)
-        FB_PHASE(FB_PH_INV, 0);
+        if (w < nb) {
+            fb_block_inverse<BWD>(Minv + w * FB_R * FB_R, pan1 + w * FB_R * FB_R, BWD ? 1.0f : gsh[w * FB_R + lane], lane);
+            __syncwarp();
+            fb_split_block(Minv + w * FB_R * FB_R, lane);
+        }
+        if (BWD ? w < qfirst : w < nb) fb_split_block(pan0 + w * FB_R * FB_R, lane);
+        __syncthreads();                        // Minv and the first panel split, tri read (h loads after it: not
+        FB_PHASE(FB_PH_INV, 0);                 // live in the inverse)
+        if (nb > 1) panel_in(pan1, q2nd);       // (waited for before barrier 2 of iteration 0)
         // every load issued before any is used: one memory round trip, not one per element (the clocks measured
         // 6-17k cycles here with the loads and their uses interleaved)
 #pragma unroll
-        for (int mt = 0; mt < 2; mt++)
+        for (int mt = 0; mt < MT; mt++)
 #pragma unroll
             for (int nt = 0; nt < 4; nt++)
 #pragma unroll
@@ -723,27 +856,27 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
         // 16-byte cp.async (rows past Sv, columns past D zero-filled; D a multiple of 8: a chunk is all in or all
         // out): a warp's copy takes 512 contiguous bytes of 4 rows, where a 4-byte load in the C layout takes 128 of
         // 4 rows (the clocks put the C-layout loads of acc and f at 8.5-13.7k cycles per CTA, forward, B=8 T=1024)
-        for (int idx = threadIdx.x; has_acc && idx < nb * FB_R * (FB_R / 4); idx += FB_SOLVE_THREADS) {
-            int r = idx / (FB_R / 4), k = idx % (FB_R / 4) * 4;
+        for (int idx = threadIdx.x; has_acc && idx < nb * FB_R * (NC / 4); idx += FB_SOLVE_THREADS) {
+            int r = idx / (NC / 4), k = idx % (NC / 4) * 4;
             cp_async16(pan1 + fb_sw_c(r, k), acc + (size_t)r * D + n0 + k, r < Sv && n0 + k < D);
         }
         if (BWD)
-            for (int idx = threadIdx.x; idx < nb * FB_R * (FB_R / 4); idx += FB_SOLVE_THREADS) {
-                int r = idx / (FB_R / 4), k = idx % (FB_R / 4) * 4;
+            for (int idx = threadIdx.x; idx < nb * FB_R * (NC / 4); idx += FB_SOLVE_THREADS) {
+                int r = idx / (NC / 4), k = idx % (NC / 4) * 4;
                 cp_async16(Minv + fb_sw_c(r, k), gs + base + (size_t)r * D + n0 + k, r < Sv && n0 + k < D);
             }
         else
-            for (int idx = threadIdx.x; idx < nb * FB_R * (FB_R / 8); idx += FB_SOLVE_THREADS) {
-                int r = idx / (FB_R / 8), k = idx % (FB_R / 8) * 8;
+            for (int idx = threadIdx.x; idx < nb * FB_R * (NC / 8); idx += FB_SOLVE_THREADS) {
+                int r = idx / (NC / 8), k = idx % (NC / 8) * 8;
                 cp_async16((floatX *)Minv + fb_sw_h(r, k), f + base + (size_t)r * D + n0 + k, r < Sv && n0 + k < D);
             }
         cp_async_commit();
         if (!BWD && threadIdx.x < S) gsh[threadIdx.x] = gv;
         cp_async_wait<0>();
-        __syncthreads();                        // the first panel, gsh, the staged tiles complete
+        __syncthreads();                        // gsh, the staged tiles complete
         FB_PHASE(FB_PH_TRI, 0);
 #pragma unroll
-        for (int mt = 0; mt < 2; mt++)
+        for (int mt = 0; mt < MT; mt++)
 #pragma unroll
             for (int nt = 0; nt < 4; nt++)
 #pragma unroll
@@ -753,19 +886,21 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
                     hg[mt][nt][i] = w >= nb ? 0.0f : BWD ? Minv[fb_sw_c(r, k)] : __bfloat162float(((floatX *)Minv)[fb_sw_h(r, k)]);
                 }
         __syncthreads();                        // the staged gs / f read: Minv's buffer is free
-        // the inverses of this superblock and sequence, [nb][32][32] swizzled as in shared memory: a flat copy,
-        // once fb_inverse_kernel (the kernel ahead, which may still run: programmatic dependent launch) is done
+        // the inverses of this superblock and sequence, [nb][32][32] split as in shared memory, and the first two
+        // panels, split: flat copies, once fb_inverse_kernel (the kernel ahead, which may still run: programmatic
+        // dependent launch) is done
         grid_dep_wait();
         const float *src = Minv_g + (size_t)b * S * FB_R;
         for (int i = 4 * threadIdx.x; i < nb * FB_R * FB_R; i += 4 * FB_SOLVE_THREADS) cp_async16(Minv + i, src + i, true);
-        cp_async_commit();
-        cp_async_wait<0>();
-        __syncthreads();                        // Minv complete
+        panel_in(pan0, qfirst);                 // (one group with Minv's copy)
+        if (nb > 1) panel_in(pan1, q2nd);       // (waited for before barrier 2 of iteration 0)
+        if (nb > 1) cp_async_wait<1>(); else cp_async_wait<0>();
+        __syncthreads();                        // Minv and the first panel complete
         FB_PHASE(FB_PH_INV, 0);
     }
-    uint32_t fp[2][4][2];
+    uint32_t fp[MT][4][2];
 #pragma unroll
-    for (int mt = 0; mt < 2; mt++)
+    for (int mt = 0; mt < MT; mt++)
 #pragma unroll
         for (int nt = 0; nt < 4; nt++) {
             if (BWD) {
@@ -779,8 +914,18 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
     FB_PHASE(FB_PH_HF, 0);
     for (int it = 0; it < nb; it++) {
         int q = BWD ? nb - 1 - it : it, q0 = q * FB_R, buf = it & 1;
+        int qn = BWD ? q - 1 : q + 1;           // the next block; its rhs is warp qn's: the critical path
         bool more = it + 1 < nb;
         float *pq = pan0 + buf * S * FB_R, *pn = pan0 + (buf ^ 1) * S * FB_R;
+        // the panels: block p of the panel of block q' (L[rows of block p, columns of block q']) sits at 1024 p of
+        // buffer (iteration of q') & 1 and is read by warp p only (its update). Warp p brings it in by cp.async
+        // (fp32) two iterations ahead, right after its update of the block before in the same place; every thread
+        // waits for its copies before barrier 2 of the next iteration; after that iteration's update the block is
+        // split in place by warp p, or (forward, the next panel's diagonal block, whose warp qn is the critical
+        // one) by warp q. So neither the copy's latency nor the split is on the chain.
+        int q2 = BWD ? q - 2 : q + 2;                                     // the block two iterations ahead
+        bool in2 = it + 2 < nb && (BWD ? w < q2 : w >= q2 && w < nb);    // warp w's block of its panel
+        int split = !more || INV ? -1 : BWD ? (w < qn ? w : -1) : w == q ? qn : w > qn && w < nb ? w : -1;
         if (w == q) {
             // R. rhs_q^T (forward f + G h, backward h; h_q is complete) as A fragments into ra: the C tiles
             // 2kt, 2kt+1 of m-tile mt are the A fragment (mt, kt)
@@ -789,7 +934,7 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
                 FbF2 g0, g1;                        // forward: gamma of rows 2t, 2t+1 of the C tiles 2kt, 2kt+1
                 if (!BWD) { g0 = *(const FbF2 *)&gsh[q0 + 16 * kt + 2 * t]; g1 = *(const FbF2 *)&gsh[q0 + 16 * kt + 8 + 2 * t]; }
 #pragma unroll
-                for (int mt = 0; mt < 2; mt++) {
+                for (int mt = 0; mt < MT; mt++) {
                     float r0[4], r1[4];             // rhs of the C tiles 2kt and 2kt+1
 #pragma unroll
                     for (int i = 0; i < 4; i++) {
@@ -808,71 +953,63 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
             }
             FB_PHASE_IT(it, FB_PH_RHS, q);
         }
-        __syncthreads();                        // ra complete; every warp is past its update of it-1 (xa, pn free)
+        __syncthreads();                        // ra complete; every warp is past its work of it-1 (xa, xs free)
         FB_PHASE_IT(it, FB_PH_BAR1, 0);
-        if (more) {                             // the next block's panel into the buffer the update of it-1 used
-            if (BWD) fb_load_panel(pn, L, S, 0, q0 - FB_R, q0 - FB_R, Sv);
-            else     fb_load_panel(pn, L, S, q0 + FB_R, nb * FB_R, q0 + FB_R, Sv);
-            cp_async_commit();
-        }
-        {
+        if (w < 4 * MT) {
             // X. x_q^T = rhs_q^T Minv_q^T, warp w the C tile (mt, nt) = (w / 4, w % 4): B[k][n] = Minv_q[n][k]
-            // from shared (Minv_q is lower (forward) / upper (backward) triangular: the k-slice kt = 1 (forward)
-            // is 0 for nt < 2, kt = 0 (backward) for nt >= 2); x into xa (half of the A fragment (mt, nt / 2))
-            // and to global memory
+            // from shared, split (Minv_q is lower (forward) / upper (backward) triangular: the k-slice kt = 1
+            // (forward) is 0 for nt < 2, kt = 0 (backward) for nt >= 2); x into xa (half of the A fragment
+            // (mt, nt / 2)) and, fp32, into xs for the stores after the update
             const float *Mq = Minv + q * FB_R * FB_R;
             int mt = w / 4, nt = w % 4;
             float x[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
             for (int kt = 0; kt < 2; kt++) {
                 if (BWD ? kt == 0 && nt >= 2 : kt == 1 && nt < 2) continue;
-                FbFragA a = fb_frag_load(ra, mt, kt, lane);
-                FbFragB bb;
-                fb_frag_b(&bb, Mq, 8 * nt, 16 * kt, lane);
-                fb_mma3(x, a, bb);
+                fb_mma3(x, fb_frag_load(ra, mt, kt, lane), fb_frag_b(Mq, 8 * nt, kt, lane));
             }
 #pragma unroll
-            for (int i = 0; i < 4; i++)
+            for (int i = 0; i < 4; i++) {
                 if (q0 + fb_c_row(nt, i, lane) >= Sv) x[i] = 0.0f;
+                xs[fb_sw_c(fb_c_row(nt, i, lane), fb_c_col(mt, i, lane))] = x[i];
+            }
             uint32_t hi[2], lo[2];
             fb_split_pack(&hi[0], &lo[0], x[0], x[1]);
             fb_split_pack(&hi[1], &lo[1], x[2], x[3]);
             *(FbU2 *)((uint32_t *)fb_frag_at(xa, 0, mt, nt / 2, lane) + 2 * (nt % 2)) = FbU2{hi[0], hi[1]};
             *(FbU2 *)((uint32_t *)fb_frag_at(xa, 1, mt, nt / 2, lane) + 2 * (nt % 2)) = FbU2{lo[0], lo[1]};
-#pragma unroll
-            for (int i = 0; i < 4; i++) {           // x, and its bf16 halves as packed above (fb_split's bits)
-                int r = q0 + fb_c_row(nt, i, lane), col = n0 + fb_c_col(mt, i, lane);
-                if (r < Sv && col < D) {
-                    size_t o = base + (size_t)r * D + col;
-                    uint16_t xh = (uint16_t)(hi[i / 2] >> 16 * (i % 2)), xl = (uint16_t)(lo[i / 2] >> 16 * (i % 2));
-                    fb_store_x3(x3, (size_t)b * T + u0 + r, col, D, xh, xl);
-                    if (BWD) *(uint16_t *)&xb[o] = xh; else xf[o] = x[i];   // backward df = bf16(u) = u_hi
-                }
-            }
-            FB_PHASE_IT(it, FB_PH_X, 0);
         }
-        if (more) cp_async_wait<1>(); else cp_async_wait<0>();   // this thread's copies of block q's panel
-        __syncthreads();                        // xa and block q's panel complete
+        FB_PHASE_IT(it, FB_PH_X, 0);
+        cp_async_wait<0>();                     // this thread's copies of the next panel (issued an iteration ago)
+        __syncthreads();                        // xa, xs, the next panel's fp32 blocks complete
         FB_PHASE_IT(it, FB_PH_BAR2, 0);
-        // U. h_w^T += x_q^T L_wq^T for the blocks w after q (forward: w >= q, panel row 32 (w - q); backward: w < q)
+        // U. h_w^T += x_q^T L_wq^T for the blocks w after q (forward: w >= q; backward: w < q)
         if (BWD ? w < q : w >= q && w < nb) {
-            const float *Lw = pq + (BWD ? w : w - q) * FB_R * FB_R;
+            const float *Lw = pq + w * FB_R * FB_R;
 #pragma unroll
             for (int kt = 0; kt < 2; kt++) {
-                FbFragA a[2] = {fb_frag_load(xa, 0, kt, lane), fb_frag_load(xa, 1, kt, lane)};
+                FbFragA a[MT];
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) a[mt] = fb_frag_load(xa, mt, kt, lane);
 #pragma unroll
                 for (int nt = 0; nt < 4; nt++) {
-                    FbFragB bb;
-                    fb_frag_b(&bb, Lw, 8 * nt, 16 * kt, lane);
-                    fb_mma3(h[0][nt], a[0], bb);
-                    fb_mma3(h[1][nt], a[1], bb);
+                    FbFragB bb = fb_frag_b(Lw, 8 * nt, kt, lane);
+#pragma unroll
+                    for (int mt = 0; mt < MT; mt++) fb_mma3(h[mt][nt], a[mt], bb);
                 }
             }
         }
         FB_PHASE_IT(it, FB_PH_UPD + w, w);
-        if (!BWD && w == q) {                   // h_q = c_q, complete: to global memory from the C tiles
-#pragma unroll
-            for (int mt = 0; mt < 2; mt++)
+        if (in2) {                              // the block two iterations ahead into the place just read
+            if (INV)
+                for (int i = 4 * lane; i < FB_R * FB_R; i += 4 * WARP_SIZE) cp_async16(pq + w * FB_R * FB_R + i, ls_block(q2, w) + i, true);
+            else
+                fb_load_panel(pq + w * FB_R * FB_R, L, S, w * FB_R, w * FB_R + FB_R, q2 * FB_R, Sv, lane, WARP_SIZE);
+            cp_async_commit();
+        }
+        if (!BWD && w == q) {                   // h_q = c_q, complete: to global memory from the C tiles (each
+#pragma unroll                                  // store 4 rows x 32 bytes: whole sectors; staged for 16-byte
+            for (int mt = 0; mt < MT; mt++)     // stores it spilled 20 bytes of registers)
 #pragma unroll
                 for (int nt = 0; nt < 4; nt++)
 #pragma unroll
@@ -882,46 +1019,87 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
                     }
         }
         FB_PHASE_IT(it, FB_PH_CEND, q);
+        if (split >= 0) fb_split_block(pn + split * FB_R * FB_R, lane);   // a block of the next panel
+        // x_q out: by the warps without an update in this block (forward w < q and w >= nb, backward w >= q) when
+        // there are 2 or more of them, else (then qn exists) by every warp but the critical one (warp qn, whose rhs
+        // comes next: its update, then its rhs) and, forward, warp q (c_q's)
+        int idle = FB_NB - (BWD ? q : nb - q), idle_w = BWD ? w >= q : w < q || w >= nb;
+        if (idle >= 2 ? idle_w : w != qn && (BWD || w != q)) {
+            int rank = idle >= 2 ? (BWD ? w - q : w < q ? w : q + w - nb) : BWD ? w - (w > qn) : w - 2 * (w > q);
+            int nst = idle >= 2 ? idle : BWD ? FB_NB - 1 : FB_NB - 2;
+            fb_store_x<BWD, NC>(xs, xf, x3, xb, base, t0, q0, n0, Sv, D, vec, rank * WARP_SIZE + lane, nst * WARP_SIZE);
+        }
+        FB_PHASE_IT(it, FB_PH_OUT + w, w);
     }
 }
 
 // The diagonal blocks' inverses of one superblock, once per sequence (the solve's D/32 CTAs of a sequence read them):
 //   Minv[b][q] = (I - G_q L_qq)^{-1},  L_qq = L[b][32q:32q+32, 32q:32q+32] with the entries outside [0, Sv)^2 = 0,
 // forward (REV = 0) L = Pd, G = diag(gamma[b, u0 + 32q + i]) (0 past Sv); backward (REV = 1) L = PcT, G = I.
-// Minv (B, S/32, 32, 32) fp32, each block swizzled (fb_sw) as the solve keeps it in shared memory, so the solve
-// copies it flat. fb_block_inverse as the solve ran it, on the same tri and g: the same bits.
-// grid (nb, B), one warp each (lane = column). Cost per block: 4 KiB in (L2: the rows/slab kernel just wrote L),
-// 496 FMAs a lane, 4 KiB out; B=8 S=256: 64 warps, 0.5 MB moved, latency-bound: predicted ~2-3 us, measured 4.6 us
-// alone (ncu, with a row's sum one chain of r dependent FMAs; four chains now, predicted ~3 us). It lets the solve that
-// follows start at once (grid_dep_launch_dependents; the solve waits for it only before it copies Minv), so with
-// programmatic dependent launch it runs beside the solve's own prologue loads.
+// Minv (B, S/32, 32, 32): each block split into its B fragments (fb_split_block) as the solve keeps it in shared
+// memory, so the solve copies it flat. fb_block_inverse and fb_split_block as the solve runs them with
+// SESSA_FB_INV=0, on the same tri and g: the same bits.
+// With Ls (SESSA_FB_INV=1-3) also the panels' blocks, split as the solve would split them (rows past
+// Sv 0, as fb_load_panel fills them): Ls[b][q][p] (B, S/32, S/32, 32 x 32) = block (p, q) of L for the blocks the
+// updates read (forward p >= q, backward p < q), so the solve copies them flat and splits nothing.
+// grid (nb, Ls ? nb : 1, B), one warp each: CTA (q, p) (lane = column) the inverse of block q when p = q, the split
+// of block (p, q) when Ls. Cost per inverse: 4 KiB in (L2: the rows/slab kernel just wrote L), 496 FMAs a lane, 8 +
+// 8 LDS.128, 16 splits, 4 KiB out; B=8 S=256: 64 warps, 0.5 MB moved, latency-bound: predicted ~2-3 us, measured
+// 4.6 us alone (ncu, with a row's sum one chain of r dependent FMAs; four chains now, predicted ~3 us); a split 4 KiB
+// in and out (B=8: 288 forward, 224 backward, 2 MB). It lets the solve that follows start at once
+// (grid_dep_launch_dependents; the solve waits for it only before it copies Minv), so with programmatic dependent
+// launch (SESSA_FB_INV=2) it runs beside the solve's own prologue loads.
 template <bool REV>
 __global__ void __launch_bounds__(WARP_SIZE)
-fb_inverse_kernel(float *Minv, const float *L, const float *gamma, int u0, int Sv, int S, int T) {
-    __shared__ __align__(16) float tri[FB_R * FB_R];
-    int q = blockIdx.x, b = blockIdx.y, lane = threadIdx.x, q0 = q * FB_R;
+fb_inverse_kernel(float *Minv, float *Ls, const float *L, const float *gamma, int u0, int Sv, int S, int T) {
+    __shared__ __align__(16) float tri[FB_R * FB_R], inv[FB_R * FB_R];
+    int q = blockIdx.x, p = Ls ? blockIdx.y : q, b = blockIdx.z, lane = threadIdx.x, q0 = q * FB_R, p0 = p * FB_R;
     grid_dep_launch_dependents();
-    L += ((size_t)b * S + q0) * S + q0;
+    bool split = Ls && (REV ? p < q : p >= q);   // a block the updates read (forward: the diagonal one too)
+    if (p != q && !split) return;
+    L += ((size_t)b * S + p0) * S + q0;
     float v[FB_R];                              // every load issued before any store: one round trip
 #pragma unroll
-    for (int r = 0; r < FB_R; r++) v[r] = q0 + r < Sv && q0 + lane < Sv ? L[(size_t)r * S + lane] : 0.0f;
+    for (int r = 0; r < FB_R; r++) v[r] = p0 + r < Sv ? L[(size_t)r * S + lane] : 0.0f;
+    const int nbs = S / FB_R;
+    if (p == q) {
 #pragma unroll
-    for (int r = 0; r < FB_R; r++) tri[r * FB_R + lane] = v[r];
-    float g = REV ? 1.0f : q0 + lane < Sv ? gamma[(size_t)b * T + u0 + q0 + lane] : 0.0f;
-    __syncwarp();
-    fb_block_inverse<REV>(Minv + ((size_t)b * (S / FB_R) + q) * FB_R * FB_R, tri, g, lane);
+        for (int r = 0; r < FB_R; r++) tri[r * FB_R + lane] = q0 + lane < Sv ? v[r] : 0.0f;
+        float g = REV ? 1.0f : q0 + lane < Sv ? gamma[(size_t)b * T + u0 + q0 + lane] : 0.0f;
+        __syncwarp();
+        fb_block_inverse<REV>(inv, tri, g, lane);
+        __syncwarp();
+        fb_split_block(inv, lane);
+        __syncwarp();
+        FbU4 *dst = (FbU4 *)(Minv + ((size_t)b * nbs + q) * FB_R * FB_R);
+#pragma unroll
+        for (int i = 0; i < FB_R * FB_R / 4 / WARP_SIZE; i++) dst[i * WARP_SIZE + lane] = ((const FbU4 *)inv)[i * WARP_SIZE + lane];
+        __syncwarp();                           // inv read by every lane
+    }
+    if (split) {
+#pragma unroll
+        for (int r = 0; r < FB_R; r++) inv[fb_sw_b(r, lane)] = v[r];
+        __syncwarp();
+        fb_split_block(inv, lane);
+        __syncwarp();
+        FbU4 *dst = (FbU4 *)(Ls + (((size_t)b * nbs + q) * nbs + p) * FB_R * FB_R);
+#pragma unroll
+        for (int i = 0; i < FB_R * FB_R / 4 / WARP_SIZE; i++) dst[i * WARP_SIZE + lane] = ((const FbU4 *)inv)[i * WARP_SIZE + lane];
+    }
 }
 
 // forward: for the rows r of U in blocks of 32, c_r = acc_r + sum_{j<r} Pd[r][j] s_j, s_r = f_r + g_r c_r.
 // acc (B, S, D) = P[:, 0:u0] s[0:u0] (ignored when has_acc = 0); Pd (B, S, S) the fp32 diagonal block of alpha
 // (entries past Sv finite: feedback_forward clears Pd once per call). Writes s, c (fp32) and s3 (the bf16
-// halves of s, read by the next superblocks' GEMMs). grid (ceil(D/32), B), FB_SOLVE_THREADS, fb_solve_smem(S).
-// INV: fb_solve's (Minv from fb_inverse_kernel, h and f staged in shared memory).
-template <bool INV>
+// halves of s, read by the next superblocks' GEMMs). grid (ceil(D/(16 MT)), B), FB_SOLVE_THREADS, fb_solve_smem(S).
+// INV, MT, vec: fb_solve's (Minv from fb_inverse_kernel, h and f staged in shared memory; 16 MT columns a CTA;
+// 16-byte output stores).
+template <bool INV, int MT>
 __global__ void __launch_bounds__(FB_SOLVE_THREADS, 2)
 fb_fwd_solve_kernel(float *s, float *c, floatX *s3, const float *acc, int has_acc, const float *Pd,
-                    const floatX *f, const float *gamma, const float *Minv, int u0, int Sv, int S, int T, int D) {
-    fb_solve<false, INV>(s, c, s3, NULL, acc, has_acc, Pd, Minv, f, NULL, gamma, u0, Sv, S, T, D);
+                    const floatX *f, const float *gamma, int vec, const float *Minv, const float *Ls, int u0, int Sv,
+                    int S, int T, int D) {
+    fb_solve<false, INV, MT>(s, c, s3, NULL, acc, has_acc, Pd, Minv, Ls, f, NULL, gamma, vec, u0, Sv, S, T, D);
 }
 
 // backward, transposed: for the keys j of U in blocks of 32 from last to first,
@@ -929,19 +1107,29 @@ fb_fwd_solve_kernel(float *s, float *c, floatX *s3, const float *acc, int has_ac
 // with the fp32 diagonal block PcT[j][t] = Pc[t][j] (strictly upper; entries past Sv finite: feedback_backward
 // clears PcT once per call). The forward's schedule with L = PcT, G = I, the blocks from last to first, and
 // h = gs + acc from the start. Writes u3 (u's bf16 halves, X3 layout) and df = bf16(u).
-// grid (ceil(D/32), B), FB_SOLVE_THREADS, fb_solve_smem(S). INV as the forward's.
-template <bool INV>
+// grid (ceil(D/(16 MT)), B), FB_SOLVE_THREADS, fb_solve_smem(S). INV, MT, vec as the forward's.
+template <bool INV, int MT>
 __global__ void __launch_bounds__(FB_SOLVE_THREADS, 2)
 fb_bwd_solve_kernel(floatX *u3, floatX *df, const float *acc, int has_acc, const float *PcT,
-                    const float *gs, const float *Minv, int u0, int Sv, int S, int T, int D) {
-    fb_solve<true, INV>(NULL, NULL, u3, df, acc, has_acc, PcT, Minv, NULL, gs, NULL, u0, Sv, S, T, D);
+                    const float *gs, int vec, const float *Minv, const float *Ls, int u0, int Sv, int S, int T, int D) {
+    fb_solve<true, INV, MT>(NULL, NULL, u3, df, acc, has_acc, PcT, Minv, Ls, NULL, gs, NULL, vec, u0, Sv, S, T, D);
 }
 
 // Where the diagonal blocks' inverses are made (SESSA_FB_INV in the environment, read at the first solve; dev/cuda's
-// checks set fb_inverse_mode to compare the three, which give the same bits): 0 = in every solve CTA (D/32 times per
+// checks set fb_inverse_mode to compare the four, which give the same bits): 0 = in every solve CTA (D/32 times per
 // sequence; h, f by 4-byte loads in the C layout); 1 = once per sequence by fb_inverse_kernel, then the solve (h, f
 // staged in shared memory); 2 (default) = the same, the solve launched by programmatic dependent launch (sm_90+; 1
-// on older GPUs): it starts while fb_inverse_kernel runs and waits for it only before copying Minv in.
+// on older GPUs): it starts while fb_inverse_kernel runs and waits for it only before copying Minv in; 3 = off the
+// chain: fb_inverse_kernel runs on the side stream right after the kernel that makes the diagonal blocks (row pass,
+// slab), into the superblock's buffer set, and the solve only copies them (feedback_forward / feedback_backward; a
+// solve called alone needs fb_inverses first). With 1-3 fb_inverse_kernel also splits the panels' blocks (Ls, 4 B S^2
+// bytes a buffer set; its CTAs beside the inverses' 32-row chains), so the solve splits nothing: neither the first
+// panel in its prologue nor a block per warp and block after the updates (~115 instructions a lane; the H200 clocks
+// of the split in the solve, B=1 T=8192: the warps after their update 1.3-2.4k cycles a block against the critical
+// warp's update + rhs ~1.3-1.5k). The inverses depend on L and gamma only, not on the chain: 3 takes fb_inverse_kernel
+// (~3-4.6 us, latency-bound: 32 dependent rows) off the chain, but measured slower where the side streams set the
+// pace (H200, fbbench fwd + bwd with the solve's own splits, 3 / 2: B=8 T=1024 0.664 / 0.656 ms, B=2 T=4096 2.225 /
+// 1.873, B=1 T=8192 4.713 / 3.659; d12 B=1 T=8192 step 62.3 / 60.2 ms): one more kernel per superblock on stream a.
 static int fb_inverse_mode = -1;   // -1: not chosen yet
 static int fb_env_choice(int *mode, const char *name, int def, int hi) {
     if (*mode < 0) {
@@ -953,45 +1141,94 @@ static int fb_env_choice(int *mode, const char *name, int def, int hi) {
     return *mode;
 }
 static int fb_inverse_where(void) {
-    int mode = fb_env_choice(&fb_inverse_mode, "SESSA_FB_INV", 2, 2);
+    int mode = fb_env_choice(&fb_inverse_mode, "SESSA_FB_INV", 2, 3);
     return mode == 2 && !pdl_supported() ? 1 : mode;   // programmatic dependent launch needs sm_90
 }
+// the solves' 16-byte paths (D a multiple of 8, the inputs f or gs and the outputs 16-byte aligned): the inverses
+// from fb_inverse_kernel and h, f staged (else SESSA_FB_INV=0's path), and fb_store_x's 16-byte stores
+static int fb_fwd_vec(const float *s, const float *c, const floatX *s3, const floatX *f, int D) {
+    return D % 8 == 0 && ptr_alignment(f) >= 16 && ptr_alignment(s) >= 16 && ptr_alignment(c) >= 16 && ptr_alignment(s3) >= 16;
+}
+static int fb_bwd_vec(const floatX *u3, const floatX *df, const float *gs, int D) {
+    return D % 8 == 0 && ptr_alignment(gs) >= 16 && ptr_alignment(u3) >= 16 && ptr_alignment(df) >= 16;
+}
+static int fb_solve_inv_mode(int vec) { return vec ? fb_inverse_where() : 0; }
+// the diagonal blocks' inverses of superblock [u0, u0 + Sv) into Minv, (B, S/32, 32, 32), and with Ls the panels'
+// blocks split, (B, S/32, S/32, 32, 32) (modes 1-3)
+template <bool BWD>
+static void fb_inverses(float *Minv, float *Ls, const float *L, const float *gamma, int u0, int Sv, int S, int B, int T,
+                        cudaStream_t stream) {
+    int nb = ceil_div(Sv, FB_R);
+    fb_inverse_kernel<BWD><<<dim3(nb, Ls ? nb : 1, B), WARP_SIZE, 0, stream>>>(Minv, Ls, L, gamma, u0, Sv, S, T);
+    cudaCheck(cudaGetLastError());
+}
 
-// the launch of a solve: dynamic shared memory past 48 KiB, carveout to the maximum (2 CTAs per SM); with mode 1-2
-// (when vec: D a multiple of 8, f or gs 16-byte aligned; else mode 0) fb_inverse_kernel<BWD> first (Minv from
-// scratch) and the kernel inv, with mode 2 launched by programmatic dependent launch; with mode 0 the kernel own
+// Columns of a solve CTA (SESSA_FB_COLS in the environment, read at the first solve; dev/cuda's checks set
+// fb_cols_mode to compare, same bits): 32 or 16; unset (or 0) automatic: 16 when the CTAs of 16 columns,
+// B ceil(D/16), fit in half the SMs (B = 1 at D = 768: 48 CTAs, not 24), else 32. A CTA's time is its chain of
+// 8 blocks (rhs, x, update: see "Count" above); at 16 columns the update and the rhs halve (24 mmas, 8 splits),
+// x and the panels do not, and twice the CTAs each load the same panels.
+static int fb_cols_mode = -1;   // -1: not chosen yet
+static int fb_solve_cols(int B, int D) {
+    if (fb_cols_mode < 0) {
+        const char *e = getenv("SESSA_FB_COLS");
+        if (e != NULL && strcmp(e, "0") != 0 && strcmp(e, "16") != 0 && strcmp(e, "32") != 0)
+            fatal("feedback: SESSA_FB_COLS=%s (need 16, 32, or 0 for automatic)", e);
+        fb_cols_mode = e ? atoi(e) : 0;
+    }
+    if (fb_cols_mode != 0 && fb_cols_mode != 16 && fb_cols_mode != 32)
+        fatal("feedback: SESSA_FB_COLS=%d (need 16, 32, or 0 for automatic)", fb_cols_mode);
+    return fb_cols_mode ? fb_cols_mode : B * ceil_div(D, 16) <= fb_sm_count() / 2 ? 16 : 32;
+}
+
+// the launch of a solve: dynamic shared memory past 48 KiB, carveout to the maximum (2 CTAs per SM; set once per
+// kernel: two attribute calls per launch were host time on every call of the chain); with mode 1-2
+// (fb_solve_inv_mode(vec): 0 unless vec) fb_inverse_kernel<BWD> first (Minv from scratch) and the kernel inv, with
+// mode 2 launched by programmatic dependent launch; with mode 3 the kernel inv on the Minv made before
+// (fb_inverses); with mode 0 the kernel own; own16 and inv16 the same at 16 columns a CTA (fb_solve_cols). vec also
+// picks the solve's 16-byte output stores (the kernels' argument before Minv).
 template <bool BWD, typename... KArgs, typename... Args>
-static void fb_launch_solve(void (*own)(KArgs...), void (*inv)(KArgs...), int vec, float *Minv, const float *L,
+static void fb_launch_solve(void (*own16)(KArgs...), void (*inv16)(KArgs...), void (*own)(KArgs...),
+                            void (*inv)(KArgs...), int vec, float *Minv, float *Ls, const float *L,
                             const float *gamma, int u0, int Sv, int S, int B, int T, int D, cudaStream_t stream,
                             Args... args) {
-    int mode = vec ? fb_inverse_where() : 0;
-    void (*kernel)(KArgs...) = mode > 0 ? inv : own;
-    if (mode > 0) {
-        fb_inverse_kernel<BWD><<<dim3(ceil_div(Sv, FB_R), B), WARP_SIZE, 0, stream>>>(Minv, L, gamma, u0, Sv, S, T);
-        cudaCheck(cudaGetLastError());
+    int mode = fb_solve_inv_mode(vec), cols = fb_solve_cols(B, D);
+    void (*kernel)(KArgs...) = cols == 16 ? (mode > 0 ? inv16 : own16) : mode > 0 ? inv : own;
+    if (mode == 1 || mode == 2) fb_inverses<BWD>(Minv, (float *)Ls, L, gamma, u0, Sv, S, B, T, stream);
+    static void (*ready[4])(KArgs...);         // the kernels whose attributes are set (once: host time per call)
+    int k = 0;
+    while (k < 4 && ready[k] != NULL && ready[k] != kernel) k++;
+    if (k == 4) fatal("fb_launch_solve: more than 4 solve kernels");
+    if (ready[k] == NULL) {
+        cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fb_solve_smem(FB_SMAX)));
+        cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
+        ready[k] = kernel;
     }
-    cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fb_solve_smem(S)));
-    cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
     cudaLaunchAttribute pdl;
     pdl.id = cudaLaunchAttributeProgrammaticStreamSerialization;
     pdl.val.programmaticStreamSerializationAllowed = 1;
     cudaLaunchConfig_t cfg;
     memset(&cfg, 0, sizeof cfg);
-    cfg.gridDim = dim3(ceil_div(D, FB_R), B); cfg.blockDim = dim3(FB_SOLVE_THREADS); cfg.dynamicSmemBytes = fb_solve_smem(S);
+    cfg.gridDim = dim3(ceil_div(D, cols), B); cfg.blockDim = dim3(FB_SOLVE_THREADS); cfg.dynamicSmemBytes = fb_solve_smem(S);
     cfg.stream = stream; cfg.attrs = &pdl; cfg.numAttrs = mode == 2;
-    cudaCheck(cudaLaunchKernelEx(&cfg, kernel, args..., mode > 0 ? (const float *)Minv : NULL, u0, Sv, S, T, D));
+    cudaCheck(cudaLaunchKernelEx(&cfg, kernel, args..., vec, mode > 0 ? (const float *)Minv : NULL,
+                                 mode > 0 ? (const float *)Ls : NULL, u0, Sv, S, T, D));
 }
-// the two solves; Minv: scratch for the inverses, (B, S/32, 32, 32) fp32
+// the two solves; Minv: scratch for the inverses, (B, S/32, 32, 32) fp32; Ls: the split panels, (B, S, S) (both made
+// by the call with SESSA_FB_INV=1-2, before it by fb_inverses with 3; not used with 0)
 static void fb_fwd_solve(float *s, float *c, floatX *s3, const float *acc, int has_acc, const float *Pd,
-                         const floatX *f, const float *gamma, float *Minv, int u0, int Sv, int S, int B, int T, int D,
-                         cudaStream_t stream) {
-    fb_launch_solve<false>(fb_fwd_solve_kernel<false>, fb_fwd_solve_kernel<true>, D % 8 == 0 && ptr_alignment(f) >= 16,
-                           Minv, Pd, gamma, u0, Sv, S, B, T, D, stream, s, c, s3, acc, has_acc, Pd, f, gamma);
+                         const floatX *f, const float *gamma, float *Minv, float *Ls, int u0, int Sv, int S, int B,
+                         int T, int D, cudaStream_t stream) {
+    fb_launch_solve<false>(fb_fwd_solve_kernel<false, 1>, fb_fwd_solve_kernel<true, 1>, fb_fwd_solve_kernel<false, 2>,
+                           fb_fwd_solve_kernel<true, 2>, fb_fwd_vec(s, c, s3, f, D),
+                           Minv, Ls, Pd, gamma, u0, Sv, S, B, T, D, stream, s, c, s3, acc, has_acc, Pd, f, gamma);
 }
 static void fb_bwd_solve(floatX *u3, floatX *df, const float *acc, int has_acc, const float *PcT,
-                         const float *gs, float *Minv, int u0, int Sv, int S, int B, int T, int D, cudaStream_t stream) {
-    fb_launch_solve<true>(fb_bwd_solve_kernel<false>, fb_bwd_solve_kernel<true>, D % 8 == 0 && ptr_alignment(gs) >= 16,
-                          Minv, PcT, NULL, u0, Sv, S, B, T, D, stream, u3, df, acc, has_acc, PcT, gs);
+                         const float *gs, float *Minv, float *Ls, int u0, int Sv, int S, int B, int T, int D,
+                         cudaStream_t stream) {
+    fb_launch_solve<true>(fb_bwd_solve_kernel<false, 1>, fb_bwd_solve_kernel<true, 1>, fb_bwd_solve_kernel<false, 2>,
+                          fb_bwd_solve_kernel<true, 2>, fb_bwd_vec(u3, df, gs, D),
+                          Minv, Ls, PcT, NULL, u0, Sv, S, B, T, D, stream, u3, df, acc, has_acc, PcT, gs);
 }
 
 // ----------------------------------------------------------------------------
@@ -1183,7 +1420,7 @@ static void *fb_take(FbCarve *c, size_t bytes) {
 // the superblock-local buffers come fb_nbuf() = 2 or 3 times (index k = q % nbuf for the q-th superblock in the
 // order of the loop): the next superblocks' are written on side streams while U's are read (fb_streams,
 // "Buffers" below); acc too (accs[k]: the lookahead writes the next superblock's far part while U's is read; acc
-// points at U's); Minv (the solves' inverses) once: it is made and read on the chain's stream
+// points at U's); Minv[k] (the solves' inverses: SESSA_FB_INV=3 makes them on the side stream with Pd[k] / PcT[k])
 #define FB_NBUF 3                  // the most buffer sets (SESSA_FB_BUFFERS=3)
 static int fb_nbuf_on = 0;         // SESSA_FB_BUFFERS (2 or 3, default 2) when first used; dev/cuda's checks set it
 static int fb_nbuf(void) {
@@ -1199,10 +1436,13 @@ static int fb_sets(int T) {
     int n = ceil_div(T, fb_superblock(T));
     return fb_nbuf() < n ? fb_nbuf() : n;
 }
-typedef struct { floatX *s3, *P3[FB_NBUF]; float *Z, *Pd[FB_NBUF], *accs[FB_NBUF], *acc, *Minv; } FbFwdScratch;
+typedef struct {
+    floatX *s3, *P3[FB_NBUF];
+    float *Z, *Pd[FB_NBUF], *accs[FB_NBUF], *acc, *Minv[FB_NBUF], *Ls[FB_NBUF];
+} FbFwdScratch;
 typedef struct {
     floatX *u3, *Pc3[FB_NBUF], *sU3;
-    float *dq, *Zs[FB_NBUF], *PcT[FB_NBUF], *accs[FB_NBUF], *acc, *Minv;
+    float *dq, *Zs[FB_NBUF], *PcT[FB_NBUF], *accs[FB_NBUF], *acc, *Minv[FB_NBUF], *Ls[FB_NBUF];
 } FbBwdScratch;
 
 static size_t fb_fwd_carve(FbFwdScratch *w, void *scratch, int B, int T, int D) {
@@ -1215,9 +1455,10 @@ static size_t fb_fwd_carve(FbFwdScratch *w, void *scratch, int B, int T, int D) 
         w->P3[k] = (floatX *)fb_take(&c, 3 * BSZ * sizeof(floatX));  // Y3 layout: (B, S, 3 ldz)
         w->Pd[k] = (float *)fb_take(&c, (size_t)B * S * S * sizeof(float));
         w->accs[k] = (float *)fb_take(&c, (size_t)B * S * D * sizeof(float));
+        w->Minv[k] = (float *)fb_take(&c, (size_t)B * S * FB_R * sizeof(float));   // the solve's diagonal inverses
+        w->Ls[k] = (float *)fb_take(&c, (size_t)B * S * S * sizeof(float));       // and its panels split
     }
     w->acc = w->accs[0];
-    w->Minv = (float *)fb_take(&c, (size_t)B * S * FB_R * sizeof(float));   // the solve's diagonal inverses
     return c.off;
 }
 static size_t fb_bwd_carve(FbBwdScratch *w, void *scratch, int B, int T, int D) {
@@ -1231,10 +1472,11 @@ static size_t fb_bwd_carve(FbBwdScratch *w, void *scratch, int B, int T, int D) 
         w->Pc3[k] = (floatX *)fb_take(&c, 3 * BTS * sizeof(floatX));   // Y3 layout: (B, 3T, S); dZ over rows 3i
         w->PcT[k] = (float *)fb_take(&c, (size_t)B * S * S * sizeof(float));
         w->accs[k] = (float *)fb_take(&c, BSD * sizeof(float));
+        w->Minv[k] = (float *)fb_take(&c, (size_t)B * S * FB_R * sizeof(float));   // the solve's diagonal inverses
+        w->Ls[k] = (float *)fb_take(&c, (size_t)B * S * S * sizeof(float));       // and its panels split
     }
     w->sU3 = (floatX *)fb_take(&c, 3 * BSD * sizeof(floatX));       // Y3 layout: (B, S, 3D)
     w->acc = w->accs[0];
-    w->Minv = (float *)fb_take(&c, (size_t)B * S * FB_R * sizeof(float));   // the solve's diagonal inverses
     return c.off;
 }
 
@@ -1415,7 +1657,9 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
     long long sq = (long long)T * ld, sZ = (long long)S * ldz, sTD = (long long)T * D, sSD = (long long)S * D;
     int nb = fb_sets(T), la = fb_lookahead();
     FbStreams st = fb_begin(w.Pd, nb, B, S, n, stream);
-    // superblock q's logits and P on stream a, into buffers q % nb (once U = q - nb no longer reads them)
+    int side_inv = fb_solve_inv_mode(fb_fwd_vec(s, c, w.s3, f, D)) == 3;   // the inverses beside the chain
+    // superblock q's logits and P (and the inverses) on stream a, into buffers q % nb (once U = q - nb no longer
+    // reads them)
     auto logits = [&](int q) {
         int u0 = q * S, u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, k = q % nb;
         if (q >= nb) cudaCheck(cudaStreamWaitEvent(st.a, st.freed[k], 0));
@@ -1424,6 +1668,7 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
                 FbShape{Sv, u1, D, B}, scale, 0.0f, st.a);
         // 2. lse, P = alpha[U, 0:u0] as bf16 hi/lo parts (P3), the fp32 diagonal block
         fb_launch_fwd_rows(&w, k, lse, u0, Sv, S, B, T, st.a);
+        if (side_inv) fb_inverses<false>(w.Minv[k], w.Ls[k], w.Pd[k], gamma, u0, Sv, S, B, T, st.a);
         cudaCheck(cudaEventRecord(st.ready[k], st.a));
     };
     // 3. acc (Sv, D) = P[:, K0:K1] s[K0:K1] for keys [K0, K1) of superblock q: P3[:, 3K0:3K1] s3[3K0:3K1], one GEMM
@@ -1455,9 +1700,9 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
             acc_gemm(q, 0, u0, 0.0f, stream);
         }
         // 4. the in-superblock solve
-        fb_fwd_solve(s, c, w.s3, w.acc, u0 > 0, w.Pd[k], f, gamma, w.Minv, u0, Sv, S, B, T, D, stream);
+        fb_fwd_solve(s, c, w.s3, w.acc, u0 > 0, w.Pd[k], f, gamma, w.Minv[k], w.Ls[k], u0, Sv, S, B, T, D, stream);
         cudaCheck(cudaEventRecord(st.solved, stream));      // s[U] written, accs[k] read
-        cudaCheck(cudaEventRecord(st.freed[k], stream));   // P3[k], Pd[k] read
+        cudaCheck(cudaEventRecord(st.freed[k], stream));   // P3[k], Pd[k], Minv[k], Ls[k] read
     }
     fb_join(&st, stream);
 }
@@ -1475,15 +1720,17 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
     cudaCheck(cudaMemsetAsync(w.dq, 0, (size_t)B * T * D * sizeof(float), stream));
     int nb = fb_sets(T), la = fb_lookahead();
     FbStreams st = fb_begin(w.PcT, nb, B, S, n, stream);
+    int side_inv = fb_solve_inv_mode(fb_bwd_vec(w.u3, df, gs, D)) == 3;   // the inverses beside the chain
     // the it-th superblock from the end, q = n-1-it, uses buffers k = it % nb
     // 1. on stream a: its slab logits Zs (M, Sv) = qb[u0:T] kb[U]^T / sqrt(D); Pc = gamma alpha[u0:T, U] as bf16
-    //    hi/lo parts (Pc3), PcT (once stream b no longer reads these buffers for superblock it - nb)
+    //    hi/lo parts (Pc3), PcT (and the inverses) (once stream b no longer reads these buffers for superblock it - nb)
     auto slab = [&](int it) {
         int u0 = (n - 1 - it) * S, u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, M = T - u0, k = it % nb;
         if (it >= nb) cudaCheck(cudaStreamWaitEvent(st.a, st.freed[k], 0));
         fb_gemm(FbOut{w.Zs[k], CUDA_R_32F, S, sTS}, FbIn{qb + (size_t)u0 * ld, ld, sq, false},
                 FbIn{kb + (size_t)u0 * ld, ld, sq, true}, FbShape{M, Sv, D, B}, scale, 0.0f, st.a);
         fb_launch_slab(&w, k, lse, gamma, u0, Sv, S, B, T, st.a);
+        if (side_inv) fb_inverses<true>(w.Minv[k], w.Ls[k], w.PcT[k], NULL, u0, Sv, S, B, T, st.a);
         cudaCheck(cudaEventRecord(st.ready[k], st.a));
     };
     // 2. acc (Sv, D) = Pc[t0:t1, U]^T u[t0:t1] for the it-th superblock from the end and rows t0 >= u1:
@@ -1516,7 +1763,7 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
             acc_gemm(it, u1, T, 0.0f, stream);
         }
         // 3. the transposed in-superblock solve: u[U], df[U]
-        fb_bwd_solve(w.u3, df, w.acc, u1 < T, w.PcT[k], gs, w.Minv, u0, Sv, S, B, T, D, stream);
+        fb_bwd_solve(w.u3, df, w.acc, u1 < T, w.PcT[k], gs, w.Minv[k], w.Ls[k], u0, Sv, S, B, T, D, stream);
         fb_after(st.b, st.solved, stream);         // the rest of U on stream b, beside the next chain
         // 4. dgamma[U] = u . c; 5. US (M, Sv) = u[u0:T] s[U]^T into the slab's logits buffer (the (T, 3D) view of
         //    u3 times sU3^T: one GEMM of K = 3D); dZ over Pc_hi's first copy
@@ -1530,7 +1777,8 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
         // 7. dqb[u0:T] (M, D) += dZ kb[U] / sqrt(D) (stream b: the superblocks in order)
         fb_gemm(FbOut{w.dq + (size_t)u0 * D, CUDA_R_32F, D, sTD}, FbIn{w.Pc3[k], 3 * S, 3 * sTS, false},
                 FbIn{kb + (size_t)u0 * ld, ld, sq, false}, FbShape{M, D, Sv, B}, scale, 1.0f, st.b);
-        cudaCheck(cudaEventRecord(st.freed[k], st.b));   // Zs[k], Pc3[k], PcT[k] read (the solve: before solved)
+        cudaCheck(cudaEventRecord(st.freed[k], st.b));   // Zs[k], Pc3[k], PcT[k], Minv[k], Ls[k] read (the solve: before
+                                                          // solved)
     }
     fb_join(&st, stream);
     int store_vec = D % 4 == 0 && ld % 4 == 0 && ptr_alignment(dqb) >= 8;   // w.dq: scratch, 256-byte aligned

@@ -169,20 +169,24 @@ static int check(int B, int T, int D, int version) {
     return ok;
 }
 
-// version 2 with the inverses in each of fb_inverse_mode's three places: df, dqb, dkb, dgamma bitwise alike
+// version 2 with the inverses in each of fb_inverse_mode's four places and 32 or 16 columns a solve CTA: df, dqb,
+// dkb, dgamma bitwise alike
 // (inverse_modes_agree; the forward's s, c, lse are made once, by make_problem)
 typedef struct { const Problem *p; Grads *g; } VariantRun;
 static void variant_run(void *ctx, void *out) {
     VariantRun *r = (VariantRun *)ctx;
     size_t n = (size_t)r->p->B * r->p->T * r->p->D;
     char *o = (char *)out;
+    cudaCheck(cudaMemset(r->g->df, 0xff, n * sizeof(floatX)));   // NaN: an output left unwritten cannot pass for
+    cudaCheck(cudaMemset(r->g->dqkb, 0xff, 2 * n * sizeof(floatX)));   // the previous run's
+    cudaCheck(cudaMemset(r->g->dgamma, 0xff, (size_t)r->p->B * r->p->T * sizeof(float)));
     run_blocked(r->p, r->g);
     cudaCheck(cudaMemcpy(o, r->g->df, n * sizeof(floatX), cudaMemcpyDeviceToHost));
     cudaCheck(cudaMemcpy(o + n * sizeof(floatX), r->g->dqkb, 2 * n * sizeof(floatX), cudaMemcpyDeviceToHost));
     from_device((float *)(o + 3 * n * sizeof(floatX)), r->g->dgamma, (size_t)r->p->B * r->p->T);
 }
 static int check_inverse_modes(int B, int T, int D) {
-    printf("check B=%d T=%d D=%d S=%d: the inverses' three places\n", B, T, D, fb_superblock(T));
+    printf("check B=%d T=%d D=%d S=%d: the inverses' four places, 32 and 16 columns a solve CTA\n", B, T, D, fb_superblock(T));
     Problem p = make_problem(B, T, D);
     Grads g = grads_alloc(&p, 2);
     VariantRun r = {&p, &g};

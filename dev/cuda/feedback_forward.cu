@@ -122,17 +122,20 @@ static int check(int B, int T, int D, int version) {
     return ok;
 }
 
-// version 2 with the inverses in each of fb_inverse_mode's three places (inverse_modes_agree): s, c bitwise alike
+// version 2 with the inverses in each of fb_inverse_mode's four places and 32 or 16 columns a solve CTA
+// (inverse_modes_agree): s, c bitwise alike
 typedef struct { const Problem *p; Blocked *k; } VariantRun;
 static void variant_run(void *ctx, void *out) {
     VariantRun *r = (VariantRun *)ctx;
     size_t n = (size_t)r->p->B * r->p->T * r->p->D;
+    cudaCheck(cudaMemset(r->k->s, 0xff, n * sizeof(float)));   // NaN: an output left unwritten cannot pass for
+    cudaCheck(cudaMemset(r->k->c, 0xff, n * sizeof(float)));   // the previous run's
     run_blocked(r->p, r->k);
     from_device((float *)out, r->k->s, n);
     from_device((float *)out + n, r->k->c, n);
 }
 static int check_inverse_modes(int B, int T, int D) {
-    printf("check B=%d T=%d D=%d S=%d: the inverses' three places\n", B, T, D, fb_superblock(T));
+    printf("check B=%d T=%d D=%d S=%d: the inverses' four places, 32 and 16 columns a solve CTA\n", B, T, D, fb_superblock(T));
     Problem p = make_problem(B, T, D);
     Blocked k = blocked_alloc(&p, 2);
     VariantRun r = {&p, &k};
@@ -171,20 +174,29 @@ static void bench(int B, int T, int D, int version) {
     free_problem(&p);
 }
 
-// the two in-superblock solve kernels alone (feedback_solves.h), one superblock of S rows with earlier superblocks
-// (has_acc), the shapes of a training step: per-call time, and the FMA rate it implies (per CTA: 32 x 32 x 32 FMAs
-// per (block, later block) pair and per product with a diagonal block's inverse; plus the inverses themselves, 496 x 32
-// FMAs each, per CTA with SESSA_FB_INV=0, else once per sequence)
+// the two in-superblock solve kernels alone (feedback_solves.h: the chain's part of a call, solve_only_*), one
+// superblock of S rows with earlier superblocks (has_acc), the shapes of a training step, with 32 and with 16
+// columns a CTA (SESSA_FB_COLS): per-call time, and the
+// FMA rate it implies (per 32 columns: 32 x 32 x 32 FMAs per (block, later block) pair and per product with a diagonal
+// block's inverse; plus the inverses themselves, 496 x 32 FMAs each, per CTA with SESSA_FB_INV=0, else once per
+// sequence)
 static void bench_solves(int B, int T, int D) {
     SolveBufs p = solve_bufs_make(B, T, D);
-    float tf = benchmark_kernel(20, solve_call_fwd, &p, 1);
-    float tb = benchmark_kernel(20, solve_call_bwd, &p, 1);
-    int S = p.S, nb = S / 32;
-    double cta = ceil_div(D, 32) * (double)B, blk = 32.0 * 32 * 32;   // FMAs of one 32x32 by 32x32 product
-    double inv = (fb_inverse_where() == 0 ? cta : B) * nb * 496.0 * 32;
-    double ff = cta * blk * (nb * (nb + 1) / 2 + nb) + inv, fbk = cta * blk * (nb * (nb - 1) / 2 + nb) + inv;
-    printf("B=%d T=%d D=%d  solve kernels alone (S=%d, %d CTAs): fwd %8.1f us (%.2f TFMA/s)  bwd %8.1f us (%.2f TFMA/s)\n",
-           B, T, D, S, (int)cta, tf * 1e3, ff / (tf * 1e-3) / 1e12, tb * 1e3, fbk / (tb * 1e-3) / 1e12);
+    int keep = fb_cols_mode;
+    for (int cols = 32; cols >= 16; cols -= 16) {
+        fb_cols_mode = cols;
+        solve_call_fwd(&p, 1);                // the inverses (and split panels) a layer makes beside the chain
+        float tf = benchmark_kernel(20, solve_only_fwd, &p, 1);
+        solve_call_bwd(&p, 1);
+        float tb = benchmark_kernel(20, solve_only_bwd, &p, 1);
+        int S = p.S, nb = S / 32;
+        double ctas = ceil_div(D, cols) * (double)B, c32 = ceil_div(D, 32) * (double)B, blk = 32.0 * 32 * 32;
+        double inv = (fb_inverse_where() == 0 ? ctas * cols / 32 : B) * nb * 496.0 * 32;
+        double ff = c32 * blk * (nb * (nb + 1) / 2 + nb) + inv, fbk = c32 * blk * (nb * (nb - 1) / 2 + nb) + inv;
+        printf("B=%d T=%d D=%d  solve kernels alone (S=%d, %d CTAs of %d columns): fwd %8.1f us (%.2f TFMA/s)  bwd %8.1f us (%.2f TFMA/s)\n",
+               B, T, D, S, (int)ctas, cols, tf * 1e3, ff / (tf * 1e-3) / 1e12, tb * 1e3, fbk / (tb * 1e-3) / 1e12);
+    }
+    fb_cols_mode = keep;
     solve_bufs_free(&p);
 }
 
