@@ -260,5 +260,5 @@ for s in "$@"; do
 done
 # everything in one archive (a remote runner may bring back only a few files), the summary beside it
 rm -f "$OUT"/ncu_*.csv
-tar czf "$TMP/logs.tgz" -C "$OUT" . && find "$OUT" -mindepth 1 ! -name summary.txt -delete && mv "$TMP/logs.tgz" "$OUT/"
+tar czf "$TMP/logs.tgz" -C "$OUT" . && find "$OUT" -mindepth 1 ! -path "$OUT/summary.txt" -delete && mv "$TMP/logs.tgz" "$OUT/"
 echo "==== summary (all logs in $OUT/logs.tgz)"; cat "$SUMMARY"
