@@ -265,10 +265,9 @@ static void model_build(Model *m, const SessaConfig *c, const float *h_params, c
 // Weight gradients beside the backward. A layer's backward is a chain on main_stream (dL/dinput of one op is the
 // next op's input), much of it latency-bound (the feedback's superblock chain, small elementwise kernels), while
 // its weight-gradient GEMMs dW += dout^T inp and the parameter sums (biases, LayerNorm, gamma) feed nothing later in
-// the step. By default
-// (SESSA_WGRAD=2; 1 the same without priorities; 0 all on main_stream) they run on their own stream, wgrad_stream,
-// beside the chain, at a lower priority than main_stream's (created so in main_stream_create; graphs instantiated
-// with node priorities), so that the chain's kernels get the SMs first when both streams have work:
+// the step. By default (SESSA_WGRAD=2; 1 the same without priorities; 0 all on main_stream) they run on their own
+// stream, wgrad_stream, beside the chain, at a lower priority than main_stream's (created so in main_stream_create;
+// graphs instantiated with node priorities), so that the chain's kernels get the SMs first when both have work:
 //   - wgrad_fork before each: what main_stream has queued so far (dout, inp) happens first;
 //   - they read dout from bw[l % 2] (dxn, dag, df, dproj, dr: layer l-1 writes the other set, so the stream may lag
 //     by up to a layer) and inp from the layer's activations (xn, abar by layer parity with -r 1);

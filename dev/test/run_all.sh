@@ -103,7 +103,7 @@ step "greedy sampling agrees: CPU trainer, PyTorch, CUDA trainer (recurrent and 
 # -- the GPU kernel timeline tool (dev/timeline): its step analysis on a trace with a known answer, and the CUPTI
 #    injection library builds where CUPTI is installed (it runs only on a GPU: scripts/gpu_session.sh timeline)
 step "kernel timeline: step analysis on a known trace (dev/test/test_timeline.py)" $PYTHON dev/test/test_timeline.py
-if bash dev/timeline/build.sh > "$LOG/cupti_probe" 2>&1; then
+if bash dev/timeline/build.sh --find > "$LOG/cupti_probe" 2>&1; then
     step "kernel timeline: CUPTI injection library builds (dev/timeline/build.sh)" bash dev/timeline/build.sh
 else skipped "kernel timeline library: no CUPTI found ($(tail -1 "$LOG/cupti_probe"))"; fi
 
