@@ -407,11 +407,15 @@ __device__ __forceinline__ void fb_row_load(float (&zr)[4 * FB_ROW_V], const flo
 // wpr rows a CTA: 2048 warps at B=8 (15.5 per SM, one wave, ~2.4 us of issue per SM for the ~35 instructions a key,
 // two exps among them, with 4 warps a scheduler to hide their latency) and at B=1 grids of 32 .. 128 CTAs for the
 // rows up to 4096 keys (32 .. 128 of the 132 SMs busy): 6.8 us a call at B=8 T=1024 (1.76 TB/s), 7.2 at B=1 T=8192
-// (1.48 TB/s). Now a CTA per row, 8 keys a thread: B=8 T=1024 8192 warps for rows of 1024 keys (G = 128, 62 per SM,
-// ~1.3 waves of 12 CTAs an SM at <= 40 registers), B=1 Sv = 256 CTAs of 32 .. 1024 threads on all SMs.
-// Cost (bytes; fbbench counts B Sv (4 u1 + 6 u0 + 4 Sv) per call): B=8 T=1024, 4 calls 4.2 + 9.4 + 14.7 + 19.9 =
-// 48 MB; B=1 T=8192, 32 calls 342 MB. Floor at ~3.8 TB/s + ~1 us of ramp a call: B=8 T=1024 ~4.2 us a call
-// (27.4 -> ~17 us a layer), B=1 T=8192 ~3.8 us a call (230.7 -> ~120 us a layer). Predicted: >= 3 TB/s at both.
+// (1.48 TB/s). Now a CTA per row, 8 keys a thread: at B=8 T=1024 rows of 1024 keys 2048 CTAs of G = 128 (56
+// registers: 9 CTAs, 36 warps an SM, ~1.7 waves, so one CTA's loads overlap another's exps and stores); at B=1
+// always Sv = 256 CTAs over all SMs (rows of > 4096 keys: G = 1024, one CTA an SM, ~2 waves).
+// Cost per key: 4 bytes in (Z) and 6 out (P3) or 4 (Pd); ~35 instructions (two exps of ~10, the split, 3 stores a
+// group): B=8 T=1024's largest call, 2.1M keys, is ~2.2 us of issue on 132 x 4 schedulers against ~5 us of memory,
+// hidden when the warps overlap. Bytes (fbbench counts B Sv (4 u1 + 6 u0 + 4 Sv) a call): B=8 T=1024, 4 calls
+// 4.2 + 9.4 + 14.7 + 19.9 = 48 MB; B=1 T=8192, 32 calls 342 MB. Floor ~3.8 TB/s plus ~1 us of ramp a call:
+// B=8 T=1024 4 + 12.6 = ~17 us a layer (27.4 now; ~4.2 us a call, ~2.9 TB/s); B=1 T=8192 32 + 90 = ~122 us
+// (230.7 now; ~3.8 us a call, ~2.8 TB/s). Predicted: 2.5-3 TB/s at both, against 1.76 and 1.48.
 // grid (Sv, B), G threads, fb_row_smem_bytes(u1) of dynamic shared memory.
 static inline size_t fb_row_smem_bytes(int u1) {
     int ch = 4 * FB_ROW_V * fb_row_threads(u1), n = fb_round_up(u1, 4);
@@ -451,7 +455,8 @@ __global__ void __launch_bounds__(1024) fb_fwd_rows_kernel(floatX *P3, float *Pd
         }
         __syncthreads();
         int end = t < c0 + ch ? t : c0 + ch;
-        if (x < nth)
+        if (x < nth)                            // (unrolled: the loads run ahead, the adds stay in order)
+#pragma unroll 8
             for (int j = c0 + x; j < end; j += nth) sum += e_sh[j - c0];
         __syncthreads();                        // e_sh read before the next chunk's
     }
