@@ -1297,8 +1297,11 @@ static_assert(FB_SLAB_CTA_ROWS / fb_slab_rows(FB_SMAX) <= FB_SLAB_IT, "a slab th
 // superblock's (M = 256) 128 CTAs, at B=1 T=8192 the calls of M <= 2048 (8 of 32) 16 .. 128 CTAs, i.e. 16 .. 128 of
 // the 132 SMs with 8 warps each, every thread's 16 exps in a row (fbbench: 8.4 us a call at B=8 T=1024, 1.81 TB/s;
 // 6.2 at B=1 T=8192, 1.79 TB/s). Now >= 2 CTAs an SM where the rows allow (B=1 M=256: 64 CTAs of 4 rows, the most
-// 256-thread CTAs 256 rows make). Predicted (the floor as fb_fwd_rows': ~3.8 TB/s + ~1 us a call): B=8 T=1024
-// 61 MB ~5 us a call (33.6 -> ~20 us a layer), B=1 T=8192 354 MB ~3.9 us a call (198 -> ~125 us a layer).
+// 256-thread CTAs 256 rows make). The floor as fb_fwd_rows' (~3.8 TB/s + ~1 us a call): B=8 T=1024 61 MB, 4 + 16 =
+// ~20 us a layer; B=1 T=8192 354 MB, 32 + 93 = ~125 us. Predicted: only the calls of small M change (B=8: M = 512,
+// 256 at 2x, 4x the CTAs; B=1: the 16 calls of M <= 4096), B=8 33.6 -> ~27 us a layer, B=1 198 -> ~150 us (~2.3
+// TB/s); fbbench's fb_bwd_slab_it<=2 / it<=1 lines (every call at most 2 / 1 rows a thread) say whether the large
+// calls gain from more threads too (then fb_slab_it_max's default goes down).
 // grid (ceil(M / R), B), 256 threads.
 template <int IT>
 __global__ void fb_bwd_slab_kernel(floatX *Pc3, float *PcT, const float *Zs, const float *lse,

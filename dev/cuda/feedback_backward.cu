@@ -355,7 +355,8 @@ static void bench(int B, int T, int D, int version) {
 // calls are one CUDA graph, replayed 20 times: the kernels' time without the ~2-3 us a stream launch adds to each
 // (the d12 profile's ncu durations count none either; the CPU emulator has no graphs: plain launches there).
 // fb_fwd_rows_v1 and fb_bwd_slab_v1 (feedback_side_v1.h: session 6's kernels, the same bits) are timed beside
-// their successors, on the same scratch.
+// their successors, on the same scratch, and the slab with its rows a thread capped at 2 and at 1 (fb_slab_it_max:
+// the grid-filling rule's alternatives).
 static void side_layer(const Problem *p, int which, float *dgamma, cudaStream_t stream) {
     int B = p->B, T = p->T, D = p->D, S = fb_superblock(T), n = ceil_div(T, S), sets = fb_sets(T);
     FbFwdScratch fw;
@@ -370,6 +371,12 @@ static void side_layer(const Problem *p, int which, float *dgamma, cudaStream_t 
         if (which == 3) fb_launch_dz(&bw, k, dgamma, u0, Sv, S, B, T, stream);
         if (which == 4) fb_launch_fwd_rows_v1(&fw, k, p->d_lse, u0, Sv, S, B, T, stream);
         if (which == 5) fb_launch_slab_v1(&bw, k, p->d_lse, p->d_gamma, u0, Sv, S, B, T, stream);
+        if (which >= 6) {                 // the slab with at most 2 (6) or 1 (7) rows a thread: fb_slab_it's tuning
+            int keep = fb_slab_it_max;
+            fb_slab_it_max = which == 6 ? 2 : 1;
+            fb_launch_slab(&bw, k, p->d_lse, p->d_gamma, u0, Sv, S, B, T, stream);
+            fb_slab_it_max = keep;
+        }
     }
 }
 static float side_layer_ms(const Problem *p, int which, float *dgamma) {
@@ -408,7 +415,7 @@ static float side_layer_ms(const Problem *p, int which, float *dgamma) {
 static void bench_side(int B, int T, int D) {
     Problem p = make_problem(B, T, D);   // (runs the forward: the scratch holds its Z)
     int S = fb_superblock(T), n = ceil_div(T, S);
-    double bytes[6] = {0};
+    double bytes[8] = {0};
     for (int q = 0; q < n; q++) {
         double u0 = q * S, Sv = (u0 + S < T ? u0 + S : T) - u0, M = T - u0;
         bytes[0] += B * Sv * (4 * (u0 + Sv) + 6 * u0 + 4 * Sv);   // Z in; P3, Pd out
@@ -417,13 +424,14 @@ static void bench_side(int B, int T, int D) {
         bytes[3] += B * M * Sv * 10.0;                             // Pc_hi, Pc_lo, US in; dZ out
     }
     bytes[4] = bytes[0];
-    bytes[5] = bytes[1];
-    const char *names[6] = {"fb_fwd_rows", "fb_bwd_slab", "fb_bwd_rows", "fb_dz", "fb_fwd_rows_v1", "fb_bwd_slab_v1"};
+    bytes[5] = bytes[6] = bytes[7] = bytes[1];
+    const char *names[8] = {"fb_fwd_rows", "fb_bwd_slab", "fb_bwd_rows", "fb_dz", "fb_fwd_rows_v1", "fb_bwd_slab_v1",
+                            "fb_bwd_slab_it<=2", "fb_bwd_slab_it<=1"};
     float *dgamma;
     cudaMallocCheck(&dgamma, (size_t)B * T * sizeof(float));
     printf("B=%d T=%5d D=%d  side kernels alone, per layer (%d calls each):", B, T, D, n);
-    const int order[6] = {0, 4, 1, 5, 2, 3};   // each v1 (feedback_side_v1.h: today's) beside its successor
-    for (int o = 0; o < 6; o++) {
+    const int order[8] = {0, 4, 1, 5, 6, 7, 2, 3};   // each v1 (feedback_side_v1.h: today's) beside its successor
+    for (int o = 0; o < 8; o++) {
         int which = order[o];
         if (which == 1) {                // the backward's kernels on the scratch of a backward
             Grads g = grads_alloc(&p, 2);
