@@ -1355,7 +1355,9 @@ __global__ void fb_bwd_slab_kernel(floatX *Pc3, float *PcT, const float *Zs, con
 // bf16 loads and stores) and issues the loads of FB_DG_IT steps (D = 768: all 6) before using them; at B=1 (256
 // rows, 2 warps per SM) the former loop's load -> use -> store per step (the stores may alias the loads: not
 // reordered) made it latency-bound: 5.6 us per call for 3.5 MB. Else one column per step. Same sum order.
-// grid (ceil(Sv/4), B), 128 threads (4 rows a CTA: 64 CTAs at B=1, on 64 SMs).
+// grid (ceil(Sv / rows), B), 32 rows threads: rows = fb_bwd_rows_per_cta, 4 a CTA, or 1 where the 4-row grid leaves SMs
+// idle: at B=1 4 rows a CTA made 64 CTAs, on 64 SMs (fbbench: 2.8 us a call, 1.24 TB/s); 256 one-warp CTAs on all
+// 132: predicted ~1.8 us a call (3.5 MB a call; 91 -> ~60 us a layer at B=1 T=8192; B=8 unchanged).
 #define FB_DG_IT 6
 __global__ void fb_bwd_rows_kernel(float *dgamma, floatX *sU3, const floatX *u3, const float *c, const float *s,
                                    int u0, int Sv, int S, int T, int D, int vec) {
@@ -1667,10 +1669,15 @@ static void fb_launch_slab(const FbBwdScratch *w, int k, const float *lse, const
     if (it == 1) fb_bwd_slab_kernel<1><<<grid, 256, 0, stream>>>(w->Pc3[k], w->PcT[k], w->Zs[k], lse, gamma, u0, Sv, S, T);
     cudaCheck(cudaGetLastError());
 }
+// fb_bwd_rows_kernel's rows (warps) a CTA: 4, or 1 where 4 would leave SMs without a CTA (B=1: 256 CTAs of one warp
+// on all 132 SMs, not 64 CTAs of 4 on 64); a warp's row is the same either way (the same bits)
+static int fb_bwd_rows_per_cta(int Sv, int B) { return (long long)ceil_div(Sv, 4) * B >= fb_sm_count() ? 4 : 1; }
 static void fb_launch_bwd_rows(const FbBwdScratch *w, float *dgamma, const float *c, const float *s, int u0, int Sv,
                                int S, int B, int T, int D, cudaStream_t stream) {
     int vec = D % 4 == 0 && ptr_alignment(c) >= 16 && ptr_alignment(s) >= 16;   // the kernel's 16-byte loads
-    fb_bwd_rows_kernel<<<dim3(ceil_div(Sv, 4), B), 128, 0, stream>>>(dgamma, w->sU3, w->u3, c, s, u0, Sv, S, T, D, vec);
+    int rows = fb_bwd_rows_per_cta(Sv, B);
+    fb_bwd_rows_kernel<<<dim3(ceil_div(Sv, rows), B), rows * WARP_SIZE, 0, stream>>>(dgamma, w->sU3, w->u3, c, s, u0,
+                                                                                    Sv, S, T, D, vec);
     cudaCheck(cudaGetLastError());
 }
 static void fb_launch_dz(const FbBwdScratch *w, int k, const float *dgamma, int u0, int Sv, int S, int B, int T,

@@ -173,8 +173,8 @@ static int check(int B, int T, int D, int version) {
 // version 2 with the inverses in each of fb_inverse_mode's four places and 32 or 16 columns a solve CTA: df, dqb,
 // dkb, dgamma bitwise alike
 // (inverse_modes_agree; the forward's s, c, lse are made once, by make_problem)
-// the tree's row pass and slab kernels against today's (feedback_side_v1.h), bit for bit, on every superblock of a
-// B x T problem (D only sizes the scratch): inputs Z / Zs uniform in [-6, 6) (every entry: also rows and keys no
+// the tree's row pass, slab and fb_bwd_rows launch against today's (feedback_side_v1.h), bit for bit, on every
+// superblock of a B x T problem (D: fb_bwd_rows' width; D = 38 its scalar path): inputs Z / Zs uniform in [-6, 6) (every entry: also rows and keys no
 // GEMM would write), lse in [2, 6), gamma in [0, 1); each output buffer filled with 0xff bytes before each run, so
 // entries one writes and the other does not differ too. The slab with every IT (rows a thread: 1, 2, 4 as
 // fb_slab_it allows; slab_its = 0: only fb_slab_it's own choice). Returns 1 when all agree.
@@ -261,11 +261,44 @@ static int check_side_bitwise(int B, int T, int D, int slab_its) {
     }
     fb_slab_it_max = keep;
     for (int v = 0; v < 2; v++) { cudaCheck(cudaFree(Pc3[v])); cudaCheck(cudaFree(PcT[v])); }
+    // fb_bwd_rows: u3 (B, 3T, D) bf16, c, s (B, T, D) uniform in [-1, 1); dgamma and sU3 out. v0: 4 rows a CTA
+    // (today's launch), v1: the tree's launch (fb_bwd_rows_per_cta), v2: 1 row a CTA (the B=1 choice on a GPU)
+    size_t ntd = (size_t)B * T * D, nsu = (size_t)B * S * 3 * D;
+    float *hu = make_random_float(3 * ntd, -1.0f, 1.0f), *hc = make_random_float(ntd, -1.0f, 1.0f);
+    float *hs = make_random_float(ntd, -1.0f, 1.0f), *d_c = to_device_f32(hc, ntd), *d_s = to_device_f32(hs, ntd);
+    floatX *d_u3 = to_device_bf16(hu, 3 * ntd);
+    free(hu); free(hc); free(hs);
+    cudaCheck(cudaMemcpy(bw.u3, d_u3, 3 * ntd * sizeof(floatX), cudaMemcpyDeviceToDevice));
+    floatX *sU3[3];
+    float *dg[3];
+    for (int v = 0; v < 3; v++) { cudaMallocCheck(&sU3[v], nsu * sizeof(floatX)); cudaMallocCheck(&dg[v], bt * sizeof(float)); }
+    for (int q = 0; q < n; q++) {
+        int u0 = q * S, Sv = (u0 + S < T ? u0 + S : T) - u0;
+        for (int v = 0; v < 3; v++) {
+            cudaCheck(cudaMemset(bw.sU3, 0xff, nsu * sizeof(floatX)));
+            cudaCheck(cudaMemset(dg[v], 0xff, bt * sizeof(float)));
+            if (v == 0) fb_launch_bwd_rows_v1(&bw, dg[v], d_c, d_s, u0, Sv, S, B, T, D, 0);
+            if (v == 1) fb_launch_bwd_rows(&bw, dg[v], d_c, d_s, u0, Sv, S, B, T, D, 0);
+            if (v == 2) {
+                fb_bwd_rows_kernel<<<dim3(Sv, B), WARP_SIZE>>>(dg[v], bw.sU3, bw.u3, d_c, d_s, u0, Sv, S, T, D, D % 4 == 0);
+                cudaCheck(cudaGetLastError());
+            }
+            cudaCheck(cudaMemcpy(sU3[v], bw.sU3, nsu * sizeof(floatX), cudaMemcpyDeviceToDevice));
+        }
+        for (int v = 1; v < 3; v++) {
+            int same = same_bytes(sU3[0], sU3[v], nsu * sizeof(floatX)) & same_bytes(dg[0], dg[v], bt * sizeof(float));
+            if (!same) printf("  fb_bwd_rows B=%d T=%d D=%d superblock %d, %s: NOT the bits of 4 rows a CTA\n", B, T, D, q,
+                              v == 1 ? "fb_launch_bwd_rows" : "1 row a CTA");
+            ok &= same;
+        }
+    }
+    for (int v = 0; v < 3; v++) { cudaCheck(cudaFree(sU3[v])); cudaCheck(cudaFree(dg[v])); }
+    cudaCheck(cudaFree(d_u3)); cudaCheck(cudaFree(d_c)); cudaCheck(cudaFree(d_s));
     cudaCheck(cudaFree(scratch)); cudaCheck(cudaFree(d_lse)); cudaCheck(cudaFree(d_gamma));
     dev_rng_state = rng;
-    printf("side kernels B=%d T=%d S=%d (%d superblocks; slab rows a thread ran: %s%s%s): fb_fwd_rows, fb_bwd_slab %s "
-           "their v1 bit for bit\n", B, T, S, n, its & 1 ? "1 " : "", its & 2 ? "2 " : "", its & 4 ? "4" : "",
-           ok ? "match" : "DO NOT match");
+    printf("side kernels B=%d T=%d D=%d S=%d (%d superblocks; slab rows a thread ran: %s%s%s): fb_fwd_rows, fb_bwd_slab, "
+           "fb_bwd_rows %s their v1 bit for bit\n", B, T, D, S, n, its & 1 ? "1 " : "", its & 2 ? "2 " : "",
+           its & 4 ? "4" : "", ok ? "match" : "DO NOT match");
     return ok;
 }
 
@@ -354,7 +387,7 @@ static void bench(int B, int T, int D, int version) {
 // left: time per layer and per call, the bytes each moves (from its header comment) and the rate. The layer's
 // calls are one CUDA graph, replayed 20 times: the kernels' time without the ~2-3 us a stream launch adds to each
 // (the d12 profile's ncu durations count none either; the CPU emulator has no graphs: plain launches there).
-// fb_fwd_rows_v1 and fb_bwd_slab_v1 (feedback_side_v1.h: session 6's kernels, the same bits) are timed beside
+// fb_fwd_rows_v1, fb_bwd_slab_v1, fb_bwd_rows_v1 (feedback_side_v1.h: session 6's, the same bits) are timed beside
 // their successors, on the same scratch, and the slab with its rows a thread capped at 2 and at 1 (fb_slab_it_max:
 // the grid-filling rule's alternatives).
 static void side_layer(const Problem *p, int which, float *dgamma, cudaStream_t stream) {
@@ -371,7 +404,8 @@ static void side_layer(const Problem *p, int which, float *dgamma, cudaStream_t 
         if (which == 3) fb_launch_dz(&bw, k, dgamma, u0, Sv, S, B, T, stream);
         if (which == 4) fb_launch_fwd_rows_v1(&fw, k, p->d_lse, u0, Sv, S, B, T, stream);
         if (which == 5) fb_launch_slab_v1(&bw, k, p->d_lse, p->d_gamma, u0, Sv, S, B, T, stream);
-        if (which >= 6) {                 // the slab with at most 2 (6) or 1 (7) rows a thread: fb_slab_it's tuning
+        if (which == 8) fb_launch_bwd_rows_v1(&bw, dgamma, p->d_c, p->d_s, u0, Sv, S, B, T, D, stream);
+        if (which == 6 || which == 7) {                 // the slab with at most 2 (6) or 1 (7) rows a thread: fb_slab_it's tuning
             int keep = fb_slab_it_max;
             fb_slab_it_max = which == 6 ? 2 : 1;
             fb_launch_slab(&bw, k, p->d_lse, p->d_gamma, u0, Sv, S, B, T, stream);
@@ -415,7 +449,7 @@ static float side_layer_ms(const Problem *p, int which, float *dgamma) {
 static void bench_side(int B, int T, int D) {
     Problem p = make_problem(B, T, D);   // (runs the forward: the scratch holds its Z)
     int S = fb_superblock(T), n = ceil_div(T, S);
-    double bytes[8] = {0};
+    double bytes[9] = {0};
     for (int q = 0; q < n; q++) {
         double u0 = q * S, Sv = (u0 + S < T ? u0 + S : T) - u0, M = T - u0;
         bytes[0] += B * Sv * (4 * (u0 + Sv) + 6 * u0 + 4 * Sv);   // Z in; P3, Pd out
@@ -425,13 +459,14 @@ static void bench_side(int B, int T, int D) {
     }
     bytes[4] = bytes[0];
     bytes[5] = bytes[6] = bytes[7] = bytes[1];
-    const char *names[8] = {"fb_fwd_rows", "fb_bwd_slab", "fb_bwd_rows", "fb_dz", "fb_fwd_rows_v1", "fb_bwd_slab_v1",
-                            "fb_bwd_slab_it<=2", "fb_bwd_slab_it<=1"};
+    bytes[8] = bytes[2];
+    const char *names[9] = {"fb_fwd_rows", "fb_bwd_slab", "fb_bwd_rows", "fb_dz", "fb_fwd_rows_v1", "fb_bwd_slab_v1",
+                            "fb_bwd_slab_it<=2", "fb_bwd_slab_it<=1", "fb_bwd_rows_v1"};
     float *dgamma;
     cudaMallocCheck(&dgamma, (size_t)B * T * sizeof(float));
     printf("B=%d T=%5d D=%d  side kernels alone, per layer (%d calls each):", B, T, D, n);
-    const int order[8] = {0, 4, 1, 5, 6, 7, 2, 3};   // each v1 (feedback_side_v1.h: today's) beside its successor
-    for (int o = 0; o < 8; o++) {
+    const int order[9] = {0, 4, 1, 5, 6, 7, 2, 8, 3};   // each v1 (feedback_side_v1.h: today's) beside its successor
+    for (int o = 0; o < 9; o++) {
         int which = order[o];
         if (which == 1) {                // the backward's kernels on the scratch of a backward
             Grads g = grads_alloc(&p, 2);
@@ -528,7 +563,7 @@ int main(int argc, char **argv) {
         if (a.version == 0 || a.version == 2)     // the inverses' places alike: 8 blocks of 32, then 44 rows (2 blocks)
             ok &= check_inverse_modes(1, 300, 40);
         if (a.version == 0 || a.version == 2)     // the side kernels bit for bit as today's: a partial superblock of 44
-            ok &= check_side_bitwise(2, 300, 8, 1) & check_side_bitwise(1, 4200, 8, 0);   // rows; rows of 1 .. 8 sum warps
+            ok &= check_side_bitwise(2, 300, 38, 1) & check_side_bitwise(1, 4200, 8, 0);   // rows; 1 .. 8 sum warps
         if (a.version == 0 || a.version == 2) {   // version 2 with 64-row superblocks: many of them, partial last ones;
             int keep = fb_superblock_rows;         // D = 38: not a multiple of 4 (the row passes' scalar paths)
             fb_superblock_rows = 64;

@@ -5,6 +5,7 @@
  v1 row pass: wpr warps a row (fb_row_warps), 8 / wpr rows a CTA of 256 threads, a lane's keys tid + k 32 wpr in
  registers (FB_ROW_KEYS), the group sums over the row's warps in a fixed order (fb_group_reduce_v1).
  v1 slab: 16 rows a CTA of 256 threads (4 a thread at S = 256), whatever the grid.
+ v1 fb_bwd_rows launch: the tree's kernel, 4 rows (warps) a CTA whatever the grid.
 */
 #ifndef SESSA_FEEDBACK_SIDE_V1_H
 #define SESSA_FEEDBACK_SIDE_V1_H
@@ -189,6 +190,12 @@ static void fb_launch_slab_v1(const FbBwdScratch *w, int k, const float *lse, co
                               int S, int B, int T, cudaStream_t stream) {
     fb_bwd_slab_v1_kernel<<<dim3(ceil_div(T - u0, fb_slab_cta_rows_v1(S)), B), 256, 0, stream>>>(
         w->Pc3[k], w->PcT[k], w->Zs[k], lse, gamma, u0, Sv, S, T);
+    cudaCheck(cudaGetLastError());
+}
+static void fb_launch_bwd_rows_v1(const FbBwdScratch *w, float *dgamma, const float *c, const float *s, int u0,
+                                  int Sv, int S, int B, int T, int D, cudaStream_t stream) {   // 4 rows a CTA always
+    int vec = D % 4 == 0 && ptr_alignment(c) >= 16 && ptr_alignment(s) >= 16;
+    fb_bwd_rows_kernel<<<dim3(ceil_div(Sv, 4), B), 128, 0, stream>>>(dgamma, w->sU3, w->u3, c, s, u0, Sv, S, T, D, vec);
     cudaCheck(cudaGetLastError());
 }
 
