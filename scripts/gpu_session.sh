@@ -30,6 +30,7 @@
 #   scripts/gpu_session.sh build e2e                     scripts/bench_gpu.sh part 1 (ours vs PyTorch eager/compile vs GPT-2, d12 B=8 T=1024)
 #   scripts/gpu_session.sh build e2e2                    its part 2 for ours and PyTorch eager at B=1, T=4096..MAX_T (16384;
 #                                                        MAX_T=131072: ~3-7 min, 2 steps per T >= 65536; eager up to 16384)
+# CHECKS="feedback_forward attention_backward" limits `check` to those dev/cuda kernels (default: all of them).
 # dev/refs (make refs) must be present for `test`: on a machine without internet, carry it.
 # ATTN_TIMEOUT, E2E_TIMEOUT (seconds) bound those stages; E2E_STEPS (20) steps and E2E_B (8; a list such as "8 16"
 # runs part 1 once per batch size, the later ones into e2e_B16 ...) the batch of the e2e runs;
@@ -68,7 +69,7 @@ do_build() { nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm 
 # feedback solve (an earlier llmc/feedback.cuh kept in .fallback/, when the call carries it; rebuilt here).
 do_check() {
     local bad=0
-    for k in $(sed -n 's/^KERNELS *+\?= *//p' dev/cuda/Makefile); do
+    for k in ${CHECKS:-$(sed -n 's/^KERNELS *+\?= *//p' dev/cuda/Makefile)}; do   # CHECKS="a b": only those
         echo "== $k check"
         if ! timeout ${CHECK_TIMEOUT:-300} ./dev/cuda/bin/$k check; then   # a hung kernel (e.g. a TMA/mbarrier wait) fails
             echo "FAILED: $k"; bad=1
