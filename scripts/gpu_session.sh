@@ -135,13 +135,14 @@ do_ab() {
     done
 }
 # SESSA_GEMM_TUNE=1: every GEMM problem of one step (d12 B=8 and B=16 T=1024, d4w256h4 B=8 T=256), the heuristic's
-# first 8 algorithms timed; the "gemm-choice" lines are entries for llmc/matmul.cuh's gemm_choices table
+# first 8 algorithms timed (GT_B1=1: also d12 B=1 T=8192); the "gemm-choice" lines are entries for llmc/matmul.cuh's gemm_choices table
 do_gemmtune() {
     shard
     local F="-V 50257 -i $TMP/tokens.bin -v 0 -s 0 -n 0 -x 1 -cg 0"
     SESSA_GEMM_TUNE=1 ./train_sessacu -e d12 -b 8 -t 1024 $F -o $TMP/tune1 | grep "^gemm-" &&
     SESSA_GEMM_TUNE=1 ./train_sessacu -e d12 -b 16 -t 1024 $F -o $TMP/tune2 | grep "^gemm-" &&
-    SESSA_GEMM_TUNE=1 ./train_sessacu -e d4w256h4 -b 8 -t 256 $F -o $TMP/tune3 | grep "^gemm-"
+    SESSA_GEMM_TUNE=1 ./train_sessacu -e d4w256h4 -b 8 -t 256 $F -o $TMP/tune3 | grep "^gemm-" &&
+    if [ -n "${GT_B1:-}" ]; then SESSA_GEMM_TUNE=1 ./train_sessacu -e d12 -b 1 -t 8192 $F -o $TMP/tune4 | grep "^gemm-"; fi
 }
 # the real overlap of one steady step (CUPTI kernel timeline: dev/timeline): d12 B=8 T=1024, d4w256h4 B=8 T=256, and
 # with TL_B1=1 d12 B=1 T=8192; environment switches pass through (e.g. SESSA_WGRAD=0 scripts/gpu_session.sh ...).
