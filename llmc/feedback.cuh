@@ -357,145 +357,114 @@ __device__ __forceinline__ void fb_split_pack(uint32_t *hi, uint32_t *lo, float 
     *lo = pack_bf16x2(a - bf16x2_lo(*hi), b - bf16x2_hi(*hi));
 }
 
-// the row pass's sum order: wpr warps per row (1, 2, 4 or 8), i.e. nth = 32 wpr "sum lanes", lane v summing the keys
-// j = v + k nth (k ascending) of its row, then each warp's 32 lanes by warp_reduce_sum and the wpr warps in order.
-// (It was the kernel's thread layout until the kernel below spread a row over more threads; the bits follow it.)
+// the row pass's threads: wpr warps per row (1, 2, 4 or 8), so that a lane takes at most ~32 keys per pass
+// (rows of u1 <= 1024 keys keep one warp each; at B = 1 and long T the 8 x fewer rows still fill the SMs)
 static inline int fb_row_warps(int u1) { return u1 <= 1024 ? 1 : u1 <= 2048 ? 2 : u1 <= 4096 ? 4 : 8; }
 
-// the row pass's threads: one CTA of G = fb_row_threads(u1) threads per row, a power of two in [32, FB_ROW_GMAX]
-// with 8 G >= u1 where it can be and G >= 32 fb_row_warps(u1) (the sum lanes): a thread takes FB_ROW_V = 2 groups of 4 consecutive keys (16-byte loads) per chunk
-// of 8 G keys, so rows up to 8192 keys are read once; longer ones go in chunks (re-read from L2, as before).
-// (A -DFB_ROW_GMAX=32 build runs the chunked path on the emulator's short rows.)
-#define FB_ROW_V 2
-#ifndef FB_ROW_GMAX
-#define FB_ROW_GMAX 1024
-#endif
-static inline int fb_row_threads(int u1) {
-    int g = WARP_SIZE;
-    while (g < FB_ROW_GMAX && 4 * FB_ROW_V * g < u1) g *= 2;
-    return g > WARP_SIZE * fb_row_warps(u1) ? g : WARP_SIZE * fb_row_warps(u1);   // the sum lanes are threads
-}
-// zr[4v + e] = z[j0 + 4 G v + e] for the keys below n, -inf past n (a group of 4 wholly past n is not loaded)
-__device__ __forceinline__ void fb_row_load(float (&zr)[4 * FB_ROW_V], const float *z, int j0, int G, int n) {
-#pragma unroll
-    for (int v = 0; v < FB_ROW_V; v++) {
-        int j = j0 + 4 * G * v;
-        FbF4 q = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
-        if (j < n) q = *(const FbF4 *)&z[j];
-        zr[4 * v] = q.x;
-        zr[4 * v + 1] = j + 1 < n ? q.y : -INFINITY;
-        zr[4 * v + 2] = j + 2 < n ? q.z : -INFINITY;
-        zr[4 * v + 3] = j + 3 < n ? q.w : -INFINITY;
-    }
+// v reduced (max or sum) over the wpr warps of this warp's row group, the same value on all of them, in a fixed
+// order (deterministic; wpr = 1: the warp's own value). red: 8 floats of shared memory; every thread calls it.
+template <bool MAX>
+__device__ __forceinline__ float fb_group_reduce(float v, float *red, int wpr) {
+    int w = threadIdx.x / WARP_SIZE, g0 = w / wpr * wpr;
+    v = MAX ? warp_reduce_max(v) : warp_reduce_sum(v);
+    __syncthreads();                            // red's previous values read by everyone
+    if (threadIdx.x % WARP_SIZE == 0) red[w] = v;
+    __syncthreads();
+    float x = red[g0];
+    for (int k = 1; k < wpr; k++) x = MAX ? fmaxf(x, red[g0 + k]) : x + red[g0 + k];
+    return x;
 }
 
-// row pass of superblock [u0, u0+Sv): row r (t = u0 + r) by one CTA of G = fb_row_threads(u1) threads.
+// keys of a row a lane of the row pass holds in registers: fb_row_warps gives a lane at most 32 keys of the rows
+// up to 8192 keys, so Z is read once; longer rows go in chunks of FB_ROW_KEYS keys a lane (those chunks read up to
+// 3 times, from L2). (A -DFB_ROW_KEYS=4 build runs the chunked path on the emulator's short rows.)
+#ifndef FB_ROW_KEYS
+#define FB_ROW_KEYS 32
+#endif
+// zr[k] = z[j0 + k nth] for the keys below n, -inf past n (not loaded): FB_ROW_KEYS independent loads in flight
+__device__ __forceinline__ void fb_row_load(float (&zr)[FB_ROW_KEYS], const float *z, int j0, int nth, int n) {
+#pragma unroll
+    for (int k = 0; k < FB_ROW_KEYS; k++) zr[k] = j0 + k * nth < n ? z[j0 + k * nth] : -INFINITY;
+}
+
+// row pass of superblock [u0, u0+Sv): row r (t = u0 + r) by wpr warps (fb_row_warps(u1)), 8 / wpr rows per CTA.
 // Z (B, S, ldz) fp32 logits for keys j < u1. lse_t = log sum_{j<t} exp Z[r,j]; P[r,j] = exp(Z[r,j] - lse_t) for
 // j < t else 0: the keys j < u0 into P3 (B, S, 3 ldz) in the Y3 layout (columns 3j, 3j+1, 3j+2 = P_hi, P_lo, P_hi;
-// the chain GEMM's A), the diagonal block j in U in fp32 into Pd (B, S, S): Pd[r][jj] = P[r, u0+jj].
-// Thread x holds the keys j = c0 + 4x + 4 G v + e (v < FB_ROW_V, e < 4) of the chunk c0 in registers (zr): one read
-// of a row (up to 8192 keys), then
-//   max:  over the thread's keys, warp_reduce_max, the CTA's warps through shared memory (fmaxf: any order);
-//   sum:  e_j = exp(Z[r,j] - max) for j < t into shared memory (a chunk at a time), then the row's sum in the order
-//         fb_row_warps fixes: sum lane v < nth = 32 wpr adds e_j for j = v + k nth, k ascending (across the chunks:
-//         8 G is a multiple of nth), warp_reduce_sum, the wpr warps' sums in order (the former kernel's lanes did
-//         exactly this on the same values: the same bits);
-//   write: P = exp(Z - lse) (j < t): keys j < u0 as 6 words (hi0|lo0, hi0|hi1, lo1|hi1, hi2|lo2, hi2|hi3, lo3|hi3,
-//         fb_split3's bits) = 3 coalesced 8-byte stores a group (P3 row offsets: ldz and u0 are multiples of 32),
-//         keys in U one 16-byte store to Pd (4-byte stores for a group crossing u1).
-// Why (H200, fbbench "side kernels alone"): the former kernel ran a row by wpr = 1 .. 8 warps (32 keys a lane), 8 /
-// wpr rows a CTA: 2048 warps at B=8 (15.5 per SM, one wave, ~2.4 us of issue per SM for the ~35 instructions a key,
-// two exps among them, with 4 warps a scheduler to hide their latency) and at B=1 grids of 32 .. 128 CTAs for the
-// rows up to 4096 keys (32 .. 128 of the 132 SMs busy): 6.8 us a call at B=8 T=1024 (1.76 TB/s), 7.2 at B=1 T=8192
-// (1.48 TB/s). Now a CTA per row, 8 keys a thread: at B=8 T=1024 rows of 1024 keys 2048 CTAs of G = 128 (56
-// registers: 9 CTAs, 36 warps an SM, ~1.7 waves, so one CTA's loads overlap another's exps and stores); at B=1
-// always Sv = 256 CTAs over all SMs (rows of > 4096 keys: G = 1024, one CTA an SM, ~2 waves).
-// Cost per key: 4 bytes in (Z) and 6 out (P3) or 4 (Pd); ~35 instructions (two exps of ~10, the split, 3 stores a
-// group): B=8 T=1024's largest call, 2.1M keys, is ~2.2 us of issue on 132 x 4 schedulers against ~5 us of memory,
-// hidden when the warps overlap. Bytes (fbbench counts B Sv (4 u1 + 6 u0 + 4 Sv) a call): B=8 T=1024, 4 calls
-// 4.2 + 9.4 + 14.7 + 19.9 = 48 MB; B=1 T=8192, 32 calls 342 MB. Floor ~3.8 TB/s plus ~1 us of ramp a call:
-// B=8 T=1024 4 + 12.6 = ~17 us a layer (27.4 now; ~4.2 us a call, ~2.9 TB/s); B=1 T=8192 32 + 90 = ~122 us
-// (230.7 now; ~3.8 us a call, ~2.8 TB/s). Predicted: 2.5-3 TB/s at both, against 1.76 and 1.48.
-// grid (Sv, B), G threads, fb_row_smem_bytes(u1) of dynamic shared memory.
-static inline size_t fb_row_smem_bytes(int u1) {
-    int ch = 4 * FB_ROW_V * fb_row_threads(u1), n = fb_round_up(u1, 4);
-    return (size_t)(n < ch ? n : ch) * sizeof(float);
-}
-__global__ void __launch_bounds__(1024) fb_fwd_rows_kernel(floatX *P3, float *Pd, float *lse, const float *Z,
-                                                           int ldz, int u0, int Sv, int S, int T, int wpr) {
-    extern __shared__ float e_sh[];             // e_j of the chunk's keys j < t: min(8 G, u1 rounded up to 4)
-    __shared__ float red_max[32], red_sum[8];   // a float per warp (G <= 1024)
-    int G = blockDim.x, x = threadIdx.x, w = x / WARP_SIZE, lane = x % WARP_SIZE, r = blockIdx.x, b = blockIdx.y;
-    int t = u0 + r, u1 = u0 + Sv, nth = wpr * WARP_SIZE, ch = 4 * FB_ROW_V * G;
+// the chain GEMM's A), the diagonal block j in U in fp32 into Pd (B, S, S): Pd[r][jj] = P[r, u0+jj]. Lane tid of
+// a row's nth = 32 wpr threads takes the keys j = tid + k nth, k < FB_ROW_KEYS (registers zr[k]): one read of the
+// row, then three passes over the registers (max, sum in the order of k, write). P3 row offsets: ldz and u0 are
+// multiples of 32 (fb_ldz, S), so a warp's 32 keys start at a 4-byte boundary of P3.
+// Cost (B=8 T=1024, superblock 4 of 4: 2048 rows of 1024 keys): Z 8.4 MB in (from L2: the GEMM just wrote it), P3
+// 9.4 MB and Pd 2.1 MB out, ~4.5 us at ~4.3 TB/s; a layer's 4 calls 48 MB, ~11 us (+ ~4 x 2 us launch and ramp).
+// The former kernel read Z from global memory in each of the three passes, one 4-byte load in flight per lane
+// (a dependent loop): 11.7 us per call, latency-bound. Same sums in the same order: the same bits.
+// A CTA per row (8 keys a thread through shared memory, session 7's fb12, the same bits) measured (H200, fbbench
+// "side kernels alone", per layer) 25.1 against this kernel's 27.7 us at B=8 T=1024 but 281.5 against 230.8 at B=1
+// T=8192, where the side stream is the bottleneck: removed.
+// grid (ceil(Sv wpr / 8), B), 256 threads.
+__global__ void fb_fwd_rows_kernel(floatX *P3, float *Pd, float *lse, const float *Z, int ldz,
+                                   int u0, int Sv, int S, int T, int wpr) {
+    __shared__ float red[8];
+    int w = threadIdx.x / WARP_SIZE, b = blockIdx.y;
+    int r = blockIdx.x * (8 / wpr) + w / wpr, nth = wpr * WARP_SIZE, tid = threadIdx.x % nth;
+    bool on = r < Sv;                           // (no early return: the group reductions have barriers)
+    int t = u0 + r, u1 = u0 + Sv, tt = on ? t : 0, span = FB_ROW_KEYS * nth;
     size_t row = ((size_t)b * S + r) * ldz;
     const float *z = Z + row;
-    float zr[4 * FB_ROW_V];
-    int held = 0;                               // zr holds the chunk [held, held + ch) of the row
-    fb_row_load(zr, z, 4 * x, G, t);
-    float mx = -INFINITY;
-    for (int c0 = 0; c0 < t; c0 += ch) {
-        if (c0 != held) { held = c0; fb_row_load(zr, z, c0 + 4 * x, G, t); }
+    float zr[FB_ROW_KEYS];
+    int held = 0;                               // zr holds the keys [held, held + span) of the row
+    fb_row_load(zr, z, tid, nth, tt);
+    float mx = -INFINITY, sum = 0.0f;
+    for (int c0 = 0; c0 < tt; c0 += span) {
+        if (c0 != held) { held = c0; fb_row_load(zr, z, c0 + tid, nth, tt); }
 #pragma unroll
-        for (int k = 0; k < 4 * FB_ROW_V; k++) mx = fmaxf(mx, zr[k]);   // (-inf past t)
+        for (int k = 0; k < FB_ROW_KEYS; k++) mx = fmaxf(mx, zr[k]);   // (-inf past t)
     }
-    mx = warp_reduce_max(mx);
-    if (lane == 0) red_max[w] = mx;
-    __syncthreads();
-    mx = red_max[0];
-    for (int k = 1; k < G / WARP_SIZE; k++) mx = fmaxf(mx, red_max[k]);
-    float sum = 0.0f;                           // sum lane x < nth's
-    for (int c0 = 0; c0 < t; c0 += ch) {
-        if (c0 != held) { held = c0; fb_row_load(zr, z, c0 + 4 * x, G, t); }
+    mx = fb_group_reduce<true>(mx, red, wpr);
+    for (int c0 = 0; c0 < tt; c0 += span) {
+        if (c0 != held) { held = c0; fb_row_load(zr, z, c0 + tid, nth, tt); }
 #pragma unroll
-        for (int v = 0; v < FB_ROW_V; v++) {
-            int j = c0 + 4 * x + 4 * G * v;
-            if (j < t)                          // (e_j past t: written, never read)
-                *(FbF4 *)&e_sh[j - c0] = FbF4{expf(zr[4 * v] - mx), expf(zr[4 * v + 1] - mx),
-                                              expf(zr[4 * v + 2] - mx), expf(zr[4 * v + 3] - mx)};
-        }
-        __syncthreads();
-        int end = t < c0 + ch ? t : c0 + ch;
-        if (x < nth)                            // (unrolled: the loads run ahead, the adds stay in order)
-#pragma unroll 8
-            for (int j = c0 + x; j < end; j += nth) sum += e_sh[j - c0];
-        __syncthreads();                        // e_sh read before the next chunk's
+        for (int k = 0; k < FB_ROW_KEYS; k++)
+            if (c0 + tid + k * nth < tt) sum += expf(zr[k] - mx);
     }
-    if (x < nth) {                              // (whole warps: nth is a multiple of 32)
-        sum = warp_reduce_sum(sum);
-        if (lane == 0) red_sum[w] = sum;
-    }
-    __syncthreads();
-    sum = red_sum[0];
-    for (int k = 1; k < wpr; k++) sum += red_sum[k];
+    sum = fb_group_reduce<false>(sum, red, wpr);
+    if (!on) return;                            // (whole warps: the shuffles below see all 32 lanes)
     float l = t == 0 ? -INFINITY : mx + logf(sum);
-    for (int c0 = 0; c0 < u1; c0 += ch) {
-        if (c0 != held) { held = c0; fb_row_load(zr, z, c0 + 4 * x, G, t); }
+    int lane = tid % WARP_SIZE;
+    for (int c0 = 0; c0 < u1; c0 += span) {
+        if (c0 != held) { held = c0; fb_row_load(zr, z, c0 + tid, nth, tt); }
+        // two of the warp's blocks of 32 keys at a time, A = j0 + lane (zr[k]) and B = j0 + nth + lane (zr[k + 1])
+        // (u0 is a multiple of 32: a block's 32 keys all go to P3, or all to Pd). P3: the 96 bf16 of a block in the
+        // Y3 layout (key e: hi, lo, hi) are 48 words; lane m < 16 writes block A's words 3m..3m+2, i.e. keys 2m and
+        // 2m+1 (hi0 | lo0, hi0 | hi1, lo1 | hi1), lane 16 + m block B's, from hl = hi | lo << 16 (fb_split3's
+        // bits) of the two keys' lanes: 4 shuffles and 3 coalesced 4-byte stores a lane per 64 keys
 #pragma unroll
-        for (int v = 0; v < FB_ROW_V; v++) {
-            int j = c0 + 4 * x + 4 * G * v;
-            if (j >= u1) break;
-            float p[4];
-            if (j < u0) {                       // (u0 a multiple of 4: the group's 4 keys all < u0 <= t)
-#pragma unroll
-                for (int e = 0; e < 4; e++) p[e] = expf(zr[4 * v + e] - l);
-                uint32_t h01, l01, h23, l23;   // fb_split3's bits, two keys at a time
-                fb_split_pack(&h01, &l01, p[0], p[1]);
-                fb_split_pack(&h23, &l23, p[2], p[3]);
-                FbU2 *dst = (FbU2 *)&P3[3 * (row + j)];
-                dst[0] = FbU2{(h01 & 0xffffu) | l01 << 16, h01};
-                dst[1] = FbU2{l01 >> 16 | (h01 & 0xffff0000u), (h23 & 0xffffu) | l23 << 16};
-                dst[2] = FbU2{h23, l23 >> 16 | (h23 & 0xffff0000u)};
-            } else {
-#pragma unroll
-                for (int e = 0; e < 4; e++) p[e] = j + e < t ? expf(zr[4 * v + e] - l) : 0.0f;
-                float *dst = Pd + ((size_t)b * S + r) * S + (j - u0);
-                if (j + 4 <= u1) *(FbF4 *)dst = FbF4{p[0], p[1], p[2], p[3]};
-                else
-                    for (int e = 0; e < u1 - j; e++) dst[e] = p[e];
+        for (int k = 0; k < FB_ROW_KEYS; k += 2) {
+            int j0 = c0 + tid - lane + k * nth, j = j0 + lane;
+            if (j0 >= u1) break;
+            bool b_on = j0 + nth < u1;
+            float pa = j < t ? expf(zr[k] - l) : 0.0f, pb = b_on && j + nth < t ? expf(zr[k + 1] - l) : 0.0f;
+            if (j0 < u0) {                      // (then j0 + nth < u0 or not, the same for the whole warp)
+                float ha = bf16x2_lo(pack_bf16x2(pa, 0.0f)), hb = bf16x2_lo(pack_bf16x2(pb, 0.0f));
+                uint32_t hla = pack_bf16x2(ha, pa - ha), hlb = pack_bf16x2(hb, pb - hb);
+                int m = lane % 16;
+                uint32_t a0 = __shfl_sync(0xffffffffu, hla, 2 * m), a1 = __shfl_sync(0xffffffffu, hla, 2 * m + 1);
+                uint32_t b0 = __shfl_sync(0xffffffffu, hlb, 2 * m), b1 = __shfl_sync(0xffffffffu, hlb, 2 * m + 1);
+                bool mine_b = lane >= 16;
+                uint32_t x0 = mine_b ? b0 : a0, x1 = mine_b ? b1 : a1;
+                if (!mine_b || j0 + nth < u0) {
+                    uint32_t *dst = (uint32_t *)&P3[3 * (row + j0 + (mine_b ? nth : 0))] + 3 * m;
+                    dst[0] = x0;
+                    dst[1] = (x0 & 0xffffu) | x1 << 16;
+                    dst[2] = x1 >> 16 | x1 << 16;
+                }
+            } else if (j < u1) {
+                Pd[((size_t)b * S + r) * S + (j - u0)] = pa;
             }
+            if (b_on && j0 + nth >= u0 && j + nth < u1) Pd[((size_t)b * S + r) * S + (j + nth - u0)] = pb;
         }
     }
-    if (x == 0) lse[(size_t)b * T + t] = l;
+    if (tid == 0) lse[(size_t)b * T + t] = l;
 }
 
 // ----------------------------------------------------------------------------
@@ -1270,63 +1239,44 @@ static void fb_bwd_solve(floatX *u3, floatX *df, const float *acc, int has_acc, 
 // backward kernels (the solves above are the forward's and the backward's)
 
 // the elementwise slab kernels' threads: a thread takes 4 consecutive columns of a row of S (16-byte fp32 and
-// 8-byte bf16 accesses), S / 4 threads a row, fb_slab_rows(S) rows per pass of 256 threads (4 at S = 256), and a
-// CTA fb_slab_cta_rows(S) = max(16, fb_slab_rows(S)) rows: up to FB_SLAB_IT = 4 rows a thread, their loads issued
-// before any use (4 x 16 bytes in flight a thread: the former one row a thread had one, and CTAs of 4 rows)
+// 8-byte bf16 accesses), S / 4 threads a row, fb_slab_rows(S) rows per pass of 256 threads (4 at S = 256). The slab
+// kernel runs one pass a CTA (one row a thread); fb_dz_kernel CTAs of fb_slab_cta_rows(S) = max(16, fb_slab_rows(S))
+// rows, up to FB_SLAB_IT = 4 rows a thread, their loads issued before any use.
 #define FB_SLAB_CTA_ROWS 16
 #define FB_SLAB_IT 4                    // FB_SLAB_CTA_ROWS / fb_slab_rows(FB_SMAX)
 __host__ __device__ constexpr int fb_slab_rows(int S) { return 256 / (S / 4); }
 __host__ __device__ constexpr int fb_slab_cta_rows(int S) { return fb_slab_rows(S) > FB_SLAB_CTA_ROWS ? fb_slab_rows(S) : FB_SLAB_CTA_ROWS; }
-static_assert(FB_SLAB_CTA_ROWS / fb_slab_rows(FB_SMAX) <= FB_SLAB_IT, "a slab thread's rows");
+static_assert(FB_SLAB_CTA_ROWS / fb_slab_rows(FB_SMAX) <= FB_SLAB_IT, "a dZ thread's rows");
 
 // slab of key superblock [u0, u0+Sv): rows i = t - u0 < M = T - u0, columns jj < S (j = u0 + jj).
 // Pc[i][jj] = gamma_t exp(Zs[i][jj] - lse_t) for jj < Sv and j < t, else 0, into Pc3 (B, 3T, S) in the Y3 layout
 // (rows 3i, 3i+1, 3i+2 = Pc_hi, Pc_lo, Pc_hi: the chain GEMM's A^T). Zs: (B, T, S) (columns >= Sv not read
 // as numbers: never written by the GEMM).
 // The diagonal block (t in U) also goes out in fp32, transposed, for the in-superblock solve: PcT (B, S, S),
-// PcT[jj][i] = Pc[i][jj] for i, jj < Sv, through a shared tile [rows][S + 1] (the CTAs with rows i < Sv): column jj
+// PcT[jj][i] = Pc[i][jj] for i, jj < Sv, through a shared tile [R][S + 1] (the CTAs with rows i < Sv): column jj
 // of the CTA's R rows is 4 R contiguous bytes of PcT (the former 4-byte stores straight from the row layout touched
 // a 32-byte sector each: 0.5M sectors per call at B=8).
-// A CTA takes R = fb_slab_rows(S) IT rows, IT (1, 2, 4) rows a thread, their loads issued first: fb_slab_it picks
-// IT = 4 at S = 256 (16 rows a CTA, 4 x 16 bytes in flight a thread) unless that leaves fewer than 2 CTAs per SM,
-// then 2 or 1 (the same threads over 2 or 4 times the CTAs). Every element is computed alone (no sums): any IT
-// gives the same bits.
+// A CTA takes R = fb_slab_rows(S) rows (4 at S = 256), one row a thread: the most CTAs, so every call fills the SMs
+// (B=1 M=256: 64 CTAs).
 // Cost: 10 bytes per element (Zs in, Pc3 out) and 4 more on the diagonal block: B=8 T=1024 S=256, 640 rows on
 // average, 13 MB + 2.1 MB, ~3.5 us at ~4.3 TB/s (the former kernel: 14.1 us per call in the d12 profile).
-// Why IT: with 16 rows a CTA whatever the grid, a call of M rows ran ceil(M / 16) B CTAs: at B=8 T=1024 the last
-// superblock's (M = 256) 128 CTAs, at B=1 T=8192 the calls of M <= 2048 (8 of 32) 16 .. 128 CTAs, i.e. 16 .. 128 of
-// the 132 SMs with 8 warps each, every thread's 16 exps in a row (fbbench: 8.4 us a call at B=8 T=1024, 1.81 TB/s;
-// 6.2 at B=1 T=8192, 1.79 TB/s). Now >= 2 CTAs an SM where the rows allow (B=1 M=256: 64 CTAs of 4 rows, the most
-// 256-thread CTAs 256 rows make). The floor as fb_fwd_rows' (~3.8 TB/s + ~1 us a call): B=8 T=1024 61 MB, 4 + 16 =
-// ~20 us a layer; B=1 T=8192 354 MB, 32 + 93 = ~125 us. Predicted: only the calls of small M change (B=8: M = 512,
-// 256 at 2x, 4x the CTAs; B=1: the 16 calls of M <= 4096), B=8 33.6 -> ~27 us a layer, B=1 198 -> ~150 us (~2.3
-// TB/s); fbbench's fb_bwd_slab_it<=2 / it<=1 lines (every call at most 2 / 1 rows a thread) say whether the large
-// calls gain from more threads too (then fb_slab_it_max's default goes down).
+// Why one row a thread (H200, fbbench "side kernels alone", per layer, B=8 T=1024 / B=1 T=8192): 16 rows a CTA
+// (4 a thread, the loads first) whatever the grid 34.1 / 199.3 us; 4 a thread halved to 2 and 1 while the grid had
+// fewer than 2 CTAs an SM 31.4 / 160.9; at most 2 a thread 28.9 / 134.9; one 27.1 / 134.8 (2.25 / 2.63 TB/s): more
+// CTAs in flight beat more loads a thread at both shapes. Floor (~3.8 TB/s + ~1 us a call): 4 + 16 = ~20 us a
+// layer at B=8 (61 MB), 32 + 93 = ~125 us at B=1 (354 MB).
 // grid (ceil(M / R), B), 256 threads.
-template <int IT>
 __global__ void fb_bwd_slab_kernel(floatX *Pc3, float *PcT, const float *Zs, const float *lse,
                                    const float *gamma, int u0, int Sv, int S, int T) {
-    __shared__ float tile[FB_SLAB_CTA_ROWS * (FB_SMAX + 1)];   // >= R (S + 1): fb_slab_it keeps R <= max(16, rpc)
-    int tpr = S / 4, rpc = fb_slab_rows(S), R = rpc * IT, b = blockIdx.y;
-    int rr = threadIdx.x / tpr, jj = 4 * (threadIdx.x % tpr), i0 = blockIdx.x * R, M = T - u0;
-    FbF4 z4[IT];
-    float g[IT], l[IT];
+    __shared__ float tile[fb_slab_rows(FB_R) * (FB_R + 1)];   // >= R (S + 1) = 1024 + 1024 / S for every S >= 32
+    int tpr = S / 4, R = fb_slab_rows(S), b = blockIdx.y;
+    int r = threadIdx.x / tpr, jj = 4 * (threadIdx.x % tpr), i0 = blockIdx.x * R, i = i0 + r, t = u0 + i;
+    if (r < R && i < T - u0) {
+        FbF4 z4 = *(const FbF4 *)&Zs[((size_t)b * T + i) * S + jj];
+        float g = gamma[(size_t)b * T + t], l = lse[(size_t)b * T + t];
+        float z[4] = {z4.x, z4.y, z4.z, z4.w}, p[4];
 #pragma unroll
-    for (int n = 0; n < IT; n++) {     // the loads first
-        int r = rr + n * rpc, i = i0 + r;
-        if (rr < rpc && i < M) {
-            z4[n] = *(const FbF4 *)&Zs[((size_t)b * T + i) * S + jj];
-            g[n] = gamma[(size_t)b * T + u0 + i];
-            l[n] = lse[(size_t)b * T + u0 + i];
-        }
-    }
-#pragma unroll
-    for (int n = 0; n < IT; n++) {
-        int r = rr + n * rpc, i = i0 + r, t = u0 + i;
-        if (!(rr < rpc && i < M)) continue;
-        float z[4] = {z4[n].x, z4[n].y, z4[n].z, z4[n].w}, p[4];
-#pragma unroll
-        for (int k = 0; k < 4; k++) p[k] = jj + k < Sv && u0 + jj + k < t ? g[n] * expf(z[k] - l[n]) : 0.0f;
+        for (int k = 0; k < 4; k++) p[k] = jj + k < Sv && u0 + jj + k < t ? g * expf(z[k] - l) : 0.0f;
         FbU2 hi, lo;                            // fb_split3's bits, 4 columns at a time
         fb_split_pack(&hi.x, &lo.x, p[0], p[1]);
         fb_split_pack(&hi.y, &lo.y, p[2], p[3]);
@@ -1342,8 +1292,8 @@ __global__ void fb_bwd_slab_kernel(floatX *Pc3, float *PcT, const float *Zs, con
     __syncthreads();
     int nr = Sv - i0 < R ? Sv - i0 : R;         // PcT[jj][i0 + r] = tile[r][jj], consecutive threads along r
     for (int e = threadIdx.x; e < Sv * R; e += blockDim.x) {
-        int c = e / R, r = e % R;
-        if (r < nr) PcT[((size_t)b * S + c) * S + i0 + r] = tile[r * (S + 1) + c];
+        int c = e / R, rr = e % R;
+        if (rr < nr) PcT[((size_t)b * S + c) * S + i0 + rr] = tile[rr * (S + 1) + c];
     }
 }
 
@@ -1355,9 +1305,8 @@ __global__ void fb_bwd_slab_kernel(floatX *Pc3, float *PcT, const float *Zs, con
 // bf16 loads and stores) and issues the loads of FB_DG_IT steps (D = 768: all 6) before using them; at B=1 (256
 // rows, 2 warps per SM) the former loop's load -> use -> store per step (the stores may alias the loads: not
 // reordered) made it latency-bound: 5.6 us per call for 3.5 MB. Else one column per step. Same sum order.
-// grid (ceil(Sv / rows), B), 32 rows threads: rows = fb_bwd_rows_per_cta, 4 a CTA, or 1 where the 4-row grid leaves SMs
-// idle: at B=1 4 rows a CTA made 64 CTAs, on 64 SMs (fbbench: 2.8 us a call, 1.24 TB/s); 256 one-warp CTAs on all
-// 132: predicted ~1.8 us a call (3.5 MB a call; 91 -> ~60 us a layer at B=1 T=8192; B=8 unchanged).
+// grid (ceil(Sv/4), B), 128 threads (4 rows a CTA: 64 CTAs at B=1, on 64 SMs; one-warp CTAs on all SMs there
+// measured the same, H200 fbbench: 91.3 against 91.4 us a layer at B=1 T=8192, 33.0 both at B=8 T=1024).
 #define FB_DG_IT 6
 __global__ void fb_bwd_rows_kernel(float *dgamma, floatX *sU3, const floatX *u3, const float *c, const float *s,
                                    int u0, int Sv, int S, int T, int D, int vec) {
@@ -1408,7 +1357,8 @@ __global__ void fb_bwd_rows_kernel(float *dgamma, floatX *sU3, const floatX *u3,
 // Pc_hi's first copy in Pc3 (row 3i: dZ is the (T - u0, S) matrix of row stride 3S there; each element read then
 // written by one thread). Columns jj >= Sv keep their Pc_hi (never read; US there is not a number). 10 bytes per
 // element (Pc_hi, Pc_lo, US in, dZ out): B=8 T=1024 S=256, 13 MB, ~3 us (5.5 us per call measured, d12 profile,
-// with a row a thread). The slab kernel's threads: up to FB_SLAB_IT rows a thread, the loads first.
+// with a row a thread; 3.3 / 2.9 us a call at B=8 T=1024 / B=1 T=8192 now, 4.0 / 3.8 TB/s). Up to FB_SLAB_IT
+// rows a thread, the loads first.
 // grid (ceil((T - u0) / fb_slab_cta_rows(S)), B), 256 threads.
 __global__ void fb_dz_kernel(floatX *dZ_Pc3, const float *US, const float *dgamma, int u0, int Sv, int S, int T) {
     int tpr = S / 4, rpc = fb_slab_rows(S), R = fb_slab_cta_rows(S), b = blockIdx.y;
@@ -1647,37 +1597,21 @@ static void fb_join(const FbStreams *st, cudaStream_t stream) {
 // dev/cuda/feedback_backward.cu's bench times them alone)
 static void fb_launch_fwd_rows(const FbFwdScratch *w, int k, float *lse, int u0, int Sv, int S, int B, int T,
                                cudaStream_t stream) {
-    int u1 = u0 + Sv;
-    fb_fwd_rows_kernel<<<dim3(Sv, B), fb_row_threads(u1), fb_row_smem_bytes(u1), stream>>>(w->P3[k], w->Pd[k], lse,
-                                                                   w->Z, fb_ldz(T), u0, Sv, S, T, fb_row_warps(u1));
+    int wpr = fb_row_warps(u0 + Sv);
+    fb_fwd_rows_kernel<<<dim3(ceil_div(Sv * wpr, 8), B), 256, 0, stream>>>(w->P3[k], w->Pd[k], lse, w->Z, fb_ldz(T),
+                                                                             u0, Sv, S, T, wpr);
     cudaCheck(cudaGetLastError());
-}
-// the slab kernel's rows a thread: as many as a CTA of max(16, fb_slab_rows(S)) rows gives (4 at S = 256), halved
-// while the call's M rows would make fewer than 2 CTAs per SM; fb_slab_it_max (dev/cuda's check and bench) caps it
-static int fb_slab_it_max = 4;
-static int fb_slab_it(int S, int M, int B) {
-    int rpc = fb_slab_rows(S), it = FB_SLAB_CTA_ROWS / rpc > 1 ? FB_SLAB_CTA_ROWS / rpc : 1;
-    while (it > fb_slab_it_max || (it > 1 && (long long)ceil_div(M, rpc * it) * B < 2 * fb_sm_count())) it /= 2;
-    return it;
 }
 static void fb_launch_slab(const FbBwdScratch *w, int k, const float *lse, const float *gamma, int u0, int Sv, int S,
                            int B, int T, cudaStream_t stream) {
-    int M = T - u0, it = fb_slab_it(S, M, B);
-    dim3 grid(ceil_div(M, fb_slab_rows(S) * it), B);
-    if (it == 4) fb_bwd_slab_kernel<4><<<grid, 256, 0, stream>>>(w->Pc3[k], w->PcT[k], w->Zs[k], lse, gamma, u0, Sv, S, T);
-    if (it == 2) fb_bwd_slab_kernel<2><<<grid, 256, 0, stream>>>(w->Pc3[k], w->PcT[k], w->Zs[k], lse, gamma, u0, Sv, S, T);
-    if (it == 1) fb_bwd_slab_kernel<1><<<grid, 256, 0, stream>>>(w->Pc3[k], w->PcT[k], w->Zs[k], lse, gamma, u0, Sv, S, T);
+    fb_bwd_slab_kernel<<<dim3(ceil_div(T - u0, fb_slab_rows(S)), B), 256, 0, stream>>>(w->Pc3[k], w->PcT[k], w->Zs[k],
+                                                                                      lse, gamma, u0, Sv, S, T);
     cudaCheck(cudaGetLastError());
 }
-// fb_bwd_rows_kernel's rows (warps) a CTA: 4, or 1 where 4 would leave SMs without a CTA (B=1: 256 CTAs of one warp
-// on all 132 SMs, not 64 CTAs of 4 on 64); a warp's row is the same either way (the same bits)
-static int fb_bwd_rows_per_cta(int Sv, int B) { return (long long)ceil_div(Sv, 4) * B >= fb_sm_count() ? 4 : 1; }
 static void fb_launch_bwd_rows(const FbBwdScratch *w, float *dgamma, const float *c, const float *s, int u0, int Sv,
                                int S, int B, int T, int D, cudaStream_t stream) {
     int vec = D % 4 == 0 && ptr_alignment(c) >= 16 && ptr_alignment(s) >= 16;   // the kernel's 16-byte loads
-    int rows = fb_bwd_rows_per_cta(Sv, B);
-    fb_bwd_rows_kernel<<<dim3(ceil_div(Sv, rows), B), rows * WARP_SIZE, 0, stream>>>(dgamma, w->sU3, w->u3, c, s, u0,
-                                                                                    Sv, S, T, D, vec);
+    fb_bwd_rows_kernel<<<dim3(ceil_div(Sv, 4), B), 128, 0, stream>>>(dgamma, w->sU3, w->u3, c, s, u0, Sv, S, T, D, vec);
     cudaCheck(cudaGetLastError());
 }
 static void fb_launch_dz(const FbBwdScratch *w, int k, const float *dgamma, int u0, int Sv, int S, int B, int T,

@@ -15,7 +15,7 @@
 */
 #include "feedback_trsm_baseline.cu"
 #include "feedback_solves.h"          // inverse_modes_agree
-#include "feedback_side_v1.h"         // today's row pass and slab kernels (the bitwise check, the bench)
+#include "feedback_side_v1.h"         // session 6's slab kernel (the bitwise check, the bench)
 
 typedef struct {
     int B, T, D, ld;
@@ -173,11 +173,10 @@ static int check(int B, int T, int D, int version) {
 // version 2 with the inverses in each of fb_inverse_mode's four places and 32 or 16 columns a solve CTA: df, dqb,
 // dkb, dgamma bitwise alike
 // (inverse_modes_agree; the forward's s, c, lse are made once, by make_problem)
-// the tree's row pass, slab and fb_bwd_rows launch against today's (feedback_side_v1.h), bit for bit, on every
-// superblock of a B x T problem (D: fb_bwd_rows' width; D = 38 its scalar path): inputs Z / Zs uniform in [-6, 6) (every entry: also rows and keys no
-// GEMM would write), lse in [2, 6), gamma in [0, 1); each output buffer filled with 0xff bytes before each run, so
-// entries one writes and the other does not differ too. The slab with every IT (rows a thread: 1, 2, 4 as
-// fb_slab_it allows; slab_its = 0: only fb_slab_it's own choice). Returns 1 when all agree.
+// the tree's slab kernel against session 6's (feedback_side_v1.h), bit for bit, on every superblock of a B x T
+// problem: Zs uniform in [-6, 6) (every entry: also rows and keys no GEMM would write), lse in [2, 6), gamma in
+// [0, 1); each output buffer filled with 0xff bytes before each run, so entries one writes and the other does not
+// differ too. Returns 1 when all agree.
 static int same_bytes(const void *d_a, const void *d_b, size_t bytes) {
     char *a = (char *)mallocCheck(bytes), *b = (char *)mallocCheck(bytes);
     cudaCheck(cudaMemcpy(a, d_a, bytes, cudaMemcpyDeviceToHost));
@@ -186,10 +185,10 @@ static int same_bytes(const void *d_a, const void *d_b, size_t bytes) {
     free(a); free(b);
     return ok;
 }
-static int check_side_bitwise(int B, int T, int D, int slab_its) {
+static int check_slab_bitwise(int B, int T, int D) {
     unsigned long long rng = dev_rng_state;   // (restored at the end: the other checks draw the inputs they always drew)
-    int S = fb_superblock(T), n = ceil_div(T, S), ldz = fb_ldz(T);
-    size_t nz = (size_t)B * S * ldz, nzs = (size_t)B * T * S, nd = (size_t)B * S * S, bt = (size_t)B * T;
+    int S = fb_superblock(T), n = ceil_div(T, S);
+    size_t nzs = (size_t)B * T * S, nd = (size_t)B * S * S, bt = (size_t)B * T;
     void *scratch;
     cudaMallocCheck(&scratch, feedback_scratch_bytes(B, T, D));
     float *h = make_random_float(bt, 2.0f, 6.0f), *d_lse = to_device_f32(h, bt);
@@ -197,38 +196,8 @@ static int check_side_bitwise(int B, int T, int D, int slab_its) {
     h = make_random_float(bt, 0.0f, 1.0f);
     float *d_gamma = to_device_f32(h, bt);
     free(h);
-    FbFwdScratch fw;
     FbBwdScratch bw;
-    fb_fwd_carve(&fw, scratch, B, T, D);
-    float *z = make_random_float(nz, -6.0f, 6.0f);
-    cudaCheck(cudaMemcpy(fw.Z, z, nz * sizeof(float), cudaMemcpyHostToDevice));
-    free(z);
-    floatX *P3[2];
-    float *Pd[2], *lse[2];
-    int ok = 1;
-    for (int v = 0; v < 2; v++) {
-        cudaMallocCheck(&P3[v], 3 * nz * sizeof(floatX));
-        cudaMallocCheck(&Pd[v], nd * sizeof(float));
-        cudaMallocCheck(&lse[v], bt * sizeof(float));
-    }
-    for (int q = 0; q < n; q++) {             // row pass: into set 0, copied out per version
-        int u0 = q * S, Sv = (u0 + S < T ? u0 + S : T) - u0;
-        for (int v = 0; v < 2; v++) {
-            cudaCheck(cudaMemset(fw.P3[0], 0xff, 3 * nz * sizeof(floatX)));
-            cudaCheck(cudaMemset(fw.Pd[0], 0xff, nd * sizeof(float)));
-            cudaCheck(cudaMemset(lse[v], 0xff, bt * sizeof(float)));
-            if (v == 0) fb_launch_fwd_rows_v1(&fw, 0, lse[v], u0, Sv, S, B, T, 0);
-            else fb_launch_fwd_rows(&fw, 0, lse[v], u0, Sv, S, B, T, 0);
-            cudaCheck(cudaMemcpy(P3[v], fw.P3[0], 3 * nz * sizeof(floatX), cudaMemcpyDeviceToDevice));
-            cudaCheck(cudaMemcpy(Pd[v], fw.Pd[0], nd * sizeof(float), cudaMemcpyDeviceToDevice));
-        }
-        int same = same_bytes(P3[0], P3[1], 3 * nz * sizeof(floatX)) & same_bytes(Pd[0], Pd[1], nd * sizeof(float)) &
-                   same_bytes(lse[0], lse[1], bt * sizeof(float));
-        if (!same) printf("  fb_fwd_rows B=%d T=%d S=%d superblock %d: NOT the bits of fb_fwd_rows_v1\n", B, T, S, q);
-        ok &= same;
-    }
-    for (int v = 0; v < 2; v++) { cudaCheck(cudaFree(P3[v])); cudaCheck(cudaFree(Pd[v])); cudaCheck(cudaFree(lse[v])); }
-    fb_bwd_carve(&bw, scratch, B, T, D);   // (over the forward's carve: its buffers are done with)
+    fb_bwd_carve(&bw, scratch, B, T, D);
     float *zs = make_random_float(nzs, -6.0f, 6.0f);
     cudaCheck(cudaMemcpy(bw.Zs[0], zs, nzs * sizeof(float), cudaMemcpyHostToDevice));
     free(zs);
@@ -238,67 +207,26 @@ static int check_side_bitwise(int B, int T, int D, int slab_its) {
         cudaMallocCheck(&Pc3[v], 3 * nzs * sizeof(floatX));
         cudaMallocCheck(&PcT[v], nd * sizeof(float));
     }
-    int keep = fb_slab_it_max, its = 0;
+    int ok = 1;
     for (int q = 0; q < n; q++) {
         int u0 = q * S, Sv = (u0 + S < T ? u0 + S : T) - u0;
-        for (int itmax = 4; itmax >= 1; itmax = slab_its ? itmax / 2 : 0) {
-            fb_slab_it_max = itmax;
-            its |= fb_slab_it(S, T - u0, B);
-            for (int v = 0; v < 2; v++) {
-                cudaCheck(cudaMemset(bw.Pc3[0], 0xff, 3 * nzs * sizeof(floatX)));
-                cudaCheck(cudaMemset(bw.PcT[0], 0xff, nd * sizeof(float)));
-                if (v == 0) fb_launch_slab_v1(&bw, 0, d_lse, d_gamma, u0, Sv, S, B, T, 0);
-                else fb_launch_slab(&bw, 0, d_lse, d_gamma, u0, Sv, S, B, T, 0);
-                cudaCheck(cudaMemcpy(Pc3[v], bw.Pc3[0], 3 * nzs * sizeof(floatX), cudaMemcpyDeviceToDevice));
-                cudaCheck(cudaMemcpy(PcT[v], bw.PcT[0], nd * sizeof(float), cudaMemcpyDeviceToDevice));
-            }
-            int same = same_bytes(Pc3[0], Pc3[1], 3 * nzs * sizeof(floatX)) & same_bytes(PcT[0], PcT[1], nd * sizeof(float));
-            if (!same)
-                printf("  fb_bwd_slab B=%d T=%d S=%d superblock %d, %d rows a thread: NOT the bits of fb_bwd_slab_v1\n", B,
-                       T, S, q, fb_slab_it(S, T - u0, B));
-            ok &= same;
+        for (int v = 0; v < 2; v++) {
+            cudaCheck(cudaMemset(bw.Pc3[0], 0xff, 3 * nzs * sizeof(floatX)));
+            cudaCheck(cudaMemset(bw.PcT[0], 0xff, nd * sizeof(float)));
+            if (v == 0) fb_launch_slab_v1(&bw, 0, d_lse, d_gamma, u0, Sv, S, B, T, 0);
+            else fb_launch_slab(&bw, 0, d_lse, d_gamma, u0, Sv, S, B, T, 0);
+            cudaCheck(cudaMemcpy(Pc3[v], bw.Pc3[0], 3 * nzs * sizeof(floatX), cudaMemcpyDeviceToDevice));
+            cudaCheck(cudaMemcpy(PcT[v], bw.PcT[0], nd * sizeof(float), cudaMemcpyDeviceToDevice));
         }
+        int same = same_bytes(Pc3[0], Pc3[1], 3 * nzs * sizeof(floatX)) & same_bytes(PcT[0], PcT[1], nd * sizeof(float));
+        if (!same) printf("  fb_bwd_slab B=%d T=%d S=%d superblock %d: NOT the bits of fb_bwd_slab_v1\n", B, T, S, q);
+        ok &= same;
     }
-    fb_slab_it_max = keep;
     for (int v = 0; v < 2; v++) { cudaCheck(cudaFree(Pc3[v])); cudaCheck(cudaFree(PcT[v])); }
-    // fb_bwd_rows: u3 (B, 3T, D) bf16, c, s (B, T, D) uniform in [-1, 1); dgamma and sU3 out. v0: 4 rows a CTA
-    // (today's launch), v1: the tree's launch (fb_bwd_rows_per_cta), v2: 1 row a CTA (the B=1 choice on a GPU)
-    size_t ntd = (size_t)B * T * D, nsu = (size_t)B * S * 3 * D;
-    float *hu = make_random_float(3 * ntd, -1.0f, 1.0f), *hc = make_random_float(ntd, -1.0f, 1.0f);
-    float *hs = make_random_float(ntd, -1.0f, 1.0f), *d_c = to_device_f32(hc, ntd), *d_s = to_device_f32(hs, ntd);
-    floatX *d_u3 = to_device_bf16(hu, 3 * ntd);
-    free(hu); free(hc); free(hs);
-    cudaCheck(cudaMemcpy(bw.u3, d_u3, 3 * ntd * sizeof(floatX), cudaMemcpyDeviceToDevice));
-    floatX *sU3[3];
-    float *dg[3];
-    for (int v = 0; v < 3; v++) { cudaMallocCheck(&sU3[v], nsu * sizeof(floatX)); cudaMallocCheck(&dg[v], bt * sizeof(float)); }
-    for (int q = 0; q < n; q++) {
-        int u0 = q * S, Sv = (u0 + S < T ? u0 + S : T) - u0;
-        for (int v = 0; v < 3; v++) {
-            cudaCheck(cudaMemset(bw.sU3, 0xff, nsu * sizeof(floatX)));
-            cudaCheck(cudaMemset(dg[v], 0xff, bt * sizeof(float)));
-            if (v == 0) fb_launch_bwd_rows_v1(&bw, dg[v], d_c, d_s, u0, Sv, S, B, T, D, 0);
-            if (v == 1) fb_launch_bwd_rows(&bw, dg[v], d_c, d_s, u0, Sv, S, B, T, D, 0);
-            if (v == 2) {
-                fb_bwd_rows_kernel<<<dim3(Sv, B), WARP_SIZE>>>(dg[v], bw.sU3, bw.u3, d_c, d_s, u0, Sv, S, T, D, D % 4 == 0);
-                cudaCheck(cudaGetLastError());
-            }
-            cudaCheck(cudaMemcpy(sU3[v], bw.sU3, nsu * sizeof(floatX), cudaMemcpyDeviceToDevice));
-        }
-        for (int v = 1; v < 3; v++) {
-            int same = same_bytes(sU3[0], sU3[v], nsu * sizeof(floatX)) & same_bytes(dg[0], dg[v], bt * sizeof(float));
-            if (!same) printf("  fb_bwd_rows B=%d T=%d D=%d superblock %d, %s: NOT the bits of 4 rows a CTA\n", B, T, D, q,
-                              v == 1 ? "fb_launch_bwd_rows" : "1 row a CTA");
-            ok &= same;
-        }
-    }
-    for (int v = 0; v < 3; v++) { cudaCheck(cudaFree(sU3[v])); cudaCheck(cudaFree(dg[v])); }
-    cudaCheck(cudaFree(d_u3)); cudaCheck(cudaFree(d_c)); cudaCheck(cudaFree(d_s));
     cudaCheck(cudaFree(scratch)); cudaCheck(cudaFree(d_lse)); cudaCheck(cudaFree(d_gamma));
     dev_rng_state = rng;
-    printf("side kernels B=%d T=%d D=%d S=%d (%d superblocks; slab rows a thread ran: %s%s%s): fb_fwd_rows, fb_bwd_slab, "
-           "fb_bwd_rows %s their v1 bit for bit\n", B, T, D, S, n, its & 1 ? "1 " : "", its & 2 ? "2 " : "",
-           its & 4 ? "4" : "", ok ? "match" : "DO NOT match");
+    printf("slab B=%d T=%d S=%d (%d superblocks): fb_bwd_slab %s fb_bwd_slab_v1 bit for bit\n", B, T, S, n,
+           ok ? "matches" : "does NOT match");
     return ok;
 }
 
@@ -387,9 +315,8 @@ static void bench(int B, int T, int D, int version) {
 // left: time per layer and per call, the bytes each moves (from its header comment) and the rate. The layer's
 // calls are one CUDA graph, replayed 20 times: the kernels' time without the ~2-3 us a stream launch adds to each
 // (the d12 profile's ncu durations count none either; the CPU emulator has no graphs: plain launches there).
-// fb_fwd_rows_v1, fb_bwd_slab_v1, fb_bwd_rows_v1 (feedback_side_v1.h: session 6's, the same bits) are timed beside
-// their successors, on the same scratch, and the slab with its rows a thread capped at 2 and at 1 (fb_slab_it_max:
-// the grid-filling rule's alternatives).
+// fb_bwd_slab_v1 (feedback_side_v1.h: session 6's slab, the same bits) is timed beside its successor, on the same
+// scratch.
 static void side_layer(const Problem *p, int which, float *dgamma, cudaStream_t stream) {
     int B = p->B, T = p->T, D = p->D, S = fb_superblock(T), n = ceil_div(T, S), sets = fb_sets(T);
     FbFwdScratch fw;
@@ -402,15 +329,7 @@ static void side_layer(const Problem *p, int which, float *dgamma, cudaStream_t 
         if (which == 1) fb_launch_slab(&bw, k, p->d_lse, p->d_gamma, u0, Sv, S, B, T, stream);
         if (which == 2) fb_launch_bwd_rows(&bw, dgamma, p->d_c, p->d_s, u0, Sv, S, B, T, D, stream);
         if (which == 3) fb_launch_dz(&bw, k, dgamma, u0, Sv, S, B, T, stream);
-        if (which == 4) fb_launch_fwd_rows_v1(&fw, k, p->d_lse, u0, Sv, S, B, T, stream);
-        if (which == 5) fb_launch_slab_v1(&bw, k, p->d_lse, p->d_gamma, u0, Sv, S, B, T, stream);
-        if (which == 8) fb_launch_bwd_rows_v1(&bw, dgamma, p->d_c, p->d_s, u0, Sv, S, B, T, D, stream);
-        if (which == 6 || which == 7) {                 // the slab with at most 2 (6) or 1 (7) rows a thread: fb_slab_it's tuning
-            int keep = fb_slab_it_max;
-            fb_slab_it_max = which == 6 ? 2 : 1;
-            fb_launch_slab(&bw, k, p->d_lse, p->d_gamma, u0, Sv, S, B, T, stream);
-            fb_slab_it_max = keep;
-        }
+        if (which == 4) fb_launch_slab_v1(&bw, k, p->d_lse, p->d_gamma, u0, Sv, S, B, T, stream);
     }
 }
 static float side_layer_ms(const Problem *p, int which, float *dgamma) {
@@ -449,7 +368,7 @@ static float side_layer_ms(const Problem *p, int which, float *dgamma) {
 static void bench_side(int B, int T, int D) {
     Problem p = make_problem(B, T, D);   // (runs the forward: the scratch holds its Z)
     int S = fb_superblock(T), n = ceil_div(T, S);
-    double bytes[9] = {0};
+    double bytes[5] = {0};
     for (int q = 0; q < n; q++) {
         double u0 = q * S, Sv = (u0 + S < T ? u0 + S : T) - u0, M = T - u0;
         bytes[0] += B * Sv * (4 * (u0 + Sv) + 6 * u0 + 4 * Sv);   // Z in; P3, Pd out
@@ -457,16 +376,13 @@ static void bench_side(int B, int T, int D) {
         bytes[2] += B * Sv * D * 18.0;                             // u_hi, u_lo, c, s in; sU3 out
         bytes[3] += B * M * Sv * 10.0;                             // Pc_hi, Pc_lo, US in; dZ out
     }
-    bytes[4] = bytes[0];
-    bytes[5] = bytes[6] = bytes[7] = bytes[1];
-    bytes[8] = bytes[2];
-    const char *names[9] = {"fb_fwd_rows", "fb_bwd_slab", "fb_bwd_rows", "fb_dz", "fb_fwd_rows_v1", "fb_bwd_slab_v1",
-                            "fb_bwd_slab_it<=2", "fb_bwd_slab_it<=1", "fb_bwd_rows_v1"};
+    bytes[4] = bytes[1];
+    const char *names[5] = {"fb_fwd_rows", "fb_bwd_slab", "fb_bwd_rows", "fb_dz", "fb_bwd_slab_v1"};
     float *dgamma;
     cudaMallocCheck(&dgamma, (size_t)B * T * sizeof(float));
     printf("B=%d T=%5d D=%d  side kernels alone, per layer (%d calls each):", B, T, D, n);
-    const int order[9] = {0, 4, 1, 5, 6, 7, 2, 8, 3};   // each v1 (feedback_side_v1.h: today's) beside its successor
-    for (int o = 0; o < 9; o++) {
+    const int order[5] = {0, 1, 4, 2, 3};   // the v1 slab (feedback_side_v1.h) beside its successor
+    for (int o = 0; o < 5; o++) {
         int which = order[o];
         if (which == 1) {                // the backward's kernels on the scratch of a backward
             Grads g = grads_alloc(&p, 2);
@@ -562,8 +478,8 @@ int main(int argc, char **argv) {
                  check(2, 300, 40, a.version);
         if (a.version == 0 || a.version == 2)     // the inverses' places alike: 8 blocks of 32, then 44 rows (2 blocks)
             ok &= check_inverse_modes(1, 300, 40);
-        if (a.version == 0 || a.version == 2)     // the side kernels bit for bit as today's: a partial superblock of 44
-            ok &= check_side_bitwise(2, 300, 38, 1) & check_side_bitwise(1, 4200, 8, 0);   // rows; 1 .. 8 sum warps
+        if (a.version == 0 || a.version == 2)     // the slab bit for bit as session 6's: a partial superblock of 44
+            ok &= check_slab_bitwise(2, 300, 38) & check_slab_bitwise(1, 4200, 8);   // rows; 17 superblocks
         if (a.version == 0 || a.version == 2) {   // version 2 with 64-row superblocks: many of them, partial last ones;
             int keep = fb_superblock_rows;         // D = 38: not a multiple of 4 (the row passes' scalar paths)
             fb_superblock_rows = 64;
@@ -576,7 +492,7 @@ int main(int argc, char **argv) {
             ok &= check(2, 201, 72, 2) & check(1, 1500, 64, 2);
             fb_schedule_toggle();
             ok &= check_inverse_modes(2, 300, 40);   // 64-row superblocks: 2 blocks each
-            ok &= check_side_bitwise(2, 201, 8, 1) & check_side_bitwise(1, 1500, 8, 1);
+            ok &= check_slab_bitwise(2, 201, 8) & check_slab_bitwise(1, 1500, 8);
             fb_superblock_rows = keep;
         }
         printf(ok ? "feedback_backward: all checks passed\n" : "feedback_backward: CHECK FAILED\n");
