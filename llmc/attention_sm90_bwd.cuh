@@ -346,7 +346,14 @@ template <int HD> struct AttWBwdCfg {
     static constexpr int KV_BK = 64 * NWG, KV_BQ = 64;   // the dK/dV kernel: keys per block, query tile
     static constexpr size_t KV_SMEM = 1024 + 2 * (size_t)KV_BK * HD * 2 + STAGES * (2 * (size_t)KV_BQ * HD * 2 + 2 * KV_BQ * 4)
                                       + 8 * (1 + 2 * STAGES);
+    static constexpr size_t KVQ_SMEM = KV_SMEM + 2 * (size_t)KV_BK * KV_BQ * 2;   // versions 12, 13: + 2 dS^T buffers
 };
+// versions 12, 13 (d = 64): the fp32 dQ accumulator (B, H, Tp, d) and its counters (B, H, Tp / 64), Tp = T rounded
+// up to 64, in the backward's scratch after Delta (attention_backward_scratch_bytes in llmc/attention.cuh)
+static size_t atth_dq_work_bytes(int B, int T, int H, int d) {
+    const size_t nqt = (size_t)(T + 63) / 64;
+    return d == 64 ? (size_t)B * H * nqt * 64 * d * sizeof(float) + (size_t)B * H * nqt * sizeof(unsigned) : 0;
+}
 #ifdef SESSA_SM90A
 // compile-time flags for the pipelined consumers' generic lambdas (first tile or item: if constexpr)
 struct atth_true { static constexpr bool value = true; };
@@ -715,6 +722,98 @@ __device__ __forceinline__ void atth_dkv_pipelined(float (&dka)[HD / 2], float (
 }
 #endif // SESSA_SM90A
 
+#if defined(SESSA_SM90A) && !defined(SESSA_CUDA_EMU_H)
+// The counters that order version 12's adds into dQ (CUTLASS's generic barrier: a thread spins on an acquire load,
+// the others wait at a barrier behind it; after a barrier over the adding threads one thread fences and counts).
+// dev/cuda_emu/cuda_emu.h has twins (there a wait that is not already satisfied is an error: blocks run in order).
+__device__ __forceinline__ void sem_wait_eq(const unsigned *c, unsigned v) {
+    unsigned x;
+    do {
+        asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(x) : "l"(c) : "memory");
+    } while (x != v);
+}
+__device__ __forceinline__ void sem_release_inc(unsigned *c) {
+    asm volatile("fence.acq_rel.gpu;\nred.relaxed.gpu.global.add.u32 [%0], 1;\n" :: "l"(c) : "memory");
+}
+// p[0] += a, p[1] += b at L2, no value returned (p 8-byte aligned; one fp32 rounding each, as a + b)
+__device__ __forceinline__ void red_add_f32x2(float *p, float a, float b) {
+    asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" :: "l"(p), "f"(a), "f"(b) : "memory");
+}
+#endif
+#ifdef SESSA_SM90A
+// Version 12's dQ in the dK/dV kernel. Per item (query tile of 64, 128 keys) each consumer warpgroup stores its
+// dS^T (64 keys x 64 queries, bf16: the A fragments of dK += dS^T Q) into the item's dS^T buffer (128 keys x 64
+// queries, 128-byte rows, 16-byte chunk c of row r at chunk c ^ (r % 8): conflict-free for these 4-byte stores and
+// for ldmatrix's 16-byte rows); then one warpgroup (item parity) reads dS (queries x 128 keys) back as A fragments
+// (ldmatrix .trans) for dQ_i = dS K (m64n{d}k16, B = K MN-major, the block's 128 keys: 8 k-steps) and adds it into
+// the fp32 accumulator of (b, h) in key-block order (atth_dq_add).
+// this thread's dS^T fragments da (keys kr0, kr0 + 8 of the buffer; kr0 = 64 cw + 16 warp + g) -> the buffer
+template <int BQ>
+__device__ __forceinline__ void atth_store_dst(unsigned char *buf, const uint32_t (&da)[BQ / 16][4], int kr0) {
+    static_assert(BQ == 64, "the dS^T buffer has 128-byte rows: 64 queries");
+    const int tq = threadIdx.x % 4;
+#pragma unroll
+    for (int kk = 0; kk < BQ / 16; kk++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) {                  // da[kk][j]: key kr0 + 8 (j & 1), queries 16kk + 8 (j >> 1) + 2tq, +1
+            const int r = kr0 + 8 * (j & 1), c = 16 * kk + 8 * (j >> 1) + 2 * tq;
+            *(uint32_t *)(buf + r * 128 + (((c / 8) ^ (r % 8)) << 4) + (c % 8) * 2) = da[kk][j];
+        }
+}
+// dS (this warp's 16 queries x the buffer's NK keys) as A fragments, one per 16 keys: ldmatrix .trans of the dS^T
+// buffer, lane l giving row (key) 16kk + 8 (i / 2) + l % 8 of matrix i = l / 8, queries 16 warp + 8 (i % 2) ..+7
+template <int NK>
+__device__ __forceinline__ void atth_load_ds(uint32_t (&a)[NK / 16][4], const unsigned char *buf) {
+    const int lane = threadIdx.x % 32, i = lane / 8, m0 = 16 * (threadIdx.x % 128 / 32) + 8 * (i % 2);
+#pragma unroll
+    for (int kk = 0; kk < NK / 16; kk++) {
+        const int r = 16 * kk + 8 * (i / 2) + lane % 8;
+        ldmatrix_x4_trans(a[kk], buf + r * 128 + (((m0 / 8) ^ (r % 8)) << 4));
+    }
+}
+// the item's dQ tile (this warpgroup's accumulator acc: rows 16 warp + g, + 8 of query tile qt, d columns) of key
+// block kb into dqa, the fp32 accumulator (B, H, Tp, d) of (b, h) (tile = its rows of qt), in the order of the key
+// blocks: thread 0 of the warpgroup waits until the tile's counter cnt says kb blocks have added (the others at
+// named barrier bar), then every thread adds its part: the first block (kb = 0) stores, the last one (the diagonal
+// block, kb = qt / 2) reads the sum, adds its own and writes dq (bf16, times scale, rows < T: row0 the tile's first
+// row, dq_bh = dq of (b, h), rows ldq apart), every other one adds at L2 (red.global.add.v2.f32; LDST, version 13:
+// an L2 load, the add, a store); after a second barrier thread 0 counts the block (not the last: nobody waits).
+template <int HD>
+__device__ __forceinline__ void atth_dq_add(float *tile, unsigned *cnt, const float (&acc)[HD / 2], int kb, int qt, int bar,
+                                            floatX *dq_bh, int ldq, int row0, int T, float scale, bool ldst) {
+    const int wt = threadIdx.x % 128, r = 16 * (wt / 32) + wt % 32 / 4, tq = wt % 4;
+    const bool first = kb == 0, last = kb == qt / 2;
+    if (first && last) {                               // the only block adding there (query tiles 0 and 1)
+        atth_store_rows<HD>(dq_bh, ldq, row0 + r, T, acc, scale, scale);
+        return;
+    }
+    if (wt == 0) sem_wait_eq(cnt, kb);
+    bar_sync(bar, 128);                                // blocks < kb have added (acquired by thread 0)
+    float sum[HD / 2];
+#pragma unroll
+    for (int rr = 0; rr < 2; rr++)
+#pragma unroll
+        for (int nb = 0; nb < HD / 8; nb++) {          // acc[4nb + 2rr], +1: row r + 8rr, columns 8nb + 2tq, +1
+            float2 *p = (float2 *)(tile + (size_t)(r + 8 * rr) * HD + 8 * nb + 2 * tq);
+            float2 v = make_float2(acc[4 * nb + 2 * rr], acc[4 * nb + 2 * rr + 1]);
+            if (first) *p = v;
+            else if (last || ldst) {
+                float2 o = __ldcg(p);
+                v.x += o.x;
+                v.y += o.y;
+                if (last) { sum[4 * nb + 2 * rr] = v.x; sum[4 * nb + 2 * rr + 1] = v.y; }
+                else __stcg(p, v);
+            } else red_add_f32x2((float *)p, v.x, v.y);
+        }
+    if (last) {
+        atth_store_rows<HD>(dq_bh, ldq, row0 + r, T, sum, scale, scale);
+        return;
+    }
+    bar_sync(bar, 128);                                // every thread's adds issued (ordered before the count)
+    if (wt == 0) sem_release_inc(cnt);
+}
+#endif // SESSA_SM90A
+
 // The dK/dV kernel warp-specialized (backward version 4): K, V (128 keys) loaded once by TMA, then per work item
 // (query head of the group, query tile of 64, in the order above) Q_i, dO_i by TMA and lse, Delta (64 rows each,
 // read by 64 producer threads and stored to shared memory) into a ring of STAGES = 3 stages, one full mbarrier per
@@ -726,19 +825,24 @@ __device__ __forceinline__ void atth_dkv_pipelined(float (&dka)[HD / 2], float (
 // key block, the longest); AttWBwdCfg<HD>::THREADS threads, ::KV_SMEM bytes; tq, tdo: maps of q, dout with boxes of
 // 64 rows, tk, tv: maps of k, v with boxes of 128 rows; PINGPONG (versions 6, 7): the consumers take turns
 // (atth_pingpong_turns); RS (versions 7-10 at d = 64): S^T and dP^T with K, V from registers (atth_load_afrag);
-// PIPE (versions 8, 10 at d = 64): each consumer software-pipelined (atth_dkv_pipelined), no ping-pong
-template <int HD, bool PINGPONG, bool RS, bool PIPE>
+// PIPE (versions 8, 10 at d = 64): each consumer software-pipelined (atth_dkv_pipelined), no ping-pong;
+// DQ (versions 12, 13 at d = 64, with RS, without PINGPONG and PIPE): dQ here too (atth_dq_add; dqa, dq_cnt: the
+// fp32 accumulator (B, H, Tp, d) and the counters (B, H, Tp / 64, zero at launch), Tp = T rounded up to 64; dq
+// rows ldq apart; ldst: version 13's adds), the items in the order of atth_dkv_item_at, 2 buffers of dS^T more
+template <int HD, bool PINGPONG, bool RS, bool PIPE, bool DQ = false>
 __global__ void __launch_bounds__(AttWBwdCfg<HD>::THREADS, 1)
 attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
                                       const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
                                       floatX *dk, floatX *dv, const float *lse, const float *delta, int T, int H, int Hkv,
-                                      int ldkv, int sec) {
+                                      int ldkv, int sec, floatX *dq, int ldq, float *dqa, unsigned *dq_cnt, int ldst) {
 #ifdef SESSA_SM90A
     using C = AttWBwdCfg<HD>;
     constexpr int BKV = C::KV_BK, BQ = C::KV_BQ, NST = C::STAGES, NS = BQ / 2, NO = HD / 2;
-    constexpr int KV_BYTES = BKV * HD * 2, Q_BYTES = BQ * HD * 2;
+    constexpr int KV_BYTES = BKV * HD * 2, Q_BYTES = BQ * HD * 2, DS_BYTES = BKV * BQ * 2;
+    static_assert(!DQ || (RS && !PINGPONG && !PIPE), "version 12: the dK/dV consumers of version 7 without turns");
     extern __shared__ __align__(1024) unsigned char atth_smem[];
-    unsigned char *Ks = atth_smem_base(atth_smem), *Vs = Ks + KV_BYTES, *Qs = Vs + KV_BYTES, *dOs = Qs + NST * Q_BYTES;
+    unsigned char *Ks = atth_smem_base(atth_smem), *Vs = Ks + KV_BYTES, *dSs = Vs + KV_BYTES;   // dSs: DQ only
+    unsigned char *Qs = dSs + (DQ ? 2 * DS_BYTES : 0), *dOs = Qs + NST * Q_BYTES;
     float *Ls = (float *)(dOs + NST * Q_BYTES), *Ds = Ls + NST * BQ;
     uint64_t *kv_full = (uint64_t *)(Ds + NST * BQ), *it_full = kv_full + 1, *it_empty = it_full + NST;
     const int tid = threadIdx.x, wg = tid / 128, nb = (T + BKV - 1) / BKV;
@@ -746,6 +850,15 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
     atth_block_order(rank, bh, blockIdx.x, nb, gridDim.x / nb, sec);
     const int j0 = rank * BKV, hk = bh % Hkv, b = bh / Hkv, grp = H / Hkv;
     const int n_q = (T - j0 + BQ - 1) / BQ, n_it = grp * n_q;                // query tiles per head, work items
+    auto item_at = [&](int it, int &h, int &i0) {     // work item it -> query head h, first query i0
+        if (DQ) {                                      // the last query tile first, the group's heads in turn
+            h = hk * grp + it % grp;
+            i0 = j0 + (n_q - 1 - it / grp) * BQ;
+        } else {                                       // head by head, the first query tile first
+            h = hk * grp + it / n_q;
+            i0 = j0 + (it % n_q) * BQ;
+        }
+    };
     if (tid == 0) {
         mbar_init(kv_full, 1);
         for (int st = 0; st < NST; st++) {
@@ -765,7 +878,9 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
         }
         if (tid != 0 && r < 0) return;
         for (int it = 0; it < n_it; it++) {
-            const int st = it % NST, h = hk * grp + it / n_q, i0 = j0 + (it % n_q) * BQ;
+            const int st = it % NST;
+            int h, i0;
+            item_at(it, h, i0);
             if (it >= NST) mbar_wait(it_empty + st, ((it / NST) & 1) ^ 1);   // item it - NST is done with the stage
             if (tid == 0) {
                 mbar_arrive_expect_tx(it_full + st, 2 * Q_BYTES);
@@ -797,7 +912,42 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
     }
     static_assert(!(PIPE && PINGPONG), "the pipelined dK/dV consumers do not take turns");
     auto consume = [&](const auto &kop, const auto &vop) {   // the warpgroup's items with K, V as kop, vop
-        if constexpr (PIPE) {
+        if constexpr (DQ) {
+            float s[NS], dp[NS], dqr[NO];
+            uint32_t pa[BQ / 16][4], da[BQ / 16][4], dsa[BKV / 16][4];
+#pragma unroll
+            for (int i = 0; i < NS; i++) { s[i] = 0.0f; dp[i] = 0.0f; }
+            const int kr0 = 64 * cw + 16 * ((tid % 128) / 32) + g, nqt = (T + BQ - 1) / BQ;   // kr0: key row in dS^T
+            for (int it = 0; it < n_it; it++) {
+                const int st = it % NST;
+                int h, i0;
+                item_at(it, h, i0);
+                unsigned char *dSt = dSs + (it & 1) * DS_BYTES;
+                mbar_wait(it_full + st, (it / NST) & 1);
+                if (i0 + BQ - 1 < wk0) {               // every query of the tile precedes every key here: dS^T = 0
+#pragma unroll
+                    for (int kk = 0; kk < BQ / 16; kk++) da[kk][0] = da[kk][1] = da[kk][2] = da[kk][3] = 0u;
+                } else atth_dkv_item<HD, BKV, BQ>(dka, dva, s, dp, pa, da, kop, vop, Qs + st * Q_BYTES, dOs + st * Q_BYTES,
+                                                  Ls + st * BQ, Ds + st * BQ, i0, wk0, rk0, T, sl2);
+                mbar_arrive(it_empty + st);
+                atth_store_dst<BQ>(dSt, da, kr0);
+                bar_sync(3, 256);                      // both halves of dS^T stored (and the other buffer's reader done)
+                if ((it & 1) != cw) continue;          // the other warpgroup's dQ
+                atth_load_ds<BKV>(dsa, dSt);
+#pragma unroll
+                for (int i = 0; i < NO; i++) dqr[i] = 0.0f;
+                wgmma_fence_operand(dqr);
+                wgmma_fence();
+                atth_issue_pv<HD, BKV>(dqr, dsa, Ks);  // dQ_i = dS K (the block's 128 keys)
+                wgmma_wait<0>();
+                wgmma_fence_operand(dqr);
+                atth_fence_p<BKV / 16>(dsa);
+                const int qt = i0 / BQ;
+                const size_t bh_q = (size_t)b * H + h;
+                atth_dq_add<HD>(dqa + (bh_q * nqt + qt) * BQ * HD, dq_cnt + bh_q * nqt + qt, dqr, rank, qt, 4 + cw,
+                                dq + (size_t)b * T * ldq + h * HD, ldq, i0, T, scale, ldst);
+            }
+        } else if constexpr (PIPE) {
             atth_dkv_pipelined<HD, BKV, BQ, NST>(dka, dva, kop, vop, Qs, dOs, Ls, Ds, it_full, it_empty, n_it, n_q, j0,
                                                  wk0, rk0, T, sl2);
         } else {
@@ -832,10 +982,12 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
 // of S, dP in registers, and at d = 64 that of S^T, dP^T too; 8: version 7 with both kernels' consumers
 // software-pipelined instead of in ping-pong (atth_dq_pipelined, atth_dkv_pipelined), at d = 64 (at 128: 7); 9: the
 // dQ kernel of 8 with the dK/dV kernel of 7 (the trainer's); 10: the dQ kernel of 7 with the dK/dV kernel of 8;
-// 11: 9 with the pipelined dQ kernel's consumers also in ping-pong
+// 11: 9 with the pipelined dQ kernel's consumers also in ping-pong; 12: dQ in the dK/dV kernel of 7 (without the
+// turns), added in key-block order at L2 (red.add), no dQ kernel, at d = 64 (at 128: 9); 13: 12 with the adds as L2
+// loads and stores; work: atth_dq_work_bytes (versions 12, 13)
 template <int HD>
 static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const float *lse,
-                                       const float *delta, const floatX *q, const floatX *k, const floatX *v,
+                                       const float *delta, const floatX *q, const floatX *k, const floatX *v, float *work,
                                        int B, int T, int H, int Hkv, int ldq, int ldkv, int version, cudaStream_t stream) {
     using C = AttHBwdCfg<HD>;
     if (version == 3) {
@@ -846,6 +998,20 @@ static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const
         cudaCheck(cudaFuncSetAttribute(attention_backward_dq_sm90_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::DQ_SMEM));
         attention_backward_dq_sm90_kernel<HD><<<dim3(ceil_div(T, C::DQ_BQ), H, B), ATTH_THREADS, C::DQ_SMEM, stream>>>(
             dq, dout, lse, delta, q, k, v, T, H, Hkv, ldq, ldkv);
+    } else if (HD == 64 && version >= 12) {   // dQ in the dK/dV kernel
+        using W = AttWBwdCfg<HD>;
+        const int nqt = ceil_div(T, W::KV_BQ);
+        float *dqa = work;
+        unsigned *cnt = (unsigned *)(dqa + (size_t)B * H * nqt * W::KV_BQ * HD);
+        cudaCheck(cudaMemsetAsync(cnt, 0, (size_t)B * H * nqt * sizeof(unsigned), stream));
+        // sections: Q, dO (bf16) and the dQ accumulator (fp32) of a kv head's grp heads
+        const int sec = atth_section((size_t)(H / Hkv) * T * HD * 8, 1, B * Hkv);
+        auto dkv = attention_backward_dkv_sm90_ws_kernel<HD, false, HD == 64, false, HD == 64>;   // (HD = 64 only here)
+        CUtensorMap tq64 = atth_tensor_map(q, B, T, H, HD, ldq, W::KV_BQ), tdo64 = atth_tensor_map(dout, B, T, H, HD, H * HD, W::KV_BQ);
+        CUtensorMap tk128 = atth_tensor_map(k, B, T, Hkv, HD, ldkv, W::KV_BK), tv128 = atth_tensor_map(v, B, T, Hkv, HD, ldkv, W::KV_BK);
+        cudaCheck(cudaFuncSetAttribute(dkv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)W::KVQ_SMEM));
+        dkv<<<ceil_div(T, W::KV_BK) * B * Hkv, W::THREADS, W::KVQ_SMEM, stream>>>(
+            tq64, tdo64, tk128, tv128, dk, dv, lse, delta, T, H, Hkv, ldkv, sec, dq, ldq, dqa, cnt, version == 13);
     } else {   // q, k, v through tensor maps with their row strides; dout dense (B, T, H, d)
         using W = AttWBwdCfg<HD>;
         const int grp = H / Hkv;   // sections (version 5): Q, dO of a kv head's grp heads; K, V of a kv head
@@ -869,7 +1035,7 @@ static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const
         CUtensorMap tk128 = atth_tensor_map(k, B, T, Hkv, HD, ldkv, W::KV_BK), tv128 = atth_tensor_map(v, B, T, Hkv, HD, ldkv, W::KV_BK);
         cudaCheck(cudaFuncSetAttribute(dkv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)W::KV_SMEM));
         dkv<<<ceil_div(T, W::KV_BK) * B * Hkv, W::THREADS, W::KV_SMEM, stream>>>(
-            tq64, tdo64, tk128, tv128, dk, dv, lse, delta, T, H, Hkv, ldkv, sec_kv);
+            tq64, tdo64, tk128, tv128, dk, dv, lse, delta, T, H, Hkv, ldkv, sec_kv, nullptr, 0, nullptr, nullptr, 0);
         cudaCheck(cudaGetLastError());
         CUtensorMap tq = atth_tensor_map(q, B, T, H, HD, ldq, W::BQ), tdo = atth_tensor_map(dout, B, T, H, HD, H * HD, W::BQ);
         CUtensorMap tk = atth_tensor_map(k, B, T, Hkv, HD, ldkv, W::BK), tv = atth_tensor_map(v, B, T, Hkv, HD, ldkv, W::BK);
@@ -884,15 +1050,15 @@ static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const
 // first; attention_backward picks that when the Hopper path is trusted and d is 64 or 128)
 static void attention_backward_sm90_kernels(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const float *lse,
                                             const float *delta, const floatX *q, const floatX *k, const floatX *v,
-                                            int B, int T, int H, int Hkv, int d, int ldq, int ldkv, int version,
-                                            cudaStream_t stream) {
+                                            float *work, int B, int T, int H, int Hkv, int d, int ldq, int ldkv,
+                                            int version, cudaStream_t stream) {
     if (d != 64 && d != 128) fatal("attention backward (Hopper): head width d=%d is not supported (64 or 128)", d);
-    if (version < 3 || version > 11) fatal("attention backward (Hopper): version %d does not exist (3 to 11)", version);
+    if (version < 3 || version > 13) fatal("attention backward (Hopper): version %d does not exist (3 to 13)", version);
     if (!attention_sm90_usable())
         fatal("attention backward (Hopper): needs a compute capability 9.0 GPU, a binary built with "
               "-gencode arch=compute_90a,code=sm_90a, and SESSA_ATT_SM90 not 0");
-    if (d == 64) attention_backward_sm90_hd<64>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, ldq, ldkv, version, stream);
-    if (d == 128) attention_backward_sm90_hd<128>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, ldq, ldkv, version, stream);
+    if (d == 64) attention_backward_sm90_hd<64>(dq, dk, dv, dout, lse, delta, q, k, v, work, B, T, H, Hkv, ldq, ldkv, version, stream);
+    if (d == 128) attention_backward_sm90_hd<128>(dq, dk, dv, dout, lse, delta, q, k, v, work, B, T, H, Hkv, ldq, ldkv, version, stream);
 }
 
 #endif // SESSA_ATTENTION_SM90_BWD_CUH

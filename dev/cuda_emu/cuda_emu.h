@@ -239,6 +239,17 @@ static void __syncthreads(void) { emu_wait(EMU_AT_BARRIER); }
 static void __threadfence(void) {}
 static unsigned int atomicAdd(unsigned int *p, unsigned int v) { unsigned int old = *p; *p = old + v; return old; }
 template <class T> static T __ldcg(const T *p) { return *p; }
+template <class T> static void __stcg(T *p, T v) { *p = v; }
+static void red_add_f32x2(float *p, float a, float b) { p[0] += a; p[1] += b; }   // (llmc/attention_sm90_bwd.cuh)
+// the counters that order the adds of llmc/attention_sm90_bwd.cuh's version 12 (sem_wait_eq: one thread waits until
+// the counter equals v; sem_release_inc: counts one more, after the adds). Blocks run one after another here, so a
+// wait that the blocks before have not satisfied would wait forever (a deadlock or a wrong order on the GPU): fatal
+static void sem_wait_eq(const unsigned *c, unsigned v) {
+    if (*c != v) fatal("cuda_emu: block (%u,%u,%u) thread %d waits for counter %p to be %u, it is %u, and the blocks "
+                       "before have finished: it would wait forever", blockIdx.x, blockIdx.y, blockIdx.z, emu_cur,
+                       (const void *)c, v, *c);
+}
+static void sem_release_inc(unsigned *c) { *c += 1; }
 
 // every live lane of the warp puts its value, waits for the others, reads its source lane, waits again
 // (so that no lane overwrites its slot before every lane has read it)
