@@ -735,9 +735,13 @@ __device__ __forceinline__ void sem_wait_eq(const unsigned *c, unsigned v) {
 __device__ __forceinline__ void sem_release_inc(unsigned *c) {
     asm volatile("fence.acq_rel.gpu;\nred.relaxed.gpu.global.add.u32 [%0], 1;\n" :: "l"(c) : "memory");
 }
-// p[0] += a, p[1] += b at L2, no value returned (p 8-byte aligned; one fp32 rounding each, as a + b)
+// p[0] += a, p[1] += b at L2, no value returned (p 8-byte aligned; one fp32 rounding each, as a + b); x4: 16 bytes
 __device__ __forceinline__ void red_add_f32x2(float *p, float a, float b) {
     asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" :: "l"(p), "f"(a), "f"(b) : "memory");
+}
+__device__ __forceinline__ void red_add_f32x4(float *p, float4 v) {
+    asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};\n" :: "l"(p), "f"(v.x), "f"(v.y), "f"(v.z), "f"(v.w)
+                 : "memory");
 }
 #endif
 #ifdef SESSA_SM90A
@@ -771,17 +775,20 @@ __device__ __forceinline__ void atth_load_ds(uint32_t (&a)[NK / 16][4], const un
         ldmatrix_x4_trans(a[kk], buf + r * 128 + (((m0 / 8) ^ (r % 8)) << 4));
     }
 }
-// the item's dQ tile (this warpgroup's accumulator acc: rows 16 warp + g, + 8 of query tile qt, d columns) of key
-// block kb into dqa, the fp32 accumulator (B, H, Tp, d) of (b, h) (tile = its rows of qt), in the order of the key
-// blocks: thread 0 of the warpgroup waits until the tile's counter cnt says kb blocks have added (the others at
-// named barrier bar), then every thread adds its part: the first block (kb = 0) stores, the last one (the diagonal
-// block, kb = qt / 2) reads the sum, adds its own and writes dq (bf16, times scale, rows < T: row0 the tile's first
-// row, dq_bh = dq of (b, h), rows ldq apart), every other one adds at L2 (red.global.add.v2.f32; LDST, version 13:
-// an L2 load, the add, a store); after a second barrier thread 0 counts the block (not the last: nobody waits).
+// A dQ tile in the fp32 accumulator (64 x 64 floats, 16 KiB) is kept in the consumers' register order, not row by
+// row: register pair p (acc[2p], acc[2p + 1]: row 16 warp + g + 8 (p & 1), columns 8 (p / 2) + 2tq, +1) of thread wt
+// (0..127 of the warpgroup) at floats 2 (128 p + wt), +1. So a warp's adds, loads and stores of one pair cover 256
+// contiguous bytes, and the staging buffer of version 13 (the same layout in shared memory) is conflict-free.
+// The item's dQ tile (this warpgroup's accumulator acc) of key block kb into tile (query tile qt of (b, h) in the
+// accumulator) in the order of the key blocks: thread 0 of the warpgroup waits until the tile's counter cnt says kb
+// blocks have added (the others at named barrier bar), then every thread adds its part: the first block (kb = 0)
+// stores, the last one (the diagonal block, kb = qt / 2) reads the sum, adds its own and writes dq (bf16, times
+// scale, rows < T: row0 the tile's first row, dq_bh = dq of (b, h), rows ldq apart), every other one adds at L2
+// (red.global.add.v2.f32); after a second barrier thread 0 counts the block (not the last: nobody waits for it).
 template <int HD>
 __device__ __forceinline__ void atth_dq_add(float *tile, unsigned *cnt, const float (&acc)[HD / 2], int kb, int qt, int bar,
-                                            floatX *dq_bh, int ldq, int row0, int T, float scale, bool ldst) {
-    const int wt = threadIdx.x % 128, r = 16 * (wt / 32) + wt % 32 / 4, tq = wt % 4;
+                                            floatX *dq_bh, int ldq, int row0, int T, float scale) {
+    const int wt = threadIdx.x % 128, r = 16 * (wt / 32) + wt % 32 / 4;
     const bool first = kb == 0, last = kb == qt / 2;
     if (first && last) {                               // the only block adding there (query tiles 0 and 1)
         atth_store_rows<HD>(dq_bh, ldq, row0 + r, T, acc, scale, scale);
@@ -791,26 +798,62 @@ __device__ __forceinline__ void atth_dq_add(float *tile, unsigned *cnt, const fl
     bar_sync(bar, 128);                                // blocks < kb have added (acquired by thread 0)
     float sum[HD / 2];
 #pragma unroll
-    for (int rr = 0; rr < 2; rr++)
-#pragma unroll
-        for (int nb = 0; nb < HD / 8; nb++) {          // acc[4nb + 2rr], +1: row r + 8rr, columns 8nb + 2tq, +1
-            float2 *p = (float2 *)(tile + (size_t)(r + 8 * rr) * HD + 8 * nb + 2 * tq);
-            float2 v = make_float2(acc[4 * nb + 2 * rr], acc[4 * nb + 2 * rr + 1]);
-            if (first) *p = v;
-            else if (last || ldst) {
-                float2 o = __ldcg(p);
-                v.x += o.x;
-                v.y += o.y;
-                if (last) { sum[4 * nb + 2 * rr] = v.x; sum[4 * nb + 2 * rr + 1] = v.y; }
-                else __stcg(p, v);
-            } else red_add_f32x2((float *)p, v.x, v.y);
-        }
+    for (int p = 0; p < HD / 4; p++) {
+        float *q = tile + 2 * (128 * p + wt);
+        if (first) *(float2 *)q = make_float2(acc[2 * p], acc[2 * p + 1]);
+        else if (last) {
+            const float2 o = __ldcg((const float2 *)q);
+            sum[2 * p] = o.x + acc[2 * p];
+            sum[2 * p + 1] = o.y + acc[2 * p + 1];
+        } else red_add_f32x2(q, acc[2 * p], acc[2 * p + 1]);
+    }
     if (last) {
         atth_store_rows<HD>(dq_bh, ldq, row0 + r, T, sum, scale, scale);
         return;
     }
     bar_sync(bar, 128);                                // every thread's adds issued (ordered before the count)
     if (wt == 0) sem_release_inc(cnt);
+}
+// Version 13: a consumer hands a tile that is not the diagonal block's (kb < qt / 2) to the writer warp through its
+// staging buffer (64 x 64 floats in the layout above) and goes on: named barriers 8 + cw (buffer free: the writer's
+// arrival after its previous tile from this buffer, not waited for on the buffer's first use) and 6 + cw (staged);
+// (4 + cw, 128 threads: atth_dq_add's, which this warpgroup still runs for the diagonal block's tiles).
+template <int HD>
+__device__ __forceinline__ void atth_dq_stage(float *buf, const float (&acc)[HD / 2], int cw, bool first_use) {
+    const int wt = threadIdx.x % 128;
+    if (!first_use) bar_sync(8 + cw, 160);
+#pragma unroll
+    for (int p = 0; p < HD / 4; p++) *(float2 *)(buf + 2 * (128 * p + wt)) = make_float2(acc[2 * p], acc[2 * p + 1]);
+    bar_arrive(6 + cw, 160);
+}
+// Version 13's writer warp (threads 32..63 of the producer warpgroup): the n_st staged tiles in item order (item
+// it from buffer it & 1: the consumer warpgroup of that parity), each after its counter says kb blocks have added
+// (lane 0 waits), stored (kb = 0) or added at L2 (red.global.add.v4.f32) by the 32 lanes, the buffer handed back
+// (unless no later tile comes through it), then counted by lane 0; tile_of(it) = (the tile in the accumulator,
+// its counter)
+template <int HD, class TileOf>
+__device__ __forceinline__ void atth_dq_writer(const float *bufs, int n_st, int kb, const TileOf &tile_of) {
+    constexpr int TILE = 64 * HD;                      // floats
+    const int lane = threadIdx.x % 32;
+    for (int it = 0; it < n_st; it++) {
+        const int c = it & 1;
+        float *tile;
+        unsigned *cnt;
+        tile_of(it, tile, cnt);
+        bar_sync(6 + c, 160);                          // the consumer's tile is in buffer c
+        if (lane == 0) sem_wait_eq(cnt, kb);
+        __syncwarp();
+        const float4 *src = (const float4 *)(bufs + c * TILE);
+#pragma unroll 2
+        for (int k = lane; k < TILE / 4; k += 32) {    // (2 at a time: 24 registers)
+            const float4 v = src[k];
+            if (kb == 0) *(float4 *)(tile + 4 * k) = v;
+            else red_add_f32x4(tile + 4 * k, v);
+        }
+        __syncwarp();                                  // every lane's adds issued (ordered before the count)
+        if (it + 2 < n_st) bar_arrive(8 + c, 160);     // buffer c is free
+        if (lane == 0) sem_release_inc(cnt);
+    }
 }
 #endif // SESSA_SM90A
 
@@ -826,23 +869,25 @@ __device__ __forceinline__ void atth_dq_add(float *tile, unsigned *cnt, const fl
 // 64 rows, tk, tv: maps of k, v with boxes of 128 rows; PINGPONG (versions 6, 7): the consumers take turns
 // (atth_pingpong_turns); RS (versions 7-10 at d = 64): S^T and dP^T with K, V from registers (atth_load_afrag);
 // PIPE (versions 8, 10 at d = 64): each consumer software-pipelined (atth_dkv_pipelined), no ping-pong;
-// DQ (versions 12, 13 at d = 64, with RS, without PINGPONG and PIPE): dQ here too (atth_dq_add; dqa, dq_cnt: the
-// fp32 accumulator (B, H, Tp, d) and the counters (B, H, Tp / 64, zero at launch), Tp = T rounded up to 64; dq
-// rows ldq apart; ldst: version 13's adds), the items in the order of atth_dkv_item_at, 2 buffers of dS^T more
-template <int HD, bool PINGPONG, bool RS, bool PIPE, bool DQ = false>
+// DQ (versions 12 (1), 13 (2) at d = 64, with RS, without PINGPONG and PIPE; 0: none): dQ here too (atth_dq_add;
+// dqa, dq_cnt: the fp32 accumulator (B, H, Tp, d) in tiles of 64 rows and the counters (B, H, Tp / 64, zero at
+// launch), Tp = T rounded up to 64; dq rows ldq apart), the items in item_at's order, 2 buffers of dS^T more, and
+// with DQ = 2 the writer warp (atth_dq_writer) and its 2 staging buffers
+template <int HD, bool PINGPONG, bool RS, bool PIPE, int DQ = 0>
 __global__ void __launch_bounds__(AttWBwdCfg<HD>::THREADS, 1)
 attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
                                       const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
                                       floatX *dk, floatX *dv, const float *lse, const float *delta, int T, int H, int Hkv,
-                                      int ldkv, int sec, floatX *dq, int ldq, float *dqa, unsigned *dq_cnt, int ldst) {
+                                      int ldkv, int sec, floatX *dq, int ldq, float *dqa, unsigned *dq_cnt) {
 #ifdef SESSA_SM90A
     using C = AttWBwdCfg<HD>;
     constexpr int BKV = C::KV_BK, BQ = C::KV_BQ, NST = C::STAGES, NS = BQ / 2, NO = HD / 2;
-    constexpr int KV_BYTES = BKV * HD * 2, Q_BYTES = BQ * HD * 2, DS_BYTES = BKV * BQ * 2;
-    static_assert(!DQ || (RS && !PINGPONG && !PIPE), "version 12: the dK/dV consumers of version 7 without turns");
+    constexpr int KV_BYTES = BKV * HD * 2, Q_BYTES = BQ * HD * 2, DS_BYTES = BKV * BQ * 2, DQT = BQ * HD;   // DQT floats
+    static_assert(!DQ || (RS && !PINGPONG && !PIPE), "versions 12, 13: the dK/dV consumers of version 7 without turns");
     extern __shared__ __align__(1024) unsigned char atth_smem[];
     unsigned char *Ks = atth_smem_base(atth_smem), *Vs = Ks + KV_BYTES, *dSs = Vs + KV_BYTES;   // dSs: DQ only
-    unsigned char *Qs = dSs + (DQ ? 2 * DS_BYTES : 0), *dOs = Qs + NST * Q_BYTES;
+    float *dQs = (float *)(dSs + (DQ ? 2 * DS_BYTES : 0));                                     // DQ = 2 only
+    unsigned char *Qs = (unsigned char *)(dQs + (DQ == 2 ? 2 * DQT : 0)), *dOs = Qs + NST * Q_BYTES;
     float *Ls = (float *)(dOs + NST * Q_BYTES), *Ds = Ls + NST * BQ;
     uint64_t *kv_full = (uint64_t *)(Ds + NST * BQ), *it_full = kv_full + 1, *it_empty = it_full + NST;
     const int tid = threadIdx.x, wg = tid / 128, nb = (T + BKV - 1) / BKV;
@@ -850,6 +895,7 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
     atth_block_order(rank, bh, blockIdx.x, nb, gridDim.x / nb, sec);
     const int j0 = rank * BKV, hk = bh % Hkv, b = bh / Hkv, grp = H / Hkv;
     const int n_q = (T - j0 + BQ - 1) / BQ, n_it = grp * n_q;                // query tiles per head, work items
+    const int nqt = (T + BQ - 1) / BQ, n_st = DQ == 2 ? max(n_q - 2, 0) * grp : 0;   // query tiles; staged (DQ = 2)
     auto item_at = [&](int it, int &h, int &i0) {     // work item it -> query head h, first query i0
         if (DQ) {                                      // the last query tile first, the group's heads in turn
             h = hk * grp + it % grp;
@@ -858,6 +904,13 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
             h = hk * grp + it / n_q;
             i0 = j0 + (it % n_q) * BQ;
         }
+    };
+    auto tile_of = [&](int it, float *&tile, unsigned *&cnt) {   // DQ: item it's dQ tile in dqa, its counter
+        int h, i0;
+        item_at(it, h, i0);
+        const size_t t = ((size_t)b * H + h) * nqt + i0 / BQ;
+        tile = dqa + t * DQT;
+        cnt = dq_cnt + t;
     };
     if (tid == 0) {
         mbar_init(kv_full, 1);
@@ -875,6 +928,10 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
             mbar_arrive_expect_tx(kv_full, 2 * KV_BYTES);
             attw_load_rows<HD, BKV>(Ks, &tk, kv_full, hk, j0, b);
             attw_load_rows<HD, BKV>(Vs, &tv, kv_full, hk, j0, b);
+        }
+        if (DQ == 2 && tid / 32 == 1) {                // warp 1: version 13's writer
+            atth_dq_writer<HD>(dQs, n_st, rank, tile_of);
+            return;
         }
         if (tid != 0 && r < 0) return;
         for (int it = 0; it < n_it; it++) {
@@ -917,7 +974,7 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
             uint32_t pa[BQ / 16][4], da[BQ / 16][4], dsa[BKV / 16][4];
 #pragma unroll
             for (int i = 0; i < NS; i++) { s[i] = 0.0f; dp[i] = 0.0f; }
-            const int kr0 = 64 * cw + 16 * ((tid % 128) / 32) + g, nqt = (T + BQ - 1) / BQ;   // kr0: key row in dS^T
+            const int kr0 = 64 * cw + 16 * ((tid % 128) / 32) + g;   // this thread's first key row in dS^T
             for (int it = 0; it < n_it; it++) {
                 const int st = it % NST;
                 int h, i0;
@@ -942,10 +999,12 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
                 wgmma_wait<0>();
                 wgmma_fence_operand(dqr);
                 atth_fence_p<BKV / 16>(dsa);
-                const int qt = i0 / BQ;
-                const size_t bh_q = (size_t)b * H + h;
-                atth_dq_add<HD>(dqa + (bh_q * nqt + qt) * BQ * HD, dq_cnt + bh_q * nqt + qt, dqr, rank, qt, 4 + cw,
-                                dq + (size_t)b * T * ldq + h * HD, ldq, i0, T, scale, ldst);
+                float *tile;
+                unsigned *cnt;
+                tile_of(it, tile, cnt);
+                if (DQ == 2 && it < n_st) atth_dq_stage<HD>(dQs + cw * DQT, dqr, cw, it < 2);   // to the writer
+                else atth_dq_add<HD>(tile, cnt, dqr, rank, i0 / BQ, 4 + cw, dq + (size_t)b * T * ldq + h * HD, ldq, i0, T,
+                                     scale);
             }
         } else if constexpr (PIPE) {
             atth_dkv_pipelined<HD, BKV, BQ, NST>(dka, dva, kop, vop, Qs, dOs, Ls, Ds, it_full, it_empty, n_it, n_q, j0,
@@ -983,8 +1042,8 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
 // software-pipelined instead of in ping-pong (atth_dq_pipelined, atth_dkv_pipelined), at d = 64 (at 128: 7); 9: the
 // dQ kernel of 8 with the dK/dV kernel of 7 (the trainer's); 10: the dQ kernel of 7 with the dK/dV kernel of 8;
 // 11: 9 with the pipelined dQ kernel's consumers also in ping-pong; 12: dQ in the dK/dV kernel of 7 (without the
-// turns), added in key-block order at L2 (red.add), no dQ kernel, at d = 64 (at 128: 9); 13: 12 with the adds as L2
-// loads and stores; work: atth_dq_work_bytes (versions 12, 13)
+// turns), added in key-block order at L2 (red.add), no dQ kernel, at d = 64 (at 128: 9); 13: 12 with the adds
+// other than the diagonal block's made by a writer warp from shared memory; work: atth_dq_work_bytes (12, 13)
 template <int HD>
 static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const float *lse,
                                        const float *delta, const floatX *q, const floatX *k, const floatX *v, float *work,
@@ -1006,12 +1065,14 @@ static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const
         cudaCheck(cudaMemsetAsync(cnt, 0, (size_t)B * H * nqt * sizeof(unsigned), stream));
         // sections: Q, dO (bf16) and the dQ accumulator (fp32) of a kv head's grp heads
         const int sec = atth_section((size_t)(H / Hkv) * T * HD * 8, 1, B * Hkv);
-        auto dkv = attention_backward_dkv_sm90_ws_kernel<HD, false, HD == 64, false, HD == 64>;   // (HD = 64 only here)
+        auto dkv = version == 12 ? attention_backward_dkv_sm90_ws_kernel<HD, false, HD == 64, false, HD == 64>
+                                 : attention_backward_dkv_sm90_ws_kernel<HD, false, HD == 64, false, HD == 64 ? 2 : 0>;
+        const size_t smem = version == 12 ? W::KVQ_SMEM : W::KVQ_SMEM + 2 * (size_t)W::KV_BQ * HD * sizeof(float);
         CUtensorMap tq64 = atth_tensor_map(q, B, T, H, HD, ldq, W::KV_BQ), tdo64 = atth_tensor_map(dout, B, T, H, HD, H * HD, W::KV_BQ);
         CUtensorMap tk128 = atth_tensor_map(k, B, T, Hkv, HD, ldkv, W::KV_BK), tv128 = atth_tensor_map(v, B, T, Hkv, HD, ldkv, W::KV_BK);
-        cudaCheck(cudaFuncSetAttribute(dkv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)W::KVQ_SMEM));
-        dkv<<<ceil_div(T, W::KV_BK) * B * Hkv, W::THREADS, W::KVQ_SMEM, stream>>>(
-            tq64, tdo64, tk128, tv128, dk, dv, lse, delta, T, H, Hkv, ldkv, sec, dq, ldq, dqa, cnt, version == 13);
+        cudaCheck(cudaFuncSetAttribute(dkv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        dkv<<<ceil_div(T, W::KV_BK) * B * Hkv, W::THREADS, smem, stream>>>(
+            tq64, tdo64, tk128, tv128, dk, dv, lse, delta, T, H, Hkv, ldkv, sec, dq, ldq, dqa, cnt);
     } else {   // q, k, v through tensor maps with their row strides; dout dense (B, T, H, d)
         using W = AttWBwdCfg<HD>;
         const int grp = H / Hkv;   // sections (version 5): Q, dO of a kv head's grp heads; K, V of a kv head
@@ -1035,7 +1096,7 @@ static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const
         CUtensorMap tk128 = atth_tensor_map(k, B, T, Hkv, HD, ldkv, W::KV_BK), tv128 = atth_tensor_map(v, B, T, Hkv, HD, ldkv, W::KV_BK);
         cudaCheck(cudaFuncSetAttribute(dkv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)W::KV_SMEM));
         dkv<<<ceil_div(T, W::KV_BK) * B * Hkv, W::THREADS, W::KV_SMEM, stream>>>(
-            tq64, tdo64, tk128, tv128, dk, dv, lse, delta, T, H, Hkv, ldkv, sec_kv, nullptr, 0, nullptr, nullptr, 0);
+            tq64, tdo64, tk128, tv128, dk, dv, lse, delta, T, H, Hkv, ldkv, sec_kv, nullptr, 0, nullptr, nullptr);
         cudaCheck(cudaGetLastError());
         CUtensorMap tq = atth_tensor_map(q, B, T, H, HD, ldq, W::BQ), tdo = atth_tensor_map(dout, B, T, H, HD, H * HD, W::BQ);
         CUtensorMap tk = atth_tensor_map(k, B, T, Hkv, HD, ldkv, W::BK), tv = atth_tensor_map(v, B, T, Hkv, HD, ldkv, W::BK);

@@ -21,25 +21,25 @@ import os
 import subprocess
 import sys
 
-# B*T = 16384 tokens; d=64 with H=12 (Hkv 12 and 4), d=128 with H=8 (Hkv 8 and 2)
+# B*T = 16384 tokens; d=64 with H=12 (Hkv 12 and 4), d=128 with H=8 (Hkv 8 and 2); then d12's training shape
 SHAPES = [(B, T, H, Hkv, d)
           for (B, T) in [(16, 1024), (4, 4096), (1, 16384)]
-          for (H, Hkv, d) in [(12, 12, 64), (12, 4, 64), (8, 8, 128), (8, 2, 128)]]
+          for (H, Hkv, d) in [(12, 12, 64), (12, 4, 64), (8, 8, 128), (8, 2, 128)]] + [(8, 1024, 12, 12, 64)]
 QUICK = [(8, 1024, 12, 12, 64), (8, 1024, 12, 4, 64), (4, 2048, 8, 2, 128)]   # the issue's original table
-# beside the trainer's 11:9 (dev/cuda/attention_*.cu; forward 11 is 9, 7 or 5 by shape; backward 9 is 7 with the dQ
-# kernel's consumers software-pipelined, at d = 64): backward 7, 8 (7 with both kernels' consumers pipelined: slower),
-# 11 (9 with the dQ kernel's consumers also in ping-pong); the older ones (forward 5, 7, 9; backward 4, 5, 6, 10:
-# slower) through --versions
-VERSIONS = '11:7,11:8,11:11'
+# beside the trainer's 11:12 (dev/cuda/attention_*.cu; forward 11 is 9, 7 or 5 by shape; backward 12 is dQ in the
+# dK/dV kernel, added at L2 in key-block order, at d = 64, and 9 = 7 at d = 128): backward 9 (the dQ kernel of 8 with
+# the dK/dV kernel of 7: the trainer's before 12), 13 (12 with the adds as L2 loads and stores), 7; the older ones
+# (forward 5, 7, 9; backward 4, 5, 6, 8, 10, 11: slower) through --versions
+VERSIONS = '11:9,11:13,11:7'
 
 
 def same_kernels(pair, d):
-    """the pair as the kernels it runs at head width d (at d = 128: forward 6 is 5, 8 is 7, 10 is 9; backward 8-11
-    are 7, the pipelined consumers being d = 64's only)"""
+    """the pair as the kernels it runs at head width d (at d = 128: forward 6 is 5, 8 is 7, 10 is 9; backward 8-13
+    are 7, the pipelined consumers and dQ in the dK/dV kernel being d = 64's only)"""
     f, b = pair
     if d != 128:
         return pair
-    return ({6: 5, 8: 7, 10: 9}.get(f, f), {8: 7, 9: 7, 10: 7, 11: 7}.get(b, b))
+    return ({6: 5, 8: 7, 10: 9}.get(f, f), {8: 7, 9: 7, 10: 7, 11: 7, 12: 7, 13: 7}.get(b, b))
 
 
 def fail(msg):

@@ -241,6 +241,7 @@ static unsigned int atomicAdd(unsigned int *p, unsigned int v) { unsigned int ol
 template <class T> static T __ldcg(const T *p) { return *p; }
 template <class T> static void __stcg(T *p, T v) { *p = v; }
 static void red_add_f32x2(float *p, float a, float b) { p[0] += a; p[1] += b; }   // (llmc/attention_sm90_bwd.cuh)
+static void red_add_f32x4(float *p, float4 v) { p[0] += v.x; p[1] += v.y; p[2] += v.z; p[3] += v.w; }
 // the counters that order the adds of llmc/attention_sm90_bwd.cuh's version 12 (sem_wait_eq: one thread waits until
 // the counter equals v; sem_release_inc: counts one more, after the adds). Blocks run one after another here, so a
 // wait that the blocks before have not satisfied would wait forever (a deadlock or a wrong order on the GPU): fatal
