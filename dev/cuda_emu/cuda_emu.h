@@ -30,8 +30,9 @@
    These are warp-collective: every lane of the warp must be live (an exited lane is fatal).
  What it does not model
  - Timing, occupancy, bank conflicts, the memory model across blocks (blocks never overlap here, so a
-   missing __threadfence or an inter-block race is not seen), atomics (atomicAdd on unsigned int is a plain
-   read-modify-write), streams (everything is synchronous).
+   missing __threadfence or an inter-block race is not seen), atomics (atomicAdd on unsigned int and the L2 adds
+   red_add_f32x2/x4 are plain read-modify-writes; the counters of sem_wait_eq / sem_release_inc are plain reads
+   and writes, a wait that the blocks before did not satisfy being fatal), streams (everything is synchronous).
  - Summation order of the hardware: wmma sums, erff/expf and friends are the host's, so results agree
    with the GPU to rounding, not bitwise.
  - Static __shared__ arrays are plain statics: kept from block to block, not NaN-filled per block.
