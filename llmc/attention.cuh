@@ -593,11 +593,11 @@ static void attention_backward_mma(floatX *dq, floatX *dk, floatX *dv, const flo
 // the Hopper backward (wgmma, llmc/attention_sm90_bwd.cuh; dev/cuda/attention_backward.cu versions 3-13: 4 with the
 // warp-specialized kernels, 5 the same in longest-first order, 6 that with its consumer warpgroups in ping-pong,
 // 7 that with register A operands; 8-11 with software-pipelined consumers in one or both kernels at d = 64: 9 the
-// dQ kernel's, the same bits as 7, 1-2% faster; 11 that in ping-pong; 12, the trainer's, dQ in the dK/dV kernel
-// (5 products instead of 7, the adds ordered by counters: deterministic) at d = 64, 9 at d = 128; 13 that with
-// the adds as L2 loads and stores), d = 64, 128
+// dQ kernel's, the same bits as 7, 1-2% faster; 11 that in ping-pong; 12 dQ in the dK/dV kernel (5 products
+// instead of 7, the adds ordered by counters: deterministic) at d = 64, 9 at d = 128; 13, the trainer's, 12 with
+// the adds made by a writer warp, the same bits), d = 64, 128
 #ifndef ATTH_BWD_VERSION
-#define ATTH_BWD_VERSION 12
+#define ATTH_BWD_VERSION 13
 #endif
 static void attention_backward_sm90(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const floatX *out,
                                     const float *lse, const floatX *q, const floatX *k, const floatX *v, float *scratch,

@@ -158,10 +158,52 @@
  gained nothing in version 6); predicted within +-2% of 9. What to
  measure next, before another model: the stall reasons and pipe use of both kernels there
  (scripts/gpu_session.sh attncu: ncu WarpStateStats, ComputeWorkloadAnalysis, InstructionStats for 7 and 8).
+ Versions 12, 13 (d = 64; at d = 128 they run 9's kernels): FlashAttention-3's deterministic backward, dQ in the
+ dK/dV kernel, 5 products instead of 7. The ncu profile of version 9 at B=1 T=16384 H=12 d=64 (gpu7a attncu.log:
+ dK/dV kernel 1.80 ms, dQ kernel 1.28 ms, each ~460-480 TFLOP/s of its own FLOPs, tensor pipe ~50%) says the
+ missing time is the two recomputed products (S, dP of the dQ kernel), not the kernels' efficiency. The dK/dV
+ kernel of version 7 (no turns) also computes, per item (query tile i of 64, the block's 128 keys),
+   dQ_i = dS K = (dS^T)^T K      both warpgroups store their dS^T (the bf16 A fragments of dK += dS^T Q, 64 keys
+                                 x 64 queries each) into a dS^T buffer (2, double-buffered), a named barrier, then
+                                 the warpgroup of the item's parity reads dS back as A fragments (ldmatrix .trans)
+                                 and issues m64n64k16 x 8 with B = K (the block's K tile, MN-major: as V in P V)
+ and adds it into an fp32 accumulator (B, H, Tp, d) (tiles of 64 rows in the consumers' register order:
+ atth_dq_add) in key-block order: a counter per (b, h, query tile) in global memory (memset to 0 before the
+ launch) says how many key blocks have added; the block kb waits until it is kb, adds, counts. The first block
+ (kb = 0) stores, the last (the diagonal block, kb = qt / 2) reads the sum, adds its own and writes dq in bf16: no
+ dQ kernel and no conversion kernel. Every fp32 sum has a fixed order, so the bits are the same run to run (and
+ between 12 and 13: each add is one fp32 rounding, at L2 or in a register). Deadlock: a block waits only on
+ blocks of smaller kb of the same (b, kv head), which atth_block_order launches before it (rank by rank within a
+ section), and the GPU starts CTAs in launch order, so the waited-for ones run or have finished; the emulator runs
+ blocks in that order and stops on a wait the blocks before did not satisfy. Items go tile-major, the last query
+ tile first, the group's heads in turn (item_at): the blocks of a head then visit the same query tile at the same
+ item index, so a block waits only for the previous block's add of that tile (with the first tile first it would
+ wait 2 items per block of the chain).
+ Version 12: the dQ warpgroup itself waits for the counter (thread 0, an acquire load; the others at a named
+ barrier), adds at L2 (red.global.add.v2.f32) and counts (a fence, then a relaxed add): CUTLASS's semaphore.
+ Version 13: for every tile but the diagonal block's, the warpgroup only stages its dQ tile in shared memory (2
+ buffers, one per warpgroup) and goes on; the producer's idle warp 1 is the writer (atth_dq_writer): it waits for
+ the counter, adds the tile at L2 (red.global.add.v4.f32), counts, hands the buffer back. So the consumers never
+ wait on another block except at their last (diagonal) tiles.
+ Count at B=1 T=16384 H=12 d=64 (F = 4 d T(T+1)/2 H = 4.12e11): 16512 items per head (key block kb: 256 - 2 kb
+ query tiles), 198144 in all, each 2 x 4 products of 64 x 64 x 64 and dQ 64 x 64 x 128 = 5.24 MFLOP: 1.04e12 =
+ 2.5 F (version 9: 3.5 F = 1.44e12; SDPA's 2.375 ms = 434 TFLOP/s of 2.5 F). Floor: 1.05 ms at the 989 TFLOP/s
+ dense peak; at the ~50% tensor-pipe share of version 7's dK/dV kernel (its items: 1.80 ms for 4 products) 5/4 x
+ 1.80 = 2.25 ms. Bytes: 16 KiB of fp32 adds per item at L2 (3.25 GB, ~1.5 TB/s of reductions over ~2.2 ms; the
+ diagonal block's read of the sum 50 MB), the accumulator 50 MB (an L2 section holds Q, dO and the accumulator of
+ its heads: 8 MiB per head at T = 16384, 32 MiB per section), dq 25 MB written once; Q, dO, K, V as version 7.
+ At d12 (B=8 T=1024 H=12 d=64): 72 items per (b, h), 6912 in all (3.2e10 FLOP), 113 MB of adds.
+ Predicted: version 13 ~5/4 of version 9's dK/dV kernel (the writer keeping up: per tile an acquire load, 32
+ ld.shared + red.v4 per lane and a fence, ~1.5k clocks against ~2.4k per item) plus ~1-2% (the chain of blocks
+ at the start, the memset): T = 16384 ~2.3 ms (1.03x SDPA; version 9 3.05 ms, 0.78x), GQA (Hkv = 4) the same;
+ d12 ~105-115 us per call against 9's 146 (dK/dV 87 + dQ 59: ncu, gpu7a profile.log), ~0.4-0.5 ms of the 20.1 ms
+ step. Version 12: 13 plus the dQ warpgroup's wait on the L2 round trips (the acquire load, the fence after the
+ adds: ~1k clocks every other item, partly under the other warpgroup's work): ~2.5-2.7 ms (0.88-0.95x). The risk:
+ the rate of fp32 reductions at L2 (3.25 GB), unmeasured here; scripts/gpu_session.sh attncu profiles 9 and 12.
  The dK/dV and dQ kernels stay deterministic in every version: the products and the order of every sum are the
  same; only when a block starts and which warpgroup issues first change.
  The CPU emulator runs all these kernels through the wgmma, TMA, mbarrier and named-barrier twins
- (dev/cuda/attention_backward.cu versions 3-10, the problems cut into several L2 sections there), wgmma
+ (dev/cuda/attention_backward.cu versions 3-13, the problems cut into several L2 sections there), wgmma
  asynchronously (an accumulator read before its wait, an operand changed under a product in flight: errors); the
  hardware's reading of the descriptors and tensor maps and the races its schedule does not produce are checked
  only on a GPU.
@@ -872,7 +914,8 @@ __device__ __forceinline__ void atth_dq_writer(const float *bufs, int n_st, int 
 // DQ (versions 12 (1), 13 (2) at d = 64, with RS, without PINGPONG and PIPE; 0: none): dQ here too (atth_dq_add;
 // dqa, dq_cnt: the fp32 accumulator (B, H, Tp, d) in tiles of 64 rows and the counters (B, H, Tp / 64, zero at
 // launch), Tp = T rounded up to 64; dq rows ldq apart), the items in item_at's order, 2 buffers of dS^T more, and
-// with DQ = 2 the writer warp (atth_dq_writer) and its 2 staging buffers
+// with DQ = 2 the writer warp (atth_dq_writer) and its 2 staging buffers: 115 / 147 KiB of shared memory (12 / 13),
+// no spills (ptxas -v, nvcc 13; the writer's loop 2 float4 at a time in the producer's 24 registers)
 template <int HD, bool PINGPONG, bool RS, bool PIPE, int DQ = 0>
 __global__ void __launch_bounds__(AttWBwdCfg<HD>::THREADS, 1)
 attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
