@@ -790,9 +790,10 @@ __device__ __forceinline__ void red_add_f32x4(float *p, float4 v) {
 // Version 12's dQ in the dK/dV kernel. Per item (query tile of 64, 128 keys) each consumer warpgroup stores its
 // dS^T (64 keys x 64 queries, bf16: the A fragments of dK += dS^T Q) into the item's dS^T buffer (128 keys x 64
 // queries, 128-byte rows, 16-byte chunk c of row r at chunk c ^ (r % 8): conflict-free for these 4-byte stores and
-// for ldmatrix's 16-byte rows); then one warpgroup (item parity) reads dS (queries x 128 keys) back as A fragments
-// (ldmatrix .trans) for dQ_i = dS K (m64n{d}k16, B = K MN-major, the block's 128 keys: 8 k-steps) and adds it into
-// the fp32 accumulator of (b, h) in key-block order (atth_dq_add).
+// for ldmatrix's 16-byte rows); then one warpgroup (item parity; the other only signals its half stored and goes
+// on) reads dS (queries x 128 keys) back as A fragments (ldmatrix .trans) for dQ_i = dS K (m64n{d}k16, B = K
+// MN-major, the block's 128 keys: 8 k-steps) and adds it into the fp32 accumulator of (b, h) in key-block order
+// (atth_dq_add).
 // this thread's dS^T fragments da (keys kr0, kr0 + 8 of the buffer; kr0 = 64 cw + 16 warp + g) -> the buffer
 template <int BQ>
 __device__ __forceinline__ void atth_store_dst(unsigned char *buf, const uint32_t (&da)[BQ / 16][4], int kr0) {
@@ -1031,8 +1032,14 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
                                                   Ls + st * BQ, Ds + st * BQ, i0, wk0, rk0, T, sl2);
                 mbar_arrive(it_empty + st);
                 atth_store_dst<BQ>(dSt, da, kr0);
-                bar_sync(3, 256);                      // both halves of dS^T stored (and the other buffer's reader done)
-                if ((it & 1) != cw) continue;          // the other warpgroup's dQ
+                // named barrier 10 + (it & 1): the other warpgroup's half of dS^T stored (it arrives, the item's dQ
+                // warpgroup waits); one per buffer, so that an arrival is never counted in the next item's phase, and
+                // the dQ warpgroup's arrival in item it + 1 follows its reads of buffer it & 1 (free in item it + 2)
+                if ((it & 1) != cw) {
+                    bar_arrive(10 + (it & 1), 256);
+                    continue;
+                }
+                bar_sync(10 + (it & 1), 256);
                 atth_load_ds<BKV>(dsa, dSt);
 #pragma unroll
                 for (int i = 0; i < NO; i++) dqr[i] = 0.0f;
