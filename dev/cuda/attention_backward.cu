@@ -421,6 +421,9 @@ int main(int argc, char **argv) {
             if (version >= 3) ok &= check(version, 1, 1, 2, 1, 64, 0) & check(version, 2, 37, 2, 2, 128, 0) &
                                     check(version, 1, 200, 4, 1, 128, 0) & check(version, 1, T_long, 2, 1, 64, 1) &
                                     check(version, 3, 150, 2, 1, 64, 1);   // (sections 2 + 1 in the dQ kernel)
+            // versions 12, 13: 4 key blocks, so query tiles 6 and 7 get 2 adds between the first and the last, from
+            // 4 query heads of a kv head in turn, with a partial last tile
+            if (version >= 12) ok &= check(version, 1, 500, 4, 1, 64, 1);
         } else {
             bench(version, 8, 1024, 12, 12, 64);
             bench(version, 8, 1024, 12, 4, 64);
