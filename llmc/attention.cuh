@@ -595,7 +595,7 @@ static void attention_backward_mma(floatX *dq, floatX *dk, floatX *dv, const flo
 // 7 that with register A operands; 8-11 with software-pipelined consumers in one or both kernels at d = 64: 9 the
 // dQ kernel's, the same bits as 7, 1-2% faster; 11 that in ping-pong; 12 dQ in the dK/dV kernel (5 products
 // instead of 7, the adds ordered by counters: deterministic) at d = 64, 9 at d = 128; 13, the trainer's, 12 with
-// the adds made by a writer warp, the same bits), d = 64, 128
+// the adds made by writer warps, the same bits), d = 64, 128
 #ifndef ATTH_BWD_VERSION
 #define ATTH_BWD_VERSION 13
 #endif

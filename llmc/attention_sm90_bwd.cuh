@@ -182,7 +182,8 @@
  Version 12: the dQ warpgroup itself waits for the counter (thread 0, an acquire load; the others at a named
  barrier), adds at L2 (red.global.add.v2.f32) and counts (a fence, then a relaxed add): CUTLASS's semaphore.
  Version 13: for every tile but the diagonal block's, the warpgroup only stages its dQ tile in shared memory (2
- buffers, one per warpgroup) and goes on; the producer's idle warp 1 is the writer (atth_dq_writer): it waits for
+ buffers, one per warpgroup) and goes on; the producer's warps 1 and 2 are the writers (atth_dq_writer, one per
+ buffer; warp 3 alone loads lse, Delta, 2 rows a thread): a writer waits for
  the counter, adds the tile at L2 (red.global.add.v4.f32), counts, hands the buffer back. So the consumers never
  wait on another block except at their last (diagonal) tiles.
  Count at B=1 T=16384 H=12 d=64 (F = 4 d T(T+1)/2 H = 4.12e11): 16512 items per head (key block kb: 256 - 2 kb
@@ -193,8 +194,8 @@
  diagonal block's read of the sum 50 MB), the accumulator 50 MB (an L2 section holds Q, dO and the accumulator of
  its heads: 8 MiB per head at T = 16384, 32 MiB per section), dq 25 MB written once; Q, dO, K, V as version 7.
  At d12 (B=8 T=1024 H=12 d=64): 72 items per (b, h), 6912 in all (3.2e10 FLOP), 113 MB of adds.
- Predicted: version 13 ~5/4 of version 9's dK/dV kernel (the writer keeping up: per tile an acquire load, 32
- ld.shared + red.v4 per lane and a fence, ~1.5k clocks against ~2.4k per item) plus ~1-2% (the chain of blocks
+ Predicted: version 13 ~5/4 of version 9's dK/dV kernel (the writers keeping up: per tile an acquire load, 32
+ ld.shared + red.v4 per lane and a fence, ~1.5k clocks against ~2 x 2.4k per writer) plus ~1-2% (the chain of blocks
  at the start, the memset): T = 16384 ~2.3 ms (1.03x SDPA; version 9 3.05 ms, 0.78x), GQA (Hkv = 4) the same;
  d12 ~105-115 us per call against 9's 146 (dK/dV 87 + dQ 59: ncu, gpu7a profile.log), ~0.4-0.5 ms of the 20.1 ms
  step. Version 12: 13 plus the dQ warpgroup's wait on the L2 round trips (the acquire load, the fence after the
@@ -857,7 +858,7 @@ __device__ __forceinline__ void atth_dq_add(float *tile, unsigned *cnt, const fl
     bar_sync(bar, 128);                                // every thread's adds issued (ordered before the count)
     if (wt == 0) sem_release_inc(cnt);
 }
-// Version 13: a consumer hands a tile that is not the diagonal block's (kb < qt / 2) to the writer warp through its
+// Version 13: a consumer hands a tile that is not the diagonal block's (kb < qt / 2) to its writer warp through its
 // staging buffer (64 x 64 floats in the layout above) and goes on: named barriers 8 + cw (buffer free: the writer's
 // arrival after its previous tile from this buffer, not waited for on the buffer's first use) and 6 + cw (staged);
 // (4 + cw, 128 threads: atth_dq_add's, which this warpgroup still runs for the diagonal block's tiles).
@@ -869,17 +870,17 @@ __device__ __forceinline__ void atth_dq_stage(float *buf, const float (&acc)[HD 
     for (int p = 0; p < HD / 4; p++) *(float2 *)(buf + 2 * (128 * p + wt)) = make_float2(acc[2 * p], acc[2 * p + 1]);
     bar_arrive(6 + cw, 160);
 }
-// Version 13's writer warp (threads 32..63 of the producer warpgroup): the n_st staged tiles in item order (item
-// it from buffer it & 1: the consumer warpgroup of that parity), each after its counter says kb blocks have added
-// (lane 0 waits), stored (kb = 0) or added at L2 (red.global.add.v4.f32) by the 32 lanes, the buffer handed back
-// (unless no later tile comes through it), then counted by lane 0; tile_of(it) = (the tile in the accumulator,
-// its counter)
+// Version 13's writer warps (warps 1, 2 of the producer warpgroup; warp 3 loads lse, Delta alone): writer c takes
+// the staged tiles of the items it = c, c + 2, .. < n_st from buffer c (the consumer warpgroup c's), each after its
+// counter says kb blocks have added (lane 0 waits), stored (kb = 0) or added at L2 (red.global.add.v4.f32) by the
+// 32 lanes, the buffer handed back (unless no later tile comes through it), then counted by lane 0; tile_of(it) =
+// (the tile in the accumulator, its counter). Two writers: each has 2 items' time (~2 x 2.4k clocks) for a tile's
+// ~1.5k (an acquire load, 32 ld.shared + red.v4 per lane, the fence before the count), one would have 1.
 template <int HD, class TileOf>
-__device__ __forceinline__ void atth_dq_writer(const float *bufs, int n_st, int kb, const TileOf &tile_of) {
+__device__ __forceinline__ void atth_dq_writer(const float *bufs, int n_st, int kb, int c, const TileOf &tile_of) {
     constexpr int TILE = 64 * HD;                      // floats
     const int lane = threadIdx.x % 32;
-    for (int it = 0; it < n_st; it++) {
-        const int c = it & 1;
+    for (int it = c; it < n_st; it += 2) {
         float *tile;
         unsigned *cnt;
         tile_of(it, tile, cnt);
@@ -915,7 +916,7 @@ __device__ __forceinline__ void atth_dq_writer(const float *bufs, int n_st, int 
 // DQ (versions 12 (1), 13 (2) at d = 64, with RS, without PINGPONG and PIPE; 0: none): dQ here too (atth_dq_add;
 // dqa, dq_cnt: the fp32 accumulator (B, H, Tp, d) in tiles of 64 rows and the counters (B, H, Tp / 64, zero at
 // launch), Tp = T rounded up to 64; dq rows ldq apart), the items in item_at's order, 2 buffers of dS^T more, and
-// with DQ = 2 the writer warp (atth_dq_writer) and its 2 staging buffers: 115 / 147 KiB of shared memory (12 / 13),
+// with DQ = 2 the 2 writer warps (atth_dq_writer) and their staging buffers: 115 / 147 KiB of shared memory (12 / 13),
 // no spills (ptxas -v, nvcc 13; the writer's loop 2 float4 at a time in the producer's 24 registers)
 template <int HD, bool PINGPONG, bool RS, bool PIPE, int DQ = 0>
 __global__ void __launch_bounds__(AttWBwdCfg<HD>::THREADS, 1)
@@ -940,6 +941,7 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
     const int j0 = rank * BKV, hk = bh % Hkv, b = bh / Hkv, grp = H / Hkv;
     const int n_q = (T - j0 + BQ - 1) / BQ, n_it = grp * n_q;                // query tiles per head, work items
     const int nqt = (T + BQ - 1) / BQ, n_st = DQ == 2 ? max(n_q - 2, 0) * grp : 0;   // query tiles; staged (DQ = 2)
+    constexpr int NR = DQ == 2 ? 32 : BQ;             // producer threads loading lse, Delta (DQ = 2: warp 3, 2 rows each)
     auto item_at = [&](int it, int &h, int &i0) {     // work item it -> query head h, first query i0
         if (DQ) {                                      // the last query tile first, the group's heads in turn
             h = hk * grp + it % grp;
@@ -959,22 +961,22 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
     if (tid == 0) {
         mbar_init(kv_full, 1);
         for (int st = 0; st < NST; st++) {
-            mbar_init(it_full + st, 1 + BQ);           // the TMA thread + the lse/Delta row threads
+            mbar_init(it_full + st, 1 + NR);           // the TMA thread + the lse/Delta row threads
             mbar_init(it_empty + st, 128 * C::NWG);
         }
         mbar_fence_init();
     }
     __syncthreads();
-    if (wg == 0) {                                     // the producer: thread 0 the tiles, threads 64..127 lse, Delta
+    if (wg == 0) {                                     // the producer: thread 0 the tiles, the last NR threads lse, Delta
         setmaxnreg_dec<C::PRODUCER_REGS>();
-        const int r = tid - (128 - BQ);                // this thread's row of lse, Delta (when >= 0)
+        const int r = tid - (128 - NR);                // this thread's first row of lse, Delta (when >= 0)
         if (tid == 0) {
             mbar_arrive_expect_tx(kv_full, 2 * KV_BYTES);
             attw_load_rows<HD, BKV>(Ks, &tk, kv_full, hk, j0, b);
             attw_load_rows<HD, BKV>(Vs, &tv, kv_full, hk, j0, b);
         }
-        if (DQ == 2 && tid / 32 == 1) {                // warp 1: version 13's writer
-            atth_dq_writer<HD>(dQs, n_st, rank, tile_of);
+        if (DQ == 2 && (tid / 32 == 1 || tid / 32 == 2)) {   // warps 1, 2: version 13's writers (even, odd items)
+            atth_dq_writer<HD>(dQs, n_st, rank, tid / 32 - 1, tile_of);
             return;
         }
         if (tid != 0 && r < 0) return;
@@ -988,9 +990,11 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
                 attw_load_rows<HD, BQ>(Qs + st * Q_BYTES, &tq, it_full + st, h, i0, b);
                 attw_load_rows<HD, BQ>(dOs + st * Q_BYTES, &tdo, it_full + st, h, i0, b);
             } else {
-                const int t = i0 + r;
-                Ls[st * BQ + r] = t < T ? lse[((size_t)b * H + h) * T + t] * 1.4426950408889634f : 0.0f;
-                Ds[st * BQ + r] = t < T ? delta[((size_t)b * H + h) * T + t] : 0.0f;
+                for (int rr = r; rr < BQ; rr += NR) {
+                    const int t = i0 + rr;
+                    Ls[st * BQ + rr] = t < T ? lse[((size_t)b * H + h) * T + t] * 1.4426950408889634f : 0.0f;
+                    Ds[st * BQ + rr] = t < T ? delta[((size_t)b * H + h) * T + t] : 0.0f;
+                }
                 mbar_arrive(it_full + st);             // (release: the stores are visible to the waiting consumers)
             }
         }
@@ -1093,7 +1097,7 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
 // dQ kernel of 8 with the dK/dV kernel of 7 (the trainer's); 10: the dQ kernel of 7 with the dK/dV kernel of 8;
 // 11: 9 with the pipelined dQ kernel's consumers also in ping-pong; 12: dQ in the dK/dV kernel of 7 (without the
 // turns), added in key-block order at L2 (red.add), no dQ kernel, at d = 64 (at 128: 9); 13: 12 with the adds
-// other than the diagonal block's made by a writer warp from shared memory; work: atth_dq_work_bytes (12, 13)
+// other than the diagonal block's made by 2 writer warps from shared memory; work: atth_dq_work_bytes (12, 13)
 template <int HD>
 static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const float *lse,
                                        const float *delta, const floatX *q, const floatX *k, const floatX *v, float *work,

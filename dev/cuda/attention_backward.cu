@@ -27,8 +27,8 @@
               the turns also computes dQ_i = dS K for every query tile it visits (5 products instead of 7) and adds
               it into an fp32 accumulator at L2 (red.add), in key-block order (a counter per query tile), the last
               (diagonal) block writing dq; no dQ kernel. d = 64 (at 128: version 9)
-   version 13: version 12 with the adds other than the diagonal block's made by a writer warp (the producer's
-              warp 1) from shared memory, so that the consumers do not wait on the counters: what the trainer uses
+   version 13: version 12 with the adds other than the diagonal block's made by 2 writer warps (the producer's
+              warps 1, 2) from shared memory, so that the consumers do not wait on the counters: what the trainer uses
               (the same sums in the same order: the same bits as 12, checked)
    versions 3-13 are checked against the CPU reference and against version 2 (8-11 bitwise against 7, 13 against
    12), and for determinism (a second run: the same bits)
