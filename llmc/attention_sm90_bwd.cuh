@@ -990,6 +990,7 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
                 attw_load_rows<HD, BQ>(Qs + st * Q_BYTES, &tq, it_full + st, h, i0, b);
                 attw_load_rows<HD, BQ>(dOs + st * Q_BYTES, &tdo, it_full + st, h, i0, b);
             } else {
+#pragma unroll 1
                 for (int rr = r; rr < BQ; rr += NR) {
                     const int t = i0 + rr;
                     Ls[st * BQ + rr] = t < T ? lse[((size_t)b * H + h) * T + t] * 1.4426950408889634f : 0.0f;
