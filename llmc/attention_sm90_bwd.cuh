@@ -185,7 +185,9 @@
  buffers, one per warpgroup) and goes on; the producer's warps 1 and 2 are the writers (atth_dq_writer, one per
  buffer; warp 3 alone loads lse, Delta, 2 rows a thread): a writer waits for
  the counter, adds the tile at L2 (red.global.add.v4.f32), counts, hands the buffer back. So the consumers never
- wait on another block except at their last (diagonal) tiles.
+ wait on another block except at their last (diagonal) tiles. Version 14: 13 with the writer's adds as one TMA
+ bulk reduction per tile (cp.reduce.async.bulk .add.f32 from the staging buffer: FlashAttention-3's way), in case
+ the L2 takes the reductions faster so than as 1024 red.v4 of 16 bytes.
  Count at B=1 T=16384 H=12 d=64 (F = 4 d T(T+1)/2 H = 4.12e11): 16512 items per head (key block kb: 256 - 2 kb
  query tiles), 198144 in all, each 2 x 4 products of 64 x 64 x 64 and dQ 64 x 64 x 128 = 5.24 MFLOP: 1.04e12 =
  2.5 F (version 9: 3.5 F = 1.44e12; SDPA's 2.375 ms = 434 TFLOP/s of 2.5 F). Floor: 1.05 ms at the 989 TFLOP/s
@@ -200,11 +202,12 @@
  d12 ~105-115 us per call against 9's 146 (dK/dV 87 + dQ 59: ncu, gpu7a profile.log), ~0.4-0.5 ms of the 20.1 ms
  step. Version 12: 13 plus the dQ warpgroup's wait on the L2 round trips (the acquire load, the fence after the
  adds: ~1k clocks every other item, partly under the other warpgroup's work): ~2.5-2.7 ms (0.88-0.95x). The risk:
- the rate of fp32 reductions at L2 (3.25 GB), unmeasured here; scripts/gpu_session.sh attncu profiles 9 and 12.
+ the rate of fp32 reductions at L2 (3.25 GB), unmeasured here (version 14 within a few % of 13 unless that rate
+ is what limits 13); scripts/gpu_session.sh attncu profiles 9, 13 and 14.
  The dK/dV and dQ kernels stay deterministic in every version: the products and the order of every sum are the
  same; only when a block starts and which warpgroup issues first change.
  The CPU emulator runs all these kernels through the wgmma, TMA, mbarrier and named-barrier twins
- (dev/cuda/attention_backward.cu versions 3-13, the problems cut into several L2 sections there), wgmma
+ (dev/cuda/attention_backward.cu versions 3-14, the problems cut into several L2 sections there), wgmma
  asynchronously (an accumulator read before its wait, an operand changed under a product in flight: errors); the
  hardware's reading of the descriptors and tensor maps and the races its schedule does not produce are checked
  only on a GPU.
@@ -786,6 +789,20 @@ __device__ __forceinline__ void red_add_f32x4(float *p, float4 v) {
     asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};\n" :: "l"(p), "f"(v.x), "f"(v.y), "f"(v.z), "f"(v.w)
                  : "memory");
 }
+// bytes (a multiple of 16) of shared memory src -> global dst by the TMA unit, added there in fp32 (add) or copied
+// (cp.reduce.async.bulk / cp.async.bulk, one bulk group per commit); bulk_wait_all: every group complete (written);
+// fence_proxy_async_global: orders this thread's global accesses of the generic proxy with those of the bulk copies
+__device__ __forceinline__ void bulk_s2g(float *dst, const float *src, int bytes, bool add) {
+    if (add)
+        asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n"
+                     :: "l"(dst), "r"(smem_u32(src)), "r"(bytes) : "memory");
+    else
+        asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;\n"
+                     :: "l"(dst), "r"(smem_u32(src)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void bulk_commit(void) { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+__device__ __forceinline__ void bulk_wait_all(void) { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
+__device__ __forceinline__ void fence_proxy_async_global(void) { asm volatile("fence.proxy.async.global;\n" ::: "memory"); }
 #endif
 #ifdef SESSA_SM90A
 // Version 12's dQ in the dK/dV kernel. Per item (query tile of 64, 128 keys) each consumer warpgroup stores its
@@ -868,6 +885,7 @@ __device__ __forceinline__ void atth_dq_stage(float *buf, const float (&acc)[HD 
     if (!first_use) bar_sync(8 + cw, 160);
 #pragma unroll
     for (int p = 0; p < HD / 4; p++) *(float2 *)(buf + 2 * (128 * p + wt)) = make_float2(acc[2 * p], acc[2 * p + 1]);
+    fence_proxy_async();                               // (version 14's writer reads the buffer by TMA)
     bar_arrive(6 + cw, 160);
 }
 // Version 13's writer warps (warps 1, 2 of the producer warpgroup; warp 3 loads lse, Delta alone): writer c takes
@@ -876,7 +894,9 @@ __device__ __forceinline__ void atth_dq_stage(float *buf, const float (&acc)[HD 
 // 32 lanes, the buffer handed back (unless no later tile comes through it), then counted by lane 0; tile_of(it) =
 // (the tile in the accumulator, its counter). Two writers: each has 2 items' time (~2 x 2.4k clocks) for a tile's
 // ~1.5k (an acquire load, 32 ld.shared + red.v4 per lane, the fence before the count), one would have 1.
-template <int HD, class TileOf>
+// BULK (version 14): lane 0 alone moves the tile, by one TMA bulk copy or reduction (cp.reduce.async.bulk .add.f32,
+// FlashAttention-3's way), waited for before the count, with proxy fences on both sides of it.
+template <int HD, bool BULK, class TileOf>
 __device__ __forceinline__ void atth_dq_writer(const float *bufs, int n_st, int kb, int c, const TileOf &tile_of) {
     constexpr int TILE = 64 * HD;                      // floats
     const int lane = threadIdx.x % 32;
@@ -886,10 +906,17 @@ __device__ __forceinline__ void atth_dq_writer(const float *bufs, int n_st, int 
         tile_of(it, tile, cnt);
         bar_sync(6 + c, 160);                          // the consumer's tile is in buffer c
         if (lane == 0) sem_wait_eq(cnt, kb);
+        if (BULK && lane == 0) {
+            fence_proxy_async_global();                // the bulk operation after the acquire
+            bulk_s2g(tile, bufs + c * TILE, TILE * sizeof(float), kb != 0);
+            bulk_commit();
+            bulk_wait_all();
+            fence_proxy_async_global();                // ... and before the count
+        }
         __syncwarp();
         const float4 *src = (const float4 *)(bufs + c * TILE);
 #pragma unroll 2
-        for (int k = lane; k < TILE / 4; k += 32) {    // (2 at a time: 24 registers)
+        for (int k = lane; k < (BULK ? 0 : TILE / 4); k += 32) {   // (2 at a time: 24 registers)
             const float4 v = src[k];
             if (kb == 0) *(float4 *)(tile + 4 * k) = v;
             else red_add_f32x4(tile + 4 * k, v);
@@ -913,10 +940,10 @@ __device__ __forceinline__ void atth_dq_writer(const float *bufs, int n_st, int 
 // 64 rows, tk, tv: maps of k, v with boxes of 128 rows; PINGPONG (versions 6, 7): the consumers take turns
 // (atth_pingpong_turns); RS (versions 7-10 at d = 64): S^T and dP^T with K, V from registers (atth_load_afrag);
 // PIPE (versions 8, 10 at d = 64): each consumer software-pipelined (atth_dkv_pipelined), no ping-pong;
-// DQ (versions 12 (1), 13 (2) at d = 64, with RS, without PINGPONG and PIPE; 0: none): dQ here too (atth_dq_add;
+// DQ (versions 12 (1), 13 (2), 14 (3) at d = 64, with RS, without PINGPONG and PIPE; 0: none): dQ here too (atth_dq_add;
 // dqa, dq_cnt: the fp32 accumulator (B, H, Tp, d) in tiles of 64 rows and the counters (B, H, Tp / 64, zero at
 // launch), Tp = T rounded up to 64; dq rows ldq apart), the items in item_at's order, 2 buffers of dS^T more, and
-// with DQ = 2 the 2 writer warps (atth_dq_writer) and their staging buffers: 115 / 147 KiB of shared memory (12 / 13),
+// with DQ >= 2 the 2 writer warps (atth_dq_writer) and their staging buffers: 115 / 147 KiB of shared memory (12 / 13),
 // no spills (ptxas -v, nvcc 13; the writer's loop 2 float4 at a time in the producer's 24 registers)
 template <int HD, bool PINGPONG, bool RS, bool PIPE, int DQ = 0>
 __global__ void __launch_bounds__(AttWBwdCfg<HD>::THREADS, 1)
@@ -931,8 +958,8 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
     static_assert(!DQ || (RS && !PINGPONG && !PIPE), "versions 12, 13: the dK/dV consumers of version 7 without turns");
     extern __shared__ __align__(1024) unsigned char atth_smem[];
     unsigned char *Ks = atth_smem_base(atth_smem), *Vs = Ks + KV_BYTES, *dSs = Vs + KV_BYTES;   // dSs: DQ only
-    float *dQs = (float *)(dSs + (DQ ? 2 * DS_BYTES : 0));                                     // DQ = 2 only
-    unsigned char *Qs = (unsigned char *)(dQs + (DQ == 2 ? 2 * DQT : 0)), *dOs = Qs + NST * Q_BYTES;
+    float *dQs = (float *)(dSs + (DQ ? 2 * DS_BYTES : 0));                                     // DQ >= 2 only
+    unsigned char *Qs = (unsigned char *)(dQs + (DQ >= 2 ? 2 * DQT : 0)), *dOs = Qs + NST * Q_BYTES;
     float *Ls = (float *)(dOs + NST * Q_BYTES), *Ds = Ls + NST * BQ;
     uint64_t *kv_full = (uint64_t *)(Ds + NST * BQ), *it_full = kv_full + 1, *it_empty = it_full + NST;
     const int tid = threadIdx.x, wg = tid / 128, nb = (T + BKV - 1) / BKV;
@@ -940,8 +967,8 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
     atth_block_order(rank, bh, blockIdx.x, nb, gridDim.x / nb, sec);
     const int j0 = rank * BKV, hk = bh % Hkv, b = bh / Hkv, grp = H / Hkv;
     const int n_q = (T - j0 + BQ - 1) / BQ, n_it = grp * n_q;                // query tiles per head, work items
-    const int nqt = (T + BQ - 1) / BQ, n_st = DQ == 2 ? max(n_q - 2, 0) * grp : 0;   // query tiles; staged (DQ = 2)
-    constexpr int NR = DQ == 2 ? 32 : BQ;             // producer threads loading lse, Delta (DQ = 2: warp 3, 2 rows each)
+    const int nqt = (T + BQ - 1) / BQ, n_st = DQ >= 2 ? max(n_q - 2, 0) * grp : 0;   // query tiles; staged (DQ >= 2)
+    constexpr int NR = DQ >= 2 ? 32 : BQ;             // producer threads loading lse, Delta (DQ >= 2: warp 3, 2 rows each)
     auto item_at = [&](int it, int &h, int &i0) {     // work item it -> query head h, first query i0
         if (DQ) {                                      // the last query tile first, the group's heads in turn
             h = hk * grp + it % grp;
@@ -975,8 +1002,8 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
             attw_load_rows<HD, BKV>(Ks, &tk, kv_full, hk, j0, b);
             attw_load_rows<HD, BKV>(Vs, &tv, kv_full, hk, j0, b);
         }
-        if (DQ == 2 && (tid / 32 == 1 || tid / 32 == 2)) {   // warps 1, 2: version 13's writers (even, odd items)
-            atth_dq_writer<HD>(dQs, n_st, rank, tid / 32 - 1, tile_of);
+        if (DQ >= 2 && (tid / 32 == 1 || tid / 32 == 2)) {   // warps 1, 2: version 13's writers (even, odd items)
+            atth_dq_writer<HD, DQ == 3>(dQs, n_st, rank, tid / 32 - 1, tile_of);
             return;
         }
         if (tid != 0 && r < 0) return;
@@ -1057,7 +1084,7 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
                 float *tile;
                 unsigned *cnt;
                 tile_of(it, tile, cnt);
-                if (DQ == 2 && it < n_st) atth_dq_stage<HD>(dQs + cw * DQT, dqr, cw, it < 2);   // to the writer
+                if (DQ >= 2 && it < n_st) atth_dq_stage<HD>(dQs + cw * DQT, dqr, cw, it < 2);   // to the writer
                 else atth_dq_add<HD>(tile, cnt, dqr, rank, i0 / BQ, 4 + cw, dq + (size_t)b * T * ldq + h * HD, ldq, i0, T,
                                      scale);
             }
@@ -1098,7 +1125,8 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
 // dQ kernel of 8 with the dK/dV kernel of 7 (the trainer's); 10: the dQ kernel of 7 with the dK/dV kernel of 8;
 // 11: 9 with the pipelined dQ kernel's consumers also in ping-pong; 12: dQ in the dK/dV kernel of 7 (without the
 // turns), added in key-block order at L2 (red.add), no dQ kernel, at d = 64 (at 128: 9); 13: 12 with the adds
-// other than the diagonal block's made by 2 writer warps from shared memory; work: atth_dq_work_bytes (12, 13)
+// other than the diagonal block's made by 2 writer warps from shared memory; 14: 13 with the writers' adds by TMA
+// bulk reductions; work: atth_dq_work_bytes (12-14)
 template <int HD>
 static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const float *lse,
                                        const float *delta, const floatX *q, const floatX *k, const floatX *v, float *work,
@@ -1121,7 +1149,8 @@ static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const
         // sections: Q, dO (bf16) and the dQ accumulator (fp32) of a kv head's grp heads
         const int sec = atth_section((size_t)(H / Hkv) * T * HD * 8, 1, B * Hkv);
         auto dkv = version == 12 ? attention_backward_dkv_sm90_ws_kernel<HD, false, HD == 64, false, HD == 64>
-                                 : attention_backward_dkv_sm90_ws_kernel<HD, false, HD == 64, false, HD == 64 ? 2 : 0>;
+                 : version == 13 ? attention_backward_dkv_sm90_ws_kernel<HD, false, HD == 64, false, HD == 64 ? 2 : 0>
+                                 : attention_backward_dkv_sm90_ws_kernel<HD, false, HD == 64, false, HD == 64 ? 3 : 0>;
         const size_t smem = version == 12 ? W::KVQ_SMEM : W::KVQ_SMEM + 2 * (size_t)W::KV_BQ * HD * sizeof(float);
         CUtensorMap tq64 = atth_tensor_map(q, B, T, H, HD, ldq, W::KV_BQ), tdo64 = atth_tensor_map(dout, B, T, H, HD, H * HD, W::KV_BQ);
         CUtensorMap tk128 = atth_tensor_map(k, B, T, Hkv, HD, ldkv, W::KV_BK), tv128 = atth_tensor_map(v, B, T, Hkv, HD, ldkv, W::KV_BK);
@@ -1169,7 +1198,7 @@ static void attention_backward_sm90_kernels(floatX *dq, floatX *dk, floatX *dv, 
                                             float *work, int B, int T, int H, int Hkv, int d, int ldq, int ldkv,
                                             int version, cudaStream_t stream) {
     if (d != 64 && d != 128) fatal("attention backward (Hopper): head width d=%d is not supported (64 or 128)", d);
-    if (version < 3 || version > 13) fatal("attention backward (Hopper): version %d does not exist (3 to 13)", version);
+    if (version < 3 || version > 14) fatal("attention backward (Hopper): version %d does not exist (3 to 14)", version);
     if (!attention_sm90_usable())
         fatal("attention backward (Hopper): needs a compute capability 9.0 GPU, a binary built with "
               "-gencode arch=compute_90a,code=sm_90a, and SESSA_ATT_SM90 not 0");

@@ -30,8 +30,10 @@
    version 13: version 12 with the adds other than the diagonal block's made by 2 writer warps (the producer's
               warps 1, 2) from shared memory, so that the consumers do not wait on the counters: what the trainer uses
               (the same sums in the same order: the same bits as 12, checked)
-   versions 3-13 are checked against the CPU reference and against version 2 (8-11 bitwise against 7, 13 against
-   12), and for determinism (a second run: the same bits)
+   version 14: version 13 with the writers' adds by TMA bulk reductions (cp.reduce.async.bulk .add.f32, one per
+              tile, as FlashAttention-3), the same bits as 12 (checked)
+   versions 3-14 are checked against the CPU reference and against version 2 (8-11 bitwise against 7, 13 and 14
+   against 12), and for determinism (a second run: the same bits)
  make -C dev/cuda bin/attention_backward && dev/cuda/bin/attention_backward check|bench [version]
  dev/cuda/bin/attention_backward shape B T H Hkv d   times the trainer's forward (attention_forward: the Hopper
    kernel on sm_90, else version 2), the version 2 forward, the trainer's backward (attention_backward: version 13
@@ -302,11 +304,11 @@ static int check(int version, int B, int T, int H, int Hkv, int d, int stacked) 
     int same = memcmp(first, again, p.L.n * sizeof(uint16_t)) == 0;
     printf("  dq, dk, dv second run bitwise identical: %s\n", same ? "ok" : "FAIL");
     ok &= same;
-    if (version >= 8 && (version <= 11 || version == 13)) {
+    if (version >= 8 && version != 12) {
         // the pipelined consumers issue version 7's products in another order of time, not of summation: the same
         // bits, unless an operand was changed under a product in flight (a register or a stage handed back early);
-        // version 13 adds what 12 adds, in the same order, each add one fp32 rounding: the same bits as 12
-        const int twin = version == 13 && d == 64 ? 12 : 7;
+        // versions 13, 14 add what 12 adds, in the same order, each add one fp32 rounding: the same bits as 12
+        const int twin = version >= 13 && d == 64 ? 12 : 7;
         AttGrads g7 = att_grads_alloc(&p, dout);
         run_att_backward(&p, &g7, twin);
         cudaCheck(cudaMemcpy(again, g7.dgrad, p.L.n * sizeof(floatX), cudaMemcpyDeviceToHost));
