@@ -187,7 +187,7 @@
  the counter, adds the tile at L2 (red.global.add.v4.f32), counts, hands the buffer back. So the consumers never
  wait on another block except at their last (diagonal) tiles. Version 14: 13 with the writer's adds as one TMA
  bulk reduction per tile (cp.reduce.async.bulk .add.f32 from the staging buffer: FlashAttention-3's way), in case
- the L2 takes the reductions faster so than as 1024 red.v4 of 16 bytes.
+ the L2 takes a tile's reductions faster that way than as 1024 red.v4 of 16 bytes.
  Count at B=1 T=16384 H=12 d=64 (F = 4 d T(T+1)/2 H = 4.12e11): 16512 items per head (key block kb: 256 - 2 kb
  query tiles), 198144 in all, each 2 x 4 products of 64 x 64 x 64 and dQ 64 x 64 x 128 = 5.24 MFLOP: 1.04e12 =
  2.5 F (version 9: 3.5 F = 1.44e12; SDPA's 2.375 ms = 434 TFLOP/s of 2.5 F). Floor: 1.05 ms at the 989 TFLOP/s
