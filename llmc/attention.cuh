@@ -593,11 +593,12 @@ static void attention_backward_mma(floatX *dq, floatX *dk, floatX *dv, const flo
 // the Hopper backward (wgmma, llmc/attention_sm90_bwd.cuh; dev/cuda/attention_backward.cu versions 3-14: 4 with the
 // warp-specialized kernels, 5 the same in longest-first order, 6 that with its consumer warpgroups in ping-pong,
 // 7 that with register A operands; 8-11 with software-pipelined consumers in one or both kernels at d = 64: 9 the
-// dQ kernel's, the same bits as 7, 1-2% faster; 11 that in ping-pong; 12 dQ in the dK/dV kernel (5 products
-// instead of 7, the adds ordered by counters: deterministic) at d = 64, 9 at d = 128; 13, the trainer's, 12 with
-// the adds made by writer warps, the same bits; 14 that with TMA bulk reductions), d = 64, 128
+// dQ kernel's, the same bits as 7, 1-2% faster: the trainer's; 11 that in ping-pong; 12 dQ in the dK/dV kernel
+// (5 products instead of 7, the adds ordered by counters: deterministic) at d = 64, 9 at d = 128; 13 is 12 with the
+// adds made by writer warps, the same bits; 14 that with TMA bulk reductions; 12 and 13 measured 1.25-1.35x slower
+// than 9 on an H200, gpu7b), d = 64, 128
 #ifndef ATTH_BWD_VERSION
-#define ATTH_BWD_VERSION 13
+#define ATTH_BWD_VERSION 9
 #endif
 static void attention_backward_sm90(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const floatX *out,
                                     const float *lse, const floatX *q, const floatX *k, const floatX *v, float *scratch,

@@ -26,17 +26,18 @@
    version 12: dQ in the dK/dV kernel (FlashAttention-3's deterministic backward): the kernel of version 7 without
               the turns also computes dQ_i = dS K for every query tile it visits (5 products instead of 7) and adds
               it into an fp32 accumulator at L2 (red.add), in key-block order (a counter per query tile), the last
-              (diagonal) block writing dq; no dQ kernel. d = 64 (at 128: version 9)
+              (diagonal) block writing dq; no dQ kernel. d = 64 (at 128: version 9). H200 (gpu7b): 1.25-1.35x
+              slower than 9
    version 13: version 12 with the adds other than the diagonal block's made by 2 writer warps (the producer's
-              warps 1, 2) from shared memory, so that the consumers do not wait on the counters: what the trainer uses
-              (the same sums in the same order: the same bits as 12, checked)
+              warps 1, 2) from shared memory, so that the consumers do not wait on the counters (the same sums in
+              the same order: the same bits as 12, checked); H200: as slow as 12
    version 14: version 13 with the writers' adds by TMA bulk reductions (cp.reduce.async.bulk .add.f32, one per
               tile, as FlashAttention-3), the same bits as 12 (checked)
    versions 3-14 are checked against the CPU reference and against version 2 (8-11 bitwise against 7, 13 and 14
    against 12), and for determinism (a second run: the same bits)
  make -C dev/cuda bin/attention_backward && dev/cuda/bin/attention_backward check|bench [version]
  dev/cuda/bin/attention_backward shape B T H Hkv d   times the trainer's forward (attention_forward: the Hopper
-   kernel on sm_90, else version 2), the version 2 forward, the trainer's backward (attention_backward: version 13
+   kernel on sm_90, else version 2), the version 2 forward, the trainer's backward (attention_backward: version 9
    on sm_90, else 2) and the version 2 backward at one shape and prints one machine-readable line
    (dev/cuda/bench_attention.py joins it with PyTorch SDPA's timings)
 */
@@ -217,7 +218,7 @@ static AttGrads att_grads_alloc(const AttProblem *p, const float *dout) {
 static void att_grads_free(AttGrads *g) {
     cudaCheck(cudaFree(g->dout)); cudaCheck(cudaFree(g->dgrad)); cudaCheck(cudaFree(g->scratch));
 }
-// version 0: attention_backward, the trainer's choice (13 where usable, else 2); version 1 takes dense tensors only
+// version 0: attention_backward, the trainer's choice (9 where usable, else 2); version 1 takes dense tensors only
 static void run_att_backward(AttProblem *p, AttGrads *g, int version) {
     const int ldq = p->L.ldq, ldkv = p->L.ldkv;
 #define ATT_BWD_ARGS g->dq, g->dk, g->dv, g->dout, p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, g->scratch, p->B, p->T, p->H, p->Hkv, p->d, 0
@@ -341,7 +342,7 @@ static void bench(int version, int B, int T, int H, int Hkv, int d) {
 }
 
 // `shape B T H Hkv d [nomma]`: the trainer's forward (attention_forward: the Hopper kernel where usable, else version
-// 2) and backward (attention_backward: version 13 where usable, else 2; SESSA_ATT_FWD_VERSION, SESSA_ATT_BWD_VERSION
+// 2) and backward (attention_backward: version 9 where usable, else 2; SESSA_ATT_FWD_VERSION, SESSA_ATT_BWD_VERSION
 // pick others), median of 7 timings of 20 calls each, and the mma.sync forward and backward (version 2) for
 // comparison (not with nomma: their columns are then 0), one line:
 //   ours B T H Hkv d fwd_ms fwd_tflops bwd_ms bwd_tflops fwd_kernel(wgmma-v<version>|mma) mma_fwd_ms mma_fwd_tflops
