@@ -590,15 +590,15 @@ static void attention_backward_mma(floatX *dq, floatX *dk, floatX *dv, const flo
     if (d == 64) attention_backward_hd<64>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, ld[0], ld[1], stream);
     if (d == 128) attention_backward_hd<128>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, ld[0], ld[1], stream);
 }
-// the Hopper backward (wgmma, llmc/attention_sm90_bwd.cuh; dev/cuda/attention_backward.cu versions 3-14: 4 with the
+// the Hopper backward (wgmma, llmc/attention_sm90_bwd.cuh; dev/cuda/attention_backward.cu versions 3-15: 4 with the
 // warp-specialized kernels, 5 the same in longest-first order, 6 that with its consumer warpgroups in ping-pong,
 // 7 that with register A operands; 8-11 with software-pipelined consumers in one or both kernels at d = 64: 9 the
-// dQ kernel's, the same bits as 7, 1-2% faster: the trainer's; 11 that in ping-pong; 12 dQ in the dK/dV kernel
-// (5 products instead of 7, the adds ordered by counters: deterministic) at d = 64, 9 at d = 128; 13 is 12 with the
-// adds made by writer warps, the same bits; 14 that with TMA bulk reductions; 12 and 13 measured 1.25-1.35x slower
-// than 9 on an H200, gpu7b), d = 64, 128
+// dQ kernel's, the same bits as 7, 1-2% faster; 11 that in ping-pong; 12 dQ in the dK/dV kernel (5 products
+// instead of 7, the adds ordered by counters: deterministic) at d = 64, 9 at d = 128; 13 is 12 with the adds made
+// by writer warps, the same bits; 14 that with TMA bulk reductions, the same bits; 15, the trainer's, 14 at d = 64
+// from T = 8192 on (H200: 7% faster than 9 at T = 16384), else 9), d = 64, 128
 #ifndef ATTH_BWD_VERSION
-#define ATTH_BWD_VERSION 9
+#define ATTH_BWD_VERSION 15
 #endif
 static void attention_backward_sm90(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const floatX *out,
                                     const float *lse, const floatX *q, const floatX *k, const floatX *v, float *scratch,
@@ -676,12 +676,12 @@ static void attention_sm90_decide(void) {
     attention_sm90_state = attention_sm90_bwd_state = attention_sm90_usable();
     const char *bwd_env = getenv("SESSA_ATT_SM90_BWD");   // 0: the Hopper forward only (to compare the backwards)
     if (bwd_env && strcmp(bwd_env, "0") == 0) attention_sm90_bwd_state = 0;
-    // SESSA_ATT_FWD_VERSION=3..11, SESSA_ATT_BWD_VERSION=3..14: another Hopper version (dev/cuda/attention_*.cu), to compare
+    // SESSA_ATT_FWD_VERSION=3..11, SESSA_ATT_BWD_VERSION=3..15: another Hopper version (dev/cuda/attention_*.cu), to compare
     const char *fv = getenv("SESSA_ATT_FWD_VERSION"), *bv = getenv("SESSA_ATT_BWD_VERSION");
     if (fv) attention_sm90_fwd_version = atoi(fv);
     if (bv) attention_sm90_bwd_version = atoi(bv);
-    if (attention_sm90_fwd_version < 3 || attention_sm90_fwd_version > 11 || attention_sm90_bwd_version < 3 || attention_sm90_bwd_version > 14)
-        fatal("attention: SESSA_ATT_FWD_VERSION=%s (3 to 11) or SESSA_ATT_BWD_VERSION=%s (3 to 14) is not a Hopper version",
+    if (attention_sm90_fwd_version < 3 || attention_sm90_fwd_version > 11 || attention_sm90_bwd_version < 3 || attention_sm90_bwd_version > 15)
+        fatal("attention: SESSA_ATT_FWD_VERSION=%s (3 to 11) or SESSA_ATT_BWD_VERSION=%s (3 to 15) is not a Hopper version",
               fv ? fv : "unset", bv ? bv : "unset");
     for (int d = 64; attention_sm90_usable() && d <= 128; d *= 2) {
         const int B = 1, T = 300, H = 2, Hkv = 1, ld = (H + 2 * Hkv) * d + 8;   // 8: the least pad TMA allows
@@ -718,7 +718,7 @@ static void attention_sm90_decide(void) {
         const char *names[3] = {"dq", "dk", "dv"};
         attention_backward_mma(g0, g0 + offs[1], g0 + offs[2], dout, dout2, dlse, q, k, v, dscratch, B, T, H, Hkv, d, 0, ld, ld);
         int bwd_ok = 0;
-        for (int ver = attention_sm90_bwd_version; ver >= 3 && !bwd_ok; ver--) {   // 14 .. 7, 6, 5, 4, then 3
+        for (int ver = attention_sm90_bwd_version; ver >= 3 && !bwd_ok; ver--) {   // 15 .. 7, 6, 5, 4, then 3
             if (ver < attention_sm90_bwd_version)
                 fprintf(stderr, "attention: the Hopper backward version %d failed its self-test at d=%d: trying version %d.\n",
                         ver + 1, d, ver);

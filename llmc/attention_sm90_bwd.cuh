@@ -394,7 +394,10 @@ template <int HD> struct AttWBwdCfg {
                                       + 8 * (1 + 2 * STAGES);
     static constexpr size_t KVQ_SMEM = KV_SMEM + 2 * (size_t)KV_BK * KV_BQ * 2;   // versions 12, 13: + 2 dS^T buffers
 };
-// versions 12, 13 (d = 64): the fp32 dQ accumulator (B, H, Tp, d) and its counters (B, H, Tp / 64), Tp = T rounded
+// version 15 takes 14 from this sequence length on (d = 64), 9 below it: H200 (gpu7b round 2) 14 is 7% faster than
+// 9 at T = 16384 and 2% slower at 4096 (and 12% at 1024); 8192 between them is not measured
+static const int ATTH_BWD_T14 = 8192;
+// versions 12-15 (d = 64): the fp32 dQ accumulator (B, H, Tp, d) and its counters (B, H, Tp / 64), Tp = T rounded
 // up to 64, in the backward's scratch after Delta (attention_backward_scratch_bytes in llmc/attention.cuh)
 static size_t atth_dq_work_bytes(int B, int T, int H, int d) {
     const size_t nqt = (size_t)(T + 63) / 64;
@@ -1122,16 +1125,17 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
 // the consumer warpgroups in ping-pong (atth_pingpong_turns); 7: version 6 with the warpgroup's constant operand
 // of S, dP in registers, and at d = 64 that of S^T, dP^T too; 8: version 7 with both kernels' consumers
 // software-pipelined instead of in ping-pong (atth_dq_pipelined, atth_dkv_pipelined), at d = 64 (at 128: 7); 9: the
-// dQ kernel of 8 with the dK/dV kernel of 7 (the trainer's); 10: the dQ kernel of 7 with the dK/dV kernel of 8;
-// 11: 9 with the pipelined dQ kernel's consumers also in ping-pong; 12: dQ in the dK/dV kernel of 7 (without the
-// turns), added in key-block order at L2 (red.add), no dQ kernel, at d = 64 (at 128: 9); 13: 12 with the adds
-// other than the diagonal block's made by 2 writer warps from shared memory; 14: 13 with the writers' adds by TMA
-// bulk reductions; work: atth_dq_work_bytes (12-14)
+// dQ kernel of 8 with the dK/dV kernel of 7; 10: the dQ kernel of 7 with the dK/dV kernel of 8; 11: 9 with the
+// pipelined dQ kernel's consumers also in ping-pong; 12: dQ in the dK/dV kernel of 7 (without the turns), added in
+// key-block order at L2 (red.add), no dQ kernel, at d = 64 (at 128: 9); 13: 12 with the adds other than the
+// diagonal block's made by 2 writer warps from shared memory; 14: 13 with the writers' adds by TMA bulk reductions;
+// 15 (the trainer's): 14 at d = 64 and T >= ATTH_BWD_T14, else 9; work: atth_dq_work_bytes (12-15)
 template <int HD>
 static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const float *lse,
                                        const float *delta, const floatX *q, const floatX *k, const floatX *v, float *work,
                                        int B, int T, int H, int Hkv, int ldq, int ldkv, int version, cudaStream_t stream) {
     using C = AttHBwdCfg<HD>;
+    if (version == 15) version = HD == 64 && T >= ATTH_BWD_T14 ? 14 : 9;
     if (version == 3) {
         cudaCheck(cudaFuncSetAttribute(attention_backward_dkv_sm90_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::KV_SMEM));
         attention_backward_dkv_sm90_kernel<HD><<<dim3(ceil_div(T, C::KV_BK), Hkv, B), ATTH_THREADS, C::KV_SMEM, stream>>>(
@@ -1198,7 +1202,7 @@ static void attention_backward_sm90_kernels(floatX *dq, floatX *dk, floatX *dv, 
                                             float *work, int B, int T, int H, int Hkv, int d, int ldq, int ldkv,
                                             int version, cudaStream_t stream) {
     if (d != 64 && d != 128) fatal("attention backward (Hopper): head width d=%d is not supported (64 or 128)", d);
-    if (version < 3 || version > 14) fatal("attention backward (Hopper): version %d does not exist (3 to 14)", version);
+    if (version < 3 || version > 15) fatal("attention backward (Hopper): version %d does not exist (3 to 15)", version);
     if (!attention_sm90_usable())
         fatal("attention backward (Hopper): needs a compute capability 9.0 GPU, a binary built with "
               "-gencode arch=compute_90a,code=sm_90a, and SESSA_ATT_SM90 not 0");
