@@ -203,7 +203,26 @@
  step. Version 12: 13 plus the dQ warpgroup's wait on the L2 round trips (the acquire load, the fence after the
  adds: ~1k clocks every other item, partly under the other warpgroup's work): ~2.5-2.7 ms (0.88-0.95x). The risk:
  the rate of fp32 reductions at L2 (3.25 GB), unmeasured here (version 14 within a few % of 13 unless that rate
- is what limits 13); scripts/gpu_session.sh attncu profiles 9, 13 and 14.
+ is what limits 13); scripts/gpu_session.sh attncu profiles 13 and 14.
+ Measured (H200, bench_attention.py, /work/briefs/gpu7b round 2; ms and ratio to SDPA; all four bitwise repeatable,
+ 12 = 13 = 14 bitwise, checked there):
+   shape (B T H Hkv d)     v9            v12           v13           v14
+   16 1024 12 12 64    0.316 0.89x   0.415 0.68x   0.365 0.77x   0.361 0.78x
+   16 1024 12  4 64    0.281 1.08x   0.401 0.76x   0.344 0.88x   0.334 0.91x
+    4 4096 12 12 64    0.853 0.84x   1.174 0.61x   0.952 0.75x   0.874 0.82x
+    4 4096 12  4 64    0.823 0.89x   1.162 0.63x   0.905 0.81x   0.860 0.86x
+    1 16384 12 12 64   3.149 0.77x   4.191 0.58x   3.310 0.73x   2.919 0.83x
+    1 16384 12  4 64   3.102 0.77x   4.272 0.56x   3.224 0.74x   3.026 0.79x
+    8 1024 12 12 64    0.164 0.95x   0.215 0.72x   0.188 0.82x   0.184 0.84x
+ So the prediction was wrong for 12 and 13: their time follows the bytes reduced (0.6-0.8 TB/s of fp32 adds for 12
+ at every shape, whatever the chains of blocks), i.e. the L2 round trips of the adds (the acquire, 1024 red.v4 or
+ 2048 red.v2 per tile, the fence that waits for them) bound them, not the products; 13 with one writer warp took
+ 4.08 ms at T = 16384 (round 1), with two 3.31. One TMA bulk reduction per tile (14) is the fastest: 0.83x SDPA at
+ T = 16384 (issue 10's 0.80x; 7% faster than 9), still 0.67 ms above 5/4 of the dK/dV kernel, and slower than 9 at
+ T <= 4096, where a block has few items and the writers' latency per tile is not hidden. Version 15 (the trainer's)
+ takes 14 from T = 8192 (ATTH_BWD_T14; 8192 itself unmeasured) and 9 below. Next: more tiles in flight per writer
+ (4 staging buffers: the fence and the acquire of one tile under the reduction of the next), and 128 query rows per
+ item (half the reduced bytes per FLOP; the consumers' registers are the limit).
  The dK/dV and dQ kernels stay deterministic in every version: the products and the order of every sum are the
  same; only when a block starts and which warpgroup issues first change.
  The CPU emulator runs all these kernels through the wgmma, TMA, mbarrier and named-barrier twins
