@@ -158,10 +158,75 @@
  gained nothing in version 6); predicted within +-2% of 9. What to
  measure next, before another model: the stall reasons and pipe use of both kernels there
  (scripts/gpu_session.sh attncu: ncu WarpStateStats, ComputeWorkloadAnalysis, InstructionStats for 7 and 8).
+ Versions 12, 13 (d = 64; at d = 128 they run 9's kernels): FlashAttention-3's deterministic backward, dQ in the
+ dK/dV kernel, 5 products instead of 7. The ncu profile of version 9 at B=1 T=16384 H=12 d=64 (gpu7a attncu.log:
+ dK/dV kernel 1.80 ms, dQ kernel 1.28 ms, each ~460-480 TFLOP/s of its own FLOPs, tensor pipe ~50%) says the
+ missing time is the two recomputed products (S, dP of the dQ kernel), not the kernels' efficiency. The dK/dV
+ kernel of version 7 (no turns) also computes, per item (query tile i of 64, the block's 128 keys),
+   dQ_i = dS K = (dS^T)^T K      both warpgroups store their dS^T (the bf16 A fragments of dK += dS^T Q, 64 keys
+                                 x 64 queries each) into a dS^T buffer (2, double-buffered), a named barrier, then
+                                 the warpgroup of the item's parity reads dS back as A fragments (ldmatrix .trans)
+                                 and issues m64n64k16 x 8 with B = K (the block's K tile, MN-major: as V in P V)
+ and adds it into an fp32 accumulator (B, H, Tp, d) (tiles of 64 rows in the consumers' register order:
+ atth_dq_add) in key-block order: a counter per (b, h, query tile) in global memory (memset to 0 before the
+ launch) says how many key blocks have added; the block kb waits until it is kb, adds, counts. The first block
+ (kb = 0) stores, the last (the diagonal block, kb = qt / 2) reads the sum, adds its own and writes dq in bf16: no
+ dQ kernel and no conversion kernel. Every fp32 sum has a fixed order, so the bits are the same run to run (and
+ between 12 and 13: each add is one fp32 rounding, at L2 or in a register). Deadlock: a block waits only on
+ blocks of smaller kb of the same (b, kv head), which atth_block_order launches before it (rank by rank within a
+ section), and the GPU starts CTAs in launch order, so the waited-for ones run or have finished; the emulator runs
+ blocks in that order and stops on a wait the blocks before did not satisfy. Items go tile-major, the last query
+ tile first, the group's heads in turn (item_at): the blocks of a head then visit the same query tile at the same
+ item index, so a block waits only for the previous block's add of that tile (with the first tile first it would
+ wait 2 items per block of the chain).
+ Version 12: the dQ warpgroup itself waits for the counter (thread 0, an acquire load; the others at a named
+ barrier), adds at L2 (red.global.add.v2.f32) and counts (a fence, then a relaxed add): CUTLASS's semaphore.
+ Version 13: for every tile but the diagonal block's, the warpgroup only stages its dQ tile in shared memory (2
+ buffers, one per warpgroup) and goes on; the producer's warps 1 and 2 are the writers (atth_dq_writer, one per
+ buffer; warp 3 alone loads lse, Delta, 2 rows a thread): a writer waits for
+ the counter, adds the tile at L2 (red.global.add.v4.f32), counts, hands the buffer back. So the consumers never
+ wait on another block except at their last (diagonal) tiles. Version 14: 13 with the writer's adds as one TMA
+ bulk reduction per tile (cp.reduce.async.bulk .add.f32 from the staging buffer: FlashAttention-3's way), in case
+ the L2 takes a tile's reductions faster that way than as 1024 red.v4 of 16 bytes.
+ Count at B=1 T=16384 H=12 d=64 (F = 4 d T(T+1)/2 H = 4.12e11): 16512 items per head (key block kb: 256 - 2 kb
+ query tiles), 198144 in all, each 2 x 4 products of 64 x 64 x 64 and dQ 64 x 64 x 128 = 5.24 MFLOP: 1.04e12 =
+ 2.5 F (version 9: 3.5 F = 1.44e12; SDPA's 2.375 ms = 434 TFLOP/s of 2.5 F). Floor: 1.05 ms at the 989 TFLOP/s
+ dense peak; at the ~50% tensor-pipe share of version 7's dK/dV kernel (its items: 1.80 ms for 4 products) 5/4 x
+ 1.80 = 2.25 ms. Bytes: 16 KiB of fp32 adds per item at L2 (3.25 GB, ~1.5 TB/s of reductions over ~2.2 ms; the
+ diagonal block's read of the sum 50 MB), the accumulator 50 MB (an L2 section holds Q, dO and the accumulator of
+ its heads: 8 MiB per head at T = 16384, 32 MiB per section), dq 25 MB written once; Q, dO, K, V as version 7.
+ At d12 (B=8 T=1024 H=12 d=64): 72 items per (b, h), 6912 in all (3.2e10 FLOP), 113 MB of adds.
+ Predicted: version 13 ~5/4 of version 9's dK/dV kernel (the writers keeping up: per tile an acquire load, 32
+ ld.shared + red.v4 per lane and a fence, ~1.5k clocks against ~2 x 2.4k per writer) plus ~1-2% (the chain of blocks
+ at the start, the memset): T = 16384 ~2.3 ms (1.03x SDPA; version 9 3.05 ms, 0.78x), GQA (Hkv = 4) the same;
+ d12 ~105-115 us per call against 9's 146 (dK/dV 87 + dQ 59: ncu, gpu7a profile.log), ~0.4-0.5 ms of the 20.1 ms
+ step. Version 12: 13 plus the dQ warpgroup's wait on the L2 round trips (the acquire load, the fence after the
+ adds: ~1k clocks every other item, partly under the other warpgroup's work): ~2.5-2.7 ms (0.88-0.95x). The risk:
+ the rate of fp32 reductions at L2 (3.25 GB), unmeasured here (version 14 within a few % of 13 unless that rate
+ is what limits 13); scripts/gpu_session.sh attncu profiles 13 and 14.
+ Measured (H200, bench_attention.py, /work/briefs/gpu7b round 2; ms and ratio to SDPA; all four bitwise repeatable,
+ 12 = 13 = 14 bitwise, checked there):
+   shape (B T H Hkv d)     v9            v12           v13           v14
+   16 1024 12 12 64    0.316 0.89x   0.415 0.68x   0.365 0.77x   0.361 0.78x
+   16 1024 12  4 64    0.281 1.08x   0.401 0.76x   0.344 0.88x   0.334 0.91x
+    4 4096 12 12 64    0.853 0.84x   1.174 0.61x   0.952 0.75x   0.874 0.82x
+    4 4096 12  4 64    0.823 0.89x   1.162 0.63x   0.905 0.81x   0.860 0.86x
+    1 16384 12 12 64   3.149 0.77x   4.191 0.58x   3.310 0.73x   2.919 0.83x
+    1 16384 12  4 64   3.102 0.77x   4.272 0.56x   3.224 0.74x   3.026 0.79x
+    8 1024 12 12 64    0.164 0.95x   0.215 0.72x   0.188 0.82x   0.184 0.84x
+ So the prediction was wrong for 12 and 13: their time follows the bytes reduced (0.6-0.8 TB/s of fp32 adds for 12
+ at every shape, whatever the chains of blocks), i.e. the L2 round trips of the adds (the acquire, 1024 red.v4 or
+ 2048 red.v2 per tile, the fence that waits for them) bound them, not the products; 13 with one writer warp took
+ 4.08 ms at T = 16384 (round 1), with two 3.31. One TMA bulk reduction per tile (14) is the fastest: 0.83x SDPA at
+ T = 16384 (issue 10's 0.80x; 7% faster than 9), still 0.67 ms above 5/4 of the dK/dV kernel, and slower than 9 at
+ T <= 4096, where a block has few items and the writers' latency per tile is not hidden. Version 15 (the trainer's)
+ takes 14 from T = 8192 (ATTH_BWD_T14; 8192 itself unmeasured) and 9 below. Next: more tiles in flight per writer
+ (4 staging buffers: the fence and the acquire of one tile under the reduction of the next), and 128 query rows per
+ item (half the reduced bytes per FLOP; the consumers' registers are the limit).
  The dK/dV and dQ kernels stay deterministic in every version: the products and the order of every sum are the
  same; only when a block starts and which warpgroup issues first change.
  The CPU emulator runs all these kernels through the wgmma, TMA, mbarrier and named-barrier twins
- (dev/cuda/attention_backward.cu versions 3-10, the problems cut into several L2 sections there), wgmma
+ (dev/cuda/attention_backward.cu versions 3-14, the problems cut into several L2 sections there), wgmma
  asynchronously (an accumulator read before its wait, an operand changed under a product in flight: errors); the
  hardware's reading of the descriptors and tensor maps and the races its schedule does not produce are checked
  only on a GPU.
@@ -346,7 +411,17 @@ template <int HD> struct AttWBwdCfg {
     static constexpr int KV_BK = 64 * NWG, KV_BQ = 64;   // the dK/dV kernel: keys per block, query tile
     static constexpr size_t KV_SMEM = 1024 + 2 * (size_t)KV_BK * HD * 2 + STAGES * (2 * (size_t)KV_BQ * HD * 2 + 2 * KV_BQ * 4)
                                       + 8 * (1 + 2 * STAGES);
+    static constexpr size_t KVQ_SMEM = KV_SMEM + 2 * (size_t)KV_BK * KV_BQ * 2;   // versions 12, 13: + 2 dS^T buffers
 };
+// version 15 takes 14 from this sequence length on (d = 64), 9 below it: H200 (gpu7b round 2) 14 is 7% faster than
+// 9 at T = 16384 and 2% slower at 4096 (and 12% at 1024); 8192 between them is not measured
+static const int ATTH_BWD_T14 = 8192;
+// versions 12-15 (d = 64): the fp32 dQ accumulator (B, H, Tp, d) and its counters (B, H, Tp / 64), Tp = T rounded
+// up to 64, in the backward's scratch after Delta (attention_backward_scratch_bytes in llmc/attention.cuh)
+static size_t atth_dq_work_bytes(int B, int T, int H, int d) {
+    const size_t nqt = (size_t)(T + 63) / 64;
+    return d == 64 ? (size_t)B * H * nqt * 64 * d * sizeof(float) + (size_t)B * H * nqt * sizeof(unsigned) : 0;
+}
 #ifdef SESSA_SM90A
 // compile-time flags for the pipelined consumers' generic lambdas (first tile or item: if constexpr)
 struct atth_true { static constexpr bool value = true; };
@@ -715,6 +790,166 @@ __device__ __forceinline__ void atth_dkv_pipelined(float (&dka)[HD / 2], float (
 }
 #endif // SESSA_SM90A
 
+#if defined(SESSA_SM90A) && !defined(SESSA_CUDA_EMU_H)
+// The counters that order version 12's adds into dQ (CUTLASS's generic barrier: a thread spins on an acquire load,
+// the others wait at a barrier behind it; after a barrier over the adding threads one thread fences and counts).
+// dev/cuda_emu/cuda_emu.h has twins (there a wait that is not already satisfied is an error: blocks run in order).
+__device__ __forceinline__ void sem_wait_eq(const unsigned *c, unsigned v) {
+    unsigned x;
+    do {
+        asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(x) : "l"(c) : "memory");
+    } while (x != v);
+}
+__device__ __forceinline__ void sem_release_inc(unsigned *c) {
+    asm volatile("fence.acq_rel.gpu;\nred.relaxed.gpu.global.add.u32 [%0], 1;\n" :: "l"(c) : "memory");
+}
+// p[0] += a, p[1] += b at L2, no value returned (p 8-byte aligned; one fp32 rounding each, as a + b); x4: 16 bytes
+__device__ __forceinline__ void red_add_f32x2(float *p, float a, float b) {
+    asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" :: "l"(p), "f"(a), "f"(b) : "memory");
+}
+__device__ __forceinline__ void red_add_f32x4(float *p, float4 v) {
+    asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};\n" :: "l"(p), "f"(v.x), "f"(v.y), "f"(v.z), "f"(v.w)
+                 : "memory");
+}
+// bytes (a multiple of 16) of shared memory src -> global dst by the TMA unit, added there in fp32 (add) or copied
+// (cp.reduce.async.bulk / cp.async.bulk, one bulk group per commit); bulk_wait_all: every group complete (written);
+// fence_proxy_async_global: orders this thread's global accesses of the generic proxy with those of the bulk copies
+__device__ __forceinline__ void bulk_s2g(float *dst, const float *src, int bytes, bool add) {
+    if (add)
+        asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n"
+                     :: "l"(dst), "r"(smem_u32(src)), "r"(bytes) : "memory");
+    else
+        asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;\n"
+                     :: "l"(dst), "r"(smem_u32(src)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void bulk_commit(void) { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+__device__ __forceinline__ void bulk_wait_all(void) { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
+__device__ __forceinline__ void fence_proxy_async_global(void) { asm volatile("fence.proxy.async.global;\n" ::: "memory"); }
+#endif
+#ifdef SESSA_SM90A
+// Version 12's dQ in the dK/dV kernel. Per item (query tile of 64, 128 keys) each consumer warpgroup stores its
+// dS^T (64 keys x 64 queries, bf16: the A fragments of dK += dS^T Q) into the item's dS^T buffer (128 keys x 64
+// queries, 128-byte rows, 16-byte chunk c of row r at chunk c ^ (r % 8): conflict-free for these 4-byte stores and
+// for ldmatrix's 16-byte rows); then one warpgroup (item parity; the other only signals its half stored and goes
+// on) reads dS (queries x 128 keys) back as A fragments (ldmatrix .trans) for dQ_i = dS K (m64n{d}k16, B = K
+// MN-major, the block's 128 keys: 8 k-steps) and adds it into the fp32 accumulator of (b, h) in key-block order
+// (atth_dq_add).
+// this thread's dS^T fragments da (keys kr0, kr0 + 8 of the buffer; kr0 = 64 cw + 16 warp + g) -> the buffer
+template <int BQ>
+__device__ __forceinline__ void atth_store_dst(unsigned char *buf, const uint32_t (&da)[BQ / 16][4], int kr0) {
+    static_assert(BQ == 64, "the dS^T buffer has 128-byte rows: 64 queries");
+    const int tq = threadIdx.x % 4;
+#pragma unroll
+    for (int kk = 0; kk < BQ / 16; kk++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) {                  // da[kk][j]: key kr0 + 8 (j & 1), queries 16kk + 8 (j >> 1) + 2tq, +1
+            const int r = kr0 + 8 * (j & 1), c = 16 * kk + 8 * (j >> 1) + 2 * tq;
+            *(uint32_t *)(buf + r * 128 + (((c / 8) ^ (r % 8)) << 4) + (c % 8) * 2) = da[kk][j];
+        }
+}
+// dS (this warp's 16 queries x the buffer's NK keys) as A fragments, one per 16 keys: ldmatrix .trans of the dS^T
+// buffer, lane l giving row (key) 16kk + 8 (i / 2) + l % 8 of matrix i = l / 8, queries 16 warp + 8 (i % 2) ..+7
+template <int NK>
+__device__ __forceinline__ void atth_load_ds(uint32_t (&a)[NK / 16][4], const unsigned char *buf) {
+    const int lane = threadIdx.x % 32, i = lane / 8, m0 = 16 * (threadIdx.x % 128 / 32) + 8 * (i % 2);
+#pragma unroll
+    for (int kk = 0; kk < NK / 16; kk++) {
+        const int r = 16 * kk + 8 * (i / 2) + lane % 8;
+        ldmatrix_x4_trans(a[kk], buf + r * 128 + (((m0 / 8) ^ (r % 8)) << 4));
+    }
+}
+// A dQ tile in the fp32 accumulator (64 x 64 floats, 16 KiB) is kept in the consumers' register order, not row by
+// row: register pair p (acc[2p], acc[2p + 1]: row 16 warp + g + 8 (p & 1), columns 8 (p / 2) + 2tq, +1) of thread wt
+// (0..127 of the warpgroup) at floats 2 (128 p + wt), +1. So a warp's adds, loads and stores of one pair cover 256
+// contiguous bytes, and the staging buffer of version 13 (the same layout in shared memory) is conflict-free.
+// The item's dQ tile (this warpgroup's accumulator acc) of key block kb into tile (query tile qt of (b, h) in the
+// accumulator) in the order of the key blocks: thread 0 of the warpgroup waits until the tile's counter cnt says kb
+// blocks have added (the others at named barrier bar), then every thread adds its part: the first block (kb = 0)
+// stores, the last one (the diagonal block, kb = qt / 2) reads the sum, adds its own and writes dq (bf16, times
+// scale, rows < T: row0 the tile's first row, dq_bh = dq of (b, h), rows ldq apart), every other one adds at L2
+// (red.global.add.v2.f32); after a second barrier thread 0 counts the block (not the last: nobody waits for it).
+template <int HD>
+__device__ __forceinline__ void atth_dq_add(float *tile, unsigned *cnt, const float (&acc)[HD / 2], int kb, int qt, int bar,
+                                            floatX *dq_bh, int ldq, int row0, int T, float scale) {
+    const int wt = threadIdx.x % 128, r = 16 * (wt / 32) + wt % 32 / 4;
+    const bool first = kb == 0, last = kb == qt / 2;
+    if (first && last) {                               // the only block adding there (query tiles 0 and 1)
+        atth_store_rows<HD>(dq_bh, ldq, row0 + r, T, acc, scale, scale);
+        return;
+    }
+    if (wt == 0) sem_wait_eq(cnt, kb);
+    bar_sync(bar, 128);                                // blocks < kb have added (acquired by thread 0)
+    float sum[HD / 2];
+#pragma unroll
+    for (int p = 0; p < HD / 4; p++) {
+        float *q = tile + 2 * (128 * p + wt);
+        if (first) *(float2 *)q = make_float2(acc[2 * p], acc[2 * p + 1]);
+        else if (last) {
+            const float2 o = __ldcg((const float2 *)q);
+            sum[2 * p] = o.x + acc[2 * p];
+            sum[2 * p + 1] = o.y + acc[2 * p + 1];
+        } else red_add_f32x2(q, acc[2 * p], acc[2 * p + 1]);
+    }
+    if (last) {
+        atth_store_rows<HD>(dq_bh, ldq, row0 + r, T, sum, scale, scale);
+        return;
+    }
+    bar_sync(bar, 128);                                // every thread's adds issued (ordered before the count)
+    if (wt == 0) sem_release_inc(cnt);
+}
+// Version 13: a consumer hands a tile that is not the diagonal block's (kb < qt / 2) to its writer warp through its
+// staging buffer (64 x 64 floats in the layout above) and goes on: named barriers 8 + cw (buffer free: the writer's
+// arrival after its previous tile from this buffer, not waited for on the buffer's first use) and 6 + cw (staged);
+// (4 + cw, 128 threads: atth_dq_add's, which this warpgroup still runs for the diagonal block's tiles).
+template <int HD>
+__device__ __forceinline__ void atth_dq_stage(float *buf, const float (&acc)[HD / 2], int cw, bool first_use) {
+    const int wt = threadIdx.x % 128;
+    if (!first_use) bar_sync(8 + cw, 160);
+#pragma unroll
+    for (int p = 0; p < HD / 4; p++) *(float2 *)(buf + 2 * (128 * p + wt)) = make_float2(acc[2 * p], acc[2 * p + 1]);
+    fence_proxy_async();                               // (version 14's writer reads the buffer by TMA)
+    bar_arrive(6 + cw, 160);
+}
+// Version 13's writer warps (warps 1, 2 of the producer warpgroup; warp 3 loads lse, Delta alone): writer c takes
+// the staged tiles of the items it = c, c + 2, .. < n_st from buffer c (the consumer warpgroup c's), each after its
+// counter says kb blocks have added (lane 0 waits), stored (kb = 0) or added at L2 (red.global.add.v4.f32) by the
+// 32 lanes, the buffer handed back (unless no later tile comes through it), then counted by lane 0; tile_of(it) =
+// (the tile in the accumulator, its counter). Two writers: each has 2 items' time (~2 x 2.4k clocks) for a tile's
+// ~1.5k (an acquire load, 32 ld.shared + red.v4 per lane, the fence before the count), one would have 1.
+// BULK (version 14): lane 0 alone moves the tile, by one TMA bulk copy or reduction (cp.reduce.async.bulk .add.f32,
+// FlashAttention-3's way), waited for before the count, with proxy fences on both sides of it.
+template <int HD, bool BULK, class TileOf>
+__device__ __forceinline__ void atth_dq_writer(const float *bufs, int n_st, int kb, int c, const TileOf &tile_of) {
+    constexpr int TILE = 64 * HD;                      // floats
+    const int lane = threadIdx.x % 32;
+    for (int it = c; it < n_st; it += 2) {
+        float *tile;
+        unsigned *cnt;
+        tile_of(it, tile, cnt);
+        bar_sync(6 + c, 160);                          // the consumer's tile is in buffer c
+        if (lane == 0) sem_wait_eq(cnt, kb);
+        if (BULK && lane == 0) {
+            fence_proxy_async_global();                // the bulk operation after the acquire
+            bulk_s2g(tile, bufs + c * TILE, TILE * sizeof(float), kb != 0);
+            bulk_commit();
+            bulk_wait_all();
+            fence_proxy_async_global();                // ... and before the count
+        }
+        __syncwarp();
+        const float4 *src = (const float4 *)(bufs + c * TILE);
+#pragma unroll 2
+        for (int k = lane; k < (BULK ? 0 : TILE / 4); k += 32) {   // (2 at a time: 24 registers)
+            const float4 v = src[k];
+            if (kb == 0) *(float4 *)(tile + 4 * k) = v;
+            else red_add_f32x4(tile + 4 * k, v);
+        }
+        __syncwarp();                                  // every lane's adds issued (ordered before the count)
+        if (it + 2 < n_st) bar_arrive(8 + c, 160);     // buffer c is free
+        if (lane == 0) sem_release_inc(cnt);
+    }
+}
+#endif // SESSA_SM90A
+
 // The dK/dV kernel warp-specialized (backward version 4): K, V (128 keys) loaded once by TMA, then per work item
 // (query head of the group, query tile of 64, in the order above) Q_i, dO_i by TMA and lse, Delta (64 rows each,
 // read by 64 producer threads and stored to shared memory) into a ring of STAGES = 3 stages, one full mbarrier per
@@ -726,19 +961,27 @@ __device__ __forceinline__ void atth_dkv_pipelined(float (&dka)[HD / 2], float (
 // key block, the longest); AttWBwdCfg<HD>::THREADS threads, ::KV_SMEM bytes; tq, tdo: maps of q, dout with boxes of
 // 64 rows, tk, tv: maps of k, v with boxes of 128 rows; PINGPONG (versions 6, 7): the consumers take turns
 // (atth_pingpong_turns); RS (versions 7-10 at d = 64): S^T and dP^T with K, V from registers (atth_load_afrag);
-// PIPE (versions 8, 10 at d = 64): each consumer software-pipelined (atth_dkv_pipelined), no ping-pong
-template <int HD, bool PINGPONG, bool RS, bool PIPE>
+// PIPE (versions 8, 10 at d = 64): each consumer software-pipelined (atth_dkv_pipelined), no ping-pong;
+// DQ (versions 12 (1), 13 (2), 14 (3) at d = 64, with RS, without PINGPONG and PIPE; 0: none): dQ here too (atth_dq_add;
+// dqa, dq_cnt: the fp32 accumulator (B, H, Tp, d) in tiles of 64 rows and the counters (B, H, Tp / 64, zero at
+// launch), Tp = T rounded up to 64; dq rows ldq apart), the items in item_at's order, 2 buffers of dS^T more, and
+// with DQ >= 2 the 2 writer warps (atth_dq_writer) and their staging buffers: 115 / 147 KiB of shared memory (12 / 13),
+// no spills (ptxas -v, nvcc 13; the writer's loop 2 float4 at a time in the producer's 24 registers)
+template <int HD, bool PINGPONG, bool RS, bool PIPE, int DQ = 0>
 __global__ void __launch_bounds__(AttWBwdCfg<HD>::THREADS, 1)
 attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
                                       const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
                                       floatX *dk, floatX *dv, const float *lse, const float *delta, int T, int H, int Hkv,
-                                      int ldkv, int sec) {
+                                      int ldkv, int sec, floatX *dq, int ldq, float *dqa, unsigned *dq_cnt) {
 #ifdef SESSA_SM90A
     using C = AttWBwdCfg<HD>;
     constexpr int BKV = C::KV_BK, BQ = C::KV_BQ, NST = C::STAGES, NS = BQ / 2, NO = HD / 2;
-    constexpr int KV_BYTES = BKV * HD * 2, Q_BYTES = BQ * HD * 2;
+    constexpr int KV_BYTES = BKV * HD * 2, Q_BYTES = BQ * HD * 2, DS_BYTES = BKV * BQ * 2, DQT = BQ * HD;   // DQT floats
+    static_assert(!DQ || (RS && !PINGPONG && !PIPE), "versions 12, 13: the dK/dV consumers of version 7 without turns");
     extern __shared__ __align__(1024) unsigned char atth_smem[];
-    unsigned char *Ks = atth_smem_base(atth_smem), *Vs = Ks + KV_BYTES, *Qs = Vs + KV_BYTES, *dOs = Qs + NST * Q_BYTES;
+    unsigned char *Ks = atth_smem_base(atth_smem), *Vs = Ks + KV_BYTES, *dSs = Vs + KV_BYTES;   // dSs: DQ only
+    float *dQs = (float *)(dSs + (DQ ? 2 * DS_BYTES : 0));                                     // DQ >= 2 only
+    unsigned char *Qs = (unsigned char *)(dQs + (DQ >= 2 ? 2 * DQT : 0)), *dOs = Qs + NST * Q_BYTES;
     float *Ls = (float *)(dOs + NST * Q_BYTES), *Ds = Ls + NST * BQ;
     uint64_t *kv_full = (uint64_t *)(Ds + NST * BQ), *it_full = kv_full + 1, *it_empty = it_full + NST;
     const int tid = threadIdx.x, wg = tid / 128, nb = (T + BKV - 1) / BKV;
@@ -746,35 +989,62 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
     atth_block_order(rank, bh, blockIdx.x, nb, gridDim.x / nb, sec);
     const int j0 = rank * BKV, hk = bh % Hkv, b = bh / Hkv, grp = H / Hkv;
     const int n_q = (T - j0 + BQ - 1) / BQ, n_it = grp * n_q;                // query tiles per head, work items
+    const int nqt = (T + BQ - 1) / BQ, n_st = DQ >= 2 ? max(n_q - 2, 0) * grp : 0;   // query tiles; staged (DQ >= 2)
+    constexpr int NR = DQ >= 2 ? 32 : BQ;             // producer threads loading lse, Delta (DQ >= 2: warp 3, 2 rows each)
+    auto item_at = [&](int it, int &h, int &i0) {     // work item it -> query head h, first query i0
+        if (DQ) {                                      // the last query tile first, the group's heads in turn
+            h = hk * grp + it % grp;
+            i0 = j0 + (n_q - 1 - it / grp) * BQ;
+        } else {                                       // head by head, the first query tile first
+            h = hk * grp + it / n_q;
+            i0 = j0 + (it % n_q) * BQ;
+        }
+    };
+    auto tile_of = [&](int it, float *&tile, unsigned *&cnt) {   // DQ: item it's dQ tile in dqa, its counter
+        int h, i0;
+        item_at(it, h, i0);
+        const size_t t = ((size_t)b * H + h) * nqt + i0 / BQ;
+        tile = dqa + t * DQT;
+        cnt = dq_cnt + t;
+    };
     if (tid == 0) {
         mbar_init(kv_full, 1);
         for (int st = 0; st < NST; st++) {
-            mbar_init(it_full + st, 1 + BQ);           // the TMA thread + the lse/Delta row threads
+            mbar_init(it_full + st, 1 + NR);           // the TMA thread + the lse/Delta row threads
             mbar_init(it_empty + st, 128 * C::NWG);
         }
         mbar_fence_init();
     }
     __syncthreads();
-    if (wg == 0) {                                     // the producer: thread 0 the tiles, threads 64..127 lse, Delta
+    if (wg == 0) {                                     // the producer: thread 0 the tiles, the last NR threads lse, Delta
         setmaxnreg_dec<C::PRODUCER_REGS>();
-        const int r = tid - (128 - BQ);                // this thread's row of lse, Delta (when >= 0)
+        const int r = tid - (128 - NR);                // this thread's first row of lse, Delta (when >= 0)
         if (tid == 0) {
             mbar_arrive_expect_tx(kv_full, 2 * KV_BYTES);
             attw_load_rows<HD, BKV>(Ks, &tk, kv_full, hk, j0, b);
             attw_load_rows<HD, BKV>(Vs, &tv, kv_full, hk, j0, b);
         }
+        if (DQ >= 2 && (tid / 32 == 1 || tid / 32 == 2)) {   // warps 1, 2: version 13's writers (even, odd items)
+            atth_dq_writer<HD, DQ == 3>(dQs, n_st, rank, tid / 32 - 1, tile_of);
+            return;
+        }
         if (tid != 0 && r < 0) return;
         for (int it = 0; it < n_it; it++) {
-            const int st = it % NST, h = hk * grp + it / n_q, i0 = j0 + (it % n_q) * BQ;
+            const int st = it % NST;
+            int h, i0;
+            item_at(it, h, i0);
             if (it >= NST) mbar_wait(it_empty + st, ((it / NST) & 1) ^ 1);   // item it - NST is done with the stage
             if (tid == 0) {
                 mbar_arrive_expect_tx(it_full + st, 2 * Q_BYTES);
                 attw_load_rows<HD, BQ>(Qs + st * Q_BYTES, &tq, it_full + st, h, i0, b);
                 attw_load_rows<HD, BQ>(dOs + st * Q_BYTES, &tdo, it_full + st, h, i0, b);
             } else {
-                const int t = i0 + r;
-                Ls[st * BQ + r] = t < T ? lse[((size_t)b * H + h) * T + t] * 1.4426950408889634f : 0.0f;
-                Ds[st * BQ + r] = t < T ? delta[((size_t)b * H + h) * T + t] : 0.0f;
+#pragma unroll 1
+                for (int rr = r; rr < BQ; rr += NR) {
+                    const int t = i0 + rr;
+                    Ls[st * BQ + rr] = t < T ? lse[((size_t)b * H + h) * T + t] * 1.4426950408889634f : 0.0f;
+                    Ds[st * BQ + rr] = t < T ? delta[((size_t)b * H + h) * T + t] : 0.0f;
+                }
                 mbar_arrive(it_full + st);             // (release: the stores are visible to the waiting consumers)
             }
         }
@@ -797,7 +1067,50 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
     }
     static_assert(!(PIPE && PINGPONG), "the pipelined dK/dV consumers do not take turns");
     auto consume = [&](const auto &kop, const auto &vop) {   // the warpgroup's items with K, V as kop, vop
-        if constexpr (PIPE) {
+        if constexpr (DQ) {
+            float s[NS], dp[NS], dqr[NO];
+            uint32_t pa[BQ / 16][4], da[BQ / 16][4], dsa[BKV / 16][4];
+#pragma unroll
+            for (int i = 0; i < NS; i++) { s[i] = 0.0f; dp[i] = 0.0f; }
+            const int kr0 = 64 * cw + 16 * ((tid % 128) / 32) + g;   // this thread's first key row in dS^T
+            for (int it = 0; it < n_it; it++) {
+                const int st = it % NST;
+                int h, i0;
+                item_at(it, h, i0);
+                unsigned char *dSt = dSs + (it & 1) * DS_BYTES;
+                mbar_wait(it_full + st, (it / NST) & 1);
+                if (i0 + BQ - 1 < wk0) {               // every query of the tile precedes every key here: dS^T = 0
+#pragma unroll
+                    for (int kk = 0; kk < BQ / 16; kk++) da[kk][0] = da[kk][1] = da[kk][2] = da[kk][3] = 0u;
+                } else atth_dkv_item<HD, BKV, BQ>(dka, dva, s, dp, pa, da, kop, vop, Qs + st * Q_BYTES, dOs + st * Q_BYTES,
+                                                  Ls + st * BQ, Ds + st * BQ, i0, wk0, rk0, T, sl2);
+                mbar_arrive(it_empty + st);
+                atth_store_dst<BQ>(dSt, da, kr0);
+                // named barrier 10 + (it & 1): the other warpgroup's half of dS^T stored (it arrives, the item's dQ
+                // warpgroup waits); one per buffer, so that an arrival is never counted in the next item's phase, and
+                // the dQ warpgroup's arrival in item it + 1 follows its reads of buffer it & 1 (free in item it + 2)
+                if ((it & 1) != cw) {
+                    bar_arrive(10 + (it & 1), 256);
+                    continue;
+                }
+                bar_sync(10 + (it & 1), 256);
+                atth_load_ds<BKV>(dsa, dSt);
+#pragma unroll
+                for (int i = 0; i < NO; i++) dqr[i] = 0.0f;
+                wgmma_fence_operand(dqr);
+                wgmma_fence();
+                atth_issue_pv<HD, BKV>(dqr, dsa, Ks);  // dQ_i = dS K (the block's 128 keys)
+                wgmma_wait<0>();
+                wgmma_fence_operand(dqr);
+                atth_fence_p<BKV / 16>(dsa);
+                float *tile;
+                unsigned *cnt;
+                tile_of(it, tile, cnt);
+                if (DQ >= 2 && it < n_st) atth_dq_stage<HD>(dQs + cw * DQT, dqr, cw, it < 2);   // to the writer
+                else atth_dq_add<HD>(tile, cnt, dqr, rank, i0 / BQ, 4 + cw, dq + (size_t)b * T * ldq + h * HD, ldq, i0, T,
+                                     scale);
+            }
+        } else if constexpr (PIPE) {
             atth_dkv_pipelined<HD, BKV, BQ, NST>(dka, dva, kop, vop, Qs, dOs, Ls, Ds, it_full, it_empty, n_it, n_q, j0,
                                                  wk0, rk0, T, sl2);
         } else {
@@ -831,13 +1144,17 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
 // the consumer warpgroups in ping-pong (atth_pingpong_turns); 7: version 6 with the warpgroup's constant operand
 // of S, dP in registers, and at d = 64 that of S^T, dP^T too; 8: version 7 with both kernels' consumers
 // software-pipelined instead of in ping-pong (atth_dq_pipelined, atth_dkv_pipelined), at d = 64 (at 128: 7); 9: the
-// dQ kernel of 8 with the dK/dV kernel of 7 (the trainer's); 10: the dQ kernel of 7 with the dK/dV kernel of 8;
-// 11: 9 with the pipelined dQ kernel's consumers also in ping-pong
+// dQ kernel of 8 with the dK/dV kernel of 7; 10: the dQ kernel of 7 with the dK/dV kernel of 8; 11: 9 with the
+// pipelined dQ kernel's consumers also in ping-pong; 12: dQ in the dK/dV kernel of 7 (without the turns), added in
+// key-block order at L2 (red.add), no dQ kernel, at d = 64 (at 128: 9); 13: 12 with the adds other than the
+// diagonal block's made by 2 writer warps from shared memory; 14: 13 with the writers' adds by TMA bulk reductions;
+// 15 (the trainer's): 14 at d = 64 and T >= ATTH_BWD_T14, else 9; work: atth_dq_work_bytes (12-15)
 template <int HD>
 static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const float *lse,
-                                       const float *delta, const floatX *q, const floatX *k, const floatX *v,
+                                       const float *delta, const floatX *q, const floatX *k, const floatX *v, float *work,
                                        int B, int T, int H, int Hkv, int ldq, int ldkv, int version, cudaStream_t stream) {
     using C = AttHBwdCfg<HD>;
+    if (version == 15) version = HD == 64 && T >= ATTH_BWD_T14 ? 14 : 9;
     if (version == 3) {
         cudaCheck(cudaFuncSetAttribute(attention_backward_dkv_sm90_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::KV_SMEM));
         attention_backward_dkv_sm90_kernel<HD><<<dim3(ceil_div(T, C::KV_BK), Hkv, B), ATTH_THREADS, C::KV_SMEM, stream>>>(
@@ -846,6 +1163,23 @@ static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const
         cudaCheck(cudaFuncSetAttribute(attention_backward_dq_sm90_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::DQ_SMEM));
         attention_backward_dq_sm90_kernel<HD><<<dim3(ceil_div(T, C::DQ_BQ), H, B), ATTH_THREADS, C::DQ_SMEM, stream>>>(
             dq, dout, lse, delta, q, k, v, T, H, Hkv, ldq, ldkv);
+    } else if (HD == 64 && version >= 12) {   // dQ in the dK/dV kernel
+        using W = AttWBwdCfg<HD>;
+        const int nqt = ceil_div(T, W::KV_BQ);
+        float *dqa = work;
+        unsigned *cnt = (unsigned *)(dqa + (size_t)B * H * nqt * W::KV_BQ * HD);
+        cudaCheck(cudaMemsetAsync(cnt, 0, (size_t)B * H * nqt * sizeof(unsigned), stream));
+        // sections: Q, dO (bf16) and the dQ accumulator (fp32) of a kv head's grp heads
+        const int sec = atth_section((size_t)(H / Hkv) * T * HD * 8, 1, B * Hkv);
+        auto dkv = version == 12 ? attention_backward_dkv_sm90_ws_kernel<HD, false, HD == 64, false, HD == 64>
+                 : version == 13 ? attention_backward_dkv_sm90_ws_kernel<HD, false, HD == 64, false, HD == 64 ? 2 : 0>
+                                 : attention_backward_dkv_sm90_ws_kernel<HD, false, HD == 64, false, HD == 64 ? 3 : 0>;
+        const size_t smem = version == 12 ? W::KVQ_SMEM : W::KVQ_SMEM + 2 * (size_t)W::KV_BQ * HD * sizeof(float);
+        CUtensorMap tq64 = atth_tensor_map(q, B, T, H, HD, ldq, W::KV_BQ), tdo64 = atth_tensor_map(dout, B, T, H, HD, H * HD, W::KV_BQ);
+        CUtensorMap tk128 = atth_tensor_map(k, B, T, Hkv, HD, ldkv, W::KV_BK), tv128 = atth_tensor_map(v, B, T, Hkv, HD, ldkv, W::KV_BK);
+        cudaCheck(cudaFuncSetAttribute(dkv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        dkv<<<ceil_div(T, W::KV_BK) * B * Hkv, W::THREADS, smem, stream>>>(
+            tq64, tdo64, tk128, tv128, dk, dv, lse, delta, T, H, Hkv, ldkv, sec, dq, ldq, dqa, cnt);
     } else {   // q, k, v through tensor maps with their row strides; dout dense (B, T, H, d)
         using W = AttWBwdCfg<HD>;
         const int grp = H / Hkv;   // sections (version 5): Q, dO of a kv head's grp heads; K, V of a kv head
@@ -869,7 +1203,7 @@ static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const
         CUtensorMap tk128 = atth_tensor_map(k, B, T, Hkv, HD, ldkv, W::KV_BK), tv128 = atth_tensor_map(v, B, T, Hkv, HD, ldkv, W::KV_BK);
         cudaCheck(cudaFuncSetAttribute(dkv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)W::KV_SMEM));
         dkv<<<ceil_div(T, W::KV_BK) * B * Hkv, W::THREADS, W::KV_SMEM, stream>>>(
-            tq64, tdo64, tk128, tv128, dk, dv, lse, delta, T, H, Hkv, ldkv, sec_kv);
+            tq64, tdo64, tk128, tv128, dk, dv, lse, delta, T, H, Hkv, ldkv, sec_kv, nullptr, 0, nullptr, nullptr);
         cudaCheck(cudaGetLastError());
         CUtensorMap tq = atth_tensor_map(q, B, T, H, HD, ldq, W::BQ), tdo = atth_tensor_map(dout, B, T, H, HD, H * HD, W::BQ);
         CUtensorMap tk = atth_tensor_map(k, B, T, Hkv, HD, ldkv, W::BK), tv = atth_tensor_map(v, B, T, Hkv, HD, ldkv, W::BK);
@@ -884,15 +1218,15 @@ static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const
 // first; attention_backward picks that when the Hopper path is trusted and d is 64 or 128)
 static void attention_backward_sm90_kernels(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const float *lse,
                                             const float *delta, const floatX *q, const floatX *k, const floatX *v,
-                                            int B, int T, int H, int Hkv, int d, int ldq, int ldkv, int version,
-                                            cudaStream_t stream) {
+                                            float *work, int B, int T, int H, int Hkv, int d, int ldq, int ldkv,
+                                            int version, cudaStream_t stream) {
     if (d != 64 && d != 128) fatal("attention backward (Hopper): head width d=%d is not supported (64 or 128)", d);
-    if (version < 3 || version > 11) fatal("attention backward (Hopper): version %d does not exist (3 to 11)", version);
+    if (version < 3 || version > 15) fatal("attention backward (Hopper): version %d does not exist (3 to 15)", version);
     if (!attention_sm90_usable())
         fatal("attention backward (Hopper): needs a compute capability 9.0 GPU, a binary built with "
               "-gencode arch=compute_90a,code=sm_90a, and SESSA_ATT_SM90 not 0");
-    if (d == 64) attention_backward_sm90_hd<64>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, ldq, ldkv, version, stream);
-    if (d == 128) attention_backward_sm90_hd<128>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, ldq, ldkv, version, stream);
+    if (d == 64) attention_backward_sm90_hd<64>(dq, dk, dv, dout, lse, delta, q, k, v, work, B, T, H, Hkv, ldq, ldkv, version, stream);
+    if (d == 128) attention_backward_sm90_hd<128>(dq, dk, dv, dout, lse, delta, q, k, v, work, B, T, H, Hkv, ldq, ldkv, version, stream);
 }
 
 #endif // SESSA_ATTENTION_SM90_BWD_CUH

@@ -19,14 +19,27 @@
               (at 128: version 7): a tile's (item's) last product (dQ += dS K_j; dK += dS^T Q_i) is issued in
               the next one, after its S, dP, so that a warpgroup's exponentials run under its own products; the
               same bits as version 7 (checked)
-   version 9: the dQ kernel of version 8 with the dK/dV kernel of version 7: what the trainer uses on an
+   version 9: the dQ kernel of version 8 with the dK/dV kernel of version 7: what the trainer used on an
               H100/H200 (H200: 1-2% faster than 7 at d = 64; the pipelined dK/dV kernel is slower)
    version 10: the dQ kernel of version 7 with the dK/dV kernel of version 8
    version 11: version 9 with the pipelined dQ kernel's consumers also in ping-pong (version 7's turns)
-   versions 3-11 are checked against the CPU reference and against version 2 (8-11 bitwise against 7)
+   version 12: dQ in the dK/dV kernel (FlashAttention-3's deterministic backward): the kernel of version 7 without
+              the turns also computes dQ_i = dS K for every query tile it visits (5 products instead of 7) and adds
+              it into an fp32 accumulator at L2 (red.add), in key-block order (a counter per query tile), the last
+              (diagonal) block writing dq; no dQ kernel. d = 64 (at 128: version 9). H200 (gpu7b): 1.3-1.4x
+              slower than 9
+   version 13: version 12 with the adds other than the diagonal block's made by 2 writer warps (the producer's
+              warps 1, 2) from shared memory, so that the consumers do not wait on the counters (the same sums in
+              the same order: the same bits as 12, checked); H200: 1.05-1.22x slower than 9
+   version 14: version 13 with the writers' adds by TMA bulk reductions (cp.reduce.async.bulk .add.f32, one per
+              tile, as FlashAttention-3), the same bits as 12 (checked); H200: 7% faster than 9 at T = 16384
+              (0.83x SDPA), 2% slower at 4096, 12-14% at 1024
+   version 15: 14 at d = 64 from T = 8192 on (ATTH_BWD_T14), else 9: what the trainer uses
+   versions 3-15 are checked against the CPU reference and against version 2 (8-11 and 15 bitwise against 7, 13
+   and 14 against 12), and for determinism (a second run: the same bits)
  make -C dev/cuda bin/attention_backward && dev/cuda/bin/attention_backward check|bench [version]
  dev/cuda/bin/attention_backward shape B T H Hkv d   times the trainer's forward (attention_forward: the Hopper
-   kernel on sm_90, else version 2), the version 2 forward, the trainer's backward (attention_backward: version 7
+   kernel on sm_90, else version 2), the version 2 forward, the trainer's backward (attention_backward: version 15
    on sm_90, else 2) and the version 2 backward at one shape and prints one machine-readable line
    (dev/cuda/bench_attention.py joins it with PyTorch SDPA's timings)
 */
@@ -207,7 +220,7 @@ static AttGrads att_grads_alloc(const AttProblem *p, const float *dout) {
 static void att_grads_free(AttGrads *g) {
     cudaCheck(cudaFree(g->dout)); cudaCheck(cudaFree(g->dgrad)); cudaCheck(cudaFree(g->scratch));
 }
-// version 0: attention_backward, the trainer's choice (9 where usable, else 2); version 1 takes dense tensors only
+// version 0: attention_backward, the trainer's choice (15 where usable, else 2); version 1 takes dense tensors only
 static void run_att_backward(AttProblem *p, AttGrads *g, int version) {
     const int ldq = p->L.ldq, ldkv = p->L.ldkv;
 #define ATT_BWD_ARGS g->dq, g->dk, g->dv, g->dout, p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, g->scratch, p->B, p->T, p->H, p->Hkv, p->d, 0
@@ -294,14 +307,18 @@ static int check(int version, int B, int T, int H, int Hkv, int d, int stacked) 
     int same = memcmp(first, again, p.L.n * sizeof(uint16_t)) == 0;
     printf("  dq, dk, dv second run bitwise identical: %s\n", same ? "ok" : "FAIL");
     ok &= same;
-    if (version >= 8) {
+    if (version >= 8 && version != 12) {
         // the pipelined consumers issue version 7's products in another order of time, not of summation: the same
-        // bits, unless an operand was changed under a product in flight (a register or a stage handed back early)
+        // bits, unless an operand was changed under a product in flight (a register or a stage handed back early);
+        // versions 13, 14 add what 12 adds, in the same order, each add one fp32 rounding: the same bits as 12
+        // (15: 14's or 9's kernels by T)
+        const bool as14 = version == 13 || version == 14 || (version == 15 && T >= ATTH_BWD_T14);
+        const int twin = as14 && d == 64 ? 12 : 7;
         AttGrads g7 = att_grads_alloc(&p, dout);
-        run_att_backward(&p, &g7, 7);
+        run_att_backward(&p, &g7, twin);
         cudaCheck(cudaMemcpy(again, g7.dgrad, p.L.n * sizeof(floatX), cudaMemcpyDeviceToHost));
         int same7 = memcmp(first, again, p.L.n * sizeof(uint16_t)) == 0;
-        printf("  dq, dk, dv bitwise identical to version 7's: %s\n", same7 ? "ok" : "FAIL");
+        printf("  dq, dk, dv bitwise identical to version %d's: %s\n", twin, same7 ? "ok" : "FAIL");
         ok &= same7;
         att_grads_free(&g7);
     }
@@ -329,7 +346,7 @@ static void bench(int version, int B, int T, int H, int Hkv, int d) {
 }
 
 // `shape B T H Hkv d [nomma]`: the trainer's forward (attention_forward: the Hopper kernel where usable, else version
-// 2) and backward (attention_backward: version 9 where usable, else 2; SESSA_ATT_FWD_VERSION, SESSA_ATT_BWD_VERSION
+// 2) and backward (attention_backward: version 15 where usable, else 2; SESSA_ATT_FWD_VERSION, SESSA_ATT_BWD_VERSION
 // pick others), median of 7 timings of 20 calls each, and the mma.sync forward and backward (version 2) for
 // comparison (not with nomma: their columns are then 0), one line:
 //   ours B T H Hkv d fwd_ms fwd_tflops bwd_ms bwd_tflops fwd_kernel(wgmma-v<version>|mma) mma_fwd_ms mma_fwd_tflops
@@ -394,6 +411,14 @@ int main(int argc, char **argv) {
             printf("version %d: its kernels are versions 7's and 8's, checked there\n", version);
             continue;
         }
+        if (version == 12 && a.version == 0) {   // (check 12 runs it)
+            printf("version 12: checked bitwise against version 13 there\n");
+            continue;
+        }
+        if (version == 15 && a.version == 0) {   // (check 15 runs it)
+            printf("version 15: its kernels are versions 9's and 14's, checked there\n");
+            continue;
+        }
 #endif
         if (a.check) {
             ok &= att_common_checks(check, version);
@@ -407,6 +432,9 @@ int main(int argc, char **argv) {
             if (version >= 3) ok &= check(version, 1, 1, 2, 1, 64, 0) & check(version, 2, 37, 2, 2, 128, 0) &
                                     check(version, 1, 200, 4, 1, 128, 0) & check(version, 1, T_long, 2, 1, 64, 1) &
                                     check(version, 3, 150, 2, 1, 64, 1);   // (sections 2 + 1 in the dQ kernel)
+            // versions 12, 13: 4 key blocks, so query tiles 6 and 7 get 2 adds between the first and the last, from
+            // 4 query heads of a kv head in turn, with a partial last tile
+            if (version >= 12) ok &= check(version, 1, 500, 4, 1, 64, 1);
         } else {
             bench(version, 8, 1024, 12, 12, 64);
             bench(version, 8, 1024, 12, 4, 64);

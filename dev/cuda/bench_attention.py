@@ -21,25 +21,28 @@ import os
 import subprocess
 import sys
 
-# B*T = 16384 tokens; d=64 with H=12 (Hkv 12 and 4), d=128 with H=8 (Hkv 8 and 2)
+# B*T = 16384 tokens; d=64 with H=12 (Hkv 12 and 4), d=128 with H=8 (Hkv 8 and 2); then d12's training shape
 SHAPES = [(B, T, H, Hkv, d)
           for (B, T) in [(16, 1024), (4, 4096), (1, 16384)]
-          for (H, Hkv, d) in [(12, 12, 64), (12, 4, 64), (8, 8, 128), (8, 2, 128)]]
+          for (H, Hkv, d) in [(12, 12, 64), (12, 4, 64), (8, 8, 128), (8, 2, 128)]] + [(8, 1024, 12, 12, 64)]
 QUICK = [(8, 1024, 12, 12, 64), (8, 1024, 12, 4, 64), (4, 2048, 8, 2, 128)]   # the issue's original table
-# beside the trainer's 11:9 (dev/cuda/attention_*.cu; forward 11 is 9, 7 or 5 by shape; backward 9 is 7 with the dQ
-# kernel's consumers software-pipelined, at d = 64): backward 7, 8 (7 with both kernels' consumers pipelined: slower),
-# 11 (9 with the dQ kernel's consumers also in ping-pong); the older ones (forward 5, 7, 9; backward 4, 5, 6, 10:
-# slower) through --versions
-VERSIONS = '11:7,11:8,11:11'
+# beside the trainer's 11:15 (dev/cuda/attention_*.cu; forward 11 is 9, 7 or 5 by shape; backward 15 is 14 at d = 64
+# from T = 8192 on, else 9): backward 9 (7 with the dQ kernel's consumers software-pipelined, at d = 64), 14 (dQ in the
+# dK/dV kernel, added at L2 in key-block order by writer warps' TMA bulk reductions, at d = 64; 7 at d = 128), 13
+# (14 with the writers' adds as red.v4); the older ones (forward 5, 7, 9; backward 4-8, 10-12) through --versions
+VERSIONS = '11:9,11:14,11:13'
 
 
-def same_kernels(pair, d):
-    """the pair as the kernels it runs at head width d (at d = 128: forward 6 is 5, 8 is 7, 10 is 9; backward 8-11
-    are 7, the pipelined consumers being d = 64's only)"""
+def same_kernels(pair, d, T):
+    """the pair as the kernels it runs at head width d and length T (backward 15 is 14 at d = 64 from T = 8192 on
+    (ATTH_BWD_T14), else 9; at d = 128: forward 6 is 5, 8 is 7, 10 is 9; backward 8-15 are 7, the pipelined
+    consumers and dQ in the dK/dV kernel being d = 64's only)"""
     f, b = pair
+    if b == 15:
+        b = 14 if d == 64 and T >= 8192 else 9
     if d != 128:
-        return pair
-    return ({6: 5, 8: 7, 10: 9}.get(f, f), {8: 7, 9: 7, 10: 7, 11: 7}.get(b, b))
+        return (f, b)
+    return ({6: 5, 8: 7, 10: 9}.get(f, f), {8: 7, 9: 7, 10: 7, 11: 7, 12: 7, 13: 7, 14: 7}.get(b, b))
 
 
 def fail(msg):
@@ -123,9 +126,9 @@ def main():
         fastest, seen = {}, set()
         for pair in [None] + pairs:
             if pair is not None:
-                if same_kernels(pair, d) in seen:
+                if same_kernels(pair, d, T) in seen:
                     continue
-                seen.add(same_kernels(pair, d))
+                seen.add(same_kernels(pair, d, T))
             of, ob, kern, om, bkern, obm = ours(a.binary, shape, pair)
             tflops = lambda f, ms: '%.0f' % (f / ms / 1e9) if ms > 0 else '-'
             row = [B, T, H, Hkv, d, '%.3f' % of, tflops(ff, of), '%.3f' % sf, tflops(ff, sf), '%.2f' % (sf / of),
@@ -134,7 +137,7 @@ def main():
             if pair is None:
                 worst = min(worst, sf / of, sb / ob)
                 if kern.startswith('wgmma-v') and bkern.startswith('wgmma-v'):   # the trainer's pair: not again
-                    seen.add(same_kernels((int(kern[7:]), int(bkern[7:])), d))
+                    seen.add(same_kernels((int(kern[7:]), int(bkern[7:])), d, T))
             for kind, k, ratio in (('fwd', kern, sf / of), ('bwd', bkern, sb / ob)):
                 by_version[(kind, k)] = min(by_version.get((kind, k), 1e9), ratio)
                 if ratio > fastest.get(kind, ('', 0))[1]:

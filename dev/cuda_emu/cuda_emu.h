@@ -30,8 +30,9 @@
    These are warp-collective: every lane of the warp must be live (an exited lane is fatal).
  What it does not model
  - Timing, occupancy, bank conflicts, the memory model across blocks (blocks never overlap here, so a
-   missing __threadfence or an inter-block race is not seen), atomics (atomicAdd on unsigned int is a plain
-   read-modify-write), streams (everything is synchronous).
+   missing __threadfence or an inter-block race is not seen), atomics (atomicAdd on unsigned int and the L2 adds
+   red_add_f32x2/x4 are plain read-modify-writes; the counters of sem_wait_eq / sem_release_inc are plain reads
+   and writes, a wait that the blocks before did not satisfy being fatal), streams (everything is synchronous).
  - Summation order of the hardware: wmma sums, erff/expf and friends are the host's, so results agree
    with the GPU to rounding, not bitwise.
  - Static __shared__ arrays are plain statics: kept from block to block, not NaN-filled per block.
@@ -239,6 +240,35 @@ static void __syncthreads(void) { emu_wait(EMU_AT_BARRIER); }
 static void __threadfence(void) {}
 static unsigned int atomicAdd(unsigned int *p, unsigned int v) { unsigned int old = *p; *p = old + v; return old; }
 template <class T> static T __ldcg(const T *p) { return *p; }
+template <class T> static void __stcg(T *p, T v) { *p = v; }
+static void red_add_f32x2(float *p, float a, float b) { p[0] += a; p[1] += b; }   // (llmc/attention_sm90_bwd.cuh)
+static void red_add_f32x4(float *p, float4 v) { p[0] += v.x; p[1] += v.y; p[2] += v.z; p[3] += v.w; }
+// the TMA bulk copies and reductions shared -> global (llmc/attention_sm90_bwd.cuh version 14): the source is read
+// at issue, global memory written (copied or added in fp32) only when the thread's bulk_wait_all covers it
+struct emu_bulk_op { float *dst; std::vector<float> src; bool add; };
+static std::vector<emu_bulk_op> emu_bulk_pending[EMU_MAX_THREADS];
+static void bulk_s2g(float *dst, const float *src, int bytes, bool add) {
+    if (bytes % 16 || (uintptr_t)dst % 16 || (uintptr_t)src % 16)
+        fatal("cuda_emu: a bulk copy of %d bytes from %p to %p: 16-byte multiples and alignment only", bytes,
+              (const void *)src, (void *)dst);
+    emu_bulk_pending[emu_cur].push_back({dst, std::vector<float>(src, src + bytes / 4), add});
+}
+static void bulk_commit(void) {}
+static void bulk_wait_all(void) {
+    for (const emu_bulk_op &op : emu_bulk_pending[emu_cur])
+        for (size_t i = 0; i < op.src.size(); i++) op.dst[i] = op.add ? op.dst[i] + op.src[i] : op.src[i];
+    emu_bulk_pending[emu_cur].clear();
+}
+static void fence_proxy_async_global(void) {}
+// the counters that order the adds of llmc/attention_sm90_bwd.cuh's version 12 (sem_wait_eq: one thread waits until
+// the counter equals v; sem_release_inc: counts one more, after the adds). Blocks run one after another here, so a
+// wait that the blocks before have not satisfied would wait forever (a deadlock or a wrong order on the GPU): fatal
+static void sem_wait_eq(const unsigned *c, unsigned v) {
+    if (*c != v) fatal("cuda_emu: block (%u,%u,%u) thread %d waits for counter %p to be %u, it is %u, and the blocks "
+                       "before have finished: it would wait forever", blockIdx.x, blockIdx.y, blockIdx.z, emu_cur,
+                       (const void *)c, v, *c);
+}
+static void sem_release_inc(unsigned *c) { *c += 1; }
 
 // every live lane of the warp puts its value, waits for the others, reads its source lane, waits again
 // (so that no lane overwrites its slot before every lane has read it)

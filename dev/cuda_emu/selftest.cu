@@ -194,6 +194,24 @@ __global__ void wgmma_async_kernel(float *out, int mode) {
     out[2 * threadIdx.x + 1] = d[0];
 }
 
+// the ordered adds of llmc/attention_sm90_bwd.cuh versions 12-14: block k waits until the counter is k (reverse:
+// 2 - k, which the blocks before never make it), adds k + 1 to acc[0..1] and 10 (k + 1) to acc[2..5] at L2, copies
+// (k = 0) or adds 100 (k + 1) to acc[8..11] by a bulk operation from shared memory, counts itself
+__global__ void ordered_add_kernel(float *acc, unsigned *cnt, int reverse) {
+    __shared__ __align__(16) float s[4];
+    const int k = reverse ? 2 - (int)blockIdx.x : (int)blockIdx.x;
+    float4 v;
+    v.x = v.y = v.z = v.w = 10.0f * (k + 1);
+    for (int i = 0; i < 4; i++) s[i] = 100.0f * (k + 1);
+    sem_wait_eq(cnt, k);
+    red_add_f32x2(acc, k + 1.0f, k + 1.0f);
+    red_add_f32x4(acc + 2, v);
+    bulk_s2g(acc + 8, s, 16, k > 0);
+    bulk_commit();
+    bulk_wait_all();
+    sem_release_inc(cnt);
+}
+
 static floatX *bf16_buffer(const float *h, int n) {
     floatX *d; cudaMallocCheck(&d, n * sizeof(floatX));
     for (int i = 0; i < n; i++) d[i] = __float2bfloat16(h[i]);   // device memory is host memory here
@@ -408,6 +426,23 @@ int main(void) {
         expect_fatal("wgmma A reg", [&]() { wgmma_async_kernel<<<1, 128, 8192>>>(w, 1); });
         expect_fatal("wgmma smem", [&]() { wgmma_async_kernel<<<1, 128, 8192>>>(w, 2); });
         expect_fatal("wgmma no wait", [&]() { wgmma_async_kernel<<<1, 128, 8192>>>(w, 3); });
+    }
+
+    // counters and L2 adds (sem_wait_eq, sem_release_inc, red_add_f32x2/x4)
+    {
+        float *acc; unsigned *cnt;
+        cudaMallocCheck(&acc, 12 * sizeof(float));
+        cudaMallocCheck(&cnt, sizeof(unsigned));
+        cudaCheck(cudaMemset(acc, 0, 8 * sizeof(float)));   // (acc[8..11] NaN: the first block copies)
+        cudaCheck(cudaMemset(cnt, 0, sizeof(unsigned)));
+        ordered_add_kernel<<<3, 1>>>(acc, cnt, 0);
+        cudaCheck(cudaGetLastError());
+        int sums = acc[0] == 6.0f && acc[1] == 6.0f && acc[2] == 60.0f && acc[5] == 60.0f && acc[6] == 0.0f &&
+                   acc[8] == 600.0f && acc[11] == 600.0f;
+        snprintf(detail, sizeof detail, "adds %s, count %u (3)", sums ? "ok" : "WRONG", *cnt);
+        report("ordered adds", sums && *cnt == 3, detail);
+        cudaCheck(cudaMemset(cnt, 0, sizeof(unsigned)));
+        expect_fatal("counter wait never met", [&]() { ordered_add_kernel<<<3, 1>>>(acc, cnt, 1); });
     }
 
     printf("cuda_emu selftest: %s\n", fails ? "FAILED" : "all passed");
