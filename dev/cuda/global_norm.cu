@@ -1,6 +1,8 @@
 /*
  The step's scalars on the device (llmc/global_norm.cuh), deterministic.
-   version 1: squared L2 norm: a fixed grid of 512 blocks, grid-stride partial sums, one block sums the partials
+   version 1: squared L2 norm: a fixed grid of 512 blocks, grid-stride partial sums (4-byte loads), one block sums
+              the partials
+   version 2: (llmc) the same grid with 16-byte loads, 4 in flight per thread (the unaligned head and tail apart)
    check also: the clip scale (grad_clip) against the host's clip_of_norm2 bitwise, for no clip, a clip above
    and a clip below the norm; the mean loss (loss_mean) against the same double sum in the same order bitwise
    and a plain double sum to 1e-6, set and then accumulated
@@ -9,24 +11,42 @@
 #include "common.h"
 #include "../../llmc/global_norm.cuh"
 
-typedef struct { size_t n; float *x, *out, *scratch; } NormProblem;
-static void run(NormProblem *p) { global_norm_squared(p->out, p->x, p->n, p->scratch, 0); }
+// version 1
+__global__ void norm_squared_partial_kernel1(float *partial, const float *x, size_t n) {
+    float acc = 0.0f;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        acc += x[i] * x[i];
+    acc = block_reduce_sum(acc);
+    if (threadIdx.x == 0) partial[blockIdx.x] = acc;
+}
 
-static NormProblem make_problem(const float *h, size_t n) {
-    NormProblem p = { n, to_device_f32(h, n), NULL, NULL };
+typedef struct { size_t n; float *x, *out, *scratch; int version; } NormProblem;
+static void run(NormProblem *p) {
+    if (p->version == 1) {
+        norm_squared_partial_kernel1<<<NORM_BLOCKS, NORM_THREADS>>>(p->scratch, p->x, p->n);
+        cudaCheck(cudaGetLastError());
+        sum_partials_kernel<<<1, NORM_THREADS>>>(p->out, p->scratch, NORM_BLOCKS);
+        cudaCheck(cudaGetLastError());
+    } else global_norm_squared(p->out, p->x, p->n, p->scratch, 0);
+}
+
+static NormProblem make_problem(const float *h, size_t n, int version) {
+    NormProblem p = { n, to_device_f32(h, n), NULL, NULL, version };
     cudaMallocCheck(&p.out, sizeof(float));
     cudaMallocCheck(&p.scratch, global_norm_scratch_bytes());
     return p;
 }
 static void free_problem(NormProblem *p) { cudaCheck(cudaFree(p->x)); cudaCheck(cudaFree(p->out)); cudaCheck(cudaFree(p->scratch)); }
 
-static int check(size_t n) {
-    printf("check n=%zu\n", n);
+// the norm of x[off .. n) (off 0..3: a 16-byte aligned start or not)
+static int check(int version, size_t n, size_t off) {
+    printf("check version %d n=%zu from element %zu\n", version, n - off, off);
     float *h = make_random_float(n, -1, 1);
     double ref = 0.0;
-    for (size_t i = 0; i < n; i++) ref += (double)h[i] * h[i];
+    for (size_t i = off; i < n; i++) ref += (double)h[i] * h[i];
     float reff = (float)ref, first, second;
-    NormProblem p = make_problem(h, n);
+    NormProblem p = make_problem(h, n, version);
+    p.x += off; p.n -= off;
     run(&p);
     cudaCheck(cudaMemcpy(&first, p.out, sizeof(float), cudaMemcpyDeviceToHost));
     run(&p);
@@ -37,6 +57,7 @@ static int check(size_t n) {
     int same = memcmp(&first, &second, sizeof(float)) == 0;
     printf("  repeat   %s\n", same ? "bitwise identical ok" : "DIFFERS: FAIL");
     free(h);
+    p.x -= off;
     free_problem(&p);
     return ok && same;
 }
@@ -82,25 +103,33 @@ static int check_loss(int n) {
     return ok;
 }
 
-static void bench(size_t n) {
+static void bench(int version, size_t n) {
     float *h = make_random_float(n, -1, 1);
-    NormProblem p = make_problem(h, n);
+    NormProblem p = make_problem(h, n, version);
     float ms = benchmark_kernel(10, run, &p);
-    printf("n=%zu  version 1  %8.3f ms  %7.1f GB/s\n", n, ms, 4.0 * n / (ms * 1e-3) / 1e9);
+    printf("n=%zu  version %d  %8.3f ms  %7.1f GB/s\n", n, version, ms, 4.0 * n / (ms * 1e-3) / 1e9);
     free(h);
     free_problem(&p);
 }
 
 int main(int argc, char **argv) {
-    DevArgs a = parse_dev_args(argc, argv, 1);
+    DevArgs a = parse_dev_args(argc, argv, 2);
     cudaCheck(cudaSetDevice(0));
     if (a.check) {
-        int ok = check(1) & check(1000) & check(3000001);
+        int ok = 1;
+        for (int v = 1; v <= 2; v++) {
+            if (a.version != 0 && a.version != v) continue;
+            // fewer elements than threads, fewer than the unaligned head, aligned or not, a long odd vector
+            ok &= check(v, 1, 0) & check(v, 3, 1) & check(v, 1000, 0) & check(v, 1003, 3) & check(v, 3000001, 0) &
+                  check(v, 3000001, 2);
+        }
         ok &= check_clip(4.0f, 0.0f) & check_clip(4.0f, 3.0f) & check_clip(2.0f, 1.0f) & check_clip(0.0f, 1.0f);
         ok &= check_loss(1) & check_loss(1000) & check_loss(131072);
         printf(ok ? "global_norm: all checks passed\n" : "global_norm: CHECK FAILED\n");
         return ok ? 0 : 1;
     }
-    bench((size_t)124 << 20);
+    // d12's 124 M parameters, d4w256h4's 15.3 M (V = 50257)
+    for (int v = 1; v <= 2; v++)
+        if (a.version == 0 || a.version == v) { bench(v, (size_t)124 << 20); bench(v, (size_t)15300000); }
     return 0;
 }
