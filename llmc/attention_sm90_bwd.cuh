@@ -132,7 +132,7 @@
  break it; it passed on the H200). Version 9 has the pipelined dQ kernel only, 10 the pipelined dK/dV kernel only.
  Predicted (the model: each step tensor-bound with ~20% overhead, taken down to dQ 1.20x, dK/dV 1.15x at T =
  16384): v8 2.69 ms (0.88x SDPA), v9 2.93 (0.81), v10 2.91 (0.81). Measured (H200, bench_attention.py, ms and
- ratio to SDPA, /work/briefs/gpu6b; the d = 128 rows' v8 was then the dQ kernel pipelined with dO from shared
+ ratio to SDPA, the sixth session's mid-session run; the d = 128 rows' v8 was then the dQ kernel pipelined with dO from shared
  memory (with its fragments too ptxas spills) and the dK/dV kernel of 7 (the pipelined one needs more registers:
  ptxas serializes its wgmma, C7512); now 8-10 run version 7's kernels at d = 128):
    shape (B T H Hkv d)     v7            v8            v9            v10
@@ -159,7 +159,7 @@
  measure next, before another model: the stall reasons and pipe use of both kernels there
  (scripts/gpu_session.sh attncu: ncu WarpStateStats, ComputeWorkloadAnalysis, InstructionStats for 7 and 8).
  Versions 12, 13 (d = 64; at d = 128 they run 9's kernels): FlashAttention-3's deterministic backward, dQ in the
- dK/dV kernel, 5 products instead of 7. The ncu profile of version 9 at B=1 T=16384 H=12 d=64 (gpu7a attncu.log:
+ dK/dV kernel, 5 products instead of 7. The ncu profile of version 9 at B=1 T=16384 H=12 d=64 (the seventh session's gpu_session.sh attncu:
  dK/dV kernel 1.80 ms, dQ kernel 1.28 ms, each ~460-480 TFLOP/s of its own FLOPs, tensor pipe ~50%) says the
  missing time is the two recomputed products (S, dP of the dQ kernel), not the kernels' efficiency. The dK/dV
  kernel of version 7 (no turns) also computes, per item (query tile i of 64, the block's 128 keys),
@@ -199,12 +199,12 @@
  Predicted: version 13 ~5/4 of version 9's dK/dV kernel (the writers keeping up: per tile an acquire load, 32
  ld.shared + red.v4 per lane and a fence, ~1.5k clocks against ~2 x 2.4k per writer) plus ~1-2% (the chain of blocks
  at the start, the memset): T = 16384 ~2.3 ms (1.03x SDPA; version 9 3.05 ms, 0.78x), GQA (Hkv = 4) the same;
- d12 ~105-115 us per call against 9's 146 (dK/dV 87 + dQ 59: ncu, gpu7a profile.log), ~0.4-0.5 ms of the 20.1 ms
+ d12 ~105-115 us per call against 9's 146 (dK/dV 87 + dQ 59: ncu, the seventh session's profile), ~0.4-0.5 ms of the 20.1 ms
  step. Version 12: 13 plus the dQ warpgroup's wait on the L2 round trips (the acquire load, the fence after the
  adds: ~1k clocks every other item, partly under the other warpgroup's work): ~2.5-2.7 ms (0.88-0.95x). The risk:
  the rate of fp32 reductions at L2 (3.25 GB), unmeasured here (version 14 within a few % of 13 unless that rate
  is what limits 13); scripts/gpu_session.sh attncu profiles 13 and 14.
- Measured (H200, bench_attention.py, /work/briefs/gpu7b round 2; ms and ratio to SDPA; all four bitwise repeatable,
+ Measured (H200, bench_attention.py, the seventh session's second mid-session run; ms and ratio to SDPA; all four bitwise repeatable,
  12 = 13 = 14 bitwise, checked there):
    shape (B T H Hkv d)     v9            v12           v13           v14
    16 1024 12 12 64    0.316 0.89x   0.415 0.68x   0.365 0.77x   0.361 0.78x
@@ -413,7 +413,7 @@ template <int HD> struct AttWBwdCfg {
                                       + 8 * (1 + 2 * STAGES);
     static constexpr size_t KVQ_SMEM = KV_SMEM + 2 * (size_t)KV_BK * KV_BQ * 2;   // versions 12, 13: + 2 dS^T buffers
 };
-// version 15 takes 14 from this sequence length on (d = 64), 9 below it: H200 (gpu7b round 2) 14 is 7% faster than
+// version 15 takes 14 from this sequence length on (d = 64), 9 below it: H200 (the seventh session's second mid-session run) 14 is 7% faster than
 // 9 at T = 16384 and 2% slower at 4096 (and 12% at 1024); 8192 between them is not measured
 static const int ATTH_BWD_T14 = 8192;
 // versions 12-15 (d = 64): the fp32 dQ accumulator (B, H, Tp, d) and its counters (B, H, Tp / 64), Tp = T rounded

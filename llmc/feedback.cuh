@@ -540,7 +540,7 @@ __global__ void fb_fwd_rows_kernel(floatX *P3, float *Pd, float *lse, const floa
 // (fb_store_x) by the warps without an update in this block when there are 2 or more (forward from block 2 on,
 // backward from block nb-2 down), else by all of them but the forward's warp q. ra is free again after barrier 2;
 // xa and xs after barrier 1 (every warp is past its work of q-1 there); a warp's panel block once it has read it.
-// Why (dev/cuda/feedback_phases.cu, the H200, forward B=8 T=1024, mean per CTA of 47.7k cycles; briefs gpu6a): the
+// Why (dev/cuda/feedback_phases.cu, the H200, forward B=8 T=1024, mean per CTA of 47.7k cycles; the sixth session): the
 // former X was 2.6-4.4k cycles a block (27.8k of the 47.7k), where its header counted ~0.2k of mma chain. Count per
 // warp and block of that X: after barrier 1 the next panel's cp.async issue (up to 7 LDGSTS a thread, ~12 address
 // instructions each), <= 4 LDS.128 (ra), <= 4 LDS.64 + 4 splits (~24 ALU) of Minv, <= 6 chained mmas, 2 splits,

@@ -26,7 +26,7 @@
    version 12: dQ in the dK/dV kernel (FlashAttention-3's deterministic backward): the kernel of version 7 without
               the turns also computes dQ_i = dS K for every query tile it visits (5 products instead of 7) and adds
               it into an fp32 accumulator at L2 (red.add), in key-block order (a counter per query tile), the last
-              (diagonal) block writing dq; no dQ kernel. d = 64 (at 128: version 9). H200 (gpu7b): 1.3-1.4x
+              (diagonal) block writing dq; no dQ kernel. d = 64 (at 128: version 9). H200 (the seventh session): 1.3-1.4x
               slower than 9
    version 13: version 12 with the adds other than the diagonal block's made by 2 writer warps (the producer's
               warps 1, 2) from shared memory, so that the consumers do not wait on the counters (the same sums in
