@@ -1,9 +1,11 @@
 /*
  AdamW (llmc/adamw.cuh) in PyTorch's form on fp32 master weights, also writing the bf16 working copy.
    version 1: one thread per parameter, one launch per tensor (adamw_update)
-   version 2: (the trainer's) one launch for the whole shard, the weight decay per segment (adamw_update_segments);
-              checked against the CPU reference and bitwise against version 1 run segment by segment; it reads
-              the clip scale from device memory (where the trainer's norm kernel writes it)
+   version 2: one launch for the whole shard, the weight decay per segment (adamw_update_segments with
+              SESSA_ADAMW_VEC=0); checked against the CPU reference and bitwise against version 1 run segment by
+              segment; it reads the clip scale from device memory (where the trainer's norm kernel writes it)
+   version 3: (the trainer's) version 2 with 4 parameters per thread, 16-byte loads and stores, where the arrays are
+              aligned (else version 2); checked as version 2, aligned and not, with a partial last group
  make -C dev/cuda && dev/cuda/bin/adamw check    (or bench)
 */
 #include "common.h"
@@ -43,9 +45,11 @@ static int check(size_t n, int step) {
     return ok;
 }
 
-// version 2 on n elements cut into segments alternating decay 0.1 and 0 (lengths 1, 7, 300, ... cycling)
-static int check_segments(size_t n, int step) {
-    printf("check version 2 n=%zu step=%d (segments)\n", n, step);
+// version 2 or 3 on n elements (from element off of the allocations: 0 aligned, else not) cut into segments
+// alternating decay 0.1 and 0 (lengths 1, 7, 300, ... cycling: segments start inside a group of 4)
+static int check_segments(int version, size_t n, int step, size_t off) {
+    printf("check version %d n=%zu step=%d (segments), from element %zu\n", version, n, step, off);
+    adamw_vec = version == 3;
     static const size_t lens[] = { 1, 7, 300, 128, 5, 1000 };
     AdamWSegments seg; seg.n = 0; seg.begin[0] = 0;
     for (size_t pos = 0; pos < n; ) {
@@ -55,11 +59,21 @@ static int check_segments(size_t n, int step) {
     }
     float *p = make_random_float(n, -1, 1), *g = make_random_float(n, -1, 1);
     float *m = make_random_float(n, -0.1f, 0.1f), *v = make_random_float(n, 0.0f, 0.01f);
-    float *d_p = to_device_f32(p, n), *d_g = to_device_f32(g, n), *d_m = to_device_f32(m, n), *d_v = to_device_f32(v, n);
+    float *d_p = to_device_f32(p, n + off), *d_g = to_device_f32(g, n + off), *d_m = to_device_f32(m, n + off);
+    float *d_v = to_device_f32(v, n + off);
     float *d_p1 = to_device_f32(p, n), *d_m1 = to_device_f32(m, n), *d_v1 = to_device_f32(v, n);
     floatX *d_p16, *d_p16_1;
-    cudaMallocCheck(&d_p16, n * sizeof(floatX)); cudaMallocCheck(&d_p16_1, n * sizeof(floatX));
+    cudaMallocCheck(&d_p16, (n + off) * sizeof(floatX)); cudaMallocCheck(&d_p16_1, n * sizeof(floatX));
     float scale = 0.5f, *d_scale = to_device_f32(&scale, 1);   // the trainer's clip scale lives on the device
+    // the shard from element off: its first n elements of the host arrays (uploaded at off)
+    float *h_ = (float *)mallocCheck((n + off) * sizeof(float));
+    float *hp[4] = { p, g, m, v }, *dp[4] = { d_p, d_g, d_m, d_v };
+    for (int i = 0; i < 4; i++) {
+        memcpy(h_ + off, hp[i], n * sizeof(float));
+        cudaCheck(cudaMemcpy(dp[i], h_, (n + off) * sizeof(float), cudaMemcpyHostToDevice));
+    }
+    free(h_);
+    d_p += off; d_g += off; d_m += off; d_v += off; d_p16 += off;
     adamw_update_segments(d_p, d_p16, d_g, d_m, d_v, &seg, 1e-2f, 0.9f, 0.95f, 1e-8f, d_scale, step, 0);
     for (int k = 0; k < seg.n; k++) {   // version 1, segment by segment
         size_t b = seg.begin[k], len = seg.begin[k + 1] - b;
@@ -79,37 +93,55 @@ static int check_segments(size_t n, int step) {
         cudaCheck(cudaMemcpy(b, pairs[i][1], n * sizeof(float), cudaMemcpyDeviceToHost));
         diff += memcmp(a, b, n * sizeof(float)) != 0;
     }
-    printf("  version 2 vs version 1 per segment (%d segments): %s\n", seg.n, diff ? "DIFFERENT (FAIL)" : "bitwise equal ok");
+    cudaCheck(cudaMemcpy(a, d_p16, n * sizeof(floatX), cudaMemcpyDeviceToHost));
+    cudaCheck(cudaMemcpy(b, d_p16_1, n * sizeof(floatX), cudaMemcpyDeviceToHost));
+    diff += memcmp(a, b, n * sizeof(floatX)) != 0;
+    printf("  version %d vs version 1 per segment (%d segments): %s\n", version, seg.n,
+           diff ? "DIFFERENT (FAIL)" : "bitwise equal ok");
     ok &= diff == 0;
     free(a); free(b); free(p); free(g); free(m); free(v);
+    d_p -= off; d_g -= off; d_m -= off; d_v -= off; d_p16 -= off;
     float *fr[] = { d_p, d_g, d_m, d_v, d_p1, d_m1, d_v1, d_scale };
     for (int i = 0; i < 8; i++) cudaCheck(cudaFree(fr[i]));
     cudaCheck(cudaFree(d_p16)); cudaCheck(cudaFree(d_p16_1));
     return ok;
 }
 
-typedef struct { size_t n; float *p, *g, *m, *v; floatX *p16; } AdamBench;
-static void run(AdamBench *a) { adamw_update(a->p, a->p16, a->g, a->m, a->v, a->n, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 10, 0); }
+typedef struct { int version; size_t n; float *p, *g, *m, *v; floatX *p16; float *scale; AdamWSegments seg; } AdamBench;
+static void run(AdamBench *a) {
+    if (a->version == 1) adamw_update(a->p, a->p16, a->g, a->m, a->v, a->n, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 10, 0);
+    else adamw_update_segments(a->p, a->p16, a->g, a->m, a->v, &a->seg, 1e-4f, 0.9f, 0.95f, 1e-8f, a->scale, 10, 0);
+}
 
-static void bench(size_t n) {
-    float *h = make_random_float(n, -1, 1);
-    AdamBench a = { n, to_device_f32(h, n), to_device_f32(h, n), to_device_f32(h, n), to_device_f32(h, n), NULL };
+// n parameters, one segment (versions 2, 3)
+static void bench(int version, size_t n) {
+    float *h = make_random_float(n, -1, 1), one = 1.0f;
+    AdamBench a = { version, n, to_device_f32(h, n), to_device_f32(h, n), to_device_f32(h, n), to_device_f32(h, n), NULL,
+                    to_device_f32(&one, 1) };
+    a.seg.n = 1; a.seg.begin[0] = 0; a.seg.begin[1] = n; a.seg.wd[0] = 0.1f;
+    adamw_vec = version == 3;
     cudaCheck(cudaMemset(a.v, 0, n * sizeof(float)));
     cudaMallocCheck(&a.p16, n * sizeof(floatX));
     float ms = benchmark_kernel(10, run, &a);
-    printf("n=%zu  version 1  %8.3f ms  %7.1f GB/s\n", n, ms, 30.0 * n / (ms * 1e-3) / 1e9);
+    printf("n=%zu  version %d  %8.3f ms  %7.1f GB/s\n", n, version, ms, 30.0 * n / (ms * 1e-3) / 1e9);
     free(h);
     cudaCheck(cudaFree(a.p)); cudaCheck(cudaFree(a.g)); cudaCheck(cudaFree(a.m)); cudaCheck(cudaFree(a.v)); cudaCheck(cudaFree(a.p16));
+    cudaCheck(cudaFree(a.scale));
 }
 
 int main(int argc, char **argv) {
-    DevArgs a = parse_dev_args(argc, argv, 1);
+    DevArgs a = parse_dev_args(argc, argv, 3);
     cudaCheck(cudaSetDevice(0));
     if (a.check) {
-        int ok = check(1000, 1) & check(12345, 7) & check_segments(1, 1) & check_segments(20000, 3);
+        int ok = check(1000, 1) & check(12345, 7);
+        for (int v = 2; v <= 3; v++)   // one element, a partial last group, aligned or not
+            ok &= check_segments(v, 1, 1, 0) & check_segments(v, 20000, 3, 0) & check_segments(v, 20003, 3, 0) &
+                  check_segments(v, 20003, 2, 1);
         printf(ok ? "adamw: all checks passed\n" : "adamw: CHECK FAILED\n");
         return ok ? 0 : 1;
     }
-    bench((size_t)124 << 20);
+    // d12's 124 M parameters (padded), d4w256h4's 15.3 M
+    for (int v = 1; v <= 3; v++)
+        if (a.version == 0 || a.version == v) { bench(v, (size_t)124 << 20); bench(v, (size_t)15300000); }
     return 0;
 }
