@@ -1,5 +1,7 @@
 /*
- Fused classifier: softmax, cross-entropy and its gradient in one pass over each row of logits.
+ Fused classifier: softmax, cross-entropy and its gradient in one pass over each row of logits. Two kernels:
+ version 3 (this comment, the first kernel) and version 4 (the row held in shared memory: its own comment below;
+ the trainer's where the row fits, V <= 53248).
  logits (N, Vp) bf16, row stride Vp (a multiple of 128): the tied head computes all Vp columns (GEMM shapes
  stay multiples of 8, so cuBLASLt can take its sm90 kernels), only the first V are real classes. Per row,
  one block, 8 bf16 per 16-byte load (packed.cuh):
@@ -8,7 +10,7 @@
    (in base 2 on the GPU: exp2f of x log2(e), see below)
  in place (bf16), so the logits are never kept in fp32 and the gradient overwrites them (llm.c's approach);
  the zeroed padded columns make the head's backward GEMMs (over Vp) add nothing for padded vocabulary rows.
- Memory: one read of the row for the loss, one read + one write for the gradient: 3 N Vp bf16 (the second read
+ Version 3's memory: one read of the row for the loss, one read + one write for the gradient: 3 N Vp bf16 (the second read
  mostly from L2: the ~2 x 132 rows in flight are 26 MB of a 50 MB L2), so DRAM moves ~2 N Vp bf16: 1.65 GB for
  d12 B=8 T=1024 (N = 8192, Vp = 50304) = 0.38 ms at 4.3 TB/s. Exponentials: 8192 x 50304 x (9/8 + 1) = 0.88 G
  MUFU.EX2 = 0.24 ms at 132 SMs x 16/clk x 1.755 GHz; the two overlap across blocks. Measured 0.92 ms (H200,

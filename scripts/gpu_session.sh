@@ -4,6 +4,7 @@
 #   scripts/gpu_session.sh build check test             (the hardware check: every dev/cuda kernel and
 #                                                        test_sessacu on every CUDA reference dump)
 #   scripts/gpu_session.sh build kbench                  make -C dev/cuda bench
+#   scripts/gpu_session.sh build clsbench                the fused classifier's versions at d12 and d4w256h4 sizes (N = 8192, 2048)
 #   scripts/gpu_session.sh build colbench                column sums (dev/cuda/reduce.cu: previous kernel vs llmc, grids and
 #                                                        rows in flight, at the d12 and d4w256h4 shapes), LayerNorm and gamma
 #   scripts/gpu_session.sh build fbbench                 feedback solve: ours vs the dense form (and the lookahead, 3 buffer sets, side GEMMs on fewer SMs, one stream, superblock sizes,
@@ -225,6 +226,7 @@ for s in "$@"; do
         check)   stage check do_check ;;
         test)    stage test do_test ;;
         kbench)  stage kbench make -C dev/cuda bench ;;
+        clsbench) stage clsbench dev/cuda/bin/fused_classifier bench ;;
         colbench) stage colbench sh -c 'dev/cuda/bin/reduce bench && dev/cuda/bin/layernorm bench && dev/cuda/bin/gamma bench' ;;
         fbbench) stage fbbench sh -c 'dev/cuda/bin/feedback_backward bench && for e in SESSA_FB_LOOKAHEAD=1 SESSA_FB_BUFFERS=3 \
                      SESSA_FB_SIDE_SMS=0 SESSA_FB_SIDE_SMS=66 "SESSA_FB_SIDE_SMS=66 SESSA_FB_LOOKAHEAD=1" \
