@@ -145,6 +145,13 @@ __device__ __forceinline__ void cls_wait_groups(int g) {
     }
 }
 
+// v = 2^(x log2 e - m) of the 8 columns at pack (one FFMA + one MUFU.EX2 each)
+__device__ __forceinline__ void cls_exp8(float v[PACK], const floatX *pack, float m) {
+    load8(v, pack);
+    #pragma unroll
+    for (int i = 0; i < PACK; i++) v[i] = ex2_approx(fmaf(v[i], LOG2E_F, -m));
+}
+
 __global__ void __launch_bounds__(CLS_SMEM_THREADS, 2)
 fused_classifier_smem_kernel(floatX *logits, float *losses, const int *targets, int V, int ld, float dloss) {
     extern __shared__ __align__(16) floatX row[];   // the row's real packs, npacks x 8 bf16
@@ -180,13 +187,9 @@ fused_classifier_smem_kernel(floatX *logits, float *losses, const int *targets, 
     // sum of 2^(z - m) over the thread's packs in order, each pack's 8 by a fixed tree
     float s = 0.0f;
     #pragma unroll
-    for (int k = 0; k < CLS_SMEM_PACKS; k++) {
-        int p = t + k * CLS_SMEM_THREADS;
-        if (p >= npacks) break;
+    for (int k = 0; k < CLS_SMEM_PACKS && t + k * CLS_SMEM_THREADS < npacks; k++) {
         float v[PACK];
-        load8(v, row + p * PACK);
-        #pragma unroll
-        for (int i = 0; i < PACK; i++) v[i] = ex2_approx(fmaf(v[i], LOG2E_F, -m));
+        cls_exp8(v, row + (t + k * CLS_SMEM_THREADS) * PACK, m);
         s += ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
     }
     s = block_reduce_sum(s);   // its barriers also make every thread's copies visible to all (row[target])
@@ -196,13 +199,12 @@ fused_classifier_smem_kernel(floatX *logits, float *losses, const int *targets, 
     if (dloss == 0.0f) return;
     float scale = dloss / s;
     #pragma unroll
-    for (int k = 0; k < CLS_SMEM_PACKS; k++) {
+    for (int k = 0; k < CLS_SMEM_PACKS && t + k * CLS_SMEM_THREADS < npacks; k++) {
         int p = t + k * CLS_SMEM_THREADS;
-        if (p >= npacks) break;
         float v[PACK];
-        load8(v, row + p * PACK);
+        cls_exp8(v, row + p * PACK, m);
         #pragma unroll
-        for (int i = 0; i < PACK; i++) v[i] = ex2_approx(fmaf(v[i], LOG2E_F, -m)) * scale;
+        for (int i = 0; i < PACK; i++) v[i] *= scale;
         store8(x + p * PACK, v);
     }
     if (t == target / PACK % CLS_SMEM_THREADS)   // the owner of the target's pack, after its store of that pack
