@@ -152,100 +152,129 @@ __device__ __forceinline__ void cls_exp8(float v[PACK], const floatX *pack, floa
     for (int i = 0; i < PACK; i++) v[i] = ex2_approx(fmaf(v[i], LOG2E_F, -m));
 }
 
+// copy pack k of this thread's (pack t + 512 k) of the row at src into shared memory, if it is a real one, and close
+// the commit group after a group's last k: every thread commits the same 4 groups a row (cls_wait_groups counts them)
+__device__ __forceinline__ void cls_copy(floatX *row, const floatX *src, int k, int npacks) {
+    int p = threadIdx.x + k * CLS_SMEM_THREADS;
+    if (p < npacks) cp_async16(row + p * PACK, src + p * PACK, true);
+    if (k % CLS_SMEM_GROUP == CLS_SMEM_GROUP - 1 || k == CLS_SMEM_PACKS - 1) cp_async_commit();
+}
+
+// PERSISTENT = false (version 4): grid N, a block per row. true (version 5): grid 2 x SMs, block b takes rows b, b +
+// grid, ... and copies its next row into shared memory while it writes this one's gradient (pack by pack, each
+// after its gradient has been read out of it), so a block's load overlaps its own gradient pass, not only the other
+// block's work
+template <bool PERSISTENT>
 __global__ void __launch_bounds__(CLS_SMEM_THREADS, 2)
-fused_classifier_smem_kernel(floatX *logits, float *losses, const int *targets, int V, int ld, float dloss) {
+fused_classifier_smem_kernel(floatX *logits, float *losses, const int *targets, int N, int V, int ld, float dloss) {
     extern __shared__ __align__(16) floatX row[];   // the row's real packs, npacks x 8 bf16
     __shared__ float shared_max[CLS_SMEM_THREADS / WARP_SIZE];
     grid_dep_begin();
-    const int n = blockIdx.x, t = threadIdx.x, lane = t % WARP_SIZE, warp = t / WARP_SIZE;
+    const int t = threadIdx.x, lane = t % WARP_SIZE, warp = t / WARP_SIZE;
     const int npacks = (V + PACK - 1) / PACK;
-    floatX *x = logits + (size_t)n * ld;
     #pragma unroll
-    for (int k = 0; k < CLS_SMEM_PACKS; k++) {
-        int p = t + k * CLS_SMEM_THREADS;
-        if (p < npacks) cp_async16(row + p * PACK, x + p * PACK, true);
-        if (k % CLS_SMEM_GROUP == CLS_SMEM_GROUP - 1 || k == CLS_SMEM_PACKS - 1) cp_async_commit();
-    }
-    // max, group by group as the copies land
-    float m = -INFINITY;
-    #pragma unroll
-    for (int k = 0; k < CLS_SMEM_PACKS; k++) {
-        int p = t + k * CLS_SMEM_THREADS;
-        if (k % CLS_SMEM_GROUP == 0) cls_wait_groups(k / CLS_SMEM_GROUP);
-        if (p >= npacks) break;
-        if (p == npacks - 1)   // padded columns of the last pack: -inf (out of the max, 2^-inf = 0 in the sum)
-            for (int c = V; c < npacks * PACK; c++) row[c] = __float2bfloat16(-INFINITY);
-        float v[PACK];
-        load8(v, row + p * PACK);
+    for (int k = 0; k < CLS_SMEM_PACKS; k++) cls_copy(row, logits + (size_t)blockIdx.x * ld, k, npacks);
+    for (int n = blockIdx.x; n < N; n += gridDim.x) {
+        floatX *x = logits + (size_t)n * ld;
+        const bool more = PERSISTENT && n + gridDim.x < N;   // copy the block's next row in the gradient pass
+        // max, group by group as the copies land
+        float m = -INFINITY;
         #pragma unroll
-        for (int i = 0; i < PACK; i++) m = fmaxf(m, v[i]);
-    }
-    m = warp_reduce_max(m);
-    if (lane == 0) shared_max[warp] = m;
-    __syncthreads();
-    m = warp_reduce_max(lane < CLS_SMEM_THREADS / WARP_SIZE ? shared_max[lane] : -INFINITY) * LOG2E_F;
-    // sum of 2^(z - m) over the thread's packs in order, each pack's 8 by a fixed tree
-    float s = 0.0f;
-    #pragma unroll
-    for (int k = 0; k < CLS_SMEM_PACKS && t + k * CLS_SMEM_THREADS < npacks; k++) {
-        float v[PACK];
-        cls_exp8(v, row + (t + k * CLS_SMEM_THREADS) * PACK, m);
-        s += ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
-    }
-    s = block_reduce_sum(s);   // its barriers also make every thread's copies visible to all (row[target])
-    int target = targets[n];
-    float xt = __bfloat162float(row[target]);
-    if (t == 0) losses[n] = (log2f(s) + m) / LOG2E_F - xt;
-    if (dloss == 0.0f) return;
-    float scale = dloss / s;
-    #pragma unroll
-    for (int k = 0; k < CLS_SMEM_PACKS && t + k * CLS_SMEM_THREADS < npacks; k++) {
-        int p = t + k * CLS_SMEM_THREADS;
-        float v[PACK];
-        cls_exp8(v, row + p * PACK, m);
+        for (int k = 0; k < CLS_SMEM_PACKS; k++) {
+            int p = t + k * CLS_SMEM_THREADS;
+            if (k % CLS_SMEM_GROUP == 0) cls_wait_groups(k / CLS_SMEM_GROUP);
+            if (p >= npacks) break;
+            if (p == npacks - 1)   // padded columns of the last pack: -inf (out of the max, 2^-inf = 0 in the sum)
+                for (int c = V; c < npacks * PACK; c++) row[c] = __float2bfloat16(-INFINITY);
+            float v[PACK];
+            load8(v, row + p * PACK);
+            #pragma unroll
+            for (int i = 0; i < PACK; i++) m = fmaxf(m, v[i]);
+        }
+        m = warp_reduce_max(m);
+        if (lane == 0) shared_max[warp] = m;
+        __syncthreads();
+        m = warp_reduce_max(lane < CLS_SMEM_THREADS / WARP_SIZE ? shared_max[lane] : -INFINITY) * LOG2E_F;
+        // sum of 2^(z - m) over the thread's packs in order, each pack's 8 by a fixed tree
+        float s = 0.0f;
         #pragma unroll
-        for (int i = 0; i < PACK; i++) v[i] *= scale;
-        store8(x + p * PACK, v);
+        for (int k = 0; k < CLS_SMEM_PACKS && t + k * CLS_SMEM_THREADS < npacks; k++) {
+            float v[PACK];
+            cls_exp8(v, row + (t + k * CLS_SMEM_THREADS) * PACK, m);
+            s += ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+        }
+        s = block_reduce_sum(s);   // its barriers also make every thread's copies visible to all (row[target])
+        const int target = targets[n];
+        const float xt = __bfloat162float(row[target]);
+        if (more) __syncthreads();   // everyone has read row[target] before the next row's copies land there
+        if (t == 0) losses[n] = (log2f(s) + m) / LOG2E_F - xt;
+        if (dloss == 0.0f) {
+            #pragma unroll
+            for (int k = 0; k < CLS_SMEM_PACKS && more; k++) cls_copy(row, x + (size_t)gridDim.x * ld, k, npacks);
+            continue;
+        }
+        const float scale = dloss / s;
+        #pragma unroll
+        for (int k = 0; k < CLS_SMEM_PACKS; k++) {
+            int p = t + k * CLS_SMEM_THREADS;
+            if (p < npacks) {
+                float v[PACK];
+                cls_exp8(v, row + p * PACK, m);
+                #pragma unroll
+                for (int i = 0; i < PACK; i++) v[i] *= scale;
+                store8(x + p * PACK, v);
+            }
+            if (more) cls_copy(row, x + (size_t)gridDim.x * ld, k, npacks);   // pack p was read (its values stored)
+        }
+        if (t == target / PACK % CLS_SMEM_THREADS)   // the owner of the target's pack, after its store of that pack
+            x[target] = __float2bfloat16(ex2_approx(fmaf(xt, LOG2E_F, -m)) * scale - dloss);
+        const float zero[PACK] = {};
+        for (int p = npacks + t; p < ld / PACK; p += CLS_SMEM_THREADS) store8(x + p * PACK, zero);
     }
-    if (t == target / PACK % CLS_SMEM_THREADS)   // the owner of the target's pack, after its store of that pack
-        x[target] = __float2bfloat16(ex2_approx(fmaf(xt, LOG2E_F, -m)) * scale - dloss);
-    const float zero[PACK] = {};
-    for (int p = npacks + t; p < ld / PACK; p += CLS_SMEM_THREADS) store8(x + p * PACK, zero);
 }
 
-// the version the trainer runs at V: 4 (the row in shared memory) where it fits, else 3; SESSA_CLS_VERSION=3 in
-// the environment takes 3 always (for comparison)
+// the version the trainer runs at V: 4 (the row in shared memory) where it fits, else 3; SESSA_CLS_VERSION=3 or 5 in
+// the environment takes that one (for comparison; 5 also only where the row fits)
 static int fused_classifier_version(int V) {
     static int env = -1;
     if (env < 0) {
         const char *e = getenv("SESSA_CLS_VERSION");
         env = e == NULL ? 4 : atoi(e);
-        if (env != 3 && env != 4) fatal("SESSA_CLS_VERSION=%s: expected 3 or 4", e);
+        if (env < 3 || env > 5) fatal("SESSA_CLS_VERSION=%s: expected 3, 4 or 5", e);
     }
-    return env == 4 && V <= CLS_SMEM_MAX_V ? 4 : 3;
+    return V <= CLS_SMEM_MAX_V ? env : 3;
 }
 
 // losses (N) = cross-entropy per row; with dloss != 0 the logits are replaced by dloss * dL/dlogits
-// (padded columns V..ld-1 set to 0). ld must be a multiple of 8 and logits 16-byte aligned. version 3 or 4
-// (V <= CLS_SMEM_MAX_V); fused_classifier below picks it.
+// (padded columns V..ld-1 set to 0). ld must be a multiple of 8 and logits 16-byte aligned. version 3, 4 or 5
+// (4, 5: V <= CLS_SMEM_MAX_V); fused_classifier below picks it.
 static void fused_classifier_run(int version, floatX *logits, float *losses, const int *targets, int N, int V, int ld,
                                  float dloss, cudaStream_t stream) {
     if (ld < V || !packable(logits, ld))
         fatal("fused_classifier: row stride %d must be >= V = %d and a multiple of %d, logits 16-byte aligned (%p)",
               ld, V, PACK, (void *)logits);
-    if (version == 4) {
-        if (V > CLS_SMEM_MAX_V) fatal("fused_classifier version 4: V = %d > %d does not fit shared memory", V, CLS_SMEM_MAX_V);
-        static bool attributes_set = false;
-        if (!attributes_set) {   // two blocks' rows per SM: the largest shared-memory carveout
-            cudaCheck(cudaFuncSetAttribute(fused_classifier_smem_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           CLS_SMEM_MAX_V * (int)sizeof(floatX)));
-            cudaCheck(cudaFuncSetAttribute(fused_classifier_smem_kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
-            attributes_set = true;
+    if (version == 3) {
+        launch_pdl(fused_classifier_kernel, N, CLASSIFIER_THREADS, 0, stream, logits, losses, targets, V, ld, dloss);
+    } else {
+        if (V > CLS_SMEM_MAX_V) fatal("fused_classifier version %d: V = %d > %d does not fit shared memory", version, V, CLS_SMEM_MAX_V);
+        static int sms = 0;
+        if (sms == 0) {   // once: the SM count, and two blocks' rows per SM (the largest shared-memory carveout)
+            cudaDeviceProp prop;
+            int dev;
+            cudaCheck(cudaGetDevice(&dev));
+            cudaCheck(cudaGetDeviceProperties(&prop, dev));
+            sms = prop.multiProcessorCount;
+            for (auto kernel : {fused_classifier_smem_kernel<false>, fused_classifier_smem_kernel<true>}) {
+                cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, CLS_SMEM_MAX_V * (int)sizeof(floatX)));
+                cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
+            }
         }
         size_t smem = (size_t)(V + PACK - 1) / PACK * PACK * sizeof(floatX);
-        launch_pdl(fused_classifier_smem_kernel, N, CLS_SMEM_THREADS, smem, stream, logits, losses, targets, V, ld, dloss);
-    } else {
-        launch_pdl(fused_classifier_kernel, N, CLASSIFIER_THREADS, 0, stream, logits, losses, targets, V, ld, dloss);
+        if (version == 4)
+            launch_pdl(fused_classifier_smem_kernel<false>, N, CLS_SMEM_THREADS, smem, stream, logits, losses, targets, N, V, ld, dloss);
+        else
+            launch_pdl(fused_classifier_smem_kernel<true>, N < 2 * sms ? N : 2 * sms, CLS_SMEM_THREADS, smem, stream,
+                       logits, losses, targets, N, V, ld, dloss);
     }
     cudaCheck(cudaGetLastError());
 }
