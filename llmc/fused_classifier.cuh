@@ -118,16 +118,24 @@ fused_classifier_kernel(floatX *logits, float *losses, const int *targets, int V
    gradient (if dloss != 0) x_i <- 2^(x_i log2 e - m log2 e) dloss / S, 16-byte stores; the owner of the target's
             pack then stores x[target] again with - dloss (same thread, same address: the later store stands);
             packs npacks..ld/8 - 1 (padding) <- 0; the last pack's padded columns come out 0 (2^-inf)
+ Version 5 (PERSISTENT): the same passes in a grid of 2 blocks per SM, block b taking rows b, b + grid, ...; in its
+ gradient pass each thread copies its pack of the block's next row into shared memory right after reading that
+ pack's values (its own packs only, as above; one barrier more a row: everyone has read row[target] first), so the
+ next row's load overlaps this row's exponentials and stores in the same block, not only in the other one.
  DRAM: N (V + Vp) bf16 (read the real packs, write the row): d12 B=8 T=1024 (N = 8192, Vp = 50304) 1.648 GB
- = 0.383 ms at 4.3 TB/s; d4w256h4 B=8 T=256 (N = 2048) 0.412 GB = 96 us. Exponentials: 2 N V MUFU.EX2 (version
- 3: 2.125 N V; the gradient pass cannot reuse the sum pass's: fp32 would not fit, bf16 would change the bits)
- = 0.82 G = 0.22 ms at 132 x 16 / clk x 1.755 GHz, overlapped with the other block's copy and stores; shared
- memory 3 reads + 1 write of 100 KB a row = 3.1 K clk a row at 128 B / clk, 62 rows an SM: 0.11 ms, overlapped.
- Predicted 0.42-0.45 ms at d12 (version 3: 0.587), 105-115 us at d4w256h4 (version 3: 155; 2048 rows are 7.8
- waves of 264 blocks: the last wave's tail counts).
+ = 0.383 ms at 4.3 TB/s; d4w256h4 B=8 T=256 (N = 2048) 0.412 GB = 96 us (version 3 moves the same to DRAM if its
+ second read hits L2, at 0.587 ms = 2.8 TB/s: it is bound by latency and issue, not bytes). Exponentials: 2 N V
+ MUFU.EX2 (version 3: 2.125 N V; the gradient pass cannot reuse the sum pass's: fp32 would not fit, bf16 would
+ change the bits) = 0.82 G = 0.22 ms at 132 x 16 / clk x 1.755 GHz. Issue: ~10.5 instructions an element (max 2,
+ sum 4, gradient 4.5; version 3 ~16 with its per-column tests and online rescale) = 0.15 ms at 4 warp-instructions
+ / clk / SM. Shared memory: 3 reads + 1 write of 100 KB a row = 3.1 K clk a row at 128 B / clk, 62 rows an SM:
+ 0.11 ms. Both blocks of an SM overlap all of these with the copies and stores, so DRAM sets the pace.
+ Predicted (before any GPU run): d12 version 4 0.43-0.47 ms, version 5 0.41-0.45 ms (version 3: 0.587); d4w256h4
+ 110-120 us, 105-115 us (version 3: 155; 2048 rows are 7.8 waves of 264 blocks: the last wave's tail counts).
  Rule: rows of V <= 13 x 512 x 8 = 53248 columns (104 KiB: two blocks fit the SM's 228 KiB); larger V takes
  version 3. Deterministic: a thread's packs in order (8 exponentials by a fixed tree), then block_reduce_sum's
- fixed tree; the bits differ from version 3's (one max, not an online merge per pack; another tree).
+ fixed tree; the bits differ from version 3's (one max, not an online merge per pack; another tree) and are the
+ same in versions 4 and 5.
 */
 #define CLS_SMEM_THREADS 512
 #define CLS_SMEM_PACKS 13   // packs a thread owns at most
