@@ -160,7 +160,7 @@ __device__ __forceinline__ void cls_exp8(float v[PACK], const floatX *pack, floa
     for (int i = 0; i < PACK; i++) v[i] = ex2_approx(fmaf(v[i], LOG2E_F, -m));
 }
 
-// copy pack k of this thread's (pack t + 512 k) of the row at src into shared memory, if it is a real one, and close
+// copy this thread's k-th pack (pack t + 512 k) of the row at src into shared memory, if it is a real one, and close
 // the commit group after a group's last k: every thread commits the same 4 groups a row (cls_wait_groups counts them)
 __device__ __forceinline__ void cls_copy(floatX *row, const floatX *src, int k, int npacks) {
     int p = threadIdx.x + k * CLS_SMEM_THREADS;
