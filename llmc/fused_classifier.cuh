@@ -118,10 +118,6 @@ fused_classifier_kernel(floatX *logits, float *losses, const int *targets, int V
    gradient (if dloss != 0) x_i <- 2^(x_i log2 e - m log2 e) dloss / S, 16-byte stores; the owner of the target's
             pack then stores x[target] again with - dloss (same thread, same address: the later store stands);
             packs npacks..ld/8 - 1 (padding) <- 0; the last pack's padded columns come out 0 (2^-inf)
- Version 5 (PERSISTENT): the same passes in a grid of 2 blocks per SM, block b taking rows b, b + grid, ...; in its
- gradient pass each thread copies its pack of the block's next row into shared memory right after reading that
- pack's values (its own packs only, as above; one barrier more a row: everyone has read row[target] first), so the
- next row's load overlaps this row's exponentials and stores in the same block, not only in the other one.
  DRAM: N (V + Vp) bf16 (read the real packs, write the row): d12 B=8 T=1024 (N = 8192, Vp = 50304) 1.648 GB
  = 0.383 ms at 4.3 TB/s; d4w256h4 B=8 T=256 (N = 2048) 0.412 GB = 96 us (version 3 moves the same to DRAM if its
  second read hits L2, at 0.587 ms = 2.8 TB/s: it is bound by latency and issue, not bytes). Exponentials: 2 N V
@@ -130,12 +126,18 @@ fused_classifier_kernel(floatX *logits, float *losses, const int *targets, int V
  sum 4, gradient 4.5; version 3 ~16 with its per-column tests and online rescale) = 0.15 ms at 4 warp-instructions
  / clk / SM. Shared memory: 3 reads + 1 write of 100 KB a row = 3.1 K clk a row at 128 B / clk, 62 rows an SM:
  0.11 ms. Both blocks of an SM overlap all of these with the copies and stores, so DRAM sets the pace.
- Predicted (before any GPU run): d12 version 4 0.43-0.47 ms, version 5 0.41-0.45 ms (version 3: 0.587); d4w256h4
- 110-120 us, 105-115 us (version 3: 155; 2048 rows are 7.8 waves of 264 blocks: the last wave's tail counts).
+ Predicted 0.43-0.47 ms at d12 (version 3: 0.587), 110-120 us at d4w256h4 (version 3: 155; 2048 rows are 7.8 waves
+ of 264 blocks: the last wave's tail counts). Measured (H200, dev/cuda bench, gpu_session clsbench, this session's
+ mid call): d12 0.412 ms (4.0 TB/s of DRAM traffic; version 3 0.586), loss only 0.246 ms (3.3 TB/s; version 3
+ 0.312); d4w256h4 0.109 ms (version 3 0.153). The trainer (ab, same call): d12 B=8 T=1024 410.7k tok/s against
+ version 3's 407.4k, d4w256h4 B=8 T=256 1.571M against 1.496M (+5%).
+ Tried (same call): a persistent version, 2 blocks per SM each taking rows b, b + grid, ... and copying its next row
+ into shared memory pack by pack during its gradient pass (its load overlapping its own stores): 0.438 / 0.117 ms,
+ trainer 409.4k / 1.536M tok/s, slower than a block per row (the hardware's block scheduler balances the rows;
+ the interleaved copies and stores did not help). Not kept.
  Rule: rows of V <= 13 x 512 x 8 = 53248 columns (104 KiB: two blocks fit the SM's 228 KiB); larger V takes
  version 3. Deterministic: a thread's packs in order (8 exponentials by a fixed tree), then block_reduce_sum's
- fixed tree; the bits differ from version 3's (one max, not an online merge per pack; another tree) and are the
- same in versions 4 and 5.
+ fixed tree; the bits differ from version 3's (one max, not an online merge per pack; another tree).
 */
 #define CLS_SMEM_THREADS 512
 #define CLS_SMEM_PACKS 13   // packs a thread owns at most
@@ -168,94 +170,78 @@ __device__ __forceinline__ void cls_copy(floatX *row, const floatX *src, int k, 
     if (k % CLS_SMEM_GROUP == CLS_SMEM_GROUP - 1 || k == CLS_SMEM_PACKS - 1) cp_async_commit();
 }
 
-// PERSISTENT = false (version 4): grid N, a block per row. true (version 5): grid 2 x SMs, block b takes rows b, b +
-// grid, ... and copies its next row into shared memory while it writes this one's gradient (pack by pack, each
-// after its gradient has been read out of it), so a block's load overlaps its own gradient pass, not only the other
-// block's work
-template <bool PERSISTENT>
 __global__ void __launch_bounds__(CLS_SMEM_THREADS, 2)
-fused_classifier_smem_kernel(floatX *logits, float *losses, const int *targets, int N, int V, int ld, float dloss) {
+fused_classifier_smem_kernel(floatX *logits, float *losses, const int *targets, int V, int ld, float dloss) {
     extern __shared__ __align__(16) floatX row[];   // the row's real packs, npacks x 8 bf16
     __shared__ float shared_max[CLS_SMEM_THREADS / WARP_SIZE];
     grid_dep_begin();
-    const int t = threadIdx.x, lane = t % WARP_SIZE, warp = t / WARP_SIZE;
+    const int n = blockIdx.x, t = threadIdx.x, lane = t % WARP_SIZE, warp = t / WARP_SIZE;
     const int npacks = (V + PACK - 1) / PACK;
+    floatX *x = logits + (size_t)n * ld;
     #pragma unroll
-    for (int k = 0; k < CLS_SMEM_PACKS; k++) cls_copy(row, logits + (size_t)blockIdx.x * ld, k, npacks);
-    for (int n = blockIdx.x; n < N; n += gridDim.x) {
-        floatX *x = logits + (size_t)n * ld;
-        const bool more = PERSISTENT && n + gridDim.x < N;   // copy the block's next row in the gradient pass
-        // max, group by group as the copies land
-        float m = -INFINITY;
+    for (int k = 0; k < CLS_SMEM_PACKS; k++) cls_copy(row, x, k, npacks);
+    // max, group by group as the copies land
+    float m = -INFINITY;
+    #pragma unroll
+    for (int k = 0; k < CLS_SMEM_PACKS; k++) {
+        int p = t + k * CLS_SMEM_THREADS;
+        if (k % CLS_SMEM_GROUP == 0) cls_wait_groups(k / CLS_SMEM_GROUP);
+        if (p >= npacks) break;
+        if (p == npacks - 1)   // padded columns of the last pack: -inf (out of the max, 2^-inf = 0 in the sum)
+            for (int c = V; c < npacks * PACK; c++) row[c] = __float2bfloat16(-INFINITY);
+        float v[PACK];
+        load8(v, row + p * PACK);
         #pragma unroll
-        for (int k = 0; k < CLS_SMEM_PACKS; k++) {
-            int p = t + k * CLS_SMEM_THREADS;
-            if (k % CLS_SMEM_GROUP == 0) cls_wait_groups(k / CLS_SMEM_GROUP);
-            if (p >= npacks) break;
-            if (p == npacks - 1)   // padded columns of the last pack: -inf (out of the max, 2^-inf = 0 in the sum)
-                for (int c = V; c < npacks * PACK; c++) row[c] = __float2bfloat16(-INFINITY);
-            float v[PACK];
-            load8(v, row + p * PACK);
-            #pragma unroll
-            for (int i = 0; i < PACK; i++) m = fmaxf(m, v[i]);
-        }
-        m = warp_reduce_max(m);
-        if (lane == 0) shared_max[warp] = m;
-        __syncthreads();
-        m = warp_reduce_max(lane < CLS_SMEM_THREADS / WARP_SIZE ? shared_max[lane] : -INFINITY) * LOG2E_F;
-        // sum of 2^(z - m) over the thread's packs in order, each pack's 8 by a fixed tree
-        float s = 0.0f;
-        #pragma unroll
-        for (int k = 0; k < CLS_SMEM_PACKS && t + k * CLS_SMEM_THREADS < npacks; k++) {
-            float v[PACK];
-            cls_exp8(v, row + (t + k * CLS_SMEM_THREADS) * PACK, m);
-            s += ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
-        }
-        s = block_reduce_sum(s);   // its barriers also make every thread's copies visible to all (row[target])
-        const int target = targets[n];
-        const float xt = __bfloat162float(row[target]);
-        if (more) __syncthreads();   // everyone has read row[target] before the next row's copies land there
-        if (t == 0) losses[n] = (log2f(s) + m) / LOG2E_F - xt;
-        if (dloss == 0.0f) {
-            #pragma unroll
-            for (int k = 0; k < CLS_SMEM_PACKS && more; k++) cls_copy(row, x + (size_t)gridDim.x * ld, k, npacks);
-            continue;
-        }
-        const float scale = dloss / s;
-        #pragma unroll
-        for (int k = 0; k < CLS_SMEM_PACKS; k++) {
-            int p = t + k * CLS_SMEM_THREADS;
-            if (p < npacks) {
-                float v[PACK];
-                cls_exp8(v, row + p * PACK, m);
-                #pragma unroll
-                for (int i = 0; i < PACK; i++) v[i] *= scale;
-                store8(x + p * PACK, v);
-            }
-            if (more) cls_copy(row, x + (size_t)gridDim.x * ld, k, npacks);   // pack p was read (its values stored)
-        }
-        if (t == target / PACK % CLS_SMEM_THREADS)   // the owner of the target's pack, after its store of that pack
-            x[target] = __float2bfloat16(ex2_approx(fmaf(xt, LOG2E_F, -m)) * scale - dloss);
-        const float zero[PACK] = {};
-        for (int p = npacks + t; p < ld / PACK; p += CLS_SMEM_THREADS) store8(x + p * PACK, zero);
+        for (int i = 0; i < PACK; i++) m = fmaxf(m, v[i]);
     }
+    m = warp_reduce_max(m);
+    if (lane == 0) shared_max[warp] = m;
+    __syncthreads();
+    m = warp_reduce_max(lane < CLS_SMEM_THREADS / WARP_SIZE ? shared_max[lane] : -INFINITY) * LOG2E_F;
+    // sum of 2^(z - m) over the thread's packs in order, each pack's 8 by a fixed tree
+    float s = 0.0f;
+    #pragma unroll
+    for (int k = 0; k < CLS_SMEM_PACKS && t + k * CLS_SMEM_THREADS < npacks; k++) {
+        float v[PACK];
+        cls_exp8(v, row + (t + k * CLS_SMEM_THREADS) * PACK, m);
+        s += ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+    }
+    s = block_reduce_sum(s);   // its barriers also make every thread's copies visible to all (row[target])
+    const int target = targets[n];
+    const float xt = __bfloat162float(row[target]);
+    if (t == 0) losses[n] = (log2f(s) + m) / LOG2E_F - xt;
+    if (dloss == 0.0f) return;
+    const float scale = dloss / s;
+    #pragma unroll
+    for (int k = 0; k < CLS_SMEM_PACKS && t + k * CLS_SMEM_THREADS < npacks; k++) {
+        int p = t + k * CLS_SMEM_THREADS;
+        float v[PACK];
+        cls_exp8(v, row + p * PACK, m);
+        #pragma unroll
+        for (int i = 0; i < PACK; i++) v[i] *= scale;
+        store8(x + p * PACK, v);
+    }
+    if (t == target / PACK % CLS_SMEM_THREADS)   // the owner of the target's pack, after its store of that pack
+        x[target] = __float2bfloat16(ex2_approx(fmaf(xt, LOG2E_F, -m)) * scale - dloss);
+    const float zero[PACK] = {};
+    for (int p = npacks + t; p < ld / PACK; p += CLS_SMEM_THREADS) store8(x + p * PACK, zero);
 }
 
-// the version the trainer runs at V: 4 (the row in shared memory) where it fits, else 3; SESSA_CLS_VERSION=3 or 5 in
-// the environment takes that one (for comparison; 5 also only where the row fits)
+// the version the trainer runs at V: 4 (the row in shared memory) where it fits, else 3; SESSA_CLS_VERSION=3 in
+// the environment takes 3 always (for comparison)
 static int fused_classifier_version(int V) {
     static int env = -1;
     if (env < 0) {
         const char *e = getenv("SESSA_CLS_VERSION");
         env = e == NULL ? 4 : atoi(e);
-        if (env < 3 || env > 5) fatal("SESSA_CLS_VERSION=%s: expected 3, 4 or 5", e);
+        if (env != 3 && env != 4) fatal("SESSA_CLS_VERSION=%s: expected 3 or 4", e);
     }
     return V <= CLS_SMEM_MAX_V ? env : 3;
 }
 
 // losses (N) = cross-entropy per row; with dloss != 0 the logits are replaced by dloss * dL/dlogits
-// (padded columns V..ld-1 set to 0). ld must be a multiple of 8 and logits 16-byte aligned. version 3, 4 or 5
-// (4, 5: V <= CLS_SMEM_MAX_V); fused_classifier below picks it.
+// (padded columns V..ld-1 set to 0). ld must be a multiple of 8 and logits 16-byte aligned. version 3 or 4
+// (V <= CLS_SMEM_MAX_V); fused_classifier below picks it.
 static void fused_classifier_run(int version, floatX *logits, float *losses, const int *targets, int N, int V, int ld,
                                  float dloss, cudaStream_t stream) {
     if (ld < V || !packable(logits, ld))
@@ -264,25 +250,16 @@ static void fused_classifier_run(int version, floatX *logits, float *losses, con
     if (version == 3) {
         launch_pdl(fused_classifier_kernel, N, CLASSIFIER_THREADS, 0, stream, logits, losses, targets, V, ld, dloss);
     } else {
-        if (V > CLS_SMEM_MAX_V) fatal("fused_classifier version %d: V = %d > %d does not fit shared memory", version, V, CLS_SMEM_MAX_V);
-        static int sms = 0;
-        if (sms == 0) {   // once: the SM count, and two blocks' rows per SM (the largest shared-memory carveout)
-            cudaDeviceProp prop;
-            int dev;
-            cudaCheck(cudaGetDevice(&dev));
-            cudaCheck(cudaGetDeviceProperties(&prop, dev));
-            sms = prop.multiProcessorCount;
-            for (auto kernel : {fused_classifier_smem_kernel<false>, fused_classifier_smem_kernel<true>}) {
-                cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, CLS_SMEM_MAX_V * (int)sizeof(floatX)));
-                cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
-            }
+        if (V > CLS_SMEM_MAX_V) fatal("fused_classifier version 4: V = %d > %d does not fit shared memory", V, CLS_SMEM_MAX_V);
+        static bool attributes_set = false;
+        if (!attributes_set) {   // two blocks' rows per SM: the largest shared-memory carveout
+            cudaCheck(cudaFuncSetAttribute(fused_classifier_smem_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           CLS_SMEM_MAX_V * (int)sizeof(floatX)));
+            cudaCheck(cudaFuncSetAttribute(fused_classifier_smem_kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
+            attributes_set = true;
         }
         size_t smem = (size_t)(V + PACK - 1) / PACK * PACK * sizeof(floatX);
-        if (version == 4)
-            launch_pdl(fused_classifier_smem_kernel<false>, N, CLS_SMEM_THREADS, smem, stream, logits, losses, targets, N, V, ld, dloss);
-        else
-            launch_pdl(fused_classifier_smem_kernel<true>, N < 2 * sms ? N : 2 * sms, CLS_SMEM_THREADS, smem, stream,
-                       logits, losses, targets, N, V, ld, dloss);
+        launch_pdl(fused_classifier_smem_kernel, N, CLS_SMEM_THREADS, smem, stream, logits, losses, targets, V, ld, dloss);
     }
     cudaCheck(cudaGetLastError());
 }
