@@ -133,8 +133,8 @@ fused_classifier_kernel(floatX *logits, float *losses, const int *targets, int V
  version 3's 407.4k, d4w256h4 B=8 T=256 1.571M against 1.496M (+5%).
  Tried (same call): a persistent version, 2 blocks per SM each taking rows b, b + grid, ... and copying its next row
  into shared memory pack by pack during its gradient pass (its load overlapping its own stores): 0.438 / 0.117 ms,
- trainer 409.4k / 1.536M tok/s, slower than a block per row (the hardware's block scheduler balances the rows;
- the interleaved copies and stores did not help). Not kept.
+ trainer 409.4k / 1.536M tok/s, slower than a block per row (not profiled; perhaps the fixed rows per block, where
+ the block scheduler hands rows to whichever SM is free). Not kept.
  Rule: rows of V <= 13 x 512 x 8 = 53248 columns (104 KiB: two blocks fit the SM's 228 KiB); larger V takes
  version 3. Deterministic: a thread's packs in order (8 exponentials by a fixed tree), then block_reduce_sum's
  fixed tree; the bits differ from version 3's (one max, not an online merge per pack; another tree).
