@@ -6,6 +6,7 @@
 #   scripts/gpu_session.sh build kbench                  make -C dev/cuda bench
 #   scripts/gpu_session.sh build optbench                the gradient norm's and AdamW's 4-byte and 16-byte loads
 #                                                        (dev/cuda/global_norm.cu, dev/cuda/adamw.cu bench)
+#   scripts/gpu_session.sh build clsbench                the fused classifier's versions at d12 and d4w256h4 sizes (N = 8192, 2048)
 #   scripts/gpu_session.sh build colbench                column sums (dev/cuda/reduce.cu: previous kernel vs llmc, grids and
 #                                                        rows in flight, at the d12 and d4w256h4 shapes), LayerNorm and gamma
 #   scripts/gpu_session.sh build fbbench                 feedback solve: ours vs the dense form (and the lookahead, 3 buffer sets, side GEMMs on fewer SMs, one stream, superblock sizes,
@@ -228,6 +229,7 @@ for s in "$@"; do
         test)    stage test do_test ;;
         kbench)  stage kbench make -C dev/cuda bench ;;
         optbench) stage optbench sh -c 'dev/cuda/bin/global_norm bench && dev/cuda/bin/adamw bench' ;;
+        clsbench) stage clsbench dev/cuda/bin/fused_classifier bench ;;
         colbench) stage colbench sh -c 'dev/cuda/bin/reduce bench && dev/cuda/bin/layernorm bench && dev/cuda/bin/gamma bench' ;;
         fbbench) stage fbbench sh -c 'dev/cuda/bin/feedback_backward bench && for e in SESSA_FB_LOOKAHEAD=1 SESSA_FB_BUFFERS=3 \
                      SESSA_FB_SIDE_SMS=0 SESSA_FB_SIDE_SMS=66 "SESSA_FB_SIDE_SMS=66 SESSA_FB_LOOKAHEAD=1" \
