@@ -1,0 +1,49 @@
+/*
+ The cuBLASLt algorithm table of llmc/matmul.cuh (gemm_choice): for a (GPU, problem signature), which of the
+ heuristic's results to run instead of its first. Measured, never timed at run time, so results stay bitwise
+ reproducible; a problem not listed, or another GPU, keeps the heuristic's first. To remake it on a GPU:
+ `scripts/gpu_session.sh gemmtune` (SESSA_GEMM_TUNE=1 prints one "gemm-choice" line per problem that another
+ result beats by more than 3%); entries are kept where the gain is >= 5% and >= 0.5 us.
+*/
+#ifndef SESSA_GEMM_CHOICES_H
+#define SESSA_GEMM_CHOICES_H
+
+// (GPU, signature) -> heuristic result index; measured with SESSA_GEMM_TUNE=1 (`scripts/gpu_session.sh gemmtune`:
+// d12 B=8 and B=16 T=1024, d4w256h4 B=8 T=256; the candidates timed in interleaved rounds, best round each) on an
+// H200, CUDA 13.0. Kept: the entries that beat the heuristic's first by >= 5% and >= 0.5 us (the head's forward
+// -10%, Linear_in -8%, the stacked projection -7%; the rest are the feedback's batched GEMMs and the small model's).
+// A problem not listed, or another GPU, keeps the heuristic's first.
+typedef struct { const char *gpu, *sig; int index; } GemmChoice;
+static const GemmChoice gemm_choices[] = {
+    { "NVIDIA H200", "m1536 n8192 k768 b1 ld768,768,1536 s0,0,0 t10 c14 e1 beta0 al256,256,256,256", 7 },   // 31.0 us, the first 33.7
+    { "NVIDIA H200", "m3840 n8192 k768 b1 ld768,768,3840 s0,0,0 t10 c14 e1 beta0 al256,256,256,256", 5 },   // 73.6 us, the first 78.8
+    { "NVIDIA H200", "m256 n768 k768 b8 ld3840,3840,1024 s3932160,3932160,262144 t01 c0 e0 beta0 al256,256,256,256", 4 },   // 8.9 us, the first 9.5
+    { "NVIDIA H200", "m256 n768 k768 b8 ld3072,768,768 s786432,2359296,196608 t00 c0 e0 beta0 al256,256,256,256", 3 },   // 8.7 us, the first 9.3
+    { "NVIDIA H200", "m768 n8192 k768 b1 ld768,768,768 s0,0,0 t10 c14 e1 beta1 al256,256,256,256", 3 },   // 18.1 us, the first 19.5
+    { "NVIDIA H200", "m50304 n8192 k768 b1 ld768,768,50304 s0,0,0 t10 c14 e0 beta0 al256,256,256,256", 5 },   // 785.1 us, the first 874.5
+    { "NVIDIA H200", "m512 n256 k2304 b8 ld2304,2304,256 s2359296,589824,262144 t01 c0 e0 beta0 al256,256,256,256", 1 },   // 12.1 us, the first 13.7
+    { "NVIDIA H200", "m256 n768 k512 b8 ld768,3840,3840 s786432,3932160,3932160 t10 c14 e0 beta0 al256,256,256,256", 1 },   // 7.4 us, the first 8.3
+    { "NVIDIA H200", "m1536 n16384 k768 b1 ld768,768,1536 s0,0,0 t10 c14 e1 beta0 al256,256,256,256", 6 },   // 55.5 us, the first 60.6
+    { "NVIDIA H200", "m768 n16384 k768 b1 ld768,768,768 s0,0,0 t10 c14 e0 beta0 al256,256,256,256", 7 },   // 32.7 us, the first 36.0
+    { "NVIDIA H200", "m256 n256 k768 b16 ld3840,3840,1024 s3932160,3932160,262144 t01 c0 e0 beta0 al256,256,256,256", 1 },   // 8.1 us, the first 8.6
+    { "NVIDIA H200", "m256 n768 k768 b16 ld3840,3840,1024 s3932160,3932160,262144 t01 c0 e0 beta0 al256,256,256,256", 2 },   // 12.5 us, the first 13.3
+    { "NVIDIA H200", "m768 n16384 k768 b1 ld768,768,768 s0,0,0 t10 c14 e1 beta1 al256,256,256,256", 7 },   // 32.8 us, the first 36.5
+    { "NVIDIA H200", "m50304 n16384 k768 b1 ld768,768,50304 s0,0,0 t10 c14 e0 beta0 al256,256,256,256", 6 },   // 1672.2 us, the first 2035.6
+    { "NVIDIA H200", "m768 n16384 k768 b1 ld768,768,768 s0,0,0 t00 c14 e0 beta0 al256,256,256,256", 7 },   // 38.2 us, the first 42.4
+    { "NVIDIA H200", "m768 n768 k16384 b1 ld768,768,768 s0,0,0 t01 c0 e0 beta1 al256,256,256,256", 1 },   // 45.3 us, the first 48.2
+    { "NVIDIA H200", "m256 n768 k256 b16 ld768,3840,3840 s786432,3932160,3932160 t10 c14 e0 beta0 al256,256,256,256", 1 },   // 8.0 us, the first 8.5
+    { "NVIDIA H200", "m256 n768 k256 b16 ld768,3840,768 s786432,3932160,786432 t00 c0 e0 beta1 al256,256,256,256", 2 },   // 9.6 us, the first 10.3
+    { "NVIDIA H200", "m768 n256 k768 b16 ld3840,3840,256 s3932160,3932160,262144 t01 c0 e0 beta0 al256,256,256,256", 1 },   // 12.7 us, the first 13.4
+    { "NVIDIA H200", "m256 n768 k768 b16 ld256,768,768 s786432,2359296,196608 t10 c0 e0 beta0 al256,256,256,256", 2 },   // 12.6 us, the first 13.3
+    { "NVIDIA H200", "m1280 n2048 k256 b1 ld256,256,1280 s0,0,0 t10 c14 e1 beta0 al256,256,256,256", 4 },   // 7.9 us, the first 8.6
+    { "NVIDIA H200", "m256 n2048 k256 b1 ld256,256,256 s0,0,0 t10 c14 e0 beta0 al256,256,256,256", 5 },   // 7.4 us, the first 8.3
+    { "NVIDIA H200", "m256 n256 k256 b8 ld1280,1280,256 s327680,327680,65536 t01 c0 e0 beta0 al256,256,256,256", 3 },   // 7.4 us, the first 7.9
+    { "NVIDIA H200", "m50304 n2048 k256 b1 ld256,256,50304 s0,0,0 t10 c14 e0 beta0 al256,256,256,256", 4 },   // 85.9 us, the first 96.5
+    { "NVIDIA H200", "m256 n2048 k256 b1 ld256,256,256 s0,0,0 t00 c14 e0 beta0 al256,256,256,256", 3 },   // 7.4 us, the first 8.2
+    { "NVIDIA H200", "m256 n256 k768 b8 ld768,768,256 s196608,196608,65536 t01 c0 e0 beta0 al256,256,256,256", 6 },   // 7.6 us, the first 8.5
+    { "NVIDIA H200", "m256 n2048 k512 b1 ld256,512,256 s0,0,0 t00 c14 e0 beta0 al256,256,256,256", 1 },   // 7.1 us, the first 7.7
+    { "NVIDIA H200", "m256 n512 k2048 b1 ld256,512,256 s0,0,0 t01 c0 e0 beta1 al256,256,256,256", 1 },   // 7.8 us, the first 8.3
+    { NULL, NULL, 0 }   // end
+};
+
+#endif // SESSA_GEMM_CHOICES_H
