@@ -221,12 +221,45 @@
  T = 16384 (issue 10's 0.80x; 7% faster than 9), still 0.67 ms above 5/4 of the dK/dV kernel, and slower than 9 at
  T <= 4096, where a block has few items and the writers' latency per tile is not hidden. Version 15 (the trainer's)
  takes 14 from T = 8192 (ATTH_BWD_T14; 8192 itself unmeasured) and 9 below. Next: more tiles in flight per writer
- (4 staging buffers: the fence and the acquire of one tile under the reduction of the next), and 128 query rows per
- item (half the reduced bytes per FLOP; the consumers' registers are the limit).
+ (version 16 below), and 128 query rows per item (half the reduced bytes per FLOP; the consumers' registers are the
+ limit).
+ Versions 12-14 at d = 128 (the eighth session; before, 9's kernels ran there): the same kernel without RS (K, V
+ from shared memory, as version 7's dK/dV kernel at d = 128) and dQ_i split by columns between the two consumer
+ warpgroups: both store their dS^T halves, meet at the buffer's named barrier, and warpgroup w computes
+   dQ_i[:, 64w .. 64w + 63] = dS_i K[:, 64w .. 64w + 63]   m64n64k16 x 8 (the block's 128 keys), A = dS (ldmatrix
+                                                           .trans of both halves), B = K's column panel w, MN-major
+ into 32 fp32 registers, free then (S^T, dP^T are dead once dS^T is stored: declared per item so that nothing of them
+ lives across). So an item's dQ is 2 tiles of 64 x 64 (the accumulator's tile layout above; one counter each), and
+ the writer c (warp 1 + c) adds column half c of every item. Registers (ptxas -v, nvcc 13, setmaxnreg 240): no spills
+ once atth_dq_add sums in place (a separate sum array spilled ~100 bytes). Shared memory (227 KiB): K, V 64 KiB, dS^T
+ 2 x 16 KiB, staging 2 x 16 KiB per buffer set, Q, dO 32 KiB and lse, Delta 0.5 KiB per stage: 226.6 KiB with 3
+ stages and one staging buffer per warpgroup (13, 14), 226.0 with 2 stages and two (16).
+ Version 16 (both widths): 14 with 2 staging buffers per consumer warpgroup and the writer keeping one bulk reduction
+ in flight: per tile it waits for the tile staged and its counter, issues the reduction, then waits for the previous
+ tile's (bulk_wait<1>), counts that one and hands its buffer back, so a tile's L2 round trip runs under the wait for
+ the next one (14 waits for each reduction before it looks at the next tile). The same adds in the same order: the
+ same bits as 12 (checked). The counts still follow the key blocks: block kb's count of a tile now also waits for
+ its writer to reach the next tile, i.e. for block kb - 1's count of that one: the chain runs towards block 0, which
+ waits for nothing, so it ends; the last tile is counted after a bulk_wait<0>.
+ Count at d = 128 (H = 8; an item: 5 products of 2 x 64 x 128 x 128 = 10.5 MFLOP, 32 KiB of fp32 dQ; the items of
+ the diagonal block, 2 per head and key block, are summed by the consumers, the others staged and reduced):
+   B  T      items    FLOP     reduced   (F = 4 d T(T+1)/2 H, 2.5 F = SDPA's count; 7 products (version 9) = 3.5 F)
+   1  16384  132096   1.39e12  4.26 GB   (2.5 F = 1.37e12; 9: 1.92e12; floor at 989 TFLOP/s 1.40 ms)
+   4  4096    33792   3.54e11  1.04 GB
+  16  1024     9216   9.67e10  0.235 GB
+ (GQA changes neither: every query head visits its items; Hkv only changes which K, V a block holds.)
+ Predicted at B=1 T=16384 (v9 there 3.16-3.33 ms, 3.25 taken; SDPA 2.57-2.64, 2.60 taken): the dK/dV kernel ~4/7
+ of 9's time (1.86 ms) for 4 products, 5/4 of it for 5 (2.32 ms), plus what the reductions cost: at d = 64 version
+ 14 took 0.67 ms more than 5/4 of the dK/dV kernel for 3.2 GB (0.21 ms per GB), i.e. 0.89 ms for 4.26 GB here:
+ 14 ~3.2 ms (0.81x SDPA, no gain over 9), 16 with half of that hidden ~2.8 ms (0.93x). If instead an item costs what
+ it cost at d = 64 per FLOP (356 TFLOP/s: 14 at d = 64 T = 16384), 3.9 ms: then the reductions, not the products,
+ set the time, and 9 stays. At T <= 4096 a block has few items and the chains' start-up shows (14 was 2-14% slower
+ than 9 at d = 64): 9 expected faster there; version 15 takes 16 at d = 128 from ATTH_BWD_T128 = 8192 on, a guess
+ until the bench (dev/cuda/bench_attention.py rows 9, 14, 16 at every d = 128 shape) says where it wins.
  The dK/dV and dQ kernels stay deterministic in every version: the products and the order of every sum are the
  same; only when a block starts and which warpgroup issues first change.
  The CPU emulator runs all these kernels through the wgmma, TMA, mbarrier and named-barrier twins
- (dev/cuda/attention_backward.cu versions 3-14, the problems cut into several L2 sections there), wgmma
+ (dev/cuda/attention_backward.cu versions 3-16, the problems cut into several L2 sections there), wgmma
  asynchronously (an accumulator read before its wait, an operand changed under a product in flight: errors); the
  hardware's reading of the descriptors and tensor maps and the races its schedule does not produce are checked
  only on a GPU.
@@ -1010,11 +1043,13 @@ __device__ __forceinline__ void atth_dq_writer(const float *bufs, int it0, int s
 // 64 rows, tk, tv: maps of k, v with boxes of 128 rows; PINGPONG (versions 6, 7): the consumers take turns
 // (atth_pingpong_turns); RS (versions 7-10 at d = 64): S^T and dP^T with K, V from registers (atth_load_afrag);
 // PIPE (versions 8, 10 at d = 64): each consumer software-pipelined (atth_dkv_pipelined), no ping-pong;
-// DQ (versions 12 (1), 13 (2), 14 (3) at d = 64, with RS, without PINGPONG and PIPE; 0: none): dQ here too (atth_dq_add;
-// dqa, dq_cnt: the fp32 accumulator (B, H, Tp, d) in tiles of 64 rows and the counters (B, H, Tp / 64, zero at
-// launch), Tp = T rounded up to 64; dq rows ldq apart), the items in item_at's order, 2 buffers of dS^T more, and
-// with DQ >= 2 the 2 writer warps (atth_dq_writer) and their staging buffers: 115 / 147 KiB of shared memory (12 / 13),
-// no spills (ptxas -v, nvcc 13; the writer's loop 2 float4 at a time in the producer's 24 registers)
+// DQ (versions 12 (1), 13 (2), 14 and 16 (3), with RS at d = 64 only, without PINGPONG and PIPE; 0: none): dQ here
+// too (atth_dq_add; dqa, dq_cnt: the fp32 accumulator (B, H, Tp, d) in tiles of 64 rows x 64 columns and the counters
+// (B, H, Tp / 64, d / 64, zero at launch), Tp = T rounded up to 64; dq rows ldq apart; at d = 128 each consumer
+// warpgroup makes a column half), the items in item_at's order, 2 buffers of dS^T more, and with DQ >= 2 the 2 writer
+// warps (atth_dq_writer) and their NSB staging buffers per warpgroup (NSB = 2: version 16); the Q, dO stages that fit
+// (AttWBwdCfg::kvq_stages); no spills (ptxas -v, nvcc 13; the writer's loop 2 float4 at a time in the producer's 24
+// registers)
 template <int HD, bool PINGPONG, bool RS, bool PIPE, int DQ = 0, int NSB = 1>
 __global__ void __launch_bounds__(AttWBwdCfg<HD>::THREADS, 1)
 attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
@@ -1201,9 +1236,11 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
 // software-pipelined instead of in ping-pong (atth_dq_pipelined, atth_dkv_pipelined), at d = 64 (at 128: 7); 9: the
 // dQ kernel of 8 with the dK/dV kernel of 7; 10: the dQ kernel of 7 with the dK/dV kernel of 8; 11: 9 with the
 // pipelined dQ kernel's consumers also in ping-pong; 12: dQ in the dK/dV kernel of 7 (without the turns), added in
-// key-block order at L2 (red.add), no dQ kernel, at d = 64 (at 128: 9); 13: 12 with the adds other than the
-// diagonal block's made by 2 writer warps from shared memory; 14: 13 with the writers' adds by TMA bulk reductions;
-// 15 (the trainer's): 14 at d = 64 and T >= ATTH_BWD_T14, else 9; work: atth_dq_work_bytes (12-15)
+// key-block order at L2 (red.add), no dQ kernel (at d = 128 dQ split by columns between the consumers); 13: 12 with
+// the adds other than the diagonal block's made by 2 writer warps from shared memory; 14: 13 with the writers' adds
+// by TMA bulk reductions; 16: 14 with 2 staging buffers per warpgroup and one reduction in flight per writer;
+// 15 (the trainer's): atth_bwd_version15 (14 at d = 64, 16 at d = 128 from T = 8192 on, else 9); work:
+// atth_dq_work_bytes (12-16)
 template <int HD>
 static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const float *lse,
                                        const float *delta, const floatX *q, const floatX *k, const floatX *v, float *work,
