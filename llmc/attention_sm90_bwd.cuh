@@ -469,8 +469,9 @@ static int atth_bwd_version15(int d, int T) {
 }
 // versions 12-16: the fp32 dQ accumulator (B, H, Tp, d) and its counters (B, H, Tp / 64, d / 64: one per 64 x 64
 // tile), Tp = T rounded up to 64, in the backward's scratch after Delta (attention_backward_scratch_bytes in
-// llmc/attention.cuh)
+// llmc/attention.cuh); none at the widths the Hopper kernels do not take
 static size_t atth_dq_work_bytes(int B, int T, int H, int d) {
+    if (d != 64 && d != 128) return 0;
     const size_t nqt = (size_t)(T + 63) / 64;
     return (size_t)B * H * nqt * 64 * d * sizeof(float) + (size_t)B * H * nqt * (d / 64) * sizeof(unsigned);
 }
