@@ -597,8 +597,8 @@ static void attention_backward_mma(floatX *dq, floatX *dk, floatX *dv, const flo
 // instead of 7, the adds ordered by counters: deterministic; at d = 128 each consumer warpgroup makes a column
 // half of dQ); 13 is 12 with the adds made by writer warps, the same bits; 14 that with TMA bulk reductions, the
 // same bits; 16 is 14 with 2 staging buffers per warpgroup and one reduction in flight per writer, the same bits;
-// 15, the trainer's, 14 at d = 64 from T = 8192 on (H200: 7% faster than 9 at T = 16384), 16 at d = 128 from
-// T = 8192 on (not measured yet), else 9: atth_bwd_version15), d = 64, 128
+// (slower than 14 everywhere: H200); 15, the trainer's, 14 at d = 64 from T = 8192 on and at d = 128 from T = 16384
+// on (H200: 7% and 3-6% faster than 9 at T = 16384), else 9: atth_bwd_version15), d = 64, 128
 #ifndef ATTH_BWD_VERSION
 #define ATTH_BWD_VERSION 15
 #endif

@@ -234,8 +234,8 @@
  once atth_dq_add sums in place (a separate sum array spilled ~100 bytes). Shared memory (227 KiB): K, V 64 KiB, dS^T
  2 x 16 KiB, staging 2 x 16 KiB per buffer set, Q, dO 32 KiB and lse, Delta 0.5 KiB per stage: 226.6 KiB with 3
  stages and one staging buffer per warpgroup (13, 14), 226.0 with 2 stages and two (16).
- Version 16 (both widths): 14 with 2 staging buffers per consumer warpgroup and the writer keeping one bulk reduction
- in flight: per tile it waits for the tile staged and its counter, issues the reduction, then waits for the previous
+ Version 16 (both widths; measured slower than 14 everywhere, below): 14 with 2 staging buffers per consumer
+ warpgroup and the writer keeping one bulk reduction in flight: per tile it waits for the tile staged and its counter, issues the reduction, then waits for the previous
  tile's (bulk_wait<1>), counts that one and hands its buffer back, so a tile's L2 round trip runs under the wait for
  the next one (14 waits for each reduction before it looks at the next tile). The same adds in the same order: the
  same bits as 12 (checked). The counts still follow the key blocks: block kb's count of a tile now also waits for
@@ -251,11 +251,24 @@
  Predicted at B=1 T=16384 (v9 there 3.16-3.33 ms, 3.25 taken; SDPA 2.57-2.64, 2.60 taken): the dK/dV kernel ~4/7
  of 9's time (1.86 ms) for 4 products, 5/4 of it for 5 (2.32 ms), plus what the reductions cost: at d = 64 version
  14 took 0.67 ms more than 5/4 of the dK/dV kernel for 3.2 GB (0.21 ms per GB), i.e. 0.89 ms for 4.26 GB here:
- 14 ~3.2 ms (0.81x SDPA, no gain over 9), 16 with half of that hidden ~2.8 ms (0.93x). If instead an item costs what
- it cost at d = 64 per FLOP (356 TFLOP/s: 14 at d = 64 T = 16384), 3.9 ms: then the reductions, not the products,
- set the time, and 9 stays. At T <= 4096 a block has few items and the chains' start-up shows (14 was 2-14% slower
- than 9 at d = 64): 9 expected faster there; version 15 takes 16 at d = 128 from ATTH_BWD_T128 = 8192 on, a guess
- until the bench (dev/cuda/bench_attention.py rows 9, 14, 16 at every d = 128 shape) says where it wins.
+ 14 ~3.2 ms (0.81x SDPA), 16 with half of that hidden ~2.8 ms (0.93x). At T <= 4096 a block has few items and the
+ chains' start-up shows (14 was 2-14% slower than 9 at d = 64): 9 expected faster there.
+ Measured (H200, bench_attention.py, the eighth session's mid-session run; ms and ratio to SDPA; 12, 13, 14, 16 =
+ the same bits at both widths, checked there):
+   shape (B T H Hkv d)     v9            v14           v16
+   16 1024  8  8 128   0.329 0.90x   0.355 0.84x   0.374 0.79x
+   16 1024  8  2 128   0.283 1.14x   0.380 0.85x   0.392 0.82x
+    4 4096  8  8 128   0.855 0.92x   0.887 0.89x   1.017 0.77x
+    4 4096  8  2 128   0.810 1.00x   1.136 0.72x   1.188 0.68x
+    1 16384 8  8 128   3.352 0.78x   3.163 0.83x   3.682 0.71x
+    1 16384 8  2 128   3.318 0.80x   3.222 0.82x   3.421 0.78x
+   (d = 64, the same run: 16 is 7-18% slower than 14 at every shape: 3.426 against 2.899 ms at T = 16384 H = 12)
+ So 14 is as predicted at T = 16384 (3.16-3.22 ms, 3-6% faster than 9) and slower than 9 below (4-40% at 4096,
+ most with GQA: Hkv = 2 has 4x fewer, 4x longer blocks and chains); 16 is slower everywhere, the prediction wrong:
+ a tile counted one tile later delays every block behind it in the chain of key blocks by that much (block kb's
+ adds of a tile wait for block kb - 1's count), and that costs more than the round trips it overlaps. The count's
+ latency, not the writer's throughput, is what the chain feels. Version 15 takes 14 at d = 128 from
+ ATTH_BWD_T128 = 16384 on (the length where it was measured to win; 8192 not measured), 9 below.
  The dK/dV and dQ kernels stay deterministic in every version: the products and the order of every sum are the
  same; only when a block starts and which warpgroup issues first change.
  The CPU emulator runs all these kernels through the wgmma, TMA, mbarrier and named-barrier twins
@@ -460,12 +473,12 @@ template <int HD> struct AttWBwdCfg {
 // version 15 takes 14 from this sequence length on (d = 64), 9 below it: H200 (the seventh session's second mid-session run) 14 is 7% faster than
 // 9 at T = 16384 and 2% slower at 4096 (and 12% at 1024); 8192 between them is not measured
 static const int ATTH_BWD_T14 = 8192;
-// ... and at d = 128 version ATTH_BWD_V128 (dQ in the dK/dV kernel, 5 products) from ATTH_BWD_T128 on, 9 below it:
-// a guess (d = 64's threshold and 16, 14 with a writer that keeps one bulk reduction in flight) until measured
-static const int ATTH_BWD_T128 = 8192, ATTH_BWD_V128 = 16;
-// the kernels version 15 runs at head width d and length T (14, 16 or 9)
+// ... and at d = 128 from ATTH_BWD_T128 on: H200 (the eighth session's mid-session run) 14 is 3-6% faster than 9 at
+// T = 16384 and 4-40% slower at 4096; 8192 between them is not measured
+static const int ATTH_BWD_T128 = 16384;
+// the kernels version 15 runs at head width d and length T (14 or 9)
 static int atth_bwd_version15(int d, int T) {
-    return d == 64 ? (T >= ATTH_BWD_T14 ? 14 : 9) : (T >= ATTH_BWD_T128 ? ATTH_BWD_V128 : 9);
+    return T >= (d == 64 ? ATTH_BWD_T14 : ATTH_BWD_T128) ? 14 : 9;
 }
 // versions 12-16: the fp32 dQ accumulator (B, H, Tp, d) and its counters (B, H, Tp / 64, d / 64: one per 64 x 64
 // tile), Tp = T rounded up to 64, in the backward's scratch after Delta (attention_backward_scratch_bytes in
@@ -1239,9 +1252,9 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
 // pipelined dQ kernel's consumers also in ping-pong; 12: dQ in the dK/dV kernel of 7 (without the turns), added in
 // key-block order at L2 (red.add), no dQ kernel (at d = 128 dQ split by columns between the consumers); 13: 12 with
 // the adds other than the diagonal block's made by 2 writer warps from shared memory; 14: 13 with the writers' adds
-// by TMA bulk reductions; 16: 14 with 2 staging buffers per warpgroup and one reduction in flight per writer;
-// 15 (the trainer's): atth_bwd_version15 (14 at d = 64, 16 at d = 128 from T = 8192 on, else 9); work:
-// atth_dq_work_bytes (12-16)
+// by TMA bulk reductions; 16: 14 with 2 staging buffers per warpgroup and one reduction in flight per writer
+// (measured slower than 14 everywhere, kept for the comparison); 15 (the trainer's): atth_bwd_version15 (14 at
+// d = 64 from T = 8192 on and at d = 128 from T = 16384 on, else 9); work: atth_dq_work_bytes (12-16)
 template <int HD>
 static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const float *lse,
                                        const float *delta, const floatX *q, const floatX *k, const floatX *v, float *work,

@@ -34,10 +34,12 @@
    version 14: version 13 with the writers' adds by TMA bulk reductions (cp.reduce.async.bulk .add.f32, one per
               tile, as FlashAttention-3), the same bits as 12 (checked); H200: 7% faster than 9 at T = 16384
               (0.83x SDPA), 2% slower at 4096, 12-14% at 1024
-   version 15: 14 at d = 64 from T = 8192 on (ATTH_BWD_T14), 16 at d = 128 from T = 8192 on (ATTH_BWD_T128,
-              ATTH_BWD_V128), else 9: what the trainer uses (atth_bwd_version15)
+   version 15: 14 at d = 64 from T = 8192 on (ATTH_BWD_T14) and at d = 128 from T = 16384 on (ATTH_BWD_T128), else
+              9: what the trainer uses (atth_bwd_version15); H200 (the eighth session) at d = 128 T = 16384: 14
+              3-6% faster than 9 (0.82-0.83x SDPA), 4-40% slower at T = 4096
    version 16: version 14 with 2 staging buffers per consumer warpgroup (at d = 128 then 2 stages of Q, dO instead
-              of 3: 227 KiB) and the writer keeping one bulk reduction in flight while it waits for the next tile
+              of 3: 227 KiB) and the writer keeping one bulk reduction in flight while it waits for the next tile;
+              H200: 7-18% slower than 14 at every shape (a tile counted later delays the chain of key blocks)
    versions 3-16 are checked against the CPU reference and against version 2 (8-11 and 15 bitwise against 7, 13,
    14 and 16 against 12), and for determinism (a second run: the same bits)
  make -C dev/cuda bin/attention_backward && dev/cuda/bin/attention_backward check|bench [version]

@@ -27,17 +27,16 @@ SHAPES = [(B, T, H, Hkv, d)
           for (H, Hkv, d) in [(12, 12, 64), (12, 4, 64), (8, 8, 128), (8, 2, 128)]] + [(8, 1024, 12, 12, 64)]
 QUICK = [(8, 1024, 12, 12, 64), (8, 1024, 12, 4, 64), (4, 2048, 8, 2, 128)]   # the issue's original table
 # beside the trainer's 11:15 (dev/cuda/attention_*.cu; forward 11 is 9, 7 or 5 by shape; backward 15 is 14 at d = 64
-# and 16 at d = 128 from T = 8192 on, else 9): backward 9 (7 with the dQ kernel's consumers software-pipelined, at
-# d = 64; 7 at d = 128), 14 (dQ in the dK/dV kernel, added at L2 in key-block order by writer warps' TMA bulk
-# reductions; at d = 128 each consumer warpgroup makes a column half), 16 (14 with 2 staging buffers per warpgroup
-# and one reduction in flight per writer); the older ones (forward 5, 7, 9; backward 4-8, 10-13) through --versions
-VERSIONS = '11:9,11:14,11:16'
+# from T = 8192 on and at d = 128 from T = 16384 on, else 9): backward 9 (7 with the dQ kernel's consumers
+# software-pipelined, at d = 64; 7 at d = 128) and 14 (dQ in the dK/dV kernel, added at L2 in key-block order by
+# writer warps' TMA bulk reductions; at d = 128 each consumer warpgroup makes a column half); the older ones
+# (forward 5, 7, 9; backward 4-8, 10-13, 16) through --versions
+VERSIONS = '11:9,11:14'
 
 
 def backward15(d, T):
-    """the backward version 15 runs (atth_bwd_version15 in llmc/attention_sm90_bwd.cuh: ATTH_BWD_T14, ATTH_BWD_T128,
-    ATTH_BWD_V128)"""
-    return (14 if T >= 8192 else 9) if d == 64 else (16 if T >= 8192 else 9)
+    """the backward version 15 runs (atth_bwd_version15 in llmc/attention_sm90_bwd.cuh: ATTH_BWD_T14, ATTH_BWD_T128)"""
+    return 14 if T >= (8192 if d == 64 else 16384) else 9
 
 
 def same_kernels(pair, d, T):
