@@ -269,6 +269,11 @@
  adds of a tile wait for block kb - 1's count), and that costs more than the round trips it overlaps. The count's
  latency, not the writer's throughput, is what the chain feels. Version 15 takes 14 at d = 128 from
  ATTH_BWD_T128 = 16384 on (the length where it was measured to win; 8192 not measured), 9 below.
+ Version 17 (not measured yet): 14 with 16's 2 staging buffers per warpgroup but each tile counted as soon as it is
+ added (no reduction in flight), so that the consumer can stage a tile while the writer still adds the previous one;
+ at d = 128 that costs a stage of Q, dO (2 instead of 3: 227 KiB), at d = 64 nothing. It separates what 16 changed:
+ if the consumers wait for the writers in 14, 17 is faster than 14; if not, about the same (d = 64) or slower by
+ the lost stage (d = 128). Predicted: within +-3% of 14.
  The dK/dV and dQ kernels stay deterministic in every version: the products and the order of every sum are the
  same; only when a block starts and which warpgroup issues first change.
  The CPU emulator runs all these kernels through the wgmma, TMA, mbarrier and named-barrier twins
@@ -991,15 +996,17 @@ __device__ __forceinline__ void atth_dq_stage(float *bufs, const float (&acc)[32
 // items' time (~2 x 2.4k clocks) for a tile's ~1.5k (an acquire load, 32 ld.shared + red.v4 per lane, the fence
 // before the count), one would have 1; at d = 128 each has one item's time (~2 x 2.4k: twice d = 64's products).
 // BULK (version 14): lane 0 alone moves the tile, by one TMA bulk copy or reduction (cp.reduce.async.bulk .add.f32,
-// FlashAttention-3's way), with proxy fences on both sides of it; with NSB = 2 (version 16) the reduction of tile
+// FlashAttention-3's way), with proxy fences on both sides of it. LAG (version 16, NSB = 2): the reduction of tile
 // n is still in flight while the writer waits for tile n + 1 (staged, its counter) and issues it: tile n is counted
 // and its buffer handed back only then (bulk_wait<1>), so a tile's L2 round trip overlaps the next one's wait.
-template <bool BULK, int NSB, class TileOf>
+// NSB = 2 without LAG (version 17): each tile counted as soon as it is added, the second buffer only slack for the
+// consumer (it stages the next tile while the writer still adds one).
+template <bool BULK, bool LAG, int NSB, class TileOf>
 __device__ __forceinline__ void atth_dq_writer(const float *bufs, int it0, int step, int n_st, int kb, int c,
                                                const TileOf &tile_of) {
     static_assert(NSB == 1 || NSB == 2, "1 or 2 staging buffers per consumer warpgroup");
+    static_assert(!LAG || (BULK && NSB == 2), "one reduction in flight: bulk reductions and 2 staging buffers");
     constexpr int TILE = 64 * 64;                      // floats
-    constexpr bool LAG = BULK && NSB == 2;             // a tile's reduction still in flight after the next one's issue
     const int lane = threadIdx.x % 32, n_w = it0 < n_st ? (n_st - it0 + step - 1) / step : 0;
     auto retire = [&](int m) {                         // tile m is added: its buffer back, the tile counted
         float *tile;
@@ -1057,11 +1064,11 @@ __device__ __forceinline__ void atth_dq_writer(const float *bufs, int it0, int s
 // 64 rows, tk, tv: maps of k, v with boxes of 128 rows; PINGPONG (versions 6, 7): the consumers take turns
 // (atth_pingpong_turns); RS (versions 7-10 at d = 64): S^T and dP^T with K, V from registers (atth_load_afrag);
 // PIPE (versions 8, 10 at d = 64): each consumer software-pipelined (atth_dkv_pipelined), no ping-pong;
-// DQ (versions 12 (1), 13 (2), 14 and 16 (3), with RS at d = 64 only, without PINGPONG and PIPE; 0: none): dQ here
+// DQ (versions 12 (1), 13 (2), 14 and 17 (3), 16 (4), with RS at d = 64 only, without PINGPONG and PIPE; 0: none): dQ here
 // too (atth_dq_add; dqa, dq_cnt: the fp32 accumulator (B, H, Tp, d) in tiles of 64 rows x 64 columns and the counters
 // (B, H, Tp / 64, d / 64, zero at launch), Tp = T rounded up to 64; dq rows ldq apart; at d = 128 each consumer
 // warpgroup makes a column half), the items in item_at's order, 2 buffers of dS^T more, and with DQ >= 2 the 2 writer
-// warps (atth_dq_writer) and their NSB staging buffers per warpgroup (NSB = 2: version 16); the Q, dO stages that fit
+// warps (atth_dq_writer; DQ = 4: LAG) and their NSB staging buffers per warpgroup (NSB = 2: versions 16, 17); the Q, dO stages that fit
 // (AttWBwdCfg::kvq_stages); no spills (ptxas -v, nvcc 13; the writer's loop 2 float4 at a time in the producer's 24
 // registers)
 template <int HD, bool PINGPONG, bool RS, bool PIPE, int DQ = 0, int NSB = 1>
@@ -1076,7 +1083,7 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
     constexpr int KV_BYTES = BKV * HD * 2, Q_BYTES = BQ * HD * 2, DS_BYTES = BKV * BQ * 2, DQT = 64 * 64;   // DQT floats
     constexpr int NH = HD / 64;                        // DQ: dQ tiles (column halves at d = 128) per query tile
     static_assert(!DQ || (RS == (HD == 64) && !PINGPONG && !PIPE),
-                  "versions 12-14, 16: the dK/dV consumers of version 7 without turns (K, V from registers at d = 64)");
+                  "versions 12-14, 16, 17: the dK/dV consumers of version 7 without turns (K, V from registers at d = 64)");
     extern __shared__ __align__(1024) unsigned char atth_smem[];
     unsigned char *Ks = atth_smem_base(atth_smem), *Vs = Ks + KV_BYTES, *dSs = Vs + KV_BYTES;   // dSs: DQ only
     float *dQs = (float *)(dSs + (DQ ? 2 * DS_BYTES : 0));                                     // DQ >= 2 only
@@ -1125,7 +1132,7 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
         }
         if (DQ >= 2 && (tid / 32 == 1 || tid / 32 == 2)) {   // warps 1, 2: version 13's writers (of consumer c)
             const int c = tid / 32 - 1;                // d = 64: the even, odd items; 128: the left, right column halves
-            atth_dq_writer<DQ == 3, NSB>(dQs, HD == 64 ? c : 0, HD == 64 ? 2 : 1, n_st, rank, c,
+            atth_dq_writer<DQ >= 3, DQ == 4, NSB>(dQs, HD == 64 ? c : 0, HD == 64 ? 2 : 1, n_st, rank, c,
                                          [&](int it, float *&tile, unsigned *&cnt) { tile_of(it, NH == 2 ? c : 0, tile, cnt); });
             return;
         }
@@ -1253,8 +1260,9 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
 // key-block order at L2 (red.add), no dQ kernel (at d = 128 dQ split by columns between the consumers); 13: 12 with
 // the adds other than the diagonal block's made by 2 writer warps from shared memory; 14: 13 with the writers' adds
 // by TMA bulk reductions; 16: 14 with 2 staging buffers per warpgroup and one reduction in flight per writer
-// (measured slower than 14 everywhere, kept for the comparison); 15 (the trainer's): atth_bwd_version15 (14 at
-// d = 64 from T = 8192 on and at d = 128 from T = 16384 on, else 9); work: atth_dq_work_bytes (12-16)
+// (measured slower than 14 everywhere, kept for the comparison); 17: 14 with 2 staging buffers per warpgroup (each
+// tile counted at once); 15 (the trainer's): atth_bwd_version15 (14 at d = 64 from T = 8192 on and at d = 128 from
+// T = 16384 on, else 9); work: atth_dq_work_bytes (12-17)
 template <int HD>
 static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const float *lse,
                                        const float *delta, const floatX *q, const floatX *k, const floatX *v, float *work,
@@ -1277,10 +1285,11 @@ static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const
         cudaCheck(cudaMemsetAsync(cnt, 0, (size_t)B * H * nqt * (HD / 64) * sizeof(unsigned), stream));
         // sections: Q, dO (bf16) and the dQ accumulator (fp32) of a kv head's grp heads
         const int sec = atth_section((size_t)(H / Hkv) * T * HD * 8, 1, B * Hkv);
-        const int dqv = version == 12 ? 1 : version == 13 ? 2 : 3, nsb = version == 16 ? 2 : 1;
+        const int dqv = version == 12 ? 1 : version == 13 ? 2 : version == 16 ? 4 : 3, nsb = version >= 16 ? 2 : 1;
         auto dkv = version == 12 ? attention_backward_dkv_sm90_ws_kernel<HD, false, HD == 64, false, 1>
                  : version == 13 ? attention_backward_dkv_sm90_ws_kernel<HD, false, HD == 64, false, 2>
                  : version == 14 ? attention_backward_dkv_sm90_ws_kernel<HD, false, HD == 64, false, 3>
+                 : version == 16 ? attention_backward_dkv_sm90_ws_kernel<HD, false, HD == 64, false, 4, 2>
                                  : attention_backward_dkv_sm90_ws_kernel<HD, false, HD == 64, false, 3, 2>;
         const size_t smem = W::kvq_smem(dqv, nsb);
         CUtensorMap tq64 = atth_tensor_map(q, B, T, H, HD, ldq, W::KV_BQ), tdo64 = atth_tensor_map(dout, B, T, H, HD, H * HD, W::KV_BQ);
@@ -1329,7 +1338,7 @@ static void attention_backward_sm90_kernels(floatX *dq, floatX *dk, floatX *dv, 
                                             float *work, int B, int T, int H, int Hkv, int d, int ldq, int ldkv,
                                             int version, cudaStream_t stream) {
     if (d != 64 && d != 128) fatal("attention backward (Hopper): head width d=%d is not supported (64 or 128)", d);
-    if (version < 3 || version > 16) fatal("attention backward (Hopper): version %d does not exist (3 to 16)", version);
+    if (version < 3 || version > 17) fatal("attention backward (Hopper): version %d does not exist (3 to 17)", version);
     if (!attention_sm90_usable())
         fatal("attention backward (Hopper): needs a compute capability 9.0 GPU, a binary built with "
               "-gencode arch=compute_90a,code=sm_90a, and SESSA_ATT_SM90 not 0");

@@ -40,8 +40,10 @@
    version 16: version 14 with 2 staging buffers per consumer warpgroup (at d = 128 then 2 stages of Q, dO instead
               of 3: 227 KiB) and the writer keeping one bulk reduction in flight while it waits for the next tile;
               H200: 7-18% slower than 14 at every shape (a tile counted later delays the chain of key blocks)
-   versions 3-16 are checked against the CPU reference and against version 2 (8-11 and 15 bitwise against 7, 13,
-   14 and 16 against 12), and for determinism (a second run: the same bits)
+   version 17: version 14 with 16's 2 staging buffers per consumer warpgroup, each tile counted at once (at d = 128
+              2 stages of Q, dO): whether the consumers of 14 wait for the writers
+   versions 3-17 are checked against the CPU reference and against version 2 (8-11 and 15 bitwise against 7, 13,
+   14, 16 and 17 against 12), and for determinism (a second run: the same bits)
  make -C dev/cuda bin/attention_backward && dev/cuda/bin/attention_backward check|bench [version]
  dev/cuda/bin/attention_backward shape B T H Hkv d   times the trainer's forward (attention_forward: the Hopper
    kernel on sm_90, else version 2), the version 2 forward, the trainer's backward (attention_backward: version 15
@@ -315,10 +317,10 @@ static int check(int version, int B, int T, int H, int Hkv, int d, int stacked) 
     if (version >= 8 && version != 12) {
         // the pipelined consumers issue version 7's products in another order of time, not of summation: the same
         // bits, unless an operand was changed under a product in flight (a register or a stage handed back early);
-        // versions 13, 14, 16 add what 12 adds, in the same order, each add one fp32 rounding: the same bits as 12
-        // (15: 14's, 16's or 9's kernels by d and T)
+        // versions 13, 14, 16, 17 add what 12 adds, in the same order, each add one fp32 rounding: the same bits as
+        // 12 (15: 14's or 9's kernels by d and T)
         const int v = version == 15 ? atth_bwd_version15(d, T) : version;
-        const int twin = v == 13 || v == 14 || v == 16 ? 12 : 7;
+        const int twin = v == 13 || v == 14 || v == 16 || v == 17 ? 12 : 7;
         AttGrads g7 = att_grads_alloc(&p, dout);
         run_att_backward(&p, &g7, twin);
         cudaCheck(cudaMemcpy(again, g7.dgrad, p.L.n * sizeof(floatX), cudaMemcpyDeviceToHost));
@@ -416,12 +418,12 @@ int main(int argc, char **argv) {
             printf("version %d: its kernels are versions 7's and 8's, checked there\n", version);
             continue;
         }
-        if ((version == 12 || version == 13) && a.version == 0) {   // (check 12 or 13 runs it)
-            printf("version %d: its adds are 14's and 16's (checked there, bitwise against 12) by red.add\n", version);
+        if ((version == 12 || version == 13 || version == 16) && a.version == 0) {   // (check 12, 13 or 16 runs it)
+            printf("version %d: the kernel of 14 and 17 (checked there, bitwise against 12) with other writers\n", version);
             continue;
         }
         if (version == 15 && a.version == 0) {   // (check 15 runs it)
-            printf("version 15: its kernels are versions 9's, 14's and 16's, checked there\n");
+            printf("version 15: its kernels are versions 9's and 14's, checked there\n");
             continue;
         }
 #endif

@@ -29,9 +29,10 @@ QUICK = [(8, 1024, 12, 12, 64), (8, 1024, 12, 4, 64), (4, 2048, 8, 2, 128)]   # 
 # beside the trainer's 11:15 (dev/cuda/attention_*.cu; forward 11 is 9, 7 or 5 by shape; backward 15 is 14 at d = 64
 # from T = 8192 on and at d = 128 from T = 16384 on, else 9): backward 9 (7 with the dQ kernel's consumers
 # software-pipelined, at d = 64; 7 at d = 128) and 14 (dQ in the dK/dV kernel, added at L2 in key-block order by
-# writer warps' TMA bulk reductions; at d = 128 each consumer warpgroup makes a column half); the older ones
-# (forward 5, 7, 9; backward 4-8, 10-13, 16) through --versions
-VERSIONS = '11:9,11:14'
+# writer warps' TMA bulk reductions; at d = 128 each consumer warpgroup makes a column half), 17 (14 with 2 staging
+# buffers per warpgroup; at d = 128 2 stages of Q, dO); the older ones (forward 5, 7, 9; backward 4-8, 10-13, 16)
+# through --versions
+VERSIONS = '11:9,11:14,11:17'
 
 
 def backward15(d, T):
