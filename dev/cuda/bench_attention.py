@@ -22,8 +22,9 @@ import subprocess
 import sys
 
 # B*T = 16384 tokens; d=64 with H=12 (Hkv 12 and 4), d=128 with H=8 (Hkv 8 and 2); then d12's training shape
+# (T = 8192: where version 15 switches from 9 to 14 at d = 64, between the measured lengths at d = 128)
 SHAPES = [(B, T, H, Hkv, d)
-          for (B, T) in [(16, 1024), (4, 4096), (1, 16384)]
+          for (B, T) in [(16, 1024), (4, 4096), (2, 8192), (1, 16384)]
           for (H, Hkv, d) in [(12, 12, 64), (12, 4, 64), (8, 8, 128), (8, 2, 128)]] + [(8, 1024, 12, 12, 64)]
 QUICK = [(8, 1024, 12, 12, 64), (8, 1024, 12, 4, 64), (4, 2048, 8, 2, 128)]   # the issue's original table
 # beside the trainer's 11:15 (dev/cuda/attention_*.cu; forward 11 is 9, 7 or 5 by shape; backward 15 is 14 at d = 64
