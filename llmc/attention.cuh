@@ -540,7 +540,7 @@ static void attention_forward_mma(floatX *out, float *lse, const floatX *q, cons
 // emulator runs it through its wgmma twins (dev/cuda_emu), but its trainer keeps the mma.sync path.
 #include "attention_sm90.cuh"
 
-// Delta (B,H,T) fp32, then (d = 64) the Hopper backward version 12's dQ accumulator and counters
+// Delta (B,H,T) fp32, then the Hopper backward versions 12-17's dQ accumulator and counters
 static size_t attention_delta_bytes(int B, int T, int H) { return ((size_t)B * H * T * sizeof(float) + 255) / 256 * 256; }
 static size_t attention_backward_scratch_bytes(int B, int T, int H, int Hkv, int d) {
     (void)Hkv;
@@ -590,13 +590,15 @@ static void attention_backward_mma(floatX *dq, floatX *dk, floatX *dv, const flo
     if (d == 64) attention_backward_hd<64>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, ld[0], ld[1], stream);
     if (d == 128) attention_backward_hd<128>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, ld[0], ld[1], stream);
 }
-// the Hopper backward (wgmma, llmc/attention_sm90_bwd.cuh; dev/cuda/attention_backward.cu versions 3-15: 4 with the
+// the Hopper backward (wgmma, llmc/attention_sm90_bwd.cuh; dev/cuda/attention_backward.cu versions 3-17: 4 with the
 // warp-specialized kernels, 5 the same in longest-first order, 6 that with its consumer warpgroups in ping-pong,
 // 7 that with register A operands; 8-11 with software-pipelined consumers in one or both kernels at d = 64: 9 the
 // dQ kernel's, the same bits as 7, 1-2% faster; 11 that in ping-pong; 12 dQ in the dK/dV kernel (5 products
-// instead of 7, the adds ordered by counters: deterministic) at d = 64, 9 at d = 128; 13 is 12 with the adds made
-// by writer warps, the same bits; 14 that with TMA bulk reductions, the same bits; 15, the trainer's, 14 at d = 64
-// from T = 8192 on (H200: 7% faster than 9 at T = 16384), else 9), d = 64, 128
+// instead of 7, the adds ordered by counters: deterministic; at d = 128 each consumer warpgroup makes a column
+// half of dQ); 13 is 12 with the adds made by writer warps, the same bits; 14 that with TMA bulk reductions, the
+// same bits; 16 is 14 with 2 staging buffers per warpgroup and one reduction in flight per writer, the same bits;
+// (slower than 14 everywhere: H200); 17 is 14 with those 2 buffers only, the same bits; 15, the trainer's, 14 at d = 64 from T = 8192 on and at d = 128 from T = 16384
+// on (H200: 7% and 3-6% faster than 9 at T = 16384), else 9: atth_bwd_version15), d = 64, 128
 #ifndef ATTH_BWD_VERSION
 #define ATTH_BWD_VERSION 15
 #endif
@@ -676,12 +678,12 @@ static void attention_sm90_decide(void) {
     attention_sm90_state = attention_sm90_bwd_state = attention_sm90_usable();
     const char *bwd_env = getenv("SESSA_ATT_SM90_BWD");   // 0: the Hopper forward only (to compare the backwards)
     if (bwd_env && strcmp(bwd_env, "0") == 0) attention_sm90_bwd_state = 0;
-    // SESSA_ATT_FWD_VERSION=3..11, SESSA_ATT_BWD_VERSION=3..15: another Hopper version (dev/cuda/attention_*.cu), to compare
+    // SESSA_ATT_FWD_VERSION=3..11, SESSA_ATT_BWD_VERSION=3..17: another Hopper version (dev/cuda/attention_*.cu), to compare
     const char *fv = getenv("SESSA_ATT_FWD_VERSION"), *bv = getenv("SESSA_ATT_BWD_VERSION");
     if (fv) attention_sm90_fwd_version = atoi(fv);
     if (bv) attention_sm90_bwd_version = atoi(bv);
-    if (attention_sm90_fwd_version < 3 || attention_sm90_fwd_version > 11 || attention_sm90_bwd_version < 3 || attention_sm90_bwd_version > 15)
-        fatal("attention: SESSA_ATT_FWD_VERSION=%s (3 to 11) or SESSA_ATT_BWD_VERSION=%s (3 to 15) is not a Hopper version",
+    if (attention_sm90_fwd_version < 3 || attention_sm90_fwd_version > 11 || attention_sm90_bwd_version < 3 || attention_sm90_bwd_version > 17)
+        fatal("attention: SESSA_ATT_FWD_VERSION=%s (3 to 11) or SESSA_ATT_BWD_VERSION=%s (3 to 17) is not a Hopper version",
               fv ? fv : "unset", bv ? bv : "unset");
     for (int d = 64; attention_sm90_usable() && d <= 128; d *= 2) {
         const int B = 1, T = 300, H = 2, Hkv = 1, ld = (H + 2 * Hkv) * d + 8;   // 8: the least pad TMA allows
@@ -718,7 +720,7 @@ static void attention_sm90_decide(void) {
         const char *names[3] = {"dq", "dk", "dv"};
         attention_backward_mma(g0, g0 + offs[1], g0 + offs[2], dout, dout2, dlse, q, k, v, dscratch, B, T, H, Hkv, d, 0, ld, ld);
         int bwd_ok = 0;
-        for (int ver = attention_sm90_bwd_version; ver >= 3 && !bwd_ok; ver--) {   // 15 .. 7, 6, 5, 4, then 3
+        for (int ver = attention_sm90_bwd_version; ver >= 3 && !bwd_ok; ver--) {   // 17 .. 7, 6, 5, 4, then 3
             if (ver < attention_sm90_bwd_version)
                 fprintf(stderr, "attention: the Hopper backward version %d failed its self-test at d=%d: trying version %d.\n",
                         ver + 1, d, ver);

@@ -221,12 +221,63 @@
  T = 16384 (issue 10's 0.80x; 7% faster than 9), still 0.67 ms above 5/4 of the dK/dV kernel, and slower than 9 at
  T <= 4096, where a block has few items and the writers' latency per tile is not hidden. Version 15 (the trainer's)
  takes 14 from T = 8192 (ATTH_BWD_T14; 8192 itself unmeasured) and 9 below. Next: more tiles in flight per writer
- (4 staging buffers: the fence and the acquire of one tile under the reduction of the next), and 128 query rows per
- item (half the reduced bytes per FLOP; the consumers' registers are the limit).
+ (version 16 below), and 128 query rows per item (half the reduced bytes per FLOP; the consumers' registers are the
+ limit).
+ Versions 12-14 at d = 128 (the eighth session; before, 9's kernels ran there): the same kernel without RS (K, V
+ from shared memory, as version 7's dK/dV kernel at d = 128) and dQ_i split by columns between the two consumer
+ warpgroups: both store their dS^T halves, meet at the buffer's named barrier, and warpgroup w computes
+   dQ_i[:, 64w .. 64w + 63] = dS_i K[:, 64w .. 64w + 63]   m64n64k16 x 8 (the block's 128 keys), A = dS (ldmatrix
+                                                           .trans of both halves), B = K's column panel w, MN-major
+ into 32 fp32 registers, free then (S^T, dP^T are dead once dS^T is stored: declared per item so that nothing of them
+ lives across). So an item's dQ is 2 tiles of 64 x 64 (the accumulator's tile layout above; one counter each), and
+ the writer c (warp 1 + c) adds column half c of every item. Registers (ptxas -v, nvcc 13, setmaxnreg 240): no spills
+ once atth_dq_add sums in place (a separate sum array spilled ~100 bytes). Shared memory (227 KiB): K, V 64 KiB, dS^T
+ 2 x 16 KiB, staging 2 x 16 KiB per buffer set, Q, dO 32 KiB and lse, Delta 0.5 KiB per stage: 226.6 KiB with 3
+ stages and one staging buffer per warpgroup (13, 14), 226.0 with 2 stages and two (16).
+ Version 16 (both widths; measured slower than 14 everywhere, below): 14 with 2 staging buffers per consumer
+ warpgroup and the writer keeping one bulk reduction in flight: per tile it waits for the tile staged and its counter, issues the reduction, then waits for the previous
+ tile's (bulk_wait<1>), counts that one and hands its buffer back, so a tile's L2 round trip runs under the wait for
+ the next one (14 waits for each reduction before it looks at the next tile). The same adds in the same order: the
+ same bits as 12 (checked). The counts still follow the key blocks: block kb's count of a tile now also waits for
+ its writer to reach the next tile, i.e. for block kb - 1's count of that one: the chain runs towards block 0, which
+ waits for nothing, so it ends; the last tile is counted after a bulk_wait<0>.
+ Count at d = 128 (H = 8; an item: 5 products of 2 x 64 x 128 x 128 = 10.5 MFLOP, 32 KiB of fp32 dQ; the items of
+ the diagonal block, 2 per head and key block, are summed by the consumers, the others staged and reduced):
+   B  T      items    FLOP     reduced   (F = 4 d T(T+1)/2 H, 2.5 F = SDPA's count; 7 products (version 9) = 3.5 F)
+   1  16384  132096   1.39e12  4.26 GB   (2.5 F = 1.37e12; 9: 1.92e12; floor at 989 TFLOP/s 1.40 ms)
+   4  4096    33792   3.54e11  1.04 GB
+  16  1024     9216   9.67e10  0.235 GB
+ (GQA changes neither: every query head visits its items; Hkv only changes which K, V a block holds.)
+ Predicted at B=1 T=16384 (v9 there 3.16-3.33 ms, 3.25 taken; SDPA 2.57-2.64, 2.60 taken): the dK/dV kernel ~4/7
+ of 9's time (1.86 ms) for 4 products, 5/4 of it for 5 (2.32 ms), plus what the reductions cost: at d = 64 version
+ 14 took 0.67 ms more than 5/4 of the dK/dV kernel for 3.2 GB (0.21 ms per GB), i.e. 0.89 ms for 4.26 GB here:
+ 14 ~3.2 ms (0.81x SDPA), 16 with half of that hidden ~2.8 ms (0.93x). At T <= 4096 a block has few items and the
+ chains' start-up shows (14 was 2-14% slower than 9 at d = 64): 9 expected faster there.
+ Measured (H200, bench_attention.py, the eighth session's mid-session run; ms and ratio to SDPA; 12, 13, 14, 16 =
+ the same bits at both widths, checked there):
+   shape (B T H Hkv d)     v9            v14           v16
+   16 1024  8  8 128   0.329 0.90x   0.355 0.84x   0.374 0.79x
+   16 1024  8  2 128   0.283 1.14x   0.380 0.85x   0.392 0.82x
+    4 4096  8  8 128   0.855 0.92x   0.887 0.89x   1.017 0.77x
+    4 4096  8  2 128   0.810 1.00x   1.136 0.72x   1.188 0.68x
+    1 16384 8  8 128   3.352 0.78x   3.163 0.83x   3.682 0.71x
+    1 16384 8  2 128   3.318 0.80x   3.222 0.82x   3.421 0.78x
+   (d = 64, the same run: 16 is 7-18% slower than 14 at every shape: 3.426 against 2.899 ms at T = 16384 H = 12)
+ So 14 is as predicted at T = 16384 (3.16-3.22 ms, 3-6% faster than 9) and slower than 9 below (4-40% at 4096,
+ most with GQA: Hkv = 2 has 4x fewer, 4x longer blocks and chains); 16 is slower everywhere, the prediction wrong:
+ a tile counted one tile later delays every block behind it in the chain of key blocks by that much (block kb's
+ adds of a tile wait for block kb - 1's count), and that costs more than the round trips it overlaps. The count's
+ latency, not the writer's throughput, is what the chain feels. Version 15 takes 14 at d = 128 from
+ ATTH_BWD_T128 = 16384 on (the length where it was measured to win; 8192 not measured), 9 below.
+ Version 17 (not measured yet): 14 with 16's 2 staging buffers per warpgroup but each tile counted as soon as it is
+ added (no reduction in flight), so that the consumer can stage a tile while the writer still adds the previous one;
+ at d = 128 that costs a stage of Q, dO (2 instead of 3: 227 KiB), at d = 64 nothing. It separates what 16 changed:
+ if the consumers wait for the writers in 14, 17 is faster than 14; if not, about the same (d = 64) or slower by
+ the lost stage (d = 128). Predicted: within +-3% of 14.
  The dK/dV and dQ kernels stay deterministic in every version: the products and the order of every sum are the
  same; only when a block starts and which warpgroup issues first change.
  The CPU emulator runs all these kernels through the wgmma, TMA, mbarrier and named-barrier twins
- (dev/cuda/attention_backward.cu versions 3-14, the problems cut into several L2 sections there), wgmma
+ (dev/cuda/attention_backward.cu versions 3-16, the problems cut into several L2 sections there), wgmma
  asynchronously (an accumulator read before its wait, an operand changed under a product in flight: errors); the
  hardware's reading of the descriptors and tensor maps and the races its schedule does not produce are checked
  only on a GPU.
@@ -411,16 +462,36 @@ template <int HD> struct AttWBwdCfg {
     static constexpr int KV_BK = 64 * NWG, KV_BQ = 64;   // the dK/dV kernel: keys per block, query tile
     static constexpr size_t KV_SMEM = 1024 + 2 * (size_t)KV_BK * HD * 2 + STAGES * (2 * (size_t)KV_BQ * HD * 2 + 2 * KV_BQ * 4)
                                       + 8 * (1 + 2 * STAGES);
-    static constexpr size_t KVQ_SMEM = KV_SMEM + 2 * (size_t)KV_BK * KV_BQ * 2;   // versions 12, 13: + 2 dS^T buffers
+    // versions 12-14, 16 (dQ in the dK/dV kernel; DQ = 1, 2, 3): + 2 dS^T buffers (128 keys x 64 queries, bf16) and
+    // with the writers (DQ >= 2) NSB staging buffers of 64 x 64 fp32 per consumer warpgroup; as many stages of Q, dO
+    // as then fit the H100/H200's 227 KiB: 3, or 2 at d = 128 with NSB = 2 (d = 128: 194.6 KiB (12), 226.6 (13, 14),
+    // 226.0 (16); d = 64: 114.6, 146.6, 178.6)
+    __host__ __device__ static constexpr size_t kvq_extra(int dq, int nsb) {
+        return 2 * (size_t)KV_BK * KV_BQ * 2 + (dq >= 2 ? (size_t)NWG * nsb * 64 * 64 * 4 : 0);
+    }
+    __host__ __device__ static constexpr size_t kv_smem(int stages) {
+        return 1024 + 2 * (size_t)KV_BK * HD * 2 + stages * (2 * (size_t)KV_BQ * HD * 2 + 2 * KV_BQ * 4) + 8 * (1 + 2 * stages);
+    }
+    __host__ __device__ static constexpr int kvq_stages(int dq, int nsb) { return kv_smem(STAGES) + kvq_extra(dq, nsb) <= 227 * 1024 ? STAGES : 2; }
+    __host__ __device__ static constexpr size_t kvq_smem(int dq, int nsb) { return kv_smem(kvq_stages(dq, nsb)) + kvq_extra(dq, nsb); }
 };
 // version 15 takes 14 from this sequence length on (d = 64), 9 below it: H200 (the seventh session's second mid-session run) 14 is 7% faster than
 // 9 at T = 16384 and 2% slower at 4096 (and 12% at 1024); 8192 between them is not measured
 static const int ATTH_BWD_T14 = 8192;
-// versions 12-15 (d = 64): the fp32 dQ accumulator (B, H, Tp, d) and its counters (B, H, Tp / 64), Tp = T rounded
-// up to 64, in the backward's scratch after Delta (attention_backward_scratch_bytes in llmc/attention.cuh)
+// ... and at d = 128 from ATTH_BWD_T128 on: H200 (the eighth session's mid-session run) 14 is 3-6% faster than 9 at
+// T = 16384 and 4-40% slower at 4096; 8192 between them is not measured
+static const int ATTH_BWD_T128 = 16384;
+// the kernels version 15 runs at head width d and length T (14 or 9)
+static int atth_bwd_version15(int d, int T) {
+    return T >= (d == 64 ? ATTH_BWD_T14 : ATTH_BWD_T128) ? 14 : 9;
+}
+// versions 12-16: the fp32 dQ accumulator (B, H, Tp, d) and its counters (B, H, Tp / 64, d / 64: one per 64 x 64
+// tile), Tp = T rounded up to 64, in the backward's scratch after Delta (attention_backward_scratch_bytes in
+// llmc/attention.cuh); none at the widths the Hopper kernels do not take
 static size_t atth_dq_work_bytes(int B, int T, int H, int d) {
+    if (d != 64 && d != 128) return 0;
     const size_t nqt = (size_t)(T + 63) / 64;
-    return d == 64 ? (size_t)B * H * nqt * 64 * d * sizeof(float) + (size_t)B * H * nqt * sizeof(unsigned) : 0;
+    return (size_t)B * H * nqt * 64 * d * sizeof(float) + (size_t)B * H * nqt * (d / 64) * sizeof(unsigned);
 }
 #ifdef SESSA_SM90A
 // compile-time flags for the pipelined consumers' generic lambdas (first tile or item: if constexpr)
@@ -812,7 +883,8 @@ __device__ __forceinline__ void red_add_f32x4(float *p, float4 v) {
                  : "memory");
 }
 // bytes (a multiple of 16) of shared memory src -> global dst by the TMA unit, added there in fp32 (add) or copied
-// (cp.reduce.async.bulk / cp.async.bulk, one bulk group per commit); bulk_wait_all: every group complete (written);
+// (cp.reduce.async.bulk / cp.async.bulk, one bulk group per commit); bulk_wait<n>: all but the n newest groups
+// complete (written);
 // fence_proxy_async_global: orders this thread's global accesses of the generic proxy with those of the bulk copies
 __device__ __forceinline__ void bulk_s2g(float *dst, const float *src, int bytes, bool add) {
     if (add)
@@ -823,7 +895,9 @@ __device__ __forceinline__ void bulk_s2g(float *dst, const float *src, int bytes
                      :: "l"(dst), "r"(smem_u32(src)), "r"(bytes) : "memory");
 }
 __device__ __forceinline__ void bulk_commit(void) { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
-__device__ __forceinline__ void bulk_wait_all(void) { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void bulk_wait(void) {
+    asm volatile("cp.async.bulk.wait_group %0;\n" :: "n"(N) : "memory");
+}
 __device__ __forceinline__ void fence_proxy_async_global(void) { asm volatile("fence.proxy.async.global;\n" ::: "memory"); }
 #endif
 #ifdef SESSA_SM90A
@@ -858,85 +932,105 @@ __device__ __forceinline__ void atth_load_ds(uint32_t (&a)[NK / 16][4], const un
         ldmatrix_x4_trans(a[kk], buf + r * 128 + (((m0 / 8) ^ (r % 8)) << 4));
     }
 }
-// A dQ tile in the fp32 accumulator (64 x 64 floats, 16 KiB) is kept in the consumers' register order, not row by
+// A dQ tile in the fp32 accumulator (64 rows x 64 columns, 16 KiB; at d = 128 a query tile's dQ is 2 such tiles, its
+// column halves, each with its own counter) is kept in the consumers' register order, not row by
 // row: register pair p (acc[2p], acc[2p + 1]: row 16 warp + g + 8 (p & 1), columns 8 (p / 2) + 2tq, +1) of thread wt
 // (0..127 of the warpgroup) at floats 2 (128 p + wt), +1. So a warp's adds, loads and stores of one pair cover 256
 // contiguous bytes, and the staging buffer of version 13 (the same layout in shared memory) is conflict-free.
-// The item's dQ tile (this warpgroup's accumulator acc) of key block kb into tile (query tile qt of (b, h) in the
-// accumulator) in the order of the key blocks: thread 0 of the warpgroup waits until the tile's counter cnt says kb
-// blocks have added (the others at named barrier bar), then every thread adds its part: the first block (kb = 0)
-// stores, the last one (the diagonal block, kb = qt / 2) reads the sum, adds its own and writes dq (bf16, times
-// scale, rows < T: row0 the tile's first row, dq_bh = dq of (b, h), rows ldq apart), every other one adds at L2
-// (red.global.add.v2.f32); after a second barrier thread 0 counts the block (not the last: nobody waits for it).
-template <int HD>
-__device__ __forceinline__ void atth_dq_add(float *tile, unsigned *cnt, const float (&acc)[HD / 2], int kb, int qt, int bar,
+// The item's dQ tile (this warpgroup's accumulator acc, 64 x 64) of key block kb into tile (query tile qt of (b, h)
+// in the accumulator, or its column half) in the order of the key blocks: thread 0 of the warpgroup waits until the
+// tile's counter cnt says kb blocks have added (the others at named barrier bar), then every thread adds its part:
+// the first block (kb = 0) stores, the last one (the diagonal block, kb = qt / 2) reads the sum, adds its own and
+// writes dq (bf16, times scale, rows < T: row0 the tile's first row, dq_bh = dq of (b, h) at the tile's first column,
+// rows ldq apart), every other one adds at L2 (red.global.add.v2.f32); after a second barrier thread 0 counts the
+// block (not the last: nobody waits for it). The last one sums into acc in place (a separate sum made ptxas spill
+// at d = 128, next to dK, dV's 128 registers).
+__device__ __forceinline__ void atth_dq_add(float *tile, unsigned *cnt, float (&acc)[32], int kb, int qt, int bar,
                                             floatX *dq_bh, int ldq, int row0, int T, float scale) {
     const int wt = threadIdx.x % 128, r = 16 * (wt / 32) + wt % 32 / 4;
     const bool first = kb == 0, last = kb == qt / 2;
     if (first && last) {                               // the only block adding there (query tiles 0 and 1)
-        atth_store_rows<HD>(dq_bh, ldq, row0 + r, T, acc, scale, scale);
+        atth_store_rows<64>(dq_bh, ldq, row0 + r, T, acc, scale, scale);
         return;
     }
     if (wt == 0) sem_wait_eq(cnt, kb);
     bar_sync(bar, 128);                                // blocks < kb have added (acquired by thread 0)
-    float sum[HD / 2];
 #pragma unroll
-    for (int p = 0; p < HD / 4; p++) {
+    for (int p = 0; p < 16; p++) {
         float *q = tile + 2 * (128 * p + wt);
         if (first) *(float2 *)q = make_float2(acc[2 * p], acc[2 * p + 1]);
         else if (last) {
             const float2 o = __ldcg((const float2 *)q);
-            sum[2 * p] = o.x + acc[2 * p];
-            sum[2 * p + 1] = o.y + acc[2 * p + 1];
+            acc[2 * p] = o.x + acc[2 * p];
+            acc[2 * p + 1] = o.y + acc[2 * p + 1];
         } else red_add_f32x2(q, acc[2 * p], acc[2 * p + 1]);
     }
     if (last) {
-        atth_store_rows<HD>(dq_bh, ldq, row0 + r, T, sum, scale, scale);
+        atth_store_rows<64>(dq_bh, ldq, row0 + r, T, acc, scale, scale);
         return;
     }
     bar_sync(bar, 128);                                // every thread's adds issued (ordered before the count)
     if (wt == 0) sem_release_inc(cnt);
 }
 // Version 13: a consumer hands a tile that is not the diagonal block's (kb < qt / 2) to its writer warp through its
-// staging buffer (64 x 64 floats in the layout above) and goes on: named barriers 8 + cw (buffer free: the writer's
-// arrival after its previous tile from this buffer, not waited for on the buffer's first use) and 6 + cw (staged);
-// (4 + cw, 128 threads: atth_dq_add's, which this warpgroup still runs for the diagonal block's tiles).
-template <int HD>
-__device__ __forceinline__ void atth_dq_stage(float *buf, const float (&acc)[HD / 2], int cw, bool first_use) {
-    const int wt = threadIdx.x % 128;
-    if (!first_use) bar_sync(8 + cw, 160);
+// NSB staging buffers (64 x 64 floats each in the layout above; tile n of the warpgroup's sequence in buffer n % NSB)
+// and goes on: named barriers 12 + NSB cw + n % NSB (buffer free: the writer's arrival after the tile NSB before,
+// not waited for on a buffer's first use) and 6 + NSB cw + n % NSB (staged); (4 + cw, 128 threads: atth_dq_add's,
+// which this warpgroup still runs for the diagonal block's tiles; 10, 11: the dS^T buffers).
+template <int NSB>
+__device__ __forceinline__ void atth_dq_stage(float *bufs, const float (&acc)[32], int cw, int n) {
+    const int wt = threadIdx.x % 128, sb = NSB * cw + n % NSB;
+    float *buf = bufs + sb * 64 * 64;
+    if (n >= NSB) bar_sync(12 + sb, 160);
 #pragma unroll
-    for (int p = 0; p < HD / 4; p++) *(float2 *)(buf + 2 * (128 * p + wt)) = make_float2(acc[2 * p], acc[2 * p + 1]);
+    for (int p = 0; p < 16; p++) *(float2 *)(buf + 2 * (128 * p + wt)) = make_float2(acc[2 * p], acc[2 * p + 1]);
     fence_proxy_async();                               // (version 14's writer reads the buffer by TMA)
-    bar_arrive(6 + cw, 160);
+    bar_arrive(6 + sb, 160);
 }
 // Version 13's writer warps (warps 1, 2 of the producer warpgroup; warp 3 loads lse, Delta alone): writer c takes
-// the staged tiles of the items it = c, c + 2, .. < n_st from buffer c (the consumer warpgroup c's), each after its
-// counter says kb blocks have added (lane 0 waits), stored (kb = 0) or added at L2 (red.global.add.v4.f32) by the
-// 32 lanes, the buffer handed back (unless no later tile comes through it), then counted by lane 0; tile_of(it) =
-// (the tile in the accumulator, its counter). Two writers: each has 2 items' time (~2 x 2.4k clocks) for a tile's
-// ~1.5k (an acquire load, 32 ld.shared + red.v4 per lane, the fence before the count), one would have 1.
+// the tiles consumer warpgroup c stages, those of the items it = it0, it0 + step, .. < n_st (d = 64: it0 = c, step
+// 2, the items whose dQ the warpgroup makes; d = 128: it0 = 0, step 1, every item's column half c), tile n of them
+// from buffer n % NSB, each after its counter says kb blocks have added (lane 0 waits), stored (kb = 0) or added at
+// L2 (red.global.add.v4.f32) by the 32 lanes, the buffer handed back (unless no later tile comes through it), then
+// counted by lane 0; tile_of(it) = (the tile in the accumulator, its counter). Two writers: at d = 64 each has 2
+// items' time (~2 x 2.4k clocks) for a tile's ~1.5k (an acquire load, 32 ld.shared + red.v4 per lane, the fence
+// before the count), one would have 1; at d = 128 each has one item's time (~2 x 2.4k: twice d = 64's products).
 // BULK (version 14): lane 0 alone moves the tile, by one TMA bulk copy or reduction (cp.reduce.async.bulk .add.f32,
-// FlashAttention-3's way), waited for before the count, with proxy fences on both sides of it.
-template <int HD, bool BULK, class TileOf>
-__device__ __forceinline__ void atth_dq_writer(const float *bufs, int n_st, int kb, int c, const TileOf &tile_of) {
-    constexpr int TILE = 64 * HD;                      // floats
-    const int lane = threadIdx.x % 32;
-    for (int it = c; it < n_st; it += 2) {
+// FlashAttention-3's way), with proxy fences on both sides of it. LAG (version 16, NSB = 2): the reduction of tile
+// n is still in flight while the writer waits for tile n + 1 (staged, its counter) and issues it: tile n is counted
+// and its buffer handed back only then (bulk_wait<1>), so a tile's L2 round trip overlaps the next one's wait.
+// NSB = 2 without LAG (version 17): each tile counted as soon as it is added, the second buffer only slack for the
+// consumer (it stages the next tile while the writer still adds one).
+template <bool BULK, bool LAG, int NSB, class TileOf>
+__device__ __forceinline__ void atth_dq_writer(const float *bufs, int it0, int step, int n_st, int kb, int c,
+                                               const TileOf &tile_of) {
+    static_assert(NSB == 1 || NSB == 2, "1 or 2 staging buffers per consumer warpgroup");
+    static_assert(!LAG || (BULK && NSB == 2), "one reduction in flight: bulk reductions and 2 staging buffers");
+    constexpr int TILE = 64 * 64;                      // floats
+    const int lane = threadIdx.x % 32, n_w = it0 < n_st ? (n_st - it0 + step - 1) / step : 0;
+    auto retire = [&](int m) {                         // tile m is added: its buffer back, the tile counted
         float *tile;
         unsigned *cnt;
-        tile_of(it, tile, cnt);
-        bar_sync(6 + c, 160);                          // the consumer's tile is in buffer c
+        tile_of(it0 + m * step, tile, cnt);
+        if (m + NSB < n_w) bar_arrive(12 + NSB * c + m % NSB, 160);
+        if (lane == 0) sem_release_inc(cnt);
+    };
+    for (int n = 0; n < n_w; n++) {
+        const float *buf = bufs + (NSB * c + n % NSB) * TILE;
+        float *tile;
+        unsigned *cnt;
+        tile_of(it0 + n * step, tile, cnt);
+        bar_sync(6 + NSB * c + n % NSB, 160);          // the consumer's tile n is in its buffer
         if (lane == 0) sem_wait_eq(cnt, kb);
         if (BULK && lane == 0) {
             fence_proxy_async_global();                // the bulk operation after the acquire
-            bulk_s2g(tile, bufs + c * TILE, TILE * sizeof(float), kb != 0);
+            bulk_s2g(tile, buf, TILE * sizeof(float), kb != 0);
             bulk_commit();
-            bulk_wait_all();
+            bulk_wait<LAG ? 1 : 0>();                  // tile n - LAG written (and its buffer read)
             fence_proxy_async_global();                // ... and before the count
         }
         __syncwarp();
-        const float4 *src = (const float4 *)(bufs + c * TILE);
+        const float4 *src = (const float4 *)buf;
 #pragma unroll 2
         for (int k = lane; k < (BULK ? 0 : TILE / 4); k += 32) {   // (2 at a time: 24 registers)
             const float4 v = src[k];
@@ -944,8 +1038,16 @@ __device__ __forceinline__ void atth_dq_writer(const float *bufs, int n_st, int 
             else red_add_f32x4(tile + 4 * k, v);
         }
         __syncwarp();                                  // every lane's adds issued (ordered before the count)
-        if (it + 2 < n_st) bar_arrive(8 + c, 160);     // buffer c is free
-        if (lane == 0) sem_release_inc(cnt);
+        if (!LAG) retire(n);
+        else if (n > 0) retire(n - 1);
+    }
+    if (LAG && n_w > 0) {                              // the last tile
+        if (lane == 0) {
+            bulk_wait<0>();
+            fence_proxy_async_global();
+        }
+        __syncwarp();
+        retire(n_w - 1);
     }
 }
 #endif // SESSA_SM90A
@@ -962,12 +1064,14 @@ __device__ __forceinline__ void atth_dq_writer(const float *bufs, int n_st, int 
 // 64 rows, tk, tv: maps of k, v with boxes of 128 rows; PINGPONG (versions 6, 7): the consumers take turns
 // (atth_pingpong_turns); RS (versions 7-10 at d = 64): S^T and dP^T with K, V from registers (atth_load_afrag);
 // PIPE (versions 8, 10 at d = 64): each consumer software-pipelined (atth_dkv_pipelined), no ping-pong;
-// DQ (versions 12 (1), 13 (2), 14 (3) at d = 64, with RS, without PINGPONG and PIPE; 0: none): dQ here too (atth_dq_add;
-// dqa, dq_cnt: the fp32 accumulator (B, H, Tp, d) in tiles of 64 rows and the counters (B, H, Tp / 64, zero at
-// launch), Tp = T rounded up to 64; dq rows ldq apart), the items in item_at's order, 2 buffers of dS^T more, and
-// with DQ >= 2 the 2 writer warps (atth_dq_writer) and their staging buffers: 115 / 147 KiB of shared memory (12 / 13),
-// no spills (ptxas -v, nvcc 13; the writer's loop 2 float4 at a time in the producer's 24 registers)
-template <int HD, bool PINGPONG, bool RS, bool PIPE, int DQ = 0>
+// DQ (versions 12 (1), 13 (2), 14 and 17 (3), 16 (4), with RS at d = 64 only, without PINGPONG and PIPE; 0: none): dQ here
+// too (atth_dq_add; dqa, dq_cnt: the fp32 accumulator (B, H, Tp, d) in tiles of 64 rows x 64 columns and the counters
+// (B, H, Tp / 64, d / 64, zero at launch), Tp = T rounded up to 64; dq rows ldq apart; at d = 128 each consumer
+// warpgroup makes a column half), the items in item_at's order, 2 buffers of dS^T more, and with DQ >= 2 the 2 writer
+// warps (atth_dq_writer; DQ = 4: LAG) and their NSB staging buffers per warpgroup (NSB = 2: versions 16, 17); the Q, dO stages that fit
+// (AttWBwdCfg::kvq_stages); no spills (ptxas -v, nvcc 13; the writer's loop 2 float4 at a time in the producer's 24
+// registers)
+template <int HD, bool PINGPONG, bool RS, bool PIPE, int DQ = 0, int NSB = 1>
 __global__ void __launch_bounds__(AttWBwdCfg<HD>::THREADS, 1)
 attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
                                       const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
@@ -975,13 +1079,15 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
                                       int ldkv, int sec, floatX *dq, int ldq, float *dqa, unsigned *dq_cnt) {
 #ifdef SESSA_SM90A
     using C = AttWBwdCfg<HD>;
-    constexpr int BKV = C::KV_BK, BQ = C::KV_BQ, NST = C::STAGES, NS = BQ / 2, NO = HD / 2;
-    constexpr int KV_BYTES = BKV * HD * 2, Q_BYTES = BQ * HD * 2, DS_BYTES = BKV * BQ * 2, DQT = BQ * HD;   // DQT floats
-    static_assert(!DQ || (RS && !PINGPONG && !PIPE), "versions 12, 13: the dK/dV consumers of version 7 without turns");
+    constexpr int BKV = C::KV_BK, BQ = C::KV_BQ, NST = DQ ? C::kvq_stages(DQ, NSB) : C::STAGES, NS = BQ / 2, NO = HD / 2;
+    constexpr int KV_BYTES = BKV * HD * 2, Q_BYTES = BQ * HD * 2, DS_BYTES = BKV * BQ * 2, DQT = 64 * 64;   // DQT floats
+    constexpr int NH = HD / 64;                        // DQ: dQ tiles (column halves at d = 128) per query tile
+    static_assert(!DQ || (RS == (HD == 64) && !PINGPONG && !PIPE),
+                  "versions 12-14, 16, 17: the dK/dV consumers of version 7 without turns (K, V from registers at d = 64)");
     extern __shared__ __align__(1024) unsigned char atth_smem[];
     unsigned char *Ks = atth_smem_base(atth_smem), *Vs = Ks + KV_BYTES, *dSs = Vs + KV_BYTES;   // dSs: DQ only
     float *dQs = (float *)(dSs + (DQ ? 2 * DS_BYTES : 0));                                     // DQ >= 2 only
-    unsigned char *Qs = (unsigned char *)(dQs + (DQ >= 2 ? 2 * DQT : 0)), *dOs = Qs + NST * Q_BYTES;
+    unsigned char *Qs = (unsigned char *)(dQs + (DQ >= 2 ? 2 * NSB * DQT : 0)), *dOs = Qs + NST * Q_BYTES;
     float *Ls = (float *)(dOs + NST * Q_BYTES), *Ds = Ls + NST * BQ;
     uint64_t *kv_full = (uint64_t *)(Ds + NST * BQ), *it_full = kv_full + 1, *it_empty = it_full + NST;
     const int tid = threadIdx.x, wg = tid / 128, nb = (T + BKV - 1) / BKV;
@@ -1000,10 +1106,10 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
             i0 = j0 + (it % n_q) * BQ;
         }
     };
-    auto tile_of = [&](int it, float *&tile, unsigned *&cnt) {   // DQ: item it's dQ tile in dqa, its counter
-        int h, i0;
+    auto tile_of = [&](int it, int half, float *&tile, unsigned *&cnt) {   // DQ: item it's dQ tile (column half) in
+        int h, i0;                                                            // dqa, its counter
         item_at(it, h, i0);
-        const size_t t = ((size_t)b * H + h) * nqt + i0 / BQ;
+        const size_t t = (((size_t)b * H + h) * nqt + i0 / BQ) * NH + half;
         tile = dqa + t * DQT;
         cnt = dq_cnt + t;
     };
@@ -1024,8 +1130,10 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
             attw_load_rows<HD, BKV>(Ks, &tk, kv_full, hk, j0, b);
             attw_load_rows<HD, BKV>(Vs, &tv, kv_full, hk, j0, b);
         }
-        if (DQ >= 2 && (tid / 32 == 1 || tid / 32 == 2)) {   // warps 1, 2: version 13's writers (even, odd items)
-            atth_dq_writer<HD, DQ == 3>(dQs, n_st, rank, tid / 32 - 1, tile_of);
+        if (DQ >= 2 && (tid / 32 == 1 || tid / 32 == 2)) {   // warps 1, 2: version 13's writers (of consumer c)
+            const int c = tid / 32 - 1;                // d = 64: the even, odd items; 128: the left, right column halves
+            atth_dq_writer<DQ >= 3, DQ == 4, NSB>(dQs, HD == 64 ? c : 0, HD == 64 ? 2 : 1, n_st, rank, c,
+                                         [&](int it, float *&tile, unsigned *&cnt) { tile_of(it, NH == 2 ? c : 0, tile, cnt); });
             return;
         }
         if (tid != 0 && r < 0) return;
@@ -1068,12 +1176,13 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
     static_assert(!(PIPE && PINGPONG), "the pipelined dK/dV consumers do not take turns");
     auto consume = [&](const auto &kop, const auto &vop) {   // the warpgroup's items with K, V as kop, vop
         if constexpr (DQ) {
-            float s[NS], dp[NS], dqr[NO];
-            uint32_t pa[BQ / 16][4], da[BQ / 16][4], dsa[BKV / 16][4];
-#pragma unroll
-            for (int i = 0; i < NS; i++) { s[i] = 0.0f; dp[i] = 0.0f; }
             const int kr0 = 64 * cw + 16 * ((tid % 128) / 32) + g;   // this thread's first key row in dS^T
             for (int it = 0; it < n_it; it++) {
+                // (declared here: nothing of them is live across items, so that at d = 128 dQ's 64 registers
+                // below reuse S^T's and dP^T's next to dK, dV; their initial values are never read: wgmma's
+                // first k-step overwrites them)
+                float s[NS], dp[NS], dqr[32];
+                uint32_t pa[BQ / 16][4], da[BQ / 16][4], dsa[BKV / 16][4];
                 const int st = it % NST;
                 int h, i0;
                 item_at(it, h, i0);
@@ -1086,29 +1195,31 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
                                                   Ls + st * BQ, Ds + st * BQ, i0, wk0, rk0, T, sl2);
                 mbar_arrive(it_empty + st);
                 atth_store_dst<BQ>(dSt, da, kr0);
-                // named barrier 10 + (it & 1): the other warpgroup's half of dS^T stored (it arrives, the item's dQ
-                // warpgroup waits); one per buffer, so that an arrival is never counted in the next item's phase, and
-                // the dQ warpgroup's arrival in item it + 1 follows its reads of buffer it & 1 (free in item it + 2)
-                if ((it & 1) != cw) {
+                // named barrier 10 + (it & 1): the other warpgroup's half of dS^T stored; one per buffer, so that
+                // an arrival is never counted in the next item's phase, and a warpgroup's arrival in item it + 1
+                // follows its reads of buffer it & 1 (free in item it + 2). d = 64: the warpgroup of the item's
+                // parity makes dQ_i (the other arrives and goes on); d = 128: both, column half cw each
+                if (NH == 1 && (it & 1) != cw) {
                     bar_arrive(10 + (it & 1), 256);
                     continue;
                 }
                 bar_sync(10 + (it & 1), 256);
+                const int half = NH == 2 ? cw : 0;
                 atth_load_ds<BKV>(dsa, dSt);
 #pragma unroll
-                for (int i = 0; i < NO; i++) dqr[i] = 0.0f;
+                for (int i = 0; i < 32; i++) dqr[i] = 0.0f;
                 wgmma_fence_operand(dqr);
                 wgmma_fence();
-                atth_issue_pv<HD, BKV>(dqr, dsa, Ks);  // dQ_i = dS K (the block's 128 keys)
+                atth_issue_pv<64, BKV>(dqr, dsa, Ks + half * BKV * 128);   // dQ_i[:, 64 half ..] = dS K[:, 64 half ..]
                 wgmma_wait<0>();
                 wgmma_fence_operand(dqr);
                 atth_fence_p<BKV / 16>(dsa);
                 float *tile;
                 unsigned *cnt;
-                tile_of(it, tile, cnt);
-                if (DQ >= 2 && it < n_st) atth_dq_stage<HD>(dQs + cw * DQT, dqr, cw, it < 2);   // to the writer
-                else atth_dq_add<HD>(tile, cnt, dqr, rank, i0 / BQ, 4 + cw, dq + (size_t)b * T * ldq + h * HD, ldq, i0, T,
-                                     scale);
+                tile_of(it, half, tile, cnt);
+                if (DQ >= 2 && it < n_st) atth_dq_stage<NSB>(dQs, dqr, cw, NH == 2 ? it : it / 2);   // to the writer
+                else atth_dq_add(tile, cnt, dqr, rank, i0 / BQ, 4 + cw, dq + (size_t)b * T * ldq + h * HD + 64 * half,
+                                 ldq, i0, T, scale);
             }
         } else if constexpr (PIPE) {
             atth_dkv_pipelined<HD, BKV, BQ, NST>(dka, dva, kop, vop, Qs, dOs, Ls, Ds, it_full, it_empty, n_it, n_q, j0,
@@ -1146,15 +1257,18 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
 // software-pipelined instead of in ping-pong (atth_dq_pipelined, atth_dkv_pipelined), at d = 64 (at 128: 7); 9: the
 // dQ kernel of 8 with the dK/dV kernel of 7; 10: the dQ kernel of 7 with the dK/dV kernel of 8; 11: 9 with the
 // pipelined dQ kernel's consumers also in ping-pong; 12: dQ in the dK/dV kernel of 7 (without the turns), added in
-// key-block order at L2 (red.add), no dQ kernel, at d = 64 (at 128: 9); 13: 12 with the adds other than the
-// diagonal block's made by 2 writer warps from shared memory; 14: 13 with the writers' adds by TMA bulk reductions;
-// 15 (the trainer's): 14 at d = 64 and T >= ATTH_BWD_T14, else 9; work: atth_dq_work_bytes (12-15)
+// key-block order at L2 (red.add), no dQ kernel (at d = 128 dQ split by columns between the consumers); 13: 12 with
+// the adds other than the diagonal block's made by 2 writer warps from shared memory; 14: 13 with the writers' adds
+// by TMA bulk reductions; 16: 14 with 2 staging buffers per warpgroup and one reduction in flight per writer
+// (measured slower than 14 everywhere, kept for the comparison); 17: 14 with 2 staging buffers per warpgroup (each
+// tile counted at once); 15 (the trainer's): atth_bwd_version15 (14 at d = 64 from T = 8192 on and at d = 128 from
+// T = 16384 on, else 9); work: atth_dq_work_bytes (12-17)
 template <int HD>
 static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const float *lse,
                                        const float *delta, const floatX *q, const floatX *k, const floatX *v, float *work,
                                        int B, int T, int H, int Hkv, int ldq, int ldkv, int version, cudaStream_t stream) {
     using C = AttHBwdCfg<HD>;
-    if (version == 15) version = HD == 64 && T >= ATTH_BWD_T14 ? 14 : 9;
+    if (version == 15) version = atth_bwd_version15(HD, T);
     if (version == 3) {
         cudaCheck(cudaFuncSetAttribute(attention_backward_dkv_sm90_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::KV_SMEM));
         attention_backward_dkv_sm90_kernel<HD><<<dim3(ceil_div(T, C::KV_BK), Hkv, B), ATTH_THREADS, C::KV_SMEM, stream>>>(
@@ -1163,18 +1277,21 @@ static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const
         cudaCheck(cudaFuncSetAttribute(attention_backward_dq_sm90_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::DQ_SMEM));
         attention_backward_dq_sm90_kernel<HD><<<dim3(ceil_div(T, C::DQ_BQ), H, B), ATTH_THREADS, C::DQ_SMEM, stream>>>(
             dq, dout, lse, delta, q, k, v, T, H, Hkv, ldq, ldkv);
-    } else if (HD == 64 && version >= 12) {   // dQ in the dK/dV kernel
+    } else if (version >= 12) {   // dQ in the dK/dV kernel
         using W = AttWBwdCfg<HD>;
         const int nqt = ceil_div(T, W::KV_BQ);
         float *dqa = work;
         unsigned *cnt = (unsigned *)(dqa + (size_t)B * H * nqt * W::KV_BQ * HD);
-        cudaCheck(cudaMemsetAsync(cnt, 0, (size_t)B * H * nqt * sizeof(unsigned), stream));
+        cudaCheck(cudaMemsetAsync(cnt, 0, (size_t)B * H * nqt * (HD / 64) * sizeof(unsigned), stream));
         // sections: Q, dO (bf16) and the dQ accumulator (fp32) of a kv head's grp heads
         const int sec = atth_section((size_t)(H / Hkv) * T * HD * 8, 1, B * Hkv);
-        auto dkv = version == 12 ? attention_backward_dkv_sm90_ws_kernel<HD, false, HD == 64, false, HD == 64>
-                 : version == 13 ? attention_backward_dkv_sm90_ws_kernel<HD, false, HD == 64, false, HD == 64 ? 2 : 0>
-                                 : attention_backward_dkv_sm90_ws_kernel<HD, false, HD == 64, false, HD == 64 ? 3 : 0>;
-        const size_t smem = version == 12 ? W::KVQ_SMEM : W::KVQ_SMEM + 2 * (size_t)W::KV_BQ * HD * sizeof(float);
+        const int dqv = version == 12 ? 1 : version == 13 ? 2 : version == 16 ? 4 : 3, nsb = version >= 16 ? 2 : 1;
+        auto dkv = version == 12 ? attention_backward_dkv_sm90_ws_kernel<HD, false, HD == 64, false, 1>
+                 : version == 13 ? attention_backward_dkv_sm90_ws_kernel<HD, false, HD == 64, false, 2>
+                 : version == 14 ? attention_backward_dkv_sm90_ws_kernel<HD, false, HD == 64, false, 3>
+                 : version == 16 ? attention_backward_dkv_sm90_ws_kernel<HD, false, HD == 64, false, 4, 2>
+                                 : attention_backward_dkv_sm90_ws_kernel<HD, false, HD == 64, false, 3, 2>;
+        const size_t smem = W::kvq_smem(dqv, nsb);
         CUtensorMap tq64 = atth_tensor_map(q, B, T, H, HD, ldq, W::KV_BQ), tdo64 = atth_tensor_map(dout, B, T, H, HD, H * HD, W::KV_BQ);
         CUtensorMap tk128 = atth_tensor_map(k, B, T, Hkv, HD, ldkv, W::KV_BK), tv128 = atth_tensor_map(v, B, T, Hkv, HD, ldkv, W::KV_BK);
         cudaCheck(cudaFuncSetAttribute(dkv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
@@ -1221,7 +1338,7 @@ static void attention_backward_sm90_kernels(floatX *dq, floatX *dk, floatX *dv, 
                                             float *work, int B, int T, int H, int Hkv, int d, int ldq, int ldkv,
                                             int version, cudaStream_t stream) {
     if (d != 64 && d != 128) fatal("attention backward (Hopper): head width d=%d is not supported (64 or 128)", d);
-    if (version < 3 || version > 15) fatal("attention backward (Hopper): version %d does not exist (3 to 15)", version);
+    if (version < 3 || version > 17) fatal("attention backward (Hopper): version %d does not exist (3 to 17)", version);
     if (!attention_sm90_usable())
         fatal("attention backward (Hopper): needs a compute capability 9.0 GPU, a binary built with "
               "-gencode arch=compute_90a,code=sm_90a, and SESSA_ATT_SM90 not 0");

@@ -28,8 +28,8 @@
 #                                                        step: no init), with its kernel launches per step
 #   scripts/gpu_session.sh build attn                    attention vs PyTorch SDPA (dev/cuda/bench_attention.py)
 #   scripts/gpu_session.sh build attncu                  ncu sections of the attention backward's kernels at B=1 T=16384
-#                                                        H=12 d=64, versions 13, 14 (ATTNCU_VERSIONS; pipes, stalls, L2:
-#                                                        llmc/attention_sm90_bwd.cuh)
+#                                                        H=12 d=64, versions 13, 14 (ATTNCU_VERSIONS; ATTNCU_SHAPE="B T H
+#                                                        Hkv d": another shape; pipes, stalls, L2: llmc/attention_sm90_bwd.cuh)
 #   scripts/gpu_session.sh build fbprec                  feedback precision vs the official form (dev/cuda/feedback_precision.py)
 #   scripts/gpu_session.sh build e2e                     scripts/bench_gpu.sh part 1 (ours vs PyTorch eager/compile vs GPT-2, d12 B=8 T=1024)
 #   scripts/gpu_session.sh build e2e2                    its part 2 for ours and PyTorch eager at B=1, T=4096..MAX_T (16384;
@@ -247,7 +247,7 @@ for s in "$@"; do
                      --kernel-name regex:"attention_backward_d(kv|q)_sm90_ws" --launch-skip 8 --launch-count 2 --section SpeedOfLight \
                      --section ComputeWorkloadAnalysis --section WarpStateStats --section InstructionStats --section Occupancy \
                      --section MemoryWorkloadAnalysis \
-                     dev/cuda/bin/attention_backward shape 1 16384 12 12 64 nomma || exit 1; done' ;;
+                     dev/cuda/bin/attention_backward shape ${ATTNCU_SHAPE:-1 16384 12 12 64} nomma || exit 1; done' ;;
         fbncu)   stage fbncu ncu --clock-control none --kernel-name regex:"fb_(fwd|bwd)_solve" --launch-skip 8 --launch-count 4 \
                      --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
                      --section MemoryWorkloadAnalysis dev/cuda/bin/feedback_backward bench 2 ;;

@@ -26,17 +26,24 @@
    version 12: dQ in the dK/dV kernel (FlashAttention-3's deterministic backward): the kernel of version 7 without
               the turns also computes dQ_i = dS K for every query tile it visits (5 products instead of 7) and adds
               it into an fp32 accumulator at L2 (red.add), in key-block order (a counter per query tile), the last
-              (diagonal) block writing dq; no dQ kernel. d = 64 (at 128: version 9). H200 (the seventh session): 1.3-1.4x
-              slower than 9
+              (diagonal) block writing dq; no dQ kernel. At d = 128 both consumer warpgroups make dQ_i, a column
+              half each (64 x 64 tiles, a counter each). H200 (the seventh session, d = 64): 1.3-1.4x slower than 9
    version 13: version 12 with the adds other than the diagonal block's made by 2 writer warps (the producer's
               warps 1, 2) from shared memory, so that the consumers do not wait on the counters (the same sums in
               the same order: the same bits as 12, checked); H200: 1.05-1.22x slower than 9
    version 14: version 13 with the writers' adds by TMA bulk reductions (cp.reduce.async.bulk .add.f32, one per
               tile, as FlashAttention-3), the same bits as 12 (checked); H200: 7% faster than 9 at T = 16384
               (0.83x SDPA), 2% slower at 4096, 12-14% at 1024
-   version 15: 14 at d = 64 from T = 8192 on (ATTH_BWD_T14), else 9: what the trainer uses
-   versions 3-15 are checked against the CPU reference and against version 2 (8-11 and 15 bitwise against 7, 13
-   and 14 against 12), and for determinism (a second run: the same bits)
+   version 15: 14 at d = 64 from T = 8192 on (ATTH_BWD_T14) and at d = 128 from T = 16384 on (ATTH_BWD_T128), else
+              9: what the trainer uses (atth_bwd_version15); H200 (the eighth session) at d = 128 T = 16384: 14
+              3-6% faster than 9 (0.82-0.83x SDPA), 4-40% slower at T = 4096
+   version 16: version 14 with 2 staging buffers per consumer warpgroup (at d = 128 then 2 stages of Q, dO instead
+              of 3: 227 KiB) and the writer keeping one bulk reduction in flight while it waits for the next tile;
+              H200: 7-18% slower than 14 at every shape (a tile counted later delays the chain of key blocks)
+   version 17: version 14 with 16's 2 staging buffers per consumer warpgroup, each tile counted at once (at d = 128
+              2 stages of Q, dO): whether the consumers of 14 wait for the writers
+   versions 3-17 are checked against the CPU reference and against version 2 (8-11 and 15 bitwise against 7, 13,
+   14, 16 and 17 against 12), and for determinism (a second run: the same bits)
  make -C dev/cuda bin/attention_backward && dev/cuda/bin/attention_backward check|bench [version]
  dev/cuda/bin/attention_backward shape B T H Hkv d   times the trainer's forward (attention_forward: the Hopper
    kernel on sm_90, else version 2), the version 2 forward, the trainer's backward (attention_backward: version 15
@@ -310,10 +317,10 @@ static int check(int version, int B, int T, int H, int Hkv, int d, int stacked) 
     if (version >= 8 && version != 12) {
         // the pipelined consumers issue version 7's products in another order of time, not of summation: the same
         // bits, unless an operand was changed under a product in flight (a register or a stage handed back early);
-        // versions 13, 14 add what 12 adds, in the same order, each add one fp32 rounding: the same bits as 12
-        // (15: 14's or 9's kernels by T)
-        const bool as14 = version == 13 || version == 14 || (version == 15 && T >= ATTH_BWD_T14);
-        const int twin = as14 && d == 64 ? 12 : 7;
+        // versions 13, 14, 16, 17 add what 12 adds, in the same order, each add one fp32 rounding: the same bits as
+        // 12 (15: 14's or 9's kernels by d and T)
+        const int v = version == 15 ? atth_bwd_version15(d, T) : version;
+        const int twin = v == 13 || v == 14 || v == 16 || v == 17 ? 12 : 7;
         AttGrads g7 = att_grads_alloc(&p, dout);
         run_att_backward(&p, &g7, twin);
         cudaCheck(cudaMemcpy(again, g7.dgrad, p.L.n * sizeof(floatX), cudaMemcpyDeviceToHost));
@@ -411,8 +418,8 @@ int main(int argc, char **argv) {
             printf("version %d: its kernels are versions 7's and 8's, checked there\n", version);
             continue;
         }
-        if (version == 12 && a.version == 0) {   // (check 12 runs it)
-            printf("version 12: checked bitwise against version 13 there\n");
+        if ((version == 12 || version == 13 || version == 16) && a.version == 0) {   // (check 12, 13 or 16 runs it)
+            printf("version %d: the kernel of 14 and 17 (checked there, bitwise against 12) with other writers\n", version);
             continue;
         }
         if (version == 15 && a.version == 0) {   // (check 15 runs it)
@@ -432,8 +439,9 @@ int main(int argc, char **argv) {
             if (version >= 3) ok &= check(version, 1, 1, 2, 1, 64, 0) & check(version, 2, 37, 2, 2, 128, 0) &
                                     check(version, 1, 200, 4, 1, 128, 0) & check(version, 1, T_long, 2, 1, 64, 1) &
                                     check(version, 3, 150, 2, 1, 64, 1);   // (sections 2 + 1 in the dQ kernel)
-            // versions 12, 13: 4 key blocks, so query tiles 6 and 7 get 2 adds between the first and the last, from
-            // 4 query heads of a kv head in turn, with a partial last tile
+            // versions 12-16: 4 key blocks, so query tiles 6 and 7 get 2 adds between the first and the last, from
+            // 4 query heads of a kv head in turn, with a partial last tile (at d = 128 the common checks' T = 333:
+            // 3 key blocks, tiles 4 and 5 with one add between)
             if (version >= 12) ok &= check(version, 1, 500, 4, 1, 64, 1);
         } else {
             bench(version, 8, 1024, 12, 12, 64);

@@ -385,7 +385,7 @@ static int att_forward_is_sm90(int d) {
     return 0;
 #endif
 }
-#define ATT_VERSIONS 15   // of the backward
+#define ATT_VERSIONS 17   // of the backward
 #define ATT_FWD_VERSIONS 11
 // the kernels in longest-first order (forward 7-10, backward 5-7) run here with an L2 budget of 100 KiB, which cuts
 // the check problems into sections of 1 to 2 GQA groups or kv heads (B=3 T=150 H=2 Hkv=1 d=64: 2 + 1 in the

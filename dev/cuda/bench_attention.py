@@ -22,27 +22,34 @@ import subprocess
 import sys
 
 # B*T = 16384 tokens; d=64 with H=12 (Hkv 12 and 4), d=128 with H=8 (Hkv 8 and 2); then d12's training shape
+# (T = 8192: where version 15 switches from 9 to 14 at d = 64, between the measured lengths at d = 128)
 SHAPES = [(B, T, H, Hkv, d)
-          for (B, T) in [(16, 1024), (4, 4096), (1, 16384)]
+          for (B, T) in [(16, 1024), (4, 4096), (2, 8192), (1, 16384)]
           for (H, Hkv, d) in [(12, 12, 64), (12, 4, 64), (8, 8, 128), (8, 2, 128)]] + [(8, 1024, 12, 12, 64)]
 QUICK = [(8, 1024, 12, 12, 64), (8, 1024, 12, 4, 64), (4, 2048, 8, 2, 128)]   # the issue's original table
 # beside the trainer's 11:15 (dev/cuda/attention_*.cu; forward 11 is 9, 7 or 5 by shape; backward 15 is 14 at d = 64
-# from T = 8192 on, else 9): backward 9 (7 with the dQ kernel's consumers software-pipelined, at d = 64), 14 (dQ in the
-# dK/dV kernel, added at L2 in key-block order by writer warps' TMA bulk reductions, at d = 64; 7 at d = 128), 13
-# (14 with the writers' adds as red.v4); the older ones (forward 5, 7, 9; backward 4-8, 10-12) through --versions
-VERSIONS = '11:9,11:14,11:13'
+# from T = 8192 on and at d = 128 from T = 16384 on, else 9): backward 9 (7 with the dQ kernel's consumers
+# software-pipelined, at d = 64; 7 at d = 128) and 14 (dQ in the dK/dV kernel, added at L2 in key-block order by
+# writer warps' TMA bulk reductions; at d = 128 each consumer warpgroup makes a column half), 17 (14 with 2 staging
+# buffers per warpgroup; at d = 128 2 stages of Q, dO); the older ones (forward 5, 7, 9; backward 4-8, 10-13, 16)
+# through --versions
+VERSIONS = '11:9,11:14,11:17'
+
+
+def backward15(d, T):
+    """the backward version 15 runs (atth_bwd_version15 in llmc/attention_sm90_bwd.cuh: ATTH_BWD_T14, ATTH_BWD_T128)"""
+    return 14 if T >= (8192 if d == 64 else 16384) else 9
 
 
 def same_kernels(pair, d, T):
-    """the pair as the kernels it runs at head width d and length T (backward 15 is 14 at d = 64 from T = 8192 on
-    (ATTH_BWD_T14), else 9; at d = 128: forward 6 is 5, 8 is 7, 10 is 9; backward 8-15 are 7, the pipelined
-    consumers and dQ in the dK/dV kernel being d = 64's only)"""
+    """the pair as the kernels it runs at head width d and length T (backward 15: backward15; at d = 128: forward 6
+    is 5, 8 is 7, 10 is 9; backward 8-11 are 7, the pipelined consumers being d = 64's only)"""
     f, b = pair
     if b == 15:
-        b = 14 if d == 64 and T >= 8192 else 9
+        b = backward15(d, T)
     if d != 128:
         return (f, b)
-    return ({6: 5, 8: 7, 10: 9}.get(f, f), {8: 7, 9: 7, 10: 7, 11: 7, 12: 7, 13: 7, 14: 7}.get(b, b))
+    return ({6: 5, 8: 7, 10: 9}.get(f, f), {8: 7, 9: 7, 10: 7, 11: 7}.get(b, b))
 
 
 def fail(msg):

@@ -243,21 +243,30 @@ template <class T> static T __ldcg(const T *p) { return *p; }
 template <class T> static void __stcg(T *p, T v) { *p = v; }
 static void red_add_f32x2(float *p, float a, float b) { p[0] += a; p[1] += b; }   // (llmc/attention_sm90_bwd.cuh)
 static void red_add_f32x4(float *p, float4 v) { p[0] += v.x; p[1] += v.y; p[2] += v.z; p[3] += v.w; }
-// the TMA bulk copies and reductions shared -> global (llmc/attention_sm90_bwd.cuh version 14): the source is read
-// at issue, global memory written (copied or added in fp32) only when the thread's bulk_wait_all covers it
+// the TMA bulk copies and reductions shared -> global (llmc/attention_sm90_bwd.cuh versions 14, 16): the source is
+// read at issue, global memory written (copied or added in fp32) only when the thread's bulk_wait<n> covers it: the
+// ops of each bulk_commit form a group, and bulk_wait<n> completes the oldest groups until at most n are pending
+// (ops issued after the last commit are in no group: a wait does not cover them, as cp.async.bulk.wait_group)
 struct emu_bulk_op { float *dst; std::vector<float> src; bool add; };
 static std::vector<emu_bulk_op> emu_bulk_pending[EMU_MAX_THREADS];
+static std::vector<std::vector<emu_bulk_op>> emu_bulk_groups[EMU_MAX_THREADS];   // committed, oldest first
 static void bulk_s2g(float *dst, const float *src, int bytes, bool add) {
     if (bytes % 16 || (uintptr_t)dst % 16 || (uintptr_t)src % 16)
         fatal("cuda_emu: a bulk copy of %d bytes from %p to %p: 16-byte multiples and alignment only", bytes,
               (const void *)src, (void *)dst);
     emu_bulk_pending[emu_cur].push_back({dst, std::vector<float>(src, src + bytes / 4), add});
 }
-static void bulk_commit(void) {}
-static void bulk_wait_all(void) {
-    for (const emu_bulk_op &op : emu_bulk_pending[emu_cur])
-        for (size_t i = 0; i < op.src.size(); i++) op.dst[i] = op.add ? op.dst[i] + op.src[i] : op.src[i];
+static void bulk_commit(void) {
+    emu_bulk_groups[emu_cur].push_back(std::move(emu_bulk_pending[emu_cur]));
     emu_bulk_pending[emu_cur].clear();
+}
+template <int N> static void bulk_wait(void) {
+    std::vector<std::vector<emu_bulk_op>> &gs = emu_bulk_groups[emu_cur];
+    while (gs.size() > (size_t)N) {
+        for (const emu_bulk_op &op : gs.front())
+            for (size_t i = 0; i < op.src.size(); i++) op.dst[i] = op.add ? op.dst[i] + op.src[i] : op.src[i];
+        gs.erase(gs.begin());
+    }
 }
 static void fence_proxy_async_global(void) {}
 // the counters that order the adds of llmc/attention_sm90_bwd.cuh's version 12 (sem_wait_eq: one thread waits until

@@ -196,7 +196,8 @@ __global__ void wgmma_async_kernel(float *out, int mode) {
 
 // the ordered adds of llmc/attention_sm90_bwd.cuh versions 12-14: block k waits until the counter is k (reverse:
 // 2 - k, which the blocks before never make it), adds k + 1 to acc[0..1] and 10 (k + 1) to acc[2..5] at L2, copies
-// (k = 0) or adds 100 (k + 1) to acc[8..11] by a bulk operation from shared memory, counts itself
+// (k = 0) or adds 100 (k + 1) to acc[8..11] by a bulk operation from shared memory (and 100 (k + 1) to acc[12..15]
+// in a second bulk group, still pending after bulk_wait<1>: acc[12] then unchanged), counts itself
 __global__ void ordered_add_kernel(float *acc, unsigned *cnt, int reverse) {
     __shared__ __align__(16) float s[4];
     const int k = reverse ? 2 - (int)blockIdx.x : (int)blockIdx.x;
@@ -208,7 +209,13 @@ __global__ void ordered_add_kernel(float *acc, unsigned *cnt, int reverse) {
     red_add_f32x4(acc + 2, v);
     bulk_s2g(acc + 8, s, 16, k > 0);
     bulk_commit();
-    bulk_wait_all();
+    const float before = acc[12];
+    bulk_s2g(acc + 12, s, 16, k > 0);
+    bulk_commit();
+    bulk_wait<1>();                                    // the first group written, the second pending
+    if (acc[8] != 100.0f * (k + 1) * (k + 2) / 2 || !(acc[12] == before || (isnan(before) && isnan(acc[12]))))
+        acc[6] = -1.0f;                                // (checked: 0 expected)
+    bulk_wait<0>();
     sem_release_inc(cnt);
 }
 
@@ -431,14 +438,14 @@ int main(void) {
     // counters and L2 adds (sem_wait_eq, sem_release_inc, red_add_f32x2/x4)
     {
         float *acc; unsigned *cnt;
-        cudaMallocCheck(&acc, 12 * sizeof(float));
+        cudaMallocCheck(&acc, 16 * sizeof(float));
         cudaMallocCheck(&cnt, sizeof(unsigned));
-        cudaCheck(cudaMemset(acc, 0, 8 * sizeof(float)));   // (acc[8..11] NaN: the first block copies)
+        cudaCheck(cudaMemset(acc, 0, 8 * sizeof(float)));   // (acc[8..15] NaN: the first block copies)
         cudaCheck(cudaMemset(cnt, 0, sizeof(unsigned)));
         ordered_add_kernel<<<3, 1>>>(acc, cnt, 0);
         cudaCheck(cudaGetLastError());
         int sums = acc[0] == 6.0f && acc[1] == 6.0f && acc[2] == 60.0f && acc[5] == 60.0f && acc[6] == 0.0f &&
-                   acc[8] == 600.0f && acc[11] == 600.0f;
+                   acc[8] == 600.0f && acc[11] == 600.0f && acc[12] == 600.0f && acc[15] == 600.0f;
         snprintf(detail, sizeof detail, "adds %s, count %u (3)", sums ? "ok" : "WRONG", *cnt);
         report("ordered adds", sums && *cnt == 3, detail);
         cudaCheck(cudaMemset(cnt, 0, sizeof(unsigned)));
