@@ -139,7 +139,7 @@ do_ab() {
     done
 }
 # SESSA_GEMM_TUNE=1: every GEMM problem of one step (d12 B=8 and B=16 T=1024, d4w256h4 B=8 T=256), the heuristic's
-# first 8 algorithms timed (GT_B1=1: also d12 B=1 T=8192); the "gemm-choice" lines are entries for llmc/matmul.cuh's gemm_choices table
+# first 8 algorithms timed (GT_B1=1: also d12 B=1 T=8192); the "gemm-choice" lines are entries for llmc/gemm_choices.h
 do_gemmtune() {
     shard
     local F="-V 50257 -i $TMP/tokens.bin -v 0 -s 0 -n 0 -x 1 -cg 0"
