@@ -1687,10 +1687,19 @@ static void fb_launch_dz(const FbBwdScratch *w, int k, const float *dgamma, int 
     cudaCheck(cudaGetLastError());
 }
 
-static size_t feedback_scratch_bytes(int B, int T, int D) {
+// the scratch of a call of exactly B x T
+static size_t fb_scratch_at(int B, int T, int D) {
     FbFwdScratch fw;
     FbBwdScratch bw;
     size_t a = fb_fwd_carve(&fw, NULL, B, T, D), b = fb_bwd_carve(&bw, NULL, B, T, D);
+    return a > b ? a : b;
+}
+// the scratch of any call of at most B x T (the trainer sizes it once for its largest shape and may call with
+// smaller ones): for a fixed S it grows with B and T, but a smaller batch may get the larger superblock (fb_superblock:
+// 512 at B <= FB_S_LONG_B, 256 above), so also the largest call of that batch, min(B, FB_S_LONG_B) x T (at D < 512
+// it can need more than B x T: B=3 T=4096 D=256 at S = 256 against B=2 at S = 512)
+static size_t feedback_scratch_bytes(int B, int T, int D) {
+    size_t a = fb_scratch_at(B, T, D), b = fb_scratch_at(B < FB_S_LONG_B ? B : FB_S_LONG_B, T, D);
     return a > b ? a : b;
 }
 

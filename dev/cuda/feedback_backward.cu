@@ -239,6 +239,31 @@ static int check_slab_with(int S, int B, int T, int D) {
     return ok;
 }
 
+// feedback_scratch_bytes(B, T, D) covers every call of at most B x T (the trainer holds one scratch for its largest
+// shape), though a smaller batch may take the larger superblock: host arithmetic over batches, lengths about the
+// superblock rule's bound and widths below and above 512 (without the smaller batch's term B=3 T=4096 D=256 falls
+// short of B=2 T=4096 at S = 512: 100 against 117 MB)
+static int check_scratch_covers(void) {
+    const int Ts[] = {1, 300, 2048, 4095, 4096, 4097, 5000, 8192}, Ds[] = {64, 256, 768};
+    const int nT = sizeof Ts / sizeof Ts[0], nD = sizeof Ds / sizeof Ds[0];
+    int ok = 1;
+    for (int B = 1; B <= 4; B++)
+        for (int i = 0; i < nT; i++)
+            for (int d = 0; d < nD; d++) {
+                size_t have = feedback_scratch_bytes(B, Ts[i], Ds[d]);
+                for (int b = 1; b <= B; b++)
+                    for (int j = 0; j <= i; j++)
+                        if (fb_scratch_at(b, Ts[j], Ds[d]) > have) {
+                            printf("  scratch of B=%d T=%d D=%d: %zu bytes, but a call of B=%d T=%d needs %zu\n", B, Ts[i],
+                                   Ds[d], have, b, Ts[j], fb_scratch_at(b, Ts[j], Ds[d]));
+                            ok = 0;
+                        }
+            }
+    printf("scratch: feedback_scratch_bytes(B, T, D) covers every call of b <= B, t <= T (B <= 4, T <= 8192, D = 64, "
+           "256, 768): %s\n", ok ? "ok" : "FAIL");
+    return ok;
+}
+
 typedef struct { const Problem *p; Grads *g; } VariantRun;
 static void variant_run(void *ctx, void *out) {
     VariantRun *r = (VariantRun *)ctx;
@@ -488,6 +513,7 @@ int main(int argc, char **argv) {
                  check(2, 300, 40, a.version);
         if (a.version == 0 || a.version == 2)     // the inverses' places alike: 8 blocks of 32, then 44 rows (2 blocks)
             ok &= check_inverse_modes(1, 300, 40);
+        if (a.version == 0 || a.version == 2) ok &= check_scratch_covers();
         if (a.version == 0 || a.version == 2)     // the slab bit for bit as session 6's: a partial superblock of 44
             ok &= check_slab_bitwise(2, 300, 38) & check_slab_with(256, 1, 4200, 8);   // rows; 17 superblocks
         if (a.version == 0 || a.version == 2) {   // version 2 with 64-row superblocks: many of them, partial last ones;
