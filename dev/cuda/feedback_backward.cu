@@ -543,11 +543,12 @@ int main(int argc, char **argv) {
     }
     // B*T = 8192 tokens, D = 768 (B=8 T=1024 and B=2 T=4096 among them); FB_BENCH_SMALL=1: B*T = 256, D = 64, T
     // 64 .. 256 (a smoke test of the bench itself, e.g. under the CPU emulator)
-    // FB_BENCH_LONG=1: only the long sequences at small batch (B=1 T=8192, B=2 T=4096, B=1 T=4096: where
-    // fb_superblock picks 512 rows; scripts/gpu_session.sh fbbench runs them with SESSA_FB_S=256 and 512)
+    // FB_BENCH_LONG=1: only the long sequences at small batch, where fb_superblock picks 512 rows (B=1 T=8192,
+    // B=2 T=4096, B=1 T=4096), and just past its rule's bounds (B=4 T=4096, B=2 T=2048, B=1 T=2048: 256);
+    // scripts/gpu_session.sh fbbench runs them with SESSA_FB_S=256 and 512
     if (getenv("FB_BENCH_LONG")) {
-        const int shapes[3][2] = {{1, 8192}, {2, 4096}, {1, 4096}};
-        for (int i = 0; i < 3; i++) bench(shapes[i][0], shapes[i][1], 768, a.version);
+        const int shapes[6][2] = {{1, 8192}, {2, 4096}, {1, 4096}, {4, 4096}, {2, 2048}, {1, 2048}};
+        for (int i = 0; i < 6; i++) bench(shapes[i][0], shapes[i][1], 768, a.version);
         return 0;
     }
     int small = getenv("FB_BENCH_SMALL") != NULL, tokens = small ? 256 : 8192;
