@@ -120,7 +120,7 @@
    and B=1 may run 16 columns a CTA (SESSA_FB_COLS): X measured 27.8k -> 10.1k cycles a CTA, the warps' work after
    their update then set the pace; with the splits in fb_inverse_kernel predicted ~25 / ~23 us per call at B=8
    T=1024 (31-34 / 28-30 before; "in-superblock solves" has the count).
-   Superblocks of 512 rows (fb_superblock: B <= 2 and T >= 4096). The chain is T / S steps a layer and direction,
+   Superblocks of 512 rows (fb_superblock: B <= 4 and T >= 2048). The chain is T / S steps a layer and direction,
    each a GEMM, fb_inverse_kernel and a solve, all latency-bound at small B. Measured at B=1 T=8192 D=768, S = 256
    (H200, the eighth session's ungraphed d12 step timeline, critical path): the chain GEMM (M = 256, N = 768,
    K = 3 u0: cuBLASLt split-K nvjet + its reduce kernel) ~15 us a call ((5.2 + 4.3 + 1.9) ms over 744 calls),
@@ -141,8 +141,14 @@
    T=8192 step 59.2 -> ~52 ms (graphed: less of the gaps to win). The other side: the solve's sequential length a
    step doubles, the side work grows (logits and slab ~T S: 10 B T S bytes a buffer set) and the SMs a GEMM step
    leaves to the side streams are fewer; where B T / S is large (B=8 T=1024: 4 steps of 256 already) the steps'
-   fixed costs are a small part and 512 should lose, hence the rule (its bounds, B <= 2 and T >= 4096, not
-   measured yet: fbbench's SESSA_FB_S=256 / 512 lines at B=1 T=8192, B=2 T=4096, B=1 T=4096 set them).
+   fixed costs are a small part.
+   Measured (H200, the eighth session's mid call; fbbench fwd + bwd per layer, SESSA_FB_S=512 / 256 in one run):
+   B=1 T=8192 2.661 / 3.567 ms (predicted ~3.4 / 4.1: the backward gained too, 1.67 / 2.35, not only the chain),
+   B=2 T=4096 1.503 / 1.873, B=1 T=4096 0.994 / 1.358, B=4 T=4096 2.296 / 2.852, B=2 T=2048 0.593 / 0.766, B=1 T=2048
+   0.438 / 0.608: -19 to -28% everywhere; forced at B=4 T=2048 0.835 / 1.04 (an earlier call's 256), B=8 T=1024 0.585
+   / 0.62, B=16 T=512 0.431 / 0.439. d12 training step at B=1 T=8192 51.7 / 59.1 ms (predicted ~52); at B=8 T=1024
+   20.5 / 20.4 (no gain, 239 / 154 MiB of scratch): hence the rule B <= 4 and T >= 2048, the region measured to win
+   by ~20% (B=8 at T >= 2048 not measured: the fbbench FB_BENCH_LONG lines at B=8 T=2048 and B=8 T=1024 show it).
  Memory (scratch, the larger of forward and backward): forward 6BTD (s3) + 4 B S T (Z) + nb x (6 B S T (P3)
    + 4 B S^2 (Pd) + 4 B S D (acc) + 128 B S (Minv)); backward 6BTD (u3) + 4BTD (fp32 dqb accumulator) + nb x
    (10 B T S (slab: Zs/US fp32, Pc3, dZ over its rows 3i) + 4 B S^2 (PcT) + 4 B S D (acc) + 128 B S) + 6 B S D (sU3),
@@ -155,8 +161,8 @@
    B=8 T=1024; the trainer holds one scratch for all layers); the alternative for u s^T, three GEMMs on separate
    halves, would write and re-read the (T-u0) x S fp32 product 3 times per superblock (~21 MB at B=8 T=1024) and
    launch 2 more GEMMs. At a fixed number of tokens B*T ours stays ~125-145 MiB while the dense form grows like T
-   (344 MiB at T=4096, 664 at T=8192); below T ~ 2000 the dense form is the smaller one. With S = 512 (B <= 2,
-   T >= 4096) the backward's scratch is 149 MiB at B=1 T=8192 (104 at S = 256) and 159 MiB at B=2 T=4096 (107).
+   (344 MiB at T=4096, 664 at T=8192); below T ~ 2000 the dense form is the smaller one. With S = 512 (B <= 4,
+   T >= 2048) the backward's scratch is 149 MiB at B=1 T=8192 (104 at S = 256) and 159 MiB at B=2 T=4096 (107).
  Deviations from the design first proposed (issue 11), and why:
    - u is kept only as u_hi + u_lo (17 bits, in u3; fp32 inside the superblock being solved): the fp32 copy would
      add 4BTD bytes, and every use of u outside the solve is a hi/lo GEMM anyway; dgamma = (u_hi + u_lo) . c.
@@ -169,7 +175,7 @@
      form: 1.9e-4, 2.0e-4, 3.4e-4).
      They invert the 32x32 diagonal blocks of the M-matrix I - G L (inverse >= 0: sums of one sign, fp32 rounding
      only) so that the sequential part is 8 small products, not 256 dependent rows.
-   - S is a runtime value (fb_superblock: 512 at B <= 2 and T >= 4096, else 256, at most T rounded up to 32;
+   - S is a runtime value (fb_superblock: 512 at B <= 4 and T >= 2048, else 256, at most T rounded up to 32;
      SESSA_FB_S, or FB_S in the dev bench, for tuning).
  dev/test/test_feedback_blocked.c runs this schedule (superblocks, 32-row sub-blocks, hi/lo splits) on the CPU.
 */
@@ -189,11 +195,11 @@
 // direction, set the time), else FB_S_SHORT; or a multiple of 32 in [32, FB_SMAX] set by SESSA_FB_S in the
 // environment (read at the first call; 0: automatic) or by fb_superblock_rows (dev/cuda's bench sets it from FB_S).
 // S trades the solves' sequential work (~T S) and the slabs' memory (~T S) against launches (~T / S) and the chain
-// GEMMs' size ("Cost" above: 512 predicted to win at B=1 T=8192, to lose at T <= 2048 or B >= 4).
+// GEMMs' size ("Cost" above: 512 measured 19-28% faster at B <= 4, T >= 2048; no gain in the B=8 T=1024 step).
 #define FB_S_SHORT 256
 #define FB_S_LONG 512
-#define FB_S_LONG_B 2
-#define FB_S_LONG_T 4096
+#define FB_S_LONG_B 4
+#define FB_S_LONG_T 2048
 static inline int fb_round_up(int x, int m) { return (x + m - 1) / m * m; }
 static int fb_superblock_rows = -1;   // -1: SESSA_FB_S not read yet; 0: automatic
 static inline int fb_superblock(int B, int T) {
@@ -1696,8 +1702,8 @@ static size_t fb_scratch_at(int B, int T, int D) {
 }
 // the scratch of any call of at most B x T (the trainer sizes it once for its largest shape and may call with
 // smaller ones): for a fixed S it grows with B and T, but a smaller batch may get the larger superblock (fb_superblock:
-// 512 at B <= FB_S_LONG_B, 256 above), so also the largest call of that batch, min(B, FB_S_LONG_B) x T (at D < 512
-// it can need more than B x T: B=3 T=4096 D=256 at S = 256 against B=2 at S = 512)
+// 512 at B <= FB_S_LONG_B, 256 above), so also the largest call of that batch, min(B, FB_S_LONG_B) x T (it can need
+// more than B x T: B=5 T=2048 D=768 at S = 256 150 MB, B=4 T=2048 at S = 512 186 MB)
 static size_t feedback_scratch_bytes(int B, int T, int D) {
     size_t a = fb_scratch_at(B, T, D), b = fb_scratch_at(B < FB_S_LONG_B ? B : FB_S_LONG_B, T, D);
     return a > b ? a : b;

@@ -241,13 +241,13 @@ static int check_slab_with(int S, int B, int T, int D) {
 
 // feedback_scratch_bytes(B, T, D) covers every call of at most B x T (the trainer holds one scratch for its largest
 // shape), though a smaller batch may take the larger superblock: host arithmetic over batches, lengths about the
-// superblock rule's bound and widths below and above 512 (without the smaller batch's term B=3 T=4096 D=256 falls
-// short of B=2 T=4096 at S = 512: 100 against 117 MB)
+// superblock rule's bounds and widths below and above 512 (without the smaller batch's term, B=5 T=2048 D=768 falls
+// short of B=4 T=2048 at S = 512: 150 against 186 MB)
 static int check_scratch_covers(void) {
-    const int Ts[] = {1, 300, 2048, 4095, 4096, 4097, 5000, 8192}, Ds[] = {64, 256, 768};
+    const int Ts[] = {1, 300, 1024, 2047, 2048, 2049, 4096, 5000, 8192}, Ds[] = {64, 256, 768};
     const int nT = sizeof Ts / sizeof Ts[0], nD = sizeof Ds / sizeof Ds[0];
     int ok = 1;
-    for (int B = 1; B <= 4; B++)
+    for (int B = 1; B <= FB_S_LONG_B + 2; B++)
         for (int i = 0; i < nT; i++)
             for (int d = 0; d < nD; d++) {
                 size_t have = feedback_scratch_bytes(B, Ts[i], Ds[d]);
@@ -259,8 +259,8 @@ static int check_scratch_covers(void) {
                             ok = 0;
                         }
             }
-    printf("scratch: feedback_scratch_bytes(B, T, D) covers every call of b <= B, t <= T (B <= 4, T <= 8192, D = 64, "
-           "256, 768): %s\n", ok ? "ok" : "FAIL");
+    printf("scratch: feedback_scratch_bytes(B, T, D) covers every call of b <= B, t <= T (B <= %d, T <= 8192, D = 64, "
+           "256, 768): %s\n", FB_S_LONG_B + 2, ok ? "ok" : "FAIL");
     return ok;
 }
 
@@ -543,12 +543,12 @@ int main(int argc, char **argv) {
     }
     // B*T = 8192 tokens, D = 768 (B=8 T=1024 and B=2 T=4096 among them); FB_BENCH_SMALL=1: B*T = 256, D = 64, T
     // 64 .. 256 (a smoke test of the bench itself, e.g. under the CPU emulator)
-    // FB_BENCH_LONG=1: only the long sequences at small batch, where fb_superblock picks 512 rows (B=1 T=8192,
-    // B=2 T=4096, B=1 T=4096), and just past its rule's bounds (B=4 T=4096, B=2 T=2048, B=1 T=2048: 256);
-    // scripts/gpu_session.sh fbbench runs them with SESSA_FB_S=256 and 512
+    // FB_BENCH_LONG=1: only the long sequences at small batch, where fb_superblock picks 512 rows (B <= 4,
+    // T >= 2048: B=1 T=8192, B=2 T=4096, B=1 T=4096, B=4 T=4096, B=4 T=2048, B=1 T=2048), and past its rule's
+    // bounds (B=8 T=2048, B=8 T=1024: 256); scripts/gpu_session.sh fbbench runs them with SESSA_FB_S=256 and 512
     if (getenv("FB_BENCH_LONG")) {
-        const int shapes[6][2] = {{1, 8192}, {2, 4096}, {1, 4096}, {4, 4096}, {2, 2048}, {1, 2048}};
-        for (int i = 0; i < 6; i++) bench(shapes[i][0], shapes[i][1], 768, a.version);
+        const int shapes[8][2] = {{1, 8192}, {2, 4096}, {1, 4096}, {4, 4096}, {4, 2048}, {1, 2048}, {8, 2048}, {8, 1024}};
+        for (int i = 0; i < 8; i++) bench(shapes[i][0], shapes[i][1], 768, a.version);
         return 0;
     }
     int small = getenv("FB_BENCH_SMALL") != NULL, tokens = small ? 256 : 8192;

@@ -6,7 +6,7 @@
  (the forward + backward comparison with the dense form, time and memory, is feedback_backward.cu's bench)
  make -C dev/cuda && dev/cuda/bin/feedback_forward check    (or bench; an optional version number picks one)
  FB_S=128 dev/cuda/bin/feedback_forward bench 2: version 2 with superblocks of 128 rows (a multiple of 32, <= 512;
- unset: llmc/feedback.cuh's fb_superblock, 512 at B <= 2 and T >= 4096, else 256)
+ unset: llmc/feedback.cuh's fb_superblock, 512 at B <= 4 and T >= 2048, else 256)
  bench (version 0 or 2) also times version 2's two in-superblock solve kernels alone, per call (bench_solves)
 */
 #include "feedback_trsm_baseline.cu"
