@@ -2,7 +2,7 @@
  The Sessa feedback branch on the GPU (DESIGN.md §1-§3): a strictly causal single-head softmax over the full
  width D placed inside a recurrent path, i.e. the unit-lower-triangular solve (I - diag(gamma) alpha) s = f.
  Memory is O(B*T*D): alpha is never stored whole; it is produced S rows (forward) or S columns (backward) at a
- time, S = 256 (a "superblock", fb_superblock), and the heavy work is a few large strided-batched bf16 cuBLASLt GEMMs
+ time, S = 256 or 512 (a "superblock", fb_superblock), and the heavy work is a few large strided-batched bf16 cuBLASLt GEMMs
  (sm90 tensor cores, fp32 accumulation, deterministic) per superblock.
 
  API (row-major, token-major; qb, kb, dqb, dkb are rows of width D with row stride ld, so they can be the
@@ -33,8 +33,8 @@
         (P3, Y3 layout), and the diagonal block A_UU = P[:, u0:u1] in fp32   1 kernel (1-8 warps per row)
      3. acc  = P[:, 0:u0] s[0:u0]                                  (Sv, D) fp32-grade     1 GEMM (K = 3 u0)
         (or 2: its far part beside the previous superblock's chain, its near part on the chain: "Lookahead")
-     4. in-superblock solve (CTA = (32 columns, b), 8 warps; "in-superblock solves" below): the inverses of the 8
-        diagonal 32x32 blocks of (I - G A_UU) first, once per sequence (fb_inverse_kernel, a warp each: 1 more
+     4. in-superblock solve (CTA = (32 columns, b), S/32 warps; "in-superblock solves" below): the inverses of the
+        S/32 diagonal 32x32 blocks of (I - G A_UU) first, once per sequence (fb_inverse_kernel, a warp each: 1 more
         launch; the solve, launched programmatically dependent on it, copies them in), then per 32-row
         block q in order: s_q = Minv_q (f_q + G_q h_q) (a 32x32 product), and right-looking h_p += A_pq s_q for all
         blocks p >= q (warp p; tensor-core hi/lo products, fp32 accumulators in registers, A's panel
@@ -120,6 +120,35 @@
    and B=1 may run 16 columns a CTA (SESSA_FB_COLS): X measured 27.8k -> 10.1k cycles a CTA, the warps' work after
    their update then set the pace; with the splits in fb_inverse_kernel predicted ~25 / ~23 us per call at B=8
    T=1024 (31-34 / 28-30 before; "in-superblock solves" has the count).
+   Superblocks of 512 rows (fb_superblock: B <= 4 and T >= 2048). The chain is T / S steps a layer and direction,
+   each a GEMM, fb_inverse_kernel and a solve, all latency-bound at small B. Measured at B=1 T=8192 D=768, S = 256
+   (H200, the eighth session's ungraphed d12 step timeline, critical path): the chain GEMM (M = 256, N = 768,
+   K = 3 u0: cuBLASLt split-K nvjet + its reduce kernel) ~15 us a call ((5.2 + 4.3 + 1.9) ms over 744 calls),
+   fb_inverse_kernel 4.2 us, the solve ~11 us (8 blocks of ~1 us and a ~3 us prologue): ~38 us a step with the
+   launch gaps, 32 steps, ~1.2 ms a layer and direction, ~29 ms of the 68 ms step. Counted for S = 512, a step:
+     GEMM    512 x 768 x 3 u0 (24 output tiles of 128 x 128 instead of 12; mean K 12288, 9.7 GFLOP, twice the
+             work of a 256 step): with t = 6 us (ramp, tail, reduce) + W / 520 TFLOP/s, which gives the measured
+             15 us at S = 256 (4.8 GFLOP), ~25 us
+     inverse 16 warps of the same 32-row chain (grid 16 x 16 with the panels' splits): ~4.3 us
+     solve   16 sequential blocks instead of 8, each with the critical path of today's (warp q+1's update of its
+             own block, its rhs, x_q; every warp updates only its block, so the right-looking updates of the p > q
+             blocks are spread over the 16 warps); the SM runs 16 warps of one CTA (512 threads, 128 registers,
+             206 KiB shared), as it runs 2 CTAs of 8 warps at B=8; prologue loads twice the rows: ~16 x 1 + 4 =
+             ~20 us
+   ~50 us a step with the launch gaps, 16 steps: ~0.8 ms a layer and direction against ~1.2 (-0.4 ms), i.e. ~-9 ms
+   on the ungraphed d12 step at B=1 T=8192; fbbench fwd + bwd at B=1 T=8192 (4.1 ms, of which the two chains
+   ~2.4) predicted ~3.3-3.5 ms, B=2 T=4096 (1.9 ms, 16 steps of a smaller GEMM) ~1.7 ms; the trainer's B=1
+   T=8192 step 59.2 -> ~52 ms (graphed: less of the gaps to win). The other side: the solve's sequential length a
+   step doubles, the side work grows (logits and slab ~T S: 10 B T S bytes a buffer set) and the SMs a GEMM step
+   leaves to the side streams are fewer; where B T / S is large (B=8 T=1024: 4 steps of 256 already) the steps'
+   fixed costs are a small part.
+   Measured (H200, the eighth session's mid call; fbbench fwd + bwd per layer, SESSA_FB_S=512 / 256 in one run):
+   B=1 T=8192 2.661 / 3.567 ms (predicted ~3.4 / 4.1: the backward gained too, 1.67 / 2.35, not only the chain),
+   B=2 T=4096 1.503 / 1.873, B=1 T=4096 0.994 / 1.358, B=4 T=4096 2.296 / 2.852, B=2 T=2048 0.593 / 0.766, B=1 T=2048
+   0.438 / 0.608: -19 to -28% everywhere; forced at B=4 T=2048 0.835 / 1.04 (an earlier call's 256), B=8 T=1024 0.585
+   / 0.62, B=16 T=512 0.431 / 0.439. d12 training step at B=1 T=8192 51.7 / 59.1 ms (predicted ~52); at B=8 T=1024
+   20.5 / 20.4 (no gain, 239 / 154 MiB of scratch): hence the rule B <= 4 and T >= 2048, the region measured to win
+   by ~20% (B=8 at T >= 2048 not measured: the fbbench FB_BENCH_LONG lines at B=8 T=2048 and B=8 T=1024 show it).
  Memory (scratch, the larger of forward and backward): forward 6BTD (s3) + 4 B S T (Z) + nb x (6 B S T (P3)
    + 4 B S^2 (Pd) + 4 B S D (acc) + 128 B S (Minv)); backward 6BTD (u3) + 4BTD (fp32 dqb accumulator) + nb x
    (10 B T S (slab: Zs/US fp32, Pc3, dZ over its rows 3i) + 4 B S^2 (PcT) + 4 B S D (acc) + 128 B S) + 6 B S D (sU3),
@@ -132,7 +161,8 @@
    B=8 T=1024; the trainer holds one scratch for all layers); the alternative for u s^T, three GEMMs on separate
    halves, would write and re-read the (T-u0) x S fp32 product 3 times per superblock (~21 MB at B=8 T=1024) and
    launch 2 more GEMMs. At a fixed number of tokens B*T ours stays ~125-145 MiB while the dense form grows like T
-   (344 MiB at T=4096, 664 at T=8192); below T ~ 2000 the dense form is the smaller one.
+   (344 MiB at T=4096, 664 at T=8192); below T ~ 2000 the dense form is the smaller one. With S = 512 (B <= 4,
+   T >= 2048) the backward's scratch is 149 MiB at B=1 T=8192 (104 at S = 256) and 159 MiB at B=2 T=4096 (107).
  Deviations from the design first proposed (issue 11), and why:
    - u is kept only as u_hi + u_lo (17 bits, in u3; fp32 inside the superblock being solved): the fp32 copy would
      add 4BTD bytes, and every use of u outside the solve is a hi/lo GEMM anyway; dgamma = (u_hi + u_lo) . c.
@@ -145,7 +175,8 @@
      form: 1.9e-4, 2.0e-4, 3.4e-4).
      They invert the 32x32 diagonal blocks of the M-matrix I - G L (inverse >= 0: sums of one sign, fp32 rounding
      only) so that the sequential part is 8 small products, not 256 dependent rows.
-   - S is a runtime value (fb_superblock: 256, at most T rounded up to 32; FB_S in the dev bench) for tuning.
+   - S is a runtime value (fb_superblock: 512 at B <= 4 and T >= 2048, else 256, at most T rounded up to 32;
+     SESSA_FB_S, or FB_S in the dev bench, for tuning).
  dev/test/test_feedback_blocked.c runs this schedule (superblocks, 32-row sub-blocks, hi/lo splits) on the CPU.
 */
 #ifndef SESSA_FEEDBACK_CUH
@@ -157,16 +188,29 @@
 #include "matmul.cuh"
 #include "mma.cuh"          // cp.async wrappers
 
-#define FB_SMAX 256       // the largest superblock: the in-superblock solves keep 3 S x 32 fp32 in shared memory
-                          // and h for S/32 rows x 4 columns in registers (S = 512 would not fit 2 CTAs per SM)
-// rows S of a superblock (keys of a backward slab). 256 unless fb_superblock_rows is set (a multiple of 32 in
-// [32, FB_SMAX]; dev/cuda's bench sets it from FB_S to tune). S trades the solves' sequential work (~T S) and
-// the slabs' memory (~T S) against launches (~T / S) and the chain GEMMs' size.
+#define FB_SMAX 512       // the largest superblock: the in-superblock solves keep 3 S x 32 fp32 in shared memory
+                          // and a warp per 32-row block (S = 512: 16 warps, one CTA an SM, 206 KiB shared)
+// rows S of a superblock (keys of a backward slab): FB_S_LONG for long sequences at small batch (B <= FB_S_LONG_B
+// and T >= FB_S_LONG_T: few superblock columns B T / S, so the chain's sequential steps, T / S a layer and
+// direction, set the time), else FB_S_SHORT; or a multiple of 32 in [32, FB_SMAX] set by SESSA_FB_S in the
+// environment (read at the first call; 0: automatic) or by fb_superblock_rows (dev/cuda's bench sets it from FB_S).
+// S trades the solves' sequential work (~T S) and the slabs' memory (~T S) against launches (~T / S) and the chain
+// GEMMs' size ("Cost" above: 512 measured 19-28% faster at B <= 4, T >= 2048; no gain in the B=8 T=1024 step).
+#define FB_S_SHORT 256
+#define FB_S_LONG 512
+#define FB_S_LONG_B 4
+#define FB_S_LONG_T 2048
 static inline int fb_round_up(int x, int m) { return (x + m - 1) / m * m; }
-static int fb_superblock_rows = 0;
-static inline int fb_superblock(int T) {
-    int S = fb_superblock_rows ? fb_superblock_rows : FB_SMAX;
-    if (S < 32 || S > FB_SMAX || S % 32 != 0) fatal("feedback: superblock of %d rows (need a multiple of 32 in [32, %d])", S, FB_SMAX);
+static int fb_superblock_rows = -1;   // -1: SESSA_FB_S not read yet; 0: automatic
+static inline int fb_superblock(int B, int T) {
+    if (fb_superblock_rows < 0) {
+        const char *e = getenv("SESSA_FB_S");
+        char *end = NULL;
+        fb_superblock_rows = e ? (int)strtol(e, &end, 10) : 0;
+        if (e && (*e == 0 || *end != 0)) fatal("feedback: SESSA_FB_S=%s (need a number of rows, 0 for automatic)", e);
+    }
+    int S = fb_superblock_rows ? fb_superblock_rows : B <= FB_S_LONG_B && T >= FB_S_LONG_T ? FB_S_LONG : FB_S_SHORT;
+    if (S < 32 || S > FB_SMAX || S % 32 != 0) fatal("feedback: superblock of %d rows (SESSA_FB_S / FB_S: need a multiple of 32 in [32, %d], or 0 for automatic)", S, FB_SMAX);
     int cap = fb_round_up(T, 32);   // one superblock holds all of a short sequence; no slab wider than T
     return S < cap ? S : cap;
 }
@@ -517,8 +561,10 @@ __global__ void fb_fwd_rows_kernel(floatX *P3, float *Pd, float *lse, const floa
 // X_hi Y_lo, three mmas into the fp32 accumulator (relative error ~2^-16 per product; the former fp32-FMA kernels:
 // ~2^-24). The fp32 operands (Minv, the panel's blocks) are split into their B fragments ONCE (fb_split_block: bf16
 // hi and lo of a lane's 4 elements in one 16-byte chunk, in place), not at every fragment load.
-// CTA = 16 MT columns x one batch element, 8 warps (warp w owns block w: at most FB_NB = 8 blocks), grid
+// CTA = 16 MT columns x one batch element, NW = 8 warps (warp w owns block w: at most 8 blocks, S <= 256), grid
 // (ceil(D/(16 MT)), B): B=8 D=768 is 192 CTAs of 32 columns, 2 per SM (109 KiB shared each), one wave on 132 SMs.
+// S = 512 (fb_solve_warps): NW = 16 warps, the same code with twice the blocks, one CTA per SM (206 KiB shared,
+// 128 registers a thread as the 8-warp CTAs have at 2 per SM); B=1 D=768: 48 CTAs of 16 columns, one per SM.
 // Shared memory (floats, S rows):
 //   Minv  [S/32][32][32]   the diagonal blocks' inverses, split (fb_sw_b)
 //   panel [2][S][32]       L[rows, block q's 32 columns], double-buffered (iteration & 1); its block p (rows 32p..)
@@ -573,12 +619,14 @@ __global__ void fb_fwd_rows_kernel(floatX *P3, float *Pd, float *lse, const floa
 // splits measured 0.656 / 1.873 / 3.659 ms at B=8 / 2 / 1): ~0.62, ~1.8, ~3.5 ms; at B <= 2 the side streams, not
 // the chain, set the pace (the lead's B=1 timeline), so the chain's gain shows only in part there.
 // Registers (ptxas -v, CUDA 13, INV / own inverses): 32 columns forward 128 / 128 (36 bytes of spills, SESSA_FB_INV=0
-// only), backward 116 / 126; 16 columns 94 / 128, 96 / 124. 2 CTAs per SM.
+// only), backward 116 / 126; 16 columns 94 / 128, 96 / 124. 2 CTAs per SM. The same counts with 16 warps (1 CTA per SM).
 // Determinism: fixed owners, fixed mma order, no atomics.
 #define FB_R 32                              // rows of a block (= the columns of a solve CTA of 2 m-tiles)
 #define FB_NB (FB_SMAX / FB_R)               // blocks of a superblock, at most
-#define FB_SOLVE_THREADS (FB_NB * WARP_SIZE) // a warp per block
-static_assert(FB_SMAX <= FB_SOLVE_THREADS, "fb_solve loads gamma with a thread per row");
+// the warps of a solve CTA, NW (fb_solve's template argument), a warp per block: 8 for S <= 256 (2 CTAs an SM),
+// 16 for larger S (1 CTA an SM); either way 128 registers a thread at most and S <= 32 NW (gamma: a thread a row)
+static inline int fb_solve_warps(int S) { return S <= 8 * FB_R ? 8 : 16; }
+static_assert(FB_NB == 16, "fb_solve_warps: 8 or 16 warps");
 static inline size_t fb_solve_smem(int S) { return ((size_t)3 * S * FB_R + 3 * FB_R * FB_R + S) * sizeof(float); }
 
 // the [rows][32] tiles read as mma B operands (the panel, Minv): the 16-byte chunk index XOR-ed by (row & 1) * 4 +
@@ -680,18 +728,20 @@ __device__ __forceinline__ void fb_block_inverse(float *Minv, const float *tri, 
     }
 }
 
-// the nb diagonal blocks of L into tri ([nb][32][32] plain; entries outside [0, Sv)^2 are 0), by all threads
+// the nb diagonal blocks of L into tri ([nb][32][32] plain; entries outside [0, Sv)^2 are 0), by all NW warps
+template <int NW>
 __device__ __forceinline__ void fb_load_tri(float *tri, const float *L, int S, int Sv, int nb) {
-    float v[FB_NB * FB_R * FB_R / FB_SOLVE_THREADS];
+    constexpr int nth = NW * WARP_SIZE, per = NW * FB_R * FB_R / nth;   // 32 a thread
+    float v[per];
 #pragma unroll
-    for (int k = 0; k < FB_NB * FB_R * FB_R / FB_SOLVE_THREADS; k++) {
-        int idx = threadIdx.x + k * FB_SOLVE_THREADS, qb = idx / (FB_R * FB_R);
+    for (int k = 0; k < per; k++) {
+        int idx = threadIdx.x + k * nth, qb = idx / (FB_R * FB_R);
         int r = qb * FB_R + idx / FB_R % FB_R, col = qb * FB_R + idx % FB_R;
         v[k] = qb < nb && r < Sv && col < Sv ? L[(size_t)r * S + col] : 0.0f;
     }
 #pragma unroll
-    for (int k = 0; k < FB_NB * FB_R * FB_R / FB_SOLVE_THREADS; k++) {
-        int idx = threadIdx.x + k * FB_SOLVE_THREADS;
+    for (int k = 0; k < per; k++) {
+        int idx = threadIdx.x + k * nth;
         if (idx < nb * FB_R * FB_R) tri[idx] = v[k];
     }
 }
@@ -786,7 +836,7 @@ __device__ __forceinline__ void fb_store_x(const float *xs, float *xf, floatX *x
 //   inverts (and splits) the blocks itself and loads h, f (gs) in the C layout (4-byte loads)
 //   vec: the outputs go by 16-byte stores (fb_store_x; D a multiple of 8, the outputs 16-byte aligned)
 //   Ls (INV): the panels' blocks already split by fb_inverse_kernel, copied flat; else the fp32 blocks of L, split here
-template <bool BWD, bool INV, int MT>
+template <bool BWD, bool INV, int MT, int NW>
 __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX *xb,
                                          const float *acc, int has_acc, const float *L, const float *Minv_g,
                                          const float *Ls, const floatX *f, const float *gs, const float *gamma, int vec,
@@ -799,6 +849,7 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
     float *gsh = xs + FB_R * FB_R;                  // forward: gamma of the superblock's rows (0 past Sv)
     int w = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, t = lane % 4, b = blockIdx.y;
     constexpr int NC = 16 * MT;                 // the CTA's columns: MT m-tiles of 16
+    constexpr int NTH = NW * WARP_SIZE;         // the CTA's threads: a warp per block
     int n0 = blockIdx.x * NC;                   // the CTA's first column
     int nb = (Sv + FB_R - 1) / FB_R;
     L += (size_t)b * S * S; acc += (size_t)b * S * D;
@@ -812,15 +863,15 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
     auto panel_in = [&](float *pan, int q) {
         int r0 = BWD ? 0 : q * FB_R, r1 = BWD ? q * FB_R : nb * FB_R;
         if (INV)
-            for (int i = 4 * threadIdx.x; i < (r1 - r0) * FB_R; i += 4 * FB_SOLVE_THREADS)
+            for (int i = 4 * threadIdx.x; i < (r1 - r0) * FB_R; i += 4 * NTH)
                 cp_async16(pan + r0 * FB_R + i, ls_block(q, r0 / FB_R) + i, true);   // blocks r0/32.. of panel q
         else
-            fb_load_panel(pan + r0 * FB_R, L, S, r0, r1, q * FB_R, Sv, threadIdx.x, FB_SOLVE_THREADS);
+            fb_load_panel(pan + r0 * FB_R, L, S, r0, r1, q * FB_R, Sv, threadIdx.x, NTH);
         cp_async_commit();
     };
     int qfirst = BWD ? nb - 1 : 0, q2nd = BWD ? nb - 2 : 1;   // the blocks of iterations 0 and 1
     if (!INV) panel_in(pan0, qfirst);           // (INV: once fb_inverse_kernel has split it)
-    // forward: gamma of row threadIdx.x (S <= FB_SOLVE_THREADS) into gsh, stored once the other loads are issued
+    // forward: gamma of row threadIdx.x (S <= NTH) into gsh, stored once the other loads are issued
     // (a warp issues in order: the store would hold them back by a memory round trip)
     float gv = !BWD && threadIdx.x < Sv ? gamma[(size_t)b * T + u0 + threadIdx.x] : 0.0f;
     // h_w^T (C layout), and (forward) f of block w's rows as bf16 pairs (rows 2t, 2t+1); 0 outside
@@ -828,7 +879,7 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
     if (!INV) {
         // the diagonal blocks' inverses (I - G_q L_qq)^{-1}, a warp per block, split in place; the blocks in panel
         // buffer 1
-        fb_load_tri(pan1, L, S, Sv, nb);
+        fb_load_tri<NW>(pan1, L, S, Sv, nb);
         if (!BWD && threadIdx.x < S) gsh[threadIdx.x] = gv;
         cp_async_wait<0>();
         __syncthreads();                        // tri, gsh, the first panel in
@@ -860,17 +911,17 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
         // 16-byte cp.async (rows past Sv, columns past D zero-filled; D a multiple of 8: a chunk is all in or all
         // out): a warp's copy takes 512 contiguous bytes of 4 rows, where a 4-byte load in the C layout takes 128 of
         // 4 rows (the clocks put the C-layout loads of acc and f at 8.5-13.7k cycles per CTA, forward, B=8 T=1024)
-        for (int idx = threadIdx.x; has_acc && idx < nb * FB_R * (NC / 4); idx += FB_SOLVE_THREADS) {
+        for (int idx = threadIdx.x; has_acc && idx < nb * FB_R * (NC / 4); idx += NTH) {
             int r = idx / (NC / 4), k = idx % (NC / 4) * 4;
             cp_async16(pan1 + fb_sw_c(r, k), acc + (size_t)r * D + n0 + k, r < Sv && n0 + k < D);
         }
         if (BWD)
-            for (int idx = threadIdx.x; idx < nb * FB_R * (NC / 4); idx += FB_SOLVE_THREADS) {
+            for (int idx = threadIdx.x; idx < nb * FB_R * (NC / 4); idx += NTH) {
                 int r = idx / (NC / 4), k = idx % (NC / 4) * 4;
                 cp_async16(Minv + fb_sw_c(r, k), gs + base + (size_t)r * D + n0 + k, r < Sv && n0 + k < D);
             }
         else
-            for (int idx = threadIdx.x; idx < nb * FB_R * (NC / 8); idx += FB_SOLVE_THREADS) {
+            for (int idx = threadIdx.x; idx < nb * FB_R * (NC / 8); idx += NTH) {
                 int r = idx / (NC / 8), k = idx % (NC / 8) * 8;
                 cp_async16((floatX *)Minv + fb_sw_h(r, k), f + base + (size_t)r * D + n0 + k, r < Sv && n0 + k < D);
             }
@@ -895,7 +946,7 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
         // dependent launch) is done
         grid_dep_wait();
         const float *src = Minv_g + (size_t)b * S * FB_R;
-        for (int i = 4 * threadIdx.x; i < nb * FB_R * FB_R; i += 4 * FB_SOLVE_THREADS) cp_async16(Minv + i, src + i, true);
+        for (int i = 4 * threadIdx.x; i < nb * FB_R * FB_R; i += 4 * NTH) cp_async16(Minv + i, src + i, true);
         panel_in(pan0, qfirst);                 // (one group with Minv's copy)
         if (nb > 1) panel_in(pan1, q2nd);       // (waited for before barrier 2 of iteration 0)
         if (nb > 1) cp_async_wait<1>(); else cp_async_wait<0>();
@@ -1027,10 +1078,10 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
         // x_q out: by the warps without an update in this block (forward w < q and w >= nb, backward w >= q) when
         // there are 2 or more of them, else (then qn exists) by every warp but the critical one (warp qn, whose rhs
         // comes next: its update, then its rhs) and, forward, warp q (c_q's)
-        int idle = FB_NB - (BWD ? q : nb - q), idle_w = BWD ? w >= q : w < q || w >= nb;
+        int idle = NW - (BWD ? q : nb - q), idle_w = BWD ? w >= q : w < q || w >= nb;
         if (idle >= 2 ? idle_w : w != qn && (BWD || w != q)) {
             int rank = idle >= 2 ? (BWD ? w - q : w < q ? w : q + w - nb) : BWD ? w - (w > qn) : w - 2 * (w > q);
-            int nst = idle >= 2 ? idle : BWD ? FB_NB - 1 : FB_NB - 2;
+            int nst = idle >= 2 ? idle : BWD ? NW - 1 : NW - 2;
             fb_store_x<BWD, NC>(xs, xf, x3, xb, base, t0, q0, n0, Sv, D, vec, rank * WARP_SIZE + lane, nst * WARP_SIZE);
         }
         FB_PHASE_IT(it, FB_PH_OUT + w, w);
@@ -1095,15 +1146,15 @@ fb_inverse_kernel(float *Minv, float *Ls, const float *L, const float *gamma, in
 // forward: for the rows r of U in blocks of 32, c_r = acc_r + sum_{j<r} Pd[r][j] s_j, s_r = f_r + g_r c_r.
 // acc (B, S, D) = P[:, 0:u0] s[0:u0] (ignored when has_acc = 0); Pd (B, S, S) the fp32 diagonal block of alpha
 // (entries past Sv finite: feedback_forward clears Pd once per call). Writes s, c (fp32) and s3 (the bf16
-// halves of s, read by the next superblocks' GEMMs). grid (ceil(D/(16 MT)), B), FB_SOLVE_THREADS, fb_solve_smem(S).
-// INV, MT, vec: fb_solve's (Minv from fb_inverse_kernel, h and f staged in shared memory; 16 MT columns a CTA;
-// 16-byte output stores).
-template <bool INV, int MT>
-__global__ void __launch_bounds__(FB_SOLVE_THREADS, 2)
+// halves of s, read by the next superblocks' GEMMs). grid (ceil(D/(16 MT)), B), 32 NW threads, fb_solve_smem(S).
+// INV, MT, NW, vec: fb_solve's (Minv from fb_inverse_kernel, h and f staged in shared memory; 16 MT columns a CTA;
+// NW warps, S <= 32 NW; 16-byte output stores). 16 / NW CTAs an SM: 128 registers a thread at most.
+template <bool INV, int MT, int NW>
+__global__ void __launch_bounds__(NW * WARP_SIZE, 16 / NW)
 fb_fwd_solve_kernel(float *s, float *c, floatX *s3, const float *acc, int has_acc, const float *Pd,
                     const floatX *f, const float *gamma, int vec, const float *Minv, const float *Ls, int u0, int Sv,
                     int S, int T, int D) {
-    fb_solve<false, INV, MT>(s, c, s3, NULL, acc, has_acc, Pd, Minv, Ls, f, NULL, gamma, vec, u0, Sv, S, T, D);
+    fb_solve<false, INV, MT, NW>(s, c, s3, NULL, acc, has_acc, Pd, Minv, Ls, f, NULL, gamma, vec, u0, Sv, S, T, D);
 }
 
 // backward, transposed: for the keys j of U in blocks of 32 from last to first,
@@ -1111,12 +1162,12 @@ fb_fwd_solve_kernel(float *s, float *c, floatX *s3, const float *acc, int has_ac
 // with the fp32 diagonal block PcT[j][t] = Pc[t][j] (strictly upper; entries past Sv finite: feedback_backward
 // clears PcT once per call). The forward's schedule with L = PcT, G = I, the blocks from last to first, and
 // h = gs + acc from the start. Writes u3 (u's bf16 halves, X3 layout) and df = bf16(u).
-// grid (ceil(D/(16 MT)), B), FB_SOLVE_THREADS, fb_solve_smem(S). INV, MT, vec as the forward's.
-template <bool INV, int MT>
-__global__ void __launch_bounds__(FB_SOLVE_THREADS, 2)
+// grid (ceil(D/(16 MT)), B), 32 NW threads, fb_solve_smem(S). INV, MT, NW, vec as the forward's.
+template <bool INV, int MT, int NW>
+__global__ void __launch_bounds__(NW * WARP_SIZE, 16 / NW)
 fb_bwd_solve_kernel(floatX *u3, floatX *df, const float *acc, int has_acc, const float *PcT,
                     const float *gs, int vec, const float *Minv, const float *Ls, int u0, int Sv, int S, int T, int D) {
-    fb_solve<true, INV, MT>(NULL, NULL, u3, df, acc, has_acc, PcT, Minv, Ls, NULL, gs, NULL, vec, u0, Sv, S, T, D);
+    fb_solve<true, INV, MT, NW>(NULL, NULL, u3, df, acc, has_acc, PcT, Minv, Ls, NULL, gs, NULL, vec, u0, Sv, S, T, D);
 }
 
 // Where the diagonal blocks' inverses are made (SESSA_FB_INV in the environment, read at the first solve; dev/cuda's
@@ -1191,12 +1242,13 @@ static int fb_solve_cols(int B, int D) {
 // mode 2 launched by programmatic dependent launch; with mode 3 the kernel inv on the Minv made before
 // (fb_inverses); with mode 0 the kernel own; own16 and inv16 the same at 16 columns a CTA (fb_solve_cols). vec also
 // picks the solve's 16-byte output stores (the kernels' argument before Minv).
-template <bool BWD, typename... KArgs, typename... Args>
+template <bool BWD, int NW, typename... KArgs, typename... Args>
 static void fb_launch_solve(void (*own16)(KArgs...), void (*inv16)(KArgs...), void (*own)(KArgs...),
                             void (*inv)(KArgs...), int vec, float *Minv, float *Ls, const float *L,
                             const float *gamma, int u0, int Sv, int S, int B, int T, int D, cudaStream_t stream,
                             Args... args) {
     int mode = fb_solve_inv_mode(vec), cols = fb_solve_cols(B, D);
+    if (S > NW * FB_R) fatal("fb_launch_solve: a superblock of %d rows for a solve of %d warps", S, NW);
     void (*kernel)(KArgs...) = cols == 16 ? (mode > 0 ? inv16 : own16) : mode > 0 ? inv : own;
     if (mode == 1 || mode == 2) fb_inverses<BWD>(Minv, (float *)Ls, L, gamma, u0, Sv, S, B, T, stream);
     static void (*ready[4])(KArgs...);         // the kernels whose attributes are set (once: host time per call)
@@ -1204,7 +1256,7 @@ static void fb_launch_solve(void (*own16)(KArgs...), void (*inv16)(KArgs...), vo
     while (k < 4 && ready[k] != NULL && ready[k] != kernel) k++;
     if (k == 4) fatal("fb_launch_solve: more than 4 solve kernels");
     if (ready[k] == NULL) {
-        cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fb_solve_smem(FB_SMAX)));
+        cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fb_solve_smem(NW * FB_R)));
         cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
         ready[k] = kernel;
     }
@@ -1213,26 +1265,43 @@ static void fb_launch_solve(void (*own16)(KArgs...), void (*inv16)(KArgs...), vo
     pdl.val.programmaticStreamSerializationAllowed = 1;
     cudaLaunchConfig_t cfg;
     memset(&cfg, 0, sizeof cfg);
-    cfg.gridDim = dim3(ceil_div(D, cols), B); cfg.blockDim = dim3(FB_SOLVE_THREADS); cfg.dynamicSmemBytes = fb_solve_smem(S);
+    cfg.gridDim = dim3(ceil_div(D, cols), B); cfg.blockDim = dim3(NW * WARP_SIZE); cfg.dynamicSmemBytes = fb_solve_smem(S);
     cfg.stream = stream; cfg.attrs = &pdl; cfg.numAttrs = mode == 2;
     cudaCheck(cudaLaunchKernelEx(&cfg, kernel, args..., vec, mode > 0 ? (const float *)Minv : NULL,
                                  mode > 0 ? (const float *)Ls : NULL, u0, Sv, S, T, D));
 }
-// the two solves; Minv: scratch for the inverses, (B, S/32, 32, 32) fp32; Ls: the split panels, (B, S, S) (both made
-// by the call with SESSA_FB_INV=1-2, before it by fb_inverses with 3; not used with 0)
+// the two solves, NW warps a CTA (fb_solve_warps(S): fb_fwd_solve, fb_bwd_solve pick it); Minv: scratch for the
+// inverses, (B, S/32, 32, 32) fp32; Ls: the split panels, (B, S, S) (both made by the call with SESSA_FB_INV=1-2,
+// before it by fb_inverses with 3; not used with 0)
+template <int NW>
+static void fb_fwd_solve_w(float *s, float *c, floatX *s3, const float *acc, int has_acc, const float *Pd,
+                           const floatX *f, const float *gamma, float *Minv, float *Ls, int u0, int Sv, int S, int B,
+                           int T, int D, cudaStream_t stream) {
+    fb_launch_solve<false, NW>(fb_fwd_solve_kernel<false, 1, NW>, fb_fwd_solve_kernel<true, 1, NW>,
+                               fb_fwd_solve_kernel<false, 2, NW>, fb_fwd_solve_kernel<true, 2, NW>,
+                               fb_fwd_vec(s, c, s3, f, D), Minv, Ls, Pd, gamma, u0, Sv, S, B, T, D, stream,
+                               s, c, s3, acc, has_acc, Pd, f, gamma);
+}
+template <int NW>
+static void fb_bwd_solve_w(floatX *u3, floatX *df, const float *acc, int has_acc, const float *PcT,
+                           const float *gs, float *Minv, float *Ls, int u0, int Sv, int S, int B, int T, int D,
+                           cudaStream_t stream) {
+    fb_launch_solve<true, NW>(fb_bwd_solve_kernel<false, 1, NW>, fb_bwd_solve_kernel<true, 1, NW>,
+                              fb_bwd_solve_kernel<false, 2, NW>, fb_bwd_solve_kernel<true, 2, NW>,
+                              fb_bwd_vec(u3, df, gs, D), Minv, Ls, PcT, NULL, u0, Sv, S, B, T, D, stream,
+                              u3, df, acc, has_acc, PcT, gs);
+}
 static void fb_fwd_solve(float *s, float *c, floatX *s3, const float *acc, int has_acc, const float *Pd,
                          const floatX *f, const float *gamma, float *Minv, float *Ls, int u0, int Sv, int S, int B,
                          int T, int D, cudaStream_t stream) {
-    fb_launch_solve<false>(fb_fwd_solve_kernel<false, 1>, fb_fwd_solve_kernel<true, 1>, fb_fwd_solve_kernel<false, 2>,
-                           fb_fwd_solve_kernel<true, 2>, fb_fwd_vec(s, c, s3, f, D),
-                           Minv, Ls, Pd, gamma, u0, Sv, S, B, T, D, stream, s, c, s3, acc, has_acc, Pd, f, gamma);
+    (fb_solve_warps(S) == 16 ? fb_fwd_solve_w<16> : fb_fwd_solve_w<8>)(s, c, s3, acc, has_acc, Pd, f, gamma, Minv, Ls,
+                                                                       u0, Sv, S, B, T, D, stream);
 }
 static void fb_bwd_solve(floatX *u3, floatX *df, const float *acc, int has_acc, const float *PcT,
                          const float *gs, float *Minv, float *Ls, int u0, int Sv, int S, int B, int T, int D,
                          cudaStream_t stream) {
-    fb_launch_solve<true>(fb_bwd_solve_kernel<false, 1>, fb_bwd_solve_kernel<true, 1>, fb_bwd_solve_kernel<false, 2>,
-                          fb_bwd_solve_kernel<true, 2>, fb_bwd_vec(u3, df, gs, D),
-                          Minv, Ls, PcT, NULL, u0, Sv, S, B, T, D, stream, u3, df, acc, has_acc, PcT, gs);
+    (fb_solve_warps(S) == 16 ? fb_bwd_solve_w<16> : fb_bwd_solve_w<8>)(u3, df, acc, has_acc, PcT, gs, Minv, Ls, u0, Sv,
+                                                                       S, B, T, D, stream);
 }
 
 // ----------------------------------------------------------------------------
@@ -1241,12 +1310,15 @@ static void fb_bwd_solve(floatX *u3, floatX *df, const float *acc, int has_acc, 
 // the elementwise slab kernels' threads: a thread takes 4 consecutive columns of a row of S (16-byte fp32 and
 // 8-byte bf16 accesses), S / 4 threads a row, fb_slab_rows(S) rows per pass of 256 threads (4 at S = 256). The slab
 // kernel runs one pass a CTA (one row a thread); fb_dz_kernel CTAs of fb_slab_cta_rows(S) = max(16, fb_slab_rows(S))
-// rows, up to FB_SLAB_IT = 4 rows a thread, their loads issued before any use.
+// rows but at most FB_SLAB_IT = 4 rows a thread (8 rows at S = 512), their loads issued before any use.
 #define FB_SLAB_CTA_ROWS 16
-#define FB_SLAB_IT 4                    // FB_SLAB_CTA_ROWS / fb_slab_rows(FB_SMAX)
+#define FB_SLAB_IT 4                    // FB_SLAB_CTA_ROWS / fb_slab_rows(256)
 __host__ __device__ constexpr int fb_slab_rows(int S) { return 256 / (S / 4); }
-__host__ __device__ constexpr int fb_slab_cta_rows(int S) { return fb_slab_rows(S) > FB_SLAB_CTA_ROWS ? fb_slab_rows(S) : FB_SLAB_CTA_ROWS; }
-static_assert(FB_SLAB_CTA_ROWS / fb_slab_rows(FB_SMAX) <= FB_SLAB_IT, "a dZ thread's rows");
+__host__ __device__ constexpr int fb_slab_cta_rows(int S) {   // (S = 512: 2 rows a pass, 4 a thread: 8 rows a CTA)
+    return fb_slab_rows(S) >= FB_SLAB_CTA_ROWS ? fb_slab_rows(S)
+         : fb_slab_rows(S) * FB_SLAB_IT < FB_SLAB_CTA_ROWS ? fb_slab_rows(S) * FB_SLAB_IT : FB_SLAB_CTA_ROWS;
+}
+static_assert(fb_slab_cta_rows(FB_SMAX) <= fb_slab_rows(FB_SMAX) * FB_SLAB_IT && fb_slab_cta_rows(256) == 16, "a dZ thread's rows");
 
 // slab of key superblock [u0, u0+Sv): rows i = t - u0 < M = T - u0, columns jj < S (j = u0 + jj).
 // Pc[i][jj] = gamma_t exp(Zs[i][jj] - lse_t) for jj < Sv and j < t, else 0, into Pc3 (B, 3T, S) in the Y3 layout
@@ -1433,8 +1505,8 @@ static int fb_nbuf(void) {
     return fb_nbuf_on;
 }
 // the buffer sets a call uses: no more than it has superblocks
-static int fb_sets(int T) {
-    int n = ceil_div(T, fb_superblock(T));
+static int fb_sets(int B, int T) {
+    int n = ceil_div(T, fb_superblock(B, T));
     return fb_nbuf() < n ? fb_nbuf() : n;
 }
 typedef struct {
@@ -1448,11 +1520,11 @@ typedef struct {
 
 static size_t fb_fwd_carve(FbFwdScratch *w, void *scratch, int B, int T, int D) {
     FbCarve c = {(char *)scratch, 0};
-    int S = fb_superblock(T);
+    int S = fb_superblock(B, T);
     size_t BTD = (size_t)B * T * D, BSZ = (size_t)B * S * fb_ldz(T);
     w->s3 = (floatX *)fb_take(&c, 3 * BTD * sizeof(floatX));        // X3 layout: (B, 3T, D)
     w->Z = (float *)fb_take(&c, BSZ * sizeof(float));
-    for (int k = 0; k < fb_sets(T); k++) {
+    for (int k = 0; k < fb_sets(B, T); k++) {
         w->P3[k] = (floatX *)fb_take(&c, 3 * BSZ * sizeof(floatX));  // Y3 layout: (B, S, 3 ldz)
         w->Pd[k] = (float *)fb_take(&c, (size_t)B * S * S * sizeof(float));
         w->accs[k] = (float *)fb_take(&c, (size_t)B * S * D * sizeof(float));
@@ -1464,11 +1536,11 @@ static size_t fb_fwd_carve(FbFwdScratch *w, void *scratch, int B, int T, int D) 
 }
 static size_t fb_bwd_carve(FbBwdScratch *w, void *scratch, int B, int T, int D) {
     FbCarve c = {(char *)scratch, 0};
-    int S = fb_superblock(T);
+    int S = fb_superblock(B, T);
     size_t BTD = (size_t)B * T * D, BTS = (size_t)B * T * S, BSD = (size_t)B * S * D;
     w->u3 = (floatX *)fb_take(&c, 3 * BTD * sizeof(floatX));        // X3 layout: (B, 3T, D)
     w->dq = (float *)fb_take(&c, BTD * sizeof(float));
-    for (int k = 0; k < fb_sets(T); k++) {
+    for (int k = 0; k < fb_sets(B, T); k++) {
         w->Zs[k] = (float *)fb_take(&c, BTS * sizeof(float));          // the slab's logits, then u s^T
         w->Pc3[k] = (floatX *)fb_take(&c, 3 * BTS * sizeof(floatX));   // Y3 layout: (B, 3T, S); dZ over rows 3i
         w->PcT[k] = (float *)fb_take(&c, (size_t)B * S * S * sizeof(float));
@@ -1621,10 +1693,19 @@ static void fb_launch_dz(const FbBwdScratch *w, int k, const float *dgamma, int 
     cudaCheck(cudaGetLastError());
 }
 
-static size_t feedback_scratch_bytes(int B, int T, int D) {
+// the scratch of a call of exactly B x T
+static size_t fb_scratch_at(int B, int T, int D) {
     FbFwdScratch fw;
     FbBwdScratch bw;
     size_t a = fb_fwd_carve(&fw, NULL, B, T, D), b = fb_bwd_carve(&bw, NULL, B, T, D);
+    return a > b ? a : b;
+}
+// the scratch of any call of at most B x T (the trainer sizes it once for its largest shape and may call with
+// smaller ones): for a fixed S it grows with B and T, but a smaller batch may get the larger superblock (fb_superblock:
+// 512 at B <= FB_S_LONG_B, 256 above), so also the largest call of that batch, min(B, FB_S_LONG_B) x T (it can need
+// more than B x T: B=5 T=2048 D=768 at S = 256 150 MB, B=4 T=2048 at S = 512 186 MB)
+static size_t feedback_scratch_bytes(int B, int T, int D) {
+    size_t a = fb_scratch_at(B, T, D), b = fb_scratch_at(B < FB_S_LONG_B ? B : FB_S_LONG_B, T, D);
     return a > b ? a : b;
 }
 
@@ -1654,9 +1735,9 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
     fb_side_sms_set(B, D);
     int ldz = fb_ldz(T);
     float scale = 1.0f / sqrtf((float)D);
-    int S = fb_superblock(T), n = ceil_div(T, S);
+    int S = fb_superblock(B, T), n = ceil_div(T, S);
     long long sq = (long long)T * ld, sZ = (long long)S * ldz, sTD = (long long)T * D, sSD = (long long)S * D;
-    int nb = fb_sets(T), la = fb_lookahead();
+    int nb = fb_sets(B, T), la = fb_lookahead();
     FbStreams st = fb_begin(w.Pd, nb, B, S, n, stream);
     int side_inv = fb_solve_inv_mode(fb_fwd_vec(s, c, w.s3, f, D)) == 3;   // the inverses beside the chain
     // superblock q's logits and P (and the inverses) on stream a, into buffers q % nb (once U = q - nb no longer
@@ -1716,10 +1797,10 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
     fb_bwd_carve(&w, scratch, B, T, D);
     fb_side_sms_set(B, D);
     float scale = 1.0f / sqrtf((float)D);
-    int S = fb_superblock(T), n = ceil_div(T, S);
+    int S = fb_superblock(B, T), n = ceil_div(T, S);
     long long sq = (long long)T * ld, sTS = (long long)T * S, sTD = (long long)T * D, sSD = (long long)S * D;
     cudaCheck(cudaMemsetAsync(w.dq, 0, (size_t)B * T * D * sizeof(float), stream));
-    int nb = fb_sets(T), la = fb_lookahead();
+    int nb = fb_sets(B, T), la = fb_lookahead();
     FbStreams st = fb_begin(w.PcT, nb, B, S, n, stream);
     int side_inv = fb_solve_inv_mode(fb_bwd_vec(w.u3, df, gs, D)) == 3;   // the inverses beside the chain
     // the it-th superblock from the end, q = n-1-it, uses buffers k = it % nb

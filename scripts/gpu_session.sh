@@ -235,6 +235,7 @@ for s in "$@"; do
                      SESSA_FB_SIDE_SMS=0 SESSA_FB_SIDE_SMS=66 "SESSA_FB_SIDE_SMS=66 SESSA_FB_LOOKAHEAD=1" \
                      "SESSA_FB_SIDE_SMS=66 SESSA_FB_LOOKAHEAD=1 SESSA_FB_BUFFERS=3"; do echo "== $e"; env $e dev/cuda/bin/feedback_backward bench 2 || exit 1; done &&
                      echo "== SESSA_FB_STREAMS=0 (one stream)" && SESSA_FB_STREAMS=0 dev/cuda/bin/feedback_backward bench 2 && for S in 64 128; do echo "== FB_S=$S"; FB_S=$S dev/cuda/bin/feedback_backward bench 2; done &&
+                     for e in SESSA_FB_S=256 SESSA_FB_S=512 "SESSA_FB_S=512 SESSA_FB_COLS=16"; do echo "== $e (long sequences at small batch)"; env $e FB_BENCH_LONG=1 dev/cuda/bin/feedback_backward bench 2 || exit 1; done &&
                      for m in 0 1 2; do echo "== SESSA_FB_INV=$m"; SESSA_FB_INV=$m dev/cuda/bin/feedback_backward bench 2 || exit 1; done' ;;
         train)   stage train do_train ;;
         gemmtune) stage gemmtune do_gemmtune ;;

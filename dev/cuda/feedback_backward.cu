@@ -187,7 +187,7 @@ static int same_bytes(const void *d_a, const void *d_b, size_t bytes) {
 }
 static int check_slab_bitwise(int B, int T, int D) {
     unsigned long long rng = dev_rng_state;   // (restored at the end: the other checks draw the inputs they always drew)
-    int S = fb_superblock(T), n = ceil_div(T, S);
+    int S = fb_superblock(B, T), n = ceil_div(T, S);
     size_t nzs = (size_t)B * T * S, nd = (size_t)B * S * S, bt = (size_t)B * T;
     void *scratch;
     cudaMallocCheck(&scratch, feedback_scratch_bytes(B, T, D));
@@ -230,6 +230,40 @@ static int check_slab_bitwise(int B, int T, int D) {
     return ok;
 }
 
+// check_slab_bitwise with superblocks of S rows (fb_launch_slab_v1 knew S <= FB_SMAX_V1 only)
+static int check_slab_with(int S, int B, int T, int D) {
+    int keep = fb_superblock_rows;
+    fb_superblock_rows = S;
+    int ok = check_slab_bitwise(B, T, D);
+    fb_superblock_rows = keep;
+    return ok;
+}
+
+// feedback_scratch_bytes(B, T, D) covers every call of at most B x T (the trainer holds one scratch for its largest
+// shape), though a smaller batch may take the larger superblock: host arithmetic over batches, lengths about the
+// superblock rule's bounds and widths below and above 512 (without the smaller batch's term, B=5 T=2048 D=768 falls
+// short of B=4 T=2048 at S = 512: 150 against 186 MB)
+static int check_scratch_covers(void) {
+    const int Ts[] = {1, 300, 1024, 2047, 2048, 2049, 4096, 5000, 8192}, Ds[] = {64, 256, 768};
+    const int nT = sizeof Ts / sizeof Ts[0], nD = sizeof Ds / sizeof Ds[0];
+    int ok = 1;
+    for (int B = 1; B <= FB_S_LONG_B + 2; B++)
+        for (int i = 0; i < nT; i++)
+            for (int d = 0; d < nD; d++) {
+                size_t have = feedback_scratch_bytes(B, Ts[i], Ds[d]);
+                for (int b = 1; b <= B; b++)
+                    for (int j = 0; j <= i; j++)
+                        if (fb_scratch_at(b, Ts[j], Ds[d]) > have) {
+                            printf("  scratch of B=%d T=%d D=%d: %zu bytes, but a call of B=%d T=%d needs %zu\n", B, Ts[i],
+                                   Ds[d], have, b, Ts[j], fb_scratch_at(b, Ts[j], Ds[d]));
+                            ok = 0;
+                        }
+            }
+    printf("scratch: feedback_scratch_bytes(B, T, D) covers every call of b <= B, t <= T (B <= %d, T <= 8192, D = 64, "
+           "256, 768): %s\n", FB_S_LONG_B + 2, ok ? "ok" : "FAIL");
+    return ok;
+}
+
 typedef struct { const Problem *p; Grads *g; } VariantRun;
 static void variant_run(void *ctx, void *out) {
     VariantRun *r = (VariantRun *)ctx;
@@ -244,7 +278,7 @@ static void variant_run(void *ctx, void *out) {
     from_device((float *)(o + 3 * n * sizeof(floatX)), r->g->dgamma, (size_t)r->p->B * r->p->T);
 }
 static int check_inverse_modes(int B, int T, int D) {
-    printf("check B=%d T=%d D=%d S=%d: the inverses' four places, 32 and 16 columns a solve CTA\n", B, T, D, fb_superblock(T));
+    printf("check B=%d T=%d D=%d S=%d: the inverses' four places, 32 and 16 columns a solve CTA\n", B, T, D, fb_superblock(B, T));
     Problem p = make_problem(B, T, D);
     Grads g = grads_alloc(&p, 2);
     VariantRun r = {&p, &g};
@@ -318,7 +352,7 @@ static void bench(int B, int T, int D, int version) {
 // fb_bwd_slab_v1 (feedback_side_v1.h: session 6's slab, the same bits) is timed beside its successor, on the same
 // scratch.
 static void side_layer(const Problem *p, int which, float *dgamma, cudaStream_t stream) {
-    int B = p->B, T = p->T, D = p->D, S = fb_superblock(T), n = ceil_div(T, S), sets = fb_sets(T);
+    int B = p->B, T = p->T, D = p->D, S = fb_superblock(B, T), n = ceil_div(T, S), sets = fb_sets(B, T);
     FbFwdScratch fw;
     FbBwdScratch bw;
     fb_fwd_carve(&fw, p->scratch, B, T, D);
@@ -367,7 +401,7 @@ static float side_layer_ms(const Problem *p, int which, float *dgamma) {
 }
 static void bench_side(int B, int T, int D) {
     Problem p = make_problem(B, T, D);   // (runs the forward: the scratch holds its Z)
-    int S = fb_superblock(T), n = ceil_div(T, S);
+    int S = fb_superblock(B, T), n = ceil_div(T, S);
     double bytes[5] = {0};
     for (int q = 0; q < n; q++) {
         double u0 = q * S, Sv = (u0 + S < T ? u0 + S : T) - u0, M = T - u0;
@@ -384,6 +418,7 @@ static void bench_side(int B, int T, int D) {
     const int order[5] = {0, 1, 4, 2, 3};   // the v1 slab (feedback_side_v1.h) beside its successor
     for (int o = 0; o < 5; o++) {
         int which = order[o];
+        if (which == 4 && S > FB_SMAX_V1) continue;   // (v1 knew S <= 256)
         if (which == 1) {                // the backward's kernels on the scratch of a backward
             Grads g = grads_alloc(&p, 2);
             run_blocked(&p, &g);
@@ -460,7 +495,7 @@ static int io_mode(const char *in_path, const char *out_path) {
 }
 
 int main(int argc, char **argv) {
-    if (getenv("FB_S")) fb_superblock_rows = atoi(getenv("FB_S"));   // tune version 2's superblock (default 256)
+    if (getenv("FB_S")) fb_superblock_rows = atoi(getenv("FB_S"));   // tune version 2's superblock (as SESSA_FB_S)
     if (argc >= 2 && strcmp(argv[1], "io") == 0) {
         if (argc != 4) fatal("usage: %s io IN OUT", argv[0]);
         cudaCheck(cudaSetDevice(0));
@@ -478,8 +513,9 @@ int main(int argc, char **argv) {
                  check(2, 300, 40, a.version);
         if (a.version == 0 || a.version == 2)     // the inverses' places alike: 8 blocks of 32, then 44 rows (2 blocks)
             ok &= check_inverse_modes(1, 300, 40);
+        if (a.version == 0 || a.version == 2) ok &= check_scratch_covers();
         if (a.version == 0 || a.version == 2)     // the slab bit for bit as session 6's: a partial superblock of 44
-            ok &= check_slab_bitwise(2, 300, 38) & check_slab_bitwise(1, 4200, 8);   // rows; 17 superblocks
+            ok &= check_slab_bitwise(2, 300, 38) & check_slab_with(256, 1, 4200, 8);   // rows; 17 superblocks
         if (a.version == 0 || a.version == 2) {   // version 2 with 64-row superblocks: many of them, partial last ones;
             int keep = fb_superblock_rows;         // D = 38: not a multiple of 4 (the row passes' scalar paths)
             fb_superblock_rows = 64;
@@ -493,6 +529,13 @@ int main(int argc, char **argv) {
             fb_schedule_toggle();
             ok &= check_inverse_modes(2, 300, 40);   // 64-row superblocks: 2 blocks each
             ok &= check_slab_bitwise(2, 201, 8) & check_slab_bitwise(1, 1500, 8);
+            // superblocks of 512 rows (the 16-warp solve, slab CTAs of 2 rows, dZ CTAs of 8): two of them (D = 38:
+            // the 4-byte loads and stores, the inverses in every CTA); three, the last of 76 rows (not a multiple of
+            // 32); four; B = 1 and 2; the inverses' places and column widths alike
+            fb_superblock_rows = 512;
+            printf("version 2 with superblocks of 512 rows\n");
+            ok &= check(1, 1024, 38, 2) & check(2, 1100, 40, 2) & check(1, 2048, 40, 2);
+            ok &= check_inverse_modes(1, 1100, 40);
             fb_superblock_rows = keep;
         }
         printf(ok ? "feedback_backward: all checks passed\n" : "feedback_backward: CHECK FAILED\n");
@@ -500,6 +543,14 @@ int main(int argc, char **argv) {
     }
     // B*T = 8192 tokens, D = 768 (B=8 T=1024 and B=2 T=4096 among them); FB_BENCH_SMALL=1: B*T = 256, D = 64, T
     // 64 .. 256 (a smoke test of the bench itself, e.g. under the CPU emulator)
+    // FB_BENCH_LONG=1: only the long sequences at small batch, where fb_superblock picks 512 rows (B <= 4,
+    // T >= 2048: B=1 T=8192, B=2 T=4096, B=1 T=4096, B=4 T=4096, B=4 T=2048, B=1 T=2048), and past its rule's
+    // bounds (B=8 T=2048, B=8 T=1024: 256); scripts/gpu_session.sh fbbench runs them with SESSA_FB_S=256 and 512
+    if (getenv("FB_BENCH_LONG")) {
+        const int shapes[8][2] = {{1, 8192}, {2, 4096}, {1, 4096}, {4, 4096}, {4, 2048}, {1, 2048}, {8, 2048}, {8, 1024}};
+        for (int i = 0; i < 8; i++) bench(shapes[i][0], shapes[i][1], 768, a.version);
+        return 0;
+    }
     int small = getenv("FB_BENCH_SMALL") != NULL, tokens = small ? 256 : 8192;
     for (int T = small ? 64 : 256; T <= tokens; T *= 2) bench(tokens / T, T, small ? 64 : 768, a.version);
     if (a.version == 0)                    // the elementwise side kernels alone, at d12's B=8 T=1024 and at B=1 T=8192

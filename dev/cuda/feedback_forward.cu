@@ -5,7 +5,8 @@
    version 3: dense cuBLAS baseline: (B,T,T) matrix A by GEMM + softmax, then cublasStrsmBatched
  (the forward + backward comparison with the dense form, time and memory, is feedback_backward.cu's bench)
  make -C dev/cuda && dev/cuda/bin/feedback_forward check    (or bench; an optional version number picks one)
- FB_S=128 dev/cuda/bin/feedback_forward bench 2: version 2 with superblocks of 128 rows (a multiple of 32, <= 256)
+ FB_S=128 dev/cuda/bin/feedback_forward bench 2: version 2 with superblocks of 128 rows (a multiple of 32, <= 512;
+ unset: llmc/feedback.cuh's fb_superblock, 512 at B <= 4 and T >= 2048, else 256)
  bench (version 0 or 2) also times version 2's two in-superblock solve kernels alone, per call (bench_solves)
 */
 #include "feedback_trsm_baseline.cu"
@@ -135,7 +136,7 @@ static void variant_run(void *ctx, void *out) {
     from_device((float *)out + n, r->k->c, n);
 }
 static int check_inverse_modes(int B, int T, int D) {
-    printf("check B=%d T=%d D=%d S=%d: the inverses' four places, 32 and 16 columns a solve CTA\n", B, T, D, fb_superblock(T));
+    printf("check B=%d T=%d D=%d S=%d: the inverses' four places, 32 and 16 columns a solve CTA\n", B, T, D, fb_superblock(B, T));
     Problem p = make_problem(B, T, D);
     Blocked k = blocked_alloc(&p, 2);
     VariantRun r = {&p, &k};
@@ -204,7 +205,7 @@ int main(int argc, char **argv) {
     DevArgs a = parse_dev_args(argc, argv, 3);
     cudaCheck(cudaSetDevice(0));
     matmul_init();
-    if (getenv("FB_S")) fb_superblock_rows = atoi(getenv("FB_S"));   // tune version 2's superblock (default 256)
+    if (getenv("FB_S")) fb_superblock_rows = atoi(getenv("FB_S"));   // tune version 2's superblock (as SESSA_FB_S)
     if (a.check) {
         // T not a multiple of 64 and odd, T past 1024 (version 2: 5 superblocks, the last of 6 rows); D not a
         // multiple of the 128-column (version 1) or 32-column (version 2) solve tile; T = 1; T = 300: 2 superblocks,
@@ -224,7 +225,16 @@ int main(int argc, char **argv) {
             fb_schedule_toggle();
             ok &= check_inverse_modes(2, 300, 40);   // 64-row superblocks: 2 blocks each
             fb_superblock_rows = keep;
-            printf("version 2, T = 4200: rows of up to 4200 keys, 1, 2, 4 and 8 warps a row in the row pass\n");
+            // superblocks of 512 rows (the 16-warp solve): two of them (D = 38: the 4-byte loads and stores, the
+            // inverses in every CTA); three, the last of 76 rows (not a multiple of 32); four; B = 1 and 2; the
+            // inverses' places and column widths alike
+            fb_superblock_rows = 512;
+            printf("version 2 with superblocks of 512 rows\n");
+            ok &= check(1, 1024, 38, 2) & check(2, 1100, 40, 2) & check(1, 2048, 40, 2);
+            ok &= check_inverse_modes(1, 1100, 40);
+            fb_superblock_rows = keep;
+            printf("version 2, T = 4200: rows of up to 4200 keys, 1, 2, 4 and 8 warps a row in the row pass (B=1: "
+                   "superblocks of %d rows, fb_superblock's choice)\n", fb_superblock(1, 4200));
             ok &= check(1, 4200, 32, 2);
         }
         printf(ok ? "feedback_forward: all checks passed\n" : "feedback_forward: CHECK FAILED\n");

@@ -56,9 +56,13 @@ static void phases(SolveBufs *p, int bwd, int has_acc) {
     if (bwd) solve_only_bwd(p, has_acc); else solve_only_fwd(p, has_acc);
     cudaCheck(cudaDeviceSynchronize());
     cudaCheck(cudaMemcpyFromSymbol(ph_clk, fb_phase_clk, sizeof ph_clk));
+    int nw = fb_solve_warps(p->S);            // the solve's warps (slots of warps >= nw: none)
     for (int i = 0; i < ncta; i++)            // every slot of the prologue and of the nb iterations is written once
-        for (int k = 0; k < FB_PH_PRO + nb * FB_PH_IT; k++)
-            if (ph_clk[(size_t)i * FB_PH_SLOTS + k] == 0) fatal("feedback_phases: CTA %d slot %d not written", i, k);
+        for (int k = 0; k < FB_PH_PRO + nb * FB_PH_IT; k++) {
+            int j = (k - FB_PH_PRO) % FB_PH_IT;   // (a slot of an iteration)
+            bool none = k >= FB_PH_PRO && ((j >= FB_PH_UPD + nw && j < FB_PH_UPD + FB_NB) || j >= FB_PH_OUT + nw);
+            if (!none && ph_clk[(size_t)i * FB_PH_SLOTS + k] == 0) fatal("feedback_phases: CTA %d slot %d not written", i, k);
+        }
     printf("%s solve B=%d T=%d D=%d S=%d has_acc=%d SESSA_FB_INV=%d: %d CTAs of %d columns, %.1f us per call (with the clocks)\n",
            bwd ? "backward" : "forward", B, T, D, p->S, has_acc, fb_inverse_where(), ncta, cols, ms * 1e3);
     printf("  %-30s %10s %10s   (SM cycles over CTAs)\n", "phase", "mean", "max");
@@ -77,7 +81,7 @@ static void phases(SolveBufs *p, int bwd, int has_acc) {
             long long bar2 = clk_it(i, it, FB_PH_BAR2), updmax = bar2, outmax = bar2, outall = bar2;
             for (int w = 0; w < nb; w++)
                 if (bwd ? w < q : w >= q) { long long u = clk_it(i, it, FB_PH_UPD + w); if (u > updmax) updmax = u; }
-            for (int w = 0; w < FB_NB; w++) {
+            for (int w = 0; w < nw; w++) {
                 long long o = clk_it(i, it, FB_PH_OUT + w);
                 if (o > outall) outall = o;
                 if (w != qn && o > outmax) outmax = o;
@@ -133,5 +137,6 @@ int main(int argc, char **argv) {
     phases_all(8, 1024, 768);
     phases_all(32, 256, 768);
     phases_all(1, 8192, 768);                 // 24 or 48 CTAs (SESSA_FB_COLS), one per SM: the chain's latency
+                                              // (S = 512 there: 16 warps a CTA, 16 blocks; SESSA_FB_S=256: 8)
     return 0;
 }

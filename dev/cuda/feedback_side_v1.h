@@ -2,7 +2,8 @@
  Session 6's (main c3c4ee9) slab kernel of llmc/feedback.cuh, kept verbatim under a _v1 name for
  dev/cuda/feedback_backward.cu: its check compares the tree's slab with it bit for bit, and its bench times both
  ("side kernels alone": fb_bwd_slab_v1 beside fb_bwd_slab). Included after feedback.cuh.
- v1 slab: 16 rows a CTA of 256 threads (4 a thread at S = 256), whatever the grid.
+ v1 slab: 16 rows a CTA of 256 threads (4 a thread at S = 256), whatever the grid. It knew superblocks of at most
+ FB_SMAX_V1 = 256 rows (the FB_SMAX of its time); the bench and check run it only there.
 */
 #ifndef SESSA_FEEDBACK_SIDE_V1_H
 #define SESSA_FEEDBACK_SIDE_V1_H
@@ -12,11 +13,12 @@
 // 8-byte bf16 accesses), S / 4 threads a row, fb_slab_rows_v1(S) rows per pass of 256 threads (4 at S = 256), and a
 // CTA fb_slab_cta_rows_v1(S) = max(16, fb_slab_rows_v1(S)) rows: up to FB_SLAB_IT_V1 = 4 rows a thread, their loads issued
 // before any use (4 x 16 bytes in flight a thread: the former one row a thread had one, and CTAs of 4 rows)
+#define FB_SMAX_V1 256
 #define FB_SLAB_CTA_ROWS_V1 16
-#define FB_SLAB_IT_V1 4                    // FB_SLAB_CTA_ROWS_V1 / fb_slab_rows_v1(FB_SMAX)
+#define FB_SLAB_IT_V1 4                    // FB_SLAB_CTA_ROWS_V1 / fb_slab_rows_v1(FB_SMAX_V1)
 __host__ __device__ constexpr int fb_slab_rows_v1(int S) { return 256 / (S / 4); }
 __host__ __device__ constexpr int fb_slab_cta_rows_v1(int S) { return fb_slab_rows_v1(S) > FB_SLAB_CTA_ROWS_V1 ? fb_slab_rows_v1(S) : FB_SLAB_CTA_ROWS_V1; }
-static_assert(FB_SLAB_CTA_ROWS_V1 / fb_slab_rows_v1(FB_SMAX) <= FB_SLAB_IT_V1, "a slab thread's rows");
+static_assert(FB_SLAB_CTA_ROWS_V1 / fb_slab_rows_v1(FB_SMAX_V1) <= FB_SLAB_IT_V1, "a slab thread's rows");
 
 // slab of key superblock [u0, u0+Sv): rows i = t - u0 < M = T - u0, columns jj < S (j = u0 + jj).
 // Pc[i][jj] = gamma_t exp(Zs[i][jj] - lse_t) for jj < Sv and j < t, else 0, into Pc3 (B, 3T, S) in the Y3 layout
@@ -31,7 +33,7 @@ static_assert(FB_SLAB_CTA_ROWS_V1 / fb_slab_rows_v1(FB_SMAX) <= FB_SLAB_IT_V1, "
 // grid (ceil(M / fb_slab_cta_rows_v1(S)), B), 256 threads.
 __global__ void fb_bwd_slab_v1_kernel(floatX *Pc3, float *PcT, const float *Zs, const float *lse,
                                    const float *gamma, int u0, int Sv, int S, int T) {
-    __shared__ float tile[FB_SLAB_CTA_ROWS_V1 * (FB_SMAX + 1)];   // >= fb_slab_cta_rows_v1(S) (S + 1) for every S
+    __shared__ float tile[FB_SLAB_CTA_ROWS_V1 * (FB_SMAX_V1 + 1)];   // >= fb_slab_cta_rows_v1(S) (S + 1) for every S
     int tpr = S / 4, rpc = fb_slab_rows_v1(S), R = fb_slab_cta_rows_v1(S), b = blockIdx.y;
     int rr = threadIdx.x / tpr, jj = 4 * (threadIdx.x % tpr), i0 = blockIdx.x * R, M = T - u0;
     FbF4 z4[FB_SLAB_IT_V1];
@@ -75,6 +77,7 @@ __global__ void fb_bwd_slab_v1_kernel(floatX *Pc3, float *PcT, const float *Zs, 
 // the v1 launch (fb_launch_slab as it was)
 static void fb_launch_slab_v1(const FbBwdScratch *w, int k, const float *lse, const float *gamma, int u0, int Sv,
                               int S, int B, int T, cudaStream_t stream) {
+    if (S > FB_SMAX_V1) fatal("fb_launch_slab_v1: S = %d (it knew superblocks of at most %d rows)", S, FB_SMAX_V1);
     fb_bwd_slab_v1_kernel<<<dim3(ceil_div(T - u0, fb_slab_cta_rows_v1(S)), B), 256, 0, stream>>>(
         w->Pc3[k], w->PcT[k], w->Zs[k], lse, gamma, u0, Sv, S, T);
     cudaCheck(cudaGetLastError());

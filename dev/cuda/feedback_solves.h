@@ -1,6 +1,6 @@
 /*
  The two in-superblock solve kernels of llmc/feedback.cuh alone (fb_fwd_solve, fb_bwd_solve), on the inputs of one
- superblock of S = fb_superblock(T) rows at the shapes of a training step: feedback_forward.cu's bench_solves times
+ superblock of S = fb_superblock(B, T) rows at the shapes of a training step: feedback_forward.cu's bench_solves times
  them, feedback_phases.cu reads their phase clocks (FB_PHASES). Included after llmc/feedback.cuh and common.h.
  Also inverse_modes_agree, the check (feedback_forward.cu, feedback_backward.cu) that the four places of the
  diagonal blocks' inverses (fb_inverse_mode) give the same bits.
@@ -18,7 +18,7 @@ typedef struct {
 } SolveBufs;
 
 static SolveBufs solve_bufs_make(int B, int T, int D) {
-    SolveBufs p = {B, T, D, fb_superblock(T)};
+    SolveBufs p = {B, T, D, fb_superblock(B, T)};
     int S = p.S;
     size_t BSS = (size_t)B * S * S, BSD = (size_t)B * S * D, BTD = (size_t)B * T * D;
     float *Pd = make_random_float(BSS, 0.0f, 2.0f / S), *PcT = (float *)mallocCheck(BSS * sizeof(float));
