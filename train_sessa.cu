@@ -336,6 +336,26 @@ static void wgrad_join(Model *m) {
     wgrad_wait(m, m->wg_all);
 }
 
+// The feedback calls in parts (llmc/feedback.cuh, "Parts": FB_BEGIN / FB_CHAIN / FB_END): each direction's first
+// side work (forward: superblock 0's logits and row pass; backward: its first slab) issued before the layer's work
+// that comes ahead of the solve (RoPE and the attention; Linear_out's and the gate's backward), and the backward's
+// last tail (dgamma, dkb, dqb of the first superblock) joined only before the stacked projection's backward, which
+// reads them, so that both run beside the layer's other kernels instead of with the main stream waiting for them.
+// The same kernels with the same arguments on the same streams: the same bits (dev/test/test_fb_split.sh).
+// SESSA_FB_SPLIT=0: the calls whole, as before; so are they with one superblock (T <= S: nothing beside them).
+// Measured (H200, d12, this session's first A/B call, two rounds each, SESSA_FB_SPLIT = 0 / 1, the same losses and
+// norms): B=8 T=1024 19.9 / 19.8 and 20.2 / 19.5 ms a step, B=2 T=4096 34.0 / 32.9 and 33.5 / 32.8, B=1 T=8192
+// 51.2 / 50.1 and 51.3 / 50.8; d4w256h4 B=8 T=256 (one superblock, then split too) 1.576M / 1.552M and 1.567M /
+// 1.548M tok/s: hence whole there.
+static int feedback_split(const Model *m, int B, int T) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("SESSA_FB_SPLIT");
+        on = e == NULL || atoi(e) != 0;
+    }
+    return on && !m->config.no_feedback && T > fb_superblock(B, T);
+}
+
 // carve every activation and backward buffer for B x T out of the arena
 static void model_layout(Model *m, Arena *a) {
     const SessaConfig *c = &m->config;
@@ -457,6 +477,14 @@ static void layer_forward(Model *m, int l, int B, int T) {
     // [q | k | v | qb | kb] = abar [W_q; W_k; W_v; W_fb]^T + biases: one GEMM (the weights stacked per layer)
     int np = m->np;
     matmul_forward(a->proj, np, a->abar, PW(P_Q_W), PW(P_Q_B), NULL, N, D, np, st);
+    int split = feedback_split(m, B, T);
+    if (!c->no_feedback) {
+        // feedback gain: gamma = gamma_max tanh(gamma_b + abar.w_gamma); with split, the solve's first side work
+        // (it needs qb, kb and gamma) beside RoPE and the attention
+        gamma_forward(a->gamma, a->abar, PW(P_GAMMA_W), PW(P_GAMMA_B), N, D, c->gamma_max, st);
+        if (split) feedback_forward(a->s, a->c, a->fb_lse, a->f, a->qbkb, a->qbkb + D, np, a->gamma, B, T, D,
+                                    m->bw[0].fb_scratch, st, FB_BEGIN);
+    }
     if (c->use_rope) {
         rope_forward(a->q, np, H, a->k, np, Hkv, m->rope, N, T, hd, st);
     }
@@ -464,10 +492,9 @@ static void layer_forward(Model *m, int l, int B, int T) {
     attention_forward(a->att, a->att_lse, a->q, a->k, a->v, B, T, H, Hkv, hd, st, np, np);
     if (H > 1) matmul_forward(a->f, D, a->att, PW(P_O_W), NULL, NULL, N, D, D, st);
     if (!c->no_feedback) {
-        // feedback branch: gamma = gamma_max tanh(gamma_b + abar.w_gamma); solve s = f + gamma alpha s
-        gamma_forward(a->gamma, a->abar, PW(P_GAMMA_W), PW(P_GAMMA_B), N, D, c->gamma_max, st);
+        // feedback branch: solve s = f + gamma alpha s
         feedback_forward(a->s, a->c, a->fb_lse, a->f, a->qbkb, a->qbkb + D, np, a->gamma, B, T, D,
-                         m->bw[0].fb_scratch, st);
+                         m->bw[0].fb_scratch, st, split ? FB_CHAIN | FB_END : FB_ALL);
     } else {
         bf16_to_float(a->s, a->f, (size_t)N * D, st);   // the feedback-off baseline f0: s = f
     }
@@ -547,6 +574,11 @@ static void layer_backward(Model *m, int l, int B, int T) {
         layernorm_forward(a->xn, NULL, NULL, a->x, PW(P_LN_W), PW(P_LN_B), N, D, c->ln_eps, st);
         gelu_forward(a->abar, a->ag, 2 * D, N, D, st);
     }
+    int np = m->np, split = feedback_split(m, B, T);
+    // with split, the feedback solve's first side work (its first slab: forward values only) beside Linear_out's
+    // and the gate's backward
+    if (split) feedback_backward(g->df, g->dgamma, g->dqbkb, g->dqbkb + D, np, g->gs, a->s, a->c, a->fb_lse, a->qbkb,
+                                 a->qbkb + D, a->gamma, B, T, D, g->fb_scratch, st, FB_BEGIN);
     // y = x + Linear_out(gated): dx = dy (dres stays), dgated, dout_w, dout_b
     wgrad_fork(m);
     matmul_backward_weight(GW(P_OUT_W), GW(P_OUT_B), g->dres, D, a->gated, N, D, D, g->colsum_wg, wst);
@@ -555,11 +587,11 @@ static void layer_backward(Model *m, int l, int B, int T) {
     // gated = s * gt
     gate_backward(g->gs, g->dag + D, g->dgated, a->s, a->ag + D, 2 * D, N, D, st);
     floatX *dabar = g->dxn;   // g->dxn holds dabar until GELU's backward
-    int np = m->np;
     if (!c->no_feedback) {
-        // feedback solve: u = dL/df, dgamma, and dqb, dkb into their columns of dproj
+        // feedback solve: u = dL/df, dgamma, and dqb, dkb into their columns of dproj (with split, the last
+        // superblock's dgamma, dqb, dkb beside Linear_o's and the attention's backward: FB_END below)
         feedback_backward(g->df, g->dgamma, g->dqbkb, g->dqbkb + D, np, g->gs, a->s, a->c, a->fb_lse,
-                          a->qbkb, a->qbkb + D, a->gamma, B, T, D, g->fb_scratch, st);
+                          a->qbkb, a->qbkb + D, a->gamma, B, T, D, g->fb_scratch, st, split ? FB_CHAIN : FB_ALL);
     } else {
         // the feedback-off baseline f0 (s = f): dL/df = dL/ds
         float_to_bf16(g->df, g->gs, (size_t)N * D, st);
@@ -578,6 +610,8 @@ static void layer_backward(Model *m, int l, int B, int T) {
     if (c->use_rope) {
         rope_backward(g->dq, np, H, g->dk, np, Hkv, m->rope, N, T, hd, st);
     }
+    if (split) feedback_backward(g->df, g->dgamma, g->dqbkb, g->dqbkb + D, np, g->gs, a->s, a->c, a->fb_lse, a->qbkb,
+                                 a->qbkb + D, a->gamma, B, T, D, g->fb_scratch, st, FB_END);
     // [q | k | v | qb | kb] = abar [W_q; W_k; W_v; W_fb]^T + biases: dabar (its first contribution) and the
     // stacked weights' and biases' gradients, one GEMM each
     wgrad_fork(m);

@@ -22,6 +22,8 @@
        out: df = u = dL/df (B,T,D), dgamma (B,T), dqb/dkb (B,T,D) strided by ld (overwritten, not accumulated)
 
    size_t feedback_scratch_bytes(int B, int T, int D);   // device scratch for either call (nothing kept between)
+   Both take an optional last argument, parts (FB_ALL: the whole call), to issue a call in parts with the caller's
+   work in between ("Parts", above feedback_forward).
    The GEMMs use the cuBLASLt handle and workspace of matmul.cuh: matmul_init() must have run.
 
  Algorithm. Superblocks U = [u0, u1), u1 = min(u0 + S, T), Sv = u1 - u0 rows; every GEMM is batched over B. Only
@@ -1719,16 +1721,31 @@ static void feedback_check_shape(int B, int T, int D, int ld) {
 // because the solve reads whole 16-byte chunks past Sv (times 0 there) and they must be finite, not stale scratch;
 // then the side streams forked off the calling stream (all three are the calling stream when there is one
 // superblock: nothing to overlap).
-static FbStreams fb_begin(float *const *diag, int nb, int B, int S, int n, cudaStream_t stream) {
-    for (int k = 0; k < nb; k++) cudaCheck(cudaMemsetAsync(diag[k], 0, (size_t)B * S * S * sizeof(float), stream));
+// (begin 0: the streams only, for a call whose FB_BEGIN part was issued before)
+static FbStreams fb_begin(float *const *diag, int nb, int B, int S, int n, cudaStream_t stream, int begin = 1) {
     FbStreams st = fb_streams(stream);
     if (n == 1) st.a = st.b = st.c = stream;
+    if (!begin) return st;
+    for (int k = 0; k < nb; k++) cudaCheck(cudaMemsetAsync(diag[k], 0, (size_t)B * S * S * sizeof(float), stream));
     fb_fork(&st, stream);
     return st;
 }
 
+// Parts. A call may be issued in parts (parts = FB_ALL by default, the whole call), each part a call with the same
+// arguments: FB_BEGIN, the start (the buffers cleared, the side streams forked) and the first superblock's side
+// work, which needs only qb, kb (and lse, gamma): the forward's logits and row pass, the backward's first slab;
+// FB_CHAIN, the rest up to the last solve; FB_END, the side streams joined (and the backward's dqb written). The
+// caller's work in between runs beside the side streams: the trainer issues FB_BEGIN before the layer's work that
+// comes ahead of the solve (forward: RoPE and the attention; backward: Linear_out's and the gate's backward) and the
+// backward's FB_END only where it reads dgamma, dqb, dkb (after the attention's backward), so that the first side
+// work and the last superblock's tail (dgamma, u s^T, dZ, dkb, dqb on stream b) do not hold the main stream.
+// Complete after FB_END only: the forward's c and lse (the side stream's row passes write lse), the backward's
+// dgamma, dqb, dkb. Measured: train_sessa.cu, feedback_split.
+enum { FB_BEGIN = 1, FB_CHAIN = 2, FB_END = 4, FB_ALL = 7 };
+
 static void feedback_forward(float *s, float *c, float *lse, const floatX *f, const floatX *qb, const floatX *kb,
-                             int ld, const float *gamma, int B, int T, int D, float *scratch, cudaStream_t stream) {
+                             int ld, const float *gamma, int B, int T, int D, float *scratch, cudaStream_t stream,
+                             int parts = FB_ALL) {
     feedback_check_shape(B, T, D, ld);
     FbFwdScratch w;
     fb_fwd_carve(&w, scratch, B, T, D);
@@ -1738,7 +1755,7 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
     int S = fb_superblock(B, T), n = ceil_div(T, S);
     long long sq = (long long)T * ld, sZ = (long long)S * ldz, sTD = (long long)T * D, sSD = (long long)S * D;
     int nb = fb_sets(B, T), la = fb_lookahead();
-    FbStreams st = fb_begin(w.Pd, nb, B, S, n, stream);
+    FbStreams st = fb_begin(w.Pd, nb, B, S, n, stream, parts & FB_BEGIN);
     int side_inv = fb_solve_inv_mode(fb_fwd_vec(s, c, w.s3, f, D)) == 3;   // the inverses beside the chain
     // superblock q's logits and P (and the inverses) on stream a, into buffers q % nb (once U = q - nb no longer
     // reads them)
@@ -1768,8 +1785,8 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
         acc_gemm(q, 0, (q - 1) * S, 0.0f, st.b);
         cudaCheck(cudaEventRecord(st.far_done[q % nb], st.b));
     };
-    logits(0);
-    for (int q = 0; q < n; q++) {
+    if (parts & FB_BEGIN) logits(0);
+    for (int q = 0; (parts & FB_CHAIN) && q < n; q++) {
         int u0 = q * S, u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, k = q % nb;
         if (q + 1 < n) logits(q + 1);              // beside this superblock's chain
         if (la && q + 1 >= 2 && q + 1 < n) far(q + 1);
@@ -1786,12 +1803,13 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
         cudaCheck(cudaEventRecord(st.solved, stream));      // s[U] written, accs[k] read
         cudaCheck(cudaEventRecord(st.freed[k], stream));   // P3[k], Pd[k], Minv[k], Ls[k] read
     }
-    fb_join(&st, stream);
+    if (parts & FB_END) fb_join(&st, stream);
 }
 
 static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dkb, int ld, const float *gs,
                               const float *s, const float *c, const float *lse, const floatX *qb, const floatX *kb,
-                              const float *gamma, int B, int T, int D, float *scratch, cudaStream_t stream) {
+                              const float *gamma, int B, int T, int D, float *scratch, cudaStream_t stream,
+                              int parts = FB_ALL) {
     feedback_check_shape(B, T, D, ld);
     FbBwdScratch w;
     fb_bwd_carve(&w, scratch, B, T, D);
@@ -1799,9 +1817,9 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
     float scale = 1.0f / sqrtf((float)D);
     int S = fb_superblock(B, T), n = ceil_div(T, S);
     long long sq = (long long)T * ld, sTS = (long long)T * S, sTD = (long long)T * D, sSD = (long long)S * D;
-    cudaCheck(cudaMemsetAsync(w.dq, 0, (size_t)B * T * D * sizeof(float), stream));
+    if (parts & FB_BEGIN) cudaCheck(cudaMemsetAsync(w.dq, 0, (size_t)B * T * D * sizeof(float), stream));
     int nb = fb_sets(B, T), la = fb_lookahead();
-    FbStreams st = fb_begin(w.PcT, nb, B, S, n, stream);
+    FbStreams st = fb_begin(w.PcT, nb, B, S, n, stream, parts & FB_BEGIN);
     int side_inv = fb_solve_inv_mode(fb_bwd_vec(w.u3, df, gs, D)) == 3;   // the inverses beside the chain
     // the it-th superblock from the end, q = n-1-it, uses buffers k = it % nb
     // 1. on stream a: its slab logits Zs (M, Sv) = qb[u0:T] kb[U]^T / sqrt(D); Pc = gamma alpha[u0:T, U] as bf16
@@ -1831,8 +1849,8 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
         acc_gemm(it, u1 + S, T, 0.0f, st.c);
         cudaCheck(cudaEventRecord(st.far_done[it % nb], st.c));
     };
-    slab(0);
-    for (int it = 0; it < n; it++) {
+    if (parts & FB_BEGIN) slab(0);
+    for (int it = 0; (parts & FB_CHAIN) && it < n; it++) {
         int u0 = (n - 1 - it) * S, u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, M = T - u0, k = it % nb;
         if (it + 1 < n) slab(it + 1);              // beside this superblock's chain
         if (la && it + 1 >= 2 && it + 1 < n) far(it + 1);
@@ -1862,6 +1880,7 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
         cudaCheck(cudaEventRecord(st.freed[k], st.b));   // Zs[k], Pc3[k], PcT[k], Minv[k], Ls[k] read (the solve: before
                                                           // solved)
     }
+    if (!(parts & FB_END)) return;
     fb_join(&st, stream);
     int store_vec = D % 4 == 0 && ld % 4 == 0 && ptr_alignment(dqb) >= 8;   // w.dq: scratch, 256-byte aligned
     fb_store_strided_kernel<<<B * T, 128, 0, stream>>>(dqb, ld, w.dq, D, store_vec);

@@ -18,6 +18,7 @@
 #   scripts/gpu_session.sh build fbphases                where the solve kernels' cycles go, per phase (dev/cuda/feedback_phases.cu),
 #                                                        the default and the inverses in every CTA (SESSA_FB_INV=0)
 #   scripts/gpu_session.sh build train                   train_sessacu tok/s at d12 B=8 and B=16 T=1024 and d4w256h4 B=8 T=256
+#   scripts/gpu_session.sh build split                   the feedback calls in parts: GPU check (same bits), the step whole / split
 #   AB="SESSA_X=0 -" scripts/gpu_session.sh build ab    the trainer's d12 and d4w256h4 step with each environment setting
 #   scripts/gpu_session.sh build gemmtune                cuBLASLt's first 8 algorithms timed for every GEMM of a step (gemm_choices)
 #   scripts/gpu_session.sh build profile                 ncu: GPU time per kernel name of one d12 step (sorted;
@@ -138,6 +139,20 @@ do_ab() {
         fi
     done
 }
+# the feedback calls in parts (SESSA_FB_SPLIT): their check on the GPU (dev/test/test_fb_split.sh: split and whole give
+# the same bits), then the trainer's step whole / split, twice in turn, at d12 B=1 T=8192, B=2 T=4096, B=8 T=1024
+do_split() {
+    shard
+    TRAIN_SESSACU=./train_sessacu bash dev/test/test_fb_split.sh || return 1
+    local F="-V 50257 -i $TMP/tokens.bin -v 0 -s 0 -n 0"
+    for cfg in "1 8192 6" "2 4096 6" "8 1024 12"; do
+        set -- $cfg
+        for r in 1 2; do for p in 0 1; do
+            echo "== d12 B=$1 T=$2 SESSA_FB_SPLIT=$p (round $r)"
+            SESSA_FB_SPLIT=$p ./train_sessacu -e d12 -b $1 -t $2 -x $3 $F -o $TMP/split | grep "^step $3/" || return 1
+        done; done
+    done
+}
 # SESSA_GEMM_TUNE=1: every GEMM problem of one step (d12 B=8 and B=16 T=1024, d4w256h4 B=8 T=256), the heuristic's
 # first 8 algorithms timed (GT_B1=1: also d12 B=1 T=8192); the "gemm-choice" lines are entries for llmc/gemm_choices.h
 do_gemmtune() {
@@ -240,6 +255,7 @@ for s in "$@"; do
         train)   stage train do_train ;;
         gemmtune) stage gemmtune do_gemmtune ;;
         ab)      stage ab do_ab ;;
+        split)   stage split do_split ;;
         profile) stage profile do_profile ;;
         timeline) stage timeline do_timeline ;;
         profsmall) stage profsmall do_profsmall ;;
