@@ -14,6 +14,8 @@
 #   scripts/gpu_session.sh build twins                  the trainers as twins on the real GPU: same -x 0 val loss and
 #                                                        20-step curve as the CPU trainer; run directory (resume, SIGINT)
 #   scripts/gpu_session.sh build decode                  greedy tokens agree (C, CUDA, PyTorch); generation speed (bench_decode.sh)
+#   scripts/gpu_session.sh build chainncu                ncu sections of the feedback chain's context GEMMs (cuBLASLt split-K and its reduce
+#                                                        kernels) in a d12 B=1 T=8192 step (CHAIN_REGEX, CHAIN_SKIP, CHAIN_COUNT)
 #   scripts/gpu_session.sh build fbncu                   ncu sections of the in-superblock solve kernels
 #   scripts/gpu_session.sh build fbphases                where the solve kernels' cycles go, per phase (dev/cuda/feedback_phases.cu),
 #                                                        the default and the inverses in every CTA (SESSA_FB_INV=0)
@@ -265,6 +267,10 @@ for s in "$@"; do
                      --section ComputeWorkloadAnalysis --section WarpStateStats --section InstructionStats --section Occupancy \
                      --section MemoryWorkloadAnalysis \
                      dev/cuda/bin/attention_backward shape ${ATTNCU_SHAPE:-1 16384 12 12 64} nomma || exit 1; done' ;;
+        chainncu) shard; stage chainncu ncu --clock-control none --kernel-name regex:"${CHAIN_REGEX:-splitK_NNN|splitKreduce}" \
+                     --launch-skip ${CHAIN_SKIP:-8} --launch-count ${CHAIN_COUNT:-6} --section SpeedOfLight --section LaunchStats \
+                     --section Occupancy --section MemoryWorkloadAnalysis ./train_sessacu -e d12 -b 1 -t 8192 -x 1 -cg 0 \
+                     -V 50257 -i "$TMP/tokens.bin" -v 0 -s 0 -n 0 -o "$TMP/chainncu" ;;
         fbncu)   stage fbncu ncu --clock-control none --kernel-name regex:"fb_(fwd|bwd)_solve" --launch-skip 8 --launch-count 4 \
                      --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
                      --section MemoryWorkloadAnalysis dev/cuda/bin/feedback_backward bench 2 ;;
