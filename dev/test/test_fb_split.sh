@@ -8,11 +8,7 @@
 # GPU alike (TRAIN_SESSACU=./train_sessacu: there the side streams really run beside the main one, so a missing
 # wait shows as another result). Usage: dev/test/test_fb_split.sh (repo root). Prints "N passed, M failed".
 set -u
-if [ -n "${TRAIN_SESSACU:-}" ]; then BIN=$(realpath "$TRAIN_SESSACU")
-else
-    make --no-print-directory -s -C dev/cuda_emu build/bin/train_sessacu || { echo "error: emulated build failed"; exit 1; }
-    BIN=$(realpath dev/cuda_emu/build/bin/train_sessacu)
-fi
+source "$(dirname "$0")/cuda_trainer.sh"; BIN=$CUDA_TRAINER
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 pass=0; fail=0

@@ -10,11 +10,7 @@
 #        TRAIN_SESSACU=./train_sessacu dev/test/test_run_dir_cuda_emu.sh   (on a GPU machine: the real build)
 set -u
 # TRAIN_SESSACU=./train_sessacu runs the same checks on a GPU with the real build instead of the emulator
-if [ -n "${TRAIN_SESSACU:-}" ]; then BIN=$(realpath "$TRAIN_SESSACU")
-else
-    make --no-print-directory -s -C dev/cuda_emu build/bin/train_sessacu || { echo "error: emulated build failed"; exit 1; }
-    BIN=$(realpath dev/cuda_emu/build/bin/train_sessacu)
-fi
+source "$(dirname "$0")/cuda_trainer.sh"; BIN=$CUDA_TRAINER
 TMP=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$TMP"; }

@@ -21,11 +21,7 @@
 set -u
 make --no-print-directory -s train_sessa || { echo "error: CPU build failed"; exit 1; }
 CPU=$(realpath train_sessa)
-if [ -n "${TRAIN_SESSACU:-}" ]; then CUDA=$(realpath "$TRAIN_SESSACU")
-else
-    make --no-print-directory -s -C dev/cuda_emu build/bin/train_sessacu || { echo "error: emulated build failed"; exit 1; }
-    CUDA=$(realpath dev/cuda_emu/build/bin/train_sessacu)
-fi
+source "$(dirname "$0")/cuda_trainer.sh"; CUDA=$CUDA_TRAINER
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 pass=0; fail=0
