@@ -369,9 +369,7 @@ static void wgrad_join(Model *m) {
 static int opt_defer_mode(void) {
     const char *e = getenv("SESSA_OPT_DEFER");
     int mode = e != NULL ? atoi(e) : 1;
-    if (mode < 0 || mode > 2)
-        fatal("SESSA_OPT_DEFER=%s: expected 0 (update at the end of the step), 1 (beside the next forward) or 2 (the same "
-              "at a lower priority)", e);
+    if (mode < 0 || mode > 1) fatal("SESSA_OPT_DEFER=%s: expected 0 (update at the end of the step) or 1 (beside the next forward)", e);
     return mode;
 }
 static void opt_init(Model *m) {
@@ -380,9 +378,7 @@ static void opt_init(Model *m) {
     if (!m->opt_defer) return;
     int L = m->config.n_layer, least, greatest;
     cudaCheck(cudaDeviceGetStreamPriorityRange(&least, &greatest));
-    // 1: main_stream's priority; 2: the weight-gradient stream's, below it (its CTAs then take the SMs the forward
-    // leaves idle, e.g. beside the feedback chain's solves; the graphs keep node priorities with SESSA_WGRAD=2)
-    cudaCheck(cudaStreamCreateWithPriority(&m->opt_stream, cudaStreamNonBlocking, m->opt_defer == 2 ? least : greatest));
+    cudaCheck(cudaStreamCreateWithPriority(&m->opt_stream, cudaStreamNonBlocking, greatest));   // as main_stream's
     m->opt_layer = (cudaEvent_t *)mallocCheck(L * sizeof(cudaEvent_t));
     for (int l = 0; l < L; l++) cudaCheck(cudaEventCreateWithFlags(&m->opt_layer[l], cudaEventDisableTiming));
     cudaEvent_t *ev[] = { &m->opt_fork, &m->opt_enc, &m->opt_global, &m->opt_done };

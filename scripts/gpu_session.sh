@@ -166,7 +166,7 @@ do_defer() {
     local F="-V 50257 -i $TMP/tokens.bin -v 0 -s 0 -n 0"
     for cfg in "d12 8 1024 12" "d4w256h4 8 256 40" "d12 1 8192 6"; do
         set -- $cfg
-        for r in 1 2; do for p in 0 1 2; do
+        for r in 1 2; do for p in 0 1; do
             echo "== $1 B=$2 T=$3 SESSA_OPT_DEFER=$p (round $r)"
             SESSA_OPT_DEFER=$p ./train_sessacu -e $1 -b $2 -t $3 -x $4 $F -o $TMP/defer | grep "^step $4/" || return 1
         done; done
