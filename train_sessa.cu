@@ -108,9 +108,6 @@ typedef struct {
     float *norm_scratch;         // global norm partials
 } BackwardBufs;
 
-// a captured micro-step and what it was captured for
-typedef struct { cudaGraphExec_t exec; int B, T; float dloss; } MicroGraph;   // exec NULL until captured
-
 // one run of the GPU parameter layout: n elements of tensor kind `kind` (all of it, or one layer's slice of a
 // stacked projection), at `gpu` in the GPU layout and at `ckpt` in checkpoint order
 typedef struct { size_t gpu, ckpt, n; int kind; } ParamRun;
@@ -158,19 +155,10 @@ typedef struct {
     cudaStream_t wgrad_stream;                  // main_stream when wgrad is 0
     cudaEvent_t wg_fork, wg_out, wg_layer[2], wg_all;
     int wg_layer_pending[2];                    // wg_layer[p] recorded in this backward, not yet waited for
-    // CUDA graphs of one training micro-step's forward + loss + backward (model_train_micro_step): [0] without,
-    // [1] with a pending update of the optimizer in its forward ("The optimizer beside the next forward")
+    // CUDA graph of one training micro-step's forward + loss + backward (model_train_micro_step)
     int use_graph;                              // 1: capture once, replay every micro-step (-cg, one GPU)
-    MicroGraph graphs[2];
-    // the optimizer beside the next forward (model_update_defer)
-    int opt_defer;                              // SESSA_OPT_DEFER (default 1; 0 with several GPUs)
-    int opt_pending;                            // an update is recorded (opt_step) but not applied yet
-    int opt_inflight;                           // the forward being issued applies it (model_forward_device)
-    AdamWStep *opt_step;                        // device: the update's learning rate and bias corrections
-    float opt_beta1, opt_beta2, opt_eps, opt_wd;
-    AdamWSegments *opt_groups;                  // (L + 1): layer l's tensors, then [wte | lnf_w | lnf_b]
-    cudaStream_t opt_stream;
-    cudaEvent_t opt_fork, opt_enc, opt_global, opt_done, *opt_layer;   // opt_layer: (L)
+    cudaGraphExec_t graph;                      // NULL until captured
+    int graph_B, graph_T; float graph_dloss;    // what it was captured for
     // a step without host syncs (model_train_micro_step .. model_update): its scalars stay on the device
     StepStats *stats;                           // (2) [the training step's | model_losses_mean's]
     int *h_batch[2];                            // pinned (2 B T): [inputs | targets] of a micro-step, used in turn
@@ -348,99 +336,6 @@ static void wgrad_join(Model *m) {
     wgrad_wait(m, m->wg_all);
 }
 
-// The optimizer beside the next forward (SESSA_OPT_DEFER, default 1; one GPU). AdamW is memory-bound (30 bytes a
-// parameter: ~0.74 ms at d12 on an H200) and, once the step's gradient norm is known, nothing needs its result
-// before the next forward reaches the tensors it updates. So model_update_defer only records the step's scalars
-// (adamw_step_set: learning rate, bias corrections) and marks the update pending, and the next micro-step issues
-// it inside its forward (and so inside its CUDA graph) on opt_stream, a group of tensors at a time, in the order
-// the forward reads them:
-//   - layer 0, 1, ..., L-1 (a layer's tensors are ~12 scattered segments of the GPU layout: opt_groups), an event
-//     after each; layer l's forward waits for its event;
-//   - wte and LayerNorm_f once the encoder has run: encoder_forward_updated reads wte's master weights, moments and
-//     gradient and makes the updated bf16 rows of its tokens itself (adamw_param_at, the arithmetic of the update:
-//     the same bits), so the forward need not wait for wte's update (38% of d12's parameters, 84% of d4w256h4's);
-//     LayerNorm_f and the head wait for it;
-//   - the gradients zeroed (the update has read them; without a pending update the step zeroes them on
-//     main_stream first, as before), before the backward writes the new ones: main_stream waits there.
-// The same arithmetic on the same values, so the same bits as updating at the end of the step (SESSA_OPT_DEFER=0;
-// dev/test/test_opt_defer.sh). Anything that reads the weights or moments between steps (validation, sampling, a
-// checkpoint, the end of the run) first applies a pending update on main_stream (model_update_flush). A micro-step
-// with a pending update captures another graph than one without (the first step, after a flush): m->graphs[1].
-static int opt_defer_mode(void) {
-    const char *e = getenv("SESSA_OPT_DEFER");
-    int mode = e != NULL ? atoi(e) : 1;
-    if (mode < 0 || mode > 1) fatal("SESSA_OPT_DEFER=%s: expected 0 (update at the end of the step) or 1 (beside the next forward)", e);
-    return mode;
-}
-static void opt_init(Model *m) {
-    m->opt_defer = opt_defer_mode();
-    m->opt_pending = m->opt_inflight = 0;
-    if (!m->opt_defer) return;
-    int L = m->config.n_layer, least, greatest;
-    cudaCheck(cudaDeviceGetStreamPriorityRange(&least, &greatest));
-    cudaCheck(cudaStreamCreateWithPriority(&m->opt_stream, cudaStreamNonBlocking, greatest));   // as main_stream's
-    m->opt_layer = (cudaEvent_t *)mallocCheck(L * sizeof(cudaEvent_t));
-    for (int l = 0; l < L; l++) cudaCheck(cudaEventCreateWithFlags(&m->opt_layer[l], cudaEventDisableTiming));
-    cudaEvent_t *ev[] = { &m->opt_fork, &m->opt_enc, &m->opt_global, &m->opt_done };
-    for (int i = 0; i < 4; i++) cudaCheck(cudaEventCreateWithFlags(ev[i], cudaEventDisableTiming));
-}
-static void opt_free(Model *m) {
-    if (!m->opt_defer) return;
-    for (int l = 0; l < m->config.n_layer; l++) cudaCheck(cudaEventDestroy(m->opt_layer[l]));
-    cudaEvent_t ev[] = { m->opt_fork, m->opt_enc, m->opt_global, m->opt_done };
-    for (int i = 0; i < 4; i++) cudaCheck(cudaEventDestroy(ev[i]));
-    cudaCheck(cudaStreamDestroy(m->opt_stream));
-    free(m->opt_layer); free(m->opt_groups);
-}
-// the update's groups: layer l's slices of every per-layer tensor into group l, wte and LayerNorm_f's into group L,
-// with their decays (zero gaps left out: they stay zero)
-static void opt_groups_build(Model *m, float wd) {
-    int L = m->config.n_layer;
-    m->opt_groups = (AdamWSegments *)mallocCheck((L + 1) * sizeof(AdamWSegments));
-    for (int g = 0; g <= L; g++) adamw_segments_init(&m->opt_groups[g]);
-    for (int i = 0; i < m->num_runs; i++) {   // address order
-        const ParamRun *r = &m->runs[i];
-        float d = sessa_param_decays(r->kind) ? wd : 0.0f;
-        if (r->kind == P_WTE || r->kind == P_LNF_W || r->kind == P_LNF_B) {
-            adamw_segments_add(&m->opt_groups[L], r->gpu, r->n, d, 1);
-            continue;
-        }
-        size_t per = m->sizes[r->kind] / L;   // a run holds whole layers of its tensor (all, or one stacked block)
-        for (size_t o = 0; o < r->n; o += per)
-            adamw_segments_add(&m->opt_groups[(r->gpu + o - m->offsets[r->kind]) / m->layer_stride[r->kind]],
-                               r->gpu + o, per, d, 1);
-    }
-}
-static void opt_group_update(Model *m, int g, cudaStream_t stream) {
-    adamw_update_segments(m->master, m->params, m->grads, m->m, m->v, &m->opt_groups[g], m->opt_step, m->opt_beta1,
-                          m->opt_beta2, m->opt_eps, &m->stats->scale, stream);
-}
-// the pending update's layers on opt_stream (after the work queued on main_stream so far), an event after each
-static void opt_issue_layers(Model *m) {
-    cudaCheck(cudaEventRecord(m->opt_fork, main_stream));
-    cudaCheck(cudaStreamWaitEvent(m->opt_stream, m->opt_fork, 0));
-    for (int l = 0; l < m->config.n_layer; l++) {
-        opt_group_update(m, l, m->opt_stream);
-        cudaCheck(cudaEventRecord(m->opt_layer[l], m->opt_stream));
-    }
-}
-// then, once the encoder has read wte's state: wte and LayerNorm_f (opt_global), the gradients zeroed (opt_done)
-static void opt_issue_rest(Model *m) {
-    cudaCheck(cudaEventRecord(m->opt_enc, main_stream));
-    cudaCheck(cudaStreamWaitEvent(m->opt_stream, m->opt_enc, 0));
-    opt_group_update(m, m->config.n_layer, m->opt_stream);
-    cudaCheck(cudaEventRecord(m->opt_global, m->opt_stream));
-    cudaCheck(cudaMemsetAsync(m->grads, 0, m->padded_parameters * sizeof(float), m->opt_stream));
-    cudaCheck(cudaEventRecord(m->opt_done, m->opt_stream));
-}
-// when the forward being issued applies a pending update: main_stream waits for its group g (layer g < L, wte and
-// LayerNorm_f at L) or, at L + 1, for all of it and the gradients zeroed
-static void opt_wait(Model *m, int g) {
-    if (!m->opt_inflight) return;
-    int L = m->config.n_layer;
-    cudaCheck(cudaStreamWaitEvent(main_stream, g < L ? m->opt_layer[g] : g == L ? m->opt_global : m->opt_done, 0));
-}
-
 // The feedback calls in parts (llmc/feedback.cuh, "Parts": FB_BEGIN / FB_CHAIN / FB_END): each direction's first
 // side work (forward: superblock 0's logits and row pass; backward: its first slab) issued before the layer's work
 // that comes ahead of the solve (RoPE and the attention; Linear_out's and the gate's backward), and the backward's
@@ -528,7 +423,6 @@ static void model_layout(Model *m, Arena *a) {
         g1->dq = g1->dproj; g1->dk = g1->dq + m->Dq; g1->dv = g1->dk + m->Dkv; g1->dqbkb = fb ? g1->dv + m->Dkv : NULL;
     }
     m->stats = (StepStats *)arena_take(a, 2 * sizeof(StepStats));
-    m->opt_step = (AdamWStep *)arena_take(a, sizeof(AdamWStep));
 }
 
 static void model_alloc_activations(Model *m, int B, int T, int recompute) {
@@ -536,7 +430,6 @@ static void model_alloc_activations(Model *m, int B, int T, int recompute) {
     attention_setup();   // picks the forward kernel (a probe and a self-test on the GPU): before any graph capture
     m->B = B; m->T = T; m->recompute = recompute;
     wgrad_init(m);
-    opt_init(m);
     m->layers = (LayerActs *)callocCheck(m->config.n_layer, sizeof(LayerActs));
     Arena sizing = { NULL, 0 };
     model_layout(m, &sizing);
@@ -555,9 +448,7 @@ static void model_alloc_activations(Model *m, int B, int T, int recompute) {
 }
 
 static void model_free(Model *m) {
-    for (int i = 0; i < 2; i++)
-        if (m->graphs[i].exec != NULL) cudaCheck(cudaGraphExecDestroy(m->graphs[i].exec));
-    opt_free(m);
+    if (m->graph != NULL) cudaCheck(cudaGraphExecDestroy(m->graph));
     cudaCheck(cudaFree(m->master)); cudaCheck(cudaFree(m->params)); cudaCheck(cudaFree(m->grads));
     cudaCheck(cudaFree(m->m)); cudaCheck(cudaFree(m->v));
     cudaCheck(cudaFree(m->act_memory)); cudaCheck(cudaFree(m->rope));
@@ -613,26 +504,12 @@ static void layer_forward(Model *m, int l, int B, int T) {
     #undef PW
 }
 
-// logits for the B x T tokens already in m->tokens (device work only: no host sync, no copies); with
-// m->opt_inflight it applies the pending optimizer update beside it ("The optimizer beside the next forward")
+// logits for the B x T tokens already in m->tokens (device work only: no host sync, no copies)
 static void model_forward_device(Model *m, int B, int T) {
     const SessaConfig *c = &m->config;
     int N = B * T, D = c->d_model;
-    if (m->opt_inflight) {   // x0 from wte as updated, while the update runs on opt_stream (wte's after the encoder)
-        size_t w = m->offsets[P_WTE];
-        opt_issue_layers(m);
-        encoder_forward_updated(m->res, m->tokens, m->master + w, m->m + w, m->v + w, m->grads + w, m->opt_step,
-                                &m->stats->scale, m->opt_beta1, m->opt_beta2, m->opt_eps,
-                                sessa_param_decays(P_WTE) ? m->opt_wd : 0.0f, N, D, main_stream);
-        opt_issue_rest(m);
-    } else {
-        encoder_forward(m->res, m->tokens, m->params + m->offsets[P_WTE], N, D, main_stream);
-    }
-    for (int l = 0; l < c->n_layer; l++) {
-        opt_wait(m, l);
-        layer_forward(m, l, B, T);
-    }
-    opt_wait(m, c->n_layer);
+    encoder_forward(m->res, m->tokens, m->params + m->offsets[P_WTE], N, D, main_stream);
+    for (int l = 0; l < c->n_layer; l++) layer_forward(m, l, B, T);
     layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, m->layers[c->n_layer - 1].y,
                       m->params + m->offsets[P_LNF_W], m->params + m->offsets[P_LNF_B], N, D, c->ln_eps, main_stream);
     // tied head over all Vp rows of wte (llm.c's way): with V = 50257 the GEMM's dimension would not be a
@@ -803,7 +680,6 @@ static void model_backward_device(Model *m, int B, int T, MultiGpuConfig *reduce
     int N = B * T, D = c->d_model, Vp = c->padded_vocab_size;
     const floatX *wte = m->params + m->offsets[P_WTE];
     m->wg_layer_pending[0] = m->wg_layer_pending[1] = 0;
-    opt_wait(m, c->n_layer + 1);   // a pending update has read the gradients and zeroed them
     // logits = lnf wte^T over all Vp rows (m->logits now holds dlogits, zero in the padded columns)
     wgrad_fork(m);
     matmul_backward_weight(m->grads + m->offsets[P_WTE], NULL, m->logits, Vp, m->lnf, N, D, Vp, g->colsum_wg, m->wgrad_stream);
@@ -861,13 +737,11 @@ static void model_train_micro_step(Model *m, const int *h_inputs, const int *h_t
     cudaCheck(cudaMemcpyAsync(m->targets, hb + N, N * sizeof(int), cudaMemcpyHostToDevice, main_stream));
     cudaCheck(cudaEventRecord(m->batch_uploaded[slot], main_stream));
     if (reduce != NULL && reduce->num_processes > 1) m->use_graph = 0;
-    m->opt_inflight = m->opt_pending;   // a pending optimizer update runs beside this forward
-    MicroGraph *gr = &m->graphs[m->opt_inflight];
-    if (m->use_graph && gr->exec != NULL && (gr->B != B || gr->T != T || gr->dloss != dloss)) {
-        cudaCheck(cudaGraphExecDestroy(gr->exec));
-        gr->exec = NULL;
+    if (m->use_graph && m->graph != NULL && (m->graph_B != B || m->graph_T != T || m->graph_dloss != dloss)) {
+        cudaCheck(cudaGraphExecDestroy(m->graph));
+        m->graph = NULL;
     }
-    if (m->use_graph && gr->exec == NULL) {
+    if (m->use_graph && m->graph == NULL) {
         cudaError_t err = cudaStreamBeginCapture(main_stream, cudaStreamCaptureModeRelaxed);
         if (err == cudaSuccess) {
             model_forward_device(m, B, T);
@@ -876,9 +750,9 @@ static void model_train_micro_step(Model *m, const int *h_inputs, const int *h_t
             cudaGraph_t graph;
             cudaCheck(cudaStreamEndCapture(main_stream, &graph));
             // with SESSA_WGRAD=2 the kernels keep their streams' priorities (the chain's above the weight gradients')
-            cudaCheck(cudaGraphInstantiate(&gr->exec, graph, m->wgrad == 2 ? cudaGraphInstantiateFlagUseNodePriority : 0));
+            cudaCheck(cudaGraphInstantiate(&m->graph, graph, m->wgrad == 2 ? cudaGraphInstantiateFlagUseNodePriority : 0));
             cudaCheck(cudaGraphDestroy(graph));
-            gr->B = B; gr->T = T; gr->dloss = dloss;
+            m->graph_B = B; m->graph_T = T; m->graph_dloss = dloss;
         } else {
             (void)cudaGetLastError();
             printf("CUDA graphs unavailable (stream capture: %s): micro-steps run ungraphed\n", cudaGetErrorString(err));
@@ -886,13 +760,12 @@ static void model_train_micro_step(Model *m, const int *h_inputs, const int *h_t
         }
     }
     if (m->use_graph) {
-        cudaCheck(cudaGraphLaunch(gr->exec, main_stream));
+        cudaCheck(cudaGraphLaunch(m->graph, main_stream));
     } else {
         model_forward_device(m, B, T);
         model_loss_device(m, N, dloss);
         model_backward_device(m, B, T, reduce);
     }
-    m->opt_inflight = m->opt_pending = 0;
     model_backward_embedding(m, h_inputs, B, T, reduce);
     loss_mean(m->stats, m->losses, N, accumulate, main_stream);
 }
@@ -917,6 +790,21 @@ static void model_grad_norm(Model *m, float clip, const MultiGpuConfig *mg) {
     grad_clip(s, clip, main_stream);
 }
 
+// extend the segment list of the shard starting at s0 up to element end (absolute) with decay wd
+static void segments_add(AdamWSegments *seg, size_t *pos, size_t s0, size_t s1, size_t end, float wd) {
+    if (end > s1) end = s1;
+    if (end <= *pos) return;
+    if (seg->n > 0 && seg->wd[seg->n - 1] == wd) {
+        seg->begin[seg->n] = end - s0;   // same decay: the last segment grows
+    } else {
+        if (seg->n == ADAMW_MAX_SEGMENTS) fatal("model_update: more than %d AdamW segments", ADAMW_MAX_SEGMENTS);
+        seg->wd[seg->n] = wd;
+        seg->n++;
+        seg->begin[seg->n] = end - s0;
+    }
+    *pos = end;
+}
+
 // AdamW on this rank's shard in one launch: the shard is cut into segments of equal weight decay (llmc/sessa.h's
 // sessa_param_decays, or every tensor with decay_all, by the GPU layout's runs: a zero gap takes the decay of the
 // run after it, and stays zero: zero weight, gradient and moments), then all ranks get
@@ -926,38 +814,16 @@ static void model_update(Model *m, float lr, float beta1, float beta2, float eps
                          MultiGpuConfig *mg) {
     size_t s0 = m->shard.offset, s1 = m->shard.offset + m->shard.valid, pos = s0;
     AdamWSegments seg;
-    adamw_segments_init(&seg);
-    for (int i = 0; i <= m->num_runs; i++) {   // each run with the zero gap before it (zeros stay zero either way)
-        size_t end = i < m->num_runs ? m->runs[i].gpu + m->runs[i].n : s1;
-        float d = i < m->num_runs && (decay_all || sessa_param_decays(m->runs[i].kind)) ? wd : 0.0f;
-        if (end > s1) end = s1;
-        if (end > pos) { adamw_segments_add(&seg, pos - s0, end - pos, d, 0); pos = end; }
+    seg.n = 0; seg.begin[0] = 0;
+    for (int i = 0; i < m->num_runs; i++) {   // each run with the zero gap before it (zeros stay zero either way)
+        const ParamRun *r = &m->runs[i];
+        segments_add(&seg, &pos, s0, s1, r->gpu + r->n, decay_all || sessa_param_decays(r->kind) ? wd : 0.0f);
     }
-    adamw_step_set(m->opt_step, lr, beta1, beta2, step, main_stream);
+    segments_add(&seg, &pos, s0, s1, s1, 0.0f);
     if (seg.n > 0)
-        adamw_update_segments(m->master + s0, m->params + s0, m->grads + s0, m->m, m->v, &seg, m->opt_step, beta1,
-                              beta2, eps, &m->stats->scale, main_stream);
+        adamw_update_segments(m->master + s0, m->params + s0, m->grads + s0, m->m, m->v, &seg, lr, beta1, beta2, eps,
+                              &m->stats->scale, step, main_stream);
     multi_gpu_gather_params(m->params, m->gpu_parameters, mg, main_stream);
-}
-
-// the same update, deferred to the next micro-step's forward (one GPU; "The optimizer beside the next forward"):
-// its scalars into m->opt_step now (on main_stream, after the norm), the AdamW launches later
-static void model_update_defer(Model *m, float lr, float beta1, float beta2, float eps, float wd, int step) {
-    if (m->opt_groups == NULL) {
-        opt_groups_build(m, wd);
-        m->opt_beta1 = beta1; m->opt_beta2 = beta2; m->opt_eps = eps; m->opt_wd = wd;
-    } else if (beta1 != m->opt_beta1 || beta2 != m->opt_beta2 || eps != m->opt_eps || wd != m->opt_wd) {
-        fatal("model_update_defer: the update's constants changed during the run");
-    }
-    adamw_step_set(m->opt_step, lr, beta1, beta2, step, main_stream);
-    m->opt_pending = 1;
-}
-// apply a pending update now, on main_stream (before anything that reads the weights or moments between steps);
-// the next step then zeroes the gradients itself
-static void model_update_flush(Model *m) {
-    if (!m->opt_pending) return;
-    for (int g = 0; g <= m->config.n_layer; g++) opt_group_update(m, g, main_stream);
-    m->opt_pending = 0;
 }
 
 // ----------------------------------------------------------------------------
@@ -1506,7 +1372,6 @@ int main(int argc, char **argv) {
     free(h_params);
     model_alloc_activations(&model, args.B, args.T, ca.recompute);
     model.use_graph = ca.cuda_graph && mg.num_processes == 1;
-    int opt_defer = model.opt_defer && mg.num_processes == 1;   // the update beside the next forward (one GPU)
     printf("parameters: %zu\n", model.num_parameters);
 
     // data
@@ -1570,22 +1435,19 @@ int main(int argc, char **argv) {
         int last = step == max_steps;
         if (step_validates(range, step, args.val_every)) {
             step_log_flush(&slog);
-            model_update_flush(&model);
             run_log_val(logf, step, evaluate(&model, &val_loader, args.val_steps, B, T, &mg));
         }
         // -x 0 samples at step 0: a way to sample from a checkpoint (-e FILE -x 0 -s 1)
         if (step_samples(range, step, args.sample_every)) {
             step_log_flush(&slog);
-            model_update_flush(&model);
             if (rank0) sample_and_print(&model, sample_tok, prompt, prompt_len, args.gen_tokens, &sample_opts, &rng);
         }
         // Ctrl-C / SIGTERM during the step before (on any rank: all ranks agree): save it, then exit 128 + signal
         int stop = mg.num_processes > 1 ? (int)multi_gpu_cpu_float_sum((float)train_stop_signal, &mg)
                                         : (int)train_stop_signal;
-        if (stop || last) { step_log_flush(&slog); model_update_flush(&model); }
+        if (stop || last) step_log_flush(&slog);
         if (args.out_dir != NULL && step_checkpoints(range, step, args.ckpt_every, stop)) {
             step_log_flush(&slog);
-            model_update_flush(&model);
             save_checkpoint(&model, args.out_dir, step, &train_loader, &rng, &mg, logf, args.keep_last);
         }
         if (stop && !last) {
@@ -1598,12 +1460,10 @@ int main(int argc, char **argv) {
         }
         if (last) break;
 
-        // one optimizer step: grad_accum micro-batches, gradients reduced over GPUs, clipped (as PyTorch), AdamW
-        // (with one GPU deferred to the next step's forward, which then zeroes the gradients: model_update_defer);
+        // one optimizer step: grad_accum micro-batches, gradients reduced over GPUs, clipped (as PyTorch), AdamW;
         // no host sync (one GPU or ZeRO 0): the loss, norm and clip scale stay on the device (model.stats)
         step_log_begin(&slog, step + 1);
-        if (!model.opt_pending)
-            cudaCheck(cudaMemsetAsync(model.grads, 0, model.padded_parameters * sizeof(float), main_stream));
+        cudaCheck(cudaMemsetAsync(model.grads, 0, model.padded_parameters * sizeof(float), main_stream));
         for (int micro = 0; micro < grad_accum; micro++) {
             dataloader_next_batch(&train_loader);
             // the last micro-step reduces the accumulated gradients over the GPUs during its backward
@@ -1613,8 +1473,7 @@ int main(int argc, char **argv) {
         multi_gpu_wait_gradients(&mg, main_stream);
         model_grad_norm(&model, args.grad_clip, &mg);
         float lr = lr_at_step(args.lr, step, args.warmup, max_steps, args.final_lr_frac);
-        if (opt_defer) model_update_defer(&model, lr, 0.9f, 0.95f, 1e-8f, args.weight_decay, step + 1);
-        else model_update(&model, lr, 0.9f, 0.95f, 1e-8f, args.weight_decay, step + 1, 0, &mg);
+        model_update(&model, lr, 0.9f, 0.95f, 1e-8f, args.weight_decay, step + 1, 0, &mg);
         step_log_push(&slog, step + 1, lr, model.stats);
     }
     step_log_free(&slog);   // the loop leaves at its last step, every line printed

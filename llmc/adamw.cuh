@@ -53,114 +53,60 @@ static void adamw_update(float *params, floatX *params_bf16, const float *grads,
     cudaCheck(cudaGetLastError());
 }
 
-// The per-step scalars of an update (the learning rate and the bias corrections bc_i = 1 - b_i^step) live in device
-// memory, written by adamw_step_set on the update's stream: a CUDA graph that replays the update (the trainer's
-// update overlapped with the next forward, train_sessa.cu "The optimizer beside the next forward") then reads each
-// step's values. bc1, bc2 are computed on the host (powf) in both ways, so the bits do not depend on it.
-typedef struct { float lr, bc1, bc2; } AdamWStep;
-
-__global__ void adamw_step_set_kernel(AdamWStep *d, float lr, float bc1, float bc2) {
-    grid_dep_begin();
-    if (threadIdx.x == 0) { d->lr = lr; d->bc1 = bc1; d->bc2 = bc2; }
-}
-// step counts from 1
-static void adamw_step_set(AdamWStep *d, float lr, float beta1, float beta2, int step, cudaStream_t stream) {
-    float bc1 = 1.0f - powf(beta1, (float)step), bc2 = 1.0f - powf(beta2, (float)step);
-    launch_pdl(adamw_step_set_kernel, 1, 32, 0, stream, d, lr, bc1, bc2);
-    cudaCheck(cudaGetLastError());
-}
-
-// adamw_param with the step's scalars and the clip scale read from device memory: one parameter's new value (p, m,
-// v in place); the encoder's forward of an update not yet applied (llmc/encoder.cuh) computes the same bits
-__device__ __forceinline__ void adamw_param_at(float *p, float *m, float *v, float g, const AdamWStep &st, float scale,
-                                               float beta1, float beta2, float eps, float wd) {
-    adamw_param(p, m, v, g * scale, st.lr, beta1, beta2, st.bc1, st.bc2, eps, wd);
-}
-
-// The parameters of one launch (instead of one launch per tensor): the weight decay changes per tensor, so they come
-// as segments of equal decay, passed by value: segment k is the len[k] elements from element off[k] of the arrays,
-// handled by the threads' elements [begin[k], begin[k+1]) (begin[k+1] - begin[k] >= len[k]: the elements past len[k]
-// are padding, skipped, so that the next segment's groups of 4 may start on a multiple of 4). The whole shard is
-// one run of contiguous segments (off[k] = begin[k], no padding); one layer's tensors are scattered (the GPU layout
-// keeps each tensor's layers together) and padded. Elements of the zero gaps between tensors (zero weight, gradient
-// and moments) stay zero when updated, so leaving them out changes nothing.
+// The whole optimizer shard in one launch (instead of one per tensor): the weight decay changes per tensor,
+// so the shard is cut into contiguous segments [begin[k], begin[k+1]) with decay wd[k], passed by value.
+// Per element the math is adamw_kernel's, so the results are bitwise the same; elements in the zero gaps
+// between tensors (zero weight, zero gradient, zero moments) stay zero.
 #define ADAMW_MAX_SEGMENTS 48
-typedef struct { int n; size_t begin[ADAMW_MAX_SEGMENTS + 1], off[ADAMW_MAX_SEGMENTS], len[ADAMW_MAX_SEGMENTS];
-                 float wd[ADAMW_MAX_SEGMENTS]; } AdamWSegments;
-
-static void adamw_segments_init(AdamWSegments *seg) { seg->n = 0; seg->begin[0] = 0; }
-// append the len elements at off with decay wd (a continuation of the last segment with the same decay extends it);
-// pad: start a new segment's threads on a multiple of 4 (for scattered segments, where off is aligned but the
-// previous length may not be)
-static void adamw_segments_add(AdamWSegments *seg, size_t off, size_t len, float wd, int pad) {
-    if (len == 0) return;
-    int last = seg->n - 1;
-    if (last >= 0 && seg->wd[last] == wd && seg->off[last] + seg->len[last] == off) {   // continues the last one
-        seg->len[last] += len; seg->begin[seg->n] += len;
-        return;
-    }
-    if (seg->n == ADAMW_MAX_SEGMENTS) fatal("adamw: more than %d segments in one update", ADAMW_MAX_SEGMENTS);
-    int k = seg->n;
-    if (pad) seg->begin[k] = (seg->begin[k] + 3) / 4 * 4;
-    seg->off[k] = off; seg->len[k] = len; seg->wd[k] = wd;
-    seg->begin[k + 1] = seg->begin[k] + len;
-    seg->n++;
-}
-
-// one parameter of a launch: element i of the threads' range -> its segment (k moves forward only) and place
-__device__ __forceinline__ void adamw_segment_one(float *params, floatX *params_bf16, const float *grads, float *m,
-                                                  float *v, const AdamWSegments &seg, int &k, size_t i,
-                                                  const AdamWStep &st, float scale, float beta1, float beta2, float eps) {
-    while (i >= seg.begin[k + 1]) k++;
-    size_t j = i - seg.begin[k];
-    if (j >= seg.len[k]) return;   // padding
-    size_t a = seg.off[k] + j;
-    float p = params[a], mi = m[a], vi = v[a];
-    adamw_param_at(&p, &mi, &vi, grads[a], st, scale, beta1, beta2, eps, seg.wd[k]);
-    m[a] = mi; v[a] = vi; params[a] = p;
-    params_bf16[a] = __float2bfloat16(p);
-}
+typedef struct { int n; size_t begin[ADAMW_MAX_SEGMENTS + 1]; float wd[ADAMW_MAX_SEGMENTS]; } AdamWSegments;
 
 __global__ void adamw_segments_kernel(float *params, floatX *params_bf16, const float *grads, float *m, float *v,
-                                      AdamWSegments seg, const AdamWStep *step, float beta1, float beta2, float eps,
-                                      const float *grad_scale) {
+                                      AdamWSegments seg, float lr, float beta1, float beta2, float bc1, float bc2,
+                                      float eps, const float *grad_scale) {
     grid_dep_begin();
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= seg.begin[seg.n]) return;
     int k = 0;
-    adamw_segment_one(params, params_bf16, grads, m, v, seg, k, i, *step, *grad_scale, beta1, beta2, eps);
+    while (i >= seg.begin[k + 1]) k++;
+    float p = params[i], mi = m[i], vi = v[i];
+    adamw_param(&p, &mi, &vi, grads[i] * *grad_scale, lr, beta1, beta2, bc1, bc2, eps, seg.wd[k]);
+    m[i] = mi; v[i] = vi; params[i] = p;
+    params_bf16[i] = __float2bfloat16(p);
 }
 
 // the same, 4 parameters per thread: 16-byte loads of g, m, v, p and stores of m, v, p, an 8-byte store of the bf16
-// copy (all five arrays 16 / 8-byte aligned) where the 4 are in one segment at an aligned place; else (a group across
-// a segment's end, the last group) element by element
+// copy (all five arrays 16 / 8-byte aligned); the last group may be partial (element by element)
 __global__ void adamw_segments_vec_kernel(float *params, floatX *params_bf16, const float *grads, float *m, float *v,
-                                          AdamWSegments seg, const AdamWStep *step, float beta1, float beta2, float eps,
-                                          const float *grad_scale) {
+                                          AdamWSegments seg, float lr, float beta1, float beta2, float bc1, float bc2,
+                                          float eps, const float *grad_scale) {
     grid_dep_begin();
     size_t n = seg.begin[seg.n], i0 = 4 * ((size_t)blockIdx.x * blockDim.x + threadIdx.x);
     if (i0 >= n) return;
-    const AdamWStep st = *step;
     float scale = *grad_scale;
     int k = 0;
     while (i0 >= seg.begin[k + 1]) k++;
-    size_t j = i0 - seg.begin[k], a = seg.off[k] + j;
-    if (j + 4 <= seg.len[k] && a % 4 == 0) {
-        float4 g4 = *(const float4 *)(grads + a), m4 = *(float4 *)(m + a), v4 = *(float4 *)(v + a);
-        float4 p4 = *(float4 *)(params + a);
+    if (i0 + 4 <= n) {
+        float4 g4 = *(const float4 *)(grads + i0), m4 = *(float4 *)(m + i0), v4 = *(float4 *)(v + i0);
+        float4 p4 = *(float4 *)(params + i0);
         float *g = &g4.x, *mm = &m4.x, *vv = &v4.x, *pp = &p4.x;
         union { floatX h[4]; unsigned long long u; } p16;   // the 4 bf16 copies, stored as one 8-byte word
         #pragma unroll
-        for (int q = 0; q < 4; q++) {
-            adamw_param_at(&pp[q], &mm[q], &vv[q], g[q], st, scale, beta1, beta2, eps, seg.wd[k]);
-            p16.h[q] = __float2bfloat16(pp[q]);
+        for (int j = 0; j < 4; j++) {
+            while (i0 + j >= seg.begin[k + 1]) k++;
+            adamw_param(&pp[j], &mm[j], &vv[j], g[j] * scale, lr, beta1, beta2, bc1, bc2, eps, seg.wd[k]);
+            p16.h[j] = __float2bfloat16(pp[j]);
         }
-        *(float4 *)(m + a) = m4; *(float4 *)(v + a) = v4; *(float4 *)(params + a) = p4;
-        *(unsigned long long *)(params_bf16 + a) = p16.u;
+        *(float4 *)(m + i0) = m4; *(float4 *)(v + i0) = v4; *(float4 *)(params + i0) = p4;
+        *(unsigned long long *)(params_bf16 + i0) = p16.u;
         return;
     }
-    for (size_t i = i0; i < i0 + 4 && i < n; i++)
-        adamw_segment_one(params, params_bf16, grads, m, v, seg, k, i, st, scale, beta1, beta2, eps);
+    for (size_t i = i0; i < n; i++) {
+        while (i >= seg.begin[k + 1]) k++;
+        float p = params[i], mi = m[i], vi = v[i];
+        adamw_param(&p, &mi, &vi, grads[i] * scale, lr, beta1, beta2, bc1, bc2, eps, seg.wd[k]);
+        m[i] = mi; v[i] = vi; params[i] = p;
+        params_bf16[i] = __float2bfloat16(p);
+    }
 }
 
 // 1: the vector kernel where the arrays are aligned; 0 (SESSA_ADAMW_VEC=0): one parameter per thread; -1: not read yet
@@ -170,23 +116,24 @@ static int adamw_vec_mode(void) {
     return adamw_vec;
 }
 
-// params, params_bf16, grads, m, v: the arrays the segments' offsets count from (the trainer: its shard);
-// step: the step's scalars (adamw_step_set); grad_scale: one float in device memory
+// params, params_bf16, grads, m, v all start at the shard's first element; seg.begin[0] == 0;
+// grad_scale: one float in device memory
 static void adamw_update_segments(float *params, floatX *params_bf16, const float *grads, float *m, float *v,
-                                  const AdamWSegments *seg, const AdamWStep *step, float beta1, float beta2, float eps,
-                                  const float *grad_scale, cudaStream_t stream) {
+                                  const AdamWSegments *seg, float lr, float beta1, float beta2, float eps,
+                                  const float *grad_scale, int step, cudaStream_t stream) {
     if (seg->n < 1 || seg->n > ADAMW_MAX_SEGMENTS || seg->begin[0] != 0)
         fatal("adamw_update_segments: %d segments (1..%d, starting at 0)", seg->n, ADAMW_MAX_SEGMENTS);
     size_t n = seg->begin[seg->n];
     if (n == 0) return;
+    float bc1 = 1.0f - powf(beta1, (float)step), bc2 = 1.0f - powf(beta2, (float)step);
     bool vec = adamw_vec_mode() && (uintptr_t)params % 16 == 0 && (uintptr_t)grads % 16 == 0 && (uintptr_t)m % 16 == 0 &&
                (uintptr_t)v % 16 == 0 && (uintptr_t)params_bf16 % 8 == 0;
     if (vec)
         launch_pdl(adamw_segments_vec_kernel, ceil_div((long long)n, 4 * 512), 512, 0, stream, params, params_bf16, grads,
-                   m, v, *seg, step, beta1, beta2, eps, grad_scale);
+                   m, v, *seg, lr, beta1, beta2, bc1, bc2, eps, grad_scale);
     else
         launch_pdl(adamw_segments_kernel, ceil_div((long long)n, 512), 512, 0, stream, params, params_bf16, grads, m, v,
-                   *seg, step, beta1, beta2, eps, grad_scale);
+                   *seg, lr, beta1, beta2, bc1, bc2, eps, grad_scale);
     cudaCheck(cudaGetLastError());
 }
 

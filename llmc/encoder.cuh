@@ -8,7 +8,6 @@
 #define SESSA_ENCODER_CUH
 
 #include "cuda_common.h"
-#include "adamw.cuh"
 
 // out (N, C) = wte[tokens] (tokens already checked against the vocabulary by the data loader)
 __global__ void encoder_forward_kernel(floatX *out, const int *tokens, const floatX *wte, int N, int C) {
@@ -21,31 +20,6 @@ __global__ void encoder_forward_kernel(floatX *out, const int *tokens, const flo
 
 static void encoder_forward(floatX *out, const int *tokens, const floatX *wte, int N, int C, cudaStream_t stream) {
     launch_pdl(encoder_forward_kernel, ceil_div((long long)N * C, 256), 256, 0, stream, out, tokens, wte, N, C);
-    cudaCheck(cudaGetLastError());
-}
-
-// the same from wte as an AdamW update not yet applied will leave it (the trainer's update beside the next forward):
-// out (N, C) = bf16(AdamW(master, m, v, grad * scale)[tokens]), each element by adamw_param_at, so the bits the update
-// writes into the bf16 weights; master, m, v, grad: wte's (Vp, C) fp32 arrays, read only (the update, after this,
-// writes them). 16 bytes read per element instead of 2: at d12 B=8 T=1024 ~100 MB, ~25 us on an H200.
-__global__ void encoder_forward_updated_kernel(floatX *out, const int *tokens, const float *master, const float *mom,
-                                               const float *vel, const float *grad, const AdamWStep *step,
-                                               const float *grad_scale, float beta1, float beta2, float eps, float wd,
-                                               int N, int C) {
-    grid_dep_begin();
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= (size_t)N * C) return;
-    size_t n = i / C, c = i % C, a = (size_t)tokens[n] * C + c;
-    float p = master[a], mi = mom[a], vi = vel[a];
-    adamw_param_at(&p, &mi, &vi, grad[a], *step, *grad_scale, beta1, beta2, eps, wd);
-    out[i] = __float2bfloat16(p);
-}
-
-static void encoder_forward_updated(floatX *out, const int *tokens, const float *master, const float *mom,
-                                    const float *vel, const float *grad, const AdamWStep *step, const float *grad_scale,
-                                    float beta1, float beta2, float eps, float wd, int N, int C, cudaStream_t stream) {
-    launch_pdl(encoder_forward_updated_kernel, ceil_div((long long)N * C, 256), 256, 0, stream, out, tokens, master,
-               mom, vel, grad, step, grad_scale, beta1, beta2, eps, wd, N, C);
     cudaCheck(cudaGetLastError());
 }
 

@@ -21,8 +21,6 @@
 #                                                        the default and the inverses in every CTA (SESSA_FB_INV=0)
 #   scripts/gpu_session.sh build train                   train_sessacu tok/s at d12 B=8 and B=16 T=1024 and d4w256h4 B=8 T=256
 #   scripts/gpu_session.sh build split                   the feedback calls in parts: GPU check (same bits), the step whole / split
-#   scripts/gpu_session.sh build defer                   the optimizer beside the next forward: GPU check (same bits), the step
-#                                                        with the update at its end / deferred (SESSA_OPT_DEFER=0 / 1)
 #   AB="SESSA_X=0 -" scripts/gpu_session.sh build ab    the trainer's d12 and d4w256h4 step with each environment setting
 #   scripts/gpu_session.sh build gemmtune                cuBLASLt's first 8 algorithms timed for every GEMM of a step (gemm_choices)
 #   scripts/gpu_session.sh build profile                 ncu: GPU time per kernel name of one d12 step (sorted;
@@ -157,21 +155,6 @@ do_split() {
         done; done
     done
 }
-# the optimizer beside the next forward (SESSA_OPT_DEFER): its check on the GPU (dev/test/test_opt_defer.sh: the same
-# bits with -cg 0 and 1), then the trainer's step with the update at the end / deferred, twice in turn, at d12 B=8
-# T=1024, d4w256h4 B=8 T=256 and d12 B=1 T=8192
-do_defer() {
-    shard
-    TRAIN_SESSACU=./train_sessacu bash dev/test/test_opt_defer.sh || return 1
-    local F="-V 50257 -i $TMP/tokens.bin -v 0 -s 0 -n 0"
-    for cfg in "d12 8 1024 12" "d4w256h4 8 256 40" "d12 1 8192 6"; do
-        set -- $cfg
-        for r in 1 2; do for p in 0 1; do
-            echo "== $1 B=$2 T=$3 SESSA_OPT_DEFER=$p (round $r)"
-            SESSA_OPT_DEFER=$p ./train_sessacu -e $1 -b $2 -t $3 -x $4 $F -o $TMP/defer | grep "^step $4/" || return 1
-        done; done
-    done
-}
 # SESSA_GEMM_TUNE=1: every GEMM problem of one step (d12 B=8 and B=16 T=1024, d4w256h4 B=8 T=256), the heuristic's
 # first 8 algorithms timed (GT_B1=1: also d12 B=1 T=8192); the "gemm-choice" lines are entries for llmc/gemm_choices.h
 do_gemmtune() {
@@ -275,7 +258,6 @@ for s in "$@"; do
         gemmtune) stage gemmtune do_gemmtune ;;
         ab)      stage ab do_ab ;;
         split)   stage split do_split ;;
-        defer)   stage defer do_defer ;;
         profile) stage profile do_profile ;;
         timeline) stage timeline do_timeline ;;
         profsmall) stage profsmall do_profsmall ;;

@@ -97,8 +97,6 @@ step "CUDA trainer's run directory under the CPU emulator: resume, log, SIGINT, 
     bash dev/test/test_run_dir_cuda_emu.sh
 step "the feedback calls in parts (SESSA_FB_SPLIT) give the whole calls' losses and norms under the CPU emulator (dev/test/test_fb_split.sh)" \
     bash dev/test/test_fb_split.sh
-step "the optimizer beside the next forward (SESSA_OPT_DEFER=1) gives the end-of-step update's losses, val losses, samples and checkpoints under the CPU emulator (dev/test/test_opt_defer.sh)" \
-    bash dev/test/test_opt_defer.sh
 step "the trainers are twins: same checkpoint and flags give the same -x 0 val loss and 20-step loss curve, CPU vs CUDA under the CPU emulator (dev/test/test_twins.sh)" \
     bash dev/test/test_twins.sh
 step "greedy sampling agrees: CPU trainer, PyTorch, CUDA trainer (recurrent and -sm 0) under the CPU emulator (dev/test/test_sample_agree.py)" \
