@@ -18,6 +18,8 @@
 # Usage: scripts/bench_gpu.sh [DESC=d12] [B=8] [T=1024] [STEPS=20]   (from the repo root, on a GPU machine)
 #   SYSTEMS="cu py_eager py_compile gpt2_eager gpt2_compile"  which systems (default all)
 #   PART="1 2"       which parts (default both)
+#   REPEAT=3         part 1: runs per system, one after the other; the figures are the medians over the runs (a
+#                    compiled PyTorch step measured 69.9 and 76.5 ms in two calls: one run is not a steady baseline)
 #   MAX_T=131072     caps part 2; TIMEOUT=600 bounds each run (seconds); OUT=dir keeps the logs, CSV, plot
 #   CU_FLAGS="-r 1"  extra train_sessacu flags for part 2 (default: -r 1, the memory-saving recompute)
 #   START_T=4096     first T of part 2 (to continue a sweep in another call)
@@ -38,6 +40,7 @@ set -eu
 DESC=${1:-d12}; B=${2:-8}; T=${3:-1024}; STEPS=${4:-20}
 MAX_T=${MAX_T:-131072}; TIMEOUT=${TIMEOUT:-600}; V=50257
 SYSTEMS=${SYSTEMS:-cu py_eager py_compile gpt2_eager gpt2_compile}; PART=${PART:-1 2}; CU_FLAGS=${CU_FLAGS:--r 1}
+REPEAT=${REPEAT:-1}
 P2_STEPS=${P2_STEPS:-3}; START_T=${START_T:-4096}; P2_LONG_T=${P2_LONG_T:-65536}; P2_LONG_STEPS=${P2_LONG_STEPS:-2}; PY_MAX_T=${PY_MAX_T:-$MAX_T}
 PY=${PYTHON:-python3}
 command -v nvidia-smi >/dev/null || { echo "error: no nvidia-smi: this benchmark needs a GPU"; exit 1; }
@@ -105,10 +108,20 @@ cmd() {
 }
 
 declare -A CU_TOKS CU_MFU
-# one SYSTEM PART B T STEPS [extra]: run, print, append to the CSV
+# one SYSTEM PART B T STEPS [extra]: run (part 1: REPEAT times, the medians), print, append to the CSV
 one() {
-    local s=$1 part=$2 b=$3 t=$4 x=$5 extra=${6:-}
-    run "${s}_p${part}_B${b}_T${t}" $(cmd "$s" "$b" "$t" "$x" "$extra")
+    local s=$1 part=$2 b=$3 t=$4 x=$5 extra=${6:-} n=1 r all=""
+    [ $part = 1 ] && n=$REPEAT
+    for r in $(seq 1 $n); do
+        run "${s}_p${part}_B${b}_T${t}$([ $r = 1 ] || echo _r$r)" $(cmd "$s" "$b" "$t" "$x" "$extra")
+        [ $ok = 1 ] || break
+        all="$all$toks $ms ${mfu:--} $mem_mib\n"
+    done
+    if [ $ok = 1 ] && [ $n -gt 1 ]; then   # each figure's median over the runs (their tok/s listed)
+        toks=$(printf "$all" | awk '{print $1}' | median); ms=$(printf "$all" | awk '{print $2}' | median)
+        mfu=$(printf "$all" | awk '$3 != "-" {print $3}' | median || echo ""); mem_mib=$(printf "$all" | awk '{print $4}' | sort -n | tail -1)
+        echo "   $s: $n runs, tok/s $(printf "$all" | awk '{printf "%s ", $1}')-> median"
+    fi
     if [ $s = cu ] && [ $ok = 1 ]; then CU_TOKS[$part.$t]=$toks; CU_MFU[$part.$t]=$mfu; fi
     if [ $ok = 1 ] && [ -z "$mfu" ] && [ -n "${CU_MFU[$part.$t]:-}" ]; then
         mfu=$(awk -v c="${CU_MFU[$part.$t]}" -v a="$toks" -v b="${CU_TOKS[$part.$t]}" 'BEGIN { printf "%.1f", c * a / b }')
