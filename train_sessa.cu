@@ -470,21 +470,19 @@ static void layer_forward(Model *m, int l, int B, int T) {
     int N = B * T, D = c->d_model, H = c->n_head, Hkv = c->n_kv_head, hd = m->hd;
     cudaStream_t st = main_stream;
     #define PW(t) layer_ptr(m->params, m, t, l)
-    // xn = LayerNorm(x); [a | gt] = Linear_in(xn); abar = GELU(a)
+    // xn = LayerNorm(x); [a | gt] = Linear_in(xn); abar = GELU(a) and, with the feedback, in the same pass its gain
+    // gamma = gamma_max tanh(gamma_b + abar.w_gamma) (llmc/gamma.cuh gelu_gamma_forward)
     layernorm_forward(a->xn, a->ln_mean, a->ln_rstd, a->x, PW(P_LN_W), PW(P_LN_B), N, D, c->ln_eps, st);
     matmul_forward(a->ag, 2 * D, a->xn, PW(P_IN_W), PW(P_IN_B), NULL, N, D, 2 * D, st);
-    gelu_forward(a->abar, a->ag, 2 * D, N, D, st);
+    if (c->no_feedback) gelu_forward(a->abar, a->ag, 2 * D, N, D, st);
+    else gelu_gamma_forward(a->abar, a->gamma, a->ag, 2 * D, PW(P_GAMMA_W), PW(P_GAMMA_B), N, D, c->gamma_max, st);
     // [q | k | v | qb | kb] = abar [W_q; W_k; W_v; W_fb]^T + biases: one GEMM (the weights stacked per layer)
     int np = m->np;
     matmul_forward(a->proj, np, a->abar, PW(P_Q_W), PW(P_Q_B), NULL, N, D, np, st);
     int split = feedback_split(m, B, T);
-    if (!c->no_feedback) {
-        // feedback gain: gamma = gamma_max tanh(gamma_b + abar.w_gamma); with split, the solve's first side work
-        // (it needs qb, kb and gamma) beside RoPE and the attention
-        gamma_forward(a->gamma, a->abar, PW(P_GAMMA_W), PW(P_GAMMA_B), N, D, c->gamma_max, st);
-        if (split) feedback_forward(a->s, a->c, a->fb_lse, a->f, a->qbkb, a->qbkb + D, np, a->gamma, B, T, D,
-                                    m->bw[0].fb_scratch, st, FB_BEGIN);
-    }
+    // with split, the feedback solve's first side work (it needs qb, kb and gamma) beside RoPE and the attention
+    if (split) feedback_forward(a->s, a->c, a->fb_lse, a->f, a->qbkb, a->qbkb + D, np, a->gamma, B, T, D,
+                                m->bw[0].fb_scratch, st, FB_BEGIN);
     if (c->use_rope) {
         rope_forward(a->q, np, H, a->k, np, Hkv, m->rope, N, T, hd, st);
     }
@@ -617,14 +615,16 @@ static void layer_backward(Model *m, int l, int B, int T) {
     wgrad_fork(m);
     matmul_backward_weight(GW(P_Q_W), GW(P_Q_B), g->dproj, np, a->abar, N, D, np, g->colsum_wg, wst);
     matmul_backward_input(dabar, g->dproj, np, PW(P_Q_W), N, D, np, false, st);
-    if (!c->no_feedback) {
-        // gamma = gamma_max tanh(gamma_b + abar.w_gamma): dabar +=
-        gamma_backward_input(dabar, g->dr, g->dgamma, a->gamma, PW(P_GAMMA_W), N, D, c->gamma_max, st);
+    // abar = GELU(a): da into the first half of dag (its second half holds dgt); with the feedback, in the same pass
+    // gamma = gamma_max tanh(gamma_b + abar.w_gamma) first: dabar += dr w_gamma (dr for the parameters' sums)
+    if (c->no_feedback) {
+        gelu_backward(g->dag, 2 * D, dabar, a->ag, 2 * D, N, D, st);
+    } else {
+        gamma_gelu_backward(g->dag, 2 * D, g->dr, dabar, g->dgamma, a->gamma, PW(P_GAMMA_W), a->ag, 2 * D, N, D,
+                            c->gamma_max, st);
         wgrad_fork(m);
         gamma_backward_params(GW(P_GAMMA_W), GW(P_GAMMA_B), g->dr, a->abar, N, D, g->colsum_wg, wst);
     }
-    // abar = GELU(a): da into the first half of dag (its second half holds dgt)
-    gelu_backward(g->dag, 2 * D, dabar, a->ag, 2 * D, N, D, st);
     // [a | gt] = Linear_in(xn)
     floatX *dxn = g->dxn;   // dabar is consumed: the buffer now holds dxn
     wgrad_fork(m);
@@ -997,11 +997,12 @@ static void layer_decode(Model *m, Decoder *d, int l, const floatX *x, floatX *y
     int B = d->B, D = c->d_model, H = c->n_head, Hkv = c->n_kv_head, hd = m->hd;
     cudaStream_t st = main_stream;
     #define PW(tt) layer_ptr(m->params, m, tt, l)
-    // xn = LayerNorm(x); [a | gt] = Linear_in(xn); abar = GELU(a)
+    // xn = LayerNorm(x); [a | gt] = Linear_in(xn); abar = GELU(a) (and gamma_t from it, as in training)
     const int *pos = d->step_in;
     layernorm_forward(d->xn, NULL, NULL, x, PW(P_LN_W), PW(P_LN_B), B, D, c->ln_eps, st);
     matmul_forward(d->ag, 2 * D, d->xn, PW(P_IN_W), PW(P_IN_B), NULL, B, D, 2 * D, st);
-    gelu_forward(d->abar, d->ag, 2 * D, B, D, st);
+    if (c->no_feedback) gelu_forward(d->abar, d->ag, 2 * D, B, D, st);
+    else gelu_gamma_forward(d->abar, d->gamma, d->ag, 2 * D, PW(P_GAMMA_W), PW(P_GAMMA_B), B, D, c->gamma_max, st);
     // [q | k | v | qb | kb] of the new token in one GEMM (the model's stacked weights); RoPE at position t; k, v, kb
     // into row t of the caches
     matmul_forward(d->proj, d->np, d->abar, PW(P_Q_W), PW(P_Q_B), NULL, B, D, d->np, st);
@@ -1011,9 +1012,8 @@ static void layer_decode(Model *m, Decoder *d, int l, const floatX *x, floatX *y
     // forward branch: attention of q_t over rows 0..t, then Linear_o when H > 1
     decode_attention(d->att, q, d->np, d->kc[l], d->vc[l], d->scratch, pos, d->Tc, B, H, Hkv, hd, st);
     if (H > 1) matmul_forward(d->f, D, d->att, PW(P_O_W), NULL, NULL, B, D, D, st);
-    // feedback: gamma_t, s_t = f_t + gamma_t sum_{j<t} alpha_tj s_j (into row t of the s cache)
+    // feedback: s_t = f_t + gamma_t sum_{j<t} alpha_tj s_j (into row t of the s cache)
     if (!c->no_feedback) {
-        gamma_forward(d->gamma, d->abar, PW(P_GAMMA_W), PW(P_GAMMA_B), B, D, c->gamma_max, st);
         decode_feedback(d->s, d->sc[l], d->f, d->gamma, qb, d->np, d->kbc[l], d->scratch, pos, d->Tc, B, D, st);
     } else {
         bf16_to_float(d->s, d->f, (size_t)B * D, st);   // the feedback-off baseline f0: s = f

@@ -7,6 +7,11 @@
  One warp per token; the parameter sums go through one deterministic column_sums pass (dgamma_b in column 0).
  The backward's dabar += dr w uses 16-byte packs of 8 bf16 (packed.cuh) when D % 8 == 0 and the rows are
  aligned: one read and one write of dabar (2 D bf16 per token), w from L1.
+ abar = GELU(a) is the only input of gamma, and GELU's backward the only reader of dabar after gamma's, so the
+ trainer runs each pair as one kernel (gelu_gamma_forward, gamma_gelu_backward): the same arithmetic in the same
+ order as the two kernels, so the same bits (dev/cuda/gamma.cu checks it), without the second launch and, forward,
+ the re-read of abar (2 D bytes per token), backward, the write and re-read of dabar (4 D bytes per token): at d12
+ B=8 T=1024 25 and 50 MB of the 6 / 12 us floors of each pass, per layer.
 */
 #ifndef SESSA_GAMMA_CUH
 #define SESSA_GAMMA_CUH
@@ -14,6 +19,7 @@
 #include "cuda_common.h"
 #include "reduce.cuh"
 #include "packed.cuh"
+#include "gelu.cuh"
 
 #define GAMMA_WARPS 8
 
@@ -72,6 +78,32 @@ static void gamma_forward(float *gamma, const floatX *abar, const floatX *w, con
     cudaCheck(cudaGetLastError());
 }
 
+// abar (N, D) = GELU(a), a (N, D) with row stride ld_a, and gamma from it: gelu_forward then gamma_forward in one pass
+// (a warp per token, the columns lane, lane + 32, ...: gamma_forward_kernel's order of the dot product)
+__global__ void gelu_gamma_forward_kernel(floatX *abar, float *gamma, const floatX *a, int ld_a, const floatX *w,
+                                          const floatX *b, int N, int D, float gamma_max) {
+    grid_dep_begin();
+    int lane = threadIdx.x % WARP_SIZE;
+    int n = blockIdx.x * GAMMA_WARPS + threadIdx.x / WARP_SIZE;
+    if (n >= N) return;
+    const floatX *x = a + (size_t)n * ld_a;
+    floatX *y = abar + (size_t)n * D;
+    float dot = 0.0f;
+    for (int c = lane; c < D; c += WARP_SIZE) {
+        floatX v = __float2bfloat16(gelu_value(__bfloat162float(x[c])));
+        y[c] = v;
+        dot += __bfloat162float(v) * __bfloat162float(w[c]);
+    }
+    float r = __bfloat162float(b[0]) + warp_reduce_sum(dot);
+    if (lane == 0) gamma[n] = gamma_max * tanhf(r);
+}
+static void gelu_gamma_forward(floatX *abar, float *gamma, const floatX *a, int ld_a, const floatX *w, const floatX *b,
+                               int N, int D, float gamma_max, cudaStream_t stream) {
+    launch_pdl(gelu_gamma_forward_kernel, ceil_div(N, GAMMA_WARPS), GAMMA_WARPS * WARP_SIZE, 0, stream, abar, gamma, a,
+               ld_a, w, b, N, D, gamma_max);
+    cudaCheck(cudaGetLastError());
+}
+
 // (dr[n] abar[n, c], dr[n] in column 0 only): one column_sums pass gives dw_gamma (.x) and dgamma_b (column 0's .y)
 struct GammaParamOp {
     const float *dr; const floatX *abar; int D;
@@ -96,6 +128,43 @@ static void gamma_backward_input(floatX *dabar, float *dr, const float *dgamma, 
         launch_pdl(gamma_backward_kernel, ceil_div(N, GAMMA_WARPS), GAMMA_WARPS * WARP_SIZE, 0, stream, dr, dabar, dgamma, gamma, w, N, D, gamma_max);
     cudaCheck(cudaGetLastError());
 }
+// da (N, D) [row stride ld_da] = GELU'(a) (dabar + dr w) with dr as gamma_backward_input's, a with row stride ld_a:
+// gamma_backward_input then gelu_backward in one pass (dabar + dr w rounded to bf16 in between, as stored there);
+// dabar is read only. 16-byte packs (thread i: elements 8 (i % (D/8)) .. +7 of row i / (D/8)); other shapes
+// take the two kernels
+__global__ void gamma_gelu_backward_packed_kernel(floatX *__restrict__ da, int ld_da, float *__restrict__ dr,
+                                                  const floatX *__restrict__ dabar, const float *__restrict__ dgamma,
+                                                  const float *__restrict__ gamma, const floatX *__restrict__ w,
+                                                  const floatX *__restrict__ a, int ld_a, int N, int D, float gamma_max) {
+    grid_dep_begin();
+    unsigned i = blockIdx.x * blockDim.x + threadIdx.x, cp = D / PACK;
+    if (i >= (unsigned)N * cp) return;
+    unsigned n = i / cp, c = (i % cp) * PACK;
+    float th = gamma[n] / gamma_max;
+    float d = dgamma[n] * gamma_max * (1.0f - th * th);
+    float xv[PACK], wv[PACK], av[PACK];
+    load8(xv, dabar + (size_t)n * D + c); load8(wv, w + c); load8(av, a + (size_t)n * ld_a + c);
+    #pragma unroll
+    for (int j = 0; j < PACK; j++) {
+        xv[j] += d * wv[j];
+        xv[j] = __bfloat162float(__float2bfloat16(xv[j])) * gelu_grad(av[j]);
+    }
+    store8(da + (size_t)n * ld_da + c, xv);
+    if (c == 0) dr[n] = d;
+}
+static void gamma_gelu_backward(floatX *da, int ld_da, float *dr, floatX *dabar, const float *dgamma, const float *gamma,
+                                const floatX *w, const floatX *a, int ld_a, int N, int D, float gamma_max,
+                                cudaStream_t stream) {
+    if (packable_grid(N, D) && packable(da, ld_da) && packable(dabar, D) && packable(w, D) && packable(a, ld_a)) {
+        launch_pdl(gamma_gelu_backward_packed_kernel, ceil_div((long long)N * D / PACK, 256), 256, 0, stream, da, ld_da,
+                   dr, dabar, dgamma, gamma, w, a, ld_a, N, D, gamma_max);
+        cudaCheck(cudaGetLastError());
+    } else {
+        gamma_backward_input(dabar, dr, dgamma, gamma, w, N, D, gamma_max, stream);
+        gelu_backward(da, ld_da, dabar, a, ld_a, N, D, stream);
+    }
+}
+
 // dw_gamma += sum_n dr[n] abar[n, :], dgamma_b += sum_n dr[n], from gamma_backward_input's dr (the trainer runs them
 // on its weight-gradient stream). scratch: column_sums_scratch_bytes(N, D)
 static void gamma_backward_params(float *dw, float *db, const float *dr, const floatX *abar, int N, int D,

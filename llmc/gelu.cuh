@@ -15,14 +15,20 @@
 #define GELU_INV_SQRT2 0.70710678118654752f
 #define GELU_INV_SQRT_2PI 0.39894228040143268f
 
+// gelu(x) and gelu'(x) in fp32: every kernel that applies them (these, and the fused ones of gamma.cuh) calls these,
+// so they all give the same bits
+__device__ __forceinline__ float gelu_value(float x) { return 0.5f * x * (1.0f + erff(x * GELU_INV_SQRT2)); }
+__device__ __forceinline__ float gelu_grad(float x) {
+    return 0.5f * (1.0f + erff(x * GELU_INV_SQRT2)) + x * GELU_INV_SQRT_2PI * expf(-0.5f * x * x);
+}
+
 // out (N, C) = gelu(inp), inp (N, C) with row stride ld_in
 __global__ void gelu_forward_kernel(floatX *out, const floatX *inp, int ld_in, int N, int C) {
     grid_dep_begin();
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)N * C) return;
     size_t n = i / C, c = i % C;
-    float x = __bfloat162float(inp[n * ld_in + c]);
-    out[i] = __float2bfloat16(0.5f * x * (1.0f + erff(x * GELU_INV_SQRT2)));
+    out[i] = __float2bfloat16(gelu_value(__bfloat162float(inp[n * ld_in + c])));
 }
 
 // dinp (N, C) [row stride ld_dinp] = dout (N, C) * gelu'(inp) [row stride ld_in]
@@ -32,9 +38,7 @@ __global__ void gelu_backward_kernel(floatX *dinp, int ld_dinp, const floatX *do
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)N * C) return;
     size_t n = i / C, c = i % C;
-    float x = __bfloat162float(inp[n * ld_in + c]);
-    float grad = 0.5f * (1.0f + erff(x * GELU_INV_SQRT2)) + x * GELU_INV_SQRT_2PI * expf(-0.5f * x * x);
-    dinp[n * ld_dinp + c] = __float2bfloat16(__bfloat162float(dout[i]) * grad);
+    dinp[n * ld_dinp + c] = __float2bfloat16(__bfloat162float(dout[i]) * gelu_grad(__bfloat162float(inp[n * ld_in + c])));
 }
 
 // packed versions: thread i handles elements 8 (i % (C/8)) .. +7 of row i / (C/8)
@@ -46,7 +50,7 @@ __global__ void gelu_forward_packed_kernel(floatX *__restrict__ out, const float
     float v[PACK];
     load8(v, inp + (size_t)n * ld_in + c);
     #pragma unroll
-    for (int j = 0; j < PACK; j++) v[j] = 0.5f * v[j] * (1.0f + erff(v[j] * GELU_INV_SQRT2));
+    for (int j = 0; j < PACK; j++) v[j] = gelu_value(v[j]);
     store8(out + (size_t)n * C + c, v);
 }
 __global__ void gelu_backward_packed_kernel(floatX *__restrict__ dinp, int ld_dinp, const floatX *__restrict__ dout,
@@ -59,8 +63,7 @@ __global__ void gelu_backward_packed_kernel(floatX *__restrict__ dinp, int ld_di
     load8(x, inp + (size_t)n * ld_in + c);
     load8(d, dout + (size_t)n * C + c);
     #pragma unroll
-    for (int j = 0; j < PACK; j++)
-        d[j] *= 0.5f * (1.0f + erff(x[j] * GELU_INV_SQRT2)) + x[j] * GELU_INV_SQRT_2PI * expf(-0.5f * x[j] * x[j]);
+    for (int j = 0; j < PACK; j++) d[j] *= gelu_grad(x[j]);
     store8(dinp + (size_t)n * ld_dinp + c, d);
 }
 

@@ -4,6 +4,10 @@
    version 1: one warp per token; parameter sums by the deterministic column sums
    version 2: (llmc) the backward's dabar += dr w with 16-byte packs of 8 bf16 when D % 8 == 0; other
               widths take version 1's kernel (still in llmc/gamma.cuh), which the D = 100 check exercises
+   version 3: (the trainer's) GELU fused in: abar = GELU(a) and gamma in one pass (gelu_gamma_forward), gamma's and
+              GELU's backward in one (gamma_gelu_backward; packed widths, else the two kernels): checked bitwise
+              against gelu.cuh's kernels followed by version 2's (the same arithmetic in the same order), with a's
+              rows 2D apart as in the trainer; the bench times both ways
  make -C dev/cuda && dev/cuda/bin/gamma check    (or bench)
 */
 #include "common.h"
@@ -61,22 +65,83 @@ static int check(int N, int D) {
     return ok;
 }
 
-typedef struct { int N, D; floatX *abar, *w, *b, *dabar; float *gamma, *dgamma, *dr, *dw, *db; float2 *scratch; } GammaBench;
+// version 3 against gelu_forward + gamma_forward, gamma_backward_input + gelu_backward: the same bits
+static int check_fused(int N, int D) {
+    printf("check fused with GELU N=%d D=%d (a, da rows 2D apart)\n", N, D);
+    const float gmax = 0.999f;
+    size_t nd = (size_t)N * D, n2 = 2 * nd;
+    float *a = make_random_float(n2, -3, 3), *w = make_random_float(D, -0.2f, 0.2f), *b = make_random_float(1, 0.5f, 1.5f);
+    float *dgamma = make_random_float(N, -1, 1), *dabar = make_random_float(nd, -1, 1);
+    floatX *d_a = to_device_bf16(a, n2), *d_w = to_device_bf16(w, D), *d_b = to_device_bf16(b, 1);
+    floatX *d_dabar1 = to_device_bf16(dabar, nd), *d_dabar2 = to_device_bf16(dabar, nd);
+    floatX *d_da1 = to_device_bf16(a, n2), *d_da2 = to_device_bf16(a, n2), *d_abar1, *d_abar2;   // da: other halves kept
+    float *d_dgamma = to_device_f32(dgamma, N), *d_g1, *d_g2, *d_dr1, *d_dr2;
+    cudaMallocCheck(&d_abar1, nd * sizeof(floatX)); cudaMallocCheck(&d_abar2, nd * sizeof(floatX));
+    float **f[] = { &d_g1, &d_g2, &d_dr1, &d_dr2 };
+    for (int i = 0; i < 4; i++) cudaMallocCheck(f[i], N * sizeof(float));
+    gelu_forward(d_abar1, d_a, 2 * D, N, D, 0);
+    gamma_forward(d_g1, d_abar1, d_w, d_b, N, D, gmax, 0);
+    gamma_backward_input(d_dabar1, d_dr1, d_dgamma, d_g1, d_w, N, D, gmax, 0);
+    gelu_backward(d_da1, 2 * D, d_dabar1, d_a, 2 * D, N, D, 0);
+    gelu_gamma_forward(d_abar2, d_g2, d_a, 2 * D, d_w, d_b, N, D, gmax, 0);
+    gamma_gelu_backward(d_da2, 2 * D, d_dr2, d_dabar2, d_dgamma, d_g2, d_w, d_a, 2 * D, N, D, gmax, 0);
+    cudaCheck(cudaDeviceSynchronize());
+    struct { const char *name; const void *x, *y; size_t bytes; } cmp[] = {
+        { "abar", d_abar1, d_abar2, nd * sizeof(floatX) }, { "gamma", d_g1, d_g2, N * sizeof(float) },
+        { "dr", d_dr1, d_dr2, N * sizeof(float) }, { "da (and dgt's half untouched)", d_da1, d_da2, n2 * sizeof(floatX) } };
+    int ok = 1;
+    char *h1 = (char *)mallocCheck(n2 * sizeof(floatX)), *h2 = (char *)mallocCheck(n2 * sizeof(floatX));
+    for (int i = 0; i < 4; i++) {
+        cudaCheck(cudaMemcpy(h1, cmp[i].x, cmp[i].bytes, cudaMemcpyDeviceToHost));
+        cudaCheck(cudaMemcpy(h2, cmp[i].y, cmp[i].bytes, cudaMemcpyDeviceToHost));
+        int same = memcmp(h1, h2, cmp[i].bytes) == 0;
+        printf("  %-30s fused vs the two kernels: %s\n", cmp[i].name, same ? "bitwise equal ok" : "DIFFERENT (FAIL)");
+        ok &= same;
+    }
+    free(h1); free(h2); free(a); free(w); free(b); free(dgamma); free(dabar);
+    floatX *fb[] = { d_a, d_w, d_b, d_dabar1, d_dabar2, d_da1, d_da2, d_abar1, d_abar2 };
+    for (int i = 0; i < 9; i++) cudaCheck(cudaFree(fb[i]));
+    float *ff[] = { d_dgamma, d_g1, d_g2, d_dr1, d_dr2 };
+    for (int i = 0; i < 5; i++) cudaCheck(cudaFree(ff[i]));
+    return ok;
+}
+
+typedef struct { int N, D; floatX *abar, *w, *b, *dabar; float *gamma, *dgamma, *dr, *dw, *db; float2 *scratch;
+                 floatX *a, *da; } GammaBench;   // a, da: (N, 2D) for the GELU passes
 static void run(GammaBench *p) {
     gamma_forward(p->gamma, p->abar, p->w, p->b, p->N, p->D, 0.999f, 0);
     gamma_backward(p->dabar, p->dw, p->db, p->dr, p->dgamma, p->gamma, p->abar, p->w, p->N, p->D, 0.999f, p->scratch, 0);
+}
+// the trainer's GELU and gamma passes of a layer (forward, backward's input part): the four kernels, or the fused two
+static void run_gelu_unfused(GammaBench *p) {
+    int N = p->N, D = p->D;
+    gelu_forward(p->abar, p->a, 2 * D, N, D, 0);
+    gamma_forward(p->gamma, p->abar, p->w, p->b, N, D, 0.999f, 0);
+    gamma_backward_input(p->dabar, p->dr, p->dgamma, p->gamma, p->w, N, D, 0.999f, 0);
+    gelu_backward(p->da, 2 * D, p->dabar, p->a, 2 * D, N, D, 0);
+}
+static void run_gelu_fused(GammaBench *p) {
+    int N = p->N, D = p->D;
+    gelu_gamma_forward(p->abar, p->gamma, p->a, 2 * D, p->w, p->b, N, D, 0.999f, 0);
+    gamma_gelu_backward(p->da, 2 * D, p->dr, p->dabar, p->dgamma, p->gamma, p->w, p->a, 2 * D, N, D, 0.999f, 0);
 }
 
 static void bench(int N, int D) {
     size_t nd = (size_t)N * D;
     float *h = make_random_float(nd, -0.1f, 0.1f);
     GammaBench p = { N, D, to_device_bf16(h, nd), to_device_bf16(h, D), to_device_bf16(h, 1), to_device_bf16(h, nd) };
+    p.a = to_device_bf16(h, nd); p.da = to_device_bf16(h, nd);   // both passes over N/2 rows: a, da (N/2, 2D)
     p.dgamma = to_device_f32(h, N); p.dw = to_device_f32(h, D); p.db = to_device_f32(h, 1);
     cudaMallocCheck(&p.gamma, N * sizeof(float)); cudaMallocCheck(&p.dr, N * sizeof(float));
     cudaMallocCheck(&p.scratch, column_sums_scratch_bytes(N, D));
     float ms = benchmark_kernel(20, run, &p);
     printf("N=%d D=%d  forward+backward (version 2 where D %% 8 == 0)  %8.3f ms  %7.1f GB/s\n", N, D, ms, 8.0 * nd / (ms * 1e-3) / 1e9);
+    // GELU with gamma on N/2 rows of a (N/2, 2D): forward + the backward's input part, four kernels vs version 3's two
+    p.N = N / 2;
+    float ms4 = benchmark_kernel(20, run_gelu_unfused, &p), ms2 = benchmark_kernel(20, run_gelu_fused, &p);
+    printf("N=%d D=%d  GELU + gamma fwd and bwd input: 4 kernels %8.4f ms, version 3 (2 kernels) %8.4f ms\n", N / 2, D, ms4, ms2);
     free(h);
+    cudaCheck(cudaFree(p.a)); cudaCheck(cudaFree(p.da));
     cudaCheck(cudaFree(p.abar)); cudaCheck(cudaFree(p.w)); cudaCheck(cudaFree(p.b)); cudaCheck(cudaFree(p.dabar));
     cudaCheck(cudaFree(p.dgamma)); cudaCheck(cudaFree(p.dw)); cudaCheck(cudaFree(p.db)); cudaCheck(cudaFree(p.gamma));
     cudaCheck(cudaFree(p.dr)); cudaCheck(cudaFree(p.scratch));
@@ -87,9 +152,11 @@ int main(int argc, char **argv) {
     cudaCheck(cudaSetDevice(0));
     if (a.check) {
         int ok = check(300, 64) & check(13, 100) & check(9, 776);   // packed, fallback, packed with uneven lanes
+        ok &= check_fused(300, 64) & check_fused(13, 100) & check_fused(37, 776);
         printf(ok ? "gamma: all checks passed\n" : "gamma: CHECK FAILED\n");
         return ok ? 0 : 1;
     }
-    bench(8 * 1024, 768);
+    bench(16 * 1024, 768);   // the GELU passes on 8192 rows: d12 at B=8 T=1024
+    bench(4 * 1024, 256);    // 2048: d4w256h4 at B=8 T=256
     return 0;
 }
