@@ -163,7 +163,10 @@ int main(int argc, char **argv) {
     model_free(&model_r);
 
     // 3b) the training micro-step (model_train_micro_step) with its CUDA graph against without: bitwise the
-    //     same loss and gradients (where capture is not supported, e.g. dev/cuda_emu, both run ungraphed)
+    //     same loss and gradients (where capture is not supported, e.g. dev/cuda_emu, both run ungraphed). The first
+    //     micro-step of a step writes the gradients (nothing zeroes them): they start as NaN here, and must come out
+    //     as the zeroed-then-accumulated ones above; a second micro-step (accumulate) of the same batch adds them
+    //     again: exactly twice those (x + x is exact in fp32)
     for (int graph = 0; graph <= 1; graph++) {
         Model model_g;
         model_build(&model_g, &config, h_params, &mg);
@@ -172,7 +175,7 @@ int main(int argc, char **argv) {
         float *hg = (float *)mallocCheck(model_g.gpu_parameters * sizeof(float));
         float lg = 0.0f;
         for (int rep_i = 0; rep_i < 2; rep_i++) {   // the graph's capture run, then a replay
-            cudaCheck(cudaMemsetAsync(model_g.grads, 0, model_g.padded_parameters * sizeof(float), main_stream));
+            cudaCheck(cudaMemsetAsync(model_g.grads, 0xff, model_g.padded_parameters * sizeof(float), main_stream));
             model_train_micro_step(&model_g, ds.inputs, ds.targets, B, T, 1.0f / (B * T), 0, NULL);
         }
         StepStats st;   // the micro-step leaves its mean loss on the device
@@ -185,6 +188,14 @@ int main(int argc, char **argv) {
                  memcmp(&lg, &loss_train, sizeof(float)) == 0 ? "bitwise equal" : "DIFFERS");
         check_identical(&rep, what, grads, grads2, n);
         if (memcmp(&lg, &loss_train, sizeof(float)) != 0) rep.fails++;
+        model_train_micro_step(&model_g, ds.inputs, ds.targets, B, T, 1.0f / (B * T), 1, NULL);   // accumulate
+        cudaCheck(cudaMemcpy(hg, model_g.grads, model_g.gpu_parameters * sizeof(float), cudaMemcpyDeviceToHost));
+        gpu_to_ckpt_layout(&model_g, grads2, hg);
+        float *twice = (float *)mallocCheck(n * sizeof(float));
+        for (size_t i = 0; i < n; i++) twice[i] = 2.0f * grads[i];
+        snprintf(what, sizeof(what), "a second micro-step adding the same batch (%s): twice the gradients", graph ? "CUDA graph" : "ungraphed");
+        check_identical(&rep, what, twice, grads2, n);
+        free(twice);
         free(hg);
         model_free(&model_g);
     }

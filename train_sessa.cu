@@ -108,6 +108,9 @@ typedef struct {
     float *norm_scratch;         // global norm partials
 } BackwardBufs;
 
+// a captured micro-step and what it was captured for
+typedef struct { cudaGraphExec_t exec; int B, T; float dloss; } MicroGraph;   // exec NULL until captured
+
 // one run of the GPU parameter layout: n elements of tensor kind `kind` (all of it, or one layer's slice of a
 // stacked projection), at `gpu` in the GPU layout and at `ckpt` in checkpoint order
 typedef struct { size_t gpu, ckpt, n; int kind; } ParamRun;
@@ -155,10 +158,13 @@ typedef struct {
     cudaStream_t wgrad_stream;                  // main_stream when wgrad is 0
     cudaEvent_t wg_fork, wg_out, wg_layer[2], wg_all;
     int wg_layer_pending[2];                    // wg_layer[p] recorded in this backward, not yet waited for
-    // CUDA graph of one training micro-step's forward + loss + backward (model_train_micro_step)
+    // the backward adds its weight gradients into m->grads (1, the default) or writes them (0: the first micro-step
+    // of an optimizer step, so that the step needs no zeroing of the gradients; model_train_micro_step)
+    int grad_acc;
+    // CUDA graphs of one training micro-step's forward + loss + backward (model_train_micro_step): [acc] for a
+    // micro-step that writes (0) or adds (1) the gradients
     int use_graph;                              // 1: capture once, replay every micro-step (-cg, one GPU)
-    cudaGraphExec_t graph;                      // NULL until captured
-    int graph_B, graph_T; float graph_dloss;    // what it was captured for
+    MicroGraph graphs[2];
     // a step without host syncs (model_train_micro_step .. model_update): its scalars stay on the device
     StepStats *stats;                           // (2) [the training step's | model_losses_mean's]
     int *h_batch[2];                            // pinned (2 B T): [inputs | targets] of a micro-step, used in turn
@@ -257,7 +263,8 @@ static void model_build(Model *m, const SessaConfig *c, const float *h_params, c
     cudaCheck(cudaMemcpy(m->master, h, gpu_off * sizeof(float), cudaMemcpyHostToDevice));
     free(h);
     float_to_bf16(m->params, m->master, P, main_stream);
-    cudaCheck(cudaMemset(m->grads, 0, P * sizeof(float)));
+    cudaCheck(cudaMemset(m->grads, 0, P * sizeof(float)));   // the layout's gaps stay zero: no backward writes them
+    m->grad_acc = 1;
     cudaCheck(cudaMemset(m->m, 0, m->shard.size * sizeof(float)));
     cudaCheck(cudaMemset(m->v, 0, m->shard.size * sizeof(float)));
 }
@@ -448,7 +455,8 @@ static void model_alloc_activations(Model *m, int B, int T, int recompute) {
 }
 
 static void model_free(Model *m) {
-    if (m->graph != NULL) cudaCheck(cudaGraphExecDestroy(m->graph));
+    for (int i = 0; i < 2; i++)
+        if (m->graphs[i].exec != NULL) cudaCheck(cudaGraphExecDestroy(m->graphs[i].exec));
     cudaCheck(cudaFree(m->master)); cudaCheck(cudaFree(m->params)); cudaCheck(cudaFree(m->grads));
     cudaCheck(cudaFree(m->m)); cudaCheck(cudaFree(m->v));
     cudaCheck(cudaFree(m->act_memory)); cudaCheck(cudaFree(m->rope));
@@ -579,7 +587,7 @@ static void layer_backward(Model *m, int l, int B, int T) {
                                  a->qbkb + D, a->gamma, B, T, D, g->fb_scratch, st, FB_BEGIN);
     // y = x + Linear_out(gated): dx = dy (dres stays), dgated, dout_w, dout_b
     wgrad_fork(m);
-    matmul_backward_weight(GW(P_OUT_W), GW(P_OUT_B), g->dres, D, a->gated, N, D, D, g->colsum_wg, wst);
+    matmul_backward_weight(GW(P_OUT_W), GW(P_OUT_B), g->dres, D, a->gated, N, D, D, g->colsum_wg, wst, m->grad_acc);
     wgrad_mark(m, m->wg_out);
     matmul_backward_input(g->dgated, g->dres, D, PW(P_OUT_W), N, D, D, false, st);
     // gated = s * gt
@@ -598,7 +606,7 @@ static void layer_backward(Model *m, int l, int B, int T) {
     const floatX *datt = g->df;
     if (H > 1) {
         wgrad_fork(m);
-        matmul_backward_weight(GW(P_O_W), NULL, g->df, D, a->att, N, D, D, g->colsum_wg, wst);
+        matmul_backward_weight(GW(P_O_W), NULL, g->df, D, a->att, N, D, D, g->colsum_wg, wst, m->grad_acc);
         matmul_backward_input(g->datt, g->df, D, PW(P_O_W), N, D, D, false, st);
         datt = g->datt;
     }
@@ -613,7 +621,7 @@ static void layer_backward(Model *m, int l, int B, int T) {
     // [q | k | v | qb | kb] = abar [W_q; W_k; W_v; W_fb]^T + biases: dabar (its first contribution) and the
     // stacked weights' and biases' gradients, one GEMM each
     wgrad_fork(m);
-    matmul_backward_weight(GW(P_Q_W), GW(P_Q_B), g->dproj, np, a->abar, N, D, np, g->colsum_wg, wst);
+    matmul_backward_weight(GW(P_Q_W), GW(P_Q_B), g->dproj, np, a->abar, N, D, np, g->colsum_wg, wst, m->grad_acc);
     matmul_backward_input(dabar, g->dproj, np, PW(P_Q_W), N, D, np, false, st);
     // abar = GELU(a): da into the first half of dag (its second half holds dgt); with the feedback, in the same pass
     // gamma = gamma_max tanh(gamma_b + abar.w_gamma) first: dabar += dr w_gamma (dr for the parameters' sums)
@@ -623,17 +631,18 @@ static void layer_backward(Model *m, int l, int B, int T) {
         gamma_gelu_backward(g->dag, 2 * D, g->dr, dabar, g->dgamma, a->gamma, PW(P_GAMMA_W), a->ag, 2 * D, N, D,
                             c->gamma_max, st);
         wgrad_fork(m);
-        gamma_backward_params(GW(P_GAMMA_W), GW(P_GAMMA_B), g->dr, a->abar, N, D, g->colsum_wg, wst);
+        gamma_backward_params(GW(P_GAMMA_W), GW(P_GAMMA_B), g->dr, a->abar, N, D, g->colsum_wg, wst, m->grad_acc);
     }
     // [a | gt] = Linear_in(xn)
     floatX *dxn = g->dxn;   // dabar is consumed: the buffer now holds dxn
     wgrad_fork(m);
-    matmul_backward_weight(GW(P_IN_W), GW(P_IN_B), g->dag, 2 * D, a->xn, N, D, 2 * D, g->colsum_wg, wst);
+    matmul_backward_weight(GW(P_IN_W), GW(P_IN_B), g->dag, 2 * D, a->xn, N, D, 2 * D, g->colsum_wg, wst, m->grad_acc);
     matmul_backward_input(dxn, g->dag, 2 * D, PW(P_IN_W), N, D, 2 * D, false, st);
     // xn = LayerNorm(x): the weight's and bias's sums beside the chain (they read dxn), then dx += ... into dres,
     // once Linear_out's weight gradient has read it
     wgrad_fork(m);
-    layernorm_backward_params(GW(P_LN_W), GW(P_LN_B), dxn, a->x, a->ln_mean, a->ln_rstd, N, D, g->colsum_wg, wst);
+    layernorm_backward_params(GW(P_LN_W), GW(P_LN_B), dxn, a->x, a->ln_mean, a->ln_rstd, N, D, g->colsum_wg, wst,
+                              m->grad_acc);
     wgrad_mark(m, m->wg_layer[l % 2]);
     m->wg_layer_pending[l % 2] = 1;
     wgrad_wait(m, m->wg_out);
@@ -682,13 +691,14 @@ static void model_backward_device(Model *m, int B, int T, MultiGpuConfig *reduce
     m->wg_layer_pending[0] = m->wg_layer_pending[1] = 0;
     // logits = lnf wte^T over all Vp rows (m->logits now holds dlogits, zero in the padded columns)
     wgrad_fork(m);
-    matmul_backward_weight(m->grads + m->offsets[P_WTE], NULL, m->logits, Vp, m->lnf, N, D, Vp, g->colsum_wg, m->wgrad_stream);
+    matmul_backward_weight(m->grads + m->offsets[P_WTE], NULL, m->logits, Vp, m->lnf, N, D, Vp, g->colsum_wg, m->wgrad_stream,
+                           m->grad_acc);   // wte's first term (the embedding's is added at the end)
     matmul_backward_input(g->dxn, m->logits, Vp, wte, N, D, Vp, false, main_stream);
     // lnf = LayerNorm_f(x_L)
     cudaCheck(cudaMemsetAsync(g->dres, 0, (size_t)N * D * sizeof(floatX), main_stream));
     layernorm_backward(g->dres, m->grads + m->offsets[P_LNF_W], m->grads + m->offsets[P_LNF_B], g->dxn,
                        m->layers[c->n_layer - 1].y, m->lnf_mean, m->lnf_rstd,
-                       m->params + m->offsets[P_LNF_W], N, D, g->colsum, main_stream);
+                       m->params + m->offsets[P_LNF_W], N, D, g->colsum, main_stream, m->grad_acc);
     const int lnf_kinds[] = { P_LNF_W, P_LNF_B };
     reduce_gradients(m, lnf_kinds, 2, -1, reduce);
     for (int l = c->n_layer - 1; l >= 0; l--) {
@@ -716,12 +726,14 @@ static void model_backward_embedding(Model *m, const int *h_tokens, int B, int T
 }
 
 // One training micro-step: tokens and targets up, forward, loss with dlogits = dloss * dL/dlogits, backward
-// (grads +=); the batch's mean loss goes into m->stats->loss_sum (added with accumulate, else replacing it).
+// (grads += with accumulate, else grads = : the first micro-step of a step writes every gradient, so nothing zeroes
+// them before; the layout's gaps are never written and stay zero); the batch's mean loss goes into
+// m->stats->loss_sum (added with accumulate, else replacing it).
 // Nothing here waits for the GPU: the batch is copied into a pinned buffer (two used in turn: the host waits
 // only for the upload of two micro-steps ago) and uploaded asynchronously, so the host can read and plan the
 // next batch while the GPU runs this one. With m->use_graph the device part (forward, classifier,
-// backward up to the embedding) is captured into a CUDA graph on first use (and again if B, T or dloss
-// change) and replayed: one launch instead of hundreds, the same kernels with the same arguments in the same
+// backward up to the embedding) is captured into a CUDA graph on first use (one each for accumulate 0 and 1; again if
+// B, T or dloss change) and replayed: one launch instead of hundreds, the same kernels with the same arguments in the same
 // order, so the results are bitwise those of the ungraphed path (test_sessacu checks it). Graphs need one
 // GPU (reduce NULL or a world of 1: the gradient reductions inside the backward are then no-ops); where
 // stream capture is not supported the step runs ungraphed and says so once.
@@ -737,11 +749,13 @@ static void model_train_micro_step(Model *m, const int *h_inputs, const int *h_t
     cudaCheck(cudaMemcpyAsync(m->targets, hb + N, N * sizeof(int), cudaMemcpyHostToDevice, main_stream));
     cudaCheck(cudaEventRecord(m->batch_uploaded[slot], main_stream));
     if (reduce != NULL && reduce->num_processes > 1) m->use_graph = 0;
-    if (m->use_graph && m->graph != NULL && (m->graph_B != B || m->graph_T != T || m->graph_dloss != dloss)) {
-        cudaCheck(cudaGraphExecDestroy(m->graph));
-        m->graph = NULL;
+    m->grad_acc = accumulate != 0;
+    MicroGraph *gr = &m->graphs[m->grad_acc];
+    if (m->use_graph && gr->exec != NULL && (gr->B != B || gr->T != T || gr->dloss != dloss)) {
+        cudaCheck(cudaGraphExecDestroy(gr->exec));
+        gr->exec = NULL;
     }
-    if (m->use_graph && m->graph == NULL) {
+    if (m->use_graph && gr->exec == NULL) {
         cudaError_t err = cudaStreamBeginCapture(main_stream, cudaStreamCaptureModeRelaxed);
         if (err == cudaSuccess) {
             model_forward_device(m, B, T);
@@ -750,9 +764,9 @@ static void model_train_micro_step(Model *m, const int *h_inputs, const int *h_t
             cudaGraph_t graph;
             cudaCheck(cudaStreamEndCapture(main_stream, &graph));
             // with SESSA_WGRAD=2 the kernels keep their streams' priorities (the chain's above the weight gradients')
-            cudaCheck(cudaGraphInstantiate(&m->graph, graph, m->wgrad == 2 ? cudaGraphInstantiateFlagUseNodePriority : 0));
+            cudaCheck(cudaGraphInstantiate(&gr->exec, graph, m->wgrad == 2 ? cudaGraphInstantiateFlagUseNodePriority : 0));
             cudaCheck(cudaGraphDestroy(graph));
-            m->graph_B = B; m->graph_T = T; m->graph_dloss = dloss;
+            gr->B = B; gr->T = T; gr->dloss = dloss;
         } else {
             (void)cudaGetLastError();
             printf("CUDA graphs unavailable (stream capture: %s): micro-steps run ungraphed\n", cudaGetErrorString(err));
@@ -760,13 +774,14 @@ static void model_train_micro_step(Model *m, const int *h_inputs, const int *h_t
         }
     }
     if (m->use_graph) {
-        cudaCheck(cudaGraphLaunch(m->graph, main_stream));
+        cudaCheck(cudaGraphLaunch(gr->exec, main_stream));
     } else {
         model_forward_device(m, B, T);
         model_loss_device(m, N, dloss);
         model_backward_device(m, B, T, reduce);
     }
-    model_backward_embedding(m, h_inputs, B, T, reduce);
+    m->grad_acc = 1;
+    model_backward_embedding(m, h_inputs, B, T, reduce);   // adds wte's second term
     loss_mean(m->stats, m->losses, N, accumulate, main_stream);
 }
 
@@ -1463,8 +1478,7 @@ int main(int argc, char **argv) {
         // one optimizer step: grad_accum micro-batches, gradients reduced over GPUs, clipped (as PyTorch), AdamW;
         // no host sync (one GPU or ZeRO 0): the loss, norm and clip scale stay on the device (model.stats)
         step_log_begin(&slog, step + 1);
-        cudaCheck(cudaMemsetAsync(model.grads, 0, model.padded_parameters * sizeof(float), main_stream));
-        for (int micro = 0; micro < grad_accum; micro++) {
+        for (int micro = 0; micro < grad_accum; micro++) {   // the first writes the gradients, the others add
             dataloader_next_batch(&train_loader);
             // the last micro-step reduces the accumulated gradients over the GPUs during its backward
             model_train_micro_step(&model, train_loader.inputs, train_loader.targets, B, T, dloss, micro > 0,

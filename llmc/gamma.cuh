@@ -168,8 +168,8 @@ static void gamma_gelu_backward(floatX *da, int ld_da, float *dr, floatX *dabar,
 // dw_gamma += sum_n dr[n] abar[n, :], dgamma_b += sum_n dr[n], from gamma_backward_input's dr (the trainer runs them
 // on its weight-gradient stream). scratch: column_sums_scratch_bytes(N, D)
 static void gamma_backward_params(float *dw, float *db, const float *dr, const floatX *abar, int N, int D,
-                                  float2 *scratch, cudaStream_t stream) {
-    column_sums(dw, db, 1, GammaParamOp{dr, abar, D}, N, D, scratch, stream);
+                                  float2 *scratch, cudaStream_t stream, int acc = 1) {
+    column_sums(dw, db, 1, GammaParamOp{dr, abar, D}, N, D, scratch, stream, acc);
 }
 // both on one stream; dr: (N) scratch fp32; scratch: column_sums_scratch_bytes(N, D)
 static void gamma_backward(floatX *dabar, float *dw, float *db, float *dr, const float *dgamma, const float *gamma,

@@ -31,6 +31,7 @@ static const GemmChoice gemm_choices[] = {
     { "NVIDIA H200", "m50304 n16384 k768 b1 ld768,768,50304 s0,0,0 t10 c14 e0 beta0 al256,256,256,256", 6 },   // 1672.2 us, the first 2035.6
     { "NVIDIA H200", "m768 n16384 k768 b1 ld768,768,768 s0,0,0 t00 c14 e0 beta0 al256,256,256,256", 7 },   // 38.2 us, the first 42.4
     { "NVIDIA H200", "m768 n768 k16384 b1 ld768,768,768 s0,0,0 t01 c0 e0 beta1 al256,256,256,256", 1 },   // 45.3 us, the first 48.2
+    { "NVIDIA H200", "m768 n768 k16384 b1 ld768,768,768 s0,0,0 t01 c0 e0 beta0 al256,256,256,256", 1 },   // the same weight gradient written (beta 0, the first micro-step): cuBLASLt's heuristic does not see beta, so the same ranking
     { "NVIDIA H200", "m256 n768 k256 b16 ld768,3840,3840 s786432,3932160,3932160 t10 c14 e0 beta0 al256,256,256,256", 1 },   // 8.0 us, the first 8.5
     { "NVIDIA H200", "m256 n768 k256 b16 ld768,3840,768 s786432,3932160,786432 t00 c0 e0 beta1 al256,256,256,256", 2 },   // 9.6 us, the first 10.3
     { "NVIDIA H200", "m768 n256 k768 b16 ld3840,3840,256 s3932160,3932160,262144 t01 c0 e0 beta0 al256,256,256,256", 1 },   // 12.7 us, the first 13.4
@@ -43,6 +44,7 @@ static const GemmChoice gemm_choices[] = {
     { "NVIDIA H200", "m256 n256 k768 b8 ld768,768,256 s196608,196608,65536 t01 c0 e0 beta0 al256,256,256,256", 6 },   // 7.6 us, the first 8.5
     { "NVIDIA H200", "m256 n2048 k512 b1 ld256,512,256 s0,0,0 t00 c14 e0 beta0 al256,256,256,256", 1 },   // 7.1 us, the first 7.7
     { "NVIDIA H200", "m256 n512 k2048 b1 ld256,512,256 s0,0,0 t01 c0 e0 beta1 al256,256,256,256", 1 },   // 7.8 us, the first 8.3
+    { "NVIDIA H200", "m256 n512 k2048 b1 ld256,512,256 s0,0,0 t01 c0 e0 beta0 al256,256,256,256", 1 },   // the same weight gradient written (beta 0, the first micro-step): cuBLASLt's heuristic does not see beta, so the same ranking
     // d12 B=1 T=8192 with 512-row feedback superblocks (the eighth session's gemmtune, GT_B1=1, SESSA_FB_S=512;
     // 27 of its 45 lines kept: ~39 us a layer, ~0.5 ms a step)
     { "NVIDIA H200", "m512 n512 k768 b1 ld3840,3840,8192 s31457280,31457280,4194304 t01 c0 e0 beta0 al256,256,256,256", 2 },   // 9.5 us, the first 10.4

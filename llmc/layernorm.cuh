@@ -177,18 +177,18 @@ static void layernorm_backward_input(floatX *dinp, const floatX *dout, const flo
         launch_pdl(layernorm_backward_input_kernel, ceil_div(N, LN_WARPS), LN_WARPS * WARP_SIZE, 0, stream, dinp, dout, inp, mean, rstd, w, N, C);
     cudaCheck(cudaGetLastError());
 }
-// dw += sum_n dout*xhat; db += sum_n dout (they need only the inputs of the backward: the trainer runs them beside the
+// dw += sum_n dout*xhat; db += sum_n dout (acc = 0: =; they need only the inputs of the backward: the trainer runs them beside the
 // rest, on its weight-gradient stream). scratch: column_sums_scratch_bytes(N, C)
 static void layernorm_backward_params(float *dw, float *db, const floatX *dout, const floatX *inp, const float *mean,
-                                      const float *rstd, int N, int C, float2 *scratch, cudaStream_t stream) {
-    column_sums(dw, db, C, LayerNormParamOp{dout, inp, mean, rstd, C}, N, C, scratch, stream);
+                                      const float *rstd, int N, int C, float2 *scratch, cudaStream_t stream, int acc = 1) {
+    column_sums(dw, db, C, LayerNormParamOp{dout, inp, mean, rstd, C}, N, C, scratch, stream, acc);
 }
 // both on one stream: dinp += d/dinp; dw += sum_n dout*xhat; db += sum_n dout. scratch: column_sums_scratch_bytes(N, C)
 static void layernorm_backward(floatX *dinp, float *dw, float *db, const floatX *dout, const floatX *inp,
                                const float *mean, const float *rstd, const floatX *w, int N, int C,
-                               float2 *scratch, cudaStream_t stream) {
+                               float2 *scratch, cudaStream_t stream, int acc = 1) {
     layernorm_backward_input(dinp, dout, inp, mean, rstd, w, N, C, stream);
-    layernorm_backward_params(dw, db, dout, inp, mean, rstd, N, C, scratch, stream);
+    layernorm_backward_params(dw, db, dout, inp, mean, rstd, N, C, scratch, stream, acc);
 }
 
 #endif // SESSA_LAYERNORM_CUH

@@ -1,6 +1,7 @@
 /*
  Linear layers through cuBLASLt, in row-major terms: out (N, OC) = inp (N, C) W^T + b, W stored (OC, C).
- bf16 inputs, fp32 accumulation; activations come out bf16, weight gradients fp32 (accumulated, beta = 1).
+ bf16 inputs, fp32 accumulation; activations come out bf16, weight gradients fp32 (accumulated, beta = 1; or, for
+ the first micro-step of an optimizer step, written: beta = 0, so that the gradients need no zeroing first).
  - forward: the bias add is fused (CUBLASLT_EPILOGUE_BIAS); an optional residual is fused too
    (D = residual + inp W^T + b, cuBLASLt's C operand), which is the Sessa layer's y = x + Linear_out(.).
  - no GELU epilogue: cuBLASLt's GELU is the tanh approximation, the spec needs the exact erf GELU (gelu.cuh).
@@ -348,27 +349,29 @@ static void matmul_backward_input(floatX *dinp, const floatX *dout, int ldd, con
 }
 
 // out[i] += in[i] (fp32): the BGRADB bias gradient, written to a scratch, accumulated into the gradient
-__global__ void add_inplace_kernel(float *out, const float *in, int n) {
+__global__ void add_inplace_kernel(float *out, const float *in, int n, int acc) {
     grid_dep_begin();
     int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) out[i] += in[i];
+    if (i < n) out[i] = (acc ? out[i] : 0.0f) + in[i];
 }
 
-// dw (OC, C) += dout^T inp (fp32); dbias (OC) += column sums of dout, when dbias is not NULL.
+// dw (OC, C) += dout^T inp (fp32); dbias (OC) += column sums of dout, when dbias is not NULL. acc = 0: = instead of
+// += (beta = 0; the sums onto zero), the same values as += into zeroed gradients.
 // In cuBLASLt's column-major terms dw^T (C x OC) = inp^T (C x N) dout (N x OC): k = N, and BGRADB's sums of
 // op(B) = dout's columns over k are exactly db. scratch: column_sums_scratch_bytes(N, OC) (>= OC floats: the
 // BGRADB output; the whole of it only for the column-sums fallback)
 static void matmul_backward_weight(float *dw, float *dbias, const floatX *dout, int ldd, const floatX *inp,
-                                   int N, int C, int OC, float2 *scratch, cudaStream_t stream) {
+                                   int N, int C, int OC, float2 *scratch, cudaStream_t stream, int acc = 1) {
     float *db_new = (float *)scratch;
+    float beta = acc ? 1.0f : 0.0f;
     if (dbias != NULL && matmul_use_bgradb &&
-        matmul_lt(dw, CUDA_R_32F, C, NULL, 1.0f, inp, C, false, dout, ldd, true, MATMUL_EPI_BGRADB, db_new, C, OC, N, stream)) {
-        launch_pdl(add_inplace_kernel, ceil_div(OC, 256), 256, 0, stream, dbias, db_new, OC);
+        matmul_lt(dw, CUDA_R_32F, C, NULL, beta, inp, C, false, dout, ldd, true, MATMUL_EPI_BGRADB, db_new, C, OC, N, stream)) {
+        launch_pdl(add_inplace_kernel, ceil_div(OC, 256), 256, 0, stream, dbias, db_new, OC, acc);
         cudaCheck(cudaGetLastError());
         return;
     }
-    matmul_lt(dw, CUDA_R_32F, C, NULL, 1.0f, inp, C, false, dout, ldd, true, MATMUL_EPI_NONE, NULL, C, OC, N, stream);
-    if (dbias != NULL) column_sums(dbias, NULL, 0, RowsOp{dout, ldd}, N, OC, scratch, stream);
+    matmul_lt(dw, CUDA_R_32F, C, NULL, beta, inp, C, false, dout, ldd, true, MATMUL_EPI_NONE, NULL, C, OC, N, stream);
+    if (dbias != NULL) column_sums(dbias, NULL, 0, RowsOp{dout, ldd}, N, OC, scratch, stream, acc);
 }
 
 #endif // SESSA_MATMUL_CUH

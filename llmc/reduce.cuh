@@ -72,7 +72,8 @@ __device__ __forceinline__ void load_cols(float out[V], const floatX *p) {
 // V = PACK (16-byte packs, C % 8 == 0) or 1; the op fills x[i], y[i] (Op::has_y) for columns c .. c + V - 1 of row n
 template <int V, int U, class Op>
 __global__ void __launch_bounds__(COLSUM_THREADS, 4)
-column_sums_kernel(float *out0, float *out1, int n1, float *partial, unsigned int *count, Op op, int N, int C, int rows) {
+column_sums_kernel(float *out0, float *out1, int n1, float *partial, unsigned int *count, Op op, int N, int C, int rows,
+                   int acc) {
     constexpr int TX = COLSUM_W / V, TY = COLSUM_THREADS / TX;         // threads per row, rows at a time
     constexpr int SR = TY > COLSUM_G ? TY : COLSUM_G;
     constexpr bool Y = Op::has_y;
@@ -83,11 +84,12 @@ column_sums_kernel(float *out0, float *out1, int n1, float *partial, unsigned in
     int c0 = blockIdx.x * COLSUM_W, Cp = gridDim.x * COLSUM_W, R = gridDim.y;
     int c = c0 + tx * V, r0 = blockIdx.y * rows, r1 = min(N, r0 + rows);
     // thread j < 64 (and 64 + j, for .y) sums column c0 + j in shared memory (sum_rows below) and, in the tile's
-    // last block, adds it into out0 (out1): read here, so that the finish does not wait for it (any block may be last)
+    // last block, adds it into out0 (out1) (acc = 0: onto zero, i.e. overwrites them): read here, so that the finish
+    // does not wait for it (any block may be last)
     int j = t % COLSUM_W;
     bool sums = t < (Y ? 2 : 1) * COLSUM_W, owns = sums && c0 + j < (t < COLSUM_W ? C : n1);
     float *out = t < COLSUM_W ? out0 : out1;
-    float before = owns ? out[c0 + j] : 0.0f;
+    float before = owns && acc ? out[c0 + j] : 0.0f;
     // pass 1: this thread's rows, then the block's row groups
     float ax[V], ay[V];
     #pragma unroll
@@ -183,8 +185,10 @@ static unsigned int *column_sums_count(cudaStream_t stream) {
 // out0[c] += column sums of op's .x over N rows (C of them), out1[c] += those of .y for c < n1 (out1 may be
 // NULL with n1 = 0; an op with .y: has_y); scratch holds column_sums_scratch_bytes(N, C) (16-byte aligned), not
 // used by another stream at the same time. The op's packed(C) says whether its rows can be read in 16-byte packs.
+// acc = 0: out0, out1 = the sums (the sums added onto zero: the bits of += into zeroed outputs)
 template <class Op>
-static void column_sums(float *out0, float *out1, int n1, Op op, int N, int C, float2 *scratch, cudaStream_t stream) {
+static void column_sums(float *out0, float *out1, int n1, Op op, int N, int C, float2 *scratch, cudaStream_t stream,
+                        int acc = 1) {
     if (n1 < 0 || n1 > C || (out1 == NULL) != (n1 == 0) || (n1 > 0 && !Op::has_y))
         fatal("column_sums: out1 %p with %d of %d columns", (void *)out1, n1, C);
     if (N < 1 || C < 1) fatal("column_sums: an empty matrix (%d rows, %d columns)", N, C);
@@ -196,9 +200,9 @@ static void column_sums(float *out0, float *out1, int n1, Op op, int N, int C, f
     dim3 grid = column_sums_grid(N, C, Op::blocks, &rows);
     constexpr int U = Op::rows_in_flight;
     if (op.packed(C))
-        launch_pdl(column_sums_kernel<PACK, U, Op>, grid, COLSUM_THREADS, 0, stream, out0, out1, n1, (float *)scratch, count, op, N, C, rows);
+        launch_pdl(column_sums_kernel<PACK, U, Op>, grid, COLSUM_THREADS, 0, stream, out0, out1, n1, (float *)scratch, count, op, N, C, rows, acc);
     else
-        launch_pdl(column_sums_kernel<1, U, Op>, grid, COLSUM_THREADS, 0, stream, out0, out1, n1, (float *)scratch, count, op, N, C, rows);
+        launch_pdl(column_sums_kernel<1, U, Op>, grid, COLSUM_THREADS, 0, stream, out0, out1, n1, (float *)scratch, count, op, N, C, rows, acc);
     cudaCheck(cudaGetLastError());
 }
 

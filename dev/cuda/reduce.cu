@@ -96,7 +96,7 @@ static void column_sums_v2(float *out0, float *out1, int n1, Op op, int N, int C
     dim3 grid = column_sums_grid(N, C, blocks, &rows);
     if (!op.packed(C)) fatal("column_sums_v2: the bench's shapes are all packed");
     launch_pdl(column_sums_kernel<PACK, U, Op>, grid, COLSUM_THREADS, 0, stream, out0, out1, n1, (float *)scratch,
-               column_sums_count(stream), op, N, C, rows);
+               column_sums_count(stream), op, N, C, rows, 1);
     cudaCheck(cudaGetLastError());
 }
 static size_t v2_scratch_bytes(int N, int C, int blocks) {
@@ -160,13 +160,14 @@ static int n1_of(int op, int C) { return op == OP_ROWS ? 0 : op == OP_LN ? C : 1
 // and `blocks`) of op `op` on device data: a (N rows ld apart: dout or abar), b (the LayerNorm input), rowv, rowv2
 // (mean and rstd, or dr)
 typedef struct { int op, N, C, ld; const floatX *a, *b; const float *rowv, *rowv2; } OpArgs;
-static void call(const OpArgs &o, int v, int U, int blocks, float *out0, float *out1, float2 *scratch, cudaStream_t stream) {
+static void call(const OpArgs &o, int v, int U, int blocks, float *out0, float *out1, float2 *scratch, cudaStream_t stream,
+                 int acc = 1) {
     auto go = [&](auto op) {
         using Op = decltype(op);
         int n1 = n1_of(o.op, o.C);
         float *o1 = n1 ? out1 : NULL;
         if (v == 1) column_sums_v1(out0, o1, n1, op, o.N, o.C, scratch, stream);
-        else if (U == 0) column_sums(out0, o1, n1, op, o.N, o.C, scratch, stream);
+        else if (U == 0) column_sums(out0, o1, n1, op, o.N, o.C, scratch, stream, acc);
         else if (U == 1) column_sums_v2<1>(out0, o1, n1, op, o.N, o.C, scratch, blocks, stream);
         else if (U == 2) column_sums_v2<2>(out0, o1, n1, op, o.N, o.C, scratch, blocks, stream);
         else column_sums_v2<4>(out0, o1, n1, op, o.N, o.C, scratch, blocks, stream);
@@ -205,6 +206,26 @@ static int check(int v, int op, int N, int C, int ld, int off) {
     cudaCheck(cudaFree(d_out0)); cudaCheck(cudaFree(d_again0)); cudaCheck(cudaFree(scratch));
     if (n1) { cudaCheck(cudaFree(d_out1)); cudaCheck(cudaFree(d_again1)); }
     return ok & same;
+}
+
+// acc = 0 (the trainer's first micro-step writes its gradients): onto NaN outputs, bitwise the sums += onto zeros
+static int check_overwrite(int op, int N, int C) {
+    printf("check version 2 %s N=%d C=%d written (acc = 0) onto NaN vs added onto zeros\n", op_name[op], N, C);
+    Problem p = make_problem(op, N, C, C, 0);
+    float *d_add, *d_set, *a = (float *)mallocCheck(2 * C * sizeof(float)), *b = (float *)mallocCheck(2 * C * sizeof(float));
+    float2 *scratch;
+    cudaMallocCheck(&d_add, 2 * C * sizeof(float)); cudaMallocCheck(&d_set, 2 * C * sizeof(float));
+    cudaMallocCheck(&scratch, column_sums_scratch_bytes(N, C));
+    cudaCheck(cudaMemset(d_add, 0, 2 * C * sizeof(float))); cudaCheck(cudaMemset(d_set, 0xff, 2 * C * sizeof(float)));
+    call(args_of(&p), 2, 0, 0, d_add, d_add + C, scratch, 0, 1);
+    call(args_of(&p), 2, 0, 0, d_set, d_set + C, scratch, 0, 0);
+    int n = C + n1_of(op, C);   // out0 and the n1 columns of out1 (the rest of out1 is not an output)
+    from_device(a, d_add, n); from_device(b, d_set, n);
+    int same = memcmp(a, b, n * sizeof(float)) == 0;
+    printf("  %s\n", same ? "bitwise equal  ok" : "DIFFER (FAIL)");
+    free(a); free(b); free_problem(&p);
+    cudaCheck(cudaFree(d_add)); cudaCheck(cudaFree(d_set)); cudaCheck(cudaFree(scratch));
+    return same;
 }
 
 // two streams at once, as the trainer's main and weight-gradient streams run them: each stream has its own arrival
@@ -342,7 +363,8 @@ int main(int argc, char **argv) {
             ok &= check(v, OP_LN, 300, 64, 64, 0) & check(v, OP_LN, 37, 100, 100, 0) & check(v, OP_LN, 2048, 256, 256, 0) & check(v, OP_LN, 1000, 776, 776, 0);
             ok &= check(v, OP_GAMMA, 300, 64, 64, 0) & check(v, OP_GAMMA, 13, 100, 100, 0) & check(v, OP_GAMMA, 2048, 256, 256, 0) & check(v, OP_GAMMA, 9, 776, 776, 0);
         }
-        if (a.version != 1) ok &= check_streams();
+        if (a.version != 1) ok &= check_streams() & check_overwrite(OP_ROWS, 1000, 136) & check_overwrite(OP_LN, 777, 64) &
+                                 check_overwrite(OP_GAMMA, 300, 96);
         printf(ok ? "reduce: all checks passed\n" : "reduce: CHECK FAILED\n");
         return ok ? 0 : 1;
     }
