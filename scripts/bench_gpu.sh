@@ -21,7 +21,9 @@
 #   REPEAT=3         part 1: runs per system, one after the other; the figures are the medians over the runs (a
 #                    compiled PyTorch step measured 69.9 and 76.5 ms in two calls: one run is not a steady baseline)
 #   MAX_T=131072     caps part 2; TIMEOUT=600 bounds each run (seconds); OUT=dir keeps the logs, CSV, plot
-#   CU_FLAGS="-r 1"  extra train_sessacu flags for part 2 (default: -r 1, the memory-saving recompute)
+#   CU_FLAGS="..."   extra train_sessacu flags for part 2 (default none)
+#   R1_T=32768       from this T on, part 2 runs train_sessacu with -r 1 (the memory-saving recompute: LayerNorm and
+#                    GELU rebuilt in the backward, ~0.4 ms more a step at T=8192); below it the trainer's default
 #   START_T=4096     first T of part 2 (to continue a sweep in another call)
 #   P2_STEPS=3       steps per part-2 run (the figures are those of the last step; the first ones warm up)
 #   P2_LONG_T=65536  from this T on, part 2 runs P2_LONG_STEPS=2 steps (seconds each): the second, a replay of the
@@ -39,7 +41,7 @@
 set -eu
 DESC=${1:-d12}; B=${2:-8}; T=${3:-1024}; STEPS=${4:-20}
 MAX_T=${MAX_T:-131072}; TIMEOUT=${TIMEOUT:-600}; V=50257
-SYSTEMS=${SYSTEMS:-cu py_eager py_compile gpt2_eager gpt2_compile}; PART=${PART:-1 2}; CU_FLAGS=${CU_FLAGS:--r 1}
+SYSTEMS=${SYSTEMS:-cu py_eager py_compile gpt2_eager gpt2_compile}; PART=${PART:-1 2}; CU_FLAGS=${CU_FLAGS:-}; R1_T=${R1_T:-32768}
 REPEAT=${REPEAT:-1}
 P2_STEPS=${P2_STEPS:-3}; START_T=${START_T:-4096}; P2_LONG_T=${P2_LONG_T:-65536}; P2_LONG_STEPS=${P2_LONG_STEPS:-2}; PY_MAX_T=${PY_MAX_T:-$MAX_T}
 PY=${PYTHON:-python3}
@@ -144,12 +146,12 @@ if [[ " $PART " == *" 1 "* ]]; then
     for s in $SYSTEMS; do one "$s" 1 "$B" "$T" "$STEPS"; done
 fi
 if [[ " $PART " == *" 2 "* ]]; then
-    echo "== part 2: batch 1, T doubling from $START_T to $MAX_T (train_sessacu with '$CU_FLAGS'); a system stops at its first failure"
+    echo "== part 2: batch 1, T doubling from $START_T to $MAX_T (train_sessacu with '$CU_FLAGS', and -r 1 from T = $R1_T); a system stops at its first failure"
     for s in $SYSTEMS; do
         t=$START_T; longest=0; lms=""; lmem=""; smax=$MAX_T; limit=$TIMEOUT
         [ $s = cu ] || { smax=$PY_MAX_T; limit=${PY_TIMEOUT:-$TIMEOUT}; }
         while [ $t -le "$smax" ]; do
-            extra=""; [ $s = cu ] && extra=$CU_FLAGS
+            extra=""; [ $s = cu ] && extra="$CU_FLAGS$([ $t -ge "$R1_T" ] && echo " -r 1")"
             steps=$P2_STEPS; [ $t -ge "$P2_LONG_T" ] && steps=$P2_LONG_STEPS
             one "$s" 2 1 "$t" "$steps" "$extra"
             [ $ok = 1 ] || break
