@@ -151,7 +151,8 @@ if [[ " $PART " == *" 2 "* ]]; then
         t=$START_T; longest=0; lms=""; lmem=""; smax=$MAX_T; limit=$TIMEOUT
         [ $s = cu ] || { smax=$PY_MAX_T; limit=${PY_TIMEOUT:-$TIMEOUT}; }
         while [ $t -le "$smax" ]; do
-            extra=""; [ $s = cu ] && extra="$CU_FLAGS$([ $t -ge "$R1_T" ] && echo " -r 1")"
+            extra=""
+            if [ $s = cu ]; then extra=$CU_FLAGS; [ $t -lt "$R1_T" ] || extra="$extra -r 1"; fi
             steps=$P2_STEPS; [ $t -ge "$P2_LONG_T" ] && steps=$P2_LONG_STEPS
             one "$s" 2 1 "$t" "$steps" "$extra"
             [ $ok = 1 ] || break
