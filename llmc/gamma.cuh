@@ -130,7 +130,7 @@ static void gamma_backward_input(floatX *dabar, float *dr, const float *dgamma, 
 }
 // da (N, D) [row stride ld_da] = GELU'(a) (dabar + dr w) with dr as gamma_backward_input's, a with row stride ld_a:
 // gamma_backward_input then gelu_backward in one pass (dabar + dr w rounded to bf16 in between, as stored there);
-// dabar is read only. 16-byte packs (thread i: elements 8 (i % (D/8)) .. +7 of row i / (D/8)); other shapes
+// the packed kernel only reads dabar (the two kernels of other shapes update it in place first). 16-byte packs (thread i: elements 8 (i % (D/8)) .. +7 of row i / (D/8)); other shapes
 // take the two kernels
 __global__ void gamma_gelu_backward_packed_kernel(floatX *__restrict__ da, int ld_da, float *__restrict__ dr,
                                                   const floatX *__restrict__ dabar, const float *__restrict__ dgamma,

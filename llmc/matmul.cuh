@@ -348,7 +348,7 @@ static void matmul_backward_input(floatX *dinp, const floatX *dout, int ldd, con
               w, C, false, dout, ldd, false, MATMUL_EPI_NONE, NULL, C, N, OC, stream);
 }
 
-// out[i] += in[i] (fp32): the BGRADB bias gradient, written to a scratch, accumulated into the gradient
+// out[i] += in[i] (acc = 0: out[i] = in[i]) (fp32): the BGRADB bias gradient, written to a scratch, then into the gradient
 __global__ void add_inplace_kernel(float *out, const float *in, int n, int acc) {
     grid_dep_begin();
     int i = blockIdx.x * blockDim.x + threadIdx.x;
