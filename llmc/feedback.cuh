@@ -55,7 +55,8 @@
         dZ = Pc (US - dgamma_t), rounded to bf16 (as FlashAttention-2 rounds dS)         1 kernel
      6. dkb[U]     = dZ^T qb[u0:T] / sqrt(D): complete for these keys, written once as bf16   1 GEMM
      7. dqb[u0:T] += dZ kb[U] / sqrt(D) into an fp32 accumulator, superblocks in a fixed order  1 GEMM
-   then dqb -> bf16 strided. The slab's Pc serves the chain and dZ, so the logits are computed once in the backward.
+   then dqb -> bf16 strided (with one superblock, T <= S, step 7 writes dqb as bf16 at once). The slab's Pc
+   serves the chain and dZ, so the logits are computed once in the backward.
 
  fp32-grade products from bf16 GEMMs: X = X_hi + X_lo with X_hi = bf16(X), X_lo = bf16(X - X_hi) (X_hi + X_lo
  holds X to ~2^-17 relative); X Y ~ X_hi Y_hi + X_lo Y_hi + X_hi Y_lo, the three products concatenated along K
@@ -1147,7 +1148,7 @@ fb_inverse_kernel(float *Minv, float *Ls, const float *L, const float *gamma, in
 
 // forward: for the rows r of U in blocks of 32, c_r = acc_r + sum_{j<r} Pd[r][j] s_j, s_r = f_r + g_r c_r.
 // acc (B, S, D) = P[:, 0:u0] s[0:u0] (ignored when has_acc = 0); Pd (B, S, S) the fp32 diagonal block of alpha
-// (entries past Sv finite: feedback_forward clears Pd once per call). Writes s, c (fp32) and s3 (the bf16
+// (entries past Sv finite: feedback_forward clears Pd when a superblock is partial, fb_begin). Writes s, c (fp32) and s3 (the bf16
 // halves of s, read by the next superblocks' GEMMs). grid (ceil(D/(16 MT)), B), 32 NW threads, fb_solve_smem(S).
 // INV, MT, NW, vec: fb_solve's (Minv from fb_inverse_kernel, h and f staged in shared memory; 16 MT columns a CTA;
 // NW warps, S <= 32 NW; 16-byte output stores). 16 / NW CTAs an SM: 128 registers a thread at most.
@@ -1162,7 +1163,7 @@ fb_fwd_solve_kernel(float *s, float *c, floatX *s3, const float *acc, int has_ac
 // backward, transposed: for the keys j of U in blocks of 32 from last to first,
 //   u_j = gs_j + acc_j + sum_{t in U, t > j} Pc[t][j] u_t,   acc (B, S, D) = Pc[u1:T]^T u[u1:T] (when has_acc),
 // with the fp32 diagonal block PcT[j][t] = Pc[t][j] (strictly upper; entries past Sv finite: feedback_backward
-// clears PcT once per call). The forward's schedule with L = PcT, G = I, the blocks from last to first, and
+// clears PcT when a superblock is partial, fb_begin). The forward's schedule with L = PcT, G = I, the blocks from last to first, and
 // h = gs + acc from the start. Writes u3 (u's bf16 halves, X3 layout) and df = bf16(u).
 // grid (ceil(D/(16 MT)), B), 32 NW threads, fb_solve_smem(S). INV, MT, NW, vec as the forward's.
 template <bool INV, int MT, int NW>
@@ -1717,16 +1718,18 @@ static void feedback_check_shape(int B, int T, int D, int ld) {
 
 // ----------------------------------------------------------------------------
 
-// The start of either direction: the nb diagonal-block buffers (Pd forward, PcT backward, B x S x S fp32) cleared,
-// because the solve reads whole 16-byte chunks past Sv (times 0 there) and they must be finite, not stale scratch;
+// The start of either direction: when the last superblock is partial (T % S != 0), the nb diagonal-block buffers
+// (Pd forward, PcT backward, B x S x S fp32) cleared, because the solve reads whole 16-byte chunks past Sv (times 0
+// there) and they must be finite, not stale scratch (a full superblock's row pass or slab writes all S x S entries
+// of its block, zeros included: nothing to clear then, 2 x nb memsets a layer fewer at T = 256, 1024, 8192);
 // then the side streams forked off the calling stream (all three are the calling stream when there is one
 // superblock: nothing to overlap).
 // (begin 0: the streams only, for a call whose FB_BEGIN part was issued before)
-static FbStreams fb_begin(float *const *diag, int nb, int B, int S, int n, cudaStream_t stream, int begin = 1) {
+static FbStreams fb_begin(float *const *diag, int nb, int B, int S, int n, int T, cudaStream_t stream, int begin = 1) {
     FbStreams st = fb_streams(stream);
     if (n == 1) st.a = st.b = st.c = stream;
     if (!begin) return st;
-    for (int k = 0; k < nb; k++) cudaCheck(cudaMemsetAsync(diag[k], 0, (size_t)B * S * S * sizeof(float), stream));
+    for (int k = 0; T % S != 0 && k < nb; k++) cudaCheck(cudaMemsetAsync(diag[k], 0, (size_t)B * S * S * sizeof(float), stream));
     fb_fork(&st, stream);
     return st;
 }
@@ -1755,7 +1758,7 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
     int S = fb_superblock(B, T), n = ceil_div(T, S);
     long long sq = (long long)T * ld, sZ = (long long)S * ldz, sTD = (long long)T * D, sSD = (long long)S * D;
     int nb = fb_sets(B, T), la = fb_lookahead();
-    FbStreams st = fb_begin(w.Pd, nb, B, S, n, stream, parts & FB_BEGIN);
+    FbStreams st = fb_begin(w.Pd, nb, B, S, n, T, stream, parts & FB_BEGIN);
     int side_inv = fb_solve_inv_mode(fb_fwd_vec(s, c, w.s3, f, D)) == 3;   // the inverses beside the chain
     // superblock q's logits and P (and the inverses) on stream a, into buffers q % nb (once U = q - nb no longer
     // reads them)
@@ -1817,9 +1820,12 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
     float scale = 1.0f / sqrtf((float)D);
     int S = fb_superblock(B, T), n = ceil_div(T, S);
     long long sq = (long long)T * ld, sTS = (long long)T * S, sTD = (long long)T * D, sSD = (long long)S * D;
-    if (parts & FB_BEGIN) cudaCheck(cudaMemsetAsync(w.dq, 0, (size_t)B * T * D * sizeof(float), stream));
+    // one superblock: every row of dqb gets its one contribution from step 7, written straight as bf16 (no fp32
+    // accumulator to clear, convert and store: 2 launches fewer a call, e.g. d4w256h4 at T = 256)
+    int dq_direct = n == 1;
+    if ((parts & FB_BEGIN) && !dq_direct) cudaCheck(cudaMemsetAsync(w.dq, 0, (size_t)B * T * D * sizeof(float), stream));
     int nb = fb_sets(B, T), la = fb_lookahead();
-    FbStreams st = fb_begin(w.PcT, nb, B, S, n, stream, parts & FB_BEGIN);
+    FbStreams st = fb_begin(w.PcT, nb, B, S, n, T, stream, parts & FB_BEGIN);
     int side_inv = fb_solve_inv_mode(fb_bwd_vec(w.u3, df, gs, D)) == 3;   // the inverses beside the chain
     // the it-th superblock from the end, q = n-1-it, uses buffers k = it % nb
     // 1. on stream a: its slab logits Zs (M, Sv) = qb[u0:T] kb[U]^T / sqrt(D); Pc = gamma alpha[u0:T, U] as bf16
@@ -1874,14 +1880,16 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
         // 6. dkb[U] (Sv, D) = dZ^T qb[u0:T] / sqrt(D), complete: bf16 straight into dkb
         fb_gemm(FbOut{dkb + (size_t)u0 * ld, CUDA_R_16BF, ld, sq}, FbIn{w.Pc3[k], 3 * S, 3 * sTS, true},
                 FbIn{qb + (size_t)u0 * ld, ld, sq, false}, FbShape{Sv, D, M, B}, scale, 0.0f, st.b);
-        // 7. dqb[u0:T] (M, D) += dZ kb[U] / sqrt(D) (stream b: the superblocks in order)
-        fb_gemm(FbOut{w.dq + (size_t)u0 * D, CUDA_R_32F, D, sTD}, FbIn{w.Pc3[k], 3 * S, 3 * sTS, false},
-                FbIn{kb + (size_t)u0 * ld, ld, sq, false}, FbShape{M, D, Sv, B}, scale, 1.0f, st.b);
+        // 7. dqb[u0:T] (M, D) += dZ kb[U] / sqrt(D) (stream b: the superblocks in order; one superblock: = , bf16)
+        FbOut dq_out = dq_direct ? FbOut{dqb, CUDA_R_16BF, ld, sq} : FbOut{w.dq + (size_t)u0 * D, CUDA_R_32F, D, sTD};
+        fb_gemm(dq_out, FbIn{w.Pc3[k], 3 * S, 3 * sTS, false}, FbIn{kb + (size_t)u0 * ld, ld, sq, false},
+                FbShape{M, D, Sv, B}, scale, dq_direct ? 0.0f : 1.0f, st.b);
         cudaCheck(cudaEventRecord(st.freed[k], st.b));   // Zs[k], Pc3[k], PcT[k], Minv[k], Ls[k] read (the solve: before
                                                           // solved)
     }
     if (!(parts & FB_END)) return;
     fb_join(&st, stream);
+    if (dq_direct) return;
     int store_vec = D % 4 == 0 && ld % 4 == 0 && ptr_alignment(dqb) >= 8;   // w.dq: scratch, 256-byte aligned
     fb_store_strided_kernel<<<B * T, 128, 0, stream>>>(dqb, ld, w.dq, D, store_vec);
     cudaCheck(cudaGetLastError());
