@@ -695,10 +695,9 @@ static void model_backward_device(Model *m, int B, int T, MultiGpuConfig *reduce
                            m->grad_acc);   // wte's first term (the embedding's is added at the end)
     matmul_backward_input(g->dxn, m->logits, Vp, wte, N, D, Vp, false, main_stream);
     // lnf = LayerNorm_f(x_L)
-    cudaCheck(cudaMemsetAsync(g->dres, 0, (size_t)N * D * sizeof(floatX), main_stream));
     layernorm_backward(g->dres, m->grads + m->offsets[P_LNF_W], m->grads + m->offsets[P_LNF_B], g->dxn,
                        m->layers[c->n_layer - 1].y, m->lnf_mean, m->lnf_rstd,
-                       m->params + m->offsets[P_LNF_W], N, D, g->colsum, main_stream, m->grad_acc);
+                       m->params + m->offsets[P_LNF_W], N, D, g->colsum, main_stream, m->grad_acc, 0);   // dres =
     const int lnf_kinds[] = { P_LNF_W, P_LNF_B };
     reduce_gradients(m, lnf_kinds, 2, -1, reduce);
     for (int l = c->n_layer - 1; l >= 0; l--) {

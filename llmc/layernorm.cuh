@@ -88,7 +88,8 @@ static void layernorm_forward(floatX *out, float *mean, float *rstd, const float
     cudaCheck(cudaGetLastError());
 }
 
-// dinp (N, C) += LayerNorm input gradient of dout
+// dinp (N, C) += LayerNorm input gradient of dout (ADD = false: dinp = it, dinp not read)
+template <bool ADD>
 __global__ void layernorm_backward_input_kernel(floatX *dinp, const floatX *dout, const floatX *inp, const float *mean,
                                                 const float *rstd, const floatX *w, int N, int C) {
     grid_dep_begin();
@@ -110,11 +111,12 @@ __global__ void layernorm_backward_input_kernel(floatX *dinp, const floatX *dout
         float xhat = (__bfloat162float(x[c]) - m) * s;
         float dnorm = __bfloat162float(dy[c]) * __bfloat162float(w[c]);
         float g = (dnorm - dnorm_mean - xhat * dnorm_xhat_mean) * s;
-        dx[c] = __float2bfloat16(__bfloat162float(dx[c]) + g);
+        dx[c] = __float2bfloat16(ADD ? __bfloat162float(dx[c]) + g : g);
     }
 }
 
 // the same with 16-byte packs: C % 8 == 0, all row pointers 16-byte aligned
+template <bool ADD>
 __global__ void layernorm_backward_input_packed_kernel(floatX *__restrict__ dinp, const floatX *__restrict__ dout,
                                                        const floatX *__restrict__ inp, const float *__restrict__ mean,
                                                        const float *__restrict__ rstd, const floatX *__restrict__ w,
@@ -141,11 +143,12 @@ __global__ void layernorm_backward_input_packed_kernel(floatX *__restrict__ dinp
     floatX *dx = dinp + (size_t)n * C;
     for (int c = lane * PACK; c < C; c += WARP_SIZE * PACK) {
         float xv[PACK], dyv[PACK], wv[PACK], dxv[PACK];
-        load8(xv, x + c); load8(dyv, dy + c); load8(wv, w + c); load8(dxv, dx + c);
+        load8(xv, x + c); load8(dyv, dy + c); load8(wv, w + c);
+        if (ADD) load8(dxv, dx + c);
         #pragma unroll
         for (int i = 0; i < PACK; i++) {
-            float xhat = (xv[i] - m) * s;
-            dxv[i] += (dyv[i] * wv[i] - dnorm_mean - xhat * dnorm_xhat_mean) * s;
+            float xhat = (xv[i] - m) * s, g = (dyv[i] * wv[i] - dnorm_mean - xhat * dnorm_xhat_mean) * s;
+            dxv[i] = ADD ? dxv[i] + g : g;
         }
         store8(dx + c, dxv);
     }
@@ -168,13 +171,18 @@ struct LayerNormParamOp {
     }
 };
 
-// dinp += d/dinp (dout, inp (N, C); mean, rstd (N); w (C))
+// dinp += d/dinp (dout, inp (N, C); mean, rstd (N); w (C)); dx_acc = 0: dinp = d/dinp (dinp not read: the final
+// LayerNorm's, the first term of the residual stream's gradient, needs no zeroed buffer)
 static void layernorm_backward_input(floatX *dinp, const floatX *dout, const floatX *inp, const float *mean,
-                                     const float *rstd, const floatX *w, int N, int C, cudaStream_t stream) {
+                                     const float *rstd, const floatX *w, int N, int C, cudaStream_t stream,
+                                     int dx_acc = 1) {
+    int nb = ceil_div(N, LN_WARPS), nt = LN_WARPS * WARP_SIZE;
     if (packable(dinp, C) && packable(dout, C) && packable(inp, C) && packable(w, C))
-        launch_pdl(layernorm_backward_input_packed_kernel, ceil_div(N, LN_WARPS), LN_WARPS * WARP_SIZE, 0, stream, dinp, dout, inp, mean, rstd, w, N, C);
+        launch_pdl(dx_acc ? layernorm_backward_input_packed_kernel<true> : layernorm_backward_input_packed_kernel<false>,
+                   nb, nt, 0, stream, dinp, dout, inp, mean, rstd, w, N, C);
     else
-        launch_pdl(layernorm_backward_input_kernel, ceil_div(N, LN_WARPS), LN_WARPS * WARP_SIZE, 0, stream, dinp, dout, inp, mean, rstd, w, N, C);
+        launch_pdl(dx_acc ? layernorm_backward_input_kernel<true> : layernorm_backward_input_kernel<false>,
+                   nb, nt, 0, stream, dinp, dout, inp, mean, rstd, w, N, C);
     cudaCheck(cudaGetLastError());
 }
 // dw += sum_n dout*xhat; db += sum_n dout (acc = 0: =; they need only the inputs of the backward: the trainer runs them beside the
@@ -183,11 +191,12 @@ static void layernorm_backward_params(float *dw, float *db, const floatX *dout, 
                                       const float *rstd, int N, int C, float2 *scratch, cudaStream_t stream, int acc = 1) {
     column_sums(dw, db, C, LayerNormParamOp{dout, inp, mean, rstd, C}, N, C, scratch, stream, acc);
 }
-// both on one stream: dinp += d/dinp; dw += sum_n dout*xhat; db += sum_n dout. scratch: column_sums_scratch_bytes(N, C)
+// both on one stream: dinp += d/dinp; dw += sum_n dout*xhat; db += sum_n dout (acc = 0: dw, db =; dx_acc = 0:
+// dinp =). scratch: column_sums_scratch_bytes(N, C)
 static void layernorm_backward(floatX *dinp, float *dw, float *db, const floatX *dout, const floatX *inp,
                                const float *mean, const float *rstd, const floatX *w, int N, int C,
-                               float2 *scratch, cudaStream_t stream, int acc = 1) {
-    layernorm_backward_input(dinp, dout, inp, mean, rstd, w, N, C, stream);
+                               float2 *scratch, cudaStream_t stream, int acc = 1, int dx_acc = 1) {
+    layernorm_backward_input(dinp, dout, inp, mean, rstd, w, N, C, stream, dx_acc);
     layernorm_backward_params(dw, db, dout, inp, mean, rstd, N, C, scratch, stream, acc);
 }
 
