@@ -497,15 +497,17 @@ static void layer_forward(Model *m, int l, int B, int T) {
     // forward branch: f = softmax(q k^T / sqrt(hd) + causal) v, then Linear_o when H > 1
     attention_forward(a->att, a->att_lse, a->q, a->k, a->v, B, T, H, Hkv, hd, st, np, np);
     if (H > 1) matmul_forward(a->f, D, a->att, PW(P_O_W), NULL, NULL, N, D, D, st);
+    // gated = s * gt
     if (!c->no_feedback) {
-        // feedback branch: solve s = f + gamma alpha s
+        // feedback branch: solve s = f + gamma alpha s, and the gate superblock by superblock beside the solve
+        FbGate gate = {a->gated, a->ag + D, 2 * D};
         feedback_forward(a->s, a->c, a->fb_lse, a->f, a->qbkb, a->qbkb + D, np, a->gamma, B, T, D,
-                         m->bw[0].fb_scratch, st, split ? FB_CHAIN | FB_END : FB_ALL);
+                         m->bw[0].fb_scratch, st, split ? FB_CHAIN | FB_END : FB_ALL, &gate);
     } else {
         bf16_to_float(a->s, a->f, (size_t)N * D, st);   // the feedback-off baseline f0: s = f
+        gate_forward(a->gated, a->s, a->ag + D, 2 * D, N, D, st);
     }
-    // y = x + Linear_out(s * gt)
-    gate_forward(a->gated, a->s, a->ag + D, 2 * D, N, D, st);
+    // y = x + Linear_out(gated)
     matmul_forward(a->y, D, a->gated, PW(P_OUT_W), PW(P_OUT_B), a->x, N, D, D, st);
     #undef PW
 }

@@ -190,6 +190,7 @@
 #include "cuda_common.h"
 #include "matmul.cuh"
 #include "mma.cuh"          // cp.async wrappers
+#include "gate.cuh"         // the layer's gate, optionally applied per superblock by feedback_forward
 
 #define FB_SMAX 512       // the largest superblock: the in-superblock solves keep 3 S x 32 fp32 in shared memory
                           // and a warp per 32-row block (S = 512: 16 warps, one CTA an SM, 206 KiB shared)
@@ -1609,7 +1610,7 @@ static size_t fb_bwd_carve(FbBwdScratch *w, void *scratch, int B, int T, int D) 
 // n sets (fb_sets: B=32 T=256, one superblock, 201 -> 173 MiB).
 typedef struct {
     cudaStream_t a, b, c;
-    cudaEvent_t fork, join_a, join_b, join_c, solved, ready[FB_NBUF], freed[FB_NBUF], far_done[FB_NBUF];
+    cudaEvent_t fork, join_a, join_b, join_c, solved, gate, ready[FB_NBUF], freed[FB_NBUF], far_done[FB_NBUF];
 } FbStreams;
 static FbStreams fb_streams(cudaStream_t stream) {
     static FbStreams st;
@@ -1617,7 +1618,7 @@ static FbStreams fb_streams(cudaStream_t stream) {
     if (on < 0) {
         const char *e = getenv("SESSA_FB_STREAMS");
         on = !(e && e[0] == '0');
-        cudaEvent_t *ev[] = {&st.fork, &st.join_a, &st.join_b, &st.join_c, &st.solved};
+        cudaEvent_t *ev[] = {&st.fork, &st.join_a, &st.join_b, &st.join_c, &st.solved, &st.gate};
         for (size_t i = 0; i < sizeof ev / sizeof ev[0]; i++) cudaCheck(cudaEventCreateWithFlags(ev[i], cudaEventDisableTiming));
         for (int k = 0; k < FB_NBUF; k++) {
             cudaCheck(cudaEventCreateWithFlags(&st.ready[k], cudaEventDisableTiming));
@@ -1746,9 +1747,16 @@ static FbStreams fb_begin(float *const *diag, int nb, int B, int S, int n, int T
 // dgamma, dqb, dkb. Measured: train_sessa.cu, feedback_split.
 enum { FB_BEGIN = 1, FB_CHAIN = 2, FB_END = 4, FB_ALL = 7 };
 
+// The layer's gate on the forward's way out (optional last argument of feedback_forward): out (B,T,D) bf16 =
+// s * gt, gt rows ld apart (gate.cuh), made superblock by superblock on side stream b right after each solve, beside
+// the next superblock's chain, so that only the last superblock's rows are left after the last solve (a whole
+// gate_forward pass after the call was ~14 us a layer at d12 B=8 T=1024 on the main stream). Same bits as
+// gate_forward: the same kernel on the same rows. Complete after FB_END.
+typedef struct { floatX *out; const floatX *gt; int ld; } FbGate;
+
 static void feedback_forward(float *s, float *c, float *lse, const floatX *f, const floatX *qb, const floatX *kb,
                              int ld, const float *gamma, int B, int T, int D, float *scratch, cudaStream_t stream,
-                             int parts = FB_ALL) {
+                             int parts = FB_ALL, const FbGate *gate = NULL) {
     feedback_check_shape(B, T, D, ld);
     FbFwdScratch w;
     fb_fwd_carve(&w, scratch, B, T, D);
@@ -1805,6 +1813,10 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
         fb_fwd_solve(s, c, w.s3, w.acc, u0 > 0, w.Pd[k], f, gamma, w.Minv[k], w.Ls[k], u0, Sv, S, B, T, D, stream);
         cudaCheck(cudaEventRecord(st.solved, stream));      // s[U] written, accs[k] read
         cudaCheck(cudaEventRecord(st.freed[k], stream));   // P3[k], Pd[k], Minv[k], Ls[k] read
+        if (gate) {                                          // gated[U] = s[U] * gt[U] beside the next chain
+            fb_after(st.b, st.gate, stream);
+            gate_forward_rows(gate->out, s, gate->gt, gate->ld, B, T, u0, u1, D, st.b);
+        }
     }
     if (parts & FB_END) fb_join(&st, stream);
 }

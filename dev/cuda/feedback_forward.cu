@@ -74,6 +74,31 @@ static void run_dense(const Problem *p, DenseBaseline *db, float *X, const float
     dense_baseline_solve(db, 0);
 }
 
+// the gate applied per superblock inside the call (FbGate, the trainer's way) against gate_forward on the call's s,
+// bit for bit (the same kernel on the same rows); gt = the kb half of qkb (random bf16, rows ld apart), the output
+// filled with NaN bytes first so that a row left unwritten fails
+static int check_gate(const Problem *p, Blocked *k) {
+    size_t n = (size_t)p->B * p->T * p->D;
+    floatX *g1, *g2;
+    cudaMallocCheck(&g1, n * sizeof(floatX));
+    cudaMallocCheck(&g2, n * sizeof(floatX));
+    cudaCheck(cudaMemset(g1, 0xff, n * sizeof(floatX)));
+    const floatX *gt = p->d_qkb + p->D;
+    FbGate gate = {g1, gt, p->ld};
+    feedback_forward(k->s, k->c, k->lse, p->d_f, p->d_qkb, p->d_qkb + p->D, p->ld, p->d_gamma, p->B, p->T, p->D,
+                     k->scratch, 0, FB_ALL, &gate);
+    gate_forward(g2, k->s, gt, p->ld, p->B * p->T, p->D, 0);
+    cudaCheck(cudaDeviceSynchronize());
+    uint16_t *h1 = (uint16_t *)mallocCheck(n * 2), *h2 = (uint16_t *)mallocCheck(n * 2);
+    cudaCheck(cudaMemcpy(h1, g1, n * 2, cudaMemcpyDeviceToHost));
+    cudaCheck(cudaMemcpy(h2, g2, n * 2, cudaMemcpyDeviceToHost));
+    int same = memcmp(h1, h2, n * 2) == 0;
+    printf("  %-8s the gate per superblock bitwise gate_forward's: %s\n", "gated", same ? "ok" : "FAIL");
+    free(h1); free(h2);
+    cudaCheck(cudaFree(g1)); cudaCheck(cudaFree(g2));
+    return same;
+}
+
 static int check(int B, int T, int D, int version) {
     printf("check B=%d T=%d D=%d\n", B, T, D);
     Problem p = make_problem(B, T, D);
@@ -105,6 +130,7 @@ static int check(int B, int T, int D, int version) {
         printf("  %-8s second run bitwise identical: %s\n", "s", same ? "ok" : "FAIL");
         ok &= same;
         free(s1); free(s2);
+        if (v == 2) ok &= check_gate(&p, &k);
         blocked_free(&k);
     }
     if (version == 0 || version == 3) {
