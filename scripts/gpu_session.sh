@@ -22,6 +22,8 @@
 #   scripts/gpu_session.sh build train                   train_sessacu tok/s at d12 B=8 and B=16 T=1024 and d4w256h4 B=8 T=256
 #   scripts/gpu_session.sh build split                   the feedback calls in parts: GPU check (same bits), the step whole / split
 #   AB="SESSA_X=0 -" scripts/gpu_session.sh build ab    the trainer's d12 and d4w256h4 step with each environment setting
+#   REV_TAR=out_rev/rev.tar scripts/gpu_session.sh build revab   another revision's trainer (git archive) against this
+#                                                        tree's, in turns (REV_B1=1: also d12 B=1 T=8192)
 #   scripts/gpu_session.sh build gemmtune                cuBLASLt's first 8 algorithms timed for every GEMM of a step (gemm_choices)
 #   scripts/gpu_session.sh build profile                 ncu: GPU time per kernel name of one d12 step (sorted;
 #                                                        PROF_B=1 PROF_T=8192: at another batch and length)
@@ -124,6 +126,31 @@ do_train() {
            cmp <(sed 's/ tok_s .*//' $TMP/run1/main.log) <(sed 's/ tok_s .*//' $TMP/run5_$w/main.log); then
             echo "OK: SESSA_WGRAD=$w logs the same losses and norms as the default (d4w256h4 40 steps, d12 12 steps)"
         else echo "FAIL: SESSA_WGRAD=$w differs from the default (main.log)"; return 1; fi
+    done
+}
+# A/B of two revisions' trainers: REV_TAR (a `git archive REV` tar carried with the call, e.g. under out_rev/: an
+# ignored path, so carry it) is unpacked and its train_sessacu built in $TMP/rev; then, per configuration, the other
+# revision and this tree's run in turns, REV_ROUNDS (2) times each (ABAB: drift between runs shows), the last step's line
+# of each; configurations d12 B=8 T=1024 (12 steps), d4w256h4 B=8 T=256 (40 steps) and with REV_B1=1 d12 B=1 T=8192
+# (4 steps, the trainer's defaults)
+rev_build() {   # (also callable ahead, in the background: `scripts/gpu_session.sh revbuild`, beside the build stage)
+    [ -x "$TMP/rev/train_sessacu" ] && [ "$TMP/rev/train_sessacu" -nt "$REV_TAR" ] && return 0
+    rm -rf "$TMP/rev" && mkdir -p "$TMP/rev" && tar -xf "$REV_TAR" -C "$TMP/rev" &&
+        make -C "$TMP/rev" -j16 train_sessacu > "$OUT/revab_build.log" 2>&1
+}
+do_revab() {
+    shard
+    [ -f "${REV_TAR:-}" ] || { echo "REV_TAR=$REV_TAR: no such tar (git archive REV -o out_rev/rev.tar, carried)"; return 1; }
+    rev_build || { echo "building the other revision failed: $OUT/revab_build.log"; return 1; }
+    local F="-V 50257 -i $TMP/tokens.bin -v 0 -s 0 -n 0"
+    for cfg in "d12 8 1024 12" "d4w256h4 8 256 40" ${REV_B1:+"d12 1 8192 4"}; do
+        set -- $cfg
+        for r in $(seq ${REV_ROUNDS:-2}); do
+            for who in rev this; do
+                local bin=./train_sessacu; [ $who = rev ] && bin=$TMP/rev/train_sessacu
+                echo "$who $1 B=$2 T=$3: $($bin -e $1 -b $2 -t $3 -x $4 $F -o $TMP/revab_${who} | grep "^step $4/")" || return 1
+            done
+        done
     done
 }
 # A/B of the trainer's environment switches: for each entry of AB (e.g. AB="SESSA_FB_INV=0 SESSA_WGRAD=0+SESSA_PDL=0";
@@ -257,6 +284,8 @@ for s in "$@"; do
         train)   stage train do_train ;;
         gemmtune) stage gemmtune do_gemmtune ;;
         ab)      stage ab do_ab ;;
+        revab)   stage revab do_revab ;;
+        revbuild) stage revbuild rev_build ;;
         split)   stage split do_split ;;
         profile) stage profile do_profile ;;
         timeline) stage timeline do_timeline ;;
