@@ -100,7 +100,7 @@ typedef struct {
     floatX *dgated, *df, *datt;  // (N, D)
     floatX *dproj;               // (N, np) [dq | dk | dv | dqb | dkb]: one GEMM each for dabar and the weights
     floatX *dq, *dk, *dv, *dqbkb;   // its column slices, as in LayerActs
-    float *gs;                   // (N, D) dL/ds (fp32, the feedback backward's input)
+    float *gs;                   // (N, D) dL/ds (fp32; f0 only: with the feedback the solve forms it, FbGateBwd)
     float *dgamma, *dr;          // (N)
     float2 *colsum;              // column_sums scratch (main_stream)
     float2 *colsum_wg;           // column_sums scratch of the weight-gradient stream (= colsum without it)
@@ -409,7 +409,7 @@ static void model_layout(Model *m, Arena *a) {
     g->datt = (floatX *)arena_take(a, N * D * sizeof(floatX));
     g->dproj = (floatX *)arena_take(a, N * m->np * sizeof(floatX));
     g->dq = g->dproj; g->dk = g->dq + m->Dq; g->dv = g->dk + m->Dkv; g->dqbkb = fb ? g->dv + m->Dkv : NULL;
-    g->gs = (float *)arena_take(a, N * D * sizeof(float));
+    g->gs = (float *)arena_take(a, (1 - fb) * N * D * sizeof(float));   // f0 only: the feedback forms gs in its solve
     g->dgamma = (float *)arena_take(a, fb * N * sizeof(float));
     g->dr = (float *)arena_take(a, fb * N * sizeof(float));
     g->colsum = (float2 *)arena_take(a, column_sums_scratch_bytes((int)N, m->np));   // np >= 2D: the widest bias
@@ -583,25 +583,28 @@ static void layer_backward(Model *m, int l, int B, int T) {
         gelu_forward(a->abar, a->ag, 2 * D, N, D, st);
     }
     int np = m->np, split = feedback_split(m, B, T);
+    // with the feedback the gate's backward is folded into the solve (gs = dgated * gt formed where the solve reads
+    // it, dgt = dgated * s written by its row pass: llmc/feedback.cuh FbGateBwd)
+    FbGateBwd gate = {g->dgated, a->ag + D, g->dag + D, 2 * D};
     // with split, the feedback solve's first side work (its first slab: forward values only) beside Linear_out's
-    // and the gate's backward
-    if (split) feedback_backward(g->df, g->dgamma, g->dqbkb, g->dqbkb + D, np, g->gs, a->s, a->c, a->fb_lse, a->qbkb,
-                                 a->qbkb + D, a->gamma, B, T, D, g->fb_scratch, st, FB_BEGIN);
+    // backward
+    if (split) feedback_backward(g->df, g->dgamma, g->dqbkb, g->dqbkb + D, np, NULL, a->s, a->c, a->fb_lse, a->qbkb,
+                                 a->qbkb + D, a->gamma, B, T, D, g->fb_scratch, st, FB_BEGIN, &gate);
     // y = x + Linear_out(gated): dx = dy (dres stays), dgated, dout_w, dout_b
     wgrad_fork(m);
     matmul_backward_weight(GW(P_OUT_W), GW(P_OUT_B), g->dres, D, a->gated, N, D, D, g->colsum_wg, wst, m->grad_acc);
     wgrad_mark(m, m->wg_out);
     matmul_backward_input(g->dgated, g->dres, D, PW(P_OUT_W), N, D, D, false, st);
-    // gated = s * gt
-    gate_backward(g->gs, g->dag + D, g->dgated, a->s, a->ag + D, 2 * D, N, D, st);
     floatX *dabar = g->dxn;   // g->dxn holds dabar until GELU's backward
     if (!c->no_feedback) {
-        // feedback solve: u = dL/df, dgamma, and dqb, dkb into their columns of dproj (with split, the last
-        // superblock's dgamma, dqb, dkb beside Linear_o's and the attention's backward: FB_END below)
-        feedback_backward(g->df, g->dgamma, g->dqbkb, g->dqbkb + D, np, g->gs, a->s, a->c, a->fb_lse,
-                          a->qbkb, a->qbkb + D, a->gamma, B, T, D, g->fb_scratch, st, split ? FB_CHAIN : FB_ALL);
+        // gated = s * gt, and the feedback solve: u = dL/df, dgamma, and dqb, dkb into their columns of dproj, dgt into
+        // the gate half of dag (with split, the last superblock's dgamma, dgt, dqb, dkb beside Linear_o's and the
+        // attention's backward: FB_END below)
+        feedback_backward(g->df, g->dgamma, g->dqbkb, g->dqbkb + D, np, NULL, a->s, a->c, a->fb_lse,
+                          a->qbkb, a->qbkb + D, a->gamma, B, T, D, g->fb_scratch, st, split ? FB_CHAIN : FB_ALL, &gate);
     } else {
-        // the feedback-off baseline f0 (s = f): dL/df = dL/ds
+        // gated = s * gt; the feedback-off baseline f0 (s = f): dL/df = dL/ds
+        gate_backward(g->gs, g->dag + D, g->dgated, a->s, a->ag + D, 2 * D, N, D, st);
         float_to_bf16(g->df, g->gs, (size_t)N * D, st);
     }
     // f = att Wo^T (H > 1)
@@ -618,8 +621,8 @@ static void layer_backward(Model *m, int l, int B, int T) {
     if (c->use_rope) {
         rope_backward(g->dq, np, H, g->dk, np, Hkv, m->rope, N, T, hd, st);
     }
-    if (split) feedback_backward(g->df, g->dgamma, g->dqbkb, g->dqbkb + D, np, g->gs, a->s, a->c, a->fb_lse, a->qbkb,
-                                 a->qbkb + D, a->gamma, B, T, D, g->fb_scratch, st, FB_END);
+    if (split) feedback_backward(g->df, g->dgamma, g->dqbkb, g->dqbkb + D, np, NULL, a->s, a->c, a->fb_lse, a->qbkb,
+                                 a->qbkb + D, a->gamma, B, T, D, g->fb_scratch, st, FB_END, &gate);
     // [q | k | v | qb | kb] = abar [W_q; W_k; W_v; W_fb]^T + biases: dabar (its first contribution) and the
     // stacked weights' and biases' gradients, one GEMM each
     wgrad_fork(m);

@@ -786,6 +786,14 @@ __device__ long long fb_phase_clk[FB_PH_CTAS * FB_PH_SLOTS];
 #endif
 #define FB_PHASE_IT(it, slot, warp) FB_PHASE(FB_PH_PRO + (it) * FB_PH_IT + (slot), warp)   // slot of block iteration it
 
+// The layer's gate folded into the backward (optional last argument of feedback_backward; the trainer's way): the
+// gradient arriving at s is gs = dgated * gt (gated = s * gt), so the solve takes dgated and gt instead of a gs
+// buffer and forms gs itself where it reads it, and fb_bwd_rows_kernel, which reads s[U] anyway, writes the gate's
+// other gradient dgt = dgated * s for the superblock's rows (rows ld apart, as gt): no gate_backward pass before the
+// call (at d12 B=8 T=1024 it read 8 and wrote 6 bytes an element, ~20 us a layer on the main stream). The same fp32
+// products as gate_backward: the same bits.
+typedef struct { const floatX *dgated, *gt; floatX *dgt; int ld; } FbGateBwd;
+
 // x_q's outputs from its staged fp32 tile xs ([32][32], fb_sw_c; rows q0.., the NC columns n0.. of the CTA) by the
 // threads tid of nth: forward s (fp32) and s3, backward u3 and df = bf16(u) = u_hi (s3, u3: the X3 layout,
 // fb_store_x3; the halves are fb_split_pack's, the bits the C-layout stores had). vec (D a multiple of 8, the
@@ -844,7 +852,7 @@ template <bool BWD, bool INV, int MT, int NW>
 __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX *xb,
                                          const float *acc, int has_acc, const float *L, const float *Minv_g,
                                          const float *Ls, const floatX *f, const float *gs, const float *gamma, int vec,
-                                         int u0, int Sv, int S, int T, int D) {
+                                         int u0, int Sv, int S, int T, int D, FbGateBwd gb = FbGateBwd{}) {
     extern __shared__ __align__(128) float fb_solve_smem_buf[];
     float *Minv = fb_solve_smem_buf, *pan0 = Minv + S * FB_R, *pan1 = pan0 + S * FB_R;
     uint32_t *ra = (uint32_t *)(pan1 + S * FB_R);   // rhs_q^T as A fragments
@@ -908,7 +916,11 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
                     int r = w * FB_R + fb_c_row(nt, i, lane), col = n0 + fb_c_col(mt, i, lane);
                     bool in = w < nb && r < Sv && col < D;
                     h[mt][nt][i] = in && has_acc ? acc[(size_t)r * D + col] : 0.0f;
-                    hg[mt][nt][i] = !in ? 0.0f : BWD ? gs[base + (size_t)r * D + col] : __bfloat162float(f[base + (size_t)r * D + col]);
+                    size_t e = t0 + r;           // the token
+                    hg[mt][nt][i] = !in ? 0.0f
+                                  : !BWD ? __bfloat162float(f[base + (size_t)r * D + col])
+                                  : gs ? gs[base + (size_t)r * D + col]
+                                  : __bfloat162float(gb.dgated[e * D + col]) * __bfloat162float(gb.gt[e * gb.ld + col]);
                 }
     } else {
         // acc's tile into panel buffer 1 and gs's (fp32) or f's (bf16) into Minv's buffer, both free until later, by
@@ -919,10 +931,17 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
             int r = idx / (NC / 4), k = idx % (NC / 4) * 4;
             cp_async16(pan1 + fb_sw_c(r, k), acc + (size_t)r * D + n0 + k, r < Sv && n0 + k < D);
         }
-        if (BWD)
+        if (BWD && gs)
             for (int idx = threadIdx.x; idx < nb * FB_R * (NC / 4); idx += NTH) {
                 int r = idx / (NC / 4), k = idx % (NC / 4) * 4;
                 cp_async16(Minv + fb_sw_c(r, k), gs + base + (size_t)r * D + n0 + k, r < Sv && n0 + k < D);
+            }
+        else if (BWD)                           // dgated and gt (bf16) into the buffer's two halves, as f below
+            for (int idx = threadIdx.x; idx < nb * FB_R * (NC / 8); idx += NTH) {
+                int r = idx / (NC / 8), k = idx % (NC / 8) * 8;
+                bool in = r < Sv && n0 + k < D;
+                cp_async16((floatX *)Minv + fb_sw_h(r, k), gb.dgated + base + (size_t)r * D + n0 + k, in);
+                cp_async16((floatX *)Minv + S * FB_R + fb_sw_h(r, k), gb.gt + (t0 + r) * gb.ld + n0 + k, in);
             }
         else
             for (int idx = threadIdx.x; idx < nb * FB_R * (NC / 8); idx += NTH) {
@@ -942,7 +961,11 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
                 for (int i = 0; i < 4; i++) {
                     int r = w * FB_R + fb_c_row(nt, i, lane), k = fb_c_col(mt, i, lane);
                     h[mt][nt][i] = w < nb && has_acc ? pan1[fb_sw_c(r, k)] : 0.0f;
-                    hg[mt][nt][i] = w >= nb ? 0.0f : BWD ? Minv[fb_sw_c(r, k)] : __bfloat162float(((floatX *)Minv)[fb_sw_h(r, k)]);
+                    const floatX *hb = (const floatX *)Minv;
+                    hg[mt][nt][i] = w >= nb ? 0.0f
+                                  : !BWD ? __bfloat162float(hb[fb_sw_h(r, k)])
+                                  : gs ? Minv[fb_sw_c(r, k)]
+                                  : __bfloat162float(hb[fb_sw_h(r, k)]) * __bfloat162float(hb[S * FB_R + fb_sw_h(r, k)]);
                 }
         __syncthreads();                        // the staged gs / f read: Minv's buffer is free
         // the inverses of this superblock and sequence, [nb][32][32] split as in shared memory, and the first two
@@ -1170,8 +1193,9 @@ fb_fwd_solve_kernel(float *s, float *c, floatX *s3, const float *acc, int has_ac
 template <bool INV, int MT, int NW>
 __global__ void __launch_bounds__(NW * WARP_SIZE, 16 / NW)
 fb_bwd_solve_kernel(floatX *u3, floatX *df, const float *acc, int has_acc, const float *PcT,
-                    const float *gs, int vec, const float *Minv, const float *Ls, int u0, int Sv, int S, int T, int D) {
-    fb_solve<true, INV, MT, NW>(NULL, NULL, u3, df, acc, has_acc, PcT, Minv, Ls, NULL, gs, NULL, vec, u0, Sv, S, T, D);
+                    const float *gs, FbGateBwd gb, int vec, const float *Minv, const float *Ls, int u0, int Sv, int S,
+                    int T, int D) {
+    fb_solve<true, INV, MT, NW>(NULL, NULL, u3, df, acc, has_acc, PcT, Minv, Ls, NULL, gs, NULL, vec, u0, Sv, S, T, D, gb);
 }
 
 // Where the diagonal blocks' inverses are made (SESSA_FB_INV in the environment, read at the first solve; dev/cuda's
@@ -1208,8 +1232,10 @@ static int fb_inverse_where(void) {
 static int fb_fwd_vec(const float *s, const float *c, const floatX *s3, const floatX *f, int D) {
     return D % 8 == 0 && ptr_alignment(f) >= 16 && ptr_alignment(s) >= 16 && ptr_alignment(c) >= 16 && ptr_alignment(s3) >= 16;
 }
-static int fb_bwd_vec(const floatX *u3, const floatX *df, const float *gs, int D) {
-    return D % 8 == 0 && ptr_alignment(gs) >= 16 && ptr_alignment(u3) >= 16 && ptr_alignment(df) >= 16;
+static int fb_bwd_vec(const floatX *u3, const floatX *df, const float *gs, const FbGateBwd *gb, int D) {
+    int in_ok = gs ? ptr_alignment(gs) >= 16
+                   : ptr_alignment(gb->dgated) >= 16 && ptr_alignment(gb->gt) >= 16 && gb->ld % 8 == 0;
+    return D % 8 == 0 && in_ok && ptr_alignment(u3) >= 16 && ptr_alignment(df) >= 16;
 }
 static int fb_solve_inv_mode(int vec) { return vec ? fb_inverse_where() : 0; }
 // the diagonal blocks' inverses of superblock [u0, u0 + Sv) into Minv, (B, S/32, 32, 32), and with Ls the panels'
@@ -1288,12 +1314,12 @@ static void fb_fwd_solve_w(float *s, float *c, floatX *s3, const float *acc, int
 }
 template <int NW>
 static void fb_bwd_solve_w(floatX *u3, floatX *df, const float *acc, int has_acc, const float *PcT,
-                           const float *gs, float *Minv, float *Ls, int u0, int Sv, int S, int B, int T, int D,
-                           cudaStream_t stream) {
+                           const float *gs, FbGateBwd gb, float *Minv, float *Ls, int u0, int Sv, int S, int B, int T,
+                           int D, cudaStream_t stream) {
     fb_launch_solve<true, NW>(fb_bwd_solve_kernel<false, 1, NW>, fb_bwd_solve_kernel<true, 1, NW>,
                               fb_bwd_solve_kernel<false, 2, NW>, fb_bwd_solve_kernel<true, 2, NW>,
-                              fb_bwd_vec(u3, df, gs, D), Minv, Ls, PcT, NULL, u0, Sv, S, B, T, D, stream,
-                              u3, df, acc, has_acc, PcT, gs);
+                              fb_bwd_vec(u3, df, gs, &gb, D), Minv, Ls, PcT, NULL, u0, Sv, S, B, T, D, stream,
+                              u3, df, acc, has_acc, PcT, gs, gb);
 }
 static void fb_fwd_solve(float *s, float *c, floatX *s3, const float *acc, int has_acc, const float *Pd,
                          const floatX *f, const float *gamma, float *Minv, float *Ls, int u0, int Sv, int S, int B,
@@ -1301,11 +1327,12 @@ static void fb_fwd_solve(float *s, float *c, floatX *s3, const float *acc, int h
     (fb_solve_warps(S) == 16 ? fb_fwd_solve_w<16> : fb_fwd_solve_w<8>)(s, c, s3, acc, has_acc, Pd, f, gamma, Minv, Ls,
                                                                        u0, Sv, S, B, T, D, stream);
 }
+// gs = dL/ds, or NULL and gb the gate's dgated, gt (FbGateBwd: gs = dgated * gt formed in the solve)
 static void fb_bwd_solve(floatX *u3, floatX *df, const float *acc, int has_acc, const float *PcT,
-                         const float *gs, float *Minv, float *Ls, int u0, int Sv, int S, int B, int T, int D,
-                         cudaStream_t stream) {
-    (fb_solve_warps(S) == 16 ? fb_bwd_solve_w<16> : fb_bwd_solve_w<8>)(u3, df, acc, has_acc, PcT, gs, Minv, Ls, u0, Sv,
-                                                                       S, B, T, D, stream);
+                         const float *gs, FbGateBwd gb, float *Minv, float *Ls, int u0, int Sv, int S, int B, int T,
+                         int D, cudaStream_t stream) {
+    (fb_solve_warps(S) == 16 ? fb_bwd_solve_w<16> : fb_bwd_solve_w<8>)(u3, df, acc, has_acc, PcT, gs, gb, Minv, Ls, u0,
+                                                                       Sv, S, B, T, D, stream);
 }
 
 // ----------------------------------------------------------------------------
@@ -1385,7 +1412,7 @@ __global__ void fb_bwd_slab_kernel(floatX *Pc3, float *PcT, const float *Zs, con
 // measured the same, H200 fbbench: 91.3 against 91.4 us a layer at B=1 T=8192, 33.0 both at B=8 T=1024).
 #define FB_DG_IT 6
 __global__ void fb_bwd_rows_kernel(float *dgamma, floatX *sU3, const floatX *u3, const float *c, const float *s,
-                                   int u0, int Sv, int S, int T, int D, int vec) {
+                                   FbGateBwd gb, int u0, int Sv, int S, int T, int D, int vec) {
     int w = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, b = blockIdx.y;
     int r = blockIdx.x * (blockDim.x / WARP_SIZE) + w;
     if (r >= Sv) return;
@@ -1394,13 +1421,14 @@ __global__ void fb_bwd_rows_kernel(float *dgamma, floatX *sU3, const floatX *u3,
     if (vec) {
         for (int i0 = 4 * lane; i0 < D; i0 += 4 * WARP_SIZE * FB_DG_IT) {
             FbF4 cv[FB_DG_IT], sv[FB_DG_IT];
-            FbU2 uh[FB_DG_IT], ul[FB_DG_IT];
+            FbU2 uh[FB_DG_IT], ul[FB_DG_IT], dg[FB_DG_IT];
 #pragma unroll
             for (int n = 0; n < FB_DG_IT; n++) {   // the loads first
                 int i = i0 + 4 * WARP_SIZE * n;
                 if (i < D) {
                     cv[n] = *(const FbF4 *)&c[row + i]; sv[n] = *(const FbF4 *)&s[row + i];
                     uh[n] = *(const FbU2 *)&u3[row3 + i]; ul[n] = *(const FbU2 *)&u3[row3 + 2 * D + i];
+                    if (gb.dgt) dg[n] = *(const FbU2 *)&gb.dgated[row + i];
                 }
             }
 #pragma unroll
@@ -1417,12 +1445,16 @@ __global__ void fb_bwd_rows_kernel(float *dgamma, floatX *sU3, const floatX *u3,
                 *(FbU2 *)&sU3[srow + i] = hi;
                 *(FbU2 *)&sU3[srow + D + i] = lo;
                 *(FbU2 *)&sU3[srow + 2 * D + i] = hi;
+                if (gb.dgt)                     // the gate's dgt = dgated * s (gate_backward's products)
+                    *(FbU2 *)&gb.dgt[t * gb.ld + i] = FbU2{pack_bf16x2(bf16x2_lo(dg[n].x) * sv[n].x, bf16x2_hi(dg[n].x) * sv[n].y),
+                                                           pack_bf16x2(bf16x2_lo(dg[n].y) * sv[n].z, bf16x2_hi(dg[n].y) * sv[n].w)};
             }
         }
     } else {
         for (int i = lane; i < D; i += WARP_SIZE) {
             acc = fmaf(fb_load_x3(u3, t, i, D), c[row + i], acc);
             fb_split3(&sU3[srow + i], D, s[row + i]);
+            if (gb.dgt) gb.dgt[t * gb.ld + i] = __float2bfloat16(__bfloat162float(gb.dgated[row + i]) * s[row + i]);
         }
     }
     acc = warp_reduce_sum(acc);
@@ -1685,9 +1717,10 @@ static void fb_launch_slab(const FbBwdScratch *w, int k, const float *lse, const
     cudaCheck(cudaGetLastError());
 }
 static void fb_launch_bwd_rows(const FbBwdScratch *w, float *dgamma, const float *c, const float *s, int u0, int Sv,
-                               int S, int B, int T, int D, cudaStream_t stream) {
-    int vec = D % 4 == 0 && ptr_alignment(c) >= 16 && ptr_alignment(s) >= 16;   // the kernel's 16-byte loads
-    fb_bwd_rows_kernel<<<dim3(ceil_div(Sv, 4), B), 128, 0, stream>>>(dgamma, w->sU3, w->u3, c, s, u0, Sv, S, T, D, vec);
+                               int S, int B, int T, int D, cudaStream_t stream, FbGateBwd gb = FbGateBwd{}) {
+    int vec = D % 4 == 0 && ptr_alignment(c) >= 16 && ptr_alignment(s) >= 16 &&   // the kernel's 16- and 8-byte accesses
+              (!gb.dgt || (ptr_alignment(gb.dgated) >= 8 && ptr_alignment(gb.dgt) >= 8 && gb.ld % 4 == 0));
+    fb_bwd_rows_kernel<<<dim3(ceil_div(Sv, 4), B), 128, 0, stream>>>(dgamma, w->sU3, w->u3, c, s, gb, u0, Sv, S, T, D, vec);
     cudaCheck(cudaGetLastError());
 }
 static void fb_launch_dz(const FbBwdScratch *w, int k, const float *dgamma, int u0, int Sv, int S, int B, int T,
@@ -1824,8 +1857,11 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
 static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dkb, int ld, const float *gs,
                               const float *s, const float *c, const float *lse, const floatX *qb, const floatX *kb,
                               const float *gamma, int B, int T, int D, float *scratch, cudaStream_t stream,
-                              int parts = FB_ALL) {
+                              int parts = FB_ALL, const FbGateBwd *gate = NULL) {
     feedback_check_shape(B, T, D, ld);
+    if ((gs == NULL) != (gate != NULL) || (gate && (!gate->dgated || !gate->gt || !gate->dgt || gate->ld < D)))
+        fatal("feedback_backward: give gs, or (gs NULL) the gate's dgated, gt, dgt with rows ld >= D apart");
+    FbGateBwd gb = gate ? *gate : FbGateBwd{};
     FbBwdScratch w;
     fb_bwd_carve(&w, scratch, B, T, D);
     fb_side_sms_set(B, D);
@@ -1838,7 +1874,7 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
     if ((parts & FB_BEGIN) && !dq_direct) cudaCheck(cudaMemsetAsync(w.dq, 0, (size_t)B * T * D * sizeof(float), stream));
     int nb = fb_sets(B, T), la = fb_lookahead();
     FbStreams st = fb_begin(w.PcT, nb, B, S, n, T, stream, parts & FB_BEGIN);
-    int side_inv = fb_solve_inv_mode(fb_bwd_vec(w.u3, df, gs, D)) == 3;   // the inverses beside the chain
+    int side_inv = fb_solve_inv_mode(fb_bwd_vec(w.u3, df, gs, &gb, D)) == 3;   // the inverses beside the chain
     // the it-th superblock from the end, q = n-1-it, uses buffers k = it % nb
     // 1. on stream a: its slab logits Zs (M, Sv) = qb[u0:T] kb[U]^T / sqrt(D); Pc = gamma alpha[u0:T, U] as bf16
     //    hi/lo parts (Pc3), PcT (and the inverses) (once stream b no longer reads these buffers for superblock it - nb)
@@ -1881,11 +1917,11 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
             acc_gemm(it, u1, T, 0.0f, stream);
         }
         // 3. the transposed in-superblock solve: u[U], df[U]
-        fb_bwd_solve(w.u3, df, w.acc, u1 < T, w.PcT[k], gs, w.Minv[k], w.Ls[k], u0, Sv, S, B, T, D, stream);
+        fb_bwd_solve(w.u3, df, w.acc, u1 < T, w.PcT[k], gs, gb, w.Minv[k], w.Ls[k], u0, Sv, S, B, T, D, stream);
         fb_after(st.b, st.solved, stream);         // the rest of U on stream b, beside the next chain
         // 4. dgamma[U] = u . c; 5. US (M, Sv) = u[u0:T] s[U]^T into the slab's logits buffer (the (T, 3D) view of
         //    u3 times sU3^T: one GEMM of K = 3D); dZ over Pc_hi's first copy
-        fb_launch_bwd_rows(&w, dgamma, c, s, u0, Sv, S, B, T, D, st.b);
+        fb_launch_bwd_rows(&w, dgamma, c, s, u0, Sv, S, B, T, D, st.b, gb);
         fb_gemm(FbOut{w.Zs[k], CUDA_R_32F, S, sTS}, FbIn{w.u3 + (size_t)3 * u0 * D, 3 * D, 3 * sTD, false},
                 FbIn{w.sU3, 3 * D, 3 * sSD, true}, FbShape{M, Sv, 3 * D, B}, 1.0f, 0.0f, st.b);
         fb_launch_dz(&w, k, dgamma, u0, Sv, S, B, T, st.b);

@@ -170,6 +170,48 @@ static int check(int B, int T, int D, int version) {
     return ok;
 }
 
+// the gate folded into the call (FbGateBwd, the trainer's way: gs NULL, dgated and gt given, dgt written) against the
+// same call on gs = dgated * gt from gate_backward (llmc/gate.cuh), bit for bit: df, dgamma, dqb, dkb and gate_backward's
+// dgt; dgated = f's random bf16, gt = the kb half (rows 2D apart), dgt into the first half of a (B*T, 2D) buffer filled
+// with NaN bytes (a row left unwritten fails)
+static int same_dev(const void *a, const void *b, size_t bytes) {
+    char *x = (char *)mallocCheck(2 * bytes);
+    cudaCheck(cudaMemcpy(x, a, bytes, cudaMemcpyDeviceToHost));
+    cudaCheck(cudaMemcpy(x + bytes, b, bytes, cudaMemcpyDeviceToHost));
+    int same = memcmp(x, x + bytes, bytes) == 0;
+    free(x);
+    return same;
+}
+static int check_gate(int B, int T, int D) {
+    Problem p = make_problem(B, T, D);
+    size_t n = (size_t)B * T * D;
+    const floatX *dgated = p.d_f, *gt = p.d_qkb + D;
+    float *gs;
+    floatX *dgt_ref, *dgt;
+    cudaMallocCheck(&gs, n * sizeof(float));
+    cudaMallocCheck(&dgt_ref, 2 * n * sizeof(floatX));
+    cudaMallocCheck(&dgt, 2 * n * sizeof(floatX));
+    cudaCheck(cudaMemset(dgt_ref, 0xff, 2 * n * sizeof(floatX)));
+    cudaCheck(cudaMemset(dgt, 0xff, 2 * n * sizeof(floatX)));
+    gate_backward(gs, dgt_ref, dgated, p.d_s, gt, 2 * D, B * T, D, 0);
+    Grads a = grads_alloc(&p, 2), b = grads_alloc(&p, 2);
+    feedback_backward(a.df, a.dgamma, a.dqkb, a.dqkb + D, p.ld, gs, p.d_s, p.d_c, p.d_lse, p.d_qkb, p.d_qkb + D,
+                      p.d_gamma, B, T, D, p.scratch, 0);
+    FbGateBwd gate = {dgated, gt, dgt, 2 * D};
+    feedback_backward(b.df, b.dgamma, b.dqkb, b.dqkb + D, p.ld, NULL, p.d_s, p.d_c, p.d_lse, p.d_qkb, p.d_qkb + D,
+                      p.d_gamma, B, T, D, p.scratch, 0, FB_ALL, &gate);
+    cudaCheck(cudaDeviceSynchronize());
+    int ok = same_dev(a.df, b.df, n * sizeof(floatX)) && same_dev(a.dgamma, b.dgamma, (size_t)B * T * sizeof(float)) &&
+             same_dev(a.dqkb, b.dqkb, 2 * n * sizeof(floatX));
+    int ok_dgt = same_dev(dgt_ref, dgt, 2 * n * sizeof(floatX));
+    printf("check B=%d T=%d D=%d: the gate folded in: df, dgamma, dqb, dkb bitwise those from gate_backward's gs: %s; "
+           "dgt bitwise gate_backward's: %s\n", B, T, D, ok ? "ok" : "FAIL", ok_dgt ? "ok" : "FAIL");
+    grads_free(&a); grads_free(&b);
+    cudaCheck(cudaFree(gs)); cudaCheck(cudaFree(dgt_ref)); cudaCheck(cudaFree(dgt));
+    free_problem(&p);
+    return ok && ok_dgt;
+}
+
 // version 2 with the inverses in each of fb_inverse_mode's four places and 32 or 16 columns a solve CTA: df, dqb,
 // dkb, dgamma bitwise alike
 // (inverse_modes_agree; the forward's s, c, lse are made once, by make_problem)
@@ -513,6 +555,8 @@ int main(int argc, char **argv) {
                  check(2, 300, 40, a.version);
         if (a.version == 0 || a.version == 2)     // the inverses' places alike: 8 blocks of 32, then 44 rows (2 blocks)
             ok &= check_inverse_modes(1, 300, 40);
+        if (a.version == 0 || a.version == 2)     // the gate folded in: one superblock; three; D = 38 (4-byte paths)
+            ok &= check_gate(2, 201, 72) & check_gate(1, 700, 160) & check_gate(2, 300, 38);
         if (a.version == 0 || a.version == 2) ok &= check_scratch_covers();
         if (a.version == 0 || a.version == 2)     // the slab bit for bit as session 6's: a partial superblock of 44
             ok &= check_slab_bitwise(2, 300, 38) & check_slab_with(256, 1, 4200, 8);   // rows; 17 superblocks

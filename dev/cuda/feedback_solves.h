@@ -60,11 +60,11 @@ static void solve_only_fwd(SolveBufs *p, int has_acc) {
 }
 static void solve_call_fwd(SolveBufs *p, int has_acc) { solve_prep_fwd(p, has_acc); solve_only_fwd(p, has_acc); }
 static void solve_prep_bwd(SolveBufs *p, int has_acc) {
-    if (fb_solve_inv_mode(fb_bwd_vec(p->x3, p->df, p->gs, p->D)) == 3)
+    if (fb_solve_inv_mode(fb_bwd_vec(p->x3, p->df, p->gs, NULL, p->D)) == 3)
         fb_inverses<true>(p->Minv, p->Ls, p->PcT, NULL, has_acc ? 0 : p->T - p->S, p->S, p->S, p->B, p->T, 0);
 }
 static void solve_only_bwd(SolveBufs *p, int has_acc) {
-    fb_bwd_solve(p->x3, p->df, p->acc, has_acc, p->PcT, p->gs, p->Minv, p->Ls, has_acc ? 0 : p->T - p->S,
+    fb_bwd_solve(p->x3, p->df, p->acc, has_acc, p->PcT, p->gs, FbGateBwd{}, p->Minv, p->Ls, has_acc ? 0 : p->T - p->S,
                  p->S, p->S, p->B, p->T, p->D, 0);
 }
 static void solve_call_bwd(SolveBufs *p, int has_acc) { solve_prep_bwd(p, has_acc); solve_only_bwd(p, has_acc); }
