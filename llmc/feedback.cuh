@@ -1752,16 +1752,20 @@ static void feedback_check_shape(int B, int T, int D, int ld) {
 
 // ----------------------------------------------------------------------------
 
+enum { FB_BEGIN = 1, FB_CHAIN = 2, FB_END = 4, FB_ALL = 7 };   // a call's parts ("Parts", below)
+
 // The start of either direction: when the last superblock is partial (T % S != 0), the nb diagonal-block buffers
 // (Pd forward, PcT backward, B x S x S fp32) cleared, because the solve reads whole 16-byte chunks past Sv (times 0
 // there) and they must be finite, not stale scratch (a full superblock's row pass or slab writes all S x S entries
 // of its block, zeros included: nothing to clear then, 2 x nb memsets a layer fewer at T = 256, 1024, 8192);
 // then the side streams forked off the calling stream (all three are the calling stream when there is one
-// superblock: nothing to overlap).
-// (begin 0: the streams only, for a call whose FB_BEGIN part was issued before)
-static FbStreams fb_begin(float *const *diag, int nb, int B, int S, int n, int T, cudaStream_t stream, int begin = 1) {
+// superblock and the call is whole: nothing to overlap; a call in parts keeps them with one superblock too, so that
+// its side work runs beside the caller's work between the parts).
+// (begin 0: the streams only, for a call whose FB_BEGIN part was issued before; parts: the call's, FB_ALL if whole)
+static FbStreams fb_begin(float *const *diag, int nb, int B, int S, int n, int T, cudaStream_t stream, int begin,
+                          int parts) {
     FbStreams st = fb_streams(stream);
-    if (n == 1) st.a = st.b = st.c = stream;
+    if (n == 1 && parts == FB_ALL) st.a = st.b = st.c = stream;
     if (!begin) return st;
     for (int k = 0; T % S != 0 && k < nb; k++) cudaCheck(cudaMemsetAsync(diag[k], 0, (size_t)B * S * S * sizeof(float), stream));
     fb_fork(&st, stream);
@@ -1773,12 +1777,11 @@ static FbStreams fb_begin(float *const *diag, int nb, int B, int S, int n, int T
 // work, which needs only qb, kb (and lse, gamma): the forward's logits and row pass, the backward's first slab;
 // FB_CHAIN, the rest up to the last solve; FB_END, the side streams joined (and the backward's dqb written). The
 // caller's work in between runs beside the side streams: the trainer issues FB_BEGIN before the layer's work that
-// comes ahead of the solve (forward: RoPE and the attention; backward: Linear_out's and the gate's backward) and the
+// comes ahead of the solve (forward: RoPE and the attention; backward: Linear_out's backward) and the
 // backward's FB_END only where it reads dgamma, dqb, dkb (after the attention's backward), so that the first side
 // work and the last superblock's tail (dgamma, u s^T, dZ, dkb, dqb on stream b) do not hold the main stream.
 // Complete after FB_END only: the forward's c and lse (the side stream's row passes write lse), the backward's
 // dgamma, dqb, dkb. Measured: train_sessa.cu, feedback_split.
-enum { FB_BEGIN = 1, FB_CHAIN = 2, FB_END = 4, FB_ALL = 7 };
 
 // The layer's gate on the forward's way out (optional last argument of feedback_forward): out (B,T,D) bf16 =
 // s * gt, gt rows ld apart (gate.cuh), made superblock by superblock on side stream b right after each solve, beside
@@ -1799,7 +1802,7 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
     int S = fb_superblock(B, T), n = ceil_div(T, S);
     long long sq = (long long)T * ld, sZ = (long long)S * ldz, sTD = (long long)T * D, sSD = (long long)S * D;
     int nb = fb_sets(B, T), la = fb_lookahead();
-    FbStreams st = fb_begin(w.Pd, nb, B, S, n, T, stream, parts & FB_BEGIN);
+    FbStreams st = fb_begin(w.Pd, nb, B, S, n, T, stream, parts & FB_BEGIN, parts);
     int side_inv = fb_solve_inv_mode(fb_fwd_vec(s, c, w.s3, f, D)) == 3;   // the inverses beside the chain
     // superblock q's logits and P (and the inverses) on stream a, into buffers q % nb (once U = q - nb no longer
     // reads them)
@@ -1873,7 +1876,7 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
     int dq_direct = n == 1;
     if ((parts & FB_BEGIN) && !dq_direct) cudaCheck(cudaMemsetAsync(w.dq, 0, (size_t)B * T * D * sizeof(float), stream));
     int nb = fb_sets(B, T), la = fb_lookahead();
-    FbStreams st = fb_begin(w.PcT, nb, B, S, n, T, stream, parts & FB_BEGIN);
+    FbStreams st = fb_begin(w.PcT, nb, B, S, n, T, stream, parts & FB_BEGIN, parts);
     int side_inv = fb_solve_inv_mode(fb_bwd_vec(w.u3, df, gs, &gb, D)) == 3;   // the inverses beside the chain
     // the it-th superblock from the end, q = n-1-it, uses buffers k = it % nb
     // 1. on stream a: its slab logits Zs (M, Sv) = qb[u0:T] kb[U]^T / sqrt(D); Pc = gamma alpha[u0:T, U] as bf16
