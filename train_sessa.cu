@@ -349,22 +349,24 @@ static void wgrad_join(Model *m) {
 // last tail (dgamma, dkb, dqb of the first superblock) joined only before the stacked projection's backward, which
 // reads them, so that both run beside the layer's other kernels instead of with the main stream waiting for them.
 // The same kernels with the same arguments on the same streams: the same bits (dev/test/test_fb_split.sh).
-// SESSA_FB_SPLIT=0: the calls whole, as before; 1 (default): in parts where there are 2 or more superblocks; 2: in
-// parts with one superblock too (T <= S), where the call then keeps its side streams (fb_begin), so that the
-// superblock's logits / slab and its backward tail run beside RoPE and the attention / Linear_out's and the
-// attention's backward.
+// With one superblock (T <= S) a call in parts keeps its side streams (fb_begin), so that the superblock's logits /
+// slab and its backward tail run beside RoPE and the attention / Linear_out's and the attention's backward.
+// SESSA_FB_SPLIT=0: the calls whole, as before.
 // Measured (H200, d12, the ninth session's first A/B call, two rounds each, SESSA_FB_SPLIT = 0 / 1, the same losses
 // and norms): B=8 T=1024 19.9 / 19.8 and 20.2 / 19.5 ms a step, B=2 T=4096 34.0 / 32.9 and 33.5 / 32.8, B=1 T=8192
 // 51.2 / 50.1 and 51.3 / 50.8; d4w256h4 B=8 T=256 (one superblock, split then with all its work on the main stream)
-// 1.576M / 1.552M and 1.567M / 1.548M tok/s.
+// 1.576M / 1.552M and 1.567M / 1.548M tok/s, whole there until the eleventh session, whose A/B call (gpu11c) measured
+// the parts with their side streams kept at one superblock: d4w256h4 1.713M and 1.722M tok/s against 1.647M and
+// 1.656M whole (the d12 shapes have 4 or more superblocks: split either way).
 static int feedback_split(const Model *m, int B, int T) {
+    (void)B; (void)T;
     static int on = -1;
     if (on < 0) {
         const char *e = getenv("SESSA_FB_SPLIT");
         on = e == NULL ? 1 : atoi(e);
-        if (on < 0 || on > 2) fatal("SESSA_FB_SPLIT=%s: need 0, 1 or 2", e);
+        if (on != 0 && on != 1) fatal("SESSA_FB_SPLIT=%s: need 0 or 1", e);
     }
-    return on && !m->config.no_feedback && (on == 2 || T > fb_superblock(B, T));
+    return on && !m->config.no_feedback;
 }
 
 // carve every activation and backward buffer for B x T out of the arena

@@ -1250,9 +1250,12 @@ static void fb_inverses(float *Minv, float *Ls, const float *L, const float *gam
 
 // Columns of a solve CTA (SESSA_FB_COLS in the environment, read at the first solve; dev/cuda's checks set
 // fb_cols_mode to compare, same bits): 32 or 16; unset (or 0) automatic: 16 when the CTAs of 16 columns,
-// B ceil(D/16), fit in half the SMs (B = 1 at D = 768: 48 CTAs, not 24), else 32. A CTA's time is its chain of
-// 8 blocks (rhs, x, update: see "Count" above); at 16 columns the update and the rhs halve (24 mmas, 8 splits),
-// x and the panels do not, and twice the CTAs each load the same panels.
+// B ceil(D/16), fit on the SMs one each (B = 1 at D = 768: 48 CTAs, not 24; d4w256h4 B=8: 128, not 64), else 32.
+// A CTA's time is its chain of 8 blocks (rhs, x, update: see "Count" above); at 16 columns the update and the rhs
+// halve (24 mmas, 8 splits), x and the panels do not, and twice the CTAs each load the same panels. Measured (H200,
+// the trainer, gpu11c): d4w256h4 B=8 T=256 1.688M tok/s at 16 against 1.647-1.656M at 32 (1.747M against 1.713-1.722M
+// with its feedback calls in parts); d12 B=8 T=1024 (384 CTAs at 16: more than the SMs) 20.2 ms against 19.2-19.5.
+// (The rule was half the SMs until then.)
 static int fb_cols_mode = -1;   // -1: not chosen yet
 static int fb_solve_cols(int B, int D) {
     if (fb_cols_mode < 0) {
@@ -1263,7 +1266,7 @@ static int fb_solve_cols(int B, int D) {
     }
     if (fb_cols_mode != 0 && fb_cols_mode != 16 && fb_cols_mode != 32)
         fatal("feedback: SESSA_FB_COLS=%d (need 16, 32, or 0 for automatic)", fb_cols_mode);
-    return fb_cols_mode ? fb_cols_mode : B * ceil_div(D, 16) <= fb_sm_count() / 2 ? 16 : 32;
+    return fb_cols_mode ? fb_cols_mode : B * ceil_div(D, 16) <= fb_sm_count() ? 16 : 32;
 }
 
 // the launch of a solve: dynamic shared memory past 48 KiB, carveout to the maximum (2 CTAs per SM; set once per
