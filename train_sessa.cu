@@ -611,9 +611,12 @@ static void layer_backward(Model *m, int l, int B, int T) {
         datt = g->datt;
     }
     // causal attention (dq, dk, dv into their columns of dproj) with RoPE's backward on dq, dk (fused into the
-    // Hopper kernels' stores; rope_backward after the mma.sync kernels: llmc/attention.cuh)
+    // Hopper kernels' stores; rope_backward after the mma.sync kernels: llmc/attention.cuh). SESSA_ROPE_FUSED=0:
+    // rope_backward as a pass of its own after it, as before (to compare; on Hopper other last bits: two roundings)
+    static const int rope_fused = [] { const char *e = getenv("SESSA_ROPE_FUSED"); return !(e && strcmp(e, "0") == 0); }();
     attention_backward(g->dq, g->dk, g->dv, datt, a->att, a->att_lse, a->q, a->k, a->v, g->att_scratch,
-                       B, T, H, Hkv, hd, st, np, np, c->use_rope ? m->rope : NULL);
+                       B, T, H, Hkv, hd, st, np, np, c->use_rope && rope_fused ? m->rope : NULL);
+    if (c->use_rope && !rope_fused) rope_backward(g->dq, np, H, g->dk, np, Hkv, m->rope, N, T, hd, st);
     if (split) feedback_backward(g->df, g->dgamma, g->dqbkb, g->dqbkb + D, np, g->gs, a->s, a->c, a->fb_lse, a->qbkb,
                                  a->qbkb + D, a->gamma, B, T, D, g->fb_scratch, st, FB_END);
     // [q | k | v | qb | kb] = abar [W_q; W_k; W_v; W_fb]^T + biases: dabar (its first contribution) and the
