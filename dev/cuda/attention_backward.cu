@@ -48,6 +48,7 @@
    version 2's kernels) against the CPU, against the unfused path within about one bf16 rounding, and for
    determinism (check_rope)
  make -C dev/cuda bin/attention_backward && dev/cuda/bin/attention_backward check|bench [version]
+   (bench also times each version 2-17 without RoPE's backward, with it in the stores and with rope_backward after)
  dev/cuda/bin/attention_backward shape B T H Hkv d   times the trainer's forward (attention_forward: the Hopper
    kernel on sm_90, else version 2), the version 2 forward, the trainer's backward (attention_backward: version 15
    on sm_90, else 2) and the version 2 backward at one shape and prints one machine-readable line
@@ -466,6 +467,12 @@ static int check_rope(int version, int B, int T, int H, int Hkv, int d, int stac
 // 2.5x the forward's matmul FLOPs (S, dP, dV, dK, dQ; S and dP recomputed in the dQ pass: counted once, as FA2 does)
 static double att_backward_flops(int B, int T, int H, int d) { return 2.5 * att_forward_flops(B, T, H, d); }
 
+// the backward without the table, then rope_backward on dq, dk: RoPE's backward as a pass of its own (the unfused path)
+static void run_att_backward_unfused(AttProblem *p, AttGrads *g, int version, const float2 *rope) {
+    run_att_backward(p, g, version);
+    rope_backward(g->dq, p->L.ldq, p->H, g->dk, p->L.ldkv, p->Hkv, rope, p->B * p->T, p->T, p->d, 0);
+}
+static float median_ms(int n, float *x);
 static void bench(int version, int B, int T, int H, int Hkv, int d) {
     AttProblem p = make_att_problem(B, T, H, Hkv, d, 0);
     float *dout = make_random_float((size_t)B * T * H * d, -1.0f, 1.0f);
@@ -474,6 +481,22 @@ static void bench(int version, int B, int T, int H, int Hkv, int d) {
     float ms = benchmark_kernel(10, run_att_backward, &p, &g, version);
     printf("B=%d T=%d H=%d Hkv=%d d=%d  version %d  %8.3f ms  %6.1f TFLOP/s\n", B, T, H, Hkv, d, version, ms,
            att_backward_flops(B, T, H, d) / (ms * 1e-3) / 1e12);
+    if (version >= 2 && (version == 2 || d == 64 || d == 128)) {
+        // RoPE's backward: none / in the stores (the table given) / rope_backward after, interleaved, median of 7
+        // timings of 20 calls each
+        float2 *rope = rope_table_create(T, d);
+        float t0[7], t1[7], t2[7];
+        for (int r = 0; r < 7; r++) {
+            t0[r] = benchmark_kernel(20, run_att_backward_rope, &p, &g, version, (const float2 *)NULL);
+            t1[r] = benchmark_kernel(20, run_att_backward_rope, &p, &g, version, (const float2 *)rope);
+            t2[r] = benchmark_kernel(20, run_att_backward_unfused, &p, &g, version, (const float2 *)rope);
+        }
+        const float m0 = median_ms(7, t0), m1 = median_ms(7, t1), m2 = median_ms(7, t2);
+        printf("B=%d T=%d H=%d Hkv=%d d=%d  version %d  RoPE backward: none %.4f ms, in the stores %.4f ms (%+.1f us), "
+               "rope_backward after %.4f ms (%+.1f us)\n", B, T, H, Hkv, d, version, m0, m1, 1e3f * (m1 - m0), m2,
+               1e3f * (m2 - m0));
+        cudaCheck(cudaFree(rope));
+    }
     free(dout);
     att_grads_free(&g);
     free_att_problem(&p);
