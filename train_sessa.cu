@@ -621,12 +621,17 @@ static void layer_backward(Model *m, int l, int B, int T) {
         matmul_backward_input(g->datt, g->df, D, PW(P_O_W), N, D, D, false, st);
         datt = g->datt;
     }
-    // causal attention (dq, dk, dv into their columns of dproj), then RoPE
-    attention_backward(g->dq, g->dk, g->dv, datt, a->att, a->att_lse, a->q, a->k, a->v, g->att_scratch,
-                       B, T, H, Hkv, hd, st, np, np);
-    if (c->use_rope) {
-        rope_backward(g->dq, np, H, g->dk, np, Hkv, m->rope, N, T, hd, st);
+    // causal attention (dq, dk, dv into their columns of dproj) with RoPE's backward on dq, dk (fused into the
+    // Hopper kernels' stores; rope_backward after the mma.sync kernels: llmc/attention.cuh). SESSA_ROPE_FUSED=0:
+    // rope_backward as a pass of its own after it, as before (to compare; on Hopper other last bits: two roundings)
+    static int rope_fused = -1;
+    if (rope_fused < 0) {
+        const char *e = getenv("SESSA_ROPE_FUSED");
+        rope_fused = !(e && strcmp(e, "0") == 0);
     }
+    attention_backward(g->dq, g->dk, g->dv, datt, a->att, a->att_lse, a->q, a->k, a->v, g->att_scratch,
+                       B, T, H, Hkv, hd, st, np, np, c->use_rope && rope_fused ? m->rope : NULL);
+    if (c->use_rope && !rope_fused) rope_backward(g->dq, np, H, g->dk, np, Hkv, m->rope, N, T, hd, st);
     if (split) feedback_backward(g->df, g->dgamma, g->dqbkb, g->dqbkb + D, np, NULL, a->s, a->c, a->fb_lse, a->qbkb,
                                  a->qbkb + D, a->gamma, B, T, D, g->fb_scratch, st, FB_END, &gate);
     // [q | k | v | qb | kb] = abar [W_q; W_k; W_v; W_fb]^T + biases: dabar (its first contribution) and the

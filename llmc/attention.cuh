@@ -2,8 +2,8 @@
  Causal grouped-query attention, FlashAttention-2 class: fragments in registers (mma.sync m16n8k16 bf16 ->
  fp32, ldmatrix), cp.async double-buffered K/V (or Q/dO) tiles, online softmax in registers, causal tile
  skipping. Scale 1/sqrt(d); query head h reads key/value head h / (H/Hkv); the diagonal is included (t attends
- j <= t). RoPE is applied before these calls. (The simple wmma version this replaced is version 1 of
- dev/cuda/attention_forward.cu and attention_backward.cu.)
+ j <= t). RoPE is applied before these calls (its backward within attention_backward: rope below). (The simple
+ wmma version this replaced is version 1 of dev/cuda/attention_forward.cu and attention_backward.cu.)
 
  API (row-major, token-major, bf16 storage, fp32 accumulation; every pointer 16-byte aligned):
    void attention_forward(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
@@ -11,12 +11,18 @@
        q (B,T,H,d), k/v (B,T,Hkv,d)  ->  out (B,T,H,d), lse (B,H,T) = log sum_{j<=t} exp(q_t.k_j/sqrt(d))
    void attention_backward(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const floatX *out,
                            const float *lse, const floatX *q, const floatX *k, const floatX *v, float *scratch,
-                           int B, int T, int H, int Hkv, int d, cudaStream_t stream, int ldq = 0, int ldkv = 0);
+                           int B, int T, int H, int Hkv, int d, cudaStream_t stream, int ldq = 0, int ldkv = 0,
+                           const float2 *rope = NULL);
        ldq, ldkv: row strides (elements) of q and dq, of k, v, dk, dv (0: dense, H*d and Hkv*d). The trainer
        passes the columns of its stacked projection [q | k | v | qb | kb] (row stride H*d + 2 Hkv*d + 2D) as is;
        out, dout, lse and Delta stay dense.
        dout (B,T,H,d)  ->  dq (B,T,H,d), dk/dv (B,T,Hkv,d) (overwritten; deterministic, no atomics: dq in its
        own kernel per query tile, dk, dv per key tile summing the H/Hkv query heads of its kv head in order)
+       rope != NULL (llmc/rope.cuh's table (>= T, d/2) of cos, sin; the forward's q, k were rope_forward's output):
+       dq, dk come out as the gradients of rope_forward's inputs, i.e. with rope_backward applied. The Hopper
+       kernels rotate each interleaved pair in fp32 right before their one bf16 store (atth_store_rows: no extra
+       pass, one rounding); the mma.sync path runs rope_backward after its kernels (two roundings). One
+       implementation of the math each way; dev/cuda/attention_backward.cu checks both against the CPU.
    size_t attention_backward_scratch_bytes(int B, int T, int H, int Hkv, int d);   // Delta (B,H,T) fp32
  d must be 32, 64 or 128 (anything else is a fatal error naming it).
  On an sm_90 GPU with a binary built for sm_90a (-gencode arch=compute_90a,code=sm_90a: the Makefiles' default for
@@ -56,6 +62,7 @@
 #include <stdint.h>
 #include "cuda_common.h"
 #include "mma.cuh"
+#include "rope.cuh"   // rope_backward: the mma.sync path's RoPE backward (attention_backward's rope argument)
 
 #define ATT_WARPS 4
 #define ATT_THREADS (ATT_WARPS * WARP_SIZE)
@@ -577,10 +584,12 @@ static void attention_backward_hd(floatX *dq, floatX *dk, floatX *dv, const floa
     cudaCheck(cudaGetLastError());
 }
 
-// the mma.sync backward (any GPU from sm_80; dev/cuda/attention_backward.cu version 2)
+// the mma.sync backward (any GPU from sm_80; dev/cuda/attention_backward.cu version 2); rope != NULL: then
+// rope_backward (llmc/rope.cuh) on dq, dk in place, a separate pass (the Hopper kernels fuse it into their stores)
 static void attention_backward_mma(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const floatX *out,
                                    const float *lse, const floatX *q, const floatX *k, const floatX *v, float *scratch,
-                                   int B, int T, int H, int Hkv, int d, cudaStream_t stream, int ldq = 0, int ldkv = 0) {
+                                   int B, int T, int H, int Hkv, int d, cudaStream_t stream, int ldq = 0, int ldkv = 0,
+                                   const float2 *rope = NULL) {
     attention_backward_check(dq, dk, dv, dout, out, q, k, v, B, T, H, Hkv, d);
     int ld[2];
     attention_row_strides(ld, ldq, ldkv, H, Hkv, d);
@@ -589,6 +598,7 @@ static void attention_backward_mma(floatX *dq, floatX *dk, floatX *dv, const flo
     if (d == 32) attention_backward_hd<32>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, ld[0], ld[1], stream);
     if (d == 64) attention_backward_hd<64>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, ld[0], ld[1], stream);
     if (d == 128) attention_backward_hd<128>(dq, dk, dv, dout, lse, delta, q, k, v, B, T, H, Hkv, ld[0], ld[1], stream);
+    if (rope) rope_backward(dq, ld[0], H, dk, ld[1], Hkv, rope, B * T, T, d, stream);
 }
 // the Hopper backward (wgmma, llmc/attention_sm90_bwd.cuh; dev/cuda/attention_backward.cu versions 3-17: 4 with the
 // warp-specialized kernels, 5 the same in longest-first order, 6 that with its consumer warpgroups in ping-pong,
@@ -605,14 +615,14 @@ static void attention_backward_mma(floatX *dq, floatX *dk, floatX *dv, const flo
 static void attention_backward_sm90(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const floatX *out,
                                     const float *lse, const floatX *q, const floatX *k, const floatX *v, float *scratch,
                                     int B, int T, int H, int Hkv, int d, cudaStream_t stream, int version = ATTH_BWD_VERSION,
-                                    int ldq = 0, int ldkv = 0) {
+                                    int ldq = 0, int ldkv = 0, const float2 *rope = NULL) {
     attention_backward_check(dq, dk, dv, dout, out, q, k, v, B, T, H, Hkv, d);
     int ld[2];
     attention_row_strides(ld, ldq, ldkv, H, Hkv, d);
     float *delta = scratch, *work = (float *)((char *)scratch + attention_delta_bytes(B, T, H));
     attention_delta(delta, dout, out, B, T, H, d, stream);
     attention_backward_sm90_kernels(dq, dk, dv, dout, lse, delta, q, k, v, work, B, T, H, Hkv, d, ld[0], ld[1], version,
-                                    stream);
+                                    stream, rope);
 }
 
 // Whether the trainer takes the Hopper paths: attention_sm90_usable() and, once per process, a self-test on a small
@@ -620,7 +630,9 @@ static void attention_backward_sm90(floatX *dq, floatX *dk, floatX *dv, const fl
 // and dq, dk, dv column slices of a (T, 4d + 8) matrix as the trainer's stacked projection makes them): the
 // Hopper forward against the mma.sync one within the tolerance of dev/cuda/attention_forward.cu's check (|diff| <=
 // 1e-2 max|x| + 2e-2 |x|; lse 1e-3), the Hopper backward against the mma.sync one with the same bound on dq, dk and
-// dv (each is within 1e-2 max + 1e-2 |x| of the exact gradient: dev/cuda/attention_backward.cu's check). A Hopper
+// dv (each is within 1e-2 max + 1e-2 |x| of the exact gradient: dev/cuda/attention_backward.cu's check), both with
+// a RoPE table as the trainer's (the Hopper kernels' fused rotation in their stores against mma.sync + rope_backward;
+// a rotation preserves each pair's norm, so the same bound holds). A Hopper
 // kernel that is wrong on this GPU is then bypassed (forward and backward separately), with a message on stderr,
 // instead of training on wrong attention; the warp-specialized (TMA) versions fall back first to the previous ones
 // (forward 11 -> 9 -> 7 -> 5 -> 4, 10 -> 8 -> 6 -> 4, backward 9 -> 8 -> 7 -> 6 -> 5 -> 4 -> 3: dev/cuda/attention_*.cu),
@@ -716,9 +728,11 @@ static void attention_sm90_decide(void) {
             attention_sm90_selftest_failures += !fwd_ok;
         }
         floatX *g0 = dgrad, *g1 = dgrad + nqkv;       // dq | dk | dv rows of the mma.sync / Hopper backward
+        float2 *rope = rope_table_create(T, d);       // both backwards with RoPE's backward (the trainer's call)
         const int offs[3] = {0, H * d, (H + Hkv) * d}, widths[3] = {H * d, Hkv * d, Hkv * d};
         const char *names[3] = {"dq", "dk", "dv"};
-        attention_backward_mma(g0, g0 + offs[1], g0 + offs[2], dout, dout2, dlse, q, k, v, dscratch, B, T, H, Hkv, d, 0, ld, ld);
+        attention_backward_mma(g0, g0 + offs[1], g0 + offs[2], dout, dout2, dlse, q, k, v, dscratch, B, T, H, Hkv, d, 0, ld, ld,
+                               rope);
         int bwd_ok = 0;
         for (int ver = attention_sm90_bwd_version; ver >= 3 && !bwd_ok; ver--) {   // 17 .. 7, 6, 5, 4, then 3
             if (ver < attention_sm90_bwd_version)
@@ -726,7 +740,7 @@ static void attention_sm90_decide(void) {
                         ver + 1, d, ver);
             attention_sm90_bwd_version = ver;
             attention_backward_sm90(g1, g1 + offs[1], g1 + offs[2], dout, dout2, dlse, q, k, v, dscratch, B, T, H, Hkv, d, 0,
-                                    ver, ld, ld);
+                                    ver, ld, ld, rope);
             bwd_ok = 1;
             for (int i = 0; i < 3; i++)
                 bwd_ok &= attention_selftest_close(g1 + offs[i], g0 + offs[i], B * T, widths[i], ld, names[i], d);
@@ -736,7 +750,7 @@ static void attention_sm90_decide(void) {
         if (!bwd_ok) attention_sm90_bwd_state = 0;
         free(h);
         cudaCheck(cudaFree(din)); cudaCheck(cudaFree(dout2)); cudaCheck(cudaFree(dgrad));
-        cudaCheck(cudaFree(dlse)); cudaCheck(cudaFree(dscratch));
+        cudaCheck(cudaFree(dlse)); cudaCheck(cudaFree(dscratch)); cudaCheck(cudaFree(rope));
     }
 }
 static int attention_sm90_trusted(void) { attention_sm90_decide(); return attention_sm90_state; }
@@ -777,11 +791,12 @@ static void attention_forward(floatX *out, float *lse, const floatX *q, const fl
 }
 static void attention_backward(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const floatX *out,
                                const float *lse, const floatX *q, const floatX *k, const floatX *v, float *scratch,
-                               int B, int T, int H, int Hkv, int d, cudaStream_t stream, int ldq = 0, int ldkv = 0) {
+                               int B, int T, int H, int Hkv, int d, cudaStream_t stream, int ldq = 0, int ldkv = 0,
+                               const float2 *rope = NULL) {
     if (attention_use_sm90(d, stream, 1))
         attention_backward_sm90(dq, dk, dv, dout, out, lse, q, k, v, scratch, B, T, H, Hkv, d, stream, attention_sm90_bwd_version,
-                                ldq, ldkv);
-    else attention_backward_mma(dq, dk, dv, dout, out, lse, q, k, v, scratch, B, T, H, Hkv, d, stream, ldq, ldkv);
+                                ldq, ldkv, rope);
+    else attention_backward_mma(dq, dk, dv, dout, out, lse, q, k, v, scratch, B, T, H, Hkv, d, stream, ldq, ldkv, rope);
 }
 
 #endif // SESSA_ATTENTION_CUH

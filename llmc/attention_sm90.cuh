@@ -92,10 +92,15 @@ __device__ __forceinline__ unsigned char *atth_smem_base(unsigned char *smem) {
     return smem + ((1024 - ((uint32_t)__cvta_generic_to_shared(smem) & 1023)) & 1023);
 }
 // rows r0, r0 + 8 (< T) of a warpgroup accumulator (HD columns, this thread's HD/2 registers: llmc/mma.cuh) -> dst
-// (row t at dst[t*stride]) as bf16, row r0 times s0 and row r0 + 8 times s1
+// (row t at dst[t*stride]) as bf16, row r0 times s0 and row r0 + 8 times s1.
+// rope (the backward's dq, dk only; NULL: none): RoPE's backward fused into the store. This thread's columns 2tq + 8nd,
+// +1 are an interleaved pair (x0, x1) = pair p = 4nd + tq of the store, rotated by -theta in fp32 after the scaling,
+// then rounded to bf16 once:  x0' = x0 cos + x1 sin, x1' = x1 cos - x0 sin,  (cos, sin) = rope[t * rope_ld + p]
+// (llmc/rope.cuh's table, rope_ld = hd/2 pairs a row; rope at the store's first pair: + 32 for the right column half
+// of a d = 128 head). The entries are loaded per pair inside the loop (L1/L2 hits: the table is T x hd/2 float2).
 template <int HD>
 __device__ __forceinline__ void atth_store_rows(floatX *dst, int stride, int r0, int T, const float (&acc)[HD / 2],
-                                                float s0, float s1) {
+                                                float s0, float s1, const float2 *rope = nullptr, int rope_ld = HD / 2) {
     const int tq = threadIdx.x % 4;
 #pragma unroll
     for (int r = 0; r < 2; r++) {
@@ -103,9 +108,18 @@ __device__ __forceinline__ void atth_store_rows(floatX *dst, int stride, int r0,
         if (t >= T) continue;
         float sc = r ? s1 : s0;
         floatX *row = dst + (size_t)t * stride + 2 * tq;
+        const float2 *cs = rope ? rope + (size_t)t * rope_ld + tq : nullptr;
 #pragma unroll
-        for (int nd = 0; nd < HD / 8; nd++)
-            *(uint32_t *)(row + 8 * nd) = pack_bf16x2(acc[4 * nd + 2 * r] * sc, acc[4 * nd + 2 * r + 1] * sc);
+        for (int nd = 0; nd < HD / 8; nd++) {
+            float x0 = acc[4 * nd + 2 * r] * sc, x1 = acc[4 * nd + 2 * r + 1] * sc;
+            if (cs) {
+                const float2 c = cs[4 * nd];
+                const float y0 = x0 * c.x + x1 * c.y;
+                x1 = x1 * c.x - x0 * c.y;
+                x0 = y0;
+            }
+            *(uint32_t *)(row + 8 * nd) = pack_bf16x2(x0, x1);
+        }
     }
 }
 

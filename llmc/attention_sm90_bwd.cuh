@@ -7,6 +7,17 @@
  column slices; dout dense); d = 64 or 128; scale 1/sqrt(d). Deterministic: no atomics, every sum in a fixed
  order (dq in its own kernel, dk/dv summing the H/Hkv query heads of a kv head in head order), so a second run
  gives the same bits.
+ RoPE's backward (rope != NULL: llmc/rope.cuh's table, row t = position t of the sequence): every dq and dk element
+ is written once from an fp32 accumulator by atth_store_rows (llmc/attention_sm90.cuh), where each thread holds
+ columns 2tq + 8nd, +1 of its rows, i.e. whole interleaved pairs: it rotates them by -theta (x0 cos + x1 sin,
+ x1 cos - x0 sin) after the scaling and rounds once to bf16 (rope_backward after the kernels rounds twice: not the
+ same bits, within about one bf16 rounding of them: dev/cuda/attention_backward.cu's check). Every kernel below
+ that stores dq or dk takes the table: the dQ kernels, the dK/dV kernels, and in versions 12-17 the diagonal
+ block's store of dq in atth_dq_add (a column half of the head at d = 128: the table from pair 32 on). dv is never
+ rotated. The table entries are loaded per pair inside the store loop (L1/L2 hits), so that the rotation adds no
+ live registers next to the accumulators: ptxas -v (nvcc 13) the same counts as without it (version 3's kernels at
+ d = 64 / 128: dQ 134 / 170, dK/dV 194 / 255; the warp-specialized ones report their launch bound, 168) and no
+ spills in any of these kernels.
 
  Math (recomputation from lse, FlashAttention-2/3), P = exp(S/sqrt(d) - lse), dS = P (dP - Delta):
    dQ kernel, per block of 128 query rows (2 warpgroups x 64), over key tiles of 64 up to the diagonal:
@@ -400,7 +411,8 @@ __device__ __forceinline__ void atth_pingpong_pass(int turn, int next) {   // a 
 template <int HD>
 __global__ void __launch_bounds__(ATTH_THREADS, 1)
 attention_backward_dq_sm90_kernel(floatX *dq, const floatX *dout, const float *lse, const float *delta,
-                                  const floatX *q, const floatX *k, const floatX *v, int T, int H, int Hkv, int ldq, int ldkv) {
+                                  const floatX *q, const floatX *k, const floatX *v, int T, int H, int Hkv, int ldq, int ldkv,
+                                  const float2 *rope) {
 #ifdef SESSA_SM90A
     using C = AttHBwdCfg<HD>;
     constexpr int BQ = C::DQ_BQ, BK = C::DQ_BK, NS = BK / 2, NO = HD / 2;   // S/dP and dQ registers per thread
@@ -443,7 +455,7 @@ attention_backward_dq_sm90_kernel(floatX *dq, const floatX *dout, const float *l
         if (j0 > wg0 + 63) continue;                   // every key of the tile follows every row of this warpgroup
         atth_dq_tile<HD, BQ, BK>(acc, s, dp, da, Qw, dOw, Kt, Vt, j0, wg0, r0, sl2, lse2, dlt);
     }
-    atth_store_rows<HD>(dq + (size_t)b * T * ldq + h * HD, ldq, r0, T, acc, scale, scale);
+    atth_store_rows<HD>(dq + (size_t)b * T * ldq + h * HD, ldq, r0, T, acc, scale, scale, rope);
 #endif // SESSA_SM90A
 }
 
@@ -585,7 +597,7 @@ __global__ void __launch_bounds__(AttWBwdCfg<HD>::THREADS, 1)
 attention_backward_dq_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
                                      const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
                                      floatX *dq, const float *lse, const float *delta, int T, int H, int Hkv, int ldq,
-                                     int sec) {
+                                     int sec, const float2 *rope) {
 #ifdef SESSA_SM90A
     using C = AttWBwdCfg<HD>;
     constexpr int BQ = C::BQ, BK = C::BK, NST = C::STAGES, NS = BK / 2, NO = HD / 2;
@@ -652,7 +664,7 @@ attention_backward_dq_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, con
     };
     if constexpr (RS) consume(qa, doa);
     else consume(Qw, dOw);
-    atth_store_rows<HD>(dq + (size_t)b * T * ldq + h * HD, ldq, r0, T, acc, scale, scale);
+    atth_store_rows<HD>(dq + (size_t)b * T * ldq + h * HD, ldq, r0, T, acc, scale, scale, rope);
 #endif // SESSA_SM90A
 }
 
@@ -727,7 +739,8 @@ __device__ __forceinline__ void atth_dkv_item(float (&dka)[HD / 2], float (&dva)
 template <int HD>
 __global__ void __launch_bounds__(ATTH_THREADS, 1)
 attention_backward_dkv_sm90_kernel(floatX *dk, floatX *dv, const floatX *dout, const float *lse, const float *delta,
-                                   const floatX *q, const floatX *k, const floatX *v, int T, int H, int Hkv, int ldq, int ldkv) {
+                                   const floatX *q, const floatX *k, const floatX *v, int T, int H, int Hkv, int ldq, int ldkv,
+                                   const float2 *rope) {
 #ifdef SESSA_SM90A
     using C = AttHBwdCfg<HD>;
     constexpr int BKV = C::KV_BK, BQ = C::KV_BQ, NS = BQ / 2, NO = HD / 2;
@@ -783,7 +796,7 @@ attention_backward_dkv_sm90_kernel(floatX *dk, floatX *dv, const floatX *dout, c
     }
     size_t base = (size_t)b * T * ldkv + hk * HD;
     atth_store_rows<HD>(dv + base, ldkv, rk0, T, dva, 1.0f, 1.0f);
-    atth_store_rows<HD>(dk + base, ldkv, rk0, T, dka, scale, scale);
+    atth_store_rows<HD>(dk + base, ldkv, rk0, T, dka, scale, scale, rope);
 #endif // SESSA_SM90A
 }
 
@@ -946,11 +959,12 @@ __device__ __forceinline__ void atth_load_ds(uint32_t (&a)[NK / 16][4], const un
 // block (not the last: nobody waits for it). The last one sums into acc in place (a separate sum made ptxas spill
 // at d = 128, next to dK, dV's 128 registers).
 __device__ __forceinline__ void atth_dq_add(float *tile, unsigned *cnt, float (&acc)[32], int kb, int qt, int bar,
-                                            floatX *dq_bh, int ldq, int row0, int T, float scale) {
+                                            floatX *dq_bh, int ldq, int row0, int T, float scale, const float2 *rope,
+                                            int rope_ld) {
     const int wt = threadIdx.x % 128, r = 16 * (wt / 32) + wt % 32 / 4;
     const bool first = kb == 0, last = kb == qt / 2;
     if (first && last) {                               // the only block adding there (query tiles 0 and 1)
-        atth_store_rows<64>(dq_bh, ldq, row0 + r, T, acc, scale, scale);
+        atth_store_rows<64>(dq_bh, ldq, row0 + r, T, acc, scale, scale, rope, rope_ld);
         return;
     }
     if (wt == 0) sem_wait_eq(cnt, kb);
@@ -966,7 +980,7 @@ __device__ __forceinline__ void atth_dq_add(float *tile, unsigned *cnt, float (&
         } else red_add_f32x2(q, acc[2 * p], acc[2 * p + 1]);
     }
     if (last) {
-        atth_store_rows<64>(dq_bh, ldq, row0 + r, T, acc, scale, scale);
+        atth_store_rows<64>(dq_bh, ldq, row0 + r, T, acc, scale, scale, rope, rope_ld);
         return;
     }
     bar_sync(bar, 128);                                // every thread's adds issued (ordered before the count)
@@ -1076,7 +1090,8 @@ __global__ void __launch_bounds__(AttWBwdCfg<HD>::THREADS, 1)
 attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
                                       const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
                                       floatX *dk, floatX *dv, const float *lse, const float *delta, int T, int H, int Hkv,
-                                      int ldkv, int sec, floatX *dq, int ldq, float *dqa, unsigned *dq_cnt) {
+                                      int ldkv, int sec, floatX *dq, int ldq, float *dqa, unsigned *dq_cnt,
+                                      const float2 *rope) {
 #ifdef SESSA_SM90A
     using C = AttWBwdCfg<HD>;
     constexpr int BKV = C::KV_BK, BQ = C::KV_BQ, NST = DQ ? C::kvq_stages(DQ, NSB) : C::STAGES, NS = BQ / 2, NO = HD / 2;
@@ -1219,7 +1234,7 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
                 tile_of(it, half, tile, cnt);
                 if (DQ >= 2 && it < n_st) atth_dq_stage<NSB>(dQs, dqr, cw, NH == 2 ? it : it / 2);   // to the writer
                 else atth_dq_add(tile, cnt, dqr, rank, i0 / BQ, 4 + cw, dq + (size_t)b * T * ldq + h * HD + 64 * half,
-                                 ldq, i0, T, scale);
+                                 ldq, i0, T, scale, rope ? rope + 32 * half : nullptr, HD / 2);
             }
         } else if constexpr (PIPE) {
             atth_dkv_pipelined<HD, BKV, BQ, NST>(dka, dva, kop, vop, Qs, dOs, Ls, Ds, it_full, it_empty, n_it, n_q, j0,
@@ -1246,7 +1261,7 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
     else consume(Kw, Vw);
     const size_t base = (size_t)b * T * ldkv + hk * HD;
     atth_store_rows<HD>(dv + base, ldkv, rk0, T, dva, 1.0f, 1.0f);
-    atth_store_rows<HD>(dk + base, ldkv, rk0, T, dka, scale, scale);
+    atth_store_rows<HD>(dk + base, ldkv, rk0, T, dka, scale, scale, rope);
 #endif // SESSA_SM90A
 }
 
@@ -1266,17 +1281,18 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
 template <int HD>
 static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const float *lse,
                                        const float *delta, const floatX *q, const floatX *k, const floatX *v, float *work,
-                                       int B, int T, int H, int Hkv, int ldq, int ldkv, int version, cudaStream_t stream) {
+                                       int B, int T, int H, int Hkv, int ldq, int ldkv, int version, cudaStream_t stream,
+                                       const float2 *rope) {
     using C = AttHBwdCfg<HD>;
     if (version == 15) version = atth_bwd_version15(HD, T);
     if (version == 3) {
         cudaCheck(cudaFuncSetAttribute(attention_backward_dkv_sm90_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::KV_SMEM));
         attention_backward_dkv_sm90_kernel<HD><<<dim3(ceil_div(T, C::KV_BK), Hkv, B), ATTH_THREADS, C::KV_SMEM, stream>>>(
-            dk, dv, dout, lse, delta, q, k, v, T, H, Hkv, ldq, ldkv);
+            dk, dv, dout, lse, delta, q, k, v, T, H, Hkv, ldq, ldkv, rope);
         cudaCheck(cudaGetLastError());
         cudaCheck(cudaFuncSetAttribute(attention_backward_dq_sm90_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::DQ_SMEM));
         attention_backward_dq_sm90_kernel<HD><<<dim3(ceil_div(T, C::DQ_BQ), H, B), ATTH_THREADS, C::DQ_SMEM, stream>>>(
-            dq, dout, lse, delta, q, k, v, T, H, Hkv, ldq, ldkv);
+            dq, dout, lse, delta, q, k, v, T, H, Hkv, ldq, ldkv, rope);
     } else if (version >= 12) {   // dQ in the dK/dV kernel
         using W = AttWBwdCfg<HD>;
         const int nqt = ceil_div(T, W::KV_BQ);
@@ -1296,7 +1312,7 @@ static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const
         CUtensorMap tk128 = atth_tensor_map(k, B, T, Hkv, HD, ldkv, W::KV_BK), tv128 = atth_tensor_map(v, B, T, Hkv, HD, ldkv, W::KV_BK);
         cudaCheck(cudaFuncSetAttribute(dkv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
         dkv<<<ceil_div(T, W::KV_BK) * B * Hkv, W::THREADS, smem, stream>>>(
-            tq64, tdo64, tk128, tv128, dk, dv, lse, delta, T, H, Hkv, ldkv, sec, dq, ldq, dqa, cnt);
+            tq64, tdo64, tk128, tv128, dk, dv, lse, delta, T, H, Hkv, ldkv, sec, dq, ldq, dqa, cnt, rope);
     } else {   // q, k, v through tensor maps with their row strides; dout dense (B, T, H, d)
         using W = AttWBwdCfg<HD>;
         const int grp = H / Hkv;   // sections (version 5): Q, dO of a kv head's grp heads; K, V of a kv head
@@ -1320,13 +1336,13 @@ static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const
         CUtensorMap tk128 = atth_tensor_map(k, B, T, Hkv, HD, ldkv, W::KV_BK), tv128 = atth_tensor_map(v, B, T, Hkv, HD, ldkv, W::KV_BK);
         cudaCheck(cudaFuncSetAttribute(dkv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)W::KV_SMEM));
         dkv<<<ceil_div(T, W::KV_BK) * B * Hkv, W::THREADS, W::KV_SMEM, stream>>>(
-            tq64, tdo64, tk128, tv128, dk, dv, lse, delta, T, H, Hkv, ldkv, sec_kv, nullptr, 0, nullptr, nullptr);
+            tq64, tdo64, tk128, tv128, dk, dv, lse, delta, T, H, Hkv, ldkv, sec_kv, nullptr, 0, nullptr, nullptr, rope);
         cudaCheck(cudaGetLastError());
         CUtensorMap tq = atth_tensor_map(q, B, T, H, HD, ldq, W::BQ), tdo = atth_tensor_map(dout, B, T, H, HD, H * HD, W::BQ);
         CUtensorMap tk = atth_tensor_map(k, B, T, Hkv, HD, ldkv, W::BK), tv = atth_tensor_map(v, B, T, Hkv, HD, ldkv, W::BK);
         cudaCheck(cudaFuncSetAttribute(dqk, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)W::DQ_SMEM));
         dqk<<<ceil_div(T, W::BQ) * B * H, W::THREADS, W::DQ_SMEM, stream>>>(
-            tq, tdo, tk, tv, dq, lse, delta, T, H, Hkv, ldq, sec_q);
+            tq, tdo, tk, tv, dq, lse, delta, T, H, Hkv, ldq, sec_q, rope);
     }
     cudaCheck(cudaGetLastError());
 }
@@ -1336,14 +1352,14 @@ static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const
 static void attention_backward_sm90_kernels(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const float *lse,
                                             const float *delta, const floatX *q, const floatX *k, const floatX *v,
                                             float *work, int B, int T, int H, int Hkv, int d, int ldq, int ldkv,
-                                            int version, cudaStream_t stream) {
+                                            int version, cudaStream_t stream, const float2 *rope = nullptr) {
     if (d != 64 && d != 128) fatal("attention backward (Hopper): head width d=%d is not supported (64 or 128)", d);
     if (version < 3 || version > 17) fatal("attention backward (Hopper): version %d does not exist (3 to 17)", version);
     if (!attention_sm90_usable())
         fatal("attention backward (Hopper): needs a compute capability 9.0 GPU, a binary built with "
               "-gencode arch=compute_90a,code=sm_90a, and SESSA_ATT_SM90 not 0");
-    if (d == 64) attention_backward_sm90_hd<64>(dq, dk, dv, dout, lse, delta, q, k, v, work, B, T, H, Hkv, ldq, ldkv, version, stream);
-    if (d == 128) attention_backward_sm90_hd<128>(dq, dk, dv, dout, lse, delta, q, k, v, work, B, T, H, Hkv, ldq, ldkv, version, stream);
+    if (d == 64) attention_backward_sm90_hd<64>(dq, dk, dv, dout, lse, delta, q, k, v, work, B, T, H, Hkv, ldq, ldkv, version, stream, rope);
+    if (d == 128) attention_backward_sm90_hd<128>(dq, dk, dv, dout, lse, delta, q, k, v, work, B, T, H, Hkv, ldq, ldkv, version, stream, rope);
 }
 
 #endif // SESSA_ATTENTION_SM90_BWD_CUH

@@ -6,8 +6,12 @@
  cos/sin come from a table made once on the host in double precision.
  When hd % 8 == 0 (and the tensors are 16-byte aligned) each thread rotates 4 pairs with one 16-byte load and
  store (packed.cuh): the tensor is read and written once, the table (T x hd/2 float2) stays in L2.
- q and k are rotated by one launch (24 launches per d12 step, not 48). Cost for d12 B=8 T=1024 (nhq = nhk = 12,
- hd = 64): 2 x 8192 x 768 bf16 read + written = 50 MB, 11.7 us at 4.3 TB/s; measured 8 us per tensor before.
+ q and k are rotated by one launch. Cost for d12 B=8 T=1024 (nhq = nhk = 12, hd = 64): 2 x 8192 x 768 bf16 read +
+ written = 50 MB, 11.7 us at 4.3 TB/s; measured 8 us per tensor before.
+ The trainer runs rope_forward once a layer (12 launches per d12 step). Its backward is no launch of its own: the
+ trainer passes the table to attention_backward (llmc/attention.cuh), whose Hopper kernels apply the same inverse
+ rotation to dq, dk in fp32 right before their bf16 stores (atth_store_rows, llmc/attention_sm90.cuh) and whose
+ mma.sync path (other GPUs, the CPU emulator) calls rope_backward below after its kernels.
 */
 #ifndef SESSA_ROPE_CUH
 #define SESSA_ROPE_CUH

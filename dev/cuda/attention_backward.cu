@@ -43,8 +43,12 @@
    version 17: version 14 with 16's 2 staging buffers per consumer warpgroup, each tile counted at once (at d = 128
               2 stages of Q, dO): whether the consumers of 14 wait for the writers
    versions 3-17 are checked against the CPU reference and against version 2 (8-11 and 15 bitwise against 7, 13,
-   14, 16 and 17 against 12), and for determinism (a second run: the same bits)
+   14, 16 and 17 against 12), and for determinism (a second run: the same bits); versions 2-17 also with RoPE's
+   backward (attention_backward's rope table: fused into the Hopper kernels' dq, dk stores, rope_backward after
+   version 2's kernels) against the CPU, against the unfused path within about one bf16 rounding, and for
+   determinism (check_rope)
  make -C dev/cuda bin/attention_backward && dev/cuda/bin/attention_backward check|bench [version]
+   (bench also times each version 2-17 without RoPE's backward, with it in the stores and with rope_backward after)
  dev/cuda/bin/attention_backward shape B T H Hkv d   times the trainer's forward (attention_forward: the Hopper
    kernel on sm_90, else version 2), the version 2 forward, the trainer's backward (attention_backward: version 15
    on sm_90, else 2) and the version 2 backward at one shape and prints one machine-readable line
@@ -228,17 +232,19 @@ static void att_grads_free(AttGrads *g) {
     cudaCheck(cudaFree(g->dout)); cudaCheck(cudaFree(g->dgrad)); cudaCheck(cudaFree(g->scratch));
 }
 // version 0: attention_backward, the trainer's choice (15 where usable, else 2); version 1 takes dense tensors only
-static void run_att_backward(AttProblem *p, AttGrads *g, int version) {
+// and no RoPE table; rope (NULL: none): RoPE's backward on dq, dk (attention_backward's rope)
+static void run_att_backward_rope(AttProblem *p, AttGrads *g, int version, const float2 *rope) {
     const int ldq = p->L.ldq, ldkv = p->L.ldkv;
 #define ATT_BWD_ARGS g->dq, g->dk, g->dv, g->dout, p->d_out, p->d_lse, p->d_q, p->d_k, p->d_v, g->scratch, p->B, p->T, p->H, p->Hkv, p->d, 0
     if (version == 1) {
-        if (ldq != p->H * p->d || ldkv != p->Hkv * p->d) fatal("attention_backward version 1: dense tensors only");
+        if (ldq != p->H * p->d || ldkv != p->Hkv * p->d || rope) fatal("attention_backward version 1: dense tensors only, no RoPE");
         attention1_backward(ATT_BWD_ARGS);
-    } else if (version == 2) attention_backward_mma(ATT_BWD_ARGS, ldq, ldkv);
-    else if (version >= 3) attention_backward_sm90(ATT_BWD_ARGS, version, ldq, ldkv);
-    else attention_backward(ATT_BWD_ARGS, ldq, ldkv);
+    } else if (version == 2) attention_backward_mma(ATT_BWD_ARGS, ldq, ldkv, rope);
+    else if (version >= 3) attention_backward_sm90(ATT_BWD_ARGS, version, ldq, ldkv, rope);
+    else attention_backward(ATT_BWD_ARGS, ldq, ldkv, rope);
 #undef ATT_BWD_ARGS
 }
+static void run_att_backward(AttProblem *p, AttGrads *g, int version) { run_att_backward_rope(p, g, version, NULL); }
 // 1 when the trainer's attention_backward takes the Hopper path for head width d
 static int att_backward_is_sm90(int d) {
 #ifndef SESSA_CUDA_EMU_H
@@ -336,9 +342,137 @@ static int check(int version, int B, int T, int H, int Hkv, int d, int stacked) 
     return ok;
 }
 
+// RoPE's backward inside the backward (attention_backward's rope: the Hopper versions rotate dq, dk in fp32 in their
+// stores, version 2 runs rope_backward after its kernels). The problem's q, k stand for rope_forward's outputs; the
+// table is made for Tt = T + 64 rows (the trainer's is made for its allocated T, at least the call's).
+//  1. against the CPU: attention_cpu's dq, dk (the gradients of the rotated q, k), then the inverse rotation in double
+//     with the table's own fp32 cos, sin; the tolerance of check() (a rotation keeps each pair's norm, so errors of
+//     that size stay that size); dv as in check()
+//  2. against the unfused path, the same version without the table and then rope_backward (rope.cuh) on dq, dk: the
+//     kernels' accumulators and scales are the same fp32 numbers x (same products, same sums), so the two differ only
+//     in rounding. Unfused: y = bf16(x) = x + e, |e_i| <= u |x_i| (u = 2^-8: bf16 keeps 8 significant bits), then
+//     bf16(R y) = bf16(R x + R e) with |(R e)_i| <= |e| <= u |x| (|.|: the pair's norm; R a rotation); fused:
+//     bf16(R x). Two numbers a, b rounded to bf16 differ by at most |a - b| + u |a| + u |b|, so per element
+//       |fused_i - unfused_i| <= u |x| + u |a| + u |b| + (the fp32 rotations: ~4 2^-24 |x|),
+//     and from the stored values |x| <= |fused pair| / (1 - u), |a| <= |fused_i| / (1 - u), |b| <= |unfused_i| /
+//     (1 - u). Bound used: 1.02 u (|fused pair| + |fused_i| + |unfused_i|) + 1e-30 (0.02 > u / (1 - u) plus the
+//     fp32 terms; 1e-30 only for exact zeros). About one extra bf16 rounding: a fusion that rotates the wrong pair,
+//     by the wrong angle or with the wrong sign is off by far more wherever |x| is not tiny (and fails 1. too).
+//     dv bitwise the same as without the table (RoPE leaves it alone); nothing written outside dq, dk, dv.
+//  3. determinism: a second run, the same bits; versions 8+ but 12: the same bits as their twin (7 or 12) with the
+//     table (the same accumulators, the same rotation code).
+static int check_rope(int version, int B, int T, int H, int Hkv, int d, int stacked) {
+    if (version >= 3 && d != 64 && d != 128) return 1;
+    printf("check RoPE backward in version %d B=%d T=%d H=%d Hkv=%d d=%d%s\n", version, B, T, H, Hkv, d,
+           stacked ? " stacked q|k|v" : "");
+    AttProblem p = make_att_problem(B, T, H, Hkv, d, stacked);
+    att_check_sections(version >= 5);
+    const int half = d / 2, Tt = T + 64;
+    size_t nq = (size_t)B * T * H * d, nk = (size_t)B * T * Hkv * d;
+    float *dout = make_random_float(nq, -1.0f, 1.0f);
+    round_to_bf16(dout, nq);
+    float *out = (float *)mallocCheck(nq * sizeof(float)), *lse = (float *)mallocCheck((size_t)B * H * T * sizeof(float));
+    float *dq = (float *)mallocCheck(nq * sizeof(float));
+    float *dk = (float *)mallocCheck(nk * sizeof(float)), *dv = (float *)mallocCheck(nk * sizeof(float));
+    attention_cpu(out, lse, dq, dk, dv, dout, p.q, p.k, p.v, B, T, H, Hkv, d);
+    // the table as rope_table_create makes it (fp32 cos, sin of a double angle), the reference rotated by -theta
+    float2 *d_rope = rope_table_create(Tt, d);
+    float2 *h_rope = (float2 *)mallocCheck((size_t)Tt * half * sizeof(float2));
+    cudaCheck(cudaMemcpy(h_rope, d_rope, (size_t)Tt * half * sizeof(float2), cudaMemcpyDeviceToHost));
+    float *refs_rot[2] = {dq, dk};
+    for (int i = 0; i < 2; i++) {
+        const int nh = i == 0 ? H : Hkv;
+        for (size_t n = 0; n < (size_t)B * T; n++) for (int hh = 0; hh < nh; hh++) for (int pp = 0; pp < half; pp++) {
+            float *x = refs_rot[i] + (n * nh + hh) * d + 2 * pp;
+            const float2 cs = h_rope[(n % T) * half + pp];
+            const double x0 = x[0], x1 = x[1];
+            x[0] = (float)(x0 * cs.x + x1 * cs.y);
+            x[1] = (float)(x1 * cs.x - x0 * cs.y);
+        }
+    }
+    AttGrads g = att_grads_alloc(&p, dout), gu = att_grads_alloc(&p, dout);
+    run_att_forward(&p, 2);
+    run_att_backward_rope(&p, &g, version, d_rope);
+    run_att_backward(&p, &gu, version);
+    rope_backward(gu.dq, p.L.ldq, H, gu.dk, p.L.ldkv, Hkv, d_rope, B * T, T, d, 0);
+    cudaCheck(cudaDeviceSynchronize());
+    floatX *outs[3] = {g.dq, g.dk, g.dv};
+    size_t ns[3] = {nq, nk, nk};
+    const char *names[3] = {"dq", "dk", "dv"};
+    const float *refs[3] = {dq, dk, dv};
+    int ok = 1;
+    printf("  fused against the CPU (attention, then the inverse rotation):\n");
+    for (int i = 0; i < 3; i++)
+        ok &= validate_result(outs[i], refs[i], names[i], (size_t)B * T, att_width(i, H, Hkv, d), att_ld(&p.L, i),
+                              1e-2f * max_abs(refs[i], ns[i]) + 1e-6f, 1e-2f);
+    printf("  unfused (version %d, then rope_backward) against the CPU:\n", version);
+    for (int i = 0; i < 2; i++)
+        ok &= validate_result(i == 0 ? gu.dq : gu.dk, refs[i], names[i], (size_t)B * T, att_width(i, H, Hkv, d),
+                              att_ld(&p.L, i), 1e-2f * max_abs(refs[i], ns[i]) + 1e-6f, 1e-2f);
+    ok &= att_pad_intact(&p.L, g.dgrad, B, T, H, Hkv, d);
+    // fused against unfused, pair by pair (2. above)
+    for (int i = 0; i < 3; i++) {
+        float *f = att_host_tensor(&p.L, g.dgrad, i, B, T, H, Hkv, d), *u = att_host_tensor(&p.L, gu.dgrad, i, B, T, H, Hkv, d);
+        if (i == 2) {
+            int same = memcmp(f, u, ns[i] * sizeof(float)) == 0;
+            printf("  dv bitwise the same as without the table: %s\n", same ? "ok" : "FAIL");
+            ok &= same;
+        } else {
+            const float ulp = 1.0f / 256.0f;
+            double worst = 0.0, max_diff = 0.0;
+            size_t differ = 0, bad = 0;
+            for (size_t e = 0; e < ns[i]; e += 2) {
+                const float norm = sqrtf(f[e] * f[e] + f[e + 1] * f[e + 1]);
+                for (int j = 0; j < 2; j++) {
+                    const float diff = fabsf(f[e + j] - u[e + j]);
+                    const float bound = 1.02f * ulp * (norm + fabsf(f[e + j]) + fabsf(u[e + j])) + 1e-30f;
+                    differ += f[e + j] != u[e + j];
+                    bad += !(diff <= bound);       // NaN fails
+                    max_diff = fmax(max_diff, diff);
+                    worst = fmax(worst, diff / bound);
+                }
+            }
+            printf("  %-8s fused vs unfused: %zu of %zu entries differ, max |diff| %.3e, max |diff|/bound %.3f "
+                   "(bound 1.02 2^-8 (|pair| + |fused| + |unfused|))  %s\n", names[i], differ, ns[i], max_diff, worst,
+                   bad ? "FAIL" : "ok");
+            ok &= bad == 0;
+        }
+        free(f); free(u);
+    }
+    // 3. determinism, and the twin's bits
+    uint16_t *first = (uint16_t *)mallocCheck(p.L.n * sizeof(uint16_t)), *again = (uint16_t *)mallocCheck(p.L.n * sizeof(uint16_t));
+    cudaCheck(cudaMemcpy(first, g.dgrad, p.L.n * sizeof(floatX), cudaMemcpyDeviceToHost));
+    run_att_backward_rope(&p, &g, version, d_rope);
+    cudaCheck(cudaMemcpy(again, g.dgrad, p.L.n * sizeof(floatX), cudaMemcpyDeviceToHost));
+    int same = memcmp(first, again, p.L.n * sizeof(uint16_t)) == 0;
+    printf("  dq, dk, dv second run bitwise identical: %s\n", same ? "ok" : "FAIL");
+    ok &= same;
+    if (version >= 8 && version != 12) {
+        const int v = version == 15 ? atth_bwd_version15(d, T) : version;
+        const int twin = v == 13 || v == 14 || v == 16 || v == 17 ? 12 : 7;
+        run_att_backward_rope(&p, &gu, twin, d_rope);
+        cudaCheck(cudaMemcpy(again, gu.dgrad, p.L.n * sizeof(floatX), cudaMemcpyDeviceToHost));
+        int same7 = memcmp(first, again, p.L.n * sizeof(uint16_t)) == 0;
+        printf("  dq, dk, dv bitwise identical to version %d's with the table: %s\n", twin, same7 ? "ok" : "FAIL");
+        ok &= same7;
+    }
+    free(first); free(again); free(h_rope);
+    cudaCheck(cudaFree(d_rope));
+    free(dout); free(out); free(lse); free(dq); free(dk); free(dv);
+    att_grads_free(&g); att_grads_free(&gu);
+    free_att_problem(&p);
+    return ok;
+}
+
 // 2.5x the forward's matmul FLOPs (S, dP, dV, dK, dQ; S and dP recomputed in the dQ pass: counted once, as FA2 does)
 static double att_backward_flops(int B, int T, int H, int d) { return 2.5 * att_forward_flops(B, T, H, d); }
 
+// the backward without the table, then rope_backward on dq, dk: RoPE's backward as a pass of its own (the unfused path)
+static void run_att_backward_unfused(AttProblem *p, AttGrads *g, int version, const float2 *rope) {
+    run_att_backward(p, g, version);
+    rope_backward(g->dq, p->L.ldq, p->H, g->dk, p->L.ldkv, p->Hkv, rope, p->B * p->T, p->T, p->d, 0);
+}
+static float median_ms(int n, float *x);
 static void bench(int version, int B, int T, int H, int Hkv, int d) {
     AttProblem p = make_att_problem(B, T, H, Hkv, d, 0);
     float *dout = make_random_float((size_t)B * T * H * d, -1.0f, 1.0f);
@@ -347,6 +481,22 @@ static void bench(int version, int B, int T, int H, int Hkv, int d) {
     float ms = benchmark_kernel(10, run_att_backward, &p, &g, version);
     printf("B=%d T=%d H=%d Hkv=%d d=%d  version %d  %8.3f ms  %6.1f TFLOP/s\n", B, T, H, Hkv, d, version, ms,
            att_backward_flops(B, T, H, d) / (ms * 1e-3) / 1e12);
+    if (version >= 2 && (version == 2 || d == 64 || d == 128)) {
+        // RoPE's backward: none / in the stores (the table given) / rope_backward after, interleaved, median of 7
+        // timings of 20 calls each
+        float2 *rope = rope_table_create(T, d);
+        float t0[7], t1[7], t2[7];
+        for (int r = 0; r < 7; r++) {
+            t0[r] = benchmark_kernel(20, run_att_backward_rope, &p, &g, version, (const float2 *)NULL);
+            t1[r] = benchmark_kernel(20, run_att_backward_rope, &p, &g, version, (const float2 *)rope);
+            t2[r] = benchmark_kernel(20, run_att_backward_unfused, &p, &g, version, (const float2 *)rope);
+        }
+        const float m0 = median_ms(7, t0), m1 = median_ms(7, t1), m2 = median_ms(7, t2);
+        printf("B=%d T=%d H=%d Hkv=%d d=%d  version %d  RoPE backward: none %.4f ms, in the stores %.4f ms (%+.1f us), "
+               "rope_backward after %.4f ms (%+.1f us)\n", B, T, H, Hkv, d, version, m0, m1, 1e3f * (m1 - m0), m2,
+               1e3f * (m2 - m0));
+        cudaCheck(cudaFree(rope));
+    }
     free(dout);
     att_grads_free(&g);
     free_att_problem(&p);
@@ -443,6 +593,16 @@ int main(int argc, char **argv) {
             // 4 query heads of a kv head in turn, with a partial last tile (at d = 128 the common checks' T = 333:
             // 3 key blocks, tiles 4 and 5 with one add between)
             if (version >= 12) ok &= check(version, 1, 500, 4, 1, 64, 1);
+            // RoPE's backward in the stores (check_rope): versions 2-17 (not 1: no table), d = 64 GQA and d = 128
+            // MHA, stacked (the trainer's layout) and dense, T not a multiple of 64 with several key blocks (333: 3
+            // blocks of 128, query tiles 4, 5 with a middle add in 12-17; the emulator 201: 2 blocks, faster)
+#ifndef SESSA_CUDA_EMU_H
+            const int T_rope = 333;
+#else
+            const int T_rope = 201;
+#endif
+            if (version >= 2) ok &= check_rope(version, 2, T_rope, 4, 2, 64, 1) & check_rope(version, 1, T_rope, 2, 2, 128, 1) &
+                                    check_rope(version, 1, 77, 4, 1, 128, 0);
         } else {
             bench(version, 8, 1024, 12, 12, 64);
             bench(version, 8, 1024, 12, 4, 64);
