@@ -1278,6 +1278,29 @@ attention_backward_dkv_sm90_ws_kernel(const __grid_constant__ CUtensorMap tq, co
 // (measured slower than 14 everywhere, kept for the comparison); 17: 14 with 2 staging buffers per warpgroup (each
 // tile counted at once); 15 (the trainer's): atth_bwd_version15 (14 at d = 64 from T = 8192 on and at d = 128 from
 // T = 16384 on, else 9); work: atth_dq_work_bytes (12-17)
+// the dQ kernel's side stream (attention_backward_sm90_hd: beside the dK/dV kernel when both fit on the SMs,
+// atth_sm_count), made at the first use, at the calling stream's priority; atth_side_fork: it waits for the work
+// issued to stream so far and is returned; atth_side_join: stream waits for the work issued to it since
+static cudaStream_t atth_side_stream;
+static cudaEvent_t atth_side_ev[2];
+static cudaStream_t atth_side_fork(cudaStream_t stream) {
+    static bool made = false;
+    if (!made) {
+        made = true;
+        int prio;
+        cudaCheck(cudaStreamGetPriority(stream, &prio));
+        cudaCheck(cudaStreamCreateWithPriority(&atth_side_stream, cudaStreamNonBlocking, prio));
+        for (int i = 0; i < 2; i++) cudaCheck(cudaEventCreateWithFlags(&atth_side_ev[i], cudaEventDisableTiming));
+    }
+    cudaCheck(cudaEventRecord(atth_side_ev[0], stream));
+    cudaCheck(cudaStreamWaitEvent(atth_side_stream, atth_side_ev[0], 0));
+    return atth_side_stream;
+}
+static void atth_side_join(cudaStream_t stream) {
+    cudaCheck(cudaEventRecord(atth_side_ev[1], atth_side_stream));
+    cudaCheck(cudaStreamWaitEvent(stream, atth_side_ev[1], 0));
+}
+
 template <int HD>
 static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const float *lse,
                                        const float *delta, const floatX *q, const floatX *k, const floatX *v, float *work,
@@ -1334,15 +1357,21 @@ static void attention_backward_sm90_hd(floatX *dq, floatX *dk, floatX *dv, const
                                 : attention_backward_dq_sm90_ws_kernel<HD, false, false, false>;
         CUtensorMap tq64 = atth_tensor_map(q, B, T, H, HD, ldq, W::KV_BQ), tdo64 = atth_tensor_map(dout, B, T, H, HD, H * HD, W::KV_BQ);
         CUtensorMap tk128 = atth_tensor_map(k, B, T, Hkv, HD, ldkv, W::KV_BK), tv128 = atth_tensor_map(v, B, T, Hkv, HD, ldkv, W::KV_BK);
+        // the two kernels are independent (Delta given): when their grids fit on the SMs together (one CTA an SM
+        // each: small problems, e.g. d4w256h4 B=8 T=256, 64 + 64 CTAs) the dQ kernel runs beside the dK/dV kernel
+        // on a stream of its own instead of after it
+        const int n_kv = ceil_div(T, W::KV_BK) * B * Hkv, n_q = ceil_div(T, W::BQ) * B * H;
+        cudaStream_t qs = n_kv + n_q <= atth_sm_count() ? atth_side_fork(stream) : stream;
         cudaCheck(cudaFuncSetAttribute(dkv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)W::KV_SMEM));
-        dkv<<<ceil_div(T, W::KV_BK) * B * Hkv, W::THREADS, W::KV_SMEM, stream>>>(
+        dkv<<<n_kv, W::THREADS, W::KV_SMEM, stream>>>(
             tq64, tdo64, tk128, tv128, dk, dv, lse, delta, T, H, Hkv, ldkv, sec_kv, nullptr, 0, nullptr, nullptr, rope);
         cudaCheck(cudaGetLastError());
         CUtensorMap tq = atth_tensor_map(q, B, T, H, HD, ldq, W::BQ), tdo = atth_tensor_map(dout, B, T, H, HD, H * HD, W::BQ);
         CUtensorMap tk = atth_tensor_map(k, B, T, Hkv, HD, ldkv, W::BK), tv = atth_tensor_map(v, B, T, Hkv, HD, ldkv, W::BK);
         cudaCheck(cudaFuncSetAttribute(dqk, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)W::DQ_SMEM));
-        dqk<<<ceil_div(T, W::BQ) * B * H, W::THREADS, W::DQ_SMEM, stream>>>(
-            tq, tdo, tk, tv, dq, lse, delta, T, H, Hkv, ldq, sec_q, rope);
+        dqk<<<n_q, W::THREADS, W::DQ_SMEM, qs>>>(tq, tdo, tk, tv, dq, lse, delta, T, H, Hkv, ldq, sec_q, rope);
+        cudaCheck(cudaGetLastError());
+        if (qs != stream) atth_side_join(stream);
     }
     cudaCheck(cudaGetLastError());
 }

@@ -139,6 +139,7 @@ static cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) { *s = N
 // priorities: accepted and ignored (work runs in issue order); the H200's range (least 0, greatest -5)
 static cudaError_t cudaStreamCreateWithPriority(cudaStream_t *s, unsigned, int) { *s = NULL; return cudaSuccess; }
 static cudaError_t cudaDeviceGetStreamPriorityRange(int *least, int *greatest) { *least = 0; *greatest = -5; return cudaSuccess; }
+static cudaError_t cudaStreamGetPriority(cudaStream_t, int *p) { *p = 0; return cudaSuccess; }
 static cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
 static cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
 static cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned = 0) { return cudaSuccess; }
