@@ -1250,14 +1250,15 @@ static void fb_inverses(float *Minv, float *Ls, const float *L, const float *gam
 
 // Columns of a solve CTA (SESSA_FB_COLS in the environment, read at the first solve; dev/cuda's checks set
 // fb_cols_mode to compare, same bits): 32 or 16; unset (or 0) automatic: 16 when the CTAs of 16 columns,
-// B ceil(D/16), fit on the SMs one each (B = 1 at D = 768: 48 CTAs, not 24; d4w256h4 B=8: 128, not 64), else 32.
+// B ceil(D/16), take at most half of the SMs' solve slots (16 / fb_solve_warps(S) CTAs an SM: 2 at S = 256, 1 at
+// 512), else 32: B = 1 at D = 768 and S = 512, 48 CTAs (not 24); d4w256h4 B=8 S = 256, 128 (not 64).
 // A CTA's time is its chain of 8 blocks (rhs, x, update: see "Count" above); at 16 columns the update and the rhs
-// halve (24 mmas, 8 splits), x and the panels do not, and twice the CTAs each load the same panels. Measured (H200,
-// the trainer, gpu11c): d4w256h4 B=8 T=256 1.688M tok/s at 16 against 1.647-1.656M at 32 (1.747M against 1.713-1.722M
-// with its feedback calls in parts); d12 B=8 T=1024 (384 CTAs at 16: more than the SMs) 20.2 ms against 19.2-19.5.
-// (The rule was half the SMs until then.)
+// halve (24 mmas, 8 splits), x and the panels do not, and twice the CTAs each load the same panels, and take twice
+// the SMs from the side streams. Measured (H200, the trainer, gpu11c, gpu11d; 16 / 32 columns): d4w256h4 B=8 T=256
+// 1.688M / 1.647-1.656M tok/s (1.747M / 1.713-1.722M with its feedback calls in parts); d12 B=8 T=1024 (384 CTAs)
+// 20.2 / 19.2-19.5 ms; B=2 T=4096 (S = 512: 96 CTAs, one an SM, 73% of the SMs) 35.0, 34.7 / 33.4, 33.4 ms.
 static int fb_cols_mode = -1;   // -1: not chosen yet
-static int fb_solve_cols(int B, int D) {
+static int fb_solve_cols(int B, int D, int S) {
     if (fb_cols_mode < 0) {
         const char *e = getenv("SESSA_FB_COLS");
         if (e != NULL && strcmp(e, "0") != 0 && strcmp(e, "16") != 0 && strcmp(e, "32") != 0)
@@ -1266,7 +1267,7 @@ static int fb_solve_cols(int B, int D) {
     }
     if (fb_cols_mode != 0 && fb_cols_mode != 16 && fb_cols_mode != 32)
         fatal("feedback: SESSA_FB_COLS=%d (need 16, 32, or 0 for automatic)", fb_cols_mode);
-    return fb_cols_mode ? fb_cols_mode : B * ceil_div(D, 16) <= fb_sm_count() ? 16 : 32;
+    return fb_cols_mode ? fb_cols_mode : B * ceil_div(D, 16) <= fb_sm_count() * (16 / fb_solve_warps(S)) / 2 ? 16 : 32;
 }
 
 // the launch of a solve: dynamic shared memory past 48 KiB, carveout to the maximum (2 CTAs per SM; set once per
@@ -1280,7 +1281,7 @@ static void fb_launch_solve(void (*own16)(KArgs...), void (*inv16)(KArgs...), vo
                             void (*inv)(KArgs...), int vec, float *Minv, float *Ls, const float *L,
                             const float *gamma, int u0, int Sv, int S, int B, int T, int D, cudaStream_t stream,
                             Args... args) {
-    int mode = fb_solve_inv_mode(vec), cols = fb_solve_cols(B, D);
+    int mode = fb_solve_inv_mode(vec), cols = fb_solve_cols(B, D, S);
     if (S > NW * FB_R) fatal("fb_launch_solve: a superblock of %d rows for a solve of %d warps", S, NW);
     void (*kernel)(KArgs...) = cols == 16 ? (mode > 0 ? inv16 : own16) : mode > 0 ? inv : own;
     if (mode == 1 || mode == 2) fb_inverses<BWD>(Minv, (float *)Ls, L, gamma, u0, Sv, S, B, T, stream);

@@ -47,7 +47,7 @@ static void stat_add(Stat *s, double v) { s->sum += v; if (v > s->max) s->max = 
 static void stat_print(const char *name, const Stat *s, int n) { printf("  %-30s %10.0f %10.0f\n", name, s->sum / n, s->max); }
 
 static void phases(SolveBufs *p, int bwd, int has_acc) {
-    int B = p->B, T = p->T, D = p->D, nb = p->S / FB_R, cols = fb_solve_cols(B, D), ncta = ceil_div(D, cols) * B;
+    int B = p->B, T = p->T, D = p->D, nb = p->S / FB_R, cols = fb_solve_cols(B, D, p->S), ncta = ceil_div(D, cols) * B;
     if (ncta > FB_PH_CTAS) fatal("feedback_phases: %d CTAs, the clocks hold %d", ncta, FB_PH_CTAS);
     if (bwd) solve_call_bwd(p, has_acc); else solve_call_fwd(p, has_acc);   // warm-up, the inverses (SESSA_FB_INV=3)
     float ms = bwd ? benchmark_kernel(20, solve_only_bwd, p, has_acc) : benchmark_kernel(20, solve_only_fwd, p, has_acc);

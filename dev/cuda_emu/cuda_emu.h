@@ -240,6 +240,7 @@ static void __syncthreads(void) { emu_wait(EMU_AT_BARRIER); }
 // read-modify-write, an L2 load a load (the GPU-only hazards these guard against are not modelled: see above)
 static void __threadfence(void) {}
 static unsigned int atomicAdd(unsigned int *p, unsigned int v) { unsigned int old = *p; *p = old + v; return old; }
+template <class T> static T __ldg(const T *p) { return *p; }
 template <class T> static T __ldcg(const T *p) { return *p; }
 template <class T> static void __stcg(T *p, T v) { *p = v; }
 static void red_add_f32x2(float *p, float a, float b) { p[0] += a; p[1] += b; }   // (llmc/attention_sm90_bwd.cuh)
