@@ -1223,8 +1223,14 @@ static int fb_env_choice(int *mode, const char *name, int def, int hi) {
     if (*mode > hi) fatal("feedback: %s %d (need 0 .. %d)", name, *mode, hi);
     return *mode;
 }
-static int fb_inverse_where(void) {
+// SESSA_FB_INV unset: 2, and 3 for a call of one superblock issued in parts (side_ok): its side stream has nothing
+// else to do beside the caller's work (RoPE and the attention / Linear_out's backward), so the inverses leave the
+// main stream (d4w256h4: A/B in the eleventh session's last call, gpu11h)
+static int fb_inverse_auto = -1;   // -1: not known yet; 1: SESSA_FB_INV unset
+static int fb_inverse_where(int side_ok) {
+    if (fb_inverse_auto < 0) fb_inverse_auto = getenv("SESSA_FB_INV") == NULL;
     int mode = fb_env_choice(&fb_inverse_mode, "SESSA_FB_INV", 2, 3);
+    if (mode == 2 && side_ok && fb_inverse_auto) mode = 3;
     return mode == 2 && !pdl_supported() ? 1 : mode;   // programmatic dependent launch needs sm_90
 }
 // the solves' 16-byte paths (D a multiple of 8, the inputs f or gs and the outputs 16-byte aligned): the inverses
@@ -1237,7 +1243,7 @@ static int fb_bwd_vec(const floatX *u3, const floatX *df, const float *gs, const
                    : ptr_alignment(gb->dgated) >= 16 && ptr_alignment(gb->gt) >= 16 && gb->ld % 8 == 0;
     return D % 8 == 0 && in_ok && ptr_alignment(u3) >= 16 && ptr_alignment(df) >= 16;
 }
-static int fb_solve_inv_mode(int vec) { return vec ? fb_inverse_where() : 0; }
+static int fb_solve_inv_mode(int vec, int side_ok = 0) { return vec ? fb_inverse_where(side_ok) : 0; }
 // the diagonal blocks' inverses of superblock [u0, u0 + Sv) into Minv, (B, S/32, 32, 32), and with Ls the panels'
 // blocks split, (B, S/32, S/32, 32, 32) (modes 1-3)
 template <bool BWD>
@@ -1279,9 +1285,9 @@ static int fb_solve_cols(int B, int D, int S) {
 template <bool BWD, int NW, typename... KArgs, typename... Args>
 static void fb_launch_solve(void (*own16)(KArgs...), void (*inv16)(KArgs...), void (*own)(KArgs...),
                             void (*inv)(KArgs...), int vec, float *Minv, float *Ls, const float *L,
-                            const float *gamma, int u0, int Sv, int S, int B, int T, int D, cudaStream_t stream,
-                            Args... args) {
-    int mode = fb_solve_inv_mode(vec), cols = fb_solve_cols(B, D, S);
+                            const float *gamma, int u0, int Sv, int S, int B, int T, int D, int side_ok,
+                            cudaStream_t stream, Args... args) {
+    int mode = fb_solve_inv_mode(vec, side_ok), cols = fb_solve_cols(B, D, S);
     if (S > NW * FB_R) fatal("fb_launch_solve: a superblock of %d rows for a solve of %d warps", S, NW);
     void (*kernel)(KArgs...) = cols == 16 ? (mode > 0 ? inv16 : own16) : mode > 0 ? inv : own;
     if (mode == 1 || mode == 2) fb_inverses<BWD>(Minv, (float *)Ls, L, gamma, u0, Sv, S, B, T, stream);
@@ -1310,33 +1316,34 @@ static void fb_launch_solve(void (*own16)(KArgs...), void (*inv16)(KArgs...), vo
 template <int NW>
 static void fb_fwd_solve_w(float *s, float *c, floatX *s3, const float *acc, int has_acc, const float *Pd,
                            const floatX *f, const float *gamma, float *Minv, float *Ls, int u0, int Sv, int S, int B,
-                           int T, int D, cudaStream_t stream) {
+                           int T, int D, cudaStream_t stream, int side_ok) {
     fb_launch_solve<false, NW>(fb_fwd_solve_kernel<false, 1, NW>, fb_fwd_solve_kernel<true, 1, NW>,
                                fb_fwd_solve_kernel<false, 2, NW>, fb_fwd_solve_kernel<true, 2, NW>,
-                               fb_fwd_vec(s, c, s3, f, D), Minv, Ls, Pd, gamma, u0, Sv, S, B, T, D, stream,
+                               fb_fwd_vec(s, c, s3, f, D), Minv, Ls, Pd, gamma, u0, Sv, S, B, T, D, side_ok, stream,
                                s, c, s3, acc, has_acc, Pd, f, gamma);
 }
 template <int NW>
 static void fb_bwd_solve_w(floatX *u3, floatX *df, const float *acc, int has_acc, const float *PcT,
                            const float *gs, FbGateBwd gb, float *Minv, float *Ls, int u0, int Sv, int S, int B, int T,
-                           int D, cudaStream_t stream) {
+                           int D, cudaStream_t stream, int side_ok) {
     fb_launch_solve<true, NW>(fb_bwd_solve_kernel<false, 1, NW>, fb_bwd_solve_kernel<true, 1, NW>,
                               fb_bwd_solve_kernel<false, 2, NW>, fb_bwd_solve_kernel<true, 2, NW>,
-                              fb_bwd_vec(u3, df, gs, &gb, D), Minv, Ls, PcT, NULL, u0, Sv, S, B, T, D, stream,
+                              fb_bwd_vec(u3, df, gs, &gb, D), Minv, Ls, PcT, NULL, u0, Sv, S, B, T, D, side_ok, stream,
                               u3, df, acc, has_acc, PcT, gs, gb);
 }
+// side_ok: a call of one superblock in parts (fb_inverse_where)
 static void fb_fwd_solve(float *s, float *c, floatX *s3, const float *acc, int has_acc, const float *Pd,
                          const floatX *f, const float *gamma, float *Minv, float *Ls, int u0, int Sv, int S, int B,
-                         int T, int D, cudaStream_t stream) {
+                         int T, int D, cudaStream_t stream, int side_ok = 0) {
     (fb_solve_warps(S) == 16 ? fb_fwd_solve_w<16> : fb_fwd_solve_w<8>)(s, c, s3, acc, has_acc, Pd, f, gamma, Minv, Ls,
-                                                                       u0, Sv, S, B, T, D, stream);
+                                                                       u0, Sv, S, B, T, D, stream, side_ok);
 }
 // gs = dL/ds, or NULL and gb the gate's dgated, gt (FbGateBwd: gs = dgated * gt formed in the solve)
 static void fb_bwd_solve(floatX *u3, floatX *df, const float *acc, int has_acc, const float *PcT,
                          const float *gs, FbGateBwd gb, float *Minv, float *Ls, int u0, int Sv, int S, int B, int T,
-                         int D, cudaStream_t stream) {
+                         int D, cudaStream_t stream, int side_ok = 0) {
     (fb_solve_warps(S) == 16 ? fb_bwd_solve_w<16> : fb_bwd_solve_w<8>)(u3, df, acc, has_acc, PcT, gs, gb, Minv, Ls, u0,
-                                                                       Sv, S, B, T, D, stream);
+                                                                       Sv, S, B, T, D, stream, side_ok);
 }
 
 // ----------------------------------------------------------------------------
@@ -1807,7 +1814,8 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
     long long sq = (long long)T * ld, sZ = (long long)S * ldz, sTD = (long long)T * D, sSD = (long long)S * D;
     int nb = fb_sets(B, T), la = fb_lookahead();
     FbStreams st = fb_begin(w.Pd, nb, B, S, n, T, stream, parts & FB_BEGIN, parts);
-    int side_inv = fb_solve_inv_mode(fb_fwd_vec(s, c, w.s3, f, D)) == 3;   // the inverses beside the chain
+    int side_ok = n == 1 && parts != FB_ALL;   // (fb_inverse_where)
+    int side_inv = fb_solve_inv_mode(fb_fwd_vec(s, c, w.s3, f, D), side_ok) == 3;   // the inverses beside the chain
     // superblock q's logits and P (and the inverses) on stream a, into buffers q % nb (once U = q - nb no longer
     // reads them)
     auto logits = [&](int q) {
@@ -1850,7 +1858,7 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
             acc_gemm(q, 0, u0, 0.0f, stream);
         }
         // 4. the in-superblock solve
-        fb_fwd_solve(s, c, w.s3, w.acc, u0 > 0, w.Pd[k], f, gamma, w.Minv[k], w.Ls[k], u0, Sv, S, B, T, D, stream);
+        fb_fwd_solve(s, c, w.s3, w.acc, u0 > 0, w.Pd[k], f, gamma, w.Minv[k], w.Ls[k], u0, Sv, S, B, T, D, stream, side_ok);
         cudaCheck(cudaEventRecord(st.solved, stream));      // s[U] written, accs[k] read
         cudaCheck(cudaEventRecord(st.freed[k], stream));   // P3[k], Pd[k], Minv[k], Ls[k] read
         if (gate) {                                          // gated[U] = s[U] * gt[U] beside the next chain
@@ -1881,7 +1889,8 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
     if ((parts & FB_BEGIN) && !dq_direct) cudaCheck(cudaMemsetAsync(w.dq, 0, (size_t)B * T * D * sizeof(float), stream));
     int nb = fb_sets(B, T), la = fb_lookahead();
     FbStreams st = fb_begin(w.PcT, nb, B, S, n, T, stream, parts & FB_BEGIN, parts);
-    int side_inv = fb_solve_inv_mode(fb_bwd_vec(w.u3, df, gs, &gb, D)) == 3;   // the inverses beside the chain
+    int side_ok = n == 1 && parts != FB_ALL;   // (fb_inverse_where)
+    int side_inv = fb_solve_inv_mode(fb_bwd_vec(w.u3, df, gs, &gb, D), side_ok) == 3;   // the inverses beside the chain
     // the it-th superblock from the end, q = n-1-it, uses buffers k = it % nb
     // 1. on stream a: its slab logits Zs (M, Sv) = qb[u0:T] kb[U]^T / sqrt(D); Pc = gamma alpha[u0:T, U] as bf16
     //    hi/lo parts (Pc3), PcT (and the inverses) (once stream b no longer reads these buffers for superblock it - nb)
@@ -1924,7 +1933,7 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
             acc_gemm(it, u1, T, 0.0f, stream);
         }
         // 3. the transposed in-superblock solve: u[U], df[U]
-        fb_bwd_solve(w.u3, df, w.acc, u1 < T, w.PcT[k], gs, gb, w.Minv[k], w.Ls[k], u0, Sv, S, B, T, D, stream);
+        fb_bwd_solve(w.u3, df, w.acc, u1 < T, w.PcT[k], gs, gb, w.Minv[k], w.Ls[k], u0, Sv, S, B, T, D, stream, side_ok);
         fb_after(st.b, st.solved, stream);         // the rest of U on stream b, beside the next chain
         // 4. dgamma[U] = u . c; 5. US (M, Sv) = u[u0:T] s[U]^T into the slab's logits buffer (the (T, 3D) view of
         //    u3 times sU3^T: one GEMM of K = 3D); dZ over Pc_hi's first copy

@@ -218,7 +218,7 @@ static void bench_solves(int B, int T, int D) {
         float tb = benchmark_kernel(20, solve_only_bwd, &p, 1);
         int S = p.S, nb = S / 32;
         double ctas = ceil_div(D, cols) * (double)B, c32 = ceil_div(D, 32) * (double)B, blk = 32.0 * 32 * 32;
-        double inv = (fb_inverse_where() == 0 ? ctas * cols / 32 : B) * nb * 496.0 * 32;
+        double inv = (fb_inverse_where(0) == 0 ? ctas * cols / 32 : B) * nb * 496.0 * 32;
         double ff = c32 * blk * (nb * (nb + 1) / 2 + nb) + inv, fbk = c32 * blk * (nb * (nb - 1) / 2 + nb) + inv;
         printf("B=%d T=%d D=%d  solve kernels alone (S=%d, %d CTAs of %d columns): fwd %8.1f us (%.2f TFMA/s)  bwd %8.1f us (%.2f TFMA/s)\n",
                B, T, D, S, (int)ctas, cols, tf * 1e3, ff / (tf * 1e-3) / 1e12, tb * 1e3, fbk / (tb * 1e-3) / 1e12);

@@ -64,7 +64,7 @@ static void phases(SolveBufs *p, int bwd, int has_acc) {
             if (!none && ph_clk[(size_t)i * FB_PH_SLOTS + k] == 0) fatal("feedback_phases: CTA %d slot %d not written", i, k);
         }
     printf("%s solve B=%d T=%d D=%d S=%d has_acc=%d SESSA_FB_INV=%d: %d CTAs of %d columns, %.1f us per call (with the clocks)\n",
-           bwd ? "backward" : "forward", B, T, D, p->S, has_acc, fb_inverse_where(), ncta, cols, ms * 1e3);
+           bwd ? "backward" : "forward", B, T, D, p->S, has_acc, fb_inverse_where(0), ncta, cols, ms * 1e3);
     printf("  %-30s %10s %10s   (SM cycles over CTAs)\n", "phase", "mean", "max");
     Stat tri = {0, 0}, inv = {0, 0}, hf = {0, 0}, total = {0, 0};
     Stat sum[NPH - 1] = {{0, 0}};             // the phases but iter, summed over the iterations
@@ -101,7 +101,7 @@ static void phases(SolveBufs *p, int bwd, int has_acc) {
         stat_add(&total, end - clk_pro(i, FB_PH_START));
     }
     const char *names[NPH] = {"rhs", "bar1", "x", "bar2", "upd max", "upd q+1", "c store", "out max", "iter"};
-    int own = fb_inverse_where() == 0;          // the CTA inverts the diagonal blocks itself (else it copies Minv in)
+    int own = fb_inverse_where(0) == 0;          // the CTA inverts the diagonal blocks itself (else it copies Minv in)
     stat_print(own ? "prologue: tri + gamma loads" : "prologue: acc, f/gs in", &tri, ncta);
     stat_print(own ? "prologue: inverses, splits" : "prologue: h f, Minv, panel in", &inv, ncta);
     stat_print(own ? "prologue: h, f loads" : "prologue: h, f packed", &hf, ncta);
