@@ -22,8 +22,11 @@
        out: df = u = dL/df (B,T,D), dgamma (B,T), dqb/dkb (B,T,D) strided by ld (overwritten, not accumulated)
 
    size_t feedback_scratch_bytes(int B, int T, int D);   // device scratch for either call (nothing kept between)
-   Both take an optional last argument, parts (FB_ALL: the whole call), to issue a call in parts with the caller's
-   work in between ("Parts", above feedback_forward).
+   Both take an optional argument parts (FB_ALL: the whole call), to issue a call in parts with the caller's work in
+   between ("Parts", above feedback_forward), and then the layer's gate (optional, NULL: none): the forward's
+   FbGate {out, gt, ld} makes out = s * gt superblock by superblock beside the chain; the backward's FbGateBwd
+   {dgated, gt, dgt, ld} (with gs NULL) stands for gs = dgated * gt, formed where the solve reads it, and writes the
+   gate's dgt = dgated * s (both: the bits of gate.cuh's kernels).
    The GEMMs use the cuBLASLt handle and workspace of matmul.cuh: matmul_init() must have run.
 
  Algorithm. Superblocks U = [u0, u1), u1 = min(u0 + S, T), Sv = u1 - u0 rows; every GEMM is batched over B. Only
@@ -1225,7 +1228,8 @@ static int fb_env_choice(int *mode, const char *name, int def, int hi) {
 }
 // SESSA_FB_INV unset: 2, and 3 for a call of one superblock issued in parts (side_ok): its side stream has nothing
 // else to do beside the caller's work (RoPE and the attention / Linear_out's backward), so the inverses leave the
-// main stream (d4w256h4: A/B in the eleventh session's last call, gpu11h)
+// main stream. Measured (H200, the trainer, gpu11h, unset / SESSA_FB_INV=2 in turns): d4w256h4 B=8 T=256 1.770M and
+// 1.796M / 1.758M and 1.744M tok/s (d12, 4 superblocks, the same path either way: 422.0k, 425.0k / 426.3k, 424.0k).
 static int fb_inverse_auto = -1;   // -1: not known yet; 1: SESSA_FB_INV unset
 static int fb_inverse_where(int side_ok) {
     if (fb_inverse_auto < 0) fb_inverse_auto = getenv("SESSA_FB_INV") == NULL;
