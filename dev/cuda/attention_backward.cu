@@ -265,6 +265,62 @@ static float *att_host_tensor(const AttLayout *L, const floatX *dgrad, int i, in
     return h;
 }
 
+// dq, dk, dv of version (in g, from its run just before) against a second run's (the same bits: deterministic) and,
+// for versions 8+ but 12, against their twin's, run into scratch (the same bits): the pipelined consumers issue
+// version 7's products in another order of time, not of summation, unless an operand was changed under a product in
+// flight (a register or a stage handed back early); versions 13, 14, 16, 17 add what 12 adds, in the same order, each
+// add one fp32 rounding (15: 14's or 9's kernels by d and T); rope: both runs with the table (NULL: without)
+static int att_repeat_and_twin(AttProblem *p, AttGrads *g, AttGrads *scratch, int version, int d, int T,
+                               const float2 *rope) {
+    size_t n = p->L.n;
+    uint16_t *first = (uint16_t *)mallocCheck(n * sizeof(uint16_t)), *again = (uint16_t *)mallocCheck(n * sizeof(uint16_t));
+    cudaCheck(cudaMemcpy(first, g->dgrad, n * sizeof(floatX), cudaMemcpyDeviceToHost));
+    run_att_backward_rope(p, g, version, rope);
+    cudaCheck(cudaMemcpy(again, g->dgrad, n * sizeof(floatX), cudaMemcpyDeviceToHost));
+    int same = memcmp(first, again, n * sizeof(uint16_t)) == 0, ok = same;
+    printf("  dq, dk, dv second run bitwise identical: %s\n", same ? "ok" : "FAIL");
+    if (version >= 8 && version != 12) {
+        const int v = version == 15 ? atth_bwd_version15(d, T) : version;
+        const int twin = v == 13 || v == 14 || v == 16 || v == 17 ? 12 : 7;
+        run_att_backward_rope(p, scratch, twin, rope);
+        cudaCheck(cudaMemcpy(again, scratch->dgrad, n * sizeof(floatX), cudaMemcpyDeviceToHost));
+        int same7 = memcmp(first, again, n * sizeof(uint16_t)) == 0;
+        printf("  dq, dk, dv bitwise identical to version %d's%s: %s\n", twin, rope ? " with the table" : "", same7 ? "ok" : "FAIL");
+        ok &= same7;
+    }
+    free(first); free(again);
+    return ok;
+}
+
+// a random dout (bf16 values) and the CPU reference's out, lse, dq, dk, dv for problem p (att_ref_free frees them)
+typedef struct { float *dout, *out, *lse, *dq, *dk, *dv; size_t nq, nk; } AttRef;
+static AttRef att_ref_make(const AttProblem *p, int B, int T, int H, int Hkv, int d) {
+    AttRef r;
+    r.nq = (size_t)B * T * H * d; r.nk = (size_t)B * T * Hkv * d;
+    r.dout = make_random_float(r.nq, -1.0f, 1.0f);
+    round_to_bf16(r.dout, r.nq);
+    r.out = (float *)mallocCheck(r.nq * sizeof(float)); r.lse = (float *)mallocCheck((size_t)B * H * T * sizeof(float));
+    r.dq = (float *)mallocCheck(r.nq * sizeof(float));
+    r.dk = (float *)mallocCheck(r.nk * sizeof(float)); r.dv = (float *)mallocCheck(r.nk * sizeof(float));
+    attention_cpu(r.out, r.lse, r.dq, r.dk, r.dv, r.dout, p->q, p->k, p->v, B, T, H, Hkv, d);
+    return r;
+}
+static void att_ref_free(AttRef *r) { free(r->dout); free(r->out); free(r->lse); free(r->dq); free(r->dk); free(r->dv); }
+
+// got[i] (device dq, dk, dv: the first n of them, rows as the problem's layout) against the CPU reference, with
+// check's tolerance (below); 1 if all pass
+static int att_validate(const AttProblem *p, const floatX *const *got, int n, const AttRef *r, int B, int T, int H,
+                        int Hkv, int d) {
+    const float *refs[3] = {r->dq, r->dk, r->dv};
+    const size_t ns[3] = {r->nq, r->nk, r->nk};
+    const char *names[3] = {"dq", "dk", "dv"};
+    int ok = 1;
+    for (int i = 0; i < n; i++)
+        ok &= validate_result(got[i], refs[i], names[i], (size_t)B * T, att_width(i, H, Hkv, d), att_ld(&p->L, i),
+                              1e-2f * max_abs(refs[i], ns[i]) + 1e-6f, 1e-2f);
+    return ok;
+}
+
 // stacked: q, k, v and dq, dk, dv column slices of wider matrices (att_layout), as the trainer passes them
 static int check(int version, int B, int T, int H, int Hkv, int d, int stacked) {
     if (version >= 3 && d != 64 && d != 128) return 1;   // not a width of the Hopper kernels
@@ -272,13 +328,9 @@ static int check(int version, int B, int T, int H, int Hkv, int d, int stacked) 
     printf("check version %d B=%d T=%d H=%d Hkv=%d d=%d%s\n", version, B, T, H, Hkv, d, stacked ? " stacked q|k|v" : "");
     AttProblem p = make_att_problem(B, T, H, Hkv, d, stacked);
     att_check_sections(version >= 5);
-    size_t nq = (size_t)B * T * H * d, nk = (size_t)B * T * Hkv * d;
-    float *dout = make_random_float(nq, -1.0f, 1.0f);
-    round_to_bf16(dout, nq);
-    float *out = (float *)mallocCheck(nq * sizeof(float)), *lse = (float *)mallocCheck((size_t)B * H * T * sizeof(float));
-    float *dq = (float *)mallocCheck(nq * sizeof(float));
-    float *dk = (float *)mallocCheck(nk * sizeof(float)), *dv = (float *)mallocCheck(nk * sizeof(float));
-    attention_cpu(out, lse, dq, dk, dv, dout, p.q, p.k, p.v, B, T, H, Hkv, d);
+    AttRef ref = att_ref_make(&p, B, T, H, Hkv, d);
+    size_t nq = ref.nq, nk = ref.nk;
+    float *dout = ref.dout, *dq = ref.dq, *dk = ref.dk, *dv = ref.dv;
     AttGrads g = att_grads_alloc(&p, dout);
     run_att_forward(&p, version == 1 ? 1 : 2);   // out, lse of the mma.sync forward for versions 2, 3
     run_att_backward(&p, &g, version);
@@ -292,10 +344,7 @@ static int check(int version, int B, int T, int H, int Hkv, int d, int stacked) 
     size_t ns[3] = {nq, nk, nk};
     const char *names[3] = {"dq", "dk", "dv"};
     const float *refs[3] = {dq, dk, dv};
-    int ok = 1;
-    for (int i = 0; i < 3; i++)
-        ok &= validate_result(outs[i], refs[i], names[i], (size_t)B * T, att_width(i, H, Hkv, d), att_ld(&p.L, i),
-                              1e-2f * max_abs(refs[i], ns[i]) + 1e-6f, 1e-2f);
+    int ok = att_validate(&p, outs, 3, &ref, B, T, H, Hkv, d);
     ok &= att_pad_intact(&p.L, g.dgrad, B, T, H, Hkv, d);   // nothing written between or after dq, dk, dv
     if (version >= 3) {
         // against version 2 (mma.sync) from the same forward and dout: the same math with other tiles and summation
@@ -312,31 +361,11 @@ static int check(int version, int B, int T, int H, int Hkv, int d, int stacked) 
         }
         att_grads_free(&g2);
     }
-    // determinism: a second run gives the same bits (dq, dk and dv, and the untouched pad)
-    uint16_t *first = (uint16_t *)mallocCheck(p.L.n * sizeof(uint16_t)), *again = (uint16_t *)mallocCheck(p.L.n * sizeof(uint16_t));
-    cudaCheck(cudaMemcpy(first, g.dgrad, p.L.n * sizeof(floatX), cudaMemcpyDeviceToHost));
-    run_att_backward(&p, &g, version);
-    cudaCheck(cudaMemcpy(again, g.dgrad, p.L.n * sizeof(floatX), cudaMemcpyDeviceToHost));
-    int same = memcmp(first, again, p.L.n * sizeof(uint16_t)) == 0;
-    printf("  dq, dk, dv second run bitwise identical: %s\n", same ? "ok" : "FAIL");
-    ok &= same;
-    if (version >= 8 && version != 12) {
-        // the pipelined consumers issue version 7's products in another order of time, not of summation: the same
-        // bits, unless an operand was changed under a product in flight (a register or a stage handed back early);
-        // versions 13, 14, 16, 17 add what 12 adds, in the same order, each add one fp32 rounding: the same bits as
-        // 12 (15: 14's or 9's kernels by d and T)
-        const int v = version == 15 ? atth_bwd_version15(d, T) : version;
-        const int twin = v == 13 || v == 14 || v == 16 || v == 17 ? 12 : 7;
-        AttGrads g7 = att_grads_alloc(&p, dout);
-        run_att_backward(&p, &g7, twin);
-        cudaCheck(cudaMemcpy(again, g7.dgrad, p.L.n * sizeof(floatX), cudaMemcpyDeviceToHost));
-        int same7 = memcmp(first, again, p.L.n * sizeof(uint16_t)) == 0;
-        printf("  dq, dk, dv bitwise identical to version %d's: %s\n", twin, same7 ? "ok" : "FAIL");
-        ok &= same7;
-        att_grads_free(&g7);
-    }
-    free(first); free(again);
-    free(dout); free(out); free(lse); free(dq); free(dk); free(dv);
+    // determinism: a second run gives the same bits (dq, dk and dv, and the untouched pad); the twin's bits
+    AttGrads g7 = att_grads_alloc(&p, dout);
+    ok &= att_repeat_and_twin(&p, &g, &g7, version, d, T, NULL);
+    att_grads_free(&g7);
+    att_ref_free(&ref);
     att_grads_free(&g);
     free_att_problem(&p);
     return ok;
@@ -368,13 +397,9 @@ static int check_rope(int version, int B, int T, int H, int Hkv, int d, int stac
     AttProblem p = make_att_problem(B, T, H, Hkv, d, stacked);
     att_check_sections(version >= 5);
     const int half = d / 2, Tt = T + 64;
-    size_t nq = (size_t)B * T * H * d, nk = (size_t)B * T * Hkv * d;
-    float *dout = make_random_float(nq, -1.0f, 1.0f);
-    round_to_bf16(dout, nq);
-    float *out = (float *)mallocCheck(nq * sizeof(float)), *lse = (float *)mallocCheck((size_t)B * H * T * sizeof(float));
-    float *dq = (float *)mallocCheck(nq * sizeof(float));
-    float *dk = (float *)mallocCheck(nk * sizeof(float)), *dv = (float *)mallocCheck(nk * sizeof(float));
-    attention_cpu(out, lse, dq, dk, dv, dout, p.q, p.k, p.v, B, T, H, Hkv, d);
+    AttRef ref = att_ref_make(&p, B, T, H, Hkv, d);
+    size_t nq = ref.nq, nk = ref.nk;
+    float *dout = ref.dout, *dq = ref.dq, *dk = ref.dk, *dv = ref.dv;
     // the table as rope_table_create makes it (fp32 cos, sin of a double angle), the reference rotated by -theta
     float2 *d_rope = rope_table_create(Tt, d);
     float2 *h_rope = (float2 *)mallocCheck((size_t)Tt * half * sizeof(float2));
@@ -400,15 +425,11 @@ static int check_rope(int version, int B, int T, int H, int Hkv, int d, int stac
     size_t ns[3] = {nq, nk, nk};
     const char *names[3] = {"dq", "dk", "dv"};
     const float *refs[3] = {dq, dk, dv};
-    int ok = 1;
     printf("  fused against the CPU (attention, then the inverse rotation):\n");
-    for (int i = 0; i < 3; i++)
-        ok &= validate_result(outs[i], refs[i], names[i], (size_t)B * T, att_width(i, H, Hkv, d), att_ld(&p.L, i),
-                              1e-2f * max_abs(refs[i], ns[i]) + 1e-6f, 1e-2f);
+    int ok = att_validate(&p, outs, 3, &ref, B, T, H, Hkv, d);
     printf("  unfused (version %d, then rope_backward) against the CPU:\n", version);
-    for (int i = 0; i < 2; i++)
-        ok &= validate_result(i == 0 ? gu.dq : gu.dk, refs[i], names[i], (size_t)B * T, att_width(i, H, Hkv, d),
-                              att_ld(&p.L, i), 1e-2f * max_abs(refs[i], ns[i]) + 1e-6f, 1e-2f);
+    const floatX *unfused[2] = {gu.dq, gu.dk};
+    ok &= att_validate(&p, unfused, 2, &ref, B, T, H, Hkv, d);
     ok &= att_pad_intact(&p.L, g.dgrad, B, T, H, Hkv, d);
     // fused against unfused, pair by pair (2. above)
     for (int i = 0; i < 3; i++) {
@@ -440,25 +461,10 @@ static int check_rope(int version, int B, int T, int H, int Hkv, int d, int stac
         free(f); free(u);
     }
     // 3. determinism, and the twin's bits
-    uint16_t *first = (uint16_t *)mallocCheck(p.L.n * sizeof(uint16_t)), *again = (uint16_t *)mallocCheck(p.L.n * sizeof(uint16_t));
-    cudaCheck(cudaMemcpy(first, g.dgrad, p.L.n * sizeof(floatX), cudaMemcpyDeviceToHost));
-    run_att_backward_rope(&p, &g, version, d_rope);
-    cudaCheck(cudaMemcpy(again, g.dgrad, p.L.n * sizeof(floatX), cudaMemcpyDeviceToHost));
-    int same = memcmp(first, again, p.L.n * sizeof(uint16_t)) == 0;
-    printf("  dq, dk, dv second run bitwise identical: %s\n", same ? "ok" : "FAIL");
-    ok &= same;
-    if (version >= 8 && version != 12) {
-        const int v = version == 15 ? atth_bwd_version15(d, T) : version;
-        const int twin = v == 13 || v == 14 || v == 16 || v == 17 ? 12 : 7;
-        run_att_backward_rope(&p, &gu, twin, d_rope);
-        cudaCheck(cudaMemcpy(again, gu.dgrad, p.L.n * sizeof(floatX), cudaMemcpyDeviceToHost));
-        int same7 = memcmp(first, again, p.L.n * sizeof(uint16_t)) == 0;
-        printf("  dq, dk, dv bitwise identical to version %d's with the table: %s\n", twin, same7 ? "ok" : "FAIL");
-        ok &= same7;
-    }
-    free(first); free(again); free(h_rope);
+    ok &= att_repeat_and_twin(&p, &g, &gu, version, d, T, d_rope);
+    free(h_rope);
     cudaCheck(cudaFree(d_rope));
-    free(dout); free(out); free(lse); free(dq); free(dk); free(dv);
+    att_ref_free(&ref);
     att_grads_free(&g); att_grads_free(&gu);
     free_att_problem(&p);
     return ok;
