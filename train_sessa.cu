@@ -358,8 +358,7 @@ static void wgrad_join(Model *m) {
 // 1.576M / 1.552M and 1.567M / 1.548M tok/s, whole there until the eleventh session, whose A/B call (gpu11c) measured
 // the parts with their side streams kept at one superblock: d4w256h4 1.713M and 1.722M tok/s against 1.647M and
 // 1.656M whole (the d12 shapes have 4 or more superblocks: split either way).
-static int feedback_split(const Model *m, int B, int T) {
-    (void)B; (void)T;
+static int feedback_split(const Model *m) {
     static int on = -1;
     if (on < 0) {
         const char *e = getenv("SESSA_FB_SPLIT");
@@ -493,7 +492,7 @@ static void layer_forward(Model *m, int l, int B, int T) {
     // [q | k | v | qb | kb] = abar [W_q; W_k; W_v; W_fb]^T + biases: one GEMM (the weights stacked per layer)
     int np = m->np;
     matmul_forward(a->proj, np, a->abar, PW(P_Q_W), PW(P_Q_B), NULL, N, D, np, st);
-    int split = feedback_split(m, B, T);
+    int split = feedback_split(m);
     // with split, the feedback solve's first side work (it needs qb, kb and gamma) beside RoPE and the attention
     if (split) feedback_forward(a->s, a->c, a->fb_lse, a->f, a->qbkb, a->qbkb + D, np, a->gamma, B, T, D,
                                 m->bw[0].fb_scratch, st, FB_BEGIN);
@@ -588,7 +587,7 @@ static void layer_backward(Model *m, int l, int B, int T) {
         layernorm_forward(a->xn, NULL, NULL, a->x, PW(P_LN_W), PW(P_LN_B), N, D, c->ln_eps, st);
         gelu_forward(a->abar, a->ag, 2 * D, N, D, st);
     }
-    int np = m->np, split = feedback_split(m, B, T);
+    int np = m->np, split = feedback_split(m);
     // with the feedback the gate's backward is folded into the solve (gs = dgated * gt formed where the solve reads
     // it, dgt = dgated * s written by its row pass: llmc/feedback.cuh FbGateBwd)
     FbGateBwd gate = {g->dgated, a->ag + D, g->dag + D, 2 * D};
