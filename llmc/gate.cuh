@@ -3,6 +3,9 @@
  mixer output (fp32, from the feedback solve) and gt the last D columns of Linear_in's (N, 2D) output.
  Backward: ds = dgated * gt (fp32, what feedback_backward takes), dgt = dgated * s (written into the
  gate half of d(Linear_in output)). The residual add y = x + Linear_out(gated) is fused into the matmul.
+ With the feedback the trainer runs neither pass: feedback_forward applies the gate per superblock (FbGate, by
+ gate_forward_rows) and feedback_backward forms ds in its solve and writes dgt in its row pass (FbGateBwd), the same
+ products in fp32, so the same bits (llmc/feedback.cuh); the f0 baseline runs gate_forward and gate_backward.
  Packed path (D, ld % 8 == 0, aligned rows): one thread per 8 elements, 16-byte accesses, 32-bit index math;
  the one-element kernels remain for other shapes.
 */
