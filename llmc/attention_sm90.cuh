@@ -97,7 +97,8 @@ __device__ __forceinline__ unsigned char *atth_smem_base(unsigned char *smem) {
 // +1 are an interleaved pair (x0, x1) = pair p = 4nd + tq of the store, rotated by -theta in fp32 after the scaling,
 // then rounded to bf16 once:  x0' = x0 cos + x1 sin, x1' = x1 cos - x0 sin,  (cos, sin) = rope[t * rope_ld + p]
 // (llmc/rope.cuh's table, rope_ld = hd/2 pairs a row; rope at the store's first pair: + 32 for the right column half
-// of a d = 128 head). The entries are loaded per pair inside the loop (L1/L2 hits: the table is T x hd/2 float2).
+// of a d = 128 head). A row's HD/8 entries are loaded before its first store (L1/L2 hits: the table is T x hd/2
+// float2), since a load issued after a store it may alias waits for that store.
 template <int HD>
 __device__ __forceinline__ void atth_store_rows(floatX *dst, int stride, int r0, int T, const float (&acc)[HD / 2],
                                                 float s0, float s1, const float2 *rope = nullptr, int rope_ld = HD / 2) {

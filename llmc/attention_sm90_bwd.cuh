@@ -14,10 +14,11 @@
  same bits, within about one bf16 rounding of them: dev/cuda/attention_backward.cu's check). Every kernel below
  that stores dq or dk takes the table: the dQ kernels, the dK/dV kernels, and in versions 12-17 the diagonal
  block's store of dq in atth_dq_add (a column half of the head at d = 128: the table from pair 32 on). dv is never
- rotated. The table entries are loaded per pair inside the store loop (L1/L2 hits), so that the rotation adds no
- live registers next to the accumulators: ptxas -v (nvcc 13) the same counts as without it (version 3's kernels at
- d = 64 / 128: dQ 134 / 170, dK/dV 194 / 255; the warp-specialized ones report their launch bound, 168) and no
- spills in any of these kernels.
+ rotated. A row's table entries are loaded before its stores (HD/8 float2, L1/L2 hits: loaded one per pair after
+ each store, the rotation cost +36 us a call at d12 B=8 T=1024 against +7.8 now, the separate pass +14.8:
+ `attention_backward bench 15`, H200). ptxas -v (nvcc 13), version 3's kernels at d = 64 / 128: dQ 134 / 174, dK/dV
+ 198 / 245 (134 / 170, 194 / 255 without the rotation); the warp-specialized ones report their launch bound, 168;
+ no spills in any of these kernels.
 
  Math (recomputation from lse, FlashAttention-2/3), P = exp(S/sqrt(d) - lse), dS = P (dP - Delta):
    dQ kernel, per block of 128 query rows (2 warpgroups x 64), over key tiles of 64 up to the diagonal:
