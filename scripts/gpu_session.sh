@@ -37,6 +37,8 @@
 #                                                        Hkv d": another shape; pipes, stalls, L2: llmc/attention_sm90_bwd.cuh)
 #   scripts/gpu_session.sh build fbprec                  feedback precision vs the official form (dev/cuda/feedback_precision.py)
 #   scripts/gpu_session.sh build e2e                     scripts/bench_gpu.sh part 1 (ours vs PyTorch eager/compile vs GPT-2, d12 B=8 T=1024)
+#   scripts/gpu_session.sh multi                         (2+ GPUs) scripts/multi_gpu_check.sh: test_zero on 2 ranks, 2 GPUs vs 1
+#                                                        loss curves, ZeRO-1 vs 0, resume at world 1, d12 weak scaling
 #   scripts/gpu_session.sh build e2e2                    its part 2 for ours and PyTorch eager at B=1, T=4096..MAX_T (16384;
 #                                                        MAX_T=131072: ~3-7 min, 2 steps per T >= 65536; eager up to 16384)
 # CHECKS="feedback_forward attention_backward" limits `check` to those dev/cuda kernels (default: all of them).
@@ -260,6 +262,8 @@ for r in rows:
         if n >= 60: break
 PYEOF
 }
+# the multi-GPU check (builds what it needs; its own PASS/FAIL lines and logs under $OUT/multi)
+do_multi() { OUT="$OUT/multi" bash scripts/multi_gpu_check.sh; }
 do_profile() { ncu_csv d12 d12 ${PROF_B:-8} ${PROF_T:-1024} 1 && kernel_table "$OUT/ncu_d12.csv"; }
 do_profsmall() { ncu_csv small1 d4w256h4 8 256 1 && ncu_csv small2 d4w256h4 8 256 2 &&
                  kernel_table "$OUT/ncu_small2.csv" "$OUT/ncu_small1.csv"; }
@@ -288,6 +292,7 @@ for s in "$@"; do
         revbuild) stage revbuild rev_build ;;
         split)   stage split do_split ;;
         profile) stage profile do_profile ;;
+        multi)   stage multi do_multi ;;
         timeline) stage timeline do_timeline ;;
         profsmall) stage profsmall do_profsmall ;;
         attn)    stage attn timeout ${ATTN_TIMEOUT:-600} $PY dev/cuda/bench_attention.py --markdown ;;

@@ -77,6 +77,10 @@ else skipped "test_distributed with MPI: no mpicc/mpirun (apt-get install libope
 # -- Python tests
 step "pytest dev/test/test_reference.py" $PYTHON -m pytest -q dev/test/test_reference.py
 step "pytest dev/test/test_data.py" $PYTHON -m pytest -q dev/test/test_data.py
+step "loss-curve comparator of the multi-GPU check on synthetic step lines (dev/test/test_compare_runs.py)" \
+    $PYTHON dev/test/test_compare_runs.py
+step "scaling sweep end to end with a stand-in trainer: CSV, efficiencies, plot (dev/test/test_scaling.py)" \
+    $PYTHON dev/test/test_scaling.py
 step "pytest dev/test/test_memory_probe.py (f0 baseline, influence probe vs finite differences)" \
     $PYTHON -m pytest -q dev/test/test_memory_probe.py
 
