@@ -150,7 +150,10 @@ fi
 # ---------------------------------------------------------------------------- curves, resume
 # d4w256h4 T=256: 8 rows per GPU on 2 GPUs = 16 rows on 1 = 4096 tokens a step; -G 0 (see the header), lr 1e-3 with
 # 10 warmup steps; val every 10 steps on 4 batches (16 x 256 x 4 tokens either way); a sample of 32 tokens at step
-# 15 (rank 0 decodes alone while the other ranks wait in the next collective); checkpoints every 15 steps
+# 15 (rank 0 decodes alone while the other ranks wait in the next collective); checkpoints every 15 steps.
+# Val batches: -m counts batches of -b rows per rank, so -m 4 reads the same 8B rows (of 2B-row batches) on 1 GPU at
+# 2B and on 2 GPUs at B; a 1-GPU run at B (the accumulation control, the resumed runs) needs -m 8 for those rows
+# (with -m 4 it would validate on half of them: found by running this script's 1-GPU part under dev/cuda_emu)
 CB=${CURVE_B:-8}; CT=${CURVE_T:-256}; TOK=$((2 * CB * CT))   # rows per GPU, length; tokens per step (2 GPUs)
 CURVE=(-e "${CURVE_MODEL:-d4w256h4}" -t "$CT" -x 30 -l 1e-3 -u 10 -G 0 -v 10 -m 4 -s 15 -g 32 -S 1337 -n 15)
 train1() { local dir=$1; shift; timeout -k 10 "$RUN_TIMEOUT" "$TRAINER" "${CURVE[@]}" "${DATAFLAGS[@]}" "$@" -o "$WORK/$dir"; }
@@ -180,7 +183,7 @@ same_files() {
 resume1() {
     local src=$1 dst=res1_$1
     rm -rf "${WORK:?}/$dst" && cp -r "$WORK/$src" "$WORK/$dst" && rm -f "$WORK/$dst"/*_00000030* || return 1
-    timeout -k 10 "$RUN_TIMEOUT" "$TRAINER" -y 1 -o "$WORK/$dst" | tee "$WORK/$dst.out" || return 1
+    timeout -k 10 "$RUN_TIMEOUT" "$TRAINER" -y 1 -o "$WORK/$dst" -m 8 | tee "$WORK/$dst.out" || return 1
     grep -q "resumed from step 15 (saved by 2 processes, resumed on 1)" "$WORK/$dst.out" ||
         { echo "FAIL: no 'resumed from step 15 (saved by 2 processes, resumed on 1)' line"; return 1; }
     grep -q "grad accumulation 2 " "$WORK/$dst.out" || { echo "FAIL: the resumed run does not accumulate 2 micro-steps"; return 1; }
@@ -192,7 +195,7 @@ if wants curves || wants resume; then
     check curves_run_1gpu_b2B 15 train1 c1_b2B -b $((2 * CB)) -d $TOK
     check curves_run_2gpu_bB_zero0 20 train2 c2_zero0 -b "$CB" -d $TOK -z 0
     check curves_run_2gpu_bB_zero1 20 train2 c2_zero1 -b "$CB" -d $TOK -z 1
-    check curves_run_1gpu_bB_accum2 15 train1 c1_bBacc -b "$CB" -d $TOK
+    check curves_run_1gpu_bB_accum2 15 train1 c1_bBacc -b "$CB" -d $TOK -m 8   # -m 8: see "val batches" above
     for d in c1_b2B c2_zero0 c2_zero1 c1_bBacc; do keep_log $d; done
 fi
 if wants curves; then
