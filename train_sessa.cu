@@ -12,8 +12,8 @@
  Same flags, files and step schedule as train_sessa.c (llmc/args.h, llmc/schedule.h; dev/test/test_twins.sh checks
  that both give the same losses), except -E (CPU only), plus -r, -z, -pi, -cg, -sb, -sm.
  - -cg 1 (default, one GPU): each micro-step's forward + loss + backward is one replayed CUDA graph
- - a training step has no host sync (one GPU, or ZeRO 0): the mean loss, the gradient norm and the clip scale stay
-   on the device (llmc/global_norm.cuh's StepStats; AdamW reads the scale there), batches go up from pinned
+ - a training step has no host sync (on any number of GPUs): the mean loss, the gradient norm and the clip scale stay
+   on the device (on several GPUs also their sums over the ranks, and the ranks' stop signals) (llmc/global_norm.cuh's StepStats; AdamW reads the scale there), batches go up from pinned
    memory, and the host prints a step's line after it has issued the next step (StepLog): it runs a step ahead,
    reading and planning the next batch while the GPU computes
  Sampling (DESIGN.md section 5: -st -sk -sp -sf -g, and -sb -sm here) decodes recurrently (llmc/decode.cuh): the
@@ -717,7 +717,10 @@ static void model_backward_device(Model *m, int B, int T, MultiGpuConfig *reduce
     reduce_gradients(m, lnf_kinds, 2, -1, reduce);
     for (int l = c->n_layer - 1; l >= 0; l--) {
         layer_backward(m, l, B, T);
-        if (reduce != NULL && reduce->num_processes > 1) wgrad_join(m);   // the layer's weight gradients are final before they are reduced
+        // the layer's weight gradients (on wgrad_stream up to wg_layer[l % 2]) are final before the NCCL stream
+        // reduces them; main_stream goes on with layer l - 1 without waiting for them
+        if (m->wgrad && reduce != NULL && reduce->num_processes > 1)
+            cudaCheck(cudaStreamWaitEvent(reduce->nccl_stream, m->wg_layer[l % 2], 0));
         reduce_gradients(m, layer_tensor_kinds, NUM_LAYER_KINDS, l, reduce);
     }
     wgrad_join(m);
@@ -803,19 +806,11 @@ static void model_train_micro_step(Model *m, const int *h_inputs, const int *h_t
 // optimizer
 
 // the global gradient norm (all ranks) and its clip scale (clip <= 0: 1) into m->stats, on the device;
-// gradients already reduced. ZeRO 1 on several GPUs sums the shards' norm^2 on the host: the one host
-// sync of a step, in that case only.
-static void model_grad_norm(Model *m, float clip, const MultiGpuConfig *mg) {
+// gradients already reduced. ZeRO 1 on several GPUs sums the shards' norm^2 over the ranks on the device.
+static void model_grad_norm(Model *m, float clip, MultiGpuConfig *mg) {
     StepStats *s = m->stats;
     global_norm_squared(&s->norm2, m->grads + m->shard.offset, m->shard.valid, m->bw[0].norm_scratch, main_stream);
-    if (mg->zero_stage == 1 && mg->num_processes > 1) {
-        float norm2;
-        cudaCheck(cudaMemcpyAsync(&norm2, &s->norm2, sizeof(float), cudaMemcpyDeviceToHost, main_stream));
-        cudaCheck(cudaStreamSynchronize(main_stream));
-        norm2 = multi_gpu_cpu_float_sum(norm2, mg);
-        cudaCheck(cudaMemcpyAsync(&s->norm2, &norm2, sizeof(float), cudaMemcpyHostToDevice, main_stream));
-        cudaCheck(cudaStreamSynchronize(main_stream));   // norm2 is a stack variable
-    }
+    if (mg->zero_stage == 1) multi_gpu_sum_device(&s->norm2, 1, mg, main_stream, 1);
     grad_clip(s, clip, main_stream);
 }
 
@@ -1240,6 +1235,7 @@ typedef struct {
     double flops_per_step, peak;
     MultiGpuConfig *mg;
     FILE *logf;
+    int stop_seen;            // several GPUs: a printed step's summed stop signals were > 0 (the same on every rank)
 } StepLog;
 
 static void step_log_init(StepLog *L) {
@@ -1249,6 +1245,7 @@ static void step_log_init(StepLog *L) {
         cudaCheck(cudaEventCreate(&L->done[i]));
     }
     L->oldest = L->newest = 0;
+    L->stop_seen = 0;
 }
 
 static void step_log_free(StepLog *L) {
@@ -1270,7 +1267,8 @@ static void step_log_print_oldest(StepLog *L) {
     if (L->oldest == 0) L->newest = 0;
     const StepStats *st = L->h[slot];
     MultiGpuConfig *mg = L->mg;
-    float train_loss = multi_gpu_cpu_float_sum((float)(st->loss_sum / L->grad_accum), mg) / mg->num_processes;
+    float train_loss = (float)(st->loss_sum / L->grad_accum / mg->num_processes);   // (summed over the ranks)
+    if (mg->num_processes > 1 && st->stop > 0) L->stop_seen = 1;
     float lr = L->lr[slot], norm = st->norm;
     double tok_s = L->total_batch / dt;
     if (!isfinite(train_loss)) fatal("step %d: the loss is %f: training diverged", step, train_loss);
@@ -1471,9 +1469,11 @@ int main(int argc, char **argv) {
             step_log_flush(&slog);
             if (rank0) sample_and_print(&model, sample_tok, prompt, prompt_len, args.gen_tokens, &sample_opts, &rng);
         }
-        // Ctrl-C / SIGTERM during the step before (on any rank: all ranks agree): save it, then exit 128 + signal
-        int stop = mg.num_processes > 1 ? (int)multi_gpu_cpu_float_sum((float)train_stop_signal, &mg)
-                                        : (int)train_stop_signal;
+        // Ctrl-C / SIGTERM during the step before: save it, then exit 128 + signal. On several GPUs all ranks must
+        // agree without a host sync: each step carries the rank's signal, summed over the ranks with the loss, and
+        // the ranks stop once a printed step's sum is > 0 (lines are printed at the same steps on every rank: a
+        // step or two after the signal)
+        int stop = mg.num_processes > 1 ? slog.stop_seen : (int)train_stop_signal;
         if (stop || last) step_log_flush(&slog);
         if (args.out_dir != NULL && step_checkpoints(range, step, args.ckpt_every, stop)) {
             step_log_flush(&slog);
@@ -1490,14 +1490,19 @@ int main(int argc, char **argv) {
         if (last) break;
 
         // one optimizer step: grad_accum micro-batches, gradients reduced over GPUs, clipped (as PyTorch), AdamW;
-        // no host sync (one GPU or ZeRO 0): the loss, norm and clip scale stay on the device (model.stats)
+        // no host sync: the loss, norm and clip scale stay on the device (model.stats)
         step_log_begin(&slog, step + 1);
+        if (mg.num_processes > 1) {   // this rank's stop signal, summed over the ranks with the loss below
+            double stop_here = train_stop_signal != 0;
+            cudaCheck(cudaMemcpyAsync(&model.stats->stop, &stop_here, sizeof(double), cudaMemcpyHostToDevice, main_stream));
+        }
         for (int micro = 0; micro < grad_accum; micro++) {   // the first writes the gradients, the others add
             dataloader_next_batch(&train_loader);
             // the last micro-step reduces the accumulated gradients over the GPUs during its backward
             model_train_micro_step(&model, train_loader.inputs, train_loader.targets, B, T, dloss, micro > 0,
                                    micro == grad_accum - 1 ? &mg : NULL);
         }
+        multi_gpu_sum_device(&model.stats->loss_sum, 2, &mg, main_stream, 0);   // loss_sum, stop (StepStats)
         multi_gpu_wait_gradients(&mg, main_stream);
         model_grad_norm(&model, args.grad_clip, &mg);
         float lr = lr_at_step(args.lr, step, args.warmup, max_steps, args.final_lr_frac);

@@ -65,7 +65,10 @@ static void global_norm_squared(float *out, const float *x, size_t n, float *scr
 
 // the scalars of one optimizer step, in device memory (and a pinned host copy per step in flight)
 typedef struct {
-    double loss_sum;   // sum over the micro-steps of each micro-step's mean loss (this rank)
+    double loss_sum;   // sum over the micro-steps of each micro-step's mean loss (this rank; on several GPUs
+                       // summed over the ranks on the device at the step's end: multi_gpu_sum_device)
+    double stop;       // several GPUs: this rank's stop signal (0/1) when the host began the step, then summed
+                       // over the ranks with loss_sum (one all-reduce of these two)
     float norm2;       // squared gradient norm (all ranks)
     float norm;        // sqrt(norm2)
     float scale;       // the gradient clip scale that AdamW applies

@@ -22,10 +22,11 @@
        multi_gpu_reduce_gradient_ranges(grads, n_params, begins, counts, n, &mg, stream);  // async, NCCL stream
      (after the whole backward: one range, begins = {0}, counts = {P})
      multi_gpu_wait_gradients(&mg, stream);                 // compute stream waits for NCCL
-     norm^2 of the gradient: stage 0 local; stage 1 sum of the shards' norm^2 via multi_gpu_cpu_float_sum
+     the step's loss (and stop signals): multi_gpu_sum_device(&loss, 2, &mg, stream, 0) before that wait (no host sync)
+     norm^2 of the gradient: stage 0 local; stage 1 the shards' norm^2 summed by multi_gpu_sum_device (join)
      AdamW on [sh.offset, sh.offset + sh.size) (the padding has grad 0 and stays 0)
      multi_gpu_gather_params(params, P, &mg, stream);       // stage 1: all-gather the updated shards
-     loss: multi_gpu_cpu_float_sum(loss, &mg) / mg.num_processes
+     loss: the summed loss / mg.num_processes, read on the host with the step's other scalars
    multi_gpu_config_free(&mg);
 
  Checkpoints do not depend on the world size: they hold the full parameters and moments in DESIGN.md
@@ -51,6 +52,7 @@ static inline void nccl_check_(ncclResult_t err, const char *file, int line) {
 template <typename T> ncclDataType_t nccl_type();
 template <> inline ncclDataType_t nccl_type<float>() { return ncclFloat; }
 template <> inline ncclDataType_t nccl_type<__nv_bfloat16>() { return ncclBfloat16; }
+template <> inline ncclDataType_t nccl_type<double>() { return ncclFloat64; }
 
 typedef struct {
     int process_rank;          // 0 .. num_processes-1
@@ -212,6 +214,18 @@ static void multi_gpu_wait_gradients(MultiGpuConfig *c, cudaStream_t stream) {
     if (c->num_processes == 1) return;
     cudaCheck(cudaEventRecord(c->nccl_done, c->nccl_stream));
     cudaCheck(cudaStreamWaitEvent(stream, c->nccl_done, 0));
+}
+
+// n values in device memory summed over all ranks, in place, without the host waiting: on the NCCL stream after
+// `stream`'s work so far (and after the reductions already there); with join, `stream`'s later work waits for the
+// sum (else a later multi_gpu_wait_gradients does). The step's loss and stop signals, ZeRO-1's norm^2.
+template <typename T>
+static void multi_gpu_sum_device(T *d, size_t n, MultiGpuConfig *c, cudaStream_t stream, int join) {
+    if (c->num_processes == 1) return;
+    cudaCheck(cudaEventRecord(c->compute_done, stream));
+    cudaCheck(cudaStreamWaitEvent(c->nccl_stream, c->compute_done, 0));
+    ncclCheck(ncclAllReduce(d, d, n, nccl_type<T>(), ncclSum, c->nccl_comm, c->nccl_stream));
+    if (join) multi_gpu_wait_gradients(c, stream);
 }
 
 // stage 1, after each rank updated its shard of `params` (padded buffer): every rank gets all shards

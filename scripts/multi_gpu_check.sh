@@ -13,13 +13,15 @@
 #           (ii) vs (i), (iii) vs (ii) EXACT (see below) plus their checkpoints byte for byte, (ii) vs (iv)
 #   resume  the step-15 checkpoints of (ii) (ZeRO-0) and (iii) (ZeRO-1, moments gathered from the shards) resumed
 #           on 1 GPU (-y 1: -b 8 -d 4096, i.e. 2 micro-steps) must continue the 2-GPU curve: steps 16-30, val 20, 30
+#   signal  SIGTERM to a 2-GPU run's launcher: both ranks stop at the same step, save it, exit 143; resumed on 2 GPUs
 #   scaling scripts/scaling.py, weak scaling, d12 T=1024 B=8 and B=16 per GPU (SCALING_B), 1 and 2 (.. NGPU) GPUs,
 #           ZeRO-0 and ZeRO-1, the 1-GPU runs with -cg 1 (the trainer's default: CUDA graph) and -cg 0 (what the
 #           multi-GPU runs use: the trainer turns graphs off with several processes); CSV + PNG in $OUT; target line:
 #           >= 90% efficiency (reported, not a FAIL: a performance target, not a correctness check)
 # Tolerances (scripts/compare_runs.py):
 #   - 2 GPUs at B vs 1 GPU at 2B, and the resumed runs: train loss within 5e-3 relative at every step and 1.5e-3 on
-#     average, val loss within 5e-3, gradient norm within 3e-2, lr equal. The runs do the same arithmetic in another
+#     average, val loss within 5e-3, gradient norm within 3e-2 (1e-1 against the batch of 2B: see `curves` below),
+#     lr equal. The runs do the same arithmetic in another
 #     order: a GEMM over 2B*T rows may tile and split its sums differently from one over B*T rows (forward: bf16
 #     outputs that round the other way, 2^-8 relative), the weight gradients add 2B*T rows in one sum instead of two
 #     sums of B*T averaged by NCCL. Through AdamW and the bf16 weight copy these differences stay at bf16 rounding
@@ -36,7 +38,7 @@
 #     GPUs the sums have 3+ terms in an algorithm-dependent order: not exact there (this script uses 2 for curves).
 # Env: OUT, NGPU, DRY_RUN, MULTI_DATA (a folder with *_train_*.bin, *_val_*.bin [, tokenizer.bin]; default
 # data/default), MULTI_TMP (run folders and checkpoints, not under $OUT; default $TMPDIR/sessa_multi),
-# SCALING_B ("8 16"), SCALING_STEPS (20), STEPS_ONLY ("zero curves resume scaling": a subset, setup always runs),
+# SCALING_B ("8 16"), SCALING_STEPS (20), STEPS_ONLY ("zero curves resume signal scaling": a subset, setup always runs),
 # TRAINER (./train_sessacu; e.g. the CPU emulator's build to try the one-GPU runs of `curves` without a GPU, with
 # CURVE_MODEL=d1w64h2 CURVE_T=32 CURVE_B=2 to make them small: the defaults are d4w256h4, 256, 8).
 # NVLink multicast stays off (NCCL_NVLS_ENABLE=0): the lent machines require it.
@@ -46,7 +48,7 @@ OUT=${OUT:-gpu_out/multi}; mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 DRY_RUN=${DRY_RUN:-0}
 SUMMARY="$OUT/summary.txt"; : > "$SUMMARY"
 WORK=${MULTI_TMP:-${TMPDIR:-/tmp}/sessa_multi}
-STEPS_ONLY=${STEPS_ONLY:-zero curves resume scaling}
+STEPS_ONLY=${STEPS_ONLY:-zero curves resume signal scaling}
 PY=${PYTHON:-python3}
 TRAINER=${TRAINER:-./train_sessacu}
 export NCCL_NVLS_ENABLE=0
@@ -148,14 +150,17 @@ if wants zero; then
 fi
 
 # ---------------------------------------------------------------------------- curves, resume
-# d4w256h4 T=256: 8 rows per GPU on 2 GPUs = 16 rows on 1 = 4096 tokens a step; -G 0 (see the header), lr 1e-3 with
-# 10 warmup steps; val every 10 steps on 4 batches (16 x 256 x 4 tokens either way); a sample of 32 tokens at step
+# d4w256h4 T=256: 8 rows per GPU on 2 GPUs = 16 rows on 1 = 4096 tokens a step; -G 0 (see the header), lr 3e-4 with
+# 10 warmup steps (at 1e-3, unclipped, the norm spikes from step 9 on and the runs' bf16 differences grow chaotically:
+# H200 x2, the twelfth session: the 1-GPU runs at -b 16 and -b 8 x 2 parted by 1.5% in loss and 4x in one step's norm,
+# while all runs agreed to 1e-5 in loss over steps 1-8; the CPU trainer in fp32 shows the same growth at 1e-3, 100x
+# less at 3e-4); val every 10 steps on 4 batches (16 x 256 x 4 tokens either way); a sample of 32 tokens at step
 # 15 (rank 0 decodes alone while the other ranks wait in the next collective); checkpoints every 15 steps.
 # Val batches: -m counts batches of -b rows per rank, so -m 4 reads the same 8B rows (of 2B-row batches) on 1 GPU at
 # 2B and on 2 GPUs at B; a 1-GPU run at B (the accumulation control, the resumed runs) needs -m 8 for those rows
 # (with -m 4 it would validate on half of them: found by running this script's 1-GPU part under dev/cuda_emu)
 CB=${CURVE_B:-8}; CT=${CURVE_T:-256}; TOK=$((2 * CB * CT))   # rows per GPU, length; tokens per step (2 GPUs)
-CURVE=(-e "${CURVE_MODEL:-d4w256h4}" -t "$CT" -x 30 -l 1e-3 -u 10 -G 0 -v 10 -m 4 -s 15 -g 32 -S 1337 -n 15)
+CURVE=(-e "${CURVE_MODEL:-d4w256h4}" -t "$CT" -x 30 -l 3e-4 -u 10 -G 0 -v 10 -m 4 -s 15 -g 32 -S 1337 -n 15)
 train1() { local dir=$1; shift; timeout -k 10 "$RUN_TIMEOUT" "$TRAINER" "${CURVE[@]}" "${DATAFLAGS[@]}" "$@" -o "$WORK/$dir"; }
 train2() {
     local dir=$1; shift
@@ -199,16 +204,54 @@ if wants curves || wants resume; then
     for d in c1_b2B c2_zero0 c2_zero1 c1_bBacc; do keep_log $d; done
 fi
 if wants curves; then
-    check curves_2gpu_vs_1gpu 1 compare "2 GPUs at -b $CB (ZeRO-0) vs 1 GPU at -b $((2 * CB))" c1_b2B c2_zero0 --min-steps 30
+    # the norm against a batch of 2B: within 10% (H200 x2, lr 3e-4: 5.8% at one step, the same on ONE GPU between -b 16
+    # and -b 8 x 2, whose norms the 2-GPU run matched to 1e-6: the norm follows the summation order of a batch of B
+    # or 2B, not the GPU count; a sum for a mean doubles it, a missing reduction takes one rank's half-batch norm)
+    check curves_2gpu_vs_1gpu 1 compare "2 GPUs at -b $CB (ZeRO-0) vs 1 GPU at -b $((2 * CB))" c1_b2B c2_zero0 --min-steps 30 \
+        --norm-rtol 0.1
     check curves_zero1_vs_zero0_exact 1 compare "ZeRO-1 vs ZeRO-0 on 2 GPUs, exact" c2_zero0 c2_zero1 --exact \
         --norm-rtol 1e-4 --min-steps 30
     check curves_zero1_vs_zero0_checkpoints 1 same_files c2_zero0 c2_zero1
     check curves_2gpu_vs_1gpu_accum 1 compare "2 GPUs at -b $CB vs 1 GPU at -b $CB x 2 micro-steps" c1_bBacc c2_zero0 --min-steps 30
-    check curves_control_accum_vs_b16 1 compare "control, 1 GPU: -b $CB x 2 micro-steps vs -b $((2 * CB))" c1_b2B c1_bBacc --min-steps 30
+    check curves_control_accum_vs_b16 1 compare "control, 1 GPU: -b $CB x 2 micro-steps vs -b $((2 * CB))" c1_b2B c1_bBacc --min-steps 30 \
+        --norm-rtol 0.1
 fi
 if wants resume; then
     check resume_zero0_ckpt_on_1gpu 10 resume1 c2_zero0
     check resume_zero1_ckpt_on_1gpu 10 resume1 c2_zero1
+fi
+
+# ---------------------------------------------------------------------------- signal
+# SIGTERM to the launcher mid-run (scripts/launch_local.sh forwards it to the ranks): the ranks agree on the step
+# to stop at without a host sync (each step carries the rank's signal, summed with the loss: train_sessa.cu), save
+# one checkpoint together and exit 143; the run then resumes on 2 GPUs (-y 1) and reaches its last step.
+signal_stop() {
+    local dir=$WORK/sig out=$OUT/signal_run.out i rc
+    rm -rf "$dir"
+    RANK_LOG_DIR="$OUT/signal_ranks" timeout -k 10 "$RUN_TIMEOUT" scripts/launch_local.sh 2 "$TRAINER" "${CURVE[@]}" \
+        "${DATAFLAGS[@]}" -b "$CB" -d $TOK -z 1 -x 300 -n 0 -v 0 -s 0 -o "$dir" > "$out" 2>&1 &
+    local pid=$!
+    for i in $(seq 1200); do grep -q "^step 40/" "$out" && break; sleep 0.1; done   # (<= 120 s)
+    grep -q "^step 40/" "$out" || { echo "FAIL: no 'step 40/' line within 120 s"; kill -KILL $pid; tail "$out"; return 1; }
+    kill -TERM $pid; wait $pid; rc=$?
+    grep -E "^step [0-9]+/|stopped by signal|^launch_local" "$out" | tail -4
+    [ $rc -eq 143 ] || { echo "FAIL: the launcher exited with $rc (want 143 = 128 + SIGTERM)"; return 1; }
+    # rank 0 prints the step lines; rank 1 (quiet) only its 'signal received'. Had the ranks stopped at different
+    # steps, the ZeRO-1 checkpoint (a gather of both ranks' moment shards) would hang to the timeout, not exit 143
+    grep -q "^signal received" "$OUT/signal_ranks/rank_1.log" || { echo "FAIL: rank 1 got no signal"; return 1; }
+    local s0; s0=$(sed -n 's/.*stopped by signal 15 at step \([0-9]*\).*/\1/p' "$out")
+    [ -n "$s0" ] || { echo "FAIL: rank 0 does not say 'stopped by signal 15 at step N'"; return 1; }
+    [ -f "$(printf '%s/model_%08d.bin' "$dir" "$s0")" ] || { echo "FAIL: no checkpoint of step $s0 in $dir"; ls "$dir"; return 1; }
+    echo "PASS both ranks stopped at step $s0 and saved its checkpoint together (ZeRO-1; launcher exit 143)"
+    RANK_LOG_DIR="$OUT/signal_ranks_resume" timeout -k 10 "$RUN_TIMEOUT" scripts/launch_local.sh 2 "$TRAINER" -y 1 \
+        -o "$dir" > "$OUT/signal_resume.out" 2>&1 || { echo "FAIL: the resumed run failed"; tail "$OUT/signal_resume.out"; return 1; }
+    grep -q "resumed from step $s0 (saved by 2 processes, resumed on 2)" "$OUT/signal_resume.out" &&
+        grep -q "^step 300/300" "$OUT/signal_resume.out" ||
+        { echo "FAIL: the resumed run did not say 'resumed from step $s0' or did not reach step 300"; return 1; }
+    echo "PASS resumed from step $s0 on 2 GPUs and reached step 300"
+}
+if wants signal; then
+    check signal_stop_and_resume 20 signal_stop
 fi
 
 # ---------------------------------------------------------------------------- scaling

@@ -64,7 +64,8 @@ static int check(int version, size_t n, size_t off) {
 
 // grad_clip on norm2 with clip: norm and scale bitwise those of the host's clip_of_norm2
 static int check_clip(float norm2, float clip) {
-    StepStats h = { 0.0, norm2, 0.0f, 0.0f }, *d;
+    StepStats h = {}, *d;
+    h.norm2 = norm2;
     cudaMallocCheck(&d, sizeof(StepStats));
     cudaCheck(cudaMemcpy(d, &h, sizeof(h), cudaMemcpyHostToDevice));
     grad_clip(d, clip, 0);
