@@ -11,7 +11,8 @@
  - -r 1 recomputes LayerNorm and GELU outputs in the backward instead of keeping them per layer
  Same flags, files and step schedule as train_sessa.c (llmc/args.h, llmc/schedule.h; dev/test/test_twins.sh checks
  that both give the same losses), except -E (CPU only), plus -r, -z, -pi, -cg, -sb, -sm.
- - -cg 1 (default, one GPU): each micro-step's forward + loss + backward is one replayed CUDA graph
+ - -cg 1 (default): each micro-step's forward + loss + backward is one replayed CUDA graph (on several GPUs with the
+   layers' gradient reductions inside the last micro-step's graph)
  - a training step has no host sync (on any number of GPUs): the mean loss, the gradient norm and the clip scale stay
    on the device (on several GPUs also their sums over the ranks, and the ranks' stop signals) (llmc/global_norm.cuh's StepStats; AdamW reads the scale there), batches go up from pinned
    memory, and the host prints a step's line after it has issued the next step (StepLog): it runs a step ahead,
@@ -161,10 +162,10 @@ typedef struct {
     // the backward adds its weight gradients into m->grads (1, the default) or writes them (0: the first micro-step
     // of an optimizer step, so that the step needs no zeroing of the gradients; model_train_micro_step)
     int grad_acc;
-    // CUDA graphs of one training micro-step's forward + loss + backward (model_train_micro_step): [acc] for a
-    // micro-step that writes (0) or adds (1) the gradients
-    int use_graph;                              // 1: capture once, replay every micro-step (-cg, one GPU)
-    MicroGraph graphs[2];
+    // CUDA graphs of one training micro-step's forward + loss + backward (model_train_micro_step): [acc + 2 red] for
+    // a micro-step that writes (acc 0) or adds (1) the gradients, and reduces them over the GPUs inside (red 1) or not
+    int use_graph;                              // 1: capture once, replay every micro-step (-cg)
+    MicroGraph graphs[4];
     // a step without host syncs (model_train_micro_step .. model_update): its scalars stay on the device
     StepStats *stats;                           // (2) [the training step's | model_losses_mean's]
     int *h_batch[2];                            // pinned (2 B T): [inputs | targets] of a micro-step, used in turn
@@ -460,7 +461,7 @@ static void model_alloc_activations(Model *m, int B, int T, int recompute) {
 }
 
 static void model_free(Model *m) {
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 4; i++)
         if (m->graphs[i].exec != NULL) cudaCheck(cudaGraphExecDestroy(m->graphs[i].exec));
     cudaCheck(cudaFree(m->master)); cudaCheck(cudaFree(m->params)); cudaCheck(cudaFree(m->grads));
     cudaCheck(cudaFree(m->m)); cudaCheck(cudaFree(m->v));
@@ -724,6 +725,9 @@ static void model_backward_device(Model *m, int B, int T, MultiGpuConfig *reduce
         reduce_gradients(m, layer_tensor_kinds, NUM_LAYER_KINDS, l, reduce);
     }
     wgrad_join(m);
+    // main_stream waits for the layers' reductions here (a captured graph must end on main_stream with every stream
+    // it forked joined); they end soon after the backward, and the embedding's gradient (wte) is reduced after it
+    if (reduce != NULL) multi_gpu_wait_gradients(reduce, main_stream);
 }
 
 // x0 = wte[tokens]: the host sorts this batch's tokens (the plan changes every batch, so this part stays
@@ -751,9 +755,10 @@ static void model_backward_embedding(Model *m, const int *h_tokens, int B, int T
 // next batch while the GPU runs this one. With m->use_graph the device part (forward, classifier,
 // backward up to the embedding) is captured into a CUDA graph on first use (one each for accumulate 0 and 1; again if
 // B, T or dloss change) and replayed: one launch instead of hundreds, the same kernels with the same arguments in the same
-// order, so the results are bitwise those of the ungraphed path (test_sessacu checks it). Graphs need one
-// GPU (reduce NULL or a world of 1: the gradient reductions inside the backward are then no-ops); where
-// stream capture is not supported the step runs ungraphed and says so once.
+// order, so the results are bitwise those of the ungraphed path (test_sessacu checks it). On several GPUs the
+// last micro-step's graph holds the layers' gradient reductions too (NCCL kernels captured on the NCCL stream,
+// which rejoins main_stream at the backward's end: model_backward_device); where stream capture is not supported
+// the step runs ungraphed and says so once.
 static void model_train_micro_step(Model *m, const int *h_inputs, const int *h_targets, int B, int T, float dloss,
                                    int accumulate, MultiGpuConfig *reduce) {
     check_forward_shape(m, B, T);
@@ -765,9 +770,8 @@ static void model_train_micro_step(Model *m, const int *h_inputs, const int *h_t
     cudaCheck(cudaMemcpyAsync(m->tokens, hb, N * sizeof(int), cudaMemcpyHostToDevice, main_stream));
     cudaCheck(cudaMemcpyAsync(m->targets, hb + N, N * sizeof(int), cudaMemcpyHostToDevice, main_stream));
     cudaCheck(cudaEventRecord(m->batch_uploaded[slot], main_stream));
-    if (reduce != NULL && reduce->num_processes > 1) m->use_graph = 0;
     m->grad_acc = accumulate != 0;
-    MicroGraph *gr = &m->graphs[m->grad_acc];
+    MicroGraph *gr = &m->graphs[m->grad_acc + 2 * (reduce != NULL && reduce->num_processes > 1)];
     if (m->use_graph && gr->exec != NULL && (gr->B != B || gr->T != T || gr->dloss != dloss)) {
         cudaCheck(cudaGraphExecDestroy(gr->exec));
         gr->exec = NULL;
@@ -1210,7 +1214,7 @@ static const char cuda_usage[] =
     "  -z 0/1   ZeRO stage with several GPUs (default 0)\n"
     "  -pi TF   peak bf16 TFLOPS for the MFU (default: from the GPU name)\n"
     "  -cg 0/1  replay each micro-step's forward + backward, and each sampling step, as one\n"
-    "           CUDA graph (default 1; one GPU only, bitwise the same results as -cg 0)\n"
+    "           CUDA graph (default 1; bitwise the same results as -cg 0)\n"
     "  -sb N    sequences sampled at once from the prompt (default 1)\n"
     "  -sm 0/1  sampler: 1 recurrent decoding with caches (default), 0 the parallel forward\n"
     "           over the whole prefix per token (prompt + -g <= -t, -sb <= -b; for comparison)\n";
@@ -1398,7 +1402,7 @@ int main(int argc, char **argv) {
     model_build(&model, &config, h_params, &mg);
     free(h_params);
     model_alloc_activations(&model, args.B, args.T, ca.recompute);
-    model.use_graph = ca.cuda_graph && mg.num_processes == 1;
+    model.use_graph = ca.cuda_graph;
     printf("parameters: %zu\n", model.num_parameters);
 
     // data

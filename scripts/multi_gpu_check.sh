@@ -13,10 +13,12 @@
 #           (ii) vs (i), (iii) vs (ii) EXACT (see below) plus their checkpoints byte for byte, (ii) vs (iv)
 #   resume  the step-15 checkpoints of (ii) (ZeRO-0) and (iii) (ZeRO-1, moments gathered from the shards) resumed
 #           on 1 GPU (-y 1: -b 8 -d 4096, i.e. 2 micro-steps) must continue the 2-GPU curve: steps 16-30, val 20, 30
+#   graph   2 GPUs with CUDA graphs (-cg 1, the default; the NCCL reductions inside the last micro-step's graph) and
+#           without (-cg 0): the same losses and norms, ZeRO-0 with 2 micro-steps (all four graphs) and ZeRO-1
 #   signal  SIGTERM to a 2-GPU run's launcher: both ranks stop at the same step, save it, exit 143; resumed on 2 GPUs
 #   scaling scripts/scaling.py, weak scaling, d12 T=1024 B=8 and B=16 per GPU (SCALING_B), 1 and 2 (.. NGPU) GPUs,
-#           ZeRO-0 and ZeRO-1, the 1-GPU runs with -cg 1 (the trainer's default: CUDA graph) and -cg 0 (what the
-#           multi-GPU runs use: the trainer turns graphs off with several processes); CSV + PNG in $OUT; target line:
+#           ZeRO-0 and ZeRO-1 (graphed, the default), the 1-GPU runs with -cg 1 (the trainer's default: CUDA graph)
+#           and -cg 0; CSV + PNG in $OUT; target line:
 #           >= 90% efficiency (reported, not a FAIL: a performance target, not a correctness check)
 # Tolerances (scripts/compare_runs.py):
 #   - 2 GPUs at B vs 1 GPU at 2B, and the resumed runs: train loss within 5e-3 relative at every step and 1.5e-3 on
@@ -38,7 +40,7 @@
 #     GPUs the sums have 3+ terms in an algorithm-dependent order: not exact there (this script uses 2 for curves).
 # Env: OUT, NGPU, DRY_RUN, MULTI_DATA (a folder with *_train_*.bin, *_val_*.bin [, tokenizer.bin]; default
 # data/default), MULTI_TMP (run folders and checkpoints, not under $OUT; default $TMPDIR/sessa_multi),
-# SCALING_B ("8 16"), SCALING_STEPS (20), STEPS_ONLY ("zero curves resume signal scaling": a subset, setup always runs),
+# SCALING_B ("8 16"), SCALING_STEPS (20), STEPS_ONLY ("zero curves graph resume signal scaling": a subset, setup always runs),
 # TRAINER (./train_sessacu; e.g. the CPU emulator's build to try the one-GPU runs of `curves` without a GPU, with
 # CURVE_MODEL=d1w64h2 CURVE_T=32 CURVE_B=2 to make them small: the defaults are d4w256h4, 256, 8).
 # NVLink multicast stays off (NCCL_NVLS_ENABLE=0): the lent machines require it.
@@ -48,7 +50,7 @@ OUT=${OUT:-gpu_out/multi}; mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 DRY_RUN=${DRY_RUN:-0}
 SUMMARY="$OUT/summary.txt"; : > "$SUMMARY"
 WORK=${MULTI_TMP:-${TMPDIR:-/tmp}/sessa_multi}
-STEPS_ONLY=${STEPS_ONLY:-zero curves resume signal scaling}
+STEPS_ONLY=${STEPS_ONLY:-zero curves graph resume signal scaling}
 PY=${PYTHON:-python3}
 TRAINER=${TRAINER:-./train_sessacu}
 export NCCL_NVLS_ENABLE=0
@@ -215,6 +217,23 @@ if wants curves; then
     check curves_2gpu_vs_1gpu_accum 1 compare "2 GPUs at -b $CB vs 1 GPU at -b $CB x 2 micro-steps" c1_bBacc c2_zero0 --min-steps 30
     check curves_control_accum_vs_b16 1 compare "control, 1 GPU: -b $CB x 2 micro-steps vs -b $((2 * CB))" c1_b2B c1_bBacc --min-steps 30 \
         --norm-rtol 0.1
+fi
+# CUDA graphs on 2 GPUs: -cg 1 (the default; the last micro-step's graph holds the NCCL reductions) and -cg 0 give the
+# same bits: ZeRO-0 with 2 micro-steps of -b 8 a GPU (all four graphs: writes/adds x reduces or not), ZeRO-1 with one
+graph_run() {
+    local dir=$1; shift
+    RANK_LOG_DIR="$OUT/${dir}_ranks" timeout -k 10 "$RUN_TIMEOUT" scripts/launch_local.sh 2 "$TRAINER" "${CURVE[@]}" \
+        "${DATAFLAGS[@]}" -n 0 -s 0 "$@" -o "$WORK/$dir"
+}
+if wants graph; then
+    check graph_run_zero0_cg1 10 graph_run g_z0_cg1 -b "$CB" -d $((2 * TOK)) -z 0 -cg 1
+    check graph_run_zero0_cg0 10 graph_run g_z0_cg0 -b "$CB" -d $((2 * TOK)) -z 0 -cg 0
+    check graph_run_zero1_cg1 10 graph_run g_z1_cg1 -b "$CB" -d $TOK -z 1 -cg 1
+    check graph_run_zero1_cg0 10 graph_run g_z1_cg0 -b "$CB" -d $TOK -z 1 -cg 0
+    check graph_zero0_cg1_vs_cg0_exact 1 compare "2 GPUs ZeRO-0, 2 micro-steps: -cg 1 vs -cg 0, exact" g_z0_cg0 g_z0_cg1 \
+        --exact --norm-rtol 0 --min-steps 30
+    check graph_zero1_cg1_vs_cg0_exact 1 compare "2 GPUs ZeRO-1: -cg 1 vs -cg 0, exact" g_z1_cg0 g_z1_cg1 --exact \
+        --norm-rtol 0 --min-steps 30
 fi
 if wants resume; then
     check resume_zero0_ckpt_on_1gpu 10 resume1 c2_zero0

@@ -12,12 +12,12 @@ tokens/s and scaling efficiency.
 tok/s is the trainer's: tokens of the whole optimizer step (all GPUs) per second; the median over the
 steps after --warmup is used.
 
-CUDA graphs: on one GPU the trainer replays each micro-step as a CUDA graph (-cg 1, its default); with several
-processes it runs ungraphed whatever -cg says (train_sessa.cu: use_graph needs a world of 1, the gradient
-reductions sit inside the backward). So the single-GPU runs are made with each -cg of --one-gpu-cg (default 1,0)
-and two efficiencies are written: `efficiency` against the 1-GPU run with the trainer's default -cg 1 (what a
-user gains from more GPUs), `efficiency_same_path` against the 1-GPU -cg 0 run (the same ungraphed step: only
-the communication differs). --zero takes a list (0,1): one multi-GPU run per ZeRO stage; the 1-GPU runs are the
+CUDA graphs: the trainer replays each micro-step as a CUDA graph (-cg 1, its default), on several GPUs with the
+gradient reductions inside the last micro-step's graph; the multi-GPU runs get the default (--extra "-cg 0" turns
+graphs off everywhere, and the rows then still say 1). The single-GPU runs are made with each -cg of --one-gpu-cg
+(default 1,0) and two efficiencies are written: `efficiency` against the 1-GPU run with the trainer's default
+-cg 1 (what a user gains from more GPUs), `efficiency_same_path` against the 1-GPU -cg 0 run (the ungraphed step,
+as the multi-GPU runs were before the twelfth session). --zero takes a list (0,1): one multi-GPU run per ZeRO stage; the 1-GPU runs are the
 same for every stage (a world of 1 has nothing to shard) and are made once.
 
   python scripts/scaling.py --gpus 1,2,4,8 --desc d12 -B 16 -T 1024 --zero 1 --out scaling_d12
@@ -232,9 +232,9 @@ def main():
             if total % (BT * n) != 0:
                 print("skip %s n=%d: %d tokens per step is not a multiple of B*T*n" % (mode, n, total))
                 continue
-            # one GPU: one run per -cg (the ZeRO stage means nothing there: -z 0); several: one per ZeRO stage, ungraphed
-            # whatever -cg says (the trainer's rule), so no -cg is passed and the row says 0
-            variants = [(0, cg) for cg in cgs] if n == 1 else [(z, 0) for z in zeros]
+            # one GPU: one run per -cg (the ZeRO stage means nothing there: -z 0); several: one per ZeRO stage with
+            # the trainer's default -cg 1 (no -cg passed; the row says 1)
+            variants = [(0, cg) for cg in cgs] if n == 1 else [(z, 1) for z in zeros]
             for zero, cg in variants:
                 cmd = [os.path.join(ROOT, "scripts", "launch_local.sh"), str(n), args.trainer, "-i", shard,
                        "-e", args.desc, "-V", str(args.V), "-b", str(args.B), "-t", str(args.T), "-d", str(total),

@@ -59,9 +59,9 @@ p, rows, args, out = sweep("ok")
 check("the sweep exits 0", p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:])
 by = {(r["gpus"], r["cuda_graph"], r["zero"]): r for r in rows}
 check("4 rows: 1 GPU -cg 1 and -cg 0, 2 GPUs ZeRO-0 and ZeRO-1", sorted(by) == [("1", "0", "0"), ("1", "1", "0"),
-                                                                             ("2", "0", "0"), ("2", "0", "1")], str(sorted(by)))
+                                                                             ("2", "1", "0"), ("2", "1", "1")], str(sorted(by)))
 want = {("1", "1", "0"): ("1000.0", "1000.0", "1.0000", "1.1111"), ("1", "0", "0"): ("900.0", "900.0", "0.9000", "1.0000"),
-        ("2", "0", "0"): ("1710.0", "855.0", "0.8550", "0.9500"), ("2", "0", "1"): ("1620.0", "810.0", "0.8100", "0.9000")}
+        ("2", "1", "0"): ("1710.0", "855.0", "0.8550", "0.9500"), ("2", "1", "1"): ("1620.0", "810.0", "0.8100", "0.9000")}
 for k, (tps, per, eff, same) in want.items():
     r = by.get(k, {})
     got = (r.get("tok_per_s"), r.get("tok_per_s_per_gpu"), r.get("efficiency"), r.get("efficiency_same_path"))
@@ -82,10 +82,10 @@ check("--plot-only redraws it from the CSV", p2.returncode == 0 and "wrote" in p
 
 p, rows, args, out = sweep("fail", {"FAIL_Z1": "1"})
 by = {(r["gpus"], r["cuda_graph"], r["zero"]): r for r in rows}
-r = by.get(("2", "0", "1"), {})
+r = by.get(("2", "1", "1"), {})
 check("a failing run: exit status 1, its row 'exit 3' with no tok/s, the others kept",
       p.returncode == 1 and r.get("status") == "exit 3" and r.get("tok_per_s") == "" and
-      by.get(("2", "0", "0"), {}).get("efficiency") == "0.8550", str(rows) + p.stderr[-500:])
+      by.get(("2", "1", "0"), {}).get("efficiency") == "0.8550", str(rows) + p.stderr[-500:])
 
 print("%d passed, %d failed" % (passed, failed))
 sys.exit(0 if failed == 0 else 1)
