@@ -1488,7 +1488,8 @@ int main(int argc, char **argv) {
             printf("stopped by signal %d at step %d%s\n", sig, step,
                    args.out_dir ? (step > start_step ? ": resume with -y 1" : " (nothing new to save)") : " (no -o: nothing saved)");
             if (logf) fcloseCheck(logf, "main.log");
-            multi_gpu_config_free(&mg);
+            model_free(&model);   // first: its CUDA graphs hold NCCL kernels (the communicator's end hung behind them:
+            multi_gpu_config_free(&mg);   // H200 x2, -cg 1, killed by timeout 10 s after the stop's checkpoint)
             return 128 + sig;
         }
         if (last) break;
