@@ -1476,7 +1476,7 @@ int main(int argc, char **argv) {
         // Ctrl-C / SIGTERM during the step before: save it, then exit 128 + signal. On several GPUs all ranks must
         // agree without a host sync: each step carries the rank's signal, summed over the ranks with the loss, and
         // the ranks stop once a printed step's sum is > 0 (lines are printed at the same steps on every rank: a
-        // step or two after the signal)
+        // few steps after the signal)
         int stop = mg.num_processes > 1 ? slog.stop_seen : (int)train_stop_signal;
         if (stop || last) step_log_flush(&slog);
         if (args.out_dir != NULL && step_checkpoints(range, step, args.ckpt_every, stop)) {
