@@ -38,7 +38,8 @@
 #   scripts/gpu_session.sh build fbprec                  feedback precision vs the official form (dev/cuda/feedback_precision.py)
 #   scripts/gpu_session.sh build e2e                     scripts/bench_gpu.sh part 1 (ours vs PyTorch eager/compile vs GPT-2, d12 B=8 T=1024)
 #   scripts/gpu_session.sh multi                         (2+ GPUs) scripts/multi_gpu_check.sh: test_zero on 2 ranks, 2 GPUs vs 1
-#                                                        loss curves, ZeRO-1 vs 0, resume at world 1, d12 weak scaling
+#                                                        loss curves, ZeRO-1 vs 0, -cg 1 vs 0, resume at world 1, a SIGTERM
+#                                                        stop + resume, d12 weak scaling (STEPS_ONLY="..." a subset)
 #   scripts/gpu_session.sh build e2e2                    its part 2 for ours and PyTorch eager at B=1, T=4096..MAX_T (16384;
 #                                                        MAX_T=131072: ~3-7 min, 2 steps per T >= 65536; eager up to 16384)
 # CHECKS="feedback_forward attention_backward" limits `check` to those dev/cuda kernels (default: all of them).
