@@ -881,7 +881,7 @@ static void save_checkpoint(Model *m, const char *dir, int step, DataLoader *loa
 
 // the flags of this trainer beyond llmc/args.h: -E EVALFILE
 static const char cpu_usage[] =
-    "CPU trainer only:\n  -E FILE  long-context eval file (data/long_context.py) of the -j "
+    "CPU trainer (the CUDA trainer takes it too, on one GPU):\n  -E FILE  long-context eval file (data/long_context.py) of the -j "
     "shards: accuracy per distance at each validation and the end\n"
     "  (-x 0: no training, only the validation, -E evaluation and a sample (-s > 0) at step 0)\n";
 static int cpu_extra_flags(void *ctx, const char *flag, const char *value) {

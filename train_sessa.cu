@@ -10,7 +10,8 @@
  - a checkpoint + resume state (-n, -y 1) written on W GPUs resumes on any number of GPUs
  - -r 1 recomputes LayerNorm and GELU outputs in the backward instead of keeping them per layer
  Same flags, files and step schedule as train_sessa.c (llmc/args.h, llmc/schedule.h; dev/test/test_twins.sh checks
- that both give the same losses), except -E (CPU only), plus -r, -z, -pi, -cg, -sb, -sm.
+ that both give the same losses), plus -r, -z, -pi, -cg, -sb, -sm; -E on one GPU (both trainers' -E: the same accuracies,
+ dev/test/test_long_context_eval.py).
  - -cg 1 (default): each micro-step's forward + loss + backward is one replayed CUDA graph (on several GPUs with the
    layers' gradient reductions inside the last micro-step's graph)
  - a training step has no host sync (on any number of GPUs): the mean loss, the gradient norm and the clip scale stay
@@ -43,6 +44,8 @@
 #include "llmc/flops.h"
 #include "llmc/dataloader.h"
 #include "llmc/tokenizer.h"
+// defines: EvalTasks (-E)
+#include "llmc/eval_tasks.h"
 #include "llmc/cuda_common.h"
 #include "llmc/matmul.cuh"
 #include "llmc/layernorm.cuh"
@@ -1116,6 +1119,29 @@ static float evaluate(Model *m, DataLoader *loader, int steps, int B, int T, Mul
     return multi_gpu_cpu_float_sum((float)(sum / steps), mg) / mg->num_processes;
 }
 
+// accuracy at the scored positions of the eval file (-E), per nominal distance, over its sequences = the first
+// rows of the (unshuffled) val loader; printed and logged as "step N eval_acc d=D ACC correct/count", as
+// train_sessa.c's: the prediction at each position is the argmax of its logits (logits_argmax: the first index of
+// the largest bf16 logit), scored on the host (llmc/eval_tasks.h). One GPU.
+static void evaluate_tasks(Model *m, DataLoader *loader, EvalTasks *e, int step, FILE *log) {
+    int B = (int)loader->B, T = (int)loader->T, N = B * T;
+    int *d_argmax, *h_argmax = (int *)mallocCheck((size_t)N * sizeof(int));
+    cudaMallocCheck(&d_argmax, (size_t)N * sizeof(int));
+    dataloader_reset(loader);
+    eval_tasks_zero(e);
+    for (int k = 0; k < eval_tasks_steps(e, loader); k++) {
+        dataloader_next_batch(loader);
+        model_forward(m, loader->inputs, B, T);
+        logits_argmax(d_argmax, m->logits, N, m->config.vocab_size, m->config.padded_vocab_size, main_stream);
+        cudaCheck(cudaMemcpyAsync(h_argmax, d_argmax, (size_t)N * sizeof(int), cudaMemcpyDeviceToHost, main_stream));
+        cudaCheck(cudaStreamSynchronize(main_stream));
+        eval_tasks_score(e, eval_tasks_row0(loader, k), B, h_argmax, loader->targets);
+    }
+    eval_tasks_report(e, step, log);
+    cudaCheck(cudaFree(d_argmax));
+    free(h_argmax);
+}
+
 // sampling (rank 0 prints): B sequences continue the same prompt (P ids) by n new tokens each.
 // recurrent 1: prefill + one decoder step per token (caches of P + n rows); 0: the parallel forward over the
 // whole growing prefix per token (P + n <= m->T and B <= m->B). tok NULL (no tokenizer, or one of another
@@ -1205,7 +1231,10 @@ static double gpu_peak_flops(const char *name, float override_tflops) {
 // ----------------------------------------------------------------------------
 // main training loop
 
-typedef struct { int recompute; int zero_stage; float peak_tflops; int cuda_graph; int sample_batch; int sample_mode; } CudaArgs;
+typedef struct {
+    int recompute; int zero_stage; float peak_tflops; int cuda_graph; int sample_batch; int sample_mode;
+    const char *eval_file;   // -E (as train_sessa.c's)
+} CudaArgs;
 
 // the flags of this trainer beyond llmc/args.h
 static const char cuda_usage[] =
@@ -1217,7 +1246,9 @@ static const char cuda_usage[] =
     "           CUDA graph (default 1; bitwise the same results as -cg 0)\n"
     "  -sb N    sequences sampled at once from the prompt (default 1)\n"
     "  -sm 0/1  sampler: 1 recurrent decoding with caches (default), 0 the parallel forward\n"
-    "           over the whole prefix per token (prompt + -g <= -t, -sb <= -b; for comparison)\n";
+    "           over the whole prefix per token (prompt + -g <= -t, -sb <= -b; for comparison)\n"
+    "  -E FILE  long-context eval file (data/long_context.py) of the -j shards: accuracy per\n"
+    "           distance at each validation and the end (one GPU; as train_sessa's -E)\n";
 // The training steps are pipelined: the host issues step s (its data read and uploaded, every launch) without
 // waiting for the GPU, then prints step s-1's line, whose scalars (StepStats) were copied into pinned memory
 // behind an event. So the host runs one step ahead and its work overlaps the GPU's. Before anything that
@@ -1316,13 +1347,14 @@ static int cuda_extra_flags(void *ctx, const char *flag, const char *value) {
     if (strcmp(flag, "-cg") == 0) { ca->cuda_graph = (int)args_int_(flag, value, 0, 1); return 1; }
     if (strcmp(flag, "-sb") == 0) { ca->sample_batch = (int)args_int_(flag, value, 1, 65535); return 1; }
     if (strcmp(flag, "-sm") == 0) { ca->sample_mode = (int)args_int_(flag, value, 0, 1); return 1; }
+    if (strcmp(flag, "-E") == 0) { ca->eval_file = value; return 1; }
     return 0;
 }
 
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);   // whole lines, at once, also into a file or a pipe
     TrainArgs args;
-    CudaArgs ca = { 0, 0, 0.0f, 1, 1, 1 };
+    CudaArgs ca = { 0, 0, 0.0f, 1, 1, 1, NULL };
     train_args_parse(&args, argc, argv, cuda_usage, cuda_extra_flags, &ca);
     MultiGpuConfig mg = multi_gpu_config_init(ca.zero_stage, NULL);
     int rank0 = mg.process_rank == 0;
@@ -1418,9 +1450,21 @@ int main(int argc, char **argv) {
     if (use_train_data)
         dataloader_init(&train_loader, args.train_glob, B, T, mg.process_rank, mg.num_processes, args.shuffle, args.seed,
                         config.vocab_size);
-    if (args.val_every > 0)
+    int use_val = args.val_every > 0 || ca.eval_file;
+    if (use_val)
         dataloader_init(&val_loader, args.val_glob, B, T, mg.process_rank, mg.num_processes, 0, args.seed,
                         config.vocab_size);
+    EvalTasks eval_tasks;
+    if (ca.eval_file) {
+        if (mg.num_processes > 1)
+            fatal("-E runs on one GPU (the eval file's sequences are the first val rows; %d processes split them): "
+                  "evaluate a checkpoint on one GPU (-e model_N.bin -x 0 -E FILE)", mg.num_processes);
+        eval_tasks_load(&eval_tasks, ca.eval_file, config.vocab_size);
+        eval_tasks_check_loader(&eval_tasks, &val_loader);
+        printf("eval tasks: %s, %d sequences of T=%d, %d scored positions, %d distances (%s)\n",
+               eval_task_name(eval_tasks.task), eval_tasks.num_sequences, eval_tasks.T, eval_tasks.num_scored,
+               eval_tasks.num_distances, ca.eval_file);
+    }
     // -x 0: no training (with -s > 0: one sample, e.g. from a checkpoint given by -e)
     int max_steps = args.max_steps >= 0 ? args.max_steps : (int)(train_loader.steps_per_epoch / grad_accum);
     if (args.max_steps < 0 && max_steps < 1) fatal("the training data holds less than one step of %d tokens", args.total_batch);
@@ -1467,6 +1511,10 @@ int main(int argc, char **argv) {
         if (step_validates(range, step, args.val_every)) {
             step_log_flush(&slog);
             run_log_val(logf, step, evaluate(&model, &val_loader, args.val_steps, B, T, &mg));
+        }
+        if (ca.eval_file && !step_resumed_here(range, step) && (step_validates(range, step, args.val_every) || last)) {
+            step_log_flush(&slog);
+            evaluate_tasks(&model, &val_loader, &eval_tasks, step, logf);
         }
         // -x 0 samples at step 0: a way to sample from a checkpoint (-e FILE -x 0 -s 1)
         if (step_samples(range, step, args.sample_every)) {
@@ -1520,7 +1568,8 @@ int main(int argc, char **argv) {
     free(prompt);
     if (logf) fcloseCheck(logf, "main.log");
     if (use_train_data) dataloader_free(&train_loader);
-    if (args.val_every > 0) dataloader_free(&val_loader);
+    if (use_val) dataloader_free(&val_loader);
+    if (ca.eval_file) eval_tasks_free(&eval_tasks);
     tokenizer_free(&tokenizer);
     model_free(&model);
     matmul_free();

@@ -24,6 +24,7 @@
 #define SESSA_FUSED_CLASSIFIER_CUH
 
 #include <float.h>
+#include <limits.h>
 #include "cuda_common.h"
 #include "packed.cuh"
 #include "reduce.cuh"
@@ -267,6 +268,39 @@ static void fused_classifier_run(int version, floatX *logits, float *losses, con
 static void fused_classifier(floatX *logits, float *losses, const int *targets, int N, int V, int ld, float dloss,
                              cudaStream_t stream) {
     fused_classifier_run(fused_classifier_version(V), logits, losses, targets, N, V, ld, dloss, stream);
+}
+
+// ----------------------------------------------------------------------------
+// argmax (N) of each row's first V logits (bf16, row stride ld): the first index of the largest value, as
+// torch.argmax and train_sessa.c's row_argmax (-inf rows: 0; NaN is never taken). For -E (llmc/eval_tasks.h):
+// the prediction at every position, then scored on the host. One block of ARGMAX_THREADS per row, each thread a
+// strided run (a later index replaces only a strictly larger value), then the block's (value, index) pairs merged:
+// the larger value, on equal values the smaller index.
+#define ARGMAX_THREADS 256
+__device__ inline void argmax_merge(float &v, int &i, float v2, int i2) {
+    if (v2 > v || (v2 == v && i2 < i)) { v = v2; i = i2; }
+}
+__global__ void logits_argmax_kernel(int *out, const floatX *logits, int V, int ld) {
+    grid_dep_begin();
+    __shared__ float sv[ARGMAX_THREADS / WARP_SIZE];
+    __shared__ int si[ARGMAX_THREADS / WARP_SIZE];
+    const floatX *x = logits + (size_t)blockIdx.x * ld;
+    float v = -INFINITY;
+    int i = INT_MAX;
+    for (int k = threadIdx.x; k < V; k += ARGMAX_THREADS) argmax_merge(v, i, __bfloat162float(x[k]), k);
+    for (int o = 16; o > 0; o >>= 1) argmax_merge(v, i, __shfl_xor_sync(0xffffffffu, v, o), __shfl_xor_sync(0xffffffffu, i, o));
+    int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE;
+    if (lane == 0) { sv[warp] = v; si[warp] = i; }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int w = 1; w < ARGMAX_THREADS / WARP_SIZE; w++) argmax_merge(v, i, sv[w], si[w]);
+        out[blockIdx.x] = i == INT_MAX ? 0 : i;
+    }
+}
+static void logits_argmax(int *out, const floatX *logits, int N, int V, int ld, cudaStream_t stream) {
+    if (ld < V) fatal("logits_argmax: row stride %d < V = %d", ld, V);
+    launch_pdl(logits_argmax_kernel, N, ARGMAX_THREADS, 0, stream, out, logits, V, ld);
+    cudaCheck(cudaGetLastError());
 }
 
 #endif // SESSA_FUSED_CLASSIFIER_CUH

@@ -2,7 +2,7 @@
 # One call on a GPU machine: build, check, benchmark, profile. Stages run in the order given; logs go
 # under $OUT (default ./gpu_out), one file per stage, and a summary table is printed last.
 #   scripts/gpu_session.sh build check test             (the hardware check: every dev/cuda kernel and
-#                                                        test_sessacu on every CUDA reference dump)
+#                                                        test_sessacu on every CUDA reference dump, -E's accuracies)
 #   scripts/gpu_session.sh build kbench                  make -C dev/cuda bench
 #   scripts/gpu_session.sh build optbench                the gradient norm's and AdamW's 4-byte and 16-byte loads
 #                                                        (dev/cuda/global_norm.cu, dev/cuda/adamw.cu bench)
@@ -111,6 +111,8 @@ do_test() {
         n=$((n + 1))
     done
     echo "test_sessacu passed on $n dumps"
+    # -E on the GPU: the constructed long-context accuracies (dev/test/test_long_context_eval.py; needs train_sessa built)
+    CUDA_TRAINER=./train_sessacu $PY -m pytest -q dev/test/test_long_context_eval.py -k cuda || return 1
 }
 do_train() {
     shard

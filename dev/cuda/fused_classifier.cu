@@ -1,6 +1,7 @@
 /*
  Fused classifier (llmc/fused_classifier.cuh): per row of bf16 logits (V real of a row stride Vp),
- loss = logsumexp - logit[target], and in place dlogits = (softmax - onehot) * dloss.
+ loss = logsumexp - logit[target], and in place dlogits = (softmax - onehot) * dloss; and logits_argmax (the
+ predictions of -E's long-context evaluation), checked exactly against the CPU's first-index-of-the-max.
    version 1: one block of 1024 threads per row, 2-byte loads, an online (max, sum) merge per element
               (2 expf per element), padded columns left as they are (the head then only ran over V columns)
    version 2: 8 bf16 per 16-byte load, the (max, sum) merged once per pack of 8 (9 expf per 8
@@ -152,6 +153,44 @@ static int check(int version, int N, int V) {
     return ok;
 }
 
+// logits_argmax (-E's predictions): the first index of each row's largest bf16 value, exactly as the CPU's; rows with
+// the maximum planted twice (the first must win, also when the two sit in one thread's run or in two warps), a row of
+// -inf (index 0), padding of 1000 past V (never read)
+static int check_argmax(int N, int V) {
+    int ld = (V + 127) / 128 * 128;
+    printf("check logits_argmax N=%d V=%d (row stride %d)\n", N, V, ld);
+    float *x = make_random_float((size_t)N * ld, -4.0f, 4.0f);
+    for (size_t n = 0; n < (size_t)N; n++) for (int i = V; i < ld; i++) x[n * ld + i] = 1000.0f;
+    for (int n = 0; n < N; n++) {   // plant ties: the value 8 at two places (a tie across threads, warps or a run)
+        float *r = x + (size_t)n * ld;
+        int a = (int)(random_f32() * V), b = (n % 3 == 0) ? (a + ARGMAX_THREADS) % V : (int)(random_f32() * V);
+        if (n % 2 == 0) { r[a] = 8.0f; r[b] = 8.0f; }
+    }
+    if (N > 1) for (int i = 0; i < V; i++) x[(size_t)1 * ld + i] = -INFINITY;
+    round_to_bf16(x, (size_t)N * ld);
+    int *want = (int *)mallocCheck(N * sizeof(int)), *got = (int *)mallocCheck(N * sizeof(int));
+    for (int n = 0; n < N; n++) {
+        const float *r = x + (size_t)n * ld;
+        float m = r[0];
+        for (int i = 1; i < V; i++) m = r[i] > m ? r[i] : m;
+        int k = 0;
+        while (k < V - 1 && r[k] != m) k++;
+        want[n] = k;
+    }
+    floatX *d_x = to_device_bf16(x, (size_t)N * ld);
+    int *d_out;
+    cudaMallocCheck(&d_out, N * sizeof(int));
+    logits_argmax(d_out, d_x, N, V, ld, 0);
+    cudaCheck(cudaMemcpy(got, d_out, N * sizeof(int), cudaMemcpyDeviceToHost));
+    int bad = 0;
+    for (int n = 0; n < N; n++)
+        if (got[n] != want[n]) { if (bad < 5) printf("  row %d: argmax %d, want %d\n", n, got[n], want[n]); bad++; }
+    printf("  %d of %d rows exact%s\n", N - bad, N, bad ? "  FAIL" : "  ok");
+    free(x); free(want); free(got);
+    cudaCheck(cudaFree(d_x)); cudaCheck(cudaFree(d_out));
+    return bad == 0;
+}
+
 typedef struct { int version, N, V, ld; floatX *x; int *t; float *l; float dloss; } ClsBench;
 static void run(ClsBench *p) { classifier_version(p->version, p->x, p->l, p->t, p->N, p->V, p->ld, p->dloss); }
 
@@ -196,6 +235,7 @@ int main(int argc, char **argv) {
         printf("fused_classifier: the trainer's version at V = %d: %d, at V = 50257: %d\n", CLS_SMEM_MAX_V + 1, v_big, v_gpt2);
         ok &= v_big == 3;
     }
+    if (a.check) ok &= check_argmax(8, 61) & check_argmax(16, 1000) & check_argmax(6, 50257);
     if (a.check) printf(ok ? "fused_classifier: all checks passed\n" : "fused_classifier: CHECK FAILED\n");
     return ok ? 0 : 1;
 }

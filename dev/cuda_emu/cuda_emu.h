@@ -303,6 +303,10 @@ static unsigned __shfl_sync(unsigned, unsigned v, int src_lane) {   // the bits,
     memcpy(&v, &f, sizeof v);
     return v;
 }
+// ints by their bits too (a plain int argument would otherwise convert to float and back: INT_MAX overflowed)
+static int __shfl_sync(unsigned m, int v, int src_lane) { return (int)__shfl_sync(m, (unsigned)v, src_lane); }
+static unsigned __shfl_xor_sync(unsigned m, unsigned v, int lane_mask) { return __shfl_sync(m, v, (emu_cur & 31) ^ lane_mask); }
+static int __shfl_xor_sync(unsigned m, int v, int lane_mask) { return (int)__shfl_xor_sync(m, (unsigned)v, lane_mask); }
 static float __shfl_down_sync(unsigned, float v, unsigned delta) {
     int src = (emu_cur & 31) + (int)delta;
     return emu_shuffle(v, src < 32 ? src : (emu_cur & 31));   // out of the warp: a lane gets its own value

@@ -103,6 +103,8 @@ step "the feedback calls in parts (SESSA_FB_SPLIT) give the whole calls' losses 
     bash dev/test/test_fb_split.sh
 step "the trainers are twins: same checkpoint and flags give the same -x 0 val loss and 20-step loss curve, CPU vs CUDA under the CPU emulator (dev/test/test_twins.sh)" \
     bash dev/test/test_twins.sh
+step "long-context eval (-E) of the CUDA trainer under the CPU emulator: the constructed accuracies per distance (dev/test/test_long_context_eval.py -k cuda)" \
+    bash -c "$MAKE -C dev/cuda_emu build/bin/train_sessacu && CUDA_TRAINER=dev/cuda_emu/build/bin/train_sessacu $PYTHON -m pytest -q dev/test/test_long_context_eval.py -k cuda"
 step "greedy sampling agrees: CPU trainer, PyTorch, CUDA trainer (recurrent and -sm 0) under the CPU emulator (dev/test/test_sample_agree.py)" \
     bash -c "$MAKE -C dev/cuda_emu build/bin/train_sessacu && $PYTHON dev/test/test_sample_agree.py --cuda dev/cuda_emu/build/bin/train_sessacu"
 

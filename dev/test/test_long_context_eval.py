@@ -1,9 +1,11 @@
 """
-pytest for the long-context evaluation (-E EVALFILE of ./train_sessa, --eval_tasks of train_sessa.py,
-llmc/eval_tasks.h): both trainers must report the same per-distance accuracies as an independent count
-made here, and reject bad eval files with a clear error.
+pytest for the long-context evaluation (-E EVALFILE of ./train_sessa and ./train_sessacu, --eval_tasks of
+train_sessa.py, llmc/eval_tasks.h): the trainers must report the same per-distance accuracies as an independent
+count made here, and reject bad eval files with a clear error.
 
     make train_sessa && python -m pytest -q dev/test/test_long_context_eval.py        (about 10 s)
+    CUDA_TRAINER=dev/cuda_emu/build/bin/train_sessacu python -m pytest -q dev/test/test_long_context_eval.py -k cuda
+                                                        (the CUDA trainer under the CPU emulator; or ./train_sessacu)
 
 The data is a tiny needle task from data/long_context.py (T = 64, distances 8, 16, 40, 24 val sequences);
 the model a seeded random d2w64h2, evaluated without training. A random model is right by chance only, so
@@ -102,7 +104,9 @@ def task(tmp_path_factory):
     hit = pred[sorted(kept)] == records[:, 3]
     expected = {dist: (int(hit[records[:, 4] == dist].sum()), int((records[:, 4] == dist).sum())) for dist in DISTANCES}
     assert expected[8][0] == expected[8][1] and expected[16][0] >= expected[16][1] // 2 and expected[40][0] <= 1
-    return dict(dir=tmp, shard=shard, evalfile=evalfile, ckpt=ckpt, records=records, expected=expected)
+    gap = (top2.values[:, 0] - top2.values[:, 1]).numpy()[sorted(kept)]
+    return dict(dir=tmp, shard=shard, evalfile=evalfile, ckpt=ckpt, records=records, expected=expected, hit=hit,
+                gap=gap, scale=float(logits.abs().max()))
 
 
 def run_c(task, evalfile, *extra, out=None):
@@ -139,6 +143,42 @@ def test_c_and_python_report_the_constructed_accuracies(task):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "c_run: 0 train, 1 val, 3 eval lines" in r.stdout and "py_run: 0 train, 1 val, 3 eval lines" in r.stdout
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+# The CUDA trainer (bf16) against the same constructed accuracies: its logits differ from the fp32 ones by up to
+# test_sessacu's 2e-2 * max|logit|, so only positions whose two largest logits are 2 x that apart (CUDA_MARGIN) are
+# scored (a second eval file; the same shard and answers). CUDA_TRAINER: the binary (dev/test/run_all.sh gives the CPU
+# emulator's build, dev/cuda_emu; on a GPU machine ./train_sessacu); unset: skipped.
+CUDA_MARGIN = 4e-2
+
+
+def test_cuda_trainer_reports_the_constructed_accuracies(task):
+    cuda = os.environ.get("CUDA_TRAINER")
+    if not cuda:
+        pytest.skip("CUDA_TRAINER not set (dev/test/run_all.sh sets it to the emulator's train_sessacu)")
+    assert os.access(cuda, os.X_OK), f"CUDA_TRAINER={cuda} is not an executable"
+    keep = task["gap"] >= CUDA_MARGIN * task["scale"]
+    records, hit = task["records"][keep], task["hit"][keep]
+    print(f"CUDA: {keep.sum()} of {len(keep)} scored positions clear by {CUDA_MARGIN} x max|logit| = "
+          f"{CUDA_MARGIN * task['scale']:.4f}")
+    assert keep.sum() >= 8 and hit.sum() >= 2 and (~hit).sum() >= 2, "too few clear positions: the test would check little"
+    expected = {d: (int(hit[records[:, 4] == d].sum()), int((records[:, 4] == d).sum())) for d in DISTANCES
+                if (records[:, 4] == d).any()}
+    evalfile = str(task["dir"] / "cuda_eval.bin")
+    write_eval(evalfile, records)
+    out = str(task["dir"] / "cuda_run")
+    cmd = [cuda, "-e", task["ckpt"], "-x", "0", "-b", str(B), "-t", str(T), "-m", "1", "-s", "0", "-k", "/nonexistent",
+           "-i", task["shard"], "-j", task["shard"], "-E", evalfile, "-o", out]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    print("expected (correct, count) per distance:", expected)
+    assert parse_acc(r.stdout) == expected
+    assert parse_acc(open(os.path.join(out, "main.log")).read()) == expected
+    # a bad eval file fails clearly here too (the same reader, llmc/eval_tasks.h)
+    bad = str(task["dir"] / "cuda_bad_eval.bin")
+    write_eval(bad, records, T_=2 * T)
+    r = subprocess.run(cmd[:-4] + ["-E", bad], capture_output=True, text=True, timeout=600)
+    assert r.returncode != 0 and "-t 64" in r.stderr, r.stderr
 
 
 def bad_files(task):
