@@ -15,9 +15,10 @@
  - -cg 1 (default): each micro-step's forward + loss + backward is one replayed CUDA graph (on several GPUs with the
    layers' gradient reductions inside the last micro-step's graph)
  - a training step has no host sync (on any number of GPUs): the mean loss, the gradient norm and the clip scale stay
-   on the device (on several GPUs also their sums over the ranks, and the ranks' stop signals) (llmc/global_norm.cuh's StepStats; AdamW reads the scale there), batches go up from pinned
-   memory, and the host prints a step's line after it has issued the next step (StepLog): it runs a step ahead,
-   reading and planning the next batch while the GPU computes
+   on the device (llmc/global_norm.cuh's StepStats; AdamW reads the scale there; on several GPUs also their sums over
+   the ranks and the ranks' stop signals), batches go up from pinned memory, and the host prints a step's line after
+   it has issued the next step (StepLog): it runs a step ahead, reading and planning the next batch while the GPU
+   computes
  Sampling (DESIGN.md section 5: -st -sk -sp -sf -g, and -sb -sm here) decodes recurrently (llmc/decode.cuh): the
  prompt is prefilled by the parallel forward, whose k, v, kb, s rows become the caches; then each new token is one
  row per sequence through every layer against those caches, O(T) per token. -sm 0 keeps the old form (the parallel
