@@ -172,6 +172,13 @@ static ShardInfo multi_gpu_get_shard_offset(size_t elements, const MultiGpuConfi
 // ----------------------------------------------------------------------------
 // gradient reduction, asynchronous on the NCCL stream
 
+// work queued on the NCCL stream after this waits for the work queued on `stream` so far (the other direction:
+// multi_gpu_wait_gradients)
+static void multi_gpu_nccl_after(MultiGpuConfig *c, cudaStream_t stream) {
+    cudaCheck(cudaEventRecord(c->compute_done, stream));
+    cudaCheck(cudaStreamWaitEvent(c->nccl_stream, c->compute_done, 0));
+}
+
 // The ranges [begins[i], begins[i]+counts[i]) of the flat gradient buffer `grads` (num_parameters
 // real elements, allocated with multi_gpu_padded_size) hold final gradients once the work queued so far
 // on `stream` is done. Stage 0: all-reduce them (average). Stage 1: average each range onto the rank
@@ -184,8 +191,7 @@ static void multi_gpu_reduce_gradient_ranges(T *grads, size_t num_parameters, co
     if (c->num_processes == 1) return;
     size_t padded = multi_gpu_padded_size(num_parameters, c);
     ShardInfo mine = dist_shard(num_parameters, c->process_rank, c->num_processes);
-    cudaCheck(cudaEventRecord(c->compute_done, stream));
-    cudaCheck(cudaStreamWaitEvent(c->nccl_stream, c->compute_done, 0));
+    multi_gpu_nccl_after(c, stream);
     ncclCheck(ncclGroupStart());
     for (int i = 0; i < n; i++) {
         size_t b = begins[i], end = begins[i] + counts[i];
@@ -222,8 +228,7 @@ static void multi_gpu_wait_gradients(MultiGpuConfig *c, cudaStream_t stream) {
 template <typename T>
 static void multi_gpu_sum_device(T *d, size_t n, MultiGpuConfig *c, cudaStream_t stream, int join) {
     if (c->num_processes == 1) return;
-    cudaCheck(cudaEventRecord(c->compute_done, stream));
-    cudaCheck(cudaStreamWaitEvent(c->nccl_stream, c->compute_done, 0));
+    multi_gpu_nccl_after(c, stream);
     ncclCheck(ncclAllReduce(d, d, n, nccl_type<T>(), ncclSum, c->nccl_comm, c->nccl_stream));
     if (join) multi_gpu_wait_gradients(c, stream);
 }
