@@ -212,6 +212,7 @@ do_timeline() {
         CUDA_INJECTION64_PATH=$PWD/dev/timeline/cupti_trace.so SESSA_TIMELINE=$TMP/timeline.csv \
             ./train_sessacu -e $1 -b $2 -t $3 -x $4 -cg 0 $F -o $TMP/tl_$1_$2_$3 | grep "^step $4/" &&
         $PY dev/timeline/timeline.py $TMP/timeline.csv || return 1
+        gzip -c $TMP/timeline.csv > "$OUT/timeline_$1_B$2_T$3.csv.gz"   # the kernels themselves, for a closer look
     done
 }
 # ncu_csv NAME DESC B T STEPS: GPU time of every kernel of train_sessacu's first STEPS steps, into $OUT/ncu_NAME.csv
