@@ -503,7 +503,7 @@ static void layer_forward(Model *m, int l, int B, int T) {
     int split = feedback_split(m);
     // with split, the feedback solve's first side work (it needs qb, kb and gamma) beside RoPE and the attention
     if (split) feedback_forward(a->s, a->c, a->fb_lse, a->f, a->qbkb, a->qbkb + D, np, a->gamma, B, T, D,
-                                m->bw[0].fb_scratch, st, FB_BEGIN, NULL, &m->layers[l].fb_keep);
+                                m->bw[0].fb_scratch, st, FB_BEGIN, NULL, &a->fb_keep);
     if (c->use_rope) {
         rope_forward(a->q, np, H, a->k, np, Hkv, m->rope, N, T, hd, st);
     }
@@ -515,7 +515,7 @@ static void layer_forward(Model *m, int l, int B, int T) {
         // feedback branch: solve s = f + gamma alpha s, and the gate superblock by superblock beside the solve
         FbGate gate = {a->gated, a->ag + D, 2 * D};
         feedback_forward(a->s, a->c, a->fb_lse, a->f, a->qbkb, a->qbkb + D, np, a->gamma, B, T, D,
-                         m->bw[0].fb_scratch, st, split ? FB_CHAIN | FB_END : FB_ALL, &gate, &m->layers[l].fb_keep);
+                         m->bw[0].fb_scratch, st, split ? FB_CHAIN | FB_END : FB_ALL, &gate, &a->fb_keep);
     } else {
         bf16_to_float(a->s, a->f, (size_t)N * D, st);   // the feedback-off baseline f0: s = f
         gate_forward(a->gated, a->s, a->ag + D, 2 * D, N, D, st);

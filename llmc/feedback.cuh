@@ -1823,21 +1823,21 @@ typedef struct { floatX *out; const floatX *gt; int ld; } FbGate;
 // superblock (T <= S) the backward's slab, Pc = gamma alpha as bf16 hi/lo parts (Pc3, Y3 layout) and the fp32
 // transposed diagonal block (PcT), is the whole of W, and the forward has alpha already (its row pass's fp32 Pd). So
 // the forward makes the slab from Pd (fb_bwd_slab_kernel's Pd path, on side stream a after the row pass, beside the
-// rest of the forward) into the caller's buffer, and with its call in parts (the inverses on the side stream then)
-// also the backward's inverses of it (Minv, Ls: fb_inverses<true>, inv = 1); the backward reads them there instead
-// of recomputing the logits (slab GEMM), the slab kernel and the inverses at its start, where the chain waited for
-// them (d4w256h4: the backward's first side work ran beside only Linear_out's backward). The same products: the same
-// bits when the forward's logits GEMM is the slab GEMM's (the same cuBLASLt plan: T a multiple of 64 with T = S,
-// e.g. T = 256). Memory: feedback_keep_bytes(B, T, D) per layer, ~14 B T S bytes (0 when T > S: nothing is kept
-// then; 7 MiB at B=8 T=256), used only when the call's B x T fits it. SESSA_FB_KEEP=0: not used (to compare).
-typedef struct { void *mem; size_t bytes; int inv; } FbKeep;
-typedef struct { floatX *Pc3; float *PcT, *Minv, *Ls; } FbKept;
+// rest of the forward) into the caller's buffer, and the backward reads it there instead of recomputing the logits
+// (slab GEMM) and the slab kernel at its start, where the chain waited for them (d4w256h4: the backward's first side
+// work ran beside only Linear_out's backward). The same products: the same bits when the forward's logits GEMM is
+// the slab GEMM's (the same cuBLASLt plan: T a multiple of 64 with T = S, e.g. T = 256). Memory:
+// feedback_keep_bytes(B, T, D) per layer, ~10 B T S bytes (0 when T > S: nothing is kept then; 5 MiB at B=8
+// T=256), used only when the call's B x T fits it. SESSA_FB_KEEP=0: not used (to compare).
+// Measured (H200, `AB="SESSA_FB_KEEP=0 - ..." scripts/gpu_session.sh ab`, three rounds, off / on): d4w256h4 B=8
+// T=256 1.786M, 1.767M, 1.792M / 1.822M, 1.832M, 1.828M tok/s (+2.6%); the backward's inverses kept as well (made
+// by the forward, the backward's start then empty) measured the same (1.816M, 1.845M, 1.819M): not kept.
+typedef struct { void *mem; size_t bytes; } FbKeep;
+typedef struct { floatX *Pc3; float *PcT; } FbKept;
 static size_t fb_keep_carve(FbKept *k, void *mem, int B, int T, int S) {
     FbCarve c = {(char *)mem, 0};
     k->Pc3 = (floatX *)fb_take(&c, (size_t)3 * B * T * S * sizeof(floatX));   // as FbBwdScratch's
     k->PcT = (float *)fb_take(&c, (size_t)B * S * S * sizeof(float));
-    k->Minv = (float *)fb_take(&c, (size_t)B * S * FB_R * sizeof(float));
-    k->Ls = (float *)fb_take(&c, (size_t)B * S * S * sizeof(float));
     return c.off;
 }
 static size_t feedback_keep_bytes(int B, int T, int D) {
@@ -1860,7 +1860,7 @@ static int fb_keep_use(const FbKeep *keep, int B, int T, int S, FbKept *k) {
 
 static void feedback_forward(float *s, float *c, float *lse, const floatX *f, const floatX *qb, const floatX *kb,
                              int ld, const float *gamma, int B, int T, int D, float *scratch, cudaStream_t stream,
-                             int parts = FB_ALL, const FbGate *gate = NULL, FbKeep *keep = NULL) {
+                             int parts = FB_ALL, const FbGate *gate = NULL, const FbKeep *keep = NULL) {
     feedback_check_shape(B, T, D, ld);
     FbFwdScratch w;
     fb_fwd_carve(&w, scratch, B, T, D);
@@ -1875,7 +1875,6 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
     int side_inv = fb_solve_inv_mode(fb_fwd_vec(s, c, w.s3, f, D), side_ok) == 3;   // the inverses beside the chain
     FbKept kp;
     int kept = fb_keep_use(keep, B, T, S, &kp);
-    if (kept && (parts & FB_BEGIN)) keep->inv = side_ok;   // (the backward's inverses made here too)
     // superblock q's logits and P (and the inverses) on stream a, into buffers q % nb (once U = q - nb no longer
     // reads them); with keep (one superblock) then the backward's slab from P, after the chain's ready
     auto logits = [&](int q) {
@@ -1891,7 +1890,6 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
         if (kept) {   // (PcT's entries past Sv are read as numbers by the backward's solve: zeros, as fb_begin's)
             if (T % S != 0) cudaCheck(cudaMemsetAsync(kp.PcT, 0, (size_t)B * S * S * sizeof(float), st.a));
             fb_launch_slab_to(kp.Pc3, kp.PcT, NULL, w.Pd[k], lse, gamma, 0, Sv, S, B, T, st.a);
-            if (keep->inv) fb_inverses<true>(kp.Minv, kp.Ls, kp.PcT, NULL, 0, Sv, S, B, T, st.a);
         }
     };
     // 3. acc (Sv, D) = P[:, K0:K1] s[K0:K1] for keys [K0, K1) of superblock q: P3[:, 3K0:3K1] s3[3K0:3K1], one GEMM
@@ -1957,12 +1955,10 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
     int side_ok = n == 1 && parts != FB_ALL;   // (fb_inverse_where)
     int side_inv = fb_solve_inv_mode(fb_bwd_vec(w.u3, df, gs, &gb, D), side_ok) == 3;   // the inverses beside the chain
     // with the forward's kept slab (one superblock) the slab's buffers are the kept ones (after fb_begin: its clearing
-    // of PcT when T % S != 0 was the forward's), and so are the inverses when the forward made them (keep->inv) and
-    // the solve takes them from the side (side_inv)
+    // of PcT when T % S != 0 was the forward's)
     FbKept kp;
-    int kept = fb_keep_use(keep, B, T, S, &kp), kept_inv = kept && keep->inv && side_inv;
+    int kept = fb_keep_use(keep, B, T, S, &kp);
     if (kept) { w.Pc3[0] = kp.Pc3; w.PcT[0] = kp.PcT; }
-    if (kept_inv) { w.Minv[0] = kp.Minv; w.Ls[0] = kp.Ls; }
     // the it-th superblock from the end, q = n-1-it, uses buffers k = it % nb
     // 1. on stream a: its slab logits Zs (M, Sv) = qb[u0:T] kb[U]^T / sqrt(D); Pc = gamma alpha[u0:T, U] as bf16
     //    hi/lo parts (Pc3), PcT (and the inverses) (once stream b no longer reads these buffers for superblock it - nb)
@@ -1974,7 +1970,7 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
                     FbIn{kb + (size_t)u0 * ld, ld, sq, true}, FbShape{M, Sv, D, B}, scale, 0.0f, st.a);
             fb_launch_slab(&w, k, lse, gamma, u0, Sv, S, B, T, st.a);
         }
-        if (side_inv && !kept_inv) fb_inverses<true>(w.Minv[k], w.Ls[k], w.PcT[k], NULL, u0, Sv, S, B, T, st.a);
+        if (side_inv) fb_inverses<true>(w.Minv[k], w.Ls[k], w.PcT[k], NULL, u0, Sv, S, B, T, st.a);
         cudaCheck(cudaEventRecord(st.ready[k], st.a));
     };
     // 2. acc (Sv, D) = Pc[t0:t1, U]^T u[t0:t1] for the it-th superblock from the end and rows t0 >= u1:
