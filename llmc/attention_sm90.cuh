@@ -412,7 +412,9 @@ attention_forward_sm90_kernel(floatX *out, float *lse, const floatX *q, const fl
  two equal ones per head, where 9's 192-row items make one of 192 and one of 64 rows; the same bits): the d4w256h4
  B=8 T=256 training step (H = 4, d = 64; the thirteenth session, `AB="- SESSA_ATT_FWD_VERSION=10 ..."
  scripts/gpu_session.sh ab`, three rounds in one call) 1.825M, 1.800M, 1.813M tok/s with 9, 1.832M, 1.816M, 1.829M
- with 10 (the only shape measured; at T = 1024 above the two are equal).
+ with 10 (the only shape measured; at T = 1024 above the two are equal); with the head dX's choice in
+ llmc/gemm_choices.h as well 1.851M, 1.858M, 1.846M, and in the next call (the two together against neither)
+ 1.809M, 1.831M, 1.826M against 1.828M, 1.822M: ~+1% pooled, inside one call's spread.
 */
 // NWG consumer warpgroups: 2 (d = 128, and version 6 at d = 64) or 3 (version 5 at d = 64: 192 query rows, as
 // FlashAttention-3; its consumers fit the 128 registers of a 512-thread block, at d = 128 they would spill)
