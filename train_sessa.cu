@@ -92,6 +92,7 @@ typedef struct {
     floatX *f;                   // (N, D) att Wo^T, or att itself when H == 1
     float *gamma;                // (N) gamma_max tanh(r)
     float *s, *c, *fb_lse;       // (N, D) feedback output, (N, D) feedback context, (N) its log-sum-exp
+    FbKeep fb_keep;              // one superblock (T <= S): the backward's slab, made by the forward (llmc/feedback.cuh)
     floatX *gated;               // (N, D) s * gt
 } LayerActs;
 
@@ -401,6 +402,8 @@ static void model_layout(Model *m, Arena *a) {
         la->s = (float *)arena_take(a, N * D * sizeof(float));
         la->c = (float *)arena_take(a, fb * N * D * sizeof(float));
         la->fb_lse = (float *)arena_take(a, fb * N * sizeof(float));
+        la->fb_keep.bytes = fb * feedback_keep_bytes((int)B, (int)T, (int)D);
+        la->fb_keep.mem = la->fb_keep.bytes ? arena_take(a, la->fb_keep.bytes) : NULL;
         la->gated = (floatX *)arena_take(a, N * D * sizeof(floatX));
     }
     m->lnf = (floatX *)arena_take(a, N * D * sizeof(floatX));
@@ -500,7 +503,7 @@ static void layer_forward(Model *m, int l, int B, int T) {
     int split = feedback_split(m);
     // with split, the feedback solve's first side work (it needs qb, kb and gamma) beside RoPE and the attention
     if (split) feedback_forward(a->s, a->c, a->fb_lse, a->f, a->qbkb, a->qbkb + D, np, a->gamma, B, T, D,
-                                m->bw[0].fb_scratch, st, FB_BEGIN);
+                                m->bw[0].fb_scratch, st, FB_BEGIN, NULL, &a->fb_keep);
     if (c->use_rope) {
         rope_forward(a->q, np, H, a->k, np, Hkv, m->rope, N, T, hd, st);
     }
@@ -512,7 +515,7 @@ static void layer_forward(Model *m, int l, int B, int T) {
         // feedback branch: solve s = f + gamma alpha s, and the gate superblock by superblock beside the solve
         FbGate gate = {a->gated, a->ag + D, 2 * D};
         feedback_forward(a->s, a->c, a->fb_lse, a->f, a->qbkb, a->qbkb + D, np, a->gamma, B, T, D,
-                         m->bw[0].fb_scratch, st, split ? FB_CHAIN | FB_END : FB_ALL, &gate);
+                         m->bw[0].fb_scratch, st, split ? FB_CHAIN | FB_END : FB_ALL, &gate, &a->fb_keep);
     } else {
         bf16_to_float(a->s, a->f, (size_t)N * D, st);   // the feedback-off baseline f0: s = f
         gate_forward(a->gated, a->s, a->ag + D, 2 * D, N, D, st);
@@ -599,7 +602,7 @@ static void layer_backward(Model *m, int l, int B, int T) {
     // with split, the feedback solve's first side work (its first slab: forward values only) beside Linear_out's
     // backward
     if (split) feedback_backward(g->df, g->dgamma, g->dqbkb, g->dqbkb + D, np, NULL, a->s, a->c, a->fb_lse, a->qbkb,
-                                 a->qbkb + D, a->gamma, B, T, D, g->fb_scratch, st, FB_BEGIN, &gate);
+                                 a->qbkb + D, a->gamma, B, T, D, g->fb_scratch, st, FB_BEGIN, &gate, &a->fb_keep);
     // y = x + Linear_out(gated): dx = dy (dres stays), dgated, dout_w, dout_b
     wgrad_fork(m);
     matmul_backward_weight(GW(P_OUT_W), GW(P_OUT_B), g->dres, D, a->gated, N, D, D, g->colsum_wg, wst, m->grad_acc);
@@ -611,7 +614,8 @@ static void layer_backward(Model *m, int l, int B, int T) {
         // the gate half of dag (with split, the last superblock's dgamma, dgt, dqb, dkb beside Linear_o's and the
         // attention's backward: FB_END below)
         feedback_backward(g->df, g->dgamma, g->dqbkb, g->dqbkb + D, np, NULL, a->s, a->c, a->fb_lse,
-                          a->qbkb, a->qbkb + D, a->gamma, B, T, D, g->fb_scratch, st, split ? FB_CHAIN : FB_ALL, &gate);
+                          a->qbkb, a->qbkb + D, a->gamma, B, T, D, g->fb_scratch, st, split ? FB_CHAIN : FB_ALL, &gate,
+                          &a->fb_keep);
     } else {
         // gated = s * gt; the feedback-off baseline f0 (s = f): dL/df = dL/ds
         gate_backward(g->gs, g->dag + D, g->dgated, a->s, a->ag + D, 2 * D, N, D, st);
@@ -637,7 +641,7 @@ static void layer_backward(Model *m, int l, int B, int T) {
                        B, T, H, Hkv, hd, st, np, np, c->use_rope && rope_fused ? m->rope : NULL);
     if (c->use_rope && !rope_fused) rope_backward(g->dq, np, H, g->dk, np, Hkv, m->rope, N, T, hd, st);
     if (split) feedback_backward(g->df, g->dgamma, g->dqbkb, g->dqbkb + D, np, NULL, a->s, a->c, a->fb_lse, a->qbkb,
-                                 a->qbkb + D, a->gamma, B, T, D, g->fb_scratch, st, FB_END, &gate);
+                                 a->qbkb + D, a->gamma, B, T, D, g->fb_scratch, st, FB_END, &gate, &a->fb_keep);
     // [q | k | v | qb | kb] = abar [W_q; W_k; W_v; W_fb]^T + biases: dabar (its first contribution) and the
     // stacked weights' and biases' gradients, one GEMM each
     wgrad_fork(m);

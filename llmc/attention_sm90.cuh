@@ -408,7 +408,13 @@ attention_forward_sm90_kernel(floatX *out, float *lse, const floatX *q, const fl
  model does not hold (L2 traffic?) costs the order at d = 128. So the trainer's version 11 takes 9 at T <= 2048
  (short blocks; T = 1024 is what d12 trains), 7 at d = 64 and 5 at d = 128 above: 0.89-1.25x over the table
  (T = 2048 is not measured: where 9 stops winning between 1024 and 4096 is a guess). A dynamic work queue (an
- atomic counter) for the persistent CTAs is the next step.
+ atomic counter) for the persistent CTAs is the next step. At T <= 256 version 11 takes 10 (128-row items: at T = 256
+ two equal ones per head, where 9's 192-row items make one of 192 and one of 64 rows; the same bits): the d4w256h4
+ B=8 T=256 training step (H = 4, d = 64; the thirteenth session, `AB="- SESSA_ATT_FWD_VERSION=10 ..."
+ scripts/gpu_session.sh ab`, three rounds in one call) 1.825M, 1.800M, 1.813M tok/s with 9, 1.832M, 1.816M, 1.829M
+ with 10 (the only shape measured; at T = 1024 above the two are equal); with the head dX's choice in
+ llmc/gemm_choices.h as well 1.851M, 1.858M, 1.846M, and in the next call (the two together against neither)
+ 1.809M, 1.831M, 1.826M against 1.828M, 1.822M: ~+1% pooled, inside one call's spread.
 */
 // NWG consumer warpgroups: 2 (d = 128, and version 6 at d = 64) or 3 (version 5 at d = 64: 192 query rows, as
 // FlashAttention-3; its consumers fit the 128 registers of a 512-thread block, at d = 128 they would spill)
@@ -751,7 +757,7 @@ static void attention_forward_sm90(floatX *out, float *lse, const floatX *q, con
     attention_row_strides(ld, ldq, ldkv, H, Hkv, d);
     if (d != 64 && d != 128) fatal("attention (Hopper): head width d=%d is not supported (64 or 128)", d);
     if (version < 3 || version > 11) fatal("attention (Hopper): forward version %d does not exist (3 to 11)", version);
-    if (version == 11) version = T <= 2048 ? 9 : d == 64 ? 7 : 5;
+    if (version == 11) version = T <= 256 ? 10 : T <= 2048 ? 9 : d == 64 ? 7 : 5;
     if (!attention_sm90_usable())
         fatal("attention (Hopper): needs a compute capability 9.0 GPU, a binary built with "
               "-gencode arch=compute_90a,code=sm_90a, and SESSA_ATT_SM90 not 0");

@@ -1384,17 +1384,27 @@ static_assert(fb_slab_cta_rows(FB_SMAX) <= fb_slab_rows(FB_SMAX) * FB_SLAB_IT &&
 // CTAs in flight beat more loads a thread at both shapes. Floor (~3.8 TB/s + ~1 us a call): 4 + 16 = ~20 us a
 // layer at B=8 (61 MB), 32 + 93 = ~125 us at B=1 (354 MB).
 // grid (ceil(M / R), B), 256 threads.
-__global__ void fb_bwd_slab_kernel(floatX *Pc3, float *PcT, const float *Zs, const float *lse,
+// Pd != NULL (one superblock, u0 = 0: the forward keeps the slab, FbKeep below): Pc[i][jj] = gamma_t Pd[i][jj] from
+// the forward's fp32 alpha Pd (B, S, S) = exp(Z - lse_t) as fb_fwd_rows_kernel wrote it (Zs and lse not read): the
+// same product as from Zs, so the same bits when the forward's logits are the slab GEMM's.
+__global__ void fb_bwd_slab_kernel(floatX *Pc3, float *PcT, const float *Zs, const float *Pd, const float *lse,
                                    const float *gamma, int u0, int Sv, int S, int T) {
     __shared__ float tile[fb_slab_rows(FB_R) * (FB_R + 1)];   // >= R (S + 1) = 1024 + 1024 / S for every S >= 32
     int tpr = S / 4, R = fb_slab_rows(S), b = blockIdx.y;
     int r = threadIdx.x / tpr, jj = 4 * (threadIdx.x % tpr), i0 = blockIdx.x * R, i = i0 + r, t = u0 + i;
     if (r < R && i < T - u0) {
-        FbF4 z4 = *(const FbF4 *)&Zs[((size_t)b * T + i) * S + jj];
-        float g = gamma[(size_t)b * T + t], l = lse[(size_t)b * T + t];
-        float z[4] = {z4.x, z4.y, z4.z, z4.w}, p[4];
+        float g = gamma[(size_t)b * T + t], p[4];
+        if (Pd != NULL) {
+            FbF4 a4 = *(const FbF4 *)&Pd[((size_t)b * S + i) * S + jj];
+            float a[4] = {a4.x, a4.y, a4.z, a4.w};
 #pragma unroll
-        for (int k = 0; k < 4; k++) p[k] = jj + k < Sv && u0 + jj + k < t ? g * expf(z[k] - l) : 0.0f;
+            for (int k = 0; k < 4; k++) p[k] = jj + k < Sv && u0 + jj + k < t ? g * a[k] : 0.0f;
+        } else {
+            FbF4 z4 = *(const FbF4 *)&Zs[((size_t)b * T + i) * S + jj];
+            float l = lse[(size_t)b * T + t], z[4] = {z4.x, z4.y, z4.z, z4.w};
+#pragma unroll
+            for (int k = 0; k < 4; k++) p[k] = jj + k < Sv && u0 + jj + k < t ? g * expf(z[k] - l) : 0.0f;
+        }
         FbU2 hi, lo;                            // fb_split3's bits, 4 columns at a time
         fb_split_pack(&hi.x, &lo.x, p[0], p[1]);
         fb_split_pack(&hi.y, &lo.y, p[2], p[3]);
@@ -1725,11 +1735,15 @@ static void fb_launch_fwd_rows(const FbFwdScratch *w, int k, float *lse, int u0,
                                                                              u0, Sv, S, T, wpr);
     cudaCheck(cudaGetLastError());
 }
+static void fb_launch_slab_to(floatX *Pc3, float *PcT, const float *Zs, const float *Pd, const float *lse,
+                              const float *gamma, int u0, int Sv, int S, int B, int T, cudaStream_t stream) {
+    fb_bwd_slab_kernel<<<dim3(ceil_div(T - u0, fb_slab_rows(S)), B), 256, 0, stream>>>(Pc3, PcT, Zs, Pd, lse, gamma,
+                                                                                      u0, Sv, S, T);
+    cudaCheck(cudaGetLastError());
+}
 static void fb_launch_slab(const FbBwdScratch *w, int k, const float *lse, const float *gamma, int u0, int Sv, int S,
                            int B, int T, cudaStream_t stream) {
-    fb_bwd_slab_kernel<<<dim3(ceil_div(T - u0, fb_slab_rows(S)), B), 256, 0, stream>>>(w->Pc3[k], w->PcT[k], w->Zs[k],
-                                                                                      lse, gamma, u0, Sv, S, T);
-    cudaCheck(cudaGetLastError());
+    fb_launch_slab_to(w->Pc3[k], w->PcT[k], w->Zs[k], NULL, lse, gamma, u0, Sv, S, B, T, stream);
 }
 static void fb_launch_bwd_rows(const FbBwdScratch *w, float *dgamma, const float *c, const float *s, int u0, int Sv,
                                int S, int B, int T, int D, cudaStream_t stream, FbGateBwd gb = FbGateBwd{}) {
@@ -1805,9 +1819,48 @@ static FbStreams fb_begin(float *const *diag, int nb, int B, int S, int n, int T
 // gate_forward: the same kernel on the same rows. Complete after FB_END.
 typedef struct { floatX *out; const floatX *gt; int ld; } FbGate;
 
+// Keep (optional last argument of both calls; the same for the forward and the backward of one layer): with one
+// superblock (T <= S) the backward's slab, Pc = gamma alpha as bf16 hi/lo parts (Pc3, Y3 layout) and the fp32
+// transposed diagonal block (PcT), is the whole of W, and the forward has alpha already (its row pass's fp32 Pd). So
+// the forward makes the slab from Pd (fb_bwd_slab_kernel's Pd path, on side stream a after the row pass, beside the
+// rest of the forward) into the caller's buffer, and the backward reads it there instead of recomputing the logits
+// (slab GEMM) and the slab kernel at its start, where the chain waited for them (d4w256h4: the backward's first side
+// work ran beside only Linear_out's backward). The same products: the same bits when the forward's logits GEMM is
+// the slab GEMM's (the same cuBLASLt plan: T a multiple of 64 with T = S, e.g. T = 256). Memory:
+// feedback_keep_bytes(B, T, D) per layer, ~10 B T S bytes (0 when T > S: nothing is kept then; 5 MiB at B=8
+// T=256), used only when the call's B x T fits it. SESSA_FB_KEEP=0: not used (to compare).
+// Measured (H200, `AB="SESSA_FB_KEEP=0 - ..." scripts/gpu_session.sh ab`, three rounds, off / on): d4w256h4 B=8
+// T=256 1.786M, 1.767M, 1.792M / 1.822M, 1.832M, 1.828M tok/s (+2.6%); the backward's inverses kept as well (made
+// by the forward, the backward's start then empty) measured the same (1.816M, 1.845M, 1.819M): not kept.
+typedef struct { void *mem; size_t bytes; } FbKeep;
+typedef struct { floatX *Pc3; float *PcT; } FbKept;
+static size_t fb_keep_carve(FbKept *k, void *mem, int B, int T, int S) {
+    FbCarve c = {(char *)mem, 0};
+    k->Pc3 = (floatX *)fb_take(&c, (size_t)3 * B * T * S * sizeof(floatX));   // as FbBwdScratch's
+    k->PcT = (float *)fb_take(&c, (size_t)B * S * S * sizeof(float));
+    return c.off;
+}
+static size_t feedback_keep_bytes(int B, int T, int D) {
+    (void)D;
+    FbKept k;
+    int S = fb_superblock(B, T);
+    return T <= S ? fb_keep_carve(&k, NULL, B, T, S) : 0;
+}
+// the kept slab of a call (k) when it has one superblock and keep holds it (else 0)
+static int fb_keep_use(const FbKeep *keep, int B, int T, int S, FbKept *k) {
+    static int env = -1;
+    if (env < 0) {
+        const char *e = getenv("SESSA_FB_KEEP");
+        env = e ? atoi(e) : 1;
+        if (env != 0 && env != 1) fatal("feedback: SESSA_FB_KEEP=%s (need 0 or 1)", e);
+    }
+    if (!env || keep == NULL || keep->mem == NULL || T > S) return 0;
+    return fb_keep_carve(k, keep->mem, B, T, S) <= keep->bytes;
+}
+
 static void feedback_forward(float *s, float *c, float *lse, const floatX *f, const floatX *qb, const floatX *kb,
                              int ld, const float *gamma, int B, int T, int D, float *scratch, cudaStream_t stream,
-                             int parts = FB_ALL, const FbGate *gate = NULL) {
+                             int parts = FB_ALL, const FbGate *gate = NULL, const FbKeep *keep = NULL) {
     feedback_check_shape(B, T, D, ld);
     FbFwdScratch w;
     fb_fwd_carve(&w, scratch, B, T, D);
@@ -1820,8 +1873,10 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
     FbStreams st = fb_begin(w.Pd, nb, B, S, n, T, stream, parts & FB_BEGIN, parts);
     int side_ok = n == 1 && parts != FB_ALL;   // (fb_inverse_where)
     int side_inv = fb_solve_inv_mode(fb_fwd_vec(s, c, w.s3, f, D), side_ok) == 3;   // the inverses beside the chain
+    FbKept kp;
+    int kept = fb_keep_use(keep, B, T, S, &kp);
     // superblock q's logits and P (and the inverses) on stream a, into buffers q % nb (once U = q - nb no longer
-    // reads them)
+    // reads them); with keep (one superblock) then the backward's slab from P, after the chain's ready
     auto logits = [&](int q) {
         int u0 = q * S, u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, k = q % nb;
         if (q >= nb) cudaCheck(cudaStreamWaitEvent(st.a, st.freed[k], 0));
@@ -1832,6 +1887,10 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
         fb_launch_fwd_rows(&w, k, lse, u0, Sv, S, B, T, st.a);
         if (side_inv) fb_inverses<false>(w.Minv[k], w.Ls[k], w.Pd[k], gamma, u0, Sv, S, B, T, st.a);
         cudaCheck(cudaEventRecord(st.ready[k], st.a));
+        if (kept) {   // (PcT's entries past Sv are read as numbers by the backward's solve: zeros, as fb_begin's)
+            if (T % S != 0) cudaCheck(cudaMemsetAsync(kp.PcT, 0, (size_t)B * S * S * sizeof(float), st.a));
+            fb_launch_slab_to(kp.Pc3, kp.PcT, NULL, w.Pd[k], lse, gamma, 0, Sv, S, B, T, st.a);
+        }
     };
     // 3. acc (Sv, D) = P[:, K0:K1] s[K0:K1] for keys [K0, K1) of superblock q: P3[:, 3K0:3K1] s3[3K0:3K1], one GEMM
     //    of K = 3 (K1 - K0), onto acc (beta = 1) or not
@@ -1876,7 +1935,7 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
 static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dkb, int ld, const float *gs,
                               const float *s, const float *c, const float *lse, const floatX *qb, const floatX *kb,
                               const float *gamma, int B, int T, int D, float *scratch, cudaStream_t stream,
-                              int parts = FB_ALL, const FbGateBwd *gate = NULL) {
+                              int parts = FB_ALL, const FbGateBwd *gate = NULL, const FbKeep *keep = NULL) {
     feedback_check_shape(B, T, D, ld);
     if ((gs == NULL) != (gate != NULL) || (gate && (!gate->dgated || !gate->gt || !gate->dgt || gate->ld < D)))
         fatal("feedback_backward: give gs, or (gs NULL) the gate's dgated, gt, dgt with rows ld >= D apart");
@@ -1895,15 +1954,22 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
     FbStreams st = fb_begin(w.PcT, nb, B, S, n, T, stream, parts & FB_BEGIN, parts);
     int side_ok = n == 1 && parts != FB_ALL;   // (fb_inverse_where)
     int side_inv = fb_solve_inv_mode(fb_bwd_vec(w.u3, df, gs, &gb, D), side_ok) == 3;   // the inverses beside the chain
+    // with the forward's kept slab (one superblock) the slab's buffers are the kept ones (after fb_begin: its clearing
+    // of PcT when T % S != 0 was the forward's)
+    FbKept kp;
+    int kept = fb_keep_use(keep, B, T, S, &kp);
+    if (kept) { w.Pc3[0] = kp.Pc3; w.PcT[0] = kp.PcT; }
     // the it-th superblock from the end, q = n-1-it, uses buffers k = it % nb
     // 1. on stream a: its slab logits Zs (M, Sv) = qb[u0:T] kb[U]^T / sqrt(D); Pc = gamma alpha[u0:T, U] as bf16
     //    hi/lo parts (Pc3), PcT (and the inverses) (once stream b no longer reads these buffers for superblock it - nb)
     auto slab = [&](int it) {
         int u0 = (n - 1 - it) * S, u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, M = T - u0, k = it % nb;
         if (it >= nb) cudaCheck(cudaStreamWaitEvent(st.a, st.freed[k], 0));
-        fb_gemm(FbOut{w.Zs[k], CUDA_R_32F, S, sTS}, FbIn{qb + (size_t)u0 * ld, ld, sq, false},
-                FbIn{kb + (size_t)u0 * ld, ld, sq, true}, FbShape{M, Sv, D, B}, scale, 0.0f, st.a);
-        fb_launch_slab(&w, k, lse, gamma, u0, Sv, S, B, T, st.a);
+        if (!kept) {
+            fb_gemm(FbOut{w.Zs[k], CUDA_R_32F, S, sTS}, FbIn{qb + (size_t)u0 * ld, ld, sq, false},
+                    FbIn{kb + (size_t)u0 * ld, ld, sq, true}, FbShape{M, Sv, D, B}, scale, 0.0f, st.a);
+            fb_launch_slab(&w, k, lse, gamma, u0, Sv, S, B, T, st.a);
+        }
         if (side_inv) fb_inverses<true>(w.Minv[k], w.Ls[k], w.PcT[k], NULL, u0, Sv, S, B, T, st.a);
         cudaCheck(cudaEventRecord(st.ready[k], st.a));
     };

@@ -38,6 +38,11 @@ static const GemmChoice gemm_choices[] = {
     { "NVIDIA H200", "m256 n768 k768 b16 ld256,768,768 s786432,2359296,196608 t10 c0 e0 beta0 al256,256,256,256", 2 },   // 12.6 us, the first 13.3
     { "NVIDIA H200", "m1280 n2048 k256 b1 ld256,256,1280 s0,0,0 t10 c14 e1 beta0 al256,256,256,256", 4 },   // 7.9 us, the first 8.6
     { "NVIDIA H200", "m256 n2048 k256 b1 ld256,256,256 s0,0,0 t10 c14 e0 beta0 al256,256,256,256", 5 },   // 7.4 us, the first 8.3
+    // d4w256h4's head dX (dlogits wte, K = 50304), chosen inside the step where it runs beside the head's weight
+    // gradient (SESSA_GEMM_PICK, the thirteenth session, 3 rounds in one call, d4w256h4 B=8 T=256 tok/s): result 1
+    // 1.837M, 1.847M, 1.820M against the first's 1.825M, 1.800M, 1.813M (alone, gemmtune saw no 5% gain); with
+    // attention forward version 10 (llmc/attention_sm90.cuh) ~+1% pooled over two calls, inside a call's spread
+    { "NVIDIA H200", "m256 n2048 k50304 b1 ld256,50304,256 s0,0,0 t00 c14 e0 beta0 al256,256,256,256", 1 },
     { "NVIDIA H200", "m256 n256 k256 b8 ld1280,1280,256 s327680,327680,65536 t01 c0 e0 beta0 al256,256,256,256", 3 },   // 7.4 us, the first 7.9
     { "NVIDIA H200", "m50304 n2048 k256 b1 ld256,256,50304 s0,0,0 t10 c14 e0 beta0 al256,256,256,256", 4 },   // 85.9 us, the first 96.5
     { "NVIDIA H200", "m256 n2048 k256 b1 ld256,256,256 s0,0,0 t00 c14 e0 beta0 al256,256,256,256", 3 },   // 7.4 us, the first 8.2

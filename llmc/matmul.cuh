@@ -94,7 +94,28 @@ static void gemm_signature(char *sig, size_t size, int m, int n, int k, int batc
 }
 
 #include "gemm_choices.h"   // gemm_choices: the measured table
+// SESSA_GEMM_PICK="PREFIX=INDEX[;PREFIX=INDEX...]": the problems whose signature starts with PREFIX ('_' for a space)
+// run the heuristic's result INDEX instead (before the table): to time a choice inside the step, beside what runs
+// concurrently there (SESSA_GEMM_TUNE times each GEMM alone), e.g. AB="SESSA_GEMM_PICK=m256_n2048_k50304=2 -" in
+// scripts/gpu_session.sh ab
+static int gemm_pick(const char *sig) {
+    const char *e = getenv("SESSA_GEMM_PICK");
+    while (e != NULL && *e) {
+        const char *eq = strchr(e, '='), *end = strchr(e, ';');
+        if (eq == NULL || (end != NULL && end < eq)) fatal("SESSA_GEMM_PICK=%s: expected PREFIX=INDEX[;PREFIX=INDEX...]", getenv("SESSA_GEMM_PICK"));
+        size_t i = 0;   // ('_' in PREFIX stands for a space)
+        while (e + i < eq && sig[i] != 0 && (sig[i] == e[i] || (e[i] == '_' && sig[i] == ' '))) i++;
+        if (e + i == eq) return atoi(eq + 1);
+        e = end ? end + 1 : NULL;
+    }
+    return -1;
+}
 static int gemm_choice(const char *sig) {
+    int pick = gemm_pick(sig);
+    if (pick >= 0) {
+        printf("SESSA_GEMM_PICK: result %d for %s\n", pick, sig);
+        return pick;
+    }
     for (const GemmChoice *c = gemm_choices; c->sig != NULL; c++)
         if (strcmp(c->gpu, gemm_gpu_name) == 0 && strcmp(c->sig, sig) == 0) return c->index;
     return 0;

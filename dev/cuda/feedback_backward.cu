@@ -212,6 +212,100 @@ static int check_gate(int B, int T, int D) {
     return ok && ok_dgt;
 }
 
+// the forward's kept slab (FbKeep: one superblock, T <= S) against the same calls without it: whole, and in the
+// trainer's parts (forward FB_BEGIN, FB_CHAIN | FB_END; backward FB_BEGIN, FB_CHAIN, FB_END; the parts put the
+// inverses on the side stream: not the whole call's last bits on a GPU, so each is compared with its own kind). Every
+// output and the keep buffer filled with NaN bytes first (PcT's entries past a partial superblock must come out zero:
+// a missed write shows). The forward's s, c, lse bitwise (keep adds a kernel beside it, changes nothing in it); the
+// backward's df, dgamma, dqb, dkb bitwise when the forward's logits GEMM has the slab GEMM's plan (T = S, a multiple
+// of 64: the trainer's T = 256); else (T = 201: another row stride, maybe another cuBLASLt kernel, logits a rounding
+// apart) within one bf16 rounding of the other's plus 1e-5 of its largest |value|. Then the kept Pc3 zeroed: the
+// backward's dqb, dkb must change (it reads the kept slab, not a recomputed one).
+static int close_dev(const void *a, const void *b, size_t n, int bf16, int *bitwise) {
+    float *x = (float *)mallocCheck(n * sizeof(float)), *y = (float *)mallocCheck(n * sizeof(float));
+    if (bf16) {
+        floatX *h = (floatX *)mallocCheck(2 * n * sizeof(floatX));
+        cudaCheck(cudaMemcpy(h, a, n * sizeof(floatX), cudaMemcpyDeviceToHost));
+        cudaCheck(cudaMemcpy(h + n, b, n * sizeof(floatX), cudaMemcpyDeviceToHost));
+        for (size_t i = 0; i < n; i++) { x[i] = __bfloat162float(h[i]); y[i] = __bfloat162float(h[n + i]); }
+        free(h);
+    } else {
+        from_device(x, (const float *)a, n);
+        from_device(y, (const float *)b, n);
+    }
+    float mx = 0.0f;
+    for (size_t i = 0; i < n; i++) mx = fmaxf(mx, fabsf(x[i]));
+    int ok = 1;
+    *bitwise &= memcmp(x, y, n * sizeof(float)) == 0;
+    for (size_t i = 0; i < n; i++) ok &= isfinite(y[i]) && fabsf(x[i] - y[i]) <= 0x1p-8f * fabsf(x[i]) + 1e-5f * mx;
+    free(x); free(y);
+    return ok;
+}
+typedef struct { float *s, *c, *lse; Grads g; } KeepRun;
+// forward then backward of p's inputs, whole (split 0) or in the trainer's parts, with keep or without (NULL)
+static void keep_run(const Problem *p, KeepRun *r, int split, const FbKeep *keep) {
+    int B = p->B, T = p->T, D = p->D;
+    size_t n = (size_t)B * T * D, bt = (size_t)B * T;
+    if (keep) cudaCheck(cudaMemset(keep->mem, 0xff, keep->bytes));
+    cudaCheck(cudaMemset(r->s, 0xff, n * sizeof(float))); cudaCheck(cudaMemset(r->c, 0xff, n * sizeof(float)));
+    cudaCheck(cudaMemset(r->lse, 0xff, bt * sizeof(float)));
+    cudaCheck(cudaMemset(r->g.df, 0xff, n * sizeof(floatX))); cudaCheck(cudaMemset(r->g.dqkb, 0xff, 2 * n * sizeof(floatX)));
+    cudaCheck(cudaMemset(r->g.dgamma, 0xff, bt * sizeof(float)));
+    const int fparts[2][2] = {{FB_ALL, 0}, {FB_BEGIN, FB_CHAIN | FB_END}}, bparts[2][3] = {{FB_ALL, 0, 0}, {FB_BEGIN, FB_CHAIN, FB_END}};
+    for (int i = 0; i < 2 && fparts[split][i]; i++)
+        feedback_forward(r->s, r->c, r->lse, p->d_f, p->d_qkb, p->d_qkb + D, p->ld, p->d_gamma, B, T, D, p->scratch, 0,
+                         fparts[split][i], NULL, keep);
+    for (int i = 0; i < 3 && bparts[split][i]; i++)
+        feedback_backward(r->g.df, r->g.dgamma, r->g.dqkb, r->g.dqkb + D, p->ld, p->d_gs, r->s, r->c, r->lse, p->d_qkb,
+                          p->d_qkb + D, p->d_gamma, B, T, D, p->scratch, 0, bparts[split][i], NULL, keep);
+    cudaCheck(cudaDeviceSynchronize());
+}
+static int check_keep(int B, int T, int D) {
+    Problem p = make_problem(B, T, D);
+    int S = fb_superblock(B, T);
+    size_t n = (size_t)B * T * D, bt = (size_t)B * T, kb = feedback_keep_bytes(B, T, D);
+    if (kb == 0) fatal("check_keep: B=%d T=%d has more than one superblock (S = %d): nothing is kept", B, T, S);
+    FbKeep keep = {NULL, kb};
+    cudaMallocCheck(&keep.mem, kb);
+    KeepRun r[2];
+    for (int k = 0; k < 2; k++) {
+        cudaMallocCheck(&r[k].s, n * sizeof(float)); cudaMallocCheck(&r[k].c, n * sizeof(float));
+        cudaMallocCheck(&r[k].lse, bt * sizeof(float));
+        r[k].g = grads_alloc(&p, 2);
+    }
+    int want_bits = T == S && T % 64 == 0, ok = 1;
+    for (int split = 0; split <= 1; split++) {
+        keep_run(&p, &r[0], split, NULL);
+        keep_run(&p, &r[1], split, &keep);
+        int fwd = same_dev(r[0].s, r[1].s, n * sizeof(float)) && same_dev(r[0].c, r[1].c, n * sizeof(float)) &&
+                  same_dev(r[0].lse, r[1].lse, bt * sizeof(float));
+        int bits = 1;
+        int bwd = close_dev(r[0].g.df, r[1].g.df, n, 1, &bits) & close_dev(r[0].g.dgamma, r[1].g.dgamma, bt, 0, &bits) &
+                  close_dev(r[0].g.dqkb, r[1].g.dqkb, 2 * n, 1, &bits);
+        int pass = fwd && bwd && (bits || !want_bits);
+        printf("check B=%d T=%d D=%d S=%d, the forward's kept slab against none (calls %s): s, c, lse bitwise: %s; df, "
+               "dgamma, dqb, dkb %s%s: %s\n", B, T, D, S, split ? "in parts" : "whole", fwd ? "yes" : "NO",
+               bits ? "bitwise" : "within tolerance", want_bits ? " (bitwise expected)" : "", pass ? "ok" : "FAIL");
+        ok &= pass;
+    }
+    // the kept Pc3 zeroed: dkb = dZ^T qb over the kept slab's rows (dZ written over them) must change
+    cudaCheck(cudaMemset(keep.mem, 0, (size_t)3 * B * T * S * sizeof(floatX)));
+    feedback_backward(r[1].g.df, r[1].g.dgamma, r[1].g.dqkb, r[1].g.dqkb + D, p.ld, p.d_gs, r[1].s, r[1].c, r[1].lse,
+                      p.d_qkb, p.d_qkb + D, p.d_gamma, B, T, D, p.scratch, 0, FB_ALL, NULL, &keep);
+    cudaCheck(cudaDeviceSynchronize());
+    int reads = !same_dev(r[0].g.dqkb, r[1].g.dqkb, 2 * n * sizeof(floatX));
+    printf("check B=%d T=%d D=%d: with the kept Pc3 zeroed the backward's dqb, dkb change (it reads the kept slab): %s\n",
+           B, T, D, reads ? "ok" : "FAIL");
+    ok &= reads;
+    for (int k = 0; k < 2; k++) {
+        grads_free(&r[k].g);
+        cudaCheck(cudaFree(r[k].s)); cudaCheck(cudaFree(r[k].c)); cudaCheck(cudaFree(r[k].lse));
+    }
+    cudaCheck(cudaFree(keep.mem));
+    free_problem(&p);
+    return ok;
+}
+
 // version 2 with the inverses in each of fb_inverse_mode's four places and 32 or 16 columns a solve CTA: df, dqb,
 // dkb, dgamma bitwise alike
 // (inverse_modes_agree; the forward's s, c, lse are made once, by make_problem)
@@ -557,6 +651,8 @@ int main(int argc, char **argv) {
             ok &= check_inverse_modes(1, 300, 40);
         if (a.version == 0 || a.version == 2)     // the gate folded in: one superblock; three; D = 38 (4-byte paths)
             ok &= check_gate(2, 201, 72) & check_gate(1, 700, 160) & check_gate(2, 300, 38);
+        if (a.version == 0 || a.version == 2)     // the forward's kept slab: T = S = 256 (bitwise); a partial superblock
+            ok &= check_keep(2, 256, 72) & check_keep(2, 201, 40);   // of 201 rows (PcT's zeros past it), D = 40
         if (a.version == 0 || a.version == 2) ok &= check_scratch_covers();
         if (a.version == 0 || a.version == 2)     // the slab bit for bit as session 6's: a partial superblock of 44
             ok &= check_slab_bitwise(2, 300, 38) & check_slab_with(256, 1, 4200, 8);   // rows; 17 superblocks
