@@ -22,6 +22,8 @@
 #   scripts/gpu_session.sh build train                   train_sessacu tok/s at d12 B=8 and B=16 T=1024 and d4w256h4 B=8 T=256
 #   scripts/gpu_session.sh build split                   the feedback calls in parts: GPU check (same bits), the step whole / split
 #   AB="SESSA_X=0 -" scripts/gpu_session.sh build ab    the trainer's d12 and d4w256h4 step with each environment setting
+#                                                        (AB_B1=1: also d12 B=1 T=8192; AB_NO_D12=1: not d12), the
+#                                                        medians and ratios to "-" into the summary (scripts/ab_summary.py)
 #   REV_TAR=out_rev/rev.tar scripts/gpu_session.sh build revab   another revision's trainer (git archive) against this
 #                                                        tree's, in turns (REV_B1=1: also d12 B=1 T=8192)
 #   scripts/gpu_session.sh build gemmtune                cuBLASLt's first 8 algorithms timed for every GEMM of a step (gemm_choices)
@@ -293,7 +295,7 @@ for s in "$@"; do
                      for m in 0 1 2; do echo "== SESSA_FB_INV=$m"; SESSA_FB_INV=$m dev/cuda/bin/feedback_backward bench 2 || exit 1; done' ;;
         train)   stage train do_train ;;
         gemmtune) stage gemmtune do_gemmtune ;;
-        ab)      stage ab do_ab ;;
+        ab)      stage ab do_ab; $PY scripts/ab_summary.py "$OUT/ab.log" | tee -a "$SUMMARY" ;;
         revab)   stage revab do_revab ;;
         revbuild) stage revbuild rev_build ;;
         split)   stage split do_split ;;

@@ -81,6 +81,8 @@ step "loss-curve comparator of the multi-GPU check on synthetic step lines (dev/
     $PYTHON dev/test/test_compare_runs.py
 step "scaling sweep end to end with a stand-in trainer: CSV, efficiencies, plot (dev/test/test_scaling.py)" \
     $PYTHON dev/test/test_scaling.py
+step "A/B table of gpu_session.sh ab: medians and ratios from a log (dev/test/test_ab_summary.py)" \
+    $PYTHON -m pytest -q dev/test/test_ab_summary.py
 step "pytest dev/test/test_memory_probe.py (f0 baseline, influence probe vs finite differences)" \
     $PYTHON -m pytest -q dev/test/test_memory_probe.py
 
