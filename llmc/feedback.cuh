@@ -1847,14 +1847,9 @@ static size_t feedback_keep_bytes(int B, int T, int D) {
     return T <= S ? fb_keep_carve(&k, NULL, B, T, S) : 0;
 }
 // the kept slab of a call (k) when it has one superblock and keep holds it (else 0)
+static int fb_keep_mode = -1;   // SESSA_FB_KEEP (default 1) when first used
 static int fb_keep_use(const FbKeep *keep, int B, int T, int S, FbKept *k) {
-    static int env = -1;
-    if (env < 0) {
-        const char *e = getenv("SESSA_FB_KEEP");
-        env = e ? atoi(e) : 1;
-        if (env != 0 && env != 1) fatal("feedback: SESSA_FB_KEEP=%s (need 0 or 1)", e);
-    }
-    if (!env || keep == NULL || keep->mem == NULL || T > S) return 0;
+    if (!fb_env_choice(&fb_keep_mode, "SESSA_FB_KEEP", 1, 1) || keep == NULL || keep->mem == NULL || T > S) return 0;
     return fb_keep_carve(k, keep->mem, B, T, S) <= keep->bytes;
 }
 
