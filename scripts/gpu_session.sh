@@ -169,11 +169,11 @@ do_ab() {
     local ab=${AB:--}; for e in ${ab//,/ }; do   # entries apart by spaces or commas; '+' joins settings in one
         [ "$e" = "-" ] && set -- || set -- ${e//+/ }
         if [ -z "${AB_NO_D12:-}" ]; then   # AB_NO_D12=1: d4w256h4 (and AB_B1's) only
-            echo "== ${e}: d12 B=8 T=1024"; env "$@" ./train_sessacu -e d12 -b 8 -t 1024 -x 12 $F -o $TMP/ab1 | grep "^step 12/" || return 1
+            echo "== ${e}: d12 B=8 T=1024"; env "$@" ./train_sessacu -e d12 -b 8 -t 1024 -x 12 $F -o $TMP/ab1 | grep -E "^step 12/|^SESSA_GEMM_PICK" || return 1
         fi
         echo "== ${e}: d4w256h4 B=8 T=256"; env "$@" ./train_sessacu -e d4w256h4 -b 8 -t 256 -x 40 $F -o $TMP/ab2 | grep -E "^step 40/|^SESSA_GEMM_PICK" || return 1
         if [ -n "${AB_B1:-}" ]; then
-            echo "== ${e}: d12 B=1 T=8192"; env "$@" ./train_sessacu -e d12 -b 1 -t 8192 -x 4 $F -o $TMP/ab3 | grep "^step 4/" || return 1
+            echo "== ${e}: d12 B=1 T=8192"; env "$@" ./train_sessacu -e d12 -b 1 -t 8192 -x 4 $F -o $TMP/ab3 | grep -E "^step 4/|^SESSA_GEMM_PICK" || return 1
         fi
     done
 }
