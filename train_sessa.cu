@@ -10,8 +10,8 @@
  - a checkpoint + resume state (-n, -y 1) written on W GPUs resumes on any number of GPUs
  - -r 1 recomputes LayerNorm and GELU outputs in the backward instead of keeping them per layer
  Same flags, files and step schedule as train_sessa.c (llmc/args.h, llmc/schedule.h; dev/test/test_twins.sh checks
- that both give the same losses), plus -r, -z, -pi, -cg, -sb, -sm; -E on one GPU (both trainers' -E: the same accuracies,
- dev/test/test_long_context_eval.py).
+ that both give the same losses), plus -r, -z, -pi, -cg, -sb, -sm; -E (both trainers' -E: the same accuracies,
+ dev/test/test_long_context_eval.py; on several GPUs the ranks score their val rows and sum the tallies).
  - -cg 1 (default): each micro-step's forward + loss + backward is one replayed CUDA graph (on several GPUs with the
    layers' gradient reductions inside the last micro-step's graph)
  - a training step has no host sync (on any number of GPUs): the mean loss, the gradient norm and the clip scale stay
@@ -1127,8 +1127,9 @@ static float evaluate(Model *m, DataLoader *loader, int steps, int B, int T, Mul
 // accuracy at the scored positions of the eval file (-E), per nominal distance, over its sequences = the first
 // rows of the (unshuffled) val loader; printed and logged as "step N eval_acc d=D ACC correct/count", as
 // train_sessa.c's: the prediction at each position is the argmax of its logits (logits_argmax: the first index of
-// the largest bf16 logit), scored on the host (llmc/eval_tasks.h). One GPU.
-static void evaluate_tasks(Model *m, DataLoader *loader, EvalTasks *e, int step, FILE *log) {
+// the largest bf16 logit), scored on the host (llmc/eval_tasks.h). On several GPUs each rank scores its rows of the
+// val loader (eval_tasks_row0) and the tallies are summed over the ranks before rank 0 reports them.
+static void evaluate_tasks(Model *m, DataLoader *loader, EvalTasks *e, int step, FILE *log, const MultiGpuConfig *mg) {
     int B = (int)loader->B, T = (int)loader->T, N = B * T;
     int *d_argmax, *h_argmax = (int *)mallocCheck((size_t)N * sizeof(int));
     cudaMallocCheck(&d_argmax, (size_t)N * sizeof(int));
@@ -1142,6 +1143,8 @@ static void evaluate_tasks(Model *m, DataLoader *loader, EvalTasks *e, int step,
         cudaCheck(cudaStreamSynchronize(main_stream));
         eval_tasks_score(e, eval_tasks_row0(loader, k), B, h_argmax, loader->targets);
     }
+    multi_gpu_cpu_int64_sum(e->correct, e->num_distances, mg);
+    multi_gpu_cpu_int64_sum(e->count, e->num_distances, mg);
     eval_tasks_report(e, step, log);
     cudaCheck(cudaFree(d_argmax));
     free(h_argmax);
@@ -1253,7 +1256,8 @@ static const char cuda_usage[] =
     "  -sm 0/1  sampler: 1 recurrent decoding with caches (default), 0 the parallel forward\n"
     "           over the whole prefix per token (prompt + -g <= -t, -sb <= -b; for comparison)\n"
     "  -E FILE  long-context eval file (data/long_context.py) of the -j shards: accuracy per\n"
-    "           distance at each validation and the end (one GPU; as train_sessa's -E)\n";
+    "           distance at each validation and the end (as train_sessa's -E; on several GPUs\n"
+    "           B * GPUs must divide its number of sequences)\n";
 // The training steps are pipelined: the host issues step s (its data read and uploaded, every launch) without
 // waiting for the GPU, then prints step s-1's line, whose scalars (StepStats) were copied into pinned memory
 // behind an event. So the host runs one step ahead and its work overlaps the GPU's. Before anything that
@@ -1461,9 +1465,6 @@ int main(int argc, char **argv) {
                         config.vocab_size);
     EvalTasks eval_tasks;
     if (ca.eval_file) {
-        if (mg.num_processes > 1)
-            fatal("-E runs on one GPU (the eval file's sequences are the first val rows; %d processes split them): "
-                  "evaluate a checkpoint on one GPU (-e model_N.bin -x 0 -E FILE)", mg.num_processes);
         eval_tasks_load(&eval_tasks, ca.eval_file, config.vocab_size);
         eval_tasks_check_loader(&eval_tasks, &val_loader);
         printf("eval tasks: %s, %d sequences of T=%d, %d scored positions, %d distances (%s)\n",
@@ -1519,7 +1520,7 @@ int main(int argc, char **argv) {
         }
         if (ca.eval_file && !step_resumed_here(range, step) && (step_validates(range, step, args.val_every) || last)) {
             step_log_flush(&slog);
-            evaluate_tasks(&model, &val_loader, &eval_tasks, step, logf);
+            evaluate_tasks(&model, &val_loader, &eval_tasks, step, logf, &mg);
         }
         // -x 0 samples at step 0: a way to sample from a checkpoint (-e FILE -x 0 -s 1)
         if (step_samples(range, step, args.sample_every)) {

@@ -131,6 +131,18 @@ static float multi_gpu_cpu_float_sum(float value, const MultiGpuConfig *c) {
     return value;
 }
 
+// n int64 counts (host memory) summed over all ranks, in place: -E's per-distance tallies; blocks
+static void multi_gpu_cpu_int64_sum(long long *v, int n, const MultiGpuConfig *c) {
+    if (c->num_processes == 1 || n <= 0) return;
+    long long *d;
+    cudaCheck(cudaMalloc((void **)&d, (size_t)n * sizeof(long long)));
+    cudaCheck(cudaMemcpyAsync(d, v, (size_t)n * sizeof(long long), cudaMemcpyHostToDevice, c->nccl_stream));
+    ncclCheck(ncclAllReduce(d, d, (size_t)n, ncclInt64, ncclSum, c->nccl_comm, c->nccl_stream));
+    cudaCheck(cudaMemcpyAsync(v, d, (size_t)n * sizeof(long long), cudaMemcpyDeviceToHost, c->nccl_stream));
+    cudaCheck(cudaStreamSynchronize(c->nccl_stream));
+    cudaCheck(cudaFree(d));
+}
+
 // an int that every rank must hold the same (the step to resume from, ...): returns it, or stops every
 // rank with an error naming `what` when they differ; blocks
 static int multi_gpu_agree_int(int value, const char *what, const MultiGpuConfig *c) {

@@ -16,6 +16,8 @@
 #   graph   2 GPUs with CUDA graphs (-cg 1, the default; the NCCL reductions inside the last micro-step's graph) and
 #           without (-cg 0): the same losses and norms, ZeRO-0 with 2 micro-steps (all four graphs) and ZeRO-1
 #   signal  SIGTERM to a 2-GPU run's launcher: both ranks stop at the same step, save it, exit 143; resumed on 2 GPUs
+#   eval    -E on 2 GPUs (dev/test/test_long_context_eval.py -k cuda with CUDA_LAUNCH="scripts/launch_local.sh 2"):
+#           each rank scores its val rows, the tallies summed over the ranks must be the constructed accuracies
 #   scaling scripts/scaling.py, weak scaling, d12 T=1024 B=8 and B=16 per GPU (SCALING_B), 1 and 2 (.. NGPU) GPUs,
 #           ZeRO-0 and ZeRO-1 (graphed, the default), the 1-GPU runs with -cg 1 (the trainer's default: CUDA graph)
 #           and -cg 0; CSV + PNG in $OUT; target line:
@@ -40,7 +42,7 @@
 #     GPUs the sums have 3+ terms in an algorithm-dependent order: not exact there (this script uses 2 for curves).
 # Env: OUT, NGPU, DRY_RUN, MULTI_DATA (a folder with *_train_*.bin, *_val_*.bin [, tokenizer.bin]; default
 # data/default), MULTI_TMP (run folders and checkpoints, not under $OUT; default $TMPDIR/sessa_multi),
-# SCALING_B ("8 16"), SCALING_STEPS (20), STEPS_ONLY ("zero curves graph resume signal scaling": a subset, setup always runs),
+# SCALING_B ("8 16"), SCALING_STEPS (20), STEPS_ONLY ("zero curves graph resume signal eval scaling": a subset, setup always runs),
 # TRAINER (./train_sessacu; e.g. the CPU emulator's build to try the one-GPU runs of `curves` without a GPU, with
 # CURVE_MODEL=d1w64h2 CURVE_T=32 CURVE_B=2 to make them small: the defaults are d4w256h4, 256, 8).
 # NVLink multicast stays off (NCCL_NVLS_ENABLE=0): the lent machines require it.
@@ -50,7 +52,7 @@ OUT=${OUT:-gpu_out/multi}; mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 DRY_RUN=${DRY_RUN:-0}
 SUMMARY="$OUT/summary.txt"; : > "$SUMMARY"
 WORK=${MULTI_TMP:-${TMPDIR:-/tmp}/sessa_multi}
-STEPS_ONLY=${STEPS_ONLY:-zero curves graph resume signal scaling}
+STEPS_ONLY=${STEPS_ONLY:-zero curves graph resume signal eval scaling}
 PY=${PYTHON:-python3}
 TRAINER=${TRAINER:-./train_sessacu}
 export NCCL_NVLS_ENABLE=0
@@ -293,6 +295,17 @@ for r in rows:
                  r["zero"], 100 * e, 100 * s))
 PYEOF
 }
+# ---------------------------------------------------------------------------- eval
+# -E on 2 GPUs: the same pytest as one GPU's (gpu_session.sh test), the trainer started by the launcher (24 val
+# sequences, -b 4: 8 rows a step over the two ranks); it needs PyTorch (to construct the accuracies)
+if wants eval; then
+    eval_2gpu() {   # (the test's fixture wants the CPU trainer built)
+        [ -x train_sessa ] || make train_sessa || return 1
+        CUDA_TRAINER="$TRAINER" CUDA_LAUNCH="scripts/launch_local.sh 2" $PY -m pytest -q dev/test/test_long_context_eval.py -k cuda
+    }
+    check eval_2gpu 20 eval_2gpu
+fi
+
 if wants scaling; then
     for b in ${SCALING_B:-8 16}; do
         check "scaling_d12_B$b" $((b == 8 ? 50 : 70)) scaling "$b"

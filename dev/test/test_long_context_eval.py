@@ -148,7 +148,9 @@ def test_c_and_python_report_the_constructed_accuracies(task):
 # The CUDA trainer (bf16) against the same constructed accuracies: its logits differ from the fp32 ones by up to
 # test_sessacu's 2e-2 * max|logit|, so only positions whose two largest logits are 2 x that apart (CUDA_MARGIN) are
 # scored (a second eval file; the same shard and answers). CUDA_TRAINER: the binary (dev/test/run_all.sh gives the CPU
-# emulator's build, dev/cuda_emu; on a GPU machine ./train_sessacu); unset: skipped.
+# emulator's build, dev/cuda_emu; on a GPU machine ./train_sessacu); unset: skipped. CUDA_LAUNCH: a launcher before it,
+# "scripts/launch_local.sh 2" for 2 GPUs (scripts/multi_gpu_check.sh's eval step): 24 sequences, 8 rows a step, the
+# same tallies summed over the ranks.
 CUDA_MARGIN = 4e-2
 
 
@@ -167,8 +169,9 @@ def test_cuda_trainer_reports_the_constructed_accuracies(task):
     evalfile = str(task["dir"] / "cuda_eval.bin")
     write_eval(evalfile, records)
     out = str(task["dir"] / "cuda_run")
-    cmd = [cuda, "-e", task["ckpt"], "-x", "0", "-b", str(B), "-t", str(T), "-m", "1", "-s", "0", "-k", "/nonexistent",
-           "-i", task["shard"], "-j", task["shard"], "-E", evalfile, "-o", out]
+    launch = os.environ.get("CUDA_LAUNCH", "").split()   # e.g. "scripts/launch_local.sh 2": the ranks split the rows
+    cmd = launch + [cuda, "-e", task["ckpt"], "-x", "0", "-b", str(B), "-t", str(T), "-m", "1", "-s", "0", "-k",
+                    "/nonexistent", "-i", task["shard"], "-j", task["shard"], "-E", evalfile, "-o", out]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     print("expected (correct, count) per distance:", expected)
