@@ -6,7 +6,8 @@
    dgamma_b += sum_t dr_t;  dw_gamma += sum_t dr_t abar_t;  dabar_t += dr_t w_gamma
  One warp per token; the parameter sums go through one deterministic column_sums pass (dgamma_b in column 0).
  The backward's dabar += dr w uses 16-byte packs of 8 bf16 (packed.cuh) when D % 8 == 0 and the rows are
- aligned: one read and one write of dabar (2 D bf16 per token), w from L1.
+ aligned: one read and one write of dabar (2 D bf16 per token), w from L1; so does the forward (its dot product then
+ sums a lane's packs l, l + 32, ... in order, in both the fused and the separate kernel: the same bits either way).
  abar = GELU(a) is the only input of gamma, and GELU's backward the only reader of dabar after gamma's, so the
  trainer runs each pair as one kernel (gelu_gamma_forward, gamma_gelu_backward): the same arithmetic in the same
  order as the two kernels, so the same bits (dev/cuda/gamma.cu checks it), without the second launch and, forward,
@@ -72,9 +73,32 @@ __global__ void gamma_backward_packed_kernel(float *__restrict__ dr, floatX *__r
     if (lane == 0) dr[n] = d;
 }
 
+// the same with 16-byte packs (D % 8 == 0, abar and w 16-byte aligned): lane l sums the packs l, l + 32, ... (8
+// columns each, in order), one fmaf per product, then the warp's sum; gelu_gamma_forward_packed_kernel's order
+__global__ void gamma_forward_packed_kernel(float *gamma, const floatX *abar, const floatX *w, const floatX *b,
+                                            int N, int D, float gamma_max) {
+    grid_dep_begin();
+    int lane = threadIdx.x % WARP_SIZE;
+    int n = blockIdx.x * GAMMA_WARPS + threadIdx.x / WARP_SIZE;
+    if (n >= N) return;
+    const floatX *x = abar + (size_t)n * D;
+    float dot = 0.0f;
+    for (int c = lane * PACK; c < D; c += WARP_SIZE * PACK) {
+        float xv[PACK], wv[PACK];
+        load8(xv, x + c); load8(wv, w + c);
+        #pragma unroll
+        for (int j = 0; j < PACK; j++) dot = fmaf(xv[j], wv[j], dot);
+    }
+    float r = __bfloat162float(b[0]) + warp_reduce_sum(dot);
+    if (lane == 0) gamma[n] = gamma_max * tanhf(r);
+}
+
 static void gamma_forward(float *gamma, const floatX *abar, const floatX *w, const floatX *b, int N, int D,
                           float gamma_max, cudaStream_t stream) {
-    launch_pdl(gamma_forward_kernel, ceil_div(N, GAMMA_WARPS), GAMMA_WARPS * WARP_SIZE, 0, stream, gamma, abar, w, b, N, D, gamma_max);
+    if (packable(abar, D) && packable(w, D))
+        launch_pdl(gamma_forward_packed_kernel, ceil_div(N, GAMMA_WARPS), GAMMA_WARPS * WARP_SIZE, 0, stream, gamma, abar, w, b, N, D, gamma_max);
+    else
+        launch_pdl(gamma_forward_kernel, ceil_div(N, GAMMA_WARPS), GAMMA_WARPS * WARP_SIZE, 0, stream, gamma, abar, w, b, N, D, gamma_max);
     cudaCheck(cudaGetLastError());
 }
 
@@ -97,10 +121,44 @@ __global__ void gelu_gamma_forward_kernel(floatX *abar, float *gamma, const floa
     float r = __bfloat162float(b[0]) + warp_reduce_sum(dot);
     if (lane == 0) gamma[n] = gamma_max * tanhf(r);
 }
+// the same with 16-byte packs (D % 8 == 0; a, abar and w 16-byte aligned, ld_a % 8 == 0): gamma_forward_packed_kernel's
+// order of the dot product. 3 packs a lane per row at D = 768: 16-byte loads and stores instead of 2-byte ones
+// (measured (H200, dev/cuda/gamma.cu bench, 8192 rows, D = 768): see the header)
+__global__ void gelu_gamma_forward_packed_kernel(floatX *abar, float *gamma, const floatX *a, int ld_a, const floatX *w,
+                                                 const floatX *b, int N, int D, float gamma_max) {
+    grid_dep_begin();
+    int lane = threadIdx.x % WARP_SIZE;
+    int n = blockIdx.x * GAMMA_WARPS + threadIdx.x / WARP_SIZE;
+    if (n >= N) return;
+    const floatX *x = a + (size_t)n * ld_a;
+    floatX *y = abar + (size_t)n * D;
+    float dot = 0.0f;
+    for (int c = lane * PACK; c < D; c += WARP_SIZE * PACK) {
+        float xv[PACK], wv[PACK];
+        load8(xv, x + c); load8(wv, w + c);
+        #pragma unroll
+        for (int j = 0; j < PACK; j++) xv[j] = __bfloat162float(__float2bfloat16(gelu_value(xv[j])));   // abar, as stored
+        store8(y + c, xv);
+        #pragma unroll
+        for (int j = 0; j < PACK; j++) dot = fmaf(xv[j], wv[j], dot);
+    }
+    float r = __bfloat162float(b[0]) + warp_reduce_sum(dot);
+    if (lane == 0) gamma[n] = gamma_max * tanhf(r);
+}
 static void gelu_gamma_forward(floatX *abar, float *gamma, const floatX *a, int ld_a, const floatX *w, const floatX *b,
                                int N, int D, float gamma_max, cudaStream_t stream) {
-    launch_pdl(gelu_gamma_forward_kernel, ceil_div(N, GAMMA_WARPS), GAMMA_WARPS * WARP_SIZE, 0, stream, abar, gamma, a,
-               ld_a, w, b, N, D, gamma_max);
+    bool pack_gamma = packable(abar, D) && packable(w, D);
+    if (pack_gamma && packable(a, ld_a))
+        launch_pdl(gelu_gamma_forward_packed_kernel, ceil_div(N, GAMMA_WARPS), GAMMA_WARPS * WARP_SIZE, 0, stream, abar,
+                   gamma, a, ld_a, w, b, N, D, gamma_max);
+    else if (!pack_gamma)
+        launch_pdl(gelu_gamma_forward_kernel, ceil_div(N, GAMMA_WARPS), GAMMA_WARPS * WARP_SIZE, 0, stream, abar, gamma,
+                   a, ld_a, w, b, N, D, gamma_max);
+    else {   // gamma_forward would pack, a cannot: the two kernels (so the same bits as they give)
+        gelu_forward(abar, a, ld_a, N, D, stream);
+        gamma_forward(gamma, abar, w, b, N, D, gamma_max, stream);
+        return;
+    }
     cudaCheck(cudaGetLastError());
 }
 

@@ -3,7 +3,7 @@
 # under $OUT (default ./gpu_out), one file per stage, and a summary table is printed last.
 #   scripts/gpu_session.sh build check test             (the hardware check: every dev/cuda kernel and
 #                                                        test_sessacu on every CUDA reference dump, -E's accuracies)
-#   scripts/gpu_session.sh build kbench                  make -C dev/cuda bench
+#   scripts/gpu_session.sh build kbench                  make -C dev/cuda bench (KBENCH="gamma adamw": only those kernels' bench)
 #   scripts/gpu_session.sh build optbench                the gradient norm's and AdamW's 4-byte and 16-byte loads
 #                                                        (dev/cuda/global_norm.cu, dev/cuda/adamw.cu bench)
 #   scripts/gpu_session.sh build clsbench                the fused classifier's versions at d12 and d4w256h4 sizes (N = 8192, 2048)
@@ -30,7 +30,8 @@
 #   scripts/gpu_session.sh build profile                 ncu: GPU time per kernel name of one d12 step (sorted;
 #                                                        PROF_B=1 PROF_T=8192: at another batch and length)
 #   scripts/gpu_session.sh build timeline                one steady step's real overlap (CUPTI kernel timeline, dev/timeline):
-#                                                        the critical path per kernel (TL_B1=1: also B=1 T=8192)
+#                                                        the critical path per kernel, the SM use and where SMs idle
+#                                                        (TL_B1=1: also B=1 T=8192)
 #   scripts/gpu_session.sh build profsmall               the same for one steady d4w256h4 B=8 T=256 step (2 steps minus 1
 #                                                        step: no init), with its kernel launches per step
 #   scripts/gpu_session.sh build attn                    attention vs PyTorch SDPA (dev/cuda/bench_attention.py)
@@ -283,7 +284,8 @@ for s in "$@"; do
         build)   stage build do_build ;;
         check)   stage check do_check ;;
         test)    stage test do_test ;;
-        kbench)  stage kbench make -C dev/cuda bench ;;
+        kbench)  if [ -n "${KBENCH:-}" ]; then stage kbench sh -c 'for k in $KBENCH; do echo "== $k bench"; ./dev/cuda/bin/$k bench || exit 1; done'
+                 else stage kbench make -C dev/cuda bench; fi ;;
         optbench) stage optbench sh -c 'dev/cuda/bin/global_norm bench && dev/cuda/bin/adamw bench' ;;
         clsbench) stage clsbench dev/cuda/bin/fused_classifier bench ;;
         colbench) stage colbench sh -c 'dev/cuda/bin/reduce bench && dev/cuda/bin/layernorm bench && dev/cuda/bin/gamma bench' ;;

@@ -8,6 +8,9 @@
               GELU's backward in one (gamma_gelu_backward; packed widths, else the two kernels): checked bitwise
               against gelu.cuh's kernels followed by version 2's (the same arithmetic in the same order), with a's
               rows 2D apart as in the trainer; the bench times both ways
+   version 4: (the trainer's) version 3 with the forward's loads and stores in 16-byte packs too, where D % 8 == 0 and
+              the rows are aligned (the dot product's order follows the packs, in gamma_forward as well: checked
+              bitwise as version 3)
  make -C dev/cuda && dev/cuda/bin/gamma check    (or bench)
 */
 #include "common.h"
@@ -126,6 +129,16 @@ static void run_gelu_fused(GammaBench *p) {
     gamma_gelu_backward(p->da, 2 * D, p->dr, p->dabar, p->dgamma, p->gamma, p->w, p->a, 2 * D, N, D, 0.999f, 0);
 }
 
+// the forward's fused pass alone: version 3's kernel (2-byte loads) and version 4's (16-byte packs)
+static void run_fwd_v3(GammaBench *p) {
+    launch_pdl(gelu_gamma_forward_kernel, ceil_div(p->N, GAMMA_WARPS), GAMMA_WARPS * WARP_SIZE, 0, (cudaStream_t)0,
+               p->abar, p->gamma, (const floatX *)p->a, 2 * p->D, (const floatX *)p->w, (const floatX *)p->b, p->N, p->D, 0.999f);
+}
+static void run_fwd_v4(GammaBench *p) {
+    launch_pdl(gelu_gamma_forward_packed_kernel, ceil_div(p->N, GAMMA_WARPS), GAMMA_WARPS * WARP_SIZE, 0, (cudaStream_t)0,
+               p->abar, p->gamma, (const floatX *)p->a, 2 * p->D, (const floatX *)p->w, (const floatX *)p->b, p->N, p->D, 0.999f);
+}
+
 static void bench(int N, int D) {
     size_t nd = (size_t)N * D;
     float *h = make_random_float(nd, -0.1f, 0.1f);
@@ -140,6 +153,9 @@ static void bench(int N, int D) {
     p.N = N / 2;
     float ms4 = benchmark_kernel(20, run_gelu_unfused, &p), ms2 = benchmark_kernel(20, run_gelu_fused, &p);
     printf("N=%d D=%d  GELU + gamma fwd and bwd input: 4 kernels %8.4f ms, version 3 (2 kernels) %8.4f ms\n", N / 2, D, ms4, ms2);
+    float m3 = benchmark_kernel(20, run_fwd_v3, &p), m4 = benchmark_kernel(20, run_fwd_v4, &p);
+    printf("N=%d D=%d  GELU + gamma forward: version 3 %8.4f ms, version 4 (16-byte packs) %8.4f ms (%.2fx; floor at 4.3 TB/s "
+           "%.4f ms)\n", N / 2, D, m3, m4, m3 / m4, 4.0 * (N / 2) * D / 4.3e12 * 1e3);
     free(h);
     cudaCheck(cudaFree(p.a)); cudaCheck(cudaFree(p.da));
     cudaCheck(cudaFree(p.abar)); cudaCheck(cudaFree(p.w)); cudaCheck(cudaFree(p.b)); cudaCheck(cudaFree(p.dabar));

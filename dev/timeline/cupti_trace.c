@@ -2,9 +2,10 @@
  A kernel timeline of any CUDA program, concurrent streams included (Nsight Systems is not on the lent GPU machines;
  ncu serializes kernels, so its times say nothing about overlap). A CUPTI injection library: the CUDA driver loads
  it when CUDA_INJECTION64_PATH names it and calls InitializeInjection, which turns on CUPTI's concurrent-kernel
- activity records (start and end on the GPU's clock, stream, grid, block, name; kernels replayed from CUDA graphs
- included). At exit every record goes to the CSV file named by SESSA_TIMELINE (default timeline.csv):
-   start_ns,end_ns,stream,grid,block,name
+ activity records (start and end on the GPU's clock, stream, grid, block, registers per thread, shared memory per
+ block (static + dynamic), name; kernels replayed from CUDA graphs included). At exit every record goes to the CSV
+ file named by SESSA_TIMELINE (default timeline.csv):
+   start_ns,end_ns,stream,grid,block,regs,smem,name
  dev/timeline/timeline.py turns it into a step's critical-path summary. Build: dev/timeline/build.sh (it finds
  CUPTI's header and library: the CUDA toolkit's extras/CUPTI, or the nvidia-cuda-cupti wheel PyTorch brings).
  Cost: CUPTI's per-kernel bookkeeping (~1 us of host time per launch; kernels in a graph launch themselves), so
@@ -24,7 +25,7 @@
     fprintf(stderr, "cupti_trace: %s failed: %s\n", #call, s_); } } while (0)
 
 // the records, copied out of CUPTI's buffers as they complete (names are CUPTI's: valid until the process ends)
-typedef struct { uint64_t start, end; uint32_t stream; int32_t grid, block; const char *name; } Rec;
+typedef struct { uint64_t start, end; uint32_t stream; int32_t grid, block, regs, smem; const char *name; } Rec;
 static Rec *recs = NULL;
 static size_t nrec = 0, caprec = 0;
 static uint64_t dropped = 0;
@@ -47,7 +48,8 @@ static void CUPTIAPI buffer_completed(CUcontext ctx, uint32_t stream, uint8_t *b
             if (recs == NULL) { fprintf(stderr, "cupti_trace: out of memory\n"); exit(1); }
         }
         recs[nrec++] = (Rec){ k->start, k->end, k->streamId, k->gridX * k->gridY * k->gridZ,
-                              k->blockX * k->blockY * k->blockZ, k->name };
+                              k->blockX * k->blockY * k->blockZ, (int32_t)k->registersPerThread,
+                              (int32_t)(k->staticSharedMemory + k->dynamicSharedMemory), k->name };
     }
     size_t d = 0;
     cuptiActivityGetNumDroppedRecords(ctx, stream, &d);
@@ -61,10 +63,10 @@ static void write_timeline(void) {
     if (path == NULL) path = "timeline.csv";
     FILE *f = fopen(path, "w");
     if (f == NULL) { fprintf(stderr, "cupti_trace: cannot write %s\n", path); return; }
-    fprintf(f, "start_ns,end_ns,stream,grid,block,name\n");
+    fprintf(f, "start_ns,end_ns,stream,grid,block,regs,smem,name\n");
     for (size_t i = 0; i < nrec; i++)
-        fprintf(f, "%llu,%llu,%u,%d,%d,%s\n", (unsigned long long)recs[i].start, (unsigned long long)recs[i].end,
-                recs[i].stream, recs[i].grid, recs[i].block, recs[i].name ? recs[i].name : "?");
+        fprintf(f, "%llu,%llu,%u,%d,%d,%d,%d,%s\n", (unsigned long long)recs[i].start, (unsigned long long)recs[i].end,
+                recs[i].stream, recs[i].grid, recs[i].block, recs[i].regs, recs[i].smem, recs[i].name ? recs[i].name : "?");
     fclose(f);
     fprintf(stderr, "cupti_trace: %zu kernels into %s%s\n", nrec, path, dropped ? " (some records dropped)" : "");
 }
