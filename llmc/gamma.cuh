@@ -24,16 +24,44 @@
 
 #define GAMMA_WARPS 8
 
-// gamma (N) from abar (N, D), w (D), b (1)
-__global__ void gamma_forward_kernel(float *gamma, const floatX *abar, const floatX *w, const floatX *b,
-                                     int N, int D, float gamma_max) {
+// gamma (N) from abar (N, D), w (D), b (1): a warp per token. GELU: from a (N, D, row stride ld_in) instead, writing
+// abar = GELU(a) on the way (gelu_forward's values, rounded to bf16 as stored, then in the dot product). The dot
+// product's order: lane l sums columns l, l + 32, ... (PACKED 0), or the 16-byte packs l, l + 32, ... of 8 columns each,
+// in order (PACKED 1: D % 8 == 0, rows and w 16-byte aligned); the same expression in every instantiation, so the
+// fused kernel (GELU) gives gelu_forward + the separate one's bits (dev/cuda/gamma.cu checks it)
+template <bool GELU, bool PACKED>
+__global__ void gamma_rows_kernel(floatX *abar, float *gamma, const floatX *in, int ld_in, const floatX *w,
+                                  const floatX *b, int N, int D, float gamma_max) {
     grid_dep_begin();
     int lane = threadIdx.x % WARP_SIZE;
     int n = blockIdx.x * GAMMA_WARPS + threadIdx.x / WARP_SIZE;
     if (n >= N) return;
-    const floatX *x = abar + (size_t)n * D;
+    const floatX *x = in + (size_t)n * ld_in;
+    floatX *y = GELU ? abar + (size_t)n * D : NULL;
     float dot = 0.0f;
-    for (int c = lane; c < D; c += WARP_SIZE) dot += __bfloat162float(x[c]) * __bfloat162float(w[c]);
+    if (PACKED) {
+        for (int c = lane * PACK; c < D; c += WARP_SIZE * PACK) {
+            float xv[PACK], wv[PACK];
+            load8(xv, x + c); load8(wv, w + c);
+            if (GELU) {
+                #pragma unroll
+                for (int j = 0; j < PACK; j++) xv[j] = __bfloat162float(__float2bfloat16(gelu_value(xv[j])));
+                store8(y + c, xv);
+            }
+            #pragma unroll
+            for (int j = 0; j < PACK; j++) dot += xv[j] * wv[j];
+        }
+    } else {
+        for (int c = lane; c < D; c += WARP_SIZE) {
+            float v = __bfloat162float(x[c]);
+            if (GELU) {
+                floatX h = __float2bfloat16(gelu_value(v));
+                y[c] = h;
+                v = __bfloat162float(h);
+            }
+            dot += v * __bfloat162float(w[c]);
+        }
+    }
     float r = __bfloat162float(b[0]) + warp_reduce_sum(dot);
     if (lane == 0) gamma[n] = gamma_max * tanhf(r);
 }
@@ -73,92 +101,27 @@ __global__ void gamma_backward_packed_kernel(float *__restrict__ dr, floatX *__r
     if (lane == 0) dr[n] = d;
 }
 
-// the same with 16-byte packs (D % 8 == 0, abar and w 16-byte aligned): lane l sums the packs l, l + 32, ... (8
-// columns each, in order), one fmaf per product, then the warp's sum; gelu_gamma_forward_packed_kernel's order
-__global__ void gamma_forward_packed_kernel(float *gamma, const floatX *abar, const floatX *w, const floatX *b,
-                                            int N, int D, float gamma_max) {
-    grid_dep_begin();
-    int lane = threadIdx.x % WARP_SIZE;
-    int n = blockIdx.x * GAMMA_WARPS + threadIdx.x / WARP_SIZE;
-    if (n >= N) return;
-    const floatX *x = abar + (size_t)n * D;
-    float dot = 0.0f;
-    for (int c = lane * PACK; c < D; c += WARP_SIZE * PACK) {
-        float xv[PACK], wv[PACK];
-        load8(xv, x + c); load8(wv, w + c);
-        #pragma unroll
-        for (int j = 0; j < PACK; j++) dot = fmaf(xv[j], wv[j], dot);
-    }
-    float r = __bfloat162float(b[0]) + warp_reduce_sum(dot);
-    if (lane == 0) gamma[n] = gamma_max * tanhf(r);
-}
-
 static void gamma_forward(float *gamma, const floatX *abar, const floatX *w, const floatX *b, int N, int D,
                           float gamma_max, cudaStream_t stream) {
-    if (packable(abar, D) && packable(w, D))
-        launch_pdl(gamma_forward_packed_kernel, ceil_div(N, GAMMA_WARPS), GAMMA_WARPS * WARP_SIZE, 0, stream, gamma, abar, w, b, N, D, gamma_max);
-    else
-        launch_pdl(gamma_forward_kernel, ceil_div(N, GAMMA_WARPS), GAMMA_WARPS * WARP_SIZE, 0, stream, gamma, abar, w, b, N, D, gamma_max);
+    launch_pdl(packable(abar, D) && packable(w, D) ? gamma_rows_kernel<false, true> : gamma_rows_kernel<false, false>,
+               ceil_div(N, GAMMA_WARPS), GAMMA_WARPS * WARP_SIZE, 0, stream, (floatX *)NULL, gamma, abar, D, w, b, N, D,
+               gamma_max);
     cudaCheck(cudaGetLastError());
 }
 
 // abar (N, D) = GELU(a), a (N, D) with row stride ld_a, and gamma from it: gelu_forward then gamma_forward in one pass
-// (a warp per token, the columns lane, lane + 32, ...: gamma_forward_kernel's order of the dot product)
-__global__ void gelu_gamma_forward_kernel(floatX *abar, float *gamma, const floatX *a, int ld_a, const floatX *w,
-                                          const floatX *b, int N, int D, float gamma_max) {
-    grid_dep_begin();
-    int lane = threadIdx.x % WARP_SIZE;
-    int n = blockIdx.x * GAMMA_WARPS + threadIdx.x / WARP_SIZE;
-    if (n >= N) return;
-    const floatX *x = a + (size_t)n * ld_a;
-    floatX *y = abar + (size_t)n * D;
-    float dot = 0.0f;
-    for (int c = lane; c < D; c += WARP_SIZE) {
-        floatX v = __float2bfloat16(gelu_value(__bfloat162float(x[c])));
-        y[c] = v;
-        dot += __bfloat162float(v) * __bfloat162float(w[c]);
-    }
-    float r = __bfloat162float(b[0]) + warp_reduce_sum(dot);
-    if (lane == 0) gamma[n] = gamma_max * tanhf(r);
-}
-// the same with 16-byte packs (D % 8 == 0; a, abar and w 16-byte aligned, ld_a % 8 == 0): gamma_forward_packed_kernel's
-// order of the dot product. 3 packs a lane per row at D = 768: 16-byte loads and stores instead of 2-byte ones
-// (measured (H200, dev/cuda/gamma.cu bench, 8192 rows, D = 768): see the header)
-__global__ void gelu_gamma_forward_packed_kernel(floatX *abar, float *gamma, const floatX *a, int ld_a, const floatX *w,
-                                                 const floatX *b, int N, int D, float gamma_max) {
-    grid_dep_begin();
-    int lane = threadIdx.x % WARP_SIZE;
-    int n = blockIdx.x * GAMMA_WARPS + threadIdx.x / WARP_SIZE;
-    if (n >= N) return;
-    const floatX *x = a + (size_t)n * ld_a;
-    floatX *y = abar + (size_t)n * D;
-    float dot = 0.0f;
-    for (int c = lane * PACK; c < D; c += WARP_SIZE * PACK) {
-        float xv[PACK], wv[PACK];
-        load8(xv, x + c); load8(wv, w + c);
-        #pragma unroll
-        for (int j = 0; j < PACK; j++) xv[j] = __bfloat162float(__float2bfloat16(gelu_value(xv[j])));   // abar, as stored
-        store8(y + c, xv);
-        #pragma unroll
-        for (int j = 0; j < PACK; j++) dot = fmaf(xv[j], wv[j], dot);
-    }
-    float r = __bfloat162float(b[0]) + warp_reduce_sum(dot);
-    if (lane == 0) gamma[n] = gamma_max * tanhf(r);
-}
+// (gamma_rows_kernel; packed when gamma_forward would pack and a's rows allow it, else the two kernels, so that the bits
+// are gamma_forward's whatever the alignment of a)
 static void gelu_gamma_forward(floatX *abar, float *gamma, const floatX *a, int ld_a, const floatX *w, const floatX *b,
                                int N, int D, float gamma_max, cudaStream_t stream) {
-    bool pack_gamma = packable(abar, D) && packable(w, D);
-    if (pack_gamma && packable(a, ld_a))
-        launch_pdl(gelu_gamma_forward_packed_kernel, ceil_div(N, GAMMA_WARPS), GAMMA_WARPS * WARP_SIZE, 0, stream, abar,
-                   gamma, a, ld_a, w, b, N, D, gamma_max);
-    else if (!pack_gamma)
-        launch_pdl(gelu_gamma_forward_kernel, ceil_div(N, GAMMA_WARPS), GAMMA_WARPS * WARP_SIZE, 0, stream, abar, gamma,
-                   a, ld_a, w, b, N, D, gamma_max);
-    else {   // gamma_forward would pack, a cannot: the two kernels (so the same bits as they give)
+    bool pack = packable(abar, D) && packable(w, D);
+    if (pack && !packable(a, ld_a)) {
         gelu_forward(abar, a, ld_a, N, D, stream);
         gamma_forward(gamma, abar, w, b, N, D, gamma_max, stream);
         return;
     }
+    launch_pdl(pack ? gamma_rows_kernel<true, true> : gamma_rows_kernel<true, false>, ceil_div(N, GAMMA_WARPS),
+               GAMMA_WARPS * WARP_SIZE, 0, stream, abar, gamma, a, ld_a, w, b, N, D, gamma_max);
     cudaCheck(cudaGetLastError());
 }
 

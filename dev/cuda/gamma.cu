@@ -131,11 +131,11 @@ static void run_gelu_fused(GammaBench *p) {
 
 // the forward's fused pass alone: version 3's kernel (2-byte loads) and version 4's (16-byte packs)
 static void run_fwd_v3(GammaBench *p) {
-    launch_pdl(gelu_gamma_forward_kernel, ceil_div(p->N, GAMMA_WARPS), GAMMA_WARPS * WARP_SIZE, 0, (cudaStream_t)0,
+    launch_pdl(gamma_rows_kernel<true, false>, ceil_div(p->N, GAMMA_WARPS), GAMMA_WARPS * WARP_SIZE, 0, (cudaStream_t)0,
                p->abar, p->gamma, (const floatX *)p->a, 2 * p->D, (const floatX *)p->w, (const floatX *)p->b, p->N, p->D, 0.999f);
 }
 static void run_fwd_v4(GammaBench *p) {
-    launch_pdl(gelu_gamma_forward_packed_kernel, ceil_div(p->N, GAMMA_WARPS), GAMMA_WARPS * WARP_SIZE, 0, (cudaStream_t)0,
+    launch_pdl(gamma_rows_kernel<true, true>, ceil_div(p->N, GAMMA_WARPS), GAMMA_WARPS * WARP_SIZE, 0, (cudaStream_t)0,
                p->abar, p->gamma, (const floatX *)p->a, 2 * p->D, (const floatX *)p->w, (const floatX *)p->b, p->N, p->D, 0.999f);
 }
 
