@@ -1667,7 +1667,7 @@ static size_t fb_bwd_carve(FbBwdScratch *w, void *scratch, int B, int T, int D) 
 // n sets (fb_sets: B=32 T=256, one superblock, 201 -> 173 MiB).
 typedef struct {
     cudaStream_t a, b, c;
-    cudaEvent_t fork, join_a, join_b, join_c, solved, gate, ready[FB_NBUF], freed[FB_NBUF], far_done[FB_NBUF];
+    cudaEvent_t fork, join_a, join_b, join_c, solved, gate, dz_done, dq_done, ready[FB_NBUF], freed[FB_NBUF], far_done[FB_NBUF];
 } FbStreams;
 static FbStreams fb_streams(cudaStream_t stream) {
     static FbStreams st;
@@ -1675,7 +1675,7 @@ static FbStreams fb_streams(cudaStream_t stream) {
     if (on < 0) {
         const char *e = getenv("SESSA_FB_STREAMS");
         on = !(e && e[0] == '0');
-        cudaEvent_t *ev[] = {&st.fork, &st.join_a, &st.join_b, &st.join_c, &st.solved, &st.gate};
+        cudaEvent_t *ev[] = {&st.fork, &st.join_a, &st.join_b, &st.join_c, &st.solved, &st.gate, &st.dz_done, &st.dq_done};
         for (size_t i = 0; i < sizeof ev / sizeof ev[0]; i++) cudaCheck(cudaEventCreateWithFlags(ev[i], cudaEventDisableTiming));
         for (int k = 0; k < FB_NBUF; k++) {
             cudaCheck(cudaEventCreateWithFlags(&st.ready[k], cudaEventDisableTiming));
@@ -1703,10 +1703,26 @@ static int fb_lookahead(void) {
     }
     return fb_lookahead_on;
 }
-// the other SESSA_FB_LOOKAHEAD and SESSA_FB_BUFFERS settings (a second call restores them): dev/cuda's checks run both
+// Tail (SESSA_FB_DQ_SIDE=1; the default 0: as before). The backward's tail of a superblock on stream b is a chain
+// of five launches (dgamma + sU3, u s^T, dZ, dkb, dqb), ~100 us at B=1 T=8192 S=512 in the graphed d12 step (the
+// H200 timeline of the fifteenth session: 3.8 + 47.8 + 16.5 + 15.4 + 16.4 us), and with two buffer sets the slab
+// of superblock it+2 waits for it (freed), so that per two superblocks 2P >= tail + slab + chain (~100 + 35 + 73 us:
+// P ~104 measured). dkb and dqb both read only dZ (and qb, kb): with 1, dqb runs on stream c (idle without the
+// lookahead; with it, after its far GEMMs there) beside dkb on stream b, its accumulation still in superblock order
+// (one stream), and b waits for it before it records freed. The same GEMMs with the same plans: the same bits.
+static int fb_dq_side_on = -1;     // SESSA_FB_DQ_SIDE (default 0) when first used
+static int fb_dq_side(void) {
+    if (fb_dq_side_on < 0) {
+        const char *e = getenv("SESSA_FB_DQ_SIDE");
+        fb_dq_side_on = e && e[0] == '1';
+    }
+    return fb_dq_side_on;
+}
+// the other SESSA_FB_LOOKAHEAD, SESSA_FB_BUFFERS and SESSA_FB_DQ_SIDE settings (a second call restores them): dev/cuda's checks run both
 static void fb_schedule_toggle(void) {
     fb_lookahead_on = !fb_lookahead();
     fb_nbuf_on = 5 - fb_nbuf();
+    fb_dq_side_on = !fb_dq_side();
 }
 // waiter waits for the work issued to signaler so far (through event e)
 static void fb_after(cudaStream_t waiter, cudaEvent_t e, cudaStream_t signaler) {
@@ -1947,6 +1963,7 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
     if ((parts & FB_BEGIN) && !dq_direct) cudaCheck(cudaMemsetAsync(w.dq, 0, (size_t)B * T * D * sizeof(float), stream));
     int nb = fb_sets(B, T), la = fb_lookahead();
     FbStreams st = fb_begin(w.PcT, nb, B, S, n, T, stream, parts & FB_BEGIN, parts);
+    int dq7 = fb_dq_side() && st.c != st.b;   // dqb on stream c ("Tail"; after the lookahead's far GEMMs there)
     int side_ok = n == 1 && parts != FB_ALL;   // (fb_inverse_where)
     int side_inv = fb_solve_inv_mode(fb_bwd_vec(w.u3, df, gs, &gb, D), side_ok) == 3;   // the inverses beside the chain
     // with the forward's kept slab (one superblock) the slab's buffers are the kept ones (after fb_begin: its clearing
@@ -2006,13 +2023,16 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
         fb_gemm(FbOut{w.Zs[k], CUDA_R_32F, S, sTS}, FbIn{w.u3 + (size_t)3 * u0 * D, 3 * D, 3 * sTD, false},
                 FbIn{w.sU3, 3 * D, 3 * sSD, true}, FbShape{M, Sv, 3 * D, B}, 1.0f, 0.0f, st.b);
         fb_launch_dz(&w, k, dgamma, u0, Sv, S, B, T, st.b);
+        cudaStream_t sq7 = dq7 ? st.c : st.b;      // ("Tail": dqb beside dkb)
+        if (dq7) fb_after(st.c, st.dz_done, st.b);
         // 6. dkb[U] (Sv, D) = dZ^T qb[u0:T] / sqrt(D), complete: bf16 straight into dkb
         fb_gemm(FbOut{dkb + (size_t)u0 * ld, CUDA_R_16BF, ld, sq}, FbIn{w.Pc3[k], 3 * S, 3 * sTS, true},
                 FbIn{qb + (size_t)u0 * ld, ld, sq, false}, FbShape{Sv, D, M, B}, scale, 0.0f, st.b);
-        // 7. dqb[u0:T] (M, D) += dZ kb[U] / sqrt(D) (stream b: the superblocks in order; one superblock: = , bf16)
+        // 7. dqb[u0:T] (M, D) += dZ kb[U] / sqrt(D) (stream b, or c: the superblocks in order; one superblock: = , bf16)
         FbOut dq_out = dq_direct ? FbOut{dqb, CUDA_R_16BF, ld, sq} : FbOut{w.dq + (size_t)u0 * D, CUDA_R_32F, D, sTD};
         fb_gemm(dq_out, FbIn{w.Pc3[k], 3 * S, 3 * sTS, false}, FbIn{kb + (size_t)u0 * ld, ld, sq, false},
-                FbShape{M, D, Sv, B}, scale, dq_direct ? 0.0f : 1.0f, st.b);
+                FbShape{M, D, Sv, B}, scale, dq_direct ? 0.0f : 1.0f, sq7);
+        if (dq7) fb_after(st.b, st.dq_done, st.c);
         cudaCheck(cudaEventRecord(st.freed[k], st.b));   // Zs[k], Pc3[k], PcT[k], Minv[k], Ls[k] read (the solve: before
                                                           // solved)
     }

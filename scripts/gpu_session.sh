@@ -206,18 +206,22 @@ do_gemmtune() {
 # with TL_B1=1 d12 B=1 T=8192; environment switches pass through (e.g. SESSA_WGRAD=0 scripts/gpu_session.sh ...).
 # Ungraphed (-cg 0): a replayed CUDA graph runs its branches on streams of its own, so CUPTI's stream ids would not be
 # the trainer's (the main stream's critical path needs them); d12 is GPU-bound either way, d4w256h4 is not (its
-# launches then take part of the wall time)
+# launches then take part of the wall time). TL_CG=1: the graphed step instead (the replay's streams are the graph's,
+# so the "main stream" rows mean little; the wall time, SM use and the kernels' own times are the real ones; the
+# CSVs are named timeline_cg_...). TL_CFGS="MODEL B T STEPS;...": other configurations.
 do_timeline() {
     shard
     bash dev/timeline/build.sh || return 1
-    local F="-V 50257 -i $TMP/tokens.bin -v 0 -s 0 -n 0"
-    for cfg in "d12 8 1024 4" "d4w256h4 8 256 6" ${TL_B1:+"d12 1 8192 3"}; do
+    local F="-V 50257 -i $TMP/tokens.bin -v 0 -s 0 -n 0" cg=${TL_CG:-0} cfgs
+    if [ -n "${TL_CFGS:-}" ]; then IFS=';' read -ra cfgs <<< "$TL_CFGS"
+    else cfgs=("d12 8 1024 4" "d4w256h4 8 256 6" ${TL_B1:+"d12 1 8192 3"}); fi
+    for cfg in "${cfgs[@]}"; do
         set -- $cfg
-        echo "== $1 B=$2 T=$3 (step $4 of $4)"
+        echo "== $1 B=$2 T=$3 (step $4 of $4, -cg $cg)"
         CUDA_INJECTION64_PATH=$PWD/dev/timeline/cupti_trace.so SESSA_TIMELINE=$TMP/timeline.csv \
-            ./train_sessacu -e $1 -b $2 -t $3 -x $4 -cg 0 $F -o $TMP/tl_$1_$2_$3 | grep "^step $4/" &&
+            ./train_sessacu -e $1 -b $2 -t $3 -x $4 -cg $cg $F -o $TMP/tl_$1_$2_$3 | grep "^step $4/" &&
         $PY dev/timeline/timeline.py $TMP/timeline.csv || return 1
-        gzip -c $TMP/timeline.csv > "$OUT/timeline_$1_B$2_T$3.csv.gz"   # the kernels themselves, for a closer look
+        gzip -c $TMP/timeline.csv > "$OUT/timeline_$([ "$cg" = 0 ] || echo cg_)$1_B$2_T$3.csv.gz"   # the kernels, for a closer look
     done
 }
 # ncu_csv NAME DESC B T STEPS: GPU time of every kernel of train_sessacu's first STEPS steps, into $OUT/ncu_NAME.csv
