@@ -1202,7 +1202,7 @@ fb_bwd_solve_kernel(floatX *u3, floatX *df, const float *acc, int has_acc, const
 }
 
 // Where the diagonal blocks' inverses are made (SESSA_FB_INV in the environment, read at the first solve; dev/cuda's
-// checks set fb_inverse_mode to compare the five, which give the same bits): 0 = in every solve CTA (D/32 times per
+// checks set fb_inverse_mode to compare the four, which give the same bits): 0 = in every solve CTA (D/32 times per
 // sequence; h, f by 4-byte loads in the C layout); 1 = once per sequence by fb_inverse_kernel, then the solve (h, f
 // staged in shared memory); 2 (default) = the same, the solve launched by programmatic dependent launch (sm_90+; 1
 // on older GPUs): it starts while fb_inverse_kernel runs and waits for it only before copying Minv in; 3 = off the
@@ -1216,10 +1216,6 @@ fb_bwd_solve_kernel(floatX *u3, floatX *df, const float *acc, int has_acc, const
 // (~3-4.6 us, latency-bound: 32 dependent rows) off the chain, but measured slower where the side streams set the
 // pace (H200, fbbench fwd + bwd with the solve's own splits, 3 / 2: B=8 T=1024 0.664 / 0.656 ms, B=2 T=4096 2.225 /
 // 1.873, B=1 T=8192 4.713 / 3.659; d12 B=1 T=8192 step 62.3 / 60.2 ms): one more kernel per superblock on stream a.
-// 4 = as 3, on a stream of their own (d: after the row pass or slab on a, the chain waits for them before the solve),
-// so that neither stream a nor the chain carries them: in the graphed B=1 T=8192 step the forward's chain is tight
-// (acc GEMM, fb_inverse_kernel ~4.2 us, then the solve by programmatic dependent launch, whose Minv copy waits for
-// it), the 15th session's H200 timeline.
 static int fb_inverse_mode = -1;   // -1: not chosen yet
 static int fb_env_choice(int *mode, const char *name, int def, int hi) {
     if (*mode < 0) {
@@ -1237,7 +1233,7 @@ static int fb_env_choice(int *mode, const char *name, int def, int hi) {
 static int fb_inverse_auto = -1;   // -1: not known yet; 1: SESSA_FB_INV unset
 static int fb_inverse_where(int side_ok) {
     if (fb_inverse_auto < 0) fb_inverse_auto = getenv("SESSA_FB_INV") == NULL;
-    int mode = fb_env_choice(&fb_inverse_mode, "SESSA_FB_INV", 2, 4);
+    int mode = fb_env_choice(&fb_inverse_mode, "SESSA_FB_INV", 2, 3);
     if (mode == 2 && side_ok && fb_inverse_auto) mode = 3;
     return mode == 2 && !pdl_supported() ? 1 : mode;   // programmatic dependent launch needs sm_90
 }
@@ -1670,9 +1666,8 @@ static size_t fb_bwd_carve(FbBwdScratch *w, void *scratch, int B, int T, int D) 
 // B=1 T=8192; the forward's sets fit inside the backward's larger scratch). A call of n < nb superblocks carves
 // n sets (fb_sets: B=32 T=256, one superblock, 201 -> 173 MiB).
 typedef struct {
-    cudaStream_t a, b, c, d;   // d: the inverses alone (SESSA_FB_INV=4), no GEMMs (so no workspace of its own)
-    cudaEvent_t fork, join_a, join_b, join_c, join_d, solved, gate, dz_done, dq_done, inv_go, ready[FB_NBUF],
-        freed[FB_NBUF], far_done[FB_NBUF], inv_done[FB_NBUF];
+    cudaStream_t a, b, c;
+    cudaEvent_t fork, join_a, join_b, join_c, solved, gate, dz_done, dq_done, ready[FB_NBUF], freed[FB_NBUF], far_done[FB_NBUF];
 } FbStreams;
 static FbStreams fb_streams(cudaStream_t stream) {
     static FbStreams st;
@@ -1680,14 +1675,12 @@ static FbStreams fb_streams(cudaStream_t stream) {
     if (on < 0) {
         const char *e = getenv("SESSA_FB_STREAMS");
         on = !(e && e[0] == '0');
-        cudaEvent_t *ev[] = {&st.fork, &st.join_a, &st.join_b, &st.join_c, &st.join_d, &st.solved, &st.gate,
-                             &st.dz_done, &st.dq_done, &st.inv_go};
+        cudaEvent_t *ev[] = {&st.fork, &st.join_a, &st.join_b, &st.join_c, &st.solved, &st.gate, &st.dz_done, &st.dq_done};
         for (size_t i = 0; i < sizeof ev / sizeof ev[0]; i++) cudaCheck(cudaEventCreateWithFlags(ev[i], cudaEventDisableTiming));
         for (int k = 0; k < FB_NBUF; k++) {
             cudaCheck(cudaEventCreateWithFlags(&st.ready[k], cudaEventDisableTiming));
             cudaCheck(cudaEventCreateWithFlags(&st.freed[k], cudaEventDisableTiming));
             cudaCheck(cudaEventCreateWithFlags(&st.far_done[k], cudaEventDisableTiming));
-            cudaCheck(cudaEventCreateWithFlags(&st.inv_done[k], cudaEventDisableTiming));
         }
         if (on) {
             cudaStream_t *side[FB_SIDE_STREAMS] = {&st.a, &st.b, &st.c};
@@ -1696,11 +1689,10 @@ static FbStreams fb_streams(cudaStream_t stream) {
                 fb_side_stream[i] = *side[i];
                 cudaMallocCheck(&fb_side_workspace[i], cublaslt_workspace_size);
             }
-            cudaCheck(cudaStreamCreateWithFlags(&st.d, cudaStreamNonBlocking));
         }
     }
     FbStreams r = st;
-    if (!on) r.a = r.b = r.c = r.d = stream;
+    if (!on) r.a = r.b = r.c = stream;
     return r;
 }
 static int fb_lookahead_on = -1;   // SESSA_FB_LOOKAHEAD (default 0) when first used; dev/cuda's checks set it
@@ -1743,13 +1735,11 @@ static void fb_fork(const FbStreams *st, cudaStream_t stream) {
     cudaCheck(cudaStreamWaitEvent(st->a, st->fork, 0));
     cudaCheck(cudaStreamWaitEvent(st->b, st->fork, 0));
     cudaCheck(cudaStreamWaitEvent(st->c, st->fork, 0));
-    cudaCheck(cudaStreamWaitEvent(st->d, st->fork, 0));
 }
 static void fb_join(const FbStreams *st, cudaStream_t stream) {
     fb_after(stream, st->join_a, st->a);
     fb_after(stream, st->join_b, st->b);
     fb_after(stream, st->join_c, st->c);
-    fb_after(stream, st->join_d, st->d);
 }
 
 // the elementwise side kernels for superblock [u0, u0 + Sv), buffer set k (feedback_forward, feedback_backward;
@@ -1820,7 +1810,7 @@ enum { FB_BEGIN = 1, FB_CHAIN = 2, FB_END = 4, FB_ALL = 7 };   // a call's parts
 static FbStreams fb_begin(float *const *diag, int nb, int B, int S, int n, int T, cudaStream_t stream, int begin,
                           int parts) {
     FbStreams st = fb_streams(stream);
-    if (n == 1 && parts == FB_ALL) st.a = st.b = st.c = st.d = stream;
+    if (n == 1 && parts == FB_ALL) st.a = st.b = st.c = stream;
     if (!begin) return st;
     for (int k = 0; T % S != 0 && k < nb; k++) cudaCheck(cudaMemsetAsync(diag[k], 0, (size_t)B * S * S * sizeof(float), stream));
     fb_fork(&st, stream);
@@ -1893,8 +1883,7 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
     int nb = fb_sets(B, T), la = fb_lookahead();
     FbStreams st = fb_begin(w.Pd, nb, B, S, n, T, stream, parts & FB_BEGIN, parts);
     int side_ok = n == 1 && parts != FB_ALL;   // (fb_inverse_where)
-    int side_inv = fb_solve_inv_mode(fb_fwd_vec(s, c, w.s3, f, D), side_ok) >= 3;   // the inverses beside the chain
-    int own_inv = side_inv && fb_inverse_mode == 4 && st.d != st.a;                   // ... on stream d
+    int side_inv = fb_solve_inv_mode(fb_fwd_vec(s, c, w.s3, f, D), side_ok) == 3;   // the inverses beside the chain
     FbKept kp;
     int kept = fb_keep_use(keep, B, T, S, &kp);
     // superblock q's logits and P (and the inverses) on stream a, into buffers q % nb (once U = q - nb no longer
@@ -1907,9 +1896,7 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
                 FbShape{Sv, u1, D, B}, scale, 0.0f, st.a);
         // 2. lse, P = alpha[U, 0:u0] as bf16 hi/lo parts (P3), the fp32 diagonal block
         fb_launch_fwd_rows(&w, k, lse, u0, Sv, S, B, T, st.a);
-        if (own_inv) fb_after(st.d, st.inv_go, st.a);
-        if (side_inv) fb_inverses<false>(w.Minv[k], w.Ls[k], w.Pd[k], gamma, u0, Sv, S, B, T, own_inv ? st.d : st.a);
-        if (own_inv) cudaCheck(cudaEventRecord(st.inv_done[k], st.d));
+        if (side_inv) fb_inverses<false>(w.Minv[k], w.Ls[k], w.Pd[k], gamma, u0, Sv, S, B, T, st.a);
         cudaCheck(cudaEventRecord(st.ready[k], st.a));
         if (kept) {   // (PcT's entries past Sv are read as numbers by the backward's solve: zeros, as fb_begin's)
             if (T % S != 0) cudaCheck(cudaMemsetAsync(kp.PcT, 0, (size_t)B * S * S * sizeof(float), st.a));
@@ -1945,7 +1932,6 @@ static void feedback_forward(float *s, float *c, float *lse, const floatX *f, co
             acc_gemm(q, 0, u0, 0.0f, stream);
         }
         // 4. the in-superblock solve
-        if (own_inv) cudaCheck(cudaStreamWaitEvent(stream, st.inv_done[k], 0));
         fb_fwd_solve(s, c, w.s3, w.acc, u0 > 0, w.Pd[k], f, gamma, w.Minv[k], w.Ls[k], u0, Sv, S, B, T, D, stream, side_ok);
         cudaCheck(cudaEventRecord(st.solved, stream));      // s[U] written, accs[k] read
         cudaCheck(cudaEventRecord(st.freed[k], stream));   // P3[k], Pd[k], Minv[k], Ls[k] read
@@ -1979,8 +1965,7 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
     FbStreams st = fb_begin(w.PcT, nb, B, S, n, T, stream, parts & FB_BEGIN, parts);
     int dq7 = fb_dq_side() && st.c != st.b;   // dqb on stream c ("Tail"; after the lookahead's far GEMMs there)
     int side_ok = n == 1 && parts != FB_ALL;   // (fb_inverse_where)
-    int side_inv = fb_solve_inv_mode(fb_bwd_vec(w.u3, df, gs, &gb, D), side_ok) >= 3;   // the inverses beside the chain
-    int own_inv = side_inv && fb_inverse_mode == 4 && st.d != st.a;                      // ... on stream d
+    int side_inv = fb_solve_inv_mode(fb_bwd_vec(w.u3, df, gs, &gb, D), side_ok) == 3;   // the inverses beside the chain
     // with the forward's kept slab (one superblock) the slab's buffers are the kept ones (after fb_begin: its clearing
     // of PcT when T % S != 0 was the forward's)
     FbKept kp;
@@ -1997,9 +1982,7 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
                     FbIn{kb + (size_t)u0 * ld, ld, sq, true}, FbShape{M, Sv, D, B}, scale, 0.0f, st.a);
             fb_launch_slab(&w, k, lse, gamma, u0, Sv, S, B, T, st.a);
         }
-        if (own_inv) fb_after(st.d, st.inv_go, st.a);
-        if (side_inv) fb_inverses<true>(w.Minv[k], w.Ls[k], w.PcT[k], NULL, u0, Sv, S, B, T, own_inv ? st.d : st.a);
-        if (own_inv) cudaCheck(cudaEventRecord(st.inv_done[k], st.d));
+        if (side_inv) fb_inverses<true>(w.Minv[k], w.Ls[k], w.PcT[k], NULL, u0, Sv, S, B, T, st.a);
         cudaCheck(cudaEventRecord(st.ready[k], st.a));
     };
     // 2. acc (Sv, D) = Pc[t0:t1, U]^T u[t0:t1] for the it-th superblock from the end and rows t0 >= u1:
@@ -2032,7 +2015,6 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
             acc_gemm(it, u1, T, 0.0f, stream);
         }
         // 3. the transposed in-superblock solve: u[U], df[U]
-        if (own_inv) cudaCheck(cudaStreamWaitEvent(stream, st.inv_done[k], 0));
         fb_bwd_solve(w.u3, df, w.acc, u1 < T, w.PcT[k], gs, gb, w.Minv[k], w.Ls[k], u0, Sv, S, B, T, D, stream, side_ok);
         fb_after(st.b, st.solved, stream);         // the rest of U on stream b, beside the next chain
         // 4. dgamma[U] = u . c; 5. US (M, Sv) = u[u0:T] s[U]^T into the slab's logits buffer (the (T, 3D) view of

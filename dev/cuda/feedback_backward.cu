@@ -306,7 +306,7 @@ static int check_keep(int B, int T, int D) {
     return ok;
 }
 
-// version 2 with the inverses in each of fb_inverse_mode's five places and 32 or 16 columns a solve CTA: df, dqb,
+// version 2 with the inverses in each of fb_inverse_mode's four places and 32 or 16 columns a solve CTA: df, dqb,
 // dkb, dgamma bitwise alike
 // (inverse_modes_agree; the forward's s, c, lse are made once, by make_problem)
 // the tree's slab kernel against session 6's (feedback_side_v1.h), bit for bit, on every superblock of a B x T
@@ -414,7 +414,7 @@ static void variant_run(void *ctx, void *out) {
     from_device((float *)(o + 3 * n * sizeof(floatX)), r->g->dgamma, (size_t)r->p->B * r->p->T);
 }
 static int check_inverse_modes(int B, int T, int D) {
-    printf("check B=%d T=%d D=%d S=%d: the inverses' five places, 32 and 16 columns a solve CTA\n", B, T, D, fb_superblock(B, T));
+    printf("check B=%d T=%d D=%d S=%d: the inverses' four places, 32 and 16 columns a solve CTA\n", B, T, D, fb_superblock(B, T));
     Problem p = make_problem(B, T, D);
     Grads g = grads_alloc(&p, 2);
     VariantRun r = {&p, &g};

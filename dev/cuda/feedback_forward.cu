@@ -149,7 +149,7 @@ static int check(int B, int T, int D, int version) {
     return ok;
 }
 
-// version 2 with the inverses in each of fb_inverse_mode's five places and 32 or 16 columns a solve CTA
+// version 2 with the inverses in each of fb_inverse_mode's four places and 32 or 16 columns a solve CTA
 // (inverse_modes_agree): s, c bitwise alike
 typedef struct { const Problem *p; Blocked *k; } VariantRun;
 static void variant_run(void *ctx, void *out) {
@@ -162,7 +162,7 @@ static void variant_run(void *ctx, void *out) {
     from_device((float *)out + n, r->k->c, n);
 }
 static int check_inverse_modes(int B, int T, int D) {
-    printf("check B=%d T=%d D=%d S=%d: the inverses' five places, 32 and 16 columns a solve CTA\n", B, T, D, fb_superblock(B, T));
+    printf("check B=%d T=%d D=%d S=%d: the inverses' four places, 32 and 16 columns a solve CTA\n", B, T, D, fb_superblock(B, T));
     Problem p = make_problem(B, T, D);
     Blocked k = blocked_alloc(&p, 2);
     VariantRun r = {&p, &k};

@@ -2,7 +2,7 @@
  The two in-superblock solve kernels of llmc/feedback.cuh alone (fb_fwd_solve, fb_bwd_solve), on the inputs of one
  superblock of S = fb_superblock(B, T) rows at the shapes of a training step: feedback_forward.cu's bench_solves times
  them, feedback_phases.cu reads their phase clocks (FB_PHASES). Included after llmc/feedback.cuh and common.h.
- Also inverse_modes_agree, the check (feedback_forward.cu, feedback_backward.cu) that the five places of the
+ Also inverse_modes_agree, the check (feedback_forward.cu, feedback_backward.cu) that the four places of the
  diagonal blocks' inverses (fb_inverse_mode) give the same bits.
  Inputs: Pd (B,S,S) alpha-like (strictly lower, entries in [0, 2/S): row sums < 1), PcT = Pd^T per batch element,
  acc (B,S,D), f (bf16) and gs (B,T,D) in [-1, 1], gamma (B,T) in [0.9, 0.999] (the chain gain near 1).
@@ -51,7 +51,7 @@ static void solve_bufs_free(SolveBufs *p) {
 // solve_prep_*: with SESSA_FB_INV=3 the inverses and the split panels it reads (beside the chain in a layer);
 // solve_call_*: both
 static void solve_prep_fwd(SolveBufs *p, int has_acc) {
-    if (fb_solve_inv_mode(fb_fwd_vec(p->s, p->c, p->x3, p->f, p->D)) >= 3)
+    if (fb_solve_inv_mode(fb_fwd_vec(p->s, p->c, p->x3, p->f, p->D)) == 3)
         fb_inverses<false>(p->Minv, p->Ls, p->Pd, p->gamma, has_acc ? p->T - p->S : 0, p->S, p->S, p->B, p->T, 0);
 }
 static void solve_only_fwd(SolveBufs *p, int has_acc) {
@@ -60,7 +60,7 @@ static void solve_only_fwd(SolveBufs *p, int has_acc) {
 }
 static void solve_call_fwd(SolveBufs *p, int has_acc) { solve_prep_fwd(p, has_acc); solve_only_fwd(p, has_acc); }
 static void solve_prep_bwd(SolveBufs *p, int has_acc) {
-    if (fb_solve_inv_mode(fb_bwd_vec(p->x3, p->df, p->gs, NULL, p->D)) >= 3)
+    if (fb_solve_inv_mode(fb_bwd_vec(p->x3, p->df, p->gs, NULL, p->D)) == 3)
         fb_inverses<true>(p->Minv, p->Ls, p->PcT, NULL, has_acc ? 0 : p->T - p->S, p->S, p->S, p->B, p->T, 0);
 }
 static void solve_only_bwd(SolveBufs *p, int has_acc) {
@@ -69,9 +69,9 @@ static void solve_only_bwd(SolveBufs *p, int has_acc) {
 }
 static void solve_call_bwd(SolveBufs *p, int has_acc) { solve_prep_bwd(p, has_acc); solve_only_bwd(p, has_acc); }
 
-// The diagonal blocks' inverses made in each of fb_inverse_mode's five places (in every solve CTA, with the C-layout
+// The diagonal blocks' inverses made in each of fb_inverse_mode's four places (in every solve CTA, with the C-layout
 // loads of h and f; by fb_inverse_kernel, h and f staged in shared memory; the same with programmatic dependent
-// launch; beside the chain, with the panels split there too, on stream a or a stream of their own), with 32 and with 16 columns a solve CTA
+// launch; beside the chain, with the panels split there too), with 32 and with 16 columns a solve CTA
 // (fb_cols_mode), are the same fp32 operations on the same inputs: run(ctx, out) makes one call and copies its
 // outputs (bytes) to the host buffer out, and every other setting must give the bits of SESSA_FB_INV=0 at 32
 // columns. The scratch is NaN-filled before each run: an inverse read before fb_inverse_kernel wrote it (a missing
@@ -81,7 +81,7 @@ static int inverse_modes_agree(void (*run)(void *ctx, void *out), void *ctx, siz
     char *ref = (char *)mallocCheck(bytes), *got = (char *)mallocCheck(bytes);
     int keep = fb_inverse_mode, keep_cols = fb_cols_mode, ok = 1;
     for (int cols = 32; cols >= 16; cols -= 16)
-        for (int m = 0; m <= 4; m++) {
+        for (int m = 0; m <= 3; m++) {
             fb_inverse_mode = m;
             fb_cols_mode = cols;
             cudaCheck(cudaMemset(scratch, 0xff, scratch_bytes));
