@@ -1703,18 +1703,22 @@ static int fb_lookahead(void) {
     }
     return fb_lookahead_on;
 }
-// Tail (SESSA_FB_DQ_SIDE=1; the default 0: as before). The backward's tail of a superblock on stream b is a chain
-// of five launches (dgamma + sU3, u s^T, dZ, dkb, dqb), ~100 us at B=1 T=8192 S=512 in the graphed d12 step (the
+// Tail (SESSA_FB_DQ_SIDE, default 1; 0: on stream b as before). The backward's tail of a superblock on stream b is a
+// chain of five launches (dgamma + sU3, u s^T, dZ, dkb, dqb), ~100 us at B=1 T=8192 S=512 in the graphed d12 step (the
 // H200 timeline of the fifteenth session: 3.8 + 47.8 + 16.5 + 15.4 + 16.4 us), and with two buffer sets the slab
 // of superblock it+2 waits for it (freed), so that per two superblocks 2P >= tail + slab + chain (~100 + 35 + 73 us:
 // P ~104 measured). dkb and dqb both read only dZ (and qb, kb): with 1, dqb runs on stream c (idle without the
 // lookahead; with it, after its far GEMMs there) beside dkb on stream b, its accumulation still in superblock order
 // (one stream), and b waits for it before it records freed. The same GEMMs with the same plans: the same bits.
-static int fb_dq_side_on = -1;     // SESSA_FB_DQ_SIDE (default 0) when first used
+// Measured (H200, the trainer, gpu_session.sh ab in two calls of the 15th session, 0 / 1, medians of 2 runs): d12 B=1
+// T=8192 163.0k / 166.4k and 163.8k / 165.9k tok/s (+2.1%, +1.3%); d12 B=8 T=1024 429.3k / 430.8k and 426.6k / 428.5k;
+// d4w256h4 1.845M / 1.850M and 1.848M / 1.855M (+0.3-0.4%). With three buffer sets too: B=1 165.2k (the tail
+// sets the pace there).
+static int fb_dq_side_on = -1;     // SESSA_FB_DQ_SIDE (default 1) when first used
 static int fb_dq_side(void) {
     if (fb_dq_side_on < 0) {
         const char *e = getenv("SESSA_FB_DQ_SIDE");
-        fb_dq_side_on = e && e[0] == '1';
+        fb_dq_side_on = !(e && e[0] == '0');
     }
     return fb_dq_side_on;
 }
