@@ -634,7 +634,9 @@ __global__ void fb_fwd_rows_kernel(floatX *P3, float *Pd, float *lse, const floa
 // 16 for larger S (1 CTA an SM); either way 128 registers a thread at most and S <= 32 NW (gamma: a thread a row)
 static inline int fb_solve_warps(int S) { return S <= 8 * FB_R ? 8 : 16; }
 static_assert(FB_NB == 16, "fb_solve_warps: 8 or 16 warps");
-static inline size_t fb_solve_smem(int S) { return ((size_t)3 * S * FB_R + 3 * FB_R * FB_R + S) * sizeof(float); }
+static inline size_t fb_solve_smem(int S) {   // (with 16 warps one tile more: the fused x's second xa, FbSolveV)
+    return ((size_t)3 * S * FB_R + (S > 8 * FB_R ? 4 : 3) * FB_R * FB_R + S) * sizeof(float);
+}
 
 // the [rows][32] tiles read as mma B operands (the panel, Minv): the 16-byte chunk index XOR-ed by (row & 1) * 4 +
 // (row / 2) % 4, so that a quarter-warp's 16-byte reads reach 8 different bank quads both when it reads one chunk
@@ -851,7 +853,7 @@ __device__ __forceinline__ void fb_store_x(const float *xs, float *xf, floatX *x
 //   inverts (and splits) the blocks itself and loads h, f (gs) in the C layout (4-byte loads)
 //   vec: the outputs go by 16-byte stores (fb_store_x; D a multiple of 8, the outputs 16-byte aligned)
 //   Ls (INV): the panels' blocks already split by fb_inverse_kernel, copied flat; else the fp32 blocks of L, split here
-template <bool BWD, bool INV, int MT, int NW>
+template <bool BWD, bool INV, int MT, int NW, int V = 0>
 __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX *xb,
                                          const float *acc, int has_acc, const float *L, const float *Minv_g,
                                          const float *Ls, const floatX *f, const float *gs, const float *gamma, int vec,
@@ -862,6 +864,10 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
     uint32_t *xa = ra + FB_R * FB_R;                // x_q^T as A fragments
     float *xs = (float *)(xa + FB_R * FB_R);        // x_q fp32 [32][32] (fb_sw_c), staged for fb_store_x
     float *gsh = xs + FB_R * FB_R;                  // forward: gamma of the superblock's rows (0 past Sv)
+    // V >= 2 with MT = 1 and 16 warps: warp q makes x_q itself ("fused x"), into xa / xs by the parity of the
+    // iteration: xa and this second one, xs and ra (which the fused x does not use)
+    constexpr bool FX = V >= 2 && MT == 1 && NW == 16 && INV;
+    uint32_t *xa2 = (uint32_t *)(gsh + S);
     int w = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, t = lane % 4, b = blockIdx.y;
     constexpr int NC = 16 * MT;                 // the CTA's columns: MT m-tiles of 16
     constexpr int NTH = NW * WARP_SIZE;         // the CTA's threads: a warp per block
@@ -1011,9 +1017,12 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
         int q2 = BWD ? q - 2 : q + 2;                                     // the block two iterations ahead
         bool in2 = it + 2 < nb && (BWD ? w < q2 : w >= q2 && w < nb);    // warp w's block of its panel
         int split = !more || INV ? -1 : BWD ? (w < qn ? w : -1) : w == q ? qn : w > qn && w < nb ? w : -1;
+        uint32_t *xaq = FX && (it & 1) ? xa2 : xa;          // this iteration's x_q fragments and fp32 tile
+        float *xsq = FX && (it & 1) ? (float *)ra : xs;
         if (w == q) {
             // R. rhs_q^T (forward f + G h, backward h; h_q is complete) as A fragments into ra: the C tiles
-            // 2kt, 2kt+1 of m-tile mt are the A fragment (mt, kt)
+            // 2kt, 2kt+1 of m-tile mt are the A fragment (mt, kt) (FX: kept in registers, ar)
+            FbFragA ar[2];
 #pragma unroll
             for (int kt = 0; kt < 2; kt++) {
                 FbF2 g0, g1;                        // forward: gamma of rows 2t, 2t+1 of the C tiles 2kt, 2kt+1
@@ -1032,15 +1041,55 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
                     }
                     FbFragA a;
                     fb_pack_a(&a, r0, r1);
+                    if (FX) { ar[kt] = a; continue; }
                     *fb_frag_at(ra, 0, mt, kt, lane) = FbU4{a.hi[0], a.hi[1], a.hi[2], a.hi[3]};
                     *fb_frag_at(ra, 1, mt, kt, lane) = FbU4{a.lo[0], a.lo[1], a.lo[2], a.lo[3]};
                 }
             }
             FB_PHASE_IT(it, FB_PH_RHS, q);
+            if (FX) {
+                // X, fused: x_q^T = rhs_q^T Minv_q^T, all 4 C tiles (nt) of m-tile 0 by this warp from ar, the
+                // products of the 4 tiles interleaved (each tile's own order as below: the same bits); into xaq, xsq
+                // (buffers by parity: the other warps may still read the previous iteration's)
+                const float *Mq = Minv + q * FB_R * FB_R;
+                float x[4][4];
+#pragma unroll
+                for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+                    for (int i = 0; i < 4; i++) x[nt][i] = 0.0f;
+#pragma unroll
+                for (int kt = 0; kt < 2; kt++) {
+                    FbFragB mb[4];
+#pragma unroll
+                    for (int nt = 0; nt < 4; nt++) mb[nt] = fb_frag_b(Mq, 8 * nt, kt, lane);
+#pragma unroll
+                    for (int part = 0; part < 3; part++)
+#pragma unroll
+                        for (int nt = 0; nt < 4; nt++) {
+                            if (BWD ? kt == 0 && nt >= 2 : kt == 1 && nt < 2) continue;
+                            mma_bf16_16816(x[nt], part == 1 ? ar[kt].lo : ar[kt].hi, part == 2 ? mb[nt].lo : mb[nt].hi);
+                        }
+                }
+#pragma unroll
+                for (int nt = 0; nt < 4; nt++) {
+#pragma unroll
+                    for (int i = 0; i < 4; i++) {
+                        if (q0 + fb_c_row(nt, i, lane) >= Sv) x[nt][i] = 0.0f;
+                        xsq[fb_sw_c(fb_c_row(nt, i, lane), fb_c_col(0, i, lane))] = x[nt][i];
+                    }
+                    uint32_t hi[2], lo[2];
+                    fb_split_pack(&hi[0], &lo[0], x[nt][0], x[nt][1]);
+                    fb_split_pack(&hi[1], &lo[1], x[nt][2], x[nt][3]);
+                    *(FbU2 *)((uint32_t *)fb_frag_at(xaq, 0, 0, nt / 2, lane) + 2 * (nt % 2)) = FbU2{hi[0], hi[1]};
+                    *(FbU2 *)((uint32_t *)fb_frag_at(xaq, 1, 0, nt / 2, lane) + 2 * (nt % 2)) = FbU2{lo[0], lo[1]};
+                }
+                FB_PHASE_IT(it, FB_PH_BAR1, q);
+                FB_PHASE_IT(it, FB_PH_X, q);
+            }
         }
-        __syncthreads();                        // ra complete; every warp is past its work of it-1 (xa, xs free)
-        FB_PHASE_IT(it, FB_PH_BAR1, 0);
-        if (w < 4 * MT) {
+        if (!FX) __syncthreads();               // ra complete; every warp is past its work of it-1 (xa, xs free)
+        if (!FX) FB_PHASE_IT(it, FB_PH_BAR1, 0);
+        if (!FX && w < 4 * MT) {
             // X. x_q^T = rhs_q^T Minv_q^T, warp w the C tile (mt, nt) = (w / 4, w % 4): B[k][n] = Minv_q[n][k]
             // from shared, split (Minv_q is lower (forward) / upper (backward) triangular: the k-slice kt = 1
             // (forward) is 0 for nt < 2, kt = 0 (backward) for nt >= 2); x into xa (half of the A fragment
@@ -1064,18 +1113,35 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
             *(FbU2 *)((uint32_t *)fb_frag_at(xa, 0, mt, nt / 2, lane) + 2 * (nt % 2)) = FbU2{hi[0], hi[1]};
             *(FbU2 *)((uint32_t *)fb_frag_at(xa, 1, mt, nt / 2, lane) + 2 * (nt % 2)) = FbU2{lo[0], lo[1]};
         }
-        FB_PHASE_IT(it, FB_PH_X, 0);
+        if (!FX) FB_PHASE_IT(it, FB_PH_X, 0);
         cp_async_wait<0>();                     // this thread's copies of the next panel (issued an iteration ago)
         __syncthreads();                        // xa, xs, the next panel's fp32 blocks complete
         FB_PHASE_IT(it, FB_PH_BAR2, 0);
         // U. h_w^T += x_q^T L_wq^T for the blocks w after q (forward: w >= q; backward: w < q)
-        if (BWD ? w < q : w >= q && w < nb) {
+        bool upd = BWD ? w < q : w >= q && w < nb;
+        // V >= 3: the critical warp qn's products go first (the others wait at barrier 1 until it has issued them)
+        bool first = V >= 3 && more;
+        if (first && w != qn) { if (upd) bar_sync(1, NTH); else bar_arrive(1, NTH); }
+        if (upd) {
             const float *Lw = pq + w * FB_R * FB_R;
 #pragma unroll
             for (int kt = 0; kt < 2; kt++) {
                 FbFragA a[MT];
 #pragma unroll
-                for (int mt = 0; mt < MT; mt++) a[mt] = fb_frag_load(xa, mt, kt, lane);
+                for (int mt = 0; mt < MT; mt++) a[mt] = fb_frag_load(xaq, mt, kt, lane);
+                if (V >= 1) {   // the 4 MT tiles' products interleaved, each tile's in fb_mma3's order: the same bits
+                    FbFragB bb[4];
+#pragma unroll
+                    for (int nt = 0; nt < 4; nt++) bb[nt] = fb_frag_b(Lw, 8 * nt, kt, lane);
+#pragma unroll
+                    for (int part = 0; part < 3; part++)
+#pragma unroll
+                        for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+                            for (int mt = 0; mt < MT; mt++)
+                                mma_bf16_16816(h[mt][nt], part == 1 ? a[mt].lo : a[mt].hi, part == 2 ? bb[nt].lo : bb[nt].hi);
+                    continue;
+                }
 #pragma unroll
                 for (int nt = 0; nt < 4; nt++) {
                     FbFragB bb = fb_frag_b(Lw, 8 * nt, kt, lane);
@@ -1084,6 +1150,7 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
                 }
             }
         }
+        if (first && w == qn) bar_arrive(1, NTH);
         FB_PHASE_IT(it, FB_PH_UPD + w, w);
         if (in2) {                              // the block two iterations ahead into the place just read
             if (INV)
@@ -1112,7 +1179,7 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
         if (idle >= 2 ? idle_w : w != qn && (BWD || w != q)) {
             int rank = idle >= 2 ? (BWD ? w - q : w < q ? w : q + w - nb) : BWD ? w - (w > qn) : w - 2 * (w > q);
             int nst = idle >= 2 ? idle : BWD ? NW - 1 : NW - 2;
-            fb_store_x<BWD, NC>(xs, xf, x3, xb, base, t0, q0, n0, Sv, D, vec, rank * WARP_SIZE + lane, nst * WARP_SIZE);
+            fb_store_x<BWD, NC>(xsq, xf, x3, xb, base, t0, q0, n0, Sv, D, vec, rank * WARP_SIZE + lane, nst * WARP_SIZE);
         }
         FB_PHASE_IT(it, FB_PH_OUT + w, w);
     }
@@ -1179,12 +1246,12 @@ fb_inverse_kernel(float *Minv, float *Ls, const float *L, const float *gamma, in
 // halves of s, read by the next superblocks' GEMMs). grid (ceil(D/(16 MT)), B), 32 NW threads, fb_solve_smem(S).
 // INV, MT, NW, vec: fb_solve's (Minv from fb_inverse_kernel, h and f staged in shared memory; 16 MT columns a CTA;
 // NW warps, S <= 32 NW; 16-byte output stores). 16 / NW CTAs an SM: 128 registers a thread at most.
-template <bool INV, int MT, int NW>
+template <bool INV, int MT, int NW, int V = 0>
 __global__ void __launch_bounds__(NW * WARP_SIZE, 16 / NW)
 fb_fwd_solve_kernel(float *s, float *c, floatX *s3, const float *acc, int has_acc, const float *Pd,
                     const floatX *f, const float *gamma, int vec, const float *Minv, const float *Ls, int u0, int Sv,
                     int S, int T, int D) {
-    fb_solve<false, INV, MT, NW>(s, c, s3, NULL, acc, has_acc, Pd, Minv, Ls, f, NULL, gamma, vec, u0, Sv, S, T, D);
+    fb_solve<false, INV, MT, NW, V>(s, c, s3, NULL, acc, has_acc, Pd, Minv, Ls, f, NULL, gamma, vec, u0, Sv, S, T, D);
 }
 
 // backward, transposed: for the keys j of U in blocks of 32 from last to first,
@@ -1193,12 +1260,12 @@ fb_fwd_solve_kernel(float *s, float *c, floatX *s3, const float *acc, int has_ac
 // clears PcT when a superblock is partial, fb_begin). The forward's schedule with L = PcT, G = I, the blocks from last to first, and
 // h = gs + acc from the start. Writes u3 (u's bf16 halves, X3 layout) and df = bf16(u).
 // grid (ceil(D/(16 MT)), B), 32 NW threads, fb_solve_smem(S). INV, MT, NW, vec as the forward's.
-template <bool INV, int MT, int NW>
+template <bool INV, int MT, int NW, int V = 0>
 __global__ void __launch_bounds__(NW * WARP_SIZE, 16 / NW)
 fb_bwd_solve_kernel(floatX *u3, floatX *df, const float *acc, int has_acc, const float *PcT,
                     const float *gs, FbGateBwd gb, int vec, const float *Minv, const float *Ls, int u0, int Sv, int S,
                     int T, int D) {
-    fb_solve<true, INV, MT, NW>(NULL, NULL, u3, df, acc, has_acc, PcT, Minv, Ls, NULL, gs, NULL, vec, u0, Sv, S, T, D, gb);
+    fb_solve<true, INV, MT, NW, V>(NULL, NULL, u3, df, acc, has_acc, PcT, Minv, Ls, NULL, gs, NULL, vec, u0, Sv, S, T, D, gb);
 }
 
 // Where the diagonal blocks' inverses are made (SESSA_FB_INV in the environment, read at the first solve; dev/cuda's
@@ -1295,10 +1362,10 @@ static void fb_launch_solve(void (*own16)(KArgs...), void (*inv16)(KArgs...), vo
     if (S > NW * FB_R) fatal("fb_launch_solve: a superblock of %d rows for a solve of %d warps", S, NW);
     void (*kernel)(KArgs...) = cols == 16 ? (mode > 0 ? inv16 : own16) : mode > 0 ? inv : own;
     if (mode == 1 || mode == 2) fb_inverses<BWD>(Minv, (float *)Ls, L, gamma, u0, Sv, S, B, T, stream);
-    static void (*ready[4])(KArgs...);         // the kernels whose attributes are set (once: host time per call)
+    static void (*ready[16])(KArgs...);        // the kernels whose attributes are set (once: host time per call)
     int k = 0;
-    while (k < 4 && ready[k] != NULL && ready[k] != kernel) k++;
-    if (k == 4) fatal("fb_launch_solve: more than 4 solve kernels");
+    while (k < 16 && ready[k] != NULL && ready[k] != kernel) k++;
+    if (k == 16) fatal("fb_launch_solve: more than 16 solve kernels");
     if (ready[k] == NULL) {
         cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fb_solve_smem(NW * FB_R)));
         cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
@@ -1317,12 +1384,34 @@ static void fb_launch_solve(void (*own16)(KArgs...), void (*inv16)(KArgs...), vo
 // the two solves, NW warps a CTA (fb_solve_warps(S): fb_fwd_solve, fb_bwd_solve pick it); Minv: scratch for the
 // inverses, (B, S/32, 32, 32) fp32; Ls: the split panels, (B, S, S) (both made by the call with SESSA_FB_INV=1-2,
 // before it by fb_inverses with 3; not used with 0)
+// The solve's schedule variants (SESSA_FB_SOLVE in the environment, read at the first solve; dev/cuda's checks set
+// fb_solve_v to compare them, the same bits): 0 as described above; 1 the updates' 12 (24) products of a k-slice
+// interleaved over the n-tiles (each tile's three in fb_mma3's order); 2 also, at 16 columns and 16 warps (B=1,
+// S = 512), warp q makes x_q itself right after its rhs, from registers (no barrier 1, no ra round trip; xa and
+// xs by the iteration's parity); 3 also the critical warp's update first (the other updating warps wait at a
+// named barrier until it has issued its products).
+static int fb_solve_v = -1;   // -1: not chosen yet
+static int fb_solve_variant(void) { return fb_env_choice(&fb_solve_v, "SESSA_FB_SOLVE", 0, 3); }
+template <bool BWD, int MT, int NW> struct FbSolveKernels;   // the INV kernel of variant v
+template <int MT, int NW> struct FbSolveKernels<false, MT, NW> {
+    static decltype(&fb_fwd_solve_kernel<true, MT, NW, 0>) pick(int v) {
+        return v == 0 ? fb_fwd_solve_kernel<true, MT, NW, 0> : v == 1 ? fb_fwd_solve_kernel<true, MT, NW, 1>
+             : v == 2 ? fb_fwd_solve_kernel<true, MT, NW, 2> : fb_fwd_solve_kernel<true, MT, NW, 3>;
+    }
+};
+template <int MT, int NW> struct FbSolveKernels<true, MT, NW> {
+    static decltype(&fb_bwd_solve_kernel<true, MT, NW, 0>) pick(int v) {
+        return v == 0 ? fb_bwd_solve_kernel<true, MT, NW, 0> : v == 1 ? fb_bwd_solve_kernel<true, MT, NW, 1>
+             : v == 2 ? fb_bwd_solve_kernel<true, MT, NW, 2> : fb_bwd_solve_kernel<true, MT, NW, 3>;
+    }
+};
 template <int NW>
 static void fb_fwd_solve_w(float *s, float *c, floatX *s3, const float *acc, int has_acc, const float *Pd,
                            const floatX *f, const float *gamma, float *Minv, float *Ls, int u0, int Sv, int S, int B,
                            int T, int D, cudaStream_t stream, int side_ok) {
-    fb_launch_solve<false, NW>(fb_fwd_solve_kernel<false, 1, NW>, fb_fwd_solve_kernel<true, 1, NW>,
-                               fb_fwd_solve_kernel<false, 2, NW>, fb_fwd_solve_kernel<true, 2, NW>,
+    int v = fb_solve_variant();
+    fb_launch_solve<false, NW>(fb_fwd_solve_kernel<false, 1, NW>, FbSolveKernels<false, 1, NW>::pick(v),
+                               fb_fwd_solve_kernel<false, 2, NW>, FbSolveKernels<false, 2, NW>::pick(v),
                                fb_fwd_vec(s, c, s3, f, D), Minv, Ls, Pd, gamma, u0, Sv, S, B, T, D, side_ok, stream,
                                s, c, s3, acc, has_acc, Pd, f, gamma);
 }
@@ -1330,8 +1419,9 @@ template <int NW>
 static void fb_bwd_solve_w(floatX *u3, floatX *df, const float *acc, int has_acc, const float *PcT,
                            const float *gs, FbGateBwd gb, float *Minv, float *Ls, int u0, int Sv, int S, int B, int T,
                            int D, cudaStream_t stream, int side_ok) {
-    fb_launch_solve<true, NW>(fb_bwd_solve_kernel<false, 1, NW>, fb_bwd_solve_kernel<true, 1, NW>,
-                              fb_bwd_solve_kernel<false, 2, NW>, fb_bwd_solve_kernel<true, 2, NW>,
+    int v = fb_solve_variant();
+    fb_launch_solve<true, NW>(fb_bwd_solve_kernel<false, 1, NW>, FbSolveKernels<true, 1, NW>::pick(v),
+                              fb_bwd_solve_kernel<false, 2, NW>, FbSolveKernels<true, 2, NW>::pick(v),
                               fb_bwd_vec(u3, df, gs, &gb, D), Minv, Ls, PcT, NULL, u0, Sv, S, B, T, D, side_ok, stream,
                               u3, df, acc, has_acc, PcT, gs, gb);
 }
