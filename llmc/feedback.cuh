@@ -586,6 +586,8 @@ __global__ void fb_fwd_rows_kernel(floatX *P3, float *Pd, float *lse, const floa
 //   ra, xa [hi, lo][2 m-tiles][2 k-slices][32 lanes][4]   rhs_q^T and x_q^T as A fragments
 //   xs    [32][32]         x_q fp32 (fb_sw_c), for the stores
 //   gsh   [S]              forward: gamma of the superblock's rows
+// (With the fused x, "Fused x" above fb_fwd_solve_w, at 16 columns and 16 warps: R and X both by warp q from its
+// registers, no barrier 1, xa and xs double-buffered by the iteration's parity.)
 // Per block: R (warp q), barrier 1, X (warps < 4 MT), barrier 2, U (every warp p after q), then every warp but the
 // critical one (qn = q+1 forward, q-1 backward: its update, then its R, is the chain) does the rest: forward warp q
 // stores c_q from its accumulators (4 rows x 32 bytes a store: whole sectors), the owners split their block of the
@@ -853,7 +855,7 @@ __device__ __forceinline__ void fb_store_x(const float *xs, float *xf, floatX *x
 //   inverts (and splits) the blocks itself and loads h, f (gs) in the C layout (4-byte loads)
 //   vec: the outputs go by 16-byte stores (fb_store_x; D a multiple of 8, the outputs 16-byte aligned)
 //   Ls (INV): the panels' blocks already split by fb_inverse_kernel, copied flat; else the fp32 blocks of L, split here
-template <bool BWD, bool INV, int MT, int NW, int V = 0>
+template <bool BWD, bool INV, int MT, int NW, bool FXX = false>
 __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX *xb,
                                          const float *acc, int has_acc, const float *L, const float *Minv_g,
                                          const float *Ls, const floatX *f, const float *gs, const float *gamma, int vec,
@@ -864,9 +866,9 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
     uint32_t *xa = ra + FB_R * FB_R;                // x_q^T as A fragments
     float *xs = (float *)(xa + FB_R * FB_R);        // x_q fp32 [32][32] (fb_sw_c), staged for fb_store_x
     float *gsh = xs + FB_R * FB_R;                  // forward: gamma of the superblock's rows (0 past Sv)
-    // V >= 2 with MT = 1 and 16 warps: warp q makes x_q itself ("fused x"), into xa / xs by the parity of the
-    // iteration: xa and this second one, xs and ra (which the fused x does not use)
-    constexpr bool FX = V >= 2 && MT == 1 && NW == 16 && INV;
+    // FXX with MT = 1 and 16 warps (INV): warp q makes x_q itself ("fused x", fb_solve_fused_x), into xa / xs by the
+    // parity of the iteration: xa and this second one, xs and ra (which the fused x does not use)
+    constexpr bool FX = FXX && MT == 1 && NW == 16 && INV;
     uint32_t *xa2 = (uint32_t *)(gsh + S);
     int w = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, t = lane % 4, b = blockIdx.y;
     constexpr int NC = 16 * MT;                 // the CTA's columns: MT m-tiles of 16
@@ -1118,30 +1120,13 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
         __syncthreads();                        // xa, xs, the next panel's fp32 blocks complete
         FB_PHASE_IT(it, FB_PH_BAR2, 0);
         // U. h_w^T += x_q^T L_wq^T for the blocks w after q (forward: w >= q; backward: w < q)
-        bool upd = BWD ? w < q : w >= q && w < nb;
-        // V >= 3: the critical warp qn's products go first (the others wait at barrier 1 until it has issued them)
-        bool first = V >= 3 && more;
-        if (first && w != qn) { if (upd) bar_sync(1, NTH); else bar_arrive(1, NTH); }
-        if (upd) {
+        if (BWD ? w < q : w >= q && w < nb) {
             const float *Lw = pq + w * FB_R * FB_R;
 #pragma unroll
             for (int kt = 0; kt < 2; kt++) {
                 FbFragA a[MT];
 #pragma unroll
                 for (int mt = 0; mt < MT; mt++) a[mt] = fb_frag_load(xaq, mt, kt, lane);
-                if (V >= 1) {   // the 4 MT tiles' products interleaved, each tile's in fb_mma3's order: the same bits
-                    FbFragB bb[4];
-#pragma unroll
-                    for (int nt = 0; nt < 4; nt++) bb[nt] = fb_frag_b(Lw, 8 * nt, kt, lane);
-#pragma unroll
-                    for (int part = 0; part < 3; part++)
-#pragma unroll
-                        for (int nt = 0; nt < 4; nt++)
-#pragma unroll
-                            for (int mt = 0; mt < MT; mt++)
-                                mma_bf16_16816(h[mt][nt], part == 1 ? a[mt].lo : a[mt].hi, part == 2 ? bb[nt].lo : bb[nt].hi);
-                    continue;
-                }
 #pragma unroll
                 for (int nt = 0; nt < 4; nt++) {
                     FbFragB bb = fb_frag_b(Lw, 8 * nt, kt, lane);
@@ -1150,7 +1135,6 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
                 }
             }
         }
-        if (first && w == qn) bar_arrive(1, NTH);
         FB_PHASE_IT(it, FB_PH_UPD + w, w);
         if (in2) {                              // the block two iterations ahead into the place just read
             if (INV)
@@ -1246,12 +1230,12 @@ fb_inverse_kernel(float *Minv, float *Ls, const float *L, const float *gamma, in
 // halves of s, read by the next superblocks' GEMMs). grid (ceil(D/(16 MT)), B), 32 NW threads, fb_solve_smem(S).
 // INV, MT, NW, vec: fb_solve's (Minv from fb_inverse_kernel, h and f staged in shared memory; 16 MT columns a CTA;
 // NW warps, S <= 32 NW; 16-byte output stores). 16 / NW CTAs an SM: 128 registers a thread at most.
-template <bool INV, int MT, int NW, int V = 0>
+template <bool INV, int MT, int NW, bool FXX = false>
 __global__ void __launch_bounds__(NW * WARP_SIZE, 16 / NW)
 fb_fwd_solve_kernel(float *s, float *c, floatX *s3, const float *acc, int has_acc, const float *Pd,
                     const floatX *f, const float *gamma, int vec, const float *Minv, const float *Ls, int u0, int Sv,
                     int S, int T, int D) {
-    fb_solve<false, INV, MT, NW, V>(s, c, s3, NULL, acc, has_acc, Pd, Minv, Ls, f, NULL, gamma, vec, u0, Sv, S, T, D);
+    fb_solve<false, INV, MT, NW, FXX>(s, c, s3, NULL, acc, has_acc, Pd, Minv, Ls, f, NULL, gamma, vec, u0, Sv, S, T, D);
 }
 
 // backward, transposed: for the keys j of U in blocks of 32 from last to first,
@@ -1260,12 +1244,12 @@ fb_fwd_solve_kernel(float *s, float *c, floatX *s3, const float *acc, int has_ac
 // clears PcT when a superblock is partial, fb_begin). The forward's schedule with L = PcT, G = I, the blocks from last to first, and
 // h = gs + acc from the start. Writes u3 (u's bf16 halves, X3 layout) and df = bf16(u).
 // grid (ceil(D/(16 MT)), B), 32 NW threads, fb_solve_smem(S). INV, MT, NW, vec as the forward's.
-template <bool INV, int MT, int NW, int V = 0>
+template <bool INV, int MT, int NW, bool FXX = false>
 __global__ void __launch_bounds__(NW * WARP_SIZE, 16 / NW)
 fb_bwd_solve_kernel(floatX *u3, floatX *df, const float *acc, int has_acc, const float *PcT,
                     const float *gs, FbGateBwd gb, int vec, const float *Minv, const float *Ls, int u0, int Sv, int S,
                     int T, int D) {
-    fb_solve<true, INV, MT, NW, V>(NULL, NULL, u3, df, acc, has_acc, PcT, Minv, Ls, NULL, gs, NULL, vec, u0, Sv, S, T, D, gb);
+    fb_solve<true, INV, MT, NW, FXX>(NULL, NULL, u3, df, acc, has_acc, PcT, Minv, Ls, NULL, gs, NULL, vec, u0, Sv, S, T, D, gb);
 }
 
 // Where the diagonal blocks' inverses are made (SESSA_FB_INV in the environment, read at the first solve; dev/cuda's
@@ -1362,10 +1346,10 @@ static void fb_launch_solve(void (*own16)(KArgs...), void (*inv16)(KArgs...), vo
     if (S > NW * FB_R) fatal("fb_launch_solve: a superblock of %d rows for a solve of %d warps", S, NW);
     void (*kernel)(KArgs...) = cols == 16 ? (mode > 0 ? inv16 : own16) : mode > 0 ? inv : own;
     if (mode == 1 || mode == 2) fb_inverses<BWD>(Minv, (float *)Ls, L, gamma, u0, Sv, S, B, T, stream);
-    static void (*ready[16])(KArgs...);        // the kernels whose attributes are set (once: host time per call)
+    static void (*ready[8])(KArgs...);         // the kernels whose attributes are set (once: host time per call)
     int k = 0;
-    while (k < 16 && ready[k] != NULL && ready[k] != kernel) k++;
-    if (k == 16) fatal("fb_launch_solve: more than 16 solve kernels");
+    while (k < 8 && ready[k] != NULL && ready[k] != kernel) k++;
+    if (k == 8) fatal("fb_launch_solve: more than 8 solve kernels");
     if (ready[k] == NULL) {
         cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fb_solve_smem(NW * FB_R)));
         cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
@@ -1384,34 +1368,40 @@ static void fb_launch_solve(void (*own16)(KArgs...), void (*inv16)(KArgs...), vo
 // the two solves, NW warps a CTA (fb_solve_warps(S): fb_fwd_solve, fb_bwd_solve pick it); Minv: scratch for the
 // inverses, (B, S/32, 32, 32) fp32; Ls: the split panels, (B, S, S) (both made by the call with SESSA_FB_INV=1-2,
 // before it by fb_inverses with 3; not used with 0)
-// The solve's schedule variants (SESSA_FB_SOLVE in the environment, read at the first solve; dev/cuda's checks set
-// fb_solve_v to compare them, the same bits): 0 as described above; 1 the updates' 12 (24) products of a k-slice
-// interleaved over the n-tiles (each tile's three in fb_mma3's order); 2 also, at 16 columns and 16 warps (B=1,
-// S = 512), warp q makes x_q itself right after its rhs, from registers (no barrier 1, no ra round trip; xa and
-// xs by the iteration's parity); 3 also the critical warp's update first (the other updating warps wait at a
-// named barrier until it has issued its products).
-static int fb_solve_v = -1;   // -1: not chosen yet
-static int fb_solve_variant(void) { return fb_env_choice(&fb_solve_v, "SESSA_FB_SOLVE", 0, 3); }
-template <bool BWD, int MT, int NW> struct FbSolveKernels;   // the INV kernel of variant v
+// Fused x (SESSA_FB_FUSEDX, default 1; 0: the schedule above; read at the first solve, dev/cuda's checks set
+// fb_fused_x_on to compare, the same bits): at 16 columns and 16 warps (B = 1 at D = 768, S = 512: 48 CTAs) warp q
+// makes x_q itself right after its rhs, from registers: its 4 C tiles' products interleaved (each tile's in X's
+// order), no barrier 1, no ra round trip, xa and xs by the iteration's parity (one more 32x32 tile of shared
+// memory, fb_solve_smem). Measured (H200, the 15th session; dev/cuda/feedback_phases.cu at B=1 T=8192, mean
+// cycles per CTA 0 / 1): forward 45.7k / 41.2k (no acc), 47.1k / 42.7k (acc); backward 38.5k / 35.7k, 39.8k / 37.1k;
+// the trainer's d12 B=1 T=8192 165.1k / 167.3k tok/s (medians of 2). Not at 32 columns (B=8): x is 8 C tiles there
+// (8 warps now), and one more tile of shared memory would leave two CTAs of 8 warps an SM no room at S = 256.
+// Also measured then, not kept (same bits; feedback_phases and the trainer, as above): the updates' products
+// interleaved over the n-tiles (no change in cycles: ptxas interleaves already), and the critical warp's update
+// first, the other updating warps held at a named barrier until it had issued its products (forward 44.9k cycles
+// against 42.7k with the fused x alone; d12 B=1 164.1k tok/s).
+static int fb_fused_x_on = -1;   // -1: not chosen yet
+static int fb_fused_x(void) { return fb_env_choice(&fb_fused_x_on, "SESSA_FB_FUSEDX", 1, 1); }
+template <bool BWD, int MT, int NW> struct FbSolveKernels;   // the INV kernel, fused x or not (only where it applies)
 template <int MT, int NW> struct FbSolveKernels<false, MT, NW> {
-    static decltype(&fb_fwd_solve_kernel<true, MT, NW, 0>) pick(int v) {
-        return v == 0 ? fb_fwd_solve_kernel<true, MT, NW, 0> : v == 1 ? fb_fwd_solve_kernel<true, MT, NW, 1>
-             : v == 2 ? fb_fwd_solve_kernel<true, MT, NW, 2> : fb_fwd_solve_kernel<true, MT, NW, 3>;
+    static decltype(&fb_fwd_solve_kernel<true, MT, NW>) pick(int fx) {
+        if constexpr (MT == 1 && NW == 16) return fx ? fb_fwd_solve_kernel<true, MT, NW, true> : fb_fwd_solve_kernel<true, MT, NW>;
+        else return fb_fwd_solve_kernel<true, MT, NW>;
     }
 };
 template <int MT, int NW> struct FbSolveKernels<true, MT, NW> {
-    static decltype(&fb_bwd_solve_kernel<true, MT, NW, 0>) pick(int v) {
-        return v == 0 ? fb_bwd_solve_kernel<true, MT, NW, 0> : v == 1 ? fb_bwd_solve_kernel<true, MT, NW, 1>
-             : v == 2 ? fb_bwd_solve_kernel<true, MT, NW, 2> : fb_bwd_solve_kernel<true, MT, NW, 3>;
+    static decltype(&fb_bwd_solve_kernel<true, MT, NW>) pick(int fx) {
+        if constexpr (MT == 1 && NW == 16) return fx ? fb_bwd_solve_kernel<true, MT, NW, true> : fb_bwd_solve_kernel<true, MT, NW>;
+        else return fb_bwd_solve_kernel<true, MT, NW>;
     }
 };
 template <int NW>
 static void fb_fwd_solve_w(float *s, float *c, floatX *s3, const float *acc, int has_acc, const float *Pd,
                            const floatX *f, const float *gamma, float *Minv, float *Ls, int u0, int Sv, int S, int B,
                            int T, int D, cudaStream_t stream, int side_ok) {
-    int v = fb_solve_variant();
-    fb_launch_solve<false, NW>(fb_fwd_solve_kernel<false, 1, NW>, FbSolveKernels<false, 1, NW>::pick(v),
-                               fb_fwd_solve_kernel<false, 2, NW>, FbSolveKernels<false, 2, NW>::pick(v),
+    int fx = fb_fused_x();
+    fb_launch_solve<false, NW>(fb_fwd_solve_kernel<false, 1, NW>, FbSolveKernels<false, 1, NW>::pick(fx),
+                               fb_fwd_solve_kernel<false, 2, NW>, FbSolveKernels<false, 2, NW>::pick(fx),
                                fb_fwd_vec(s, c, s3, f, D), Minv, Ls, Pd, gamma, u0, Sv, S, B, T, D, side_ok, stream,
                                s, c, s3, acc, has_acc, Pd, f, gamma);
 }
@@ -1419,9 +1409,9 @@ template <int NW>
 static void fb_bwd_solve_w(floatX *u3, floatX *df, const float *acc, int has_acc, const float *PcT,
                            const float *gs, FbGateBwd gb, float *Minv, float *Ls, int u0, int Sv, int S, int B, int T,
                            int D, cudaStream_t stream, int side_ok) {
-    int v = fb_solve_variant();
-    fb_launch_solve<true, NW>(fb_bwd_solve_kernel<false, 1, NW>, FbSolveKernels<true, 1, NW>::pick(v),
-                              fb_bwd_solve_kernel<false, 2, NW>, FbSolveKernels<true, 2, NW>::pick(v),
+    int fx = fb_fused_x();
+    fb_launch_solve<true, NW>(fb_bwd_solve_kernel<false, 1, NW>, FbSolveKernels<true, 1, NW>::pick(fx),
+                              fb_bwd_solve_kernel<false, 2, NW>, FbSolveKernels<true, 2, NW>::pick(fx),
                               fb_bwd_vec(u3, df, gs, &gb, D), Minv, Ls, PcT, NULL, u0, Sv, S, B, T, D, side_ok, stream,
                               u3, df, acc, has_acc, PcT, gs, gb);
 }

@@ -152,9 +152,6 @@ template <> __device__ __forceinline__ void wgmma_rs_nmajor<128>(float (&d)[64],
 #undef WGMMA_D32
 #undef WGMMA_D64
 #endif // sm_90a
-// named barriers (any architecture; "Named barriers" below)
-__device__ __forceinline__ void bar_sync(int id, int n) { asm volatile("bar.sync %0, %1;\n" :: "r"(id), "r"(n) : "memory"); }
-__device__ __forceinline__ void bar_arrive(int id, int n) { asm volatile("bar.arrive %0, %1;\n" :: "r"(id), "r"(n) : "memory"); }
 #endif // SESSA_CUDA_EMU_H
 
 // the descriptor of a 128-byte-swizzled operand at smem (shared by the GPU build and the emulator's wgmma twins)
@@ -209,6 +206,8 @@ __device__ __forceinline__ void tma_load_4d(void *dst, const CUtensorMap *map, u
                  :: "r"(smem_u32(dst)), "l"((uint64_t)map), "r"(smem_u32(bar)), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
                  : "memory");
 }
+__device__ __forceinline__ void bar_sync(int id, int n) { asm volatile("bar.sync %0, %1;\n" :: "r"(id), "r"(n) : "memory"); }
+__device__ __forceinline__ void bar_arrive(int id, int n) { asm volatile("bar.arrive %0, %1;\n" :: "r"(id), "r"(n) : "memory"); }
 template <int R> __device__ __forceinline__ void setmaxnreg_dec(void) { asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" :: "n"(R)); }
 template <int R> __device__ __forceinline__ void setmaxnreg_inc(void) { asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" :: "n"(R)); }
 #endif

@@ -93,20 +93,19 @@ static int inverse_modes_agree(void (*run)(void *ctx, void *out), void *ctx, siz
                    what, same ? "ok" : "FAIL");
             ok &= same;
         }
-    int keep_v = fb_solve_v;                  // the solve's schedule variants (SESSA_FB_SOLVE): the same bits too
-    for (int v = 1; v <= 3; v++)
-        for (int cols = 32; cols >= 16; cols -= 16) {
-            fb_inverse_mode = 2;
-            fb_cols_mode = cols;
-            fb_solve_v = v;
-            cudaCheck(cudaMemset(scratch, 0xff, scratch_bytes));
-            run(ctx, got);
-            int same = memcmp(ref, got, bytes) == 0;
-            printf("  SESSA_FB_SOLVE=%d SESSA_FB_COLS=%d: %s bitwise those of SESSA_FB_INV=0 SESSA_FB_COLS=32: %s\n", v, cols,
-                   what, same ? "ok" : "FAIL");
-            ok &= same;
-        }
-    fb_solve_v = keep_v;
+    int keep_fx = fb_fused_x_on;              // and the fused x (SESSA_FB_FUSEDX) off: the same bits
+    fb_fused_x_on = 1 - fb_fused_x();
+    for (int cols = 32; cols >= 16; cols -= 16) {
+        fb_inverse_mode = 2;
+        fb_cols_mode = cols;
+        cudaCheck(cudaMemset(scratch, 0xff, scratch_bytes));
+        run(ctx, got);
+        int same = memcmp(ref, got, bytes) == 0;
+        printf("  SESSA_FB_FUSEDX=%d SESSA_FB_COLS=%d: %s bitwise those of SESSA_FB_INV=0 SESSA_FB_COLS=32: %s\n",
+               fb_fused_x_on, cols, what, same ? "ok" : "FAIL");
+        ok &= same;
+    }
+    fb_fused_x_on = keep_fx;
     fb_inverse_mode = keep;
     fb_cols_mode = keep_cols;
     free(ref); free(got);
