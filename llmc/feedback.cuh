@@ -1747,8 +1747,7 @@ static size_t fb_bwd_carve(FbBwdScratch *w, void *scratch, int B, int T, int D) 
 // n sets (fb_sets: B=32 T=256, one superblock, 201 -> 173 MiB).
 typedef struct {
     cudaStream_t a, b, c;
-    cudaEvent_t fork, join_a, join_b, join_c, solved, gate, dz_done, dq_done, ready[FB_NBUF], freed[FB_NBUF],
-        far_done[FB_NBUF], zs_free[FB_NBUF];
+    cudaEvent_t fork, join_a, join_b, join_c, solved, gate, dz_done, dq_done, ready[FB_NBUF], freed[FB_NBUF], far_done[FB_NBUF];
 } FbStreams;
 static FbStreams fb_streams(cudaStream_t stream) {
     static FbStreams st;
@@ -1762,7 +1761,6 @@ static FbStreams fb_streams(cudaStream_t stream) {
             cudaCheck(cudaEventCreateWithFlags(&st.ready[k], cudaEventDisableTiming));
             cudaCheck(cudaEventCreateWithFlags(&st.freed[k], cudaEventDisableTiming));
             cudaCheck(cudaEventCreateWithFlags(&st.far_done[k], cudaEventDisableTiming));
-            cudaCheck(cudaEventCreateWithFlags(&st.zs_free[k], cudaEventDisableTiming));
         }
         if (on) {
             cudaStream_t *side[FB_SIDE_STREAMS] = {&st.a, &st.b, &st.c};
@@ -1804,25 +1802,11 @@ static int fb_dq_side(void) {
     }
     return fb_dq_side_on;
 }
-// Early slab (SESSA_FB_SLAB_EARLY, default 1; 0: as before). The slab of superblock it (stream a) reuses the buffer
-// set of it - nb; of it, its logits GEMM writes only Zs, which the tail of it - nb reads last in its dZ kernel (u s^T
-// there, dZ into Pc3's rows), while Pc3 (and PcT, Minv, Ls) stay in use until dkb and dqb. With 1 the GEMM waits
-// for that dZ only (zs_free), the slab kernel and the inverses for the whole tail (freed), as before: the cycle
-// tail + slab + chain per two superblocks ("Buffers") loses the GEMM's share. The same kernels: the same bits.
-static int fb_slab_early_on = -1;  // SESSA_FB_SLAB_EARLY (default 1) when first used
-static int fb_slab_early(void) {
-    if (fb_slab_early_on < 0) {
-        const char *e = getenv("SESSA_FB_SLAB_EARLY");
-        fb_slab_early_on = !(e && e[0] == '0');
-    }
-    return fb_slab_early_on;
-}
-// the other SESSA_FB_LOOKAHEAD, SESSA_FB_BUFFERS, SESSA_FB_DQ_SIDE and SESSA_FB_SLAB_EARLY settings (a second call restores them): dev/cuda's checks run both
+// the other SESSA_FB_LOOKAHEAD, SESSA_FB_BUFFERS and SESSA_FB_DQ_SIDE settings (a second call restores them): dev/cuda's checks run both
 static void fb_schedule_toggle(void) {
     fb_lookahead_on = !fb_lookahead();
     fb_nbuf_on = 5 - fb_nbuf();
     fb_dq_side_on = !fb_dq_side();
-    fb_slab_early_on = !fb_slab_early();
 }
 // waiter waits for the work issued to signaler so far (through event e)
 static void fb_after(cudaStream_t waiter, cudaEvent_t e, cudaStream_t signaler) {
@@ -2064,7 +2048,6 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
     int nb = fb_sets(B, T), la = fb_lookahead();
     FbStreams st = fb_begin(w.PcT, nb, B, S, n, T, stream, parts & FB_BEGIN, parts);
     int dq7 = fb_dq_side() && st.c != st.b;   // dqb on stream c ("Tail"; after the lookahead's far GEMMs there)
-    int early = fb_slab_early() && st.a != st.b;   // the slab's GEMM after the tail's dZ only ("Early slab")
     int side_ok = n == 1 && parts != FB_ALL;   // (fb_inverse_where)
     int side_inv = fb_solve_inv_mode(fb_bwd_vec(w.u3, df, gs, &gb, D), side_ok) == 3;   // the inverses beside the chain
     // with the forward's kept slab (one superblock) the slab's buffers are the kept ones (after fb_begin: its clearing
@@ -2077,12 +2060,12 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
     //    hi/lo parts (Pc3), PcT (and the inverses) (once stream b no longer reads these buffers for superblock it - nb)
     auto slab = [&](int it) {
         int u0 = (n - 1 - it) * S, u1 = u0 + S < T ? u0 + S : T, Sv = u1 - u0, M = T - u0, k = it % nb;
-        if (it >= nb) cudaCheck(cudaStreamWaitEvent(st.a, early ? st.zs_free[k] : st.freed[k], 0));
-        if (!kept)
+        if (it >= nb) cudaCheck(cudaStreamWaitEvent(st.a, st.freed[k], 0));
+        if (!kept) {
             fb_gemm(FbOut{w.Zs[k], CUDA_R_32F, S, sTS}, FbIn{qb + (size_t)u0 * ld, ld, sq, false},
                     FbIn{kb + (size_t)u0 * ld, ld, sq, true}, FbShape{M, Sv, D, B}, scale, 0.0f, st.a);
-        if (it >= nb && early) cudaCheck(cudaStreamWaitEvent(st.a, st.freed[k], 0));   // ("Early slab")
-        if (!kept) fb_launch_slab(&w, k, lse, gamma, u0, Sv, S, B, T, st.a);
+            fb_launch_slab(&w, k, lse, gamma, u0, Sv, S, B, T, st.a);
+        }
         if (side_inv) fb_inverses<true>(w.Minv[k], w.Ls[k], w.PcT[k], NULL, u0, Sv, S, B, T, st.a);
         cudaCheck(cudaEventRecord(st.ready[k], st.a));
     };
@@ -2124,7 +2107,6 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
         fb_gemm(FbOut{w.Zs[k], CUDA_R_32F, S, sTS}, FbIn{w.u3 + (size_t)3 * u0 * D, 3 * D, 3 * sTD, false},
                 FbIn{w.sU3, 3 * D, 3 * sSD, true}, FbShape{M, Sv, 3 * D, B}, 1.0f, 0.0f, st.b);
         fb_launch_dz(&w, k, dgamma, u0, Sv, S, B, T, st.b);
-        if (early) cudaCheck(cudaEventRecord(st.zs_free[k], st.b));   // Zs[k] read (US by dZ)
         cudaStream_t sq7 = dq7 ? st.c : st.b;      // ("Tail": dqb beside dkb)
         if (dq7) fb_after(st.c, st.dz_done, st.b);
         // 6. dkb[U] (Sv, D) = dZ^T qb[u0:T] / sqrt(D), complete: bf16 straight into dkb
