@@ -1572,12 +1572,10 @@ __global__ void fb_bwd_rows_kernel(float *dgamma, floatX *sU3, const floatX *u3,
 // element (Pc_hi, Pc_lo, US in, dZ out): B=8 T=1024 S=256, 13 MB, ~3 us (5.5 us per call measured, d12 profile,
 // with a row a thread; 3.3 / 2.9 us a call at B=8 T=1024 / B=1 T=8192 now, 4.0 / 3.8 TB/s). Up to FB_SLAB_IT
 // rows a thread, the loads first.
-// Rows i in [i_lo, i_hi) of the T - u0 ("Tail": the halves on two streams). grid (ceil((i_hi - i_lo) /
-// fb_slab_cta_rows(S)), B), 256 threads.
-__global__ void fb_dz_kernel(floatX *dZ_Pc3, const float *US, const float *dgamma, int u0, int Sv, int S, int T,
-                             int i_lo, int i_hi) {
+// grid (ceil((T - u0) / fb_slab_cta_rows(S)), B), 256 threads.
+__global__ void fb_dz_kernel(floatX *dZ_Pc3, const float *US, const float *dgamma, int u0, int Sv, int S, int T) {
     int tpr = S / 4, rpc = fb_slab_rows(S), R = fb_slab_cta_rows(S), b = blockIdx.y;
-    int rr = threadIdx.x / tpr, jj = 4 * (threadIdx.x % tpr), i0 = i_lo + blockIdx.x * R, M = i_hi;
+    int rr = threadIdx.x / tpr, jj = 4 * (threadIdx.x % tpr), i0 = blockIdx.x * R, M = T - u0;
     if (rr >= rpc || jj >= Sv) return;
     FbU2 hi[FB_SLAB_IT], lo[FB_SLAB_IT];
     FbF4 us4[FB_SLAB_IT];
@@ -1749,8 +1747,7 @@ static size_t fb_bwd_carve(FbBwdScratch *w, void *scratch, int B, int T, int D) 
 // n sets (fb_sets: B=32 T=256, one superblock, 201 -> 173 MiB).
 typedef struct {
     cudaStream_t a, b, c;
-    cudaEvent_t fork, join_a, join_b, join_c, solved, gate, dz_done, dq_done, rows_done, dz_half, ready[FB_NBUF],
-        freed[FB_NBUF], far_done[FB_NBUF];
+    cudaEvent_t fork, join_a, join_b, join_c, solved, gate, dz_done, dq_done, ready[FB_NBUF], freed[FB_NBUF], far_done[FB_NBUF];
 } FbStreams;
 static FbStreams fb_streams(cudaStream_t stream) {
     static FbStreams st;
@@ -1758,8 +1755,7 @@ static FbStreams fb_streams(cudaStream_t stream) {
     if (on < 0) {
         const char *e = getenv("SESSA_FB_STREAMS");
         on = !(e && e[0] == '0');
-        cudaEvent_t *ev[] = {&st.fork, &st.join_a, &st.join_b, &st.join_c, &st.solved, &st.gate, &st.dz_done, &st.dq_done,
-                             &st.rows_done, &st.dz_half};
+        cudaEvent_t *ev[] = {&st.fork, &st.join_a, &st.join_b, &st.join_c, &st.solved, &st.gate, &st.dz_done, &st.dq_done};
         for (size_t i = 0; i < sizeof ev / sizeof ev[0]; i++) cudaCheck(cudaEventCreateWithFlags(ev[i], cudaEventDisableTiming));
         for (int k = 0; k < FB_NBUF; k++) {
             cudaCheck(cudaEventCreateWithFlags(&st.ready[k], cudaEventDisableTiming));
@@ -1806,24 +1802,11 @@ static int fb_dq_side(void) {
     }
     return fb_dq_side_on;
 }
-// With SESSA_FB_US_SPLIT (default 1; 0: whole on stream b), also u s^T and dZ by row halves, the second half on
-// stream c (rows [mid, T - u0), mid = half rounded down to 64), when the superblock has 2S rows or more below u0 and
-// the feedback's side GEMMs run on part of the SMs (fb_side_sms_call > 0: B <= 2 at D = 768); dkb (b) and dqb (c)
-// then wait for both halves. Other last bits (the halves' GEMMs are other shapes); deterministic.
-static int fb_us_split_on = -1;    // SESSA_FB_US_SPLIT (default 1) when first used
-static int fb_us_split(void) {
-    if (fb_us_split_on < 0) {
-        const char *e = getenv("SESSA_FB_US_SPLIT");
-        fb_us_split_on = !(e && e[0] == '0');
-    }
-    return fb_us_split_on;
-}
-// the other SESSA_FB_LOOKAHEAD, SESSA_FB_BUFFERS, SESSA_FB_DQ_SIDE and SESSA_FB_US_SPLIT settings (a second call restores them): dev/cuda's checks run both
+// the other SESSA_FB_LOOKAHEAD, SESSA_FB_BUFFERS and SESSA_FB_DQ_SIDE settings (a second call restores them): dev/cuda's checks run both
 static void fb_schedule_toggle(void) {
     fb_lookahead_on = !fb_lookahead();
     fb_nbuf_on = 5 - fb_nbuf();
     fb_dq_side_on = !fb_dq_side();
-    fb_us_split_on = !fb_us_split();
 }
 // waiter waits for the work issued to signaler so far (through event e)
 static void fb_after(cudaStream_t waiter, cudaEvent_t e, cudaStream_t signaler) {
@@ -1870,10 +1853,9 @@ static void fb_launch_bwd_rows(const FbBwdScratch *w, float *dgamma, const float
     cudaCheck(cudaGetLastError());
 }
 static void fb_launch_dz(const FbBwdScratch *w, int k, const float *dgamma, int u0, int Sv, int S, int B, int T,
-                         cudaStream_t stream, int i_lo = 0, int i_hi = -1) {   // (rows i_lo .. i_hi of T - u0)
-    if (i_hi < 0) i_hi = T - u0;
-    fb_dz_kernel<<<dim3(ceil_div(i_hi - i_lo, fb_slab_cta_rows(S)), B), 256, 0, stream>>>(w->Pc3[k], w->Zs[k], dgamma,
-                                                                                         u0, Sv, S, T, i_lo, i_hi);
+                         cudaStream_t stream) {
+    fb_dz_kernel<<<dim3(ceil_div(T - u0, fb_slab_cta_rows(S)), B), 256, 0, stream>>>(w->Pc3[k], w->Zs[k], dgamma, u0,
+                                                                                    Sv, S, T);
     cudaCheck(cudaGetLastError());
 }
 
@@ -2122,22 +2104,11 @@ static void feedback_backward(floatX *df, float *dgamma, floatX *dqb, floatX *dk
         // 4. dgamma[U] = u . c; 5. US (M, Sv) = u[u0:T] s[U]^T into the slab's logits buffer (the (T, 3D) view of
         //    u3 times sU3^T: one GEMM of K = 3D); dZ over Pc_hi's first copy
         fb_launch_bwd_rows(&w, dgamma, c, s, u0, Sv, S, B, T, D, st.b, gb);
-        // (rows [i0, i1) of the M below u0 on stream on)
-        auto us_dz = [&](int i0, int i1, cudaStream_t on) {
-            fb_gemm(FbOut{w.Zs[k] + (size_t)i0 * S, CUDA_R_32F, S, sTS}, FbIn{w.u3 + (size_t)3 * (u0 + i0) * D, 3 * D, 3 * sTD, false},
-                    FbIn{w.sU3, 3 * D, 3 * sSD, true}, FbShape{i1 - i0, Sv, 3 * D, B}, 1.0f, 0.0f, on);
-            fb_launch_dz(&w, k, dgamma, u0, Sv, S, B, T, on, i0, i1);
-        };
-        int mid = dq7 && fb_us_split() && fb_side_sms_call > 0 && M >= 2 * S ? M / 2 / 64 * 64 : M;   // ("Tail")
-        if (mid < M) {                             // the second half on c, once the rows kernel (dgamma, sU3) is done
-            fb_after(st.c, st.rows_done, st.b);
-            us_dz(mid, M, st.c);
-            cudaCheck(cudaEventRecord(st.dz_half, st.c));
-        }
-        us_dz(0, mid, st.b);
+        fb_gemm(FbOut{w.Zs[k], CUDA_R_32F, S, sTS}, FbIn{w.u3 + (size_t)3 * u0 * D, 3 * D, 3 * sTD, false},
+                FbIn{w.sU3, 3 * D, 3 * sSD, true}, FbShape{M, Sv, 3 * D, B}, 1.0f, 0.0f, st.b);
+        fb_launch_dz(&w, k, dgamma, u0, Sv, S, B, T, st.b);
         cudaStream_t sq7 = dq7 ? st.c : st.b;      // ("Tail": dqb beside dkb)
         if (dq7) fb_after(st.c, st.dz_done, st.b);
-        if (mid < M) cudaCheck(cudaStreamWaitEvent(st.b, st.dz_half, 0));
         // 6. dkb[U] (Sv, D) = dZ^T qb[u0:T] / sqrt(D), complete: bf16 straight into dkb
         fb_gemm(FbOut{dkb + (size_t)u0 * ld, CUDA_R_16BF, ld, sq}, FbIn{w.Pc3[k], 3 * S, 3 * sTS, true},
                 FbIn{qb + (size_t)u0 * ld, ld, sq, false}, FbShape{Sv, D, M, B}, scale, 0.0f, st.b);

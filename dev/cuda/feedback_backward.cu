@@ -664,8 +664,8 @@ int main(int argc, char **argv) {
             ok &= check(1, 1500, 64, 2);   // 24 superblocks: the side streams cycle the buffer sets 8 times (on a GPU,
                                            // with real concurrency: the second run's bits catch a missing event)
             fb_schedule_toggle();   // the other lookahead, buffers and dqb-stream settings (llmc/feedback.cuh)
-            printf("version 2 with superblocks of 64 rows, SESSA_FB_LOOKAHEAD=%d SESSA_FB_BUFFERS=%d SESSA_FB_DQ_SIDE=%d SESSA_FB_US_SPLIT=%d\n",
-                   fb_lookahead(), fb_nbuf(), fb_dq_side(), fb_us_split());
+            printf("version 2 with superblocks of 64 rows, SESSA_FB_LOOKAHEAD=%d SESSA_FB_BUFFERS=%d SESSA_FB_DQ_SIDE=%d\n",
+                   fb_lookahead(), fb_nbuf(), fb_dq_side());
             ok &= check(2, 201, 72, 2) & check(1, 1500, 64, 2);
             fb_schedule_toggle();
             ok &= check_inverse_modes(2, 300, 40);   // 64-row superblocks: 2 blocks each
