@@ -636,7 +636,7 @@ __global__ void fb_fwd_rows_kernel(floatX *P3, float *Pd, float *lse, const floa
 // 16 for larger S (1 CTA an SM); either way 128 registers a thread at most and S <= 32 NW (gamma: a thread a row)
 static inline int fb_solve_warps(int S) { return S <= 8 * FB_R ? 8 : 16; }
 static_assert(FB_NB == 16, "fb_solve_warps: 8 or 16 warps");
-static inline size_t fb_solve_smem(int S) {   // (with 16 warps one tile more: the fused x's second xa, FbSolveV)
+static inline size_t fb_solve_smem(int S) {   // (with 16 warps one tile more: the fused x's second xa)
     return ((size_t)3 * S * FB_R + (S > 8 * FB_R ? 4 : 3) * FB_R * FB_R + S) * sizeof(float);
 }
 
@@ -866,8 +866,8 @@ __device__ __forceinline__ void fb_solve(float *xf, float *c, floatX *x3, floatX
     uint32_t *xa = ra + FB_R * FB_R;                // x_q^T as A fragments
     float *xs = (float *)(xa + FB_R * FB_R);        // x_q fp32 [32][32] (fb_sw_c), staged for fb_store_x
     float *gsh = xs + FB_R * FB_R;                  // forward: gamma of the superblock's rows (0 past Sv)
-    // FXX with MT = 1 and 16 warps (INV): warp q makes x_q itself ("fused x", fb_solve_fused_x), into xa / xs by the
-    // parity of the iteration: xa and this second one, xs and ra (which the fused x does not use)
+    // FXX with MT = 1 and 16 warps (INV): warp q makes x_q itself ("Fused x" above fb_fwd_solve_w), into xa / xs by
+    // the parity of the iteration: xa and this second one, xs and ra (which the fused x does not use)
     constexpr bool FX = FXX && MT == 1 && NW == 16 && INV;
     uint32_t *xa2 = (uint32_t *)(gsh + S);
     int w = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, t = lane % 4, b = blockIdx.y;
@@ -1374,7 +1374,8 @@ static void fb_launch_solve(void (*own16)(KArgs...), void (*inv16)(KArgs...), vo
 // order), no barrier 1, no ra round trip, xa and xs by the iteration's parity (one more 32x32 tile of shared
 // memory, fb_solve_smem). Measured (H200, the 15th session; dev/cuda/feedback_phases.cu at B=1 T=8192, mean
 // cycles per CTA 0 / 1): forward 45.7k / 41.2k (no acc), 47.1k / 42.7k (acc); backward 38.5k / 35.7k, 39.8k / 37.1k;
-// the trainer's d12 B=1 T=8192 165.1k / 167.3k tok/s (medians of 2). Not at 32 columns (B=8): x is 8 C tiles there
+// the trainer's d12 B=1 T=8192 165.1k / 167.3k and, in a later call, 164.6k / 166.2k tok/s (medians of 2, gpu_session.sh
+// ab). Not at 32 columns (B=8): x is 8 C tiles there
 // (8 warps now), and one more tile of shared memory would leave two CTAs of 8 warps an SM no room at S = 256.
 // Also measured then, not kept (same bits; feedback_phases and the trainer, as above): the updates' products
 // interleaved over the n-tiles (no change in cycles: ptxas interleaves already), and the critical warp's update

@@ -14,6 +14,8 @@
    c store  forward, warp q: c_q out                                                    (CEND - UPD[q])
    out max  the slowest other warp: update, c, its next-panel block split, x_q stores   (max OUT - BAR2)
    iter     barrier 1 to barrier 1                                                      (BAR1 - previous BAR1)
+ With the fused x (llmc/feedback.cuh "Fused x": 16 columns and 16 warps, B=1 T=8192 here) there is no barrier 1:
+ warp q makes x_q right after its rhs and records BAR1 and X then, so "bar1" is its x and "x" ~0.
  Doubt: with the former one-barrier schedule, the backward's warp 0 (which updates right after the barrier) read
  its "past the barrier" clock ~5k cycles before warp q's "phase A done" clock, which a barrier forbids (its outputs
  were right); the forward's (warp 0 idle there) read ~100 cycles after. So a clock read right after BAR.SYNC by a
